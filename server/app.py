@@ -1,0 +1,81 @@
+"""Wiring: load the map, build the game, serve HTTP + WebSocket on one port,
+run the tick loop, stop cleanly on SIGINT/SIGTERM (clients get 1001)."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import signal
+import time
+
+from websockets.asyncio.server import serve
+
+from world.tilemap import load_map
+
+from . import gateway, protocol
+from .config import ServerConfig
+from .game import Game
+from .http import Routes
+from .metrics import Metrics
+from .ticker import run_ticks
+
+log = logging.getLogger("npcworld")
+
+
+class GameServer:
+    def __init__(self, cfg: ServerConfig):
+        self.cfg = cfg
+        self.metrics = Metrics()
+        self.tilemap = load_map(cfg.map)
+        self.game = Game(cfg, self.tilemap, self.metrics, time.monotonic)
+        self.stop_event = asyncio.Event()
+        self.port: int | None = None
+
+    def health(self) -> dict:
+        return {"status": "ok", "tick": self.game.world.tick, "players": self.metrics.players,
+                "npcs": self.metrics.npcs, "connections": self.metrics.connections}
+
+    async def run(self, on_ready=None) -> None:
+        routes = Routes(json.dumps(self.tilemap.raw).encode(), self.health, self.metrics.render)
+        handler = functools.partial(gateway.handle, game=self.game, metrics=self.metrics)
+        async with serve(
+            handler, self.cfg.host, self.cfg.port,
+            process_request=routes,
+            max_size=protocol.MAX_FRAME,  # larger frames: close 1009
+            max_queue=32,  # frames buffered per connection before reading stops (TCP pushes back)
+            write_limit=64 * 1024,  # bytes; above it a send waits, which is how a slow reader is seen
+            close_timeout=2,
+            ping_interval=20, ping_timeout=20,
+            server_header="npcworld",
+        ) as server:
+            self.port = server.sockets[0].getsockname()[1]
+            ticks = asyncio.create_task(run_ticks(self.cfg.tick_rate, self.game.tick, self.metrics, self.stop_event))
+            if on_ready:
+                on_ready(self)
+            await self.stop_event.wait()
+            log.info("stopping: closing %d connections with 1001", self.metrics.connections)
+            server.close(close_connections=True)  # 1001 going away
+            await server.wait_closed()
+            await ticks
+
+
+def main(cfg: ServerConfig) -> int:
+    import uvloop
+
+    def ready(srv: GameServer) -> None:
+        host = cfg.host if cfg.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        print(f"npcworld serving http://{host}:{srv.port}/  (map {srv.tilemap.path}, {cfg.npcs} NPCs, "
+              f"{cfg.tick_rate} Hz) - open it in a browser; Ctrl+C stops", flush=True)
+
+    async def amain() -> None:
+        srv = GameServer(cfg)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, srv.stop_event.set)
+        await srv.run(ready)
+
+    uvloop.run(amain())
+    log.info("stopped")
+    return 0

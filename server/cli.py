@@ -1,0 +1,55 @@
+"""`npcworld`: the one command-line entry point, with subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import config
+
+
+def _serve_parser(sub) -> None:
+    p = sub.add_parser("serve", help="run the game server and its browser client",
+                       description="Run the game server: HTTP and WebSocket on one port. "
+                       "Options come from the defaults, then --config FILE (TOML, a [server] table "
+                       "with the same names, underscores or dashes), then these flags.")
+    p.add_argument("--config", metavar="FILE", help="TOML config file")
+    defaults = config.ServerConfig()
+    for name in config.option_names():
+        default = getattr(defaults, name)
+        kind = type(default)
+        shown = "" if name == "secret" else f" (default: {default})"
+        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
+                       metavar=name.upper(), help=config.ServerConfig.HELP[name] + shown)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="npcworld", description="npcworld: a real-time game server whose NPCs think")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _serve_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    if args.command == "serve":
+        overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+        try:
+            cfg = config.build(args.config, overrides)
+        except config.ConfigError as exc:
+            print(f"npcworld serve: {exc}", file=sys.stderr)
+            return 2
+        logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        from . import app  # imported late: keeps --help fast
+
+        try:
+            return app.main(cfg)
+        except Exception as exc:  # e.g. the map is broken or the port is taken
+            logging.getLogger("npcworld").debug("startup failed", exc_info=True)
+            print(f"npcworld serve: {exc}", file=sys.stderr)
+            return 1
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,173 @@
+"""The game: the world, its players and the work of one tick.
+
+The gateway calls `join`/`leave` and appends validated commands; the tick loop
+calls `tick()`. Nothing here awaits: a tick hands each observer's update to its
+connection's outbox and returns.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import logging
+import secrets
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+from world.sim import NPC, PLAYER, World, WorldConfig
+from world.tilemap import TileMap
+
+from . import protocol, tokens
+from .config import ServerConfig
+from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from .gateway import Connection
+
+log = logging.getLogger("npcworld.game")
+
+SLOW_CLIENT_S = 5.0  # a connection whose socket accepted nothing for this long is closed (4002)
+
+
+def colour_for(n: int) -> str:
+    """A distinct, readable colour per entity id (golden-angle hues)."""
+    r, g, b = colorsys.hls_to_rgb((n * 0.381966) % 1.0, 0.55, 0.65)
+    return "#%02x%02x%02x" % (int(r * 255), int(g * 255), int(b * 255))
+
+
+@dataclass(slots=True)
+class Player:
+    eid: int
+    name: str
+    token: str
+    conn: "Connection | None" = None
+    ack: int = -1  # seq of the last input applied
+    last_seq: int = -1  # last seq accepted from the current connection
+    left_at: float | None = None  # clock time its connection dropped; None while connected
+
+
+@dataclass
+class Game:
+    cfg: ServerConfig
+    tilemap: TileMap
+    metrics: Metrics
+    clock: Callable[[], float]
+    world: World = field(init=False)
+    players: dict[int, Player] = field(default_factory=dict)
+    # Commands from the gateway since the last tick, applied in arrival order:
+    # ("input", eid, seq, dx, dy) or ("chat", eid, text).
+    commands: list[tuple] = field(default_factory=list)
+    secret: bytes = b""
+    joins: int = 0  # players spawned so far; names and colours for guests
+
+    def __post_init__(self) -> None:
+        self.world = World(
+            self.tilemap,
+            WorldConfig(cell_size=self.cfg.cell_size, view_radius=self.cfg.view_radius, seed=self.cfg.seed),
+        )
+        self.secret = self.cfg.secret.encode() if self.cfg.secret else secrets.token_bytes(32)
+        for i in range(self.cfg.npcs):
+            self.world.spawn(NPC, f"wanderer {i + 1}", colour_for(i + 7))
+        self._count()
+
+    # -- joining and leaving (called by the gateway between ticks) ----------
+
+    def connected(self) -> int:
+        return sum(1 for p in self.players.values() if p.conn is not None)
+
+    def join(self, conn: "Connection", hello: protocol.Hello) -> tuple[Player, bool, list[protocol.ProtocolError]]:
+        """Resume the character a valid token names, or spawn a new one."""
+        errors: list[protocol.ProtocolError] = []
+        name = protocol.clean_text(hello.name or "")
+        if hello.name is not None and not 1 <= len(name) <= protocol.MAX_NAME:
+            errors.append(protocol.ProtocolError(
+                "bad_field", f"hello: name must be 1..{protocol.MAX_NAME} characters; a name was picked for you",
+                "name", "hello"))
+            name = ""
+        if hello.token is not None:
+            eid = tokens.verify(self.secret, hello.token)
+            player = self.players.get(eid) if eid is not None else None
+            if player is not None and self.world.alive(eid):
+                old = player.conn
+                if old is not None:
+                    old.replaced()
+                player.conn, player.left_at, player.last_seq, player.ack = conn, None, -1, -1
+                self.world.set_direction(eid, 0.0, 0.0)
+                self.world.add_observer(eid)
+                return player, True, errors
+            errors.append(protocol.ProtocolError(
+                "bad_token", "reconnect token not accepted (unknown, forged or past its grace period); "
+                "you have a new character", "token", "hello"))
+        self.joins += 1
+        name = name or f"guest {self.joins}"
+        eid = self.world.spawn(PLAYER, name, colour_for(self.joins * 5 + 2))
+        player = Player(eid, name, tokens.issue(self.secret, eid, int(self.clock() * 1000)), conn)
+        self.players[eid] = player
+        self.world.add_observer(eid)
+        self._count()
+        return player, False, errors
+
+    def leave(self, player: Player, conn: "Connection") -> None:
+        """The connection closed; the character stays for the grace period."""
+        if player.conn is not conn:
+            return  # already taken over by a newer connection
+        player.conn = None
+        player.left_at = self.clock()
+        if self.world.alive(player.eid):
+            self.world.remove_observer(player.eid)
+            self.world.set_direction(player.eid, 0.0, 0.0)
+
+    def welcome(self, player: Player, resumed: bool) -> bytes:
+        w, h = self.tilemap.world_size
+        wc = self.world.cfg
+        return protocol.encode({
+            "t": "welcome", "v": protocol.VERSION, "id": player.eid, "name": player.name,
+            "token": player.token, "resumed": resumed, "grace": self.cfg.grace,
+            "tick": self.world.tick, "tick_rate": self.cfg.tick_rate, "map": "/map.json",
+            "world": [int(w), int(h)], "cell": wc.cell_size, "view": wc.view_radius, "quant": wc.quant,
+            "speed": wc.player_speed, "radius": wc.radius,
+        })
+
+    # -- the tick -------------------------------------------------------------
+
+    def tick(self) -> None:
+        world = self.world
+        commands, self.commands = self.commands, []
+        for cmd in commands:
+            player = self.players.get(cmd[1])
+            if player is None or not world.alive(player.eid):
+                continue
+            if cmd[0] == "input":
+                _, eid, seq, dx, dy = cmd
+                world.set_direction(eid, dx, dy)
+                player.ack = seq
+            else:
+                world.say(cmd[1], cmd[2])
+        world.step(1.0 / self.cfg.tick_rate)
+        tick = world.tick
+        players = self.players
+        for eid, view in world.build_views().items():
+            player = players.get(eid)
+            if player is not None and player.conn is not None:
+                player.conn.outbox.push_update(tick, player.ack, view)
+        if tick % self.cfg.tick_rate == 0:
+            self._housekeeping()
+
+    def _housekeeping(self) -> None:
+        """Once a second: end grace periods, close connections that stopped reading."""
+        now = self.clock()
+        for eid, player in list(self.players.items()):
+            if player.conn is None and player.left_at is not None and now - player.left_at > self.cfg.grace:
+                del self.players[eid]
+                if self.world.alive(eid):
+                    self.world.despawn(eid)
+                log.info("player %s (%d) removed after its grace period", player.name, eid)
+            elif player.conn is not None:
+                stalled = player.conn.stalled_for(now)
+                if stalled > SLOW_CLIENT_S:
+                    log.info("closing %s (%d): read nothing for %.1f s", player.name, eid, stalled)
+                    player.conn.close_soon(protocol.CLOSE_TOO_SLOW, "too slow: read nothing for 5 s")
+        self._count()
+
+    def _count(self) -> None:
+        self.metrics.players = self.world.count(PLAYER)
+        self.metrics.npcs = self.world.count(NPC)

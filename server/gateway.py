@@ -1,0 +1,184 @@
+"""The WebSocket gateway: one `Connection` per player socket.
+
+It validates every inbound frame (size, rate, shape) before anything reaches
+the game, queues commands for the next tick, and sends through the
+connection's outbox from its own writer task, so the tick never awaits a
+socket. Limits and what happens at them are listed in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import socket
+import time
+
+from websockets.asyncio.server import ServerConnection
+from websockets.exceptions import ConnectionClosed
+
+from . import protocol
+from .game import Game, Player
+from .limits import TokenBucket
+from .metrics import Metrics
+from .outbox import Outbox
+from .protocol import Chat, Hello, Input, Ping, ProtocolError
+
+log = logging.getLogger("npcworld.gateway")
+
+HELLO_TIMEOUT_S = 10.0
+RATE_PER_S, RATE_BURST = 40.0, 80.0  # messages; a browser sends ~21/s (inputs at the tick rate + pings)
+STRIKES_PER_S, STRIKES = 5.0, 50.0  # bad or dropped messages tolerated before closing with 1008
+RATE_ERROR_EVERY_S = 1.0  # at most one rate_limited error per second
+# Kernel send buffer per socket (Linux doubles it). With websockets' write_limit
+# (64 KiB) and one pending update, this bounds what a client that stops
+# reading can hold on the server to about 200 KiB, and lets the server notice
+# it (4002) within seconds instead of after megabytes.
+SEND_BUFFER = 64 * 1024
+
+
+class Connection:
+    def __init__(self, ws: ServerConnection, game: Game, metrics: Metrics):
+        now = time.monotonic()
+        self.ws = ws
+        self.game = game
+        self.metrics = metrics
+        self.outbox = Outbox()
+        self.player: Player | None = None
+        self.rate = TokenBucket(RATE_PER_S, RATE_BURST, now)
+        self.strikes = TokenBucket(STRIKES_PER_S, STRIKES, now)
+        self.last_rate_error = -math.inf
+        self.sending_since: float | None = None  # set while a send waits for the socket to drain
+        self.closing = False
+
+    # -- called by the game (never awaits) --------------------------------
+
+    def stalled_for(self, now: float) -> float:
+        return 0.0 if self.sending_since is None else now - self.sending_since
+
+    def close_soon(self, code: int, reason: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        self.metrics.closes[code] = self.metrics.closes.get(code, 0) + 1
+        asyncio.get_running_loop().create_task(self.ws.close(code, reason))
+
+    def replaced(self) -> None:
+        self.close_soon(protocol.CLOSE_REPLACED, "replaced: this character was resumed by a newer connection")
+
+    # -- sending ------------------------------------------------------------
+
+    def send_error(self, err: ProtocolError) -> None:
+        self.metrics.errors_sent[err.code] = self.metrics.errors_sent.get(err.code, 0) + 1
+        self.outbox.push(protocol.encode_error(err))
+
+    async def write_forever(self) -> None:
+        ready, metrics, ws = self.outbox.ready, self.metrics, self.ws
+        try:
+            while True:
+                await ready.wait()
+                for data in self.outbox.take():
+                    self.sending_since = time.monotonic()
+                    await ws.send(data)
+                    self.sending_since = None
+                    metrics.bytes_out += len(data)
+                    metrics.messages_out += 1
+        except ConnectionClosed:
+            pass  # the reader side ends the session
+
+    # -- receiving ----------------------------------------------------------
+
+    def strike(self, now: float) -> None:
+        if not self.strikes.take(now):
+            self.close_soon(protocol.CLOSE_POLICY, "policy violation: too many bad or excess messages")
+
+    def receive(self, frame: bytes | str) -> None:
+        if self.closing:
+            return
+        now = time.monotonic()
+        if not self.rate.take(now):
+            self.strike(now)
+            if now - self.last_rate_error >= RATE_ERROR_EVERY_S:
+                self.last_rate_error = now
+                self.send_error(ProtocolError(
+                    "rate_limited", f"more than {RATE_PER_S:.0f} messages/s; messages were dropped"))
+            return
+        try:
+            msg = protocol.decode(frame)
+        except ProtocolError as err:
+            self.send_error(err)
+            self.strike(now)
+            return
+        player = self.player
+        if type(msg) is Input:
+            if msg.seq > player.last_seq:
+                player.last_seq = msg.seq
+                self.game.commands.append(("input", player.eid, msg.seq, msg.dx, msg.dy))
+        elif type(msg) is Ping:
+            self.outbox.push(protocol.encode_pong(msg.id, self.game.world.tick))
+        elif type(msg) is Chat:
+            self.game.commands.append(("chat", player.eid, msg.text))
+        else:
+            self.send_error(ProtocolError("not_expected", "hello was already received on this connection", ref="hello"))
+            self.strike(now)
+
+
+async def _refuse(ws: ServerConnection, metrics: Metrics, code: int, reason: str,
+                  err: ProtocolError | None = None) -> None:
+    metrics.closes[code] = metrics.closes.get(code, 0) + 1
+    if err is not None:
+        await ws.send(protocol.encode_error(err))
+    await ws.close(code, reason)
+
+
+async def handle(ws: ServerConnection, game: Game, metrics: Metrics) -> None:
+    """Serve one player socket from hello to close."""
+    metrics.connections += 1
+    metrics.connections_total += 1
+    conn = Connection(ws, game, metrics)
+    writer: asyncio.Task | None = None
+    sock = ws.transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+    try:
+        try:
+            first = await asyncio.wait_for(ws.recv(), HELLO_TIMEOUT_S)
+        except TimeoutError:
+            return await _refuse(ws, metrics, protocol.CLOSE_BAD_HELLO, "no hello within 10 s")
+        metrics.messages_in += 1
+        metrics.bytes_in += len(first)
+        try:
+            hello = protocol.decode(first)
+        except ProtocolError as err:
+            return await _refuse(ws, metrics, protocol.CLOSE_BAD_HELLO, "first message must be a valid hello", err)
+        if type(hello) is not Hello:
+            return await _refuse(ws, metrics, protocol.CLOSE_BAD_HELLO, "first message must be hello")
+        if hello.version != protocol.VERSION:
+            return await _refuse(ws, metrics, protocol.CLOSE_VERSION,
+                                 f"unsupported protocol version {hello.version}; this server speaks {protocol.VERSION}")
+        if game.connected() >= game.cfg.max_players:
+            return await _refuse(ws, metrics, protocol.CLOSE_FULL, "server full")
+        player, resumed, errors = game.join(conn, hello)
+        conn.player = player
+        for err in errors:
+            conn.send_error(err)
+        conn.outbox.push(game.welcome(player, resumed))
+        log.info("%s %s (%d) from %s", "resumed" if resumed else "joined", player.name, player.eid,
+                 ws.remote_address[0] if ws.remote_address else "?")
+        writer = asyncio.get_running_loop().create_task(conn.write_forever())
+        async for frame in ws:
+            metrics.messages_in += 1
+            metrics.bytes_in += len(frame)
+            conn.receive(frame)
+    except ConnectionClosed:
+        pass
+    except Exception:  # never let one connection's bug reach others
+        log.exception("connection handler failed")
+        conn.close_soon(protocol.CLOSE_INTERNAL, "internal error")
+    finally:
+        if writer is not None:
+            writer.cancel()
+        if conn.player is not None:
+            game.leave(conn.player, conn)
+            log.info("left %s (%d) code=%s", conn.player.name, conn.player.eid, ws.close_code)
+        metrics.connections -= 1

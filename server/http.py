@@ -1,0 +1,62 @@
+"""Plain HTTP on the game's port: the browser client, the map, /healthz and
+/metrics. Runs as websockets' `process_request` hook: returning None lets the
+WebSocket handshake go on (only for /ws)."""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from pathlib import Path
+from typing import Callable
+
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from .config import CLIENT_DIR
+
+WS_PATH = "/ws"
+VENDOR_DIR = CLIENT_DIR / "node_modules"
+MAX_STATIC = 8 * 1024 * 1024  # bytes; bigger files are not served
+
+
+def respond(status: int, body: bytes, content_type: str, reason: str = "") -> Response:
+    headers = Headers({"Content-Type": content_type, "Content-Length": str(len(body)),
+                       "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+    return Response(status, reason or {200: "OK", 404: "Not Found", 403: "Forbidden"}.get(status, ""), headers, body)
+
+
+def _static(root: Path, rel: str) -> Response:
+    root = root.resolve()
+    target = (root / rel.lstrip("/")).resolve()
+    if target.is_dir():
+        target = target / "index.html"
+    inside = target.is_relative_to(root)
+    if not inside or (root == CLIENT_DIR.resolve() and target.relative_to(root).parts[:1] == ("node_modules",)):
+        return respond(403, b"forbidden\n", "text/plain; charset=utf-8")
+    if not target.is_file() or target.stat().st_size > MAX_STATIC:
+        return respond(404, b"not found\n", "text/plain; charset=utf-8")
+    kind = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+    if kind.startswith("text/") or kind in ("application/javascript", "application/json"):
+        kind += "; charset=utf-8"
+    return respond(200, target.read_bytes(), kind)
+
+
+class Routes:
+    def __init__(self, map_json: bytes, health: Callable[[], dict], metrics_text: Callable[[], str]):
+        self.map_json = map_json
+        self.health = health
+        self.metrics_text = metrics_text
+
+    def __call__(self, connection, request: Request) -> Response | None:
+        path = request.path.split("?", 1)[0]
+        if path == WS_PATH:
+            return None
+        if path == "/healthz":
+            return respond(200, json.dumps(self.health()).encode(), "application/json")
+        if path == "/metrics":
+            return respond(200, self.metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8")
+        if path == "/map.json":
+            return respond(200, self.map_json, "application/json")
+        if path.startswith("/vendor/"):
+            return _static(VENDOR_DIR, path[len("/vendor/"):])
+        return _static(CLIENT_DIR, path)

@@ -1,0 +1,88 @@
+"""Fixtures that start real servers: `npcworld serve` as a subprocess on a free
+loopback port, ended by its PID when the test is done."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NPCWORLD = [sys.executable, "-m", "server.cli"]
+READY = re.compile(r"serving (http://[\d.]+:(\d+)/)")
+
+
+@dataclass
+class RunningServer:
+    proc: subprocess.Popen
+    http_url: str
+    port: int
+    output: list[str] = field(default_factory=list)  # every line it printed, for failure messages
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return self.proc.returncode
+
+
+def start_server(*args: str, timeout: float = 60) -> RunningServer:
+    """Start `npcworld serve` on a free loopback port and wait for its URL line."""
+    cmd = [*NPCWORLD, "serve", "--host", "127.0.0.1", "--port", "0", *args]
+    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    output: list[str] = []
+    found = threading.Event()
+    url: list[str] = []
+
+    def pump() -> None:
+        for line in proc.stdout:
+            output.append(line.rstrip())
+            m = READY.search(line)
+            if m and not found.is_set():
+                url.extend([m.group(1), m.group(2)])
+                found.set()
+        found.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    if not found.wait(timeout) or not url:
+        proc.kill()
+        raise RuntimeError("server did not start:\n" + "\n".join(output))
+    return RunningServer(proc, url[0], int(url[1]), output)
+
+
+@pytest.fixture(scope="module")
+def server():
+    srv = start_server("--npcs", "30", "--grace", "5")
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def launch():
+    """Start servers with custom options; all are stopped after the test."""
+    started: list[RunningServer] = []
+
+    def _launch(*args: str) -> RunningServer:
+        srv = start_server(*args)
+        started.append(srv)
+        return srv
+
+    yield _launch
+    for srv in started:
+        srv.stop()

@@ -1,0 +1,293 @@
+"""A real server on a free loopback port, real WebSocket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import socket
+import urllib.request
+
+import msgpack
+import pytest
+import websockets
+from prometheus_client.parser import text_string_to_metric_families
+from websockets.exceptions import ConnectionClosed
+
+from wsclient import Player
+
+
+def http_get(url: str) -> tuple[int, str, bytes]:
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return resp.status, resp.headers.get("Content-Type", ""), resp.read()
+
+
+async def metrics(srv) -> dict[str, float]:
+    _, _, body = await asyncio.to_thread(http_get, srv.http_url + "metrics")
+    out = {}
+    for fam in text_string_to_metric_families(body.decode()):
+        for s in fam.samples:
+            key = s.name + ("{" + ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())) + "}" if s.labels else "")
+            out[key] = s.value
+    return out
+
+
+async def close_code(ws, timeout: float = 10) -> int:
+    """Read until the connection closes; return the close code received."""
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), timeout)
+    except ConnectionClosed as exc:
+        return exc.rcvd.code if exc.rcvd else 1006
+
+
+@pytest.fixture(scope="module")
+def crowded(request):
+    from conftest import start_server
+    srv = start_server("--npcs", "300", "--grace", "2")
+    yield srv
+    srv.stop()
+
+
+async def test_two_players_join_move_and_see_each_other_and_npcs(crowded):
+    a = await Player.join(crowded.ws_url, "ada")
+    b = await Player.join(crowded.ws_url, "bob")
+    assert a.id != b.id and a.welcome["v"] == 1 and a.welcome["tick_rate"] == 20
+    await a.until(lambda p, m: b.id in p.known and b.id in p.positions, what="ada sees bob")
+    await b.until(lambda p, m: a.id in p.known, what="bob sees ada")
+    assert a.known[b.id][1:3] == [0, "bob"]
+    await a.until(lambda p, m: any(rec[1] == 1 for rec in p.known.values()), what="an NPC in view")
+
+    start = a.me()
+    seq = await a.move(1.0, 0.0)
+    await a.until(lambda p, m: p.ack == seq, what="input acknowledged")
+    await a.until(lambda p, m: p.me() != start, what="ada moves")
+    await b.until(lambda p, m: a.id in p.positions and p.positions[a.id] != start, what="bob sees ada move")
+    await a.move(0.0, 0.0)
+    await a.close()
+    await b.close()
+
+
+async def test_a_player_cannot_move_another(crowded):
+    a = await Player.join(crowded.ws_url, "ada")
+    b = await Player.join(crowded.ws_url, "bob")
+    await a.until(lambda p, m: b.id in p.positions, what="ada sees bob")
+    b_start = a.positions[b.id]
+    # An extra 'id' field naming bob's entity is ignored: an input moves the sender.
+    await a.send({"t": "input", "seq": 1, "dx": -1.0, "dy": 0.0, "id": b.id})
+    a_start = a.me()
+    await a.until(lambda p, m: p.ack == 1 and p.me() != a_start, what="ada moves")
+    for _ in range(10):
+        await a.recv()
+    assert a.positions[b.id] == b_start
+    await a.close()
+    await b.close()
+
+
+async def test_chat_reaches_nearby_players_only(launch):
+    srv = launch("--npcs", "0", "--cell-size", "64")  # 3x3 cells of 64 units: a small view
+    a = await Player.join(srv.ws_url, "ada")
+    b = await Player.join(srv.ws_url, "bob")
+    c = await Player.join(srv.ws_url, "cy")
+    await a.until(lambda p, m: {b.id, c.id} <= set(p.positions), what="all three spawn in view")
+    # cy walks away until ada no longer sees cy (its leave), trying each direction.
+    for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1)):
+        await c.move(dx, dy)
+        try:
+            await a.until(lambda p, m: c.id not in p.known, timeout=4, what="cy out of view")
+            break
+        except AssertionError:
+            continue
+    assert c.id not in a.known, "cy could not walk out of ada's view"
+    await c.move(0, 0)
+    await a.send({"t": "chat", "text": "hello, neighbours"})
+    await a.until(lambda p, m: any(line[2] == "hello, neighbours" for line in p.chat), what="ada hears herself")
+    await b.until(lambda p, m: any(line[2] == "hello, neighbours" for line in p.chat), what="bob hears ada")
+    line = next(line for line in b.chat if line[2] == "hello, neighbours")
+    assert line[:2] == [a.id, "ada"]
+    for _ in range(20):  # a second of updates: the line never reaches cy
+        await c.recv()
+    assert not any(line[2] == "hello, neighbours" for line in c.chat)
+    for p in (a, b, c):
+        await p.close()
+
+
+async def test_reconnect_resumes_within_grace_and_not_after(crowded):
+    a = await Player.join(crowded.ws_url, "ada")
+    watcher = await Player.join(crowded.ws_url, "wat")
+    await a.recv()
+    await a.close()
+    again = await Player.join(crowded.ws_url, token=a.welcome["token"])
+    assert again.welcome["resumed"] is True and again.id == a.id and again.welcome["name"] == "ada"
+    await again.until(lambda p, m: p.id in p.known, what="a full enter after resuming")
+    await again.close()
+    # After the grace period (2 s here) the character is gone; watcher sees it leave.
+    await watcher.until(lambda p, m: a.id in p.known, what="watcher sees ada")
+    await watcher.until(lambda p, m: a.id in m.get("leave", ()), timeout=8, what="ada removed after grace")
+    late = await Player.join(crowded.ws_url, token=a.welcome["token"])
+    assert late.welcome["resumed"] is False and late.id != a.id
+    assert [e["code"] for e in late.errors] == ["bad_token"]
+    forged = await Player.join(crowded.ws_url, token=f"{watcher.id}.1.AAAAAAAAAAAAAAAAAAAAAAAA")
+    assert forged.id != watcher.id and [e["code"] for e in forged.errors] == ["bad_token"]
+    for p in (watcher, late, forged):
+        await p.close()
+
+
+async def test_a_second_connection_replaces_the_first(crowded):
+    a = await Player.join(crowded.ws_url, "ada")
+    b = await Player.join(crowded.ws_url, token=a.welcome["token"])
+    assert b.id == a.id
+    assert await close_code(a.ws) == 4003
+    await b.close()
+
+
+class Gapless:
+    """A client that must keep receiving every tick while others misbehave."""
+
+    def __init__(self, player: Player):
+        self.player = player
+        self.ticks: list[int] = []
+        self.task = asyncio.create_task(self._run())
+
+    async def _run(self):
+        while True:
+            msg = await self.player.recv()
+            if msg["t"] == "update":
+                self.ticks.append(msg["tick"])
+
+    async def check(self, min_updates: int = 5):
+        while len(self.ticks) < min_updates:
+            await asyncio.sleep(0.05)
+        self.task.cancel()
+        gaps = [(a, b) for a, b in zip(self.ticks, self.ticks[1:]) if b != a + 1]
+        assert not gaps, f"the well-behaved client missed ticks: {gaps[:5]}"
+        await self.player.close()
+
+
+async def expect_error(p: Player, code: str, field: str | None = None) -> dict:
+    msg = await p.until(lambda pl, m: m["t"] == "error", what=f"error {code}")
+    assert msg["code"] == code, msg
+    if field:
+        assert msg["field"] == field
+    return msg
+
+
+async def test_bad_input_gets_errors_and_others_never_notice(crowded):
+    good = Gapless(await Player.join(crowded.ws_url, "good"))
+    bad = await Player.join(crowded.ws_url, "bad")
+    await bad.ws.send(b"\xc1\xc1not msgpack")
+    await expect_error(bad, "bad_frame")
+    await bad.ws.send("a text frame")
+    await expect_error(bad, "bad_frame")
+    await bad.send({"t": "teleport", "x": 0})
+    await expect_error(bad, "unknown_type")
+    await bad.send({"t": "input", "seq": 1, "dx": "fast", "dy": 0})
+    await expect_error(bad, "bad_field", "dx")
+    await bad.send({"t": "input", "seq": 2, "dy": 0})
+    await expect_error(bad, "bad_field", "dx")
+    await bad.send({"t": "chat", "text": ["not", "text"]})
+    await expect_error(bad, "bad_field", "text")
+    await bad.send({"t": "hello", "v": 1})
+    await expect_error(bad, "not_expected")
+    # Still connected and still served.
+    await bad.send({"t": "ping", "id": 99})
+    await bad.until(lambda p, m: m["t"] == "pong" and m["id"] == 99, what="pong")
+    await bad.close()
+    await good.check()
+
+
+async def test_oversized_frame_closes_1009(crowded):
+    good = Gapless(await Player.join(crowded.ws_url, "good"))
+    big = await Player.join(crowded.ws_url, "big")
+    await big.ws.send(msgpack.packb({"t": "chat", "text": "x" * 5000}))
+    assert await close_code(big.ws) == 1009
+    await good.check()
+
+
+async def test_flooding_gets_an_error_then_a_close(crowded):
+    good = Gapless(await Player.join(crowded.ws_url, "good"))
+    flood = await Player.join(crowded.ws_url, "flood")
+    frame = msgpack.packb({"t": "ping", "id": 1})
+    for _ in range(400):  # bounded: 400 frames as fast as the socket takes them
+        try:
+            await flood.ws.send(frame)
+        except ConnectionClosed:
+            break
+    await flood.until(lambda p, m: m["t"] == "error" and m["code"] == "rate_limited", what="rate_limited")
+    assert await close_code(flood.ws) == 1008
+    await good.check(min_updates=20)
+
+
+async def test_handshake_rules(crowded):
+    ws = await websockets.connect(crowded.ws_url)
+    await ws.send(msgpack.packb({"t": "ping", "id": 1}))
+    assert await close_code(ws) == 4000
+    ws = await websockets.connect(crowded.ws_url)
+    await ws.send(b"\x00garbage")
+    assert await close_code(ws) == 4000
+    ws = await websockets.connect(crowded.ws_url)
+    await ws.send(msgpack.packb({"t": "hello", "v": 2}))
+    assert await close_code(ws) == 4001
+    p = await Player.join(crowded.ws_url, name="\x00\x01")
+    assert [e["code"] for e in p.errors] == ["bad_field"] and p.welcome["name"].startswith("guest")
+    await p.close()
+
+
+async def test_a_client_that_stops_reading_is_closed_4002_and_others_never_notice(launch):
+    srv = launch("--npcs", "2000")  # big updates fill the socket buffers within seconds
+    good = Gapless(await Player.join(srv.ws_url, "good"))
+    sock = socket.create_connection(("127.0.0.1", srv.port))
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stuck = await websockets.connect(srv.ws_url, sock=sock, max_size=None, max_queue=1)
+    await stuck.send(msgpack.packb({"t": "hello", "v": 1, "name": "stuck"}))
+    stuck.transport.pause_reading()  # read nothing more
+    for _ in range(600):  # at most 60 s
+        if (await metrics(srv)).get('npcworld_closes_total{code=4002}', 0) >= 1:
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("the stuck client was never closed")
+    await good.check(min_updates=40)
+    stuck.transport.resume_reading()
+    assert await close_code(stuck, timeout=20) in (4002, 1006)
+
+
+async def test_http_endpoints(crowded):
+    status, ctype, body = await asyncio.to_thread(http_get, crowded.http_url)
+    assert status == 200 and ctype.startswith("text/html") and b"<canvas" in body
+    status, ctype, body = await asyncio.to_thread(http_get, crowded.http_url + "healthz")
+    health = json.loads(body)
+    assert health["status"] == "ok" and health["npcs"] == 300 and health["tick"] > 0
+    status, ctype, body = await asyncio.to_thread(http_get, crowded.http_url + "map.json")
+    assert json.loads(body)["width"] * json.loads(body)["tilewidth"] == 2048
+    for path in ("nope.txt", "../pyproject.toml", "node_modules/@msgpack/msgpack/package.json"):
+        with pytest.raises(urllib.error.HTTPError) as info:
+            await asyncio.to_thread(http_get, crowded.http_url + path)
+        assert info.value.code in (403, 404)
+
+
+async def test_metrics_count_what_clients_did(launch):
+    srv = launch("--npcs", "10")
+    before = await metrics(srv)
+    assert before["npcworld_connections"] == 0
+    p = await Player.join(srv.ws_url, "ada")
+    for i in range(5):
+        await p.send({"t": "ping", "id": i})
+    await p.until(lambda pl, m: len(pl.pongs) == 5, what="5 pongs")
+    m = await metrics(srv)
+    assert m["npcworld_connections"] == 1
+    assert m["npcworld_messages_in_total"] == 6  # hello + 5 pings
+    assert m["npcworld_messages_out_total"] >= 6
+    assert m["npcworld_bytes_out_total"] > m["npcworld_bytes_in_total"] > 0
+    assert m["npcworld_tick_duration_seconds_count"] > 0
+    assert m['npcworld_entities{kind=npc}'] == 10 and m['npcworld_entities{kind=player}'] == 1
+    await p.close()
+
+
+async def test_sigterm_closes_clients_with_going_away(launch):
+    srv = launch("--npcs", "5")
+    a = await Player.join(srv.ws_url, "ada")
+    await a.recv()
+    srv.proc.send_signal(signal.SIGTERM)
+    assert await close_code(a.ws) == 1001
+    assert await asyncio.to_thread(srv.proc.wait, 15) == 0
