@@ -1,0 +1,56 @@
+"""Shared helpers for the world tests (plain functions, no fixtures)."""
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from world.tilemap import load_map
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_MAP = ROOT / "assets" / "maps" / "default.tmj"
+_default = None
+
+
+def default_map():
+    global _default
+    if _default is None:
+        _default = load_map(DEFAULT_MAP)
+    return _default
+
+
+def grid_map(tmp_path, rows: list[str], name="grid.tmj"):
+    """A map from ASCII rows: '#' wall, '.' floor, a letter = floor with a POI of that name."""
+    h, w = len(rows), len(rows[0])
+    walls, objects = [], []
+    for r, row in enumerate(rows):
+        for c, ch in enumerate(row):
+            walls.append(2 if ch == "#" else 0)
+            if ch.isalpha():
+                objects.append({"id": len(objects) + 1, "name": ch, "x": (c + 0.5) * 32, "y": (r + 0.5) * 32})
+    raw = {"orientation": "orthogonal", "width": w, "height": h, "tilewidth": 32, "tileheight": 32,
+           "layers": [{"type": "tilelayer", "name": "ground", "data": [1] * (w * h)},
+                      {"type": "tilelayer", "name": "walls", "data": walls},
+                      {"type": "objectgroup", "name": "poi", "objects": objects}],
+           "tilesets": [{"firstgid": 1, "tiles": []}]}
+    p = Path(tmp_path) / name
+    p.write_text(json.dumps(raw))
+    return load_map(p)
+
+
+def clearance(tilemap, pos: np.ndarray) -> np.ndarray:
+    """Distance from each centre (M,2) to the nearest blocked tile or the map's outside."""
+    ts = tilemap.tile_size
+    w, h = tilemap.world_size
+    pos = np.asarray(pos, dtype=np.float64).reshape(-1, 2)
+    out = np.minimum.reduce([pos[:, 0], pos[:, 1], w - pos[:, 0], h - pos[:, 1]])
+    for i, (x, y) in enumerate(pos):
+        c0, r0 = int(x // ts), int(y // ts)
+        for r in range(r0 - 2, r0 + 3):
+            for c in range(c0 - 2, c0 + 3):
+                if 0 <= r < tilemap.height and 0 <= c < tilemap.width and tilemap.blocked[r, c]:
+                    dx = max(c * ts - x, 0.0, x - (c + 1) * ts)
+                    dy = max(r * ts - y, 0.0, y - (r + 1) * ts)
+                    out[i] = min(out[i], math.hypot(dx, dy))
+    return out

@@ -1,0 +1,262 @@
+"""Interest management: which entities each observer sees, and what changed.
+
+The world is cut into square cells of `cell_size` world units, numbered
+`cy * cells_x + cx`. An observer sees every cell within `view_radius` cells
+(Chebyshev) of the cell its own entity is in: its *view set* is the entities
+in those cells.
+
+Each build (once per tick):
+1. every entity's cell is computed and entities are grouped by cell (argsort);
+2. each non-empty cell's block is encoded ONCE and shared;
+3. observers that stayed in their cell since the last build share one View
+   per cell: its enter/leave come only from the entities that changed cell,
+   appeared or disappeared since the last build (few per tick), relative to
+   that cell's view set at the last build;
+4. only observers that changed cell, or were just added, need another View:
+   a set difference of old and new view sets (or a full enter), shared by
+   the observers that made the same move (or were added in the same cell).
+
+Invariant (what makes 3 correct): after a client applies the View it got at
+the last build, it knows exactly the view set of its cell at that build; the
+`prev_cell` column and `_last` (a _Groups) hold that build's cells and groups.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .entities import EntityTable
+from .snapshot import View, array_header, encode_cell_block
+
+_EMPTY: frozenset = frozenset()
+_NO_IDS = np.zeros(0, dtype=np.int64)
+
+
+class Grid:
+    """Cell geometry: numbering and the neighbourhood each cell sees."""
+
+    def __init__(self, world_w: float, world_h: float, cell_size: int, view_radius: int):
+        self.size = cell_size
+        self.cells_x = math.ceil(world_w / cell_size)
+        self.cells_y = math.ceil(world_h / cell_size)
+        r = view_radius
+        self.near: list[tuple[int, ...]] = []       # cell -> cells it sees, ascending
+        for cy in range(self.cells_y):
+            for cx in range(self.cells_x):
+                self.near.append(tuple(
+                    y * self.cells_x + x
+                    for y in range(max(0, cy - r), min(self.cells_y, cy + r + 1))
+                    for x in range(max(0, cx - r), min(self.cells_x, cx + r + 1))))
+        self.near_set: list[frozenset] = [frozenset(n) for n in self.near]
+        self.n_cells = self.cells_x * self.cells_y
+        self._near_plus_one = [np.asarray(n, dtype=np.intp) + 1 for n in self.near]
+        self.radius = r
+        # the same neighbourhood as runs of consecutive cell numbers, one per row
+        self.runs: list[list[tuple[int, int]]] = []
+        for cy in range(self.cells_y):
+            for cx in range(self.cells_x):
+                lo, hi = max(0, cx - r), min(self.cells_x - 1, cx + r)
+                self.runs.append([(y * self.cells_x + lo, y * self.cells_x + hi)
+                                  for y in range(max(0, cy - r), min(self.cells_y, cy + r + 1))])
+
+    def cell_of(self, pos: np.ndarray) -> np.ndarray:
+        """Cell index (M,) of each position (M,2) in world units."""
+        cx = np.clip((pos[:, 0] // self.size).astype(np.int64), 0, self.cells_x - 1)
+        cy = np.clip((pos[:, 1] // self.size).astype(np.int64), 0, self.cells_y - 1)
+        return cy * self.cells_x + cx
+
+    def within(self, cells: np.ndarray, centre: int) -> np.ndarray:
+        """Whether each cell (-1 = none) is seen from cell `centre`."""
+        mask = np.zeros(self.n_cells + 1, dtype=bool)   # index 0 stands for "no cell"
+        mask[self._near_plus_one[centre]] = True
+        return mask[cells + 1]
+
+
+class Interest:
+    """Observer bookkeeping and the per-tick build of every observer's View."""
+
+    def __init__(self, grid: Grid, quant: int):
+        self.grid = grid
+        self.quant = quant
+        # observers: parallel lists, swap-removed; index by eid in _index
+        self._eids: list[int] = []
+        self._slots: list[int] = []
+        self._prev: list[int] = []        # cell at the last build; -1 = new, full enter due
+        self._index: dict[int, int] = {}
+        self._gone: list[tuple[int, int]] = []   # (id, cell at last build) removed since
+        self._last: _Groups | None = None     # the groups of the last build
+
+    # -- observers ----------------------------------------------------------
+
+    def add(self, eid: int, slot: int) -> None:
+        """(Re)add an observer; its next View enters everything in view."""
+        if eid in self._index:
+            i = self._index[eid]
+            self._slots[i] = slot
+            self._prev[i] = -1
+            return
+        self._index[eid] = len(self._eids)
+        self._eids.append(eid)
+        self._slots.append(slot)
+        self._prev.append(-1)
+
+    def remove(self, eid: int) -> None:
+        """Stop building views for eid (no-op if it is not an observer)."""
+        i = self._index.pop(eid, None)
+        if i is None:
+            return
+        last = len(self._eids) - 1
+        if i != last:
+            self._eids[i], self._slots[i], self._prev[i] = self._eids[last], self._slots[last], self._prev[last]
+            self._index[self._eids[i]] = i
+        self._eids.pop()
+        self._slots.pop()
+        self._prev.pop()
+
+    def is_observer(self, eid: int) -> bool:
+        return eid in self._index
+
+    def entity_removed(self, eid: int, prev_cell: int) -> None:
+        """An entity left the world; views that saw it at the last build get a leave."""
+        self.remove(eid)
+        if prev_cell >= 0:
+            self._gone.append((eid, prev_cell))
+
+    # -- the build ----------------------------------------------------------
+
+    def build(self, table: EntityTable, chat: list[tuple[int, bytes]]) -> dict[int, View]:
+        """Every observer's View; `chat` is (speaker's cell, chat record) for lines since the last build."""
+        grid = self.grid
+        near, near_set = grid.near, grid.near_set
+        slots = table.active()
+        cells = grid.cell_of(table.pos[slots])
+        prev_cells = table.prev_cell[slots]
+
+        # 1-2. group by cell; encode each non-empty cell's block once
+        now = _Groups(grid, table, slots, cells, prev_cells)
+        ids_bin = now.ids.astype("<u4").tobytes()
+        pos_bin = np.clip(np.rint(table.pos[now.slots] * self.quant), 0, 0xFFFF).astype("<u2").tobytes()
+        blocks: dict[int, bytes] = {}
+        start = now.start
+        for c in np.flatnonzero(np.diff(start)).tolist():
+            s, e = start[c], start[c + 1]
+            blocks[c] = encode_cell_block(c, ids_bin[4 * s: 4 * e], pos_bin[4 * s: 4 * e])
+
+        cell_of_slot = np.full(table.capacity, -1, dtype=np.int64)
+        cell_of_slot[slots] = cells
+
+        # observers: who stayed in their cell (shared View) and who did not (own View)
+        obs_cells = cell_of_slot[self._slots].tolist() if self._slots else []
+        shared: dict[int, tuple[list, list, list, list]] = {}
+        own: list[int] = []
+        for i, (c, p) in enumerate(zip(obs_cells, self._prev)):
+            if c == p:
+                if c not in shared:
+                    shared[c] = ([], [], [], [])     # enter records, enter ids, leave ids, chat
+            else:
+                own.append(i)
+
+        # 3. enter/leave of shared views from what crossed cells since the last build
+        if shared:
+            moved = np.flatnonzero(prev_cells != cells)
+            records = table.record
+            for slot, eid, old, new in zip(slots[moved].tolist(), table.id[slots[moved]].tolist(),
+                                           prev_cells[moved].tolist(), cells[moved].tolist()):
+                was = near_set[old] if old >= 0 else _EMPTY
+                is_ = near_set[new]
+                for c in near[new]:
+                    if c not in was and c in shared:
+                        v = shared[c]
+                        v[0].append(records[slot])
+                        v[1].append(eid)
+                for c in was:
+                    if c not in is_ and c in shared:
+                        shared[c][2].append(eid)
+            for eid, old in self._gone:
+                for c in near[old]:
+                    if c in shared:
+                        shared[c][2].append(eid)
+            for speaker_cell, rec in chat:
+                for c in near[speaker_cell]:
+                    if c in shared:
+                        shared[c][3].append(rec)
+
+        cells_bytes: dict[int, bytes] = {}
+
+        def cells_for(c: int) -> bytes:
+            b = cells_bytes.get(c)
+            if b is None:
+                parts = [blocks[x] for x in near[c] if x in blocks]
+                b = cells_bytes[c] = array_header(len(parts)) + b"".join(parts)
+            return b
+
+        views_by_cell = {c: View.make(cells_for(c), *parts) for c, parts in shared.items()}
+
+        # 4. observers that changed cell or are new: own View
+        eids = self._eids
+        per_observer = [views_by_cell.get(c) for c in obs_cells]
+        if own:
+            records = table.record
+            was = self._last
+            by_move: dict[tuple[int, int], View] = {}   # (cell before, cell now) -> View
+            for i in own:
+                c, p = obs_cells[i], self._prev[i]
+                if was is None:
+                    p = -1
+                v = by_move.get((p, c))
+                if v is not None:
+                    per_observer[i] = v
+                    continue
+                ids_now, slots_now, prev_now = now.view_set(c, with_prev=True)
+                if p < 0:
+                    enter_slots, enter_ids, leave = slots_now, ids_now.tolist(), []
+                else:
+                    # entered: here now, and not in p's view set at the last build
+                    fresh = ~grid.within(prev_now, p)
+                    enter_slots, enter_ids = slots_now[fresh], ids_now[fresh].tolist()
+                    # left: in p's view set at the last build, and not (the same entity) here now
+                    ids_was, slots_was, _ = was.view_set(p)
+                    stay = (table.id[slots_was] == ids_was) & grid.within(cell_of_slot[slots_was], c)
+                    leave = ids_was[~stay].tolist()
+                enter = [records[s] for s in enter_slots.tolist()]
+                heard = near_set[c]
+                lines = [rec for sc, rec in chat if sc in heard]
+                per_observer[i] = by_move[p, c] = View.make(cells_for(c), enter, enter_ids, leave, lines)
+        views = dict(zip(eids, per_observer))
+
+        # remember this build for the next one
+        table.prev_cell[slots] = cells
+        self._prev = obs_cells
+        self._gone = []
+        self._last = now
+        return views
+
+
+class _Groups:
+    """Live entities sorted by cell at one build; a view set is (2r+1) contiguous runs."""
+
+    def __init__(self, grid: Grid, table: EntityTable, slots: np.ndarray,
+                 cells: np.ndarray, prev_cells: np.ndarray):
+        order = np.argsort(cells, kind="stable")
+        self.grid = grid
+        self.slots = slots[order]
+        self.ids = table.id[self.slots]
+        self.prev = prev_cells[order]             # each one's cell at the build before
+        sorted_cells = cells[order]
+        # start[c] .. start[c + 1]: the entities in cell c
+        self.start = np.searchsorted(sorted_cells, np.arange(grid.n_cells + 1)).tolist()
+
+    def view_set(self, cell: int, with_prev: bool = False):
+        """(ids, slots, prev cells or None) of the entities the given cell sees."""
+        st = self.start
+        runs = [(st[a], st[b + 1]) for a, b in self.grid.runs[cell]]
+        runs = [r for r in runs if r[1] > r[0]]
+        if not runs:
+            return _NO_IDS, _NO_IDS, _NO_IDS
+        if len(runs) == 1:
+            s, e = runs[0]
+            return self.ids[s:e], self.slots[s:e], (self.prev[s:e] if with_prev else None)
+        idx = np.concatenate([np.arange(s, e) for s, e in runs])
+        return self.ids[idx], self.slots[idx], (self.prev[idx] if with_prev else None)

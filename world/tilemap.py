@@ -1,0 +1,204 @@
+"""Tiled JSON maps (.tmj): which tiles are blocked, and the points of interest.
+
+Units: tile coordinates are (column, row) integers; world units are
+`tile * tile_size`. A tile is blocked when it is non-zero in a tile layer
+named `walls`, or when its tile in an embedded tileset has the boolean custom
+property `blocked = true` (in any tile layer).
+
+Only what the server needs is read; everything else in the file is kept in
+`raw` and served untouched to browsers as /map.json.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+# Tiled stores flip/rotation flags in the top four bits of a gid.
+GID_MASK = 0x0FFFFFFF
+WALLS_LAYER = "walls"
+POI_LAYER = "poi"
+
+
+class MapError(Exception):
+    """A map file that cannot be used; the message names the file and the problem."""
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: hash by identity (caches key on the map)
+class TileMap:
+    width: int                      # tiles
+    height: int                     # tiles
+    tile_size: int                  # world units per tile (square tiles)
+    blocked: np.ndarray             # bool[height, width]; True = impassable
+    pois: dict[str, tuple[float, float]]   # name -> (x, y) world units
+    raw: dict                       # the parsed JSON, as loaded
+    path: str
+
+    @property
+    def world_size(self) -> tuple[int, int]:
+        """(width, height) in world units."""
+        return self.width * self.tile_size, self.height * self.tile_size
+
+
+def load_map(path: str | Path) -> TileMap:
+    """Read and validate a Tiled JSON map; raise MapError saying what is wrong."""
+    path = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise MapError(f"{path}: cannot read map file: {e.strerror or e}") from e
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise MapError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from e
+    return parse_map(raw, path)
+
+
+def parse_map(raw: Any, path: str = "<map>") -> TileMap:
+    """Validate an already parsed Tiled JSON map (see load_map)."""
+
+    def fail(what: str) -> MapError:
+        return MapError(f"{path}: {what}")
+
+    if not isinstance(raw, dict):
+        raise fail(f"expected a JSON object at the top level, got {type(raw).__name__}")
+    orientation = raw.get("orientation", "orthogonal")
+    if orientation != "orthogonal":
+        raise fail(f"orientation is {orientation!r}, expected 'orthogonal'")
+    if raw.get("infinite"):
+        raise fail("infinite maps are not supported; save the map with a fixed size")
+    width = _positive_int(raw, "width", fail, "map")
+    height = _positive_int(raw, "height", fail, "map")
+    tw = _positive_int(raw, "tilewidth", fail, "map")
+    th = _positive_int(raw, "tileheight", fail, "map")
+    if tw != th:
+        raise fail(f"tiles must be square, got tilewidth={tw} and tileheight={th}")
+
+    blocked_gids = _blocked_gids(raw.get("tilesets", []), fail)
+    layers = raw.get("layers")
+    if not isinstance(layers, list):
+        raise fail("missing 'layers' (expected an array of layers)")
+
+    blocked = np.zeros((height, width), dtype=bool)
+    pois: dict[str, tuple[float, float]] = {}
+    n_tile_layers = 0
+    for layer in _flatten_layers(layers, fail):
+        kind = layer.get("type")
+        name = layer.get("name", "")
+        if kind == "tilelayer":
+            n_tile_layers += 1
+            gids = _layer_gids(layer, width, height, fail)
+            if name == WALLS_LAYER:
+                blocked |= gids != 0
+            if blocked_gids.size:
+                blocked |= np.isin(gids, blocked_gids)
+        elif kind == "objectgroup" and name == POI_LAYER:
+            pois.update(_layer_pois(layer, width * tw, height * th, pois, fail))
+    if n_tile_layers == 0:
+        raise fail("no tile layer found (expected at least one layer with type 'tilelayer')")
+    blocked.setflags(write=False)
+    return TileMap(width=width, height=height, tile_size=tw, blocked=blocked,
+                   pois=pois, raw=raw, path=path)
+
+
+def _positive_int(obj: dict, key: str, fail, where: str) -> int:
+    v = obj.get(key)
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+        raise fail(f"{where} field '{key}' must be a positive integer, got {v!r}")
+    return v
+
+
+def _flatten_layers(layers: list, fail) -> list[dict]:
+    """Layers in draw order, with group layers opened up."""
+    out = []
+    for i, layer in enumerate(layers):
+        if not isinstance(layer, dict):
+            raise fail(f"layer #{i} is not an object")
+        if "type" not in layer:
+            raise fail(f"layer #{i} ({layer.get('name', 'unnamed')!r}) has no 'type'")
+        if layer["type"] == "group":
+            out.extend(_flatten_layers(layer.get("layers", []), fail))
+        else:
+            out.append(layer)
+    return out
+
+
+def _layer_gids(layer: dict, width: int, height: int, fail) -> np.ndarray:
+    name = layer.get("name", "unnamed")
+    if layer.get("encoding", "csv") != "csv" or layer.get("compression"):
+        raise fail(f"tile layer {name!r} uses encoding={layer.get('encoding')!r} "
+                   f"compression={layer.get('compression')!r}; expected plain array data "
+                   "(in Tiled: Map > Map Properties > Tile Layer Format = CSV)")
+    if "chunks" in layer:
+        raise fail(f"tile layer {name!r} is chunked (infinite map); expected 'data'")
+    data = layer.get("data")
+    if not isinstance(data, list):
+        raise fail(f"tile layer {name!r} has no 'data' array")
+    lw, lh = layer.get("width", width), layer.get("height", height)
+    if (lw, lh) != (width, height):
+        raise fail(f"tile layer {name!r} is {lw}x{lh}, expected the map size {width}x{height}")
+    if len(data) != width * height:
+        raise fail(f"tile layer {name!r} has {len(data)} tiles, expected {width}*{height}={width * height}")
+    try:
+        arr = np.asarray(data, dtype=np.int64)
+    except (TypeError, ValueError, OverflowError) as e:
+        raise fail(f"tile layer {name!r} data must be integers: {e}") from e
+    if arr.ndim != 1 or arr.size and (arr.min() < 0 or arr.max() > 0xFFFFFFFF):
+        raise fail(f"tile layer {name!r} data must be integers in 0..2^32-1")
+    return (arr & GID_MASK).reshape(height, width)
+
+
+def _blocked_gids(tilesets: Any, fail) -> np.ndarray:
+    """Global tile ids whose tile has the bool property blocked=true."""
+    if not isinstance(tilesets, list):
+        raise fail("'tilesets' must be an array")
+    gids = []
+    for i, ts in enumerate(tilesets):
+        if not isinstance(ts, dict):
+            raise fail(f"tileset #{i} is not an object")
+        if "source" in ts:
+            raise fail(f"tileset #{i} is external ({ts['source']!r}); embed it in the map "
+                       "(in Tiled: Map > Embed Tilesets)")
+        first = ts.get("firstgid")
+        if isinstance(first, bool) or not isinstance(first, int) or first < 1:
+            raise fail(f"tileset #{i} field 'firstgid' must be an integer >= 1, got {first!r}")
+        for tile in ts.get("tiles", []) or []:
+            if not isinstance(tile, dict) or not isinstance(tile.get("id"), int):
+                raise fail(f"tileset #{i} ({ts.get('name', '')!r}) has a tile without an integer 'id'")
+            for prop in tile.get("properties", []) or []:
+                if isinstance(prop, dict) and prop.get("name") == "blocked":
+                    if prop.get("type", "bool") != "bool" or not isinstance(prop.get("value"), bool):
+                        raise fail(f"tileset {ts.get('name', i)!r} tile {tile['id']}: property "
+                                   f"'blocked' must be a bool, got {prop.get('value')!r}")
+                    if prop["value"]:
+                        gids.append(first + tile["id"])
+    return np.asarray(sorted(gids), dtype=np.int64)
+
+
+def _layer_pois(layer: dict, world_w: int, world_h: int, seen: dict, fail) -> dict:
+    objects = layer.get("objects")
+    if not isinstance(objects, list):
+        raise fail(f"object layer {POI_LAYER!r} has no 'objects' array")
+    out: dict[str, tuple[float, float]] = {}
+    for obj in objects:
+        if not isinstance(obj, dict):
+            raise fail(f"object layer {POI_LAYER!r} holds a non-object entry")
+        name = obj.get("name")
+        if not name:
+            continue  # unnamed objects are decoration, not points of interest
+        try:
+            # a rectangle's POI is its centre; a point has width = height = 0
+            x = float(obj["x"]) + float(obj.get("width", 0)) / 2
+            y = float(obj["y"]) + float(obj.get("height", 0)) / 2
+        except (KeyError, TypeError, ValueError):
+            raise fail(f"POI {name!r} needs numeric 'x' and 'y'") from None
+        if not (0 <= x < world_w and 0 <= y < world_h):
+            raise fail(f"POI {name!r} at ({x}, {y}) is outside the map (0..{world_w}, 0..{world_h})")
+        if name in out or name in seen:
+            raise fail(f"POI name {name!r} is used twice; POI names must be unique")
+        out[name] = (x, y)
+    return out

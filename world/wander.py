@@ -1,0 +1,111 @@
+"""Scripted NPC behaviour: walk from one point of interest to another, pause, repeat.
+
+This is the fallback every NPC runs when no decision from a model is at hand.
+`steer(table, slots, nav, rng, dt, speed, idle_s)` is a pure function of the
+NPCs' state and dt (plus the seeded rng): it advances their wander state and
+returns the velocity each wants this tick (world units per second, length at
+most `speed`). Movement and collision are applied by the caller.
+
+Per NPC (columns of the entity table):
+  w_phase   IDLE (pausing), TRAVEL (following the POI's flow field),
+            APPROACH (straight to the target, once inside the POI's tile)
+  w_poi     index into nav.names of the POI being walked to (-1: none yet)
+  w_target  the point near that POI to stop at (world units)
+  w_timer   seconds left: of the pause when IDLE, else of the leg; a leg that
+            runs out of time (stuck, unreachable) ends in a pause and a new pick
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .entities import EntityTable
+from .navigation import Navigation
+
+IDLE, TRAVEL, APPROACH = 0, 1, 2
+LEG_SLACK_S = 5.0   # seconds allowed on top of twice the walking time of a leg
+
+
+def add_columns(table: EntityTable) -> None:
+    table.column("w_phase", np.int8, fill=IDLE)
+    table.column("w_poi", np.int32, fill=-1)
+    table.column("w_timer", np.float64, fill=0.0)
+    table.column("w_target", np.float64, 2)
+
+
+def start(table: EntityTable, slot: int, poi: int, pause_s: float) -> None:
+    """A new NPC pauses for pause_s seconds at (or as if at) poi, then sets off."""
+    table.w_phase[slot] = IDLE
+    table.w_poi[slot] = poi
+    table.w_timer[slot] = pause_s
+
+
+def steer(table: EntityTable, slots: np.ndarray, nav: Navigation, rng: np.random.Generator,
+          dt: float, speed: float, idle_s: tuple[float, float]) -> np.ndarray:
+    """Advance the wander state of the NPCs in `slots`; return their velocities (M,2)."""
+    m = len(slots)
+    vel = np.zeros((m, 2))
+    n_poi = len(nav.names)
+    if m == 0 or dt <= 0 or n_poi == 0:
+        return vel
+    pos = table.pos[slots]
+    phase = table.w_phase[slots]
+    poi = table.w_poi[slots]
+    timer = table.w_timer[slots] - dt
+    tile = nav.tile_of(pos)
+
+    # Pause over: pick another POI and a spot near it.
+    go = np.flatnonzero((phase == IDLE) & (timer <= 0))
+    if go.size:
+        cur = poi[go]
+        if n_poi > 1:
+            step = rng.integers(1, n_poi, go.size)
+            first = rng.integers(0, n_poi, go.size)
+            new = np.where(cur >= 0, (cur + step) % n_poi, first)
+        else:
+            new = np.zeros(go.size, dtype=np.int64)
+        k = (rng.random(go.size) * nav.n_spots[new]).astype(np.int64)
+        table.w_target[slots[go]] = nav.random_points(nav.spots[new, k], rng)
+        d_tiles = nav.dist[new, tile[go]].astype(np.float64)
+        walk_s = np.where(d_tiles >= 0, (d_tiles + 2) * nav.tile / speed, 0.0)
+        poi[go] = new
+        phase[go] = TRAVEL
+        timer[go] = 2 * walk_s + LEG_SLACK_S
+
+    # Travellers that reached their POI's tile walk straight to the target.
+    phase[(phase == TRAVEL) & (tile == nav.poi_tile[np.maximum(poi, 0)])] = APPROACH
+
+    # TRAVEL: head for the centre of the next tile on the flow field, not past it.
+    tr = np.flatnonzero(phase == TRAVEL)
+    if tr.size:
+        aim = nav.centre(nav.next_tile[poi[tr], tile[tr]].astype(np.int64))
+        vel[tr] = _towards(aim - pos[tr], speed, dt)
+
+    # APPROACH: straight to the target; arriving this tick starts a pause.
+    ap = np.flatnonzero(phase == APPROACH)
+    if ap.size:
+        diff = table.w_target[slots[ap]] - pos[ap]
+        vel[ap] = _towards(diff, speed, dt)
+        arrived = ap[np.hypot(diff[:, 0], diff[:, 1]) <= speed * dt]
+        phase[arrived] = IDLE
+        timer[arrived] = rng.uniform(idle_s[0], idle_s[1], arrived.size)
+
+    # Legs out of time (blocked, unreachable): stop, pause, pick again.
+    late = np.flatnonzero((phase != IDLE) & (timer <= 0))
+    if late.size:
+        phase[late] = IDLE
+        vel[late] = 0.0
+        timer[late] = rng.uniform(idle_s[0], idle_s[1], late.size)
+
+    table.w_phase[slots] = phase
+    table.w_poi[slots] = poi
+    table.w_timer[slots] = timer
+    return vel
+
+
+def _towards(diff: np.ndarray, speed: float, dt: float) -> np.ndarray:
+    """Velocity along diff at `speed`, slowed so as not to pass diff's end within dt."""
+    dist = np.hypot(diff[:, 0], diff[:, 1])
+    v = np.minimum(speed, dist / dt)
+    scale = np.divide(v, dist, out=np.zeros_like(dist), where=dist > 0)
+    return diff * scale[:, None]
