@@ -118,7 +118,7 @@ class Game:
 
     def welcome(self, player: Player, resumed: bool) -> bytes:
         w, h = self.tilemap.world_size
-        wc = self.world.cfg
+        wc = self.world.config
         return protocol.encode({
             "t": "welcome", "v": protocol.VERSION, "id": player.eid, "name": player.name,
             "token": player.token, "resumed": resumed, "grace": self.cfg.grace,

@@ -174,7 +174,8 @@ async def handle(ws: ServerConnection, game: Game, metrics: Metrics) -> None:
         pass
     except Exception:  # never let one connection's bug reach others
         log.exception("connection handler failed")
-        conn.close_soon(protocol.CLOSE_INTERNAL, "internal error")
+        metrics.closes[protocol.CLOSE_INTERNAL] = metrics.closes.get(protocol.CLOSE_INTERNAL, 0) + 1
+        await ws.close(protocol.CLOSE_INTERNAL, "internal error")
     finally:
         if writer is not None:
             writer.cancel()
