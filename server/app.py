@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import json
 import logging
 import signal
 import time
@@ -38,7 +37,7 @@ class GameServer:
                 "npcs": self.metrics.npcs, "connections": self.metrics.connections}
 
     async def run(self, on_ready=None) -> None:
-        routes = Routes(json.dumps(self.tilemap.raw).encode(), self.health, self.metrics.render)
+        routes = Routes(self.cfg.map, self.tilemap.raw, self.health, self.metrics.render)
         handler = functools.partial(gateway.handle, game=self.game, metrics=self.metrics)
         async with serve(
             handler, self.cfg.host, self.cfg.port,

@@ -41,9 +41,24 @@ def _static(root: Path, rel: str) -> Response:
     return respond(200, target.read_bytes(), kind)
 
 
+IMAGE_TYPES = (".png", ".jpg", ".jpeg", ".gif", ".webp")
+
+
+def map_for_browsers(raw: dict) -> dict:
+    """The map as served at /map.json: tileset images point at /map/<file>,
+    which is served from the map's own folder (Tiled paths are relative to it)."""
+    served = dict(raw)
+    served["tilesets"] = [
+        {**ts, "image": "/map/" + Path(ts["image"]).name} if "image" in ts else ts
+        for ts in raw.get("tilesets", [])
+    ]
+    return served
+
+
 class Routes:
-    def __init__(self, map_json: bytes, health: Callable[[], dict], metrics_text: Callable[[], str]):
-        self.map_json = map_json
+    def __init__(self, map_path: Path, map_raw: dict, health: Callable[[], dict], metrics_text: Callable[[], str]):
+        self.map_dir = Path(map_path).resolve().parent
+        self.map_json = json.dumps(map_for_browsers(map_raw)).encode()
         self.health = health
         self.metrics_text = metrics_text
 
@@ -57,6 +72,8 @@ class Routes:
             return respond(200, self.metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8")
         if path == "/map.json":
             return respond(200, self.map_json, "application/json")
+        if path.startswith("/map/") and path.lower().endswith(IMAGE_TYPES):
+            return _static(self.map_dir, path[len("/map/"):])
         if path.startswith("/vendor/"):
             return _static(VENDOR_DIR, path[len("/vendor/"):])
         return _static(CLIENT_DIR, path)

@@ -259,7 +259,11 @@ async def test_http_endpoints(crowded):
     health = json.loads(body)
     assert health["status"] == "ok" and health["npcs"] == 300 and health["tick"] > 0
     status, ctype, body = await asyncio.to_thread(http_get, crowded.http_url + "map.json")
-    assert json.loads(body)["width"] * json.loads(body)["tilewidth"] == 2048
+    served = json.loads(body)
+    assert served["width"] * served["tilewidth"] == 2048
+    image = served["tilesets"][0]["image"]
+    status, ctype, body = await asyncio.to_thread(http_get, crowded.http_url + image.lstrip("/"))
+    assert image == "/map/tiles.png" and ctype == "image/png" and body.startswith(b"\x89PNG")
     for path in ("nope.txt", "../pyproject.toml", "node_modules/@msgpack/msgpack/package.json"):
         with pytest.raises(urllib.error.HTTPError) as info:
             await asyncio.to_thread(http_get, crowded.http_url + path)

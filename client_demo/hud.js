@@ -1,0 +1,133 @@
+// hud.js — the DOM around the canvas: connection state, stats, name box,
+// chat log and input, and short-lived error toasts. No game logic here.
+
+const TOAST_MS = 4000; // an error message stays this long
+const CHAT_LOG_LINES = 100; // older lines are removed from the log
+const NAME_MAX = 24; // characters, as the protocol allows
+
+const $ = (id) => document.getElementById(id);
+
+export class Hud {
+  constructor() {
+    this.stateEl = $("conn-state");
+    this.statsEl = $("stats");
+    this.nameEl = $("name");
+    this.logEl = $("chat-log");
+    this.chatEl = $("chat-input");
+    this.toastsEl = $("toasts");
+    this.state = null;
+    this.lastStats = "";
+    this.nameEl.maxLength = NAME_MAX;
+    // Refresh the "reconnecting in N s" countdown.
+    setInterval(() => this.state && this.showState(this.state), 250);
+  }
+
+  name() {
+    return this.nameEl.value.trim().slice(0, NAME_MAX) || "guest";
+  }
+
+  setName(name) {
+    this.nameEl.value = name;
+  }
+
+  /** state: {phase, retryAt, closeCode, closeReason, note} from net.js */
+  showState(state) {
+    this.state = state;
+    let text;
+    switch (state.phase) {
+      case "connecting":
+        text = "connecting…";
+        break;
+      case "connected":
+        text = "connected";
+        break;
+      case "reconnecting": {
+        const s = Math.max(0, (state.retryAt - performance.now()) / 1000);
+        text = `reconnecting in ${s.toFixed(1)} s`;
+        break;
+      }
+      default:
+        text = "disconnected";
+    }
+    if (state.phase !== "connected" && state.closeCode !== null) {
+      text += ` — closed ${state.closeCode}${state.closeReason ? `: ${state.closeReason}` : ""}`;
+      const last = state.lastClose;
+      if (last && last.code !== state.closeCode) {
+        text += ` (earlier: ${last.code}${last.reason ? `: ${last.reason}` : ""})`;
+      }
+    }
+    if (state.note && !state.closeReason) text += ` — ${state.note}`;
+    if (state.phase === "stopped") text += " (reload the page to play here)";
+    this.stateEl.textContent = text;
+    this.stateEl.className = `state-${state.phase}`;
+  }
+
+  /** stats: {tick, rttMs, players, npcs, drawn} */
+  showStats({ tick, rttMs, players, npcs }) {
+    const rtt = rttMs === null ? "–" : `${Math.round(rttMs)} ms`;
+    const text = `tick ${tick < 0 ? "–" : tick} · rtt ${rtt} · players ${players} · NPCs ${npcs} in view`;
+    if (text !== this.lastStats) {
+      this.statsEl.textContent = text; // only touch the DOM when it changed
+      this.lastStats = text;
+    }
+  }
+
+  chatLine(name, text, color, mine) {
+    const line = document.createElement("div");
+    line.className = mine ? "line mine" : "line";
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = name;
+    if (color) who.style.color = color;
+    line.append(who, document.createTextNode(` ${text}`)); // text nodes: no HTML from the wire
+    this.logEl.append(line);
+    while (this.logEl.childElementCount > CHAT_LOG_LINES) this.logEl.firstElementChild.remove();
+    this.logEl.scrollTop = this.logEl.scrollHeight;
+  }
+
+  /** A short-lived message; kind "error" (red) or "info". */
+  toast(message, kind = "error") {
+    const el = document.createElement("div");
+    el.className = `toast ${kind}`;
+    el.textContent = message;
+    this.toastsEl.append(el);
+    setTimeout(() => el.remove(), TOAST_MS);
+  }
+
+  focusChat() {
+    this.chatEl.focus();
+  }
+
+  onChatFocus(fn) {
+    this.chatEl.addEventListener("focus", fn);
+    this.nameEl.addEventListener("focus", fn);
+  }
+
+  /** fn(text) on Enter in the chat box; Enter sends and returns to the game, Escape leaves. */
+  onChat(fn) {
+    this.chatEl.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter") {
+        const text = this.chatEl.value.trim();
+        if (text) fn(text.slice(0, 200));
+        this.chatEl.value = "";
+        this.chatEl.blur();
+        ev.preventDefault();
+      } else if (ev.key === "Escape") {
+        this.chatEl.blur();
+      }
+    });
+  }
+
+  /** fn(name) when the name box is changed and confirmed with Enter. */
+  onRename(fn) {
+    this.nameEl.addEventListener("keydown", (ev) => {
+      if (ev.key === "Enter") {
+        ev.preventDefault();
+        this.nameEl.blur();
+        fn(this.name());
+      } else if (ev.key === "Escape") {
+        this.nameEl.blur();
+      }
+    });
+  }
+}

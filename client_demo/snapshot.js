@@ -1,0 +1,110 @@
+// snapshot.js — turning `update` messages into positions, and interpolating
+// other entities between two buffered snapshots ~2 ticks in the past.
+
+const INTERP_DELAY_TICKS = 2; // render others this many ticks behind the server (100 ms at 20 Hz)
+const KEEP_SNAPSHOTS = 40; // ~2 s at 20 Hz; older ones are never needed
+
+/**
+ * Positions of every entity in an update's cell blocks.
+ * A cell block is [cell, ids, pos]: ids = n uint32 LE, pos = 2n uint16 LE (x, y
+ * interleaved), each round(coordinate * quant).
+ * @returns {Map<number, {x: number, y: number}>} id -> world units
+ */
+export function decodeCells(cells, quant) {
+  const out = new Map();
+  for (const [, ids, pos] of cells) {
+    // msgpack hands out Uint8Array views into its own buffer: honour byteOffset.
+    const idView = new DataView(ids.buffer, ids.byteOffset, ids.byteLength);
+    const posView = new DataView(pos.buffer, pos.byteOffset, pos.byteLength);
+    const n = Math.min(ids.byteLength >> 2, pos.byteLength >> 2);
+    for (let i = 0; i < n; i++) {
+      const id = idView.getUint32(i * 4, true);
+      const x = posView.getUint16(i * 4, true) / quant;
+      const y = posView.getUint16(i * 4 + 2, true) / quant;
+      out.set(id, { x, y });
+    }
+  }
+  return out;
+}
+
+/**
+ * Estimates which server tick "now" is, from the ticks of arriving updates.
+ * Each arrival gives a sample tick - now * rate = offset - lateness * rate;
+ * the estimate is the median of the last CLOCK_SAMPLES samples, i.e. "when an
+ * update typically arrives". A median ignores the odd early or late message
+ * (a browser stall, a GC pause) and still follows a server that slows down.
+ */
+const CLOCK_SAMPLES = 40; // 2 s at 20 Hz
+
+export class TickClock {
+  constructor(tickRate) {
+    this.rate = tickRate / 1000; // ticks per ms
+    this.samples = []; // ticks, newest last
+    this.offset = null; // ticks
+  }
+
+  observe(tick, nowMs) {
+    const sample = tick - nowMs * this.rate;
+    // A jump of many ticks (server restarted or paused): start over.
+    if (this.offset !== null && Math.abs(sample - this.offset) > 20) this.samples = [];
+    this.samples.push(sample);
+    if (this.samples.length > CLOCK_SAMPLES) this.samples.shift();
+    const sorted = [...this.samples].sort((a, b) => a - b);
+    this.offset = sorted[sorted.length >> 1];
+  }
+
+  /** Fractional server tick at nowMs (ms, performance.now()). */
+  tickAt(nowMs) {
+    return this.offset === null ? 0 : this.offset + nowMs * this.rate;
+  }
+}
+
+/** The last few snapshots, {tick, positions}, in tick order. */
+export class SnapshotBuffer {
+  constructor() {
+    this.snaps = [];
+  }
+
+  push(tick, positions) {
+    const last = this.snaps[this.snaps.length - 1];
+    if (last && tick <= last.tick) {
+      if (tick < last.tick - 100) this.snaps = []; // server restarted: its ticks start over
+      else return; // duplicate or out of order: keep what we have
+    }
+    this.snaps.push({ tick, positions });
+    if (this.snaps.length > KEEP_SNAPSHOTS) this.snaps.shift();
+  }
+
+  clear() {
+    this.snaps = [];
+  }
+
+  latest() {
+    return this.snaps[this.snaps.length - 1] || null;
+  }
+
+  /**
+   * Position of `id` at fractional tick `t`, interpolated between the two
+   * snapshots around it. Before the oldest or after the newest snapshot, the
+   * nearest one is used (no extrapolation). null when the id is in neither.
+   */
+  positionAt(id, t) {
+    const snaps = this.snaps;
+    if (snaps.length === 0) return null;
+    let i = snaps.length - 1;
+    while (i > 0 && snaps[i].tick > t) i--;
+    const a = snaps[i];
+    const b = snaps[i + 1];
+    const pa = a.positions.get(id);
+    if (!b || a.tick >= t) return pa || (b && b.positions.get(id)) || null;
+    const pb = b.positions.get(id);
+    if (!pa || !pb) return pb || pa || null;
+    const f = (t - a.tick) / (b.tick - a.tick);
+    return { x: pa.x + (pb.x - pa.x) * f, y: pa.y + (pb.y - pa.y) * f };
+  }
+
+  /** Render time for other entities: the server tick now, minus the delay. */
+  static renderTick(clock, nowMs) {
+    return clock.tickAt(nowMs) - INTERP_DELAY_TICKS;
+  }
+}

@@ -1,0 +1,156 @@
+"""The browser client (client_demo/) in real Chromium against a real server.
+
+A second, independent player speaks the wire protocol from Python and watches
+the browser's player move in its own updates: the test trusts the server's
+view of the world, not what the page says about itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+
+import pytest
+
+from wsclient import Player
+
+playwright_api = pytest.importorskip("playwright.async_api")
+
+CHROMIUM = os.environ.get("NPCWORLD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+CLIENT_DIR = os.path.join(os.path.dirname(__file__), "..", "client_demo")
+
+pytestmark = [
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM}"),
+    pytest.mark.skipif(not os.path.isdir(os.path.join(CLIENT_DIR, "node_modules", "@msgpack", "msgpack")),
+                       reason="client_demo/node_modules missing: run `npm install` in client_demo/"),
+]
+
+# Counts canvas pixels that are not the page background (#101418), on a grid.
+NON_BLANK_PIXELS = """() => {
+  const c = document.getElementById("world");
+  const data = c.getContext("2d").getImageData(0, 0, c.width, c.height).data;
+  let other = 0, total = 0;
+  const colours = new Set();
+  for (let i = 0; i < data.length; i += 4 * 97) {
+    total++;
+    const [r, g, b] = [data[i], data[i + 1], data[i + 2]];
+    if (r !== 0x10 || g !== 0x14 || b !== 0x18) other++;
+    colours.add((r << 16) | (g << 8) | b);
+  }
+  return {other, total, colours: colours.size};
+}"""
+
+
+class Observer:
+    """A Python player that keeps reading its updates in the background."""
+
+    def __init__(self, player: Player):
+        self.player = player
+        self.task = asyncio.create_task(self._pump())
+
+    async def _pump(self) -> None:
+        while True:
+            await self.player.recv(timeout=30)
+
+    def position(self, eid: int) -> tuple[float, float] | None:
+        return self.player.positions.get(eid)
+
+    async def wait(self, predicate, timeout: float, what: str):
+        """Poll until predicate() is truthy (the pump keeps state fresh)."""
+        async def loop():
+            while not (value := predicate()):
+                if self.task.done():
+                    self.task.result()  # re-raise what stopped the pump
+                await asyncio.sleep(0.02)
+            return value
+        try:
+            return await asyncio.wait_for(loop(), timeout)
+        except TimeoutError:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}") from None
+
+    async def settled(self, eid: int, timeout: float = 10) -> tuple[float, float]:
+        """The entity's position once it is the same in two updates ~5 ticks apart."""
+        async def loop():
+            while True:
+                before = self.position(eid)
+                start = self.player.last_tick
+                while self.player.last_tick < start + 5:
+                    await asyncio.sleep(0.02)
+                if before is not None and self.position(eid) == before:
+                    return before
+        return await asyncio.wait_for(loop(), timeout)
+
+    async def close(self) -> None:
+        self.task.cancel()
+        await self.player.close()
+
+
+async def wait_connected(page) -> None:
+    await page.wait_for_selector("body[data-state=connected]", timeout=20_000)
+
+
+async def test_browser_client_plays(server):
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1000, "height": 700})
+            page_errors: list[str] = []
+            page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+            await page.goto(server.http_url)
+            await wait_connected(page)
+
+            # The world is drawn: map tiles and entities, not an empty canvas.
+            pixels = await page.evaluate(NON_BLANK_PIXELS)
+            assert pixels["other"] > pixels["total"] // 2, pixels
+            assert pixels["colours"] >= 4, pixels
+
+            my_id = await page.evaluate("window.npcworld.myId")
+            assert isinstance(my_id, int) and my_id >= 1
+            observer = Observer(await Player.join(server.ws_url, name="observer"))
+            try:
+                # Both players spawn near the 'spawn' point, so each sees the other.
+                await observer.wait(lambda: observer.position(my_id), 10, "the browser player in view")
+                x0, y0 = await observer.settled(my_id)
+
+                # Typing in the chat box sends chat and never moves the player.
+                await page.click("#chat-input")
+                await page.keyboard.type("ddd hello from chromium")
+                await page.keyboard.press("Enter")
+                await observer.wait(
+                    lambda: any(c[0] == my_id and c[2] == "ddd hello from chromium" for c in observer.player.chat),
+                    10, "the browser's chat line")
+                assert await observer.settled(my_id) == (x0, y0)
+
+                # Hold the right arrow until the server has moved the player 1.5 tiles right.
+                await page.keyboard.down("ArrowRight")
+                try:
+                    await observer.wait(lambda: (observer.position(my_id) or (x0, y0))[0] > x0 + 48, 10,
+                                        "the browser player to move right")
+                finally:
+                    await page.keyboard.up("ArrowRight")
+                x1, y1 = await observer.settled(my_id)
+                assert x1 > x0 + 48 and y1 == y0, ((x0, y0), (x1, y1))
+
+                # Once stopped, prediction agrees with the server (up to quantisation).
+                quant = observer.player.quant
+                await page.wait_for_function(
+                    f"""() => {{
+                        const p = window.npcworld.myPos(), s = window.npcworld.serverPos();
+                        return p && s && Math.abs(s.x - {x1}) < 1e-6 && Math.abs(s.y - {y1}) < 1e-6
+                            && Math.abs(p.x - s.x) <= 1 / {quant} && Math.abs(p.y - s.y) <= 1 / {quant};
+                    }}""", timeout=10_000)
+            finally:
+                await observer.close()
+
+            # Reloading the tab resumes the same character (token in localStorage).
+            await page.reload()
+            await wait_connected(page)
+            assert await page.evaluate("window.npcworld.myId") == my_id
+            assert page_errors == []
+        finally:
+            await browser.close()
