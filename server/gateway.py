@@ -43,7 +43,7 @@ class Connection:
         self.ws = ws
         self.game = game
         self.metrics = metrics
-        self.outbox = Outbox()
+        self.outbox = Outbox(metrics)
         self.player: Player | None = None
         self.rate = TokenBucket(RATE_PER_S, RATE_BURST, now)
         self.strikes = TokenBucket(STRIKES_PER_S, STRIKES, now)

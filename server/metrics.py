@@ -45,6 +45,7 @@ class Metrics:
         self.messages_in = 0
         self.messages_out = 0
         self.updates_coalesced = 0
+        self.control_dropped = 0  # pongs and errors dropped for a full outbox
         self.errors_sent: dict[str, int] = {}
         self.closes: dict[int, int] = {}
         self.players = 0
@@ -62,25 +63,24 @@ class Metrics:
             "npcworld_tick_duration_seconds", "histogram", "Wall time of one tick (world step and updates).",
             self.tick_duration.lines("npcworld_tick_duration_seconds"),
         )
-        metric("npcworld_ticks_total", "counter", "Ticks run.", [f"npcworld_ticks_total {self.ticks}"])
-        metric("npcworld_tick_overruns_total", "counter", "Ticks that ended after their time slot.",
-               [f"npcworld_tick_overruns_total {self.tick_overruns}"])
-        metric("npcworld_ticks_skipped_total", "counter", "Tick slots skipped to catch up after overruns.",
-               [f"npcworld_ticks_skipped_total {self.ticks_skipped}"])
-        metric("npcworld_connections", "gauge", "Open player connections.",
-               [f"npcworld_connections {self.connections}"])
-        metric("npcworld_connections_total", "counter", "Player connections accepted.",
-               [f"npcworld_connections_total {self.connections_total}"])
-        metric("npcworld_bytes_in_total", "counter", "WebSocket payload bytes received.",
-               [f"npcworld_bytes_in_total {self.bytes_in}"])
-        metric("npcworld_bytes_out_total", "counter", "WebSocket payload bytes sent.",
-               [f"npcworld_bytes_out_total {self.bytes_out}"])
-        metric("npcworld_messages_in_total", "counter", "WebSocket messages received.",
-               [f"npcworld_messages_in_total {self.messages_in}"])
-        metric("npcworld_messages_out_total", "counter", "WebSocket messages sent.",
-               [f"npcworld_messages_out_total {self.messages_out}"])
-        metric("npcworld_updates_coalesced_total", "counter", "World updates merged into a newer one for a slow client.",
-               [f"npcworld_updates_coalesced_total {self.updates_coalesced}"])
+        simple = (
+            ("npcworld_ticks_total", "counter", "Ticks run.", self.ticks),
+            ("npcworld_tick_overruns_total", "counter", "Ticks that ended after their time slot.", self.tick_overruns),
+            ("npcworld_ticks_skipped_total", "counter", "Tick slots skipped to catch up after overruns.",
+             self.ticks_skipped),
+            ("npcworld_connections", "gauge", "Open player connections.", self.connections),
+            ("npcworld_connections_total", "counter", "Player connections accepted.", self.connections_total),
+            ("npcworld_bytes_in_total", "counter", "WebSocket payload bytes received.", self.bytes_in),
+            ("npcworld_bytes_out_total", "counter", "WebSocket payload bytes sent.", self.bytes_out),
+            ("npcworld_messages_in_total", "counter", "WebSocket messages received.", self.messages_in),
+            ("npcworld_messages_out_total", "counter", "WebSocket messages sent.", self.messages_out),
+            ("npcworld_updates_coalesced_total", "counter", "World updates merged into a newer one for a slow client.",
+             self.updates_coalesced),
+            ("npcworld_control_dropped_total", "counter", "Pongs and errors dropped because a client's queue was full.",
+             self.control_dropped),
+        )
+        for name, kind, help_, value in simple:
+            metric(name, kind, help_, [f"{name} {value}"])
         metric("npcworld_errors_sent_total", "counter", "Error messages sent, by code.",
                [f'npcworld_errors_sent_total{{code="{c}"}} {n}' for c, n in sorted(self.errors_sent.items())])
         metric("npcworld_closes_total", "counter", "Connections closed by the server, by close code.",

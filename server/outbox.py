@@ -18,23 +18,24 @@ from collections import deque
 
 from world.snapshot import View, encode_update, merge_views
 
+from .metrics import Metrics
+
 MAX_CONTROL = 256  # messages
 
 
 class Outbox:
-    __slots__ = ("control", "update", "ready", "dropped", "coalesced")
+    __slots__ = ("control", "update", "ready", "metrics")
 
-    def __init__(self) -> None:
+    def __init__(self, metrics: Metrics) -> None:
         self.control: deque[bytes] = deque()
         self.update: tuple[int, int, View] | None = None  # (tick, ack, view) not yet sent
         self.ready = asyncio.Event()
-        self.dropped = 0
-        self.coalesced = 0
+        self.metrics = metrics
 
     def push(self, data: bytes) -> bool:
         """Queue a control message; False when the queue is full and it was dropped."""
         if len(self.control) >= MAX_CONTROL:
-            self.dropped += 1
+            self.metrics.control_dropped += 1
             return False
         self.control.append(data)
         self.ready.set()
@@ -43,7 +44,7 @@ class Outbox:
     def push_update(self, tick: int, ack: int, view: View) -> None:
         if self.update is not None:
             view = merge_views(self.update[2], view)
-            self.coalesced += 1
+            self.metrics.updates_coalesced += 1
         self.update = (tick, ack, view)
         self.ready.set()
 
