@@ -48,6 +48,7 @@ class GameServer:
             close_timeout=2,
             ping_interval=20, ping_timeout=20,
             server_header="npcworld",
+            compression="deflate" if self.cfg.compression else None,
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
             ticks = asyncio.create_task(run_ticks(self.cfg.tick_rate, self.game.tick, self.metrics, self.stop_event))

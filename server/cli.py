@@ -6,6 +6,8 @@ import argparse
 import logging
 import sys
 
+from bots import cli as bots_cli
+
 from . import config
 
 
@@ -20,18 +22,26 @@ def _serve_parser(sub) -> None:
         default = getattr(defaults, name)
         kind = type(default)
         shown = "" if name == "secret" else f" (default: {default})"
-        p.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
-                       metavar=name.upper(), help=config.ServerConfig.HELP[name] + shown)
+        flag = "--" + name.replace("_", "-")
+        if kind is bool:
+            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                           help=config.ServerConfig.HELP[name] + shown)
+        else:
+            p.add_argument(flag, dest=name, type=kind, default=None,
+                           metavar=name.upper(), help=config.ServerConfig.HELP[name] + shown)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="npcworld", description="npcworld: a real-time game server whose NPCs think")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _serve_parser(sub)
+    bots_parser = bots_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
+    if args.command == "bots":
+        return bots_cli.main(args, bots_parser)
     if args.command == "serve":
         overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
         try:

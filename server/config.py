@@ -35,6 +35,10 @@ class ServerConfig:
     view_radius: int = 1  # cells seen around one's own (1 = 3 x 3)
     seed: int = 0  # world RNG seed (NPC placement and wandering)
     secret: str = ""  # HMAC key for reconnect tokens; empty = random per run
+    # permessage-deflate compresses every update once per connection, which
+    # undoes sharing one encoding per cell: at 400 bots it was 63% of the
+    # server's CPU (py-spy, bench/capacity.py). Off unless asked for.
+    compression: bool = False
 
     # Help text per option, shown by `npcworld serve --help`.
     HELP = {
@@ -50,6 +54,7 @@ class ServerConfig:
         "view_radius": "cells visible around the player's cell",
         "seed": "world random seed",
         "secret": "key that signs reconnect tokens (default: random per run)",
+        "compression": "offer permessage-deflate (costs CPU per connection and update)",
     }
 
     def validate(self) -> "ServerConfig":

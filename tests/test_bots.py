@@ -1,0 +1,203 @@
+"""`npcworld bots` against real servers: its report agrees with what the
+server's own /metrics counted, every scenario plays, a server that goes away
+ends the run with a clear summary, bad arguments are usage errors, and the
+HTML report renders in real Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import ROOT, start_server
+
+BOTS = [sys.executable, "-m", "server.cli", "bots"]
+CHROMIUM = os.environ.get("NPCWORLD_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run"]
+
+
+def run_bots(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    return subprocess.run([*BOTS, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def start_bots(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([*BOTS, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def metrics(srv) -> dict[str, float]:
+    """The server's /metrics, read independently of the code under test."""
+    with urllib.request.urlopen(srv.http_url + "metrics", timeout=10) as resp:
+        body = resp.read().decode()
+    out = {}
+    for fam in text_string_to_metric_families(body):
+        for s in fam.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+            out[s.name + ("{" + labels + "}" if labels else "")] = s.value
+    return out
+
+
+def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.05)
+
+
+def clean(res_out: str, res_err: str) -> None:
+    assert "Traceback" not in res_out + res_err, res_out + res_err
+
+
+@pytest.fixture(scope="module")
+def wander_run(tmp_path_factory):
+    """One wander run of 4 bots in 2 processes; what it printed, its report, the server's figures after it."""
+    srv = start_server("--npcs", "20")
+    try:
+        out_dir = tmp_path_factory.mktemp("wander")
+        res = run_bots("--url", srv.ws_url, "--clients", "4", "--ramp", "1", "--duration", "4", "--procs", "2",
+                       "--report", str(out_dir))
+        wait_for(lambda: metrics(srv)["npcworld_connections"] == 0, "the server to see every bot leave")
+        yield res, json.loads((out_dir / "report.json").read_text()), out_dir, metrics(srv)
+    finally:
+        srv.stop()
+
+
+def test_a_run_reports_what_the_server_counted(wander_run):
+    res, r, _, m = wander_run
+    assert res.returncode == 0, res.stdout + res.stderr
+    clean(res.stdout, res.stderr)
+    assert "updates/s per client" in res.stdout and "report:" in res.stdout
+    s = r["summary"]
+    assert s["connected"] == s["finished"] == 4 and s["problems"] == []
+    # Connections: every bot was accepted once and all were open together.
+    assert m["npcworld_connections_total"] == 4
+    assert r["server"]["connections_accepted"] == 4 and r["server"]["connections_max"] == 4
+    assert max(row["connected"] for row in r["timeline"]) == 4
+    # Messages, exactly: the server is fresh, so its totals are this run's. The
+    # bots close with a handshake and read until the server's close frame, so
+    # nothing either side sent is still in flight when the counts are taken.
+    assert s["messages_sent"] == m["npcworld_messages_in_total"] == r["server"]["messages_in"]
+    assert s["messages_received"] == m["npcworld_messages_out_total"] == r["server"]["messages_out"]
+    assert s["messages_sent"] == sum(s["sent_by_kind"].values())
+    assert s["sent_by_kind"]["hello"] == 4 and s["sent_by_kind"]["input"] > 0 and s["sent_by_kind"]["chat"] == 0
+    # Every bot measured what the issue asks for.
+    for bot in r["bots"]:
+        assert bot["end"] == "finished" and bot["updates"] > 0 and bot["bytes"] > 0
+        assert bot["updates_per_s"] > 0 and bot["bytes_per_s"] > 0
+        assert bot["gap_p50"] > 0 and bot["rtt_p50"] > 0 and bot["ack_p50"] > 0
+    assert s["rtt_p99"] >= s["rtt_p50"] > 0 and s["gap_p99"] >= s["gap_p50"] > 0
+    assert r["server"]["timeline"] and r["server"]["steady"]["tick_p99_ms"] > 0
+
+
+async def test_the_html_report_renders_in_chromium(wander_run):
+    playwright_api = pytest.importorskip("playwright.async_api")
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    _, r, out_dir, _ = wander_run
+    async with playwright_api.async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page()
+            urls: list[str] = []
+            page.on("request", lambda req: urls.append(req.url))
+            await page.goto((out_dir / "report.html").as_uri())
+            assert await page.title() == "npcworld bots: 4 x wander"
+            plots = await page.query_selector_all("svg.plot")
+            assert len(plots) == 10
+            for plot in plots:
+                box = await plot.bounding_box()
+                assert box and box["width"] > 100 and box["height"] > 100
+            # Each plot drew its data (lines, points or bars), not just axes.
+            drawn = await page.evaluate("""() => [...document.querySelectorAll('svg.plot')].map(svg => [
+                svg.getAttribute('aria-label'),
+                [...svg.querySelectorAll('.data')].filter(el => {
+                    const b = el.getBBox(); return b.width > 0 || b.height > 0; }).length])""")
+            assert all(n > 0 for _, n in drawn), drawn
+            assert all(u.startswith("file://") for u in urls), urls  # nothing fetched: opens offline
+        finally:
+            await browser.close()
+
+
+def test_each_scenario_plays(launch, tmp_path):
+    srv = launch("--npcs", "20")
+    runs = {name: start_bots("--url", srv.ws_url, "--clients", "3", "--ramp", "0.5", "--duration", "3.5",
+                             "--scenario", name, "--report", str(tmp_path / name)) for name in ("chatty", "idle")}
+    reports = {}
+    for name, proc in runs.items():
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, out + err
+        clean(out, err)
+        reports[name] = json.loads((tmp_path / name / "report.json").read_text())["summary"]
+    chatty, idle = reports["chatty"], reports["idle"]
+    # chatty walks and speaks (every bot's first line comes 0.5..2 s after joining) and hears itself
+    assert chatty["sent_by_kind"]["input"] > 0 and chatty["sent_by_kind"]["chat"] >= 3
+    assert chatty["chat_heard"] >= 3
+    # idle never moves or speaks, but pings
+    assert idle["sent_by_kind"]["input"] == idle["sent_by_kind"]["chat"] == 0
+    assert idle["sent_by_kind"]["ping"] > 0 and idle["ack_p50"] is None and idle["rtt_p50"] > 0
+    for s in (chatty, idle):
+        assert s["connected"] == s["finished"] == 3 and s["updates_per_s_median"] > 0
+    wait_for(lambda: metrics(srv)["npcworld_connections"] == 0, "the server to see every bot leave")
+    assert chatty["messages_sent"] + idle["messages_sent"] == metrics(srv)["npcworld_messages_in_total"]
+
+
+def test_a_server_that_goes_away_ends_the_run_with_a_clear_summary(launch, tmp_path):
+    srv = launch("--npcs", "10")
+    bots = start_bots("--url", srv.ws_url, "--clients", "3", "--ramp", "0.3", "--duration", "120",
+                      "--report", str(tmp_path))
+    try:
+        # Joined (a player each), and a few ticks later, so every welcome has gone out:
+        # the bots are playing, not still connecting, when the server goes.
+        wait_for(lambda: metrics(srv)["npcworld_entities{kind=player}"] == 3, "3 bots joined")
+        joined_at = metrics(srv)["npcworld_ticks_total"]
+        wait_for(lambda: metrics(srv)["npcworld_ticks_total"] >= joined_at + 3, "3 more ticks")
+        srv.stop()  # SIGTERM: the server closes every connection with 1001 and exits
+        out, err = bots.communicate(timeout=60)  # the run ends with its connections, not after 120 s
+    finally:
+        if bots.poll() is None:
+            bots.kill()
+    clean(out, err)
+    said = f"bots said:\n{out}\n{err}\nthe server said:\n" + "\n".join(srv.output[-30:])
+    assert bots.returncode == 1, said
+    assert "3 connections ended before the run did: closed 1001 x3" in out, said
+    assert "stopped answering" in out, said  # /metrics went away with the server
+    r = json.loads((tmp_path / "report.json").read_text())
+    assert r["why_ended"] == "all connections ended" and r["summary"]["connected"] == 3
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_bad_arguments_are_usage_errors_and_a_missing_server_is_clear(tmp_path):
+    url = "ws://127.0.0.1:9/ws"
+    cases = [
+        ([], "--url"),
+        (["--url", "http://127.0.0.1:8080/ws"], "expected ws://"),
+        (["--url", "ws://127.0.0.1:99999/ws"], "port"),
+        (["--url", url, "--clients", "0"], "--clients 0"),
+        (["--url", url, "--clients", "many"], "--clients"),
+        (["--url", url, "--ramp", "10", "--duration", "5"], "--ramp 10.0 is not shorter than --duration"),
+        (["--url", url, "--duration", "-1"], "--duration"),
+        (["--url", url, "--scenario", "dance"], "--scenario"),
+        (["--url", url, "--procs", "0"], "--procs 0"),
+    ]
+    for args, expected in cases:
+        res = run_bots(*args, "--report", str(tmp_path))
+        assert res.returncode == 2, (args, res.stderr)
+        assert "usage: npcworld bots" in res.stderr and expected in res.stderr, (args, res.stderr)
+        clean(res.stdout, res.stderr)
+    res = run_bots("--url", f"ws://127.0.0.1:{free_port()}/ws", "--report", str(tmp_path))
+    assert res.returncode == 3 and "cannot reach the server" in res.stderr and "connection refused" in res.stderr
+    clean(res.stdout, res.stderr)
