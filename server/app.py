@@ -1,19 +1,23 @@
 """Wiring: load the map, build the game, serve HTTP + WebSocket on one port,
-run the tick loop, stop cleanly on SIGINT/SIGTERM (clients get 1001)."""
+run the tick loop, watch the NPC files, serve the admin endpoints on their own
+port, stop cleanly on SIGINT/SIGTERM (clients get 1001)."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
+import secrets
 import signal
 import time
 
 from websockets.asyncio.server import serve
 
+from npc.reload import Watcher
 from world.tilemap import load_map
 
 from . import gateway, protocol
+from .admin import Admin
 from .config import ServerConfig
 from .game import Game
 from .http import Routes
@@ -31,6 +35,23 @@ class GameServer:
         self.game = Game(cfg, self.tilemap, self.metrics, time.monotonic)
         self.stop_event = asyncio.Event()
         self.port: int | None = None
+        self.watcher = Watcher(self.game.cast)  # hot reload of the NPC files
+        self.admin_token = cfg.admin_token or secrets.token_urlsafe(18)
+        self.admin: Admin | None = None
+        self.admin_port: int | None = None
+
+    async def _start_admin(self) -> None:
+        self.admin = Admin(self.game, self.watcher, self.admin_token)
+        port = self.cfg.admin_port
+        if port == -1:
+            port = self.port + 1 if self.cfg.port else 0
+            try:
+                self.admin_port = await self.admin.start(self.cfg.admin_host, port)
+                return
+            except OSError as e:   # the derived port is taken: any free one will do
+                log.warning("admin port %d is not free (%s); using any free port", port, e.strerror)
+                port = 0
+        self.admin_port = await self.admin.start(self.cfg.admin_host, port)
 
     def health(self) -> dict:
         return {"status": "ok", "tick": self.game.world.tick, "players": self.metrics.players,
@@ -51,14 +72,18 @@ class GameServer:
             compression="deflate" if self.cfg.compression else None,
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
+            await self._start_admin()
             ticks = asyncio.create_task(run_ticks(self.cfg.tick_rate, self.game.tick, self.metrics, self.stop_event))
+            reloads = asyncio.create_task(self.watcher.run(self.stop_event))
             if on_ready:
                 on_ready(self)
             await self.stop_event.wait()
             log.info("stopping: closing %d connections with 1001", self.metrics.connections)
             server.close(close_connections=True)  # 1001 going away
             await server.wait_closed()
+            await self.admin.stop()
             await ticks
+            await reloads
 
 
 def main(cfg: ServerConfig) -> int:
@@ -66,7 +91,11 @@ def main(cfg: ServerConfig) -> int:
 
     def ready(srv: GameServer) -> None:
         host = cfg.host if cfg.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-        print(f"npcworld serving http://{host}:{srv.port}/  (map {srv.tilemap.path}, {cfg.npcs} NPCs, "
+        admin_host = cfg.admin_host if cfg.admin_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        # printed before the serving line, so whoever waits for that line has this one too
+        print(f"npcworld admin http://{admin_host}:{srv.admin_port}/ token={srv.admin_token}"
+              f"  ({len(srv.game.cast.minds)} NPCs from {cfg.npc_dir or 'no NPC folder'})", flush=True)
+        print(f"npcworld serving http://{host}:{srv.port}/  (map {srv.tilemap.path}, {cfg.npcs} wandering NPCs, "
               f"{cfg.tick_rate} Hz) - open it in a browser; Ctrl+C stops", flush=True)
 
     async def amain() -> None:

@@ -7,6 +7,7 @@ import logging
 import sys
 
 from bots import cli as bots_cli
+from npc import check as npc_check
 
 from . import config
 
@@ -21,7 +22,7 @@ def _serve_parser(sub) -> None:
     for name in config.option_names():
         default = getattr(defaults, name)
         kind = type(default)
-        shown = "" if name == "secret" else f" (default: {default})"
+        shown = "" if name in ("secret", "admin_token") else f" (default: {default})"
         flag = "--" + name.replace("_", "-")
         if kind is bool:
             p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
@@ -36,12 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _serve_parser(sub)
     bots_parser = bots_cli.add_parser(sub)
+    npc_parser = npc_check.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
     if args.command == "bots":
         return bots_cli.main(args, bots_parser)
+    if args.command == "npc":
+        return npc_check.main(args, npc_parser)
     if args.command == "serve":
         overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
         try:

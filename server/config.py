@@ -12,6 +12,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MAP = ROOT / "assets" / "maps" / "default.tmj"
+DEFAULT_NPC_DIR = ROOT / "assets" / "npcs"
 CLIENT_DIR = ROOT / "client_demo"
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -39,6 +40,12 @@ class ServerConfig:
     # undoes sharing one encoding per cell: at 400 bots it was 63% of the
     # server's CPU (py-spy, bench/capacity.py). Off unless asked for.
     compression: bool = False
+    npc_dir: str = str(DEFAULT_NPC_DIR)  # NPC files (*.toml), hot-reloaded; "" = none
+    day_length: float = 1440.0  # real seconds per game day (1440: a game minute per second)
+    hook_budget_ms: float = 5.0  # per NPC hook call; the hard cap is 4x this
+    admin_host: str = "127.0.0.1"  # admin HTTP endpoints: loopback unless configured
+    admin_port: int = -1  # -1 = game port + 1 (a free port when the game port is 0 or it is taken); 0 = free
+    admin_token: str = ""  # bearer token for the admin endpoints; empty = random per run, printed at start
 
     # Help text per option, shown by `npcworld serve --help`.
     HELP = {
@@ -55,6 +62,12 @@ class ServerConfig:
         "seed": "world random seed",
         "secret": "key that signs reconnect tokens (default: random per run)",
         "compression": "offer permessage-deflate (costs CPU per connection and update)",
+        "npc_dir": "folder of NPC files (*.toml), reloaded when they change; empty = none",
+        "day_length": "real seconds per game day",
+        "hook_budget_ms": "time budget of one NPC hook call, ms (the hard cap is 4x)",
+        "admin_host": "interface for the admin HTTP endpoints",
+        "admin_port": "admin HTTP port (-1 = the game port + 1; 0 = any free port)",
+        "admin_token": "bearer token for the admin endpoints (default: random per run, printed at start)",
     }
 
     def validate(self) -> "ServerConfig":
@@ -71,6 +84,10 @@ class ServerConfig:
         need(self.cell_size >= 32, "cell_size", ">= 32 world units")
         need(1 <= self.view_radius <= 8, "view_radius", "1..8 cells")
         need(Path(self.map).is_file(), "map", "an existing .tmj file")
+        need(self.npc_dir == "" or Path(self.npc_dir).is_dir(), "npc_dir", "an existing folder, or \"\" for none")
+        need(1 <= self.day_length <= 10_000_000, "day_length", "1..10000000 seconds")
+        need(0.1 <= self.hook_budget_ms <= 10_000, "hook_budget_ms", "0.1..10000 ms")
+        need(-1 <= self.admin_port <= 65535, "admin_port", "-1 (game port + 1), 0 (any free port) or 1..65535")
         return self
 
 
@@ -112,4 +129,9 @@ def build(toml_path: str | None, overrides: dict) -> ServerConfig:
         candidate = Path(toml_path).resolve().parent / cfg.map
         if candidate.is_file() and "map" not in {k for k, v in overrides.items() if v is not None}:
             cfg.map = str(candidate)
+    if toml_path and cfg.npc_dir and not Path(cfg.npc_dir).is_absolute():
+        # so is a relative npc_dir
+        candidate = Path(toml_path).resolve().parent / cfg.npc_dir
+        if candidate.is_dir() and overrides.get("npc_dir") is None:
+            cfg.npc_dir = str(candidate)
     return cfg.validate()

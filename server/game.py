@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
+from npc.cast import Cast
 from world.sim import NPC, PLAYER, World, WorldConfig
 from world.tilemap import TileMap
 
@@ -58,15 +59,21 @@ class Game:
     commands: list[tuple] = field(default_factory=list)
     secret: bytes = b""
     joins: int = 0  # players spawned so far; names and colours for guests
+    cast: Cast = field(init=False)  # the NPCs of the NPC files (npc_dir)
 
     def __post_init__(self) -> None:
         self.world = World(
             self.tilemap,
-            WorldConfig(cell_size=self.cfg.cell_size, view_radius=self.cfg.view_radius, seed=self.cfg.seed),
+            WorldConfig(cell_size=self.cfg.cell_size, view_radius=self.cfg.view_radius, seed=self.cfg.seed,
+                        day_length_s=self.cfg.day_length),
         )
         self.secret = self.cfg.secret.encode() if self.cfg.secret else secrets.token_bytes(32)
+        # `npcs` generic wanderers (no file: they only wander), then the NPCs of the NPC files
         for i in range(self.cfg.npcs):
             self.world.spawn(NPC, f"wanderer {i + 1}", colour_for(i + 7))
+        self.cast = Cast(self.world, self.cfg.npc_dir or None, tick_rate=self.cfg.tick_rate,
+                         budget_ms=self.cfg.hook_budget_ms)
+        self.cast.load_all()
         self._count()
 
     # -- joining and leaving (called by the gateway between ticks) ----------
@@ -142,6 +149,7 @@ class Game:
                 player.ack = seq
             else:
                 world.say(cmd[1], cmd[2])
+        self.cast.tick()  # NPCs hear and (those due) re-think; never blocks (hooks are time-capped)
         world.step(1.0 / self.cfg.tick_rate)
         tick = world.tick
         players = self.players
@@ -166,6 +174,10 @@ class Game:
                 if stalled > SLOW_CLIENT_S:
                     log.info("closing %s (%d): read nothing for %.1f s", player.name, eid, stalled)
                     player.conn.close_soon(protocol.CLOSE_TOO_SLOW, "too slow: read nothing for 5 s")
+        self._count()
+
+    def npcs_changed(self) -> None:
+        """NPCs were spawned or despawned outside the tick (admin): refresh the counts."""
         self._count()
 
     def _count(self) -> None:

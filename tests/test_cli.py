@@ -23,7 +23,7 @@ def test_serve_help_lists_every_option():
 
 def test_options_come_from_a_toml_file(tmp_path):
     cfg = tmp_path / "server.toml"
-    cfg.write_text('[server]\nnpcs = 7\ntick-rate = 10\nlog_level = "warning"\n')
+    cfg.write_text('[server]\nnpcs = 7\ntick-rate = 10\nlog_level = "warning"\nnpc_dir = ""\n')
     srv = start_server("--config", str(cfg))
     try:
         with urllib.request.urlopen(srv.http_url + "healthz", timeout=10) as resp:

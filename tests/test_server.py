@@ -44,7 +44,7 @@ async def close_code(ws, timeout: float = 10) -> int:
 @pytest.fixture(scope="module")
 def crowded(request):
     from conftest import start_server
-    srv = start_server("--npcs", "300", "--grace", "2")
+    srv = start_server("--npcs", "300", "--grace", "2", "--npc-dir", "")  # only the 300 wanderers
     yield srv
     srv.stop()
 
@@ -85,7 +85,7 @@ async def test_a_player_cannot_move_another(crowded):
 
 
 async def test_chat_reaches_nearby_players_only(launch):
-    srv = launch("--npcs", "0", "--cell-size", "64")  # 3x3 cells of 64 units: a small view
+    srv = launch("--npcs", "0", "--cell-size", "64", "--npc-dir", "")  # 3x3 cells of 64 units: a small view
     a = await Player.join(srv.ws_url, "ada")
     b = await Player.join(srv.ws_url, "bob")
     c = await Player.join(srv.ws_url, "cy")
@@ -271,7 +271,7 @@ async def test_http_endpoints(crowded):
 
 
 async def test_metrics_count_what_clients_did(launch):
-    srv = launch("--npcs", "10")
+    srv = launch("--npcs", "10", "--npc-dir", "")  # no NPC files: 10 NPCs exactly
     before = await metrics(srv)
     assert before["npcworld_connections"] == 0
     p = await Player.join(srv.ws_url, "ada")

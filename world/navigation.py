@@ -168,6 +168,15 @@ class Navigation:
         return [goal] + [t_ for t_, good in zip(cand, ok) if good]
 
 
+def place_names(tilemap: TileMap) -> list[str]:
+    """The POIs NPCs walk between, in map order: all but 'spawn', unless it is the only one.
+
+    The same rule as Navigation.names, without building the flow fields.
+    """
+    named = [n for n in tilemap.pois if n != SPAWN_POI]
+    return named or ([SPAWN_POI] if SPAWN_POI in tilemap.pois else [])
+
+
 def navigation_for(tilemap: TileMap, radius: float, spread: int) -> Navigation:
     """The Navigation of a map (computed once per map, radius and spread)."""
     per_map = _cache.setdefault(tilemap, {})

@@ -6,28 +6,51 @@ numpy Generator seeded with `WorldConfig.seed`).
 
 A tick, as the server drives it:
     w.set_direction(...), w.say(...), w.spawn(...) ...   # commands
+    w.set_intent(...), w.set_stat_rates(...) ...         # NPC decisions (npc/)
     w.step(dt)                                          # tick += 1
     views = w.build_views()                             # once per tick
     encode_update(w.tick, ack, views[eid])              # per observer
+
+Time: `time_s` is the sum of every step's dt (simulated seconds); the game
+clock (`game_time`, world/clock.py) and NPC stats (world/needs.py) follow
+from it, so the only way to advance them is to step.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass
 
 import msgpack
 import numpy as np
 
-from . import wander
+from . import intents, wander
+from .clock import GameTime, game_hours, game_time
 from .entities import NPC, PLAYER, EntityTable
+from .intents import ACTIONS, Intent
 from .interest import Grid, Interest
 from .movement import Walls, move
-from .navigation import navigation_for
+from .navigation import SPAWN_POI, navigation_for
+from .needs import Stats
 from .snapshot import View
 from .tilemap import TileMap
 
-__all__ = ["World", "WorldConfig", "PLAYER", "NPC"]
+__all__ = ["World", "WorldConfig", "PLAYER", "NPC", "ACTIONS", "Intent", "GameTime", "Line"]
+
+MAX_LINES_KEPT = 1024   # lines said kept for take_lines(); older ones are dropped unread
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A line said in the world, for NPCs to hear (take_lines)."""
+    speaker: int        # entity id
+    kind: int           # PLAYER or NPC
+    name: str
+    text: str
+    x: float            # where the speaker stood, world units
+    y: float
+    tick: int
 
 
 @dataclass(frozen=True)
@@ -42,6 +65,8 @@ class WorldConfig:
     max_entities: int = 65536     # live entities at most; spawn raises ValueError beyond
     idle_s: tuple[float, float] = (1.0, 4.0)   # NPC pause at a POI, seconds (min, max)
     poi_spread: int = 3           # tiles: NPCs stop at spots up to this far from a POI
+    day_length_s: float = 1440.0  # simulated seconds per game day (1440: a game minute per second)
+    start_minute: float = 480.0   # game time when the world starts: minutes since midnight of day 0
 
 
 class World:
@@ -58,14 +83,23 @@ class World:
                              f"world units) so that an entity fits a one-tile corridor, got {cfg.radius}")
         if cfg.max_entities < 1:
             raise ValueError(f"max_entities must be >= 1, got {cfg.max_entities}")
+        if not (math.isfinite(cfg.day_length_s) and cfg.day_length_s > 0):
+            raise ValueError(f"day_length_s must be > 0 seconds, got {cfg.day_length_s}")
         self.map = tilemap
         self.config = cfg
         self.tick = 0
+        self.time_s = 0.0                   # simulated seconds: the sum of every step's dt
         self._rng = np.random.default_rng(cfg.seed)
         self._walls = Walls(tilemap, cfg.radius)
         self._nav = navigation_for(tilemap, cfg.radius, cfg.poi_spread)
         self._table = EntityTable(cfg.max_entities)
         wander.add_columns(self._table)
+        intents.add_columns(self._table)
+        self._groups = intents.Groups()
+        self._stats = Stats(self._table)
+        self._said: deque[Line] = deque(maxlen=MAX_LINES_KEPT)
+        self._place_index = {name: i for i, name in enumerate(self._nav.names)}
+        self._place_xy = np.asarray([tilemap.pois[n] for n in self._nav.names], dtype=np.float64).reshape(-1, 2)
         self._grid = Grid(w, h, cfg.cell_size, cfg.view_radius)
         self._interest = Interest(self._grid, cfg.quant)
         self._chat: list[tuple[int, int, str, str, int]] = []  # (id, slot, name, text, cell when said)
@@ -74,13 +108,14 @@ class World:
     # -- entities -------------------------------------------------------------
 
     def spawn(self, kind: int, name: str, color: str,
-              x: float | None = None, y: float | None = None) -> int:
+              x: float | None = None, y: float | None = None, place: str | None = None) -> int:
         """Add an entity; return its id (>= 1, never reused in this World).
 
-        Without x, y an NPC appears near a random POI and a player near the
-        'spawn' POI (else the map's centre). ValueError when (x, y) is outside
-        the map or on a blocked tile, or when the world is full. A circle that
-        overlaps a wall at (x, y) is pushed clear of it.
+        Without x, y an NPC appears near `place` (a point of interest) or a
+        random POI, and a player near the 'spawn' POI (else the map's centre).
+        ValueError when (x, y) is outside the map or on a blocked tile, when
+        `place` is unknown, or when the world is full. A circle that overlaps
+        a wall at (x, y) is pushed clear of it.
         """
         if kind not in (PLAYER, NPC):
             raise ValueError(f"kind must be PLAYER (0) or NPC (1), got {kind!r}")
@@ -90,8 +125,13 @@ class World:
             raise ValueError(f"world full: max_entities={self.config.max_entities}")
         nav = self._nav
         poi = -1
+        if place is not None and place not in self._place_index and place != SPAWN_POI:
+            raise ValueError(f"unknown place {place!r}; expected one of {', '.join(self.places)}")
         if x is None or y is None:
-            if kind == NPC and nav.names:
+            if place is not None and place in self._place_index:
+                poi = self._place_index[place]
+                spots = nav.spots[poi, : nav.n_spots[poi]]
+            elif kind == NPC and nav.names and place is None:
                 poi = int(self._rng.integers(len(nav.names)))
                 spots = nav.spots[poi, : nav.n_spots[poi]]
             else:
@@ -101,6 +141,8 @@ class World:
         else:
             x, y = self._check_position(x, y)
         eid, slot = self._table.add(kind, name, color, x, y)
+        self._table.i_since[slot] = self.time_s
+        self._groups.stale = True
         if kind == NPC:
             # a first pause of up to idle_s[1], so that NPCs set off at different ticks
             wander.start(self._table, slot, poi, float(self._rng.uniform(0.0, self.config.idle_s[1])))
@@ -159,8 +201,144 @@ class World:
     def say(self, eid: int, text: str) -> None:
         """A chat line, heard in the next build_views by observers who see the speaker's cell."""
         slot = self._table.slot(eid)
-        cell = int(self._grid.cell_of(self._table.pos[slot: slot + 1])[0])
-        self._chat.append((eid, slot, self._table.name[slot], text, cell))
+        t = self._table
+        cell = int(self._grid.cell_of(t.pos[slot: slot + 1])[0])
+        self._chat.append((eid, slot, t.name[slot], text, cell))
+        x, y = t.pos[slot]
+        self._said.append(Line(eid, int(t.kind[slot]), t.name[slot], text, float(x), float(y), self.tick))
+
+    def take_lines(self) -> list[Line]:
+        """The lines said since the last call (at most MAX_LINES_KEPT, the newest), oldest first."""
+        lines = list(self._said)
+        self._said.clear()
+        return lines
+
+    # -- NPC intents (npc/ decides, the world executes every step) --------------
+
+    def set_intent(self, eid: int, action: str, *, place: str | None = None, target: int | None = None,
+                   distance: float | None = None, activity: str | None = None, say: str | None = None) -> None:
+        """Give an NPC an intent (world/intents.py); ValueError when it does not fit.
+
+        `place` is a POI name (required by go_to and patrol; work, rest and idle
+        walk there first when given), `target` an entity id (required by
+        follow, approach and flee). `activity` labels it (default: the action's
+        name). `say` is said at once (talk, give_item). Setting the intent the
+        NPC already has (same action, place and target) keeps its progress.
+        """
+        t = self._table
+        slot = t.slot(eid)
+        if t.kind[slot] != NPC:
+            raise ValueError(f"entity {eid} is not an NPC")
+        if action not in intents.ACTION_INDEX:
+            raise ValueError(f"unknown action {action!r}; expected one of {', '.join(ACTIONS)}")
+        mode = intents.mode_for(action, place is not None)
+        poi, tslot, tid = -1, 0, 0
+        if mode == intents.GOTO:
+            if place not in self._place_index:
+                raise ValueError(f"{action} needs a place, one of {', '.join(self.places)}; got {place!r}")
+            poi = self._place_index[place]
+        if mode in (intents.FOLLOW, intents.FLEE):
+            if target is None or target == eid or target not in t.slot_of:
+                raise ValueError(f"{action} needs another live entity as target, got {target!r}")
+            tslot, tid = t.slot_of[target], target
+            if distance is None:
+                distance = intents.DEFAULT_FLEE_DISTANCE if mode == intents.FLEE else intents.DEFAULT_FOLLOW_DISTANCE
+        same = (int(t.i_mode[slot]) == mode and int(t.i_poi[slot]) == poi and int(t.i_tid[slot]) == tid
+                and (mode != intents.STAY or ACTIONS[t.i_action[slot]] == action))
+        t.i_action[slot] = intents.ACTION_INDEX[action]
+        t.activity[slot] = activity if activity else action
+        t.i_dist[slot] = float(distance) if distance is not None else 0.0
+        if not same:
+            t.i_mode[slot] = mode
+            t.i_poi[slot], t.i_tslot[slot], t.i_tid[slot] = poi, tslot, tid
+            t.i_since[slot] = self.time_s
+            t.i_arrived[slot] = mode == intents.STAY
+            t.i_arrived_at[slot] = self.time_s if mode == intents.STAY else -1.0
+            self._groups.stale = True
+            if mode == intents.GOTO:
+                wander.set_leg(t, np.asarray([slot]), np.asarray([poi]), self._nav, self._rng,
+                               self.config.npc_speed)
+            elif mode == intents.WANDER:
+                wander.start(t, slot, int(t.w_poi[slot]), 0.0)
+        if say:
+            self.say(eid, say)
+
+    def intent(self, eid: int) -> Intent:
+        """The NPC's current intent (for admins and for NPC minds)."""
+        t = self._table
+        s = t.slot(eid)
+        mode = int(t.i_mode[s])
+        poi = int(t.i_poi[s])
+        arrived_at = float(t.i_arrived_at[s])
+        return Intent(
+            action=ACTIONS[t.i_action[s]], activity=t.activity[s],
+            place=self._nav.names[poi] if mode == intents.GOTO and poi >= 0 else None,
+            target=int(t.i_tid[s]) if mode in (intents.FOLLOW, intents.FLEE) else None,
+            distance=float(t.i_dist[s]) if mode in (intents.FOLLOW, intents.FLEE) else None,
+            arrived=bool(t.i_arrived[s]), since_s=float(t.i_since[s]),
+            arrived_s=arrived_at if arrived_at >= 0 else None)
+
+    # -- stats and the game clock -------------------------------------------------
+
+    def set_stats(self, eid: int, values: dict[str, float]) -> None:
+        """Set named stats (clamped to 0..100)."""
+        self._stats.set_values(self._table.slot(eid), values)
+
+    def set_stat_rates(self, eid: int, rates: dict[str, float]) -> None:
+        """How fast named stats change, per game hour (others keep theirs)."""
+        self._stats.set_rates(self._table.slot(eid), rates)
+
+    def stats(self, eid: int) -> dict[str, float]:
+        """The entity's stats by name (only those it has)."""
+        return self._stats.of(self._table.slot(eid))
+
+    @property
+    def game_time(self) -> GameTime:
+        """Day number and minutes since midnight, from time_s and the configured day length."""
+        return game_time(self.time_s, self.config.day_length_s, self.config.start_minute)
+
+    # -- places and positions ---------------------------------------------------------
+
+    @property
+    def places(self) -> list[str]:
+        """Points of interest NPCs can go to (every POI but 'spawn', unless it is the only one)."""
+        return list(self._nav.names)
+
+    def place_position(self, name: str) -> tuple[float, float]:
+        x, y = self._place_xy[self._place_index[name]]
+        return float(x), float(y)
+
+    @property
+    def place_radius(self) -> float:
+        """How near a POI an entity counts as being at it: NPCs stop at spots up to poi_spread
+        tiles away (diagonally), plus half a tile of jitter."""
+        return (self.config.poi_spread + 0.5) * self.map.tile_size * math.sqrt(2)
+
+    def place_near(self, x: float, y: float, within: float | None = None) -> str | None:
+        """The nearest place within `within` (default place_radius) world units of (x, y), or None."""
+        within = self.place_radius if within is None else within
+        if not len(self._place_xy):
+            return None
+        d = np.hypot(self._place_xy[:, 0] - x, self._place_xy[:, 1] - y)
+        i = int(np.argmin(d))
+        return self._nav.names[i] if d[i] <= within else None
+
+    def positions(self, eids: list[int]) -> np.ndarray:
+        """Centres (M,2) of the given live entities, world units."""
+        t = self._table
+        return t.pos[[t.slot(e) for e in eids]].reshape(-1, 2).copy()
+
+    def of_kind(self, kind: int) -> tuple[np.ndarray, np.ndarray]:
+        """(ids (M,), centres (M,2)) of every live entity of a kind."""
+        slots, players, npcs = self._kinds()
+        s = players if kind == PLAYER else npcs
+        return self._table.id[s].copy(), self._table.pos[s].copy()
+
+    def name_of(self, eid: int) -> str:
+        return self._table.name[self._table.slot(eid)]
+
+    def kind_of(self, eid: int) -> int:
+        return int(self._table.kind[self._table.slot(eid)])
 
     # -- the tick -------------------------------------------------------------
 
@@ -175,8 +353,12 @@ class World:
             cfg = self.config
             delta = np.zeros((t.capacity, 2))
             delta[players] = t.dir[players] * (cfg.player_speed * dt)
-            delta[npcs] = wander.steer(t, npcs, self._nav, self._rng, dt, cfg.npc_speed, cfg.idle_s) * dt
+            moving, vel = intents.steer(t, npcs, self._groups, self._nav, self._rng, dt, cfg.npc_speed,
+                                        cfg.idle_s, self.time_s + dt)
+            delta[moving] = vel * dt
             t.pos[slots] = move(self._walls, t.pos[slots], delta[slots])
+            self._stats.step(npcs, game_hours(dt, cfg.day_length_s))
+        self.time_s += dt
         self.tick += 1
 
     def _kinds(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -1,10 +1,12 @@
 """Scripted NPC behaviour: walk from one point of interest to another, pause, repeat.
 
-This is the fallback every NPC runs when no decision from a model is at hand.
+This is what generic wanderers (`--npcs`) do, and any NPC whose intent is `wander`.
 `steer(table, slots, nav, rng, dt, speed, idle_s)` is a pure function of the
 NPCs' state and dt (plus the seeded rng): it advances their wander state and
 returns the velocity each wants this tick (world units per second, length at
 most `speed`). Movement and collision are applied by the caller.
+`travel` walks NPCs to one chosen POI and keeps them there (the go_to intent,
+world/intents.py) with the same legs, without picking the next POI.
 
 Per NPC (columns of the entity table):
   w_phase   IDLE (pausing), TRAVEL (following the POI's flow field),
@@ -72,26 +74,10 @@ def steer(table: EntityTable, slots: np.ndarray, nav: Navigation, rng: np.random
         phase[go] = TRAVEL
         timer[go] = 2 * walk_s + LEG_SLACK_S
 
-    # Travellers that reached their POI's tile walk straight to the target.
-    phase[(phase == TRAVEL) & (tile == nav.poi_tile[np.maximum(poi, 0)])] = APPROACH
-
-    # TRAVEL: head for the centre of the next tile on the flow field, not past it.
-    tr = np.flatnonzero(phase == TRAVEL)
-    if tr.size:
-        aim = nav.centre(nav.next_tile[poi[tr], tile[tr]].astype(np.int64))
-        vel[tr] = _towards(aim - pos[tr], speed, dt)
-
-    # APPROACH: straight to the target; arriving this tick starts a pause.
-    ap = np.flatnonzero(phase == APPROACH)
-    if ap.size:
-        diff = table.w_target[slots[ap]] - pos[ap]
-        vel[ap] = _towards(diff, speed, dt)
-        arrived = ap[np.hypot(diff[:, 0], diff[:, 1]) <= speed * dt]
-        phase[arrived] = IDLE
-        timer[arrived] = rng.uniform(idle_s[0], idle_s[1], arrived.size)
+    arrived, late = _legs(table, slots, nav, pos, tile, phase, poi, timer, vel, speed, dt)
+    timer[arrived] = rng.uniform(idle_s[0], idle_s[1], arrived.size)
 
     # Legs out of time (blocked, unreachable): stop, pause, pick again.
-    late = np.flatnonzero((phase != IDLE) & (timer <= 0))
     if late.size:
         phase[late] = IDLE
         vel[late] = 0.0
@@ -101,6 +87,67 @@ def steer(table: EntityTable, slots: np.ndarray, nav: Navigation, rng: np.random
     table.w_poi[slots] = poi
     table.w_timer[slots] = timer
     return vel
+
+
+def set_leg(table: EntityTable, slots: np.ndarray, poi: np.ndarray, nav: Navigation,
+            rng: np.random.Generator, speed: float) -> None:
+    """Send the NPCs in `slots` to a random spot near each one's POI (go_to)."""
+    if len(slots) == 0:
+        return
+    k = (rng.random(len(slots)) * nav.n_spots[poi]).astype(np.int64)
+    table.w_target[slots] = nav.random_points(nav.spots[poi, k], rng)
+    d_tiles = nav.dist[poi, nav.tile_of(table.pos[slots])].astype(np.float64)
+    table.w_timer[slots] = 2 * np.where(d_tiles >= 0, (d_tiles + 2) * nav.tile / speed, 0.0) + LEG_SLACK_S
+    table.w_poi[slots] = poi
+    table.w_phase[slots] = TRAVEL
+
+
+def travel(table: EntityTable, slots: np.ndarray, nav: Navigation, rng: np.random.Generator,
+           dt: float, speed: float) -> tuple[np.ndarray, np.ndarray]:
+    """Walk the NPCs in `slots` to their w_poi/w_target and stay there (go_to).
+
+    Returns (velocities (M,2), whether each is at its spot (M,)). An NPC at
+    its spot stays IDLE there; a leg out of time (pushed off course, stuck)
+    is retried towards a new spot near the same POI.
+    """
+    m = len(slots)
+    vel = np.zeros((m, 2))
+    if m == 0 or dt <= 0 or len(nav.names) == 0:
+        return vel, table.w_phase[slots] == IDLE
+    pos = table.pos[slots]
+    phase = table.w_phase[slots]
+    poi = table.w_poi[slots]
+    timer = table.w_timer[slots] - dt
+    _, late = _legs(table, slots, nav, pos, nav.tile_of(pos), phase, poi, timer, vel, speed, dt)
+    table.w_phase[slots] = phase
+    table.w_timer[slots] = timer
+    if late.size:
+        vel[late] = 0.0
+        set_leg(table, slots[late], poi[late], nav, rng, speed)
+    return vel, table.w_phase[slots] == IDLE
+
+
+def _legs(table, slots, nav, pos, tile, phase, poi, timer, vel, speed, dt):
+    """Advance TRAVEL/APPROACH legs in place (phase, vel); return (arrived, late) indices."""
+    # Travellers that reached their POI's tile walk straight to the target.
+    phase[(phase == TRAVEL) & (tile == nav.poi_tile[np.maximum(poi, 0)])] = APPROACH
+
+    # TRAVEL: head for the centre of the next tile on the flow field, not past it.
+    tr = np.flatnonzero(phase == TRAVEL)
+    if tr.size:
+        aim = nav.centre(nav.next_tile[poi[tr], tile[tr]].astype(np.int64))
+        vel[tr] = _towards(aim - pos[tr], speed, dt)
+
+    # APPROACH: straight to the target; arriving this tick ends the leg.
+    arrived = np.zeros(0, dtype=np.int64)
+    ap = np.flatnonzero(phase == APPROACH)
+    if ap.size:
+        diff = table.w_target[slots[ap]] - pos[ap]
+        vel[ap] = _towards(diff, speed, dt)
+        arrived = ap[np.hypot(diff[:, 0], diff[:, 1]) <= speed * dt]
+        phase[arrived] = IDLE
+    late = np.flatnonzero((phase != IDLE) & (timer <= 0))
+    return arrived, late
 
 
 def _towards(diff: np.ndarray, speed: float, dt: float) -> np.ndarray:

@@ -1,0 +1,481 @@
+"""The cast: the NPCs of the NPC files, living in one world.
+
+`Cast.tick()` runs once per server tick, before `world.step`:
+1. lines said since the last tick are heard by the NPCs within their
+   `hear` radius (on_hear hooks; else the built-in answers a player with a
+   fallback line);
+2. the NPCs due to re-think do so: each NPC re-thinks every `think_every`
+   ticks (about 0.5 s), spread over the ticks by entity id, so a tick only
+   thinks for 1/think_every of them; an NPC whose file was just (re)loaded
+   thinks at the next tick. A think builds the NPC's perception, fires its
+   events (on_event), asks on_decide, and falls back to the built-in
+   behaviour (npc/behaviour.py) when no hook decided;
+3. the decision becomes the NPC's intent in the world (`world.set_intent`),
+   which the world executes every tick; stat rates follow the activity.
+
+Definitions are swapped by `apply()` (start, hot reload, admin reload)
+between ticks. Entities keep their id across a reload unless their name or
+colour changed: then the entity is despawned and respawned at the same
+place with a new id (clients see a leave and an enter), keeping its memory.
+
+Nothing here blocks: file I/O happens before `apply()` (npc/reload.py runs
+it in a thread); designer code runs only inside `hooks.Guard`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import traceback
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from world.sim import NPC, PLAYER, World
+
+from . import hooks
+from .behaviour import Decision, decide, reply_line
+from .hooks import Context, Event, Guard, Report
+from .loader import Loaded, duplicate, free_at, load_files, map_places, npc_files
+from .perception import Perception, Seen, State
+from .schema import Definition, Problem
+
+log = logging.getLogger("npcworld.npc")
+
+MAX_REPORTS = 200          # reports kept for GET /errors (the newest)
+MIND_REPORTS = 5           # reports kept per NPC for GET /npcs
+LOG_EVERY = 100            # a repeated error is logged the first time, then once every this many
+URGENT_PER_TICK = 64       # NPCs thinking out of turn (after a reload, a spawn) per tick at most; the rest wait
+
+
+@dataclass
+class Mind:
+    eid: int
+    defn: Definition
+    n: int                                  # instance number (1..count; higher for admin spawns)
+    extra: bool = False                     # spawned by an admin, not by the file's count
+    memory: dict = field(default_factory=dict)   # the hooks' memory; survives reloads and respawns
+    state: State = field(default_factory=State)
+    rng: random.Random = field(default_factory=random.Random)
+    last_said: str | None = None
+    last_said_s: float | None = None
+    decision: Decision | None = None
+    reports: deque = field(default_factory=lambda: deque(maxlen=MIND_REPORTS))
+
+
+class Cast:
+    def __init__(self, world: World, npc_dir: str | None, *, tick_rate: int = 20, think_s: float = 0.5,
+                 budget_ms: float = 5.0):
+        self.world = world
+        self.dir = Path(npc_dir) if npc_dir else None
+        self.places, self.spawn_points = map_places(world.map)
+        self.free = free_at(world.map)
+        self.think_every = max(1, round(think_s * tick_rate))
+        self.budget_s = budget_ms / 1000.0
+        self.defs: dict[str, Definition] = {}
+        self.owner: dict[str, str] = {}                 # definition id -> its file
+        self.file_ids: dict[str, str] = {}              # file -> id of its running definition
+        self.hooks_of: dict[str, str | None] = {}       # file -> the hooks module its last load named
+        self.problems: dict[str, list[Problem]] = {}    # file -> why its last load failed
+        self.guards: dict[str, Guard] = {}
+        self.minds: dict[int, Mind] = {}
+        self.reports: deque[Report] = deque(maxlen=MAX_REPORTS)
+        self.urgent: set[int] = set()                   # think at the next tick
+        self._repeats: dict[tuple, int] = {}
+        self._players_at = -1
+        self._players: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros((0, 2)))
+
+    # -- loading -------------------------------------------------------------------
+
+    def load_all(self) -> list[Loaded]:
+        """Load every NPC file of the folder now (blocking: at startup)."""
+        if self.dir is None:
+            return []
+        results = load_files(npc_files(self.dir), self.places, self.spawn_points, self.free)
+        self.apply(results, removed=[f for f in self.file_ids if not Path(f).exists()])
+        return results
+
+    def apply(self, results: list[Loaded], removed: list[str] = ()) -> dict:
+        """Swap in what was loaded: good files replace their running version, broken ones keep it."""
+        loaded, failed = [], []
+        for f in removed:
+            self.problems.pop(f, None)
+            self.hooks_of.pop(f, None)
+            old = self.file_ids.pop(f, None)
+            if old is not None:
+                log.info("npc %s: %s was removed; despawning", old, f)
+                self._remove(old)
+        for r in results:
+            self.hooks_of[r.file] = r.hooks_file
+            problems = list(r.problems)
+            defn = r.definition
+            fns = None
+            if defn is not None:
+                first = self.owner.get(defn.id)
+                if first is not None and first != r.file:
+                    problems.append(duplicate(r, first))
+                else:
+                    fns, hook_problems = hooks.install(defn, self.budget_s * hooks.CAP_FACTOR)
+                    problems.extend(hook_problems)
+            if problems:
+                self.problems[r.file] = problems
+                kept = self.file_ids.get(r.file)
+                for p in problems:
+                    self.report(Report("load", p.message + f" (expected {p.expected})", p.file,
+                                       kept or "", line=p.line, at_s=self.world.time_s),
+                                text=str(p) + (f" - keeping the running version of {kept!r}" if kept else ""))
+                failed.append({"file": r.file, "problems": [p.as_dict() for p in problems],
+                               "kept": kept})
+                continue
+            self.problems.pop(r.file, None)
+            old_id = self.file_ids.get(r.file)
+            if old_id is not None and old_id != defn.id:
+                self._remove(old_id)
+            self._install(defn, fns)
+            loaded.append(defn.id)
+        return {"loaded": loaded, "failed": failed}
+
+    def _install(self, defn: Definition, fns: dict) -> None:
+        old = self.defs.get(defn.id)
+        self.defs[defn.id] = defn
+        self.owner[defn.id] = defn.file
+        self.file_ids[defn.file] = defn.id
+        self.guards[defn.id] = Guard(defn, fns, self.budget_s, self.report)
+        mine = [m for m in self.minds.values() if m.defn.id == defn.id]
+        for m in mine:
+            renamed = (m.defn.instance_name(m.n) != defn.instance_name(m.n)) or m.defn.color != defn.color
+            m.defn = defn
+            if renamed:
+                self._respawn(m)
+            else:
+                self._needs(m, fresh=False)
+                self.urgent.add(m.eid)
+        regular = sorted((m for m in self.minds.values() if m.defn.id == defn.id and not m.extra), key=lambda m: m.n)
+        have = {m.n for m in regular}
+        for m in regular:
+            if m.n > defn.count:
+                self.despawn(m.eid)
+        for n in range(1, defn.count + 1):
+            if n not in have:
+                self._spawn(defn, n)
+        log.info("npc %s %s from %s (%d in the world)", defn.id, "reloaded" if old else "loaded", defn.file,
+                 sum(1 for m in self.minds.values() if m.defn.id == defn.id))
+
+    def _remove(self, def_id: str) -> None:
+        for m in [m for m in self.minds.values() if m.defn.id == def_id]:
+            self.despawn(m.eid)
+        self.defs.pop(def_id, None)
+        self.guards.pop(def_id, None)
+        f = self.owner.pop(def_id, None)
+        if f is not None and self.file_ids.get(f) == def_id:
+            del self.file_ids[f]
+
+    # -- entities ------------------------------------------------------------------------
+
+    def spawn(self, def_id: str, place: str | None = None) -> int:
+        """An extra instance of an NPC file (admin); KeyError / ValueError saying why not."""
+        defn = self.defs.get(def_id)
+        if defn is None:
+            raise KeyError(f"no NPC file with id {def_id!r}; loaded: {', '.join(sorted(self.defs)) or 'none'}")
+        if place is not None and place not in self.spawn_points:
+            raise ValueError(f"unknown place {place!r}; expected one of {', '.join(self.spawn_points)}")
+        n = 1 + max((m.n for m in self.minds.values() if m.defn.id == def_id), default=0)
+        return self._spawn(defn, n, extra=True, place=place).eid
+
+    def _spawn(self, defn: Definition, n: int, extra: bool = False, place: str | None = None,
+               xy: tuple[float, float] | None = None, like: Mind | None = None) -> Mind:
+        name = defn.instance_name(n)
+        if xy is None and place is None and isinstance(defn.spawn, tuple):
+            xy = defn.spawn
+        if xy is not None:
+            eid = self.world.spawn(NPC, name, defn.color, *xy)
+        else:
+            eid = self.world.spawn(NPC, name, defn.color, place=place or defn.spawn)
+        m = Mind(eid, defn, n, extra, rng=random.Random(eid))
+        if like is not None:
+            m.memory, m.state, m.last_said, m.last_said_s = like.memory, like.state, like.last_said, like.last_said_s
+            m.reports = like.reports
+        self.minds[eid] = m
+        self._needs(m, fresh=like is None)
+        self.urgent.add(eid)
+        guard = self.guards.get(defn.id)
+        if guard is not None and guard.has("on_spawn"):
+            p = self._perceive(m)
+            ctx = self._context(m, p)
+            if guard.call("on_spawn", ctx) and ctx.intent is not None:
+                self._apply(m, ctx.intent)
+        return m
+
+    def _respawn(self, m: Mind) -> None:
+        """Despawn and spawn again where it stood (a new id): clients learn a new name or colour."""
+        xy = self.world.position(m.eid)
+        stats = self.world.stats(m.eid)
+        self.despawn(m.eid)
+        new = self._spawn(m.defn, m.n, m.extra, xy=xy, like=m)
+        self.world.set_stats(new.eid, stats)
+        log.info("npc %s: name or colour changed; entity %d is now %d", m.defn.id, m.eid, new.eid)
+
+    def despawn(self, eid: int) -> None:
+        """Remove an NPC (of a file, or a generic wanderer); KeyError if there is none with that id."""
+        if eid not in self.minds and (not self.world.alive(eid) or self.world.kind_of(eid) != NPC):
+            raise KeyError(f"no NPC with id {eid}")
+        self.minds.pop(eid, None)
+        self.urgent.discard(eid)
+        self.world.despawn(eid)
+
+    def _needs(self, m: Mind, fresh: bool) -> None:
+        """Give the entity its file's needs: start values (when new) and rates for what it does."""
+        have = self.world.stats(m.eid)
+        start = {n.name: n.start for n in m.defn.needs if fresh or n.name not in have}
+        if start:
+            self.world.set_stats(m.eid, start)
+        intent = self.world.intent(m.eid)
+        self._rates(m, intent.action, intent.activity)
+
+    def _rates(self, m: Mind, action: str, activity: str | None) -> None:
+        """Each need's rate: its base rate, plus its `during` rate for the activity (or action) once
+        the NPC is doing it: at its place (arrived), or anywhere for an intent without a place."""
+        it = self.world.intent(m.eid)
+        doing = it.arrived or it.place is None
+        rates = {}
+        for need in m.defn.needs:
+            extra = need.during.get(activity or action, need.during.get(action, 0.0)) if doing else 0.0
+            rates[need.name] = need.rate + extra
+        dropped = {k: 0.0 for k in self.world.stats(m.eid) if k not in rates}
+        if rates or dropped:
+            self.world.set_stat_rates(m.eid, {**dropped, **rates})
+
+    # -- the tick ---------------------------------------------------------------------------
+
+    def tick(self) -> None:
+        """Hearing and thinking for this tick; call before world.step()."""
+        lines = self.world.take_lines()
+        if not self.minds:
+            return
+        gone = [eid for eid in self.minds if not self.world.alive(eid)]
+        for eid in gone:                 # removed behind the cast's back: forget it
+            del self.minds[eid]
+            self.urgent.discard(eid)
+        if lines:
+            try:
+                self._hear(lines)
+            except Exception as e:       # a bug here must not stop the tick (or the world)
+                self._internal(e, None)
+        k, phase = self.think_every, self.world.tick % self.think_every
+        urgent = set(sorted(self.urgent)[:URGENT_PER_TICK])
+        self.urgent -= urgent
+        due = [m for eid, m in self.minds.items() if eid % k == phase or eid in urgent]
+        for m in due:
+            try:
+                self._think(m)
+            except Exception as e:
+                self._internal(e, m)
+
+    def _internal(self, e: Exception, m: Mind | None) -> None:
+        self.report(Report("internal", f"{type(e).__name__}: {e}", m.defn.file if m else "",
+                           m.defn.id if m else "", m.eid if m else None, traceback="".join(
+                               traceback.format_exception(type(e), e, e.__traceback__)), at_s=self.world.time_s))
+
+    def _players_now(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._players_at != self.world.tick:
+            self._players = self.world.of_kind(PLAYER)
+            self._players_at = self.world.tick
+        return self._players
+
+    def _perceive(self, m: Mind) -> Perception:
+        w, d, st = self.world, m.defn, m.state
+        now = w.time_s
+        x, y = w.position(m.eid)
+        ids, pos = self._players_now()
+        notice = d.senses["notice"]
+        seen: list[Seen] = []
+        noticed = {}
+        if len(ids):
+            dist = np.hypot(pos[:, 0] - x, pos[:, 1] - y)
+            near = np.flatnonzero(dist <= notice)
+            if len(near) > 1:
+                near = near[np.argsort(dist[near], kind="stable")]
+            for i in near.tolist():
+                pid = int(ids[i])
+                since = noticed[pid] = st.noticed.get(pid, now)
+                seen.append(Seen(pid, w.name_of(pid), "player", float(dist[i]), float(pos[i, 0]), float(pos[i, 1]),
+                                 now - since))
+        st.noticed = noticed
+        intent = w.intent(m.eid)
+        target = None
+        if intent.target is not None and w.alive(intent.target):
+            tx, ty = w.position(intent.target)
+            target = Seen(intent.target, w.name_of(intent.target),
+                          "player" if w.kind_of(intent.target) == PLAYER else "npc",
+                          float(np.hypot(tx - x, ty - y)), tx, ty, now - noticed.get(intent.target, now))
+        gt = w.game_time
+        names = {n.name for n in d.needs}
+        stats = {k: v for k, v in w.stats(m.eid).items() if k in names}
+        return Perception(m.eid, w.name_of(m.eid), now, gt, x, y, w.place_near(x, y), stats, intent,
+                          d.block_at(gt.minute), tuple(seen), target)
+
+    def _others(self, m: Mind, p: Perception) -> tuple[Seen, ...]:
+        ids, pos = self.world.of_kind(NPC)
+        dist = np.hypot(pos[:, 0] - p.x, pos[:, 1] - p.y)
+        near = np.flatnonzero((dist <= m.defn.senses["notice"]) & (ids != m.eid))
+        near = near[np.argsort(dist[near], kind="stable")]
+        return tuple(Seen(int(ids[i]), self.world.name_of(int(ids[i])), "npc", float(dist[i]),
+                          float(pos[i, 0]), float(pos[i, 1])) for i in near.tolist())
+
+    def _context(self, m: Mind, p: Perception, builtin=None) -> Context:
+        if builtin is None:
+            def builtin() -> Decision:
+                return decide(p, m.state, m.defn).decision
+        return Context(m.defn, p, dict(p.stats), m.memory, m.rng, m.n, self.places, builtin,
+                       lambda: self._others(m, p))
+
+    def _events(self, m: Mind, p: Perception, before: dict[int, float]) -> list[Event]:
+        st, events = m.state, []
+        b = p.block
+        key = (b.start, b.end, b.do, b.at, b.activity) if b else None
+        if key != st.block_key:
+            if st.block_key is not None or b is not None:
+                events.append(Event("schedule", place=b.at if b else None, activity=b.activity if b else None))
+            st.block_key = key
+        if p.intent.arrived and not st.arrived and p.intent.action not in ("idle", "talk", "give_item"):
+            events.append(Event("arrived", place=p.intent.place or p.place))
+        st.arrived = p.intent.arrived
+        now_ids = {s.id for s in p.players}
+        events += [Event("noticed", who=s) for s in p.players if s.id not in before]
+        events += [Event("lost", who=Seen(pid, "", "player", -1.0, 0.0, 0.0)) for pid in before if pid not in now_ids]
+        low = frozenset(n.name for n in m.defn.needs if p.stats.get(n.name, n.start) < n.low)
+        events += [Event("need_low", need=n, value=p.stats.get(n)) for n in sorted(low - st.low)]
+        st.low = low
+        return events
+
+    def _think(self, m: Mind) -> None:
+        before = dict(m.state.noticed)
+        p = self._perceive(m)
+        events = self._events(m, p, before)
+        choice = decide(p, m.state, m.defn)
+        m.state.tending, m.state.patrol_index = choice.tending, choice.patrol_index
+        decision = None
+        guard = self.guards[m.defn.id]
+        if guard.has("on_event") or guard.has("on_decide"):
+            ctx = self._context(m, p, builtin=lambda: choice.decision)
+            for ev in events if guard.has("on_event") else ():
+                ctx.intent = decision
+                if guard.call("on_event", ctx, ev) and ctx.intent is not None:
+                    decision = ctx.intent
+            if decision is None and guard.has("on_decide"):
+                ctx.intent = None
+                if guard.call("on_decide", ctx) and ctx.intent is not None:
+                    decision = ctx.intent
+        self._apply(m, decision or choice.decision)
+
+    def _hear(self, lines) -> None:
+        # Only NPCs that can react listen: those with an on_hear hook, and (to players) those that
+        # may answer with a fallback line.
+        listeners = [m for m in self.minds.values() if self.guards[m.defn.id].has("on_hear")
+                     or ("talk" in m.defn.allowed and m.defn.params["talk"]["reply"])]
+        if not listeners:
+            return
+        pos = self.world.positions([m.eid for m in listeners])
+        radius = np.asarray([m.defn.senses["hear"] for m in listeners])
+        hooked = np.asarray([self.guards[m.defn.id].has("on_hear") for m in listeners])
+        for line in lines:
+            dist = np.hypot(pos[:, 0] - line.x, pos[:, 1] - line.y)
+            hears = dist <= radius
+            if line.kind != PLAYER:
+                hears &= hooked               # the built-in answers players only
+            for i in np.flatnonzero(hears).tolist():
+                m = listeners[i]
+                if m.eid == line.speaker or m.eid not in self.minds:
+                    continue
+                speaker = Seen(line.speaker, line.name, "player" if line.kind == PLAYER else "npc",
+                               float(dist[i]), line.x, line.y)
+                guard = self.guards[m.defn.id]
+                if guard.has("on_hear"):
+                    p = self._perceive(m)
+                    ctx = self._context(m, p)
+                    if guard.call("on_hear", ctx, speaker, line.text) and ctx.intent is not None:
+                        self._apply(m, ctx.intent)
+                        continue
+                talk = m.defn.params["talk"]
+                if (line.kind == PLAYER and "talk" in m.defn.allowed and talk["reply"]
+                        and dist[i] <= talk["distance"] and self.world.alive(line.speaker)):
+                    text = reply_line(m.defn, m.state, speaker, self.world.name_of(m.eid))
+                    m.state.replies += 1
+                    self._apply(m, Decision("talk", target=line.speaker, say=text, activity="talking",
+                                            reason=f"answering {line.name}"))
+
+    def _apply(self, m: Mind, d: Decision) -> None:
+        if d.keep:
+            return
+        now = self.world.time_s
+        if d.action not in m.defn.allowed:      # hooks check too; this is the last line of defence
+            self.report(Report("intent", f"{d.action!r} is not allowed; ignored", m.defn.file, m.defn.id, m.eid,
+                               at_s=now))
+            return
+        try:
+            self.world.set_intent(m.eid, d.action, place=d.place, target=d.target, distance=d.distance,
+                                  activity=d.activity, say=d.say)
+        except (ValueError, KeyError) as e:
+            self.report(Report("intent", f"{d.action} could not be done: {e}", m.defn.file, m.defn.id, m.eid,
+                               at_s=now))
+            return
+        st = m.state
+        if d.say:
+            m.last_said, m.last_said_s = d.say, now
+        if d.target is not None:
+            if d.action == "talk":
+                st.greeted[d.target] = now
+            elif d.action == "give_item":
+                st.given[d.target] = now
+                st.gifts += 1
+            elif d.action == "approach":
+                st.approached[d.target] = now
+        m.decision = d
+        self._rates(m, d.action, d.activity)
+
+    # -- reports and listings ----------------------------------------------------------------
+
+    def report(self, r: Report, text: str | None = None) -> None:
+        self.reports.append(r)
+        m = self.minds.get(r.entity) if r.entity is not None else None
+        if m is not None:
+            m.reports.append(r)
+        sig = (r.kind, r.file, r.hook, r.line, r.message if r.kind in ("load", "hook_disabled") else "")
+        n = self._repeats[sig] = self._repeats.get(sig, 0) + 1
+        if r.kind == "load" or r.kind == "hook_disabled":
+            log.error("%s", text or r.message)
+        elif n == 1 or n % LOG_EVERY == 0:
+            again = f" (x{n})" if n > 1 else ""
+            who = f"npc {r.npc} ({r.entity})" if r.entity is not None else f"npc {r.npc}"
+            if r.kind in ("hook_error", "internal"):
+                log.error("%s: %s%s\n%s", who, r.message, again, r.traceback.rstrip())
+            else:
+                log.warning("%s: %s%s", who, r.message, again)
+
+    def listing(self) -> dict:
+        w = self.world
+        gt = w.game_time
+        out = []
+        for m in self.minds.values():
+            it = w.intent(m.eid)
+            x, y = w.position(m.eid)
+            names = {n.name for n in m.defn.needs}
+            out.append({
+                "id": m.eid, "npc": m.defn.id, "name": w.name_of(m.eid), "file": m.defn.file, "number": m.n,
+                "extra": m.extra, "action": it.action, "activity": it.activity, "place": it.place,
+                "target": it.target, "arrived": it.arrived, "reason": m.decision.reason if m.decision else "",
+                "position": [round(x, 1), round(y, 1)],
+                "at": w.place_near(x, y),
+                "stats": {k: round(v, 2) for k, v in w.stats(m.eid).items() if k in names},
+                "last_utterance": ({"text": m.last_said, "at_s": round(m.last_said_s, 2)} if m.last_said else None),
+                "hooks": self.guards[m.defn.id].status() if m.defn.id in self.guards else {"state": "none"},
+                "errors": [r.as_dict() for r in m.reports],
+            })
+        return {"tick": w.tick, "time": {"day": gt.day, "clock": gt.clock}, "npcs": out,
+                "wanderers": w.count(NPC) - len(self.minds)}
+
+    def errors(self) -> dict:
+        return {"files": {f: [p.as_dict() for p in ps] for f, ps in self.problems.items()},
+                "recent": [r.as_dict() for r in self.reports]}

@@ -1,0 +1,88 @@
+"""`npcworld npc check [PATHS]`: validate NPC files without starting a server.
+
+Prints every problem as `file:line: message (expected ...)`, then a summary.
+Exit status: 0 no problems, 1 any problem, 2 the map could not be loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from world.tilemap import MapError, load_map
+
+from .hooks import check_source
+from .loader import MAX_FILE, free_at, load_files, map_places, npc_files
+from .schema import Problem
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DIR = ROOT / "assets" / "npcs"
+DEFAULT_MAP = ROOT / "assets" / "maps" / "default.tmj"
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    p = sub.add_parser("npc", help="NPC files: check them",
+                       description="Tools for NPC files (docs/designers.md).")
+    npc_sub = p.add_subparsers(dest="npc_command", metavar="NPC_COMMAND")
+    c = npc_sub.add_parser("check", help="validate NPC files; print every error with file and line",
+                           description="Validate NPC files (*.toml) and their hooks modules. Prints every "
+                           "problem as file:line: message (expected ...). Exit status 1 on any problem.")
+    c.add_argument("paths", nargs="*", metavar="PATH",
+                   help=f"NPC files or folders of them (default: {DEFAULT_DIR.relative_to(ROOT)})")
+    c.add_argument("--map", default=str(DEFAULT_MAP), metavar="FILE",
+                   help="the map whose points of interest the files name (default: the default map)")
+    return p
+
+
+def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    if getattr(args, "npc_command", None) != "check":
+        parser.print_help()
+        return 2
+    return check(args.paths or [str(DEFAULT_DIR)], args.map)
+
+
+def check(paths: list[str], map_path: str, out=None) -> int:
+    out = out or sys.stdout
+    try:
+        tilemap = load_map(map_path)
+    except MapError as e:
+        print(f"npcworld npc check: {e}", file=sys.stderr)
+        return 2
+    places, spawn_points = map_places(tilemap)
+    tomls: list[Path] = []
+    problems: list[Problem] = []
+    modules: list[Path] = []
+    missing = 0
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            tomls += npc_files(p)
+        elif p.is_file() and p.suffix == ".py":
+            modules.append(p)
+        elif p.is_file():
+            tomls.append(p)
+        else:
+            missing += 1
+            problems.append(Problem(raw, 1, "not found", "an NPC file (.toml), a hooks module (.py) or a folder"))
+    results = load_files(tomls, places, spawn_points, free_at(tilemap))
+    for r in results:
+        problems += r.problems
+    named = {r.hooks_file for r in results}
+    for m in modules:
+        if str(m) in named:
+            continue
+        if m.stat().st_size > MAX_FILE:
+            problems.append(Problem(str(m), 1, f"hooks module is {m.stat().st_size} bytes", f"at most {MAX_FILE}"))
+            continue
+        problems += check_source(str(m), m.read_text(encoding="utf-8", errors="replace"))[2]
+    for p in problems:
+        print(p, file=out)
+    files = len(tomls) + len(modules) + missing
+    bad = len({p.file for p in problems})
+    if problems:
+        print(f"{len(problems)} problem(s) in {bad} of {files} file(s)", file=out)
+        return 1
+    npcs = sum(r.definition.count for r in results if r.definition)
+    print(f"{files} file(s) OK ({npcs} NPC(s))", file=out)
+    return 0

@@ -1,0 +1,413 @@
+"""Designer hooks: a Python module beside an NPC file, run contained.
+
+Hooks (all optional, plain functions; docs/designers.md has the reference):
+
+    on_spawn(npc)                the NPC entered the world
+    on_decide(npc)               time to re-think (about every 0.5 s)
+    on_hear(npc, speaker, text)  a line was said within its hearing
+    on_event(npc, event)         something happened: arrived, noticed, lost, schedule, need_low
+
+`npc` is a `Context`: what the NPC perceives, its stats and memory, and
+methods that emit one intent (the last call wins). A hook never gets the
+world: the runtime applies the intent after the hook returns, and only if the
+action is in the NPC's allowed list (otherwise `NotAllowed` is raised in the
+hook, which counts as a hook error).
+
+Containment (`Guard`, one per NPC file):
+- an exception in a hook is caught; the NPC falls back to its built-in
+  behaviour for that decision and the error is reported with the NPC's id
+  and the traceback;
+- every call is timed (time.perf_counter); a call over `budget_s` is an
+  overrun and is reported; `MAX_OVERRUNS` overruns among the last
+  `OVERRUN_WINDOW` calls disable the file's hooks until the file (or its
+  module) changes, or an admin reload;
+- a hard cap stops a call that runs away (an infinite loop): on the main
+  thread, SIGALRM (signal.setitimer) fires `cap_s` after the call began and
+  raises `HookTimeout` inside the hook, then again every 10 ms until the hook
+  gives up. HookTimeout derives from BaseException, so `except Exception` in
+  a hook does not swallow it. Limits: a hook blocked inside C code that does
+  not check for signals (a huge regex, a long numpy call, a C extension)
+  is only stopped when that call returns; a bare `except:` inside a loop can
+  swallow the timeout; off the main thread there is no hard cap (timing,
+  reports and disabling still work). Any earlier SIGALRM timer (such as
+  pytest-timeout's) is restored after each call.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import logging
+import random
+import signal
+import threading
+import time
+import traceback
+from collections import deque
+from dataclasses import dataclass
+from types import CodeType
+from typing import Any, Callable
+
+from world.clock import GameTime
+
+from .behaviour import Decision, fill
+from .perception import Perception, Seen
+from .schema import MAX_LINE, Definition, Problem
+
+log = logging.getLogger("npcworld.npc")
+
+HOOKS: dict[str, tuple[str, ...]] = {
+    "on_spawn": ("npc",),
+    "on_decide": ("npc",),
+    "on_hear": ("npc", "speaker", "text"),
+    "on_event": ("npc", "event"),
+}
+MAX_OVERRUNS = 3          # overruns among the last OVERRUN_WINDOW calls that disable a file's hooks
+OVERRUN_WINDOW = 20
+CAP_FACTOR = 4            # the hard cap is this many budgets
+REPEAT_S = 0.01           # after the cap, HookTimeout is raised again this often until the hook returns
+
+
+class HookTimeout(BaseException):
+    """Raised inside a hook that ran past the hard cap."""
+
+
+class NotAllowed(Exception):
+    """A hook asked for an action its NPC file does not allow."""
+
+
+# -- the module: static check, then install --------------------------------------------
+
+
+def check_source(path: str, text: str) -> tuple[CodeType | None, frozenset[str], list[Problem]]:
+    """Compile a hooks module without running it: (code, hook names, problems)."""
+    try:
+        tree = ast.parse(text, filename=path)
+    except SyntaxError as e:
+        col = f", column {e.offset}" if e.offset else ""
+        return None, frozenset(), [Problem(path, e.lineno or 1, f"{e.msg}{col}", "valid Python")]
+    problems: list[Problem] = []
+    names = set()
+    for node in tree.body:
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) or not node.name.startswith("on_"):
+            continue
+        if node.name not in HOOKS:
+            close = difflib.get_close_matches(node.name, list(HOOKS), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            problems.append(Problem(path, node.lineno, f"unknown hook {node.name!r}{hint}",
+                                    "one of " + ", ".join(HOOKS)))
+            continue
+        if isinstance(node, ast.AsyncFunctionDef):
+            problems.append(Problem(path, node.lineno, f"{node.name} is async", f"a plain def {node.name}(...)"))
+            continue
+        a = node.args
+        positional = len(a.posonlyargs) + len(a.args)
+        want = HOOKS[node.name]
+        required = positional - len(a.defaults)
+        if not (required <= len(want) <= positional or (a.vararg and required <= len(want))):
+            problems.append(Problem(path, node.lineno, f"{node.name} takes {positional} parameter(s)",
+                                    f"def {node.name}({', '.join(want)})"))
+            continue
+        names.add(node.name)
+    if not names and not problems:
+        problems.append(Problem(path, 1, "the module defines no hooks", "at least one of " + ", ".join(HOOKS)))
+    if problems:
+        return None, frozenset(), problems
+    return compile(tree, path, "exec"), frozenset(names), []
+
+
+def _traceback_line(exc: BaseException, path: str) -> int:
+    tb = traceback.extract_tb(exc.__traceback__)
+    lines = [f.lineno for f in tb if f.filename == path and f.lineno]
+    return lines[-1] if lines else 1
+
+
+def install(defn: Definition, cap_s: float) -> tuple[dict[str, Callable] | None, list[Problem]]:
+    """Run a hooks module's top level (under the hard cap); its hook functions, or problems."""
+    if defn.hooks_code is None:
+        return {}, []
+    path = defn.hooks_code.co_filename
+    namespace: dict[str, Any] = {"__name__": f"npc_hooks.{defn.id}", "__file__": path}
+    try:
+        with hard_cap(cap_s):
+            exec(defn.hooks_code, namespace)
+    except HookTimeout:
+        return None, [Problem(path, 1, f"the module's top level ran longer than {cap_s * 1000:.0f} ms",
+                              "a module that only defines functions and constants")]
+    except KeyboardInterrupt:
+        raise
+    except BaseException as e:
+        return None, [Problem(path, _traceback_line(e, path), f"the module raised {type(e).__name__}: {e}",
+                              "a module that imports without errors")]
+    fns = {name: namespace[name] for name in defn.hook_names if callable(namespace.get(name))}
+    return fns, []
+
+
+# -- the hard cap --------------------------------------------------------------------
+
+
+class hard_cap:
+    """Raise HookTimeout in the block after `cap_s` seconds (main thread only; 0 = no cap)."""
+
+    def __init__(self, cap_s: float):
+        self.cap_s = cap_s
+        self.armed = False
+
+    def _fire(self, signum, frame) -> None:
+        if self.armed:
+            raise HookTimeout()
+
+    def __enter__(self):
+        self.on = self.cap_s > 0 and threading.current_thread() is threading.main_thread()
+        if self.on:
+            self.t0 = time.monotonic()
+            self.old_handler = signal.signal(signal.SIGALRM, self._fire)
+            self.armed = True
+            self.old_timer = signal.setitimer(signal.ITIMER_REAL, self.cap_s, REPEAT_S)
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        if self.on:
+            self.armed = False      # first: a signal that lands from here on is ignored
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.old_handler)
+            delay, interval = self.old_timer
+            if delay > 0:           # someone else's timer (e.g. pytest-timeout): put it back
+                left = delay - (time.monotonic() - self.t0)
+                signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), interval)
+        return False
+
+
+# -- containment ---------------------------------------------------------------------
+
+
+@dataclass
+class Report:
+    """One thing that went wrong, for the log and the admin endpoint."""
+    kind: str            # "load", "hook_error", "hook_slow", "hook_disabled", "intent"
+    message: str
+    file: str = ""
+    npc: str = ""        # the NPC file's id
+    entity: int | None = None
+    hook: str = ""
+    line: int | None = None
+    traceback: str = ""
+    at_s: float = 0.0    # world seconds
+
+    def as_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if v not in ("", None)}
+
+
+class Guard:
+    """Calls one NPC file's hooks: times them, contains errors, disables a file that keeps overrunning."""
+
+    def __init__(self, defn: Definition, fns: dict[str, Callable], budget_s: float,
+                 report: Callable[[Report], None]):
+        self.defn = defn
+        self.fns = fns
+        self.budget_s = budget_s
+        self.cap_s = budget_s * CAP_FACTOR
+        self.report = report
+        self.calls = 0
+        self.errors = 0
+        self.overruns = 0
+        self.total_s = 0.0
+        self.max_s = 0.0
+        self.recent: deque[bool] = deque(maxlen=OVERRUN_WINDOW)   # overran, per call
+        self.disabled = ""          # why, when disabled
+
+    def has(self, name: str) -> bool:
+        return name in self.fns and not self.disabled
+
+    def status(self) -> dict:
+        return {"state": "none" if not self.fns else ("disabled" if self.disabled else "ok"),
+                "hooks": sorted(self.fns), "calls": self.calls, "errors": self.errors, "overruns": self.overruns,
+                "mean_ms": round(self.total_s / self.calls * 1000, 3) if self.calls else 0.0,
+                "max_ms": round(self.max_s * 1000, 3), "budget_ms": round(self.budget_s * 1000, 3),
+                **({"disabled": self.disabled} if self.disabled else {})}
+
+    def call(self, name: str, ctx: "Context", *args) -> bool:
+        """Run hook `name`; True when it returned normally (its intent, if any, may be used)."""
+        fn = self.fns.get(name)
+        if fn is None or self.disabled:
+            return False
+        eid, now = ctx.id, ctx.now_s
+        error: BaseException | None = None
+        t0 = time.perf_counter()
+        try:
+            with hard_cap(self.cap_s):
+                fn(ctx, *args)
+        except KeyboardInterrupt:
+            raise
+        except BaseException as e:   # a designer's bug (even sys.exit or a timeout): contained, reported
+            error = e
+        elapsed = time.perf_counter() - t0
+        self.calls += 1
+        self.total_s += elapsed
+        self.max_s = max(self.max_s, elapsed)
+        over = elapsed > self.budget_s or isinstance(error, HookTimeout)
+        self.recent.append(over)
+        file = self.defn.hooks or self.defn.file
+        if isinstance(error, HookTimeout):
+            self.errors += 1
+            self.report(Report("hook_slow", f"{name} was stopped after {elapsed * 1000:.1f} ms "
+                               f"(hard cap {self.cap_s * 1000:.0f} ms)", file, self.defn.id, eid, name,
+                               _traceback_line(error, file), _format(error), now))
+        elif error is not None:
+            self.errors += 1
+            self.report(Report("hook_error", f"{name} raised {type(error).__name__}: {error}", file, self.defn.id,
+                               eid, name, _traceback_line(error, file), _format(error), now))
+        elif over:
+            self.report(Report("hook_slow", f"{name} took {elapsed * 1000:.1f} ms (budget "
+                               f"{self.budget_s * 1000:.1f} ms)", file, self.defn.id, eid, name, at_s=now))
+        if over:
+            self.overruns += 1
+            if sum(self.recent) >= MAX_OVERRUNS:
+                self.disabled = (f"{sum(self.recent)} overruns in the last {len(self.recent)} calls; "
+                                 "hooks off until the file changes")
+                self.report(Report("hook_disabled", f"hooks of {self.defn.id} disabled: {self.disabled}", file,
+                                   self.defn.id, eid, name, at_s=now))
+        return error is None
+
+
+def _format(e: BaseException) -> str:
+    return "".join(traceback.format_exception(type(e), e, e.__traceback__))
+
+
+# -- what a hook sees --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something that happened to the NPC (on_event)."""
+    kind: str                  # "arrived", "noticed", "lost", "schedule", "need_low"
+    place: str | None = None   # arrived: where; schedule: the block's place
+    who: Seen | None = None    # noticed / lost: the player
+    need: str | None = None    # need_low: which need
+    value: float | None = None  # need_low: its level
+    activity: str | None = None  # schedule: the block's activity
+
+
+class Context:
+    """The `npc` argument of every hook. Read what it perceives; call one action method to decide."""
+
+    def __init__(self, defn: Definition, perception: Perception, stats: dict[str, float], memory: dict,
+                 rng: random.Random, number: int, places: list[str],
+                 builtin: Callable[[], Decision], others: Callable[[], tuple[Seen, ...]]):
+        self._defn = defn
+        self._p = perception
+        self._builtin = builtin
+        self._others = others
+        self._seen_others: tuple[Seen, ...] | None = None
+        self.intent: Decision | None = None    # what the hook asked for (the last call wins)
+        self.id: int = perception.id
+        self.file_id: str = defn.id
+        self.number: int = number
+        self.name: str = perception.name
+        self.now_s: float = perception.now_s
+        self.time: GameTime = perception.time
+        self.position: tuple[float, float] = (perception.x, perception.y)
+        self.place: str | None = perception.place
+        self.stats: dict[str, float] = stats
+        self.memory: dict = memory
+        self.random: random.Random = rng
+        self.persona = defn.persona
+        self.allowed: frozenset[str] = defn.allowed
+        self.places: tuple[str, ...] = tuple(places)
+        self.players: tuple[Seen, ...] = perception.players
+        self.action: str = perception.intent.action
+        self.activity: str = perception.intent.activity
+        self.arrived: bool = perception.intent.arrived
+        self.block = perception.block
+
+    # -- reading ----------------------------------------------------------------
+
+    @property
+    def nearest_player(self) -> Seen | None:
+        return self.players[0] if self.players else None
+
+    @property
+    def npcs(self) -> tuple[Seen, ...]:
+        """Other NPCs within the notice radius, nearest first (computed on first use)."""
+        if self._seen_others is None:
+            self._seen_others = self._others()
+        return self._seen_others
+
+    def suggestion(self) -> Decision:
+        """What the built-in behaviour would do now (it does not do it; see `builtin()`)."""
+        return self._builtin()
+
+    def log(self, message: str) -> None:
+        log.info("npc %s (%d): %s", self.file_id, self.id, message)
+
+    # -- deciding: each emits one intent, checked against the allowed list ------------------
+
+    def _emit(self, action: str, **kw) -> None:
+        if action not in self.allowed:
+            raise NotAllowed(f"action {action!r} is not allowed for {self.file_id} "
+                             f"(allowed: {', '.join(sorted(self.allowed))})")
+        place = kw.get("place")
+        if place is not None and place not in self.places:
+            raise ValueError(f"unknown place {place!r}; places are {', '.join(self.places)}")
+        self.intent = Decision(action, reason="hook", **kw)
+
+    def _target(self, who) -> int:
+        if isinstance(who, Seen):
+            return who.id
+        if isinstance(who, int) and not isinstance(who, bool):
+            return who
+        raise TypeError(f"expected a player or NPC (as seen in npc.players) or an entity id, got {who!r}")
+
+    def _line(self, text) -> str:
+        if not isinstance(text, str) or not text.strip():
+            raise TypeError(f"expected a non-empty line of text, got {text!r}")
+        return " ".join(text.split())[: min(self.persona.max_reply, MAX_LINE)]
+
+    def idle(self, activity: str | None = None, at: str | None = None) -> None:
+        self._emit("idle", place=at, activity=activity)
+
+    def wander(self) -> None:
+        self._emit("wander")
+
+    def go_to(self, place: str, activity: str | None = None) -> None:
+        self._emit("go_to", place=place, activity=activity)
+
+    def patrol(self, place: str) -> None:
+        """Walk to the next stop of a patrol (labelled patrolling)."""
+        self._emit("patrol", place=place, activity="patrolling")
+
+    def work(self, at: str | None = None, activity: str | None = None) -> None:
+        self._emit("work", place=at, activity=activity)
+
+    def rest(self, at: str | None = None, activity: str | None = None) -> None:
+        self._emit("rest", place=at, activity=activity)
+
+    def follow(self, who, distance: float | None = None) -> None:
+        self._emit("follow", target=self._target(who),
+                   distance=float(distance if distance is not None else self._defn.params["follow"]["distance"]))
+
+    def approach(self, who, distance: float | None = None) -> None:
+        self._emit("approach", target=self._target(who),
+                   distance=float(distance if distance is not None else self._defn.params["approach"]["distance"]))
+
+    def flee(self, who, distance: float | None = None) -> None:
+        self._emit("flee", target=self._target(who),
+                   distance=float(distance if distance is not None else self._defn.params["flee"]["safe"]))
+
+    def talk(self, text: str, to=None) -> None:
+        """Stop and say a line (to someone, or to whoever hears it)."""
+        self._emit("talk", target=self._target(to) if to is not None else None, say=self._line(text),
+                   activity="talking")
+
+    def give_item(self, to, item: str) -> None:
+        """Give `item` to a player or NPC: announced with the file's give_item line."""
+        who = to.name if isinstance(to, Seen) else str(to)
+        line = fill(self._defn.params["give_item"]["line"], MAX_LINE, player=who, item=str(item), name=self.name)
+        self._emit("give_item", target=self._target(to), say=self._line(line), activity="giving")
+
+    def builtin(self) -> None:
+        """Do what the built-in behaviour would do now."""
+        d = self._builtin()
+        if d.action not in self.allowed:
+            raise NotAllowed(f"action {d.action!r} is not allowed")
+        self.intent = d

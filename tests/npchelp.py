@@ -1,0 +1,90 @@
+"""Helpers for the NPC tests: small maps, NPC files, admin HTTP calls."""
+
+from __future__ import annotations
+
+import json
+import re
+import textwrap
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from world.tilemap import load_map
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_MAP = ROOT / "assets" / "maps" / "default.tmj"
+ADMIN = re.compile(r"npcworld admin (http://[\d.]+:\d+/) token=(\S+)")
+
+# 16 x 16 tiles (512 x 512 world units): with 256-unit cells and a view
+# radius of 1, a player anywhere sees the whole map.
+SMALL = [
+    "################",
+    "#..............#",
+    "#..............#",
+    "#..a...........#",
+    "#..............#",
+    "#..............#",
+    "#..............#",
+    "#.......s......#",
+    "#..............#",
+    "#..............#",
+    "#..............#",
+    "#..............#",
+    "#...........b..#",
+    "#..............#",
+    "#..............#",
+    "################",
+]
+
+
+def small_map(folder: Path, rows: list[str] = SMALL, name: str = "small.tmj") -> Path:
+    """A map from ASCII rows: '#' wall, '.' floor, a letter a POI ('s' is the 'spawn' POI)."""
+    h, w = len(rows), len(rows[0])
+    walls, objects = [], []
+    for r, row in enumerate(rows):
+        for c, ch in enumerate(row):
+            walls.append(2 if ch == "#" else 0)
+            if ch.isalpha():
+                objects.append({"id": len(objects) + 1, "name": "spawn" if ch == "s" else ch,
+                                "x": (c + 0.5) * 32, "y": (r + 0.5) * 32})
+    raw = {"orientation": "orthogonal", "width": w, "height": h, "tilewidth": 32, "tileheight": 32,
+           "layers": [{"type": "tilelayer", "name": "ground", "data": [1] * (w * h)},
+                      {"type": "tilelayer", "name": "walls", "data": walls},
+                      {"type": "objectgroup", "name": "poi", "objects": objects}],
+           "tilesets": [{"firstgid": 1, "tiles": []}]}
+    p = Path(folder) / name
+    p.write_text(json.dumps(raw))
+    return p
+
+
+def write(path: Path, text: str) -> Path:
+    """Write a dedented file (the first line of `text` is line 1)."""
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+    return path
+
+
+def admin_of(srv) -> tuple[str, str]:
+    """(admin base URL, token) from a running server's output."""
+    for line in srv.output:
+        m = ADMIN.search(line)
+        if m:
+            return m.group(1), m.group(2)
+    raise AssertionError("no admin line in:\n" + "\n".join(srv.output))
+
+
+def call(url: str, method: str = "GET", token: str | None = None, body: dict | bytes | None = None) -> tuple[int, dict]:
+    """One HTTP request; (status, JSON body). Never raises for an HTTP status."""
+    data = json.dumps(body).encode() if isinstance(body, dict) else body
+    req = urllib.request.Request(url, data=data, method=method)
+    if token is not None:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def places_of(map_path: Path = DEFAULT_MAP):
+    from npc.loader import map_places
+    return map_places(load_map(map_path))

@@ -1,0 +1,74 @@
+"""Named stats per entity (energy, hunger, ...): levels 0..100 that change at
+per-game-hour rates, integrated by the world every step.
+
+Names are registered on first use and shared by all entities (column k of
+the `stats` array is the same name for everyone); an entity has a stat only
+once it was set (`stat_has`). The width of the arrays grows by doubling as
+names are added, so there is no fixed limit other than memory: each name
+costs 17 bytes per entity slot (two float64 and a bool).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .entities import EntityTable
+
+LOW, HIGH = 0.0, 100.0   # every stat is clamped to this range
+
+
+class Stats:
+    def __init__(self, table: EntityTable, width: int = 4):
+        self.table = table
+        self.names: list[str] = []
+        self.index: dict[str, int] = {}
+        self.width = 0
+        self._widen(width)
+
+    def _widen(self, width: int) -> None:
+        t = self.table
+        old = [getattr(t, c, None) for c in ("stats", "stat_rate", "stat_has")]
+        t.column("stats", np.float64, width)
+        t.column("stat_rate", np.float64, width)     # per game hour
+        t.column("stat_has", np.bool_, width)
+        for name, arr in zip(("stats", "stat_rate", "stat_has"), old):
+            if arr is not None:
+                getattr(t, name)[:, : self.width] = arr
+        self.width = width
+
+    def column_of(self, name: str) -> int:
+        k = self.index.get(name)
+        if k is None:
+            k = self.index[name] = len(self.names)
+            self.names.append(name)
+            if k >= self.width:
+                self._widen(self.width * 2)
+        return k
+
+    def set_values(self, slot: int, values: dict[str, float]) -> None:
+        t = self.table
+        for name, v in values.items():
+            k = self.column_of(name)
+            t.stats[slot, k] = min(max(float(v), LOW), HIGH)
+            t.stat_has[slot, k] = True
+
+    def set_rates(self, slot: int, rates: dict[str, float]) -> None:
+        """Rates per game hour; stats not named keep their rate."""
+        t = self.table
+        for name, r in rates.items():
+            k = self.column_of(name)
+            t.stat_rate[slot, k] = float(r)
+            t.stat_has[slot, k] = True
+
+    def of(self, slot: int) -> dict[str, float]:
+        t = self.table
+        return {n: float(t.stats[slot, k]) for k, n in enumerate(self.names) if t.stat_has[slot, k]}
+
+    def step(self, slots: np.ndarray, hours: float) -> None:
+        """Advance the stats of `slots` by `hours` game hours (a no-op before any stat exists)."""
+        if not self.names or hours <= 0 or len(slots) == 0:
+            return
+        t = self.table
+        n = len(self.names)
+        s = t.stats[slots, :n] + t.stat_rate[slots, :n] * hours
+        t.stats[slots, :n] = np.clip(s, LOW, HIGH)
