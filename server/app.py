@@ -59,7 +59,7 @@ class GameServer:
 
     async def run(self, on_ready=None) -> None:
         routes = Routes(self.cfg.map, self.tilemap.raw, self.health, self.metrics.render)
-        handler = functools.partial(gateway.handle, game=self.game, metrics=self.metrics)
+        handler = functools.partial(gateway.handle, game=self.game, metrics=self.metrics, flusher=gateway.Flusher())
         async with serve(
             handler, self.cfg.host, self.cfg.port,
             process_request=routes,

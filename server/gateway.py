@@ -1,9 +1,12 @@
 """The WebSocket gateway: one `Connection` per player socket.
 
 It validates every inbound frame (size, rate, shape) before anything reaches
-the game, queues commands for the next tick, and sends through the
-connection's outbox from its own writer task, so the tick never awaits a
-socket. Limits and what happens at them are listed in docs/protocol.md.
+the game and queues commands for the next tick. Sending never awaits in the
+tick: the tick queues each update in the connection's outbox; right after the
+tick (same loop iteration) the `Flusher` writes them straight into each
+socket's buffer while it is short, and hands a congested socket to the
+connection's writer task, which waits for it to drain (meanwhile newer
+updates coalesce). Limits and what happens at them are in docs/protocol.md.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import math
 import socket
 import time
 
-from websockets.asyncio.server import ServerConnection
+from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
+from websockets.protocol import State
 
 from . import protocol
 from .game import Game, Player
@@ -35,20 +39,46 @@ RATE_ERROR_EVERY_S = 1.0  # at most one rate_limited error per second
 # reading can hold on the server to about 200 KiB, and lets the server notice
 # it (4002) within seconds instead of after megabytes.
 SEND_BUFFER = 64 * 1024
+# Updates are written directly (no task switch) while the socket's user-space
+# buffer holds less than this; above it the writer task takes over and waits.
+DIRECT_WRITE_LIMIT = 64 * 1024  # bytes, equal to websockets' write_limit in app.py
+
+
+class Flusher:
+    """Writes the updates a tick queued, right after the tick returns to the loop.
+
+    Scheduled with call_soon by the first update queued in a tick, so a tick's
+    duration measures the world, and the sends of all connections share one
+    loop callback instead of one task wake-up each.
+    """
+
+    def __init__(self) -> None:
+        self.dirty: list[Connection] = []
+
+    def mark(self, conn: "Connection") -> None:
+        if not self.dirty:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self.dirty.append(conn)
+
+    def flush(self) -> None:
+        dirty, self.dirty = self.dirty, []
+        for conn in dirty:
+            conn.flush()
 
 
 class Connection:
-    def __init__(self, ws: ServerConnection, game: Game, metrics: Metrics):
+    def __init__(self, ws: ServerConnection, game: Game, metrics: Metrics, flusher: Flusher):
         now = time.monotonic()
         self.ws = ws
         self.game = game
         self.metrics = metrics
-        self.outbox = Outbox(metrics)
+        self.outbox = Outbox(metrics, on_update=lambda: flusher.mark(self))
         self.player: Player | None = None
         self.rate = TokenBucket(RATE_PER_S, RATE_BURST, now)
         self.strikes = TokenBucket(STRIKES_PER_S, STRIKES, now)
         self.last_rate_error = -math.inf
         self.sending_since: float | None = None  # set while a send waits for the socket to drain
+        self.writer_busy = False  # the writer task holds messages taken from the outbox
         self.closing = False
 
     # -- called by the game (never awaits) --------------------------------
@@ -72,17 +102,32 @@ class Connection:
         self.metrics.errors_sent[err.code] = self.metrics.errors_sent.get(err.code, 0) + 1
         self.outbox.push(protocol.encode_error(err))
 
+    def flush(self) -> None:
+        """Write what is queued now if the socket keeps up; else wake the writer task."""
+        if self.writer_busy or self.closing or self.ws.transport.get_write_buffer_size() >= DIRECT_WRITE_LIMIT:
+            self.outbox.ready.set()
+            return
+        ws, metrics = self.ws, self.metrics
+        for data in self.outbox.take():
+            if ws.protocol.state is not State.OPEN:
+                return  # closing: the reader side ends the session
+            broadcast((ws,), data)  # a non-blocking write of one frame
+            metrics.bytes_out += len(data)
+            metrics.messages_out += 1
+
     async def write_forever(self) -> None:
         ready, metrics, ws = self.outbox.ready, self.metrics, self.ws
         try:
             while True:
                 await ready.wait()
+                self.writer_busy = True  # until everything taken is sent, in order
                 for data in self.outbox.take():
                     self.sending_since = time.monotonic()
                     await ws.send(data)
                     self.sending_since = None
                     metrics.bytes_out += len(data)
                     metrics.messages_out += 1
+                self.writer_busy = False
         except ConnectionClosed:
             pass  # the reader side ends the session
 
@@ -131,11 +176,11 @@ async def _refuse(ws: ServerConnection, metrics: Metrics, code: int, reason: str
     await ws.close(code, reason)
 
 
-async def handle(ws: ServerConnection, game: Game, metrics: Metrics) -> None:
+async def handle(ws: ServerConnection, game: Game, metrics: Metrics, flusher: Flusher) -> None:
     """Serve one player socket from hello to close."""
     metrics.connections += 1
     metrics.connections_total += 1
-    conn = Connection(ws, game, metrics)
+    conn = Connection(ws, game, metrics, flusher)
     writer: asyncio.Task | None = None
     sock = ws.transport.get_extra_info("socket")
     if sock is not None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from typing import Callable
 
 from world.snapshot import View, encode_update, merge_views
 
@@ -24,13 +25,14 @@ MAX_CONTROL = 256  # messages
 
 
 class Outbox:
-    __slots__ = ("control", "update", "ready", "metrics")
+    __slots__ = ("control", "update", "ready", "metrics", "on_update")
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, on_update: Callable[[], None] = lambda: None) -> None:
         self.control: deque[bytes] = deque()
         self.update: tuple[int, int, View] | None = None  # (tick, ack, view) not yet sent
-        self.ready = asyncio.Event()
+        self.ready = asyncio.Event()  # wakes the writer task: control messages, or a congested socket
         self.metrics = metrics
+        self.on_update = on_update  # called when an update is queued and none was pending
 
     def push(self, data: bytes) -> bool:
         """Queue a control message; False when the queue is full and it was dropped."""
@@ -45,8 +47,10 @@ class Outbox:
         if self.update is not None:
             view = merge_views(self.update[2], view)
             self.metrics.updates_coalesced += 1
-        self.update = (tick, ack, view)
-        self.ready.set()
+            self.update = (tick, ack, view)
+        else:
+            self.update = (tick, ack, view)
+            self.on_update()
 
     def take(self) -> list[bytes]:
         """Everything queued, in send order (control first, then the update)."""
