@@ -1,0 +1,21 @@
+"""The inference pool: model workers in separate processes, fed batches under deadlines.
+
+Public API (none of it imports torch; only worker processes do):
+
+    Pool, PoolConfig          the pool and its configuration
+    InferenceFuture, Outcome  what submit returns, and how a request ended
+    Inbox                     where finished futures land for a polling tick
+    RequestDropped, RequestFailed
+    PoolStats                 counters for /metrics
+
+See pool.py for the model of operation, scheduler.py for the batching
+policy, worker.py for the worker loop and runners.py for what a worker runs.
+"""
+
+from .config import PoolConfig
+from .future import Inbox, InferenceError, InferenceFuture, Outcome, RequestDropped, RequestFailed
+from .pool import Pool, WorkerInfo
+from .stats import PoolStats
+
+__all__ = ["Pool", "PoolConfig", "InferenceFuture", "Outcome", "Inbox", "InferenceError", "RequestDropped",
+           "RequestFailed", "PoolStats", "WorkerInfo"]
