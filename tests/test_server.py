@@ -147,6 +147,7 @@ class Gapless:
     def __init__(self, player: Player):
         self.player = player
         self.ticks: list[int] = []
+        self.arrived = asyncio.Condition()
         self.task = asyncio.create_task(self._run())
 
     async def _run(self):
@@ -154,10 +155,12 @@ class Gapless:
             msg = await self.player.recv()
             if msg["t"] == "update":
                 self.ticks.append(msg["tick"])
+                async with self.arrived:
+                    self.arrived.notify_all()
 
     async def check(self, min_updates: int = 5):
-        while len(self.ticks) < min_updates:
-            await asyncio.sleep(0.05)
+        async with self.arrived:
+            await asyncio.wait_for(self.arrived.wait_for(lambda: len(self.ticks) >= min_updates), 30)
         self.task.cancel()
         gaps = [(a, b) for a, b in zip(self.ticks, self.ticks[1:]) if b != a + 1]
         assert not gaps, f"the well-behaved client missed ticks: {gaps[:5]}"
