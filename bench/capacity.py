@@ -8,7 +8,11 @@ script starts a fresh `npcworld serve --npcs 500 --port 0` and a separate
 machine), and measures over the bots' steady window:
 
     server CPU %, bots CPU % (the bots' parent and worker processes), from
-        /proc/<pid>/stat of the processes this script started (100 % = a core)
+        /proc/<pid>/stat of the processes this script started (100 % = a core);
+        their ratio (bots/srv: below 1 the server costs more per client than
+        the bots, so it saturates first); and other CPU %, what the rest of
+        the machine used meanwhile (on a shared machine, a step where other
+        work took the cores measures that, not the server)
     updates/s per client (median and 5th percentile over the bots)
     update gap p99, round trip p50/p99 (ping/pong), bytes/s per client
     server tick duration p99 (from its /metrics)
@@ -63,6 +67,13 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of proc(5)
 
 
+def machine_busy_seconds() -> float:
+    """CPU time all processes on this machine have used (every core, not idle or iowait), in seconds."""
+    with open("/proc/stat", "rb") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / CLK_TCK  # user..steal, less idle and iowait
+
+
 def descendants(pid: int) -> list[int]:
     """pid and every process below it (children, grandchildren...)."""
     parent: dict[int, int] = {}
@@ -82,12 +93,14 @@ def descendants(pid: int) -> list[int]:
 
 
 class CpuSampler(threading.Thread):
-    """Every 0.25 s: (unix time, server CPU s, bots CPU s summed over the bots' process tree)."""
+    """Every 0.25 s: (unix time, server CPU s, bots CPU s summed over the bots' process tree,
+    the whole machine's busy CPU s). The machine's share that is neither server
+    nor bots ("other CPU%") says how far other work on a shared machine skews a step."""
 
     def __init__(self, server_pid: int, bots_pid: int):
         super().__init__(daemon=True)
         self.server_pid, self.bots_pid = server_pid, bots_pid
-        self.samples: list[tuple[float, float, float]] = []
+        self.samples: list[tuple[float, float, float, float]] = []
         self.halt = threading.Event()
 
     def run(self) -> None:
@@ -95,14 +108,16 @@ class CpuSampler(threading.Thread):
             srv = cpu_seconds(self.server_pid)
             bots = sum(c for p in descendants(self.bots_pid) if (c := cpu_seconds(p)) is not None)
             if srv is not None:
-                self.samples.append((time.time(), srv, bots))
+                self.samples.append((time.time(), srv, bots, machine_busy_seconds()))
 
-    def percent(self, t_from: float, t_to: float) -> tuple[float | None, float | None]:
+    def percent(self, t_from: float, t_to: float) -> tuple[float | None, float | None, float | None]:
+        """(server, bots, everything else on the machine) CPU % between two times (100 % = a core)."""
         inside = [s for s in self.samples if t_from <= s[0] <= t_to]
         if len(inside) < 2:
-            return None, None
-        (ta, sa, ba), (tb, sb, bb) = inside[0], inside[-1]
-        return 100 * (sb - sa) / (tb - ta), 100 * (bb - ba) / (tb - ta)
+            return None, None, None
+        (ta, sa, ba, ma), (tb, sb, bb, mb) = inside[0], inside[-1]
+        srv, bots, busy = (100 * (b - a) / (tb - ta) for a, b in ((sa, sb), (ba, bb), (ma, mb)))
+        return srv, bots, max(0.0, busy - srv - bots)
 
 
 def start_server(npcs: int) -> tuple[subprocess.Popen, int, list[str]]:
@@ -169,11 +184,13 @@ def step(n: int, args, workdir: Path, profile: bool = False) -> dict:
     r = json.loads(report_path.read_text())
     s, st = r["summary"], (r["server"].get("steady") or {})
     t0 = r["t0_unix"]
-    server_cpu, bots_cpu = sampler.percent(t0 + r["window"]["from"], t0 + r["window"]["to"])
+    server_cpu, bots_cpu, other_cpu = sampler.percent(t0 + r["window"]["from"], t0 + r["window"]["to"])
     held = (s["connected"] == n and s["updates_per_s_p5"] is not None and s["updates_per_s_p5"] >= MIN_UPDATES_P5
             and s["rtt_p99"] is not None and s["rtt_p99"] <= MAX_RTT_P99_MS)
     row = {
         "n": n, "connected": s["connected"], "server_cpu_pct": _r(server_cpu, 0), "bots_cpu_pct": _r(bots_cpu, 0),
+        "other_cpu_pct": _r(other_cpu, 0),
+        "bots_per_server_cpu": _r(bots_cpu / server_cpu, 2) if bots_cpu is not None and server_cpu else None,
         "updates_per_s_median": s["updates_per_s_median"], "updates_per_s_p5": s["updates_per_s_p5"],
         "gap_p99_ms": s["gap_p99"], "rtt_p50_ms": s["rtt_p50"], "rtt_p99_ms": s["rtt_p99"],
         "bytes_per_s_per_client": s["bytes_per_s_median"], "tick_p99_ms": st.get("tick_p99_ms"),
@@ -256,7 +273,8 @@ def top_functions(collapsed: str, k: int = 15) -> dict:
 # -- the sweep -----------------------------------------------------------------
 
 COLUMNS = [("N", "n", "{}"), ("conn", "connected", "{}"), ("srv CPU%", "server_cpu_pct", "{:.0f}"),
-           ("bots CPU%", "bots_cpu_pct", "{:.0f}"), ("upd/s med", "updates_per_s_median", "{:.1f}"),
+           ("bots CPU%", "bots_cpu_pct", "{:.0f}"), ("bots/srv", "bots_per_server_cpu", "{:.2f}"),
+           ("other CPU%", "other_cpu_pct", "{:.0f}"), ("upd/s med", "updates_per_s_median", "{:.1f}"),
            ("upd/s p5", "updates_per_s_p5", "{:.1f}"), ("gap p99 ms", "gap_p99_ms", "{:.1f}"),
            ("rtt p50 ms", "rtt_p50_ms", "{:.2f}"), ("rtt p99 ms", "rtt_p99_ms", "{:.1f}"),
            ("B/s/client", "bytes_per_s_per_client", "{:,.0f}"), ("tick p99 ms", "tick_p99_ms", "{:.1f}"),

@@ -5,7 +5,7 @@ protocol of docs/protocol.md, exactly as a browser does.
     plan.py       one run's plan (URL, clients, ramp, duration...), checked
     run.py        the parent: bot processes, progress line, /metrics, the end
     worker.py     one bot process: many bots on one event loop
-    bot.py        one bot: a connection, its measurements
+    bot.py        one bot: its own small RFC 6455 client (asyncio.Protocol), its measurements
     scenarios.py  what a bot does (wander, chatty, idle); how to add one
     scrape.py     the server's /metrics
     stats.py      mergeable histograms and percentiles

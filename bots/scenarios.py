@@ -5,9 +5,10 @@ bot). None of them may block or await: they decide, the bot sends.
 
     on_start(bot, now)      once, right after `welcome`
     on_tick(bot, now)       every 100 ms (10 Hz) while connected
-    on_message(bot, msg)    every message from the server after `welcome`,
-                            decoded (update, pong, error); the bot has
-                            already measured it and applied enter/leave
+    on_message(bot, msg)    every pong and error after `welcome`, decoded;
+                            and every update too when the scenario sets
+                            `full_updates = True` (the bot has already
+                            measured it and applied enter/leave)
 
 `now` is `time.monotonic()` in seconds. What a hook may use on `bot`:
 
@@ -17,12 +18,20 @@ bot). None of them may block or await: they decide, the bot sends.
     bot.id, bot.name        your entity id and display name
     bot.welcome             the welcome message (dict), see docs/protocol.md
     bot.visible             {entity id: [id, kind, name, color]} in view now
+                            (kept only with `full_updates = True`)
     bot.rng                 this bot's random.Random (seeded per bot)
 
 Every scenario here pings once a second, so round-trip time is measured for
 all of them. Sends are queued and flushed right after `on_tick`, so their
 timestamps (for round-trip and input-to-acknowledgement latency) are taken
 when they go out.
+
+Updates are the bulk of what a bot receives (20 a second, kilobytes each),
+so by default a bot reads only their tick and ack (for its measurements) and
+their chat count; it neither decodes them nor hands them to `on_message`. A
+scenario that looks at updates or at `bot.visible` (chatty picks whom to talk
+to from it) sets the class attribute `full_updates = True`; a subclass that
+overrides `on_message` gets it automatically.
 
 Adding a scenario: subclass `Scenario`, give it a `name` and a one-line
 docstring (shown by `npcworld bots --help`), and add it to `SCENARIOS` below.
@@ -53,6 +62,13 @@ class Scenario:
     """connected; pings once a second"""
 
     name = "base"
+    full_updates = False  # True: decode every update, keep bot.visible, pass updates to on_message
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        # A scenario that reads messages wants updates too, unless it says otherwise.
+        if "on_message" in cls.__dict__ and "full_updates" not in cls.__dict__:
+            cls.full_updates = True
 
     def __init__(self) -> None:
         self.next_ping = 0.0
@@ -105,6 +121,7 @@ class Chatty(Wander):
     """as wander, plus a line to a nearby player or NPC every 5..15 s"""
 
     name = "chatty"
+    full_updates = True  # it talks to whoever is in view: bot.visible
     LINES = ("hello {}!", "{}, have you seen the plaza?", "nice weather today, {}", "where are you going, {}?")
 
     def on_start(self, bot, now: float) -> None:

@@ -90,7 +90,7 @@ async def _run(wid: int, plan: Plan, queue, stop, t0: float) -> None:
                 if bot.open:
                     bot.scenario.on_tick(bot, now)
                     if bot.outgoing:
-                        await bot.flush()  # never blocks: see Bot.flush
+                        bot.flush()  # one write; never blocks: see Bot.flush
             slot += 1
             next_at += SLOT_S
             if next_at < now - 0.1:  # this process fell behind: skip ahead rather than burst
@@ -143,8 +143,7 @@ async def _run(wid: int, plan: Plan, queue, stop, t0: float) -> None:
         for task in running:
             task.cancel()
     for bot in bots:
-        if bot.ws is not None and bot.ws.transport is not None:
-            bot.ws.transport.abort()  # no-op for a closed socket; never leave one open
+        bot.abort()  # no-op for a closed socket; never leave one open
     final = _snapshot(tally, bots, _now(), len(tasks))
     queue.put(("done", wid, {"second": second, "final": final, "why": why,
                              "bots": [bot.summary(t0) for bot in bots]}))

@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 
+import msgpack
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -201,3 +202,112 @@ def test_bad_arguments_are_usage_errors_and_a_missing_server_is_clear(tmp_path):
     res = run_bots("--url", f"ws://127.0.0.1:{free_port()}/ws", "--report", str(tmp_path))
     assert res.returncode == 3 and "cannot reach the server" in res.stderr and "connection refused" in res.stderr
     clean(res.stdout, res.stderr)
+
+
+# -- the bot's own WebSocket client, against a reference server (the websockets library) --
+
+def _update(tick: int, ack: int, cells_bytes: int = 64, chat: list | None = None, enter: list | None = None) -> bytes:
+    """An update laid out exactly as the server writes it (world/snapshot.py)."""
+    from world.snapshot import View, encode_cell_block, encode_update
+    n = max(1, cells_bytes // 12)
+    cells = msgpack.packb([]) if not cells_bytes else (
+        b"\x91" + encode_cell_block(3, bytes(4 * n), bytes(4 * n)))
+    recs = [msgpack.packb(r) for r in (enter or [])]
+    view = View.make(cells, recs, [r[0] for r in (enter or [])], [], [msgpack.packb(c) for c in (chat or [])])
+    return encode_update(tick, ack, view)
+
+
+async def _bot_against(handler, scenario=None, process_request=None):
+    """Run one Bot against a websockets server with `handler`; returns the bot once its run ended."""
+    import asyncio
+
+    from websockets.asyncio.server import serve
+
+    from bots.bot import Bot, Tally
+    from bots.scenarios import Wander
+
+    async with serve(handler, "127.0.0.1", 0, compression=None, process_request=process_request) as server:
+        port = server.sockets[0].getsockname()[1]
+        bot = Bot(0, f"ws://127.0.0.1:{port}/ws", scenario or Wander(), Tally(), window_at=0.0)
+        await asyncio.wait_for(bot.run(), 15)
+        return bot
+
+
+async def test_the_bot_speaks_rfc6455_frames_fragments_pings_and_close_codes():
+    import asyncio
+
+    seen: dict = {}
+
+    async def handler(ws):
+        seen["headers"] = ws.request.headers
+        seen["hello"] = msgpack.unpackb(await ws.recv())  # websockets rejects unmasked client frames
+        await ws.send(msgpack.packb({"t": "welcome", "v": 1, "id": 7, "tick": 0, "tick_rate": 20}))
+        ping = msgpack.unpackb(await ws.recv())
+        move = msgpack.unpackb(await ws.recv())
+        seen["client"] = [ping, move]
+        await ws.send(msgpack.packb({"t": "pong", "id": ping["id"], "tick": 1}))
+        await ws.send(_update(10, -1))                                          # 7-bit length
+        await ws.send(_update(11, move["seq"], cells_bytes=3000))               # 16-bit length
+        await ws.send(_update(12, move["seq"], cells_bytes=100_000))            # 64-bit length
+        frag = _update(13, move["seq"], chat=[[7, "bot 0", "hi", 13]])
+        await ws.send([frag[:5], frag[5:30], frag[30:]])                        # fragmented, with a chat line
+        pong_waiter = await ws.ping(b"are you there")
+        await asyncio.wait_for(pong_waiter, 5)                                  # the bot answers pings
+        seen["pong"] = True
+        # Not the server's usual layout (keys reordered): decoded in full instead.
+        await ws.send(msgpack.packb({"t": "update", "ack": move["seq"], "tick": 15, "cells": [], "enter": [],
+                                     "leave": [], "chat": []}))
+        await ws.send(msgpack.packb({"t": "error", "code": "rate_limited", "message": "slow down"}))
+        await ws.close(4003, "replaced")
+
+    from bots.bot import Bot
+
+    orig_welcome = Bot._welcome
+
+    def welcome_then_send(self, msg, now):  # right after welcome: one ping and one input
+        orig_welcome(self, msg, now)
+        self.ping()
+        self.move(1.0, 0.0)
+        self.flush()
+
+    Bot._welcome = welcome_then_send
+    try:
+        bot = await _bot_against(handler)
+    finally:
+        Bot._welcome = orig_welcome
+    assert seen["hello"] == {"t": "hello", "v": 1, "name": "bot 0"}
+    assert seen["headers"]["User-Agent"] == "npcworld-bots" and "Sec-WebSocket-Extensions" not in seen["headers"]
+    assert seen["client"][0]["t"] == "ping" and seen["client"][1] == {"t": "input", "seq": 1, "dx": 1.0, "dy": 0.0}
+    assert seen["pong"]
+    assert bot.end == "closed 4003 replaced" and bot.close_code == 4003
+    assert bot.updates == 5 and bot.last_tick == 15 and bot.missed_ticks == 1  # 14 never came
+    assert bot.chat_heard == 1 and bot.errors == {"rate_limited": 1}
+    assert bot.msgs_in == 1 + 1 + 5 + 1 and bot.msgs_out == 3 and bot.sent["input"] == 1
+    assert bot.rtt.n == 1 and bot.ack.n == 1 and bot.gap.n == 4
+    assert bot.tally.disconnects == 1 and bot.tally.ends == {"closed 4003 replaced": 1}
+
+
+async def test_the_bot_reports_http_errors_and_refusals_as_failed_connects():
+    from bots.bot import check_handshake
+
+    async def never(ws):  # pragma: no cover - the handshake is refused
+        raise AssertionError
+
+    def not_found(conn, request):
+        return conn.respond(404, "no such path\n")
+
+    bot = await _bot_against(never, process_request=not_found)
+    assert bot.end == "failed: HTTP 404" and bot.tally.connect_failures == 1 and not bot.open
+
+    async def full(ws):  # a server that refuses after hello, as npcworld does when full
+        await ws.recv()
+        await ws.close(4004, "server full")
+
+    bot = await _bot_against(full)
+    assert bot.end == "failed: closed 4004 server full"
+    key = b"dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 1.3's example
+    good = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    assert check_handshake(good, key) is None
+    assert check_handshake(good.replace(b"s3pP", b"xxxx"), key) == "handshake failed: wrong Sec-WebSocket-Accept"
+    assert "extension" in check_handshake(good + b"\r\nSec-WebSocket-Extensions: permessage-deflate", key)
