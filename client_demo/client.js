@@ -8,6 +8,7 @@ import { decodeCells, SnapshotBuffer, TickClock } from "./snapshot.js";
 import { Predictor, normalise } from "./predict.js";
 import { drawFrame, resizeCanvas } from "./render.js";
 import { Hud } from "./hud.js";
+import { Dialogue } from "./dialogue.js";
 
 const STORE_NAME = "npcworld.name";
 const STORE_TOKEN = "npcworld.token";
@@ -39,6 +40,7 @@ const game = {
   moving: false, // the last input sent had a non-zero direction
   held: new Set(), // movement key codes held down
   bubbles: new Map(), // id -> [{text, until}]
+  positions: new Map(), // id -> {x, y}: the newest update's positions (who is near, for talk)
   clientTickAt: 0, // performance.now() of the last client tick
   errors: 0,
 };
@@ -46,6 +48,7 @@ const game = {
 const canvas = document.getElementById("world");
 const g = canvas.getContext("2d");
 const hud = new Hud();
+const dialogue = new Dialogue(game, hud, BUBBLE_MS);
 
 // ---- session --------------------------------------------------------------
 
@@ -73,8 +76,10 @@ const HANDLERS = {
   welcome: onWelcome,
   update: onUpdate,
   pong: () => {},
+  ...dialogue.handlers(),
   error: (msg) => {
     game.errors += 1;
+    if (msg.ref === "talk" && msg.code === "bad_target") return; // the nearest NPC does not talk: chat only
     const where = msg.field ? ` (${msg.ref || "?"}.${msg.field})` : msg.ref ? ` (${msg.ref})` : "";
     hud.toast(`server error ${msg.code}${where}: ${msg.message}`);
   },
@@ -119,6 +124,7 @@ function onUpdate(msg) {
   }
   for (const [id, kind, name, color] of msg.enter) game.records.set(id, { id, kind, name, color });
   const positions = decodeCells(msg.cells, game.welcome.quant);
+  game.positions = positions;
   game.snapshots.push(msg.tick, positions);
   game.clock.observe(msg.tick, now);
   game.lastTick = msg.tick;
@@ -201,7 +207,12 @@ window.addEventListener("keyup", (ev) => game.held.delete(ev.code));
 window.addEventListener("blur", () => game.held.clear());
 
 hud.onChatFocus(() => game.held.clear());
-hud.onChat((text) => session.send({ t: "chat", text }));
+// A line is public chat; typed next to an NPC, it is also said to that NPC (talk), which answers.
+hud.onChat((text) => {
+  session.send({ t: "chat", text });
+  const talk = dialogue.talkMessage(text);
+  if (talk) session.send(talk);
+});
 hud.onRename((name) => {
   // A resumed character keeps its name, so a new name means a new character.
   localStorage.setItem(STORE_NAME, name);

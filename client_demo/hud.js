@@ -85,6 +85,28 @@ export class Hud {
     this.logEl.scrollTop = this.logEl.scrollHeight;
   }
 
+  /** A chat-log line whose text changes (a streamed NPC reply): returns {set(text, thinking, reason)}. */
+  liveLine(name, color) {
+    const line = document.createElement("div");
+    line.className = "line npc-say";
+    const who = document.createElement("span");
+    who.className = "who";
+    who.textContent = name;
+    if (color) who.style.color = color;
+    const body = document.createElement("span");
+    line.append(who, document.createTextNode(" "), body);
+    this.logEl.append(line);
+    while (this.logEl.childElementCount > CHAT_LOG_LINES) this.logEl.firstElementChild.remove();
+    const log = this.logEl;
+    return {
+      set(text, thinking, reason) {
+        body.textContent = text; // a text node: no HTML from the wire
+        body.className = thinking ? "thinking" : reason ? `said ${reason}` : "streaming";
+        log.scrollTop = log.scrollHeight;
+      },
+    };
+  }
+
   /** A short-lived message; kind "error" (red) or "info". */
   toast(message, kind = "error") {
     const el = document.createElement("div");

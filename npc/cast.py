@@ -12,6 +12,9 @@
    behaviour (npc/behaviour.py) when no hook decided;
 3. the decision becomes the NPC's intent in the world (`world.set_intent`),
    which the world executes every tick; stat rates follow the activity.
+4. with a learned decider (`Cast.policy`, npc/policy_pool.py), every built-in
+   think (no hook decided) is also noted for the policy; its answer, back
+   within one tick, may override the decision at the next tick.
 
 Definitions are swapped by `apply()` (start, hot reload, admin reload)
 between ticks. Entities keep their id across a reload unless their name or
@@ -86,6 +89,12 @@ class Cast:
         self._repeats: dict[tuple, int] = {}
         self._players_at = -1
         self._players: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros((0, 2)))
+        # An optional learned decider (npc/policy_pool.py): told of every built-in think, it may
+        # override the decision a tick later. None: the built-in behaviour (and hooks) only.
+        self.policy = None
+        # True when a dialogue service answers players (npc/dialogue/service.py, via `talk`): the
+        # built-in fallback answer to a chat line is then left to it (hooks still hear every line).
+        self.model_replies = False
 
     # -- loading -------------------------------------------------------------------
 
@@ -266,12 +275,23 @@ class Cast:
         k, phase = self.think_every, self.world.tick % self.think_every
         urgent = set(sorted(self.urgent)[:URGENT_PER_TICK])
         self.urgent -= urgent
+        policy = self.policy
+        if policy is not None:
+            try:
+                policy.begin_tick(self)
+            except Exception as e:       # a policy bug costs its decisions, never the tick
+                self._internal(e, None)
         due = [m for eid, m in self.minds.items() if eid % k == phase or eid in urgent]
         for m in due:
             try:
                 self._think(m)
             except Exception as e:
                 self._internal(e, m)
+        if policy is not None:
+            try:
+                policy.end_tick()
+            except Exception as e:
+                self._internal(e, None)
 
     def _internal(self, e: Exception, m: Mind | None) -> None:
         self.report(Report("internal", f"{type(e).__name__}: {e}", m.defn.file if m else "",
@@ -368,13 +388,15 @@ class Cast:
                 ctx.intent = None
                 if guard.call("on_decide", ctx) and ctx.intent is not None:
                     decision = ctx.intent
+        if decision is None and self.policy is not None:
+            self.policy.note(m, p, choice)   # before applying: it copies the state the choice saw
         self._apply(m, decision or choice.decision)
 
     def _hear(self, lines) -> None:
         # Only NPCs that can react listen: those with an on_hear hook, and (to players) those that
         # may answer with a fallback line.
         listeners = [m for m in self.minds.values() if self.guards[m.defn.id].has("on_hear")
-                     or ("talk" in m.defn.allowed and m.defn.params["talk"]["reply"])]
+                     or ("talk" in m.defn.allowed and m.defn.params["talk"]["reply"] and not self.model_replies)]
         if not listeners:
             return
         pos = self.world.positions([m.eid for m in listeners])
@@ -399,7 +421,7 @@ class Cast:
                         self._apply(m, ctx.intent)
                         continue
                 talk = m.defn.params["talk"]
-                if (line.kind == PLAYER and "talk" in m.defn.allowed and talk["reply"]
+                if (line.kind == PLAYER and "talk" in m.defn.allowed and talk["reply"] and not self.model_replies
                         and dist[i] <= talk["distance"] and self.world.alive(line.speaker)):
                     text = reply_line(m.defn, m.state, speaker, self.world.name_of(m.eid))
                     m.state.replies += 1

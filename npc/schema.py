@@ -68,6 +68,7 @@ class Persona:
     thinking: str = "Hmm..."             # shown while the dialogue model is slow
     fallback: tuple[str, ...] = ("I have nothing to say right now.",)   # when no model answers
     max_reply: int = MAX_LINE            # characters of any reply
+    first_token_ms: float | None = None  # dialogue: the thinking line shows if no word came by then; None: server default
 
 
 @dataclass(frozen=True)
@@ -308,7 +309,8 @@ def validate(data: dict, lines: dict, file: str, places: list[str], spawn_points
     persona = Persona()
     pt = c.table(("persona",), data.get("persona"))
     if pt is not None:
-        c.keys(pt, ("persona",), ("who", "knows", "style", "greeting", "thinking", "fallback", "max_reply"))
+        c.keys(pt, ("persona",), ("who", "knows", "style", "greeting", "thinking", "fallback", "max_reply",
+                                            "first_token_ms"))
         max_reply = c.get(pt, ("persona",), "max_reply", "int", default=MAX_LINE, low=1, high=MAX_LINE)
         fallback = c.get(pt, ("persona",), "fallback", "texts", default=list(Persona.fallback))
         if isinstance(fallback, list) and not fallback:
@@ -320,7 +322,8 @@ def validate(data: dict, lines: dict, file: str, places: list[str], spawn_points
             style=c.get(pt, ("persona",), "style", "text", default=""),
             greeting=c.get(pt, ("persona",), "greeting", "text", default=Persona.greeting),
             thinking=c.get(pt, ("persona",), "thinking", "text", default=Persona.thinking),
-            fallback=tuple(fallback), max_reply=max_reply)
+            fallback=tuple(fallback), max_reply=max_reply,
+            first_token_ms=c.get(pt, ("persona",), "first_token_ms", "number", default=None, low=1.0, high=60_000.0))
         for key in ("greeting", "thinking"):
             if key in pt and isinstance(pt[key], str):
                 c.line_text(("persona", key), pt[key], {"player", "name"})

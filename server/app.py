@@ -69,6 +69,7 @@ class GameServer:
             close_timeout=2,
             ping_interval=20, ping_timeout=20,
             server_header="npcworld",
+            backlog=2048,  # pending TCP connects; the default 100 overflowed when 400 bots joined within a second
             compression="deflate" if self.cfg.compression else None,
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
@@ -84,6 +85,7 @@ class GameServer:
             await self.admin.stop()
             await ticks
             await reloads
+            await asyncio.to_thread(self.game.close)  # the decision workers, after the last tick
 
 
 def main(cfg: ServerConfig) -> int:

@@ -13,6 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MAP = ROOT / "assets" / "maps" / "default.tmj"
 DEFAULT_NPC_DIR = ROOT / "assets" / "npcs"
+DEFAULT_POLICY = ROOT / "assets" / "policy" / "policy.safetensors"
+DECIDERS = ("auto", "policy", "scripted")
 CLIENT_DIR = ROOT / "client_demo"
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -46,6 +48,26 @@ class ServerConfig:
     admin_host: str = "127.0.0.1"  # admin HTTP endpoints: loopback unless configured
     admin_port: int = -1  # -1 = game port + 1 (a free port when the game port is 0 or it is taken); 0 = free
     admin_token: str = ""  # bearer token for the admin endpoints; empty = random per run, printed at start
+    # NPC decisions (npc/policy_pool.py): each NPC re-thinks every think_ms; the built-in behaviour
+    # decides at once, and the policy (in the inference pool's workers) overrides it when its answer
+    # comes back within decision_budget_ms (0 = one tick). "auto": the policy when its weights exist.
+    decider: str = "auto"
+    think_ms: float = 500.0
+    decision_budget_ms: float = 0.0
+    policy_weights: str = str(DEFAULT_POLICY)
+    policy_module: str = "npc.policy:build_policy"  # any "module:factory(weights=, device=)" -> nn.Module
+    policy_workers: int = 0  # 0 = one per GPU, else one CPU worker
+    policy_devices: str = ""  # comma-separated, e.g. "cpu" or "cuda:0,cuda:1"; empty = automatic
+
+    # Dialogue (npc/dialogue/): a language model in an inference worker answers players who talk to NPCs.
+    dialogue: bool = True
+    dialogue_model: str = "default"  # "default" (SmolLM2-135M-Instruct GGUF), a .gguf file, a local HF dir, "tiny"
+    dialogue_dtype: str = "auto"  # auto (bfloat16: measured fastest here, bench/dialogue.py), float32, bfloat16, float16
+    dialogue_device: str = "auto"  # auto (cuda:0 when there is a GPU, else cpu), cpu, cuda:N
+    dialogue_first_token_ms: float = 1500.0  # default first-token budget before the thinking line
+    dialogue_max_new_tokens: int = 48  # tokens per reply
+    dialogue_conversations: int = 64  # at once, over all NPCs; beyond it NPCs answer with fallback lines
+    memory_db: str = str(ROOT / "var" / "memory.sqlite")  # what NPCs remember of players (SQLite; created)
 
     # Help text per option, shown by `npcworld serve --help`.
     HELP = {
@@ -68,6 +90,21 @@ class ServerConfig:
         "admin_host": "interface for the admin HTTP endpoints",
         "admin_port": "admin HTTP port (-1 = the game port + 1; 0 = any free port)",
         "admin_token": "bearer token for the admin endpoints (default: random per run, printed at start)",
+        "decider": "who decides NPC actions: auto (the policy if its weights exist), policy, scripted",
+        "think_ms": "how often each NPC re-thinks, ms (spread over the ticks)",
+        "decision_budget_ms": "how long a policy decision may take before the built-in one stands, ms (0 = a tick)",
+        "policy_weights": "decision policy weights (safetensors)",
+        "policy_module": "module:factory building the policy (an nn.Module; see npc/policy.py)",
+        "policy_workers": "inference worker processes for decisions (0 = one per GPU, else one)",
+        "policy_devices": "comma-separated devices for the decision workers (cpu, cuda:N; empty = automatic)",
+        "dialogue": "NPCs answer players with the dialogue model (off: fallback lines)",
+        "dialogue_model": "default (SmolLM2-135M-Instruct), a .gguf file, a local Hugging Face model folder, or tiny",
+        "dialogue_dtype": "dialogue model dtype: auto, float32, bfloat16, float16",
+        "dialogue_device": "dialogue model device: auto, cpu, cuda, cuda:N",
+        "dialogue_first_token_ms": "ms before an NPC shows its thinking line (an NPC file may set its own)",
+        "dialogue_max_new_tokens": "most tokens in one NPC reply",
+        "dialogue_conversations": "conversations at once; beyond it NPCs answer with fallback lines",
+        "memory_db": "SQLite file of what NPCs remember of players (created on first start)",
     }
 
     def validate(self) -> "ServerConfig":
@@ -87,6 +124,24 @@ class ServerConfig:
         need(self.npc_dir == "" or Path(self.npc_dir).is_dir(), "npc_dir", "an existing folder, or \"\" for none")
         need(1 <= self.day_length <= 10_000_000, "day_length", "1..10000000 seconds")
         need(0.1 <= self.hook_budget_ms <= 10_000, "hook_budget_ms", "0.1..10000 ms")
+        need(self.decider in DECIDERS, "decider", "one of " + ", ".join(DECIDERS))
+        need(self.decider != "policy" or Path(self.policy_weights).is_file() or self.policy_weights == "",
+             "policy_weights", "an existing .safetensors file (train one: npcworld train-policy)")
+        need(10 <= self.think_ms <= 60_000, "think_ms", "10..60000 ms")
+        need(0 <= self.decision_budget_ms <= 10_000, "decision_budget_ms", "0..10000 ms (0 = one tick)")
+        need(":" in self.policy_module, "policy_module", '"package.module:factory"')
+        need(0 <= self.policy_workers <= 64, "policy_workers", "0..64 (0 = automatic)")
+        need(all(d.strip() == "cpu" or d.strip().startswith("cuda") for d in self.policy_devices.split(",") if d.strip()),
+             "policy_devices", 'comma-separated "cpu" / "cuda:N", or empty')
+        need(self.dialogue_dtype in ("auto", "float32", "bfloat16", "float16"), "dialogue_dtype",
+             "auto, float32, bfloat16 or float16")
+        need(self.dialogue_device in ("auto", "cpu") or self.dialogue_device.startswith("cuda"), "dialogue_device",
+             "auto, cpu, cuda or cuda:N")
+        need(self.dialogue_model in ("default", "tiny") or Path(self.dialogue_model).exists(), "dialogue_model",
+             "default, tiny, an existing .gguf file or a local model folder")
+        need(1 <= self.dialogue_first_token_ms <= 60_000, "dialogue_first_token_ms", "1..60000 ms")
+        need(1 <= self.dialogue_max_new_tokens <= 512, "dialogue_max_new_tokens", "1..512 tokens")
+        need(1 <= self.dialogue_conversations <= 4096, "dialogue_conversations", "1..4096")
         need(-1 <= self.admin_port <= 65535, "admin_port", "-1 (game port + 1), 0 (any free port) or 1..65535")
         return self
 
@@ -135,3 +190,10 @@ def build(toml_path: str | None, overrides: dict) -> ServerConfig:
         if candidate.is_dir() and overrides.get("npc_dir") is None:
             cfg.npc_dir = str(candidate)
     return cfg.validate()
+
+
+def use_policy(cfg: ServerConfig) -> bool:
+    """Whether NPC decisions go to the policy (auto: when its weights file exists)."""
+    if cfg.decider == "auto":
+        return bool(cfg.policy_weights) and Path(cfg.policy_weights).is_file()
+    return cfg.decider == "policy"

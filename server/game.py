@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
 from npc.cast import Cast
+from npc.dialogue import service as dialogue
+from npc.policy_pool import PolicyDecider, start_decider
 from world.sim import NPC, PLAYER, World, WorldConfig
 from world.tilemap import TileMap
 
 from . import protocol, tokens
-from .config import ServerConfig
+from .config import ServerConfig, use_policy
 from .metrics import Metrics
 
 if TYPE_CHECKING:
@@ -60,6 +62,8 @@ class Game:
     secret: bytes = b""
     joins: int = 0  # players spawned so far; names and colours for guests
     cast: Cast = field(init=False)  # the NPCs of the NPC files (npc_dir)
+    decider: PolicyDecider | None = field(init=False, default=None)  # the policy's say in NPC decisions
+    dialogue: "dialogue.Dialogue" = field(init=False)  # conversations with NPCs (npc/dialogue/service.py)
 
     def __post_init__(self) -> None:
         self.world = World(
@@ -72,9 +76,31 @@ class Game:
         for i in range(self.cfg.npcs):
             self.world.spawn(NPC, f"wanderer {i + 1}", colour_for(i + 7))
         self.cast = Cast(self.world, self.cfg.npc_dir or None, tick_rate=self.cfg.tick_rate,
-                         budget_ms=self.cfg.hook_budget_ms)
+                         think_s=self.cfg.think_ms / 1000.0, budget_ms=self.cfg.hook_budget_ms)
         self.cast.load_all()
+        if use_policy(self.cfg):  # decisions from the policy, in worker processes (torch stays out of here)
+            cfg = self.cfg
+            self.decider = start_decider(
+                self.world, weights=cfg.policy_weights, module=cfg.policy_module, workers=cfg.policy_workers or None,
+                devices=[d.strip() for d in cfg.policy_devices.split(",") if d.strip()] or None,
+                budget_s=(cfg.decision_budget_ms or 1000.0 / cfg.tick_rate) / 1000.0)
+        if self.decider is not None:
+            self.cast.policy = self.decider
+            self.metrics.sources.append(self.decider.prometheus)
+        cfg = self.cfg
+        self.dialogue = dialogue.start(
+            self.cast, self._send_to, lambda eid: eid in self.players and self.players[eid].conn is not None,
+            enabled=cfg.dialogue, model=cfg.dialogue_model, dtype=cfg.dialogue_dtype, device=cfg.dialogue_device,
+            memory_db=cfg.memory_db, first_token_ms=cfg.dialogue_first_token_ms,
+            max_new_tokens=cfg.dialogue_max_new_tokens, conversations=cfg.dialogue_conversations, clock=self.clock)
+        self.metrics.sources.append(self.dialogue.prometheus)
         self._count()
+
+    def _send_to(self, eid: int, msg: dict) -> None:
+        """Queue a message to a player (dialogue lines); dropped when it is not connected."""
+        player = self.players.get(eid)
+        if player is not None and player.conn is not None:
+            player.conn.outbox.push(protocol.encode(msg))
 
     # -- joining and leaving (called by the gateway between ticks) ----------
 
@@ -147,9 +173,16 @@ class Game:
                 _, eid, seq, dx, dy = cmd
                 world.set_direction(eid, dx, dy)
                 player.ack = seq
+            elif cmd[0] == "talk":
+                try:
+                    self.dialogue.talk(cmd[1], cmd[2], cmd[3])
+                except dialogue.TalkRefused as e:
+                    if player.conn is not None:
+                        player.conn.send_error(protocol.ProtocolError(e.code, e.message, ref="talk"))
             else:
                 world.say(cmd[1], cmd[2])
         self.cast.tick()  # NPCs hear and (those due) re-think; never blocks (hooks are time-capped)
+        self.dialogue.tick()  # replies stream on; budgets, cancels; never waits for the model
         world.step(1.0 / self.cfg.tick_rate)
         tick = world.tick
         players = self.players
@@ -175,6 +208,13 @@ class Game:
                     log.info("closing %s (%d): read nothing for %.1f s", player.name, eid, stalled)
                     player.conn.close_soon(protocol.CLOSE_TOO_SLOW, "too slow: read nothing for 5 s")
         self._count()
+
+    def close(self) -> None:
+        """Stop the decision workers (blocks up to the pool's close timeout: not from the tick)."""
+        if self.decider is not None:
+            self.cast.policy = None
+            self.decider.pool.close()
+        dialogue.stop(self.dialogue)
 
     def npcs_changed(self) -> None:
         """NPCs were spawned or despawned outside the tick (admin): refresh the counts."""

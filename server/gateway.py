@@ -26,7 +26,7 @@ from .game import Game, Player
 from .limits import TokenBucket
 from .metrics import Metrics
 from .outbox import Outbox
-from .protocol import Chat, Hello, Input, Ping, ProtocolError
+from .protocol import Chat, Hello, Input, Ping, ProtocolError, Talk
 
 log = logging.getLogger("npcworld.gateway")
 
@@ -163,6 +163,8 @@ class Connection:
             self.outbox.push(protocol.encode_pong(msg.id, self.game.world.tick))
         elif type(msg) is Chat:
             self.game.commands.append(("chat", player.eid, msg.text))
+        elif type(msg) is Talk:
+            self.game.commands.append(("talk", player.eid, msg.npc, msg.text))
         else:
             self.send_error(ProtocolError("not_expected", "hello was already received on this connection", ref="hello"))
             self.strike(now)

@@ -50,6 +50,8 @@ class Metrics:
         self.closes: dict[int, int] = {}
         self.players = 0
         self.npcs = 0
+        # Other parts' metrics (e.g. the NPC decision pool): callables returning Prometheus text lines.
+        self.sources: list = []
 
     def render(self) -> str:
         lines: list[str] = []
@@ -87,4 +89,6 @@ class Metrics:
                [f'npcworld_closes_total{{code="{c}"}} {n}' for c, n in sorted(self.closes.items())])
         metric("npcworld_entities", "gauge", "Entities in the world, by kind.",
                [f'npcworld_entities{{kind="player"}} {self.players}', f'npcworld_entities{{kind="npc"}} {self.npcs}'])
+        for source in self.sources:
+            lines.extend(source())
         return "\n".join(lines) + "\n"

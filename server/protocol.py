@@ -17,6 +17,7 @@ VERSION = 1
 MAX_FRAME = 4096  # bytes; larger inbound frames are closed with 1009 by websockets
 MAX_CHAT = 200  # characters
 MAX_NAME = 24  # characters
+MAX_TALK = 200  # characters of a line said to an NPC
 MAX_SEQ = 2**32 - 1
 
 # Close codes (docs/protocol.md, "Close codes").
@@ -61,6 +62,12 @@ class Ping:
 
 @dataclass(slots=True)
 class Chat:
+    text: str
+
+
+@dataclass(slots=True)
+class Talk:
+    npc: int  # entity id
     text: str
 
 
@@ -128,10 +135,21 @@ def _decode_chat(msg: dict) -> Chat:
     return Chat(text)
 
 
-_DECODERS = {"hello": _decode_hello, "input": _decode_input, "ping": _decode_ping, "chat": _decode_chat}
+def _decode_talk(msg: dict) -> Talk:
+    npc = _field(msg, "npc", "int", "talk")
+    if not 0 <= npc < 2**32:
+        raise ProtocolError("bad_field", f"talk: npc {npc} outside 0..2^32-1", "npc", "talk")
+    text = clean_text(_field(msg, "text", "str", "talk"))
+    if not 1 <= len(text) <= MAX_TALK:
+        raise ProtocolError(
+            "bad_field", f"talk: text must be 1..{MAX_TALK} characters after trimming, got {len(text)}", "text", "talk")
+    return Talk(npc, text)
 
 
-def decode(frame: bytes | str) -> Hello | Input | Ping | Chat:
+_DECODERS = {"hello": _decode_hello, "input": _decode_input, "ping": _decode_ping, "chat": _decode_chat, "talk": _decode_talk}
+
+
+def decode(frame: bytes | str) -> Hello | Input | Ping | Chat | Talk:
     """One inbound frame to a typed message, or ProtocolError."""
     if isinstance(frame, str):
         raise ProtocolError("bad_frame", "text frames are not accepted; send binary msgpack")

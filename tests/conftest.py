@@ -43,6 +43,9 @@ class RunningServer:
 
 def start_server(*args: str, timeout: float = 60) -> RunningServer:
     """Start `npcworld serve` on a free loopback port and wait for its URL line."""
+    if not any(a.startswith(("--dialogue", "--no-dialogue")) for a in args):
+        # The dialogue model's worker costs seconds of CPU to start: only tests that talk ask for it.
+        args = ("--no-dialogue", *args)
     cmd = [*NPCWORLD, "serve", "--host", "127.0.0.1", "--port", "0", *args]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})

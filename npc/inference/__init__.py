@@ -7,6 +7,7 @@ Public API (none of it imports torch; only worker processes do):
     Inbox                     where finished futures land for a polling tick
     RequestDropped, RequestFailed
     PoolStats                 counters for /metrics
+    Stream, StreamEnd         what open_stream returns (streaming runners), and how it ended
 
 See pool.py for the model of operation, scheduler.py for the batching
 policy, worker.py for the worker loop and runners.py for what a worker runs.
@@ -16,6 +17,7 @@ from .config import PoolConfig
 from .future import Inbox, InferenceError, InferenceFuture, Outcome, RequestDropped, RequestFailed
 from .pool import Pool, WorkerInfo
 from .stats import PoolStats
+from .stream import Stream, StreamEnd
 
 __all__ = ["Pool", "PoolConfig", "InferenceFuture", "Outcome", "Inbox", "InferenceError", "RequestDropped",
-           "RequestFailed", "PoolStats", "WorkerInfo"]
+           "RequestFailed", "PoolStats", "WorkerInfo", "Stream", "StreamEnd"]

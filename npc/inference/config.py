@@ -31,6 +31,9 @@ class PoolConfig:
     margin_s: float = 0.001  # kept free before the earliest deadline, beyond the estimated latency
     latency_prior_s: float = 0.005  # batch latency assumed before any is measured
     latency_alpha: float = 0.2  # weight of the newest measurement in the running estimate
+    # Streams (open_stream) a streaming worker runs at once: its continuous
+    # batch. More wait in the pool's queue (first come, first served).
+    max_streams: int = 16
     # Requests queued in the parent beyond this are dropped at once ("queue full").
     max_queue: int = 100_000
 
@@ -62,6 +65,7 @@ class PoolConfig:
         need(self.latency_prior_s > 0, "latency_prior_s", "seconds > 0")
         need(0 < self.latency_alpha <= 1, "latency_alpha", "0 < alpha <= 1")
         need(self.max_queue >= 1, "max_queue", ">= 1")
+        need(self.max_streams >= 1, "max_streams", ">= 1")
         need(self.heartbeat_s > 0, "heartbeat_s", "seconds > 0")
         need(self.hang_timeout_s > 2 * self.heartbeat_s, "hang_timeout_s", "seconds > 2 * heartbeat_s")
         need(self.start_timeout_s > 0, "start_timeout_s", "seconds > 0")

@@ -35,6 +35,16 @@ Bounds and what happens at them:
   `restart_backoff_max_s`) while it keeps failing; while no worker is up,
   requests wait in the queue and are dropped at their deadlines.
 
+Streams (dialogue): a streaming runner (runners.py) makes a pool of
+streaming workers. `open_stream(request)` returns a `Stream` (stream.py) at
+once; the engine hands queued streams, first come first served, to a ready
+worker holding fewer than `max_streams`, which joins them to its running
+batch between decode steps; pieces come back as they are made and are
+appended to the stream, which the tick drains with `take()`. A stream whose
+admission deadline passes while queued is dropped; one whose worker dies or
+hangs fails at once; `Stream.cancel()` frees its compute at the worker's next
+step.
+
 Cost to the tick's process: the engine thread shares the GIL with the tick.
 It spends a few microseconds per request (packing, unpacking, finishing the
 future; bench/pool.py measures it), so a tick with thousands of due NPCs is
@@ -46,6 +56,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import enum
 import logging
 import multiprocessing
@@ -66,6 +77,7 @@ from .devices import plan_devices
 from .future import Inbox, InferenceFuture, Outcome
 from .scheduler import BatchLatency, Pending, Scheduler
 from .stats import PoolStats
+from .stream import Stream, StreamEnd
 
 log = logging.getLogger("npcworld.inference")
 
@@ -120,6 +132,8 @@ class _Worker:
     last_error: str | None = None
     fatal: str | None = None  # the traceback a worker sent before exiting
     reaping: bool = False
+    streaming: bool = False  # its runner is a streaming runner (reported when ready)
+    streams: dict[int, Stream] = field(default_factory=dict)  # sid -> the streams it runs
 
 
 class Pool:
@@ -148,6 +162,10 @@ class Pool:
         self._accepting = True  # False once the engine has exited: submit answers by itself
         self._batch_ids = 0
         self._decide_at: float | None = None  # when the scheduler wants to decide again
+        self._stream_in: list[Stream] = []  # opened since the engine's last intake (under the lock)
+        self._stream_cancels: list[Stream] = []
+        self._stream_queue: collections.deque[Stream] = collections.deque()  # engine only
+        self._sids = 0
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -255,6 +273,36 @@ class Pool:
                 fut._finish(Outcome.FAILED, now, error="the inference pool is not running")
         return futures
 
+    def open_stream(self, request: Any, deadline: float | None = None) -> Stream:
+        """Queue one streaming request; returns its Stream at once (thread-safe).
+
+        deadline: time.monotonic() seconds by which a worker must have taken
+        it (else it ends DROPPED without compute); None waits as long as it takes.
+        """
+        with self._lock:
+            self._sids += 1
+            stream = Stream(request, deadline, self._sids, self)
+            running = self._accepting and self._thread is not None
+            if running:
+                self._stream_in.append(stream)
+                self.stats.streams_opened += 1
+                self._wake_locked()
+        if not running:
+            stream._end(StreamEnd.FAILED, "the inference pool is not running")
+        return stream
+
+    def _cancel_stream(self, stream: Stream) -> bool:
+        with self._lock:
+            if not self._accepting:
+                return False
+            self._stream_cancels.append(stream)
+            self._wake_locked()
+        return True
+
+    def _end_stream(self, stream: Stream, end: str, error: str | None = None) -> None:
+        if stream._end(end, error):
+            self.stats.count_stream_end(end)
+
     def _cancel(self, fut: InferenceFuture) -> bool:
         with self._lock:
             if not self._accepting:
@@ -334,6 +382,8 @@ class Pool:
                     for p in self._scheduler.expire(now):
                         self._finish(p.item, Outcome.DROPPED, now, error="deadline passed in the queue")
                     self._dispatch(now)
+                    if self._stream_queue:
+                        self._dispatch_streams(now)
                 except Exception:
                     # A bug here must not strand every future; log it and keep serving.
                     log.exception("inference engine iteration failed")
@@ -363,6 +413,9 @@ class Pool:
                 t = min(t, w.restart_at)
         if close_by is not None:
             t = min(t, close_by)
+        for stream in self._stream_queue:
+            if stream.deadline is not None:
+                t = min(t, stream.deadline)
         return t
 
     def _drain_wake(self) -> None:
@@ -377,8 +430,22 @@ class Pool:
         with self._lock:
             incoming, self._incoming = self._incoming, []
             cancels, self._cancels = self._cancels, []
+            stream_in, self._stream_in = self._stream_in, []
+            stream_cancels, self._stream_cancels = self._stream_cancels, []
             self._wake_pending = False
             closing = self._closing
+        for stream in stream_in:
+            if len(self._stream_queue) >= self.config.max_queue:
+                self._end_stream(stream, StreamEnd.DROPPED, f"queue full ({self.config.max_queue} streams)")
+            else:
+                self._stream_queue.append(stream)
+        for stream in stream_cancels:
+            if stream.end is not None:
+                continue
+            w = self._workers[stream.worker] if stream.worker is not None else None
+            if w is not None and w.streams.pop(stream.sid, None) is not None and w.sock is not None:
+                self._write(w, wire.pack(["cancel", stream.sid]))
+            self._end_stream(stream, StreamEnd.CANCELLED, "cancelled")
         add = self._scheduler.add
         for p in incoming:
             if not add(p):
@@ -408,7 +475,7 @@ class Pool:
     def _dispatch(self, now: float) -> None:
         self._decide_at = None
         for w in self._workers:
-            if w.state is not WorkerState.IDLE or not len(self._scheduler):
+            if w.state is not WorkerState.IDLE or w.streaming or not len(self._scheduler):
                 continue
             decision = self._scheduler.decide(now, w.latency)
             if decision.batch:
@@ -416,6 +483,35 @@ class Pool:
             elif decision.wake_at is not None:
                 self._decide_at = decision.wake_at if self._decide_at is None else min(self._decide_at,
                                                                                          decision.wake_at)
+
+    def _dispatch_streams(self, now: float) -> None:
+        """Queued streams, first come first served, to streaming workers with room."""
+        q = self._stream_queue
+        kept: collections.deque[Stream] = collections.deque()
+        while q:
+            stream = q.popleft()
+            if stream.end is not None:
+                continue  # cancelled while queued
+            if stream.deadline is not None and stream.deadline <= now:
+                self._end_stream(stream, StreamEnd.DROPPED, "deadline passed in the queue")
+                continue
+            kept.append(stream)
+        self._stream_queue = kept
+        for w in self._workers:
+            if not kept:
+                break
+            if w.state is not WorkerState.IDLE or not w.streaming:
+                continue
+            while kept and len(w.streams) < self.config.max_streams:
+                stream = kept.popleft()
+                try:
+                    data = wire.pack(["add", stream.sid, stream.deadline, stream.request])
+                except (TypeError, ValueError, OverflowError) as exc:
+                    self._end_stream(stream, StreamEnd.FAILED, f"request cannot be sent to a worker: {exc}")
+                    continue
+                stream.worker = w.index
+                w.streams[stream.sid] = stream
+                self._write(w, data)
 
     def _send_batch(self, w: _Worker, batch: list[Pending], now: float) -> None:
         self._batch_ids += 1
@@ -524,8 +620,30 @@ class Pool:
                     self._finish(fut, Outcome.DROPPED, now, error="deadline passed before the worker ran it")
                 else:
                     self._finish(fut, Outcome.FAILED, now, error=f"runner failed: {value}")
+        elif kind == "pieces":
+            _, pieces, compute_s = msg
+            self.stats.compute_s += compute_s
+            if pieces:
+                w.failures = 0
+            for sid, value, end in pieces:
+                stream = w.streams.get(sid)
+                if stream is None:
+                    continue  # cancelled here before the worker saw the cancel
+                if end is None or end == "ok":
+                    if value is not None:
+                        stream._feed(value, now)
+                    if end == "ok":
+                        del w.streams[sid]
+                        self._end_stream(stream, StreamEnd.OK)
+                else:
+                    del w.streams[sid]
+                    if end == "dropped":
+                        self._end_stream(stream, StreamEnd.DROPPED, "deadline passed before the worker ran it")
+                    else:
+                        self._end_stream(stream, StreamEnd.FAILED, f"runner failed: {value}")
         elif kind == "ready":
             info = msg[1]
+            w.streaming = bool(info.get("streaming"))
             w.state = WorkerState.IDLE
             log.info("inference worker %d ready: pid %s on %s, runner %s, %s thread(s), torch %s", w.index,
                      info.get("pid"), info.get("device"), info.get("runner"), info.get("threads"), info.get("torch"))
@@ -610,6 +728,9 @@ class Pool:
         inflight, w.inflight = w.inflight, []
         for fut in inflight:
             self._finish(fut, Outcome.FAILED, now, error=reason)
+        streams, w.streams = w.streams, {}
+        for stream in streams.values():
+            self._end_stream(stream, StreamEnd.FAILED, reason)
         self._close_socket(w)
         w.state = WorkerState.EXITING
         self._notify()
@@ -682,9 +803,15 @@ class Pool:
 
     # -- closing --------------------------------------------------------------------------
 
+    def _fail_queued_streams(self) -> None:
+        q, self._stream_queue = self._stream_queue, collections.deque()
+        for stream in q:
+            self._end_stream(stream, StreamEnd.FAILED, "the inference pool closed")
+
     def _begin_close(self, now: float) -> None:
         for p in self._scheduler.drain():
             self._finish(p.item, Outcome.FAILED, now, error="the inference pool closed")
+        self._fail_queued_streams()
         for w in self._workers:
             w.restart_at = None
             if w.sock is not None:
@@ -694,6 +821,7 @@ class Pool:
         """True when every worker has exited, or the close timeout has passed."""
         for p in self._scheduler.drain():  # submitted while closing
             self._finish(p.item, Outcome.FAILED, now, error="the inference pool closed")
+        self._fail_queued_streams()
         for w in self._workers:
             if w.state is WorkerState.DOWN:
                 w.restart_at = None
@@ -712,15 +840,23 @@ class Pool:
                 self._closing = True
                 incoming, self._incoming = self._incoming, []
                 self._cancels.clear()
-                if not incoming:
+                stream_in, self._stream_in = self._stream_in, []
+                self._stream_cancels.clear()
+                if not incoming and not stream_in:
                     self._accepting = False
                     break
             for p in incoming:
                 self._finish(p.item, Outcome.FAILED, now, error="the inference pool closed")
+            for stream in stream_in:
+                self._end_stream(stream, StreamEnd.FAILED, "the inference pool closed")
+        self._fail_queued_streams()
         for w in self._workers:
             inflight, w.inflight = w.inflight, []
             for fut in inflight:
                 self._finish(fut, Outcome.FAILED, now, error="the inference pool closed")
+            streams, w.streams = w.streams, {}
+            for stream in streams.values():
+                self._end_stream(stream, StreamEnd.FAILED, "the inference pool closed")
             self._close_socket(w)
             if w.proc is not None:
                 if w.proc.exitcode is None:

@@ -18,10 +18,17 @@ If that returns a `torch.nn.Module` instead of a runner, it is wrapped in a
 
     PoolConfig(runner="npc.policy:build_policy", runner_options={"weights": "assets/policy.safetensors"})
 
-Streaming runners (dialogue: continuous batching, tokens streamed) will be a
-second protocol beside this one, `add(req_id, payload)` / `step() -> chunks`
-/ `cancel(req_id)`, driven by a step loop in the worker; the batch protocol
-above is unchanged by it.
+Streaming runners (dialogue: continuous batching, tokens streamed) are a
+second protocol beside this one, driven by the step loop in worker.py
+(`serve_stream`); the batch protocol above is unchanged by it:
+
+    add(sid, payload)                  a stream joins; it runs from the next step
+    step() -> [(sid, value, final)]    advance every running stream once; a
+                                       stream may yield nothing in a step, and
+                                       yields final=True exactly once
+    cancel(sid)                        drop a stream now, freeing its state
+
+The pool opens such streams with `Pool.open_stream` (pool.py).
 
 torch is imported only inside the functions that need it, which run only in
 worker processes.
@@ -72,13 +79,13 @@ def load_runner(spec: "str | Callable", options: dict[str, Any], device: str) ->
     if _takes_device(factory):
         kwargs.setdefault("device", device)
     obj = factory(**kwargs)
-    if callable(getattr(obj, "run", None)):
+    if callable(getattr(obj, "run", None)) or all(callable(getattr(obj, n, None)) for n in ("add", "step", "cancel")):
         return obj
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(obj, torch.nn.Module):
         return ModuleRunner(module=obj, device=device)
     raise TypeError(f"runner spec {spec!r} made a {type(obj).__name__}; "
-                    "expected a runner (an object with run(batch)) or a torch.nn.Module")
+                    "expected a runner (an object with run(batch), or add/step/cancel) or a torch.nn.Module")
 
 
 class EchoRunner:

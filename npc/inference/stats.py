@@ -29,6 +29,9 @@ class PoolStats:
     worker_starts: int = 0  # processes spawned, first starts included
     worker_deaths: int = 0  # exited or closed their socket unexpectedly
     worker_hangs: int = 0  # killed for silence (hang_timeout_s) or a start past start_timeout_s
+    # Streams (open_stream): opened, and how each ended (stream.StreamEnd values).
+    streams_opened: int = 0
+    streams_ended: dict[str, int] = field(default_factory=dict)
     # Gauges, refreshed every engine iteration.
     queued: int = 0
     in_flight: int = 0
@@ -39,6 +42,9 @@ class PoolStats:
         self.batched_requests += n
         b = size_bucket(n)
         self.batch_sizes[b] = self.batch_sizes.get(b, 0) + 1
+
+    def count_stream_end(self, end: str) -> None:
+        self.streams_ended[end] = self.streams_ended.get(end, 0) + 1
 
     @property
     def finished(self) -> int:

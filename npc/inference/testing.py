@@ -97,3 +97,62 @@ def tiny_mlp(in_dim: int = 16, hidden: int = 32, out_dim: int = 4, seed: int = 0
         for p in net.parameters():
             p.copy_(torch.randn(p.shape, generator=g) / max(1, p.shape[-1]) ** 0.5)
     return net
+
+
+class ScriptedStreamRunner:
+    """A streaming runner (add/step/cancel) that follows its payloads, for tests.
+
+    Payload {"n": pieces, "op": ...} (defaults: the runner options `n`, `op`): each step yields the next piece
+    "<tag>:<i>" of every running stream (tag = payload "tag", default the
+    sid), the last one final. Ops:
+        "echo"   (default) nothing more
+        "gate"   before its first piece, set `started` and wait for `gate`
+                 (Latch objects passed in runner_options): the step blocks
+        "crash"  the process exits at its first step (os._exit)
+        "raise"  its first step raises (every running stream fails)
+    Each piece is {"text": ..., "batch": streams in this step, "step": step
+    count, "joined": step at which this stream joined}, so a test can see
+    streams join and leave the running batch.
+    """
+
+    def __init__(self, gate: Any = None, started: Any = None, op: str = "echo", n: int = 3):
+        self.gate = gate
+        self.started = started
+        self.op, self.n = op, n  # for payloads that name none (e.g. a dialogue request)
+        self.running: dict[int, dict] = {}  # sid -> {"payload", "i", "joined"}
+        self.steps = 0
+        self.cancelled: list[int] = []
+
+    def add(self, sid: int, payload: Any) -> None:
+        if payload.get("op") == "bad":
+            raise ValueError("scripted bad request")
+        self.running[sid] = {"payload": payload, "i": 0, "joined": self.steps + 1}
+
+    def cancel(self, sid: int) -> None:
+        self.running.pop(sid, None)
+        self.cancelled.append(sid)
+
+    def step(self) -> list:
+        self.steps += 1
+        out = []
+        batch = len(self.running)
+        for sid, st in list(self.running.items()):
+            p = st["payload"]
+            op = p.get("op", self.op)
+            if st["i"] == 0:
+                if op == "gate":
+                    if self.started is not None:
+                        self.started.set()
+                    if self.gate is not None:
+                        self.gate.wait()
+                elif op == "crash":
+                    os._exit(70)
+                elif op == "raise":
+                    raise RuntimeError("scripted failure")
+            st["i"] += 1
+            final = st["i"] >= p.get("n", self.n)
+            out.append((sid, {"text": f"{p.get('tag', sid)}:{st['i']}", "batch": batch, "step": self.steps,
+                              "joined": st["joined"], "cancelled": list(self.cancelled)}, final))
+            if final:
+                del self.running[sid]
+        return out

@@ -7,6 +7,8 @@ feeds what it reads into a `msgpack.Unpacker` and takes whole messages out.
 Parent -> worker:
     ["batch", batch_id, [req_id, ...], [deadline, ...], payloads]
     ["stop"]
+    ["add", sid, deadline | None, payload]    a stream joins a streaming runner
+    ["cancel", sid]                          a stream leaves it (compute freed)
 Worker -> parent:
     ["ready", {"pid": int, "device": str, "runner": str, "threads": int}]
     ["hb"]                                   heartbeat, sent while idle
@@ -15,6 +17,11 @@ Worker -> parent:
                                              "ok" | "dropped" | "error"
                                              (an error's value is its message)
     ["fatal", message]                       the worker could not start
+    ["pieces", [[sid, value, end], ...], compute_s]
+                                             a streaming runner's step: end is
+                                             None (more follows), "ok" (last
+                                             piece), "dropped" or "error" (value
+                                             is the message)
 
 `payloads` and `values` are a list with one entry per request, or, when
 every entry is a numpy array of one dtype and shape, those arrays stacked

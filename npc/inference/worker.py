@@ -8,6 +8,10 @@ The loop, per message from the pool (wire.py has the formats):
   without being passed to the runner; the rest run as one `runner.run` call;
   one "done" message answers the whole batch.
 - "stop": return (the pool is closing).
+A streaming runner (one with `step`, see runners.py) is driven by
+`serve_stream` instead: "add" and "cancel" messages change its running set
+between decode steps, and every step's pieces go back at once as one
+"pieces" message.
 While idle the worker sends a heartbeat every `heartbeat_s`, so the pool can
 tell a hung worker (silent) from an idle one. While a batch runs it sends
 nothing: the pool's hang timeout must exceed the slowest legitimate batch.
@@ -93,7 +97,7 @@ def main(sock: socket.socket, spec: Any, options: dict, device: str, threads: in
         sys.exit(3)
     torch = sys.modules.get("torch")
     info = {"pid": os.getpid(), "device": device, "runner": spec if isinstance(spec, str) else repr(spec),
-            "threads": threads, "torch": getattr(torch, "__version__", None)}
+            "threads": threads, "torch": getattr(torch, "__version__", None), "streaming": is_streaming(runner)}
     sock.sendall(wire.pack(["ready", info]))
     try:
         serve(sock, runner, heartbeat_s, parent_pid)
@@ -106,6 +110,8 @@ def main(sock: socket.socket, spec: Any, options: dict, device: str, threads: in
 def serve(sock: socket.socket, runner: Runner, heartbeat_s: float, parent_pid: int | None = None,
           clock: Callable[[], float] = time.monotonic) -> None:
     """Answer batches until "stop", EOF, or the parent is gone. `sock` is blocking."""
+    if is_streaming(runner):
+        return serve_stream(sock, runner, heartbeat_s, parent_pid, clock)
     unpacker = wire.unpacker()
     while True:
         readable, _, _ = select.select([sock], [], [], heartbeat_s)
@@ -158,3 +164,92 @@ def run_batch(runner: Runner, batch_id: int, deadlines: list[float], payloads: A
             statuses[i] = "error"
             values[i] = error
         return wire.pack(["done", batch_id, statuses, values, compute_s])
+
+
+def is_streaming(runner: Any) -> bool:
+    return all(callable(getattr(runner, name, None)) for name in ("add", "step", "cancel"))
+
+
+def serve_stream(sock: socket.socket, runner: Any, heartbeat_s: float, parent_pid: int | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+    """The step loop of a streaming runner, until "stop", EOF, or the parent is gone.
+
+    Between two decode steps the worker takes every message waiting on its
+    socket (without blocking while streams run): "add" joins a stream to the
+    runner's running set (or answers "dropped" when its admission deadline has
+    passed), "cancel" removes one, so its compute is freed before the next
+    step. Then one `runner.step()` advances every running stream, and its
+    pieces go back as one message. A stream is live from its "add" until a
+    piece marked final, its cancel, or a failure. Invariant: `step` is only
+    called while at least one stream is live, so an idle worker sleeps in
+    select and sends heartbeats; a busy one sends a message at least every
+    step (the pool's hang timeout must exceed the slowest step: a prefill of
+    many joining prompts at once).
+    """
+    unpacker = wire.unpacker()
+    live: set[int] = set()
+    last_sent = clock()
+    while True:
+        readable, _, _ = select.select([sock], [], [], 0.0 if live else heartbeat_s)
+        pieces: list[list] = []  # [sid, value, end]: end None (more follows), "ok", "dropped", "error"
+        if readable:
+            data = sock.recv(RECV_BYTES)
+            if not data:
+                return
+            unpacker.feed(data)
+            for msg in unpacker:
+                kind = msg[0]
+                if kind == "add":
+                    _, sid, deadline, payload = msg
+                    if deadline is not None and deadline <= clock():
+                        pieces.append([sid, None, "dropped"])
+                        continue
+                    try:
+                        runner.add(sid, payload)
+                        live.add(sid)
+                    except Exception as exc:
+                        pieces.append([sid, f"{type(exc).__name__}: {exc}", "error"])
+                elif kind == "cancel":
+                    sid = msg[1]
+                    if sid in live:
+                        live.discard(sid)
+                        try:
+                            runner.cancel(sid)
+                        except Exception:
+                            traceback.print_exc()
+                elif kind == "stop":
+                    return
+        elif not live:
+            if parent_pid is not None and os.getppid() != parent_pid:
+                return
+            sock.sendall(wire.pack(["hb"]))
+            last_sent = clock()
+            continue
+        t0 = time.perf_counter()
+        if live:
+            try:
+                for sid, value, final in runner.step():
+                    if sid in live:
+                        pieces.append([sid, value, "ok" if final else None])
+                        if final:
+                            live.discard(sid)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                for sid in sorted(live):
+                    pieces.append([sid, error, "error"])
+                    try:
+                        runner.cancel(sid)
+                    except Exception:
+                        pass
+                live.clear()
+        now = clock()
+        if pieces or now - last_sent >= heartbeat_s:
+            try:
+                data = wire.pack(["pieces", pieces, time.perf_counter() - t0])
+            except (TypeError, ValueError, OverflowError) as exc:
+                data = wire.pack(["pieces", [[p[0], f"runner output cannot be sent: {exc}", "error"]
+                                             for p in pieces], 0.0])
+                for p in pieces:
+                    live.discard(p[0])
+            sock.sendall(data)
+            last_sent = now

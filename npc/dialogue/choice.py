@@ -1,0 +1,50 @@
+"""The actions a conversation may lead to, as options for the model to score.
+
+Every option is built here, from the NPC's allowed actions, as a label (what
+the model scores) and the Decision it stands for (what the code applies). The
+model only picks an index among these options: nothing it or the player
+writes is parsed into a command, so an action the NPC's file does not allow
+is never among the options, and cannot be chosen. (Cast._apply checks the
+allowed list once more before the world sees an intent.)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from npc.behaviour import Decision
+
+MAX_PLACES = 6  # go_to options (the first places of the map)
+
+
+@dataclass(frozen=True)
+class Option:
+    label: str
+    decision: Decision | None  # None: carry on as before
+
+
+def options(defn, player_id: int, player: str, places: list[str], following: bool,
+            gift_index: int = 0) -> list[Option]:
+    allowed = defn.allowed
+    out = [Option("Carry on as before.", None)]
+    if "follow" in allowed:
+        out.append(Option(f"Follow {player}.", Decision("follow", target=player_id, activity="following",
+                                                         reason=f"asked by {player}")))
+        if following:
+            for base in ("idle", "wander"):
+                if base in allowed:
+                    out.append(Option(f"Stop following {player}.",
+                                      Decision(base, reason=f"stopped following {player}")))
+                    break
+    if "go_to" in allowed:
+        for place in places[:MAX_PLACES]:
+            out.append(Option(f"Go to the {place}.", Decision("go_to", place=place, reason=f"talked with {player}")))
+    if "give_item" in allowed:
+        prm = defn.params["give_item"]
+        items = prm["items"]
+        if items:
+            item = items[gift_index % len(items)]
+            line = prm["line"].replace("{player}", player).replace("{item}", item)
+            out.append(Option(f"Give {player} a {item}.", Decision("give_item", target=player_id, activity="giving",
+                                                                     say=line[:200], reason=f"asked by {player}")))
+    return out

@@ -1,0 +1,72 @@
+"""The prompt of one reply: who the NPC is, what it sees, what it remembers of
+this player, and the conversation so far.
+
+Bounds (characters here; the runner bounds tokens, dropping the oldest turns
+first): persona fields as the NPC file allows, at most MAX_FACTS facts of
+MAX_FACT characters, the newest MAX_TURNS turns of MAX_TURN characters each.
+So a prompt stays under about 4,000 characters (~1,000 tokens) whatever the
+memory holds, and a long conversation drops its oldest turns instead of
+overflowing the model's context.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+MAX_TURNS = 8  # turns of earlier conversation (player lines and replies)
+MAX_TURN = 200  # characters per turn
+MAX_FACTS = 6
+MAX_FACT = 100
+MAX_NEAR = 5  # names of others nearby
+
+
+@dataclass
+class Scene:
+    """What the NPC knows about the moment (from its perception)."""
+
+    day: int
+    clock: str  # "14:05", game time
+    place: str | None
+    activity: str | None
+    near: list[str] = field(default_factory=list)  # names of players and NPCs nearby
+
+
+def system_text(name: str, persona, scene: Scene, player: str, facts: list[str], max_reply: int) -> str:
+    parts = [f"You are {name}, a character in a small village."]
+    if persona.who:
+        parts.append(persona.who)
+    if persona.knows:
+        parts.append("You know about: " + "; ".join(persona.knows) + ".")
+    if persona.style:
+        parts.append(f"You speak in a {persona.style} way.")
+    where = f" at the {scene.place}" if scene.place else ""
+    doing = f"{scene.activity}" if scene.activity else "going about your day"
+    parts.append(f"It is {scene.clock} on day {scene.day}; you are {doing}{where}.")
+    if scene.near:
+        parts.append("Near you: " + ", ".join(scene.near[:MAX_NEAR]) + ".")
+    if facts:
+        parts.append(f"What you remember about {player}: " + " ".join(f[:MAX_FACT] for f in facts[-MAX_FACTS:]))
+    parts.append(f"{player} is talking to you. Answer in one or two short sentences (under {max_reply} "
+                 "characters), in character. Never mention being an AI.")
+    return " ".join(parts)
+
+
+def messages(name: str, persona, scene: Scene, player: str, facts: list[str],
+             turns: list[tuple[str, str]], line: str, max_reply: int) -> list[dict]:
+    """Chat messages: system, the newest earlier turns, then the player's line.
+    `turns` are (speaker, text) with speaker "player" or "npc", oldest first."""
+    out = [{"role": "system", "content": system_text(name, persona, scene, player, facts, max_reply)}]
+    for speaker, text in turns[-MAX_TURNS:]:
+        out.append({"role": "user" if speaker == "player" else "assistant", "content": text[:MAX_TURN]})
+    out.append({"role": "user", "content": line[:MAX_TURN]})
+    return out
+
+
+def choice_messages(name: str, persona, player: str, line: str, reply: str) -> list[dict]:
+    """The prompt of the action step: the exchange, then the question; the options
+    are scored as the answer (runner.choose)."""
+    return [
+        {"role": "system", "content": f"You are {name}. {persona.who}".strip()},
+        {"role": "user", "content": f'{player} said: "{line[:MAX_TURN]}"\nYou answered: "{reply[:MAX_TURN]}"\n'
+                                    "What do you do now? Answer with one short action."},
+    ]

@@ -1,0 +1,308 @@
+"""The dialogue runner: a streaming runner (npc/inference/runners.py) that
+serves many conversations on one model with continuous batching.
+
+Requests (payloads; msgpack types):
+    {"kind": "reply", "messages": [{"role", "content"}, ...],
+     "max_new_tokens": int, "max_chars": int, "temperature": float, "seed": int,
+     "ignore_eos": bool (benchmarks: exactly max_new_tokens)}
+        -> text deltas (str), the last one final
+    {"kind": "choose", "messages": [...], "options": [str, ...]}
+        -> one final piece {"choice": index, "scores": [mean log-prob per option]}
+
+The running batch. All replies in decode share one KV cache of shape
+(B, heads, L, head_dim) per layer, left-padded: row b holds its prompt and
+tokens so far right-aligned, `mask[b]` marks its real columns and `pos[b]`
+counts them (its next position id). One step is either
+- a prefill of the replies that joined since the last step (up to
+  `prefill_tokens` prompt tokens; the rest wait a step), padded to one batch,
+  which yields their first tokens; their cache rows are then merged into the
+  running batch (both sides left-padded to the longer length), or
+- one decode forward for every running reply (B x 1 tokens), which yields one
+  token each.
+Prefills go first so that a new conversation's time to first token does not
+wait for the others' replies; `prefill_tokens` (1024) bounds one step, so a
+burst of joiners gets first tokens a few prompts at a time instead of all
+after one long prefill, and a step stays short enough for the hang timeout. A reply that finishes (end-of-turn token,
+max_new_tokens, max_chars, the model's context) or is cancelled leaves the
+batch at once: its row is removed, and columns that only padding holds are
+trimmed, so a long reply never makes later ones pay for its length.
+
+Why not transformers' own continuous batching (`generate_batch`)? On this
+CPU it was slower than a static batch (bench/dialogue.py, and the note in the
+issue); this loop batches decode steps the same way static batching does,
+and still lets conversations join and leave between steps.
+
+Prompt bound: a prompt longer than `max_prompt_tokens` loses its oldest
+turns first (the system message and the newest player line are kept), then
+the end of the system message; `trimmed_turns` counts what was dropped.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class _Reply:
+    sid: int
+    prompt: list[int]
+    max_new: int
+    max_chars: int
+    temperature: float
+    gen: Any  # torch.Generator
+    ignore_eos: bool = False  # benchmarks: always max_new tokens
+    ids: list[int] = field(default_factory=list)  # generated so far
+    sent: int = 0  # characters of the decoded text already sent
+
+
+class DialogueRunner:
+    def __init__(self, model: str = "default", dtype: str = "auto", device: str = "cpu",
+                 max_prompt_tokens: int = 1024, max_new_tokens: int = 64, prefill_tokens: int = 1024,
+                 top_k: int = 40, step_delay_s: float = 0.0, seed: int = 0):
+        import torch
+
+        from . import model as models
+
+        self.torch = torch
+        self.device = torch.device(device)
+        self.model, self.tok = models.load(model, dtype, device, seed=seed)
+        ctx = getattr(self.model.config, "max_position_embeddings", 2048)
+        if max_prompt_tokens + max_new_tokens > ctx:
+            raise ValueError(f"max_prompt_tokens {max_prompt_tokens} + max_new_tokens {max_new_tokens} "
+                             f"exceed the model's context of {ctx} tokens")
+        self.ctx = ctx
+        self.max_prompt_tokens = max_prompt_tokens
+        self.max_new_tokens = max_new_tokens
+        self.prefill_tokens = prefill_tokens
+        self.top_k = top_k
+        self.step_delay_s = step_delay_s  # tests: an artificially slow worker
+        self.eos = {i for i in (self.tok.eos_token_id, self.tok.convert_tokens_to_ids("<|im_end|>"),
+                                self.tok.convert_tokens_to_ids("<|endoftext|>")) if isinstance(i, int) and i >= 0}
+        self.unk = self.tok.unk_token_id
+        self.joining: list[_Reply] = []
+        self.choosing: list[tuple[int, dict]] = []
+        self.rows: list[_Reply] = []  # the running batch, in cache row order
+        self.cache: Any = None
+        self.mask: Any = None  # (B, L) long
+        self.pos: Any = None  # (B,) long
+        self.last: Any = None  # (B, 1) long: each row's newest token, not yet in the cache
+        self.trimmed_turns = 0
+        self.steps = 0
+
+    # -- the streaming-runner protocol --------------------------------------------------
+
+    def warmup(self) -> None:
+        self.add(-1, {"kind": "reply", "messages": [{"role": "user", "content": "Hello"}], "max_new_tokens": 2})
+        while self.rows or self.joining:
+            self.step()
+        self.steps = 0
+
+    def add(self, sid: int, payload: dict) -> None:
+        kind = payload.get("kind", "reply")
+        if kind == "choose":
+            if not payload.get("options"):
+                raise ValueError("choose: no options")
+            self.choosing.append((sid, payload))
+            return
+        if kind != "reply":
+            raise ValueError(f"unknown request kind {kind!r}; expected 'reply' or 'choose'")
+        torch = self.torch
+        prompt = self.encode(payload["messages"])
+        max_new = max(1, min(int(payload.get("max_new_tokens", self.max_new_tokens)), self.max_new_tokens))
+        gen = torch.Generator().manual_seed(int(payload.get("seed", sid)) & 0x7FFFFFFF)
+        self.joining.append(_Reply(sid, prompt, max_new, int(payload.get("max_chars", 10_000)),
+                                   float(payload.get("temperature", 0.7)), gen, bool(payload.get("ignore_eos"))))
+
+    def cancel(self, sid: int) -> None:
+        self.joining = [r for r in self.joining if r.sid != sid]
+        self.choosing = [c for c in self.choosing if c[0] != sid]
+        keep = [i for i, r in enumerate(self.rows) if r.sid != sid]
+        if len(keep) != len(self.rows):
+            self._keep(keep)
+
+    def step(self) -> list[tuple[int, Any, bool]]:
+        if self.step_delay_s:
+            time.sleep(self.step_delay_s)
+        self.steps += 1
+        out: list[tuple[int, Any, bool]] = []
+        with self.torch.inference_mode():
+            while self.choosing:
+                sid, payload = self.choosing.pop(0)
+                out.append((sid, self.choose(payload["messages"], payload["options"]), True))
+            if self.joining:
+                self._prefill(out)
+            elif self.rows:
+                self._decode(out)
+        return out
+
+    # -- prompts ------------------------------------------------------------------------
+
+    def _ids(self, messages: list[dict], generation: bool = True) -> list[int]:
+        text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
+        return self.tok(text, add_special_tokens=False)["input_ids"]
+
+    def encode(self, messages: list[dict]) -> list[int]:
+        """The chat-template token ids of `messages`, within max_prompt_tokens."""
+        messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
+        limit = self.max_prompt_tokens
+        ids = self._ids(messages)
+        head = 1 if messages and messages[0]["role"] == "system" else 0
+        while len(ids) > limit and len(messages) > head + 1:
+            del messages[head]  # the oldest turn
+            self.trimmed_turns += 1
+            ids = self._ids(messages)
+        if len(ids) > limit and head:
+            # Even alone, system + the newest line is too long: shorten the system text.
+            over = len(ids) - limit
+            sys_ids = self.tok(messages[0]["content"], add_special_tokens=False)["input_ids"]
+            messages[0]["content"] = self.tok.decode(sys_ids[:max(0, len(sys_ids) - over - 8)])
+            ids = self._ids(messages)
+        if len(ids) > limit:
+            ids = ids[:limit // 2] + ids[-(limit - limit // 2):]  # last resort; keeps the generation prompt
+        return ids
+
+    # -- continuous batching ---------------------------------------------------------------
+
+    def _prefill(self, out: list) -> None:
+        torch = self.torch
+        take, total = [], 0
+        while self.joining and (not take or total + len(self.joining[0].prompt) <= self.prefill_tokens):
+            r = self.joining.pop(0)
+            take.append(r)
+            total += len(r.prompt)
+        n, P = len(take), max(len(r.prompt) for r in take)
+        ids = torch.full((n, P), self.tok.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros((n, P), dtype=torch.long)
+        for i, r in enumerate(take):
+            ids[i, P - len(r.prompt):] = torch.tensor(r.prompt)
+            mask[i, P - len(r.prompt):] = 1
+        pos_ids = (mask.cumsum(-1) - 1).clamp(min=0)
+        from transformers import DynamicCache
+
+        cache = DynamicCache(config=self.model.config)
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                            position_ids=pos_ids.to(self.device), cache=cache, use_cache=True,
+                            logits_to_keep=1).logits[:, -1]
+        first = self._sample(logits, take)
+        self._merge(take, cache, mask.to(self.device), mask.sum(-1).to(self.device), first)
+        self._emit(take, first.tolist(), out)
+
+    def _decode(self, out: list) -> None:
+        torch = self.torch
+        B = len(self.rows)
+        self.mask = torch.cat([self.mask, torch.ones((B, 1), dtype=torch.long, device=self.device)], dim=1)
+        logits = self.model(input_ids=self.last, attention_mask=self.mask, position_ids=self.pos[:, None],
+                            cache=self.cache, use_cache=True).logits[:, -1]
+        self.pos = self.pos + 1
+        nxt = self._sample(logits, self.rows)
+        self.last = nxt[:, None]
+        self._emit(list(self.rows), nxt.tolist(), out)
+
+    def _sample(self, logits: Any, rows: list[_Reply]) -> Any:
+        torch = self.torch
+        logits = logits.float()
+        if self.unk is not None and self.unk >= 0:
+            logits[:, self.unk] = -math.inf
+        picks = []
+        for i, r in enumerate(rows):
+            row = logits[i]
+            if len(r.ids) == 0 or r.ignore_eos:
+                for e in self.eos:  # never an empty reply
+                    row[e] = -math.inf
+            if r.temperature <= 0:
+                picks.append(int(row.argmax()))
+                continue
+            k = min(self.top_k, row.shape[-1])
+            top, idx = torch.topk(row / r.temperature, k)
+            probs = torch.softmax(top, -1).cpu()
+            picks.append(int(idx[int(torch.multinomial(probs, 1, generator=r.gen))]))
+        return torch.tensor(picks, dtype=torch.long, device=self.device)
+
+    def _emit(self, rows: list[_Reply], tokens: list[int], out: list) -> None:
+        """Append each row's new token; send its new text; drop the rows that finished."""
+        done = set()
+        for r, t in zip(rows, tokens):
+            final = t in self.eos
+            if not final:
+                r.ids.append(t)
+            text = self.tok.decode(r.ids, skip_special_tokens=True)
+            if len(text) >= r.max_chars:
+                text, final = text[:r.max_chars], True
+            final = final or len(r.ids) >= r.max_new or len(r.prompt) + len(r.ids) >= self.ctx - 1
+            if not final and text.endswith("\ufffd"):
+                continue  # half a UTF-8 character: wait for the rest
+            delta = text[r.sent:]
+            r.sent = len(text)
+            if delta or final:
+                out.append((r.sid, delta, final))
+            if final:
+                done.add(r.sid)
+        if done:
+            self._keep([i for i, r in enumerate(self.rows) if r.sid not in done])
+
+    def _merge(self, rows: list[_Reply], cache: Any, mask: Any, pos: Any, first: Any) -> None:
+        torch = self.torch
+        if not self.rows:
+            self.rows, self.cache, self.mask, self.pos, self.last = list(rows), cache, mask, pos, first[:, None]
+            return
+        L, P = self.mask.shape[1], mask.shape[1]
+        T = max(L, P)
+
+        def pad(x: Any, n: int, dim: int) -> Any:
+            if n == 0:
+                return x
+            shape = list(x.shape)
+            shape[dim] = n
+            return torch.cat([torch.zeros(shape, dtype=x.dtype, device=x.device), x], dim=dim)
+
+        for mine, theirs in zip(self.cache.layers, cache.layers):
+            mine.keys = torch.cat([pad(mine.keys, T - L, 2), pad(theirs.keys, T - P, 2)], 0)
+            mine.values = torch.cat([pad(mine.values, T - L, 2), pad(theirs.values, T - P, 2)], 0)
+        self.mask = torch.cat([pad(self.mask, T - L, 1), pad(mask, T - P, 1)], 0)
+        self.pos = torch.cat([self.pos, pos])
+        self.last = torch.cat([self.last, first[:, None]])
+        self.rows += rows
+
+    def _keep(self, keep: list[int]) -> None:
+        """Keep only these rows of the running batch; trim columns only padding holds."""
+        if not keep:
+            self.rows, self.cache, self.mask, self.pos, self.last = [], None, None, None, None
+            return
+        torch = self.torch
+        idx = torch.tensor(keep, dtype=torch.long, device=self.device)
+        mask = self.mask.index_select(0, idx)
+        start = int(mask.any(0).nonzero()[0])
+        for layer in self.cache.layers:
+            layer.keys = layer.keys.index_select(0, idx)[:, :, start:]
+            layer.values = layer.values.index_select(0, idx)[:, :, start:]
+        self.mask = mask[:, start:]
+        self.pos = self.pos.index_select(0, idx)
+        self.last = self.last.index_select(0, idx)
+        self.rows = [self.rows[i] for i in keep]
+
+    # -- the constrained action step -------------------------------------------------------
+
+    def choose(self, messages: list[dict], options: list[str]) -> dict:
+        """Score each option as the assistant's answer; the highest mean log-prob wins.
+        Only the given options can be chosen: nothing is generated or parsed."""
+        torch = self.torch
+        prompt = self.encode(messages)
+        opts = [self.tok(o, add_special_tokens=False)["input_ids"] or [self.tok.eos_token_id] for o in options]
+        n, P = len(opts), len(prompt) + max(len(o) for o in opts)
+        ids = torch.full((n, P), self.tok.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros((n, P), dtype=torch.long)
+        for i, o in enumerate(opts):
+            seq = prompt + o
+            ids[i, :len(seq)] = torch.tensor(seq)
+            mask[i, :len(seq)] = 1
+        with torch.inference_mode():
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+        logp = torch.log_softmax(logits.float(), -1).cpu()
+        scores = []
+        for i, o in enumerate(opts):
+            at = torch.arange(len(prompt) - 1, len(prompt) - 1 + len(o))
+            scores.append(float(logp[i, at, torch.tensor(o)].mean()))
+        return {"choice": max(range(n), key=lambda i: scores[i]), "scores": scores}

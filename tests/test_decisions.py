@@ -1,0 +1,149 @@
+"""NPC decisions through the inference pool on a real server, seen by a real
+WebSocket client: the policy's decisions move an NPC (counted on time in
+/metrics), and a killed worker leaves the NPCs moving on their built-in
+behaviour while the server keeps ticking, then comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import re
+import signal
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from npchelp import small_map, write
+from wsclient import Player
+
+B = (12.5 * 32, 12.5 * 32)     # the 'b' POI of the small map, world units
+
+# The built-in behaviour keeps this NPC idle at 'a' (its need never falls low); only a policy that
+# says "go_to the need's place" sends it to 'b'.
+STAYS = """
+    name = "Walker"
+    color = "#123456"
+    spawn = "a"
+
+    [needs.thirst]
+    start = 100
+    rate = 0
+    low = 10
+    full = 90
+    relief = "go_to"
+    at = "b"
+
+    [actions]
+    allowed = ["idle", "go_to"]
+"""
+
+WANDERS = """
+    name = "Walker"
+    color = "#123456"
+    spawn = "a"
+
+    [[schedule]]
+    from = "00:00"
+    to = "24:00"
+    do = "wander"
+
+    [actions]
+    allowed = ["idle", "wander"]
+"""
+
+
+def metrics(url: str) -> dict[str, float]:
+    text = urllib.request.urlopen(url + "metrics", timeout=10).read().decode()
+    out = {}
+    for line in text.splitlines():
+        m = re.match(r"^(\S+) (\S+)$", line)
+        if m and not line.startswith("#"):
+            out[m.group(1)] = float(m.group(2))
+    return out
+
+
+def decisions(m: dict, outcome: str) -> float:
+    return m.get(f'npcworld_npc_policy_decisions_total{{outcome="{outcome}"}}', 0.0)
+
+
+async def until_metrics(p: Player, url: str, pred, what: str, timeout: float = 60) -> dict:
+    """Poll /metrics until pred(m); between polls, read a few updates (no sleeping)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while True:
+        m = await asyncio.to_thread(metrics, url)
+        if pred(m):
+            return m
+        assert loop.time() < end, f"timed out waiting for {what}: {m}"
+        for _ in range(4):
+            await p.recv()
+
+
+def walker(p: Player) -> int | None:
+    return next((eid for eid, rec in p.known.items() if rec[2] == "Walker"), None)
+
+
+def workers_of(pid: int) -> list[int]:
+    """The server's inference worker processes (spawned multiprocessing children)."""
+    kids = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        kids += [int(k) for k in (task / "children").read_text().split()]
+    return [k for k in kids if b"spawn_main" in Path(f"/proc/{k}/cmdline").read_bytes()]
+
+
+@pytest.fixture
+def start(launch, tmp_path):
+    def _start(npc: str, *args: str):
+        folder = tmp_path / "npcs"
+        folder.mkdir(exist_ok=True)
+        write(folder / "walker.toml", npc)
+        return launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0",
+                      "--decider", "policy", *args)
+    return _start
+
+
+async def test_policy_decisions_from_the_pool_move_an_npc(start):
+    srv = start(STAYS, "--policy-module", "tests.policy_modules:go_to_need")
+    p = await Player.join(srv.ws_url, name="watcher")
+    try:
+        def at_b(p, msg):
+            eid = walker(p)
+            pos = p.positions.get(eid) if eid is not None else None
+            return pos is not None and math.hypot(pos[0] - B[0], pos[1] - B[1]) < 160
+        await p.until(at_b, timeout=60, what="the walker to go to b on the policy's word")
+        m = await asyncio.to_thread(metrics, srv.http_url)
+        assert decisions(m, "on_time") > 0
+        assert m["npcworld_npc_policy_overrides_total"] > 0
+        assert m['npcworld_inference_requests_total{outcome="on_time"}'] > 0
+    finally:
+        await p.close()
+
+
+async def test_a_killed_worker_leaves_npcs_moving_and_the_server_ticking(start):
+    srv = start(WANDERS)
+    p = await Player.join(srv.ws_url, name="watcher")
+    try:
+        await until_metrics(p, srv.http_url, lambda m: decisions(m, "on_time") > 0, "on-time decisions")
+        [worker] = workers_of(srv.proc.pid)
+        before = await asyncio.to_thread(metrics, srv.http_url)
+        os.kill(worker, signal.SIGKILL)
+        # While no worker answers, decisions are dropped or fail: the built-in behaviour decides.
+        m = await until_metrics(
+            p, srv.http_url, lambda m: m['npcworld_inference_worker_events_total{event="deaths"}'] >= 1
+            and decisions(m, "dropped") + decisions(m, "failed") > decisions(before, "dropped") + decisions(
+                before, "failed"), "the worker's death and fallback decisions")
+        eid = walker(p)
+        first = p.positions.get(eid)
+        await p.until(lambda p, msg: p.positions.get(eid) not in (None, first), timeout=30,
+                      what="the walker to keep moving")
+        # A new worker starts and on-time decisions resume; the server ticked throughout.
+        after = await until_metrics(
+            p, srv.http_url, lambda x: x["npcworld_inference_workers_ready"] == 1
+            and decisions(x, "on_time") > decisions(m, "on_time"), "a restarted worker", timeout=90)
+        assert after["npcworld_ticks_total"] > before["npcworld_ticks_total"]
+        assert srv.proc.poll() is None
+        assert workers_of(srv.proc.pid) != [worker]
+    finally:
+        await p.close()

@@ -1,0 +1,349 @@
+"""Dialogue: the runner (continuous batching on a tiny random Llama), the
+service's budgets and cancellation (with real pool workers), memory across
+restarts, the constrained action step, and output cleaning.
+
+No sleeps, no timing assertions: the service runs on a fake clock; tests wait
+for streams with pool.wait_for.
+"""
+
+from __future__ import annotations
+
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from npc.cast import Cast
+from npc.dialogue import choice, prompt, text
+from npc.dialogue.runner import DialogueRunner
+from npc.dialogue.service import Dialogue, DialogueConfig, TalkRefused
+from npc.inference import Pool, PoolConfig, StreamEnd
+from npc.inference.testing import Latch
+from npc.memory import Memory
+from world.sim import PLAYER, World, WorldConfig
+from world.tilemap import load_map
+
+from npchelp import small_map, write
+
+WAIT = 60.0
+
+
+# -- the runner: continuous batching ------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def runner():
+    return DialogueRunner(model="tiny", max_new_tokens=24, max_prompt_tokens=400)
+
+
+def ask(line: str, n: int = 12, **kw) -> dict:
+    return {"kind": "reply", "messages": [{"role": "system", "content": "You are Tam."},
+                                          {"role": "user", "content": line}],
+            "max_new_tokens": n, "temperature": 0, **kw}
+
+
+def run_all(r: DialogueRunner, plan: dict[int, list[tuple[int, dict]]], cancel: dict[int, int] = {}) -> dict:
+    """Step until idle; plan[step] = requests joining before that step; cancel[step] = sid.
+    Returns sid -> [(piece, final, step)]."""
+    out: dict[int, list] = {}
+    step = 0
+    while True:
+        for sid, payload in plan.get(step, []):
+            r.add(sid, payload)
+        if step in cancel:
+            r.cancel(cancel[step])
+        if not (r.rows or r.joining or any(k > step for k in plan)):
+            return out
+        for sid, value, final in r.step():
+            out.setdefault(sid, []).append((value, final, step))
+        step += 1
+        assert step < 500
+
+
+def joined(pieces) -> str:
+    return "".join(p for p, _, _ in pieces)
+
+
+def test_pieces_stream_in_order_and_end_once(runner):
+    out = run_all(runner, {0: [(1, ask("hello there", 10))]})
+    pieces = out[1]
+    assert [f for _, f, _ in pieces].count(True) == 1 and pieces[-1][1]
+    steps = [s for _, _, s in pieces]
+    assert steps == sorted(steps) and len(set(steps)) == len(steps)  # at most one piece per step
+    assert not runner.rows and not runner.joining
+
+
+def test_joining_and_leaving_the_batch_does_not_change_a_reply(runner):
+    alone_a = joined(run_all(runner, {0: [(1, ask("tell me about the village", 16))]})[1])
+    alone_b = joined(run_all(runner, {0: [(2, ask("a much longer line than the other one, about apples", 6))]})[2])
+    alone_c = joined(run_all(runner, {0: [(3, ask("hi", 20))]})[3])
+    # b joins while a runs, leaves early; c joins later and outlives both.
+    out = run_all(runner, {0: [(1, ask("tell me about the village", 16))],
+                           3: [(2, ask("a much longer line than the other one, about apples", 6))],
+                           5: [(3, ask("hi", 20))]})
+    assert joined(out[1]) == alone_a and joined(out[2]) == alone_b and joined(out[3]) == alone_c
+    assert out[2][0][2] >= 3 and out[3][0][2] >= 5
+
+
+def test_cancel_frees_the_row_at_once(runner):
+    out = run_all(runner, {0: [(1, ask("one", 20)), (2, ask("two", 20))]}, cancel={3: 1})
+    assert all(s < 3 for _, _, s in out[1])  # nothing after the cancel
+    assert out[2][-1][1]
+    runner.add(5, ask("x", 30))
+    runner.step()
+    runner.cancel(5)
+    assert not runner.rows and runner.cache is None
+
+
+def test_the_prompt_is_bounded_oldest_turns_first(runner):
+    before = runner.trimmed_turns
+    history = []
+    for i in range(40):
+        history += [{"role": "user", "content": f"question {i} " * 8}, {"role": "assistant", "content": "answer " * 8}]
+    msgs = [{"role": "system", "content": "You are Tam."}, *history, {"role": "user", "content": "the newest line"}]
+    ids = runner.encode(msgs)
+    assert len(ids) <= runner.max_prompt_tokens
+    decoded = runner.tok.decode(ids)
+    assert "You are Tam." in decoded and "the newest line" in decoded and "question 0 " not in decoded
+    assert runner.trimmed_turns > before
+    # Even one enormous system message cannot overflow it.
+    assert len(runner.encode([{"role": "system", "content": "lore " * 5000}, {"role": "user", "content": "hi"}])) \
+        <= runner.max_prompt_tokens
+
+
+# -- the constrained action step ------------------------------------------------------------
+
+NPC_FILE = """
+    id = "tam"
+    name = "Old Tam"
+    spawn = "spawn"
+    [persona]
+    who = "A merchant."
+    thinking = "Let me see..."
+    fallback = ["Everything's for sale, {player}."]
+    first_token_ms = 500
+    [actions]
+    allowed = ["idle", "talk", {extra}]
+    [actions.talk]
+    reply = false
+    {give}
+"""
+
+
+def make_cast(tmp_path, allowed_extra=("go_to", "give_item")):
+    folder = tmp_path / "npcs"
+    folder.mkdir(exist_ok=True)
+    give = '[actions.give_item]\n    items = ["apple"]' if "give_item" in allowed_extra else ""
+    write(folder / "tam.toml", NPC_FILE.replace("{extra}", ", ".join(f'"{a}"' for a in allowed_extra))
+          .replace("{give}", give))
+    world = World(load_map(small_map(tmp_path)), WorldConfig(cell_size=256, view_radius=1))
+    cast = Cast(world, str(folder))
+    cast.load_all()
+    assert not cast.problems, cast.problems
+    npc = next(iter(cast.minds))
+    x, y = world.position(npc)
+    player = world.spawn(PLAYER, "Ana", "#ffffff", x + 20, y)
+    return world, cast, npc, player
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(line=st.text(max_size=200), allowed=st.sets(st.sampled_from(("follow", "go_to", "give_item")), max_size=3))
+def test_a_disallowed_action_is_never_chosen(runner, tmp_path_factory, line, allowed):
+    world, cast, npc, player = make_cast(tmp_path_factory.mktemp("c"), tuple(sorted(allowed)))
+    defn = cast.minds[npc].defn
+    opts = choice.options(defn, player, "Ana", list(cast.places), following=True)
+    assert all(o.decision is None or o.decision.action in defn.allowed for o in opts)
+    line = text.clean_player(line, 200) or "follow me and give me everything, then flee"
+    msgs = prompt.choice_messages("Old Tam", defn.persona, "Ana", line, "Of course!")
+    result = runner.choose(msgs, [o.label for o in opts])  # the player's text is in the prompt, never an option
+    i = result["choice"]
+    assert 0 <= i < len(opts) and len(result["scores"]) == len(opts)
+    chosen = opts[i].decision
+    assert chosen is None or chosen.action in defn.allowed
+
+
+# -- the service: budgets, fallback, cancellation ---------------------------------------------
+
+class Clock:
+    def __init__(self):
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def service(tmp_path, pool, memory=None, act=False):
+    world, cast, npc, player = make_cast(tmp_path)
+    sent: list[tuple[int, dict]] = []
+    online = {player}
+    clock = Clock()
+    d = Dialogue(cast, pool, memory, lambda pid, msg: sent.append((pid, msg)), lambda pid: pid in online,
+                 DialogueConfig(first_token_s=1.0, act=act), clock)
+    return d, world, npc, player, sent, clock, online
+
+
+def kinds(sent):
+    return [m["t"] for _, m in sent]
+
+
+def scripted_pool(**options):
+    pool = Pool(PoolConfig(runner="npc.inference.testing:ScriptedStreamRunner", runner_options=options, workers=1,
+                           devices=["cpu"], threads=1)).start()
+    assert pool.wait_ready(WAIT)
+    return pool
+
+
+def test_thinking_line_when_the_first_token_is_late_then_the_reply(tmp_path):
+    gate, started = Latch(), Latch()
+    pool = scripted_pool(gate=gate, started=started, op="gate", n=3)
+    try:
+        d, world, npc, player, sent, clock, _ = service(tmp_path, pool)
+        c = d.talk(player, npc, "Hello!")
+        assert c.budget_s == 0.5  # the NPC file's first_token_ms
+        assert started.wait(WAIT)
+        d.tick()
+        assert sent == []  # within the budget: nothing yet
+        clock.t += 0.6
+        d.tick()
+        assert kinds(sent) == ["say_start"] and sent[0][1]["thinking"] == "Let me see..."
+        gate.set()
+        assert pool.wait_for(lambda: c.stream.done(), WAIT)
+        clock.t += 0.1
+        d.tick()
+        assert kinds(sent) == ["say_start", "say_delta", "say_end"]
+        assert sent[-1][1]["reason"] == "done" and sent[-1][1]["text"] == f"{c.stream.sid}:1{c.stream.sid}:2" \
+            f"{c.stream.sid}:3"
+    finally:
+        gate.set()
+        pool.close()
+
+
+def test_fallback_line_when_the_worker_dies(tmp_path):
+    pool = scripted_pool(op="crash")
+    try:
+        d, world, npc, player, sent, clock, _ = service(tmp_path, pool)
+        c = d.talk(player, npc, "Hello!")
+        assert pool.wait_for(lambda: c.stream is not None and c.stream.done(), WAIT)
+        d.tick()
+        assert c.stream.end == StreamEnd.FAILED
+        assert kinds(sent) == ["say_start", "say_end"]
+        assert sent[-1][1] == {"t": "say_end", "id": c.cid, "text": "Everything's for sale, Ana.", "reason": "fallback"}
+    finally:
+        pool.close()
+
+
+def test_no_pool_means_fallback_lines(tmp_path):
+    d, world, npc, player, sent, clock, _ = service(tmp_path, None)
+    d.talk(player, npc, "Hello!")
+    assert kinds(sent) == ["say_start", "say_end"] and sent[-1][1]["reason"] == "fallback"
+
+
+@pytest.mark.parametrize("how", ["walks away", "disconnects"])
+def test_leaving_cancels_the_conversation_and_frees_the_stream(tmp_path, how):
+    gate, started = Latch(), Latch()
+    pool = scripted_pool(gate=gate, started=started, op="gate", n=10**6)
+    try:
+        d, world, npc, player, sent, clock, online = service(tmp_path, pool)
+        c = d.talk(player, npc, "Hello!")
+        assert started.wait(WAIT)
+        if how == "walks away":
+            t = world._table
+            t.pos[t.slot(player)] = (t.pos[t.slot(npc)][0] + 400, t.pos[t.slot(npc)][1])
+        else:
+            online.discard(player)
+        d.tick()
+        assert sent[-1][1]["t"] == "say_end" and sent[-1][1]["reason"] == "cancelled"
+        assert not d.active
+        assert pool.wait_for(lambda: c.stream.end == StreamEnd.CANCELLED, WAIT)
+        gate.set()
+        # The worker dropped it: a new stream runs alone.
+        s = pool.open_stream({"n": 1, "op": "echo"})
+        assert pool.wait_for(lambda: s.done(), WAIT)
+        assert c.stream.sid in s.take()[0]["cancelled"]
+    finally:
+        gate.set()
+        pool.close()
+
+
+def test_talk_is_bounded(tmp_path):
+    d, world, npc, player, sent, clock, _ = service(tmp_path, None)
+    with pytest.raises(TalkRefused, match="not an NPC"):
+        d.talk(player, 99999, "hi")
+    for _ in range(3):  # the burst
+        d.talk(player, npc, "hi")
+    with pytest.raises(TalkRefused) as e:
+        d.talk(player, npc, "hi")
+    assert e.value.code == "rate_limited"
+    clock.t += 10
+    t = world._table
+    t.pos[t.slot(player)] = (t.pos[t.slot(npc)][0] + 300, t.pos[t.slot(npc)][1])
+    with pytest.raises(TalkRefused) as e:
+        d.talk(player, npc, "hi")
+    assert e.value.code == "too_far"
+
+
+def test_a_real_reply_streams_and_is_remembered(tmp_path):
+    pool = Pool(PoolConfig(runner="npc.dialogue.runner:DialogueRunner",
+                           runner_options={"model": "tiny", "max_new_tokens": 8}, workers=1, devices=["cpu"],
+                           threads=1)).start()
+    memory = Memory(tmp_path / "m.sqlite").start()
+    try:
+        assert pool.wait_ready(WAIT)
+        d, world, npc, player, sent, clock, _ = service(tmp_path, pool, memory, act=True)
+        c = d.talk(player, npc, "Hi, my name is Ana and I like apples.")
+        assert pool.wait_for(lambda: (d.tick() or not d.active) and not d.choices, WAIT)
+        assert kinds(sent)[0] == "say_start" and kinds(sent)[-1] == "say_end"
+        end = sent[-1][1]
+        assert end["reason"] in ("done", "cut") and end["text"]
+        deltas = "".join(m["text"] for _, m in sent if m["t"] == "say_delta")
+        assert text.clean_reply(deltas, 200) == end["text"]
+        assert memory.flush()
+    finally:
+        pool.close()
+        memory.close()
+    again = Memory(tmp_path / "m.sqlite").start()  # a restart
+    try:
+        r = again.recall(c.npc_key, "Ana").result(WAIT)
+        assert r.turns[0] == ("player", "Hi, my name is Ana and I like apples.") and r.turns[1][0] == "npc"
+        assert any("my name is Ana" in f for f in r.facts) and any("met Ana" in f for f in r.facts)
+    finally:
+        again.close()
+
+
+# -- memory and text ----------------------------------------------------------------------------
+
+def test_memory_is_created_bounded_and_survives_a_restart(tmp_path):
+    path = tmp_path / "deep" / "memory.sqlite"
+    m = Memory(path, max_turns=4, max_facts=2).start()
+    for i in range(5):
+        m.remember("tam#1", "Ana", [("player", f"line {i}"), ("npc", f"reply {i}")], [f"fact {i}"])
+    m.remember("tam#1", "Bo", [("player", "other")])
+    m.close()
+    m = Memory(path, max_turns=4, max_facts=2).start()
+    try:
+        r = m.recall("tam#1", "Ana").result(WAIT)
+        assert r.turns == [("player", "line 3"), ("npc", "reply 3"), ("player", "line 4"), ("npc", "reply 4")]
+        assert r.facts == ["fact 3", "fact 4"]
+        assert m.recall("tam#1", "Cy").result(WAIT).turns == []
+    finally:
+        m.close()
+
+
+def test_output_is_cleaned_and_bounded():
+    raw = "Hello\x00 there\u202e<|im_end|>\n\n<|im_start|>user friend\x1b[31m " + "word " * 100
+    out = text.clean_reply(raw, 60)
+    assert len(out) <= 60 and "\x00" not in out and "\u202e" not in out and "<|" not in out and "\x1b" not in out
+    assert out.startswith("Hello there user friend")
+    assert text.clean_delta("a\nb\tc") == "a b c"
+
+
+def test_prompt_holds_persona_state_memory_and_is_bounded(tmp_path):
+    world, cast, npc, player = make_cast(tmp_path)
+    persona = cast.minds[npc].defn.persona
+    scene = prompt.Scene(2, "14:05", "market", "selling", ["Bo"])
+    msgs = prompt.messages("Old Tam", persona, scene, "Ana", ["Ana said: I like apples"] * 50,
+                           [("player", "x" * 1000), ("npc", "y")] * 50, "Hello", 120)
+    system = msgs[0]["content"]
+    assert "Old Tam" in system and "A merchant." in system and "14:05" in system and "market" in system
+    assert "Bo" in system and "I like apples" in system
+    assert len(msgs) == 2 + prompt.MAX_TURNS and msgs[-1] == {"role": "user", "content": "Hello"}
+    assert sum(len(m["content"]) for m in msgs) < 4000

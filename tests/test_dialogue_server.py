@@ -1,0 +1,134 @@
+"""Dialogue through a real server and real WebSocket clients: a player talks
+to an NPC; the reply streams back as say_start / say_delta / say_end, and a
+player standing nearby sees the same line.
+
+The first test uses the tiny random model (fast); the last one the real
+default model (SmolLM2-135M-Instruct from its GGUF file), kept short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import pytest
+
+from npchelp import small_map, write
+from wsclient import Player
+
+TAM = """
+    id = "tam"
+    name = "Old Tam"
+    spawn = "spawn"
+    [persona]
+    who = "A travelling merchant who settled at the market."
+    style = "chatty, friendly"
+    thinking = "Let me see..."
+    fallback = ["Everything's for sale, {player}."]
+    [actions]
+    allowed = ["idle", "talk"]
+    [actions.talk]
+    reply = false
+"""
+
+
+class Client(Player):
+    def __init__(self, ws, welcome):
+        super().__init__(ws, welcome)
+        self.says: list[dict] = []
+
+    def apply(self, msg: dict) -> None:
+        super().apply(msg)
+        if msg["t"].startswith("say_"):
+            self.says.append(msg)
+
+
+async def find_npc(p: Client, name: str) -> int:
+    msg = await p.until(lambda me, m: any(r[2] == name for r in me.known.values()) and me.id in me.positions,
+                        what=f"{name} in view")
+    return next(eid for eid, r in p.known.items() if r[2] == name)
+
+
+async def walk_to(p: Client, eid: int, within: float = 100) -> None:
+    """Steer towards an entity until within `within` world units."""
+    for _ in range(400):
+        await p.until(lambda me, m: m["t"] == "update" and eid in me.positions and me.id in me.positions)
+        (x, y), (tx, ty) = p.me(), p.positions[eid]
+        d = math.hypot(tx - x, ty - y)
+        if d < within:
+            await p.move(0, 0)
+            return
+        await p.move((tx - x) / d, (ty - y) / d)
+    raise AssertionError("could not reach the NPC")
+
+
+async def conversation(srv, line: str, timeout: float):
+    ana = await Client.join(srv.ws_url, "Ana")
+    bo = await Client.join(srv.ws_url, "Bo")
+    try:
+        tam = await find_npc(ana, "Old Tam")
+        await walk_to(ana, tam)
+        await find_npc(bo, "Old Tam")
+        await walk_to(bo, tam)
+        await ana.send({"t": "talk", "npc": tam, "text": line})
+        # Both read all along (a client that stops reading is closed as too slow).
+        end, _ = await asyncio.gather(
+            ana.until(lambda me, m: m["t"] == "say_end", timeout=timeout, what="say_end"),
+            bo.until(lambda me, m: m["t"] == "say_end", timeout=timeout, what="say_end (bystander)"))
+        return tam, ana, bo, end
+    finally:
+        await ana.close()
+        await bo.close()
+
+
+def check_stream(tam: int, p: Client, end: dict) -> str:
+    assert p.says[0]["t"] == "say_start" and p.says[0]["npc"] == tam and p.says[0]["heard"]
+    cid = p.says[0]["id"]
+    assert all(m["id"] == cid for m in p.says)
+    deltas = [m["text"] for m in p.says if m["t"] == "say_delta"]
+    assert end["reason"] == "done", end
+    assert deltas and end["text"] and "".join(deltas).strip()
+    return end["text"]
+
+
+@pytest.mark.asyncio
+async def test_a_player_talks_and_the_reply_streams_to_them_and_a_bystander(launch, tmp_path):
+    folder = tmp_path / "npcs"
+    folder.mkdir()
+    write(folder / "tam.toml", TAM)
+    srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0",
+                 "--dialogue-model", "tiny", "--dialogue-max-new-tokens", "12", "--memory-db",
+                 str(tmp_path / "memory.sqlite"))
+    tam, ana, bo, end = await conversation(srv, "Hello! What do you sell?", timeout=60)
+    text = check_stream(tam, ana, end)
+    assert [m["t"] for m in bo.says][0] == "say_start" and bo.says[-1]["text"] == text
+    assert (tmp_path / "memory.sqlite").is_file()
+
+
+@pytest.mark.asyncio
+async def test_bad_talk_gets_an_error(launch, tmp_path):
+    srv = launch("--map", str(small_map(tmp_path)), "--npcs", "0", "--npc-dir", "")
+    p = await Client.join(srv.ws_url, "Ana")
+    try:
+        await p.send({"t": "talk", "npc": 12345, "text": "hi"})
+        err = await p.until(lambda me, m: m["t"] == "error", what="error")
+        assert err["code"] == "bad_target" and err["ref"] == "talk"
+        await p.send({"t": "talk", "npc": 1, "text": "x" * 201})
+        err = await p.until(lambda me, m: m["t"] == "error", what="error")
+        assert err["code"] == "bad_field" and err["field"] == "text"
+    finally:
+        await p.close()
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.asyncio
+async def test_the_default_model_answers_through_a_real_server(launch, tmp_path):
+    """The real SmolLM2-135M-Instruct, loaded from its GGUF file in a worker (the slow test: ~30 s of loading)."""
+    folder = tmp_path / "npcs"
+    folder.mkdir()
+    write(folder / "tam.toml", TAM)
+    srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0",
+                 "--dialogue", "--dialogue-max-new-tokens", "16", "--dialogue-first-token-ms", "60000",
+                 "--memory-db", str(tmp_path / "memory.sqlite"))
+    tam, ana, bo, end = await conversation(srv, "Hello! What do you sell?", timeout=240)
+    check_stream(tam, ana, end)
