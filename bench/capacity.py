@@ -7,7 +7,7 @@ script starts a fresh `npcworld serve --npcs 500 --port 0` and a separate
 `npcworld bots` run against it (both as subprocesses of this script, on this
 machine), and measures over the bots' steady window:
 
-    server CPU %, bots CPU % (the bots' parent and worker processes), from
+    server CPU % (with its inference workers), bots CPU % (the bots' parent and worker processes), from
         /proc/<pid>/stat of the processes this script started (100 % = a core);
         their ratio (bots/srv: below 1 the server costs more per client than
         the bots, so it saturates first); and other CPU %, what the rest of
@@ -105,7 +105,8 @@ class CpuSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.halt.wait(0.25):
-            srv = cpu_seconds(self.server_pid)
+            # the server with its inference workers (a decision-policy worker by default)
+            srv = sum(c for p in descendants(self.server_pid) if (c := cpu_seconds(p)) is not None) or None
             bots = sum(c for p in descendants(self.bots_pid) if (c := cpu_seconds(p)) is not None)
             if srv is not None:
                 self.samples.append((time.time(), srv, bots, machine_busy_seconds()))
@@ -122,7 +123,10 @@ class CpuSampler(threading.Thread):
 
 def start_server(npcs: int) -> tuple[subprocess.Popen, int, list[str]]:
     proc = subprocess.Popen([*NPCWORLD, "serve", "--host", "127.0.0.1", "--port", "0", "--npcs", str(npcs),
-                             "--grace", "0", "--max-players", "100000", "--log-level", "warning"],
+                             "--grace", "0", "--max-players", "100000", "--log-level", "warning",
+                             # S1 measures the world stream: wander bots never talk, and loading the
+                             # dialogue model would eat the first step's CPU
+                             "--no-dialogue"],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines: list[str] = []
