@@ -9,6 +9,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from maphelp import write_ascii_map
 from world.tilemap import load_map
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,22 +40,7 @@ SMALL = [
 
 def small_map(folder: Path, rows: list[str] = SMALL, name: str = "small.tmj") -> Path:
     """A map from ASCII rows: '#' wall, '.' floor, a letter a POI ('s' is the 'spawn' POI)."""
-    h, w = len(rows), len(rows[0])
-    walls, objects = [], []
-    for r, row in enumerate(rows):
-        for c, ch in enumerate(row):
-            walls.append(2 if ch == "#" else 0)
-            if ch.isalpha():
-                objects.append({"id": len(objects) + 1, "name": "spawn" if ch == "s" else ch,
-                                "x": (c + 0.5) * 32, "y": (r + 0.5) * 32})
-    raw = {"orientation": "orthogonal", "width": w, "height": h, "tilewidth": 32, "tileheight": 32,
-           "layers": [{"type": "tilelayer", "name": "ground", "data": [1] * (w * h)},
-                      {"type": "tilelayer", "name": "walls", "data": walls},
-                      {"type": "objectgroup", "name": "poi", "objects": objects}],
-           "tilesets": [{"firstgid": 1, "tiles": []}]}
-    p = Path(folder) / name
-    p.write_text(json.dumps(raw))
-    return p
+    return write_ascii_map(folder, rows, name, {"s": "spawn"})
 
 
 def write(path: Path, text: str) -> Path:

@@ -1,11 +1,11 @@
 """Shared helpers for the world tests (plain functions, no fixtures)."""
 
-import json
 import math
 from pathlib import Path
 
 import numpy as np
 
+from maphelp import write_ascii_map
 from world.tilemap import load_map
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,21 +22,7 @@ def default_map():
 
 def grid_map(tmp_path, rows: list[str], name="grid.tmj"):
     """A map from ASCII rows: '#' wall, '.' floor, a letter = floor with a POI of that name."""
-    h, w = len(rows), len(rows[0])
-    walls, objects = [], []
-    for r, row in enumerate(rows):
-        for c, ch in enumerate(row):
-            walls.append(2 if ch == "#" else 0)
-            if ch.isalpha():
-                objects.append({"id": len(objects) + 1, "name": ch, "x": (c + 0.5) * 32, "y": (r + 0.5) * 32})
-    raw = {"orientation": "orthogonal", "width": w, "height": h, "tilewidth": 32, "tileheight": 32,
-           "layers": [{"type": "tilelayer", "name": "ground", "data": [1] * (w * h)},
-                      {"type": "tilelayer", "name": "walls", "data": walls},
-                      {"type": "objectgroup", "name": "poi", "objects": objects}],
-           "tilesets": [{"firstgid": 1, "tiles": []}]}
-    p = Path(tmp_path) / name
-    p.write_text(json.dumps(raw))
-    return load_map(p)
+    return load_map(write_ascii_map(tmp_path, rows, name))
 
 
 def clearance(tilemap, pos: np.ndarray) -> np.ndarray:
