@@ -92,7 +92,8 @@ class Game:
             self.cast, self._send_to, lambda eid: eid in self.players and self.players[eid].conn is not None,
             enabled=cfg.dialogue, model=cfg.dialogue_model, dtype=cfg.dialogue_dtype, device=cfg.dialogue_device,
             memory_db=cfg.memory_db, first_token_ms=cfg.dialogue_first_token_ms,
-            max_new_tokens=cfg.dialogue_max_new_tokens, conversations=cfg.dialogue_conversations, clock=self.clock)
+            max_new_tokens=cfg.dialogue_max_new_tokens, conversations=cfg.dialogue_conversations,
+            threads=cfg.dialogue_threads or None, clock=self.clock)
         self.metrics.sources.append(self.dialogue.prometheus)
         self._count()
 
