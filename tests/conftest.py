@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +26,19 @@ class RunningServer:
     http_url: str
     port: int
     output: list[str] = field(default_factory=list)  # every line it printed, for failure messages
+
+    def metrics(self) -> dict[str, float]:
+        """The server's /metrics as {'name{label=value,...}': value}, parsed by prometheus_client."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        with urllib.request.urlopen(self.http_url + "metrics", timeout=10) as resp:
+            body = resp.read().decode()
+        out = {}
+        for fam in text_string_to_metric_families(body):
+            for s in fam.samples:
+                labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
+                out[s.name + ("{" + labels + "}" if labels else "")] = s.value
+        return out
 
     @property
     def ws_url(self) -> str:

@@ -16,7 +16,6 @@ import urllib.request
 
 import msgpack
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import ROOT, start_server
 
@@ -36,14 +35,7 @@ def start_bots(*args: str) -> subprocess.Popen:
 
 def metrics(srv) -> dict[str, float]:
     """The server's /metrics, read independently of the code under test."""
-    with urllib.request.urlopen(srv.http_url + "metrics", timeout=10) as resp:
-        body = resp.read().decode()
-    out = {}
-    for fam in text_string_to_metric_families(body):
-        for s in fam.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
-            out[s.name + ("{" + labels + "}" if labels else "")] = s.value
-    return out
+    return srv.metrics()
 
 
 def wait_for(predicate, what: str, timeout: float = 30.0) -> None:

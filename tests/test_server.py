@@ -11,7 +11,6 @@ import urllib.request
 import msgpack
 import pytest
 import websockets
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.exceptions import ConnectionClosed
 
 from wsclient import Player
@@ -23,13 +22,7 @@ def http_get(url: str) -> tuple[int, str, bytes]:
 
 
 async def metrics(srv) -> dict[str, float]:
-    _, _, body = await asyncio.to_thread(http_get, srv.http_url + "metrics")
-    out = {}
-    for fam in text_string_to_metric_families(body.decode()):
-        for s in fam.samples:
-            key = s.name + ("{" + ",".join(f"{k}={v}" for k, v in sorted(s.labels.items())) + "}" if s.labels else "")
-            out[key] = s.value
-    return out
+    return await asyncio.to_thread(srv.metrics)
 
 
 async def close_code(ws, timeout: float = 10) -> int:
