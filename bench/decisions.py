@@ -80,7 +80,7 @@ def build_world(npcs: int, seed: int = 0):
 def run_loop(world, cast, players, rng, seconds: float, on_tick=None) -> dict:
     """A real-time 20 Hz loop; an overrun tick starts the next one at once (no catch-up burst)."""
     dt = 1.0 / TICK_RATE
-    durations, errors = [], []
+    durations, late, errors = [], [], []
     n_internal = sum(1 for r in cast.reports if r.kind == "internal")
     end = time.perf_counter() + seconds
     next_at = time.perf_counter()
@@ -90,6 +90,7 @@ def run_loop(world, cast, players, rng, seconds: float, on_tick=None) -> dict:
         if now < next_at:
             time.sleep(next_at - now)
         t0 = time.perf_counter()
+        late.append(max(0.0, t0 - next_at))  # how late the tick started (the CPU was busy elsewhere)
         try:
             if tick % TICK_RATE == 0:
                 for pid in players:
@@ -109,6 +110,7 @@ def run_loop(world, cast, players, rng, seconds: float, on_tick=None) -> dict:
         next_at = max(next_at + dt, time.perf_counter() if t1 - next_at > dt else next_at + dt)
     internal = sum(1 for r in cast.reports if r.kind == "internal") - n_internal
     return {"ticks": len(durations), "tick_p50_ms": ms(pct(durations, 50)), "tick_p99_ms": ms(pct(durations, 99)),
+            "start_late_p99_ms": ms(pct(late, 99)),
             "overruns": sum(d > dt for d in durations), "exceptions": errors[:5] + (
                 [f"{internal} internal errors reported by the cast"] if internal else [])}
 

@@ -13,9 +13,18 @@ Next to it, in this process with the same model, dtype and thread count:
 plain `model.generate` one prompt at a time: TTFT (generate 1 token) and
 tokens/s (generate N tokens, greedy, eos ignored).
 Every reply is exactly `--tokens` tokens (eos ignored) so rates compare.
+The levels run once per `--prefix-cache` size (default: on with 4,096 tokens,
+then off), on the same prompts; each level has its own prompts, which share
+only the NPC's persona (as players talking to one NPC do), never a whole prompt.
 
-Usage: python bench/dialogue.py [--tokens 32] [--levels 1,4,8,16] [--dtype auto]
-       [--model default] [--threads N] [--out bench/results/dialogue.json]
+Then the tick next to the worker (tick_impact): the world's 20 Hz loop with
+the worker idle, then while it serves 8 conversations, for several worker
+settings (threads:nice).
+
+Usage: python bench/dialogue.py [--tokens 48] [--levels 1,4,8,16] [--dtype auto]
+       [--model default] [--threads N] [--nice 10] [--prefix-cache 4096,0]
+       [--tick-configs 1:0,2:0,2:10] [--tick-npcs 1000] [--tick-seconds 15]
+       [--out bench/results/dialogue.json]
 Prints a table and writes JSON. Measured, not asserted. Targets from the
 issue (CPU): TTFT p50 < 300 ms for one conversation; at 8 conversations an
 aggregate >= 4x the single-stream rate.
@@ -105,10 +114,11 @@ def baseline(args, n_prompts: int) -> dict:
             "ttft_p99_ms": pct(ttft, 99) * 1e3, "tok_s": statistics.mean(rates)}
 
 
-def level(pool: Pool, n: int, args) -> dict:
+def level(pool: Pool, n: int, args, first: int = 0) -> dict:
+    """n conversations opened at once, with prompts first .. first + n - 1."""
     opened = time.monotonic()
     streams = [pool.open_stream({"kind": "reply", "messages": prompt_for(i), "max_new_tokens": args.tokens,
-                                 "temperature": 0.7, "seed": i, "ignore_eos": True}) for i in range(n)]
+                                 "temperature": 0.7, "seed": i, "ignore_eos": True}) for i in range(first, first + n)]
     last: dict[int, float] = {}
     counts: dict[int, int] = {}
 
@@ -136,58 +146,132 @@ def level(pool: Pool, n: int, args) -> dict:
             "wall_s": wall, "worker_mem_mib": rss(pid)}
 
 
+def tick_impact(args) -> list[dict]:
+    """The game's tick next to the dialogue worker: a real-time 20 Hz loop of the
+    world and its scripted NPCs (bench/decisions.py's loop, in this process)
+    runs `--tick-seconds` with the worker idle, then as long again while it
+    serves 8 conversations without pause (a finished one is replaced at once);
+    for each worker setting (threads, nice) in `--tick-configs`."""
+    from decisions import build_world, run_loop
+
+    world, cast, players, rng = build_world(args.tick_npcs)
+    run_loop(world, cast, players, rng, 2.0)  # warm-up (first ticks of a fresh world are slower)
+    rows = []
+    for spec in args.tick_configs.split(","):
+        threads, nice = (int(x) for x in spec.split(":"))
+        pool = start_pool(args, [8], int(args.prefix_cache.split(",")[0]), threads, nice)
+        try:
+            level(pool, 1, args, first=119)  # warm-up
+            idle = run_loop(world, cast, players, rng, args.tick_seconds)
+            live: list = []
+            opened = [0]
+            tokens = [0]
+
+            def feed(_now: float) -> None:
+                for s in list(live):
+                    tokens[0] += len(s.take())
+                    if s.done():
+                        live.remove(s)
+                while len(live) < 8:
+                    live.append(pool.open_stream({"kind": "reply", "messages": prompt_for(opened[0]),
+                                                  "max_new_tokens": args.tokens, "seed": opened[0],
+                                                  "ignore_eos": True}))
+                    opened[0] += 1
+
+            t0 = time.monotonic()
+            busy = run_loop(world, cast, players, rng, args.tick_seconds, on_tick=feed)
+            rate = tokens[0] / (time.monotonic() - t0)
+            for s in live:
+                s.cancel()
+        finally:
+            pool.close()
+        row = {"threads": threads, "nice": nice, "idle": idle, "talking": busy, "tok_s_aggregate": rate,
+               "replies_opened": opened[0]}
+        rows.append(row)
+        print(f"  worker {threads} thread(s), nice {nice:>2}: tick p50/p99 {idle['tick_p50_ms']:.2f}/"
+              f"{idle['tick_p99_ms']:.2f} ms idle -> {busy['tick_p50_ms']:.2f}/{busy['tick_p99_ms']:.2f} ms talking; "
+              f"start late p99 {idle['start_late_p99_ms']:.2f} -> {busy['start_late_p99_ms']:.2f} ms; overruns "
+              f"{idle['overruns']} -> {busy['overruns']}; {rate:.1f} tok/s while ticking", flush=True)
+    return rows
+
+
+def start_pool(args, levels: list[int], prefix_cache: int, threads: int = 0, nice: int | None = None) -> Pool:
+    pool = Pool(PoolConfig(runner="npc.dialogue.runner:DialogueRunner",
+                           runner_options={"model": args.model, "dtype": args.dtype, "max_new_tokens": args.tokens,
+                                           "prefix_cache_tokens": prefix_cache},
+                           workers=1, devices=["cpu"], threads=threads or args.threads,
+                           nice=args.nice if nice is None else nice, max_streams=max(levels),
+                           hang_timeout_s=120.0, start_timeout_s=600.0)).start()
+    if not pool.wait_ready(600):
+        pool.close()
+        raise RuntimeError(f"worker did not start: {pool.workers()}")
+    return pool
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--tokens", type=int, default=32)
+    ap.add_argument("--tokens", type=int, default=48, help="tokens per reply (default: the server's)")
     ap.add_argument("--levels", default="1,4,8,16")
     ap.add_argument("--dtype", default="auto")
     ap.add_argument("--model", default="default")
-    ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1),
-                    help="torch threads, for the worker and the baseline alike (default: cores - 1)")
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                    help="torch threads, for the worker and the baseline alike (default: every core, as the server)")
+    ap.add_argument("--prefix-cache", default="4096,0",
+                    help="prefix cache sizes (tokens) to run the levels with, side by side; 0 = off")
+    ap.add_argument("--nice", type=int, default=10, help="the worker's nice value (default: the server's)")
+    ap.add_argument("--tick-configs", default="1:0,2:0,2:10",
+                    help="worker settings THREADS:NICE for the tick-impact run ('' skips it)")
+    ap.add_argument("--tick-npcs", type=int, default=1000, help="scripted NPCs in the tick-impact world")
+    ap.add_argument("--tick-seconds", type=float, default=15.0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "dialogue.json"))
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     load = os.getloadavg()
     print(f"dialogue bench: model {args.model}, dtype {args.dtype}, {args.threads} thread(s), {args.tokens} tokens "
           f"per reply, {os.cpu_count()} cores, load average {load[0]:.2f}", flush=True)
-    t0 = time.monotonic()
-    pool = Pool(PoolConfig(runner="npc.dialogue.runner:DialogueRunner",
-                           runner_options={"model": args.model, "dtype": args.dtype, "max_new_tokens": args.tokens},
-                           workers=1, devices=["cpu"], threads=args.threads, max_streams=max(levels),
-                           hang_timeout_s=120.0, start_timeout_s=600.0)).start()
-    if not pool.wait_ready(600):
-        print("worker did not start:", pool.workers(), file=sys.stderr)
-        return 1
-    start_s = time.monotonic() - t0
-    results = []
-    try:
-        level(pool, 1, args)  # warm-up
-        for n in levels:
-            r = level(pool, n, args)
-            results.append(r)
-            print(f"  {n:>2} conversations: TTFT p50 {r['ttft_p50_ms']:7.0f} ms  p99 {r['ttft_p99_ms']:7.0f} ms  "
-                  f"{r['tok_s_per_conversation']:6.1f} tok/s each  {r['tok_s_aggregate']:6.1f} tok/s aggregate  "
-                  f"worker {r['worker_mem_mib']}", flush=True)
-    finally:
-        pool.close()
+    results, start_s = [], 0.0
+    for cached in args.prefix_cache.split(","):
+        t0 = time.monotonic()
+        pool = start_pool(args, levels, int(cached))
+        start_s = time.monotonic() - t0
+        try:
+            level(pool, 1, args, first=119)  # warm-up (a prompt no level uses)
+            first = 0  # every level its own prompts (they share only the persona), the same in each setting
+            for n in levels:
+                r = level(pool, n, args, first)
+                first += n
+                r["prefix_cache_tokens"] = int(cached)
+                results.append(r)
+                print(f"  prefix cache {int(cached):>5}: {n:>2} conversations: TTFT p50 {r['ttft_p50_ms']:7.0f} ms  "
+                      f"p99 {r['ttft_p99_ms']:7.0f} ms  {r['tok_s_per_conversation']:6.1f} tok/s each  "
+                      f"{r['tok_s_aggregate']:6.1f} tok/s aggregate  worker {r['worker_mem_mib']}", flush=True)
+        finally:
+            pool.close()
     base = baseline(args, min(8, max(levels)))
     print(f"  plain model.generate, single stream: TTFT p50 {base['ttft_p50_ms']:.0f} ms  "
           f"p99 {base['ttft_p99_ms']:.0f} ms  {base['tok_s']:.1f} tok/s  "
           f"(prompts of {base['prompt_tokens_mean']:.0f} tokens)", flush=True)
     print()
-    print("| conversations | TTFT p50 ms | TTFT p99 ms | tok/s per conv | tok/s aggregate | x single-stream generate "
-          "| worker RSS MiB |")
-    print("|---|---|---|---|---|---|---|")
-    print(f"| generate (1) | {base['ttft_p50_ms']:.0f} | {base['ttft_p99_ms']:.0f} | {base['tok_s']:.1f} | "
+    print("| prefix cache | conversations | TTFT p50 ms | TTFT p99 ms | tok/s per conv | tok/s aggregate "
+          "| x single-stream generate | worker RSS MiB |")
+    print("|---|---|---|---|---|---|---|---|")
+    print(f"| - | generate (1) | {base['ttft_p50_ms']:.0f} | {base['ttft_p99_ms']:.0f} | {base['tok_s']:.1f} | "
           f"{base['tok_s']:.1f} | 1.00 | - |")
     for r in results:
-        print(f"| {r['conversations']} | {r['ttft_p50_ms']:.0f} | {r['ttft_p99_ms']:.0f} | "
+        print(f"| {r['prefix_cache_tokens'] or 'off'} | {r['conversations']} | {r['ttft_p50_ms']:.0f} | "
+              f"{r['ttft_p99_ms']:.0f} | "
               f"{r['tok_s_per_conversation']:.1f} | {r['tok_s_aggregate']:.1f} | "
               f"{r['tok_s_aggregate'] / base['tok_s']:.2f} | {r['worker_mem_mib'].get('VmRSS', '?')} |")
+    ticks = []
+    if args.tick_configs:
+        print(f"\ntick next to the worker ({args.tick_npcs} scripted NPCs, 20 Hz, {args.tick_seconds:.0f} s idle then "
+              f"{args.tick_seconds:.0f} s with 8 conversations):", flush=True)
+        ticks = tick_impact(args)
     out = {"machine": {"platform": platform.platform(), "cores": os.cpu_count(), "load_average_at_start": load,
                        "load_average_at_end": os.getloadavg()},
-           "model": args.model, "dtype": args.dtype, "threads": args.threads, "tokens_per_reply": args.tokens,
-           "worker_start_s": start_s, "single_stream_generate": base, "continuous_batching": results}
+           "model": args.model, "dtype": args.dtype, "threads": args.threads, "nice": args.nice, "tokens_per_reply": args.tokens,
+           "worker_start_s": start_s, "single_stream_generate": base, "continuous_batching": results,
+           "tick_impact": ticks}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(f"\nwrote {args.out}")

@@ -314,6 +314,10 @@ window.npcworld = {
       newest: snaps[snaps.length - 1].tick,
     };
   },
+  /** The id of the NPC a typed line would be said to (the nearest within talking range), or null. */
+  get nearNpc() { return dialogue.nearestNpc()?.id ?? null; },
+  /** Speech bubbles now shown: {entity id: [lines, oldest first]}. */
+  bubbles() { return Object.fromEntries(bubbleTexts()); },
   /** Predicted position of your own entity (world units), or null. */
   myPos() {
     const p = game.predictor?.pos;

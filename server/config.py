@@ -67,9 +67,13 @@ class ServerConfig:
     dialogue_first_token_ms: float = 1500.0  # default first-token budget before the thinking line
     dialogue_max_new_tokens: int = 48  # tokens per reply
     dialogue_conversations: int = 64  # at once, over all NPCs; beyond it NPCs answer with fallback lines
-    # torch threads of the dialogue worker on CPU; 0 = the cores left after one for the game.
-    # On 2 cores: 1 thread gives a 446 ms first token, 2 threads 227 ms but share the tick's core.
+    # torch threads of the dialogue worker on CPU; 0 = every core. The worker runs at a lower
+    # priority (dialogue_nice), so the tick takes a core whenever it needs one: measured with
+    # bench/dialogue.py, 2 threads at nice 10 leave the tick p99 as it was idle while 8
+    # conversations run, and double the tokens/s of 1 thread (at nice 0 the tick p99 grew 1.7x).
     dialogue_threads: int = 0
+    dialogue_nice: int = 10  # the worker's nice value (0..19): higher yields the CPU to the tick sooner
+    dialogue_prefix_cache: int = 4096  # prompt tokens whose keys/values are kept for reuse (0 = off)
     memory_db: str = str(ROOT / "var" / "memory.sqlite")  # what NPCs remember of players (SQLite; created)
 
     # Help text per option, shown by `npcworld serve --help`.
@@ -107,7 +111,9 @@ class ServerConfig:
         "dialogue_first_token_ms": "ms before an NPC shows its thinking line (an NPC file may set its own)",
         "dialogue_max_new_tokens": "most tokens in one NPC reply",
         "dialogue_conversations": "conversations at once; beyond it NPCs answer with fallback lines",
-        "dialogue_threads": "torch threads of the dialogue worker on CPU (0 = cores - 1)",
+        "dialogue_threads": "torch threads of the dialogue worker on CPU (0 = every core)",
+        "dialogue_nice": "nice value of the dialogue worker (0..19; the tick keeps priority)",
+        "dialogue_prefix_cache": "prompt tokens kept for reuse by later prompts with the same start (0 = off)",
         "memory_db": "SQLite file of what NPCs remember of players (created on first start)",
     }
 
@@ -147,6 +153,8 @@ class ServerConfig:
         need(1 <= self.dialogue_max_new_tokens <= 512, "dialogue_max_new_tokens", "1..512 tokens")
         need(1 <= self.dialogue_conversations <= 4096, "dialogue_conversations", "1..4096")
         need(0 <= self.dialogue_threads <= 256, "dialogue_threads", "0 (auto) .. 256")
+        need(0 <= self.dialogue_nice <= 19, "dialogue_nice", "0..19")
+        need(0 <= self.dialogue_prefix_cache <= 1_000_000, "dialogue_prefix_cache", "0..1000000 tokens")
         need(-1 <= self.admin_port <= 65535, "admin_port", "-1 (game port + 1), 0 (any free port) or 1..65535")
         return self
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import colorsys
 import logging
+import os
 import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
@@ -93,7 +94,8 @@ class Game:
             enabled=cfg.dialogue, model=cfg.dialogue_model, dtype=cfg.dialogue_dtype, device=cfg.dialogue_device,
             memory_db=cfg.memory_db, first_token_ms=cfg.dialogue_first_token_ms,
             max_new_tokens=cfg.dialogue_max_new_tokens, conversations=cfg.dialogue_conversations,
-            threads=cfg.dialogue_threads or None, clock=self.clock)
+            threads=cfg.dialogue_threads or os.cpu_count() or 1, nice=cfg.dialogue_nice,
+            prefix_cache=cfg.dialogue_prefix_cache, clock=self.clock)
         self.metrics.sources.append(self.dialogue.prometheus)
         self._count()
 

@@ -154,3 +154,85 @@ async def test_browser_client_plays(server):
             assert page_errors == []
         finally:
             await browser.close()
+
+
+TAM = """
+    id = "tam"
+    name = "Old Tam"
+    spawn = "spawn"
+    [persona]
+    who = "A travelling merchant."
+    thinking = "Let me see..."
+    fallback = ["Everything's for sale."]
+    [actions]
+    allowed = ["idle", "talk"]
+    [actions.talk]
+    reply = false
+"""
+
+# Records what the chat log's NPC line shows after every change (each WebSocket
+# message is its own task, so every streamed piece is seen).
+WATCH_NPC_LINE = """() => {
+  window.seen = [];
+  const log = document.querySelector("#chat-log") || document.body;
+  new MutationObserver(() => {
+    const lines = log.querySelectorAll(".npc-say");
+    if (!lines.length) return;
+    const body = lines[lines.length - 1].lastElementChild;
+    const last = window.seen[window.seen.length - 1];
+    if (!last || last.text !== body.textContent || last.cls !== body.className)
+      window.seen.push({text: body.textContent, cls: body.className});
+  }).observe(log, {childList: true, subtree: true, characterData: true});
+}"""
+
+
+async def test_an_npc_reply_streams_into_the_log_and_a_bubble(launch, tmp_path):
+    from playwright.async_api import async_playwright
+
+    from npchelp import small_map, write
+
+    folder = tmp_path / "npcs"
+    folder.mkdir()
+    write(folder / "tam.toml", TAM)
+    srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0",
+                 "--dialogue-model", "tiny", "--dialogue-max-new-tokens", "24",
+                 "--memory-db", str(tmp_path / "memory.sqlite"))
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        bystander = Observer(await Player.join(srv.ws_url, name="observer"))
+        try:
+            page = await browser.new_page(viewport={"width": 1000, "height": 700})
+            page_errors: list[str] = []
+            page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+            await page.goto(srv.http_url)
+            await wait_connected(page)
+            await page.wait_for_function("window.npcworld.nearNpc !== null", timeout=20_000)
+            tam = await page.evaluate("window.npcworld.nearNpc")
+            await page.evaluate(WATCH_NPC_LINE)
+
+            await page.click("#chat-input")
+            await page.keyboard.type("Hello Tam, what do you sell?")
+            await page.keyboard.press("Enter")
+
+            # The server's word on the line: the bystander standing nearby gets it too.
+            says = bystander.player.says
+            await bystander.wait(lambda: any(m["t"] == "say_end" for m in says), 60, "say_end (bystander)")
+            start = next(m for m in says if m["t"] == "say_start")
+            end = next(m for m in says if m["t"] == "say_end")
+            assert start["npc"] == tam and start["to"] == await page.evaluate("window.npcworld.myId")
+            assert end["id"] == start["id"] and end["reason"] == "done" and end["text"]
+
+            await page.wait_for_function("window.seen.length && window.seen[window.seen.length - 1].cls"
+                                         " === 'said done'", timeout=10_000)
+            seen = await page.evaluate("window.seen")
+            streamed = [s["text"] for s in seen if s["cls"] == "streaming"]
+            # Piece by piece: each streamed state extends the previous one; the end shows the whole, cleaned line.
+            assert len(streamed) >= 2, seen
+            assert all(b.startswith(a) for a, b in zip(streamed, streamed[1:])), seen
+            assert seen[-1]["text"] == end["text"]
+            bubbles = await page.evaluate("window.npcworld.bubbles()")
+            assert bubbles[str(tam)][-1] == end["text"]
+            assert page_errors == []
+        finally:
+            await bystander.close()
+            await browser.close()

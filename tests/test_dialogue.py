@@ -84,6 +84,42 @@ def test_joining_and_leaving_the_batch_does_not_change_a_reply(runner):
     assert out[2][0][2] >= 3 and out[3][0][2] >= 5
 
 
+def test_a_cached_prefix_gives_the_same_reply(runner):
+    from npc.dialogue.kvcache import PrefixCache
+
+    long_sys = "You are Tam, the merchant of the market. You sell apples, maps and rope, and you know every rumour."
+    msg = lambda line: {**ask(line, 12), "messages": [{"role": "system", "content": long_sys},
+                                                      {"role": "user", "content": line}]}
+    keep = runner.prefixes
+    try:
+        runner.prefixes = PrefixCache(0)  # nothing stored: every prompt computed whole
+        cold = [joined(run_all(runner, {0: [(i, msg(line))]})[i]) for i, line in enumerate(["apples?", "rope?"])]
+        runner.prefixes = PrefixCache(4096)
+        run_all(runner, {0: [(9, msg("maps?"))]})  # stores its prompt; the next two share its system part
+        # One joiner alone, then two in one prefill step (with and without a hit: a fresh prompt).
+        warm = [joined(run_all(runner, {0: [(0, msg("apples?"))]})[0])]
+        both = run_all(runner, {0: [(1, msg("rope?")), (2, ask("unrelated words", 12))]})
+        warm.append(joined(both[1]))
+        assert warm == cold
+        assert runner.prefixes.hits >= 2 and runner.prefixes.reused >= 2 * 20
+        assert joined(both[2]) == joined(run_all(runner, {0: [(3, ask("unrelated words", 12))]})[3])
+    finally:
+        runner.prefixes = keep
+
+
+def test_running_replies_keep_streaming_while_others_join(runner):
+    keep = runner.prefill_tokens, runner.max_stall_s
+    runner.prefill_tokens, runner.max_stall_s = 1, 0.0  # one joiner per prefill step; no stall allowed
+    try:
+        plan = {0: [(1, ask("a long answer please", 20))], 2: [(10 + i, ask(f"joiner number {i}", 4)) for i in range(5)]}
+        out = run_all(runner, plan)
+        steps = [s for _, _, s in out[1]]
+        assert all(b - a <= 2 for a, b in zip(steps, steps[1:]))  # a token at least every other step
+        assert all(out[10 + i][-1][1] for i in range(5))
+    finally:
+        runner.prefill_tokens, runner.max_stall_s = keep
+
+
 def test_cancel_frees_the_row_at_once(runner):
     out = run_all(runner, {0: [(1, ask("one", 20)), (2, ask("two", 20))]}, cancel={3: 1})
     assert all(s < 3 for _, _, s in out[1])  # nothing after the cancel
@@ -347,3 +383,25 @@ def test_prompt_holds_persona_state_memory_and_is_bounded(tmp_path):
     assert "Bo" in system and "I like apples" in system
     assert len(msgs) == 2 + prompt.MAX_TURNS and msgs[-1] == {"role": "user", "content": "Hello"}
     assert sum(len(m["content"]) for m in msgs) < 4000
+
+
+def test_the_prefix_cache_finds_the_longest_shared_start_and_stays_in_budget():
+    import torch
+
+    from npc.dialogue.kvcache import PrefixCache
+
+    def kv(n: int, mark: float) -> list:
+        return [(torch.full((1, 2, n, 4), mark), torch.full((1, 2, n, 4), -mark)) for _ in range(3)]
+
+    cache = PrefixCache(budget=60, min_tokens=4)
+    a, b = list(range(30)), list(range(20)) + [99] * 10
+    cache.store(a, kv(30, 1.0))
+    cache.store(b, kv(30, 2.0))
+    n, got = cache.lookup(list(range(25)) + [7, 7])  # shares 25 with a, 20 with b
+    assert n == 25 and got[0][0].shape == (1, 2, 25, 4) and float(got[0][0][0, 0, 0, 0]) == 1.0
+    assert cache.lookup(a)[0] == 29  # the whole prompt stored: its last token is still computed
+    assert cache.lookup([5, 6, 7, 8, 9]) == (0, None)  # nothing shared
+    assert cache.lookup(list(range(3)) + [50])[0] == 0  # shorter than min_tokens
+    cache.store(list(range(100, 130)), kv(30, 3.0))  # over budget: the least recently used (b) leaves
+    assert cache.tokens == 60 and tuple(b) not in cache.entries and tuple(a) in cache.entries
+    PrefixCache(budget=0).store(a, kv(30, 1.0))  # off: stores nothing

@@ -32,15 +32,7 @@ TAM = """
 """
 
 
-class Client(Player):
-    def __init__(self, ws, welcome):
-        super().__init__(ws, welcome)
-        self.says: list[dict] = []
-
-    def apply(self, msg: dict) -> None:
-        super().apply(msg)
-        if msg["t"].startswith("say_"):
-            self.says.append(msg)
+Client = Player  # keeps say_* messages in .says
 
 
 async def find_npc(p: Client, name: str) -> int:

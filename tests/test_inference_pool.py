@@ -79,6 +79,16 @@ def test_echo_round_trip_with_numpy_and_inbox():
         assert pool.stats.on_time == 3
 
 
+def test_workers_run_at_the_configured_nice_value():
+    # A positive nice value lets the tick process take the CPU first (PoolConfig.nice).
+    with Pool(PoolConfig(workers=1, nice=5)) as pool:
+        assert pool.wait_ready(WAIT)
+        pid = pool.workers()[0].pid
+        assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, os.getpriority(os.PRIO_PROCESS, 0) + 5)
+    with pytest.raises(ValueError, match="nice"):
+        PoolConfig(nice=25).validate()
+
+
 async def test_futures_are_awaitable():
     with Pool(PoolConfig(workers=1)) as pool:
         assert await pool.submit(41, far()) == 41

@@ -23,6 +23,7 @@ class Player:
         self.chat: list[list] = []
         self.errors: list[dict] = []
         self.pongs: list[dict] = []
+        self.says: list[dict] = []  # say_start / say_delta / say_end, as received
         self.updates = 0
         self.last_tick = -1
         self.ack = -1
@@ -78,6 +79,8 @@ class Player:
             self.errors.append(msg)
         elif kind == "pong":
             self.pongs.append(msg)
+        elif kind.startswith("say_"):
+            self.says.append(msg)
 
     async def recv(self, timeout: float = 10) -> dict:
         msg = msgpack.unpackb(await asyncio.wait_for(self.ws.recv(), timeout))

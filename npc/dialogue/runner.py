@@ -12,20 +12,30 @@ Requests (payloads; msgpack types):
 The running batch. All replies in decode share one KV cache of shape
 (B, heads, L, head_dim) per layer, left-padded: row b holds its prompt and
 tokens so far right-aligned, `mask[b]` marks its real columns and `pos[b]`
-counts them (its next position id). One step is either
+counts them (its next position id). The cache layers keep spare columns
+(kvcache.SlabLayer), so a decode step writes one column instead of copying
+the cache. One step is either
 - a prefill of the replies that joined since the last step (up to
-  `prefill_tokens` prompt tokens; the rest wait a step), padded to one batch,
-  which yields their first tokens; their cache rows are then merged into the
-  running batch (both sides left-padded to the longer length), or
+  `prefill_tokens` new prompt tokens; the rest wait a step), padded to one
+  batch, which yields their first tokens; their cache rows are then merged
+  into the running batch (both sides right-aligned to the longer), or
 - one decode forward for every running reply (B x 1 tokens), which yields one
   token each.
 Prefills go first so that a new conversation's time to first token does not
-wait for the others' replies; `prefill_tokens` (1024) bounds one step, so a
-burst of joiners gets first tokens a few prompts at a time instead of all
-after one long prefill, and a step stays short enough for the hang timeout. A reply that finishes (end-of-turn token,
-max_new_tokens, max_chars, the model's context) or is cancelled leaves the
-batch at once: its row is removed, and columns that only padding holds are
-trimmed, so a long reply never makes later ones pay for its length.
+wait for the others' replies, but the running replies never wait longer than
+`max_stall_s` for their next token (then a decode step goes first; after a
+decode, a waiting joiner always gets the next step), so a burst of joiners
+slows the streams already playing instead of freezing them. A reply that
+finishes (end-of-turn token, max_new_tokens, max_chars, the model's context)
+or is cancelled leaves the batch at once: its row is removed, and columns
+that only padding holds are trimmed, so a long reply never makes later ones
+pay for its length.
+
+Prefix cache (kvcache.PrefixCache): the keys and values of recent prompts
+are kept (up to `prefix_cache_tokens`), and a joiner starts from the longest
+stored prefix of its prompt, computing only the rest. Prompts of one NPC
+start with the same persona, and a conversation's next prompt with the last
+one, so this cuts the time to first token and the prefill work of a burst.
 
 Why not transformers' own continuous batching (`generate_batch`)? On this
 CPU it was slower than a static batch (bench/dialogue.py, and the note in the
@@ -44,6 +54,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import kvcache
+
 
 @dataclass
 class _Reply:
@@ -60,7 +72,8 @@ class _Reply:
 
 class DialogueRunner:
     def __init__(self, model: str = "default", dtype: str = "auto", device: str = "cpu",
-                 max_prompt_tokens: int = 1024, max_new_tokens: int = 64, prefill_tokens: int = 1024,
+                 max_prompt_tokens: int = 1024, max_new_tokens: int = 64, prefill_tokens: int = 512,
+                 prefix_cache_tokens: int = 4096, max_stall_s: float = 0.4,
                  top_k: int = 40, step_delay_s: float = 0.0, seed: int = 0):
         import torch
 
@@ -77,6 +90,10 @@ class DialogueRunner:
         self.max_prompt_tokens = max_prompt_tokens
         self.max_new_tokens = max_new_tokens
         self.prefill_tokens = prefill_tokens
+        self.prefixes = kvcache.PrefixCache(prefix_cache_tokens)
+        self.max_stall_s = max_stall_s
+        self.decoded_at = 0.0  # when the running batch last got a decode step
+        self.after_decode = False  # the last step was a decode (so a waiting joiner goes next)
         self.top_k = top_k
         self.step_delay_s = step_delay_s  # tests: an artificially slow worker
         self.eos = {i for i in (self.tok.eos_token_id, self.tok.convert_tokens_to_ids("<|im_end|>"),
@@ -132,10 +149,15 @@ class DialogueRunner:
             while self.choosing:
                 sid, payload = self.choosing.pop(0)
                 out.append((sid, self.choose(payload["messages"], payload["options"]), True))
-            if self.joining:
+            # Joiners are prefilled first (time to first token), but the running replies
+            # never wait more than max_stall_s for their next token.
+            if self.joining and (not self.rows or self.after_decode
+                                 or time.monotonic() - self.decoded_at < self.max_stall_s):
                 self._prefill(out)
+                self.after_decode = False
             elif self.rows:
                 self._decode(out)
+                self.decoded_at, self.after_decode = time.monotonic(), True
         return out
 
     # -- prompts ------------------------------------------------------------------------
@@ -167,28 +189,55 @@ class DialogueRunner:
     # -- continuous batching ---------------------------------------------------------------
 
     def _prefill(self, out: list) -> None:
+        """Prefill the next joiners (up to prefill_tokens new prompt tokens): each starts
+        from the longest prefix the prefix cache holds, so only the rest is computed.
+        Row layout: [padding][cached prefix][padding][new prompt tokens], the mask
+        marking real columns; position ids count real columns."""
         torch = self.torch
         take, total = [], 0
-        while self.joining and (not take or total + len(self.joining[0].prompt) <= self.prefill_tokens):
-            r = self.joining.pop(0)
-            take.append(r)
-            total += len(r.prompt)
-        n, P = len(take), max(len(r.prompt) for r in take)
-        ids = torch.full((n, P), self.tok.pad_token_id or 0, dtype=torch.long)
-        mask = torch.zeros((n, P), dtype=torch.long)
-        for i, r in enumerate(take):
-            ids[i, P - len(r.prompt):] = torch.tensor(r.prompt)
-            mask[i, P - len(r.prompt):] = 1
-        pos_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-        from transformers import DynamicCache
+        while self.joining:
+            r = self.joining[0]
+            n, kv = self.prefixes.lookup(r.prompt)
+            if take and total + len(r.prompt) - n > self.prefill_tokens:
+                break
+            self.joining.pop(0)
+            take.append((r, n, kv))
+            total += len(r.prompt) - n
+        rows = [r for r, _, _ in take]
+        C = max(n for _, n, _ in take)
+        S = max(len(r.prompt) - n for r, n, _ in take)
+        ids = torch.full((len(take), S), self.tok.pad_token_id or 0, dtype=torch.long)
+        mask = torch.zeros((len(take), C + S), dtype=torch.long)
+        for i, (r, n, _) in enumerate(take):
+            new = r.prompt[n:]
+            ids[i, S - len(new):] = torch.tensor(new)
+            mask[i, C - n:C] = 1
+            mask[i, C + S - len(new):] = 1
+        pos_ids = ((mask.cumsum(-1) - 1).clamp(min=0))[:, C:]
+        if C:
+            # The prefixes, right-aligned in one cache with room for the new tokens.
+            some = next(kv for _, _, kv in take if kv)
+            cache = kvcache.Cache(layers=[kvcache.SlabLayer(spare=S) for _ in some])
+            for li, layer in enumerate(cache.layers):
+                k0, v0 = some[li]
+                none = (k0[:, :, :0], v0[:, :, :0])
+                layer.join([kv[li] if kv else none for _, _, kv in take])
+        else:
+            from transformers import DynamicCache
 
-        cache = DynamicCache(config=self.model.config)
-        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                            position_ids=pos_ids.to(self.device), cache=cache, use_cache=True,
-                            logits_to_keep=1).logits[:, -1]
-        first = self._sample(logits, take)
-        self._merge(take, cache, mask.to(self.device), mask.sum(-1).to(self.device), first)
-        self._emit(take, first.tolist(), out)
+            cache = DynamicCache(config=self.model.config)
+        mask = mask.to(self.device)
+        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask, position_ids=pos_ids.to(self.device),
+                            cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        real = mask.bool()
+        for i, r in enumerate(rows):
+            self.prefixes.store(r.prompt, [(layer.keys[i:i + 1, :, real[i]], layer.values[i:i + 1, :, real[i]])
+                                           for layer in cache.layers])
+        first = self._sample(logits, rows)
+        if not self.rows:
+            self.decoded_at = time.monotonic()  # every running reply has just got a token
+        self._merge(rows, cache, mask, mask.sum(-1), first)
+        self._emit(rows, first.tolist(), out)
 
     def _decode(self, out: list) -> None:
         torch = self.torch
@@ -244,24 +293,21 @@ class DialogueRunner:
             self._keep([i for i, r in enumerate(self.rows) if r.sid not in done])
 
     def _merge(self, rows: list[_Reply], cache: Any, mask: Any, pos: Any, first: Any) -> None:
+        """Add freshly prefilled rows to the running batch (both sides right-aligned to the longer)."""
         torch = self.torch
         if not self.rows:
-            self.rows, self.cache, self.mask, self.pos, self.last = list(rows), cache, mask, pos, first[:, None]
+            self.rows, self.cache, self.mask, self.pos, self.last = (list(rows), kvcache.slab_cache(cache), mask, pos,
+                                                                     first[:, None])
             return
         L, P = self.mask.shape[1], mask.shape[1]
         T = max(L, P)
 
-        def pad(x: Any, n: int, dim: int) -> Any:
-            if n == 0:
-                return x
-            shape = list(x.shape)
-            shape[dim] = n
-            return torch.cat([torch.zeros(shape, dtype=x.dtype, device=x.device), x], dim=dim)
+        def pad(x: Any, n: int) -> Any:
+            return x if n == 0 else torch.cat([torch.zeros((x.shape[0], n), dtype=x.dtype, device=x.device), x], 1)
 
         for mine, theirs in zip(self.cache.layers, cache.layers):
-            mine.keys = torch.cat([pad(mine.keys, T - L, 2), pad(theirs.keys, T - P, 2)], 0)
-            mine.values = torch.cat([pad(mine.values, T - L, 2), pad(theirs.values, T - P, 2)], 0)
-        self.mask = torch.cat([pad(self.mask, T - L, 1), pad(mask, T - P, 1)], 0)
+            mine.join([(mine.keys, mine.values), (theirs.keys, theirs.values)])
+        self.mask = torch.cat([pad(self.mask, T - L), pad(mask, T - P)], 0)
         self.pos = torch.cat([self.pos, pos])
         self.last = torch.cat([self.last, first[:, None]])
         self.rows += rows
@@ -276,8 +322,7 @@ class DialogueRunner:
         mask = self.mask.index_select(0, idx)
         start = int(mask.any(0).nonzero()[0])
         for layer in self.cache.layers:
-            layer.keys = layer.keys.index_select(0, idx)[:, :, start:]
-            layer.values = layer.values.index_select(0, idx)[:, :, start:]
+            layer.load(layer.keys.index_select(0, idx)[:, :, start:], layer.values.index_select(0, idx)[:, :, start:])
         self.mask = mask[:, start:]
         self.pos = self.pos.index_select(0, idx)
         self.last = self.last.index_select(0, idx)
@@ -287,22 +332,38 @@ class DialogueRunner:
 
     def choose(self, messages: list[dict], options: list[str]) -> dict:
         """Score each option as the assistant's answer; the highest mean log-prob wins.
-        Only the given options can be chosen: nothing is generated or parsed."""
+        Only the given options can be chosen: nothing is generated or parsed.
+        The prompt is computed once (from its cached prefix, if any); the options
+        then run as one batch on top of copies of its cache."""
         torch = self.torch
+        from transformers import DynamicCache
+
         prompt = self.encode(messages)
         opts = [self.tok(o, add_special_tokens=False)["input_ids"] or [self.tok.eos_token_id] for o in options]
-        n, P = len(opts), len(prompt) + max(len(o) for o in opts)
-        ids = torch.full((n, P), self.tok.pad_token_id or 0, dtype=torch.long)
-        mask = torch.zeros((n, P), dtype=torch.long)
-        for i, o in enumerate(opts):
-            seq = prompt + o
-            ids[i, :len(seq)] = torch.tensor(seq)
-            mask[i, :len(seq)] = 1
+        n, kv = self.prefixes.lookup(prompt)
+        cache = DynamicCache(ddp_cache_data=kv) if kv else DynamicCache(config=self.model.config)
+        P = len(prompt)
         with torch.inference_mode():
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device)).logits
+            head = self.model(input_ids=torch.tensor([prompt[n:]], device=self.device),
+                              position_ids=torch.arange(n, P, device=self.device)[None], cache=cache,
+                              use_cache=True, logits_to_keep=1).logits[0, -1]
+            self.prefixes.store(prompt, [(layer.keys, layer.values) for layer in cache.layers])
+            first = torch.log_softmax(head.float(), -1).cpu()
+            m, W = len(opts), max(len(o) for o in opts)
+            ids = torch.full((m, W), self.tok.pad_token_id or 0, dtype=torch.long)
+            mask = torch.zeros((m, P + W), dtype=torch.long)
+            mask[:, :P] = 1
+            for i, o in enumerate(opts):
+                ids[i, :len(o)] = torch.tensor(o)
+                mask[i, P:P + len(o)] = 1
+            cache = DynamicCache(ddp_cache_data=[(layer.keys.expand(m, -1, -1, -1), layer.values.expand(m, -1, -1, -1))
+                                                 for layer in cache.layers])
+            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
+                                position_ids=torch.arange(P, P + W, device=self.device).expand(m, W),
+                                cache=cache, use_cache=True).logits
         logp = torch.log_softmax(logits.float(), -1).cpu()
         scores = []
         for i, o in enumerate(opts):
-            at = torch.arange(len(prompt) - 1, len(prompt) - 1 + len(o))
-            scores.append(float(logp[i, at, torch.tensor(o)].mean()))
-        return {"choice": max(range(n), key=lambda i: scores[i]), "scores": scores}
+            total = float(first[o[0]]) + sum(float(logp[i, j, o[j + 1]]) for j in range(len(o) - 1))
+            scores.append(total / len(o))
+        return {"choice": max(range(m), key=lambda i: scores[i]), "scores": scores}

@@ -384,7 +384,8 @@ def _decision(action: str, target: int, reason: str):
 def start(cast, send: Callable[[int, dict], None], connected: Callable[[int], bool], *, enabled: bool = True,
           model: str = "default", dtype: str = "auto", device: str = "auto", memory_db: str = "",
           first_token_ms: float = 1500.0, max_new_tokens: int = 48, conversations: int = 64,
-          threads: int | None = None, clock: Callable[[], float] = time.monotonic) -> Dialogue:
+          threads: int | None = None, nice: int = 10, prefix_cache: int = 4096,
+          clock: Callable[[], float] = time.monotonic) -> Dialogue:
     """The dialogue service of a server: its memory (opened now, created if new)
     and its pool (one worker, started now; it loads the model in the background,
     and conversations wait in the pool's queue until it is ready)."""
@@ -398,10 +399,12 @@ def start(cast, send: Callable[[int, dict], None], connected: Callable[[int], bo
         devices = None if device == "auto" else [device]
         pool = Pool(PoolConfig(
             runner="npc.dialogue.runner:DialogueRunner",
-            runner_options={"model": model, "dtype": dtype, "max_new_tokens": max_new_tokens},
+            runner_options={"model": model, "dtype": dtype, "max_new_tokens": max_new_tokens,
+                            "prefix_cache_tokens": prefix_cache},
             workers=1, devices=devices, max_streams=min(conversations, 16),
             threads=threads,  # None: the cores left after one for the game process
-            # A step is a prefill of up to 1024 prompt tokens at worst: seconds on a small busy CPU.
+            nice=nice,  # below the tick's priority: the world never waits for the model
+            # A step is a prefill of up to 512 new prompt tokens at worst: seconds on a small busy CPU.
             hang_timeout_s=60.0, heartbeat_s=0.5, start_timeout_s=300.0,
         )).start()
     cfg = DialogueConfig(first_token_s=first_token_ms / 1000.0, max_new_tokens=max_new_tokens,

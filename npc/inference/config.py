@@ -23,6 +23,10 @@ class PoolConfig:
     # torch threads per CPU worker. None: the cores left after one for the
     # tick process, shared by the CPU workers (at least 1).
     threads: int | None = None
+    # Scheduling priority of the workers (os.nice increment, 0..19). A worker
+    # with a positive nice value yields the CPU to the tick process whenever
+    # both want it, so a worker may use every core without delaying ticks.
+    nice: int = 0
 
     # Batching. A batch is one message, so max_batch * request size is bounded
     # by wire.MAX_MESSAGE_BYTES (256 MiB).
@@ -59,6 +63,7 @@ class PoolConfig:
             d == "cpu" or d.startswith("cuda") or d == "mps" for d in self.devices)),
             "devices", 'a non-empty list of "cpu", "cuda", "cuda:N" or "mps"')
         need(self.threads is None or self.threads >= 1, "threads", ">= 1 or None (auto)")
+        need(0 <= self.nice <= 19, "nice", "0..19")
         need(self.max_batch >= 1, "max_batch", ">= 1")
         need(self.max_wait_s >= 0, "max_wait_s", "seconds >= 0")
         need(self.margin_s >= 0, "margin_s", "seconds >= 0")

@@ -645,8 +645,9 @@ class Pool:
             info = msg[1]
             w.streaming = bool(info.get("streaming"))
             w.state = WorkerState.IDLE
-            log.info("inference worker %d ready: pid %s on %s, runner %s, %s thread(s), torch %s", w.index,
-                     info.get("pid"), info.get("device"), info.get("runner"), info.get("threads"), info.get("torch"))
+            log.info("inference worker %d ready: pid %s on %s, runner %s, %s thread(s), nice %s, torch %s", w.index,
+                     info.get("pid"), info.get("device"), info.get("runner"), info.get("threads"), info.get("nice"),
+                     info.get("torch"))
             self._notify()
         elif kind == "fatal":
             w.fatal = msg[1]
@@ -678,7 +679,8 @@ class Pool:
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         proc = self._ctx.Process(
             target=worker_module.main, name=f"npcworld-inference-{w.index}", daemon=True,
-            args=(child_sock, cfg.runner, cfg.runner_options, w.device, w.threads, os.getpid(), cfg.heartbeat_s),
+            args=(child_sock, cfg.runner, cfg.runner_options, w.device, w.threads, os.getpid(), cfg.heartbeat_s,
+                  cfg.nice),
         )
         try:
             proc.start()

@@ -73,9 +73,11 @@ def _check_device(device: str) -> None:
 
 
 def main(sock: socket.socket, spec: Any, options: dict, device: str, threads: int, parent_pid: int,
-         heartbeat_s: float) -> None:
+         heartbeat_s: float, nice: int = 0) -> None:
     """Entry point of a spawned worker."""
     _die_with_parent(parent_pid)
+    if nice:
+        os.nice(nice)  # yield the CPU to the tick process (PoolConfig.nice)
     # Ctrl+C reaches the whole process group; the pool, not each worker, decides what to do.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _limit_threads(threads)
@@ -97,7 +99,8 @@ def main(sock: socket.socket, spec: Any, options: dict, device: str, threads: in
         sys.exit(3)
     torch = sys.modules.get("torch")
     info = {"pid": os.getpid(), "device": device, "runner": spec if isinstance(spec, str) else repr(spec),
-            "threads": threads, "torch": getattr(torch, "__version__", None), "streaming": is_streaming(runner)}
+            "threads": threads, "nice": os.nice(0), "torch": getattr(torch, "__version__", None),
+            "streaming": is_streaming(runner)}
     sock.sendall(wire.pack(["ready", info]))
     try:
         serve(sock, runner, heartbeat_s, parent_pid)
