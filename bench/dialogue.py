@@ -109,9 +109,44 @@ def baseline(args, n_prompts: int) -> dict:
             out = model.generate(**ids, max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False)
             el = time.perf_counter() - t0
         rates.append((out.shape[1] - ids["input_ids"].shape[1]) / el)
+    batched = other_batching(args, model, tok, n_prompts)
     del model
     return {"prompts": n_prompts, "prompt_tokens_mean": statistics.mean(lens), "ttft_p50_ms": pct(ttft, 50) * 1e3,
-            "ttft_p99_ms": pct(ttft, 99) * 1e3, "tok_s": statistics.mean(rates)}
+            "ttft_p99_ms": pct(ttft, 99) * 1e3, "tok_s": statistics.mean(rates), **batched}
+
+
+def other_batching(args, model, tok, n: int) -> dict:
+    """The other ways to batch n prompts, same model and prompts, for comparison
+    with ours at n conversations: one static batch (`model.generate`, left-padded,
+    all prompts start and end together), and transformers' own continuous
+    batching (`generate_batch`, paged attention). Aggregate tok/s = all tokens / wall."""
+    import torch
+    from transformers import GenerationConfig
+
+    prompts = [tok(tok.apply_chat_template(prompt_for(i), tokenize=False, add_generation_prompt=True),
+                   add_special_tokens=False)["input_ids"] for i in range(n)]
+    out: dict = {}
+    side = tok.padding_side
+    tok.padding_side = "left"
+    batch = tok.pad({"input_ids": prompts}, return_tensors="pt")
+    tok.padding_side = side
+    with torch.inference_mode():
+        t0 = time.perf_counter()
+        model.generate(**batch, max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False)
+        out["static_batch_tok_s"] = n * args.tokens / (time.perf_counter() - t0)
+    try:
+        config = GenerationConfig(max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False,
+                                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        with torch.inference_mode():
+            model.generate_batch(inputs=prompts[:1], generation_config=config)  # warm-up
+            t0 = time.perf_counter()
+            res = model.generate_batch(inputs=prompts, generation_config=config)
+            wall = time.perf_counter() - t0
+        tokens = sum(len(r.generated_tokens) for r in res.values())
+        out["generate_batch_tok_s"] = tokens / wall
+    except Exception as e:  # reported, not fatal: the API is young and changes between releases
+        out["generate_batch_error"] = f"{type(e).__name__}: {e}"[:300]
+    return out
 
 
 def level(pool: Pool, n: int, args, first: int = 0) -> dict:
@@ -251,6 +286,10 @@ def main() -> int:
     print(f"  plain model.generate, single stream: TTFT p50 {base['ttft_p50_ms']:.0f} ms  "
           f"p99 {base['ttft_p99_ms']:.0f} ms  {base['tok_s']:.1f} tok/s  "
           f"(prompts of {base['prompt_tokens_mean']:.0f} tokens)", flush=True)
+    print(f"  the same {base['prompts']} prompts at once: one static batch (model.generate) "
+          f"{base['static_batch_tok_s']:.1f} tok/s; transformers' continuous batching (generate_batch) "
+          + (f"{base['generate_batch_tok_s']:.1f} tok/s" if "generate_batch_tok_s" in base
+             else f"failed: {base['generate_batch_error']}"), flush=True)
     print()
     print("| prefix cache | conversations | TTFT p50 ms | TTFT p99 ms | tok/s per conv | tok/s aggregate "
           "| x single-stream generate | worker RSS MiB |")
