@@ -13,16 +13,21 @@ Next to it, in this process with the same model, dtype and thread count:
 plain `model.generate` one prompt at a time: TTFT (generate 1 token) and
 tokens/s (generate N tokens, greedy, eos ignored).
 Every reply is exactly `--tokens` tokens (eos ignored) so rates compare.
-The levels run once per `--prefix-cache` size (default: on with 4,096 tokens,
+Each level runs `--repeat` times on fresh prompts; the table shows medians
+(the machine this was written on is shared, and single runs vary by ~10%).
+The levels run once per `--prefix-cache` size (default: on with 8,192 tokens,
 then off), on the same prompts; each level has its own prompts, which share
 only the NPC's persona (as players talking to one NPC do), never a whole prompt.
+In each setting, one player then says `--exchanges` lines in a row (the
+game's turn window, the model's own replies): time to first token per line,
+where the prefix cache reuses the conversation so far.
 
 Then the tick next to the worker (tick_impact): the world's 20 Hz loop with
 the worker idle, then while it serves 8 conversations, for several worker
 settings (threads:nice).
 
 Usage: python bench/dialogue.py [--tokens 48] [--levels 1,4,8,16] [--dtype auto]
-       [--model default] [--threads N] [--nice 10] [--prefix-cache 4096,0]
+       [--model default] [--threads N] [--nice 10] [--prefix-cache 8192,0] [--repeat 3] [--exchanges 8]
        [--tick-configs 1:0,2:0,2:10] [--tick-npcs 1000] [--tick-seconds 15]
        [--out bench/results/dialogue.json]
 Prints a table and writes JSON. Measured, not asserted. Targets from the
@@ -61,12 +66,55 @@ LINES = ["Hello! What do you sell today?", "Have you heard any news from the roa
          "Do you know my name?", "What is your best item?", "When do you close?", "Any work for a traveller?"]
 
 
+NAMES = ["Ana", "Bo", "Cyra", "Dov", "Edda", "Finn", "Gala", "Hugo", "Iris", "Jory", "Kael", "Lena"]
+
+
+def player(i: int) -> str:
+    return NAMES[i % len(NAMES)] + (str(i // len(NAMES)) if i >= len(NAMES) else "")
+
+
 def prompt_for(i: int) -> list[dict]:
+    """Prompt i: player(i) talks to the merchant; prompts share only the persona."""
     scene = prompts.Scene(2, f"{9 + i % 8:02d}:{(i * 7) % 60:02d}", "market", "selling", ["Bo", "Cy", "the guard"])
-    turns = [("player", "Good morning, merchant."), ("npc", "Good morning to you, friend! Have a look around."),
+    name = player(i)
+    turns = [("player", f"Good morning, merchant. I am {name}."),
+             ("npc", f"Good morning to you, {name}! Have a look around."),
              ("player", "I might buy something later.")]
-    facts = ["You met Ana on day 1.", "Ana said: I like apples", "Ana said: I'm from the coast"]
-    return prompts.messages("Old Tam", PERSONA, scene, "Ana", facts, turns, LINES[i % len(LINES)], 200)
+    facts = [f"You met {name} on day 1.", f"{name} said: I like apples", f"{name} said: I'm from the coast"]
+    return prompts.messages("Old Tam", PERSONA, scene, name, facts, turns, LINES[i % len(LINES)], 200)
+
+
+def conversation(pool: Pool, args, exchanges: int) -> dict:
+    """One player talks to the NPC `exchanges` times in a row, as in the game (the
+    turn window, the replies the model gave): time to first token per exchange."""
+    turns: list[tuple[str, str]] = []
+    anchor, ttft, lengths = None, [], []
+    for k in range(exchanges):
+        start = prompts.turn_window(turns, anchor)
+        window = turns[start:]
+        anchor = window[0] if window else None
+        line = LINES[k % len(LINES)]
+        msgs = prompts.messages("Old Tam", PERSONA, prompts.Scene(3, f"10:{k:02d}", "market", "selling", ["Bo"]),
+                                "Mira", ["You met Mira on day 3."], window, line, 200)
+        s = pool.open_stream({"kind": "reply", "messages": msgs, "max_new_tokens": args.tokens, "seed": k,
+                              "ignore_eos": True})
+        text: list[str] = []
+
+        def done() -> bool:
+            text.extend(s.take())
+            return s.done()
+
+        while not pool.wait_for(done, 0.01):
+            pass
+        done()
+        if s.end != "ok":
+            raise RuntimeError(f"conversation stream failed: {s.error}")
+        ttft.append(s.first_at - s.opened_at)
+        lengths.append(sum(len(m["content"]) for m in msgs))
+        turns += [("player", line), ("npc", "".join(text))]
+    later = ttft[1:] or ttft
+    return {"exchanges": exchanges, "ttft_ms": [round(t * 1e3, 1) for t in ttft],
+            "ttft_p50_after_first_ms": pct(later, 50) * 1e3, "prompt_chars": lengths}
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -112,7 +160,7 @@ def baseline(args, n_prompts: int) -> dict:
     batched = other_batching(args, model, tok, n_prompts)
     del model
     return {"prompts": n_prompts, "prompt_tokens_mean": statistics.mean(lens), "ttft_p50_ms": pct(ttft, 50) * 1e3,
-            "ttft_p99_ms": pct(ttft, 99) * 1e3, "tok_s": statistics.mean(rates), **batched}
+            "ttft_p99_ms": pct(ttft, 99) * 1e3, "tok_s": statistics.median(rates), **batched}
 
 
 def other_batching(args, model, tok, n: int) -> dict:
@@ -196,7 +244,7 @@ def tick_impact(args) -> list[dict]:
         threads, nice = (int(x) for x in spec.split(":"))
         pool = start_pool(args, [8], int(args.prefix_cache.split(",")[0]), threads, nice)
         try:
-            level(pool, 1, args, first=119)  # warm-up
+            level(pool, 1, args, first=9999)  # warm-up
             idle = run_loop(world, cast, players, rng, args.tick_seconds)
             live: list = []
             opened = [0]
@@ -230,6 +278,17 @@ def tick_impact(args) -> list[dict]:
     return rows
 
 
+def median_run(runs: list[dict]) -> dict:
+    """Each figure's median over repeated runs of one level (the raw runs kept)."""
+    out = dict(runs[0])
+    for key, value in runs[0].items():
+        if isinstance(value, float):
+            out[key] = statistics.median(r[key] for r in runs)
+    out["worker_mem_mib"] = runs[-1]["worker_mem_mib"]
+    out["runs"] = [{k: v for k, v in r.items() if k != "worker_mem_mib"} for r in runs]
+    return out
+
+
 def start_pool(args, levels: list[int], prefix_cache: int, threads: int = 0, nice: int | None = None) -> Pool:
     pool = Pool(PoolConfig(runner="npc.dialogue.runner:DialogueRunner",
                            runner_options={"model": args.model, "dtype": args.dtype, "max_new_tokens": args.tokens,
@@ -251,8 +310,10 @@ def main() -> int:
     ap.add_argument("--model", default="default")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="torch threads, for the worker and the baseline alike (default: every core, as the server)")
-    ap.add_argument("--prefix-cache", default="4096,0",
+    ap.add_argument("--prefix-cache", default="8192,0",
                     help="prefix cache sizes (tokens) to run the levels with, side by side; 0 = off")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per level (the table shows medians)")
+    ap.add_argument("--exchanges", type=int, default=8, help="lines in the one-player conversation")
     ap.add_argument("--nice", type=int, default=10, help="the worker's nice value (default: the server's)")
     ap.add_argument("--tick-configs", default="1:0,2:0,2:10",
                     help="worker settings THREADS:NICE for the tick-impact run ('' skips it)")
@@ -264,22 +325,31 @@ def main() -> int:
     load = os.getloadavg()
     print(f"dialogue bench: model {args.model}, dtype {args.dtype}, {args.threads} thread(s), {args.tokens} tokens "
           f"per reply, {os.cpu_count()} cores, load average {load[0]:.2f}", flush=True)
-    results, start_s = [], 0.0
+    results, talks, start_s = [], [], 0.0
     for cached in args.prefix_cache.split(","):
         t0 = time.monotonic()
         pool = start_pool(args, levels, int(cached))
         start_s = time.monotonic() - t0
         try:
-            level(pool, 1, args, first=119)  # warm-up (a prompt no level uses)
+            level(pool, 1, args, first=9999)  # warm-up (a prompt no level uses)
             first = 0  # every level its own prompts (they share only the persona), the same in each setting
             for n in levels:
-                r = level(pool, n, args, first)
-                first += n
+                runs = []
+                for _ in range(args.repeat):  # the median of a few runs: this machine is shared and noisy
+                    runs.append(level(pool, n, args, first))
+                    first += n
+                r = median_run(runs)
                 r["prefix_cache_tokens"] = int(cached)
                 results.append(r)
                 print(f"  prefix cache {int(cached):>5}: {n:>2} conversations: TTFT p50 {r['ttft_p50_ms']:7.0f} ms  "
                       f"p99 {r['ttft_p99_ms']:7.0f} ms  {r['tok_s_per_conversation']:6.1f} tok/s each  "
                       f"{r['tok_s_aggregate']:6.1f} tok/s aggregate  worker {r['worker_mem_mib']}", flush=True)
+            c = conversation(pool, args, args.exchanges)
+            c["prefix_cache_tokens"] = int(cached)
+            talks.append(c)
+            print(f"  prefix cache {int(cached):>5}: one player, {c['exchanges']} lines in a row: TTFT per line "
+                  f"{c['ttft_ms']} ms (prompt {c['prompt_chars'][0]} -> {c['prompt_chars'][-1]} characters)",
+                  flush=True)
         finally:
             pool.close()
     base = baseline(args, min(8, max(levels)))
@@ -310,6 +380,7 @@ def main() -> int:
                        "load_average_at_end": os.getloadavg()},
            "model": args.model, "dtype": args.dtype, "threads": args.threads, "nice": args.nice, "tokens_per_reply": args.tokens,
            "worker_start_s": start_s, "single_stream_generate": base, "continuous_batching": results,
+           "one_conversation": talks,
            "tick_impact": ticks}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))

@@ -73,7 +73,7 @@ class ServerConfig:
     # conversations run, and double the tokens/s of 1 thread (at nice 0 the tick p99 grew 1.7x).
     dialogue_threads: int = 0
     dialogue_nice: int = 10  # the worker's nice value (0..19): higher yields the CPU to the tick sooner
-    dialogue_prefix_cache: int = 4096  # prompt tokens whose keys/values are kept for reuse (0 = off)
+    dialogue_prefix_cache: int = 8192  # prompt tokens whose keys/values are kept for reuse (0 = off)
     memory_db: str = str(ROOT / "var" / "memory.sqlite")  # what NPCs remember of players (SQLite; created)
 
     # Help text per option, shown by `npcworld serve --help`.

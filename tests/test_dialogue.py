@@ -378,11 +378,37 @@ def test_prompt_holds_persona_state_memory_and_is_bounded(tmp_path):
     scene = prompt.Scene(2, "14:05", "market", "selling", ["Bo"])
     msgs = prompt.messages("Old Tam", persona, scene, "Ana", ["Ana said: I like apples"] * 50,
                            [("player", "x" * 1000), ("npc", "y")] * 50, "Hello", 120)
-    system = msgs[0]["content"]
-    assert "Old Tam" in system and "A merchant." in system and "14:05" in system and "market" in system
-    assert "Bo" in system and "I like apples" in system
-    assert len(msgs) == 2 + prompt.MAX_TURNS and msgs[-1] == {"role": "user", "content": "Hello"}
+    system, moment = msgs[0]["content"], msgs[-2]["content"]
+    assert "Old Tam" in system and "A merchant." in system and "Ana is talking to you" in system
+    assert msgs[-2]["role"] == "system" and "14:05" in moment and "market" in moment
+    assert "Bo" in moment and "I like apples" in moment
+    assert len(msgs) == 3 + prompt.MAX_TURNS and msgs[-1] == {"role": "user", "content": "Hello"}
     assert sum(len(m["content"]) for m in msgs) < 4000
+
+
+def test_a_conversations_prompts_share_their_start():
+    """The turn window keeps its start for a few exchanges, so each prompt begins
+    with the whole of the previous one up to its moment (what the prefix cache reuses)."""
+    from npc.schema import Persona
+
+    persona = Persona(who="A merchant.")
+    turns: list[tuple[str, str]] = []
+    anchor, starts, shared = None, [], 0
+    before = None
+    for k in range(12):
+        start = prompt.turn_window(turns, anchor)
+        window = turns[start:]
+        assert len(window) <= prompt.MAX_TURNS and window == turns[len(turns) - len(window):]
+        anchor = window[0] if window else None
+        starts.append(start)
+        msgs = prompt.messages("Tam", persona, prompt.Scene(1, f"10:{k:02d}", "market", "selling"), "Ana", [],
+                               window, f"line {k}", 100)
+        if before is not None and msgs[:-2] == before[:-2] + [before[-1], msgs[-3]]:
+            shared += 1  # everything up to the previous moment is unchanged
+        before = msgs
+        turns += [("player", f"line {k}"), ("npc", f"reply {k}")]
+    assert starts == sorted(starts) and len(set(starts)) <= 5  # the window moves in jumps, not every line
+    assert shared >= 8
 
 
 def test_the_prefix_cache_finds_the_longest_shared_start_and_stays_in_budget():

@@ -92,11 +92,11 @@ class PrefixCache:
     Keyed by the prompt's token ids; a lookup finds the stored prompt with the
     longest common prefix. Least recently used prompts leave first once the
     stored tokens exceed `budget` (memory per token: layers x 2 x kv heads x
-    head dim x dtype size; 23 KB for SmolLM2-135M in bf16, so 4,096 tokens
-    are about 94 MB).
+    head dim x dtype size; 23 KB for SmolLM2-135M in bf16, so 8,192 tokens
+    are about 190 MB).
     """
 
-    def __init__(self, budget: int = 4096, min_tokens: int = 16):
+    def __init__(self, budget: int = 8192, min_tokens: int = 16):
         from collections import OrderedDict
 
         self.budget = budget

@@ -31,7 +31,9 @@ class Scene:
     near: list[str] = field(default_factory=list)  # names of players and NPCs nearby
 
 
-def system_text(name: str, persona, scene: Scene, player: str, facts: list[str], max_reply: int) -> str:
+def system_text(name: str, persona, player: str, max_reply: int) -> str:
+    """Who the NPC is and how to answer: the same for every prompt of one NPC and
+    player, so the dialogue worker computes it once (its prefix cache)."""
     parts = [f"You are {name}, a character in a small village."]
     if persona.who:
         parts.append(persona.who)
@@ -39,27 +41,56 @@ def system_text(name: str, persona, scene: Scene, player: str, facts: list[str],
         parts.append("You know about: " + "; ".join(persona.knows) + ".")
     if persona.style:
         parts.append(f"You speak in a {persona.style} way.")
-    where = f" at the {scene.place}" if scene.place else ""
-    doing = f"{scene.activity}" if scene.activity else "going about your day"
-    parts.append(f"It is {scene.clock} on day {scene.day}; you are {doing}{where}.")
-    if scene.near:
-        parts.append("Near you: " + ", ".join(scene.near[:MAX_NEAR]) + ".")
-    if facts:
-        parts.append(f"What you remember about {player}: " + " ".join(f[:MAX_FACT] for f in facts[-MAX_FACTS:]))
     parts.append(f"{player} is talking to you. Answer in one or two short sentences (under {max_reply} "
                  "characters), in character. Never mention being an AI.")
     return " ".join(parts)
 
 
+def moment_text(scene: Scene, player: str, facts: list[str]) -> str:
+    """What changes from one line to the next: the time, the place, who is near,
+    what the NPC remembers of the player."""
+    where = f" at the {scene.place}" if scene.place else ""
+    doing = f"{scene.activity}" if scene.activity else "going about your day"
+    parts = [f"It is {scene.clock} on day {scene.day}; you are {doing}{where}."]
+    if scene.near:
+        parts.append("Near you: " + ", ".join(scene.near[:MAX_NEAR]) + ".")
+    if facts:
+        parts.append(f"What you remember about {player}: " + " ".join(f[:MAX_FACT] for f in facts[-MAX_FACTS:]))
+    return " ".join(parts)
+
+
 def messages(name: str, persona, scene: Scene, player: str, facts: list[str],
              turns: list[tuple[str, str]], line: str, max_reply: int) -> list[dict]:
-    """Chat messages: system, the newest earlier turns, then the player's line.
-    `turns` are (speaker, text) with speaker "player" or "npc", oldest first."""
-    out = [{"role": "system", "content": system_text(name, persona, scene, player, facts, max_reply)}]
+    """Chat messages: who the NPC is (system), the earlier turns, the moment
+    (system), then the player's line. `turns` are (speaker, text) with speaker
+    "player" or "npc", oldest first; pass them through `turn_window` so that
+    consecutive prompts of a conversation share their start.
+
+    The order puts what stays the same first: a conversation's next prompt
+    starts with the whole of this one up to the moment, so the worker's prefix
+    cache computes only the last exchange, the moment and the new line."""
+    out = [{"role": "system", "content": system_text(name, persona, player, max_reply)}]
     for speaker, text in turns[-MAX_TURNS:]:
         out.append({"role": "user" if speaker == "player" else "assistant", "content": text[:MAX_TURN]})
+    out.append({"role": "system", "content": moment_text(scene, player, facts)})
     out.append({"role": "user", "content": line[:MAX_TURN]})
     return out
+
+
+def turn_window(turns: list[tuple[str, str]], anchor: tuple[str, str] | None) -> int:
+    """Where the prompt's earlier turns start (an index into `turns`). The window
+    keeps its first turn (`anchor`, the first turn of the previous window) while
+    it holds at most MAX_TURNS turns, then jumps forward to the newest half, so
+    consecutive prompts share their start (the prefix cache) and the window
+    moves once every few exchanges instead of every line."""
+    start = max(0, len(turns) - MAX_TURNS)
+    if anchor is not None:
+        at = [i for i, t in enumerate(turns) if t == anchor]
+        if at and len(turns) - at[-1] <= MAX_TURNS:
+            start = at[-1]
+        elif at:
+            start = len(turns) - MAX_TURNS // 2
+    return start
 
 
 def choice_messages(name: str, persona, player: str, line: str, reply: str) -> list[dict]:

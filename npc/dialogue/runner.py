@@ -73,8 +73,8 @@ class _Reply:
 class DialogueRunner:
     def __init__(self, model: str = "default", dtype: str = "auto", device: str = "cpu",
                  max_prompt_tokens: int = 1024, max_new_tokens: int = 64, prefill_tokens: int = 512,
-                 prefix_cache_tokens: int = 4096, max_stall_s: float = 0.4,
-                 top_k: int = 40, step_delay_s: float = 0.0, seed: int = 0):
+                 prefix_cache_tokens: int = 8192, max_stall_s: float = 0.4,
+                 top_k: int = 40, repetition_penalty: float = 1.3, step_delay_s: float = 0.0, seed: int = 0):
         import torch
 
         from . import model as models
@@ -95,6 +95,10 @@ class DialogueRunner:
         self.decoded_at = 0.0  # when the running batch last got a decode step
         self.after_decode = False  # the last step was a decode (so a waiting joiner goes next)
         self.top_k = top_k
+        # Tokens the reply already holds score lower (CTRL-style: positive logits divided, negative
+        # multiplied): a small model otherwise loops ("I'm not sure. I'm not sure."). The prompt is
+        # exempt, so the persona's own words stay likely.
+        self.repetition_penalty = repetition_penalty
         self.step_delay_s = step_delay_s  # tests: an artificially slow worker
         self.eos = {i for i in (self.tok.eos_token_id, self.tok.convert_tokens_to_ids("<|im_end|>"),
                                 self.tok.convert_tokens_to_ids("<|endoftext|>")) if isinstance(i, int) and i >= 0}
@@ -258,6 +262,10 @@ class DialogueRunner:
         picks = []
         for i, r in enumerate(rows):
             row = logits[i]
+            if r.ids and self.repetition_penalty != 1.0:
+                seen = torch.tensor(sorted(set(r.ids)), dtype=torch.long, device=row.device)
+                got = row[seen]
+                row[seen] = torch.where(got > 0, got / self.repetition_penalty, got * self.repetition_penalty)
             if len(r.ids) == 0 or r.ignore_eos:
                 for e in self.eos:  # never an empty reply
                     row[e] = -math.inf

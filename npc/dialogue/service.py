@@ -129,6 +129,8 @@ class Dialogue:
         self.choices: list[_Choice] = []
         self.buckets: dict[int, tuple[float, float]] = {}  # player -> (tokens, at)
         self._ids = itertools.count(1)
+        # (npc, player) -> first turn of the last prompt's window (prompt.turn_window); newest 4,096 pairs.
+        self.windows: dict[tuple[str, str], tuple[str, str]] = {}
         cast.model_replies = True  # players' lines to NPCs come here (talk), not to the built-in answer
         self.counts = {"started": 0, "ok": 0, "fallback": 0, "cancelled": 0, "thinking": 0, "acted": 0}
 
@@ -271,6 +273,12 @@ class Dialogue:
         scene = prompts.Scene(p.time.day, p.time.clock, p.place, intent.activity or intent.action, near)
         facts = list(recall.facts) if recall else []
         turns = list(recall.turns) if recall else []
+        pair = (c.npc_key, c.player_key)
+        turns = turns[prompts.turn_window(turns, self.windows.pop(pair, None)):]
+        if turns:
+            self.windows[pair] = turns[0]
+            while len(self.windows) > 4096:
+                del self.windows[next(iter(self.windows))]
         msgs = prompts.messages(self.world.name_of(c.npc), m.defn.persona, scene, c.player_name, facts, turns,
                                 c.line, m.defn.persona.max_reply)
         c.stream = self.pool.open_stream({"kind": "reply", "messages": msgs, "max_new_tokens": self.cfg.max_new_tokens,
@@ -384,7 +392,7 @@ def _decision(action: str, target: int, reason: str):
 def start(cast, send: Callable[[int, dict], None], connected: Callable[[int], bool], *, enabled: bool = True,
           model: str = "default", dtype: str = "auto", device: str = "auto", memory_db: str = "",
           first_token_ms: float = 1500.0, max_new_tokens: int = 48, conversations: int = 64,
-          threads: int | None = None, nice: int = 10, prefix_cache: int = 4096,
+          threads: int | None = None, nice: int = 10, prefix_cache: int = 8192,
           clock: Callable[[], float] = time.monotonic) -> Dialogue:
     """The dialogue service of a server: its memory (opened now, created if new)
     and its pool (one worker, started now; it loads the model in the background,
