@@ -11,7 +11,8 @@ conversation), through the inference pool with the dialogue runner:
 - the worker's resident memory (VmRSS, VmHWM) after the level.
 Next to it, in this process with the same model, dtype and thread count:
 plain `model.generate` one prompt at a time: TTFT (generate 1 token) and
-tokens/s (generate N tokens, greedy, eos ignored).
+tokens/s (generate N tokens, greedy, eos ignored), run before the levels and
+again after them (the figures are over both runs).
 Every reply is exactly `--tokens` tokens (eos ignored) so rates compare.
 Each level runs `--repeat` times on fresh prompts; the table shows medians
 (the machine this was written on is shared, and single runs vary by ~10%).
@@ -134,8 +135,9 @@ def rss(pid: int) -> dict:
     return out
 
 
-def baseline(args, n_prompts: int) -> dict:
-    """Plain single-stream model.generate, in this process."""
+def baseline(args, n_prompts: int, others: bool = True) -> dict:
+    """Plain single-stream model.generate, in this process (and, with `others`,
+    the other ways to batch the same prompts)."""
     import torch
 
     from npc.dialogue.model import load
@@ -157,10 +159,19 @@ def baseline(args, n_prompts: int) -> dict:
             out = model.generate(**ids, max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False)
             el = time.perf_counter() - t0
         rates.append((out.shape[1] - ids["input_ids"].shape[1]) / el)
-    batched = other_batching(args, model, tok, n_prompts)
+    batched = other_batching(args, model, tok, n_prompts) if others else {}
     del model
     return {"prompts": n_prompts, "prompt_tokens_mean": statistics.mean(lens), "ttft_p50_ms": pct(ttft, 50) * 1e3,
-            "ttft_p99_ms": pct(ttft, 99) * 1e3, "tok_s": statistics.median(rates), **batched}
+            "ttft_p99_ms": pct(ttft, 99) * 1e3, "tok_s": statistics.median(rates), "ttft_s": ttft, "rates": rates,
+            **batched}
+
+
+def merged_baseline(before: dict, after: dict) -> dict:
+    """The single-stream figures over both baseline runs (one before the levels, one after)."""
+    ttft, rates = before["ttft_s"] + after["ttft_s"], before["rates"] + after["rates"]
+    return {**after, "ttft_s": ttft, "rates": rates, "ttft_p50_ms": pct(ttft, 50) * 1e3,
+            "ttft_p99_ms": pct(ttft, 99) * 1e3, "tok_s": statistics.median(rates),
+            "tok_s_before": before["tok_s"], "tok_s_after": after["tok_s"]}
 
 
 def other_batching(args, model, tok, n: int) -> dict:
@@ -325,37 +336,45 @@ def main() -> int:
     load = os.getloadavg()
     print(f"dialogue bench: model {args.model}, dtype {args.dtype}, {args.threads} thread(s), {args.tokens} tokens "
           f"per reply, {os.cpu_count()} cores, load average {load[0]:.2f}", flush=True)
-    results, talks, start_s = [], [], 0.0
-    for cached in args.prefix_cache.split(","):
-        t0 = time.monotonic()
-        pool = start_pool(args, levels, int(cached))
-        start_s = time.monotonic() - t0
-        try:
+    # One worker per prefix-cache setting, all started now; the settings take turns
+    # run by run, so a slower spell of this shared machine hits them alike.
+    settings = [int(x) for x in args.prefix_cache.split(",")]
+    before = baseline(args, min(8, max(levels)), others=False)  # and again after the levels
+    t0 = time.monotonic()
+    pools = {cached: start_pool(args, levels, cached) for cached in settings}
+    start_s = time.monotonic() - t0
+    results, talks = [], []
+    try:
+        for pool in pools.values():
             level(pool, 1, args, first=9999)  # warm-up (a prompt no level uses)
-            first = 0  # every level its own prompts (they share only the persona), the same in each setting
-            for n in levels:
-                runs = []
-                for _ in range(args.repeat):  # the median of a few runs: this machine is shared and noisy
-                    runs.append(level(pool, n, args, first))
-                    first += n
-                r = median_run(runs)
-                r["prefix_cache_tokens"] = int(cached)
+        first = 0  # every run its own prompts (they share only the persona), the same in each setting
+        for n in levels:
+            runs: dict[int, list] = {cached: [] for cached in settings}
+            for _ in range(args.repeat):  # the median of a few runs: this machine is shared and noisy
+                for cached, pool in pools.items():
+                    runs[cached].append(level(pool, n, args, first))
+                first += n
+            for cached in settings:
+                r = median_run(runs[cached])
+                r["prefix_cache_tokens"] = cached
                 results.append(r)
-                print(f"  prefix cache {int(cached):>5}: {n:>2} conversations: TTFT p50 {r['ttft_p50_ms']:7.0f} ms  "
+                print(f"  prefix cache {cached:>5}: {n:>2} conversations: TTFT p50 {r['ttft_p50_ms']:7.0f} ms  "
                       f"p99 {r['ttft_p99_ms']:7.0f} ms  {r['tok_s_per_conversation']:6.1f} tok/s each  "
                       f"{r['tok_s_aggregate']:6.1f} tok/s aggregate  worker {r['worker_mem_mib']}", flush=True)
+        for cached, pool in pools.items():
             c = conversation(pool, args, args.exchanges)
-            c["prefix_cache_tokens"] = int(cached)
+            c["prefix_cache_tokens"] = cached
             talks.append(c)
-            print(f"  prefix cache {int(cached):>5}: one player, {c['exchanges']} lines in a row: TTFT per line "
+            print(f"  prefix cache {cached:>5}: one player, {c['exchanges']} lines in a row: TTFT per line "
                   f"{c['ttft_ms']} ms (prompt {c['prompt_chars'][0]} -> {c['prompt_chars'][-1]} characters)",
                   flush=True)
-        finally:
+    finally:
+        for pool in pools.values():
             pool.close()
-    base = baseline(args, min(8, max(levels)))
+    base = merged_baseline(before, baseline(args, min(8, max(levels))))
     print(f"  plain model.generate, single stream: TTFT p50 {base['ttft_p50_ms']:.0f} ms  "
-          f"p99 {base['ttft_p99_ms']:.0f} ms  {base['tok_s']:.1f} tok/s  "
-          f"(prompts of {base['prompt_tokens_mean']:.0f} tokens)", flush=True)
+          f"p99 {base['ttft_p99_ms']:.0f} ms  {base['tok_s']:.1f} tok/s (before the levels {base['tok_s_before']:.1f},"
+          f" after {base['tok_s_after']:.1f}; prompts of {base['prompt_tokens_mean']:.0f} tokens)", flush=True)
     print(f"  the same {base['prompts']} prompts at once: one static batch (model.generate) "
           f"{base['static_batch_tok_s']:.1f} tok/s; transformers' continuous batching (generate_batch) "
           + (f"{base['generate_batch_tok_s']:.1f} tok/s" if "generate_batch_tok_s" in base
