@@ -108,8 +108,7 @@ class PrefixCache:
     def lookup(self, prompt: list[int]) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]] | None]:
         """(n, per-layer (keys, values) of the first n tokens, each (1, heads, n, dim)),
         or (0, None). At least the prompt's last token is always left to compute
-        (its logits give the first reply token)."""
-        self.lookups += 1
+        (its logits give the first reply token). Counts nothing (see `used`)."""
         best, best_key = 0, None
         for key in self.entries:
             n = _common(key, prompt)
@@ -119,9 +118,13 @@ class PrefixCache:
         if best_key is None or best < self.min_tokens:
             return 0, None
         self.entries.move_to_end(best_key)
-        self.hits += 1
-        self.reused += best
         return best, [(k[:, :, :best], v[:, :, :best]) for k, v in self.entries[best_key]]
+
+    def used(self, n: int) -> None:
+        """Count a prompt that was computed from a stored prefix of n tokens (0: none)."""
+        self.lookups += 1
+        self.hits += n > 0
+        self.reused += n
 
     def store(self, prompt: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Keep this prompt's keys and values (copied; each (1, heads, len(prompt), dim))."""

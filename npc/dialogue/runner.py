@@ -205,6 +205,7 @@ class DialogueRunner:
             if take and total + len(r.prompt) - n > self.prefill_tokens:
                 break
             self.joining.pop(0)
+            self.prefixes.used(n)
             take.append((r, n, kv))
             total += len(r.prompt) - n
         rows = [r for r, _, _ in take]
@@ -349,6 +350,7 @@ class DialogueRunner:
         prompt = self.encode(messages)
         opts = [self.tok(o, add_special_tokens=False)["input_ids"] or [self.tok.eos_token_id] for o in options]
         n, kv = self.prefixes.lookup(prompt)
+        self.prefixes.used(n)
         cache = DynamicCache(ddp_cache_data=kv) if kv else DynamicCache(config=self.model.config)
         P = len(prompt)
         with torch.inference_mode():
