@@ -73,6 +73,7 @@ class ServerConfig:
     # conversations run, and double the tokens/s of 1 thread (at nice 0 the tick p99 grew 1.7x).
     dialogue_threads: int = 0
     dialogue_nice: int = 10  # the worker's nice value (0..19): higher yields the CPU to the tick sooner
+    dialogue_step_delay_ms: float = 0.0  # tests and demos: a pause before every model step (a slow model on purpose)
     dialogue_prefix_cache: int = 8192  # prompt tokens whose keys/values are kept for reuse (0 = off)
     memory_db: str = str(ROOT / "var" / "memory.sqlite")  # what NPCs remember of players (SQLite; created)
 
@@ -113,6 +114,7 @@ class ServerConfig:
         "dialogue_conversations": "conversations at once; beyond it NPCs answer with fallback lines",
         "dialogue_threads": "torch threads of the dialogue worker on CPU (0 = every core)",
         "dialogue_nice": "nice value of the dialogue worker (0..19; the tick keeps priority)",
+        "dialogue_step_delay_ms": "pause before every dialogue model step, to try slow replies and thinking lines (0 = none)",
         "dialogue_prefix_cache": "prompt tokens kept for reuse by later prompts with the same start (0 = off)",
         "memory_db": "SQLite file of what NPCs remember of players (created on first start)",
     }
@@ -154,6 +156,7 @@ class ServerConfig:
         need(1 <= self.dialogue_conversations <= 4096, "dialogue_conversations", "1..4096")
         need(0 <= self.dialogue_threads <= 256, "dialogue_threads", "0 (auto) .. 256")
         need(0 <= self.dialogue_nice <= 19, "dialogue_nice", "0..19")
+        need(0 <= self.dialogue_step_delay_ms <= 10_000, "dialogue_step_delay_ms", "0..10000 ms")
         need(0 <= self.dialogue_prefix_cache <= 1_000_000, "dialogue_prefix_cache", "0..1000000 tokens")
         need(-1 <= self.admin_port <= 65535, "admin_port", "-1 (game port + 1), 0 (any free port) or 1..65535")
         return self

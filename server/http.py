@@ -1,5 +1,5 @@
-"""Plain HTTP on the game's port: the browser client, the map, /healthz and
-/metrics. Runs as websockets' `process_request` hook: returning None lets the
+"""Plain HTTP on the game's port: the browser client, the map, /healthz,
+/metrics and /monitor (a page that plots /metrics live). Runs as websockets' `process_request` hook: returning None lets the
 WebSocket handshake go on (only for /ws)."""
 
 from __future__ import annotations
@@ -70,6 +70,8 @@ class Routes:
             return respond(200, json.dumps(self.health()).encode(), "application/json")
         if path == "/metrics":
             return respond(200, self.metrics_text().encode(), "text/plain; version=0.0.4; charset=utf-8")
+        if path == "/monitor":
+            return _static(CLIENT_DIR, "monitor.html")  # the live view of /metrics, for operators
         if path == "/map.json":
             return respond(200, self.map_json, "application/json")
         if path.startswith("/map/") and path.lower().endswith(IMAGE_TYPES):

@@ -196,6 +196,8 @@ async def test_an_npc_reply_streams_into_the_log_and_a_bubble(launch, tmp_path):
     write(folder / "tam.toml", TAM)
     srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0",
                  "--dialogue-model", "tiny", "--dialogue-max-new-tokens", "24",
+                 # 20 ms per token: the reply spans many ticks, so it arrives in several say_delta pieces.
+                 "--dialogue-step-delay-ms", "20", "--dialogue-first-token-ms", "60000",
                  "--memory-db", str(tmp_path / "memory.sqlite"))
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
@@ -235,4 +237,33 @@ async def test_an_npc_reply_streams_into_the_log_and_a_bubble(launch, tmp_path):
             assert page_errors == []
         finally:
             await bystander.close()
+            await browser.close()
+
+
+async def test_the_monitor_page_plots_live_metrics(server):
+    from playwright.async_api import async_playwright
+
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = await browser.new_page(viewport={"width": 1000, "height": 700})
+            page_errors: list[str] = []
+            page.on("pageerror", lambda exc: page_errors.append(str(exc)))
+            await page.goto(server.http_url + "monitor")
+            await page.wait_for_selector("body[data-state=live]", timeout=20_000)
+            player = Observer(await Player.join(server.ws_url, name="watched"))
+            try:
+                # The page's figures follow the server: one connection appears, ticks run, bytes flow.
+                await page.wait_for_function("""() => {
+                    const m = window.monitor.latest;
+                    return m.connections === 1 && m.players === 1 && m.ticks > 0 && m.tick_mean > 0 && m.bytes_out > 0;
+                }""", timeout=20_000)
+            finally:
+                await player.close()
+            await page.wait_for_function("window.monitor.latest.connections === 0", timeout=20_000)
+            cards = await page.locator(".card .value").all_text_contents()
+            assert len(cards) >= 15 and all(c for c in cards)
+            assert "npcworld_ticks_total" in await page.locator("#raw").text_content()
+            assert page_errors == [] and await page.evaluate("window.monitor.errors") == 0
+        finally:
             await browser.close()
