@@ -431,3 +431,17 @@ def test_the_prefix_cache_finds_the_longest_shared_start_and_stays_in_budget():
     cache.store(list(range(100, 130)), kv(30, 3.0))  # over budget: the least recently used (b) leaves
     assert cache.tokens == 60 and tuple(b) not in cache.entries and tuple(a) in cache.entries
     PrefixCache(budget=0).store(a, kv(30, 1.0))  # off: stores nothing
+
+
+def test_a_local_model_folder_serves_replies(tmp_path):
+    """--dialogue-model may name a local Hugging Face model folder (here: the tiny model saved to disk)."""
+    from npc.dialogue import model as models
+
+    m, tok = models.tiny(seed=1)
+    m.save_pretrained(tmp_path / "tiny-folder")
+    tok.save_pretrained(tmp_path / "tiny-folder")
+    r = DialogueRunner(model=str(tmp_path / "tiny-folder"), dtype="float32", max_new_tokens=8, max_prompt_tokens=200)
+    out = run_all(r, {0: [(1, ask("hello", 8))]})[1]
+    assert out[-1][1] and joined(out)
+    with pytest.raises(FileNotFoundError, match="local Hugging Face model directory"):
+        models.load(str(tmp_path / "no-such-model"))
