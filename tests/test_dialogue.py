@@ -130,7 +130,7 @@ def test_cancel_frees_the_row_at_once(runner):
     assert not runner.rows and runner.cache is None
 
 
-def test_the_prompt_is_bounded_oldest_turns_first(runner):
+def test_the_prompt_is_bounded_oldest_turns_first(runner, caplog):
     before = runner.trimmed_turns
     history = []
     for i in range(40):
@@ -141,6 +141,7 @@ def test_the_prompt_is_bounded_oldest_turns_first(runner):
     decoded = runner.tok.decode(ids)
     assert "You are Tam." in decoded and "the newest line" in decoded and "question 0 " not in decoded
     assert runner.trimmed_turns > before
+    assert any("dropped its" in r.getMessage() for r in caplog.records)  # said, not silent
     # Even one enormous system message cannot overflow it.
     assert len(runner.encode([{"role": "system", "content": "lore " * 5000}, {"role": "user", "content": "hi"}])) \
         <= runner.max_prompt_tokens

@@ -49,12 +49,15 @@ the end of the system message; `trimmed_turns` counts what was dropped.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import kvcache
+
+log = logging.getLogger("npcworld.dialogue")
 
 
 @dataclass
@@ -173,6 +176,7 @@ class DialogueRunner:
     def encode(self, messages: list[dict]) -> list[int]:
         """The chat-template token ids of `messages`, within max_prompt_tokens."""
         messages = [{"role": str(m["role"]), "content": str(m["content"])} for m in messages]
+        n_in = len(messages)
         limit = self.max_prompt_tokens
         ids = self._ids(messages)
         head = 1 if messages and messages[0]["role"] == "system" else 0
@@ -188,6 +192,8 @@ class DialogueRunner:
             ids = self._ids(messages)
         if len(ids) > limit:
             ids = ids[:limit // 2] + ids[-(limit - limit // 2):]  # last resort; keeps the generation prompt
+        if len(messages) != n_in:
+            log.warning("prompt over %d tokens: dropped its %d oldest turn(s)", limit, n_in - len(messages))
         return ids
 
     # -- continuous batching ---------------------------------------------------------------
