@@ -74,3 +74,20 @@ def call(url: str, method: str = "GET", token: str | None = None, body: dict | b
 def places_of(map_path: Path = DEFAULT_MAP):
     from npc.loader import map_places
     return map_places(load_map(map_path))
+
+
+# A merchant who may only idle and talk, at the 'spawn' point: the NPC of the dialogue tests.
+TAM = """
+    id = "tam"
+    name = "Old Tam"
+    spawn = "spawn"
+    [persona]
+    who = "A travelling merchant who settled at the market."
+    style = "chatty, friendly"
+    thinking = "Let me see..."
+    fallback = ["Everything's for sale, {player}."]
+    [actions]
+    allowed = ["idle", "talk"]
+    [actions.talk]
+    reply = false
+"""

@@ -13,24 +13,8 @@ import math
 
 import pytest
 
-from npchelp import small_map, write
+from npchelp import TAM, small_map, write
 from wsclient import Player
-
-TAM = """
-    id = "tam"
-    name = "Old Tam"
-    spawn = "spawn"
-    [persona]
-    who = "A travelling merchant who settled at the market."
-    style = "chatty, friendly"
-    thinking = "Let me see..."
-    fallback = ["Everything's for sale, {player}."]
-    [actions]
-    allowed = ["idle", "talk"]
-    [actions.talk]
-    reply = false
-"""
-
 
 Client = Player  # keeps say_* messages in .says
 
