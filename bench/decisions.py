@@ -39,10 +39,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from npc.cast import Cast  # noqa: E402
+from npc.minds.cast import Cast  # noqa: E402
 from npc.inference import Inbox, Pool, PoolConfig  # noqa: E402
-from npc.observe import OBS_DIM, A, T  # noqa: E402
-from npc.policy_pool import start_decider  # noqa: E402
+from npc.policy.observe import OBS_DIM, A, T  # noqa: E402
+from npc.policy.decider import start_decider  # noqa: E402
 from world.sim import PLAYER, World, WorldConfig  # noqa: E402
 from world.tilemap import load_map  # noqa: E402
 
@@ -168,7 +168,7 @@ def batching(n: int = 1000, repeats: int = 5) -> dict:
     tmask = np.ones((n, T), bool)
     out = {}
     for name, max_batch, rows in (("batched", 256, n), ("per_npc", 1, 1)):
-        pool = Pool(PoolConfig(runner="npc.policy:PolicyRunner", runner_options={"weights": str(WEIGHTS)},
+        pool = Pool(PoolConfig(runner="npc.policy.model:PolicyRunner", runner_options={"weights": str(WEIGHTS)},
                                workers=1, devices=["cpu"], max_batch=max_batch, max_wait_s=0.0)).start()
         try:
             pool.wait_ready(120)

@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 
 from npc.dialogue import prompt as prompts  # noqa: E402
 from npc.inference import Pool, PoolConfig  # noqa: E402
-from npc.schema import Persona  # noqa: E402
+from npc.files.schema import Persona  # noqa: E402
 
 PERSONA = Persona(
     who="A travelling merchant who settled at the market of the village of Brindle. Sells a bit of everything, "

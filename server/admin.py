@@ -27,7 +27,7 @@ import logging
 import re
 from typing import TYPE_CHECKING
 
-from npc.reload import Watcher
+from npc.files.reload import Watcher
 
 if TYPE_CHECKING:
     from .game import Game

@@ -13,7 +13,7 @@ import time
 
 from websockets.asyncio.server import serve
 
-from npc.reload import Watcher
+from npc.files.reload import Watcher
 from world.tilemap import load_map
 
 from . import gateway, protocol

@@ -7,8 +7,8 @@ import logging
 import sys
 
 from bots import cli as bots_cli
-from npc import check as npc_check
-from npc import train_policy  # imports torch only when the command runs
+from npc.files import check as npc_check
+from npc.policy import train as train_policy  # imports torch only when the command runs
 
 from . import config
 

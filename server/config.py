@@ -48,14 +48,14 @@ class ServerConfig:
     admin_host: str = "127.0.0.1"  # admin HTTP endpoints: loopback unless configured
     admin_port: int = -1  # -1 = game port + 1 (a free port when the game port is 0 or it is taken); 0 = free
     admin_token: str = ""  # bearer token for the admin endpoints; empty = random per run, printed at start
-    # NPC decisions (npc/policy_pool.py): each NPC re-thinks every think_ms; the built-in behaviour
+    # NPC decisions (npc/policy/decider.py): each NPC re-thinks every think_ms; the built-in behaviour
     # decides at once, and the policy (in the inference pool's workers) overrides it when its answer
     # comes back within decision_budget_ms (0 = one tick). "auto": the policy when its weights exist.
     decider: str = "auto"
     think_ms: float = 500.0
     decision_budget_ms: float = 0.0
     policy_weights: str = str(DEFAULT_POLICY)
-    policy_module: str = "npc.policy:build_policy"  # any "module:factory(weights=, device=)" -> nn.Module
+    policy_module: str = "npc.policy.model:build_policy"  # any "module:factory(weights=, device=)" -> nn.Module
     policy_workers: int = 0  # 0 = one per GPU, else one CPU worker
     policy_devices: str = ""  # comma-separated, e.g. "cpu" or "cuda:0,cuda:1"; empty = automatic
 
@@ -102,7 +102,7 @@ class ServerConfig:
         "think_ms": "how often each NPC re-thinks, ms (spread over the ticks)",
         "decision_budget_ms": "how long a policy decision may take before the built-in one stands, ms (0 = a tick)",
         "policy_weights": "decision policy weights (safetensors)",
-        "policy_module": "module:factory building the policy (an nn.Module; see npc/policy.py)",
+        "policy_module": "module:factory building the policy (an nn.Module; see npc/policy/model.py)",
         "policy_workers": "inference worker processes for decisions (0 = one per GPU, else one)",
         "policy_devices": "comma-separated devices for the decision workers (cpu, cuda:N; empty = automatic)",
         "dialogue": "NPCs answer players with the dialogue model (off: fallback lines)",

@@ -14,9 +14,9 @@ import secrets
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-from npc.cast import Cast
+from npc.minds.cast import Cast
 from npc.dialogue import service as dialogue
-from npc.policy_pool import PolicyDecider, start_decider
+from npc.policy.decider import PolicyDecider, start_decider
 from world.sim import NPC, PLAYER, World, WorldConfig
 from world.tilemap import TileMap
 

@@ -72,7 +72,7 @@ def call(url: str, method: str = "GET", token: str | None = None, body: dict | b
 
 
 def places_of(map_path: Path = DEFAULT_MAP):
-    from npc.loader import map_places
+    from npc.files.loader import map_places
     return map_places(load_map(map_path))
 
 

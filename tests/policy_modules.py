@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from npc.observe import ACTION_INDEX, NEED0
+from npc.policy.observe import ACTION_INDEX, NEED0
 
 
 class Prefer(nn.Module):

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from npc.cast import Cast
+from npc.minds.cast import Cast
 from npc.dialogue import choice, prompt, text
 from npc.dialogue.runner import DialogueRunner
 from npc.dialogue.service import Dialogue, DialogueConfig, TalkRefused
@@ -390,7 +390,7 @@ def test_prompt_holds_persona_state_memory_and_is_bounded(tmp_path):
 def test_a_conversations_prompts_share_their_start():
     """The turn window keeps its start for a few exchanges, so each prompt begins
     with the whole of the previous one up to its moment (what the prefix cache reuses)."""
-    from npc.schema import Persona
+    from npc.files.schema import Persona
 
     persona = Persona(who="A merchant.")
     turns: list[tuple[str, str]] = []

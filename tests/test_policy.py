@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from npc.observe import A, ACTIONS, OBS_DIM, T, Observations, decode
-from npc.policy import DEFAULT_WEIGHTS, PolicyRunner
+from npc.policy.observe import A, ACTIONS, OBS_DIM, T, Observations, decode
+from npc.policy.model import DEFAULT_WEIGHTS, PolicyRunner
 from policy_modules import IgnoresMasks
 
 ROOT = DEFAULT_WEIGHTS.parent.parent.parent
@@ -65,7 +65,7 @@ def test_the_policy_only_returns_allowed_actions_and_real_targets(runners, batch
 def test_the_model_masks_its_own_output():
     import torch
 
-    from npc.policy import build_policy
+    from npc.policy.model import build_policy
 
     model = build_policy()
     obs = torch.randn(64, OBS_DIM) * 100
@@ -79,7 +79,7 @@ def test_the_model_masks_its_own_output():
 
 def _cast_with_players(npcs: int = 12, players: int = 6):
     """A real world with the shipped NPC files and a few players near them."""
-    from npc.cast import Cast
+    from npc.minds.cast import Cast
     from world.sim import PLAYER, World, WorldConfig
     from world.tilemap import load_map
 
@@ -133,7 +133,7 @@ def test_train_policy_runs_end_to_end_on_a_tiny_setting(tmp_path):
     assert len(report["loss"]) == 2
     assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "agreement" in (out / "report.md").read_text()
-    from npc.policy import build_policy
+    from npc.policy.model import build_policy
 
     model = build_policy(str(out / "policy.safetensors"), hidden=16)
     assert sum(p.numel() for p in model.parameters()) > 0

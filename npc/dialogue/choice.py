@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from npc.behaviour import Decision
+from npc.minds.builtin import Decision
 
 MAX_PLACES = 6  # go_to options (the first places of the map)
 

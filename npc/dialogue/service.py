@@ -104,7 +104,7 @@ class TalkRefused(Exception):
 class Dialogue:
     """Conversations between players and the NPCs of a cast.
 
-    cast:    npc.cast.Cast (minds, definitions, world)
+    cast:    npc.minds.cast.Cast (minds, definitions, world)
     pool:    an inference Pool whose runner is the DialogueRunner, or None
              (every reply is then a fallback line)
     memory:  npc.memory.Memory, or None (no memory)
@@ -384,7 +384,7 @@ class Dialogue:
 
 
 def _decision(action: str, target: int, reason: str):
-    from npc.behaviour import Decision
+    from npc.minds.builtin import Decision
 
     return Decision(action, target=target, activity="talking", reason=reason)
 

@@ -16,7 +16,7 @@ arguments, plus `device="cpu" | "cuda:N"` when it has a `device` parameter.
 If that returns a `torch.nn.Module` instead of a runner, it is wrapped in a
 `ModuleRunner`, so any module factory plugs in directly:
 
-    PoolConfig(runner="npc.policy:build_policy", runner_options={"weights": "assets/policy.safetensors"})
+    PoolConfig(runner="npc.policy.model:build_policy", runner_options={"weights": "assets/policy.safetensors"})
 
 Streaming runners (dialogue: continuous batching, tokens streamed) are a
 second protocol beside this one, driven by the step loop in worker.py

@@ -4,8 +4,8 @@ import tomllib
 
 import pytest
 
-from npc.loader import free_at, load_file, load_files
-from npc.tomlpos import line_of, locate
+from npc.files.loader import free_at, load_file, load_files
+from npc.files.tomlpos import line_of, locate
 from npchelp import DEFAULT_MAP, ROOT, places_of, write
 from world.tilemap import load_map
 

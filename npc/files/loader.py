@@ -14,9 +14,9 @@ from pathlib import Path
 from world.navigation import SPAWN_POI, place_names
 from world.tilemap import TileMap
 
-from . import hooks
-from .schema import Definition, Problem, validate
-from .tomlpos import line_of, locate
+from npc import hooks
+from npc.files.schema import Definition, Problem, validate
+from npc.files.tomlpos import line_of, locate
 
 MAX_FILE = 256 * 1024      # bytes; a bigger NPC file or hooks module is refused
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")

@@ -12,11 +12,11 @@ from pathlib import Path
 
 from world.tilemap import MapError, load_map
 
-from .hooks import check_source
-from .loader import MAX_FILE, free_at, load_files, map_places, npc_files
-from .schema import Problem
+from npc.hooks import check_source
+from npc.files.loader import MAX_FILE, free_at, load_files, map_places, npc_files
+from npc.files.schema import Problem
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DIR = ROOT / "assets" / "npcs"
 DEFAULT_MAP = ROOT / "assets" / "maps" / "default.tmj"
 

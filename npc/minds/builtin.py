@@ -35,8 +35,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .perception import Perception, Seen, State
-from .schema import Definition
+from npc.minds.perception import Perception, Seen, State
+from npc.files.schema import Definition
 
 NEVER = float("-inf")
 

@@ -46,9 +46,9 @@ import numpy as np
 
 from world.intents import ACTIONS
 
-from .behaviour import Choice, Decision
-from .perception import Perception, State
-from .schema import WEIGHTS, Definition
+from npc.minds.builtin import Choice, Decision
+from npc.minds.perception import Perception, State
+from npc.files.schema import WEIGHTS, Definition
 
 A = len(ACTIONS)                   # actions in the shared vocabulary
 ACTION_INDEX = {a: i for i, a in enumerate(ACTIONS)}

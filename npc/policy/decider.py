@@ -1,5 +1,5 @@
 """NPC decisions from the learned policy, through the inference pool, under a
-one-tick budget. No torch here: the pool's workers run npc/policy.py.
+one-tick budget. No torch here: the pool's workers run npc/policy/model.py.
 
 Every think still runs the built-in behaviour first and applies its decision
 at once (the fallback is always in place). The policy is asked as well:
@@ -28,8 +28,8 @@ import numpy as np
 
 from world.sim import NPC
 
-from .inference import Inbox, Outcome, Pool, PoolConfig
-from .observe import Observations, decode
+from npc.inference import Inbox, Outcome, Pool, PoolConfig
+from npc.policy.observe import Observations, decode
 
 log = logging.getLogger("npcworld.npc")
 
@@ -124,13 +124,13 @@ class PolicyDecider:
         return lines + self.pool.stats.prometheus()
 
 
-def start_decider(world, *, weights: str | None, module: str = "npc.policy:build_policy",
+def start_decider(world, *, weights: str | None, module: str = "npc.policy.model:build_policy",
                   workers: int | None = None, devices: list[str] | None = None, budget_s: float = 0.05,
                   **pool_options) -> PolicyDecider:
-    """A started pool running the policy (npc/policy.py:PolicyRunner), and its decider for `Cast.policy`.
+    """A started pool running the policy (npc/policy/model.py:PolicyRunner), and its decider for `Cast.policy`.
     Returns at once: until a worker is ready, requests are dropped at their deadline (the built-in
     behaviour decides)."""
-    cfg = PoolConfig(runner="npc.policy:PolicyRunner", runner_options={"module": module, "weights": weights or None},
+    cfg = PoolConfig(runner="npc.policy.model:PolicyRunner", runner_options={"module": module, "weights": weights or None},
                      workers=workers, devices=devices, **pool_options)
     pool = Pool(cfg).start()
     places = {name: world.place_position(name) for name in world.places}

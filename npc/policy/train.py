@@ -4,7 +4,7 @@
    CPU goes) with the NPC files' NPCs, each file's NPCs multiplied up to
    `--npcs`, and `--players` stand-in players walking at random (some stand
    still, so NPCs see lingering, "suspicious" players). Every think records
-   the observation row (npc/observe.py) and the built-in choice as its label.
+   the observation row (npc/policy/observe.py) and the built-in choice as its label.
    A short game day (`--day-length`) makes the schedules and needs cycle.
 2. Train by behaviour cloning: cross-entropy on the action and on its target
    slot (the target head sees the true action: teacher forcing). NPCs whose
@@ -31,11 +31,11 @@ import numpy as np
 from world.sim import NPC, PLAYER, World, WorldConfig
 from world.tilemap import load_map
 
-from .behaviour import Decision
-from .cast import Cast
-from .observe import A, ACTIONS, OBS_DIM, T, Observations, label
+from npc.minds.builtin import Decision
+from npc.minds.cast import Cast
+from npc.policy.observe import A, ACTIONS, OBS_DIM, T, Observations, label
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HOLDOUT = 5     # NPCs with eid % HOLDOUT == 0 are held out
 
 
@@ -111,7 +111,7 @@ def train(data: dict, epochs: int, seed: int, hidden: int, batch: int = 512, lr:
     import torch
     import torch.nn.functional as F
 
-    from .policy import Policy
+    from npc.policy.model import Policy
 
     torch.manual_seed(seed)
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -256,7 +256,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def main(args) -> int:
     import torch
 
-    from .policy import save
+    from npc.policy.model import save
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
     out = Path(args.out)

@@ -20,8 +20,8 @@ from typing import Any
 
 from world.clock import MINUTES_PER_DAY, parse_clock
 
-from . import actions
-from .tomlpos import line_of
+from npc import actions
+from npc.files.tomlpos import line_of
 
 MAX_NAME = 24          # characters; the wire protocol's limit on names
 MAX_LINE = 200         # characters; the wire protocol's limit on chat lines
@@ -30,7 +30,7 @@ ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 NEED_RE = re.compile(r"^[a-z][a-z0-9_]{0,23}$")
 COLOR_RE = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
 
-WEIGHTS = {          # what each weight scales in the built-in behaviour (npc/behaviour.py)
+WEIGHTS = {          # what each weight scales in the built-in behaviour (npc/minds/builtin.py)
     "schedule": 1.0,     # the current schedule block
     "needs": 1.0,        # a need being tended: times (1 + urgency)
     "talk": 1.5,         # greeting a player who came near

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from .observe import A, OBS_DIM, T
+from npc.policy.observe import A, OBS_DIM, T
 
 HIDDEN = 128
-DEFAULT_WEIGHTS = Path(__file__).resolve().parent.parent / "assets" / "policy" / "policy.safetensors"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "assets" / "policy" / "policy.safetensors"
 
 
 class Policy(nn.Module):
@@ -69,7 +69,7 @@ class PolicyRunner:
     Answers {"action": (N,) int8, "target": (N,) int8}; -1 where the row
     allows no action at all (the NPC keeps its built-in decision)."""
 
-    def __init__(self, module: str = "npc.policy:build_policy", weights: str | None = None, device: str = "cpu",
+    def __init__(self, module: str = "npc.policy.model:build_policy", weights: str | None = None, device: str = "cpu",
                  threads: int | None = None):
         from npc.inference.runners import resolve
 

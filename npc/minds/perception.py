@@ -1,6 +1,6 @@
 """What an NPC knows when it decides: its perception of the world, and its own
 built-in state. Both are plain data, so the built-in behaviour is a pure
-function of them (npc/behaviour.py) and a later policy can learn from them.
+function of them (npc/minds/builtin.py) and a later policy can learn from them.
 
 Distances are world units, times are world seconds (`now_s` is the world's
 elapsed simulated time, never the wall clock).
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from world.clock import GameTime
 from world.intents import Intent
 
-from .schema import Block
+from npc.files.schema import Block
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,10 +9,10 @@
    thinks for 1/think_every of them; an NPC whose file was just (re)loaded
    thinks at the next tick. A think builds the NPC's perception, fires its
    events (on_event), asks on_decide, and falls back to the built-in
-   behaviour (npc/behaviour.py) when no hook decided;
+   behaviour (npc/minds/builtin.py) when no hook decided;
 3. the decision becomes the NPC's intent in the world (`world.set_intent`),
    which the world executes every tick; stat rates follow the activity.
-4. with a learned decider (`Cast.policy`, npc/policy_pool.py), every built-in
+4. with a learned decider (`Cast.policy`, npc/policy/decider.py), every built-in
    think (no hook decided) is also noted for the policy; its answer, back
    within one tick, may override the decision at the next tick.
 
@@ -21,7 +21,7 @@ between ticks. Entities keep their id across a reload unless their name or
 colour changed: then the entity is despawned and respawned at the same
 place with a new id (clients see a leave and an enter), keeping its memory.
 
-Nothing here blocks: file I/O happens before `apply()` (npc/reload.py runs
+Nothing here blocks: file I/O happens before `apply()` (npc/files/reload.py runs
 it in a thread); designer code runs only inside `hooks.Guard`.
 """
 
@@ -38,12 +38,12 @@ import numpy as np
 
 from world.sim import NPC, PLAYER, World
 
-from . import hooks
-from .behaviour import Decision, decide, reply_line
-from .hooks import Context, Event, Guard, Report
-from .loader import Loaded, duplicate, free_at, load_files, map_places, npc_files
-from .perception import Perception, Seen, State
-from .schema import Definition, Problem
+from npc import hooks
+from npc.minds.builtin import Decision, decide, reply_line
+from npc.hooks import Context, Event, Guard, Report
+from npc.files.loader import Loaded, duplicate, free_at, load_files, map_places, npc_files
+from npc.minds.perception import Perception, Seen, State
+from npc.files.schema import Definition, Problem
 
 log = logging.getLogger("npcworld.npc")
 
@@ -89,7 +89,7 @@ class Cast:
         self._repeats: dict[tuple, int] = {}
         self._players_at = -1
         self._players: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros((0, 2)))
-        # An optional learned decider (npc/policy_pool.py): told of every built-in think, it may
+        # An optional learned decider (npc/policy/decider.py): told of every built-in think, it may
         # override the decision a tick later. None: the built-in behaviour (and hooks) only.
         self.policy = None
         # True when a dialogue service answers players (npc/dialogue/service.py, via `talk`): the

@@ -22,8 +22,8 @@ import logging
 import os
 from pathlib import Path
 
-from .cast import Cast
-from .loader import load_files, npc_files
+from npc.minds.cast import Cast
+from npc.files.loader import load_files, npc_files
 
 log = logging.getLogger("npcworld.npc")
 

@@ -38,7 +38,6 @@ from __future__ import annotations
 import ast
 import difflib
 import logging
-import random
 import signal
 import threading
 import time
@@ -46,13 +45,12 @@ import traceback
 from collections import deque
 from dataclasses import dataclass
 from types import CodeType
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-from world.clock import GameTime
+from npc.files.schema import Definition, Problem
 
-from .behaviour import Decision, fill
-from .perception import Perception, Seen
-from .schema import MAX_LINE, Definition, Problem
+if TYPE_CHECKING:
+    from npc.hooks.context import Context
 
 log = logging.getLogger("npcworld.npc")
 
@@ -272,142 +270,3 @@ class Guard:
 
 def _format(e: BaseException) -> str:
     return "".join(traceback.format_exception(type(e), e, e.__traceback__))
-
-
-# -- what a hook sees --------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Event:
-    """Something that happened to the NPC (on_event)."""
-    kind: str                  # "arrived", "noticed", "lost", "schedule", "need_low"
-    place: str | None = None   # arrived: where; schedule: the block's place
-    who: Seen | None = None    # noticed / lost: the player
-    need: str | None = None    # need_low: which need
-    value: float | None = None  # need_low: its level
-    activity: str | None = None  # schedule: the block's activity
-
-
-class Context:
-    """The `npc` argument of every hook. Read what it perceives; call one action method to decide."""
-
-    def __init__(self, defn: Definition, perception: Perception, stats: dict[str, float], memory: dict,
-                 rng: random.Random, number: int, places: list[str],
-                 builtin: Callable[[], Decision], others: Callable[[], tuple[Seen, ...]]):
-        self._defn = defn
-        self._p = perception
-        self._builtin = builtin
-        self._others = others
-        self._seen_others: tuple[Seen, ...] | None = None
-        self.intent: Decision | None = None    # what the hook asked for (the last call wins)
-        self.id: int = perception.id
-        self.file_id: str = defn.id
-        self.number: int = number
-        self.name: str = perception.name
-        self.now_s: float = perception.now_s
-        self.time: GameTime = perception.time
-        self.position: tuple[float, float] = (perception.x, perception.y)
-        self.place: str | None = perception.place
-        self.stats: dict[str, float] = stats
-        self.memory: dict = memory
-        self.random: random.Random = rng
-        self.persona = defn.persona
-        self.allowed: frozenset[str] = defn.allowed
-        self.places: tuple[str, ...] = tuple(places)
-        self.players: tuple[Seen, ...] = perception.players
-        self.action: str = perception.intent.action
-        self.activity: str = perception.intent.activity
-        self.arrived: bool = perception.intent.arrived
-        self.block = perception.block
-
-    # -- reading ----------------------------------------------------------------
-
-    @property
-    def nearest_player(self) -> Seen | None:
-        return self.players[0] if self.players else None
-
-    @property
-    def npcs(self) -> tuple[Seen, ...]:
-        """Other NPCs within the notice radius, nearest first (computed on first use)."""
-        if self._seen_others is None:
-            self._seen_others = self._others()
-        return self._seen_others
-
-    def suggestion(self) -> Decision:
-        """What the built-in behaviour would do now (it does not do it; see `builtin()`)."""
-        return self._builtin()
-
-    def log(self, message: str) -> None:
-        log.info("npc %s (%d): %s", self.file_id, self.id, message)
-
-    # -- deciding: each emits one intent, checked against the allowed list ------------------
-
-    def _emit(self, action: str, **kw) -> None:
-        if action not in self.allowed:
-            raise NotAllowed(f"action {action!r} is not allowed for {self.file_id} "
-                             f"(allowed: {', '.join(sorted(self.allowed))})")
-        place = kw.get("place")
-        if place is not None and place not in self.places:
-            raise ValueError(f"unknown place {place!r}; places are {', '.join(self.places)}")
-        self.intent = Decision(action, reason="hook", **kw)
-
-    def _target(self, who) -> int:
-        if isinstance(who, Seen):
-            return who.id
-        if isinstance(who, int) and not isinstance(who, bool):
-            return who
-        raise TypeError(f"expected a player or NPC (as seen in npc.players) or an entity id, got {who!r}")
-
-    def _line(self, text) -> str:
-        if not isinstance(text, str) or not text.strip():
-            raise TypeError(f"expected a non-empty line of text, got {text!r}")
-        return " ".join(text.split())[: min(self.persona.max_reply, MAX_LINE)]
-
-    def idle(self, activity: str | None = None, at: str | None = None) -> None:
-        self._emit("idle", place=at, activity=activity)
-
-    def wander(self) -> None:
-        self._emit("wander")
-
-    def go_to(self, place: str, activity: str | None = None) -> None:
-        self._emit("go_to", place=place, activity=activity)
-
-    def patrol(self, place: str) -> None:
-        """Walk to the next stop of a patrol (labelled patrolling)."""
-        self._emit("patrol", place=place, activity="patrolling")
-
-    def work(self, at: str | None = None, activity: str | None = None) -> None:
-        self._emit("work", place=at, activity=activity)
-
-    def rest(self, at: str | None = None, activity: str | None = None) -> None:
-        self._emit("rest", place=at, activity=activity)
-
-    def follow(self, who, distance: float | None = None) -> None:
-        self._emit("follow", target=self._target(who),
-                   distance=float(distance if distance is not None else self._defn.params["follow"]["distance"]))
-
-    def approach(self, who, distance: float | None = None) -> None:
-        self._emit("approach", target=self._target(who),
-                   distance=float(distance if distance is not None else self._defn.params["approach"]["distance"]))
-
-    def flee(self, who, distance: float | None = None) -> None:
-        self._emit("flee", target=self._target(who),
-                   distance=float(distance if distance is not None else self._defn.params["flee"]["safe"]))
-
-    def talk(self, text: str, to=None) -> None:
-        """Stop and say a line (to someone, or to whoever hears it)."""
-        self._emit("talk", target=self._target(to) if to is not None else None, say=self._line(text),
-                   activity="talking")
-
-    def give_item(self, to, item: str) -> None:
-        """Give `item` to a player or NPC: announced with the file's give_item line."""
-        who = to.name if isinstance(to, Seen) else str(to)
-        line = fill(self._defn.params["give_item"]["line"], MAX_LINE, player=who, item=str(item), name=self.name)
-        self._emit("give_item", target=self._target(to), say=self._line(line), activity="giving")
-
-    def builtin(self) -> None:
-        """Do what the built-in behaviour would do now."""
-        d = self._builtin()
-        if d.action not in self.allowed:
-            raise NotAllowed(f"action {d.action!r} is not allowed")
-        self.intent = d
