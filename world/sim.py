@@ -36,7 +36,7 @@ from .needs import Stats
 from .snapshot import View
 from .tilemap import TileMap
 
-__all__ = ["World", "WorldConfig", "PLAYER", "NPC", "ACTIONS", "Intent", "GameTime", "Line"]
+__all__ = ["World", "WorldConfig", "PLAYER", "NPC", "ACTIONS", "Intent", "GameTime", "Line", "Columns"]
 
 MAX_LINES_KEPT = 1024   # lines said kept for take_lines(); older ones are dropped unread
 
@@ -51,6 +51,21 @@ class Line:
     x: float            # where the speaker stood, world units
     y: float
     tick: int
+
+
+@dataclass(frozen=True, slots=True)
+class Columns:
+    """Many NPCs at once, as arrays (copies, row i = the i-th id asked for): what NPC minds read
+    at each think, in one gather instead of one call per NPC. Units as in world/intents.py."""
+    pos: np.ndarray         # (n, 2) float64 world units
+    action: np.ndarray      # (n,) int8 index into ACTIONS
+    place: np.ndarray       # (n,) int32 index into `places` of a GOTO intent, -1 otherwise
+    target: np.ndarray      # (n,) int64 entity id of a FOLLOW/FLEE intent, -1 otherwise
+    arrived: np.ndarray     # (n,) bool
+    since: np.ndarray       # (n,) float64 world seconds when the intent was set
+    arrived_at: np.ndarray  # (n,) float64 world seconds when `arrived` last became true, nan: not arrived
+    activity: np.ndarray    # (n,) object: the activity label
+    stats: np.ndarray       # (n, k) float64 the stats asked for, nan where the entity has none
 
 
 @dataclass(frozen=True)
@@ -333,6 +348,37 @@ class World:
         slots, players, npcs = self._kinds()
         s = players if kind == PLAYER else npcs
         return self._table.id[s].copy(), self._table.pos[s].copy()
+
+    def columns(self, eids: np.ndarray, stats: tuple[str, ...] = ()) -> Columns:
+        """The intents, positions and named stats of many live NPCs at once (KeyError for an unknown id)."""
+        t = self._table
+        slots = np.fromiter(map(t.slot_of.__getitem__, np.asarray(eids).tolist()), np.int64, len(eids))
+        mode = t.i_mode[slots]
+        goto = mode == intents.GOTO
+        chase = (mode == intents.FOLLOW) | (mode == intents.FLEE)
+        at = t.i_arrived_at[slots]
+        vals = np.full((len(slots), len(stats)), np.nan)
+        for k, name in enumerate(stats):
+            col = self._stats.index.get(name)
+            if col is not None:
+                vals[:, k] = np.where(t.stat_has[slots, col], t.stats[slots, col], np.nan)
+        return Columns(t.pos[slots].copy(), t.i_action[slots].copy(), np.where(goto, t.i_poi[slots], -1).astype(np.int32),
+                       np.where(chase, t.i_tid[slots], -1), t.i_arrived[slots].copy(), t.i_since[slots].copy(),
+                       np.where(at >= 0, at, np.nan), t.activity[slots], vals)
+
+    def places_at(self, xy: np.ndarray, within: float | None = None) -> np.ndarray:
+        """(n,) index into `places` of the nearest place within `within` (default place_radius) of each
+        point (n, 2), -1 where none: place_near for many points."""
+        within = self.place_radius if within is None else within
+        if not len(self._place_xy) or not len(xy):
+            return np.full(len(xy), -1, np.int32)
+        d = np.hypot(xy[:, None, 0] - self._place_xy[None, :, 0], xy[:, None, 1] - self._place_xy[None, :, 1])
+        i = np.argmin(d, axis=1)
+        return np.where(d[np.arange(len(xy)), i] <= within, i, -1).astype(np.int32)
+
+    def place_positions(self) -> np.ndarray:
+        """(len(places), 2) centres of the places, in the order of `places`."""
+        return self._place_xy.copy()
 
     def name_of(self, eid: int) -> str:
         return self._table.name[self._table.slot(eid)]

@@ -1,0 +1,79 @@
+"""Who is near whom: pairs (query point, entity) within a radius, by a uniform grid.
+
+One call answers for every query point at once, with array operations only:
+the entities are bucketed into square cells of `cell` world units (sorted by
+cell, so each cell's entities are one run), each query visits the cells its
+radius reaches, and the candidate pairs are laid out with repeat/cumsum
+(no Python loop over queries or entities). Cost: O(Q + P log P + pairs
+looked at); a query whose radius is larger than `cell` visits more cells
+((2k + 1)^2 for k = ceil(radius / cell)).
+
+Result: pairs sorted by (query, distance), nearest first, ties by entity
+order; as CSR offsets too (`start[q]:start[q + 1]` are query q's pairs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Pairs:
+    query: np.ndarray      # (M,) int64 index of the query point
+    entity: np.ndarray     # (M,) int64 index into the entity arrays given
+    dist: np.ndarray       # (M,) float64 world units
+    start: np.ndarray      # (Q + 1,) int64 CSR offsets into the pairs, by query
+
+    def __len__(self) -> int:
+        return len(self.query)
+
+
+def empty(q: int) -> Pairs:
+    z = np.zeros(0, np.int64)
+    return Pairs(z, z, np.zeros(0), np.zeros(q + 1, np.int64))
+
+
+def within(points: np.ndarray, radius: np.ndarray, entities: np.ndarray, cell: float = 256.0) -> Pairs:
+    """Pairs (i, j) with |points[i] - entities[j]| <= radius[i]; points (Q, 2), radius (Q,), entities (P, 2)."""
+    q, p = len(points), len(entities)
+    if q == 0 or p == 0:
+        return empty(q)
+    radius = np.broadcast_to(np.asarray(radius, np.float64), (q,))
+    ex = np.floor(entities[:, 0] / cell).astype(np.int64)
+    ey = np.floor(entities[:, 1] / cell).astype(np.int64)
+    x0, y0 = int(ex.min()), int(ey.min())
+    width = int(ex.max()) - x0 + 1
+    height = int(ey.max()) - y0 + 1
+    key = (ey - y0) * width + (ex - x0)                       # (P,) cell of each entity
+    order = np.argsort(key, kind="stable")
+    counts = np.bincount(key, minlength=width * height)
+    first = np.concatenate([[0], np.cumsum(counts)])          # cell c's entities: order[first[c]:first[c+1]]
+
+    k = int(np.ceil(radius.max() / cell))
+    qx = np.floor(points[:, 0] / cell).astype(np.int64) - x0
+    qy = np.floor(points[:, 1] / cell).astype(np.int64) - y0
+    offs = np.arange(-k, k + 1)
+    cx = qx[:, None, None] + offs[None, None, :]              # (Q, 1, W)
+    cy = qy[:, None, None] + offs[None, :, None]              # (Q, H, 1)
+    ok = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
+    cells = np.where(ok, cy * width + cx, 0).reshape(q, -1)   # (Q, C) cells visited
+    ok = ok.reshape(q, -1)
+    lo = first[cells]
+    n = np.where(ok, first[cells + 1] - lo, 0)                # entities in each visited cell
+    total = int(n.sum())
+    if total == 0:
+        return empty(q)
+    flat_n = n.reshape(-1)
+    qi = np.repeat(np.repeat(np.arange(q), cells.shape[1]), flat_n)
+    base = np.repeat(lo.reshape(-1), flat_n)
+    run_start = np.repeat(np.cumsum(flat_n) - flat_n, flat_n)
+    ej = order[base + (np.arange(total) - run_start)]
+    d = np.hypot(entities[ej, 0] - points[qi, 0], entities[ej, 1] - points[qi, 1])
+    keep = d <= radius[qi]
+    qi, ej, d = qi[keep], ej[keep], d[keep]
+    srt = np.lexsort((ej, d, qi))
+    qi, ej, d = qi[srt], ej[srt], d[srt]
+    start = np.searchsorted(qi, np.arange(q + 1))
+    return Pairs(qi.astype(np.int64), ej.astype(np.int64), d, start.astype(np.int64))
