@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MAP = ROOT / "assets" / "maps" / "default.tmj"
 DEFAULT_NPC_DIR = ROOT / "assets" / "npcs"
 DEFAULT_POLICY = ROOT / "assets" / "policy" / "policy.safetensors"
-DECIDERS = ("auto", "policy", "scripted")
+DECIDERS = ("auto", "policy", "builtin", "scripted")   # scripted: the old name of builtin
 CLIENT_DIR = ROOT / "client_demo"
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -48,9 +48,10 @@ class ServerConfig:
     admin_host: str = "127.0.0.1"  # admin HTTP endpoints: loopback unless configured
     admin_port: int = -1  # -1 = game port + 1 (a free port when the game port is 0 or it is taken); 0 = free
     admin_token: str = ""  # bearer token for the admin endpoints; empty = random per run, printed at start
-    # NPC decisions (npc/policy/decider.py): each NPC re-thinks every think_ms; the built-in behaviour
-    # decides at once, and the policy (in the inference pool's workers) overrides it when its answer
-    # comes back within decision_budget_ms (0 = one tick). "auto": the policy when its weights exist.
+    # NPC decisions (npc/policy/decider.py): each NPC re-thinks every think_ms; the policy (in the
+    # inference pool's workers) decides the files its guard passed, its answer applied at the next tick;
+    # an answer later than decision_budget_ms (0 = one tick) falls back to the built-in behaviour then.
+    # "auto": the policy when its weights exist.
     decider: str = "auto"
     think_ms: float = 500.0
     decision_budget_ms: float = 0.0
@@ -58,6 +59,7 @@ class ServerConfig:
     policy_module: str = "npc.policy.model:build_policy"  # any "module:factory(weights=, device=)" -> nn.Module
     policy_workers: int = 0  # 0 = one per GPU, else one CPU worker
     policy_devices: str = ""  # comma-separated, e.g. "cpu" or "cuda:0,cuda:1"; empty = automatic
+    policy_guard: bool = True  # check the policy on each NPC file as it loads; the built-in decides below 95%
 
     # Dialogue (npc/dialogue/): a language model in an inference worker answers players who talk to NPCs.
     dialogue: bool = True
@@ -98,13 +100,15 @@ class ServerConfig:
         "admin_host": "interface for the admin HTTP endpoints",
         "admin_port": "admin HTTP port (-1 = the game port + 1; 0 = any free port)",
         "admin_token": "bearer token for the admin endpoints (default: random per run, printed at start)",
-        "decider": "who decides NPC actions: auto (the policy if its weights exist), policy, scripted",
+        "decider": "who decides NPC actions: auto (the policy if its weights exist), policy, builtin",
         "think_ms": "how often each NPC re-thinks, ms (spread over the ticks)",
-        "decision_budget_ms": "how long a policy decision may take before the built-in one stands, ms (0 = a tick)",
+        "decision_budget_ms": "how long a policy decision may take before the built-in behaviour decides instead, ms (0 = a tick)",
         "policy_weights": "decision policy weights (safetensors)",
         "policy_module": "module:factory building the policy (an nn.Module; see npc/policy/model.py)",
         "policy_workers": "inference worker processes for decisions (0 = one per GPU, else one)",
         "policy_devices": "comma-separated devices for the decision workers (cpu, cuda:N; empty = automatic)",
+        "policy_guard": "check the policy's agreement with each NPC file's built-in behaviour when it loads; below "
+                        "95% the built-in decides that file (--no-policy-guard: the policy decides every file)",
         "dialogue": "NPCs answer players with the dialogue model (off: fallback lines)",
         "dialogue_model": "default (SmolLM2-135M-Instruct), a .gguf file, a local Hugging Face model folder, or tiny",
         "dialogue_dtype": "dialogue model dtype: auto, float32, bfloat16, float16",

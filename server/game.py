@@ -78,16 +78,16 @@ class Game:
             self.world.spawn(NPC, f"wanderer {i + 1}", colour_for(i + 7))
         self.cast = Cast(self.world, self.cfg.npc_dir or None, tick_rate=self.cfg.tick_rate,
                          think_s=self.cfg.think_ms / 1000.0, budget_ms=self.cfg.hook_budget_ms)
-        self.cast.load_all()
         if use_policy(self.cfg):  # decisions from the policy, in worker processes (torch stays out of here)
             cfg = self.cfg
             self.decider = start_decider(
                 self.world, weights=cfg.policy_weights, module=cfg.policy_module, workers=cfg.policy_workers or None,
-                devices=[d.strip() for d in cfg.policy_devices.split(",") if d.strip()] or None,
+                devices=[d.strip() for d in cfg.policy_devices.split(",") if d.strip()] or None, guard=cfg.policy_guard,
                 budget_s=(cfg.decision_budget_ms or 1000.0 / cfg.tick_rate) / 1000.0)
         if self.decider is not None:
-            self.cast.policy = self.decider
+            self.cast.decider = self.decider      # before loading: the guard checks every file as it loads
             self.metrics.sources.append(self.decider.prometheus)
+        self.cast.load_all()
         cfg = self.cfg
         self.dialogue = dialogue.start(
             self.cast, self._send_to, lambda eid: eid in self.players and self.players[eid].conn is not None,
@@ -215,8 +215,8 @@ class Game:
     def close(self) -> None:
         """Stop the decision workers (blocks up to the pool's close timeout: not from the tick)."""
         if self.decider is not None:
-            self.cast.policy = None
-            self.decider.pool.close()
+            self.cast.decider = None
+            self.decider.close()
         dialogue.stop(self.dialogue)
 
     def npcs_changed(self) -> None:

@@ -60,6 +60,14 @@ class Stats:
             t.stat_rate[slot, k] = float(r)
             t.stat_has[slot, k] = True
 
+    def set_rates_many(self, slots: np.ndarray, names: tuple[str, ...], rates: np.ndarray) -> None:
+        """rates (n, len(names)) per game hour for many slots at once."""
+        t = self.table
+        for k, name in enumerate(names):
+            c = self.column_of(name)
+            t.stat_rate[slots, c] = rates[:, k]
+            t.stat_has[slots, c] = True
+
     def of(self, slot: int) -> dict[str, float]:
         t = self.table
         return {n: float(t.stats[slot, k]) for k, n in enumerate(self.names) if t.stat_has[slot, k]}

@@ -104,6 +104,7 @@ class World:
         self.config = cfg
         self.tick = 0
         self.time_s = 0.0                   # simulated seconds: the sum of every step's dt
+        self.despawned = 0                  # despawns so far (readers notice that something left)
         self._rng = np.random.default_rng(cfg.seed)
         self._walls = Walls(tilemap, cfg.radius)
         self._nav = navigation_for(tilemap, cfg.radius, cfg.poi_spread)
@@ -178,6 +179,7 @@ class World:
         slot = self._table.slot(eid)
         prev_cell = int(self._table.prev_cell[slot])
         self._table.remove(eid)
+        self.despawned += 1
         self._interest.entity_removed(eid, prev_cell)
 
     def alive(self, eid: int) -> bool:
@@ -303,6 +305,12 @@ class World:
         """How fast named stats change, per game hour (others keep theirs)."""
         self._stats.set_rates(self._table.slot(eid), rates)
 
+    def set_stat_rates_many(self, eids: np.ndarray, names: tuple[str, ...], rates: np.ndarray) -> None:
+        """set_stat_rates for many entities: rates (n, len(names)) per game hour."""
+        t = self._table
+        slots = np.fromiter(map(t.slot_of.__getitem__, np.asarray(eids).tolist()), np.int64, len(eids))
+        self._stats.set_rates_many(slots, names, rates)
+
     def stats(self, eid: int) -> dict[str, float]:
         """The entity's stats by name (only those it has)."""
         return self._stats.of(self._table.slot(eid))
@@ -365,6 +373,16 @@ class World:
         return Columns(t.pos[slots].copy(), t.i_action[slots].copy(), np.where(goto, t.i_poi[slots], -1).astype(np.int32),
                        np.where(chase, t.i_tid[slots], -1), t.i_arrived[slots].copy(), t.i_since[slots].copy(),
                        np.where(at >= 0, at, np.nan), t.activity[slots], vals)
+
+    def locate(self, eids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(alive (n,) bool, centres (n, 2), nan where gone) of entity ids that may be gone (or -1)."""
+        t = self._table
+        get = t.slot_of.get
+        slots = np.fromiter((get(e, -1) for e in np.asarray(eids).tolist()), np.int64, len(eids))
+        alive = slots >= 0
+        pos = np.full((len(slots), 2), np.nan)
+        pos[alive] = t.pos[slots[alive]]
+        return alive, pos
 
     def places_at(self, xy: np.ndarray, within: float | None = None) -> np.ndarray:
         """(n,) index into `places` of the nearest place within `within` (default place_radius) of each

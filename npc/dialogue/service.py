@@ -169,7 +169,7 @@ class Dialogue:
         self.by_player[player] = c.cid
         self.counts["started"] += 1
         # Stand and face the player while answering (the NPC's own talk action).
-        self.cast._apply(m, _decision("talk", player, f"talking with {c.player_name}"))
+        self.cast.act(m, _decision("talk", player, f"talking with {c.player_name}"))
         if len(self.active) > cfg.max_conversations or self.pool is None:
             self._fallback(c, "too many conversations" if self.pool is not None else "no dialogue model")
             return c
@@ -267,7 +267,7 @@ class Dialogue:
 
     def _ask(self, c: Conversation, recall) -> None:
         m = self.cast.minds[c.npc]
-        p = self.cast._perceive(m)
+        p = self.cast.perceive(m)
         intent = p.intent
         near = [s.name for s in p.players if s.id != c.player]
         scene = prompts.Scene(p.time.day, p.time.clock, p.place, intent.activity or intent.action, near)
@@ -295,7 +295,7 @@ class Dialogue:
             return
         intent = self.world.intent(c.npc)
         following = intent.action == "follow" and intent.target == c.player
-        opts = options(m.defn, c.player, c.player_name, list(self.cast.places), following, m.state.gifts)
+        opts = options(m.defn, c.player, c.player_name, list(self.cast.places), following, self.cast.gifts(m.eid))
         if len(opts) > 1:
             msgs = prompts.choice_messages(self.world.name_of(c.npc), m.defn.persona, c.player_name, c.line, reply)
             stream = self.pool.open_stream({"kind": "choose", "messages": msgs, "options": [o.label for o in opts]})
@@ -320,7 +320,7 @@ class Dialogue:
                 continue  # a bad index is never applied
             decision = ch.options[i].decision
             if decision is not None and self.world.alive(ch.player):
-                self.cast._apply(m, decision)
+                self.cast.act(m, decision)
                 self.counts["acted"] += 1
         self.choices = keep
 

@@ -125,6 +125,7 @@ class Definition:
     hooks_code: CodeType | None = field(default=None, compare=False)
     hook_names: frozenset[str] = frozenset()
     sources: tuple[tuple[str, int], ...] = ()  # (path, mtime_ns) of the file and its hooks module
+    decider: str = "auto"                     # DECIDERS: who decides its NPCs
 
     def instance_name(self, n: int) -> str:
         return self.name.replace("{n}", str(n))
@@ -251,8 +252,12 @@ class _Checker:
                      "only " + (", ".join("{" + a + "}" for a in sorted(allowed)) or "plain text"))
 
 
-TOP = ("id", "name", "color", "sprite", "spawn", "count", "hooks", "persona", "needs", "schedule", "actions",
-       "weights", "senses")
+TOP = ("id", "name", "color", "sprite", "spawn", "count", "hooks", "decider", "persona", "needs", "schedule",
+       "actions", "weights", "senses")
+DECIDERS = {   # the top-level `decider` key: who decides the file's NPCs
+    "auto": "the learned policy, when its check on this file passes (npc/policy/guard.py); else the built-in",
+    "builtin": "always the built-in behaviour (and hooks)",
+}
 
 
 def validate(data: dict, lines: dict, file: str, places: list[str], spawn_points: list[str] | None = None,
@@ -298,6 +303,12 @@ def validate(data: dict, lines: dict, file: str, places: list[str], spawn_points
     elif "spawn" in data:
         spawn = c.place(("spawn",), data["spawn"], c.spawn_points)
     hooks = c.get(data, (), "hooks", "text", default=None, expected='a Python file beside this one, e.g. "bard.py"')
+    want = " or ".join(f'"{k}"' for k in DECIDERS)
+    decider = c.get(data, (), "decider", "text", default="auto", expected=want)
+    if decider not in DECIDERS:
+        c.err(("decider",), f"decider = {decider!r} is not a decider{_suggest(decider, DECIDERS)}",
+              f"{want}: auto lets the policy decide when its check passes, builtin never")
+        decider = "auto"
     if isinstance(hooks, str):
         hp = Path(hooks)
         if hp.is_absolute() or ".." in hp.parts or hp.suffix != ".py":
@@ -516,7 +527,7 @@ def validate(data: dict, lines: dict, file: str, places: list[str], spawn_points
     defn = Definition(
         id=npc_id, file=file, name=name, color=color or default_color(npc_id), sprite=sprite, spawn=spawn,
         count=count, persona=persona, needs=tuple(needs), schedule=tuple(blocks), allowed=frozenset(allowed),
-        params=params, weights=weights, senses=senses, hooks=hooks)
+        params=params, weights=weights, senses=senses, hooks=hooks, decider=decider)
     return defn, []
 
 

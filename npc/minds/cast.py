@@ -1,28 +1,22 @@
-"""The cast: the NPCs of the NPC files, living in one world.
+"""The cast: the NPCs of the NPC files, living in one world (the registry).
 
-`Cast.tick()` runs once per server tick, before `world.step`:
-1. lines said since the last tick are heard by the NPCs within their
-   `hear` radius (on_hear hooks; else the built-in answers a player with a
-   fallback line);
-2. the NPCs due to re-think do so: each NPC re-thinks every `think_every`
-   ticks (about 0.5 s), spread over the ticks by entity id, so a tick only
-   thinks for 1/think_every of them; an NPC whose file was just (re)loaded
-   thinks at the next tick. A think builds the NPC's perception, fires its
-   events (on_event), asks on_decide, and falls back to the built-in
-   behaviour (npc/minds/builtin.py) when no hook decided;
-3. the decision becomes the NPC's intent in the world (`world.set_intent`),
-   which the world executes every tick; stat rates follow the activity.
-4. with a learned decider (`Cast.policy`, npc/policy/decider.py), every built-in
-   think (no hook decided) is also noted for the policy; its answer, back
-   within one tick, may override the decision at the next tick.
+It holds the definitions and the minds (one per NPC entity), swaps
+definitions in on (re)load, spawns and despawns, and keeps the built-in
+state as arrays (npc/minds/state.py). The work of a tick is elsewhere:
+`tick()` runs, before `world.step`,
+1. hearing (npc/minds/hearing.py): lines said since the last tick, heard by
+   the NPCs within their `hear` radius;
+2. thinking (npc/minds/think.py): the NPCs due to re-think, a whole file's
+   at once, decided by the learned policy (`Cast.decider`), by the built-in
+   behaviour, or by their hooks.
 
 Definitions are swapped by `apply()` (start, hot reload, admin reload)
 between ticks. Entities keep their id across a reload unless their name or
 colour changed: then the entity is despawned and respawned at the same
 place with a new id (clients see a leave and an enter), keeping its memory.
 
-Nothing here blocks: file I/O happens before `apply()` (npc/files/reload.py runs
-it in a thread); designer code runs only inside `hooks.Guard`.
+Nothing here blocks: file I/O happens before `apply()` (npc/files/reload.py
+runs it in a thread); designer code runs only inside `hooks.Guard`.
 """
 
 from __future__ import annotations
@@ -39,11 +33,14 @@ import numpy as np
 from world.sim import NPC, PLAYER, World
 
 from npc import hooks
-from npc.minds.builtin import Decision, decide, reply_line
-from npc.hooks import Context, Event, Guard, Report
 from npc.files.loader import Loaded, duplicate, free_at, load_files, map_places, npc_files
-from npc.minds.perception import Perception, Seen, State
 from npc.files.schema import Definition, Problem
+from npc.hooks import Context, Guard, Report
+from npc.minds import hearing, think
+from npc.minds.builtin import Decision
+from npc.minds.perception import Perception, Seen, State
+from npc.minds.sight import look, perception
+from npc.minds.state import BY_DIALOGUE, Ledger, Rows
 
 log = logging.getLogger("npcworld.npc")
 
@@ -64,7 +61,7 @@ class Mind:
     rng: random.Random = field(default_factory=random.Random)
     last_said: str | None = None
     last_said_s: float | None = None
-    decision: Decision | None = None
+    reason: str = ""                        # a hook's or a conversation's last decision, in words
     reports: deque = field(default_factory=lambda: deque(maxlen=MIND_REPORTS))
 
 
@@ -86,12 +83,19 @@ class Cast:
         self.minds: dict[int, Mind] = {}
         self.reports: deque[Report] = deque(maxlen=MAX_REPORTS)
         self.urgent: set[int] = set()                   # think at the next tick
+        self.rows = Rows()                              # the built-in state, one row per mind
+        self.ledger = Ledger()                          # per (NPC, player) times
+        self.def_list: list[Definition | None] = []     # Rows.defi -> definition (None: removed)
+        self.def_index: dict[str, int] = {}
+        self._numbers: dict[str, int] = {}              # the next instance number of an admin spawn, per file
+        self._despawned_seen = -1
+        self._gone: list[int] = []                      # entities to forget in the ledger
         self._repeats: dict[tuple, int] = {}
         self._players_at = -1
         self._players: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros((0, 2)))
-        # An optional learned decider (npc/policy/decider.py): told of every built-in think, it may
-        # override the decision a tick later. None: the built-in behaviour (and hooks) only.
-        self.policy = None
+        # An optional decider (npc/policy/protocol.py: the learned policy, or a recorder when training):
+        # it decides the files it follows; None: the built-in behaviour (and hooks) decide everything.
+        self.decider = None
         # True when a dialogue service answers players (npc/dialogue/service.py, via `talk`): the
         # built-in fallback answer to a chat line is then left to it (hooks still hear every line).
         self.model_replies = False
@@ -146,9 +150,20 @@ class Cast:
             loaded.append(defn.id)
         return {"loaded": loaded, "failed": failed}
 
-    def _install(self, defn: Definition, fns: dict) -> None:
+    def install(self, defn: Definition) -> None:
+        """Put a definition in without a file on disk (training rollouts, tests): as a successful load."""
+        fns, problems = hooks.install(defn, self.budget_s * hooks.CAP_FACTOR)
+        if problems:
+            raise ValueError("; ".join(str(p) for p in problems))
+        self._install(defn, fns)
+
+    def _install(self, defn: Definition, fns: dict | None) -> None:
         old = self.defs.get(defn.id)
         self.defs[defn.id] = defn
+        if defn.id not in self.def_index:
+            self.def_index[defn.id] = len(self.def_list)
+            self.def_list.append(defn)
+        self.def_list[self.def_index[defn.id]] = defn
         self.owner[defn.id] = defn.file
         self.file_ids[defn.file] = defn.id
         self.guards[defn.id] = Guard(defn, fns, self.budget_s, self.report)
@@ -171,12 +186,18 @@ class Cast:
                 self._spawn(defn, n)
         log.info("npc %s %s from %s (%d in the world)", defn.id, "reloaded" if old else "loaded", defn.file,
                  sum(1 for m in self.minds.values() if m.defn.id == defn.id))
+        loaded = getattr(self.decider, "loaded", None)
+        if loaded is not None:
+            loaded(defn)            # the policy's guard checks the file it would decide (off the tick)
 
     def _remove(self, def_id: str) -> None:
         for m in [m for m in self.minds.values() if m.defn.id == def_id]:
             self.despawn(m.eid)
         self.defs.pop(def_id, None)
         self.guards.pop(def_id, None)
+        i = self.def_index.pop(def_id, None)
+        if i is not None:
+            self.def_list[i] = None
         f = self.owner.pop(def_id, None)
         if f is not None and self.file_ids.get(f) == def_id:
             del self.file_ids[f]
@@ -190,7 +211,8 @@ class Cast:
             raise KeyError(f"no NPC file with id {def_id!r}; loaded: {', '.join(sorted(self.defs)) or 'none'}")
         if place is not None and place not in self.spawn_points:
             raise ValueError(f"unknown place {place!r}; expected one of {', '.join(self.spawn_points)}")
-        n = 1 + max((m.n for m in self.minds.values() if m.defn.id == def_id), default=0)
+        n = self._numbers.get(def_id) or 1 + max((m.n for m in self.minds.values() if m.defn.id == def_id), default=0)
+        self._numbers[def_id] = n + 1
         return self._spawn(defn, n, extra=True, place=place).eid
 
     def _spawn(self, defn: Definition, n: int, extra: bool = False, place: str | None = None,
@@ -203,18 +225,22 @@ class Cast:
         else:
             eid = self.world.spawn(NPC, name, defn.color, place=place or defn.spawn)
         m = Mind(eid, defn, n, extra, rng=random.Random(eid))
+        row = self.rows.add(eid, self.def_index[defn.id])
         if like is not None:
             m.memory, m.state, m.last_said, m.last_said_s = like.memory, like.state, like.last_said, like.last_said_s
             m.reports = like.reports
+            old = self.rows.row_of.get(like.eid)
+            if old is not None:
+                for col in ("tending", "patrol", "gifts"):
+                    getattr(self.rows, col)[row] = getattr(self.rows, col)[old]
         self.minds[eid] = m
         self._needs(m, fresh=like is None)
         self.urgent.add(eid)
         guard = self.guards.get(defn.id)
         if guard is not None and guard.has("on_spawn"):
-            p = self._perceive(m)
-            ctx = self._context(m, p)
+            ctx = self.context(m, self.perceive(m))
             if guard.call("on_spawn", ctx) and ctx.intent is not None:
-                self._apply(m, ctx.intent)
+                self.act(m, ctx.intent, think.BY_HOOK)
         return m
 
     def _respawn(self, m: Mind) -> None:
@@ -231,6 +257,8 @@ class Cast:
         if eid not in self.minds and (not self.world.alive(eid) or self.world.kind_of(eid) != NPC):
             raise KeyError(f"no NPC with id {eid}")
         self.minds.pop(eid, None)
+        self.rows.remove(eid)
+        self._gone.append(eid)
         self.urgent.discard(eid)
         self.world.despawn(eid)
 
@@ -263,78 +291,57 @@ class Cast:
         lines = self.world.take_lines()
         if not self.minds:
             return
-        gone = [eid for eid in self.minds if not self.world.alive(eid)]
+        gone = []
+        if self.world.despawned != self._despawned_seen:   # something left the world: an NPC behind our back?
+            self._despawned_seen = self.world.despawned
+            gone = [eid for eid in self.minds if not self.world.alive(eid)]
         for eid in gone:                 # removed behind the cast's back: forget it
             del self.minds[eid]
+            self.rows.remove(eid)
             self.urgent.discard(eid)
+        self._gone += gone
         if lines:
             try:
-                self._hear(lines)
+                hearing.hear(self, lines)
             except Exception as e:       # a bug here must not stop the tick (or the world)
-                self._internal(e, None)
-        k, phase = self.think_every, self.world.tick % self.think_every
-        urgent = set(sorted(self.urgent)[:URGENT_PER_TICK])
-        self.urgent -= urgent
-        policy = self.policy
-        if policy is not None:
-            try:
-                policy.begin_tick(self)
-            except Exception as e:       # a policy bug costs its decisions, never the tick
-                self._internal(e, None)
-        due = [m for eid, m in self.minds.items() if eid % k == phase or eid in urgent]
-        for m in due:
-            try:
-                self._think(m)
-            except Exception as e:
-                self._internal(e, m)
-        if policy is not None:
-            try:
-                policy.end_tick()
-            except Exception as e:
-                self._internal(e, None)
+                self.internal(e, None)
+        try:
+            self._forget_gone()
+            think.think(self)
+        except Exception as e:
+            self.internal(e, None)
 
-    def _internal(self, e: Exception, m: Mind | None) -> None:
+    def _forget_gone(self) -> None:
+        ids, _ = self.players()
+        if len(self._gone) or (self.world.tick % 200 == 0 and len(self.ledger.noticed)):
+            # players who left (every 200 ticks: cheap enough, and bounds the ledger)
+            known = np.unique(np.concatenate([self.ledger.greeted.keys, self.ledger.noticed.keys]) & 0xFFFFFFFF)
+            left = known[~np.isin(known, ids)] if self.world.tick % 200 == 0 else np.zeros(0, np.int64)
+            self.ledger.forget(np.concatenate([np.asarray(self._gone, np.int64), left]))
+            self._gone = []
+
+    def internal(self, e: Exception, m: Mind | None) -> None:
         self.report(Report("internal", f"{type(e).__name__}: {e}", m.defn.file if m else "",
                            m.defn.id if m else "", m.eid if m else None, traceback="".join(
                                traceback.format_exception(type(e), e, e.__traceback__)), at_s=self.world.time_s))
 
-    def _players_now(self) -> tuple[np.ndarray, np.ndarray]:
+    def players(self) -> tuple[np.ndarray, np.ndarray]:
+        """(ids, centres) of the players in the world, read once per tick."""
         if self._players_at != self.world.tick:
             self._players = self.world.of_kind(PLAYER)
             self._players_at = self.world.tick
         return self._players
 
-    def _perceive(self, m: Mind) -> Perception:
-        w, d, st = self.world, m.defn, m.state
-        now = w.time_s
-        x, y = w.position(m.eid)
-        ids, pos = self._players_now()
-        notice = d.senses["notice"]
-        seen: list[Seen] = []
-        noticed = {}
-        if len(ids):
-            dist = np.hypot(pos[:, 0] - x, pos[:, 1] - y)
-            near = np.flatnonzero(dist <= notice)
-            if len(near) > 1:
-                near = near[np.argsort(dist[near], kind="stable")]
-            for i in near.tolist():
-                pid = int(ids[i])
-                since = noticed[pid] = st.noticed.get(pid, now)
-                seen.append(Seen(pid, w.name_of(pid), "player", float(dist[i]), float(pos[i, 0]), float(pos[i, 1]),
-                                 now - since))
-        st.noticed = noticed
-        intent = w.intent(m.eid)
-        target = None
-        if intent.target is not None and w.alive(intent.target):
-            tx, ty = w.position(intent.target)
-            target = Seen(intent.target, w.name_of(intent.target),
-                          "player" if w.kind_of(intent.target) == PLAYER else "npc",
-                          float(np.hypot(tx - x, ty - y)), tx, ty, now - noticed.get(intent.target, now))
-        gt = w.game_time
-        names = {n.name for n in d.needs}
-        stats = {k: v for k, v in w.stats(m.eid).items() if k in names}
-        return Perception(m.eid, w.name_of(m.eid), now, gt, x, y, w.place_near(x, y), stats, intent,
-                          d.block_at(gt.minute), tuple(seen), target)
+    def perceive(self, m: Mind) -> Perception:
+        """What one NPC perceives now (for a hook or a conversation), without advancing its state."""
+        row = self.rows.row_of[m.eid]
+        s = look(self.world, m.defn, np.asarray([m.eid], np.int64), np.asarray([row]), self.rows, self.ledger,
+                 self.players(), advance=False)
+        return perception(s, 0, self.world)
+
+    def gifts(self, eid: int) -> int:
+        """Items this NPC has given so far."""
+        return int(self.rows.gifts[self.rows.row_of[eid]])
 
     def _others(self, m: Mind, p: Perception) -> tuple[Seen, ...]:
         ids, pos = self.world.of_kind(NPC)
@@ -344,118 +351,17 @@ class Cast:
         return tuple(Seen(int(ids[i]), self.world.name_of(int(ids[i])), "npc", float(dist[i]),
                           float(pos[i, 0]), float(pos[i, 1])) for i in near.tolist())
 
-    def _context(self, m: Mind, p: Perception, builtin=None) -> Context:
+    def context(self, m: Mind, p: Perception, builtin=None) -> Context:
+        """The `npc` a hook gets. builtin: () -> the built-in's Decision (computed on demand by default)."""
         if builtin is None:
             def builtin() -> Decision:
-                return decide(p, m.state, m.defn).decision
+                return think.builtin_one(self, m)
         return Context(m.defn, p, dict(p.stats), m.memory, m.rng, m.n, self.places, builtin,
                        lambda: self._others(m, p))
 
-    def _events(self, m: Mind, p: Perception, before: dict[int, float]) -> list[Event]:
-        st, events = m.state, []
-        b = p.block
-        key = (b.start, b.end, b.do, b.at, b.activity) if b else None
-        if key != st.block_key:
-            if st.block_key is not None or b is not None:
-                events.append(Event("schedule", place=b.at if b else None, activity=b.activity if b else None))
-            st.block_key = key
-        if p.intent.arrived and not st.arrived and p.intent.action not in ("idle", "talk", "give_item"):
-            events.append(Event("arrived", place=p.intent.place or p.place))
-        st.arrived = p.intent.arrived
-        now_ids = {s.id for s in p.players}
-        events += [Event("noticed", who=s) for s in p.players if s.id not in before]
-        events += [Event("lost", who=Seen(pid, "", "player", -1.0, 0.0, 0.0)) for pid in before if pid not in now_ids]
-        low = frozenset(n.name for n in m.defn.needs if p.stats.get(n.name, n.start) < n.low)
-        events += [Event("need_low", need=n, value=p.stats.get(n)) for n in sorted(low - st.low)]
-        st.low = low
-        return events
-
-    def _think(self, m: Mind) -> None:
-        before = dict(m.state.noticed)
-        p = self._perceive(m)
-        events = self._events(m, p, before)
-        choice = decide(p, m.state, m.defn)
-        m.state.tending, m.state.patrol_index = choice.tending, choice.patrol_index
-        decision = None
-        guard = self.guards[m.defn.id]
-        if guard.has("on_event") or guard.has("on_decide"):
-            ctx = self._context(m, p, builtin=lambda: choice.decision)
-            for ev in events if guard.has("on_event") else ():
-                ctx.intent = decision
-                if guard.call("on_event", ctx, ev) and ctx.intent is not None:
-                    decision = ctx.intent
-            if decision is None and guard.has("on_decide"):
-                ctx.intent = None
-                if guard.call("on_decide", ctx) and ctx.intent is not None:
-                    decision = ctx.intent
-        if decision is None and self.policy is not None:
-            self.policy.note(m, p, choice)   # before applying: it copies the state the choice saw
-        self._apply(m, decision or choice.decision)
-
-    def _hear(self, lines) -> None:
-        # Only NPCs that can react listen: those with an on_hear hook, and (to players) those that
-        # may answer with a fallback line.
-        listeners = [m for m in self.minds.values() if self.guards[m.defn.id].has("on_hear")
-                     or ("talk" in m.defn.allowed and m.defn.params["talk"]["reply"] and not self.model_replies)]
-        if not listeners:
-            return
-        pos = self.world.positions([m.eid for m in listeners])
-        radius = np.asarray([m.defn.senses["hear"] for m in listeners])
-        hooked = np.asarray([self.guards[m.defn.id].has("on_hear") for m in listeners])
-        for line in lines:
-            dist = np.hypot(pos[:, 0] - line.x, pos[:, 1] - line.y)
-            hears = dist <= radius
-            if line.kind != PLAYER:
-                hears &= hooked               # the built-in answers players only
-            for i in np.flatnonzero(hears).tolist():
-                m = listeners[i]
-                if m.eid == line.speaker or m.eid not in self.minds:
-                    continue
-                speaker = Seen(line.speaker, line.name, "player" if line.kind == PLAYER else "npc",
-                               float(dist[i]), line.x, line.y)
-                guard = self.guards[m.defn.id]
-                if guard.has("on_hear"):
-                    p = self._perceive(m)
-                    ctx = self._context(m, p)
-                    if guard.call("on_hear", ctx, speaker, line.text) and ctx.intent is not None:
-                        self._apply(m, ctx.intent)
-                        continue
-                talk = m.defn.params["talk"]
-                if (line.kind == PLAYER and "talk" in m.defn.allowed and talk["reply"] and not self.model_replies
-                        and dist[i] <= talk["distance"] and self.world.alive(line.speaker)):
-                    text = reply_line(m.defn, m.state, speaker, self.world.name_of(m.eid))
-                    m.state.replies += 1
-                    self._apply(m, Decision("talk", target=line.speaker, say=text, activity="talking",
-                                            reason=f"answering {line.name}"))
-
-    def _apply(self, m: Mind, d: Decision) -> None:
-        if d.keep:
-            return
-        now = self.world.time_s
-        if d.action not in m.defn.allowed:      # hooks check too; this is the last line of defence
-            self.report(Report("intent", f"{d.action!r} is not allowed; ignored", m.defn.file, m.defn.id, m.eid,
-                               at_s=now))
-            return
-        try:
-            self.world.set_intent(m.eid, d.action, place=d.place, target=d.target, distance=d.distance,
-                                  activity=d.activity, say=d.say)
-        except (ValueError, KeyError) as e:
-            self.report(Report("intent", f"{d.action} could not be done: {e}", m.defn.file, m.defn.id, m.eid,
-                               at_s=now))
-            return
-        st = m.state
-        if d.say:
-            m.last_said, m.last_said_s = d.say, now
-        if d.target is not None:
-            if d.action == "talk":
-                st.greeted[d.target] = now
-            elif d.action == "give_item":
-                st.given[d.target] = now
-                st.gifts += 1
-            elif d.action == "approach":
-                st.approached[d.target] = now
-        m.decision = d
-        self._rates(m, d.action, d.activity)
+    def act(self, m: Mind, d: Decision, by: int = BY_DIALOGUE, why: int = 0, need: int = -1) -> bool:
+        """Give one NPC an intent (a hook's, a conversation's, a changed decision); False if refused."""
+        return think.act(self, m, d, by, why, need)
 
     # -- reports and listings ----------------------------------------------------------------
 
@@ -487,7 +393,7 @@ class Cast:
             out.append({
                 "id": m.eid, "npc": m.defn.id, "name": w.name_of(m.eid), "file": m.defn.file, "number": m.n,
                 "extra": m.extra, "action": it.action, "activity": it.activity, "place": it.place,
-                "target": it.target, "arrived": it.arrived, "reason": m.decision.reason if m.decision else "",
+                "target": it.target, "arrived": it.arrived, **think.who_decided(self, m),
                 "position": [round(x, 1), round(y, 1)],
                 "at": w.place_near(x, y),
                 "stats": {k: round(v, 2) for k, v in w.stats(m.eid).items() if k in names},

@@ -23,9 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from world.intents import ACTION_INDEX
+
 from npc.files.schema import Block, Definition
+from npc.minds.perception import Perception, Seen
 
 NEVER = float("-inf")
+ACTION_PATROL = ACTION_INDEX["patrol"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +78,100 @@ class Sight:
     def seen(self) -> np.ndarray:
         """(n,) players within notice per row."""
         return np.diff(self.start)
+
+
+def look(world, defn: Definition, eids: np.ndarray, rows: np.ndarray, table, ledger, players,
+         advance: bool = True) -> Sight:
+    """The Sight of these due NPCs of `defn` (their state rows in `table`, npc/minds/state.py), and
+    the perceiving part of the built-in state advanced: noticed times, tending, patrol stop.
+    `players`: (ids (P,), centres (P, 2)) of the players in the world this tick. advance=False: only
+    look (a hook or a conversation asking out of turn), leaving the state as it was."""
+    from world import nearby
+
+    now = world.time_s
+    gt = world.game_time
+    n = len(eids)
+    needs = defn.needs
+    cols = world.columns(eids, stats=tuple(nd.name for nd in needs))
+    start = np.asarray([nd.start for nd in needs], np.float64)
+    stats = np.where(np.isnan(cols.stats), start[None, :], cols.stats) if needs else np.zeros((n, 0))
+
+    # Tending: below low, or tended before and not yet back to full (needs with a relief only).
+    bits = table.tending[rows]
+    tending = np.zeros((n, len(needs)), bool)
+    new_bits = np.zeros(n, np.uint64)
+    for k, nd in enumerate(needs):
+        was = (bits >> np.uint64(k)) & np.uint64(1) > 0
+        tending[:, k] = bool(nd.relief) & ((stats[:, k] < nd.low) | (was & (stats[:, k] < nd.full)))
+        new_bits |= tending[:, k].astype(np.uint64) << np.uint64(k)
+    if advance:
+        table.tending[rows] = new_bits
+
+    # The schedule block (the same for all rows of a file), the patrol stop, the schedule's place.
+    block = defn.block_at(gt.minute)
+    index = {name: i for i, name in enumerate(world.places)}
+    patrol = table.patrol[rows].copy()
+    sched = np.full(n, -1, np.int32)
+    if block is not None and block.do == "patrol" and block.route:
+        route = np.asarray([index[r] for r in block.route], np.int32)
+        i = patrol % len(route)
+        pause = defn.params["patrol"]["pause"]
+        done = ((cols.action == ACTION_PATROL) & (cols.place == route[i]) & ~np.isnan(cols.arrived_at)
+                & (now - np.nan_to_num(cols.arrived_at, nan=now) >= pause))
+        i = np.where(done, (i + 1) % len(route), i)
+        patrol = i.astype(np.int32)
+        if advance:
+            table.patrol[rows] = patrol
+        sched = route[patrol]
+    elif block is not None and block.at is not None:
+        sched[:] = index[block.at]
+
+    # Players within notice: how long each has been (noticed), and this NPC's history with them.
+    pids, ppos = players
+    pairs = nearby.within(cols.pos, defn.senses["notice"], ppos)
+    p_npc = eids[pairs.query]
+    p_id = pids[pairs.entity]
+    since = ledger.noticed.get(p_npc, p_id, default=now)
+    if advance:
+        ledger.noticed.replace_npcs(eids, p_npc, p_id, since)
+    alive, tpos = world.locate(cols.target)
+    alive &= cols.target >= 0
+    t_dist = np.hypot(tpos[:, 0] - cols.pos[:, 0], tpos[:, 1] - cols.pos[:, 1])
+    t_near = np.zeros(n)
+    if alive.any():      # the target's time within notice: from this look's pairs
+        hit = np.flatnonzero(p_id == cols.target[pairs.query])
+        t_near[pairs.query[hit]] = (now - since)[hit]
+    return Sight(
+        defn=defn, now_s=now, minute=gt.minute, day=gt.day, block=block,
+        eid=eids, pos=cols.pos, at=world.places_at(cols.pos), stats=stats, tending=tending, patrol=patrol,
+        sched_place=sched, gifts=table.gifts[rows].copy(),
+        action=cols.action, place=cols.place, target=cols.target, arrived=cols.arrived, since=cols.since,
+        arrived_at=cols.arrived_at, activity=cols.activity,
+        t_alive=alive, t_dist=np.where(alive, t_dist, np.nan), t_near_s=np.where(alive, t_near, 0.0),
+        start=pairs.start, p_row=pairs.query, p_id=p_id, p_dist=pairs.dist, p_pos=ppos[pairs.entity],
+        p_near_s=now - since, p_greeted=ledger.greeted.get(p_npc, p_id), p_given=ledger.given.get(p_npc, p_id),
+        p_approached=ledger.approached.get(p_npc, p_id))
+
+
+def perception(s: Sight, i: int, world) -> Perception:
+    """Row i as the Perception a hook reads (made on demand: only NPCs whose file has hooks)."""
+    from world.clock import GameTime
+    from world.sim import PLAYER
+
+    places = world.places
+    lo, hi = int(s.start[i]), int(s.start[i + 1])
+    seen = tuple(Seen(int(s.p_id[j]), world.name_of(int(s.p_id[j])), "player", float(s.p_dist[j]),
+                      float(s.p_pos[j, 0]), float(s.p_pos[j, 1]), float(s.p_near_s[j])) for j in range(lo, hi))
+    eid = int(s.eid[i])
+    x, y = float(s.pos[i, 0]), float(s.pos[i, 1])
+    target = None
+    if s.t_alive[i]:
+        t = int(s.target[i])
+        tx, ty = world.position(t)
+        target = Seen(t, world.name_of(t), "player" if world.kind_of(t) == PLAYER else "npc", float(s.t_dist[i]),
+                      tx, ty, float(s.t_near_s[i]))
+    at = int(s.at[i])
+    return Perception(eid, world.name_of(eid), s.now_s, GameTime(s.day, s.minute), x, y,
+                      places[at] if at >= 0 else None,
+                      {nd.name: float(s.stats[i, k]) for k, nd in enumerate(s.defn.needs)},
+                      world.intent(eid), s.block, seen, target)

@@ -1,138 +1,250 @@
 """NPC decisions from the learned policy, through the inference pool, under a
 one-tick budget. No torch here: the pool's workers run npc/policy/model.py.
 
-Every think still runs the built-in behaviour first and applies its decision
-at once (the fallback is always in place). The policy is asked as well:
+The cast asks the policy for the due NPCs of the files it follows; the
+built-in behaviour is not computed for them:
 
-    tick t      the cast notes each due NPC (observe.Observations.add);
-                end_tick() builds their rows in one go and submits ONE request
-                holding the (N, OBS_DIM) matrix, deadline = now + one tick
+    tick t      ask(sight) per file; end_tick() builds all rows in one go
+                (npc/policy/observe.py, array work) and submits ONE request,
+                deadline = now + one tick
     tick t+1    begin_tick() polls the inbox (never waits): an ON_TIME answer
-                overrides the built-in decision of each NPC where they differ;
-                a LATE, DROPPED or FAILED one changes nothing (the built-in
-                decision stands)
+                is decoded and handed to the cast, which applies what changed;
+                a LATE, DROPPED or FAILED one, or one still missing once its
+                deadline has passed, hands its NPCs back as `missed`: the
+                built-in behaviour decides them in this tick (and a late
+                answer that still arrives is ignored)
 
-So a dead or slow worker costs the NPCs nothing but the policy's say; the
-tick never waits. Bounds: at most `max_pending` requests (ticks) in flight;
-past that a tick's NPCs are not sent (counted as "skipped").
+So a dead or slow worker costs the NPCs one tick of delay, never the tick
+its budget. Bounds: at most `max_pending` requests (ticks) in flight; past
+that a tick's rows go straight to the built-in (counted as "skipped").
+
+Which files it follows (`follows`): not a file that says `decider =
+"builtin"`, and only once the guard (npc/policy/guard.py) has measured, off
+the tick, that the policy agrees with the file's built-in behaviour often
+enough; until then, and below the threshold, the built-in decides.
 """
 
 from __future__ import annotations
 
 import collections
 import logging
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
 import numpy as np
 
 from world.sim import NPC
 
+from npc.files.schema import Definition
 from npc.inference import Inbox, Outcome, Pool, PoolConfig
-from npc.policy.observe import Observations, decode
+from npc.minds.sight import Sight
+from npc.minds import think
+from npc.minds.think import Answers
+from npc.policy import observe
 
 log = logging.getLogger("npcworld.npc")
 
 OUTCOMES = ("on_time", "late", "dropped", "failed", "skipped")
 LATENCY_KEPT = 4096    # newest decision latencies kept (for benchmarks), seconds
+GUARD_TIMEOUT_S = 60.0  # a guard's pool requests wait this long (off the tick) before the file stays built-in
 
 
 class PolicyDecider:
-    """Plugs into `Cast.policy`: begin_tick(cast), note(mind, perception, choice), end_tick()."""
+    """The cast's decider (npc/policy/protocol.py) for the learned policy on a pool."""
 
-    def __init__(self, pool: Pool, world_size: tuple[float, float], places: dict, budget_s: float,
-                 clock: Callable[[], float] = time.monotonic, max_pending: int = 8,
-                 npc_positions: Callable[[], np.ndarray] | None = None):
+    def __init__(self, pool: Pool, world, budget_s: float, clock: Callable[[], float] = time.monotonic,
+                 max_pending: int = 8, guard: bool = True):
         self.pool = pool
-        self.obs = Observations(world_size, dict(places), npc_positions)
+        self.world = world
         self.budget_s = budget_s
         self.clock = clock
         self.max_pending = max_pending
         self.inbox = Inbox()
-        self.pending: dict[int, list] = {}                  # id(future) -> its rows
-        self.decisions = {o: 0 for o in OUTCOMES}           # NPC decisions by outcome (N per request)
-        self.overrides = 0                                  # on-time answers that changed the built-in one
-        self.rejected = 0                                   # answers that could not be applied
+        self.asked: list[Sight] = []
+        self._skipped: list[np.ndarray] = []                # rows not sent (too many in flight): built-in next tick
+        self.pending: dict[int, tuple] = {}                 # id(future) -> (future, sights, rows, deadline)
+        self.decisions = {o: 0 for o in OUTCOMES}           # NPC decisions by outcome (rows per request)
+        self.rejected = 0                                   # answers that could not be applied (masks)
         self.latencies: collections.deque = collections.deque(maxlen=LATENCY_KEPT)
         self.batch_rows: collections.deque = collections.deque(maxlen=LATENCY_KEPT)
+        self.audit = False                                  # also compute the built-in on answers (bench only)
+        self.agree = [0, 0]                                 # audited rows: (same action, all)
+        # the guard: per definition id, (definition checked, Check or None while running)
+        self.checks: dict[str, tuple[Definition, object]] = {}
+        self.guard = guard
+        self._guards = ThreadPoolExecutor(1, thread_name_prefix="policy-guard") if guard else None
+        self._lock = threading.Lock()
 
-    # -- the cast's side --------------------------------------------------------------
+    # -- which files -------------------------------------------------------------------------
 
-    def begin_tick(self, cast) -> None:
-        """Apply the answers that came back on time since the last tick."""
+    def loaded(self, defn: Definition) -> None:
+        """A file was (re)loaded: measure the policy on it, off the tick."""
+        if getattr(defn, "decider", "auto") == "builtin" or not self.guard:
+            return
+        with self._lock:
+            self.checks[defn.id] = (defn, None)
+        self._guards.submit(self._check, defn)
+
+    def _check(self, defn: Definition) -> None:
+        from npc.policy import guard
+
+        try:
+            check = guard.agreement(defn, self.world.map, self._run_policy)
+        except Exception as e:          # the guard failing keeps the built-in: say why
+            log.exception("npc %s: the policy guard failed", defn.id)
+            check = guard.Check(defn.file, 0.0, 0.0, 0, False, f"the guard could not run ({e}): the built-in "
+                                "behaviour decides")
+        with self._lock:
+            if self.checks.get(defn.id, (None,))[0] is defn:
+                self.checks[defn.id] = (defn, check)
+        (log.info if check.ok else log.warning)("npc %s (%s): %s", defn.id, defn.file, check.reason)
+
+    def _run_policy(self, obs, mask, tmask):
+        fut = self.pool.submit({"obs": obs, "mask": mask, "tmask": tmask}, self.clock() + GUARD_TIMEOUT_S)
+        if not fut.wait(GUARD_TIMEOUT_S + 5) or not fut.ok:
+            raise RuntimeError(f"no answer from the policy workers ({fut.outcome})")
+        return np.asarray(fut.value["action"]), np.asarray(fut.value["target"])
+
+    def follows(self, defn: Definition) -> bool:
+        if getattr(defn, "decider", "auto") == "builtin":
+            return False
+        if not self.guard:
+            return True
+        hit = self.checks.get(defn.id)
+        return hit is not None and hit[0] is defn and hit[1] is not None and hit[1].ok
+
+    def status(self, defn: Definition) -> dict:
+        """For GET /npcs and the log: whether the policy decides this file, and why."""
+        if getattr(defn, "decider", "auto") == "builtin":
+            return {"policy": False, "why": 'the file says decider = "builtin"'}
+        if not self.guard:
+            return {"policy": True, "why": "the policy decides (no guard)"}
+        hit = self.checks.get(defn.id)
+        if hit is None or hit[0] is not defn or hit[1] is None:
+            return {"policy": False, "why": "checking the policy on this file; the built-in behaviour decides meanwhile"}
+        c = hit[1]
+        return {"policy": bool(c.ok), "why": c.reason, "agreement": round(float(c.agreement), 4)}
+
+    # -- the cast's side ---------------------------------------------------------------------
+
+    def begin_tick(self, now_s: float) -> Answers:
+        out = Answers()
+        missed, self._skipped = self._skipped, []
+        done = set()
         for fut in self.inbox.poll():
-            rows = self.pending.pop(id(fut), None)
-            if rows is None:
-                continue
-            outcome = fut.outcome.value
-            self.decisions[outcome] += len(rows)
+            entry = self.pending.pop(id(fut), None)
+            if entry is None:
+                continue                 # already handed back as missed
+            done.add(id(fut))
+            _, sights, rows, _ = entry
+            self.decisions[fut.outcome.value] += len(rows.eid)
             if fut.latency is not None:
                 self.latencies.append(fut.latency)
             if fut.outcome is not Outcome.ON_TIME:
+                missed.append(rows.eid)
                 continue
             try:
-                actions = np.asarray(fut.value["action"]).tolist()
-                targets = np.asarray(fut.value["target"]).tolist()
-            except (TypeError, KeyError, IndexError):
-                self.rejected += len(rows)
+                replies, bad = self._decode(sights, rows, fut.value)
+            except (TypeError, KeyError, IndexError, ValueError):
+                self.rejected += len(rows.eid)
+                missed.append(rows.eid)
                 continue
-            if len(actions) != len(rows) or len(targets) != len(rows):
-                self.rejected += len(rows)
-                continue
-            for row, a, t in zip(rows, actions, targets):
-                m = cast.minds.get(row.eid)
-                if m is None:
-                    continue
-                d = decode(row, a, t, m.defn.params)
-                if d is None:
-                    continue
-                if d.action not in m.defn.allowed:      # the definition may have been reloaded since
-                    self.rejected += 1
-                    continue
-                cast._apply(m, d)
-                self.overrides += 1
+            out.replies += replies
+            if len(bad):
+                missed.append(bad)
+        now = self.clock()
+        for key, (fut, sights, rows, deadline) in list(self.pending.items()):
+            if now > deadline:           # past its deadline and not back: the built-in decides now
+                del self.pending[key]
+                self.decisions["late"] += len(rows.eid)
+                missed.append(rows.eid)
+        if missed:
+            out.missed = np.concatenate(missed)
+        return out
 
-    def note(self, m, p, choice) -> None:
-        self.obs.add(p, m.state, m.defn, choice)
+    def _decode(self, sights: list[Sight], rows, value) -> tuple[list, np.ndarray]:
+        """(replies per sight, NPCs whose answer can't be applied: the built-in decides them)."""
+        action = np.asarray(value["action"], np.int64)
+        target = np.asarray(value["target"], np.int64)
+        if action.shape != (len(rows.eid),) or target.shape != (len(rows.eid),):
+            raise ValueError("answer of the wrong shape")
+        d = observe.decode(rows.slots, action, target, rows.mask, rows.tmask, rows.finishing)
+        go = d.ok & ~rows.finishing          # finishing a talk or gift: nothing to apply
+        self.rejected += int((~d.ok).sum())
+        out, lo = [], 0
+        for s in sights:
+            hi = lo + len(s)
+            sel = go[lo:hi]
+            if sel.any():
+                part = s if sel.all() else think.take(s, sel)
+                a = d.action[lo:hi][sel]
+                if self.audit:
+                    self._audit(part, a)
+                out.append((part, a, d.target[lo:hi][sel], d.place[lo:hi][sel].astype(np.int32)))
+            lo = hi
+        return out, rows.eid[~d.ok]
+
+    def _audit(self, s: Sight, action: np.ndarray) -> None:
+        from npc.minds import builtin
+
+        v = builtin.decide(s, self.world.places)
+        label, _ = observe.label(s, v)
+        self.agree[0] += int((label == action).sum())
+        self.agree[1] += len(s)
+
+    def ask(self, sight: Sight) -> None:
+        self.asked.append(sight)
+
+    def note(self, sight: Sight, verdict) -> None:
+        pass
 
     def end_tick(self) -> None:
-        if not len(self.obs):
+        sights, self.asked = self.asked, []
+        if not sights:
             return
-        rows = self.obs.rows
+        n = sum(len(s) for s in sights)
         if len(self.pending) >= self.max_pending:
-            self.decisions["skipped"] += len(rows)
-            self.obs.clear()
+            self.decisions["skipped"] += n
+            self._skipped += [s.eid for s in sights]
             return
+        w = self.world
         try:
-            obs, mask, tmask = self.obs.build()
-        finally:
-            self.obs.clear()
-        fut = self.pool.submit({"obs": obs, "mask": mask, "tmask": tmask}, self.clock() + self.budget_s,
-                               inbox=self.inbox)
-        self.batch_rows.append(len(rows))
-        self.pending[id(fut)] = rows      # a pool that is closed has failed it already: counted next tick
+            rows = observe.rows(sights, tuple(w.map.world_size), w.place_positions(), w.of_kind(NPC)[1], w.places)
+        except Exception:
+            self._skipped += [s.eid for s in sights]     # the built-in decides them at the next tick
+            raise
+        fut = self.pool.submit({"obs": rows.obs, "mask": rows.mask, "tmask": rows.tmask},
+                               self.clock() + self.budget_s, inbox=self.inbox)
+        self.batch_rows.append(n)
+        self.pending[id(fut)] = (fut, sights, rows, fut.deadline)
 
-    # -- metrics ----------------------------------------------------------------------------
+    def close(self) -> None:
+        if self._guards is not None:
+            self._guards.shutdown(wait=False, cancel_futures=True)
+        self.pool.close()
+
+    # -- metrics -----------------------------------------------------------------------------
 
     def prometheus(self, prefix: str = "npcworld_npc") -> list[str]:
         lines = [f"# HELP {prefix}_policy_decisions_total NPC decisions asked of the policy, by outcome "
-                 "(on_time: applied when it differed from the built-in one; others: the built-in one stood).",
+                 "(on_time: applied; the others: the built-in behaviour decided at the next tick).",
                  f"# TYPE {prefix}_policy_decisions_total counter"]
         lines += [f'{prefix}_policy_decisions_total{{outcome="{o}"}} {n}' for o, n in self.decisions.items()]
-        lines += [f"# HELP {prefix}_policy_overrides_total On-time policy decisions that replaced the built-in one.",
-                  f"# TYPE {prefix}_policy_overrides_total counter", f"{prefix}_policy_overrides_total {self.overrides}"]
+        lines += [f"# HELP {prefix}_policy_files NPC files the policy decides (1) or not (0), by file id.",
+                  f"# TYPE {prefix}_policy_files gauge"]
+        lines += [f'{prefix}_policy_files{{npc="{k}"}} {int(bool(c is not None and c.ok))}'
+                  for k, (_, c) in sorted(self.checks.items())]
         return lines + self.pool.stats.prometheus()
 
 
 def start_decider(world, *, weights: str | None, module: str = "npc.policy.model:build_policy",
                   workers: int | None = None, devices: list[str] | None = None, budget_s: float = 0.05,
-                  **pool_options) -> PolicyDecider:
-    """A started pool running the policy (npc/policy/model.py:PolicyRunner), and its decider for `Cast.policy`.
-    Returns at once: until a worker is ready, requests are dropped at their deadline (the built-in
-    behaviour decides)."""
+                  guard: bool = True, **pool_options) -> PolicyDecider:
+    """A started pool running the policy (npc/policy/model.py:PolicyRunner), and its decider for `Cast.decider`.
+    Returns at once: until a worker is ready the guard waits and the built-in behaviour decides."""
     cfg = PoolConfig(runner="npc.policy.model:PolicyRunner", runner_options={"module": module, "weights": weights or None},
                      workers=workers, devices=devices, **pool_options)
     pool = Pool(cfg).start()
-    places = {name: world.place_position(name) for name in world.places}
-    return PolicyDecider(pool, tuple(world.map.world_size), places, budget_s,
-                         npc_positions=lambda: world.of_kind(NPC)[1])
+    return PolicyDecider(pool, world, budget_s, guard=guard)

@@ -1,54 +1,63 @@
-"""Observation vectors for the decision policy: one row per due NPC, built for
-all of a tick's due NPCs at once.
+"""Observation rows for the decision policy, built from the tick's Sights with
+array operations only (no loop over NPCs; one short loop over the Sights,
+one per NPC file that is due).
 
-Each think the cast hands `Observations.add` what it already computed for
-the built-in behaviour (the NPC's perception, its state and the built-in
-choice); `build()` then turns the gathered numbers into three arrays with
-array operations over all rows together:
+    r = rows(sights, world_size, place_xy, npc_xy, places)
 
-    obs    (N, OBS_DIM)  float32   what the policy sees (layout below)
-    mask   (N, A)        bool      the actions the NPC's designer allows
-    tmask  (N, T)        bool      target slots that name something real
+    r.obs       (N, OBS_DIM)  float32  what the policy sees (LAYOUT below)
+    r.mask      (N, A)        bool     the actions the policy may choose (structural, below)
+    r.tmask     (N, T)        bool     target slots that name something real
+    r.slots     (N, T)        int64    what each slot names: an entity id (slots 1..4), a place
+                                       index into World.places (slots 5..8), -1: nothing
+    r.eid       (N,)          int64    the NPC of each row
 
-and keeps, per row, what each target slot stands for (an entity id or a
-place), so that a policy's answer (action index, target slot) can be turned
-back into a decision (`decode`). No torch here: this runs in the server.
+`label(sight, verdict)` turns the built-in's verdict into the policy's terms
+(action, slot); `decode(slots, action, target, mask, tmask, finishing)` turns
+a policy's answer back into (action, entity, place, ok), re-checking both
+masks. No torch here: this runs in the server's tick.
 
 Target slots (T = 9):
-    0          none (an action without a target: idle, wander)
-    1          the entity the current intent is about (follow, flee, ...)
+    0          none (an action without a target: idle, wander, work here)
+    1          the entity of the current intent (the one followed, fled, approached), when alive
     2..4       the nearest K=3 players within `notice`, nearest first
     5          the schedule's place now (the patrol stop, or the block's `at`)
-    6..8       the place of each of the NPC's first 3 needs (`at`)
+    6..8       the place (`at`) of each of the file's first 3 needs
 
-Observation layout (OBS_DIM = 148), distances in units of the NPC's notice
-radius unless said, times in seconds / 30 clipped to 1:
-    allowed mask (A) | designer weights / 2 (9) | current action one-hot (A),
-    arrived, time since set, time since set / its duration | target: exists,
-    distance, distance / give_up, is the nearest player | per need (3 x 17):
-    present, value, below low, tending, below full, weight, relief one-hot
-    (A) | schedule: has a block, do one-hot (A), has a place, at that place |
-    game time sin, cos | players: count, then per player (3 x 11): present,
-    distance, dx, dy, suspicious, within talk / give / flee distance, talk /
-    give / approach cooldown over | follow and flee "suspicious" flags, has
-    items | NPCs in the same 256-unit cell | at any place, distance to the
-    schedule place and to the first need's place (/ 1000 units) | x, y / map size
+The mask is structural: action a is in it when the file allows a AND some
+way of scoring a in the built-in behaviour has a weight > 0 (`_routes`).
+With a positive baseline (idle or wander allowed with a weight > 0: a
+candidate at every think) every chosen action scores > 0, so an action
+whose every route weighs 0 is never the built-in's choice. Without one,
+ties at score 0 go to the earliest candidate, which may be any allowed
+action: the mask is then the allowed set. A row finishing a talk or a gift
+(the built-in keeps it, unscored) may only keep it: its mask is that action
+alone and its target slot "none".
+
+The definition's own parameters (allowed actions, weights, needs,
+distances, cooldowns, whom to follow or flee) are part of every row, so that
+the policy can follow a file it never saw (it is trained on randomised
+files, npc/policy/randomise.py). They are computed once per Definition
+(cached by identity) and repeated over its rows.
+
+Units: distances in units of the NPC's `notice` radius unless said, times in
+world seconds scaled as the field's doc says, clipped where said.
 """
 
 from __future__ import annotations
 
 import math
-from itertools import chain
-from dataclasses import dataclass, field
-from typing import Callable
+import threading
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from world.intents import ACTIONS
+from world.intents import ACTIONS, GOTO, mode_for
 
-from npc.minds.builtin import Choice, Decision
-from npc.minds.perception import Perception, State
+from npc.actions import BASELINE, VOCABULARY
 from npc.files.schema import WEIGHTS, Definition
+from npc.minds.builtin import CANDIDATES, WHY_NEED
+from npc.minds.sight import Sight
 
 A = len(ACTIONS)                   # actions in the shared vocabulary
 ACTION_INDEX = {a: i for i, a in enumerate(ACTIONS)}
@@ -57,243 +66,522 @@ NEEDS = 3                          # needs seen (the first ones of the file)
 T = 2 + K + 1 + NEEDS              # target slots
 NONE, CURRENT, PLAYER0, SCHEDULE, NEED0 = 0, 1, 2, 2 + K, 3 + K
 WEIGHT_NAMES = tuple(WEIGHTS)
-OBS_DIM = A + len(WEIGHT_NAMES) + A + 3 + 4 + NEEDS * (6 + A) + (2 + A + 1) + 2 + 1 + K * 11 + 3 + 1 + 3 + 2
-TARGET_KIND = {a: ("entity" if a in ("follow", "approach", "flee", "talk", "give_item") else
-                   "place" if a in ("go_to", "work", "rest", "patrol") else "none") for a in ACTIONS}
-NEVER = -1e9                       # "never": a cooldown long over
 CELL = 256.0                       # world units: the cell used to count nearby NPCs
+FAR = 1000.0                       # world units: distances to places are / FAR, clipped to 1
 
-
-def _one_hot(idx: np.ndarray, n: int) -> np.ndarray:
-    """(N,) ints, -1 = none -> (N, n) float32."""
-    out = np.zeros((len(idx), n), np.float32)
-    ok = idx >= 0
-    out[np.flatnonzero(ok), idx[ok]] = 1.0
-    return out
-
-
-# Static (per definition) numbers, in this order in Static.vec:
-S_ALLOWED = slice(0, A)
-S_WEIGHTS = slice(A, A + 9)
-S_NEED = A + 9                     # then NEEDS each of: on, low, full, weight, relief
-S_NOTICE = S_NEED + 5 * NEEDS      # then linger, talk/give/flee distance, talk/give/approach cooldown, give_up,
-S_FLAGS = S_NOTICE + 9             # then 3 flags, then the first need's place x, y
-S_LEN = S_FLAGS + 5
-# Per-row numbers, in this order in what add() gathers:
-D_NOW, D_X, D_Y, D_CUR, D_ARRIVED, D_SINCE, D_DUR, D_HAS_T, D_T_DIST, D_T_FIRST = range(10)
-D_VALUES = 10                      # NEEDS values, then NEEDS tending flags
-D_B = D_VALUES + 2 * NEEDS         # has block, do (-1: none), minute, players seen, at a place, at the schedule
-D_SCHED_XY = D_B + 6               # the schedule place x, y (nan: none)
-D_PLAYERS = D_SCHED_XY + 2         # K x (distance, x, y, near_s, greeted, given, approached (world s), present)
-D_LEN = D_PLAYERS + 8 * K
-NAN2 = (math.nan, math.nan)
+# What each action's target is (npc/actions.py), and which slots can name it.
+TARGET_KIND = {a: VOCABULARY[a].target for a in ACTIONS}
+SLOT_KIND = np.asarray(["none", "entity"] + ["entity"] * K + ["place"] * (1 + NEEDS))
+ENTITY_SLOT = SLOT_KIND == "entity"                                            # (T,)
+PLACE_SLOT = SLOT_KIND == "place"                                              # (T,)
+KIND = np.asarray([TARGET_KIND[a] for a in ACTIONS])                           # (A,)
+# The world refuses go_to / patrol without a place; work, rest and idle stay where they are.
+NEEDS_PLACE = np.asarray([mode_for(a, False) == GOTO for a in ACTIONS])        # (A,)
+# May action a (row) take a target in slot t (column)? Entity actions an entity; place actions a
+# place, or none when the world allows it; idle and wander none, or a place (the built-in gives
+# them the schedule's or the need's `at`: idle walks there first, wander ignores it).
+FITS = np.where((KIND == "entity")[:, None], ENTITY_SLOT[None, :],
+                PLACE_SLOT[None, :] | ((SLOT_KIND == "none")[None, :] & ~NEEDS_PLACE[:, None]))   # (A, T)
 
 
 @dataclass(frozen=True)
-class Static:
-    """What a definition contributes to every row of its NPCs (computed once per definition)."""
-    vec: tuple                 # S_LEN numbers (layout above)
-    need_at: tuple             # (NEEDS,) place or None
-    need_names: tuple
-    duration: dict             # action -> seconds a talk / give_item lasts
+class Field:
+    name: str
+    width: int
+    doc: str
 
 
-def static_of(d: Definition, places: dict) -> Static:
-    prm = d.params
-    needs = list(d.needs[:NEEDS]) + [None] * (NEEDS - min(NEEDS, len(d.needs)))
-    need = []
-    for n in needs:
-        need += [0.0, 0.0, 0.0, 0.0, -1.0] if n is None else [
-            1.0, n.low, n.full, d.weights["needs"] * n.weight, float(ACTION_INDEX[n.relief]) if n.relief else -1.0]
-    vec = ([float(a in d.allowed) for a in ACTIONS] + [d.weights[k] for k in WEIGHT_NAMES] + need + [
-        max(1.0, d.senses["notice"]), prm["follow"]["linger"],
-        prm["talk"]["distance"], prm["give_item"]["distance"], prm["flee"]["distance"],
-        prm["talk"]["cooldown"], prm["give_item"]["cooldown"], prm["approach"]["cooldown"], prm["follow"]["give_up"],
-        float(prm["follow"]["who"] == "suspicious"), float(prm["flee"]["who"] == "suspicious"),
-        float(bool(prm["give_item"]["items"])), *places.get(needs[0].at if needs[0] else None, NAN2)])
-    assert len(vec) == S_LEN
-    return Static(tuple(vec), tuple(n.at if n else None for n in needs), tuple(n.name for n in needs if n),
-                  {"talk": prm["talk"]["duration"], "give_item": prm["give_item"]["duration"]})
+# -- the observation layout: one table, offsets and OBS_DIM derived --------------------------------
+# Fields of the definition (the same on every row of a file), then fields of the row.
+DEFINITION_FIELDS = (
+    Field("allowed", A, "the file allows the action"),
+    Field("can", A, "the action is in the mask (allowed, and some route to it weighs > 0)"),
+    Field("action_weight", A, "per action, the weight of its own candidate (talk: weights.talk, ..., idle: "
+          "weights.idle; go_to, work, rest, patrol: 0, they come from the schedule or a need) / 2, clipped 0..4"),
+    Field("weights", len(WEIGHT_NAMES), "the file's [weights] / 2, clipped to 0..4, in schema.WEIGHTS order"),
+    Field("need_on", NEEDS, "the need exists"),
+    Field("need_relief", NEEDS * A, "one-hot of the need's relief action, per need"),
+    Field("need_has_place", NEEDS, "the need has a place (`at`)"),
+    Field("need_weight", NEEDS, "weights.needs x need.weight / 2, clipped to 0..4"),
+    Field("need_low", NEEDS, "need.low / 100"),
+    Field("need_full", NEEDS, "need.full / 100"),
+    Field("senses", 2, "notice, hear / 512 world units"),
+    Field("distances", 7, "talk, give_item, flee distance, flee safe, follow distance, follow give_up, "
+          "approach distance, each / notice, clipped to 0..4"),
+    Field("times", 7, "talk, give_item, approach cooldown / 120 s (clip 0..4); talk, give_item duration / 6 s; "
+          "follow linger / 8 s; patrol pause / 8 s (clip 0..4)"),
+    Field("who", 3, "follow who = suspicious, flee who = suspicious, give_item has items"),
+)
+ROW_FIELDS = (
+    Field("current", A, "one-hot of the current intent's action"),
+    Field("arrived", 1, "the current intent has arrived"),
+    Field("since", 1, "seconds since the intent was set / 30, clipped to 0..1"),
+    Field("finishing", 1, "finishing a talk or gift (within its duration): the built-in keeps it"),
+    Field("target", 3, "the current intent's entity: alive, distance (clip 0..4), within follow.give_up"),
+    Field("ongoing", 3, "an ongoing flee (not yet safe), follow (within give_up), approach (not yet there)"),
+    Field("need_value", NEEDS, "the need's level / 100"),
+    Field("need_tending", NEEDS, "being tended (fell below low, not yet back to full)"),
+    Field("candidate", A, "per action, it has a candidate now: a player who fits, an ongoing intent, the "
+          "schedule block's `do`, a tended need's relief, the baseline (allowed actions only)"),
+    Field("utility", A, "per action, its best candidate's score now, as the built-in scores them (the "
+          "weight; a need's weight x (1 + urgency)) / 4, clipped 0..4; 0 when none"),
+    Field("margin", A, "per action, its utility minus the row's best utility (0: as good as the best; "
+          "-4 when no candidate), clipped to -4..0"),
+    Field("order", A, "per action, the place of that candidate in the built-in's order (need 1, schedule 2, "
+          "flee 3, ..., idle 9; a tie goes to the earlier) / 10; 0 when none"),
+    Field("need_pull", NEEDS, "tended and has a relief: weights.needs x need.weight x (1 + urgency) / 4 "
+          "(urgency = 1 - level / 100), clipped to 0..4; else 0"),
+    Field("block", 1, "a schedule block covers the game time"),
+    Field("block_do", A, "one-hot of the block's action (`do`)"),
+    Field("sched_place", 3, "the schedule names a place now, the NPC is at it, distance to it / 1000"),
+    Field("need_place", NEEDS, "distance to each need's place / 1000 (1: none)"),
+    Field("clock", 2, "sin, cos of the game time of day"),
+    Field("seen", 1, "players within notice / 5, clipped to 0..1"),
+    Field("p_present", K, "player slot k holds a player"),
+    Field("p_distance", K, "its distance / notice"),
+    Field("p_dx", K, "its x offset / notice"),
+    Field("p_dy", K, "its y offset / notice"),
+    Field("p_suspicious", K, "it stayed within notice for follow.linger s"),
+    Field("p_flee", K, "within flee.distance and of flee.who"),
+    Field("p_follow", K, "of follow.who"),
+    Field("p_give", K, "within give_item.distance, not given to for its cooldown, there are items"),
+    Field("p_talk", K, "within talk.distance, not greeted for its cooldown"),
+    Field("p_approach", K, "not approached for approach.cooldown"),
+    Field("p_current", K, "it is the current intent's entity"),
+    Field("any", 5, "some player seen (any of them, not only the first K) fits flee, follow, give, talk, approach"),
+    Field("at_place", 1, "the NPC is at some place"),
+    Field("npcs_near", 1, "NPCs in the same 256-unit cell / 10, clipped to 0..1"),
+    Field("position", 2, "x, y / map size"),
+)
+LAYOUT = DEFINITION_FIELDS + ROW_FIELDS
 
 
-@dataclass
-class Row:
-    """What decode needs to turn a policy answer back into a decision."""
-    eid: int
-    slots: tuple               # (T,) entity id (int), place (str) or None, per target slot
-    choice: Choice             # the built-in choice made at the same think (the fallback)
-    allowed: frozenset
+def _offsets(fields) -> dict[str, slice]:
+    out, at = {}, 0
+    for f in fields:
+        out[f.name] = slice(at, at + f.width)
+        at += f.width
+    return out
 
 
-@dataclass
-class Observations:
-    """Gathers a tick's due NPCs, then builds their rows in one go.
+OFFSET = _offsets(LAYOUT)                               # field name -> its columns in obs
+DEFINITION_DIM = sum(f.width for f in DEFINITION_FIELDS)
+OBS_DIM = sum(f.width for f in LAYOUT)
 
-    npc_positions: () -> (M, 2) centres of every NPC in the world, for the
-    "NPCs nearby" feature (None: only the rows' own NPCs are counted)."""
-    world_size: tuple[float, float]
-    places: dict = field(default_factory=dict)            # place name -> (x, y)
-    npc_positions: Callable[[], np.ndarray] | None = None
-    rows: list[Row] = field(default_factory=list)
-    _statics: dict = field(default_factory=dict)           # id(definition) -> (definition, Static)
-    _static_rows: list = field(default_factory=list)
-    _dyn_rows: list = field(default_factory=list)
+# Raw numbers of a definition that the row features need (not in the observation as such).
+RAW = ("notice", "talk_distance", "give_distance", "flee_distance", "give_up", "linger",
+       "talk_cooldown", "give_cooldown", "approach_cooldown", "talk_duration", "give_duration",
+       "follow_suspicious", "flee_suspicious", "has_items", "w_needs", "w_schedule")
+R = {name: i for i, name in enumerate(RAW)}
 
-    def static(self, d: Definition) -> Static:
-        hit = self._statics.get(id(d))
-        if hit is None or hit[0] is not d:
-            hit = self._statics[id(d)] = (d, static_of(d, self.places))
-        return hit[1]
+
+@dataclass(frozen=True)
+class DefinitionFeatures:
+    vec: np.ndarray           # (DEFINITION_DIM,) float32: the definition fields, in layout order
+    own: np.ndarray           # (A,) float64 the weight of each action's own candidate (0: none, not allowed)
+    raw: np.ndarray           # (len(RAW),) float64
+    can: np.ndarray           # (A,) bool: the structural mask
+    allowed: np.ndarray       # (A,) bool
+    need_at: np.ndarray       # (NEEDS,) int64 place index of each need, -1
+    need_weight: np.ndarray   # (NEEDS,) float64 weights.needs x need.weight (0: no need)
+    relief: np.ndarray        # (NEEDS,) int64 the need's relief action (index into ACTIONS), -1
+
+
+def _routes(d: Definition) -> np.ndarray:
+    """(A,) the greatest weight with which the built-in behaviour can score each action."""
+    w = d.weights
+    best = np.zeros(A)
+    for name in ("talk", "give_item", "follow", "flee", "approach", "wander", "idle"):
+        best[ACTION_INDEX[name]] = w[name]
+    for b in d.schedule:
+        i = ACTION_INDEX[b.do]
+        best[i] = max(best[i], w["schedule"])
+    for n in d.needs:
+        if n.relief:
+            i = ACTION_INDEX[n.relief]
+            best[i] = max(best[i], w["needs"] * n.weight)
+    return best
+
+
+def structural_mask(d: Definition) -> np.ndarray:
+    """(A,) bool: the actions the built-in behaviour can choose for this file (module doc)."""
+    allowed = np.asarray([a in d.allowed for a in ACTIONS])
+    if not d.params["give_item"]["items"]:
+        allowed[ACTION_INDEX["give_item"]] = False
+    can = allowed & (_routes(d) > 0)
+    # a baseline is a candidate at every think: with one above 0, a candidate scoring 0 never wins
+    positive_baseline = any(a in d.allowed and d.weights[a] > 0 for a in BASELINE)
+    return can if positive_baseline else allowed
+
+
+def definition_features(d: Definition, places: Sequence[str]) -> DefinitionFeatures:
+    prm, w = d.params, d.weights
+    index = {p: i for i, p in enumerate(places)}
+    notice = max(1.0, d.senses["notice"])
+    needs = d.needs[:NEEDS]
+    on = np.zeros(NEEDS)
+    relief = np.zeros((NEEDS, A))
+    need_at = np.full(NEEDS, -1, np.int64)
+    nw, low, full = np.zeros(NEEDS), np.zeros(NEEDS), np.zeros(NEEDS)
+    for k, n in enumerate(needs):
+        on[k], nw[k], low[k], full[k] = 1.0, w["needs"] * n.weight, n.low, n.full
+        if n.relief:
+            relief[k, ACTION_INDEX[n.relief]] = 1.0
+        if n.at is not None:
+            need_at[k] = index.get(n.at, -1)
+    allowed = np.asarray([a in d.allowed for a in ACTIONS])
+    can = structural_mask(d)
+    own = np.asarray([w.get(a, 0.0) for a in ACTIONS]) * allowed       # the weights named after actions
+    if not prm["give_item"]["items"]:
+        own[ACTION_INDEX["give_item"]] = 0.0
+    clip4 = lambda v: np.clip(np.asarray(v, np.float64), 0.0, 4.0)     # noqa: E731
+    f = {
+        "allowed": allowed, "can": can,
+        "action_weight": clip4(own / 2.0),
+        "weights": clip4([w[k] / 2.0 for k in WEIGHT_NAMES]),
+        "need_on": on, "need_relief": relief.reshape(-1), "need_has_place": need_at >= 0,
+        "need_weight": clip4(nw / 2.0), "need_low": low / 100.0, "need_full": full / 100.0,
+        "senses": np.asarray([d.senses["notice"], d.senses["hear"]]) / 512.0,
+        "distances": clip4(np.asarray([prm["talk"]["distance"], prm["give_item"]["distance"],
+                                       prm["flee"]["distance"], prm["flee"]["safe"], prm["follow"]["distance"],
+                                       prm["follow"]["give_up"], prm["approach"]["distance"]]) / notice),
+        "times": np.concatenate([
+            clip4(np.asarray([prm["talk"]["cooldown"], prm["give_item"]["cooldown"],
+                              prm["approach"]["cooldown"]]) / 120.0),
+            np.asarray([prm["talk"]["duration"], prm["give_item"]["duration"]]) / 6.0,
+            clip4(np.asarray([prm["follow"]["linger"], prm["patrol"]["pause"]]) / 8.0)]),
+        "who": np.asarray([prm["follow"]["who"] == "suspicious", prm["flee"]["who"] == "suspicious",
+                           bool(prm["give_item"]["items"])]),
+    }
+    vec = np.concatenate([_check(fl, np.asarray(f[fl.name], np.float64).reshape(-1)) for fl in DEFINITION_FIELDS])
+    raw = np.zeros(len(RAW))
+    raw[[R[k] for k in RAW]] = [
+        notice, prm["talk"]["distance"], prm["give_item"]["distance"], prm["flee"]["distance"],
+        prm["follow"]["give_up"], prm["follow"]["linger"], prm["talk"]["cooldown"], prm["give_item"]["cooldown"],
+        prm["approach"]["cooldown"], prm["talk"]["duration"], prm["give_item"]["duration"],
+        prm["follow"]["who"] == "suspicious", prm["flee"]["who"] == "suspicious", bool(prm["give_item"]["items"]),
+        w["needs"], w["schedule"]]
+    return DefinitionFeatures(vec.astype(np.float32), own, raw, can, allowed, need_at, nw,
+                              np.where(relief.any(axis=1), relief.argmax(axis=1), -1))
+
+
+def _check(f: Field, v: np.ndarray) -> np.ndarray:
+    assert v.shape[-1] == f.width, f"observation field {f.name!r}: {v.shape[-1]} columns, the layout says {f.width}"
+    return v
+
+
+class Rows(NamedTuple):
+    obs: np.ndarray           # (N, OBS_DIM) float32
+    mask: np.ndarray          # (N, A) bool
+    tmask: np.ndarray         # (N, T) bool
+    slots: np.ndarray         # (N, T) int64 entity id / place index / -1
+    eid: np.ndarray           # (N,) int64
+    current: np.ndarray       # (N,) int8 the current intent's action
+    finishing: np.ndarray     # (N,) bool finishing a talk or gift: the only answer is to keep it
 
     def __len__(self) -> int:
-        return len(self.rows)
-
-    def clear(self) -> None:
-        self.rows, self._static_rows, self._dyn_rows = [], [], []
-
-    def add(self, p: Perception, s: State, d: Definition, choice: Choice) -> None:
-        """Note one due NPC (after the built-in behaviour chose): copy its numbers, no features yet."""
-        st = self.static(d)
-        cur = p.intent
-        b = p.block
-        sched = None
-        if b is not None:
-            sched = b.route[choice.patrol_index % len(b.route)] if b.do == "patrol" and b.route else b.at
-        players = p.players[:K]
-        tgt = p.target
-        slots = (None, tgt.id if tgt is not None else None, *[q.id for q in players],
-                 *[None] * (K - len(players)), sched, *st.need_at)
-        dyn = [p.now_s, p.x, p.y, ACTION_INDEX[cur.action], cur.arrived, p.now_s - cur.since_s,
-               st.duration.get(cur.action, 30.0), tgt is not None, tgt.distance if tgt is not None else 0.0,
-               tgt is not None and bool(players) and players[0].id == tgt.id]
-        dyn += [p.stats.get(nm, 100.0) for nm in st.need_names] + [0.0] * (NEEDS - len(st.need_names))
-        dyn += [nm in s.tending for nm in st.need_names] + [False] * (NEEDS - len(st.need_names))
-        dyn += [b is not None, ACTION_INDEX[b.do] if b is not None else -1, p.time.minute, len(p.players),
-                p.place is not None, sched is not None and p.place == sched, *self.places.get(sched, NAN2)]
-        for q in players:                    # copied now: the state changes once the decision is applied
-            dyn += [q.distance, q.x, q.y, q.near_s, s.greeted.get(q.id, NEVER), s.given.get(q.id, NEVER),
-                    s.approached.get(q.id, NEVER), 1.0]
-        dyn += [0.0, 0.0, 0.0, 0.0, NEVER, NEVER, NEVER, 0.0] * (K - len(players))
-        self.rows.append(Row(p.id, slots, choice, d.allowed))
-        self._static_rows.append(st.vec)
-        self._dyn_rows.append(dyn)
-
-    def build(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(obs (N, OBS_DIM) float32, mask (N, A) bool, tmask (N, T) bool) for the rows added."""
-        n = len(self.rows)
-        if n == 0:
-            return np.zeros((0, OBS_DIM), np.float32), np.zeros((0, A), bool), np.zeros((0, T), bool)
-        S = np.fromiter(chain.from_iterable(self._static_rows), np.float64, n * S_LEN).reshape(n, S_LEN)
-        D = np.fromiter(chain.from_iterable(self._dyn_rows), np.float64, n * D_LEN).reshape(n, D_LEN)
-        allowed = S[:, S_ALLOWED] > 0.5                                     # (N, A)
-        need = S[:, S_NEED:S_NOTICE].reshape(n, NEEDS, 5)                   # (N, NEEDS, on/low/full/w/relief)
-        notice = S[:, S_NOTICE:S_NOTICE + 1]                                # (N, 1) world units
-        linger = S[:, S_NOTICE + 1:S_NOTICE + 2]
-        dist_lim = S[:, S_NOTICE + 2:S_NOTICE + 5]                          # (N, 3) talk, give, flee
-        cool = S[:, S_NOTICE + 5:S_NOTICE + 8]                              # (N, 3) talk, give, approach
-        give_up = S[:, S_NOTICE + 8]
-        now, xy = D[:, D_NOW], D[:, D_X:D_Y + 1]                            # (N,), (N, 2)
-        since, t_dist = D[:, D_SINCE], D[:, D_T_DIST]
-        values = D[:, D_VALUES:D_VALUES + NEEDS]                            # (N, NEEDS) 0..100
-        tending = D[:, D_VALUES + NEEDS:D_B]
-        sched_xy = D[:, D_SCHED_XY:D_SCHED_XY + 2]
-        need_xy = S[:, S_FLAGS + 3:S_FLAGS + 5]
-        pl = D[:, D_PLAYERS:].reshape(n, K, 8)                              # (N, K, 8)
-
-        clip = lambda v: np.clip(v, 0.0, 1.0)                               # noqa: E731
-        present = pl[:, :, 7:8]                                             # (N, K, 1)
-        ages = now[:, None, None] - pl[:, :, 4:7]                           # (N, K, 3) s since greeted, ...
-        players = np.concatenate([
-            present,
-            clip(pl[:, :, :1] / notice[:, :, None]),                        # distance
-            np.clip((pl[:, :, 1:3] - xy[:, None, :]) / notice[:, :, None], -1, 1),  # dx, dy
-            pl[:, :, 3:4] >= linger[:, :, None],                            # suspicious
-            pl[:, :, :1] <= dist_lim[:, None, :],                           # within talk, give, flee distance
-            ages >= cool[:, None, :],                                       # cooldowns over
-        ], axis=2) * present                                                # (N, K, 11)
-        on = need[:, :, 0:1]
-        needs = np.concatenate([
-            on, values[..., None] / 100.0, (values[..., None] < need[:, :, 1:2]) * on, tending[..., None],
-            (values[..., None] < need[:, :, 2:3]) * on, need[:, :, 3:4] / 2.0,
-            _one_hot(need[:, :, 4].astype(np.int64).reshape(-1), A).reshape(n, NEEDS, A),
-        ], axis=2).reshape(n, -1)                                           # (N, NEEDS * 17)
-        near = self._npcs_near(xy)                                          # (N,)
-        angle = 2 * math.pi * D[:, D_B + 2] / 1440.0
-        w, h = self.world_size
-        far = lambda a, b: clip(np.nan_to_num(np.hypot(*(a - b).T), nan=1000.0) / 1000.0)[:, None]   # noqa: E731
-        obs = np.concatenate([
-            allowed, S[:, S_WEIGHTS] / 2.0,
-            _one_hot(D[:, D_CUR].astype(np.int64), A), D[:, D_ARRIVED:D_ARRIVED + 1], clip(since / 30.0)[:, None],
-            np.clip(since / D[:, D_DUR], 0, 2)[:, None],
-            D[:, D_HAS_T:D_HAS_T + 1], clip(t_dist[:, None] / notice), clip(t_dist / give_up)[:, None],
-            D[:, D_T_FIRST:D_T_FIRST + 1],
-            needs,
-            D[:, D_B:D_B + 1], _one_hot(D[:, D_B + 1].astype(np.int64), A), ~np.isnan(sched_xy[:, :1]),
-            D[:, D_B + 5:D_B + 6],
-            np.sin(angle)[:, None], np.cos(angle)[:, None],
-            clip(D[:, D_B + 3:D_B + 4] / 5.0), players.reshape(n, -1),
-            S[:, S_FLAGS:S_FLAGS + 3],
-            clip(near / 10.0)[:, None],
-            D[:, D_B + 4:D_B + 5], far(sched_xy, xy), far(need_xy, xy),
-            xy / np.asarray([max(w, 1.0), max(h, 1.0)]),
-        ], axis=1).astype(np.float32)
-        assert obs.shape == (n, OBS_DIM), obs.shape
-        tmask = np.asarray([[s is not None for s in r.slots] for r in self.rows])
-        tmask[:, NONE] = True
-        return obs, allowed, tmask
-
-    def _npcs_near(self, xy: np.ndarray) -> np.ndarray:
-        """(N,) NPCs in the same CELL-sized square as each row's NPC (itself included)."""
-        every = self.npc_positions() if self.npc_positions is not None else xy
-        key = lambda p: (np.floor(p[:, 0] / CELL) * 100_003 + np.floor(p[:, 1] / CELL)).astype(np.int64)  # noqa: E731
-        ids, counts = np.unique(key(every), return_counts=True)
-        mine = key(xy)
-        i = np.clip(np.searchsorted(ids, mine), 0, max(0, len(ids) - 1))
-        return np.where((len(ids) > 0) & (ids[i] == mine), counts[i], 1).astype(np.float64)
+        return len(self.eid)
 
 
-def label(row: Row, d: Decision, cur_target: int | None = None) -> tuple[int, int]:
-    """The (action, target slot) the built-in decision amounts to, in the policy's terms."""
-    a = ACTION_INDEX[d.action]
-    if d.target is not None:
-        for t in range(CURRENT, PLAYER0 + K):
-            if row.slots[t] == d.target:
-                return a, t
-        return a, NONE
-    if d.place is not None:
-        for t in range(SCHEDULE, T):
-            if row.slots[t] == d.place:
-                return a, t
-    return a, NONE
+def empty_rows() -> Rows:
+    return Rows(np.zeros((0, OBS_DIM), np.float32), np.zeros((0, A), bool), np.zeros((0, T), bool),
+                np.zeros((0, T), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, bool))
 
 
-def decode(row: Row, action: int, target: int, params: dict) -> Decision | None:
-    """A policy answer as a decision, or None to keep the built-in one (already applied).
+def _pad(x: np.ndarray, fill) -> np.ndarray:
+    """(n, k) -> (n, NEEDS): the first NEEDS columns, padded with `fill`."""
+    out = np.full((len(x), NEEDS), fill, dtype=x.dtype if x.dtype != bool else bool)
+    k = min(NEEDS, x.shape[1]) if x.ndim == 2 else 0
+    out[:, :k] = x[:, :k]
+    return out
 
-    The action must be allowed (checked again here: the model masks it, and so
-    does the runner); the built-in candidate for that action lends its
-    details (activity, line to say, distance) when its target agrees.
-    """
-    if not 0 <= action < A or not 0 <= target < T:
-        return None
-    name = ACTIONS[action]
-    if name not in row.allowed:
-        return None
-    slot = row.slots[target]
-    kind = TARGET_KIND[name]
-    built = row.choice.decision
-    if built.action == name and (kind == "none" or slot in (built.target, built.place) or built.keep):
-        return None                                # the same as what the fallback already did
-    cand = next((c.decision for c in row.choice.candidates if c.decision.action == name), None)
-    if cand is not None and (kind == "none" or slot in (cand.target, cand.place)):
-        return cand
-    if kind == "entity" and isinstance(slot, int):
-        dist = params[name].get("distance") if name in ("follow", "approach") else \
-            params["flee"]["safe"] if name == "flee" else None
-        return Decision(name, target=slot, distance=dist, activity=cand.activity if cand else None,
-                        reason="policy")
-    if kind == "place" and isinstance(slot, str):
-        return Decision(name, place=slot, activity=cand.activity if cand else None, reason="policy")
-    if kind == "none":
-        return Decision(name, reason="policy")
-    return cand
+
+_CACHE: dict[int, tuple[Definition, tuple, DefinitionFeatures]] = {}
+_CACHE_LOCK = threading.Lock()          # the guard builds rows in a thread while the tick does
+MAX_CACHED = 4096                       # definitions whose features are kept (oldest dropped first; ~2 kB each)
+
+
+def features(d: Definition, places: Sequence[str]) -> DefinitionFeatures:
+    """definition_features, cached by the definition's identity (and the map's place names)."""
+    key = tuple(places)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(id(d))
+        if hit is not None and hit[0] is d and hit[1] == key:
+            return hit[2]
+    f = definition_features(d, places)
+    with _CACHE_LOCK:
+        if len(_CACHE) >= MAX_CACHED:
+            _CACHE.pop(next(iter(_CACHE)))
+        _CACHE[id(d)] = (d, key, f)
+    return f
+
+
+def rows(sights: Sequence[Sight], world_size: tuple[float, float], place_xy: np.ndarray,
+         npc_xy: np.ndarray | None, places: Sequence[str]) -> Rows:
+    """The rows of every due NPC of the given Sights, in order (module doc).
+
+    world_size: the map's (width, height) in world units; place_xy (P, 2): the centres of
+    `places` (World.places, World.place_positions()); npc_xy (M, 2): every NPC in the world, for
+    "NPCs nearby" (None: only the rows' own NPCs count)."""
+    sights = [s for s in sights if len(s)]
+    if not sights:
+        return empty_rows()
+    place_xy = np.asarray(place_xy, np.float64).reshape(-1, 2)
+    size = (max(1.0, float(world_size[0])), max(1.0, float(world_size[1])))
+    g = _gather(sights, lambda d: features(d, places))
+    return _build(g, place_xy, size, npc_xy)
+
+
+def _gather(sights: Sequence[Sight], features) -> dict:
+    """Concatenate the Sights' arrays into one set of N rows (one short loop over the Sights)."""
+    feats = [features(s.defn) for s in sights]
+    n = np.asarray([len(s) for s in sights])
+    rep = lambda vals, dtype=np.float64: np.repeat(np.asarray(vals, dtype), n, axis=0)   # noqa: E731
+    cat = lambda name: np.concatenate([getattr(s, name) for s in sights])               # noqa: E731
+    base = np.concatenate([[0], np.cumsum(n)[:-1]])
+    pairs = np.concatenate([[0], np.cumsum([len(s.p_row) for s in sights])[:-1]])
+    g = {
+        "vec": rep([f.vec for f in feats], np.float32), "raw": rep([f.raw for f in feats]),
+        "can": rep([f.can for f in feats], bool), "own": rep([f.own for f in feats]), "allowed": rep([f.allowed for f in feats], bool),
+        "need_at": rep([f.need_at for f in feats], np.int64), "need_w": rep([f.need_weight for f in feats]),
+        "relief": rep([f.relief for f in feats], np.int64),
+        "now": rep([s.now_s for s in sights]), "minute": rep([s.minute for s in sights]),
+        "block": rep([s.block is not None for s in sights], bool),
+        "block_do": rep([ACTION_INDEX[s.block.do] if s.block is not None else -1 for s in sights], np.int64),
+        "stats": np.concatenate([_pad(np.asarray(s.stats, np.float64).reshape(len(s), -1), np.nan) for s in sights]),
+        "tending": np.concatenate([_pad(np.asarray(s.tending, bool).reshape(len(s), -1), False) for s in sights]),
+        "p_row": np.concatenate([s.p_row + b for s, b in zip(sights, base)]).astype(np.int64),
+        "start": np.concatenate([s.start[:-1] + p for s, p in zip(sights, pairs)] + [[pairs[-1] + len(sights[-1].p_row)]]),
+    }
+    for name in ("eid", "pos", "at", "sched_place", "action", "place", "target", "arrived", "since",
+                 "t_alive", "t_dist", "p_id", "p_dist", "p_pos", "p_near_s", "p_greeted", "p_given", "p_approached"):
+        g[name] = cat(name)
+    g["pos"] = g["pos"].reshape(-1, 2)
+    g["p_pos"] = g["p_pos"].reshape(-1, 2)
+    return g
+
+
+def _build(g: dict, place_xy: np.ndarray, world_size: tuple[float, float], npc_xy) -> Rows:
+    N = len(g["eid"])
+    raw = g["raw"]
+    col = lambda name: raw[:, R[name]]                                          # noqa: E731  (N,)
+    notice = col("notice")
+    now, cur = g["now"], g["action"].astype(np.int64)
+    rows = np.arange(N)
+    clip = lambda v, lo=0.0, hi=1.0: np.clip(v, lo, hi)                         # noqa: E731
+
+    # The current intent and its entity.
+    t_alive = g["t_alive"].astype(bool)
+    t_dist = np.where(t_alive, np.nan_to_num(g["t_dist"], nan=0.0), 0.0)
+    is_cur = lambda a: cur == ACTION_INDEX[a]                                   # noqa: E731
+    arrived = g["arrived"].astype(bool)
+    duration = np.where(is_cur("talk"), col("talk_duration"), col("give_duration"))
+    finishing = ((is_cur("talk") | is_cur("give_item")) & g["allowed"][rows, cur]
+                 & (now - g["since"] < duration))
+    within_give_up = t_alive & (t_dist <= col("give_up"))
+    ongoing = np.stack([is_cur("flee") & ~arrived & t_alive, is_cur("follow") & within_give_up,
+                        is_cur("approach") & ~arrived & t_alive], axis=1)
+
+    # Players within notice: one entry per (row, player) pair, nearest first in each row.
+    pr = g["p_row"]
+    pd = g["p_dist"]
+    rank = np.arange(len(pr)) - g["start"][pr]
+    susp = g["p_near_s"] >= col("linger")[pr]
+    who = lambda flag: (col(flag)[pr] < 0.5) | susp                            # noqa: E731  players, or suspicious
+    per = {
+        "p_suspicious": susp,
+        "p_flee": (pd <= col("flee_distance")[pr]) & who("flee_suspicious"),
+        "p_follow": who("follow_suspicious"),
+        "p_give": ((pd <= col("give_distance")[pr]) & (now[pr] - g["p_given"] >= col("give_cooldown")[pr])
+                   & (col("has_items")[pr] > 0.5)),
+        "p_talk": (pd <= col("talk_distance")[pr]) & (now[pr] - g["p_greeted"] >= col("talk_cooldown")[pr]),
+        "p_approach": now[pr] - g["p_approached"] >= col("approach_cooldown")[pr],
+        "p_current": t_alive[pr] & (g["p_id"] == g["target"][pr]),
+        "p_present": np.ones(len(pr), bool),
+        "p_distance": pd / notice[pr],
+        "p_dx": np.clip((g["p_pos"][:, 0] - g["pos"][pr, 0]) / notice[pr], -1, 1),
+        "p_dy": np.clip((g["p_pos"][:, 1] - g["pos"][pr, 1]) / notice[pr], -1, 1),
+    }
+    first = rank < K
+    f: dict[str, np.ndarray] = {}
+    for name, v in per.items():
+        out = np.zeros((N, K), np.float64)
+        out[pr[first], rank[first]] = v[first]
+        f[name] = out
+    f["any"] = np.stack([np.bincount(pr, weights=per[k], minlength=N) > 0
+                         for k in ("p_flee", "p_follow", "p_give", "p_talk", "p_approach")], axis=1)
+    player_slots = np.full((N, K), -1, np.int64)
+    player_slots[pr[first], rank[first]] = g["p_id"][first]
+
+    # Needs (the first NEEDS of each file).
+    level = np.nan_to_num(g["stats"], nan=100.0)
+    tending = g["tending"]
+    pull = np.where(tending & (g["relief"] >= 0), g["need_w"] * (2.0 - level / 100.0), 0.0)
+    need_at = g["need_at"]
+    xy = g["pos"]
+
+    # Each action's candidates, as the built-in behaviour scores them (npc/minds/builtin.py): its best
+    # score, and the place in the built-in's order (CANDIDATES) of the first candidate with that score.
+    # Their argmax, ties to the earlier candidate, is the built-in's verdict (tests/test_policy.py).
+    allowed = g["allowed"]
+    utility = np.full((N, A), -np.inf)
+    order = np.zeros((N, A))
+
+    def offer(r: np.ndarray, a: np.ndarray, score: np.ndarray, name: str) -> None:
+        """Candidates (rows r, actions a) with these scores; a later candidate must score higher to count."""
+        ok = allowed[r, a] & (score > utility[r, a])
+        r, a = r[ok], a[ok]
+        utility[r, a] = score[ok] if np.ndim(score) else score
+        order[r, a] = CANDIDATES.index(name)
+
+    relief = g["relief"]                                                        # (N, NEEDS) action, -1
+    best, best_k = np.full(N, -np.inf), np.full(N, -1)
+    for k in range(NEEDS):                    # one need candidate: the best tended need, the earlier on a tie
+        better = tending[:, k] & (relief[:, k] >= 0) & allowed[rows, relief[:, k]] & (pull[:, k] > best)
+        best[better], best_k[better] = pull[better, k], k
+    hit = np.flatnonzero(best_k >= 0)
+    offer(hit, relief[hit, best_k[hit]], best[hit], "need")
+    on = np.flatnonzero(g["block"])
+    offer(on, g["block_do"][on], col("w_schedule")[on], "schedule")
+    present = {"flee": f["any"][:, 0] | ongoing[:, 0], "follow": f["any"][:, 1] | ongoing[:, 1],
+               "give_item": f["any"][:, 2] & (col("has_items") > 0.5), "talk": f["any"][:, 3],
+               "approach": f["any"][:, 4] | ongoing[:, 2], "wander": np.ones(N, bool), "idle": np.ones(N, bool)}
+    for name in CANDIDATES[CANDIDATES.index("flee"):]:
+        r = np.flatnonzero(present[name])
+        a = np.full(len(r), ACTION_INDEX[name])
+        offer(r, a, g["own"][r, ACTION_INDEX[name]], name)
+    cand = np.isfinite(utility)
+    margin = np.clip(np.where(cand, utility - utility.max(axis=1, keepdims=True), -4.0), -4.0, 0.0)
+    utility = np.where(cand, utility, 0.0)
+
+    def far(idx: np.ndarray) -> np.ndarray:
+        """(N,) or (N, k) place indices -> distance from each row's NPC / FAR, 1 where none."""
+        i = idx.reshape(N, -1)
+        if not len(place_xy):
+            return np.ones(idx.shape)
+        p = place_xy[np.clip(i, 0, len(place_xy) - 1)]                          # (N, k, 2)
+        d = np.hypot(p[..., 0] - xy[:, None, 0], p[..., 1] - xy[:, None, 1])
+        return np.where(i >= 0, clip(d / FAR), 1.0).reshape(idx.shape)
+
+    sched = g["sched_place"].astype(np.int64)
+    angle = 2 * math.pi * g["minute"] / 1440.0
+    one_hot = lambda idx: np.eye(A + 1, A)[np.where(idx >= 0, idx, A)]         # noqa: E731  -1: all zeros
+    f.update({
+        "current": one_hot(cur), "arrived": arrived[:, None], "since": clip((now - g["since"]) / 30.0)[:, None],
+        "finishing": finishing[:, None],
+        "target": np.stack([t_alive, clip(t_dist / notice, 0, 4), within_give_up], axis=1),
+        "ongoing": ongoing,
+        "candidate": cand, "utility": clip(utility / 4.0, 0, 4), "order": order / len(CANDIDATES),
+        "margin": margin,
+        "need_value": level / 100.0, "need_tending": tending, "need_pull": clip(pull / 4.0, 0, 4),
+        "block": g["block"][:, None], "block_do": one_hot(g["block_do"]),
+        "sched_place": np.stack([sched >= 0, (sched >= 0) & (g["at"] == sched), far(sched)], axis=1),
+        "need_place": far(need_at),
+        "clock": np.stack([np.sin(angle), np.cos(angle)], axis=1),
+        "seen": clip(np.bincount(pr, minlength=N) / 5.0)[:, None],
+        "at_place": (g["at"] >= 0)[:, None],
+        "npcs_near": clip(_npcs_near(xy, npc_xy) / 10.0)[:, None],
+        "position": xy / np.asarray(world_size),
+    })
+    obs = np.empty((N, OBS_DIM), np.float32)
+    obs[:, :DEFINITION_DIM] = g["vec"]
+    for fl in ROW_FIELDS:
+        obs[:, OFFSET[fl.name]] = _check(fl, np.asarray(f[fl.name], np.float64).reshape(N, -1))
+
+    slots = np.concatenate([np.full((N, 1), -1, np.int64), np.where(t_alive, g["target"], -1)[:, None],
+                            player_slots, sched[:, None], need_at], axis=1)
+    tmask = slots >= 0
+    tmask[:, NONE] = True
+    mask = g["can"].copy()
+    keep = np.flatnonzero(finishing)
+    mask[keep] = False
+    mask[keep, cur[keep]] = True
+    tmask[keep] = False
+    tmask[keep, NONE] = True
+    return Rows(obs, mask, tmask, slots, g["eid"].astype(np.int64), cur.astype(np.int8), finishing)
+
+
+def _npcs_near(xy: np.ndarray, every: np.ndarray | None) -> np.ndarray:
+    """(N,) NPCs in the same CELL-sized square as each row's NPC (itself included)."""
+    every = xy if every is None or not len(every) else np.asarray(every, np.float64).reshape(-1, 2)
+    key = lambda p: (np.floor(p[:, 0] / CELL) * 100_003 + np.floor(p[:, 1] / CELL)).astype(np.int64)  # noqa: E731
+    ids, counts = np.unique(key(every), return_counts=True)
+    mine = key(xy)
+    i = np.clip(np.searchsorted(ids, mine), 0, max(0, len(ids) - 1))
+    return np.where((len(ids) > 0) & (ids[i] == mine), counts[i], 1).astype(np.float64)
+
+
+# -- labels and answers ---------------------------------------------------------------------------
+
+def nearest_players(sight: Sight) -> np.ndarray:
+    """(n, K) the ids of each row's nearest K players within notice (slots 2..4), -1 where fewer."""
+    n, pr = len(sight), np.asarray(sight.p_row, np.int64)
+    rank = np.arange(len(pr)) - np.asarray(sight.start, np.int64)[pr]
+    first = rank < K
+    out = np.full((n, K), -1, np.int64)
+    out[pr[first], rank[first]] = np.asarray(sight.p_id, np.int64)[first]
+    return out
+
+
+def label(sight: Sight, verdict, slots: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(action (n,) int64, slot (n,) int64): a verdict (npc/minds/builtin.py) in the policy's terms.
+
+    A kept intent (finishing a talk or gift) is the current action with slot "none" (its only
+    answer, see the mask). An entity is its slot (the current intent's first, then the nearest
+    players); a place is the slot of the candidate that won: the need's (WHY_NEED, one of the first
+    NEEDS), else the schedule's when it is that place, else (given the rows' `slots`) the first need
+    slot naming it. A target or place no slot names becomes "none": the policy cannot say it (a miss)."""
+    keep = np.asarray(verdict.keep, bool)
+    action = np.where(keep, sight.action, verdict.action).astype(np.int64)
+    target = np.where(keep, -1, verdict.target).astype(np.int64)
+    place = np.where(keep, -1, verdict.place).astype(np.int64)
+    if slots is None:
+        ent = np.concatenate([np.where(sight.t_alive, sight.target, -1)[:, None], nearest_players(sight)], axis=1)
+    else:
+        ent = slots[:, CURRENT:PLAYER0 + K]
+    hit = (ent == target[:, None]) & (target >= 0)[:, None]
+    e_slot = np.where(hit.any(axis=1), CURRENT + hit.argmax(axis=1), NONE)
+    need = np.asarray(verdict.need, np.int64)
+    by_need = (np.asarray(verdict.why) == WHY_NEED) & (need >= 0) & (need < NEEDS)
+    p_slot = np.where(by_need, NEED0 + need, np.where(place == sight.sched_place, SCHEDULE, NONE))
+    if slots is not None:
+        same = slots[:, NEED0:] == place[:, None]
+        p_slot = np.where(p_slot == NONE, np.where(same.any(axis=1), NEED0 + same.argmax(axis=1), NONE), p_slot)
+    slot = np.where(target >= 0, e_slot, np.where(place >= 0, p_slot, NONE))
+    return action, slot.astype(np.int64)
+
+
+class Decoded(NamedTuple):
+    action: np.ndarray        # (N,) int8 index into ACTIONS, -1 where not ok
+    target: np.ndarray        # (N,) int64 entity id, -1
+    place: np.ndarray         # (N,) int32 place index into World.places, -1
+    ok: np.ndarray            # (N,) bool: a decision the NPC may take (else: the built-in decides)
+
+
+def decode(slots: np.ndarray, action: np.ndarray, target: np.ndarray, mask: np.ndarray, tmask: np.ndarray,
+           finishing: np.ndarray | None = None) -> Decoded:
+    """A policy's answer (action (N,), target slot (N,); any integers) as decisions, from the rows'
+    slots (N, T), mask (N, A) and tmask (N, T).
+
+    Both masks are checked again (a module may ignore them), and the slot must fit the action
+    (FITS): entity actions take an entity slot, go_to / patrol a place slot, work / rest a place
+    or none, idle / wander none or a place. `finishing` (Rows.finishing): those rows may only
+    keep their current intent (the mask allows it alone): ok, with target and place -1; the
+    caller keeps the intent (never re-applies a talk or gift). Without it, such an answer is
+    not ok (an entity action with no entity)."""
+    a = np.asarray(action, np.int64).reshape(-1)
+    t = np.asarray(target, np.int64).reshape(-1)
+    n = len(slots)
+    if len(a) != n or len(t) != n:
+        raise ValueError(f"{len(a)} actions and {len(t)} targets for {n} rows")
+    r = np.arange(n)
+    ok = (a >= 0) & (a < A) & (t >= 0) & (t < T)
+    ac, tc = np.where(ok, a, 0), np.where(ok, t, 0)
+    ok &= mask[r, ac] & tmask[r, tc]
+    keep = ok & (np.asarray(finishing, bool) if finishing is not None else np.zeros(n, bool))
+    ok &= keep | FITS[ac, tc]
+    value = slots[r, tc]
+    ent = ok & ~keep & ENTITY_SLOT[tc]
+    plc = ok & ~keep & PLACE_SLOT[tc]
+    return Decoded(np.where(ok, ac, -1).astype(np.int8), np.where(ent, value, -1).astype(np.int64),
+                   np.where(plc, value, -1).astype(np.int32), ok)

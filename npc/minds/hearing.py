@@ -1,0 +1,73 @@
+"""Hearing: the lines said since the last tick reach the NPCs within their `hear` radius.
+
+Only NPCs that can react listen: those whose file has an on_hear hook, and
+(to players) those that may answer with a fallback line when no dialogue
+model answers. A hook that decides wins; else the built-in answers a player
+within its talk distance with the file's next fallback line.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from world import nearby
+from world.sim import PLAYER
+
+from npc.minds.builtin import Decision, reply_line
+from npc.minds.perception import Seen
+from npc.minds.state import BY_BUILTIN, BY_HOOK
+
+
+def hear(cast, lines) -> None:
+    rows, world = cast.rows, cast.world
+    defs = cast.def_list
+    # per file: hooked (on_hear) / may answer players with a fallback line
+    hooked_f = np.asarray([d is not None and cast.guards[d.id].has("on_hear") for d in defs], bool)
+    reply_f = np.asarray([d is not None and "talk" in d.allowed and d.params["talk"]["reply"]
+                          and not cast.model_replies for d in defs], bool)
+    live = rows.live()
+    if not len(live) or not (hooked_f.any() or reply_f.any()):
+        return
+    defi = rows.defi[live]
+    listen = hooked_f[defi] | reply_f[defi]
+    live, defi = live[listen], defi[listen]
+    if not len(live):
+        return
+    eids = rows.eid[live]
+    pos = world.columns(eids).pos
+    radius = np.asarray([d.senses["hear"] if d is not None else 0.0 for d in defs])[defi]
+    hooked = hooked_f[defi]
+    # players' lines reach every listener; NPCs' lines only those with on_hear (the built-in answers players)
+    for mine, who in ((lambda ln: ln.kind == PLAYER, np.ones(len(eids), bool)),
+                      (lambda ln: ln.kind != PLAYER, hooked)):
+        said = [ln for ln in lines if mine(ln)]
+        if not said or not who.any():
+            continue
+        sel = np.flatnonzero(who)
+        where = np.asarray([(ln.x, ln.y) for ln in said], np.float64)
+        pairs = nearby.within(where, float(radius[sel].max()), pos[sel])    # (line, listener), nearest first
+        for li, j, d in zip(pairs.query.tolist(), sel[pairs.entity].tolist(), pairs.dist.tolist()):
+            line = said[li]
+            if d > radius[j]:
+                continue
+            m = cast.minds.get(int(eids[j]))
+            if m is not None and m.eid != line.speaker:
+                _heard(cast, m, line, d)
+
+
+def _heard(cast, m, line, dist: float) -> None:
+    world = cast.world
+    speaker = Seen(line.speaker, line.name, "player" if line.kind == PLAYER else "npc", dist, line.x, line.y)
+    guard = cast.guards[m.defn.id]
+    if guard.has("on_hear"):
+        ctx = cast.context(m, cast.perceive(m))
+        if guard.call("on_hear", ctx, speaker, line.text) and ctx.intent is not None:
+            cast.act(m, ctx.intent, BY_HOOK)
+            return
+    talk = m.defn.params["talk"]
+    if (line.kind == PLAYER and "talk" in m.defn.allowed and talk["reply"] and not cast.model_replies
+            and dist <= talk["distance"] and world.alive(line.speaker)):
+        text = reply_line(m.defn, m.state, speaker, world.name_of(m.eid))
+        m.state.replies += 1
+        cast.act(m, Decision("talk", target=line.speaker, say=text, activity="talking",
+                             reason=f"answering {line.name}"), BY_BUILTIN)

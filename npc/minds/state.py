@@ -1,0 +1,152 @@
+"""The built-in behaviour's memory of every NPC, as arrays.
+
+`Rows`: one row per NPC of a file (rows are reused after a despawn): which
+file it runs, the needs it is tending, its patrol stop, the items it gave,
+and who last decided for it and why. `Ledger`: times per (NPC, player)
+pair: since when the player has been within notice, and when the NPC last
+greeted, gave to or approached them. Both are read and written for many NPCs
+at once (a think reads a whole file's due NPCs in one gather).
+
+Bounds: Rows grows by doubling (~40 bytes a row). The ledger holds one
+entry per pair that ever happened; `forget` drops an entity's pairs when it
+leaves the world, so it is bounded by (NPCs x players met while both live).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+NEVER = float("-inf")
+
+# Who made an NPC's last decision (Rows.by)
+BY_NONE, BY_BUILTIN, BY_POLICY, BY_HOOK, BY_DIALOGUE = range(5)
+BY_NAMES = ("none", "builtin", "policy", "hook", "dialogue")
+
+
+class Rows:
+    def __init__(self, capacity: int = 256):
+        self.row_of: dict[int, int] = {}
+        self._free: list[int] = []
+        self.n = 0                                  # high-water mark of rows used
+        self._alloc(capacity)
+
+    def _alloc(self, cap: int) -> None:
+        old = {k: getattr(self, k) for k in ("eid", "defi", "tending", "patrol", "gifts", "by", "why", "need")
+               if hasattr(self, k)}
+        self.eid = np.zeros(cap, np.int64)          # 0: a free row
+        self.defi = np.full(cap, -1, np.int32)      # index into the cast's definitions list
+        self.tending = np.zeros(cap, np.uint64)     # bit k: need k of the file is being tended
+        self.patrol = np.zeros(cap, np.int32)       # the current stop of a patrol route
+        self.gifts = np.zeros(cap, np.int64)        # items given so far
+        self.by = np.zeros(cap, np.int8)            # BY_* of the last decision
+        self.why = np.zeros(cap, np.int8)           # the built-in's WHY_* code of it (builtin.Verdict.why)
+        self.need = np.full(cap, -1, np.int16)      # the need of a WHY_NEED decision
+        for k, v in old.items():
+            getattr(self, k)[: len(v)] = v
+        self.capacity = cap
+
+    def add(self, eid: int, defi: int) -> int:
+        if self._free:
+            r = self._free.pop()
+        else:
+            if self.n == self.capacity:
+                self._alloc(self.capacity * 2)
+            r = self.n
+            self.n += 1
+        self.row_of[eid] = r
+        self.eid[r], self.defi[r], self.tending[r], self.patrol[r], self.gifts[r] = eid, defi, 0, 0, 0
+        self.by[r], self.why[r], self.need[r] = BY_NONE, 0, -1
+        return r
+
+    def remove(self, eid: int) -> None:
+        r = self.row_of.pop(eid, None)
+        if r is not None:
+            self.eid[r], self.defi[r] = 0, -1
+            self._free.append(r)
+
+    def rows(self, eids) -> np.ndarray:
+        return np.fromiter(map(self.row_of.__getitem__, eids), np.int64, len(eids))
+
+    def live(self) -> np.ndarray:
+        """Rows in use."""
+        return np.flatnonzero(self.eid[: self.n] > 0)
+
+
+def _keys(npc: np.ndarray, player: np.ndarray) -> np.ndarray:
+    return (np.asarray(npc, np.int64) << 32) | np.asarray(player, np.int64)
+
+
+class PairTimes:
+    """A sorted map (npc id, player id) -> world seconds, read and written in bulk."""
+
+    def __init__(self):
+        self.keys = np.zeros(0, np.int64)
+        self.times = np.zeros(0, np.float64)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def get(self, npc: np.ndarray, player: np.ndarray, default: float = NEVER) -> np.ndarray:
+        k = _keys(npc, player)
+        if not len(self.keys) or not len(k):
+            return np.full(len(k), default)
+        i = np.clip(np.searchsorted(self.keys, k), 0, len(self.keys) - 1)
+        return np.where(self.keys[i] == k, self.times[i], default)
+
+    def set(self, npc: np.ndarray, player: np.ndarray, t) -> None:
+        k = _keys(npc, player)
+        if not len(k):
+            return
+        t = np.broadcast_to(np.asarray(t, np.float64), k.shape)
+        k, last = np.unique(k[::-1], return_index=True)          # one value per key: the last given wins
+        t = t[::-1][last]
+        i = np.searchsorted(self.keys, k)
+        hit = np.zeros(len(k), bool)
+        inside = i < len(self.keys)
+        hit[inside] = self.keys[i[inside]] == k[inside]
+        self.times[i[hit]] = t[hit]
+        new = ~hit                                              # inserted in order: no re-sort (O(L) copy)
+        if new.any():
+            self.keys = np.insert(self.keys, i[new], k[new])
+            self.times = np.insert(self.times, i[new], t[new])
+
+    def replace_npcs(self, npcs: np.ndarray, npc: np.ndarray, player: np.ndarray, t: np.ndarray) -> None:
+        """Every entry of the NPCs `npcs` is replaced by the given pairs (a new 'within notice' set)."""
+        if len(self.keys) and len(npcs):
+            npcs = np.asarray(npcs, np.int64)
+            lo = np.searchsorted(self.keys, npcs << 32)        # an NPC's entries are one run of the keys
+            hi = np.searchsorted(self.keys, (npcs + 1) << 32)
+            counts = hi - lo
+            total = int(counts.sum())
+            if total:
+                run = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+                keep = np.ones(len(self.keys), bool)
+                keep[run + np.arange(total)] = False
+                self.keys, self.times = self.keys[keep], self.times[keep]
+        self.set(npc, player, t)
+
+    def forget(self, eids) -> None:
+        """Drop every pair of these entities (NPC or player side): they left the world."""
+        if not len(self.keys):
+            return
+        e = np.asarray(list(eids), np.int64)
+        keep = ~(np.isin(self.keys >> 32, e) | np.isin(self.keys & 0xFFFFFFFF, e))
+        self.keys, self.times = self.keys[keep], self.times[keep]
+
+    def of_npc(self, eid: int) -> dict[int, float]:
+        lo, hi = np.searchsorted(self.keys, [eid << 32, (eid + 1) << 32])
+        return {int(k & 0xFFFFFFFF): float(t) for k, t in zip(self.keys[lo:hi], self.times[lo:hi])}
+
+
+class Ledger:
+    """Per (NPC, player): noticed (since when within notice), greeted, given, approached (when last)."""
+
+    def __init__(self):
+        self.noticed = PairTimes()
+        self.greeted = PairTimes()
+        self.given = PairTimes()
+        self.approached = PairTimes()
+
+    def forget(self, eids) -> None:
+        for p in (self.noticed, self.greeted, self.given, self.approached):
+            p.forget(eids)

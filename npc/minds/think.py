@@ -1,0 +1,338 @@
+"""The think step: which NPCs re-think this tick, who decides for them, and
+how a decision reaches the world.
+
+Each NPC re-thinks every `think_every` ticks (about 0.5 s), spread over the
+ticks by entity id; an NPC whose file was just (re)loaded, or whose policy
+answer missed its deadline, thinks at the next tick. The due NPCs are taken
+a whole file at a time (one `Sight`, npc/minds/sight.py), and for each file:
+
+  the policy        when a decider follows the file (`decider.follows`) and
+                    it has no on_decide / on_event hook: its rows are asked
+                    (`decider.ask`) and the answer is applied when it comes
+                    back, at the next tick. The built-in behaviour is NOT
+                    computed for them.
+  the built-in      otherwise (no decider, `decider = "builtin"` in the file,
+                    a file the policy's guard found it does not follow), and
+                    for the NPCs whose answer was late, dropped or failed:
+                    npc/minds/builtin.py, all rows at once.
+  hooks             files with on_decide / on_event: the built-in verdict is
+                    computed (a hook may ask for it), then per NPC a
+                    Perception, its events and its hooks; a hook's intent wins.
+
+Applying (`apply_verdict`) only touches the world for the NPCs whose
+decision differs from what they are doing (a think mostly confirms it), so
+the tick's NPC cost follows the changes, not the NPC count.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from world.intents import ACTIONS
+
+from npc.hooks import Event, Report
+from npc.minds import builtin
+from npc.minds.builtin import Decision
+from npc.minds.perception import Seen
+from npc.minds.sight import Sight, look, perception
+from npc.minds.state import BY_BUILTIN, BY_HOOK, BY_NAMES, BY_POLICY
+
+URGENT_PER_TICK = 64       # NPCs thinking out of turn (after a reload, a spawn) per tick at most; the rest wait
+ACTION_NAMES = np.asarray(ACTIONS, dtype=object)
+TALK, GIVE, APPROACH = (ACTIONS.index(a) for a in ("talk", "give_item", "approach"))
+
+
+@dataclass
+class Answers:
+    """What a decider has for the cast at the start of a tick."""
+    replies: list[tuple[Sight, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    # (the sight asked, action (n,) int8, target (n,) int64, place (n,) int32): decoded on-time answers
+    missed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    # NPCs whose answer was late, dropped or failed: the built-in decides for them this tick
+
+
+def think(cast) -> None:
+    world, rows, decider = cast.world, cast.rows, cast.decider
+    answers = None
+    if decider is not None:
+        try:
+            answers = decider.begin_tick(world.time_s)
+        except Exception as e:       # a decider bug costs its decisions, never the tick
+            cast.internal(e, None)
+    missed = np.zeros(0, np.int64)
+    if answers is not None:
+        missed = answers.missed
+        for sight, action, target, place in answers.replies:
+            try:
+                keep = _still(cast, sight)
+                if keep.any():
+                    s = take(sight, keep)
+                    v = builtin.complete(s, world.places, action[keep], target[keep], place[keep], builtin.WHY_POLICY)
+                    apply_verdict(cast, s, v, BY_POLICY)
+            except Exception as e:
+                cast.internal(e, None)
+
+    live = rows.live()
+    if not len(live):
+        return
+    eids = rows.eid[live]
+    k, phase = cast.think_every, world.tick % cast.think_every
+    urgent = np.asarray(sorted(cast.urgent)[:URGENT_PER_TICK], np.int64)
+    cast.urgent.difference_update(urgent.tolist())
+    due = (eids % k == phase) | np.isin(eids, urgent)
+    forced = np.isin(eids, missed) if len(missed) else np.zeros(len(eids), bool)
+    due |= forced
+    idx = np.flatnonzero(due)
+    if len(idx):
+        defi = rows.defi[live[idx]]
+        order = np.argsort(defi, kind="stable")
+        idx, defi = idx[order], defi[order]
+        cuts = np.flatnonzero(np.diff(defi)) + 1
+        for group in np.split(idx, cuts):
+            defn = cast.def_list[int(rows.defi[live[group[0]]])]
+            if defn is None:
+                continue
+            try:
+                _think_file(cast, defn, eids[group], live[group], forced[group])
+            except Exception as e:
+                cast.internal(e, None)
+    if decider is not None:
+        try:
+            decider.end_tick()
+        except Exception as e:
+            cast.internal(e, None)
+
+
+def _think_file(cast, defn, eids: np.ndarray, rows: np.ndarray, forced: np.ndarray) -> None:
+    guard = cast.guards[defn.id]
+    hooked = guard.has("on_event") or guard.has("on_decide")
+    decider = cast.decider
+    players = cast.players()
+    if decider is not None and not hooked and decider.follows(defn):
+        ask = ~forced
+        if ask.any():
+            decider.ask(look(cast.world, defn, eids[ask], rows[ask], cast.rows, cast.ledger, players))
+        if ask.all():
+            return
+        eids, rows = eids[~ask], rows[~ask]
+    sight = look(cast.world, defn, eids, rows, cast.rows, cast.ledger, players)
+    verdict = builtin.decide(sight, cast.world.places)
+    if decider is not None:
+        decider.note(sight, verdict)
+    if hooked:
+        _hooks(cast, sight, verdict)
+    else:
+        apply_verdict(cast, sight, verdict, BY_BUILTIN)
+
+
+def _hooks(cast, sight: Sight, verdict) -> None:
+    """Per NPC of a file with on_decide / on_event: its events and hooks; else the built-in verdict."""
+    world = cast.world
+    guard = cast.guards[sight.defn.id]
+    plain = np.ones(len(sight), bool)
+    for i, eid in enumerate(sight.eid.tolist()):
+        m = cast.minds.get(eid)
+        if m is None:
+            continue
+        try:
+            p = perception(sight, i, world)
+            events = _events(m, p)
+            ctx = cast.context(m, p, builtin=lambda i=i: _decision(cast, verdict, i, sight))
+            decision = None
+            for ev in events if guard.has("on_event") else ():
+                ctx.intent = decision
+                if guard.call("on_event", ctx, ev) and ctx.intent is not None:
+                    decision = ctx.intent
+            if decision is None and guard.has("on_decide"):
+                ctx.intent = None
+                if guard.call("on_decide", ctx) and ctx.intent is not None:
+                    decision = ctx.intent
+            if decision is not None:
+                plain[i] = False
+                act(cast, m, decision, BY_HOOK)
+        except Exception as e:
+            cast.internal(e, m)
+    if plain.any():
+        apply_verdict(cast, take(sight, plain), _take_verdict(verdict, plain), BY_BUILTIN)
+
+
+def _events(m, p) -> list[Event]:
+    st, events = m.state, []
+    before = st.noticed
+    b = p.block
+    key = (b.start, b.end, b.do, b.at, b.activity) if b else None
+    if key != st.block_key:
+        if st.block_key is not None or b is not None:
+            events.append(Event("schedule", place=b.at if b else None, activity=b.activity if b else None))
+        st.block_key = key
+    if p.intent.arrived and not st.arrived and p.intent.action not in ("idle", "talk", "give_item"):
+        events.append(Event("arrived", place=p.intent.place or p.place))
+    st.arrived = p.intent.arrived
+    now_ids = {s.id for s in p.players}
+    events += [Event("noticed", who=s) for s in p.players if s.id not in before]
+    events += [Event("lost", who=Seen(pid, "", "player", -1.0, 0.0, 0.0)) for pid in before if pid not in now_ids]
+    st.noticed = {s.id: p.now_s - s.near_s for s in p.players}
+    low = frozenset(n.name for n in m.defn.needs if p.stats.get(n.name, n.start) < n.low)
+    events += [Event("need_low", need=n, value=p.stats.get(n)) for n in sorted(low - st.low)]
+    st.low = low
+    return events
+
+
+# -- applying ---------------------------------------------------------------------------------------
+
+def apply_verdict(cast, sight: Sight, v, by: int) -> None:
+    """Row i's decision reaches the world only where it differs from the NPC's current intent."""
+    world, rows = cast.world, cast.rows
+    live = ~v.keep
+    if not live.any():
+        return
+    idx = np.flatnonzero(live)
+    eids = sight.eid[idx]
+    now = world.time_s
+    cur = world.columns(eids)
+    act_ = v.action[idx]
+    activity = v.activity[idx]
+    want = np.where(np.equal(activity, None), ACTION_NAMES[act_], activity)
+    changed = ((act_ != cur.action) | (v.place[idx] != cur.place) | (v.target[idx] != cur.target)
+               | (want != cur.activity) | (v.say[idx] != builtin.SAY_NONE))
+    r = rows.rows(eids.tolist())
+    rows.by[r] = by
+    rows.why[r] = v.why[idx]
+    rows.need[r] = v.need[idx]
+    approach = (act_ == APPROACH) & (v.target[idx] >= 0) & ~changed     # a continued approach: still counts
+    if approach.any():
+        cast.ledger.approached.set(eids[approach], v.target[idx][approach], now)
+    same = ~changed
+    if same.any() and any(nd.during for nd in sight.defn.needs):
+        _rates(world, sight.defn, eids[same], cur, same)
+    done = np.zeros(len(idx), bool)
+    for j in np.flatnonzero(changed).tolist():
+        i = int(idx[j])
+        m = cast.minds.get(int(sight.eid[i]))
+        if m is not None:
+            done[j] = act(cast, m, _decision(cast, v, i, sight), by, int(v.why[i]), int(v.need[i]), record=False)
+    if done.any():                     # who was greeted, given to, approached: one write per kind
+        led, tgt = cast.ledger, v.target[idx]
+        for kind, code in ((led.greeted, TALK), (led.given, GIVE), (led.approached, APPROACH)):
+            sel = done & (act_ == code) & (tgt >= 0)
+            if sel.any():
+                kind.set(eids[sel], tgt[sel], now)
+        gave = done & (act_ == GIVE) & (tgt >= 0)
+        if gave.any():
+            np.add.at(rows.gifts, r[gave], 1)
+
+
+def _rates(world, defn, eids: np.ndarray, cur, rows: np.ndarray) -> None:
+    """Each need's rate for NPCs going on with what they do: the base rate, plus its `during` rate for
+    the activity (or action) once doing it: arrived, or anywhere for an intent without a place."""
+    doing = (cur.arrived | (cur.place < 0))[rows]
+    activity, action = cur.activity[rows], ACTION_NAMES[cur.action[rows]]
+    rates = np.zeros((len(eids), len(defn.needs)))
+    for k, nd in enumerate(defn.needs):
+        extra = np.fromiter((nd.during.get(a, nd.during.get(b, 0.0)) for a, b in zip(activity, action)),
+                            np.float64, len(eids)) if nd.during else np.zeros(len(eids))
+        rates[:, k] = nd.rate + np.where(doing, extra, 0.0)
+    world.set_stat_rates_many(eids, tuple(nd.name for nd in defn.needs), rates)
+
+
+def act(cast, m, d: Decision, by: int, why: int = 0, need: int = -1, record: bool = True) -> bool:
+    """One NPC's intent, checked against its file (the last line of defence) and given to the world.
+    record=False: the caller writes who was greeted / given to / approached (many at once)."""
+    if d.keep:
+        return True
+    world = cast.world
+    now = world.time_s
+    if d.action not in m.defn.allowed:
+        cast.report(Report("intent", f"{d.action!r} is not allowed; ignored", m.defn.file, m.defn.id, m.eid,
+                           at_s=now))
+        return False
+    try:
+        world.set_intent(m.eid, d.action, place=d.place, target=d.target, distance=d.distance,
+                         activity=d.activity, say=d.say)
+    except (ValueError, KeyError) as e:
+        cast.report(Report("intent", f"{d.action} could not be done: {e}", m.defn.file, m.defn.id, m.eid,
+                           at_s=now))
+        return False
+    if d.say:
+        m.last_said, m.last_said_s = d.say, now
+    row = cast.rows.row_of.get(m.eid)
+    if d.target is not None and record:
+        one, who = np.asarray([m.eid]), np.asarray([d.target])
+        if d.action == "talk":
+            cast.ledger.greeted.set(one, who, now)
+        elif d.action == "give_item":
+            cast.ledger.given.set(one, who, now)
+            if row is not None:
+                cast.rows.gifts[row] += 1
+        elif d.action == "approach":
+            cast.ledger.approached.set(one, who, now)
+    if row is not None:
+        cast.rows.by[row], cast.rows.why[row], cast.rows.need[row] = by, why, need
+    m.reason = d.reason
+    cast._rates(m, d.action, d.activity)
+    return True
+
+
+def _decision(cast, v, i: int, sight: Sight) -> Decision:
+    return builtin.decision(v, i, sight, cast.world.places, cast.world.name_of)
+
+
+def builtin_one(cast, m) -> Decision:
+    """The built-in decision for one NPC now (a hook asking out of turn): its state is not advanced."""
+    row = cast.rows.row_of[m.eid]
+    s = look(cast.world, m.defn, np.asarray([m.eid], np.int64), np.asarray([row]), cast.rows, cast.ledger,
+             cast.players(), advance=False)
+    return _decision(cast, builtin.decide(s, cast.world.places), 0, s)
+
+
+def who_decided(cast, m) -> dict:
+    """For GET /npcs: who made the NPC's last decision, in words, and whether the policy may decide its file."""
+    row = cast.rows.row_of.get(m.eid)
+    by = BY_NAMES[int(cast.rows.by[row])] if row is not None else "none"
+    status = cast.decider.status(m.defn) if cast.decider is not None and hasattr(cast.decider, "status") else \
+        {"policy": False, "why": "no policy: the built-in behaviour decides (--decider builtin)"}
+    guard = cast.guards.get(m.defn.id)
+    if guard is not None and (guard.has("on_decide") or guard.has("on_event")):
+        status = {"policy": False, "why": "the file has on_decide/on_event hooks: hooks and the built-in decide"}
+    return {"decided_by": by, "reason": m.reason if by != "policy" else f"policy ({m.reason})" if m.reason
+            else "policy", "decider": status}
+
+
+# -- subsets of a sight -----------------------------------------------------------------------------
+
+def _still(cast, sight: Sight) -> np.ndarray:
+    """Rows whose NPC is still there, running the same definition."""
+    minds = cast.minds
+    return np.fromiter(((m := minds.get(e)) is not None and m.defn is sight.defn for e in sight.eid.tolist()),
+                       bool, len(sight))
+
+
+_PAIRS = ("p_row", "p_id", "p_dist", "p_pos", "p_near_s", "p_greeted", "p_given", "p_approached")
+_SCALARS = ("defn", "now_s", "minute", "day", "block")
+
+
+def take(s: Sight, keep: np.ndarray) -> Sight:
+    """The rows of a sight where keep (n,) is True, pairs re-indexed."""
+    if keep.all():
+        return s
+    idx = np.flatnonzero(keep)
+    new_row = np.full(len(s), -1, np.int64)
+    new_row[idx] = np.arange(len(idx))
+    pk = keep[s.p_row] if len(s.p_row) else np.zeros(0, bool)
+    kw = {f: getattr(s, f) for f in _SCALARS}
+    for f in Sight.__dataclass_fields__:
+        if f in kw or f == "start":
+            continue
+        a = getattr(s, f)
+        kw[f] = a[pk] if f in _PAIRS else a[idx]
+    kw["p_row"] = new_row[s.p_row[pk]]
+    kw["start"] = np.searchsorted(kw["p_row"], np.arange(len(idx) + 1)).astype(np.int64)
+    return Sight(**kw)
+
+
+def _take_verdict(v, keep: np.ndarray):
+    if keep.all():
+        return v
+    return type(v)(**{f: getattr(v, f)[keep] for f in type(v).__dataclass_fields__})

@@ -1,0 +1,187 @@
+"""Randomised NPC files, for training the policy on files it will never see.
+
+`random_definition(rng, places, index)` writes an NPC file as the dict a
+TOML file parses to (random allowed actions, weights, needs, schedule,
+senses and action parameters) and passes it through `schema.validate`, so
+every definition it returns is one a designer could have written; a
+problem found there is a bug here (ValueError naming it).
+`random_sight(rng, defn, n, ...)` makes a Sight of n NPCs of a definition
+with random surroundings, for tests of the observation rows without a world.
+
+Ranges are those of the shipped files and somewhat beyond (weights 0..2,
+distances of one to ten tiles), not the whole of what the schema accepts.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from world.intents import ACTIONS
+
+from npc.actions import BASELINE, PLACE_ACTIONS, WHO
+from npc.files.schema import WEIGHTS, Definition, validate
+from npc.minds.sight import NEVER, Sight
+
+NEED_NAMES = ("hunger", "energy", "social", "thirst", "faith")
+ACTIVITIES = ("forging", "selling", "sleeping", "eating", "praying", "reading", "chatting", "sweeping")
+ITEMS = ("apple", "bread", "coin", "map", "flower", "nail")
+P_ACTION = 0.5           # each action beyond the baseline is allowed with this probability
+P_ZERO_WEIGHT = 0.12     # a weight is 0 with this probability (the action can never win)
+P_DEFAULT = 0.25         # a weight, sense or parameter keeps the schema default with this probability
+NICE = (0.1, 0.2, 0.3, 0.5, 0.6, 0.8, 1.0, 1.2, 1.3, 1.5, 1.6, 2.0)   # weights designers write (ties happen)
+
+
+def _hhmm(minute: int) -> str:
+    return f"{minute // 60:02d}:{minute % 60:02d}"
+
+
+def random_file(rng: np.random.Generator, places: Sequence[str], index: int, count: int = 1) -> dict:
+    """The parsed-TOML dict of a random NPC file (valid for a map with these places)."""
+    places = list(places)
+    pick = lambda seq: seq[int(rng.integers(len(seq)))]                  # noqa: E731
+    num = lambda lo, hi, nd=1: round(float(rng.uniform(lo, hi)), nd)     # noqa: E731
+    maybe = lambda p: rng.random() < p                                   # noqa: E731
+
+    allowed = [a for a in ACTIONS if a not in BASELINE and maybe(P_ACTION)]
+    base = [a for a in BASELINE if maybe(0.6)] or [pick(BASELINE)]
+    allowed = sorted(set(allowed) | set(base), key=ACTIONS.index)
+    doable = [a for a in PLACE_ACTIONS if a in allowed]
+
+    data: dict = {"id": f"random-{index}", "name": f"Random {index}" + (" {n}" if count > 1 else ""),
+                  "count": count, "spawn": pick(places), "persona": {"greeting": "Hello, {player}."}}
+
+    # Actions and their parameters.
+    acts: dict = {"allowed": allowed}
+    if "follow" in allowed:
+        acts["follow"] = {"who": pick(WHO), "distance": num(16, 96), "linger": num(0, 8), "give_up": num(160, 640)}
+    if "flee" in allowed:
+        d = num(32, 200)
+        acts["flee"] = {"who": pick(WHO), "distance": d, "safe": round(d + num(32, 300), 1)}
+    if "talk" in allowed:
+        acts["talk"] = {"distance": num(24, 160), "cooldown": num(5, 240), "duration": num(0, 6)}
+    if "give_item" in allowed:
+        acts["give_item"] = {"items": [pick(ITEMS) for _ in range(int(rng.integers(1, 4)))],
+                             "distance": num(24, 160), "cooldown": num(5, 240), "duration": num(0, 6)}
+    if "approach" in allowed:
+        acts["approach"] = {"distance": num(16, 96), "cooldown": num(5, 240)}
+    if "patrol" in allowed:
+        acts["patrol"] = {"pause": num(0, 8), "route": [pick(places) for _ in range(int(rng.integers(1, 4)))]}
+    for a in list(acts):
+        if a != "allowed" and maybe(P_DEFAULT):
+            keep = {"items"} if a == "give_item" else {"route"} if a == "patrol" else set()
+            acts[a] = {k: v for k, v in acts[a].items() if k in keep}
+    data["actions"] = acts
+
+    def place_for(do: str) -> str | list[str] | None:
+        if do == "patrol":
+            return [pick(places) for _ in range(int(rng.integers(1, 5)))]
+        if do == "go_to" or (do in ("idle", "work", "rest") and maybe(0.7)):
+            return pick(places)
+        return None
+
+    # Needs: 0..3, each tended by one of the allowed place actions (or none).
+    needs: dict = {}
+    for name in rng.permutation(NEED_NAMES)[: int(rng.integers(0, 4))].tolist():
+        low = num(0, 70, 0)
+        need = {"start": num(0, 100, 0), "rate": num(-30, 5), "low": low, "full": min(100.0, low + num(0, 60, 0)),
+                "weight": 0.0 if maybe(P_ZERO_WEIGHT) else pick(NICE) if maybe(0.5) else num(0.1, 2.0, 2)}
+        if doable and maybe(0.85):
+            need["relief"] = pick(doable)
+            at = place_for(need["relief"])
+            if isinstance(at, list):
+                at = at[0]
+            if at is not None:
+                need["at"] = at
+        if maybe(0.6):
+            need["activity"] = pick(ACTIVITIES)
+        label = need.get("activity") or need.get("relief")
+        if label and maybe(0.7):
+            need["during"] = {label: num(5, 60)}
+        needs[name] = need
+    if needs:
+        data["needs"] = needs
+
+    # Schedule: 0..5 blocks between random cut points of the day (some gaps), maybe one past midnight.
+    k = int(rng.integers(0, 6)) if doable else 0
+    if k:
+        cuts = np.sort(rng.choice(np.arange(0, 1440, 30), size=k + 1, replace=False)).tolist()
+        spans = [(cuts[i], cuts[i + 1]) for i in range(k)]
+        if maybe(0.5):
+            spans[-1] = (cuts[-1], cuts[0])            # wraps past midnight instead
+        blocks = []
+        for start, end in spans:
+            if len(spans) > 1 and maybe(0.15):
+                continue                               # a gap: no block then
+            do = pick(doable)
+            b = {"from": _hhmm(start), "to": _hhmm(end) if end else "24:00", "do": do}
+            at = place_for(do)
+            if at is not None:
+                b["at"] = at
+            if maybe(0.6):
+                b["activity"] = pick(ACTIVITIES)
+            blocks.append(b)
+        if blocks:
+            data["schedule"] = blocks
+
+    weight = lambda: 0.0 if maybe(P_ZERO_WEIGHT) else pick(NICE) if maybe(0.5) else num(0.05, 2.0, 2)   # noqa: E731
+    weights = {k: weight() for k in WEIGHTS if not maybe(P_DEFAULT)}
+    if weights:
+        data["weights"] = weights
+    senses = {k: num(48, 360, 0) for k in ("notice", "hear") if not maybe(P_DEFAULT)}
+    if senses:
+        data["senses"] = senses
+    return data
+
+
+def random_definition(rng: np.random.Generator, places: Sequence[str], index: int, count: int = 1) -> Definition:
+    """A random NPC file, validated (module doc). `index` makes its id: "random-<index>"."""
+    data = random_file(rng, places, index, count)
+    defn, problems = validate(data, {}, f"<random {index}>", list(places))
+    if problems:
+        raise ValueError(f"randomise made an invalid NPC file: {'; '.join(map(str, problems))}\n{data}")
+    return defn
+
+
+def random_sight(rng: np.random.Generator, defn: Definition, n: int, places: Sequence[str], *, now_s: float | None = None, players: int = 8,
+                 first_eid: int = 1) -> Sight:
+    """n NPCs of `defn` at random spots with random intents, among `players` random players
+    (ids 10_000..), as a Sight; the numbers are consistent (distances match positions,
+    pairs sorted nearest first, within notice) but not the outcome of a simulation."""
+    now = float(rng.uniform(0, 600)) if now_s is None else float(now_s)
+    minute = float(rng.uniform(0, 1440))
+    block = defn.block_at(minute)
+    index = {p: i for i, p in enumerate(places)}
+    eid = np.arange(first_eid, first_eid + n, dtype=np.int64)
+    pos = rng.uniform(0, 600, (n, 2))
+    pid = np.arange(10_000, 10_000 + players, dtype=np.int64)
+    ppos = rng.uniform(0, 600, (players, 2))
+    notice = defn.senses["notice"]
+    dist = np.hypot(pos[:, None, 0] - ppos[None, :, 0], pos[:, None, 1] - ppos[None, :, 1])   # (n, P)
+    r, c = np.nonzero(dist <= notice)
+    order = np.lexsort((dist[r, c], r))
+    r, c = r[order], c[order]
+    m = len(r)
+    times = lambda: np.where(rng.random(m) < 0.5, NEVER, now - rng.uniform(0, 300, m))   # noqa: E731
+    k = len(defn.needs)
+    action = rng.integers(0, len(ACTIONS), n).astype(np.int8)
+    target = np.where(rng.random(n) < 0.5, rng.choice(pid, n) if players else -1, -1).astype(np.int64)
+    t_alive = target >= 0
+    t_dist = np.where(t_alive, rng.uniform(0, 700, n), np.nan)
+    route = block.route if block is not None else ()
+    patrol = rng.integers(0, max(1, len(route)), n).astype(np.int32)
+    sched = (np.asarray([index[route[i]] for i in patrol.tolist()], np.int32) if block is not None and route
+             else np.full(n, index.get(block.at, -1) if block is not None and block.at else -1, np.int32))
+    return Sight(
+        defn=defn, now_s=now, minute=minute, day=0, block=block, eid=eid, pos=pos,
+        at=np.where(rng.random(n) < 0.4, rng.integers(0, max(1, len(places)), n), -1).astype(np.int32),
+        stats=rng.uniform(0, 100, (n, k)), tending=rng.random((n, k)) < 0.3, patrol=patrol, sched_place=sched,
+        gifts=rng.integers(0, 5, n).astype(np.int64), action=action,
+        place=np.where(rng.random(n) < 0.5, rng.integers(0, max(1, len(places)), n), -1).astype(np.int32),
+        target=target, arrived=rng.random(n) < 0.5, since=now - rng.uniform(0, 60, n),
+        arrived_at=np.full(n, np.nan), activity=np.asarray([ACTIONS[a] for a in action.tolist()], object),
+        t_alive=t_alive, t_dist=t_dist, t_near_s=np.where(t_alive, rng.uniform(0, 10, n), 0.0),
+        start=np.searchsorted(r, np.arange(n + 1)).astype(np.int64), p_row=r.astype(np.int64),
+        p_id=pid[c], p_dist=dist[r, c], p_pos=ppos[c], p_near_s=rng.uniform(0, 10, m),
+        p_greeted=times(), p_given=times(), p_approached=times())
