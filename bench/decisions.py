@@ -15,9 +15,11 @@ against the learned policy on the inference pool, in one run.
    guard has checked every file. Per mode: tick p50/p99 (ms), the NPCs' share
    of the tick (time in cast.tick() / the whole tick), overruns (ticks over
    50 ms), and for the policy the NPC decisions by outcome (on time / late /
-   dropped / failed / skipped), their latency, and the agreement with the
-   built-in behaviour (measured in a separate short block with
-   `decider.audit` on: it costs tick CPU, so it is not in the timed blocks).
+   dropped / failed / skipped), their latency, the on-time answers the masks
+   refused (`rejected`: the built-in decided those), and the agreement of
+   the applied answers with the built-in behaviour (measured in a separate
+   short block with `decider.audit` on: it costs tick CPU, so it is not in
+   the timed blocks).
 2. batching: one forward pass over 1,000 observation rows against 1,000 calls
    of one row (max_batch=1), through the pool: wall time and compute only.
 3. faults: `--fault-npcs` (default 10,000) NPCs with the policy; every pool
@@ -116,14 +118,16 @@ def build(npcs: int, observers: int, decider_of=None, seed: int = 0) -> tuple[Sc
     cast.decider = decider
     cast.load_all()
     cast.decider = None
-    # Multiplied up: the files without hooks (a hooked file is decided by its hooks, never the policy);
-    # spread over the places (10,000 NPCs on a file's one spawn point is no game).
+    # Multiplied up: the files without hooks (a hooked file is decided by its hooks, never the policy),
+    # each file's extra NPCs in one run of entity ids, as a file's `count` spawns them: NPCs think by
+    # id (id % 10 == tick % 10), so spawning the files in turn would put one file in each tick
+    # (5 files, 10 phases). Spread over the places: 10,000 NPCs at a file's one spawn point is no game.
     ids = sorted(k for k, d in cast.defs.items() if not d.hooks)
     points = list(cast.spawn_points)
-    i = 0
-    while len(cast.minds) < npcs:
-        cast.spawn(ids[i % len(ids)], place=points[i % len(points)])
-        i += 1
+    extra = max(0, npcs - len(cast.minds))
+    for j, def_id in enumerate(ids):
+        for i in range(extra // len(ids) + (j < extra % len(ids))):
+            cast.spawn(def_id, place=points[i % len(points)])
     rng = np.random.default_rng(seed + 1)
     free = np.argwhere(~tilemap.blocked)          # (row, col) of free tiles
     ts = tilemap.tile_size
@@ -318,7 +322,7 @@ def load(npcs: int, args) -> dict:
         decisions = {o: 0 for o in OUTCOMES}
         decider.latencies.clear()
         decider.batch_rows.clear()
-        s0 = decider.pool.stats.snapshot()
+        s0, rejected0 = decider.pool.stats.snapshot(), decider.rejected
         for b in range(args.blocks):
             if b % 2 == 0:
                 modes["builtin"].append(builtin_block(scene, block_s))
@@ -326,7 +330,7 @@ def load(npcs: int, args) -> dict:
                 block, d = policy_block(scene, decider, block_s)
                 modes["policy"].append(block)
                 decisions = {k: decisions[k] + d[k] for k in decisions}
-        s1 = decider.pool.stats.snapshot()
+        s1, rejected = decider.pool.stats.snapshot(), decider.rejected - rejected0
         lat = np.asarray(decider.latencies)
         rows = list(decider.batch_rows)
         agreement = audit(scene, decider, args.audit_seconds)
@@ -339,9 +343,10 @@ def load(npcs: int, args) -> dict:
     return {
         "npcs": len(scene.cast.minds), "observers": len(scene.players), "seconds": args.seconds,
         "blocks": args.blocks, "setup_s": round(ready_s, 1), "devices": devices,
-        "policy_follows": sorted(k for k, d in scene.cast.defs.items() if decider.follows(d)), "guard": checks,
+        "policy_follows": sorted(k for k, d in scene.cast.defs.items() if not d.hooks and decider.follows(d)), "guard": checks,
         "builtin": summarise(modes["builtin"]), "policy": summarise(modes["policy"]),
         "decisions": sum(decisions.values()), "outcomes": decisions, "share": outcome_shares(decisions),
+        "rejected": rejected, "rejected_share": round(rejected / max(1, decisions["on_time"]), 5),
         "agreement": agreement,
         "latency_p50_ms": ms(pct(lat, 50)), "latency_p99_ms": ms(pct(lat, 99)),
         "rows_per_request_mean": round(float(np.mean(rows)), 1) if rows else 0,
@@ -437,7 +442,7 @@ def faults(args) -> dict:
     return {
         "npcs": len(scene.cast.minds), "observers": len(scene.players), "seconds": args.fault_seconds,
         "kill_every_s": KILL_EVERY_S, "kills": len(kills), "killed": kills,
-        "policy_follows": sorted(k for k, d in scene.cast.defs.items() if decider.follows(d)), "guard": checks,
+        "policy_follows": sorted(k for k, d in scene.cast.defs.items() if not d.hooks and decider.follows(d)), "guard": checks,
         "without_faults": {**calm_s, "decisions": calm_d, "share": outcome_shares(calm_d),
                            "pool": pool_delta(s0, s1)},
         "with_faults": {**stormy_s, "decisions": stormy_d, "share": outcome_shares(stormy_d),
@@ -541,7 +546,8 @@ def main() -> None:
     if args.guard and importlib.util.find_spec("npc.policy.guard") is None:
         sys.exit("npc/policy/guard.py is missing: the guard can never pass a file, so the policy would decide "
                  "nothing; run with --no-guard")
-    result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+    result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
+                          "load_avg_at_start": os.getloadavg()},
               "args": {k: v for k, v in vars(args).items()}, "tick_rate": TICK_RATE, "think_ms": THINK_S * 1000,
               "budget_ms": DT * 1000, "load": []}
     print(HEAD, flush=True)
@@ -551,6 +557,8 @@ def main() -> None:
         print(row(r), flush=True)
     print("ticks in ms; NPC share: time in cast.tick() / the whole tick; shares of the policy's NPC decisions; "
           "agree: same action as the built-in (audit block); lat: decision latency, ms")
+    if args.weights is None:
+        print("  random policy weights (--weights none): timings only; agreement and rejected answers mean nothing")
     for r in result["load"]:
         for mode in ("builtin", "policy"):
             if r[mode]["exceptions_total"]:
@@ -567,6 +575,7 @@ def main() -> None:
     if args.fault_seconds > 0:
         result["faults"] = faults(args)
         print_faults(result["faults"])
+    result["machine"]["load_avg_at_end"] = os.getloadavg()   # other work on the machine skews every number
     result["targets"] = targets(result, args.observers)
     print_targets(result["targets"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

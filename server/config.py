@@ -5,6 +5,8 @@ Precedence: built-in defaults < TOML file (`--config`) < command-line flags.
 
 from __future__ import annotations
 
+import logging
+
 import dataclasses
 import tomllib
 from dataclasses import dataclass, fields
@@ -108,7 +110,7 @@ class ServerConfig:
         "policy_workers": "inference worker processes for decisions (0 = one per GPU, else one)",
         "policy_devices": "comma-separated devices for the decision workers (cpu, cuda:N; empty = automatic)",
         "policy_guard": "check the policy's agreement with each NPC file's built-in behaviour when it loads; below "
-                        "95% the built-in decides that file (--no-policy-guard: the policy decides every file)",
+                        "95 percent the built-in decides that file (--no-policy-guard: the policy decides every file)",
         "dialogue": "NPCs answer players with the dialogue model (off: fallback lines)",
         "dialogue_model": "default (SmolLM2-135M-Instruct), a .gguf file, a local Hugging Face model folder, or tiny",
         "dialogue_dtype": "dialogue model dtype: auto, float32, bfloat16, float16",
@@ -213,7 +215,32 @@ def build(toml_path: str | None, overrides: dict) -> ServerConfig:
 
 
 def use_policy(cfg: ServerConfig) -> bool:
-    """Whether NPC decisions go to the policy (auto: when its weights file exists)."""
+    """Whether NPC decisions go to the policy (auto: when its weights file exists and was trained for
+    today's observation layout; else the built-in behaviour decides, and the log says to retrain)."""
     if cfg.decider == "auto":
-        return bool(cfg.policy_weights) and Path(cfg.policy_weights).is_file()
+        if not (cfg.policy_weights and Path(cfg.policy_weights).is_file()):
+            return False
+        width = weights_input(cfg.policy_weights)
+        from npc.policy.observe import OBS_DIM
+
+        if cfg.policy_module == "npc.policy.model:build_policy" and width != OBS_DIM:
+            logging.getLogger("npcworld").warning(
+                "%s was trained for %s observation columns, not today's %d: the built-in behaviour decides "
+                "(retrain with `npcworld train-policy`)", cfg.policy_weights, width, OBS_DIM)
+            return False
+        return True
     return cfg.decider == "policy"
+
+
+def weights_input(path: str) -> int | None:
+    """The input width of a policy's first layer, read from the safetensors header (no torch)."""
+    import json
+    import struct
+
+    try:
+        with open(path, "rb") as f:
+            n = struct.unpack("<Q", f.read(8))[0]
+            header = json.loads(f.read(n))
+        return int(header["body.0.weight"]["shape"][1])
+    except (OSError, ValueError, KeyError, IndexError, struct.error):
+        return None

@@ -40,3 +40,8 @@ def go_to_need(weights=None, device="cpu"):
 
 def ignores_masks(weights=None, device="cpu"):
     return IgnoresMasks()
+
+
+def wander(weights=None, device="cpu"):
+    """Always wander: a policy that fits any observation layout (for the fault tests)."""
+    return Prefer("wander", 0)

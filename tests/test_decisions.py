@@ -121,7 +121,7 @@ async def test_policy_decisions_from_the_pool_move_an_npc(start):
 
 
 async def test_a_killed_worker_leaves_npcs_moving_and_the_server_ticking(start):
-    srv = start(WANDERS)
+    srv = start(WANDERS, "--policy-module", "tests.policy_modules:wander")
     p = await Player.join(srv.ws_url, name="watcher")
     try:
         await until_metrics(p, srv.http_url, lambda m: decisions(m, "on_time") > 0, "on-time decisions")

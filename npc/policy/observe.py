@@ -56,7 +56,7 @@ from world.intents import ACTIONS, GOTO, mode_for
 
 from npc.actions import BASELINE, VOCABULARY
 from npc.files.schema import WEIGHTS, Definition
-from npc.minds.builtin import CANDIDATES, WHY_NEED
+from npc.minds.builtin import CANDIDATES, WHY_APPROACHING, WHY_FLEEING, WHY_FOLLOWING, WHY_NEED
 from npc.minds.sight import Sight
 
 A = len(ACTIONS)                   # actions in the shared vocabulary
@@ -127,6 +127,8 @@ ROW_FIELDS = (
           "weight; a need's weight x (1 + urgency)) / 4, clipped 0..4; 0 when none"),
     Field("margin", A, "per action, its utility minus the row's best utility (0: as good as the best; "
           "-4 when no candidate), clipped to -4..0"),
+    Field("best", A, "per action, its candidate scores as high as the best one (ties included: the built-in "
+          "then takes the earlier candidate, see order)"),
     Field("order", A, "per action, the place of that candidate in the built-in's order (need 1, schedule 2, "
           "flee 3, ..., idle 9; a tie goes to the earlier) / 10; 0 when none"),
     Field("need_pull", NEEDS, "tended and has a relief: weights.needs x need.weight x (1 + urgency) / 4 "
@@ -362,29 +364,90 @@ def _gather(sights: Sequence[Sight], features) -> dict:
 
 
 def _build(g: dict, place_xy: np.ndarray, world_size: tuple[float, float], npc_xy) -> Rows:
+    """The rows of the gathered Sights: features (ROW_FIELDS) next to the definitions' own, masks, slots."""
     N = len(g["eid"])
-    raw = g["raw"]
-    col = lambda name: raw[:, R[name]]                                          # noqa: E731  (N,)
-    notice = col("notice")
-    now, cur = g["now"], g["action"].astype(np.int64)
-    rows = np.arange(N)
+    col = lambda name: g["raw"][:, R[name]]                                     # noqa: E731  (N,)
     clip = lambda v, lo=0.0, hi=1.0: np.clip(v, lo, hi)                         # noqa: E731
+    one_hot = lambda idx: np.eye(A + 1, A)[np.where(idx >= 0, idx, A)]         # noqa: E731  -1: all zeros
+    cur, now, xy, notice = g["action"].astype(np.int64), g["now"], g["pos"], col("notice")
+    it = _intent(g, col)
+    f, player_slots = _players(g, col, it["t_alive"])
+    level = np.nan_to_num(g["stats"], nan=100.0)                                # (N, NEEDS) the first needs
+    tending = g["tending"]
+    pull = np.where(tending & (g["relief"] >= 0), g["need_w"] * (2.0 - level / 100.0), 0.0)
+    cand, utility, order = _candidates(g, col, f["any"], it["ongoing"], tending, pull)
+    margin = np.clip(np.where(cand, utility - utility.max(axis=1, keepdims=True), -4.0), -4.0, 0.0)
+    utility = np.where(cand, utility, 0.0)
+    sched, need_at = g["sched_place"].astype(np.int64), g["need_at"]
 
-    # The current intent and its entity.
+    def far(idx: np.ndarray) -> np.ndarray:
+        """(N,) or (N, k) place indices -> distance from each row's NPC / FAR, 1 where none."""
+        i = idx.reshape(N, -1)
+        if not len(place_xy):
+            return np.ones(idx.shape)
+        p = place_xy[np.clip(i, 0, len(place_xy) - 1)]                          # (N, k, 2)
+        d = np.hypot(p[..., 0] - xy[:, None, 0], p[..., 1] - xy[:, None, 1])
+        return np.where(i >= 0, clip(d / FAR), 1.0).reshape(idx.shape)
+
+    angle = 2 * math.pi * g["minute"] / 1440.0
+    f.update({
+        "current": one_hot(cur), "arrived": g["arrived"][:, None], "since": clip((now - g["since"]) / 30.0)[:, None],
+        "finishing": it["finishing"][:, None],
+        "target": np.stack([it["t_alive"], clip(it["t_dist"] / notice, 0, 4), it["within_give_up"]], axis=1),
+        "ongoing": it["ongoing"],
+        "candidate": cand, "utility": clip(utility / 4.0, 0, 4), "margin": margin,
+        "best": cand & (margin >= 0.0), "order": order / len(CANDIDATES),
+        "need_value": level / 100.0, "need_tending": tending, "need_pull": clip(pull / 4.0, 0, 4),
+        "block": g["block"][:, None], "block_do": one_hot(g["block_do"]),
+        "sched_place": np.stack([sched >= 0, (sched >= 0) & (g["at"] == sched), far(sched)], axis=1),
+        "need_place": far(need_at),
+        "clock": np.stack([np.sin(angle), np.cos(angle)], axis=1),
+        "seen": clip(np.bincount(g["p_row"], minlength=N) / 5.0)[:, None],
+        "at_place": (g["at"] >= 0)[:, None],
+        "npcs_near": clip(_npcs_near(xy, npc_xy) / 10.0)[:, None],
+        "position": xy / np.asarray(world_size),
+    })
+    obs = np.empty((N, OBS_DIM), np.float32)
+    obs[:, :DEFINITION_DIM] = g["vec"]
+    for fl in ROW_FIELDS:
+        obs[:, OFFSET[fl.name]] = _check(fl, np.asarray(f[fl.name], np.float64).reshape(N, -1))
+
+    slots = np.concatenate([np.full((N, 1), -1, np.int64), np.where(it["t_alive"], g["target"], -1)[:, None],
+                            player_slots, sched[:, None], need_at], axis=1)
+    tmask = slots >= 0
+    tmask[:, NONE] = True
+    mask = g["can"].copy()
+    keep = np.flatnonzero(it["finishing"])          # finishing a talk or gift: keeping it is the only answer
+    mask[keep] = False
+    mask[keep, cur[keep]] = True
+    tmask[keep] = False
+    tmask[keep, NONE] = True
+    return Rows(obs, mask, tmask, slots, g["eid"].astype(np.int64), cur.astype(np.int8), it["finishing"])
+
+
+def _intent(g: dict, col) -> dict[str, np.ndarray]:
+    """The current intent: finishing a talk or gift, its entity, and the ongoing flight, follow, approach."""
+    cur, now = g["action"].astype(np.int64), g["now"]
+    is_cur = lambda a: cur == ACTION_INDEX[a]                                   # noqa: E731
     t_alive = g["t_alive"].astype(bool)
     t_dist = np.where(t_alive, np.nan_to_num(g["t_dist"], nan=0.0), 0.0)
-    is_cur = lambda a: cur == ACTION_INDEX[a]                                   # noqa: E731
     arrived = g["arrived"].astype(bool)
     duration = np.where(is_cur("talk"), col("talk_duration"), col("give_duration"))
-    finishing = ((is_cur("talk") | is_cur("give_item")) & g["allowed"][rows, cur]
+    finishing = ((is_cur("talk") | is_cur("give_item")) & g["allowed"][np.arange(len(cur)), cur]
                  & (now - g["since"] < duration))
     within_give_up = t_alive & (t_dist <= col("give_up"))
     ongoing = np.stack([is_cur("flee") & ~arrived & t_alive, is_cur("follow") & within_give_up,
                         is_cur("approach") & ~arrived & t_alive], axis=1)
+    return {"t_alive": t_alive, "t_dist": t_dist, "finishing": finishing, "within_give_up": within_give_up,
+            "ongoing": ongoing}
 
-    # Players within notice: one entry per (row, player) pair, nearest first in each row.
-    pr = g["p_row"]
-    pd = g["p_dist"]
+
+def _players(g: dict, col, t_alive: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The p_* fields (N, K) of the nearest K players, "any" (N, 5) over all of them, and the player
+    slots' ids (N, K). The Sight's pairs are one per (row, player within notice), nearest first."""
+    N = len(g["eid"])
+    pr, pd, now = g["p_row"], g["p_dist"], g["now"]
+    notice = col("notice")
     rank = np.arange(len(pr)) - g["start"][pr]
     susp = g["p_near_s"] >= col("linger")[pr]
     who = lambda flag: (col(flag)[pr] < 0.5) | susp                            # noqa: E731  players, or suspicious
@@ -410,29 +473,29 @@ def _build(g: dict, place_xy: np.ndarray, world_size: tuple[float, float], npc_x
         f[name] = out
     f["any"] = np.stack([np.bincount(pr, weights=per[k], minlength=N) > 0
                          for k in ("p_flee", "p_follow", "p_give", "p_talk", "p_approach")], axis=1)
-    player_slots = np.full((N, K), -1, np.int64)
-    player_slots[pr[first], rank[first]] = g["p_id"][first]
+    ids = np.full((N, K), -1, np.int64)
+    ids[pr[first], rank[first]] = g["p_id"][first]
+    return f, ids
 
-    # Needs (the first NEEDS of each file).
-    level = np.nan_to_num(g["stats"], nan=100.0)
-    tending = g["tending"]
-    pull = np.where(tending & (g["relief"] >= 0), g["need_w"] * (2.0 - level / 100.0), 0.0)
-    need_at = g["need_at"]
-    xy = g["pos"]
 
-    # Each action's candidates, as the built-in behaviour scores them (npc/minds/builtin.py): its best
-    # score, and the place in the built-in's order (CANDIDATES) of the first candidate with that score.
-    # Their argmax, ties to the earlier candidate, is the built-in's verdict (tests/test_policy.py).
+def _candidates(g: dict, col, any_: np.ndarray, ongoing: np.ndarray, tending: np.ndarray,
+                pull: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each action's candidates as the built-in behaviour scores them (npc/minds/builtin.py):
+    (has one (N, A), its best score (N, A; -inf: none), the place in the built-in's order
+    (CANDIDATES) of the first candidate with that score (N, A)). Their argmax, ties to the earlier
+    candidate, is the built-in's verdict (tests/test_policy.py keeps the two the same)."""
+    N = len(g["eid"])
+    rows = np.arange(N)
     allowed = g["allowed"]
     utility = np.full((N, A), -np.inf)
     order = np.zeros((N, A))
 
-    def offer(r: np.ndarray, a: np.ndarray, score: np.ndarray, name: str) -> None:
+    def offer(r: np.ndarray, a: np.ndarray, score, name: str) -> None:
         """Candidates (rows r, actions a) with these scores; a later candidate must score higher to count."""
+        score = np.broadcast_to(np.asarray(score, np.float64), r.shape)
         ok = allowed[r, a] & (score > utility[r, a])
-        r, a = r[ok], a[ok]
-        utility[r, a] = score[ok] if np.ndim(score) else score
-        order[r, a] = CANDIDATES.index(name)
+        utility[r[ok], a[ok]] = score[ok]
+        order[r[ok], a[ok]] = CANDIDATES.index(name)
 
     relief = g["relief"]                                                        # (N, NEEDS) action, -1
     best, best_k = np.full(N, -np.inf), np.full(N, -1)
@@ -443,62 +506,13 @@ def _build(g: dict, place_xy: np.ndarray, world_size: tuple[float, float], npc_x
     offer(hit, relief[hit, best_k[hit]], best[hit], "need")
     on = np.flatnonzero(g["block"])
     offer(on, g["block_do"][on], col("w_schedule")[on], "schedule")
-    present = {"flee": f["any"][:, 0] | ongoing[:, 0], "follow": f["any"][:, 1] | ongoing[:, 1],
-               "give_item": f["any"][:, 2] & (col("has_items") > 0.5), "talk": f["any"][:, 3],
-               "approach": f["any"][:, 4] | ongoing[:, 2], "wander": np.ones(N, bool), "idle": np.ones(N, bool)}
+    present = {"flee": any_[:, 0] | ongoing[:, 0], "follow": any_[:, 1] | ongoing[:, 1],
+               "give_item": any_[:, 2] & (col("has_items") > 0.5), "talk": any_[:, 3],
+               "approach": any_[:, 4] | ongoing[:, 2], "wander": np.ones(N, bool), "idle": np.ones(N, bool)}
     for name in CANDIDATES[CANDIDATES.index("flee"):]:
         r = np.flatnonzero(present[name])
-        a = np.full(len(r), ACTION_INDEX[name])
-        offer(r, a, g["own"][r, ACTION_INDEX[name]], name)
-    cand = np.isfinite(utility)
-    margin = np.clip(np.where(cand, utility - utility.max(axis=1, keepdims=True), -4.0), -4.0, 0.0)
-    utility = np.where(cand, utility, 0.0)
-
-    def far(idx: np.ndarray) -> np.ndarray:
-        """(N,) or (N, k) place indices -> distance from each row's NPC / FAR, 1 where none."""
-        i = idx.reshape(N, -1)
-        if not len(place_xy):
-            return np.ones(idx.shape)
-        p = place_xy[np.clip(i, 0, len(place_xy) - 1)]                          # (N, k, 2)
-        d = np.hypot(p[..., 0] - xy[:, None, 0], p[..., 1] - xy[:, None, 1])
-        return np.where(i >= 0, clip(d / FAR), 1.0).reshape(idx.shape)
-
-    sched = g["sched_place"].astype(np.int64)
-    angle = 2 * math.pi * g["minute"] / 1440.0
-    one_hot = lambda idx: np.eye(A + 1, A)[np.where(idx >= 0, idx, A)]         # noqa: E731  -1: all zeros
-    f.update({
-        "current": one_hot(cur), "arrived": arrived[:, None], "since": clip((now - g["since"]) / 30.0)[:, None],
-        "finishing": finishing[:, None],
-        "target": np.stack([t_alive, clip(t_dist / notice, 0, 4), within_give_up], axis=1),
-        "ongoing": ongoing,
-        "candidate": cand, "utility": clip(utility / 4.0, 0, 4), "order": order / len(CANDIDATES),
-        "margin": margin,
-        "need_value": level / 100.0, "need_tending": tending, "need_pull": clip(pull / 4.0, 0, 4),
-        "block": g["block"][:, None], "block_do": one_hot(g["block_do"]),
-        "sched_place": np.stack([sched >= 0, (sched >= 0) & (g["at"] == sched), far(sched)], axis=1),
-        "need_place": far(need_at),
-        "clock": np.stack([np.sin(angle), np.cos(angle)], axis=1),
-        "seen": clip(np.bincount(pr, minlength=N) / 5.0)[:, None],
-        "at_place": (g["at"] >= 0)[:, None],
-        "npcs_near": clip(_npcs_near(xy, npc_xy) / 10.0)[:, None],
-        "position": xy / np.asarray(world_size),
-    })
-    obs = np.empty((N, OBS_DIM), np.float32)
-    obs[:, :DEFINITION_DIM] = g["vec"]
-    for fl in ROW_FIELDS:
-        obs[:, OFFSET[fl.name]] = _check(fl, np.asarray(f[fl.name], np.float64).reshape(N, -1))
-
-    slots = np.concatenate([np.full((N, 1), -1, np.int64), np.where(t_alive, g["target"], -1)[:, None],
-                            player_slots, sched[:, None], need_at], axis=1)
-    tmask = slots >= 0
-    tmask[:, NONE] = True
-    mask = g["can"].copy()
-    keep = np.flatnonzero(finishing)
-    mask[keep] = False
-    mask[keep, cur[keep]] = True
-    tmask[keep] = False
-    tmask[keep, NONE] = True
-    return Rows(obs, mask, tmask, slots, g["eid"].astype(np.int64), cur.astype(np.int8), finishing)
+        offer(r, np.full(len(r), ACTION_INDEX[name]), g["own"][r, ACTION_INDEX[name]], name)
+    return np.isfinite(utility), utility, order
 
 
 def _npcs_near(xy: np.ndarray, every: np.ndarray | None) -> np.ndarray:
@@ -512,6 +526,9 @@ def _npcs_near(xy: np.ndarray, every: np.ndarray | None) -> np.ndarray:
 
 
 # -- labels and answers ---------------------------------------------------------------------------
+
+ONGOING = (WHY_FLEEING, WHY_FOLLOWING, WHY_APPROACHING)    # verdicts that go on with the current target
+
 
 def nearest_players(sight: Sight) -> np.ndarray:
     """(n, K) the ids of each row's nearest K players within notice (slots 2..4), -1 where fewer."""
@@ -527,8 +544,9 @@ def label(sight: Sight, verdict, slots: np.ndarray | None = None) -> tuple[np.nd
     """(action (n,) int64, slot (n,) int64): a verdict (npc/minds/builtin.py) in the policy's terms.
 
     A kept intent (finishing a talk or gift) is the current action with slot "none" (its only
-    answer, see the mask). An entity is its slot (the current intent's first, then the nearest
-    players); a place is the slot of the candidate that won: the need's (WHY_NEED, one of the first
+    answer, see the mask). An entity is the slot of the candidate that won: the current intent's
+    (slot 1) for going on with a flight, follow or approach, else the player's (the nearest first),
+    else slot 1 when only it names the entity; a place is the slot of the candidate that won: the need's (WHY_NEED, one of the first
     NEEDS), else the schedule's when it is that place, else (given the rows' `slots`) the first need
     slot naming it. A target or place no slot names becomes "none": the policy cannot say it (a miss)."""
     keep = np.asarray(verdict.keep, bool)
@@ -539,8 +557,11 @@ def label(sight: Sight, verdict, slots: np.ndarray | None = None) -> tuple[np.nd
         ent = np.concatenate([np.where(sight.t_alive, sight.target, -1)[:, None], nearest_players(sight)], axis=1)
     else:
         ent = slots[:, CURRENT:PLAYER0 + K]
-    hit = (ent == target[:, None]) & (target >= 0)[:, None]
-    e_slot = np.where(hit.any(axis=1), CURRENT + hit.argmax(axis=1), NONE)
+    hit = (ent == target[:, None]) & (target >= 0)[:, None]                     # (n, 1 + K)
+    going = np.isin(np.asarray(verdict.why), ONGOING) & hit[:, 0]
+    player = hit[:, 1:].any(axis=1)
+    e_slot = np.where(going, CURRENT, np.where(player, PLAYER0 + hit[:, 1:].argmax(axis=1),
+                                               np.where(hit[:, 0], CURRENT, NONE)))
     need = np.asarray(verdict.need, np.int64)
     by_need = (np.asarray(verdict.why) == WHY_NEED) & (need >= 0) & (need < NEEDS)
     p_slot = np.where(by_need, NEED0 + need, np.where(place == sight.sched_place, SCHEDULE, NONE))

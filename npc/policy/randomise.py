@@ -165,10 +165,18 @@ def random_sight(rng: np.random.Generator, defn: Definition, n: int, places: Seq
     m = len(r)
     times = lambda: np.where(rng.random(m) < 0.5, NEVER, now - rng.uniform(0, 300, m))   # noqa: E731
     k = len(defn.needs)
-    action = rng.integers(0, len(ACTIONS), n).astype(np.int8)
+    allowed = np.asarray([ACTIONS.index(a) for a in sorted(defn.allowed)])
+    action = np.where(rng.random(n) < 0.9, rng.choice(allowed, n), rng.integers(0, len(ACTIONS), n)).astype(np.int8)
     target = np.where(rng.random(n) < 0.5, rng.choice(pid, n) if players else -1, -1).astype(np.int64)
     t_alive = target >= 0
     t_dist = np.where(t_alive, rng.uniform(0, 700, n), np.nan)
+    # needs: tended as the built-in perceives it (below low, or tended before and not yet back to full)
+    stats = rng.uniform(0, 100, (n, k))
+    was = rng.random((n, k)) < 0.5
+    low = np.asarray([nd.low for nd in defn.needs], np.float64).reshape(1, k)
+    full = np.asarray([nd.full for nd in defn.needs], np.float64).reshape(1, k)
+    relief = np.asarray([bool(nd.relief) for nd in defn.needs], bool).reshape(1, k)
+    tending = relief & ((stats < low) | (was & (stats < full)))
     route = block.route if block is not None else ()
     patrol = rng.integers(0, max(1, len(route)), n).astype(np.int32)
     sched = (np.asarray([index[route[i]] for i in patrol.tolist()], np.int32) if block is not None and route
@@ -176,7 +184,7 @@ def random_sight(rng: np.random.Generator, defn: Definition, n: int, places: Seq
     return Sight(
         defn=defn, now_s=now, minute=minute, day=0, block=block, eid=eid, pos=pos,
         at=np.where(rng.random(n) < 0.4, rng.integers(0, max(1, len(places)), n), -1).astype(np.int32),
-        stats=rng.uniform(0, 100, (n, k)), tending=rng.random((n, k)) < 0.3, patrol=patrol, sched_place=sched,
+        stats=stats, tending=tending, patrol=patrol, sched_place=sched,
         gifts=rng.integers(0, 5, n).astype(np.int64), action=action,
         place=np.where(rng.random(n) < 0.5, rng.integers(0, max(1, len(places)), n), -1).astype(np.int32),
         target=target, arrived=rng.random(n) < 0.5, since=now - rng.uniform(0, 60, n),

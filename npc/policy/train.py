@@ -49,8 +49,9 @@ from npc.policy.observe import A, ACTIONS, OBS_DIM, SLOT_KIND, T
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_MAP = ROOT / "assets" / "maps" / "default.tmj"
-TRAIN_STREAM, HELD_OUT_STREAM = 1, 2      # randomised files: np.random.default_rng((seed, stream))
+TRAIN_STREAM, HELD_OUT_STREAM, SYNTHETIC_STREAM = 1, 2, 3   # np.random.default_rng((seed, stream))
 HELD_OUT_FIRST = 100_000                  # held-out randomised files are "random-100000", ...
+SYNTHETIC_FIRST = 200_000                 # synthetic ones "random-200000", ...
 
 
 # -- the recorder: a decider that decides nothing ---------------------------------------------------
@@ -59,14 +60,19 @@ class Recorder:
     """A decider (npc/policy/protocol.py) that follows no file and records every built-in think:
     its observation row, the verdict in the policy's terms (action, target slot) and the file."""
 
-    def __init__(self, world: World):
-        self.world = world
-        self.places = world.places
-        self.place_xy = world.place_positions()
-        self.size = tuple(world.map.world_size)
+    def __init__(self, places: Sequence[str], place_xy: np.ndarray, world_size: tuple[float, float],
+                 npc_xy: Callable[[], np.ndarray] | None = None):
+        self.places = list(places)
+        self.place_xy = np.asarray(place_xy, np.float64).reshape(-1, 2)
+        self.size = tuple(world_size)
+        self.npc_xy = npc_xy                             # () -> (M, 2) every NPC (None: the rows' own)
         self.files: dict[str, int] = {}                  # definition id -> index in `file`
         self._tick: list[tuple] = []
         self.parts: list[tuple] = []
+
+    @classmethod
+    def of_world(cls, world: World) -> "Recorder":
+        return cls(world.places, world.place_positions(), tuple(world.map.world_size), lambda: world.of_kind(NPC)[1])
 
     def begin_tick(self, now_s: float) -> None:
         return None
@@ -85,7 +91,7 @@ class Recorder:
             return
         noted, self._tick = self._tick, []
         sights = [s for s, _ in noted]
-        r = observe.rows(sights, self.size, self.place_xy, self.world.of_kind(NPC)[1], self.places)
+        r = observe.rows(sights, self.size, self.place_xy, self.npc_xy() if self.npc_xy else None, self.places)
         acts, slots, files, lo = [], [], [], 0
         for s, v in noted:
             hi = lo + len(s)
@@ -145,18 +151,19 @@ def randomised(n: int, seed: int, stream: int, places: Sequence[str], first: int
     return [random_definition(rng, places, first + i) for i in range(n)]
 
 
-def rollout(cast_of: Sequence[tuple[Definition, int]], tilemap: TileMap, s: Rollout,
+def rollout(cast_of: Sequence[tuple[Definition, int]], where: TileMap | World, s: Rollout,
             progress: Callable[[str], None] | None = None) -> dict:
     """Run the built-in behaviour on these (definition, NPCs) headless, recording every think.
+    `where`: a map (a world is made with the setting's seed and day length) or a fresh World.
 
     All NPCs of one file get ids in the same think phase (id % think_every), so a file's NPCs
     think together, as one Sight: with many small randomised files this is what keeps the
     rollout's cost per decision low (one Sight per file and think, not per NPC)."""
     from npc.minds.cast import Cast
 
-    world = World(tilemap, WorldConfig(seed=s.seed, day_length_s=s.day_length))
+    world = where if isinstance(where, World) else World(where, WorldConfig(seed=s.seed, day_length_s=s.day_length))
     cast = Cast(world, None, tick_rate=s.tick_rate)
-    rec = Recorder(world)
+    rec = Recorder.of_world(world)
     k = cast.think_every
     places = world.places
     rng = np.random.default_rng(s.seed)
@@ -190,6 +197,42 @@ def rollout(cast_of: Sequence[tuple[Definition, int]], tilemap: TileMap, s: Roll
     out = rec.data()
     out.update(npcs=len(cast.minds), ticks=ticks)
     return out
+
+
+def synthetic(defs: Sequence[Definition], rows_per_file: int, seed: int, places: Sequence[str],
+              place_xy: np.ndarray, world_size: tuple[float, float]) -> dict:
+    """Thinks without a world: for each definition one random Sight of `rows_per_file` NPCs
+    (randomise.random_sight: random surroundings, intents, needs), decided by the built-in. Cheap
+    (no simulation) and broad (states a short rollout rarely reaches), so it carries the many
+    randomised files that teach the policy to read a file's parameters."""
+    from npc.minds import builtin
+    from npc.policy.randomise import random_sight
+
+    rng = np.random.default_rng((seed, SYNTHETIC_STREAM))
+    rec = Recorder(places, place_xy, world_size)
+    for i, d in enumerate(defs):
+        s = random_sight(rng, d, rows_per_file, places)
+        rec.note(s, builtin.decide(s, places))
+        if i % 64 == 63:
+            rec.end_tick()
+    rec.end_tick()
+    return rec.data()
+
+
+def merge(*parts: dict) -> dict:
+    """One data dict of several (rows in order; file indices renumbered into one `files` list)."""
+    files: list[str] = []
+    index: dict[str, int] = {}
+    out: dict = {}
+    for p in parts:
+        remap = np.asarray([index.setdefault(f, len(index)) for f in p["files"]], np.int32)
+        files = sorted(index, key=index.get)
+        for k, v in p.items():
+            if isinstance(v, np.ndarray):
+                out.setdefault(k, []).append(remap[v] if k == "file" and len(remap) else v)
+    merged = {k: np.concatenate(v) for k, v in out.items()}
+    merged["files"] = files
+    return merged
 
 
 def _walk(world: World, pids: list[int], rng: np.random.Generator) -> None:
@@ -371,19 +414,24 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--npc-dir", default=str(ROOT / "assets" / "npcs"), help="the shipped NPC files")
     p.add_argument("--map", default=str(DEFAULT_MAP), help="the map of the rollout")
     p.add_argument("--npcs", type=int, default=120, help="NPCs of the shipped files (files multiplied up to this)")
-    p.add_argument("--random-files", type=int, default=200, help="randomised NPC files trained on")
-    p.add_argument("--random-npcs", type=int, default=4, help="NPCs of each randomised file")
+    p.add_argument("--random-files", type=int, default=100, help="randomised NPC files in the rollout, trained on")
+    p.add_argument("--random-npcs", type=int, default=4, help="NPCs of each randomised file in the rollout")
     p.add_argument("--held-out-files", type=int, default=40,
-                   help="randomised files from another seed, never trained on: the held-out set")
+                   help="randomised files from another seed in the rollout, never trained on: the held-out set")
+    p.add_argument("--synthetic-files", type=int, default=20000,
+                   help="randomised files decided on random sights without a world (trained on)")
+    p.add_argument("--synthetic-rows", type=int, default=16, help="NPCs of each synthetic file's sight")
     p.add_argument("--players", type=int, default=60, help="stand-in players walking at random")
     p.add_argument("--seconds", type=float, default=240.0, help="simulated seconds of rollout")
     p.add_argument("--day-length", type=float, default=120.0, help="simulated seconds per game day in the rollout")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--hidden", type=int, default=128, help="hidden units of the policy MLP")
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--hidden", type=int, default=128, help="hidden units of the policy MLP (the server loads 128)")
     p.add_argument("--lofo", action=argparse.BooleanOptionalAction, default=True,
                    help="leave one shipped file out: train without it, evaluate on it (once per file)")
-    p.add_argument("--lofo-epochs", type=int, default=8, help="epochs of each leave-one-file-out model")
-    p.add_argument("--lofo-hidden", type=int, default=128, help="hidden units of each leave-one-file-out model")
+    p.add_argument("--lofo-epochs", type=int, default=3, help="epochs of each leave-one-file-out model")
+    p.add_argument("--lofo-hidden", type=int, default=64, help="hidden units of each leave-one-file-out model")
+    p.add_argument("--lofo-rows", type=int, default=400_000,
+                   help="training rows of each leave-one-file-out model at most (a random subset)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch threads (1: on 2 busy cores, 2 threads made a step 10x slower, 13 ms vs 1.4 ms)")
     p.add_argument("--seed", type=int, default=0)
@@ -414,17 +462,25 @@ def main(args) -> int:
 
     t0 = time.perf_counter()
     tilemap = load_map(str(args.map))
-    world_places = World(tilemap).places
+    world = World(tilemap)
+    places = world.places
     files = shipped(args.npc_dir, tilemap)
-    rand = randomised(args.random_files, args.seed, TRAIN_STREAM, world_places)
-    held = randomised(args.held_out_files, args.seed, HELD_OUT_STREAM, world_places, HELD_OUT_FIRST)
+    rand = randomised(args.random_files, args.seed, TRAIN_STREAM, places)
+    held = randomised(args.held_out_files, args.seed, HELD_OUT_STREAM, places, HELD_OUT_FIRST)
     plan = (_plan(files, args.npcs) + [(d, args.random_npcs) for d in rand]
             + [(d, args.random_npcs) for d in held])
     setting = Rollout(args.players, args.seconds, args.day_length, seed=args.seed)
-    data = rollout(plan, tilemap, setting, progress=say)
+    rolled = rollout(plan, tilemap, setting, progress=say)
     t1 = time.perf_counter()
-    say(f"rollout: {len(data['action'])} decisions from {data['npcs']} NPCs over {data['ticks']} ticks "
-        f"in {t1 - t0:.1f} s ({data['ticks'] / setting.tick_rate / (t1 - t0):.0f}x real time)")
+    say(f"rollout: {len(rolled['action'])} decisions from {rolled['npcs']} NPCs over {rolled['ticks']} ticks "
+        f"in {t1 - t0:.1f} s ({rolled['ticks'] / setting.tick_rate / (t1 - t0):.0f}x real time)")
+    syn_defs = randomised(args.synthetic_files, args.seed, SYNTHETIC_STREAM, places, SYNTHETIC_FIRST)
+    syn = synthetic(syn_defs, args.synthetic_rows, args.seed, places, world.place_positions(),
+                    tuple(tilemap.world_size))
+    data = merge(rolled, syn)
+    data["npcs"], data["ticks"] = rolled["npcs"], rolled["ticks"]
+    t1s = time.perf_counter()
+    say(f"synthetic: {len(syn['action'])} decisions of {len(syn_defs)} randomised files in {t1s - t1:.1f} s")
 
     ids = np.asarray(data["files"], object)
     of = ids[data["file"]] if len(ids) else np.zeros(0, object)                # (N,) definition id per row
@@ -436,6 +492,8 @@ def main(args) -> int:
     shipped_ids = [d.id for d in files]
     train_rows = np.flatnonzero(~is_held & ok)
     held_rows = np.flatnonzero(is_held)
+    watch = np.random.default_rng(args.seed).permutation(held_rows)[:20_000]   # the loss curve's held-out rows
+    pick = np.random.default_rng((args.seed, 9))
 
     lofo = {}
     if args.lofo:
@@ -444,8 +502,10 @@ def main(args) -> int:
             if not mine.any():
                 continue
             tl = time.perf_counter()
-            m, _ = train(data, np.flatnonzero(~is_held & ~mine & ok), np.zeros(0, np.int64), args.lofo_epochs,
-                         args.seed, args.lofo_hidden)
+            rows = np.flatnonzero(~is_held & ~mine & ok)
+            if len(rows) > args.lofo_rows:
+                rows = np.sort(pick.choice(rows, args.lofo_rows, replace=False))
+            m, _ = train(data, rows, np.zeros(0, np.int64), args.lofo_epochs, args.seed, args.lofo_hidden)
             idx = np.flatnonzero(mine)
             lofo[d.id] = score(data, idx, *predict(m, data, idx))
             lofo[d.id]["train_s"] = round(time.perf_counter() - tl, 1)
@@ -453,7 +513,7 @@ def main(args) -> int:
                 f"{lofo[d.id]['action_and_target']:.2%} of {len(idx)} decisions")
     t2 = time.perf_counter()
 
-    model, curve = train(data, train_rows, held_rows, args.epochs, args.seed, args.hidden, progress=say)
+    model, curve = train(data, train_rows, watch, args.epochs, args.seed, args.hidden, progress=say)
     t3 = time.perf_counter()
     held_score = score(data, held_rows, *predict(model, data, held_rows))
     train_score = score(data, train_rows, *predict(model, data, train_rows))
@@ -472,7 +532,8 @@ def main(args) -> int:
         "seed": args.seed, "npcs": data["npcs"], "players": args.players, "simulated_s": args.seconds,
         "day_length_s": args.day_length, "obs_dim": OBS_DIM, "targets": T,
         "shipped_files": shipped_ids, "random_files": len(rand), "random_npcs": args.random_npcs,
-        "held_out_files": len(held), "decisions": int(len(data["action"])),
+        "held_out_files": len(held), "synthetic_files": len(syn_defs), "synthetic_rows": args.synthetic_rows,
+        "decisions": int(len(data["action"])), "rollout_decisions": int(len(rolled["action"])),
         "labels_outside_mask": outside,
         "labels": {ACTIONS[k]: int(c) for k, c in enumerate(counts) if c},
         "model": {"hidden": args.hidden, "epochs": args.epochs, "train_decisions": int(len(train_rows)),
@@ -481,10 +542,12 @@ def main(args) -> int:
         "held_out_randomised": held_score,
         "lofo": ({"hidden": args.lofo_hidden, "epochs": args.lofo_epochs, "files": lofo,
                   "mean_action_top1": mean("action_top1"), "mean_action_and_target": mean("action_and_target"),
+                  "rows": args.lofo_rows,
                   "min_action_top1": min((v["action_top1"] for v in lofo.values()), default=float("nan"))}
                  if args.lofo else None),
         "loss": [{"epoch": i + 1, "train": c[0], "held_out": c[1]} for i, c in enumerate(curve)],
-        "rollout_s": round(t1 - t0, 1), "lofo_s": round(t2 - t1, 1), "train_s": round(t3 - t2, 1),
+        "rollout_s": round(t1 - t0, 1), "synthetic_s": round(t1s - t1, 1), "lofo_s": round(t2 - t1s, 1),
+        "train_s": round(t3 - t2, 1), "total_s": round(time.perf_counter() - t0, 1),
         "weights_bytes": (out / "policy.safetensors").stat().st_size,
     }
     (out / "report.json").write_text(json.dumps(report, indent=1) + "\n")
@@ -500,10 +563,13 @@ def _markdown(r: dict, args) -> str:
     h = r["held_out_randomised"]
     lines = [
         "# Decision policy: behaviour cloning report", "",
-        f"Produced by `npcworld train-policy` (seed {r['seed']}): {r['decisions']} decisions of {r['npcs']} NPCs "
-        f"over {r['simulated_s']:.0f} simulated s with {r['players']} stand-in players: the shipped files "
-        f"({', '.join(r['shipped_files'])}), {r['random_files']} randomised files of {r['random_npcs']} NPCs each "
-        f"(trained on) and {r['held_out_files']} randomised files from another seed (never trained on).", "",
+        f"Produced by `{r['command'] or 'npcworld train-policy'}` (seed {r['seed']}). A rollout of "
+        f"{r['simulated_s']:.0f} simulated s: {r['rollout_decisions']} decisions of {r['npcs']} NPCs, with "
+        f"{r['players']} stand-in players: the shipped files ({', '.join(r['shipped_files'])}), "
+        f"{r['random_files']} randomised files of {r['random_npcs']} NPCs each (trained on) and "
+        f"{r['held_out_files']} randomised files from another seed (never trained on); and "
+        f"{r['synthetic_files']} more randomised files, {r['synthetic_rows']} NPCs each, decided on random "
+        f"sights without a world (trained on). {r['decisions']} decisions in all.", "",
         "## Files never seen in training", "",
         "| held out | decisions | action top-1 | action and target |", "|---|---|---|---|",
     ]
@@ -515,9 +581,10 @@ def _markdown(r: dict, args) -> str:
                  f"{h['action_and_target']:.2%} |")
     if r["lofo"]:
         lines += ["", f"Leave one file out: each shipped file's decisions, by a model (hidden "
-                  f"{r['lofo']['hidden']}, {r['lofo']['epochs']} epochs: smaller or shorter than the shipped "
-                  f"one) trained on everything else but the held-out randomised files. The randomised row is "
-                  f"the shipped model (hidden {r['model']['hidden']}, {r['model']['epochs']} epochs)."]
+                  f"{r['lofo']['hidden']}, {r['lofo']['epochs']} epochs, at most {r['lofo']['rows']} rows: "
+                  f"smaller and shorter than the shipped one) trained on everything else but the held-out "
+                  f"randomised files. The randomised row is the shipped model (hidden {r['model']['hidden']}, "
+                  f"{r['model']['epochs']} epochs)."]
     per = "\n".join(f"| {a} | {v['n']} | {v['top1']:.1%} |" for a, v in h["per_action"].items())
     fin = f" ({h['finishing']} of them finishing a talk or gift: kept, the mask allows nothing else)"
     files = "\n".join(f"| {fid} | {v['decisions']} | {v['action_top1']:.2%} | {v['action_and_target']:.2%} |"
@@ -532,7 +599,7 @@ def _markdown(r: dict, args) -> str:
         f"{r['labels_outside_mask']}.", "",
         "Loss (action + target cross-entropy) per epoch, train (blue) and held-out randomised files (red): "
         "![loss](loss.png)", "",
-        f"Rollout {r['rollout_s']} s, leave-one-file-out models {r['lofo_s']} s, the shipped model "
-        f"{r['train_s']} s; weights {r['weights_bytes']} bytes; observation {r['obs_dim']} numbers "
+        f"Rollout {r['rollout_s']} s, synthetic decisions {r['synthetic_s']} s, leave-one-file-out models "
+        f"{r['lofo_s']} s, the shipped model {r['train_s']} s ({r['total_s']} s in all); weights {r['weights_bytes']} bytes; observation {r['obs_dim']} numbers "
         f"(npc/policy/observe.py LAYOUT).", ""]
     return "\n".join(lines)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings
@@ -306,3 +307,14 @@ def test_boundaries_are_inclusive_as_in_the_scalar_version():
     got = [decision(v, i, sight, PLACES, name_of) for i in range(2)]
     assert [g.reason for g in got] == [f"following {name_of(NPC_TARGET)}", "P101 is suspicious"]
     assert got == [scalar_decide(p, s, d).decision for p, s in pairs]
+
+
+def test_a_schedule_or_relief_no_longer_allowed_is_no_candidate():
+    d = make(SMITH)
+    d = replace(d, allowed=d.allowed - {"work", "rest"})       # as a file edited under a live NPC might be
+    pairs = [one(d, stats={"energy": 10.0}), one(d)]
+    sight = build_sight(d, pairs, PLACES)
+    v = decide(sight, PLACES)
+    assert np.isneginf(v.scores[:, [CANDIDATES.index("need"), CANDIDATES.index("schedule")]]).all()
+    assert [decision(v, i, sight, PLACES, name_of) for i in range(2)] == [scalar_decide(p, s, d).decision
+                                                                         for p, s in pairs]
