@@ -1,13 +1,13 @@
 """The decision policy: it only ever returns allowed actions (property test over
 random observations and masks, for the shipped weights, random weights and a
-module that ignores the masks); observations from a real world; decoding
-re-checks what is allowed; `npcworld train-policy` end to end on a tiny setting."""
+module that ignores the masks); the observation layout is one table; rows
+from Sights (random ones, and a real world's) are finite and masked
+structurally, and the built-in never chooses outside the mask; decoding
+re-checks both masks; whatever a policy answers for random files, masks and
+decode never let a disallowed or weight-0 action through; the `decider`
+key of NPC files. (Training and the guard: tests/test_policy_train.py.)"""
 
 from __future__ import annotations
-
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -15,19 +15,38 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from world.sim import World
+from world.tilemap import load_map
+
+from npc.files.schema import validate
+from npc.minds import builtin
 from npc.policy import observe
-from npc.policy.observe import A, ACTIONS, OBS_DIM, T
+from npc.policy.observe import (A, ACTION_INDEX, ACTIONS, FITS, KIND, LAYOUT, NONE, OBS_DIM, OFFSET, T, decode,
+                                label, rows, structural_mask)
 from npc.policy.model import DEFAULT_WEIGHTS, PolicyRunner
+from npc.policy.randomise import random_definition, random_sight
 from policy_modules import IgnoresMasks
 
 ROOT = DEFAULT_WEIGHTS.parent.parent.parent
+MAP = ROOT / "assets" / "maps" / "default.tmj"
 
 
 @pytest.fixture(scope="module")
+def world():
+    return World(load_map(str(MAP)))
+
+
+def _rows(world, sights):
+    return rows(sights, tuple(world.map.world_size), world.place_positions(), None, world.places)
+
+
+# -- the runner ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
 def runners():
-    out = [PolicyRunner(weights=None), PolicyRunner(module="policy_modules:ignores_masks")]
     from server.config import weights_input
 
+    out = [PolicyRunner(weights=None), PolicyRunner(module="policy_modules:ignores_masks")]
     if DEFAULT_WEIGHTS.is_file() and weights_input(str(DEFAULT_WEIGHTS)) == OBS_DIM:
         out.append(PolicyRunner(weights=str(DEFAULT_WEIGHTS)))
     return out
@@ -80,64 +99,202 @@ def test_the_model_masks_its_own_output():
     assert IgnoresMasks()(obs, mask, torch.ones(64, T, dtype=torch.bool))[0].shape == (64, A)
 
 
-def _cast_with_players(npcs: int = 12, players: int = 6):
-    """A real world with the shipped NPC files and a few players near them."""
+# -- the layout ------------------------------------------------------------------------------------
+
+def test_the_observation_layout_is_one_table_and_rows_follow_it(world):
+    names = [f.name for f in LAYOUT]
+    assert len(names) == len(set(names))
+    assert OBS_DIM == sum(f.width for f in LAYOUT)
+    at = 0
+    for f in LAYOUT:                             # contiguous, in table order
+        assert OFFSET[f.name] == slice(at, at + f.width), f.name
+        at += f.width
+    rng = np.random.default_rng(1)
+    defs = [random_definition(rng, world.places, i) for i in range(12)]
+    sights = [random_sight(rng, d, int(rng.integers(0, 5)), world.places) for d in defs]
+    r = _rows(world, sights)
+    n = sum(len(s) for s in sights)
+    assert r.obs.shape == (n, OBS_DIM) and r.obs.dtype == np.float32 and np.isfinite(r.obs).all()
+    assert r.mask.shape == (n, A) and r.tmask.shape == (n, T) and r.slots.shape == (n, T)
+    assert r.tmask[:, NONE].all() and (r.slots[:, NONE] == -1).all()
+    assert (r.tmask[:, 1:] == ((r.slots[:, 1:] >= 0) & ~r.finishing[:, None])).all()
+    lo = 0
+    for s in sights:                             # the named fields hold what they say
+        hi = lo + len(s)
+        allowed = np.asarray([a in s.defn.allowed for a in ACTIONS])
+        assert (r.obs[lo:hi, OFFSET["allowed"]] == allowed).all()
+        assert (r.obs[lo:hi, OFFSET["current"]].argmax(axis=1) == s.action).all()
+        assert (r.eid[lo:hi] == s.eid).all()
+        assert (r.slots[lo:hi, observe.PLAYER0:observe.SCHEDULE] == observe.nearest_players(s)).all()
+        assert (r.slots[lo:hi, observe.SCHEDULE] == s.sched_place).all()
+        live = ~r.finishing[lo:hi]
+        assert (r.mask[lo:hi][live] == structural_mask(s.defn)).all()
+        lo = hi
+    assert len(_rows(world, [])) == 0 and _rows(world, []).obs.shape == (0, OBS_DIM)
+
+
+def test_the_built_in_choice_is_the_best_candidate_of_the_observation(world):
+    """The observation's candidate scores (utility, best, order) are the built-in's: their argmax,
+    ties to the earlier candidate, is its verdict (they are computed apart: this keeps them one)."""
+    rng = np.random.default_rng(7)
+    for i in range(300):
+        d = random_definition(rng, world.places, i)
+        s = random_sight(rng, d, 6, world.places)
+        v = builtin.decide(s, world.places)
+        r = _rows(world, [s])
+        assert (r.finishing == v.keep).all()
+        best, order = r.obs[:, OFFSET["best"]], r.obs[:, OFFSET["order"]]
+        pick = np.where(best > 0.5, 100.0 - order, -1.0).argmax(axis=1)
+        a, slot = label(s, v, r.slots)
+        assert (pick[~r.finishing] == a[~r.finishing]).all(), (d, s, v)
+        assert r.mask[np.arange(len(a)), a].all() and r.tmask[np.arange(len(a)), slot].all()
+
+
+# -- the mask ---------------------------------------------------------------------------------------
+
+def _defn(world, **extra):
+    data = {"name": "x", "actions": {"allowed": ["idle", "wander", "talk", "go_to"]},
+            "schedule": [{"from": "00:00", "to": "12:00", "do": "go_to", "at": world.places[0]}], **extra}
+    d, problems = validate(data, {}, "x.toml", world.places)
+    assert not problems, problems
+    return d
+
+
+def test_the_mask_is_structural(world):
+    mask = lambda d: {ACTIONS[i] for i in np.flatnonzero(structural_mask(d))}     # noqa: E731
+    assert mask(_defn(world)) == {"idle", "wander", "talk", "go_to"}
+    assert mask(_defn(world, weights={"talk": 0})) == {"idle", "wander", "go_to"}
+    assert mask(_defn(world, weights={"schedule": 0, "wander": 0})) == {"idle", "talk"}
+    # no baseline above 0: ties at 0 go to the earliest candidate, so every allowed action stays
+    assert mask(_defn(world, weights={"talk": 0, "wander": 0, "idle": 0})) == {"idle", "wander", "talk", "go_to"}
+
+
+def test_a_row_finishing_a_talk_may_only_keep_it(world):
+    d = _defn(world)
+    s = random_sight(np.random.default_rng(3), d, 8, world.places)
+    s = type(s)(**{**{f: getattr(s, f) for f in s.__dataclass_fields__},
+                   "action": np.full(8, ACTION_INDEX["talk"], np.int8), "since": np.full(8, s.now_s - 1.0)})
+    r = _rows(world, [s])
+    assert r.finishing.all()
+    assert (r.mask.sum(axis=1) == 1).all() and r.mask[:, ACTION_INDEX["talk"]].all()
+    assert (r.tmask.sum(axis=1) == 1).all() and r.tmask[:, NONE].all()
+    d_ = decode(r.slots, np.full(8, ACTION_INDEX["talk"]), np.zeros(8), r.mask, r.tmask, r.finishing)
+    assert d_.ok.all() and (d_.target == -1).all()
+    assert not decode(r.slots, np.full(8, ACTION_INDEX["talk"]), np.zeros(8), r.mask, r.tmask).ok.any()
+
+
+# -- decode ----------------------------------------------------------------------------------------
+
+def _check_decoded(r, action, target, out):
+    for i in range(len(r)):
+        if not out.ok[i]:
+            assert out.action[i] == -1 and out.target[i] == -1 and out.place[i] == -1
+            continue
+        a, t = int(out.action[i]), int(target[i])
+        assert a == action[i] and r.mask[i, a] and r.tmask[i, t], (i, a, t)
+        if r.finishing[i]:
+            assert out.target[i] == -1 and out.place[i] == -1
+        elif KIND[a] == "entity":
+            assert out.target[i] == r.slots[i, t] >= 0 and out.place[i] == -1
+        else:
+            assert out.target[i] == -1 and FITS[a, t]
+            assert out.place[i] == (r.slots[i, t] if t != NONE else -1)
+
+
+def test_decode_rechecks_the_masks_and_the_target_kinds(world):
+    rng = np.random.default_rng(0)
+    defs = [random_definition(rng, world.places, i) for i in range(30)]
+    r = _rows(world, [random_sight(rng, d, 6, world.places) for d in defs])
+    n = len(r)
+    for _ in range(20):                          # any answer, even out of range, decodes safely
+        action = rng.integers(-2, A + 2, n)
+        target = rng.integers(-2, T + 2, n)
+        _check_decoded(r, action, target, decode(r.slots, action, target, r.mask, r.tmask, r.finishing))
+    with pytest.raises(ValueError):
+        decode(r.slots, np.zeros(n - 1), np.zeros(n - 1), r.mask, r.tmask)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**31 - 1), scale=st.sampled_from([1.0, 100.0, 1e6]))
+def test_no_logits_get_a_masked_action_through(world, seed, scale):
+    """Random files (randomise.py), random sights, a random-weight policy or random logits: the masks
+    and decode never let through an action the file does not allow or whose every route weighs 0."""
+    import torch
+
+    from npc.policy.model import Policy
+
+    rng = np.random.default_rng(seed)
+    defs = [random_definition(rng, world.places, i) for i in range(8)]
+    r = _rows(world, [random_sight(rng, d, 4, world.places) for d in defs])
+    torch.manual_seed(seed % 2**31)
+    with torch.no_grad():
+        a, t = Policy(hidden=16)(torch.from_numpy(r.obs) * scale, torch.from_numpy(r.mask), torch.from_numpy(r.tmask))
+    answers = [(a.argmax(-1).numpy(), t.argmax(-1).numpy()),
+               ((rng.normal(size=(len(r), A)) * scale).argmax(1), rng.integers(0, T, len(r)))]
+    can = np.concatenate([np.repeat(structural_mask(d)[None], 4, 0) for d in defs])
+    allowed = np.concatenate([np.repeat(np.asarray([x in d.allowed for x in ACTIONS])[None], 4, 0) for d in defs])
+    for action, target in answers:
+        out = decode(r.slots, action, target, r.mask, r.tmask, r.finishing)
+        _check_decoded(r, action, target, out)
+        k = np.flatnonzero(out.ok)
+        assert allowed[k, out.action[k]].all()
+        keep = r.finishing[k]
+        assert can[k[~keep], out.action[k[~keep]]].all()
+        assert (out.action[k[keep]] == r.current[k[keep]]).all()
+
+
+# -- a real world -----------------------------------------------------------------------------------
+
+def test_rows_of_a_real_cast_and_the_built_in_stays_inside_the_mask(world):
+    """The shipped files in a real world, the built-in deciding: every think's row is finite, its
+    mask within what the file allows, and the built-in's own choice inside both masks."""
     from npc.minds.cast import Cast
-    from world.sim import PLAYER, World, WorldConfig
-    from world.tilemap import load_map
+    from world.sim import PLAYER, WorldConfig
 
-    world = World(load_map(str(ROOT / "assets" / "maps" / "default.tmj")), WorldConfig(seed=3))
-    cast = Cast(world, str(ROOT / "assets" / "npcs"))
+    w = World(load_map(str(MAP)), WorldConfig(seed=3, day_length_s=30.0))
+    cast = Cast(w, str(ROOT / "assets" / "npcs"))
     cast.load_all()
-    for k in range(players):
-        world.spawn(PLAYER, f"p{k}", "#fff", place=world.places[k % len(world.places)])
-    return world, cast
-
-
-def test_observations_for_all_due_npcs_and_decode_rechecks_what_is_allowed():
-    world, cast = _cast_with_players()
+    for k in range(6):
+        w.spawn(PLAYER, f"p{k}", "#fff", place=w.places[k % len(w.places)])
     seen = []
 
     class Note:                          # the built-in decides; we keep what every think saw
         def begin_tick(self, now_s): return None
         def follows(self, defn): return False
         def ask(self, sight): raise AssertionError("follows() is False: nothing is asked")
-        def note(self, sight, verdict): seen.append(sight)
+        def note(self, sight, verdict): seen.append((sight, verdict))
         def end_tick(self): pass
 
     cast.decider = Note()
-    for _ in range(10):                  # every NPC thinks once in 10 ticks
+    for _ in range(200):                 # every NPC thinks once in 10 ticks
         cast.tick()
-        world.step(0.05)
-    rows = observe.rows(seen, tuple(world.map.world_size), world.place_positions(), world.of_kind(1)[1],
-                        world.places)
-    n = len(rows)
-    assert n >= len(cast.minds)
-    assert rows.obs.shape == (n, OBS_DIM) and rows.obs.dtype == np.float32 and np.isfinite(rows.obs).all()
-    assert rows.mask.shape == (n, A) and rows.tmask.shape == (n, T) and rows.tmask[:, 0].all()
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        allowed = cast.minds[int(rows.eid[i])].defn.allowed
-        assert {ACTIONS[k] for k in np.flatnonzero(rows.mask[i])} <= set(allowed)
-    for _ in range(20):                  # any answer, even a disallowed one, decodes to an allowed action or not ok
-        d = observe.decode(rows.slots, rng.integers(-2, A + 2, n), rng.integers(-2, T + 2, n), rows.mask,
-                           rows.tmask, rows.finishing)
-        for i in np.flatnonzero(d.ok):
-            assert ACTIONS[int(d.action[i])] in cast.minds[int(rows.eid[i])].defn.allowed
+        w.step(0.05)
+    r = observe.rows([s for s, _ in seen], tuple(w.map.world_size), w.place_positions(), w.of_kind(1)[1], w.places)
+    n = len(r)
+    assert n >= 20 * len(cast.minds)
+    assert r.obs.shape == (n, OBS_DIM) and np.isfinite(r.obs).all()
+    lo = 0
+    for s, v in seen:
+        hi = lo + len(s)
+        allowed = np.asarray([a in s.defn.allowed for a in ACTIONS])
+        assert not (r.mask[lo:hi] & ~allowed).any()
+        a, t = label(s, v, r.slots[lo:hi])
+        assert r.mask[lo:hi][np.arange(len(s)), a].all()          # the built-in never chose outside the mask
+        assert r.tmask[lo:hi][np.arange(len(s)), t].all()
+        lo = hi
 
 
-def test_train_policy_runs_end_to_end_on_a_tiny_setting(tmp_path):
-    out = tmp_path / "policy"
-    proc = subprocess.run(
-        [sys.executable, "-m", "server.cli", "train-policy", "--out", str(out), "--npcs", "20", "--players", "4",
-         "--seconds", "6", "--epochs", "2", "--hidden", "16", "--seed", "1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    report = json.loads((out / "report.json").read_text())
-    assert report["decisions"] > 0
-    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "behaviour cloning report" in (out / "report.md").read_text()
-    from npc.policy.model import build_policy
+# -- the decider key --------------------------------------------------------------------------------
 
-    model = build_policy(str(out / "policy.safetensors"), hidden=16)
-    assert sum(p.numel() for p in model.parameters()) > 0
+def test_the_decider_key_of_npc_files(world):
+    base = {"name": "x", "actions": {"allowed": ["idle"]}}
+    assert validate(base, {}, "x.toml", world.places)[0].decider == "auto"
+    d, problems = validate({**base, "decider": "builtin"}, {}, "x.toml", world.places)
+    assert not problems and d.decider == "builtin"
+    d, problems = validate({**base, "decider": "bultin"}, {("decider",): 4}, "x.toml", world.places)
+    assert d is None and len(problems) == 1
+    p = problems[0]
+    assert (p.file, p.line) == ("x.toml", 4) and "'bultin'" in p.message and "did you mean 'builtin'" in p.message
+    assert '"auto" or "builtin"' in p.expected
+    d, problems = validate({**base, "decider": 1}, {("decider",): 2}, "x.toml", world.places)
+    assert d is None and problems[0].line == 2 and "decider" in str(problems[0])

@@ -39,6 +39,15 @@ the policy can follow a file it never saw (it is trained on randomised
 files, npc/policy/randomise.py). They are computed once per Definition
 (cached by identity) and repeated over its rows.
 
+Each row also carries, per action, its candidates as the built-in scores
+them (`candidate`, `utility`, `margin`, `best`, `order`: `_candidates`, kept
+equal to npc/minds/builtin.py by a test). Measured (train-policy, seed 0,
+held-out randomised files): with the parameters and per-player facts only, a
+128-unit MLP cloned the 200 files it was trained on and agreed on 72% of the
+held-out files' actions (it memorised files); with `utility` and `margin`,
+92%, and 98% with 20000 synthetic files; with `best` and `order`, 100%. So
+the policy learns the built-in's tie order and its targets, not its sums.
+
 Units: distances in units of the NPC's `notice` radius unless said, times in
 world seconds scaled as the field's doc says, clipped where said.
 """

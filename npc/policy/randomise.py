@@ -5,8 +5,9 @@ TOML file parses to (random allowed actions, weights, needs, schedule,
 senses and action parameters) and passes it through `schema.validate`, so
 every definition it returns is one a designer could have written; a
 problem found there is a bug here (ValueError naming it).
-`random_sight(rng, defn, n, ...)` makes a Sight of n NPCs of a definition
-with random surroundings, for tests of the observation rows without a world.
+`random_sight(rng, defn, n, places)` makes a Sight of n NPCs of a
+definition with random surroundings, without a world: for training on many
+files cheaply (train.synthetic) and for tests of the observation rows.
 
 Ranges are those of the shipped files and somewhat beyond (weights 0..2,
 distances of one to ten tiles), not the whole of what the schema accepts.
@@ -37,102 +38,126 @@ def _hhmm(minute: int) -> str:
     return f"{minute // 60:02d}:{minute % 60:02d}"
 
 
-def random_file(rng: np.random.Generator, places: Sequence[str], index: int, count: int = 1) -> dict:
-    """The parsed-TOML dict of a random NPC file (valid for a map with these places)."""
-    places = list(places)
-    pick = lambda seq: seq[int(rng.integers(len(seq)))]                  # noqa: E731
-    num = lambda lo, hi, nd=1: round(float(rng.uniform(lo, hi)), nd)     # noqa: E731
-    maybe = lambda p: rng.random() < p                                   # noqa: E731
+class _Draw:
+    """The random choices a file is made of, from one generator."""
 
-    allowed = [a for a in ACTIONS if a not in BASELINE and maybe(P_ACTION)]
-    base = [a for a in BASELINE if maybe(0.6)] or [pick(BASELINE)]
-    allowed = sorted(set(allowed) | set(base), key=ACTIONS.index)
-    doable = [a for a in PLACE_ACTIONS if a in allowed]
+    def __init__(self, rng: np.random.Generator, places: Sequence[str]):
+        self.rng, self.places = rng, list(places)
 
-    data: dict = {"id": f"random-{index}", "name": f"Random {index}" + (" {n}" if count > 1 else ""),
-                  "count": count, "spawn": pick(places), "persona": {"greeting": "Hello, {player}."}}
+    def pick(self, seq):
+        return seq[int(self.rng.integers(len(seq)))]
 
-    # Actions and their parameters.
-    acts: dict = {"allowed": allowed}
-    if "follow" in allowed:
-        acts["follow"] = {"who": pick(WHO), "distance": num(16, 96), "linger": num(0, 8), "give_up": num(160, 640)}
-    if "flee" in allowed:
-        d = num(32, 200)
-        acts["flee"] = {"who": pick(WHO), "distance": d, "safe": round(d + num(32, 300), 1)}
-    if "talk" in allowed:
-        acts["talk"] = {"distance": num(24, 160), "cooldown": num(5, 240), "duration": num(0, 6)}
-    if "give_item" in allowed:
-        acts["give_item"] = {"items": [pick(ITEMS) for _ in range(int(rng.integers(1, 4)))],
-                             "distance": num(24, 160), "cooldown": num(5, 240), "duration": num(0, 6)}
-    if "approach" in allowed:
-        acts["approach"] = {"distance": num(16, 96), "cooldown": num(5, 240)}
-    if "patrol" in allowed:
-        acts["patrol"] = {"pause": num(0, 8), "route": [pick(places) for _ in range(int(rng.integers(1, 4)))]}
-    for a in list(acts):
-        if a != "allowed" and maybe(P_DEFAULT):
-            keep = {"items"} if a == "give_item" else {"route"} if a == "patrol" else set()
-            acts[a] = {k: v for k, v in acts[a].items() if k in keep}
-    data["actions"] = acts
+    def num(self, lo: float, hi: float, nd: int = 1) -> float:
+        return round(float(self.rng.uniform(lo, hi)), nd)
 
-    def place_for(do: str) -> str | list[str] | None:
+    def maybe(self, p: float) -> bool:
+        return bool(self.rng.random() < p)
+
+    def weight(self, lo: float = 0.05) -> float:
+        return 0.0 if self.maybe(P_ZERO_WEIGHT) else self.pick(NICE) if self.maybe(0.5) else self.num(lo, 2.0, 2)
+
+    def place_for(self, do: str) -> str | list[str] | None:
+        """A schedule block's or a need's `at` for this action (a route for patrol; go_to needs one)."""
         if do == "patrol":
-            return [pick(places) for _ in range(int(rng.integers(1, 5)))]
-        if do == "go_to" or (do in ("idle", "work", "rest") and maybe(0.7)):
-            return pick(places)
+            return [self.pick(self.places) for _ in range(int(self.rng.integers(1, 5)))]
+        if do == "go_to" or (do in ("idle", "work", "rest") and self.maybe(0.7)):
+            return self.pick(self.places)
         return None
 
-    # Needs: 0..3, each tended by one of the allowed place actions (or none).
-    needs: dict = {}
-    for name in rng.permutation(NEED_NAMES)[: int(rng.integers(0, 4))].tolist():
-        low = num(0, 70, 0)
-        need = {"start": num(0, 100, 0), "rate": num(-30, 5), "low": low, "full": min(100.0, low + num(0, 60, 0)),
-                "weight": 0.0 if maybe(P_ZERO_WEIGHT) else pick(NICE) if maybe(0.5) else num(0.1, 2.0, 2)}
-        if doable and maybe(0.85):
-            need["relief"] = pick(doable)
-            at = place_for(need["relief"])
-            if isinstance(at, list):
-                at = at[0]
-            if at is not None:
-                need["at"] = at
-        if maybe(0.6):
-            need["activity"] = pick(ACTIVITIES)
-        label = need.get("activity") or need.get("relief")
-        if label and maybe(0.7):
-            need["during"] = {label: num(5, 60)}
-        needs[name] = need
+
+def random_file(rng: np.random.Generator, places: Sequence[str], index: int, count: int = 1) -> dict:
+    """The parsed-TOML dict of a random NPC file (valid for a map with these places)."""
+    r = _Draw(rng, places)
+    allowed = [a for a in ACTIONS if a not in BASELINE and r.maybe(P_ACTION)]
+    base = [a for a in BASELINE if r.maybe(0.6)] or [r.pick(BASELINE)]
+    allowed = sorted(set(allowed) | set(base), key=ACTIONS.index)
+    doable = [a for a in PLACE_ACTIONS if a in allowed]
+    data: dict = {"id": f"random-{index}", "name": f"Random {index}" + (" {n}" if count > 1 else ""),
+                  "count": count, "spawn": r.pick(r.places), "persona": {"greeting": "Hello, {player}."},
+                  "actions": _actions(r, allowed)}
+    needs = _needs(r, doable)
     if needs:
         data["needs"] = needs
-
-    # Schedule: 0..5 blocks between random cut points of the day (some gaps), maybe one past midnight.
-    k = int(rng.integers(0, 6)) if doable else 0
-    if k:
-        cuts = np.sort(rng.choice(np.arange(0, 1440, 30), size=k + 1, replace=False)).tolist()
-        spans = [(cuts[i], cuts[i + 1]) for i in range(k)]
-        if maybe(0.5):
-            spans[-1] = (cuts[-1], cuts[0])            # wraps past midnight instead
-        blocks = []
-        for start, end in spans:
-            if len(spans) > 1 and maybe(0.15):
-                continue                               # a gap: no block then
-            do = pick(doable)
-            b = {"from": _hhmm(start), "to": _hhmm(end) if end else "24:00", "do": do}
-            at = place_for(do)
-            if at is not None:
-                b["at"] = at
-            if maybe(0.6):
-                b["activity"] = pick(ACTIVITIES)
-            blocks.append(b)
-        if blocks:
-            data["schedule"] = blocks
-
-    weight = lambda: 0.0 if maybe(P_ZERO_WEIGHT) else pick(NICE) if maybe(0.5) else num(0.05, 2.0, 2)   # noqa: E731
-    weights = {k: weight() for k in WEIGHTS if not maybe(P_DEFAULT)}
+    blocks = _schedule(r, doable)
+    if blocks:
+        data["schedule"] = blocks
+    weights = {k: r.weight() for k in WEIGHTS if not r.maybe(P_DEFAULT)}
     if weights:
         data["weights"] = weights
-    senses = {k: num(48, 360, 0) for k in ("notice", "hear") if not maybe(P_DEFAULT)}
+    senses = {k: r.num(48, 360, 0) for k in ("notice", "hear") if not r.maybe(P_DEFAULT)}
     if senses:
         data["senses"] = senses
     return data
+
+
+def _actions(r: _Draw, allowed: list[str]) -> dict:
+    """[actions]: the allowed list, and random parameters for the allowed actions (some defaults)."""
+    acts: dict = {"allowed": allowed}
+    if "follow" in allowed:
+        acts["follow"] = {"who": r.pick(WHO), "distance": r.num(16, 96), "linger": r.num(0, 8),
+                          "give_up": r.num(160, 640)}
+    if "flee" in allowed:
+        d = r.num(32, 200)
+        acts["flee"] = {"who": r.pick(WHO), "distance": d, "safe": round(d + r.num(32, 300), 1)}
+    if "talk" in allowed:
+        acts["talk"] = {"distance": r.num(24, 160), "cooldown": r.num(5, 240), "duration": r.num(0, 6)}
+    if "give_item" in allowed:
+        acts["give_item"] = {"items": [r.pick(ITEMS) for _ in range(int(r.rng.integers(1, 4)))],
+                             "distance": r.num(24, 160), "cooldown": r.num(5, 240), "duration": r.num(0, 6)}
+    if "approach" in allowed:
+        acts["approach"] = {"distance": r.num(16, 96), "cooldown": r.num(5, 240)}
+    if "patrol" in allowed:
+        acts["patrol"] = {"pause": r.num(0, 8), "route": [r.pick(r.places) for _ in range(int(r.rng.integers(1, 4)))]}
+    for a in list(acts):
+        if a != "allowed" and r.maybe(P_DEFAULT):      # the schema's defaults (what must be there stays)
+            keep = {"items"} if a == "give_item" else {"route"} if a == "patrol" else set()
+            acts[a] = {k: v for k, v in acts[a].items() if k in keep}
+    return acts
+
+
+def _needs(r: _Draw, doable: list[str]) -> dict:
+    """[needs]: 0..3, each tended by one of the allowed place actions (or by none)."""
+    needs: dict = {}
+    for name in r.rng.permutation(NEED_NAMES)[: int(r.rng.integers(0, 4))].tolist():
+        low = r.num(0, 70, 0)
+        need = {"start": r.num(0, 100, 0), "rate": r.num(-30, 5), "low": low,
+                "full": min(100.0, low + r.num(0, 60, 0)), "weight": r.weight(0.1)}
+        if doable and r.maybe(0.85):
+            need["relief"] = r.pick(doable)
+            at = r.place_for(need["relief"])
+            if at is not None:
+                need["at"] = at[0] if isinstance(at, list) else at
+        if r.maybe(0.6):
+            need["activity"] = r.pick(ACTIVITIES)
+        label = need.get("activity") or need.get("relief")
+        if label and r.maybe(0.7):
+            need["during"] = {label: r.num(5, 60)}
+        needs[name] = need
+    return needs
+
+
+def _schedule(r: _Draw, doable: list[str]) -> list[dict]:
+    """[[schedule]]: 0..5 blocks between random cut points of the day (some gaps), maybe one past midnight."""
+    k = int(r.rng.integers(0, 6)) if doable else 0
+    if not k:
+        return []
+    cuts = np.sort(r.rng.choice(np.arange(0, 1440, 30), size=k + 1, replace=False)).tolist()
+    spans = [(cuts[i], cuts[i + 1]) for i in range(k)]
+    if r.maybe(0.5):
+        spans[-1] = (cuts[-1], cuts[0])            # wraps past midnight instead
+    blocks = []
+    for start, end in spans:
+        if len(spans) > 1 and r.maybe(0.15):
+            continue                               # a gap: no block then
+        do = r.pick(doable)
+        b = {"from": _hhmm(start), "to": _hhmm(end) if end else "24:00", "do": do}
+        at = r.place_for(do)
+        if at is not None:
+            b["at"] = at
+        if r.maybe(0.6):
+            b["activity"] = r.pick(ACTIVITIES)
+        blocks.append(b)
+    return blocks
 
 
 def random_definition(rng: np.random.Generator, places: Sequence[str], index: int, count: int = 1) -> Definition:
@@ -144,8 +169,8 @@ def random_definition(rng: np.random.Generator, places: Sequence[str], index: in
     return defn
 
 
-def random_sight(rng: np.random.Generator, defn: Definition, n: int, places: Sequence[str], *, now_s: float | None = None, players: int = 8,
-                 first_eid: int = 1) -> Sight:
+def random_sight(rng: np.random.Generator, defn: Definition, n: int, places: Sequence[str], *,
+                 now_s: float | None = None, players: int = 8, first_eid: int = 1) -> Sight:
     """n NPCs of `defn` at random spots with random intents, among `players` random players
     (ids 10_000..), as a Sight; the numbers are consistent (distances match positions,
     pairs sorted nearest first, within notice) but not the outcome of a simulation."""
