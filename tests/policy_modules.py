@@ -45,3 +45,21 @@ def ignores_masks(weights=None, device="cpu"):
 def wander(weights=None, device="cpu"):
     """Always wander: a policy that fits any observation layout (for the fault tests)."""
     return Prefer("wander", 0)
+
+
+class Slow(nn.Module):
+    """Answers like Prefer, but only after `seconds`: always past a one-tick deadline."""
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds, self.inner = seconds, Prefer("go_to", NEED0)
+
+    def forward(self, obs, mask, tmask):
+        import time
+
+        time.sleep(self.seconds)
+        return self.inner(obs, mask, tmask)
+
+
+def slow(weights=None, device="cpu"):
+    return Slow(0.3)

@@ -133,9 +133,9 @@ def test_the_observation_layout_is_one_table_and_rows_follow_it(world):
     assert len(_rows(world, [])) == 0 and _rows(world, []).obs.shape == (0, OBS_DIM)
 
 
-def test_the_built_in_choice_is_the_best_candidate_of_the_observation(world):
-    """The observation's candidate scores (utility, best, order) are the built-in's: their argmax,
-    ties to the earlier candidate, is its verdict (they are computed apart: this keeps them one)."""
+def test_the_built_in_choice_is_always_a_candidate_of_the_observation(world):
+    """The observation's `candidate` flags are the built-in's candidates (computed apart: this keeps
+    them one): its choice is always one of them, and within the masks."""
     rng = np.random.default_rng(7)
     for i in range(300):
         d = random_definition(rng, world.places, i)
@@ -143,10 +143,10 @@ def test_the_built_in_choice_is_the_best_candidate_of_the_observation(world):
         v = builtin.decide(s, world.places)
         r = _rows(world, [s])
         assert (r.finishing == v.keep).all()
-        best, order = r.obs[:, OFFSET["best"]], r.obs[:, OFFSET["order"]]
-        pick = np.where(best > 0.5, 100.0 - order, -1.0).argmax(axis=1)
+        cand = r.obs[:, OFFSET["candidate"]] > 0.5
         a, slot = label(s, v, r.slots)
-        assert (pick[~r.finishing] == a[~r.finishing]).all(), (d, s, v)
+        live = ~r.finishing
+        assert cand[np.arange(len(a)), a][live].all(), (d, s, v)
         assert r.mask[np.arange(len(a)), a].all() and r.tmask[np.arange(len(a)), slot].all()
 
 

@@ -1,0 +1,155 @@
+"""The think step with a real policy on a real inference pool (worker processes, torch):
+an on-time answer is applied without the built-in behaviour being computed or a per-NPC
+perception built for it; an answer past its deadline hands the NPC to the built-in
+behaviour at the next tick; a file with hooks keeps its hooks; `decider = "builtin"` and
+the guard keep the policy out of a file."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from npc.minds import builtin, think
+from npc.minds.cast import Cast
+from npc.policy.decider import start_decider
+from npchelp import small_map, write
+from world.sim import World, WorldConfig
+from world.tilemap import load_map
+
+# The built-in keeps this NPC idle at 'a' (its need never falls low); the test policy
+# (tests.policy_modules:go_to_need) sends it to the need's place 'b'.
+STAYS = """
+    name = "Walker"
+    spawn = "a"
+    {extra}
+
+    [needs.thirst]
+    start = 100
+    rate = 0
+    low = 10
+    full = 90
+    relief = "go_to"
+    at = "b"
+
+    [actions]
+    allowed = ["idle", "go_to"]
+"""
+
+HOOKS = """
+def on_decide(npc):
+    npc.memory["decided"] = npc.memory.get("decided", 0) + 1
+"""
+
+
+@pytest.fixture
+def counted(monkeypatch):
+    """Counts the built-in's decisions (rows) and the per-NPC perceptions built by the think step."""
+    n = {"builtin_rows": 0, "perceptions": 0}
+    decide, perception = builtin.decide, think.perception
+
+    def counting_decide(sight, places):
+        n["builtin_rows"] += len(sight)
+        return decide(sight, places)
+
+    def counting_perception(sight, i, world):
+        n["perceptions"] += 1
+        return perception(sight, i, world)
+
+    monkeypatch.setattr(builtin, "decide", counting_decide)
+    monkeypatch.setattr(think, "perception", counting_perception)
+    return n
+
+
+def town(tmp_path, module: str, extra: str = "", hooks: bool = False, guard: bool = False):
+    folder = tmp_path / "npcs"
+    folder.mkdir(exist_ok=True)
+    if hooks:
+        write(folder / "walker.py", HOOKS)
+        extra += '\nhooks = "walker.py"'
+    write(folder / "walker.toml", STAYS.format(extra=extra))
+    world = World(load_map(small_map(tmp_path)), WorldConfig(seed=1))
+    cast = Cast(world, str(folder), tick_rate=20)
+    decider = start_decider(world, weights=None, module=module, workers=1, devices=["cpu"], budget_s=0.05,
+                            guard=guard)
+    cast.decider = decider
+    cast.load_all()
+    assert decider.pool.wait_ready(120)
+    return world, cast, decider
+
+
+def run(world, cast, ticks: int) -> None:
+    """Real time, 20 Hz: the worker answers between ticks as it would in the server."""
+    for _ in range(ticks):
+        cast.tick()
+        world.step(0.05)
+        time.sleep(0.05)
+
+
+def test_an_on_time_answer_is_applied_without_the_built_in_or_a_perception(tmp_path, counted):
+    world, cast, decider = town(tmp_path, "tests.policy_modules:go_to_need")
+    try:
+        [eid] = cast.minds
+        run(world, cast, 60)
+        assert decider.decisions["on_time"] > 0
+        assert counted == {"builtin_rows": 0, "perceptions": 0}
+        it = world.intent(eid)
+        assert (it.action, it.place) == ("go_to", "b")
+        assert cast.listing()["npcs"][0]["decided_by"] == "policy"
+    finally:
+        decider.close()
+
+
+def test_an_answer_past_its_deadline_falls_back_to_the_built_in_at_the_next_tick(tmp_path, counted):
+    world, cast, decider = town(tmp_path, "tests.policy_modules:slow")
+    try:
+        [eid] = cast.minds
+        run(world, cast, 60)
+        missed = decider.decisions["late"] + decider.decisions["dropped"]
+        assert missed > 0 and decider.decisions["on_time"] == 0
+        assert counted["builtin_rows"] >= missed       # each missed NPC decided by the built-in
+        assert world.intent(eid).action == "idle"      # what the built-in says, not the policy
+        assert cast.listing()["npcs"][0]["decided_by"] == "builtin"
+        assert not [r for r in cast.reports if r.kind == "internal"]
+    finally:
+        decider.close()
+
+
+def test_a_file_with_hooks_keeps_its_hooks(tmp_path, counted):
+    world, cast, decider = town(tmp_path, "tests.policy_modules:go_to_need", hooks=True)
+    try:
+        [m] = cast.minds.values()
+        run(world, cast, 30)
+        assert m.memory["decided"] >= 2 and decider.decisions["on_time"] == 0
+        assert counted["perceptions"] >= 2              # built on demand, for the hooks
+        assert "hooks" in cast.listing()["npcs"][0]["decider"]["why"]
+    finally:
+        decider.close()
+
+
+def test_decider_builtin_in_the_file_keeps_the_policy_out(tmp_path, counted):
+    world, cast, decider = town(tmp_path, "tests.policy_modules:go_to_need", extra='decider = "builtin"')
+    try:
+        [eid] = cast.minds
+        run(world, cast, 30)
+        assert sum(decider.decisions.values()) == 0 and counted["builtin_rows"] >= 2
+        assert world.intent(eid).action == "idle"
+        assert "builtin" in cast.listing()["npcs"][0]["decider"]["why"]
+    finally:
+        decider.close()
+
+
+def test_the_guard_keeps_the_built_in_for_a_file_the_policy_does_not_follow(tmp_path, counted):
+    world, cast, decider = town(tmp_path, "tests.policy_modules:go_to_need", guard=True)
+    try:
+        [eid] = cast.minds
+        end = time.monotonic() + 60
+        while time.monotonic() < end and decider.status(cast.minds[eid].defn)["why"].startswith("checking"):
+            run(world, cast, 5)
+        run(world, cast, 30)
+        status = cast.listing()["npcs"][0]["decider"]
+        assert status["policy"] is False and "below 95%" in status["why"], status
+        assert sum(decider.decisions.values()) == 0
+        assert world.intent(eid).action == "idle"
+    finally:
+        decider.close()
