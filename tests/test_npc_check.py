@@ -55,3 +55,36 @@ def test_every_problem_is_printed_with_file_and_line(tmp_path):
 def test_a_path_that_is_not_there():
     out = check("no/such/dir")
     assert out.returncode == 1 and out.stdout.startswith("no/such/dir:1: not found (expected")
+
+
+def test_check_says_who_will_decide_each_file(tmp_path):
+    """The policy's guard runs as in the server: a plain file is measured, `decider = "builtin"` is not."""
+    write(tmp_path / "knitter.toml", """
+        name = "Knitter"
+        spawn = "plaza"
+
+        [[schedule]]
+        from = "00:00"
+        to = "24:00"
+        do = "idle"
+        at = "plaza"
+        activity = "knitting"
+
+        [actions]
+        allowed = ["idle", "wander", "talk"]
+    """)
+    write(tmp_path / "stubborn.toml", """
+        name = "Stubborn"
+        decider = "builtin"
+
+        [actions]
+        allowed = ["idle", "wander"]
+    """)
+    out = check(str(tmp_path))
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = {ln.split(": ", 1)[0]: ln.split(": ", 1)[1] for ln in out.stdout.splitlines() if ".toml: " in ln}
+    assert 'decider = "builtin"' in lines[str(tmp_path / "stubborn.toml")]
+    knitter = lines[str(tmp_path / "knitter.toml")]
+    assert re.search(r"agrees with the built-in behaviour on [\d.]+% of \d+ decisions", knitter), knitter
+    no_policy = check(str(tmp_path), "--no-policy")
+    assert "agrees" not in no_policy.stdout and no_policy.returncode == 0

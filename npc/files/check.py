@@ -32,6 +32,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
                    help=f"NPC files or folders of them (default: {DEFAULT_DIR.relative_to(ROOT)})")
     c.add_argument("--map", default=str(DEFAULT_MAP), metavar="FILE",
                    help="the map whose points of interest the files name (default: the default map)")
+    c.add_argument("--policy", action=argparse.BooleanOptionalAction, default=True,
+                   help="also check that the learned policy follows each valid file, as the server does when "
+                   "the file loads (default: on when the policy weights exist)")
     return p
 
 
@@ -39,10 +42,10 @@ def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     if getattr(args, "npc_command", None) != "check":
         parser.print_help()
         return 2
-    return check(args.paths or [str(DEFAULT_DIR)], args.map)
+    return check(args.paths or [str(DEFAULT_DIR)], args.map, policy=args.policy)
 
 
-def check(paths: list[str], map_path: str, out=None) -> int:
+def check(paths: list[str], map_path: str, out=None, policy: bool = False) -> int:
     out = out or sys.stdout
     try:
         tilemap = load_map(map_path)
@@ -85,4 +88,30 @@ def check(paths: list[str], map_path: str, out=None) -> int:
         return 1
     npcs = sum(r.definition.count for r in results if r.definition)
     print(f"{files} file(s) OK ({npcs} NPC(s))", file=out)
+    if policy:
+        _policy(results, tilemap, out)
     return 0
+
+
+def _policy(results, tilemap, out) -> None:
+    """Who will decide each file's NPCs in the server: the guard's verdict, as the server logs it."""
+    from npc.policy import guard
+    from npc.policy.model import DEFAULT_WEIGHTS
+    from npc.policy.observe import OBS_DIM
+    from server.config import weights_input
+
+    if not DEFAULT_WEIGHTS.is_file() or weights_input(str(DEFAULT_WEIGHTS)) != OBS_DIM:
+        print("policy: no weights for today's observation layout: the built-in behaviour decides every file "
+              "(npcworld train-policy)", file=out)
+        return
+    run = guard.local_runner()
+    for r in results:
+        d = r.definition
+        if d is None:
+            continue
+        if d.decider == "builtin":
+            print(f'{d.file}: decider = "builtin": the built-in behaviour decides', file=out)
+        elif d.hook_names & {"on_decide", "on_event"}:
+            print(f"{d.file}: has on_decide/on_event hooks: hooks and the built-in behaviour decide", file=out)
+        else:
+            print(f"{d.file}: {guard.agreement(d, tilemap, run).reason}", file=out)
