@@ -67,6 +67,12 @@ class Grid:
         cy = np.clip((pos[:, 1] // self.size).astype(np.int64), 0, self.cells_y - 1)
         return cy * self.cells_x + cx
 
+    def cell_at(self, x: float, y: float) -> int:
+        """cell_of for one point, without arrays (a chat line: ~1 us instead of ~20 us)."""
+        cx = min(max(int(x // self.size), 0), self.cells_x - 1)
+        cy = min(max(int(y // self.size), 0), self.cells_y - 1)
+        return cy * self.cells_x + cx
+
     def within(self, cells: np.ndarray, centre: int) -> np.ndarray:
         """Whether each cell (-1 = none) is seen from cell `centre`."""
         mask = np.zeros(self.n_cells + 1, dtype=bool)   # index 0 stands for "no cell"

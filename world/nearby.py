@@ -8,8 +8,8 @@ radius reaches, and the candidate pairs are laid out with repeat/cumsum
 looked at); a query whose radius is larger than `cell` visits more cells
 ((2k + 1)^2 for k = ceil(radius / cell)).
 
-Result: pairs sorted by (query, distance), nearest first, ties by entity
-order; as CSR offsets too (`start[q]:start[q + 1]` are query q's pairs).
+Result: pairs sorted by (query, distance), nearest first (equal distances in
+the order the cells were visited); as CSR offsets too (`start[q]:start[q + 1]` are query q's pairs).
 """
 
 from __future__ import annotations
@@ -35,45 +35,59 @@ def empty(q: int) -> Pairs:
     return Pairs(z, z, np.zeros(0), np.zeros(q + 1, np.int64))
 
 
-def within(points: np.ndarray, radius: np.ndarray, entities: np.ndarray, cell: float = 256.0) -> Pairs:
-    """Pairs (i, j) with |points[i] - entities[j]| <= radius[i]; points (Q, 2), radius (Q,), entities (P, 2)."""
-    q, p = len(points), len(entities)
-    if q == 0 or p == 0:
-        return empty(q)
-    radius = np.broadcast_to(np.asarray(radius, np.float64), (q,))
-    ex = np.floor(entities[:, 0] / cell).astype(np.int64)
-    ey = np.floor(entities[:, 1] / cell).astype(np.int64)
-    x0, y0 = int(ex.min()), int(ey.min())
-    width = int(ex.max()) - x0 + 1
-    height = int(ey.max()) - y0 + 1
-    key = (ey - y0) * width + (ex - x0)                       # (P,) cell of each entity
-    order = np.argsort(key, kind="stable")
-    counts = np.bincount(key, minlength=width * height)
-    first = np.concatenate([[0], np.cumsum(counts)])          # cell c's entities: order[first[c]:first[c+1]]
+class Index:
+    """The entities bucketed by cell, built once and asked many times (a tick's players)."""
 
-    k = int(np.ceil(radius.max() / cell))
-    qx = np.floor(points[:, 0] / cell).astype(np.int64) - x0
-    qy = np.floor(points[:, 1] / cell).astype(np.int64) - y0
-    offs = np.arange(-k, k + 1)
-    cx = qx[:, None, None] + offs[None, None, :]              # (Q, 1, W)
-    cy = qy[:, None, None] + offs[None, :, None]              # (Q, H, 1)
-    ok = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
-    cells = np.where(ok, cy * width + cx, 0).reshape(q, -1)   # (Q, C) cells visited
-    ok = ok.reshape(q, -1)
-    lo = first[cells]
-    n = np.where(ok, first[cells + 1] - lo, 0)                # entities in each visited cell
-    total = int(n.sum())
-    if total == 0:
-        return empty(q)
-    flat_n = n.reshape(-1)
-    qi = np.repeat(np.repeat(np.arange(q), cells.shape[1]), flat_n)
-    base = np.repeat(lo.reshape(-1), flat_n)
-    run_start = np.repeat(np.cumsum(flat_n) - flat_n, flat_n)
-    ej = order[base + (np.arange(total) - run_start)]
-    d = np.hypot(entities[ej, 0] - points[qi, 0], entities[ej, 1] - points[qi, 1])
-    keep = d <= radius[qi]
-    qi, ej, d = qi[keep], ej[keep], d[keep]
-    srt = np.lexsort((ej, d, qi))
-    qi, ej, d = qi[srt], ej[srt], d[srt]
-    start = np.searchsorted(qi, np.arange(q + 1))
-    return Pairs(qi.astype(np.int64), ej.astype(np.int64), d, start.astype(np.int64))
+    def __init__(self, entities: np.ndarray, cell: float = 256.0):
+        self.entities, self.cell = entities, cell
+        if not len(entities):
+            return
+        ex = np.floor(entities[:, 0] / cell).astype(np.int64)
+        ey = np.floor(entities[:, 1] / cell).astype(np.int64)
+        self.x0, self.y0 = int(ex.min()), int(ey.min())
+        self.width = int(ex.max()) - self.x0 + 1
+        self.height = int(ey.max()) - self.y0 + 1
+        key = (ey - self.y0) * self.width + (ex - self.x0)          # (P,) cell of each entity
+        self.order = np.argsort(key, kind="stable")
+        counts = np.bincount(key, minlength=self.width * self.height)
+        self.first = np.concatenate([[0], np.cumsum(counts)])       # cell c: order[first[c]:first[c+1]]
+
+    def within(self, points: np.ndarray, radius) -> Pairs:
+        """Pairs (i, j) with |points[i] - entities[j]| <= radius[i]; points (Q, 2), radius scalar or (Q,)."""
+        q, entities, cell = len(points), self.entities, self.cell
+        if q == 0 or not len(entities):
+            return empty(q)
+        radius = np.broadcast_to(np.asarray(radius, np.float64), (q,))
+        width, height, first = self.width, self.height, self.first
+        k = int(np.ceil(radius.max() / cell))
+        qx = np.floor(points[:, 0] / cell).astype(np.int64) - self.x0
+        qy = np.floor(points[:, 1] / cell).astype(np.int64) - self.y0
+        offs = np.arange(-k, k + 1)
+        cx = qx[:, None, None] + offs[None, None, :]              # (Q, 1, W)
+        cy = qy[:, None, None] + offs[None, :, None]              # (Q, H, 1)
+        ok = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
+        cells = np.where(ok, cy * width + cx, 0).reshape(q, -1)   # (Q, C) cells visited
+        ok = ok.reshape(q, -1)
+        lo = first[cells]
+        n = np.where(ok, first[cells + 1] - lo, 0)                # entities in each visited cell
+        total = int(n.sum())
+        if total == 0:
+            return empty(q)
+        flat_n = n.reshape(-1)
+        qi = np.repeat(np.repeat(np.arange(q), cells.shape[1]), flat_n)
+        base = np.repeat(lo.reshape(-1), flat_n)
+        run_start = np.repeat(np.cumsum(flat_n) - flat_n, flat_n)
+        ej = self.order[base + (np.arange(total) - run_start)]
+        d = np.hypot(entities[ej, 0] - points[qi, 0], entities[ej, 1] - points[qi, 1])
+        keep = d <= radius[qi]
+        qi, ej, d = qi[keep], ej[keep], d[keep]
+        # one stable float sort by (query, distance): ~3x cheaper than lexsort on three keys
+        srt = np.argsort(qi * (float(radius.max()) + 1.0) + d, kind="stable")
+        qi, ej, d = qi[srt], ej[srt], d[srt]
+        start = np.searchsorted(qi, np.arange(q + 1))
+        return Pairs(qi.astype(np.int64), ej.astype(np.int64), d, start.astype(np.int64))
+
+
+def within(points: np.ndarray, radius, entities: np.ndarray, cell: float = 256.0) -> Pairs:
+    """Pairs (i, j) with |points[i] - entities[j]| <= radius[i]; points (Q, 2), radius (Q,), entities (P, 2)."""
+    return Index(entities, cell).within(points, radius)

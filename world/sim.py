@@ -219,10 +219,10 @@ class World:
         """A chat line, heard in the next build_views by observers who see the speaker's cell."""
         slot = self._table.slot(eid)
         t = self._table
-        cell = int(self._grid.cell_of(t.pos[slot: slot + 1])[0])
+        x, y = t.pos[slot].tolist()
+        cell = self._grid.cell_at(x, y)
         self._chat.append((eid, slot, t.name[slot], text, cell))
-        x, y = t.pos[slot]
-        self._said.append(Line(eid, int(t.kind[slot]), t.name[slot], text, float(x), float(y), self.tick))
+        self._said.append(Line(eid, int(t.kind[slot]), t.name[slot], text, x, y, self.tick))
 
     def take_lines(self) -> list[Line]:
         """The lines said since the last call (at most MAX_LINES_KEPT, the newest), oldest first."""
@@ -450,7 +450,7 @@ class World:
         if self._chat:
             for eid, slot, name, text, cell in self._chat:
                 if t.slot_of.get(eid) == slot:       # still here: heard where it stands now
-                    cell = int(self._grid.cell_of(t.pos[slot: slot + 1])[0])
+                    cell = self._grid.cell_at(*t.pos[slot].tolist())
                 lines.append((cell, msgpack.packb([eid, name, text, self.tick])))
             self._chat = []
         return self._interest.build(t, lines)

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from world import nearby
 from world.sim import NPC, PLAYER, World
 
 from npc import hooks
@@ -84,7 +85,7 @@ class Cast:
         self.reports: deque[Report] = deque(maxlen=MAX_REPORTS)
         self.urgent: set[int] = set()                   # think at the next tick
         self.rows = Rows()                              # the built-in state, one row per mind
-        self.ledger = Ledger()                          # per (NPC, player) times
+        self.ledger = Ledger(self.think_every)          # per (NPC, player) times
         self.def_list: list[Definition | None] = []     # Rows.defi -> definition (None: removed)
         self.def_index: dict[str, int] = {}
         self._numbers: dict[str, int] = {}              # the next instance number of an admin spawn, per file
@@ -92,7 +93,7 @@ class Cast:
         self._gone: list[int] = []                      # entities to forget in the ledger
         self._repeats: dict[tuple, int] = {}
         self._players_at = -1
-        self._players: tuple[np.ndarray, np.ndarray] = (np.zeros(0, np.int64), np.zeros((0, 2)))
+        self._players: tuple = ()
         # An optional decider (npc/policy/protocol.py: the learned policy, or a recorder when training):
         # it decides the files it follows; None: the built-in behaviour (and hooks) decide everything.
         self.decider = None
@@ -312,7 +313,7 @@ class Cast:
             self.internal(e, None)
 
     def _forget_gone(self) -> None:
-        ids, _ = self.players()
+        ids = self.players()[0]
         if len(self._gone) or (self.world.tick % 200 == 0 and len(self.ledger.noticed)):
             # players who left (every 200 ticks: cheap enough, and bounds the ledger)
             known = np.unique(np.concatenate([self.ledger.greeted.keys, self.ledger.noticed.keys]) & 0xFFFFFFFF)
@@ -325,10 +326,11 @@ class Cast:
                            m.defn.id if m else "", m.eid if m else None, traceback="".join(
                                traceback.format_exception(type(e), e, e.__traceback__)), at_s=self.world.time_s))
 
-    def players(self) -> tuple[np.ndarray, np.ndarray]:
-        """(ids, centres) of the players in the world, read once per tick."""
+    def players(self) -> tuple[np.ndarray, np.ndarray, nearby.Index]:
+        """(ids, centres, grid index of the centres) of the players in the world, made once per tick."""
         if self._players_at != self.world.tick:
-            self._players = self.world.of_kind(PLAYER)
+            ids, pos = self.world.of_kind(PLAYER)
+            self._players = (ids, pos, nearby.Index(pos))
             self._players_at = self.world.tick
         return self._players
 

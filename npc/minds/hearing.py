@@ -38,6 +38,7 @@ def hear(cast, lines) -> None:
     radius = np.asarray([d.senses["hear"] if d is not None else 0.0 for d in defs])[defi]
     hooked = hooked_f[defi]
     # players' lines reach every listener; NPCs' lines only those with on_hear (the built-in answers players)
+    seen: dict = {}          # a listener's perception, made once per tick however many lines it hears
     for mine, who in ((lambda ln: ln.kind == PLAYER, np.ones(len(eids), bool)),
                       (lambda ln: ln.kind != PLAYER, hooked)):
         said = [ln for ln in lines if mine(ln)]
@@ -52,15 +53,18 @@ def hear(cast, lines) -> None:
                 continue
             m = cast.minds.get(int(eids[j]))
             if m is not None and m.eid != line.speaker:
-                _heard(cast, m, line, d)
+                _heard(cast, m, line, d, seen)
 
 
-def _heard(cast, m, line, dist: float) -> None:
+def _heard(cast, m, line, dist: float, seen: dict) -> None:
     world = cast.world
     speaker = Seen(line.speaker, line.name, "player" if line.kind == PLAYER else "npc", dist, line.x, line.y)
     guard = cast.guards[m.defn.id]
     if guard.has("on_hear"):
-        ctx = cast.context(m, cast.perceive(m))
+        p = seen.get(m.eid)
+        if p is None:
+            p = seen[m.eid] = cast.perceive(m)
+        ctx = cast.context(m, p)
         if guard.call("on_hear", ctx, speaker, line.text) and ctx.intent is not None:
             cast.act(m, ctx.intent, BY_HOOK)
             return

@@ -70,6 +70,7 @@ class Sight:
     p_greeted: np.ndarray        # (M,) float64 world s this NPC last greeted this player, -inf
     p_given: np.ndarray          # (M,) float64 world s of its last gift to this player, -inf
     p_approached: np.ndarray     # (M,) float64 world s it last approached this player, -inf
+    row: np.ndarray | None = None  # (n,) int64 each NPC's row in the state table (npc/minds/state.py), when built by look
 
     def __len__(self) -> int:
         return len(self.eid)
@@ -84,10 +85,8 @@ def look(world, defn: Definition, eids: np.ndarray, rows: np.ndarray, table, led
          advance: bool = True) -> Sight:
     """The Sight of these due NPCs of `defn` (their state rows in `table`, npc/minds/state.py), and
     the perceiving part of the built-in state advanced: noticed times, tending, patrol stop.
-    `players`: (ids (P,), centres (P, 2)) of the players in the world this tick. advance=False: only
+    `players`: (ids (P,), centres (P, 2), nearby.Index of the centres) of the players this tick. advance=False: only
     look (a hook or a conversation asking out of turn), leaving the state as it was."""
-    from world import nearby
-
     now = world.time_s
     gt = world.game_time
     n = len(eids)
@@ -127,8 +126,8 @@ def look(world, defn: Definition, eids: np.ndarray, rows: np.ndarray, table, led
         sched[:] = index[block.at]
 
     # Players within notice: how long each has been (noticed), and this NPC's history with them.
-    pids, ppos = players
-    pairs = nearby.within(cols.pos, defn.senses["notice"], ppos)
+    pids, ppos, index = players
+    pairs = index.within(cols.pos, defn.senses["notice"])
     p_npc = eids[pairs.query]
     p_id = pids[pairs.entity]
     since = ledger.noticed.get(p_npc, p_id, default=now)
@@ -150,7 +149,7 @@ def look(world, defn: Definition, eids: np.ndarray, rows: np.ndarray, table, led
         t_alive=alive, t_dist=np.where(alive, t_dist, np.nan), t_near_s=np.where(alive, t_near, 0.0),
         start=pairs.start, p_row=pairs.query, p_id=p_id, p_dist=pairs.dist, p_pos=ppos[pairs.entity],
         p_near_s=now - since, p_greeted=ledger.greeted.get(p_npc, p_id), p_given=ledger.given.get(p_npc, p_id),
-        p_approached=ledger.approached.get(p_npc, p_id))
+        p_approached=ledger.approached.get(p_npc, p_id), row=np.asarray(rows, np.int64))
 
 
 def perception(s: Sight, i: int, world) -> Perception:

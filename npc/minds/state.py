@@ -138,11 +138,58 @@ class PairTimes:
         return {int(k & 0xFFFFFFFF): float(t) for k, t in zip(self.keys[lo:hi], self.times[lo:hi])}
 
 
+class Phased:
+    """PairTimes split by the NPC's think phase (id % k): a tick replaces the noticed sets of one
+    phase's NPCs, so it rewrites a table of 1/k of the pairs, not all of them."""
+
+    def __init__(self, k: int):
+        self.k = k
+        self.parts = [PairTimes() for _ in range(k)]
+
+    def __len__(self) -> int:
+        return sum(len(p) for p in self.parts)
+
+    @property
+    def keys(self) -> np.ndarray:
+        return np.concatenate([p.keys for p in self.parts])
+
+    def _split(self, npc: np.ndarray):
+        phase = np.asarray(npc, np.int64) % self.k
+        for ph in np.unique(phase).tolist():
+            yield ph, phase == ph
+
+    def get(self, npc: np.ndarray, player: np.ndarray, default: float = NEVER) -> np.ndarray:
+        npc = np.asarray(npc, np.int64)
+        out = np.full(len(npc), default)
+        for ph, sel in self._split(npc):
+            out[sel] = self.parts[ph].get(npc[sel], np.asarray(player)[sel], default)
+        return out
+
+    def set(self, npc: np.ndarray, player: np.ndarray, t) -> None:
+        npc = np.asarray(npc, np.int64)
+        t = np.broadcast_to(np.asarray(t, np.float64), npc.shape)
+        for ph, sel in self._split(npc):
+            self.parts[ph].set(npc[sel], np.asarray(player)[sel], t[sel])
+
+    def replace_npcs(self, npcs: np.ndarray, npc: np.ndarray, player: np.ndarray, t: np.ndarray) -> None:
+        npcs, npc = np.asarray(npcs, np.int64), np.asarray(npc, np.int64)
+        for ph, sel in self._split(npcs):
+            mine = npc % self.k == ph
+            self.parts[ph].replace_npcs(npcs[sel], npc[mine], np.asarray(player)[mine], np.asarray(t)[mine])
+
+    def forget(self, eids) -> None:
+        for p in self.parts:
+            p.forget(eids)
+
+    def of_npc(self, eid: int) -> dict[int, float]:
+        return self.parts[eid % self.k].of_npc(eid)
+
+
 class Ledger:
     """Per (NPC, player): noticed (since when within notice), greeted, given, approached (when last)."""
 
-    def __init__(self):
-        self.noticed = PairTimes()
+    def __init__(self, phases: int = 1):
+        self.noticed = Phased(phases)
         self.greeted = PairTimes()
         self.given = PairTimes()
         self.approached = PairTimes()

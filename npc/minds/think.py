@@ -303,10 +303,12 @@ def who_decided(cast, m) -> dict:
 # -- subsets of a sight -----------------------------------------------------------------------------
 
 def _still(cast, sight: Sight) -> np.ndarray:
-    """Rows whose NPC is still there, running the same definition."""
-    minds = cast.minds
-    return np.fromiter(((m := minds.get(e)) is not None and m.defn is sight.defn for e in sight.eid.tolist()),
-                       bool, len(sight))
+    """Rows whose NPC is still there, running the same definition (array checks on the state table)."""
+    i = cast.def_index.get(sight.defn.id)
+    if i is None or cast.def_list[i] is not sight.defn or sight.row is None:
+        return np.zeros(len(sight), bool)
+    rows = cast.rows
+    return (rows.eid[sight.row] == sight.eid) & (rows.defi[sight.row] == i)
 
 
 _PAIRS = ("p_row", "p_id", "p_dist", "p_pos", "p_near_s", "p_greeted", "p_given", "p_approached")
@@ -326,7 +328,7 @@ def take(s: Sight, keep: np.ndarray) -> Sight:
         if f in kw or f == "start":
             continue
         a = getattr(s, f)
-        kw[f] = a[pk] if f in _PAIRS else a[idx]
+        kw[f] = a if a is None else a[pk] if f in _PAIRS else a[idx]
     kw["p_row"] = new_row[s.p_row[pk]]
     kw["start"] = np.searchsorted(kw["p_row"], np.arange(len(idx) + 1)).astype(np.int64)
     return Sight(**kw)
