@@ -20,8 +20,8 @@ Client = Player  # keeps say_* messages in .says
 
 
 async def find_npc(p: Client, name: str) -> int:
-    msg = await p.until(lambda me, m: any(r[2] == name for r in me.known.values()) and me.id in me.positions,
-                        what=f"{name} in view")
+    await p.until(lambda me, m: any(r[2] == name for r in me.known.values()) and me.id in me.positions,
+                  what=f"{name} in view")
     return next(eid for eid, r in p.known.items() if r[2] == name)
 
 
