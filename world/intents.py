@@ -83,6 +83,10 @@ def mode_for(action: str, has_place: bool) -> int:
     return STAY
 
 
+# MODES[action index, has a place]: mode_for as a table, for many intents at once
+MODES = np.asarray([[mode_for(a, False), mode_for(a, True)] for a in ACTIONS], dtype=np.int8)
+
+
 class Groups:
     """NPC slots by mode, recomputed only when an intent or the table changed."""
 

@@ -280,6 +280,63 @@ class World:
         if say:
             self.say(eid, say)
 
+    def set_intents(self, eids: np.ndarray, action: np.ndarray, place: np.ndarray, target: np.ndarray,
+                    distance: np.ndarray, activity: np.ndarray) -> np.ndarray:
+        """set_intent for many NPCs at once (no `say`): action (n,) index into ACTIONS, place (n,) index
+        into `places` or -1, target (n,) entity id or -1, distance (n,) world units or nan (the default),
+        activity (n,) object, None = the action's name. Returns ok (n,): False where the intent does not
+        fit (set_intent would raise: not an NPC, no place for go_to/patrol, no other live target);
+        those rows are left as they were."""
+        t = self._table
+        get = t.slot_of.get
+        eids = np.asarray(eids, np.int64)
+        slots = np.fromiter((get(e, -1) for e in eids.tolist()), np.int64, len(eids))
+        action = np.asarray(action, np.int64)
+        place = np.asarray(place, np.int64)
+        target = np.asarray(target, np.int64)
+        ok = slots >= 0
+        ok[ok] &= t.kind[slots[ok]] == NPC
+        mode = intents.MODES[action, (place >= 0).astype(np.int64)]
+        goto = mode == intents.GOTO
+        ok &= ~goto | ((place >= 0) & (place < len(self._place_xy)))
+        chase = (mode == intents.FOLLOW) | (mode == intents.FLEE)
+        tslot = np.fromiter((get(e, -1) for e in np.where(chase, target, -1).tolist()), np.int64, len(eids))
+        ok &= ~chase | ((tslot >= 0) & (target != eids))
+        if not ok.any():
+            return ok
+        s, mode, goto, chase = slots[ok], mode[ok], goto[ok], chase[ok]
+        poi = np.where(goto, place[ok], -1)
+        tid = np.where(chase, target[ok], 0)
+        tsl = np.where(chase, tslot[ok], 0)
+        dist = distance[ok].astype(np.float64)
+        dist = np.where(np.isnan(dist) & (mode == intents.FLEE), intents.DEFAULT_FLEE_DISTANCE,
+                        np.where(np.isnan(dist) & (mode == intents.FOLLOW), intents.DEFAULT_FOLLOW_DISTANCE, dist))
+        act = action[ok]
+        same = ((t.i_mode[s] == mode) & (t.i_poi[s] == poi) & (t.i_tid[s] == tid)
+                & ((mode != intents.STAY) | (t.i_action[s] == act)))
+        names = np.asarray(ACTIONS, dtype=object)[act]
+        label = activity[ok]
+        t.i_action[s] = act
+        t.activity[s] = np.where(np.equal(label, None) | np.equal(label, ""), names, label)
+        t.i_dist[s] = np.nan_to_num(dist, nan=0.0)
+        new = ~same
+        if new.any():
+            n, m = s[new], mode[new]
+            t.i_mode[n] = m
+            t.i_poi[n], t.i_tslot[n], t.i_tid[n] = poi[new], tsl[new], tid[new]
+            t.i_since[n] = self.time_s
+            stay = m == intents.STAY
+            t.i_arrived[n] = stay
+            t.i_arrived_at[n] = np.where(stay, self.time_s, -1.0)
+            self._groups.stale = True
+            g = m == intents.GOTO
+            if g.any():
+                wander.set_leg(t, n[g], poi[new][g], self._nav, self._rng, self.config.npc_speed)
+            w = m == intents.WANDER
+            if w.any():
+                wander.start(t, n[w], t.w_poi[n[w]], 0.0)
+        return ok
+
     def intent(self, eid: int) -> Intent:
         """The NPC's current intent (for admins and for NPC minds)."""
         t = self._table

@@ -363,7 +363,7 @@ class Cast:
         return Context(m.defn, p, dict(p.stats), m.memory, m.rng, m.n, self.places, builtin,
                        lambda: self._others(m, p))
 
-    def act(self, m: Mind, d: Decision, by: int = BY_DIALOGUE, why: int = 0, need: int = -1) -> bool:
+    def act(self, m: Mind, d: Decision, by: int = BY_DIALOGUE, why: int = -1, need: int = -1) -> bool:
         """Give one NPC an intent (a hook's, a conversation's, a changed decision); False if refused."""
         return think.act(self, m, d, by, why, need)
 

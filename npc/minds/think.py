@@ -207,12 +207,7 @@ def apply_verdict(cast, sight: Sight, v, by: int) -> None:
     same = ~changed
     if same.any() and any(nd.during for nd in sight.defn.needs):
         _rates(world, sight.defn, eids[same], cur, same)
-    done = np.zeros(len(idx), bool)
-    for j in np.flatnonzero(changed).tolist():
-        i = int(idx[j])
-        m = cast.minds.get(int(sight.eid[i]))
-        if m is not None:
-            done[j] = act(cast, m, _decision(cast, v, i, sight), by, int(v.why[i]), int(v.need[i]), record=False)
+    done = _set(cast, sight, v, idx, changed, now)
     if done.any() and sight.defn.needs:      # the new intents' need rates, all at once
         _rates(world, sight.defn, eids[done], world.columns(eids[done]), np.ones(int(done.sum()), bool))
     if done.any():                     # who was greeted, given to, approached: one write per kind
@@ -224,6 +219,56 @@ def apply_verdict(cast, sight: Sight, v, by: int) -> None:
         gave = done & (act_ == GIVE) & (tgt >= 0)
         if gave.any():
             np.add.at(rows.gifts, r[gave], 1)
+
+
+def _set(cast, sight: Sight, v, idx: np.ndarray, changed: np.ndarray, now: float) -> np.ndarray:
+    """The changed rows' intents, in one World.set_intents; the lines they say, one by one.
+    Returns done (len(idx),): the rows whose intent the world took."""
+    world, defn = cast.world, sight.defn
+    done = np.zeros(len(idx), bool)
+    ch = np.flatnonzero(changed)
+    if not len(ch):
+        return done
+    allowed = np.asarray([a in defn.allowed for a in ACTIONS])
+    i = idx[ch]
+    fits = allowed[v.action[i]]               # the last line of defence: the file's allowed list
+    for k in np.flatnonzero(~fits).tolist():
+        cast.report(Report("intent", f"{ACTIONS[int(v.action[i[k]])]!r} is not allowed; ignored", defn.file,
+                           defn.id, int(sight.eid[i[k]]), at_s=now))
+    ch, i = ch[fits], i[fits]
+    ok = world.set_intents(sight.eid[i], v.action[i], v.place[i], v.target[i], v.distance[i], v.activity[i])
+    for k in np.flatnonzero(~ok).tolist():
+        cast.report(Report("intent", f"{ACTIONS[int(v.action[i[k]])]} could not be done: no such place or live "
+                           "target", defn.file, defn.id, int(sight.eid[i[k]]), at_s=now))
+    done[ch[ok]] = True
+    for k in i[ok][v.say[i[ok]] != builtin.SAY_NONE].tolist():   # greetings and gifts: filled and said
+        line = _decision(cast, v, int(k), sight).say
+        eid = int(sight.eid[k])
+        m = cast.minds.get(eid)
+        if line and m is not None:
+            world.say(eid, line)
+            m.last_said, m.last_said_s = line, now
+    return done
+
+
+def reason_now(cast, m) -> str:
+    """The reason of a built-in or policy decision, in words, from its WHY code (made when asked, not
+    per decision): the need and its level now, the schedule block now, the target's name now."""
+    row = cast.rows.row_of.get(m.eid)
+    if row is None:
+        return m.reason
+    code = int(cast.rows.why[row])
+    if not 0 <= code < len(builtin.REASONS):     # -1: decided through act(), which kept its words
+        return m.reason
+    text = builtin.REASONS[code]
+    world, d = cast.world, m.defn
+    need = int(cast.rows.need[row])
+    it = world.intent(m.eid)
+    who = world.name_of(it.target) if it.target is not None and world.alive(it.target) else "someone"
+    block = d.block_at(world.game_time.minute)
+    return text.format(need=d.needs[need].name if 0 <= need < len(d.needs) else "a need",
+                       value=world.stats(m.eid).get(d.needs[need].name, 0.0) if 0 <= need < len(d.needs) else 0.0,
+                       label=block.label if block is not None else "", who=who)
 
 
 def _rates(world, defn, eids: np.ndarray, cur, rows: np.ndarray) -> None:
@@ -239,7 +284,7 @@ def _rates(world, defn, eids: np.ndarray, cur, rows: np.ndarray) -> None:
     world.set_stat_rates_many(eids, tuple(nd.name for nd in defn.needs), rates)
 
 
-def act(cast, m, d: Decision, by: int, why: int = 0, need: int = -1, record: bool = True) -> bool:
+def act(cast, m, d: Decision, by: int, why: int = -1, need: int = -1, record: bool = True) -> bool:
     """One NPC's intent, checked against its file (the last line of defence) and given to the world.
     record=False: the caller writes who was greeted / given to / approached and the need rates (many at once)."""
     if d.keep:
@@ -299,8 +344,8 @@ def who_decided(cast, m) -> dict:
     guard = cast.guards.get(m.defn.id)
     if guard is not None and (guard.has("on_decide") or guard.has("on_event")):
         status = {"policy": False, "why": "the file has on_decide/on_event hooks: hooks and the built-in decide"}
-    return {"decided_by": by, "reason": m.reason if by != "policy" else f"policy ({m.reason})" if m.reason
-            else "policy", "decider": status}
+    reason = reason_now(cast, m) if by in ("builtin", "policy") else m.reason
+    return {"decided_by": by, "reason": reason, "decider": status}
 
 
 # -- subsets of a sight -----------------------------------------------------------------------------

@@ -95,7 +95,8 @@ def test_an_on_time_answer_is_applied_without_the_built_in_or_a_perception(tmp_p
         assert counted == {"builtin_rows": 0, "perceptions": 0}
         it = world.intent(eid)
         assert (it.action, it.place) == ("go_to", "b")
-        assert cast.listing()["npcs"][0]["decided_by"] == "policy"
+        row = cast.listing()["npcs"][0]
+        assert (row["decided_by"], row["reason"]) == ("policy", "policy"), row
     finally:
         decider.close()
 
@@ -109,7 +110,8 @@ def test_an_answer_past_its_deadline_falls_back_to_the_built_in_at_the_next_tick
         assert missed > 0 and decider.decisions["on_time"] == 0
         assert counted["builtin_rows"] >= missed       # each missed NPC decided by the built-in
         assert world.intent(eid).action == "idle"      # what the built-in says, not the policy
-        assert cast.listing()["npcs"][0]["decided_by"] == "builtin"
+        row = cast.listing()["npcs"][0]
+        assert (row["decided_by"], row["reason"]) == ("builtin", "nothing better to do"), row
         assert not [r for r in cast.reports if r.kind == "internal"]
     finally:
         decider.close()
