@@ -107,6 +107,16 @@ class PolicyDecider:
             raise RuntimeError(f"no answer from the policy workers ({fut.outcome})")
         return np.asarray(fut.value["action"]), np.asarray(fut.value["target"])
 
+    def wait_checked(self, timeout: float) -> bool:
+        """Block until the guard has checked every file loaded so far (never from the tick); False on timeout."""
+        if self._guards is None:
+            return True
+        try:
+            self._guards.submit(lambda: None).result(timeout)   # one guard thread: runs after the checks
+            return True
+        except Exception:
+            return False
+
     def follows(self, defn: Definition) -> bool:
         if getattr(defn, "decider", "auto") == "builtin":
             return False

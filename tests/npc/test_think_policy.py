@@ -6,8 +6,6 @@ the guard keep the policy out of a file."""
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from npc.minds import builtin, think
@@ -79,11 +77,13 @@ def town(tmp_path, module: str, extra: str = "", hooks: bool = False, guard: boo
 
 
 def run(world, cast, ticks: int) -> None:
-    """Real time, 20 Hz: the worker answers between ticks as it would in the server."""
+    """Tick by tick; after each, wait (on the requests, not the clock) until the worker has answered
+    what this tick asked, on time or late, as a 20 Hz server would see it at its next tick."""
     for _ in range(ticks):
         cast.tick()
         world.step(0.05)
-        time.sleep(0.05)
+        for fut, *_ in list(cast.decider.pending.values()):
+            fut.wait(5.0)
 
 
 def test_an_on_time_answer_is_applied_without_the_built_in_or_a_perception(tmp_path, counted):
@@ -145,9 +145,7 @@ def test_the_guard_keeps_the_built_in_for_a_file_the_policy_does_not_follow(tmp_
     world, cast, decider = town(tmp_path, "tests.policy_modules:go_to_need", guard=True)
     try:
         [eid] = cast.minds
-        end = time.monotonic() + 60
-        while time.monotonic() < end and decider.status(cast.minds[eid].defn)["why"].startswith("checking"):
-            run(world, cast, 5)
+        assert decider.wait_checked(60)
         run(world, cast, 30)
         status = cast.listing()["npcs"][0]["decider"]
         assert status["policy"] is False and "below 95%" in status["why"], status
