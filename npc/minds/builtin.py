@@ -381,18 +381,26 @@ def reason(verdict: Verdict, i: int, sight: Sight, name_of: Callable[[int], str]
 
 def decision(verdict: Verdict, i: int, sight: Sight, places: Sequence[str], name_of: Callable[[int], str]) -> Decision:
     """Row i as a `Decision` (place names from `places`, names from `name_of(entity id)`), its line filled."""
-    d = sight.defn
     t, p, dist = int(verdict.target[i]), int(verdict.place[i]), float(verdict.distance[i])
-    say, line = int(verdict.say[i]), None
-    if say == SAY_GREETING:
-        line = fill(d.persona.greeting, d.persona.max_reply, player=name_of(t), name=name_of(int(sight.eid[i])))
-    elif say == SAY_GIFT:
-        line = fill(d.params["give_item"]["line"], d.persona.max_reply, player=name_of(t), item=verdict.item[i],
-                    name=name_of(int(sight.eid[i])))
+    line = say_line(verdict, i, sight, name_of)
     return Decision(ACTIONS[int(verdict.action[i])], place=places[p] if p >= 0 else None,
                     target=t if t >= 0 else None, distance=None if np.isnan(dist) else dist,
                     activity=verdict.activity[i], say=line, reason=reason(verdict, i, sight, name_of),
                     keep=bool(verdict.keep[i]))
+
+
+def say_line(verdict: Verdict, i: int, sight: Sight, name_of: Callable[[int], str]) -> str | None:
+    """Row i's line (a greeting, a gift's words) filled with the names, or None: all that applying a
+    verdict needs of the text (the rest of `decision` is for hooks and listings)."""
+    say = int(verdict.say[i])
+    if say == SAY_NONE:
+        return None
+    d = sight.defn
+    t = int(verdict.target[i])
+    if say == SAY_GREETING:
+        return fill(d.persona.greeting, d.persona.max_reply, player=name_of(t), name=name_of(int(sight.eid[i])))
+    return fill(d.params["give_item"]["line"], d.persona.max_reply, player=name_of(t), item=verdict.item[i],
+                name=name_of(int(sight.eid[i])))
 
 
 def reply_line(d: Definition, s: State, speaker: Seen, name: str) -> str:

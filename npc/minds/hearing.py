@@ -34,7 +34,6 @@ def hear(cast, lines) -> None:
     if not len(live):
         return
     eids = rows.eid[live]
-    pos = world.columns(eids).pos
     radius = np.asarray([d.senses["hear"] if d is not None else 0.0 for d in defs])[defi]
     hooked = hooked_f[defi]
     # players' lines reach every listener; NPCs' lines only those with on_hear (the built-in answers players)
@@ -46,7 +45,9 @@ def hear(cast, lines) -> None:
             continue
         sel = np.flatnonzero(who)
         where = np.asarray([(ln.x, ln.y) for ln in said], np.float64)
-        pairs = nearby.within(where, float(radius[sel].max()), pos[sel])    # (line, listener), nearest first
+        # only this pass's listeners are located: NPCs' lines reach the few hooked ones, not every NPC
+        _, pos = world.locate(eids[sel])
+        pairs = nearby.within(where, float(radius[sel].max()), pos)    # (line, listener), nearest first
         for li, j, d in zip(pairs.query.tolist(), sel[pairs.entity].tolist(), pairs.dist.tolist()):
             line = said[li]
             if d > radius[j]:

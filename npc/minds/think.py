@@ -242,7 +242,7 @@ def _set(cast, sight: Sight, v, idx: np.ndarray, changed: np.ndarray, now: float
                            "target", defn.file, defn.id, int(sight.eid[i[k]]), at_s=now))
     done[ch[ok]] = True
     for k in i[ok][v.say[i[ok]] != builtin.SAY_NONE].tolist():   # greetings and gifts: filled and said
-        line = _decision(cast, v, int(k), sight).say
+        line = builtin.say_line(v, int(k), sight, world.name_of)
         eid = int(sight.eid[k])
         m = cast.minds.get(eid)
         if line and m is not None:

@@ -117,8 +117,13 @@ class PolicyDecider:
         except Exception:
             return False
 
+    def serving(self) -> bool:
+        """A worker is ready. While none is (all dead, restarting), nothing is asked: the built-in decides
+        at once instead of after a failed request, so an outage costs the built-in's tick, not both paths'."""
+        return self.pool.stats.workers_ready > 0
+
     def follows(self, defn: Definition) -> bool:
-        if getattr(defn, "decider", "auto") == "builtin":
+        if getattr(defn, "decider", "auto") == "builtin" or not self.serving():
             return False
         if not self.guard:
             return True
@@ -130,11 +135,17 @@ class PolicyDecider:
         if getattr(defn, "decider", "auto") == "builtin":
             return {"policy": False, "why": 'the file says decider = "builtin"'}
         if not self.guard:
+            if not self.serving():
+                return {"policy": False, "why": "no policy worker is ready (starting or restarting): the built-in "
+                        "behaviour decides meanwhile"}
             return {"policy": True, "why": "the policy decides (no guard)"}
         hit = self.checks.get(defn.id)
         if hit is None or hit[0] is not defn or hit[1] is None:
             return {"policy": False, "why": "checking the policy on this file; the built-in behaviour decides meanwhile"}
         c = hit[1]
+        if c.ok and not self.serving():
+            return {"policy": False, "why": "no policy worker is ready (restarting): the built-in behaviour "
+                    "decides meanwhile", "agreement": round(float(c.agreement), 4)}
         return {"policy": bool(c.ok), "why": c.reason, "agreement": round(float(c.agreement), 4)}
 
     # -- the cast's side ---------------------------------------------------------------------

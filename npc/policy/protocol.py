@@ -5,8 +5,9 @@ behaviour when training (npc/policy/train.py, the guard).
 Each tick, in this order (npc/minds/think.py):
 
     begin_tick(now_s)   -> the answers back since the last tick (think.Answers), or None
-    follows(defn)       True: the decider decides this file's due NPCs (the cast calls ask,
-                        and does not compute the built-in for them)
+    follows(defn)       True: the decider decides this file's due NPCs now (the cast calls ask,
+                        and does not compute the built-in for them); False for a file it does
+                        not follow, and for every file while it cannot answer (no worker ready)
     ask(sight)          these rows are the decider's to decide (answered at a later begin_tick)
     note(sight, verdict)  the built-in decided these rows (every file it does not follow)
     end_tick()          the tick's asks are complete (submit them in one request)
