@@ -51,6 +51,9 @@ class Index:
         self.order = np.argsort(key, kind="stable")
         counts = np.bincount(key, minlength=self.width * self.height)
         self.first = np.concatenate([[0], np.cumsum(counts)])       # cell c: order[first[c]:first[c+1]]
+        # the coordinates in cell order: a query reads each visited cell as one contiguous run
+        self.sx = np.ascontiguousarray(entities[self.order, 0], np.float64)
+        self.sy = np.ascontiguousarray(entities[self.order, 1], np.float64)
 
     def within(self, points: np.ndarray, radius) -> Pairs:
         """Pairs (i, j) with |points[i] - entities[j]| <= radius[i]; points (Q, 2), radius scalar or (Q,)."""
@@ -77,10 +80,16 @@ class Index:
         qi = np.repeat(np.repeat(np.arange(q), cells.shape[1]), flat_n)
         base = np.repeat(lo.reshape(-1), flat_n)
         run_start = np.repeat(np.cumsum(flat_n) - flat_n, flat_n)
-        ej = self.order[base + (np.arange(total) - run_start)]
-        d = np.hypot(entities[ej, 0] - points[qi, 0], entities[ej, 1] - points[qi, 1])
-        keep = d <= radius[qi]
-        qi, ej, d = qi[keep], ej[keep], d[keep]
+        at = base + (np.arange(total) - run_start)                 # candidates, as positions in cell order
+        # squared distances to discard the corners of the visited square (~2/3 of the candidates at
+        # radius ~ cell) before taking any root: 2.3x cheaper than hypot and three masks over them all
+        dx = self.sx[at] - points[qi, 0]
+        dy = self.sy[at] - points[qi, 1]
+        d2 = dx * dx + dy * dy
+        r = radius[qi]
+        hit = np.flatnonzero(d2 <= r * r)
+        qi, d = qi[hit], np.sqrt(d2[hit])
+        ej = self.order[at[hit]]
         # one stable float sort by (query, distance): ~3x cheaper than lexsort on three keys
         srt = np.argsort(qi * (float(radius.max()) + 1.0) + d, kind="stable")
         qi, ej, d = qi[srt], ej[srt], d[srt]
