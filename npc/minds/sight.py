@@ -132,7 +132,7 @@ def look(world, defn: Definition, eids: np.ndarray, rows: np.ndarray, table, led
     p_id = pids[pairs.entity]
     since = ledger.noticed.get(p_npc, p_id, default=now)
     if advance:
-        ledger.noticed.replace_npcs(eids, p_npc, p_id, since)
+        ledger.notice(eids, p_npc, p_id, since)
     alive, tpos = world.locate(cols.target)
     alive &= cols.target >= 0
     t_dist = np.hypot(tpos[:, 0] - cols.pos[:, 0], tpos[:, 1] - cols.pos[:, 1])

@@ -193,6 +193,19 @@ class Ledger:
         self.greeted = PairTimes()
         self.given = PairTimes()
         self.approached = PairTimes()
+        self._noticed_now: list[tuple[np.ndarray, ...]] = []     # this tick's new noticed sets, not yet written
+
+    def notice(self, npcs: np.ndarray, npc: np.ndarray, player: np.ndarray, since: np.ndarray) -> None:
+        """The noticed sets of these NPCs, written at `commit` (the end of the think step): one rewrite of
+        the phase's table per tick instead of one per NPC file. Reads in between see the old sets, which
+        hold the same `since` for every pair still within notice (new pairs read as "now" either way)."""
+        self._noticed_now.append((np.asarray(npcs, np.int64), np.asarray(npc, np.int64),
+                                  np.asarray(player, np.int64), np.asarray(since, np.float64)))
+
+    def commit(self) -> None:
+        staged, self._noticed_now = self._noticed_now, []
+        if staged:
+            self.noticed.replace_npcs(*(np.concatenate(c) for c in zip(*staged)))
 
     def forget(self, eids) -> None:
         for p in (self.noticed, self.greeted, self.given, self.approached):

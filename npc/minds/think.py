@@ -98,6 +98,7 @@ def think(cast) -> None:
                 _think_file(cast, defn, eids[group], live[group], forced[group])
             except Exception as e:
                 cast.internal(e, None)
+    cast.ledger.commit()
     if decider is not None:
         try:
             decider.end_tick()
