@@ -67,7 +67,7 @@ from world.intents import ACTIONS, GOTO, mode_for
 
 from npc.actions import BASELINE, VOCABULARY
 from npc.files.schema import WEIGHTS, Definition
-from npc.minds.builtin import CANDIDATES, WHY_APPROACHING, WHY_FLEEING, WHY_FOLLOWING, WHY_NEED
+from npc.minds.builtin import WHY_APPROACHING, WHY_FLEEING, WHY_FOLLOWING, WHY_NEED
 from npc.minds.sight import Sight
 
 A = len(ACTIONS)                   # actions in the shared vocabulary
@@ -378,7 +378,7 @@ def _build(g: dict, place_xy: np.ndarray, world_size: tuple[float, float], npc_x
     level = np.nan_to_num(g["stats"], nan=100.0)                                # (N, NEEDS) the first needs
     tending = g["tending"]
     pull = np.where(tending & (g["relief"] >= 0), g["need_w"] * (2.0 - level / 100.0), 0.0)
-    cand, utility, order = _candidates(g, col, f["any"], it["ongoing"], tending, pull)
+    cand = _candidates(g, col, f["any"], it["ongoing"], tending, pull)
     sched, need_at = g["sched_place"].astype(np.int64), g["need_at"]
 
     def far(idx: np.ndarray) -> np.ndarray:
@@ -479,40 +479,31 @@ def _players(g: dict, col, t_alive: np.ndarray) -> tuple[dict[str, np.ndarray], 
 
 
 def _candidates(g: dict, col, any_: np.ndarray, ongoing: np.ndarray, tending: np.ndarray,
-                pull: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each action's candidates as the built-in behaviour scores them (npc/minds/builtin.py):
-    (has one (N, A), its best score (N, A; -inf: none), the place in the built-in's order
-    (CANDIDATES) of the first candidate with that score (N, A)). Their argmax, ties to the earlier
-    candidate, is the built-in's verdict (tests/test_policy.py keeps the two the same)."""
+                pull: np.ndarray) -> np.ndarray:
+    """(N, A) whether each action has a candidate now, as the built-in behaviour would offer it
+    (npc/minds/builtin.py), without scoring any: the relief of the tended need that pulls hardest
+    (the earlier need on a tie: the one the built-in would offer), the schedule block's `do`, a
+    player who fits or an ongoing intent for flee / follow / give_item / talk / approach, and the
+    baselines wander and idle; only where the file allows the action."""
     N = len(g["eid"])
     rows = np.arange(N)
     allowed = g["allowed"]
-    utility = np.full((N, A), -np.inf)
-    order = np.zeros((N, A))
-
-    def offer(r: np.ndarray, a: np.ndarray, score, name: str) -> None:
-        """Candidates (rows r, actions a) with these scores; a later candidate must score higher to count."""
-        score = np.broadcast_to(np.asarray(score, np.float64), r.shape)
-        ok = allowed[r, a] & (score > utility[r, a])
-        utility[r[ok], a[ok]] = score[ok]
-        order[r[ok], a[ok]] = CANDIDATES.index(name)
-
+    cand = np.zeros((N, A), bool)
     relief = g["relief"]                                                        # (N, NEEDS) action, -1
     best, best_k = np.full(N, -np.inf), np.full(N, -1)
-    for k in range(NEEDS):                    # one need candidate: the best tended need, the earlier on a tie
+    for k in range(NEEDS):
         better = tending[:, k] & (relief[:, k] >= 0) & allowed[rows, relief[:, k]] & (pull[:, k] > best)
         best[better], best_k[better] = pull[better, k], k
     hit = np.flatnonzero(best_k >= 0)
-    offer(hit, relief[hit, best_k[hit]], best[hit], "need")
+    cand[hit, relief[hit, best_k[hit]]] = True
     on = np.flatnonzero(g["block"])
-    offer(on, g["block_do"][on], col("w_schedule")[on], "schedule")
+    cand[on, g["block_do"][on]] = True
     present = {"flee": any_[:, 0] | ongoing[:, 0], "follow": any_[:, 1] | ongoing[:, 1],
                "give_item": any_[:, 2] & (col("has_items") > 0.5), "talk": any_[:, 3],
                "approach": any_[:, 4] | ongoing[:, 2], "wander": np.ones(N, bool), "idle": np.ones(N, bool)}
-    for name in CANDIDATES[CANDIDATES.index("flee"):]:
-        r = np.flatnonzero(present[name])
-        offer(r, np.full(len(r), ACTION_INDEX[name]), g["own"][r, ACTION_INDEX[name]], name)
-    return np.isfinite(utility), utility, order
+    for name, rows_with in present.items():
+        cand[:, ACTION_INDEX[name]] |= rows_with
+    return cand & allowed
 
 
 def _npcs_near(xy: np.ndarray, every: np.ndarray | None) -> np.ndarray:
