@@ -224,6 +224,27 @@ class World:
         self._chat.append((eid, slot, t.name[slot], text, cell))
         self._said.append(Line(eid, int(t.kind[slot]), t.name[slot], text, x, y, self.tick))
 
+    def say_many(self, eids: np.ndarray, texts: list[str]) -> None:
+        """say() for many live entities at once (NPCs greeting the players they noticed this tick)."""
+        if not len(texts):
+            return
+        t = self._table
+        slots = np.fromiter(map(t.slot_of.__getitem__, np.asarray(eids).tolist()), np.int64, len(texts))
+        pos = t.pos[slots]
+        cells = self._grid.cell_of(pos).tolist()
+        kinds = t.kind[slots].tolist()
+        xs, ys = pos[:, 0].tolist(), pos[:, 1].tolist()
+        for k, (eid, slot) in enumerate(zip(np.asarray(eids).tolist(), slots.tolist())):
+            name = t.name[slot]
+            self._chat.append((eid, slot, name, texts[k], cells[k]))
+            self._said.append(Line(eid, kinds[k], name, texts[k], xs[k], ys[k], self.tick))
+
+    def names_of(self, eids: np.ndarray) -> list[str | None]:
+        """Names of many entities; None for an id that is gone (or -1)."""
+        t = self._table
+        get = t.slot_of.get
+        return [t.name[s] if s is not None else None for s in map(get, np.asarray(eids).tolist())]
+
     def take_lines(self) -> list[Line]:
         """The lines said since the last call (at most MAX_LINES_KEPT, the newest), oldest first."""
         lines = list(self._said)

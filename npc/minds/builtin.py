@@ -390,17 +390,25 @@ def decision(verdict: Verdict, i: int, sight: Sight, places: Sequence[str], name
 
 
 def say_line(verdict: Verdict, i: int, sight: Sight, name_of: Callable[[int], str]) -> str | None:
-    """Row i's line (a greeting, a gift's words) filled with the names, or None: all that applying a
-    verdict needs of the text (the rest of `decision` is for hooks and listings)."""
-    say = int(verdict.say[i])
-    if say == SAY_NONE:
+    """Row i's line (a greeting, a gift's words) filled with the names, or None."""
+    if int(verdict.say[i]) == SAY_NONE:
         return None
+    return say_lines(verdict, np.asarray([i]), sight, lambda ids: [name_of(int(e)) for e in ids])[0]
+
+
+def say_lines(verdict: Verdict, idx: np.ndarray, sight: Sight, names_of: Callable[[np.ndarray], list]) -> list[str]:
+    """say_line for the rows idx (every one saying something), the names looked up in one call each."""
     d = sight.defn
-    t = int(verdict.target[i])
-    if say == SAY_GREETING:
-        return fill(d.persona.greeting, d.persona.max_reply, player=name_of(t), name=name_of(int(sight.eid[i])))
-    return fill(d.params["give_item"]["line"], d.persona.max_reply, player=name_of(t), item=verdict.item[i],
-                name=name_of(int(sight.eid[i])))
+    idx = np.asarray(idx, np.int64)
+    players, npcs = names_of(verdict.target[idx]), names_of(sight.eid[idx])
+    greeting, gift, limit = d.persona.greeting, d.params["give_item"]["line"], d.persona.max_reply
+    out = []
+    for k, i in enumerate(idx.tolist()):
+        if int(verdict.say[i]) == SAY_GREETING:
+            out.append(fill(greeting, limit, player=players[k] or "", name=npcs[k] or ""))
+        else:
+            out.append(fill(gift, limit, player=players[k] or "", item=verdict.item[i], name=npcs[k] or ""))
+    return out
 
 
 def reply_line(d: Definition, s: State, speaker: Seen, name: str) -> str:

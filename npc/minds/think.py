@@ -242,13 +242,15 @@ def _set(cast, sight: Sight, v, idx: np.ndarray, changed: np.ndarray, now: float
         cast.report(Report("intent", f"{ACTIONS[int(v.action[i[k]])]} could not be done: no such place or live "
                            "target", defn.file, defn.id, int(sight.eid[i[k]]), at_s=now))
     done[ch[ok]] = True
-    for k in i[ok][v.say[i[ok]] != builtin.SAY_NONE].tolist():   # greetings and gifts: filled and said
-        line = builtin.say_line(v, int(k), sight, world.name_of)
-        eid = int(sight.eid[k])
-        m = cast.minds.get(eid)
-        if line and m is not None:
-            world.say(eid, line)
-            m.last_said, m.last_said_s = line, now
+    talking = i[ok][v.say[i[ok]] != builtin.SAY_NONE]          # greetings and gifts: filled and said at once
+    if len(talking):
+        lines = builtin.say_lines(v, talking, sight, world.names_of)
+        said = [k for k, line in enumerate(lines) if line]
+        world.say_many(sight.eid[talking[said]], [lines[k] for k in said])
+        for k in said:
+            m = cast.minds.get(int(sight.eid[talking[k]]))
+            if m is not None:
+                m.last_said, m.last_said_s = lines[k], now
     return done
 
 
