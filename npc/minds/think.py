@@ -278,12 +278,18 @@ def _rates(world, defn, eids: np.ndarray, cur, rows: np.ndarray) -> None:
     """Each need's rate for NPCs going on with what they do: the base rate, plus its `during` rate for
     the activity (or action) once doing it: arrived, or anywhere for an intent without a place."""
     doing = (cur.arrived | (cur.place < 0))[rows]
-    activity, action = cur.activity[rows], ACTION_NAMES[cur.action[rows]]
-    rates = np.zeros((len(eids), len(defn.needs)))
-    for k, nd in enumerate(defn.needs):
-        extra = np.fromiter((nd.during.get(a, nd.during.get(b, 0.0)) for a, b in zip(activity, action)),
-                            np.float64, len(eids)) if nd.during else np.zeros(len(eids))
-        rates[:, k] = nd.rate + np.where(doing, extra, 0.0)
+    rates = np.broadcast_to(np.asarray([nd.rate for nd in defn.needs], np.float64), (len(eids), len(defn.needs))).copy()
+    if doing.any() and any(nd.during for nd in defn.needs):
+        # the `during` rates per distinct (activity, action) pair of the rows doing something: a handful
+        d = np.flatnonzero(doing)
+        code = cur.action[rows][d].astype(np.int64)
+        activity = cur.activity[rows][d]
+        pairs: dict[tuple, int] = {}
+        which = np.fromiter((pairs.setdefault((a, c), len(pairs)) for a, c in zip(activity.tolist(), code.tolist())),
+                            np.int64, len(d))
+        extra = np.asarray([[nd.during.get(a, nd.during.get(ACTION_NAMES[c], 0.0)) for nd in defn.needs]
+                            for a, c in pairs], np.float64).reshape(len(pairs), len(defn.needs))
+        rates[d] += extra[which]
     world.set_stat_rates_many(eids, tuple(nd.name for nd in defn.needs), rates)
 
 
