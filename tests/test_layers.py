@@ -101,7 +101,8 @@ def test_the_check_sees_every_kind_of_import(tmp_path):
         "npc/minds/cast.py": ("from typing import TYPE_CHECKING\nfrom ..files import schema\nfrom world import sim\n"
                               "if TYPE_CHECKING:\n    import server.game\n"),
         "npc/hooks/load.py": "import importlib\nm = importlib.import_module('bots.bot')\nn = __import__('world')\n",
-        "bots/bot.py": "import msgpack\nfrom world import protocol\nfrom world.protocol import LIMITS\nfrom . import stats\n",
+        "bots/bot.py": ("import msgpack\nfrom world import protocol\nfrom world.protocol import LIMITS\n"
+                        "from . import stats\n"),
         "bots/run.py": "from world import sim, protocol\nimport world.snapshot\nfrom server import metrics\n",
     }
     for rel, text in src.items():
