@@ -259,10 +259,11 @@ class _Groups:
         # start[c] .. start[c + 1]: the entities in cell c
         self.start = np.searchsorted(sorted_cells, np.arange(grid.n_cells + 1)).tolist()
 
+    # typed so that view_set(c, with_prev=True) has its prev cells (not None)
     @overload
     def view_set(self, cell: int, with_prev: Literal[True]) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
     @overload
-    def view_set(self, cell: int, with_prev: Literal[False] = False) -> tuple[np.ndarray, np.ndarray, None]: ...
+    def view_set(self, cell: int, with_prev: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]: ...
 
     def view_set(self, cell: int, with_prev: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(ids, slots, prev cells or None) of the entities the given cell sees."""
