@@ -24,6 +24,7 @@ import queue
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,7 +87,7 @@ class Memory:
             self._q.put(("recall", npc, player, fut))
         return fut
 
-    def remember(self, npc: str, player: str, turns: list[tuple[str, str]], facts: list[str] = ()) -> None:
+    def remember(self, npc: str, player: str, turns: list[tuple[str, str]], facts: Iterable[str] = ()) -> None:
         if self._thread is None or self._q.qsize() >= self.max_queue:
             self.dropped += 1
             return

@@ -6,15 +6,22 @@ Invariants:
 - a slot is reused after its entity is removed (lowest free slot first, so
   the layout is deterministic); every column is indexed by slot;
 - slots in use are all < `n` (the high-water mark); `alive[s]` says whether
-  slot s holds an entity.
+  slot s holds an entity; a free slot's name and color are "" and its record b"".
+
+Every column is declared below with its dtype, whoever owns it (the module that
+creates it with `column()`), so that every reader is type-checked; `column()`
+refuses a name that is not declared or a dtype that differs from the declaration.
 """
 
 from __future__ import annotations
 
 import heapq
+import typing
+from typing import Any
 
 import msgpack
 import numpy as np
+import numpy.typing as npt
 
 PLAYER = 0
 NPC = 1
@@ -24,6 +31,34 @@ MAX_ID = 2**32 - 1   # ids travel as uint32
 class EntityTable:
     """Columns of per-slot state, grown by doubling; other systems add their own columns."""
 
+    # this module's columns
+    id: npt.NDArray[np.int64]
+    alive: npt.NDArray[np.bool_]
+    kind: npt.NDArray[np.int8]
+    pos: npt.NDArray[np.float64]         # (capacity, 2) world units, centre of the circle
+    dir: npt.NDArray[np.float64]         # (capacity, 2) held direction, |dir| <= 1 (players)
+    prev_cell: npt.NDArray[np.int32]     # interest: cell at last build_views, -1 before
+    # world/wander.py
+    w_phase: npt.NDArray[np.int8]
+    w_poi: npt.NDArray[np.int32]
+    w_timer: npt.NDArray[np.float64]
+    w_target: npt.NDArray[np.float64]    # (capacity, 2)
+    # world/intents.py
+    i_action: npt.NDArray[np.int8]
+    i_mode: npt.NDArray[np.int8]
+    i_poi: npt.NDArray[np.int32]
+    i_tslot: npt.NDArray[np.int32]
+    i_tid: npt.NDArray[np.int64]
+    i_dist: npt.NDArray[np.float64]
+    i_arrived: npt.NDArray[np.bool_]
+    i_since: npt.NDArray[np.float64]
+    i_arrived_at: npt.NDArray[np.float64]
+    activity: npt.NDArray[np.object_]    # str labels
+    # world/needs.py: (capacity, width), width grows as stat names are added
+    stats: npt.NDArray[np.float64]
+    stat_rate: npt.NDArray[np.float64]
+    stat_has: npt.NDArray[np.bool_]
+
     def __init__(self, max_entities: int, initial_capacity: int = 256):
         self.max_entities = max_entities
         self.capacity = max(1, min(initial_capacity, max_entities))
@@ -32,20 +67,26 @@ class EntityTable:
         self.next_id = 1
         self.slot_of: dict[int, int] = {}  # entity id -> slot
         self._free: list[int] = []         # heap of free slots below n
-        self._cols: dict[str, tuple[object, tuple, object]] = {}
-        self._active: np.ndarray | None = None
+        self._cols: dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]] = {}   # name -> (dtype, shape, fill)
+        self._active: npt.NDArray[np.intp] | None = None
         self.column("id", np.int64)
         self.column("alive", np.bool_)
         self.column("kind", np.int8)
         self.column("pos", np.float64, 2)     # world units, centre of the circle
         self.column("dir", np.float64, 2)     # held direction, |dir| <= 1 (players)
         self.column("prev_cell", np.int32, fill=-1)  # interest: cell at last build_views
-        self.name: list[str | None] = [None] * self.capacity
-        self.color: list[str | None] = [None] * self.capacity
-        self.record: list[bytes | None] = [None] * self.capacity   # msgpack [id, kind, name, color]
+        self.name: list[str] = [""] * self.capacity
+        self.color: list[str] = [""] * self.capacity
+        self.record: list[bytes] = [b""] * self.capacity   # msgpack [id, kind, name, color]
 
-    def column(self, name: str, dtype, width: int | None = None, fill=0) -> None:
-        """Add a per-slot column `self.<name>` (shape (capacity,) or (capacity, width))."""
+    def column(self, name: str, dtype: npt.DTypeLike, width: int | None = None, fill: Any = 0) -> None:
+        """Add a per-slot column `self.<name>` (shape (capacity,) or (capacity, width)), declared above."""
+        declared = _DECLARED.get(name)
+        if declared is None:
+            raise TypeError(f"column {name!r} is not declared in EntityTable (world/entities.py)")
+        dtype = np.dtype(dtype)
+        if dtype != declared:
+            raise TypeError(f"column {name!r} is declared {declared}, not {dtype}")
         shape = () if width is None else (width,)
         self._cols[name] = (dtype, shape, fill)
         setattr(self, name, np.full((self.capacity, *shape), fill, dtype=dtype))
@@ -57,10 +98,10 @@ class EntityTable:
             arr = np.full((new, *shape), fill, dtype=dtype)
             arr[: self.capacity] = old
             setattr(self, name, arr)
-        extra = [None] * (new - self.capacity)
-        self.name += extra
-        self.color += extra
-        self.record += extra
+        extra = new - self.capacity
+        self.name += [""] * extra
+        self.color += [""] * extra
+        self.record += [b""] * extra
         self.capacity = new
 
     def add(self, kind: int, name: str, color: str, x: float, y: float) -> tuple[int, int]:
@@ -97,7 +138,8 @@ class EntityTable:
         slot = self.slot_of.pop(eid)
         self.alive[slot] = False
         self.id[slot] = 0
-        self.name[slot] = self.color[slot] = self.record[slot] = None
+        self.name[slot] = self.color[slot] = ""
+        self.record[slot] = b""
         self.count -= 1
         heapq.heappush(self._free, slot)
         self._active = None
@@ -110,8 +152,21 @@ class EntityTable:
         except KeyError:
             raise KeyError(f"no entity with id {eid}") from None
 
-    def active(self) -> np.ndarray:
+    def active(self) -> npt.NDArray[np.intp]:
         """Slots of live entities, ascending (cached until the next add/remove)."""
         if self._active is None:
             self._active = np.flatnonzero(self.alive[: self.n])
         return self._active
+
+
+def _declared_columns() -> dict[str, np.dtype[Any]]:
+    """The dtype of every column declared on EntityTable (its ndarray annotations)."""
+    out = {}
+    for name, hint in typing.get_type_hints(EntityTable).items():
+        if typing.get_origin(hint) is np.ndarray:
+            (scalar,) = typing.get_args(typing.get_args(hint)[1])   # ndarray[shape, dtype[scalar]]
+            out[name] = np.dtype(scalar)
+    return out
+
+
+_DECLARED = _declared_columns()

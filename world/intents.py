@@ -90,7 +90,7 @@ MODES = np.asarray([[mode_for(a, False), mode_for(a, True)] for a in ACTIONS], d
 class Groups:
     """NPC slots by mode, recomputed only when an intent or the table changed."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.npcs: np.ndarray | None = None   # the array they were computed from (compared by identity)
         self.stale = True                     # set on every intent change
         self.by_mode: list[np.ndarray] = []

@@ -24,13 +24,15 @@ the last build, it knows exactly the view set of its cell at that build; the
 from __future__ import annotations
 
 import math
+from typing import Literal, cast, overload
 
 import numpy as np
+import numpy.typing as npt
 
 from .entities import EntityTable
 from .snapshot import View, array_header, encode_cell_block
 
-_EMPTY: frozenset = frozenset()
+_EMPTY: frozenset[int] = frozenset()
 _NO_IDS = np.zeros(0, dtype=np.int64)
 
 
@@ -49,7 +51,7 @@ class Grid:
                     y * self.cells_x + x
                     for y in range(max(0, cy - r), min(self.cells_y, cy + r + 1))
                     for x in range(max(0, cx - r), min(self.cells_x, cx + r + 1))))
-        self.near_set: list[frozenset] = [frozenset(n) for n in self.near]
+        self.near_set: list[frozenset[int]] = [frozenset(n) for n in self.near]
         self.n_cells = self.cells_x * self.cells_y
         self._near_plus_one = [np.asarray(n, dtype=np.intp) + 1 for n in self.near]
         self.radius = r
@@ -73,11 +75,12 @@ class Grid:
         cy = min(max(int(y // self.size), 0), self.cells_y - 1)
         return cy * self.cells_x + cx
 
-    def within(self, cells: np.ndarray, centre: int) -> np.ndarray:
+    def within(self, cells: np.ndarray, centre: int) -> npt.NDArray[np.bool_]:
         """Whether each cell (-1 = none) is seen from cell `centre`."""
         mask = np.zeros(self.n_cells + 1, dtype=bool)   # index 0 stands for "no cell"
         mask[self._near_plus_one[centre]] = True
-        return mask[cells + 1]
+        seen: npt.NDArray[np.bool_] = mask[cells + 1]
+        return seen
 
 
 class Interest:
@@ -155,12 +158,13 @@ class Interest:
 
         # observers: who stayed in their cell (shared View) and who did not (own View)
         obs_cells = cell_of_slot[self._slots].tolist() if self._slots else []
-        shared: dict[int, tuple[list, list, list, list]] = {}
+        # enter records, enter ids, leave ids, chat records
+        shared: dict[int, tuple[list[bytes], list[int], list[int], list[bytes]]] = {}
         own: list[int] = []
         for i, (c, p) in enumerate(zip(obs_cells, self._prev)):
             if c == p:
                 if c not in shared:
-                    shared[c] = ([], [], [], [])     # enter records, enter ids, leave ids, chat
+                    shared[c] = ([], [], [], [])
             else:
                 own.append(i)
 
@@ -211,12 +215,12 @@ class Interest:
                 c, p = obs_cells[i], self._prev[i]
                 if was is None:
                     p = -1
-                v = by_move.get((p, c))
-                if v is not None:
-                    per_observer[i] = v
+                known = by_move.get((p, c))
+                if known is not None:
+                    per_observer[i] = known
                     continue
                 ids_now, slots_now, prev_now = now.view_set(c, with_prev=True)
-                if p < 0:
+                if p < 0 or was is None:     # (was is None: the first build, p is -1)
                     enter_slots, enter_ids, leave = slots_now, ids_now.tolist(), []
                 else:
                     # entered: here now, and not in p's view set at the last build
@@ -230,7 +234,8 @@ class Interest:
                 heard = near_set[c]
                 lines = [rec for sc, rec in chat if sc in heard]
                 per_observer[i] = by_move[p, c] = View.make(cells_for(c), enter, enter_ids, leave, lines)
-        views = dict(zip(eids, per_observer))
+        # every observer has its View now: a shared one if it stayed in its cell, else its own
+        views = cast("dict[int, View]", dict(zip(eids, per_observer)))
 
         # remember this build for the next one
         table.prev_cell[slots] = cells
@@ -254,7 +259,13 @@ class _Groups:
         # start[c] .. start[c + 1]: the entities in cell c
         self.start = np.searchsorted(sorted_cells, np.arange(grid.n_cells + 1)).tolist()
 
-    def view_set(self, cell: int, with_prev: bool = False):
+    # typed so that view_set(c, with_prev=True) has its prev cells (not None)
+    @overload
+    def view_set(self, cell: int, with_prev: Literal[True]) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
+    @overload
+    def view_set(self, cell: int, with_prev: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]: ...
+
+    def view_set(self, cell: int, with_prev: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """(ids, slots, prev cells or None) of the entities the given cell sees."""
         st = self.start
         runs = [(st[a], st[b + 1]) for a, b in self.grid.runs[cell]]

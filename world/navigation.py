@@ -24,7 +24,8 @@ from .tilemap import TileMap
 
 SPAWN_POI = "spawn"
 _UNREACHABLE = np.iinfo(np.int32).max
-_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+# map -> (radius, spread) -> its Navigation
+_cache: weakref.WeakKeyDictionary[TileMap, dict[tuple[float, int], Navigation]] = weakref.WeakKeyDictionary()
 
 
 class Navigation:
@@ -164,8 +165,7 @@ class Navigation:
                 dy = np.maximum(np.maximum(r * ts - pts[..., 1], pts[..., 1] - (r + 1) * ts), 0.0)
                 near = dx * dx + dy * dy < margin * margin
                 clear &= ~(near & blocked[r + pad, c + pad])
-        ok = clear.all(axis=1)
-        return [goal] + [t_ for t_, good in zip(cand, ok) if good]
+        return [goal] + [cand[i] for i in np.flatnonzero(clear.all(axis=1)).tolist()]
 
 
 def place_names(tilemap: TileMap) -> list[str]:

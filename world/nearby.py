@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,7 +56,7 @@ class Index:
         self.sx = np.ascontiguousarray(entities[self.order, 0], np.float64)
         self.sy = np.ascontiguousarray(entities[self.order, 1], np.float64)
 
-    def within(self, points: np.ndarray, radius) -> Pairs:
+    def within(self, points: np.ndarray, radius: float | npt.NDArray[np.float64]) -> Pairs:
         """Pairs (i, j) with |points[i] - entities[j]| <= radius[i]; points (Q, 2), radius scalar or (Q,)."""
         q, entities, cell = len(points), self.entities, self.cell
         if q == 0 or not len(entities):
@@ -97,6 +98,7 @@ class Index:
         return Pairs(qi.astype(np.int64), ej.astype(np.int64), d, start.astype(np.int64))
 
 
-def within(points: np.ndarray, radius, entities: np.ndarray, cell: float = 256.0) -> Pairs:
+def within(points: np.ndarray, radius: float | npt.NDArray[np.float64], entities: np.ndarray,
+           cell: float = 256.0) -> Pairs:
     """Pairs (i, j) with |points[i] - entities[j]| <= radius[i]; points (Q, 2), radius (Q,), entities (P, 2)."""
     return Index(entities, cell).within(points, radius)

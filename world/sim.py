@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import msgpack
 import numpy as np
@@ -119,7 +120,7 @@ class World:
         self._grid = Grid(w, h, cfg.cell_size, cfg.view_radius)
         self._interest = Interest(self._grid, cfg.quant)
         self._chat: list[tuple[int, int, str, str, int]] = []  # (id, slot, name, text, cell when said)
-        self._kinds_cache: tuple | None = None
+        self._kinds_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None   # see _kinds
 
     # -- entities -------------------------------------------------------------
 
@@ -194,7 +195,7 @@ class World:
         x, y = self._table.pos[self._table.slot(eid)]
         return float(x), float(y)
 
-    def entity_record(self, eid: int) -> list:
+    def entity_record(self, eid: int) -> list[Any]:
         """[id, kind, name, color], as sent in 'enter'."""
         s = self._table.slot(eid)
         return [eid, int(self._table.kind[s]), self._table.name[s], self._table.color[s]]
@@ -338,7 +339,7 @@ class World:
         names = np.asarray(ACTIONS, dtype=object)[act]
         label = activity[ok]
         t.i_action[s] = act
-        t.activity[s] = np.where(np.equal(label, None) | np.equal(label, ""), names, label)
+        t.activity[s] = np.where(label.astype(bool), label, names)   # None or "": the action's name, as set_intent
         t.i_dist[s] = np.nan_to_num(dist, nan=0.0)
         new = ~same
         if new.any():

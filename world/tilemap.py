@@ -12,6 +12,7 @@ Only what the server needs is read; everything else in the file is kept in
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ class MapError(Exception):
     """A map file that cannot be used; the message names the file and the problem."""
 
 
+Fail = Callable[[str], MapError]   # what is wrong -> the error naming the file
+
+
 @dataclass(frozen=True, eq=False)  # eq=False: hash by identity (caches key on the map)
 class TileMap:
     width: int                      # tiles
@@ -35,7 +39,7 @@ class TileMap:
     tile_size: int                  # world units per tile (square tiles)
     blocked: np.ndarray             # bool[height, width]; True = impassable
     pois: dict[str, tuple[float, float]]   # name -> (x, y) world units
-    raw: dict                       # the parsed JSON, as loaded
+    raw: dict[str, Any]             # the parsed JSON, as loaded
     path: str
 
     @property
@@ -105,14 +109,14 @@ def parse_map(raw: Any, path: str = "<map>") -> TileMap:
                    pois=pois, raw=raw, path=path)
 
 
-def _positive_int(obj: dict, key: str, fail, where: str) -> int:
+def _positive_int(obj: dict[str, Any], key: str, fail: Fail, where: str) -> int:
     v = obj.get(key)
     if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
         raise fail(f"{where} field '{key}' must be a positive integer, got {v!r}")
     return v
 
 
-def _flatten_layers(layers: list, fail) -> list[dict]:
+def _flatten_layers(layers: list[Any], fail: Fail) -> list[dict[str, Any]]:
     """Layers in draw order, with group layers opened up."""
     out = []
     for i, layer in enumerate(layers):
@@ -127,7 +131,7 @@ def _flatten_layers(layers: list, fail) -> list[dict]:
     return out
 
 
-def _layer_gids(layer: dict, width: int, height: int, fail) -> np.ndarray:
+def _layer_gids(layer: dict[str, Any], width: int, height: int, fail: Fail) -> np.ndarray:
     name = layer.get("name", "unnamed")
     if layer.get("encoding", "csv") != "csv" or layer.get("compression"):
         raise fail(f"tile layer {name!r} uses encoding={layer.get('encoding')!r} "
@@ -152,7 +156,7 @@ def _layer_gids(layer: dict, width: int, height: int, fail) -> np.ndarray:
     return (arr & GID_MASK).reshape(height, width)
 
 
-def _blocked_gids(tilesets: Any, fail) -> np.ndarray:
+def _blocked_gids(tilesets: Any, fail: Fail) -> np.ndarray:
     """Global tile ids whose tile has the bool property blocked=true."""
     if not isinstance(tilesets, list):
         raise fail("'tilesets' must be an array")
@@ -179,7 +183,8 @@ def _blocked_gids(tilesets: Any, fail) -> np.ndarray:
     return np.asarray(sorted(gids), dtype=np.int64)
 
 
-def _layer_pois(layer: dict, world_w: int, world_h: int, seen: dict, fail) -> dict:
+def _layer_pois(layer: dict[str, Any], world_w: int, world_h: int, seen: dict[str, tuple[float, float]],
+                fail: Fail) -> dict[str, tuple[float, float]]:
     objects = layer.get("objects")
     if not isinstance(objects, list):
         raise fail(f"object layer {POI_LAYER!r} has no 'objects' array")

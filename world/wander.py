@@ -127,7 +127,9 @@ def travel(table: EntityTable, slots: np.ndarray, nav: Navigation, rng: np.rando
     return vel, table.w_phase[slots] == IDLE
 
 
-def _legs(table, slots, nav, pos, tile, phase, poi, timer, vel, speed, dt):
+def _legs(table: EntityTable, slots: np.ndarray, nav: Navigation, pos: np.ndarray, tile: np.ndarray,
+          phase: np.ndarray, poi: np.ndarray, timer: np.ndarray, vel: np.ndarray, speed: float,
+          dt: float) -> tuple[np.ndarray, np.ndarray]:
     """Advance TRAVEL/APPROACH legs in place (phase, vel); return (arrived, late) indices."""
     # Travellers that reached their POI's tile walk straight to the target.
     phase[(phase == TRAVEL) & (tile == nav.poi_tile[np.maximum(poi, 0)])] = APPROACH
@@ -155,4 +157,5 @@ def _towards(diff: np.ndarray, speed: float, dt: float) -> np.ndarray:
     dist = np.hypot(diff[:, 0], diff[:, 1])
     v = np.minimum(speed, dist / dt)
     scale = np.divide(v, dist, out=np.zeros_like(dist), where=dist > 0)
-    return diff * scale[:, None]
+    vel: np.ndarray = diff * scale[:, None]
+    return vel

@@ -98,7 +98,7 @@ def _policy(results, tilemap, out) -> None:
     from npc.policy import guard
     from npc.policy.model import DEFAULT_WEIGHTS
     from npc.policy.observe import OBS_DIM
-    from server.config import weights_input
+    from npc.policy.weights import weights_input
 
     if not DEFAULT_WEIGHTS.is_file() or weights_input(str(DEFAULT_WEIGHTS)) != OBS_DIM:
         print("policy: no weights for today's observation layout: the built-in behaviour decides every file "

@@ -45,7 +45,7 @@ import traceback
 from collections import deque
 from dataclasses import dataclass
 from types import CodeType
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Literal
 
 from npc.files.schema import Definition, Problem
 
@@ -164,7 +164,7 @@ class hard_cap:
             self.old_timer = signal.setitimer(signal.ITIMER_REAL, self.cap_s, REPEAT_S)
         return self
 
-    def __exit__(self, *exc) -> bool:
+    def __exit__(self, *exc: object) -> Literal[False]:   # an exception in the block goes on
         if self.on:
             self.armed = False      # first: a signal that lands from here on is ignored
             signal.setitimer(signal.ITIMER_REAL, 0)
