@@ -193,7 +193,12 @@ async def test_raising_slow_and_runaway_hooks_are_contained(npc_server):
     body = await wait_admin(p, url, token, "/npcs", lambda b: hook_state(b) == "disabled", what="slow hook disabled")
     assert body["npcs"][0]["hooks"]["overruns"] == 3
     status, body = await admin(url, "/errors", token)
-    assert sum(1 for r in body["recent"] if r["kind"] == "hook_slow" and "budget 5.0 ms" in r["message"]) == 3
+    # each overrun reported: "took N ms (budget 5.0 ms)", or, when a busy machine stretched the 12 ms sleep
+    # past the 20 ms cap, "was stopped after N ms (hard cap 20 ms)": an overrun either way
+    slow = [r for r in body["recent"] if r["kind"] == "hook_slow"]
+    assert len(slow) == 3 and all("budget 5.0 ms" in r["message"] or "hard cap 20 ms" in r["message"]
+                                  for r in slow), slow
+    stopped_before = sum(1 for r in slow if "was stopped after" in r["message"])
     assert any(r["kind"] == "hook_disabled" for r in body["recent"])
 
     # A runaway hook (the file changed: enabled again): stopped by the hard cap, then disabled.
@@ -201,7 +206,7 @@ async def test_raising_slow_and_runaway_hooks_are_contained(npc_server):
     await wait_admin(p, url, token, "/npcs", lambda b: hook_state(b) == "ok", what="hooks enabled again")
     body = await wait_admin(p, url, token, "/npcs", lambda b: hook_state(b) == "disabled", what="runaway disabled")
     status, body = await admin(url, "/errors", token)
-    assert sum(1 for r in body["recent"] if "was stopped after" in r["message"]) == 3
+    assert sum(1 for r in body["recent"] if "was stopped after" in r["message"]) - stopped_before == 3
 
     # The tick went on all along: updates kept coming, one per tick, none missing.
     for _ in range(40):
