@@ -13,6 +13,8 @@ import os
 import threading
 from typing import Any
 
+from .runners import StreamRunner
+
 
 class Latch:
     """A gate that opens once, shared with spawned workers (pass it in
@@ -99,7 +101,7 @@ def tiny_mlp(in_dim: int = 16, hidden: int = 32, out_dim: int = 4, seed: int = 0
     return net
 
 
-class ScriptedStreamRunner:
+class ScriptedStreamRunner(StreamRunner):
     """A streaming runner (add/step/cancel) that follows its payloads, for tests.
 
     Payload {"n": pieces, "op": ...} (defaults: the runner options `n`, `op`): each step yields the next piece
