@@ -117,9 +117,10 @@ class ScriptedStreamRunner(StreamRunner):
     streams join and leave the running batch.
     """
 
-    def __init__(self, gate: Any = None, started: Any = None, op: str = "echo", n: int = 3):
+    def __init__(self, gate: Any = None, started: Any = None, op: str = "echo", n: int = 3, step_s: float = 0.0):
         self.gate = gate
         self.started = started
+        self.step_s = step_s  # a pause before each step: a slow model, so a stream lasts (remote-worker tests)
         self.op, self.n = op, n  # for payloads that name none (e.g. a dialogue request)
         self.running: dict[int, dict] = {}  # sid -> {"payload", "i", "joined"}
         self.steps = 0
@@ -135,6 +136,8 @@ class ScriptedStreamRunner(StreamRunner):
         self.cancelled.append(sid)
 
     def step(self) -> list:
+        if self.step_s:
+            threading.Event().wait(self.step_s)
         self.steps += 1
         out = []
         batch = len(self.running)

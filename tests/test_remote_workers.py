@@ -1,0 +1,274 @@
+"""Remote workers over MQTT 5, with a real Mosquitto started by each test on a
+free loopback port and real `npcworld worker` processes (ended by PID).
+
+The pool-level tests drive a Pool whose only executor is the MQTT one, with
+scripted runners in the workers (so a test can see which requests were
+computed); the server-level tests run real servers, the real policy runner
+and the tiny dialogue model, seen by real WebSocket clients. No sleeps and
+no timing assertions: tests wait on futures, presence, metrics and process
+exits, each with a generous bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+
+import pytest
+
+import mqtthelp
+from mqtthelp import WAIT
+from npc.inference import Outcome, Pool, PoolConfig, StreamEnd
+from npc.inference import messages as m
+from npc.inference.broker import RemoteConfig, properties, read_properties, reply_topic, request_topic, status_topic
+from npchelp import TAM, small_map, write
+from test_decisions import STAYS, WANDERS, B, decisions, metrics, until_metrics, walker
+from test_dialogue_server import check_stream, conversation
+from wsclient import Player
+
+broker, workers = mqtthelp.broker, mqtthelp.workers  # the fixtures
+SCRIPTED = ["--runner", "decision=npc.inference.testing:ScriptedRunner", "--runner-options", "decision={}"]
+FAR = 30.0  # seconds: a deadline that does not pass during a test
+
+
+def remote_pool(url: str, kind: str = "decision", **remote) -> Pool:
+    return Pool(PoolConfig(workers=0, max_wait_s=0.0, remote=RemoteConfig(url, kind, **remote))).start()
+
+
+def ready(pool: Pool, n: int = 1) -> None:
+    assert pool.wait_for(lambda: pool.stats.workers_ready >= n, WAIT), pool.workers()
+
+
+def run_one(pool: Pool, payload, budget: float = FAR):
+    fut = pool.submit(payload, time.monotonic() + budget)
+    assert fut.wait(WAIT)
+    return fut
+
+
+async def raw_client(url: str, body):
+    """A bare MQTT 5 client (a foreign server, or garbage): `body(client)` runs connected."""
+    from npc.inference import broker as b
+
+    async with b.client(b.parse_broker(url), f"test-{time.monotonic_ns()}", 5) as c:
+        return await body(c)
+
+
+def test_batches_run_on_a_remote_worker_and_two_workers_share_the_load(broker, workers):
+    a = workers("wa", "--serve", "decision", *SCRIPTED)
+    b_ = workers("wb", "--serve", "decision", *SCRIPTED)
+    a.wait_ready()
+    b_.wait_ready()
+    pool = remote_pool(broker.url)
+    try:
+        ready(pool, 2)
+        seen = set()
+        for i in range(200):  # the broker's shared subscription deals them out; both serve some
+            fut = run_one(pool, {"n": i})
+            assert fut.outcome is Outcome.ON_TIME, fut.error
+            assert fut.value["payload"] == {"n": i}
+            seen.add(fut.worker)
+            if seen == {"wa", "wb"}:
+                break
+        assert seen == {"wa", "wb"}
+        lines = "\n".join(pool.prometheus())
+        assert 'npcworld_remote_decision_worker_up{worker="wa"} 1' in lines
+        assert 'npcworld_remote_decision_worker_outcomes_total{worker="wb",outcome="on_time"}' in lines
+        s = pool.stats
+        assert s.submitted == s.on_time + s.late + s.dropped + s.failed
+    finally:
+        pool.close()
+
+
+def test_expired_requests_are_dropped_by_the_worker_without_compute(broker, workers):
+    w = workers("wx", "--serve", "decision", *SCRIPTED)
+    w.wait_ready()
+    pool = remote_pool(broker.url)
+    try:
+        ready(pool)
+
+        async def send(c):
+            # A request whose budget is spent on arrival: the worker must answer "dropped", never compute it.
+            me = reply_topic("npcworld", "test-expired")
+            await c.subscribe(me)
+            req = m.encode(m.Batch(1, [0.0, 0.0], [{"n": 1}, {"n": 2}]))
+            await c.publish(request_topic("npcworld", "decision"), req,
+                            properties=properties("publish", me, b"x1", {"budget-ms": "0", "priority": "0"}))
+            async for msg in c.messages:
+                return m.decode(msg.payload), read_properties(msg)
+
+        done, (_, corr, user) = asyncio.run(raw_client(broker.url, send))
+        assert isinstance(done, m.Done) and done.statuses == ["dropped", "dropped"]
+        assert corr == b"x1" and user["worker"] == "wx"
+        # The runner never saw them: the next request is the first it computes.
+        fut = run_one(pool, {"n": 3})
+        assert fut.outcome is Outcome.ON_TIME and fut.value["items"] == 1 and fut.value["call"] == 1
+    finally:
+        pool.close()
+
+
+def test_malformed_messages_are_counted_and_ignored(broker, workers):
+    w = workers("wm", "--serve", "decision", *SCRIPTED)
+    w.wait_ready()
+    pool = remote_pool(broker.url, client_id="victim")
+    try:
+        ready(pool)
+
+        async def garbage(c):
+            req, me = request_topic("npcworld", "decision"), reply_topic("npcworld", "victim")
+            await c.publish(req, b"\xc1\xc1 not msgpack", properties=properties("publish", me, b"b1", {}))
+            await c.publish(req, m.encode(m.Stop()), properties=properties("publish", me, b"b2", {}))
+            await c.publish(req, m.encode(m.Batch(1, [1.0], [1])))  # no response topic: cannot be answered
+            await c.publish(me, b"\x00garbage", properties=properties("publish", None, b"b9", {}))
+            await c.publish(me, m.encode(m.Took("x")))  # no correlation data
+            await c.publish(status_topic("npcworld", "ghost"), b"{not json", retain=False)
+            await c.publish(req, b"x" * 100, properties=properties("publish", me, b"b3", {"budget-ms": "nan"}))
+
+        asyncio.run(raw_client(broker.url, garbage))
+        ex = pool.executors[0]
+        assert pool.wait_for(lambda: sum(ex.malformed.values()) >= 3, WAIT), ex.malformed
+        assert ex.malformed.get("reply", 0) >= 2 and ex.malformed.get("status", 0) >= 1
+
+        async def status(c):  # the worker's retained status counts what it ignored
+            await c.subscribe(status_topic("npcworld", "wm"), qos=1)
+            async for msg in c.messages:
+                st = json.loads(msg.payload)
+                if st["counters"]["malformed"] >= 4:
+                    return st
+
+        st = asyncio.run(asyncio.wait_for(raw_client(broker.url, status), WAIT))
+        assert st["state"] == "online" and st["kinds"] == ["decision"] and st["capacity"]["decision"] >= 1
+        fut = run_one(pool, {"n": 1})  # and both still serve
+        assert fut.outcome is Outcome.ON_TIME and fut.value["items"] == 1
+    finally:
+        pool.close()
+
+
+def test_a_worker_killed_mid_stream_fails_its_streams_at_once(broker, workers):
+    w = workers("ws", "--serve", "dialogue", "--runner", "dialogue=npc.inference.testing:ScriptedStreamRunner",
+                "--runner-options", 'dialogue={"n": 100000, "step_s": 0.05}')
+    w.wait_ready()
+    # A silence bound far beyond the test's: only the worker's will can end these streams in time.
+    pool = remote_pool(broker.url, "dialogue", silence_s=3600.0)
+    try:
+        ready(pool)
+        streams = [pool.open_stream({"tag": f"s{i}"}) for i in range(2)]
+        assert pool.wait_for(lambda: all(s.pieces >= 2 for s in streams), WAIT), streams
+        got = streams[0].take()
+        assert [p["text"] for p in got[:2]] == ["s0:1", "s0:2"]  # in order, none lost
+        w.kill()
+        assert pool.wait_for(lambda: all(s.end is not None for s in streams), WAIT), streams
+        for s in streams:
+            assert s.end == StreamEnd.FAILED and "ws went offline" in s.error, s.error
+        assert pool.stats.workers_ready == 0
+        # With no worker left, a new stream waits; its admission deadline drops it without compute.
+        late = pool.open_stream({"tag": "late"}, deadline=time.monotonic() + 0.2)
+        assert pool.wait_for(lambda: late.end is not None, WAIT)
+        assert late.end == StreamEnd.DROPPED
+    finally:
+        pool.close()
+
+
+def test_a_cancelled_remote_stream_stops_on_the_worker(broker, workers):
+    w = workers("wc", "--serve", "dialogue", "--runner", "dialogue=npc.inference.testing:ScriptedStreamRunner",
+                "--runner-options", 'dialogue={"n": 100000, "step_s": 0.02}')
+    w.wait_ready()
+    pool = remote_pool(broker.url, "dialogue")
+    try:
+        ready(pool)
+        first = pool.open_stream({"tag": "a"})
+        assert pool.wait_for(lambda: first.pieces >= 1, WAIT)
+        assert first.cancel()
+        assert pool.wait_for(lambda: first.end is not None, WAIT) and first.end == StreamEnd.CANCELLED
+        second = pool.open_stream({"tag": "b", "n": 2})
+        assert pool.wait_for(lambda: second.end is not None, WAIT)
+        pieces = second.take()
+        assert second.end == StreamEnd.OK and [p["text"] for p in pieces] == ["b:1", "b:2"]
+        assert first.sid in pieces[-1]["cancelled"]  # the worker's runner dropped the cancelled stream
+    finally:
+        pool.close()
+
+
+# -- real servers -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def npc_server(launch, tmp_path, broker):
+    def _start(npc: str, *args: str):
+        folder = tmp_path / "npcs"
+        folder.mkdir(exist_ok=True)
+        write(folder / "walker.toml", npc)
+        return launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0",
+                      "--broker", broker.url, "--local-workers", "0", *args)
+    return _start
+
+
+def remote_outcome(mm: dict, kind: str, worker: str, outcome: str) -> float:
+    return mm.get(f'npcworld_remote_{kind}_worker_outcomes_total{{worker="{worker}",outcome="{outcome}"}}', 0.0)
+
+
+async def test_decisions_from_a_remote_worker_move_an_npc_in_a_real_server(npc_server, workers):
+    w = workers("policy-1", "--serve", "decision", "--policy-module", "tests.policy_modules:go_to_need")
+    srv = npc_server(STAYS, "--decider", "policy", "--no-policy-guard")
+    w.wait_ready()
+    p = await Player.join(srv.ws_url, name="watcher")
+    try:
+        def at_b(p, msg):
+            eid = walker(p)
+            pos = p.positions.get(eid) if eid is not None else None
+            return pos is not None and math.hypot(pos[0] - B[0], pos[1] - B[1]) < 160
+        await p.until(at_b, timeout=WAIT, what="the walker to go to b on the remote policy's word")
+        mm = await asyncio.to_thread(metrics, srv.http_url)
+        assert decisions(mm, "on_time") > 0
+        assert remote_outcome(mm, "decision", "policy-1", "on_time") > 0
+        assert mm['npcworld_remote_decision_worker_up{worker="policy-1"}'] == 1
+    finally:
+        await p.close()
+
+
+async def test_the_broker_killed_and_restarted_the_server_ticks_on_and_remote_work_resumes(
+        npc_server, workers, broker):
+    w = workers("policy-2", "--serve", "decision", "--policy-module", "tests.policy_modules:wander")
+    srv = npc_server(WANDERS, "--decider", "policy", "--no-policy-guard")
+    w.wait_ready()
+    p = await Player.join(srv.ws_url, name="watcher")
+    try:
+        ok = lambda mm: remote_outcome(mm, "decision", "policy-2", "on_time")  # noqa: E731
+        await until_metrics(p, srv.http_url, lambda mm: ok(mm) > 0, "remote on-time decisions", WAIT)
+        broker.stop()
+        down = await until_metrics(p, srv.http_url,
+                                   lambda mm: mm["npcworld_remote_decision_broker_connected"] == 0,
+                                   "the server to see the broker gone", WAIT)
+        # The tick goes on without the broker: the built-in behaviour decides, the walker moves.
+        missed = lambda mm: decisions(mm, "dropped") + decisions(mm, "failed") + decisions(mm, "late")  # noqa: E731
+        await until_metrics(p, srv.http_url, lambda mm: missed(mm) > missed(down), "fallback decisions", WAIT)
+        eid = walker(p)
+        first = p.positions.get(eid)
+        await p.until(lambda p, msg: p.positions.get(eid) not in (None, first), timeout=WAIT,
+                      what="the walker to keep moving")
+        broker.start()
+        back = await until_metrics(p, srv.http_url, lambda mm: mm["npcworld_remote_decision_broker_connected"] == 1
+                                   and ok(mm) > ok(down), "remote decisions to resume", WAIT)
+        assert back["npcworld_remote_decision_broker_disconnects_total"] >= 1
+        assert srv.proc.poll() is None and w.proc.poll() is None
+        assert any("unreachable" in line for line in srv.output), srv.output[-20:]
+    finally:
+        await p.close()
+
+
+@pytest.mark.timeout(240)
+async def test_a_dialogue_reply_streams_from_a_remote_worker_to_a_player(launch, tmp_path, broker, workers):
+    w = workers("talker", "--serve", "dialogue", "--dialogue-model", "tiny", "--dialogue-max-new-tokens", "12")
+    folder = tmp_path / "npcs"
+    folder.mkdir()
+    write(folder / "tam.toml", TAM)
+    srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0", "--dialogue",
+                 "--dialogue-model", "tiny", "--dialogue-max-new-tokens", "12", "--memory-db",
+                 str(tmp_path / "memory.sqlite"), "--broker", broker.url, "--local-workers", "0")
+    w.wait_ready(120)
+    tam, ana, bo, end = await conversation(srv, "Hello! What do you sell?", timeout=120)
+    text = check_stream(tam, ana, end)
+    assert bo.says[-1]["text"] == text
+    mm = await asyncio.to_thread(metrics, srv.http_url)
+    assert remote_outcome(mm, "dialogue", "talker", "on_time") >= 1
