@@ -68,7 +68,7 @@ class Broker:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         conf = folder / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n")
         self.cmd = [exe, "-c", str(conf)]
         self.proc = None
 

@@ -35,7 +35,7 @@ class Mosquitto:
             pytest.skip("mosquitto is not installed (scripts/setup --test installs it)")
         self.port = free_port()
         self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
                              "log_dest stderr\nlog_type error\nlog_type warning\n")
         self.proc: subprocess.Popen | None = None
 

@@ -466,7 +466,9 @@ def pool_configs(args) -> tuple[dict[str, PoolConfig], dict[str, str], str]:
         if kind == "decision":
             spec = runners.get(kind, "npc.policy.model:PolicyRunner")
             opts = options.get(kind, {"module": args.policy_module, "weights": args.policy_weights or None})
-            pools[kind] = PoolConfig(runner=spec, runner_options=opts, workers=args.workers, devices=[device])
+            # max_wait_s 0: the server batched already; waiting here only adds to the round trip
+            pools[kind] = PoolConfig(runner=spec, runner_options=opts, workers=args.workers, devices=[device],
+                                     max_wait_s=0.0)
             models[kind] = f"{args.policy_module} {os.path.basename(args.policy_weights)}" if kind not in runners \
                 else spec
         else:
