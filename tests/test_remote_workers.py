@@ -55,6 +55,18 @@ async def raw_client(url: str, body):
         return await body(c)
 
 
+def worker_status(url: str, name: str, pred) -> dict:
+    """The first status of worker `name` (retained, then refreshed every few seconds) for which pred holds."""
+    async def status(c):
+        await c.subscribe(status_topic("npcworld", name), qos=1)
+        async for msg in c.messages:
+            st = json.loads(msg.payload)
+            if pred(st):
+                return st
+
+    return asyncio.run(asyncio.wait_for(raw_client(url, status), WAIT))
+
+
 def test_batches_run_on_a_remote_worker_and_two_workers_share_the_load(broker, workers):
     a = workers("wa", "--serve", "decision", *SCRIPTED)
     b_ = workers("wb", "--serve", "decision", *SCRIPTED)
@@ -130,17 +142,45 @@ def test_malformed_messages_are_counted_and_ignored(broker, workers):
         assert pool.wait_for(lambda: sum(ex.malformed.values()) >= 3, WAIT), ex.malformed
         assert ex.malformed.get("reply", 0) >= 2 and ex.malformed.get("status", 0) >= 1
 
-        async def status(c):  # the worker's retained status counts what it ignored
-            await c.subscribe(status_topic("npcworld", "wm"), qos=1)
-            async for msg in c.messages:
-                st = json.loads(msg.payload)
-                if st["counters"]["malformed"] >= 4:
-                    return st
-
-        st = asyncio.run(asyncio.wait_for(raw_client(broker.url, status), WAIT))
+        # the worker's retained status counts what it ignored
+        st = worker_status(broker.url, "wm", lambda st: st["counters"]["malformed"] >= 4)
         assert st["state"] == "online" and st["kinds"] == ["decision"] and st["capacity"]["decision"] >= 1
         fut = run_one(pool, {"n": 1})  # and both still serve
         assert fut.outcome is Outcome.ON_TIME and fut.value["items"] == 1
+    finally:
+        pool.close()
+
+
+def test_a_flood_beyond_capacity_is_answered_busy_without_compute(broker, workers):
+    w = workers("wf", "--serve", "decision", "--capacity", "decision=1", *SCRIPTED)
+    w.wait_ready()
+    pool = remote_pool(broker.url)
+    try:
+        ready(pool)
+        stuck = pool.submit({"op": "hang"}, time.monotonic() + FAR)  # holds the worker's one place
+        ex = pool.executors[0]
+        assert pool.wait_for(lambda: any(x.worker == "wf" for x in ex.batches.values()), WAIT)
+
+        async def flood(c):
+            me = reply_topic("npcworld", "flooder")
+            await c.subscribe(me)
+            for i in range(20):
+                await c.publish(request_topic("npcworld", "decision"), m.encode(m.Batch(i, [60.0], [{"n": i}])),
+                                properties=properties("publish", me, b"f%d" % i, {"budget-ms": "60000"}))
+            got = []
+            async for msg in c.messages:
+                got.append(m.decode(msg.payload))
+                if len(got) == 20:
+                    return got
+
+        replies = asyncio.run(asyncio.wait_for(raw_client(broker.url, flood), WAIT))
+        assert all(isinstance(r, m.Done) and r.statuses == ["busy"] for r in replies)
+        # The hung runner is the worker's local pool's business: killed at its hang timeout, the request fails.
+        assert stuck.wait(WAIT) and stuck.outcome is Outcome.FAILED and "runner failed" in stuck.error
+        st = worker_status(broker.url, "wf", lambda st: st["counters"]["busy"] >= 20)
+        assert st["counters"]["busy"] == 20 and st["capacity"] == {"decision": 1}
+        fut = run_one(pool, {"n": 1})  # and it serves again
+        assert fut.outcome is Outcome.ON_TIME
     finally:
         pool.close()
 
