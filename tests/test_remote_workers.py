@@ -185,6 +185,43 @@ def test_a_flood_beyond_capacity_is_answered_busy_without_compute(broker, worker
         pool.close()
 
 
+def test_local_workers_serve_while_no_remote_worker_has_room(broker, workers):
+    pool = Pool(PoolConfig(runner="npc.inference.testing:ScriptedRunner", workers=1, max_wait_s=0.0,
+                           remote=RemoteConfig(broker.url, "decision"))).start()
+    try:
+        assert pool.wait_ready(WAIT, count=1)
+        fut = run_one(pool, {"n": 1})
+        assert fut.outcome is Outcome.ON_TIME and fut.worker == 0  # no remote worker yet: the local one
+        w = workers("wr", "--serve", "decision", *SCRIPTED)
+        w.wait_ready()
+        ready(pool, 2)
+        fut = run_one(pool, {"n": 2})
+        assert fut.outcome is Outcome.ON_TIME and fut.worker == "wr"  # remote first while it has room
+        assert {i.executor for i in pool.workers()} == {"local", "mqtt"}
+    finally:
+        pool.close()
+
+
+def test_broker_addresses_and_options_are_checked_with_a_reason(monkeypatch):
+    from npc.inference.broker import BrokerError, parse_broker
+    from server.config import ConfigError, ServerConfig
+
+    a = parse_broker("mqtts://npc:s%40cret@broker.lan")
+    assert (a.host, a.port, a.tls, a.username, a.password) == ("broker.lan", 8883, True, "npc", "s@cret")
+    monkeypatch.setenv("NPCWORLD_BROKER_PASSWORD", "from-env")
+    assert parse_broker("mqtt://npc@10.0.0.5:1884").password == "from-env" and "from-env" not in a.url
+    for bad, why in [("http://h:1", "expected mqtt://"), ("mqtt://h:99999", "port"), ("mqtt://:1883", "no host"),
+                     ("mqtt://h:1/x", "path")]:
+        with pytest.raises(BrokerError, match=why):
+            parse_broker(bad)
+    with pytest.raises(ConfigError, match="expected mqtt://"):
+        ServerConfig(broker="http://h").validate()
+    with pytest.raises(ConfigError, match="local_workers"):
+        ServerConfig(local_workers=0).validate()
+    with pytest.raises(BrokerError, match="kind"):
+        RemoteConfig("mqtt://h", "painting").validate()
+
+
 def test_a_worker_killed_mid_stream_fails_its_streams_at_once(broker, workers):
     w = workers("ws", "--serve", "dialogue", "--runner", "dialogue=npc.inference.testing:ScriptedStreamRunner",
                 "--runner-options", 'dialogue={"n": 100000, "step_s": 0.05}')

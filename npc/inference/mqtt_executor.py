@@ -18,8 +18,8 @@ properties. The worker that takes it answers Took, then Done; a stream is an
 Add answered by Took, then Pieces (sequence numbers from 0) until the last.
 
 Deadlines and clocks: only budgets travel. Transit is measured per worker as
-round trip minus the time the worker says it held the request (held-ms), an
-exponentially weighted average; a request's budget is sent net of the
+round trip minus the time the worker says it held the request (held-ms), the
+median of the last few; a request's budget is sent net of the
 largest transit among the workers present (the broker picks which one).
 
 Failures, each counted, none raising into the tick:
@@ -40,6 +40,7 @@ import asyncio
 import collections
 import json
 import logging
+import statistics
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,7 +55,10 @@ from .stream import Stream, StreamEnd
 
 log = logging.getLogger("npcworld.inference.mqtt")
 
-TRANSIT_ALPHA = 0.2  # weight of the newest transit measurement
+# Transit per worker is the median of its last TRANSIT_WINDOW measurements: robust to the
+# first round trips (imports, warm-up: 80 ms seen where the steady state is 2 ms), which an
+# average would carry for many requests, each sent with too small a budget and dropped.
+TRANSIT_WINDOW = 15
 
 
 @dataclass
@@ -68,7 +72,7 @@ class RemoteWorker:
     models: dict[str, str] = field(default_factory=dict)
     pid: int | None = None
     online: bool = False
-    transit_s: float | None = None  # EWMA of round trip minus held time
+    transits: collections.deque = field(default_factory=lambda: collections.deque(maxlen=TRANSIT_WINDOW))
     requests: int = 0  # batches and streams it took
     outcomes: dict[str, int] = field(default_factory=dict)  # request outcome -> count
     latency_sum_s: float = 0.0  # round trips of its answered batches
@@ -78,6 +82,11 @@ class RemoteWorker:
 
     def count(self, outcome: str, n: int = 1) -> None:
         self.outcomes[outcome] = self.outcomes.get(outcome, 0) + n
+
+    @property
+    def transit_s(self) -> float | None:
+        """Round trip minus the time the worker held the request (seconds): the median of the last few."""
+        return statistics.median(self.transits) if self.transits else None
 
 
 @dataclass
@@ -369,8 +378,7 @@ class MqttExecutor:
         except ValueError:
             held = None
         if held is not None and 0 <= held / 1000.0 <= rtt:
-            transit = rtt - held / 1000.0
-            w.transit_s = transit if w.transit_s is None else w.transit_s + TRANSIT_ALPHA * (transit - w.transit_s)
+            w.transits.append(rtt - held / 1000.0)
         self.latency.observe(len(batch.futures), rtt)
         w.latency_sum_s += rtt
         w.latency_count += 1
