@@ -312,6 +312,9 @@ class MqttExecutor:
                 return
         w = self.workers.get(name)
         if w is None:
+            kinds = status.get("kinds")
+            if status["state"] == "offline" or not isinstance(kinds, list) or self.kind not in kinds:
+                return  # not one of ours (it serves other kinds), or gone before we knew it
             w = self.workers[name] = RemoteWorker(name)
         if status["state"] == "offline":
             if w.online:

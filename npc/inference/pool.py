@@ -36,13 +36,16 @@ counted in `pool.stats`:
 - ON_TIME: the result reached the pool at or before the deadline;
 - LATE: after it (the value is still given; the caller decides);
 - DROPPED: no compute was spent: the deadline passed while queued here or on
-  the way to the worker (checked at both ends), the queue was full, or the
-  caller cancelled it;
-- FAILED: the runner raised, the worker died or hung with it, or the pool closed.
+  the way to the worker (checked at both ends), the queue was full, a remote
+  worker was full ("busy"), or the caller cancelled it;
+- FAILED: the runner raised, the worker died or hung with it (a remote one:
+  went offline, or did not answer by deadline + reply_grace_s), the broker
+  connection was lost, or the pool closed.
 
 Bounds and what happens at them:
 - queue: `max_queue` requests; beyond it a request is dropped at once;
-- in flight: one batch of at most `max_batch` per worker; the rest wait here;
+- in flight: one batch of at most `max_batch` per local worker, and to remote
+  workers at most the capacity their status announces; the rest wait here;
 - a worker silent for `hang_timeout_s` is killed; its batch fails at once;
 - a dead worker restarts at once, then with backoff (0.1 s doubling up to
   `restart_backoff_max_s`) while it keeps failing; while no worker is up,
