@@ -222,6 +222,56 @@ def test_broker_addresses_and_options_are_checked_with_a_reason(monkeypatch):
         RemoteConfig("mqtt://h", "painting").validate()
 
 
+def test_a_worker_written_from_the_docs_alone_serves_a_pool(broker):
+    """docs/workers.md as the only contract: plain msgpack and MQTT 5, none of our worker code."""
+    import msgpack
+
+    async def foreign_worker(c, served: list, stop: asyncio.Event):
+        status = {"name": "foreign", "state": "online", "device": "cpu", "kinds": ["decision"],
+                  "capacity": {"decision": 1}, "models": {}}
+        await c.subscribe("$share/npcworld-decision/npcworld/req/decision")
+        await c.publish("npcworld/workers/foreign/status", json.dumps(status), qos=1, retain=True)
+        async for msg in c.messages:
+            got = time.monotonic()
+            response, corr, user = msg.properties.ResponseTopic, msg.properties.CorrelationData, \
+                dict(msg.properties.UserProperty)
+            tag, batch_id, budgets, payloads = msgpack.unpackb(msg.payload)
+            assert tag == "batch" and float(user["budget-ms"]) > 0 and 0 <= int(user["priority"]) <= 9
+
+            async def reply(body):
+                held = f"{(time.monotonic() - got) * 1000:.3f}"
+                await c.publish(response, msgpack.packb(body), properties=properties(
+                    "publish", None, corr, {"worker": "foreign", "held-ms": held}))
+
+            await reply(["took", "foreign"])
+            await reply(["done", batch_id, ["ok"] * len(payloads), [p * 2 for p in payloads], 0.0])
+            served.append(batch_id)
+            if len(served) == 3:
+                await c.publish("npcworld/workers/foreign/status", json.dumps({**status, "state": "offline"}),
+                                qos=1, retain=True)
+                stop.set()
+                return
+
+    async def scenario():
+        served: list = []
+        stop = asyncio.Event()
+        pool = remote_pool(broker.url)
+        try:
+            worker = asyncio.create_task(raw_client(broker.url, lambda c: foreign_worker(c, served, stop)))
+            await asyncio.to_thread(ready, pool)
+            for i in range(3):
+                fut = pool.submit(21 + i, time.monotonic() + FAR)
+                assert await asyncio.to_thread(fut.wait, WAIT)
+                assert fut.outcome is Outcome.ON_TIME and fut.value == 2 * (21 + i) and fut.worker == "foreign"
+            await asyncio.wait_for(worker, WAIT)
+            assert await asyncio.to_thread(pool.wait_for, lambda: pool.stats.workers_ready == 0, WAIT)
+            assert "foreign" in "\n".join(pool.prometheus())
+        finally:
+            await pool.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_a_worker_killed_mid_stream_fails_its_streams_at_once(broker, workers):
     w = workers("ws", "--serve", "dialogue", "--runner", "dialogue=npc.inference.testing:ScriptedStreamRunner",
                 "--runner-options", 'dialogue={"n": 100000, "step_s": 0.05}')
