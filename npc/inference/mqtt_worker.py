@@ -92,7 +92,7 @@ class MqttWorker:
     def __init__(self, address: b.BrokerAddress, name: str, pools: dict[str, PoolConfig], device: str,
                  prefix: str = "npcworld", capacity: dict[str, int] | None = None, keepalive_s: int = 5,
                  models: dict[str, str] | None = None, status_every_s: float = STATUS_EVERY_S,
-                 reconnect_max_s: float = 10.0):
+                 reconnect_max_s: float = 2.0):
         if not b.valid_name(name):
             raise b.BrokerError(f"worker name {name!r}: expected letters, digits, '-', '_', '.' (at most 64)")
         self.address, self.name, self.device, self.prefix = address, name, device, prefix
