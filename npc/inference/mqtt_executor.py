@@ -357,6 +357,11 @@ class MqttExecutor:
             self._on_stream_reply(corr, msg, name, now)
         else:
             self.late_replies += 1  # finished already (failed at its grace, or cancelled)
+            if isinstance(msg, m.Took) and corr[:1] == b"s" and corr[1:].isdigit() and b.valid_name(msg.worker):
+                # A stream cancelled before any worker had taken it: stop it there too, or it runs to its end.
+                props = b.properties("publish", self.reply_topic, corr)
+                self._publish(b.cancel_topic(self.remote.prefix, msg.worker), m.encode(m.Cancel(int(corr[1:]))),
+                              props)
 
     def _worker(self, name: str) -> RemoteWorker:
         w = self.workers.get(name)
