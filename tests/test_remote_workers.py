@@ -25,7 +25,7 @@ from npc.inference import messages as m
 from npc.inference.broker import RemoteConfig, properties, read_properties, reply_topic, request_topic, status_topic
 from npchelp import TAM, small_map, write
 from test_decisions import STAYS, WANDERS, B, decisions, metrics, until_metrics, walker
-from test_dialogue_server import check_stream, conversation
+from test_dialogue_server import check_stream, conversation, find_npc, walk_to
 from wsclient import Player
 
 broker, workers = mqtthelp.broker, mqtthelp.workers  # the fixtures
@@ -386,7 +386,9 @@ async def test_the_broker_killed_and_restarted_the_server_ticks_on_and_remote_wo
 
 @pytest.mark.timeout(240)
 async def test_a_dialogue_reply_streams_from_a_remote_worker_to_a_player(launch, tmp_path, broker, workers):
-    w = workers("talker", "--serve", "dialogue", "--dialogue-model", "tiny", "--dialogue-max-new-tokens", "12")
+    # A slow model on purpose (a pause before each step), so the second reply is still streaming when its worker dies.
+    w = workers("talker", "--serve", "dialogue", "--dialogue-model", "tiny", "--dialogue-max-new-tokens", "12",
+                "--dialogue-step-delay-ms", "150")
     folder = tmp_path / "npcs"
     folder.mkdir()
     write(folder / "tam.toml", TAM)
@@ -399,3 +401,19 @@ async def test_a_dialogue_reply_streams_from_a_remote_worker_to_a_player(launch,
     assert bo.says[-1]["text"] == text
     mm = await asyncio.to_thread(metrics, srv.http_url)
     assert remote_outcome(mm, "dialogue", "talker", "on_time") >= 1
+
+    # The worker killed mid-reply: the NPC's line ends with what it had said ("cut", as for a local
+    # worker's death once text was shown; "fallback" before any), the server ticks on.
+    cy = await Player.join(srv.ws_url, "Cy")
+    try:
+        await walk_to(cy, await find_npc(cy, "Old Tam"))
+        await cy.send({"t": "talk", "npc": tam, "text": "And the weather?"})
+        await cy.until(lambda me, msg: msg["t"] == "say_delta", timeout=120, what="the reply to start")
+        w.kill()
+        end = await cy.until(lambda me, msg: msg["t"] == "say_end", timeout=WAIT, what="say_end after the kill")
+        assert end["reason"] == "cut", end
+        mm = await until_metrics(cy, srv.http_url, lambda mm: mm['npcworld_remote_dialogue_worker_up{worker="talker"}']
+                                 == 0, "the worker's will", WAIT)
+        assert remote_outcome(mm, "dialogue", "talker", "failed") >= 1 and srv.proc.poll() is None
+    finally:
+        await cy.close()
