@@ -30,12 +30,22 @@ class Mosquitto:
     """mosquitto -c CONF with `listener PORT 127.0.0.1` and anonymous access.
     stop() kills it (SIGKILL: no goodbye to the clients); start() again binds the same port."""
 
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, users: dict[str, str] | None = None):
         if not os.access(MOSQUITTO, os.X_OK):
             pytest.skip("mosquitto is not installed (scripts/setup --test installs it)")
         self.port = free_port()
         self.conf = folder / "mosquitto.conf"
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
+        access = "allow_anonymous true\n"
+        if users:  # only these users, by password (mosquitto_passwd writes the hashed file)
+            passwd = folder / "passwd"
+            for i, (user, password) in enumerate(users.items()):
+                subprocess.run(["mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(passwd), user, password],
+                               check=True, capture_output=True)
+            passwd.chmod(0o600)
+            access = f"allow_anonymous false\npassword_file {passwd}\n"
+        if os.getuid() == 0:
+            access += "user root\n"  # else mosquitto drops to user "mosquitto", who cannot read the test's files
+        self.conf.write_text(f"listener {self.port} 127.0.0.1\n{access}persistence false\nset_tcp_nodelay true\n"
                              "log_dest stderr\nlog_type error\nlog_type warning\n")
         self.proc: subprocess.Popen | None = None
 
@@ -67,12 +77,12 @@ class Mosquitto:
 class Worker:
     """`npcworld worker` as a subprocess; its output lines are kept for failure messages."""
 
-    def __init__(self, broker: str, name: str, *args: str):
+    def __init__(self, broker: str, name: str, *args: str, env: dict[str, str] | None = None):
         cmd = [sys.executable, "-m", "server.cli", "worker", "--broker", broker, "--name", name, *args]
         self.name = name
         self.output: list[str] = []
         self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
         self.ready = threading.Event()
         threading.Thread(target=self._pump, daemon=True).start()
 

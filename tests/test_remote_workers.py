@@ -272,6 +272,26 @@ def test_a_worker_written_from_the_docs_alone_serves_a_pool(broker):
     asyncio.run(scenario())
 
 
+def test_a_broker_with_passwords_admits_servers_and_workers_that_have_one(tmp_path, monkeypatch):
+    guarded = mqtthelp.Mosquitto(tmp_path, users={"npc": "s3cret"}).start()
+    w = mqtthelp.Worker(f"mqtt://npc@127.0.0.1:{guarded.port}", "wp", "--serve", "decision", *SCRIPTED,
+                        env={"NPCWORLD_BROKER_PASSWORD": "s3cret"})  # kept off the command line
+    wrong = remote_pool(f"mqtt://npc:wrong@127.0.0.1:{guarded.port}")
+    right = remote_pool(f"mqtt://npc:s3cret@127.0.0.1:{guarded.port}")
+    try:
+        w.wait_ready()
+        ready(right)
+        assert run_one(right, {"n": 1}).outcome is Outcome.ON_TIME
+        # The wrong password never connects: its requests drop at their deadlines, nothing raises.
+        fut = run_one(wrong, {"n": 2}, budget=0.2)
+        assert fut.outcome is Outcome.DROPPED and not wrong.executors[0].connected
+    finally:
+        wrong.close()
+        right.close()
+        w.stop()
+        guarded.stop()
+
+
 def test_a_worker_killed_mid_stream_fails_its_streams_at_once(broker, workers):
     w = workers("ws", "--serve", "dialogue", "--runner", "dialogue=npc.inference.testing:ScriptedStreamRunner",
                 "--runner-options", 'dialogue={"n": 100000, "step_s": 0.05}')
