@@ -2,13 +2,13 @@
 
 A second implementation of the engine's Executor seam (engine.py); the local
 one is local.py. Two halves, one queue each way:
-- an I/O thread runs an asyncio loop with the aiomqtt client: it connects
-  (and reconnects with backoff, saying so in the log), subscribes to this
-  pool's reply topic and the workers' status topics, hands every received
-  message to the engine (a deque, then a wake-up byte), and publishes what
-  the engine queued;
-- the engine thread does everything else (`poll`): presence, replies,
-  futures, streams, deadlines. It never waits on the network.
+- the broker connection (link.py) runs on its own thread: it connects (and
+  reconnects with backoff, saying so in the log), subscribes to this pool's
+  reply topic and the workers' status topics, hands every received message
+  to the engine (a deque, then a wake-up byte), and publishes what the
+  engine queued;
+- the engine thread does everything else (`poll`, this file): presence,
+  replies, futures, streams, deadlines. It never waits on the network.
 
 What a request becomes (docs/workers.md has the wire contract): a batch is
 one PUBLISH on {prefix}/req/{kind} whose body is a Batch message, with this
@@ -36,12 +36,10 @@ Failures, each counted, none raising into the tick:
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import json
 import logging
 import statistics
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +47,7 @@ from . import broker as b
 from . import messages as m
 from .engine import Engine, encode_batch, feed_piece, finish_batch
 from .future import InferenceFuture, Outcome
+from .link import Link
 from .scheduler import BatchLatency, Pending
 from .stats import WorkerInfo
 from .stream import Stream, StreamEnd
@@ -129,27 +128,22 @@ class MqttExecutor:
         self.disconnects = 0
         self.malformed: dict[str, int] = {}  # topic kind -> messages ignored
         self.late_replies = 0
-        # I/O thread <-> engine thread
-        self._inbox: collections.deque = collections.deque()  # ("up"|"down"|"msg", ...) from the I/O thread
-        self._outbox: collections.deque = collections.deque()  # (topic, payload, props, qos, retain)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._kick: asyncio.Event | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self._closed = threading.Event()
+        self.link: Link | None = None  # the broker connection, on its own thread (link.py)
 
     # -- the seam -----------------------------------------------------------------------
 
     def start(self, engine: Engine, now: float) -> None:
         self.engine = engine
-        self._thread = threading.Thread(target=self._io_main, name=f"npcworld-mqtt-{self.kind}", daemon=True)
-        self._thread.start()
+        r = self.remote
+        self.link = Link(self.address, self.client_id, [(self.reply_topic, 0), (b.status_wildcard(r.prefix), 1)],
+                         engine.intake.wake, f"inference {self.kind}", r.keepalive_s, r.reconnect_max_s)
+        self.link.start()
 
     def on_event(self, data: Any, mask: int, now: float) -> None:
         pass  # nothing registered in the engine's selector: the I/O thread wakes the engine
 
     def poll(self, now: float) -> None:
-        inbox = self._inbox
+        inbox = self.link.inbox
         while inbox:
             event = inbox.popleft()
             try:
@@ -212,7 +206,7 @@ class MqttExecutor:
         props = b.properties("publish", self.reply_topic, corr,
                              {"budget-ms": f"{budget_ms:.3f}", "priority": self.remote.priority},
                              expiry_s=max(0.0, deadline - now) + self.remote.reply_grace_s)
-        self._publish(self.request_topic, data, props)
+        self.link.publish(self.request_topic, data, props)
 
     def stream_rooms(self):
         if self.connected:
@@ -235,26 +229,25 @@ class MqttExecutor:
             user["budget-ms"] = f"{budget * 1000.0:.3f}"
         props = b.properties("publish", self.reply_topic, corr, user,
                              expiry_s=None if stream.deadline is None else wait + self.remote.reply_grace_s)
-        self._publish(self.request_topic, data, props)
+        self.link.publish(self.request_topic, data, props)
 
     def cancel_stream(self, stream: Stream) -> None:
         rs = self.streams.pop(stream.place, None)
         if rs is not None and rs.worker is not None and self.connected:
             props = b.properties("publish", self.reply_topic, stream.place)
-            self._publish(b.cancel_topic(self.remote.prefix, rs.worker), m.encode(m.Cancel(stream.sid)), props)
+            self.link.publish(b.cancel_topic(self.remote.prefix, rs.worker), m.encode(m.Cancel(stream.sid)), props)
 
     def begin_close(self, now: float) -> None:
         self._fail_all(now, "the inference pool closed")
-        self._stop_io()
+        self.link.stop()
 
     def closed(self) -> bool:
-        return self._closed.is_set()
+        return self.link is None or self.link.closed.is_set()
 
     def shutdown(self, now: float) -> None:
         self._fail_all(now, "the inference pool closed")
-        self._stop_io()
-        if self._thread is not None:
-            self._thread.join(3.0)
+        if self.link is not None:
+            self.link.stop(join_s=3.0)
 
     def gauges(self) -> tuple[int, int]:
         ready = sum(1 for w in self.workers.values() if w.online and self.kind in w.kinds) if self.connected else 0
@@ -360,7 +353,7 @@ class MqttExecutor:
             if isinstance(msg, m.Took) and corr[:1] == b"s" and corr[1:].isdigit() and b.valid_name(msg.worker):
                 # A stream cancelled before any worker had taken it: stop it there too, or it runs to its end.
                 props = b.properties("publish", self.reply_topic, corr)
-                self._publish(b.cancel_topic(self.remote.prefix, msg.worker), m.encode(m.Cancel(int(corr[1:]))),
+                self.link.publish(b.cancel_topic(self.remote.prefix, msg.worker), m.encode(m.Cancel(int(corr[1:]))),
                               props)
 
     def _worker(self, name: str) -> RemoteWorker:
@@ -520,95 +513,3 @@ class MqttExecutor:
                    [f'{p}_worker_transit_seconds{{worker="{w.name}"}} {w.transit_s:.6f}'
                     for w in ws if w.transit_s is not None])
         return lines
-
-    # -- the I/O thread ---------------------------------------------------------------------------
-
-    def _publish(self, topic: str, payload: bytes, props: Any, qos: int = 0, retain: bool = False) -> None:
-        """Engine thread: queue a PUBLISH for the I/O thread (never waits)."""
-        self._outbox.append((topic, payload, props, qos, retain))
-        loop, kick = self._loop, self._kick
-        if loop is not None and kick is not None:
-            try:
-                loop.call_soon_threadsafe(kick.set)
-            except RuntimeError:
-                pass  # the loop has closed: the pool is closing
-
-    def _hand(self, event: tuple) -> None:
-        self._inbox.append(event)
-        self.engine.intake.wake()
-
-    def _stop_io(self) -> None:
-        self._stopping = True
-        loop = self._loop
-        if loop is not None and self._kick is not None:
-            try:
-                loop.call_soon_threadsafe(self._kick.set)
-            except RuntimeError:
-                pass
-
-    def _io_main(self) -> None:
-        try:
-            asyncio.run(self._io())
-        except Exception:
-            log.exception("the MQTT I/O thread failed")
-        finally:
-            if not self._stopping:
-                self._hand(("down", "the MQTT I/O thread stopped"))
-            self._closed.set()
-            self.engine.intake.wake()
-
-    async def _io(self) -> None:
-        import aiomqtt
-
-        self._loop = asyncio.get_running_loop()
-        self._kick = asyncio.Event()
-        backoff = b.Backoff(self.remote.reconnect_max_s)
-        while not self._stopping:
-            try:
-                async with b.client(self.address, self.client_id, self.remote.keepalive_s) as client:
-                    await client.subscribe(self.reply_topic, qos=0)
-                    await client.subscribe(b.status_wildcard(self.remote.prefix), qos=1)
-                    backoff.reset()
-                    self._outbox.clear()  # queued while down: their requests have failed already
-                    self._hand(("up",))
-                    reader = asyncio.create_task(self._read(client))
-                    writer = asyncio.create_task(self._write(client))
-                    done, pending = await asyncio.wait({reader, writer}, return_when=asyncio.FIRST_COMPLETED)
-                    for t in pending:
-                        t.cancel()
-                    for t in done:
-                        if t.exception() is not None:
-                            raise t.exception()
-                    if self._stopping:
-                        return
-            except aiomqtt.MqttError as exc:
-                if self._stopping:
-                    return
-                delay = backoff.delay()
-                log.warning("inference %s: broker %s unreachable (%s); retrying in %.1f s", self.kind,
-                            self.address.url, exc, delay)
-                self._hand(("down", str(exc)))
-                self._kick.clear()
-                try:
-                    await asyncio.wait_for(self._kick.wait(), delay)  # set early by close
-                except asyncio.TimeoutError:
-                    pass
-
-    async def _read(self, client: Any) -> None:
-        async for msg in client.messages:
-            payload = msg.payload if isinstance(msg.payload, (bytes, bytearray)) else bytes(str(msg.payload or ""),
-                                                                                           "utf-8")
-            if len(payload) > b.MAX_MESSAGE_BYTES:
-                self._hand(("msg", "", b"", (None, None, {})))  # counted as unknown
-                continue
-            self._hand(("msg", str(msg.topic), bytes(payload), b.read_properties(msg)))
-
-    async def _write(self, client: Any) -> None:
-        kick = self._kick
-        out = self._outbox
-        while not self._stopping:
-            await kick.wait()
-            kick.clear()
-            while out:
-                topic, payload, props, qos, retain = out.popleft()
-                await client.publish(topic, payload, qos=qos, retain=retain, properties=props)
