@@ -19,7 +19,7 @@ The parts, as vLLM splits its engine:
   (spawned worker processes: heartbeat, restart) and mqtt_executor.py
   (remote workers through an MQTT 5 broker, docs/workers.md; its connection
   on a thread of its own, link.py; the names and topics, broker.py);
-- the remote worker process (mqtt_worker.py, `npcworld worker`): an MQTT
+- the remote worker process (mqtt_worker.py; `npcworld worker`, worker_cli.py): an MQTT
   front on local pools of the same workers;
 - typed messages (messages.py) that both executors and the workers speak;
 - the workers (worker.py: processes that only run a model) and the runner
