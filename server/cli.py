@@ -8,6 +8,7 @@ import sys
 
 from bots import cli as bots_cli
 from npc.files import check as npc_check
+from npc.inference import worker_cli
 from npc.policy import train as train_policy  # imports torch only when the command runs
 
 from . import config
@@ -40,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     bots_parser = bots_cli.add_parser(sub)
     npc_parser = npc_check.add_parser(sub)
     train_policy.add_parser(sub)
+    worker_cli.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         return npc_check.main(args, npc_parser)
     if args.command == "train-policy":
         return train_policy.main(args)
+    if args.command == "worker":
+        return worker_cli.main(args)
     if args.command == "serve":
         overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
         try:

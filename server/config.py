@@ -81,6 +81,12 @@ class ServerConfig:
     dialogue_prefix_cache: int = 8192  # prompt tokens whose keys/values are kept for reuse (0 = off)
     memory_db: str = str(ROOT / "var" / "memory.sqlite")  # what NPCs remember of players (SQLite; created)
 
+    # Remote workers (docs/workers.md): decisions and dialogue also go to `npcworld worker` processes
+    # on other machines through an MQTT 5 broker; "" = none (no broker on one machine).
+    broker: str = ""  # mqtt://[user@]host:port or mqtts://...; the password may come from $NPCWORLD_BROKER_PASSWORD
+    broker_ca: str = ""  # mqtts: a CA bundle instead of the system's
+    local_workers: int = -1  # -1 = as without a broker; 0 = remote workers only; N = N local workers per kind
+
     # Help text per option, shown by `npcworld serve --help`.
     HELP = {
         "host": "interface to listen on (0.0.0.0 for all)",
@@ -123,6 +129,9 @@ class ServerConfig:
         "dialogue_step_delay_ms": "pause before every dialogue model step, to try slow replies and thinking lines (0 = none)",
         "dialogue_prefix_cache": "prompt tokens kept for reuse by later prompts with the same start (0 = off)",
         "memory_db": "SQLite file of what NPCs remember of players (created on first start)",
+        "broker": "MQTT 5 broker of remote workers, mqtt://HOST:PORT or mqtts://... (empty = local workers only)",
+        "broker_ca": "CA bundle trusted for an mqtts:// broker (default: the system's)",
+        "local_workers": "local worker processes per kind beside remote ones (-1 = as without a broker, 0 = none)",
     }
 
     def validate(self) -> "ServerConfig":
@@ -165,6 +174,15 @@ class ServerConfig:
         need(0 <= self.dialogue_step_delay_ms <= 10_000, "dialogue_step_delay_ms", "0..10000 ms")
         need(0 <= self.dialogue_prefix_cache <= 1_000_000, "dialogue_prefix_cache", "0..1000000 tokens")
         need(-1 <= self.admin_port <= 65535, "admin_port", "-1 (game port + 1), 0 (any free port) or 1..65535")
+        if self.broker:
+            from npc.inference.broker import BrokerError, parse_broker
+
+            try:
+                parse_broker(self.broker, self.broker_ca)
+            except BrokerError as exc:
+                raise ConfigError(str(exc)) from None
+        need(-1 <= self.local_workers <= 64, "local_workers", "-1 (as without a broker), 0 (none) .. 64")
+        need(self.local_workers != 0 or bool(self.broker), "local_workers", "a broker for remote workers when 0")
         return self
 
 
@@ -244,3 +262,14 @@ def weights_input(path: str) -> int | None:
         return int(header["body.0.weight"]["shape"][1])
     except (OSError, ValueError, KeyError, IndexError, struct.error):
         return None
+
+
+def remote_workers(cfg: ServerConfig, kind: str, default_workers: int | None) -> dict:
+    """Pool options for one kind of request ("decision", "dialogue"): remote workers through the
+    broker, if one is configured, and how many local workers serve beside them."""
+    workers = default_workers if cfg.local_workers == -1 else cfg.local_workers
+    if not cfg.broker:
+        return {"workers": workers}
+    from npc.inference.broker import RemoteConfig
+
+    return {"workers": workers, "remote": RemoteConfig(cfg.broker, kind, ca_file=cfg.broker_ca)}

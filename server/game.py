@@ -21,7 +21,7 @@ from world.sim import NPC, PLAYER, World, WorldConfig
 from world.tilemap import TileMap
 
 from . import protocol, tokens
-from .config import ServerConfig, use_policy
+from .config import ServerConfig, remote_workers, use_policy
 from .metrics import Metrics
 
 if TYPE_CHECKING:
@@ -81,7 +81,8 @@ class Game:
         if use_policy(self.cfg):  # decisions from the policy, in worker processes (torch stays out of here)
             cfg = self.cfg
             self.decider = start_decider(
-                self.world, weights=cfg.policy_weights, module=cfg.policy_module, workers=cfg.policy_workers or None,
+                self.world, weights=cfg.policy_weights, module=cfg.policy_module,
+                **remote_workers(cfg, "decision", cfg.policy_workers or None),
                 devices=[d.strip() for d in cfg.policy_devices.split(",") if d.strip()] or None, guard=cfg.policy_guard,
                 budget_s=(cfg.decision_budget_ms or 1000.0 / cfg.tick_rate) / 1000.0)
         if self.decider is not None:
@@ -95,7 +96,8 @@ class Game:
             memory_db=cfg.memory_db, first_token_ms=cfg.dialogue_first_token_ms,
             max_new_tokens=cfg.dialogue_max_new_tokens, conversations=cfg.dialogue_conversations,
             threads=cfg.dialogue_threads or os.cpu_count() or 1, nice=cfg.dialogue_nice,
-            prefix_cache=cfg.dialogue_prefix_cache, step_delay_ms=cfg.dialogue_step_delay_ms, clock=self.clock)
+            prefix_cache=cfg.dialogue_prefix_cache, step_delay_ms=cfg.dialogue_step_delay_ms, clock=self.clock,
+            **remote_workers(cfg, "dialogue", 1))
         self.metrics.sources.append(self.dialogue.prometheus)
         self._count()
 

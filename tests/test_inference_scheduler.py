@@ -117,3 +117,35 @@ def test_devices_one_worker_per_gpu_else_cpu():
     assert plan_devices(None, None, gpus=2) == ["cuda:0", "cuda:1"]
     assert plan_devices(3, None, gpus=2) == ["cuda:0", "cuda:1", "cuda:0"]
     assert plan_devices(None, ["cuda:1", "cpu"], gpus=0) == ["cuda:1", "cpu"]
+
+
+def test_higher_priority_first_then_earliest_deadline_within_a_level():
+    s = Scheduler(max_batch=3, max_wait_s=0.0)
+    for seq, (dl, prio) in enumerate([(1.0, 0), (5.0, 2), (3.0, 2), (0.5, 0), (9.0, 1)]):
+        s.add(Pending(dl, seq, 0.0, item=seq, priority=prio))
+    assert s.next_deadline() == 0.5  # the earliest over every level: what the batching wait is bounded by
+    first = s.decide(0.0, BatchLatency()).batch
+    assert [(p.priority, p.deadline) for p in first] == [(2, 3.0), (2, 5.0), (1, 9.0)]
+    assert [p.deadline for p in s.decide(0.0, BatchLatency()).batch] == [0.5, 1.0]
+    s.add(Pending(2.0, 9, 0.0, priority=5))
+    s.add(Pending(4.0, 10, 0.0, priority=0))
+    assert [p.seq for p in s.expire(3.0)] == [9]  # expiry looks at every level
+    assert [p.seq for p in s.drain()] == [10] and len(s) == 0
+
+
+class _S:
+    def __init__(self, deadline=None):
+        self.deadline, self.end = deadline, None
+
+
+def test_stream_admission_is_first_come_first_served_into_the_room_there_is():
+    from npc.inference.scheduler import StreamAdmission
+
+    q = StreamAdmission(max_queue=4)
+    streams = [_S(), _S(1.0), _S(), _S()]
+    assert all(q.add(s) for s in streams) and not q.add(_S())  # bounded
+    streams[2].end = "cancelled"  # ended while queued: forgotten
+    assert q.expire(1.0) == [streams[1]]  # admission deadline passed
+    assert q.next_deadline() is None
+    placed = q.admit([("w0", 1), ("w1", 0), ("w2", 5)])
+    assert placed == [("w0", streams[0]), ("w2", streams[3])] and len(q) == 0

@@ -7,6 +7,7 @@ import threading
 
 import numpy as np
 
+from npc.inference import messages as m
 from npc.inference import wire
 from npc.inference.runners import EchoRunner
 from npc.inference.testing import ScriptedRunner
@@ -14,9 +15,9 @@ from npc.inference.worker import run_batch, serve
 
 
 def done(message: bytes) -> tuple[list[str], list]:
-    kind, _batch_id, statuses, values, _compute_s = wire.unpack(message)
-    assert kind == "done"
-    return statuses, wire.unstack(values)
+    msg = m.decode(message)
+    assert isinstance(msg, m.Done)
+    return msg.statuses, wire.unstack(msg.values)
 
 
 def test_expired_requests_never_reach_the_runner():
@@ -69,17 +70,18 @@ def test_serve_answers_batches_heartbeats_and_stops():
     t.start()
     unpacker = wire.unpacker()
     obs = np.arange(6, dtype=np.float32).reshape(2, 3)
-    parent.sendall(wire.pack(["batch", 1, [10, 11], [1e12, 1e12], [obs, "hi"]]))
+    parent.sendall(m.encode(m.Batch(1, [1e6, 1e6], [obs, "hi"])))  # budgets: seconds left
     seen = []
     parent.settimeout(10)
-    while not any(m[0] == "done" for m in seen) or not any(m[0] == "hb" for m in seen):
+    while not any(isinstance(x, m.Done) for x in seen) or not any(isinstance(x, m.Heartbeat) for x in seen):
         unpacker.feed(parent.recv(65536))
-        seen.extend(unpacker)
-    _, batch_id, statuses, values, _ = next(m for m in seen if m[0] == "done")
-    assert (batch_id, statuses, values[1]) == (1, ["ok", "ok"], "hi")
+        seen.extend(m.from_list(raw) for raw in unpacker)
+    done_ = next(x for x in seen if isinstance(x, m.Done))
+    values = done_.values
+    assert (done_.batch_id, done_.statuses, values[1]) == (1, ["ok", "ok"], "hi")
     np.testing.assert_array_equal(values[0], obs)
     assert values[0].dtype == np.float32
-    parent.sendall(wire.pack(["stop"]))
+    parent.sendall(m.encode(m.Stop()))
     t.join(10)
     assert not t.is_alive()
     parent.close()
@@ -94,3 +96,36 @@ def test_serve_returns_when_the_pool_end_closes():
     t.join(10)
     assert not t.is_alive()
     child.close()
+
+
+def test_a_batch_whose_budget_ran_out_on_the_way_is_dropped_without_compute():
+    parent, child = socket.socketpair()
+    runner = ScriptedRunner()
+    t = threading.Thread(target=serve, args=(child, runner, 10.0), daemon=True)
+    t.start()
+    parent.sendall(m.encode(m.Batch(5, [0.0, 1e6], [{"n": 1}, {"n": 2}])))
+    unpacker = wire.unpacker()
+    parent.settimeout(10)
+    got = []
+    while not got:
+        unpacker.feed(parent.recv(65536))
+        got = [x for x in map(m.from_list, unpacker) if isinstance(x, m.Done)]
+    assert got[0].statuses == ["dropped", "ok"] and got[0].values[1]["items"] == 1
+    parent.sendall(m.encode(m.Stop()))
+    t.join(10)
+    parent.close()
+    child.close()
+
+
+def test_typed_messages_round_trip_and_garbage_is_refused_with_a_reason():
+    msg = m.Pieces([[3, 0, "hi", None]], 0.5)
+    assert m.decode(m.encode(msg)) == msg
+    for raw, why in [(b"\xc1", "not a msgpack"), (wire.pack({"a": 1}), "first element"),
+                     (wire.pack(["nope"]), "unknown message tag"), (wire.pack(["cancel"]), "0 fields"),
+                     (wire.pack(["cancel", "x"]), "cancel.sid"), (wire.pack(["cancel", True]), "cancel.sid")]:
+        try:
+            m.decode(raw)
+        except m.BadMessage as exc:
+            assert why in str(exc), (raw, exc)
+        else:
+            raise AssertionError(f"{raw!r} decoded")

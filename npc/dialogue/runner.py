@@ -55,6 +55,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from npc.inference.runners import StreamRunner
+
 from . import kvcache
 
 log = logging.getLogger("npcworld.dialogue")
@@ -73,7 +75,7 @@ class _Reply:
     sent: int = 0  # characters of the decoded text already sent
 
 
-class DialogueRunner:
+class DialogueRunner(StreamRunner):
     def __init__(self, model: str = "default", dtype: str = "auto", device: str = "cpu",
                  max_prompt_tokens: int = 1024, max_new_tokens: int = 64, prefill_tokens: int = 512,
                  prefix_cache_tokens: int = 8192, max_stall_s: float = 0.4,

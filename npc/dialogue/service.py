@@ -206,6 +206,9 @@ class Dialogue:
                       f"npcworld_dialogue_worker_deaths_total {st.worker_deaths + st.worker_hangs}",
                       "# HELP npcworld_dialogue_ready Dialogue workers ready (0 while the model loads).",
                       "# TYPE npcworld_dialogue_ready gauge", f"npcworld_dialogue_ready {st.workers_ready}"]
+            for ex in self.pool.executors:  # remote workers: presence, requests, outcomes, latency
+                if ex.name != "local":
+                    lines += ex.prometheus()
         return lines
 
     def close(self) -> None:
@@ -393,7 +396,7 @@ def start(cast, send: Callable[[int, dict], None], connected: Callable[[int], bo
           model: str = "default", dtype: str = "auto", device: str = "auto", memory_db: str = "",
           first_token_ms: float = 1500.0, max_new_tokens: int = 48, conversations: int = 64,
           threads: int | None = None, nice: int = 10, prefix_cache: int = 8192, step_delay_ms: float = 0.0,
-          clock: Callable[[], float] = time.monotonic) -> Dialogue:
+          clock: Callable[[], float] = time.monotonic, workers: int = 1, remote=None) -> Dialogue:
     """The dialogue service of a server: its memory (opened now, created if new)
     and its pool (one worker, started now; it loads the model in the background,
     and conversations wait in the pool's queue until it is ready)."""
@@ -409,7 +412,8 @@ def start(cast, send: Callable[[int, dict], None], connected: Callable[[int], bo
             runner="npc.dialogue.runner:DialogueRunner",
             runner_options={"model": model, "dtype": dtype, "max_new_tokens": max_new_tokens,
                             "prefix_cache_tokens": prefix_cache, "step_delay_s": step_delay_ms / 1000.0},
-            workers=1, devices=devices, max_streams=min(conversations, 16),
+            workers=workers, devices=devices, max_streams=min(conversations, 16),
+            remote=remote,  # remote dialogue workers through a broker (npc/inference/broker.py), or None
             threads=threads,  # None: the cores left after one for the game process
             nice=nice,  # below the tick's priority: the world never waits for the model
             # A step is a prefill of up to 512 new prompt tokens at worst: seconds on a small busy CPU.

@@ -18,6 +18,7 @@ class PoolConfig:
 
     # Workers and devices. None: one worker per usable GPU (cuda:0..N-1),
     # else one CPU worker. `devices` lists device strings ("cpu", "cuda:1").
+    # 0: no local workers (only with `remote`: every request goes to remote workers).
     workers: int | None = None
     devices: list[str] | None = None
     # torch threads per CPU worker. None: the cores left after one for the
@@ -52,13 +53,18 @@ class PoolConfig:
     restart_backoff_max_s: float = 5.0  # repeated failures back off 0, 0.1, 0.2, ... up to this
     close_timeout_s: float = 5.0  # close() waits this long for workers to finish, then kills them
 
+    # Remote workers through an MQTT 5 broker (npc/inference/broker.py:RemoteConfig);
+    # None: local workers only, no broker.
+    remote: Any = None
+
     def validate(self) -> "PoolConfig":
         def need(ok: bool, name: str, expected: str) -> None:
             if not ok:
                 raise ValueError(f"inference pool: {name} = {getattr(self, name)!r}: expected {expected}")
 
         need(":" in self.runner or callable(self.runner), "runner", '"module:attr" or a callable')
-        need(self.workers is None or self.workers >= 1, "workers", ">= 1 or None (auto)")
+        need(self.workers is None or self.workers >= 1 or (self.workers == 0 and self.remote is not None),
+             "workers", ">= 1, None (auto), or 0 with remote workers")
         need(self.devices is None or (len(self.devices) >= 1 and all(
             d == "cpu" or d.startswith("cuda") or d == "mps" for d in self.devices)),
             "devices", 'a non-empty list of "cpu", "cuda", "cuda:N" or "mps"')

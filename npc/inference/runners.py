@@ -1,7 +1,8 @@
 """Model runners: what a worker runs. A runner only computes; the worker
 around it handles deadlines, transport and health.
 
-A runner is any object with
+A runner declares which of two protocols it speaks (`protocol`, below:
+BatchRunner and StreamRunner). A batch runner is any object with
 
     run(batch: list[payload]) -> list[output]     same length, same order
 
@@ -19,7 +20,8 @@ If that returns a `torch.nn.Module` instead of a runner, it is wrapped in a
     PoolConfig(runner="npc.policy.model:build_policy", runner_options={"weights": "assets/policy.safetensors"})
 
 Streaming runners (dialogue: continuous batching, tokens streamed) are a
-second protocol beside this one, driven by the step loop in worker.py
+second protocol beside this one, declared with `protocol = "stream"` (or by
+subclassing StreamRunner), driven by the step loop in worker.py
 (`serve_stream`); the batch protocol above is unchanged by it:
 
     add(sid, payload)                  a stream joins; it runs from the next step
@@ -39,13 +41,44 @@ from __future__ import annotations
 import importlib
 import inspect
 import sys
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, ClassVar, Protocol
 
 import numpy as np
 
 
-class Runner(Protocol):
+class BatchRunner(Protocol):
+    """A runner of batches (decisions): one call per batch, outputs in order."""
+
+    protocol: ClassVar[str] = "batch"
+
     def run(self, batch: list[Any]) -> list[Any]: ...
+
+
+class StreamRunner(Protocol):
+    """A runner of streams (dialogue): continuous batching, pieces per step."""
+
+    protocol: ClassVar[str] = "stream"
+
+    def add(self, sid: int, payload: Any) -> None: ...
+
+    def step(self) -> list[tuple[int, Any, bool]]: ...
+
+    def cancel(self, sid: int) -> None: ...
+
+
+Runner = BatchRunner  # the name older code uses
+PROTOCOLS = {"batch": ("run",), "stream": ("add", "step", "cancel")}  # declared protocol -> methods it needs
+
+
+def protocol_of(runner: Any) -> str:
+    """The protocol a runner declares (`protocol = "batch" | "stream"`; a class
+    that declares nothing is a batch runner). Declared, not guessed from its
+    methods: a batch runner that also has a `step` method stays a batch runner."""
+    return getattr(runner, "protocol", "batch")
+
+
+def is_streaming(runner: Any) -> bool:
+    return protocol_of(runner) == "stream"
 
 
 def resolve(spec: "str | Callable") -> Callable:
@@ -79,13 +112,20 @@ def load_runner(spec: "str | Callable", options: dict[str, Any], device: str) ->
     if _takes_device(factory):
         kwargs.setdefault("device", device)
     obj = factory(**kwargs)
-    if callable(getattr(obj, "run", None)) or all(callable(getattr(obj, n, None)) for n in ("add", "step", "cancel")):
-        return obj
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(obj, torch.nn.Module):
         return ModuleRunner(module=obj, device=device)
-    raise TypeError(f"runner spec {spec!r} made a {type(obj).__name__}; "
-                    "expected a runner (an object with run(batch), or add/step/cancel) or a torch.nn.Module")
+    declared = protocol_of(obj)
+    needs = PROTOCOLS.get(declared)
+    if needs is None:
+        raise TypeError(f"runner spec {spec!r} made a {type(obj).__name__} declaring protocol = {declared!r}; "
+                        f"expected one of {', '.join(PROTOCOLS)}")
+    missing = [n for n in needs if not callable(getattr(obj, n, None))]
+    if missing:
+        raise TypeError(f"runner spec {spec!r} made a {type(obj).__name__}, a {declared} runner without "
+                        f"{', '.join(missing)}; expected a runner (BatchRunner: run(batch); StreamRunner: "
+                        "protocol = 'stream', add/step/cancel) or a torch.nn.Module")
+    return obj
 
 
 class EchoRunner:

@@ -5,8 +5,10 @@ the same clock as the deadlines, `time.monotonic()` in the pool), so a test
 drives it with plain numbers.
 
 The policy, for one free worker:
-- earliest deadline first (EDF): the queue is a heap ordered by deadline,
-  ties broken by arrival order;
+- priority first, then earliest deadline first (EDF): one heap per priority
+  level (a small int, higher first; 0 unless the caller says), each ordered
+  by deadline, ties broken by arrival order; a batch is filled from the
+  highest level down;
 - a request whose deadline has passed (`deadline <= now`) is expired: the
   engine drops it without spending compute;
 - a batch holds up to `max_batch` requests, taken from the head of the queue;
@@ -17,13 +19,17 @@ The policy, for one free worker:
   where latency(n) is the worker's measured round trip for a batch of n
   (`BatchLatency`), nor longer than `max_wait_s` after the first request of
   the batch arrived (so a lone request with a far deadline is not held back).
+
+Streams (dialogue) are admitted by `StreamAdmission`, below: first come,
+first served, to whichever worker has room in its running batch.
 """
 
 from __future__ import annotations
 
+import collections
 import heapq
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 
 @dataclass(slots=True)
@@ -35,6 +41,7 @@ class Pending:
     arrived: float = 0.0
     item: Any = None  # the pool's future; opaque here
     cancelled: bool = False
+    priority: int = 0  # higher is served first; EDF within a level
 
 
 def size_bucket(n: int) -> int:
@@ -82,7 +89,7 @@ class BatchLatency:
 
 @dataclass(slots=True)
 class Decision:
-    batch: list[Pending]  # to dispatch now, in EDF order; empty: nothing yet
+    batch: list[Pending]  # to dispatch now, priority then EDF order; empty: nothing yet
     wake_at: float | None  # when to decide again if nothing changes; None: not needed
 
 
@@ -101,10 +108,11 @@ class Scheduler:
         self.max_wait_s = max_wait_s
         self.margin_s = margin_s
         self.max_queue = max_queue
-        # (deadline, seq, entry): tuples compare in C, several times faster
-        # than the dataclass's generated ordering on this hot path.
-        self._heap: list[tuple[float, int, Pending]] = []
-        self._live = 0  # entries in the heap not cancelled
+        # priority -> heap of (deadline, seq, entry): tuples compare in C, several
+        # times faster than the dataclass's generated ordering on this hot path.
+        self._heaps: dict[int, list[tuple[float, int, Pending]]] = {}
+        self._levels: list[int] = []  # the keys of _heaps, highest first
+        self._live = 0  # entries in the heaps not cancelled
         self._window_start: float | None = None  # arrival of the first request not yet batched
 
     def __len__(self) -> int:
@@ -114,7 +122,11 @@ class Scheduler:
         """Queue a request; False (and not queued) when the queue is full."""
         if self._live >= self.max_queue:
             return False
-        heapq.heappush(self._heap, (p.deadline, p.seq, p))
+        heap = self._heaps.get(p.priority)
+        if heap is None:
+            heap = self._heaps[p.priority] = []
+            self._levels = sorted(self._heaps, reverse=True)
+        heapq.heappush(heap, (p.deadline, p.seq, p))
         self._live += 1
         if self._window_start is None:
             self._window_start = p.arrived
@@ -127,52 +139,58 @@ class Scheduler:
             self._live -= 1
 
     def _skip_cancelled(self) -> None:
-        heap = self._heap
-        while heap and heap[0][2].cancelled:
-            heapq.heappop(heap)
+        for heap in self._heaps.values():
+            while heap and heap[0][2].cancelled:
+                heapq.heappop(heap)
 
     def _reset_window(self) -> None:
         if not self._live:
-            self._heap.clear()  # only cancelled entries can remain
+            for heap in self._heaps.values():
+                heap.clear()  # only cancelled entries can remain
             self._window_start = None
 
     def expire(self, now: float) -> list[Pending]:
         """Remove and return every request whose deadline has passed (deadline <= now)."""
         out = []
-        heap = self._heap
-        while heap and (heap[0][2].cancelled or heap[0][0] <= now):
-            p = heapq.heappop(heap)[2]
-            if not p.cancelled:
-                self._live -= 1
-                out.append(p)
+        for heap in self._heaps.values():
+            while heap and (heap[0][2].cancelled or heap[0][0] <= now):
+                p = heapq.heappop(heap)[2]
+                if not p.cancelled:
+                    self._live -= 1
+                    out.append(p)
         self._reset_window()
         return out
 
     def next_deadline(self) -> float | None:
+        """The earliest deadline queued, over every priority level."""
         self._skip_cancelled()
-        return self._heap[0][0] if self._heap else None
+        heads = [heap[0][0] for heap in self._heaps.values() if heap]
+        return min(heads) if heads else None
 
     def decide(self, now: float, latency: BatchLatency) -> Decision:
         """For one free worker with this latency: a batch to send now, or when to look again.
 
         Call `expire(now)` first; this does not drop anything.
         """
-        self._skip_cancelled()
-        if not self._heap:
+        earliest = self.next_deadline()
+        if earliest is None:
             return Decision([], None)
         n = min(self._live, self.max_batch)
         if self._live < self.max_batch:
-            latest_start = self._heap[0][0] - latency.estimate(n) - self.margin_s
+            latest_start = earliest - latency.estimate(n) - self.margin_s
             window = self._window_start if self._window_start is not None else now
             send_at = min(latest_start, window + self.max_wait_s)
             if now < send_at:
                 return Decision([], send_at)
-        batch = []
-        heap = self._heap
-        while heap and len(batch) < n:
-            p = heapq.heappop(heap)[2]
-            if not p.cancelled:
-                batch.append(p)
+        batch: list[Pending] = []
+        for level in self._levels:
+            heap = self._heaps[level]
+            while heap and len(batch) < n:
+                p = heapq.heappop(heap)[2]
+                if not p.cancelled:
+                    batch.append(p)
+            if len(batch) >= n:
+                break
         self._live -= len(batch)
         # Requests left behind (a full batch was taken) keep the window they
         # arrived in: they have waited already and go to the next free worker.
@@ -181,9 +199,70 @@ class Scheduler:
 
     def drain(self) -> list[Pending]:
         """Remove and return everything queued (the pool is closing)."""
-        out = [entry[2] for entry in sorted(self._heap) if not entry[2].cancelled]
-        self._heap.clear()
+        out = [entry[2] for level in self._levels for entry in sorted(self._heaps[level])
+               if not entry[2].cancelled]
+        self._heaps.clear()
+        self._levels = []
         self._live = 0
         self._window_start = None
         return out
 
+
+class StreamAdmission:
+    """Streams waiting for a place in a worker's running batch: first come,
+    first served.
+
+    Pure like the Scheduler: the items are the pool's streams, seen only
+    through `deadline` (time by which a worker must have taken it, or None)
+    and `end` (not None once it ended: cancelled while queued). Bound: at
+    most `max_queue` wait (`add` refuses more: the pool drops them at once).
+    """
+
+    def __init__(self, max_queue: int = 100_000):
+        self.max_queue = max_queue
+        self._q: collections.deque = collections.deque()
+
+    def __len__(self) -> int:
+        return len(self._q)
+
+    def add(self, stream: Any) -> bool:
+        if len(self._q) >= self.max_queue:
+            return False
+        self._q.append(stream)
+        return True
+
+    def expire(self, now: float) -> list[Any]:
+        """Forget the streams that ended while queued; remove and return those
+        whose admission deadline has passed (deadline <= now)."""
+        kept: collections.deque = collections.deque()
+        out = []
+        for stream in self._q:
+            if stream.end is not None:
+                continue
+            if stream.deadline is not None and stream.deadline <= now:
+                out.append(stream)
+            else:
+                kept.append(stream)
+        self._q = kept
+        return out
+
+    def admit(self, rooms: Iterable[tuple[Any, int]]) -> list[tuple[Any, Any]]:
+        """(place, free room) pairs, in the order to fill them -> (place, stream)
+        pairs to start now, oldest stream first. Call `expire(now)` first."""
+        out = []
+        q = self._q
+        for place, room in rooms:
+            while room > 0 and q:
+                out.append((place, q.popleft()))
+                room -= 1
+            if not q:
+                break
+        return out
+
+    def next_deadline(self) -> float | None:
+        deadlines = [s.deadline for s in self._q if s.deadline is not None and s.end is None]
+        return min(deadlines) if deadlines else None
+
+    def drain(self) -> list[Any]:
+        q, self._q = self._q, collections.deque()
+        return [s for s in q if s.end is None]

@@ -16,6 +16,22 @@ from .scheduler import size_bucket
 
 
 @dataclass
+class WorkerInfo:
+    """A snapshot of one worker, for tests, benchmarks and the monitor page."""
+
+    index: int
+    device: str
+    state: str
+    pid: int | None
+    starts: int
+    batches: int
+    latency_s: dict[int, float]  # batch-size bucket -> estimated round trip
+    last_error: str | None
+    name: str = ""  # a remote worker's name (its --name); "" for a local one
+    executor: str = "local"  # "local" or "mqtt"
+
+
+@dataclass
 class PoolStats:
     submitted: int = 0
     on_time: int = 0

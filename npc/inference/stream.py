@@ -41,7 +41,7 @@ class Stream:
     """
 
     __slots__ = ("request", "deadline", "opened_at", "first_at", "end", "error", "pieces", "sid", "worker",
-                 "_q", "_pool")
+                 "priority", "executor", "place", "seq", "listener", "_q", "_pool")
 
     def __init__(self, request: Any, deadline: float | None, sid: int, pool: Any = None):
         self.request = request
@@ -52,7 +52,14 @@ class Stream:
         self.error: str | None = None
         self.pieces = 0
         self.sid = sid
-        self.worker: int | None = None
+        self.worker: int | str | None = None  # a local worker's index, or a remote worker's name
+        self.priority = 0
+        self.executor: Any = None  # the engine's: who runs it, where, and the next piece's number
+        self.place: Any = None
+        self.seq = 0
+        # Called (from the engine thread) after each piece and at the end; keep it
+        # short and thread-safe. The remote worker uses it to forward pieces at once.
+        self.listener: Any = None
         self._q: collections.deque = collections.deque()
         self._pool = pool
 
@@ -82,10 +89,14 @@ class Stream:
             self.first_at = now
         self.pieces += 1
         self._q.append(piece)
+        if self.listener is not None:
+            self.listener(self)
 
     def _end(self, end: str, error: str | None = None) -> bool:
         if self.end is not None:
             return False
         self.error = error
         self.end = end
+        if self.listener is not None:
+            self.listener(self)
         return True

@@ -13,6 +13,8 @@ import os
 import threading
 from typing import Any
 
+from .runners import StreamRunner
+
 
 class Latch:
     """A gate that opens once, shared with spawned workers (pass it in
@@ -99,7 +101,7 @@ def tiny_mlp(in_dim: int = 16, hidden: int = 32, out_dim: int = 4, seed: int = 0
     return net
 
 
-class ScriptedStreamRunner:
+class ScriptedStreamRunner(StreamRunner):
     """A streaming runner (add/step/cancel) that follows its payloads, for tests.
 
     Payload {"n": pieces, "op": ...} (defaults: the runner options `n`, `op`): each step yields the next piece
@@ -115,9 +117,10 @@ class ScriptedStreamRunner:
     streams join and leave the running batch.
     """
 
-    def __init__(self, gate: Any = None, started: Any = None, op: str = "echo", n: int = 3):
+    def __init__(self, gate: Any = None, started: Any = None, op: str = "echo", n: int = 3, step_s: float = 0.0):
         self.gate = gate
         self.started = started
+        self.step_s = step_s  # a pause before each step: a slow model, so a stream lasts (remote-worker tests)
         self.op, self.n = op, n  # for payloads that name none (e.g. a dialogue request)
         self.running: dict[int, dict] = {}  # sid -> {"payload", "i", "joined"}
         self.steps = 0
@@ -133,6 +136,8 @@ class ScriptedStreamRunner:
         self.cancelled.append(sid)
 
     def step(self) -> list:
+        if self.step_s:
+            threading.Event().wait(self.step_s)
         self.steps += 1
         out = []
         batch = len(self.running)

@@ -1,41 +1,22 @@
-"""The bytes between the pool and its workers: msgpack frames over a Unix socket.
+"""The bytes under the pool's messages: msgpack, with numpy arrays as an extension type.
 
-Every message is one msgpack array whose first element names it. msgpack is
-self-delimiting, so a stream of messages needs no length prefix: each side
-feeds what it reads into a `msgpack.Unpacker` and takes whole messages out.
-
-Parent -> worker:
-    ["batch", batch_id, [req_id, ...], [deadline, ...], payloads]
-    ["stop"]
-    ["add", sid, deadline | None, payload]    a stream joins a streaming runner
-    ["cancel", sid]                          a stream leaves it (compute freed)
-Worker -> parent:
-    ["ready", {"pid": int, "device": str, "runner": str, "threads": int}]
-    ["hb"]                                   heartbeat, sent while idle
-    ["done", batch_id, [status, ...], values, compute_s]
-                                             one status per request, in order:
-                                             "ok" | "dropped" | "error"
-                                             (an error's value is its message)
-    ["fatal", message]                       the worker could not start
-    ["pieces", [[sid, value, end], ...], compute_s]
-                                             a streaming runner's step: end is
-                                             None (more follows), "ok" (last
-                                             piece), "dropped" or "error" (value
-                                             is the message)
-
-`payloads` and `values` are a list with one entry per request, or, when
-every entry is a numpy array of one dtype and shape, those arrays stacked
-into one (`stack`/`unstack`): one extension object per batch instead of one
-per request, which is most of the per-request cost for small arrays.
-
-Deadlines are `time.monotonic()` seconds. On Linux that clock is the
-system-wide CLOCK_MONOTONIC, so parent and workers on one machine compare the
-same numbers.
+The messages themselves (their tags and fields, one table) are in
+messages.py; this module only turns values into bytes and back. msgpack is
+self-delimiting, so a stream of messages (the local workers' Unix sockets)
+needs no length prefix: each side feeds what it reads into a
+`msgpack.Unpacker` and takes whole messages out; over MQTT each message is
+one PUBLISH body.
 
 Payloads and results are anything msgpack carries (None, bool, int, float,
 str, bytes, lists, dicts) plus numpy arrays and scalars, which travel as an
-extension type holding dtype, shape and the raw bytes (C order). A decoded
-array is a read-only view of the received bytes (no copy); copy it to write.
+extension type (code 1) holding dtype, shape and the raw bytes (C order).
+A decoded array is a read-only view of the received bytes (no copy); copy
+it to write.
+
+A list of per-request values that are all numpy arrays of one dtype and
+shape travels stacked into one array (`stack`/`unstack`): one extension
+object per batch instead of one per request, which is most of the
+per-request cost for small arrays.
 """
 
 from __future__ import annotations

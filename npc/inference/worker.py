@@ -3,15 +3,16 @@
 `main` is the entry point of a spawned worker; `serve` is its loop, which a
 test can also run in a thread over a socketpair with any runner object.
 
-The loop, per message from the pool (wire.py has the formats):
-- "batch": requests whose deadline has passed are answered "dropped"
-  without being passed to the runner; the rest run as one `runner.run` call;
-  one "done" message answers the whole batch.
-- "stop": return (the pool is closing).
-A streaming runner (one with `step`, see runners.py) is driven by
-`serve_stream` instead: "add" and "cancel" messages change its running set
-between decode steps, and every step's pieces go back at once as one
-"pieces" message.
+The loop, per message from the pool (messages.py has the table):
+- Batch: each request's budget becomes a deadline on this process's clock
+  when it arrives; requests whose deadline has passed are answered
+  "dropped" without being passed to the runner; the rest run as one
+  `runner.run` call; one Done message answers the whole batch.
+- Stop: return (the pool is closing).
+A streaming runner (one that declares `protocol = "stream"`, runners.py) is
+driven by `serve_stream` instead: Add and Cancel messages change its running
+set between decode steps, and every step's pieces go back at once as one
+Pieces message.
 While idle the worker sends a heartbeat every `heartbeat_s`, so the pool can
 tell a hung worker (silent) from an idle one. While a batch runs it sends
 nothing: the pool's hang timeout must exceed the slowest legitimate batch.
@@ -32,8 +33,9 @@ import time
 import traceback
 from typing import Any, Callable
 
+from . import messages as m
 from . import wire
-from .runners import Runner, load_runner
+from .runners import Runner, is_streaming, load_runner
 
 RECV_BYTES = 1 << 20
 
@@ -93,7 +95,7 @@ def main(sock: socket.socket, spec: Any, options: dict, device: str, threads: in
             warmup()
     except BaseException:
         try:
-            sock.sendall(wire.pack(["fatal", traceback.format_exc(limit=8)]))
+            sock.sendall(m.encode(m.Fatal(traceback.format_exc(limit=8))))
         except OSError:
             pass
         sys.exit(3)
@@ -101,7 +103,7 @@ def main(sock: socket.socket, spec: Any, options: dict, device: str, threads: in
     info = {"pid": os.getpid(), "device": device, "runner": spec if isinstance(spec, str) else repr(spec),
             "threads": threads, "nice": os.nice(0), "torch": getattr(torch, "__version__", None),
             "streaming": is_streaming(runner)}
-    sock.sendall(wire.pack(["ready", info]))
+    sock.sendall(m.encode(m.Ready(info)))
     try:
         serve(sock, runner, heartbeat_s, parent_pid)
     finally:
@@ -110,38 +112,64 @@ def main(sock: socket.socket, spec: Any, options: dict, device: str, threads: in
             close()
 
 
+def _messages(sock: socket.socket, unpacker: Any) -> list[m.Message] | None:
+    """The whole messages waiting on the socket; None at EOF. A message the
+    pool could not have sent (a bug) is skipped, never fatal to the worker."""
+    data = sock.recv(RECV_BYTES)
+    if not data:
+        return None
+    unpacker.feed(data)
+    out = []
+    for raw in unpacker:
+        try:
+            out.append(m.from_list(raw))
+        except m.BadMessage as exc:
+            print(f"npcworld inference worker: ignored a bad message: {exc}", file=sys.stderr)
+    return out
+
+
 def serve(sock: socket.socket, runner: Runner, heartbeat_s: float, parent_pid: int | None = None,
           clock: Callable[[], float] = time.monotonic) -> None:
-    """Answer batches until "stop", EOF, or the parent is gone. `sock` is blocking."""
+    """Answer batches until Stop, EOF, or the parent is gone. `sock` is blocking."""
     if is_streaming(runner):
         return serve_stream(sock, runner, heartbeat_s, parent_pid, clock)
     unpacker = wire.unpacker()
+    heartbeat = m.encode(m.Heartbeat())
     while True:
         readable, _, _ = select.select([sock], [], [], heartbeat_s)
         if not readable:
             if parent_pid is not None and os.getppid() != parent_pid:
                 return
-            sock.sendall(wire.pack(["hb"]))
+            sock.sendall(heartbeat)
             continue
-        data = sock.recv(RECV_BYTES)
-        if not data:
+        received = clock()
+        msgs = _messages(sock, unpacker)
+        if msgs is None:
             return  # the pool closed its end, or its process is gone
-        unpacker.feed(data)
-        for msg in unpacker:
-            if msg[0] == "batch":
-                _, batch_id, _ids, deadlines, payloads = msg
-                sock.sendall(run_batch(runner, batch_id, deadlines, payloads, clock))
-            elif msg[0] == "stop":
+        for msg in msgs:
+            if isinstance(msg, m.Batch):
+                deadlines = [received + b for b in msg.budgets]
+                sock.sendall(run_batch(runner, msg.batch_id, deadlines, msg.payloads, clock))
+            elif isinstance(msg, m.Stop):
                 return
 
 
 def run_batch(runner: Runner, batch_id: int, deadlines: list[float], payloads: Any,
               clock: Callable[[], float] = time.monotonic) -> bytes:
-    """One batch -> the encoded "done" message. Expired requests never reach the runner."""
+    """One batch -> the encoded Done message. Expired requests never reach the runner.
+    deadlines: on `clock`, one per request."""
+    return m.encode(run_batch_message(runner, batch_id, deadlines, payloads, clock))
+
+
+def run_batch_message(runner: Runner, batch_id: int, deadlines: list[float], payloads: Any,
+                      clock: Callable[[], float] = time.monotonic) -> m.Done:
     payloads = wire.unstack(payloads)
     now = clock()
     statuses = ["dropped"] * len(payloads)
     values: list[Any] = [None] * len(payloads)
+    if len(deadlines) != len(payloads):
+        return m.Done(batch_id, ["error"] * len(payloads),
+                      [f"{len(deadlines)} budgets for {len(payloads)} requests"] * len(payloads), 0.0)
     live = [i for i, deadline in enumerate(deadlines) if deadline > now]
     t0 = time.perf_counter()
     if live:
@@ -158,31 +186,28 @@ def run_batch(runner: Runner, batch_id: int, deadlines: list[float], payloads: A
                 statuses[i] = "error"
                 values[i] = error
     compute_s = time.perf_counter() - t0
+    packed = wire.stack(values) if len(live) == len(values) and statuses and statuses[0] == "ok" else values
     try:
-        packed = wire.stack(values) if len(live) == len(values) and statuses[0] == "ok" else values
-        return wire.pack(["done", batch_id, statuses, packed, compute_s])
+        m.encode(m.Done(batch_id, statuses, packed, compute_s))  # can it travel? (the caller sends it)
     except (TypeError, ValueError, OverflowError) as exc:
         error = f"runner output cannot be sent: {exc}"
         for i in live:
             statuses[i] = "error"
             values[i] = error
-        return wire.pack(["done", batch_id, statuses, values, compute_s])
-
-
-def is_streaming(runner: Any) -> bool:
-    return all(callable(getattr(runner, name, None)) for name in ("add", "step", "cancel"))
+        packed = values
+    return m.Done(batch_id, statuses, packed, compute_s)
 
 
 def serve_stream(sock: socket.socket, runner: Any, heartbeat_s: float, parent_pid: int | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
-    """The step loop of a streaming runner, until "stop", EOF, or the parent is gone.
+    """The step loop of a streaming runner, until Stop, EOF, or the parent is gone.
 
     Between two decode steps the worker takes every message waiting on its
-    socket (without blocking while streams run): "add" joins a stream to the
-    runner's running set (or answers "dropped" when its admission deadline has
-    passed), "cancel" removes one, so its compute is freed before the next
+    socket (without blocking while streams run): Add joins a stream to the
+    runner's running set (or answers "dropped" when its admission budget has
+    run out), Cancel removes one, so its compute is freed before the next
     step. Then one `runner.step()` advances every running stream, and its
-    pieces go back as one message. A stream is live from its "add" until a
+    pieces go back as one message. A stream is live from its Add until a
     piece marked final, its cancel, or a failure. Invariant: `step` is only
     called while at least one stream is live, so an idle worker sleeps in
     select and sends heartbeats; a busy one sends a message at least every
@@ -191,41 +216,49 @@ def serve_stream(sock: socket.socket, runner: Any, heartbeat_s: float, parent_pi
     """
     unpacker = wire.unpacker()
     live: set[int] = set()
+    seqs: dict[int, int] = {}  # sid -> pieces sent so far
     last_sent = clock()
+    heartbeat = m.encode(m.Heartbeat())
+
+    def piece(sid: int, value: Any, end: str | None) -> list:
+        seq = seqs.get(sid, 0)
+        seqs[sid] = seq + 1
+        if end is not None:
+            seqs.pop(sid, None)
+        return [sid, seq, value, end]
+
     while True:
         readable, _, _ = select.select([sock], [], [], 0.0 if live else heartbeat_s)
-        pieces: list[list] = []  # [sid, value, end]: end None (more follows), "ok", "dropped", "error"
+        pieces: list[list] = []  # [sid, seq, value, end]: end None (more follows), "ok", "dropped", "error"
         if readable:
-            data = sock.recv(RECV_BYTES)
-            if not data:
+            received = clock()
+            msgs = _messages(sock, unpacker)
+            if msgs is None:
                 return
-            unpacker.feed(data)
-            for msg in unpacker:
-                kind = msg[0]
-                if kind == "add":
-                    _, sid, deadline, payload = msg
-                    if deadline is not None and deadline <= clock():
-                        pieces.append([sid, None, "dropped"])
+            for msg in msgs:
+                if isinstance(msg, m.Add):
+                    if msg.budget is not None and received + msg.budget <= clock():
+                        pieces.append(piece(msg.sid, None, "dropped"))
                         continue
                     try:
-                        runner.add(sid, payload)
-                        live.add(sid)
+                        runner.add(msg.sid, msg.payload)
+                        live.add(msg.sid)
                     except Exception as exc:
-                        pieces.append([sid, f"{type(exc).__name__}: {exc}", "error"])
-                elif kind == "cancel":
-                    sid = msg[1]
-                    if sid in live:
-                        live.discard(sid)
+                        pieces.append(piece(msg.sid, f"{type(exc).__name__}: {exc}", "error"))
+                elif isinstance(msg, m.Cancel):
+                    if msg.sid in live:
+                        live.discard(msg.sid)
+                        seqs.pop(msg.sid, None)
                         try:
-                            runner.cancel(sid)
+                            runner.cancel(msg.sid)
                         except Exception:
                             traceback.print_exc()
-                elif kind == "stop":
+                elif isinstance(msg, m.Stop):
                     return
         elif not live:
             if parent_pid is not None and os.getppid() != parent_pid:
                 return
-            sock.sendall(wire.pack(["hb"]))
+            sock.sendall(heartbeat)
             last_sent = clock()
             continue
         t0 = time.perf_counter()
@@ -233,13 +266,13 @@ def serve_stream(sock: socket.socket, runner: Any, heartbeat_s: float, parent_pi
             try:
                 for sid, value, final in runner.step():
                     if sid in live:
-                        pieces.append([sid, value, "ok" if final else None])
+                        pieces.append(piece(sid, value, "ok" if final else None))
                         if final:
                             live.discard(sid)
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 for sid in sorted(live):
-                    pieces.append([sid, error, "error"])
+                    pieces.append(piece(sid, error, "error"))
                     try:
                         runner.cancel(sid)
                     except Exception:
@@ -248,11 +281,12 @@ def serve_stream(sock: socket.socket, runner: Any, heartbeat_s: float, parent_pi
         now = clock()
         if pieces or now - last_sent >= heartbeat_s:
             try:
-                data = wire.pack(["pieces", pieces, time.perf_counter() - t0])
+                data = m.encode(m.Pieces(pieces, time.perf_counter() - t0))
             except (TypeError, ValueError, OverflowError) as exc:
-                data = wire.pack(["pieces", [[p[0], f"runner output cannot be sent: {exc}", "error"]
-                                             for p in pieces], 0.0])
+                data = m.encode(m.Pieces([[p[0], p[1], f"runner output cannot be sent: {exc}", "error"]
+                                          for p in pieces], 0.0))
                 for p in pieces:
                     live.discard(p[0])
+                    seqs.pop(p[0], None)
             sock.sendall(data)
             last_sent = now

@@ -257,7 +257,7 @@ class PolicyDecider:
                   f"# TYPE {prefix}_policy_files gauge"]
         lines += [f'{prefix}_policy_files{{npc="{k}"}} {int(bool(c is not None and c.ok))}'
                   for k, (_, c) in sorted(self.checks.items())]
-        return lines + self.pool.stats.prometheus()
+        return lines + self.pool.prometheus()  # the pool's counters, and its remote workers'
 
 
 def start_decider(world, *, weights: str | None, module: str = "npc.policy.model:build_policy",

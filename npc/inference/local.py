@@ -1,0 +1,452 @@
+"""The local executor: model workers as spawned processes on this machine.
+
+Each worker owns one device and talks to the engine over a Unix socketpair
+(messages.py, one typed message after another). This executor spawns them,
+writes batches and streams to them without blocking (a worker that stops
+reading never blocks the engine), reads their answers, and watches their
+health:
+- an idle worker sends a heartbeat every `heartbeat_s`; one silent for
+  `hang_timeout_s` is killed, and its batch and streams fail at once;
+- a dead worker (its socket closes, its process sentinel fires) restarts at
+  once, then with backoff (0.1 s doubling up to `restart_backoff_max_s`)
+  while it keeps failing;
+- one batch is in flight per worker (its place in `slots()` is free only
+  while it is idle); a streaming worker holds up to `max_streams` streams.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import multiprocessing
+import os
+import selectors
+import signal
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import messages as m
+from . import wire
+from .devices import plan_devices
+from .engine import Engine, encode_batch, feed_piece, finish_batch
+from .future import InferenceFuture, Outcome
+from .scheduler import BatchLatency, Pending
+from .stats import WorkerInfo
+from .stream import Stream, StreamEnd
+
+log = logging.getLogger("npcworld.inference")
+
+RECV_BYTES = 1 << 20
+
+
+class WorkerState(enum.Enum):
+    STARTING = "starting"  # spawned, loading its runner
+    IDLE = "idle"
+    BUSY = "busy"  # one batch in flight
+    EXITING = "exiting"  # lost (died, hung, stopping): waiting for the process to end
+    DOWN = "down"  # no process; restarts at `restart_at`
+
+
+@dataclass
+class _Worker:
+    index: int
+    device: str
+    threads: int
+    latency: BatchLatency
+    state: WorkerState = WorkerState.DOWN
+    proc: Any = None  # multiprocessing.Process
+    sock: socket.socket | None = None
+    unpacker: Any = None
+    out: bytearray = field(default_factory=bytearray)  # bytes not yet written to the socket
+    want_write: bool = False  # registered for EVENT_WRITE (out is not empty)
+    pid: int | None = None
+    started_at: float = 0.0
+    last_seen: float = 0.0
+    restart_at: float | None = 0.0
+    failures: int = 0  # consecutive losses without a completed batch
+    starts: int = 0
+    batches: int = 0
+    batch_id: int = 0
+    dispatched_at: float = 0.0
+    inflight: list[InferenceFuture] = field(default_factory=list)  # the batch sent, in order
+    last_error: str | None = None
+    fatal: str | None = None  # the traceback a worker sent before exiting
+    reaping: bool = False
+    streaming: bool = False  # its runner is a streaming runner (reported when ready)
+    streams: dict[int, Stream] = field(default_factory=dict)  # sid -> the streams it runs
+
+
+class LocalExecutor:
+    name = "local"
+
+    def __init__(self, config, workers: int | None):
+        self.config = config
+        self.count = workers
+        self.workers: list[_Worker] = []
+        self.ctx = multiprocessing.get_context("spawn")
+        self.engine: "Engine | None" = None
+
+    def plan(self) -> None:
+        """Decide the devices (before the engine starts, so wait_ready knows the count)."""
+        cfg = self.config
+        devices = plan_devices(self.count, cfg.devices)
+        cpu_workers = sum(1 for d in devices if d == "cpu")
+        self.workers = [
+            _Worker(i, d, cfg.cpu_threads(cpu_workers) if d == "cpu" else 1,
+                    BatchLatency(cfg.latency_prior_s, cfg.latency_alpha))
+            for i, d in enumerate(devices)
+        ]
+
+    # -- the seam ---------------------------------------------------------------------
+
+    def start(self, engine: "Engine", now: float) -> None:
+        self.engine = engine
+
+    def on_event(self, data: Any, mask: int, now: float) -> None:
+        kind, w = data
+        if kind == "sock":
+            if mask & selectors.EVENT_WRITE:
+                self._flush(w)
+            if mask & selectors.EVENT_READ:
+                self._read(w, now)
+        elif kind == "proc":
+            self._reap(w, now)
+
+    def poll(self, now: float) -> None:
+        cfg = self.config
+        closing = self.engine.closing
+        for w in self.workers:
+            if w.state is WorkerState.DOWN:
+                if closing:
+                    w.restart_at = None
+                elif w.restart_at is not None and now >= w.restart_at:
+                    self._spawn(w, now)
+            elif closing:
+                continue
+            elif w.state is WorkerState.STARTING:
+                if now - w.started_at > cfg.start_timeout_s:
+                    self._kill(w, now, f"worker {w.index} did not start within {cfg.start_timeout_s:g} s")
+            elif w.state in (WorkerState.IDLE, WorkerState.BUSY):
+                silent = now - w.last_seen
+                if silent > cfg.hang_timeout_s:
+                    self._kill(w, now, f"worker {w.index} (pid {w.pid}) stopped answering for {silent:.2f} s "
+                                       f"(hang_timeout_s = {cfg.hang_timeout_s:g})")
+
+    def next_wake(self, now: float) -> float | None:
+        cfg = self.config
+        t = None
+        for w in self.workers:
+            if w.state is WorkerState.STARTING:
+                due = w.started_at + cfg.start_timeout_s
+            elif w.state in (WorkerState.IDLE, WorkerState.BUSY):
+                due = w.last_seen + cfg.hang_timeout_s
+            elif w.state is WorkerState.DOWN and w.restart_at is not None:
+                due = w.restart_at
+            else:
+                continue
+            t = due if t is None else min(t, due)
+        return t
+
+    def slots(self):
+        for w in self.workers:
+            if w.state is WorkerState.IDLE and not w.streaming:
+                yield w, w.latency
+
+    def send_batch(self, w: _Worker, batch: list[Pending], now: float) -> None:
+        engine = self.engine
+        batch_id = engine.next_batch_id()
+        data, batch = encode_batch(batch, batch_id, now, engine.finish)
+        if data is None:
+            return
+        n = len(batch)
+        inflight = w.inflight = []
+        for p in batch:
+            fut = p.item
+            fut._pending = None
+            fut.worker = w.index
+            fut.batch_size = n
+            inflight.append(fut)
+        w.batch_id = batch_id
+        w.dispatched_at = now
+        w.state = WorkerState.BUSY
+        engine.stats.count_batch(n)
+        self._write(w, data)
+
+    def stream_rooms(self):
+        for w in self.workers:
+            if w.state is WorkerState.IDLE and w.streaming:
+                yield w, self.config.max_streams - len(w.streams)
+
+    def send_stream(self, w: _Worker, stream: Stream, now: float) -> None:
+        budget = None if stream.deadline is None else stream.deadline - now
+        try:
+            data = m.encode(m.Add(stream.sid, budget, stream.request))
+        except (TypeError, ValueError, OverflowError) as exc:
+            self.engine.end_stream(stream, StreamEnd.FAILED, f"request cannot be sent to a worker: {exc}")
+            return
+        stream.worker, stream.executor, stream.place = w.index, self, w
+        w.streams[stream.sid] = stream
+        self._write(w, data)
+
+    def cancel_stream(self, stream: Stream) -> None:
+        w = stream.place
+        if w is not None and w.streams.pop(stream.sid, None) is not None and w.sock is not None:
+            self._write(w, m.encode(m.Cancel(stream.sid)))
+
+    def begin_close(self, now: float) -> None:
+        stop = m.encode(m.Stop())
+        for w in self.workers:
+            w.restart_at = None
+            if w.sock is not None:
+                self._write(w, stop)
+
+    def closed(self) -> bool:
+        return all(w.proc is None for w in self.workers)
+
+    def gauges(self) -> tuple[int, int]:
+        ready = sum(1 for w in self.workers if w.state in (WorkerState.IDLE, WorkerState.BUSY))
+        return ready, sum(len(w.inflight) for w in self.workers)
+
+    def infos(self) -> list[WorkerInfo]:
+        return [WorkerInfo(w.index, w.device, w.state.value, w.pid, w.starts, w.batches, dict(w.latency.ewma),
+                           w.last_error) for w in self.workers]
+
+    # -- writing ----------------------------------------------------------------------
+
+    def _write(self, w: _Worker, data: bytes) -> None:
+        w.out += data
+        self._flush(w)
+
+    def _flush(self, w: _Worker) -> None:
+        """Write what the socket takes now; the rest waits for it to be writable."""
+        if w.sock is None:
+            w.out.clear()
+            return
+        try:
+            while w.out:
+                sent = w.sock.send(w.out)
+                del w.out[:sent]
+        except BlockingIOError:
+            pass
+        except OSError:
+            w.out.clear()  # the worker is gone; its socket's EOF or its exit reports it
+            return
+        if w.want_write != bool(w.out):
+            w.want_write = bool(w.out)
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if w.out else 0)
+            self.engine.sel.modify(w.sock, events, (self, ("sock", w)))
+
+    # -- reading ----------------------------------------------------------------------
+
+    def _read(self, w: _Worker, now: float) -> None:
+        while w.sock is not None:
+            try:
+                data = w.sock.recv(RECV_BYTES)
+            except BlockingIOError:
+                return
+            except OSError:
+                data = b""
+            if not data:
+                code = w.proc.exitcode if w.proc is not None else None
+                detail = f" with code {code}" if code is not None else ""
+                if w.fatal:
+                    detail += f": {w.fatal.strip().splitlines()[-1]}"
+                self._lose(w, now, f"worker {w.index} (pid {w.pid}) exited{detail}", death=True)
+                return
+            w.last_seen = now
+            w.unpacker.feed(data)
+            for raw in w.unpacker:
+                try:
+                    msg = m.from_list(raw)
+                except m.BadMessage as exc:
+                    log.warning("inference worker %d sent a bad message (ignored): %s", w.index, exc)
+                    continue
+                self._on_message(w, msg, now)
+            if len(data) < RECV_BYTES:
+                return
+
+    def _on_message(self, w: _Worker, msg: m.Message, now: float) -> None:
+        engine = self.engine
+        if isinstance(msg, m.Done):
+            if msg.batch_id != w.batch_id:
+                return  # a stale answer (cannot happen with one batch in flight; ignored)
+            inflight, w.inflight = w.inflight, []
+            w.latency.observe(len(inflight), now - w.dispatched_at)
+            engine.stats.compute_s += msg.compute_s
+            w.batches += 1
+            w.failures = 0
+            w.state = WorkerState.IDLE
+            finish_batch(engine, inflight, msg, now)
+        elif isinstance(msg, m.Pieces):
+            engine.stats.compute_s += msg.compute_s
+            if msg.pieces:
+                w.failures = 0
+            for sid, _seq, value, end in msg.pieces:
+                stream = w.streams.get(sid)
+                if stream is None:
+                    continue  # cancelled here before the worker saw the cancel
+                if feed_piece(engine, stream, value, end, now):
+                    del w.streams[sid]
+        elif isinstance(msg, m.Ready):
+            info = msg.info
+            w.streaming = bool(info.get("streaming"))
+            w.state = WorkerState.IDLE
+            log.info("inference worker %d ready: pid %s on %s, runner %s, %s thread(s), nice %s, torch %s", w.index,
+                     info.get("pid"), info.get("device"), info.get("runner"), info.get("threads"), info.get("nice"),
+                     info.get("torch"))
+            engine.notify()
+        elif isinstance(msg, m.Fatal):
+            w.fatal = w.last_error = msg.message
+            log.error("inference worker %d on %s could not start:\n%s", w.index, w.device, msg.message)
+            engine.notify()
+
+    # -- health -------------------------------------------------------------------------
+
+    def _spawn(self, w: _Worker, now: float) -> None:
+        from . import worker as worker_module  # its `main` is what the child imports
+
+        cfg = self.config
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        proc = self.ctx.Process(
+            target=worker_module.main, name=f"npcworld-inference-{w.index}", daemon=True,
+            args=(child_sock, cfg.runner, cfg.runner_options, w.device, w.threads, os.getpid(), cfg.heartbeat_s,
+                  cfg.nice),
+        )
+        try:
+            proc.start()
+        except Exception as exc:
+            parent_sock.close()
+            child_sock.close()
+            w.last_error = f"could not spawn worker {w.index}: {exc}"
+            log.error("%s", w.last_error)
+            self._schedule_restart(w, now)
+            return
+        child_sock.close()
+        parent_sock.setblocking(False)
+        w.proc, w.sock, w.pid = proc, parent_sock, proc.pid
+        w.unpacker = wire.unpacker()
+        w.out.clear()
+        w.want_write = False
+        w.fatal = None
+        w.state = WorkerState.STARTING
+        w.started_at = w.last_seen = time.monotonic()
+        w.restart_at = None
+        w.starts += 1
+        self.engine.stats.worker_starts += 1
+        self.engine.sel.register(parent_sock, selectors.EVENT_READ, (self, ("sock", w)))
+        self.engine.sel.register(proc.sentinel, selectors.EVENT_READ, (self, ("proc", w)))
+        self.engine.notify()
+
+    def _kill(self, w: _Worker, now: float, reason: str) -> None:
+        self.engine.stats.worker_hangs += 1
+        log.warning("%s; killing it", reason)
+        if w.proc is not None and w.proc.exitcode is None:
+            try:
+                os.kill(w.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self._lose(w, now, reason, death=False)
+
+    def _lose(self, w: _Worker, now: float, reason: str, death: bool) -> None:
+        """The worker is gone or going: fail its batch at once, stop talking to it.
+        Its process is reaped (and the worker restarted) when its sentinel fires."""
+        if w.state in (WorkerState.EXITING, WorkerState.DOWN):
+            return
+        engine = self.engine
+        if death and not engine.closing:
+            engine.stats.worker_deaths += 1
+            log.warning("%s", reason)
+        if not w.fatal or not death:
+            w.last_error = reason
+        inflight, w.inflight = w.inflight, []
+        for fut in inflight:
+            engine.finish(fut, Outcome.FAILED, now, error=reason)
+        streams, w.streams = w.streams, {}
+        for stream in streams.values():
+            engine.end_stream(stream, StreamEnd.FAILED, reason)
+        self._close_socket(w)
+        w.state = WorkerState.EXITING
+        engine.notify()
+        proc = w.proc
+        if proc is None:
+            return
+        if proc.exitcode is not None:
+            self._reap(w, now)
+        elif not engine.closing:
+            # Without its socket a worker is useless; one that lingers (a runner's
+            # thread keeping it alive) must not hold its device: end it now.
+            try:
+                os.kill(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def _close_socket(self, w: _Worker) -> None:
+        if w.sock is not None:
+            try:
+                self.engine.sel.unregister(w.sock)
+            except (KeyError, ValueError):
+                pass
+            w.sock.close()
+            w.sock = None
+        w.out.clear()
+
+    def _reap(self, w: _Worker, now: float) -> None:
+        """The worker's process has ended (its sentinel is readable): restart it."""
+        proc = w.proc
+        if proc is None or w.reaping:
+            return
+        w.reaping = True  # _read and _lose below may lead back here
+        try:
+            if w.sock is not None:
+                self._read(w, now)  # results it wrote before dying still count
+            if proc.exitcode is None:
+                return  # still running (a spurious wake-up); its sentinel stays registered
+            self._lose(w, now, f"worker {w.index} (pid {w.pid}) exited with code {proc.exitcode}", death=True)
+            try:
+                self.engine.sel.unregister(proc.sentinel)
+            except (KeyError, ValueError):
+                pass
+            proc.join(0)
+            proc.close()
+            w.proc = None
+            w.pid = None
+            self._schedule_restart(w, now)
+        finally:
+            w.reaping = False
+
+    def _schedule_restart(self, w: _Worker, now: float) -> None:
+        w.state = WorkerState.DOWN
+        if self.engine.closing:
+            w.restart_at = None
+            return
+        w.failures += 1
+        delay = 0.0 if w.failures <= 1 else min(self.config.restart_backoff_max_s, 0.1 * 2 ** (w.failures - 2))
+        w.restart_at = now + delay
+
+    def shutdown(self, now: float) -> None:
+        engine = self.engine
+        for w in self.workers:
+            inflight, w.inflight = w.inflight, []
+            for fut in inflight:
+                engine.finish(fut, Outcome.FAILED, now, error="the inference pool closed")
+            streams, w.streams = w.streams, {}
+            for stream in streams.values():
+                engine.end_stream(stream, StreamEnd.FAILED, "the inference pool closed")
+            if engine.sel is not None:
+                self._close_socket(w)
+            if w.proc is not None:
+                if w.proc.exitcode is None:
+                    try:
+                        os.kill(w.proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                w.proc.join(2.0)
+                try:
+                    engine.sel.unregister(w.proc.sentinel)
+                except (KeyError, ValueError):
+                    pass
+                w.proc = None
+            w.pid = None
+            w.state = WorkerState.DOWN
