@@ -12,10 +12,12 @@ import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
+from npc.policy.weights import DEFAULT_WEIGHTS, weights_input
+
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MAP = ROOT / "assets" / "maps" / "default.tmj"
 DEFAULT_NPC_DIR = ROOT / "assets" / "npcs"
-DEFAULT_POLICY = ROOT / "assets" / "policy" / "policy.safetensors"
+DEFAULT_POLICY = DEFAULT_WEIGHTS
 DECIDERS = ("auto", "policy", "builtin", "scripted")   # scripted: the old name of builtin
 CLIENT_DIR = ROOT / "client_demo"
 
@@ -248,20 +250,6 @@ def use_policy(cfg: ServerConfig) -> bool:
             return False
         return True
     return cfg.decider == "policy"
-
-
-def weights_input(path: str) -> int | None:
-    """The input width of a policy's first layer, read from the safetensors header (no torch)."""
-    import json
-    import struct
-
-    try:
-        with open(path, "rb") as f:
-            n = struct.unpack("<Q", f.read(8))[0]
-            header = json.loads(f.read(n))
-        return int(header["body.0.weight"]["shape"][1])
-    except (OSError, ValueError, KeyError, IndexError, struct.error):
-        return None
 
 
 def remote_workers(cfg: ServerConfig, kind: str, default_workers: int | None) -> dict:

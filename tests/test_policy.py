@@ -44,7 +44,7 @@ def _rows(world, sights):
 
 @pytest.fixture(scope="module")
 def runners():
-    from server.config import weights_input
+    from npc.policy.weights import weights_input
 
     out = [PolicyRunner(weights=None), PolicyRunner(module="policy_modules:ignores_masks")]
     if DEFAULT_WEIGHTS.is_file() and weights_input(str(DEFAULT_WEIGHTS)) == OBS_DIM:

@@ -12,7 +12,7 @@ import pytest
 
 from npc.policy.model import DEFAULT_WEIGHTS
 from npchelp import admin_of, call, small_map, write
-from server.config import weights_input
+from npc.policy.weights import weights_input
 from npc.policy.observe import OBS_DIM
 from wsclient import Player
 

@@ -25,7 +25,7 @@ from .mqtt_worker import MqttWorker
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    from server.config import DEFAULT_POLICY
+    from npc.policy.weights import DEFAULT_WEIGHTS as DEFAULT_POLICY
 
     p = sub.add_parser("worker", help="run a remote model worker that serves game servers through an MQTT broker",
                        description="Run model workers for game servers on other machines: requests arrive "

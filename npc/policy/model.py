@@ -24,9 +24,9 @@ import torch
 import torch.nn as nn
 
 from npc.policy.observe import A, OBS_DIM, T
+from npc.policy.weights import DEFAULT_WEIGHTS  # noqa: F401  (the shipped weights; re-exported)
 
 HIDDEN = 128
-DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "assets" / "policy" / "policy.safetensors"
 
 
 class Policy(nn.Module):

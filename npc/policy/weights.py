@@ -8,9 +8,12 @@ compared with today's layout (npc/policy/observe.py OBS_DIM) to tell stale weigh
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from safetensors import SafetensorError, safe_open
 
 FIRST_LAYER = "body.0.weight"
+DEFAULT_WEIGHTS = Path(__file__).resolve().parents[2] / "assets" / "policy" / "policy.safetensors"
 
 
 def weights_input(path: str) -> int | None:
