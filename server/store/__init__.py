@@ -93,7 +93,7 @@ class Store:
 
     def prometheus(self) -> list[str]:
         w = self.writer
-        age = time.time() - w.last_written_at if w.last_written_at is not None else float("nan")
+        age = f"{time.time() - w.last_written_at:.3f}" if w.last_written_at is not None else "NaN"
         lines = []
 
         def metric(name: str, kind: str, help_: str, rows: list[str]) -> None:
@@ -107,6 +107,8 @@ class Store:
             ("npcworld_store_account_rows_written_total", "counter", "Player account rows written.",
              w.accounts_written),
             ("npcworld_store_last_checkpoint_age_seconds", "gauge", "Seconds since the last checkpoint written.", age),
+            ("npcworld_store_last_checkpoint_tick", "gauge", "The tick of the last checkpoint written (-1: none).",
+             w.last_tick),
             ("npcworld_store_last_checkpoint_bytes", "gauge", "Bytes of the last checkpoint's columns.", w.last_bytes),
             ("npcworld_store_bytes", "gauge", "Size of the store on disk (file and write-ahead log).", self.size()),
         ):

@@ -62,6 +62,7 @@ class Writer:
         self.accounts_written = 0
         self.last_written_at: float | None = None    # Unix seconds (the checkpoint's own time)
         self.last_bytes = 0          # bytes of the last checkpoint's columns
+        self.last_tick = -1          # the tick of the last checkpoint written
         self.write_s = Histogram(WRITE_BUCKETS)
         self.copy_s = Histogram(COPY_BUCKETS)        # the copy in the tick (observed by the game)
 
@@ -169,3 +170,4 @@ class Writer:
             self.written += 1
             self.last_written_at = offer.wall
             self.last_bytes = nbytes
+            self.last_tick = offer.frame.tick
