@@ -42,7 +42,7 @@ ROWS = ["################",
         "#..............#",
         "################"]
 
-# Gerda stands at 'a', two tiles from where players appear, and gives each player who comes near an item.
+# Gerda stands near 'a' and gives every player she notices (anywhere on this small map) an item, once.
 GERDA = """
     id = "gerda"
     name = "Gerda"
@@ -62,8 +62,11 @@ GERDA = """
     [actions.give_item]
     items = ["apple", "pear"]
     line = "Take this {item}, {player}."
-    distance = 200
+    distance = 800
     cooldown = 600
+
+    [senses]
+    notice = 800
 
     [weights]
     give_item = 9
@@ -247,3 +250,25 @@ async def test_an_old_store_is_migrated_and_a_store_that_cannot_be_written_does_
     assert srv.proc.poll() is None
     await newcomer.close()
     await old.close()
+
+
+async def test_the_browser_shows_the_items_it_holds_and_keeps_them_on_a_reload(launch, tmp_path):
+    import pytest
+    test_browser = pytest.importorskip("test_browser")
+    if not __import__("shutil").which(test_browser.CHROMIUM):
+        pytest.skip(f"no Chromium at {test_browser.CHROMIUM}")
+    srv = launch(*world_args(tmp_path))
+    async with test_browser.chromium_page(srv.http_url) as (page, page_errors):
+        await test_browser.wait_connected(page)
+        # Gerda notices the browser's player and gives it an item
+        await page.wait_for_function("/items: (apple|pear)/.test(document.getElementById('items').textContent)",
+                                     timeout=30_000)
+        shown = await page.text_content("#items")
+        me = await page.evaluate("window.npcworld.myId")
+        await page.reload()                               # the token in localStorage resumes the same player
+        await test_browser.wait_connected(page)
+        await page.wait_for_function("window.npcworld.welcome && window.npcworld.welcome.resumed === true",
+                                     timeout=20_000)
+        assert await page.text_content("#items") == shown   # from welcome: held, not re-given
+        assert await page.evaluate("window.npcworld.welcome.name") and me
+        assert page_errors == []
