@@ -17,8 +17,6 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
-import numpy as np
-
 from npc.minds.cast import Cast
 from npc.dialogue import service as dialogue
 from npc.policy.decider import PolicyDecider, start_decider
@@ -298,13 +296,8 @@ class Game:
         t0 = time.perf_counter()
         frame = world_checkpoint.copy(self.world)
         roster = world_checkpoint.roster(self.world)
-        if self._identities is None or self._identities[0] != roster:
-            keys = self.npc_keys()
-            rows = frame.eid.tolist()
-            players = self.players
-            self._identities = (
-                roster, np.array([keys.get(e, "") for e in rows], object),
-                np.array([players[e].account.id if e in players else 0 for e in rows], np.int64))
+        if self._identities is None or self._identities[0] != roster:   # fresh dicts: the writer reads them
+            self._identities = (roster, self.npc_keys(), {e: p.account.id for e, p in self.players.items()})
         _, keys, accounts = self._identities
         offer = Offer(frame, keys, accounts, self.map_id, self.wall())
         self.store.writer.copy_s.observe(time.perf_counter() - t0)

@@ -44,8 +44,8 @@ def small_world() -> tuple[World, list[int]]:
 
 def offer(w: World, ids: list[int], account: int) -> Offer:
     frame = checkpoint.copy(w)
-    keys = np.array([f"n#{e}" if w.kind_of(e) == NPC else "" for e in frame.eid.tolist()], object)
-    accounts = np.array([account if w.kind_of(e) == PLAYER else 0 for e in frame.eid.tolist()], np.int64)
+    keys = {e: f"n#{e}" for e in frame.eid.tolist() if w.kind_of(e) == NPC}
+    accounts = {e: account for e in frame.eid.tolist() if w.kind_of(e) == PLAYER}
     return Offer(frame, keys, accounts, "map", time.time())
 
 

@@ -39,8 +39,8 @@ LOG_EVERY = 100   # a failing write is logged the first time, then once every th
 class Offer:
     """A checkpoint as the tick hands it over: the frame and, per frame row, who it is."""
     frame: Frame
-    keys: np.ndarray            # (n,) object: an NPC's stable key, "" for a player
-    accounts: np.ndarray        # (n,) int64: a player's account id, 0 for an NPC
+    keys: dict[int, str]        # entity id -> an NPC's stable key (never mutated after the hand-over)
+    accounts: dict[int, int]    # entity id -> a player's account id (idem)
     map_id: str
     wall: float                 # Unix seconds when it was taken
 
@@ -146,13 +146,17 @@ class Writer:
             nbytes = 0
             if offer is not None:
                 f = offer.frame
-                players = np.flatnonzero((f.kind == PLAYER) & (offer.accounts > 0))
+                # who is who, per row: built here, not in the tick (0.5 ms for 3,000 entities)
+                eids = f.eid.tolist()
+                keys = np.array([offer.keys.get(e, "") for e in eids], object)
+                account = np.array([offer.accounts.get(e, 0) for e in eids], np.int64)
+                players = np.flatnonzero((f.kind == PLAYER) & (account > 0))
                 if len(players):
                     xy = f.columns["pos"][players]
                     c.executemany("UPDATE accounts SET x = ?, y = ?, last_seen = MAX(last_seen, ?) WHERE id = ?",
                                   zip(xy[:, 0].tolist(), xy[:, 1].tolist(), [offer.wall] * len(players),
-                                      offer.accounts[players].tolist()))
-                rows = frames.rows(f, offer.keys)
+                                      account[players].tolist()))
+                rows = frames.rows(f, keys)
                 nbytes = sum(len(r[3]) for r in rows)
                 c.execute("DELETE FROM checkpoint_columns")
                 c.executemany("INSERT INTO checkpoint_columns (name, dtype, shape, data) VALUES (?, ?, ?, ?)", rows)
