@@ -33,6 +33,7 @@ log = logging.getLogger("npcworld.store")
 WRITE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)   # seconds
 COPY_BUCKETS = (0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01)              # seconds
 LOG_EVERY = 100   # a failing write is logged the first time, then once every this many
+SHUTDOWN_RETRIES = 3   # at a stop, a failing write is tried this many more times (each waits BUSY_MS), then given up
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,7 @@ class Writer:
         self._accounts: dict[int, tuple] = {}
         self._stop = False
         self._busy = False
+        self._retries = 0            # failed writes since the stop was asked for
         self._thread = threading.Thread(target=self._run, name="npcworld-store", daemon=True)
         # counters (read by /metrics from the loop thread; ints and floats are swapped whole)
         self.written = 0             # checkpoints written
@@ -121,12 +123,15 @@ class Writer:
                 with self._cv:
                     for k, row in accounts.items():
                         self._accounts.setdefault(k, row)    # a newer row for the same account wins
-                    stopping = self._stop
-                if stopping and self.failed > 3:
-                    log.error("store %s: giving up at shutdown; %d account rows not written", self.path,
-                              len(self._accounts))
+                    if self._stop:
+                        if offer is not None and self._offer is None:
+                            self._offer = offer              # the final checkpoint is worth another try
+                        self._retries += 1
+                if self._retries > SHUTDOWN_RETRIES:
+                    log.error("store %s: giving up at shutdown after %d tries; %d account rows and the last "
+                              "checkpoint not written", self.path, SHUTDOWN_RETRIES, len(self._accounts))
                     return
-                if stopping:
+                if self._retries:
                     time.sleep(0.2)
             finally:
                 with self._cv:

@@ -59,3 +59,12 @@ def test_a_target_left_out_of_the_restore_becomes_idle():
     checkpoint.restore(b, frame, mapping)
     assert b.intent(ids_b[12]).action == "idle"               # fled from the player: nobody to flee now
     assert b.intent(ids_b[10]).action == "follow" and b.intent(ids_b[10]).target == ids_b[11]
+
+
+def test_a_world_with_a_free_slot_copies_only_the_live_entities():
+    a, ids = busy_world()
+    a.despawn(ids[3])                                        # a hole below the last slot: the gather path
+    frame = checkpoint.copy(a)
+    assert ids[3] not in frame.eid.tolist() and len(frame) == len(ids) - 1
+    rows = frame.row_of()
+    assert all(tuple(frame.columns["pos"][rows[e]]) == a.position(e) for e in ids if e != ids[3])
