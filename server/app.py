@@ -33,7 +33,7 @@ class GameServer:
         self.cfg = cfg
         self.metrics = Metrics()
         # the store first: one that cannot be opened stops the start before any worker or port exists
-        store = Store.open(cfg.store) if cfg.store else None
+        store = Store.open(cfg.store, cfg.token_expiry_s) if cfg.store else None
         self.tilemap = load_map(cfg.map)
         self.game = Game(cfg, self.tilemap, self.metrics, time.monotonic, store=store)
         self.stop_event = asyncio.Event()

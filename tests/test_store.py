@@ -121,11 +121,18 @@ def test_an_older_schema_is_migrated(tmp_path):
     path = tmp_path / "v1.sqlite"
     c = sqlite3.connect(path, isolation_level=None)
     schema.migrate(c, 0, upto=1)
-    c.execute("INSERT INTO accounts (id, name, x, y, first_seen, last_seen) VALUES (7, 'old ada', 100, 120, 1, 2)")
+    c.execute("INSERT INTO accounts (id, name, x, y, first_seen, last_seen) VALUES (7, 'old ada', 100, 120, 1, ?)",
+              (time.time(),))
     c.close()
-    store = Store.open(str(path))
-    acc = store.start().get(7)
+    c = sqlite3.connect(path, isolation_level=None)     # and one whose every token has long expired
+    c.execute("INSERT INTO accounts (id, name, first_seen, last_seen) VALUES (8, 'long gone', 1, ?)",
+              (time.time() - 3600,))
+    c.close()
+    store = Store.open(str(path), token_expiry_s=600)
+    accounts = store.start()
+    acc = accounts.get(7)
     assert (acc.name, acc.x, acc.y, acc.items) == ("old ada", 100, 120, [])
+    assert accounts.get(8) is None
     store.close()
     assert schema.version_of(sqlite3.connect(path)) == schema.VERSION
 

@@ -213,7 +213,8 @@ async def test_an_old_store_is_migrated_and_a_store_that_cannot_be_written_does_
     schema.migrate(c, 0, upto=1)
     key = b"k" * 32
     c.execute("INSERT INTO meta (key, value) VALUES ('token_key', ?)", (key,))
-    c.execute("INSERT INTO accounts (id, name, x, y, first_seen, last_seen) VALUES (7, 'old ada', 300, 230, 1, 2)")
+    c.execute("INSERT INTO accounts (id, name, x, y, first_seen, last_seen) VALUES (7, 'old ada', 300, 230, 1, ?)",
+              (time.time(),))
     c.close()
     args = [a for a in world_args(tmp_path, "--checkpoint-s", "0.2")]
     i = args.index("--secret")

@@ -50,8 +50,10 @@ class Store:
         self.writer = Writer(conn, path)
 
     @classmethod
-    def open(cls, path: str) -> "Store":
-        """Open the store at `path` (its folder created if missing) and load what a start needs."""
+    def open(cls, path: str, token_expiry_s: float | None = None) -> "Store":
+        """Open the store at `path` (its folder created if missing) and load what a start needs.
+        token_expiry_s: accounts not seen for longer are deleted first: every token they were given
+        has expired, so nobody can resume them (bots' guests would otherwise pile up for ever)."""
         p = Path(path)
         if p.is_dir():
             raise StoreError(f"store {path} is a folder; expected an SQLite file (e.g. var/world.sqlite)")
@@ -61,6 +63,11 @@ class Store:
             raise StoreError(f"store {path}: cannot create its folder: {exc.strerror}") from None
         conn = schema.connect(path)
         try:
+            if token_expiry_s is not None:
+                gone = conn.execute("DELETE FROM accounts WHERE last_seen < ?", (time.time() - token_expiry_s,)).rowcount
+                if gone:
+                    log.info("store %s: forgot %d players not seen for %.0f s (their tokens had expired)", path,
+                             gone, token_expiry_s)
             accounts = conn.execute(f"SELECT {', '.join(ACCOUNT_COLUMNS)} FROM accounts").fetchall()
             key = conn.execute("SELECT value FROM meta WHERE key = 'token_key'").fetchone()
             if key is None:
