@@ -80,7 +80,7 @@ def main() -> int:
     copies, writes = [], []
     recorded(game.store.writer.copy_s, copies)
     recorded(game.store.writer.write_s, writes)
-    every = game.checkpoint_every
+    every = game.checkpoints.every
     ticks: dict[str, list[float]] = {"checkpoints": [], "none": []}
     slot = 1.0 / TICK_RATE
     next_at = time.perf_counter()
@@ -88,7 +88,7 @@ def main() -> int:
         game.tick()
     order = ["checkpoints", "none"] * args.blocks
     for mode in order:
-        game.checkpoint_every = every if mode == "checkpoints" else 10**9
+        game.checkpoints.every = every if mode == "checkpoints" else 10**9
         for _ in range(args.block):
             if rng.random() < 0.05 * len(players) / max(1, len(players)):
                 for e in rng.choice(players, size=max(1, len(players) // 20), replace=False).tolist():

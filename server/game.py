@@ -8,8 +8,6 @@ connection's outbox and returns.
 from __future__ import annotations
 
 import colorsys
-import hashlib
-import json
 import logging
 import os
 import secrets
@@ -20,14 +18,14 @@ from typing import TYPE_CHECKING, Callable
 from npc.minds.cast import Cast
 from npc.dialogue import service as dialogue
 from npc.policy.decider import PolicyDecider, start_decider
-from world import checkpoint as world_checkpoint
 from world.sim import NPC, PLAYER, World, WorldConfig
 from world.tilemap import TileMap
 
 from . import protocol, tokens
+from .checkpoints import Checkpoints
 from .config import ServerConfig, use_policy
 from .metrics import Metrics
-from .store import Offer, Store
+from .store import Store
 from .store.accounts import Account, Accounts
 
 if TYPE_CHECKING:
@@ -90,9 +88,6 @@ class Game:
         self.secret = (self.cfg.secret.encode() if self.cfg.secret else
                        self.store.token_key if self.store is not None else secrets.token_bytes(32))
         self.accounts = self.store.start() if self.store is not None else Accounts()
-        self.map_id = hashlib.sha256(json.dumps(self.tilemap.raw, sort_keys=True).encode()).hexdigest()[:16]
-        self.checkpoint_every = max(1, round(self.cfg.checkpoint_s * self.cfg.tick_rate))  # ticks
-        self._identities: tuple | None = None   # (roster, keys, accounts) of the last checkpoint's rows
         # `npcs` generic wanderers (no file: they only wander), then the NPCs of the NPC files
         self.wanderers: dict[int, str] = {}     # entity id -> its stable key in checkpoints
         for i in range(self.cfg.npcs):
@@ -109,10 +104,14 @@ class Game:
             self.cast.decider = self.decider      # before loading: the guard checks every file as it loads
             self.metrics.sources.append(self.decider.prometheus)
         self.cast.load_all()
+        self.checkpoints: Checkpoints | None = None    # None without a store
         if self.store is not None:
+            self.checkpoints = Checkpoints(self.store, self.world, self.cast, self.players, self.wanderers,
+                                           self.tilemap.raw, max(1, round(self.cfg.checkpoint_s * self.cfg.tick_rate)),
+                                           self.wall)
             self.metrics.sources.append(self.store.prometheus)
             if self.store.saved is not None:
-                self._resume_world(self.store.saved)
+                self.checkpoints.resume(self.store.saved)
         cfg = self.cfg
         self.dialogue = dialogue.start(
             self.cast, self._send_to, lambda eid: eid in self.players and self.players[eid].conn is not None,
@@ -276,10 +275,10 @@ class Game:
                 player.conn.outbox.push_update(tick, player.ack, view)
         if tick % self.cfg.tick_rate == 0:
             self._housekeeping()
-        if self.store is not None and tick % self.checkpoint_every == 0:
-            self.checkpoint()
+        if self.checkpoints is not None and self.checkpoints.due(tick):
+            self.checkpoints.take()     # a copy, handed to the writer thread
 
-    # -- items and checkpoints -------------------------------------------------------
+    # -- items ------------------------------------------------------------------------------
 
     def _hand_gifts(self) -> None:
         """Items NPCs gave this tick: held by the players who received them, who are told (an `items`)."""
@@ -290,38 +289,6 @@ class Game:
                 continue            # an NPC, or a player gone meanwhile: nobody holds it
             self.accounts.give(player.account, str(item))
             self._send_to(receiver, {"t": "items", "items": player.account.items, "got": str(item), "from": npc})
-
-    def checkpoint(self) -> None:
-        """Copy what a checkpoint needs (no serialisation here) and hand it to the store's writer."""
-        t0 = time.perf_counter()
-        frame = world_checkpoint.copy(self.world)
-        roster = world_checkpoint.roster(self.world)
-        if self._identities is None or self._identities[0] != roster:   # fresh dicts: the writer reads them
-            self._identities = (roster, self.npc_keys(), {e: p.account.id for e, p in self.players.items()})
-        _, keys, accounts = self._identities
-        offer = Offer(frame, keys, accounts, self.map_id, self.wall())
-        self.store.writer.copy_s.observe(time.perf_counter() - t0)
-        self.store.writer.offer(offer)
-
-    def npc_keys(self) -> dict[int, str]:
-        """Entity id -> a key that names the same NPC after a restart: "wanderer#3", "<file id>#<n>"."""
-        keys = {e: k for e, k in self.wanderers.items()}
-        keys.update((m.eid, f"{m.defn.id}#{m.n}") for m in self.cast.minds.values())
-        return keys
-
-    def _resume_world(self, saved) -> None:
-        """At start: the NPCs as the last checkpoint left them (those whose key is in the world now)."""
-        if saved.map_id != self.map_id:
-            log.warning("the last checkpoint was taken on another map: the world starts afresh (players keep "
-                        "their accounts)")
-            return
-        live = {k: e for e, k in self.npc_keys().items()}
-        ids = {old: live[k] for old, k in zip(saved.frame.eid.tolist(), saved.keys.tolist()) if k in live}
-        n = world_checkpoint.restore(self.world, saved.frame, ids)
-        self.cast.urgent.difference_update(ids.values())   # doing what they did: they re-think in their turn
-        gt = self.world.game_time
-        log.info("resumed %d NPCs from the checkpoint of tick %d (day %d %s), written %.1f s ago", n,
-                 saved.frame.tick, gt.day, gt.clock, self.wall() - saved.written_at)
 
     def _housekeeping(self) -> None:
         """Once a second: end grace periods, close connections that stopped reading."""
@@ -344,10 +311,10 @@ class Game:
 
     def final_checkpoint(self) -> None:
         """At a clean stop, after the last tick: where everyone is now (written by close())."""
-        if self.store is not None:
+        if self.checkpoints is not None:
             for player in self.players.values():
                 self._left(player)
-            self.checkpoint()
+            self.checkpoints.take()
 
     def close(self) -> None:
         """Stop the decision workers, write the NPC memory and the last checkpoint (blocks: not from the tick)."""

@@ -115,11 +115,12 @@ class Writer:
                 self._offer, self._accounts, self._busy = None, {}, True
             try:
                 self._write(offer, accounts)
-            except sqlite3.Error as exc:
+            except Exception as exc:     # sqlite3.Error (disk full, read-only, locked); anything else is a bug
                 self.failed += 1
                 if self.failed % LOG_EVERY == 1:
                     log.error("store %s: a write failed (%s); the game goes on, %d failed so far%s", self.path, exc,
-                              self.failed, "" if self.failed == 1 else " (logged once every %d)" % LOG_EVERY)
+                              self.failed, "" if self.failed == 1 else " (logged once every %d)" % LOG_EVERY,
+                              exc_info=not isinstance(exc, sqlite3.Error))
                 with self._cv:
                     for k, row in accounts.items():
                         self._accounts.setdefault(k, row)    # a newer row for the same account wins
