@@ -9,7 +9,7 @@ p50/p99 per mode side by side, the copy inside the tick (p50/p99/max), the write
 time and bytes, and the restart: opening the store and building the room from the checkpoint,
 beside building it afresh.
 
-Usage: python bench/store.py [--npcs 2000] [--players 1000] [--block 200] [--blocks 3]
+Usage: python bench/store.py [--npcs 2000] [--players 1000] [--block 100] [--blocks 6]
                              [--checkpoint-s 5]
 Prints a table and writes bench/results/store.json. Targets (issue 12): tick p99 with
 checkpoints within 5% of without; the copy in the tick under 1 ms.
@@ -60,8 +60,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--npcs", type=int, default=2000)
     ap.add_argument("--players", type=int, default=1000)
-    ap.add_argument("--block", type=int, default=200, help="ticks per block (200 = 10 s)")
-    ap.add_argument("--blocks", type=int, default=3, help="blocks of each mode")
+    ap.add_argument("--block", type=int, default=100, help="ticks per block (100 = 5 s: one checkpoint)")
+    ap.add_argument("--blocks", type=int, default=6, help="blocks of each mode (many short ones: less drift)")
     ap.add_argument("--checkpoint-s", type=float, default=5.0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "store.json"))
     args = ap.parse_args()

@@ -148,7 +148,7 @@ class Game:
             if player is not None:
                 return player, True, errors
             errors.append(protocol.ProtocolError(
-                "bad_token", f"reconnect token not accepted ({REFUSED[why]}); you have a new character",
+                "bad_token", f"session token not accepted ({REFUSED[why]}); you have a new character",
                 "token", "hello"))
         account = self.accounts.create(name or "guest", self.wall())
         if not name:
