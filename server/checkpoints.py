@@ -23,6 +23,8 @@ from .store import Offer, Saved, Store
 
 log = logging.getLogger("npcworld.game")
 
+MIND_COLUMNS = ("eid", "tending", "patrol", "gifts")   # of npc/minds/state.py Rows kept in a checkpoint
+
 
 def map_id(raw: dict) -> str:
     """A short digest of the map: a checkpoint from another map is not resumed."""
@@ -49,9 +51,16 @@ class Checkpoints:
         if self._identities is None or self._identities[0] != roster:
             self._identities = (roster, self.npc_keys(), {e: p.account.id for e, p in self.players.items()})
         _, keys, accounts = self._identities
-        offer = Offer(frame, keys, accounts, self.map_id, self.wall())
+        offer = Offer(frame, keys, accounts, self.map_id, self.wall(), self._minds())
         self.store.writer.copy_s.observe(time.perf_counter() - t0)
         self.store.writer.offer(offer)
+
+    def _minds(self) -> dict:
+        """The built-in behaviour's state of each NPC of a file (npc/minds/state.py Rows), copies: the
+        needs it is tending, its patrol stop, how many items it gave (which one is next)."""
+        rows = self.cast.rows
+        live = rows.live()
+        return {f"mind_{c}": getattr(rows, c)[live] for c in MIND_COLUMNS}
 
     def npc_keys(self) -> dict[int, str]:
         """Entity id -> a key that names the same NPC after a restart."""
@@ -69,8 +78,19 @@ class Checkpoints:
         live = {k: e for e, k in self.npc_keys().items()}
         ids = {old: live[k] for old, k in zip(saved.frame.eid.tolist(), saved.keys.tolist()) if k in live}
         n = world_checkpoint.restore(self.world, saved.frame, ids)
+        self._resume_minds(saved.extra, ids)
         self.cast.urgent.difference_update(ids.values())   # doing what they did: they re-think in their turn
         gt = self.world.game_time
         log.info("resumed %d NPCs from the checkpoint of tick %d (day %d %s), written %.1f s ago", n,
                  saved.frame.tick, gt.day, gt.clock, self.wall() - saved.written_at)
         return n
+
+    def _resume_minds(self, extra: dict, ids: dict[int, int]) -> None:
+        rows = self.cast.rows
+        if not all(f"mind_{c}" in extra for c in MIND_COLUMNS):
+            return                  # a checkpoint without them: the minds start afresh
+        for i, old in enumerate(extra["mind_eid"].tolist()):
+            r = rows.row_of.get(ids.get(old, -1))
+            if r is not None:
+                for c in MIND_COLUMNS[1:]:
+                    getattr(rows, c)[r] = extra[f"mind_{c}"][i]

@@ -37,8 +37,9 @@ log = logging.getLogger("npcworld.store")
 class Saved:
     """The last checkpoint as loaded at start."""
 
-    def __init__(self, frame: Frame, keys: np.ndarray, written_at: float, map_id: str):
+    def __init__(self, frame: Frame, keys: np.ndarray, written_at: float, map_id: str, extra: dict):
         self.frame, self.keys, self.written_at, self.map_id = frame, keys, written_at, map_id
+        self.extra = extra      # the Offer's extra arrays
 
 
 class Store:
@@ -134,8 +135,8 @@ def _load_checkpoint(conn: sqlite3.Connection, path: str) -> Saved | None:
         return None
     cols = conn.execute("SELECT name, dtype, shape, data FROM checkpoint_columns").fetchall()
     try:
-        frame, keys = frames.frame(head[:4], cols)
+        frame, keys, extra = frames.frame(head[:4], cols)
     except (ValueError, TypeError) as exc:
         raise StoreError(f"store {path}: the last checkpoint is unreadable ({exc}); restore a backup or move the "
                          "file away") from None
-    return Saved(frame, keys, float(head[4]), head[5])
+    return Saved(frame, keys, float(head[4]), head[5], extra)

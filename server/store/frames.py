@@ -32,16 +32,21 @@ def _array(dtype: str, shape: str, data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(json.loads(shape)).copy()
 
 
-def rows(frame: Frame, keys: np.ndarray) -> list[tuple[str, str, str, bytes]]:
-    """The column rows of a frame; keys (n,) object: each entity's stable key ("" for players)."""
+EXTRA = "extra."   # name prefix of columns that are not the world's (the NPC minds' state), any length
+
+
+def rows(frame: Frame, keys: np.ndarray, extra: dict | None = None) -> list[tuple[str, str, str, bytes]]:
+    """The column rows of a frame; keys (n,) object: each entity's stable key ("" for players);
+    extra: more named arrays to keep with it (returned by `frame` as they were)."""
     out = [_row("eid", frame.eid), _row("kind", frame.kind), _row("key", keys), _row("activity", frame.activity),
            _row("stats", frame.stats), _row("stat_rate", frame.stat_rate), _row("stat_has", frame.stat_has)]
     out += [_row(c, frame.columns[c]) for c in COLUMNS]
+    out += [_row(EXTRA + name, arr) for name, arr in (extra or {}).items()]
     return out
 
 
-def frame(head: tuple, column_rows: list[tuple]) -> tuple[Frame, np.ndarray]:
-    """(Frame, keys) from the checkpoint row (tick, time_s, rng, stat_names JSON) and its column rows.
+def frame(head: tuple, column_rows: list[tuple]) -> tuple[Frame, np.ndarray, dict]:
+    """(Frame, keys, extra) from the checkpoint row (tick, time_s, rng, stat_names JSON) and its column rows.
     ValueError when a column is missing or its length disagrees with the others."""
     tick, time_s, rng, stat_names = head
     cols = {name: _array(dtype, shape, data) for name, dtype, shape, data in column_rows}
@@ -57,4 +62,4 @@ def frame(head: tuple, column_rows: list[tuple]) -> tuple[Frame, np.ndarray]:
               columns={c: cols[c] for c in COLUMNS}, activity=cols["activity"],
               stat_names=tuple(json.loads(stat_names)), stats=cols["stats"], stat_rate=cols["stat_rate"],
               stat_has=cols["stat_has"])
-    return f, cols["key"]
+    return f, cols["key"], {c[len(EXTRA):]: a for c, a in cols.items() if c.startswith(EXTRA)}

@@ -18,7 +18,7 @@ import logging
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -44,6 +44,7 @@ class Offer:
     accounts: dict[int, int]    # entity id -> a player's account id (idem)
     map_id: str
     wall: float                 # Unix seconds when it was taken
+    extra: dict = field(default_factory=dict)   # name -> array: more state kept with it (copies)
 
 
 class Writer:
@@ -162,7 +163,7 @@ class Writer:
                     c.executemany("UPDATE accounts SET x = ?, y = ?, last_seen = MAX(last_seen, ?) WHERE id = ?",
                                   zip(xy[:, 0].tolist(), xy[:, 1].tolist(), [offer.wall] * len(players),
                                       account[players].tolist()))
-                rows = frames.rows(f, keys)
+                rows = frames.rows(f, keys, offer.extra)
                 nbytes = sum(len(r[3]) for r in rows)
                 c.execute("DELETE FROM checkpoint_columns")
                 c.executemany("INSERT INTO checkpoint_columns (name, dtype, shape, data) VALUES (?, ?, ?, ?)", rows)
