@@ -56,8 +56,9 @@ class RunningServer:
         return self.proc.returncode
 
 
-def start_server(*args: str, timeout: float = 60) -> RunningServer:
-    """Start `npcworld serve` on a free loopback port and wait for its URL line."""
+def start_server(*args: str, timeout: float = 60, preexec_fn=None) -> RunningServer:
+    """Start `npcworld serve` on a free loopback port and wait for its URL line.
+    preexec_fn: run in the child before it starts (e.g. resource limits)."""
     if not any(a.startswith(("--dialogue", "--no-dialogue")) for a in args):
         # The dialogue model's worker costs seconds of CPU to start: only tests that talk ask for it.
         args = ("--no-dialogue", *args)
@@ -66,7 +67,7 @@ def start_server(*args: str, timeout: float = 60) -> RunningServer:
         args = ("--store", str(Path(tempfile.mkdtemp(prefix="npcworld-store-")) / "world.sqlite"), *args)
     cmd = [*NPCWORLD, "serve", "--host", "127.0.0.1", "--port", "0", *args]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=preexec_fn)
     output: list[str] = []
     found = threading.Event()
     url: list[str] = []

@@ -273,3 +273,35 @@ async def test_the_browser_shows_the_items_it_holds_and_keeps_them_on_a_reload(l
         assert await page.text_content("#items") == shown   # from welcome: held, not re-given
         assert await page.evaluate("window.npcworld.welcome.name") and me
         assert page_errors == []
+
+
+async def test_a_full_disk_mid_run_is_counted_and_the_game_goes_on(tmp_path):
+    """A real limit on the size of the files the server may write (RLIMIT_FSIZE, as a full disk: the
+    write fails with EFBIG; Python ignores SIGXFSZ): once the store's log reaches it, writes fail."""
+    import resource
+
+    from conftest import start_server
+
+    limit = 256 * 1024                                # bytes: a few dozen checkpoints of this small world
+
+    def small_disk():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    srv = start_server(*world_args(tmp_path, "--checkpoint-s", "0.05", "--memory-db", str(tmp_path / "mem.sqlite")),
+                       preexec_fn=small_disk)
+    try:
+        p = await Player.join(srv.ws_url, "ada")
+        while await metric(srv, "npcworld_store_writes_failed_total") < 3:
+            await p.recv()
+        ticks = p.last_tick
+        for _ in range(20):                           # a second more of updates: the game goes on
+            await p.recv()
+        assert p.last_tick >= ticks + 20
+        late = await Player.join(srv.ws_url, "late")  # joins still work (their rows wait for a write)
+        await late.recv()
+        assert any("a write failed" in line for line in srv.output)
+        assert await metric(srv, "npcworld_store_checkpoints_written_total") >= 1
+        await late.close()
+        await p.close()
+    finally:
+        assert srv.stop(signal.SIGTERM) == 0          # a clean stop still, after giving up on the last write

@@ -8,7 +8,7 @@ Bounds: one checkpoint is pending at most; a newer one replaces it (counted in `
 the writer falls behind. Account rows are coalesced by id (the newest row wins). A write that
 fails (disk full, read-only file, a lock held past BUSY_MS) is logged and counted; the account
 rows go back to be tried with the next write, the checkpoint is dropped (a newer one follows),
-and the game goes on.
+the next try is RETRY_S later, and the game goes on.
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ log = logging.getLogger("npcworld.store")
 WRITE_BUCKETS = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)   # seconds
 COPY_BUCKETS = (0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01)              # seconds
 LOG_EVERY = 100   # a failing write is logged the first time, then once every this many
-SHUTDOWN_RETRIES = 3   # at a stop, a failing write is tried this many more times (each waits BUSY_MS), then given up
+SHUTDOWN_RETRIES = 3   # at a stop, a failing write is tried this many more times, then given up
+RETRY_S = 1.0          # seconds after a failed write before the next try (a newer checkpoint waits too)
 
 
 @dataclass(frozen=True)
@@ -133,8 +134,8 @@ class Writer:
                     log.error("store %s: giving up at shutdown after %d tries; %d account rows and the last "
                               "checkpoint not written", self.path, SHUTDOWN_RETRIES, len(self._accounts))
                     return
-                if self._retries:
-                    time.sleep(0.2)
+                with self._cv:          # not at once: a full disk stays full for a while
+                    self._cv.wait_for(lambda: self._stop and not self._retries, RETRY_S)
             finally:
                 with self._cv:
                     self._busy = False
