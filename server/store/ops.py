@@ -32,12 +32,14 @@ def add_parser(sub) -> argparse.ArgumentParser:
                        "and the last world checkpoint. Safe while the server runs.")
     p.add_argument("--store", default=ServerConfig().store, metavar="FILE", help="the store file (default: %(default)s)")
     s = p.add_subparsers(dest="store_command", metavar="STORE_COMMAND")
-    s.add_parser("info", help="schema version, counts, last checkpoint")
+    i = s.add_parser("info", help="schema version, counts, last checkpoint")
     b = s.add_parser("backup", help="a consistent copy (SQLite online backup), safe while serving")
     b.add_argument("path", metavar="PATH", help="where to write the copy (must not exist)")
-    s.add_parser("players", help="list the players' accounts")
+    pl = s.add_parser("players", help="list the players' accounts")
     f = s.add_parser("forget", help="delete a player's account")
     f.add_argument("player", metavar="PLAYER", help="account id, or a name only one account has")
+    for one in (i, b, pl, f):    # `npcworld store info --store FILE` works as well as `store --store FILE info`
+        one.add_argument("--store", default=argparse.SUPPRESS, metavar="FILE", help="the store file")
     return p
 
 
