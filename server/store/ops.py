@@ -4,8 +4,9 @@
   backup PATH     a consistent copy through SQLite's online backup API (a page batch at a time,
                   so a running server's writer waits at most one batch)
   players         every account: id, name, where, items, first and last seen
-  forget PLAYER   delete an account (by id, or by name when one account has it); its token stops
-                  working at the next start (a running server keeps the players it has in memory)
+  forget PLAYER   delete an account (by id, or by name when one account has it); best while the
+                  server is stopped: a running one still knows the account until it restarts, and
+                  writes it again if that player comes back meanwhile
 
 Reads open the file read-only and never migrate it; `forget` opens it as the server does.
 """
