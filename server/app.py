@@ -32,9 +32,9 @@ class GameServer:
     def __init__(self, cfg: ServerConfig):
         self.cfg = cfg
         self.metrics = Metrics()
-        # the store first: one that cannot be opened stops the start before any worker or port exists
-        store = Store.open(cfg.store, cfg.token_expiry_s) if cfg.store else None
         self.tilemap = load_map(cfg.map)
+        # the store before the game: one that cannot be opened stops the start before any worker or port exists
+        store = Store.open(cfg.store, cfg.token_expiry_s) if cfg.store else None
         self.game = Game(cfg, self.tilemap, self.metrics, time.monotonic, store=store)
         self.stop_event = asyncio.Event()
         self.port: int | None = None
