@@ -76,6 +76,10 @@ const HANDLERS = {
   welcome: onWelcome,
   update: onUpdate,
   pong: () => {},
+  items: (msg) => {
+    hud.showItems(msg.items);
+    hud.toast(`you got: ${msg.got}`, "info");
+  },
   ...dialogue.handlers(),
   error: (msg) => {
     game.errors += 1;
@@ -91,6 +95,7 @@ async function onWelcome(msg) {
   game.predictor = null; // until the map is there to predict against
   localStorage.setItem(STORE_TOKEN, msg.token);
   hud.setName(msg.name);
+  hud.showItems(msg.items ?? []);
   // A new connection: view, seq and ack start over (the first update enters everything).
   game.records.clear();
   game.snapshots.clear();

@@ -11,6 +11,7 @@ export class Hud {
   constructor() {
     this.stateEl = $("conn-state");
     this.statsEl = $("stats");
+    this.itemsEl = $("items");
     this.nameEl = $("name");
     this.logEl = $("chat-log");
     this.chatEl = $("chat-input");
@@ -70,6 +71,11 @@ export class Hud {
       this.statsEl.textContent = text; // only touch the DOM when it changed
       this.lastStats = text;
     }
+  }
+
+  /** items: the names of what NPCs gave this player, oldest first (welcome.items, then each `items`) */
+  showItems(items) {
+    this.itemsEl.textContent = items.length ? `items: ${items.join(", ")}` : "items: none";
   }
 
   chatLine(name, text, color, mine) {

@@ -67,6 +67,10 @@ const CARDS = [
   ["replies", "NPC replies (total)", (p, c) => total(c, "npcworld_dialogue_total", 'event="ok"'), ""],
   ["fallbacks", "fallback lines (total)", (p, c) => total(c, "npcworld_dialogue_total", 'event="fallback"'), "",
     (v) => v > 0],
+  ["checkpoint_age", "last world checkpoint, age", (p, c) => c.get("npcworld_store_last_checkpoint_age_seconds") ?? null,
+    "s", (v) => v > 60],
+  ["store_failed", "store writes failed (total)", (p, c) => total(c, "npcworld_store_writes_failed_total"), "",
+    (v) => v > 0],
 ];
 
 function rate(p, c, name, dt) {

@@ -22,6 +22,7 @@ from .config import ServerConfig
 from .game import Game
 from .http import Routes
 from .metrics import Metrics
+from .store import Store
 from .ticker import run_ticks
 
 log = logging.getLogger("npcworld")
@@ -32,7 +33,9 @@ class GameServer:
         self.cfg = cfg
         self.metrics = Metrics()
         self.tilemap = load_map(cfg.map)
-        self.game = Game(cfg, self.tilemap, self.metrics, time.monotonic)
+        # the store before the game: one that cannot be opened stops the start before any worker or port exists
+        store = Store.open(cfg.store, cfg.token_expiry_s) if cfg.store else None
+        self.game = Game(cfg, self.tilemap, self.metrics, time.monotonic, store=store)
         self.stop_event = asyncio.Event()
         self.port: int | None = None
         self.watcher = Watcher(self.game.cast)  # hot reload of the NPC files
@@ -85,7 +88,8 @@ class GameServer:
             await self.admin.stop()
             await ticks
             await reloads
-            await asyncio.to_thread(self.game.close)  # the decision workers, after the last tick
+            self.game.final_checkpoint()  # after the last tick: nothing lost on a clean stop
+            await asyncio.to_thread(self.game.close)  # the decision workers, the NPC memory, the store's writer
 
 
 def main(cfg: ServerConfig) -> int:

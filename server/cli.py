@@ -12,6 +12,7 @@ from npc.inference import worker_cli
 from npc.policy import train as train_policy  # imports torch only when the command runs
 
 from . import config
+from .store import ops as store_ops
 
 
 def _serve_parser(sub) -> None:
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     npc_parser = npc_check.add_parser(sub)
     train_policy.add_parser(sub)
     worker_cli.add_parser(sub)
+    store_parser = store_ops.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         return bots_cli.main(args, bots_parser)
     if args.command == "npc":
         return npc_check.main(args, npc_parser)
+    if args.command == "store":
+        return store_ops.main(args, store_parser)
     if args.command == "train-policy":
         return train_policy.main(args)
     if args.command == "worker":

@@ -41,7 +41,7 @@ class ServerConfig:
     cell_size: int = 256  # interest cell size, world units
     view_radius: int = 1  # cells seen around one's own (1 = 3 x 3)
     seed: int = 0  # world RNG seed (NPC placement and wandering)
-    secret: str = ""  # HMAC key for reconnect tokens; empty = random per run
+    secret: str = ""  # HMAC key for session tokens; empty = a random key kept in the store (random per run without one)
     # permessage-deflate compresses every update once per connection, which
     # undoes sharing one encoding per cell: at 400 bots it was 63% of the
     # server's CPU (py-spy, bench/capacity.py). Off unless asked for.
@@ -88,6 +88,10 @@ class ServerConfig:
     broker: str = ""  # mqtt://[user@]host:port or mqtts://...; the password may come from $NPCWORLD_BROKER_PASSWORD
     broker_ca: str = ""  # mqtts: a CA bundle instead of the system's
     local_workers: int = -1  # -1 = as without a broker; 0 = remote workers only; N = N local workers per kind
+    # The store (server/store/): players' accounts, the token key and world checkpoints, in one SQLite file.
+    store: str = str(ROOT / "var" / "world.sqlite")  # created on first start; "" = keep nothing across restarts
+    checkpoint_s: float = 5.0  # seconds between world checkpoints (a crash loses at most this much)
+    token_expiry_s: float = 7 * 24 * 3600.0  # seconds a session token stays valid (each resume issues a new one)
 
     # Help text per option, shown by `npcworld serve --help`.
     HELP = {
@@ -102,7 +106,7 @@ class ServerConfig:
         "cell_size": "interest-management cell size in world units",
         "view_radius": "cells visible around the player's cell",
         "seed": "world random seed",
-        "secret": "key that signs reconnect tokens (default: random per run)",
+        "secret": "key that signs session tokens (default: a random key kept in the store)",
         "compression": "offer permessage-deflate (costs CPU per connection and update)",
         "npc_dir": "folder of NPC files (*.toml), reloaded when they change; empty = none",
         "day_length": "real seconds per game day",
@@ -134,6 +138,9 @@ class ServerConfig:
         "broker": "MQTT 5 broker of remote workers, mqtt://HOST:PORT or mqtts://... (empty = local workers only)",
         "broker_ca": "CA bundle trusted for an mqtts:// broker (default: the system's)",
         "local_workers": "local worker processes per kind beside remote ones (-1 = as without a broker, 0 = none)",
+        "store": "SQLite file of players' accounts and world checkpoints (created on first start; \"\" = none)",
+        "checkpoint_s": "seconds between world checkpoints (a crash loses at most this much)",
+        "token_expiry_s": "seconds a session token stays valid; every resume issues a fresh one",
     }
 
     def validate(self) -> "ServerConfig":
@@ -175,6 +182,9 @@ class ServerConfig:
         need(0 <= self.dialogue_nice <= 19, "dialogue_nice", "0..19")
         need(0 <= self.dialogue_step_delay_ms <= 10_000, "dialogue_step_delay_ms", "0..10000 ms")
         need(0 <= self.dialogue_prefix_cache <= 1_000_000, "dialogue_prefix_cache", "0..1000000 tokens")
+        need(0.05 <= self.checkpoint_s <= 3600, "checkpoint_s", "0.05..3600 seconds")
+        need(60 <= self.token_expiry_s <= 10 * 365 * 86400, "token_expiry_s", "60 s .. 10 years, in seconds")
+        need(self.store == "" or not Path(self.store).is_dir(), "store", "an SQLite file path (not a folder), or \"\"")
         need(-1 <= self.admin_port <= 65535, "admin_port", "-1 (game port + 1), 0 (any free port) or 1..65535")
         if self.broker:
             from npc.inference.broker import BrokerError, parse_broker

@@ -11,6 +11,7 @@ import colorsys
 import logging
 import os
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable
 
@@ -21,8 +22,11 @@ from world.sim import NPC, PLAYER, World, WorldConfig
 from world.tilemap import TileMap
 
 from . import protocol, tokens
+from .checkpoints import Checkpoints
 from .config import ServerConfig, remote_workers, use_policy
 from .metrics import Metrics
+from .store import Store
+from .store.accounts import Account, Accounts
 
 if TYPE_CHECKING:
     from .gateway import Connection
@@ -38,11 +42,17 @@ def colour_for(n: int) -> str:
     return "#%02x%02x%02x" % (int(r * 255), int(g * 255), int(b * 255))
 
 
+# Why a token was refused, as the bad_token error says it
+REFUSED = {"malformed": "not a token", "forged": "not signed by this server", "expired": "expired",
+           "unknown": "no such player (forgotten by an operator?)", "used": "already used: a newer token replaced it"}
+
+
 @dataclass(slots=True)
 class Player:
     eid: int
     name: str
     token: str
+    account: Account
     conn: "Connection | None" = None
     ack: int = -1  # seq of the last input applied
     last_seq: int = -1  # last seq accepted from the current connection
@@ -60,8 +70,11 @@ class Game:
     # Commands from the gateway since the last tick, applied in arrival order:
     # ("input", eid, seq, dx, dy) or ("chat", eid, text).
     commands: list[tuple] = field(default_factory=list)
+    store: Store | None = None  # None: nothing is kept across restarts (--store "")
+    wall: Callable[[], float] = time.time  # Unix seconds: token expiry, first/last seen, checkpoint times
     secret: bytes = b""
-    joins: int = 0  # players spawned so far; names and colours for guests
+    accounts: Accounts = field(init=False)  # every player ever seen (server/store/accounts.py)
+    by_account: dict[int, Player] = field(default_factory=dict)  # account id -> its player in the world
     cast: Cast = field(init=False)  # the NPCs of the NPC files (npc_dir)
     decider: PolicyDecider | None = field(init=False, default=None)  # the policy's say in NPC decisions
     dialogue: "dialogue.Dialogue" = field(init=False)  # conversations with NPCs (npc/dialogue/service.py)
@@ -72,10 +85,13 @@ class Game:
             WorldConfig(cell_size=self.cfg.cell_size, view_radius=self.cfg.view_radius, seed=self.cfg.seed,
                         day_length_s=self.cfg.day_length),
         )
-        self.secret = self.cfg.secret.encode() if self.cfg.secret else secrets.token_bytes(32)
+        self.secret = (self.cfg.secret.encode() if self.cfg.secret else
+                       self.store.token_key if self.store is not None else secrets.token_bytes(32))
+        self.accounts = self.store.start() if self.store is not None else Accounts()
         # `npcs` generic wanderers (no file: they only wander), then the NPCs of the NPC files
+        self.wanderers: dict[int, str] = {}     # entity id -> its stable key in checkpoints
         for i in range(self.cfg.npcs):
-            self.world.spawn(NPC, f"wanderer {i + 1}", colour_for(i + 7))
+            self.wanderers[self.world.spawn(NPC, f"wanderer {i + 1}", colour_for(i + 7))] = f"wanderer#{i + 1}"
         self.cast = Cast(self.world, self.cfg.npc_dir or None, tick_rate=self.cfg.tick_rate,
                          think_s=self.cfg.think_ms / 1000.0, budget_ms=self.cfg.hook_budget_ms)
         if use_policy(self.cfg):  # decisions from the policy, in worker processes (torch stays out of here)
@@ -89,6 +105,14 @@ class Game:
             self.cast.decider = self.decider      # before loading: the guard checks every file as it loads
             self.metrics.sources.append(self.decider.prometheus)
         self.cast.load_all()
+        self.checkpoints: Checkpoints | None = None    # None without a store
+        if self.store is not None:
+            self.checkpoints = Checkpoints(self.store, self.world, self.cast, self.players, self.wanderers,
+                                           self.tilemap.raw, max(1, round(self.cfg.checkpoint_s * self.cfg.tick_rate)),
+                                           self.wall)
+            self.metrics.sources.append(self.store.prometheus)
+            if self.store.saved is not None:
+                self.checkpoints.resume(self.store.saved)
         cfg = self.cfg
         self.dialogue = dialogue.start(
             self.cast, self._send_to, lambda eid: eid in self.players and self.players[eid].conn is not None,
@@ -122,27 +146,80 @@ class Game:
                 "name", "hello"))
             name = ""
         if hello.token is not None:
-            eid = tokens.verify(self.secret, hello.token)
-            player = self.players.get(eid) if eid is not None else None
-            if player is not None and self.world.alive(eid):
-                old = player.conn
-                if old is not None:
-                    old.replaced()
-                player.conn, player.left_at, player.last_seq, player.ack = conn, None, -1, -1
-                self.world.set_direction(eid, 0.0, 0.0)
-                self.world.add_observer(eid)
+            player, why = self._resume(conn, hello.token)
+            if player is not None:
                 return player, True, errors
             errors.append(protocol.ProtocolError(
-                "bad_token", "reconnect token not accepted (unknown, forged or past its grace period); "
-                "you have a new character", "token", "hello"))
-        self.joins += 1
-        name = name or f"guest {self.joins}"
-        eid = self.world.spawn(PLAYER, name, colour_for(self.joins * 5 + 2))
-        player = Player(eid, name, tokens.issue(self.secret, eid, int(self.clock() * 1000)), conn)
-        self.players[eid] = player
-        self.world.add_observer(eid)
+                "bad_token", f"session token not accepted ({REFUSED[why]}); you have a new character",
+                "token", "hello"))
+        account = self.accounts.create(name or "guest", self.wall())
+        if not name:
+            account.name = f"guest {account.id}"
+        player = self._enter(account, conn)
         self._count()
         return player, False, errors
+
+    def _resume(self, conn: "Connection", token: str) -> tuple[Player | None, str]:
+        """The player a token names, back in the world (taken over, or spawned where it left), with the
+        next token; or (None, why not: a key of REFUSED)."""
+        claim, why = tokens.verify(self.secret, token, self.wall())
+        if claim is None:
+            return None, why
+        account = self.accounts.get(claim.account)
+        if account is None:
+            return None, "unknown"
+        if claim.gen < account.token_gen:
+            return None, "used"
+        # >=, not ==: a token issued just before a crash may be newer than what the store kept
+        account.token_gen = claim.gen + 1
+        player = self.by_account.get(account.id)
+        if player is not None and self.world.alive(player.eid):
+            if player.conn is not None:
+                player.conn.replaced()
+            player.conn, player.left_at, player.last_seq, player.ack = conn, None, -1, -1
+            player.token = self._token(account)
+            self.world.set_direction(player.eid, 0.0, 0.0)
+            self.world.add_observer(player.eid)
+            account.last_seen = self.wall()
+            self.accounts.changed(account)
+        else:
+            player = self._enter(account, conn)     # after its grace period or a restart: where it left
+            self._count()
+        return player, ""
+
+    def _enter(self, account: Account, conn: "Connection") -> Player:
+        """Spawn an account's character where it last stood (a new one: at the spawn point)."""
+        eid = None
+        if account.x is not None and account.y is not None:
+            try:
+                eid = self.world.spawn(PLAYER, account.name, colour_for(account.id * 5 + 2), account.x, account.y)
+            except ValueError as e:     # the map changed under it
+                log.info("player %s (account %d) cannot stand where it left (%s): at the spawn point",
+                         account.name, account.id, e)
+        if eid is None:
+            eid = self.world.spawn(PLAYER, account.name, colour_for(account.id * 5 + 2))
+        if account.stats:
+            self.world.set_stats(eid, account.stats)
+        account.x, account.y = self.world.position(eid)
+        account.last_seen = self.wall()
+        player = Player(eid, account.name, self._token(account), account, conn)
+        self.players[eid] = player
+        self.by_account[account.id] = player
+        self.world.add_observer(eid)
+        self.accounts.changed(account)
+        return player
+
+    def _token(self, account: Account) -> str:
+        return tokens.issue(self.secret, account.id, account.token_gen, int(self.wall() + self.cfg.token_expiry_s))
+
+    def _left(self, player: Player) -> None:
+        """Keep where a player stood and when (it is leaving the world or its connection)."""
+        a = player.account
+        if self.world.alive(player.eid):
+            a.x, a.y = self.world.position(player.eid)
+            a.stats = self.world.stats(player.eid)
+        a.last_seen = self.wall()
+        self.accounts.changed(a)
 
     def leave(self, player: Player, conn: "Connection") -> None:
         """The connection closed; the character stays for the grace period."""
@@ -150,6 +227,7 @@ class Game:
             return  # already taken over by a newer connection
         player.conn = None
         player.left_at = self.clock()
+        self._left(player)
         if self.world.alive(player.eid):
             self.world.remove_observer(player.eid)
             self.world.set_direction(player.eid, 0.0, 0.0)
@@ -159,7 +237,7 @@ class Game:
         wc = self.world.config
         return protocol.encode({
             "t": "welcome", "v": protocol.VERSION, "id": player.eid, "name": player.name,
-            "token": player.token, "resumed": resumed, "grace": self.cfg.grace,
+            "token": player.token, "resumed": resumed, "grace": self.cfg.grace, "items": player.account.items,
             "tick": self.world.tick, "tick_rate": self.cfg.tick_rate, "map": "/map.json",
             "world": [int(w), int(h)], "cell": wc.cell_size, "view": wc.view_radius, "quant": wc.quant,
             "speed": wc.player_speed, "radius": wc.radius,
@@ -187,6 +265,8 @@ class Game:
             else:
                 world.say(cmd[1], cmd[2])
         self.cast.tick()  # NPCs hear and (those due) re-think; never blocks (hooks are time-capped)
+        if self.cast.gifts:
+            self._hand_gifts()
         self.dialogue.tick()  # replies stream on; budgets, cancels; never waits for the model
         world.step(1.0 / self.cfg.tick_rate)
         tick = world.tick
@@ -197,13 +277,30 @@ class Game:
                 player.conn.outbox.push_update(tick, player.ack, view)
         if tick % self.cfg.tick_rate == 0:
             self._housekeeping()
+        if self.checkpoints is not None and self.checkpoints.due(tick):
+            self.checkpoints.take()     # a copy, handed to the writer thread
+
+    # -- items ------------------------------------------------------------------------------
+
+    def _hand_gifts(self) -> None:
+        """Items NPCs gave this tick: held by the players who received them, who are told (an `items`)."""
+        gifts, self.cast.gifts = self.cast.gifts, []
+        for npc, receiver, item in gifts:
+            player = self.players.get(receiver)
+            if player is None:
+                continue            # an NPC, or a player gone meanwhile: nobody holds it
+            self.accounts.give(player.account, str(item))
+            self._send_to(receiver, {"t": "items", "items": player.account.items, "got": str(item), "from": npc})
 
     def _housekeeping(self) -> None:
         """Once a second: end grace periods, close connections that stopped reading."""
         now = self.clock()
         for eid, player in list(self.players.items()):
             if player.conn is None and player.left_at is not None and now - player.left_at > self.cfg.grace:
+                self._left(player)
                 del self.players[eid]
+                if self.by_account.get(player.account.id) is player:
+                    del self.by_account[player.account.id]
                 if self.world.alive(eid):
                     self.world.despawn(eid)
                 log.info("player %s (%d) removed after its grace period", player.name, eid)
@@ -214,12 +311,21 @@ class Game:
                     player.conn.close_soon(protocol.CLOSE_TOO_SLOW, "too slow: read nothing for 5 s")
         self._count()
 
+    def final_checkpoint(self) -> None:
+        """At a clean stop, after the last tick: where everyone is now (written by close())."""
+        if self.checkpoints is not None:
+            for player in self.players.values():
+                self._left(player)
+            self.checkpoints.take()
+
     def close(self) -> None:
-        """Stop the decision workers (blocks up to the pool's close timeout: not from the tick)."""
+        """Stop the decision workers, write the NPC memory and the last checkpoint (blocks: not from the tick)."""
         if self.decider is not None:
             self.cast.decider = None
             self.decider.close()
         dialogue.stop(self.dialogue)
+        if self.store is not None:
+            self.store.close()
 
     def npcs_changed(self) -> None:
         """NPCs were spawned or despawned outside the tick (admin): refresh the counts."""

@@ -8,6 +8,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import urllib.request
 from dataclasses import dataclass, field
@@ -55,14 +56,18 @@ class RunningServer:
         return self.proc.returncode
 
 
-def start_server(*args: str, timeout: float = 60) -> RunningServer:
-    """Start `npcworld serve` on a free loopback port and wait for its URL line."""
+def start_server(*args: str, timeout: float = 60, preexec_fn=None) -> RunningServer:
+    """Start `npcworld serve` on a free loopback port and wait for its URL line.
+    preexec_fn: run in the child before it starts (e.g. resource limits)."""
     if not any(a.startswith(("--dialogue", "--no-dialogue")) for a in args):
         # The dialogue model's worker costs seconds of CPU to start: only tests that talk ask for it.
         args = ("--no-dialogue", *args)
+    if not any(a == "--store" or a.startswith("--store=") for a in args):
+        # each server its own store: the default (var/world.sqlite) would carry one test's world into the next
+        args = ("--store", str(Path(tempfile.mkdtemp(prefix="npcworld-store-")) / "world.sqlite"), *args)
     cmd = [*NPCWORLD, "serve", "--host", "127.0.0.1", "--port", "0", *args]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=preexec_fn)
     output: list[str] = []
     found = threading.Event()
     url: list[str] = []

@@ -245,7 +245,8 @@ async def test_the_monitor_page_plots_live_metrics(server):
             # The page's figures follow the server: one connection appears, ticks run, bytes flow.
             await page.wait_for_function("""() => {
                 const m = window.monitor.latest;
-                return m.connections === 1 && m.players === 1 && m.ticks > 0 && m.tick_mean > 0 && m.bytes_out > 0;
+                return m.connections === 1 && m.players === 1 && m.ticks > 0 && m.tick_mean > 0 && m.bytes_out > 0
+                    && m.store_failed === 0;
             }""", timeout=20_000)
         finally:
             await player.close()

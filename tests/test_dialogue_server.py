@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import math
+import signal
+import sqlite3
 
 import pytest
 
@@ -78,7 +80,11 @@ async def test_a_player_talks_and_the_reply_streams_to_them_and_a_bystander(laun
     tam, ana, bo, end = await conversation(srv, "Hello! What do you sell?", timeout=60)
     text = check_stream(tam, ana, end)
     assert [m["t"] for m in bo.says][0] == "say_start" and bo.says[-1]["text"] == text
-    assert (tmp_path / "memory.sqlite").is_file()
+    # A clean stop writes what NPCs remember: Tam remembers what Ana said and what he answered.
+    assert srv.stop(signal.SIGTERM) == 0
+    rows = sqlite3.connect(tmp_path / "memory.sqlite").execute(
+        "SELECT speaker, text FROM turns WHERE player = 'Ana' ORDER BY at").fetchall()
+    assert ("player", "Hello! What do you sell?") in rows and any(who == "npc" for who, _ in rows), rows
 
 
 @pytest.mark.asyncio

@@ -57,13 +57,15 @@ def test_token_bucket_refills_at_its_rate():
 
 def test_tokens_verify_only_what_was_issued():
     secret = b"k" * 32
-    tok = tokens.issue(secret, 42, 1000)
-    assert tokens.verify(secret, tok) == 42
-    assert tokens.verify(b"other" * 8, tok) is None
-    forged = "43" + tok[2:]
-    assert tokens.verify(secret, forged) is None
-    for junk in ("", "a.b.c", "1.2", "1.2.3.4", "..."):
-        assert tokens.verify(secret, junk) is None
+    now = 1_000_000.0
+    tok = tokens.issue(secret, 42, 3, int(now) + 60)
+    assert tokens.verify(secret, tok, now) == (tokens.Claim(42, 3, int(now) + 60), "")
+    assert tokens.verify(b"other" * 8, tok, now) == (None, "forged")
+    assert tokens.verify(secret, "43" + tok[2:], now) == (None, "forged")      # another account
+    assert tokens.verify(secret, tok.replace(".3.", ".4.", 1), now) == (None, "forged")   # another generation
+    assert tokens.verify(secret, tok, now + 60) == (None, "expired")
+    for junk in ("", "a.b.c", "1.2", "1.2.3", "1.2.3.4.5", "...", "1.2.3.\u00e9", "9" * 200):
+        assert tokens.verify(secret, junk, now) == (None, "malformed"), junk
 
 
 def test_error_encoding_round_trips():

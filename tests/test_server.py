@@ -117,12 +117,17 @@ async def test_reconnect_resumes_within_grace_and_not_after(crowded):
     # After the grace period (2 s here) the character is gone; watcher sees it leave.
     await watcher.until(lambda p, m: a.id in p.known, what="watcher sees ada")
     await watcher.until(lambda p, m: a.id in m.get("leave", ()), timeout=8, what="ada removed after grace")
-    late = await Player.join(crowded.ws_url, token=a.welcome["token"])
-    assert late.welcome["resumed"] is False and late.id != a.id
-    assert [e["code"] for e in late.errors] == ["bad_token"]
-    forged = await Player.join(crowded.ws_url, token=f"{watcher.id}.1.AAAAAAAAAAAAAAAAAAAAAAAA")
-    assert forged.id != watcher.id and [e["code"] for e in forged.errors] == ["bad_token"]
-    for p in (watcher, late, forged):
+    # The used token was replaced at the resume: refused. The new one still resumes the account after the
+    # grace period, as a new entity where ada left.
+    used = await Player.join(crowded.ws_url, token=a.welcome["token"])
+    assert used.welcome["resumed"] is False and used.id != a.id
+    assert [e["code"] for e in used.errors] == ["bad_token"] and "already used" in used.errors[0]["message"]
+    late = await Player.join(crowded.ws_url, token=again.welcome["token"])
+    assert late.welcome["resumed"] is True and late.welcome["name"] == "ada" and late.id != a.id
+    assert late.welcome["token"] != again.welcome["token"] and not late.errors
+    forged = await Player.join(crowded.ws_url, token="1.1.99999999999.AAAAAAAAAAAAAAAAAAAAAAAA")
+    assert forged.welcome["resumed"] is False and [e["code"] for e in forged.errors] == ["bad_token"]
+    for p in (watcher, used, late, forged):
         await p.close()
 
 

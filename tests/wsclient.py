@@ -24,6 +24,7 @@ class Player:
         self.errors: list[dict] = []
         self.pongs: list[dict] = []
         self.says: list[dict] = []  # say_start / say_delta / say_end, as received
+        self.items: list[str] = list(welcome.get("items", []))  # what NPCs gave us, from welcome and `items`
         self.updates = 0
         self.last_tick = -1
         self.ack = -1
@@ -81,6 +82,8 @@ class Player:
             self.pongs.append(msg)
         elif kind.startswith("say_"):
             self.says.append(msg)
+        elif kind == "items":
+            self.items = list(msg["items"])
 
     async def recv(self, timeout: float = 10) -> dict:
         msg = msgpack.unpackb(await asyncio.wait_for(self.ws.recv(), timeout))

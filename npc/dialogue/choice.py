@@ -46,5 +46,5 @@ def options(defn, player_id: int, player: str, places: list[str], following: boo
             item = items[gift_index % len(items)]
             line = prm["line"].replace("{player}", player).replace("{item}", item)
             out.append(Option(f"Give {player} a {item}.", Decision("give_item", target=player_id, activity="giving",
-                                                                     say=line[:200], reason=f"asked by {player}")))
+                                                                     say=line[:200], reason=f"asked by {player}", item=item)))
     return out

@@ -146,7 +146,7 @@ class Context:
         """Give `item` to a player or NPC: announced with the file's give_item line."""
         who = to.name if isinstance(to, Seen) else str(to)
         line = fill(self._defn.params["give_item"]["line"], MAX_LINE, player=who, item=str(item), name=self.name)
-        self._emit("give_item", target=self._target(to), say=self._line(line), activity="giving")
+        self._emit("give_item", target=self._target(to), say=self._line(line), activity="giving", item=str(item)[:64])
 
     def builtin(self) -> None:
         """Do what the built-in behaviour would do now."""

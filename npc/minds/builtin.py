@@ -89,6 +89,7 @@ class Decision:
     say: str | None = None
     reason: str = ""
     keep: bool = False
+    item: str | None = None     # give_item: what the target receives (held by a player: Cast.gifts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -386,7 +387,7 @@ def decision(verdict: Verdict, i: int, sight: Sight, places: Sequence[str], name
     return Decision(ACTIONS[int(verdict.action[i])], place=places[p] if p >= 0 else None,
                     target=t if t >= 0 else None, distance=None if np.isnan(dist) else dist,
                     activity=verdict.activity[i], say=line, reason=reason(verdict, i, sight, name_of),
-                    keep=bool(verdict.keep[i]))
+                    keep=bool(verdict.keep[i]), item=verdict.item[i] if int(verdict.say[i]) == SAY_GIFT else None)
 
 
 def say_line(verdict: Verdict, i: int, sight: Sight, name_of: Callable[[int], str]) -> str | None:

@@ -102,6 +102,9 @@ class Cast:
         # True when a dialogue service answers players (npc/dialogue/service.py, via `talk`): the
         # built-in fallback answer to a chat line is then left to it (hooks still hear every line).
         self.model_replies = False
+        # Items given since the game last took them: (NPC id, receiver id, item). The game hands them
+        # to the players' accounts after each tick (server/game.py); whoever else receives one drops it.
+        self.gifts: list[tuple[int, int, str]] = []
 
     # -- loading -------------------------------------------------------------------
 

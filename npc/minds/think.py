@@ -220,6 +220,9 @@ def apply_verdict(cast, sight: Sight, v, by: int) -> None:
         gave = done & (act_ == GIVE) & (tgt >= 0)
         if gave.any():
             np.add.at(rows.gifts, r[gave], 1)
+            items = v.item[idx][gave]
+            cast.gifts.extend((e, t, i) for e, t, i in zip(eids[gave].tolist(), tgt[gave].tolist(), items.tolist())
+                              if i is not None)
 
 
 def _set(cast, sight: Sight, v, idx: np.ndarray, changed: np.ndarray, now: float) -> np.ndarray:
@@ -322,6 +325,8 @@ def act(cast, m, d: Decision, by: int, why: int = -1, need: int = -1, record: bo
             cast.ledger.given.set(one, who, now)
             if row is not None:
                 cast.rows.gifts[row] += 1
+            if d.item:
+                cast.gifts.append((m.eid, d.target, d.item))
         elif d.action == "approach":
             cast.ledger.approached.set(one, who, now)
     if row is not None:

@@ -109,7 +109,7 @@ def decide(p: Perception, s: State, d: Definition) -> Choice:
             item = f["items"][s.gifts % len(f["items"])]
             add(w["give_item"], Decision("give_item", target=q.id, activity="giving",
                                          say=fill(f["line"], limit, player=q.name, item=item, name=p.name),
-                                         reason=f"{q.name} came near"))
+                                         reason=f"{q.name} came near", item=item))
     if "talk" in allowed:
         f = prm["talk"]
         near = [q for q in players if q.distance <= f["distance"]

@@ -270,7 +270,7 @@ def test_complete_fills_a_policy_choice_as_the_builtin_would():
                  np.array([-1, -1, -1, tav, forge, forge, -1], np.int32), WHY_POLICY)
     got = [decision(c, i, sight, PLACES, name_of) for i in range(len(pairs))]
     assert got[0] == Decision("give_item", target=101, activity="giving", say="Here, P101: a apple, for you.",
-                              reason="policy")
+                              reason="policy", item="apple")
     assert got[1] == Decision("talk", target=101, activity="talking", say="Hello, P101.", reason="policy")
     assert got[2] == Decision("follow", target=101, distance=48.0, activity="glaring", reason="policy")
     assert got[3].activity == "napping"      # energy's relief at its place
