@@ -135,7 +135,8 @@ class Game:
                 "you have a new character", "token", "hello"))
         self.joins += 1
         name = name or f"guest {self.joins}"
-        eid = self.world.spawn(PLAYER, name, colour_for(self.joins * 5 + 2))
+        xy = self.world.random_open_point() if self.cfg.spawn == "random" else (None, None)
+        eid = self.world.spawn(PLAYER, name, colour_for(self.joins * 5 + 2), *xy)
         player = Player(eid, name, tokens.issue(self.secret, eid, int(self.clock() * 1000)), conn)
         self.players[eid] = player
         self.world.add_observer(eid)
