@@ -49,6 +49,7 @@ import math
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -173,9 +174,9 @@ def idle_cpu(server_pid: int) -> float | None:
     return 100 * (b - a) / (tb - ta)
 
 
-def start_server(npcs: int, spawn: str = "random") -> tuple[subprocess.Popen, int, list[str]]:
+def start_server(npcs: int, spawn: str = "random", extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int, list[str]]:
     proc = subprocess.Popen([*NPCWORLD, "serve", "--host", "127.0.0.1", "--port", "0", "--npcs", str(npcs),
-                             "--spawn", spawn,
+                             "--spawn", spawn, *extra,
                              "--grace", "0", "--max-players", "100000", "--log-level", "warning",
                              # S1 measures the world stream: wander bots never talk, and loading the
                              # dialogue model would eat the first step's CPU
@@ -223,11 +224,13 @@ def procs_for(n: int, args) -> int:
     return args.procs or max(1, min(os.cpu_count() or 1, math.ceil(n / 250)))
 
 
-def step(n: int, args, workdir: Path, profile: bool = False) -> dict:
+def step(n: int, args, workdir: Path, profile: bool = False, label: str = "npcworld",
+         extra: tuple[str, ...] = ()) -> dict:
+    """npcworld at N; `extra`: more `npcworld serve` flags (the baseline of an A/B run)."""
     ramp = ramp_for(n)
     duration = ramp + 1.0 + args.measure  # ramp, settle, measure (see bots.plan.Plan.window)
-    srv, port, srv_lines = start_server(args.npcs, args.spawn)
-    report_dir = workdir / f"n{n}{'-profile' if profile else ''}"
+    srv, port, srv_lines = start_server(args.npcs, args.spawn, extra)
+    report_dir = workdir / f"{label}-n{n}{'-profile' if profile else ''}"
     cmd = [*NPCWORLD, "bots", "--url", f"ws://127.0.0.1:{port}/ws", "--clients", str(n), "--ramp", f"{ramp:g}",
            "--duration", f"{duration:g}", "--scenario", "wander", "--report", str(report_dir),
            "--procs", str(procs_for(n, args))]
@@ -252,7 +255,7 @@ def step(n: int, args, workdir: Path, profile: bool = False) -> dict:
     s, st = r["summary"], (r["server"].get("steady") or {})
     t0 = r["t0_unix"]
     w0, w1 = t0 + r["window"]["from"], t0 + r["window"]["to"]
-    row = measured_row("npcworld", n, sampler, w0, w1, idle, {
+    row = measured_row(label, n, sampler, w0, w1, idle, {
         "connected": s["connected"], "updates_per_s_median": s["updates_per_s_median"],
         "updates_per_s_p5": s["updates_per_s_p5"], "gap_p99_ms": s["gap_p99"], "rtt_p50_ms": s["rtt_p50"],
         "rtt_p99_ms": s["rtt_p99"], "own_bytes_per_s_per_client": s["bytes_per_s_median"],
@@ -417,9 +420,9 @@ def ratio(ours, theirs) -> float | None:
     return round(ours / theirs, 3) if ours is not None and theirs else None
 
 
-def side_by_side(pairs: list[tuple[dict, dict]]) -> str:
-    """Per N: each compared figure for npcworld and the peer, and npcworld / peer."""
-    cells = [["N", "figure", "npcworld", "colyseus", "npcworld/colyseus", "better"]]
+def side_by_side(pairs: list[tuple[dict, dict]], a: str = "npcworld", b: str = "colyseus") -> str:
+    """Per N: each compared figure for both, and their ratio a / b."""
+    cells = [["N", "figure", a, b, f"{a}/{b}", "better"]]
     for ours, theirs in pairs:
         for label, key, fmt, better in COMPARED:
             a, b = ours.get(key), theirs.get(key)
@@ -463,6 +466,9 @@ def main() -> int:
     ap.add_argument("--peer-src", type=Path, default=None, help="the peer's folder (default: ../shared/peers/colyseus-s1)")
     ap.add_argument("--peer-work", type=Path, default=colyseus_peer.DEFAULT_WORK,
                     help=f"where the peer is copied and its npm packages installed (default: {colyseus_peer.DEFAULT_WORK})")
+    ap.add_argument("--baseline-args", default=None, metavar="FLAGS",
+                    help="A/B: at each N also run npcworld with these extra serve flags (e.g. "
+                         "--baseline-args=--no-direct-writes), taking turns, side by side")
     ap.add_argument("--procs", type=int, default=None, help="bot processes, for both servers (default: one per 250 "
                     "bots, at most one per core)")
     ap.add_argument("--profile", action="store_true", help="re-run the saturating N (or the last) under py-spy")
@@ -480,6 +486,7 @@ def main() -> int:
 
     rows: list[dict] = []
     pairs: list[tuple[dict, dict]] = []
+    ab_pairs: list[tuple[dict, dict]] = []  # (npcworld, baseline) with --baseline-args
     saturated = None
     sweep = args.clients is None
     with tempfile.TemporaryDirectory(prefix="npcworld-capacity-") as tmp:
@@ -492,6 +499,11 @@ def main() -> int:
             row = step(n, args, workdir)
             rows.append(row)
             print_step(row)
+            if args.baseline_args:
+                base = step(n, args, workdir, label="baseline", extra=tuple(shlex.split(args.baseline_args)))
+                rows.append(base)
+                ab_pairs.append((row, base))
+                print_step(base)
             if peer_work is not None:
                 theirs = peer_step(n, args, workdir, peer_work)
                 rows.append(theirs)
@@ -507,7 +519,7 @@ def main() -> int:
             target = saturated or rows[-1]["n"]
             print(f"profiling N={target} with py-spy...", flush=True)
             profile = step(target, args, workdir, profile=True).get("profile")
-    ours = [r for r in rows if r["server"] == "npcworld"]
+    ours = [r for r in rows if r["server"] == "npcworld"]  # (the baseline does not decide saturation)
     held = [r["n"] for r in ours if r["held"]]
     largest = max(held) if held else None
     print()
@@ -523,6 +535,9 @@ def main() -> int:
         print("\nside by side (the same N, ramp and measured seconds, taking turns in this run):")
         print(side_by_side(pairs))
         print(MEASURED_HOW)
+    if ab_pairs:
+        print(f"\nA/B (npcworld as is vs. baseline = npcworld {args.baseline_args}, taking turns in this run):")
+        print(side_by_side(ab_pairs, "npcworld", "baseline"))
     for row in rows:
         for problem in row["problems"]:
             print(f"  {row['server']} N={row['n']}: {problem}")
@@ -544,6 +559,9 @@ def main() -> int:
         "side_by_side": [{"n": a["n"], "npcworld": a, "colyseus": b,
                           "ratios": {key: ratio(a.get(key), b.get(key)) for _, key, _, _ in COMPARED}}
                          for a, b in pairs],
+        "baseline_args": args.baseline_args,
+        "a_b": [{"n": a["n"], "npcworld": a, "baseline": b,
+                 "ratios": {key: ratio(a.get(key), b.get(key)) for _, key, _, _ in COMPARED}} for a, b in ab_pairs],
         "measured_how": MEASURED_HOW if pairs else None, "profile": profile,
     }, indent=1) + "\n")
     print(f"\nwrote {RESULTS.relative_to(ROOT)}")

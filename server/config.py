@@ -49,6 +49,11 @@ class ServerConfig:
     # undoes sharing one encoding per cell: at 400 bots it was 63% of the
     # server's CPU (py-spy, bench/capacity.py). Off unless asked for.
     compression: bool = False
+    # Updates written as WebSocket frames straight into the socket: per connection and flush one
+    # writev of [frame head + the observer's update head, the cell's shared body, ...], instead of
+    # websockets' send path (a Frame object, a copy and a write per message). Off: that path, as
+    # before (it is also what a connection with permessage-deflate always uses).
+    direct_writes: bool = True
     npc_dir: str = str(DEFAULT_NPC_DIR)  # NPC files (*.toml), hot-reloaded; "" = none
     day_length: float = 1440.0  # real seconds per game day (1440: a game minute per second)
     hook_budget_ms: float = 5.0  # per NPC hook call; the hard cap is 4x this
@@ -103,6 +108,8 @@ class ServerConfig:
                  "free tiles, from the seed: spread-out load tests)",
         "secret": "key that signs reconnect tokens (default: random per run)",
         "compression": "offer permessage-deflate (costs CPU per connection and update)",
+        "direct_writes": "write updates as WebSocket frames straight into the socket, one writev per connection "
+                         "and tick with the cell's shared bytes uncopied (off: websockets' send path per message)",
         "npc_dir": "folder of NPC files (*.toml), reloaded when they change; empty = none",
         "day_length": "real seconds per game day",
         "hook_budget_ms": "time budget of one NPC hook call, ms (the hard cap is 4x)",
