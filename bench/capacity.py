@@ -261,6 +261,10 @@ def step(n: int, args, workdir: Path, profile: bool = False, label: str = "npcwo
         "rtt_p99_ms": s["rtt_p99"], "own_bytes_per_s_per_client": s["bytes_per_s_median"],
         "tick_p99_ms": st.get("tick_p99_ms"), "overruns": st.get("overruns"), "problems": s["problems"]})
     row.update(bots_exit=bots.returncode, ramp_s=ramp, duration_s=duration, procs=r["plan"]["procs"])
+    trouble = [line for line in srv_lines if " ERROR " in line or "Traceback" in line or "Error:" in line]
+    if trouble:  # what the server said went wrong (it runs at --log-level warning)
+        row["problems"] = row["problems"] + [f"server log: {line[:300]}" for line in trouble[:5]]
+        row["server_log"] = srv_lines[-200:]
     if spies:
         row["profile"] = finish_profilers(spies)
     return row

@@ -125,8 +125,12 @@ class Connection:
                 pieces.extend(parts[1:])
                 metrics.bytes_out += n
                 metrics.messages_out += 1
-            if pieces:
-                ws.transport.writelines(pieces)
+            transport = ws.transport
+            if pieces and not transport.is_closing():
+                try:
+                    transport.writelines(pieces)
+                except (OSError, RuntimeError):  # lost meanwhile (uvloop: "handler is closed"), as broadcast
+                    pass                          # ignores it: the reader side ends the session; others go on
             return
         for data in self.outbox.take():
             if ws.protocol.state is not State.OPEN:
