@@ -69,6 +69,7 @@ READY = re.compile(r"serving http://[\d.]+:(\d+)/")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIN_UPDATES_P5 = 19.0  # updates/s per client, at a 20 Hz tick
 MAX_RTT_P99_MS = 100.0
+STARTED_SETTLE_S = 2.0  # after start-up work is done, before the bots come
 IDLE_SETTLE_S, IDLE_S = 1.5, 3.0  # after the bots: wait, then measure the server's CPU with no client (idle_cpu)
 
 
@@ -174,6 +175,25 @@ def idle_cpu(server_pid: int) -> float | None:
     return 100 * (b - a) / (tb - ta)
 
 
+def started_up(port: int, most_s: float) -> float:
+    """Wait until the server's start-up work is done: its decision workers answer and the policy has
+    checked every NPC file (/metrics), then STARTED_SETTLE_S more; at most `most_s`. Seconds waited."""
+    from bots.scrape import fetch, parse
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < most_s:
+        try:
+            m = parse(fetch(f"http://127.0.0.1:{port}/metrics", 5.0))
+        except Exception:  # noqa: BLE001 - busy or not yet up: ask again
+            m = {}
+        ready = m.get("npcworld_inference_workers_ready")  # the decision pool's (absent: the built-in decides)
+        if m and m.get("npcworld_npc_policy_checks_running", 0) == 0 and (ready is None or ready > 0):
+            time.sleep(min(STARTED_SETTLE_S, max(0.0, most_s - (time.monotonic() - t0))))
+            break
+        time.sleep(0.5)
+    return time.monotonic() - t0
+
+
 def start_server(npcs: int, spawn: str = "random", extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int, list[str]]:
     proc = subprocess.Popen([*NPCWORLD, "serve", "--host", "127.0.0.1", "--port", "0", "--npcs", str(npcs),
                              "--spawn", spawn, *extra,
@@ -235,7 +255,7 @@ def step(n: int, args, workdir: Path, profile: bool = False, label: str = "npcwo
            "--duration", f"{duration:g}", "--scenario", "wander", "--report", str(report_dir),
            "--procs", str(procs_for(n, args))]
     try:
-        time.sleep(args.warmup)  # start-up over before the bots come (see --warmup)
+        waited = started_up(port, args.warmup)  # start-up over before the bots come (see --warmup)
         bots = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         sampler = CpuSampler(srv.pid, [bots.pid])
         sampler.start()
@@ -260,7 +280,8 @@ def step(n: int, args, workdir: Path, profile: bool = False, label: str = "npcwo
         "updates_per_s_p5": s["updates_per_s_p5"], "gap_p99_ms": s["gap_p99"], "rtt_p50_ms": s["rtt_p50"],
         "rtt_p99_ms": s["rtt_p99"], "own_bytes_per_s_per_client": s["bytes_per_s_median"],
         "tick_p99_ms": st.get("tick_p99_ms"), "overruns": st.get("overruns"), "problems": s["problems"]})
-    row.update(bots_exit=bots.returncode, ramp_s=ramp, duration_s=duration, procs=r["plan"]["procs"])
+    row.update(bots_exit=bots.returncode, ramp_s=ramp, duration_s=duration, procs=r["plan"]["procs"],
+               started_up_s=round(waited, 1))
     trouble = [line for line in srv_lines if " ERROR " in line or "Traceback" in line or "Error:" in line]
     if trouble:  # what the server said went wrong (it runs at --log-level warning)
         row["problems"] = row["problems"] + [f"server log: {line[:300]}" for line in trouble[:5]]
@@ -270,13 +291,13 @@ def step(n: int, args, workdir: Path, profile: bool = False, label: str = "npcwo
     return row
 
 
-def peer_step(n: int, args, workdir: Path, peer_work: Path) -> dict:
+def peer_step(n: int, args, workdir: Path, peer_work: Path, wait_s: float) -> dict:
     """The Colyseus peer at the same N, ramp and measured time (see bench/colyseus_peer.py)."""
     ramp = ramp_for(n)
     procs = procs_for(n, args)
     srv = colyseus_peer.PeerServer(peer_work)
     try:
-        time.sleep(args.warmup)  # the same wait as npcworld's, though Node starts in well under a second
+        time.sleep(wait_s)  # as long as npcworld's start-up took, though Node starts in well under a second
         bots = colyseus_peer.start_bots(peer_work, srv.port, n, procs, ramp, args.measure, workdir / f"peer-n{n}")
         sampler = CpuSampler(srv.pid, [p.pid for p, _ in bots])
         sampler.start()
@@ -458,10 +479,11 @@ def main() -> int:
     ap.add_argument("--max", type=int, default=25600, help="largest N the sweep tries")
     ap.add_argument("--measure", "--seconds", dest="measure", type=float, default=6.0,
                     help="seconds of steady window per step (each server gets the same)")
-    ap.add_argument("--warmup", type=float, default=12.0, metavar="S",
-                    help="seconds each server runs before its bots connect: npcworld's start-up (its decision "
-                         "worker loading torch, the policy's check of each NPC file) takes ~10 s of a core on a "
-                         "2-core machine (default: 12)")
+    ap.add_argument("--warmup", type=float, default=60.0, metavar="S",
+                    help="most seconds npcworld may take to start up before its bots connect: its decision worker "
+                         "loading torch and the policy's check of each NPC file (~10 s of a core on a 2-core "
+                         "machine; /metrics says when they are done), then 2 s; the peer waits as long as npcworld "
+                         "did (default: 60)")
     ap.add_argument("--spawn", choices=("random", "spawn"), default="random",
                     help="where npcworld places players: random (S1, uniform, as the peer does; default) or "
                          "spawn (the crowded case: every player at the plaza, all in one view)")
@@ -509,7 +531,7 @@ def main() -> int:
                 ab_pairs.append((row, base))
                 print_step(base)
             if peer_work is not None:
-                theirs = peer_step(n, args, workdir, peer_work)
+                theirs = peer_step(n, args, workdir, peer_work, row["started_up_s"])
                 rows.append(theirs)
                 pairs.append((row, theirs))
                 print_step(theirs)
