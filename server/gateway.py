@@ -117,7 +117,7 @@ class Connection:
         if self.direct:
             # One writev for everything queued: each message as a frame head (with the observer's
             # own update head) and the body its cell's observers share, never joined here.
-            # Measured with bench/capacity.py --baseline-args=--no-direct-writes (README).
+            # bench/gateway_writes.py: 0.83x the CPU of websockets' send path at 200 connections (README).
             pieces: list[bytes] = []
             for parts in self.outbox.take_pieces():
                 n = sum(map(len, parts))
