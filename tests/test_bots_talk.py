@@ -15,7 +15,7 @@ from bots.paths import Paths
 
 def test_talk_bots_find_npcs_that_talk_and_the_report_has_their_replies(launch, tmp_path):
     srv = launch("--npcs", "10")  # 10 wanderers, which do not talk, beside the NPC files' cast
-    res = run_bots("--url", srv.ws_url, "--clients", "3", "--ramp", "0.5", "--duration", "12",
+    res = run_bots("--url", srv.ws_url, "--clients", "3", "--ramp", "0.5", "--duration", "8",
                    "--scenario", "talk", "--report", str(tmp_path))
     assert res.returncode == 0, res.stdout + res.stderr
     clean(res.stdout, res.stderr)

@@ -21,7 +21,7 @@ async def positions_of_new_players(url: str, n: int) -> list[tuple[float, float]
             await p.close()
 
 
-async def test_random_spawn_spreads_players_over_free_tiles_and_the_default_gathers_them(launch):
+async def test_random_spawn_spreads_players_over_free_tiles(launch):
     tilemap = load_map(DEFAULT_MAP)
     sx, sy = tilemap.pois["spawn"]
     near_spawn = 4.5 * tilemap.tile_size * math.sqrt(2)  # the spawn spots lie within 3 tiles of it
@@ -36,6 +36,4 @@ async def test_random_spawn_spreads_players_over_free_tiles_and_the_default_gath
     # players far apart: some pairs see different cells (not everyone in one view)
     width, _ = tilemap.world_size
     assert max(math.dist(a, b) for a in spread for b in spread) > width / 4
-
-    gathered = await positions_of_new_players(launch("--npcs", "0", "--npc-dir", "").ws_url, 4)
-    assert all(math.hypot(x - sx, y - sy) <= near_spawn for x, y in gathered), gathered
+    # (the default, near the spawn point, is what every other server test plays in)
