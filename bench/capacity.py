@@ -304,7 +304,7 @@ def peer_step(n: int, args, workdir: Path, peer_work: Path, wait_s: float) -> di
         # bots.mjs measures from the end of its ramp to `measure` s later, its ramp starting once Node
         # has loaded the SDK: the first connection the server accepts marks it (its processes start together)
         t0 = colyseus_peer.first_connection(srv.pid, timeout=30.0) or time.time()
-        got = colyseus_peer.collect(bots, timeout=ramp + args.measure + 60)
+        got = colyseus_peer.collect(bots, n, timeout=ramp + args.measure + 60)
         sampler.halt.set()
         sampler.join()
         idle = idle_cpu(srv.pid)

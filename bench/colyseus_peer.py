@@ -133,7 +133,7 @@ def start_bots(work: Path, port: int, n: int, procs: int, ramp: float, measure: 
     return started
 
 
-def collect(bots: list[tuple[subprocess.Popen, Path]], timeout: float) -> dict:
+def collect(bots: list[tuple[subprocess.Popen, Path]], n: int, timeout: float) -> dict:
     """Wait for the bot processes and merge what they wrote (as the peer's run.sh merges its two)."""
     parts, problems = [], []
     deadline = time.monotonic() + timeout
@@ -161,6 +161,8 @@ def collect(bots: list[tuple[subprocess.Popen, Path]], timeout: float) -> dict:
     errors = sum(p.get("joinErrors", 0) for p in parts)
     if errors:
         problems.append(f"{errors} peer bots could not join")
+    if parts and n - joined - errors > 0:
+        problems.append(f"{n - joined - errors} peer bots had not joined when their run ended (still connecting)")
     return {"connected": joined, "join_errors": errors,
             "updates_per_s_median": weighted("rate_med"), "updates_per_s_p5": worst("rate_p5", min),
             "gap_p99_ms": worst("gap_p99_ms", max), "rtt_p50_ms": weighted("rtt_p50_ms"),
