@@ -1,31 +1,43 @@
-"""Capacity benchmark, scenario S1: how many wandering players one server holds.
+"""Capacity benchmark, scenario S1: how many wandering players one server holds,
+npcworld and (with --peer colyseus) the Colyseus peer, side by side.
 
 S1: the default 2048 x 2048 map with 500 wandering NPCs, world updates at
 20 Hz, N bots playing `wander` (inputs at 10 Hz, a new direction every 2 s, a
-ping every second). For each N in the sweep (50, 100, 200, 400, ...) this
-script starts a fresh `npcworld serve --npcs 500 --port 0` and a separate
-`npcworld bots` run against it (both as subprocesses of this script, on this
-machine), and measures over the bots' steady window:
+ping every second), players placed uniformly at random over the free tiles
+(`--spawn random`, as the peer places them; `--spawn spawn` is the crowded
+case, everyone at the plaza and in one view). For each N this script starts
+a fresh `npcworld serve --npcs 500 --port 0`, measures its CPU with no client,
+then runs a separate `npcworld bots` against it (both subprocesses of this
+script, on this machine), and measures over the bots' steady window:
 
-    server CPU % (with its inference workers), bots CPU % (the bots' parent and worker processes), from
-        /proc/<pid>/stat of the processes this script started (100 % = a core);
-        their ratio (bots/srv: below 1 the server costs more per client than
-        the bots, so it saturates first); and other CPU %, what the rest of
-        the machine used meanwhile (on a shared machine, a step where other
-        work took the cores measures that, not the server)
+    server CPU % (with its inference workers), and its marginal cost: CPU ms
+        per client per second above the idle base; bots CPU % (the bots'
+        processes), from /proc/<pid>/stat of the processes this script
+        started (100 % = a core); their ratio (bots/srv: below 1 the server
+        costs more per client than the bots, so it saturates first); and
+        other CPU %, what the rest of the machine used meanwhile (on a shared
+        machine, a step where other work took the cores measures that, not
+        the server)
     updates/s per client (median and 5th percentile over the bots)
-    update gap p99, round trip p50/p99 (ping/pong), bytes/s per client
+    update gap p99, round trip p50/p99 (ping/pong)
+    bytes/s per client: what the bots' processes read (/proc/<pid>/io rchar)
     server tick duration p99 (from its /metrics)
 
-A step holds when every bot connected, the p5 of updates/s per client is at
-least 19 and the round-trip p99 is at most 100 ms. The sweep stops at the
-first step that does not hold (saturation); the largest N that held is the
-result. With --profile, the saturating N is run once more with py-spy
-sampling the server and the busiest bot process, and their top functions are
-printed and saved.
+With --peer colyseus the peer (bench/colyseus_peer.py) runs after npcworld at
+every N, with the same ramp, measured seconds and number of bot processes,
+its CPU and bytes sampled the same way, and a side-by-side table gives each
+figure for both and their ratio (npcworld / colyseus).
 
-Usage: python bench/capacity.py [--npcs 500] [--start 50] [--max 25600]
-                                [--measure 6] [--procs P] [--profile]
+A step holds when every bot connected, the p5 of updates/s per client is at
+least 19 and the round-trip p99 is at most 100 ms. The doubling sweep (50,
+100, 200, ...) stops at the first step that does not hold (saturation);
+--clients 400,800,1200 runs exactly those N instead. With --profile, the
+saturating N is run once more with py-spy sampling the server and the
+busiest bot process, and their top functions are printed and saved.
+
+Usage: python bench/capacity.py [--clients N,N,...] [--seconds 20] [--peer colyseus]
+                                [--spawn random|spawn] [--npcs 500] [--start 50] [--max 25600]
+                                [--procs P] [--profile]
 Prints a table and writes bench/results/capacity.json.
 """
 
@@ -33,9 +45,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -46,6 +60,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import colyseus_peer  # bench/colyseus_peer.py (this script's folder is on sys.path)
+
 ROOT = Path(__file__).resolve().parent.parent
 NPCWORLD = [sys.executable, "-m", "server.cli"]
 RESULTS = ROOT / "bench" / "results" / "capacity.json"
@@ -53,6 +69,8 @@ READY = re.compile(r"serving http://[\d.]+:(\d+)/")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 MIN_UPDATES_P5 = 19.0  # updates/s per client, at a 20 Hz tick
 MAX_RTT_P99_MS = 100.0
+STARTED_SETTLE_S = 2.0  # after start-up work is done, before the bots come
+IDLE_SETTLE_S, IDLE_S = 1.5, 3.0  # after the bots: wait, then measure the server's CPU with no client (idle_cpu)
 
 
 # -- processes and their CPU time --------------------------------------------
@@ -92,37 +110,93 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-class CpuSampler(threading.Thread):
-    """Every 0.25 s: (unix time, server CPU s, bots CPU s summed over the bots' process tree,
-    the whole machine's busy CPU s). The machine's share that is neither server
-    nor bots ("other CPU%") says how far other work on a shared machine skews a step."""
+def bytes_read(pid: int) -> int:
+    """rchar of /proc/<pid>/io: bytes the process has read by any read call (its sockets, here), 0 once gone."""
+    try:
+        with open(f"/proc/{pid}/io", "rb") as f:
+            for line in f:
+                if line.startswith(b"rchar:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
 
-    def __init__(self, server_pid: int, bots_pid: int):
+
+class CpuSampler(threading.Thread):
+    """Every 0.25 s: (unix time, server CPU s, bots CPU s summed over the bots' process trees,
+    the whole machine's busy CPU s, bytes the bots' processes have read). The machine's share that is
+    neither server nor bots ("other CPU%") says how far other work on a shared machine skews a step.
+    The same sampler measures npcworld and the Colyseus peer, so their figures compare."""
+
+    def __init__(self, server_pid: int, bots_pids: list[int]):
         super().__init__(daemon=True)
-        self.server_pid, self.bots_pid = server_pid, bots_pid
-        self.samples: list[tuple[float, float, float, float]] = []
+        self.server_pid, self.bots_pids = server_pid, bots_pids
+        self.samples: list[tuple[float, float, float, float, int]] = []
         self.halt = threading.Event()
 
     def run(self) -> None:
         while not self.halt.wait(0.25):
             # the server with its inference workers (a decision-policy worker by default)
             srv = sum(c for p in descendants(self.server_pid) if (c := cpu_seconds(p)) is not None) or None
-            bots = sum(c for p in descendants(self.bots_pid) if (c := cpu_seconds(p)) is not None)
+            bot_pids = [p for root in self.bots_pids for p in descendants(root)]
+            bots = sum(c for p in bot_pids if (c := cpu_seconds(p)) is not None)
+            read = sum(bytes_read(p) for p in bot_pids)
             if srv is not None:
-                self.samples.append((time.time(), srv, bots, machine_busy_seconds()))
+                self.samples.append((time.time(), srv, bots, machine_busy_seconds(), read))
 
     def percent(self, t_from: float, t_to: float) -> tuple[float | None, float | None, float | None]:
         """(server, bots, everything else on the machine) CPU % between two times (100 % = a core)."""
         inside = [s for s in self.samples if t_from <= s[0] <= t_to]
         if len(inside) < 2:
             return None, None, None
-        (ta, sa, ba, ma), (tb, sb, bb, mb) = inside[0], inside[-1]
+        (ta, sa, ba, ma, _), (tb, sb, bb, mb, _) = inside[0], inside[-1]
         srv, bots, busy = (100 * (b - a) / (tb - ta) for a, b in ((sa, sb), (ba, bb), (ma, mb)))
         return srv, bots, max(0.0, busy - srv - bots)
 
+    def read_per_s(self, t_from: float, t_to: float) -> float | None:
+        """Bytes/s the bots' processes read between two times: wire bytes (frames, headers and all)."""
+        inside = [s for s in self.samples if t_from <= s[0] <= t_to]
+        if len(inside) < 2:
+            return None
+        return (inside[-1][4] - inside[0][4]) / (inside[-1][0] - inside[0][0])
 
-def start_server(npcs: int) -> tuple[subprocess.Popen, int, list[str]]:
+
+def idle_cpu(server_pid: int) -> float | None:
+    """The server's CPU % (with its workers) with no client: the base that marginal cost counts from.
+
+    Taken after the bots have left, not before they come: start-up (a decision worker loading
+    torch, the policy's check of each NPC file) takes ~10 s of CPU after the server says it is
+    serving, while the end of a run is the same world with its players gone (grace 0)."""
+    time.sleep(IDLE_SETTLE_S)  # the last connections close, their players are removed
+    pids = descendants(server_pid)
+    a, ta = sum(cpu_seconds(p) or 0.0 for p in pids), time.monotonic()
+    time.sleep(IDLE_S)
+    b, tb = sum(cpu_seconds(p) or 0.0 for p in pids), time.monotonic()
+    return 100 * (b - a) / (tb - ta)
+
+
+def started_up(port: int, most_s: float) -> float:
+    """Wait until the server's start-up work is done: its decision workers answer and the policy has
+    checked every NPC file (/metrics), then STARTED_SETTLE_S more; at most `most_s`. Seconds waited."""
+    from bots.scrape import fetch, parse
+
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < most_s:
+        try:
+            m = parse(fetch(f"http://127.0.0.1:{port}/metrics", 5.0))
+        except Exception:  # noqa: BLE001 - busy or not yet up: ask again
+            m = {}
+        ready = m.get("npcworld_inference_workers_ready")  # the decision pool's (absent: the built-in decides)
+        if m and m.get("npcworld_npc_policy_checks_running", 0) == 0 and (ready is None or ready > 0):
+            time.sleep(min(STARTED_SETTLE_S, max(0.0, most_s - (time.monotonic() - t0))))
+            break
+        time.sleep(0.5)
+    return time.monotonic() - t0
+
+
+def start_server(npcs: int, spawn: str = "random", extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int, list[str]]:
     proc = subprocess.Popen([*NPCWORLD, "serve", "--host", "127.0.0.1", "--port", "0", "--npcs", str(npcs),
+                             "--spawn", spawn, *extra,
                              "--grace", "0", "--max-players", "100000", "--log-level", "warning",
                              # S1 measures the world stream: wander bots never talk, and loading the
                              # dialogue model would eat the first step's CPU
@@ -161,18 +235,29 @@ def stop(proc: subprocess.Popen) -> None:
 
 # -- one step of the sweep -----------------------------------------------------
 
-def step(n: int, args, workdir: Path, profile: bool = False) -> dict:
-    ramp = min(6.0, max(1.0, n / 400))  # ~400 connections/s: a handshake storm is not what S1 measures
+def ramp_for(n: int) -> float:
+    return min(6.0, max(1.0, n / 400))  # ~400 connections/s: a handshake storm is not what S1 measures
+
+
+def procs_for(n: int, args) -> int:
+    """Bot processes, the same number for both servers: npcworld bots' own rule unless --procs."""
+    return args.procs or max(1, min(os.cpu_count() or 1, math.ceil(n / 250)))
+
+
+def step(n: int, args, workdir: Path, profile: bool = False, label: str = "npcworld",
+         extra: tuple[str, ...] = ()) -> dict:
+    """npcworld at N; `extra`: more `npcworld serve` flags (the baseline of an A/B run)."""
+    ramp = ramp_for(n)
     duration = ramp + 1.0 + args.measure  # ramp, settle, measure (see bots.plan.Plan.window)
-    srv, port, srv_lines = start_server(args.npcs)
-    report_dir = workdir / f"n{n}{'-profile' if profile else ''}"
+    srv, port, srv_lines = start_server(args.npcs, args.spawn, extra)
+    report_dir = workdir / f"{label}-n{n}{'-profile' if profile else ''}"
     cmd = [*NPCWORLD, "bots", "--url", f"ws://127.0.0.1:{port}/ws", "--clients", str(n), "--ramp", f"{ramp:g}",
-           "--duration", f"{duration:g}", "--scenario", "wander", "--report", str(report_dir)]
-    if args.procs:
-        cmd += ["--procs", str(args.procs)]
+           "--duration", f"{duration:g}", "--scenario", "wander", "--report", str(report_dir),
+           "--procs", str(procs_for(n, args))]
     try:
+        waited = started_up(port, args.warmup)  # start-up over before the bots come (see --warmup)
         bots = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        sampler = CpuSampler(srv.pid, bots.pid)
+        sampler = CpuSampler(srv.pid, [bots.pid])
         sampler.start()
         spies = []
         if profile:
@@ -180,6 +265,7 @@ def step(n: int, args, workdir: Path, profile: bool = False) -> dict:
         out, err = bots.communicate(timeout=duration + 60)
         sampler.halt.set()
         sampler.join()
+        idle = idle_cpu(srv.pid)
     finally:
         stop(srv)
     report_path = report_dir / "report.json"
@@ -188,22 +274,68 @@ def step(n: int, args, workdir: Path, profile: bool = False) -> dict:
     r = json.loads(report_path.read_text())
     s, st = r["summary"], (r["server"].get("steady") or {})
     t0 = r["t0_unix"]
-    server_cpu, bots_cpu, other_cpu = sampler.percent(t0 + r["window"]["from"], t0 + r["window"]["to"])
-    held = (s["connected"] == n and s["updates_per_s_p5"] is not None and s["updates_per_s_p5"] >= MIN_UPDATES_P5
-            and s["rtt_p99"] is not None and s["rtt_p99"] <= MAX_RTT_P99_MS)
-    row = {
-        "n": n, "connected": s["connected"], "server_cpu_pct": _r(server_cpu, 0), "bots_cpu_pct": _r(bots_cpu, 0),
-        "other_cpu_pct": _r(other_cpu, 0),
-        "bots_per_server_cpu": _r(bots_cpu / server_cpu, 2) if bots_cpu is not None and server_cpu else None,
-        "updates_per_s_median": s["updates_per_s_median"], "updates_per_s_p5": s["updates_per_s_p5"],
-        "gap_p99_ms": s["gap_p99"], "rtt_p50_ms": s["rtt_p50"], "rtt_p99_ms": s["rtt_p99"],
-        "bytes_per_s_per_client": s["bytes_per_s_median"], "tick_p99_ms": st.get("tick_p99_ms"),
-        "overruns": st.get("overruns"), "bots_exit": bots.returncode, "problems": s["problems"], "held": held,
-        "ramp_s": ramp, "duration_s": duration, "procs": r["plan"]["procs"],
-    }
+    w0, w1 = t0 + r["window"]["from"], t0 + r["window"]["to"]
+    row = measured_row(label, n, sampler, w0, w1, idle, {
+        "connected": s["connected"], "updates_per_s_median": s["updates_per_s_median"],
+        "updates_per_s_p5": s["updates_per_s_p5"], "gap_p99_ms": s["gap_p99"], "rtt_p50_ms": s["rtt_p50"],
+        "rtt_p99_ms": s["rtt_p99"], "own_bytes_per_s_per_client": s["bytes_per_s_median"],
+        "tick_p99_ms": st.get("tick_p99_ms"), "overruns": st.get("overruns"), "problems": s["problems"]})
+    row.update(bots_exit=bots.returncode, ramp_s=ramp, duration_s=duration, procs=r["plan"]["procs"],
+               started_up_s=round(waited, 1))
+    trouble = [line for line in srv_lines if " ERROR " in line or "Traceback" in line or "Error:" in line]
+    if trouble:  # what the server said went wrong (it runs at --log-level warning)
+        row["problems"] = row["problems"] + [f"server log: {line[:300]}" for line in trouble[:5]]
+        row["server_log"] = srv_lines[-200:]
     if spies:
         row["profile"] = finish_profilers(spies)
     return row
+
+
+def peer_step(n: int, args, workdir: Path, peer_work: Path, wait_s: float) -> dict:
+    """The Colyseus peer at the same N, ramp and measured time (see bench/colyseus_peer.py)."""
+    ramp = ramp_for(n)
+    procs = procs_for(n, args)
+    srv = colyseus_peer.PeerServer(peer_work)
+    try:
+        time.sleep(wait_s)  # as long as npcworld's start-up took, though Node starts in well under a second
+        bots = colyseus_peer.start_bots(peer_work, srv.port, n, procs, ramp, args.measure, workdir / f"peer-n{n}")
+        sampler = CpuSampler(srv.pid, [p.pid for p, _ in bots])
+        sampler.start()
+        # bots.mjs measures from the end of its ramp to `measure` s later, its ramp starting once Node
+        # has loaded the SDK: the first connection the server accepts marks it (its processes start together)
+        t0 = colyseus_peer.first_connection(srv.pid, timeout=30.0) or time.time()
+        got = colyseus_peer.collect(bots, n, timeout=ramp + args.measure + 60)
+        sampler.halt.set()
+        sampler.join()
+        idle = idle_cpu(srv.pid)
+    finally:
+        srv.stop()
+    w0, w1 = t0 + ramp, t0 + ramp + args.measure
+    got["tick_p99_ms"] = srv.tick_p99_ms(w0, w1)
+    row = measured_row("colyseus", n, sampler, w0, w1, idle, got)
+    row.update(ramp_s=ramp, duration_s=ramp + args.measure, procs=procs)
+    return row
+
+
+def measured_row(server: str, n: int, sampler: CpuSampler, w0: float, w1: float, idle: float | None,
+                 seen: dict) -> dict:
+    """One step's figures: what the bots saw (`seen`), and what /proc says over the window [w0, w1]
+    (unix times), measured the same way for either server."""
+    server_cpu, bots_cpu, other_cpu = sampler.percent(w0, w1)
+    read = sampler.read_per_s(w0, w1)
+    conn = seen["connected"]
+    held = (conn == n and seen["updates_per_s_p5"] is not None and seen["updates_per_s_p5"] >= MIN_UPDATES_P5
+            and seen["rtt_p99_ms"] is not None and seen["rtt_p99_ms"] <= MAX_RTT_P99_MS)
+    # marginal cost: the server's CPU above its idle base, per client, in ms of CPU per second
+    marginal = (server_cpu - idle) * 10.0 / conn if server_cpu is not None and idle is not None and conn else None
+    return {
+        "server": server, "n": n, **{k: v for k, v in seen.items() if k != "problems"},
+        "server_cpu_pct": _r(server_cpu, 1), "server_idle_cpu_pct": _r(idle, 1),
+        "cpu_ms_per_client_s": _r(marginal, 3), "bots_cpu_pct": _r(bots_cpu, 0), "other_cpu_pct": _r(other_cpu, 0),
+        "bots_per_server_cpu": _r(bots_cpu / server_cpu, 2) if bots_cpu is not None and server_cpu else None,
+        "bytes_per_s_per_client": round(read / conn) if read is not None and conn else None,
+        "held": held, "problems": seen["problems"],
+    }
 
 
 def _r(v, nd):
@@ -277,6 +409,7 @@ def top_functions(collapsed: str, k: int = 15) -> dict:
 # -- the sweep -----------------------------------------------------------------
 
 COLUMNS = [("N", "n", "{}"), ("conn", "connected", "{}"), ("srv CPU%", "server_cpu_pct", "{:.0f}"),
+           ("idle CPU%", "server_idle_cpu_pct", "{:.0f}"), ("CPU ms/client/s", "cpu_ms_per_client_s", "{:.3f}"),
            ("bots CPU%", "bots_cpu_pct", "{:.0f}"), ("bots/srv", "bots_per_server_cpu", "{:.2f}"),
            ("other CPU%", "other_cpu_pct", "{:.0f}"), ("upd/s med", "updates_per_s_median", "{:.1f}"),
            ("upd/s p5", "updates_per_s_p5", "{:.1f}"), ("gap p99 ms", "gap_p99_ms", "{:.1f}"),
@@ -284,60 +417,159 @@ COLUMNS = [("N", "n", "{}"), ("conn", "connected", "{}"), ("srv CPU%", "server_c
            ("B/s/client", "bytes_per_s_per_client", "{:,.0f}"), ("tick p99 ms", "tick_p99_ms", "{:.1f}"),
            ("held", "held", "{}")]
 
+# The side-by-side comparison: (label, key, format, better) where better says which way wins.
+COMPARED = [("clients connected", "connected", "{:,}", "more"), ("server CPU %", "server_cpu_pct", "{:.1f}", "less"),
+            ("CPU ms per client-second", "cpu_ms_per_client_s", "{:.3f}", "less"),
+            ("bytes/s per client", "bytes_per_s_per_client", "{:,.0f}", "less"),
+            ("updates/s p5", "updates_per_s_p5", "{:.1f}", "more"), ("RTT p99 ms", "rtt_p99_ms", "{:.1f}", "less"),
+            ("update gap p99 ms", "gap_p99_ms", "{:.1f}", "less"), ("tick p99 ms (colyseus: its simulation step only)", "tick_p99_ms", "{:.2f}", "less")]
 
-def table(rows: list[dict]) -> str:
-    cells = [[h for h, _, _ in COLUMNS]]
-    for row in rows:
-        cells.append(["-" if row.get(key) is None else fmt.format(row[key]) for _, key, fmt in COLUMNS])
-    widths = [max(len(r[i]) for r in cells) for i in range(len(COLUMNS))]
+
+def render(cells: list[list[str]]) -> str:
+    widths = [max(len(r[i]) for r in cells) for i in range(len(cells[0]))]
     lines = ["  ".join(c.rjust(w) for c, w in zip(r, widths)) for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
+def table(rows: list[dict]) -> str:
+    head = ["server"] if any(r.get("server") != "npcworld" for r in rows) else []
+    cells = [head + [h for h, _, _ in COLUMNS]]
+    for row in rows:
+        cells.append(([row["server"]] if head else [])
+                     + ["-" if row.get(key) is None else fmt.format(row[key]) for _, key, fmt in COLUMNS])
+    return render(cells)
+
+
+def ratio(ours, theirs) -> float | None:
+    return round(ours / theirs, 3) if ours is not None and theirs else None
+
+
+def side_by_side(pairs: list[tuple[dict, dict]], a: str = "npcworld", b: str = "colyseus") -> str:
+    """Per N: each compared figure for both, and their ratio a / b."""
+    cells = [["N", "figure", a, b, f"{a}/{b}", "better"]]
+    for ours, theirs in pairs:
+        for label, key, fmt, better in COMPARED:
+            a, b = ours.get(key), theirs.get(key)
+            r = ratio(a, b)
+            cells.append([str(ours["n"]), label, "-" if a is None else fmt.format(a),
+                          "-" if b is None else fmt.format(b), "-" if r is None else f"{r:.2f}x",
+                          f"{better} is better"])
+        cells.append([str(ours["n"]), "held (all in, p5 >= 19, RTT p99 <= 100)", str(ours["held"]),
+                      str(theirs["held"]), "", ""])
+    return render(cells)
+
+
+def parse_clients(text: str) -> list[int]:
+    try:
+        ns = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected client counts separated by commas, e.g. 400,800,1200")
+    if not ns or min(ns) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected client counts >= 1")
+    return ns
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--npcs", type=int, default=500)
-    ap.add_argument("--start", type=int, default=50, help="first N; each next step doubles it")
-    ap.add_argument("--max", type=int, default=25600, help="largest N tried")
-    ap.add_argument("--measure", type=float, default=6.0, help="seconds of steady window per step")
-    ap.add_argument("--procs", type=int, default=None, help="bot processes (default: npcworld bots' own)")
-    ap.add_argument("--profile", action="store_true", help="re-run the saturating N under py-spy")
+    ap.add_argument("--clients", type=parse_clients, default=None, metavar="N,N,...",
+                    help="run exactly these N (every one, no stop at saturation) instead of the doubling sweep")
+    ap.add_argument("--start", type=int, default=50, help="first N of the sweep; each next step doubles it")
+    ap.add_argument("--max", type=int, default=25600, help="largest N the sweep tries")
+    ap.add_argument("--measure", "--seconds", dest="measure", type=float, default=6.0,
+                    help="seconds of steady window per step (each server gets the same)")
+    ap.add_argument("--warmup", type=float, default=60.0, metavar="S",
+                    help="most seconds npcworld may take to start up before its bots connect: its decision worker "
+                         "loading torch and the policy's check of each NPC file (~10 s of a core on a 2-core "
+                         "machine; /metrics says when they are done), then 2 s; the peer waits as long as npcworld "
+                         "did (default: 60)")
+    ap.add_argument("--spawn", choices=("random", "spawn"), default="random",
+                    help="where npcworld places players: random (S1, uniform, as the peer does; default) or "
+                         "spawn (the crowded case: every player at the plaza, all in one view)")
+    ap.add_argument("--peer", choices=("colyseus",), default=None,
+                    help="also run the Colyseus peer at each N, taking turns, and print them side by side")
+    ap.add_argument("--peer-src", type=Path, default=None, help="the peer's folder (default: ../shared/peers/colyseus-s1)")
+    ap.add_argument("--peer-work", type=Path, default=colyseus_peer.DEFAULT_WORK,
+                    help=f"where the peer is copied and its npm packages installed (default: {colyseus_peer.DEFAULT_WORK})")
+    ap.add_argument("--baseline-args", default=None, metavar="FLAGS",
+                    help="A/B: at each N also run npcworld with these extra serve flags (e.g. "
+                         "--baseline-args=--no-direct-writes), taking turns, side by side")
+    ap.add_argument("--procs", type=int, default=None, help="bot processes, for both servers (default: one per 250 "
+                    "bots, at most one per core)")
+    ap.add_argument("--profile", action="store_true", help="re-run the saturating N (or the last) under py-spy")
     args = ap.parse_args()
+    if args.measure < 2:
+        ap.error("--seconds: expected at least 2 seconds of steady window")
+    if args.npcs != 500 and args.peer:
+        print("note: the peer always runs 500 NPCs (server.mjs); --npcs changes only npcworld's", file=sys.stderr)
+    peer_work = None
+    if args.peer:
+        source = args.peer_src or colyseus_peer.find_source()
+        if source is None:
+            ap.error("--peer colyseus: the peer's folder was not found; give it with --peer-src")
+        peer_work = colyseus_peer.prepare(source, args.peer_work)
 
     rows: list[dict] = []
+    pairs: list[tuple[dict, dict]] = []
+    ab_pairs: list[tuple[dict, dict]] = []  # (npcworld, baseline) with --baseline-args
     saturated = None
+    sweep = args.clients is None
     with tempfile.TemporaryDirectory(prefix="npcworld-capacity-") as tmp:
         workdir = Path(tmp)
+        ns = args.clients or []
         n = args.start
-        while n <= args.max:
+        while (n <= args.max) if sweep else ns:
+            if not sweep:
+                n = ns.pop(0)
             row = step(n, args, workdir)
             rows.append(row)
-            print(f"N={n}: {'held' if row['held'] else 'SATURATED'}  "
-                  + "  ".join(f"{h}={'-' if row.get(k) is None else f.format(row[k])}" for h, k, f in COLUMNS[2:-1]),
-                  flush=True)
-            if not row["held"]:
+            print_step(row)
+            if args.baseline_args:
+                base = step(n, args, workdir, label="baseline", extra=tuple(shlex.split(args.baseline_args)))
+                rows.append(base)
+                ab_pairs.append((row, base))
+                print_step(base)
+            if peer_work is not None:
+                theirs = peer_step(n, args, workdir, peer_work, row["started_up_s"])
+                rows.append(theirs)
+                pairs.append((row, theirs))
+                print_step(theirs)
+            if not row["held"] and saturated is None:
                 saturated = n
-                break
+                if sweep:
+                    break
             n *= 2
         profile = None
         if args.profile:
             target = saturated or rows[-1]["n"]
             print(f"profiling N={target} with py-spy...", flush=True)
             profile = step(target, args, workdir, profile=True).get("profile")
-    held = [r["n"] for r in rows if r["held"]]
+    ours = [r for r in rows if r["server"] == "npcworld"]  # (the baseline does not decide saturation)
+    held = [r["n"] for r in ours if r["held"]]
     largest = max(held) if held else None
     print()
     print(table(rows))
-    print(f"\nlargest N that held: {largest if largest is not None else 'none'}"
-          + (f"; saturated at N={saturated}" if saturated else f"; not saturated up to N={rows[-1]['n']}")
+    print(f"\nnpcworld (--spawn {args.spawn}): largest N that held: {largest if largest is not None else 'none'}"
+          + (f"; saturated at N={saturated}" if saturated else f"; not saturated up to N={ours[-1]['n']}")
           + f"  (held = all connected, updates/s p5 >= {MIN_UPDATES_P5:g}, round trip p99 <= {MAX_RTT_P99_MS:g} ms)")
+    if pairs:
+        peer_held = [t["n"] for _, t in pairs if t["held"]]
+        theirs = max(peer_held) if peer_held else None
+        print(f"colyseus: largest N that held: {theirs if theirs is not None else 'none'}"
+              + (f"; npcworld / colyseus = {largest / theirs:.2f}x" if largest and theirs else ""))
+        print("\nside by side (the same N, ramp and measured seconds, taking turns in this run):")
+        print(side_by_side(pairs))
+        print(MEASURED_HOW)
+    if ab_pairs:
+        print(f"\nA/B (npcworld as is vs. baseline = npcworld {args.baseline_args}, taking turns in this run):")
+        print(side_by_side(ab_pairs, "npcworld", "baseline"))
     for row in rows:
         for problem in row["problems"]:
-            print(f"  N={row['n']}: {problem}")
+            print(f"  {row['server']} N={row['n']}: {problem}")
     if profile:
         for label, prof in profile.items():
-            print(f"\npy-spy, {label} at N={saturated or rows[-1]['n']} ({prof.get('samples', 0)} samples), "
+            print(f"\npy-spy, {label} at N={saturated or ours[-1]['n']} ({prof.get('samples', 0)} samples), "
                   "top functions by own time:")
             if "error" in prof:
                 print("  " + prof["error"])
@@ -345,13 +577,39 @@ def main() -> int:
                 print(f"  {pct:5.1f} %  {name}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({
-        "scenario": "S1", "npcs": args.npcs, "tick_rate": 20,
+        "scenario": "S1" if args.spawn == "random" else "S1-crowded", "spawn": args.spawn, "npcs": args.npcs,
+        "tick_rate": 20, "measure_s": args.measure,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
         "criteria": {"updates_per_s_p5_min": MIN_UPDATES_P5, "rtt_p99_ms_max": MAX_RTT_P99_MS},
-        "largest_n_held": largest, "saturated_at": saturated, "steps": rows, "profile": profile,
+        "largest_n_held": largest, "saturated_at": saturated, "steps": rows,
+        "side_by_side": [{"n": a["n"], "npcworld": a, "colyseus": b,
+                          "ratios": {key: ratio(a.get(key), b.get(key)) for _, key, _, _ in COMPARED}}
+                         for a, b in pairs],
+        "baseline_args": args.baseline_args,
+        "a_b": [{"n": a["n"], "npcworld": a, "baseline": b,
+                 "ratios": {key: ratio(a.get(key), b.get(key)) for _, key, _, _ in COMPARED}} for a, b in ab_pairs],
+        "measured_how": MEASURED_HOW if pairs else None, "profile": profile,
     }, indent=1) + "\n")
     print(f"\nwrote {RESULTS.relative_to(ROOT)}")
     return 0
+
+
+MEASURED_HOW = """how each figure is measured, the same way for both unless said:
+  server CPU %: utime+stime from /proc of the server process and its children over the steady window
+    (100 = a core); CPU ms per client-second: (that - the server's CPU with no client) * 10 / clients
+  bytes/s per client: what the bot processes read from their sockets (rchar in /proc/<pid>/io) over the
+    window / clients: wire bytes, WebSocket framing included
+  npcworld bots (bots/, one asyncio.Protocol each): read each update's tick and ack from its head, no full
+    decode; updates/s p5 and RTT p99 over the window (from a second after the ramp)
+  colyseus bots (the peer's bots.mjs, official SDK, LEAN=1: protocol handled, state not decoded):
+    updates/s p5 over the window (from the end of the ramp), the lowest of its processes; RTT p99 over every
+    ping of the run, the highest of its processes; its tick p99 is its simulation step only (server.mjs)"""
+
+
+def print_step(row: dict) -> None:
+    print(f"{row['server']} N={row['n']}: {'held' if row['held'] else 'NOT HELD'}  "
+          + "  ".join(f"{h}={'-' if row.get(k) is None else f.format(row[k])}" for h, k, f in COLUMNS[1:-1]),
+          flush=True)
 
 
 if __name__ == "__main__":

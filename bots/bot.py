@@ -294,7 +294,7 @@ class Bot(asyncio.Protocol):
         self.msgs_out = 0
         self.missed_ticks = 0
         self.chat_heard = 0
-        self.sent = {"hello": 0, "input": 0, "ping": 0, "chat": 0}
+        self.sent = {"hello": 0, "input": 0, "ping": 0, "chat": 0, "talk": 0}
         self.errors: dict[str, int] = {}
         self.last_update_at: float | None = None
         self.last_tick = -1
@@ -317,6 +317,9 @@ class Bot(asyncio.Protocol):
 
     def say(self, text: str) -> None:
         self.outgoing.append(("chat", 0, _packb({"t": "chat", "text": text})))
+
+    def talk(self, npc: int, text: str) -> None:
+        self.outgoing.append(("talk", 0, _packb({"t": "talk", "npc": npc, "text": text})))
 
     # -- the run ----------------------------------------------------------------
 
@@ -775,6 +778,7 @@ class Bot(asyncio.Protocol):
             "ack_p50": pct(self.ack, 50), "ack_p99": pct(self.ack, 99),
             "errors": self.errors, "tick_rate": self.welcome.get("tick_rate"),
             "close_code": self.close_code,
+            **(self.scenario.summary() or {}),
         }
 
 

@@ -215,6 +215,9 @@ def summarize(c: Collected) -> dict:
         "ends": dict(sorted(ends.items())), "errors": dict(sorted(errors.items())),
         "problems": problems, "notes": notes,
     }
+    talk = talk_summary(bots)
+    if talk is not None:
+        summary["talk"] = talk
     return {
         "version": REPORT_VERSION, "started_at": c.started_at, "t0_unix": round(c.t0_unix, 3), "plan": plan.asdict(),
         "window": {"from": w0, "to": w1}, "run_s": round(c.run_s, 2), "why_ended": c.why_ended,
@@ -224,6 +227,31 @@ def summarize(c: Collected) -> dict:
             "updates_per_client_second": sorted((int(k), v) for k, v in rate_all.items()),
         },
         "bots": bots,
+    }
+
+
+def talk_summary(bots: list[dict]) -> dict | None:
+    """The `talk` scenario's figures over the whole run, added up over bots (None when no bot talked):
+    lines sent, refusals by error code, replies by say_end reason, the fallback share of replies, and
+    the NPCs' time to first token (talk sent -> first say_delta) and reply duration (-> say_end), ms."""
+    parts = [b["talk"] for b in bots if b.get("talk")]
+    if not parts:
+        return None
+    refused: Counter = Counter()
+    reasons: Counter = Counter()
+    ttft, reply = LogHistogram(), LogHistogram()
+    for t in parts:
+        refused.update(t["refused"])
+        reasons.update(t["reasons"])
+        ttft.merge(t["ttft_ms"])
+        reply.merge(t["reply_ms"])
+    replies = sum(reasons.values())
+    return {
+        "sent": sum(t["sent"] for t in parts), "replies": replies, "reasons": dict(sorted(reasons.items())),
+        "refused": dict(sorted(refused.items())),
+        "fallback_share": _r(reasons.get("fallback", 0) / replies, 3) if replies else None,
+        "ttft_p50": _r(ttft.percentile(50), 1), "ttft_p99": _r(ttft.percentile(99), 1), "ttft_n": ttft.n,
+        "reply_p50": _r(reply.percentile(50), 1), "reply_p99": _r(reply.percentile(99), 1),
     }
 
 
@@ -257,6 +285,7 @@ def table_rows(r: dict) -> list[tuple[str, str]]:
         ("messages sent / received", f"{s['messages_sent']:,} / {s['messages_received']:,}  ("
                                      + ", ".join(f"{k} {v:,}" for k, v in s["sent_by_kind"].items()) + ")"),
         ("chat lines heard", f"{s['chat_heard']:,}"),
+        *talk_rows(s.get("talk")),
         ("ticks missed (coalesced)", f"{s['missed_ticks']:,}"),
         ("errors received", ", ".join(f"{k} x{v}" for k, v in s["errors"].items()) or "none"),
         ("connections ended", ", ".join(f"{k} x{v}" for k, v in s["ends"].items()) or "-"),
@@ -274,6 +303,21 @@ def table_rows(r: dict) -> list[tuple[str, str]]:
     else:
         rows.append(("server figures", srv.get("error") or "none"))
     return rows
+
+
+def talk_rows(t: dict | None) -> list[tuple[str, str]]:
+    if t is None:
+        return []
+    share = "-" if t["fallback_share"] is None else f"{100 * t['fallback_share']:.1f} %"
+    return [
+        ("NPC lines: sent / replies", f"{t['sent']:,} / {t['replies']:,}  ("
+         + (", ".join(f"{k} {v:,}" for k, v in t["reasons"].items()) or "none") + ")"
+         + ("; refused: " + ", ".join(f"{k} x{v}" for k, v in t["refused"].items()) if t["refused"] else "")),
+        ("NPC time to first token", f"p50 {_v(t['ttft_p50'], ' ms')}  p99 {_v(t['ttft_p99'], ' ms')}  "
+                                    f"({t['ttft_n']:,} replies with words)"),
+        ("NPC reply duration", f"p50 {_v(t['reply_p50'], ' ms')}  p99 {_v(t['reply_p99'], ' ms')}"),
+        ("NPC fallback share", share),
+    ]
 
 
 def text_table(r: dict) -> str:

@@ -5,15 +5,20 @@ bot). None of them may block or await: they decide, the bot sends.
 
     on_start(bot, now)      once, right after `welcome`
     on_tick(bot, now)       every 100 ms (10 Hz) while connected
-    on_message(bot, msg)    every pong and error after `welcome`, decoded;
+    on_message(bot, msg)    every pong, error and say_* after `welcome`, decoded;
                             and every update too when the scenario sets
                             `full_updates = True` (the bot has already
                             measured it and applied enter/leave)
+
+and, optionally, a classmethod `prepare(plan)`, called once per bot process
+before its bots connect (it may block: `talk` fetches the map there), and
+`summary()`, whose dict is merged into the bot's line in the report.
 
 `now` is `time.monotonic()` in seconds. What a hook may use on `bot`:
 
     bot.move(dx, dy)        send an input (direction held until the next one)
     bot.say(text)           send a chat line (1..200 characters)
+    bot.talk(npc, text)     say a line to an NPC (its entity id); see bots/talk.py
     bot.ping()              send a ping; the bot measures the round trip
     bot.id, bot.name        your entity id and display name
     bot.welcome             the welcome message (dict), see docs/protocol.md
@@ -87,6 +92,10 @@ class Scenario:
     def on_message(self, bot, msg: dict) -> None:
         pass
 
+    def summary(self) -> dict | None:
+        """Figures of this scenario for the bot's line in the report (merged into it), or None."""
+        return None
+
 
 class Idle(Scenario):
     """connected, never moves or speaks; pings once a second"""
@@ -138,4 +147,6 @@ class Chatty(Wander):
             bot.say(bot.rng.choice(self.LINES).format(who)[:200])
 
 
-SCENARIOS: dict[str, type[Scenario]] = {cls.name: cls for cls in (Wander, Chatty, Idle)}
+from .talk import Talk  # noqa: E402 - it builds on Scenario, above
+
+SCENARIOS: dict[str, type[Scenario]] = {cls.name: cls for cls in (Wander, Chatty, Talk, Idle)}

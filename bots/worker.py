@@ -66,6 +66,9 @@ def _snapshot(tally: Tally, bots: list[Bot], now: float, started: int) -> dict:
 async def _run(wid: int, plan: Plan, queue, stop, t0: float) -> None:
     tally = Tally()
     scenario = SCENARIOS[plan.scenario]
+    prepare = getattr(scenario, "prepare", None)
+    if prepare is not None:  # e.g. talk: the map, fetched once per process before its bots connect
+        await asyncio.to_thread(prepare, plan)
     window_at = t0 + plan.window[0]
     end_at = t0 + plan.duration
     bots = [Bot(k, plan.url, scenario(), tally, window_at, plan.seed) for k in range(wid, plan.clients, plan.procs)]

@@ -22,6 +22,10 @@ DECIDERS = ("auto", "policy", "builtin", "scripted")   # scripted: the old name 
 CLIENT_DIR = ROOT / "client_demo"
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Where new players appear: "spawn" (near the map's 'spawn' point, for play: everyone meets at the
+# plaza) or "random" (uniformly over the free tiles reachable from it, from the world's seed: a load
+# test whose players spread over the world like the Colyseus peer's, so interest management works).
+SPAWNS = ("spawn", "random")
 
 
 class ConfigError(Exception):
@@ -41,11 +45,17 @@ class ServerConfig:
     cell_size: int = 256  # interest cell size, world units
     view_radius: int = 1  # cells seen around one's own (1 = 3 x 3)
     seed: int = 0  # world RNG seed (NPC placement and wandering)
+    spawn: str = "spawn"  # where new players appear: one of SPAWNS
     secret: str = ""  # HMAC key for session tokens; empty = a random key kept in the store (random per run without one)
     # permessage-deflate compresses every update once per connection, which
     # undoes sharing one encoding per cell: at 400 bots it was 63% of the
     # server's CPU (py-spy, bench/capacity.py). Off unless asked for.
     compression: bool = False
+    # Updates written as WebSocket frames straight into the socket: per connection and flush one
+    # writev of [frame head + the observer's update head, the cell's shared body, ...], instead of
+    # websockets' send path (a Frame object, a copy and a write per message). Off: that path, as
+    # before (it is also what a connection with permessage-deflate always uses).
+    direct_writes: bool = True
     npc_dir: str = str(DEFAULT_NPC_DIR)  # NPC files (*.toml), hot-reloaded; "" = none
     day_length: float = 1440.0  # real seconds per game day (1440: a game minute per second)
     hook_budget_ms: float = 5.0  # per NPC hook call; the hard cap is 4x this
@@ -106,8 +116,12 @@ class ServerConfig:
         "cell_size": "interest-management cell size in world units",
         "view_radius": "cells visible around the player's cell",
         "seed": "world random seed",
+        "spawn": "where new players appear: spawn (near the map's spawn point) or random (uniformly over the "
+                 "free tiles, from the seed: spread-out load tests)",
         "secret": "key that signs session tokens (default: a random key kept in the store)",
         "compression": "offer permessage-deflate (costs CPU per connection and update)",
+        "direct_writes": "write updates as WebSocket frames straight into the socket, one writev per connection "
+                         "and tick with the cell's shared bytes uncopied (off: websockets' send path per message)",
         "npc_dir": "folder of NPC files (*.toml), reloaded when they change; empty = none",
         "day_length": "real seconds per game day",
         "hook_budget_ms": "time budget of one NPC hook call, ms (the hard cap is 4x)",
@@ -151,6 +165,7 @@ class ServerConfig:
         need(0 <= self.port <= 65535, "port", "0..65535")
         need(1 <= self.tick_rate <= 240, "tick_rate", "1..240 ticks per second")
         need(0 <= self.npcs <= 100_000, "npcs", "0..100000")
+        need(self.spawn in SPAWNS, "spawn", "one of " + ", ".join(SPAWNS))
         need(self.log_level in LOG_LEVELS, "log_level", "one of " + ", ".join(LOG_LEVELS))
         need(self.grace >= 0, "grace", "seconds >= 0")
         need(self.max_players >= 1, "max_players", ">= 1")

@@ -196,8 +196,9 @@ class Game:
             except ValueError as e:     # the map changed under it
                 log.info("player %s (account %d) cannot stand where it left (%s): at the spawn point",
                          account.name, account.id, e)
-        if eid is None:
-            eid = self.world.spawn(PLAYER, account.name, colour_for(account.id * 5 + 2))
+        if eid is None:     # a new character: at the spawn point, or anywhere free with --spawn random
+            xy = self.world.random_open_point() if self.cfg.spawn == "random" else (None, None)
+            eid = self.world.spawn(PLAYER, account.name, colour_for(account.id * 5 + 2), *xy)
         if account.stats:
             self.world.set_stats(eid, account.stats)
         account.x, account.y = self.world.position(eid)

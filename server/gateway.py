@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from . import protocol
+from .frames import binary_frame_head
 from .game import Game, Player
 from .limits import TokenBucket
 from .metrics import Metrics
@@ -80,6 +81,9 @@ class Connection:
         self.sending_since: float | None = None  # set while a send waits for the socket to drain
         self.writer_busy = False  # the writer task holds messages taken from the outbox
         self.closing = False
+        # Frames written by flush itself, not through websockets: only where no extension was
+        # negotiated (permessage-deflate frames must go through websockets' compressor).
+        self.direct = game.cfg.direct_writes and not ws.protocol.extensions
 
     # -- called by the game (never awaits) --------------------------------
 
@@ -108,6 +112,26 @@ class Connection:
             self.outbox.ready.set()
             return
         ws, metrics = self.ws, self.metrics
+        if ws.protocol.state is not State.OPEN:
+            return  # closing: the reader side ends the session
+        if self.direct:
+            # One writev for everything queued: each message as a frame head (with the observer's
+            # own update head) and the body its cell's observers share, never joined here.
+            # bench/gateway_writes.py: 0.83x the CPU of websockets' send path at 200 connections (README).
+            pieces: list[bytes] = []
+            for parts in self.outbox.take_pieces():
+                n = sum(map(len, parts))
+                pieces.append(binary_frame_head(n) + parts[0])
+                pieces.extend(parts[1:])
+                metrics.bytes_out += n
+                metrics.messages_out += 1
+            transport = ws.transport
+            if pieces and not transport.is_closing():
+                try:
+                    transport.writelines(pieces)
+                except (OSError, RuntimeError):  # lost meanwhile (uvloop: "handler is closed"), as broadcast
+                    pass                          # ignores it: the reader side ends the session; others go on
+            return
         for data in self.outbox.take():
             if ws.protocol.state is not State.OPEN:
                 return  # closing: the reader side ends the session

@@ -17,7 +17,7 @@ import asyncio
 from collections import deque
 from typing import Callable
 
-from world.snapshot import View, encode_update, merge_views
+from world.snapshot import View, encode_update, merge_views, update_head
 
 from .metrics import Metrics
 
@@ -51,6 +51,18 @@ class Outbox:
         else:
             self.update = (tick, ack, view)
             self.on_update()
+
+    def take_pieces(self) -> list[tuple[bytes, ...]]:
+        """As `take`, each message as the pieces it is made of: an update as its own head and the
+        View's body, which is shared by every observer of a cell and so is not copied here."""
+        out: list[tuple[bytes, ...]] = [(data,) for data in self.control]
+        self.control.clear()
+        if self.update is not None:
+            tick, ack, view = self.update
+            self.update = None
+            out.append((update_head(tick, ack), view.body))
+        self.ready.clear()
+        return out
 
     def take(self) -> list[bytes]:
         """Everything queued, in send order (control first, then the update)."""

@@ -45,6 +45,8 @@ def test_bad_configuration_is_a_clear_error(tmp_path):
     assert out.returncode == 2 and "not valid TOML" in out.stderr
     out = run("serve", "--log-level", "loud")
     assert out.returncode == 2 and "log_level" in out.stderr
+    out = run("serve", "--spawn", "anywhere")
+    assert out.returncode == 2 and "spawn" in out.stderr and "random" in out.stderr
     out = run("serve", "--map", str(tmp_path / "missing.tmj"))
     assert out.returncode == 2 and "map" in out.stderr
     broken = tmp_path / "broken.tmj"

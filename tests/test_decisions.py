@@ -146,3 +146,16 @@ async def test_a_killed_worker_leaves_npcs_moving_and_the_server_ticking(start):
         assert workers_of(srv.proc.pid) != [worker]
     finally:
         await p.close()
+
+
+async def test_metrics_say_when_the_policy_has_checked_every_file(launch, tmp_path):
+    """npcworld_npc_policy_checks_running counts the files still being checked (a load test waits for 0)."""
+    folder = tmp_path / "npcs"
+    folder.mkdir()
+    write(folder / "walker.toml", WANDERS)
+    srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0", "--decider", "policy")
+    p = await Player.join(srv.ws_url, "watcher")
+    m = await until_metrics(p, srv.http_url, lambda m: m.get("npcworld_npc_policy_checks_running") == 0
+                            and 'npcworld_npc_policy_files{npc="walker"}' in m, "the guard to check walker.toml")
+    assert m["npcworld_inference_workers_ready"] >= 1
+    await p.close()

@@ -37,3 +37,16 @@ async def test_control_messages_are_bounded():
     accepted = [box.push(b"pong") for _ in range(MAX_CONTROL + 3)]
     assert accepted.count(False) == 3 and metrics.control_dropped == 3
     assert len(box.take()) == MAX_CONTROL
+
+
+async def test_pieces_are_the_same_messages_with_the_cells_body_shared_not_copied():
+    shared = view([["cell", 1]], enter=[3])
+    boxes = [Outbox(Metrics()) for _ in range(2)]
+    for box in boxes:
+        box.push(b"pong")
+        box.push_update(7, 2, shared)
+    whole = boxes[0].take()
+    pieces = boxes[1].take_pieces()
+    assert [b"".join(p) for p in pieces] == whole
+    assert pieces[-1][1] is shared.body  # the very bytes every observer of the cell gets
+    assert boxes[1].take_pieces() == [] and not boxes[1].ready.is_set()

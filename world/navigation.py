@@ -10,6 +10,9 @@ For each POI p (computed once per map and cached):
 - `spots[p, :n_spots[p]]`: free tiles near p (within `spread` tiles) that can
   be walked to in a straight line from anywhere in p's tile with a clearance
   of `radius` (so the last stretch needs no path). p's own tile is always one.
+
+And for players: `spawn_spots` (free tiles near 'spawn') and `open_tiles`
+(every free tile reachable from 'spawn').
 """
 
 from __future__ import annotations
@@ -66,7 +69,11 @@ class Navigation:
             w, h = tilemap.world_size
             spawn_xy = (w / 2, h / 2)
         st = self._free_tile_near(*spawn_xy)
-        self.spawn_spots = np.asarray(self._spots_near(st, self._bfs(st), spread), dtype=np.int64)
+        from_spawn = self._bfs(st)
+        self.spawn_spots = np.asarray(self._spots_near(st, from_spawn, spread), dtype=np.int64)
+        # Every free tile a player at the spawn could walk to: where `--spawn random`
+        # places players (never inside a walled-off pocket).
+        self.open_tiles = np.flatnonzero(from_spawn >= 0).astype(np.int64)
 
     # -- queries --------------------------------------------------------------
 

@@ -165,6 +165,15 @@ class World:
             wander.start(self._table, slot, poi, float(self._rng.uniform(0.0, self.config.idle_s[1])))
         return eid
 
+    def random_open_point(self) -> tuple[float, float]:
+        """A point drawn uniformly over the free tiles reachable from 'spawn'
+        (the circle inside its tile), from the world's seeded generator: where
+        a load test spreads its players, as a uniform scenario needs."""
+        tiles = self._nav.open_tiles
+        tile = tiles[int(self._rng.integers(len(tiles)))]
+        x, y = self._nav.random_points(np.asarray([tile]), self._rng)[0].tolist()
+        return x, y
+
     def _check_position(self, x: float, y: float) -> tuple[float, float]:
         x, y = float(x), float(y)
         w, h = self.map.world_size

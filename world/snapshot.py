@@ -7,7 +7,9 @@ Wire shapes (docs/protocol.md, "update"):
 
 Every piece is encoded once and shared: a cell block by every observer cell
 that sees it, a View by every observer in the same cell, a record by every
-view it enters. `encode_update` only concatenates bytes; it never re-encodes.
+view it enters. `encode_update` only concatenates bytes; it never re-encodes;
+and a writer that can send pieces (writev) sends `update_head` and the
+shared `view.body` without even that copy.
 """
 
 from __future__ import annotations
@@ -65,14 +67,20 @@ def encode_cell_block(cell: int, ids_le_u32: bytes, pos_le_u16: bytes) -> bytes:
 _tick_head: tuple[int | None, bytes] = (None, b"")   # the head up to "ack", for the last tick seen
 
 
-def encode_update(tick: int, ack: int, view: View) -> bytes:
-    """The complete 'update' message: {t, tick, ack, cells, enter, leave, chat}."""
+def update_head(tick: int, ack: int) -> bytes:
+    """The observer's own start of an 'update' (up to and with its ack); `view.body` follows it."""
     global _tick_head
     last, head = _tick_head
     if last != tick or type(tick) is not int:
         head = _UPDATE_HEAD + _packb(tick) + _K_ACK
         _tick_head = (tick, head)
-    return b"".join((head, _packb(ack), view.body))
+    return head + _packb(ack)
+
+
+def encode_update(tick: int, ack: int, view: View) -> bytes:
+    """The complete 'update' message: {t, tick, ack, cells, enter, leave, chat}:
+    update_head(tick, ack) + view.body."""
+    return update_head(tick, ack) + view.body
 
 
 def merge_views(older: View, newer: View) -> View:

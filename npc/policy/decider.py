@@ -257,6 +257,12 @@ class PolicyDecider:
                   f"# TYPE {prefix}_policy_files gauge"]
         lines += [f'{prefix}_policy_files{{npc="{k}"}} {int(bool(c is not None and c.ok))}'
                   for k, (_, c) in sorted(self.checks.items())]
+        with self._lock:  # (the guard thread writes checks)
+            running = sum(1 for _, c in self.checks.values() if c is None)
+        lines += [f"# HELP {prefix}_policy_checks_running NPC files whose policy check is still running (the "
+                  "built-in decides them meanwhile; a load test waits for 0).",
+                  f"# TYPE {prefix}_policy_checks_running gauge",
+                  f"{prefix}_policy_checks_running {running}"]
         return lines + self.pool.prometheus()  # the pool's counters, and its remote workers'
 
 

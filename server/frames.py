@@ -1,0 +1,21 @@
+"""RFC 6455 frame heads for what the server writes itself (server/gateway.py's direct writes).
+
+A server's frames are never masked (RFC 6455 5.1), so a whole binary message
+in one frame is this head followed by the payload bytes, which can then be
+handed to the socket as separate pieces (writev) instead of being copied into
+one buffer. Byte for byte what `websockets` writes for `send(bytes)` with no
+extension (tests/test_frames.py checks it against websockets' own Frame).
+"""
+
+from __future__ import annotations
+
+FIN_BINARY = 0x82  # FIN set, opcode 2 (binary), RSV bits clear: no extension touched this frame
+
+
+def binary_frame_head(n: int) -> bytes:
+    """The head of one final, unmasked binary frame carrying `n` payload bytes (7, 16 or 64-bit length)."""
+    if n < 126:
+        return bytes((FIN_BINARY, n))
+    if n < 0x10000:
+        return bytes((FIN_BINARY, 126)) + n.to_bytes(2, "big")
+    return bytes((FIN_BINARY, 127)) + n.to_bytes(8, "big")
