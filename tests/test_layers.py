@@ -5,9 +5,9 @@ every module with `ast`: imports inside functions, under `if TYPE_CHECKING:` and
 Of the project's own packages (world, npc, server, bots):
 - world/ imports only world/ (nothing of npc/, server/, bots/): the pure core;
 - npc/ imports only world/ and npc/ (never server/, nor bots/);
-- bots/ import only bots/ and the shared protocol module `world.protocol` (the wire's message
-  types, limits, codes and update encoding); today they import no world module at all and speak
-  msgpack themselves;
+- bots/ import only bots/, the shared protocol module `world.protocol` (the wire's message
+  types, limits, codes and update encoding) and `world.tilemap`, the pure reader of the map the
+  server serves at /map.json (the talk scenario walks by it, as a browser draws it);
 - server/ may import any of them (it composes the parts; `npcworld bots` is one of its commands).
 """
 
@@ -23,7 +23,7 @@ PACKAGES = ("world", "npc", "server", "bots")
 MAY_IMPORT = {
     "world": ("world",),
     "npc": ("world", "npc"),
-    "bots": ("bots", "world.protocol"),
+    "bots": ("bots", "world.protocol", "world.tilemap"),
 }
 DYNAMIC = {("importlib", "import_module"), (None, "import_module"), (None, "__import__")}
 
