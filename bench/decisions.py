@@ -353,6 +353,7 @@ def load(npcs: int, args) -> dict:
         rows = list(decider.batch_rows)
         agreement = audit(scene, decider, args.audit_seconds)
         devices = sorted({w.device for w in decider.pool.workers()})
+        follows = sorted(k for k, d in scene.cast.defs.items() if not d.hooks and decider.follows(d))  # (workers up)
     finally:
         scene.cast.decider = None
         decider.close()
@@ -361,7 +362,7 @@ def load(npcs: int, args) -> dict:
     return {
         "npcs": len(scene.cast.minds), "observers": len(scene.players), "seconds": args.seconds,
         "blocks": args.blocks, "setup_s": round(ready_s, 1), "devices": devices,
-        "policy_follows": sorted(k for k, d in scene.cast.defs.items() if not d.hooks and decider.follows(d)), "guard": checks,
+        "policy_follows": follows, "guard": checks,
         "builtin": summarise(modes["builtin"]), "policy": summarise(modes["policy"]),
         "decisions": sum(decisions.values()), "outcomes": decisions, "share": outcome_shares(decisions),
         "rejected": rejected, "rejected_share": round(rejected / max(1, decisions["on_time"]), 5),
@@ -447,6 +448,8 @@ def faults(args) -> dict:
         s1 = decider.pool.stats.snapshot()
         stormy, stormy_d = policy_block(scene, decider, args.fault_seconds, killer(decider, KILL_EVERY_S, kills))
         s2 = decider.pool.stats.snapshot()
+        decider.pool.wait_for(lambda: decider.serving(), 30)      # a restarted worker: who it follows now
+        follows = sorted(k for k, d in scene.cast.defs.items() if not d.hooks and decider.follows(d))
     finally:
         scene.cast.decider = None
         decider.close()
@@ -461,7 +464,7 @@ def faults(args) -> dict:
     return {
         "npcs": len(scene.cast.minds), "observers": len(scene.players), "seconds": args.fault_seconds,
         "kill_every_s": KILL_EVERY_S, "kills": len(kills), "killed": kills,
-        "policy_follows": sorted(k for k, d in scene.cast.defs.items() if not d.hooks and decider.follows(d)), "guard": checks,
+        "policy_follows": follows, "guard": checks,
         "without_faults": {**calm_s, "decisions": calm_d, "share": outcome_shares(calm_d),
                            "pool": pool_delta(s0, s1)},
         "with_faults": {**stormy_s, "decisions": stormy_d, "share": outcome_shares(stormy_d),
