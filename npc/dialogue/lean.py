@@ -39,10 +39,15 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-# int8 weight-only matmuls (torch._weight_int8pack_mm, per-output-channel scales): measured
-# against bf16 in bench/dialogue.py's micro-table on this CPU (see README); "auto" turns them
-# on where that measurement said they were faster (CPU), off elsewhere.
+# int8 weight-only matmuls (torch._weight_int8pack_mm, one scale per output channel) where
+# they measure faster: on this CPU (1 thread, best of 5, a busy machine) for a 576 -> 3072
+# projection, rows 1/2/4/8/16: int8 50/64/100/340/812 us, bf16 187/125/273/305/492 us; the
+# 576 -> 49152 head: int8 3.6/2.7/3.7/7.5/15.5 ms, bf16 7.3/8.3/8.8/9.2/9.9 ms; a 272-row
+# prefill: int8 8.0 ms, bf16 2.2 ms. So a Dense keeps both and multiplies up to INT8_ROWS
+# rows in int8 (decode of a few conversations), more in bf16 (prefill, bigger batches).
+# "auto" turns int8 on for bf16 models on CPU; torch's int8 kernel here is a CPU one.
 QUANTIZE = {"cpu": True, "cuda": False}
+INT8_ROWS = 4
 
 
 def unsupported(config: Any) -> str | None:
@@ -59,24 +64,24 @@ def unsupported(config: Any) -> str | None:
 
 
 class Dense:
-    """y = x @ w.T, from bf16/f32 weights or int8 weights with one scale per output channel."""
+    """y = x @ w.T; with `int8`, inputs of up to INT8_ROWS rows use an int8 copy of w
+    (one scale per output channel; 1 byte a weight more in memory)."""
 
     def __init__(self, w: torch.Tensor, int8: bool):
-        self.int8 = int8
+        self.w = w.contiguous()
+        self.q8 = None
         if int8:
             w32 = w.float()
             scale = w32.abs().amax(dim=1).clamp(min=1e-8) / 127.0
-            self.w = torch.round(w32 / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+            self.q8 = torch.round(w32 / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
             self.scale = scale.to(w.dtype)
-        else:
-            self.w = w.contiguous()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.int8:
+        rows = x.numel() // x.shape[-1]
+        if self.q8 is None or rows > INT8_ROWS:
             return F.linear(x, self.w)
-        shape = x.shape
-        y = torch._weight_int8pack_mm(x.reshape(-1, shape[-1]), self.w, self.scale)
-        return y.view(*shape[:-1], y.shape[-1])
+        y = torch._weight_int8pack_mm(x.reshape(rows, x.shape[-1]), self.q8, self.scale)
+        return y.view(*x.shape[:-1], y.shape[-1])
 
 
 class LeanLlama:
