@@ -79,6 +79,8 @@ class ServerConfig:
     dialogue_nice: int = 10  # the worker's nice value (0..19): higher yields the CPU to the tick sooner
     dialogue_step_delay_ms: float = 0.0  # tests and demos: a pause before every model step (a slow model on purpose)
     dialogue_prefix_cache: int = 8192  # prompt tokens whose keys/values are kept for reuse (0 = off)
+    # auto: the lean decode path (npc/dialogue/lean.py) for Llama-family models, else transformers' forward
+    dialogue_engine: str = "auto"
     memory_db: str = str(ROOT / "var" / "memory.sqlite")  # what NPCs remember of players (SQLite; created)
 
     # Help text per option, shown by `npcworld serve --help`.
@@ -122,6 +124,7 @@ class ServerConfig:
         "dialogue_nice": "nice value of the dialogue worker (0..19; the tick keeps priority)",
         "dialogue_step_delay_ms": "pause before every dialogue model step, to try slow replies and thinking lines (0 = none)",
         "dialogue_prefix_cache": "prompt tokens kept for reuse by later prompts with the same start (0 = off)",
+        "dialogue_engine": "dialogue decode engine: auto (lean for Llama-family models), lean, transformers",
         "memory_db": "SQLite file of what NPCs remember of players (created on first start)",
     }
 
@@ -164,6 +167,7 @@ class ServerConfig:
         need(0 <= self.dialogue_nice <= 19, "dialogue_nice", "0..19")
         need(0 <= self.dialogue_step_delay_ms <= 10_000, "dialogue_step_delay_ms", "0..10000 ms")
         need(0 <= self.dialogue_prefix_cache <= 1_000_000, "dialogue_prefix_cache", "0..1000000 tokens")
+        need(self.dialogue_engine in ("auto", "lean", "transformers"), "dialogue_engine", "auto, lean or transformers")
         need(-1 <= self.admin_port <= 65535, "admin_port", "-1 (game port + 1), 0 (any free port) or 1..65535")
         return self
 

@@ -131,6 +131,7 @@ def test_the_engine_is_lean_for_llama_and_transformers_otherwise():
     assert make_engine("auto", tiny()[0], 64, 0)[0] == "lean"
 
 
+@pytest.mark.timeout(300)  # loading the GGUF into float32 takes most of it; slow on a busy 2-core machine
 def test_lean_matches_transformers_on_the_default_model():
     """SmolLM2-135M-Instruct, both in float32 so that the numbers can agree closely."""
     hf, tok = load("default", dtype="float32")
@@ -139,7 +140,9 @@ def test_lean_matches_transformers_on_the_default_model():
                                   add_generation_prompt=True, tokenize=True, return_dict=False)
     ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
     e = lean.LeanEngine(hf, columns=len(ids) + 16, pad_id=0, int8=False)
-    first, out = engine_greedy(e, [ids], 8)
-    ref = reference(hf, ids)
-    torch.testing.assert_close(first[0], ref, rtol=1e-3, atol=2e-3)
-    assert out[0] == greedy(hf, ids, 8)
+    first, out = engine_greedy(e, [ids], 4)
+    with torch.inference_mode():
+        ref = hf.generate(torch.tensor([ids]), max_new_tokens=4, min_new_tokens=4, do_sample=False,
+                          output_logits=True, return_dict_in_generate=True)
+    torch.testing.assert_close(first[0], ref.logits[0][0].float(), rtol=1e-3, atol=2e-3)
+    assert out[0] == ref.sequences[0, len(ids):].tolist()

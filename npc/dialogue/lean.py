@@ -232,7 +232,6 @@ class LeanEngine:
         self.zeros = torch.zeros(self.model.rows, dtype=torch.long, device=self.device)
         self.graphs: dict[int, tuple] = {}  # CUDA: batch size -> (graph, tokens in, positions in, logits out)
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
-        self.pool = torch.cuda.graph_pool_handle() if self.cuda_graphs else None
 
     def _room(self, rows: int) -> None:
         width = max(self.lens, default=0)
@@ -305,7 +304,7 @@ class LeanEngine:
                     m.forward(tok, pos, pos, 0, width, self.zeros[:B])
             torch.cuda.current_stream().wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.pool):
+            with torch.cuda.graph(graph):  # its own memory pool: graphs of other sizes never share buffers
                 out = m.forward(tok, pos, pos, 0, width, self.zeros[:B])
             g = self.graphs[B] = (graph, tok, pos, out)
         graph, tok, pos, out = g
