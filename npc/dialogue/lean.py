@@ -18,12 +18,13 @@ compares logits and greedy tokens):
       kv[layer, 0 = keys | 1 = values, row, kv_head, column, head_dim]
   Row b is one conversation; column c holds its token at position c (no
   padding inside a row, so a row's position ids are its column indices and
-  its mask is "column <= position"). The running rows are 0 .. rows-1, in
-  the runner's order; a finished row's place is taken by moving the later
+  its mask is "column <= position"). The running rows are 0 .. running-1,
+  in the runner's order; a finished row's place is taken by moving the later
   rows up (copying only their used columns). The last column is a dump:
   padding tokens of a prefill write their keys there, and no query reads it.
-- a decode step allocates nothing from Python: its index tensors are slices
-  of tables made at start-up; on CUDA the whole step is a CUDA graph per
+- a decode step builds no tensor from Python values: its index tensors are
+  slices of tables made at start-up (rows, columns, positions on the
+  device), the KV slab is written in place; on CUDA the whole step is a CUDA graph per
   batch size (captured on first use), replayed with new inputs.
 
 Grouped-query attention without copying keys: the query heads that share a
@@ -188,9 +189,11 @@ class LeanLlama:
         rows = self.row_ids[first:first + B]  # (B, 1)
         x = F.embedding(ids, self.embed)  # (B, T, hidden)
         cos, sin = self.cos[pos][:, :, None], self.sin[pos][:, :, None]  # (B, T, 1, D/2)
-        # Each query (head g of kv head k, token t) sees the columns up to its position.
-        mask = (self.col_ids[:width] <= pos[:, :, None])[:, None, None]  # (B, 1, 1, T, width)
-        mask = mask.expand(B, 1, G, T, width).reshape(B, 1, G * T, width)
+        # Each query (head g of kv head k, token t) sees the columns up to its position: an
+        # additive mask made once a step (a boolean one is converted in every layer's call).
+        seen = self.col_ids[:width] <= pos[:, :, None]  # (B, T, width)
+        mask = torch.zeros(seen.shape, dtype=self.dtype, device=ids.device).masked_fill_(~seen, -math.inf)
+        mask = mask[:, None, None].expand(B, 1, G, T, width).reshape(B, 1, G * T, width)
         for li, (ln1, qkv_w, o_w, ln2, gu_w, down_w) in enumerate(self.layers):
             h = F.rms_norm(x, (self.hidden,), ln1, self.eps)
             qkv = qkv_w(h).view(B, T, H + 2 * KV, D)
