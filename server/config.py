@@ -91,6 +91,8 @@ class ServerConfig:
     dialogue_nice: int = 10  # the worker's nice value (0..19): higher yields the CPU to the tick sooner
     dialogue_step_delay_ms: float = 0.0  # tests and demos: a pause before every model step (a slow model on purpose)
     dialogue_prefix_cache: int = 8192  # prompt tokens whose keys/values are kept for reuse (0 = off)
+    # auto: the lean decode path (npc/dialogue/lean.py) for Llama-family models, else transformers' forward
+    dialogue_engine: str = "auto"
     memory_db: str = str(ROOT / "var" / "memory.sqlite")  # what NPCs remember of players (SQLite; created)
 
     # Remote workers (docs/workers.md): decisions and dialogue also go to `npcworld worker` processes
@@ -148,6 +150,7 @@ class ServerConfig:
         "dialogue_nice": "nice value of the dialogue worker (0..19; the tick keeps priority)",
         "dialogue_step_delay_ms": "pause before every dialogue model step, to try slow replies and thinking lines (0 = none)",
         "dialogue_prefix_cache": "prompt tokens kept for reuse by later prompts with the same start (0 = off)",
+        "dialogue_engine": "dialogue decode engine: auto (lean for Llama-family models), lean, transformers",
         "memory_db": "SQLite file of what NPCs remember of players (created on first start)",
         "broker": "MQTT 5 broker of remote workers, mqtt://HOST:PORT or mqtts://... (empty = local workers only)",
         "broker_ca": "CA bundle trusted for an mqtts:// broker (default: the system's)",
@@ -200,6 +203,7 @@ class ServerConfig:
         need(0.05 <= self.checkpoint_s <= 3600, "checkpoint_s", "0.05..3600 seconds")
         need(60 <= self.token_expiry_s <= 10 * 365 * 86400, "token_expiry_s", "60 s .. 10 years, in seconds")
         need(self.store == "" or not Path(self.store).is_dir(), "store", "an SQLite file path (not a folder), or \"\"")
+        need(self.dialogue_engine in ("auto", "lean", "transformers"), "dialogue_engine", "auto, lean or transformers")
         need(-1 <= self.admin_port <= 65535, "admin_port", "-1 (game port + 1), 0 (any free port) or 1..65535")
         if self.broker:
             from npc.inference.broker import BrokerError, parse_broker

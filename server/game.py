@@ -120,8 +120,8 @@ class Game:
             memory_db=cfg.memory_db, first_token_ms=cfg.dialogue_first_token_ms,
             max_new_tokens=cfg.dialogue_max_new_tokens, conversations=cfg.dialogue_conversations,
             threads=cfg.dialogue_threads or os.cpu_count() or 1, nice=cfg.dialogue_nice,
-            prefix_cache=cfg.dialogue_prefix_cache, step_delay_ms=cfg.dialogue_step_delay_ms, clock=self.clock,
-            **remote_workers(cfg, "dialogue", 1))
+            prefix_cache=cfg.dialogue_prefix_cache, engine=cfg.dialogue_engine,
+            step_delay_ms=cfg.dialogue_step_delay_ms, clock=self.clock, **remote_workers(cfg, "dialogue", 1))
         self.metrics.sources.append(self.dialogue.prometheus)
         self._count()
 

@@ -127,7 +127,7 @@ def test_cancel_frees_the_row_at_once(runner):
     runner.add(5, ask("x", 30))
     runner.step()
     runner.cancel(5)
-    assert not runner.rows and runner.cache is None
+    assert not runner.rows and runner.last is None and runner.engine.running == 0
 
 
 def test_the_prompt_is_bounded_oldest_turns_first(runner, caplog):

@@ -9,16 +9,16 @@ Requests (payloads; msgpack types):
     {"kind": "choose", "messages": [...], "options": [str, ...]}
         -> one final piece {"choice": index, "scores": [mean log-prob per option]}
 
-The running batch. All replies in decode share one KV cache of shape
-(B, heads, L, head_dim) per layer, left-padded: row b holds its prompt and
-tokens so far right-aligned, `mask[b]` marks its real columns and `pos[b]`
-counts them (its next position id). The cache layers keep spare columns
-(kvcache.SlabLayer), so a decode step writes one column instead of copying
-the cache. One step is either
+The running batch: the replies in decode, one row each, held by an engine
+(the tensors; the runner keeps the requests, the step policy and sampling):
+- "lean" (lean.py), the default for Llama-family models: fused weights, one
+  static KV slab, RoPE tables made once, CUDA graphs on a GPU;
+- "transformers" (hfengine.py): the model's own forward over transformers
+  cache objects, for any causal LM transformers loads.
+`engine="auto"` picks lean where the model allows it. One step is either
 - a prefill of the replies that joined since the last step (up to
   `prefill_tokens` new prompt tokens; the rest wait a step), padded to one
-  batch, which yields their first tokens; their cache rows are then merged
-  into the running batch (both sides right-aligned to the longer), or
+  batch, which yields their first tokens; they then join the running batch, or
 - one decode forward for every running reply (B x 1 tokens), which yields one
   token each.
 Prefills go first so that a new conversation's time to first token does not
@@ -27,9 +27,7 @@ wait for the others' replies, but the running replies never wait longer than
 decode, a waiting joiner always gets the next step), so a burst of joiners
 slows the streams already playing instead of freezing them. A reply that
 finishes (end-of-turn token, max_new_tokens, max_chars, the model's context)
-or is cancelled leaves the batch at once: its row is removed, and columns
-that only padding holds are trimmed, so a long reply never makes later ones
-pay for its length.
+or is cancelled leaves the batch at once (its row is freed).
 
 Prefix cache (kvcache.PrefixCache): the keys and values of recent prompts
 are kept (up to `prefix_cache_tokens`), and a joiner starts from the longest
@@ -40,7 +38,9 @@ one, so this cuts the time to first token and the prefill work of a burst.
 Why not transformers' own continuous batching (`generate_batch`)? On this
 CPU it was slower than a static batch (bench/dialogue.py, and the note in the
 issue); this loop batches decode steps the same way static batching does,
-and still lets conversations join and leave between steps.
+and still lets conversations join and leave between steps. Why the lean
+engine: bench/dialogue.py runs both side by side (and llama.cpp); the
+figures are in the README.
 
 Prompt bound: a prompt longer than `max_prompt_tokens` loses its oldest
 turns first (the system message and the newest player line are kept), then
@@ -62,6 +62,26 @@ from . import kvcache
 log = logging.getLogger("npcworld.dialogue")
 
 
+ENGINES = ("auto", "lean", "transformers")
+
+
+def make_engine(engine: str, hf: Any, columns: int, pad_id: int, int8: bool | str = "auto") -> tuple[str, Any]:
+    """(name, engine) for the transformers model `hf`: "auto" is lean where the
+    model allows it (lean.unsupported), else transformers."""
+    from . import lean
+
+    if engine not in ENGINES:
+        raise ValueError(f"dialogue engine {engine!r}: expected one of {', '.join(ENGINES)}")
+    why = lean.unsupported(hf.config)
+    if engine == "lean" and why:
+        raise ValueError(f"dialogue engine lean: {why}; use engine transformers")
+    if engine == "transformers" or why:
+        from .hfengine import TransformersEngine
+
+        return "transformers", TransformersEngine(hf, pad_id, hf.device)
+    return "lean", lean.LeanEngine(hf, columns, pad_id, int8=int8)
+
+
 @dataclass
 class _Reply:
     sid: int
@@ -79,19 +99,22 @@ class DialogueRunner(StreamRunner):
     def __init__(self, model: str = "default", dtype: str = "auto", device: str = "cpu",
                  max_prompt_tokens: int = 1024, max_new_tokens: int = 64, prefill_tokens: int = 512,
                  prefix_cache_tokens: int = 8192, max_stall_s: float = 0.4,
-                 top_k: int = 40, repetition_penalty: float = 1.3, step_delay_s: float = 0.0, seed: int = 0):
+                 top_k: int = 40, repetition_penalty: float = 1.3, step_delay_s: float = 0.0, seed: int = 0,
+                 engine: str = "auto", int8: bool | str = "auto"):
         import torch
 
         from . import model as models
 
         self.torch = torch
         self.device = torch.device(device)
-        self.model, self.tok = models.load(model, dtype, device, seed=seed)
-        ctx = getattr(self.model.config, "max_position_embeddings", 2048)
+        hf, self.tok = models.load(model, dtype, device, seed=seed)
+        ctx = getattr(hf.config, "max_position_embeddings", 2048)
         if max_prompt_tokens + max_new_tokens > ctx:
             raise ValueError(f"max_prompt_tokens {max_prompt_tokens} + max_new_tokens {max_new_tokens} "
                              f"exceed the model's context of {ctx} tokens")
         self.ctx = ctx
+        self.engine_name, self.engine = make_engine(engine, hf, max_prompt_tokens + max_new_tokens,
+                                                    self.tok.pad_token_id or 0, int8)
         self.max_prompt_tokens = max_prompt_tokens
         self.max_new_tokens = max_new_tokens
         self.prefill_tokens = prefill_tokens
@@ -110,11 +133,8 @@ class DialogueRunner(StreamRunner):
         self.unk = self.tok.unk_token_id
         self.joining: list[_Reply] = []
         self.choosing: list[tuple[int, dict]] = []
-        self.rows: list[_Reply] = []  # the running batch, in cache row order
-        self.cache: Any = None
-        self.mask: Any = None  # (B, L) long
-        self.pos: Any = None  # (B,) long
-        self.last: Any = None  # (B, 1) long: each row's newest token, not yet in the cache
+        self.rows: list[_Reply] = []  # the running batch, in the engine's row order
+        self.last: Any = None  # (B,) long: each row's newest token, not yet in the cache
         self.trimmed_turns = 0
         self.steps = 0
 
@@ -202,10 +222,7 @@ class DialogueRunner(StreamRunner):
 
     def _prefill(self, out: list) -> None:
         """Prefill the next joiners (up to prefill_tokens new prompt tokens): each starts
-        from the longest prefix the prefix cache holds, so only the rest is computed.
-        Row layout: [padding][cached prefix][padding][new prompt tokens], the mask
-        marking real columns; position ids count real columns."""
-        torch = self.torch
+        from the longest prefix the prefix cache holds, so only the rest is computed."""
         take, total = [], 0
         while self.joining:
             r = self.joining[0]
@@ -217,50 +234,18 @@ class DialogueRunner(StreamRunner):
             take.append((r, n, kv))
             total += len(r.prompt) - n
         rows = [r for r, _, _ in take]
-        C = max(n for _, n, _ in take)
-        S = max(len(r.prompt) - n for r, n, _ in take)
-        ids = torch.full((len(take), S), self.tok.pad_token_id or 0, dtype=torch.long)
-        mask = torch.zeros((len(take), C + S), dtype=torch.long)
-        for i, (r, n, _) in enumerate(take):
-            new = r.prompt[n:]
-            ids[i, S - len(new):] = torch.tensor(new)
-            mask[i, C - n:C] = 1
-            mask[i, C + S - len(new):] = 1
-        pos_ids = ((mask.cumsum(-1) - 1).clamp(min=0))[:, C:]
-        if C:
-            # The prefixes, right-aligned in one cache with room for the new tokens.
-            some = next(kv for _, _, kv in take if kv)
-            cache = kvcache.Cache(layers=[kvcache.SlabLayer(spare=S) for _ in some])
-            for li, layer in enumerate(cache.layers):
-                k0, v0 = some[li]
-                none = (k0[:, :, :0], v0[:, :, :0])
-                layer.join([kv[li] if kv else none for _, _, kv in take])
-        else:
-            from transformers import DynamicCache
-
-            cache = DynamicCache(config=self.model.config)
-        mask = mask.to(self.device)
-        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask, position_ids=pos_ids.to(self.device),
-                            cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
-        real = mask.bool()
-        for i, r in enumerate(rows):
-            self.prefixes.store(r.prompt, [(layer.keys[i:i + 1, :, real[i]], layer.values[i:i + 1, :, real[i]])
-                                           for layer in cache.layers])
+        logits = self.engine.prefill([(r.prompt, n, kv) for r, n, kv in take], self.prefixes.store)
         first = self._sample(logits, rows)
         if not self.rows:
             self.decoded_at = time.monotonic()  # every running reply has just got a token
-        self._merge(rows, cache, mask, mask.sum(-1), first)
+        self.rows += rows
+        self.last = first if self.last is None else self.torch.cat([self.last, first])
         self._emit(rows, first.tolist(), out)
 
     def _decode(self, out: list) -> None:
-        torch = self.torch
-        B = len(self.rows)
-        self.mask = torch.cat([self.mask, torch.ones((B, 1), dtype=torch.long, device=self.device)], dim=1)
-        logits = self.model(input_ids=self.last, attention_mask=self.mask, position_ids=self.pos[:, None],
-                            cache=self.cache, use_cache=True).logits[:, -1]
-        self.pos = self.pos + 1
+        logits = self.engine.decode(self.last)
         nxt = self._sample(logits, self.rows)
-        self.last = nxt[:, None]
+        self.last = nxt
         self._emit(list(self.rows), nxt.tolist(), out)
 
     def _sample(self, logits: Any, rows: list[_Reply]) -> Any:
@@ -309,40 +294,13 @@ class DialogueRunner(StreamRunner):
         if done:
             self._keep([i for i, r in enumerate(self.rows) if r.sid not in done])
 
-    def _merge(self, rows: list[_Reply], cache: Any, mask: Any, pos: Any, first: Any) -> None:
-        """Add freshly prefilled rows to the running batch (both sides right-aligned to the longer)."""
-        torch = self.torch
-        if not self.rows:
-            self.rows, self.cache, self.mask, self.pos, self.last = (list(rows), kvcache.slab_cache(cache), mask, pos,
-                                                                     first[:, None])
-            return
-        L, P = self.mask.shape[1], mask.shape[1]
-        T = max(L, P)
-
-        def pad(x: Any, n: int) -> Any:
-            return x if n == 0 else torch.cat([torch.zeros((x.shape[0], n), dtype=x.dtype, device=x.device), x], 1)
-
-        for mine, theirs in zip(self.cache.layers, cache.layers):
-            mine.join([(mine.keys, mine.values), (theirs.keys, theirs.values)])
-        self.mask = torch.cat([pad(self.mask, T - L), pad(mask, T - P)], 0)
-        self.pos = torch.cat([self.pos, pos])
-        self.last = torch.cat([self.last, first[:, None]])
-        self.rows += rows
-
     def _keep(self, keep: list[int]) -> None:
-        """Keep only these rows of the running batch; trim columns only padding holds."""
+        """Keep only these rows of the running batch (increasing indices)."""
+        self.engine.keep(keep)
         if not keep:
-            self.rows, self.cache, self.mask, self.pos, self.last = [], None, None, None, None
+            self.rows, self.last = [], None
             return
-        torch = self.torch
-        idx = torch.tensor(keep, dtype=torch.long, device=self.device)
-        mask = self.mask.index_select(0, idx)
-        start = int(mask.any(0).nonzero()[0])
-        for layer in self.cache.layers:
-            layer.load(layer.keys.index_select(0, idx)[:, :, start:], layer.values.index_select(0, idx)[:, :, start:])
-        self.mask = mask[:, start:]
-        self.pos = self.pos.index_select(0, idx)
-        self.last = self.last.index_select(0, idx)
+        self.last = self.last.index_select(0, self.torch.tensor(keep, dtype=self.torch.long, device=self.last.device))
         self.rows = [self.rows[i] for i in keep]
 
     # -- the constrained action step -------------------------------------------------------
@@ -353,32 +311,14 @@ class DialogueRunner(StreamRunner):
         The prompt is computed once (from its cached prefix, if any); the options
         then run as one batch on top of copies of its cache."""
         torch = self.torch
-        from transformers import DynamicCache
-
         prompt = self.encode(messages)
         opts = [self.tok(o, add_special_tokens=False)["input_ids"] or [self.tok.eos_token_id] for o in options]
         n, kv = self.prefixes.lookup(prompt)
         self.prefixes.used(n)
-        cache = DynamicCache(ddp_cache_data=kv) if kv else DynamicCache(config=self.model.config)
-        P = len(prompt)
         with torch.inference_mode():
-            head = self.model(input_ids=torch.tensor([prompt[n:]], device=self.device),
-                              position_ids=torch.arange(n, P, device=self.device)[None], cache=cache,
-                              use_cache=True, logits_to_keep=1).logits[0, -1]
-            self.prefixes.store(prompt, [(layer.keys, layer.values) for layer in cache.layers])
-            first = torch.log_softmax(head.float(), -1).cpu()
-            m, W = len(opts), max(len(o) for o in opts)
-            ids = torch.full((m, W), self.tok.pad_token_id or 0, dtype=torch.long)
-            mask = torch.zeros((m, P + W), dtype=torch.long)
-            mask[:, :P] = 1
-            for i, o in enumerate(opts):
-                ids[i, :len(o)] = torch.tensor(o)
-                mask[i, P:P + len(o)] = 1
-            cache = DynamicCache(ddp_cache_data=[(layer.keys.expand(m, -1, -1, -1), layer.values.expand(m, -1, -1, -1))
-                                                 for layer in cache.layers])
-            logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                position_ids=torch.arange(P, P + W, device=self.device).expand(m, W),
-                                cache=cache, use_cache=True).logits
+            head, logits = self.engine.score(prompt, n, kv, opts, self.prefixes.store)
+        first = torch.log_softmax(head.float(), -1).cpu()
+        m = len(opts)
         logp = torch.log_softmax(logits.float(), -1).cpu()
         scores = []
         for i, o in enumerate(opts):

@@ -396,7 +396,7 @@ def start(cast, send: Callable[[int, dict], None], connected: Callable[[int], bo
           model: str = "default", dtype: str = "auto", device: str = "auto", memory_db: str = "",
           first_token_ms: float = 1500.0, max_new_tokens: int = 48, conversations: int = 64,
           threads: int | None = None, nice: int = 10, prefix_cache: int = 8192, step_delay_ms: float = 0.0,
-          clock: Callable[[], float] = time.monotonic, workers: int = 1, remote=None) -> Dialogue:
+          engine: str = "auto", clock: Callable[[], float] = time.monotonic, workers: int = 1, remote=None) -> Dialogue:
     """The dialogue service of a server: its memory (opened now, created if new)
     and its pool (one worker, started now; it loads the model in the background,
     and conversations wait in the pool's queue until it is ready)."""
@@ -411,7 +411,8 @@ def start(cast, send: Callable[[int, dict], None], connected: Callable[[int], bo
         pool = Pool(PoolConfig(
             runner="npc.dialogue.runner:DialogueRunner",
             runner_options={"model": model, "dtype": dtype, "max_new_tokens": max_new_tokens,
-                            "prefix_cache_tokens": prefix_cache, "step_delay_s": step_delay_ms / 1000.0},
+                            "prefix_cache_tokens": prefix_cache, "step_delay_s": step_delay_ms / 1000.0,
+                            "engine": engine},
             workers=workers, devices=devices, max_streams=min(conversations, 16),
             remote=remote,  # remote dialogue workers through a broker (npc/inference/broker.py), or None
             threads=threads,  # None: the cores left after one for the game process

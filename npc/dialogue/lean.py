@@ -1,0 +1,345 @@
+"""The lean decode path: a Llama-family model's forward, written for the
+dialogue runner's decode step. Runs in worker processes only.
+
+Why: transformers' forward costs about 40 ms a token for SmolLM2-135M on
+this 2-core CPU, almost all of it per-operation overhead (hooks, cache
+objects, mask building, three projections where one would do), while the
+weights allow ~115 tokens/s in bf16 (issue 15). This file keeps only the
+arithmetic, with the same numbers as transformers (tests/test_dialogue_lean.py
+compares logits and greedy tokens):
+
+- weights taken from the transformers model (so every format transformers
+  loads, GGUF included, works here), fused: one matmul for q, k and v, one
+  for gate and up; int8 weight-only matmuls where they measure faster
+  (`int8`, see QUANTIZE);
+- RoPE tables (cos, sin) precomputed once for every column, from the
+  model's own rotary embedding (so its rope scaling is honoured);
+- a static KV slab, one tensor for all layers:
+      kv[layer, 0 = keys | 1 = values, row, kv_head, column, head_dim]
+  Row b is one conversation; column c holds its token at position c (no
+  padding inside a row, so a row's position ids are its column indices and
+  its mask is "column <= position"). The running rows are 0 .. running-1,
+  in the runner's order; a finished row's place is taken by moving the later
+  rows up (copying only their used columns). The last column is a dump:
+  padding tokens of a prefill write their keys there, and no query reads it.
+- a decode step builds no tensor from Python values: its index tensors are
+  slices of tables made at start-up (rows, columns, positions on the
+  device), the KV slab is written in place; on CUDA the whole step is a CUDA graph per
+  batch size (captured on first use), replayed with new inputs.
+
+Grouped-query attention without copying keys: the query heads that share a
+key head are laid out as extra query rows, (B, kv_heads, group * T, head_dim),
+so one scaled_dot_product_attention call serves them all.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import torch
+import torch.nn.functional as F
+
+# int8 weight-only matmuls (torch._weight_int8pack_mm, one scale per output channel) where
+# they measure faster: on this CPU (1 thread, best of 5, a busy machine) for a 576 -> 3072
+# projection, rows 1/2/4/8/16: int8 50/64/100/340/812 us, bf16 187/125/273/305/492 us; the
+# 576 -> 49152 head: int8 3.6/2.7/3.7/7.5/15.5 ms, bf16 7.3/8.3/8.8/9.2/9.9 ms; a 272-row
+# prefill: int8 8.0 ms, bf16 2.2 ms. So a Dense keeps both and multiplies up to INT8_ROWS
+# rows in int8 (decode of a few conversations), more in bf16 (prefill, bigger batches).
+# "auto" turns int8 on for bf16 models on CPU; torch's int8 kernel here is a CPU one.
+QUANTIZE = {"cpu": True, "cuda": False}
+INT8_ROWS = 4
+
+
+def unsupported(config: Any) -> str | None:
+    """Why the lean path cannot run this model (None: it can)."""
+    if getattr(config, "model_type", None) != "llama":
+        return f"model type {getattr(config, 'model_type', None)!r} (the lean path knows 'llama')"
+    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
+        return "biases in attention or MLP"
+    if getattr(config, "hidden_act", "silu") != "silu":
+        return f"activation {config.hidden_act!r}"
+    if getattr(config, "pretraining_tp", 1) != 1:
+        return "pretraining_tp > 1"
+    return None
+
+
+class Dense:
+    """y = x @ w.T; with `int8`, inputs of up to INT8_ROWS rows use an int8 copy of w
+    (one scale per output channel; 1 byte a weight more in memory)."""
+
+    def __init__(self, w: torch.Tensor, int8: bool):
+        self.w = w.contiguous()
+        self.q8 = None
+        if int8:
+            w32 = w.float()
+            scale = w32.abs().amax(dim=1).clamp(min=1e-8) / 127.0
+            self.q8 = torch.round(w32 / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+            self.scale = scale.to(w.dtype)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // x.shape[-1]
+        if self.q8 is None or rows > INT8_ROWS:
+            return F.linear(x, self.w)
+        y = torch._weight_int8pack_mm(x.reshape(rows, x.shape[-1]), self.q8, self.scale)
+        return y.view(*x.shape[:-1], y.shape[-1])
+
+
+class LeanLlama:
+    """The fused weights of a transformers Llama, the RoPE tables and the KV slab.
+
+    `forward` runs T new tokens for each of B consecutive slab rows; the runner's
+    engine (LeanEngine) decides which rows and which columns."""
+
+    def __init__(self, hf: Any, columns: int, rows: int = 4, int8: bool | str = "auto"):
+        cfg = hf.config
+        why = unsupported(cfg)
+        if why:
+            raise ValueError(f"lean decode path: unsupported model: {why}")
+        emb = hf.get_input_embeddings().weight.detach()
+        self.device, self.dtype = emb.device, emb.dtype
+        if int8 == "auto":
+            int8 = QUANTIZE.get(self.device.type, False) and self.dtype == torch.bfloat16
+        self.int8 = bool(int8) and self.device.type == "cpu"  # the int8 kernel used here is CPU's
+        self.config = cfg
+        self.n_layers = cfg.num_hidden_layers
+        self.hidden = cfg.hidden_size
+        self.heads = cfg.num_attention_heads
+        self.kv_heads = getattr(cfg, "num_key_value_heads", None) or self.heads
+        self.head_dim = getattr(cfg, "head_dim", None) or self.hidden // self.heads
+        self.group = self.heads // self.kv_heads
+        self.eps = cfg.rms_norm_eps
+        self.columns = columns  # the longest row (prompt + reply), in tokens
+
+        self.embed = emb
+        self.layers = []
+        for layer in hf.model.layers:
+            a, m = layer.self_attn, layer.mlp
+            self.layers.append((
+                layer.input_layernorm.weight.detach(),
+                Dense(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach(), self.int8),
+                Dense(a.o_proj.weight.detach(), self.int8),
+                layer.post_attention_layernorm.weight.detach(),
+                Dense(torch.cat([m.gate_proj.weight, m.up_proj.weight]).detach(), self.int8),
+                Dense(m.down_proj.weight.detach(), self.int8),
+            ))
+        self.norm = hf.model.norm.weight.detach()
+        self.head = Dense(hf.get_output_embeddings().weight.detach(), self.int8)
+
+        # RoPE tables from the model's own rotary embedding: (columns + 1, head_dim / 2), the
+        # halves of transformers' duplicated cos/sin (its rotate_half layout).
+        with torch.inference_mode():
+            at = torch.arange(columns + 1, device=self.device)[None]
+            cos, sin = hf.model.rotary_emb(emb[:1][None], at)
+        half = self.head_dim // 2
+        self.cos = cos[0, :, :half].to(self.dtype).contiguous()
+        self.sin = sin[0, :, :half].to(self.dtype).contiguous()
+        self.scale = getattr(hf.model.layers[0].self_attn, "scaling", 1.0 / math.sqrt(self.head_dim))
+        self.col_ids = torch.arange(columns + 1, device=self.device)
+        self.dump = columns  # the column padding writes to
+        self.kv = self._slab(rows)
+        self.row_ids = torch.arange(rows, device=self.device)[:, None]  # (rows, 1): index tables, made once
+
+    def _slab(self, rows: int) -> torch.Tensor:
+        return torch.zeros((self.n_layers, 2, rows, self.kv_heads, self.columns + 1, self.head_dim),
+                           dtype=self.dtype, device=self.device)
+
+    @property
+    def rows(self) -> int:
+        return self.kv.shape[2]
+
+    def grow(self, rows: int, used: int, width: int) -> bool:
+        """Room for at least `rows` rows, keeping the first `used` rows' first `width`
+        columns (a new slab: True, and views of the old one are stale)."""
+        if rows <= self.rows:
+            return False
+        kv = self._slab(max(rows, 2 * self.rows))
+        kv[:, :, :used, :, :width] = self.kv[:, :, :used, :, :width]
+        self.kv = kv
+        self.row_ids = torch.arange(self.rows, device=self.device)[:, None]
+        return True
+
+    def move(self, src: int, dst: int, width: int) -> None:
+        """Row src's first `width` columns into row dst."""
+        self.kv[:, :, dst, :, :width] = self.kv[:, :, src, :, :width]
+
+    def load_prefix(self, row: int, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        """Per-layer (keys, values), each (1, kv_heads, n, head_dim), into row `row` columns 0 .. n-1."""
+        for li, (k, v) in enumerate(layers):
+            n = k.shape[2]
+            self.kv[li, 0, row, :, :n] = k[0]
+            self.kv[li, 1, row, :, :n] = v[0]
+
+    def prefix(self, row: int, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Row `row`'s first n columns as per-layer (keys, values) views, each (1, kv_heads, n, head_dim)."""
+        return [(self.kv[li, 0, row:row + 1, :, :n], self.kv[li, 1, row:row + 1, :, :n])
+                for li in range(self.n_layers)]
+
+    def forward(self, ids: torch.Tensor, pos: torch.Tensor, col: torch.Tensor, first: int, width: int,
+                pick: torch.Tensor | None) -> torch.Tensor:
+        """Logits for T new tokens in each of the B rows first .. first+B-1.
+
+        ids, pos, col: (B, T) long: the tokens, their positions (RoPE, mask), the
+        slab columns their keys go to (pos, or the dump column for padding).
+        width: columns attended, > every pos. pick: (B,) the token of each row
+        whose logits are wanted -> (B, vocab); None: every token's -> (B, T, vocab)."""
+        B, T = ids.shape
+        H, KV, G, D = self.heads, self.kv_heads, self.group, self.head_dim
+        half = D // 2
+        rows = self.row_ids[first:first + B]  # (B, 1)
+        x = F.embedding(ids, self.embed)  # (B, T, hidden)
+        cos, sin = self.cos[pos][:, :, None], self.sin[pos][:, :, None]  # (B, T, 1, D/2)
+        # Each query (head g of kv head k, token t) sees the columns up to its position: an
+        # additive mask made once a step (a boolean one is converted in every layer's call).
+        seen = self.col_ids[:width] <= pos[:, :, None]  # (B, T, width)
+        mask = torch.zeros(seen.shape, dtype=self.dtype, device=ids.device).masked_fill_(~seen, -math.inf)
+        mask = mask[:, None, None].expand(B, 1, G, T, width).reshape(B, 1, G * T, width)
+        for li, (ln1, qkv_w, o_w, ln2, gu_w, down_w) in enumerate(self.layers):
+            h = F.rms_norm(x, (self.hidden,), ln1, self.eps)
+            qkv = qkv_w(h).view(B, T, H + 2 * KV, D)
+            qk, v = qkv[:, :, :H + KV], qkv[:, :, H + KV:]
+            x1, x2 = qk[..., :half], qk[..., half:]
+            qk = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)  # RoPE on q and k at once
+            slab = self.kv[li]
+            slab[0][rows, :, col] = qk[:, :, H:]  # (B, T, KV, D) into (row, kv head, column)
+            slab[1][rows, :, col] = v
+            keys = slab[0, first:first + B, :, :width]  # (B, KV, width, D), a view
+            values = slab[1, first:first + B, :, :width]
+            q = qk[:, :, :H].reshape(B, T, KV, G, D).permute(0, 2, 3, 1, 4).reshape(B, KV, G * T, D)
+            a = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scale)
+            a = a.view(B, KV, G, T, D).permute(0, 3, 1, 2, 4).reshape(B, T, H * D)
+            x = x + o_w(a)
+            h = F.rms_norm(x, (self.hidden,), ln2, self.eps)
+            gate, up = gu_w(h).chunk(2, -1)
+            x = x + down_w(F.silu(gate) * up)
+        if pick is not None:
+            x = x[self.row_ids[:B, 0], pick]  # (B, hidden)
+        return self.head(F.rms_norm(x, (self.hidden,), self.norm, self.eps))
+
+
+class LeanEngine:
+    """The dialogue runner's engine on the lean path (the interface is in hfengine.py).
+
+    Rows 0 .. running-1 of the slab are the running batch, in the runner's
+    order; `lens[b]` is row b's filled columns (its next position). Prefill and
+    the action step's scoring use the rows after the running ones."""
+
+    def __init__(self, hf: Any, columns: int, pad_id: int, int8: bool | str = "auto", cuda_graphs: bool = True):
+        self.model = LeanLlama(hf, columns, int8=int8)
+        self.config = self.model.config
+        self.pad_id = pad_id
+        self.device = self.model.device
+        self.running = 0
+        self.lens: list[int] = []  # per running row: filled columns (Python, so widths need no device sync)
+        self.pos = torch.zeros(self.model.rows, dtype=torch.long, device=self.device)  # the same, on the device
+        self.zeros = torch.zeros(self.model.rows, dtype=torch.long, device=self.device)
+        self.graphs: dict[int, tuple] = {}  # CUDA: batch size -> (graph, tokens in, positions in, logits out)
+        self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
+
+    def _room(self, rows: int) -> None:
+        width = max(self.lens, default=0)
+        if self.model.grow(rows, self.running, width):
+            pos = torch.zeros(self.model.rows, dtype=torch.long, device=self.device)
+            pos[:self.running] = self.pos[:self.running]
+            self.pos = pos
+            self.zeros = torch.zeros(self.model.rows, dtype=torch.long, device=self.device)
+            self.graphs.clear()  # they hold the old slab
+
+    def _inputs(self, seqs: list[list[int]], starts: list[int]) -> tuple[torch.Tensor, ...]:
+        """(ids, pos, col) for rows whose new tokens `seqs[i]` start at column starts[i],
+        right-padded: padding keeps its RoPE position in range and writes to the dump column."""
+        m = self.model
+        T = max(len(s) for s in seqs)
+        ids = torch.full((len(seqs), T), self.pad_id, dtype=torch.long)
+        pos = torch.arange(T)[None].repeat(len(seqs), 1) + torch.tensor(starts)[:, None]
+        col = pos.clone()
+        for i, s in enumerate(seqs):
+            ids[i, :len(s)] = torch.tensor(s)
+            col[i, len(s):] = m.dump
+        if int(pos.max()) > m.dump:
+            raise ValueError(f"lean decode path: a row of {int(pos.max())} tokens is past the slab's "
+                             f"{m.columns} columns")
+        pos = pos.clamp(max=m.dump)
+        return ids.to(self.device), pos.to(self.device), col.to(self.device)
+
+    def prefill(self, joiners: list[tuple[list[int], int, Any]], store: Callable) -> torch.Tensor:
+        first, k = self.running, len(joiners)
+        self._room(first + k)
+        for i, (_, n, kv) in enumerate(joiners):
+            if kv:
+                self.model.load_prefix(first + i, kv)
+        ids, pos, col = self._inputs([p[n:] for p, n, _ in joiners], [n for _, n, _ in joiners])
+        pick = torch.tensor([len(p) - n - 1 for p, n, _ in joiners], device=self.device)
+        width = max(len(p) for p, _, _ in joiners)
+        logits = self.model.forward(ids, pos, col, first, width, pick)
+        for i, (p, _, _) in enumerate(joiners):
+            store(p, self.model.prefix(first + i, len(p)))
+        self.pos[first:first + k] = torch.tensor([len(p) for p, _, _ in joiners], device=self.device)
+        self.lens += [len(p) for p, _, _ in joiners]
+        self.running += k
+        return logits
+
+    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """One token for every running row; its key goes to column lens[b]."""
+        B = self.running
+        if self.cuda_graphs:
+            logits = self._replay(B, tokens)
+        else:
+            pos = self.pos[:B, None]
+            logits = self.model.forward(tokens[:, None], pos, pos, 0, max(self.lens) + 1, self.zeros[:B])
+        self.pos[:B] += 1
+        self.lens = [n + 1 for n in self.lens]
+        return logits
+
+    def _replay(self, B: int, tokens: torch.Tensor) -> torch.Tensor:
+        """The decode step as a CUDA graph for batch size B, over every column (the
+        mask limits each row): one launch instead of a few hundred."""
+        g = self.graphs.get(B)
+        if g is None:
+            m = self.model
+            tok = torch.zeros((B, 1), dtype=torch.long, device=self.device)
+            pos = torch.full((B, 1), m.dump, dtype=torch.long, device=self.device)  # warm-up writes go to the dump
+            width = m.dump + 1
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                for _ in range(2):
+                    m.forward(tok, pos, pos, 0, width, self.zeros[:B])
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):  # its own memory pool: graphs of other sizes never share buffers
+                out = m.forward(tok, pos, pos, 0, width, self.zeros[:B])
+            g = self.graphs[B] = (graph, tok, pos, out)
+        graph, tok, pos, out = g
+        tok.copy_(tokens[:, None])
+        pos.copy_(self.pos[:B, None])
+        graph.replay()
+        return out
+
+    def keep(self, keep: list[int]) -> None:
+        if keep != sorted(keep):
+            raise ValueError("keep: row indices must increase")
+        for new, old in enumerate(keep):
+            if old != new:
+                self.model.move(old, new, self.lens[old])
+        if keep:
+            self.pos[:len(keep)] = self.pos[torch.tensor(keep, device=self.device)]
+        self.lens = [self.lens[i] for i in keep]
+        self.running = len(keep)
+
+    def score(self, prompt: list[int], n: int, kv: Any, opts: list[list[int]],
+              store: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+        """The prompt into the first free row (from its cached prefix), copied into one
+        row per option; the options then run as one batch."""
+        first, m, P = self.running, len(opts), len(prompt)
+        self._room(first + m)
+        if kv:
+            self.model.load_prefix(first, kv)
+        ids, pos, col = self._inputs([prompt[n:]], [n])
+        head = self.model.forward(ids, pos, col, first, P, torch.tensor([P - n - 1], device=self.device))[0]
+        store(prompt, self.model.prefix(first, P))
+        for j in range(1, m):
+            self.model.move(first, first + j, P)
+        ids, pos, col = self._inputs(opts, [P] * m)
+        logits = self.model.forward(ids, pos, col, first, P + ids.shape[1], None)
+        return head, logits

@@ -1,0 +1,148 @@
+"""The lean decode path (npc/dialogue/lean.py) against transformers' own
+forward: the same logits and the same greedy tokens, on a tiny random Llama
+built from a config and, in one test, on the real default model; the runner
+gives the same replies on either engine, through joins, leaves and cached
+prefixes; the engine choice.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from npc.dialogue import lean
+from npc.dialogue.model import load, tiny
+from npc.dialogue.runner import DialogueRunner, make_engine
+
+from test_dialogue import ask, joined, run_all
+
+
+def reference(hf, ids: list[int]) -> torch.Tensor:
+    """transformers' logits for the last token of `ids`, computed whole (no cache)."""
+    with torch.inference_mode():
+        return hf(input_ids=torch.tensor([ids])).logits[0, -1].float()
+
+
+def greedy(hf, ids: list[int], n: int) -> list[int]:
+    out = list(ids)
+    for _ in range(n):
+        out.append(int(reference(hf, out).argmax()))
+    return out[len(ids):]
+
+
+def engine_greedy(e: lean.LeanEngine, prompts: list[list[int]], n: int, kv=None) -> tuple[torch.Tensor, list]:
+    """Prefill the prompts as one batch, then n greedy decode steps for all: (first logits, tokens per row)."""
+    stored = {}
+    with torch.inference_mode():
+        logits = e.prefill([(p, 0, None) for p in prompts], lambda p, layers: stored.setdefault(tuple(p), layers))
+        first = logits.float().clone()
+        tokens = logits.argmax(-1)
+        out = [[int(t)] for t in tokens]
+        for _ in range(n - 1):
+            tokens = e.decode(tokens).argmax(-1)
+            for row, t in zip(out, tokens):
+                row.append(int(t))
+    e.keep([])
+    return first, out
+
+
+@pytest.fixture(scope="module")
+def tiny_llama():
+    return tiny(seed=3, layers=3, hidden=64)[0]
+
+
+def test_lean_logits_and_greedy_tokens_match_transformers_on_a_tiny_llama(tiny_llama):
+    e = lean.LeanEngine(tiny_llama, columns=128, pad_id=0, int8=False)
+    prompts = [[5, 9, 200, 17, 33, 8], [44] * 3, list(range(60, 100))]  # different lengths: padded prefill
+    first, out = engine_greedy(e, prompts, 12)
+    for i, p in enumerate(prompts):
+        torch.testing.assert_close(first[i], reference(tiny_llama, p), rtol=1e-4, atol=1e-4)
+        assert out[i] == greedy(tiny_llama, p, 12)
+    # More rows than the slab had: it grows, and the answers stay the same.
+    rows = e.model.rows
+    first2, out2 = engine_greedy(e, prompts * 3, 12)
+    assert e.model.rows > rows and out2 == out * 3
+
+
+def test_lean_rows_leave_and_join_and_cached_prefixes_keep_the_numbers(tiny_llama):
+    e = lean.LeanEngine(tiny_llama, columns=128, pad_id=0, int8=False)
+    a, b, c = [3, 4, 5, 6, 7, 8, 9], [100, 101], [50, 60, 70, 80]
+    stored: dict = {}
+    keep = lambda p, layers: stored.setdefault(tuple(p), [(k.clone(), v.clone()) for k, v in layers])
+    with torch.inference_mode():
+        ta = e.prefill([(a, 0, None), (b, 0, None)], keep).argmax(-1)
+        ta = e.decode(ta).argmax(-1)  # both rows: one step
+        e.keep([1])  # a leaves; b moves up to row 0
+        # c joins, from the stored prefix of a (its first 3 tokens shared)
+        prefix = [(k[:, :, :3], v[:, :, :3]) for k, v in stored[tuple(a)]]
+        c2 = a[:3] + c
+        logits = e.prefill([(c2, 3, prefix)], keep)
+        torch.testing.assert_close(logits[0].float(), reference(tiny_llama, c2), rtol=1e-4, atol=1e-4)
+        last = torch.cat([ta[1:], logits.argmax(-1)])
+        logits = e.decode(last)
+    b_so_far = b + greedy(tiny_llama, b, 2)
+    torch.testing.assert_close(logits[0].float(), reference(tiny_llama, b_so_far), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(logits[1].float(), reference(tiny_llama, c2 + [int(last[1])]), rtol=1e-4, atol=1e-4)
+
+
+def test_int8_weights_stay_close_to_the_bf16_logits(tiny_llama):
+    hf = tiny(seed=3, layers=3, hidden=64)[0].to(torch.bfloat16)
+    prompt = list(range(20, 60))
+    full = lean.LeanEngine(hf, columns=64, pad_id=0, int8=False)
+    q8 = lean.LeanEngine(hf, columns=64, pad_id=0, int8=True)
+    assert q8.model.int8 and not full.model.int8
+    f, _ = engine_greedy(full, [prompt], 1)
+    q, _ = engine_greedy(q8, [prompt], 1)
+    assert torch.nn.functional.cosine_similarity(f, q).item() > 0.99
+
+
+def run(r: DialogueRunner) -> dict:
+    """Replies that join, leave early, share a prefix and ask for an action choice."""
+    sys_line = "You are Tam, the merchant of the market. You sell apples, maps and rope."
+    msg = lambda line, n: {**ask(line, n), "messages": [{"role": "system", "content": sys_line},
+                                                        {"role": "user", "content": line}]}
+    out = run_all(r, {0: [(1, msg("tell me about the village", 14))], 2: [(2, msg("apples?", 5))],
+                      4: [(3, ask("hi", 16)), (4, msg("rope?", 9))]})
+    texts = {sid: joined(p) for sid, p in out.items()}
+    texts["choice"] = r.choose([{"role": "user", "content": "follow me"}], ["follow", "wait here", "go to market"])
+    return texts
+
+
+def test_the_runner_gives_the_same_replies_on_either_engine():
+    leaned = DialogueRunner(model="tiny", max_new_tokens=24, max_prompt_tokens=300, seed=7)
+    plain = DialogueRunner(model="tiny", max_new_tokens=24, max_prompt_tokens=300, seed=7, engine="transformers")
+    assert (leaned.engine_name, plain.engine_name) == ("lean", "transformers")
+    a, b = run(leaned), run(plain)
+    assert a["choice"]["choice"] == b["choice"]["choice"]
+    assert a["choice"]["scores"] == pytest.approx(b["choice"]["scores"], abs=1e-4)
+    assert {k: v for k, v in a.items() if k != "choice"} == {k: v for k, v in b.items() if k != "choice"}
+    assert leaned.prefixes.hits >= 1 and leaned.engine.running == 0
+
+
+def test_the_engine_is_lean_for_llama_and_transformers_otherwise():
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    gpt2 = GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=300)).eval()
+    assert make_engine("auto", gpt2, 64, 0)[0] == "transformers"
+    with pytest.raises(ValueError, match="model type 'gpt2'"):
+        make_engine("lean", gpt2, 64, 0)
+    with pytest.raises(ValueError, match="expected one of auto, lean, transformers"):
+        make_engine("fast", gpt2, 64, 0)
+    assert make_engine("auto", tiny()[0], 64, 0)[0] == "lean"
+
+
+@pytest.mark.timeout(300)  # loading the GGUF into float32 takes most of it; slow on a busy 2-core machine
+def test_lean_matches_transformers_on_the_default_model():
+    """SmolLM2-135M-Instruct, both in float32 so that the numbers can agree closely."""
+    hf, tok = load("default", dtype="float32")
+    ids = tok.apply_chat_template([{"role": "system", "content": "You are Tam, a merchant."},
+                                   {"role": "user", "content": "Hello! What do you sell?"}],
+                                  add_generation_prompt=True, tokenize=True, return_dict=False)
+    ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
+    e = lean.LeanEngine(hf, columns=len(ids) + 16, pad_id=0, int8=False)
+    first, out = engine_greedy(e, [ids], 4)
+    with torch.inference_mode():
+        ref = hf.generate(torch.tensor([ids]), max_new_tokens=4, min_new_tokens=4, do_sample=False,
+                          output_logits=True, return_dict_in_generate=True)
+    torch.testing.assert_close(first[0], ref.logits[0][0].float(), rtol=1e-3, atol=2e-3)
+    assert out[0] == ref.sequences[0, len(ids):].tolist()
