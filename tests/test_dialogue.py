@@ -381,7 +381,7 @@ def test_prompt_holds_persona_state_memory_and_is_bounded(tmp_path):
                            [("player", "x" * 1000), ("npc", "y")] * 50, "Hello", 120)
     system, moment = msgs[0]["content"], msgs[-2]["content"]
     assert "Old Tam" in system and "A merchant." in system and "Ana is talking to you" in system
-    assert msgs[-2]["role"] == "system" and "14:05" in moment and "market" in moment
+    assert msgs[-2]["role"] == "system" and "afternoon" in moment and "14:05" not in moment and "market" in moment
     assert "Bo" in moment and "I like apples" in moment
     assert len(msgs) == 3 + prompt.MAX_TURNS and msgs[-1] == {"role": "user", "content": "Hello"}
     assert sum(len(m["content"]) for m in msgs) < 4000

@@ -42,7 +42,8 @@ class EntityTable:
         self.column("prev_cell", np.int32, fill=-1)  # interest: cell at last build_views
         self.name: list[str | None] = [None] * self.capacity
         self.color: list[str | None] = [None] * self.capacity
-        self.record: list[bytes | None] = [None] * self.capacity   # msgpack [id, kind, name, color]
+        # msgpack [id, kind, name, color, talks]: talks = an NPC that answers a player's `talk`
+        self.record: list[bytes | None] = [None] * self.capacity
 
     def column(self, name: str, dtype, width: int | None = None, fill=0) -> None:
         """Add a per-slot column `self.<name>` (shape (capacity,) or (capacity, width))."""
@@ -63,7 +64,7 @@ class EntityTable:
         self.record += extra
         self.capacity = new
 
-    def add(self, kind: int, name: str, color: str, x: float, y: float) -> tuple[int, int]:
+    def add(self, kind: int, name: str, color: str, x: float, y: float, talks: bool = False) -> tuple[int, int]:
         """Create an entity; return (id, slot). ValueError when the table is full."""
         if self.count >= self.max_entities:
             raise ValueError(f"world full: {self.count} entities (max_entities={self.max_entities})")
@@ -88,7 +89,7 @@ class EntityTable:
         self.pos[slot] = (x, y)
         self.name[slot] = name
         self.color[slot] = color
-        self.record[slot] = msgpack.packb([eid, kind, name, color])
+        self.record[slot] = msgpack.packb([eid, kind, name, color, bool(talks)])
         self._active = None
         return eid, slot
 
