@@ -43,7 +43,7 @@ BREAK = re.compile(
 
 # Phrases of the prompt's framing (prompt.py) that a reply has no reason to say.
 SCAFFOLD = re.compile(r"\bnow: |\bnear you: |what you remember|things you say|your neighbou?rs:|is talking to you|"
-                      r"answer as\b|short sentences|\bunder \d+ characters|\bday \d+\b|\b\d{1,2}:\d{2}\b",
+                      r"answer as\b|short sentences|\bunder \d+ characters|\bon day \d+\b",
                       re.IGNORECASE)
 
 # Real-world names a small model reaches for; caught wherever they stand in a sentence.

@@ -76,9 +76,14 @@ def system_text(name: str, persona, player: str, max_reply: int, setting: Settin
     if persona.voice:
         parts.append("Things you say: " + " ".join(
             '"' + v.replace("{player}", player).replace("{name}", name) + '"' for v in persona.voice))
-    parts.append(f"{player} is talking to you. Answer as {name}, in one or two short sentences "
-                 f"(under {max_reply} characters), about the village and your life in it.")
+    parts.append(rules_text(name, player, max_reply))
     return " ".join(parts)
+
+
+def rules_text(name: str, player: str, max_reply: int) -> str:
+    """How to answer: the system text's last sentence (a reply quoting it is an echo, check.py)."""
+    return (f"{player} is talking to you. Answer as {name}, in one or two short sentences "
+            f"(under {max_reply} characters), about the village and your life in it.")
 
 
 def _sentence(text: str) -> str:

@@ -49,7 +49,7 @@ def clean_player(text: str, max_chars: int) -> str:
 
 
 FIRST_PERSON = re.compile(r"\b(my name is|call me|i am|i'm|i live|i like|i love|i hate|i need|i want|i come from|"
-                          r"i have|i've got)\b([^.!?]{1,60})", re.IGNORECASE)
+                          r"i have|i've got)\b([^.!?,;]{1,60}?)(?=\s+(?:and|but)\s+i\b|[.!?,;]|$)", re.IGNORECASE)
 # The player's words turned to the NPC's: what the player says of themself, told by the NPC.
 OPENERS = {"call me": "asked me to call them", "i am": "told me they are", "i'm": "told me they are",
            "i live": "told me they live", "i like": "told me they like", "i love": "told me they love",
