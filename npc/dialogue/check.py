@@ -86,8 +86,14 @@ class World:
     returning: bool = False  # the NPC has met this player before: saying their name scores
 
 
-def known_words(*texts: str) -> set[str]:
-    return {w.lower().strip("'") for t in texts for w in WORDS.findall(t)}
+def known_words(*names: str) -> set[str]:
+    """Every word of these names, lowercase ("Old Tam" -> old, tam)."""
+    return {w.lower().strip("'") for t in names for w in WORDS.findall(t)}
+
+
+def proper_words(*texts: str) -> set[str]:
+    """The capitalised words of these texts (the names an NPC file mentions), lowercase."""
+    return {w.lower().strip("'") for t in texts for w in WORDS.findall(t) if w[0].isupper()}
 
 
 def _grams(text: str, n: int) -> set[tuple[str, ...]]:
@@ -108,7 +114,8 @@ def problems(reply: str, world: World) -> list[Problem]:
             if low in REAL_WORLD:
                 invented.append(w)
             elif (i > 0 and w[0].isupper() and low not in world.known and low not in ORDINARY
-                  and not sentence.lstrip().startswith(('"', "'")) and low.rstrip("s") not in world.known):
+                  and not sentence.lstrip().startswith(('"', "'"))
+                  and not (low.endswith("s") and low[:-1] in world.known)):
                 invented.append(w)
     if invented:
         out.append(Problem("invented", ", ".join(dict.fromkeys(invented))))

@@ -101,7 +101,9 @@ class Conversation:
     texts: dict[int, str] = field(default_factory=dict)  # candidate -> what the model said (cleaned per piece)
     chosen: int | None = None  # the candidate shown; None: none passed (a voice or fallback line was said)
     problems: list = field(default_factory=list)  # check.Problem lists, one per candidate
-    reply: str = ""  # the line said
+    reply: str = ""  # the line said (say_end's text)
+    reason: str = ""  # say_end's reason
+    final: list[str] = field(default_factory=list)  # the candidates as checked (cleaned, whole sentences)
     started_s: float = 0.0  # world seconds at the talk (the hold's bound counts from it)
     returning: bool = False  # the NPC had met this player before
     check: Any = None  # check.World of the prompt
@@ -113,6 +115,7 @@ class _Choice:
     player: int
     stream: Any
     options: list[Option]
+    cid: int = 0  # the conversation it follows
 
 
 class TalkRefused(Exception):
@@ -154,6 +157,7 @@ class Dialogue:
         self._ids = itertools.count(1)
         # (npc, player) -> first turn of the last prompt's window (prompt.turn_window); newest 4,096 pairs.
         self.windows: dict[tuple[str, str], tuple[str, str]] = {}
+        self.observer: Callable[[str, dict], None] | None = None  # benches: observer("choice", {...})
         self._voice_cache: dict[int, set[str]] = {}  # id(persona) -> its voice and lore words (the scorer's)
         cast.model_replies = True  # players' lines to NPCs come here (talk), not to the built-in answer
         self.counts = {"started": 0, "ok": 0, "fallback": 0, "cancelled": 0, "thinking": 0, "acted": 0,
@@ -296,6 +300,7 @@ class Dialogue:
         if not any(cands):
             self._fallback(c, (c.stream.error if c.stream is not None else None) or "the model said nothing")
             return
+        c.final = cands
         i, c.problems = check.best(cands, c.check, self._voice_words(m.defn), limit)
         if i is None:
             self.counts["replaced"] += 1
@@ -331,9 +336,9 @@ class Dialogue:
         setting = self.setting()
         msgs = prompts.messages(name, persona, scene, c.player_name, facts, turns, c.line, persona.max_reply, setting)
         c.check = check.World(
-            known=check.known_words(name, c.player_name, *near, *setting.places, *self._names(), persona.who,
-                                    *persona.knows, persona.style, *persona.lore, *persona.voice, persona.greeting,
-                                    *persona.fallback, c.line, *(t for _, t in turns)),
+            known=check.known_words(name, c.player_name, *near, *setting.places, *self._names())
+            | check.proper_words(persona.who, *persona.knows, persona.style, *persona.lore, *persona.voice,
+                                 persona.greeting, *persona.fallback, c.line, *(t for _, t in turns)),
             framing=prompts.moment_text(scene, c.player_name, facts) + " " + prompts.rules_text(
                 name, c.player_name, persona.max_reply),
             line=c.line, player=c.player_name, returning=c.returning)
@@ -388,7 +393,7 @@ class Dialogue:
         if len(opts) > 1:
             msgs = prompts.choice_messages(self.world.name_of(c.npc), m.defn.persona, c.player_name, c.line, reply)
             stream = self.pool.open_stream({"kind": "choose", "messages": msgs, "options": [o.label for o in opts]})
-            self.choices.append(_Choice(c.npc, c.player, stream, opts))
+            self.choices.append(_Choice(c.npc, c.player, stream, opts, c.cid))
 
     def memory_known(self, c: Conversation) -> bool:
         return c.returning
@@ -406,7 +411,11 @@ class Dialogue:
             scores = pieces[-1].get("scores")
             if not isinstance(scores, list) or len(scores) != len(ch.options):
                 continue  # a malformed answer is never applied
-            decision = ch.options[pick(scores)].decision
+            chosen = pick(scores)
+            if self.observer is not None:
+                self.observer("choice", {"cid": ch.cid, "npc": ch.npc, "options": [o.label for o in ch.options],
+                                         "scores": scores, "chosen": chosen})
+            decision = ch.options[chosen].decision
             if decision is not None and self.world.alive(ch.player):
                 self.cast.act(m, decision)
                 self.cast.hold(ch.npc, None)  # the action it chose is what it does now
@@ -441,7 +450,7 @@ class Dialogue:
     def _end(self, c: Conversation, reason: str, text: str) -> None:
         if c.ended:
             return
-        c.ended = True
+        c.ended, c.reply, c.reason = True, text, reason
         if not c.opened:
             self._open(c, None)
         self.broadcast(c, {"t": "say_end", "id": c.cid, "text": text, "reason": reason})
