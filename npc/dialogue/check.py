@@ -7,9 +7,10 @@ counts the same problems over a fixed set of player lines, so the numbers it
 prints are the checker's own.
 
 Problems (`Problem.kind`):
-  break       talk of being an AI, a model, an assistant, a program, of the
-              modern world (the internet, phones, Facebook), or an assistant's
-              refusal ("I'm sorry, but I can't")
+  break       talk of being an AI, a model, an assistant, a program, a role,
+              of the modern world (the internet, phones, Facebook), an
+              assistant's refusal ("I'm sorry, but I can't"), or the NPC
+              taking the player's name for its own ("I am Ingrid")
   invented    a capitalised name that is not of this world: not a place of
               the map, not an NPC, not the player or someone near, not in the
               NPC file's persona (who, knows, lore, voice), not a word we
@@ -38,7 +39,8 @@ BREAK = re.compile(
     r"|\bi(?:'m| am) (?:sorry, but |afraid )?(?:i )?(?:can(?:no|')t|unable|not able) (?:to )?"
     r"(?:help|assist|answer|provide|do that|comply)"
     r"|\bhow (?:can|may) i (?:help|assist) you"
-    r"|\bas an? (?:ai|model|assistant|character)\b"
+    r"|\bas an? (?:ai|model|assistant|character)\b|\bin the role of\b|\brole-?play|\bmy character\b"
+    r"|\b(?:delete|download|upload|click|scroll|screen|keyboard|texting)\b"
     r"|\bi don'?t have (?:personal|feelings|emotions|a body|access)", re.IGNORECASE)
 
 # Phrases of the prompt's framing (prompt.py) that a reply has no reason to say.
@@ -119,6 +121,8 @@ def problems(reply: str, world: World) -> list[Problem]:
                 invented.append(w)
     if invented:
         out.append(Problem("invented", ", ".join(dict.fromkeys(invented))))
+    if world.player and re.search(rf"\b(?:i am|i'm|my name is|call me) {re.escape(world.player)}\b", reply, re.I):
+        out.append(Problem("break", f"takes the player's name {world.player!r} for its own"))
     if m := SCAFFOLD.search(reply):
         out.append(Problem("echo", m.group(0)))
     elif shared := _grams(reply, 5) & _grams(world.framing, 5):
