@@ -10,7 +10,8 @@ A player's `talk` to an NPC starts a conversation:
    parroted); the best that passes is sent to the player and to the players
    near the NPC (`say_start`, `say_delta`, `say_end`; see docs/protocol.md),
    and when none passes, one of the NPC file's voice lines (else a fallback
-   line) is said instead. Nothing unchecked is ever shown;
+   line) is said instead. Nothing unchecked is ever shown. The first reply
+   to a returning player (met before, since this server started) names them;
 3. act: after a complete reply, one constrained step scores the NPC's
    allowed options (choice.py); "no action" wins unless another option is
    clearly better (choice.pick), and the chosen one becomes its intent.
@@ -158,7 +159,8 @@ class Dialogue:
         # (npc, player) -> first turn of the last prompt's window (prompt.turn_window); newest 4,096 pairs.
         self.windows: dict[tuple[str, str], tuple[str, str]] = {}
         self.observer: Callable[[str, dict], None] | None = None  # benches: observer("choice", {...})
-        self._voice_cache: dict[int, set[str]] = {}  # id(persona) -> its voice and lore words (the scorer's)
+        self._voice_cache: dict[int, set[str]] = {}
+        self.welcomed: dict[tuple[str, str], None] = {}  # (npc, player) named on their return; newest 4,096  # id(persona) -> its voice and lore words (the scorer's)
         cast.model_replies = True  # players' lines to NPCs come here (talk), not to the built-in answer
         self.counts = {"started": 0, "ok": 0, "fallback": 0, "cancelled": 0, "thinking": 0, "acted": 0,
                        "replaced": 0, "left": 0}
@@ -309,6 +311,14 @@ class Dialogue:
             text = self._voice_line(c, m)
         else:
             c.chosen, text = i, cands[i]
+        pair = (c.npc_key, c.player_key)
+        if c.returning and pair not in self.welcomed:
+            # The first line to a player it has met before (since this server started) names them.
+            self.welcomed[pair] = None
+            while len(self.welcomed) > 4096:
+                del self.welcomed[next(iter(self.welcomed))]
+            if c.player_name.lower() not in text.lower():
+                text = whole_sentences(clean_reply(f"{c.player_name}! {text}", limit))
         if not c.opened:
             self._open(c, None)
         self.broadcast(c, {"t": "say_delta", "id": c.cid, "text": text})
