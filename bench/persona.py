@@ -34,6 +34,7 @@ agreement on the actions set.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -118,7 +119,8 @@ def talkers(world, cast) -> list[tuple[int, object]]:
     return out
 
 
-def run_lines(world, cast, d, jobs: dict[int, list[dict]], players: dict[int, int], choices: dict) -> list[dict]:
+def run_lines(world, cast, d, jobs: dict[int, list[dict]], players: dict[int, int], choices: dict,
+              partial: str | None = None) -> list[dict]:
     """jobs[npc] = the lines to play to it in turn; all NPCs at once. Returns one record per line."""
     queues = {npc: list(lines) for npc, lines in jobs.items()}
     running: dict[int, tuple] = {}
@@ -146,6 +148,8 @@ def run_lines(world, cast, d, jobs: dict[int, list[dict]], players: dict[int, in
                              "choice": choices.get(c.cid)})
                 print(f"  [{time.monotonic() - t0:6.0f} s] {job['npc']:<10} {job['set']:<8} {c.reply!r}"[:160],
                       flush=True)
+                if partial:  # what a run cut short leaves behind
+                    Path(partial).write_text(json.dumps([record(r, cast) for r in done], default=str))
         time.sleep(0.02)
     return done
 
@@ -220,13 +224,17 @@ def main() -> int:
             allowed = sorted(a for a in ("follow", "give_item") if a in m.defn.allowed)
             lines += [{"npc": m.defn.id, "set": "actions", "split": sp, "line": ln, "allowed": allowed,
                        "expected": exp if exp in m.defn.allowed else "none"} for ln, exp, sp in ACTIONS if sp in splits]
+        # Interleaved (ordinary, hostile, action, ordinary, ...): a run cut short still covers every set.
+        by_set = [[x for x in lines if x["set"] == k] for k in ("ordinary", "hostile", "actions")]
+        lines = [x for group in itertools.zip_longest(*by_set) for x in group if x is not None]
         jobs[npc] = lines if talks else lines[:2]  # an NPC that does not talk: refused, twice is enough to show it
     # The player introduces themself first, so the restart has a name to recall.
     for npc in jobs:
         jobs[npc].insert(0, {"npc": cast.minds[npc].defn.id, "set": "intro", "split": "-",
                              "line": f"Hello, I'm {names[npc]}. Pleased to meet you."})
     print(f"{sum(map(len, jobs.values()))} lines to {len(jobs)} NPCs, {args.candidates} candidate(s) each", flush=True)
-    done = run_lines(world, cast, d, jobs, players, choices)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    done = run_lines(world, cast, d, jobs, players, choices, partial=args.out + ".partial")
     for r in done:
         ch = r.get("choice")
         if r.get("expected") is not None:

@@ -14,12 +14,14 @@ Problems (`Problem.kind`):
   invented    a capitalised name that is not of this world: not a place of
               the map, not an NPC, not the player or someone near, not in the
               NPC file's persona (who, knows, lore, voice), not a word we
-              know to be ordinary (REAL_WORLD names are caught even at the
-              start of a sentence)
+              know to be ordinary; a sentence's first word only when it is
+              someone addressed ("Kalva, welcome") or a REAL_WORLD name
   echo        the prompt quoted: SCAFFOLD's phrases, or five words in a row of
               the prompt's own framing (the moment, the facts, the rules)
-  parrot      six words in a row of the player's line said back (an order
-              slipped into the line, repeated)
+  parrot      the player's line said back: eight words in a row of it, or
+              five when the line gives an order ("say", "repeat"...): an
+              order slipped into the line, carried out. (Restating a
+              question, "The best thing about this place is...", is fine.)
   unfinished  does not end at a sentence
 The first four disqualify a candidate; `unfinished` only lowers its score.
 """
@@ -62,9 +64,21 @@ ORDINARY = {
     "aye", "yes", "no", "well", "hey", "hello", "hi", "ha", "hah", "hmm", "gods", "god", "heavens", "o", "okay", "ok",
     "traveller", "traveler", "stranger", "dear", "mate", "lad", "lass", "good", "thank", "thanks", "please", "mr",
     "mrs", "ms", "sergeant", "smith", "bard", "guard", "merchant", "villager", "captain", "master", "mistress",
+    "blacksmith", "farmer", "miller", "baker", "innkeeper", "watch", "village", "tavern", "market", "forge",
 }
 
+# Words that open a sentence followed by a comma or "!" without being a name ("Well, ...").
+STARTERS = {
+    "well", "yes", "no", "oh", "ah", "aye", "hello", "hi", "hey", "sure", "okay", "ok", "indeed", "alas", "sadly",
+    "honestly", "actually", "now", "so", "listen", "look", "sorry", "welcome", "greetings", "good", "thanks",
+    "please", "ahoy", "why", "hmm", "ha", "right", "fine", "certainly", "aha", "first", "then", "still", "but", "and",
+    "however", "besides", "perhaps", "maybe", "truly", "really", "wow", "come", "here", "there", "of", "of course",
+    "morning", "evening", "afternoon", "goodbye", "farewell", "bye", "cheers", "hush", "careful", "quick", "nay",
+    "yeah", "yep", "nope", "excuse", "pardon", "wait", "stop", "see", "say", "tell", "heh", "hm", "bah", "pfft",
+}
 WORDS = re.compile(r"[A-Za-z][A-Za-z']*")
+ORDER = re.compile(r"\b(?:say|repeat|tell|write|type|announce|shout|exactly|after me)\b", re.IGNORECASE)
+ADDRESS = re.compile(r"^\s*[\"'(*]?([A-Z][a-z']+)\s*[,!]")  # "Kalva, welcome..." / "Tova!": a name addressed
 SENTENCE = re.compile(r"[^.!?]+[.!?]*")
 
 
@@ -94,8 +108,9 @@ def known_words(*names: str) -> set[str]:
 
 
 def proper_words(*texts: str) -> set[str]:
-    """The capitalised words of these texts (the names an NPC file mentions), lowercase."""
-    return {w.lower().strip("'") for t in texts for w in WORDS.findall(t) if w[0].isupper()}
+    """The names these texts may give (what an NPC file writes of its world): their capitalised
+    words, and their words of four letters or more (a reply may capitalise "Anvil"), lowercase."""
+    return {w.lower().strip("'") for t in texts for w in WORDS.findall(t) if w[0].isupper() or len(w) >= 4}
 
 
 def _grams(text: str, n: int) -> set[tuple[str, ...]]:
@@ -110,6 +125,9 @@ def problems(reply: str, world: World) -> list[Problem]:
     invented = []
     for sentence in SENTENCE.findall(reply):
         words = WORDS.findall(sentence)
+        if (m := ADDRESS.match(sentence)) and (low := m.group(1).lower()) not in world.known \
+                and low not in STARTERS and low not in ORDINARY and low not in REAL_WORLD:
+            invented.append(m.group(1))  # a sentence's first word, when it is someone addressed
         for i, w in enumerate(words):
             low = w.lower().strip("'")
             low = low[:-2] if low.endswith("'s") else low
@@ -127,7 +145,8 @@ def problems(reply: str, world: World) -> list[Problem]:
         out.append(Problem("echo", m.group(0)))
     elif shared := _grams(reply, 5) & _grams(world.framing, 5):
         out.append(Problem("echo", " ".join(sorted(shared)[0])))
-    if shared := _grams(reply, 6) & _grams(world.line, 6):
+    n = 5 if ORDER.search(world.line) else 8
+    if shared := _grams(reply, n) & _grams(world.line, n):
         out.append(Problem("parrot", " ".join(sorted(shared)[0])))
     if not reply.rstrip().endswith((".", "!", "?", "…", '"', "'", ")", "*")):
         out.append(Problem("unfinished", reply[-20:]))

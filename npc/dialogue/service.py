@@ -312,12 +312,12 @@ class Dialogue:
         else:
             c.chosen, text = i, cands[i]
         pair = (c.npc_key, c.player_key)
-        if c.returning and pair not in self.welcomed:
-            # The first line to a player it has met before (since this server started) names them.
+        if pair not in self.welcomed:
+            # The first line to a player it has met before (before this server started) names them.
             self.welcomed[pair] = None
             while len(self.welcomed) > 4096:
                 del self.welcomed[next(iter(self.welcomed))]
-            if c.player_name.lower() not in text.lower():
+            if c.returning and c.player_name.lower() not in text.lower():
                 text = whole_sentences(clean_reply(f"{c.player_name}! {text}", limit))
         if not c.opened:
             self._open(c, None)
