@@ -120,13 +120,16 @@ def talkers(world, cast) -> list[tuple[int, object]]:
 
 
 def run_lines(world, cast, d, jobs: dict[int, list[dict]], players: dict[int, int], choices: dict,
-              partial: str | None = None) -> list[dict]:
-    """jobs[npc] = the lines to play to it in turn; all NPCs at once. Returns one record per line."""
+              partial: str | None = None, budget_s: float = float("inf")) -> list[dict]:
+    """jobs[npc] = the lines to play to it in turn; all NPCs at once. Returns one record per line.
+    Past `budget_s` no new line starts (those running finish): a busy machine's run ends on time."""
     queues = {npc: list(lines) for npc, lines in jobs.items()}
     running: dict[int, tuple] = {}
     done: list[dict] = []
     t0 = time.monotonic()
     while queues or running:
+        if time.monotonic() - t0 > budget_s:
+            queues.clear()
         for npc in list(queues):
             if npc in running:
                 continue
@@ -193,6 +196,8 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--sets", default="ordinary,hostile,actions")
     ap.add_argument("--split", default="tune,eval", help="which lines to play: tune, eval or both")
+    ap.add_argument("--budget-s", type=float, default=float("inf"),
+                    help="start no new line after this many seconds of the first phase (then the restart runs)")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "persona.json"))
     args = ap.parse_args()
     sets = set(args.sets.split(","))
@@ -234,7 +239,10 @@ def main() -> int:
                              "line": f"Hello, I'm {names[npc]}. Pleased to meet you."})
     print(f"{sum(map(len, jobs.values()))} lines to {len(jobs)} NPCs, {args.candidates} candidate(s) each", flush=True)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    done = run_lines(world, cast, d, jobs, players, choices, partial=args.out + ".partial")
+    planned = sum(map(len, jobs.values()))
+    done = run_lines(world, cast, d, jobs, players, choices, partial=args.out + ".partial", budget_s=args.budget_s)
+    if len(done) < planned:
+        print(f"budget of {args.budget_s:g} s spent: {len(done)} of {planned} lines played", flush=True)
     for r in done:
         ch = r.get("choice")
         if r.get("expected") is not None:
@@ -277,7 +285,7 @@ def main() -> int:
            f"{'unf':>3} | first cand: {'brk':>3} {'inv':>3} {'echo':>4} {'par':>3} {'unf':>3} | {'repl':>4} "
            f"{'fb':>2} {'len':>4} {'s':>5} | actions")
     print()
-    print(f"persona bench: {args.candidates} candidate(s), model {args.model}; "
+    print(f"persona bench: {args.candidates} candidate(s), model {args.model}, {len(done)} of {planned} lines played; "
           "figures from a shared, busy 2-core machine")
     print(hdr)
     print("-" * len(hdr))
@@ -311,7 +319,7 @@ def main() -> int:
           f"({sum(r['returning'] for r in recall_rows)} knew them)")
     for r in recall_rows:
         print(f"  {r['npc']:<10} {r['player']:<7} {'named' if r['named'] else 'NOT named':<9} {r['reply']!r}"[:150])
-    out = {"bench": "persona", "machine": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
+    out = {"bench": "persona", "planned": planned, "played": len(done), "machine": platform.platform(), "cpus": os.cpu_count(), "threads": args.threads,
            "model": args.model, "candidates": args.candidates, "seconds": time.monotonic() - t_start,
            "note": "shared, busy machine; counts by npc/dialogue/check.py's rules",
            "table": table, "summary": summary, "recall": recall_rows, "records": records}
