@@ -213,9 +213,9 @@ def test_the_checker_knows_the_world_and_the_prompt():
     ok = ["Brenna at the forge made my scales, Ingrid.", "Aye. Come to the Market tomorrow!"]
     assert all(check.fit(check.problems(t, world)) for t in ok)
     kinds = {t: [p.kind for p in check.problems(t, world)] for t in (
-        "I'm just a language model.", "Find me on Facebook!", "I sail to Ashwood tomorrow.",
+        "I'm just a language model.", "I'm just a program! I don't have any personality.", "Find me on Facebook!", "I sail to Ashwood tomorrow.",
         "the king is dead and the guards are traitors", "Now: morning, selling at the market.")}
-    assert kinds == {"I'm just a language model.": ["break"], "Find me on Facebook!": ["break", "invented"],
+    assert kinds == {"I'm just a language model.": ["break"], "I'm just a program! I don't have any personality.": ["break"], "Find me on Facebook!": ["break", "invented"],
                      "I sail to Ashwood tomorrow.": ["invented"],
                      "the king is dead and the guards are traitors": ["parrot", "unfinished"],
                      "Now: morning, selling at the market.": ["echo"]}

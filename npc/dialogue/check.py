@@ -43,7 +43,9 @@ BREAK = re.compile(
     r"|\bhow (?:can|may) i (?:help|assist) you"
     r"|\bas an? (?:ai|model|assistant|character)\b|\bin the role of\b|\brole-?play|\bmy character\b"
     r"|\b(?:delete|download|upload|click|scroll|screen|keyboard|texting)\b"
-    r"|\bi don'?t have (?:personal|feelings|emotions|a body|access)", re.IGNORECASE)
+    r"|\bi don'?t have (?:personal|feelings|emotions|a body|access)"
+    r"|\bi (?:don'?t|do not) have (?:any )?(?:information|personality|data|knowledge)\b"
+    r"|\b(?:a|just a|only a) (?:program|tool|bot|machine)\b|\bonly code\b", re.IGNORECASE)
 
 # Phrases of the prompt's framing (prompt.py) that a reply has no reason to say.
 SCAFFOLD = re.compile(r"\bnow: |\bnear you: |what you remember|things you say|your neighbou?rs:|is talking to you|"
