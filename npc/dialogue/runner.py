@@ -11,8 +11,11 @@ Requests (payloads; msgpack types):
            seeds and decoded in the running batch as rows of their own: the
            first is prefilled, the others then start from its prompt's cache
            (the prefix cache), so n candidates cost one prefill and n rows.
-    {"kind": "choose", "messages": [...], "options": [str, ...]}
-        -> one final piece {"choice": index, "scores": [mean log-prob per option]}
+    {"kind": "choose", "messages": [...], "options": [str, ...], "prior": [...] (optional messages)}
+        -> one final piece {"choice": index, "scores": [mean log-prob per option]}; with
+           "prior", the options are also scored after those messages (a content-free
+           exchange) and "scores" are the differences: what this exchange adds to each
+           option over its own prior likelihood (contextual calibration)
 
 The running batch. All replies in decode share one KV cache of shape
 (B, heads, L, head_dim) per layer, left-padded: row b holds its prompt and
@@ -174,7 +177,13 @@ class DialogueRunner:
         with self.torch.inference_mode():
             while self.choosing:
                 sid, payload = self.choosing.pop(0)
-                out.append((sid, self.choose(payload["messages"], payload["options"]), True))
+                result = self.choose(payload["messages"], payload["options"])
+                if payload.get("prior"):
+                    prior = self.choose(payload["prior"], payload["options"])["scores"]
+                    scores = [a - b for a, b in zip(result["scores"], prior)]
+                    result = {"choice": max(range(len(scores)), key=lambda i: scores[i]), "scores": scores,
+                              "raw": result["scores"], "prior": prior}
+                out.append((sid, result, True))
             # Joiners are prefilled first (time to first token), but the running replies
             # never wait more than max_stall_s for their next token.
             if self.joining and (not self.rows or self.after_decode

@@ -78,6 +78,7 @@ class DialogueConfig:
     # bench/persona.py measured breaks on hostile lines falling with more candidates, each row
     # costing less than a stream of its own (one prefill, shared decode steps).
     candidates: int = 3
+    calibrate: bool = True  # the action step scores options against their prior (runner: "prior")
 
 
 @dataclass
@@ -401,8 +402,13 @@ class Dialogue:
         following = intent.action == "follow" and intent.target == c.player
         opts = options(m.defn, c.player, c.player_name, list(self.cast.places), following, self.cast.gifts(m.eid))
         if len(opts) > 1:
-            msgs = prompts.choice_messages(self.world.name_of(c.npc), m.defn.persona, c.player_name, c.line, reply)
-            stream = self.pool.open_stream({"kind": "choose", "messages": msgs, "options": [o.label for o in opts]})
+            name = self.world.name_of(c.npc)
+            msgs = prompts.choice_messages(name, m.defn.persona, c.player_name, c.line, reply)
+            # The options scored again after an empty exchange: "Go to the market." is likely after any
+            # line, so only what this exchange adds counts (bench/persona.py measured both).
+            prior = prompts.choice_messages(name, m.defn.persona, c.player_name, "", "")
+            stream = self.pool.open_stream({"kind": "choose", "messages": msgs, "options": [o.label for o in opts],
+                                            "prior": prior if self.cfg.calibrate else None})
             self.choices.append(_Choice(c.npc, c.player, stream, opts, c.cid))
 
     def memory_known(self, c: Conversation) -> bool:
