@@ -29,7 +29,7 @@ const game = {
   myId: null,
   map: null, // TileMap, once loaded
   mapUrl: null,
-  records: new Map(), // id -> {id, kind, name, color}: entities in view
+  records: new Map(), // id -> {id, kind, name, color, talks}: entities in view
   snapshots: new SnapshotBuffer(),
   clock: null, // TickClock
   predictor: null, // Predictor
@@ -127,7 +127,8 @@ function onUpdate(msg) {
     game.records.delete(id);
     game.bubbles.delete(id);
   }
-  for (const [id, kind, name, color] of msg.enter) game.records.set(id, { id, kind, name, color });
+  // talks: an NPC that answers a line said to it (a 5th field; absent from older servers: false)
+  for (const [id, kind, name, color, talks] of msg.enter) game.records.set(id, { id, kind, name, color, talks: !!talks });
   const positions = decodeCells(msg.cells, game.welcome.quant);
   game.positions = positions;
   game.snapshots.push(msg.tick, positions);
@@ -217,6 +218,7 @@ hud.onChat((text) => {
   session.send({ t: "chat", text });
   const talk = dialogue.talkMessage(text);
   if (talk) session.send(talk);
+  else if (dialogue.nearestSilent()) hud.noteLine(dialogue.silentNote());
 });
 hud.onRename((name) => {
   // A resumed character keeps its name, so a new name means a new character.
@@ -249,6 +251,7 @@ function frame(now) {
     document.body.dataset.state = "connected";
   }
   hud.showStats(stats(entities));
+  hud.showTalkTo(dialogue.nearestNpc()?.name ?? null);
   requestAnimationFrame(frame);
 }
 
@@ -321,6 +324,8 @@ window.npcworld = {
   },
   /** The id of the NPC a typed line would be said to (the nearest within talking range), or null. */
   get nearNpc() { return dialogue.nearestNpc()?.id ?? null; },
+  /** What the chat box says a typed line goes to: "talking to <name>" or "no one here talks". */
+  get talkTo() { return document.getElementById("talk-to").textContent; },
   /** Speech bubbles now shown: {entity id: [lines, oldest first]}. */
   bubbles() { return Object.fromEntries(bubbleTexts()); },
   /** Predicted position of your own entity (world units), or null. */

@@ -1,5 +1,6 @@
-// dialogue.js — talking to NPCs: a line typed while an NPC is near goes to it
-// as `talk`; its reply streams back (say_start, say_delta, say_end; see
+// dialogue.js — talking to NPCs: a line typed while an NPC that talks is near
+// goes to it as `talk` (NPCs that do not talk, a chicken, are skipped: their
+// entity record's `talks` is false); its reply streams back (say_start, say_delta, say_end; see
 // docs/protocol.md) into the chat log and a speech bubble over the NPC.
 // Text is only ever inserted as text nodes / canvas text, never as HTML.
 
@@ -20,15 +21,29 @@ export class Dialogue {
     this.lines = new Map(); // conversation id -> {npc, text, thinking, log, bubble}
   }
 
-  /** The NPC nearest to you within TALK_RANGE, or null. */
+  /** The NPC that talks nearest to you within TALK_RANGE, or null. */
   nearestNpc() {
+    return this.nearest((rec) => rec.talks);
+  }
+
+  /** The nearest NPC within TALK_RANGE that does not talk, or null. */
+  nearestSilent() {
+    return this.nearest((rec) => !rec.talks);
+  }
+
+  /** What the log says when a line was typed next to NPCs of which none talks. */
+  silentNote() {
+    return `no one here talks (${this.nearestSilent().name} does not answer); your line went to chat only`;
+  }
+
+  nearest(which) {
     const { records, positions, myId } = this.game;
     const me = positions?.get(myId);
     if (!me) return null;
     let best = null;
     let bestD = TALK_RANGE;
     for (const [id, rec] of records) {
-      if (rec.kind !== NPC) continue;
+      if (rec.kind !== NPC || !which(rec)) continue;
       const p = positions.get(id);
       if (!p) continue;
       const d = Math.hypot(p.x - me.x, p.y - me.y);

@@ -15,6 +15,8 @@ export class Hud {
     this.nameEl = $("name");
     this.logEl = $("chat-log");
     this.chatEl = $("chat-input");
+    this.talkToEl = $("talk-to");
+    this.talkTo = undefined;
     this.toastsEl = $("toasts");
     this.state = null;
     this.lastStats = "";
@@ -86,6 +88,25 @@ export class Hud {
     who.textContent = name;
     if (color) who.style.color = color;
     line.append(who, document.createTextNode(` ${text}`)); // text nodes: no HTML from the wire
+    this.logEl.append(line);
+    while (this.logEl.childElementCount > CHAT_LOG_LINES) this.logEl.firstElementChild.remove();
+    this.logEl.scrollTop = this.logEl.scrollHeight;
+  }
+
+  /** Whom a typed line goes to (an NPC's name), or null: "no one here talks". */
+  showTalkTo(name) {
+    if (name === this.talkTo) return; // only touch the DOM when it changed
+    this.talkTo = name;
+    this.talkToEl.textContent = name ? `talking to ${name}` : "no one here talks";
+    this.talkToEl.className = name ? "" : "none";
+    this.chatEl.placeholder = name ? `Enter: say to ${name}` : "Enter to chat";
+  }
+
+  /** A line of the client's own in the log (not from the wire), e.g. "no one here talks". */
+  noteLine(text) {
+    const line = document.createElement("div");
+    line.className = "line note";
+    line.textContent = text;
     this.logEl.append(line);
     while (this.logEl.childElementCount > CHAT_LOG_LINES) this.logEl.firstElementChild.remove();
     this.logEl.scrollTop = this.logEl.scrollHeight;

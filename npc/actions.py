@@ -73,6 +73,10 @@ VOCABULARY: dict[str, Action] = {a.name: a for a in (
         "distance": _n(80.0, "greet players who come this close (world units)", 16.0, 2048.0),
         "cooldown": _n(60.0, "seconds before greeting the same player again", 0.0, 86400.0),
         "duration": _n(3.0, "seconds to stand still after speaking", 0.0, 60.0),
+        # 90 s by default: as long as the server waits for a model's first word (a model still loading
+        # then ends the conversation with a fallback line, not with the NPC walking off).
+        "hold": _n(90.0, "seconds a conversation with a player may keep the NPC standing, facing them, past its "
+                   "schedule; then it says its persona.leave line and goes", 1.0, 600.0),
         "reply": Param("bool", True, "answer a player who speaks within `distance` with a fallback line"),
     }),
     Action("give_item", "entity", "give an item to a player who comes near (announced in chat).", {

@@ -140,10 +140,10 @@ class Game:
         """Resume the character a valid token names, or spawn a new one."""
         errors: list[protocol.ProtocolError] = []
         name = protocol.clean_text(hello.name or "")
-        if hello.name is not None and not 1 <= len(name) <= protocol.MAX_NAME:
-            errors.append(protocol.ProtocolError(
-                "bad_field", f"hello: name must be 1..{protocol.MAX_NAME} characters; a name was picked for you",
-                "name", "hello"))
+        why = protocol.name_problem(name) if hello.name is not None else None
+        if why:
+            errors.append(protocol.ProtocolError("bad_field", f"hello: {why}; a name was picked for you",
+                                                 "name", "hello"))
             name = ""
         if hello.token is not None:
             player, why = self._resume(conn, hello.token)

@@ -76,6 +76,22 @@ def clean_text(text: str) -> str:
     return "".join(ch for ch in text if unicodedata.category(ch)[0] != "C").strip()
 
 
+# Angle brackets open every control-token string of the chat formats we load (ChatML's "<|im_start|>",
+# SmolLM2's "<repo_name>", Llama's "<|begin_of_text|>", "<s>"). The dialogue tokenizes names as text anyway
+# (npc/dialogue/tokens.py); refusing them at hello also keeps them out of every NPC line and chat log.
+NAME_FORBIDDEN = "<>"
+
+
+def name_problem(name: str) -> str | None:
+    """Why a (cleaned) player name is refused, or None."""
+    if not 1 <= len(name) <= MAX_NAME:
+        return f"name must be 1..{MAX_NAME} characters"
+    bad = sorted({ch for ch in name if ch in NAME_FORBIDDEN})
+    if bad:
+        return "name may not hold " + " or ".join(repr(ch) for ch in bad) + " (they open a model's control tokens)"
+    return None
+
+
 def _field(msg: dict, key: str, kind: str, ref: str, *, optional: bool = False):
     if key not in msg:
         if optional:

@@ -77,7 +77,8 @@ class EntityTable:
         self.column("prev_cell", np.int32, fill=-1)  # interest: cell at last build_views
         self.name: list[str] = [""] * self.capacity
         self.color: list[str] = [""] * self.capacity
-        self.record: list[bytes] = [b""] * self.capacity   # msgpack [id, kind, name, color]
+        # msgpack [id, kind, name, color, talks]: talks = an NPC that answers a player's `talk`
+        self.record: list[bytes] = [b""] * self.capacity
 
     def column(self, name: str, dtype: npt.DTypeLike, width: int | None = None, fill: Any = 0) -> None:
         """Add a per-slot column `self.<name>` (shape (capacity,) or (capacity, width)), declared above."""
@@ -104,7 +105,7 @@ class EntityTable:
         self.record += [b""] * extra
         self.capacity = new
 
-    def add(self, kind: int, name: str, color: str, x: float, y: float) -> tuple[int, int]:
+    def add(self, kind: int, name: str, color: str, x: float, y: float, talks: bool = False) -> tuple[int, int]:
         """Create an entity; return (id, slot). ValueError when the table is full."""
         if self.count >= self.max_entities:
             raise ValueError(f"world full: {self.count} entities (max_entities={self.max_entities})")
@@ -129,7 +130,7 @@ class EntityTable:
         self.pos[slot] = (x, y)
         self.name[slot] = name
         self.color[slot] = color
-        self.record[slot] = msgpack.packb([eid, kind, name, color])
+        self.record[slot] = msgpack.packb([eid, kind, name, color, bool(talks)])
         self._active = None
         return eid, slot
 

@@ -125,11 +125,12 @@ class World:
     # -- entities -------------------------------------------------------------
 
     def spawn(self, kind: int, name: str, color: str,
-              x: float | None = None, y: float | None = None, place: str | None = None) -> int:
+              x: float | None = None, y: float | None = None, place: str | None = None, talks: bool = False) -> int:
         """Add an entity; return its id (>= 1, never reused in this World).
 
         Without x, y an NPC appears near `place` (a point of interest) or a
         random POI, and a player near the 'spawn' POI (else the map's centre).
+        `talks`: an NPC a player can talk to (its entity record says so).
         ValueError when (x, y) is outside the map or on a blocked tile, when
         `place` is unknown, or when the world is full. A circle that overlaps
         a wall at (x, y) is pushed clear of it.
@@ -157,7 +158,7 @@ class World:
             x, y = nav.random_points(np.asarray([spot]), self._rng)[0].tolist()
         else:
             x, y = self._check_position(x, y)
-        eid, slot = self._table.add(kind, name, color, x, y)
+        eid, slot = self._table.add(kind, name, color, x, y, talks)
         self._table.i_since[slot] = self.time_s
         self._groups.stale = True
         if kind == NPC:
@@ -205,9 +206,9 @@ class World:
         return float(x), float(y)
 
     def entity_record(self, eid: int) -> list[Any]:
-        """[id, kind, name, color], as sent in 'enter'."""
-        s = self._table.slot(eid)
-        return [eid, int(self._table.kind[s]), self._table.name[s], self._table.color[s]]
+        """[id, kind, name, color, talks], as sent in 'enter'."""
+        record: list[Any] = msgpack.unpackb(self._table.record[self._table.slot(eid)])
+        return record
 
     # -- commands -------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 this player, and the conversation so far.
 
 Bounds (characters here; the runner bounds tokens, dropping the oldest turns
-first): persona fields as the NPC file allows, at most MAX_FACTS facts of
+first): persona fields as the NPC file allows (voice and lore
+bounded by the schema: MAX_VOICE, MAX_LORE), at most MAX_FACTS facts of
 MAX_FACT characters, the newest MAX_TURNS turns of MAX_TURN characters each.
 So a prompt stays under about 4,000 characters (~1,000 tokens) whatever the
 memory holds, and a long conversation drops its oldest turns instead of
@@ -31,36 +32,80 @@ class Scene:
     near: list[str] = field(default_factory=list)  # names of players and NPCs nearby
 
 
-def system_text(name: str, persona, player: str, max_reply: int) -> str:
-    """Who the NPC is and how to answer: the same for every prompt of one NPC and
-    player, so the dialogue worker computes it once (its prefix cache)."""
-    parts = [f"You are {name}, a character in a small village."]
+@dataclass
+class Setting:
+    """The world the NPC lives in: the map's places and the people of the NPC files.
+    These anchor the prompt (a small model otherwise invents Paris and Ashwood) and are
+    the names the reply checker (check.py) accepts."""
+
+    places: list[str] = field(default_factory=list)
+    people: list[str] = field(default_factory=list)  # NPC names, e.g. "Old Tam"
+
+
+def part_of_day(clock: str) -> str:
+    """"14:05" -> "afternoon": the moment in words, so a reply has no clock to quote."""
+    try:
+        hour = int(clock.split(":")[0])
+    except ValueError:
+        return "day"
+    return ("night" if hour < 5 else "morning" if hour < 12 else "afternoon" if hour < 18
+            else "evening" if hour < 22 else "night")
+
+
+def system_text(name: str, persona, player: str, max_reply: int, setting: Setting | None = None) -> str:
+    """Who the NPC is, the world it lives in, how it sounds, and how to answer: the same
+    for every prompt of one NPC and player, so the worker computes it once (its prefix
+    cache). Written as the NPC's own notes ("You are..."), without rules that name what
+    must not be said: naming "an AI" in the prompt makes a small model say it."""
+    setting = setting or Setting()
+    parts = [f"You are {name}."]
     if persona.who:
         parts.append(persona.who)
+    places = [p for p in setting.places if p != "spawn"]
+    if places:
+        parts.append("You live in a small village with " + ", ".join(f"the {p}" for p in places) + ".")
+    people = [p for p in setting.people if p != name]
+    if people:
+        parts.append("Your neighbours: " + ", ".join(people) + ".")
     if persona.knows:
-        parts.append("You know about: " + "; ".join(persona.knows) + ".")
+        parts.append("You know about " + "; ".join(persona.knows) + ".")
+    if persona.lore:
+        parts.append(" ".join(_sentence(f.replace("{name}", name)) for f in persona.lore))
     if persona.style:
         parts.append(f"You speak in a {persona.style} way.")
-    parts.append(f"{player} is talking to you. Answer in one or two short sentences (under {max_reply} "
-                 "characters), in character. Never mention being an AI.")
+    if persona.voice:
+        parts.append("Things you say: " + " ".join(
+            '"' + v.replace("{player}", player).replace("{name}", name) + '"' for v in persona.voice))
+    parts.append(rules_text(name, player, max_reply))
     return " ".join(parts)
 
 
+def rules_text(name: str, player: str, max_reply: int) -> str:
+    """How to answer: the system text's last sentence (a reply quoting it is an echo, check.py)."""
+    return (f"{player} is talking to you. Answer as {name}, in one or two short sentences "
+            f"(under {max_reply} characters), about the village and your life in it.")
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    return text if text[-1:] in ".!?" else text + "."
+
+
 def moment_text(scene: Scene, player: str, facts: list[str]) -> str:
-    """What changes from one line to the next: the time, the place, who is near,
-    what the NPC remembers of the player."""
+    """What changes from one line to the next: the part of the day, the place, who is
+    near, what the NPC remembers of the player (facts in its own words: memory.py)."""
     where = f" at the {scene.place}" if scene.place else ""
     doing = f"{scene.activity}" if scene.activity else "going about your day"
-    parts = [f"It is {scene.clock} on day {scene.day}; you are {doing}{where}."]
+    parts = [f"Now: {part_of_day(scene.clock)}, {doing}{where}."]
     if scene.near:
         parts.append("Near you: " + ", ".join(scene.near[:MAX_NEAR]) + ".")
     if facts:
-        parts.append(f"What you remember about {player}: " + " ".join(f[:MAX_FACT] for f in facts[-MAX_FACTS:]))
+        parts.append("What you remember: " + " ".join(_sentence(f[:MAX_FACT]) for f in facts[-MAX_FACTS:]))
     return " ".join(parts)
 
 
 def messages(name: str, persona, scene: Scene, player: str, facts: list[str],
-             turns: list[tuple[str, str]], line: str, max_reply: int) -> list[dict]:
+             turns: list[tuple[str, str]], line: str, max_reply: int, setting: Setting | None = None) -> list[dict]:
     """Chat messages: who the NPC is (system), the earlier turns, the moment
     (system), then the player's line. `turns` are (speaker, text) with speaker
     "player" or "npc", oldest first; pass them through `turn_window` so that
@@ -69,7 +114,7 @@ def messages(name: str, persona, scene: Scene, player: str, facts: list[str],
     The order puts what stays the same first: a conversation's next prompt
     starts with the whole of this one up to the moment, so the worker's prefix
     cache computes only the last exchange, the moment and the new line."""
-    out = [{"role": "system", "content": system_text(name, persona, player, max_reply)}]
+    out = [{"role": "system", "content": system_text(name, persona, player, max_reply, setting)}]
     for speaker, text in turns[-MAX_TURNS:]:
         out.append({"role": "user" if speaker == "player" else "assistant", "content": text[:MAX_TURN]})
     out.append({"role": "system", "content": moment_text(scene, player, facts)})

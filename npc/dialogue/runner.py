@@ -4,10 +4,18 @@ serves many conversations on one model with continuous batching.
 Requests (payloads; msgpack types):
     {"kind": "reply", "messages": [{"role", "content"}, ...],
      "max_new_tokens": int, "max_chars": int, "temperature": float, "seed": int,
-     "ignore_eos": bool (benchmarks: exactly max_new_tokens)}
-        -> text deltas (str), the last one final
-    {"kind": "choose", "messages": [...], "options": [str, ...]}
-        -> one final piece {"choice": index, "scores": [mean log-prob per option]}
+     "ignore_eos": bool (benchmarks: exactly max_new_tokens), "candidates": int (1..MAX_CANDIDATES)}
+        -> text deltas (str), the last one final; with candidates > 1, pieces
+           {"n": candidate, "text": delta, "end": bool} (the last one final once
+           every candidate has ended). Candidates are sampled with their own
+           seeds and decoded in the running batch as rows of their own: the
+           first is prefilled, the others then start from its prompt's cache
+           (the prefix cache), so n candidates cost one prefill and n rows.
+    {"kind": "choose", "messages": [...], "options": [str, ...], "prior": [...] (optional messages)}
+        -> one final piece {"choice": index, "scores": [mean log-prob per option]}; with
+           "prior", the options are also scored after those messages (a content-free
+           exchange) and "scores" are the differences: what this exchange adds to each
+           option over its own prior likelihood (contextual calibration)
 
 The running batch: the replies in decode, one row each, held by an engine
 (the tensors; the runner keeps the requests, the step policy and sampling):
@@ -57,9 +65,11 @@ from typing import Any
 
 from npc.inference.runners import StreamRunner
 
-from . import kvcache
+from . import kvcache, tokens
 
 log = logging.getLogger("npcworld.dialogue")
+
+MAX_CANDIDATES = 4  # replies decoded for one request (the service keeps the best that passes its checker)
 
 
 ENGINES = ("auto", "lean", "transformers")
@@ -91,6 +101,8 @@ class _Reply:
     temperature: float
     gen: Any  # torch.Generator
     ignore_eos: bool = False  # benchmarks: always max_new tokens
+    n: int = 0  # which candidate of its request
+    of: int = 1  # candidates in its request
     ids: list[int] = field(default_factory=list)  # generated so far
     sent: int = 0  # characters of the decoded text already sent
 
@@ -132,6 +144,8 @@ class DialogueRunner(StreamRunner):
                                 self.tok.convert_tokens_to_ids("<|endoftext|>")) if isinstance(i, int) and i >= 0}
         self.unk = self.tok.unk_token_id
         self.joining: list[_Reply] = []
+        self.siblings: dict[int, list[_Reply]] = {}  # sid -> candidates waiting for the first one's prefill
+        self.left: dict[int, int] = {}  # sid -> candidates of a request not yet ended
         self.choosing: list[tuple[int, dict]] = []
         self.rows: list[_Reply] = []  # the running batch, in the engine's row order
         self.last: Any = None  # (B,) long: each row's newest token, not yet in the cache
@@ -158,12 +172,20 @@ class DialogueRunner(StreamRunner):
         torch = self.torch
         prompt = self.encode(payload["messages"])
         max_new = max(1, min(int(payload.get("max_new_tokens", self.max_new_tokens)), self.max_new_tokens))
-        gen = torch.Generator().manual_seed(int(payload.get("seed", sid)) & 0x7FFFFFFF)
-        self.joining.append(_Reply(sid, prompt, max_new, int(payload.get("max_chars", 10_000)),
-                                   float(payload.get("temperature", 0.7)), gen, bool(payload.get("ignore_eos"))))
+        of = max(1, min(int(payload.get("candidates", 1)), MAX_CANDIDATES))
+        seed = int(payload.get("seed", sid))
+        rows = [_Reply(sid, prompt, max_new, int(payload.get("max_chars", 10_000)),
+                       float(payload.get("temperature", 0.7)),
+                       torch.Generator().manual_seed((seed + 7919 * n) & 0x7FFFFFFF), bool(payload.get("ignore_eos")),
+                       n=n, of=of) for n in range(of)]
+        self.joining.append(rows[0])
+        if of > 1:
+            self.siblings[sid], self.left[sid] = rows[1:], of
 
     def cancel(self, sid: int) -> None:
         self.joining = [r for r in self.joining if r.sid != sid]
+        self.siblings.pop(sid, None)
+        self.left.pop(sid, None)
         self.choosing = [c for c in self.choosing if c[0] != sid]
         keep = [i for i, r in enumerate(self.rows) if r.sid != sid]
         if len(keep) != len(self.rows):
@@ -177,7 +199,13 @@ class DialogueRunner(StreamRunner):
         with self.torch.inference_mode():
             while self.choosing:
                 sid, payload = self.choosing.pop(0)
-                out.append((sid, self.choose(payload["messages"], payload["options"]), True))
+                result = self.choose(payload["messages"], payload["options"])
+                if payload.get("prior"):
+                    prior = self.choose(payload["prior"], payload["options"])["scores"]
+                    scores = [a - b for a, b in zip(result["scores"], prior)]
+                    result = {"choice": max(range(len(scores)), key=lambda i: scores[i]), "scores": scores,
+                              "raw": result["scores"], "prior": prior}
+                out.append((sid, result, True))
             # Joiners are prefilled first (time to first token), but the running replies
             # never wait more than max_stall_s for their next token.
             if self.joining and (not self.rows or self.after_decode
@@ -192,8 +220,8 @@ class DialogueRunner(StreamRunner):
     # -- prompts ------------------------------------------------------------------------
 
     def _ids(self, messages: list[dict], generation: bool = True) -> list[int]:
-        text = self.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=generation)
-        return self.tok(text, add_special_tokens=False)["input_ids"]
+        # Contents (player lines and names, facts, the NPC file) never become control tokens (tokens.py).
+        return tokens.chat_ids(self.tok, messages, generation)
 
     def encode(self, messages: list[dict]) -> list[int]:
         """The chat-template token ids of `messages`, within max_prompt_tokens."""
@@ -209,7 +237,7 @@ class DialogueRunner(StreamRunner):
         if len(ids) > limit and head:
             # Even alone, system + the newest line is too long: shorten the system text.
             over = len(ids) - limit
-            sys_ids = self.tok(messages[0]["content"], add_special_tokens=False)["input_ids"]
+            sys_ids = tokens.text_ids(self.tok, messages[0]["content"])
             messages[0]["content"] = self.tok.decode(sys_ids[:max(0, len(sys_ids) - over - 8)])
             ids = self._ids(messages)
         if len(ids) > limit:
@@ -241,6 +269,8 @@ class DialogueRunner(StreamRunner):
         self.rows += rows
         self.last = first if self.last is None else self.torch.cat([self.last, first])
         self._emit(rows, first.tolist(), out)
+        for r in rows:  # its prompt is in the prefix cache now: the other candidates join from it
+            self.joining[:0] = self.siblings.pop(r.sid, [])
 
     def _decode(self, out: list) -> None:
         logits = self.engine.decode(self.last)
@@ -274,7 +304,7 @@ class DialogueRunner(StreamRunner):
 
     def _emit(self, rows: list[_Reply], tokens: list[int], out: list) -> None:
         """Append each row's new token; send its new text; drop the rows that finished."""
-        done = set()
+        done = set()  # id() of the rows that ended
         for r, t in zip(rows, tokens):
             final = t in self.eos
             if not final:
@@ -287,12 +317,19 @@ class DialogueRunner(StreamRunner):
                 continue  # half a UTF-8 character: wait for the rest
             delta = text[r.sent:]
             r.sent = len(text)
-            if delta or final:
+            if r.of > 1 and (delta or final):
+                last = final and self.left.get(r.sid, 1) <= 1 and r.sid not in self.siblings
+                if final:
+                    self.left[r.sid] = self.left.get(r.sid, 1) - 1
+                    if last:
+                        self.left.pop(r.sid, None)
+                out.append((r.sid, {"n": r.n, "text": delta, "end": final}, last))
+            elif delta or final:
                 out.append((r.sid, delta, final))
             if final:
-                done.add(r.sid)
+                done.add(id(r))
         if done:
-            self._keep([i for i, r in enumerate(self.rows) if r.sid not in done])
+            self._keep([i for i, r in enumerate(self.rows) if id(r) not in done])
 
     def _keep(self, keep: list[int]) -> None:
         """Keep only these rows of the running batch (increasing indices)."""
@@ -312,7 +349,7 @@ class DialogueRunner(StreamRunner):
         then run as one batch on top of copies of its cache."""
         torch = self.torch
         prompt = self.encode(messages)
-        opts = [self.tok(o, add_special_tokens=False)["input_ids"] or [self.tok.eos_token_id] for o in options]
+        opts = [tokens.text_ids(self.tok, o) or [self.tok.eos_token_id] for o in options]
         n, kv = self.prefixes.lookup(prompt)
         self.prefixes.used(n)
         with torch.inference_mode():

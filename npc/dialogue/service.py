@@ -3,12 +3,25 @@
 A player's `talk` to an NPC starts a conversation:
 1. recall: the memory thread reads what this NPC remembers of the player
    (a future; the tick checks it, never waits);
-2. reply: the prompt (prompt.py) goes to the dialogue pool as a stream; each
-   tick the pieces that arrived are cleaned and sent to the player and to
-   the players near the NPC (`say_start`, `say_delta`, `say_end`; see
-   docs/protocol.md);
+2. reply: the prompt (prompt.py) goes to the dialogue pool as one stream of
+   `candidates` replies decoded together; when they have ended, each is
+   cleaned, cut at its last whole sentence and checked (check.py: character
+   breaks, names not of this world, the prompt quoted, the player's line
+   parroted); the best that passes is sent to the player and to the players
+   near the NPC (`say_start`, `say_delta`, `say_end`; see docs/protocol.md),
+   and when none passes, one of the NPC file's voice lines (else a fallback
+   line) is said instead. Nothing unchecked is ever shown. The first reply
+   to a returning player (met before, since this server started) names them;
 3. act: after a complete reply, one constrained step scores the NPC's
-   allowed options (choice.py) and the chosen one becomes its intent.
+   allowed options (choice.py); "no action" wins unless another option is
+   clearly better (choice.pick), and the chosen one becomes its intent.
+
+While a conversation runs the NPC is held (Cast.hold): it stands, facing the
+player (its talk intent), and its schedule, needs and the policy do not move
+it until the reply has ended and `[actions.talk] duration` seconds passed,
+for at most `[actions.talk] hold` seconds. A need that falls below half its
+`low` (urgent) ends the conversation with the NPC's `persona.leave` line
+(reason "left"), as does the hold's end.
 
 Budgets and what happens at them:
 - first token: if none has arrived `first_token_s` after the talk (the NPC
@@ -37,12 +50,13 @@ import itertools
 import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from . import check
 from . import prompt as prompts
-from .choice import Option, options
-from .text import clean_delta, clean_player, clean_reply, facts_from, whole_sentences
+from .choice import Option, options, pick
+from .text import clean_delta, clean_player, clean_reply, facts_from, in_own_terms, met_fact, whole_sentences
 
 log = logging.getLogger("npcworld.dialogue")
 
@@ -60,6 +74,11 @@ class DialogueConfig:
     leave_distance: float = 320.0  # world units: beyond this the conversation is cancelled
     audience_distance: float = 320.0  # world units: players this close to the NPC see its line
     act: bool = True  # run the constrained action step after a reply
+    # Replies decoded per line, as rows of one batch (the best that passes check.py is shown). 3:
+    # bench/persona.py measured breaks on hostile lines falling with more candidates, each row
+    # costing less than a stream of its own (one prefill, shared decode steps).
+    candidates: int = 3
+    calibrate: bool = True  # the action step scores options against their prior (runner: "prior")
 
 
 @dataclass
@@ -76,12 +95,20 @@ class Conversation:
     audience: list[int]  # player ids that see the NPC's line
     recall: Any = None  # concurrent Future[Recall]
     stream: Any = None  # the reply's Stream
-    raw: str = ""  # what the model said so far (cleaned per piece)
-    sent: int = 0  # characters of `raw` sent to clients
+    sent: int = 0  # characters of the line sent to clients
     opened: bool = False  # say_start sent
     thinking: bool = False  # the thinking line was shown
     first_at: float | None = None  # clock seconds when the first piece was seen
     ended: bool = False
+    texts: dict[int, str] = field(default_factory=dict)  # candidate -> what the model said (cleaned per piece)
+    chosen: int | None = None  # the candidate shown; None: none passed (a voice or fallback line was said)
+    problems: list = field(default_factory=list)  # check.Problem lists, one per candidate
+    reply: str = ""  # the line said (say_end's text)
+    reason: str = ""  # say_end's reason
+    final: list[str] = field(default_factory=list)  # the candidates as checked (cleaned, whole sentences)
+    started_s: float = 0.0  # world seconds at the talk (the hold's bound counts from it)
+    returning: bool = False  # the NPC had met this player before
+    check: Any = None  # check.World of the prompt
 
 
 @dataclass
@@ -90,6 +117,7 @@ class _Choice:
     player: int
     stream: Any
     options: list[Option]
+    cid: int = 0  # the conversation it follows
 
 
 class TalkRefused(Exception):
@@ -131,8 +159,12 @@ class Dialogue:
         self._ids = itertools.count(1)
         # (npc, player) -> first turn of the last prompt's window (prompt.turn_window); newest 4,096 pairs.
         self.windows: dict[tuple[str, str], tuple[str, str]] = {}
+        self.observer: Callable[[str, dict], None] | None = None  # benches: observer("choice", {...})
+        self._voice_cache: dict[int, set[str]] = {}
+        self.welcomed: dict[tuple[str, str], None] = {}  # (npc, player) named on their return; newest 4,096  # id(persona) -> its voice and lore words (the scorer's)
         cast.model_replies = True  # players' lines to NPCs come here (talk), not to the built-in answer
-        self.counts = {"started": 0, "ok": 0, "fallback": 0, "cancelled": 0, "thinking": 0, "acted": 0}
+        self.counts = {"started": 0, "ok": 0, "fallback": 0, "cancelled": 0, "thinking": 0, "acted": 0,
+                       "replaced": 0, "left": 0}
 
     # -- a player talks (from the tick, applying the gateway's command) ----------------
 
@@ -164,12 +196,13 @@ class Dialogue:
         budget = getattr(persona, "first_token_ms", None)
         c = Conversation(next(self._ids), npc, player, w.name_of(player), f"{m.defn.id}#{m.n}", w.name_of(player),
                          line, now, cfg.first_token_s if budget is None else budget / 1000.0,
-                         self._audience(npc, player))
+                         self._audience(npc, player), started_s=w.time_s)
         self.active[c.cid] = c
         self.by_player[player] = c.cid
         self.counts["started"] += 1
-        # Stand and face the player while answering (the NPC's own talk action).
+        # Stand and face the player while answering (the NPC's own talk action), held there.
         self.cast.act(m, _decision("talk", player, f"talking with {c.player_name}"))
+        self.cast.hold(npc, w.time_s + m.defn.params["talk"]["hold"])
         if len(self.active) > cfg.max_conversations or self.pool is None:
             self._fallback(c, "too many conversations" if self.pool is not None else "no dialogue model")
             return c
@@ -213,7 +246,7 @@ class Dialogue:
 
     def close(self) -> None:
         for c in list(self.active.values()):
-            self._end(c, "cancelled", clean_reply(c.raw, 200))
+            self._end(c, "cancelled", "")
 
     def _advance(self, c: Conversation, now: float) -> None:
         w = self.world
@@ -222,7 +255,14 @@ class Dialogue:
                 or self._distance(c.player, c.npc) > self.cfg.leave_distance):
             if c.stream is not None:
                 c.stream.cancel()
-            self._end(c, "cancelled", clean_reply(c.raw, m.defn.persona.max_reply if m else 200))
+            self._end(c, "cancelled", "")  # nothing unchecked is shown, so nothing was said
+            return
+        why = self._must_go(c, m)
+        if why is not None:
+            if c.stream is not None:
+                c.stream.cancel()
+            log.info("conversation %d: %s leaves (%s)", c.cid, w.name_of(c.npc), why)
+            self._end(c, "left", self._line(c, m.defn.persona.leave, m))
             return
         if c.stream is None:
             if c.recall is not None and c.recall.done():
@@ -232,41 +272,64 @@ class Dialogue:
                 return
         if c.stream is not None:
             for piece in c.stream.take():
-                if isinstance(piece, dict):
-                    piece = piece.get("text", "")
-                c.raw += clean_delta(str(piece))
-            limit = m.defn.persona.max_reply
-            shown = clean_reply(c.raw, limit) if c.raw.strip() else ""
-            if shown:
-                # Send what is new (say_end then repeats the whole line, cleaned and bounded).
-                if not c.opened:
-                    self._open(c, None)
-                visible = c.raw.lstrip()[:limit]
-                if len(visible) > c.sent:
-                    self.broadcast(c, {"t": "say_delta", "id": c.cid, "text": visible[c.sent:]})
-                    c.sent = len(visible)
-            if c.stream.end is not None:
-                if c.stream.end == "ok" and shown:
-                    shown = whole_sentences(shown)
-                    self._end(c, "done", shown)
-                    self._after_reply(c, m, shown)
-                elif shown:
-                    self._end(c, "cut", shown)
-                else:
-                    self._fallback(c, c.stream.error or c.stream.end)
-                return
-            if c.first_at is None and c.stream.pieces:
+                n, text = (piece.get("n", 0), piece.get("text", "")) if isinstance(piece, dict) else (0, piece)
+                if isinstance(n, int) and 0 <= n < 8:
+                    c.texts[n] = c.texts.get(n, "") + clean_delta(str(text))
+            if c.first_at is None and c.texts:
                 c.first_at = now
+            if c.stream.end is not None:
+                self._say(c, m, "done" if c.stream.end == "ok" else "cut")
+                return
             if (now - c.started > self.cfg.wait_timeout_s if c.first_at is None
                     else now - c.first_at > self.cfg.reply_timeout_s):
                 c.stream.cancel()
-                if shown:
-                    self._end(c, "cut", shown)
-                else:
-                    self._fallback(c, f"no reply within {self.cfg.wait_timeout_s:g} s")
+                self._say(c, m, "cut")
                 return
         if not c.opened and now - c.started >= c.budget_s:
             self._open(c, m.defn.persona.thinking)
+
+    def _must_go(self, c: Conversation, m) -> str | None:
+        """Why the NPC ends the conversation now: its hold is over, or a need became urgent."""
+        if self.world.time_s - c.started_s > m.defn.params["talk"]["hold"]:
+            return f"talked for {m.defn.params['talk']['hold']:g} s (actions.talk.hold)"
+        stats = self.world.stats(c.npc) if m.defn.needs else {}
+        for need in m.defn.needs:
+            if need.relief and need.relief in m.defn.allowed and stats.get(need.name, 100.0) < need.low / 2:
+                return f"{need.name} is urgent ({stats[need.name]:.0f} < {need.low / 2:g})"
+        return None
+
+    def _say(self, c: Conversation, m, reason: str) -> None:
+        """The candidates have ended (or were cut): show the best that passes the checker,
+        else one of the file's voice lines; no text at all: a fallback line."""
+        limit = m.defn.persona.max_reply
+        cands = [whole_sentences(clean_reply(c.texts.get(i, ""), limit)) for i in range(max(c.texts, default=-1) + 1)]
+        if not any(cands):
+            self._fallback(c, (c.stream.error if c.stream is not None else None) or "the model said nothing")
+            return
+        c.final = cands
+        i, c.problems = check.best(cands, c.check, self._voice_words(m.defn), limit)
+        if i is None:
+            self.counts["replaced"] += 1
+            log.info("conversation %d: every candidate failed the checker (%s); a voice line instead", c.cid,
+                     "; ".join(str(p) for ps in c.problems for p in ps if p.kind in check.HARD))
+            text = self._voice_line(c, m)
+        else:
+            c.chosen, text = i, cands[i]
+        pair = (c.npc_key, c.player_key)
+        if pair not in self.welcomed:
+            # The first line to a player it has met before (before this server started) names them.
+            self.welcomed[pair] = None
+            while len(self.welcomed) > 4096:
+                del self.welcomed[next(iter(self.welcomed))]
+            if c.returning and c.player_name.lower() not in text.lower():
+                text = whole_sentences(clean_reply(f"{c.player_name}! {text}", limit))
+        if not c.opened:
+            self._open(c, None)
+        self.broadcast(c, {"t": "say_delta", "id": c.cid, "text": text})
+        c.sent = len(text)
+        self._end(c, reason, text)
+        if reason == "done":
+            self._after_reply(c, m, text)
 
     def _ask(self, c: Conversation, recall) -> None:
         m = self.cast.minds[c.npc]
@@ -274,25 +337,67 @@ class Dialogue:
         intent = p.intent
         near = [s.name for s in p.players if s.id != c.player]
         scene = prompts.Scene(p.time.day, p.time.clock, p.place, intent.activity or intent.action, near)
-        facts = list(recall.facts) if recall else []
+        facts = [in_own_terms(c.player_name, f) for f in recall.facts] if recall else []
         turns = list(recall.turns) if recall else []
+        c.returning = bool(facts or turns)
         pair = (c.npc_key, c.player_key)
         turns = turns[prompts.turn_window(turns, self.windows.pop(pair, None)):]
         if turns:
             self.windows[pair] = turns[0]
             while len(self.windows) > 4096:
                 del self.windows[next(iter(self.windows))]
-        msgs = prompts.messages(self.world.name_of(c.npc), m.defn.persona, scene, c.player_name, facts, turns,
-                                c.line, m.defn.persona.max_reply)
+        name, persona = self.world.name_of(c.npc), m.defn.persona
+        setting = self.setting()
+        msgs = prompts.messages(name, persona, scene, c.player_name, facts, turns, c.line, persona.max_reply, setting)
+        c.check = check.World(
+            known=check.known_words(name, c.player_name, *near, *setting.places, *self._names())
+            | check.proper_words(persona.who, *persona.knows, persona.style, *persona.lore, *persona.voice,
+                                 persona.greeting, *persona.fallback, c.line, *(t for _, t in turns)),
+            framing=prompts.moment_text(scene, c.player_name, facts) + " " + prompts.rules_text(
+                name, c.player_name, persona.max_reply),
+            line=c.line, player=c.player_name, returning=c.returning)
         c.stream = self.pool.open_stream({"kind": "reply", "messages": msgs, "max_new_tokens": self.cfg.max_new_tokens,
-                                          "max_chars": m.defn.persona.max_reply * 2,
+                                          "max_chars": persona.max_reply * 2, "candidates": self.cfg.candidates,
                                           "temperature": self.cfg.temperature, "seed": c.cid})
+
+    def setting(self) -> prompts.Setting:
+        """The world every prompt is anchored in: the map's places, the people of the NPC files."""
+        people = [d.instance_name(1) if d.count == 1 else f"the {d.id}s" for d in self.cast.defs.values()]
+        return prompts.Setting([p for p in self.cast.places if p != "spawn"], sorted(people))
+
+    def _names(self) -> list[str]:
+        return [d.name.replace("{n}", "") for d in self.cast.defs.values()]
+
+    def _voice_words(self, defn) -> set[str]:
+        key = id(defn.persona)
+        words = self._voice_cache.get(key)
+        if words is None:
+            p = defn.persona
+            words = {w for w in check.known_words(*p.voice, *p.lore, *p.knows, p.who, p.style) if len(w) > 3}
+            self._voice_cache = {key: words, **dict(list(self._voice_cache.items())[:63])}
+        return words
+
+    def _voice_line(self, c: Conversation, m) -> str:
+        """A line of the file in place of a reply that failed the checker: its voice lines in
+        turn (never the line it said last), else its fallback lines."""
+        lines = m.defn.persona.voice or m.defn.persona.fallback
+        k = m.state.replies
+        m.state.replies += 1
+        text = self._line(c, lines[k % len(lines)], m)
+        if text == m.last_said and len(lines) > 1:
+            text = self._line(c, lines[(k + 1) % len(lines)], m)
+        return text
+
+    def _line(self, c: Conversation, text: str, m) -> str:
+        text = text.replace("{player}", c.player_name).replace("{name}", self.world.name_of(c.npc))
+        return clean_reply(text, m.defn.persona.max_reply)
 
     def _after_reply(self, c: Conversation, m, reply: str) -> None:
         if self.memory is not None:
+            # Facts in the NPC's own words; the first one of a player holds their name.
             facts = facts_from(c.player_name, c.line)
-            if not self.memory_known(c):
-                facts.insert(0, f"You met {c.player_name} on day {self.world.game_time.day}.")
+            if not c.returning:
+                facts.insert(0, met_fact(c.player_name, self.world.game_time.day))
             self.memory.remember(c.npc_key, c.player_key, [("player", c.line), ("npc", reply)], facts)
         if not self.cfg.act or self.pool is None:
             return
@@ -300,13 +405,17 @@ class Dialogue:
         following = intent.action == "follow" and intent.target == c.player
         opts = options(m.defn, c.player, c.player_name, list(self.cast.places), following, self.cast.gifts(m.eid))
         if len(opts) > 1:
-            msgs = prompts.choice_messages(self.world.name_of(c.npc), m.defn.persona, c.player_name, c.line, reply)
-            stream = self.pool.open_stream({"kind": "choose", "messages": msgs, "options": [o.label for o in opts]})
-            self.choices.append(_Choice(c.npc, c.player, stream, opts))
+            name = self.world.name_of(c.npc)
+            msgs = prompts.choice_messages(name, m.defn.persona, c.player_name, c.line, reply)
+            # The options scored again after an empty exchange: "Go to the market." is likely after any
+            # line, so only what this exchange adds counts (bench/persona.py measured both).
+            prior = prompts.choice_messages(name, m.defn.persona, c.player_name, "", "")
+            stream = self.pool.open_stream({"kind": "choose", "messages": msgs, "options": [o.label for o in opts],
+                                            "prior": prior if self.cfg.calibrate else None})
+            self.choices.append(_Choice(c.npc, c.player, stream, opts, c.cid))
 
     def memory_known(self, c: Conversation) -> bool:
-        r = c.recall
-        return bool(r is not None and r.done() and (r.result().turns or r.result().facts))
+        return c.returning
 
     def _act(self) -> None:
         keep = []
@@ -316,14 +425,19 @@ class Dialogue:
                 continue
             pieces = ch.stream.take()
             m = self.cast.minds.get(ch.npc)
-            if ch.stream.end != "ok" or not pieces or m is None:
+            if ch.stream.end != "ok" or not pieces or m is None or not isinstance(pieces[-1], dict):
                 continue
-            i = pieces[-1].get("choice") if isinstance(pieces[-1], dict) else None
-            if not isinstance(i, int) or not 0 <= i < len(ch.options):
-                continue  # a bad index is never applied
-            decision = ch.options[i].decision
+            scores = pieces[-1].get("scores")
+            if not isinstance(scores, list) or len(scores) != len(ch.options):
+                continue  # a malformed answer is never applied
+            chosen = pick(scores)
+            if self.observer is not None:
+                self.observer("choice", {"cid": ch.cid, "npc": ch.npc, "options": [o.label for o in ch.options],
+                                         "scores": scores, "chosen": chosen})
+            decision = ch.options[chosen].decision
             if decision is not None and self.world.alive(ch.player):
                 self.cast.act(m, decision)
+                self.cast.hold(ch.npc, None)  # the action it chose is what it does now
                 self.counts["acted"] += 1
         self.choices = keep
 
@@ -355,17 +469,22 @@ class Dialogue:
     def _end(self, c: Conversation, reason: str, text: str) -> None:
         if c.ended:
             return
-        c.ended = True
+        c.ended, c.reply, c.reason = True, text, reason
         if not c.opened:
             self._open(c, None)
         self.broadcast(c, {"t": "say_end", "id": c.cid, "text": text, "reason": reason})
-        self.counts["ok" if reason == "done" else "fallback" if reason == "fallback" else "cancelled"] += 1
+        self.counts[{"done": "ok", "fallback": "fallback", "left": "left"}.get(reason, "cancelled")] += 1
         self.active.pop(c.cid, None)
         if self.by_player.get(c.player) == c.cid:
             del self.by_player[c.player]
         m = self.cast.minds.get(c.npc)
         if m is not None and text:
             m.last_said, m.last_said_s = text, self.world.time_s
+        if m is not None and reason in ("done", "cut", "fallback"):
+            # Stand a moment after speaking (the talk's duration), then the schedule may take it.
+            self.cast.hold(c.npc, self.world.time_s + m.defn.params["talk"]["duration"])
+        else:
+            self.cast.hold(c.npc, None)
 
     # -- geometry ---------------------------------------------------------------------------
 

@@ -48,16 +48,51 @@ def clean_player(text: str, max_chars: int) -> str:
     return clean_reply(text, max_chars)
 
 
-FIRST_PERSON = re.compile(r"\b(?:my name is|i am|i'm|i live|i like|i love|i hate|i need|i want|i come from|"
-                          r"i'm from|call me)\b[^.!?]{1,60}", re.IGNORECASE)
+FIRST_PERSON = re.compile(r"\b(my name is|call me|i am|i'm|i live|i like|i love|i hate|i need|i want|i come from|"
+                          r"i have|i've got)\b([^.!?,;]{1,60}?)(?=\s+(?:and|but)\s+i\b|[.!?,;]|$)", re.IGNORECASE)
+# The player's words turned to the NPC's: what the player says of themself, told by the NPC.
+OPENERS = {"call me": "asked me to call them", "i am": "told me they are", "i'm": "told me they are",
+           "i live": "told me they live", "i like": "told me they like", "i love": "told me they love",
+           "i hate": "told me they hate", "i need": "told me they need", "i want": "told me they want",
+           "i come from": "told me they come from", "i have": "told me they have", "i've got": "told me they have"}
+PRONOUNS = {"i": "they", "me": "them", "my": "their", "mine": "theirs", "myself": "themselves", "i'm": "they are",
+            "am": "are", "you": "me", "your": "my", "yours": "mine", "yourself": "myself"}
+WORD = re.compile(r"[A-Za-z']+")
+
+
+def _swap(text: str) -> str:
+    return WORD.sub(lambda m: PRONOUNS.get(m.group(0).lower(), m.group(0)), text)
 
 
 def facts_from(player: str, text: str) -> list[str]:
-    """Short facts a player told about themself ("I like apples" -> "Ana said: I like apples").
-    A pattern, not a model: cheap, and nothing a player writes becomes an instruction."""
+    """Short facts a player told about themself, in the NPC's own words:
+    "I'm from the coast" -> "Ingrid told me they are from the coast."
+    A pattern, not a model: cheap, and nothing a player writes becomes an
+    instruction (the fact is the NPC's report of it, and the prompt tokenizes
+    it as text). "My name is ..." gives no fact: the name is already one."""
     out = []
     for m in FIRST_PERSON.finditer(text):
-        out.append(f"{player} said: {m.group(0).strip()}"[:100])
+        opener, rest = m.group(1).lower(), _swap(m.group(2)).strip(" ,;:")
+        if opener == "my name is" or not rest:
+            continue
+        out.append(f"{player} {OPENERS[opener]} {rest}."[:100])
         if len(out) == 2:
             break
     return out
+
+
+def met_fact(player: str, day: int) -> str:
+    """The first fact of every player an NPC meets: it holds their name (a returning player's is recalled)."""
+    return f"I met {player} on day {day}; their name is {player}."
+
+
+def in_own_terms(player: str, fact: str) -> str:
+    """A fact stored before facts were kept in the NPC's words ("Ana said: I like apples",
+    "You met Ana on day 0.") as the NPC would say it; newer facts are unchanged."""
+    said = f"{player} said: "
+    if fact.startswith(said):
+        told = facts_from(player, fact[len(said):])
+        return told[0] if told else f"{player} told me: {fact[len(said):]}"
+    if fact.startswith("You met "):
+        return "I met " + fact[len("You met "):]
+    return fact

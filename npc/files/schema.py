@@ -26,6 +26,9 @@ from npc.files.tomlpos import line_of
 MAX_NAME = 24          # characters; the wire protocol's limit on names
 MAX_LINE = 200         # characters; the wire protocol's limit on chat lines
 MAX_COUNT = 1000       # NPCs per archetype file
+MAX_VOICE = 12         # persona.voice lines (each within max_reply): the prompt shows them all
+MAX_LORE = 16          # persona.lore facts, each at most MAX_LORE_LINE characters: ~1,000 prompt tokens at most
+MAX_LORE_LINE = 160
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
 NEED_RE = re.compile(r"^[a-z][a-z0-9_]{0,23}$")
 COLOR_RE = re.compile(r"^#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})$")
@@ -69,6 +72,10 @@ class Persona:
     fallback: tuple[str, ...] = ("I have nothing to say right now.",)   # when no model answers
     max_reply: int = MAX_LINE            # characters of any reply
     first_token_ms: float | None = None  # dialogue: the thinking line shows if no word came by then; None: server default
+    voice: tuple[str, ...] = ()          # example lines in their own voice (the model imitates them; a checked
+                                         # reply that fails is replaced by one of them)
+    lore: tuple[str, ...] = ()           # what they know of the world: places, people, prices (one fact a line)
+    leave: str = "I have to go, {player}."  # said when a need or the talk's `hold` ends a conversation
 
 
 @dataclass(frozen=True)
@@ -321,7 +328,7 @@ def validate(data: dict, lines: dict, file: str, places: list[str], spawn_points
     pt = c.table(("persona",), data.get("persona"))
     if pt is not None:
         c.keys(pt, ("persona",), ("who", "knows", "style", "greeting", "thinking", "fallback", "max_reply",
-                                            "first_token_ms"))
+                                  "first_token_ms", "voice", "lore", "leave"))
         max_reply = c.get(pt, ("persona",), "max_reply", "int", default=MAX_LINE, low=1, high=MAX_LINE)
         fallback = c.get(pt, ("persona",), "fallback", "texts", default=list(Persona.fallback))
         if isinstance(fallback, list) and not fallback:
@@ -334,12 +341,16 @@ def validate(data: dict, lines: dict, file: str, places: list[str], spawn_points
             greeting=c.get(pt, ("persona",), "greeting", "text", default=Persona.greeting),
             thinking=c.get(pt, ("persona",), "thinking", "text", default=Persona.thinking),
             fallback=tuple(fallback), max_reply=max_reply,
-            first_token_ms=c.get(pt, ("persona",), "first_token_ms", "number", default=None, low=1.0, high=60_000.0))
-        for key in ("greeting", "thinking"):
+            first_token_ms=c.get(pt, ("persona",), "first_token_ms", "number", default=None, low=1.0, high=60_000.0),
+            voice=tuple(_lines(c, pt, "voice", MAX_VOICE, max_reply or MAX_LINE, "an example line")),
+            lore=tuple(_lines(c, pt, "lore", MAX_LORE, MAX_LORE_LINE, "one fact")),
+            leave=c.get(pt, ("persona",), "leave", "text", default=Persona.leave))
+        for key in ("greeting", "thinking", "leave"):
             if key in pt and isinstance(pt[key], str):
                 c.line_text(("persona", key), pt[key], {"player", "name"})
-        for i, line in enumerate(persona.fallback):
-            c.line_text(("persona", "fallback", i), line, {"player", "name"})
+        for key in ("fallback", "voice", "lore"):
+            for i, line in enumerate(getattr(persona, key)):
+                c.line_text(("persona", key, i), line, {"player", "name"})
 
     # actions
     allowed: set[str] = set()
@@ -529,6 +540,18 @@ def validate(data: dict, lines: dict, file: str, places: list[str], spawn_points
         count=count, persona=persona, needs=tuple(needs), schedule=tuple(blocks), allowed=frozenset(allowed),
         params=params, weights=weights, senses=senses, hooks=hooks, decider=decider)
     return defn, []
+
+
+def _lines(c: _Checker, pt: dict, key: str, most: int, longest: int, what: str) -> list[str]:
+    """persona.voice / persona.lore: at most `most` lines, each 1..`longest` characters."""
+    lines = c.get(pt, ("persona",), key, "texts", default=[])
+    if len(lines) > most:
+        c.err(("persona", key, most), f"persona.{key} has {len(lines)} lines", f"at most {most}")
+    for i, line in enumerate(lines):
+        if not 1 <= len(line.strip()) <= longest:
+            c.err(("persona", key, i), f"persona.{key}[{i}] is {len(line.strip())} characters",
+                  f"{what} of 1..{longest} characters")
+    return [line.strip() for line in lines[:most]]
 
 
 def _minutes(b: Block) -> list[tuple[int, int]]:

@@ -115,9 +115,15 @@ class ScriptedStreamRunner(StreamRunner):
     Each piece is {"text": ..., "batch": streams in this step, "step": step
     count, "joined": step at which this stream joined}, so a test can see
     streams join and leave the running batch.
+
+    `say` (runner option): the model's lines, for dialogue tests. Each request
+    then gets, after its `n` pieces' steps (and its op), one piece per candidate
+    it asked for ({"n": j, "text": say[j], "end": True}, as the dialogue runner
+    sends them), the last one final; a request for one candidate gets say[0].
     """
 
-    def __init__(self, gate: Any = None, started: Any = None, op: str = "echo", n: int = 3, step_s: float = 0.0):
+    def __init__(self, gate: Any = None, started: Any = None, op: str = "echo", n: int = 3, step_s: float = 0.0,
+                 say: list[str] | None = None):
         self.gate = gate
         self.started = started
         self.step_s = step_s  # a pause before each step: a slow model, so a stream lasts (remote-worker tests)
@@ -125,6 +131,7 @@ class ScriptedStreamRunner(StreamRunner):
         self.running: dict[int, dict] = {}  # sid -> {"payload", "i", "joined"}
         self.steps = 0
         self.cancelled: list[int] = []
+        self.say = say
 
     def add(self, sid: int, payload: Any) -> None:
         if payload.get("op") == "bad":
@@ -156,6 +163,13 @@ class ScriptedStreamRunner(StreamRunner):
                     raise RuntimeError("scripted failure")
             st["i"] += 1
             final = st["i"] >= p.get("n", self.n)
+            if self.say is not None:
+                if final:
+                    k = max(1, int(p.get("candidates", 1)))
+                    for j in range(k):
+                        out.append((sid, {"n": j, "text": self.say[j % len(self.say)], "end": True}, j == k - 1))
+                    del self.running[sid]
+                continue
             out.append((sid, {"text": f"{p.get('tag', sid)}:{st['i']}", "batch": batch, "step": self.steps,
                               "joined": st["joined"], "cancelled": list(self.cancelled)}, final))
             if final:

@@ -86,6 +86,9 @@ class Cast:
         self.minds: dict[int, Mind] = {}
         self.reports: deque[Report] = deque(maxlen=MAX_REPORTS)
         self.urgent: set[int] = set()                   # think at the next tick
+        # NPC id -> world second until which a conversation holds it (npc/dialogue/service.py): it does
+        # not re-think (no schedule, need, policy or hook moves it) and keeps its talk intent until then.
+        self.holding: dict[int, float] = {}
         self.rows = Rows()                              # the built-in state, one row per mind
         self.ledger = Ledger(self.think_every)          # per (NPC, player) times
         self.def_list: list[Definition | None] = []     # Rows.defi -> definition (None: removed)
@@ -175,7 +178,8 @@ class Cast:
         self.guards[defn.id] = Guard(defn, fns, self.budget_s, self.report)
         mine = [m for m in self.minds.values() if m.defn.id == defn.id]
         for m in mine:
-            renamed = (m.defn.instance_name(m.n) != defn.instance_name(m.n)) or m.defn.color != defn.color
+            renamed = (m.defn.instance_name(m.n) != defn.instance_name(m.n) or m.defn.color != defn.color
+                       or ("talk" in m.defn.allowed) != ("talk" in defn.allowed))   # a new entity record
             m.defn = defn
             if renamed:
                 self._respawn(m)
@@ -226,10 +230,11 @@ class Cast:
         name = defn.instance_name(n)
         if xy is None and place is None and isinstance(defn.spawn, tuple):
             xy = defn.spawn
+        talks = "talk" in defn.allowed  # in its entity record: clients send lines only to NPCs that talk
         if xy is not None:
-            eid = self.world.spawn(NPC, name, defn.color, *xy)
+            eid = self.world.spawn(NPC, name, defn.color, *xy, talks=talks)
         else:
-            eid = self.world.spawn(NPC, name, defn.color, place=place or defn.spawn)
+            eid = self.world.spawn(NPC, name, defn.color, place=place or defn.spawn, talks=talks)
         m = Mind(eid, defn, n, extra, rng=random.Random(eid))
         row = self.rows.add(eid, self.def_index[defn.id])
         if like is not None:
@@ -365,6 +370,22 @@ class Cast:
                 return think.builtin_one(self, m)
         return Context(m.defn, p, dict(p.stats), m.memory, m.rng, m.n, self.places, builtin,
                        lambda: self._others(m, p))
+
+    def hold(self, eid: int, until_s: float | None) -> None:
+        """Keep an NPC as it is (talking) until world second `until_s`; None: let it go now."""
+        if until_s is None:
+            if self.holding.pop(eid, None) is not None:
+                self.urgent.add(eid)      # back to its schedule at the next tick, not at its next turn
+        else:
+            self.holding[eid] = until_s
+
+    def held(self) -> np.ndarray:
+        """Ids of the NPCs a conversation holds now (expired holds dropped)."""
+        now = self.world.time_s
+        for eid in [e for e, t in self.holding.items() if t <= now or e not in self.minds]:
+            del self.holding[eid]
+            self.urgent.add(eid)
+        return np.fromiter(self.holding, np.int64, len(self.holding))
 
     def act(self, m: Mind, d: Decision, by: int = BY_DIALOGUE, why: int = -1, need: int = -1) -> bool:
         """Give one NPC an intent (a hook's, a conversation's, a changed decision); False if refused."""

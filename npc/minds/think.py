@@ -62,11 +62,12 @@ def think(cast) -> None:
         except Exception as e:       # a decider bug costs its decisions, never the tick
             cast.internal(e, None)
     missed = np.zeros(0, np.int64)
+    held = cast.held()             # in a conversation: nothing re-thinks them (npc/dialogue/service.py)
     if answers is not None:
         missed = answers.missed
         for sight, action, target, place in answers.replies:
             try:
-                keep = _still(cast, sight)
+                keep = _still(cast, sight) & ~np.isin(sight.eid, held)
                 if keep.any():
                     s = take(sight, keep)
                     v = builtin.complete(s, world.places, action[keep], target[keep], place[keep], builtin.WHY_POLICY)
@@ -84,6 +85,8 @@ def think(cast) -> None:
     due = (eids % k == phase) | np.isin(eids, urgent)
     forced = np.isin(eids, missed) if len(missed) else np.zeros(len(eids), bool)
     due |= forced
+    if len(held):
+        due &= ~np.isin(eids, held)
     idx = np.flatnonzero(due)
     if len(idx):
         defi = rows.defi[live[idx]]

@@ -161,7 +161,7 @@ def test_ids_are_never_reused_and_errors(tmp_path):
     w.despawn(c)
     d = w.spawn(PLAYER, "d", "#fff")
     assert d == 4 and w.count(PLAYER) == 1 and w.count(NPC) == 1
-    assert w.entity_record(d) == [4, PLAYER, "d", "#fff"]
+    assert w.entity_record(d) == [4, PLAYER, "d", "#fff", False]
     with pytest.raises(KeyError):
         w.despawn(a)
     with pytest.raises(KeyError):

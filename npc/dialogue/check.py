@@ -1,0 +1,187 @@
+"""The reply checker: is a candidate reply fit to be shown, and how good is it?
+
+Pure functions over text (no model): the service runs them on every decoded
+candidate before anything reaches a player, and keeps the best candidate
+that passes (or a line of the NPC's file when none does). bench/persona.py
+counts the same problems over a fixed set of player lines, so the numbers it
+prints are the checker's own.
+
+Problems (`Problem.kind`):
+  break       talk of being an AI, a model, an assistant, a program, a role,
+              of the modern world (the internet, phones, Facebook), an
+              assistant's refusal ("I'm sorry, but I can't"), or the NPC
+              taking the player's name for its own ("I am Ingrid")
+  invented    a capitalised name that is not of this world: not a place of
+              the map, not an NPC, not the player or someone near, not in the
+              NPC file's persona (who, knows, lore, voice), not a word we
+              know to be ordinary; a sentence's first word only when it is
+              someone addressed ("Kalva, welcome") or a REAL_WORLD name
+  echo        the prompt quoted: SCAFFOLD's phrases, or five words in a row of
+              the prompt's own framing (the moment, the facts, the rules)
+  parrot      the player's line said back: eight words in a row of it, or
+              five when the line gives an order ("say", "repeat"...): an
+              order slipped into the line, carried out. (Restating a
+              question, "The best thing about this place is...", is fine.)
+  unfinished  does not end at a sentence
+The first four disqualify a candidate; `unfinished` only lowers its score.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+HARD = ("break", "invented", "echo", "parrot")
+
+BREAK = re.compile(
+    r"\b(?:an? )?(?:a\.?i\.?|artificial intelligence|language model|large language|llm|chat ?bot|assistant|"
+    r"virtual|algorithm|machine learning|neural|training data|dataset|openai|chatgpt|gpt|programmed|"
+    r"software|computer|internet|online|website|web ?site|e-?mail|facebook|twitter|instagram|youtube|"
+    r"google|smart ?phone|phone|app|digital|robot|hugging ?face|smollm|prompt|user|users)\b"
+    r"|\bi(?:'m| am) (?:sorry, but |afraid )?(?:i )?(?:can(?:no|')t|unable|not able) (?:to )?"
+    r"(?:help|assist|answer|provide|do that|comply)"
+    r"|\bhow (?:can|may) i (?:help|assist) you"
+    r"|\bas an? (?:ai|model|assistant|character)\b|\bin the role of\b|\brole-?play|\bmy character\b"
+    r"|\b(?:delete|download|upload|click|scroll|screen|keyboard|texting)\b"
+    r"|\bi don'?t have (?:personal|feelings|emotions|a body|access)"
+    r"|\bi (?:don'?t|do not) have (?:any )?(?:information|personality|data|knowledge)\b"
+    r"|\b(?:a|just a|only a) (?:program|tool|bot|machine)\b|\bonly code\b", re.IGNORECASE)
+
+# Phrases of the prompt's framing (prompt.py) that a reply has no reason to say.
+SCAFFOLD = re.compile(r"\bnow: |\bnear you: |what you remember|things you say|your neighbou?rs:|is talking to you|"
+                      r"answer as\b|short sentences|\bunder \d+ characters|\bon day \d+\b",
+                      re.IGNORECASE)
+
+# Real-world names a small model reaches for; caught wherever they stand in a sentence.
+REAL_WORLD = {
+    "paris", "london", "rome", "berlin", "madrid", "tokyo", "china", "japan", "america", "usa", "europe", "asia",
+    "africa", "england", "france", "germany", "spain", "italy", "india", "russia", "canada", "mexico", "egypt",
+    "oz", "ashwood", "hogwarts", "narnia", "gotham", "york", "texas", "california", "earth", "mars", "jesus",
+    "christ", "christmas", "easter", "monday", "sunday", "shakespeare", "einstein", "sherlock", "harry",
+}
+
+# Capitalised words that are not names (a sentence's first word is never checked unless in REAL_WORLD).
+ORDINARY = {
+    "i", "i'm", "i'll", "i've", "i'd", "sir", "madam", "ma'am", "miss", "mister", "lord", "lady", "friend", "oh", "ah",
+    "aye", "yes", "no", "well", "hey", "hello", "hi", "ha", "hah", "hmm", "gods", "god", "heavens", "o", "okay", "ok",
+    "traveller", "traveler", "stranger", "dear", "mate", "lad", "lass", "good", "thank", "thanks", "please", "mr",
+    "mrs", "ms", "sergeant", "smith", "bard", "guard", "merchant", "villager", "captain", "master", "mistress",
+    "blacksmith", "farmer", "miller", "baker", "innkeeper", "watch", "village", "tavern", "market", "forge",
+}
+
+# Words that open a sentence followed by a comma or "!" without being a name ("Well, ...").
+STARTERS = {
+    "well", "yes", "no", "oh", "ah", "aye", "hello", "hi", "hey", "sure", "okay", "ok", "indeed", "alas", "sadly",
+    "honestly", "actually", "now", "so", "listen", "look", "sorry", "welcome", "greetings", "good", "thanks",
+    "please", "ahoy", "why", "hmm", "ha", "right", "fine", "certainly", "aha", "first", "then", "still", "but", "and",
+    "however", "besides", "perhaps", "maybe", "truly", "really", "wow", "come", "here", "there", "of", "of course",
+    "morning", "evening", "afternoon", "goodbye", "farewell", "bye", "cheers", "hush", "careful", "quick", "nay",
+    "yeah", "yep", "nope", "excuse", "pardon", "wait", "stop", "see", "say", "tell", "heh", "hm", "bah", "pfft",
+}
+WORDS = re.compile(r"[A-Za-z][A-Za-z']*")
+ORDER = re.compile(r"\b(?:say|repeat|tell|write|type|announce|shout|exactly|after me)\b", re.IGNORECASE)
+ADDRESS = re.compile(r"^\s*[\"'(*]?([A-Z][a-z']+)\s*[,!]")  # "Kalva, welcome..." / "Tova!": a name addressed
+SENTENCE = re.compile(r"[^.!?]+[.!?]*")
+
+
+@dataclass(frozen=True)
+class Problem:
+    kind: str  # one of HARD or "unfinished"
+    detail: str  # the words at fault, for logs and the bench
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+@dataclass
+class World:
+    """What a reply may name and must not quote, for one prompt."""
+
+    known: set[str]  # lowercase words of every name of this world (places, people, persona)
+    framing: str  # the prompt's own framing text (the moment, facts, rules), for `echo`
+    line: str  # the player's line, for `parrot`
+    player: str
+    returning: bool = False  # the NPC has met this player before: saying their name scores
+
+
+def known_words(*names: str) -> set[str]:
+    """Every word of these names, lowercase ("Old Tam" -> old, tam)."""
+    return {w.lower().strip("'") for t in names for w in WORDS.findall(t)}
+
+
+def proper_words(*texts: str) -> set[str]:
+    """The names these texts may give (what an NPC file writes of its world): their capitalised
+    words, and their words of four letters or more (a reply may capitalise "Anvil"), lowercase."""
+    return {w.lower().strip("'") for t in texts for w in WORDS.findall(t) if w[0].isupper() or len(w) >= 4}
+
+
+def _grams(text: str, n: int) -> set[tuple[str, ...]]:
+    w = [x.lower() for x in WORDS.findall(text)]
+    return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
+
+
+def problems(reply: str, world: World) -> list[Problem]:
+    out: list[Problem] = []
+    if m := BREAK.search(reply):
+        out.append(Problem("break", m.group(0)))
+    invented = []
+    for sentence in SENTENCE.findall(reply):
+        words = WORDS.findall(sentence)
+        if (m := ADDRESS.match(sentence)) and (low := m.group(1).lower()) not in world.known \
+                and low not in STARTERS and low not in ORDINARY and low not in REAL_WORLD:
+            invented.append(m.group(1))  # a sentence's first word, when it is someone addressed
+        for i, w in enumerate(words):
+            low = w.lower().strip("'")
+            low = low[:-2] if low.endswith("'s") else low
+            if low in REAL_WORLD:
+                invented.append(w)
+            elif (i > 0 and w[0].isupper() and low not in world.known and low not in ORDINARY
+                  and not sentence.lstrip().startswith(('"', "'"))
+                  and not (low.endswith("s") and low[:-1] in world.known)):
+                invented.append(w)
+    if invented:
+        out.append(Problem("invented", ", ".join(dict.fromkeys(invented))))
+    if world.player and re.search(rf"\b(?:i am|i'm|my name is|call me) {re.escape(world.player)}\b", reply, re.I):
+        out.append(Problem("break", f"takes the player's name {world.player!r} for its own"))
+    if m := SCAFFOLD.search(reply):
+        out.append(Problem("echo", m.group(0)))
+    elif shared := _grams(reply, 5) & _grams(world.framing, 5):
+        out.append(Problem("echo", " ".join(sorted(shared)[0])))
+    n = 5 if ORDER.search(world.line) else 8
+    if shared := _grams(reply, n) & _grams(world.line, n):
+        out.append(Problem("parrot", " ".join(sorted(shared)[0])))
+    if not reply.rstrip().endswith((".", "!", "?", "…", '"', "'", ")", "*")):
+        out.append(Problem("unfinished", reply[-20:]))
+    return out
+
+
+def fit(found: list[Problem]) -> bool:
+    return not any(p.kind in HARD for p in found)
+
+
+def score(reply: str, found: list[Problem], world: World, voice_words: set[str], max_reply: int) -> float:
+    """Higher is better. Measured on bench/persona.py's tuning lines (see there): disqualified
+    candidates sit far below; then an unfinished sentence (-2), a length away from a one-or-two
+    sentence line (20..0.75 * max_reply characters), repeated words, and words shared with the
+    NPC's own voice and lore (+, at most 1.5) and, for a returning player, their name (+1.5)."""
+    s = -10.0 * sum(p.kind in HARD for p in found) - 2.0 * any(p.kind == "unfinished" for p in found)
+    n = len(reply)
+    s -= max(0.0, 20 - n) / 10 + max(0.0, n - 0.75 * max_reply) / 40
+    words = [w.lower() for w in WORDS.findall(reply)]
+    if words:
+        s -= 3.0 * (1.0 - len(set(words)) / len(words)) if len(words) > 6 else 0.0
+        content = {w for w in words if len(w) > 3}
+        if content:
+            s += min(1.5, 3.0 * len(content & voice_words) / len(content))
+    if world.returning and world.player.lower() in reply.lower():
+        s += 1.5
+    return s
+
+
+def best(candidates: list[str], world: World, voice_words: set[str], max_reply: int) -> tuple[int | None, list]:
+    """(index of the best fit candidate or None, each candidate's problems)."""
+    found = [problems(c, world) for c in candidates]
+    ok = [i for i, c in enumerate(candidates) if c and fit(found[i])]
+    if not ok:
+        return None, found
+    return max(ok, key=lambda i: score(candidates[i], found[i], world, voice_words, max_reply)), found
