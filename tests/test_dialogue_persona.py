@@ -249,12 +249,20 @@ def test_facts_are_kept_in_the_npcs_words_and_recalled_after_a_restart(tmp_path)
         pool.close()
 
 
-def test_no_action_for_small_talk_when_the_model_is_not_clearly_for_another():
+@pytest.mark.parametrize("engine", ["lean", "transformers"])
+def test_no_action_for_small_talk_when_the_model_is_not_clearly_for_another(engine):
     assert choice.pick([-2.0, -1.9, -1.7]) == 0  # no option clearly better: no action
     assert choice.pick([-3.0, -1.0, -2.5]) == 1  # clearly for following
-    r = DialogueRunner(model="tiny", max_new_tokens=4)
-    for p in r.model.lm_head.parameters():  # scores set: every option is equally likely
-        p.data.zero_()
+    r = DialogueRunner(model="tiny", max_new_tokens=4, engine=engine)
+    # scores set: the output layer zeroed, every option is equally likely
+    if engine == "transformers":
+        for p in r.engine.model.lm_head.parameters():
+            p.data.zero_()
+    else:
+        head = r.engine.model.head
+        head.w.zero_()
+        if head.q8 is not None:
+            head.q8.zero_()
     from npc.dialogue.choice import NOTHING
 
     labels = [NOTHING, "Follow Ingrid.", "Go to the market.", "Give Ingrid a apple."]
