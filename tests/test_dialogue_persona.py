@@ -17,7 +17,7 @@ import pytest
 
 from npc.dialogue import check, choice, prompt, tokens
 from npc.dialogue.runner import DialogueRunner
-from npc.dialogue.service import Dialogue, DialogueConfig
+from npc.dialogue.service import Dialogue, DialogueConfig, TalkRefused
 from npc.files.schema import Persona
 from npc.inference import Pool, PoolConfig
 from npc.inference.testing import Latch
@@ -335,5 +335,29 @@ def test_the_hold_and_an_urgent_need_end_a_conversation_with_a_line(tmp_path):
         c = d.talk(player, npc, "Hello!")
         d.tick()
         assert c.ended and ends(sent)[-1]["reason"] == "left" and d.counts["left"] == 1
+    finally:
+        pool.close()
+
+
+def test_a_refused_talk_gets_the_first_error_in_the_documented_order(tmp_path):
+    """docs/protocol.md: bad_target, then too_far, then busy, then rate_limited; a refused line uses no rate."""
+    gate = Latch()
+    pool = scripted_pool(op="gate", gate=gate, n=1, say=["Apples today, Ingrid!"])
+    try:
+        d, world, cast, npc, player, sent, clock = scene(tmp_path, pool)
+        x, y = world.position(npc)
+        far = world.spawn(PLAYER, "Bram", "#ffffff", x + 300, y)
+
+        def refused(who, target) -> str:
+            with pytest.raises(TalkRefused) as e:
+                d.talk(who, target, "Hello there!")
+            return e.value.code
+
+        assert refused(far, player) == "bad_target"      # far away and not an NPC: bad_target first
+        assert refused(far, npc) == "too_far"
+        d.talk(player, npc, "What are you selling?")      # the gate holds the answer: busy from now on
+        assert refused(player, npc) == "busy"
+        assert refused(player, far) == "bad_target"       # busy, but not an NPC: bad_target first
+        gate.set()
     finally:
         pool.close()
