@@ -259,6 +259,7 @@ async def test_http_endpoints(crowded):
     status, ctype, body = await asyncio.to_thread(http_get, crowded.http_url + "healthz")
     health = json.loads(body)
     assert health["status"] == "ok" and health["npcs"] == 300 and health["tick"] > 0
+    assert set(health) == {"status", "tick", "players", "npcs", "connections"}     # as docs/protocol.md says
     status, ctype, body = await asyncio.to_thread(http_get, crowded.http_url + "map.json")
     served = json.loads(body)
     assert served["width"] * served["tilewidth"] == 2048
