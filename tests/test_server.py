@@ -229,6 +229,14 @@ async def test_handshake_rules(crowded):
     ws = await websockets.connect(crowded.ws_url)
     await ws.send(msgpack.packb({"t": "hello", "v": 2}))
     assert await close_code(ws) == 4001
+    # the fatal hello faults (docs/protocol.md): a field of the wrong type or a missing v: an error, then 4000
+    for bad in ({"t": "hello"}, {"t": "hello", "v": "1"}, {"t": "hello", "v": 1, "name": 7},
+                {"t": "hello", "v": 1, "token": 12}, {"t": "hello", "v": 1, "token": "x" * 513}):
+        ws = await websockets.connect(crowded.ws_url)
+        await ws.send(msgpack.packb(bad))
+        first = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 10))
+        assert first["t"] == "error" and first["code"] == "bad_field", (bad, first)
+        assert await close_code(ws) == 4000, bad
     p = await Player.join(crowded.ws_url, name="\x00\x01")
     assert [e["code"] for e in p.errors] == ["bad_field"] and p.welcome["name"].startswith("guest")
     await p.close()
