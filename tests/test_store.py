@@ -26,11 +26,7 @@ def default_map():
 
 
 def wait_idle(store: Store) -> None:
-    for _ in range(500):
-        if store.writer.idle():
-            return
-        time.sleep(0.01)
-    raise AssertionError("the writer did not finish")
+    assert store.writer.wait(lambda w: w.idle(), 10), "the writer did not finish"
 
 
 def small_world() -> tuple[World, list[int]]:
@@ -85,10 +81,7 @@ def test_a_newer_checkpoint_replaces_a_pending_one_and_a_failed_write_is_counted
     other.execute("BEGIN IMMEDIATE")
     store.writer.offer(offer(w, ids, 0))
     ada = accounts.create("ada", time.time())
-    for _ in range(300):
-        if store.writer.failed:
-            break
-        time.sleep(0.02)
+    assert store.writer.wait(lambda w: w.failed >= 1, 10), "the locked write never failed"
     store.writer.offer(offer(w, ids, ada.id))
     store.writer.offer(offer(w, ids, ada.id))                 # the writer is behind: this replaces the last
     assert store.writer.failed >= 1 and store.writer.replaced >= 1

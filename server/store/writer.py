@@ -104,6 +104,12 @@ class Writer:
         with self._cv:
             return self._offer is None and not self._accounts and not self._busy
 
+    def wait(self, predicate, timeout: float) -> bool:
+        """Block until predicate(writer) holds, or `timeout` s pass (False): tests and tools wait on the
+        writer's own condition, which it signals after every transaction, rather than on the clock."""
+        with self._cv:
+            return self._cv.wait_for(lambda: predicate(self), timeout)
+
     # -- the thread ------------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -139,6 +145,7 @@ class Writer:
             finally:
                 with self._cv:
                     self._busy = False
+                    self._cv.notify_all()   # whoever waits on the writer (wait) sees this transaction's end
 
     def _write(self, offer: Offer | None, accounts: dict[int, tuple]) -> None:
         t0 = time.perf_counter()
