@@ -42,7 +42,7 @@ from websockets.asyncio.server import serve
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server import protocol  # noqa: E402
+from world import protocol  # noqa: E402
 from server.gateway import SEND_BUFFER, Connection, Flusher  # noqa: E402
 from server.metrics import Metrics  # noqa: E402
 from world.sim import NPC, PLAYER, World, WorldConfig  # noqa: E402

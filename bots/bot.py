@@ -18,8 +18,8 @@ RFC 6455 client with no task, queue or generator per message.
 - Frames to the server are masked with a fresh random key each; what the
   scenario queued in one tick goes out in one write.
 - An update is read only as far as the bot needs: `tick` and `ack` from the
-  fixed prefix the server writes (world/snapshot.py: a fixmap of 7 starting
-  "t", "update", "tick", <int>, "ack", <int>, "cells"), and the number of chat
+  fixed prefix the server writes (world/protocol.py's `read_update_head`: a
+  fixmap of 8 starting "t", "update", "tick", <int>, "ack", <int>, "cells"), and the number of chat
   lines (none when it ends in `"chat": []`). Anything else - a prefix that
   differs, chat lines, a scenario with `full_updates` - is decoded with
   `msgpack.unpackb`, as are welcome, pong and error messages.
@@ -44,6 +44,8 @@ from urllib.parse import urlsplit
 
 import msgpack
 
+from world.protocol import EMPTY_CHAT_TAIL, VERSION, read_update_head
+
 from .plan import CLOSE_TIMEOUT_S, OPEN_TIMEOUT_S
 from .scenarios import Scenario
 from .stats import LogHistogram, bucket_of
@@ -59,13 +61,6 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x
 
 # Connection states.
 HANDSHAKE, PLAYING, CLOSED = 0, 1, 2  # PLAYING: handshake done, hello sent (`open`: welcome came)
-
-# The head of every update, as world/snapshot.py encodes it.
-UPDATE_PREFIX = b"\x87\xa1t\xa6update\xa4tick"
-_PREFIX_LEN = len(UPDATE_PREFIX)
-K_ACK = b"\xa3ack"
-K_CELLS = b"\xa5cells"
-EMPTY_CHAT_TAIL = b"\xa4chat\x90"  # the last pair of an update whose chat is []
 
 _packb = msgpack.packb
 _unpackb = msgpack.unpackb
@@ -152,44 +147,6 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
         return head + key
     stream = (key * ((n >> 2) + 1))[:n]
     return head + key + (_from_bytes(payload, "big") ^ _from_bytes(stream, "big")).to_bytes(n, "big")
-
-
-def _read_int(b: bytes, i: int) -> tuple[int | None, int]:
-    """A msgpack integer at b[i]: (value, index after it), or (None, i) if there is none."""
-    c = b[i]
-    if c < 0x80:
-        return c, i + 1
-    if c == 0xCD:
-        return (b[i + 1] << 8) | b[i + 2], i + 3
-    if c == 0xCE:
-        return _from_bytes(b[i + 1:i + 5], "big"), i + 5
-    if c == 0xCC:
-        return b[i + 1], i + 2
-    if c >= 0xE0:
-        return c - 0x100, i + 1
-    if c == 0xCF:
-        return _from_bytes(b[i + 1:i + 9], "big"), i + 9
-    if 0xD0 <= c <= 0xD3:
-        size = 1 << (c - 0xD0)
-        return _from_bytes(b[i + 1:i + 1 + size], "big", signed=True), i + 1 + size
-    return None, i
-
-
-def read_update_head(b: bytes, start: int, end: int) -> tuple[int, int] | None:
-    """(tick, ack) of an update message b[start:end] in the server's layout,
-    or None when it is laid out otherwise (then decode it in full)."""
-    if not b.startswith(UPDATE_PREFIX, start):
-        return None
-    try:
-        tick, i = _read_int(b, start + _PREFIX_LEN)
-        if tick is None or not b.startswith(K_ACK, i):
-            return None
-        ack, i = _read_int(b, i + 4)
-        if ack is None or not b.startswith(K_CELLS, i) or i + 6 > end:
-            return None
-    except IndexError:
-        return None
-    return tick, ack
 
 
 @lru_cache(maxsize=16)
@@ -460,7 +417,7 @@ class Bot(asyncio.Protocol):
             self._join_failed(why)
             return b""
         self.state = PLAYING
-        self.transport.write(client_frame(OP_BINARY, _packb({"t": "hello", "v": 1, "name": self.name})))
+        self.transport.write(client_frame(OP_BINARY, _packb({"t": "hello", "v": VERSION, "name": self.name})))
         self.msgs_out += 1
         self.sent["hello"] += 1
         self.tally.msgs_out += 1

@@ -32,7 +32,7 @@ import urllib.request
 from time import monotonic as _now
 from urllib.parse import urlsplit, urlunsplit
 
-import numpy as np
+from world.protocol import Cells, apply_cells
 
 from .paths import Paths
 from .scenarios import Scenario
@@ -75,6 +75,7 @@ class Talk(Scenario):
         super().__init__()
         self.state = "seek"
         self.pos: dict[int, tuple[float, float]] = {}  # entity id -> (x, y) in view, at the last look
+        self.cells: Cells = {}  # what the updates so far left: cell -> (ids, quantised positions)
         self.seen = 0
         self.goal: tuple[float, float] | None = None  # a point of interest, while seeking
         self.npc: int | None = None  # the NPC asked, approached or listened to
@@ -172,8 +173,10 @@ class Talk(Scenario):
         kind = msg["t"]
         if kind == "update":
             self.seen += 1
+            # every update moves the cells held (deltas need the previous update's); looking is rarer
+            self.cells = apply_cells(self.cells, msg["cells"], msg["moves"])
             if self.seen % LOOK_EVERY == 1:
-                self.look(msg)
+                self.look()
         elif kind == "error" and msg.get("ref") == "talk" and self.asked_at is not None:
             code = msg.get("code", "?")
             self.refused[code] = self.refused.get(code, 0) + 1
@@ -203,14 +206,12 @@ class Talk(Scenario):
         self.state = "rest"
         self.rest_until = _now() + bot.rng.uniform(*REST_S)
 
-    def look(self, msg: dict) -> None:
-        """Every entity in view and where it is, from an update's cells (ids uint32, positions uint16 x quant)."""
+    def look(self) -> None:
+        """Every entity in view and where it is, from the cells held (ids uint32, positions uint16 x quant)."""
         pos: dict[int, tuple[float, float]] = {}
         q = self.quant
-        for _cell, ids, xy in msg["cells"]:
-            ids = np.frombuffer(ids, "<u4").tolist()
-            xy = (np.frombuffer(xy, "<u2").reshape(-1, 2) / q).tolist()
-            pos.update(zip(ids, map(tuple, xy)))
+        for ids, xy in self.cells.values():
+            pos.update(zip(ids.tolist(), map(tuple, (xy / q).tolist())))
         self.pos = pos
 
     def summary(self) -> dict:

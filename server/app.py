@@ -14,9 +14,10 @@ import time
 from websockets.asyncio.server import serve
 
 from npc.files.reload import Watcher
+from world import protocol
 from world.tilemap import load_map
 
-from . import gateway, protocol
+from . import gateway
 from .admin import Admin
 from .config import ServerConfig
 from .game import Game

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Callable
 from npc.minds.cast import Cast
 from npc.dialogue import service as dialogue
 from npc.policy.decider import PolicyDecider, start_decider
+from world import protocol
 from world.sim import NPC, PLAYER, World, WorldConfig
 from world.tilemap import TileMap
 
-from . import protocol, tokens
+from . import tokens
 from .checkpoints import Checkpoints
 from .config import ServerConfig, remote_workers, use_policy
 from .metrics import Metrics
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("npcworld.game")
 
-SLOW_CLIENT_S = 5.0  # a connection whose socket accepted nothing for this long is closed (4002)
 
 
 def colour_for(n: int) -> str:
@@ -233,11 +233,11 @@ class Game:
             self.world.remove_observer(player.eid)
             self.world.set_direction(player.eid, 0.0, 0.0)
 
-    def welcome(self, player: Player, resumed: bool) -> bytes:
+    def welcome(self, player: Player, resumed: bool, version: int = protocol.VERSION) -> bytes:
         w, h = self.tilemap.world_size
         wc = self.world.config
         return protocol.encode({
-            "t": "welcome", "v": protocol.VERSION, "id": player.eid, "name": player.name,
+            "t": "welcome", "v": version, "id": player.eid, "name": player.name,
             "token": player.token, "resumed": resumed, "grace": self.cfg.grace, "items": player.account.items,
             "tick": self.world.tick, "tick_rate": self.cfg.tick_rate, "map": "/map.json",
             "world": [int(w), int(h)], "cell": wc.cell_size, "view": wc.view_radius, "quant": wc.quant,
@@ -307,7 +307,7 @@ class Game:
                 log.info("player %s (%d) removed after its grace period", player.name, eid)
             elif player.conn is not None:
                 stalled = player.conn.stalled_for(now)
-                if stalled > SLOW_CLIENT_S:
+                if stalled > protocol.SLOW_CLIENT_S:
                     log.info("closing %s (%d): read nothing for %.1f s", player.name, eid, stalled)
                     player.conn.close_soon(protocol.CLOSE_TOO_SLOW, "too slow: read nothing for 5 s")
         self._count()

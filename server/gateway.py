@@ -21,20 +21,18 @@ from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
-from . import protocol
+from world import protocol
+from world.protocol import (HELLO_TIMEOUT_S, RATE_BURST, RATE_ERROR_EVERY_S, RATE_PER_S, STRIKES,
+                            STRIKES_PER_S, Chat, Hello, Input, Ping, ProtocolError, Talk)
+
 from .frames import binary_frame_head
 from .game import Game, Player
 from .limits import TokenBucket
 from .metrics import Metrics
 from .outbox import Outbox
-from .protocol import Chat, Hello, Input, Ping, ProtocolError, Talk
 
 log = logging.getLogger("npcworld.gateway")
 
-HELLO_TIMEOUT_S = 10.0
-RATE_PER_S, RATE_BURST = 40.0, 80.0  # messages; a browser sends ~21/s (inputs at the tick rate + pings)
-STRIKES_PER_S, STRIKES = 5.0, 50.0  # bad or dropped messages tolerated before closing with 1008
-RATE_ERROR_EVERY_S = 1.0  # at most one rate_limited error per second
 # Kernel send buffer per socket (Linux doubles it). With websockets' write_limit
 # (64 KiB) and one pending update, this bounds what a client that stops
 # reading can hold on the server to about 200 KiB, and lets the server notice
@@ -224,16 +222,18 @@ async def handle(ws: ServerConnection, game: Game, metrics: Metrics, flusher: Fl
             return await _refuse(ws, metrics, protocol.CLOSE_BAD_HELLO, "first message must be a valid hello", err)
         if type(hello) is not Hello:
             return await _refuse(ws, metrics, protocol.CLOSE_BAD_HELLO, "first message must be hello")
-        if hello.version != protocol.VERSION:
+        if hello.version not in protocol.VERSIONS:
             return await _refuse(ws, metrics, protocol.CLOSE_VERSION,
-                                 f"unsupported protocol version {hello.version}; this server speaks {protocol.VERSION}")
+                                 f"unsupported protocol version {hello.version}; this server speaks "
+                                 + " and ".join(map(str, protocol.VERSIONS)))
+        conn.outbox.deltas = hello.version >= 2  # version 1: every update a keyframe
         if game.connected() >= game.cfg.max_players:
             return await _refuse(ws, metrics, protocol.CLOSE_FULL, "server full")
         player, resumed, errors = game.join(conn, hello)
         conn.player = player
         for err in errors:
             conn.send_error(err)
-        conn.outbox.push(game.welcome(player, resumed))
+        conn.outbox.push(game.welcome(player, resumed, hello.version))
         log.info("%s %s (%d) from %s", "resumed" if resumed else "joined", player.name, player.eid,
                  ws.remote_address[0] if ws.remote_address else "?")
         writer = asyncio.get_running_loop().create_task(conn.write_forever())

@@ -9,6 +9,12 @@ Two parts:
   `world.snapshot.merge_views` so that enters, leaves and chat lines are never
   lost; only stale positions are. So the queue holds at most one update and its
   memory is bounded by one view plus the merged events.
+
+Deltas: `sent` is the build of the last update handed to the socket (TCP then
+delivers it, in order, before anything written later). An update goes out as
+deltas against that build when it has them, else as a keyframe: the first one,
+one merged from two (its deltas are against an update never sent), one after
+a gap. A version-1 session (`deltas` False) gets keyframes only.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ import asyncio
 from collections import deque
 from typing import Callable
 
-from world.snapshot import View, encode_update, merge_views, update_head
+from world.protocol import update_head
+from world.snapshot import View, merge_views
 
 from .metrics import Metrics
 
@@ -25,7 +32,7 @@ MAX_CONTROL = 256  # messages
 
 
 class Outbox:
-    __slots__ = ("control", "update", "ready", "metrics", "on_update")
+    __slots__ = ("control", "update", "ready", "metrics", "on_update", "deltas", "sent")
 
     def __init__(self, metrics: Metrics, on_update: Callable[[], None] = lambda: None) -> None:
         self.control: deque[bytes] = deque()
@@ -33,6 +40,8 @@ class Outbox:
         self.ready = asyncio.Event()  # wakes the writer task: control messages, or a congested socket
         self.metrics = metrics
         self.on_update = on_update  # called when an update is queued and none was pending
+        self.deltas = True  # send deltas where they apply (False: a version-1 session, keyframes only)
+        self.sent = -1  # the build of the last update taken for sending; -1: none
 
     def push(self, data: bytes) -> bool:
         """Queue a control message; False when the queue is full and it was dropped."""
@@ -60,7 +69,7 @@ class Outbox:
         if self.update is not None:
             tick, ack, view = self.update
             self.update = None
-            out.append((update_head(tick, ack), view.body))
+            out.append((update_head(tick, ack), self._body(view)))
         self.ready.clear()
         return out
 
@@ -71,6 +80,14 @@ class Outbox:
         if self.update is not None:
             tick, ack, view = self.update
             self.update = None
-            out.append(encode_update(tick, ack, view))
+            out.append(update_head(tick, ack) + self._body(view))
         self.ready.clear()
         return out
+
+    def _body(self, view: View) -> bytes:
+        """The view as this connection can apply it, deltas or keyframe; it is then taken as sent."""
+        if not self.deltas:
+            return view.body
+        body = view.body_after(self.sent)
+        self.sent = view.build
+        return body

@@ -198,8 +198,9 @@ def test_bad_arguments_are_usage_errors_and_a_missing_server_is_clear(tmp_path):
 # -- the bot's own WebSocket client, against a reference server (the websockets library) --
 
 def _update(tick: int, ack: int, cells_bytes: int = 64, chat: list | None = None, enter: list | None = None) -> bytes:
-    """An update laid out exactly as the server writes it (world/snapshot.py)."""
-    from world.snapshot import View, encode_cell_block, encode_update
+    """An update laid out exactly as the server writes it (world/protocol.py)."""
+    from world.protocol import encode_cell_block
+    from world.snapshot import View, encode_update
     n = max(1, cells_bytes // 12)
     cells = msgpack.packb([]) if not cells_bytes else (
         b"\x91" + encode_cell_block(3, bytes(4 * n), bytes(4 * n)))

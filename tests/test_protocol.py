@@ -3,9 +3,10 @@
 import msgpack
 import pytest
 
-from server import protocol, tokens
+from server import tokens
+from world import protocol
 from server.limits import TokenBucket
-from server.protocol import Chat, Hello, Input, Ping, ProtocolError
+from world.protocol import Chat, Hello, Input, Ping, ProtocolError
 
 
 def pk(msg) -> bytes:

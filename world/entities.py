@@ -19,9 +19,10 @@ import heapq
 import typing
 from typing import Any
 
-import msgpack
 import numpy as np
 import numpy.typing as npt
+
+from .protocol import encode_entity_record
 
 PLAYER = 0
 NPC = 1
@@ -130,7 +131,7 @@ class EntityTable:
         self.pos[slot] = (x, y)
         self.name[slot] = name
         self.color[slot] = color
-        self.record[slot] = msgpack.packb([eid, kind, name, color, bool(talks)])
+        self.record[slot] = encode_entity_record(eid, kind, name, color, bool(talks))
         self._active = None
         return eid, slot
 

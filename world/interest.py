@@ -19,6 +19,13 @@ Each build (once per tick):
 Invariant (what makes 3 correct): after a client applies the View it got at
 the last build, it knows exactly the view set of its cell at that build; the
 `prev_cell` column and `_last` (a _Groups) hold that build's cells and groups.
+
+Deltas: `_held` keeps, per non-empty cell, the ids and quantised positions its
+block had at the last build, which is what a client that received that build's
+View holds for each cell it saw. A cell whose ids (same ones, same order) are
+those of the last build gets a move block (encoded once, shared like the
+blocks); any other cell it sees travels whole. Each View carries both forms;
+the connection picks (world/snapshot.py).
 """
 
 from __future__ import annotations
@@ -30,7 +37,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .entities import EntityTable
-from .snapshot import View, array_header, encode_cell_block
+from .protocol import array_header, encode_cell_block, move_block
+from .snapshot import View
 
 _EMPTY: frozenset[int] = frozenset()
 _NO_IDS = np.zeros(0, dtype=np.int64)
@@ -96,6 +104,9 @@ class Interest:
         self._index: dict[int, int] = {}
         self._gone: list[tuple[int, int]] = []   # (id, cell at last build) removed since
         self._last: _Groups | None = None     # the groups of the last build
+        self._build = -1                      # builds so far, less one: the number of the last
+        # cell -> (ids bin, quantised positions (n, 2) uint16) of its block at the last build
+        self._held: dict[int, tuple[bytes, np.ndarray]] = {}
 
     # -- observers ----------------------------------------------------------
 
@@ -144,14 +155,26 @@ class Interest:
         prev_cells = table.prev_cell[slots]
 
         # 1-2. group by cell; encode each non-empty cell's block once
+        self._build += 1
+        build = self._build
         now = _Groups(grid, table, slots, cells, prev_cells)
         ids_bin = now.ids.astype("<u4").tobytes()
-        pos_bin = np.clip(np.rint(table.pos[now.slots] * self.quant), 0, 0xFFFF).astype("<u2").tobytes()
+        q = np.clip(np.rint(table.pos[now.slots] * self.quant), 0, 0xFFFF).astype("<u2")
+        pos_bin = q.tobytes()
         blocks: dict[int, bytes] = {}
+        move_blocks: dict[int, bytes] = {}      # cell -> its move block from the last build's
+        held: dict[int, tuple[bytes, np.ndarray]] = {}
+        was_held = self._held
         start = now.start
         for c in np.flatnonzero(np.diff(start)).tolist():
             s, e = start[c], start[c + 1]
-            blocks[c] = encode_cell_block(c, ids_bin[4 * s: 4 * e], pos_bin[4 * s: 4 * e])
+            ids_c = ids_bin[4 * s: 4 * e]
+            blocks[c] = encode_cell_block(c, ids_c, pos_bin[4 * s: 4 * e])
+            held[c] = (ids_c, q[s:e])
+            before = was_held.get(c)
+            if before is not None and before[0] == ids_c:
+                move_blocks[c] = move_block(c, before[1], q[s:e])
+        self._held = held
 
         cell_of_slot = np.full(table.capacity, -1, dtype=np.int64)
         cell_of_slot[slots] = cells
@@ -202,7 +225,27 @@ class Interest:
                 b = cells_bytes[c] = array_header(len(parts)) + b"".join(parts)
             return b
 
-        views_by_cell = {c: View.make(cells_for(c), *parts) for c, parts in shared.items()}
+        moves_bytes: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+
+        def moves_for(c: int, p: int) -> tuple[bytes, bytes]:
+            """The delta form of cell c's view for an observer that was in cell p at the last build."""
+            b = moves_bytes.get((c, p))
+            if b is None:
+                whole, moves, had = [], [], near_set[p]
+                for x in near[c]:
+                    if x in blocks:
+                        m = move_blocks.get(x) if x in had else None
+                        if m is None:
+                            whole.append(blocks[x])
+                        else:
+                            moves.append(m)
+                b = moves_bytes[c, p] = (array_header(len(whole)) + b"".join(whole),
+                                         array_header(len(moves)) + b"".join(moves))
+            return b
+
+        first = self._last is None
+        views_by_cell = {c: View.make(cells_for(c), *parts, build, None if first else moves_for(c, c))
+                         for c, parts in shared.items()}
 
         # 4. observers that changed cell or are new: own View
         eids = self._eids
@@ -233,7 +276,8 @@ class Interest:
                 enter = [records[s] for s in enter_slots.tolist()]
                 heard = near_set[c]
                 lines = [rec for sc, rec in chat if sc in heard]
-                per_observer[i] = by_move[p, c] = View.make(cells_for(c), enter, enter_ids, leave, lines)
+                per_observer[i] = by_move[p, c] = View.make(cells_for(c), enter, enter_ids, leave, lines, build,
+                                                            None if p < 0 or was is None else moves_for(c, p))
         # every observer has its View now: a shared one if it stayed in its cell, else its own
         views = cast("dict[int, View]", dict(zip(eids, per_observer)))
 

@@ -34,6 +34,7 @@ from .interest import Grid, Interest
 from .movement import Walls, move
 from .navigation import SPAWN_POI, navigation_for
 from .needs import Stats
+from .protocol import encode_chat_record
 from .snapshot import View
 from .tilemap import TileMap
 
@@ -540,7 +541,7 @@ class World:
             for eid, slot, name, text, cell in self._chat:
                 if t.slot_of.get(eid) == slot:       # still here: heard where it stands now
                     cell = self._grid.cell_at(*t.pos[slot].tolist())
-                lines.append((cell, msgpack.packb([eid, name, text, self.tick])))
+                lines.append((cell, encode_chat_record(eid, name, text, self.tick)))
             self._chat = []
         return self._interest.build(t, lines)
 

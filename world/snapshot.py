@@ -1,86 +1,75 @@
-"""What one observer receives in one tick, as pre-encoded msgpack pieces.
+"""What one observer receives in one tick, as pre-encoded msgpack pieces (the byte layout is
+world/protocol.py's).
 
-Wire shapes (docs/protocol.md, "update"):
-  cell block    [cell, ids: bin of uint32 LE, pos: bin of uint16 LE x0,y0,x1,y1...]
-  entity record [id, kind, name, color]
-  chat record   [from, name, text, tick]
+A View holds two forms of the observer's cells: `cells`, every visible cell's whole block (a
+keyframe: it stands alone), and `moves`, the same cells as deltas against the previous build
+(None where the observer could not have that build: it is new, or it came from farther than
+one cell's neighbourhood). Which one a connection gets depends on what it last received: the
+outbox asks `body_after(build)` with the build of the last update it sent, and gets the deltas
+only when they are against exactly that build (TCP delivers in order, so what was written is
+what the client will have applied); else the keyframe.
 
-Every piece is encoded once and shared: a cell block by every observer cell
-that sees it, a View by every observer in the same cell, a record by every
-view it enters. `encode_update` only concatenates bytes; it never re-encodes;
-and a writer that can send pieces (writev) sends `update_head` and the
-shared `view.body` without even that copy.
+Every piece is encoded once and shared: a cell block by every observer cell that sees it, a
+View by every observer in the same cell, a record by every view it enters. The bodies only
+concatenate bytes; they never re-encode; and a writer that can send pieces (writev) sends
+`update_head` and the shared body without even that copy.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-import msgpack
+from .protocol import array_header, update_head, view_body
 
-_packb = msgpack.packb
-
-
-def array_header(n: int) -> bytes:
-    """msgpack array header for n elements."""
-    if n < 16:
-        return bytes((0x90 | n,))
-    if n < 0x10000:
-        return b"\xdc" + n.to_bytes(2, "big")
-    return b"\xdd" + n.to_bytes(4, "big")
-
-
-_K_CELLS = _packb("cells")
-_K_ENTER = _packb("enter")
-_K_LEAVE = _packb("leave")
-_K_CHAT = _packb("chat")
-# fixmap of 7 pairs: t, tick, ack + the 4 pairs of a View's body
-_UPDATE_HEAD = b"\x87" + _packb("t") + _packb("update") + _packb("tick")
-_K_ACK = _packb("ack")
+NO_MOVES = array_header(0)
 
 
 @dataclass(slots=True)
 class View:
     """One observer's update for one tick, less tick and ack. Treat as immutable:
     the same View object is handed to every observer of a cell."""
-    cells: bytes            # msgpack array of cell blocks
+    cells: bytes            # msgpack array of whole cell blocks, every visible non-empty cell
     enter: list[bytes]      # msgpack entity records, in the order of enter_ids
     enter_ids: list[int]
     leave: list[int]
     chat: list[bytes]       # msgpack chat records
-    body: bytes             # msgpack of the pairs cells, enter, leave, chat (no map header)
+    build: int = -1         # the build this View comes from
+    # the delta form, against build - 1: msgpack arrays `cells` (the cells whose entities are not
+    # those of that build, whole) and `moves` (the others' move blocks); None: no delta form
+    moves: tuple[bytes, bytes] | None = None
+    _bodies: dict[bool, bytes] = field(default_factory=dict)
 
     @classmethod
     def make(cls, cells: bytes, enter: list[bytes], enter_ids: list[int],
-             leave: list[int], chat: list[bytes]) -> View:
-        body = b"".join((_K_CELLS, cells,
-                         _K_ENTER, array_header(len(enter)), *enter,
-                         _K_LEAVE, _packb(leave),
-                         _K_CHAT, array_header(len(chat)), *chat))
-        return cls(cells, enter, enter_ids, leave, chat, body)
+             leave: list[int], chat: list[bytes], build: int = -1,
+             moves: tuple[bytes, bytes] | None = None) -> View:
+        return cls(cells, enter, enter_ids, leave, chat, build, moves)
+
+    @property
+    def body(self) -> bytes:
+        """The keyframe body (stands alone): pairs cells, moves (empty), enter, leave, chat."""
+        return self._body(False)
+
+    def body_after(self, sent: int) -> bytes:
+        """The body for a connection whose last update sent was of build `sent` (-1: none)."""
+        return self._body(self.moves is not None and sent == self.build - 1)
+
+    def _body(self, delta: bool) -> bytes:
+        b = self._bodies.get(delta)
+        if b is None:
+            if delta:
+                assert self.moves is not None
+                b = view_body(*self.moves, self.enter, self.leave, self.chat)
+            else:
+                b = view_body(self.cells, NO_MOVES, self.enter, self.leave, self.chat)
+            self._bodies[delta] = b
+        return b
 
 
-def encode_cell_block(cell: int, ids_le_u32: bytes, pos_le_u16: bytes) -> bytes:
-    return _packb([cell, ids_le_u32, pos_le_u16])
-
-
-_tick_head: tuple[int | None, bytes] = (None, b"")   # the head up to "ack", for the last tick seen
-
-
-def update_head(tick: int, ack: int) -> bytes:
-    """The observer's own start of an 'update' (up to and with its ack); `view.body` follows it."""
-    global _tick_head
-    last, head = _tick_head
-    if last != tick or type(tick) is not int:
-        head = _UPDATE_HEAD + _packb(tick) + _K_ACK
-        _tick_head = (tick, head)
-    return head + _packb(ack)
-
-
-def encode_update(tick: int, ack: int, view: View) -> bytes:
-    """The complete 'update' message: {t, tick, ack, cells, enter, leave, chat}:
-    update_head(tick, ack) + view.body."""
-    return update_head(tick, ack) + view.body
+def encode_update(tick: int, ack: int, view: View, sent: int = -1) -> bytes:
+    """The complete 'update' message {t, tick, ack, cells, moves, enter, leave, chat}, for a
+    connection whose last update sent was of build `sent` (-1: a keyframe)."""
+    return update_head(tick, ack) + view.body_after(sent)
 
 
 def merge_views(older: View, newer: View) -> View:
@@ -91,7 +80,9 @@ def merge_views(older: View, newer: View) -> View:
       enter = (older.enter - newer.leave) + newer.enter
     so an entity that entered and then left appears only in `leave`, one that
     left and came back appears in both (leave, then enter again). Chat lines
-    of both are kept in order; cells are the newer's (latest state wins).
+    of both are kept in order; cells are the newer's (latest state wins), and so
+    is its build: its deltas are against `older`, which was never sent, so the
+    merged update goes out as a keyframe.
     """
     gone = set(newer.leave)
     enter: list[bytes] = []
@@ -108,4 +99,4 @@ def merge_views(older: View, newer: View) -> View:
             enter_ids.append(eid)
             enter.append(rec)
     leave = list(dict.fromkeys(older.leave + newer.leave))
-    return View.make(newer.cells, enter, enter_ids, leave, older.chat + newer.chat)
+    return View.make(newer.cells, enter, enter_ids, leave, older.chat + newer.chat, newer.build, newer.moves)

@@ -19,11 +19,11 @@ from types import CodeType
 from typing import Any
 
 from world.clock import MINUTES_PER_DAY, parse_clock
+from world.protocol import MAX_NAME  # the wire protocol's limit on names, in characters
 
 from npc import actions
 from npc.files.tomlpos import line_of
 
-MAX_NAME = 24          # characters; the wire protocol's limit on names
 MAX_LINE = 200         # characters; the wire protocol's limit on chat lines
 MAX_COUNT = 1000       # NPCs per archetype file
 MAX_VOICE = 12         # persona.voice lines (each within max_reply): the prompt shows them all

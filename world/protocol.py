@@ -1,0 +1,371 @@
+"""The wire protocol (docs/protocol.md) as one pure module: message types, limits, close and
+error codes, the byte layout of `update` and the reader of its head. The server (server/),
+the world's view builder (world/interest.py, world/snapshot.py) and the bots (bots/) all take
+these from here, so each number and each byte of the layout is written once.
+
+Every inbound problem becomes a `ProtocolError` carrying the error code of the protocol, so the
+gateway answers it and the tick never sees bad data. Pure functions; no sockets, no clock.
+
+`update` layout (docs/protocol.md, "update"), as the server writes it and the bots read it:
+  fixmap of 8 pairs: "t" "update", "tick" <int>, "ack" <int>, "cells" [...], "moves" [...],
+  "enter" [...], "leave" [...], "chat" [...]
+  cell block    [cell, ids: bin of uint32 LE, pos: bin of uint16 LE x0,y0,x1,y1...]
+  move block    [cell, d: bin of int8 dx0,dy0,dx1,dy1... (or empty: nobody moved),
+                 fix: bin of MOVE_FIX records (index u16, x u16, y u16) LE]
+  entity record [id, kind, name, color, talks]
+  chat record   [from, name, text, tick]
+"""
+
+from __future__ import annotations
+
+import math
+import unicodedata
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import numpy as np
+
+VERSION = 2  # what this page and this server speak
+VERSIONS = (1, 2)  # accepted in hello; a version-1 session gets keyframes only (no `moves`)
+
+# -- limits on what a client sends (docs/protocol.md, "Limits") -------------------------------
+MAX_FRAME = 4096  # bytes; larger inbound frames are closed with 1009 by websockets
+MAX_CHAT = 200  # characters
+MAX_NAME = 24  # characters
+MAX_TALK = 200  # characters of a line said to an NPC
+MAX_TOKEN = 512  # characters of a session token
+MAX_SEQ = 2**32 - 1
+RATE_PER_S, RATE_BURST = 40.0, 80.0  # messages; a browser sends ~21/s (inputs at the tick rate + pings)
+STRIKES_PER_S, STRIKES = 5.0, 50.0  # bad or dropped messages tolerated before closing with 1008
+RATE_ERROR_EVERY_S = 1.0  # at most one rate_limited error per second
+HELLO_TIMEOUT_S = 10.0  # the first message must be a hello within this, else close 4000
+SLOW_CLIENT_S = 5.0  # a connection whose socket accepted nothing for this long is closed (4002)
+
+# -- close codes (docs/protocol.md, "Close codes") --------------------------------------------
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
+CLOSE_BAD_HELLO = 4000
+CLOSE_VERSION = 4001
+CLOSE_TOO_SLOW = 4002
+CLOSE_REPLACED = 4003
+CLOSE_FULL = 4004
+
+# -- error codes (docs/protocol.md, "error") --------------------------------------------------
+ERRORS = ("bad_frame", "unknown_type", "bad_field", "rate_limited", "bad_token", "not_expected",
+          "bad_target", "too_far", "busy")
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str, field: str | None = None, ref: str | None = None):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.field = field
+        self.ref = ref
+
+
+@dataclass(slots=True)
+class Hello:
+    version: int
+    name: str | None
+    token: str | None
+
+
+@dataclass(slots=True)
+class Input:
+    seq: int
+    dx: float
+    dy: float
+
+
+@dataclass(slots=True)
+class Ping:
+    id: int
+
+
+@dataclass(slots=True)
+class Chat:
+    text: str
+
+
+@dataclass(slots=True)
+class Talk:
+    npc: int  # entity id
+    text: str
+
+
+def clean_text(text: str) -> str:
+    """Drop control and format characters (newlines included) and trim."""
+    return "".join(ch for ch in text if unicodedata.category(ch)[0] != "C").strip()
+
+
+# Angle brackets open every control-token string of the chat formats we load (ChatML's "<|im_start|>",
+# SmolLM2's "<repo_name>", Llama's "<|begin_of_text|>", "<s>"). The dialogue tokenizes names as text anyway
+# (npc/dialogue/tokens.py); refusing them at hello also keeps them out of every NPC line and chat log.
+NAME_FORBIDDEN = "<>"
+
+
+def name_problem(name: str) -> str | None:
+    """Why a (cleaned) player name is refused, or None."""
+    if not 1 <= len(name) <= MAX_NAME:
+        return f"name must be 1..{MAX_NAME} characters"
+    bad = sorted({ch for ch in name if ch in NAME_FORBIDDEN})
+    if bad:
+        return "name may not hold " + " or ".join(repr(ch) for ch in bad) + " (they open a model's control tokens)"
+    return None
+
+
+def _field(msg: dict[str, Any], key: str, kind: str, ref: str, *, optional: bool = False) -> Any:
+    if key not in msg:
+        if optional:
+            return None
+        raise ProtocolError("bad_field", f"{ref}: missing field {key!r}", key, ref)
+    value = msg[key]
+    if optional and value is None:
+        return None
+    ok = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "num": isinstance(value, (int, float)) and not isinstance(value, bool),
+        "str": isinstance(value, str),
+    }[kind]
+    if not ok:
+        expected = {"int": "an integer", "num": "a number", "str": "a string"}[kind]
+        raise ProtocolError(
+            "bad_field", f"{ref}: field {key!r} is {type(value).__name__}, expected {expected}", key, ref
+        )
+    return value
+
+
+def _decode_hello(msg: dict[str, Any]) -> Hello:
+    version = _field(msg, "v", "int", "hello")
+    name = _field(msg, "name", "str", "hello", optional=True)
+    token = _field(msg, "token", "str", "hello", optional=True)
+    if token is not None and len(token) > MAX_TOKEN:
+        raise ProtocolError("bad_field", f"hello: token longer than {MAX_TOKEN} characters", "token", "hello")
+    return Hello(version, name, token)
+
+
+def _decode_input(msg: dict[str, Any]) -> Input:
+    seq = _field(msg, "seq", "int", "input")
+    if not 0 <= seq <= MAX_SEQ:
+        raise ProtocolError("bad_field", f"input: seq {seq} outside 0..2^32-1", "seq", "input")
+    out: list[float] = []
+    for key in ("dx", "dy"):
+        v = float(_field(msg, key, "num", "input"))
+        if not math.isfinite(v) or not -1.0 <= v <= 1.0:
+            raise ProtocolError("bad_field", f"input: {key} = {v} outside [-1, 1]", key, "input")
+        out.append(v)
+    return Input(seq, out[0], out[1])
+
+
+def _decode_ping(msg: dict[str, Any]) -> Ping:
+    pid = _field(msg, "id", "int", "ping")
+    if not -(2**63) <= pid < 2**63:
+        raise ProtocolError("bad_field", "ping: id outside 64-bit range", "id", "ping")
+    return Ping(pid)
+
+
+def _decode_chat(msg: dict[str, Any]) -> Chat:
+    text = clean_text(_field(msg, "text", "str", "chat"))
+    if not 1 <= len(text) <= MAX_CHAT:
+        raise ProtocolError(
+            "bad_field", f"chat: text must be 1..{MAX_CHAT} characters after trimming, got {len(text)}", "text", "chat"
+        )
+    return Chat(text)
+
+
+def _decode_talk(msg: dict[str, Any]) -> Talk:
+    npc = _field(msg, "npc", "int", "talk")
+    if not 0 <= npc < 2**32:
+        raise ProtocolError("bad_field", f"talk: npc {npc} outside 0..2^32-1", "npc", "talk")
+    text = clean_text(_field(msg, "text", "str", "talk"))
+    if not 1 <= len(text) <= MAX_TALK:
+        raise ProtocolError(
+            "bad_field", f"talk: text must be 1..{MAX_TALK} characters after trimming, got {len(text)}", "text", "talk")
+    return Talk(npc, text)
+
+
+_DECODERS: dict[str, Any] = {"hello": _decode_hello, "input": _decode_input, "ping": _decode_ping, "chat": _decode_chat, "talk": _decode_talk}
+
+
+def decode(frame: bytes | str) -> Hello | Input | Ping | Chat | Talk:
+    """One inbound frame to a typed message, or ProtocolError."""
+    if isinstance(frame, str):
+        raise ProtocolError("bad_frame", "text frames are not accepted; send binary msgpack")
+    try:
+        msg = msgpack.unpackb(frame, raw=False, strict_map_key=True)
+    except Exception:  # msgpack raises several types for garbage input
+        raise ProtocolError("bad_frame", "frame is not valid msgpack") from None
+    if not isinstance(msg, dict):
+        raise ProtocolError("bad_frame", f"message is a msgpack {type(msg).__name__}, expected a map")
+    kind = msg.get("t")
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_frame", "message has no string field 't'")
+    decoder = _DECODERS.get(kind)
+    if decoder is None:
+        raise ProtocolError("unknown_type", f"unknown message type {kind[:32]!r}", ref=kind[:32])
+    message: Hello | Input | Ping | Chat | Talk = decoder(msg)
+    return message
+
+
+_packb = msgpack.Packer(use_bin_type=True).pack
+
+
+def encode_error(err: ProtocolError) -> bytes:
+    msg = {"t": "error", "code": err.code, "message": err.message}
+    if err.field:
+        msg["field"] = err.field
+    if err.ref:
+        msg["ref"] = err.ref
+    return _packb(msg)
+
+
+def encode_pong(pid: int, tick: int) -> bytes:
+    return _packb({"t": "pong", "id": pid, "tick": tick})
+
+
+def encode(msg: dict[str, Any]) -> bytes:
+    return _packb(msg)
+
+
+def encode_entity_record(eid: int, kind: int, name: str, color: str, talks: bool) -> bytes:
+    return _packb([eid, kind, name, color, talks])
+
+
+def encode_chat_record(eid: int, name: str, text: str, tick: int) -> bytes:
+    return _packb([eid, name, text, tick])
+
+
+# -- update ---------------------------------------------------------------------------------
+
+def array_header(n: int) -> bytes:
+    """msgpack array header for n elements."""
+    if n < 16:
+        return bytes((0x90 | n,))
+    if n < 0x10000:
+        return b"\xdc" + n.to_bytes(2, "big")
+    return b"\xdd" + n.to_bytes(4, "big")
+
+
+K_TICK, K_ACK, K_CELLS, K_MOVES = _packb("tick"), _packb("ack"), _packb("cells"), _packb("moves")
+K_ENTER, K_LEAVE, K_CHAT = _packb("enter"), _packb("leave"), _packb("chat")
+UPDATE_PAIRS = 8  # t, tick, ack, cells, moves, enter, leave, chat
+# Every update starts with these bytes, then the tick (a msgpack int), K_ACK, the ack, K_CELLS.
+UPDATE_PREFIX = bytes((0x80 | UPDATE_PAIRS,)) + _packb("t") + _packb("update") + K_TICK
+EMPTY_CHAT_TAIL = K_CHAT + b"\x90"  # the last pair of an update whose chat is []
+
+# A move block's deltas: int8 per coordinate, in quantised units (1/quant world units). A
+# player at full speed moves speed * quant / tick_rate = 160 * 16 / 20 = 128 units a tick
+# along an axis: one more than int8 holds, so such moves (and any jump) travel as a fix.
+MOVE_MAX = 127
+MOVE_FIX = np.dtype([("i", "<u2"), ("x", "<u2"), ("y", "<u2")])  # an entity's absolute position
+
+
+def encode_cell_block(cell: int, ids_le_u32: bytes, pos_le_u16: bytes) -> bytes:
+    return _packb([cell, ids_le_u32, pos_le_u16])
+
+
+def encode_move_block(cell: int, d_i8: bytes, fix: bytes) -> bytes:
+    return _packb([cell, d_i8, fix])
+
+
+def move_block(cell: int, before: np.ndarray, now: np.ndarray) -> bytes:
+    """The move block taking a cell's quantised positions `before` (n, 2) to `now` (n, 2), same ids."""
+    d = now.astype(np.int32) - before
+    if not d.any():
+        return encode_move_block(cell, b"", b"")
+    far = np.flatnonzero((np.abs(d) > MOVE_MAX).any(axis=1))
+    fix = b""
+    if len(far):
+        rec = np.empty(len(far), MOVE_FIX)
+        rec["i"], rec["x"], rec["y"] = far, now[far, 0], now[far, 1]
+        fix = rec.tobytes()
+        d[far] = 0
+    return encode_move_block(cell, d.astype(np.int8).tobytes(), fix)
+
+
+def view_body(cells: bytes, moves: bytes, enter: list[bytes], leave: list[int], chat: list[bytes]) -> bytes:
+    """The pairs of an update after its ack: `cells` and `moves` are encoded msgpack arrays."""
+    return b"".join((K_CELLS, cells, K_MOVES, moves,
+                     K_ENTER, array_header(len(enter)), *enter,
+                     K_LEAVE, _packb(leave),
+                     K_CHAT, array_header(len(chat)), *chat))
+
+
+_tick_head: tuple[int | None, bytes] = (None, b"")   # the head up to "ack", for the last tick seen
+
+
+def update_head(tick: int, ack: int) -> bytes:
+    """The observer's own start of an 'update' (up to and with its ack); a view body follows it."""
+    global _tick_head
+    last, head = _tick_head
+    if last != tick or type(tick) is not int:
+        head = UPDATE_PREFIX + _packb(tick) + K_ACK
+        _tick_head = (tick, head)
+    return head + _packb(ack)
+
+
+def read_int(b: bytes, i: int) -> tuple[int | None, int]:
+    """A msgpack integer at b[i]: (value, index after it), or (None, i) if there is none."""
+    c = b[i]
+    if c < 0x80:
+        return c, i + 1
+    if c == 0xCD:
+        return (b[i + 1] << 8) | b[i + 2], i + 3
+    if c == 0xCE:
+        return int.from_bytes(b[i + 1:i + 5], "big"), i + 5
+    if c == 0xCC:
+        return b[i + 1], i + 2
+    if c >= 0xE0:
+        return c - 0x100, i + 1
+    if c == 0xCF:
+        return int.from_bytes(b[i + 1:i + 9], "big"), i + 9
+    if 0xD0 <= c <= 0xD3:
+        size = 1 << (c - 0xD0)
+        return int.from_bytes(b[i + 1:i + 1 + size], "big", signed=True), i + 1 + size
+    return None, i
+
+
+_PREFIX_LEN = len(UPDATE_PREFIX)
+
+
+def read_update_head(b: bytes, start: int, end: int) -> tuple[int, int] | None:
+    """(tick, ack) of an update message b[start:end] in the layout above, read without decoding
+    the rest (a bot needs no more), or None when it is laid out otherwise (then decode it in full)."""
+    if not b.startswith(UPDATE_PREFIX, start):
+        return None
+    try:
+        tick, i = read_int(b, start + _PREFIX_LEN)
+        if tick is None or not b.startswith(K_ACK, i):
+            return None
+        ack, i = read_int(b, i + len(K_ACK))
+        if ack is None or not b.startswith(K_CELLS, i) or i + len(K_CELLS) >= end:
+            return None
+    except IndexError:
+        return None
+    return tick, ack
+
+
+Cells = dict[int, tuple[np.ndarray, np.ndarray]]   # cell -> (ids (n,) uint32, positions (n, 2) uint16, quantised)
+
+
+def apply_cells(held: Cells, cells: list[list[Any]], moves: list[list[Any]]) -> Cells:
+    """What a client sees after an update: every visible non-empty cell, from its `cells` (whole)
+    and `moves` (applied to the same cell in `held`, what the previous update left). Cells in
+    neither are no longer visible (or empty) and are dropped. Positions stay quantised."""
+    out: Cells = {}
+    for cell, ids, pos in cells:
+        out[cell] = (np.frombuffer(ids, "<u4"), np.frombuffer(pos, "<u2").reshape(-1, 2))
+    for cell, d, fix in moves:
+        ids, pos = held[cell]
+        if d:
+            pos = (pos.astype(np.int32) + np.frombuffer(d, np.int8).reshape(-1, 2)).astype(np.uint16)
+        if fix:
+            f = np.frombuffer(fix, MOVE_FIX)
+            pos = pos.copy()
+            pos[f["i"], 0], pos[f["i"], 1] = f["x"], f["y"]
+        out[cell] = (ids, pos)
+    return out
