@@ -4,7 +4,7 @@
 
 import { Session } from "./net.js";
 import { loadMap } from "./map.js";
-import { decodeCells, SnapshotBuffer, TickClock } from "./snapshot.js";
+import { applyCells, positionsOf, SnapshotBuffer, TickClock } from "./snapshot.js";
 import { Predictor, normalise } from "./predict.js";
 import { drawFrame, resizeCanvas } from "./render.js";
 import { Hud } from "./hud.js";
@@ -41,6 +41,7 @@ const game = {
   held: new Set(), // movement key codes held down
   bubbles: new Map(), // id -> [{text, until}]
   positions: new Map(), // id -> {x, y}: the newest update's positions (who is near, for talk)
+  cells: new Map(), // cell -> {ids, pos}: what the updates so far left (deltas apply to it)
   clientTickAt: 0, // performance.now() of the last client tick
   errors: 0,
 };
@@ -99,6 +100,7 @@ async function onWelcome(msg) {
   // A new connection: view, seq and ack start over (the first update enters everything).
   game.records.clear();
   game.snapshots.clear();
+  game.cells = new Map();
   game.clock = new TickClock(msg.tick_rate);
   game.lastTick = -1;
   game.updates = 0;
@@ -129,7 +131,9 @@ function onUpdate(msg) {
   }
   // talks: an NPC that answers a line said to it (a 5th field; absent from older servers: false)
   for (const [id, kind, name, color, talks] of msg.enter) game.records.set(id, { id, kind, name, color, talks: !!talks });
-  const positions = decodeCells(msg.cells, game.welcome.quant);
+  // every update is applied to the cells the last one left (a keyframe replaces them all)
+  game.cells = applyCells(game.cells, msg.cells, msg.moves ?? []);
+  const positions = positionsOf(game.cells, game.welcome.quant);
   game.positions = positions;
   game.snapshots.push(msg.tick, positions);
   game.clock.observe(msg.tick, now);

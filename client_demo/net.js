@@ -13,6 +13,7 @@ const plain = new Encoder();
 // 1.0, as the protocol types it), and BigInt values travel as ints (seq).
 const floaty = new Encoder({ forceIntegerToFloat: true, useBigInt64: true });
 
+const PROTOCOL_VERSION = 2; // docs/protocol.md: updates carry whole cells and moves (deltas)
 const BACKOFF_FIRST_MS = 500; // first reconnect delay
 const BACKOFF_MAX_MS = 10_000; // delays double up to this
 const PING_EVERY_MS = 1000;
@@ -58,7 +59,7 @@ export class Session {
     const ws = new WebSocket(this.url);
     ws.binaryType = "arraybuffer";
     this.ws = ws;
-    ws.onopen = () => this.sendRaw(plain.encode({ t: "hello", v: 1, ...this.hello() }));
+    ws.onopen = () => this.sendRaw(plain.encode({ t: "hello", v: PROTOCOL_VERSION, ...this.hello() }));
     ws.onmessage = (ev) => this.receive(ev.data);
     ws.onclose = (ev) => this.closed(ws, ev.code, ev.reason);
     // onerror is always followed by onclose, which does the work.

@@ -1,28 +1,63 @@
-// snapshot.js — turning `update` messages into positions, and interpolating
+// snapshot.js — turning `update` messages (whole cells and deltas) into positions, and interpolating
 // other entities between two buffered snapshots ~2 ticks in the past.
 
 const INTERP_DELAY_TICKS = 2; // render others this many ticks behind the server (100 ms at 20 Hz)
 const KEEP_SNAPSHOTS = 40; // ~2 s at 20 Hz; older ones are never needed
 
+/** A msgpack bin as a DataView (msgpack hands out Uint8Array views into its own buffer: honour byteOffset). */
+function view(bin) {
+  return new DataView(bin.buffer, bin.byteOffset, bin.byteLength);
+}
+
 /**
- * Positions of every entity in an update's cell blocks.
+ * The cells you see after an update (docs/protocol.md, "update"), from what the previous
+ * update left (`held`) and this update's `cells` (whole blocks) and `moves` (deltas).
  * A cell block is [cell, ids, pos]: ids = n uint32 LE, pos = 2n uint16 LE (x, y
- * interleaved), each round(coordinate * quant).
+ * interleaved), each round(coordinate * quant). A move block is [cell, d, fix]: d = 2n int8
+ * (dx, dy per entity of that cell in `held`, same order; empty: nobody moved), then fix =
+ * records of 3 uint16 LE (index, x, y) setting those entities' positions outright.
+ * Cells in neither list are no longer in view (or empty): dropped.
+ * @returns {Map<number, {ids: Uint32Array, pos: Uint16Array}>} cell -> quantised positions
+ */
+export function applyCells(held, cells, moves) {
+  const out = new Map();
+  for (const [cell, ids, pos] of cells) {
+    const idView = view(ids);
+    const posView = view(pos);
+    const n = Math.min(ids.byteLength >> 2, pos.byteLength >> 2);
+    const block = { ids: new Uint32Array(n), pos: new Uint16Array(2 * n) };
+    for (let i = 0; i < n; i++) {
+      block.ids[i] = idView.getUint32(i * 4, true);
+      block.pos[2 * i] = posView.getUint16(i * 4, true);
+      block.pos[2 * i + 1] = posView.getUint16(i * 4 + 2, true);
+    }
+    out.set(cell, block);
+  }
+  for (const [cell, d, fix] of moves) {
+    const before = held.get(cell);
+    if (!before) throw new Error(`a move for cell ${cell}, which the previous update did not have`);
+    const pos = Uint16Array.from(before.pos);
+    const dView = view(d);
+    for (let k = 0; k < Math.min(d.byteLength, pos.length); k++) pos[k] += dView.getInt8(k);
+    const fixView = view(fix);
+    for (let k = 0; k + 6 <= fix.byteLength; k += 6) {
+      const i = fixView.getUint16(k, true);
+      pos[2 * i] = fixView.getUint16(k + 2, true);
+      pos[2 * i + 1] = fixView.getUint16(k + 4, true);
+    }
+    out.set(cell, { ids: before.ids, pos });
+  }
+  return out;
+}
+
+/**
+ * Positions of every entity in the cells held (applyCells), in world units.
  * @returns {Map<number, {x: number, y: number}>} id -> world units
  */
-export function decodeCells(cells, quant) {
+export function positionsOf(held, quant) {
   const out = new Map();
-  for (const [, ids, pos] of cells) {
-    // msgpack hands out Uint8Array views into its own buffer: honour byteOffset.
-    const idView = new DataView(ids.buffer, ids.byteOffset, ids.byteLength);
-    const posView = new DataView(pos.buffer, pos.byteOffset, pos.byteLength);
-    const n = Math.min(ids.byteLength >> 2, pos.byteLength >> 2);
-    for (let i = 0; i < n; i++) {
-      const id = idView.getUint32(i * 4, true);
-      const x = posView.getUint16(i * 4, true) / quant;
-      const y = posView.getUint16(i * 4 + 2, true) / quant;
-      out.set(id, { x, y });
-    }
+  for (const { ids, pos } of held.values()) {
+    for (let i = 0; i < ids.length; i++) out.set(ids[i], { x: pos[2 * i] / quant, y: pos[2 * i + 1] / quant });
   }
   return out;
 }

@@ -41,7 +41,7 @@ class Outbox:
         self.metrics = metrics
         self.on_update = on_update  # called when an update is queued and none was pending
         self.deltas = True  # send deltas where they apply (False: a version-1 session, keyframes only)
-        self.sent = -1  # the build of the last update taken for sending; -1: none
+        self.sent: int | None = None  # the build of the last update taken for sending; None: none yet
 
     def push(self, data: bytes) -> bool:
         """Queue a control message; False when the queue is full and it was dropped."""

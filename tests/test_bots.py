@@ -17,6 +17,7 @@ import msgpack
 import pytest
 
 from conftest import ROOT, start_server
+from world import protocol
 
 BOTS = [sys.executable, "-m", "server.cli", "bots"]
 CHROMIUM = os.environ.get("NPCWORLD_CHROMIUM", "/usr/bin/chromium")
@@ -267,7 +268,7 @@ async def test_the_bot_speaks_rfc6455_frames_fragments_pings_and_close_codes():
         bot = await _bot_against(handler)
     finally:
         Bot._welcome = orig_welcome
-    assert seen["hello"] == {"t": "hello", "v": 1, "name": "bot 0"}
+    assert seen["hello"] == {"t": "hello", "v": protocol.VERSION, "name": "bot 0"}
     assert seen["headers"]["User-Agent"] == "npcworld-bots" and "Sec-WebSocket-Extensions" not in seen["headers"]
     assert seen["client"][0]["t"] == "ping" and seen["client"][1] == {"t": "input", "seq": 1, "dx": 1.0, "dy": 0.0}
     assert seen["pong"]

@@ -50,3 +50,29 @@ async def test_pieces_are_the_same_messages_with_the_cells_body_shared_not_copie
     assert [b"".join(p) for p in pieces] == whole
     assert pieces[-1][1] is shared.body  # the very bytes every observer of the cell gets
     assert boxes[1].take_pieces() == [] and not boxes[1].ready.is_set()
+
+
+def delta_view(build, tag):
+    """A view of `build` with both forms: whole cells [[tag]], and moves [[tag, b"d", b""]] against build - 1."""
+    v = view([[tag]])
+    v.build, v.moves = build, (msgpack.packb([]), msgpack.packb([[tag, b"d", b""]]))
+    return v
+
+
+async def test_deltas_go_out_only_against_the_update_sent_before():
+    box = Outbox(Metrics())
+    forms = []
+    for tick, build, push_twice in ((1, 0, False), (2, 1, False), (4, 3, False), (6, 5, True), (7, 6, False)):
+        if push_twice:   # coalesced: build 4 is replaced by 5 before it is sent
+            box.push_update(tick - 1, 0, delta_view(build - 1, "b"))
+        box.push_update(tick, 0, delta_view(build, "b"))
+        update = msgpack.unpackb(box.take()[0])
+        forms.append("moves" if update["moves"] else "whole")
+    # the first: nothing sent before; 2 follows 1; 3 never came (a gap); 5 was merged with 4; 6 follows 5
+    assert forms == ["whole", "moves", "whole", "whole", "moves"]
+    v1 = Outbox(Metrics())
+    v1.deltas = False   # a version-1 session: keyframes only
+    for build in range(3):
+        v1.push_update(build + 1, 0, delta_view(build, "b"))
+        update = msgpack.unpackb(b"".join(v1.take_pieces()[0]))
+        assert update["moves"] == [] and update["cells"] == [["b"]]

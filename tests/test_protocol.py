@@ -1,6 +1,7 @@
 """The codec and limits, by plain function calls."""
 
 import msgpack
+import numpy as np
 import pytest
 
 from server import tokens
@@ -73,3 +74,37 @@ def test_error_encoding_round_trips():
     err = ProtocolError("bad_field", "input: dx", "dx", "input")
     assert msgpack.unpackb(protocol.encode_error(err)) == {
         "t": "error", "code": "bad_field", "message": "input: dx", "field": "dx", "ref": "input"}
+
+
+@pytest.mark.parametrize("tick", [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**40])
+@pytest.mark.parametrize("ack", [-1, 0, 127, 128, 65536, 2**32 - 1])
+def test_the_bots_update_head_reader_reads_what_the_encoder_writes(tick, ack):
+    # the contract between the server's encoder and the bots' reader: (tick, ack) from the head
+    # alone, for keyframes and deltas, with and without chat; the fast path's tail test agrees
+    from bots import bot
+    from world.snapshot import View, encode_update
+
+    cells = msgpack.packb([[3, b"\x01\x00\x00\x00", b"\x10\x00\x20\x00"]])
+    moves = (msgpack.packb([]), msgpack.packb([[3, b"\x01\xff", b""]]))
+    for chat in ([], [msgpack.packb([1, "ada", "hi", tick])]):
+        v = View.make(cells, [], [], [], chat, build=5, moves=moves)
+        for sent in (None, 4):
+            data = b"\x00\x00" + encode_update(tick, ack, v, sent) + b"\x00"
+            assert bot.read_update_head(data, 2, len(data) - 1) == (tick, ack)
+            msg = msgpack.unpackb(data[2:-1])
+            assert (msg["tick"], msg["ack"]) == (tick, ack)
+            assert bool(msg["moves"]) == (sent == 4)
+            assert data[2:-1].endswith(bot.EMPTY_CHAT_TAIL) == (not chat)
+    assert bot.read_update_head(msgpack.packb({"t": "update", "tick": tick, "ack": ack}), 0, 30) is None
+
+
+def test_move_blocks_carry_small_moves_as_int8_and_the_rest_as_fixes():
+    before = np.array([[100, 100], [200, 200], [300, 300], [400, 400]], np.uint16)
+    now = np.array([[100, 100], [327, 73], [428, 300], [400, 65535]], np.uint16)
+    cell, d, fix = msgpack.unpackb(protocol.move_block(9, before, now))
+    assert cell == 9
+    assert np.frombuffer(d, np.int8).reshape(-1, 2).tolist() == [[0, 0], [127, -127], [0, 0], [0, 0]]
+    assert np.frombuffer(fix, protocol.MOVE_FIX).tolist() == [(2, 428, 300), (3, 400, 65535)]
+    held = {9: (np.arange(4, dtype=np.uint32), before)}
+    assert protocol.apply_cells(held, [], [[cell, d, fix]])[9][1].tolist() == now.tolist()
+    assert msgpack.unpackb(protocol.move_block(9, before, before)) == [9, b"", b""]   # nobody moved

@@ -13,6 +13,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from world.protocol import VERSION, VERSIONS
 from wsclient import Player
 
 
@@ -45,7 +46,7 @@ def crowded(request):
 async def test_two_players_join_move_and_see_each_other_and_npcs(crowded):
     a = await Player.join(crowded.ws_url, "ada")
     b = await Player.join(crowded.ws_url, "bob")
-    assert a.id != b.id and a.welcome["v"] == 1 and a.welcome["tick_rate"] == 20
+    assert a.id != b.id and a.welcome["v"] == VERSION and a.welcome["tick_rate"] == 20
     await a.until(lambda p, m: b.id in p.known and b.id in p.positions, what="ada sees bob")
     await b.until(lambda p, m: a.id in p.known, what="bob sees ada")
     assert a.known[b.id][1:3] == [0, "bob"]
@@ -59,6 +60,36 @@ async def test_two_players_join_move_and_see_each_other_and_npcs(crowded):
     await a.move(0.0, 0.0)
     await a.close()
     await b.close()
+
+
+async def test_deltas_decode_to_what_a_keyframe_client_sees(crowded):
+    # A version-1 session gets every update whole; a version-2 one gets moves against the update
+    # before. Both at the plaza, moving: at every tick both hold, what both see is in the same place.
+    old = await Player.join(crowded.ws_url, "old", version=1)
+    new = await Player.join(crowded.ws_url, "new")
+    assert (old.welcome["v"], new.welcome["v"]) == (1, 2)
+    await old.move(0.7, 0.3)
+    await new.move(-0.6, 0.4)
+
+    async def watch(p, n=60):
+        seen = {}
+        for _ in range(n):
+            msg = await p.until(lambda p, m: m["t"] == "update", what="an update")
+            seen[msg["tick"]] = dict(p.positions)
+        return seen
+
+    a, b = await asyncio.gather(watch(old), watch(new))
+    both = sorted(set(a) & set(b))
+    assert len(both) > 20
+    compared = 0
+    for tick in both:
+        common = set(a[tick]) & set(b[tick])
+        assert {e: a[tick][e] for e in common} == {e: b[tick][e] for e in common}, tick
+        compared += len(common)
+    assert compared > 20 * 50       # the plaza's crowd, not just the two of them
+    assert old.keyframes == old.updates and new.keyframes < new.updates / 2
+    await old.close()
+    await new.close()
 
 
 async def test_a_player_cannot_move_another(crowded):
@@ -227,7 +258,7 @@ async def test_handshake_rules(crowded):
     await ws.send(b"\x00garbage")
     assert await close_code(ws) == 4000
     ws = await websockets.connect(crowded.ws_url)
-    await ws.send(msgpack.packb({"t": "hello", "v": 2}))
+    await ws.send(msgpack.packb({"t": "hello", "v": max(VERSIONS) + 1}))
     assert await close_code(ws) == 4001
     # the fatal hello faults (docs/protocol.md): a field of the wrong type or a missing v: an error, then 4000
     for bad in ({"t": "hello"}, {"t": "hello", "v": "1"}, {"t": "hello", "v": 1, "name": 7},

@@ -6,8 +6,9 @@ import asyncio
 import itertools
 
 import msgpack
-import numpy as np
 import websockets
+
+from world.protocol import VERSION, apply_cells
 
 
 class Player:
@@ -20,6 +21,8 @@ class Player:
         self.quant = welcome["quant"]
         self.known: dict[int, list] = {}  # id -> entity record, from enter/leave
         self.positions: dict[int, tuple[float, float]] = {}
+        self.cells: dict = {}  # cell -> (ids, quantised positions): what the updates so far left
+        self.keyframes = 0  # updates without moves (standing alone)
         self.chat: list[list] = []
         self.errors: list[dict] = []
         self.pongs: list[dict] = []
@@ -31,9 +34,10 @@ class Player:
         self.seq = itertools.count(1)
 
     @classmethod
-    async def join(cls, url: str, name: str | None = None, token: str | None = None, **kw) -> "Player":
+    async def join(cls, url: str, name: str | None = None, token: str | None = None, version: int = VERSION,
+                   **kw) -> "Player":
         ws = await websockets.connect(url, max_size=None, **kw)
-        hello = {"t": "hello", "v": 1}
+        hello = {"t": "hello", "v": version}
         if name:
             hello["name"] = name
         if token:
@@ -69,11 +73,12 @@ class Player:
                 self.positions.pop(eid, None)
             for rec in msg["enter"]:
                 self.known[rec[0]] = rec
+            moves = msg.get("moves", [])   # a version-1 session has none
+            self.keyframes += not moves
+            self.cells = apply_cells(self.cells, msg["cells"], moves)
             self.positions = {}
-            for _cell, ids, pos in msg["cells"]:
-                ids = np.frombuffer(ids, "<u4")
-                xy = np.frombuffer(pos, "<u2").reshape(-1, 2) / self.quant
-                for eid, (x, y) in zip(ids.tolist(), xy.tolist()):
+            for ids, pos in self.cells.values():
+                for eid, (x, y) in zip(ids.tolist(), (pos / self.quant).tolist()):
                     self.positions[eid] = (x, y)
             self.chat.extend(msg["chat"])
         elif kind == "error":

@@ -33,7 +33,7 @@ class View:
     enter_ids: list[int]
     leave: list[int]
     chat: list[bytes]       # msgpack chat records
-    build: int = -1         # the build this View comes from
+    build: int = -1         # the build this View comes from (0, 1, ... in a World)
     # the delta form, against build - 1: msgpack arrays `cells` (the cells whose entities are not
     # those of that build, whole) and `moves` (the others' move blocks); None: no delta form
     moves: tuple[bytes, bytes] | None = None
@@ -50,9 +50,9 @@ class View:
         """The keyframe body (stands alone): pairs cells, moves (empty), enter, leave, chat."""
         return self._body(False)
 
-    def body_after(self, sent: int) -> bytes:
-        """The body for a connection whose last update sent was of build `sent` (-1: none)."""
-        return self._body(self.moves is not None and sent == self.build - 1)
+    def body_after(self, sent: int | None) -> bytes:
+        """The body for a connection whose last update sent was of build `sent` (None: none yet)."""
+        return self._body(self.moves is not None and sent is not None and sent == self.build - 1)
 
     def _body(self, delta: bool) -> bytes:
         b = self._bodies.get(delta)
@@ -66,9 +66,9 @@ class View:
         return b
 
 
-def encode_update(tick: int, ack: int, view: View, sent: int = -1) -> bytes:
+def encode_update(tick: int, ack: int, view: View, sent: int | None = None) -> bytes:
     """The complete 'update' message {t, tick, ack, cells, moves, enter, leave, chat}, for a
-    connection whose last update sent was of build `sent` (-1: a keyframe)."""
+    connection whose last update sent was of build `sent` (None: a keyframe)."""
     return update_head(tick, ack) + view.body_after(sent)
 
 

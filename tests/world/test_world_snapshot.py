@@ -117,7 +117,7 @@ def test_deltas_applied_in_turn_give_the_keyframe_of_every_tick():
         w.step(0.05)
         views = w.build_views()
         for p, v in views.items():
-            msg = msgpack.unpackb(encode_update(w.tick, -1, v, sent.get(p, -1)))
+            msg = msgpack.unpackb(encode_update(w.tick, -1, v, sent.get(p)))
             kinds["whole"] += len(msg["cells"])
             kinds["moves"] += sum(1 for _c, d, _f in msg["moves"] if d)
             kinds["fix"] += sum(1 for _c, _d, f in msg["moves"] if f)
@@ -141,6 +141,6 @@ def test_a_view_sent_after_a_gap_is_a_keyframe():
     assert second.body_after(first.build) != second.body    # deltas against the build sent
     assert msgpack.unpackb(b"\x85" + second.body_after(first.build))["moves"]
     assert third.body_after(first.build) == third.body      # second never sent: keyframe
-    assert first.body_after(-1) == first.body               # nothing sent yet: keyframe
+    assert first.body_after(None) == first.body             # nothing sent yet: keyframe
     merged = merge_views(second, third)
     assert merged.body_after(first.build) == merged.body    # a merge is never sent as deltas

@@ -1,0 +1,91 @@
+"""The browser client's update decoder (client_demo/snapshot.js: applyCells, positionsOf), run by
+Node on updates the server's encoder wrote: every update of a world whose players run, turn, cross
+cells and join late, whole cells and deltas (int8 moves and fixes) alike. What the JavaScript holds
+after each update must be what the keyframe of that tick says, position for position."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+
+import msgpack
+import numpy as np
+import pytest
+
+from world.protocol import apply_cells
+from world.sim import NPC, PLAYER, World, WorldConfig
+from world.snapshot import encode_update
+from world.tilemap import load_map
+
+from conftest import ROOT
+
+CLIENT_DIR = os.path.join(os.path.dirname(__file__), "..", "client_demo")
+MSGPACK_ESM = os.path.join(CLIENT_DIR, "node_modules", "@msgpack", "msgpack", "dist.esm", "index.mjs")
+
+pytestmark = [
+    pytest.mark.skipif(not shutil.which("node"), reason="no node"),
+    pytest.mark.skipif(not os.path.isfile(MSGPACK_ESM),
+                       reason="client_demo/node_modules missing: run `npm install` in client_demo/"),
+]
+
+# Reads length-prefixed update frames on stdin; prints, per update, the positions it holds (quantised).
+SCRIPT = """
+import { decode } from %(msgpack)s;
+import { applyCells, positionsOf } from %(snapshot)s;
+const chunks = [];
+for await (const c of process.stdin) chunks.push(c);
+const all = Buffer.concat(chunks);
+let held = new Map(), at = 0;
+const out = [];
+while (at < all.length) {
+  const n = all.readUInt32LE(at);
+  const msg = decode(all.subarray(at + 4, at + 4 + n));
+  at += 4 + n;
+  held = applyCells(held, msg.cells, msg.moves);
+  out.push(Object.fromEntries([...positionsOf(held, 1)].map(([id, p]) => [id, [p.x, p.y]])));
+}
+console.log(JSON.stringify(out));
+"""
+
+
+def test_the_browser_client_holds_what_every_keyframe_says():
+    w = World(load_map(ROOT / "assets" / "maps" / "default.tmj"), WorldConfig(seed=8, player_speed=400.0))
+    rng = np.random.default_rng(8)
+    players = [w.spawn(PLAYER, f"p{i}", "#d08040") for i in range(3)]
+    for _ in range(30):
+        w.spawn(NPC, "n", "#40d080")
+    me = players[0]
+    w.add_observer(me)
+    frames, expected, sent, held, forms = [], [], None, {}, set()
+    for step in range(100):
+        if step == 50:
+            w.add_observer(me)      # re-added (as after a resume): a keyframe again
+            sent = None
+        for p in players:
+            if rng.random() < 0.2:
+                w.set_direction(p, *rng.uniform(-1, 1, 2))
+        w.step(0.05)
+        v = w.build_views()[me]
+        data = encode_update(w.tick, -1, v, sent)
+        sent = v.build
+        msg = msgpack.unpackb(data)
+        forms |= {"whole"} if msg["cells"] else set()
+        forms |= {"moves"} if any(d for _c, d, _f in msg["moves"]) else set()
+        forms |= {"fix"} if any(f for _c, _d, f in msg["moves"]) else set()
+        held = apply_cells(held, msg["cells"], msg["moves"])
+        key = apply_cells({}, msgpack.unpackb(encode_update(w.tick, -1, v))["cells"], [])
+        expected.append({str(i): [float(x), float(y)] for ids, pos in key.values()
+                         for i, (x, y) in zip(ids.tolist(), pos.tolist())})
+        frames.append(len(data).to_bytes(4, "little") + data)
+    assert forms == {"whole", "moves", "fix"}
+    script = SCRIPT % {"msgpack": json.dumps("file://" + os.path.abspath(MSGPACK_ESM)),
+                       "snapshot": json.dumps("file://" + os.path.abspath(os.path.join(CLIENT_DIR, "snapshot.js")))}
+    out = subprocess.run(["node", "--input-type=module", "-e", script], input=b"".join(frames),
+                         capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stderr.decode()
+    got = json.loads(out.stdout)
+    assert len(got) == len(expected)
+    for i, (g, e) in enumerate(zip(got, expected)):
+        assert g == e, f"update {i}"
