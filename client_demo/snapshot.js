@@ -13,9 +13,11 @@ function view(bin) {
  * The cells you see after an update (docs/protocol.md, "update"), from what the previous
  * update left (`held`) and this update's `cells` (whole blocks) and `moves` (deltas).
  * A cell block is [cell, ids, pos]: ids = n uint32 LE, pos = 2n uint16 LE (x, y
- * interleaved), each round(coordinate * quant). A move block is [cell, d, fix]: d = 2n int8
- * (dx, dy per entity of that cell in `held`, same order; empty: nobody moved), then fix =
- * records of 3 uint16 LE (index, x, y) setting those entities' positions outright.
+ * interleaved), each round(coordinate * quant). A move block is [cell, d, fix] or
+ * [cell, d, fix, gone, ids, pos]: d = 2n int8 (dx, dy per entity of that cell in `held`, same
+ * order; empty: nobody moved), fix = records of 3 uint16 LE (index, x, y) setting those
+ * entities' positions outright; then the entities at indices `gone` (uint16 LE) leave the cell
+ * and those of `ids`/`pos` (as in a cell block) join it, and the cell is back in id order.
  * Cells in neither list are no longer in view (or empty): dropped.
  * @returns {Map<number, {ids: Uint32Array, pos: Uint16Array}>} cell -> quantised positions
  */
@@ -33,7 +35,7 @@ export function applyCells(held, cells, moves) {
     }
     out.set(cell, block);
   }
-  for (const [cell, d, fix] of moves) {
+  for (const [cell, d, fix, gone, newIds, newPos] of moves) {
     const before = held.get(cell);
     if (!before) throw new Error(`a move for cell ${cell}, which the previous update did not have`);
     const pos = Uint16Array.from(before.pos);
@@ -45,9 +47,31 @@ export function applyCells(held, cells, moves) {
       pos[2 * i] = fixView.getUint16(k + 2, true);
       pos[2 * i + 1] = fixView.getUint16(k + 4, true);
     }
-    out.set(cell, { ids: before.ids, pos });
+    out.set(cell, gone === undefined ? { ids: before.ids, pos } : regroup(before.ids, pos, gone, newIds, newPos));
   }
   return out;
+}
+
+/** A cell's entities less those at indices `gone`, plus those of `newIds`/`newPos`, in id order. */
+function regroup(ids, pos, gone, newIds, newPos) {
+  const goneView = view(gone);
+  const left = new Set();
+  for (let k = 0; k + 2 <= gone.byteLength; k += 2) left.add(goneView.getUint16(k, true));
+  const all = [];
+  for (let i = 0; i < ids.length; i++) if (!left.has(i)) all.push([ids[i], pos[2 * i], pos[2 * i + 1]]);
+  const idView = view(newIds);
+  const posView = view(newPos);
+  for (let i = 0; i < newIds.byteLength >> 2; i++) {
+    all.push([idView.getUint32(i * 4, true), posView.getUint16(i * 4, true), posView.getUint16(i * 4 + 2, true)]);
+  }
+  all.sort((a, b) => a[0] - b[0]);
+  const block = { ids: new Uint32Array(all.length), pos: new Uint16Array(2 * all.length) };
+  all.forEach(([id, x, y], i) => {
+    block.ids[i] = id;
+    block.pos[2 * i] = x;
+    block.pos[2 * i + 1] = y;
+  });
+  return block;
 }
 
 /**

@@ -72,14 +72,15 @@ def test_the_browser_client_holds_what_every_keyframe_says():
         sent = v.build
         msg = msgpack.unpackb(data)
         forms |= {"whole"} if msg["cells"] else set()
-        forms |= {"moves"} if any(d for _c, d, _f in msg["moves"]) else set()
-        forms |= {"fix"} if any(f for _c, _d, f in msg["moves"]) else set()
+        forms |= {"moves"} if any(b[1] for b in msg["moves"]) else set()
+        forms |= {"fix"} if any(b[2] for b in msg["moves"]) else set()
+        forms |= {"regroup"} if any(len(b) > 3 for b in msg["moves"]) else set()
         held = apply_cells(held, msg["cells"], msg["moves"])
         key = apply_cells({}, msgpack.unpackb(encode_update(w.tick, -1, v))["cells"], [])
         expected.append({str(i): [float(x), float(y)] for ids, pos in key.values()
                          for i, (x, y) in zip(ids.tolist(), pos.tolist())})
         frames.append(len(data).to_bytes(4, "little") + data)
-    assert forms == {"whole", "moves", "fix"}
+    assert forms == {"whole", "moves", "fix", "regroup"}
     script = SCRIPT % {"msgpack": json.dumps("file://" + os.path.abspath(MSGPACK_ESM)),
                        "snapshot": json.dumps("file://" + os.path.abspath(os.path.join(CLIENT_DIR, "snapshot.js")))}
     out = subprocess.run(["node", "--input-type=module", "-e", script], input=b"".join(frames),

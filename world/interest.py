@@ -20,12 +20,13 @@ Invariant (what makes 3 correct): after a client applies the View it got at
 the last build, it knows exactly the view set of its cell at that build; the
 `prev_cell` column and `_last` (a _Groups) hold that build's cells and groups.
 
-Deltas: `_held` keeps, per non-empty cell, the ids and quantised positions its
-block had at the last build, which is what a client that received that build's
-View holds for each cell it saw. A cell whose ids (same ones, same order) are
-those of the last build gets a move block (encoded once, shared like the
-blocks); any other cell it sees travels whole. Each View carries both forms;
-the connection picks (world/snapshot.py).
+Deltas: `_held` keeps, per non-empty cell, the ids (ascending: entities are
+grouped by cell, then id) and quantised positions its block had at the last
+build, which is what a client that received that build's View holds for each
+cell it saw. A cell non-empty then and now gets a move block (encoded once,
+shared like the blocks); a cell the observer did not see then, or that was
+empty, travels whole. Each View carries both forms; the connection picks
+(world/snapshot.py).
 """
 
 from __future__ import annotations
@@ -105,8 +106,9 @@ class Interest:
         self._gone: list[tuple[int, int]] = []   # (id, cell at last build) removed since
         self._last: _Groups | None = None     # the groups of the last build
         self._build = -1                      # builds so far, less one: the number of the last
-        # cell -> (ids bin, quantised positions (n, 2) uint16) of its block at the last build
-        self._held: dict[int, tuple[bytes, np.ndarray]] = {}
+        # cell -> (ids bin, ids (n,) uint32 ascending, quantised positions (n, 2) uint16) of its block
+        # at the last build
+        self._held: dict[int, tuple[bytes, np.ndarray, np.ndarray]] = {}
 
     # -- observers ----------------------------------------------------------
 
@@ -158,22 +160,23 @@ class Interest:
         self._build += 1
         build = self._build
         now = _Groups(grid, table, slots, cells, prev_cells)
-        ids_bin = now.ids.astype("<u4").tobytes()
+        ids_u4 = now.ids.astype("<u4")
+        ids_bin = ids_u4.tobytes()
         q = np.clip(np.rint(table.pos[now.slots] * self.quant), 0, 0xFFFF).astype("<u2")
         pos_bin = q.tobytes()
         blocks: dict[int, bytes] = {}
         move_blocks: dict[int, bytes] = {}      # cell -> its move block from the last build's
-        held: dict[int, tuple[bytes, np.ndarray]] = {}
+        held: dict[int, tuple[bytes, np.ndarray, np.ndarray]] = {}
         was_held = self._held
         start = now.start
         for c in np.flatnonzero(np.diff(start)).tolist():
             s, e = start[c], start[c + 1]
             ids_c = ids_bin[4 * s: 4 * e]
             blocks[c] = encode_cell_block(c, ids_c, pos_bin[4 * s: 4 * e])
-            held[c] = (ids_c, q[s:e])
+            held[c] = (ids_c, ids_u4[s:e], q[s:e])
             before = was_held.get(c)
-            if before is not None and before[0] == ids_c:
-                move_blocks[c] = move_block(c, before[1], q[s:e])
+            if before is not None:
+                move_blocks[c] = move_block(c, before[1], before[2], ids_u4[s:e], q[s:e])
         self._held = held
 
         cell_of_slot = np.full(table.capacity, -1, dtype=np.int64)
@@ -294,7 +297,8 @@ class _Groups:
 
     def __init__(self, grid: Grid, table: EntityTable, slots: np.ndarray,
                  cells: np.ndarray, prev_cells: np.ndarray):
-        order = np.argsort(cells, kind="stable")
+        # by cell, then by id (a cell's entities travel in ascending id order: world/protocol.py)
+        order = np.lexsort((table.id[slots], cells))
         self.grid = grid
         self.slots = slots[order]
         self.ids = table.id[self.slots]

@@ -12,6 +12,9 @@ gateway answers it and the tick never sees bad data. Pure functions; no sockets,
   cell block    [cell, ids: bin of uint32 LE, pos: bin of uint16 LE x0,y0,x1,y1...]
   move block    [cell, d: bin of int8 dx0,dy0,dx1,dy1... (or empty: nobody moved),
                  fix: bin of MOVE_FIX records (index u16, x u16, y u16) LE]
+                or, when entities left or came into the cell, those three and
+                [..., gone: bin of uint16 LE indices, ids: bin of uint32 LE, pos: bin of uint16 LE]
+  A cell's entities are in ascending id order, in whole blocks and after every move block.
   entity record [id, kind, name, color, talks]
   chat record   [from, name, text, tick]
 """
@@ -268,23 +271,36 @@ def encode_cell_block(cell: int, ids_le_u32: bytes, pos_le_u16: bytes) -> bytes:
     return _packb([cell, ids_le_u32, pos_le_u16])
 
 
-def encode_move_block(cell: int, d_i8: bytes, fix: bytes) -> bytes:
-    return _packb([cell, d_i8, fix])
-
-
-def move_block(cell: int, before: np.ndarray, now: np.ndarray) -> bytes:
-    """The move block taking a cell's quantised positions `before` (n, 2) to `now` (n, 2), same ids."""
-    d = now.astype(np.int32) - before
-    if not d.any():
-        return encode_move_block(cell, b"", b"")
+def move_block(cell: int, ids_before: np.ndarray, before: np.ndarray, ids: np.ndarray, now: np.ndarray) -> bytes:
+    """The move block taking a cell's entities `ids_before` (ascending, uint32) at quantised
+    positions `before` (n, 2) to `ids` (ascending) at `now` (m, 2): int8 moves (indices in the
+    order before), fixes where a move does not fit, and the entities gone and come."""
+    same = len(ids) == len(ids_before) and bool((ids == ids_before).all())
+    if same:
+        d = now.astype(np.int32) - before
+        gone = b""
+        added = np.zeros(0, np.intp)
+    else:
+        at = np.searchsorted(ids, ids_before)          # where each entity before is now, if it is
+        kept = at < len(ids)
+        kept[kept] = ids[at[kept]] == ids_before[kept]
+        d = np.zeros((len(ids_before), 2), np.int32)
+        d[kept] = now[at[kept]].astype(np.int32) - before[kept]
+        gone = np.flatnonzero(~kept).astype("<u2").tobytes()
+        new = np.ones(len(ids), bool)
+        new[at[kept]] = False
+        added = np.flatnonzero(new)
     far = np.flatnonzero((np.abs(d) > MOVE_MAX).any(axis=1))
     fix = b""
     if len(far):
         rec = np.empty(len(far), MOVE_FIX)
-        rec["i"], rec["x"], rec["y"] = far, now[far, 0], now[far, 1]
+        rec["i"], rec["x"], rec["y"] = far, before[far, 0] + d[far, 0], before[far, 1] + d[far, 1]
         fix = rec.tobytes()
         d[far] = 0
-    return encode_move_block(cell, d.astype(np.int8).tobytes(), fix)
+    moves = d.astype(np.int8).tobytes() if d.any() else b""
+    if same:
+        return _packb([cell, moves, fix])
+    return _packb([cell, moves, fix, gone, ids[added].astype("<u4").tobytes(), now[added].astype("<u2").tobytes()])
 
 
 def view_body(cells: bytes, moves: bytes, enter: list[bytes], leave: list[int], chat: list[bytes]) -> bytes:
@@ -359,7 +375,8 @@ def apply_cells(held: Cells, cells: list[list[Any]], moves: list[list[Any]]) -> 
     out: Cells = {}
     for cell, ids, pos in cells:
         out[cell] = (np.frombuffer(ids, "<u4"), np.frombuffer(pos, "<u2").reshape(-1, 2))
-    for cell, d, fix in moves:
+    for block in moves:
+        cell, d, fix = block[:3]
         ids, pos = held[cell]
         if d:
             pos = (pos.astype(np.int32) + np.frombuffer(d, np.int8).reshape(-1, 2)).astype(np.uint16)
@@ -367,5 +384,13 @@ def apply_cells(held: Cells, cells: list[list[Any]], moves: list[list[Any]]) -> 
             f = np.frombuffer(fix, MOVE_FIX)
             pos = pos.copy()
             pos[f["i"], 0], pos[f["i"], 1] = f["x"], f["y"]
+        if len(block) > 3:       # entities gone and come: drop, append, back into id order
+            gone, new_ids, new_pos = block[3:6]
+            keep = np.ones(len(ids), bool)
+            keep[np.frombuffer(gone, "<u2")] = False
+            ids = np.concatenate((ids[keep], np.frombuffer(new_ids, "<u4")))
+            pos = np.concatenate((pos[keep], np.frombuffer(new_pos, "<u2").reshape(-1, 2)))
+            order = np.argsort(ids, kind="stable")
+            ids, pos = ids[order], pos[order]
         out[cell] = (ids, pos)
     return out

@@ -107,7 +107,7 @@ def test_deltas_applied_in_turn_give_the_keyframe_of_every_tick():
     held, sent = {}, {}
     for p in players[:4]:
         w.add_observer(p)
-    kinds = {"whole": 0, "moves": 0, "fix": 0, "still": 0}
+    kinds = {"whole": 0, "moves": 0, "fix": 0, "still": 0, "regroup": 0}
     for step in range(120):
         if step == 30:
             w.add_observer(players[4])
@@ -119,9 +119,10 @@ def test_deltas_applied_in_turn_give_the_keyframe_of_every_tick():
         for p, v in views.items():
             msg = msgpack.unpackb(encode_update(w.tick, -1, v, sent.get(p)))
             kinds["whole"] += len(msg["cells"])
-            kinds["moves"] += sum(1 for _c, d, _f in msg["moves"] if d)
-            kinds["fix"] += sum(1 for _c, _d, f in msg["moves"] if f)
-            kinds["still"] += sum(1 for _c, d, f in msg["moves"] if not d and not f)
+            kinds["moves"] += sum(1 for b in msg["moves"] if b[1])
+            kinds["fix"] += sum(1 for b in msg["moves"] if b[2])
+            kinds["still"] += sum(1 for b in msg["moves"] if not b[1] and not b[2] and len(b) == 3)
+            kinds["regroup"] += sum(1 for b in msg["moves"] if len(b) > 3)
             held[p] = apply_cells(held.get(p, {}), msg["cells"], msg["moves"])
             _same(held[p], _key_cells(v))
             sent[p] = v.build
