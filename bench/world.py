@@ -5,7 +5,8 @@ near POIs, observers spawned as players on random free tiles across the map,
 each holding a random direction that changes every ~2 s (sometimes stopping).
 After a warm-up, times --ticks ticks at 20 Hz and reports the tick's median
 and p99 (ms), its parts (medians), and the bytes each observer receives per
-second (mean update size * tick rate).
+second (mean update size * tick rate), each update encoded as its connection
+sends it (moves against the update before: docs/protocol.md).
 
 Usage: python bench/world.py [--npcs 500 2000 10000] [--observers 100 1000]
                              [--ticks 400] [--warmup 40] [--seed 0]
@@ -60,6 +61,7 @@ def run(tilemap, n_npcs: int, n_obs: int, ticks: int, warmup: int, seed: int) ->
     for p in players:
         turn(p)
     step_ms, views_ms, enc_ms, sizes, shared = [], [], [], [], []
+    sent: dict[int, int] = {}
     for t in range(warmup + ticks):
         for i in np.flatnonzero(rng.random(n_obs) < DT / TURN_EVERY_S):
             turn(players[i])
@@ -69,7 +71,9 @@ def run(tilemap, n_npcs: int, n_obs: int, ticks: int, warmup: int, seed: int) ->
         views = w.build_views()
         t2 = time.perf_counter()
         tick = w.tick
-        out = [encode_update(tick, tick, views[p]) for p in players]
+        # as each connection sends it: moves against the build it sent before (the first a keyframe)
+        out = [encode_update(tick, tick, views[p], sent.get(p)) for p in players]
+        sent = {p: views[p].build for p in players}
         t3 = time.perf_counter()
         if t >= warmup:
             step_ms.append((t1 - t0) * 1e3)
