@@ -98,28 +98,20 @@ def test_the_bots_update_head_reader_reads_what_the_encoder_writes(tick, ack):
     assert bot.read_update_head(msgpack.packb({"t": "update", "tick": tick, "ack": ack}), 0, 30) is None
 
 
-def test_move_blocks_carry_small_moves_as_int8_and_the_rest_as_fixes():
+def test_a_move_block_applies_moves_then_fixes_then_who_left_and_came():
     ids = np.array([3, 5, 8, 13], np.uint32)
     before = np.array([[100, 100], [200, 200], [300, 300], [400, 400]], np.uint16)
-    now = np.array([[100, 100], [327, 73], [428, 300], [400, 65535]], np.uint16)
-    cell, d, fix = msgpack.unpackb(protocol.move_block(9, ids, before, ids, now))
-    assert cell == 9
-    assert np.frombuffer(d, np.int8).reshape(-1, 2).tolist() == [[0, 0], [127, -127], [0, 0], [0, 0]]
-    assert np.frombuffer(fix, protocol.MOVE_FIX).tolist() == [(2, 428, 300), (3, 400, 65535)]
-    held = {9: (ids, before)}
-    assert protocol.apply_cells(held, [], [[cell, d, fix]])[9][1].tolist() == now.tolist()
-    assert msgpack.unpackb(protocol.move_block(9, ids, before, ids, before)) == [9, b"", b""]   # nobody moved
-
-
-def test_move_blocks_carry_who_left_and_came_into_the_cell():
-    ids = np.array([3, 5, 8, 13], np.uint32)
-    before = np.array([[100, 100], [200, 200], [300, 300], [400, 400]], np.uint16)
-    ids_now = np.array([2, 5, 9, 13], np.uint32)          # 3 and 8 left, 2 and 9 came
-    now = np.array([[50, 60], [201, 199], [700, 700], [400, 400]], np.uint16)
-    block = msgpack.unpackb(protocol.move_block(9, ids, before, ids_now, now))
-    cell, d, fix, gone, new_ids, new_pos = block
-    assert np.frombuffer(gone, "<u2").tolist() == [0, 2] and fix == b""
-    assert np.frombuffer(new_ids, "<u4").tolist() == [2, 9]
-    assert np.frombuffer(d, np.int8).reshape(-1, 2).tolist() == [[0, 0], [1, -1], [0, 0], [0, 0]]
+    d = np.array([[0, 0], [127, -127], [0, 0], [0, 0]], np.int8).tobytes()
+    fix = np.array([(2, 428, 300), (3, 400, 65535)], protocol.MOVE_FIX).tobytes()
+    block = msgpack.unpackb(protocol.encode_move_block(9, d, fix))
     got_ids, got = protocol.apply_cells({9: (ids, before)}, [], [block])[9]
-    assert got_ids.tolist() == ids_now.tolist() and got.tolist() == now.tolist()
+    assert got_ids.tolist() == ids.tolist()
+    assert got.tolist() == [[100, 100], [327, 73], [428, 300], [400, 65535]]
+    # 3 and 8 leave, 2 and 9 come; the cell is back in id order
+    gone = np.array([0, 2], "<u2").tobytes()
+    came_ids, came = np.array([2, 9], "<u4").tobytes(), np.array([[50, 60], [700, 700]], "<u2").tobytes()
+    block = msgpack.unpackb(protocol.encode_move_block(9, d, b"", gone, came_ids, came))
+    got_ids, got = protocol.apply_cells({9: (ids, before)}, [], [block])[9]
+    assert got_ids.tolist() == [2, 5, 9, 13] and got.tolist() == [[50, 60], [327, 73], [700, 700], [400, 400]]
+    assert protocol.apply_cells({9: (ids, before)}, [], [[9, b"", b""]])[9][1].tolist() == before.tolist()
+    assert protocol.apply_cells({9: (ids, before)}, [], []) == {}     # a cell in neither list is dropped

@@ -20,13 +20,12 @@ Invariant (what makes 3 correct): after a client applies the View it got at
 the last build, it knows exactly the view set of its cell at that build; the
 `prev_cell` column and `_last` (a _Groups) hold that build's cells and groups.
 
-Deltas: `_held` keeps, per non-empty cell, the ids (ascending: entities are
-grouped by cell, then id) and quantised positions its block had at the last
-build, which is what a client that received that build's View holds for each
-cell it saw. A cell non-empty then and now gets a move block (encoded once,
-shared like the blocks); a cell the observer did not see then, or that was
-empty, travels whole. Each View carries both forms; the connection picks
-(world/snapshot.py).
+Deltas: `_last` and `_last_q` keep the last build's entities (by cell, then
+id) and quantised positions, which is what a client that received that
+build's View holds for each cell it saw. A cell non-empty then and now gets a
+move block (world/moves.py; encoded once, shared like the blocks); a cell the
+observer did not see then, or that was empty, travels whole. Each View
+carries both forms; the connection picks (world/snapshot.py).
 """
 
 from __future__ import annotations
@@ -38,7 +37,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .entities import EntityTable
-from .protocol import array_header, encode_cell_block, move_block
+from .moves import move_blocks
+from .protocol import array_header, encode_cell_block
 from .snapshot import View
 
 _EMPTY: frozenset[int] = frozenset()
@@ -106,9 +106,7 @@ class Interest:
         self._gone: list[tuple[int, int]] = []   # (id, cell at last build) removed since
         self._last: _Groups | None = None     # the groups of the last build
         self._build = -1                      # builds so far, less one: the number of the last
-        # cell -> (ids bin, ids (n,) uint32 ascending, quantised positions (n, 2) uint16) of its block
-        # at the last build
-        self._held: dict[int, tuple[bytes, np.ndarray, np.ndarray]] = {}
+        self._last_q = np.zeros((0, 2), np.uint16)   # quantised positions at the last build, as _last's order
 
     # -- observers ----------------------------------------------------------
 
@@ -165,22 +163,19 @@ class Interest:
         q = np.clip(np.rint(table.pos[now.slots] * self.quant), 0, 0xFFFF).astype("<u2")
         pos_bin = q.tobytes()
         blocks: dict[int, bytes] = {}
-        move_blocks: dict[int, bytes] = {}      # cell -> its move block from the last build's
-        held: dict[int, tuple[bytes, np.ndarray, np.ndarray]] = {}
-        was_held = self._held
         start = now.start
         for c in np.flatnonzero(np.diff(start)).tolist():
             s, e = start[c], start[c + 1]
-            ids_c = ids_bin[4 * s: 4 * e]
-            blocks[c] = encode_cell_block(c, ids_c, pos_bin[4 * s: 4 * e])
-            held[c] = (ids_c, ids_u4[s:e], q[s:e])
-            before = was_held.get(c)
-            if before is not None:
-                move_blocks[c] = move_block(c, before[1], before[2], ids_u4[s:e], q[s:e])
-        self._held = held
+            blocks[c] = encode_cell_block(c, ids_bin[4 * s: 4 * e], pos_bin[4 * s: 4 * e])
 
         cell_of_slot = np.full(table.capacity, -1, dtype=np.int64)
         cell_of_slot[slots] = cells
+        # cell -> its move block from the last build's (cells with entities then and now)
+        last = self._last
+        move_of: dict[int, bytes] = {} if last is None else move_blocks(
+            table.id, cell_of_slot, last.slots, last.ids, last.start, self._last_q,
+            now.slots, start, now.ids, q)
+        self._last_q = q
 
         # observers: who stayed in their cell (shared View) and who did not (own View)
         obs_cells = cell_of_slot[self._slots].tolist() if self._slots else []
@@ -237,7 +232,7 @@ class Interest:
                 whole, moves, had = [], [], near_set[p]
                 for x in near[c]:
                     if x in blocks:
-                        m = move_blocks.get(x) if x in had else None
+                        m = move_of.get(x) if x in had else None
                         if m is None:
                             whole.append(blocks[x])
                         else:

@@ -271,36 +271,12 @@ def encode_cell_block(cell: int, ids_le_u32: bytes, pos_le_u16: bytes) -> bytes:
     return _packb([cell, ids_le_u32, pos_le_u16])
 
 
-def move_block(cell: int, ids_before: np.ndarray, before: np.ndarray, ids: np.ndarray, now: np.ndarray) -> bytes:
-    """The move block taking a cell's entities `ids_before` (ascending, uint32) at quantised
-    positions `before` (n, 2) to `ids` (ascending) at `now` (m, 2): int8 moves (indices in the
-    order before), fixes where a move does not fit, and the entities gone and come."""
-    same = len(ids) == len(ids_before) and bool((ids == ids_before).all())
-    if same:
-        d = now.astype(np.int32) - before
-        gone = b""
-        added = np.zeros(0, np.intp)
-    else:
-        at = np.searchsorted(ids, ids_before)          # where each entity before is now, if it is
-        kept = at < len(ids)
-        kept[kept] = ids[at[kept]] == ids_before[kept]
-        d = np.zeros((len(ids_before), 2), np.int32)
-        d[kept] = now[at[kept]].astype(np.int32) - before[kept]
-        gone = np.flatnonzero(~kept).astype("<u2").tobytes()
-        new = np.ones(len(ids), bool)
-        new[at[kept]] = False
-        added = np.flatnonzero(new)
-    far = np.flatnonzero((np.abs(d) > MOVE_MAX).any(axis=1))
-    fix = b""
-    if len(far):
-        rec = np.empty(len(far), MOVE_FIX)
-        rec["i"], rec["x"], rec["y"] = far, before[far, 0] + d[far, 0], before[far, 1] + d[far, 1]
-        fix = rec.tobytes()
-        d[far] = 0
-    moves = d.astype(np.int8).tobytes() if d.any() else b""
-    if same:
-        return _packb([cell, moves, fix])
-    return _packb([cell, moves, fix, gone, ids[added].astype("<u4").tobytes(), now[added].astype("<u2").tobytes()])
+def encode_move_block(cell: int, d_i8: bytes, fix: bytes, gone: bytes | None = None,
+                      ids: bytes = b"", pos: bytes = b"") -> bytes:
+    """A move block: moves and fixes, and (when `gone` is given) who left and who came."""
+    if gone is None:
+        return _packb([cell, d_i8, fix])
+    return _packb([cell, d_i8, fix, gone, ids, pos])
 
 
 def view_body(cells: bytes, moves: bytes, enter: list[bytes], leave: list[int], chat: list[bytes]) -> bytes:

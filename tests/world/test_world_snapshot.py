@@ -102,8 +102,7 @@ def test_deltas_applied_in_turn_give_the_keyframe_of_every_tick():
     w = World(default_map(), WorldConfig(seed=5, player_speed=400.0))
     rng = np.random.default_rng(5)
     players = [w.spawn(PLAYER, f"p{i}", "#d08040") for i in range(6)]
-    for _ in range(40):
-        w.spawn(NPC, "n", "#40d080")
+    npcs = [w.spawn(NPC, "n", "#40d080") for _ in range(40)]
     held, sent = {}, {}
     for p in players[:4]:
         w.add_observer(p)
@@ -111,6 +110,10 @@ def test_deltas_applied_in_turn_give_the_keyframe_of_every_tick():
     for step in range(120):
         if step == 30:
             w.add_observer(players[4])
+        if step % 20 == 10:       # NPCs leave the world and others come (their slots reused)
+            for e in npcs[:5]:
+                w.despawn(e)
+            npcs = npcs[5:] + [w.spawn(NPC, "m", "#40d080", *w.position(players[0])) for _ in range(5)]
         for p in players:
             if rng.random() < 0.2:
                 w.set_direction(p, *rng.uniform(-1, 1, 2))
