@@ -2,7 +2,7 @@
 
 One server room (server/game.py: the real Game, its world, its store and writer thread) with
 --npcs wandering NPCs and --players players (accounts entered as on a join, moving at random;
-no sockets: views are built, not sent). Ticks run at 20 Hz real time, so the writer thread works
+no sockets: views are built and kept in a Mailbox, not sent). Ticks run at 20 Hz real time, so the writer thread works
 between ticks as it does in the server. Blocks of --block ticks alternate: checkpoints every
 --checkpoint-s, then none (the same run, the same world), --blocks of each. Reports the tick's
 p50/p99 per mode side by side, the copy inside the tick (p50/p99/max), the writer's transaction
@@ -32,7 +32,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from server.app import build_room  # noqa: E402
 from server.config import ServerConfig  # noqa: E402
+from server.events import Mailbox  # noqa: E402
 from server.game import Game  # noqa: E402
 from server.metrics import Metrics  # noqa: E402
 from server.store import Store  # noqa: E402
@@ -44,7 +46,7 @@ TICK_RATE = 20
 
 def build(cfg: ServerConfig, tilemap) -> Game:
     store = Store.open(cfg.store) if cfg.store else None
-    return Game(cfg, tilemap, Metrics(), time.monotonic, store=store)
+    return build_room(cfg, tilemap, Metrics(), Mailbox(), store=store)
 
 
 def recorded(hist, into: list) -> None:
@@ -77,7 +79,7 @@ def main() -> int:
     players = []
     for i in range(args.players):
         a = game.accounts.create(f"bot {i}", time.time())
-        players.append(game._enter(a, None).eid)
+        players.append(game._enter(a).eid)
     copies, writes = [], []
     recorded(game.store.writer.copy_s, copies)
     recorded(game.store.writer.write_s, writes)

@@ -1,31 +1,84 @@
-"""Wiring: load the map, build the game, serve HTTP + WebSocket on one port,
-run the tick loop, watch the NPC files, serve the admin endpoints on their own
-port, stop cleanly on SIGINT/SIGTERM (clients get 1001)."""
+"""Wiring, the one composition root: load the map, build the room from its parts
+(`build_room`: world, cast, decider, dialogue, store, clock), serve HTTP +
+WebSocket on one port, run the tick loop, watch the NPC files, serve the admin
+endpoints on their own port, stop cleanly on SIGINT/SIGTERM (clients get 1001)."""
 
 from __future__ import annotations
 
 import asyncio
 import functools
 import logging
+import os
 import secrets
 import signal
 import time
+from typing import Callable
 
 from websockets.asyncio.server import serve
 
+from npc.dialogue import service as dialogue
 from npc.files.reload import Watcher
-from world.tilemap import load_map
+from npc.minds.cast import Cast
+from npc.policy.decider import start_decider
+from world.sim import NPC, World, WorldConfig
+from world.tilemap import TileMap, load_map
 
 from . import gateway, protocol
 from .admin import Admin
-from .config import ServerConfig
-from .game import Game
+from .config import ServerConfig, remote_workers, use_policy
+from .events import Outbound
+from .game import Game, colour_for
 from .http import Routes
 from .metrics import Metrics
 from .store import Store
 from .ticker import run_ticks
 
 log = logging.getLogger("npcworld")
+
+
+def build_room(cfg: ServerConfig, tilemap: TileMap, metrics: Metrics, out: Outbound, *, store: Store | None,
+               clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> Game:
+    """The room and its parts, started: the world with its `npcs` generic wanderers (no file: they only
+    wander), the cast of the NPC files, the policy's decision workers (when it decides), the dialogue
+    service; its events go to `out`. A store's saved checkpoint is resumed."""
+    world = World(tilemap, WorldConfig(cell_size=cfg.cell_size, view_radius=cfg.view_radius, seed=cfg.seed,
+                                       day_length_s=cfg.day_length))
+    wanderers = {world.spawn(NPC, f"wanderer {i + 1}", colour_for(i + 7)): f"wanderer#{i + 1}"
+                 for i in range(cfg.npcs)}
+    cast = Cast(world, cfg.npc_dir or None, tick_rate=cfg.tick_rate, think_s=cfg.think_ms / 1000.0,
+                budget_ms=cfg.hook_budget_ms)
+    decider = None
+    if use_policy(cfg):  # decisions from the policy, in worker processes (torch stays out of here)
+        decider = start_decider(
+            world, weights=cfg.policy_weights, module=cfg.policy_module,
+            **remote_workers(cfg, "decision", cfg.policy_workers or None),
+            devices=[d.strip() for d in cfg.policy_devices.split(",") if d.strip()] or None, guard=cfg.policy_guard,
+            budget_s=(cfg.decision_budget_ms or 1000.0 / cfg.tick_rate) / 1000.0)
+        cast.decider = decider      # before loading: the guard checks every file as it loads
+        metrics.sources.append(decider.prometheus)
+    cast.load_all()
+    if store is not None:
+        metrics.sources.append(store.prometheus)
+    # The dialogue speaks through the room (its lines go to connected players only): bound once it exists.
+    room: Game | None = None
+
+    def line(eid: int, msg: dict) -> None:
+        if room is not None:
+            room.line(eid, msg)
+
+    talks = dialogue.start(
+        cast, line, lambda eid: room is not None and room.online(eid),
+        enabled=cfg.dialogue, model=cfg.dialogue_model, dtype=cfg.dialogue_dtype, device=cfg.dialogue_device,
+        memory_db=cfg.memory_db, first_token_ms=cfg.dialogue_first_token_ms,
+        max_new_tokens=cfg.dialogue_max_new_tokens, conversations=cfg.dialogue_conversations,
+        threads=cfg.dialogue_threads or os.cpu_count() or 1, nice=cfg.dialogue_nice,
+        prefix_cache=cfg.dialogue_prefix_cache, engine=cfg.dialogue_engine,
+        step_delay_ms=cfg.dialogue_step_delay_ms, clock=clock, **remote_workers(cfg, "dialogue", 1))
+    metrics.sources.append(talks.prometheus)
+    secret = (cfg.secret.encode() if cfg.secret else store.token_key if store is not None else secrets.token_bytes(32))
+    room = Game(cfg, world, cast, talks, out, metrics, decider=decider, store=store, wanderers=wanderers,
+                secret=secret, clock=clock, wall=wall)
+    return room
 
 
 class GameServer:
@@ -35,7 +88,8 @@ class GameServer:
         self.tilemap = load_map(cfg.map)
         # the store before the game: one that cannot be opened stops the start before any worker or port exists
         store = Store.open(cfg.store, cfg.token_expiry_s) if cfg.store else None
-        self.game = Game(cfg, self.tilemap, self.metrics, time.monotonic, store=store)
+        self.seats = gateway.Seats(self.metrics, cfg.direct_writes, cfg.max_players)  # the room's outbox
+        self.game = build_room(cfg, self.tilemap, self.metrics, self.seats, store=store)
         self.stop_event = asyncio.Event()
         self.port: int | None = None
         self.watcher = Watcher(self.game.cast)  # hot reload of the NPC files
@@ -62,7 +116,8 @@ class GameServer:
 
     async def run(self, on_ready=None) -> None:
         routes = Routes(self.cfg.map, self.tilemap.raw, self.health, self.metrics.render)
-        handler = functools.partial(gateway.handle, game=self.game, metrics=self.metrics, flusher=gateway.Flusher())
+        handler = functools.partial(gateway.handle, game=self.game, seats=self.seats, metrics=self.metrics,
+                                    flusher=gateway.Flusher())
         async with serve(
             handler, self.cfg.host, self.cfg.port,
             process_request=routes,
@@ -79,6 +134,7 @@ class GameServer:
             await self._start_admin()
             ticks = asyncio.create_task(run_ticks(self.cfg.tick_rate, self.game.tick, self.metrics, self.stop_event))
             reloads = asyncio.create_task(self.watcher.run(self.stop_event))
+            slow = asyncio.create_task(gateway.close_stalled(self.seats, self.stop_event))
             if on_ready:
                 on_ready(self)
             await self.stop_event.wait()
@@ -88,6 +144,7 @@ class GameServer:
             await self.admin.stop()
             await ticks
             await reloads
+            await slow
             self.game.final_checkpoint()  # after the last tick: nothing lost on a clean stop
             await asyncio.to_thread(self.game.close)  # the decision workers, the NPC memory, the store's writer
 

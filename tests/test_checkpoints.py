@@ -5,11 +5,12 @@ NPC, and a checkpoint from another map is not resumed."""
 from __future__ import annotations
 
 import dataclasses
-import time
 
 from maphelp import write_ascii_map
 from npchelp import write
+from server.app import build_room
 from server.config import ServerConfig
+from server.events import Mailbox
 from server.game import Game
 from server.metrics import Metrics
 from server.store import Store
@@ -18,7 +19,7 @@ from world.tilemap import load_map
 
 
 def room(cfg: ServerConfig) -> Game:
-    return Game(cfg, load_map(cfg.map), Metrics(), time.monotonic, store=Store.open(cfg.store))
+    return build_room(cfg, load_map(cfg.map), Metrics(), Mailbox(), store=Store.open(cfg.store))
 
 
 def test_npcs_and_their_minds_resume_by_key(tmp_path):
