@@ -18,6 +18,7 @@ checkpoints within 5% of without; the copy in the tick under 1 ms.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -33,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from server.app import build_room  # noqa: E402
-from server.config import ServerConfig  # noqa: E402
+from server.config import ServerConfig, flat  # noqa: E402
 from server.events import Mailbox  # noqa: E402
 from server.game import Game  # noqa: E402
 from server.metrics import Metrics  # noqa: E402
@@ -45,7 +46,7 @@ TICK_RATE = 20
 
 
 def build(cfg: ServerConfig, tilemap) -> Game:
-    store = Store.open(cfg.store) if cfg.store else None
+    store = Store.open(cfg.store.path) if cfg.store.path else None
     return build_room(cfg, tilemap, Metrics(), Mailbox(), store=store)
 
 
@@ -70,10 +71,10 @@ def main() -> int:
     args = ap.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="npcworld-bench-store-"))
-    cfg = ServerConfig(port=0, npcs=args.npcs, npc_dir="", decider="builtin", dialogue=False, memory_db="",
+    cfg = flat(port=0, npcs=args.npcs, npc_dir="", decider="builtin", dialogue=False, memory_db="",
                        max_players=args.players + 1, store=str(folder / "world.sqlite"),
                        checkpoint_s=args.checkpoint_s).validate()
-    tilemap = load_map(cfg.map)
+    tilemap = load_map(cfg.world.map)
     game = build(cfg, tilemap)
     rng = np.random.default_rng(1)
     players = []
@@ -121,7 +122,7 @@ def main() -> int:
 
     # Restart: the store opened and the room built from its checkpoint, beside a fresh room.
     t0 = time.perf_counter()
-    store = Store.open(cfg.store)
+    store = Store.open(cfg.store.path)
     open_s = time.perf_counter() - t0
     store.writer.conn.close()
     t0 = time.perf_counter()
@@ -129,7 +130,7 @@ def main() -> int:
     restart_s = time.perf_counter() - t0
     restored_tick = again.world.tick
     again.close()
-    fresh_cfg = ServerConfig(**{**cfg.__dict__, "store": ""})
+    fresh_cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=""))
     t0 = time.perf_counter()
     fresh = build(fresh_cfg, tilemap)
     fresh_s = time.perf_counter() - t0

@@ -28,7 +28,7 @@ from world.sim import NPC, PLAYER, World
 
 from . import protocol, tokens
 from .checkpoints import Checkpoints
-from .config import ServerConfig
+from .config import StoreSection, WorldSection
 from .events import Items, Line, Outbound, Refused, Replaced, Welcome
 from .metrics import Metrics
 from .protocol import Chat, Hello, Input, Talk
@@ -71,14 +71,16 @@ class Command(NamedTuple):
 
 
 class Game:
-    """One room. Times: `clock` in seconds (monotonic: grace periods), `wall` in Unix seconds
+    """One room, given its sections of the configuration whole (server/config.py: `rules` the world's,
+    `storage` the store's). Times: `clock` in seconds (monotonic: grace periods), `wall` in Unix seconds
     (token expiry, first/last seen, checkpoint times)."""
 
-    def __init__(self, cfg: ServerConfig, world: World, cast: Cast, dialogue: "dialogue.Dialogue", out: Outbound,
-                 metrics: Metrics, *, decider: PolicyDecider | None = None, store: Store | None = None,
+    def __init__(self, rules: WorldSection, storage: StoreSection, world: World, cast: Cast,
+                 dialogue: "dialogue.Dialogue", out: Outbound, metrics: Metrics, *, decider: PolicyDecider | None = None, store: Store | None = None,
                  wanderers: dict[int, str] | None = None, secret: bytes, clock: Callable[[], float],
                  wall: Callable[[], float] = time.time) -> None:
-        self.cfg = cfg
+        self.rules = rules                # tick rate, grace period, where players spawn
+        self.storage = storage            # checkpoint interval, token expiry
         self.world = world
         self.cast = cast                  # the NPCs of the NPC files
         self.dialogue = dialogue          # conversations with NPCs (npc/dialogue/service.py)
@@ -96,7 +98,7 @@ class Game:
         self.checkpoints: Checkpoints | None = None    # None without a store
         if store is not None:
             self.checkpoints = Checkpoints(store, world, cast, self.players, self.wanderers, world.map.raw,
-                                           max(1, round(cfg.checkpoint_s * cfg.tick_rate)), wall)
+                                           max(1, round(storage.checkpoint_s * rules.tick_rate)), wall)
             if store.saved is not None:
                 self.checkpoints.resume(store.saved)
         self._count()
@@ -184,7 +186,7 @@ class Game:
                 log.info("player %s (account %d) cannot stand where it left (%s): at the spawn point",
                          account.name, account.id, e)
         if eid is None:     # a new character: at the spawn point, or anywhere free with --spawn random
-            xy = self.world.random_open_point() if self.cfg.spawn == "random" else (None, None)
+            xy = self.world.random_open_point() if self.rules.spawn == "random" else (None, None)
             eid = self.world.spawn(PLAYER, account.name, colour_for(account.id * 5 + 2), *xy)
         if account.stats:
             self.world.set_stats(eid, account.stats)
@@ -198,7 +200,7 @@ class Game:
         return player
 
     def _token(self, account: Account) -> str:
-        return tokens.issue(self.secret, account.id, account.token_gen, int(self.wall() + self.cfg.token_expiry_s))
+        return tokens.issue(self.secret, account.id, account.token_gen, int(self.wall() + self.storage.token_expiry_s))
 
     def _left(self, player: Player) -> None:
         """Keep where a player stood and when (it is leaving the world or its connection)."""
@@ -223,8 +225,8 @@ class Game:
     def _welcome(self, player: Player, resumed: bool) -> Welcome:
         w, h = self.world.map.world_size
         wc = self.world.config
-        return Welcome(player.eid, player.name, player.token, resumed, self.cfg.grace, tuple(player.account.items),
-                       self.world.tick, self.cfg.tick_rate, (int(w), int(h)), wc.cell_size, wc.view_radius,
+        return Welcome(player.eid, player.name, player.token, resumed, self.rules.grace, tuple(player.account.items),
+                       self.world.tick, self.rules.tick_rate, (int(w), int(h)), wc.cell_size, wc.view_radius,
                        wc.quant, wc.player_speed, wc.radius)
 
     # -- commands and the tick ------------------------------------------------
@@ -263,14 +265,14 @@ class Game:
         if self.cast.gifts:
             self._hand_gifts()
         self.dialogue.tick()  # replies stream on; budgets, cancels; never waits for the model
-        world.step(1.0 / self.cfg.tick_rate)
+        world.step(1.0 / self.rules.tick_rate)
         tick = world.tick
         players, update = self.players, self.out.update
         for eid, view in world.build_views().items():
             player = players.get(eid)
             if player is not None and player.left_at is None:
                 update(eid, tick, player.ack, view)
-        if tick % self.cfg.tick_rate == 0:
+        if tick % self.rules.tick_rate == 0:
             self._housekeeping()
         if self.checkpoints is not None and self.checkpoints.due(tick):
             self.checkpoints.take()     # a copy, handed to the writer thread
@@ -292,7 +294,7 @@ class Game:
         """Once a second: end grace periods."""
         now = self.clock()
         for eid, player in list(self.players.items()):
-            if player.left_at is not None and now - player.left_at > self.cfg.grace:
+            if player.left_at is not None and now - player.left_at > self.rules.grace:
                 self._left(player)
                 del self.players[eid]
                 if self.by_account.get(player.account.id) is player:

@@ -29,6 +29,7 @@ from websockets.protocol import State
 from world.snapshot import View
 
 from . import events, protocol
+from .config import NetSection
 from .events import Refused, Replaced, Welcome
 from .frames import binary_frame_head
 from .game import Game, Player
@@ -83,10 +84,10 @@ class Seats:
     A connection binds its player's seat at its `Welcome`, the last event of `join`; until then (within
     that synchronous call) the player's events go to the joining connection."""
 
-    def __init__(self, metrics: Metrics, direct_writes: bool, max_players: int) -> None:
+    def __init__(self, metrics: Metrics, net: NetSection) -> None:
         self.metrics = metrics
-        self.direct_writes = direct_writes  # see Connection.direct
-        self.max_players = max_players      # further hellos are closed with 4004
+        self.direct_writes = net.direct_writes  # see Connection.direct
+        self.max_players = net.max_players      # further hellos are closed with 4004
         self.of: dict[int, Connection] = {}  # player id -> the connection holding its seat
         self.joining: Connection | None = None
 

@@ -9,7 +9,7 @@ import pytest
 
 from maphelp import write_ascii_map
 from server.app import build_room
-from server.config import ServerConfig
+from server.config import flat
 from server.events import Items, Mailbox, Refused, Replaced, Welcome, encode
 from server.metrics import Metrics
 from server.protocol import Chat, Hello, Input, Talk
@@ -30,15 +30,15 @@ class Room:
 
     def __init__(self, tmp_path, npcs: int = 1):
         m = write_ascii_map(tmp_path, ROWS, "room.tmj", {"s": "spawn"})
-        cfg = ServerConfig(port=0, map=str(m), npc_dir="", npcs=npcs, decider="builtin", dialogue=False,
+        cfg = flat(port=0, map=str(m), npc_dir="", npcs=npcs, decider="builtin", dialogue=False,
                            memory_db="", store="", grace=GRACE_S, secret="room-test").validate()
         self.now = 0.0
         self.out = Mailbox()
-        self.game = build_room(cfg, load_map(cfg.map), Metrics(), self.out, store=None, clock=lambda: self.now)
+        self.game = build_room(cfg, load_map(cfg.world.map), Metrics(), self.out, store=None, clock=lambda: self.now)
 
     def ticks(self, n: int) -> None:
         for _ in range(n):
-            self.now += 1.0 / self.game.cfg.tick_rate
+            self.now += 1.0 / self.game.rules.tick_rate
             self.game.tick()
 
 
@@ -110,7 +110,7 @@ def test_a_character_stays_for_its_grace_period_then_leaves_the_world(room):
     back = room.game.join(Hello(1, None, ann.token))  # within the grace period: the same character
     assert back is ann and room.out.of(ann.eid)[-1].resumed
     room.game.leave(ann.eid)
-    room.ticks(int((GRACE_S + 1.5) * room.game.cfg.tick_rate))
+    room.ticks(int((GRACE_S + 1.5) * room.game.rules.tick_rate))
     assert not room.game.world.alive(ann.eid) and ann.eid not in room.game.players
 
 
