@@ -76,3 +76,16 @@ def test_flat_names_build_a_config_and_unknown_ones_are_refused():
     assert flat(port=0, dialogue_model="tiny").dialogue.model == "tiny"
     with pytest.raises(ConfigError, match="unknown option 'colour'"):
         flat(colour=1)
+
+
+def test_the_readme_lists_every_option_in_its_section_and_its_example_file_builds(tmp_path):
+    import re
+
+    readme = (config.ROOT / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\w+)` \| `(\[\w+\] \w+)` \|", readme, re.M))
+    assert rows == {name: f"[{o.section}] {o.field}" for name, o in OPTIONS.items()}
+    example = next(b for b in re.findall(r"```toml\n(.*?)```", readme, re.S) if b.startswith("[server]\nnpcs"))
+    path = tmp_path / "server.toml"
+    path.write_text(example)
+    cfg = build(str(path), {})
+    assert (cfg.net.port, cfg.npcs.wanderers, cfg.world.spawn, cfg.dialogue.max_new_tokens) == (9000, 500, "random", 32)
