@@ -271,7 +271,7 @@ class Option:
     section: str
     field: str
     default: Any
-    meta: dict
+    meta: dict[str, Any]
 
     @property
     def kind(self) -> type:
@@ -286,7 +286,7 @@ class Option:
             what.append(f"{'' if lo is None else _num(lo)}..{'' if hi is None else _num(hi)}")
         if m["choices"]:
             what.append("one of " + ", ".join(m["choices"]))
-        return m["help"] + (f" [{', '.join(what)}]" if what else "") + ("" if m["secret"] else
+        return str(m["help"]) + (f" [{', '.join(what)}]" if what else "") + ("" if m["secret"] else
                                                                         f" (default: {self.default})")
 
 

@@ -16,7 +16,7 @@ Invariants:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Union
+from typing import Any, Protocol, Union
 
 from world.snapshot import View
 
@@ -54,7 +54,7 @@ class Items:
 class Line:
     """A dialogue message as npc/dialogue builds it (say_start, say_delta, say_end, ...): already
     the wire's map, passed on as it is."""
-    msg: dict
+    msg: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)

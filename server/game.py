@@ -19,7 +19,7 @@ import colorsys
 import logging
 import time
 from dataclasses import dataclass
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 from npc.dialogue import service as dialogue
 from npc.minds.cast import Cast
@@ -105,7 +105,7 @@ class Game:
 
     # -- what the dialogue says (its send / connected) -----------------------
 
-    def line(self, eid: int, msg: dict) -> None:
+    def line(self, eid: int, msg: dict[str, Any]) -> None:
         """A dialogue message to a player; dropped when it is not connected."""
         if self.online(eid):
             self.out.event(eid, Line(msg))
@@ -259,7 +259,7 @@ class Game:
                 except dialogue.TalkRefused as e:
                     if player.online:
                         self.out.event(eid, Refused(protocol.ProtocolError(e.code, e.message, ref="talk")))
-            else:
+            elif type(msg) is Chat:
                 world.say(eid, msg.text)
         self.cast.tick()  # NPCs hear and (those due) re-think; never blocks (hooks are time-capped)
         if self.cast.gifts:
