@@ -81,7 +81,7 @@ class GameServer:
         self.tilemap = load_map(cfg.world.map)
         # the store before the game: one that cannot be opened stops the start before any worker or port exists
         store = Store.open(cfg.store.path, cfg.store.token_expiry_s) if cfg.store.path else None
-        self.seats = gateway.Seats(self.metrics, cfg.net)  # the room's outbox
+        self.seats = gateway.Seats(cfg.net)  # the room's outbox
         self.game = build_room(cfg, self.tilemap, self.metrics, self.seats, store=store)
         self.stop_event = asyncio.Event()
         self.port: int | None = None

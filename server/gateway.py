@@ -84,8 +84,7 @@ class Seats:
     A connection binds its player's seat at its `Welcome`, the last event of `join`; until then (within
     that synchronous call) the player's events go to the joining connection."""
 
-    def __init__(self, metrics: Metrics, net: NetSection) -> None:
-        self.metrics = metrics
+    def __init__(self, net: NetSection) -> None:
         self.direct_writes = net.direct_writes  # see Connection.direct
         self.max_players = net.max_players      # further hellos are closed with 4004
         self.of: dict[int, Connection] = {}  # player id -> the connection holding its seat
