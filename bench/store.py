@@ -2,7 +2,7 @@
 
 One server room (server/game.py: the real Game, its world, its store and writer thread) with
 --npcs wandering NPCs and --players players (accounts entered as on a join, moving at random;
-no sockets: views are built, not sent). Ticks run at 20 Hz real time, so the writer thread works
+no sockets: views are built and kept in a Mailbox, not sent). Ticks run at 20 Hz real time, so the writer thread works
 between ticks as it does in the server. Blocks of --block ticks alternate: checkpoints every
 --checkpoint-s, then none (the same run, the same world), --blocks of each. Reports the tick's
 p50/p99 per mode side by side, the copy inside the tick (p50/p99/max), the writer's transaction
@@ -18,6 +18,7 @@ checkpoints within 5% of without; the copy in the tick under 1 ms.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -32,7 +33,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server.config import ServerConfig  # noqa: E402
+from server.app import build_room  # noqa: E402
+from server.config import ServerConfig, flat  # noqa: E402
+from server.events import Mailbox  # noqa: E402
 from server.game import Game  # noqa: E402
 from server.metrics import Metrics  # noqa: E402
 from server.store import Store  # noqa: E402
@@ -43,8 +46,8 @@ TICK_RATE = 20
 
 
 def build(cfg: ServerConfig, tilemap) -> Game:
-    store = Store.open(cfg.store) if cfg.store else None
-    return Game(cfg, tilemap, Metrics(), time.monotonic, store=store)
+    store = Store.open(cfg.store.path) if cfg.store.path else None
+    return build_room(cfg, tilemap, Metrics(), Mailbox(), store=store)
 
 
 def recorded(hist, into: list) -> None:
@@ -68,16 +71,16 @@ def main() -> int:
     args = ap.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="npcworld-bench-store-"))
-    cfg = ServerConfig(port=0, npcs=args.npcs, npc_dir="", decider="builtin", dialogue=False, memory_db="",
+    cfg = flat(port=0, npcs=args.npcs, npc_dir="", decider="builtin", dialogue=False, memory_db="",
                        max_players=args.players + 1, store=str(folder / "world.sqlite"),
                        checkpoint_s=args.checkpoint_s).validate()
-    tilemap = load_map(cfg.map)
+    tilemap = load_map(cfg.world.map)
     game = build(cfg, tilemap)
     rng = np.random.default_rng(1)
     players = []
     for i in range(args.players):
         a = game.accounts.create(f"bot {i}", time.time())
-        players.append(game._enter(a, None).eid)
+        players.append(game._enter(a).eid)
     copies, writes = [], []
     recorded(game.store.writer.copy_s, copies)
     recorded(game.store.writer.write_s, writes)
@@ -119,7 +122,7 @@ def main() -> int:
 
     # Restart: the store opened and the room built from its checkpoint, beside a fresh room.
     t0 = time.perf_counter()
-    store = Store.open(cfg.store)
+    store = Store.open(cfg.store.path)
     open_s = time.perf_counter() - t0
     store.writer.conn.close()
     t0 = time.perf_counter()
@@ -127,7 +130,7 @@ def main() -> int:
     restart_s = time.perf_counter() - t0
     restored_tick = again.world.tick
     again.close()
-    fresh_cfg = ServerConfig(**{**cfg.__dict__, "store": ""})
+    fresh_cfg = dataclasses.replace(cfg, store=dataclasses.replace(cfg.store, path=""))
     t0 = time.perf_counter()
     fresh = build(fresh_cfg, tilemap)
     fresh_s = time.perf_counter() - t0

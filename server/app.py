@@ -1,6 +1,7 @@
-"""Wiring: load the map, build the game, serve HTTP + WebSocket on one port,
-run the tick loop, watch the NPC files, serve the admin endpoints on their own
-port, stop cleanly on SIGINT/SIGTERM (clients get 1001)."""
+"""Wiring, the one composition root: load the map, build the room from its parts
+(`build_room`: world, cast, decider, dialogue, store, clock), serve HTTP +
+WebSocket on one port, run the tick loop, watch the NPC files, serve the admin
+endpoints on their own port, stop cleanly on SIGINT/SIGTERM (clients get 1001)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,23 @@ import logging
 import secrets
 import signal
 import time
+from typing import Callable
 
 from websockets.asyncio.server import serve
 
+from npc.dialogue import service as dialogue
 from npc.files.reload import Watcher
+from npc.minds.cast import Cast
+from npc.policy.decider import start_decider
 from world import protocol
-from world.tilemap import load_map
+from world.sim import NPC, World, WorldConfig
+from world.tilemap import TileMap, load_map
 
 from . import gateway
 from .admin import Admin
-from .config import ServerConfig
-from .game import Game
+from .config import ServerConfig, remote_workers, use_policy
+from .events import Outbound
+from .game import Game, colour_for
 from .http import Routes
 from .metrics import Metrics
 from .store import Store
@@ -29,43 +36,84 @@ from .ticker import run_ticks
 log = logging.getLogger("npcworld")
 
 
+def build_room(cfg: ServerConfig, tilemap: TileMap, metrics: Metrics, out: Outbound, *, store: Store | None,
+               clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> Game:
+    """The room and its parts, started, each given its section of `cfg`: the world with its generic
+    wanderers (no file: they only wander), the cast of the NPC files, the policy's decision workers
+    (when it decides), the dialogue service; its events go to `out`. A store's checkpoint is resumed."""
+    w, n, p = cfg.world, cfg.npcs, cfg.policy
+    world = World(tilemap, WorldConfig(cell_size=w.cell_size, view_radius=w.view_radius, seed=w.seed,
+                                       day_length_s=w.day_length))
+    wanderers = {world.spawn(NPC, f"wanderer {i + 1}", colour_for(i + 7)): f"wanderer#{i + 1}"
+                 for i in range(n.wanderers)}
+    cast = Cast(world, n.dir or None, tick_rate=w.tick_rate, think_s=n.think_ms / 1000.0, budget_ms=n.hook_budget_ms)
+    decider = None
+    if use_policy(p):  # decisions from the policy, in worker processes (torch stays out of here)
+        decider = start_decider(
+            world, weights=p.weights, module=p.module, **remote_workers(cfg.workers, "decision", p.workers or None),
+            devices=[d.strip() for d in p.devices.split(",") if d.strip()] or None, guard=p.guard,
+            budget_s=(p.budget_ms or 1000.0 / w.tick_rate) / 1000.0)
+        cast.decider = decider      # before loading: the guard checks every file as it loads
+        metrics.sources.append(decider.prometheus)
+    cast.load_all()
+    if store is not None:
+        metrics.sources.append(store.prometheus)
+    # The dialogue speaks through the room (its lines go to connected players only): bound once it exists.
+    room: Game | None = None
+
+    def line(eid: int, msg: dict) -> None:
+        if room is not None:
+            room.line(eid, msg)
+
+    talks = dialogue.start(cast, line, lambda eid: room is not None and room.online(eid), cfg.dialogue, clock=clock,
+                           **remote_workers(cfg.workers, "dialogue", 1))
+    metrics.sources.append(talks.prometheus)
+    s = cfg.store
+    secret = s.secret.encode() if s.secret else store.token_key if store is not None else secrets.token_bytes(32)
+    room = Game(w, s, world, cast, talks, out, metrics, decider=decider, store=store, wanderers=wanderers,
+                secret=secret, clock=clock, wall=wall)
+    return room
+
+
 class GameServer:
     def __init__(self, cfg: ServerConfig):
         self.cfg = cfg
         self.metrics = Metrics()
-        self.tilemap = load_map(cfg.map)
+        self.tilemap = load_map(cfg.world.map)
         # the store before the game: one that cannot be opened stops the start before any worker or port exists
-        store = Store.open(cfg.store, cfg.token_expiry_s) if cfg.store else None
-        self.game = Game(cfg, self.tilemap, self.metrics, time.monotonic, store=store)
+        store = Store.open(cfg.store.path, cfg.store.token_expiry_s) if cfg.store.path else None
+        self.seats = gateway.Seats(cfg.net)  # the room's outbox
+        self.game = build_room(cfg, self.tilemap, self.metrics, self.seats, store=store)
         self.stop_event = asyncio.Event()
         self.port: int | None = None
         self.watcher = Watcher(self.game.cast)  # hot reload of the NPC files
-        self.admin_token = cfg.admin_token or secrets.token_urlsafe(18)
+        self.admin_token = cfg.admin.token or secrets.token_urlsafe(18)
         self.admin: Admin | None = None
         self.admin_port: int | None = None
 
     async def _start_admin(self) -> None:
         self.admin = Admin(self.game, self.watcher, self.admin_token)
-        port = self.cfg.admin_port
+        port = self.cfg.admin.port
         if port == -1:
-            port = self.port + 1 if self.cfg.port else 0
+            port = self.port + 1 if self.cfg.net.port else 0
             try:
-                self.admin_port = await self.admin.start(self.cfg.admin_host, port)
+                self.admin_port = await self.admin.start(self.cfg.admin.host, port)
                 return
             except OSError as e:   # the derived port is taken: any free one will do
                 log.warning("admin port %d is not free (%s); using any free port", port, e.strerror)
                 port = 0
-        self.admin_port = await self.admin.start(self.cfg.admin_host, port)
+        self.admin_port = await self.admin.start(self.cfg.admin.host, port)
 
     def health(self) -> dict:
         return {"status": "ok", "tick": self.game.world.tick, "players": self.metrics.players,
                 "npcs": self.metrics.npcs, "connections": self.metrics.connections}
 
     async def run(self, on_ready=None) -> None:
-        routes = Routes(self.cfg.map, self.tilemap.raw, self.health, self.metrics.render)
-        handler = functools.partial(gateway.handle, game=self.game, metrics=self.metrics, flusher=gateway.Flusher())
+        routes = Routes(self.cfg.world.map, self.tilemap.raw, self.health, self.metrics.render)
+        handler = functools.partial(gateway.handle, game=self.game, seats=self.seats, metrics=self.metrics,
+                                    flusher=gateway.Flusher())
         async with serve(
-            handler, self.cfg.host, self.cfg.port,
+            handler, self.cfg.net.host, self.cfg.net.port,
             process_request=routes,
             max_size=protocol.MAX_FRAME,  # larger frames: close 1009
             max_queue=32,  # frames buffered per connection before reading stops (TCP pushes back)
@@ -74,12 +122,13 @@ class GameServer:
             ping_interval=20, ping_timeout=20,
             server_header="npcworld",
             backlog=2048,  # pending TCP connects; the default 100 overflowed when 400 bots joined within a second
-            compression="deflate" if self.cfg.compression else None,
+            compression="deflate" if self.cfg.net.compression else None,
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
             await self._start_admin()
-            ticks = asyncio.create_task(run_ticks(self.cfg.tick_rate, self.game.tick, self.metrics, self.stop_event))
+            ticks = asyncio.create_task(run_ticks(self.cfg.world.tick_rate, self.game.tick, self.metrics, self.stop_event))
             reloads = asyncio.create_task(self.watcher.run(self.stop_event))
+            slow = asyncio.create_task(gateway.close_stalled(self.seats, self.stop_event))
             if on_ready:
                 on_ready(self)
             await self.stop_event.wait()
@@ -89,6 +138,7 @@ class GameServer:
             await self.admin.stop()
             await ticks
             await reloads
+            await slow
             self.game.final_checkpoint()  # after the last tick: nothing lost on a clean stop
             await asyncio.to_thread(self.game.close)  # the decision workers, the NPC memory, the store's writer
 
@@ -97,13 +147,13 @@ def main(cfg: ServerConfig) -> int:
     import uvloop
 
     def ready(srv: GameServer) -> None:
-        host = cfg.host if cfg.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
-        admin_host = cfg.admin_host if cfg.admin_host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        host = cfg.net.host if cfg.net.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        admin_host = cfg.admin.host if cfg.admin.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         # printed before the serving line, so whoever waits for that line has this one too
         print(f"npcworld admin http://{admin_host}:{srv.admin_port}/ token={srv.admin_token}"
-              f"  ({len(srv.game.cast.minds)} NPCs from {cfg.npc_dir or 'no NPC folder'})", flush=True)
-        print(f"npcworld serving http://{host}:{srv.port}/  (map {srv.tilemap.path}, {cfg.npcs} wandering NPCs, "
-              f"{cfg.tick_rate} Hz) - open it in a browser; Ctrl+C stops", flush=True)
+              f"  ({len(srv.game.cast.minds)} NPCs from {cfg.npcs.dir or 'no NPC folder'})", flush=True)
+        print(f"npcworld serving http://{host}:{srv.port}/  (map {srv.tilemap.path}, {cfg.npcs.wanderers} wandering NPCs, "
+              f"{cfg.world.tick_rate} Hz) - open it in a browser; Ctrl+C stops", flush=True)
 
     async def amain() -> None:
         srv = GameServer(cfg)

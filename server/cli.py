@@ -18,21 +18,19 @@ from .store import ops as store_ops
 def _serve_parser(sub) -> None:
     p = sub.add_parser("serve", help="run the game server and its browser client",
                        description="Run the game server: HTTP and WebSocket on one port. "
-                       "Options come from the defaults, then --config FILE (TOML, a [server] table "
-                       "with the same names, underscores or dashes), then these flags.")
+                       "Options come from the defaults, then --config FILE (TOML: a [server] table with these "
+                       "names, underscores or dashes, and/or the sections' tables [net], [world], [npcs], [policy], "
+                       "[dialogue], [admin], [store], [workers]; see the README), then these flags.")
     p.add_argument("--config", metavar="FILE", help="TOML config file")
-    defaults = config.ServerConfig()
-    for name in config.option_names():
-        default = getattr(defaults, name)
-        kind = type(default)
-        shown = "" if name in ("secret", "admin_token") else f" (default: {default})"
+    groups = {s: p.add_argument_group(f"[{s}]", (cls.__doc__ or "").split("\n")[0].removeprefix(f"[{s}]: "))
+              for s, (cls, _) in config.SECTIONS.items()}
+    for name, opt in config.OPTIONS.items():     # every flag from its option's declaration
+        g = groups[opt.section]
         flag = "--" + name.replace("_", "-")
-        if kind is bool:
-            p.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
-                           help=config.ServerConfig.HELP[name] + shown)
+        if opt.kind is bool:
+            g.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=opt.help())
         else:
-            p.add_argument(flag, dest=name, type=kind, default=None,
-                           metavar=name.upper(), help=config.ServerConfig.HELP[name] + shown)
+            g.add_argument(flag, dest=name, type=opt.kind, default=None, metavar=name.upper(), help=opt.help())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         except config.ConfigError as exc:
             print(f"npcworld serve: {exc}", file=sys.stderr)
             return 2
-        logging.basicConfig(level=cfg.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(level=cfg.net.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         from . import app  # imported late: keeps --help fast
 
         try:

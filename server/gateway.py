@@ -1,7 +1,12 @@
-"""The WebSocket gateway: one `Connection` per player socket.
+"""The WebSocket gateway, the room's I/O edge: one `Connection` per player socket.
 
 It validates every inbound frame (size, rate, shape) before anything reaches
-the game and queues commands for the next tick. Sending never awaits in the
+the room (server/game.py) and hands it the typed commands for the next tick.
+The room's events come back through `Seats` (its `Outbound`), which encodes
+them for the connection holding each player's seat; the close policy lives
+here: a resumed character's old connection is closed (4003), a connection
+whose socket accepted nothing for SLOW_CLIENT_S is closed (4002, checked once
+a second by `close_stalled`). Sending never awaits in the
 tick: the tick queues each update in the connection's outbox; right after the
 tick (same loop iteration) the `Flusher` writes them straight into each
 socket's buffer while it is short, and hands a congested socket to the
@@ -22,9 +27,13 @@ from websockets.exceptions import ConnectionClosed
 from websockets.protocol import State
 
 from world import protocol
-from world.protocol import (HELLO_TIMEOUT_S, RATE_BURST, RATE_ERROR_EVERY_S, RATE_PER_S, STRIKES,
+from world.protocol import (HELLO_TIMEOUT_S, RATE_BURST, RATE_ERROR_EVERY_S, RATE_PER_S, SLOW_CLIENT_S, STRIKES,
                             STRIKES_PER_S, Chat, Hello, Input, Ping, ProtocolError, Talk)
+from world.snapshot import View
 
+from . import events
+from .config import NetSection
+from .events import Refused, Replaced, Welcome
 from .frames import binary_frame_head
 from .game import Game, Player
 from .limits import TokenBucket
@@ -65,8 +74,80 @@ class Flusher:
             conn.flush()
 
 
+class Seats:
+    """The room's outbox at the I/O edge (server/events.py `Outbound`): each player's events, as bytes,
+    to the connection that holds its seat. Invariant: `of` maps a player to at most one open
+    connection, the newest; a `Replaced` unmaps and closes the old one (4003) before the new one binds.
+    A connection binds its player's seat at its `Welcome`, the last event of `join`; until then (within
+    that synchronous call) the player's events go to the joining connection."""
+
+    def __init__(self, net: NetSection) -> None:
+        self.direct_writes = net.direct_writes  # see Connection.direct
+        self.max_players = net.max_players      # further hellos are closed with 4004
+        self.of: dict[int, Connection] = {}  # player id -> the connection holding its seat
+        self.joining: Connection | None = None
+
+    def event(self, player: int, event: events.Event) -> None:
+        conn = self.of.get(player)
+        if type(event) is Replaced:
+            if conn is not None:
+                del self.of[player]
+                conn.close_soon(protocol.CLOSE_REPLACED, "replaced: this character was resumed by a newer connection")
+            return
+        if conn is None:
+            conn = self.joining
+            if conn is None:
+                return      # gone between the room's last look and now: nobody to tell
+            if type(event) is Welcome:
+                self.of[player] = conn
+                where = conn.ws.remote_address
+                log.info("%s %s (%d) from %s", "resumed" if event.resumed else "joined", event.name, player,
+                         where[0] if where else "?")
+        if type(event) is Refused:
+            conn.send_error(event.error)
+        else:
+            conn.outbox.push(events.encode(event))
+
+    def update(self, player: int, tick: int, ack: int, view: View) -> None:
+        conn = self.of.get(player)
+        if conn is not None:
+            conn.outbox.push_update(tick, ack, view)
+
+    def join(self, conn: "Connection", game: Game, hello: Hello) -> Player:
+        self.joining = conn
+        try:
+            return game.join(hello)
+        finally:
+            self.joining = None
+
+    def leave(self, conn: "Connection", game: Game) -> None:
+        """The connection ended; its player leaves the room unless a newer connection holds the seat."""
+        player = conn.player
+        if player is not None and self.of.get(player.eid) is conn:
+            del self.of[player.eid]
+            game.leave(player.eid)
+
+    def close_stalled(self, now: float) -> None:
+        """Close the connections whose socket accepted nothing for SLOW_CLIENT_S (4002)."""
+        for eid, conn in list(self.of.items()):
+            stalled = conn.stalled_for(now)
+            if stalled > SLOW_CLIENT_S:
+                log.info("closing %s (%d): read nothing for %.1f s", conn.player.name if conn.player else "?", eid,
+                         stalled)
+                conn.close_soon(protocol.CLOSE_TOO_SLOW, "too slow: read nothing for 5 s")
+
+
+async def close_stalled(seats: Seats, stop: asyncio.Event, every_s: float = 1.0) -> None:
+    """Once a second until `stop`: `seats.close_stalled`."""
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), every_s)
+        except TimeoutError:
+            seats.close_stalled(time.monotonic())
+
+
 class Connection:
-    def __init__(self, ws: ServerConnection, game: Game, metrics: Metrics, flusher: Flusher):
+    def __init__(self, ws: ServerConnection, game: Game, metrics: Metrics, flusher: Flusher, direct_writes: bool):
         now = time.monotonic()
         self.ws = ws
         self.game = game
@@ -81,9 +162,9 @@ class Connection:
         self.closing = False
         # Frames written by flush itself, not through websockets: only where no extension was
         # negotiated (permessage-deflate frames must go through websockets' compressor).
-        self.direct = game.cfg.direct_writes and not ws.protocol.extensions
+        self.direct = direct_writes and not ws.protocol.extensions
 
-    # -- called by the game (never awaits) --------------------------------
+    # -- called by the seats (never awaits) --------------------------------
 
     def stalled_for(self, now: float) -> float:
         return 0.0 if self.sending_since is None else now - self.sending_since
@@ -94,9 +175,6 @@ class Connection:
         self.closing = True
         self.metrics.closes[code] = self.metrics.closes.get(code, 0) + 1
         asyncio.get_running_loop().create_task(self.ws.close(code, reason))
-
-    def replaced(self) -> None:
-        self.close_soon(protocol.CLOSE_REPLACED, "replaced: this character was resumed by a newer connection")
 
     # -- sending ------------------------------------------------------------
 
@@ -176,17 +254,10 @@ class Connection:
             self.send_error(err)
             self.strike(now)
             return
-        player = self.player
-        if type(msg) is Input:
-            if msg.seq > player.last_seq:
-                player.last_seq = msg.seq
-                self.game.commands.append(("input", player.eid, msg.seq, msg.dx, msg.dy))
-        elif type(msg) is Ping:
+        if type(msg) is Ping:
             self.outbox.push(protocol.encode_pong(msg.id, self.game.world.tick))
-        elif type(msg) is Chat:
-            self.game.commands.append(("chat", player.eid, msg.text))
-        elif type(msg) is Talk:
-            self.game.commands.append(("talk", player.eid, msg.npc, msg.text))
+        elif type(msg) is Input or type(msg) is Chat or type(msg) is Talk:
+            self.game.command(self.player.eid, msg)
         else:
             self.send_error(ProtocolError("not_expected", "hello was already received on this connection", ref="hello"))
             self.strike(now)
@@ -200,11 +271,11 @@ async def _refuse(ws: ServerConnection, metrics: Metrics, code: int, reason: str
     await ws.close(code, reason)
 
 
-async def handle(ws: ServerConnection, game: Game, metrics: Metrics, flusher: Flusher) -> None:
+async def handle(ws: ServerConnection, game: Game, seats: Seats, metrics: Metrics, flusher: Flusher) -> None:
     """Serve one player socket from hello to close."""
     metrics.connections += 1
     metrics.connections_total += 1
-    conn = Connection(ws, game, metrics, flusher)
+    conn = Connection(ws, game, metrics, flusher, seats.direct_writes)
     writer: asyncio.Task | None = None
     sock = ws.transport.get_extra_info("socket")
     if sock is not None:
@@ -227,15 +298,9 @@ async def handle(ws: ServerConnection, game: Game, metrics: Metrics, flusher: Fl
                                  f"unsupported protocol version {hello.version}; this server speaks "
                                  + " and ".join(map(str, protocol.VERSIONS)))
         conn.outbox.deltas = hello.version >= 2  # version 1: every update a keyframe
-        if game.connected() >= game.cfg.max_players:
+        if game.connected() >= seats.max_players:
             return await _refuse(ws, metrics, protocol.CLOSE_FULL, "server full")
-        player, resumed, errors = game.join(conn, hello)
-        conn.player = player
-        for err in errors:
-            conn.send_error(err)
-        conn.outbox.push(game.welcome(player, resumed, hello.version))
-        log.info("%s %s (%d) from %s", "resumed" if resumed else "joined", player.name, player.eid,
-                 ws.remote_address[0] if ws.remote_address else "?")
+        conn.player = seats.join(conn, game, hello)
         writer = asyncio.get_running_loop().create_task(conn.write_forever())
         async for frame in ws:
             metrics.messages_in += 1
@@ -251,6 +316,6 @@ async def handle(ws: ServerConnection, game: Game, metrics: Metrics, flusher: Fl
         if writer is not None:
             writer.cancel()
         if conn.player is not None:
-            game.leave(conn.player, conn)
+            seats.leave(conn, game)
             log.info("left %s (%d) code=%s", conn.player.name, conn.player.eid, ws.close_code)
         metrics.connections -= 1

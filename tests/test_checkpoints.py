@@ -5,11 +5,12 @@ NPC, and a checkpoint from another map is not resumed."""
 from __future__ import annotations
 
 import dataclasses
-import time
 
 from maphelp import write_ascii_map
 from npchelp import write
-from server.config import ServerConfig
+from server.app import build_room
+from server.config import ServerConfig, flat
+from server.events import Mailbox
 from server.game import Game
 from server.metrics import Metrics
 from server.store import Store
@@ -18,7 +19,7 @@ from world.tilemap import load_map
 
 
 def room(cfg: ServerConfig) -> Game:
-    return Game(cfg, load_map(cfg.map), Metrics(), time.monotonic, store=Store.open(cfg.store))
+    return build_room(cfg, load_map(cfg.world.map), Metrics(), Mailbox(), store=Store.open(cfg.store.path))
 
 
 def test_npcs_and_their_minds_resume_by_key(tmp_path):
@@ -26,7 +27,7 @@ def test_npcs_and_their_minds_resume_by_key(tmp_path):
     folder.mkdir()
     write(folder / "gerda.toml", GERDA)
     m = write_ascii_map(tmp_path, ROWS, "small.tmj", {"s": "spawn"})
-    cfg = ServerConfig(port=0, map=str(m), npc_dir=str(folder), npcs=3, decider="builtin", dialogue=False,
+    cfg = flat(port=0, map=str(m), npc_dir=str(folder), npcs=3, decider="builtin", dialogue=False,
                        memory_db="", store=str(tmp_path / "world.sqlite")).validate()
     a = room(cfg)
     for _ in range(30):
@@ -52,6 +53,6 @@ def test_npcs_and_their_minds_resume_by_key(tmp_path):
     # Another map (Gerda's place 'a' moved to where 'b' was): the world starts afresh.
     moved = [r.replace("a", ".") for r in ROWS]
     other = write_ascii_map(tmp_path, moved, "other.tmj", {"s": "spawn", "b": "a"})
-    c = room(dataclasses.replace(cfg, map=str(other)))
+    c = room(dataclasses.replace(cfg, world=dataclasses.replace(cfg.world, map=str(other))))
     assert c.world.tick == 0
     c.close()

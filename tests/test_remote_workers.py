@@ -204,7 +204,7 @@ def test_local_workers_serve_while_no_remote_worker_has_room(broker, workers):
 
 def test_broker_addresses_and_options_are_checked_with_a_reason(monkeypatch):
     from npc.inference.broker import BrokerError, parse_broker
-    from server.config import ConfigError, ServerConfig
+    from server.config import ConfigError, flat
 
     a = parse_broker("mqtts://npc:s%40cret@broker.lan")
     assert (a.host, a.port, a.tls, a.username, a.password) == ("broker.lan", 8883, True, "npc", "s@cret")
@@ -215,9 +215,9 @@ def test_broker_addresses_and_options_are_checked_with_a_reason(monkeypatch):
         with pytest.raises(BrokerError, match=why):
             parse_broker(bad)
     with pytest.raises(ConfigError, match="expected mqtt://"):
-        ServerConfig(broker="http://h").validate()
+        flat(broker="http://h").validate()
     with pytest.raises(ConfigError, match="local_workers"):
-        ServerConfig(local_workers=0).validate()
+        flat(local_workers=0).validate()
     with pytest.raises(BrokerError, match="kind"):
         RemoteConfig("mqtt://h", "painting").validate()
 

@@ -49,9 +49,10 @@ from __future__ import annotations
 import itertools
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from . import check
 from . import prompt as prompts
@@ -511,11 +512,26 @@ def _decision(action: str, target: int, reason: str):
     return Decision(action, target=target, activity="talking", reason=reason)
 
 
-def start(cast, send: Callable[[int, dict], None], connected: Callable[[int], bool], *, enabled: bool = True,
-          model: str = "default", dtype: str = "auto", device: str = "auto", memory_db: str = "",
-          first_token_ms: float = 1500.0, max_new_tokens: int = 48, conversations: int = 64,
-          threads: int | None = None, nice: int = 10, prefix_cache: int = 8192, step_delay_ms: float = 0.0,
-          engine: str = "auto", clock: Callable[[], float] = time.monotonic, workers: int = 1, remote=None) -> Dialogue:
+class Settings(Protocol):
+    """What `start` reads of its configuration (server/config.py DialogueSection, handed over whole).
+    Units: ms, tokens."""
+    enabled: bool
+    model: str          # "default" (SmolLM2-135M-Instruct GGUF), a .gguf file, a local HF dir, "tiny"
+    dtype: str
+    device: str         # "auto", "cpu", "cuda:N"
+    memory_db: str      # "" = no memory
+    first_token_ms: float
+    max_new_tokens: int
+    conversations: int
+    threads: int        # 0 = every core
+    nice: int
+    prefix_cache: int
+    step_delay_ms: float
+    engine: str
+
+
+def start(cast, send: Callable[[int, dict], None], connected: Callable[[int], bool], settings: Settings, *,
+          clock: Callable[[], float] = time.monotonic, workers: int = 1, remote=None) -> Dialogue:
     """The dialogue service of a server: its memory (opened now, created if new)
     and its pool (one worker, started now; it loads the model in the background,
     and conversations wait in the pool's queue until it is ready)."""
@@ -523,24 +539,25 @@ def start(cast, send: Callable[[int, dict], None], connected: Callable[[int], bo
 
     from npc.inference import Pool, PoolConfig
 
-    memory = Memory(memory_db).start() if memory_db else None
+    o = settings
+    memory = Memory(o.memory_db).start() if o.memory_db else None
     pool = None
-    if enabled:
-        devices = None if device == "auto" else [device]
+    if o.enabled:
+        devices = None if o.device == "auto" else [o.device]
         pool = Pool(PoolConfig(
             runner="npc.dialogue.runner:DialogueRunner",
-            runner_options={"model": model, "dtype": dtype, "max_new_tokens": max_new_tokens,
-                            "prefix_cache_tokens": prefix_cache, "step_delay_s": step_delay_ms / 1000.0,
-                            "engine": engine},
-            workers=workers, devices=devices, max_streams=min(conversations, 16),
+            runner_options={"model": o.model, "dtype": o.dtype, "max_new_tokens": o.max_new_tokens,
+                            "prefix_cache_tokens": o.prefix_cache, "step_delay_s": o.step_delay_ms / 1000.0,
+                            "engine": o.engine},
+            workers=workers, devices=devices, max_streams=min(o.conversations, 16),
             remote=remote,  # remote dialogue workers through a broker (npc/inference/broker.py), or None
-            threads=threads,  # None: the cores left after one for the game process
-            nice=nice,  # below the tick's priority: the world never waits for the model
+            threads=o.threads or os.cpu_count() or 1,
+            nice=o.nice,  # below the tick's priority: the world never waits for the model
             # A step is a prefill of up to 512 new prompt tokens at worst: seconds on a small busy CPU.
             hang_timeout_s=60.0, heartbeat_s=0.5, start_timeout_s=300.0,
         )).start()
-    cfg = DialogueConfig(first_token_s=first_token_ms / 1000.0, max_new_tokens=max_new_tokens,
-                         max_conversations=conversations)
+    cfg = DialogueConfig(first_token_s=o.first_token_ms / 1000.0, max_new_tokens=o.max_new_tokens,
+                         max_conversations=o.conversations)
     return Dialogue(cast, pool, memory, send, connected, cfg, clock)
 
 

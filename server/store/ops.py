@@ -31,7 +31,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p = sub.add_parser("store", help="the store: info, backup, players, forget",
                        description="Look after the store (SQLite, var/world.sqlite by default): players' accounts "
                        "and the last world checkpoint. Safe while the server runs.")
-    p.add_argument("--store", default=ServerConfig().store, metavar="FILE", help="the store file (default: %(default)s)")
+    p.add_argument("--store", default=ServerConfig().store.path, metavar="FILE", help="the store file (default: %(default)s)")
     s = p.add_subparsers(dest="store_command", metavar="STORE_COMMAND")
     i = s.add_parser("info", help="schema version, counts, last checkpoint")
     b = s.add_parser("backup", help="a consistent copy (SQLite online backup), safe while serving")
