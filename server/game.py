@@ -103,14 +103,14 @@ class Game:
                 budget_s=(cfg.decision_budget_ms or 1000.0 / cfg.tick_rate) / 1000.0)
         if self.decider is not None:
             self.cast.decider = self.decider      # before loading: the guard checks every file as it loads
-            self.metrics.sources.append(self.decider.prometheus)
+            self.metrics.add(self.decider)
         self.cast.load_all()
         self.checkpoints: Checkpoints | None = None    # None without a store
         if self.store is not None:
             self.checkpoints = Checkpoints(self.store, self.world, self.cast, self.players, self.wanderers,
                                            self.tilemap.raw, max(1, round(self.cfg.checkpoint_s * self.cfg.tick_rate)),
                                            self.wall)
-            self.metrics.sources.append(self.store.prometheus)
+            self.metrics.add(self.store)
             if self.store.saved is not None:
                 self.checkpoints.resume(self.store.saved)
         cfg = self.cfg
@@ -122,7 +122,7 @@ class Game:
             threads=cfg.dialogue_threads or os.cpu_count() or 1, nice=cfg.dialogue_nice,
             prefix_cache=cfg.dialogue_prefix_cache, engine=cfg.dialogue_engine,
             step_delay_ms=cfg.dialogue_step_delay_ms, clock=self.clock, **remote_workers(cfg, "dialogue", 1))
-        self.metrics.sources.append(self.dialogue.prometheus)
+        self.metrics.add(self.dialogue)
         self._count()
 
     def _send_to(self, eid: int, msg: dict) -> None:

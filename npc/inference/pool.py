@@ -81,6 +81,8 @@ import time
 import weakref
 from typing import Any, Callable, Iterable
 
+from prometheus_client.metrics_core import Metric
+
 from .config import PoolConfig
 from .engine import Engine, Intake
 from .future import Inbox, InferenceFuture, Outcome
@@ -279,11 +281,12 @@ class Pool:
     def workers(self) -> list[WorkerInfo]:
         return [info for ex in self.executors for info in ex.infos()]
 
-    def prometheus(self, prefix: str = "npcworld_inference") -> list[str]:
-        """/metrics lines: the pool's counters, and each executor's own (remote workers)."""
-        lines = self.stats.prometheus(prefix)
+    def collect(self, prefix: str = "npcworld_inference") -> list[Metric]:
+        """/metrics families (a prometheus-client collector): the pool's counters, and each
+        executor's own (remote workers)."""
+        families = self.stats.families(prefix)
         for ex in self.executors:
-            more = getattr(ex, "prometheus", None)
+            more = getattr(ex, "families", None)
             if more is not None:
-                lines += more(prefix)
-        return lines
+                families += more()
+        return families
