@@ -70,7 +70,7 @@ class GameServer:
             max_queue=32,  # frames buffered per connection before reading stops (TCP pushes back)
             write_limit=64 * 1024,  # bytes; above it a send waits, which is how a slow reader is seen
             close_timeout=2,
-            ping_interval=20, ping_timeout=20,
+            ping_interval=None,  # no keepalive: the gateway's read check pings every 2 s (gateway.READ_CHECK_S)
             server_header="npcworld",
             backlog=2048,  # pending TCP connects; the default 100 overflowed when 400 bots joined within a second
             compression="deflate" if self.cfg.compression else None,

@@ -40,6 +40,15 @@ RATE_ERROR_EVERY_S = 1.0  # at most one rate_limited error per second
 # reading can hold on the server to about 200 KiB, and lets the server notice
 # it (4002) within seconds instead of after megabytes.
 SEND_BUFFER = 64 * 1024
+# How a client that stops reading is seen (docs/protocol.md, "Limits"): a WebSocket ping every
+# READ_CHECK_S, queued behind everything sent before it. A client answers a ping only once it has
+# read what came before it (frames are read in order; browsers and WebSocket libraries answer by
+# themselves), so the age of the oldest unanswered ping is how long the client has read nothing.
+# The socket buffers cannot hide it: on loopback they absorbed 25 s of a normal client's updates
+# (about 160 KB), and the server saw nothing until websockets' 20 s keepalive closed with 1011.
+# This check replaces that keepalive (app.py: ping_interval=None): a dead peer is one that answers
+# no ping. Cost: one ping frame (6 bytes) out and one pong in per connection every READ_CHECK_S.
+READ_CHECK_S = 2.0
 # Updates are written directly (no task switch) while the socket's user-space
 # buffer holds less than this; above it the writer task takes over and waits.
 DIRECT_WRITE_LIMIT = 64 * 1024  # bytes, equal to websockets' write_limit in app.py
@@ -79,6 +88,7 @@ class Connection:
         self.strikes = TokenBucket(STRIKES_PER_S, STRIKES, now)
         self.last_rate_error = -math.inf
         self.sending_since: float | None = None  # set while a send waits for the socket to drain
+        self.ping_since: float | None = None  # set from a read-check ping until its pong
         self.writer_busy = False  # the writer task holds messages taken from the outbox
         self.closing = False
         # Frames written by flush itself, not through websockets: only where no extension was
@@ -88,7 +98,9 @@ class Connection:
     # -- called by the game (never awaits) --------------------------------
 
     def stalled_for(self, now: float) -> float:
-        return 0.0 if self.sending_since is None else now - self.sending_since
+        """Seconds the client has read nothing: its oldest unanswered ping, or a send waiting on a full socket."""
+        return max(0.0 if self.sending_since is None else now - self.sending_since,
+                   0.0 if self.ping_since is None else now - self.ping_since)
 
     def close_soon(self, code: int, reason: str) -> None:
         if self.closing:
@@ -155,6 +167,18 @@ class Connection:
         except ConnectionClosed:
             pass  # the reader side ends the session
 
+    async def check_reading(self) -> None:
+        """A ping every READ_CHECK_S, each awaited until its pong (see READ_CHECK_S)."""
+        try:
+            while True:
+                await asyncio.sleep(READ_CHECK_S)
+                self.ping_since = time.monotonic()  # before: ping() itself waits while the socket is full
+                pong = await self.ws.ping()
+                await pong
+                self.ping_since = None
+        except ConnectionClosed:
+            pass  # the reader side ends the session
+
     # -- receiving ----------------------------------------------------------
 
     def strike(self, now: float) -> None:
@@ -208,6 +232,7 @@ async def handle(ws: ServerConnection, game: Game, metrics: Metrics, flusher: Fl
     metrics.connections_total += 1
     conn = Connection(ws, game, metrics, flusher)
     writer: asyncio.Task | None = None
+    read_check: asyncio.Task | None = None
     sock = ws.transport.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
@@ -237,6 +262,7 @@ async def handle(ws: ServerConnection, game: Game, metrics: Metrics, flusher: Fl
         log.info("%s %s (%d) from %s", "resumed" if resumed else "joined", player.name, player.eid,
                  ws.remote_address[0] if ws.remote_address else "?")
         writer = asyncio.get_running_loop().create_task(conn.write_forever())
+        read_check = asyncio.get_running_loop().create_task(conn.check_reading())
         async for frame in ws:
             metrics.messages_in += 1
             metrics.bytes_in += len(frame)
@@ -250,6 +276,8 @@ async def handle(ws: ServerConnection, game: Game, metrics: Metrics, flusher: Fl
     finally:
         if writer is not None:
             writer.cancel()
+        if read_check is not None:
+            read_check.cancel()
         if conn.player is not None:
             game.leave(conn.player, conn)
             log.info("left %s (%d) code=%s", conn.player.name, conn.player.eid, ws.close_code)
