@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
-from . import svg
+from charts import svg
 from .plan import Plan
 from .scrape import tick_quantiles_ms
 from .stats import LogHistogram, percentile
