@@ -407,7 +407,7 @@ class Dialogue:
             return
         intent = self.world.intent(c.npc)
         following = intent.action == "follow" and intent.target == c.player
-        opts = options(m.defn, c.player, c.player_name, list(self.cast.places), following, self.cast.gifts(m.eid))
+        opts = options(m.defn, c.player, c.player_name, list(self.cast.places), following, self.cast.gifts_given(m.eid))
         if len(opts) > 1:
             name = self.world.name_of(c.npc)
             msgs = prompts.choice_messages(name, m.defn.persona, c.player_name, c.line, reply)
