@@ -13,7 +13,8 @@ asked, so nothing is kept twice and nothing is paid per event. Names and meaning
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
@@ -56,9 +57,9 @@ def gauge(name: str, help_: str, value: float) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, help_, value=value)
 
 
-def labelled(family: CounterMetricFamily | GaugeMetricFamily, rows: dict[str, float] | list[tuple[str, float]]):
+def labelled(family: CounterMetricFamily | GaugeMetricFamily, rows: Iterable[tuple[Any, float]]) -> Metric:
     """`family` with one sample per (label value, value) of `rows`, in sorted label order."""
-    for label, value in sorted(rows.items() if isinstance(rows, dict) else rows):
+    for label, value in sorted(rows):
         family.add_metric([str(label)], value)
     return family
 
@@ -110,8 +111,8 @@ class Metrics:
         yield counter("npcworld_control_dropped_total", "Pongs and errors dropped because a client's queue was full.",
                       self.control_dropped)
         yield labelled(CounterMetricFamily("npcworld_errors_sent_total", "Error messages sent, by code.",
-                                           labels=["code"]), dict(self.errors_sent))
+                                           labels=["code"]), list(self.errors_sent.items()))
         yield labelled(CounterMetricFamily("npcworld_closes_total", "Connections closed by the server, by close code.",
-                                           labels=["code"]), dict(self.closes))
+                                           labels=["code"]), list(self.closes.items()))
         yield labelled(GaugeMetricFamily("npcworld_entities", "Entities in the world, by kind.", labels=["kind"]),
                        [("player", self.players), ("npc", self.npcs)])

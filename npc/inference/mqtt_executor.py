@@ -119,7 +119,7 @@ class MqttExecutor:
         prefix = remote.prefix
         self.request_topic = b.request_topic(prefix, self.kind)
         self.reply_topic = b.reply_topic(prefix, self.client_id)
-        self.engine: Engine | None = None
+        self._engine: Engine | None = None
         self.workers: dict[str, RemoteWorker] = {}
         self.connected = False
         self.latency = BatchLatency(config.latency_prior_s, config.latency_alpha)
@@ -130,14 +130,26 @@ class MqttExecutor:
         self.disconnects = 0
         self.malformed: dict[str, int] = {}  # topic kind -> messages ignored
         self.late_replies = 0
-        self.link: Link | None = None  # the broker connection, on its own thread (link.py)
+        self._link: Link | None = None  # the broker connection, on its own thread (link.py)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine this executor runs in: set by `start`, before the engine calls anything else."""
+        assert self._engine is not None, "the executor was not started"
+        return self._engine
+
+    @property
+    def link(self) -> Link:
+        """The broker connection: made by `start`."""
+        assert self._link is not None, "the executor was not started"
+        return self._link
 
     # -- the seam -----------------------------------------------------------------------
 
     def start(self, engine: Engine, now: float) -> None:
-        self.engine = engine
+        self._engine = engine
         r = self.remote
-        self.link = Link(self.address, self.client_id, [(self.reply_topic, 0), (b.status_wildcard(r.prefix), 1)],
+        self._link = Link(self.address, self.client_id, [(self.reply_topic, 0), (b.status_wildcard(r.prefix), 1)],
                          engine.intake.wake, f"inference {self.kind}", r.keepalive_s, r.reconnect_max_s)
         self.link.start()
 
@@ -161,7 +173,8 @@ class MqttExecutor:
 
     def next_wake(self, now: float) -> float | None:
         t = None
-        for item in (*self.batches.values(), *self.streams.values()):
+        items: list[_Batch | _RemoteStream] = [*self.batches.values(), *self.streams.values()]
+        for item in items:
             t = item.expires_at if t is None else min(t, item.expires_at)
         return t
 
@@ -226,7 +239,7 @@ class MqttExecutor:
         stream.executor, stream.place = self, corr
         wait = (stream.deadline - now if stream.deadline is not None else self.remote.silence_s)
         self.streams[corr] = _RemoteStream(stream, now, now + max(0.0, wait) + self.remote.reply_grace_s)
-        user = {"priority": self.remote.priority}
+        user: dict[str, Any] = {"priority": self.remote.priority}
         if budget is not None:
             user["budget-ms"] = f"{budget * 1000.0:.3f}"
         props = b.properties("publish", self.reply_topic, corr, user,
@@ -244,12 +257,12 @@ class MqttExecutor:
         self.link.stop()
 
     def closed(self) -> bool:
-        return self.link is None or self.link.closed.is_set()
+        return self._link is None or self._link.closed.is_set()
 
     def shutdown(self, now: float) -> None:
         self._fail_all(now, "the inference pool closed")
-        if self.link is not None:
-            self.link.stop(join_s=3.0)
+        if self._link is not None:
+            self._link.stop(join_s=3.0)
 
     def gauges(self) -> tuple[int, int]:
         ready = sum(1 for w in self.workers.values() if w.online and self.kind in w.kinds) if self.connected else 0
@@ -391,6 +404,7 @@ class MqttExecutor:
             fut.worker = w.name
         finish_batch(self.engine, batch.futures, msg, now)
         for fut in batch.futures:
+            assert fut.outcome is not None  # finish_batch ended every one
             w.count(fut.outcome.value)
 
     def _on_stream_reply(self, corr: bytes, msg: m.Message, name: str, now: float) -> None:

@@ -75,7 +75,6 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import numbers
 import threading
 import time
 import weakref
@@ -130,7 +129,11 @@ class Pool:
         self._thread = threading.Thread(target=self._engine.run, name="npcworld-inference-engine", daemon=True)
         self._thread.start()
         ref = weakref.ref(self)
-        self._atexit = lambda: (p := ref()) is not None and p.close()
+
+        def close_at_exit() -> None:
+            if (p := ref()) is not None:
+                p.close()
+        self._atexit = close_at_exit
         atexit.register(self._atexit)
         return self
 
@@ -183,8 +186,8 @@ class Pool:
         `deadline` is one time for all, or one per request."""
         now = time.monotonic()
         requests = list(requests)
-        deadlines = ([float(deadline)] * len(requests) if isinstance(deadline, numbers.Real)
-                     else [float(d) for d in deadline])
+        deadlines = ([float(d) for d in deadline] if isinstance(deadline, Iterable)
+                     else [float(deadline)] * len(requests))
         if len(deadlines) != len(requests):
             raise ValueError(f"{len(requests)} requests but {len(deadlines)} deadlines")
         futures = [InferenceFuture(request, dl, now, inbox) for request, dl in zip(requests, deadlines)]
