@@ -9,5 +9,5 @@ protocol of docs/protocol.md, exactly as a browser does.
     scenarios.py  what a bot does (wander, chatty, idle); how to add one
     scrape.py     the server's /metrics
     stats.py      mergeable histograms and percentiles
-    report.py     table, JSON and HTML report; svg.py draws its plots
+    report.py     table, JSON and HTML report; charts/svg.py draws its plots
 """

@@ -74,6 +74,16 @@ class Tally:
 
     FIELDS = ("updates", "bytes", "msgs_in", "msgs_out", "connects", "connect_failures", "disconnects",
               "missed_ticks", "send_skips")
+    # FIELDS, set by reset(): counts in the current second
+    updates: int
+    bytes: int
+    msgs_in: int
+    msgs_out: int
+    connects: int
+    connect_failures: int
+    disconnects: int
+    missed_ticks: int
+    send_skips: int
 
     def __init__(self) -> None:
         self.gap = LogHistogram()
@@ -417,6 +427,7 @@ class Bot(asyncio.Protocol):
             self._join_failed(why)
             return b""
         self.state = PLAYING
+        assert self.transport is not None  # bytes came in through it
         self.transport.write(client_frame(OP_BINARY, _packb({"t": "hello", "v": VERSION, "name": self.name})))
         self.msgs_out += 1
         self.sent["hello"] += 1
@@ -473,6 +484,7 @@ class Bot(asyncio.Protocol):
                 if not b0 & 0x80 or length > 125:
                     raise _ProtocolError("bad control frame")
                 if op == OP_PING:
+                    assert self.transport is not None  # the ping came in through it
                     self.transport.write(client_frame(OP_PONG, data[start:end]))
                 elif op == OP_CLOSE:
                     self._close_received(data[start:end])

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
 
-from . import svg
+from charts import svg
 from .plan import Plan
 from .scrape import tick_quantiles_ms
 from .stats import LogHistogram, percentile
@@ -124,8 +124,8 @@ def summarize(c: Collected) -> dict:
     steady_h = {name: _hist(steady_snaps, name) for name in HISTS}
     all_h = {name: _hist(all_snaps, name) for name in HISTS}
     rate_all: dict = {}
-    for s in steady_snaps:
-        for k, v in s.get("rate", {}).items():
+    for snap in steady_snaps:
+        for k, v in snap.get("rate", {}).items():
             rate_all[k] = rate_all.get(k, 0) + v
 
     bots = c.bots

@@ -122,7 +122,7 @@ def _run(plan: Plan, report_dir: Path, out, err, metrics_error: str | None) -> i
         # The figures after the bots closed; when this fails the server is gone
         # (not merely slow: it had the whole grace time to answer).
         if not scraper.scrape_once() and scraper.samples:
-            collected.metrics_lost_at = max(0.0, scraper.failing_since - t0)
+            collected.metrics_lost_at = max(0.0, (scraper.failing_since or t0) - t0)  # set by the failed scrape
         collected.scrapes = [(t - t0, v) for t, v in scraper.samples]
         collected.scrape_failures = dict(scraper.failures)
     if interrupted:

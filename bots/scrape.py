@@ -11,6 +11,8 @@ import urllib.error
 from collections import Counter
 import urllib.request
 
+from prometheus_client.parser import text_string_to_metric_families
+
 from .stats import bucket_quantile
 
 TICK = "npcworld_tick_duration_seconds"
@@ -45,27 +47,27 @@ def describe_os_error(reason) -> str:
 
 
 def parse(text: str) -> dict[str, float]:
-    """{'name' or 'name{labels}': value} for every sample line; comments and
-    malformed lines are skipped."""
+    """{'name' or 'name{label="value",...}': value} for every sample, as prometheus-client's own
+    parser reads the text (labels sorted by name). Text the parser refuses
+    reads as no samples, as a failed scrape does."""
     values: dict[str, float] = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        key, _, value = line.rpartition(" ")
-        try:
-            values[key.strip()] = float(value)
-        except ValueError:
-            continue
+    try:
+        for family in text_string_to_metric_families(text):
+            for s in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+                values[s.name + ("{" + labels + "}" if labels else "")] = s.value
+    except ValueError:
+        return {}
     return values
 
 
 def tick_buckets(values: dict[str, float]) -> list[tuple[float, float]]:
     """Cumulative (upper bound in seconds, count) of the tick duration histogram, sorted."""
-    prefix = TICK + "_bucket{"
+    prefix = TICK + '_bucket{le="'
     out = []
     for key, count in values.items():
         if key.startswith(prefix):
-            le = key[len(prefix):].split('le="', 1)[-1].split('"', 1)[0]
+            le = key[len(prefix):].split('"', 1)[0]
             out.append((math.inf if le == "+Inf" else float(le), count))
     return sorted(out)
 

@@ -135,26 +135,31 @@ class Talk(Scenario):
         if unknown:  # ask the nearest whether it talks (refused at once if not: nothing is walked for it)
             self.ask(bot, min(unknown, key=lambda e: math.dist(me, self.pos[e])), now)
             return
-        if self.goal is None or math.dist(me, self.goal) < self.paths.tile:
-            places = [xy for name, xy in self.paths.pois.items() if name != "spawn"] or [me]
+        paths = self.paths
+        assert paths is not None  # on_tick: nothing walks before the map is read
+        if self.goal is None or math.dist(me, self.goal) < paths.tile:
+            places = [xy for name, xy in paths.pois.items() if name != "spawn"] or [me]
             self.goal = places[bot.rng.randrange(len(places))]
-        bot.move(*self.paths.direction(*me, *self.goal))
+        bot.move(*paths.direction(*me, *self.goal))
 
     def approach(self, bot, me: tuple[float, float], now: float) -> None:
-        there = self.pos.get(self.npc)
-        if there is None:  # out of view
+        assert self.paths is not None  # on_tick: nothing walks before the map is read
+        npc = self.npc
+        there = self.pos.get(npc) if npc is not None else None
+        if npc is None or there is None:  # out of view
             self.state, self.npc = "seek", None
             return
         if math.dist(me, there) <= TALK_WITHIN:
             bot.move(0.0, 0.0)
-            self.ask(bot, self.npc, now)
+            self.ask(bot, npc, now)
             return
         bot.move(*self.paths.direction(*me, *there))
 
     def keep_near(self, bot, me: tuple[float, float]) -> None:
         """While the reply comes: stand still, or follow the NPC if it walks off (past
         320 world units between them the reply would be cancelled)."""
-        there = self.pos.get(self.npc)
+        assert self.paths is not None  # on_tick: nothing walks before the map is read
+        there = self.pos.get(self.npc) if self.npc is not None else None
         if there is not None and math.dist(me, there) > FOLLOW_BEYOND:
             bot.move(*self.paths.direction(*me, *there))
             self.moving = True
@@ -177,8 +182,8 @@ class Talk(Scenario):
             self.cells = apply_cells(self.cells, msg["cells"], msg["moves"])
             if self.seen % LOOK_EVERY == 1:
                 self.look()
-        elif kind == "error" and msg.get("ref") == "talk" and self.asked_at is not None:
-            code = msg.get("code", "?")
+        elif kind == "error" and msg.get("ref") == "talk" and self.asked_at is not None and self.npc is not None:
+            code = msg.get("code", "?")  # (ask set both)
             self.refused[code] = self.refused.get(code, 0) + 1
             self.asked_at = None
             if code == "bad_target":

@@ -57,7 +57,7 @@ def _snapshot(tally: Tally, bots: list[Bot], now: float, started: int) -> dict:
             connected += 1
             n = bot.updates - bot.second_mark
             bot.second_mark = bot.updates
-            if bot.opened_at <= now - 1.0:  # open for the whole second: a fair per-client rate
+            if bot.opened_at is not None and bot.opened_at <= now - 1.0:  # open for the whole second: a fair per-client rate
                 rate[n] = rate.get(n, 0) + 1
     snap.update(rate=rate, connected=connected, started=started)
     return snap

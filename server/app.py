@@ -54,10 +54,10 @@ def build_room(cfg: ServerConfig, tilemap: TileMap, metrics: Metrics, out: Outbo
             devices=[d.strip() for d in p.devices.split(",") if d.strip()] or None, guard=p.guard,
             budget_s=(p.budget_ms or 1000.0 / w.tick_rate) / 1000.0)
         cast.decider = decider      # before loading: the guard checks every file as it loads
-        metrics.sources.append(decider.prometheus)
+        metrics.add(decider)
     cast.load_all()
     if store is not None:
-        metrics.sources.append(store.prometheus)
+        metrics.add(store)
     # The dialogue speaks through the room (its lines go to connected players only): bound once it exists.
     room: Game | None = None
 
@@ -67,7 +67,7 @@ def build_room(cfg: ServerConfig, tilemap: TileMap, metrics: Metrics, out: Outbo
 
     talks = dialogue.start(cast, line, lambda eid: room is not None and room.online(eid), cfg.dialogue, clock=clock,
                            **remote_workers(cfg.workers, "dialogue", 1))
-    metrics.sources.append(talks.prometheus)
+    metrics.add(talks)
     s = cfg.store
     secret = s.secret.encode() if s.secret else store.token_key if store is not None else secrets.token_bytes(32)
     room = Game(w, s, world, cast, talks, out, metrics, decider=decider, store=store, wanderers=wanderers,
@@ -119,7 +119,7 @@ class GameServer:
             max_queue=32,  # frames buffered per connection before reading stops (TCP pushes back)
             write_limit=64 * 1024,  # bytes; above it a send waits, which is how a slow reader is seen
             close_timeout=2,
-            ping_interval=20, ping_timeout=20,
+            ping_interval=None,  # no keepalive: the gateway's read check pings every 2 s (gateway.READ_CHECK_S)
             server_header="npcworld",
             backlog=2048,  # pending TCP connects; the default 100 overflowed when 400 bots joined within a second
             compression="deflate" if self.cfg.net.compression else None,

@@ -47,6 +47,15 @@ log = logging.getLogger("npcworld.gateway")
 # reading can hold on the server to about 200 KiB, and lets the server notice
 # it (4002) within seconds instead of after megabytes.
 SEND_BUFFER = 64 * 1024
+# How a client that stops reading is seen (docs/protocol.md, "Limits"): a WebSocket ping every
+# READ_CHECK_S, queued behind everything sent before it. A client answers a ping only once it has
+# read what came before it (frames are read in order; browsers and WebSocket libraries answer by
+# themselves), so the age of the oldest unanswered ping is how long the client has read nothing.
+# The socket buffers cannot hide it: on loopback they absorbed 25 s of a normal client's updates
+# (about 160 KB), and the server saw nothing until websockets' 20 s keepalive closed with 1011.
+# This check replaces that keepalive (app.py: ping_interval=None): a dead peer is one that answers
+# no ping. Cost: one ping frame (6 bytes) out and one pong in per connection every READ_CHECK_S.
+READ_CHECK_S = 2.0
 # Updates are written directly (no task switch) while the socket's user-space
 # buffer holds less than this; above it the writer task takes over and waits.
 DIRECT_WRITE_LIMIT = 64 * 1024  # bytes, equal to websockets' write_limit in app.py
@@ -158,6 +167,7 @@ class Connection:
         self.strikes = TokenBucket(STRIKES_PER_S, STRIKES, now)
         self.last_rate_error = -math.inf
         self.sending_since: float | None = None  # set while a send waits for the socket to drain
+        self.ping_since: float | None = None  # set from a read-check ping until its pong
         self.writer_busy = False  # the writer task holds messages taken from the outbox
         self.closing = False
         # Frames written by flush itself, not through websockets: only where no extension was
@@ -167,7 +177,9 @@ class Connection:
     # -- called by the seats (never awaits) --------------------------------
 
     def stalled_for(self, now: float) -> float:
-        return 0.0 if self.sending_since is None else now - self.sending_since
+        """Seconds the client has read nothing: its oldest unanswered ping, or a send waiting on a full socket."""
+        return max(0.0 if self.sending_since is None else now - self.sending_since,
+                   0.0 if self.ping_since is None else now - self.ping_since)
 
     def close_soon(self, code: int, reason: str) -> None:
         if self.closing:
@@ -231,6 +243,18 @@ class Connection:
         except ConnectionClosed:
             pass  # the reader side ends the session
 
+    async def check_reading(self) -> None:
+        """A ping every READ_CHECK_S, each awaited until its pong (see READ_CHECK_S)."""
+        try:
+            while True:
+                await asyncio.sleep(READ_CHECK_S)
+                self.ping_since = time.monotonic()  # before: ping() itself waits while the socket is full
+                pong = await self.ws.ping()
+                await pong
+                self.ping_since = None
+        except ConnectionClosed:
+            pass  # the reader side ends the session
+
     # -- receiving ----------------------------------------------------------
 
     def strike(self, now: float) -> None:
@@ -277,6 +301,7 @@ async def handle(ws: ServerConnection, game: Game, seats: Seats, metrics: Metric
     metrics.connections_total += 1
     conn = Connection(ws, game, metrics, flusher, seats.direct_writes)
     writer: asyncio.Task | None = None
+    read_check: asyncio.Task | None = None
     sock = ws.transport.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
@@ -302,6 +327,7 @@ async def handle(ws: ServerConnection, game: Game, seats: Seats, metrics: Metric
             return await _refuse(ws, metrics, protocol.CLOSE_FULL, "server full")
         conn.player = seats.join(conn, game, hello)
         writer = asyncio.get_running_loop().create_task(conn.write_forever())
+        read_check = asyncio.get_running_loop().create_task(conn.check_reading())
         async for frame in ws:
             metrics.messages_in += 1
             metrics.bytes_in += len(frame)
@@ -315,6 +341,8 @@ async def handle(ws: ServerConnection, game: Game, seats: Seats, metrics: Metric
     finally:
         if writer is not None:
             writer.cancel()
+        if read_check is not None:
+            read_check.cancel()
         if conn.player is not None:
             seats.leave(conn, game)
             log.info("left %s (%d) code=%s", conn.player.name, conn.player.eid, ws.close_code)

@@ -1,15 +1,34 @@
-"""Server metrics, kept as plain numbers (cheap to bump on the hot path) and
-rendered in the Prometheus text exposition format for /metrics."""
+"""Server metrics: plain numbers bumped on the hot path (an attribute increment, no lock, no
+label lookup), exposed through prometheus-client collectors and rendered for /metrics by its
+`generate_latest`.
+
+Each server has its own `CollectorRegistry` (not the library's global one, so that two servers in
+one process, as in the tests, never mix): the server's collector (this module's `Metrics.collect`)
+and the parts' (the decision pool, dialogue, the store: anything with a `collect()` yielding
+metric families) are registered in it. A collector reads its part's counters when /metrics is
+asked, so nothing is kept twice and nothing is paid per event. Names and meanings: README.md
+("Metrics"); a counter's samples end in `_total`.
+"""
 
 from __future__ import annotations
 
 import bisect
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
+                                            Metric)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 # Tick duration buckets in seconds: a 20 Hz tick has a 50 ms budget.
 TICK_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0)
 
 
 class Histogram:
+    """Counts per bucket (not cumulative: one increment per observation), sum and count."""
+
     def __init__(self, buckets: tuple[float, ...]):
         self.buckets = buckets
         self.counts = [0] * (len(buckets) + 1)  # last slot: above every bound (+Inf only)
@@ -21,15 +40,28 @@ class Histogram:
         self.sum += value
         self.count += 1
 
-    def lines(self, name: str) -> list[str]:
-        out, running = [], 0
+    def family(self, name: str, help_: str) -> HistogramMetricFamily:
+        cumulative, running = [], 0
         for bound, n in zip(self.buckets, self.counts):
             running += n
-            out.append(f'{name}_bucket{{le="{bound}"}} {running}')
-        out.append(f'{name}_bucket{{le="+Inf"}} {self.count}')
-        out.append(f"{name}_sum {self.sum:.9f}")
-        out.append(f"{name}_count {self.count}")
-        return out
+            cumulative.append((floatToGoString(bound), running))
+        cumulative.append(("+Inf", self.count))
+        return HistogramMetricFamily(name, help_, buckets=cumulative, sum_value=self.sum)
+
+
+def counter(name: str, help_: str, value: float) -> CounterMetricFamily:
+    return CounterMetricFamily(name, help_, value=value)
+
+
+def gauge(name: str, help_: str, value: float) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, help_, value=value)
+
+
+def labelled(family: CounterMetricFamily | GaugeMetricFamily, rows: Iterable[tuple[Any, float]]) -> Metric:
+    """`family` with one sample per (label value, value) of `rows`, in sorted label order."""
+    for label, value in sorted(rows):
+        family.add_metric([str(label)], value)
+    return family
 
 
 class Metrics:
@@ -50,45 +82,37 @@ class Metrics:
         self.closes: dict[int, int] = {}
         self.players = 0
         self.npcs = 0
-        # Other parts' metrics (e.g. the NPC decision pool): callables returning Prometheus text lines.
-        self.sources: list = []
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(self)
+
+    def add(self, collector: Collector) -> None:
+        """Another part's metrics (the NPC decision pool, dialogue, the store), in this server's /metrics."""
+        self.registry.register(collector)
 
     def render(self) -> str:
-        lines: list[str] = []
+        """/metrics: every registered collector, in the Prometheus text format (version 0.0.4)."""
+        return generate_latest(self.registry).decode("utf-8")
 
-        def metric(name: str, kind: str, help_: str, rows: list[str]) -> None:
-            lines.append(f"# HELP {name} {help_}")
-            lines.append(f"# TYPE {name} {kind}")
-            lines.extend(rows)
-
-        metric(
-            "npcworld_tick_duration_seconds", "histogram", "Wall time of one tick (world step and updates).",
-            self.tick_duration.lines("npcworld_tick_duration_seconds"),
-        )
-        simple = (
-            ("npcworld_ticks_total", "counter", "Ticks run.", self.ticks),
-            ("npcworld_tick_overruns_total", "counter", "Ticks that ended after their time slot.", self.tick_overruns),
-            ("npcworld_ticks_skipped_total", "counter", "Tick slots skipped to catch up after overruns.",
-             self.ticks_skipped),
-            ("npcworld_connections", "gauge", "Open player connections.", self.connections),
-            ("npcworld_connections_total", "counter", "Player connections accepted.", self.connections_total),
-            ("npcworld_bytes_in_total", "counter", "WebSocket payload bytes received.", self.bytes_in),
-            ("npcworld_bytes_out_total", "counter", "WebSocket payload bytes sent.", self.bytes_out),
-            ("npcworld_messages_in_total", "counter", "WebSocket messages received.", self.messages_in),
-            ("npcworld_messages_out_total", "counter", "WebSocket messages sent.", self.messages_out),
-            ("npcworld_updates_coalesced_total", "counter", "World updates merged into a newer one for a slow client.",
-             self.updates_coalesced),
-            ("npcworld_control_dropped_total", "counter", "Pongs and errors dropped because a client's queue was full.",
-             self.control_dropped),
-        )
-        for name, kind, help_, value in simple:
-            metric(name, kind, help_, [f"{name} {value}"])
-        metric("npcworld_errors_sent_total", "counter", "Error messages sent, by code.",
-               [f'npcworld_errors_sent_total{{code="{c}"}} {n}' for c, n in sorted(self.errors_sent.items())])
-        metric("npcworld_closes_total", "counter", "Connections closed by the server, by close code.",
-               [f'npcworld_closes_total{{code="{c}"}} {n}' for c, n in sorted(self.closes.items())])
-        metric("npcworld_entities", "gauge", "Entities in the world, by kind.",
-               [f'npcworld_entities{{kind="player"}} {self.players}', f'npcworld_entities{{kind="npc"}} {self.npcs}'])
-        for source in self.sources:
-            lines.extend(source())
-        return "\n".join(lines) + "\n"
+    def collect(self) -> Iterator[Metric]:
+        yield self.tick_duration.family("npcworld_tick_duration_seconds",
+                                        "Wall time of one tick (world step and updates).")
+        yield counter("npcworld_ticks_total", "Ticks run.", self.ticks)
+        yield counter("npcworld_tick_overruns_total", "Ticks that ended after their time slot.", self.tick_overruns)
+        yield counter("npcworld_ticks_skipped_total", "Tick slots skipped to catch up after overruns.",
+                      self.ticks_skipped)
+        yield gauge("npcworld_connections", "Open player connections.", self.connections)
+        yield counter("npcworld_connections_total", "Player connections accepted.", self.connections_total)
+        yield counter("npcworld_bytes_in_total", "WebSocket payload bytes received.", self.bytes_in)
+        yield counter("npcworld_bytes_out_total", "WebSocket payload bytes sent.", self.bytes_out)
+        yield counter("npcworld_messages_in_total", "WebSocket messages received.", self.messages_in)
+        yield counter("npcworld_messages_out_total", "WebSocket messages sent.", self.messages_out)
+        yield counter("npcworld_updates_coalesced_total", "World updates merged into a newer one for a slow client.",
+                      self.updates_coalesced)
+        yield counter("npcworld_control_dropped_total", "Pongs and errors dropped because a client's queue was full.",
+                      self.control_dropped)
+        yield labelled(CounterMetricFamily("npcworld_errors_sent_total", "Error messages sent, by code.",
+                                           labels=["code"]), list(self.errors_sent.items()))
+        yield labelled(CounterMetricFamily("npcworld_closes_total", "Connections closed by the server, by close code.",
+                                           labels=["code"]), list(self.closes.items()))
+        yield labelled(GaugeMetricFamily("npcworld_entities", "Entities in the world, by kind.", labels=["kind"]),
+                       [("player", self.players), ("npc", self.npcs)])

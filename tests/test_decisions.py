@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import re
 import signal
 import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from npchelp import small_map, write
 from wsclient import Player
@@ -55,12 +55,13 @@ WANDERS = """
 
 
 def metrics(url: str) -> dict[str, float]:
+    """/metrics as {'name{k="v",...}': value}, labels sorted by name, read by prometheus-client's parser."""
     text = urllib.request.urlopen(url + "metrics", timeout=10).read().decode()
     out = {}
-    for line in text.splitlines():
-        m = re.match(r"^(\S+) (\S+)$", line)
-        if m and not line.startswith("#"):
-            out[m.group(1)] = float(m.group(2))
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            out[s.name + ("{" + labels + "}" if labels else "")] = s.value
     return out
 
 

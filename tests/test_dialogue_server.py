@@ -114,3 +114,49 @@ async def test_the_default_model_answers_through_a_real_server(launch, tmp_path)
                  "--memory-db", str(tmp_path / "memory.sqlite"))
     tam, ana, bo, end = await conversation(srv, "Hello! What do you sell?", timeout=240)
     check_stream(tam, ana, end)
+
+
+@pytest.mark.asyncio
+async def test_one_npc_answers_two_players_at_once_and_both_hear_both(launch, tmp_path):
+    """docs/protocol.md: each talk is its own conversation, whoever else talks to the NPC; every
+    player near it receives every stream (keyed by id, `to` says whose); a say_end after a
+    say_delta holds exactly what the delta held, and a conversation has at most one delta."""
+    folder = tmp_path / "npcs"
+    folder.mkdir()
+    write(folder / "tam.toml", TAM)
+    srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0",
+                 "--dialogue-model", "tiny", "--dialogue-max-new-tokens", "12")
+    ana = await Client.join(srv.ws_url, "Ana")
+    bo = await Client.join(srv.ws_url, "Bo")
+    try:
+        tam = await find_npc(ana, "Old Tam")
+        await walk_to(ana, tam)
+        await find_npc(bo, "Old Tam")
+        await walk_to(bo, tam)
+        await asyncio.gather(ana.send({"t": "talk", "npc": tam, "text": "Hello! What do you sell?"}),
+                             bo.send({"t": "talk", "npc": tam, "text": "Good day, Tam."}))
+
+        def both_ended(me, m):
+            return sum(1 for s in me.says if s["t"] == "say_end") >= 2
+
+        await asyncio.gather(ana.until(both_ended, timeout=60, what="two say_end (Ana)"),
+                             bo.until(both_ended, timeout=60, what="two say_end (Bo)"))
+        for p in (ana, bo):
+            starts = {s["id"]: s for s in p.says if s["t"] == "say_start"}
+            assert len(starts) == 2 and all(s["npc"] == tam for s in starts.values())
+            assert sorted(s["to"] for s in starts.values()) == sorted([ana.id, bo.id])   # its own, and the other's
+            streamed = 0
+            for cid in starts:
+                deltas = [s["text"] for s in p.says if s["t"] == "say_delta" and s["id"] == cid]
+                end = next(s for s in p.says if s["t"] == "say_end" and s["id"] == cid)
+                assert len(deltas) <= 1
+                if deltas:
+                    assert end["reason"] in ("done", "cut") and end["text"] == "".join(deltas)
+                    streamed += 1
+            assert streamed >= 1  # the tiny model answered at least one of them (not both fallback lines)
+        # both heard the same lines
+        lines = [{s["id"]: s["text"] for s in p.says if s["t"] == "say_end"} for p in (ana, bo)]
+        assert lines[0] == lines[1]
+    finally:
+        await ana.close()
+        await bo.close()

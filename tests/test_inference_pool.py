@@ -303,7 +303,8 @@ def test_a_full_queue_drops_at_once_and_counters_render_for_metrics(gated):
     assert over.wait(WAIT) and over.outcome is Outcome.DROPPED and "queue full" in over.error
     gated.gate.set()
     assert all(f.result(WAIT) for f in kept)
-    text = "\n".join(pool.stats.prometheus())
-    assert 'npcworld_inference_requests_total{outcome="dropped"} 1' in text
-    assert 'npcworld_inference_requests_total{outcome="on_time"} 3' in text
-    assert "# TYPE npcworld_inference_queued gauge" in text
+    families = {f.name: f for f in pool.collect()}
+    requests = {s.labels["outcome"]: s.value for s in families["npcworld_inference_requests"].samples}
+    assert requests["dropped"] == 1 and requests["on_time"] == 3
+    assert families["npcworld_inference_requests"].type == "counter"
+    assert families["npcworld_inference_queued"].type == "gauge"

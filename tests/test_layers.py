@@ -2,12 +2,14 @@
 every module with `ast`: imports inside functions, under `if TYPE_CHECKING:` and
 `importlib.import_module("...")` / `__import__("...")` with a literal name count as well.
 
-Of the project's own packages (world, npc, server, bots):
+Of the project's own packages (world, npc, server, bots, charts):
 - world/ imports only world/ (nothing of npc/, server/, bots/): the pure core;
 - npc/ imports only world/ and npc/ (never server/, nor bots/);
 - bots/ import only bots/, the shared protocol module `world.protocol` (the wire's message
   types, limits, codes and update encoding) and `world.tilemap`, the pure reader of the map the
   server serves at /map.json (the talk scenario walks by it, as a browser draws it);
+- charts/ (SVG charts as strings) imports nothing of the project: a leaf, like a library, so
+  that npc/ (train-policy's loss curve) and bots/ (the report) may both draw with it;
 - server/ may import any of them (it composes the parts; `npcworld bots` is one of its commands).
 """
 
@@ -18,12 +20,13 @@ from pathlib import Path
 
 from conftest import ROOT
 
-PACKAGES = ("world", "npc", "server", "bots")
+PACKAGES = ("world", "npc", "server", "bots", "charts")
 # package -> what of the project's packages its modules may import (a module, or any module in it)
 MAY_IMPORT = {
     "world": ("world",),
-    "npc": ("world", "npc"),
-    "bots": ("bots", "world.protocol", "world.tilemap"),
+    "npc": ("world", "npc", "charts"),
+    "bots": ("bots", "world.protocol", "world.tilemap", "charts"),
+    "charts": ("charts",),
 }
 DYNAMIC = {("importlib", "import_module"), (None, "import_module"), (None, "__import__")}
 
@@ -104,6 +107,8 @@ def test_the_check_sees_every_kind_of_import(tmp_path):
         "bots/bot.py": ("import msgpack\nfrom world import protocol\nfrom world.protocol import LIMITS\n"
                         "from . import stats\n"),
         "bots/run.py": "from world import sim, protocol\nimport world.snapshot\nfrom server import metrics\n",
+        "bots/report.py": "from charts import svg\n",
+        "charts/svg.py": "from html import escape\nfrom bots import stats\n",
     }
     for rel, text in src.items():
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -116,4 +121,6 @@ def test_the_check_sees_every_kind_of_import(tmp_path):
         "npc/hooks/load.py": ["npc/hooks/load.py:2"],            # by name, at run time
         "bots/bot.py": [],
         "bots/run.py": ["bots/run.py:1", "bots/run.py:2", "bots/run.py:3"],   # world.sim, world.snapshot, server
+        "bots/report.py": [],
+        "charts/svg.py": ["charts/svg.py:2"],                    # a leaf imports nothing of the project
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import numpy as np
@@ -74,7 +75,10 @@ def test_train_policy_end_to_end_on_a_tiny_setting(tmp_path):
     assert held["decisions"] > 0 and 0.0 <= held["action_top1"] <= 1.0
     assert report["held_out_files"] == 2 and report["synthetic_files"] == 40
     assert len(report["loss"]) == 2
-    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    chart = ET.fromstring((out / "loss.svg").read_text())      # well-formed XML, an SVG root
+    assert chart.tag == "{http://www.w3.org/2000/svg}svg"
+    lines = chart.findall(".//{http://www.w3.org/2000/svg}polyline[@class='data']")
+    assert len(lines) == 2 and all(len(ln.get("points").split()) == 2 for ln in lines)   # train, held: 2 epochs
     md = (out / "report.md").read_text()
     assert "leave one file out" in md and "randomised files" in md
     from npc.policy.model import build_policy

@@ -84,9 +84,9 @@ def test_batches_run_on_a_remote_worker_and_two_workers_share_the_load(broker, w
             if seen == {"wa", "wb"}:
                 break
         assert seen == {"wa", "wb"}
-        lines = "\n".join(pool.prometheus())
-        assert 'npcworld_remote_decision_worker_up{worker="wa"} 1' in lines
-        assert 'npcworld_remote_decision_worker_outcomes_total{worker="wb",outcome="on_time"}' in lines
+        samples = {(s.name, tuple(s.labels.values())): s.value for f in pool.collect() for s in f.samples}
+        assert samples[("npcworld_remote_decision_worker_up", ("wa",))] == 1
+        assert samples[("npcworld_remote_decision_worker_outcomes_total", ("wb", "on_time"))] >= 1
         s = pool.stats
         assert s.submitted == s.on_time + s.late + s.dropped + s.failed
     finally:
@@ -265,7 +265,7 @@ def test_a_worker_written_from_the_docs_alone_serves_a_pool(broker):
                 assert fut.outcome is Outcome.ON_TIME and fut.value == 2 * (21 + i) and fut.worker == "foreign"
             await asyncio.wait_for(worker, WAIT)
             assert await asyncio.to_thread(pool.wait_for, lambda: pool.stats.workers_ready == 0, WAIT)
-            assert "foreign" in "\n".join(pool.prometheus())
+            assert any(s.labels.get("worker") == "foreign" for f in pool.collect() for s in f.samples)
         finally:
             await pool.aclose()
 
@@ -352,7 +352,7 @@ def npc_server(launch, tmp_path, broker):
 
 
 def remote_outcome(mm: dict, kind: str, worker: str, outcome: str) -> float:
-    return mm.get(f'npcworld_remote_{kind}_worker_outcomes_total{{worker="{worker}",outcome="{outcome}"}}', 0.0)
+    return mm.get(f'npcworld_remote_{kind}_worker_outcomes_total{{outcome="{outcome}",worker="{worker}"}}', 0.0)
 
 
 async def test_decisions_from_a_remote_worker_move_an_npc_in_a_real_server(npc_server, workers):

@@ -273,23 +273,64 @@ async def test_handshake_rules(crowded):
     await p.close()
 
 
+async def until_closed_4002(srv, n: int) -> None:
+    for _ in range(600):  # at most 60 s
+        if (await metrics(srv)).get('npcworld_closes_total{code=4002}', 0) >= n:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError("the stuck client was never closed")
+
+
 async def test_a_client_that_stops_reading_is_closed_4002_and_others_never_notice(launch):
-    srv = launch("--npcs", "2000")  # big updates fill the socket buffers within seconds
+    srv = launch("--npcs", "2000")  # big updates: the socket buffers fill within seconds
     good = Gapless(await Player.join(srv.ws_url, "good"))
     sock = socket.create_connection(("127.0.0.1", srv.port))
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     stuck = await websockets.connect(srv.ws_url, sock=sock, max_size=None, max_queue=1)
     await stuck.send(msgpack.packb({"t": "hello", "v": 1, "name": "stuck"}))
     stuck.transport.pause_reading()  # read nothing more
-    for _ in range(600):  # at most 60 s
-        if (await metrics(srv)).get('npcworld_closes_total{code=4002}', 0) >= 1:
-            break
-        await asyncio.sleep(0.1)
-    else:
-        raise AssertionError("the stuck client was never closed")
+    await until_closed_4002(srv, 1)
     await good.check(min_updates=40)
     stuck.transport.resume_reading()
     assert await close_code(stuck, timeout=20) in (4002, 1006)
+
+
+async def test_a_client_that_stops_reading_small_updates_is_closed_4002_not_kept_by_the_buffers(server):
+    """docs/protocol.md: 4002 when a client reads nothing for 5 s, even where the socket buffers
+    (default sizes) could absorb its updates for minutes: the server's pings go unanswered.
+    Two clients: a WebSocket library's (it stops reading from its socket) and raw TCP (it never
+    reads after the handshake, not even the pings)."""
+    before = (await metrics(server)).get('npcworld_closes_total{code=4002}', 0)
+    good = Gapless(await Player.join(server.ws_url, "good"))
+    stuck = await websockets.connect(server.ws_url)
+    await stuck.send(msgpack.packb({"t": "hello", "v": 1, "name": "stuck"}))
+    assert msgpack.unpackb(await stuck.recv())["t"] == "welcome"
+    stuck.transport.pause_reading()
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+    hello = msgpack.packb({"t": "hello", "v": 1, "name": "raw"})
+    writer.write(bytes([0x82, 0x80 | len(hello)]) + b"\0\0\0\0" + hello)  # masked with a zero key
+    writer.transport.pause_reading()
+    await until_closed_4002(server, before + 2)
+    await good.check(min_updates=20)
+    stuck.transport.resume_reading()
+    assert await close_code(stuck, timeout=20) in (4002, 1006)
+    writer.close()
+
+
+async def test_a_client_that_reads_but_sends_nothing_stays(server):
+    """The read check asks nothing of the client's own messages: the pings are answered by its
+    WebSocket library while it reads, so an idle reader is never closed."""
+    p = await Player.join(server.ws_url, "idle")
+    ticks = []
+    while len(ticks) < 200:  # 10 s of updates at 20 Hz: past the 5 s a stuck client is given
+        msg = await p.recv()
+        if msg["t"] == "update":
+            ticks.append(msg["tick"])
+    assert p.ws.close_code is None
+    await p.close()
 
 
 async def test_http_endpoints(crowded):

@@ -54,6 +54,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
 from . import check
 from . import prompt as prompts
 from .choice import Option, options, pick
@@ -226,24 +228,26 @@ class Dialogue:
         if self.choices:
             self._act()
 
-    def prometheus(self) -> list[str]:
-        """/metrics lines: conversations by how they went, and the pool's streams."""
-        lines = ["# HELP npcworld_dialogue_total Conversations with NPCs: started, and how they ended.",
-                 "# TYPE npcworld_dialogue_total counter"]
-        lines += [f'npcworld_dialogue_total{{event="{k}"}} {v}' for k, v in sorted(self.counts.items())]
-        lines += ["# HELP npcworld_dialogue_active Conversations running now.", "# TYPE npcworld_dialogue_active gauge",
-                  f"npcworld_dialogue_active {len(self.active)}"]
+    def collect(self) -> list[Metric]:
+        """/metrics families (a prometheus-client collector): conversations by how they went, and
+        the pool's streams."""
+        counts = CounterMetricFamily("npcworld_dialogue_total", "Conversations with NPCs: started, and how they ended.",
+                                     labels=["event"])
+        for k, v in sorted(self.counts.items()):
+            counts.add_metric([k], v)
+        families: list[Metric] = [counts, GaugeMetricFamily("npcworld_dialogue_active", "Conversations running now.",
+                                                            value=len(self.active))]
         if self.pool is not None:
             st = self.pool.stats
-            lines += ["# HELP npcworld_dialogue_worker_deaths_total Dialogue workers lost (died or hung).",
-                      "# TYPE npcworld_dialogue_worker_deaths_total counter",
-                      f"npcworld_dialogue_worker_deaths_total {st.worker_deaths + st.worker_hangs}",
-                      "# HELP npcworld_dialogue_ready Dialogue workers ready (0 while the model loads).",
-                      "# TYPE npcworld_dialogue_ready gauge", f"npcworld_dialogue_ready {st.workers_ready}"]
+            families += [CounterMetricFamily("npcworld_dialogue_worker_deaths_total",
+                                             "Dialogue workers lost (died or hung).",
+                                             value=st.worker_deaths + st.worker_hangs),
+                         GaugeMetricFamily("npcworld_dialogue_ready", "Dialogue workers ready (0 while the model loads).",
+                                           value=st.workers_ready)]
             for ex in self.pool.executors:  # remote workers: presence, requests, outcomes, latency
                 if ex.name != "local":
-                    lines += ex.prometheus()
-        return lines
+                    families += ex.families()
+        return families
 
     def close(self) -> None:
         for c in list(self.active.values()):
@@ -404,7 +408,7 @@ class Dialogue:
             return
         intent = self.world.intent(c.npc)
         following = intent.action == "follow" and intent.target == c.player
-        opts = options(m.defn, c.player, c.player_name, list(self.cast.places), following, self.cast.gifts(m.eid))
+        opts = options(m.defn, c.player, c.player_name, list(self.cast.places), following, self.cast.gifts_given(m.eid))
         if len(opts) > 1:
             name = self.world.name_of(c.npc)
             msgs = prompts.choice_messages(name, m.defn.persona, c.player_name, c.line, reply)

@@ -79,8 +79,8 @@ def check(paths: list[str], map_path: str, out=None, policy: bool = False) -> in
             problems.append(Problem(str(m), 1, f"hooks module is {m.stat().st_size} bytes", f"at most {MAX_FILE}"))
             continue
         problems += check_source(str(m), m.read_text(encoding="utf-8", errors="replace"))[2]
-    for p in problems:
-        print(p, file=out)
+    for problem in problems:
+        print(problem, file=out)
     files = len(tomls) + len(modules) + missing
     bad = len({p.file for p in problems})
     if problems:

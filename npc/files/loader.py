@@ -72,6 +72,7 @@ def load_file(path: str | Path, places: list[str], spawn_points: list[str] | Non
     text, mtime, problem = _read(path, "NPC file")
     if problem:
         return Loaded(file, None, [problem])
+    assert text is not None  # read, since there is no problem
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
@@ -84,7 +85,7 @@ def load_file(path: str | Path, places: list[str], spawn_points: list[str] | Non
     defn, problems = validate(data, lines, file, places, spawn_points, free=free)
     sources = [(file, mtime)]
     hooks_file = None
-    code, names = None, frozenset()
+    code, names = None, frozenset[str]()
     name = data.get("hooks")
     if isinstance(name, str) and name.endswith(".py") and not Path(name).is_absolute() and ".." not in Path(name).parts:
         hp = path.parent / name
@@ -94,6 +95,7 @@ def load_file(path: str | Path, places: list[str], spawn_points: list[str] | Non
             problems.append(Problem(file, line_of(lines, ("hooks",)), problem.message,
                                     f"a Python file {data['hooks']!r} beside {path.name}"))
         else:
+            assert src is not None  # read, since there is no problem
             code, names, hook_problems = hooks.check_source(hooks_file, src)
             problems.extend(hook_problems)
             sources.append((hooks_file, hmtime))
@@ -125,6 +127,7 @@ def load_files(paths: list[Path], places: list[str], spawn_points: list[str] | N
 
 def duplicate(r: Loaded, first: str) -> Problem:
     text = Path(r.file).read_text(encoding="utf-8", errors="replace")
+    assert r.definition is not None  # only a loaded file can repeat an id
     return Problem(r.file, line_of(locate_safe(text), ("id",)),
                    f"id {r.definition.id!r} is already used by {first}", "an id no other NPC file uses")
 

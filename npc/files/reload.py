@@ -70,6 +70,8 @@ class Watcher:
 
     async def poll(self) -> dict | None:
         """Reload the NPC files that changed since the last look; None when nothing did."""
+        if self.cast.dir is None:
+            return None  # no folder: nothing to reload
         async with self.lock:
             now = await asyncio.to_thread(scan, self.cast.dir)
             moving = {p for p in now.keys() | self.seen.keys() if now.get(p) != self.seen.get(p)}

@@ -184,7 +184,7 @@ class _Checker:
         self.problems.append(Problem(self.file, line_of(self.lines, path), message, expected))
 
     def where(self, path: tuple) -> str:
-        parts = []
+        parts: list[str] = []
         for p in path:
             if isinstance(p, int):
                 parts[-1] = f"{parts[-1]}[{p}]" if parts else f"[{p}]"
@@ -298,7 +298,7 @@ def validate(data: dict, lines: dict, file: str, places: list[str], spawn_points
         c.err(("color",), f"color {color!r} is not a colour", '"#rrggbb" or "#rgb", e.g. "#c0603a"')
         color = None
     sprite = c.get(data, (), "sprite", "text", default=None)
-    spawn = None
+    spawn: str | tuple[float, float] | None = None
     if isinstance(data.get("spawn"), list):
         xy = data["spawn"]
         if len(xy) != 2 or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in xy):
@@ -409,7 +409,7 @@ def validate(data: dict, lines: dict, file: str, places: list[str], spawn_points
     with_hooks = isinstance(data.get("hooks"), str)    # hooks may label activities freely
     schedule_raw = data.get("schedule")
     if isinstance(schedule_raw, list):
-        activity_labels |= {b.get("activity") for b in schedule_raw if isinstance(b, dict)
+        activity_labels |= {b["activity"] for b in schedule_raw if isinstance(b, dict)
                             and isinstance(b.get("activity"), str)}
     if isinstance(nt, dict):
         activity_labels |= {v["activity"] for v in nt.values() if isinstance(v, dict)
@@ -486,7 +486,8 @@ def validate(data: dict, lines: dict, file: str, places: list[str], spawn_points
             do = None
         if do:
             check_allowed(path + ("do",), do, what)
-        where, route = None, ()
+        where = None
+        route: tuple[str, ...] = ()
         if "at" in b:
             if isinstance(b["at"], list):
                 if do != "patrol":

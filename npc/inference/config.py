@@ -62,7 +62,7 @@ class PoolConfig:
             if not ok:
                 raise ValueError(f"inference pool: {name} = {getattr(self, name)!r}: expected {expected}")
 
-        need(":" in self.runner or callable(self.runner), "runner", '"module:attr" or a callable')
+        need((isinstance(self.runner, str) and ":" in self.runner) or callable(self.runner), "runner", '"module:attr" or a callable')
         need(self.workers is None or self.workers >= 1 or (self.workers == 0 and self.remote is not None),
              "workers", ">= 1, None (auto), or 0 with remote workers")
         need(self.devices is None or (len(self.devices) >= 1 and all(

@@ -294,9 +294,9 @@ class Engine:
             if not add(p):
                 self.finish(p.item, Outcome.DROPPED, now, error=f"queue full ({self.config.max_queue} requests)")
         for fut in cancels:
-            p = fut._pending
-            if p is not None and fut.outcome is None:
-                self.scheduler.cancel(p)
+            queued = fut._pending
+            if queued is not None and fut.outcome is None:
+                self.scheduler.cancel(queued)
                 self.finish(fut, Outcome.DROPPED, now, error="cancelled")
         return closing
 

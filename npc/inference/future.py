@@ -16,7 +16,11 @@ import collections
 import enum
 import logging
 import threading
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from .pool import Pool
+    from .scheduler import Pending
 
 log = logging.getLogger("npcworld.inference")
 
@@ -54,7 +58,7 @@ class InferenceFuture:
     outcome:            an Outcome, None until done
     value:              the runner's output (ON_TIME or LATE), else None
     error:              why it was dropped or failed, else None
-    worker:             index of the worker that ran it (None if never sent)
+    worker:             the worker that ran it: its index (local) or name (remote); None if never sent
     batch_size:         size of the batch it ran in (0 if never sent)
     """
 
@@ -69,13 +73,13 @@ class InferenceFuture:
         self.outcome: Outcome | None = None
         self.value: Any = None
         self.error: str | None = None
-        self.worker: int | None = None
+        self.worker: int | str | None = None
         self.batch_size = 0
         self._callbacks: list[Callable[["InferenceFuture"], None]] | None = None
         self._event: threading.Event | None = None
         self._inbox = inbox
-        self._pending = None  # the scheduler's entry while queued (the pool's business)
-        self._pool = None
+        self._pending: Pending | None = None  # the scheduler's entry while queued (the pool's business)
+        self._pool: Pool | None = None
 
     def __repr__(self) -> str:
         state = self.outcome.value if self.outcome else "pending"

@@ -102,8 +102,8 @@ class Link:
                     for t in pending:
                         t.cancel()
                     for t in done:
-                        if t.exception() is not None:
-                            raise t.exception()
+                        if (exc := t.exception()) is not None:
+                            raise exc
                     if self._stopping:
                         return
             except aiomqtt.MqttError as exc:
@@ -129,6 +129,7 @@ class Link:
 
     async def _write(self, client: Any) -> None:
         kick, out = self._kick, self._outbox
+        assert kick is not None  # made by run() before the writer starts
         while not self._stopping:
             await kick.wait()
             kick.clear()

@@ -86,7 +86,19 @@ class LocalExecutor:
         self.count = workers
         self.workers: list[_Worker] = []
         self.ctx = multiprocessing.get_context("spawn")
-        self.engine: "Engine | None" = None
+        self._engine: "Engine | None" = None
+
+    @property
+    def engine(self) -> "Engine":
+        """The engine this executor runs in: set by `start`, before the engine calls anything else."""
+        assert self._engine is not None, "the executor was not started"
+        return self._engine
+
+    @property
+    def sel(self) -> "selectors.BaseSelector":
+        """The engine's selector (exists while the engine runs: every caller is on the engine thread)."""
+        assert self.engine.sel is not None, "the engine is not running"
+        return self.engine.sel
 
     def plan(self) -> None:
         """Decide the devices (before the engine starts, so wait_ready knows the count)."""
@@ -102,7 +114,7 @@ class LocalExecutor:
     # -- the seam ---------------------------------------------------------------------
 
     def start(self, engine: "Engine", now: float) -> None:
-        self.engine = engine
+        self._engine = engine
 
     def on_event(self, data: Any, mask: int, now: float) -> None:
         kind, w = data
@@ -236,7 +248,7 @@ class LocalExecutor:
         if w.want_write != bool(w.out):
             w.want_write = bool(w.out)
             events = selectors.EVENT_READ | (selectors.EVENT_WRITE if w.out else 0)
-            self.engine.sel.modify(w.sock, events, (self, ("sock", w)))
+            self.sel.modify(w.sock, events, (self, ("sock", w)))
 
     # -- reading ----------------------------------------------------------------------
 
@@ -335,8 +347,8 @@ class LocalExecutor:
         w.restart_at = None
         w.starts += 1
         self.engine.stats.worker_starts += 1
-        self.engine.sel.register(parent_sock, selectors.EVENT_READ, (self, ("sock", w)))
-        self.engine.sel.register(proc.sentinel, selectors.EVENT_READ, (self, ("proc", w)))
+        self.sel.register(parent_sock, selectors.EVENT_READ, (self, ("sock", w)))
+        self.sel.register(proc.sentinel, selectors.EVENT_READ, (self, ("proc", w)))
         self.engine.notify()
 
     def _kill(self, w: _Worker, now: float, reason: str) -> None:
@@ -385,7 +397,7 @@ class LocalExecutor:
     def _close_socket(self, w: _Worker) -> None:
         if w.sock is not None:
             try:
-                self.engine.sel.unregister(w.sock)
+                self.sel.unregister(w.sock)
             except (KeyError, ValueError):
                 pass
             w.sock.close()
@@ -405,7 +417,7 @@ class LocalExecutor:
                 return  # still running (a spurious wake-up); its sentinel stays registered
             self._lose(w, now, f"worker {w.index} (pid {w.pid}) exited with code {proc.exitcode}", death=True)
             try:
-                self.engine.sel.unregister(proc.sentinel)
+                self.sel.unregister(proc.sentinel)
             except (KeyError, ValueError):
                 pass
             proc.join(0)
@@ -444,7 +456,7 @@ class LocalExecutor:
                         pass
                 w.proc.join(2.0)
                 try:
-                    engine.sel.unregister(w.proc.sentinel)
+                    self.sel.unregister(w.proc.sentinel)
                 except (KeyError, ValueError):
                     pass
                 w.proc = None

@@ -43,6 +43,8 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric, SummaryMetricFamily
+
 from . import broker as b
 from . import messages as m
 from .engine import Engine, encode_batch, feed_piece, finish_batch
@@ -117,7 +119,7 @@ class MqttExecutor:
         prefix = remote.prefix
         self.request_topic = b.request_topic(prefix, self.kind)
         self.reply_topic = b.reply_topic(prefix, self.client_id)
-        self.engine: Engine | None = None
+        self._engine: Engine | None = None
         self.workers: dict[str, RemoteWorker] = {}
         self.connected = False
         self.latency = BatchLatency(config.latency_prior_s, config.latency_alpha)
@@ -128,14 +130,26 @@ class MqttExecutor:
         self.disconnects = 0
         self.malformed: dict[str, int] = {}  # topic kind -> messages ignored
         self.late_replies = 0
-        self.link: Link | None = None  # the broker connection, on its own thread (link.py)
+        self._link: Link | None = None  # the broker connection, on its own thread (link.py)
+
+    @property
+    def engine(self) -> Engine:
+        """The engine this executor runs in: set by `start`, before the engine calls anything else."""
+        assert self._engine is not None, "the executor was not started"
+        return self._engine
+
+    @property
+    def link(self) -> Link:
+        """The broker connection: made by `start`."""
+        assert self._link is not None, "the executor was not started"
+        return self._link
 
     # -- the seam -----------------------------------------------------------------------
 
     def start(self, engine: Engine, now: float) -> None:
-        self.engine = engine
+        self._engine = engine
         r = self.remote
-        self.link = Link(self.address, self.client_id, [(self.reply_topic, 0), (b.status_wildcard(r.prefix), 1)],
+        self._link = Link(self.address, self.client_id, [(self.reply_topic, 0), (b.status_wildcard(r.prefix), 1)],
                          engine.intake.wake, f"inference {self.kind}", r.keepalive_s, r.reconnect_max_s)
         self.link.start()
 
@@ -159,7 +173,8 @@ class MqttExecutor:
 
     def next_wake(self, now: float) -> float | None:
         t = None
-        for item in (*self.batches.values(), *self.streams.values()):
+        items: list[_Batch | _RemoteStream] = [*self.batches.values(), *self.streams.values()]
+        for item in items:
             t = item.expires_at if t is None else min(t, item.expires_at)
         return t
 
@@ -224,7 +239,7 @@ class MqttExecutor:
         stream.executor, stream.place = self, corr
         wait = (stream.deadline - now if stream.deadline is not None else self.remote.silence_s)
         self.streams[corr] = _RemoteStream(stream, now, now + max(0.0, wait) + self.remote.reply_grace_s)
-        user = {"priority": self.remote.priority}
+        user: dict[str, Any] = {"priority": self.remote.priority}
         if budget is not None:
             user["budget-ms"] = f"{budget * 1000.0:.3f}"
         props = b.properties("publish", self.reply_topic, corr, user,
@@ -242,12 +257,12 @@ class MqttExecutor:
         self.link.stop()
 
     def closed(self) -> bool:
-        return self.link is None or self.link.closed.is_set()
+        return self._link is None or self._link.closed.is_set()
 
     def shutdown(self, now: float) -> None:
         self._fail_all(now, "the inference pool closed")
-        if self.link is not None:
-            self.link.stop(join_s=3.0)
+        if self._link is not None:
+            self._link.stop(join_s=3.0)
 
     def gauges(self) -> tuple[int, int]:
         ready = sum(1 for w in self.workers.values() if w.online and self.kind in w.kinds) if self.connected else 0
@@ -389,6 +404,7 @@ class MqttExecutor:
             fut.worker = w.name
         finish_batch(self.engine, batch.futures, msg, now)
         for fut in batch.futures:
+            assert fut.outcome is not None  # finish_batch ended every one
             w.count(fut.outcome.value)
 
     def _on_stream_reply(self, corr: bytes, msg: m.Message, name: str, now: float) -> None:
@@ -476,40 +492,42 @@ class MqttExecutor:
 
     # -- /metrics ------------------------------------------------------------------------------
 
-    def prometheus(self, prefix: str = "npcworld_inference") -> list[str]:
+    def families(self) -> list[Metric]:
         # One family set per kind (npcworld_remote_decision_..., npcworld_remote_dialogue_...):
         # the decision and dialogue pools both report, and a family may appear only once.
         kind = self.kind
         p = f"npcworld_remote_{kind}"
-        lines = [f"# HELP {p}_broker_connected Whether the {kind} pool is connected to its broker.",
-                 f"# TYPE {p}_broker_connected gauge",
-                 f'{p}_broker_connected {int(self.connected)}',
-                 f"# HELP {p}_broker_disconnects_total Connections to the broker lost (each reconnects with backoff).",
-                 f"# TYPE {p}_broker_disconnects_total counter",
-                 f'{p}_broker_disconnects_total {self.disconnects}',
-                 f"# HELP {p}_malformed_total Messages ignored as malformed, by topic.",
-                 f"# TYPE {p}_malformed_total counter"]
-        lines += [f'{p}_malformed_total{{topic="{t}"}} {n}' for t, n in sorted(self.malformed.items())]
-        lines += [f"# HELP {p}_late_replies_total Replies for requests already finished (ignored).",
-                  f"# TYPE {p}_late_replies_total counter", f'{p}_late_replies_total {self.late_replies}']
         ws = sorted(self.workers.values(), key=lambda w: w.name)
-
-        def per_worker(name: str, kind_: str, help_: str, rows: list[str]) -> None:
-            lines.extend([f"# HELP {p}_{name} {help_}", f"# TYPE {p}_{name} {kind_}", *rows])
-
-        per_worker("worker_up", "gauge", "Remote workers present (retained status online, broker connected).",
-                   [f'{p}_worker_up{{worker="{w.name}"}} {int(w.online and self.connected)}'
-                    for w in ws])
-        per_worker("worker_requests_total", "counter", "Batches and streams each remote worker took.",
-                   [f'{p}_worker_requests_total{{worker="{w.name}"}} {w.requests}' for w in ws])
-        per_worker("worker_outcomes_total", "counter", "Requests by remote worker and outcome.",
-                   [f'{p}_worker_outcomes_total{{worker="{w.name}",outcome="{o}"}} {n}'
-                    for w in ws for o, n in sorted(w.outcomes.items())])
-        per_worker("worker_latency_seconds", "summary", "Round trips of batches answered by each remote worker.",
-                   [row for w in ws for row in (
-                       f'{p}_worker_latency_seconds_sum{{worker="{w.name}"}} {w.latency_sum_s:.6f}',
-                       f'{p}_worker_latency_seconds_count{{worker="{w.name}"}} {w.latency_count}')])
-        per_worker("worker_transit_seconds", "gauge", "Measured transit (round trip minus time held) per worker.",
-                   [f'{p}_worker_transit_seconds{{worker="{w.name}"}} {w.transit_s:.6f}'
-                    for w in ws if w.transit_s is not None])
-        return lines
+        malformed = CounterMetricFamily(f"{p}_malformed_total", "Messages ignored as malformed, by topic.",
+                                        labels=["topic"])
+        for t, n in sorted(self.malformed.items()):
+            malformed.add_metric([t], n)
+        up = GaugeMetricFamily(f"{p}_worker_up", "Remote workers present (retained status online, broker connected).",
+                               labels=["worker"])
+        requests = CounterMetricFamily(f"{p}_worker_requests_total", "Batches and streams each remote worker took.",
+                                       labels=["worker"])
+        outcomes = CounterMetricFamily(f"{p}_worker_outcomes_total", "Requests by remote worker and outcome.",
+                                       labels=["worker", "outcome"])
+        latency = SummaryMetricFamily(f"{p}_worker_latency_seconds",
+                                      "Round trips of batches answered by each remote worker.", labels=["worker"])
+        transit = GaugeMetricFamily(f"{p}_worker_transit_seconds",
+                                    "Measured transit (round trip minus time held) per worker.", labels=["worker"])
+        for w in ws:
+            up.add_metric([w.name], int(w.online and self.connected))
+            requests.add_metric([w.name], w.requests)
+            for o, n in sorted(w.outcomes.items()):
+                outcomes.add_metric([w.name, o], n)
+            latency.add_metric([w.name], count_value=w.latency_count, sum_value=w.latency_sum_s)
+            if w.transit_s is not None:
+                transit.add_metric([w.name], w.transit_s)
+        return [
+            GaugeMetricFamily(f"{p}_broker_connected", f"Whether the {kind} pool is connected to its broker.",
+                              value=int(self.connected)),
+            CounterMetricFamily(f"{p}_broker_disconnects_total",
+                                "Connections to the broker lost (each reconnects with backoff).",
+                                value=self.disconnects),
+            malformed,
+            CounterMetricFamily(f"{p}_late_replies_total", "Replies for requests already finished (ignored).",
+                                value=self.late_replies),
+            up, requests, outcomes, latency, transit,
+        ]

@@ -167,8 +167,8 @@ class MqttWorker:
                     for t in pending:
                         t.cancel()
                     for t in done:
-                        if t.exception() is not None:
-                            raise t.exception()
+                        if (exc := t.exception()) is not None:
+                            raise exc
                     if stop.is_set():
                         await c.publish(self.status_topic, self.status("offline", "stopped"), qos=1, retain=True)
                         return
@@ -236,7 +236,7 @@ class MqttWorker:
             return
         try:
             budget = b.number(user, "budget-ms", None)
-            priority = min(9, max(0, int(b.number(user, "priority", 0))))
+            priority = min(9, max(0, int(b.number(user, "priority", 0) or 0)))
             req = m.decode(bytes(payload))
         except (ValueError, m.BadMessage) as exc:
             self._bad(str(exc))
@@ -299,6 +299,7 @@ class MqttWorker:
         self.in_hand[kind] += 1
         futures = self.pools[kind].submit_many(payloads, deadlines, priority=priority)
         loop = self._loop
+        assert loop is not None  # set when the worker's loop started, before any request
         left = [n]
 
         def one_done(_f: Any) -> None:  # on the local pool's engine thread
@@ -357,6 +358,7 @@ class MqttWorker:
         stream = self.pools[kind].open_stream(req.payload, deadline, priority=priority)
         h = self.held[key] = _Held(stream, response, corr, req.sid, received=received)
         loop = self._loop
+        assert loop is not None  # set when the worker's loop started, before any request
 
         def listener(_s: Stream) -> None:  # on the local pool's engine thread
             if not h.scheduled:

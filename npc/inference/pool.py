@@ -75,11 +75,12 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import numbers
 import threading
 import time
 import weakref
 from typing import Any, Callable, Iterable
+
+from prometheus_client.metrics_core import Metric
 
 from .config import PoolConfig
 from .engine import Engine, Intake
@@ -128,7 +129,11 @@ class Pool:
         self._thread = threading.Thread(target=self._engine.run, name="npcworld-inference-engine", daemon=True)
         self._thread.start()
         ref = weakref.ref(self)
-        self._atexit = lambda: (p := ref()) is not None and p.close()
+
+        def close_at_exit() -> None:
+            if (p := ref()) is not None:
+                p.close()
+        self._atexit = close_at_exit
         atexit.register(self._atexit)
         return self
 
@@ -181,8 +186,8 @@ class Pool:
         `deadline` is one time for all, or one per request."""
         now = time.monotonic()
         requests = list(requests)
-        deadlines = ([float(deadline)] * len(requests) if isinstance(deadline, numbers.Real)
-                     else [float(d) for d in deadline])
+        deadlines = ([float(d) for d in deadline] if isinstance(deadline, Iterable)
+                     else [float(deadline)] * len(requests))
         if len(deadlines) != len(requests):
             raise ValueError(f"{len(requests)} requests but {len(deadlines)} deadlines")
         futures = [InferenceFuture(request, dl, now, inbox) for request, dl in zip(requests, deadlines)]
@@ -279,11 +284,12 @@ class Pool:
     def workers(self) -> list[WorkerInfo]:
         return [info for ex in self.executors for info in ex.infos()]
 
-    def prometheus(self, prefix: str = "npcworld_inference") -> list[str]:
-        """/metrics lines: the pool's counters, and each executor's own (remote workers)."""
-        lines = self.stats.prometheus(prefix)
+    def collect(self, prefix: str = "npcworld_inference") -> list[Metric]:
+        """/metrics families (a prometheus-client collector): the pool's counters, and each
+        executor's own (remote workers)."""
+        families = self.stats.families(prefix)
         for ex in self.executors:
-            more = getattr(ex, "prometheus", None)
+            more = getattr(ex, "families", None)
             if more is not None:
-                lines += more(prefix)
-        return lines
+                families += more()
+        return families

@@ -153,6 +153,8 @@ class ModuleRunner:
                    zeros so the first real batch does not pay for lazy init
     """
 
+    protocol: ClassVar[str] = "batch"  # a BatchRunner
+
     def __init__(self, module: Any = None, device: str = "cpu", factory: str | None = None,
                  factory_options: dict[str, Any] | None = None, dtype: str = "float32",
                  warmup_shape: list[int] | None = None):
@@ -192,8 +194,8 @@ def _split_rows(y: Any, n: int) -> list[Any]:
         cols = {k: _split_rows(v, n) for k, v in y.items()}
         return [{k: cols[k][i] for k in cols} for i in range(n)]
     if isinstance(y, (tuple, list)):
-        cols = [_split_rows(v, n) for v in y]
-        return [tuple(c[i] for c in cols) for i in range(n)]
+        parts = [_split_rows(v, n) for v in y]
+        return [tuple(c[i] for c in parts) for i in range(n)]
     arr = y.detach().cpu().numpy()
     if arr.shape[:1] != (n,):
         raise ValueError(f"model output has shape {tuple(arr.shape)}; expected ({n}, ...) for a batch of {n}")

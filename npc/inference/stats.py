@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
 from .scheduler import size_bucket
 
 
@@ -71,29 +73,29 @@ class PoolStats:
         d["batch_sizes"] = dict(sorted(self.batch_sizes.items()))
         return d
 
-    def prometheus(self, prefix: str = "npcworld_inference") -> list[str]:
-        """Lines in the Prometheus text format, for the server's /metrics."""
-        lines: list[str] = []
-
-        def metric(name: str, kind: str, help_: str, rows: list[str]) -> None:
-            lines.extend([f"# HELP {prefix}_{name} {help_}", f"# TYPE {prefix}_{name} {kind}", *rows])
-
-        metric("requests_total", "counter", "Inference requests finished, by outcome.",
-               [f'{prefix}_requests_total{{outcome="{o}"}} {getattr(self, o)}'
-                for o in ("on_time", "late", "dropped", "failed")])
-        metric("submitted_total", "counter", "Inference requests submitted.",
-               [f"{prefix}_submitted_total {self.submitted}"])
-        metric("batches_total", "counter", "Batches sent to workers.", [f"{prefix}_batches_total {self.batches}"])
-        metric("batches_by_size_total", "counter", "Batches by size, in power-of-two buckets (label: upper bound).",
-               [f'{prefix}_batches_by_size_total{{size="{b}"}} {n}' for b, n in sorted(self.batch_sizes.items())])
-        metric("compute_seconds_total", "counter", "Time spent in model runners.",
-               [f"{prefix}_compute_seconds_total {self.compute_s:.6f}"])
-        metric("worker_events_total", "counter", "Worker lifecycle events.",
-               [f'{prefix}_worker_events_total{{event="{e}"}} {getattr(self, "worker_" + e)}'
-                for e in ("starts", "deaths", "hangs")])
-        metric("queued", "gauge", "Requests waiting for a worker.", [f"{prefix}_queued {self.queued}"])
-        metric("in_flight", "gauge", "Requests sent to workers and not answered.",
-               [f"{prefix}_in_flight {self.in_flight}"])
-        metric("workers_ready", "gauge", "Workers started and answering.",
-               [f"{prefix}_workers_ready {self.workers_ready}"])
-        return lines
+    def families(self, prefix: str = "npcworld_inference") -> list[Metric]:
+        """The counters as Prometheus metric families, for the server's /metrics (read, not copied)."""
+        requests = CounterMetricFamily(f"{prefix}_requests_total", "Inference requests finished, by outcome.",
+                                       labels=["outcome"])
+        for o in ("on_time", "late", "dropped", "failed"):
+            requests.add_metric([o], getattr(self, o))
+        sizes = CounterMetricFamily(f"{prefix}_batches_by_size_total",
+                                    "Batches by size, in power-of-two buckets (label: upper bound).", labels=["size"])
+        for b, n in sorted(self.batch_sizes.items()):
+            sizes.add_metric([str(b)], n)
+        events = CounterMetricFamily(f"{prefix}_worker_events_total", "Worker lifecycle events.", labels=["event"])
+        for e in ("starts", "deaths", "hangs"):
+            events.add_metric([e], getattr(self, "worker_" + e))
+        return [
+            requests,
+            CounterMetricFamily(f"{prefix}_submitted_total", "Inference requests submitted.", value=self.submitted),
+            CounterMetricFamily(f"{prefix}_batches_total", "Batches sent to workers.", value=self.batches),
+            sizes,
+            CounterMetricFamily(f"{prefix}_compute_seconds_total", "Time spent in model runners.",
+                                value=self.compute_s),
+            events,
+            GaugeMetricFamily(f"{prefix}_queued", "Requests waiting for a worker.", value=self.queued),
+            GaugeMetricFamily(f"{prefix}_in_flight", "Requests sent to workers and not answered.",
+                              value=self.in_flight),
+            GaugeMetricFamily(f"{prefix}_workers_ready", "Workers started and answering.", value=self.workers_ready),
+        ]

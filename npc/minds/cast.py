@@ -351,8 +351,9 @@ class Cast:
                  self.players(), advance=False)
         return perception(s, 0, self.world)
 
-    def gifts(self, eid: int) -> int:
-        """Items this NPC has given so far."""
+    def gifts_given(self, eid: int) -> int:
+        """Items this NPC has given so far. (Not `gifts`: that is the list of items given since the
+        game last took them, an attribute, which hid a method of that name: every call failed.)"""
         return int(self.rows.gifts[self.rows.row_of[eid]])
 
     def _others(self, m: Mind, p: Perception) -> tuple[Seen, ...]:

@@ -33,6 +33,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable
 
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
 import numpy as np
 
 from world.sim import NPC
@@ -248,22 +250,25 @@ class PolicyDecider:
 
     # -- metrics -----------------------------------------------------------------------------
 
-    def prometheus(self, prefix: str = "npcworld_npc") -> list[str]:
-        lines = [f"# HELP {prefix}_policy_decisions_total NPC decisions asked of the policy, by outcome "
-                 "(on_time: applied; the others: the built-in behaviour decided at the next tick).",
-                 f"# TYPE {prefix}_policy_decisions_total counter"]
-        lines += [f'{prefix}_policy_decisions_total{{outcome="{o}"}} {n}' for o, n in self.decisions.items()]
-        lines += [f"# HELP {prefix}_policy_files NPC files the policy decides (1) or not (0), by file id.",
-                  f"# TYPE {prefix}_policy_files gauge"]
-        lines += [f'{prefix}_policy_files{{npc="{k}"}} {int(bool(c is not None and c.ok))}'
-                  for k, (_, c) in sorted(self.checks.items())]
+    def collect(self, prefix: str = "npcworld_npc") -> list[Metric]:
+        """/metrics families (a prometheus-client collector): the decisions, the files' checks,
+        and the pool's counters and its remote workers'."""
+        decisions = CounterMetricFamily(f"{prefix}_policy_decisions_total",
+                                        "NPC decisions asked of the policy, by outcome (on_time: applied; the others: "
+                                        "the built-in behaviour decided at the next tick).", labels=["outcome"])
+        for o, n in self.decisions.items():
+            decisions.add_metric([o], n)
+        files = GaugeMetricFamily(f"{prefix}_policy_files", "NPC files the policy decides (1) or not (0), by file id.",
+                                  labels=["npc"])
         with self._lock:  # (the guard thread writes checks)
-            running = sum(1 for _, c in self.checks.values() if c is None)
-        lines += [f"# HELP {prefix}_policy_checks_running NPC files whose policy check is still running (the "
-                  "built-in decides them meanwhile; a load test waits for 0).",
-                  f"# TYPE {prefix}_policy_checks_running gauge",
-                  f"{prefix}_policy_checks_running {running}"]
-        return lines + self.pool.prometheus()  # the pool's counters, and its remote workers'
+            checks = sorted(self.checks.items())
+        for k, (_, c) in checks:
+            files.add_metric([k], int(bool(c is not None and c.ok)))
+        running = sum(1 for _, (_, c) in checks if c is None)
+        return [decisions, files,
+                GaugeMetricFamily(f"{prefix}_policy_checks_running", "NPC files whose policy check is still running "
+                                  "(the built-in decides them meanwhile; a load test waits for 0).", value=running),
+                *self.pool.collect()]
 
 
 def start_decider(world, *, weights: str | None, module: str = "npc.policy.model:build_policy",

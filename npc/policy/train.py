@@ -22,8 +22,8 @@ follows files it never saw.
    by behaviour cloning (cross-entropy on the action and on its target slot;
    the target head sees the true action: teacher forcing), evaluated on the
    held-out randomised files.
-4. Write the weights (safetensors), report.json, report.md and loss.png
-   (the loss curve, drawn by a small rasteriser below: no plotting library).
+4. Write the weights (safetensors), report.json, report.md and loss.svg
+   (the loss curve, drawn by charts/svg.py).
 
 Fixed seeds: the same command gives the same weights on the same machine.
 On the defaults, about 2.5 min on 2 busy CPU cores (rollout 51 s, synthetic
@@ -35,16 +35,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import struct
 import sys
 import time
-import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 
+from charts import svg
 from world.sim import NPC, PLAYER, World, WorldConfig
 from world.tilemap import TileMap, load_map
 
@@ -350,62 +349,17 @@ def usable(data: dict) -> np.ndarray:
     return data["mask"][r, data["action"]] & data["tmask"][r, data["target"]]
 
 
-# -- a tiny PNG line chart (no plotting library) -------------------------------------------------
+# -- the loss curve --------------------------------------------------------------------------------
 
-_FONT = {  # 3x5 digits and a few letters, rows top to bottom, 3 bits each
-    "0": (7, 5, 5, 5, 7), "1": (2, 6, 2, 2, 7), "2": (7, 1, 7, 4, 7), "3": (7, 1, 7, 1, 7), "4": (5, 5, 7, 1, 1),
-    "5": (7, 4, 7, 1, 7), "6": (7, 4, 7, 5, 7), "7": (7, 1, 1, 1, 1), "8": (7, 5, 7, 5, 7), "9": (7, 5, 7, 1, 7),
-    ".": (0, 0, 0, 0, 2), " ": (0, 0, 0, 0, 0), "-": (0, 0, 7, 0, 0),
-}
+def loss_svg(curve: Sequence[Sequence[float]]) -> str:
+    """The loss per epoch, train and held-out, as an SVG chart (charts/svg.py: a browser draws
+    it, and a markdown viewer shows it inline in report.md). `curve`: (train, held) per epoch."""
+    def points(k: int) -> list[tuple[float, float | None]]:  # a NaN (no held-out rows) breaks the line
+        return [(i + 1.0, c[k] if math.isfinite(c[k]) else None) for i, c in enumerate(curve)]
 
-
-def _text(img, x, y, s, color, scale=2):
-    for ch in s:
-        for r, bits in enumerate(_FONT.get(ch, _FONT[" "])):
-            for c in range(3):
-                if bits >> (2 - c) & 1:
-                    img[y + r * scale:y + (r + 1) * scale, x + c * scale:x + (c + 1) * scale] = color
-        x += 4 * scale
-
-
-def _line(img, x0, y0, x1, y1, color):
-    n = int(max(abs(x1 - x0), abs(y1 - y0))) + 1
-    xs = np.linspace(x0, x1, n).round().astype(int)
-    ys = np.linspace(y0, y1, n).round().astype(int)
-    for dx in (0, 1):
-        for dy in (0, 1):
-            img[np.clip(ys + dy, 0, img.shape[0] - 1), np.clip(xs + dx, 0, img.shape[1] - 1)] = color
-
-
-def loss_png(curves: list[list[float]], colors: list[tuple], path: Path, w: int = 640, h: int = 360) -> None:
-    """Lines (one per curve, x = epoch) on white, with the y range labelled; written as an RGB PNG."""
-    img = np.full((h, w, 3), 255, np.uint8)
-    left, right, top, bottom = 60, w - 20, 20, h - 40
-    vals = [v for c in curves for v in c if math.isfinite(v)]
-    lo, hi = (min(vals), max(vals)) if vals else (0.0, 1.0)
-    hi = hi if hi > lo else lo + 1.0
-    _line(img, left, top, left, bottom, (0, 0, 0))
-    _line(img, left, bottom, right, bottom, (0, 0, 0))
-    for frac in (0.0, 0.5, 1.0):
-        y = bottom - frac * (bottom - top)
-        _line(img, left - 5, y, left, y, (0, 0, 0))
-        _text(img, 4, int(y) - 5, f"{lo + frac * (hi - lo):.2f}", (0, 0, 0))
-    for curve, color in zip(curves, colors):
-        n = len(curve)
-        pts = [(left + (i / max(1, n - 1)) * (right - left), bottom - (v - lo) / (hi - lo) * (bottom - top))
-               for i, v in enumerate(curve) if math.isfinite(v)]
-        for (x0, y0), (x1, y1) in zip(pts, pts[1:]):
-            _line(img, x0, y0, x1, y1, color)
-    _text(img, right - 40, bottom + 12, str(max(len(c) for c in curves)), (0, 0, 0))
-    _text(img, left, bottom + 12, "1", (0, 0, 0))
-    raw = b"".join(b"\0" + img[y].tobytes() for y in range(h))
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
-    path.write_bytes(png)
+    return svg.line_chart("Loss per epoch (action + target cross-entropy)",
+                          [("train", points(0)), ("held-out randomised files", points(1))],
+                          x_label="epoch", y_label="cross-entropy")
 
 
 # -- the command -----------------------------------------------------------------------------------
@@ -552,7 +506,7 @@ def main(args) -> int:
             s = score(data, idx, *predict(model, data, idx))
             per_file[d.id] = {k: s[k] for k in ("decisions", "action_top1", "action_and_target")}
     save(model, out / "policy.safetensors")
-    loss_png([[c_[0] for c_ in curve], [c_[1] for c_ in curve]], [(31, 119, 180), (214, 39, 40)], out / "loss.png")
+    (out / "loss.svg").write_text(loss_svg(curve))
     counts = np.bincount(data["action"], minlength=A)
     mean = lambda key: (float(np.mean([v[key] for v in lofo.values()])) if lofo else float("nan"))  # noqa: E731
     report = {
@@ -582,7 +536,7 @@ def main(args) -> int:
     say(f"held-out agreement (randomised files never trained on): action {held_score['action_top1']:.2%}, "
         f"action and target {held_score['action_and_target']:.2%}"
         + (f"; leave-one-file-out mean action {report['lofo']['mean_action_top1']:.2%}" if lofo else "")
-        + f"; wrote {out}/policy.safetensors, report.json, report.md, loss.png in {t3 - t0:.0f} s")
+        + f"; wrote {out}/policy.safetensors, report.json, report.md, loss.svg in {t3 - t0:.0f} s")
     return 0
 
 
@@ -625,7 +579,7 @@ def _markdown(r: dict) -> str:
         f"{r['model']['train']['action_and_target']:.2%}. Labels outside the structural mask: "
         f"{r['labels_outside_mask']}.", "",
         "Loss (action + target cross-entropy) per epoch, train (blue) and held-out randomised files (red): "
-        "![loss](loss.png)", "",
+        "![loss](loss.svg)", "",
         f"Rollout {r['rollout_s']} s, synthetic decisions {r['synthetic_s']} s, leave-one-file-out models "
         f"{r['lofo_s']} s, the shipped model {r['train_s']} s ({r['total_s']} s in all); weights {r['weights_bytes']} bytes; observation {r['obs_dim']} numbers "
         f"(npc/policy/observe.py LAYOUT).", ""]

@@ -13,6 +13,7 @@ checkpoint as rows), writer.py (the thread and its counters), ops.py (`npcworld 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import secrets
 import sqlite3
@@ -21,7 +22,11 @@ from pathlib import Path
 
 import numpy as np
 
+from prometheus_client.metrics_core import Metric
+
 from world.checkpoint import Frame
+
+from ..metrics import counter, gauge
 
 from . import frames, schema
 from .accounts import COLUMNS as ACCOUNT_COLUMNS
@@ -99,34 +104,25 @@ class Store:
                 pass
         return total
 
-    def prometheus(self) -> list[str]:
+    def collect(self) -> list[Metric]:
+        """/metrics families (a prometheus-client collector): the writer's counters, read as they are."""
         w = self.writer
-        age = f"{time.time() - w.last_written_at:.3f}" if w.last_written_at is not None else "NaN"
-        lines = []
-
-        def metric(name: str, kind: str, help_: str, rows: list[str]) -> None:
-            lines.extend([f"# HELP {name} {help_}", f"# TYPE {name} {kind}", *rows])
-
-        for name, kind, help_, value in (
-            ("npcworld_store_checkpoints_written_total", "counter", "World checkpoints written to the store.", w.written),
-            ("npcworld_store_checkpoints_replaced_total", "counter",
-             "Checkpoints replaced by a newer one before the writer got to them (it fell behind).", w.replaced),
-            ("npcworld_store_writes_failed_total", "counter", "Store transactions that failed (logged).", w.failed),
-            ("npcworld_store_account_rows_written_total", "counter", "Player account rows written.",
-             w.accounts_written),
-            ("npcworld_store_last_checkpoint_age_seconds", "gauge", "Seconds since the last checkpoint written.", age),
-            ("npcworld_store_last_checkpoint_tick", "gauge", "The tick of the last checkpoint written (-1: none).",
-             w.last_tick),
-            ("npcworld_store_last_checkpoint_bytes", "gauge", "Bytes of the last checkpoint's columns.", w.last_bytes),
-            ("npcworld_store_bytes", "gauge", "Size of the store on disk (file and write-ahead log).", self.size()),
-        ):
-            metric(name, kind, help_, [f"{name} {value}"])
-        metric("npcworld_store_write_seconds", "histogram", "Wall time of one store transaction (writer thread).",
-               w.write_s.lines("npcworld_store_write_seconds"))
-        metric("npcworld_store_checkpoint_copy_seconds", "histogram",
-               "Wall time of copying a checkpoint's columns inside the tick.",
-               w.copy_s.lines("npcworld_store_checkpoint_copy_seconds"))
-        return lines
+        age = time.time() - w.last_written_at if w.last_written_at is not None else math.nan
+        return [
+            counter("npcworld_store_checkpoints_written_total", "World checkpoints written to the store.", w.written),
+            counter("npcworld_store_checkpoints_replaced_total",
+                    "Checkpoints replaced by a newer one before the writer got to them (it fell behind).", w.replaced),
+            counter("npcworld_store_writes_failed_total", "Store transactions that failed (logged).", w.failed),
+            counter("npcworld_store_account_rows_written_total", "Player account rows written.", w.accounts_written),
+            gauge("npcworld_store_last_checkpoint_age_seconds", "Seconds since the last checkpoint written.", age),
+            gauge("npcworld_store_last_checkpoint_tick", "The tick of the last checkpoint written (-1: none).",
+                  w.last_tick),
+            gauge("npcworld_store_last_checkpoint_bytes", "Bytes of the last checkpoint's columns.", w.last_bytes),
+            gauge("npcworld_store_bytes", "Size of the store on disk (file and write-ahead log).", self.size()),
+            w.write_s.family("npcworld_store_write_seconds", "Wall time of one store transaction (writer thread)."),
+            w.copy_s.family("npcworld_store_checkpoint_copy_seconds",
+                            "Wall time of copying a checkpoint's columns inside the tick."),
+        ]
 
 
 def _load_checkpoint(conn: sqlite3.Connection, path: str) -> Saved | None:

@@ -271,6 +271,7 @@ def test_greeting_giving_and_answering(tmp_path):
         listen()
     # giving (1.6) beats greeting (1.5); the greeting follows once the gift is done
     assert said[:2] == ["Take this apple, ada.", "Welcome, ada!"]
+    assert cast.gifts_given(tam) == 1        # what dialogue's choice of an action after a reply reads
     assert w.intent(tam).action in ("idle", "talk")
     w.say(p, "how much for the pear?")
     for _ in range(5):

@@ -1,6 +1,7 @@
-"""Inline SVG plots for the HTML report: line charts over time and
-histograms. Plain strings, no JavaScript, nothing fetched: the report opens
-anywhere, offline."""
+"""SVG charts as plain strings: line charts (the bots report's timelines, train-policy's loss
+curve) and histograms (the bots report's latencies). No JavaScript, nothing fetched: a chart
+opens anywhere, offline, inline in HTML or as an .svg file. Sizes are in px (W x H, margins).
+This replaced a hand-written PNG rasteriser with its own 3x5 font: a browser draws SVG text."""
 
 from __future__ import annotations
 
@@ -107,7 +108,7 @@ def line_chart(title: str, series: list[tuple[str, list[tuple[float, float | Non
         color = COLORS[i % len(COLORS)]
         legend.append((label, color))
         run: list[str] = []
-        for x, y in pts + [(None, None)]:
+        for x, y in [*pts, (0.0, None)]:  # the sentinel (y None) ends the last run
             if y is None:
                 if len(run) == 1:
                     cx, cy = run[0].split(",")
