@@ -27,7 +27,7 @@ import msgpack
 import numpy as np
 
 from . import intents, wander
-from .clock import GameTime, game_hours, game_time
+from .clock import Clock, GameTime
 from .entities import NPC, PLAYER, EntityTable
 from .intents import ACTIONS, Intent
 from .interest import Grid, Interest
@@ -105,6 +105,7 @@ class World:
         self.config = cfg
         self.tick = 0
         self.time_s = 0.0                   # simulated seconds: the sum of every step's dt
+        self.clock = Clock(cfg.day_length_s, cfg.start_minute)   # game time of time_s; admins pause/set/speed it
         self.despawned = 0                  # despawns so far (readers notice that something left)
         self._rng = np.random.default_rng(cfg.seed)
         self._walls = Walls(tilemap, cfg.radius)
@@ -406,8 +407,8 @@ class World:
 
     @property
     def game_time(self) -> GameTime:
-        """Day number and minutes since midnight, from time_s and the configured day length."""
-        return game_time(self.time_s, self.config.day_length_s, self.config.start_minute)
+        """Day number and minutes since midnight, from time_s and the clock (world/clock.py)."""
+        return self.clock.at(self.time_s)
 
     # -- places and positions ---------------------------------------------------------
 
@@ -510,7 +511,7 @@ class World:
                                         cfg.idle_s, self.time_s + dt)
             delta[moving] = vel * dt
             t.pos[slots] = move(self._walls, t.pos[slots], delta[slots])
-            self._stats.step(npcs, game_hours(dt, cfg.day_length_s))
+            self._stats.step(npcs, self.clock.hours(dt))
         self.time_s += dt
         self.tick += 1
 
