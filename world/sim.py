@@ -405,6 +405,10 @@ class World:
         """The entity's stats by name (only those it has)."""
         return self._stats.of(self._table.slot(eid))
 
+    def stat_rates(self, eid: int) -> dict[str, float]:
+        """How fast the entity's stats change now, per game hour (only those it has)."""
+        return self._stats.rates_of(self._table.slot(eid))
+
     @property
     def game_time(self) -> GameTime:
         """Day number and minutes since midnight, from time_s and the clock (world/clock.py)."""

@@ -440,27 +440,29 @@ class Cast:
             self.journal.add("error", r.file, r.line, f"{r.npc}"
                              + (f" ({r.entity})" if r.entity is not None else "") + f": {r.kind}: {r.message}")
 
+    def entry(self, m: Mind) -> dict:
+        """One NPC as GET /npcs lists it (docs/designers.md describes every field)."""
+        w = self.world
+        it = w.intent(m.eid)
+        x, y = w.position(m.eid)
+        names = {n.name for n in m.defn.needs}
+        return {
+            "id": m.eid, "npc": m.defn.id, "name": w.name_of(m.eid), "file": m.defn.file, "number": m.n,
+            "extra": m.extra, "action": it.action, "activity": it.activity, "place": it.place,
+            "target": it.target, "arrived": it.arrived, **think.who_decided(self, m),
+            "position": [round(x, 1), round(y, 1)],
+            "at": w.place_near(x, y),
+            "stats": {k: round(v, 2) for k, v in w.stats(m.eid).items() if k in names},
+            "last_utterance": ({"text": m.last_said, "at_s": round(m.last_said_s, 2)} if m.last_said else None),
+            "hooks": self.guards[m.defn.id].status() if m.defn.id in self.guards else {"state": "none"},
+            "errors": [r.as_dict() for r in m.reports],
+        }
+
     def listing(self) -> dict:
         w = self.world
         gt = w.game_time
-        out = []
-        for m in self.minds.values():
-            it = w.intent(m.eid)
-            x, y = w.position(m.eid)
-            names = {n.name for n in m.defn.needs}
-            out.append({
-                "id": m.eid, "npc": m.defn.id, "name": w.name_of(m.eid), "file": m.defn.file, "number": m.n,
-                "extra": m.extra, "action": it.action, "activity": it.activity, "place": it.place,
-                "target": it.target, "arrived": it.arrived, **think.who_decided(self, m),
-                "position": [round(x, 1), round(y, 1)],
-                "at": w.place_near(x, y),
-                "stats": {k: round(v, 2) for k, v in w.stats(m.eid).items() if k in names},
-                "last_utterance": ({"text": m.last_said, "at_s": round(m.last_said_s, 2)} if m.last_said else None),
-                "hooks": self.guards[m.defn.id].status() if m.defn.id in self.guards else {"state": "none"},
-                "errors": [r.as_dict() for r in m.reports],
-            })
-        return {"tick": w.tick, "time": {"day": gt.day, "clock": gt.clock}, "npcs": out,
-                "wanderers": w.count(NPC) - len(self.minds)}
+        return {"tick": w.tick, "time": {"day": gt.day, "clock": gt.clock},
+                "npcs": [self.entry(m) for m in self.minds.values()], "wanderers": w.count(NPC) - len(self.minds)}
 
     def errors(self) -> dict:
         return {"files": {f: [p.as_dict() for p in ps] for f, ps in self.problems.items()},
