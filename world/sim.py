@@ -307,7 +307,7 @@ class World:
             self._groups.stale = True
             if mode == intents.GOTO:
                 wander.set_leg(t, np.asarray([slot]), np.asarray([poi]), self._nav, self._rng,
-                               self.config.npc_speed)
+                               float(intents.speeds(t, np.asarray([slot]), self.config.npc_speed)[0]))
             elif mode == intents.WANDER:
                 wander.start(t, slot, int(t.w_poi[slot]), 0.0)
         if say:
@@ -364,7 +364,9 @@ class World:
             self._groups.stale = True
             g = m == intents.GOTO
             if g.any():
-                wander.set_leg(t, n[g], poi[new][g], self._nav, self._rng, self.config.npc_speed)
+                # the leg's time limit: from the slowest of them (a faster one only has slack to spare)
+                wander.set_leg(t, n[g], poi[new][g], self._nav, self._rng,
+                               float(intents.speeds(t, n[g], self.config.npc_speed).min()))
             w = m == intents.WANDER
             if w.any():
                 wander.start(t, n[w], t.w_poi[n[w]], 0.0)
@@ -404,6 +406,12 @@ class World:
     def stats(self, eid: int) -> dict[str, float]:
         """The entity's stats by name (only those it has)."""
         return self._stats.of(self._table.slot(eid))
+
+    def set_speed(self, eid: int, speed: float | None) -> None:
+        """An NPC's walking speed, world units per second (None: the world's npc_speed)."""
+        if speed is not None and not (math.isfinite(speed) and speed > 0):
+            raise ValueError(f"speed must be > 0 world units per second, got {speed}")
+        self._table.speed[self._table.slot(eid)] = 0.0 if speed is None else float(speed)
 
     def stat_rates(self, eid: int) -> dict[str, float]:
         """How fast the entity's stats change now, per game hour (only those it has)."""

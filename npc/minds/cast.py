@@ -203,6 +203,7 @@ class Cast:
                 self._respawn(m)
             else:
                 self._needs(m, fresh=False)
+                self.world.set_speed(m.eid, defn.speed)
                 self.urgent.add(m.eid)
         regular = sorted((m for m in self.minds.values() if m.defn.id == defn.id and not m.extra), key=lambda m: m.n)
         have = {m.n for m in regular}
@@ -257,6 +258,7 @@ class Cast:
         else:
             eid = self.world.spawn(NPC, name, defn.color, place=place or defn.spawn, talks=talks)
         m = Mind(eid, defn, n, extra, rng=random.Random(eid))
+        self.world.set_speed(eid, defn.speed)
         row = self.rows.add(eid, self.def_index[defn.id])
         if like is not None:
             m.memory, m.state, m.last_said, m.last_said_s = like.memory, like.state, like.last_said, like.last_said_s
