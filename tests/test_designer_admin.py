@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
+import subprocess
 import urllib.request
 
 import pytest
 
-from npchelp import admin_of, small_map, write
+from conftest import NPCWORLD
+
+from npchelp import ROOT, admin_of, small_map, write
 from test_npc_live import admin, wait_admin
 from wsclient import Player
 
@@ -232,3 +236,82 @@ async def test_a_repeating_hook_error_is_logged_once_per_version_and_fixed_error
     write(folder / "mover.py", "def on_decide(npc):\n    pass\n")
     body = await wait_admin(p, url, token, f"/npcs/{eid}", lambda b: b["version"] == 3, what="the fixed version")
     assert body["errors"] == [] and body["hooks"]["state"] == "ok"
+
+
+# -- the command line (subprocesses, as a designer runs it) ---------------------------------------------
+
+def npcworld(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([*NPCWORLD, *args], cwd=ROOT, capture_output=True, text=True, input=stdin, timeout=180)
+
+
+def test_npc_new_writes_a_template_that_passes_npc_check(tmp_path):
+    r = npcworld("npc", "new", "Fisher Finn", "--dir", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    path = tmp_path / "fisher_finn.toml"
+    assert 'name = "Fisher Finn"' in path.read_text()
+    r = npcworld("npc", "check", str(path), "--no-policy")
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = npcworld("npc", "new", "Fisher Finn", "--dir", str(tmp_path))
+    assert r.returncode == 1 and "not overwritten" in r.stderr
+
+
+def test_places_beside_the_map_are_listed_and_usable_by_npc_files(tmp_path):
+    m = small_map(tmp_path)
+    write(tmp_path / "small.places.toml", """
+        [pier]
+        tile = [13, 2]
+
+        [hut]
+        x = 100
+        y = 420
+    """)
+    r = npcworld("npc", "places", "--map", str(m))
+    assert r.returncode == 0, r.stderr
+    assert "pier" in r.stdout and "tile=[13, 2]" in r.stdout and "hut" in r.stdout and "small.places.toml" in r.stdout
+    npc = write(tmp_path / "fisher.toml", 'name = "Finn"\nspawn = "pier"\nspeed = 30\n'
+                '[actions]\nallowed = ["idle", "go_to"]\n[[schedule]]\nfrom = "00:00"\nto = "24:00"\n'
+                'do = "go_to"\nat = "hut"\n')
+    assert npcworld("npc", "check", str(npc), "--map", str(m), "--no-policy").returncode == 0
+    write(tmp_path / "small.places.toml", "[wall]\ntile = [0, 0]\n")
+    r = npcworld("npc", "places", "--map", str(m))
+    assert r.returncode == 2 and "wall" in r.stderr and "blocked" in r.stderr
+
+
+async def test_npc_talk_prints_the_hook_the_reply_and_the_action(npc_server):
+    srv, folder, url, token, p, bram = await baker(npc_server)
+    r = await asyncio.to_thread(npcworld, "npc", "talk", "Bram", "--admin", url, "--token", token, "--name", "Dee",
+                                stdin="bread?\nfollow me\n")
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    assert "Dee -> Bram" in out and "[on_hear] answers" in out and "Bread for you, Dee." in out, out
+    assert "[reply] by hook" in out and "[on_hear] adds an action" in out and "[action] hook" in out, out
+    r = await asyncio.to_thread(npcworld, "npc", "talk", "nobody", "hi", "--admin", url, "--token", token)
+    assert r.returncode == 2 and "no NPC 'nobody'" in r.stderr
+    r = await asyncio.to_thread(npcworld, "npc", "talk", "Bram", "hi", "--admin", url, "--token", "wrong")
+    assert r.returncode == 2 and "401" in r.stderr
+
+
+async def test_an_npc_walks_at_its_files_speed(npc_server):
+    walker = """
+        name = "{name}"
+        spawn = "a"
+        speed = {speed}
+        [[schedule]]
+        from = "00:00"
+        to = "24:00"
+        do = "go_to"
+        at = "b"
+        [actions]
+        allowed = ["idle", "go_to"]
+    """
+    srv, folder = npc_server({"slow.toml": walker.format(name="Slow", speed=20),
+                              "fast.toml": walker.format(name="Fast", speed=120)})
+    url, token = admin_of(srv)
+    p = await Player.join(srv.ws_url, "Ann")
+    await wait_admin(p, url, token, "/npcs", lambda b: len(b["npcs"]) == 2, what="both walkers")
+    start = {m["name"]: m["position"] for m in (await admin(url, "/npcs", token))[1]["npcs"]}
+    for _ in range(30):
+        await p.recv()
+    now = {m["name"]: m["position"] for m in (await admin(url, "/npcs", token))[1]["npcs"]}
+    moved = {n: math.dist(start[n], now[n]) for n in now}
+    assert moved["Fast"] > 2 * moved["Slow"] > 0, moved

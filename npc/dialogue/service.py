@@ -37,8 +37,9 @@ Budgets and what happens at them:
   comes;
 - no first token within `wait_timeout_s` (a worker still loading its model,
   or overloaded): the stream is cancelled and the NPC says a fallback line;
-- whole reply: `reply_timeout_s` after its first token the stream is
-  cancelled and the conversation ends with what was said;
+- whole reply: `reply_timeout_s` (30 s) after its first token the stream is
+  cancelled and the conversation ends with what was said (say_end reason
+  "cut", counted as "cut");
 - the model fails, the worker dies, or there is no dialogue pool: the NPC
   says one of its fallback lines (reason "fallback");
 - the player walks beyond `leave_distance` of the NPC, disconnects or is
@@ -182,7 +183,8 @@ class Dialogue:
         self._voice_cache: dict[int, set[str]] = {}
         self.welcomed: dict[tuple[str, str], None] = {}  # (npc, player) named on their return; newest 4,096  # id(persona) -> its voice and lore words (the scorer's)
         cast.model_replies = True  # players' lines to NPCs come here (talk), not to the built-in answer
-        self.counts = {"started": 0, "ok": 0, "fallback": 0, "cancelled": 0, "thinking": 0, "acted": 0,
+        self.counts = {"started": 0, "ok": 0, "fallback": 0, "cancelled": 0, "cut": 0, "hook": 0, "thinking": 0,
+                       "acted": 0,
                        "replaced": 0, "left": 0}
 
     # -- a player talks (from the tick, applying the gateway's command) ----------------
@@ -579,7 +581,10 @@ class Dialogue:
         if not c.opened:
             self._open(c, None)
         self.broadcast(c, {"t": "say_end", "id": c.cid, "text": text, "reason": reason})
-        self.counts[{"done": "ok", "fallback": "fallback", "left": "left"}.get(reason, "cancelled")] += 1
+        # "cut": a reply stopped at reply_timeout_s (30 s after its first word) or by the model; "hook": on_hear
+        # answered instead of the model
+        self.counts["hook" if c.by == "hook" else {"done": "ok", "fallback": "fallback", "left": "left",
+                                                    "cut": "cut"}.get(reason, "cancelled")] += 1
         self.active.pop(c.cid, None)
         if self.by_player.get(c.player) == c.cid:
             del self.by_player[c.player]
