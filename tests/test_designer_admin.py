@@ -315,3 +315,35 @@ async def test_an_npc_walks_at_its_files_speed(npc_server):
     now = {m["name"]: m["position"] for m in (await admin(url, "/npcs", token))[1]["npcs"]}
     moved = {n: math.dist(start[n], now[n]) for n in now}
     assert moved["Fast"] > 2 * moved["Slow"] > 0, moved
+
+
+async def test_a_place_added_beside_the_map_is_picked_up_live(launch, tmp_path):
+    folder = tmp_path / "npcs"
+    folder.mkdir()
+    m = small_map(tmp_path)
+    fisher = """
+        name = "Finn"
+        spawn = "a"
+        [[schedule]]
+        from = "00:00"
+        to = "24:00"
+        do = "go_to"
+        at = "pier"
+        [actions]
+        allowed = ["idle", "go_to"]
+    """
+    write(folder / "fisher.toml", fisher)            # names a place the map does not have yet
+    srv = launch("--map", str(m), "--npc-dir", str(folder), "--npcs", "0")
+    url, token = admin_of(srv)
+    p = await Player.join(srv.ws_url, "Ann")
+    await wait_admin(p, url, token, "/errors", lambda b: b["files"], what="the unknown place reported")
+    write(tmp_path / "small.places.toml", "[pier]\ntile = [13, 2]\n")
+    body = await wait_admin(p, url, token, "/npcs", lambda b: b["npcs"], what="Finn loaded once the pier exists")
+    assert body["npcs"][0]["place"] == "pier"
+    status, log = await admin(url, "/log", token)
+    assert any(e["kind"] == "reload" and "pier" in e["message"] and e["file"].endswith("small.places.toml")
+               for e in log["entries"]), log
+    await wait_admin(p, url, token, "/npcs", lambda b: b["npcs"][0]["at"] == "pier", what="Finn at the pier")
+    write(tmp_path / "small.places.toml", "[pier]\ntile = [0, 0]\n")      # a blocked tile: reported, nothing changes
+    await wait_admin(p, url, token, "/log", lambda b: any(e["kind"] == "error" and "blocked" in e["message"]
+                                                           for e in b["entries"]), what="the bad place reported")

@@ -424,6 +424,24 @@ class World:
 
     # -- places and positions ---------------------------------------------------------
 
+    def use_map(self, tilemap: TileMap) -> list[str]:
+        """Go on with a map that adds places to this one (world/tilemap.add_places: the same tiles, every
+        existing place first, in order, so entities' place indices stay valid); the names added.
+        Builds the new places' navigation here (a BFS per place): call navigation_for(tilemap, ...) in
+        a thread first to have it cached."""
+        old = list(self._nav.names)
+        if (tilemap.width, tilemap.height, tilemap.tile_size) != (self.map.width, self.map.height,
+                                                                  self.map.tile_size) \
+                or not np.array_equal(tilemap.blocked, self.map.blocked):
+            raise ValueError("use_map takes the same map with places added; its tiles differ")
+        nav = navigation_for(tilemap, self.config.radius, self.config.poi_spread)
+        if list(nav.names[: len(old)]) != old:
+            raise ValueError("use_map takes the same map with places added; its places differ")
+        self.map, self._nav = tilemap, nav
+        self._place_index = {name: i for i, name in enumerate(nav.names)}
+        self._place_xy = np.asarray([tilemap.pois[n] for n in nav.names], dtype=np.float64).reshape(-1, 2)
+        return list(nav.names[len(old):])
+
     @property
     def places(self) -> list[str]:
         """Points of interest NPCs can go to (every POI but 'spawn', unless it is the only one)."""

@@ -45,6 +45,7 @@ class TileMap:
     pois: dict[str, tuple[float, float]]   # name -> (x, y) world units
     raw: dict[str, Any]             # the parsed JSON, as loaded
     path: str
+    extra_places: tuple[str, ...] = ()   # the pois that came from the places file beside the map
 
     @property
     def world_size(self) -> tuple[int, int]:
@@ -78,7 +79,8 @@ def places_path(map_path: str | Path) -> Path:
 
 def read_places(path: str | Path, tm: TileMap) -> dict[str, tuple[float, float]]:
     """The places of a places file (TOML: a table per place, `x`/`y` in world units or `tile = [col, row]`);
-    none when there is no file; MapError naming the file and place when one is wrong."""
+    none when there is no file; MapError naming the file and place when one is wrong. A name may not be
+    one of the map's own places (those of its places file, `tm.extra_places`, may come again)."""
     import tomllib
 
     path = Path(path)
@@ -98,7 +100,7 @@ def read_places(path: str | Path, tm: TileMap) -> dict[str, tuple[float, float]]
             raise MapError(f"{where}: expected a table ([{name}] with x and y, or tile = [col, row])")
         if not name or len(name) > 24 or not all(c.isalnum() or c in "_-" for c in name):
             raise MapError(f"{where}: a place name is 1..24 letters, digits, _ or -")
-        if name in tm.pois:
+        if name in tm.pois and name not in tm.extra_places:
             raise MapError(f"{where}: the map's poi layer already has a place of that name")
         if set(spec) - {"x", "y", "tile"}:
             raise MapError(f"{where}: unknown field(s) {', '.join(sorted(set(spec) - {'x', 'y', 'tile'}))} "
@@ -124,7 +126,12 @@ def read_places(path: str | Path, tm: TileMap) -> dict[str, tuple[float, float]]
 def with_places(tm: TileMap, path: str | Path) -> TileMap:
     """The map with the places of its places file added (to `pois`, and to `raw`'s poi layer, which
     clients draw), or the map itself when there is none."""
-    extra = read_places(path, tm)
+    return add_places(tm, read_places(path, tm))
+
+
+def add_places(tm: TileMap, extra: dict[str, tuple[float, float]]) -> TileMap:
+    """A new map: `tm` with places added after its own (so every existing place keeps its index)."""
+    extra = {n: xy for n, xy in extra.items() if n not in tm.pois}
     if not extra:
         return tm
     import copy
@@ -139,7 +146,7 @@ def with_places(tm: TileMap, path: str | Path) -> TileMap:
     layer.setdefault("objects", []).extend(
         {"name": n, "x": x, "y": y, "width": 0, "height": 0, "point": True} for n, (x, y) in extra.items())
     return TileMap(width=tm.width, height=tm.height, tile_size=tm.tile_size, blocked=tm.blocked,
-                   pois={**tm.pois, **extra}, raw=raw, path=tm.path)
+                   pois={**tm.pois, **extra}, raw=raw, path=tm.path, extra_places=tm.extra_places + tuple(extra))
 
 
 def parse_map(raw: Any, path: str = "<map>") -> TileMap:
