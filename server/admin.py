@@ -7,10 +7,19 @@ out. Every request needs `Authorization: Bearer <admin token>`; a missing or
 wrong token gets 401 and changes nothing.
 
     GET  /npcs                  NPCs of the NPC files: action, activity, stats, last utterance, hooks, errors
+    GET  /npcs/<id>             one NPC in detail: why it does what it does (server/inspect.py)
+    POST /npcs/<id>/talk        {"name": str, "text": str}: talk to it as a named player; NDJSON stream
     GET  /errors                files that failed to load (and why), recent hook and load reports
+    GET  /log?after=SEQ         the reload log: loads, reloads, errors with file:line (npc/files/journal.py)
+    GET  /clock, POST /clock    the game clock; pause, set the time, speed (server/clock_api.py)
     POST /npcs/spawn            {"npc": "<file id>", "at": "<place>"?} -> {"id": ...}
     POST /npcs/<id>/despawn     remove an NPC (of a file, or a generic wanderer)
     POST /reload                reload every NPC file now (re-enables disabled hooks)
+
+docs/designers.md describes every field. Responses are JSON, except
+/npcs/<id>/talk: `application/x-ndjson`, one JSON object a line as the
+conversation goes (heard, hook, say_start, say_delta, say_end, action, end),
+the connection closed after "end"; an admin talk ends within TALK_S.
 
 Bounds: the request line and headers together at most MAX_HEAD bytes (else
 431), a body at most MAX_BODY bytes (else 413), the whole request within
@@ -25,9 +34,15 @@ import hmac
 import json
 import logging
 import re
+import urllib.parse
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING
 
+from npc.dialogue.service import TalkRefused
 from npc.files.reload import Watcher
+
+from . import clock_api
+from .inspect import npc_detail
 
 if TYPE_CHECKING:
     from .game import Game
@@ -38,8 +53,17 @@ MAX_HEAD = 16 * 1024      # bytes: request line + headers
 MAX_BODY = 64 * 1024      # bytes
 READ_TIMEOUT_S = 10.0
 REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-           413: "Payload Too Large", 431: "Request Header Fields Too Large", 500: "Internal Server Error"}
-_DESPAWN = re.compile(r"^/npcs/(\d+)/despawn$")
+           409: "Conflict", 413: "Payload Too Large", 431: "Request Header Fields Too Large", 500: "Internal Server Error"}
+_ONE = re.compile(r"^/npcs/(\d+)(?:/(despawn|talk))?$")
+# A talk's stream ends by then whatever happens: the dialogue's own bounds (a first token within 90 s,
+# the whole reply 30 s after it) plus the action step.
+TALK_S = 150.0
+ROUTES = {"/": ("GET",), "/npcs": ("GET",), "/errors": ("GET",), "/npcs/spawn": ("POST",), "/reload": ("POST",),
+          "/log": ("GET",), "/clock": ("GET", "POST"), "one": ("GET",), "despawn": ("POST",), "talk": ("POST",)}
+ENDPOINTS = ["GET /npcs", "GET /npcs/<id>", 'POST /npcs/<id>/talk {"name": str, "text": str} (NDJSON stream)',
+             "GET /errors", "GET /log?after=<seq>", "GET /clock",
+             'POST /clock {"paused": bool?, "time": "HH:MM"?, "minute_of_day": int?, "day": int?, "speed": float?}',
+             'POST /npcs/spawn {"npc": id, "at": place?}', "POST /npcs/<id>/despawn", "POST /reload"]
 
 
 class HttpError(Exception):
@@ -79,6 +103,9 @@ class Admin:
         except Exception:
             log.exception("admin request failed")
             status, body = 500, {"error": "internal error; see the server log"}
+        if isinstance(body, AsyncIterator):
+            await self._stream(writer, body)
+            return
         data = json.dumps(body, indent=1).encode() + b"\n"
         head = (f"HTTP/1.1 {status} {REASONS.get(status, '')}\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(data)}\r\nConnection: close\r\nCache-Control: no-store\r\n")
@@ -87,6 +114,19 @@ class Admin:
         try:
             writer.write(head.encode() + b"\r\n" + data)
             await writer.drain()
+        except ConnectionError:
+            pass
+        finally:
+            writer.close()
+
+    async def _stream(self, writer: asyncio.StreamWriter, events: AsyncIterator[dict]) -> None:
+        """200 and one JSON object a line until the events end (the end of the body is the close)."""
+        try:
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nConnection: close\r\n"
+                         b"Cache-Control: no-store\r\n\r\n")
+            async for event in events:
+                writer.write(json.dumps(event).encode() + b"\n")
+                await writer.drain()
         except ConnectionError:
             pass
         finally:
@@ -111,7 +151,7 @@ class Admin:
         parts = lines[0].split()
         if len(parts) != 3 or not parts[2].startswith("HTTP/1."):
             raise HttpError(400, "bad request line")
-        method, target = parts[0], parts[1].split("?", 1)[0]
+        method, target, _, query = parts[0], *parts[1].partition("?")
         headers = {}
         for h in lines[1:]:
             k, _, v = h.partition(":")
@@ -128,29 +168,49 @@ class Admin:
         given = auth[7:].strip().encode() if auth[:7].lower() == "bearer " else b""
         if not hmac.compare_digest(given, self.token):
             raise HttpError(401, "missing or wrong admin token (Authorization: Bearer <token>)")
-        return await self._route(method, target, body)
+        return await self._route(method, target, body, urllib.parse.parse_qs(query))
 
     # -- routes ------------------------------------------------------------------------------
 
-    async def _route(self, method: str, path: str, body: bytes) -> tuple[int, object]:
+    async def _route(self, method: str, path: str, body: bytes, query: dict | None = None) -> tuple[int, object]:
         cast = self.game.cast
-        routes = {"/": ("GET",), "/npcs": ("GET",), "/errors": ("GET",), "/npcs/spawn": ("POST",),
-                  "/reload": ("POST",)}
-        m = _DESPAWN.match(path)
-        if path not in routes and not m:
+        m = _ONE.match(path)
+        key = path if path in ROUTES else ("one" if m.group(2) is None else m.group(2)) if m else None
+        if key is None:
             raise HttpError(404, f"no such endpoint {path}; see GET /")
-        allowed = routes.get(path, ("POST",))
+        allowed = ROUTES[key]
         if method not in allowed:
             raise HttpError(405, f"{path} takes {' or '.join(allowed)}")
         if path == "/":
-            return 200, {"endpoints": ["GET /npcs", "GET /errors", "POST /npcs/spawn {\"npc\": id, \"at\": place?}",
-                                       "POST /npcs/<id>/despawn", "POST /reload"]}
+            return 200, {"endpoints": ENDPOINTS}
         if path == "/npcs":
             return 200, cast.listing()
         if path == "/errors":
             return 200, cast.errors()
         if path == "/reload":
             return 200, await self.watcher.reload_all()
+        if path == "/log":
+            after = (query or {}).get("after", ["0"])[-1]
+            if not after.lstrip("-").isdigit():
+                raise HttpError(400, f"after must be a whole number (the last seq seen), got {after!r}")
+            return 200, cast.journal.after(int(after))
+        if path == "/clock":
+            if method == "GET":
+                return 200, clock_api.state(self.game.world)
+            try:
+                state = clock_api.change(self.game.world, _json(body, clock_api.USAGE))
+            except ValueError as e:
+                raise HttpError(400, str(e)) from None
+            log.info("admin: clock set to day %d %s, %s, %g game minutes per second", state["day"], state["time"],
+                     "paused" if state["paused"] else "running", state["speed"])
+            return 200, state
+        if m and key == "one":
+            try:
+                return 200, await npc_detail(self.game, int(m.group(1)))
+            except KeyError as e:
+                raise HttpError(404, e.args[0]) from None
+        if m and key == "talk":
+            return 200, self._talk(int(m.group(1)), _json(body, _TALK_USAGE))
         if m:
             eid = int(m.group(1))
             try:
@@ -178,3 +238,42 @@ class Admin:
         log.info("admin: spawned %s as NPC %d", req["npc"], eid)
         return 200, {"id": eid, "npc": req["npc"], "name": self.game.world.name_of(eid),
                      "position": list(self.game.world.position(eid))}
+
+    def _talk(self, eid: int, req: object) -> AsyncIterator[dict]:
+        """Start an admin talk now (or raise HttpError: 400 / 404 / 409), and the stream of its events."""
+        if not isinstance(req, dict) or set(req) != {"name", "text"} or not all(
+                isinstance(req[k], str) for k in req):
+            raise HttpError(400, _TALK_USAGE)
+        if not 1 <= len(req["name"]) <= 24 or not 1 <= len(req["text"]) <= 500:
+            raise HttpError(400, "name must be 1..24 characters and text 1..500; " + _TALK_USAGE)
+        queue: asyncio.Queue[dict | None] = asyncio.Queue()
+        try:
+            c = self.game.dialogue.talk_as(eid, req["name"], req["text"], queue.put_nowait)
+        except TalkRefused as e:
+            raise HttpError({"bad_target": 404, "busy": 409}.get(e.code, 400), e.message) from None
+        log.info("admin: %s talks to NPC %d (conversation %d)", req["name"], eid, c.cid)
+
+        async def events() -> AsyncIterator[dict]:
+            loop = asyncio.get_running_loop()
+            end = loop.time() + TALK_S
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), max(0.0, end - loop.time()))
+                except TimeoutError:
+                    yield {"event": "end", "why": f"no end within {TALK_S:g} s"}
+                    return
+                if event is None:
+                    yield {"event": "end"}
+                    return
+                yield event
+        return events()
+
+
+_TALK_USAGE = 'expected {"name": "<who you are, 1..24 characters>", "text": "<what you say>"}'
+
+
+def _json(body: bytes, usage: str) -> object:
+    try:
+        return json.loads(body or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise HttpError(400, f"body is not JSON; {usage}") from None

@@ -11,7 +11,7 @@ from npc.files import check as npc_check
 from npc.inference import worker_cli
 from npc.policy import train as train_policy  # imports torch only when the command runs
 
-from . import config
+from . import config, talk_cli
 from .store import ops as store_ops
 
 
@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     _serve_parser(sub)
     bots_parser = bots_cli.add_parser(sub)
     npc_parser = npc_check.add_parser(sub)
+    talk_cli.add_parser(npc_parser.npc_sub)
     train_policy.add_parser(sub)
     worker_cli.add_parser(sub)
     store_parser = store_ops.add_parser(sub)
@@ -48,6 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.command == "bots":
         return bots_cli.main(args, bots_parser)
+    if args.command == "npc" and getattr(args, "npc_command", None) == "talk":
+        return talk_cli.main(args)
     if args.command == "npc":
         return npc_check.main(args, npc_parser)
     if args.command == "store":

@@ -55,6 +55,7 @@ class EntityTable:
     i_since: npt.NDArray[np.float64]
     i_arrived_at: npt.NDArray[np.float64]
     activity: npt.NDArray[np.object_]    # str labels
+    speed: npt.NDArray[np.float64]       # world units/s; 0: the world's npc_speed (intents.add_columns)
     # world/needs.py: (capacity, width), width grows as stat names are added
     stats: npt.NDArray[np.float64]
     stat_rate: npt.NDArray[np.float64]

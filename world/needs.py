@@ -72,6 +72,11 @@ class Stats:
         t = self.table
         return {n: float(t.stats[slot, k]) for k, n in enumerate(self.names) if t.stat_has[slot, k]}
 
+    def rates_of(self, slot: int) -> dict[str, float]:
+        """Its stats' rates of change, per game hour (only the stats it has)."""
+        t = self.table
+        return {n: float(t.stat_rate[slot, k]) for k, n in enumerate(self.names) if t.stat_has[slot, k]}
+
     def step(self, slots: np.ndarray, hours: float) -> None:
         """Advance the stats of `slots` by `hours` game hours (a no-op before any stat exists)."""
         if not self.names or hours <= 0 or len(slots) == 0:

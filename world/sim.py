@@ -27,7 +27,7 @@ import msgpack
 import numpy as np
 
 from . import intents, wander
-from .clock import GameTime, game_hours, game_time
+from .clock import Clock, GameTime
 from .entities import NPC, PLAYER, EntityTable
 from .intents import ACTIONS, Intent
 from .interest import Grid, Interest
@@ -106,6 +106,7 @@ class World:
         self.config = cfg
         self.tick = 0
         self.time_s = 0.0                   # simulated seconds: the sum of every step's dt
+        self.clock = Clock(cfg.day_length_s, cfg.start_minute)   # game time of time_s; admins pause/set/speed it
         self.despawned = 0                  # despawns so far (readers notice that something left)
         self._rng = np.random.default_rng(cfg.seed)
         self._walls = Walls(tilemap, cfg.radius)
@@ -307,7 +308,7 @@ class World:
             self._groups.stale = True
             if mode == intents.GOTO:
                 wander.set_leg(t, np.asarray([slot]), np.asarray([poi]), self._nav, self._rng,
-                               self.config.npc_speed)
+                               float(intents.speeds(t, np.asarray([slot]), self.config.npc_speed)[0]))
             elif mode == intents.WANDER:
                 wander.start(t, slot, int(t.w_poi[slot]), 0.0)
         if say:
@@ -364,7 +365,9 @@ class World:
             self._groups.stale = True
             g = m == intents.GOTO
             if g.any():
-                wander.set_leg(t, n[g], poi[new][g], self._nav, self._rng, self.config.npc_speed)
+                # the leg's time limit: from the slowest of them (a faster one only has slack to spare)
+                wander.set_leg(t, n[g], poi[new][g], self._nav, self._rng,
+                               float(intents.speeds(t, n[g], self.config.npc_speed).min()))
             w = m == intents.WANDER
             if w.any():
                 wander.start(t, n[w], t.w_poi[n[w]], 0.0)
@@ -405,12 +408,40 @@ class World:
         """The entity's stats by name (only those it has)."""
         return self._stats.of(self._table.slot(eid))
 
+    def set_speed(self, eid: int, speed: float | None) -> None:
+        """An NPC's walking speed, world units per second (None: the world's npc_speed)."""
+        if speed is not None and not (math.isfinite(speed) and speed > 0):
+            raise ValueError(f"speed must be > 0 world units per second, got {speed}")
+        self._table.speed[self._table.slot(eid)] = 0.0 if speed is None else float(speed)
+
+    def stat_rates(self, eid: int) -> dict[str, float]:
+        """How fast the entity's stats change now, per game hour (only those it has)."""
+        return self._stats.rates_of(self._table.slot(eid))
+
     @property
     def game_time(self) -> GameTime:
-        """Day number and minutes since midnight, from time_s and the configured day length."""
-        return game_time(self.time_s, self.config.day_length_s, self.config.start_minute)
+        """Day number and minutes since midnight, from time_s and the clock (world/clock.py)."""
+        return self.clock.at(self.time_s)
 
     # -- places and positions ---------------------------------------------------------
+
+    def use_map(self, tilemap: TileMap) -> list[str]:
+        """Go on with a map that adds places to this one (world/tilemap.add_places: the same tiles, every
+        existing place first, in order, so entities' place indices stay valid); the names added.
+        Builds the new places' navigation here (a BFS per place): call navigation_for(tilemap, ...) in
+        a thread first to have it cached."""
+        old = list(self._nav.names)
+        if (tilemap.width, tilemap.height, tilemap.tile_size) != (self.map.width, self.map.height,
+                                                                  self.map.tile_size) \
+                or not np.array_equal(tilemap.blocked, self.map.blocked):
+            raise ValueError("use_map takes the same map with places added; its tiles differ")
+        nav = navigation_for(tilemap, self.config.radius, self.config.poi_spread)
+        if list(nav.names[: len(old)]) != old:
+            raise ValueError("use_map takes the same map with places added; its places differ")
+        self.map, self._nav = tilemap, nav
+        self._place_index = {name: i for i, name in enumerate(nav.names)}
+        self._place_xy = np.asarray([tilemap.pois[n] for n in nav.names], dtype=np.float64).reshape(-1, 2)
+        return list(nav.names[len(old):])
 
     @property
     def places(self) -> list[str]:
@@ -511,7 +542,7 @@ class World:
                                         cfg.idle_s, self.time_s + dt)
             delta[moving] = vel * dt
             t.pos[slots] = move(self._walls, t.pos[slots], delta[slots])
-            self._stats.step(npcs, game_hours(dt, cfg.day_length_s))
+            self._stats.step(npcs, self.clock.hours(dt))
         self.time_s += dt
         self.tick += 1
 

@@ -7,6 +7,10 @@ property `blocked = true` (in any tile layer).
 
 Only what the server needs is read; everything else in the file is kept in
 `raw` and served untouched to browsers as /map.json.
+
+Places can also be added without Tiled, in `<map name>.places.toml` beside
+the map (`with_places`: `[pier]` with `x`/`y` in world units or `tile =
+[col, row]`); load_map merges them into `pois` and into `raw`'s poi layer.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ class TileMap:
     pois: dict[str, tuple[float, float]]   # name -> (x, y) world units
     raw: dict[str, Any]             # the parsed JSON, as loaded
     path: str
+    extra_places: tuple[str, ...] = ()   # the pois that came from the places file beside the map
 
     @property
     def world_size(self) -> tuple[int, int]:
@@ -59,7 +64,89 @@ def load_map(path: str | Path) -> TileMap:
         raw = json.loads(text)
     except json.JSONDecodeError as e:
         raise MapError(f"{path}: not valid JSON (line {e.lineno}, column {e.colno}): {e.msg}") from e
-    return parse_map(raw, path)
+    return with_places(parse_map(raw, path), places_path(path))
+
+
+# -- places beside the map ------------------------------------------------------------------------------
+
+PLACES_SUFFIX = ".places.toml"      # default.tmj -> default.places.toml, in the same folder
+
+
+def places_path(map_path: str | Path) -> Path:
+    p = Path(map_path)
+    return p.with_name(p.stem + PLACES_SUFFIX)
+
+
+def read_places(path: str | Path, tm: TileMap) -> dict[str, tuple[float, float]]:
+    """The places of a places file (TOML: a table per place, `x`/`y` in world units or `tile = [col, row]`);
+    none when there is no file; MapError naming the file and place when one is wrong. A name may not be
+    one of the map's own places (those of its places file, `tm.extra_places`, may come again)."""
+    import tomllib
+
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError) as e:
+        raise MapError(f"{path}: cannot read the places file: {e}") from e
+    except tomllib.TOMLDecodeError as e:
+        raise MapError(f"{path}: not valid TOML: {e}") from e
+    out: dict[str, tuple[float, float]] = {}
+    ts = tm.tile_size
+    for name, spec in data.items():
+        where = f"{path}: place {name!r}"
+        if not isinstance(spec, dict):
+            raise MapError(f"{where}: expected a table ([{name}] with x and y, or tile = [col, row])")
+        if not name or len(name) > 24 or not all(c.isalnum() or c in "_-" for c in name):
+            raise MapError(f"{where}: a place name is 1..24 letters, digits, _ or -")
+        if name in tm.pois and name not in tm.extra_places:
+            raise MapError(f"{where}: the map's poi layer already has a place of that name")
+        if set(spec) - {"x", "y", "tile"}:
+            raise MapError(f"{where}: unknown field(s) {', '.join(sorted(set(spec) - {'x', 'y', 'tile'}))} "
+                           "(expected x and y, or tile)")
+        tile = spec.get("tile")
+        if tile is not None:
+            if not (isinstance(tile, list) and len(tile) == 2 and all(isinstance(v, int) for v in tile)):
+                raise MapError(f"{where}: tile must be [column, row], two whole numbers")
+            x, y = (tile[0] + 0.5) * ts, (tile[1] + 0.5) * ts
+        else:
+            x, y = spec.get("x"), spec.get("y")
+            if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y)):
+                raise MapError(f"{where}: needs numeric x and y (world units), or tile = [column, row]")
+        col, row = int(x // ts), int(y // ts)
+        if not (0 <= col < tm.width and 0 <= row < tm.height):
+            raise MapError(f"{where}: ({x}, {y}) is outside the map (0..{tm.width * ts}, 0..{tm.height * ts})")
+        if tm.blocked[row, col]:
+            raise MapError(f"{where}: ({x}, {y}) is on a blocked tile")
+        out[name] = (float(x), float(y))
+    return out
+
+
+def with_places(tm: TileMap, path: str | Path) -> TileMap:
+    """The map with the places of its places file added (to `pois`, and to `raw`'s poi layer, which
+    clients draw), or the map itself when there is none."""
+    return add_places(tm, read_places(path, tm))
+
+
+def add_places(tm: TileMap, extra: dict[str, tuple[float, float]]) -> TileMap:
+    """A new map: `tm` with places added after its own (so every existing place keeps its index)."""
+    extra = {n: xy for n, xy in extra.items() if n not in tm.pois}
+    if not extra:
+        return tm
+    import copy
+
+    raw = copy.deepcopy(tm.raw)
+    layers = raw.setdefault("layers", [])
+    layer = next((lay for lay in layers if lay.get("type") == "objectgroup" and lay.get("name") == POI_LAYER), None)
+    if layer is None:
+        layer = {"type": "objectgroup", "name": POI_LAYER, "objects": [], "visible": True, "opacity": 1, "x": 0,
+                 "y": 0}
+        layers.append(layer)
+    layer.setdefault("objects", []).extend(
+        {"name": n, "x": x, "y": y, "width": 0, "height": 0, "point": True} for n, (x, y) in extra.items())
+    return TileMap(width=tm.width, height=tm.height, tile_size=tm.tile_size, blocked=tm.blocked,
+                   pois={**tm.pois, **extra}, raw=raw, path=tm.path, extra_places=tm.extra_places + tuple(extra))
 
 
 def parse_map(raw: Any, path: str = "<map>") -> TileMap:

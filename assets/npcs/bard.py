@@ -1,6 +1,6 @@
 """Lyra's hooks: songs, places, and an ear for anyone who asks for music.
 
-Each hook gets `npc` (see docs/designers.md, "The hook API"): read what she
+Each hook gets `npc` (see docs/designers.md, "Hooks" and "The npc object"): read what she
 perceives, then call at most one action method. Doing nothing lets her
 built-in behaviour (from bard.toml) decide.
 """
@@ -44,6 +44,7 @@ def on_decide(npc):
 
 
 def on_hear(npc, speaker, text):
+    # A player's line said to her (npc.spoken_to: her answer replaces the dialogue model's) or near her.
     if speaker.kind != "player":
         return                         # never answer other NPCs: two bards would sing forever
     words = text.lower()

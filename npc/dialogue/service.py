@@ -1,6 +1,13 @@
 """The game's side of dialogue: conversations, driven by the tick.
 
 A player's `talk` to an NPC starts a conversation:
+0. hear: the NPC's on_hear hook is called first (npc.spoken_to is True):
+   a hook that calls `npc.talk(line)` or `npc.give_item(...)` *answers*: its
+   line is the reply (streamed as a model reply would be) and the model is not
+   asked; a hook that calls any other action (follow, go_to, ...) *adds to*
+   the reply: the model answers, then that action is taken in place of the
+   model's own choice of action (step 3); a hook that decides nothing, or
+   raises, *leaves it to the model*;
 1. recall: the memory thread reads what this NPC remembers of the player
    (a future; the tick checks it, never waits);
 2. reply: the prompt (prompt.py) goes to the dialogue pool as one stream of
@@ -30,8 +37,9 @@ Budgets and what happens at them:
   comes;
 - no first token within `wait_timeout_s` (a worker still loading its model,
   or overloaded): the stream is cancelled and the NPC says a fallback line;
-- whole reply: `reply_timeout_s` after its first token the stream is
-  cancelled and the conversation ends with what was said;
+- whole reply: `reply_timeout_s` (30 s) after its first token the stream is
+  cancelled and the conversation ends with what was said (say_end reason
+  "cut", counted as "cut");
 - the model fails, the worker dies, or there is no dialogue pool: the NPC
   says one of its fallback lines (reason "fallback");
 - the player walks beyond `leave_distance` of the NPC, disconnects or is
@@ -51,10 +59,15 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Protocol
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from npc.minds import hearing
+from npc.minds.builtin import Decision
+from npc.minds.perception import Seen
+from npc.minds.state import BY_HOOK
 
 from . import check
 from . import prompt as prompts
@@ -62,6 +75,8 @@ from .choice import Option, options, pick
 from .text import clean_delta, clean_player, clean_reply, facts_from, in_own_terms, met_fact, whole_sentences
 
 log = logging.getLogger("npcworld.dialogue")
+
+ANSWERS = ("talk", "give_item")     # on_hear actions that say a line: the hook answers instead of the model
 
 
 @dataclass
@@ -112,6 +127,10 @@ class Conversation:
     started_s: float = 0.0  # world seconds at the talk (the hold's bound counts from it)
     returning: bool = False  # the NPC had met this player before
     check: Any = None  # check.World of the prompt
+    by: str = "model"  # who answers: "model", or "hook" (on_hear answered)
+    then: Any = None  # on_hear's action (a Decision) to take after the reply, in place of the model's choice
+    sink: Callable[[dict | None], None] | None = None  # an admin talk's listener: every event, then None
+    virtual: bool = False  # an admin's talk as a named player with no character (POST /npcs/<id>/talk)
 
 
 @dataclass
@@ -121,6 +140,7 @@ class _Choice:
     stream: Any
     options: list[Option]
     cid: int = 0  # the conversation it follows
+    sink: Callable[[dict | None], None] | None = None
 
 
 class TalkRefused(Exception):
@@ -166,7 +186,8 @@ class Dialogue:
         self._voice_cache: dict[int, set[str]] = {}
         self.welcomed: dict[tuple[str, str], None] = {}  # (npc, player) named on their return; newest 4,096  # id(persona) -> its voice and lore words (the scorer's)
         cast.model_replies = True  # players' lines to NPCs come here (talk), not to the built-in answer
-        self.counts = {"started": 0, "ok": 0, "fallback": 0, "cancelled": 0, "thinking": 0, "acted": 0,
+        self.counts = {"started": 0, "ok": 0, "fallback": 0, "cancelled": 0, "cut": 0, "hook": 0, "thinking": 0,
+                       "acted": 0,
                        "replaced": 0, "left": 0}
 
     # -- a player talks (from the tick, applying the gateway's command) ----------------
@@ -195,17 +216,56 @@ class Dialogue:
         line = clean_player(text, prompts.MAX_TURN)
         if not line:
             raise TalkRefused("bad_field", "talk: text is empty after cleaning")
+        px, py = w.position(player)
+        speaker = Seen(player, w.name_of(player), "player", self._distance(player, npc), px, py)
+        return self._start(m, speaker, line, now)
+
+    def talk_as(self, npc: int, name: str, text: str, sink: Callable[[dict | None], None]) -> Conversation:
+        """An admin's talk to an NPC as a named player who has no character (POST /npcs/<id>/talk): the same
+        conversation, with no distance, and every event also to `sink` (then None at the end). What the NPC
+        remembers is kept under `name`, as for a player of that name."""
+        w = self.world
+        m = self.cast.minds.get(npc)
+        if m is None or not w.alive(npc):
+            raise TalkRefused("bad_target", f"talk: entity {npc} is not an NPC of an NPC file")
+        if "talk" not in m.defn.allowed:
+            raise TalkRefused("bad_target", f"talk: {w.name_of(npc)} does not talk ('talk' is not allowed)")
+        if -npc in self.by_player:
+            raise TalkRefused("busy", f"talk: an admin talk with {w.name_of(npc)} is still running")
+        line = clean_player(text, prompts.MAX_TURN)
+        who = clean_player(name, 24)
+        if not line or not who:
+            raise TalkRefused("bad_field", "talk: name and text must not be empty after cleaning")
+        x, y = w.position(npc)
+        return self._start(m, Seen(-npc, who, "player", 0.0, x, y), line, self.clock(), sink)
+
+    def _start(self, m, speaker: Seen, line: str, now: float, sink=None) -> Conversation:
+        w, cfg, npc = self.world, self.cfg, m.eid
+        virtual = sink is not None
+        player = speaker.id                     # virtual: -npc, the key of its by_player entry
+        hooked = self.cast.guards.get(m.defn.id) is not None and self.cast.guards[m.defn.id].has("on_hear")
+        hook = hearing.spoken(self.cast, m, speaker, line)   # on_hear first: answer, add to, or leave it
         persona = m.defn.persona
         budget = getattr(persona, "first_token_ms", None)
-        c = Conversation(next(self._ids), npc, player, w.name_of(player), f"{m.defn.id}#{m.n}", w.name_of(player),
+        c = Conversation(next(self._ids), npc, player, speaker.name, f"{m.defn.id}#{m.n}", speaker.name,
                          line, now, cfg.first_token_s if budget is None else budget / 1000.0,
-                         self._audience(npc, player), started_s=w.time_s)
+                         self._audience(npc, None if virtual else player), started_s=w.time_s, sink=sink,
+                         virtual=virtual)
         self.active[c.cid] = c
         self.by_player[player] = c.cid
         self.counts["started"] += 1
+        if sink is not None:
+            sink({"event": "heard", "npc": npc, "name": w.name_of(npc), "from": speaker.name, "text": line})
+            sink({"event": "hook", "hook": "on_hear", "called": hooked,
+                  "result": ("none" if hook is None else "answered" if hook.action in ANSWERS else "action"),
+                  **({"intent": _intent(hook)} if hook is not None else {})})
         # Stand and face the player while answering (the NPC's own talk action), held there.
-        self.cast.act(m, _decision("talk", player, f"talking with {c.player_name}"))
+        self.cast.act(m, _decision("talk", None if virtual else player, f"talking with {c.player_name}"))
         self.cast.hold(npc, w.time_s + m.defn.params["talk"]["hold"])
+        if hook is not None and hook.action in ANSWERS:
+            self._hook_answer(c, m, hook)
+            return c
+        c.then = hook
         if len(self.active) > cfg.max_conversations or self.pool is None:
             self._fallback(c, "too many conversations" if self.pool is not None else "no dialogue model")
             return c
@@ -213,6 +273,35 @@ class Dialogue:
         if c.recall is None:
             self._ask(c, None)
         return c
+
+    def _hook_answer(self, c: Conversation, m, hook) -> None:
+        """on_hear answered (npc.talk / npc.give_item): its line is the reply; a gift is handed now."""
+        c.by = "hook"
+        if hook.action == "give_item" and not c.virtual:
+            self.cast.act(m, replace(hook, say=None, reason=f"on_hear: giving to {c.player_name}"), BY_HOOK)
+            self._tell(c, {"event": "action", "action": "give_item", "by": "hook", "applied": True,
+                           "item": hook.item})
+        elif hook.action == "give_item":
+            self._tell(c, {"event": "action", "action": "give_item", "by": "hook", "applied": False,
+                           "item": hook.item, "why": "a talk from the admin API has no character to hold the item"})
+        else:
+            m.reason = f"on_hear: answered {c.player_name}"
+            self._set_by(m, BY_HOOK)
+        text = clean_reply(hook.say or "", m.defn.persona.max_reply)
+        self._open(c, None)
+        self.broadcast(c, {"t": "say_delta", "id": c.cid, "text": text})
+        c.sent = len(text)
+        self._end(c, "done", text)
+        self._remember(c, text)
+
+    def _set_by(self, m, by: int) -> None:
+        row = self.cast.rows.row_of.get(m.eid)
+        if row is not None:
+            self.cast.rows.by[row] = by
+
+    def _tell(self, c, event: dict | None) -> None:
+        if c.sink is not None:
+            c.sink(event)
 
     # -- every tick -----------------------------------------------------------------------
 
@@ -256,7 +345,8 @@ class Dialogue:
     def _advance(self, c: Conversation, now: float) -> None:
         w = self.world
         m = self.cast.minds.get(c.npc)
-        if (m is None or not w.alive(c.npc) or not w.alive(c.player) or not self.connected(c.player)
+        if (m is None or not w.alive(c.npc)) or not c.virtual and (
+                not w.alive(c.player) or not self.connected(c.player)
                 or self._distance(c.player, c.npc) > self.cfg.leave_distance):
             if c.stream is not None:
                 c.stream.cancel()
@@ -397,15 +487,19 @@ class Dialogue:
         text = text.replace("{player}", c.player_name).replace("{name}", self.world.name_of(c.npc))
         return clean_reply(text, m.defn.persona.max_reply)
 
-    def _after_reply(self, c: Conversation, m, reply: str) -> None:
+    def _remember(self, c: Conversation, reply: str) -> None:
         if self.memory is not None:
             # Facts in the NPC's own words; the first one of a player holds their name.
             facts = facts_from(c.player_name, c.line)
             if not c.returning:
                 facts.insert(0, met_fact(c.player_name, self.world.game_time.day))
             self.memory.remember(c.npc_key, c.player_key, [("player", c.line), ("npc", reply)], facts)
-        if not self.cfg.act or self.pool is None:
-            return
+
+    def _after_reply(self, c: Conversation, m, reply: str) -> None:
+        """A model's reply ended well: remember it, and choose an action (unless on_hear chose one)."""
+        self._remember(c, reply)
+        if not self.cfg.act or self.pool is None or c.then is not None:
+            return      # _end told the listener (or took on_hear's action)
         intent = self.world.intent(c.npc)
         following = intent.action == "follow" and intent.target == c.player
         opts = options(m.defn, c.player, c.player_name, list(self.cast.places), following, self.cast.gifts_given(m.eid))
@@ -417,7 +511,9 @@ class Dialogue:
             prior = prompts.choice_messages(name, m.defn.persona, c.player_name, "", "")
             stream = self.pool.open_stream({"kind": "choose", "messages": msgs, "options": [o.label for o in opts],
                                             "prior": prior if self.cfg.calibrate else None})
-            self.choices.append(_Choice(c.npc, c.player, stream, opts, c.cid))
+            self.choices.append(_Choice(c.npc, c.player, stream, opts, c.cid, c.sink))
+        else:
+            self._tell(c, None)
 
     def memory_known(self, c: Conversation) -> bool:
         return c.returning
@@ -431,19 +527,28 @@ class Dialogue:
             pieces = ch.stream.take()
             m = self.cast.minds.get(ch.npc)
             if ch.stream.end != "ok" or not pieces or m is None or not isinstance(pieces[-1], dict):
+                self._tell(ch, None)
                 continue
             scores = pieces[-1].get("scores")
             if not isinstance(scores, list) or len(scores) != len(ch.options):
+                self._tell(ch, None)
                 continue  # a malformed answer is never applied
             chosen = pick(scores)
             if self.observer is not None:
                 self.observer("choice", {"cid": ch.cid, "npc": ch.npc, "options": [o.label for o in ch.options],
                                          "scores": scores, "chosen": chosen})
             decision = ch.options[chosen].decision
-            if decision is not None and self.world.alive(ch.player):
-                self.cast.act(m, decision)
+            event = {"event": "action", "by": "model", "chosen": ch.options[chosen].label,
+                     "options": [o.label for o in ch.options], "scores": scores,
+                     "action": decision.action if decision is not None else None, "applied": False}
+            if decision is not None and ch.sink is not None and decision.target == ch.player:
+                event["why"] = "a talk from the admin API has no character to follow or give to"
+            elif decision is not None and (ch.sink is not None or self.world.alive(ch.player)):
+                event["applied"] = self.cast.act(m, decision)
                 self.cast.hold(ch.npc, None)  # the action it chose is what it does now
                 self.counts["acted"] += 1
+            self._tell(ch, event)
+            self._tell(ch, None)
         self.choices = keep
 
     # -- messages -------------------------------------------------------------------------
@@ -451,6 +556,9 @@ class Dialogue:
     def broadcast(self, c: Conversation, msg: dict) -> None:
         for pid in c.audience:
             self.send(pid, msg)
+        if c.sink is not None:
+            c.sink({"event": msg["t"], **{k: v for k, v in msg.items() if k != "t"},
+                    **({"by": _said_by(c)} if msg["t"] == "say_end" else {})})
 
     def _open(self, c: Conversation, thinking: str | None) -> None:
         c.opened = True
@@ -478,18 +586,38 @@ class Dialogue:
         if not c.opened:
             self._open(c, None)
         self.broadcast(c, {"t": "say_end", "id": c.cid, "text": text, "reason": reason})
-        self.counts[{"done": "ok", "fallback": "fallback", "left": "left"}.get(reason, "cancelled")] += 1
+        # "cut": a reply stopped at reply_timeout_s (30 s after its first word) or by the model; "hook": on_hear
+        # answered instead of the model
+        self.counts["hook" if c.by == "hook" else {"done": "ok", "fallback": "fallback", "left": "left",
+                                                    "cut": "cut"}.get(reason, "cancelled")] += 1
         self.active.pop(c.cid, None)
         if self.by_player.get(c.player) == c.cid:
             del self.by_player[c.player]
         m = self.cast.minds.get(c.npc)
         if m is not None and text:
-            m.last_said, m.last_said_s = text, self.world.time_s
+            m.said(text, self.world.time_s)
         if m is not None and reason in ("done", "cut", "fallback"):
             # Stand a moment after speaking (the talk's duration), then the schedule may take it.
             self.cast.hold(c.npc, self.world.time_s + m.defn.params["talk"]["duration"])
         else:
             self.cast.hold(c.npc, None)
+        if c.then is not None and m is not None and reason in ("done", "cut", "fallback"):
+            self._then(c, m)
+        elif c.by == "hook" or reason not in ("done",) or self.pool is None or not self.cfg.act:
+            self._tell(c, None)      # nothing follows the reply (a model's "done" goes on to its action step)
+
+    def _then(self, c: Conversation, m) -> None:
+        """on_hear chose an action besides the reply: take it now, in place of the model's choice."""
+        d = c.then
+        event = {"event": "action", "action": d.action, "by": "hook", "applied": False}
+        if c.virtual and d.target == c.player:
+            event["why"] = "a talk from the admin API has no character to follow or give to"
+        else:
+            event["applied"] = self.cast.act(m, replace(d, reason=f"on_hear: after answering {c.player_name}"),
+                                             BY_HOOK)
+            self.cast.hold(c.npc, None)
+        self._tell(c, event)
+        self._tell(c, None)
 
     # -- geometry ---------------------------------------------------------------------------
 
@@ -498,22 +626,36 @@ class Dialogue:
         bx, by = self.world.position(b)
         return math.hypot(ax - bx, ay - by)
 
-    def _audience(self, npc: int, player: int) -> list[int]:
+    def _audience(self, npc: int, player: int | None) -> list[int]:
         from world.sim import PLAYER
 
         ids, pos = self.world.of_kind(PLAYER)
         x, y = self.world.position(npc)
-        out = [player]
+        out = [player] if player is not None else []
         for pid, (px, py) in zip(ids.tolist(), pos.tolist()):
             if pid != player and math.hypot(px - x, py - y) <= self.cfg.audience_distance:
                 out.append(int(pid))
         return out
 
 
-def _decision(action: str, target: int, reason: str):
-    from npc.minds.builtin import Decision
-
+def _decision(action: str, target: int | None, reason: str):
     return Decision(action, target=target, activity="talking", reason=reason)
+
+
+def _said_by(c: Conversation) -> str:
+    """Whose line a say_end carries: "hook", "model", "voice" (the model's failed the checks), "fallback"
+    (no model, or it failed), or "none" (nothing was said: cancelled, or the NPC left)."""
+    if c.by == "hook":
+        return "hook"
+    if c.chosen is not None:
+        return "model"
+    return {"done": "voice", "cut": "voice", "fallback": "fallback"}.get(c.reason, "none")
+
+
+def _intent(d) -> dict:
+    """A hook's decision as the admin's talk stream shows it."""
+    return {k: v for k, v in (("action", d.action), ("target", d.target), ("place", d.place), ("say", d.say),
+                              ("item", d.item), ("activity", d.activity)) if v is not None}
 
 
 class Settings(Protocol):

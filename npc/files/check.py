@@ -22,7 +22,7 @@ DEFAULT_MAP = ROOT / "assets" / "maps" / "default.tmj"
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("npc", help="NPC files: check them",
+    p = sub.add_parser("npc", help="NPC files: check, new, places, talk",
                        description="Tools for NPC files (docs/designers.md).")
     npc_sub = p.add_subparsers(dest="npc_command", metavar="NPC_COMMAND")
     c = npc_sub.add_parser("check", help="validate NPC files; print every error with file and line",
@@ -35,11 +35,27 @@ def add_parser(sub) -> argparse.ArgumentParser:
     c.add_argument("--policy", action=argparse.BooleanOptionalAction, default=True,
                    help="also check that the learned policy follows each valid file, as the server does when "
                    "the file loads (default: on when the policy weights exist)")
+    n = npc_sub.add_parser("new", help="write a commented template NPC file that passes npc check",
+                           description="Write NAME's NPC file (a commented template) into the NPC folder.")
+    n.add_argument("name", metavar="NAME", help="the NPC's name, as players see it; the file is named after it")
+    n.add_argument("--dir", default=str(DEFAULT_DIR), metavar="FOLDER", help="where (default: assets/npcs)")
+    n.add_argument("--spawn", default="plaza", metavar="PLACE", help="where it appears (default: plaza)")
+    pl = npc_sub.add_parser("places", help="list the map's places (where NPCs can go)",
+                            description="List the places of a map: its Tiled poi layer and its .places.toml.")
+    pl.add_argument("--map", default=str(DEFAULT_MAP), metavar="FILE", help="the map (default: the default map)")
+    p.npc_sub = npc_sub  # type: ignore[attr-defined]   # server/cli.py adds `talk` (an admin API client)
     return p
 
 
 def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
-    if getattr(args, "npc_command", None) != "check":
+    from npc.files import commands
+
+    command = getattr(args, "npc_command", None)
+    if command == "new":
+        return commands.new(args.name, Path(args.dir), args.spawn)
+    if command == "places":
+        return commands.places(args.map)
+    if command != "check":
         parser.print_help()
         return 2
     return check(args.paths or [str(DEFAULT_DIR)], args.map, policy=args.policy)

@@ -10,6 +10,13 @@ thread too; `Cast.apply` swaps the result in on the event loop, between two
 ticks. So a saved edit is live within 2 x interval_s (one second) plus a
 tick; a broken edit leaves the running version in place and is reported.
 
+The places file beside the map (`<map>.places.toml`, world/tilemap.py) is
+polled the same way: places added to it are added to the world
+(`World.use_map`; their navigation is built in a worker thread), the NPC
+files that failed to load are loaded again (one may have been waiting for
+that place), and the reload log says so. A place moved or removed there
+needs a restart (NPCs may be walking to it): the log and the reload log say so.
+
 Polling instead of inotify: no dependency, works on every file system
 (network mounts and editors that replace files included); the cost is one
 stat per file per interval.
@@ -22,8 +29,11 @@ import logging
 import os
 from pathlib import Path
 
+from world.navigation import navigation_for
+from world.tilemap import MapError, add_places, places_path, read_places
+
 from npc.minds.cast import Cast
-from npc.files.loader import load_files, npc_files
+from npc.files.loader import load_files, map_places, npc_files
 
 log = logging.getLogger("npcworld.npc")
 
@@ -51,12 +61,22 @@ class Watcher:
         self.seen: dict[str, tuple[int, int]] = {}
         self.pending: set[str] = set()   # changed at the last poll: taken if unchanged at this one
         self.lock = asyncio.Lock()    # one reload at a time (the poller and POST /reload)
+        self.places_file = str(places_path(cast.world.map.path))
+
+    def _scan(self) -> dict[str, tuple[int, int]]:
+        out = scan(self.cast.dir) if self.cast.dir is not None else {}
+        try:
+            st = os.stat(self.places_file)
+            out[self.places_file] = (st.st_mtime_ns, st.st_size)
+        except OSError:
+            pass
+        return out
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until `stop` is set; errors are logged and polling goes on."""
         if self.cast.dir is None:
             return
-        self.seen = await asyncio.to_thread(scan, self.cast.dir)
+        self.seen = await asyncio.to_thread(self._scan)
         while not stop.is_set():
             try:
                 await asyncio.wait_for(stop.wait(), self.interval_s)
@@ -73,14 +93,18 @@ class Watcher:
         if self.cast.dir is None:
             return None  # no folder: nothing to reload
         async with self.lock:
-            now = await asyncio.to_thread(scan, self.cast.dir)
+            now = await asyncio.to_thread(self._scan)
             moving = {p for p in now.keys() | self.seen.keys() if now.get(p) != self.seen.get(p)}
             self.seen = now
             changed = self.pending - moving          # changed before, settled since
             self.pending = (self.pending | moving) - changed
             if not changed:
                 return None
-            tomls = {p for p in now if p.endswith(".toml")}
+            if self.places_file in changed:
+                changed.discard(self.places_file)
+                waiting = await self._places()
+                changed |= set(waiting)
+            tomls = {p for p in now if p.endswith(".toml") and p != self.places_file}
             # an NPC file is reloaded when it changed, or the hooks module it names did
             todo = sorted(p for p in tomls if (p in changed or self.cast.hooks_of.get(p) in changed)
                           and p not in self.pending)
@@ -88,10 +112,36 @@ class Watcher:
                        and (p in self.cast.file_ids or p in self.cast.problems)]
             return await self._load(todo, removed)
 
+    async def _places(self) -> list[str]:
+        """The places file changed: add its new places to the world; the NPC files to load again."""
+        cast, world = self.cast, self.cast.world
+        try:
+            read = await asyncio.to_thread(read_places, self.places_file, world.map)
+        except MapError as e:
+            log.error("%s", e)
+            cast.journal.add("error", self.places_file, None, f"{e}; the places stay as they were")
+            return []
+        have = set(world.map.extra_places)
+        gone = sorted(n for n in have if n not in read or read[n] != world.map.pois[n])
+        if gone:
+            msg = f"place(s) {', '.join(gone)} moved or removed: restart the server to apply that"
+            log.warning("%s: %s", self.places_file, msg)
+            cast.journal.add("error", self.places_file, None, msg)
+        tm = add_places(world.map, read)
+        if tm is world.map:
+            return []
+        cfg = world.config
+        await asyncio.to_thread(navigation_for, tm, cfg.radius, cfg.poi_spread)   # the BFS, off the tick
+        added = world.use_map(tm)
+        cast.places, cast.spawn_points = map_places(tm)
+        log.info("%s: place(s) %s added", self.places_file, ", ".join(added))
+        cast.journal.add("reload", self.places_file, None, f"place(s) {', '.join(added)} added")
+        return sorted(cast.problems)      # files that failed may have named one of them
+
     async def reload_all(self) -> dict:
         """Reload every NPC file now, changed or not (admin); re-enables disabled hooks."""
         async with self.lock:
-            self.seen = await asyncio.to_thread(scan, self.cast.dir) if self.cast.dir else {}
+            self.seen = await asyncio.to_thread(self._scan)
             self.pending = set()
             files = [str(p) for p in await asyncio.to_thread(npc_files, self.cast.dir)] if self.cast.dir else []
             removed = [f for f in list(self.cast.file_ids) + list(self.cast.problems) if f not in files]

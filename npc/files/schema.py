@@ -133,6 +133,7 @@ class Definition:
     hook_names: frozenset[str] = frozenset()
     sources: tuple[tuple[str, int], ...] = ()  # (path, mtime_ns) of the file and its hooks module
     decider: str = "auto"                     # DECIDERS: who decides its NPCs
+    speed: float | None = None                # world units/s when walking; None: the world's npc_speed
 
     def instance_name(self, n: int) -> str:
         return self.name.replace("{n}", str(n))
@@ -259,8 +260,76 @@ class _Checker:
                      "only " + (", ".join("{" + a + "}" for a in sorted(allowed)) or "plain text"))
 
 
-TOP = ("id", "name", "color", "sprite", "spawn", "count", "hooks", "decider", "persona", "needs", "schedule",
-       "actions", "weights", "senses")
+SPEED = (5.0, 240.0)    # world units/s: an NPC file's `speed` (the world's default is 60; players run at 160)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of an NPC file, as editors see it (docs/npc.schema.json is made from these tables,
+    npc/files/editor_schema.py) and as the checks below name it (their key lists)."""
+    kind: str                # "text", "texts", "int", "number", "bool", "place", "spawn", "table", "tables", "list"
+    doc: str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple = ()
+    pattern: str | None = None
+    required: bool = False
+
+
+FIELDS: dict[str, dict[str, Field]] = {
+    "": {
+        "id": Field("text", "unique id (default: the file name without .toml)", pattern=ID_RE.pattern),
+        "name": Field("text", "the name players see, 1..24 characters; {n}: the instance number", required=True),
+        "color": Field("text", "the colour clients draw it in: \"#rrggbb\" or \"#rgb\"", pattern=COLOR_RE.pattern),
+        "sprite": Field("text", "reserved for clients that draw sprites"),
+        "spawn": Field("spawn", "where it appears: a place of the map, or [x, y] in world units"),
+        "count": Field("int", "an archetype: this many NPCs from one file", 1, MAX_COUNT),
+        "speed": Field("number", "walking speed, world units per second (default 60; players run at 160)", *SPEED),
+        "hooks": Field("text", "a Python file of hooks beside this one, e.g. \"bard.py\""),
+        "decider": Field("text", "who decides: auto (the learned policy when it follows the file) or builtin",
+                         choices=("auto", "builtin")),
+        "persona": Field("table", "for dialogue: who it is and how it speaks"),
+        "needs": Field("table", "needs by name: levels 0..100 that change per game hour"),
+        "schedule": Field("tables", "a day in blocks ([[schedule]])"),
+        "actions": Field("table", "allowed actions and their parameters", required=True),
+        "weights": Field("table", "the built-in behaviour's weights"),
+        "senses": Field("table", "notice and hear radii, world units"),
+    },
+    "persona": {
+        "who": Field("text", "who they are (for the dialogue model)"),
+        "knows": Field("texts", "what they know about"),
+        "style": Field("text", "how they speak"),
+        "greeting": Field("text", "said when greeting a player who comes near; {player}, {name}"),
+        "thinking": Field("text", "shown when the model's first words are slow"),
+        "fallback": Field("texts", "said in turn when answering without a model"),
+        "max_reply": Field("int", "longest line, in characters", 1, MAX_LINE),
+        "first_token_ms": Field("number", "how long it may take to start answering before its thinking line",
+                                1, 60_000),
+        "voice": Field("texts", f"example lines in its own voice (at most {MAX_VOICE})"),
+        "lore": Field("texts", f"facts of the world it knows, one a line (at most {MAX_LORE})"),
+        "leave": Field("text", "said when it ends a conversation itself"),
+    },
+    "need": {
+        "start": Field("number", "level at spawn", 0, 100),
+        "rate": Field("number", "change per game hour, always", -1000, 1000, required=True),
+        "low": Field("number", "below this it starts tending the need", 0, 100),
+        "full": Field("number", "...until it is back here", 0, 100),
+        "weight": Field("number", "how much this need matters against the others", 0, 100),
+        "relief": Field("text", "the action that tends it (must be allowed)"),
+        "at": Field("place", "where it tends it"),
+        "activity": Field("text", "the activity label while tending it"),
+        "during": Field("table", "extra change per game hour while doing an activity (or action), by name"),
+    },
+    "block": {
+        "from": Field("text", "start, \"HH:MM\" (included)", pattern=r"^\d\d:\d\d$", required=True),
+        "to": Field("text", "end, \"HH:MM\" (excluded; before from: past midnight)", pattern=r"^\d\d:\d\d$",
+                    required=True),
+        "do": Field("text", "an action (must be allowed)", required=True),
+        "at": Field("place", "where: a place, or a list of places for patrol"),
+        "activity": Field("text", "the label admins see and `during` rates key on"),
+    },
+}
+TOP = tuple(FIELDS[""])
 DECIDERS = {   # the top-level `decider` key: who decides the file's NPCs
     "auto": "the learned policy, when its check on this file passes (npc/policy/guard.py); else the built-in",
     "builtin": "always the built-in behaviour (and hooks)",
@@ -298,6 +367,7 @@ def validate(data: dict, lines: dict, file: str, places: list[str], spawn_points
         c.err(("color",), f"color {color!r} is not a colour", '"#rrggbb" or "#rgb", e.g. "#c0603a"')
         color = None
     sprite = c.get(data, (), "sprite", "text", default=None)
+    speed = c.get(data, (), "speed", "number", default=None, low=SPEED[0], high=SPEED[1])
     spawn: str | tuple[float, float] | None = None
     if isinstance(data.get("spawn"), list):
         xy = data["spawn"]
@@ -327,8 +397,7 @@ def validate(data: dict, lines: dict, file: str, places: list[str], spawn_points
     persona = Persona()
     pt = c.table(("persona",), data.get("persona"))
     if pt is not None:
-        c.keys(pt, ("persona",), ("who", "knows", "style", "greeting", "thinking", "fallback", "max_reply",
-                                  "first_token_ms", "voice", "lore", "leave"))
+        c.keys(pt, ("persona",), tuple(FIELDS["persona"]))
         max_reply = c.get(pt, ("persona",), "max_reply", "int", default=MAX_LINE, low=1, high=MAX_LINE)
         fallback = c.get(pt, ("persona",), "fallback", "texts", default=list(Persona.fallback))
         if isinstance(fallback, list) and not fallback:
@@ -421,7 +490,7 @@ def validate(data: dict, lines: dict, file: str, places: list[str], spawn_points
             s = c.table(path, spec)
             if s is None:
                 continue
-            c.keys(s, path, ("start", "rate", "low", "full", "weight", "relief", "at", "activity", "during"))
+            c.keys(s, path, tuple(FIELDS["need"]))
             start = c.get(s, path, "start", "number", default=100.0, low=0, high=100)
             rate = c.get(s, path, "rate", "number", required=True, low=-1000, high=1000,
                          expected="a change per game hour, e.g. -5")
@@ -469,7 +538,7 @@ def validate(data: dict, lines: dict, file: str, places: list[str], spawn_points
         b = c.table(path, b)
         if b is None:
             continue
-        c.keys(b, path, ("from", "to", "do", "at", "activity"))
+        c.keys(b, path, tuple(FIELDS["block"]))
         times = []
         for key in ("from", "to"):
             if key not in b:
@@ -539,7 +608,7 @@ def validate(data: dict, lines: dict, file: str, places: list[str], spawn_points
     defn = Definition(
         id=npc_id, file=file, name=name, color=color or default_color(npc_id), sprite=sprite, spawn=spawn,
         count=count, persona=persona, needs=tuple(needs), schedule=tuple(blocks), allowed=frozenset(allowed),
-        params=params, weights=weights, senses=senses, hooks=hooks, decider=decider)
+        params=params, weights=weights, senses=senses, hooks=hooks, decider=decider, speed=speed)
     return defn, []
 
 

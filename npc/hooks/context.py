@@ -62,6 +62,9 @@ class Context:
         self.activity: str = perception.intent.activity
         self.arrived: bool = perception.intent.arrived
         self.block = perception.block
+        # on_hear: True when the player spoke *to* this NPC (a talk: the hook may answer instead of the
+        # dialogue model), False for a line it overheard (chat, or another NPC's line)
+        self.spoken_to: bool = False
 
     # -- reading ----------------------------------------------------------------
 
@@ -143,7 +146,9 @@ class Context:
                    activity="talking")
 
     def give_item(self, to, item: str) -> None:
-        """Give `item` to a player or NPC: announced with the file's give_item line."""
+        """Give `item` (any text, up to 64 characters; it need not be in [actions.give_item] items) to `to`,
+        a player or NPC as seen in npc.players / npc.npcs or the speaker of on_hear (or an entity id):
+        announced with the file's give_item line; a player holds the item (an NPC receiver drops it)."""
         who = to.name if isinstance(to, Seen) else str(to)
         line = fill(self._defn.params["give_item"]["line"], MAX_LINE, player=who, item=str(item), name=self.name)
         self._emit("give_item", target=self._target(to), say=self._line(line), activity="giving", item=str(item)[:64])

@@ -4,7 +4,8 @@ Hooks (all optional, plain functions; docs/designers.md has the reference):
 
     on_spawn(npc)                the NPC entered the world
     on_decide(npc)               time to re-think (about every 0.5 s)
-    on_hear(npc, speaker, text)  a line was said within its hearing
+    on_hear(npc, speaker, text)  a player spoke to it (npc.spoken_to: its answer replaces the model's,
+                                 npc/dialogue/service.py), or a line was said within its hearing
     on_event(npc, event)         something happened: arrived, noticed, lost, schedule, need_low
 
 `npc` is a `Context`: what the NPC perceives, its stats and memory, and

@@ -34,6 +34,7 @@ from world import nearby
 from world.sim import NPC, PLAYER, World
 
 from npc import hooks
+from npc.files.journal import Journal
 from npc.files.loader import Loaded, duplicate, free_at, load_files, map_places, npc_files
 from npc.files.schema import Definition, Problem
 from npc.hooks import Context, Guard, Report
@@ -46,7 +47,8 @@ from npc.minds.state import BY_DIALOGUE, Ledger, Rows
 log = logging.getLogger("npcworld.npc")
 
 MAX_REPORTS = 200          # reports kept for GET /errors (the newest)
-MIND_REPORTS = 5           # reports kept per NPC for GET /npcs
+MIND_REPORTS = 5           # reports kept per NPC for GET /npcs (of its file's running version only)
+MIND_LINES = 8             # lines said kept per NPC for GET /npcs/<id>
 LOG_EVERY = 100            # a repeated error is logged the first time, then once every this many
 PLAYER_CELL = 160.0        # world units: the players' grid cell, the default notice radius (a query visits 3x3
                            # cells; 2.3x cheaper than 256-unit cells for 200 NPCs and 1,000 players)
@@ -66,6 +68,12 @@ class Mind:
     last_said_s: float | None = None
     reason: str = ""                        # a hook's or a conversation's last decision, in words
     reports: deque = field(default_factory=lambda: deque(maxlen=MIND_REPORTS))
+    lines: deque = field(default_factory=lambda: deque(maxlen=MIND_LINES))   # (world s, text), oldest first
+
+    def said(self, text: str, at_s: float) -> None:
+        """It said a line (a greeting, a reply, a hook's): its last line and its recent lines."""
+        self.last_said, self.last_said_s = text, at_s
+        self.lines.append((at_s, text))
 
 
 class Cast:
@@ -89,6 +97,9 @@ class Cast:
         # NPC id -> world second until which a conversation holds it (npc/dialogue/service.py): it does
         # not re-think (no schedule, need, policy or hook moves it) and keeps its talk intent until then.
         self.holding: dict[int, float] = {}
+        # (NPC id, player id) -> (line, world s) of a talk just heard by on_hear (npc/minds/hearing.spoken):
+        # the same line as chat is not heard by that NPC again
+        self.spoken: dict[tuple[int, int], tuple[str, float]] = {}
         self.rows = Rows()                              # the built-in state, one row per mind
         self.ledger = Ledger(self.think_every)          # per (NPC, player) times
         self.def_list: list[Definition | None] = []     # Rows.defi -> definition (None: removed)
@@ -96,7 +107,9 @@ class Cast:
         self._numbers: dict[str, int] = {}              # the next instance number of an admin spawn, per file
         self._despawned_seen = -1
         self._gone: list[int] = []                      # entities to forget in the ledger
-        self._repeats: dict[tuple, int] = {}
+        self._repeats: dict[tuple, int] = {}            # a report's signature (with its file's version) -> count
+        self.versions: dict[str, int] = {}              # definition id -> how many times it was installed
+        self.journal = Journal()                        # the reload log (GET /log)
         self._players_at = -1
         self._players: tuple = ()
         # An optional decider (npc/policy/protocol.py: the learned policy, or a recorder when training):
@@ -129,6 +142,7 @@ class Cast:
             if old is not None:
                 log.info("npc %s: %s was removed; despawning", old, f)
                 self._remove(old)
+                self.journal.add("reload", f, None, f"{old}: the file was removed; its NPCs left the world")
         for r in results:
             self.hooks_of[r.file] = r.hooks_file
             problems = list(r.problems)
@@ -148,6 +162,8 @@ class Cast:
                     self.report(Report("load", p.message + f" (expected {p.expected})", p.file,
                                        kept or "", line=p.line, at_s=self.world.time_s),
                                 text=str(p) + (f" - keeping the running version of {kept!r}" if kept else ""))
+                    self.journal.add("error", p.file, p.line, f"{p.message} (expected {p.expected})"
+                                     + (f"; the running version of {kept!r} goes on" if kept else "; not loaded"))
                 failed.append({"file": r.file, "problems": [p.as_dict() for p in problems],
                                "kept": kept})
                 continue
@@ -176,8 +192,10 @@ class Cast:
         self.owner[defn.id] = defn.file
         self.file_ids[defn.file] = defn.id
         self.guards[defn.id] = Guard(defn, fns, self.budget_s, self.report)
+        self.versions[defn.id] = self.versions.get(defn.id, 0) + 1   # its reports' counts start again
         mine = [m for m in self.minds.values() if m.defn.id == defn.id]
         for m in mine:
+            m.reports.clear()       # reports of the version just replaced: fixed, or to be seen again
             renamed = (m.defn.instance_name(m.n) != defn.instance_name(m.n) or m.defn.color != defn.color
                        or ("talk" in m.defn.allowed) != ("talk" in defn.allowed))   # a new entity record
             m.defn = defn
@@ -185,6 +203,7 @@ class Cast:
                 self._respawn(m)
             else:
                 self._needs(m, fresh=False)
+                self.world.set_speed(m.eid, defn.speed)
                 self.urgent.add(m.eid)
         regular = sorted((m for m in self.minds.values() if m.defn.id == defn.id and not m.extra), key=lambda m: m.n)
         have = {m.n for m in regular}
@@ -194,8 +213,11 @@ class Cast:
         for n in range(1, defn.count + 1):
             if n not in have:
                 self._spawn(defn, n)
-        log.info("npc %s %s from %s (%d in the world)", defn.id, "reloaded" if old else "loaded", defn.file,
-                 sum(1 for m in self.minds.values() if m.defn.id == defn.id))
+        n = sum(1 for m in self.minds.values() if m.defn.id == defn.id)
+        log.info("npc %s %s from %s (%d in the world)", defn.id, "reloaded" if old else "loaded", defn.file, n)
+        self.journal.add("reload" if old else "load", defn.file, None,
+                         f"{defn.id} {'reloaded' if old else 'loaded'} ({n} in the world"
+                         + (f"; hooks {', '.join(sorted(fns))}" if fns else "") + ")")
         loaded = getattr(self.decider, "loaded", None)
         if loaded is not None:
             loaded(defn)            # the policy's guard checks the file it would decide (off the tick)
@@ -236,10 +258,11 @@ class Cast:
         else:
             eid = self.world.spawn(NPC, name, defn.color, place=place or defn.spawn, talks=talks)
         m = Mind(eid, defn, n, extra, rng=random.Random(eid))
+        self.world.set_speed(eid, defn.speed)
         row = self.rows.add(eid, self.def_index[defn.id])
         if like is not None:
             m.memory, m.state, m.last_said, m.last_said_s = like.memory, like.state, like.last_said, like.last_said_s
-            m.reports = like.reports
+            m.lines = like.lines    # its reports are of the old id: not carried over
             old = self.rows.row_of.get(like.eid)
             if old is not None:
                 for col in ("tending", "patrol", "gifts"):
@@ -397,41 +420,52 @@ class Cast:
     def report(self, r: Report, text: str | None = None) -> None:
         self.reports.append(r)
         m = self.minds.get(r.entity) if r.entity is not None else None
-        if m is not None:
+        if m is not None and m.defn.id == r.npc:
             m.reports.append(r)
-        sig = (r.kind, r.file, r.hook, r.line, r.message if r.kind in ("load", "hook_disabled") else "")
+        # Counted per version of the file: a new version's first error is logged with its traceback again.
+        sig = (r.kind, r.file, r.npc, self.versions.get(r.npc, 0), r.hook, r.line,
+               r.message if r.kind in ("load", "hook_disabled") else "")
         n = self._repeats[sig] = self._repeats.get(sig, 0) + 1
+        if len(self._repeats) > 10_000:     # bound: signatures of long-gone versions go first
+            for k in list(self._repeats)[:5_000]:
+                del self._repeats[k]
         if r.kind == "load" or r.kind == "hook_disabled":
             log.error("%s", text or r.message)
         elif n == 1 or n % LOG_EVERY == 0:
-            again = f" (x{n})" if n > 1 else ""
             who = f"npc {r.npc} ({r.entity})" if r.entity is not None else f"npc {r.npc}"
-            if r.kind in ("hook_error", "internal"):
-                log.error("%s: %s%s\n%s", who, r.message, again, r.traceback.rstrip())
+            if n > 1:       # the traceback was logged with the first one of this version
+                log.warning("%s: %s (x%d, same as before)", who, r.message, n)
+            elif r.kind in ("hook_error", "internal"):
+                log.error("%s: %s\n%s", who, r.message, r.traceback.rstrip())
             else:
-                log.warning("%s: %s%s", who, r.message, again)
+                log.warning("%s: %s", who, r.message)
+        if r.kind != "load" and n == 1 and r.kind != "internal":
+            self.journal.add("error", r.file, r.line, f"{r.npc}"
+                             + (f" ({r.entity})" if r.entity is not None else "") + f": {r.kind}: {r.message}")
+
+    def entry(self, m: Mind) -> dict:
+        """One NPC as GET /npcs lists it (docs/designers.md describes every field)."""
+        w = self.world
+        it = w.intent(m.eid)
+        x, y = w.position(m.eid)
+        names = {n.name for n in m.defn.needs}
+        return {
+            "id": m.eid, "npc": m.defn.id, "name": w.name_of(m.eid), "file": m.defn.file, "number": m.n,
+            "extra": m.extra, "action": it.action, "activity": it.activity, "place": it.place,
+            "target": it.target, "arrived": it.arrived, **think.who_decided(self, m),
+            "position": [round(x, 1), round(y, 1)],
+            "at": w.place_near(x, y),
+            "stats": {k: round(v, 2) for k, v in w.stats(m.eid).items() if k in names},
+            "last_utterance": ({"text": m.last_said, "at_s": round(m.last_said_s, 2)} if m.last_said else None),
+            "hooks": self.guards[m.defn.id].status() if m.defn.id in self.guards else {"state": "none"},
+            "errors": [r.as_dict() for r in m.reports],
+        }
 
     def listing(self) -> dict:
         w = self.world
         gt = w.game_time
-        out = []
-        for m in self.minds.values():
-            it = w.intent(m.eid)
-            x, y = w.position(m.eid)
-            names = {n.name for n in m.defn.needs}
-            out.append({
-                "id": m.eid, "npc": m.defn.id, "name": w.name_of(m.eid), "file": m.defn.file, "number": m.n,
-                "extra": m.extra, "action": it.action, "activity": it.activity, "place": it.place,
-                "target": it.target, "arrived": it.arrived, **think.who_decided(self, m),
-                "position": [round(x, 1), round(y, 1)],
-                "at": w.place_near(x, y),
-                "stats": {k: round(v, 2) for k, v in w.stats(m.eid).items() if k in names},
-                "last_utterance": ({"text": m.last_said, "at_s": round(m.last_said_s, 2)} if m.last_said else None),
-                "hooks": self.guards[m.defn.id].status() if m.defn.id in self.guards else {"state": "none"},
-                "errors": [r.as_dict() for r in m.reports],
-            })
-        return {"tick": w.tick, "time": {"day": gt.day, "clock": gt.clock}, "npcs": out,
-                "wanderers": w.count(NPC) - len(self.minds)}
+        return {"tick": w.tick, "time": {"day": gt.day, "clock": gt.clock},
+                "npcs": [self.entry(m) for m in self.minds.values()], "wanderers": w.count(NPC) - len(self.minds)}
 
     def errors(self) -> dict:
         return {"files": {f: [p.as_dict() for p in ps] for f, ps in self.problems.items()},

@@ -4,6 +4,11 @@ Only NPCs that can react listen: those whose file has an on_hear hook, and
 (to players) those that may answer with a fallback line when no dialogue
 model answers. A hook that decides wins; else the built-in answers a player
 within its talk distance with the file's next fallback line.
+
+A line a player says *to* an NPC (a `talk`: npc/dialogue/service.py) reaches
+that NPC's on_hear through `spoken()` instead, once, with `npc.spoken_to`
+True; the same line said as public chat (the browser sends both) is then not
+heard by that NPC again (`SPOKEN_S`), so it answers once.
 """
 
 from __future__ import annotations
@@ -16,6 +21,31 @@ from world.sim import PLAYER
 from npc.minds.builtin import Decision, reply_line
 from npc.minds.perception import Seen
 from npc.minds.state import BY_BUILTIN, BY_HOOK
+
+SPOKEN_S = 2.0      # world seconds: a player's chat line equal to its talk this recently is not heard again
+
+
+def _same(a: str, b: str) -> bool:
+    """Two renderings of one line (the talk's and the chat's cleaning differ a little)."""
+    a, b = " ".join(a.split()).lower(), " ".join(b.split()).lower()
+    n = min(len(a), len(b), 40)
+    return n > 0 and a[:n] == b[:n]
+
+
+def spoken(cast, m, speaker: Seen, text: str) -> Decision | None:
+    """A player spoke to NPC `m` (a talk): its on_hear hook, with npc.spoken_to True; the hook's decision,
+    or None (no hook, it decided nothing, or it raised: the error is reported)."""
+    guard = cast.guards.get(m.defn.id)
+    if guard is None or not guard.has("on_hear"):
+        return None
+    if len(cast.spoken) > 4096:     # bound (players' talks are rate-limited; hear() drops old ones too)
+        cast.spoken.clear()
+    cast.spoken[(m.eid, speaker.id)] = (text, cast.world.time_s)
+    ctx = cast.context(m, cast.perceive(m))
+    ctx.spoken_to = True
+    if guard.call("on_hear", ctx, speaker, text):
+        return ctx.intent
+    return None
 
 
 def hear(cast, lines) -> None:
@@ -53,8 +83,17 @@ def hear(cast, lines) -> None:
             if d > radius[j]:
                 continue
             m = cast.minds.get(int(eids[j]))
-            if m is not None and m.eid != line.speaker:
+            if m is not None and m.eid != line.speaker and not _was_spoken(cast, m.eid, line):
                 _heard(cast, m, line, d, seen)
+    if cast.spoken:
+        now = world.time_s
+        for k in [k for k, (_, t) in cast.spoken.items() if now - t > SPOKEN_S]:
+            del cast.spoken[k]
+
+
+def _was_spoken(cast, eid: int, line) -> bool:
+    said = cast.spoken.get((eid, line.speaker))
+    return said is not None and cast.world.time_s - said[1] <= SPOKEN_S and _same(said[0], line.text)
 
 
 def _heard(cast, m, line, dist: float, seen: dict) -> None:

@@ -256,7 +256,7 @@ def _set(cast, sight: Sight, v, idx: np.ndarray, changed: np.ndarray, now: float
         for k in said:
             m = cast.minds.get(int(sight.eid[talking[k]]))
             if m is not None:
-                m.last_said, m.last_said_s = lines[k], now
+                m.said(lines[k], now)
     return done
 
 
@@ -318,7 +318,7 @@ def act(cast, m, d: Decision, by: int, why: int = -1, need: int = -1, record: bo
                            at_s=now))
         return False
     if d.say:
-        m.last_said, m.last_said_s = d.say, now
+        m.said(d.say, now)
     row = cast.rows.row_of.get(m.eid)
     if d.target is not None and record:
         one, who = np.asarray([m.eid]), np.asarray([d.target])

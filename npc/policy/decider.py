@@ -85,6 +85,8 @@ class PolicyDecider:
         """A file was (re)loaded: measure the policy on it, off the tick."""
         if getattr(defn, "decider", "auto") == "builtin" or not self.guard:
             return
+        if {"on_decide", "on_event"} & set(getattr(defn, "hook_names", ())):
+            return      # never asked of the policy (its hooks decide): no rollout, whose hooks would log again
         with self._lock:
             self.checks[defn.id] = (defn, None)
         self._guards.submit(self._check, defn)
