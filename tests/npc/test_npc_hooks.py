@@ -112,7 +112,9 @@ def test_a_slow_hook_is_reported_then_disabled(tmp_path):
     """)
     run(w, cast, 60)                # about 6 thinks
     slow = reports(cast, "hook_slow")
-    assert len(slow) == hooks.MAX_OVERRUNS and all("budget 5.0 ms" in r.message for r in slow)
+    # an 8 ms sleep is over the budget; on a loaded machine it may also pass the hard cap (stopped): both overrun
+    assert len(slow) == hooks.MAX_OVERRUNS
+    assert all("budget 5.0 ms" in r.message or "hard cap 20 ms" in r.message for r in slow)
     assert len(reports(cast, "hook_disabled")) == 1
     status = cast.guards["hooky"].status()
     assert status["state"] == "disabled" and status["calls"] == hooks.MAX_OVERRUNS
