@@ -65,6 +65,7 @@ export class Panels {
     this.api = api;
     this.state = state; // the inspector's: npcs (id -> listing entry), selected
     this.logAfter = 0;
+    // per panel: "waiting" (not asked yet), "live", "unavailable" (route not on this server), "failed" (talk refused)
     this.status = { detail: "waiting", log: "waiting", clock: "waiting", talk: "waiting" };
     this.clock = null;
     $("talk-form").addEventListener("submit", (ev) => {
@@ -143,10 +144,9 @@ export class Panels {
     out.append(line("event", `${$("talk-name").value || "designer"}: ${text}`));
     const r = await this.api.post(`/npcs/${id}/talk`, { name: $("talk-name").value || "designer", text }, true);
     if (!r.ok) {
-      if (r.missing) this.status.talk = "unavailable";
-      $("talk-note").textContent = r.missing
-        ? "talking from here is not on this server (POST /npcs/{id}/talk: 404)"
-        : `POST /npcs/${id}/talk: ${r.json?.error || r.status}`;
+      this.status.talk = r.missing ? "unavailable" : "failed";
+      if (r.missing) $("talk-note").textContent = "talking from here is not on this server (POST /npcs/{id}/talk: 404)";
+      else out.append(line("event", `refused (${r.status}): ${r.json?.error || ""}`));
       return;
     }
     this.status.talk = "live";
