@@ -11,7 +11,8 @@
 
 import { loadMap } from "./map.js";
 import { Motion, drawFigure, drawHighlight } from "./figures.js";
-import { Panels, Api } from "./panels.js";
+import { Panels } from "./inspector_panels.js";
+import { Api } from "./admin_api.js";
 
 const LIST_MS = 500; // GET /npcs this often
 const GLIDE_MS = 250; // a figure covers most of the way to its newest position in about this long
@@ -251,7 +252,7 @@ window.inspector = {
 
 (async () => {
   try {
-    state.map = await loadMap("/inspector/map.json");
+    state.map = await loadMap("/map.json");
     state.camera = { x: state.map.width / 2, y: state.map.height / 2 };
   } catch (err) {
     $("map-note").textContent = `no map: ${err.message}`;

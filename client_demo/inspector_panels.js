@@ -1,72 +1,27 @@
 // inspector_panels.js — the inspector's side panels: the selected NPC's detail
 // (GET /npcs/{id}), the talk box (POST /npcs/{id}/talk, an NDJSON stream), the
-// game clock (GET/POST /clock) and the reload log (GET /log?after=SEQ); and
-// Api, the admin API's client (bearer token, JSON).
+// game clock (GET/POST /clock) and the reload log (reload_log.js).
 //
 // A route this server does not have answers 404 "no such endpoint": its panel
 // then says so and stops asking (the rest of the page goes on). Everything
 // from the server is shown as text nodes, never as HTML.
 
 const DETAIL_MS = 1000; // GET /npcs/{id} of the selected NPC this often
-const LOG_MS = 1000; // GET /log this often
 const CLOCK_MS = 1000; // GET /clock this often
-const LOG_KEEP = 300; // log lines kept on the page
 const FIRST = ["name", "npc", "file", "number", "action", "activity", "decider", "decided_by", "reason", "needs",
   "schedule", "memory", "last_lines", "last_utterance", "errors"]; // detail fields in this order, then the rest
 
+import { ReloadLog } from "./reload_log.js";
+
 const $ = (id) => document.getElementById(id);
-
-export class Api {
-  constructor(token, { onUnauthorised, onOk }) {
-    this.token = token;
-    this.onUnauthorised = onUnauthorised;
-    this.onOk = onOk;
-    this.errors = 0; // requests that failed for another reason than a missing route
-  }
-
-  /** fetch with the token: {ok, status, json, missing (the route is not on this server), res}. */
-  async request(path, opts = {}) {
-    let res;
-    try {
-      res = await fetch(path, {
-        ...opts,
-        headers: { Authorization: `Bearer ${this.token}`, ...(opts.body ? { "Content-Type": "application/json" } : {}) },
-        cache: "no-store",
-      });
-    } catch (err) {
-      this.errors += 1;
-      return { ok: false, status: 0, json: { error: `cannot reach the admin server: ${err.message}` } };
-    }
-    if (res.status === 401) this.onUnauthorised();
-    else this.onOk();
-    if (opts.stream && res.ok) return { ok: true, status: res.status, res };
-    let json = null;
-    try {
-      json = await res.json();
-    } catch {
-      json = { error: `HTTP ${res.status}, not JSON` };
-    }
-    const missing = res.status === 404 && /no such endpoint/.test(json?.error || "");
-    if (!res.ok && !missing && res.status !== 401 && res.status !== 404) this.errors += 1;
-    return { ok: res.ok, status: res.status, json, missing };
-  }
-
-  get(path) {
-    return this.request(path);
-  }
-
-  post(path, body, stream = false) {
-    return this.request(path, { method: "POST", body: JSON.stringify(body), stream });
-  }
-}
 
 export class Panels {
   constructor(api, state) {
     this.api = api;
     this.state = state; // the inspector's: npcs (id -> listing entry), selected
-    this.logAfter = 0;
+    this.log = new ReloadLog(api, $("log"), $("log-note"));
     // per panel: "waiting" (not asked yet), "live", "unavailable" (route not on this server), "failed" (talk refused)
-    this.status = { detail: "waiting", log: "waiting", clock: "waiting", talk: "waiting" };
+    this.status = { detail: "waiting", clock: "waiting", talk: "waiting" };
     this.clock = null;
     $("talk-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
@@ -78,11 +33,11 @@ export class Panels {
   }
 
   states() {
-    return { ...this.status };
+    return { ...this.status, log: this.log.state };
   }
 
   start() {
-    this.pollLog();
+    this.log.poll();
     this.pollClock();
     setInterval(() => this.showDetail(), DETAIL_MS);
   }
@@ -220,38 +175,6 @@ export class Panels {
     $("clock-pause").textContent = c.paused ? "resume" : "pause";
     if (c.speed !== undefined && document.activeElement !== $("clock-speed")) $("clock-speed").value = String(c.speed);
   }
-
-  // ---- reload log ----
-
-  async pollLog() {
-    const r = await this.api.get(`/log?after=${this.logAfter}`);
-    if (r.missing) {
-      this.status.log = "unavailable";
-      $("log-note").textContent = "the reload log is not on this server (GET /log: 404); see GET /errors";
-      return;
-    }
-    if (r.ok) {
-      this.status.log = "live";
-      const ol = $("log");
-      for (const e of r.json.entries || []) {
-        const li = document.createElement("li");
-        li.className = e.kind;
-        const where = e.file ? ` ${e.file}${e.line ? `:${e.line}` : ""}` : "";
-        li.textContent = `${clockOf(e.t)} ${e.kind}${where} ${e.message ?? ""}`;
-        ol.append(li);
-      }
-      while (ol.childElementCount > LOG_KEEP) ol.firstElementChild.remove();
-      if (r.json.entries?.length) ol.scrollTop = ol.scrollHeight;
-      if (Number.isInteger(r.json.next)) this.logAfter = r.json.next;
-    }
-    setTimeout(() => this.pollLog(), LOG_MS);
-  }
-}
-
-/** A log entry's time: a Unix time in seconds as local HH:MM:SS, anything else as it is. */
-export function clockOf(t) {
-  if (typeof t !== "number") return String(t ?? "");
-  return new Date(t * 1000).toTimeString().slice(0, 8);
 }
 
 function withoutDrawing(n) {

@@ -11,7 +11,7 @@ wrong token gets 401 and changes nothing.
     POST /npcs/spawn            {"npc": "<file id>", "at": "<place>"?} -> {"id": ...}
     POST /npcs/<id>/despawn     remove an NPC (of a file, or a generic wanderer)
     POST /reload                reload every NPC file now (re-enables disabled hooks)
-    GET  /inspector             the designers' inspector page (inspector.py); the page, not its data, needs no token
+    GET  /inspector, /monitor   the designers' pages (inspector.py): the pages, not their data, need no token
 
 Bounds: the request line and headers together at most MAX_HEAD bytes (else
 431), a body at most MAX_BODY bytes (else 413), the whole request within

@@ -255,4 +255,7 @@ async def test_the_monitor_page_plots_live_metrics(server):
         cards = await page.locator(".card .value").all_text_contents()
         assert len(cards) >= 15 and all(c for c in cards)
         assert "npcworld_ticks_total" in await page.locator("#raw").text_content()
+        # The reload log needs the admin port: here the page says where it is.
+        await page.wait_for_function("window.monitor.log && window.monitor.log.state === 'elsewhere'", timeout=10_000)
+        assert "admin port" in await page.text_content("#log-note")
         assert page_errors == [] and await page.evaluate("window.monitor.errors") == 0

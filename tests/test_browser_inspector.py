@@ -53,7 +53,7 @@ async def panel_agrees(page, admin: str, token: str, panel: str, method: str, pa
     status, answer = await asyncio.to_thread(call, admin + path.lstrip("/"), method, token, body)
     missing = status == 404 and "no such endpoint" in answer.get("error", "")
     want = "unavailable" if missing else "live"
-    await page.wait_for_function(f"window.inspector.panels[{panel!r}] === {want!r}", timeout=15_000)
+    await page.wait_for_function(f"() => window.inspector.panels[{panel!r}] === {want!r}", timeout=15_000)
 
 
 async def test_the_inspector_lists_shows_follows_and_degrades(launch, tmp_path):
@@ -80,7 +80,7 @@ async def test_the_inspector_lists_shows_follows_and_degrades(launch, tmp_path):
     ivo_pos = next(n["position"] for n in listing["npcs"] if n["name"] == "Ivo")
 
     async with chromium_page(admin + "inspector#token=" + token, viewport=(1200, 700)) as (page, page_errors):
-        await page.wait_for_function("window.inspector.listed", timeout=20_000)
+        await page.wait_for_function("() => window.inspector.listed", timeout=20_000)
         assert "token" not in page.url  # the token left the address bar (kept in sessionStorage)
         names = await page.locator("#npc-list li .name").all_text_contents()
         assert sorted(names) == ["Ivo", "Old Tam"]
@@ -89,24 +89,24 @@ async def test_the_inspector_lists_shows_follows_and_degrades(launch, tmp_path):
         # Picked from the list: its detail (the file it comes from).
         await page.click("#npc-list li:has-text('Old Tam')")
         assert await page.evaluate("window.inspector.selected") == ids["Old Tam"]
-        await page.wait_for_function("document.getElementById('detail').textContent.includes('tam.toml')",
+        await page.wait_for_function("() => document.getElementById('detail').textContent.includes('tam.toml')",
                                      timeout=10_000)
         assert await page.text_content("#detail-title") == f"Old Tam #{ids['Old Tam']}"
         await panel_agrees(page, admin, token, "detail", "GET", f"/npcs/{ids['Old Tam']}")
 
         # Clicked on the map: Ivo, where the page drew him.
-        await page.wait_for_function(f"window.inspector.screen()[{ids['Ivo']}]", timeout=10_000)
+        await page.wait_for_function(f"() => window.inspector.screen()[{ids['Ivo']}]", timeout=10_000)
         box = await page.locator("#map").bounding_box()
         at = (await page.evaluate("window.inspector.screen()"))[str(ids["Ivo"])]
         await page.mouse.click(box["x"] + at["x"], box["y"] + at["y"] - 5)
-        await page.wait_for_function(f"window.inspector.selected === {ids['Ivo']}", timeout=5_000)
-        await page.wait_for_function("document.getElementById('detail').textContent.includes('ivo.toml')",
+        await page.wait_for_function(f"() => window.inspector.selected === {ids['Ivo']}", timeout=5_000)
+        await page.wait_for_function("() => document.getElementById('detail').textContent.includes('ivo.toml')",
                                      timeout=10_000)
 
         # Follow: Ivo at the centre of the map, ringed.
         await page.check("#follow")
         await page.wait_for_function(
-            f"Math.abs(window.inspector.camera.x - {ivo_pos[0]}) < 1 && Math.abs(window.inspector.camera.y - {ivo_pos[1]}) < 1",
+            f"() => Math.abs(window.inspector.camera.x - {ivo_pos[0]}) < 1 && Math.abs(window.inspector.camera.y - {ivo_pos[1]}) < 1",
             timeout=10_000)
         img = await screenshot(page)
         cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
@@ -118,16 +118,46 @@ async def test_the_inspector_lists_shows_follows_and_degrades(launch, tmp_path):
         if await page.evaluate("window.inspector.panels.log") == "unavailable":
             assert "not on this server" in await page.text_content("#log-note")
         else:
-            await page.wait_for_function("document.getElementById('log').textContent.includes('ivo.toml')",
+            await page.wait_for_function("() => document.getElementById('log').textContent.includes('ivo.toml')",
                                          timeout=10_000)
         if await page.evaluate("window.inspector.panels.clock") == "unavailable":
             assert "not on this server" in await page.text_content("#clock-note")
             assert await page.locator("#clock-controls").is_hidden()
         await page.fill("#talk-text", "hello Ivo")
         await page.press("#talk-text", "Enter")
-        await page.wait_for_function("window.inspector.panels.talk !== 'waiting'", timeout=30_000)
+        await page.wait_for_function("() => window.inspector.panels.talk !== 'waiting'", timeout=30_000)
         if await page.evaluate("window.inspector.panels.talk") == "unavailable":
             assert "not on this server" in await page.text_content("#talk-note")
         else:
-            await page.wait_for_function("document.getElementById('talk-out').childElementCount >= 2", timeout=30_000)
+            await page.wait_for_function("() => document.getElementById('talk-out').childElementCount >= 2", timeout=30_000)
         assert page_errors == [] and await page.evaluate("window.inspector.errors") == 0
+
+
+async def test_the_monitor_on_the_admin_port_shows_the_reload_log(launch, tmp_path):
+    from npchelp import admin_of, write
+
+    folder = tmp_path / "npcs"
+    folder.mkdir()
+    write(folder / "ivo.toml", IVO)
+    srv = launch("--npc-dir", str(folder), "--npcs", "0")
+    admin, token = admin_of(srv)
+    async with chromium_page(admin + "monitor") as (page, page_errors):
+        # metrics as on the game port; the log waits for the token
+        await page.wait_for_selector("body[data-state=live]", timeout=20_000)
+        await page.locator("#log-token").wait_for(state="visible", timeout=10_000)
+        await page.fill("#log-token-input", token)
+        await page.press("#log-token-input", "Enter")
+        await panel_agrees_monitor(page, admin, token)
+        assert page_errors == [] and await page.evaluate("window.monitor.errors") == 0
+
+
+async def panel_agrees_monitor(page, admin: str, token: str) -> None:
+    from npchelp import call
+
+    status, answer = await asyncio.to_thread(call, admin + "log?after=0", "GET", token)
+    if status == 404 and "no such endpoint" in answer.get("error", ""):
+        await page.wait_for_function("() => window.monitor.log.state === 'unavailable'", timeout=10_000)
+        assert "not on this server" in await page.text_content("#log-note")
+    else:
+        await page.wait_for_function("() => document.getElementById('log').textContent.includes('ivo.toml')",
+                                     timeout=10_000)
