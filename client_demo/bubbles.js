@@ -1,8 +1,12 @@
 // bubbles.js — speech bubbles in screen space (CSS pixels): each speaker's
-// recent lines in one bubble above its head; bubbles never overlap each other
-// or the HUD panels, and always lie wholly inside the view (a speaker at the
-// top edge gets its bubble pushed down, with the tail still pointing at it).
-// layoutBubbles is pure: boxes in, positions out.
+// recent lines in one bubble above its head. Every bubble lies wholly inside
+// the view (a speaker at or past an edge gets its bubble moved in, the tail
+// still pointing its way); where the view has room, bubbles overlap neither
+// each other nor the HUD panels, and where it has not, a bubble takes the
+// place least covered. layoutBubbles is pure: boxes in, positions out.
+// Cost: O(n^3) small steps for n bubbles and panels (about 50,000 for 20
+// bubbles), once a frame; a crowd of speakers is cut to the nearest by the
+// server's hearing range before it gets here.
 
 const MARGIN = 6; // px kept free at the view's edges
 const GAP = 4; // px between stacked bubbles
@@ -17,7 +21,8 @@ const FONT = "12px sans-serif";
  * @param {Array<{id, ax, ay, w, h}>} wanted  anchor (ax, ay) = the point over the speaker's head; w, h = size
  * @param {{w, h}} view  px
  * @param {Array<{x, y, w, h}>} avoid  screen rectangles taken already (HUD panels)
- * @returns {Array<{id, x, y, w, h, ax, ay}>} x, y = top-left; inside [MARGIN, view - MARGIN] when it fits
+ * @returns {Array<{id, x, y, w, h, ax, ay}>} x, y = top-left; always inside [MARGIN, view - MARGIN]
+ *   (a box larger than the view is cut to it); over nothing taken where the view has room
  */
 export function layoutBubbles(wanted, view, avoid = []) {
   const placed = [];
@@ -29,15 +34,25 @@ export function layoutBubbles(wanted, view, avoid = []) {
     const h = Math.min(b.h, view.h - 2 * MARGIN);
     const clampX = (x) => Math.max(MARGIN, Math.min(view.w - MARGIN - w, x));
     const clampY = (y) => Math.max(MARGIN, Math.min(view.h - MARGIN - h, y));
-    const x = clampX(b.ax - w / 2);
-    // Try above the speaker, moving up past what is taken; if that leaves the
-    // view, below the speaker, moving down; if neither fits, the first try.
-    let box = fit(x, b.ay - 8 - h, w, h, taken, -1);
-    if (box.y < MARGIN) {
-      const down = fit(x, Math.max(MARGIN, b.ay - 8 - h), w, h, taken, 1);
-      box = down.y + h <= view.h - MARGIN ? down : { x, y: clampY(b.ay - 8 - h), w, h };
+    const want = { x: clampX(b.ax - w / 2), y: clampY(b.ay - 8 - h) }; // centred above the head
+    // Candidates: the wanted column and the columns beside each taken box; in each, slide up, then
+    // down, past what is taken, and stay inside the view. The one that covers the least of what
+    // is taken wins (nothing, where the view has room), then the one nearest to the wanted place.
+    const xs = [want.x, ...taken.flatMap((t) => [t.x - GAP - w, t.x + t.w + GAP])].map(clampX);
+    let box = null;
+    let best = [Infinity, Infinity];
+    for (const x of xs) {
+      for (const dir of [-1, 1]) {
+        for (const c of slide(x, want.y, w, h, taken, dir)) {
+          c.y = clampY(c.y);
+          const cost = [taken.reduce((sum, t) => sum + overlapArea(c, t), 0), Math.hypot(c.x - want.x, c.y - want.y)];
+          if (cost[0] < best[0] || (cost[0] === best[0] && cost[1] < best[1])) {
+            box = c;
+            best = cost;
+          }
+        }
+      }
     }
-    box.y = clampY(box.y);
     const out = { id: b.id, x: box.x, y: box.y, w, h, ax: b.ax, ay: b.ay };
     placed.push(out);
     taken.push(out);
@@ -45,15 +60,22 @@ export function layoutBubbles(wanted, view, avoid = []) {
   return placed;
 }
 
-/** Slide a box (dir -1 up, +1 down) until it overlaps nothing taken (at most taken.length moves). */
-function fit(x, y, w, h, taken, dir) {
-  const box = { x, y, w, h };
-  for (let i = 0; i <= taken.length; i++) {
+/** The places a box passes sliding (dir -1 up, +1 down) past what it overlaps: the first free one last. */
+function slide(x, y, w, h, taken, dir) {
+  const out = [{ x, y, w, h }];
+  for (let i = 0; i < taken.length; i++) {
+    const box = out[out.length - 1];
     const hit = taken.find((t) => overlaps(box, t));
     if (!hit) break;
-    box.y = dir < 0 ? hit.y - GAP - h : hit.y + hit.h + GAP;
+    out.push({ x, y: dir < 0 ? hit.y - GAP - h : hit.y + hit.h + GAP, w, h });
   }
-  return box;
+  return out;
+}
+
+function overlapArea(a, b) {
+  const w = Math.min(a.x + a.w, b.x + b.w) - Math.max(a.x, b.x);
+  const h = Math.min(a.y + a.h, b.y + b.h) - Math.max(a.y, b.y);
+  return w > 0 && h > 0 ? w * h : 0;
 }
 
 function overlaps(a, b) {

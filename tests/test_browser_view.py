@@ -104,6 +104,7 @@ async def test_figures_minimap_and_a_bubble_inside_the_view(launch, tmp_path):
             await page.wait_for_function(
                 f"window.npcworld.bubbles()[{me}]?.length === 3 && window.npcworld.bubbleBoxes().some(b => b.id === {me})",
                 timeout=10_000)
+            await page.evaluate(NEXT_FRAMES)  # bubbleBoxes() is the last frame's: one drawn with all three lines
             box = next(b for b in await page.evaluate("window.npcworld.bubbleBoxes()") if b["id"] == me)
             assert box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["w"] <= WIDE[0] and box["y"] + box["h"] <= WIDE[1], box
             assert box["h"] > WIDE[1] / 2 - radius * 2.5, ("the bubble is small enough to fit above: no test", box)
@@ -120,3 +121,52 @@ async def test_figures_minimap_and_a_bubble_inside_the_view(launch, tmp_path):
             assert page_errors == []
         finally:
             await observer.close()
+
+
+# Runs client_demo/bubbles.js's layout in the page on made-up speakers; returns what went wrong, per case.
+LAYOUT_CASES = """async () => {
+  const { layoutBubbles } = await import("/bubbles.js");
+  const view = {w: 800, h: 400};
+  const minimap = {x: 640, y: 10, w: 150, h: 150};
+  const panel = {x: 10, y: 10, w: 260, h: 100};
+  const inside = (b) => b.x >= 0 && b.y >= 0 && b.x + b.w <= view.w && b.y + b.h <= view.h;
+  const overlap = (a, b) => a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+  const problems = [];
+  const check = (name, wanted, avoid) => {
+    const out = layoutBubbles(wanted, view, avoid);
+    if (out.length !== wanted.length) problems.push(`${name}: ${out.length} of ${wanted.length} placed`);
+    for (const b of out) {
+      if (!inside(b)) problems.push(`${name}: ${JSON.stringify(b)} leaves the view`);
+      for (const a of avoid) if (overlap(a, b)) problems.push(`${name}: ${JSON.stringify(b)} over a panel`);
+      for (const c of out) if (c !== b && overlap(b, c)) problems.push(`${name}: ${b.id} over ${c.id}`);
+    }
+  };
+  check("a tall bubble at the top edge", [{id: 1, ax: 400, ay: 12, w: 200, h: 180}], [panel, minimap]);
+  check("two speakers in one place", [{id: 1, ax: 400, ay: 300, w: 150, h: 40}, {id: 2, ax: 402, ay: 301, w: 150, h: 40}],
+        [panel, minimap]);
+  check("a speaker above the view, by the minimap", [{id: 1, ax: 650, ay: -40, w: 200, h: 50}], [panel, minimap]);
+  check("a speaker off the right edge", [{id: 1, ax: 900, ay: 250, w: 200, h: 50}], [panel, minimap]);
+  // A short view, crowded by the HUD (as at 500 x 300 px): no place is free, the bubble takes the least covered one.
+  const small = {w: 500, h: 300};
+  const hud = [{x: 10, y: 10, w: 268, h: 100}, {x: 338, y: 8, w: 152, h: 154}, {x: 10, y: 170, w: 440, h: 120}];
+  const [b] = layoutBubbles([{id: 1, ax: 420, ay: -30, w: 200, h: 60}], small, hud);
+  const covered = hud.reduce((s, r) => s + Math.max(0, Math.min(b.x + b.w, r.x + r.w) - Math.max(b.x, r.x))
+    * Math.max(0, Math.min(b.y + b.h, r.y + r.h) - Math.max(b.y, r.y)), 0);
+  if (covered > 0.1 * b.w * b.h) problems.push(`crowded HUD: ${JSON.stringify(b)} is ${covered} px² under panels`);
+  // Crowds: every bubble inside the view, whatever else happens.
+  let seed = 7;
+  const rnd = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
+  for (let i = 0; i < 300; i++) {
+    const wanted = Array.from({length: 1 + Math.floor(rnd() * 8)}, (_, id) =>
+      ({id, ax: rnd() * 1000 - 100, ay: rnd() * 600 - 100, w: 30 + rnd() * 400, h: 20 + rnd() * 500}));
+    for (const b of layoutBubbles(wanted, view, [panel, minimap]))
+      if (!inside(b)) problems.push(`crowd ${i}: ${JSON.stringify(b)} leaves the view`);
+  }
+  return problems;
+}"""
+
+
+async def test_bubble_layout_keeps_bubbles_inside_and_apart(server):
+    async with chromium_page(server.http_url) as (page, page_errors):
+        assert await page.evaluate(LAYOUT_CASES) == []
+        assert page_errors == []
