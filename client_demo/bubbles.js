@@ -5,8 +5,8 @@
 // each other nor the HUD panels, and where it has not, a bubble takes the
 // place least covered. layoutBubbles is pure: boxes in, positions out.
 // Cost: O(n^3) small steps for n bubbles and panels (about 50,000 for 20
-// bubbles), once a frame; a crowd of speakers is cut to the nearest by the
-// server's hearing range before it gets here.
+// bubbles), once a frame; only speakers within the server's hearing range
+// have bubbles, so n stays small.
 
 const MARGIN = 6; // px kept free at the view's edges
 const GAP = 4; // px between stacked bubbles
