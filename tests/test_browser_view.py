@@ -166,7 +166,29 @@ LAYOUT_CASES = """async () => {
 }"""
 
 
-async def test_bubble_layout_keeps_bubbles_inside_and_apart(server):
+# client_demo/figures.js's Motion on made-up positions (times in ms given, not read from a clock).
+MOTION = """async () => {
+  const { Motion } = await import("/figures.js");
+  const m = new Motion();
+  const seen = [];
+  const at = (x, y, now) => { m.update([{id: 1, x, y}], now); const p = m.of(1, now); seen.push([p.facing, p.walking]); };
+  at(100, 100, 0);      // first sight: standing, facing down
+  at(97, 100, 16);      // walking left
+  at(97, 104, 32);      // walking down
+  at(97, 104, 48);      // not moved for 16 ms: still walking
+  at(97, 104, 400);     // not moved for 368 ms: standing, facing where it last went
+  at(97, 600, 416);     // a jump of ~500 units (a respawn) is not a step
+  const phase = m.of(1, 416).phase;
+  at(101, 600, 432);    // walking right: the legs' phase moves on
+  return {seen, phaseMoved: m.of(1, 432).phase !== phase};
+}"""
+
+
+async def test_bubble_layout_and_figure_motion(server):
     async with chromium_page(server.http_url) as (page, page_errors):
         assert await page.evaluate(LAYOUT_CASES) == []
+        motion = await page.evaluate(MOTION)
+        assert motion["seen"] == [["down", False], ["left", True], ["down", True], ["down", True], ["down", False],
+                                  ["down", False], ["right", True]]
+        assert motion["phaseMoved"]
         assert page_errors == []
