@@ -73,6 +73,11 @@ $("token-box").addEventListener("submit", (ev) => {
 async function refreshList() {
   if (!api.token) return askToken("");
   const res = await api.get("/npcs");
+  if (res.status === 404 && !res.missing) { // the game port's static 404: not the admin server
+    $("map-note").textContent = "This page works on the admin port: open /inspector there (the address printed "
+      + "at start as \"npcworld admin http://…\").";
+    return;
+  }
   if (!res.ok) return;
   $("token-box").hidden = true;
   const body = res.json;
