@@ -6,7 +6,8 @@ import { Session } from "./net.js";
 import { loadMap } from "./map.js";
 import { applyCells, positionsOf, SnapshotBuffer, TickClock } from "./snapshot.js";
 import { Predictor, normalise } from "./predict.js";
-import { drawFrame, resizeCanvas } from "./render.js";
+import { drawFrame, entityAt, resizeCanvas } from "./render.js";
+import { Motion } from "./figures.js";
 import { Hud } from "./hud.js";
 import { Dialogue } from "./dialogue.js";
 
@@ -44,6 +45,11 @@ const game = {
   cells: new Map(), // cell -> {ids, pos}: what the updates so far left (deltas apply to it)
   clientTickAt: 0, // performance.now() of the last client tick
   errors: 0,
+  motion: new Motion(), // facing and walking of each figure drawn
+  pointer: null, // {x, y}: the mouse over the canvas, CSS px
+  hover: null, // id of the entity under the pointer
+  highlight: null, // id of the NPC you talk to (drawn with a ring)
+  drawn: { screen: new Map(), bubbles: [], minimap: null }, // what the last frame drew where (render.js)
 };
 
 const canvas = document.getElementById("world");
@@ -243,19 +249,30 @@ function frame(now) {
   const me = entities.find((e) => e.mine);
   const camera = me || (game.map ? { x: game.map.width / 2, y: game.map.height / 2 } : { x: 0, y: 0 });
   expireBubbles(now);
-  drawFrame(g, {
+  game.motion.update(entities, now);
+  const radius = game.welcome?.radius ?? 12;
+  game.hover = game.pointer ? entityAt(game.drawn.screen, game.pointer.x, game.pointer.y, radius) : null;
+  game.highlight = dialogue.partner();
+  game.drawn = drawFrame(g, {
     map: game.map,
     camera,
     entities,
     bubbles: bubbleTexts(),
-    radius: game.welcome?.radius ?? 12,
+    radius,
+    motion: game.motion,
+    now,
+    hover: game.hover,
+    highlight: game.highlight,
+    avoid: hud.panels(),
   });
+  canvas.style.cursor = game.hover !== null ? "pointer" : "";
   if (!game.firstDrawn && game.map && game.updates > 0 && session.state.phase === "connected") {
     game.firstDrawn = true;
     document.body.dataset.state = "connected";
   }
   hud.showStats(stats(entities));
   hud.showTalkTo(dialogue.nearestNpc()?.name ?? null);
+  hud.showTalking(game.highlight === null ? null : game.records.get(game.highlight)?.name ?? null);
   requestAnimationFrame(frame);
 }
 
@@ -303,6 +320,9 @@ function stats(entities) {
   return { tick: game.lastTick, rttMs: session.rttMs, players, npcs, drawn: entities.length };
 }
 
+canvas.addEventListener("mousemove", (ev) => { game.pointer = { x: ev.offsetX, y: ev.offsetY }; });
+canvas.addEventListener("mouseleave", () => { game.pointer = null; });
+
 // ---- for tests and the console ----------------------------------------------
 
 window.npcworld = {
@@ -332,6 +352,19 @@ window.npcworld = {
   get talkTo() { return document.getElementById("talk-to").textContent; },
   /** Speech bubbles now shown: {entity id: [lines, oldest first]}. */
   bubbles() { return Object.fromEntries(bubbleTexts()); },
+  /** Where the last frame drew each entity: {id: {x, y}} in CSS px of the view (its feet are r * 0.9 lower). */
+  screen() { return Object.fromEntries([...game.drawn.screen].map(([id, p]) => [id, { x: p.x, y: p.y }])); },
+  /** The bubbles the last frame drew: [{id, x, y, w, h}], CSS px. */
+  bubbleBoxes() { return game.drawn.bubbles.map((b) => ({ ...b })); },
+  /** The minimap's rectangle {x, y, w, h} (CSS px) in the last frame, or null. */
+  minimap() {
+    const m = game.drawn.minimap;
+    return m ? { x: m.x, y: m.y, w: m.w, h: m.h } : null;
+  },
+  /** The id of the NPC drawn as the one you talk to, or null. */
+  get highlighted() { return game.highlight; },
+  /** The id of the entity under the mouse pointer, or null (its name is shown). */
+  get hovered() { return game.hover; },
   /** Predicted position of your own entity (world units), or null. */
   myPos() {
     const p = game.predictor?.pos;

@@ -19,6 +19,16 @@ export class Dialogue {
     this.hud = hud;
     this.bubbleMs = bubbleMs;
     this.lines = new Map(); // conversation id -> {npc, text, thinking, log, bubble}
+    this.replying = null; // {npc, until}: the NPC answering you, until its line's bubble ends (ms)
+  }
+
+  /** The id of the NPC you are talking to: the one a typed line goes to, else the one still answering you; or null. */
+  partner() {
+    const near = this.nearestNpc();
+    if (near) return near.id;
+    const r = this.replying;
+    if (r && r.until > performance.now() && this.game.records.has(r.npc)) return r.npc;
+    return null;
   }
 
   /** The NPC that talks nearest to you within TALK_RANGE, or null. */
@@ -78,7 +88,8 @@ export class Dialogue {
     const lines = this.game.bubbles.get(m.npc) || [];
     lines.push(bubble);
     this.game.bubbles.set(m.npc, lines.slice(-3));
-    const line = { npc: m.npc, text: "", thinking: !!m.thinking, log, bubble };
+    const line = { npc: m.npc, text: "", thinking: !!m.thinking, log, bubble, mine: m.to === this.game.myId };
+    if (line.mine) this.replying = { npc: m.npc, until: Infinity };
     if (m.thinking) log.set(m.thinking, true);
     this.lines.set(m.id, line);
   }
@@ -100,5 +111,6 @@ export class Dialogue {
     line.log.set(m.text, false, m.reason);
     line.bubble.text = m.text;
     line.bubble.until = performance.now() + this.bubbleMs;
+    if (line.mine && this.replying?.npc === m.npc) this.replying.until = line.bubble.until;
   }
 }

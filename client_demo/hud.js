@@ -1,5 +1,6 @@
-// hud.js — the DOM around the canvas: connection state, stats, name box,
-// chat log and input, and short-lived error toasts. No game logic here.
+// hud.js — the DOM around the canvas: your name, connection state, items,
+// whom you talk to, the chat log and input, and short-lived error toasts.
+// No game logic here.
 
 const TOAST_MS = 4000; // an error message stays this long
 const CHAT_LOG_LINES = 100; // older lines are removed from the log
@@ -10,6 +11,9 @@ const $ = (id) => document.getElementById(id);
 export class Hud {
   constructor() {
     this.stateEl = $("conn-state");
+    this.dotEl = $("conn-dot");
+    this.panelEls = [$("panel"), $("chat")];
+    this.talking = undefined;
     this.statsEl = $("stats");
     this.itemsEl = $("items");
     this.nameEl = $("name");
@@ -63,12 +67,22 @@ export class Hud {
     if (state.phase === "stopped") text += " (reload the page to play here)";
     this.stateEl.textContent = text;
     this.stateEl.className = `state-${state.phase}`;
+    this.dotEl.className = `state-${state.phase}`;
   }
 
-  /** stats: {tick, rttMs, players, npcs, drawn} */
-  showStats({ tick, rttMs, players, npcs }) {
-    const rtt = rttMs === null ? "–" : `${Math.round(rttMs)} ms`;
-    const text = `tick ${tick < 0 ? "–" : tick} · rtt ${rtt} · players ${players} · NPCs ${npcs} in view`;
+  /** Screen rectangles of the HUD panels (CSS px), which speech bubbles keep clear of. */
+  panels() {
+    return this.panelEls.map((el) => {
+      const r = el.getBoundingClientRect();
+      return { x: r.left, y: r.top, w: r.width, h: r.height };
+    });
+  }
+
+  /** stats: {tick, rttMs, players, npcs, drawn}: the round trip, and who is around */
+  showStats({ rttMs, players, npcs }) {
+    const rtt = rttMs === null ? "" : `${Math.round(rttMs)} ms · `;
+    const others = Math.max(0, players - 1);
+    const text = `${rtt}${others} other player${others === 1 ? "" : "s"} · ${npcs} NPC${npcs === 1 ? "" : "s"} near`;
     if (text !== this.lastStats) {
       this.statsEl.textContent = text; // only touch the DOM when it changed
       this.lastStats = text;
@@ -77,7 +91,22 @@ export class Hud {
 
   /** items: the names of what NPCs gave this player, oldest first (welcome.items, then each `items`) */
   showItems(items) {
-    this.itemsEl.textContent = items.length ? `items: ${items.join(", ")}` : "items: none";
+    // "items: " then one chip per item (text nodes: no HTML from the wire)
+    this.itemsEl.replaceChildren(document.createTextNode("items: "));
+    if (!items.length) this.itemsEl.append(document.createTextNode("none"));
+    for (const item of items) {
+      const chip = document.createElement("span");
+      chip.className = "chip";
+      chip.textContent = item;
+      this.itemsEl.append(chip);
+    }
+  }
+
+  /** The NPC you are talking to (highlighted on the map), or null. */
+  showTalking(name) {
+    if (name === this.talking) return;
+    this.talking = name;
+    this.talkToEl.classList.toggle("lit", !!name);
   }
 
   chatLine(name, text, color, mine) {
@@ -98,7 +127,7 @@ export class Hud {
     if (name === this.talkTo) return; // only touch the DOM when it changed
     this.talkTo = name;
     this.talkToEl.textContent = name ? `talking to ${name}` : "no one here talks";
-    this.talkToEl.className = name ? "" : "none";
+    this.talkToEl.classList.toggle("none", !name);
     this.chatEl.placeholder = name ? `Enter: say to ${name}` : "Enter to chat";
   }
 

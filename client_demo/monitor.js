@@ -2,6 +2,13 @@
 // the tick's time and overruns, connections and bandwidth, NPC decisions and
 // dialogue, the inference pool's queues. Polls once a second; rates are the
 // change of a counter over the last poll. Text goes in as text nodes only.
+//
+// The reload log (reload_log.js) needs the admin token, so it shows only when
+// this page is opened on the admin port (which serves it too, see
+// server/inspector.py); on the game port the section says where to find it.
+
+import { Api } from "./admin_api.js";
+import { ReloadLog } from "./reload_log.js";
 
 const POLL_MS = 1000;
 const HISTORY = 120; // points per plot (two minutes)
@@ -169,3 +176,43 @@ async function poll() {
 }
 
 poll();
+
+const TOKEN_KEY = "npcworld.admin-token"; // the inspector's too
+const $ = (id) => document.getElementById(id);
+
+/** The reload log, where this page can read it (the admin port, with the token). */
+async function startLog() {
+  const m = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
+  if (m) {
+    sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(m[1]));
+    history.replaceState(null, "", location.pathname); // out of the address bar
+  }
+  const api = new Api(sessionStorage.getItem(TOKEN_KEY) || "", {
+    onUnauthorised: () => {
+      $("log-token").hidden = false;
+      $("log-note").textContent = "the reload log needs the admin token (printed at start)";
+    },
+    onOk: () => { $("log-token").hidden = true; },
+  });
+  const log = new ReloadLog(api, $("log"), $("log-note"));
+  state.log = log;
+  $("log-token").addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    api.token = $("log-token-input").value.trim();
+    sessionStorage.setItem(TOKEN_KEY, api.token);
+    if (log.state === "waiting") probe();
+  });
+  async function probe() {
+    const r = await api.get("/log?after=0");
+    if (r.status === 404 && !r.missing) { // not the admin server: the game port's static 404
+      log.state = "elsewhere";
+      $("log-note").textContent = "The reload log is on the admin port: open /monitor there (the address printed at "
+        + "start as \"npcworld admin http://…\") and give it the admin token.";
+    } else if (r.status !== 401) {
+      log.poll();
+    }
+  }
+  probe();
+}
+
+startLog();

@@ -15,6 +15,7 @@ wrong token gets 401 and changes nothing.
     POST /npcs/spawn            {"npc": "<file id>", "at": "<place>"?} -> {"id": ...}
     POST /npcs/<id>/despawn     remove an NPC (of a file, or a generic wanderer)
     POST /reload                reload every NPC file now (re-enables disabled hooks)
+    GET  /inspector, /monitor   the designers' pages (inspector.py): the pages, not their data, need no token
 
 docs/designers.md describes every field. Responses are JSON, except
 /npcs/<id>/talk: `application/x-ndjson`, one JSON object a line as the
@@ -41,7 +42,7 @@ from typing import TYPE_CHECKING
 from npc.dialogue.service import TalkRefused
 from npc.files.reload import Watcher
 
-from . import clock_api
+from . import clock_api, inspector
 from .inspect import npc_detail
 
 if TYPE_CHECKING:
@@ -106,9 +107,12 @@ class Admin:
         if isinstance(body, AsyncIterator):
             await self._stream(writer, body)
             return
-        data = json.dumps(body, indent=1).encode() + b"\n"
-        head = (f"HTTP/1.1 {status} {REASONS.get(status, '')}\r\nContent-Type: application/json\r\n"
+        page = body if isinstance(body, inspector.Page) else None
+        data = page.body if page else json.dumps(body, indent=1).encode() + b"\n"
+        head = (f"HTTP/1.1 {status} {REASONS.get(status, '')}\r\n"
+                f"Content-Type: {page.content_type if page else 'application/json'}\r\n"
                 f"Content-Length: {len(data)}\r\nConnection: close\r\nCache-Control: no-store\r\n")
+        head += "".join(f"{k}: {v}\r\n" for k, v in (page.headers.items() if page else ()))
         if status == 401:
             head += 'WWW-Authenticate: Bearer realm="npcworld admin"\r\n'
         try:
@@ -163,6 +167,8 @@ class Admin:
         if length < 0 or length > MAX_BODY:
             raise HttpError(413, f"body over {MAX_BODY} bytes")
         body = await reader.readexactly(length) if length else b""
+        if method == "GET" and (page := inspector.page(target, self.game)) is not None:
+            return 200, page  # public code, no data: see inspector.py
         # Authorise before anything else happens (and before parsing the body).
         auth = headers.get("authorization", "")
         given = auth[7:].strip().encode() if auth[:7].lower() == "bearer " else b""

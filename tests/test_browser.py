@@ -100,14 +100,15 @@ class Observer:
 
 
 @contextlib.asynccontextmanager
-async def chromium_page(url: str):
-    """A real Chromium page at `url`, and the list of uncaught page errors it collects."""
+async def chromium_page(url: str, viewport: tuple[int, int] = (1000, 700)):
+    """A real Chromium page at `url` (viewport: width, height in CSS px, devicePixelRatio 1),
+    and the list of uncaught page errors it collects."""
     from playwright.async_api import async_playwright
 
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            page = await browser.new_page(viewport={"width": 1000, "height": 700})
+            page = await browser.new_page(viewport={"width": viewport[0], "height": viewport[1]})
             page_errors: list[str] = []
             page.on("pageerror", lambda exc: page_errors.append(str(exc)))
             await page.goto(url)
@@ -254,4 +255,7 @@ async def test_the_monitor_page_plots_live_metrics(server):
         cards = await page.locator(".card .value").all_text_contents()
         assert len(cards) >= 15 and all(c for c in cards)
         assert "npcworld_ticks_total" in await page.locator("#raw").text_content()
+        # The reload log needs the admin port: here the page says where it is.
+        await page.wait_for_function("window.monitor.log && window.monitor.log.state === 'elsewhere'", timeout=10_000)
+        assert "admin port" in await page.text_content("#log-note")
         assert page_errors == [] and await page.evaluate("window.monitor.errors") == 0

@@ -1,6 +1,7 @@
 """The browser tells the player whom a typed line goes to (real Chromium, a real
 server): the nearest NPC that talks, never one that does not (a hen), and
-"no one here talks" when none is near. A Python player watches the server's
+"no one here talks" when none is near; the NPC it talks to is drawn highlighted
+(checked in a screenshot), the hen never. A Python player watches the server's
 side: the say_start names the NPC the page said it would talk to.
 """
 
@@ -11,6 +12,7 @@ import shutil
 
 import pytest
 
+from browserhelp import count_near, screenshot
 from test_browser import CHROMIUM, CLIENT_DIR, Observer, chromium_page, wait_connected
 from wsclient import Player
 
@@ -21,6 +23,7 @@ pytestmark = [
                        reason="client_demo/node_modules missing: run `npm install` in client_demo/"),
 ]
 
+HIGHLIGHT = (0xFF, 0xD2, 0x4A)  # the ring under the NPC you talk to (client_demo/figures.js)
 TAM = """
     id = "tam"
     name = "Old Tam"
@@ -76,11 +79,27 @@ async def test_the_page_says_whom_a_line_goes_to_and_when_no_one_here_talks(laun
             tam = await page.evaluate("window.npcworld.nearNpc")
             assert await page.get_attribute("#chat-input", "placeholder") == "Enter: say to Old Tam"
 
+            # Tam is drawn highlighted: a ring in the highlight colour under his feet, where the server says he is.
+            me = await page.evaluate("window.npcworld.myId")
+            mx, my = await watcher.settled(me)
+            tx, ty = await watcher.settled(tam)
+            await page.wait_for_function(f"window.npcworld.highlighted === {tam}", timeout=5_000)
+            radius = await page.evaluate("window.npcworld.welcome.radius")
+            centre = await page.evaluate(f"window.npcworld.screen()[{me}]")
+            sx, sy = centre["x"] + (tx - mx), centre["y"] + (ty - my)
+            img = await screenshot(page)
+            ring = (sx - radius * 1.6, sy + radius * 0.2, sx + radius * 1.6, sy + radius * 1.6)
+            assert count_near(img, ring, HIGHLIGHT, 30) >= 12, "no highlight ring under Tam"
+            hen = next(i for i, rec in watcher.player.known.items() if rec[2] == "Hen")
+            hx, hy = await watcher.settled(hen)
+            hx, hy = centre["x"] + (hx - mx), centre["y"] + (hy - my)
+            assert count_near(img, (hx - radius * 1.6, hy + radius * 0.2, hx + radius * 1.6, hy + radius * 1.6),
+                              HIGHLIGHT, 30) == 0, "the hen, who does not talk, is highlighted"
+
             await page.click("#chat-input")
             await page.keyboard.type("Hello Tam!")
             await page.keyboard.press("Enter")
             says = watcher.player.says
-            me = await page.evaluate("window.npcworld.myId")
             await watcher.wait(lambda: any(m["t"] == "say_end" for m in says) or None, 60, "Tam's answer")
             start = next(m for m in says if m["t"] == "say_start")
             assert start["npc"] == tam and start["name"] == "Old Tam" and start["to"] == me
