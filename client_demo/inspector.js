@@ -104,28 +104,42 @@ function showList() {
   const items = [...state.npcs.values()]
     .filter((n) => !filter || `${n.name} ${n.npc} ${n.file}`.toLowerCase().includes(filter))
     .sort((a, b) => a.name.localeCompare(b.name) || a.id - b.id);
-  ul.replaceChildren(...items.map((n) => {
-    const li = document.createElement("li");
-    li.dataset.id = n.id;
-    li.className = n.id === state.selected ? "selected" : "";
-    const sw = document.createElement("span");
-    sw.className = "swatch";
-    sw.style.background = n.color || colourOf(n);
-    const name = document.createElement("span");
-    name.className = "name";
-    name.textContent = n.name;
-    const file = document.createElement("span");
-    file.className = "dim";
-    file.textContent = n.npc;
-    const action = document.createElement("span");
-    action.className = "action";
-    action.textContent = n.action;
-    li.append(sw, name, file, action);
-    li.addEventListener("click", () => select(n.id));
-    return li;
-  }));
+  const key = items.map((n) => `${n.id}:${n.name}`).join(",");
+  if (key === ul.dataset.key) {
+    // The same NPCs: update in place, so that a click is never lost to a list rebuilt under the pointer.
+    items.forEach((n, i) => {
+      const li = ul.children[i];
+      li.className = n.id === state.selected ? "selected" : "";
+      li.querySelector(".action").textContent = n.action;
+    });
+  } else {
+    ul.dataset.key = key;
+    ul.replaceChildren(...items.map(listItem));
+  }
   $("npc-count").textContent = `${state.npcs.size}`;
   $("wanderers").textContent = state.wanderers ? `and ${state.wanderers} generic wanderers (no file; not listed)` : "";
+}
+
+/** One row of the list: colour, name, file id, action; a click selects. */
+function listItem(n) {
+  const li = document.createElement("li");
+  li.dataset.id = n.id;
+  li.className = n.id === state.selected ? "selected" : "";
+  const sw = document.createElement("span");
+  sw.className = "swatch";
+  sw.style.background = n.color || colourOf(n);
+  const name = document.createElement("span");
+  name.className = "name";
+  name.textContent = n.name;
+  const file = document.createElement("span");
+  file.className = "dim";
+  file.textContent = n.npc;
+  const action = document.createElement("span");
+  action.className = "action";
+  action.textContent = n.action;
+  li.append(sw, name, file, action);
+  li.addEventListener("click", () => select(n.id));
+  return li;
 }
 
 $("filter").addEventListener("input", showList);
