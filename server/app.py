@@ -47,7 +47,7 @@ class GameServer:
         self.admin = Admin(self.game, self.watcher, self.admin_token)
         port = self.cfg.admin_port
         if port == -1:
-            port = self.port + 1 if self.cfg.port else 0
+            port = self.port + 1 if self.cfg.port and self.port is not None else 0
             try:
                 self.admin_port = await self.admin.start(self.cfg.admin_host, port)
                 return
@@ -85,7 +85,8 @@ class GameServer:
             log.info("stopping: closing %d connections with 1001", self.metrics.connections)
             server.close(close_connections=True)  # 1001 going away
             await server.wait_closed()
-            await self.admin.stop()
+            if self.admin is not None:
+                await self.admin.stop()
             await ticks
             await reloads
             self.game.final_checkpoint()  # after the last tick: nothing lost on a clean stop

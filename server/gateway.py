@@ -203,6 +203,7 @@ class Connection:
             self.strike(now)
             return
         player = self.player
+        assert player is not None  # frames are received only after the hello joined a player
         if type(msg) is Input:
             if msg.seq > player.last_seq:
                 player.last_seq = msg.seq
@@ -256,8 +257,8 @@ async def handle(ws: ServerConnection, game: Game, metrics: Metrics, flusher: Fl
             return await _refuse(ws, metrics, protocol.CLOSE_FULL, "server full")
         player, resumed, errors = game.join(conn, hello)
         conn.player = player
-        for err in errors:
-            conn.send_error(err)
+        for fault in errors:
+            conn.send_error(fault)
         conn.outbox.push(game.welcome(player, resumed))
         log.info("%s %s (%d) from %s", "resumed" if resumed else "joined", player.name, player.eid,
                  ws.remote_address[0] if ws.remote_address else "?")
