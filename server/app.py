@@ -95,7 +95,7 @@ class GameServer:
         self.admin = Admin(self.game, self.watcher, self.admin_token)
         port = self.cfg.admin.port
         if port == -1:
-            port = self.port + 1 if self.cfg.net.port else 0
+            port = self.port + 1 if self.cfg.net.port and self.port is not None else 0
             try:
                 self.admin_port = await self.admin.start(self.cfg.admin.host, port)
                 return
@@ -135,7 +135,8 @@ class GameServer:
             log.info("stopping: closing %d connections with 1001", self.metrics.connections)
             server.close(close_connections=True)  # 1001 going away
             await server.wait_closed()
-            await self.admin.stop()
+            if self.admin is not None:
+                await self.admin.stop()
             await ticks
             await reloads
             await slow

@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     _serve_parser(sub)
     bots_parser = bots_cli.add_parser(sub)
     npc_parser = npc_check.add_parser(sub)
-    talk_cli.add_parser(npc_parser.npc_sub)
+    talk_cli.add_parser(npc_parser.npc_sub)  # type: ignore[attr-defined]  # set by npc_check.add_parser
     train_policy.add_parser(sub)
     worker_cli.add_parser(sub)
     store_parser = store_ops.add_parser(sub)

@@ -281,6 +281,7 @@ class Connection:
         if type(msg) is Ping:
             self.outbox.push(protocol.encode_pong(msg.id, self.game.world.tick))
         elif type(msg) is Input or type(msg) is Chat or type(msg) is Talk:
+            assert self.player is not None  # frames are received only after the hello joined a player
             self.game.command(self.player.eid, msg)
         else:
             self.send_error(ProtocolError("not_expected", "hello was already received on this connection", ref="hello"))

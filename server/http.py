@@ -56,7 +56,7 @@ def map_for_browsers(raw: dict) -> dict:
 
 
 class Routes:
-    def __init__(self, map_path: Path, map_raw: dict, health: Callable[[], dict], metrics_text: Callable[[], str]):
+    def __init__(self, map_path: str | Path, map_raw: dict, health: Callable[[], dict], metrics_text: Callable[[], str]):
         self.map_dir = Path(map_path).resolve().parent
         self.map_json = json.dumps(map_for_browsers(map_raw)).encode()
         self.health = health

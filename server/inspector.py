@@ -59,7 +59,7 @@ class Page:
 def page(path: str, game: "Game") -> Page | None:
     """The page or file at a GET path, or None when the path is not one of them (then it is the API's)."""
     if path == "/map.json":
-        return Page(json.dumps(map_for_browsers(game.tilemap.raw)).encode(), "application/json")
+        return Page(json.dumps(map_for_browsers(game.world.map.raw)).encode(), "application/json")
     if path == "/metrics":
         return Page(game.metrics.render().encode(), "text/plain; version=0.0.4; charset=utf-8")
     if path not in FILES:

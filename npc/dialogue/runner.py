@@ -251,7 +251,8 @@ class DialogueRunner(StreamRunner):
     def _prefill(self, out: list) -> None:
         """Prefill the next joiners (up to prefill_tokens new prompt tokens): each starts
         from the longest prefix the prefix cache holds, so only the rest is computed."""
-        take, total = [], 0
+        take: list[tuple[Any, int, Any]] = []  # (joiner, tokens of its prompt cached, the cached prefix)
+        total = 0
         while self.joining:
             r = self.joining[0]
             n, kv = self.prefixes.lookup(r.prompt)

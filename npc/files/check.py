@@ -43,7 +43,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     pl = npc_sub.add_parser("places", help="list the map's places (where NPCs can go)",
                             description="List the places of a map: its Tiled poi layer and its .places.toml.")
     pl.add_argument("--map", default=str(DEFAULT_MAP), metavar="FILE", help="the map (default: the default map)")
-    p.npc_sub = npc_sub  # type: ignore[attr-defined]   # server/cli.py adds `talk` (an admin API client)
+    p.npc_sub = npc_sub  # type: ignore[attr-defined]  # server/cli.py adds `talk` (an admin API client)
     return p
 
 

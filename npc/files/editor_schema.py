@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 from npc import actions
 from npc.files import schema
 
 SCHEMA_ID = "https://npcworld.invalid/npc.schema.json"
-_KINDS = {"text": {"type": "string"}, "texts": {"type": "array", "items": {"type": "string"}},
+_KINDS: dict[str, dict[str, Any]] = {"text": {"type": "string"}, "texts": {"type": "array", "items": {"type": "string"}},
           "int": {"type": "integer"}, "number": {"type": "number"}, "bool": {"type": "boolean"},
           "place": {"type": "string"}, "places": {"type": "array", "items": {"type": "string"}},
           "table": {"type": "object"}, "tables": {"type": "array", "items": {"type": "object"}}}
@@ -45,7 +46,7 @@ def _field(f) -> dict:
 
 
 def _object(fields: dict, doc: str, extra: dict | None = None) -> dict:
-    out = {"type": "object", "description": doc, "additionalProperties": False,
+    out: dict[str, Any] = {"type": "object", "description": doc, "additionalProperties": False,
            "properties": {k: _field(f) for k, f in fields.items()}}
     required = [k for k, f in fields.items() if getattr(f, "required", False)]
     if required:

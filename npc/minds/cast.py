@@ -25,8 +25,10 @@ import logging
 import random
 import traceback
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -43,6 +45,9 @@ from npc.minds.builtin import Decision
 from npc.minds.perception import Perception, Seen, State
 from npc.minds.sight import look, perception
 from npc.minds.state import BY_DIALOGUE, Ledger, Rows
+
+if TYPE_CHECKING:
+    from npc.policy.protocol import Decider
 
 log = logging.getLogger("npcworld.npc")
 
@@ -114,7 +119,7 @@ class Cast:
         self._players: tuple = ()
         # An optional decider (npc/policy/protocol.py: the learned policy, or a recorder when training):
         # it decides the files it follows; None: the built-in behaviour (and hooks) decide everything.
-        self.decider = None
+        self.decider: Decider | None = None
         # True when a dialogue service answers players (npc/dialogue/service.py, via `talk`): the
         # built-in fallback answer to a chat line is then left to it (hooks still hear every line).
         self.model_replies = False
@@ -132,7 +137,7 @@ class Cast:
         self.apply(results, removed=[f for f in self.file_ids if not Path(f).exists()])
         return results
 
-    def apply(self, results: list[Loaded], removed: list[str] = ()) -> dict:
+    def apply(self, results: list[Loaded], removed: Sequence[str] = ()) -> dict:
         """Swap in what was loaded: good files replace their running version, broken ones keep it."""
         loaded, failed = [], []
         for f in removed:
@@ -168,6 +173,7 @@ class Cast:
                                "kept": kept})
                 continue
             self.problems.pop(r.file, None)
+            assert defn is not None  # a file without a definition has problems
             old_id = self.file_ids.get(r.file)
             if old_id is not None and old_id != defn.id:
                 self._remove(old_id)
@@ -191,7 +197,7 @@ class Cast:
         self.def_list[self.def_index[defn.id]] = defn
         self.owner[defn.id] = defn.file
         self.file_ids[defn.file] = defn.id
-        self.guards[defn.id] = Guard(defn, fns, self.budget_s, self.report)
+        self.guards[defn.id] = Guard(defn, fns or {}, self.budget_s, self.report)
         self.versions[defn.id] = self.versions.get(defn.id, 0) + 1   # its reports' counts start again
         mine = [m for m in self.minds.values() if m.defn.id == defn.id]
         for m in mine:
@@ -256,7 +262,9 @@ class Cast:
         if xy is not None:
             eid = self.world.spawn(NPC, name, defn.color, *xy, talks=talks)
         else:
-            eid = self.world.spawn(NPC, name, defn.color, place=place or defn.spawn, talks=talks)
+            # (a position in defn.spawn was taken as xy above, unless `place` was given)
+            eid = self.world.spawn(NPC, name, defn.color, talks=talks,
+                                   place=place or (defn.spawn if isinstance(defn.spawn, str) else None))
         m = Mind(eid, defn, n, extra, rng=random.Random(eid))
         self.world.set_speed(eid, defn.speed)
         row = self.rows.add(eid, self.def_index[defn.id])
@@ -456,7 +464,7 @@ class Cast:
             "position": [round(x, 1), round(y, 1)],
             "at": w.place_near(x, y),
             "stats": {k: round(v, 2) for k, v in w.stats(m.eid).items() if k in names},
-            "last_utterance": ({"text": m.last_said, "at_s": round(m.last_said_s, 2)} if m.last_said else None),
+            "last_utterance": ({"text": m.last_said, "at_s": round(m.last_said_s or 0.0, 2)} if m.last_said else None),
             "hooks": self.guards[m.defn.id].status() if m.defn.id in self.guards else {"state": "none"},
             "errors": [r.as_dict() for r in m.reports],
         }

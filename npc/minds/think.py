@@ -198,7 +198,7 @@ def apply_verdict(cast, sight: Sight, v, by: int) -> None:
     cur = world.columns(eids)
     act_ = v.action[idx]
     activity = v.activity[idx]
-    want = np.where(np.equal(activity, None), ACTION_NAMES[act_], activity)
+    want = np.where(np.equal(activity, None), ACTION_NAMES[act_], activity)  # type: ignore[call-overload]  # stubs: no None operand
     changed = ((act_ != cur.action) | (v.place[idx] != cur.place) | (v.target[idx] != cur.target)
                | (want != cur.activity) | (v.say[idx] != builtin.SAY_NONE))
     r = rows.rows(eids.tolist())

@@ -31,7 +31,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -45,6 +45,9 @@ from npc.minds.sight import Sight
 from npc.minds import think
 from npc.minds.think import Answers
 from npc.policy import observe
+
+if TYPE_CHECKING:
+    from npc.policy.guard import Check  # (at run time it is imported where it is used, as before)
 
 log = logging.getLogger("npcworld.npc")
 
@@ -74,7 +77,7 @@ class PolicyDecider:
         self.audit = False                                  # also compute the built-in on answers (bench only)
         self.agree = [0, 0]                                 # audited rows: (same action, all)
         # the guard: per definition id, (definition checked, Check or None while running)
-        self.checks: dict[str, tuple[Definition, object]] = {}
+        self.checks: dict[str, tuple[Definition, Check | None]] = {}
         self.guard = guard
         self._guards = ThreadPoolExecutor(1, thread_name_prefix="policy-guard") if guard else None
         self._lock = threading.Lock()
@@ -89,6 +92,7 @@ class PolicyDecider:
             return      # never asked of the policy (its hooks decide): no rollout, whose hooks would log again
         with self._lock:
             self.checks[defn.id] = (defn, None)
+        assert self._guards is not None  # made when guard is on (checked above)
         self._guards.submit(self._check, defn)
 
     def _check(self, defn: Definition) -> None:
@@ -164,6 +168,7 @@ class PolicyDecider:
                 continue                 # already handed back as missed
             done.add(id(fut))
             _, sights, rows, _ = entry
+            assert fut.outcome is not None  # it is done
             self.decisions[fut.outcome.value] += len(rows.eid)
             if fut.latency is not None:
                 self.latencies.append(fut.latency)

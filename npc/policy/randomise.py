@@ -15,7 +15,7 @@ distances of one to ten tiles), not the whole of what the schema accepts.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -120,7 +120,7 @@ def _needs(r: _Draw, doable: list[str]) -> dict:
     needs: dict = {}
     for name in r.rng.permutation(NEED_NAMES)[: int(r.rng.integers(0, 4))].tolist():
         low = r.num(0, 70, 0)
-        need = {"start": r.num(0, 100, 0), "rate": r.num(-30, 5), "low": low,
+        need: dict[str, Any] = {"start": r.num(0, 100, 0), "rate": r.num(-30, 5), "low": low,
                 "full": min(100.0, low + r.num(0, 60, 0)), "weight": r.weight(0.1)}
         if doable and r.maybe(0.85):
             need["relief"] = r.pick(doable)
@@ -166,6 +166,7 @@ def random_definition(rng: np.random.Generator, places: Sequence[str], index: in
     defn, problems = validate(data, {}, f"<random {index}>", list(places))
     if problems:
         raise ValueError(f"randomise made an invalid NPC file: {'; '.join(map(str, problems))}\n{data}")
+    assert defn is not None  # no problems: a definition
     return defn
 
 

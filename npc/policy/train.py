@@ -39,7 +39,7 @@ import sys
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -68,7 +68,7 @@ class Recorder:
                  npc_xy: Callable[[], np.ndarray] | None = None):
         self.places = list(places)
         self.place_xy = np.asarray(place_xy, np.float64).reshape(-1, 2)
-        self.size = tuple(world_size)
+        self.size = (float(world_size[0]), float(world_size[1]))
         self.npc_xy = npc_xy                             # () -> (M, 2) every NPC (None: the rows' own)
         self.files: dict[str, int] = {}                  # definition id -> index in `file`
         self._tick: list[tuple] = []
@@ -76,7 +76,7 @@ class Recorder:
 
     @classmethod
     def of_world(cls, world: World) -> "Recorder":
-        return cls(world.places, world.place_positions(), tuple(world.map.world_size), lambda: world.of_kind(NPC)[1])
+        return cls(world.places, world.place_positions(), world.map.world_size, lambda: world.of_kind(NPC)[1])
 
     def begin_tick(self, now_s: float) -> None:
         return None
@@ -122,7 +122,7 @@ class Recorder:
         return {"obs": cat(0, "obs"), "mask": cat(0, "mask"), "tmask": cat(0, "tmask"), "slots": cat(0, "slots"),
                 "eid": cat(0, "eid"), "finishing": cat(0, "finishing"),
                 "action": cat(1).astype(np.int64), "target": cat(2).astype(np.int64), "file": cat(3),
-                "files": sorted(self.files, key=self.files.get)}
+                "files": sorted(self.files, key=self.files.__getitem__)}
 
 
 # -- rollouts ---------------------------------------------------------------------------------------
@@ -145,7 +145,7 @@ def shipped(npc_dir: str | Path, tilemap: TileMap) -> list[Definition]:
     bad = [str(p) for r in loaded for p in r.problems]
     if bad:
         raise ValueError("the NPC files have problems:\n" + "\n".join(bad))
-    return [r.definition for r in loaded]
+    return [r.definition for r in loaded if r.definition is not None]  # (all: no problems)
 
 
 def randomised(n: int, seed: int, stream: int, places: Sequence[str], first: int = 0) -> list[Definition]:
@@ -230,11 +230,11 @@ def merge(*parts: dict) -> dict:
     out: dict = {}
     for p in parts:
         remap = np.asarray([index.setdefault(f, len(index)) for f in p["files"]], np.int32)
-        files = sorted(index, key=index.get)
+        files = sorted(index, key=index.__getitem__)
         for k, v in p.items():
             if isinstance(v, np.ndarray):
                 out.setdefault(k, []).append(remap[v] if k == "file" and len(remap) else v)
-    merged = {k: np.concatenate(v) for k, v in out.items()}
+    merged: dict[str, Any] = {k: np.concatenate(v) for k, v in out.items()}
     merged["files"] = files
     return merged
 
@@ -437,7 +437,7 @@ def _collect(args, say) -> _Collected:
         f"in {t1 - t0:.1f} s ({rolled['ticks'] / setting.tick_rate / (t1 - t0):.0f}x real time)")
     syn_defs = randomised(args.synthetic_files, args.seed, SYNTHETIC_STREAM, places, SYNTHETIC_FIRST)
     syn = synthetic(syn_defs, args.synthetic_rows, args.seed, places, world.place_positions(),
-                    tuple(tilemap.world_size))
+                    tilemap.world_size)
     data = merge(rolled, syn)
     data["npcs"], data["ticks"] = rolled["npcs"], rolled["ticks"]
     t2 = time.perf_counter()
