@@ -152,7 +152,9 @@ class hard_cap:
         self.armed = False
 
     def _fire(self, signum, frame) -> None:
-        if self.armed:
+        # Never inside __exit__: a signal handled at its entry (before `armed = False`) would abort it,
+        # leaving this handler armed and the timer repeating (HookTimeout later, anywhere).
+        if self.armed and (frame is None or frame.f_code is not hard_cap.__exit__.__code__):
             raise HookTimeout()
 
     def __enter__(self):
