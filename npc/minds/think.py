@@ -82,6 +82,7 @@ def think(cast) -> None:
                     apply_verdict(cast, s, v, BY_POLICY)
             except Exception as e:
                 cast.internal(e, None)
+        cast.ledger.commit()       # the answers' greetings written before anyone looks again
 
     live = rows.live()
     if not len(live):
@@ -241,7 +242,7 @@ def apply_verdict(cast, sight: Sight, v, by: int) -> None:
     rows.need[r] = v.need[idx]
     approach = (act_ == APPROACH) & (v.target[idx] >= 0) & ~changed     # a continued approach: still counts
     if approach.any():
-        cast.ledger.approached.set(eids[approach], v.target[idx][approach], now)
+        cast.ledger.approached.later(eids[approach], v.target[idx][approach], now)
     same = ~changed
     if same.any() and any(nd.during for nd in sight.defn.needs):
         _rates(world, sight.defn, eids[same], cur, same)
@@ -253,7 +254,7 @@ def apply_verdict(cast, sight: Sight, v, by: int) -> None:
         for kind, code in ((led.greeted, TALK), (led.given, GIVE), (led.approached, APPROACH)):
             sel = done & (act_ == code) & (tgt >= 0)
             if sel.any():
-                kind.set(eids[sel], tgt[sel], now)
+                kind.later(eids[sel], tgt[sel], now)          # written at the think's ledger.commit
         gave = done & (act_ == GIVE) & (tgt >= 0)
         if gave.any():
             np.add.at(rows.gifts, r[gave], 1)
