@@ -153,7 +153,9 @@ class hard_cap:
         self.armed = False
 
     def _fire(self, signum, frame) -> None:
-        if self.armed:
+        # Never inside __exit__: a signal handled at its entry (before `armed = False`) would abort it,
+        # leaving this handler armed and the timer repeating (HookTimeout later, anywhere).
+        if self.armed and (frame is None or frame.f_code is not hard_cap.__exit__.__code__):
             raise HookTimeout()
 
     def __enter__(self):
@@ -161,8 +163,12 @@ class hard_cap:
         if self.on:
             self.t0 = time.monotonic()
             self.old_handler = signal.signal(signal.SIGALRM, self._fire)
-            self.armed = True
             self.old_timer = signal.setitimer(signal.ITIMER_REAL, self.cap_s, REPEAT_S)
+            # Armed last: a signal handled before this line (the process descheduled past the cap right
+            # after setitimer, seen on 2 cores at load 14) is ignored, and the repeat fires in the block.
+            # Armed first, it raised in __enter__, so __exit__ never ran: the handler stayed armed and
+            # the repeating timer raised HookTimeout later in unrelated code (a training rollout died).
+            self.armed = True
         return self
 
     def __exit__(self, *exc: object) -> Literal[False]:   # an exception in the block goes on

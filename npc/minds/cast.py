@@ -99,6 +99,8 @@ class Cast:
         self.minds: dict[int, Mind] = {}
         self.reports: deque[Report] = deque(maxlen=MAX_REPORTS)
         self.urgent: set[int] = set()                   # think at the next tick
+        # NPCs whose policy answer missed, oldest first: the built-in decides them a slice a tick (think.py)
+        self.fallback = np.zeros(0, np.int64)
         # NPC id -> world second until which a conversation holds it (npc/dialogue/service.py): it does
         # not re-think (no schedule, need, policy or hook moves it) and keeps its talk intent until then.
         self.holding: dict[int, float] = {}

@@ -11,8 +11,9 @@ built-in behaviour is not computed for them:
                 is decoded and handed to the cast, which applies what changed;
                 a LATE, DROPPED or FAILED one, or one still missing once its
                 deadline has passed, hands its NPCs back as `missed`: the
-                built-in behaviour decides them in this tick (and a late
-                answer that still arrives is ignored)
+                built-in behaviour decides them from this tick on, a bounded
+                slice a tick (npc/minds/think.py FALLBACK_SHARE), and a late
+                answer that still arrives is ignored
 
 So a dead or slow worker costs the NPCs one tick of delay, never the tick
 its budget. Bounds: at most `max_pending` requests (ticks) in flight; past

@@ -48,11 +48,14 @@ class Policy(nn.Module):
 
 
 def build_policy(weights: str | None = None, device: str = "cpu", hidden: int = HIDDEN) -> Policy:
-    """The default factory: a Policy with the given safetensors weights (random ones if None)."""
-    model = Policy(hidden=hidden)
-    if weights:
-        from safetensors.torch import load_file
-        model.load_state_dict(load_file(str(weights)))
+    """The default factory: a Policy with the given safetensors weights (random ones if None); the
+    hidden width is the weights' own (`npcworld train-policy --hidden`), `hidden` only without weights."""
+    if not weights:
+        return Policy(hidden=hidden).to(device).eval()
+    from safetensors.torch import load_file
+    state = load_file(str(weights))
+    model = Policy(hidden=int(state["body.0.weight"].shape[0]))
+    model.load_state_dict(state)
     return model.to(device).eval()
 
 

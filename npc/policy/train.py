@@ -384,7 +384,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--seconds", type=float, default=240.0, help="simulated seconds of rollout")
     p.add_argument("--day-length", type=float, default=120.0, help="simulated seconds per game day in the rollout")
     p.add_argument("--epochs", type=int, default=8)
-    p.add_argument("--hidden", type=int, default=128, help="hidden units of the policy MLP (the server loads 128)")
+    p.add_argument("--hidden", type=int, default=128, help="hidden units of the policy MLP (the server reads the width from the weights)")
     p.add_argument("--lofo", action=argparse.BooleanOptionalAction, default=True,
                    help="leave one shipped file out: train without it, evaluate on it (once per file)")
     p.add_argument("--lofo-epochs", type=int, default=3, help="epochs of each leave-one-file-out model")
