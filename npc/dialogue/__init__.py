@@ -6,7 +6,7 @@
                  continuous batching (who prefills, who decodes), sampling,
                  tokens streamed as made, and the constrained action choice
     lean.py      the lean engine for Llama-family models (the default):
-                 fused weights, one static KV slab, int8 decode matmuls on
+                 fused weights, one static KV slab, int4/int8 decode matmuls on
                  CPU, CUDA graphs on a GPU
     hfengine.py  the transformers engine: the model's own forward and cache
                  objects (kvcache.py), for any causal LM

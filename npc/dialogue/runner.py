@@ -75,7 +75,7 @@ MAX_CANDIDATES = 4  # replies decoded for one request (the service keeps the bes
 ENGINES = ("auto", "lean", "transformers")
 
 
-def make_engine(engine: str, hf: Any, columns: int, pad_id: int, int8: bool | str = "auto") -> tuple[str, Any]:
+def make_engine(engine: str, hf: Any, columns: int, pad_id: int, quant: str = "auto") -> tuple[str, Any]:
     """(name, engine) for the transformers model `hf`: "auto" is lean where the
     model allows it (lean.unsupported), else transformers."""
     from . import lean
@@ -89,7 +89,7 @@ def make_engine(engine: str, hf: Any, columns: int, pad_id: int, int8: bool | st
         from .hfengine import TransformersEngine
 
         return "transformers", TransformersEngine(hf, pad_id, hf.device)
-    return "lean", lean.LeanEngine(hf, columns, pad_id, int8=int8)
+    return "lean", lean.LeanEngine(hf, columns, pad_id, quant=quant)
 
 
 @dataclass
@@ -112,7 +112,7 @@ class DialogueRunner(StreamRunner):
                  max_prompt_tokens: int = 1024, max_new_tokens: int = 64, prefill_tokens: int = 512,
                  prefix_cache_tokens: int = 8192, max_stall_s: float = 0.4,
                  top_k: int = 40, repetition_penalty: float = 1.3, step_delay_s: float = 0.0, seed: int = 0,
-                 engine: str = "auto", int8: bool | str = "auto"):
+                 engine: str = "auto", quant: str = "auto"):
         import torch
 
         from . import model as models
@@ -126,7 +126,7 @@ class DialogueRunner(StreamRunner):
                              f"exceed the model's context of {ctx} tokens")
         self.ctx = ctx
         self.engine_name, self.engine = make_engine(engine, hf, max_prompt_tokens + max_new_tokens,
-                                                    self.tok.pad_token_id or 0, int8)
+                                                    self.tok.pad_token_id or 0, quant)
         self.max_prompt_tokens = max_prompt_tokens
         self.max_new_tokens = max_new_tokens
         self.prefill_tokens = prefill_tokens
