@@ -221,6 +221,20 @@ def test_the_checker_knows_the_world_and_the_prompt():
                      "Now: morning, selling at the market.": ["echo"]}
 
 
+def test_a_made_up_name_at_a_sentence_start_is_invented_and_ordinary_first_words_are_not():
+    world = check.World(known=check.known_words("Old Tam", "Ingrid", "market", "forge", "Brindle"),
+                        framing="", line="Where should I go?", player="Ingrid")
+    made_up = ["Kalvador is a fine town to the north.", "Sure. Eldoria's smiths are the best.",
+               "Mary sells the best bread.", "Thornwick makes the best rope."]
+    for t in made_up:
+        assert [p.kind for p in check.problems(t, world)] == ["invented"], t
+    ordinary = ["Bread is cheap today.", "Brindle is a fine village.", "Blacksmithing is hard work, Ingrid.",
+                "Apples! Fresh apples at the market.", "Tam's prices are fair.", "Market day is tomorrow.",
+                "Ingrid, the forge is that way."]
+    for t in ordinary:
+        assert check.fit(check.problems(t, world)), (t, check.problems(t, world))
+
+
 def test_facts_are_kept_in_the_npcs_words_and_recalled_after_a_restart(tmp_path):
     path = tmp_path / "memory.sqlite"
     pool = scripted_pool(n=1, say=["Welcome to the market, Ingrid!"])

@@ -14,8 +14,10 @@ Problems (`Problem.kind`):
   invented    a capitalised name that is not of this world: not a place of
               the map, not an NPC, not the player or someone near, not in the
               NPC file's persona (who, knows, lore, voice), not a word we
-              know to be ordinary; a sentence's first word only when it is
-              someone addressed ("Kalva, welcome") or a REAL_WORLD name
+              know to be ordinary; a sentence's first word when it is
+              someone addressed ("Kalva, welcome"), a REAL_WORLD name, or
+              no ordinary English word (words.py: "Kalvador is far", not
+              "Bread is cheap")
   echo        the prompt quoted: SCAFFOLD's phrases, or five words in a row of
               the prompt's own framing (the moment, the facts, the rules)
   parrot      the player's line said back: eight words in a row of it, or
@@ -30,6 +32,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from .words import is_ordinary
 
 HARD = ("break", "invented", "echo", "parrot")
 
@@ -128,8 +132,11 @@ def problems(reply: str, world: World) -> list[Problem]:
     for sentence in SENTENCE.findall(reply):
         words = WORDS.findall(sentence)
         if (m := ADDRESS.match(sentence)) and (low := m.group(1).lower()) not in world.known \
-                and low not in STARTERS and low not in ORDINARY and low not in REAL_WORLD:
+                and low not in STARTERS and low not in ORDINARY and low not in REAL_WORLD \
+                and not is_ordinary(low):
             invented.append(m.group(1))  # a sentence's first word, when it is someone addressed
+        elif words and (first := _first_name(sentence, words[0], world)):
+            invented.append(first)  # or a name no one knows ("Kalvador is far")
         for i, w in enumerate(words):
             low = w.lower().strip("'")
             low = low[:-2] if low.endswith("'s") else low
@@ -153,6 +160,17 @@ def problems(reply: str, world: World) -> list[Problem]:
     if not reply.rstrip().endswith((".", "!", "?", "…", '"', "'", ")", "*")):
         out.append(Problem("unfinished", reply[-20:]))
     return out
+
+
+def _first_name(sentence: str, w: str, world: World) -> str | None:
+    """A sentence's first word when it reads as a name not of this world: capitalised, not known,
+    not an ordinary or opening word (quoted sentences are the player's words: not checked)."""
+    low = w.lower().strip("'")
+    low = low[:-2] if low.endswith("'s") else low
+    if (not w[0].isupper() or len(low) < 3 or low in world.known or low in ORDINARY or low in STARTERS
+            or low in REAL_WORLD or is_ordinary(low) or sentence.lstrip().startswith(('"', "'"))):
+        return None  # (REAL_WORLD names are caught with the other words)
+    return w
 
 
 def fit(found: list[Problem]) -> bool:
