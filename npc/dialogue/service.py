@@ -42,6 +42,9 @@ Budgets and what happens at them:
   player may start `talk_rate` per second (burst `talk_burst`).
 Every step is a few dictionary operations per conversation per tick: nothing
 here waits for the model, the memory or a socket.
+
+Beside it: conversation.py (the state of one, the configuration), acting.py
+(the action step), lines.py (the file's own lines), metrics.py (/metrics).
 """
 
 from __future__ import annotations
@@ -50,83 +53,16 @@ import itertools
 import logging
 import math
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
-from . import check
+from . import acting, check, lines, metrics
 from . import prompt as prompts
-from .choice import Option, options, pick
+from .conversation import Conversation, DialogueConfig, TalkRefused
 from .text import clean_delta, clean_player, clean_reply, facts_from, in_own_terms, met_fact, whole_sentences
 
+__all__ = ["Conversation", "Dialogue", "DialogueConfig", "TalkRefused", "start", "stop"]
+
 log = logging.getLogger("npcworld.dialogue")
-
-
-@dataclass
-class DialogueConfig:
-    first_token_s: float = 1.5  # default first-token budget (an NPC file may set its own)
-    wait_timeout_s: float = 90.0  # no first token by then (e.g. the model still loading): a fallback line
-    reply_timeout_s: float = 30.0  # from the first token: a reply not finished by then is cut
-    max_new_tokens: int = 48  # per reply (the runner also bounds it)
-    temperature: float = 0.7
-    max_conversations: int = 64  # at once, over all NPCs
-    talk_rate: float = 0.5  # talks a player may start per second...
-    talk_burst: float = 3.0  # ...with this burst
-    leave_distance: float = 320.0  # world units: beyond this the conversation is cancelled
-    audience_distance: float = 320.0  # world units: players this close to the NPC see its line
-    act: bool = True  # run the constrained action step after a reply
-    # Replies decoded per line, as rows of one batch (the best that passes check.py is shown). 3:
-    # bench/persona.py measured breaks on hostile lines falling with more candidates, each row
-    # costing less than a stream of its own (one prefill, shared decode steps).
-    candidates: int = 3
-    calibrate: bool = True  # the action step scores options against their prior (runner: "prior")
-
-
-@dataclass
-class Conversation:
-    cid: int
-    npc: int  # entity ids
-    player: int
-    player_name: str
-    npc_key: str  # memory keys
-    player_key: str
-    line: str  # what the player said
-    started: float  # clock seconds
-    budget_s: float
-    audience: list[int]  # player ids that see the NPC's line
-    recall: Any = None  # concurrent Future[Recall]
-    stream: Any = None  # the reply's Stream
-    sent: int = 0  # characters of the line sent to clients
-    opened: bool = False  # say_start sent
-    thinking: bool = False  # the thinking line was shown
-    first_at: float | None = None  # clock seconds when the first piece was seen
-    ended: bool = False
-    texts: dict[int, str] = field(default_factory=dict)  # candidate -> what the model said (cleaned per piece)
-    chosen: int | None = None  # the candidate shown; None: none passed (a voice or fallback line was said)
-    problems: list = field(default_factory=list)  # check.Problem lists, one per candidate
-    reply: str = ""  # the line said (say_end's text)
-    reason: str = ""  # say_end's reason
-    final: list[str] = field(default_factory=list)  # the candidates as checked (cleaned, whole sentences)
-    started_s: float = 0.0  # world seconds at the talk (the hold's bound counts from it)
-    returning: bool = False  # the NPC had met this player before
-    check: Any = None  # check.World of the prompt
-
-
-@dataclass
-class _Choice:
-    npc: int
-    player: int
-    stream: Any
-    options: list[Option]
-    cid: int = 0  # the conversation it follows
-
-
-class TalkRefused(Exception):
-    """A talk the service will not start: code and message for the player's error."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class Dialogue:
@@ -154,14 +90,14 @@ class Dialogue:
         self.clock = clock
         self.active: dict[int, Conversation] = {}  # cid -> conversation
         self.by_player: dict[int, int] = {}  # player id -> cid
-        self.choices: list[_Choice] = []
+        self.choices: list[acting.Choice] = []  # action steps running (acting.py)
         self.buckets: dict[int, tuple[float, float]] = {}  # player -> (tokens, at)
         self._ids = itertools.count(1)
         # (npc, player) -> first turn of the last prompt's window (prompt.turn_window); newest 4,096 pairs.
         self.windows: dict[tuple[str, str], tuple[str, str]] = {}
         self.observer: Callable[[str, dict], None] | None = None  # benches: observer("choice", {...})
-        self._voice_cache: dict[int, set[str]] = {}
-        self.welcomed: dict[tuple[str, str], None] = {}  # (npc, player) named on their return; newest 4,096  # id(persona) -> its voice and lore words (the scorer's)
+        self._voice_words = lines.VoiceWords()  # the scorer's voice and lore words, per persona
+        self.welcomed: dict[tuple[str, str], None] = {}  # (npc, player) named on their return; newest 4,096
         cast.model_replies = True  # players' lines to NPCs come here (talk), not to the built-in answer
         self.counts = {"started": 0, "ok": 0, "fallback": 0, "cancelled": 0, "thinking": 0, "acted": 0,
                        "replaced": 0, "left": 0}
@@ -223,26 +159,12 @@ class Dialogue:
                 if not c.ended:
                     self._fallback(c, "internal error")
         if self.choices:
-            self._act()
+            self.choices, acted = acting.apply(self.choices, self.cast, self.world, self.observer)
+            self.counts["acted"] += acted
 
     def prometheus(self) -> list[str]:
         """/metrics lines: conversations by how they went, and the pool's streams."""
-        lines = ["# HELP npcworld_dialogue_total Conversations with NPCs: started, and how they ended.",
-                 "# TYPE npcworld_dialogue_total counter"]
-        lines += [f'npcworld_dialogue_total{{event="{k}"}} {v}' for k, v in sorted(self.counts.items())]
-        lines += ["# HELP npcworld_dialogue_active Conversations running now.", "# TYPE npcworld_dialogue_active gauge",
-                  f"npcworld_dialogue_active {len(self.active)}"]
-        if self.pool is not None:
-            st = self.pool.stats
-            lines += ["# HELP npcworld_dialogue_worker_deaths_total Dialogue workers lost (died or hung).",
-                      "# TYPE npcworld_dialogue_worker_deaths_total counter",
-                      f"npcworld_dialogue_worker_deaths_total {st.worker_deaths + st.worker_hangs}",
-                      "# HELP npcworld_dialogue_ready Dialogue workers ready (0 while the model loads).",
-                      "# TYPE npcworld_dialogue_ready gauge", f"npcworld_dialogue_ready {st.workers_ready}"]
-            for ex in self.pool.executors:  # remote workers: presence, requests, outcomes, latency
-                if ex.name != "local":
-                    lines += ex.prometheus()
-        return lines
+        return metrics.prometheus(self.counts, len(self.active), self.pool)
 
     def close(self) -> None:
         for c in list(self.active.values()):
@@ -262,7 +184,8 @@ class Dialogue:
             if c.stream is not None:
                 c.stream.cancel()
             log.info("conversation %d: %s leaves (%s)", c.cid, w.name_of(c.npc), why)
-            self._end(c, "left", self._line(c, m.defn.persona.leave, m))
+            self._end(c, "left", lines.fill(m.defn.persona.leave, c.player_name, w.name_of(c.npc),
+                                            m.defn.persona.max_reply))
             return
         if c.stream is None:
             if c.recall is not None and c.recall.done():
@@ -312,7 +235,7 @@ class Dialogue:
             self.counts["replaced"] += 1
             log.info("conversation %d: every candidate failed the checker (%s); a voice line instead", c.cid,
                      "; ".join(str(p) for ps in c.problems for p in ps if p.kind in check.HARD))
-            text = self._voice_line(c, m)
+            text = lines.voice_line(m, c.player_name, self.world.name_of(c.npc))
         else:
             c.chosen, text = i, cands[i]
         pair = (c.npc_key, c.player_key)
@@ -368,30 +291,6 @@ class Dialogue:
     def _names(self) -> list[str]:
         return [d.name.replace("{n}", "") for d in self.cast.defs.values()]
 
-    def _voice_words(self, defn) -> set[str]:
-        key = id(defn.persona)
-        words = self._voice_cache.get(key)
-        if words is None:
-            p = defn.persona
-            words = {w for w in check.known_words(*p.voice, *p.lore, *p.knows, p.who, p.style) if len(w) > 3}
-            self._voice_cache = {key: words, **dict(list(self._voice_cache.items())[:63])}
-        return words
-
-    def _voice_line(self, c: Conversation, m) -> str:
-        """A line of the file in place of a reply that failed the checker: its voice lines in
-        turn (never the line it said last), else its fallback lines."""
-        lines = m.defn.persona.voice or m.defn.persona.fallback
-        k = m.state.replies
-        m.state.replies += 1
-        text = self._line(c, lines[k % len(lines)], m)
-        if text == m.last_said and len(lines) > 1:
-            text = self._line(c, lines[(k + 1) % len(lines)], m)
-        return text
-
-    def _line(self, c: Conversation, text: str, m) -> str:
-        text = text.replace("{player}", c.player_name).replace("{name}", self.world.name_of(c.npc))
-        return clean_reply(text, m.defn.persona.max_reply)
-
     def _after_reply(self, c: Conversation, m, reply: str) -> None:
         if self.memory is not None:
             # Facts in the NPC's own words; the first one of a player holds their name.
@@ -399,47 +298,10 @@ class Dialogue:
             if not c.returning:
                 facts.insert(0, met_fact(c.player_name, self.world.game_time.day))
             self.memory.remember(c.npc_key, c.player_key, [("player", c.line), ("npc", reply)], facts)
-        if not self.cfg.act or self.pool is None:
-            return
-        intent = self.world.intent(c.npc)
-        following = intent.action == "follow" and intent.target == c.player
-        opts = options(m.defn, c.player, c.player_name, list(self.cast.places), following, self.cast.gifts(m.eid))
-        if len(opts) > 1:
-            name = self.world.name_of(c.npc)
-            msgs = prompts.choice_messages(name, m.defn.persona, c.player_name, c.line, reply)
-            # The options scored again after an empty exchange: "Go to the market." is likely after any
-            # line, so only what this exchange adds counts (bench/persona.py measured both).
-            prior = prompts.choice_messages(name, m.defn.persona, c.player_name, "", "")
-            stream = self.pool.open_stream({"kind": "choose", "messages": msgs, "options": [o.label for o in opts],
-                                            "prior": prior if self.cfg.calibrate else None})
-            self.choices.append(_Choice(c.npc, c.player, stream, opts, c.cid))
-
-    def memory_known(self, c: Conversation) -> bool:
-        return c.returning
-
-    def _act(self) -> None:
-        keep = []
-        for ch in self.choices:
-            if ch.stream.end is None:
-                keep.append(ch)
-                continue
-            pieces = ch.stream.take()
-            m = self.cast.minds.get(ch.npc)
-            if ch.stream.end != "ok" or not pieces or m is None or not isinstance(pieces[-1], dict):
-                continue
-            scores = pieces[-1].get("scores")
-            if not isinstance(scores, list) or len(scores) != len(ch.options):
-                continue  # a malformed answer is never applied
-            chosen = pick(scores)
-            if self.observer is not None:
-                self.observer("choice", {"cid": ch.cid, "npc": ch.npc, "options": [o.label for o in ch.options],
-                                         "scores": scores, "chosen": chosen})
-            decision = ch.options[chosen].decision
-            if decision is not None and self.world.alive(ch.player):
-                self.cast.act(m, decision)
-                self.cast.hold(ch.npc, None)  # the action it chose is what it does now
-                self.counts["acted"] += 1
-        self.choices = keep
+        if self.cfg.act and self.pool is not None:
+            ch = acting.ask(self.pool, self.cast, self.world, m, c, reply, self.cfg.calibrate)
+            if ch is not None:
+                self.choices.append(ch)
 
     # -- messages -------------------------------------------------------------------------
 
@@ -458,13 +320,8 @@ class Dialogue:
 
     def _fallback(self, c: Conversation, why: str) -> None:
         m = self.cast.minds.get(c.npc)
-        lines = m.defn.persona.fallback if m is not None else ("...",)
-        n = m.state.replies if m is not None else 0
-        if m is not None:
-            m.state.replies += 1
-        text = lines[n % len(lines)].replace("{player}", c.player_name).replace("{name}", self.world.name_of(c.npc))
         log.info("conversation %d: fallback line (%s)", c.cid, why)
-        self._end(c, "fallback", clean_reply(text, m.defn.persona.max_reply if m else 200))
+        self._end(c, "fallback", lines.fallback_line(m, c.player_name, self.world.name_of(c.npc)))
 
     def _end(self, c: Conversation, reason: str, text: str) -> None:
         if c.ended:
