@@ -32,7 +32,7 @@ def ask(pool, cast, world, m, c: Conversation, reply: str, calibrate: bool) -> C
     """The choose stream for the exchange (c.line, reply); None when there is nothing to choose."""
     intent = world.intent(c.npc)
     following = intent.action == "follow" and intent.target == c.player
-    opts = options(m.defn, c.player, c.player_name, list(cast.places), following, cast.gifts(m.eid))
+    opts = options(m.defn, c.player, c.player_name, list(cast.places), following)
     if len(opts) < 2:
         return None
     name = world.name_of(c.npc)

@@ -30,6 +30,7 @@ The first four disqualify a candidate; `unfinished` only lowers its score.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -196,10 +197,21 @@ def score(reply: str, found: list[Problem], world: World, voice_words: set[str],
     return s
 
 
-def best(candidates: list[str], world: World, voice_words: set[str], max_reply: int) -> tuple[int | None, list]:
-    """(index of the best fit candidate or None, each candidate's problems)."""
+SCORERS = ("checker", "logprob")
+
+
+def best(candidates: list[str], world: World, voice_words: set[str], max_reply: int,
+         logprobs: list[float | None] | None = None, scorer: str = "checker") -> tuple[int | None, list]:
+    """(index of the best fit candidate or None, each candidate's problems). The scorer ranks the
+    candidates that pass: "checker" by `score`, "logprob" by the model's mean log-prob per token
+    (the runner's; a candidate without one ranks last)."""
+    if scorer not in SCORERS:
+        raise ValueError(f"scorer {scorer!r}: expected one of {', '.join(SCORERS)}")
     found = [problems(c, world) for c in candidates]
     ok = [i for i, c in enumerate(candidates) if c and fit(found[i])]
     if not ok:
         return None, found
+    if scorer == "logprob":
+        lp = logprobs or []
+        return max(ok, key=lambda i: lp[i] if i < len(lp) and lp[i] is not None else -math.inf), found
     return max(ok, key=lambda i: score(candidates[i], found[i], world, voice_words, max_reply)), found

@@ -29,6 +29,7 @@ class DialogueConfig:
     # costing less than a stream of its own (one prefill, shared decode steps).
     candidates: int = 3
     calibrate: bool = True  # the action step scores options against their prior (runner: "prior")
+    scorer: str = "checker"  # which candidate that passes is shown: check.SCORERS (bench/persona.py compares)
 
 
 @dataclass
@@ -51,6 +52,7 @@ class Conversation:
     first_at: float | None = None  # clock seconds when the first piece was seen
     ended: bool = False
     texts: dict[int, str] = field(default_factory=dict)  # candidate -> what the model said (cleaned per piece)
+    logprobs: dict[int, float] = field(default_factory=dict)  # candidate -> its mean log-prob per token (nats)
     chosen: int | None = None  # the candidate shown; None: none passed (a voice or fallback line was said)
     problems: list = field(default_factory=list)  # check.Problem lists, one per candidate
     reply: str = ""  # the line said (say_end's text)

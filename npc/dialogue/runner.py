@@ -105,6 +105,7 @@ class _Reply:
     of: int = 1  # candidates in its request
     ids: list[int] = field(default_factory=list)  # generated so far
     sent: int = 0  # characters of the decoded text already sent
+    logprob: float = 0.0  # candidates (of > 1): the model's log-prob (nats) of the tokens sampled so far
 
 
 class DialogueRunner(StreamRunner):
@@ -281,6 +282,9 @@ class DialogueRunner(StreamRunner):
     def _sample(self, logits: Any, rows: list[_Reply]) -> Any:
         torch = self.torch
         logits = logits.float()
+        # Candidates: the model's own log-prob of each sampled token (before the penalty and the
+        # temperature), for the service's scorer (check.best, "logprob"; bench/persona.py compares).
+        lp = torch.log_softmax(logits, -1) if any(r.of > 1 for r in rows) else None
         if self.unk is not None and self.unk >= 0:
             logits[:, self.unk] = -math.inf
         picks = []
@@ -300,6 +304,10 @@ class DialogueRunner(StreamRunner):
             top, idx = torch.topk(row / r.temperature, k)
             probs = torch.softmax(top, -1).cpu()
             picks.append(int(idx[int(torch.multinomial(probs, 1, generator=r.gen))]))
+        if lp is not None:
+            for i, (r, t) in enumerate(zip(rows, picks)):
+                if r.of > 1 and t not in self.eos:
+                    r.logprob += float(lp[i, t])
         return torch.tensor(picks, dtype=torch.long, device=self.device)
 
     def _emit(self, rows: list[_Reply], tokens: list[int], out: list) -> None:
@@ -323,7 +331,10 @@ class DialogueRunner(StreamRunner):
                     self.left[r.sid] = self.left.get(r.sid, 1) - 1
                     if last:
                         self.left.pop(r.sid, None)
-                out.append((r.sid, {"n": r.n, "text": delta, "end": final}, last))
+                piece = {"n": r.n, "text": delta, "end": final}
+                if final:
+                    piece["logprob"] = r.logprob / max(1, len(r.ids))  # mean per token, nats
+                out.append((r.sid, piece, last))
             elif delta or final:
                 out.append((r.sid, delta, final))
             if final:

@@ -198,6 +198,8 @@ class Dialogue:
                 n, text = (piece.get("n", 0), piece.get("text", "")) if isinstance(piece, dict) else (0, piece)
                 if isinstance(n, int) and 0 <= n < 8:
                     c.texts[n] = c.texts.get(n, "") + clean_delta(str(text))
+                    if isinstance(piece, dict) and isinstance(piece.get("logprob"), (int, float)):
+                        c.logprobs[n] = float(piece["logprob"])
             if c.first_at is None and c.texts:
                 c.first_at = now
             if c.stream.end is not None:
@@ -230,7 +232,8 @@ class Dialogue:
             self._fallback(c, (c.stream.error if c.stream is not None else None) or "the model said nothing")
             return
         c.final = cands
-        i, c.problems = check.best(cands, c.check, self._voice_words(m.defn), limit)
+        i, c.problems = check.best(cands, c.check, self._voice_words(m.defn), limit,
+                                   [c.logprobs.get(k) for k in range(len(cands))], self.cfg.scorer)
         if i is None:
             self.counts["replaced"] += 1
             log.info("conversation %d: every candidate failed the checker (%s); a voice line instead", c.cid,
