@@ -142,6 +142,17 @@ def test_the_runner_gives_the_same_replies_on_either_engine():
     assert leaned.prefixes.hits >= 1 and leaned.engine.running == 0
 
 
+def test_a_cancel_after_the_slab_grew_moves_rows_and_the_others_go_on():
+    """Cancel comes from the worker outside any step (no inference mode), and a slab grown during a
+    prefill is an inference tensor: moving rows up must still work."""
+    r = DialogueRunner(model="tiny", max_new_tokens=12, max_prompt_tokens=200, seed=7)
+    rows = r.engine.model.rows
+    out = run_all(r, {0: [(sid, ask(f"line {sid}", 12)) for sid in range(rows + 2)]}, cancel={3: 0})
+    assert r.engine.model.rows > rows and r.engine.running == 0
+    assert 0 not in out or not out[0][-1][1]  # the cancelled reply never ended
+    assert all(out[sid][-1][1] for sid in range(1, rows + 2))  # every other one did
+
+
 def test_the_engine_is_lean_for_llama_and_transformers_otherwise():
     from transformers import GPT2Config, GPT2LMHeadModel
 

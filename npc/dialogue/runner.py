@@ -190,7 +190,8 @@ class DialogueRunner(StreamRunner):
         self.choosing = [c for c in self.choosing if c[0] != sid]
         keep = [i for i, r in enumerate(self.rows) if r.sid != sid]
         if len(keep) != len(self.rows):
-            self._keep(keep)
+            with self.torch.inference_mode():  # the engine's tensors may be inference tensors (a grown slab)
+                self._keep(keep)
 
     def step(self) -> list[tuple[int, Any, bool]]:
         if self.step_delay_s:
