@@ -165,7 +165,7 @@ def test_the_engine_is_lean_for_llama_and_transformers_otherwise():
     assert make_engine("auto", tiny()[0], 64, 0)[0] == "lean"
 
 
-@pytest.mark.timeout(300)  # loading the GGUF into float32 takes most of it; slow on a busy 2-core machine
+@pytest.mark.timeout(600)  # loading the GGUF into float32 takes most of it; slow on a busy 2-core machine
 def test_lean_matches_transformers_on_the_default_model():
     """SmolLM2-135M-Instruct, both in float32 so that the numbers can agree closely."""
     hf, tok = load("default", dtype="float32")
@@ -176,7 +176,15 @@ def test_lean_matches_transformers_on_the_default_model():
     e = lean.LeanEngine(hf, columns=len(ids) + 16, pad_id=0, quant="none")
     first, out = engine_greedy(e, [ids], 4)
     with torch.inference_mode():
-        ref = hf.generate(torch.tensor([ids]), max_new_tokens=4, min_new_tokens=4, do_sample=False,
+        ref = hf.generate(torch.tensor([ids]), max_new_tokens=8, min_new_tokens=8, do_sample=False,
                           output_logits=True, return_dict_in_generate=True)
     torch.testing.assert_close(first[0], ref.logits[0][0].float(), rtol=1e-3, atol=2e-3)
-    assert out[0] == ref.sequences[0, len(ids):].tolist()
+    want = ref.sequences[0, len(ids):].tolist()
+    assert out[0] == want[:4]
+    # The default on CPU: bf16 with int4 layers (the GGUF's own Q4_1 grid) and an int8 head. The
+    # documented tolerance: the same greedy tokens as transformers in float32 for 8 steps (measured
+    # on this prompt: 14 of 16, as int8; bf16 without quantization: 16 of 16).
+    e = lean.LeanEngine(hf.to(torch.bfloat16), columns=len(ids) + 16, pad_id=0, quant="int4")
+    assert e.model.quant == "int4"
+    _, out = engine_greedy(e, [ids], 8)
+    assert out[0] == want
