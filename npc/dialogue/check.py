@@ -14,8 +14,10 @@ Problems (`Problem.kind`):
   invented    a capitalised name that is not of this world: not a place of
               the map, not an NPC, not the player or someone near, not in the
               NPC file's persona (who, knows, lore, voice), not a word we
-              know to be ordinary; a sentence's first word only when it is
-              someone addressed ("Kalva, welcome") or a REAL_WORLD name
+              know to be ordinary; a sentence's first word when it is
+              someone addressed ("Kalva, welcome"), a REAL_WORLD name, or
+              no ordinary English word (words.py: "Kalvador is far", not
+              "Bread is cheap")
   echo        the prompt quoted: SCAFFOLD's phrases, or five words in a row of
               the prompt's own framing (the moment, the facts, the rules)
   parrot      the player's line said back: eight words in a row of it, or
@@ -28,8 +30,11 @@ The first four disqualify a candidate; `unfinished` only lowers its score.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
+
+from .words import is_ordinary
 
 HARD = ("break", "invented", "echo", "parrot")
 
@@ -128,8 +133,11 @@ def problems(reply: str, world: World) -> list[Problem]:
     for sentence in SENTENCE.findall(reply):
         words = WORDS.findall(sentence)
         if (m := ADDRESS.match(sentence)) and (low := m.group(1).lower()) not in world.known \
-                and low not in STARTERS and low not in ORDINARY and low not in REAL_WORLD:
+                and low not in STARTERS and low not in ORDINARY and low not in REAL_WORLD \
+                and not is_ordinary(low):
             invented.append(m.group(1))  # a sentence's first word, when it is someone addressed
+        elif words and (first := _first_name(sentence, words[0], world)):
+            invented.append(first)  # or a name no one knows ("Kalvador is far")
         for i, w in enumerate(words):
             low = w.lower().strip("'")
             low = low[:-2] if low.endswith("'s") else low
@@ -155,6 +163,17 @@ def problems(reply: str, world: World) -> list[Problem]:
     return out
 
 
+def _first_name(sentence: str, w: str, world: World) -> str | None:
+    """A sentence's first word when it reads as a name not of this world: capitalised, not known,
+    not an ordinary or opening word (quoted sentences are the player's words: not checked)."""
+    low = w.lower().strip("'")
+    low = low[:-2] if low.endswith("'s") else low
+    if (not w[0].isupper() or len(low) < 3 or low in world.known or low in ORDINARY or low in STARTERS
+            or low in REAL_WORLD or is_ordinary(low) or sentence.lstrip().startswith(('"', "'"))):
+        return None  # (REAL_WORLD names are caught with the other words)
+    return w
+
+
 def fit(found: list[Problem]) -> bool:
     return not any(p.kind in HARD for p in found)
 
@@ -178,10 +197,21 @@ def score(reply: str, found: list[Problem], world: World, voice_words: set[str],
     return s
 
 
-def best(candidates: list[str], world: World, voice_words: set[str], max_reply: int) -> tuple[int | None, list]:
-    """(index of the best fit candidate or None, each candidate's problems)."""
+SCORERS = ("checker", "logprob")
+
+
+def best(candidates: list[str], world: World, voice_words: set[str], max_reply: int,
+         logprobs: list[float | None] | None = None, scorer: str = "checker") -> tuple[int | None, list]:
+    """(index of the best fit candidate or None, each candidate's problems). The scorer ranks the
+    candidates that pass: "checker" by `score`, "logprob" by the model's mean log-prob per token
+    (the runner's; a candidate without one ranks last)."""
+    if scorer not in SCORERS:
+        raise ValueError(f"scorer {scorer!r}: expected one of {', '.join(SCORERS)}")
     found = [problems(c, world) for c in candidates]
     ok = [i for i, c in enumerate(candidates) if c and fit(found[i])]
     if not ok:
         return None, found
+    if scorer == "logprob":
+        lp = [(-math.inf if v is None else v) for v in (logprobs or [])]
+        return max(ok, key=lambda i: lp[i] if i < len(lp) else -math.inf), found
     return max(ok, key=lambda i: score(candidates[i], found[i], world, voice_words, max_reply)), found

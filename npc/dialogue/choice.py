@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from npc.minds.builtin import Decision
 
 MAX_PLACES = 6  # go_to options (the first places of the map)
+MAX_ITEMS = 6  # give_item options (the first items of the file): each option is a row of the scoring batch
 NOTHING = "Just keep talking."  # the "no action" option's label
 # Calibrated mean log-prob per token (nats: the exchange's score minus the option's prior, runner "prior")
 # another option must beat "no action" by. bench/persona.py's labelled actions, SmolLM2-135M: on the tune
@@ -40,8 +41,7 @@ class Option:
     decision: Decision | None  # None: carry on as before
 
 
-def options(defn, player_id: int, player: str, places: list[str], following: bool,
-            gift_index: int = 0) -> list[Option]:
+def options(defn, player_id: int, player: str, places: list[str], following: bool) -> list[Option]:
     allowed = defn.allowed
     out = [Option(NOTHING, None)]
     if "follow" in allowed:
@@ -57,11 +57,17 @@ def options(defn, player_id: int, player: str, places: list[str], following: boo
         for place in places[:MAX_PLACES]:
             out.append(Option(f"Go to the {place}.", Decision("go_to", place=place, reason=f"talked with {player}")))
     if "give_item" in allowed:
+        # One option per item the NPC has (the file's first MAX_ITEMS): the model scores the one the
+        # player asked for; a single rotating item ("Give Ingrid a apple." after "a loaf of bread?")
+        # was never chosen (issue 15).
         prm = defn.params["give_item"]
-        items = prm["items"]
-        if items:
-            item = items[gift_index % len(items)]
+        for item in prm["items"][:MAX_ITEMS]:
             line = prm["line"].replace("{player}", player).replace("{item}", item)
-            out.append(Option(f"Give {player} a {item}.", Decision("give_item", target=player_id, activity="giving",
-                                                                     say=line[:200], reason=f"asked by {player}", item=item)))
+            out.append(Option(f"Give {player} {article(item)} {item}.",
+                              Decision("give_item", target=player_id, activity="giving", say=line[:200],
+                                       reason=f"asked by {player}", item=item)))
     return out
+
+
+def article(noun: str) -> str:
+    return "an" if noun[:1].lower() in "aeiou" else "a"

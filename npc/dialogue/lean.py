@@ -10,8 +10,8 @@ compares logits and greedy tokens):
 
 - weights taken from the transformers model (so every format transformers
   loads, GGUF included, works here), fused: one matmul for q, k and v, one
-  for gate and up; int8 weight-only matmuls where they measure faster
-  (`int8`, see QUANTIZE);
+  for gate and up; int4 (layers) and int8 (head) weight-only matmuls for
+  decode where they measure faster (`quant`, see QUANTIZE);
 - RoPE tables (cos, sin) precomputed once for every column, from the
   model's own rotary embedding (so its rope scaling is honoured);
 - a static KV slab, one tensor for all layers:
@@ -40,15 +40,26 @@ from typing import Any, Callable
 import torch
 import torch.nn.functional as F
 
-# int8 weight-only matmuls (torch._weight_int8pack_mm, one scale per output channel) where
-# they measure faster: on this CPU (1 thread, best of 5, a busy machine) for a 576 -> 3072
-# projection, rows 1/2/4/8/16: int8 50/64/100/340/812 us, bf16 187/125/273/305/492 us; the
-# 576 -> 49152 head: int8 3.6/2.7/3.7/7.5/15.5 ms, bf16 7.3/8.3/8.8/9.2/9.9 ms; a 272-row
-# prefill: int8 8.0 ms, bf16 2.2 ms. So a Dense keeps both and multiplies up to INT8_ROWS
-# rows in int8 (decode of a few conversations), more in bf16 (prefill, bigger batches).
-# "auto" turns int8 on for bf16 models on CPU; torch's int8 kernel here is a CPU one.
-QUANTIZE = {"cpu": True, "cuda": False}
-INT8_ROWS = 4
+# Weight-only quantized matmuls for the decode step, where they measure faster. The decode step
+# is bound by reading the weights (134 MB a token in int8, 270 MB in bf16): 1 row at a time
+# needs no compute to speak of.
+# - int4 (torch's _weight_int4pack_mm_for_cpu; groups of 32 inputs, a scale and a zero per
+#   group): the default model's layers are Q4_1 in its GGUF file (groups of 32, d * q + m), so
+#   quantizing the weights transformers dequantized gives back the file's own numbers (up to
+#   bf16 rounding of d and m): int4 loses nothing the file had. 67 MB a token.
+# - int8 (torch._weight_int8pack_mm, one scale per output channel): the output head (tied to the
+#   embedding, Q8_0 in the file) stays int8 under "int4", as a 4-bit head would lose precision
+#   the file had.
+# Measured (bench/dialogue.py --engines-only, 2 threads, one decode row, side by side in one run
+# on a busy machine): see QUANT_MEASURED. Prefill rows (many at once) stay bf16, faster there:
+# a 272-row prefill took 8.0 ms in int8 and 2.2 ms in bf16 for a 576 -> 3072 projection, so a
+# Dense keeps both and multiplies up to QUANT_ROWS rows quantized (decode of a few
+# conversations), more in bf16 (prefill, bigger batches). "auto": int4 for bf16 models on CPU
+# (torch's int4/int8 kernels used here are CPU ones), none on CUDA.
+QUANTS = ("none", "int8", "int4")
+QUANTIZE = {"cpu": "int4", "cuda": "none"}
+QUANT_ROWS = 4
+GROUP = 32  # int4: inputs per scale and zero (Q4_1's block)
 
 
 def unsupported(config: Any) -> str | None:
@@ -65,23 +76,38 @@ def unsupported(config: Any) -> str | None:
 
 
 class Dense:
-    """y = x @ w.T; with `int8`, inputs of up to INT8_ROWS rows use an int8 copy of w
-    (one scale per output channel; 1 byte a weight more in memory)."""
+    """y = x @ w.T; with `quant` "int8"/"int4", inputs of up to QUANT_ROWS rows use a quantized
+    copy of w (the bf16 weight stays, for prefill)."""
 
-    def __init__(self, w: torch.Tensor, int8: bool):
+    def __init__(self, w: torch.Tensor, quant: str):
         self.w = w.contiguous()
-        self.q8 = None
-        if int8:
+        self.quant = quant
+        N, K = w.shape
+        if quant == "int4" and K % GROUP:
+            self.quant = "int8"  # int4 needs whole groups
+        if self.quant == "int8":
             w32 = w.float()
             scale = w32.abs().amax(dim=1).clamp(min=1e-8) / 127.0
-            self.q8 = torch.round(w32 / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+            self.q = torch.round(w32 / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
             self.scale = scale.to(w.dtype)
+        elif self.quant == "int4":
+            # Asymmetric, per group: w = d * q + lo, q in 0..15; the kernel computes (q - 8) * d + zero.
+            g = w.float().reshape(N, K // GROUP, GROUP)
+            lo, hi = g.amin(-1), g.amax(-1)
+            d = ((hi - lo) / 15).clamp(min=1e-10)
+            q = torch.round((g - lo[..., None]) / d[..., None]).clamp(0, 15).to(torch.int32).reshape(N, K)
+            self.q = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
+            self.scale = torch.stack([d, lo + 8 * d], -1).transpose(0, 1).contiguous().to(w.dtype)  # (K/G, N, 2)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // x.shape[-1]
-        if self.q8 is None or rows > INT8_ROWS:
+        if self.quant == "none" or rows > QUANT_ROWS:
             return F.linear(x, self.w)
-        y = torch._weight_int8pack_mm(x.reshape(rows, x.shape[-1]), self.q8, self.scale)
+        x2 = x.reshape(rows, x.shape[-1])
+        if self.quant == "int8":
+            y = torch._weight_int8pack_mm(x2, self.q, self.scale)
+        else:
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.q, GROUP, self.scale)
         return y.view(*x.shape[:-1], y.shape[-1])
 
 
@@ -91,16 +117,18 @@ class LeanLlama:
     `forward` runs T new tokens for each of B consecutive slab rows; the runner's
     engine (LeanEngine) decides which rows and which columns."""
 
-    def __init__(self, hf: Any, columns: int, rows: int = 4, int8: bool | str = "auto"):
+    def __init__(self, hf: Any, columns: int, rows: int = 4, quant: str = "auto"):
         cfg = hf.config
         why = unsupported(cfg)
         if why:
             raise ValueError(f"lean decode path: unsupported model: {why}")
         emb = hf.get_input_embeddings().weight.detach()
         self.device, self.dtype = emb.device, emb.dtype
-        if int8 == "auto":
-            int8 = QUANTIZE.get(self.device.type, False) and self.dtype == torch.bfloat16
-        self.int8 = bool(int8) and self.device.type == "cpu"  # the int8 kernel used here is CPU's
+        if quant == "auto":
+            quant = QUANTIZE.get(self.device.type, "none") if self.dtype == torch.bfloat16 else "none"
+        if quant not in QUANTS:
+            raise ValueError(f"lean decode path: quant {quant!r}: expected auto, {', '.join(QUANTS)}")
+        self.quant = quant if self.device.type == "cpu" else "none"  # the kernels used here are CPU ones
         self.config = cfg
         self.n_layers = cfg.num_hidden_layers
         self.hidden = cfg.hidden_size
@@ -117,14 +145,14 @@ class LeanLlama:
             a, m = layer.self_attn, layer.mlp
             self.layers.append((
                 layer.input_layernorm.weight.detach(),
-                Dense(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach(), self.int8),
-                Dense(a.o_proj.weight.detach(), self.int8),
+                Dense(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach(), self.quant),
+                Dense(a.o_proj.weight.detach(), self.quant),
                 layer.post_attention_layernorm.weight.detach(),
-                Dense(torch.cat([m.gate_proj.weight, m.up_proj.weight]).detach(), self.int8),
-                Dense(m.down_proj.weight.detach(), self.int8),
+                Dense(torch.cat([m.gate_proj.weight, m.up_proj.weight]).detach(), self.quant),
+                Dense(m.down_proj.weight.detach(), self.quant),
             ))
         self.norm = hf.model.norm.weight.detach()
-        self.head = Dense(hf.get_output_embeddings().weight.detach(), self.int8)
+        self.head = Dense(hf.get_output_embeddings().weight.detach(), "int8" if self.quant == "int4" else self.quant)
 
         # RoPE tables from the model's own rotary embedding: (columns + 1, head_dim / 2), the
         # halves of transformers' duplicated cos/sin (its rotate_half layout).
@@ -224,8 +252,8 @@ class LeanEngine:
     order; `lens[b]` is row b's filled columns (its next position). Prefill and
     the action step's scoring use the rows after the running ones."""
 
-    def __init__(self, hf: Any, columns: int, pad_id: int, int8: bool | str = "auto", cuda_graphs: bool = True):
-        self.model = LeanLlama(hf, columns, int8=int8)
+    def __init__(self, hf: Any, columns: int, pad_id: int, quant: str = "auto", cuda_graphs: bool = True):
+        self.model = LeanLlama(hf, columns, quant=quant)
         self.config = self.model.config
         self.pad_id = pad_id
         self.device = self.model.device

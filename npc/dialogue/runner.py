@@ -75,7 +75,7 @@ MAX_CANDIDATES = 4  # replies decoded for one request (the service keeps the bes
 ENGINES = ("auto", "lean", "transformers")
 
 
-def make_engine(engine: str, hf: Any, columns: int, pad_id: int, int8: bool | str = "auto") -> tuple[str, Any]:
+def make_engine(engine: str, hf: Any, columns: int, pad_id: int, quant: str = "auto") -> tuple[str, Any]:
     """(name, engine) for the transformers model `hf`: "auto" is lean where the
     model allows it (lean.unsupported), else transformers."""
     from . import lean
@@ -89,7 +89,7 @@ def make_engine(engine: str, hf: Any, columns: int, pad_id: int, int8: bool | st
         from .hfengine import TransformersEngine
 
         return "transformers", TransformersEngine(hf, pad_id, hf.device)
-    return "lean", lean.LeanEngine(hf, columns, pad_id, int8=int8)
+    return "lean", lean.LeanEngine(hf, columns, pad_id, quant=quant)
 
 
 @dataclass
@@ -105,6 +105,7 @@ class _Reply:
     of: int = 1  # candidates in its request
     ids: list[int] = field(default_factory=list)  # generated so far
     sent: int = 0  # characters of the decoded text already sent
+    logprob: float = 0.0  # candidates (of > 1): the model's log-prob (nats) of the tokens sampled so far
 
 
 class DialogueRunner(StreamRunner):
@@ -112,7 +113,7 @@ class DialogueRunner(StreamRunner):
                  max_prompt_tokens: int = 1024, max_new_tokens: int = 64, prefill_tokens: int = 512,
                  prefix_cache_tokens: int = 8192, max_stall_s: float = 0.4,
                  top_k: int = 40, repetition_penalty: float = 1.3, step_delay_s: float = 0.0, seed: int = 0,
-                 engine: str = "auto", int8: bool | str = "auto"):
+                 engine: str = "auto", quant: str = "auto"):
         import torch
 
         from . import model as models
@@ -126,7 +127,7 @@ class DialogueRunner(StreamRunner):
                              f"exceed the model's context of {ctx} tokens")
         self.ctx = ctx
         self.engine_name, self.engine = make_engine(engine, hf, max_prompt_tokens + max_new_tokens,
-                                                    self.tok.pad_token_id or 0, int8)
+                                                    self.tok.pad_token_id or 0, quant)
         self.max_prompt_tokens = max_prompt_tokens
         self.max_new_tokens = max_new_tokens
         self.prefill_tokens = prefill_tokens
@@ -189,7 +190,8 @@ class DialogueRunner(StreamRunner):
         self.choosing = [c for c in self.choosing if c[0] != sid]
         keep = [i for i, r in enumerate(self.rows) if r.sid != sid]
         if len(keep) != len(self.rows):
-            self._keep(keep)
+            with self.torch.inference_mode():  # the engine's tensors may be inference tensors (a grown slab)
+                self._keep(keep)
 
     def step(self) -> list[tuple[int, Any, bool]]:
         if self.step_delay_s:
@@ -282,6 +284,9 @@ class DialogueRunner(StreamRunner):
     def _sample(self, logits: Any, rows: list[_Reply]) -> Any:
         torch = self.torch
         logits = logits.float()
+        # Candidates: the model's own log-prob of each sampled token (before the penalty and the
+        # temperature), for the service's scorer (check.best, "logprob"; bench/persona.py compares).
+        lp = torch.log_softmax(logits, -1) if any(r.of > 1 for r in rows) else None
         if self.unk is not None and self.unk >= 0:
             logits[:, self.unk] = -math.inf
         picks = []
@@ -301,6 +306,10 @@ class DialogueRunner(StreamRunner):
             top, idx = torch.topk(row / r.temperature, k)
             probs = torch.softmax(top, -1).cpu()
             picks.append(int(idx[int(torch.multinomial(probs, 1, generator=r.gen))]))
+        if lp is not None:
+            for i, (r, t) in enumerate(zip(rows, picks)):
+                if r.of > 1 and t not in self.eos:
+                    r.logprob += float(lp[i, t])
         return torch.tensor(picks, dtype=torch.long, device=self.device)
 
     def _emit(self, rows: list[_Reply], tokens: list[int], out: list) -> None:
@@ -324,7 +333,10 @@ class DialogueRunner(StreamRunner):
                     self.left[r.sid] = self.left.get(r.sid, 1) - 1
                     if last:
                         self.left.pop(r.sid, None)
-                out.append((r.sid, {"n": r.n, "text": delta, "end": final}, last))
+                piece = {"n": r.n, "text": delta, "end": final}
+                if final:
+                    piece["logprob"] = r.logprob / max(1, len(r.ids))  # mean per token, nats
+                out.append((r.sid, piece, last))
             elif delta or final:
                 out.append((r.sid, delta, final))
             if final:

@@ -50,6 +50,9 @@ Budgets and what happens at them:
   player may start `talk_rate` per second (burst `talk_burst`).
 Every step is a few dictionary operations per conversation per tick: nothing
 here waits for the model, the memory or a socket.
+
+Beside it: conversation.py (the state of one, the configuration), acting.py
+(the action step), lines.py (the file's own lines), metrics.py (/metrics).
 """
 
 from __future__ import annotations
@@ -59,97 +62,26 @@ import logging
 import math
 import os
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any, Callable, Protocol
+from dataclasses import replace
+from typing import Callable, Protocol
 
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import Metric
 
 from npc.minds import hearing
 from npc.minds.builtin import Decision
 from npc.minds.perception import Seen
 from npc.minds.state import BY_HOOK
 
-from . import check
+from . import acting, check, lines, metrics
 from . import prompt as prompts
-from .choice import Option, options, pick
+from .conversation import Conversation, DialogueConfig, TalkRefused
 from .text import clean_delta, clean_player, clean_reply, facts_from, in_own_terms, met_fact, whole_sentences
+
+__all__ = ["Conversation", "Dialogue", "DialogueConfig", "TalkRefused", "start", "stop"]
 
 log = logging.getLogger("npcworld.dialogue")
 
 ANSWERS = ("talk", "give_item")     # on_hear actions that say a line: the hook answers instead of the model
-
-
-@dataclass
-class DialogueConfig:
-    first_token_s: float = 1.5  # default first-token budget (an NPC file may set its own)
-    wait_timeout_s: float = 90.0  # no first token by then (e.g. the model still loading): a fallback line
-    reply_timeout_s: float = 30.0  # from the first token: a reply not finished by then is cut
-    max_new_tokens: int = 48  # per reply (the runner also bounds it)
-    temperature: float = 0.7
-    max_conversations: int = 64  # at once, over all NPCs
-    talk_rate: float = 0.5  # talks a player may start per second...
-    talk_burst: float = 3.0  # ...with this burst
-    leave_distance: float = 320.0  # world units: beyond this the conversation is cancelled
-    audience_distance: float = 320.0  # world units: players this close to the NPC see its line
-    act: bool = True  # run the constrained action step after a reply
-    # Replies decoded per line, as rows of one batch (the best that passes check.py is shown). 3:
-    # bench/persona.py measured breaks on hostile lines falling with more candidates, each row
-    # costing less than a stream of its own (one prefill, shared decode steps).
-    candidates: int = 3
-    calibrate: bool = True  # the action step scores options against their prior (runner: "prior")
-
-
-@dataclass
-class Conversation:
-    cid: int
-    npc: int  # entity ids
-    player: int
-    player_name: str
-    npc_key: str  # memory keys
-    player_key: str
-    line: str  # what the player said
-    started: float  # clock seconds
-    budget_s: float
-    audience: list[int]  # player ids that see the NPC's line
-    recall: Any = None  # concurrent Future[Recall]
-    stream: Any = None  # the reply's Stream
-    sent: int = 0  # characters of the line sent to clients
-    opened: bool = False  # say_start sent
-    thinking: bool = False  # the thinking line was shown
-    first_at: float | None = None  # clock seconds when the first piece was seen
-    ended: bool = False
-    texts: dict[int, str] = field(default_factory=dict)  # candidate -> what the model said (cleaned per piece)
-    chosen: int | None = None  # the candidate shown; None: none passed (a voice or fallback line was said)
-    problems: list = field(default_factory=list)  # check.Problem lists, one per candidate
-    reply: str = ""  # the line said (say_end's text)
-    reason: str = ""  # say_end's reason
-    final: list[str] = field(default_factory=list)  # the candidates as checked (cleaned, whole sentences)
-    started_s: float = 0.0  # world seconds at the talk (the hold's bound counts from it)
-    returning: bool = False  # the NPC had met this player before
-    check: Any = None  # check.World of the prompt
-    by: str = "model"  # who answers: "model", or "hook" (on_hear answered)
-    then: Any = None  # on_hear's action (a Decision) to take after the reply, in place of the model's choice
-    sink: Callable[[dict | None], None] | None = None  # an admin talk's listener: every event, then None
-    virtual: bool = False  # an admin's talk as a named player with no character (POST /npcs/<id>/talk)
-
-
-@dataclass
-class _Choice:
-    npc: int
-    player: int
-    stream: Any
-    options: list[Option]
-    cid: int = 0  # the conversation it follows
-    sink: Callable[[dict | None], None] | None = None
-
-
-class TalkRefused(Exception):
-    """A talk the service will not start: code and message for the player's error."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
-        self.message = message
 
 
 class Dialogue:
@@ -177,14 +109,14 @@ class Dialogue:
         self.clock = clock
         self.active: dict[int, Conversation] = {}  # cid -> conversation
         self.by_player: dict[int, int] = {}  # player id -> cid
-        self.choices: list[_Choice] = []
+        self.choices: list[acting.Choice] = []  # action steps running (acting.py)
         self.buckets: dict[int, tuple[float, float]] = {}  # player -> (tokens, at)
         self._ids = itertools.count(1)
         # (npc, player) -> first turn of the last prompt's window (prompt.turn_window); newest 4,096 pairs.
         self.windows: dict[tuple[str, str], tuple[str, str]] = {}
         self.observer: Callable[[str, dict], None] | None = None  # benches: observer("choice", {...})
-        self._voice_cache: dict[int, set[str]] = {}
-        self.welcomed: dict[tuple[str, str], None] = {}  # (npc, player) named on their return; newest 4,096  # id(persona) -> its voice and lore words (the scorer's)
+        self._voice_words = lines.VoiceWords()  # the scorer's voice and lore words, per persona
+        self.welcomed: dict[tuple[str, str], None] = {}  # (npc, player) named on their return; newest 4,096
         cast.model_replies = True  # players' lines to NPCs come here (talk), not to the built-in answer
         self.counts = {"started": 0, "ok": 0, "fallback": 0, "cancelled": 0, "cut": 0, "hook": 0, "thinking": 0,
                        "acted": 0,
@@ -315,28 +247,13 @@ class Dialogue:
                 if not c.ended:
                     self._fallback(c, "internal error")
         if self.choices:
-            self._act()
+            self.choices, acted = acting.apply(self.choices, self.cast, self.world, self.observer, self._tell)
+            self.counts["acted"] += acted
 
     def collect(self) -> list[Metric]:
         """/metrics families (a prometheus-client collector): conversations by how they went, and
-        the pool's streams."""
-        counts = CounterMetricFamily("npcworld_dialogue_total", "Conversations with NPCs: started, and how they ended.",
-                                     labels=["event"])
-        for k, v in sorted(self.counts.items()):
-            counts.add_metric([k], v)
-        families: list[Metric] = [counts, GaugeMetricFamily("npcworld_dialogue_active", "Conversations running now.",
-                                                            value=len(self.active))]
-        if self.pool is not None:
-            st = self.pool.stats
-            families += [CounterMetricFamily("npcworld_dialogue_worker_deaths_total",
-                                             "Dialogue workers lost (died or hung).",
-                                             value=st.worker_deaths + st.worker_hangs),
-                         GaugeMetricFamily("npcworld_dialogue_ready", "Dialogue workers ready (0 while the model loads).",
-                                           value=st.workers_ready)]
-            for ex in self.pool.executors:  # remote workers: presence, requests, outcomes, latency
-                if ex.name != "local":
-                    families += ex.families()
-        return families
+        the pool's streams (metrics.py)."""
+        return metrics.families(self.counts, len(self.active), self.pool)
 
     def close(self) -> None:
         for c in list(self.active.values()):
@@ -357,7 +274,8 @@ class Dialogue:
             if c.stream is not None:
                 c.stream.cancel()
             log.info("conversation %d: %s leaves (%s)", c.cid, w.name_of(c.npc), why)
-            self._end(c, "left", self._line(c, m.defn.persona.leave, m))
+            self._end(c, "left", lines.fill(m.defn.persona.leave, c.player_name, w.name_of(c.npc),
+                                            m.defn.persona.max_reply))
             return
         if c.stream is None:
             if c.recall is not None and c.recall.done():
@@ -370,6 +288,8 @@ class Dialogue:
                 n, text = (piece.get("n", 0), piece.get("text", "")) if isinstance(piece, dict) else (0, piece)
                 if isinstance(n, int) and 0 <= n < 8:
                     c.texts[n] = c.texts.get(n, "") + clean_delta(str(text))
+                    if isinstance(piece, dict) and isinstance(piece.get("logprob"), (int, float)):
+                        c.logprobs[n] = float(piece["logprob"])
             if c.first_at is None and c.texts:
                 c.first_at = now
             if c.stream.end is not None:
@@ -402,12 +322,13 @@ class Dialogue:
             self._fallback(c, (c.stream.error if c.stream is not None else None) or "the model said nothing")
             return
         c.final = cands
-        i, c.problems = check.best(cands, c.check, self._voice_words(m.defn), limit)
+        i, c.problems = check.best(cands, c.check, self._voice_words(m.defn), limit,
+                                   [c.logprobs.get(k) for k in range(len(cands))], self.cfg.scorer)
         if i is None:
             self.counts["replaced"] += 1
             log.info("conversation %d: every candidate failed the checker (%s); a voice line instead", c.cid,
                      "; ".join(str(p) for ps in c.problems for p in ps if p.kind in check.HARD))
-            text = self._voice_line(c, m)
+            text = lines.voice_line(m, c.player_name, self.world.name_of(c.npc))
         else:
             c.chosen, text = i, cands[i]
         pair = (c.npc_key, c.player_key)
@@ -463,30 +384,6 @@ class Dialogue:
     def _names(self) -> list[str]:
         return [d.name.replace("{n}", "") for d in self.cast.defs.values()]
 
-    def _voice_words(self, defn) -> set[str]:
-        key = id(defn.persona)
-        words = self._voice_cache.get(key)
-        if words is None:
-            p = defn.persona
-            words = {w for w in check.known_words(*p.voice, *p.lore, *p.knows, p.who, p.style) if len(w) > 3}
-            self._voice_cache = {key: words, **dict(list(self._voice_cache.items())[:63])}
-        return words
-
-    def _voice_line(self, c: Conversation, m) -> str:
-        """A line of the file in place of a reply that failed the checker: its voice lines in
-        turn (never the line it said last), else its fallback lines."""
-        lines = m.defn.persona.voice or m.defn.persona.fallback
-        k = m.state.replies
-        m.state.replies += 1
-        text = self._line(c, lines[k % len(lines)], m)
-        if text == m.last_said and len(lines) > 1:
-            text = self._line(c, lines[(k + 1) % len(lines)], m)
-        return text
-
-    def _line(self, c: Conversation, text: str, m) -> str:
-        text = text.replace("{player}", c.player_name).replace("{name}", self.world.name_of(c.npc))
-        return clean_reply(text, m.defn.persona.max_reply)
-
     def _remember(self, c: Conversation, reply: str) -> None:
         if self.memory is not None:
             # Facts in the NPC's own words; the first one of a player holds their name.
@@ -500,56 +397,14 @@ class Dialogue:
         self._remember(c, reply)
         if not self.cfg.act or self.pool is None or c.then is not None:
             return      # _end told the listener (or took on_hear's action)
-        intent = self.world.intent(c.npc)
-        following = intent.action == "follow" and intent.target == c.player
-        opts = options(m.defn, c.player, c.player_name, list(self.cast.places), following, self.cast.gifts_given(m.eid))
-        if len(opts) > 1:
-            name = self.world.name_of(c.npc)
-            msgs = prompts.choice_messages(name, m.defn.persona, c.player_name, c.line, reply)
-            # The options scored again after an empty exchange: "Go to the market." is likely after any
-            # line, so only what this exchange adds counts (bench/persona.py measured both).
-            prior = prompts.choice_messages(name, m.defn.persona, c.player_name, "", "")
-            stream = self.pool.open_stream({"kind": "choose", "messages": msgs, "options": [o.label for o in opts],
-                                            "prior": prior if self.cfg.calibrate else None})
-            self.choices.append(_Choice(c.npc, c.player, stream, opts, c.cid, c.sink))
+        ch = acting.ask(self.pool, self.cast, self.world, m, c, reply, self.cfg.calibrate)
+        if ch is not None:
+            self.choices.append(ch)
         else:
             self._tell(c, None)
 
     def memory_known(self, c: Conversation) -> bool:
         return c.returning
-
-    def _act(self) -> None:
-        keep = []
-        for ch in self.choices:
-            if ch.stream.end is None:
-                keep.append(ch)
-                continue
-            pieces = ch.stream.take()
-            m = self.cast.minds.get(ch.npc)
-            if ch.stream.end != "ok" or not pieces or m is None or not isinstance(pieces[-1], dict):
-                self._tell(ch, None)
-                continue
-            scores = pieces[-1].get("scores")
-            if not isinstance(scores, list) or len(scores) != len(ch.options):
-                self._tell(ch, None)
-                continue  # a malformed answer is never applied
-            chosen = pick(scores)
-            if self.observer is not None:
-                self.observer("choice", {"cid": ch.cid, "npc": ch.npc, "options": [o.label for o in ch.options],
-                                         "scores": scores, "chosen": chosen})
-            decision = ch.options[chosen].decision
-            event = {"event": "action", "by": "model", "chosen": ch.options[chosen].label,
-                     "options": [o.label for o in ch.options], "scores": scores,
-                     "action": decision.action if decision is not None else None, "applied": False}
-            if decision is not None and ch.sink is not None and decision.target == ch.player:
-                event["why"] = "a talk from the admin API has no character to follow or give to"
-            elif decision is not None and (ch.sink is not None or self.world.alive(ch.player)):
-                event["applied"] = self.cast.act(m, decision)
-                self.cast.hold(ch.npc, None)  # the action it chose is what it does now
-                self.counts["acted"] += 1
-            self._tell(ch, event)
-            self._tell(ch, None)
-        self.choices = keep
 
     # -- messages -------------------------------------------------------------------------
 
@@ -571,13 +426,8 @@ class Dialogue:
 
     def _fallback(self, c: Conversation, why: str) -> None:
         m = self.cast.minds.get(c.npc)
-        lines = m.defn.persona.fallback if m is not None else ("...",)
-        n = m.state.replies if m is not None else 0
-        if m is not None:
-            m.state.replies += 1
-        text = lines[n % len(lines)].replace("{player}", c.player_name).replace("{name}", self.world.name_of(c.npc))
         log.info("conversation %d: fallback line (%s)", c.cid, why)
-        self._end(c, "fallback", clean_reply(text, m.defn.persona.max_reply if m else 200))
+        self._end(c, "fallback", lines.fallback_line(m, c.player_name, self.world.name_of(c.npc)))
 
     def _end(self, c: Conversation, reason: str, text: str) -> None:
         if c.ended:
