@@ -87,7 +87,7 @@ class GameServer:
         self.stop_event = asyncio.Event()
         self.port: int | None = None
         self.watcher = Watcher(self.game.cast)  # hot reload of the NPC files
-        self.admin_token = cfg.admin.token or secrets.token_urlsafe(18)
+        self.admin_token = cfg.admin.token or secrets.token_hex(18)  # hex: never starts with "-" (a CLI flag)
         self.admin: Admin | None = None
         self.admin_port: int | None = None
 

@@ -279,13 +279,13 @@ def test_places_beside_the_map_are_listed_and_usable_by_npc_files(tmp_path):
 
 async def test_npc_talk_prints_the_hook_the_reply_and_the_action(npc_server):
     srv, folder, url, token, p, bram = await baker(npc_server)
-    r = await asyncio.to_thread(npcworld, "npc", "talk", "Bram", "--admin", url, "--token", token, "--name", "Dee",
+    r = await asyncio.to_thread(npcworld, "npc", "talk", "Bram", "--admin", url, f"--token={token}", "--name", "Dee",
                                 stdin="bread?\nfollow me\n")
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "Dee -> Bram" in out and "[on_hear] answers" in out and "Bread for you, Dee." in out, out
     assert "[reply] by hook" in out and "[on_hear] adds an action" in out and "[action] hook" in out, out
-    r = await asyncio.to_thread(npcworld, "npc", "talk", "nobody", "hi", "--admin", url, "--token", token)
+    r = await asyncio.to_thread(npcworld, "npc", "talk", "nobody", "hi", "--admin", url, f"--token={token}")
     assert r.returncode == 2 and "no NPC 'nobody'" in r.stderr
     r = await asyncio.to_thread(npcworld, "npc", "talk", "Bram", "hi", "--admin", url, "--token", "wrong")
     assert r.returncode == 2 and "401" in r.stderr
