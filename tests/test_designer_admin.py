@@ -338,7 +338,10 @@ async def test_a_place_added_beside_the_map_is_picked_up_live(launch, tmp_path):
     p = await Player.join(srv.ws_url, "Ann")
     await wait_admin(p, url, token, "/errors", lambda b: b["files"], what="the unknown place reported")
     write(tmp_path / "small.places.toml", "[pier]\ntile = [13, 2]\n")
-    body = await wait_admin(p, url, token, "/npcs", lambda b: b["npcs"], what="Finn loaded once the pier exists")
+    # the reload waits two polls for the file to settle, then builds the navigation off the tick and
+    # loads the file again (its policy check included): seconds on a loaded 2-core machine
+    body = await wait_admin(p, url, token, "/npcs", lambda b: b["npcs"], timeout=60,
+                            what="Finn loaded once the pier exists")
     assert body["npcs"][0]["place"] == "pier"
     status, log = await admin(url, "/log", token)
     assert any(e["kind"] == "reload" and "pier" in e["message"] and e["file"].endswith("small.places.toml")
