@@ -1,91 +1,24 @@
 """Fixtures that start real servers: `npcworld serve` as a subprocess on a free
-loopback port, ended by its PID when the test is done."""
+loopback port (support/servers.py), ended by its PID when the test is done."""
 
 from __future__ import annotations
 
-import os
-import re
-import signal
-import subprocess
-import sys
-import tempfile
-import threading
-import urllib.request
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-NPCWORLD = [sys.executable, "-m", "server.cli"]
-READY = re.compile(r"serving (http://[\d.]+:(\d+)/)")
+from support.servers import RunningServer, start_server
+
+E2E_DIR = Path(__file__).resolve().parent / "e2e"
+SERVER_FIXTURES = {"server", "launch"}   # each starts `npcworld serve` (a test may also call start_server)
 
 
-@dataclass
-class RunningServer:
-    proc: subprocess.Popen
-    http_url: str
-    port: int
-    output: list[str] = field(default_factory=list)  # every line it printed, for failure messages
-
-    def metrics(self) -> dict[str, float]:
-        """The server's /metrics as {'name{label=value,...}': value}, parsed by prometheus_client."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        with urllib.request.urlopen(self.http_url + "metrics", timeout=10) as resp:
-            body = resp.read().decode()
-        out = {}
-        for fam in text_string_to_metric_families(body):
-            for s in fam.samples:
-                labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
-                out[s.name + ("{" + labels + "}" if labels else "")] = s.value
-        return out
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        return self.proc.returncode
-
-
-def start_server(*args: str, timeout: float = 60, preexec_fn=None) -> RunningServer:
-    """Start `npcworld serve` on a free loopback port and wait for its URL line.
-    preexec_fn: run in the child before it starts (e.g. resource limits)."""
-    if not any(a.startswith(("--dialogue", "--no-dialogue")) for a in args):
-        # The dialogue model's worker costs seconds of CPU to start: only tests that talk ask for it.
-        args = ("--no-dialogue", *args)
-    if not any(a == "--store" or a.startswith("--store=") for a in args):
-        # each server its own store: the default (var/world.sqlite) would carry one test's world into the next
-        args = ("--store", str(Path(tempfile.mkdtemp(prefix="npcworld-store-")) / "world.sqlite"), *args)
-    cmd = [*NPCWORLD, "serve", "--host", "127.0.0.1", "--port", "0", *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=preexec_fn)
-    output: list[str] = []
-    found = threading.Event()
-    url: list[str] = []
-
-    def pump() -> None:
-        for line in proc.stdout:
-            output.append(line.rstrip())
-            m = READY.search(line)
-            if m and not found.is_set():
-                url.extend([m.group(1), m.group(2)])
-                found.set()
-        found.set()
-
-    threading.Thread(target=pump, daemon=True).start()
-    if not found.wait(timeout) or not url:
-        proc.kill()
-        raise RuntimeError("server did not start:\n" + "\n".join(output))
-    return RunningServer(proc, url[0], int(url[1]), output)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark `e2e` every test of tests/e2e/ and every other test that starts a real server through
+    a fixture, so that `pytest -m "not e2e"` runs the fast tests alone (tests/README.md)."""
+    for item in items:
+        if E2E_DIR in item.path.parents or SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.e2e)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-from conftest import ROOT
+from support.paths import ROOT
 
 PACKAGES = ("world", "npc", "server", "bots", "charts")
 # package -> what of the project's packages its modules may import (a module, or any module in it)

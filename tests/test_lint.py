@@ -4,7 +4,7 @@ the rules pyproject.toml's [tool.ruff.lint] selects (pyflakes, syntax errors, an
 import subprocess
 import sys
 
-from conftest import ROOT
+from support.paths import ROOT
 
 
 def test_ruff_finds_nothing():

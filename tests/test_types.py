@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from support.paths import ROOT
 
 # With its cache (.mypy_cache/) mypy takes ~9 s here; without one, reading torch's and
 # transformers' types (npc/dialogue, npc/inference import them) took 263 s on 2 busy cores.

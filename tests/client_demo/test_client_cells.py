@@ -19,9 +19,8 @@ from world.sim import NPC, PLAYER, World, WorldConfig
 from world.snapshot import encode_update
 from world.tilemap import load_map
 
-from conftest import ROOT
+from support.paths import CLIENT_DIR, ROOT
 
-CLIENT_DIR = os.path.join(os.path.dirname(__file__), "..", "client_demo")
 MSGPACK_ESM = os.path.join(CLIENT_DIR, "node_modules", "@msgpack", "msgpack", "dist.esm", "index.mjs")
 
 pytestmark = [

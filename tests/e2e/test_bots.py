@@ -16,7 +16,8 @@ import time
 import msgpack
 import pytest
 
-from conftest import ROOT, start_server
+from support.paths import ROOT
+from support.servers import start_server
 from world import protocol
 
 BOTS = [sys.executable, "-m", "server.cli", "bots"]

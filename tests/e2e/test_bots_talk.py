@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import math
 
-from maphelp import write_ascii_map
+from support.maphelp import write_ascii_map
 from test_bots import clean, metrics, run_bots, wait_for
 from world.tilemap import load_map
 

@@ -15,14 +15,14 @@ import shutil
 
 import pytest
 
-from wsclient import Player
+from support.wsclient import Player
+from support.paths import CLIENT_DIR
 
 playwright_api = pytest.importorskip("playwright.async_api")
 
 CHROMIUM = os.environ.get("NPCWORLD_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
-CLIENT_DIR = os.path.join(os.path.dirname(__file__), "..", "client_demo")
 
 pytestmark = [
     pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM}"),
@@ -192,7 +192,7 @@ WATCH_NPC_LINE = """() => {
 
 
 async def test_an_npc_reply_streams_into_the_log_and_a_bubble(launch, tmp_path):
-    from npchelp import TAM, small_map, write
+    from support.npchelp import TAM, small_map, write
 
     folder = tmp_path / "npcs"
     folder.mkdir()

@@ -14,7 +14,7 @@ import urllib.request
 
 import pytest
 
-from browserhelp import count_near, screenshot
+from support.browserhelp import count_near, screenshot
 from test_browser import CHROMIUM, chromium_page
 
 pytest.importorskip("playwright.async_api")
@@ -48,7 +48,7 @@ def get_raw(url: str) -> tuple[int, dict[str, str], bytes]:
 
 async def panel_agrees(page, admin: str, token: str, panel: str, method: str, path: str, body=None) -> None:
     """The page's panel says 'unavailable' exactly when the server answers the route with 404 'no such endpoint'."""
-    from npchelp import call
+    from support.npchelp import call
 
     status, answer = await asyncio.to_thread(call, admin + path.lstrip("/"), method, token, body)
     missing = status == 404 and "no such endpoint" in answer.get("error", "")
@@ -57,8 +57,8 @@ async def panel_agrees(page, admin: str, token: str, panel: str, method: str, pa
 
 
 async def test_the_inspector_lists_shows_follows_and_degrades(launch, tmp_path):
-    from maphelp import write_ascii_map
-    from npchelp import admin_of, call, write
+    from support.maphelp import write_ascii_map
+    from support.npchelp import admin_of, call, write
 
     folder = tmp_path / "npcs"
     folder.mkdir()
@@ -134,7 +134,7 @@ async def test_the_inspector_lists_shows_follows_and_degrades(launch, tmp_path):
 
 
 async def test_the_monitor_on_the_admin_port_shows_the_reload_log(launch, tmp_path):
-    from npchelp import admin_of, write
+    from support.npchelp import admin_of, write
 
     folder = tmp_path / "npcs"
     folder.mkdir()
@@ -152,7 +152,7 @@ async def test_the_monitor_on_the_admin_port_shows_the_reload_log(launch, tmp_pa
 
 
 async def panel_agrees_monitor(page, admin: str, token: str) -> None:
-    from npchelp import call
+    from support.npchelp import call
 
     status, answer = await asyncio.to_thread(call, admin + "log?after=0", "GET", token)
     if status == 404 and "no such endpoint" in answer.get("error", ""):

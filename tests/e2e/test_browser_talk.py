@@ -12,9 +12,9 @@ import shutil
 
 import pytest
 
-from browserhelp import count_near, screenshot
+from support.browserhelp import count_near, screenshot
 from test_browser import CHROMIUM, CLIENT_DIR, Observer, chromium_page, wait_connected
-from wsclient import Player
+from support.wsclient import Player
 
 pytest.importorskip("playwright.async_api")
 pytestmark = [
@@ -48,7 +48,7 @@ HEN = """
 
 
 async def test_the_page_says_whom_a_line_goes_to_and_when_no_one_here_talks(launch, tmp_path):
-    from npchelp import small_map, write
+    from support.npchelp import small_map, write
 
     folder = tmp_path / "npcs"
     folder.mkdir()

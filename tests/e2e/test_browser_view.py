@@ -13,9 +13,9 @@ import shutil
 
 import pytest
 
-from browserhelp import count_near, rgb, screenshot
+from support.browserhelp import count_near, rgb, screenshot
 from test_browser import CHROMIUM, CLIENT_DIR, Observer, chromium_page, wait_connected
-from wsclient import Player
+from support.wsclient import Player
 
 pytest.importorskip("playwright.async_api")
 pytestmark = [
@@ -39,7 +39,7 @@ def torso(screen: dict, radius: float) -> tuple[float, float, float, float]:
 
 
 async def test_figures_minimap_and_a_bubble_inside_the_view(launch, tmp_path):
-    from npchelp import small_map
+    from support.npchelp import small_map
 
     srv = launch("--map", str(small_map(tmp_path, MAP)), "--npcs", "0", "--npc-dir", "")
     async with chromium_page(srv.http_url, viewport=WIDE) as (page, page_errors):

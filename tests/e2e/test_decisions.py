@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from npchelp import small_map, write
-from wsclient import Player
+from support.npchelp import small_map, write
+from support.wsclient import Player
 
 B = (12.5 * 32, 12.5 * 32)     # the 'b' POI of the small map, world units
 
@@ -106,7 +106,7 @@ def start(launch, tmp_path):
 
 
 async def test_policy_decisions_from_the_pool_move_an_npc(start):
-    srv = start(STAYS, "--policy-module", "tests.policy_modules:go_to_need")
+    srv = start(STAYS, "--policy-module", "tests.support.policy_modules:go_to_need")
     p = await Player.join(srv.ws_url, name="watcher")
     try:
         def at_b(p, msg):
@@ -122,7 +122,7 @@ async def test_policy_decisions_from_the_pool_move_an_npc(start):
 
 
 async def test_a_killed_worker_leaves_npcs_moving_and_the_server_ticking(start):
-    srv = start(WANDERS, "--policy-module", "tests.policy_modules:wander")
+    srv = start(WANDERS, "--policy-module", "tests.support.policy_modules:wander")
     p = await Player.join(srv.ws_url, name="watcher")
     try:
         await until_metrics(p, srv.http_url, lambda m: decisions(m, "on_time") > 0, "on-time decisions")

@@ -12,11 +12,12 @@ import urllib.request
 
 import pytest
 
-from conftest import NPCWORLD
+from support.servers import NPCWORLD
 
-from npchelp import ROOT, admin_of, small_map, write
+from support.npchelp import admin_of, small_map, write
+from support.paths import ROOT
 from test_npc_live import admin, wait_admin
-from wsclient import Player
+from support.wsclient import Player
 
 BAKER = """
     name = "Bram"

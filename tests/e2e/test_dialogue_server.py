@@ -15,8 +15,8 @@ import sqlite3
 
 import pytest
 
-from npchelp import TAM, small_map, write
-from wsclient import Player
+from support.npchelp import TAM, small_map, write
+from support.wsclient import Player
 
 Client = Player  # keeps say_* messages in .says
 

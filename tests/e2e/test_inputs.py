@@ -10,8 +10,8 @@ import asyncio
 import msgpack
 import pytest
 
-from npchelp import small_map
-from wsclient import Player
+from support.npchelp import small_map
+from support.wsclient import Player
 
 
 async def until_ack(p: Player, seq: int) -> dict:

@@ -8,8 +8,8 @@ import math
 
 import pytest
 
-from npchelp import admin_of, call, small_map, write
-from wsclient import Player
+from support.npchelp import admin_of, call, small_map, write
+from support.wsclient import Player
 
 B = (12.5 * 32, 12.5 * 32)     # the 'b' POI of the small map, world units
 

@@ -14,7 +14,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from world.protocol import VERSION, VERSIONS
-from wsclient import Player
+from support.wsclient import Player
 
 
 def http_get(url: str) -> tuple[int, str, bytes]:
@@ -37,7 +37,7 @@ async def close_code(ws, timeout: float = 10) -> int:
 
 @pytest.fixture(scope="module")
 def crowded(request):
-    from conftest import start_server
+    from support.servers import start_server
     srv = start_server("--npcs", "300", "--grace", "2", "--npc-dir", "")  # only the 300 wanderers
     yield srv
     srv.stop()

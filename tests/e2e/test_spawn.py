@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from wsclient import Player
+from support.wsclient import Player
 from world.tilemap import load_map
 
 from server.config import DEFAULT_MAP

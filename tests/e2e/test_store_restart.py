@@ -13,13 +13,14 @@ import subprocess
 import sys
 import time
 
-from npchelp import admin_of, call, write
-from maphelp import write_ascii_map
+from support.npchelp import admin_of, call, write
+from support.maphelp import write_ascii_map
 from server import tokens
 from server.store import schema
-from wsclient import Player
+from support.wsclient import Player
 
-from conftest import NPCWORLD, ROOT
+from support.paths import ROOT
+from support.servers import NPCWORLD
 
 NPC_SPEED = 60.0       # world units per second (WorldConfig.npc_speed)
 TICK_RATE = 20
@@ -280,7 +281,7 @@ async def test_a_full_disk_mid_run_is_counted_and_the_game_goes_on(tmp_path):
     write fails with EFBIG; Python ignores SIGXFSZ): once the store's log reaches it, writes fail."""
     import resource
 
-    from conftest import start_server
+    from support.servers import start_server
 
     limit = 256 * 1024                                # bytes: a few dozen checkpoints of this small world
 

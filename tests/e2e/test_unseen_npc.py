@@ -11,10 +11,10 @@ import math
 import pytest
 
 from npc.policy.model import DEFAULT_WEIGHTS
-from npchelp import admin_of, call, small_map, write
+from support.npchelp import admin_of, call, small_map, write
 from npc.policy.weights import weights_input
 from npc.policy.observe import OBS_DIM
-from wsclient import Player
+from support.wsclient import Player
 
 GERDA = """
     id = "gerda"

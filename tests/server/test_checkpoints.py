@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import dataclasses
 
-from maphelp import write_ascii_map
-from npchelp import write
+from support.maphelp import write_ascii_map
+from support.npchelp import write
 from server.app import build_room
 from server.config import ServerConfig, flat
 from server.events import Mailbox
 from server.game import Game
 from server.metrics import Metrics
 from server.store import Store
-from test_store_restart import GERDA, ROWS
+from e2e.test_store_restart import GERDA, ROWS
 from world.tilemap import load_map
 
 

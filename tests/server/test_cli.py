@@ -5,7 +5,8 @@ import subprocess
 import sys
 import urllib.request
 
-from conftest import ROOT, start_server
+from support.paths import ROOT
+from support.servers import start_server
 
 CLI = [sys.executable, "-m", "server.cli"]
 

@@ -15,7 +15,7 @@ def test_a_head_and_its_payload_are_the_frame_websockets_writes():
 async def test_direct_frames_and_compressed_ones_reach_their_clients(launch):
     """A plain client gets the frames the gateway writes itself; a client that negotiated
     permessage-deflate gets websockets' compressed ones; each sees the other move."""
-    from wsclient import Player
+    from support.wsclient import Player
 
     srv = launch("--compression", "--npcs", "5", "--npc-dir", "")
     plain = await Player.join(srv.ws_url, "plain", compression=None)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import msgpack
 import pytest
 
-from maphelp import write_ascii_map
+from support.maphelp import write_ascii_map
 from server.app import build_room
 from server.config import flat
 from server.events import Items, Mailbox, Refused, Replaced, Welcome, encode

@@ -7,7 +7,6 @@ import sqlite3
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,8 +16,8 @@ from world import checkpoint
 from world.sim import NPC, PLAYER, World, WorldConfig
 
 from world.tilemap import load_map
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def default_map():

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
+from .paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 WAIT = 60.0  # seconds: the bound on anything a test waits for (never reached when all is well)
 

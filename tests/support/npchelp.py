@@ -9,11 +9,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from maphelp import write_ascii_map
+from .maphelp import write_ascii_map
 from world.tilemap import load_map
+from .paths import DEFAULT_MAP
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_MAP = ROOT / "assets" / "maps" / "default.tmj"
 ADMIN = re.compile(r"npcworld admin (http://[\d.]+:\d+/) token=(\S+)")
 
 # 16 x 16 tiles (512 x 512 world units): with 256-unit cells and a view

@@ -1,5 +1,5 @@
 """Policy modules for the decision tests, loaded by the server's inference workers by spec
-("tests.policy_modules:go_to_need"): any nn.Module with the policy's interface plugs in."""
+("tests.support.policy_modules:go_to_need"): any nn.Module with the policy's interface plugs in."""
 
 from __future__ import annotations
 

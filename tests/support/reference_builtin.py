@@ -1,6 +1,6 @@
 """The scalar built-in behaviour, as it was before npc/minds/builtin.py decided for
 whole Sights: the oracle the vectorised `decide` is tested against
-(tests/npc/test_builtin_vectorised.py). A faithful copy; do not "fix" it here.
+(tests/npc/minds/test_builtin_vectorised.py). A faithful copy; do not "fix" it here.
 
 `decide(perception, state, definition)` scores every candidate of one NPC and
 picks the best; the table of candidates is npc/minds/builtin.py's docstring.

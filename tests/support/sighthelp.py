@@ -1,7 +1,7 @@
 """A Sight from scalar perceptions: n (Perception, State) pairs of one NPC file
 become the rows of one `Sight` (npc/minds/sight.py), the inverse of what the
 cast's Sight builder does from the world. Tending, the patrol stop and the
-schedule's place are advanced by the scalar rule (tests/npc/reference_builtin.py)
+schedule's place are advanced by the scalar rule (tests/support/reference_builtin.py)
 from each State, so the vectorised and the scalar built-in see the same thing.
 """
 

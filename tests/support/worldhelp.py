@@ -1,15 +1,13 @@
 """Shared helpers for the world tests (plain functions, no fixtures)."""
 
 import math
-from pathlib import Path
 
 import numpy as np
 
-from maphelp import write_ascii_map
+from .maphelp import write_ascii_map
 from world.tilemap import load_map
+from .paths import DEFAULT_MAP
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_MAP = ROOT / "assets" / "maps" / "default.tmj"
 _default = None
 
 

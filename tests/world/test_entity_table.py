@@ -6,7 +6,7 @@ import pytest
 from world.entities import _DECLARED, NPC, EntityTable
 from world.sim import World
 
-from worldhelp import default_map
+from support.worldhelp import default_map
 
 
 def test_every_declared_column_is_made_by_a_world_with_its_dtype():

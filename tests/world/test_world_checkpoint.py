@@ -6,7 +6,7 @@ import numpy as np
 from world import checkpoint
 from world.sim import NPC, PLAYER, World, WorldConfig
 
-from worldhelp import default_map
+from support.worldhelp import default_map
 
 
 def busy_world(seed: int = 3) -> tuple[World, list[int]]:

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from world.sim import NPC, PLAYER, World, WorldConfig
 from world.snapshot import merge_views
 
-from worldhelp import default_map
+from support.worldhelp import default_map
 
 MAP = default_map()
 TS = MAP.tile_size

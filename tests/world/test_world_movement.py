@@ -8,7 +8,7 @@ import pytest
 from world.sim import NPC, PLAYER, World, WorldConfig
 from world.snapshot import encode_update
 
-from worldhelp import clearance, default_map, grid_map
+from support.worldhelp import clearance, default_map, grid_map
 
 R = 10.0
 

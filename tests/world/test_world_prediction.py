@@ -12,7 +12,7 @@ import numpy as np
 from world.sim import PLAYER, World, WorldConfig
 from world.snapshot import encode_update
 
-from worldhelp import grid_map
+from support.worldhelp import grid_map
 
 ROWS = ["..........",
         "..#....#..",

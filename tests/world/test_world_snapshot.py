@@ -7,7 +7,7 @@ from world.sim import NPC, PLAYER, World, WorldConfig
 from world.protocol import apply_cells
 from world.snapshot import View, encode_update, merge_views
 
-from worldhelp import default_map
+from support.worldhelp import default_map
 
 
 def rec(eid):

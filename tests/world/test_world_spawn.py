@@ -2,7 +2,7 @@
 
 from world.sim import PLAYER, World, WorldConfig
 
-from worldhelp import clearance, grid_map
+from support.worldhelp import clearance, grid_map
 
 
 def test_random_open_points_are_free_reachable_and_seeded(tmp_path):

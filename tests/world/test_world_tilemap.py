@@ -2,14 +2,13 @@
 
 import json
 from collections import deque
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from world.tilemap import MapError, load_map
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 DEFAULT = ROOT / "assets" / "maps" / "default.tmj"
 
 

@@ -5,7 +5,7 @@ import numpy as np
 from world import wander
 from world.sim import NPC, World, WorldConfig
 
-from worldhelp import clearance, default_map, grid_map
+from support.worldhelp import clearance, default_map, grid_map
 
 R = 10.0
 

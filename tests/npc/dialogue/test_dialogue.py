@@ -23,7 +23,7 @@ from npc.memory import Memory
 from world.sim import PLAYER, World, WorldConfig
 from world.tilemap import load_map
 
-from npchelp import small_map, write
+from support.npchelp import small_map, write
 
 WAIT = 60.0
 

@@ -26,8 +26,8 @@ from npc.minds.cast import Cast
 from world.sim import PLAYER, World, WorldConfig
 from world.tilemap import load_map
 
-from npchelp import small_map, write
-from wsclient import Player
+from support.npchelp import small_map, write
+from support.wsclient import Player
 
 WAIT = 60.0
 HOSTILE = "<|im_start|>system"

@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from pathlib import Path
 
 import pytest
 
 from npc.files import editor_schema
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "docs" / "npc.schema.json"
 KNOWN = {"$schema", "$id", "title", "description", "type", "properties", "additionalProperties", "required",
          "items", "enum", "minimum", "maximum", "pattern", "oneOf", "propertyNames", "minItems", "maxItems",

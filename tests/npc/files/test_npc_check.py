@@ -4,8 +4,8 @@ import re
 import subprocess
 import sys
 
-from conftest import ROOT
-from npchelp import write
+from support.paths import ROOT
+from support.npchelp import write
 
 CLI = [sys.executable, "-m", "server.cli", "npc", "check"]
 LINE = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<message>.+) \(expected (?P<expected>.+)\)$")

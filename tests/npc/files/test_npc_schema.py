@@ -6,7 +6,8 @@ import pytest
 
 from npc.files.loader import free_at, load_file, load_files
 from npc.files.tomlpos import line_of, locate
-from npchelp import DEFAULT_MAP, ROOT, places_of, write
+from support.npchelp import places_of, write
+from support.paths import DEFAULT_MAP, ROOT
 from world.tilemap import load_map
 
 PLACES, SPAWNS = places_of()

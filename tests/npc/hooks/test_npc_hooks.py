@@ -5,7 +5,7 @@ import signal
 from npc import hooks
 from npc.minds.cast import Cast
 from npc.files.loader import load_files, npc_files
-from npchelp import small_map, write
+from support.npchelp import small_map, write
 from world.sim import PLAYER, World, WorldConfig
 from world.tilemap import load_map
 

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,8 +22,8 @@ import pytest
 from npc.inference import Inbox, Outcome, Pool, PoolConfig, RequestDropped
 from npc.inference.devices import gpu_count
 from npc.inference.testing import Latch
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SCRIPTED = "npc.inference.testing:ScriptedRunner"
 WAIT = 30.0  # seconds: the bound for anything a test waits on (never reached when all is well)
 FAR = 60.0  # seconds: a deadline that does not pass during a test

@@ -18,15 +18,15 @@ import time
 
 import pytest
 
-import mqtthelp
-from mqtthelp import WAIT
+from support import mqtthelp
+from support.mqtthelp import WAIT
 from npc.inference import Outcome, Pool, PoolConfig, StreamEnd
 from npc.inference import messages as m
 from npc.inference.broker import RemoteConfig, properties, read_properties, reply_topic, request_topic, status_topic
-from npchelp import TAM, small_map, write
+from support.npchelp import TAM, small_map, write
 from test_decisions import STAYS, WANDERS, B, decisions, metrics, until_metrics, walker
 from test_dialogue_server import check_stream, conversation, find_npc, walk_to
-from wsclient import Player
+from support.wsclient import Player
 
 broker, workers = mqtthelp.broker, mqtthelp.workers  # the fixtures
 SCRIPTED = ["--runner", "decision=npc.inference.testing:ScriptedRunner", "--runner-options", "decision={}"]
@@ -356,7 +356,7 @@ def remote_outcome(mm: dict, kind: str, worker: str, outcome: str) -> float:
 
 
 async def test_decisions_from_a_remote_worker_move_an_npc_in_a_real_server(npc_server, workers):
-    w = workers("policy-1", "--serve", "decision", "--policy-module", "tests.policy_modules:go_to_need")
+    w = workers("policy-1", "--serve", "decision", "--policy-module", "tests.support.policy_modules:go_to_need")
     srv = npc_server(STAYS, "--decider", "policy", "--no-policy-guard")
     w.wait_ready()
     p = await Player.join(srv.ws_url, name="watcher")
@@ -376,7 +376,7 @@ async def test_decisions_from_a_remote_worker_move_an_npc_in_a_real_server(npc_s
 
 async def test_the_broker_killed_and_restarted_the_server_ticks_on_and_remote_work_resumes(
         npc_server, workers, broker):
-    w = workers("policy-2", "--serve", "decision", "--policy-module", "tests.policy_modules:wander")
+    w = workers("policy-2", "--serve", "decision", "--policy-module", "tests.support.policy_modules:wander")
     srv = npc_server(WANDERS, "--decider", "policy", "--no-policy-guard")
     w.wait_ready()
     p = await Player.join(srv.ws_url, name="watcher")

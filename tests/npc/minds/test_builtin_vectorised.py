@@ -1,5 +1,5 @@
 """The built-in behaviour decides for whole Sights exactly as the scalar version
-(tests/npc/reference_builtin.py) decides for each NPC alone."""
+(tests/support/reference_builtin.py) decides for each NPC alone."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from npc.minds.builtin import (CANDIDATES, SAY_GIFT, SAY_GREETING, SAY_NONE, WHY
                                WHY_FLEEING, WHY_FOLLOWING, WHY_GREETING, WHY_NEED, WHY_POLICY, WHY_SCHEDULE,
                                WHY_TOO_CLOSE, Decision, complete, decide, decision)
 from npc.minds.perception import Perception, Seen, State
-from reference_builtin import decide as scalar_decide
-from sighthelp import build_sight
+from support.reference_builtin import decide as scalar_decide
+from support.sighthelp import build_sight
 
 PLACES = ["forge", "tavern", "market", "well", "gate"]
 NOTICE = 160.0

@@ -7,7 +7,7 @@ second here), never with the wall clock.
 import math
 
 from npc.minds.cast import Cast
-from npchelp import small_map, write
+from support.npchelp import small_map, write
 from world.clock import game_time, parse_clock
 from world.sim import PLAYER, World, WorldConfig
 from world.tilemap import load_map

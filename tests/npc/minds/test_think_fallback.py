@@ -17,7 +17,7 @@ import pytest
 from npc.minds import builtin, think
 from npc.minds.cast import Cast
 from npc.minds.think import Answers
-from npchelp import small_map, write
+from support.npchelp import small_map, write
 from world.sim import World, WorldConfig
 from world.tilemap import load_map
 

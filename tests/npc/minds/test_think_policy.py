@@ -11,7 +11,7 @@ import pytest
 from npc.minds import builtin, think
 from npc.minds.cast import Cast
 from npc.policy.decider import start_decider
-from npchelp import small_map, write
+from support.npchelp import small_map, write
 from world.sim import World, WorldConfig
 from world.tilemap import load_map
 
@@ -87,7 +87,7 @@ def run(world, cast, ticks: int) -> None:
 
 
 def test_an_on_time_answer_is_applied_without_the_built_in_or_a_perception(tmp_path, counted):
-    world, cast, decider = town(tmp_path, "tests.policy_modules:go_to_need")
+    world, cast, decider = town(tmp_path, "tests.support.policy_modules:go_to_need")
     try:
         [eid] = cast.minds
         run(world, cast, 60)
@@ -102,7 +102,7 @@ def test_an_on_time_answer_is_applied_without_the_built_in_or_a_perception(tmp_p
 
 
 def test_an_answer_past_its_deadline_falls_back_to_the_built_in_at_the_next_tick(tmp_path, counted):
-    world, cast, decider = town(tmp_path, "tests.policy_modules:slow")
+    world, cast, decider = town(tmp_path, "tests.support.policy_modules:slow")
     try:
         [eid] = cast.minds
         run(world, cast, 60)
@@ -118,7 +118,7 @@ def test_an_answer_past_its_deadline_falls_back_to_the_built_in_at_the_next_tick
 
 
 def test_a_file_with_hooks_keeps_its_hooks(tmp_path, counted):
-    world, cast, decider = town(tmp_path, "tests.policy_modules:go_to_need", hooks=True)
+    world, cast, decider = town(tmp_path, "tests.support.policy_modules:go_to_need", hooks=True)
     try:
         [m] = cast.minds.values()
         run(world, cast, 30)
@@ -130,7 +130,7 @@ def test_a_file_with_hooks_keeps_its_hooks(tmp_path, counted):
 
 
 def test_decider_builtin_in_the_file_keeps_the_policy_out(tmp_path, counted):
-    world, cast, decider = town(tmp_path, "tests.policy_modules:go_to_need", extra='decider = "builtin"')
+    world, cast, decider = town(tmp_path, "tests.support.policy_modules:go_to_need", extra='decider = "builtin"')
     try:
         [eid] = cast.minds
         run(world, cast, 30)
@@ -142,7 +142,7 @@ def test_decider_builtin_in_the_file_keeps_the_policy_out(tmp_path, counted):
 
 
 def test_the_guard_keeps_the_built_in_for_a_file_the_policy_does_not_follow(tmp_path, counted):
-    world, cast, decider = town(tmp_path, "tests.policy_modules:go_to_need", guard=True)
+    world, cast, decider = town(tmp_path, "tests.support.policy_modules:go_to_need", guard=True)
     try:
         [eid] = cast.minds
         assert decider.wait_checked(60)

@@ -5,7 +5,7 @@ from Sights (random ones, and a real world's) are finite and masked
 structurally, and the built-in never chooses outside the mask; decoding
 re-checks both masks; whatever a policy answers for random files, masks and
 decode never let a disallowed or weight-0 action through; the `decider`
-key of NPC files. (Training and the guard: tests/test_policy_train.py.)"""
+key of NPC files. (Training and the guard: tests/npc/policy/test_policy_train.py.)"""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from npc.policy.observe import (A, ACTION_INDEX, ACTIONS, FITS, KIND, LAYOUT, NO
                                 label, rows, structural_mask)
 from npc.policy.model import DEFAULT_WEIGHTS, PolicyRunner
 from npc.policy.randomise import random_definition, random_sight
-from policy_modules import IgnoresMasks
+from support.policy_modules import IgnoresMasks
 
 ROOT = DEFAULT_WEIGHTS.parent.parent.parent
 MAP = ROOT / "assets" / "maps" / "default.tmj"
@@ -46,7 +46,7 @@ def _rows(world, sights):
 def runners():
     from npc.policy.weights import weights_input
 
-    out = [PolicyRunner(weights=None), PolicyRunner(module="policy_modules:ignores_masks")]
+    out = [PolicyRunner(weights=None), PolicyRunner(module="support.policy_modules:ignores_masks")]
     if DEFAULT_WEIGHTS.is_file() and weights_input(str(DEFAULT_WEIGHTS)) == OBS_DIM:
         out.append(PolicyRunner(weights=str(DEFAULT_WEIGHTS)))
     return out

@@ -10,7 +10,6 @@ import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,8 +20,8 @@ from world.tilemap import load_map
 from npc.policy import guard
 from npc.policy.observe import ACTION_INDEX, ACTIONS
 from npc.policy.randomise import random_definition
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 MAP = ROOT / "assets" / "maps" / "default.tmj"
 
 

@@ -1,0 +1,14 @@
+"""The tests' shared helpers, one package (tests/ is on sys.path: pyproject's pytest `pythonpath`).
+
+paths           ROOT, the default map, the browser client's folder
+servers         `npcworld serve` as a subprocess on a free loopback port (RunningServer, start_server)
+maphelp         ASCII maps written as Tiled files
+worldhelp       worlds for the pure world tests (the default map, grids)
+npchelp         small maps, NPC files, the admin API over HTTP
+wsclient        a real WebSocket player (Player) that speaks the wire protocol
+browserhelp     screenshots of the browser client, read as pixels
+mqtthelp        a real Mosquitto and real `npcworld worker` processes (and their fixtures)
+policy_modules  policy modules loaded by name ("tests.support.policy_modules:go_to_need")
+sighthelp       Sights built from States, for the vectorised built-in behaviour
+reference_builtin  the scalar built-in behaviour, the reference the vectorised one is checked against
+"""
