@@ -19,6 +19,7 @@ to line 1, so every error gets some line.
 
 from __future__ import annotations
 
+_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r"}   # and \" \\ as themselves
 _BARE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -206,7 +207,13 @@ class _Scanner:
                 self.advance()
                 break
             if q == '"' and c == "\\":
-                out.append(self.peek(1))
+                e = self.peek(1)
+                if e and e in "uU":    # \uXXXX, \UXXXXXXXX: the key is the character, as tomllib reads it
+                    n = 4 if e == "u" else 8
+                    out.append(chr(int(self.s[self.i + 2: self.i + 2 + n], 16)))
+                    self.advance(2 + n)
+                    continue
+                out.append(_ESCAPES.get(e, e))
                 self.advance(2)
                 continue
             out.append(c)
