@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from support.npchelp import small_map, write
 from support.servers import RunningServer, start_server
 
 E2E_DIR = Path(__file__).resolve().parent / "e2e"
@@ -41,3 +42,18 @@ def launch():
     yield _launch
     for srv in started:
         srv.stop()
+
+
+@pytest.fixture
+def npc_server(launch, tmp_path):
+    """A server on the small map (support/npchelp.py) with no generic wanderers and the NPC files
+    given, in a folder of its own: `npc_server({"a.toml": text}, *more_args)` -> (server, folder)."""
+    folder = tmp_path / "npcs"
+    folder.mkdir()
+
+    def start(files: dict[str, str], *args: str) -> tuple[RunningServer, Path]:
+        for name, text in files.items():
+            write(folder / name, text)
+        srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0", *args)
+        return srv, folder
+    return start

@@ -6,49 +6,17 @@ HTML report renders in real Chromium."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
-import subprocess
-import sys
-import time
 
 import msgpack
 import pytest
 
-from support.paths import ROOT
+from support.botshelp import clean, metrics, run_bots, start_bots, wait_for
+from support.browserhelp import CHROMIUM, CHROMIUM_ARGS
 from support.servers import start_server
 from world import protocol
 
-BOTS = [sys.executable, "-m", "server.cli", "bots"]
-CHROMIUM = os.environ.get("NPCWORLD_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
-
-
-def run_bots(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([*BOTS, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
-
-
-def start_bots(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([*BOTS, *args], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-def metrics(srv) -> dict[str, float]:
-    """The server's /metrics, read independently of the code under test."""
-    return srv.metrics()
-
-
-def wait_for(predicate, what: str, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.05)
-
-
-def clean(res_out: str, res_err: str) -> None:
-    assert "Traceback" not in res_out + res_err, res_out + res_err
 
 
 @pytest.fixture(scope="module")

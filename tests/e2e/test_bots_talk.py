@@ -7,7 +7,7 @@ import json
 import math
 
 from support.maphelp import write_ascii_map
-from test_bots import clean, metrics, run_bots, wait_for
+from support.botshelp import clean, metrics, run_bots, wait_for
 from world.tilemap import load_map
 
 from bots.paths import Paths

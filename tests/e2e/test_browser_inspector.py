@@ -14,13 +14,11 @@ import urllib.request
 
 import pytest
 
-from support.browserhelp import count_near, screenshot
-from test_browser import CHROMIUM, chromium_page
+from support.browserhelp import CHROMIUM, HIGHLIGHT, chromium_page, count_near, screenshot
 
 pytest.importorskip("playwright.async_api")
 pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")
 
-HIGHLIGHT = (0xFF, 0xD2, 0x4A)  # the ring under the selected NPC (client_demo/figures.js)
 MAP = ["#" * 30] + ["#" + "." * 28 + "#"] * 6 + ["#....s" + "." * 23 + "#"] + ["#" + "." * 28 + "#"] * 8 + ["#" * 30]
 TAM = """
     id = "tam"

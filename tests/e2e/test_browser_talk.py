@@ -12,8 +12,8 @@ import shutil
 
 import pytest
 
-from support.browserhelp import count_near, screenshot
-from test_browser import CHROMIUM, CLIENT_DIR, Observer, chromium_page, wait_connected
+from support.browserhelp import CHROMIUM, HIGHLIGHT, Observer, chromium_page, count_near, screenshot, wait_connected
+from support.paths import CLIENT_DIR
 from support.wsclient import Player
 
 pytest.importorskip("playwright.async_api")
@@ -23,7 +23,6 @@ pytestmark = [
                        reason="client_demo/node_modules missing: run `npm install` in client_demo/"),
 ]
 
-HIGHLIGHT = (0xFF, 0xD2, 0x4A)  # the ring under the NPC you talk to (client_demo/figures.js)
 TAM = """
     id = "tam"
     name = "Old Tam"

@@ -13,8 +13,8 @@ import shutil
 
 import pytest
 
-from support.browserhelp import count_near, rgb, screenshot
-from test_browser import CHROMIUM, CLIENT_DIR, Observer, chromium_page, wait_connected
+from support.browserhelp import CHROMIUM, Observer, chromium_page, count_near, rgb, screenshot, wait_connected
+from support.paths import CLIENT_DIR
 from support.wsclient import Player
 
 pytest.importorskip("playwright.async_api")

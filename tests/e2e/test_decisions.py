@@ -6,85 +6,15 @@ behaviour while the server keeps ticking, then comes back."""
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 import signal
-import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from support.npchelp import small_map, write
+from support.decisionhelp import STAYS, WANDERS, decisions, metrics, until_metrics, walker, walker_at_b
 from support.wsclient import Player
-
-B = (12.5 * 32, 12.5 * 32)     # the 'b' POI of the small map, world units
-
-# The built-in behaviour keeps this NPC idle at 'a' (its need never falls low); only a policy that
-# says "go_to the need's place" sends it to 'b'.
-STAYS = """
-    name = "Walker"
-    color = "#123456"
-    spawn = "a"
-
-    [needs.thirst]
-    start = 100
-    rate = 0
-    low = 10
-    full = 90
-    relief = "go_to"
-    at = "b"
-
-    [actions]
-    allowed = ["idle", "go_to"]
-"""
-
-WANDERS = """
-    name = "Walker"
-    color = "#123456"
-    spawn = "a"
-
-    [[schedule]]
-    from = "00:00"
-    to = "24:00"
-    do = "wander"
-
-    [actions]
-    allowed = ["idle", "wander"]
-"""
-
-
-def metrics(url: str) -> dict[str, float]:
-    """/metrics as {'name{k="v",...}': value}, labels sorted by name, read by prometheus-client's parser."""
-    text = urllib.request.urlopen(url + "metrics", timeout=10).read().decode()
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
-            out[s.name + ("{" + labels + "}" if labels else "")] = s.value
-    return out
-
-
-def decisions(m: dict, outcome: str) -> float:
-    return m.get(f'npcworld_npc_policy_decisions_total{{outcome="{outcome}"}}', 0.0)
-
-
-async def until_metrics(p: Player, url: str, pred, what: str, timeout: float = 60) -> dict:
-    """Poll /metrics until pred(m); between polls, read a few updates (no sleeping)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        m = await asyncio.to_thread(metrics, url)
-        if pred(m):
-            return m
-        assert loop.time() < end, f"timed out waiting for {what}: {m}"
-        for _ in range(4):
-            await p.recv()
-
-
-def walker(p: Player) -> int | None:
-    return next((eid for eid, rec in p.known.items() if rec[2] == "Walker"), None)
-
 
 def workers_of(pid: int) -> list[int]:
     """The server's inference worker processes (spawned multiprocessing children)."""
@@ -109,11 +39,7 @@ async def test_policy_decisions_from_the_pool_move_an_npc(start):
     srv = start(STAYS, "--policy-module", "tests.support.policy_modules:go_to_need")
     p = await Player.join(srv.ws_url, name="watcher")
     try:
-        def at_b(p, msg):
-            eid = walker(p)
-            pos = p.positions.get(eid) if eid is not None else None
-            return pos is not None and math.hypot(pos[0] - B[0], pos[1] - B[1]) < 160
-        await p.until(at_b, timeout=60, what="the walker to go to b on the policy's word")
+        await p.until(walker_at_b, timeout=60, what="the walker to go to b on the policy's word")
         m = await asyncio.to_thread(metrics, srv.http_url)
         assert decisions(m, "on_time") > 0
         assert m['npcworld_inference_requests_total{outcome="on_time"}'] > 0

@@ -10,13 +10,11 @@ import math
 import subprocess
 import urllib.request
 
-import pytest
 
 from support.servers import NPCWORLD
 
-from support.npchelp import admin_of, small_map, write
+from support.npchelp import admin, admin_of, small_map, wait_admin, write
 from support.paths import ROOT
-from test_npc_live import admin, wait_admin
 from support.wsclient import Player
 
 BAKER = """
@@ -59,19 +57,6 @@ def on_hear(npc, speaker, text):
     elif "follow" in text:
         npc.follow(speaker)
 """
-
-
-@pytest.fixture
-def npc_server(launch, tmp_path):
-    folder = tmp_path / "npcs"
-    folder.mkdir()
-
-    def start(files: dict[str, str]):
-        for name, text in files.items():
-            write(folder / name, text)
-        srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0")
-        return srv, folder
-    return start
 
 
 def talk_stream(url: str, token: str, eid: int, body: dict) -> tuple[int, list[dict]]:

@@ -3,15 +3,11 @@ client, contained hooks, and the admin endpoints."""
 
 from __future__ import annotations
 
-import asyncio
-import math
 
 import pytest
 
-from support.npchelp import admin_of, call, small_map, write
+from support.npchelp import admin, admin_of, near_b, wait_admin, write
 from support.wsclient import Player
-
-B = (12.5 * 32, 12.5 * 32)     # the 'b' POI of the small map, world units
 
 MOVER = """
     name = "Mover"
@@ -47,43 +43,10 @@ class Client(Player):
             self.__dict__.setdefault("ticks", []).append(msg["tick"])
 
 
-def near_b(pos) -> bool:
-    """At b: NPCs stop at a spot up to 3 tiles from a POI (poi_spread), so within 160 world units
-    (a is 400 away)."""
-    return pos is not None and math.hypot(pos[0] - B[0], pos[1] - B[1]) < 160
-
-
 @pytest.fixture
-def npc_server(launch, tmp_path):
-    folder = tmp_path / "npcs"
-    folder.mkdir()
-
-    def start(files: dict[str, str]):
-        for name, text in files.items():
-            write(folder / name, text)
-        srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0",
-                     "--hook-budget-ms", "5")
-        return srv, folder
-    return start
-
-
-async def admin(url: str, path: str, token: str | None, method: str = "GET", body=None):
-    return await asyncio.to_thread(call, url + path.lstrip("/"), method, token, body)
-
-
-async def wait_admin(p: Player, url: str, token: str, path: str, pred, timeout: float = 20, what: str = ""):
-    """Poll an admin endpoint until pred(body); between polls, read a few updates (no sleeping)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        status, body = await admin(url, path, token)
-        assert status == 200, body
-        if pred(body):
-            return body
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what or path}: {body}")
-        for _ in range(4):
-            await p.recv()
+def npc_server(npc_server):
+    """tests/conftest.py's, with a 5 ms hook budget (the contained hooks' tests overrun it on purpose)."""
+    return lambda files: npc_server(files, "--hook-budget-ms", "5")
 
 
 def find(p: Player, name: str) -> int | None:

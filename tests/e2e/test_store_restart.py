@@ -13,7 +13,8 @@ import subprocess
 import sys
 import time
 
-from support.npchelp import admin_of, call, write
+from support.npchelp import GERDA, admin_of, call, write
+from support.npchelp import GERDA_ROWS as ROWS
 from support.maphelp import write_ascii_map
 from server import tokens
 from server.store import schema
@@ -25,54 +26,6 @@ from support.servers import NPCWORLD
 NPC_SPEED = 60.0       # world units per second (WorldConfig.npc_speed)
 TICK_RATE = 20
 SECRET = "test-secret"
-
-ROWS = ["################",
-        "#..............#",
-        "#..............#",
-        "#..b...........#",
-        "#..............#",
-        "#..............#",
-        "#..............#",
-        "#.......s.a....#",
-        "#..............#",
-        "#..............#",
-        "#..............#",
-        "#..............#",
-        "#...........c..#",
-        "#..............#",
-        "#..............#",
-        "################"]
-
-# Gerda stands near 'a' and gives every player she notices (anywhere on this small map) an item, once.
-GERDA = """
-    id = "gerda"
-    name = "Gerda"
-    color = "#aa5500"
-    spawn = "a"
-
-    [[schedule]]
-    from = "00:00"
-    to = "24:00"
-    do = "idle"
-    at = "a"
-    activity = "knitting"
-
-    [actions]
-    allowed = ["idle", "talk", "give_item", "wander"]
-
-    [actions.give_item]
-    items = ["apple", "pear"]
-    line = "Take this {item}, {player}."
-    distance = 800
-    cooldown = 600
-
-    [senses]
-    notice = 800
-
-    [weights]
-    give_item = 9
-"""
-
 
 def world_args(tmp_path, *extra: str) -> tuple[str, ...]:
     folder = tmp_path / "npcs"

@@ -7,14 +7,14 @@ from __future__ import annotations
 import dataclasses
 
 from support.maphelp import write_ascii_map
-from support.npchelp import write
+from support.npchelp import GERDA, write
+from support.npchelp import GERDA_ROWS as ROWS
 from server.app import build_room
 from server.config import ServerConfig, flat
 from server.events import Mailbox
 from server.game import Game
 from server.metrics import Metrics
 from server.store import Store
-from e2e.test_store_restart import GERDA, ROWS
 from world.tilemap import load_map
 
 

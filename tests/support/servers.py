@@ -28,17 +28,8 @@ class RunningServer:
     output: list[str] = field(default_factory=list)  # every line it printed, for failure messages
 
     def metrics(self) -> dict[str, float]:
-        """The server's /metrics as {'name{label=value,...}': value}, parsed by prometheus_client."""
-        from prometheus_client.parser import text_string_to_metric_families
-
-        with urllib.request.urlopen(self.http_url + "metrics", timeout=10) as resp:
-            body = resp.read().decode()
-        out = {}
-        for fam in text_string_to_metric_families(body):
-            for s in fam.samples:
-                labels = ",".join(f"{k}={v}" for k, v in sorted(s.labels.items()))
-                out[s.name + ("{" + labels + "}" if labels else "")] = s.value
-        return out
+        """The server's /metrics as {'name{label=value,...}': value} (labels sorted, unquoted)."""
+        return scrape(self.http_url, quoted=False)
 
     @property
     def ws_url(self) -> str:
@@ -85,3 +76,18 @@ def start_server(*args: str, timeout: float = 60, preexec_fn=None) -> RunningSer
         proc.kill()
         raise RuntimeError("server did not start:\n" + "\n".join(output))
     return RunningServer(proc, url[0], int(url[1]), output)
+
+
+def scrape(http_url: str, quoted: bool = True) -> dict[str, float]:
+    """A server's /metrics, read by prometheus-client's parser, as {'name{k="v",...}': value} with the
+    labels sorted by name (`quoted=False`: {'name{k=v,...}': value}, as RunningServer.metrics)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(http_url + "metrics", timeout=10) as resp:
+        body = resp.read().decode()
+    out = {}
+    for fam in text_string_to_metric_families(body):
+        for s in fam.samples:
+            labels = ",".join(f'{k}="{v}"' if quoted else f"{k}={v}" for k, v in sorted(s.labels.items()))
+            out[s.name + ("{" + labels + "}" if labels else "")] = s.value
+    return out

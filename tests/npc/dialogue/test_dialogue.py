@@ -23,6 +23,7 @@ from npc.memory import Memory
 from world.sim import PLAYER, World, WorldConfig
 from world.tilemap import load_map
 
+from support.dialoguehelp import ask, joined, run_all
 from support.npchelp import small_map, write
 
 WAIT = 60.0
@@ -33,34 +34,6 @@ WAIT = 60.0
 @pytest.fixture(scope="module")
 def runner():
     return DialogueRunner(model="tiny", max_new_tokens=24, max_prompt_tokens=400)
-
-
-def ask(line: str, n: int = 12, **kw) -> dict:
-    return {"kind": "reply", "messages": [{"role": "system", "content": "You are Tam."},
-                                          {"role": "user", "content": line}],
-            "max_new_tokens": n, "temperature": 0, **kw}
-
-
-def run_all(r: DialogueRunner, plan: dict[int, list[tuple[int, dict]]], cancel: dict[int, int] = {}) -> dict:
-    """Step until idle; plan[step] = requests joining before that step; cancel[step] = sid.
-    Returns sid -> [(piece, final, step)]."""
-    out: dict[int, list] = {}
-    step = 0
-    while True:
-        for sid, payload in plan.get(step, []):
-            r.add(sid, payload)
-        if step in cancel:
-            r.cancel(cancel[step])
-        if not (r.rows or r.joining or any(k > step for k in plan)):
-            return out
-        for sid, value, final in r.step():
-            out.setdefault(sid, []).append((value, final, step))
-        step += 1
-        assert step < 500
-
-
-def joined(pieces) -> str:
-    return "".join(p for p, _, _ in pieces)
 
 
 def test_pieces_stream_in_order_and_end_once(runner):

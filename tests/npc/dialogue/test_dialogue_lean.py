@@ -14,7 +14,7 @@ from npc.dialogue import lean
 from npc.dialogue.model import load, tiny
 from npc.dialogue.runner import DialogueRunner, make_engine
 
-from test_dialogue import ask, joined, run_all
+from support.dialoguehelp import ask, joined, run_all
 
 
 def reference(hf, ids: list[int]) -> torch.Tensor:

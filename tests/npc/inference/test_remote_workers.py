@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import math
 import time
 
 import pytest
@@ -24,8 +23,8 @@ from npc.inference import Outcome, Pool, PoolConfig, StreamEnd
 from npc.inference import messages as m
 from npc.inference.broker import RemoteConfig, properties, read_properties, reply_topic, request_topic, status_topic
 from support.npchelp import TAM, small_map, write
-from test_decisions import STAYS, WANDERS, B, decisions, metrics, until_metrics, walker
-from test_dialogue_server import check_stream, conversation, find_npc, walk_to
+from support.decisionhelp import STAYS, WANDERS, decisions, metrics, until_metrics, walker, walker_at_b
+from support.talkhelp import check_stream, conversation, find_npc, walk_to
 from support.wsclient import Player
 
 broker, workers = mqtthelp.broker, mqtthelp.workers  # the fixtures
@@ -361,11 +360,7 @@ async def test_decisions_from_a_remote_worker_move_an_npc_in_a_real_server(npc_s
     w.wait_ready()
     p = await Player.join(srv.ws_url, name="watcher")
     try:
-        def at_b(p, msg):
-            eid = walker(p)
-            pos = p.positions.get(eid) if eid is not None else None
-            return pos is not None and math.hypot(pos[0] - B[0], pos[1] - B[1]) < 160
-        await p.until(at_b, timeout=WAIT, what="the walker to go to b on the remote policy's word")
+        await p.until(walker_at_b, timeout=WAIT, what="the walker to go to b on the remote policy's word")
         mm = await asyncio.to_thread(metrics, srv.http_url)
         assert decisions(mm, "on_time") > 0
         assert remote_outcome(mm, "decision", "policy-1", "on_time") > 0
