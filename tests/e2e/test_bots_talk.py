@@ -1,16 +1,11 @@
 """The `talk` scenario against a real server (dialogue off: NPCs answer with their
-files' fallback lines, which is what --no-dialogue serves), and bots/paths.py on a small map."""
+files' fallback lines, which is what --no-dialogue serves)."""
 
 from __future__ import annotations
 
 import json
-import math
 
-from support.maphelp import write_ascii_map
 from support.botshelp import clean, metrics, run_bots, wait_for
-from world.tilemap import load_map
-
-from bots.paths import Paths
 
 
 def test_talk_bots_find_npcs_that_talk_and_the_report_has_their_replies(launch, tmp_path):
@@ -30,21 +25,3 @@ def test_talk_bots_find_npcs_that_talk_and_the_report_has_their_replies(launch, 
     wait_for(lambda: metrics(srv)["npcworld_connections"] == 0, "the server to see every bot leave")
     m = metrics(srv)
     assert m['npcworld_dialogue_total{event=fallback}'] >= talk["replies"]
-
-
-def test_paths_lead_round_walls_to_the_goal(tmp_path):
-    tilemap = load_map(write_ascii_map(tmp_path, ["##########",
-                                                  "#a...#...#",
-                                                  "#.##.#.#.#",
-                                                  "#..#...#b#",
-                                                  "##########"], "maze.tmj"))
-    paths = Paths(tilemap)
-    (x, y), goal = tilemap.pois["a"], tilemap.pois["b"]
-    for _ in range(400):  # 4 world units a step
-        dx, dy = paths.direction(x, y, *goal)
-        if (dx, dy) == (0.0, 0.0):
-            break
-        assert math.isclose(math.hypot(dx, dy), 1.0, abs_tol=0.01)
-        x, y = x + 4 * dx, y + 4 * dy
-        assert not tilemap.blocked[int(y // 32), int(x // 32)], (x, y)  # never into a wall
-    assert math.dist((x, y), goal) < 32 * 0.1 + 4
