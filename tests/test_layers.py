@@ -11,6 +11,9 @@ Of the project's own packages (world, npc, server, bots, charts):
 - charts/ (SVG charts as strings) imports nothing of the project: a leaf, like a library, so
   that npc/ (train-policy's loss curve) and bots/ (the report) may both draw with it;
 - server/ may import any of them (it composes the parts; `npcworld bots` is one of its commands).
+
+And of the tests (tests/README.md): a test module takes what it shares from the support package
+(`support.*`), never from another test module (`test_*`) or from `conftest`.
 """
 
 from __future__ import annotations
@@ -94,6 +97,20 @@ def test_each_package_imports_only_the_layers_below_it():
         for path in sorted((ROOT / package).rglob("*.py")):
             found += violations(path, ROOT)
     assert not found, "imports across the layers of DESIGN.md:\n" + "\n".join(found)
+
+
+def test_tests_share_helpers_only_through_the_support_package():
+    found = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        rel = path.relative_to(ROOT)
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(rel))
+        for line, stmt, names in imports(tree, ".".join(rel.with_suffix("").parts), False):
+            for may_be in names:
+                last = [m.rpartition(".")[2] for m in may_be]
+                if any(n == "conftest" or n.startswith("test_") for n in last):
+                    found.append(f"{rel}:{line}: `{stmt}`")
+    assert not found, "test modules importing from other test modules or conftest " \
+                      "(move what they share to tests/support/):\n" + "\n".join(found)
 
 
 def test_the_check_sees_every_kind_of_import(tmp_path):
