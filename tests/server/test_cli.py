@@ -5,6 +5,8 @@ import subprocess
 import sys
 import urllib.request
 
+import pytest
+
 from support.paths import ROOT
 from support.servers import start_server
 
@@ -22,6 +24,7 @@ def test_serve_help_lists_every_option():
         assert flag in out.stdout
 
 
+@pytest.mark.e2e  # it starts a real server
 def test_options_come_from_a_toml_file(tmp_path):
     cfg = tmp_path / "server.toml"
     cfg.write_text('[server]\nnpcs = 7\ntick-rate = 10\nlog_level = "warning"\nnpc_dir = ""\n')
