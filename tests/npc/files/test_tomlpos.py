@@ -12,10 +12,12 @@ from __future__ import annotations
 import tomllib
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from npc.files.tomlpos import line_of, locate
+from support.paths import ROOT
 
 # characters of key names: bare-able ones and ones that must be quoted (and that a scanner might
 # take for syntax: dots, brackets, '=', '#', quotes, a backslash, spaces, a tab, a non-ASCII letter)
@@ -254,3 +256,13 @@ def test_escaped_quoted_keys_are_the_keys_tomllib_reads():
     assert tomllib.loads(text) == {"k1": 1, "a\tb": {"c": 2}, 't"1': {"x.y": {"z": 3}}}
     lines = locate(text)
     assert lines[("k1",)] == 1 and lines[("a\tb", "c")] == 2 and lines[('t"1', "x.y", "z")] == 4
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "assets" / "npcs").glob("*.toml")), ids=lambda p: p.name)
+def test_every_leaf_of_a_shipped_npc_file_has_a_line_that_holds_its_key(path):
+    text = path.read_text(encoding="utf-8")
+    lines, rows = locate(text), text.split("\n")
+    for leaf in leaves(tomllib.loads(text)):
+        assert leaf in lines, leaf
+        if isinstance(leaf[-1], str):                # (an array's element may sit on a later line)
+            assert leaf[-1] in rows[lines[leaf] - 1], (leaf, rows[lines[leaf] - 1])
