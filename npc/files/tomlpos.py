@@ -11,10 +11,12 @@ key and array element, by path:
     from = "06:00"      ("schedule", 0, "from")  -> 4
     a = [1, {b = 2}]    ("a",) ("a", 0) ("a", 1) ("a", 1, "b")
 
-Dotted keys (`a.b = 1`) and inline tables record every prefix. A value that
-spans lines (arrays, multi-line strings) is recorded at the line it starts
-on. `line_of(lines, path)` falls back to the nearest recorded ancestor, then
-to line 1, so every error gets some line.
+Dotted keys (`a.b = 1`) and inline tables record every prefix. Quoted keys are
+named as tomllib names them (`"k\\u0031"` is `k1`). A value that spans lines
+(arrays, multi-line strings) is recorded at the line it starts on.
+`line_of(lines, path)` falls back to the nearest recorded ancestor, then to
+line 1, so every error gets some line. tests/npc/files/test_tomlpos.py holds `locate`
+to tomllib on generated documents.
 """
 
 from __future__ import annotations
