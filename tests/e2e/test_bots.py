@@ -13,7 +13,7 @@ import msgpack
 import pytest
 
 from support.botshelp import clean, metrics, run_bots, start_bots, wait_for
-from support.browserhelp import CHROMIUM, CHROMIUM_ARGS
+from support.chromium import CHROMIUM, CHROMIUM_ARGS
 from support.servers import start_server
 from world import protocol
 

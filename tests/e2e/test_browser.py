@@ -13,7 +13,7 @@ import shutil
 
 import pytest
 
-from support.browserhelp import CHROMIUM, Observer, chromium_page, wait_connected
+from support.chromium import CHROMIUM, Observer, chromium_page, wait_connected
 from support.paths import CLIENT_DIR
 from support.wsclient import Player
 

@@ -14,7 +14,8 @@ import urllib.request
 
 import pytest
 
-from support.browserhelp import CHROMIUM, HIGHLIGHT, chromium_page, count_near, screenshot
+from support.browserhelp import HIGHLIGHT, count_near, screenshot
+from support.chromium import CHROMIUM, chromium_page
 
 pytest.importorskip("playwright.async_api")
 pytestmark = pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM}")

@@ -12,7 +12,8 @@ import shutil
 
 import pytest
 
-from support.browserhelp import CHROMIUM, HIGHLIGHT, Observer, chromium_page, count_near, screenshot, wait_connected
+from support.browserhelp import HIGHLIGHT, count_near, screenshot
+from support.chromium import CHROMIUM, Observer, chromium_page, wait_connected
 from support.paths import CLIENT_DIR
 from support.wsclient import Player
 

@@ -13,7 +13,8 @@ import shutil
 
 import pytest
 
-from support.browserhelp import CHROMIUM, Observer, chromium_page, count_near, rgb, screenshot, wait_connected
+from support.browserhelp import count_near, rgb, screenshot
+from support.chromium import CHROMIUM, Observer, chromium_page, wait_connected
 from support.paths import CLIENT_DIR
 from support.wsclient import Player
 

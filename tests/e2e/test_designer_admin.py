@@ -13,7 +13,8 @@ import urllib.request
 
 from support.servers import NPCWORLD
 
-from support.npchelp import admin, admin_of, small_map, wait_admin, write
+from support.adminhelp import admin, wait_admin
+from support.npchelp import admin_of, small_map, write
 from support.paths import ROOT
 from support.wsclient import Player
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from support.npchelp import admin, admin_of, near_b, wait_admin, write
+from support.adminhelp import admin, wait_admin
+from support.npchelp import admin_of, near_b, write
 from support.wsclient import Player
 
 MOVER = """

@@ -13,8 +13,9 @@ import subprocess
 import sys
 import time
 
-from support.npchelp import GERDA, admin_of, call, write
-from support.npchelp import GERDA_ROWS as ROWS
+from support.npchelp import admin_of, call, write
+from support.storehelp import GERDA
+from support.storehelp import GERDA_ROWS as ROWS
 from support.maphelp import write_ascii_map
 from server import tokens
 from server.store import schema

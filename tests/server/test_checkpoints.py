@@ -7,8 +7,9 @@ from __future__ import annotations
 import dataclasses
 
 from support.maphelp import write_ascii_map
-from support.npchelp import GERDA, write
-from support.npchelp import GERDA_ROWS as ROWS
+from support.npchelp import write
+from support.storehelp import GERDA
+from support.storehelp import GERDA_ROWS as ROWS
 from server.app import build_room
 from server.config import ServerConfig, flat
 from server.events import Mailbox

@@ -5,8 +5,15 @@ servers         `npcworld serve` as a subprocess on a free loopback port (Runnin
 maphelp         ASCII maps written as Tiled files
 worldhelp       worlds for the pure world tests (the default map, grids)
 npchelp         small maps, NPC files, the admin API over HTTP
+adminhelp       the admin API from an event loop: a call, polling until the answer says so
+storehelp       Gerda and her map, for the restart and checkpoint tests
+decisionhelp    the Walker NPC of the decision tests and what they read of it
+talkhelp        talking to an NPC through a real server (find, walk to, converse, check the stream)
+dialoguehelp    driving a DialogueRunner step by step
+botshelp        `npcworld bots` runs as subprocesses
 wsclient        a real WebSocket player (Player) that speaks the wire protocol
 browserhelp     screenshots of the browser client, read as pixels
+chromium        real Chromium: a page at a URL (chromium_page), an Observer player beside it
 mqtthelp        a real Mosquitto and real `npcworld worker` processes (and their fixtures)
 policy_modules  policy modules loaded by name ("tests.support.policy_modules:go_to_need")
 sighthelp       Sights built from States, for the vectorised built-in behaviour

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import math
 import re
@@ -79,26 +78,6 @@ def call(url: str, method: str = "GET", token: str | None = None, body: dict | b
         return e.code, json.loads(e.read() or b"{}")
 
 
-async def admin(url: str, path: str, token: str | None, method: str = "GET", body=None):
-    """`call` from a test's event loop (in a thread): (status, body)."""
-    return await asyncio.to_thread(call, url + path.lstrip("/"), method, token, body)
-
-
-async def wait_admin(p, url: str, token: str, path: str, pred, timeout: float = 20, what: str = ""):
-    """Poll an admin endpoint until pred(body); between polls, read a few updates (no sleeping)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        status, body = await admin(url, path, token)
-        assert status == 200, body
-        if pred(body):
-            return body
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what or path}: {body}")
-        for _ in range(4):
-            await p.recv()
-
-
 def places_of(map_path: Path = DEFAULT_MAP):
     from npc.files.loader import map_places
     return map_places(load_map(map_path))
@@ -118,53 +97,4 @@ TAM = """
     allowed = ["idle", "talk"]
     [actions.talk]
     reply = false
-"""
-
-# The map and the NPC of the restart and checkpoint tests (tests/e2e/test_store_restart.py,
-# tests/server/test_checkpoints.py): a 16 x 16 room with POIs a, b, c and a spawn.
-GERDA_ROWS = ["################",
-              "#..............#",
-              "#..............#",
-              "#..b...........#",
-              "#..............#",
-              "#..............#",
-              "#..............#",
-              "#.......s.a....#",
-              "#..............#",
-              "#..............#",
-              "#..............#",
-              "#..............#",
-              "#...........c..#",
-              "#..............#",
-              "#..............#",
-              "################"]
-
-# Gerda stands near 'a' and gives every player she notices (anywhere on this small map) an item, once.
-GERDA = """
-    id = "gerda"
-    name = "Gerda"
-    color = "#aa5500"
-    spawn = "a"
-
-    [[schedule]]
-    from = "00:00"
-    to = "24:00"
-    do = "idle"
-    at = "a"
-    activity = "knitting"
-
-    [actions]
-    allowed = ["idle", "talk", "give_item", "wander"]
-
-    [actions.give_item]
-    items = ["apple", "pear"]
-    line = "Take this {item}, {player}."
-    distance = 800
-    cooldown = 600
-
-    [senses]
-    notice = 800
-
-    [weights]
-    give_item = 9
 """
