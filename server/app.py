@@ -128,7 +128,7 @@ class GameServer:
             await self._start_admin()
             ticks = asyncio.create_task(run_ticks(self.cfg.world.tick_rate, self.game.tick, self.metrics, self.stop_event))
             reloads = asyncio.create_task(self.watcher.run(self.stop_event))
-            slow = asyncio.create_task(gateway.close_stalled(self.seats, self.stop_event))
+            slow = asyncio.create_task(gateway.read_checks(self.seats, self.stop_event))
             if on_ready:
                 on_ready(self)
             await self.stop_event.wait()

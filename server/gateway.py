@@ -5,8 +5,9 @@ the room (server/game.py) and hands it the typed commands for the next tick.
 The room's events come back through `Seats` (its `Outbound`), which encodes
 them for the connection holding each player's seat; the close policy lives
 here: a resumed character's old connection is closed (4003), a connection
-whose socket accepted nothing for SLOW_CLIENT_S is closed (4002, checked once
-a second by `close_stalled`). Sending never awaits in the
+whose client read nothing for SLOW_CLIENT_S is closed (4002; `read_checks`
+sends the read-check pings and checks them, for every connection in one sweep
+every SWEEP_S). Sending never awaits in the
 tick: the tick queues each update in the connection's outbox; right after the
 tick (same loop iteration) the `Flusher` writes them straight into each
 socket's buffer while it is short, and hands a congested socket to the
@@ -54,8 +55,12 @@ SEND_BUFFER = 64 * 1024
 # The socket buffers cannot hide it: on loopback they absorbed 25 s of a normal client's updates
 # (about 160 KB), and the server saw nothing until websockets' 20 s keepalive closed with 1011.
 # This check replaces that keepalive (app.py: ping_interval=None): a dead peer is one that answers
-# no ping. Cost: one ping frame (6 bytes) out and one pong in per connection every READ_CHECK_S.
+# no ping. Cost: one ping frame (6 bytes) out and one pong in per connection every READ_CHECK_S,
+# sent from one sweep over all connections (Seats.read_check), not from a task per connection: a
+# task sleeping, pinging through websockets' ping() (an async send context) and waking on each pong
+# was 3.4% of the server's CPU at 600 clients (py-spy, bench/capacity.py; README "Capacity").
 READ_CHECK_S = 2.0
+SWEEP_S = 0.5  # how often the sweep runs: a ping goes out 2.0-2.5 s after the last was sent and answered
 # Updates are written directly (no task switch) while the socket's user-space
 # buffer holds less than this; above it the writer task takes over and waits.
 DIRECT_WRITE_LIMIT = 64 * 1024  # bytes, equal to websockets' write_limit in app.py
@@ -136,9 +141,11 @@ class Seats:
             del self.of[player.eid]
             game.leave(player.eid)
 
-    def close_stalled(self, now: float) -> None:
-        """Close the connections whose socket accepted nothing for SLOW_CLIENT_S (4002)."""
+    def read_check(self, now: float) -> None:
+        """The read check of every seated connection (see READ_CHECK_S): send the pings that are due,
+        and close with 4002 the connections whose client read nothing for SLOW_CLIENT_S."""
         for eid, conn in list(self.of.items()):
+            conn.ping_if_due(now)
             stalled = conn.stalled_for(now)
             if stalled > SLOW_CLIENT_S:
                 log.info("closing %s (%d): read nothing for %.1f s", conn.player.name if conn.player else "?", eid,
@@ -146,13 +153,13 @@ class Seats:
                 conn.close_soon(protocol.CLOSE_TOO_SLOW, "too slow: read nothing for 5 s")
 
 
-async def close_stalled(seats: Seats, stop: asyncio.Event, every_s: float = 1.0) -> None:
-    """Once a second until `stop`: `seats.close_stalled`."""
+async def read_checks(seats: Seats, stop: asyncio.Event, every_s: float = SWEEP_S) -> None:
+    """Every `every_s` until `stop`: `seats.read_check`."""
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), every_s)
         except TimeoutError:
-            seats.close_stalled(time.monotonic())
+            seats.read_check(time.monotonic())
 
 
 class Connection:
@@ -167,7 +174,9 @@ class Connection:
         self.strikes = TokenBucket(STRIKES_PER_S, STRIKES, now)
         self.last_rate_error = -math.inf
         self.sending_since: float | None = None  # set while a send waits for the socket to drain
-        self.ping_since: float | None = None  # set from a read-check ping until its pong
+        self.ping_since = now  # when the last read-check ping was sent (none yet: the first is due READ_CHECK_S on)
+        self.pong: asyncio.Future[float] | None = None  # the last ping's: done once its pong came (or the socket closed)
+        self.pings = 0  # read-check pings sent; the next one's payload
         self.writer_busy = False  # the writer task holds messages taken from the outbox
         self.closing = False
         # Frames written by flush itself, not through websockets: only where no extension was
@@ -177,9 +186,32 @@ class Connection:
     # -- called by the seats (never awaits) --------------------------------
 
     def stalled_for(self, now: float) -> float:
-        """Seconds the client has read nothing: its oldest unanswered ping, or a send waiting on a full socket."""
+        """Seconds the client has read nothing: its unanswered ping, or a send waiting on a full socket."""
+        unanswered = self.pong is not None and not self.pong.done()
         return max(0.0 if self.sending_since is None else now - self.sending_since,
-                   0.0 if self.ping_since is None else now - self.ping_since)
+                   now - self.ping_since if unanswered else 0.0)
+
+    def ping_if_due(self, now: float) -> None:
+        """Send the next read-check ping once the last was answered and READ_CHECK_S have passed since it went.
+
+        What websockets' `ping()` does, without its send context (which would wait for a full socket to
+        drain: a ping is queued behind whatever is buffered, which is the point) and so without a task:
+        the pong resolves the future websockets keeps in `pending_pings`; `stalled_for` looks at it."""
+        if (self.pong is not None and not self.pong.done()) or now - self.ping_since < READ_CHECK_S:
+            return
+        ws = self.ws
+        if self.closing or ws.protocol.state is not State.OPEN:
+            return
+        self.pings += 1
+        data = self.pings.to_bytes(4, "big")  # 4 bytes, as protocol.md says; unique among this socket's pings
+        self.pong = ws.loop.create_future()
+        ws.pending_pings[data] = (self.pong, ws.loop.time())
+        self.ping_since = now
+        try:
+            ws.protocol.send_ping(data)
+            ws.send_data()
+        except Exception:  # noqa: BLE001 - lost meanwhile (as a direct write): the reader side ends the session
+            pass
 
     def close_soon(self, code: int, reason: str) -> None:
         if self.closing:
@@ -243,18 +275,6 @@ class Connection:
         except ConnectionClosed:
             pass  # the reader side ends the session
 
-    async def check_reading(self) -> None:
-        """A ping every READ_CHECK_S, each awaited until its pong (see READ_CHECK_S)."""
-        try:
-            while True:
-                await asyncio.sleep(READ_CHECK_S)
-                self.ping_since = time.monotonic()  # before: ping() itself waits while the socket is full
-                pong = await self.ws.ping()
-                await pong
-                self.ping_since = None
-        except ConnectionClosed:
-            pass  # the reader side ends the session
-
     # -- receiving ----------------------------------------------------------
 
     def strike(self, now: float) -> None:
@@ -302,7 +322,6 @@ async def handle(ws: ServerConnection, game: Game, seats: Seats, metrics: Metric
     metrics.connections_total += 1
     conn = Connection(ws, game, metrics, flusher, seats.direct_writes)
     writer: asyncio.Task | None = None
-    read_check: asyncio.Task | None = None
     sock = ws.transport.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
@@ -328,7 +347,6 @@ async def handle(ws: ServerConnection, game: Game, seats: Seats, metrics: Metric
             return await _refuse(ws, metrics, protocol.CLOSE_FULL, "server full")
         conn.player = seats.join(conn, game, hello)
         writer = asyncio.get_running_loop().create_task(conn.write_forever())
-        read_check = asyncio.get_running_loop().create_task(conn.check_reading())
         async for frame in ws:
             metrics.messages_in += 1
             metrics.bytes_in += len(frame)
@@ -342,8 +360,6 @@ async def handle(ws: ServerConnection, game: Game, seats: Seats, metrics: Metric
     finally:
         if writer is not None:
             writer.cancel()
-        if read_check is not None:
-            read_check.cancel()
         if conn.player is not None:
             seats.leave(conn, game)
             log.info("left %s (%d) code=%s", conn.player.name, conn.player.eid, ws.close_code)
