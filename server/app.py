@@ -115,8 +115,10 @@ class GameServer:
         async with serve(
             handler, self.cfg.net.host, self.cfg.net.port,
             process_request=routes,
+            create_connection=gateway.PlayerSocket,  # each message handed to the gateway as it is parsed
             max_size=protocol.MAX_FRAME,  # larger frames: close 1009
-            max_queue=32,  # frames buffered per connection before reading stops (TCP pushes back)
+            # no max_queue: PlayerSocket hands each message over as it is parsed (none queue); the hello's
+            # followers wait in gateway.MAX_EARLY
             write_limit=64 * 1024,  # bytes; above it a send waits, which is how a slow reader is seen
             close_timeout=2,
             ping_interval=None,  # no keepalive: the gateway's read check pings every 2 s (gateway.READ_CHECK_S)

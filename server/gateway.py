@@ -22,10 +22,12 @@ import logging
 import math
 import socket
 import time
+from typing import Callable
 
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.protocol import Event, State
 
 from world import protocol
 from world.protocol import (HELLO_TIMEOUT_S, RATE_BURST, RATE_ERROR_EVERY_S, RATE_PER_S, SLOW_CLIENT_S, STRIKES,
@@ -64,6 +66,73 @@ SWEEP_S = 0.5  # how often the sweep runs: a ping goes out 2.0-2.5 s after the l
 # Updates are written directly (no task switch) while the socket's user-space
 # buffer holds less than this; above it the writer task takes over and waits.
 DIRECT_WRITE_LIMIT = 64 * 1024  # bytes, equal to websockets' write_limit in app.py
+
+
+# Messages a client may send between its hello and its welcome (the room has not joined it yet):
+# kept, then received in order once it has; more are dropped and each counts as a strike (1008).
+MAX_EARLY = 32  # messages (websockets' max_queue was 32 frames before reading stopped)
+
+
+class PlayerSocket(ServerConnection):
+    """websockets' server connection handing each message to `on_message` as soon as it is parsed.
+
+    websockets queues a message for a reader task (`recv`, `async for`) and wakes it, once per
+    message: at 600 clients (6,600 inbound messages/s) that queue and the task switches were ~9%
+    of the server's CPU (py-spy; README "Capacity"), for messages that are decoded and handed
+    to the room without ever awaiting. Fragments are joined here (websockets' protocol already
+    bounds a message at max_size: 1009); a text message is decoded from UTF-8 (invalid: 1007,
+    as websockets does). Frames before `on_message` is set, and control frames, take websockets'
+    own path. Messages that come before the handler asks for them (`hand_messages_to`) are kept
+    for it, MAX_EARLY at most (more: 1008)."""
+
+    on_message: Callable[[bytes | str], None] | None = None
+    _early: list[bytes | str] | None = None  # messages kept until on_message is set
+    _fragments: list[bytes] | None = None  # a fragmented message being received
+    _text = False  # ... and whether it is a text message
+
+    def hand_messages_to(self, on_message: Callable[[bytes | str], None]) -> None:
+        """From now on every message goes to `on_message`; first those that came before."""
+        early, self._early = self._early or [], None
+        self.on_message = on_message
+        for data in early:
+            on_message(data)
+
+    def _keep(self, data: bytes | str) -> None:
+        if self._early is None:
+            self._early = []
+        if len(self._early) < MAX_EARLY:
+            self._early.append(data)
+        else:
+            self.protocol.fail(CloseCode.POLICY_VIOLATION, "policy violation: too many messages before the hello")
+            self.send_data()
+
+    def process_event(self, event: Event) -> None:
+        if self.request is None or not isinstance(event, Frame):
+            return super().process_event(event)  # the handshake
+        on_message = self.on_message or self._keep
+        op = event.opcode
+        if op is Opcode.BINARY or op is Opcode.TEXT:
+            if not event.fin:
+                self._fragments, self._text = [bytes(event.data)], op is Opcode.TEXT
+                return
+            data, text = bytes(event.data), op is Opcode.TEXT
+        elif op is Opcode.CONT:
+            if self._fragments is None:
+                return  # websockets' protocol refuses a continuation with no message before it (1002)
+            self._fragments.append(bytes(event.data))
+            if not event.fin:
+                return
+            data, text, self._fragments = b"".join(self._fragments), self._text, None
+        else:
+            return super().process_event(event)  # ping, pong (the read check), close
+        if text:
+            try:
+                on_message(data.decode())
+            except UnicodeDecodeError:
+                self.protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
+                self.send_data()
+            return
+        on_message(data)
 
 
 class Flusher:
@@ -179,6 +248,8 @@ class Connection:
         self.pings = 0  # read-check pings sent; the next one's payload
         self.writer_busy = False  # the writer task holds messages taken from the outbox
         self.closing = False
+        self.hello: asyncio.Future[bytes | str] = asyncio.get_running_loop().create_future()  # the first message
+        self.early: list[bytes | str] = []  # messages after the hello, before the room joined the player
         # Frames written by flush itself, not through websockets: only where no extension was
         # negotiated (permessage-deflate frames must go through websockets' compressor).
         self.direct = direct_writes and not ws.protocol.extensions
@@ -281,6 +352,26 @@ class Connection:
         if not self.strikes.take(now):
             self.close_soon(protocol.CLOSE_POLICY, "policy violation: too many bad or excess messages")
 
+    def on_message(self, frame: bytes | str) -> None:
+        """Every message of the socket (PlayerSocket.on_message), from its first: the hello to `handle`,
+        what comes before the room joined the player kept (MAX_EARLY), then each to `receive`."""
+        metrics = self.metrics
+        metrics.messages_in += 1
+        metrics.bytes_in += len(frame)
+        if self.player is None:
+            if not self.hello.done():
+                self.hello.set_result(frame)
+            elif len(self.early) < MAX_EARLY:
+                self.early.append(frame)
+            else:
+                self.strike(time.monotonic())
+            return
+        try:
+            self.receive(frame)
+        except Exception:  # never let one connection's bug reach others
+            log.exception("connection handler failed")
+            self.close_soon(protocol.CLOSE_INTERNAL, "internal error")
+
     def receive(self, frame: bytes | str) -> None:
         if self.closing:
             return
@@ -316,22 +407,24 @@ async def _refuse(ws: ServerConnection, metrics: Metrics, code: int, reason: str
     await ws.close(code, reason)
 
 
-async def handle(ws: ServerConnection, game: Game, seats: Seats, metrics: Metrics, flusher: Flusher) -> None:
-    """Serve one player socket from hello to close."""
+async def handle(ws: PlayerSocket, game: Game, seats: Seats, metrics: Metrics, flusher: Flusher) -> None:
+    """Serve one player socket from hello to close (app.py serves with create_connection=PlayerSocket)."""
     metrics.connections += 1
     metrics.connections_total += 1
     conn = Connection(ws, game, metrics, flusher, seats.direct_writes)
     writer: asyncio.Task | None = None
+    ws.hand_messages_to(conn.on_message)
+    closed = asyncio.ensure_future(ws.wait_closed())
     sock = ws.transport.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
     try:
-        try:
-            first = await asyncio.wait_for(ws.recv(), HELLO_TIMEOUT_S)
-        except TimeoutError:
+        await asyncio.wait((conn.hello, closed), timeout=HELLO_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+        if not conn.hello.done():
+            if closed.done():
+                return  # gone before its hello
             return await _refuse(ws, metrics, protocol.CLOSE_BAD_HELLO, "no hello within 10 s")
-        metrics.messages_in += 1
-        metrics.bytes_in += len(first)
+        first = conn.hello.result()
         try:
             hello = protocol.decode(first)
         except ProtocolError as err:
@@ -347,10 +440,10 @@ async def handle(ws: ServerConnection, game: Game, seats: Seats, metrics: Metric
             return await _refuse(ws, metrics, protocol.CLOSE_FULL, "server full")
         conn.player = seats.join(conn, game, hello)
         writer = asyncio.get_running_loop().create_task(conn.write_forever())
-        async for frame in ws:
-            metrics.messages_in += 1
-            metrics.bytes_in += len(frame)
+        early, conn.early = conn.early, []  # from now on each message is received as it is parsed
+        for frame in early:
             conn.receive(frame)
+        await closed
     except ConnectionClosed:
         pass
     except Exception:  # never let one connection's bug reach others
@@ -358,6 +451,7 @@ async def handle(ws: ServerConnection, game: Game, seats: Seats, metrics: Metric
         metrics.closes[protocol.CLOSE_INTERNAL] = metrics.closes.get(protocol.CLOSE_INTERNAL, 0) + 1
         await ws.close(protocol.CLOSE_INTERNAL, "internal error")
     finally:
+        closed.cancel()
         if writer is not None:
             writer.cancel()
         if conn.player is not None:

@@ -250,6 +250,30 @@ async def test_flooding_gets_an_error_then_a_close(crowded):
     await good.check(min_updates=20)
 
 
+async def test_fragments_and_messages_before_the_welcome_are_received_in_order(crowded):
+    """The gateway takes each message as it is parsed (gateway.PlayerSocket), not from websockets'
+    queue: a message in fragments is still one message, what a client sends right after its hello
+    (before the welcome) is received after the join, in order, a text frame gets bad_frame and
+    invalid UTF-8 in one closes 1007, as websockets' own reader does."""
+    ws = await websockets.connect(crowded.ws_url, max_size=None)
+    hello = msgpack.packb({"t": "hello", "v": VERSION, "name": "frags"})
+    await ws.send([hello[:5], hello[5:]])  # websockets sends an iterable as fragments
+    for i in range(1, 6):
+        await ws.send(msgpack.packb({"t": "ping", "id": i}))
+    ping = msgpack.packb({"t": "ping", "id": 6})
+    await ws.send([ping[:2], ping[2:4], ping[4:]])
+    await ws.send("text")
+    seen: list = []
+    while len(seen) < 8:
+        msg = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 10))
+        if msg["t"] != "update":
+            seen.append(msg["id"] if msg["t"] == "pong" else msg.get("code", msg["t"]))
+    assert seen == ["welcome", 1, 2, 3, 4, 5, 6, "bad_frame"]
+    ws.protocol.send_text(b"\xff\xfe")  # not UTF-8 (websockets' own send would encode a str)
+    ws.send_data()
+    assert await close_code(ws) == 1007
+
+
 async def test_handshake_rules(crowded):
     ws = await websockets.connect(crowded.ws_url)
     await ws.send(msgpack.packb({"t": "ping", "id": 1}))
