@@ -274,6 +274,49 @@ async def test_fragments_and_messages_before_the_welcome_are_received_in_order(c
     assert await close_code(ws) == 1007
 
 
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One unmasked server frame: (opcode, payload)."""
+    b0, b1 = await reader.readexactly(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = int.from_bytes(await reader.readexactly(2), "big")
+    elif n == 127:
+        n = int.from_bytes(await reader.readexactly(8), "big")
+    return b0 & 0x0F, await reader.readexactly(n)
+
+
+async def test_messages_before_the_welcome_are_bounded(crowded):
+    """What comes between a hello and its welcome is kept for after the join, 32 messages at most
+    (gateway.MAX_EARLY); the rest are dropped as excess messages, and the session goes on."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", crowded.port)
+    writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+
+    def frame(msg: dict) -> bytes:
+        data = msgpack.packb(msg)
+        return bytes([0x82, 0x80 | len(data)]) + b"\0\0\0\0" + data  # masked with a zero key
+
+    # one write: the hello and 40 pings reach the server together, before it has joined the player
+    writer.write(frame({"t": "hello", "v": VERSION, "name": "eager"})
+                 + b"".join(frame({"t": "ping", "id": i}) for i in range(1, 41)))
+    pongs: list[int] = []
+    kinds: list[str] = []
+    while len(pongs) < 32 or pongs[-1] != 41:
+        op, payload = await asyncio.wait_for(read_frame(reader), 10)
+        if op != 2:
+            continue  # the read check's pings (not answered here: this test lasts well under 5 s)
+        msg = msgpack.unpackb(payload)
+        kinds.append(msg["t"])
+        if msg["t"] == "pong":
+            pongs.append(msg["id"])
+            if len(pongs) == 32:
+                writer.write(frame({"t": "ping", "id": 41}))  # after the welcome: answered as ever
+    assert kinds[0] == "welcome"
+    assert pongs == list(range(1, 33)) + [41]
+    writer.close()
+
+
 async def test_handshake_rules(crowded):
     ws = await websockets.connect(crowded.ws_url)
     await ws.send(msgpack.packb({"t": "ping", "id": 1}))
