@@ -77,9 +77,10 @@ class PlayerSocket(ServerConnection):
     """websockets' server connection handing each message to `on_message` as soon as it is parsed.
 
     websockets queues a message for a reader task (`recv`, `async for`) and wakes it, once per
-    message: at 600 clients (6,600 inbound messages/s) that queue and the task switches were ~9%
-    of the server's CPU (py-spy; README "Capacity"), for messages that are decoded and handed
-    to the room without ever awaiting. Fragments are joined here (websockets' protocol already
+    message: at 600 clients (6,600 inbound messages/s) that queue and the task switches were ~8%
+    of the server's py-spy samples, for messages that are decoded and handed to the room without
+    ever awaiting; bench/ws_edge.py: 0.91x the CPU per message (median of 8 rounds on a loaded
+    box, 0.58-1.17x; README "Capacity"). Fragments are joined here (websockets' protocol already
     bounds a message at max_size: 1009); a text message is decoded from UTF-8 (invalid: 1007,
     as websockets does). Frames before `on_message` is set, and control frames, take websockets'
     own path. Messages that come before the handler asks for them (`hand_messages_to`) are kept
