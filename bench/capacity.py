@@ -37,7 +37,7 @@ busiest bot process, and their top functions are printed and saved.
 
 Usage: python bench/capacity.py [--clients N,N,...] [--seconds 20] [--peer colyseus]
                                 [--spawn random|spawn] [--npcs 500] [--start 50] [--max 25600]
-                                [--procs P] [--profile]
+                                [--procs P] [--profile] [--baseline-args FLAGS] [--baseline-src DIR]
 Prints a table and writes bench/results/capacity.json.
 """
 
@@ -194,14 +194,16 @@ def started_up(port: int, most_s: float) -> float:
     return time.monotonic() - t0
 
 
-def start_server(npcs: int, spawn: str = "random", extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, int, list[str]]:
+def start_server(npcs: int, spawn: str = "random", extra: tuple[str, ...] = (),
+                 src: Path = ROOT) -> tuple[subprocess.Popen, int, list[str]]:
+    """`npcworld serve` from the source tree `src` (another one: an A/B against an older commit)."""
     proc = subprocess.Popen([*NPCWORLD, "serve", "--host", "127.0.0.1", "--port", "0", "--npcs", str(npcs),
                              "--spawn", spawn, *extra,
                              "--grace", "0", "--max-players", "100000", "--log-level", "warning",
                              # S1 measures the world stream: wander bots never talk, and loading the
                              # dialogue model would eat the first step's CPU
                              "--no-dialogue"],
-                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            cwd=src, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     lines: list[str] = []
     port: list[int] = []
@@ -245,11 +247,12 @@ def procs_for(n: int, args) -> int:
 
 
 def step(n: int, args, workdir: Path, profile: bool = False, label: str = "npcworld",
-         extra: tuple[str, ...] = ()) -> dict:
-    """npcworld at N; `extra`: more `npcworld serve` flags (the baseline of an A/B run)."""
+         extra: tuple[str, ...] = (), src: Path = ROOT) -> dict:
+    """npcworld at N; `extra`: more `npcworld serve` flags, `src`: the server's source tree (the
+    baseline of an A/B run; the bots always come from this tree)."""
     ramp = ramp_for(n)
     duration = ramp + 1.0 + args.measure  # ramp, settle, measure (see bots.plan.Plan.window)
-    srv, port, srv_lines = start_server(args.npcs, args.spawn, extra)
+    srv, port, srv_lines = start_server(args.npcs, args.spawn, extra, src)
     report_dir = workdir / f"{label}-n{n}{'-profile' if profile else ''}"
     cmd = [*NPCWORLD, "bots", "--url", f"ws://127.0.0.1:{port}/ws", "--clients", str(n), "--ramp", f"{ramp:g}",
            "--duration", f"{duration:g}", "--scenario", "wander", "--report", str(report_dir),
@@ -495,6 +498,10 @@ def main() -> int:
     ap.add_argument("--baseline-args", default=None, metavar="FLAGS",
                     help="A/B: at each N also run npcworld with these extra serve flags (e.g. "
                          "--baseline-args=--no-direct-writes), taking turns, side by side")
+    ap.add_argument("--baseline-src", type=Path, default=None, metavar="DIR",
+                    help="A/B: at each N also run the server from this source tree (an older commit, e.g. "
+                         "`git archive HEAD~1 | tar -x -C /tmp/base`), with --baseline-args if given, taking "
+                         "turns, side by side; the bots are this tree's")
     ap.add_argument("--procs", type=int, default=None, help="bot processes, for both servers (default: one per 250 "
                     "bots, at most one per core)")
     ap.add_argument("--profile", action="store_true", help="re-run the saturating N (or the last) under py-spy")
@@ -525,8 +532,9 @@ def main() -> int:
             row = step(n, args, workdir)
             rows.append(row)
             print_step(row)
-            if args.baseline_args:
-                base = step(n, args, workdir, label="baseline", extra=tuple(shlex.split(args.baseline_args)))
+            if args.baseline_args or args.baseline_src:
+                base = step(n, args, workdir, label="baseline", extra=tuple(shlex.split(args.baseline_args or "")),
+                            src=(args.baseline_src or ROOT).resolve())
                 rows.append(base)
                 ab_pairs.append((row, base))
                 print_step(base)
@@ -562,7 +570,8 @@ def main() -> int:
         print(side_by_side(pairs))
         print(MEASURED_HOW)
     if ab_pairs:
-        print(f"\nA/B (npcworld as is vs. baseline = npcworld {args.baseline_args}, taking turns in this run):")
+        base = " ".join(x for x in (f"from {args.baseline_src}" if args.baseline_src else "", args.baseline_args or "") if x)
+        print(f"\nA/B (npcworld as is vs. baseline = npcworld {base}, taking turns in this run):")
         print(side_by_side(ab_pairs, "npcworld", "baseline"))
     for row in rows:
         for problem in row["problems"]:
@@ -585,7 +594,7 @@ def main() -> int:
         "side_by_side": [{"n": a["n"], "npcworld": a, "colyseus": b,
                           "ratios": {key: ratio(a.get(key), b.get(key)) for _, key, _, _ in COMPARED}}
                          for a, b in pairs],
-        "baseline_args": args.baseline_args,
+        "baseline_args": args.baseline_args, "baseline_src": str(args.baseline_src) if args.baseline_src else None,
         "a_b": [{"n": a["n"], "npcworld": a, "baseline": b,
                  "ratios": {key: ratio(a.get(key), b.get(key)) for _, key, _, _ in COMPARED}} for a, b in ab_pairs],
         "measured_how": MEASURED_HOW if pairs else None, "profile": profile,

@@ -5,8 +5,9 @@ the room (server/game.py) and hands it the typed commands for the next tick.
 The room's events come back through `Seats` (its `Outbound`), which encodes
 them for the connection holding each player's seat; the close policy lives
 here: a resumed character's old connection is closed (4003), a connection
-whose socket accepted nothing for SLOW_CLIENT_S is closed (4002, checked once
-a second by `close_stalled`). Sending never awaits in the
+whose client read nothing for SLOW_CLIENT_S is closed (4002; `read_checks`
+sends the read-check pings and checks them, for every connection in one sweep
+every SWEEP_S). Sending never awaits in the
 tick: the tick queues each update in the connection's outbox; right after the
 tick (same loop iteration) the `Flusher` writes them straight into each
 socket's buffer while it is short, and hands a congested socket to the
@@ -21,10 +22,12 @@ import logging
 import math
 import socket
 import time
+from typing import Callable
 
 from websockets.asyncio.server import ServerConnection, broadcast
 from websockets.exceptions import ConnectionClosed
-from websockets.protocol import State
+from websockets.frames import CloseCode, Frame, Opcode
+from websockets.protocol import Event, State
 
 from world import protocol
 from world.protocol import (HELLO_TIMEOUT_S, RATE_BURST, RATE_ERROR_EVERY_S, RATE_PER_S, SLOW_CLIENT_S, STRIKES,
@@ -54,11 +57,83 @@ SEND_BUFFER = 64 * 1024
 # The socket buffers cannot hide it: on loopback they absorbed 25 s of a normal client's updates
 # (about 160 KB), and the server saw nothing until websockets' 20 s keepalive closed with 1011.
 # This check replaces that keepalive (app.py: ping_interval=None): a dead peer is one that answers
-# no ping. Cost: one ping frame (6 bytes) out and one pong in per connection every READ_CHECK_S.
+# no ping. Cost: one ping frame (6 bytes) out and one pong in per connection every READ_CHECK_S,
+# sent from one sweep over all connections (Seats.read_check), not from a task per connection: a
+# task sleeping, pinging through websockets' ping() (an async send context) and waking on each pong
+# was 3.4% of the server's CPU at 600 clients (py-spy, bench/capacity.py; README "Capacity").
 READ_CHECK_S = 2.0
+SWEEP_S = 0.5  # how often the sweep runs: a ping goes out 2.0-2.5 s after the last was sent and answered
 # Updates are written directly (no task switch) while the socket's user-space
 # buffer holds less than this; above it the writer task takes over and waits.
 DIRECT_WRITE_LIMIT = 64 * 1024  # bytes, equal to websockets' write_limit in app.py
+
+
+# Messages a client may send between its hello and its welcome (the room has not joined it yet):
+# kept, then received in order once it has; more are dropped and each counts as a strike (1008).
+MAX_EARLY = 32  # messages (websockets' max_queue was 32 frames before reading stopped)
+
+
+class PlayerSocket(ServerConnection):
+    """websockets' server connection handing each message to `on_message` as soon as it is parsed.
+
+    websockets queues a message for a reader task (`recv`, `async for`) and wakes it, once per
+    message: at 600 clients (6,600 inbound messages/s) that queue and the task switches were ~8%
+    of the server's py-spy samples, for messages that are decoded and handed to the room without
+    ever awaiting; bench/ws_edge.py: 0.91x the CPU per message (median of 8 rounds on a loaded
+    box, 0.58-1.17x; README "Capacity"). Fragments are joined here (websockets' protocol already
+    bounds a message at max_size: 1009); a text message is decoded from UTF-8 (invalid: 1007,
+    as websockets does). Frames before `on_message` is set, and control frames, take websockets'
+    own path. Messages that come before the handler asks for them (`hand_messages_to`) are kept
+    for it, MAX_EARLY at most (more: 1008)."""
+
+    on_message: Callable[[bytes | str], None] | None = None
+    _early: list[bytes | str] | None = None  # messages kept until on_message is set
+    _fragments: list[bytes] | None = None  # a fragmented message being received
+    _text = False  # ... and whether it is a text message
+
+    def hand_messages_to(self, on_message: Callable[[bytes | str], None]) -> None:
+        """From now on every message goes to `on_message`; first those that came before."""
+        early, self._early = self._early or [], None
+        self.on_message = on_message
+        for data in early:
+            on_message(data)
+
+    def _keep(self, data: bytes | str) -> None:
+        if self._early is None:
+            self._early = []
+        if len(self._early) < MAX_EARLY:
+            self._early.append(data)
+        else:
+            self.protocol.fail(CloseCode.POLICY_VIOLATION, "policy violation: too many messages before the hello")
+            self.send_data()
+
+    def process_event(self, event: Event) -> None:
+        if self.request is None or not isinstance(event, Frame):
+            return super().process_event(event)  # the handshake
+        on_message = self.on_message or self._keep
+        op = event.opcode
+        if op is Opcode.BINARY or op is Opcode.TEXT:
+            if not event.fin:
+                self._fragments, self._text = [bytes(event.data)], op is Opcode.TEXT
+                return
+            data, text = bytes(event.data), op is Opcode.TEXT
+        elif op is Opcode.CONT:
+            if self._fragments is None:
+                return  # websockets' protocol refuses a continuation with no message before it (1002)
+            self._fragments.append(bytes(event.data))
+            if not event.fin:
+                return
+            data, text, self._fragments = b"".join(self._fragments), self._text, None
+        else:
+            return super().process_event(event)  # ping, pong (the read check), close
+        if text:
+            try:
+                on_message(data.decode())
+            except UnicodeDecodeError:
+                self.protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
+                self.send_data()
+            return
+        on_message(data)
 
 
 class Flusher:
@@ -136,9 +211,11 @@ class Seats:
             del self.of[player.eid]
             game.leave(player.eid)
 
-    def close_stalled(self, now: float) -> None:
-        """Close the connections whose socket accepted nothing for SLOW_CLIENT_S (4002)."""
+    def read_check(self, now: float) -> None:
+        """The read check of every seated connection (see READ_CHECK_S): send the pings that are due,
+        and close with 4002 the connections whose client read nothing for SLOW_CLIENT_S."""
         for eid, conn in list(self.of.items()):
+            conn.ping_if_due(now)
             stalled = conn.stalled_for(now)
             if stalled > SLOW_CLIENT_S:
                 log.info("closing %s (%d): read nothing for %.1f s", conn.player.name if conn.player else "?", eid,
@@ -146,13 +223,13 @@ class Seats:
                 conn.close_soon(protocol.CLOSE_TOO_SLOW, "too slow: read nothing for 5 s")
 
 
-async def close_stalled(seats: Seats, stop: asyncio.Event, every_s: float = 1.0) -> None:
-    """Once a second until `stop`: `seats.close_stalled`."""
+async def read_checks(seats: Seats, stop: asyncio.Event, every_s: float = SWEEP_S) -> None:
+    """Every `every_s` until `stop`: `seats.read_check`."""
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), every_s)
         except TimeoutError:
-            seats.close_stalled(time.monotonic())
+            seats.read_check(time.monotonic())
 
 
 class Connection:
@@ -167,9 +244,13 @@ class Connection:
         self.strikes = TokenBucket(STRIKES_PER_S, STRIKES, now)
         self.last_rate_error = -math.inf
         self.sending_since: float | None = None  # set while a send waits for the socket to drain
-        self.ping_since: float | None = None  # set from a read-check ping until its pong
+        self.ping_since = now  # when the last read-check ping was sent (none yet: the first is due READ_CHECK_S on)
+        self.pong: asyncio.Future[float] | None = None  # the last ping's: done once its pong came (or the socket closed)
+        self.pings = 0  # read-check pings sent; the next one's payload
         self.writer_busy = False  # the writer task holds messages taken from the outbox
         self.closing = False
+        self.hello: asyncio.Future[bytes | str] = asyncio.get_running_loop().create_future()  # the first message
+        self.early: list[bytes | str] = []  # messages after the hello, before the room joined the player
         # Frames written by flush itself, not through websockets: only where no extension was
         # negotiated (permessage-deflate frames must go through websockets' compressor).
         self.direct = direct_writes and not ws.protocol.extensions
@@ -177,9 +258,32 @@ class Connection:
     # -- called by the seats (never awaits) --------------------------------
 
     def stalled_for(self, now: float) -> float:
-        """Seconds the client has read nothing: its oldest unanswered ping, or a send waiting on a full socket."""
+        """Seconds the client has read nothing: its unanswered ping, or a send waiting on a full socket."""
+        unanswered = self.pong is not None and not self.pong.done()
         return max(0.0 if self.sending_since is None else now - self.sending_since,
-                   0.0 if self.ping_since is None else now - self.ping_since)
+                   now - self.ping_since if unanswered else 0.0)
+
+    def ping_if_due(self, now: float) -> None:
+        """Send the next read-check ping once the last was answered and READ_CHECK_S have passed since it went.
+
+        What websockets' `ping()` does, without its send context (which would wait for a full socket to
+        drain: a ping is queued behind whatever is buffered, which is the point) and so without a task:
+        the pong resolves the future websockets keeps in `pending_pings`; `stalled_for` looks at it."""
+        if (self.pong is not None and not self.pong.done()) or now - self.ping_since < READ_CHECK_S:
+            return
+        ws = self.ws
+        if self.closing or ws.protocol.state is not State.OPEN:
+            return
+        self.pings += 1
+        data = self.pings.to_bytes(4, "big")  # 4 bytes, as protocol.md says; unique among this socket's pings
+        self.pong = ws.loop.create_future()
+        ws.pending_pings[data] = (self.pong, ws.loop.time())
+        self.ping_since = now
+        try:
+            ws.protocol.send_ping(data)
+            ws.send_data()
+        except Exception:  # noqa: BLE001 - lost meanwhile (as a direct write): the reader side ends the session
+            pass
 
     def close_soon(self, code: int, reason: str) -> None:
         if self.closing:
@@ -243,23 +347,31 @@ class Connection:
         except ConnectionClosed:
             pass  # the reader side ends the session
 
-    async def check_reading(self) -> None:
-        """A ping every READ_CHECK_S, each awaited until its pong (see READ_CHECK_S)."""
-        try:
-            while True:
-                await asyncio.sleep(READ_CHECK_S)
-                self.ping_since = time.monotonic()  # before: ping() itself waits while the socket is full
-                pong = await self.ws.ping()
-                await pong
-                self.ping_since = None
-        except ConnectionClosed:
-            pass  # the reader side ends the session
-
     # -- receiving ----------------------------------------------------------
 
     def strike(self, now: float) -> None:
         if not self.strikes.take(now):
             self.close_soon(protocol.CLOSE_POLICY, "policy violation: too many bad or excess messages")
+
+    def on_message(self, frame: bytes | str) -> None:
+        """Every message of the socket (PlayerSocket.on_message), from its first: the hello to `handle`,
+        what comes before the room joined the player kept (MAX_EARLY), then each to `receive`."""
+        metrics = self.metrics
+        metrics.messages_in += 1
+        metrics.bytes_in += len(frame)
+        if self.player is None:
+            if not self.hello.done():
+                self.hello.set_result(frame)
+            elif len(self.early) < MAX_EARLY:
+                self.early.append(frame)
+            else:
+                self.strike(time.monotonic())
+            return
+        try:
+            self.receive(frame)
+        except Exception:  # never let one connection's bug reach others
+            log.exception("connection handler failed")
+            self.close_soon(protocol.CLOSE_INTERNAL, "internal error")
 
     def receive(self, frame: bytes | str) -> None:
         if self.closing:
@@ -296,23 +408,24 @@ async def _refuse(ws: ServerConnection, metrics: Metrics, code: int, reason: str
     await ws.close(code, reason)
 
 
-async def handle(ws: ServerConnection, game: Game, seats: Seats, metrics: Metrics, flusher: Flusher) -> None:
-    """Serve one player socket from hello to close."""
+async def handle(ws: PlayerSocket, game: Game, seats: Seats, metrics: Metrics, flusher: Flusher) -> None:
+    """Serve one player socket from hello to close (app.py serves with create_connection=PlayerSocket)."""
     metrics.connections += 1
     metrics.connections_total += 1
     conn = Connection(ws, game, metrics, flusher, seats.direct_writes)
     writer: asyncio.Task | None = None
-    read_check: asyncio.Task | None = None
+    ws.hand_messages_to(conn.on_message)
+    closed = asyncio.ensure_future(ws.wait_closed())
     sock = ws.transport.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
     try:
-        try:
-            first = await asyncio.wait_for(ws.recv(), HELLO_TIMEOUT_S)
-        except TimeoutError:
+        await asyncio.wait((conn.hello, closed), timeout=HELLO_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+        if not conn.hello.done():
+            if closed.done():
+                return  # gone before its hello
             return await _refuse(ws, metrics, protocol.CLOSE_BAD_HELLO, "no hello within 10 s")
-        metrics.messages_in += 1
-        metrics.bytes_in += len(first)
+        first = conn.hello.result()
         try:
             hello = protocol.decode(first)
         except ProtocolError as err:
@@ -328,11 +441,10 @@ async def handle(ws: ServerConnection, game: Game, seats: Seats, metrics: Metric
             return await _refuse(ws, metrics, protocol.CLOSE_FULL, "server full")
         conn.player = seats.join(conn, game, hello)
         writer = asyncio.get_running_loop().create_task(conn.write_forever())
-        read_check = asyncio.get_running_loop().create_task(conn.check_reading())
-        async for frame in ws:
-            metrics.messages_in += 1
-            metrics.bytes_in += len(frame)
+        early, conn.early = conn.early, []  # from now on each message is received as it is parsed
+        for frame in early:
             conn.receive(frame)
+        await closed
     except ConnectionClosed:
         pass
     except Exception:  # never let one connection's bug reach others
@@ -340,10 +452,9 @@ async def handle(ws: ServerConnection, game: Game, seats: Seats, metrics: Metric
         metrics.closes[protocol.CLOSE_INTERNAL] = metrics.closes.get(protocol.CLOSE_INTERNAL, 0) + 1
         await ws.close(protocol.CLOSE_INTERNAL, "internal error")
     finally:
+        closed.cancel()
         if writer is not None:
             writer.cancel()
-        if read_check is not None:
-            read_check.cancel()
         if conn.player is not None:
             seats.leave(conn, game)
             log.info("left %s (%d) code=%s", conn.player.name, conn.player.eid, ws.close_code)

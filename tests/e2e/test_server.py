@@ -250,6 +250,73 @@ async def test_flooding_gets_an_error_then_a_close(crowded):
     await good.check(min_updates=20)
 
 
+async def test_fragments_and_messages_before_the_welcome_are_received_in_order(crowded):
+    """The gateway takes each message as it is parsed (gateway.PlayerSocket), not from websockets'
+    queue: a message in fragments is still one message, what a client sends right after its hello
+    (before the welcome) is received after the join, in order, a text frame gets bad_frame and
+    invalid UTF-8 in one closes 1007, as websockets' own reader does."""
+    ws = await websockets.connect(crowded.ws_url, max_size=None)
+    hello = msgpack.packb({"t": "hello", "v": VERSION, "name": "frags"})
+    await ws.send([hello[:5], hello[5:]])  # websockets sends an iterable as fragments
+    for i in range(1, 6):
+        await ws.send(msgpack.packb({"t": "ping", "id": i}))
+    ping = msgpack.packb({"t": "ping", "id": 6})
+    await ws.send([ping[:2], ping[2:4], ping[4:]])
+    await ws.send("text")
+    seen: list = []
+    while len(seen) < 8:
+        msg = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 10))
+        if msg["t"] != "update":
+            seen.append(msg["id"] if msg["t"] == "pong" else msg.get("code", msg["t"]))
+    assert seen == ["welcome", 1, 2, 3, 4, 5, 6, "bad_frame"]
+    ws.protocol.send_text(b"\xff\xfe")  # not UTF-8 (websockets' own send would encode a str)
+    ws.send_data()
+    assert await close_code(ws) == 1007
+
+
+async def read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One unmasked server frame: (opcode, payload)."""
+    b0, b1 = await reader.readexactly(2)
+    n = b1 & 0x7F
+    if n == 126:
+        n = int.from_bytes(await reader.readexactly(2), "big")
+    elif n == 127:
+        n = int.from_bytes(await reader.readexactly(8), "big")
+    return b0 & 0x0F, await reader.readexactly(n)
+
+
+async def test_messages_before_the_welcome_are_bounded(crowded):
+    """What comes between a hello and its welcome is kept for after the join, 32 messages at most
+    (gateway.MAX_EARLY); the rest are dropped as excess messages, and the session goes on."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", crowded.port)
+    writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+
+    def frame(msg: dict) -> bytes:
+        data = msgpack.packb(msg)
+        return bytes([0x82, 0x80 | len(data)]) + b"\0\0\0\0" + data  # masked with a zero key
+
+    # one write: the hello and 40 pings reach the server together, before it has joined the player
+    writer.write(frame({"t": "hello", "v": VERSION, "name": "eager"})
+                 + b"".join(frame({"t": "ping", "id": i}) for i in range(1, 41)))
+    pongs: list[int] = []
+    kinds: list[str] = []
+    while len(pongs) < 32 or pongs[-1] != 41:
+        op, payload = await asyncio.wait_for(read_frame(reader), 10)
+        if op != 2:
+            continue  # the read check's pings (not answered here: this test lasts well under 5 s)
+        msg = msgpack.unpackb(payload)
+        kinds.append(msg["t"])
+        if msg["t"] == "pong":
+            pongs.append(msg["id"])
+            if len(pongs) == 32:
+                writer.write(frame({"t": "ping", "id": 41}))  # after the welcome: answered as ever
+    assert kinds[0] == "welcome"
+    assert pongs == list(range(1, 33)) + [41]
+    writer.close()
+
+
 async def test_handshake_rules(crowded):
     ws = await websockets.connect(crowded.ws_url)
     await ws.send(msgpack.packb({"t": "ping", "id": 1}))
