@@ -279,6 +279,8 @@ window.inspector = {
   /** What each panel shows: "live", "unavailable" (the route is not on this server) or "waiting". */
   get panels() { return panels.states(); },
   get errors() { return state.errors + api.errors; },
+  /** How many talks from the talk box are over (answered to the end, or refused). */
+  get talks() { return panels.talks; },
   /** The last GET /npcs/{id} answer the detail shows (null before one). */
   get detail() { return panels.detail; },
   /** The map's places as this page has them (names), and how often it fetched /map.json. */

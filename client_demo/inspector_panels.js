@@ -23,6 +23,7 @@ export class Panels {
     this.log = new ReloadLog(api, $("log"), $("log-note"));
     // per panel: "waiting" (not asked yet), "live", "unavailable" (route not on this server), "failed" (talk refused)
     this.status = { detail: "waiting", clock: "waiting", talk: "waiting" };
+    this.talks = 0; // talks whose answer is over (its stream ended, or it was refused)
     this.clock = null;
     this.detail = null; // the last GET /npcs/{id} answer shown
     this.history = new NeedHistory();
@@ -108,6 +109,14 @@ export class Panels {
     $("talk-text").value = "";
     const out = $("talk-out");
     out.append(line("event", `${$("talk-name").value || "designer"}: ${text}`));
+    try {
+      await this.talkTo(id, text, out);
+    } finally {
+      this.talks += 1;
+    }
+  }
+
+  async talkTo(id, text, out) {
     const r = await this.api.post(`/npcs/${id}/talk`, { name: $("talk-name").value || "designer", text }, true);
     if (!r.ok) {
       this.status.talk = r.missing ? "unavailable" : "failed";
