@@ -200,7 +200,7 @@ function frame(now) {
   g.imageSmoothingEnabled = false;
   if (state.map?.picture) g.drawImage(state.map.picture, 0, 0, state.map.width, state.map.height);
   const figures = [...state.npcs.values()].map((n) => ({
-    id: n.id, x: n.drawn.x, y: n.drawn.y, kind: 1, color: n.color || colourOf(n), name: n.name,
+    id: n.id, x: n.drawn.x, y: n.drawn.y, kind: 1, talks: true, color: n.color || colourOf(n), name: n.name,
   })).sort((a, b) => a.y - b.y);
   state.motion.update(figures, now);
   if (sel) drawHighlight(g, sel.drawn, RADIUS);
