@@ -1,6 +1,6 @@
 // figures.js — characters drawn on the canvas from the sprite sheet
 // client_demo/sprites.png (made by scripts/make_sprites.py, which documents its
-// layout): a player, an NPC of an NPC file (hat) and a generic wanderer (hood),
+// layout): a player, an NPC that talks (hat) and one that does not (hood),
 // each in 4 facings x 4 walking frames, their clothes in the entity's colour
 // (the sheet's grey clothes mask multiplied by it, one tinted copy per
 // colour). Each figure faces its direction of motion and steps through its
@@ -152,6 +152,11 @@ export function drawFigure(g, e, pose, radius) {
   g.ellipse(e.x, feet, radius * 0.85, radius * 0.32, 0, 0, Math.PI * 2);
   g.fillStyle = "rgba(0,0,0,0.28)";
   g.fill();
+  if (e.mine) { // yours: a thin white ring at the feet (the gold one is the NPC you talk to)
+    g.lineWidth = 1.5;
+    g.strokeStyle = "rgba(255,255,255,0.85)";
+    g.stroke();
+  }
   const row = (VARIANTS.indexOf(drawn.variant) * FACINGS.length + Math.max(0, FACINGS.indexOf(pose.facing))) * FRAME_H;
   const smooth = g.imageSmoothingEnabled;
   g.imageSmoothingEnabled = false;

@@ -10,8 +10,9 @@ pixels a frame):
     halves    the top half is the figure without its clothes; the bottom half, at the same place, is
               the clothes as a grey mask that the client multiplies by the entity's colour
 
-Variants: a player (bare-headed, brown hair), an NPC of an NPC file (a
-broad-brimmed hat with a gold band) and a generic wanderer (a grey hood), so
+Variants: a player (bare-headed, brown hair), an NPC that talks (a
+broad-brimmed hat with a gold band) and one that does not, like a generic
+wanderer (a grey hood), so
 the three read apart at a glance whatever their colour. Right-facing frames are
 the left-facing ones mirrored. Every figure gets a 1-pixel dark outline.
 
