@@ -353,7 +353,8 @@ window.npcworld = {
   /** Speech bubbles now shown: {entity id: [lines, oldest first]}. */
   bubbles() { return Object.fromEntries(bubbleTexts()); },
   /** Where the last frame drew each entity: {id: {x, y}} in CSS px of the view (its feet are r * 0.9 lower). */
-  screen() { return Object.fromEntries([...game.drawn.screen].map(([id, p]) => [id, { x: p.x, y: p.y }])); },
+  /** Where the last frame drew each entity (CSS px) and as what: {id: {x, y, variant, facing, frame, sprite}}. */
+  screen() { return Object.fromEntries([...game.drawn.screen].map(([id, p]) => [id, { ...p }])); },
   /** The bubbles the last frame drew: [{id, x, y, w, h}], CSS px. */
   bubbleBoxes() { return game.drawn.bubbles.map((b) => ({ ...b })); },
   /** The minimap's rectangle {x, y, w, h} (CSS px) in the last frame, or null. */

@@ -1,12 +1,75 @@
-// figures.js — characters drawn as small figures on the canvas (procedural:
-// no sprite sheet to load, and every figure wears its entity's colour). Each
-// figure faces its direction of motion and swings its legs while it walks.
+// figures.js — characters drawn on the canvas from the sprite sheet
+// client_demo/sprites.png (made by scripts/make_sprites.py, which documents its
+// layout): a player, an NPC that talks (hat) and one that does not (hood),
+// each in 4 facings x 4 walking frames, their clothes in the entity's colour
+// (the sheet's grey clothes mask multiplied by it, one tinted copy per
+// colour). Each figure faces its direction of motion and steps through its
+// frames by distance walked. Until the sheet has loaded (or if it cannot be),
+// figures are drawn procedurally, with the same facing and swing.
 // World units throughout (1 unit = 1 CSS pixel at the default zoom); the
 // figure stands with its feet at the entity's position + radius * 0.9.
 //
 // Motion is derived from the positions drawn frame by frame (the protocol
 // sends positions only), so it works for interpolated others and for your
 // predicted self alike.
+
+// The sheet's layout: must match scripts/make_sprites.py (tests/test_sprites.py checks the sheet).
+const FRAME_W = 16; // px
+const FRAME_H = 24; // px
+const FRAMES = 4; // 0 standing, 1 one leg forward, 2 passing, 3 the other leg forward
+const VARIANTS = ["player", "npc", "wanderer"];
+const FACINGS = ["down", "left", "right", "up"];
+const HALF = VARIANTS.length * FACINGS.length * FRAME_H; // px: the clothes mask starts this far down
+const WALK = [1, 2, 3, 2]; // frames of a walking cycle, a quarter of the legs' phase each
+const FEET_ROW = 23; // the sheet's row on which a figure stands (the outline under its shoes)
+
+const sheet = { img: null, ready: false, failed: false, tinted: new Map() };
+if (typeof Image !== "undefined") {
+  sheet.img = new Image();
+  sheet.img.onload = () => { sheet.ready = true; };
+  sheet.img.onerror = () => { sheet.failed = true; };
+  sheet.img.src = new URL("./sprites.png", import.meta.url).href;
+}
+
+/** "loading", "ready" or "failed": whether figures come from the sheet (else they are drawn procedurally). */
+export function spriteState() {
+  return sheet.ready ? "ready" : sheet.failed ? "failed" : "loading";
+}
+
+/** Which variant of the sheet an entity wears: players, NPCs that talk (of a file), the rest. */
+export function variantOf(e) {
+  if (e.kind !== NPC) return "player";
+  return e.talks ? "npc" : "wanderer";
+}
+
+/** The walking frame of a pose: 0 when standing, else by the legs' phase (distance walked). */
+export function frameOf(pose) {
+  if (!pose.walking) return 0;
+  const q = Math.floor((pose.phase / (2 * Math.PI)) * 4) % 4;
+  return WALK[(q + 4) % 4];
+}
+
+/** The sheet with its clothes in `color` (cached per colour): HALF px high, the mask's alpha kept. */
+function tinted(color) {
+  let c = sheet.tinted.get(color);
+  if (c) return c;
+  const w = FRAMES * FRAME_W;
+  c = document.createElement("canvas");
+  c.width = w;
+  c.height = HALF;
+  const t = c.getContext("2d");
+  t.drawImage(sheet.img, 0, HALF, w, HALF, 0, 0, w, HALF);
+  t.globalCompositeOperation = "multiply";
+  t.fillStyle = color;
+  t.fillRect(0, 0, w, HALF);
+  t.globalCompositeOperation = "destination-in";
+  t.drawImage(sheet.img, 0, HALF, w, HALF, 0, 0, w, HALF);
+  t.globalCompositeOperation = "source-over";
+  t.drawImage(sheet.img, 0, 0, w, HALF, 0, 0, w, HALF);
+  if (sheet.tinted.size > 256) sheet.tinted.clear(); // bounded: colours are per entity, rarely many
+  sheet.tinted.set(color, c);
+  return c;
+}
 
 const NPC = 1; // entity kind
 const STEP_UNITS = 7; // world units walked per half leg swing
@@ -66,17 +129,45 @@ export function shade(color, f) {
 
 /** Height of a figure above its position: where a bubble or a name may start (world units). */
 export function headTop(r) {
-  return r * SCALE * 1.9;
+  return r * 2.1;
 }
 
 /**
- * Draw one figure.
+ * Draw one figure: from the sheet once it has loaded, else procedurally.
  * @param {CanvasRenderingContext2D} g  in world units
- * @param {{x, y, kind, color, mine}} e
+ * @param {{x, y, kind, color, talks, mine}} e
  * @param {{facing, walking, phase}} pose
- * @param {number} r  entity radius, world units
+ * @param {number} radius  entity radius, world units
+ * @returns {{variant, facing, frame, sprite: boolean}} what was drawn
  */
 export function drawFigure(g, e, pose, radius) {
+  const drawn = { variant: variantOf(e), facing: pose.facing, frame: frameOf(pose), sprite: sheet.ready };
+  if (!sheet.ready) {
+    drawShapes(g, e, pose, radius);
+    return drawn;
+  }
+  const s = radius / 8; // world units per sheet pixel: a figure is 2 radii wide, 3 high
+  const feet = e.y + radius * 0.9;
+  g.beginPath();
+  g.ellipse(e.x, feet, radius * 0.85, radius * 0.32, 0, 0, Math.PI * 2);
+  g.fillStyle = "rgba(0,0,0,0.28)";
+  g.fill();
+  if (e.mine) { // yours: a thin white ring at the feet (the gold one is the NPC you talk to)
+    g.lineWidth = 1.5;
+    g.strokeStyle = "rgba(255,255,255,0.85)";
+    g.stroke();
+  }
+  const row = (VARIANTS.indexOf(drawn.variant) * FACINGS.length + Math.max(0, FACINGS.indexOf(pose.facing))) * FRAME_H;
+  const smooth = g.imageSmoothingEnabled;
+  g.imageSmoothingEnabled = false;
+  g.drawImage(tinted(e.color || "#cccccc"), drawn.frame * FRAME_W, row, FRAME_W, FRAME_H,
+    e.x - (FRAME_W / 2) * s, feet - FEET_ROW * s, FRAME_W * s, FRAME_H * s);
+  g.imageSmoothingEnabled = smooth;
+  return drawn;
+}
+
+/** The procedural figure (while the sheet loads): legs, torso in the entity's colour, head. */
+function drawShapes(g, e, pose, radius) {
   const r = radius * SCALE;
   const { x } = e;
   const y = e.y + radius - r; // the feet stay where the collision circle's bottom is

@@ -36,6 +36,7 @@ const state = {
   lastFrame: performance.now(),
   errors: 0, // failed requests (not 404s of routes this server lacks)
   listed: false, // a GET /npcs has answered
+  mapLoads: 0, // times /map.json was fetched
 };
 
 const api = new Api(tokenFromPage(), {
@@ -43,6 +44,19 @@ const api = new Api(tokenFromPage(), {
   onOk: () => { document.body.dataset.state = "live"; },
 });
 const panels = new Panels(api, state);
+// A places file reloaded (its places are added to /map.json at once): draw the map again with them.
+panels.log.onEntries = (entries) => {
+  if (entries.some((e) => e.kind === "reload" && /\.places\.toml$/.test(e.file || ""))) refetchMap();
+};
+
+async function refetchMap() {
+  try {
+    state.map = await loadMap("/map.json");
+    state.mapLoads += 1;
+  } catch (err) {
+    $("map-note").textContent = `no map: ${err.message}`;
+  }
+}
 
 function tokenFromPage() {
   const m = /(?:^|[#&])token=([^&]+)/.exec(location.hash);
@@ -186,7 +200,7 @@ function frame(now) {
   g.imageSmoothingEnabled = false;
   if (state.map?.picture) g.drawImage(state.map.picture, 0, 0, state.map.width, state.map.height);
   const figures = [...state.npcs.values()].map((n) => ({
-    id: n.id, x: n.drawn.x, y: n.drawn.y, kind: 1, color: n.color || colourOf(n), name: n.name,
+    id: n.id, x: n.drawn.x, y: n.drawn.y, kind: 1, talks: true, color: n.color || colourOf(n), name: n.name,
   })).sort((a, b) => a.y - b.y);
   state.motion.update(figures, now);
   if (sel) drawHighlight(g, sel.drawn, RADIUS);
@@ -265,6 +279,13 @@ window.inspector = {
   /** What each panel shows: "live", "unavailable" (the route is not on this server) or "waiting". */
   get panels() { return panels.states(); },
   get errors() { return state.errors + api.errors; },
+  /** How many talks from the talk box are over (answered to the end, or refused). */
+  get talks() { return panels.talks; },
+  /** The last GET /npcs/{id} answer the detail shows (null before one). */
+  get detail() { return panels.detail; },
+  /** The map's places as this page has them (names), and how often it fetched /map.json. */
+  get places() { return (state.map?.pois || []).map((p) => p.name); },
+  get mapLoads() { return state.mapLoads; },
 };
 
 // ---- start ------------------------------------------------------------------
@@ -272,6 +293,7 @@ window.inspector = {
 (async () => {
   try {
     state.map = await loadMap("/map.json");
+    state.mapLoads += 1;
     state.camera = { x: state.map.width / 2, y: state.map.height / 2 };
   } catch (err) {
     $("map-note").textContent = `no map: ${err.message}`;

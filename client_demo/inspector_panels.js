@@ -9,9 +9,10 @@
 const DETAIL_MS = 1000; // GET /npcs/{id} of the selected NPC this often
 const CLOCK_MS = 1000; // GET /clock this often
 const FIRST = ["name", "npc", "file", "number", "action", "activity", "decider", "decided_by", "reason", "needs",
-  "schedule", "memory", "last_lines", "last_utterance", "errors"]; // detail fields in this order, then the rest
+  "schedule", "memory", "last_lines", "last_utterance", "errors"]; // listing fields in this order, then the rest
 
 import { ReloadLog } from "./reload_log.js";
+import { NeedHistory, detailView } from "./inspector_detail.js";
 
 const $ = (id) => document.getElementById(id);
 
@@ -22,7 +23,10 @@ export class Panels {
     this.log = new ReloadLog(api, $("log"), $("log-note"));
     // per panel: "waiting" (not asked yet), "live", "unavailable" (route not on this server), "failed" (talk refused)
     this.status = { detail: "waiting", clock: "waiting", talk: "waiting" };
+    this.talks = 0; // talks whose answer is over (its stream ended, or it was refused)
     this.clock = null;
+    this.detail = null; // the last GET /npcs/{id} answer shown
+    this.history = new NeedHistory();
     $("talk-form").addEventListener("submit", (ev) => {
       ev.preventDefault();
       this.talk();
@@ -84,7 +88,15 @@ export class Panels {
       note = `GET /npcs/${id} is not on this server (404): showing what GET /npcs says`;
     }
     $("detail-note").textContent = note;
-    if (entry) $("detail").replaceChildren(render(entry, true));
+    if (!entry) return;
+    if (this.status.detail === "live") {
+      // the designer's views; GET /npcs alone (an older server) has too little for them: its fields as they are
+      this.history.add(id, entry.needs);
+      this.detail = entry;
+      $("detail").replaceChildren(detailView(entry, this.history));
+    } else {
+      $("detail").replaceChildren(render(entry, true));
+    }
   }
 
   // ---- talk ----
@@ -97,6 +109,14 @@ export class Panels {
     $("talk-text").value = "";
     const out = $("talk-out");
     out.append(line("event", `${$("talk-name").value || "designer"}: ${text}`));
+    try {
+      await this.talkTo(id, text, out);
+    } finally {
+      this.talks += 1;
+    }
+  }
+
+  async talkTo(id, text, out) {
     const r = await this.api.post(`/npcs/${id}/talk`, { name: $("talk-name").value || "designer", text }, true);
     if (!r.ok) {
       this.status.talk = r.missing ? "unavailable" : "failed";
@@ -134,13 +154,14 @@ export class Panels {
       return;
     }
     const kind = ev.event ?? ev.t ?? ev.type ?? ev.kind ?? "";
+    const said = talkLine(ev, kind);
     if (typeof ev.text === "string" && /delta/.test(kind)) {
       reply.textContent += ev.text;
-    } else if (typeof ev.text === "string" && /end|said|reply/.test(kind)) {
-      reply.textContent = ev.text;
-    } else {
-      const { event: _e, t: _t, type: _ty, kind: _k, ...rest } = ev;
-      out.append(line("event", `${kind || "event"} ${JSON.stringify(rest)}`));
+    } else if (kind === "say_end") {
+      if (typeof ev.text === "string") reply.textContent = ev.text || "(nothing said)";
+      out.append(line("event", said));
+    } else if (said !== null) {
+      out.append(line("event", said));
     }
     out.scrollTop = out.scrollHeight;
   }
@@ -175,6 +196,27 @@ export class Panels {
     $("clock-pause").textContent = c.paused ? "resume" : "pause";
     if (c.speed !== undefined && document.activeElement !== $("clock-speed")) $("clock-speed").value = String(c.speed);
   }
+}
+
+/** A talk event for a person, as `npcworld npc talk` prints it (server/talk_cli.py); null: not shown. */
+function talkLine(ev, kind) {
+  if (kind === "heard" || kind === "say_delta" || (kind === "say_start" && !ev.thinking)) return null;
+  if (kind === "say_start") return `(${ev.thinking})`;
+  if (kind === "hook") {
+    if (!ev.called) return "[on_hear] none in this file: the model answers";
+    const what = { answered: "answers", action: "adds an action after the reply",
+      none: "decided nothing: the model answers" }[ev.result] || ev.result;
+    return `[on_hear] ${what}${ev.intent ? `: ${JSON.stringify(ev.intent)}` : ""}`;
+  }
+  if (kind === "say_end") return `[reply] by ${ev.by}, ${ev.reason}`;
+  if (kind === "action") {
+    const done = ev.applied ? "done" : `not done (${ev.why || "refused"})`;
+    const chose = "chosen" in ev ? ` chose '${ev.chosen}' of ${JSON.stringify(ev.options)}` : "";
+    return `[action] ${ev.by}${chose}: ${ev.action || "none"} - ${done}`;
+  }
+  if (kind === "end") return ev.why ? `[end] ${ev.why}` : "[end]";
+  const { event: _e, t: _t, type: _ty, kind: _k, ...rest } = ev;
+  return `${kind || "event"} ${JSON.stringify(rest)}`;
 }
 
 function withoutDrawing(n) {

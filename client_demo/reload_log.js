@@ -18,6 +18,7 @@ export class ReloadLog {
     this.note = note;
     this.after = 0; // the `next` of the last answer
     this.state = "waiting"; // "live", "unavailable" (404: no such endpoint)
+    this.onEntries = null; // (entries) => void: called with each answer's new entries
   }
 
   async poll() {
@@ -31,6 +32,7 @@ export class ReloadLog {
       this.state = "live";
       this.note.textContent = "";
       this.show(r.json.entries || []);
+      if (this.onEntries && r.json.entries?.length) this.onEntries(r.json.entries);
       if (Number.isInteger(r.json.next)) this.after = r.json.next;
     }
     setTimeout(() => this.poll(), LOG_MS);

@@ -49,8 +49,9 @@ export function labelled(e, { me, hover, highlight }) {
  * @param {number|null} v.highlight     id of the NPC you talk to
  * @param {Array<{x, y, w, h}>} v.avoid screen rectangles bubbles keep clear of (HUD panels), CSS px
  * @param {boolean} v.minimap           draw the minimap (default true)
- * @returns {{screen: Map<number, {x, y}>, bubbles: Array<{id, x, y, w, h}>, minimap: object|null}}
- *   where this frame drew each entity and bubble (CSS px), for hovering, clicking and tests
+ * @returns {{screen: Map<number, {x, y, variant, facing, frame, sprite}>, bubbles: Array<{id, x, y, w, h}>,
+ *   minimap: object|null}} where this frame drew each entity (and as what: figures.js) and bubble (CSS px),
+ *   for hovering, clicking and tests
  */
 export function drawFrame(g, v) {
   const { map, camera, entities, bubbles, radius: r, motion, now } = v;
@@ -73,8 +74,8 @@ export function drawFrame(g, v) {
   if (lit) drawHighlight(g, lit, r);
   const screen = new Map();
   for (const e of order) {
-    drawFigure(g, e, motion.of(e.id, now), r);
-    screen.set(e.id, toScreen(e.x, e.y));
+    const drawn = drawFigure(g, e, motion.of(e.id, now), r);
+    screen.set(e.id, { ...toScreen(e.x, e.y), ...drawn });
   }
   const ctx = { me, hover: v.hover, highlight: v.highlight };
   for (const e of order) if (labelled(e, ctx)) drawName(g, e, r, e.id === v.highlight);

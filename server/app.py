@@ -126,7 +126,7 @@ class GameServer:
                 "npcs": self.metrics.npcs, "connections": self.metrics.connections}
 
     async def run(self, on_ready=None) -> None:
-        routes = Routes(self.cfg.world.map, self.tilemap.raw, self.health, self.metrics.render)
+        routes = Routes(self.cfg.world.map, lambda: self.game.world.map.raw, self.health, self.metrics.render)
         handler = functools.partial(gateway.handle, game=self.game, seats=self.seats, metrics=self.metrics,
                                     flusher=gateway.Flusher())
         async with serve(
@@ -172,6 +172,9 @@ def main(cfg: ServerConfig) -> int:
         # printed before the serving line, so whoever waits for that line has this one too
         print(f"npcworld admin http://{admin_host}:{srv.admin_port}/ token={srv.admin_token}"
               f"  ({len(srv.game.cast.minds)} NPCs from {cfg.npcs.dir or 'no NPC folder'})", flush=True)
+        # the token travels in the fragment, which a browser never sends; the page keeps it for the tab only
+        print(f"npcworld inspector http://{admin_host}:{srv.admin_port}/inspector#token={srv.admin_token}"
+              "  - the designers' page: open it in a browser (the token is the admin token above)", flush=True)
         print(f"npcworld serving http://{host}:{srv.port}/  (map {srv.tilemap.path}, {cfg.npcs.wanderers} wandering NPCs, "
               f"{cfg.world.tick_rate} Hz) - open it in a browser; Ctrl+C stops", flush=True)
 

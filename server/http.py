@@ -56,11 +56,22 @@ def map_for_browsers(raw: dict) -> dict:
 
 
 class Routes:
-    def __init__(self, map_path: str | Path, map_raw: dict, health: Callable[[], dict], metrics_text: Callable[[], str]):
+    """`map_raw()` is the world's map as it is now (a Tiled dict): the places file's live reload replaces it
+    (npc/files/reload.py), and /map.json follows. It is encoded again only when it is another object."""
+
+    def __init__(self, map_path: str | Path, map_raw: Callable[[], dict], health: Callable[[], dict],
+                 metrics_text: Callable[[], str]):
         self.map_dir = Path(map_path).resolve().parent
-        self.map_json = json.dumps(map_for_browsers(map_raw)).encode()
+        self.map_raw = map_raw
+        self._map: tuple[dict, bytes] | None = None    # (the raw map encoded, its /map.json)
         self.health = health
         self.metrics_text = metrics_text
+
+    def map_json(self) -> bytes:
+        raw = self.map_raw()
+        if self._map is None or self._map[0] is not raw:
+            self._map = (raw, json.dumps(map_for_browsers(raw)).encode())
+        return self._map[1]
 
     def __call__(self, connection, request: Request) -> Response | None:
         path = request.path.split("?", 1)[0]
@@ -73,7 +84,7 @@ class Routes:
         if path == "/monitor":
             return _static(CLIENT_DIR, "monitor.html")  # the live view of /metrics, for operators
         if path == "/map.json":
-            return respond(200, self.map_json, "application/json")
+            return respond(200, self.map_json(), "application/json")
         if path.startswith("/map/") and path.lower().endswith(IMAGE_TYPES):
             return _static(self.map_dir, path[len("/map/"):])
         if path.startswith("/vendor/"):

@@ -56,6 +56,12 @@ def _block(b) -> dict | None:
             "do": b.do, "at": b.at, "route": list(b.route), "activity": b.activity, "line": b.line}
 
 
+def _next_block(blocks, minute: float):
+    """The block that starts next after `minute` (of the day), the day's first when none is left today."""
+    later = [b for b in blocks if b.start > minute]
+    return min(later, key=lambda b: b.start) if later else min(blocks, key=lambda b: b.start, default=None)
+
+
 def _shown(v) -> object:
     if isinstance(v, (bool, int, float, str)) or v is None:
         return v if not isinstance(v, str) else v[:MEMORY_TEXT]
@@ -78,7 +84,8 @@ def detail(cast, eid: int) -> dict:
         "target_name": w.name_of(out["target"]) if out["target"] is not None and w.alive(out["target"]) else None,
         "builtin": builtin_view(cast, m),
         "needs": _needs(cast, m),
-        "schedule": {"now": gt.clock, "block": _block(p.block), "blocks": len(m.defn.schedule)},
+        "schedule": {"now": gt.clock, "block": _block(p.block), "next": _block(_next_block(m.defn.schedule, gt.minute)),
+                     "blocks": len(m.defn.schedule)},
         "nearest_player": ({"id": near.id, "name": near.name, "distance": round(near.distance, 1),
                             "near_s": round(near.near_s, 1)} if near is not None else None),
         "lines": [{"text": t, "at_s": round(at, 2)} for at, t in m.lines],

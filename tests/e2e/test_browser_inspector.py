@@ -160,3 +160,156 @@ async def panel_agrees_monitor(page, admin: str, token: str) -> None:
     else:
         await page.wait_for_function("() => document.getElementById('log').textContent.includes('ivo.toml')",
                                      timeout=10_000)
+
+
+IDA = """
+    id = "ida"
+    name = "Ida"
+    spawn = "spawn"
+    hooks = "ida.py"
+    [needs.energy]
+    start = 70
+    rate = -6
+    low = 20
+    full = 90
+    relief = "idle"
+    [[schedule]]
+    from = "10:00"
+    to = "12:00"
+    do = "idle"
+    at = "well"
+    [[schedule]]
+    from = "14:00"
+    to = "16:00"
+    do = "go_to"
+    at = "well"
+    [actions]
+    allowed = ["idle", "go_to", "talk"]
+"""
+IDA_HOOKS = """
+def on_hear(npc, speaker, text):
+    if not npc.spoken_to:
+        return
+    if "boom" in text:
+        return 1 / 0
+    npc.talk(f"Hello, {speaker.name}.", to=speaker)
+"""
+
+
+async def keep_reading(p) -> None:
+    """A player that stays connected: reads whatever comes (a client that reads nothing is closed)."""
+    while True:
+        await p.recv(timeout=30)
+
+
+async def test_the_inspector_shows_what_the_admin_api_says_of_a_real_npc(launch, tmp_path):
+    """The designer's views hold the values GET /npcs/<id> returns: file and version, who decided and the
+    built-in's scores, needs and their trend, the schedule block now and next (after the page's own clock
+    controls paused the clock and set it to 11:00), the nearest player, the lines and the hook error (made
+    from the page's talk box) with its file:line. The page is opened at the URL the server prints."""
+    from maphelp import write_ascii_map
+    from npchelp import call, write
+    from wsclient import Player
+
+    folder = tmp_path / "npcs"
+    folder.mkdir()
+    write(folder / "ida.toml", IDA)
+    write(folder / "ida.py", IDA_HOOKS)
+    # two places: with 'spawn' alone, adding one changes the world's list of places (world/sim.py use_map
+    # refuses that: a ValueError in the watcher, seen in this test)
+    rows = [*MAP[:5], "#" + "." * 7 + "w" + "." * 20 + "#", *MAP[6:]]    # the well: 3 tiles from the spawn
+    srv = launch("--map", str(write_ascii_map(tmp_path, rows, "m.tmj", {"s": "spawn", "w": "well"})),
+                 "--npc-dir", str(folder), "--npcs", "0")
+    printed = [line.split()[2] for line in srv.output if line.startswith("npcworld inspector ")]
+    assert len(printed) == 1 and "/inspector#token=" in printed[0], srv.output
+    url = printed[0]
+    admin, token = url.split("inspector#token=")
+    ann = await Player.join(srv.ws_url, "Ann")
+    reader = asyncio.create_task(keep_reading(ann))
+    try:
+        for _ in range(100):    # bounded: 20 s
+            status, listing = await asyncio.to_thread(call, admin + "npcs", "GET", token)
+            if listing["npcs"]:
+                break
+            await asyncio.sleep(0.2)
+        assert listing["npcs"], (await asyncio.to_thread(call, admin + "errors", "GET", token))[1]
+        ida = listing["npcs"][0]["id"]
+        async with chromium_page(url, viewport=(1300, 900)) as (page, page_errors):
+            await page.wait_for_function("() => window.inspector.listed", timeout=20_000)
+            await page.click("#npc-list li:has-text('Ida')")
+            await page.wait_for_function("() => window.inspector.panels.clock === 'live'", timeout=15_000)
+            await page.click("#clock-pause")
+            await page.fill("#clock-time", "11:00")
+            await page.click("#clock-set")
+            status, clock = await asyncio.to_thread(call, admin + "clock", "GET", token)
+            await page.wait_for_function("() => document.getElementById('clock-state').textContent.includes('11:00')",
+                                         timeout=10_000)
+            status, clock = await asyncio.to_thread(call, admin + "clock", "GET", token)
+            assert clock["paused"] is True and clock["time"] == "11:00"
+            for i, text in enumerate(("boom", "hello")):
+                await page.fill("#talk-text", text)
+                await page.press("#talk-text", "Enter")
+                await page.wait_for_function(f"() => window.inspector.talks === {i + 1}", timeout=60_000)
+                assert await page.evaluate("window.inspector.panels.talk") == "live"
+            await page.wait_for_function(
+                "() => { const d = window.inspector.detail; return d && d.errors.length && d.nearest_player"
+                " && d.schedule.block && d.lines.some((l) => l.text === 'Hello, designer.'); }", timeout=30_000)
+            status, api = await asyncio.to_thread(call, admin + f"npcs/{ida}", "GET", token)
+            assert status == 200 and api["errors"] and api["lines"] and api["nearest_player"]["name"] == "Ann"
+            # a second sample of the paused need, so that its sparkline has a line
+            await page.wait_for_function("() => document.querySelector('[data-view=needs] svg.spark polyline')",
+                                         timeout=10_000)
+            view = {v: await page.text_content(f"#detail [data-view={v}]")
+                    for v in ("file", "decision", "needs", "schedule", "player", "lines", "errors", "hooks")}
+            shown = await page.evaluate("window.inspector.detail")
+
+            # file: path, id, version
+            assert api["file"] in view["file"] and f"version {api['version']}" in view["file"]
+            assert api["hooks_file"] in view["file"]
+            # who decided, and the built-in's top scores as bars (those of the answer the page shows)
+            by = await page.text_content("#detail [data-view=decision] .badge")
+            assert by == {"builtin": "built-in"}.get(shown["decided_by"], shown["decided_by"])
+            assert shown["action"] in view["decision"] and shown["reason"] in view["decision"]
+            rows = page.locator("#detail [data-view=decision] .bar-row")
+            assert await rows.count() == len(shown["builtin"]["top"]) >= 1
+            for i, c in enumerate(shown["builtin"]["top"]):
+                assert await rows.nth(i).get_attribute("data-candidate") == c["candidate"]
+                assert (await rows.nth(i).locator(".num").text_content()) == str(c["score"])
+            # needs (the clock is paused: they stand still), falling: the arrow down
+            need = api["needs"][0]
+            row = page.locator("#detail [data-need=energy]")
+            assert await row.locator(".value").text_content() == str(need["value"])
+            assert await row.locator(".down").text_content() == "↓" and need["per_game_hour"] < 0
+            assert "-6/h" in await row.text_content()
+            # the schedule: now (11:00) and next
+            assert api["schedule"]["block"]["from"] == "10:00" and api["schedule"]["next"]["from"] == "14:00"
+            now = await page.text_content("#detail [data-block=now]")
+            nxt = await page.text_content("#detail [data-block=next]")
+            assert "10:00–12:00 idle at well" in now and f"line {api['schedule']['block']['line']}" in now
+            assert "14:00–16:00 go_to at well" in nxt
+            # the nearest player and what the NPC remembers of them (this server keeps no memory: it says why)
+            assert "Ann" in view["player"]
+            assert (api["nearest_player"].get("memory_note") or "") in view["player"]
+            # its lines, and the hook error with file:line
+            assert "Hello, designer." in view["lines"] and any(ln["text"] == "Hello, designer." for ln in api["lines"])
+            err = api["errors"][0]
+            assert err["file"].endswith("ida.py") and err["line"]
+            assert f"ida.py:{err['line']}" in view["errors"] and "ZeroDivisionError" in view["errors"]
+            assert "on_hear" in view["hooks"]
+            talked = await page.text_content("#talk-out")
+            assert "[on_hear] answers" in talked and "Hello, designer." in talked
+            # a place added beside the map: the page's map gets it live, told by the reload log
+            assert sorted(await page.evaluate("window.inspector.places")) == ["spawn", "well"]
+            write(tmp_path / "m.places.toml", "[pier]\ntile = [3, 3]\n")
+            try:
+                await page.wait_for_function("() => window.inspector.places.includes('pier')", timeout=60_000)
+            except Exception:
+                log = (await asyncio.to_thread(call, admin + "log?after=0", "GET", token))[1]
+                raise AssertionError(f"no pier on the page's map; the server said {srv.output[-15:]}; the reload "
+                                     f"log: {log}; the page's places: {await page.evaluate('window.inspector.places')}"
+                                     ) from None
+            assert await page.evaluate("window.inspector.mapLoads") == 2
+            assert page_errors == [] and await page.evaluate("window.inspector.errors") == 0
+    finally:
+        reader.cancel()
+        await ann.close()

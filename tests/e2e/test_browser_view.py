@@ -124,6 +124,66 @@ async def test_figures_minimap_and_a_bubble_inside_the_view(launch, tmp_path):
             await observer.close()
 
 
+HAIR = (96, 60, 34)     # a player's hair in the sprite sheet (scripts/make_sprites.py)
+SKIN = (240, 200, 160)
+
+
+def head_sides(img, at: dict, radius: float, colour) -> tuple[int, int]:
+    """Pixels of `colour` in the left and right halves of a figure's head band (the sheet's rows 4..6:
+    its hair behind the face, seen from the side), around where the page drew its entity."""
+    s = radius / 8   # world units (CSS px) per sheet pixel, as figures.js draws
+    feet = at["y"] + radius * 0.9
+    y0, y1 = feet - (23 - 4) * s, feet - (23 - 7) * s
+    return (count_near(img, (at["x"] - 8 * s, y0, at["x"], y1), colour, 6),
+            count_near(img, (at["x"], y0, at["x"] + 8 * s, y1), colour, 6))
+
+
+async def test_figures_come_from_the_sheet_face_their_way_and_walk(launch, tmp_path):
+    """A player walking left, then right, seen by the browser: the page draws it from the sprite sheet as a
+    player where the server says, it steps through walking frames, and it faces its way: seen from the side
+    its hair is behind its face (the right half of its head when it walks left, the left half when right)."""
+    from npchelp import small_map
+
+    srv = launch("--map", str(small_map(tmp_path, MAP)), "--npcs", "0", "--npc-dir", "")
+    async with chromium_page(srv.http_url, viewport=WIDE) as (page, page_errors):
+        await wait_connected(page)
+        me = await page.evaluate("window.npcworld.myId")
+        radius = await page.evaluate("window.npcworld.welcome.radius")
+        observer = Observer(await Player.join(srv.ws_url, name="walker"))
+        try:
+            obs = observer.player.id
+            await page.wait_for_function(f"() => window.npcworld.screen()[{obs}]?.sprite", timeout=10_000)
+            seen = {}
+            for dx, facing, hair_behind in ((-1.0, "left", 1), (1.0, "right", 0)):
+                await observer.player.move(dx, 0.0)
+                frames = set()
+                for _ in range(20):     # bounded: while it walks, the frames the page draws it with
+                    d = (await page.evaluate("window.npcworld.screen()")).get(str(obs))
+                    if d and d["facing"] == facing:
+                        frames.add(d["frame"])
+                    await page.evaluate(NEXT_FRAMES)
+                assert len(frames - {0}) >= 2, (facing, frames)
+                await observer.player.move(0.0, 0.0)
+                ox, oy = await observer.settled(obs)
+                mx, my = await observer.settled(me)
+                await page.wait_for_function(
+                    f"""() => {{ const s = window.npcworld.screen()[{obs}], m = window.npcworld.screen()[{me}];
+                        return s && m && s.frame === 0 && Math.abs((s.x - m.x) - ({ox - mx})) < 0.5
+                            && Math.abs((s.y - m.y) - ({oy - my})) < 0.5; }}""", timeout=10_000)
+                drawn = (await page.evaluate("window.npcworld.screen()"))[str(obs)]
+                assert drawn["variant"] == "player" and drawn["facing"] == facing and drawn["sprite"] is True
+                img = await screenshot(page)
+                colour = rgb(observer.player.known[obs][3])
+                assert count_near(img, torso(drawn, radius), colour) >= 15, "the figure is not where the server says"
+                hair, skin = head_sides(img, drawn, radius, HAIR), head_sides(img, drawn, radius, SKIN)
+                assert hair[hair_behind] > hair[1 - hair_behind] and skin[1 - hair_behind] > skin[hair_behind], \
+                    (facing, hair, skin)
+                seen[facing] = (hair, skin)
+            assert page_errors == []
+        finally:
+            await observer.close()
+
+
 # Runs client_demo/bubbles.js's layout in the page on made-up speakers; returns what went wrong, per case.
 LAYOUT_CASES = """async () => {
   const { layoutBubbles } = await import("/bubbles.js");

@@ -126,6 +126,7 @@ async def test_the_inspector_shows_why_an_npc_does_what_it_does(npc_server):
     need = body["needs"][0]
     assert need["name"] == "energy" and need["per_game_hour"] == -6.0 and 0 < need["value"] <= 80
     assert body["schedule"]["block"] is None and body["time"]["clock"] < "12:00"
+    assert body["schedule"]["next"]["from"] == "12:00" and body["schedule"]["next"]["at"] == "b"
     assert (await admin(url, "/npcs/999999", token))[0] == 404
     assert (await admin(url, f"/npcs/{p.id}", token))[0] == 404      # a player is not an NPC of a file
 
@@ -324,6 +325,7 @@ async def test_a_place_added_beside_the_map_is_picked_up_live(launch, tmp_path):
     url, token = admin_of(srv)
     p = await Player.join(srv.ws_url, "Ann")
     await wait_admin(p, url, token, "/errors", lambda b: b["files"], what="the unknown place reported")
+    assert "pier" not in await served_places(srv.http_url)
     write(tmp_path / "small.places.toml", "[pier]\ntile = [13, 2]\n")
     # the reload waits two polls for the file to settle, then builds the navigation off the tick and
     # loads the file again (its policy check included): seconds on a loaded 2-core machine
@@ -334,6 +336,19 @@ async def test_a_place_added_beside_the_map_is_picked_up_live(launch, tmp_path):
     assert any(e["kind"] == "reload" and "pier" in e["message"] and e["file"].endswith("small.places.toml")
                for e in log["entries"]), log
     await wait_admin(p, url, token, "/npcs", lambda b: b["npcs"][0]["at"] == "pier", what="Finn at the pier")
+    # what browsers draw follows without a restart: /map.json on the game port and on the admin port
+    assert (await served_places(srv.http_url))["pier"] == [13.5 * 32, 2.5 * 32]
+    assert (await served_places(url))["pier"] == [13.5 * 32, 2.5 * 32]
     write(tmp_path / "small.places.toml", "[pier]\ntile = [0, 0]\n")      # a blocked tile: reported, nothing changes
     await wait_admin(p, url, token, "/log", lambda b: any(e["kind"] == "error" and "blocked" in e["message"]
                                                            for e in b["entries"]), what="the bad place reported")
+
+
+async def served_places(base: str) -> dict[str, list[float]]:
+    """The places of the poi layer of the /map.json a server serves now: {name: [x, y]}."""
+    def get() -> dict:
+        with urllib.request.urlopen(base + "map.json", timeout=10) as resp:
+            return json.loads(resp.read())
+    raw = await asyncio.to_thread(get)
+    layer = next((lay for lay in raw["layers"] if lay.get("type") == "objectgroup" and lay.get("name") == "poi"), {})
+    return {o["name"]: [o["x"], o["y"]] for o in layer.get("objects", [])}
