@@ -207,9 +207,9 @@ async def test_the_inspector_shows_what_the_admin_api_says_of_a_real_npc(launch,
     built-in's scores, needs and their trend, the schedule block now and next (after the page's own clock
     controls paused the clock and set it to 11:00), the nearest player, the lines and the hook error (made
     from the page's talk box) with its file:line. The page is opened at the URL the server prints."""
-    from maphelp import write_ascii_map
-    from npchelp import call, write
-    from wsclient import Player
+    from support.maphelp import write_ascii_map
+    from support.npchelp import call, write
+    from support.wsclient import Player
 
     folder = tmp_path / "npcs"
     folder.mkdir()

@@ -142,7 +142,7 @@ async def test_figures_come_from_the_sheet_face_their_way_and_walk(launch, tmp_p
     """A player walking left, then right, seen by the browser: the page draws it from the sprite sheet as a
     player where the server says, it steps through walking frames, and it faces its way: seen from the side
     its hair is behind its face (the right half of its head when it walks left, the left half when right)."""
-    from npchelp import small_map
+    from support.npchelp import small_map
 
     srv = launch("--map", str(small_map(tmp_path, MAP)), "--npcs", "0", "--npc-dir", "")
     async with chromium_page(srv.http_url, viewport=WIDE) as (page, page_errors):

@@ -9,7 +9,7 @@ import re
 import subprocess
 import sys
 
-from conftest import ROOT
+from support.paths import ROOT
 
 SCRIPT = ROOT / "scripts" / "make_sprites.py"
 spec = importlib.util.spec_from_file_location("make_sprites", SCRIPT)
