@@ -286,7 +286,7 @@ def start_decider(world, *, weights: str | None, module: str = "npc.policy.model
     Returns at once: until a worker is ready the guard waits and the built-in behaviour decides.
     standby: each worker has a warm standby (PoolConfig.standby): a killed worker is replaced at once, and
     the replacement's torch import and model load happen later, at the lowest priority (the policy is
-    small: one more process of ~300 MB on CPU)."""
+    small: one more process of ~250 MB on CPU)."""
     cfg = PoolConfig(runner="npc.policy.model:PolicyRunner", runner_options={"module": module, "weights": weights or None},
                      workers=workers, devices=devices, standby=standby, **pool_options)
     pool = Pool(cfg).start()
