@@ -51,6 +51,16 @@ class PoolConfig:
     hang_timeout_s: float = 2.0
     start_timeout_s: float = 120.0  # import, model load and warm-up of a new worker
     restart_backoff_max_s: float = 5.0  # repeated failures back off 0, 0.1, 0.2, ... up to this
+    # A warm standby per local worker: a second process, loaded and ready but sent nothing, that takes
+    # over the moment its worker is lost (no import and model load while NPCs wait for answers). The
+    # replacement standby starts standby_delay_s later and loads at nice standby_nice (the lowest
+    # priority: it takes the CPU only when the tick and the worker leave it), then is given the worker's
+    # own priority when it takes over (needs root or RLIMIT_NICE to lower a nice value; without, it
+    # loads at the worker's nice). Costs one more process per worker: its memory and a model copy.
+    # Measured (bench/decisions.py fault run, 10,000 NPCs): see docs/workers.md.
+    standby: bool = False
+    standby_delay_s: float = 1.0
+    standby_nice: int = 19
     close_timeout_s: float = 5.0  # close() waits this long for workers to finish, then kills them
 
     # Remote workers through an MQTT 5 broker (npc/inference/broker.py:RemoteConfig);
@@ -80,6 +90,8 @@ class PoolConfig:
         need(self.heartbeat_s > 0, "heartbeat_s", "seconds > 0")
         need(self.hang_timeout_s > 2 * self.heartbeat_s, "hang_timeout_s", "seconds > 2 * heartbeat_s")
         need(self.start_timeout_s > 0, "start_timeout_s", "seconds > 0")
+        need(self.standby_delay_s >= 0, "standby_delay_s", "seconds >= 0")
+        need(0 <= self.standby_nice <= 19, "standby_nice", "0..19")
         return self
 
     def cpu_threads(self, cpu_workers: int) -> int:

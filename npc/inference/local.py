@@ -11,7 +11,14 @@ health:
   once, then with backoff (0.1 s doubling up to `restart_backoff_max_s`)
   while it keeps failing;
 - one batch is in flight per worker (its place in `slots()` is free only
-  while it is idle); a streaming worker holds up to `max_streams` streams.
+  while it is idle); a streaming worker holds up to `max_streams` streams;
+- with `standby` (PoolConfig), each worker has a warm standby: a second
+  process, loaded and heartbeating but sent nothing. When the worker is lost
+  a ready standby takes its place at once (reniced to the worker's priority)
+  and the lost one's slot becomes the standby, spawned again
+  `standby_delay_s` later at nice `standby_nice`, so a loss costs the pool
+  one socket swap instead of an import and a model load while requests wait
+  (measured with bench/decisions.py's fault run: docs/workers.md).
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import logging
 import multiprocessing
 import os
 import selectors
+import sys
 import signal
 import socket
 import time
@@ -76,6 +84,7 @@ class _Worker:
     reaping: bool = False
     streaming: bool = False  # its runner is a streaming runner (reported when ready)
     streams: dict[int, Stream] = field(default_factory=dict)  # sid -> the streams it runs
+    standby: bool = False  # a warm standby (LocalExecutor.spares): ready, sent nothing, not in slots()
 
 
 class LocalExecutor:
@@ -85,6 +94,8 @@ class LocalExecutor:
         self.config = config
         self.count = workers
         self.workers: list[_Worker] = []
+        self.spares: list[_Worker] = []  # with config.standby: spares[i] stands by for workers[i]
+        self._renice_warned = False
         self.ctx = multiprocessing.get_context("spawn")
         self._engine: "Engine | None" = None
 
@@ -110,6 +121,10 @@ class LocalExecutor:
                     BatchLatency(cfg.latency_prior_s, cfg.latency_alpha))
             for i, d in enumerate(devices)
         ]
+        self.spares = [
+            _Worker(w.index, w.device, w.threads, BatchLatency(cfg.latency_prior_s, cfg.latency_alpha), standby=True)
+            for w in self.workers
+        ] if cfg.standby else []
 
     # -- the seam ---------------------------------------------------------------------
 
@@ -129,7 +144,7 @@ class LocalExecutor:
     def poll(self, now: float) -> None:
         cfg = self.config
         closing = self.engine.closing
-        for w in self.workers:
+        for w in self.workers + self.spares:
             if w.state is WorkerState.DOWN:
                 if closing:
                     w.restart_at = None
@@ -149,7 +164,7 @@ class LocalExecutor:
     def next_wake(self, now: float) -> float | None:
         cfg = self.config
         t = None
-        for w in self.workers:
+        for w in self.workers + self.spares:
             if w.state is WorkerState.STARTING:
                 due = w.started_at + cfg.start_timeout_s
             elif w.state in (WorkerState.IDLE, WorkerState.BUSY):
@@ -209,13 +224,13 @@ class LocalExecutor:
 
     def begin_close(self, now: float) -> None:
         stop = m.encode(m.Stop())
-        for w in self.workers:
+        for w in self.workers + self.spares:
             w.restart_at = None
             if w.sock is not None:
                 self._write(w, stop)
 
     def closed(self) -> bool:
-        return all(w.proc is None for w in self.workers)
+        return all(w.proc is None for w in self.workers + self.spares)
 
     def gauges(self) -> tuple[int, int]:
         ready = sum(1 for w in self.workers if w.state in (WorkerState.IDLE, WorkerState.BUSY))
@@ -305,6 +320,10 @@ class LocalExecutor:
             info = msg.info
             w.streaming = bool(info.get("streaming"))
             w.state = WorkerState.IDLE
+            if w.standby:
+                log.info("inference worker %d's standby ready: pid %s on %s, nice %s", w.index, info.get("pid"),
+                         info.get("device"), info.get("nice"))
+                return
             log.info("inference worker %d ready: pid %s on %s, runner %s, %s thread(s), nice %s, torch %s", w.index,
                      info.get("pid"), info.get("device"), info.get("runner"), info.get("threads"), info.get("nice"),
                      info.get("torch"))
@@ -321,10 +340,13 @@ class LocalExecutor:
 
         cfg = self.config
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        # A standby loads at the lowest priority when it can be given the worker's back (_promote).
+        nice = max(cfg.nice, cfg.standby_nice) if w.standby and _can_renice(self._worker_nice()) else cfg.nice
         proc = self.ctx.Process(
-            target=worker_module.main, name=f"npcworld-inference-{w.index}", daemon=True,
+            target=worker_module.main, name=f"npcworld-inference-{w.index}{'-standby' if w.standby else ''}",
+            daemon=True,
             args=(child_sock, cfg.runner, cfg.runner_options, w.device, w.threads, os.getpid(), cfg.heartbeat_s,
-                  cfg.nice),
+                  nice),
         )
         try:
             proc.start()
@@ -380,6 +402,8 @@ class LocalExecutor:
             engine.end_stream(stream, StreamEnd.FAILED, reason)
         self._close_socket(w)
         w.state = WorkerState.EXITING
+        if not w.standby and not engine.closing:
+            self._promote(w, now)
         engine.notify()
         proc = w.proc
         if proc is None:
@@ -393,6 +417,35 @@ class LocalExecutor:
                 os.kill(proc.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    def _worker_nice(self) -> int:
+        """The nice value of a worker (this process's, plus PoolConfig.nice)."""
+        return min(19, os.getpriority(os.PRIO_PROCESS, 0) + self.config.nice)
+
+    def _promote(self, lost: _Worker, now: float) -> None:
+        """The lost worker's ready standby takes its place; the lost one's slot becomes the standby
+        (spawned again once its process is reaped, standby_delay_s later)."""
+        if not self.spares:
+            return
+        i = self.workers.index(lost)
+        spare = self.spares[i]
+        if spare.state is not WorkerState.IDLE or spare.pid is None:
+            return                      # none ready (starting, or lost too): the worker restarts as without one
+        nice = self._worker_nice()
+        try:
+            _renice(spare.pid, nice)
+        except OSError as exc:          # it serves at the standby's priority: say so once
+            if not self._renice_warned:
+                self._renice_warned = True
+                log.warning("inference worker %d's standby (pid %s) could not be given nice %d (%s); it serves "
+                            "at its own", i, spare.pid, nice, exc)
+        spare.standby, lost.standby = False, True
+        spare.latency, spare.batches, spare.starts = lost.latency, lost.batches, lost.starts + 1
+        spare.failures = lost.failures = 0
+        spare.last_error = lost.last_error
+        spare.last_seen = now
+        self.workers[i], self.spares[i] = spare, lost
+        log.info("inference worker %d: its standby (pid %s) took over from pid %s", i, spare.pid, lost.pid)
 
     def _close_socket(self, w: _Worker) -> None:
         if w.sock is not None:
@@ -435,11 +488,13 @@ class LocalExecutor:
             return
         w.failures += 1
         delay = 0.0 if w.failures <= 1 else min(self.config.restart_backoff_max_s, 0.1 * 2 ** (w.failures - 2))
+        if w.standby:
+            delay = max(delay, self.config.standby_delay_s)
         w.restart_at = now + delay
 
     def shutdown(self, now: float) -> None:
         engine = self.engine
-        for w in self.workers:
+        for w in self.workers + self.spares:
             inflight, w.inflight = w.inflight, []
             for fut in inflight:
                 engine.finish(fut, Outcome.FAILED, now, error="the inference pool closed")
@@ -462,3 +517,31 @@ class LocalExecutor:
                 w.proc = None
             w.pid = None
             w.state = WorkerState.DOWN
+
+
+def _can_renice(nice: int) -> bool:
+    """Whether this process may lower a child's nice value back to `nice` (root, or RLIMIT_NICE)."""
+    if os.geteuid() == 0:
+        return True
+    try:
+        import resource
+
+        return resource.getrlimit(resource.RLIMIT_NICE)[0] >= 20 - nice
+    except (ImportError, AttributeError, ValueError, OSError):
+        return False
+
+
+def _renice(pid: int, nice: int) -> None:
+    """Every thread of process `pid` at nice `nice` (on Linux a nice value is per thread: torch's
+    threads, started while the standby loaded, keep theirs otherwise). OSError when not allowed."""
+    tids = [pid]
+    if sys.platform.startswith("linux"):
+        try:
+            tids = [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+        except OSError:
+            pass
+    for tid in tids:
+        try:
+            os.setpriority(os.PRIO_PROCESS, tid, nice)
+        except ProcessLookupError:
+            pass    # a thread that just ended

@@ -19,6 +19,7 @@ happened are -inf (cooldowns over at once).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -87,47 +88,33 @@ def look(world, defn: Definition, eids: np.ndarray, rows: np.ndarray, table, led
     the perceiving part of the built-in state advanced: noticed times, tending, patrol stop.
     `players`: (ids (P,), centres (P, 2), nearby.Index of the centres) of the players this tick. advance=False: only
     look (a hook or a conversation asking out of turn), leaving the state as it was."""
+    return look_many(world, [(defn, 0, len(eids))], eids, rows, table, ledger, players, advance)[0]
+
+
+def look_many(world, parts: Sequence[tuple[Definition, int, int]], eids: np.ndarray, rows: np.ndarray, table,
+              ledger, players, advance: bool = True) -> list[Sight]:
+    """`look` for a whole tick's due NPCs at once: parts[k] = (defn, lo, hi) says that eids[lo:hi] (state
+    rows rows[lo:hi]) run `defn`; the parts cover eids in order. The world's columns, the grid query for
+    the players within each file's notice radius, the targets and the ledger's times are gathered once
+    for all rows (one call each, not one per file); each part's Sight holds slices of them (views),
+    and only the file's own rules (needs, schedule, patrol) are computed per part."""
     now = world.time_s
     gt = world.game_time
+    eids = np.asarray(eids, np.int64)
+    rows = np.asarray(rows, np.int64)
     n = len(eids)
-    needs = defn.needs
-    cols = world.columns(eids, stats=tuple(nd.name for nd in needs))
-    start = np.asarray([nd.start for nd in needs], np.float64)
-    stats = np.where(np.isnan(cols.stats), start[None, :], cols.stats) if needs else np.zeros((n, 0))
-
-    # Tending: below low, or tended before and not yet back to full (needs with a relief only).
-    bits = table.tending[rows]
-    tending = np.zeros((n, len(needs)), bool)
-    new_bits = np.zeros(n, np.uint64)
-    for k, nd in enumerate(needs):
-        was = (bits >> np.uint64(k)) & np.uint64(1) > 0
-        tending[:, k] = bool(nd.relief) & ((stats[:, k] < nd.low) | (was & (stats[:, k] < nd.full)))
-        new_bits |= tending[:, k].astype(np.uint64) << np.uint64(k)
-    if advance:
-        table.tending[rows] = new_bits
-
-    # The schedule block (the same for all rows of a file), the patrol stop, the schedule's place.
-    block = defn.block_at(gt.minute)
-    index = {name: i for i, name in enumerate(world.places)}
-    patrol = table.patrol[rows].copy()
-    sched = np.full(n, -1, np.int32)
-    if block is not None and block.do == "patrol" and block.route:
-        route = np.asarray([index[r] for r in block.route], np.int32)
-        i = patrol % len(route)
-        pause = defn.params["patrol"]["pause"]
-        done = ((cols.action == ACTION_PATROL) & (cols.place == route[i]) & ~np.isnan(cols.arrived_at)
-                & (now - np.nan_to_num(cols.arrived_at, nan=now) >= pause))
-        i = np.where(done, (i + 1) % len(route), i)
-        patrol = i.astype(np.int32)
-        if advance:
-            table.patrol[rows] = patrol
-        sched = route[patrol]
-    elif block is not None and block.at is not None:
-        sched[:] = index[block.at]
+    names: dict[str, int] = {}                      # the parts' need names -> column of cols.stats
+    for defn, _, _ in parts:
+        for nd in defn.needs:
+            names.setdefault(nd.name, len(names))
+    cols = world.columns(eids, stats=tuple(names))
+    radius = np.zeros(n)
+    for defn, lo, hi in parts:
+        radius[lo:hi] = defn.senses["notice"]
 
     # Players within notice: how long each has been (noticed), and this NPC's history with them.
     pids, ppos, index = players
-    pairs = index.within(cols.pos, defn.senses["notice"])
+    pairs = index.within(cols.pos, radius)
     p_npc = eids[pairs.query]
     p_id = pids[pairs.entity]
     since = ledger.noticed.get(p_npc, p_id, default=now)
@@ -135,21 +122,73 @@ def look(world, defn: Definition, eids: np.ndarray, rows: np.ndarray, table, led
         ledger.notice(eids, p_npc, p_id, since)
     alive, tpos = world.locate(cols.target)
     alive &= cols.target >= 0
-    t_dist = np.hypot(tpos[:, 0] - cols.pos[:, 0], tpos[:, 1] - cols.pos[:, 1])
+    t_dist = np.where(alive, np.hypot(tpos[:, 0] - cols.pos[:, 0], tpos[:, 1] - cols.pos[:, 1]), np.nan)
     t_near = np.zeros(n)
     if alive.any():      # the target's time within notice: from this look's pairs
         hit = np.flatnonzero(p_id == cols.target[pairs.query])
         t_near[pairs.query[hit]] = (now - since)[hit]
-    return Sight(
-        defn=defn, now_s=now, minute=gt.minute, day=gt.day, block=block,
-        eid=eids, pos=cols.pos, at=world.places_at(cols.pos), stats=stats, tending=tending, patrol=patrol,
-        sched_place=sched, gifts=table.gifts[rows].copy(),
-        action=cols.action, place=cols.place, target=cols.target, arrived=cols.arrived, since=cols.since,
-        arrived_at=cols.arrived_at, activity=cols.activity,
-        t_alive=alive, t_dist=np.where(alive, t_dist, np.nan), t_near_s=np.where(alive, t_near, 0.0),
-        start=pairs.start, p_row=pairs.query, p_id=p_id, p_dist=pairs.dist, p_pos=ppos[pairs.entity],
-        p_near_s=now - since, p_greeted=ledger.greeted.get(p_npc, p_id), p_given=ledger.given.get(p_npc, p_id),
-        p_approached=ledger.approached.get(p_npc, p_id), row=np.asarray(rows, np.int64))
+    at = world.places_at(cols.pos)
+    p_pos = ppos[pairs.entity]
+    p_near_s = now - since
+    greeted, given = ledger.greeted.get(p_npc, p_id), ledger.given.get(p_npc, p_id)
+    approached = ledger.approached.get(p_npc, p_id)
+    gifts = table.gifts[rows]
+    index_of = {name: i for i, name in enumerate(world.places)}
+    out = []
+    for defn, lo, hi in parts:
+        r = rows[lo:hi]
+        m = hi - lo
+        needs = defn.needs
+        if needs:
+            raw = cols.stats[lo:hi][:, [names[nd.name] for nd in needs]]
+            start = np.asarray([nd.start for nd in needs], np.float64)
+            stats = np.where(np.isnan(raw), start[None, :], raw)
+        else:
+            stats = np.zeros((m, 0))
+
+        # Tending: below low, or tended before and not yet back to full (needs with a relief only).
+        bits = table.tending[r]
+        tending = np.zeros((m, len(needs)), bool)
+        new_bits = np.zeros(m, np.uint64)
+        for k, nd in enumerate(needs):
+            was = (bits >> np.uint64(k)) & np.uint64(1) > 0
+            tending[:, k] = bool(nd.relief) & ((stats[:, k] < nd.low) | (was & (stats[:, k] < nd.full)))
+            new_bits |= tending[:, k].astype(np.uint64) << np.uint64(k)
+        if advance:
+            table.tending[r] = new_bits
+
+        # The schedule block (the same for all rows of a file), the patrol stop, the schedule's place.
+        block = defn.block_at(gt.minute)
+        patrol = table.patrol[r].copy()
+        sched = np.full(m, -1, np.int32)
+        action, place = cols.action[lo:hi], cols.place[lo:hi]
+        if block is not None and block.do == "patrol" and block.route:
+            route = np.asarray([index_of[x] for x in block.route], np.int32)
+            i = patrol % len(route)
+            pause = defn.params["patrol"]["pause"]
+            arrived_at = cols.arrived_at[lo:hi]
+            done = ((action == ACTION_PATROL) & (place == route[i]) & ~np.isnan(arrived_at)
+                    & (now - np.nan_to_num(arrived_at, nan=now) >= pause))
+            i = np.where(done, (i + 1) % len(route), i)
+            patrol = i.astype(np.int32)
+            if advance:
+                table.patrol[r] = patrol
+            sched = route[patrol]
+        elif block is not None and block.at is not None:
+            sched[:] = index_of[block.at]
+
+        a, b = int(pairs.start[lo]), int(pairs.start[hi])
+        out.append(Sight(
+            defn=defn, now_s=now, minute=gt.minute, day=gt.day, block=block,
+            eid=eids[lo:hi], pos=cols.pos[lo:hi], at=at[lo:hi], stats=stats, tending=tending, patrol=patrol,
+            sched_place=sched, gifts=gifts[lo:hi],
+            action=action, place=place, target=cols.target[lo:hi], arrived=cols.arrived[lo:hi],
+            since=cols.since[lo:hi], arrived_at=cols.arrived_at[lo:hi], activity=cols.activity[lo:hi],
+            t_alive=alive[lo:hi], t_dist=t_dist[lo:hi], t_near_s=t_near[lo:hi],
+            start=pairs.start[lo:hi + 1] - a, p_row=pairs.query[a:b] - lo, p_id=p_id[a:b], p_dist=pairs.dist[a:b],
+            p_pos=p_pos[a:b], p_near_s=p_near_s[a:b], p_greeted=greeted[a:b], p_given=given[a:b],
+            p_approached=approached[a:b], row=r))
+    return out
 
 
 def perception(s: Sight, i: int, world) -> Perception:

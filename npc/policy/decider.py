@@ -281,10 +281,13 @@ class PolicyDecider:
 
 def start_decider(world, *, weights: str | None, module: str = "npc.policy.model:build_policy",
                   workers: int | None = None, devices: list[str] | None = None, budget_s: float = 0.05,
-                  guard: bool = True, **pool_options) -> PolicyDecider:
+                  guard: bool = True, standby: bool = True, **pool_options) -> PolicyDecider:
     """A started pool running the policy (npc/policy/model.py:PolicyRunner), and its decider for `Cast.decider`.
-    Returns at once: until a worker is ready the guard waits and the built-in behaviour decides."""
+    Returns at once: until a worker is ready the guard waits and the built-in behaviour decides.
+    standby: each worker has a warm standby (PoolConfig.standby): a killed worker is replaced at once, and
+    the replacement's torch import and model load happen later, at the lowest priority (the policy is
+    small: one more process of ~250 MB on CPU)."""
     cfg = PoolConfig(runner="npc.policy.model:PolicyRunner", runner_options={"module": module, "weights": weights or None},
-                     workers=workers, devices=devices, **pool_options)
+                     workers=workers, devices=devices, standby=standby, **pool_options)
     pool = Pool(cfg).start()
     return PolicyDecider(pool, world, budget_s, guard=guard)

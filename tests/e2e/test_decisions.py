@@ -52,9 +52,13 @@ async def test_a_killed_worker_leaves_npcs_moving_and_the_server_ticking(start):
     p = await Player.join(srv.ws_url, name="watcher")
     try:
         await until_metrics(p, srv.http_url, lambda m: decisions(m, "on_time") > 0, "on-time decisions")
-        [worker] = workers_of(srv.proc.pid)
+        # the decision worker and its warm standby (PoolConfig.standby, when it has been spawned yet): both
+        # killed, so that no worker is left (tests/test_inference_pool.py has the standby taking over)
+        killed = workers_of(srv.proc.pid)
+        assert 1 <= len(killed) <= 2, killed
         before = await asyncio.to_thread(metrics, srv.http_url)
-        os.kill(worker, signal.SIGKILL)
+        for worker in killed:
+            os.kill(worker, signal.SIGKILL)
         # A request in flight to the dead worker fails, and while no worker is ready nothing is asked:
         # either way the built-in behaviour decides, at once.
         m = await until_metrics(
@@ -70,7 +74,7 @@ async def test_a_killed_worker_leaves_npcs_moving_and_the_server_ticking(start):
             and decisions(x, "on_time") > decisions(m, "on_time"), "a restarted worker", timeout=90)
         assert after["npcworld_ticks_total"] > before["npcworld_ticks_total"]
         assert srv.proc.poll() is None
-        assert workers_of(srv.proc.pid) != [worker]
+        assert not set(workers_of(srv.proc.pid)) & set(killed)
     finally:
         await p.close()
 

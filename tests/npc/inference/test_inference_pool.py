@@ -160,6 +160,37 @@ def test_killed_worker_fails_its_requests_and_restarts(gated):
     assert pool.stats.worker_deaths == 1 and pool.stats.failed == 1
 
 
+def test_a_warm_standby_takes_over_a_killed_worker_at_once(gated):
+    # PoolConfig.standby: a second process per worker, loaded and sent nothing, takes over when the
+    # worker dies (no start while requests wait); the lost slot loads a new standby later.
+    from npc.inference.local import WorkerState, _can_renice
+
+    pool = gated(max_batch=8, standby=True, standby_delay_s=0.0)
+    ex = pool.executors[0]
+    assert pool.wait_for(lambda: ex.spares[0].state is WorkerState.IDLE, WAIT), ex.spares
+    old_pid, spare_pid = pool.workers()[0].pid, ex.spares[0].pid
+    assert spare_pid not in (None, old_pid)
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    renice = _can_renice(mine)
+    if renice:         # it loads at the lowest priority, not the worker's
+        assert os.getpriority(os.PRIO_PROCESS, spare_pid) == min(19, mine + 19)
+    assert pool.submit({"n": "before"}, far()).result(WAIT)["pid"] == old_pid    # the standby is sent nothing
+    running = block_worker(pool, gated)
+    os.kill(old_pid, signal.SIGKILL)
+    assert running.wait(WAIT) and running.outcome is Outcome.FAILED
+    out = pool.submit({"n": "after"}, far()).result(WAIT)
+    assert out["pid"] == spare_pid and out["call"] == 1            # the standby's first batch
+    info = pool.workers()[0]
+    assert info.pid == spare_pid and info.starts == 2 and info.batches == 2
+    if renice:         # every thread of it at the worker's priority now
+        tids = [int(t) for t in os.listdir(f"/proc/{spare_pid}/task")]
+        assert {os.getpriority(os.PRIO_PROCESS, t) for t in tids} == {mine}
+    # a new standby in the lost worker's slot: a third process
+    assert pool.wait_for(lambda: ex.spares[0].state is WorkerState.IDLE, WAIT), ex.spares
+    assert ex.spares[0].pid not in (old_pid, spare_pid)
+    assert pool.stats.worker_deaths == 1 and pool.stats.worker_starts == 3
+
+
 def test_hung_worker_is_detected_by_heartbeat_and_restarted(gated):
     pool = gated(max_batch=8, heartbeat_s=0.05, hang_timeout_s=1.0)
     old_pid = pool.workers()[0].pid

@@ -1,0 +1,78 @@
+"""One look for a whole tick (npc/minds/sight.look_many): the shipped NPC files in a real world with
+players; the per-file Sights it hands out (slices of one gather and one grid query) equal what one
+look per file sees, and the think step looks once per tick, whatever the number of files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from npc.minds import think
+from npc.minds.cast import Cast
+from npc.minds.sight import Sight, look, look_many
+from world.sim import PLAYER, World, WorldConfig
+from world.tilemap import load_map
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def village(players: int = 40) -> Cast:
+    world = World(load_map(str(ROOT / "assets" / "maps" / "default.tmj")), WorldConfig(seed=3))
+    cast = Cast(world, str(ROOT / "assets" / "npcs"), tick_rate=20)
+    cast.load_all()
+    for def_id in sorted(cast.defs):          # a few more of each, spread over the places
+        for k in range(6):
+            cast.spawn(def_id, place=list(cast.spawn_points)[k % len(cast.spawn_points)])
+    rng = np.random.default_rng(0)
+    for k in range(players):                  # players near the NPCs, so that pairs exist
+        x, y = world.position(int(rng.choice(list(cast.minds))))
+        world.spawn(PLAYER, f"p{k}", "#fff", x + rng.uniform(-60, 60), y + rng.uniform(-60, 60))
+    for _ in range(60):                       # intents, greetings, noticed times, needs: some history
+        cast.tick()
+        world.step(0.05)
+    return cast
+
+
+def same(a: Sight, b: Sight) -> None:
+    for f in Sight.__dataclass_fields__:
+        x, y = getattr(a, f), getattr(b, f)
+        if isinstance(x, np.ndarray):
+            assert x.shape == y.shape, f
+            if x.dtype == object:
+                assert x.tolist() == y.tolist(), f
+            else:
+                np.testing.assert_array_equal(x, y, err_msg=f)
+        else:
+            assert x == y, f
+
+
+def test_one_look_for_all_files_sees_what_a_look_per_file_sees():
+    cast = village()
+    rows = cast.rows.live()
+    eids, defi = cast.rows.eid[rows], cast.rows.defi[rows]
+    order = np.argsort(defi, kind="stable")
+    eids, rows, defi = eids[order], rows[order], defi[order]
+    cuts = np.concatenate([[0], np.flatnonzero(np.diff(defi)) + 1, [len(defi)]])
+    parts = [(cast.def_list[int(defi[lo])], int(lo), int(hi)) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    assert len(parts) >= 5
+    players = cast.players()
+    many = look_many(cast.world, parts, eids, rows, cast.rows, cast.ledger, players, advance=False)
+    assert sum(len(s.p_id) for s in many) > 0          # players within notice: pairs to slice
+    for (defn, lo, hi), s in zip(parts, many):
+        same(s, look(cast.world, defn, eids[lo:hi], rows[lo:hi], cast.rows, cast.ledger, players, advance=False))
+
+
+def test_the_think_step_looks_once_a_tick(monkeypatch):
+    cast = village(players=10)
+    calls = []
+
+    def counting(world, parts, *a, **k):
+        calls.append(len(parts))
+        return look_many(world, parts, *a, **k)
+
+    monkeypatch.setattr(think, "look_many", counting)
+    for _ in range(20):
+        cast.tick()
+        cast.world.step(0.05)
+    assert len(calls) == 20 and max(calls) >= 5        # every file's due NPCs, in one look
