@@ -67,7 +67,7 @@ from world.intents import ACTIONS, GOTO, mode_for
 
 from npc.actions import BASELINE, VOCABULARY
 from npc.files.schema import WEIGHTS, Definition
-from npc.minds.builtin import WHY_APPROACHING, WHY_FLEEING, WHY_FOLLOWING, WHY_NEED
+from npc.minds.builtin import CANDIDATES, WHY_APPROACHING, WHY_FLEEING, WHY_FOLLOWING, WHY_NEED
 from npc.minds.sight import Sight
 
 A = len(ACTIONS)                   # actions in the shared vocabulary
@@ -91,6 +91,9 @@ NEEDS_PLACE = np.asarray([mode_for(a, False) == GOTO for a in ACTIONS])        #
 # May action a (row) take a target in slot t (column)? Entity actions an entity; place actions a
 # place, or none when the world allows it; idle and wander none, or a place (the built-in gives
 # them the schedule's or the need's `at`: idle walks there first, wander ignores it).
+# The actions with a candidate of their own in the built-in (its columns named after them: flee ..
+# idle); the others (go_to, work, rest, patrol) only come from the schedule or a need.
+OWN_ROUTE = np.asarray([a in CANDIDATES for a in ACTIONS])                     # (A,)
 FITS = np.where((KIND == "entity")[:, None], ENTITY_SLOT[None, :],
                 PLACE_SLOT[None, :] | ((SLOT_KIND == "none")[None, :] & ~NEEDS_PLACE[:, None]))   # (A, T)
 
