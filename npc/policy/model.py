@@ -1,5 +1,18 @@
-"""The decision policy: a small MLP from an NPC's observation to its next
-action and that action's target, masked to what the NPC may do.
+"""The decision policy: from an NPC's observation to its next action and that
+action's target, masked to what the NPC may do.
+
+Its shape is the built-in behaviour's (npc/minds/builtin.py): each action
+has up to three routes to a score, its own candidate (a player who fits, an
+ongoing intent, the baseline), the schedule block whose `do` it is, and the
+tended need whose relief it is, and the best scoring action wins. So the
+action logits are, per action, the best of its routes present now, each a
+learned scale x the route's term from the observation + a learned per-route,
+per-action bias (the built-in's tie order), plus a small MLP's correction
+from the whole observation; then argmax under the mask. The routes' terms
+are read from the observation's fields (`route_terms`): the policy follows a
+file's weights because it reads them there, not because it saw the file.
+Measured (train-policy, seed 0, 40 randomised files never trained on): the
+plain MLP 95.8%, this shape 99.7% (npc/policy/observe.py module doc).
 
 Imports torch: it runs in the inference pool's worker processes (and in
 `npcworld train-policy`), never in the server's tick process. The server
@@ -17,34 +30,72 @@ that ignores the masks still cannot make an NPC do a disallowed action.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn as nn
 
-from npc.policy.observe import A, OBS_DIM, T
+from npc.policy.observe import A, NEEDS, OBS_DIM, OFFSET, OWN_ROUTE, T, WEIGHT_NAMES
 from npc.policy.weights import DEFAULT_WEIGHTS  # noqa: F401  (the shipped weights; re-exported)
 
 HIDDEN = 128
+ROUTES = ("need", "schedule", "own")   # the built-in's order of candidates: on a tie the earlier one wins
+SCALE = 20.0                           # the routes' initial scale (logits per weight unit); it learns ~200
+NO_ROUTE = -1e4                        # the logit of an action with no route now (finite: no NaN in training)
+_OWN = torch.tensor(OWN_ROUTE)                                                      # (A,) bool
+_SCHEDULE_WEIGHT = WEIGHT_NAMES.index("schedule")
+
+
+def route_terms(obs):
+    """(B, OBS_DIM) -> terms (B, 3, A) in weight units and present (B, 3, A) bool, per route of ROUTES
+    and action, from the observation's fields as npc/policy/observe.py writes them:
+    own: `candidate` of an action with a candidate of its own, at its `action_weight`;
+    schedule: the block's `do` (`block`, `block_do`, allowed), at weights.schedule;
+    need: the relief of the tended need that pulls hardest (the earlier one on a tie), at its pull."""
+    f = lambda name: obs[:, OFFSET[name]]                                           # noqa: E731
+    allowed = f("allowed") > 0.5                                                    # (B, A)
+    own_on = (f("candidate") > 0.5) & _OWN.to(obs.device)
+    own = f("action_weight") * 2.0
+    sched_on = (f("block") > 0.5) & (f("block_do") > 0.5) & allowed
+    sched = (f("weights")[:, _SCHEDULE_WEIGHT:_SCHEDULE_WEIGHT + 1] * 2.0).expand_as(own)
+    relief = f("need_relief").reshape(-1, NEEDS, A) > 0.5                           # (B, NEEDS, A)
+    tended = (f("need_tending") > 0.5) & (relief & allowed[:, None, :]).any(-1)    # (B, NEEDS)
+    pull = torch.where(tended, f("need_pull") * 4.0, torch.full_like(f("need_pull"), -1.0))
+    best, k = pull.max(-1)                                                          # the first maximum: earlier need
+    need_on = relief[torch.arange(len(obs), device=obs.device), k] & tended.any(-1, keepdim=True)
+    need = best[:, None].clamp(min=0.0).expand_as(own)
+    return torch.stack([need, sched, own], 1), torch.stack([need_on, sched_on, own_on], 1)
 
 
 class Policy(nn.Module):
-    def __init__(self, obs_dim: int = OBS_DIM, hidden: int = HIDDEN, n_actions: int = A, n_targets: int = T):
+    def __init__(self, obs_dim: int = OBS_DIM, hidden: int = HIDDEN, n_actions: int = A, n_targets: int = T,
+                 routes: bool = True):
         super().__init__()
         self.body = nn.Sequential(nn.Linear(obs_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
         self.action = nn.Linear(hidden, n_actions)
         self.target = nn.Linear(hidden + n_actions, n_targets)   # the target depends on the action chosen
+        self.routes = routes                                      # False: a plain MLP (weights of before the routes)
+        if routes:
+            self.log_scale = nn.Parameter(torch.tensor(math.log(SCALE)))
+            self.route_bias = nn.Parameter(torch.zeros(len(ROUTES), n_actions))
+            nn.init.zeros_(self.action.weight)                    # the MLP starts as no correction at all
+            nn.init.zeros_(self.action.bias)
 
-    def forward(self, obs, mask, tmask):
+    def forward(self, obs, mask, tmask, action=None):
+        """Logits (B, A), (B, T). `action` (B,) int64: the target head sees that action (teacher
+        forcing, in training) instead of the one chosen here."""
         h = self.body(obs)                                          # (B, H)
-        a = self.action(h).masked_fill(~mask, float("-inf"))        # (B, A) disallowed: -inf
-        chosen = nn.functional.one_hot(a.argmax(-1), a.shape[-1])   # (B, A) the action taken
-        return a, self.targets(h, chosen.to(h.dtype), tmask)
-
-    def targets(self, h, chosen, tmask):
-        t = self.target(torch.cat([h, chosen], -1))                 # (B, T)
-        return t.masked_fill(~tmask, float("-inf"))
+        a = self.action(h)                                          # (B, A)
+        if self.routes:
+            terms, on = route_terms(obs)                            # (B, 3, A)
+            u = torch.where(on, self.log_scale.exp() * terms + self.route_bias, torch.full_like(terms, NO_ROUTE))
+            a = a + u.max(1).values                                 # the best route of each action
+        a = a.masked_fill(~mask, float("-inf"))                     # disallowed: -inf
+        chosen = a.argmax(-1) if action is None else action
+        t = self.target(torch.cat([h, nn.functional.one_hot(chosen, a.shape[-1]).to(h.dtype)], -1))   # (B, T)
+        return a, t.masked_fill(~tmask, float("-inf"))
 
 
 def build_policy(weights: str | None = None, device: str = "cpu", hidden: int = HIDDEN) -> Policy:
@@ -54,7 +105,7 @@ def build_policy(weights: str | None = None, device: str = "cpu", hidden: int = 
         return Policy(hidden=hidden).to(device).eval()
     from safetensors.torch import load_file
     state = load_file(str(weights))
-    model = Policy(hidden=int(state["body.0.weight"].shape[0]))
+    model = Policy(hidden=int(state["body.0.weight"].shape[0]), routes="log_scale" in state)
     model.load_state_dict(state)
     return model.to(device).eval()
 

@@ -42,13 +42,21 @@ files, npc/policy/randomise.py). They are computed once per Definition
 Each row also carries, per action, whether it has a candidate now (a
 player who fits, an ongoing intent, the schedule's `do`, a tended need's
 relief, the baseline: `candidate`), the facts the built-in scores, but not
-its scores. Measured (train-policy, seed 0, held-out randomised files never
-trained on): parameters and per-player facts only, 200 files: 72% (the MLP
-memorised the files); with `candidate` and 20000 synthetic files: 95.8%
-(leave one shipped file out: 92.2% to 100%). With the built-in's own scores,
-margins, best flags and order per action as inputs it was 100%, but then
-the policy path computes the built-in's utility table for every row, which
-is what the policy is there to replace; so they are not in the layout.
+its scores. The policy (npc/policy/model.py `route_terms`) reads each
+action's routes from these fields, in torch in the worker (the tick builds
+nothing more): `candidate` of an action with its own candidate at its
+`action_weight`, the block's `do` at weights.schedule, the tended need's
+relief at its `need_pull`. Measured (train-policy, seed 0, held-out
+randomised files never trained on): parameters and per-player facts only,
+200 files: 72% (the MLP memorised the files); with `candidate` and 20000
+synthetic files, the plain MLP: 95.8% (leave one shipped file out: 92.2% to
+100%; 60000 files, 12 epochs, width 256: 95.5%, overfitted); the same
+rows, the routes policy: 99.84% (leave one file out: 100% on all six); the
+misses left are near-ties (mostly rest vs idle within 0.05 weight units).
+With the built-in's own scores, margins, best flags and order per action as
+inputs it was 100%, but then the tick computes the built-in's utility table
+for every row, which is what the policy is there to replace; so they are
+not in the layout.
 
 Units: distances in units of the NPC's `notice` radius unless said, times in
 world seconds scaled as the field's doc says, clipped where said.
@@ -67,7 +75,7 @@ from world.intents import ACTIONS, GOTO, mode_for
 
 from npc.actions import BASELINE, VOCABULARY
 from npc.files.schema import WEIGHTS, Definition
-from npc.minds.builtin import WHY_APPROACHING, WHY_FLEEING, WHY_FOLLOWING, WHY_NEED
+from npc.minds.builtin import CANDIDATES, WHY_APPROACHING, WHY_FLEEING, WHY_FOLLOWING, WHY_NEED
 from npc.minds.sight import Sight
 
 A = len(ACTIONS)                   # actions in the shared vocabulary
@@ -91,6 +99,9 @@ NEEDS_PLACE = np.asarray([mode_for(a, False) == GOTO for a in ACTIONS])        #
 # May action a (row) take a target in slot t (column)? Entity actions an entity; place actions a
 # place, or none when the world allows it; idle and wander none, or a place (the built-in gives
 # them the schedule's or the need's `at`: idle walks there first, wander ignores it).
+# The actions with a candidate of their own in the built-in (its columns named after them: flee ..
+# idle); the others (go_to, work, rest, patrol) only come from the schedule or a need.
+OWN_ROUTE = np.asarray([a in CANDIDATES for a in ACTIONS])                     # (A,)
 FITS = np.where((KIND == "entity")[:, None], ENTITY_SLOT[None, :],
                 PLACE_SLOT[None, :] | ((SLOT_KIND == "none")[None, :] & ~NEEDS_PLACE[:, None]))   # (A, T)
 

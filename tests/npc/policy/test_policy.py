@@ -243,6 +243,59 @@ def test_no_logits_get_a_masked_action_through(world, seed, scale):
         assert (out.action[k[keep]] == r.current[k[keep]]).all()
 
 
+def test_the_routes_read_the_built_in_decision_from_the_observation(world):
+    """The policy's shape (npc/policy/model.py): with nothing learned but a large scale and the
+    built-in's tie order as the routes' biases, its action is the built-in's on random files and
+    sights it never saw: the observation carries the decision and `route_terms` reads it right."""
+    import math
+
+    import torch
+
+    from npc.minds.builtin import CANDIDATES
+    from npc.policy.model import ROUTES, Policy
+
+    rng = np.random.default_rng(7)
+    seen = []
+    for i in range(300):
+        d = random_definition(rng, world.places, i)
+        s = random_sight(rng, d, 6, world.places)
+        seen.append((s, builtin.decide(s, world.places)))
+    r = _rows(world, [s for s, _ in seen])
+    want = np.concatenate([label(s, v)[0] for s, v in seen])
+    model = Policy(hidden=8)
+    with torch.no_grad():
+        model.log_scale.fill_(math.log(1e4))
+        for k, route in enumerate(ROUTES):
+            for j, a in enumerate(ACTIONS):
+                name = a if route == "own" else route            # the built-in's column of this route
+                column = CANDIDATES.index(name) if name in CANDIDATES else len(CANDIDATES)
+                model.route_bias[k, j] = -0.01 * column          # the earlier candidate wins a tie
+        got, _ = model(*(torch.from_numpy(x) for x in (r.obs, r.mask, r.tmask)))
+    got = got.argmax(-1).numpy()
+    assert len(want) == 1800 and (~r.finishing).sum() > 1500
+    assert (got == want).mean() >= 0.999, [(ACTIONS[w], ACTIONS[g]) for w, g in zip(want, got) if w != g][:10]
+    model.log_scale.data.fill_(math.log(1e-3))                 # no scale: the routes say nothing, it is a guess
+    with torch.no_grad():
+        blind = model(*(torch.from_numpy(x) for x in (r.obs, r.mask, r.tmask)))[0].argmax(-1).numpy()
+    assert (blind == want).mean() < 0.9
+
+
+def test_weights_of_the_plain_mlp_still_load(tmp_path):
+    """Weights trained before the routes (no log_scale) load as the plain MLP they were."""
+    import torch
+
+    from npc.policy.model import Policy, build_policy, save
+
+    save(Policy(hidden=8, routes=False), tmp_path / "plain.safetensors")
+    save(Policy(hidden=8), tmp_path / "routes.safetensors")
+    plain, routes = build_policy(str(tmp_path / "plain.safetensors")), build_policy(str(tmp_path / "routes.safetensors"))
+    assert not plain.routes and routes.routes
+    obs, mask = torch.zeros(3, OBS_DIM), torch.ones(3, A, dtype=torch.bool)
+    for m in (plain, routes):
+        a, t = m(obs, mask, torch.ones(3, T, dtype=torch.bool))
+        assert a.shape == (3, A) and t.shape == (3, T) and torch.isfinite(a).all()
+
+
 # -- a real world -----------------------------------------------------------------------------------
 
 def test_rows_of_a_real_cast_and_the_built_in_stays_inside_the_mask(world):
