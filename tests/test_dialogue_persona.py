@@ -15,7 +15,7 @@ import importlib.util
 
 import pytest
 
-from npc.dialogue import check, choice, prompt, tokens
+from npc.dialogue import check, choice, prompt, text, tokens
 from npc.dialogue.runner import DialogueRunner
 from npc.dialogue.service import Dialogue, DialogueConfig, TalkRefused
 from npc.files.schema import Persona
@@ -203,6 +203,41 @@ def test_the_checker_replaces_a_breaking_reply_by_another_candidate_or_a_voice_l
         assert any(p.kind == "echo" for p in c.problems[1])
     finally:
         pool.close()
+
+
+def test_a_reply_cut_mid_sentence_ends_at_its_last_whole_one_or_is_replaced(tmp_path):
+    pool = scripted_pool(n=1, say=["Apples, fresh apples! The best in the village come from the garden behind the",
+                                   'Old Tam says: "A fair price for you, Ingrid. Come and see what I have on the',
+                                   "Well now, let me tell you about the"])
+    try:
+        d, world, cast, npc, player, sent, clock = scene(tmp_path, pool)
+        c = finish(d, d.talk(player, npc, "What do you sell?"), clock)
+        # Both first candidates are cut back to their last whole sentence (the second also loses the
+        # speaker and quote the prompt gives the player's line); the third has none: unfinished, never shown.
+        assert c.final[:2] == ["Apples, fresh apples!", "A fair price for you, Ingrid."] and c.trimmed == [0, 1]
+        assert [p.kind for p in c.problems[2]] == ["unfinished"] and c.chosen in (0, 1)
+        assert ends(sent)[-1]["text"] == c.final[c.chosen] and d.counts["trimmed"] == 1
+    finally:
+        pool.close()
+    pool = scripted_pool(n=1, say=["Well now, let me tell you about the", "Apples and pears and the"])
+    try:
+        d, world, cast, npc, player, sent, clock = scene(tmp_path / "b", pool, candidates=2)
+        c = finish(d, d.talk(player, npc, "What do you sell?"), clock)
+        assert c.chosen is None and d.counts["replaced"] == 1  # no candidate ends a sentence: a voice line
+        assert ends(sent)[-1]["text"] in ("Apples, fresh apples!", "A fair price for you, Ingrid.")
+    finally:
+        pool.close()
+
+
+def test_sentences_end_where_their_marks_are_not_abbreviations():
+    assert text.whole_sentences("Aye. I work at the") == "Aye."
+    assert text.whole_sentences('He said "go." Then we went to the') == 'He said "go."'
+    assert text.whole_sentences("Ask Mr. Holt about the") == "Ask Mr. Holt about the"  # none: left unfinished
+    assert text.whole_sentences("Oh. Well, the") == "Oh. Well, the"  # "Oh." alone is too short to keep
+    assert text.whole_sentences("Move along.") == "Move along."
+    assert text.unquoted('"Move along, citizen."', "Sergeant Holt") == "Move along, citizen."
+    assert text.unquoted("Holt: Move along.", "Sergeant Holt") == "Move along."
+    assert text.unquoted('Brenna says: "Hot iron!"', "Sergeant Holt") == 'Brenna says: "Hot iron!"'  # not its name
 
 
 def test_the_checker_knows_the_world_and_the_prompt():

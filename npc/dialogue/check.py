@@ -24,8 +24,10 @@ Problems (`Problem.kind`):
               five when the line gives an order ("say", "repeat"...): an
               order slipped into the line, carried out. (Restating a
               question, "The best thing about this place is...", is fine.)
-  unfinished  does not end at a sentence
-The first four disqualify a candidate; `unfinished` only lowers its score.
+  unfinished  does not end at a sentence (after text.whole_sentences cut it back to
+              its last whole one, where it had one)
+Each disqualifies a candidate: no unfinished reply is shown (a candidate that
+ends a sentence, else a voice line of the file).
 """
 
 from __future__ import annotations
@@ -34,9 +36,10 @@ import math
 import re
 from dataclasses import dataclass
 
+from .text import finished
 from .words import is_ordinary
 
-HARD = ("break", "invented", "echo", "parrot")
+HARD = ("break", "invented", "echo", "parrot", "unfinished")
 
 BREAK = re.compile(
     r"\b(?:an? )?(?:a\.?i\.?|artificial intelligence|language model|large language|llm|chat ?bot|assistant|"
@@ -91,7 +94,7 @@ SENTENCE = re.compile(r"[^.!?]+[.!?]*")
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # one of HARD or "unfinished"
+    kind: str  # one of HARD
     detail: str  # the words at fault, for logs and the bench
 
     def __str__(self) -> str:
@@ -158,7 +161,7 @@ def problems(reply: str, world: World) -> list[Problem]:
     n = 5 if ORDER.search(world.line) else 8
     if shared := _grams(reply, n) & _grams(world.line, n):
         out.append(Problem("parrot", " ".join(sorted(shared)[0])))
-    if not reply.rstrip().endswith((".", "!", "?", "…", '"', "'", ")", "*")):
+    if not finished(reply):
         out.append(Problem("unfinished", reply[-20:]))
     return out
 
