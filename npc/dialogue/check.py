@@ -123,7 +123,7 @@ def proper_words(*texts: str) -> set[str]:
     return {w.lower().strip("'") for t in texts for w in WORDS.findall(t) if w[0].isupper() or len(w) >= 4}
 
 
-def _grams(text: str, n: int) -> set[tuple[str, ...]]:
+def grams(text: str, n: int) -> set[tuple[str, ...]]:
     w = [x.lower() for x in WORDS.findall(text)]
     return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
 
@@ -156,10 +156,10 @@ def problems(reply: str, world: World) -> list[Problem]:
         out.append(Problem("break", f"takes the player's name {world.player!r} for its own"))
     if m := SCAFFOLD.search(reply):
         out.append(Problem("echo", m.group(0)))
-    elif shared := _grams(reply, 5) & _grams(world.framing, 5):
+    elif shared := grams(reply, 5) & grams(world.framing, 5):
         out.append(Problem("echo", " ".join(sorted(shared)[0])))
     n = 5 if ORDER.search(world.line) else 8
-    if shared := _grams(reply, n) & _grams(world.line, n):
+    if shared := grams(reply, n) & grams(world.line, n):
         out.append(Problem("parrot", " ".join(sorted(shared)[0])))
     if not finished(reply):
         out.append(Problem("unfinished", reply[-20:]))
