@@ -231,7 +231,7 @@ def scripted_pool(**options):
 
 def test_thinking_line_when_the_first_token_is_late_then_the_reply(tmp_path):
     gate, started = Latch(), Latch()
-    pool = scripted_pool(gate=gate, started=started, op="gate", n=3)
+    pool = scripted_pool(gate=gate, started=started, op="gate", n=3, say=["Hello there, friend."])
     try:
         d, world, npc, player, sent, clock, _ = service(tmp_path, pool)
         c = d.talk(player, npc, "Hello!")
@@ -247,8 +247,7 @@ def test_thinking_line_when_the_first_token_is_late_then_the_reply(tmp_path):
         clock.t += 0.1
         d.tick()
         assert kinds(sent) == ["say_start", "say_delta", "say_end"]
-        assert sent[-1][1]["reason"] == "done" and sent[-1][1]["text"] == f"{c.stream.sid}:1{c.stream.sid}:2" \
-            f"{c.stream.sid}:3"
+        assert sent[-1][1]["reason"] == "done" and sent[-1][1]["text"] == "Hello there, friend." and c.chosen == 0
     finally:
         gate.set()
         pool.close()
