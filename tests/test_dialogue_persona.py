@@ -239,6 +239,10 @@ def test_sentences_end_where_their_marks_are_not_abbreviations():
     assert text.unquoted('"Move along, citizen."', "Sergeant Holt") == "Move along, citizen."
     assert text.unquoted("Holt: Move along.", "Sergeant Holt") == "Move along."
     assert text.unquoted('Brenna says: "Hot iron!"', "Sergeant Holt") == 'Brenna says: "Hot iron!"'  # not its name
+    world = check.World(known=check.known_words("Sergeant Holt", "Ingrid"), framing="", line="Hi.", player="Ingrid")
+    for t in ('Ingrid: "What a fine day it is!"', "Ingrid said: You did well.", 'Ingrid says: "Hello."'):
+        assert "break" in [p.kind for p in check.problems(t, world)], t  # the NPC speaking for the player
+    assert check.fit(check.problems("Ingrid, move along.", world))
 
 
 def test_the_players_line_is_speech_after_example_exchanges_that_pass_the_checker():

@@ -9,8 +9,9 @@ prints are the checker's own.
 Problems (`Problem.kind`):
   break       talk of being an AI, a model, an assistant, a program, a role,
               of the modern world (the internet, phones, Facebook), an
-              assistant's refusal ("I'm sorry, but I can't"), or the NPC
-              taking the player's name for its own ("I am Ingrid")
+              assistant's refusal ("I'm sorry, but I can't"), the NPC
+              taking the player's name for its own ("I am Ingrid"), or
+              speaking as the player ('Ingrid: "..."', 'Ingrid said: ...')
   invented    a capitalised name that is not of this world: not a place of
               the map, not an NPC, not the player or someone near, not in the
               NPC file's persona (who, knows, lore, voice), not a word we
@@ -154,6 +155,9 @@ def problems(reply: str, world: World) -> list[Problem]:
         out.append(Problem("invented", ", ".join(dict.fromkeys(invented))))
     if world.player and re.search(rf"\b(?:i am|i'm|my name is|call me) {re.escape(world.player)}\b", reply, re.I):
         out.append(Problem("break", f"takes the player's name {world.player!r} for its own"))
+    elif world.player and re.match(rf"\W*{re.escape(world.player)}\s*(?:says|said|replies|answers)?\s*:", reply, re.I):
+        # the prompt gives the player's line as 'Ingrid says: "..."': a reply in that form speaks for them
+        out.append(Problem("break", f"speaks as the player {world.player!r}"))
     if m := SCAFFOLD.search(reply):
         out.append(Problem("echo", m.group(0)))
     elif shared := grams(reply, 5) & grams(world.framing, 5):
