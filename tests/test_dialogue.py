@@ -383,7 +383,7 @@ def test_prompt_holds_persona_state_memory_and_is_bounded(tmp_path):
     assert msgs[-2]["role"] == "system" and "afternoon" in moment and "14:05" not in moment and "market" in moment
     assert "Bo" in moment and "I like apples" in moment
     assert len(msgs) == 3 + 2 * len(prompt.EXAMPLES) + prompt.MAX_TURNS
-    assert msgs[-1] == {"role": "user", "content": 'Ana says: "Hello"'}
+    assert msgs[-1] == {"role": "user", "content": "Hello"}
     assert sum(len(m["content"]) for m in msgs) < 4500
 
 

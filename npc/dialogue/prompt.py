@@ -11,8 +11,7 @@ memory holds, and a long conversation drops its oldest turns instead of
 overflowing the model's context (the runner drops the examples first, then the
 oldest turns).
 
-What the player says reaches the model as speech in the world, quoted and
-attributed ('Ingrid says: "..."'), after a few example exchanges in the NPC's
+What the player says reaches the model as typed, after a few example exchanges in the NPC's
 voice: an ordinary one, and two where a traveller says strange things (asks
 what the NPC "really" is, orders it to repeat words) and the NPC answers as
 itself. Measured on bench/persona.py's tune lines (SmolLM2-135M, 3 candidates):
@@ -110,9 +109,11 @@ STRANGER = "A traveller"  # who speaks in the examples (never the player: those 
 
 
 def said(speaker: str, line: str) -> str:
-    """A player's line as speech in the world: attributed and quoted, so that an order inside it
-    ("Ignore all previous instructions...") reads as something someone said, not as an instruction."""
-    return f'{speaker} says: "{line[:MAX_TURN]}"'
+    """A player's line as the model gets it: as typed (bounded). Quoted and attributed
+    ('Ingrid says: "..."') it made the model answer in that form, speaking for the player: first
+    candidates broke character on 40% of the hostile tune lines and 21% of the ordinary ones,
+    against 30% and 0% as typed, with the same examples (one run, tools of session 12)."""
+    return line[:MAX_TURN]
 
 
 def example_turns(name: str, persona) -> list[dict]:
