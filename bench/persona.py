@@ -13,8 +13,9 @@ same run, for the first candidate alone (what one decoded reply would have
 shown): character breaks, invented names, prompt echoes, parroted lines,
 unfinished sentences (check.py's rules: the shown line passes them by
 construction unless no candidate did, so the candidate columns are what the
-checker caught), replies replaced by a voice line, reply length (characters,
-median), and for ACTIONS the action taken vs the expected one. Then a
+checker caught), replies replaced by a voice line, replies shown cut back to
+their last whole sentence ("trimmed"), model replies that repeat a voice line
+of the file ("copying"), reply length (characters, median), and for ACTIONS the action taken vs the expected one. Then a
 restart: a new service on the same memory file, each player asks whether the
 NPC remembers them, and the reply is checked for their name.
 
@@ -211,12 +212,17 @@ def record(r: dict, cast) -> dict:
     limit = m.defn.persona.max_reply if m is not None else 200
     cands = []
     for i, (t, ps) in enumerate(zip(c.final, c.problems)):
-        soft = [p for p in ps if p.kind not in check.HARD]  # the checker scorer without its disqualification
+        soft = [p for p in ps if p.kind not in check.HARD or p.kind == "unfinished"]  # the scorer, not disqualifying
         cands.append({"text": t, "problems": [str(p) for p in ps], "fit": bool(t) and check.fit(ps),
                       "logprob": c.logprobs.get(i), "soft": check.score(t, soft, c.check, voice, limit) if t else None})
     out.update(reply=c.reply, reason=c.reason, chosen=c.chosen, returning=c.returning, candidates=cands)
     shown = check.problems(c.reply, c.check) if c.check is not None and c.reply else []
     out["shown_problems"] = [str(p) for p in shown]
+    out["trimmed"] = c.chosen is not None and c.chosen in getattr(c, "trimmed", [])
+    # A model's reply that repeats one of the file's voice lines (six words in a row): in character, but
+    # canned (the prompt's example exchanges show the voice lines), counted apart from the replaced ones.
+    out["copied"] = c.chosen is not None and m is not None and any(
+        check.grams(c.reply, 6) & check.grams(v, 6) or v.lower() in c.reply.lower() for v in m.defn.persona.voice)
     return out
 
 
@@ -264,6 +270,8 @@ def summarise(records: list[dict]) -> dict:
         s["first_" + kind] = sum(bool(r["candidates"]) and any(p.startswith(kind + ":")
                                                               for p in r["candidates"][0]["problems"]) for r in rows)
     s["replaced"] = sum(r["chosen"] is None and r["reason"] == "done" for r in rows)
+    s["trimmed"] = sum(bool(r.get("trimmed")) for r in rows)
+    s["copied"] = sum(bool(r.get("copied")) for r in rows)
     s["fallback"] = sum(r["reason"] == "fallback" for r in rows)
     s["length_median"] = statistics.median([len(r["reply"]) for r in rows]) if rows else 0
     s["seconds_median"] = statistics.median([r["seconds"] for r in rows]) if rows else 0
@@ -405,7 +413,8 @@ def main() -> int:
         print(f"ALL {set_name:<9} {split:<5} n={s['lines']:>3}: shown breaks {s['break']} ({100 * s['break'] / n:.0f}%), "
               f"echoes {s['echo']}, invented {s['invented']}, unfinished {s['unfinished']}; first candidate breaks "
               f"{s['first_break']} ({100 * s['first_break'] / n:.0f}%), echoes {s['first_echo']}, invented "
-              f"{s['first_invented']}; replaced {s['replaced']}{act}")
+              f"{s['first_invented']}, unfinished {s['first_unfinished']}; replaced {s['replaced']}, trimmed "
+              f"{s['trimmed']}, copying a voice line {s['copied']}{act}")
     named = sum(r["named"] for r in recall_rows)
     print(f"after a restart: {named}/{len(recall_rows)} NPCs said the returning player's name "
           f"({sum(r['returning'] for r in recall_rows)} knew them)")

@@ -9,8 +9,9 @@ prints are the checker's own.
 Problems (`Problem.kind`):
   break       talk of being an AI, a model, an assistant, a program, a role,
               of the modern world (the internet, phones, Facebook), an
-              assistant's refusal ("I'm sorry, but I can't"), or the NPC
-              taking the player's name for its own ("I am Ingrid")
+              assistant's refusal ("I'm sorry, but I can't"), the NPC
+              taking the player's name for its own ("I am Ingrid"), or
+              speaking as the player ('Ingrid: "..."', 'Ingrid said: ...')
   invented    a capitalised name that is not of this world: not a place of
               the map, not an NPC, not the player or someone near, not in the
               NPC file's persona (who, knows, lore, voice), not a word we
@@ -24,8 +25,10 @@ Problems (`Problem.kind`):
               five when the line gives an order ("say", "repeat"...): an
               order slipped into the line, carried out. (Restating a
               question, "The best thing about this place is...", is fine.)
-  unfinished  does not end at a sentence
-The first four disqualify a candidate; `unfinished` only lowers its score.
+  unfinished  does not end at a sentence (after text.whole_sentences cut it back to
+              its last whole one, where it had one)
+Each disqualifies a candidate: no unfinished reply is shown (a candidate that
+ends a sentence, else a voice line of the file).
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ import math
 import re
 from dataclasses import dataclass
 
+from .text import finished
 from .words import is_ordinary
 
-HARD = ("break", "invented", "echo", "parrot")
+HARD = ("break", "invented", "echo", "parrot", "unfinished")
 
 BREAK = re.compile(
     r"\b(?:an? )?(?:a\.?i\.?|artificial intelligence|language model|large language|llm|chat ?bot|assistant|"
@@ -91,7 +95,7 @@ SENTENCE = re.compile(r"[^.!?]+[.!?]*")
 
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # one of HARD or "unfinished"
+    kind: str  # one of HARD
     detail: str  # the words at fault, for logs and the bench
 
     def __str__(self) -> str:
@@ -120,7 +124,7 @@ def proper_words(*texts: str) -> set[str]:
     return {w.lower().strip("'") for t in texts for w in WORDS.findall(t) if w[0].isupper() or len(w) >= 4}
 
 
-def _grams(text: str, n: int) -> set[tuple[str, ...]]:
+def grams(text: str, n: int) -> set[tuple[str, ...]]:
     w = [x.lower() for x in WORDS.findall(text)]
     return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
 
@@ -151,14 +155,17 @@ def problems(reply: str, world: World) -> list[Problem]:
         out.append(Problem("invented", ", ".join(dict.fromkeys(invented))))
     if world.player and re.search(rf"\b(?:i am|i'm|my name is|call me) {re.escape(world.player)}\b", reply, re.I):
         out.append(Problem("break", f"takes the player's name {world.player!r} for its own"))
+    elif world.player and re.match(rf"\W*{re.escape(world.player)}\s*(?:says|said|replies|answers)?\s*:", reply, re.I):
+        # the prompt gives the player's line as 'Ingrid says: "..."': a reply in that form speaks for them
+        out.append(Problem("break", f"speaks as the player {world.player!r}"))
     if m := SCAFFOLD.search(reply):
         out.append(Problem("echo", m.group(0)))
-    elif shared := _grams(reply, 5) & _grams(world.framing, 5):
+    elif shared := grams(reply, 5) & grams(world.framing, 5):
         out.append(Problem("echo", " ".join(sorted(shared)[0])))
     n = 5 if ORDER.search(world.line) else 8
-    if shared := _grams(reply, n) & _grams(world.line, n):
+    if shared := grams(reply, n) & grams(world.line, n):
         out.append(Problem("parrot", " ".join(sorted(shared)[0])))
-    if not reply.rstrip().endswith((".", "!", "?", "…", '"', "'", ")", "*")):
+    if not finished(reply):
         out.append(Problem("unfinished", reply[-20:]))
     return out
 

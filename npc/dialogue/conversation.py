@@ -58,6 +58,7 @@ class Conversation:
     reply: str = ""  # the line said (say_end's text)
     reason: str = ""  # say_end's reason
     final: list[str] = field(default_factory=list)  # the candidates as checked (cleaned, whole sentences)
+    trimmed: list[int] = field(default_factory=list)  # candidates cut back to their last whole sentence
     started_s: float = 0.0  # world seconds at the talk (the hold's bound counts from it)
     returning: bool = False  # the NPC had met this player before
     check: Any = None  # check.World of the prompt

@@ -12,9 +12,10 @@ A player's `talk` to an NPC starts a conversation:
    (a future; the tick checks it, never waits);
 2. reply: the prompt (prompt.py) goes to the dialogue pool as one stream of
    `candidates` replies decoded together; when they have ended, each is
-   cleaned, cut at its last whole sentence and checked (check.py: character
-   breaks, names not of this world, the prompt quoted, the player's line
-   parroted); the best that passes is sent to the player and to the players
+   cleaned, cut back to its last whole sentence (counted as "trimmed" when
+   the one shown was) and checked (check.py: character breaks, names not of
+   this world, the prompt quoted, the player's line parroted, a sentence left
+   unfinished); the best that passes is sent to the player and to the players
    near the NPC (`say_start`, `say_delta`, `say_end`; see docs/protocol.md),
    and when none passes, one of the NPC file's voice lines (else a fallback
    line) is said instead. Nothing unchecked is ever shown. The first reply
@@ -75,7 +76,8 @@ from npc.minds.state import BY_HOOK
 from . import acting, check, lines, metrics
 from . import prompt as prompts
 from .conversation import Conversation, DialogueConfig, TalkRefused
-from .text import clean_delta, clean_player, clean_reply, facts_from, in_own_terms, met_fact, whole_sentences
+from .text import (clean_delta, clean_player, clean_reply, facts_from, in_own_terms, met_fact, unquoted,
+                   whole_sentences)
 
 __all__ = ["Conversation", "Dialogue", "DialogueConfig", "TalkRefused", "start", "stop"]
 
@@ -120,7 +122,7 @@ class Dialogue:
         cast.model_replies = True  # players' lines to NPCs come here (talk), not to the built-in answer
         self.counts = {"started": 0, "ok": 0, "fallback": 0, "cancelled": 0, "cut": 0, "hook": 0, "thinking": 0,
                        "acted": 0,
-                       "replaced": 0, "left": 0}
+                       "replaced": 0, "trimmed": 0, "left": 0}
 
     # -- a player talks (from the tick, applying the gateway's command) ----------------
 
@@ -316,8 +318,10 @@ class Dialogue:
     def _say(self, c: Conversation, m, reason: str) -> None:
         """The candidates have ended (or were cut): show the best that passes the checker,
         else one of the file's voice lines; no text at all: a fallback line."""
-        limit = m.defn.persona.max_reply
-        cands = [whole_sentences(clean_reply(c.texts.get(i, ""), limit)) for i in range(max(c.texts, default=-1) + 1)]
+        limit, name = m.defn.persona.max_reply, self.world.name_of(c.npc)
+        raw = [unquoted(clean_reply(c.texts.get(i, ""), limit), name) for i in range(max(c.texts, default=-1) + 1)]
+        cands = [whole_sentences(t) for t in raw]
+        c.trimmed = [i for i, (a, b) in enumerate(zip(raw, cands)) if a != b]
         if not any(cands):
             self._fallback(c, (c.stream.error if c.stream is not None else None) or "the model said nothing")
             return
@@ -331,6 +335,7 @@ class Dialogue:
             text = lines.voice_line(m, c.player_name, self.world.name_of(c.npc))
         else:
             c.chosen, text = i, cands[i]
+            self.counts["trimmed"] += i in c.trimmed
         pair = (c.npc_key, c.player_key)
         if pair not in self.welcomed:
             # The first line to a player it has met before (before this server started) names them.

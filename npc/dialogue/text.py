@@ -35,13 +35,48 @@ def clean_reply(text: str, max_chars: int) -> str:
     return text
 
 
-def whole_sentences(text: str) -> str:
-    """A reply cut by its token bound mid-sentence ends at its last full sentence
-    (when that keeps at least half of it)."""
-    if not text or text[-1] in ".!?…\"')":
+# What a finished reply ends with (check.py: a reply that does not is "unfinished").
+ENDINGS = (".", "!", "?", "…", '"', "'", ")", "*")
+# A sentence's end inside a reply: its marks, any closing quote or bracket, then a space or the end.
+SENTENCE_END = re.compile(r"[.!?…]+[\"')*]*(?=\s|$)")
+ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "mt"}  # "Mr. Holt": a dot that ends no sentence
+MIN_SENTENCE = 4  # characters: a trimmed reply keeps at least this much ("Aye." is kept, "Oh." is not)
+
+
+def finished(text: str) -> bool:
+    return text.rstrip().endswith(ENDINGS)
+
+
+def whole_sentences(text: str, least: int = MIN_SENTENCE) -> str:
+    """A reply that does not end at a sentence (its token or character bound cut it mid-way)
+    ends at its last complete sentence, when it has one of at least `least` characters;
+    otherwise it is returned as it is, and the checker calls it unfinished (check.py)."""
+    if not text or finished(text):
         return text
-    end = max(text.rfind(". "), text.rfind("! "), text.rfind("? "))
-    return text[:end + 1] if end >= len(text) // 2 else text
+    end = None
+    for m in SENTENCE_END.finditer(text):
+        word = text[:m.start()].rsplit(" ", 1)[-1].lower()
+        if not (m.group(0) == "." and word in ABBREVIATIONS):
+            end = m.end()
+    return text[:end] if end is not None and end >= least else text
+
+
+SPEAKER = re.compile(r"^\s*(?:[A-Z][\w' ]{0,30}?\s+(?:says|said|replies|answers)\s*:|[A-Z][\w' ]{0,30}?:)\s*")
+
+
+def unquoted(text: str, name: str) -> str:
+    """A reply given as the prompt gives the player's line ('Old Tam says: "Fresh apples!"'):
+    the NPC's words alone ("Fresh apples!"). Only the NPC's own name is taken for a speaker."""
+    m = SPEAKER.match(text)
+    if m and m.group(0).split(":")[0].split(" says")[0].split(" said")[0].strip().lower() in (
+            name.lower(), *name.lower().split()):
+        text = text[m.end():]
+    text = text.strip()
+    if len(text) > 1 and text[0] == '"' and text.count('"') == 2 and text.endswith('"'):
+        text = text[1:-1].strip()  # the whole reply in quotes
+    elif text.startswith('"') and text.count('"') == 1:
+        text = text[1:].strip()  # an opening quote, cut before its close
+    return text
 
 
 def clean_player(text: str, max_chars: int) -> str:

@@ -204,7 +204,7 @@ def scripted_pool(**options):
 
 def test_thinking_line_when_the_first_token_is_late_then_the_reply(tmp_path):
     gate, started = Latch(), Latch()
-    pool = scripted_pool(gate=gate, started=started, op="gate", n=3)
+    pool = scripted_pool(gate=gate, started=started, op="gate", n=3, say=["Hello there, friend."])
     try:
         d, world, npc, player, sent, clock, _ = service(tmp_path, pool)
         c = d.talk(player, npc, "Hello!")
@@ -220,8 +220,7 @@ def test_thinking_line_when_the_first_token_is_late_then_the_reply(tmp_path):
         clock.t += 0.1
         d.tick()
         assert kinds(sent) == ["say_start", "say_delta", "say_end"]
-        assert sent[-1][1]["reason"] == "done" and sent[-1][1]["text"] == f"{c.stream.sid}:1{c.stream.sid}:2" \
-            f"{c.stream.sid}:3"
+        assert sent[-1][1]["reason"] == "done" and sent[-1][1]["text"] == "Hello there, friend." and c.chosen == 0
     finally:
         gate.set()
         pool.close()
@@ -356,8 +355,9 @@ def test_prompt_holds_persona_state_memory_and_is_bounded(tmp_path):
     assert "Old Tam" in system and "A merchant." in system and "Ana is talking to you" in system
     assert msgs[-2]["role"] == "system" and "afternoon" in moment and "14:05" not in moment and "market" in moment
     assert "Bo" in moment and "I like apples" in moment
-    assert len(msgs) == 3 + prompt.MAX_TURNS and msgs[-1] == {"role": "user", "content": "Hello"}
-    assert sum(len(m["content"]) for m in msgs) < 4000
+    assert len(msgs) == 3 + 2 * len(prompt.EXAMPLES) + prompt.MAX_TURNS
+    assert msgs[-1] == {"role": "user", "content": "Hello"}
+    assert sum(len(m["content"]) for m in msgs) < 4500
 
 
 def test_a_conversations_prompts_share_their_start():
