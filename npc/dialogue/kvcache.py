@@ -12,14 +12,24 @@ changes (a reply joins or leaves), which happens between steps anyway.
 
 from __future__ import annotations
 
+from collections import OrderedDict
+from typing import Any, Callable
+
 import torch
 from transformers.cache_utils import Cache, DynamicLayer
+
+# Per-layer (keys, values), each (1, kv heads, n, head dim): a prompt's first n tokens.
+Layers = list[tuple[torch.Tensor, torch.Tensor]]
+# store(prompt ids, its per-layer keys and values): PrefixCache.store, as the engines call it.
+Store = Callable[[list[int], Layers], None]
+# A reply joining an engine's batch: (prompt ids, tokens of it cached, their keys and values or None).
+Joiner = tuple[list[int], int, Layers | None]
 
 SPARE = 64  # columns allocated beyond the used ones; a reply of up to this many tokens never regrows
 
 
 class SlabLayer(DynamicLayer):
-    def __init__(self, spare: int = SPARE):
+    def __init__(self, spare: int = SPARE) -> None:
         super().__init__()
         self.spare = spare
         self.used = 0
@@ -40,48 +50,64 @@ class SlabLayer(DynamicLayer):
         h, d = keys0.shape[1], keys0.shape[3]
         same = len(parts) == 1
         alloc = keys0.new_empty if same else keys0.new_zeros
-        self.kbuf = alloc((rows, h, n + self.spare, d))
-        self.vbuf = alloc((rows, h, n + self.spare, d))
+        kbuf = alloc((rows, h, n + self.spare, d))
+        vbuf = alloc((rows, h, n + self.spare, d))
         at = 0
         for k, v in parts:
             b, L = k.shape[0], k.shape[2]
-            self.kbuf[at:at + b, :, n - L:n] = k
-            self.vbuf[at:at + b, :, n - L:n] = v
+            kbuf[at:at + b, :, n - L:n] = k
+            vbuf[at:at + b, :, n - L:n] = v
             at += b
+        self.kbuf, self.vbuf = kbuf, vbuf
         self.used = n
         self.device = keys0.device
         self.is_initialized = True
         self._views()
 
-    def _views(self) -> None:
-        self.keys = self.kbuf[:, :, :self.used]
-        self.values = self.vbuf[:, :, :self.used]
+    def _views(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The used columns of the buffers, as `keys` and `values` (views), returned too."""
+        assert self.kbuf is not None and self.vbuf is not None, "SlabLayer: no buffers before load"
+        keys, values = self.kbuf[:, :, :self.used], self.vbuf[:, :, :self.used]
+        self.keys, self.values = keys, values
+        return keys, values
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        if self.kbuf is None:
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor,
+               *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.kbuf is None or self.vbuf is None:
             self.load(key_states, value_states)
-            return self.keys, self.values
+            return self._views()
         q = key_states.shape[-2]
         if self.used + q > self.kbuf.shape[2]:
-            self.load(self.keys, self.values)  # full: copy once into buffers with new spare columns
-        self.kbuf[:, :, self.used:self.used + q] = key_states
-        self.vbuf[:, :, self.used:self.used + q] = value_states
+            self.load(*self._views())  # full: copy once into buffers with new spare columns
+        kbuf, vbuf = self.kbuf, self.vbuf
+        assert kbuf is not None and vbuf is not None
+        kbuf[:, :, self.used:self.used + q] = key_states
+        vbuf[:, :, self.used:self.used + q] = value_states
         self.used += q
-        self._views()
-        return self.keys, self.values
+        return self._views()
 
     def get_seq_length(self) -> int:
         return self.used
 
 
+def held(layer: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """A filled cache layer's (keys, values), each (B, heads, L, dim). `Any`: transformers'
+    layer types (a union, whose keys are optional until the first update)."""
+    keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
+    if not isinstance(keys, torch.Tensor) or not isinstance(values, torch.Tensor):
+        raise ValueError(f"{type(layer).__name__}: holds no keys and values (never updated, or not attention)")
+    return keys, values
+
+
+def _slab(old: Any, spare: int) -> SlabLayer:
+    layer = SlabLayer(spare)
+    layer.load(*held(old))
+    return layer
+
+
 def slab_cache(cache: Cache, spare: int = SPARE) -> Cache:
     """The rows of `cache` (any transformers cache of full-attention layers) in SlabLayers."""
-    layers = []
-    for old in cache.layers:
-        layer = SlabLayer(spare)
-        layer.load(old.keys, old.values)
-        layers.append(layer)
-    return Cache(layers=layers)
+    return Cache(layers=[_slab(old, spare) for old in cache.layers])
 
 
 class PrefixCache:
@@ -97,15 +123,13 @@ class PrefixCache:
     """
 
     def __init__(self, budget: int = 8192, min_tokens: int = 16):
-        from collections import OrderedDict
-
         self.budget = budget
         self.min_tokens = min_tokens
-        self.entries: "OrderedDict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]]" = OrderedDict()
+        self.entries: OrderedDict[tuple[int, ...], Layers] = OrderedDict()
         self.tokens = 0
         self.lookups = self.hits = self.reused = 0
 
-    def lookup(self, prompt: list[int]) -> tuple[int, list[tuple[torch.Tensor, torch.Tensor]] | None]:
+    def lookup(self, prompt: list[int]) -> tuple[int, Layers | None]:
         """(n, per-layer (keys, values) of the first n tokens, each (1, heads, n, dim)),
         or (0, None). At least the prompt's last token is always left to compute
         (its logits give the first reply token). Counts nothing (see `used`)."""
@@ -126,7 +150,7 @@ class PrefixCache:
         self.hits += n > 0
         self.reused += n
 
-    def store(self, prompt: list[int], layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    def store(self, prompt: list[int], layers: Layers) -> None:
         """Keep this prompt's keys and values (copied; each (1, heads, len(prompt), dim))."""
         if self.budget <= 0 or len(prompt) > self.budget:
             return

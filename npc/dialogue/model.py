@@ -72,8 +72,8 @@ def load(model: str = "default", dtype: str = "auto", device: str = "cpu", seed:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")  # the GGUF conversion bar, in a server log
     if model == "tiny":
-        m, tok = tiny(seed=seed)
-        return m.to(device).eval(), tok
+        net, tok = tiny(seed=seed)
+        return net.to(device).eval(), tok
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -81,6 +81,7 @@ def load(model: str = "default", dtype: str = "auto", device: str = "cpu", seed:
     dt = torch_dtype(dtype, device)
     path = default_gguf() if model in ("", "default") else model
     p = Path(path)
+    m: Any  # a transformers causal LM (its own `to` is typed for models only: transformers' edge)
     if p.suffix == ".gguf":
         if not p.is_file():
             raise FileNotFoundError(f"dialogue model {path}: no such GGUF file")
