@@ -16,7 +16,7 @@ from world.sim import World, WorldConfig
 from world.tilemap import load_map
 
 # The built-in keeps this NPC idle at 'a' (its need never falls low); the test policy
-# (tests.policy_modules:go_to_need) sends it to the need's place 'b'.
+# (tests.support.policy_modules:go_to_need) sends it to the need's place 'b'.
 STAYS = """
     name = "Walker"
     spawn = "a"
