@@ -249,9 +249,8 @@ def test_the_players_line_is_speech_after_example_exchanges_that_pass_the_checke
     """Every shipped NPC that talks: the player's words reach the model after
     example exchanges in the NPC's voice; an answer of the examples (what a copy of one would show)
     passes the checker even in a world that knows only the NPC's own file."""
-    from pathlib import Path
+    from support.paths import ROOT as root
 
-    root = Path(__file__).resolve().parent.parent
     world = World(load_map(str(root / "assets" / "maps" / "default.tmj")), WorldConfig())
     cast = Cast(world, str(root / "assets" / "npcs"))
     cast.load_all()

@@ -4,7 +4,6 @@ look per file sees, and the think step looks once per tick, whatever the number 
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 
@@ -14,7 +13,7 @@ from npc.minds.sight import Sight, look, look_many
 from world.sim import PLAYER, World, WorldConfig
 from world.tilemap import load_map
 
-ROOT = Path(__file__).resolve().parents[2]
+from support.paths import ROOT
 
 
 def village(players: int = 40) -> Cast:
