@@ -158,13 +158,12 @@ class Interest:
         self._build += 1
         build = self._build
         now = _Groups(grid, table, slots, cells, prev_cells)
-        ids_u4 = now.ids.astype("<u4")
-        ids_bin = ids_u4.tobytes()
+        ids_bin = now.ids.astype("<u4").tobytes()
         q = np.clip(np.rint(table.pos[now.slots] * self.quant), 0, 0xFFFF).astype("<u2")
         pos_bin = q.tobytes()
         blocks: dict[int, bytes] = {}
         start = now.start
-        for c in np.flatnonzero(np.diff(start)).tolist():
+        for c in now.filled:
             s, e = start[c], start[c + 1]
             blocks[c] = encode_cell_block(c, ids_bin[4 * s: 4 * e], pos_bin[4 * s: 4 * e])
 
@@ -177,17 +176,15 @@ class Interest:
             now.slots, start, now.ids, q)
         self._last_q = q
 
-        # observers: who stayed in their cell (shared View) and who did not (own View)
-        obs_cells = cell_of_slot[self._slots].tolist() if self._slots else []
+        # observers: who stayed in their cell (shared View) and who did not (own View), as arrays
+        obs_at = cell_of_slot[np.asarray(self._slots, np.intp)]
+        prev_at = np.asarray(self._prev, np.int64)
+        stayed = obs_at == prev_at
+        obs_cells: list[int] = obs_at.tolist()
         # enter records, enter ids, leave ids, chat records
-        shared: dict[int, tuple[list[bytes], list[int], list[int], list[bytes]]] = {}
-        own: list[int] = []
-        for i, (c, p) in enumerate(zip(obs_cells, self._prev)):
-            if c == p:
-                if c not in shared:
-                    shared[c] = ([], [], [], [])
-            else:
-                own.append(i)
+        shared: dict[int, tuple[list[bytes], list[int], list[int], list[bytes]]] = {
+            c: ([], [], [], []) for c in np.unique(obs_at[stayed]).tolist()}
+        own: list[int] = np.flatnonzero(~stayed).tolist()
 
         # 3. enter/leave of shared views from what crossed cells since the last build
         if shared:
@@ -246,14 +243,17 @@ class Interest:
                          for c, parts in shared.items()}
 
         # 4. observers that changed cell or are new: own View
-        eids = self._eids
-        per_observer = [views_by_cell.get(c) for c in obs_cells]
+        view_of_cell = np.empty(grid.n_cells, object)
+        for c, v in views_by_cell.items():
+            view_of_cell[c] = v
+        per_observer = view_of_cell[obs_at]
         if own:
             records = table.record
             was = self._last
+            prev = self._prev
             by_move: dict[tuple[int, int], View] = {}   # (cell before, cell now) -> View
             for i in own:
-                c, p = obs_cells[i], self._prev[i]
+                c, p = obs_cells[i], prev[i]
                 if was is None:
                     p = -1
                 known = by_move.get((p, c))
@@ -271,13 +271,13 @@ class Interest:
                     ids_was, slots_was, _ = was.view_set(p)
                     stay = (table.id[slots_was] == ids_was) & grid.within(cell_of_slot[slots_was], c)
                     leave = ids_was[~stay].tolist()
-                enter = [records[s] for s in enter_slots.tolist()]
+                enter = records[enter_slots].tolist()
                 heard = near_set[c]
                 lines = [rec for sc, rec in chat if sc in heard]
                 per_observer[i] = by_move[p, c] = View.make(cells_for(c), enter, enter_ids, leave, lines, build,
                                                             None if p < 0 or was is None else moves_for(c, p))
         # every observer has its View now: a shared one if it stayed in its cell, else its own
-        views = cast("dict[int, View]", dict(zip(eids, per_observer)))
+        views = cast("dict[int, View]", dict(zip(self._eids, per_observer.tolist())))
 
         # remember this build for the next one
         table.prev_cell[slots] = cells
@@ -292,15 +292,24 @@ class _Groups:
 
     def __init__(self, grid: Grid, table: EntityTable, slots: np.ndarray,
                  cells: np.ndarray, prev_cells: np.ndarray):
-        # by cell, then by id (a cell's entities travel in ascending id order: world/protocol.py)
-        order = np.lexsort((table.id[slots], cells))
+        # by cell, then by id (a cell's entities travel in ascending id order: world/protocol.py).
+        # Two stable sorts instead of np.lexsort (2.0 ms at 11,000 entities): by id, nearly sorted
+        # already (ids grow with slots, but for reused slots), then by cell, as int16 where cells
+        # fit (a radix sort): 0.1 ms.
+        ids = table.id[slots]
+        by_id = np.argsort(ids, kind="stable")
+        key = cells[by_id]
+        order = by_id[np.argsort(key.astype(np.int16) if grid.n_cells <= 0x7FFF else key, kind="stable")]
         self.grid = grid
         self.slots = slots[order]
-        self.ids = table.id[self.slots]
+        self.ids = ids[order]
         self.prev = prev_cells[order]             # each one's cell at the build before
-        sorted_cells = cells[order]
         # start[c] .. start[c + 1]: the entities in cell c
-        self.start = np.searchsorted(sorted_cells, np.arange(grid.n_cells + 1)).tolist()
+        per_cell = np.bincount(cells, minlength=grid.n_cells)
+        start = np.zeros(grid.n_cells + 1, np.int64)
+        np.cumsum(per_cell, out=start[1:])
+        self.start: list[int] = start.tolist()
+        self.filled: list[int] = np.flatnonzero(per_cell).tolist()    # the non-empty cells, ascending
 
     # typed so that view_set(c, with_prev=True) has its prev cells (not None)
     @overload
