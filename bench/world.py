@@ -4,7 +4,9 @@ For each (NPCs, observers) pair: a World on the default map, NPCs spawned
 near POIs, observers spawned as players on random free tiles across the map,
 each holding a random direction that changes every ~2 s (sometimes stopping).
 After a warm-up, times --ticks ticks at 20 Hz and reports the tick's median
-and p99 (ms), its parts (medians), and the bytes each observer receives per
+and p99 (ms) in wall time and in CPU time (this thread's: on a loaded machine
+the wall time includes waits for a core), its parts in CPU time (medians),
+and the bytes each observer receives per
 second (mean update size * tick rate), each update encoded as its connection
 sends it (moves against the update before: docs/protocol.md).
 
@@ -77,28 +79,39 @@ def run(tilemap, n_npcs: int, n_obs: int, ticks: int, warmup: int, seed: int, sp
     for p in players:
         turn(p)
     step_ms, views_ms, enc_ms, sizes, shared = [], [], [], [], []
+    cpu: list[tuple[float, float, float]] = []    # (step, views, encode) ms of this thread's CPU time
+    clock = time.thread_time
     sent: dict[int, int] = {}
     for t in range(warmup + ticks):
         for i in np.flatnonzero(rng.random(n_obs) < DT / TURN_EVERY_S):
             turn(players[i])
-        t0 = time.perf_counter()
+        c0, t0 = clock(), time.perf_counter()
         w.step(DT)
-        t1 = time.perf_counter()
+        c1, t1 = clock(), time.perf_counter()
         views = w.build_views()
-        t2 = time.perf_counter()
+        c2, t2 = clock(), time.perf_counter()
         tick = w.tick
         # as each connection sends it: moves against the build it sent before (the first a keyframe)
         out = [encode_update(tick, tick, views[p], sent.get(p)) for p in players]
         sent = {p: views[p].build for p in players}
-        t3 = time.perf_counter()
+        c3, t3 = clock(), time.perf_counter()
         if t >= warmup:
+            cpu.append(((c1 - c0) * 1e3, (c2 - c1) * 1e3, (c3 - c2) * 1e3))
             step_ms.append((t1 - t0) * 1e3)
             views_ms.append((t2 - t1) * 1e3)
             enc_ms.append((t3 - t2) * 1e3)
             sizes.append(sum(map(len, out)) / max(1, n_obs))
             shared.append(1 - len({id(v) for v in views.values()}) / max(1, n_obs))
     total = np.add(np.add(step_ms, views_ms), enc_ms)
+    c = np.asarray(cpu).reshape(-1, 3)
     return {
+        # CPU time of the bench's thread: what the tick costs, less the waits for a core that wall
+        # time includes on a loaded machine (compare with these there)
+        "cpu_tick_ms_median": float(np.median(c.sum(axis=1))),
+        "cpu_tick_ms_p99": float(np.percentile(c.sum(axis=1), 99)),
+        "cpu_step_ms_median": float(np.median(c[:, 0])),
+        "cpu_views_ms_median": float(np.median(c[:, 1])),
+        "cpu_encode_ms_median": float(np.median(c[:, 2])),
         "npcs": n_npcs, "observers": n_obs, "ticks": ticks, "speeds": speeds,
         "tick_ms_median": float(np.median(total)),
         "tick_ms_p99": float(np.percentile(total, 99)),
@@ -112,11 +125,13 @@ def run(tilemap, n_npcs: int, n_obs: int, ticks: int, warmup: int, seed: int, sp
 
 
 PARTS = ("tick_ms_median", "tick_ms_p99", "step_ms_median", "views_ms_median", "encode_ms_median")
+PARTS = PARTS + tuple("cpu_" + k for k in PARTS)
 
 
 def _row(label: str, r: dict) -> str:
     return (f"{r['npcs']:>6} {r['observers']:>5} {label:>5} | {r['tick_ms_median']:>8.2f} {r['tick_ms_p99']:>7.2f} | "
-            f"{r['step_ms_median']:>6.2f} {r['views_ms_median']:>6.2f} {r['encode_ms_median']:>6.2f} | "
+            f"{r['cpu_tick_ms_median']:>7.2f} {r['cpu_tick_ms_p99']:>7.2f} {r['cpu_step_ms_median']:>6.2f} "
+            f"{r['cpu_views_ms_median']:>6.2f} {r['cpu_encode_ms_median']:>6.2f} | "
             f"{r['bytes_per_observer_per_s'] / 1000:>8.1f} {r['views_shared_fraction']:>6.0%}")
 
 
@@ -160,8 +175,8 @@ def main() -> None:
         return
     tilemap = load_map(args.map)
     rows = []
-    head = (f"{'npcs':>6} {'obs':>5} {'tree':>5} | {'tick med':>8} {'p99':>7} | {'step':>6} {'views':>6} "
-            f"{'encode':>6} | {'KB/obs/s':>8} {'shared':>6}")
+    head = (f"{'npcs':>6} {'obs':>5} {'tree':>5} | {'tick med':>8} {'p99':>7} | {'cpu med':>7} {'p99':>7} "
+            f"{'step':>6} {'views':>6} {'encode':>6} | {'KB/obs/s':>8} {'shared':>6}")
     print(head)
     print("-" * len(head))
     other = Path(args.compare).resolve() if args.compare else None
@@ -183,9 +198,11 @@ def main() -> None:
             print(_row("this", a))
             print(_row("other", b))
             print(f"{'':>12} {'ratio':>5} | {ratio['tick_ms_median']:>8.2f} {ratio['tick_ms_p99']:>7.2f} | "
-                  f"{ratio['step_ms_median']:>6.2f} {ratio['views_ms_median']:>6.2f} "
-                  f"{ratio['encode_ms_median']:>6.2f} |", flush=True)
-    print("times in ms per tick (medians unless p99); KB = 1000 bytes at 20 ticks/s")
+                  f"{ratio['cpu_tick_ms_median']:>7.2f} {ratio['cpu_tick_ms_p99']:>7.2f} "
+                  f"{ratio['cpu_step_ms_median']:>6.2f} {ratio['cpu_views_ms_median']:>6.2f} "
+                  f"{ratio['cpu_encode_ms_median']:>6.2f} |", flush=True)
+    print("times in ms per tick (medians unless p99): wall time, then the CPU time of the tick and of its parts;"
+          " KB = 1000 bytes at 20 ticks/s")
     if other is not None:
         print(f"this = {ROOT}, other = {other}; medians of {args.rounds} alternating runs each; "
               f"ratio = this / other; load average at the end: {os.getloadavg()[0]:.1f}")
