@@ -42,16 +42,19 @@ def move_blocks(ids_of_slot: np.ndarray, cell_of_slot: np.ndarray,
     per_cell = np.diff(at_last)
     last_cells = np.repeat(np.arange(n_cells), per_cell)
     kept = (ids_of_slot[last_slots] == last_ids) & (cell_of_slot[last_slots] == last_cells)
-    q_of_slot = np.zeros((len(ids_of_slot), 2), np.int32)
-    q_of_slot[slots] = q
-    now_q = q_of_slot[last_slots]
-    d = np.where(kept[:, None], now_q - last_q, 0)
-    far = kept & (np.abs(d) > MOVE_MAX).any(axis=1)
+    # (n, 2) columns are handled as one 32-bit (positions) or 16-bit (deltas, flags) word per
+    # entity: numpy's reductions along an axis of length 2 cost more than the arithmetic
+    q_of_slot = np.zeros(len(ids_of_slot), np.uint32)
+    q_of_slot[slots] = q.view(np.uint32).ravel()
+    now_q = q_of_slot[last_slots].view(np.uint16).reshape(-1, 2)
+    d = now_q.astype(np.int32) - last_q
+    d[~kept] = 0
+    far = (np.abs(d) > MOVE_MAX).view(np.uint16).ravel() != 0      # kept (the others are 0) and too far
     d[far] = 0
-    d8 = d.astype(np.int8)
+    d8 = np.ascontiguousarray(d, dtype=np.int8)
     d_bin = d8.tobytes()
     index = np.arange(len(last_slots)) - np.repeat(at_last[:-1], per_cell)
-    fix = np.empty(int(far.sum()), MOVE_FIX)
+    fix = np.empty(int(np.count_nonzero(far)), MOVE_FIX)
     fix["i"], fix["x"], fix["y"] = index[far], now_q[far, 0], now_q[far, 1]
     fix_bin = fix.tobytes()
     gone_bin = index[~kept].astype("<u2").tobytes()
@@ -59,8 +62,8 @@ def move_blocks(ids_of_slot: np.ndarray, cell_of_slot: np.ndarray,
     stays[last_slots[kept]] = True
     came = ~stays[slots]
     came_ids = ids[came].astype("<u4").tobytes()
-    came_q = q[came].astype("<u2").tobytes()
-    moved_cs = _counts((d8 != 0).any(axis=1), at_last)
+    came_q = q[came].tobytes()
+    moved_cs = _counts(d8.view(np.int16).ravel() != 0, at_last)
     far_cs, gone_cs = _counts(far, at_last), _counts(~kept, at_last)
     came_cs = _counts(came, at_now)
 

@@ -23,7 +23,7 @@ from collections import deque
 
 import numpy as np
 
-from .tilemap import TileMap
+from .tilemap import TileMap, floor_index
 
 SPAWN_POI = "spawn"
 _UNREACHABLE = np.iinfo(np.int32).max
@@ -79,9 +79,10 @@ class Navigation:
 
     def tile_of(self, pos: np.ndarray) -> np.ndarray:
         """Flat tile index of each position (M,2); positions must be inside the map."""
-        col = np.clip((pos[:, 0] // self.tile).astype(np.intp), 0, self.width - 1)
-        row = np.clip((pos[:, 1] // self.tile).astype(np.intp), 0, self.height - 1)
-        return row * self.width + col
+        row = floor_index(pos[:, 1], self.tile, self.height)
+        row *= self.width
+        row += floor_index(pos[:, 0], self.tile, self.width)
+        return row
 
     def centre(self, tiles: np.ndarray) -> np.ndarray:
         """World position (M,2) of the centre of each flat tile index."""
