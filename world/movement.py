@@ -119,22 +119,28 @@ def _sweep(walls: Walls, pos: np.ndarray, d: np.ndarray, axis: int) -> None:
     if idx.size == 0:
         return
     ts, r, p = walls.tile, walls.radius, walls.pad
-    # in the open (see Walls.open): the move is the motion itself, exactly what the search below gives
-    col = np.floor(pos[idx, 0] / ts).astype(np.intp)
-    row = np.floor(pos[idx, 1] / ts).astype(np.intp)
-    free = walls.open[row + p, col + p]
-    if free.any():
-        pos[idx[free], axis] += d[idx[free]]
-        idx = idx[~free]
-        if idx.size == 0:
-            return
-    grid = walls.by_col if axis == 0 else walls.by_row   # grid[a_tile, b_tile]
     a = pos[idx, axis]
-    b = pos[idx, 1 - axis]
-    s = np.sign(d[idx])
-    na = a + d[idx]
+    dd = d[idx]
+    s = np.sign(dd)
+    na = a + dd
     a0 = np.floor(a / ts).astype(np.intp)                  # tile of the centre before
     lead = np.floor((na + s * r) / ts).astype(np.intp)     # tile of the leading edge after
+    # Only a leading edge that enters another tile can meet a blocked one (the centre's tile is
+    # free), and only outside the open (Walls.open); the others move by the motion itself, which
+    # is exactly what the search below gives them (s * (s * na)). Most rows, most ticks.
+    check = lead != a0
+    if check.any():
+        rest = idx[check]
+        col = np.floor(pos[rest, 0] / ts).astype(np.intp)
+        row = np.floor(pos[rest, 1] / ts).astype(np.intp)
+        check[check] = ~walls.open[row + p, col + p]
+    if not check.all():
+        pos[idx[~check], axis] = na[~check]
+        if not check.any():
+            return
+        idx, s, na, a0, lead = idx[check], s[check], na[check], a0[check], lead[check]
+    grid = walls.by_col if axis == 0 else walls.by_row   # grid[a_tile, b_tile]
+    b = pos[idx, 1 - axis]
     ahead = np.abs(lead - a0)                              # tiles ahead to check
     b_lo = np.floor((b - r) / ts).astype(np.intp)
     b_hi = np.floor((b + r) / ts).astype(np.intp)

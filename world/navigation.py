@@ -34,6 +34,7 @@ _cache: weakref.WeakKeyDictionary[TileMap, dict[tuple[float, int], Navigation]] 
 class Navigation:
     def __init__(self, tilemap: TileMap, radius: float, spread: int):
         self.width, self.height = tilemap.width, tilemap.height
+        self._centres: np.ndarray | None = None    # (tiles, 2): see centre()
         self.tile = float(tilemap.tile_size)
         self.free = ~tilemap.blocked
         if not self.free.any():
@@ -85,9 +86,15 @@ class Navigation:
         return row
 
     def centre(self, tiles: np.ndarray) -> np.ndarray:
-        """World position (M,2) of the centre of each flat tile index."""
-        return np.stack(((tiles % self.width + 0.5) * self.tile,
-                         (tiles // self.width + 0.5) * self.tile), axis=1)
+        """World position (M,2) of the centre of each flat tile index (a gather from a table made
+        once: integer % and // per NPC cost 5% of World.step at 10,000 NPCs)."""
+        centres = self._centres
+        if centres is None:
+            t = np.arange(self.width * self.height)
+            centres = self._centres = np.stack(((t % self.width + 0.5) * self.tile,
+                                                (t // self.width + 0.5) * self.tile), axis=1)
+        out: np.ndarray = centres[tiles]
+        return out
 
     def random_points(self, spots: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A random point (M,2) in each of the given tiles, the circle fully inside it."""
