@@ -14,7 +14,15 @@ Each build (once per tick):
    that cell's view set at the last build;
 4. only observers that changed cell, or were just added, need another View:
    a set difference of old and new view sets (or a full enter), shared by
-   the observers that made the same move (or were added in the same cell).
+   the observers that made the same move (or were added in the same cell),
+   every move's in one vectorised pass (`_moved_views`) over candidates only.
+
+Cost per build: O(entities) numpy (the cell order, move blocks), O(cells)
+byte slicing, O(observers) array work to split them, and Python per cell
+that observers see and per move (cell before, cell now), not per observer
+nor per entity. Measured side by side in one run (bench/world.py --compare,
+10,000 NPCs and 1,000 observers, CPU time, 2-core machine at load 2-3): the
+build went from 3.9 to 2.3 ms (at 300 observers 2.5 to 1.5 ms).
 
 Invariant (what makes 3 correct): after a client applies the View it got at
 the last build, it knows exactly the view set of its cell at that build; the
