@@ -252,8 +252,8 @@ class Interest:
 
         # 4. observers that changed cell or are new: own View
         view_of_cell = np.empty(grid.n_cells, object)
-        for c, v in views_by_cell.items():
-            view_of_cell[c] = v
+        for c, shared_view in views_by_cell.items():
+            view_of_cell[c] = shared_view
         per_observer = view_of_cell[obs_at]
         if own:
             # one View per move (cell at the last build, cell now), shared by the observers that made
@@ -268,10 +268,10 @@ class Interest:
                     grid, table, now, self._last, pairs, cell_of_slot)):
                 heard = near_set[c]
                 lines = [rec for sc, rec in chat if sc in heard]
-                v = View.make(cells_for(c), enter, enter_ids, leave, lines, build,
+                moved_view = View.make(cells_for(c), enter, enter_ids, leave, lines, build,
                               None if p < 0 else moves_for(c, p))
                 for i in made[p, c]:
-                    per_observer[i] = v
+                    per_observer[i] = moved_view
         # every observer has its View now: a shared one if it stayed in its cell, else its own
         views = cast("dict[int, View]", dict(zip(self._eids, per_observer.tolist())))
 
