@@ -4,12 +4,24 @@ For each (NPCs, observers) pair: a World on the default map, NPCs spawned
 near POIs, observers spawned as players on random free tiles across the map,
 each holding a random direction that changes every ~2 s (sometimes stopping).
 After a warm-up, times --ticks ticks at 20 Hz and reports the tick's median
-and p99 (ms), its parts (medians), and the bytes each observer receives per
+and p99 (ms) in wall time and in CPU time (this thread's: on a loaded machine
+the wall time includes waits for a core), its parts in CPU time (medians),
+and the bytes each observer receives per
 second (mean update size * tick rate), each update encoded as its connection
 sends it (moves against the update before: docs/protocol.md).
 
+With `--speeds K` the NPCs walk at K different speeds (as NPC files with
+their own `speed` do), K = 1 by default: the world's npc_speed.
+
+Side by side: `--compare PATH` (a checkout of another commit, e.g. made with
+`git worktree add /tmp/old-world main`) runs every case `--rounds` times
+alternately under this tree's world/ and PATH's, each in its own process,
+and prints both, with the ratio of this tree's medians to PATH's. The bench
+code is this file for both; only world/ differs.
+
 Usage: python bench/world.py [--npcs 500 2000 10000] [--observers 100 1000]
-                             [--ticks 400] [--warmup 40] [--seed 0]
+                             [--ticks 400] [--warmup 40] [--seed 0] [--speeds 1]
+                             [--compare PATH [--rounds 3]]
 Prints a table and writes bench/results/world.json.
 """
 
@@ -18,7 +30,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,7 +40,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# --tree PATH (internal, for --compare): import world/ from that checkout instead of this one
+TREE = Path(sys.argv[sys.argv.index("--tree") + 1]).resolve() if "--tree" in sys.argv[:-1] else ROOT
+sys.path.insert(0, str(TREE))
 
 from world.sim import NPC, PLAYER, World, WorldConfig  # noqa: E402
 from world.snapshot import encode_update  # noqa: E402
@@ -37,13 +53,15 @@ DT = 1.0 / TICK_RATE
 TURN_EVERY_S = 2.0
 
 
-def run(tilemap, n_npcs: int, n_obs: int, ticks: int, warmup: int, seed: int) -> dict:
+def run(tilemap, n_npcs: int, n_obs: int, ticks: int, warmup: int, seed: int, speeds: int = 1) -> dict:
     w = World(tilemap, WorldConfig(seed=seed))
     rng = np.random.default_rng(seed + 1)
     free = np.argwhere(~tilemap.blocked)          # (row, col) of free tiles
     ts = tilemap.tile_size
     for i in range(n_npcs):
-        w.spawn(NPC, f"npc{i}", "#d08040")
+        e = w.spawn(NPC, f"npc{i}", "#d08040")
+        if speeds > 1:      # as NPC files with their own `speed`: 40, 50, ... world units/s
+            w.set_speed(e, 40.0 + 10.0 * (i % speeds))
     players = []
     for i in range(n_obs):
         r, c = free[rng.integers(len(free))]
@@ -61,29 +79,40 @@ def run(tilemap, n_npcs: int, n_obs: int, ticks: int, warmup: int, seed: int) ->
     for p in players:
         turn(p)
     step_ms, views_ms, enc_ms, sizes, shared = [], [], [], [], []
+    cpu: list[tuple[float, float, float]] = []    # (step, views, encode) ms of this thread's CPU time
+    clock = time.thread_time
     sent: dict[int, int] = {}
     for t in range(warmup + ticks):
         for i in np.flatnonzero(rng.random(n_obs) < DT / TURN_EVERY_S):
             turn(players[i])
-        t0 = time.perf_counter()
+        c0, t0 = clock(), time.perf_counter()
         w.step(DT)
-        t1 = time.perf_counter()
+        c1, t1 = clock(), time.perf_counter()
         views = w.build_views()
-        t2 = time.perf_counter()
+        c2, t2 = clock(), time.perf_counter()
         tick = w.tick
         # as each connection sends it: moves against the build it sent before (the first a keyframe)
         out = [encode_update(tick, tick, views[p], sent.get(p)) for p in players]
         sent = {p: views[p].build for p in players}
-        t3 = time.perf_counter()
+        c3, t3 = clock(), time.perf_counter()
         if t >= warmup:
+            cpu.append(((c1 - c0) * 1e3, (c2 - c1) * 1e3, (c3 - c2) * 1e3))
             step_ms.append((t1 - t0) * 1e3)
             views_ms.append((t2 - t1) * 1e3)
             enc_ms.append((t3 - t2) * 1e3)
             sizes.append(sum(map(len, out)) / max(1, n_obs))
             shared.append(1 - len({id(v) for v in views.values()}) / max(1, n_obs))
     total = np.add(np.add(step_ms, views_ms), enc_ms)
+    c = np.asarray(cpu).reshape(-1, 3)
     return {
-        "npcs": n_npcs, "observers": n_obs, "ticks": ticks,
+        # CPU time of the bench's thread: what the tick costs, less the waits for a core that wall
+        # time includes on a loaded machine (compare with these there)
+        "cpu_tick_ms_median": float(np.median(c.sum(axis=1))),
+        "cpu_tick_ms_p99": float(np.percentile(c.sum(axis=1), 99)),
+        "cpu_step_ms_median": float(np.median(c[:, 0])),
+        "cpu_views_ms_median": float(np.median(c[:, 1])),
+        "cpu_encode_ms_median": float(np.median(c[:, 2])),
+        "npcs": n_npcs, "observers": n_obs, "ticks": ticks, "speeds": speeds,
         "tick_ms_median": float(np.median(total)),
         "tick_ms_p99": float(np.percentile(total, 99)),
         "step_ms_median": float(np.median(step_ms)),
@@ -95,6 +124,34 @@ def run(tilemap, n_npcs: int, n_obs: int, ticks: int, warmup: int, seed: int) ->
     }
 
 
+PARTS = ("tick_ms_median", "tick_ms_p99", "step_ms_median", "views_ms_median", "encode_ms_median")
+PARTS = PARTS + tuple("cpu_" + k for k in PARTS)
+
+
+def _row(label: str, r: dict) -> str:
+    return (f"{r['npcs']:>6} {r['observers']:>5} {label:>5} | {r['tick_ms_median']:>8.2f} {r['tick_ms_p99']:>7.2f} | "
+            f"{r['cpu_tick_ms_median']:>7.2f} {r['cpu_tick_ms_p99']:>7.2f} {r['cpu_step_ms_median']:>6.2f} "
+            f"{r['cpu_views_ms_median']:>6.2f} {r['cpu_encode_ms_median']:>6.2f} | "
+            f"{r['bytes_per_observer_per_s'] / 1000:>8.1f} {r['views_shared_fraction']:>6.0%}")
+
+
+def _in_process(tree: Path, args: argparse.Namespace, n: int, o: int) -> dict:
+    """One case under the world/ of `tree`, in a fresh process (this file, --tree tree --one)."""
+    cmd = [sys.executable, __file__, "--tree", str(tree), "--one", "--npcs", str(n), "--observers", str(o),
+           "--ticks", str(args.ticks), "--warmup", str(args.warmup), "--seed", str(args.seed),
+           "--speeds", str(args.speeds), "--map", args.map]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+    r: dict = json.loads(out.strip().splitlines()[-1])
+    return r
+
+
+def _median_of(rounds: list[dict]) -> dict:
+    r = dict(rounds[0])
+    for k in PARTS + ("bytes_per_observer_per_s", "views_shared_fraction"):
+        r[k] = float(np.median([x[k] for x in rounds]))
+    return r
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description="Benchmark world step + views + encode per tick.")
     ap.add_argument("--npcs", type=int, nargs="+", default=[500, 2000, 10000])
@@ -102,31 +159,59 @@ def main() -> None:
     ap.add_argument("--ticks", type=int, default=400, help="timed ticks per case")
     ap.add_argument("--warmup", type=int, default=40, help="untimed ticks first")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--speeds", type=int, default=1, help="different NPC walking speeds (1: npc_speed for all)")
+    ap.add_argument("--compare", default=None, help="another checkout: run each case under both, alternately")
+    ap.add_argument("--rounds", type=int, default=3, help="with --compare: runs of each case per tree")
+    ap.add_argument("--tree", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)   # print one case as JSON
     ap.add_argument("--map", default=str(ROOT / "assets" / "maps" / "default.tmj"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "world.json"))
     args = ap.parse_args()
 
+    if args.one:
+        r = run(load_map(args.map), args.npcs[0], args.observers[0], args.ticks, args.warmup, args.seed,
+                args.speeds)
+        print(json.dumps(r))
+        return
     tilemap = load_map(args.map)
     rows = []
-    head = (f"{'npcs':>6} {'obs':>5} | {'tick med':>8} {'p99':>7} | {'step':>6} {'views':>6} "
-            f"{'encode':>6} | {'KB/obs/s':>8} {'shared':>6}")
+    head = (f"{'npcs':>6} {'obs':>5} {'tree':>5} | {'tick med':>8} {'p99':>7} | {'cpu med':>7} {'p99':>7} "
+            f"{'step':>6} {'views':>6} {'encode':>6} | {'KB/obs/s':>8} {'shared':>6}")
     print(head)
     print("-" * len(head))
+    other = Path(args.compare).resolve() if args.compare else None
     for n in args.npcs:
         for o in args.observers:
-            r = run(tilemap, n, o, args.ticks, args.warmup, args.seed)
-            rows.append(r)
-            print(f"{n:>6} {o:>5} | {r['tick_ms_median']:>8.2f} {r['tick_ms_p99']:>7.2f} | "
-                  f"{r['step_ms_median']:>6.2f} {r['views_ms_median']:>6.2f} {r['encode_ms_median']:>6.2f} | "
-                  f"{r['bytes_per_observer_per_s'] / 1000:>8.1f} {r['views_shared_fraction']:>6.0%}",
-                  flush=True)
-    print("times in ms per tick (medians unless p99); KB = 1000 bytes at 20 ticks/s")
+            if other is None:
+                r = run(tilemap, n, o, args.ticks, args.warmup, args.seed, args.speeds)
+                rows.append(r)
+                print(_row("", r), flush=True)
+                continue
+            mine: list[dict] = []
+            theirs: list[dict] = []
+            for _ in range(args.rounds):       # alternately, so that both see the same load
+                theirs.append(_in_process(other, args, n, o))
+                mine.append(_in_process(ROOT, args, n, o))
+            a, b = _median_of(mine), _median_of(theirs)
+            ratio = {k: a[k] / b[k] if b[k] else float("nan") for k in PARTS}
+            rows.append({**a, "compare": {"tree": str(other), **b}, "ratio": ratio, "rounds": args.rounds})
+            print(_row("this", a))
+            print(_row("other", b))
+            print(f"{'':>12} {'ratio':>5} | {ratio['tick_ms_median']:>8.2f} {ratio['tick_ms_p99']:>7.2f} | "
+                  f"{ratio['cpu_tick_ms_median']:>7.2f} {ratio['cpu_tick_ms_p99']:>7.2f} "
+                  f"{ratio['cpu_step_ms_median']:>6.2f} {ratio['cpu_views_ms_median']:>6.2f} "
+                  f"{ratio['cpu_encode_ms_median']:>6.2f} |", flush=True)
+    print("times in ms per tick (medians unless p99): wall time, then the CPU time of the tick and of its parts;"
+          " KB = 1000 bytes at 20 ticks/s")
+    if other is not None:
+        print(f"this = {ROOT}, other = {other}; medians of {args.rounds} alternating runs each; "
+              f"ratio = this / other; load average at the end: {os.getloadavg()[0]:.1f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "bench": "world", "map": args.map, "tick_rate": TICK_RATE,
+        "bench": "world", "map": args.map, "tick_rate": TICK_RATE, "speeds": args.speeds,
         "python": platform.python_version(), "machine": platform.machine(),
-        "cpus": __import__("os").cpu_count(), "results": rows,
+        "cpus": os.cpu_count(), "load_average": os.getloadavg(), "results": rows,
     }, indent=2) + "\n")
     print(f"wrote {out}")
 

@@ -39,6 +39,7 @@ class EntityTable:
     pos: npt.NDArray[np.float64]         # (capacity, 2) world units, centre of the circle
     dir: npt.NDArray[np.float64]         # (capacity, 2) held direction, |dir| <= 1 (players)
     prev_cell: npt.NDArray[np.int32]     # interest: cell at last build_views, -1 before
+    record: npt.NDArray[np.object_]      # bytes: msgpack [id, kind, name, color, talks], as sent in `enter`
     # world/wander.py
     w_phase: npt.NDArray[np.int8]
     w_poi: npt.NDArray[np.int32]
@@ -77,10 +78,12 @@ class EntityTable:
         self.column("pos", np.float64, 2)     # world units, centre of the circle
         self.column("dir", np.float64, 2)     # held direction, |dir| <= 1 (players)
         self.column("prev_cell", np.int32, fill=-1)  # interest: cell at last build_views
+        # msgpack [id, kind, name, color, talks]: talks = an NPC that answers a player's `talk`.
+        # A column (not a list) so that a view's enter records are one gather: records[slots].tolist()
+        # (7 us for 500 against 23 us for a list comprehension over a list).
+        self.column("record", object, fill=b"")
         self.name: list[str] = [""] * self.capacity
         self.color: list[str] = [""] * self.capacity
-        # msgpack [id, kind, name, color, talks]: talks = an NPC that answers a player's `talk`
-        self.record: list[bytes] = [b""] * self.capacity
 
     def column(self, name: str, dtype: npt.DTypeLike, width: int | None = None, fill: Any = 0) -> None:
         """Add a per-slot column `self.<name>` (shape (capacity,) or (capacity, width)), declared above."""
@@ -104,7 +107,6 @@ class EntityTable:
         extra = new - self.capacity
         self.name += [""] * extra
         self.color += [""] * extra
-        self.record += [b""] * extra
         self.capacity = new
 
     def add(self, kind: int, name: str, color: str, x: float, y: float, talks: bool = False) -> tuple[int, int]:

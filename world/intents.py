@@ -78,16 +78,15 @@ def speeds(table: EntityTable, slots: np.ndarray, default: float) -> np.ndarray:
     return np.where(s > 0, s, default)
 
 
-def _by_speed(table: EntityTable, slots: np.ndarray, default: float) -> list[tuple[np.ndarray, float]]:
-    """Slots grouped by walking speed (one group, the usual case, without a copy): the steering below is
-    vectorised per speed, and an NPC file has one speed, so there are as many groups as speeds in use.
-    Cost, measured (2,000 wandering NPCs, World.step, a loaded 2-core machine, side by side): one speed
-    2.9-3.0 ms a step, five speeds 4.8 ms. Per-slot speed arrays through wander.py would remove the
-    per-group cost; not needed while files use a few speeds."""
+def speed_of(table: EntityTable, slots: np.ndarray, default: float) -> wander.Speed:
+    """The walking speed of the slots: one float when they all walk at one (the usual case, and the
+    arithmetic of the steering is then that of a scalar), else (M,) one per slot. Measured (10,000
+    wandering NPCs at 5 speeds, World.step, side by side in one run): one pass with per-slot speeds
+    instead of one pass per speed (bench/world.py --speeds 5)."""
     s = speeds(table, slots, default)
     if not len(slots) or (s == s[0]).all():
-        return [(slots, float(s[0]) if len(slots) else default)]
-    return [(slots[s == v], float(v)) for v in np.unique(s)]
+        return float(s[0]) if len(slots) else default
+    return s
 
 
 def mode_for(action: str, has_place: bool) -> int:
@@ -134,23 +133,20 @@ def steer(table: EntityTable, npcs: np.ndarray, groups: Groups, nav: Navigation,
     by_mode = groups.get(table, npcs)
     wand, goto, follow, flee = by_mode[WANDER], by_mode[GOTO], by_mode[FOLLOW], by_mode[FLEE]
     if len(wand):
-        for part, spd in _by_speed(table, wand, speed):
-            parts_s.append(part)
-            parts_v.append(wander.steer(table, part, nav, rng, dt, spd, idle_s))
+        parts_s.append(wand)
+        parts_v.append(wander.steer(table, wand, nav, rng, dt, speed_of(table, wand, speed), idle_s))
     if len(goto):
-        for part, spd in _by_speed(table, goto, speed):
-            v, at = wander.travel(table, part, nav, rng, dt, spd)
-            _mark(table, part, at, now_s)
-            parts_s.append(part)
-            parts_v.append(v)
+        v, at = wander.travel(table, goto, nav, rng, dt, speed_of(table, goto, speed))
+        _mark(table, goto, at, now_s)
+        parts_s.append(goto)
+        parts_v.append(v)
     for chasing, away in ((follow, False), (flee, True)):
         if len(chasing):
-            for slots, spd in _by_speed(table, chasing, speed):
-                v, ok = _chase(table, slots, dt, spd, away, now_s)
-                if not ok.all():
-                    groups.stale = True
-                parts_s.append(slots[ok])
-                parts_v.append(v[ok])
+            v, ok = _chase(table, chasing, dt, speed_of(table, chasing, speed), away, now_s)
+            if not ok.all():
+                groups.stale = True
+            parts_s.append(chasing[ok])
+            parts_v.append(v[ok])
     if not parts_s:
         return np.zeros(0, dtype=np.intp), np.zeros((0, 2))
     return np.concatenate(parts_s), np.concatenate(parts_v)
@@ -162,7 +158,7 @@ def _mark(table: EntityTable, slots: np.ndarray, arrived: np.ndarray, now_s: flo
     table.i_arrived[slots] = arrived
 
 
-def _chase(table: EntityTable, slots: np.ndarray, dt: float, speed: float, away: bool,
+def _chase(table: EntityTable, slots: np.ndarray, dt: float, speed: wander.Speed, away: bool,
            now_s: float) -> tuple[np.ndarray, np.ndarray]:
     """Velocities towards (or away from) each target; (velocities, target still there)."""
     tslot = table.i_tslot[slots]
@@ -182,7 +178,7 @@ def _chase(table: EntityTable, slots: np.ndarray, dt: float, speed: float, away:
     if away:
         unit[d == 0] = (1.0, 0.0)                  # on top of it: pick a way out
         arrived = d >= want
-        vel = -unit * speed
+        vel = -unit * (speed if isinstance(speed, float) else speed[:, None])
     else:
         arrived = d <= want + 1e-6
         vel = unit * np.minimum(speed, np.maximum(d - want, 0.0) / dt)[:, None]

@@ -14,7 +14,15 @@ Each build (once per tick):
    that cell's view set at the last build;
 4. only observers that changed cell, or were just added, need another View:
    a set difference of old and new view sets (or a full enter), shared by
-   the observers that made the same move (or were added in the same cell).
+   the observers that made the same move (or were added in the same cell),
+   every move's in one vectorised pass (`_moved_views`) over candidates only.
+
+Cost per build: O(entities) numpy (the cell order, move blocks), O(cells)
+byte slicing, O(observers) array work to split them, and Python per cell
+that observers see and per move (cell before, cell now), not per observer
+nor per entity. Measured side by side in one run (bench/world.py --compare,
+10,000 NPCs and 1,000 observers, CPU time, 2-core machine at load 2-3): the
+build went from 3.9 to 2.3 ms (at 300 observers 2.5 to 1.5 ms).
 
 Invariant (what makes 3 correct): after a client applies the View it got at
 the last build, it knows exactly the view set of its cell at that build; the
@@ -31,7 +39,7 @@ carries both forms; the connection picks (world/snapshot.py).
 from __future__ import annotations
 
 import math
-from typing import Literal, cast, overload
+from typing import cast
 
 import numpy as np
 import numpy.typing as npt
@@ -40,9 +48,9 @@ from .entities import EntityTable
 from .moves import move_blocks
 from .protocol import array_header, encode_cell_block
 from .snapshot import View
+from .tilemap import floor_index
 
 _EMPTY: frozenset[int] = frozenset()
-_NO_IDS = np.zeros(0, dtype=np.int64)
 
 
 class Grid:
@@ -62,8 +70,11 @@ class Grid:
                     for x in range(max(0, cx - r), min(self.cells_x, cx + r + 1))))
         self.near_set: list[frozenset[int]] = [frozenset(n) for n in self.near]
         self.n_cells = self.cells_x * self.cells_y
-        self._near_plus_one = [np.asarray(n, dtype=np.intp) + 1 for n in self.near]
         self.radius = r
+        # [cell + 1]: the cell's column and row; [0] stands for "no cell", seen from nowhere
+        far = -(2 * (self.cells_x + self.cells_y + r) + 2)
+        self.cx_of = np.concatenate(([far], np.arange(self.n_cells) % self.cells_x)).astype(np.int64)
+        self.cy_of = np.concatenate(([far], np.arange(self.n_cells) // self.cells_x)).astype(np.int64)
         # the same neighbourhood as runs of consecutive cell numbers, one per row
         self.runs: list[list[tuple[int, int]]] = []
         for cy in range(self.cells_y):
@@ -74,22 +85,16 @@ class Grid:
 
     def cell_of(self, pos: np.ndarray) -> np.ndarray:
         """Cell index (M,) of each position (M,2) in world units."""
-        cx = np.clip((pos[:, 0] // self.size).astype(np.int64), 0, self.cells_x - 1)
-        cy = np.clip((pos[:, 1] // self.size).astype(np.int64), 0, self.cells_y - 1)
-        return cy * self.cells_x + cx
+        cy = floor_index(pos[:, 1], self.size, self.cells_y)
+        cy *= self.cells_x
+        cy += floor_index(pos[:, 0], self.size, self.cells_x)
+        return cy
 
     def cell_at(self, x: float, y: float) -> int:
         """cell_of for one point, without arrays (a chat line: ~1 us instead of ~20 us)."""
         cx = min(max(int(x // self.size), 0), self.cells_x - 1)
         cy = min(max(int(y // self.size), 0), self.cells_y - 1)
         return cy * self.cells_x + cx
-
-    def within(self, cells: np.ndarray, centre: int) -> npt.NDArray[np.bool_]:
-        """Whether each cell (-1 = none) is seen from cell `centre`."""
-        mask = np.zeros(self.n_cells + 1, dtype=bool)   # index 0 stands for "no cell"
-        mask[self._near_plus_one[centre]] = True
-        seen: npt.NDArray[np.bool_] = mask[cells + 1]
-        return seen
 
 
 class Interest:
@@ -158,13 +163,15 @@ class Interest:
         self._build += 1
         build = self._build
         now = _Groups(grid, table, slots, cells, prev_cells)
-        ids_u4 = now.ids.astype("<u4")
-        ids_bin = ids_u4.tobytes()
-        q = np.clip(np.rint(table.pos[now.slots] * self.quant), 0, 0xFFFF).astype("<u2")
+        ids_bin = now.ids.astype("<u4").tobytes()
+        q = np.rint(table.pos[now.slots] * self.quant)
+        np.minimum(q, 0xFFFF, out=q)      # (np.clip costs twice these two)
+        np.maximum(q, 0, out=q)
+        q = q.astype("<u2")
         pos_bin = q.tobytes()
         blocks: dict[int, bytes] = {}
         start = now.start
-        for c in np.flatnonzero(np.diff(start)).tolist():
+        for c in now.filled:
             s, e = start[c], start[c + 1]
             blocks[c] = encode_cell_block(c, ids_bin[4 * s: 4 * e], pos_bin[4 * s: 4 * e])
 
@@ -177,17 +184,15 @@ class Interest:
             now.slots, start, now.ids, q)
         self._last_q = q
 
-        # observers: who stayed in their cell (shared View) and who did not (own View)
-        obs_cells = cell_of_slot[self._slots].tolist() if self._slots else []
+        # observers: who stayed in their cell (shared View) and who did not (own View), as arrays
+        obs_at = cell_of_slot[np.asarray(self._slots, np.intp)]
+        prev_at = np.asarray(self._prev, np.int64)
+        stayed = obs_at == prev_at
+        obs_cells: list[int] = obs_at.tolist()
         # enter records, enter ids, leave ids, chat records
-        shared: dict[int, tuple[list[bytes], list[int], list[int], list[bytes]]] = {}
-        own: list[int] = []
-        for i, (c, p) in enumerate(zip(obs_cells, self._prev)):
-            if c == p:
-                if c not in shared:
-                    shared[c] = ([], [], [], [])
-            else:
-                own.append(i)
+        shared: dict[int, tuple[list[bytes], list[int], list[int], list[bytes]]] = {
+            c: ([], [], [], []) for c in np.unique(obs_at[stayed]).tolist()}
+        own: list[int] = np.flatnonzero(~stayed).tolist()
 
         # 3. enter/leave of shared views from what crossed cells since the last build
         if shared:
@@ -246,38 +251,29 @@ class Interest:
                          for c, parts in shared.items()}
 
         # 4. observers that changed cell or are new: own View
-        eids = self._eids
-        per_observer = [views_by_cell.get(c) for c in obs_cells]
+        view_of_cell = np.empty(grid.n_cells, object)
+        for c, shared_view in views_by_cell.items():
+            view_of_cell[c] = shared_view
+        per_observer = view_of_cell[obs_at]
         if own:
-            records = table.record
-            was = self._last
-            by_move: dict[tuple[int, int], View] = {}   # (cell before, cell now) -> View
+            # one View per move (cell at the last build, cell now), shared by the observers that made
+            # it; every move's enter and leave come from one vectorised pass (_moved_views)
+            first = self._last is None
+            prev = self._prev
+            made: dict[tuple[int, int], list[int]] = {}
             for i in own:
-                c, p = obs_cells[i], self._prev[i]
-                if was is None:
-                    p = -1
-                known = by_move.get((p, c))
-                if known is not None:
-                    per_observer[i] = known
-                    continue
-                ids_now, slots_now, prev_now = now.view_set(c, with_prev=True)
-                if p < 0 or was is None:     # (was is None: the first build, p is -1)
-                    enter_slots, enter_ids, leave = slots_now, ids_now.tolist(), []
-                else:
-                    # entered: here now, and not in p's view set at the last build
-                    fresh = ~grid.within(prev_now, p)
-                    enter_slots, enter_ids = slots_now[fresh], ids_now[fresh].tolist()
-                    # left: in p's view set at the last build, and not (the same entity) here now
-                    ids_was, slots_was, _ = was.view_set(p)
-                    stay = (table.id[slots_was] == ids_was) & grid.within(cell_of_slot[slots_was], c)
-                    leave = ids_was[~stay].tolist()
-                enter = [records[s] for s in enter_slots.tolist()]
+                made.setdefault((-1 if first else prev[i], obs_cells[i]), []).append(i)
+            pairs = list(made)
+            for (p, c), (enter, enter_ids, leave) in zip(pairs, _moved_views(
+                    grid, table, now, self._last, pairs, cell_of_slot)):
                 heard = near_set[c]
                 lines = [rec for sc, rec in chat if sc in heard]
-                per_observer[i] = by_move[p, c] = View.make(cells_for(c), enter, enter_ids, leave, lines, build,
-                                                            None if p < 0 or was is None else moves_for(c, p))
+                moved_view = View.make(cells_for(c), enter, enter_ids, leave, lines, build,
+                              None if p < 0 else moves_for(c, p))
+                for i in made[p, c]:
+                    per_observer[i] = moved_view
         # every observer has its View now: a shared one if it stayed in its cell, else its own
-        views = cast("dict[int, View]", dict(zip(eids, per_observer)))
+        views = cast("dict[int, View]", dict(zip(self._eids, per_observer.tolist())))
 
         # remember this build for the next one
         table.prev_cell[slots] = cells
@@ -287,36 +283,121 @@ class Interest:
         return views
 
 
+def _sees(grid: Grid, cells: np.ndarray, centre: np.ndarray) -> npt.NDArray[np.bool_]:
+    """Whether each cell (-1: none) is seen from the cell `centre` (>= 0) of the same row: Chebyshev
+    distance in cells, from the cells' coordinates by table (integer % and // cost 1 ms a tick here)."""
+    cx, cy, r = grid.cx_of, grid.cy_of, grid.radius
+    seen: npt.NDArray[np.bool_] = ((np.abs(cx[cells + 1] - cx[centre + 1]) <= r)
+                                   & (np.abs(cy[cells + 1] - cy[centre + 1]) <= r))
+    return seen
+
+
+def _moved_views(grid: Grid, table: EntityTable, now: _Groups, was: _Groups | None,
+                 pairs: list[tuple[int, int]], cell_of_slot: np.ndarray
+                 ) -> list[tuple[list[bytes], list[int], list[int]]]:
+    """(enter records, enter ids, leave ids) for each move (p, c) of an observer from cell p at the
+    last build (-1: none, a full enter) to cell c now, all moves in one vectorised pass:
+      entered: in c's view set now, and not in p's view set at the last build (by its cell then);
+      left: in p's view set at the last build, and not (the same entity) in c's view set now.
+    Each in view-set order (by cell, then id). Only candidates are looked at: in a cell both p and c
+    see, only the entities that changed cell can have entered (or left); the others are in whole.
+    (Over whole view sets this was 40,000 entities a tick at 10,000 NPCs and 1,000 observers.)"""
+    k = len(pairs)
+    near, near_set = grid.near, grid.near_set
+    # entered: candidates, as ranges over `src` (positions now, then positions of those that came)
+    came = np.flatnonzero(now.prev != now.cells)
+    came_start = np.searchsorted(came, now.start_at).tolist()
+    src = np.concatenate((np.arange(len(now.ids)), came))
+    st, n_now = now.start, len(now.ids)
+    lo, hi, who = [], [], []
+    for i, (p, c) in enumerate(pairs):
+        had = near_set[p] if p >= 0 else _EMPTY
+        for x in near[c]:
+            if x in had:
+                lo.append(n_now + came_start[x])
+                hi.append(n_now + came_start[x + 1])
+            else:
+                lo.append(st[x])
+                hi.append(st[x + 1])
+            who.append(i)
+    at, owner = _ranges(src, lo, hi, who)
+    p_of = np.asarray([p for p, _ in pairs], np.int64)
+    fresh = (p_of[owner] < 0) | ~_sees(grid, now.prev[at], p_of[owner])
+    at, owner = at[fresh], owner[fresh]
+    enter_ids: list[int] = now.ids[at].tolist()
+    enter: list[bytes] = table.record[now.slots[at]].tolist()
+    e_cut = _cuts(owner, k)
+    # left: candidates over the last build's positions, then those not kept in their cell
+    leave: list[int] = []
+    l_cut = [0] * (k + 1)
+    if was is not None and (p_of >= 0).any():
+        kept = (table.id[was.slots] == was.ids) & (cell_of_slot[was.slots] == was.cells)
+        gone = np.flatnonzero(~kept)
+        gone_start = np.searchsorted(gone, was.start_at).tolist()
+        src = np.concatenate((np.arange(len(was.ids)), gone))
+        st, n_was = was.start, len(was.ids)
+        lo, hi, who = [], [], []
+        for i, (p, c) in enumerate(pairs):
+            if p < 0:
+                continue
+            is_ = near_set[c]
+            for x in near[p]:
+                if x in is_:
+                    lo.append(n_was + gone_start[x])
+                    hi.append(n_was + gone_start[x + 1])
+                else:
+                    lo.append(st[x])
+                    hi.append(st[x + 1])
+                who.append(i)
+        at, owner = _ranges(src, lo, hi, who)
+        c_of = np.asarray([c for _, c in pairs], np.int64)
+        slots_was, ids_was = was.slots[at], was.ids[at]
+        left = ~((table.id[slots_was] == ids_was) & _sees(grid, cell_of_slot[slots_was], c_of[owner]))
+        leave = ids_was[left].tolist()
+        l_cut = _cuts(owner[left], k)
+    return [(enter[e_cut[i]:e_cut[i + 1]], enter_ids[e_cut[i]:e_cut[i + 1]], leave[l_cut[i]:l_cut[i + 1]])
+            for i in range(k)]
+
+
+def _ranges(src: np.ndarray, lo: list[int], hi: list[int], who: list[int]) -> tuple[np.ndarray, np.ndarray]:
+    """(src[lo[0]:hi[0]] + src[lo[1]:hi[1]] + ..., and who[j] repeated for the length of range j)."""
+    start = np.asarray(lo, np.int64)
+    n = np.asarray(hi, np.int64) - start
+    ends = np.cumsum(n)
+    idx = np.arange(int(ends[-1]) if len(ends) else 0) + np.repeat(start - (ends - n), n)
+    return src[idx], np.repeat(np.asarray(who, np.int64), n)
+
+
+def _cuts(owner: np.ndarray, k: int) -> list[int]:
+    """Bounds of each owner's rows in rows sorted by owner: owner i's are cuts[i]:cuts[i + 1]."""
+    cuts = np.zeros(k + 1, np.int64)
+    np.cumsum(np.bincount(owner, minlength=k), out=cuts[1:])
+    out: list[int] = cuts.tolist()
+    return out
+
+
 class _Groups:
     """Live entities sorted by cell at one build; a view set is (2r+1) contiguous runs."""
 
     def __init__(self, grid: Grid, table: EntityTable, slots: np.ndarray,
                  cells: np.ndarray, prev_cells: np.ndarray):
-        # by cell, then by id (a cell's entities travel in ascending id order: world/protocol.py)
-        order = np.lexsort((table.id[slots], cells))
+        # by cell, then by id (a cell's entities travel in ascending id order: world/protocol.py).
+        # Two stable sorts instead of np.lexsort (2.0 ms at 11,000 entities): by id, nearly sorted
+        # already (ids grow with slots, but for reused slots), then by cell, as int16 where cells
+        # fit (a radix sort): 0.1 ms.
+        ids = table.id[slots]
+        by_id = np.argsort(ids, kind="stable")
+        key = cells[by_id]
+        order = by_id[np.argsort(key.astype(np.int16) if grid.n_cells <= 0x7FFF else key, kind="stable")]
         self.grid = grid
         self.slots = slots[order]
-        self.ids = table.id[self.slots]
+        self.ids = ids[order]
         self.prev = prev_cells[order]             # each one's cell at the build before
-        sorted_cells = cells[order]
+        self.cells = cells[order]                 # each one's cell at this build (ascending)
         # start[c] .. start[c + 1]: the entities in cell c
-        self.start = np.searchsorted(sorted_cells, np.arange(grid.n_cells + 1)).tolist()
-
-    # typed so that view_set(c, with_prev=True) has its prev cells (not None)
-    @overload
-    def view_set(self, cell: int, with_prev: Literal[True]) -> tuple[np.ndarray, np.ndarray, np.ndarray]: ...
-    @overload
-    def view_set(self, cell: int, with_prev: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]: ...
-
-    def view_set(self, cell: int, with_prev: bool = False) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-        """(ids, slots, prev cells or None) of the entities the given cell sees."""
-        st = self.start
-        runs = [(st[a], st[b + 1]) for a, b in self.grid.runs[cell]]
-        runs = [r for r in runs if r[1] > r[0]]
-        if not runs:
-            return _NO_IDS, _NO_IDS, _NO_IDS
-        if len(runs) == 1:
-            s, e = runs[0]
-            return self.ids[s:e], self.slots[s:e], (self.prev[s:e] if with_prev else None)
-        idx = np.concatenate([np.arange(s, e) for s, e in runs])
-        return self.ids[idx], self.slots[idx], (self.prev[idx] if with_prev else None)
+        per_cell = np.bincount(cells, minlength=grid.n_cells)
+        start = np.zeros(grid.n_cells + 1, np.int64)
+        np.cumsum(per_cell, out=start[1:])
+        self.start_at = start
+        self.start: list[int] = start.tolist()
+        self.filled: list[int] = np.flatnonzero(per_cell).tolist()    # the non-empty cells, ascending

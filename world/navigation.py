@@ -23,7 +23,7 @@ from collections import deque
 
 import numpy as np
 
-from .tilemap import TileMap
+from .tilemap import TileMap, floor_index
 
 SPAWN_POI = "spawn"
 _UNREACHABLE = np.iinfo(np.int32).max
@@ -34,6 +34,7 @@ _cache: weakref.WeakKeyDictionary[TileMap, dict[tuple[float, int], Navigation]] 
 class Navigation:
     def __init__(self, tilemap: TileMap, radius: float, spread: int):
         self.width, self.height = tilemap.width, tilemap.height
+        self._centres: np.ndarray | None = None    # (tiles, 2): see centre()
         self.tile = float(tilemap.tile_size)
         self.free = ~tilemap.blocked
         if not self.free.any():
@@ -79,14 +80,21 @@ class Navigation:
 
     def tile_of(self, pos: np.ndarray) -> np.ndarray:
         """Flat tile index of each position (M,2); positions must be inside the map."""
-        col = np.clip((pos[:, 0] // self.tile).astype(np.intp), 0, self.width - 1)
-        row = np.clip((pos[:, 1] // self.tile).astype(np.intp), 0, self.height - 1)
-        return row * self.width + col
+        row = floor_index(pos[:, 1], self.tile, self.height)
+        row *= self.width
+        row += floor_index(pos[:, 0], self.tile, self.width)
+        return row
 
     def centre(self, tiles: np.ndarray) -> np.ndarray:
-        """World position (M,2) of the centre of each flat tile index."""
-        return np.stack(((tiles % self.width + 0.5) * self.tile,
-                         (tiles // self.width + 0.5) * self.tile), axis=1)
+        """World position (M,2) of the centre of each flat tile index (a gather from a table made
+        once: integer % and // per NPC cost 5% of World.step at 10,000 NPCs)."""
+        centres = self._centres
+        if centres is None:
+            t = np.arange(self.width * self.height)
+            centres = self._centres = np.stack(((t % self.width + 0.5) * self.tile,
+                                                (t // self.width + 0.5) * self.tile), axis=1)
+        out: np.ndarray = centres[tiles]
+        return out
 
     def random_points(self, spots: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A random point (M,2) in each of the given tiles, the circle fully inside it."""

@@ -17,7 +17,7 @@ concatenate bytes; they never re-encode; and a writer that can send pieces (writ
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .protocol import array_header, update_head, view_body
 
@@ -37,7 +37,8 @@ class View:
     # the delta form, against build - 1: msgpack arrays `cells` (the cells whose entities are not
     # those of that build, whole) and `moves` (the others' move blocks); None: no delta form
     moves: tuple[bytes, bytes] | None = None
-    _bodies: dict[bool, bytes] = field(default_factory=dict)
+    _keyframe: bytes | None = None      # the bodies, each built the first time it is asked for
+    _delta: bytes | None = None
 
     @classmethod
     def make(cls, cells: bytes, enter: list[bytes], enter_ids: list[int],
@@ -48,21 +49,19 @@ class View:
     @property
     def body(self) -> bytes:
         """The keyframe body (stands alone): pairs cells, moves (empty), enter, leave, chat."""
-        return self._body(False)
+        b = self._keyframe
+        if b is None:
+            b = self._keyframe = view_body(self.cells, NO_MOVES, self.enter, self.leave, self.chat)
+        return b
 
     def body_after(self, sent: int | None) -> bytes:
-        """The body for a connection whose last update sent was of build `sent` (None: none yet)."""
-        return self._body(self.moves is not None and sent is not None and sent == self.build - 1)
-
-    def _body(self, delta: bool) -> bytes:
-        b = self._bodies.get(delta)
+        """The body for a connection whose last update sent was of build `sent` (None: none yet).
+        Asked once per observer per tick: the common case (deltas, built already) is two tests."""
+        if sent is None or sent != self.build - 1 or self.moves is None:
+            return self.body
+        b = self._delta
         if b is None:
-            if delta:
-                assert self.moves is not None
-                b = view_body(*self.moves, self.enter, self.leave, self.chat)
-            else:
-                b = view_body(self.cells, NO_MOVES, self.enter, self.leave, self.chat)
-            self._bodies[delta] = b
+            b = self._delta = view_body(*self.moves, self.enter, self.leave, self.chat)
         return b
 
 

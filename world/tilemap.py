@@ -53,6 +53,17 @@ class TileMap:
         return self.width * self.tile_size, self.height * self.tile_size
 
 
+def floor_index(x: np.ndarray, size: float, n: int) -> np.ndarray:
+    """`x // size` as int64, clamped to 0..n-1, for a whole-number `size` (a tile, a cell): the
+    index of the tile or cell each coordinate is in. numpy's float floor_divide costs 4x as much
+    (330 us against 80 us for 11,000 coordinates), and this is taken several times a tick."""
+    c = (x / size).astype(np.int64)     # truncates; x / size is off by at most one rounding,
+    c -= c * size > x                   # so this makes it floor (negative x included), exactly
+    np.minimum(c, n - 1, out=c)
+    np.maximum(c, 0, out=c)
+    return c
+
+
 def load_map(path: str | Path) -> TileMap:
     """Read and validate a Tiled JSON map; raise MapError saying what is wrong."""
     path = str(path)

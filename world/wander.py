@@ -4,7 +4,9 @@ This is what generic wanderers (`--npcs`) do, and any NPC whose intent is `wande
 `steer(table, slots, nav, rng, dt, speed, idle_s)` is a pure function of the
 NPCs' state and dt (plus the seeded rng): it advances their wander state and
 returns the velocity each wants this tick (world units per second, length at
-most `speed`). Movement and collision are applied by the caller.
+most `speed`). Movement and collision are applied by the caller. `speed` is
+one number for all of them, or one per slot (NPC files with their own speeds:
+one vectorised pass for every speed, not one per speed).
 `travel` walks NPCs to one chosen POI and keeps them there (the go_to intent,
 world/intents.py) with the same legs, without picking the next POI.
 
@@ -27,6 +29,13 @@ from .navigation import Navigation
 IDLE, TRAVEL, APPROACH = 0, 1, 2
 LEG_SLACK_S = 5.0   # seconds allowed on top of twice the walking time of a leg
 
+Speed = float | np.ndarray   # world units/s: one for all the slots given, or (M,) one per slot
+
+
+def _at(speed: Speed, idx: np.ndarray) -> Speed:
+    """The speeds of the rows idx of the slots given."""
+    return speed if isinstance(speed, float) else speed[idx]
+
 
 def add_columns(table: EntityTable) -> None:
     table.column("w_phase", np.int8, fill=IDLE)
@@ -43,7 +52,7 @@ def start(table: EntityTable, slot: int, poi: int, pause_s: float) -> None:
 
 
 def steer(table: EntityTable, slots: np.ndarray, nav: Navigation, rng: np.random.Generator,
-          dt: float, speed: float, idle_s: tuple[float, float]) -> np.ndarray:
+          dt: float, speed: Speed, idle_s: tuple[float, float]) -> np.ndarray:
     """Advance the wander state of the NPCs in `slots`; return their velocities (M,2)."""
     m = len(slots)
     vel = np.zeros((m, 2))
@@ -69,7 +78,7 @@ def steer(table: EntityTable, slots: np.ndarray, nav: Navigation, rng: np.random
         k = (rng.random(go.size) * nav.n_spots[new]).astype(np.int64)
         table.w_target[slots[go]] = nav.random_points(nav.spots[new, k], rng)
         d_tiles = nav.dist[new, tile[go]].astype(np.float64)
-        walk_s = np.where(d_tiles >= 0, (d_tiles + 2) * nav.tile / speed, 0.0)
+        walk_s = np.where(d_tiles >= 0, (d_tiles + 2) * nav.tile / _at(speed, go), 0.0)
         poi[go] = new
         phase[go] = TRAVEL
         timer[go] = 2 * walk_s + LEG_SLACK_S
@@ -90,7 +99,7 @@ def steer(table: EntityTable, slots: np.ndarray, nav: Navigation, rng: np.random
 
 
 def set_leg(table: EntityTable, slots: np.ndarray, poi: np.ndarray, nav: Navigation,
-            rng: np.random.Generator, speed: float) -> None:
+            rng: np.random.Generator, speed: Speed) -> None:
     """Send the NPCs in `slots` to a random spot near each one's POI (go_to)."""
     if len(slots) == 0:
         return
@@ -103,7 +112,7 @@ def set_leg(table: EntityTable, slots: np.ndarray, poi: np.ndarray, nav: Navigat
 
 
 def travel(table: EntityTable, slots: np.ndarray, nav: Navigation, rng: np.random.Generator,
-           dt: float, speed: float) -> tuple[np.ndarray, np.ndarray]:
+           dt: float, speed: Speed) -> tuple[np.ndarray, np.ndarray]:
     """Walk the NPCs in `slots` to their w_poi/w_target and stay there (go_to).
 
     Returns (velocities (M,2), whether each is at its spot (M,)). An NPC at
@@ -123,12 +132,12 @@ def travel(table: EntityTable, slots: np.ndarray, nav: Navigation, rng: np.rando
     table.w_timer[slots] = timer
     if late.size:
         vel[late] = 0.0
-        set_leg(table, slots[late], poi[late], nav, rng, speed)
+        set_leg(table, slots[late], poi[late], nav, rng, _at(speed, late))
     return vel, table.w_phase[slots] == IDLE
 
 
 def _legs(table: EntityTable, slots: np.ndarray, nav: Navigation, pos: np.ndarray, tile: np.ndarray,
-          phase: np.ndarray, poi: np.ndarray, timer: np.ndarray, vel: np.ndarray, speed: float,
+          phase: np.ndarray, poi: np.ndarray, timer: np.ndarray, vel: np.ndarray, speed: Speed,
           dt: float) -> tuple[np.ndarray, np.ndarray]:
     """Advance TRAVEL/APPROACH legs in place (phase, vel); return (arrived, late) indices."""
     # Travellers that reached their POI's tile walk straight to the target.
@@ -138,21 +147,22 @@ def _legs(table: EntityTable, slots: np.ndarray, nav: Navigation, pos: np.ndarra
     tr = np.flatnonzero(phase == TRAVEL)
     if tr.size:
         aim = nav.centre(nav.next_tile[poi[tr], tile[tr]].astype(np.int64))
-        vel[tr] = _towards(aim - pos[tr], speed, dt)
+        vel[tr] = _towards(aim - pos[tr], _at(speed, tr), dt)
 
     # APPROACH: straight to the target; arriving this tick ends the leg.
     arrived = np.zeros(0, dtype=np.int64)
     ap = np.flatnonzero(phase == APPROACH)
     if ap.size:
         diff = table.w_target[slots[ap]] - pos[ap]
-        vel[ap] = _towards(diff, speed, dt)
-        arrived = ap[np.hypot(diff[:, 0], diff[:, 1]) <= speed * dt]
+        spd = _at(speed, ap)
+        vel[ap] = _towards(diff, spd, dt)
+        arrived = ap[np.hypot(diff[:, 0], diff[:, 1]) <= spd * dt]
         phase[arrived] = IDLE
     late = np.flatnonzero((phase != IDLE) & (timer <= 0))
     return arrived, late
 
 
-def _towards(diff: np.ndarray, speed: float, dt: float) -> np.ndarray:
+def _towards(diff: np.ndarray, speed: Speed, dt: float) -> np.ndarray:
     """Velocity along diff at `speed`, slowed so as not to pass diff's end within dt."""
     dist = np.hypot(diff[:, 0], diff[:, 1])
     v = np.minimum(speed, dist / dt)
