@@ -21,7 +21,7 @@ from world.protocol import MOVE_FIX, MOVE_MAX
 from world.sim import NPC, PLAYER, World, WorldConfig
 from world.tilemap import floor_index
 
-from worldhelp import default_map
+from support.worldhelp import default_map
 
 MAP = default_map()
 TS = MAP.tile_size
