@@ -75,6 +75,7 @@ IDLE_SETTLE_S, IDLE_S = 1.5, 3.0  # after the bots: wait, then measure the serve
 
 # -- processes and their CPU time --------------------------------------------
 
+
 def cpu_seconds(pid: int) -> float | None:
     """utime + stime of one process, in seconds; None once it is gone."""
     try:
@@ -194,17 +195,39 @@ def started_up(port: int, most_s: float) -> float:
     return time.monotonic() - t0
 
 
-def start_server(npcs: int, spawn: str = "random", extra: tuple[str, ...] = (),
-                 src: Path = ROOT) -> tuple[subprocess.Popen, int, list[str]]:
+def start_server(
+    npcs: int, spawn: str = "random", extra: tuple[str, ...] = (), src: Path = ROOT
+) -> tuple[subprocess.Popen, int, list[str]]:
     """`npcworld serve` from the source tree `src` (another one: an A/B against an older commit)."""
-    proc = subprocess.Popen([*NPCWORLD, "serve", "--host", "127.0.0.1", "--port", "0", "--npcs", str(npcs),
-                             "--spawn", spawn, *extra,
-                             "--grace", "0", "--max-players", "100000", "--log-level", "warning",
-                             # S1 measures the world stream: wander bots never talk, and loading the
-                             # dialogue model would eat the first step's CPU
-                             "--no-dialogue"],
-                            cwd=src, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = subprocess.Popen(
+        [
+            *NPCWORLD,
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            "0",
+            "--npcs",
+            str(npcs),
+            "--spawn",
+            spawn,
+            *extra,
+            "--grace",
+            "0",
+            "--max-players",
+            "100000",
+            "--log-level",
+            "warning",
+            # S1 measures the world stream: wander bots never talk, and loading the
+            # dialogue model would eat the first step's CPU
+            "--no-dialogue",
+        ],
+        cwd=src,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     lines: list[str] = []
     port: list[int] = []
     ready = threading.Event()
@@ -237,6 +260,7 @@ def stop(proc: subprocess.Popen) -> None:
 
 # -- one step of the sweep -----------------------------------------------------
 
+
 def ramp_for(n: int) -> float:
     return min(6.0, max(1.0, n / 400))  # ~400 connections/s: a handshake storm is not what S1 measures
 
@@ -246,17 +270,39 @@ def procs_for(n: int, args) -> int:
     return args.procs or max(1, min(os.cpu_count() or 1, math.ceil(n / 250)))
 
 
-def step(n: int, args, workdir: Path, profile: bool = False, label: str = "npcworld",
-         extra: tuple[str, ...] = (), src: Path = ROOT) -> dict:
+def step(
+    n: int,
+    args,
+    workdir: Path,
+    profile: bool = False,
+    label: str = "npcworld",
+    extra: tuple[str, ...] = (),
+    src: Path = ROOT,
+) -> dict:
     """npcworld at N; `extra`: more `npcworld serve` flags, `src`: the server's source tree (the
     baseline of an A/B run; the bots always come from this tree)."""
     ramp = ramp_for(n)
     duration = ramp + 1.0 + args.measure  # ramp, settle, measure (see bots.plan.Plan.window)
     srv, port, srv_lines = start_server(args.npcs, args.spawn, extra, src)
     report_dir = workdir / f"{label}-n{n}{'-profile' if profile else ''}"
-    cmd = [*NPCWORLD, "bots", "--url", f"ws://127.0.0.1:{port}/ws", "--clients", str(n), "--ramp", f"{ramp:g}",
-           "--duration", f"{duration:g}", "--scenario", "wander", "--report", str(report_dir),
-           "--procs", str(procs_for(n, args))]
+    cmd = [
+        *NPCWORLD,
+        "bots",
+        "--url",
+        f"ws://127.0.0.1:{port}/ws",
+        "--clients",
+        str(n),
+        "--ramp",
+        f"{ramp:g}",
+        "--duration",
+        f"{duration:g}",
+        "--scenario",
+        "wander",
+        "--report",
+        str(report_dir),
+        "--procs",
+        str(procs_for(n, args)),
+    ]
     try:
         waited = started_up(port, args.warmup)  # start-up over before the bots come (see --warmup)
         bots = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -278,13 +324,33 @@ def step(n: int, args, workdir: Path, profile: bool = False, label: str = "npcwo
     s, st = r["summary"], (r["server"].get("steady") or {})
     t0 = r["t0_unix"]
     w0, w1 = t0 + r["window"]["from"], t0 + r["window"]["to"]
-    row = measured_row(label, n, sampler, w0, w1, idle, {
-        "connected": s["connected"], "updates_per_s_median": s["updates_per_s_median"],
-        "updates_per_s_p5": s["updates_per_s_p5"], "gap_p99_ms": s["gap_p99"], "rtt_p50_ms": s["rtt_p50"],
-        "rtt_p99_ms": s["rtt_p99"], "own_bytes_per_s_per_client": s["bytes_per_s_median"],
-        "tick_p99_ms": st.get("tick_p99_ms"), "overruns": st.get("overruns"), "problems": s["problems"]})
-    row.update(bots_exit=bots.returncode, ramp_s=ramp, duration_s=duration, procs=r["plan"]["procs"],
-               started_up_s=round(waited, 1))
+    row = measured_row(
+        label,
+        n,
+        sampler,
+        w0,
+        w1,
+        idle,
+        {
+            "connected": s["connected"],
+            "updates_per_s_median": s["updates_per_s_median"],
+            "updates_per_s_p5": s["updates_per_s_p5"],
+            "gap_p99_ms": s["gap_p99"],
+            "rtt_p50_ms": s["rtt_p50"],
+            "rtt_p99_ms": s["rtt_p99"],
+            "own_bytes_per_s_per_client": s["bytes_per_s_median"],
+            "tick_p99_ms": st.get("tick_p99_ms"),
+            "overruns": st.get("overruns"),
+            "problems": s["problems"],
+        },
+    )
+    row.update(
+        bots_exit=bots.returncode,
+        ramp_s=ramp,
+        duration_s=duration,
+        procs=r["plan"]["procs"],
+        started_up_s=round(waited, 1),
+    )
     trouble = [line for line in srv_lines if " ERROR " in line or "Traceback" in line or "Error:" in line]
     if trouble:  # what the server said went wrong (it runs at --log-level warning)
         row["problems"] = row["problems"] + [f"server log: {line[:300]}" for line in trouble[:5]]
@@ -320,24 +386,36 @@ def peer_step(n: int, args, workdir: Path, peer_work: Path, wait_s: float) -> di
     return row
 
 
-def measured_row(server: str, n: int, sampler: CpuSampler, w0: float, w1: float, idle: float | None,
-                 seen: dict) -> dict:
+def measured_row(
+    server: str, n: int, sampler: CpuSampler, w0: float, w1: float, idle: float | None, seen: dict
+) -> dict:
     """One step's figures: what the bots saw (`seen`), and what /proc says over the window [w0, w1]
     (unix times), measured the same way for either server."""
     server_cpu, bots_cpu, other_cpu = sampler.percent(w0, w1)
     read = sampler.read_per_s(w0, w1)
     conn = seen["connected"]
-    held = (conn == n and seen["updates_per_s_p5"] is not None and seen["updates_per_s_p5"] >= MIN_UPDATES_P5
-            and seen["rtt_p99_ms"] is not None and seen["rtt_p99_ms"] <= MAX_RTT_P99_MS)
+    held = (
+        conn == n
+        and seen["updates_per_s_p5"] is not None
+        and seen["updates_per_s_p5"] >= MIN_UPDATES_P5
+        and seen["rtt_p99_ms"] is not None
+        and seen["rtt_p99_ms"] <= MAX_RTT_P99_MS
+    )
     # marginal cost: the server's CPU above its idle base, per client, in ms of CPU per second
     marginal = (server_cpu - idle) * 10.0 / conn if server_cpu is not None and idle is not None and conn else None
     return {
-        "server": server, "n": n, **{k: v for k, v in seen.items() if k != "problems"},
-        "server_cpu_pct": _r(server_cpu, 1), "server_idle_cpu_pct": _r(idle, 1),
-        "cpu_ms_per_client_s": _r(marginal, 3), "bots_cpu_pct": _r(bots_cpu, 0), "other_cpu_pct": _r(other_cpu, 0),
+        "server": server,
+        "n": n,
+        **{k: v for k, v in seen.items() if k != "problems"},
+        "server_cpu_pct": _r(server_cpu, 1),
+        "server_idle_cpu_pct": _r(idle, 1),
+        "cpu_ms_per_client_s": _r(marginal, 3),
+        "bots_cpu_pct": _r(bots_cpu, 0),
+        "other_cpu_pct": _r(other_cpu, 0),
         "bots_per_server_cpu": _r(bots_cpu / server_cpu, 2) if bots_cpu is not None and server_cpu else None,
         "bytes_per_s_per_client": round(read / conn) if read is not None and conn else None,
-        "held": held, "problems": seen["problems"],
+        "held": held,
+        "problems": seen["problems"],
     }
 
 
@@ -346,6 +424,7 @@ def _r(v, nd):
 
 
 # -- py-spy ------------------------------------------------------------------
+
 
 def start_profilers(server_pid: int, bots_pid: int, delay: float, seconds: float, workdir: Path) -> list:
     """py-spy on the server and on the busiest bot worker, for `seconds` of the steady window."""
@@ -361,9 +440,26 @@ def start_profilers(server_pid: int, bots_pid: int, delay: float, seconds: float
         if pid is None:
             continue
         out = workdir / f"pyspy-{label.replace(' ', '-')}.txt"
-        proc = subprocess.Popen([spy, "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))),
-                                 "--rate", "100", "--format", "raw", "--nonblocking", "--output", str(out)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(pid),
+                "--duration",
+                str(max(1, int(seconds))),
+                "--rate",
+                "100",
+                "--format",
+                "raw",
+                "--nonblocking",
+                "--output",
+                str(out),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         spies.append((label, proc, out))
     return spies
 
@@ -395,8 +491,10 @@ def top_functions(collapsed: str, k: int = 15) -> dict:
             continue
         n = int(count)
         samples += n
-        frames = [f.split(" (", 1)[0] + " (" + f.split(" (", 1)[1].split(":")[0].rsplit("/", 1)[-1] + ")"
-                  if " (" in f else f for f in stack.split(";")]
+        frames = [
+            f.split(" (", 1)[0] + " (" + f.split(" (", 1)[1].split(":")[0].rsplit("/", 1)[-1] + ")" if " (" in f else f
+            for f in stack.split(";")
+        ]
         frames = [f for f in frames if not f.startswith(("process ", "thread "))]
         if frames:
             own[frames[-1]] += n
@@ -411,21 +509,36 @@ def top_functions(collapsed: str, k: int = 15) -> dict:
 
 # -- the sweep -----------------------------------------------------------------
 
-COLUMNS = [("N", "n", "{}"), ("conn", "connected", "{}"), ("srv CPU%", "server_cpu_pct", "{:.0f}"),
-           ("idle CPU%", "server_idle_cpu_pct", "{:.0f}"), ("CPU ms/client/s", "cpu_ms_per_client_s", "{:.3f}"),
-           ("bots CPU%", "bots_cpu_pct", "{:.0f}"), ("bots/srv", "bots_per_server_cpu", "{:.2f}"),
-           ("other CPU%", "other_cpu_pct", "{:.0f}"), ("upd/s med", "updates_per_s_median", "{:.1f}"),
-           ("upd/s p5", "updates_per_s_p5", "{:.1f}"), ("gap p99 ms", "gap_p99_ms", "{:.1f}"),
-           ("rtt p50 ms", "rtt_p50_ms", "{:.2f}"), ("rtt p99 ms", "rtt_p99_ms", "{:.1f}"),
-           ("B/s/client", "bytes_per_s_per_client", "{:,.0f}"), ("tick p99 ms", "tick_p99_ms", "{:.1f}"),
-           ("held", "held", "{}")]
+COLUMNS = [
+    ("N", "n", "{}"),
+    ("conn", "connected", "{}"),
+    ("srv CPU%", "server_cpu_pct", "{:.0f}"),
+    ("idle CPU%", "server_idle_cpu_pct", "{:.0f}"),
+    ("CPU ms/client/s", "cpu_ms_per_client_s", "{:.3f}"),
+    ("bots CPU%", "bots_cpu_pct", "{:.0f}"),
+    ("bots/srv", "bots_per_server_cpu", "{:.2f}"),
+    ("other CPU%", "other_cpu_pct", "{:.0f}"),
+    ("upd/s med", "updates_per_s_median", "{:.1f}"),
+    ("upd/s p5", "updates_per_s_p5", "{:.1f}"),
+    ("gap p99 ms", "gap_p99_ms", "{:.1f}"),
+    ("rtt p50 ms", "rtt_p50_ms", "{:.2f}"),
+    ("rtt p99 ms", "rtt_p99_ms", "{:.1f}"),
+    ("B/s/client", "bytes_per_s_per_client", "{:,.0f}"),
+    ("tick p99 ms", "tick_p99_ms", "{:.1f}"),
+    ("held", "held", "{}"),
+]
 
 # The side-by-side comparison: (label, key, format, better) where better says which way wins.
-COMPARED = [("clients connected", "connected", "{:,}", "more"), ("server CPU %", "server_cpu_pct", "{:.1f}", "less"),
-            ("CPU ms per client-second", "cpu_ms_per_client_s", "{:.3f}", "less"),
-            ("bytes/s per client", "bytes_per_s_per_client", "{:,.0f}", "less"),
-            ("updates/s p5", "updates_per_s_p5", "{:.1f}", "more"), ("RTT p99 ms", "rtt_p99_ms", "{:.1f}", "less"),
-            ("update gap p99 ms", "gap_p99_ms", "{:.1f}", "less"), ("tick p99 ms (colyseus: its simulation step only)", "tick_p99_ms", "{:.2f}", "less")]
+COMPARED = [
+    ("clients connected", "connected", "{:,}", "more"),
+    ("server CPU %", "server_cpu_pct", "{:.1f}", "less"),
+    ("CPU ms per client-second", "cpu_ms_per_client_s", "{:.3f}", "less"),
+    ("bytes/s per client", "bytes_per_s_per_client", "{:,.0f}", "less"),
+    ("updates/s p5", "updates_per_s_p5", "{:.1f}", "more"),
+    ("RTT p99 ms", "rtt_p99_ms", "{:.1f}", "less"),
+    ("update gap p99 ms", "gap_p99_ms", "{:.1f}", "less"),
+    ("tick p99 ms (colyseus: its simulation step only)", "tick_p99_ms", "{:.2f}", "less"),
+]
 
 
 def render(cells: list[list[str]]) -> str:
@@ -439,8 +552,10 @@ def table(rows: list[dict]) -> str:
     head = ["server"] if any(r.get("server") != "npcworld" for r in rows) else []
     cells = [head + [h for h, _, _ in COLUMNS]]
     for row in rows:
-        cells.append(([row["server"]] if head else [])
-                     + ["-" if row.get(key) is None else fmt.format(row[key]) for _, key, fmt in COLUMNS])
+        cells.append(
+            ([row["server"]] if head else [])
+            + ["-" if row.get(key) is None else fmt.format(row[key]) for _, key, fmt in COLUMNS]
+        )
     return render(cells)
 
 
@@ -455,11 +570,19 @@ def side_by_side(pairs: list[tuple[dict, dict]], a: str = "npcworld", b: str = "
         for label, key, fmt, better in COMPARED:
             a, b = ours.get(key), theirs.get(key)
             r = ratio(a, b)
-            cells.append([str(ours["n"]), label, "-" if a is None else fmt.format(a),
-                          "-" if b is None else fmt.format(b), "-" if r is None else f"{r:.2f}x",
-                          f"{better} is better"])
-        cells.append([str(ours["n"]), "held (all in, p5 >= 19, RTT p99 <= 100)", str(ours["held"]),
-                      str(theirs["held"]), "", ""])
+            cells.append(
+                [
+                    str(ours["n"]),
+                    label,
+                    "-" if a is None else fmt.format(a),
+                    "-" if b is None else fmt.format(b),
+                    "-" if r is None else f"{r:.2f}x",
+                    f"{better} is better",
+                ]
+            )
+        cells.append(
+            [str(ours["n"]), "held (all in, p5 >= 19, RTT p99 <= 100)", str(ours["held"]), str(theirs["held"]), "", ""]
+        )
     return render(cells)
 
 
@@ -476,34 +599,77 @@ def parse_clients(text: str) -> list[int]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--npcs", type=int, default=500)
-    ap.add_argument("--clients", type=parse_clients, default=None, metavar="N,N,...",
-                    help="run exactly these N (every one, no stop at saturation) instead of the doubling sweep")
+    ap.add_argument(
+        "--clients",
+        type=parse_clients,
+        default=None,
+        metavar="N,N,...",
+        help="run exactly these N (every one, no stop at saturation) instead of the doubling sweep",
+    )
     ap.add_argument("--start", type=int, default=50, help="first N of the sweep; each next step doubles it")
     ap.add_argument("--max", type=int, default=25600, help="largest N the sweep tries")
-    ap.add_argument("--measure", "--seconds", dest="measure", type=float, default=6.0,
-                    help="seconds of steady window per step (each server gets the same)")
-    ap.add_argument("--warmup", type=float, default=60.0, metavar="S",
-                    help="most seconds npcworld may take to start up before its bots connect: its decision worker "
-                         "loading torch and the policy's check of each NPC file (~10 s of a core on a 2-core "
-                         "machine; /metrics says when they are done), then 2 s; the peer waits as long as npcworld "
-                         "did (default: 60)")
-    ap.add_argument("--spawn", choices=("random", "spawn"), default="random",
-                    help="where npcworld places players: random (S1, uniform, as the peer does; default) or "
-                         "spawn (the crowded case: every player at the plaza, all in one view)")
-    ap.add_argument("--peer", choices=("colyseus",), default=None,
-                    help="also run the Colyseus peer at each N, taking turns, and print them side by side")
-    ap.add_argument("--peer-src", type=Path, default=None, help="the peer's folder (default: ../shared/peers/colyseus-s1)")
-    ap.add_argument("--peer-work", type=Path, default=colyseus_peer.DEFAULT_WORK,
-                    help=f"where the peer is copied and its npm packages installed (default: {colyseus_peer.DEFAULT_WORK})")
-    ap.add_argument("--baseline-args", default=None, metavar="FLAGS",
-                    help="A/B: at each N also run npcworld with these extra serve flags (e.g. "
-                         "--baseline-args=--no-direct-writes), taking turns, side by side")
-    ap.add_argument("--baseline-src", type=Path, default=None, metavar="DIR",
-                    help="A/B: at each N also run the server from this source tree (an older commit, e.g. "
-                         "`git archive HEAD~1 | tar -x -C /tmp/base`), with --baseline-args if given, taking "
-                         "turns, side by side; the bots are this tree's")
-    ap.add_argument("--procs", type=int, default=None, help="bot processes, for both servers (default: one per 250 "
-                    "bots, at most one per core)")
+    ap.add_argument(
+        "--measure",
+        "--seconds",
+        dest="measure",
+        type=float,
+        default=6.0,
+        help="seconds of steady window per step (each server gets the same)",
+    )
+    ap.add_argument(
+        "--warmup",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="most seconds npcworld may take to start up before its bots connect: its decision worker "
+        "loading torch and the policy's check of each NPC file (~10 s of a core on a 2-core "
+        "machine; /metrics says when they are done), then 2 s; the peer waits as long as npcworld "
+        "did (default: 60)",
+    )
+    ap.add_argument(
+        "--spawn",
+        choices=("random", "spawn"),
+        default="random",
+        help="where npcworld places players: random (S1, uniform, as the peer does; default) or "
+        "spawn (the crowded case: every player at the plaza, all in one view)",
+    )
+    ap.add_argument(
+        "--peer",
+        choices=("colyseus",),
+        default=None,
+        help="also run the Colyseus peer at each N, taking turns, and print them side by side",
+    )
+    ap.add_argument(
+        "--peer-src", type=Path, default=None, help="the peer's folder (default: ../shared/peers/colyseus-s1)"
+    )
+    ap.add_argument(
+        "--peer-work",
+        type=Path,
+        default=colyseus_peer.DEFAULT_WORK,
+        help=f"where the peer is copied and its npm packages installed (default: {colyseus_peer.DEFAULT_WORK})",
+    )
+    ap.add_argument(
+        "--baseline-args",
+        default=None,
+        metavar="FLAGS",
+        help="A/B: at each N also run npcworld with these extra serve flags (e.g. "
+        "--baseline-args=--no-direct-writes), taking turns, side by side",
+    )
+    ap.add_argument(
+        "--baseline-src",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="A/B: at each N also run the server from this source tree (an older commit, e.g. "
+        "`git archive HEAD~1 | tar -x -C /tmp/base`), with --baseline-args if given, taking "
+        "turns, side by side; the bots are this tree's",
+    )
+    ap.add_argument(
+        "--procs",
+        type=int,
+        default=None,
+        help="bot processes, for both servers (default: one per 250 bots, at most one per core)",
+    )
     ap.add_argument("--profile", action="store_true", help="re-run the saturating N (or the last) under py-spy")
     args = ap.parse_args()
     if args.measure < 2:
@@ -533,8 +699,14 @@ def main() -> int:
             rows.append(row)
             print_step(row)
             if args.baseline_args or args.baseline_src:
-                base = step(n, args, workdir, label="baseline", extra=tuple(shlex.split(args.baseline_args or "")),
-                            src=(args.baseline_src or ROOT).resolve())
+                base = step(
+                    n,
+                    args,
+                    workdir,
+                    label="baseline",
+                    extra=tuple(shlex.split(args.baseline_args or "")),
+                    src=(args.baseline_src or ROOT).resolve(),
+                )
                 rows.append(base)
                 ab_pairs.append((row, base))
                 print_step(base)
@@ -558,19 +730,25 @@ def main() -> int:
     largest = max(held) if held else None
     print()
     print(table(rows))
-    print(f"\nnpcworld (--spawn {args.spawn}): largest N that held: {largest if largest is not None else 'none'}"
-          + (f"; saturated at N={saturated}" if saturated else f"; not saturated up to N={ours[-1]['n']}")
-          + f"  (held = all connected, updates/s p5 >= {MIN_UPDATES_P5:g}, round trip p99 <= {MAX_RTT_P99_MS:g} ms)")
+    print(
+        f"\nnpcworld (--spawn {args.spawn}): largest N that held: {largest if largest is not None else 'none'}"
+        + (f"; saturated at N={saturated}" if saturated else f"; not saturated up to N={ours[-1]['n']}")
+        + f"  (held = all connected, updates/s p5 >= {MIN_UPDATES_P5:g}, round trip p99 <= {MAX_RTT_P99_MS:g} ms)"
+    )
     if pairs:
         peer_held = [t["n"] for _, t in pairs if t["held"]]
         theirs = max(peer_held) if peer_held else None
-        print(f"colyseus: largest N that held: {theirs if theirs is not None else 'none'}"
-              + (f"; npcworld / colyseus = {largest / theirs:.2f}x" if largest and theirs else ""))
+        print(
+            f"colyseus: largest N that held: {theirs if theirs is not None else 'none'}"
+            + (f"; npcworld / colyseus = {largest / theirs:.2f}x" if largest and theirs else "")
+        )
         print("\nside by side (the same N, ramp and measured seconds, taking turns in this run):")
         print(side_by_side(pairs))
         print(MEASURED_HOW)
     if ab_pairs:
-        base = " ".join(x for x in (f"from {args.baseline_src}" if args.baseline_src else "", args.baseline_args or "") if x)
+        base = " ".join(
+            x for x in (f"from {args.baseline_src}" if args.baseline_src else "", args.baseline_args or "") if x
+        )
         print(f"\nA/B (npcworld as is vs. baseline = npcworld {base}, taking turns in this run):")
         print(side_by_side(ab_pairs, "npcworld", "baseline"))
     for row in rows:
@@ -578,27 +756,59 @@ def main() -> int:
             print(f"  {row['server']} N={row['n']}: {problem}")
     if profile:
         for label, prof in profile.items():
-            print(f"\npy-spy, {label} at N={saturated or ours[-1]['n']} ({prof.get('samples', 0)} samples), "
-                  "top functions by own time:")
+            print(
+                f"\npy-spy, {label} at N={saturated or ours[-1]['n']} ({prof.get('samples', 0)} samples), "
+                "top functions by own time:"
+            )
             if "error" in prof:
                 print("  " + prof["error"])
             for name, pct in prof.get("self", [])[:12]:
                 print(f"  {pct:5.1f} %  {name}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "scenario": "S1" if args.spawn == "random" else "S1-crowded", "spawn": args.spawn, "npcs": args.npcs,
-        "tick_rate": 20, "measure_s": args.measure,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "criteria": {"updates_per_s_p5_min": MIN_UPDATES_P5, "rtt_p99_ms_max": MAX_RTT_P99_MS},
-        "largest_n_held": largest, "saturated_at": saturated, "steps": rows,
-        "side_by_side": [{"n": a["n"], "npcworld": a, "colyseus": b,
-                          "ratios": {key: ratio(a.get(key), b.get(key)) for _, key, _, _ in COMPARED}}
-                         for a, b in pairs],
-        "baseline_args": args.baseline_args, "baseline_src": str(args.baseline_src) if args.baseline_src else None,
-        "a_b": [{"n": a["n"], "npcworld": a, "baseline": b,
-                 "ratios": {key: ratio(a.get(key), b.get(key)) for _, key, _, _ in COMPARED}} for a, b in ab_pairs],
-        "measured_how": MEASURED_HOW if pairs else None, "profile": profile,
-    }, indent=1) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "scenario": "S1" if args.spawn == "random" else "S1-crowded",
+                "spawn": args.spawn,
+                "npcs": args.npcs,
+                "tick_rate": 20,
+                "measure_s": args.measure,
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                },
+                "criteria": {"updates_per_s_p5_min": MIN_UPDATES_P5, "rtt_p99_ms_max": MAX_RTT_P99_MS},
+                "largest_n_held": largest,
+                "saturated_at": saturated,
+                "steps": rows,
+                "side_by_side": [
+                    {
+                        "n": a["n"],
+                        "npcworld": a,
+                        "colyseus": b,
+                        "ratios": {key: ratio(a.get(key), b.get(key)) for _, key, _, _ in COMPARED},
+                    }
+                    for a, b in pairs
+                ],
+                "baseline_args": args.baseline_args,
+                "baseline_src": str(args.baseline_src) if args.baseline_src else None,
+                "a_b": [
+                    {
+                        "n": a["n"],
+                        "npcworld": a,
+                        "baseline": b,
+                        "ratios": {key: ratio(a.get(key), b.get(key)) for _, key, _, _ in COMPARED},
+                    }
+                    for a, b in ab_pairs
+                ],
+                "measured_how": MEASURED_HOW if pairs else None,
+                "profile": profile,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"\nwrote {RESULTS.relative_to(ROOT)}")
     return 0
 
@@ -616,9 +826,11 @@ MEASURED_HOW = """how each figure is measured, the same way for both unless said
 
 
 def print_step(row: dict) -> None:
-    print(f"{row['server']} N={row['n']}: {'held' if row['held'] else 'NOT HELD'}  "
-          + "  ".join(f"{h}={'-' if row.get(k) is None else f.format(row[k])}" for h, k, f in COLUMNS[1:-1]),
-          flush=True)
+    print(
+        f"{row['server']} N={row['n']}: {'held' if row['held'] else 'NOT HELD'}  "
+        + "  ".join(f"{h}={'-' if row.get(k) is None else f.format(row[k])}" for h, k, f in COLUMNS[1:-1]),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -56,8 +56,13 @@ def prepare(source: Path, work: Path) -> Path:
         shutil.copyfile(source / f, work / f)
     if not (work / "node_modules" / "@colyseus" / "core").is_dir():
         print(f"installing the Colyseus peer's packages in {work} (npm ci)...", flush=True)
-        out = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=work,
-                             capture_output=True, text=True, timeout=600)
+        out = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=work,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         if out.returncode != 0:
             raise RuntimeError(f"npm ci in {work} failed:\n{out.stderr[-2000:]}")
     return work
@@ -74,8 +79,14 @@ class PeerServer:
 
     def __init__(self, work: Path):
         self.port = free_port()
-        self.proc = subprocess.Popen(["node", "server.mjs"], cwd=work, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, env={**os.environ, "PORT": str(self.port)})
+        self.proc = subprocess.Popen(
+            ["node", "server.mjs"],
+            cwd=work,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PORT": str(self.port)},
+        )
         self.stats: list[tuple[float, dict]] = []  # (unix time, {"cpu_pct", "tick_p50_ms", "tick_p99_ms", ...})
         self.lines: list[str] = []
         ready = threading.Event()
@@ -118,17 +129,23 @@ class PeerServer:
                 self.proc.wait(5)
 
 
-def start_bots(work: Path, port: int, n: int, procs: int, ramp: float, measure: float,
-               out_dir: Path) -> list[tuple[subprocess.Popen, Path]]:
+def start_bots(
+    work: Path, port: int, n: int, procs: int, ramp: float, measure: float, out_dir: Path
+) -> list[tuple[subprocess.Popen, Path]]:
     """P `node bots.mjs` processes sharing N, each ramping its share over `ramp` s, then measuring `measure` s."""
     out_dir.mkdir(parents=True, exist_ok=True)
     shares = [n // procs + (1 if k < n % procs else 0) for k in range(procs)]
     started = []
     for k, share in enumerate(s for s in shares if s):
         out = out_dir / f"bots-{k}.json"
-        proc = subprocess.Popen(["node", "bots.mjs", f"ws://127.0.0.1:{port}", str(share), f"{measure:g}",
-                                 f"{ramp:g}", str(out)], cwd=work, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, env={**os.environ, "LEAN": "1"})
+        proc = subprocess.Popen(
+            ["node", "bots.mjs", f"ws://127.0.0.1:{port}", str(share), f"{measure:g}", f"{ramp:g}", str(out)],
+            cwd=work,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "LEAN": "1"},
+        )
         started.append((proc, out))
     return started
 
@@ -163,11 +180,17 @@ def collect(bots: list[tuple[subprocess.Popen, Path]], n: int, timeout: float) -
         problems.append(f"{errors} peer bots could not join")
     if parts and n - joined - errors > 0:
         problems.append(f"{n - joined - errors} peer bots had not joined when their run ended (still connecting)")
-    return {"connected": joined, "join_errors": errors,
-            "updates_per_s_median": weighted("rate_med"), "updates_per_s_p5": worst("rate_p5", min),
-            "gap_p99_ms": worst("gap_p99_ms", max), "rtt_p50_ms": weighted("rtt_p50_ms"),
-            "rtt_p99_ms": worst("rtt_p99_ms", max), "own_bytes_per_s_per_client": weighted("bytes_per_s_med"),
-            "problems": problems}
+    return {
+        "connected": joined,
+        "join_errors": errors,
+        "updates_per_s_median": weighted("rate_med"),
+        "updates_per_s_p5": worst("rate_p5", min),
+        "gap_p99_ms": worst("gap_p99_ms", max),
+        "rtt_p50_ms": weighted("rtt_p50_ms"),
+        "rtt_p99_ms": worst("rtt_p99_ms", max),
+        "own_bytes_per_s_per_client": weighted("bytes_per_s_med"),
+        "problems": problems,
+    }
 
 
 def sockets_of(pid: int) -> int:

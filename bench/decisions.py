@@ -71,11 +71,11 @@ from world.snapshot import encode_update  # noqa: E402
 from world.tilemap import load_map  # noqa: E402
 
 TICK_RATE = 20
-DT = 1.0 / TICK_RATE           # s: a tick; a tick longer than this is an overrun
-THINK_S = 0.5                  # s between two thinks of one NPC
-TURN_EVERY_S = 2.0             # s: an observer changes direction about this often (as bench/world.py)
-KILL_EVERY_S = 5.0             # s between two kills of every worker in the fault run
-WARMUP_S = 1.0                 # s of untimed real-time ticks per mode before the timed blocks
+DT = 1.0 / TICK_RATE  # s: a tick; a tick longer than this is an overrun
+THINK_S = 0.5  # s between two thinks of one NPC
+TURN_EVERY_S = 2.0  # s: an observer changes direction about this often (as bench/world.py)
+KILL_EVERY_S = 5.0  # s between two kills of every worker in the fault run
+WARMUP_S = 1.0  # s of untimed real-time ticks per mode before the timed blocks
 # Ticks run (untimed, as fast as they go, no updates encoded) after spawning, before any timing: the
 # first ~12 s of game time after a spawn are a transient (every NPC greets the players it first
 # sees: 200-365 lines per tick at 10,000 NPCs and 1,000 observers, then ~90), and a mode timed in
@@ -83,7 +83,7 @@ WARMUP_S = 1.0                 # s of untimed real-time ticks per mode before th
 SETTLE_TICKS = 300
 WEIGHTS = ROOT / "assets" / "policy" / "policy.safetensors"
 MAP = ROOT / "assets" / "maps" / "default.tmj"
-LIVE = ("starting", "idle", "busy")   # worker states with a process to kill
+LIVE = ("starting", "idle", "busy")  # worker states with a process to kill
 
 # The issue's targets: (name, where, measured value's path, bound, how it compares).
 TARGETS = (
@@ -106,6 +106,7 @@ def pct(values, q) -> float:
 
 
 # -- the scene: a world, its cast, the observers ----------------------------------------------------
+
 
 @dataclass
 class Scene:
@@ -136,7 +137,7 @@ def build(npcs: int, observers: int, decider_of=None, seed: int = 0) -> tuple[Sc
         for i in range(extra // len(ids) + (j < extra % len(ids))):
             cast.spawn(def_id, place=points[i % len(points)])
     rng = np.random.default_rng(seed + 1)
-    free = np.argwhere(~tilemap.blocked)          # (row, col) of free tiles
+    free = np.argwhere(~tilemap.blocked)  # (row, col) of free tiles
     ts = tilemap.tile_size
     players = []
     for k in range(observers):
@@ -175,6 +176,7 @@ def internal_reports(cast: Cast) -> int:
 
 # -- the real-time loop ------------------------------------------------------------------------------
 
+
 def run_block(scene: Scene, seconds: float, on_tick=None) -> dict:
     """A real-time 20 Hz loop of whole ticks for `seconds`; raw per-tick times (s)."""
     world, cast, players = scene.world, scene.cast, scene.players
@@ -187,9 +189,9 @@ def run_block(scene: Scene, seconds: float, on_tick=None) -> dict:
         if now < next_at:
             time.sleep(next_at - now)
         for i in np.flatnonzero(scene.rng.random(len(players)) < DT / TURN_EVERY_S):
-            turn(scene, players[i])      # input, not part of the tick's time (as bench/world.py)
+            turn(scene, players[i])  # input, not part of the tick's time (as bench/world.py)
         t0 = time.perf_counter()
-        late.append(max(0.0, t0 - next_at))   # how late the tick started (the CPU was busy elsewhere)
+        late.append(max(0.0, t0 - next_at))  # how late the tick started (the CPU was busy elsewhere)
         tc = t0
         try:
             cast.tick()
@@ -199,7 +201,7 @@ def run_block(scene: Scene, seconds: float, on_tick=None) -> dict:
             tick = world.tick
             for p in players:
                 encode_update(tick, tick, views[p])
-        except Exception as e:           # counted, never expected
+        except Exception as e:  # counted, never expected
             errors.append(f"{type(e).__name__}: {e}")
         t1 = time.perf_counter()
         total.append(t1 - t0)
@@ -207,10 +209,9 @@ def run_block(scene: Scene, seconds: float, on_tick=None) -> dict:
         if on_tick:
             on_tick(t1)
         next_at += DT
-        if time.perf_counter() > next_at:    # overran: the next tick starts now (no catch-up burst)
+        if time.perf_counter() > next_at:  # overran: the next tick starts now (no catch-up burst)
             next_at = time.perf_counter()
-    return {"total": total, "npc": npc, "late": late, "errors": errors,
-            "internal": internal_reports(cast) - internal0}
+    return {"total": total, "npc": npc, "late": late, "errors": errors, "internal": internal_reports(cast) - internal0}
 
 
 def summarise(blocks: list[dict]) -> dict:
@@ -220,15 +221,24 @@ def summarise(blocks: list[dict]) -> dict:
     late = np.concatenate([b["late"] for b in blocks])
     errors = [e for b in blocks for e in b["errors"]]
     internal = sum(b["internal"] for b in blocks)
-    return {"ticks": len(total), "tick_p50_ms": ms(pct(total, 50)), "tick_p99_ms": ms(pct(total, 99)),
-            "tick_max_ms": ms(float(total.max())) if len(total) else None,
-            "npc_p50_ms": ms(pct(npc, 50)), "npc_share": round(float(npc.sum() / max(1e-12, total.sum())), 4),
-            "start_late_p99_ms": ms(pct(late, 99)), "overruns": int((total > DT).sum()),
-            "exceptions_raised": len(errors), "internal_reports": internal,
-            "exceptions_total": len(errors) + internal, "exceptions": errors[:5]}
+    return {
+        "ticks": len(total),
+        "tick_p50_ms": ms(pct(total, 50)),
+        "tick_p99_ms": ms(pct(total, 99)),
+        "tick_max_ms": ms(float(total.max())) if len(total) else None,
+        "npc_p50_ms": ms(pct(npc, 50)),
+        "npc_share": round(float(npc.sum() / max(1e-12, total.sum())), 4),
+        "start_late_p99_ms": ms(pct(late, 99)),
+        "overruns": int((total > DT).sum()),
+        "exceptions_raised": len(errors),
+        "internal_reports": internal,
+        "exceptions_total": len(errors) + internal,
+        "exceptions": errors[:5],
+    }
 
 
 # -- the policy ---------------------------------------------------------------------------------------
+
 
 def weights_problem(path: str) -> str | None:
     """Why the weights file cannot serve the current observation layout (read from the safetensors
@@ -240,14 +250,17 @@ def weights_problem(path: str) -> str | None:
         return f"cannot read {path}: {e}"
     shape = header.get("body.0.weight", {}).get("shape")
     if shape is None or shape[-1] != OBS_DIM:
-        return (f"{path} takes observations of {shape and shape[-1]} values, npc/policy/observe.py now builds "
-                f"{OBS_DIM}: retrain (`npcworld train-policy`), or time random weights with --weights none")
+        return (
+            f"{path} takes observations of {shape and shape[-1]} values, npc/policy/observe.py now builds "
+            f"{OBS_DIM}: retrain (`npcworld train-policy`), or time random weights with --weights none"
+        )
     return None
 
 
 def policy_starter(args):
     def start(world):
         return start_decider(world, weights=args.weights, budget_s=DT, guard=args.guard, devices=args.devices)
+
     return start
 
 
@@ -259,17 +272,20 @@ def wait_policy(decider, timeout: float) -> dict:
 
     def failing():
         return [w for w in pool.workers() if w.starts >= 3 and w.batches == 0 and w.last_error]
+
     pool.wait_for(lambda: pool.stats.workers_ready >= len(pool.workers()) or failing(), timeout)
     if failing():
         raise RuntimeError(f"a policy worker cannot start:\n{failing()[0].last_error}")
     if pool.stats.workers_ready < len(pool.workers()):
         raise RuntimeError(f"policy workers not ready after {timeout} s: {pool.workers()}")
-    decider.pool.wait_for(lambda: all(c is not None for _, c in decider.checks.values()),
-                          max(1.0, timeout - (time.monotonic() - t0)))
+    decider.pool.wait_for(
+        lambda: all(c is not None for _, c in decider.checks.values()), max(1.0, timeout - (time.monotonic() - t0))
+    )
     out = {}
     for k, (_, c) in sorted(decider.checks.items()):
-        out[k] = None if c is None else {"ok": bool(c.ok), "agreement": round(float(c.agreement), 4),
-                                         "reason": c.reason}
+        out[k] = (
+            None if c is None else {"ok": bool(c.ok), "agreement": round(float(c.agreement), 4), "reason": c.reason}
+        )
     return out
 
 
@@ -278,7 +294,7 @@ def drain(decider, timeout: float = 2.0) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end and not all(f.done() for f, *_ in decider.pending.values()):
         time.sleep(0.005)
-    time.sleep(0.01)                     # the engine appends to the inbox just after finishing
+    time.sleep(0.01)  # the engine appends to the inbox just after finishing
     decider.begin_tick(0.0)
 
 
@@ -326,6 +342,7 @@ def audit(scene: Scene, decider, seconds: float) -> dict:
 
 # -- 1. load -------------------------------------------------------------------------------------------
 
+
 def load(npcs: int, args) -> dict:
     t_build = time.perf_counter()
     scene, decider = build(npcs, args.observers, policy_starter(args))
@@ -360,14 +377,24 @@ def load(npcs: int, args) -> dict:
     batches = s1["batches"] - s0["batches"]
     compute = (s1["compute_s"] - s0["compute_s"]) / max(1, batches)
     return {
-        "npcs": len(scene.cast.minds), "observers": len(scene.players), "seconds": args.seconds,
-        "blocks": args.blocks, "setup_s": round(ready_s, 1), "devices": devices,
-        "policy_follows": follows, "guard": checks,
-        "builtin": summarise(modes["builtin"]), "policy": summarise(modes["policy"]),
-        "decisions": sum(decisions.values()), "outcomes": decisions, "share": outcome_shares(decisions),
-        "rejected": rejected, "rejected_share": round(rejected / max(1, decisions["on_time"]), 5),
+        "npcs": len(scene.cast.minds),
+        "observers": len(scene.players),
+        "seconds": args.seconds,
+        "blocks": args.blocks,
+        "setup_s": round(ready_s, 1),
+        "devices": devices,
+        "policy_follows": follows,
+        "guard": checks,
+        "builtin": summarise(modes["builtin"]),
+        "policy": summarise(modes["policy"]),
+        "decisions": sum(decisions.values()),
+        "outcomes": decisions,
+        "share": outcome_shares(decisions),
+        "rejected": rejected,
+        "rejected_share": round(rejected / max(1, decisions["on_time"]), 5),
         "agreement": agreement,
-        "latency_p50_ms": ms(pct(lat, 50)), "latency_p99_ms": ms(pct(lat, 99)),
+        "latency_p50_ms": ms(pct(lat, 50)),
+        "latency_p99_ms": ms(pct(lat, 99)),
         "rows_per_request_mean": round(float(np.mean(rows)), 1) if rows else 0,
         "rows_per_request_max": int(max(rows, default=0)),
         "compute_per_batch_ms": ms(compute),
@@ -377,6 +404,7 @@ def load(npcs: int, args) -> dict:
 
 # -- 2. batching ---------------------------------------------------------------------------------------
 
+
 def batching(weights: str | None, devices: list[str] | None, n: int = 1000, repeats: int = 5) -> dict:
     """One request of n rows vs n one-row requests served one per batch, through the pool."""
     rng = np.random.default_rng(0)
@@ -385,9 +413,16 @@ def batching(weights: str | None, devices: list[str] | None, n: int = 1000, repe
     tmask = np.ones((n, T), bool)
     out = {}
     for name, max_batch, rows in (("batched", 256, n), ("per_npc", 1, 1)):
-        pool = Pool(PoolConfig(runner="npc.policy.model:PolicyRunner", runner_options={"weights": weights},
-                               workers=1, devices=(devices or ["cpu"])[:1], max_batch=max_batch,
-                               max_wait_s=0.0)).start()
+        pool = Pool(
+            PoolConfig(
+                runner="npc.policy.model:PolicyRunner",
+                runner_options={"weights": weights},
+                workers=1,
+                devices=(devices or ["cpu"])[:1],
+                max_batch=max_batch,
+                max_wait_s=0.0,
+            )
+        ).start()
         try:
             if not pool.wait_ready(120):
                 raise RuntimeError(f"batching: the worker is not ready after 120 s: {pool.workers()}")
@@ -395,8 +430,10 @@ def batching(weights: str | None, devices: list[str] | None, n: int = 1000, repe
             for _ in range(repeats):
                 c0 = pool.stats.compute_s
                 t0 = time.perf_counter()
-                reqs = [{"obs": obs[i:i + rows], "mask": mask[i:i + rows], "tmask": tmask[i:i + rows]}
-                        for i in range(0, n, rows)]
+                reqs = [
+                    {"obs": obs[i : i + rows], "mask": mask[i : i + rows], "tmask": tmask[i : i + rows]}
+                    for i in range(0, n, rows)
+                ]
                 for f in pool.submit_many(reqs, time.monotonic() + 60, Inbox()):
                     f.wait(60)
                 walls.append(time.perf_counter() - t0)
@@ -411,6 +448,7 @@ def batching(weights: str | None, devices: list[str] | None, n: int = 1000, repe
 
 
 # -- 3. faults -----------------------------------------------------------------------------------------
+
 
 def own_child(pid: int) -> bool:
     """pid is a live child of this process (a pool worker, never anything else)."""
@@ -433,6 +471,7 @@ def killer(decider, every: float, kills: list):
             if w.pid and w.state in LIVE and own_child(w.pid):
                 os.kill(w.pid, signal.SIGKILL)
                 kills.append({"at_s": round(now, 3), "pid": w.pid, "state": w.state})
+
     return on_tick
 
 
@@ -448,27 +487,38 @@ def faults(args) -> dict:
         s1 = decider.pool.stats.snapshot()
         stormy, stormy_d = policy_block(scene, decider, args.fault_seconds, killer(decider, KILL_EVERY_S, kills))
         s2 = decider.pool.stats.snapshot()
-        decider.pool.wait_for(lambda: decider.serving(), 30)      # a restarted worker: who it follows now
+        decider.pool.wait_for(lambda: decider.serving(), 30)  # a restarted worker: who it follows now
         follows = sorted(k for k, d in scene.cast.defs.items() if not d.hooks and decider.follows(d))
     finally:
         scene.cast.decider = None
         decider.close()
     t0 = kills[0]["at_s"] if kills else 0.0
     for k in kills:
-        k["at_s"] = round(k["at_s"] - t0 + KILL_EVERY_S, 3)     # s since the faulty block began (about)
+        k["at_s"] = round(k["at_s"] - t0 + KILL_EVERY_S, 3)  # s since the faulty block began (about)
     calm_s, stormy_s = summarise([calm]), summarise([stormy])
 
     def pool_delta(a, b):
-        return {k: b[k] - a[k] for k in ("on_time", "late", "dropped", "failed", "worker_starts",
-                                         "worker_deaths", "worker_hangs")}
+        return {
+            k: b[k] - a[k]
+            for k in ("on_time", "late", "dropped", "failed", "worker_starts", "worker_deaths", "worker_hangs")
+        }
+
     return {
-        "npcs": len(scene.cast.minds), "observers": len(scene.players), "seconds": args.fault_seconds,
-        "kill_every_s": KILL_EVERY_S, "kills": len(kills), "killed": kills,
-        "policy_follows": follows, "guard": checks,
-        "without_faults": {**calm_s, "decisions": calm_d, "share": outcome_shares(calm_d),
-                           "pool": pool_delta(s0, s1)},
-        "with_faults": {**stormy_s, "decisions": stormy_d, "share": outcome_shares(stormy_d),
-                        "pool": pool_delta(s1, s2)},
+        "npcs": len(scene.cast.minds),
+        "observers": len(scene.players),
+        "seconds": args.fault_seconds,
+        "kill_every_s": KILL_EVERY_S,
+        "kills": len(kills),
+        "killed": kills,
+        "policy_follows": follows,
+        "guard": checks,
+        "without_faults": {**calm_s, "decisions": calm_d, "share": outcome_shares(calm_d), "pool": pool_delta(s0, s1)},
+        "with_faults": {
+            **stormy_s,
+            "decisions": stormy_d,
+            "share": outcome_shares(stormy_d),
+            "pool": pool_delta(s1, s2),
+        },
         "tick_p99_ratio": round(stormy_s["tick_p99_ms"] / calm_s["tick_p99_ms"], 3),
         "exceptions_total": stormy_s["exceptions_total"],
         "internal_tracebacks": [r.traceback for r in scene.cast.reports if r.kind == "internal"][-3:],
@@ -477,10 +527,13 @@ def faults(args) -> dict:
 
 # -- targets, printing ---------------------------------------------------------------------------------
 
+
 def targets(result: dict, observers: int) -> list[dict]:
     """Each target of the issue: the measured value, and whether it is met (None: not measured here)."""
-    at = {"load@10000": next((r for r in result["load"] if r["npcs"] == TARGET_NPCS), None),
-          "faults": result.get("faults")}
+    at = {
+        "load@10000": next((r for r in result["load"] if r["npcs"] == TARGET_NPCS), None),
+        "faults": result.get("faults"),
+    }
     out = []
     for name, where, path, bound, op in TARGETS:
         r = at[where]
@@ -490,14 +543,17 @@ def targets(result: dict, observers: int) -> list[dict]:
             for key in path:
                 value = value.get(key) if isinstance(value, dict) else None
         met = None if value is None else (value <= bound if op == "<=" else value >= bound)
-        out.append({"target": name, "at": where, "observers": TARGET_OBSERVERS, "value": value, "bound": bound,
-                    "met": met})
+        out.append(
+            {"target": name, "at": where, "observers": TARGET_OBSERVERS, "value": value, "bound": bound, "met": met}
+        )
     return out
 
 
-HEAD = (f"{'NPCs':>6} | {'builtin p50/p99':>15} | {'policy p50/p99':>15} | {'NPC share B/P':>13} | "
-        f"{'overruns B/P':>12} | {'on time':>8} | {'late':>6} | {'dropped':>7} | {'failed':>6} | "
-        f"{'skipped':>7} | {'agree':>6} | {'lat p50/p99':>11}")
+HEAD = (
+    f"{'NPCs':>6} | {'builtin p50/p99':>15} | {'policy p50/p99':>15} | {'NPC share B/P':>13} | "
+    f"{'overruns B/P':>12} | {'on time':>8} | {'late':>6} | {'dropped':>7} | {'failed':>6} | "
+    f"{'skipped':>7} | {'agree':>6} | {'lat p50/p99':>11}"
+)
 
 
 def row(r: dict) -> str:
@@ -505,25 +561,35 @@ def row(r: dict) -> str:
 
     def share(k):
         return f"{sh[k]:.2%}" if sh[k] is not None else "-"
+
     agree = r["agreement"]["agreement"]
-    return (f"{r['npcs']:>6} | {b['tick_p50_ms']:>6.2f} / {b['tick_p99_ms']:>6.2f} | {p['tick_p50_ms']:>6.2f} / "
-            f"{p['tick_p99_ms']:>6.2f} | {b['npc_share']:>5.1%} / {p['npc_share']:>5.1%} | "
-            f"{b['overruns']:>5} / {p['overruns']:>4} | {share('on_time'):>8} | {share('late'):>6} | "
-            f"{share('dropped'):>7} | {share('failed'):>6} | {share('skipped'):>7} | "
-            f"{f'{agree:.1%}' if agree is not None else '-':>6} | "
-            f"{r['latency_p50_ms']:>4.1f} / {r['latency_p99_ms']:>4.1f}")
+    return (
+        f"{r['npcs']:>6} | {b['tick_p50_ms']:>6.2f} / {b['tick_p99_ms']:>6.2f} | {p['tick_p50_ms']:>6.2f} / "
+        f"{p['tick_p99_ms']:>6.2f} | {b['npc_share']:>5.1%} / {p['npc_share']:>5.1%} | "
+        f"{b['overruns']:>5} / {p['overruns']:>4} | {share('on_time'):>8} | {share('late'):>6} | "
+        f"{share('dropped'):>7} | {share('failed'):>6} | {share('skipped'):>7} | "
+        f"{f'{agree:.1%}' if agree is not None else '-':>6} | "
+        f"{r['latency_p50_ms']:>4.1f} / {r['latency_p99_ms']:>4.1f}"
+    )
 
 
 def print_faults(f: dict) -> None:
     c, s = f["without_faults"], f["with_faults"]
-    print(f"\nfaults, {f['npcs']} NPCs, {f['observers']} observers, {f['seconds']:.0f} s each, every worker "
-          f"killed every {f['kill_every_s']:.0f} s ({f['kills']} kills)")
+    print(
+        f"\nfaults, {f['npcs']} NPCs, {f['observers']} observers, {f['seconds']:.0f} s each, every worker "
+        f"killed every {f['kill_every_s']:.0f} s ({f['kills']} kills)"
+    )
     for name, m in (("no faults", c), ("faults", s)):
-        print(f"  {name:>9}: tick p50/p99 {m['tick_p50_ms']:.2f} / {m['tick_p99_ms']:.2f} ms, overruns "
-              f"{m['overruns']}, exceptions {m['exceptions_total']}, decisions {m['decisions']}, worker starts "
-              f"{m['pool']['worker_starts']} deaths {m['pool']['worker_deaths']} hangs {m['pool']['worker_hangs']}")
-    print(f"  tick p99 ratio x{f['tick_p99_ratio']}; exceptions in the tick: {s['exceptions'] or 'none raised'}, "
-          f"{s['internal_reports']} internal reports", flush=True)
+        print(
+            f"  {name:>9}: tick p50/p99 {m['tick_p50_ms']:.2f} / {m['tick_p99_ms']:.2f} ms, overruns "
+            f"{m['overruns']}, exceptions {m['exceptions_total']}, decisions {m['decisions']}, worker starts "
+            f"{m['pool']['worker_starts']} deaths {m['pool']['worker_deaths']} hangs {m['pool']['worker_hangs']}"
+        )
+    print(
+        f"  tick p99 ratio x{f['tick_p99_ratio']}; exceptions in the tick: {s['exceptions'] or 'none raised'}, "
+        f"{s['internal_reports']} internal reports",
+        flush=True,
+    )
 
 
 def print_targets(ts: list[dict]) -> None:
@@ -537,23 +603,42 @@ def parse(argv=None):
     ap = argparse.ArgumentParser(description="Benchmark NPC decisions: the built-in behaviour vs the policy.")
     ap.add_argument("--sizes", default="1000,2000,5000,10000,20000", help="NPC counts, comma-separated")
     ap.add_argument("--observers", type=int, default=1000, help="players receiving updates (as bench/world.py)")
-    ap.add_argument("--seconds", type=float, default=20.0,
-                    help="timed seconds per size, both modes together, split into --blocks blocks")
+    ap.add_argument(
+        "--seconds",
+        type=float,
+        default=20.0,
+        help="timed seconds per size, both modes together, split into --blocks blocks",
+    )
     ap.add_argument("--blocks", type=int, default=4, help="alternating blocks per size: builtin, policy, ...")
-    ap.add_argument("--settle-ticks", type=int, default=SETTLE_TICKS,
-                    help="untimed built-in ticks after spawning, before any timing (the greeting transient)")
+    ap.add_argument(
+        "--settle-ticks",
+        type=int,
+        default=SETTLE_TICKS,
+        help="untimed built-in ticks after spawning, before any timing (the greeting transient)",
+    )
     ap.add_argument("--audit-seconds", type=float, default=3.0, help="the untimed block measuring agreement")
     ap.add_argument("--fault-npcs", type=int, default=10000)
-    ap.add_argument("--fault-seconds", type=float, default=60.0,
-                    help="length of the fault block (and of its no-fault twin); 0: no fault run")
+    ap.add_argument(
+        "--fault-seconds",
+        type=float,
+        default=60.0,
+        help="length of the fault block (and of its no-fault twin); 0: no fault run",
+    )
     ap.add_argument("--no-batching", dest="batching", action="store_false", help="skip the batching section")
     ap.add_argument("--gpu", action="store_true", help="the policy on cuda:0 (same as --devices cuda:0)")
     ap.add_argument("--devices", default="", help="policy devices, comma-separated (cpu, cuda:N); empty: automatic")
-    ap.add_argument("--no-guard", dest="guard", action="store_false",
-                    help="no guard: the policy decides every file without hooks at once")
+    ap.add_argument(
+        "--no-guard",
+        dest="guard",
+        action="store_false",
+        help="no guard: the policy decides every file without hooks at once",
+    )
     ap.add_argument("--guard-timeout", type=float, default=300.0, help="s to wait for the workers and the guard")
-    ap.add_argument("--weights", default=str(WEIGHTS),
-                    help="policy weights (safetensors); none: random weights (timing only, agreement meaningless)")
+    ap.add_argument(
+        "--weights",
+        default=str(WEIGHTS),
+        help="policy weights (safetensors); none: random weights (timing only, agreement meaningless)",
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "decisions.json"))
     args = ap.parse_args(argv)
     args.weights = None if args.weights.lower() in ("", "none") else args.weights
@@ -568,38 +653,55 @@ def main() -> None:
     if args.weights is not None and (problem := weights_problem(args.weights)):
         sys.exit(problem)
     if args.guard and importlib.util.find_spec("npc.policy.guard") is None:
-        sys.exit("npc/policy/guard.py is missing: the guard can never pass a file, so the policy would decide "
-                 "nothing; run with --no-guard")
-    result = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-                          "load_avg_at_start": os.getloadavg()},
-              "args": {k: v for k, v in vars(args).items()}, "tick_rate": TICK_RATE, "think_ms": THINK_S * 1000,
-              "budget_ms": DT * 1000, "load": []}
+        sys.exit(
+            "npc/policy/guard.py is missing: the guard can never pass a file, so the policy would decide "
+            "nothing; run with --no-guard"
+        )
+    result = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_avg_at_start": os.getloadavg(),
+        },
+        "args": {k: v for k, v in vars(args).items()},
+        "tick_rate": TICK_RATE,
+        "think_ms": THINK_S * 1000,
+        "budget_ms": DT * 1000,
+        "load": [],
+    }
     print(HEAD, flush=True)
     for n in [int(x) for x in args.sizes.split(",") if x]:
         r = load(n, args)
         result["load"].append(r)
         print(row(r), flush=True)
-    print("ticks in ms; NPC share: time in cast.tick() / the whole tick; shares of the policy's NPC decisions; "
-          "agree: same action as the built-in (audit block); lat: decision latency, ms")
+    print(
+        "ticks in ms; NPC share: time in cast.tick() / the whole tick; shares of the policy's NPC decisions; "
+        "agree: same action as the built-in (audit block); lat: decision latency, ms"
+    )
     if args.weights is None:
         print("  random policy weights (--weights none): timings only; agreement and rejected answers mean nothing")
     for r in result["load"]:
         for mode in ("builtin", "policy"):
             if r[mode]["exceptions_total"]:
-                print(f"  {r['npcs']} NPCs, {mode}: {r[mode]['exceptions_total']} exceptions in the tick: "
-                      f"{r[mode]['exceptions']}")
+                print(
+                    f"  {r['npcs']} NPCs, {mode}: {r[mode]['exceptions_total']} exceptions in the tick: "
+                    f"{r[mode]['exceptions']}"
+                )
         if not r["policy_follows"]:
             print(f"  {r['npcs']} NPCs: the policy follows no file (guard: {r['guard']}): policy = built-in")
     if args.batching:
         b = result["batching"] = batching(args.weights, args.devices)
-        print(f"\nbatching, {b['rows']} rows: one batched forward {b['batched']['wall_ms']:.1f} ms wall "
-              f"({b['batched']['compute_ms']:.1f} ms compute) vs one call per NPC {b['per_npc']['wall_ms']:.1f} ms "
-              f"({b['per_npc']['compute_ms']:.1f} ms): x{b['ratio_wall']} wall, x{b['ratio_compute']} compute",
-              flush=True)
+        print(
+            f"\nbatching, {b['rows']} rows: one batched forward {b['batched']['wall_ms']:.1f} ms wall "
+            f"({b['batched']['compute_ms']:.1f} ms compute) vs one call per NPC {b['per_npc']['wall_ms']:.1f} ms "
+            f"({b['per_npc']['compute_ms']:.1f} ms): x{b['ratio_wall']} wall, x{b['ratio_compute']} compute",
+            flush=True,
+        )
     if args.fault_seconds > 0:
         result["faults"] = faults(args)
         print_faults(result["faults"])
-    result["machine"]["load_avg_at_end"] = os.getloadavg()   # other work on the machine skews every number
+    result["machine"]["load_avg_at_end"] = os.getloadavg()  # other work on the machine skews every number
     result["targets"] = targets(result, args.observers)
     print_targets(result["targets"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

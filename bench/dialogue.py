@@ -75,15 +75,34 @@ from npc.files.schema import Persona  # noqa: E402
 
 PERSONA = Persona(
     who="A travelling merchant who settled at the market of the village of Brindle. Sells a bit of everything, "
-        "from apples to maps, and trades gossip from the road for a good price.",
-    knows=("prices of everything at the market", "gossip from the road", "which farmer has the best apples",
-           "the old mill road", "the guard's patrol"),
-    style="chatty, flattering, always selling")
-LINES = ["Hello! What do you sell today?", "Have you heard any news from the road?", "Where can I find the smith?",
-         "Is the tavern open tonight?", "Do you have a map of the village?", "What do the apples cost?",
-         "Who is the guard at the gate?", "Tell me about the old mill.", "Can you give me a discount?",
-         "What did you do before the market?", "Where does the bard play?", "Is it safe on the mill road?",
-         "Do you know my name?", "What is your best item?", "When do you close?", "Any work for a traveller?"]
+    "from apples to maps, and trades gossip from the road for a good price.",
+    knows=(
+        "prices of everything at the market",
+        "gossip from the road",
+        "which farmer has the best apples",
+        "the old mill road",
+        "the guard's patrol",
+    ),
+    style="chatty, flattering, always selling",
+)
+LINES = [
+    "Hello! What do you sell today?",
+    "Have you heard any news from the road?",
+    "Where can I find the smith?",
+    "Is the tavern open tonight?",
+    "Do you have a map of the village?",
+    "What do the apples cost?",
+    "Who is the guard at the gate?",
+    "Tell me about the old mill.",
+    "Can you give me a discount?",
+    "What did you do before the market?",
+    "Where does the bard play?",
+    "Is it safe on the mill road?",
+    "Do you know my name?",
+    "What is your best item?",
+    "When do you close?",
+    "Any work for a traveller?",
+]
 
 
 NAMES = ["Ana", "Bo", "Cyra", "Dov", "Edda", "Finn", "Gala", "Hugo", "Iris", "Jory", "Kael", "Lena"]
@@ -97,9 +116,11 @@ def prompt_for(i: int) -> list[dict]:
     """Prompt i: player(i) talks to the merchant; prompts share only the persona."""
     scene = prompts.Scene(2, f"{9 + i % 8:02d}:{(i * 7) % 60:02d}", "market", "selling", ["Bo", "Cy", "the guard"])
     name = player(i)
-    turns = [("player", f"Good morning, merchant. I am {name}."),
-             ("npc", f"Good morning to you, {name}! Have a look around."),
-             ("player", "I might buy something later.")]
+    turns = [
+        ("player", f"Good morning, merchant. I am {name}."),
+        ("npc", f"Good morning to you, {name}! Have a look around."),
+        ("player", "I might buy something later."),
+    ]
     facts = [f"You met {name} on day 1.", f"{name} said: I like apples", f"{name} said: I'm from the coast"]
     return prompts.messages("Old Tam", PERSONA, scene, name, facts, turns, LINES[i % len(LINES)], 200)
 
@@ -114,10 +135,19 @@ def conversation(pool: Pool, args, exchanges: int) -> dict:
         window = turns[start:]
         anchor = window[0] if window else None
         line = LINES[k % len(LINES)]
-        msgs = prompts.messages("Old Tam", PERSONA, prompts.Scene(3, f"10:{k:02d}", "market", "selling", ["Bo"]),
-                                "Mira", ["You met Mira on day 3."], window, line, 200)
-        s = pool.open_stream({"kind": "reply", "messages": msgs, "max_new_tokens": args.tokens, "seed": k,
-                              "ignore_eos": True})
+        msgs = prompts.messages(
+            "Old Tam",
+            PERSONA,
+            prompts.Scene(3, f"10:{k:02d}", "market", "selling", ["Bo"]),
+            "Mira",
+            ["You met Mira on day 3."],
+            window,
+            line,
+            200,
+        )
+        s = pool.open_stream(
+            {"kind": "reply", "messages": msgs, "max_new_tokens": args.tokens, "seed": k, "ignore_eos": True}
+        )
         text: list[str] = []
 
         def done() -> bool:
@@ -133,8 +163,12 @@ def conversation(pool: Pool, args, exchanges: int) -> dict:
         lengths.append(sum(len(m["content"]) for m in msgs))
         turns += [("player", line), ("npc", "".join(text))]
     later = ttft[1:] or ttft
-    return {"exchanges": exchanges, "ttft_ms": [round(t * 1e3, 1) for t in ttft],
-            "ttft_p50_after_first_ms": pct(later, 50) * 1e3, "prompt_chars": lengths}
+    return {
+        "exchanges": exchanges,
+        "ttft_ms": [round(t * 1e3, 1) for t in ttft],
+        "ttft_p50_after_first_ms": pct(later, 50) * 1e3,
+        "prompt_chars": lengths,
+    }
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -180,17 +214,31 @@ def baseline(args, n_prompts: int, others: bool = True) -> dict:
         rates.append((out.shape[1] - ids["input_ids"].shape[1]) / el)
     batched = other_batching(args, model, tok, n_prompts) if others else {}
     del model
-    return {"prompts": n_prompts, "prompt_tokens_mean": statistics.mean(lens), "ttft_p50_ms": pct(ttft, 50) * 1e3,
-            "ttft_p99_ms": pct(ttft, 99) * 1e3, "tok_s": statistics.median(rates), "ttft_s": ttft, "rates": rates,
-            **batched}
+    return {
+        "prompts": n_prompts,
+        "prompt_tokens_mean": statistics.mean(lens),
+        "ttft_p50_ms": pct(ttft, 50) * 1e3,
+        "ttft_p99_ms": pct(ttft, 99) * 1e3,
+        "tok_s": statistics.median(rates),
+        "ttft_s": ttft,
+        "rates": rates,
+        **batched,
+    }
 
 
 def merged_baseline(before: dict, after: dict) -> dict:
     """The single-stream figures over both baseline runs (one before the levels, one after)."""
     ttft, rates = before["ttft_s"] + after["ttft_s"], before["rates"] + after["rates"]
-    return {**after, "ttft_s": ttft, "rates": rates, "ttft_p50_ms": pct(ttft, 50) * 1e3,
-            "ttft_p99_ms": pct(ttft, 99) * 1e3, "tok_s": statistics.median(rates),
-            "tok_s_before": before["tok_s"], "tok_s_after": after["tok_s"]}
+    return {
+        **after,
+        "ttft_s": ttft,
+        "rates": rates,
+        "ttft_p50_ms": pct(ttft, 50) * 1e3,
+        "ttft_p99_ms": pct(ttft, 99) * 1e3,
+        "tok_s": statistics.median(rates),
+        "tok_s_before": before["tok_s"],
+        "tok_s_after": after["tok_s"],
+    }
 
 
 def other_batching(args, model, tok, n: int) -> dict:
@@ -201,8 +249,12 @@ def other_batching(args, model, tok, n: int) -> dict:
     import torch
     from transformers import GenerationConfig
 
-    prompts = [tok(tok.apply_chat_template(prompt_for(i), tokenize=False, add_generation_prompt=True),
-                   add_special_tokens=False)["input_ids"] for i in range(n)]
+    prompts = [
+        tok(
+            tok.apply_chat_template(prompt_for(i), tokenize=False, add_generation_prompt=True), add_special_tokens=False
+        )["input_ids"]
+        for i in range(n)
+    ]
     out: dict = {}
     side = tok.padding_side
     tok.padding_side = "left"
@@ -213,8 +265,13 @@ def other_batching(args, model, tok, n: int) -> dict:
         model.generate(**batch, max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False)
         out["static_batch_tok_s"] = n * args.tokens / (time.perf_counter() - t0)
     try:
-        config = GenerationConfig(max_new_tokens=args.tokens, min_new_tokens=args.tokens, do_sample=False,
-                                  eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        config = GenerationConfig(
+            max_new_tokens=args.tokens,
+            min_new_tokens=args.tokens,
+            do_sample=False,
+            eos_token_id=tok.eos_token_id,
+            pad_token_id=tok.pad_token_id,
+        )
         with torch.inference_mode():
             model.generate_batch(inputs=prompts[:1], generation_config=config)  # warm-up
             t0 = time.perf_counter()
@@ -230,8 +287,19 @@ def other_batching(args, model, tok, n: int) -> dict:
 def level(pool: Pool, n: int, args, first: int = 0) -> dict:
     """n conversations opened at once, with prompts first .. first + n - 1."""
     opened = time.monotonic()
-    streams = [pool.open_stream({"kind": "reply", "messages": prompt_for(i), "max_new_tokens": args.tokens,
-                                 "temperature": 0.7, "seed": i, "ignore_eos": True}) for i in range(first, first + n)]
+    streams = [
+        pool.open_stream(
+            {
+                "kind": "reply",
+                "messages": prompt_for(i),
+                "max_new_tokens": args.tokens,
+                "temperature": 0.7,
+                "seed": i,
+                "ignore_eos": True,
+            }
+        )
+        for i in range(first, first + n)
+    ]
     last: dict[int, float] = {}
     counts: dict[int, int] = {}
 
@@ -254,9 +322,15 @@ def level(pool: Pool, n: int, args, first: int = 0) -> dict:
     ttft = [s.first_at - s.opened_at for s in streams]
     per = [args.tokens / max(1e-9, last[s.sid] - s.first_at) for s in streams]
     pid = pool.workers()[0].pid
-    return {"conversations": n, "ttft_p50_ms": pct(ttft, 50) * 1e3, "ttft_p99_ms": pct(ttft, 99) * 1e3,
-            "tok_s_per_conversation": statistics.mean(per), "tok_s_aggregate": n * args.tokens / wall,
-            "wall_s": wall, "worker_mem_mib": rss(pid)}
+    return {
+        "conversations": n,
+        "ttft_p50_ms": pct(ttft, 50) * 1e3,
+        "ttft_p99_ms": pct(ttft, 99) * 1e3,
+        "tok_s_per_conversation": statistics.mean(per),
+        "tok_s_aggregate": n * args.tokens / wall,
+        "wall_s": wall,
+        "worker_mem_mib": rss(pid),
+    }
 
 
 def tick_impact(args) -> list[dict]:
@@ -286,9 +360,17 @@ def tick_impact(args) -> list[dict]:
                     if s.done():
                         live.remove(s)
                 while len(live) < 8:
-                    live.append(pool.open_stream({"kind": "reply", "messages": prompt_for(opened[0]),
-                                                  "max_new_tokens": args.tokens, "seed": opened[0],
-                                                  "ignore_eos": True}))
+                    live.append(
+                        pool.open_stream(
+                            {
+                                "kind": "reply",
+                                "messages": prompt_for(opened[0]),
+                                "max_new_tokens": args.tokens,
+                                "seed": opened[0],
+                                "ignore_eos": True,
+                            }
+                        )
+                    )
                     opened[0] += 1
 
             t0 = time.monotonic()
@@ -298,13 +380,22 @@ def tick_impact(args) -> list[dict]:
                 s.cancel()
         finally:
             pool.close()
-        row = {"threads": threads, "nice": nice, "idle": idle, "talking": busy, "tok_s_aggregate": rate,
-               "replies_opened": opened[0]}
+        row = {
+            "threads": threads,
+            "nice": nice,
+            "idle": idle,
+            "talking": busy,
+            "tok_s_aggregate": rate,
+            "replies_opened": opened[0],
+        }
         rows.append(row)
-        print(f"  worker {threads} thread(s), nice {nice:>2}: tick p50/p99 {idle['tick_p50_ms']:.2f}/"
-              f"{idle['tick_p99_ms']:.2f} ms idle -> {busy['tick_p50_ms']:.2f}/{busy['tick_p99_ms']:.2f} ms talking; "
-              f"start late p99 {idle['start_late_p99_ms']:.2f} -> {busy['start_late_p99_ms']:.2f} ms; overruns "
-              f"{idle['overruns']} -> {busy['overruns']}; {rate:.1f} tok/s while ticking", flush=True)
+        print(
+            f"  worker {threads} thread(s), nice {nice:>2}: tick p50/p99 {idle['tick_p50_ms']:.2f}/"
+            f"{idle['tick_p99_ms']:.2f} ms idle -> {busy['tick_p50_ms']:.2f}/{busy['tick_p99_ms']:.2f} ms talking; "
+            f"start late p99 {idle['start_late_p99_ms']:.2f} -> {busy['start_late_p99_ms']:.2f} ms; overruns "
+            f"{idle['overruns']} -> {busy['overruns']}; {rate:.1f} tok/s while ticking",
+            flush=True,
+        )
     return rows
 
 
@@ -320,16 +411,30 @@ def median_run(runs: list[dict]) -> dict:
 
 
 def start_pool(args, levels: list[int], prefix_cache: int, threads: int = 0, nice: int | None = None) -> Pool:
-    pool = Pool(PoolConfig(runner="npc.dialogue.runner:DialogueRunner",
-                           runner_options={"model": args.model, "dtype": args.dtype, "max_new_tokens": args.tokens,
-                                           "prefix_cache_tokens": prefix_cache, "engine": args.engine},
-                           workers=1, devices=["cpu"], threads=threads or args.threads,
-                           nice=args.nice if nice is None else nice, max_streams=max(levels),
-                           hang_timeout_s=120.0, start_timeout_s=600.0)).start()
+    pool = Pool(
+        PoolConfig(
+            runner="npc.dialogue.runner:DialogueRunner",
+            runner_options={
+                "model": args.model,
+                "dtype": args.dtype,
+                "max_new_tokens": args.tokens,
+                "prefix_cache_tokens": prefix_cache,
+                "engine": args.engine,
+            },
+            workers=1,
+            devices=["cpu"],
+            threads=threads or args.threads,
+            nice=args.nice if nice is None else nice,
+            max_streams=max(levels),
+            hang_timeout_s=120.0,
+            start_timeout_s=600.0,
+        )
+    ).start()
     if not pool.wait_ready(600):
         pool.close()
         raise RuntimeError(f"worker did not start: {pool.workers()}")
     return pool
+
 
 # -- the engines side by side ----------------------------------------------------------------
 
@@ -348,8 +453,9 @@ class RunnerEngine:
         from npc.dialogue.runner import DialogueRunner
 
         self.args, self.prompts = args, prompts
-        self.r = DialogueRunner(model=args.model, dtype=args.dtype, max_new_tokens=args.tokens,
-                                prefix_cache_tokens=0, **options)
+        self.r = DialogueRunner(
+            model=args.model, dtype=args.dtype, max_new_tokens=args.tokens, prefix_cache_tokens=0, **options
+        )
         self.r.warmup()
         self.label = self.r.engine_name
         self.prompt_tokens = statistics.mean(len(self.r.encode(p)) for p in prompts)
@@ -357,8 +463,16 @@ class RunnerEngine:
     def _serve(self, sids: list[int]) -> tuple[float, dict[int, float], float]:
         """(start, first piece per sid, end), stepping until every reply ended."""
         for sid in sids:
-            self.r.add(sid, {"kind": "reply", "messages": self.prompts[sid], "max_new_tokens": self.args.tokens,
-                             "temperature": 0, "ignore_eos": True})
+            self.r.add(
+                sid,
+                {
+                    "kind": "reply",
+                    "messages": self.prompts[sid],
+                    "max_new_tokens": self.args.tokens,
+                    "temperature": 0,
+                    "ignore_eos": True,
+                },
+            )
         start, first = time.perf_counter(), {}
         while self.r.rows or self.r.joining:
             for sid, _, _ in self.r.step():
@@ -397,10 +511,22 @@ class LlamaCppEngine:
         path = Path(default_gguf())
         tok = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
         self.args = args
-        self.llm = Llama(model_path=str(path), n_threads=args.threads, n_threads_batch=args.threads, n_ctx=2048,
-                         n_batch=512, verbose=False)
-        self.ids = [self.llm.tokenize(tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True).encode(),
-                                      add_bos=False, special=True) for p in prompts]
+        self.llm = Llama(
+            model_path=str(path),
+            n_threads=args.threads,
+            n_threads_batch=args.threads,
+            n_ctx=2048,
+            n_batch=512,
+            verbose=False,
+        )
+        self.ids = [
+            self.llm.tokenize(
+                tok.apply_chat_template(p, tokenize=False, add_generation_prompt=True).encode(),
+                add_bos=False,
+                special=True,
+            )
+            for p in prompts
+        ]
         self.prompt_tokens = statistics.mean(len(i) for i in self.ids)
         self._run(len(prompts) - 1)  # warm-up
 
@@ -444,8 +570,9 @@ def engines(args) -> list[dict]:
             try:
                 live[name] = LlamaCppEngine(args, prompts)
             except ImportError:
-                rows[name] = {"skipped": "llama_cpp is not installed (pip install llama-cpp-python; it builds "
-                                         "from source)"}
+                rows[name] = {
+                    "skipped": "llama_cpp is not installed (pip install llama-cpp-python; it builds from source)"
+                }
         elif name in ENGINES:
             live[name] = RunnerEngine(args, ENGINES[name], prompts)
         else:
@@ -457,10 +584,15 @@ def engines(args) -> list[dict]:
     many = list(range(args.engine_repeat, args.engine_repeat + conversations))
     for name, e in live.items():
         decode, wall = e.many(many)
-        rows[name] = {"engine": e.label, "prompt_tokens": e.prompt_tokens,
-                      "ttft_ms": statistics.median(t for t, _ in runs[name]) * 1e3,
-                      "single_tok_s": statistics.median(r for _, r in runs[name]),
-                      "many_decode_tok_s": decode, "many_wall_tok_s": wall, "single_runs": runs[name]}
+        rows[name] = {
+            "engine": e.label,
+            "prompt_tokens": e.prompt_tokens,
+            "ttft_ms": statistics.median(t for t, _ in runs[name]) * 1e3,
+            "single_tok_s": statistics.median(r for _, r in runs[name]),
+            "many_decode_tok_s": decode,
+            "many_wall_tok_s": wall,
+            "single_runs": runs[name],
+        }
     out = []
     for name in args.engines.split(","):
         r = {"name": name, **rows[name]}
@@ -468,24 +600,30 @@ def engines(args) -> list[dict]:
         if "skipped" in r:
             print(f"  {name}: skipped: {r['skipped']}", flush=True)
         else:
-            print(f"  {name}: first token {r['ttft_ms']:.0f} ms, single stream {r['single_tok_s']:.1f} tok/s, "
-                  f"{conversations} conversations {r['many_decode_tok_s']:.1f} tok/s decoding "
-                  f"({r['many_wall_tok_s']:.1f} over the wall, prefill included)", flush=True)
+            print(
+                f"  {name}: first token {r['ttft_ms']:.0f} ms, single stream {r['single_tok_s']:.1f} tok/s, "
+                f"{conversations} conversations {r['many_decode_tok_s']:.1f} tok/s decoding "
+                f"({r['many_wall_tok_s']:.1f} over the wall, prefill included)",
+                flush=True,
+            )
     return out
 
 
 def engine_table(rows: list[dict], prompt_tokens: float) -> None:
-    print(f"\n| engine | first token ms ({prompt_tokens:.0f}-token prompt) | single stream tok/s "
-          "| 8 conversations tok/s (decode) | 8 conversations tok/s (wall) |")
+    print(
+        f"\n| engine | first token ms ({prompt_tokens:.0f}-token prompt) | single stream tok/s "
+        "| 8 conversations tok/s (decode) | 8 conversations tok/s (wall) |"
+    )
     print("|---|---|---|---|---|")
     for r in rows:
         if "skipped" in r:
             print(f"| {r['name']} | skipped: {r['skipped']} | | | |")
         else:
-            print(f"| {r['name']} | {r['ttft_ms']:.0f} | {r['single_tok_s']:.1f} | {r['many_decode_tok_s']:.1f} "
-                  f"| {r['many_wall_tok_s']:.1f} |")
+            print(
+                f"| {r['name']} | {r['ttft_ms']:.0f} | {r['single_tok_s']:.1f} | {r['many_decode_tok_s']:.1f} "
+                f"| {r['many_wall_tok_s']:.1f} |"
+            )
     print("| target (issue 15) | <= 150 | >= 133 | >= 300 | |")
-
 
 
 def main() -> int:
@@ -493,29 +631,47 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=48, help="tokens per reply (default: the server's)")
     ap.add_argument("--levels", default="1,4,8,16")
     ap.add_argument("--dtype", default="auto")
-    ap.add_argument("--engines", default="lean,lean-int8,lean-bf16,transformers,llama.cpp",
-                    help="decode engines compared side by side first ('' skips them)")
+    ap.add_argument(
+        "--engines",
+        default="lean,lean-int8,lean-bf16,transformers,llama.cpp",
+        help="decode engines compared side by side first ('' skips them)",
+    )
     ap.add_argument("--engines-only", action="store_true", help="only the engines table")
     ap.add_argument("--engine-repeat", type=int, default=3, help="single-stream runs per engine (medians)")
-    ap.add_argument("--engine", default="auto", help="the pool worker's engine for the levels: auto, lean, transformers")
+    ap.add_argument(
+        "--engine", default="auto", help="the pool worker's engine for the levels: auto, lean, transformers"
+    )
     ap.add_argument("--model", default="default")
-    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1,
-                    help="torch threads, for the worker and the baseline alike (default: every core, as the server)")
-    ap.add_argument("--prefix-cache", default="8192,0",
-                    help="prefix cache sizes (tokens) to run the levels with, side by side; 0 = off")
+    ap.add_argument(
+        "--threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="torch threads, for the worker and the baseline alike (default: every core, as the server)",
+    )
+    ap.add_argument(
+        "--prefix-cache",
+        default="8192,0",
+        help="prefix cache sizes (tokens) to run the levels with, side by side; 0 = off",
+    )
     ap.add_argument("--repeat", type=int, default=3, help="runs per level (the table shows medians)")
     ap.add_argument("--exchanges", type=int, default=8, help="lines in the one-player conversation")
     ap.add_argument("--nice", type=int, default=10, help="the worker's nice value (default: the server's)")
-    ap.add_argument("--tick-configs", default="1:0,2:0,2:10",
-                    help="worker settings THREADS:NICE for the tick-impact run ('' skips it)")
+    ap.add_argument(
+        "--tick-configs",
+        default="1:0,2:0,2:10",
+        help="worker settings THREADS:NICE for the tick-impact run ('' skips it)",
+    )
     ap.add_argument("--tick-npcs", type=int, default=1000, help="scripted NPCs in the tick-impact world")
     ap.add_argument("--tick-seconds", type=float, default=15.0)
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "dialogue.json"))
     args = ap.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     load = os.getloadavg()
-    print(f"dialogue bench: model {args.model}, dtype {args.dtype}, {args.threads} thread(s), {args.tokens} tokens "
-          f"per reply, {os.cpu_count()} cores, load average {load[0]:.2f}", flush=True)
+    print(
+        f"dialogue bench: model {args.model}, dtype {args.dtype}, {args.threads} thread(s), {args.tokens} tokens "
+        f"per reply, {os.cpu_count()} cores, load average {load[0]:.2f}",
+        flush=True,
+    )
     # One worker per prefix-cache setting, all started now; the settings take turns
     # run by run, so a slower spell of this shared machine hits them alike.
     settings = [int(x) for x in args.prefix_cache.split(",")]
@@ -525,9 +681,19 @@ def main() -> int:
         engine_rows = engines(args)
         engine_table(engine_rows, next((r["prompt_tokens"] for r in engine_rows if "prompt_tokens" in r), 0))
     if args.engines_only:
-        out = {"machine": {"platform": platform.platform(), "cores": os.cpu_count(), "load_average_at_start": load,
-                           "load_average_at_end": os.getloadavg()}, "model": args.model, "dtype": args.dtype,
-               "threads": args.threads, "tokens_per_reply": args.tokens, "engines": engine_rows}
+        out = {
+            "machine": {
+                "platform": platform.platform(),
+                "cores": os.cpu_count(),
+                "load_average_at_start": load,
+                "load_average_at_end": os.getloadavg(),
+            },
+            "model": args.model,
+            "dtype": args.dtype,
+            "threads": args.threads,
+            "tokens_per_reply": args.tokens,
+            "engines": engine_rows,
+        }
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(out, indent=2))
         print(f"\nwrote {args.out}")
@@ -551,49 +717,85 @@ def main() -> int:
                 r = median_run(runs[cached])
                 r["prefix_cache_tokens"] = cached
                 results.append(r)
-                print(f"  prefix cache {cached:>5}: {n:>2} conversations: TTFT p50 {r['ttft_p50_ms']:7.0f} ms  "
-                      f"p99 {r['ttft_p99_ms']:7.0f} ms  {r['tok_s_per_conversation']:6.1f} tok/s each  "
-                      f"{r['tok_s_aggregate']:6.1f} tok/s aggregate  worker {r['worker_mem_mib']}", flush=True)
+                print(
+                    f"  prefix cache {cached:>5}: {n:>2} conversations: TTFT p50 {r['ttft_p50_ms']:7.0f} ms  "
+                    f"p99 {r['ttft_p99_ms']:7.0f} ms  {r['tok_s_per_conversation']:6.1f} tok/s each  "
+                    f"{r['tok_s_aggregate']:6.1f} tok/s aggregate  worker {r['worker_mem_mib']}",
+                    flush=True,
+                )
         for cached, pool in pools.items():
             c = conversation(pool, args, args.exchanges)
             c["prefix_cache_tokens"] = cached
             talks.append(c)
-            print(f"  prefix cache {cached:>5}: one player, {c['exchanges']} lines in a row: TTFT per line "
-                  f"{c['ttft_ms']} ms (prompt {c['prompt_chars'][0]} -> {c['prompt_chars'][-1]} characters)",
-                  flush=True)
+            print(
+                f"  prefix cache {cached:>5}: one player, {c['exchanges']} lines in a row: TTFT per line "
+                f"{c['ttft_ms']} ms (prompt {c['prompt_chars'][0]} -> {c['prompt_chars'][-1]} characters)",
+                flush=True,
+            )
     finally:
         for pool in pools.values():
             pool.close()
     base = merged_baseline(before, baseline(args, min(8, max(levels))))
-    print(f"  plain model.generate, single stream: TTFT p50 {base['ttft_p50_ms']:.0f} ms  "
-          f"p99 {base['ttft_p99_ms']:.0f} ms  {base['tok_s']:.1f} tok/s (before the levels {base['tok_s_before']:.1f},"
-          f" after {base['tok_s_after']:.1f}; prompts of {base['prompt_tokens_mean']:.0f} tokens)", flush=True)
-    print(f"  the same {base['prompts']} prompts at once: one static batch (model.generate) "
-          f"{base['static_batch_tok_s']:.1f} tok/s; transformers' continuous batching (generate_batch) "
-          + (f"{base['generate_batch_tok_s']:.1f} tok/s" if "generate_batch_tok_s" in base
-             else f"failed: {base['generate_batch_error']}"), flush=True)
+    print(
+        f"  plain model.generate, single stream: TTFT p50 {base['ttft_p50_ms']:.0f} ms  "
+        f"p99 {base['ttft_p99_ms']:.0f} ms  {base['tok_s']:.1f} tok/s (before the levels {base['tok_s_before']:.1f},"
+        f" after {base['tok_s_after']:.1f}; prompts of {base['prompt_tokens_mean']:.0f} tokens)",
+        flush=True,
+    )
+    print(
+        f"  the same {base['prompts']} prompts at once: one static batch (model.generate) "
+        f"{base['static_batch_tok_s']:.1f} tok/s; transformers' continuous batching (generate_batch) "
+        + (
+            f"{base['generate_batch_tok_s']:.1f} tok/s"
+            if "generate_batch_tok_s" in base
+            else f"failed: {base['generate_batch_error']}"
+        ),
+        flush=True,
+    )
     print()
-    print("| prefix cache | conversations | TTFT p50 ms | TTFT p99 ms | tok/s per conv | tok/s aggregate "
-          "| x single-stream generate | worker RSS MiB |")
+    print(
+        "| prefix cache | conversations | TTFT p50 ms | TTFT p99 ms | tok/s per conv | tok/s aggregate "
+        "| x single-stream generate | worker RSS MiB |"
+    )
     print("|---|---|---|---|---|---|---|---|")
-    print(f"| - | generate (1) | {base['ttft_p50_ms']:.0f} | {base['ttft_p99_ms']:.0f} | {base['tok_s']:.1f} | "
-          f"{base['tok_s']:.1f} | 1.00 | - |")
+    print(
+        f"| - | generate (1) | {base['ttft_p50_ms']:.0f} | {base['ttft_p99_ms']:.0f} | {base['tok_s']:.1f} | "
+        f"{base['tok_s']:.1f} | 1.00 | - |"
+    )
     for r in results:
-        print(f"| {r['prefix_cache_tokens'] or 'off'} | {r['conversations']} | {r['ttft_p50_ms']:.0f} | "
-              f"{r['ttft_p99_ms']:.0f} | "
-              f"{r['tok_s_per_conversation']:.1f} | {r['tok_s_aggregate']:.1f} | "
-              f"{r['tok_s_aggregate'] / base['tok_s']:.2f} | {r['worker_mem_mib'].get('VmRSS', '?')} |")
+        print(
+            f"| {r['prefix_cache_tokens'] or 'off'} | {r['conversations']} | {r['ttft_p50_ms']:.0f} | "
+            f"{r['ttft_p99_ms']:.0f} | "
+            f"{r['tok_s_per_conversation']:.1f} | {r['tok_s_aggregate']:.1f} | "
+            f"{r['tok_s_aggregate'] / base['tok_s']:.2f} | {r['worker_mem_mib'].get('VmRSS', '?')} |"
+        )
     ticks = []
     if args.tick_configs:
-        print(f"\ntick next to the worker ({args.tick_npcs} scripted NPCs, 20 Hz, {args.tick_seconds:.0f} s idle then "
-              f"{args.tick_seconds:.0f} s with 8 conversations):", flush=True)
+        print(
+            f"\ntick next to the worker ({args.tick_npcs} scripted NPCs, 20 Hz, {args.tick_seconds:.0f} s idle then "
+            f"{args.tick_seconds:.0f} s with 8 conversations):",
+            flush=True,
+        )
         ticks = tick_impact(args)
-    out = {"machine": {"platform": platform.platform(), "cores": os.cpu_count(), "load_average_at_start": load,
-                       "load_average_at_end": os.getloadavg()},
-           "model": args.model, "dtype": args.dtype, "threads": args.threads, "nice": args.nice, "tokens_per_reply": args.tokens,
-           "engines": engine_rows, "worker_start_s": start_s, "single_stream_generate": base, "continuous_batching": results,
-           "one_conversation": talks,
-           "tick_impact": ticks}
+    out = {
+        "machine": {
+            "platform": platform.platform(),
+            "cores": os.cpu_count(),
+            "load_average_at_start": load,
+            "load_average_at_end": os.getloadavg(),
+        },
+        "model": args.model,
+        "dtype": args.dtype,
+        "threads": args.threads,
+        "nice": args.nice,
+        "tokens_per_reply": args.tokens,
+        "engines": engine_rows,
+        "worker_start_s": start_s,
+        "single_stream_generate": base,
+        "continuous_batching": results,
+        "one_conversation": talks,
+        "tick_impact": ticks,
+    }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2))
     print(f"\nwrote {args.out}")

@@ -123,10 +123,16 @@ async def run(n: int, blocks: int, block: int, seed: int) -> dict:
         for r in readers:
             r.cancel()
     d, w = statistics.median(cpu["direct"]), statistics.median(cpu["websockets"])
-    return {"clients": n, "direct_us": round(d, 2), "websockets_us": round(w, 2), "ratio": round(d / w, 3),
-            "direct_blocks": [round(v, 2) for v in cpu["direct"]],
-            "websockets_blocks": [round(v, 2) for v in cpu["websockets"]],
-            "update_bytes_mean": round(statistics.mean(sizes)), "coalesced": metrics.updates_coalesced}
+    return {
+        "clients": n,
+        "direct_us": round(d, 2),
+        "websockets_us": round(w, 2),
+        "ratio": round(d / w, 3),
+        "direct_blocks": [round(v, 2) for v in cpu["direct"]],
+        "websockets_blocks": [round(v, 2) for v in cpu["websockets"]],
+        "update_bytes_mean": round(statistics.mean(sizes)),
+        "coalesced": metrics.updates_coalesced,
+    }
 
 
 def main() -> int:
@@ -137,20 +143,39 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     rows = [uvloop.run(run(n, args.blocks, args.block, args.seed)) for n in args.clients]
-    head = f"{'clients':>8}  {'direct µs/conn/tick':>20}  {'websockets µs/conn/tick':>24}  {'direct/websockets':>18}  " \
-           f"{'update bytes':>12}  {'coalesced':>9}"
+    head = (
+        f"{'clients':>8}  {'direct µs/conn/tick':>20}  {'websockets µs/conn/tick':>24}  {'direct/websockets':>18}  "
+        f"{'update bytes':>12}  {'coalesced':>9}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['clients']:>8}  {r['direct_us']:>20.2f}  {r['websockets_us']:>24.2f}  {r['ratio']:>17.2f}x  "
-              f"{r['update_bytes_mean']:>12,}  {r['coalesced']:>9,}")
+        print(
+            f"{r['clients']:>8}  {r['direct_us']:>20.2f}  {r['websockets_us']:>24.2f}  {r['ratio']:>17.2f}x  "
+            f"{r['update_bytes_mean']:>12,}  {r['coalesced']:>9,}"
+        )
     if any(r["coalesced"] for r in rows):
-        print("note: coalesced > 0: some clients fell behind (their socket full), so some flushes wrote nothing;"
-              " those N measure less than a full tick's writes")
+        print(
+            "note: coalesced > 0: some clients fell behind (their socket full), so some flushes wrote nothing;"
+            " those N measure less than a full tick's writes"
+        )
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                               "python": platform.python_version()},
-                                   "blocks": args.blocks, "block_ticks": args.block, "rows": rows}, indent=1) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                },
+                "blocks": args.blocks,
+                "block_ticks": args.block,
+                "rows": rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"\nwrote {RESULTS.relative_to(ROOT)}")
     return 0
 

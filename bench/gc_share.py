@@ -79,11 +79,37 @@ def turn(variant: str, n: int, seconds: float, workdir: Path) -> dict:
     sys.path.insert(0, str(ROOT / "bench"))
     from capacity import ramp_for, started_up
 
-    cmd = [sys.executable, __file__, "--serve", variant, "--", "serve", "--host", "127.0.0.1", "--port", "0",
-           "--npcs", "500", "--spawn", "random", "--grace", "0", "--max-players", "100000", "--log-level", "warning",
-           "--no-dialogue"]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    cmd = [
+        sys.executable,
+        __file__,
+        "--serve",
+        variant,
+        "--",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--npcs",
+        "500",
+        "--spawn",
+        "random",
+        "--grace",
+        "0",
+        "--max-players",
+        "100000",
+        "--log-level",
+        "warning",
+        "--no-dialogue",
+    ]
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     gcs: list[tuple[float, dict, float]] = []  # (unix time, stats, server CPU s then)
     port: list[int] = []
     ready = threading.Event()
@@ -113,10 +139,30 @@ def turn(variant: str, n: int, seconds: float, workdir: Path) -> dict:
         started_up(port[0], 60.0)
         ramp = ramp_for(n)
         report = workdir / f"{variant}-{time.time():.0f}"
-        bots = subprocess.run([sys.executable, "-m", "server.cli", "bots", "--url", f"ws://127.0.0.1:{port[0]}/ws",
-                               "--clients", str(n), "--ramp", f"{ramp:g}", "--duration", f"{ramp + 1 + seconds:g}",
-                               "--scenario", "wander", "--report", str(report)],
-                              cwd=ROOT, capture_output=True, text=True, timeout=ramp + seconds + 120)
+        bots = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "server.cli",
+                "bots",
+                "--url",
+                f"ws://127.0.0.1:{port[0]}/ws",
+                "--clients",
+                str(n),
+                "--ramp",
+                f"{ramp:g}",
+                "--duration",
+                f"{ramp + 1 + seconds:g}",
+                "--scenario",
+                "wander",
+                "--report",
+                str(report),
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=ramp + seconds + 120,
+        )
         r = json.loads((report / "report.json").read_text())
     finally:
         proc.terminate()
@@ -131,16 +177,23 @@ def turn(variant: str, n: int, seconds: float, workdir: Path) -> dict:
     (_, a, ca), (_, b, cb) = inside[0], inside[-1]
     longest = max(g[1]["longest"] for g in inside[1:])
     cpu, gc_cpu = cb - ca, b["cpu"] - a["cpu"]
-    return {"variant": variant, "clients": n, "connected": r["summary"]["connected"],
-            "updates_per_s_median": r["summary"]["updates_per_s_median"], "server_cpu_s": round(cpu, 2),
-            "gc_cpu_s": round(gc_cpu, 3), "gc_share_pct": round(100 * gc_cpu / cpu, 1) if cpu else None,
-            "collections": [y - x for x, y in zip(a["n"], b["n"])], "longest_ms": round(1000 * longest, 1),
-            "load": os.getloadavg()[0]}
+    return {
+        "variant": variant,
+        "clients": n,
+        "connected": r["summary"]["connected"],
+        "updates_per_s_median": r["summary"]["updates_per_s_median"],
+        "server_cpu_s": round(cpu, 2),
+        "gc_cpu_s": round(gc_cpu, 3),
+        "gc_share_pct": round(100 * gc_cpu / cpu, 1) if cpu else None,
+        "collections": [y - x for x, y in zip(a["n"], b["n"])],
+        "longest_ms": round(1000 * longest, 1),
+        "load": os.getloadavg()[0],
+    }
 
 
 def main() -> int:
     if len(sys.argv) > 2 and sys.argv[1] == "--serve":
-        serve(sys.argv[2], sys.argv[sys.argv.index("--") + 1:])
+        serve(sys.argv[2], sys.argv[sys.argv.index("--") + 1 :])
         return 0
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--clients", type=int, default=600)
@@ -154,16 +207,32 @@ def main() -> int:
                 t = turn(v, args.clients, args.seconds, Path(tmp))
                 t["round"] = r
                 turns.append(t)
-                print(f"round {r + 1}/{args.rounds} {v:8s} GC {t['gc_share_pct']}% of {t['server_cpu_s']} s server CPU, "
-                      f"collections {t['collections']}, longest {t['longest_ms']} ms, "
-                      f"{t['connected']} connected, {t['updates_per_s_median']} updates/s, load {t['load']:.1f}",
-                      flush=True)
+                print(
+                    f"round {r + 1}/{args.rounds} {v:8s} GC {t['gc_share_pct']}% of {t['server_cpu_s']} s server CPU, "
+                    f"collections {t['collections']}, longest {t['longest_ms']} ms, "
+                    f"{t['connected']} connected, {t['updates_per_s_median']} updates/s, load {t['load']:.1f}",
+                    flush=True,
+                )
     print(f"\n{'variant':9s} {'GC % of server CPU':>19s} {'collections (gen 0/1/2)':>24s} {'longest ms':>11s}")
     for t in turns:
         print(f"{t['variant']:9s} {t['gc_share_pct']:>19} {str(t['collections']):>24s} {t['longest_ms']:>11}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"clients": args.clients, "seconds": args.seconds, "turns": turns, "machine": {
-        "cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()}}, indent=1) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "clients": args.clients,
+                "seconds": args.seconds,
+                "turns": turns,
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                },
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 

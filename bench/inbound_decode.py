@@ -86,8 +86,9 @@ def main() -> None:
                     fn(frames)
                 times[name].append((time.thread_time() - t0) / (args.block * len(frames)) * 1e6)
         one, batch = statistics.median(times["one"]), statistics.median(times["batch"])
-        rows.append({"clients": clients, "frames_per_tick": len(frames), "one_us": one, "batch_us": batch,
-                     "ratio": batch / one})
+        rows.append(
+            {"clients": clients, "frames_per_tick": len(frames), "one_us": one, "batch_us": batch, "ratio": batch / one}
+        )
         print(f"{clients:>8} {len(frames):>12} {one:>20.2f} {batch:>17.2f} {batch / one:>6.2f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"python": platform.python_version(), "rows": rows}, indent=2))

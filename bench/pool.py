@@ -67,6 +67,7 @@ def mlp_pool(**cfg) -> Pool:
 
 # -- 1. transport ----------------------------------------------------------------------
 
+
 def transport(n_single: int, n_bursts: int) -> list[dict]:
     payloads = {
         "small dict": {"npc": 1234, "action": 3, "target": [10.5, 20.25]},
@@ -97,19 +98,24 @@ def transport(n_single: int, n_bursts: int) -> list[dict]:
                     f.wait(WAIT)
                 per_req.append((time.perf_counter() - t0) / 256)
                 submit_many.append((t1 - t0) / 256)
-            rows.append({
-                "payload": name, "payload_bytes": int(getattr(payload, "nbytes", 0)) or len(str(payload)),
-                "single_rtt_us_p50": pct(rtt, 50) * 1e6, "single_rtt_us_p99": pct(rtt, 99) * 1e6,
-                "submit_us_p50": pct(submit, 50) * 1e6,
-                "burst256_us_per_request_p50": pct(per_req, 50) * 1e6,
-                "burst256_submit_us_per_request_p50": pct(submit_many, 50) * 1e6,
-            })
+            rows.append(
+                {
+                    "payload": name,
+                    "payload_bytes": int(getattr(payload, "nbytes", 0)) or len(str(payload)),
+                    "single_rtt_us_p50": pct(rtt, 50) * 1e6,
+                    "single_rtt_us_p99": pct(rtt, 99) * 1e6,
+                    "submit_us_p50": pct(submit, 50) * 1e6,
+                    "burst256_us_per_request_p50": pct(per_req, 50) * 1e6,
+                    "burst256_submit_us_per_request_p50": pct(submit_many, 50) * 1e6,
+                }
+            )
     finally:
         pool.close()
     return rows
 
 
 # -- 2. batched forward vs one call per request --------------------------------------------
+
 
 def batching(n: int, repeats: int) -> dict:
     x = np.random.default_rng(0).standard_normal((n, MLP["in_dim"])).astype(np.float32)
@@ -140,6 +146,7 @@ def batching(n: int, repeats: int) -> dict:
 
 
 # -- 3. load ---------------------------------------------------------------------------
+
 
 def load(rate: int, budget_s: float, duration_s: float, max_batch: int, matrix: bool = False) -> dict:
     """matrix: each tick sends one request holding all its rows (rate/20, 64) instead of one per row."""
@@ -180,16 +187,22 @@ def load(rate: int, budget_s: float, duration_s: float, max_batch: int, matrix: 
     lat = [f.latency for f in finished if f.ok]
     batches = s1["batches"] - s0["batches"]
     return {
-        "rate_per_s": rate, "budget_ms": ms(budget_s), "max_batch": max_batch, "matrix": matrix,
+        "rate_per_s": rate,
+        "budget_ms": ms(budget_s),
+        "max_batch": max_batch,
+        "matrix": matrix,
         "requests": total,
-        "latency_ms_p50": ms(pct(lat, 50)), "latency_ms_p99": ms(pct(lat, 99)),
+        "latency_ms_p50": ms(pct(lat, 50)),
+        "latency_ms_p99": ms(pct(lat, 99)),
         **{f"share_{o.value}": counts[o] / max(1, total) for o in Outcome},
         "mean_batch": (s1["batched_requests"] - s0["batched_requests"]) / max(1, batches),
-        "tick_cost_ms_p50": ms(pct(tick_cost, 50)), "tick_cost_ms_p99": ms(pct(tick_cost, 99)),
+        "tick_cost_ms_p50": ms(pct(tick_cost, 50)),
+        "tick_cost_ms_p99": ms(pct(tick_cost, 99)),
     }
 
 
 # -- 4. recovery -------------------------------------------------------------------------
+
 
 def recovery(runner: str, options: dict, busy: bool) -> dict:
     """SIGKILL the worker (busy with a request that never ends, or idle):
@@ -208,10 +221,13 @@ def recovery(runner: str, options: dict, busy: bool) -> dict:
             fut.wait(WAIT)
         pool.wait_for(lambda: pool.workers()[0].pid not in (None, pid) and pool.stats.workers_ready == 1, WAIT)
         ready_at = time.monotonic()
-        return {"runner": runner.rsplit(":", 1)[-1], "busy": busy,
-                "outcome": fut.outcome.value if fut else None,
-                "request_failed_after_ms": ms(fut.finished_at - t0) if fut else None,
-                "worker_ready_again_after_ms": ms(ready_at - t0)}
+        return {
+            "runner": runner.rsplit(":", 1)[-1],
+            "busy": busy,
+            "outcome": fut.outcome.value if fut else None,
+            "request_failed_after_ms": ms(fut.finished_at - t0) if fut else None,
+            "worker_ready_again_after_ms": ms(ready_at - t0),
+        }
     finally:
         pool.close()
 
@@ -227,60 +243,93 @@ def main() -> None:
 
     print("1. transport: echo worker, round trip per request (us)")
     tr = transport(300 if quick else 2000, 10 if quick else 50)
-    head = (f"{'payload':>12} {'bytes':>6} | {'single p50':>10} {'p99':>7} | {'burst/req':>9} | "
-            f"{'submit':>6} {'burst':>6}")
+    head = (
+        f"{'payload':>12} {'bytes':>6} | {'single p50':>10} {'p99':>7} | {'burst/req':>9} | {'submit':>6} {'burst':>6}"
+    )
     print(head + "\n" + "-" * len(head))
     for r in tr:
-        print(f"{r['payload']:>12} {r['payload_bytes']:>6} | {r['single_rtt_us_p50']:>10.0f} "
-              f"{r['single_rtt_us_p99']:>7.0f} | {r['burst256_us_per_request_p50']:>9.1f} | "
-              f"{r['submit_us_p50']:>6.1f} {r['burst256_submit_us_per_request_p50']:>6.2f}")
-    print("single: one request at a time; burst/req: 256 submitted at once, wall time / 256;\n"
-          "submit: what the calling thread pays per request (single, and within submit_many)\n")
+        print(
+            f"{r['payload']:>12} {r['payload_bytes']:>6} | {r['single_rtt_us_p50']:>10.0f} "
+            f"{r['single_rtt_us_p99']:>7.0f} | {r['burst256_us_per_request_p50']:>9.1f} | "
+            f"{r['submit_us_p50']:>6.1f} {r['burst256_submit_us_per_request_p50']:>6.2f}"
+        )
+    print(
+        "single: one request at a time; burst/req: 256 submitted at once, wall time / 256;\n"
+        "submit: what the calling thread pays per request (single, and within submit_many)\n"
+    )
 
     print("2. batching: 1,000 requests to an MLP 64-256-256-32, one worker, 1 thread")
     bt = batching(1000, 3 if quick else 7)
     print(f"   one batched pass:   {bt['batched_wall_ms']:8.1f} ms wall, {bt['batched_compute_ms']:7.1f} ms compute")
-    print(f"   one call / request: {bt['per_request_wall_ms']:8.1f} ms wall, "
-          f"{bt['per_request_compute_ms']:7.1f} ms compute")
-    print(f"   throughput ratio batched/per-request: {bt['throughput_ratio_end_to_end']:.0f}x end to end, "
-          f"{bt['throughput_ratio_compute']:.0f}x compute only\n")
+    print(
+        f"   one call / request: {bt['per_request_wall_ms']:8.1f} ms wall, "
+        f"{bt['per_request_compute_ms']:7.1f} ms compute"
+    )
+    print(
+        f"   throughput ratio batched/per-request: {bt['throughput_ratio_end_to_end']:.0f}x end to end, "
+        f"{bt['throughput_ratio_compute']:.0f}x compute only\n"
+    )
 
     print(f"3. load: 20 Hz ticks, MLP worker (1 thread), {duration:g} s per run")
-    cases = [(2_000, 0.050, 1024, False), (10_000, 0.050, 1024, False), (40_000, 0.050, 1024, False),
-             (10_000, 0.010, 1024, False), (40_000, 0.010, 1024, False), (4_000, 0.050, 1, False),
-             (10_000, 0.050, 1024, True), (40_000, 0.010, 1024, True)]
+    cases = [
+        (2_000, 0.050, 1024, False),
+        (10_000, 0.050, 1024, False),
+        (40_000, 0.050, 1024, False),
+        (10_000, 0.010, 1024, False),
+        (40_000, 0.010, 1024, False),
+        (4_000, 0.050, 1, False),
+        (10_000, 0.050, 1024, True),
+        (40_000, 0.010, 1024, True),
+    ]
     if quick:
         cases = [cases[0], cases[1], cases[5], cases[6]]
     lr = [load(rate, budget, duration, mb, matrix) for rate, budget, mb, matrix in cases]
-    head = (f"{'rows/s':>6} {'budget':>6} {'maxb':>5} {'req':>6} | {'p50 ms':>6} {'p99 ms':>6} | {'on time':>7} "
-            f"{'late':>6} {'dropped':>7} {'failed':>6} | {'batch':>5} | {'tick p50':>8} {'p99':>5}")
+    head = (
+        f"{'rows/s':>6} {'budget':>6} {'maxb':>5} {'req':>6} | {'p50 ms':>6} {'p99 ms':>6} | {'on time':>7} "
+        f"{'late':>6} {'dropped':>7} {'failed':>6} | {'batch':>5} | {'tick p50':>8} {'p99':>5}"
+    )
     print(head + "\n" + "-" * len(head))
     for r in lr:
-        print(f"{r['rate_per_s']:>6} {r['budget_ms']:>4.0f}ms {r['max_batch']:>5} "
-              f"{'matrix' if r['matrix'] else 'row':>6} | {r['latency_ms_p50']:>6.2f} "
-              f"{r['latency_ms_p99']:>6.2f} | {r['share_on_time']:>7.2%} {r['share_late']:>6.2%} "
-              f"{r['share_dropped']:>7.2%} {r['share_failed']:>6.2%} | {r['mean_batch']:>5.0f} | "
-              f"{r['tick_cost_ms_p50']:>8.2f} {r['tick_cost_ms_p99']:>5.2f}")
-    print("req: one request per row, or one per tick holding the tick's rows as a matrix;\n"
-          "latency: submit to result, answered requests; batch: mean requests per batch;\n"
-          "tick: the tick thread's own cost per tick (poll inbox + submit_many), ms\n")
+        print(
+            f"{r['rate_per_s']:>6} {r['budget_ms']:>4.0f}ms {r['max_batch']:>5} "
+            f"{'matrix' if r['matrix'] else 'row':>6} | {r['latency_ms_p50']:>6.2f} "
+            f"{r['latency_ms_p99']:>6.2f} | {r['share_on_time']:>7.2%} {r['share_late']:>6.2%} "
+            f"{r['share_dropped']:>7.2%} {r['share_failed']:>6.2%} | {r['mean_batch']:>5.0f} | "
+            f"{r['tick_cost_ms_p50']:>8.2f} {r['tick_cost_ms_p99']:>5.2f}"
+        )
+    print(
+        "req: one request per row, or one per tick holding the tick's rows as a matrix;\n"
+        "latency: submit to result, answered requests; batch: mean requests per batch;\n"
+        "tick: the tick thread's own cost per tick (poll inbox + submit_many), ms\n"
+    )
 
     print("4. recovery: SIGKILL a worker (ScriptedRunner: busy with a request; MLP: idle, restart imports torch)")
-    rc = [recovery("npc.inference.testing:ScriptedRunner", {}, busy=True),
-          recovery(MLP_RUNNER, MLP, busy=False)]
+    rc = [recovery("npc.inference.testing:ScriptedRunner", {}, busy=True), recovery(MLP_RUNNER, MLP, busy=False)]
     for r in rc:
-        failed = (f"its request {r['outcome']} after {r['request_failed_after_ms']:.1f} ms, " if r["busy"]
-                  else "idle, ")
+        failed = f"its request {r['outcome']} after {r['request_failed_after_ms']:.1f} ms, " if r["busy"] else "idle, "
         print(f"   {r['runner']:>14}: {failed}worker ready again after {r['worker_ready_again_after_ms']:.0f} ms")
 
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "bench": "pool", "python": platform.python_version(), "machine": platform.machine(),
-        "cpus": os.cpu_count(), "load_average": os.getloadavg(), "quick": quick,
-        "torch_in_bench_process": "torch" in sys.modules,
-        "transport": tr, "batching": bt, "load": lr, "recovery": rc,
-    }, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "bench": "pool",
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "cpus": os.cpu_count(),
+                "load_average": os.getloadavg(),
+                "quick": quick,
+                "torch_in_bench_process": "torch" in sys.modules,
+                "transport": tr,
+                "batching": bt,
+                "load": lr,
+                "recovery": rc,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"\nwrote {out}")
 
 

@@ -61,6 +61,7 @@ def pct(xs: list[float], p: float) -> float:
 
 # -- the broker and the workers ----------------------------------------------------------------
 
+
 class Broker:
     def __init__(self, folder: Path):
         exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -68,7 +69,9 @@ class Broker:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
         conf = folder / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n")
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\n"
+        )
         self.cmd = [exe, "-c", str(conf)]
         self.proc = None
 
@@ -94,8 +97,23 @@ class Broker:
 
 
 def start_worker(url: str, name: str, serve: str, args, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "server.cli", "worker", "--broker", url, "--name", name, "--serve", serve,
-           "--device", args.device, "--log-level", "warning", *extra]
+    cmd = [
+        sys.executable,
+        "-m",
+        "server.cli",
+        "worker",
+        "--broker",
+        url,
+        "--name",
+        name,
+        "--serve",
+        serve,
+        "--device",
+        args.device,
+        "--log-level",
+        "warning",
+        *extra,
+    ]
     proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     for line in proc.stdout:
         if " ready: serving " in line:
@@ -123,11 +141,15 @@ def remote_pool(url: str, kind: str, workers: int = 1, **cfg) -> Pool:
 
 def rows(n: int, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
-    return {"obs": rng.random((n, OBS_DIM), dtype=np.float32), "mask": np.ones((n, A), bool),
-            "tmask": np.ones((n, T), bool)}
+    return {
+        "obs": rng.random((n, OBS_DIM), dtype=np.float32),
+        "mask": np.ones((n, A), bool),
+        "tmask": np.ones((n, T), bool),
+    }
 
 
 # -- 1. decisions --------------------------------------------------------------------------------
+
 
 def decision_ticks(pool: Pool, n: int, ticks: int, out: dict) -> None:
     """`ticks` 20 Hz ticks, one request of n rows each, deadline one tick; latencies into out."""
@@ -157,23 +179,37 @@ def decisions(local: Pool, remote: Pool, sizes: list[int], ticks: int) -> list[d
             decision_ticks(remote, n, block, acc["broker"])
         for path, r in acc.items():
             lat = [x for x in r["lat"] if x == x]
-            table.append({"npcs": n, "path": path, "requests": len(r["outcomes"]),
-                          "p50_ms": pct(lat, 50) * 1e3, "p99_ms": pct(lat, 99) * 1e3,
-                          "on_time_share": r["outcomes"].count("on_time") / max(1, len(r["outcomes"]))})
+            table.append(
+                {
+                    "npcs": n,
+                    "path": path,
+                    "requests": len(r["outcomes"]),
+                    "p50_ms": pct(lat, 50) * 1e3,
+                    "p99_ms": pct(lat, 99) * 1e3,
+                    "on_time_share": r["outcomes"].count("on_time") / max(1, len(r["outcomes"])),
+                }
+            )
     return table
 
 
 # -- 2. dialogue --------------------------------------------------------------------------------
 
+
 def prompt(i: int) -> list[dict]:
-    return [{"role": "system", "content": "You are Old Tam, a grumpy fishmonger in a harbour town."},
-            {"role": "user", "content": f"Traveller {i}: what is the catch of the day, and what does it cost?"}]
+    return [
+        {"role": "system", "content": "You are Old Tam, a grumpy fishmonger in a harbour town."},
+        {"role": "user", "content": f"Traveller {i}: what is the catch of the day, and what does it cost?"},
+    ]
 
 
 def dialogue_level(pool: Pool, n: int, tokens: int, first: int) -> dict:
     opened = time.monotonic()
-    streams = [pool.open_stream({"kind": "reply", "messages": prompt(first + i), "max_new_tokens": tokens,
-                                 "seed": i, "ignore_eos": True}) for i in range(n)]
+    streams = [
+        pool.open_stream(
+            {"kind": "reply", "messages": prompt(first + i), "max_new_tokens": tokens, "seed": i, "ignore_eos": True}
+        )
+        for i in range(n)
+    ]
     last: dict[int, float] = {}
 
     def poll() -> bool:
@@ -192,8 +228,13 @@ def dialogue_level(pool: Pool, n: int, tokens: int, first: int) -> dict:
     ttft = [s.first_at - s.opened_at for s in streams]
     per = [tokens / max(1e-9, last[s.sid] - s.first_at) for s in streams]
     wall = max(last.values()) - opened
-    return {"conversations": n, "ttft_p50_ms": pct(ttft, 50) * 1e3, "ttft_p99_ms": pct(ttft, 99) * 1e3,
-            "tok_s_per_conversation": statistics.mean(per), "tok_s_aggregate": n * tokens / wall}
+    return {
+        "conversations": n,
+        "ttft_p50_ms": pct(ttft, 50) * 1e3,
+        "ttft_p99_ms": pct(ttft, 99) * 1e3,
+        "tok_s_per_conversation": statistics.mean(per),
+        "tok_s_aggregate": n * tokens / wall,
+    }
 
 
 def dialogue(local: Pool, remote: Pool, tokens: int) -> list[dict]:
@@ -210,6 +251,7 @@ def dialogue(local: Pool, remote: Pool, tokens: int) -> list[dict]:
 
 
 # -- 3. throughput ------------------------------------------------------------------------------
+
 
 def throughput(pool: Pool, seconds: float, n: int = 1000, depth: int = 4) -> dict:
     payload = rows(n)
@@ -228,6 +270,7 @@ def throughput(pool: Pool, seconds: float, n: int = 1000, depth: int = 4) -> dic
 
 
 # -- 4. the fault run -----------------------------------------------------------------------------
+
 
 def tick_loop(pool: Pool, seconds: float, n: int, fault=None) -> dict:
     """A 20 Hz loop that does what the server's tick does with the pool: submit, take answers."""
@@ -255,8 +298,13 @@ def tick_loop(pool: Pool, seconds: float, n: int, fault=None) -> dict:
     time.sleep(0.5)
     for f in inbox.poll():
         outcomes[f.outcome.value] = outcomes.get(f.outcome.value, 0) + 1
-    return {"ticks": len(durations), "tick_p50_ms": pct(durations, 50) * 1e3, "tick_p99_ms": pct(durations, 99) * 1e3,
-            "outcomes": outcomes, "exceptions": exceptions}
+    return {
+        "ticks": len(durations),
+        "tick_p50_ms": pct(durations, 50) * 1e3,
+        "tick_p99_ms": pct(durations, 99) * 1e3,
+        "outcomes": outcomes,
+        "exceptions": exceptions,
+    }
 
 
 def fault_run(broker: Broker, pool: Pool, seconds: float, n: int = 1000) -> dict:
@@ -277,11 +325,16 @@ def fault_run(broker: Broker, pool: Pool, seconds: float, n: int = 1000) -> dict
     faulty = tick_loop(pool, seconds, n, fault)
     if state["down"]:
         broker.start()
-    return {"no_faults": base, "faults": faulty, "broker_kills": state["kills"],
-            "tick_p99_ratio": faulty["tick_p99_ms"] / max(1e-9, base["tick_p99_ms"])}
+    return {
+        "no_faults": base,
+        "faults": faulty,
+        "broker_kills": state["kills"],
+        "tick_p99_ratio": faulty["tick_p99_ms"] / max(1e-9, base["tick_p99_ms"]),
+    }
 
 
 # -- main -----------------------------------------------------------------------------------------
+
 
 def main() -> int:
     ap = argparse.ArgumentParser(description="Benchmark remote workers (MQTT) against local ones.")
@@ -302,13 +355,16 @@ def main() -> int:
     broker = Broker(tmp).start()
     procs: list[subprocess.Popen] = []
     pools: list[Pool] = []
-    result: dict = {"machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "device": args.device},
-                    "args": vars(args)}
+    result: dict = {
+        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "device": args.device},
+        "args": vars(args),
+    }
     try:
         policy_opts = ["--policy-module", POLICY["module"], "--policy-weights", POLICY["weights"]]
         procs.append(start_worker(broker.url, "bench-a", "decision", args, *policy_opts))
-        local = Pool(PoolConfig(runner="npc.policy.model:PolicyRunner", runner_options=POLICY, workers=1,
-                                devices=["cpu"])).start()
+        local = Pool(
+            PoolConfig(runner="npc.policy.model:PolicyRunner", runner_options=POLICY, workers=1, devices=["cpu"])
+        ).start()
         pools.append(local)
         local.wait_ready(120)
         remote = remote_pool(broker.url, "decision")
@@ -318,8 +374,9 @@ def main() -> int:
             print("\ndecision round trip, one request per 20 Hz tick, deadline 50 ms")
             print(f"{'NPCs':>6} {'path':<11} {'p50 ms':>8} {'p99 ms':>8} {'on time':>8}")
             for r in result["decisions"]:
-                print(f"{r['npcs']:>6} {r['path']:<11} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} "
-                      f"{r['on_time_share']:>8.1%}")
+                print(
+                    f"{r['npcs']:>6} {r['path']:<11} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['on_time_share']:>8.1%}"
+                )
         if "throughput" not in skip:
             one = throughput(remote, args.throughput_s)
             procs.append(start_worker(broker.url, "bench-b", "decision", args, *policy_opts))
@@ -337,15 +394,36 @@ def main() -> int:
             print(f"{'run':<10} {'ticks':>6} {'p50 ms':>8} {'p99 ms':>8} {'exceptions':>10}  outcomes")
             for k in ("no_faults", "faults"):
                 r = f[k]
-                print(f"{k:<10} {r['ticks']:>6} {r['tick_p50_ms']:>8.3f} {r['tick_p99_ms']:>8.3f} "
-                      f"{r['exceptions']:>10}  {r['outcomes']}")
+                print(
+                    f"{k:<10} {r['ticks']:>6} {r['tick_p50_ms']:>8.3f} {r['tick_p99_ms']:>8.3f} "
+                    f"{r['exceptions']:>10}  {r['outcomes']}"
+                )
             print(f"tick p99 ratio (faults / none): {f['tick_p99_ratio']:.2f}x (target <= 1.1x)")
         if "dialogue" not in skip:
-            procs.append(start_worker(broker.url, "bench-talk", "dialogue", args, "--dialogue-model",
-                                      args.dialogue_model, "--dialogue-threads", "1"))
-            dlocal = Pool(PoolConfig(runner="npc.dialogue.runner:DialogueRunner",
-                                     runner_options={"model": args.dialogue_model}, workers=1, devices=["cpu"],
-                                     threads=1, hang_timeout_s=60.0, heartbeat_s=0.5, start_timeout_s=300.0)).start()
+            procs.append(
+                start_worker(
+                    broker.url,
+                    "bench-talk",
+                    "dialogue",
+                    args,
+                    "--dialogue-model",
+                    args.dialogue_model,
+                    "--dialogue-threads",
+                    "1",
+                )
+            )
+            dlocal = Pool(
+                PoolConfig(
+                    runner="npc.dialogue.runner:DialogueRunner",
+                    runner_options={"model": args.dialogue_model},
+                    workers=1,
+                    devices=["cpu"],
+                    threads=1,
+                    hang_timeout_s=60.0,
+                    heartbeat_s=0.5,
+                    start_timeout_s=300.0,
+                )
+            ).start()
             pools.append(dlocal)
             dlocal.wait_ready(300)
             dremote = remote_pool(broker.url, "dialogue", hang_timeout_s=60.0)
@@ -354,8 +432,10 @@ def main() -> int:
             print(f"\ndialogue ({args.dialogue_model} model, {args.tokens} tokens per reply)")
             print(f"{'convs':>5} {'path':<11} {'TTFT p50':>9} {'TTFT p99':>9} {'tok/s each':>10} {'tok/s all':>10}")
             for r in result["dialogue"]:
-                print(f"{r['conversations']:>5} {r['path']:<11} {r['ttft_p50_ms']:>9.1f} {r['ttft_p99_ms']:>9.1f} "
-                      f"{r['tok_s_per_conversation']:>10.1f} {r['tok_s_aggregate']:>10.1f}")
+                print(
+                    f"{r['conversations']:>5} {r['path']:<11} {r['ttft_p50_ms']:>9.1f} {r['ttft_p99_ms']:>9.1f} "
+                    f"{r['tok_s_per_conversation']:>10.1f} {r['tok_s_aggregate']:>10.1f}"
+                )
     finally:
         for pool in pools:
             pool.close()

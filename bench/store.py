@@ -71,9 +71,17 @@ def main() -> int:
     args = ap.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="npcworld-bench-store-"))
-    cfg = flat(port=0, npcs=args.npcs, npc_dir="", decider="builtin", dialogue=False, memory_db="",
-                       max_players=args.players + 1, store=str(folder / "world.sqlite"),
-                       checkpoint_s=args.checkpoint_s).validate()
+    cfg = flat(
+        port=0,
+        npcs=args.npcs,
+        npc_dir="",
+        decider="builtin",
+        dialogue=False,
+        memory_db="",
+        max_players=args.players + 1,
+        store=str(folder / "world.sqlite"),
+        checkpoint_s=args.checkpoint_s,
+    ).validate()
     tilemap = load_map(cfg.world.map)
     game = build(cfg, tilemap)
     rng = np.random.default_rng(1)
@@ -88,7 +96,7 @@ def main() -> int:
     ticks: dict[str, list[float]] = {"checkpoints": [], "none": []}
     slot = 1.0 / TICK_RATE
     next_at = time.perf_counter()
-    for _ in range(20):                           # warm-up
+    for _ in range(20):  # warm-up
         game.tick()
     order = ["checkpoints", "none"] * args.blocks
     for mode in order:
@@ -104,7 +112,7 @@ def main() -> int:
             next_at += slot
             time.sleep(max(0.0, next_at - time.perf_counter()))
             if next_at < time.perf_counter() - 1.0:
-                next_at = time.perf_counter()     # far behind (a busy machine): no burst to catch up
+                next_at = time.perf_counter()  # far behind (a busy machine): no burst to catch up
     # The copy alone, many times (the in-tick samples are few, one per checkpoint, and a busy
     # machine's preemption shows in them): world_checkpoint.copy as the tick calls it.
     alone = []
@@ -113,7 +121,7 @@ def main() -> int:
         world_checkpoint.copy(game.world)
         alone.append(time.perf_counter() - t0)
         time.sleep(0.005)
-    copies = list(copies)          # the in-tick ones only: not the final checkpoint at the stop below
+    copies = list(copies)  # the in-tick ones only: not the final checkpoint at the stop below
     game.final_checkpoint()
     t0 = time.perf_counter()
     game.close()
@@ -136,39 +144,64 @@ def main() -> int:
     fresh_s = time.perf_counter() - t0
     fresh.close()
 
-    rows = {m: {"ticks": len(v), "p50_ms": pct(v, 50), "p99_ms": pct(v, 99), "mean_ms": float(np.mean(v) * 1000)}
-            for m, v in ticks.items()}
+    rows = {
+        m: {"ticks": len(v), "p50_ms": pct(v, 50), "p99_ms": pct(v, 99), "mean_ms": float(np.mean(v) * 1000)}
+        for m, v in ticks.items()
+    }
     ratio = rows["checkpoints"]["p99_ms"] / rows["none"]["p99_ms"]
     result = {
-        "npcs": args.npcs, "players": args.players, "checkpoint_s": args.checkpoint_s, "modes": rows,
+        "npcs": args.npcs,
+        "players": args.players,
+        "checkpoint_s": args.checkpoint_s,
+        "modes": rows,
         "p99_ratio": ratio,
-        "copy_ms": {"n": len(copies), "p50": pct(copies, 50), "p99": pct(copies, 99), "max": pct(copies, 100),
-                    "samples": [round(c * 1000, 3) for c in copies]},
+        "copy_ms": {
+            "n": len(copies),
+            "p50": pct(copies, 50),
+            "p99": pct(copies, 99),
+            "max": pct(copies, 100),
+            "samples": [round(c * 1000, 3) for c in copies],
+        },
         "copy_alone_ms": {"n": len(alone), "p50": pct(alone, 50), "p99": pct(alone, 99), "max": pct(alone, 100)},
         "write_ms": {"n": len(writes), "p50": pct(writes, 50), "p99": pct(writes, 99), "max": pct(writes, 100)},
-        "checkpoints_written": written, "checkpoint_bytes": nbytes, "store_bytes": size,
-        "close_ms": close_s * 1000, "open_ms": open_s * 1000, "restart_ms": restart_s * 1000,
-        "fresh_start_ms": fresh_s * 1000, "restored_tick": restored_tick,
-        "machine": platform.platform(), "cpus": os.cpu_count(),
+        "checkpoints_written": written,
+        "checkpoint_bytes": nbytes,
+        "store_bytes": size,
+        "close_ms": close_s * 1000,
+        "open_ms": open_s * 1000,
+        "restart_ms": restart_s * 1000,
+        "fresh_start_ms": fresh_s * 1000,
+        "restored_tick": restored_tick,
+        "machine": platform.platform(),
+        "cpus": os.cpu_count(),
     }
-    print(f"store bench: {args.npcs} NPCs, {args.players} players, checkpoint every {args.checkpoint_s} s, "
-          f"{args.blocks} x {args.block} ticks per mode, alternating, 20 Hz")
+    print(
+        f"store bench: {args.npcs} NPCs, {args.players} players, checkpoint every {args.checkpoint_s} s, "
+        f"{args.blocks} x {args.block} ticks per mode, alternating, 20 Hz"
+    )
     print(f"{'mode':<12} {'ticks':>6} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8}")
     for m, r in rows.items():
         print(f"{m:<12} {r['ticks']:>6} {r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {r['mean_ms']:>8.2f}")
     mark = lambda ok: "ok" if ok else "MISSED"  # noqa: E731
     print(f"tick p99 with / without checkpoints: {ratio:.3f}  (target <= 1.05: {mark(ratio <= 1.05)})")
     c, w = result["copy_ms"], result["write_ms"]
-    print(f"copy in the tick  n={c['n']:<4} p50 {c['p50']:.3f} ms  p99 {c['p99']:.3f} ms  max {c['max']:.3f} ms  "
-          f"(target < 1 ms: {mark(c['max'] < 1.0)})")
+    print(
+        f"copy in the tick  n={c['n']:<4} p50 {c['p50']:.3f} ms  p99 {c['p99']:.3f} ms  max {c['max']:.3f} ms  "
+        f"(target < 1 ms: {mark(c['max'] < 1.0)})"
+    )
     a = result["copy_alone_ms"]
-    print(f"copy alone        n={a['n']:<4} p50 {a['p50']:.3f} ms  p99 {a['p99']:.3f} ms  max {a['max']:.3f} ms  "
-          f"(in-tick samples: {', '.join(f'{x:.2f}' for x in c['samples'])} ms)")
+    print(
+        f"copy alone        n={a['n']:<4} p50 {a['p50']:.3f} ms  p99 {a['p99']:.3f} ms  max {a['max']:.3f} ms  "
+        f"(in-tick samples: {', '.join(f'{x:.2f}' for x in c['samples'])} ms)"
+    )
     print(f"write (thread)    n={w['n']:<4} p50 {w['p50']:.2f} ms  p99 {w['p99']:.2f} ms  max {w['max']:.2f} ms")
-    print(f"checkpoint        {nbytes / 1024:.1f} KiB of columns; store on disk {size / 1024:.1f} KiB; "
-          f"{written} written")
-    print(f"restart           open {open_s * 1000:.1f} ms; room from the checkpoint {restart_s * 1000:.1f} ms "
-          f"(tick {restored_tick}) vs a fresh room {fresh_s * 1000:.1f} ms; final write at stop {close_s * 1000:.1f} ms")
+    print(
+        f"checkpoint        {nbytes / 1024:.1f} KiB of columns; store on disk {size / 1024:.1f} KiB; {written} written"
+    )
+    print(
+        f"restart           open {open_s * 1000:.1f} ms; room from the checkpoint {restart_s * 1000:.1f} ms "
+        f"(tick {restored_tick}) vs a fresh room {fresh_s * 1000:.1f} ms; final write at stop {close_s * 1000:.1f} ms"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))

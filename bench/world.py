@@ -56,11 +56,11 @@ TURN_EVERY_S = 2.0
 def run(tilemap, n_npcs: int, n_obs: int, ticks: int, warmup: int, seed: int, speeds: int = 1) -> dict:
     w = World(tilemap, WorldConfig(seed=seed))
     rng = np.random.default_rng(seed + 1)
-    free = np.argwhere(~tilemap.blocked)          # (row, col) of free tiles
+    free = np.argwhere(~tilemap.blocked)  # (row, col) of free tiles
     ts = tilemap.tile_size
     for i in range(n_npcs):
         e = w.spawn(NPC, f"npc{i}", "#d08040")
-        if speeds > 1:      # as NPC files with their own `speed`: 40, 50, ... world units/s
+        if speeds > 1:  # as NPC files with their own `speed`: 40, 50, ... world units/s
             w.set_speed(e, 40.0 + 10.0 * (i % speeds))
     players = []
     for i in range(n_obs):
@@ -79,7 +79,7 @@ def run(tilemap, n_npcs: int, n_obs: int, ticks: int, warmup: int, seed: int, sp
     for p in players:
         turn(p)
     step_ms, views_ms, enc_ms, sizes, shared = [], [], [], [], []
-    cpu: list[tuple[float, float, float]] = []    # (step, views, encode) ms of this thread's CPU time
+    cpu: list[tuple[float, float, float]] = []  # (step, views, encode) ms of this thread's CPU time
     clock = time.thread_time
     sent: dict[int, int] = {}
     for t in range(warmup + ticks):
@@ -112,7 +112,10 @@ def run(tilemap, n_npcs: int, n_obs: int, ticks: int, warmup: int, seed: int, sp
         "cpu_step_ms_median": float(np.median(c[:, 0])),
         "cpu_views_ms_median": float(np.median(c[:, 1])),
         "cpu_encode_ms_median": float(np.median(c[:, 2])),
-        "npcs": n_npcs, "observers": n_obs, "ticks": ticks, "speeds": speeds,
+        "npcs": n_npcs,
+        "observers": n_obs,
+        "ticks": ticks,
+        "speeds": speeds,
         "tick_ms_median": float(np.median(total)),
         "tick_ms_p99": float(np.percentile(total, 99)),
         "step_ms_median": float(np.median(step_ms)),
@@ -129,17 +132,37 @@ PARTS = PARTS + tuple("cpu_" + k for k in PARTS)
 
 
 def _row(label: str, r: dict) -> str:
-    return (f"{r['npcs']:>6} {r['observers']:>5} {label:>5} | {r['tick_ms_median']:>8.2f} {r['tick_ms_p99']:>7.2f} | "
-            f"{r['cpu_tick_ms_median']:>7.2f} {r['cpu_tick_ms_p99']:>7.2f} {r['cpu_step_ms_median']:>6.2f} "
-            f"{r['cpu_views_ms_median']:>6.2f} {r['cpu_encode_ms_median']:>6.2f} | "
-            f"{r['bytes_per_observer_per_s'] / 1000:>8.1f} {r['views_shared_fraction']:>6.0%}")
+    return (
+        f"{r['npcs']:>6} {r['observers']:>5} {label:>5} | {r['tick_ms_median']:>8.2f} {r['tick_ms_p99']:>7.2f} | "
+        f"{r['cpu_tick_ms_median']:>7.2f} {r['cpu_tick_ms_p99']:>7.2f} {r['cpu_step_ms_median']:>6.2f} "
+        f"{r['cpu_views_ms_median']:>6.2f} {r['cpu_encode_ms_median']:>6.2f} | "
+        f"{r['bytes_per_observer_per_s'] / 1000:>8.1f} {r['views_shared_fraction']:>6.0%}"
+    )
 
 
 def _in_process(tree: Path, args: argparse.Namespace, n: int, o: int) -> dict:
     """One case under the world/ of `tree`, in a fresh process (this file, --tree tree --one)."""
-    cmd = [sys.executable, __file__, "--tree", str(tree), "--one", "--npcs", str(n), "--observers", str(o),
-           "--ticks", str(args.ticks), "--warmup", str(args.warmup), "--seed", str(args.seed),
-           "--speeds", str(args.speeds), "--map", args.map]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--tree",
+        str(tree),
+        "--one",
+        "--npcs",
+        str(n),
+        "--observers",
+        str(o),
+        "--ticks",
+        str(args.ticks),
+        "--warmup",
+        str(args.warmup),
+        "--seed",
+        str(args.seed),
+        "--speeds",
+        str(args.speeds),
+        "--map",
+        args.map,
+    ]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
     r: dict = json.loads(out.strip().splitlines()[-1])
     return r
@@ -163,20 +186,21 @@ def main() -> None:
     ap.add_argument("--compare", default=None, help="another checkout: run each case under both, alternately")
     ap.add_argument("--rounds", type=int, default=3, help="with --compare: runs of each case per tree")
     ap.add_argument("--tree", default=None, help=argparse.SUPPRESS)
-    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)   # print one case as JSON
+    ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # print one case as JSON
     ap.add_argument("--map", default=str(ROOT / "assets" / "maps" / "default.tmj"))
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "world.json"))
     args = ap.parse_args()
 
     if args.one:
-        r = run(load_map(args.map), args.npcs[0], args.observers[0], args.ticks, args.warmup, args.seed,
-                args.speeds)
+        r = run(load_map(args.map), args.npcs[0], args.observers[0], args.ticks, args.warmup, args.seed, args.speeds)
         print(json.dumps(r))
         return
     tilemap = load_map(args.map)
     rows = []
-    head = (f"{'npcs':>6} {'obs':>5} {'tree':>5} | {'tick med':>8} {'p99':>7} | {'cpu med':>7} {'p99':>7} "
-            f"{'step':>6} {'views':>6} {'encode':>6} | {'KB/obs/s':>8} {'shared':>6}")
+    head = (
+        f"{'npcs':>6} {'obs':>5} {'tree':>5} | {'tick med':>8} {'p99':>7} | {'cpu med':>7} {'p99':>7} "
+        f"{'step':>6} {'views':>6} {'encode':>6} | {'KB/obs/s':>8} {'shared':>6}"
+    )
     print(head)
     print("-" * len(head))
     other = Path(args.compare).resolve() if args.compare else None
@@ -189,7 +213,7 @@ def main() -> None:
                 continue
             mine: list[dict] = []
             theirs: list[dict] = []
-            for _ in range(args.rounds):       # alternately, so that both see the same load
+            for _ in range(args.rounds):  # alternately, so that both see the same load
                 theirs.append(_in_process(other, args, n, o))
                 mine.append(_in_process(ROOT, args, n, o))
             a, b = _median_of(mine), _median_of(theirs)
@@ -197,22 +221,41 @@ def main() -> None:
             rows.append({**a, "compare": {"tree": str(other), **b}, "ratio": ratio, "rounds": args.rounds})
             print(_row("this", a))
             print(_row("other", b))
-            print(f"{'':>12} {'ratio':>5} | {ratio['tick_ms_median']:>8.2f} {ratio['tick_ms_p99']:>7.2f} | "
-                  f"{ratio['cpu_tick_ms_median']:>7.2f} {ratio['cpu_tick_ms_p99']:>7.2f} "
-                  f"{ratio['cpu_step_ms_median']:>6.2f} {ratio['cpu_views_ms_median']:>6.2f} "
-                  f"{ratio['cpu_encode_ms_median']:>6.2f} |", flush=True)
-    print("times in ms per tick (medians unless p99): wall time, then the CPU time of the tick and of its parts;"
-          " KB = 1000 bytes at 20 ticks/s")
+            print(
+                f"{'':>12} {'ratio':>5} | {ratio['tick_ms_median']:>8.2f} {ratio['tick_ms_p99']:>7.2f} | "
+                f"{ratio['cpu_tick_ms_median']:>7.2f} {ratio['cpu_tick_ms_p99']:>7.2f} "
+                f"{ratio['cpu_step_ms_median']:>6.2f} {ratio['cpu_views_ms_median']:>6.2f} "
+                f"{ratio['cpu_encode_ms_median']:>6.2f} |",
+                flush=True,
+            )
+    print(
+        "times in ms per tick (medians unless p99): wall time, then the CPU time of the tick and of its parts;"
+        " KB = 1000 bytes at 20 ticks/s"
+    )
     if other is not None:
-        print(f"this = {ROOT}, other = {other}; medians of {args.rounds} alternating runs each; "
-              f"ratio = this / other; load average at the end: {os.getloadavg()[0]:.1f}")
+        print(
+            f"this = {ROOT}, other = {other}; medians of {args.rounds} alternating runs each; "
+            f"ratio = this / other; load average at the end: {os.getloadavg()[0]:.1f}"
+        )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
-        "bench": "world", "map": args.map, "tick_rate": TICK_RATE, "speeds": args.speeds,
-        "python": platform.python_version(), "machine": platform.machine(),
-        "cpus": os.cpu_count(), "load_average": os.getloadavg(), "results": rows,
-    }, indent=2) + "\n")
+    out.write_text(
+        json.dumps(
+            {
+                "bench": "world",
+                "map": args.map,
+                "tick_rate": TICK_RATE,
+                "speeds": args.speeds,
+                "python": platform.python_version(),
+                "machine": platform.machine(),
+                "cpus": os.cpu_count(),
+                "load_average": os.getloadavg(),
+                "results": rows,
+            },
+            indent=2,
+        )
+        + "\n"
+    )
     print(f"wrote {out}")
 
 

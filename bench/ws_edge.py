@@ -53,6 +53,7 @@ SLOTS = 10  # the clients are spread over 10 slots of 10 ms: each sends its inpu
 
 # -- the server (a subprocess: `ws_edge.py --serve EDGE`) ---------------------------------------
 
+
 def serve(edge: str) -> None:
     import uvloop
 
@@ -83,8 +84,9 @@ def serve(edge: str) -> None:
                     if frame.msg_type == WSMsgType.BINARY:
                         receive(frame.get_payload_as_bytes())
 
-            server = await ws_create_server(lambda request: Listener(), "127.0.0.1", 0,
-                                            max_frame_size=protocol.MAX_FRAME, backlog=2048)
+            server = await ws_create_server(
+                lambda request: Listener(), "127.0.0.1", 0, max_frame_size=protocol.MAX_FRAME, backlog=2048
+            )
             port = server.sockets[0].getsockname()[1]
         else:
             from websockets.asyncio.server import serve as ws_serve
@@ -99,8 +101,9 @@ def serve(edge: str) -> None:
                 ws.hand_messages_to(receive)
                 await ws.wait_closed()
 
-            common = dict(max_size=protocol.MAX_FRAME, write_limit=64 * 1024, ping_interval=None, backlog=2048,
-                          compression=None)
+            common = dict(
+                max_size=protocol.MAX_FRAME, write_limit=64 * 1024, ping_interval=None, backlog=2048, compression=None
+            )
             if edge == "queue":
                 server = await ws_serve(by_queue, "127.0.0.1", 0, max_queue=32, **common)
             else:
@@ -114,6 +117,7 @@ def serve(edge: str) -> None:
 
 # -- the clients (this process) -------------------------------------------------------------------
 
+
 class Client(asyncio.Protocol):
     def __init__(self, port: int, index: int) -> None:
         self.port, self.index = port, index
@@ -125,8 +129,10 @@ class Client(asyncio.Protocol):
     def connection_made(self, transport) -> None:  # noqa: ANN001
         self.transport = transport
         key = base64.b64encode(os.urandom(16))
-        transport.write(b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n" % (self.port, key))
+        transport.write(
+            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n" % (self.port, key)
+        )
 
     def data_received(self, data: bytes) -> None:
         if not self.open.done():
@@ -151,8 +157,9 @@ def server_cpu(pid: int) -> float:
 
 
 async def one_turn(edge: str, clients: int, seconds: float) -> dict:
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", edge], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--serve", edge], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT
+    )
     loop = asyncio.get_running_loop()
     counted = [0]
     port_line = await loop.run_in_executor(None, proc.stdout.readline)
@@ -170,8 +177,10 @@ async def one_turn(edge: str, clients: int, seconds: float) -> dict:
     try:
         conns: list[Client] = []
         for i in range(0, clients, 50):  # 50 at a time: no handshake storm
-            batch = [loop.create_connection(lambda i=i + k: Client(port, i), "127.0.0.1", port)
-                     for k in range(min(50, clients - i))]
+            batch = [
+                loop.create_connection(lambda i=i + k: Client(port, i), "127.0.0.1", port)
+                for k in range(min(50, clients - i))
+            ]
             for _, c in await asyncio.gather(*batch):
                 conns.append(c)
         opened = await asyncio.gather(*(c.open for c in conns))
@@ -187,7 +196,7 @@ async def one_turn(edge: str, clients: int, seconds: float) -> dict:
         tick_at = t0
         while time.monotonic() - t0 < seconds:  # bounded: --seconds
             tick_at += 0.1 / SLOTS
-            for c in conns[slot % SLOTS::SLOTS]:
+            for c in conns[slot % SLOTS :: SLOTS]:
                 c.seq += 1
                 c.send({"t": "input", "seq": c.seq, "dx": 1.0, "dy": 0.0})
                 sent += 1
@@ -212,8 +221,15 @@ async def one_turn(edge: str, clients: int, seconds: float) -> dict:
         except subprocess.TimeoutExpired:
             proc.kill()
         await reader
-    return {"edge": edge, "clients": clients, "sent": sent, "received": got, "cpu_s": round(cpu1 - cpu0, 3),
-            "wall_s": round(t1 - t0, 2), "us_per_message": round(1e6 * (cpu1 - cpu0) / got, 2) if got else None}
+    return {
+        "edge": edge,
+        "clients": clients,
+        "sent": sent,
+        "received": got,
+        "cpu_s": round(cpu1 - cpu0, 3),
+        "wall_s": round(t1 - t0, 2),
+        "us_per_message": round(1e6 * (cpu1 - cpu0) / got, 2) if got else None,
+    }
 
 
 def picows_missing() -> str | None:
@@ -232,8 +248,11 @@ async def run(args) -> dict:
             t = await one_turn(edge, args.clients, args.seconds)
             t["round"] = r
             turns.append(t)
-            print(f"round {r + 1}/{args.rounds} {edge:8s} {t['us_per_message']} us/message "
-                  f"({t['received']}/{t['sent']} messages, {t['cpu_s']} s CPU over {t['wall_s']} s)", flush=True)
+            print(
+                f"round {r + 1}/{args.rounds} {edge:8s} {t['us_per_message']} us/message "
+                f"({t['received']}/{t['sent']} messages, {t['cpu_s']} s CPU over {t['wall_s']} s)",
+                flush=True,
+            )
     return {"edges": edges, "turns": turns}
 
 
@@ -243,8 +262,12 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=600)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--rounds", type=int, default=3)
-    ap.add_argument("--edges", type=lambda s: [e for e in s.split(",") if e], default=list(EDGES),
-                    help="comma-separated, of " + ", ".join(EDGES))
+    ap.add_argument(
+        "--edges",
+        type=lambda s: [e for e in s.split(",") if e],
+        default=list(EDGES),
+        help="comma-separated, of " + ", ".join(EDGES),
+    )
     args = ap.parse_args()
     if args.serve:
         serve(args.serve)
@@ -255,23 +278,41 @@ def main() -> int:
     if missing:
         print(f"picows skipped: {missing}", file=sys.stderr)
     got = asyncio.run(run(args))
-    per = {e: [t["us_per_message"] for t in got["turns"] if t["edge"] == e and t["us_per_message"]]
-           for e in got["edges"]}
+    per = {
+        e: [t["us_per_message"] for t in got["turns"] if t["edge"] == e and t["us_per_message"]] for e in got["edges"]
+    }
     med = {e: statistics.median(v) if v else None for e, v in per.items()}
     ref = med.get("queue")
-    print(f"\n{args.clients} clients, {args.seconds:g} s of wander-bot messages per turn, {args.rounds} rounds; "
-          f"load {os.getloadavg()[0]:.1f}")
+    print(
+        f"\n{args.clients} clients, {args.seconds:g} s of wander-bot messages per turn, {args.rounds} rounds; "
+        f"load {os.getloadavg()[0]:.1f}"
+    )
     print(f"{'edge':10s} {'CPU us/message (median)':>24s} {'vs queue':>9s}  turns")
     for e in got["edges"]:
         ratio = f"{med[e] / ref:.2f}x" if ref and med[e] else "-"
         print(f"{e:10s} {med[e] if med[e] is not None else '-':>24} {ratio:>9s}  {per[e]}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({
-        "clients": args.clients, "seconds": args.seconds, "rounds": args.rounds, "median_us_per_message": med,
-        "ratio_to_queue": {e: round(m / ref, 3) if ref and m else None for e, m in med.items()},
-        "picows_missing": missing, "turns": got["turns"], "load_at_end": os.getloadavg(),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-    }, indent=1) + "\n")
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "clients": args.clients,
+                "seconds": args.seconds,
+                "rounds": args.rounds,
+                "median_us_per_message": med,
+                "ratio_to_queue": {e: round(m / ref, 3) if ref and m else None for e, m in med.items()},
+                "picows_missing": missing,
+                "turns": got["turns"],
+                "load_at_end": os.getloadavg(),
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                },
+            },
+            indent=1,
+        )
+        + "\n"
+    )
     print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 

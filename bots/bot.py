@@ -72,8 +72,17 @@ class Tally:
     """What all bots of one worker saw in the current second: counters and
     histograms the bots add to directly, taken (and reset) once a second."""
 
-    FIELDS = ("updates", "bytes", "msgs_in", "msgs_out", "connects", "connect_failures", "disconnects",
-              "missed_ticks", "send_skips")
+    FIELDS = (
+        "updates",
+        "bytes",
+        "msgs_in",
+        "msgs_out",
+        "connects",
+        "connect_failures",
+        "disconnects",
+        "missed_ticks",
+        "send_skips",
+    )
     # FIELDS, set by reset(): counts in the current second
     updates: int
     bytes: int
@@ -99,8 +108,7 @@ class Tally:
 
     def take(self) -> dict:
         out = {name: getattr(self, name) for name in self.FIELDS}
-        out.update(errors=self.errors, ends=self.ends,
-                   gap=self.gap.take(), rtt=self.rtt.take(), ack=self.ack.take())
+        out.update(errors=self.errors, ends=self.ends, gap=self.gap.take(), rtt=self.rtt.take(), ack=self.ack.take())
         self.reset()
         return out
 
@@ -138,7 +146,7 @@ def _mask_key() -> bytes:
     global _mask_pool, _mask_at
     if _mask_at >= len(_mask_pool):
         _mask_pool, _mask_at = os.urandom(4096), 0
-    key = _mask_pool[_mask_at:_mask_at + 4]
+    key = _mask_pool[_mask_at : _mask_at + 4]
     _mask_at += 4
     return key
 
@@ -170,8 +178,10 @@ def _target(url: str) -> tuple[str, int, ssl.SSLContext | None, bytes]:
     if parts.port is not None:
         shown += f":{parts.port}"
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    head = (f"GET {path} HTTP/1.1\r\nHost: {shown}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            f"Sec-WebSocket-Version: 13\r\nUser-Agent: {USER_AGENT}\r\n").encode()
+    head = (
+        f"GET {path} HTTP/1.1\r\nHost: {shown}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Version: 13\r\nUser-Agent: {USER_AGENT}\r\n"
+    ).encode()
     return host, port, (ssl.create_default_context() if secure else None), head
 
 
@@ -214,6 +224,7 @@ def close_payload(code: int, reason: str = "") -> bytes:
 
 
 # -- the bot ---------------------------------------------------------------------
+
 
 class Bot(asyncio.Protocol):
     def __init__(self, index: int, url: str, scenario: Scenario, tally: Tally, window_at: float, seed: int = 0):
@@ -300,8 +311,7 @@ class Bot(asyncio.Protocol):
         try:
             async with asyncio.timeout(OPEN_TIMEOUT_S):
                 host, port, tls, _ = _target(self.url)
-                await loop.create_connection(lambda: self, host, port, ssl=tls,
-                                             server_hostname=host if tls else None)
+                await loop.create_connection(lambda: self, host, port, ssl=tls, server_hostname=host if tls else None)
                 await self._joined
         except asyncio.CancelledError:
             self.abort()  # the run ended while this bot was still connecting
@@ -432,7 +442,7 @@ class Bot(asyncio.Protocol):
         self.msgs_out += 1
         self.sent["hello"] += 1
         self.tally.msgs_out += 1
-        return head[i + 4:]
+        return head[i + 4 :]
 
     def _join_failed(self, why: str) -> None:
         self.state = CLOSED
@@ -464,7 +474,7 @@ class Bot(asyncio.Protocol):
                 if avail < 10:
                     need = 10
                     break
-                length = _from_bytes(data[pos + 2:pos + 10], "big")
+                length = _from_bytes(data[pos + 2 : pos + 10], "big")
                 hl = 10
             if b1 & 0x80 or b0 & 0x70:
                 raise _ProtocolError("masked frame or reserved bits from the server")
@@ -720,6 +730,7 @@ class Bot(asyncio.Protocol):
 
     def summary(self, t0: float) -> dict:
         """This bot's line in the report (times in seconds after the start, latencies in ms)."""
+
         def rel(t):
             return None if t is None else round(t - t0, 3)
 
@@ -736,16 +747,28 @@ class Bot(asyncio.Protocol):
             return None if v is None else round(v, 3)
 
         return {
-            "bot": self.index, "id": self.id, "opened": rel(self.opened_at), "ended": rel(self.ended_at),
-            "end": self.end, "updates": self.updates, "bytes": self.bytes,
-            "msgs_in": self.msgs_in, "msgs_out": self.msgs_out, "sent": self.sent,
-            "missed_ticks": self.missed_ticks, "chat_heard": self.chat_heard,
+            "bot": self.index,
+            "id": self.id,
+            "opened": rel(self.opened_at),
+            "ended": rel(self.ended_at),
+            "end": self.end,
+            "updates": self.updates,
+            "bytes": self.bytes,
+            "msgs_in": self.msgs_in,
+            "msgs_out": self.msgs_out,
+            "sent": self.sent,
+            "missed_ticks": self.missed_ticks,
+            "chat_heard": self.chat_heard,
             "updates_per_s": None if rate is None else round(rate, 3),
             "bytes_per_s": None if bps is None else round(bps, 1),
-            "gap_p50": pct(self.gap, 50), "gap_p99": pct(self.gap, 99),
-            "rtt_p50": pct(self.rtt, 50), "rtt_p99": pct(self.rtt, 99),
-            "ack_p50": pct(self.ack, 50), "ack_p99": pct(self.ack, 99),
-            "errors": self.errors, "tick_rate": self.welcome.get("tick_rate"),
+            "gap_p50": pct(self.gap, 50),
+            "gap_p99": pct(self.gap, 99),
+            "rtt_p50": pct(self.rtt, 50),
+            "rtt_p99": pct(self.rtt, 99),
+            "ack_p50": pct(self.ack, 50),
+            "ack_p99": pct(self.ack, 99),
+            "errors": self.errors,
+            "tick_rate": self.welcome.get("tick_rate"),
             "close_code": self.close_code,
             **(self.scenario.summary() or {}),
         }

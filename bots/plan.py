@@ -66,8 +66,17 @@ def normalize_url(url: str) -> str:
     return urlunsplit((parts.scheme, parts.netloc, path, parts.query, ""))
 
 
-def make_plan(url: str, clients: int, ramp: float, duration: float, scenario: str, procs: int | None,
-              scenarios: tuple[str, ...], cpus: int, seed: int = 0) -> Plan:
+def make_plan(
+    url: str,
+    clients: int,
+    ramp: float,
+    duration: float,
+    scenario: str,
+    procs: int | None,
+    scenarios: tuple[str, ...],
+    cpus: int,
+    seed: int = 0,
+) -> Plan:
     url = normalize_url(url)
     if clients < 1:
         raise PlanError(f"--clients {clients}: expected at least 1")
@@ -76,8 +85,10 @@ def make_plan(url: str, clients: int, ramp: float, duration: float, scenario: st
     if not (duration > 0 and math.isfinite(duration)):
         raise PlanError(f"--duration {duration}: expected seconds > 0")
     if ramp >= duration:
-        raise PlanError(f"--ramp {ramp} is not shorter than --duration {duration}: "
-                        "the duration counts from the first connection and includes the ramp")
+        raise PlanError(
+            f"--ramp {ramp} is not shorter than --duration {duration}: "
+            "the duration counts from the first connection and includes the ramp"
+        )
     if scenario not in scenarios:
         raise PlanError(f"--scenario {scenario!r}: expected one of {', '.join(scenarios)}")
     if procs is None:

@@ -53,9 +53,11 @@ def progress_line(plan: Plan, s: int, snap: dict, trouble: int, tick_p99: float 
     def ms(v):
         return "-" if v is None else f"{v:.1f}"
 
-    line = (f"{s:>4}/{plan.duration:g}s  conn {conn}/{plan.clients}  upd/s/client {mean}  "
-            f"rtt p50 {ms(rtt.percentile(50))} p99 {ms(rtt.percentile(99))} ms  errors {trouble}  "
-            f"tick p99 {ms(tick_p99)} ms")
+    line = (
+        f"{s:>4}/{plan.duration:g}s  conn {conn}/{plan.clients}  upd/s/client {mean}  "
+        f"rtt p50 {ms(rtt.percentile(50))} p99 {ms(rtt.percentile(99))} ms  errors {trouble}  "
+        f"tick p99 {ms(tick_p99)} ms"
+    )
     return line[:LINE]
 
 
@@ -82,10 +84,13 @@ def _run(plan: Plan, report_dir: Path, out, err, metrics_error: str | None) -> i
     q = ctx.Queue()
     go, stop = ctx.Event(), ctx.Event()
     start_at = ctx.Value("d", 0.0, lock=False)
-    procs = [ctx.Process(target=worker.main, args=(w, plan, q, go, start_at, stop), name=f"npcworld-bots-{w}",
-                         daemon=True) for w in range(plan.procs)]
-    collected = report.Collected(plan, datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                                 metrics_error=metrics_error)
+    procs = [
+        ctx.Process(target=worker.main, args=(w, plan, q, go, start_at, stop), name=f"npcworld-bots-{w}", daemon=True)
+        for w in range(plan.procs)
+    ]
+    collected = report.Collected(
+        plan, datetime.now(timezone.utc).isoformat(timespec="seconds"), metrics_error=metrics_error
+    )
     scraper = Scraper(plan.metrics_url)
     tty = err.isatty()
     interrupted = False
@@ -178,7 +183,8 @@ def _watch(plan, procs, q, stop, t0, c: report.Collected, scraper: Scraper, err,
             if now > deadline:
                 c.worker_failures.append(
                     f"{len(procs) - len(finished)} bot processes had not finished {GRACE_S:.0f} s after the "
-                    "duration; they were terminated")
+                    "duration; they were terminated"
+                )
                 break
             try:
                 msg = q.get(timeout=0.1)

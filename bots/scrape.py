@@ -67,13 +67,12 @@ def tick_buckets(values: dict[str, float]) -> list[tuple[float, float]]:
     out = []
     for key, count in values.items():
         if key.startswith(prefix):
-            le = key[len(prefix):].split('"', 1)[0]
+            le = key[len(prefix) :].split('"', 1)[0]
             out.append((math.inf if le == "+Inf" else float(le), count))
     return sorted(out)
 
 
-def tick_quantiles_ms(before: dict[str, float] | None, after: dict[str, float],
-                      qs=(0.5, 0.99)) -> list[float | None]:
+def tick_quantiles_ms(before: dict[str, float] | None, after: dict[str, float], qs=(0.5, 0.99)) -> list[float | None]:
     """Tick duration quantiles (ms) of the ticks between two scrapes (all ticks when `before` is None)."""
     b = dict(tick_buckets(before)) if before else {}
     delta = [(le, n - b.get(le, 0.0)) for le, n in tick_buckets(after)]

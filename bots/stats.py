@@ -27,7 +27,7 @@ def bucket_of(ms: float) -> int:
 
 
 def bucket_bounds(i: int) -> tuple[float, float]:
-    lo = MIN_MS * GROWTH ** i
+    lo = MIN_MS * GROWTH**i
     return lo, lo * GROWTH
 
 

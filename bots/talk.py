@@ -44,12 +44,19 @@ LOOK_EVERY = 4  # updates: positions are read from every 4th update (5 Hz at 20 
 ASK_TIMEOUT_S = 10.0  # a talk with no answer (error or say_start) for this long is given up
 REPLY_TIMEOUT_S = 100.0  # a reply whose say_end never came (the server guarantees one within ~90 s)
 REST_S = (2.0, 4.0)
-LINES = ("hello! what do you do here?", "good day. any news from the village?", "what would you sell me?",
-         "do you know the way to the tavern?", "tell me a story, please.", "how is your day going?")
+LINES = (
+    "hello! what do you do here?",
+    "good day. any news from the village?",
+    "what would you sell me?",
+    "do you know the way to the tavern?",
+    "tell me a story, please.",
+    "how is your day going?",
+)
 
 
 class Known:
     """What the bots of one process have learnt about NPCs: who talks and who does not (entity ids)."""
+
     talkers: set[int] = set()
     silent: set[int] = set()
 
@@ -130,8 +137,11 @@ class Talk(Scenario):
             self.npc = min(talkers, key=lambda e: math.dist(me, self.pos[e]))
             self.state = "approach"
             return
-        unknown = [e for e, rec in bot.visible.items()
-                   if rec[1] == 1 and e in self.pos and e not in Known.talkers and e not in Known.silent]
+        unknown = [
+            e
+            for e, rec in bot.visible.items()
+            if rec[1] == 1 and e in self.pos and e not in Known.talkers and e not in Known.silent
+        ]
         if unknown:  # ask the nearest whether it talks (refused at once if not: nothing is walked for it)
             self.ask(bot, min(unknown, key=lambda e: math.dist(me, self.pos[e])), now)
             return
@@ -221,5 +231,12 @@ class Talk(Scenario):
 
     def summary(self) -> dict:
         """This bot's talk figures, added up over bots by the report."""
-        return {"talk": {"sent": self.sent, "refused": self.refused, "reasons": self.reasons,
-                         "ttft_ms": self.ttft.counts, "reply_ms": self.reply.counts}}
+        return {
+            "talk": {
+                "sent": self.sent,
+                "refused": self.refused,
+                "reasons": self.reasons,
+                "ttft_ms": self.ttft.counts,
+                "reply_ms": self.reply.counts,
+            }
+        }

@@ -57,7 +57,9 @@ def _snapshot(tally: Tally, bots: list[Bot], now: float, started: int) -> dict:
             connected += 1
             n = bot.updates - bot.second_mark
             bot.second_mark = bot.updates
-            if bot.opened_at is not None and bot.opened_at <= now - 1.0:  # open for the whole second: a fair per-client rate
+            if (
+                bot.opened_at is not None and bot.opened_at <= now - 1.0
+            ):  # open for the whole second: a fair per-client rate
                 rate[n] = rate.get(n, 0) + 1
     snap.update(rate=rate, connected=connected, started=started)
     return snap
@@ -148,5 +150,4 @@ async def _run(wid: int, plan: Plan, queue, stop, t0: float) -> None:
     for bot in bots:
         bot.abort()  # no-op for a closed socket; never leave one open
     final = _snapshot(tally, bots, _now(), len(tasks))
-    queue.put(("done", wid, {"second": second, "final": final, "why": why,
-                             "bots": [bot.summary(t0) for bot in bots]}))
+    queue.put(("done", wid, {"second": second, "final": final, "why": why, "bots": [bot.summary(t0) for bot in bots]}))

@@ -137,24 +137,34 @@ class Memory:
         kind = item[0]
         if kind == "recall":
             _, npc, player, fut = item
-            turns = db.execute("SELECT speaker, text FROM turns WHERE npc=? AND player=? ORDER BY at DESC, rowid DESC "
-                               "LIMIT ?", (npc, player, self.max_turns)).fetchall()
-            facts = db.execute("SELECT fact FROM facts WHERE npc=? AND player=? ORDER BY at, rowid LIMIT ?",
-                               (npc, player, self.max_facts)).fetchall()
+            turns = db.execute(
+                "SELECT speaker, text FROM turns WHERE npc=? AND player=? ORDER BY at DESC, rowid DESC LIMIT ?",
+                (npc, player, self.max_turns),
+            ).fetchall()
+            facts = db.execute(
+                "SELECT fact FROM facts WHERE npc=? AND player=? ORDER BY at, rowid LIMIT ?",
+                (npc, player, self.max_facts),
+            ).fetchall()
             fut.set_result(Recall([(s, t) for s, t in reversed(turns)], [f for (f,) in facts]))
         elif kind == "remember":
             _, npc, player, turns, facts = item
             now = time.time()
             db.execute("BEGIN")
-            db.executemany("INSERT INTO turns VALUES (?, ?, ?, ?, ?)",
-                           [(npc, player, now + i * 1e-6, s, t) for i, (s, t) in enumerate(turns)])
+            db.executemany(
+                "INSERT INTO turns VALUES (?, ?, ?, ?, ?)",
+                [(npc, player, now + i * 1e-6, s, t) for i, (s, t) in enumerate(turns)],
+            )
             db.executemany("INSERT OR REPLACE INTO facts VALUES (?, ?, ?, ?)", [(npc, player, now, f) for f in facts])
-            db.execute("DELETE FROM turns WHERE npc=? AND player=? AND rowid NOT IN (SELECT rowid FROM turns "
-                       "WHERE npc=? AND player=? ORDER BY at DESC, rowid DESC LIMIT ?)",
-                       (npc, player, npc, player, self.max_turns))
-            db.execute("DELETE FROM facts WHERE npc=? AND player=? AND rowid NOT IN (SELECT rowid FROM facts "
-                       "WHERE npc=? AND player=? ORDER BY at DESC, rowid DESC LIMIT ?)",
-                       (npc, player, npc, player, self.max_facts))
+            db.execute(
+                "DELETE FROM turns WHERE npc=? AND player=? AND rowid NOT IN (SELECT rowid FROM turns "
+                "WHERE npc=? AND player=? ORDER BY at DESC, rowid DESC LIMIT ?)",
+                (npc, player, npc, player, self.max_turns),
+            )
+            db.execute(
+                "DELETE FROM facts WHERE npc=? AND player=? AND rowid NOT IN (SELECT rowid FROM facts "
+                "WHERE npc=? AND player=? ORDER BY at DESC, rowid DESC LIMIT ?)",
+                (npc, player, npc, player, self.max_facts),
+            )
             db.execute("COMMIT")
             self.written += 1
         elif kind == "flush":

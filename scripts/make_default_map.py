@@ -19,15 +19,13 @@ import zlib
 from collections import deque
 from pathlib import Path
 
-W = H = 64          # tiles
-TS = 32             # world units per tile
-FLOOR, WALL, GRASS = 1, 2, 3   # gids (firstgid 1): tileset ids 0, 1, 2
+W = H = 64  # tiles
+TS = 32  # world units per tile
+FLOOR, WALL, GRASS = 1, 2, 3  # gids (firstgid 1): tileset ids 0, 1, 2
 SEED = 1
 
 # name of each room's POI, row by row (3 x 3 grid)
-ROOMS = [["forge", "market", "tavern"],
-         ["library", "plaza", "garden"],
-         ["barracks", "well", "chapel"]]
+ROOMS = [["forge", "market", "tavern"], ["library", "plaza", "garden"], ["barracks", "well", "chapel"]]
 
 
 def build() -> tuple[list[list[int]], list[list[int]], dict[str, tuple[int, int]]]:
@@ -36,14 +34,14 @@ def build() -> tuple[list[list[int]], list[list[int]], dict[str, tuple[int, int]
     wall = [[1] * W for _ in range(H)]
     ground = [[FLOOR] * W for _ in range(H)]
 
-    def carve(x0, y0, x1, y1):           # half-open tile rectangle
+    def carve(x0, y0, x1, y1):  # half-open tile rectangle
         for y in range(y0, y1):
             for x in range(x0, x1):
                 wall[y][x] = 0
 
     # Room slots: 18 tiles wide, separated by 3-tile walls, 2-tile border.
     slots = [2, 23, 44]
-    rooms = {}                           # (row, col) -> (x0, y0, x1, y1)
+    rooms = {}  # (row, col) -> (x0, y0, x1, y1)
     for r, y in enumerate(slots):
         for c, x in enumerate(slots):
             # shrink some rooms a little so the layout is not a perfect grid
@@ -77,9 +75,9 @@ def build() -> tuple[list[list[int]], list[list[int]], dict[str, tuple[int, int]
         for dx, dy in cells:
             wall[y0 + dy][x0 + dx] = 1
 
-    furniture((0, 1), [(x, y) for y in (3, 12) for x in range(3, 13, 3)])      # market stalls
+    furniture((0, 1), [(x, y) for y in (3, 12) for x in range(3, 13, 3)])  # market stalls
     furniture((1, 0), [(2, y) for y in range(2, 14)] + [(13, y) for y in range(3, 13)])  # shelves
-    furniture((0, 0), [(2, 2), (3, 2), (2, 3), (3, 3)])                        # the anvil block
+    furniture((0, 0), [(2, 2), (3, 2), (2, 3), (3, 3)])  # the anvil block
     gx0, gy0, gx1, gy1 = rooms[1, 2]
     for y in range(gy0, gy1):
         for x in range(gx0, gx1):
@@ -116,46 +114,94 @@ def check_connected(wall: list[list[int]]) -> int:
 
 def tmj(ground, wall, pois) -> dict:
     def layer(lid, name, grid):
-        return {"data": [v for row in grid for v in row], "height": H, "width": W, "id": lid,
-                "name": name, "opacity": 1, "type": "tilelayer", "visible": True, "x": 0, "y": 0}
+        return {
+            "data": [v for row in grid for v in row],
+            "height": H,
+            "width": W,
+            "id": lid,
+            "name": name,
+            "opacity": 1,
+            "type": "tilelayer",
+            "visible": True,
+            "x": 0,
+            "y": 0,
+        }
 
-    objects = [{"id": i + 1, "name": name, "type": "", "point": True,
-                "x": (x + 0.5) * TS, "y": (y + 0.5) * TS, "width": 0, "height": 0,
-                "rotation": 0, "visible": True}
-               for i, (name, (x, y)) in enumerate(pois.items())]
+    objects = [
+        {
+            "id": i + 1,
+            "name": name,
+            "type": "",
+            "point": True,
+            "x": (x + 0.5) * TS,
+            "y": (y + 0.5) * TS,
+            "width": 0,
+            "height": 0,
+            "rotation": 0,
+            "visible": True,
+        }
+        for i, (name, (x, y)) in enumerate(pois.items())
+    ]
     return {
-        "compressionlevel": -1, "height": H, "width": W, "infinite": False,
+        "compressionlevel": -1,
+        "height": H,
+        "width": W,
+        "infinite": False,
         "layers": [
             layer(1, "ground", ground),
             layer(2, "walls", [[WALL if v else 0 for v in row] for row in wall]),
-            {"draworder": "topdown", "id": 3, "name": "poi", "objects": objects, "opacity": 1,
-             "type": "objectgroup", "visible": True, "x": 0, "y": 0},
+            {
+                "draworder": "topdown",
+                "id": 3,
+                "name": "poi",
+                "objects": objects,
+                "opacity": 1,
+                "type": "objectgroup",
+                "visible": True,
+                "x": 0,
+                "y": 0,
+            },
         ],
-        "nextlayerid": 4, "nextobjectid": len(objects) + 1,
-        "orientation": "orthogonal", "renderorder": "right-down",
-        "tiledversion": "1.10.2", "tileheight": TS, "tilewidth": TS,
-        "type": "map", "version": "1.10",
-        "tilesets": [{
-            "columns": 3, "firstgid": 1, "image": "tiles.png", "imageheight": TS,
-            "imagewidth": 3 * TS, "margin": 0, "name": "tiles", "spacing": 0,
-            "tilecount": 3, "tileheight": TS, "tilewidth": TS,
-            "tiles": [
-                {"id": 0, "type": "floor"},
-                {"id": 1, "type": "wall",
-                 "properties": [{"name": "blocked", "type": "bool", "value": True}]},
-                {"id": 2, "type": "grass"},
-            ],
-        }],
+        "nextlayerid": 4,
+        "nextobjectid": len(objects) + 1,
+        "orientation": "orthogonal",
+        "renderorder": "right-down",
+        "tiledversion": "1.10.2",
+        "tileheight": TS,
+        "tilewidth": TS,
+        "type": "map",
+        "version": "1.10",
+        "tilesets": [
+            {
+                "columns": 3,
+                "firstgid": 1,
+                "image": "tiles.png",
+                "imageheight": TS,
+                "imagewidth": 3 * TS,
+                "margin": 0,
+                "name": "tiles",
+                "spacing": 0,
+                "tilecount": 3,
+                "tileheight": TS,
+                "tilewidth": TS,
+                "tiles": [
+                    {"id": 0, "type": "floor"},
+                    {"id": 1, "type": "wall", "properties": [{"name": "blocked", "type": "bool", "value": True}]},
+                    {"id": 2, "type": "grass"},
+                ],
+            }
+        ],
     }
 
 
 def tiles_png() -> bytes:
     """A 96 x 32 RGB PNG: floor, wall, grass tiles side by side (pure zlib+struct)."""
+
     def pixel(tile, x, y):
-        if tile == 0:   # floor: warm stone with a faint grid
+        if tile == 0:  # floor: warm stone with a faint grid
             edge = x == 0 or y == 0
             return (150, 140, 120) if edge else (188, 176, 152)
-        if tile == 1:   # wall: dark bricks
+        if tile == 1:  # wall: dark bricks
             mortar = y % 8 == 0 or (x + (8 if (y // 8) % 2 else 0)) % 16 == 0
             return (60, 55, 55) if mortar else (104, 84, 78)
         return (88, 150, 72) if (x * 7 + y * 13) % 11 else (70, 128, 60)  # grass
@@ -171,8 +217,12 @@ def tiles_png() -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
     ihdr = struct.pack(">IIBBBBB", 3 * TS, TS, 8, 2, 0, 0, 0)  # 8-bit RGB
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-            + chunk(b"IDAT", zlib.compress(b"".join(rows), 9)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"".join(rows), 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def main() -> None:
@@ -185,8 +235,7 @@ def main() -> None:
     n_free = check_connected(wall)
     (out / "default.tmj").write_text(json.dumps(tmj(ground, wall, pois), separators=(",", ":")) + "\n")
     (out / "tiles.png").write_bytes(tiles_png())
-    print(f"wrote {out / 'default.tmj'} ({W}x{H} tiles, {n_free} free, {len(pois)} POIs) "
-          f"and {out / 'tiles.png'}")
+    print(f"wrote {out / 'default.tmj'} ({W}x{H} tiles, {n_free} free, {len(pois)} POIs) and {out / 'tiles.png'}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ import sys
 import zlib
 from pathlib import Path
 
-FRAME_W, FRAME_H = 16, 24     # pixels
+FRAME_W, FRAME_H = 16, 24  # pixels
 FRAMES = 4
 VARIANTS = ("player", "npc", "wanderer")
 FACINGS = ("down", "left", "right", "up")
@@ -51,7 +51,7 @@ HOOD_DARK: Color = (93, 98, 106, 255)
 TROUSERS: Color = (52, 64, 90, 255)
 TROUSERS_FAR: Color = (38, 46, 66, 255)
 SHOES: Color = (42, 34, 40, 255)
-CLOTH: Color = (255, 255, 255, 255)        # mask: the entity's colour exactly
+CLOTH: Color = (255, 255, 255, 255)  # mask: the entity's colour exactly
 CLOTH_SHADE: Color = (196, 196, 196, 255)  # mask: the colour darkened (sides, sleeves)
 
 
@@ -80,8 +80,10 @@ class Frame:
             for x in range(FRAME_W):
                 if filled[y][x]:
                     continue
-                if any(0 <= y + dy < FRAME_H and 0 <= x + dx < FRAME_W and filled[y + dy][x + dx]
-                       for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1))):
+                if any(
+                    0 <= y + dy < FRAME_H and 0 <= x + dx < FRAME_W and filled[y + dy][x + dx]
+                    for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1))
+                ):
                     self.base[y][x] = OUTLINE
 
     def mirrored(self) -> "Frame":
@@ -111,7 +113,7 @@ def legs_side(f: Frame, step: int, hip: int) -> None:
         fwd = near == near_fwd
         colour = TROUSERS if near else TROUSERS_FAR
         for y in range(hip, 22):
-            k = (y - hip + 1) // 2      # the legs part towards the feet
+            k = (y - hip + 1) // 2  # the legs part towards the feet
             x = 6 - k if fwd else 8 + k
             f.rect("base", x, y, x + 1, y, colour)
         end = 6 - (22 - hip) // 2 if fwd else 8 + (22 - hip) // 2
@@ -124,13 +126,13 @@ def torso(f: Frame, facing: str, step: int, dy: int) -> None:
     f.rect("mask", x0, 9 + dy, x1, 15 + dy, CLOTH)
     f.rect("mask", x0, 9 + dy, x0, 15 + dy, CLOTH_SHADE)
     f.rect("mask", x1, 9 + dy, x1, 15 + dy, CLOTH_SHADE)
-    f.rect("base", x0, 16 + dy, x1, 16 + dy, TROUSERS)   # the belt line
+    f.rect("base", x0, 16 + dy, x1, 16 + dy, TROUSERS)  # the belt line
     swing = {0: 0, 1: 1, 2: 0, 3: -1}[step]
-    if side:   # one arm seen, swinging forward (left) and back
+    if side:  # one arm seen, swinging forward (left) and back
         ax = 7 - swing
         f.rect("mask", ax, 10 + dy, ax + 1, 12 + dy, CLOTH_SHADE)
         f.rect("base", ax, 13 + dy, ax + 1, 13 + dy, SKIN_DARK)
-    else:      # both arms at the sides; a stride raises one hand a pixel
+    else:  # both arms at the sides; a stride raises one hand a pixel
         for i, ax in enumerate((3, 12)):
             lift = max(0, swing if i == 0 else -swing)
             f.rect("mask", ax, 10 + dy, ax, 12 + dy - lift, CLOTH_SHADE)
@@ -148,7 +150,7 @@ def head(f: Frame, variant: str, facing: str, dy: int) -> None:
         f.px("base", 9, 5 + dy, EYE)
     else:  # left: the face on the left, the back of the head on the right
         f.px("base", 6, 5 + dy, EYE)
-        f.px("base", 4, 6 + dy, SKIN)   # nose
+        f.px("base", 4, 6 + dy, SKIN)  # nose
     if variant == "player":
         f.rect("base", hx0, 1 + dy, hx1, 3 + dy, HAIR)
         if facing == "down":
@@ -157,8 +159,8 @@ def head(f: Frame, variant: str, facing: str, dy: int) -> None:
         elif side:
             f.rect("base", 8, 4 + dy, hx1, 6 + dy, HAIR)
     elif variant == "npc":
-        f.rect("base", 2 if not side else 3, 2 + dy, 13 if not side else 12, 2 + dy, HAT)   # the brim
-        f.rect("base", hx0, 0 + dy, hx1, 1 + dy, HAT)                                         # the crown
+        f.rect("base", 2 if not side else 3, 2 + dy, 13 if not side else 12, 2 + dy, HAT)  # the brim
+        f.rect("base", hx0, 0 + dy, hx1, 1 + dy, HAT)  # the crown
         f.rect("base", hx0, 1 + dy, hx1, 1 + dy, BAND)
     else:  # wanderer: a hood over the head and shoulders, the face in an opening
         f.rect("base", hx0 - 1, 0 + dy, hx1 + 1, 8 + dy, HOOD)
@@ -176,7 +178,7 @@ def frame(variant: str, facing: str, step: int) -> Frame:
     if facing == "right":
         return frame(variant, "left", step).mirrored()
     f = Frame()
-    dy = 1 if step in (1, 3) else 0   # a stride: the body a pixel lower than when standing or passing
+    dy = 1 if step in (1, 3) else 0  # a stride: the body a pixel lower than when standing or passing
     hip = 17 + dy
     if facing in ("down", "up"):
         legs_front(f, step, hip)
@@ -198,8 +200,8 @@ def sheet() -> list[list[Color]]:
                 f = frame(variant, facing, step)
                 top = (vi * len(FACINGS) + fi) * FRAME_H
                 for y in range(FRAME_H):
-                    out[top + y][step * FRAME_W:(step + 1) * FRAME_W] = f.base[y]
-                    out[rows_per_half + top + y][step * FRAME_W:(step + 1) * FRAME_W] = f.mask[y]
+                    out[top + y][step * FRAME_W : (step + 1) * FRAME_W] = f.base[y]
+                    out[rows_per_half + top + y][step * FRAME_W : (step + 1) * FRAME_W] = f.mask[y]
     return out
 
 
@@ -211,8 +213,12 @@ def png(pixels: list[list[Color]]) -> bytes:
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 6, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw, 9))
+        + chunk(b"IEND", b"")
+    )
 
 
 def read_png(data: bytes) -> list[list[Color]]:
@@ -222,8 +228,8 @@ def read_png(data: bytes) -> list[list[Color]]:
     pos, idat, w = 8, b"", 0
     h = 0
     while pos < len(data):
-        n, = struct.unpack(">I", data[pos:pos + 4])
-        kind, body = data[pos + 4:pos + 8], data[pos + 8:pos + 8 + n]
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + n]
         pos += 12 + n
         if kind == b"IHDR":
             w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
@@ -234,7 +240,7 @@ def read_png(data: bytes) -> list[list[Color]]:
     raw = zlib.decompress(idat)
     stride, out, prev = 4 * w, [], bytearray(4 * w)
     for y in range(h):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             a = line[i - 4] if i >= 4 else 0
             b = prev[i]
@@ -249,7 +255,7 @@ def read_png(data: bytes) -> list[list[Color]]:
                 p = a + b - c
                 pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
                 line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
-        out.append([tuple(line[i:i + 4]) for i in range(0, stride, 4)])
+        out.append([tuple(line[i : i + 4]) for i in range(0, stride, 4)])
         prev = line
     return out  # type: ignore[return-value]
 

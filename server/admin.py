@@ -50,21 +50,48 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("npcworld.admin")
 
-MAX_HEAD = 16 * 1024      # bytes: request line + headers
-MAX_BODY = 64 * 1024      # bytes
+MAX_HEAD = 16 * 1024  # bytes: request line + headers
+MAX_BODY = 64 * 1024  # bytes
 READ_TIMEOUT_S = 10.0
-REASONS = {200: "OK", 400: "Bad Request", 401: "Unauthorized", 404: "Not Found", 405: "Method Not Allowed",
-           409: "Conflict", 413: "Payload Too Large", 431: "Request Header Fields Too Large", 500: "Internal Server Error"}
+REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    405: "Method Not Allowed",
+    409: "Conflict",
+    413: "Payload Too Large",
+    431: "Request Header Fields Too Large",
+    500: "Internal Server Error",
+}
 _ONE = re.compile(r"^/npcs/(\d+)(?:/(despawn|talk))?$")
 # A talk's stream ends by then whatever happens: the dialogue's own bounds (a first token within 90 s,
 # the whole reply 30 s after it) plus the action step.
 TALK_S = 150.0
-ROUTES = {"/": ("GET",), "/npcs": ("GET",), "/errors": ("GET",), "/npcs/spawn": ("POST",), "/reload": ("POST",),
-          "/log": ("GET",), "/clock": ("GET", "POST"), "one": ("GET",), "despawn": ("POST",), "talk": ("POST",)}
-ENDPOINTS = ["GET /npcs", "GET /npcs/<id>", 'POST /npcs/<id>/talk {"name": str, "text": str} (NDJSON stream)',
-             "GET /errors", "GET /log?after=<seq>", "GET /clock",
-             'POST /clock {"paused": bool?, "time": "HH:MM"?, "minute_of_day": int?, "day": int?, "speed": float?}',
-             'POST /npcs/spawn {"npc": id, "at": place?}', "POST /npcs/<id>/despawn", "POST /reload"]
+ROUTES = {
+    "/": ("GET",),
+    "/npcs": ("GET",),
+    "/errors": ("GET",),
+    "/npcs/spawn": ("POST",),
+    "/reload": ("POST",),
+    "/log": ("GET",),
+    "/clock": ("GET", "POST"),
+    "one": ("GET",),
+    "despawn": ("POST",),
+    "talk": ("POST",),
+}
+ENDPOINTS = [
+    "GET /npcs",
+    "GET /npcs/<id>",
+    'POST /npcs/<id>/talk {"name": str, "text": str} (NDJSON stream)',
+    "GET /errors",
+    "GET /log?after=<seq>",
+    "GET /clock",
+    'POST /clock {"paused": bool?, "time": "HH:MM"?, "minute_of_day": int?, "day": int?, "speed": float?}',
+    'POST /npcs/spawn {"npc": id, "at": place?}',
+    "POST /npcs/<id>/despawn",
+    "POST /reload",
+]
 
 
 class HttpError(Exception):
@@ -109,9 +136,11 @@ class Admin:
             return
         page = body if isinstance(body, inspector.Page) else None
         data = page.body if page else json.dumps(body, indent=1).encode() + b"\n"
-        head = (f"HTTP/1.1 {status} {REASONS.get(status, '')}\r\n"
-                f"Content-Type: {page.content_type if page else 'application/json'}\r\n"
-                f"Content-Length: {len(data)}\r\nConnection: close\r\nCache-Control: no-store\r\n")
+        head = (
+            f"HTTP/1.1 {status} {REASONS.get(status, '')}\r\n"
+            f"Content-Type: {page.content_type if page else 'application/json'}\r\n"
+            f"Content-Length: {len(data)}\r\nConnection: close\r\nCache-Control: no-store\r\n"
+        )
         head += "".join(f"{k}: {v}\r\n" for k, v in (page.headers.items() if page else ()))
         if status == 401:
             head += 'WWW-Authenticate: Bearer realm="npcworld admin"\r\n'
@@ -126,8 +155,10 @@ class Admin:
     async def _stream(self, writer: asyncio.StreamWriter, events: AsyncIterator[dict]) -> None:
         """200 and one JSON object a line until the events end (the end of the body is the close)."""
         try:
-            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nConnection: close\r\n"
-                         b"Cache-Control: no-store\r\n\r\n")
+            writer.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: application/x-ndjson\r\nConnection: close\r\n"
+                b"Cache-Control: no-store\r\n\r\n"
+            )
             async for event in events:
                 writer.write(json.dumps(event).encode() + b"\n")
                 await writer.drain()
@@ -207,8 +238,13 @@ class Admin:
                 state = clock_api.change(self.game.world, _json(body, clock_api.USAGE))
             except ValueError as e:
                 raise HttpError(400, str(e)) from None
-            log.info("admin: clock set to day %d %s, %s, %g game minutes per second", state["day"], state["time"],
-                     "paused" if state["paused"] else "running", state["speed"])
+            log.info(
+                "admin: clock set to day %d %s, %s, %g game minutes per second",
+                state["day"],
+                state["time"],
+                "paused" if state["paused"] else "running",
+                state["speed"],
+            )
             return 200, state
         if m and key == "one":
             try:
@@ -231,8 +267,12 @@ class Admin:
             req = json.loads(body or b"{}")
         except (ValueError, UnicodeDecodeError):
             raise HttpError(400, 'body is not JSON; expected {"npc": "<file id>", "at": "<place>"?}') from None
-        if not isinstance(req, dict) or not isinstance(req.get("npc"), str) \
-                or not isinstance(req.get("at", ""), str) or set(req) - {"npc", "at"}:
+        if (
+            not isinstance(req, dict)
+            or not isinstance(req.get("npc"), str)
+            or not isinstance(req.get("at", ""), str)
+            or set(req) - {"npc", "at"}
+        ):
             raise HttpError(400, 'expected {"npc": "<file id>", "at": "<place>"?}')
         try:
             eid = cast.spawn(req["npc"], req.get("at"))
@@ -242,13 +282,16 @@ class Admin:
             raise HttpError(400, str(e)) from None
         self.game.npcs_changed()
         log.info("admin: spawned %s as NPC %d", req["npc"], eid)
-        return 200, {"id": eid, "npc": req["npc"], "name": self.game.world.name_of(eid),
-                     "position": list(self.game.world.position(eid))}
+        return 200, {
+            "id": eid,
+            "npc": req["npc"],
+            "name": self.game.world.name_of(eid),
+            "position": list(self.game.world.position(eid)),
+        }
 
     def _talk(self, eid: int, req: object) -> AsyncIterator[dict]:
         """Start an admin talk now (or raise HttpError: 400 / 404 / 409), and the stream of its events."""
-        if not isinstance(req, dict) or set(req) != {"name", "text"} or not all(
-                isinstance(req[k], str) for k in req):
+        if not isinstance(req, dict) or set(req) != {"name", "text"} or not all(isinstance(req[k], str) for k in req):
             raise HttpError(400, _TALK_USAGE)
         if not 1 <= len(req["name"]) <= 24 or not 1 <= len(req["text"]) <= 500:
             raise HttpError(400, "name must be 1..24 characters and text 1..500; " + _TALK_USAGE)
@@ -272,6 +315,7 @@ class Admin:
                     yield {"event": "end"}
                     return
                 yield event
+
         return events()
 
 

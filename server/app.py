@@ -53,24 +53,39 @@ def tune_gc() -> None:
     gc.set_threshold(GC_YOUNG, *gc.get_threshold()[1:])
 
 
-def build_room(cfg: ServerConfig, tilemap: TileMap, metrics: Metrics, out: Outbound, *, store: Store | None,
-               clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time) -> Game:
+def build_room(
+    cfg: ServerConfig,
+    tilemap: TileMap,
+    metrics: Metrics,
+    out: Outbound,
+    *,
+    store: Store | None,
+    clock: Callable[[], float] = time.monotonic,
+    wall: Callable[[], float] = time.time,
+) -> Game:
     """The room and its parts, started, each given its section of `cfg`: the world with its generic
     wanderers (no file: they only wander), the cast of the NPC files, the policy's decision workers
     (when it decides), the dialogue service; its events go to `out`. A store's checkpoint is resumed."""
     w, n, p = cfg.world, cfg.npcs, cfg.policy
-    world = World(tilemap, WorldConfig(cell_size=w.cell_size, view_radius=w.view_radius, seed=w.seed,
-                                       day_length_s=w.day_length))
-    wanderers = {world.spawn(NPC, f"wanderer {i + 1}", colour_for(i + 7)): f"wanderer#{i + 1}"
-                 for i in range(n.wanderers)}
+    world = World(
+        tilemap, WorldConfig(cell_size=w.cell_size, view_radius=w.view_radius, seed=w.seed, day_length_s=w.day_length)
+    )
+    wanderers = {
+        world.spawn(NPC, f"wanderer {i + 1}", colour_for(i + 7)): f"wanderer#{i + 1}" for i in range(n.wanderers)
+    }
     cast = Cast(world, n.dir or None, tick_rate=w.tick_rate, think_s=n.think_ms / 1000.0, budget_ms=n.hook_budget_ms)
     decider = None
     if use_policy(p):  # decisions from the policy, in worker processes (torch stays out of here)
         decider = start_decider(
-            world, weights=p.weights, module=p.module, **remote_workers(cfg.workers, "decision", p.workers or None),
-            devices=[d.strip() for d in p.devices.split(",") if d.strip()] or None, guard=p.guard,
-            budget_s=(p.budget_ms or 1000.0 / w.tick_rate) / 1000.0)
-        cast.decider = decider      # before loading: the guard checks every file as it loads
+            world,
+            weights=p.weights,
+            module=p.module,
+            **remote_workers(cfg.workers, "decision", p.workers or None),
+            devices=[d.strip() for d in p.devices.split(",") if d.strip()] or None,
+            guard=p.guard,
+            budget_s=(p.budget_ms or 1000.0 / w.tick_rate) / 1000.0,
+        )
+        cast.decider = decider  # before loading: the guard checks every file as it loads
         metrics.add(decider)
     cast.load_all()
     if store is not None:
@@ -82,13 +97,32 @@ def build_room(cfg: ServerConfig, tilemap: TileMap, metrics: Metrics, out: Outbo
         if room is not None:
             room.line(eid, msg)
 
-    talks = dialogue.start(cast, line, lambda eid: room is not None and room.online(eid), cfg.dialogue, clock=clock,
-                           **remote_workers(cfg.workers, "dialogue", 1))
+    talks = dialogue.start(
+        cast,
+        line,
+        lambda eid: room is not None and room.online(eid),
+        cfg.dialogue,
+        clock=clock,
+        **remote_workers(cfg.workers, "dialogue", 1),
+    )
     metrics.add(talks)
     s = cfg.store
     secret = s.secret.encode() if s.secret else store.token_key if store is not None else secrets.token_bytes(32)
-    room = Game(w, s, world, cast, talks, out, metrics, decider=decider, store=store, wanderers=wanderers,
-                secret=secret, clock=clock, wall=wall)
+    room = Game(
+        w,
+        s,
+        world,
+        cast,
+        talks,
+        out,
+        metrics,
+        decider=decider,
+        store=store,
+        wanderers=wanderers,
+        secret=secret,
+        clock=clock,
+        wall=wall,
+    )
     return room
 
 
@@ -116,21 +150,29 @@ class GameServer:
             try:
                 self.admin_port = await self.admin.start(self.cfg.admin.host, port)
                 return
-            except OSError as e:   # the derived port is taken: any free one will do
+            except OSError as e:  # the derived port is taken: any free one will do
                 log.warning("admin port %d is not free (%s); using any free port", port, e.strerror)
                 port = 0
         self.admin_port = await self.admin.start(self.cfg.admin.host, port)
 
     def health(self) -> dict:
-        return {"status": "ok", "tick": self.game.world.tick, "players": self.metrics.players,
-                "npcs": self.metrics.npcs, "connections": self.metrics.connections}
+        return {
+            "status": "ok",
+            "tick": self.game.world.tick,
+            "players": self.metrics.players,
+            "npcs": self.metrics.npcs,
+            "connections": self.metrics.connections,
+        }
 
     async def run(self, on_ready=None) -> None:
         routes = Routes(self.cfg.world.map, lambda: self.game.world.map.raw, self.health, self.metrics.render)
-        handler = functools.partial(gateway.handle, game=self.game, seats=self.seats, metrics=self.metrics,
-                                    flusher=gateway.Flusher())
+        handler = functools.partial(
+            gateway.handle, game=self.game, seats=self.seats, metrics=self.metrics, flusher=gateway.Flusher()
+        )
         async with serve(
-            handler, self.cfg.net.host, self.cfg.net.port,
+            handler,
+            self.cfg.net.host,
+            self.cfg.net.port,
             process_request=routes,
             create_connection=gateway.PlayerSocket,  # each message handed to the gateway as it is parsed
             max_size=protocol.MAX_FRAME,  # larger frames: close 1009
@@ -145,7 +187,9 @@ class GameServer:
         ) as server:
             self.port = server.sockets[0].getsockname()[1]
             await self._start_admin()
-            ticks = asyncio.create_task(run_ticks(self.cfg.world.tick_rate, self.game.tick, self.metrics, self.stop_event))
+            ticks = asyncio.create_task(
+                run_ticks(self.cfg.world.tick_rate, self.game.tick, self.metrics, self.stop_event)
+            )
             reloads = asyncio.create_task(self.watcher.run(self.stop_event))
             slow = asyncio.create_task(gateway.read_checks(self.seats, self.stop_event))
             if on_ready:
@@ -170,13 +214,22 @@ def main(cfg: ServerConfig) -> int:
         host = cfg.net.host if cfg.net.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         admin_host = cfg.admin.host if cfg.admin.host not in ("0.0.0.0", "::", "") else "127.0.0.1"
         # printed before the serving line, so whoever waits for that line has this one too
-        print(f"npcworld admin http://{admin_host}:{srv.admin_port}/ token={srv.admin_token}"
-              f"  ({len(srv.game.cast.minds)} NPCs from {cfg.npcs.dir or 'no NPC folder'})", flush=True)
+        print(
+            f"npcworld admin http://{admin_host}:{srv.admin_port}/ token={srv.admin_token}"
+            f"  ({len(srv.game.cast.minds)} NPCs from {cfg.npcs.dir or 'no NPC folder'})",
+            flush=True,
+        )
         # the token travels in the fragment, which a browser never sends; the page keeps it for the tab only
-        print(f"npcworld inspector http://{admin_host}:{srv.admin_port}/inspector#token={srv.admin_token}"
-              "  - the designers' page: open it in a browser (the token is the admin token above)", flush=True)
-        print(f"npcworld serving http://{host}:{srv.port}/  (map {srv.tilemap.path}, {cfg.npcs.wanderers} wandering NPCs, "
-              f"{cfg.world.tick_rate} Hz) - open it in a browser; Ctrl+C stops", flush=True)
+        print(
+            f"npcworld inspector http://{admin_host}:{srv.admin_port}/inspector#token={srv.admin_token}"
+            "  - the designers' page: open it in a browser (the token is the admin token above)",
+            flush=True,
+        )
+        print(
+            f"npcworld serving http://{host}:{srv.port}/  (map {srv.tilemap.path}, {cfg.npcs.wanderers} wandering NPCs, "
+            f"{cfg.world.tick_rate} Hz) - open it in a browser; Ctrl+C stops",
+            flush=True,
+        )
 
     async def amain() -> None:
         srv = GameServer(cfg)

@@ -23,7 +23,7 @@ from .store import Offer, Saved, Store
 
 log = logging.getLogger("npcworld.game")
 
-MIND_COLUMNS = ("eid", "tending", "patrol", "gifts")   # of npc/minds/state.py Rows kept in a checkpoint
+MIND_COLUMNS = ("eid", "tending", "patrol", "gifts")  # of npc/minds/state.py Rows kept in a checkpoint
 
 
 def map_id(raw: dict) -> str:
@@ -32,13 +32,22 @@ def map_id(raw: dict) -> str:
 
 
 class Checkpoints:
-    def __init__(self, store: Store, world: World, cast, players: dict, wanderers: dict[int, str], map_raw: dict,
-                 every: int, wall: Callable[[], float]):
+    def __init__(
+        self,
+        store: Store,
+        world: World,
+        cast,
+        players: dict,
+        wanderers: dict[int, str],
+        map_raw: dict,
+        every: int,
+        wall: Callable[[], float],
+    ):
         self.store, self.world, self.cast, self.players, self.wanderers = store, world, cast, players, wanderers
         self.map_id = map_id(map_raw)
-        self.every = every          # ticks between checkpoints
-        self.wall = wall            # Unix seconds
-        self._identities: tuple | None = None   # (roster, NPC keys, accounts) of the last checkpoint
+        self.every = every  # ticks between checkpoints
+        self.wall = wall  # Unix seconds
+        self._identities: tuple | None = None  # (roster, NPC keys, accounts) of the last checkpoint
 
     def due(self, tick: int) -> bool:
         return tick % self.every == 0
@@ -72,23 +81,30 @@ class Checkpoints:
         """At start: the NPCs as the last checkpoint left them (those whose key is in the world now),
         at its tick and game time. Returns how many were resumed."""
         if saved.map_id != self.map_id:
-            log.warning("the last checkpoint was taken on another map: the world starts afresh (players keep "
-                        "their accounts)")
+            log.warning(
+                "the last checkpoint was taken on another map: the world starts afresh (players keep their accounts)"
+            )
             return 0
         live = {k: e for e, k in self.npc_keys().items()}
         ids = {old: live[k] for old, k in zip(saved.frame.eid.tolist(), saved.keys.tolist()) if k in live}
         n = world_checkpoint.restore(self.world, saved.frame, ids)
         self._resume_minds(saved.extra, ids)
-        self.cast.urgent.difference_update(ids.values())   # doing what they did: they re-think in their turn
+        self.cast.urgent.difference_update(ids.values())  # doing what they did: they re-think in their turn
         gt = self.world.game_time
-        log.info("resumed %d NPCs from the checkpoint of tick %d (day %d %s), written %.1f s ago", n,
-                 saved.frame.tick, gt.day, gt.clock, self.wall() - saved.written_at)
+        log.info(
+            "resumed %d NPCs from the checkpoint of tick %d (day %d %s), written %.1f s ago",
+            n,
+            saved.frame.tick,
+            gt.day,
+            gt.clock,
+            self.wall() - saved.written_at,
+        )
         return n
 
     def _resume_minds(self, extra: dict, ids: dict[int, int]) -> None:
         rows = self.cast.rows
         if not all(f"mind_{c}" in extra for c in MIND_COLUMNS):
-            return                  # a checkpoint without them: the minds start afresh
+            return  # a checkpoint without them: the minds start afresh
         for i, old in enumerate(extra["mind_eid"].tolist()):
             r = rows.row_of.get(ids.get(old, -1))
             if r is not None:

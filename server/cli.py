@@ -16,15 +16,20 @@ from .store import ops as store_ops
 
 
 def _serve_parser(sub) -> None:
-    p = sub.add_parser("serve", help="run the game server and its browser client",
-                       description="Run the game server: HTTP and WebSocket on one port. "
-                       "Options come from the defaults, then --config FILE (TOML: a [server] table with these "
-                       "names, underscores or dashes, and/or the sections' tables [net], [world], [npcs], [policy], "
-                       "[dialogue], [admin], [store], [workers]; see the README), then these flags.")
+    p = sub.add_parser(
+        "serve",
+        help="run the game server and its browser client",
+        description="Run the game server: HTTP and WebSocket on one port. "
+        "Options come from the defaults, then --config FILE (TOML: a [server] table with these "
+        "names, underscores or dashes, and/or the sections' tables [net], [world], [npcs], [policy], "
+        "[dialogue], [admin], [store], [workers]; see the README), then these flags.",
+    )
     p.add_argument("--config", metavar="FILE", help="TOML config file")
-    groups = {s: p.add_argument_group(f"[{s}]", (cls.__doc__ or "").split("\n")[0].removeprefix(f"[{s}]: "))
-              for s, (cls, _) in config.SECTIONS.items()}
-    for name, opt in config.OPTIONS.items():     # every flag from its option's declaration
+    groups = {
+        s: p.add_argument_group(f"[{s}]", (cls.__doc__ or "").split("\n")[0].removeprefix(f"[{s}]: "))
+        for s, (cls, _) in config.SECTIONS.items()
+    }
+    for name, opt in config.OPTIONS.items():  # every flag from its option's declaration
         g = groups[opt.section]
         flag = "--" + name.replace("_", "-")
         if opt.kind is bool:

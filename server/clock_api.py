@@ -15,15 +15,24 @@ from __future__ import annotations
 from world.clock import MAX_SPEED, MIN_SPEED, MINUTES_PER_DAY, parse_clock
 
 FIELDS = ("paused", "time", "minute_of_day", "day", "speed")
-USAGE = ('expected {"paused": true|false, "time": "HH:MM" or "minute_of_day": 0..1439, "day": 0.., '
-         f'"speed": {MIN_SPEED:g}..{MAX_SPEED:g} (game minutes per second)}}, every field optional')
+USAGE = (
+    'expected {"paused": true|false, "time": "HH:MM" or "minute_of_day": 0..1439, "day": 0.., '
+    f'"speed": {MIN_SPEED:g}..{MAX_SPEED:g} (game minutes per second)}}, every field optional'
+)
 
 
 def state(world) -> dict:
     c, gt = world.clock, world.game_time
-    return {"day": gt.day, "time": gt.clock, "minute_of_day": round(gt.minute, 2), "paused": c.paused,
-            "speed": c.speed, "speed_range": [MIN_SPEED, MAX_SPEED], "day_length_s": round(MINUTES_PER_DAY / c.speed, 1),
-            "tick": world.tick}
+    return {
+        "day": gt.day,
+        "time": gt.clock,
+        "minute_of_day": round(gt.minute, 2),
+        "paused": c.paused,
+        "speed": c.speed,
+        "speed_range": [MIN_SPEED, MAX_SPEED],
+        "day_length_s": round(MINUTES_PER_DAY / c.speed, 1),
+        "tick": world.tick,
+    }
 
 
 def change(world, body: object) -> dict:

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MAP = ROOT / "assets" / "maps" / "default.tmj"
 DEFAULT_NPC_DIR = ROOT / "assets" / "npcs"
 DEFAULT_POLICY = DEFAULT_WEIGHTS
-DECIDERS = ("auto", "policy", "builtin", "scripted")   # scripted: the old name of builtin
+DECIDERS = ("auto", "policy", "builtin", "scripted")  # scripted: the old name of builtin
 CLIENT_DIR = ROOT / "client_demo"
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -46,26 +46,49 @@ class ConfigError(Exception):
     """A configuration value or file is wrong; the message says where and what was expected."""
 
 
-def option(default: Any, help: str, *, unit: str = "", low: float | None = None, high: float | None = None,
-           choices: tuple[str, ...] = (), flag: str = "", expected: str = "", secret: bool = False) -> Any:
+def option(
+    default: Any,
+    help: str,
+    *,
+    unit: str = "",
+    low: float | None = None,
+    high: float | None = None,
+    choices: tuple[str, ...] = (),
+    flag: str = "",
+    expected: str = "",
+    secret: bool = False,
+) -> Any:
     """A section's field with its declaration: `help` for --help and the README; `unit` (ms, seconds,
     world units, ...); `low`/`high` (inclusive bounds) or `choices`, checked by `validate`; `flag`: the
     flat name (the flag without its dashes) when it is not the section's prefix + the field's name;
     `expected`: what an error says was expected, where the bounds alone would not say it well;
     `secret`: its default is not shown."""
-    return field(default=default, metadata={"help": help, "unit": unit, "low": low, "high": high,
-                                            "choices": choices, "flag": flag, "expected": expected,
-                                            "secret": secret})
+    return field(
+        default=default,
+        metadata={
+            "help": help,
+            "unit": unit,
+            "low": low,
+            "high": high,
+            "choices": choices,
+            "flag": flag,
+            "expected": expected,
+            "secret": secret,
+        },
+    )
 
 
 @dataclass
 class NetSection:
     """[net]: the game port (HTTP + WebSocket) and its connections (server/app.py, server/gateway.py)."""
+
     host: str = option("127.0.0.1", "interface to listen on (0.0.0.0 for all)")
-    port: int = option(8080, "TCP port for HTTP and WebSocket (0 = any free port; the printed URL shows which)",
-                       low=0, high=65535)
-    max_players: int = option(2000, "most players connected at once; further hellos are closed with 4004", low=1,
-                              high=1_000_000)
+    port: int = option(
+        8080, "TCP port for HTTP and WebSocket (0 = any free port; the printed URL shows which)", low=0, high=65535
+    )
+    max_players: int = option(
+        2000, "most players connected at once; further hellos are closed with 4004", low=1, high=1_000_000
+    )
     # permessage-deflate compresses every update once per connection, which
     # undoes sharing one encoding per cell: at 400 bots it was 63% of the
     # server's CPU (py-spy, bench/capacity.py). Off unless asked for.
@@ -74,41 +97,66 @@ class NetSection:
     # writev of [frame head + the observer's update head, the cell's shared body, ...], instead of
     # websockets' send path (a Frame object, a copy and a write per message). Off: that path, as
     # before (it is also what a connection with permessage-deflate always uses).
-    direct_writes: bool = option(True, "write updates as WebSocket frames straight into the socket, one writev per "
-                                 "connection and tick with the cell's shared bytes uncopied (off: websockets' send "
-                                 "path per message)")
+    direct_writes: bool = option(
+        True,
+        "write updates as WebSocket frames straight into the socket, one writev per "
+        "connection and tick with the cell's shared bytes uncopied (off: websockets' send "
+        "path per message)",
+    )
     log_level: str = option("info", "log level", choices=LOG_LEVELS)
 
 
 @dataclass
 class WorldSection:
     """[world]: the map, the tick and the room's rules (world/sim.py WorldConfig, server/game.py)."""
-    map: str = option(str(DEFAULT_MAP), "Tiled JSON map (.tmj); in a config file, relative to that file",
-                      expected="an existing .tmj file")
+
+    map: str = option(
+        str(DEFAULT_MAP),
+        "Tiled JSON map (.tmj); in a config file, relative to that file",
+        expected="an existing .tmj file",
+    )
     tick_rate: int = option(20, "world ticks per second", unit="Hz", low=1, high=240)
     cell_size: int = option(256, "interest-management cell size", unit="world units", low=32, high=1_000_000)
     view_radius: int = option(1, "cells visible around the player's cell (1 = 3 x 3)", unit="cells", low=1, high=8)
     seed: int = option(0, "world random seed (NPC placement and wandering, --spawn random)")
-    spawn: str = option("spawn", "where new players appear: spawn (near the map's spawn point) or random (uniformly "
-                        "over the free tiles, from the seed: spread-out load tests)", choices=SPAWNS)
-    grace: float = option(30.0, "how long a disconnected character stays, resumable", unit="seconds", low=0,
-                          high=10 * 365 * 86400)
-    day_length: float = option(1440.0, "real time per game day (1440: a game minute per second)", unit="seconds",
-                               low=1, high=10_000_000)
+    spawn: str = option(
+        "spawn",
+        "where new players appear: spawn (near the map's spawn point) or random (uniformly "
+        "over the free tiles, from the seed: spread-out load tests)",
+        choices=SPAWNS,
+    )
+    grace: float = option(
+        30.0, "how long a disconnected character stays, resumable", unit="seconds", low=0, high=10 * 365 * 86400
+    )
+    day_length: float = option(
+        1440.0, "real time per game day (1440: a game minute per second)", unit="seconds", low=1, high=10_000_000
+    )
 
 
 @dataclass
 class NpcsSection:
     """[npcs]: who lives in the world (server/app.py build_room, npc/minds/cast.py)."""
-    wanderers: int = option(50, "generic wandering NPCs spawned at start (no file: they only wander)", low=0,
-                            high=100_000, flag="npcs")
-    dir: str = option(str(DEFAULT_NPC_DIR), "folder of NPC files (*.toml), reloaded when they change; \"\" = none; "
-                      "in a config file, relative to that file", flag="npc_dir",
-                      expected="an existing folder, or \"\" for none")
-    think_ms: float = option(500.0, "how often each NPC re-thinks (spread over the ticks)", unit="ms", low=10,
-                             high=60_000, flag="think_ms")
-    hook_budget_ms: float = option(5.0, "time budget of one NPC hook call (the hard cap is 4x)", unit="ms", low=0.1,
-                                   high=10_000, flag="hook_budget_ms")
+
+    wanderers: int = option(
+        50, "generic wandering NPCs spawned at start (no file: they only wander)", low=0, high=100_000, flag="npcs"
+    )
+    dir: str = option(
+        str(DEFAULT_NPC_DIR),
+        'folder of NPC files (*.toml), reloaded when they change; "" = none; in a config file, relative to that file',
+        flag="npc_dir",
+        expected='an existing folder, or "" for none',
+    )
+    think_ms: float = option(
+        500.0, "how often each NPC re-thinks (spread over the ticks)", unit="ms", low=10, high=60_000, flag="think_ms"
+    )
+    hook_budget_ms: float = option(
+        5.0,
+        "time budget of one NPC hook call (the hard cap is 4x)",
+        unit="ms",
+        low=0.1,
+        high=10_000,
+        flag="hook_budget_ms",
+    )
 
 
 @dataclass
@@ -116,93 +164,189 @@ class PolicySection:
     """[policy]: NPC decisions (npc/policy/decider.py). Each NPC re-thinks every think_ms; the policy (in
     the inference pool's workers) decides the files its guard passed, its answer applied at the next
     tick; an answer later than budget_ms (0 = one tick) falls back to the built-in behaviour then."""
-    decider: str = option("auto", "who decides NPC actions: auto (the policy if its weights exist), policy, builtin",
-                          choices=DECIDERS, flag="decider")
-    budget_ms: float = option(0.0, "how long a policy decision may take before the built-in behaviour decides "
-                              "instead (0 = a tick)", unit="ms", low=0, high=10_000, flag="decision_budget_ms")
+
+    decider: str = option(
+        "auto",
+        "who decides NPC actions: auto (the policy if its weights exist), policy, builtin",
+        choices=DECIDERS,
+        flag="decider",
+    )
+    budget_ms: float = option(
+        0.0,
+        "how long a policy decision may take before the built-in behaviour decides instead (0 = a tick)",
+        unit="ms",
+        low=0,
+        high=10_000,
+        flag="decision_budget_ms",
+    )
     weights: str = option(str(DEFAULT_POLICY), "decision policy weights (safetensors)")
-    module: str = option("npc.policy.model:build_policy", "module:factory building the policy (an nn.Module; see "
-                         "npc/policy/model.py)", expected='"package.module:factory"')
+    module: str = option(
+        "npc.policy.model:build_policy",
+        "module:factory building the policy (an nn.Module; see npc/policy/model.py)",
+        expected='"package.module:factory"',
+    )
     workers: int = option(0, "inference worker processes for decisions (0 = one per GPU, else one)", low=0, high=64)
-    devices: str = option("", "comma-separated devices for the decision workers (cpu, cuda:N; empty = automatic)",
-                          expected='comma-separated "cpu" / "cuda:N", or empty')
-    guard: bool = option(True, "check the policy's agreement with each NPC file's built-in behaviour when it loads; "
-                         "below 95 percent the built-in decides that file (--no-policy-guard: the policy decides "
-                         "every file)")
+    devices: str = option(
+        "",
+        "comma-separated devices for the decision workers (cpu, cuda:N; empty = automatic)",
+        expected='comma-separated "cpu" / "cuda:N", or empty',
+    )
+    guard: bool = option(
+        True,
+        "check the policy's agreement with each NPC file's built-in behaviour when it loads; "
+        "below 95 percent the built-in decides that file (--no-policy-guard: the policy decides "
+        "every file)",
+    )
 
 
 @dataclass
 class DialogueSection:
     """[dialogue]: a language model in an inference worker answers players who talk to NPCs
     (npc/dialogue/service.py `start` takes this section whole)."""
+
     enabled: bool = option(True, "NPCs answer players with the dialogue model (off: fallback lines)", flag="dialogue")
-    model: str = option("default", "default (SmolLM2-135M-Instruct), a .gguf file, a local Hugging Face model "
-                        "folder, or tiny", expected="default, tiny, an existing .gguf file or a local model folder")
-    dtype: str = option("auto", "dialogue model dtype (auto: bfloat16, measured fastest here, bench/dialogue.py)",
-                        choices=("auto", "float32", "bfloat16", "float16"))
-    device: str = option("auto", "dialogue model device: auto (cuda:0 when there is a GPU, else cpu), cpu, cuda, "
-                         "cuda:N", expected="auto, cpu, cuda or cuda:N")
-    first_token_ms: float = option(1500.0, "time before an NPC shows its thinking line (an NPC file may set its "
-                                   "own)", unit="ms", low=1, high=60_000)
+    model: str = option(
+        "default",
+        "default (SmolLM2-135M-Instruct), a .gguf file, a local Hugging Face model folder, or tiny",
+        expected="default, tiny, an existing .gguf file or a local model folder",
+    )
+    dtype: str = option(
+        "auto",
+        "dialogue model dtype (auto: bfloat16, measured fastest here, bench/dialogue.py)",
+        choices=("auto", "float32", "bfloat16", "float16"),
+    )
+    device: str = option(
+        "auto",
+        "dialogue model device: auto (cuda:0 when there is a GPU, else cpu), cpu, cuda, cuda:N",
+        expected="auto, cpu, cuda or cuda:N",
+    )
+    first_token_ms: float = option(
+        1500.0,
+        "time before an NPC shows its thinking line (an NPC file may set its own)",
+        unit="ms",
+        low=1,
+        high=60_000,
+    )
     max_new_tokens: int = option(48, "most tokens in one NPC reply", unit="tokens", low=1, high=512)
-    conversations: int = option(64, "conversations at once, over all NPCs; beyond it NPCs answer with fallback "
-                                "lines", low=1, high=4096)
+    conversations: int = option(
+        64, "conversations at once, over all NPCs; beyond it NPCs answer with fallback lines", low=1, high=4096
+    )
     # The worker runs at a lower priority (nice), so the tick takes a core whenever it needs one:
     # measured with bench/dialogue.py, 2 threads at nice 10 leave the tick p99 as it was idle while 8
     # conversations run, and double the tokens/s of 1 thread (at nice 0 the tick p99 grew 1.7x).
     threads: int = option(0, "torch threads of the dialogue worker on CPU (0 = every core)", low=0, high=256)
-    nice: int = option(10, "nice value of the dialogue worker (higher yields the CPU to the tick sooner)", low=0,
-                       high=19)
-    step_delay_ms: float = option(0.0, "pause before every dialogue model step, to try slow replies and thinking "
-                                  "lines (tests and demos; 0 = none)", unit="ms", low=0, high=10_000)
-    prefix_cache: int = option(8192, "prompt tokens whose keys/values are kept for reuse by later prompts with the "
-                               "same start (0 = off)", unit="tokens", low=0, high=1_000_000)
-    engine: str = option("auto", "dialogue decode engine: auto (lean for Llama-family models), lean, transformers",
-                         choices=("auto", "lean", "transformers"))
-    memory_db: str = option(str(ROOT / "var" / "memory.sqlite"), "SQLite file of what NPCs remember of players "
-                            "(created on first start; \"\" = none)", flag="memory_db")
+    nice: int = option(
+        10, "nice value of the dialogue worker (higher yields the CPU to the tick sooner)", low=0, high=19
+    )
+    step_delay_ms: float = option(
+        0.0,
+        "pause before every dialogue model step, to try slow replies and thinking lines (tests and demos; 0 = none)",
+        unit="ms",
+        low=0,
+        high=10_000,
+    )
+    prefix_cache: int = option(
+        8192,
+        "prompt tokens whose keys/values are kept for reuse by later prompts with the same start (0 = off)",
+        unit="tokens",
+        low=0,
+        high=1_000_000,
+    )
+    engine: str = option(
+        "auto",
+        "dialogue decode engine: auto (lean for Llama-family models), lean, transformers",
+        choices=("auto", "lean", "transformers"),
+    )
+    memory_db: str = option(
+        str(ROOT / "var" / "memory.sqlite"),
+        'SQLite file of what NPCs remember of players (created on first start; "" = none)',
+        flag="memory_db",
+    )
 
 
 @dataclass
 class AdminSection:
     """[admin]: the admin HTTP endpoints, on their own port (server/admin.py)."""
+
     host: str = option("127.0.0.1", "interface for the admin HTTP endpoints (loopback unless configured)")
-    port: int = option(-1, "admin HTTP port (-1 = the game port + 1, or a free one when that is taken or the game "
-                       "port is 0; 0 = any free port)", low=-1, high=65535)
-    token: str = option("", "bearer token for the admin endpoints (default: random per run, printed at start)",
-                        secret=True)
+    port: int = option(
+        -1,
+        "admin HTTP port (-1 = the game port + 1, or a free one when that is taken or the game "
+        "port is 0; 0 = any free port)",
+        low=-1,
+        high=65535,
+    )
+    token: str = option(
+        "", "bearer token for the admin endpoints (default: random per run, printed at start)", secret=True
+    )
 
 
 @dataclass
 class StoreSection:
     """[store]: players' accounts, the token key and world checkpoints, in one SQLite file (server/store/)."""
-    path: str = option(str(ROOT / "var" / "world.sqlite"), "SQLite file of players' accounts and world checkpoints "
-                       "(created on first start; \"\" = keep nothing across restarts)", flag="store",
-                       expected="an SQLite file path (not a folder), or \"\"")
-    checkpoint_s: float = option(5.0, "time between world checkpoints (a crash loses at most this much)",
-                                 unit="seconds", low=0.05, high=3600, flag="checkpoint_s")
-    token_expiry_s: float = option(7 * 24 * 3600.0, "how long a session token stays valid (each resume issues a "
-                                   "fresh one)", unit="seconds", low=60, high=10 * 365 * 86400, flag="token_expiry_s")
-    secret: str = option("", "key that signs session tokens (default: a random key kept in the store; random per "
-                         "run without one)", secret=True, flag="secret")
+
+    path: str = option(
+        str(ROOT / "var" / "world.sqlite"),
+        "SQLite file of players' accounts and world checkpoints "
+        '(created on first start; "" = keep nothing across restarts)',
+        flag="store",
+        expected='an SQLite file path (not a folder), or ""',
+    )
+    checkpoint_s: float = option(
+        5.0,
+        "time between world checkpoints (a crash loses at most this much)",
+        unit="seconds",
+        low=0.05,
+        high=3600,
+        flag="checkpoint_s",
+    )
+    token_expiry_s: float = option(
+        7 * 24 * 3600.0,
+        "how long a session token stays valid (each resume issues a fresh one)",
+        unit="seconds",
+        low=60,
+        high=10 * 365 * 86400,
+        flag="token_expiry_s",
+    )
+    secret: str = option(
+        "",
+        "key that signs session tokens (default: a random key kept in the store; random per run without one)",
+        secret=True,
+        flag="secret",
+    )
 
 
 @dataclass
 class WorkersSection:
     """[workers]: remote inference workers (docs/workers.md): decisions and dialogue also go to
     `npcworld worker` processes on other machines through an MQTT 5 broker."""
-    broker: str = option("", "MQTT 5 broker of remote workers, mqtt://[user@]HOST:PORT or mqtts://... (the password "
-                         "may come from $NPCWORLD_BROKER_PASSWORD; empty = local workers only)", flag="broker")
+
+    broker: str = option(
+        "",
+        "MQTT 5 broker of remote workers, mqtt://[user@]HOST:PORT or mqtts://... (the password "
+        "may come from $NPCWORLD_BROKER_PASSWORD; empty = local workers only)",
+        flag="broker",
+    )
     broker_ca: str = option("", "CA bundle trusted for an mqtts:// broker (default: the system's)", flag="broker_ca")
-    local: int = option(-1, "local worker processes per kind beside remote ones (-1 = as without a broker, "
-                        "0 = remote workers only)", low=-1, high=64, flag="local_workers")
+    local: int = option(
+        -1,
+        "local worker processes per kind beside remote ones (-1 = as without a broker, 0 = remote workers only)",
+        low=-1,
+        high=64,
+        flag="local_workers",
+    )
 
 
 # Section name (its attribute, its TOML table) -> (its class, the flag prefix of its fields)
 SECTIONS: dict[str, tuple[type, str]] = {
-    "net": (NetSection, ""), "world": (WorldSection, ""), "npcs": (NpcsSection, "npc_"),
-    "policy": (PolicySection, "policy_"), "dialogue": (DialogueSection, "dialogue_"),
-    "admin": (AdminSection, "admin_"), "store": (StoreSection, "store_"), "workers": (WorkersSection, ""),
+    "net": (NetSection, ""),
+    "world": (WorldSection, ""),
+    "npcs": (NpcsSection, "npc_"),
+    "policy": (PolicySection, "policy_"),
+    "dialogue": (DialogueSection, "dialogue_"),
+    "admin": (AdminSection, "admin_"),
+    "store": (StoreSection, "store_"),
+    "workers": (WorkersSection, ""),
 }
 
 
@@ -218,14 +362,17 @@ class ServerConfig:
     workers: WorkersSection = field(default_factory=WorkersSection)
 
     def validate(self) -> "ServerConfig":
-        for name, f in OPTIONS.items():   # the declared bounds and choices
+        for name, f in OPTIONS.items():  # the declared bounds and choices
             value = getattr(getattr(self, f.section), f.field)
             m = f.meta
             if m["choices"] and value not in m["choices"]:
                 _fail(name, value, "one of " + ", ".join(m["choices"]))
             if (m["low"] is not None and value < m["low"]) or (m["high"] is not None and value > m["high"]):
-                _fail(name, value, m["expected"] or f"{_num(m['low'])}..{_num(m['high'])}" +
-                      (f" {m['unit']}" if m["unit"] else ""))
+                _fail(
+                    name,
+                    value,
+                    m["expected"] or f"{_num(m['low'])}..{_num(m['high'])}" + (f" {m['unit']}" if m["unit"] else ""),
+                )
 
         def need(ok: bool, name: str) -> None:  # the checks bounds cannot say
             if not ok:
@@ -238,8 +385,10 @@ class ServerConfig:
         if p.decider == "policy" and p.weights and not Path(p.weights).is_file():
             _fail("policy_weights", p.weights, "an existing .safetensors file (train one: npcworld train-policy)")
         need(":" in p.module, "policy_module")
-        need(all(x.strip() == "cpu" or x.strip().startswith("cuda") for x in p.devices.split(",") if x.strip()),
-             "policy_devices")
+        need(
+            all(x.strip() == "cpu" or x.strip().startswith("cuda") for x in p.devices.split(",") if x.strip()),
+            "policy_devices",
+        )
         need(d.device in ("auto", "cpu") or d.device.startswith("cuda"), "dialogue_device")
         need(d.model in ("default", "tiny") or Path(d.model).exists(), "dialogue_model")
         need(s.path == "" or not Path(s.path).is_dir(), "store")
@@ -268,6 +417,7 @@ def _fail(name: str, value: object, expected: str) -> None:
 @dataclass(frozen=True)
 class Option:
     """One option as the flags and the [server] table name it: where it lives and its declaration."""
+
     section: str
     field: str
     default: Any
@@ -286,8 +436,11 @@ class Option:
             what.append(f"{'' if lo is None else _num(lo)}..{'' if hi is None else _num(hi)}")
         if m["choices"]:
             what.append("one of " + ", ".join(m["choices"]))
-        return str(m["help"]) + (f" [{', '.join(what)}]" if what else "") + ("" if m["secret"] else
-                                                                        f" (default: {self.default})")
+        return (
+            str(m["help"])
+            + (f" [{', '.join(what)}]" if what else "")
+            + ("" if m["secret"] else f" (default: {self.default})")
+        )
 
 
 def _options() -> dict[str, Option]:
@@ -344,14 +497,18 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             for k, v in value.items():
                 name = by_field.get((key, k.replace("-", "_")))
                 if name is None:
-                    raise ConfigError(f"{path}: unknown option {k!r} in [{key}]; expected one of "
-                                      f"{', '.join(f.name for f in fields(cls))}")
+                    raise ConfigError(
+                        f"{path}: unknown option {k!r} in [{key}]; expected one of "
+                        f"{', '.join(f.name for f in fields(cls))}"
+                    )
                 out[name] = _typed(path, f"[{key}] {k}", v, OPTIONS[name].kind)
             continue
         table = value if isinstance(value, dict) and key == "server" else {key: value}
         if isinstance(value, dict) and key != "server":
-            raise ConfigError(f"{path}: unknown table [{key}]; expected [server] or one of "
-                              f"{', '.join('[' + s + ']' for s in SECTIONS)}")
+            raise ConfigError(
+                f"{path}: unknown table [{key}]; expected [server] or one of "
+                f"{', '.join('[' + s + ']' for s in SECTIONS)}"
+            )
         for k, v in table.items():
             name = k.replace("-", "_")
             if name not in OPTIONS:
@@ -387,7 +544,11 @@ def use_policy(p: PolicySection) -> bool:
         if p.module == "npc.policy.model:build_policy" and width != OBS_DIM:
             logging.getLogger("npcworld").warning(
                 "%s was trained for %s observation columns, not today's %d: the built-in behaviour decides "
-                "(retrain with `npcworld train-policy`)", p.weights, width, OBS_DIM)
+                "(retrain with `npcworld train-policy`)",
+                p.weights,
+                width,
+                OBS_DIM,
+            )
             return False
         return True
     return p.decider == "policy"
@@ -402,4 +563,3 @@ def remote_workers(w: WorkersSection, kind: str, default_workers: int | None) ->
     from npc.inference.broker import RemoteConfig
 
     return {"workers": workers, "remote": RemoteConfig(w.broker, kind, ca_file=w.broker_ca)}
-

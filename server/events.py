@@ -26,41 +26,45 @@ from world import protocol
 @dataclass(frozen=True, slots=True)
 class Welcome:
     """The answer to a hello (docs/protocol.md, "welcome"). Units: world units, ticks, seconds."""
-    v: int              # the protocol version of this session (the hello's)
-    id: int             # the player's entity id
+
+    v: int  # the protocol version of this session (the hello's)
+    id: int  # the player's entity id
     name: str
-    token: str          # the session token that resumes this character
+    token: str  # the session token that resumes this character
     resumed: bool
-    grace: float        # seconds the character stays after its connection drops
+    grace: float  # seconds the character stays after its connection drops
     items: tuple[str, ...]
     tick: int
-    tick_rate: int      # ticks per second
+    tick_rate: int  # ticks per second
     world: tuple[int, int]  # map size, world units
-    cell: int           # interest cell size, world units
-    view: int           # cells seen around one's own
-    quant: float        # world units per quantisation step of an update's positions
-    speed: float        # a player's speed, world units per second
-    radius: float       # an entity's collision radius, world units
+    cell: int  # interest cell size, world units
+    view: int  # cells seen around one's own
+    quant: float  # world units per quantisation step of an update's positions
+    speed: float  # a player's speed, world units per second
+    radius: float  # an entity's collision radius, world units
 
 
 @dataclass(frozen=True, slots=True)
 class Items:
     """What the player holds now, after an NPC gave it `got`."""
+
     items: tuple[str, ...]
     got: str
-    giver: int          # the NPC's entity id (the wire's "from")
+    giver: int  # the NPC's entity id (the wire's "from")
 
 
 @dataclass(frozen=True, slots=True)
 class Line:
     """A dialogue message as npc/dialogue builds it (say_start, say_delta, say_end, ...): already
     the wire's map, passed on as it is."""
+
     msg: dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
 class Refused:
     """A command the room would not carry out (a refused talk): an error message to the player."""
+
     error: protocol.ProtocolError
 
 
@@ -84,12 +88,27 @@ def encode(event: Event) -> bytes:
     """An event as the wire's bytes (a `Replaced` has none: it is a close, which the gateway makes)."""
     if type(event) is Welcome:
         w = event
-        return protocol.encode({
-            "t": "welcome", "v": w.v, "id": w.id, "name": w.name, "token": w.token,
-            "resumed": w.resumed, "grace": w.grace, "items": list(w.items), "tick": w.tick,
-            "tick_rate": w.tick_rate, "map": "/map.json", "world": list(w.world), "cell": w.cell,
-            "view": w.view, "quant": w.quant, "speed": w.speed, "radius": w.radius,
-        })
+        return protocol.encode(
+            {
+                "t": "welcome",
+                "v": w.v,
+                "id": w.id,
+                "name": w.name,
+                "token": w.token,
+                "resumed": w.resumed,
+                "grace": w.grace,
+                "items": list(w.items),
+                "tick": w.tick,
+                "tick_rate": w.tick_rate,
+                "map": "/map.json",
+                "world": list(w.world),
+                "cell": w.cell,
+                "view": w.view,
+                "quant": w.quant,
+                "speed": w.speed,
+                "radius": w.radius,
+            }
+        )
     if type(event) is Line:
         return protocol.encode(event.msg)
     if type(event) is Items:

@@ -46,8 +46,13 @@ def colour_for(n: int) -> str:
 
 
 # Why a token was refused, as the bad_token error says it
-REFUSED = {"malformed": "not a token", "forged": "not signed by this server", "expired": "expired",
-           "unknown": "no such player (forgotten by an operator?)", "used": "already used: a newer token replaced it"}
+REFUSED = {
+    "malformed": "not a token",
+    "forged": "not signed by this server",
+    "expired": "expired",
+    "unknown": "no such player (forgotten by an operator?)",
+    "used": "already used: a newer token replaced it",
+}
 
 
 @dataclass(slots=True)
@@ -67,6 +72,7 @@ class Player:
 
 class Command(NamedTuple):
     """A validated message of a player, applied at the next tick in arrival order."""
+
     player: int  # entity id
     msg: Input | Chat | Talk
 
@@ -76,30 +82,51 @@ class Game:
     `storage` the store's). Times: `clock` in seconds (monotonic: grace periods), `wall` in Unix seconds
     (token expiry, first/last seen, checkpoint times)."""
 
-    def __init__(self, rules: WorldSection, storage: StoreSection, world: World, cast: Cast,
-                 dialogue: "dialogue.Dialogue", out: Outbound, metrics: Metrics, *, decider: PolicyDecider | None = None, store: Store | None = None,
-                 wanderers: dict[int, str] | None = None, secret: bytes, clock: Callable[[], float],
-                 wall: Callable[[], float] = time.time) -> None:
-        self.rules = rules                # tick rate, grace period, where players spawn
-        self.storage = storage            # checkpoint interval, token expiry
+    def __init__(
+        self,
+        rules: WorldSection,
+        storage: StoreSection,
+        world: World,
+        cast: Cast,
+        dialogue: "dialogue.Dialogue",
+        out: Outbound,
+        metrics: Metrics,
+        *,
+        decider: PolicyDecider | None = None,
+        store: Store | None = None,
+        wanderers: dict[int, str] | None = None,
+        secret: bytes,
+        clock: Callable[[], float],
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.rules = rules  # tick rate, grace period, where players spawn
+        self.storage = storage  # checkpoint interval, token expiry
         self.world = world
-        self.cast = cast                  # the NPCs of the NPC files
-        self.dialogue = dialogue          # conversations with NPCs (npc/dialogue/service.py)
+        self.cast = cast  # the NPCs of the NPC files
+        self.dialogue = dialogue  # conversations with NPCs (npc/dialogue/service.py)
         self.out = out
         self.metrics = metrics
-        self.decider = decider            # the policy's say in NPC decisions, or None
-        self.store = store                # None: nothing is kept across restarts (--store "")
+        self.decider = decider  # the policy's say in NPC decisions, or None
+        self.store = store  # None: nothing is kept across restarts (--store "")
         self.wanderers = wanderers or {}  # entity id -> its stable key in checkpoints
-        self.secret = secret              # HMAC key of the session tokens
+        self.secret = secret  # HMAC key of the session tokens
         self.clock, self.wall = clock, wall
         self.players: dict[int, Player] = {}
         self.by_account: dict[int, Player] = {}  # account id -> its player in the world
-        self.commands: list[Command] = []        # since the last tick
+        self.commands: list[Command] = []  # since the last tick
         self.accounts: Accounts = store.start() if store is not None else Accounts()  # every player ever seen
-        self.checkpoints: Checkpoints | None = None    # None without a store
+        self.checkpoints: Checkpoints | None = None  # None without a store
         if store is not None:
-            self.checkpoints = Checkpoints(store, world, cast, self.players, self.wanderers, world.map.raw,
-                                           max(1, round(storage.checkpoint_s * rules.tick_rate)), wall)
+            self.checkpoints = Checkpoints(
+                store,
+                world,
+                cast,
+                self.players,
+                self.wanderers,
+                world.map.raw,
+                max(1, round(storage.checkpoint_s * rules.tick_rate)),
+                wall,
+            )
             if store.saved is not None:
                 self.checkpoints.resume(store.saved)
         self._count()
@@ -127,16 +154,22 @@ class Game:
         name = protocol.clean_text(hello.name or "")
         why = protocol.name_problem(name) if hello.name is not None else None
         if why:
-            errors.append(protocol.ProtocolError("bad_field", f"hello: {why}; a name was picked for you",
-                                                 "name", "hello"))
+            errors.append(
+                protocol.ProtocolError("bad_field", f"hello: {why}; a name was picked for you", "name", "hello")
+            )
             name = ""
         player: Player | None = None
         if hello.token is not None:
             player, refused = self._resume(hello.token)
             if player is None:
-                errors.append(protocol.ProtocolError(
-                    "bad_token", f"session token not accepted ({REFUSED[refused]}); you have a new character",
-                    "token", "hello"))
+                errors.append(
+                    protocol.ProtocolError(
+                        "bad_token",
+                        f"session token not accepted ({REFUSED[refused]}); you have a new character",
+                        "token",
+                        "hello",
+                    )
+                )
         resumed = player is not None
         if player is None:
             account = self.accounts.create(name or "guest", self.wall())
@@ -173,7 +206,7 @@ class Game:
             account.last_seen = self.wall()
             self.accounts.changed(account)
         else:
-            player = self._enter(account)     # after its grace period or a restart: where it left
+            player = self._enter(account)  # after its grace period or a restart: where it left
             self._count()
         return player, ""
 
@@ -183,10 +216,14 @@ class Game:
         if account.x is not None and account.y is not None:
             try:
                 eid = self.world.spawn(PLAYER, account.name, colour_for(account.id * 5 + 2), account.x, account.y)
-            except ValueError as e:     # the map changed under it
-                log.info("player %s (account %d) cannot stand where it left (%s): at the spawn point",
-                         account.name, account.id, e)
-        if eid is None:     # a new character: at the spawn point, or anywhere free with --spawn random
+            except ValueError as e:  # the map changed under it
+                log.info(
+                    "player %s (account %d) cannot stand where it left (%s): at the spawn point",
+                    account.name,
+                    account.id,
+                    e,
+                )
+        if eid is None:  # a new character: at the spawn point, or anywhere free with --spawn random
             xy = self.world.random_open_point() if self.rules.spawn == "random" else (None, None)
             eid = self.world.spawn(PLAYER, account.name, colour_for(account.id * 5 + 2), *xy)
         if account.stats:
@@ -226,9 +263,23 @@ class Game:
     def _welcome(self, player: Player, resumed: bool, version: int) -> Welcome:
         w, h = self.world.map.world_size
         wc = self.world.config
-        return Welcome(version, player.eid, player.name, player.token, resumed, self.rules.grace,
-                       tuple(player.account.items), self.world.tick, self.rules.tick_rate, (int(w), int(h)),
-                       wc.cell_size, wc.view_radius, wc.quant, wc.player_speed, wc.radius)
+        return Welcome(
+            version,
+            player.eid,
+            player.name,
+            player.token,
+            resumed,
+            self.rules.grace,
+            tuple(player.account.items),
+            self.world.tick,
+            self.rules.tick_rate,
+            (int(w), int(h)),
+            wc.cell_size,
+            wc.view_radius,
+            wc.quant,
+            wc.player_speed,
+            wc.radius,
+        )
 
     # -- commands and the tick ------------------------------------------------
 
@@ -276,7 +327,7 @@ class Game:
         if tick % self.rules.tick_rate == 0:
             self._housekeeping()
         if self.checkpoints is not None and self.checkpoints.due(tick):
-            self.checkpoints.take()     # a copy, handed to the writer thread
+            self.checkpoints.take()  # a copy, handed to the writer thread
 
     # -- items ------------------------------------------------------------------------------
 
@@ -286,7 +337,7 @@ class Game:
         for npc, receiver, item in gifts:
             player = self.players.get(receiver)
             if player is None:
-                continue            # an NPC, or a player gone meanwhile: nobody holds it
+                continue  # an NPC, or a player gone meanwhile: nobody holds it
             self.accounts.give(player.account, str(item))
             if player.online:
                 self.out.event(receiver, Items(tuple(player.account.items), str(item), npc))

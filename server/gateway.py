@@ -30,8 +30,21 @@ from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import Event, State
 
 from world import protocol
-from world.protocol import (HELLO_TIMEOUT_S, RATE_BURST, RATE_ERROR_EVERY_S, RATE_PER_S, SLOW_CLIENT_S, STRIKES,
-                            STRIKES_PER_S, Chat, Hello, Input, Ping, ProtocolError, Talk)
+from world.protocol import (
+    HELLO_TIMEOUT_S,
+    RATE_BURST,
+    RATE_ERROR_EVERY_S,
+    RATE_PER_S,
+    SLOW_CLIENT_S,
+    STRIKES,
+    STRIKES_PER_S,
+    Chat,
+    Hello,
+    Input,
+    Ping,
+    ProtocolError,
+    Talk,
+)
 from world.snapshot import View
 
 from . import events
@@ -167,7 +180,7 @@ class Seats:
 
     def __init__(self, net: NetSection) -> None:
         self.direct_writes = net.direct_writes  # see Connection.direct
-        self.max_players = net.max_players      # further hellos are closed with 4004
+        self.max_players = net.max_players  # further hellos are closed with 4004
         self.of: dict[int, Connection] = {}  # player id -> the connection holding its seat
         self.joining: Connection | None = None
 
@@ -181,12 +194,17 @@ class Seats:
         if conn is None:
             conn = self.joining
             if conn is None:
-                return      # gone between the room's last look and now: nobody to tell
+                return  # gone between the room's last look and now: nobody to tell
             if type(event) is Welcome:
                 self.of[player] = conn
                 where = conn.ws.remote_address
-                log.info("%s %s (%d) from %s", "resumed" if event.resumed else "joined", event.name, player,
-                         where[0] if where else "?")
+                log.info(
+                    "%s %s (%d) from %s",
+                    "resumed" if event.resumed else "joined",
+                    event.name,
+                    player,
+                    where[0] if where else "?",
+                )
         if type(event) is Refused:
             conn.send_error(event.error)
         else:
@@ -218,8 +236,9 @@ class Seats:
             conn.ping_if_due(now)
             stalled = conn.stalled_for(now)
             if stalled > SLOW_CLIENT_S:
-                log.info("closing %s (%d): read nothing for %.1f s", conn.player.name if conn.player else "?", eid,
-                         stalled)
+                log.info(
+                    "closing %s (%d): read nothing for %.1f s", conn.player.name if conn.player else "?", eid, stalled
+                )
                 conn.close_soon(protocol.CLOSE_TOO_SLOW, "too slow: read nothing for 5 s")
 
 
@@ -245,7 +264,9 @@ class Connection:
         self.last_rate_error = -math.inf
         self.sending_since: float | None = None  # set while a send waits for the socket to drain
         self.ping_since = now  # when the last read-check ping was sent (none yet: the first is due READ_CHECK_S on)
-        self.pong: asyncio.Future[float] | None = None  # the last ping's: done once its pong came (or the socket closed)
+        self.pong: asyncio.Future[float] | None = (
+            None  # the last ping's: done once its pong came (or the socket closed)
+        )
         self.pings = 0  # read-check pings sent; the next one's payload
         self.writer_busy = False  # the writer task holds messages taken from the outbox
         self.closing = False
@@ -260,8 +281,10 @@ class Connection:
     def stalled_for(self, now: float) -> float:
         """Seconds the client has read nothing: its unanswered ping, or a send waiting on a full socket."""
         unanswered = self.pong is not None and not self.pong.done()
-        return max(0.0 if self.sending_since is None else now - self.sending_since,
-                   now - self.ping_since if unanswered else 0.0)
+        return max(
+            0.0 if self.sending_since is None else now - self.sending_since,
+            now - self.ping_since if unanswered else 0.0,
+        )
 
     def ping_if_due(self, now: float) -> None:
         """Send the next read-check ping once the last was answered and READ_CHECK_S have passed since it went.
@@ -322,7 +345,7 @@ class Connection:
                 try:
                     transport.writelines(pieces)
                 except (OSError, RuntimeError):  # lost meanwhile (uvloop: "handler is closed"), as broadcast
-                    pass                          # ignores it: the reader side ends the session; others go on
+                    pass  # ignores it: the reader side ends the session; others go on
             return
         for data in self.outbox.take():
             if ws.protocol.state is not State.OPEN:
@@ -381,8 +404,9 @@ class Connection:
             self.strike(now)
             if now - self.last_rate_error >= RATE_ERROR_EVERY_S:
                 self.last_rate_error = now
-                self.send_error(ProtocolError(
-                    "rate_limited", f"more than {RATE_PER_S:.0f} messages/s; messages were dropped"))
+                self.send_error(
+                    ProtocolError("rate_limited", f"more than {RATE_PER_S:.0f} messages/s; messages were dropped")
+                )
             return
         try:
             msg = protocol.decode(frame)
@@ -400,8 +424,9 @@ class Connection:
             self.strike(now)
 
 
-async def _refuse(ws: ServerConnection, metrics: Metrics, code: int, reason: str,
-                  err: ProtocolError | None = None) -> None:
+async def _refuse(
+    ws: ServerConnection, metrics: Metrics, code: int, reason: str, err: ProtocolError | None = None
+) -> None:
     metrics.closes[code] = metrics.closes.get(code, 0) + 1
     if err is not None:
         await ws.send(protocol.encode_error(err))
@@ -433,9 +458,13 @@ async def handle(ws: PlayerSocket, game: Game, seats: Seats, metrics: Metrics, f
         if type(hello) is not Hello:
             return await _refuse(ws, metrics, protocol.CLOSE_BAD_HELLO, "first message must be hello")
         if hello.version not in protocol.VERSIONS:
-            return await _refuse(ws, metrics, protocol.CLOSE_VERSION,
-                                 f"unsupported protocol version {hello.version}; this server speaks "
-                                 + " and ".join(map(str, protocol.VERSIONS)))
+            return await _refuse(
+                ws,
+                metrics,
+                protocol.CLOSE_VERSION,
+                f"unsupported protocol version {hello.version}; this server speaks "
+                + " and ".join(map(str, protocol.VERSIONS)),
+            )
         conn.outbox.deltas = hello.version >= 2  # version 1: every update a keyframe
         if game.connected() >= seats.max_players:
             return await _refuse(ws, metrics, protocol.CLOSE_FULL, "server full")

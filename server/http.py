@@ -20,8 +20,14 @@ MAX_STATIC = 8 * 1024 * 1024  # bytes; bigger files are not served
 
 
 def respond(status: int, body: bytes, content_type: str, reason: str = "") -> Response:
-    headers = Headers({"Content-Type": content_type, "Content-Length": str(len(body)),
-                       "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"})
+    headers = Headers(
+        {
+            "Content-Type": content_type,
+            "Content-Length": str(len(body)),
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+        }
+    )
     return Response(status, reason or {200: "OK", 404: "Not Found", 403: "Forbidden"}.get(status, ""), headers, body)
 
 
@@ -49,8 +55,7 @@ def map_for_browsers(raw: dict) -> dict:
     which is served from the map's own folder (Tiled paths are relative to it)."""
     served = dict(raw)
     served["tilesets"] = [
-        {**ts, "image": "/map/" + Path(ts["image"]).name} if "image" in ts else ts
-        for ts in raw.get("tilesets", [])
+        {**ts, "image": "/map/" + Path(ts["image"]).name} if "image" in ts else ts for ts in raw.get("tilesets", [])
     ]
     return served
 
@@ -59,11 +64,16 @@ class Routes:
     """`map_raw()` is the world's map as it is now (a Tiled dict): the places file's live reload replaces it
     (npc/files/reload.py), and /map.json follows. It is encoded again only when it is another object."""
 
-    def __init__(self, map_path: str | Path, map_raw: Callable[[], dict], health: Callable[[], dict],
-                 metrics_text: Callable[[], str]):
+    def __init__(
+        self,
+        map_path: str | Path,
+        map_raw: Callable[[], dict],
+        health: Callable[[], dict],
+        metrics_text: Callable[[], str],
+    ):
         self.map_dir = Path(map_path).resolve().parent
         self.map_raw = map_raw
-        self._map: tuple[dict, bytes] | None = None    # (the raw map encoded, its /map.json)
+        self._map: tuple[dict, bytes] | None = None  # (the raw map encoded, its /map.json)
         self.health = health
         self.metrics_text = metrics_text
 
@@ -86,7 +96,7 @@ class Routes:
         if path == "/map.json":
             return respond(200, self.map_json(), "application/json")
         if path.startswith("/map/") and path.lower().endswith(IMAGE_TYPES):
-            return _static(self.map_dir, path[len("/map/"):])
+            return _static(self.map_dir, path[len("/map/") :])
         if path.startswith("/vendor/"):
-            return _static(VENDOR_DIR, path[len("/vendor/"):])
+            return _static(VENDOR_DIR, path[len("/vendor/") :])
         return _static(CLIENT_DIR, path)

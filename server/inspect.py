@@ -23,8 +23,9 @@ async def npc_detail(game, eid: int) -> dict:
         near["memory"], note = None, "no dialogue memory on this server (--memory-db)"
         if memory is not None:
             try:
-                r = await asyncio.wait_for(asyncio.wrap_future(
-                    memory.recall(f"{out['npc']}#{out['number']}", near["name"])), RECALL_S)
+                r = await asyncio.wait_for(
+                    asyncio.wrap_future(memory.recall(f"{out['npc']}#{out['number']}", near["name"])), RECALL_S
+                )
                 near["memory"] = {"facts": list(r.facts), "turns": [list(t) for t in r.turns]}
                 note = ""
             except TimeoutError:

@@ -36,10 +36,21 @@ HTML = "text/html; charset=utf-8"
 FILES = {
     "/inspector": ("inspector.html", HTML),
     "/monitor": ("monitor.html", HTML),
-    **{f"/{name}": (name, JS) for name in ("inspector.js", "inspector_panels.js", "inspector_detail.js",
-                                           "admin_api.js", "reload_log.js", "map.js", "figures.js", "monitor.js")},
+    **{
+        f"/{name}": (name, JS)
+        for name in (
+            "inspector.js",
+            "inspector_panels.js",
+            "inspector_detail.js",
+            "admin_api.js",
+            "reload_log.js",
+            "map.js",
+            "figures.js",
+            "monitor.js",
+        )
+    },
     **{f"/{name}": (name, CSS) for name in ("inspector.css", "monitor.css")},
-    "/sprites.png": ("sprites.png", "image/png"),     # the figures' sheet (figures.js)
+    "/sprites.png": ("sprites.png", "image/png"),  # the figures' sheet (figures.js)
 }
 HEADERS = {
     "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'",
@@ -52,6 +63,7 @@ HEADERS = {
 @dataclass(frozen=True)
 class Page:
     """A response that is not the admin API's JSON: bytes with their content type and headers."""
+
     body: bytes
     content_type: str
     headers: dict[str, str] = field(default_factory=lambda: dict(HEADERS))

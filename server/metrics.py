@@ -17,8 +17,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.metrics_core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily,
-                                            Metric)
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
@@ -94,25 +93,41 @@ class Metrics:
         return generate_latest(self.registry).decode("utf-8")
 
     def collect(self) -> Iterator[Metric]:
-        yield self.tick_duration.family("npcworld_tick_duration_seconds",
-                                        "Wall time of one tick (world step and updates).")
+        yield self.tick_duration.family(
+            "npcworld_tick_duration_seconds", "Wall time of one tick (world step and updates)."
+        )
         yield counter("npcworld_ticks_total", "Ticks run.", self.ticks)
         yield counter("npcworld_tick_overruns_total", "Ticks that ended after their time slot.", self.tick_overruns)
-        yield counter("npcworld_ticks_skipped_total", "Tick slots skipped to catch up after overruns.",
-                      self.ticks_skipped)
+        yield counter(
+            "npcworld_ticks_skipped_total", "Tick slots skipped to catch up after overruns.", self.ticks_skipped
+        )
         yield gauge("npcworld_connections", "Open player connections.", self.connections)
         yield counter("npcworld_connections_total", "Player connections accepted.", self.connections_total)
         yield counter("npcworld_bytes_in_total", "WebSocket payload bytes received.", self.bytes_in)
         yield counter("npcworld_bytes_out_total", "WebSocket payload bytes sent.", self.bytes_out)
         yield counter("npcworld_messages_in_total", "WebSocket messages received.", self.messages_in)
         yield counter("npcworld_messages_out_total", "WebSocket messages sent.", self.messages_out)
-        yield counter("npcworld_updates_coalesced_total", "World updates merged into a newer one for a slow client.",
-                      self.updates_coalesced)
-        yield counter("npcworld_control_dropped_total", "Pongs and errors dropped because a client's queue was full.",
-                      self.control_dropped)
-        yield labelled(CounterMetricFamily("npcworld_errors_sent_total", "Error messages sent, by code.",
-                                           labels=["code"]), list(self.errors_sent.items()))
-        yield labelled(CounterMetricFamily("npcworld_closes_total", "Connections closed by the server, by close code.",
-                                           labels=["code"]), list(self.closes.items()))
-        yield labelled(GaugeMetricFamily("npcworld_entities", "Entities in the world, by kind.", labels=["kind"]),
-                       [("player", self.players), ("npc", self.npcs)])
+        yield counter(
+            "npcworld_updates_coalesced_total",
+            "World updates merged into a newer one for a slow client.",
+            self.updates_coalesced,
+        )
+        yield counter(
+            "npcworld_control_dropped_total",
+            "Pongs and errors dropped because a client's queue was full.",
+            self.control_dropped,
+        )
+        yield labelled(
+            CounterMetricFamily("npcworld_errors_sent_total", "Error messages sent, by code.", labels=["code"]),
+            list(self.errors_sent.items()),
+        )
+        yield labelled(
+            CounterMetricFamily(
+                "npcworld_closes_total", "Connections closed by the server, by close code.", labels=["code"]
+            ),
+            list(self.closes.items()),
+        )
+        yield labelled(
+            GaugeMetricFamily("npcworld_entities", "Entities in the world, by kind.", labels=["kind"]),
+            [("player", self.players), ("npc", self.npcs)],
+        )

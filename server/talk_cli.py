@@ -20,22 +20,33 @@ DEFAULT_ADMIN = "http://127.0.0.1:8081/"
 
 
 def add_parser(npc_sub) -> None:
-    t = npc_sub.add_parser("talk", help="talk to an NPC of a running server (admin API) and print its reply",
-                           description="Send lines to an NPC as a named player, through the admin API of a "
-                           "running server; prints the streamed reply, the hook's decision and the action taken.")
+    t = npc_sub.add_parser(
+        "talk",
+        help="talk to an NPC of a running server (admin API) and print its reply",
+        description="Send lines to an NPC as a named player, through the admin API of a "
+        "running server; prints the streamed reply, the hook's decision and the action taken.",
+    )
     t.add_argument("npc", metavar="NPC", help="entity id, file id or name of the NPC (GET /npcs lists them)")
     t.add_argument("text", nargs="*", metavar="TEXT", help="what to say (default: each line of stdin in turn)")
     t.add_argument("--name", default="designer", help="who you are to the NPC (default: designer)")
-    t.add_argument("--admin", default=os.environ.get("NPCWORLD_ADMIN", DEFAULT_ADMIN), metavar="URL",
-                   help=f"the admin URL the server printed (default: $NPCWORLD_ADMIN or {DEFAULT_ADMIN})")
-    t.add_argument("--token", default=os.environ.get("NPCWORLD_ADMIN_TOKEN", ""),
-                   help="the admin token the server printed (default: $NPCWORLD_ADMIN_TOKEN)")
+    t.add_argument(
+        "--admin",
+        default=os.environ.get("NPCWORLD_ADMIN", DEFAULT_ADMIN),
+        metavar="URL",
+        help=f"the admin URL the server printed (default: $NPCWORLD_ADMIN or {DEFAULT_ADMIN})",
+    )
+    t.add_argument(
+        "--token",
+        default=os.environ.get("NPCWORLD_ADMIN_TOKEN", ""),
+        help="the admin token the server printed (default: $NPCWORLD_ADMIN_TOKEN)",
+    )
     t.add_argument("--json", action="store_true", help="print the events as they come, one JSON object a line")
 
 
 def _request(url: str, token: str, data: dict | None = None):
-    req = urllib.request.Request(url, data=json.dumps(data).encode() if data is not None else None,
-                                 method="POST" if data is not None else "GET")
+    req = urllib.request.Request(
+        url, data=json.dumps(data).encode() if data is not None else None, method="POST" if data is not None else "GET"
+    )
     req.add_header("Authorization", f"Bearer {token}")
     return urllib.request.urlopen(req, timeout=180)
 
@@ -61,8 +72,11 @@ def show(event: dict, out) -> None:
             print("  [on_hear] none in this file: the model answers", file=out)
         else:
             intent = event.get("intent")
-            what = {"answered": "answers", "action": "adds an action after the reply",
-                    "none": "decided nothing: the model answers"}[event["result"]]
+            what = {
+                "answered": "answers",
+                "action": "adds an action after the reply",
+                "none": "decided nothing: the model answers",
+            }[event["result"]]
             print(f"  [on_hear] {what}" + (f": {json.dumps(intent)}" if intent else ""), file=out)
     elif kind == "say_start" and event.get("thinking"):
         print(f"  ({event['thinking']})", file=out)
@@ -103,8 +117,10 @@ def main(args, out=None) -> int:
                 status = 1
         return status
     except urllib.error.HTTPError as e:
-        print(f"npcworld npc talk: {e.code} from {base}: {json.loads(e.read() or b'{}').get('error', '')}",
-              file=sys.stderr)
+        print(
+            f"npcworld npc talk: {e.code} from {base}: {json.loads(e.read() or b'{}').get('error', '')}",
+            file=sys.stderr,
+        )
         return 2
     except (urllib.error.URLError, OSError) as e:
         print(f"npcworld npc talk: cannot reach the admin API at {base}: {getattr(e, 'reason', e)}", file=sys.stderr)

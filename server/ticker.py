@@ -20,8 +20,14 @@ from .metrics import Metrics
 log = logging.getLogger("npcworld.tick")
 
 
-async def run_ticks(rate: int, on_tick: Callable[[], None], metrics: Metrics, stop: asyncio.Event,
-                    clock: Callable[[], float] = time.monotonic, sleep=asyncio.sleep) -> None:
+async def run_ticks(
+    rate: int,
+    on_tick: Callable[[], None],
+    metrics: Metrics,
+    stop: asyncio.Event,
+    clock: Callable[[], float] = time.monotonic,
+    sleep=asyncio.sleep,
+) -> None:
     """Run until `stop` is set. `clock` (seconds) and `sleep` are injectable for tests."""
     period = 1.0 / rate
     next_slot = clock()

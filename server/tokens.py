@@ -14,14 +14,14 @@ import hashlib
 import hmac
 from dataclasses import dataclass
 
-MAX_LEN = 128   # characters; longer is malformed without hashing it
+MAX_LEN = 128  # characters; longer is malformed without hashing it
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
     account: int
     gen: int
-    expires: int   # Unix seconds
+    expires: int  # Unix seconds
 
 
 def _sign(secret: bytes, payload: str) -> str:

@@ -11,7 +11,7 @@ from support.npchelp import small_map, write
 from support.servers import RunningServer, start_server
 
 E2E_DIR = Path(__file__).resolve().parent / "e2e"
-SERVER_FIXTURES = {"server", "launch"}   # each starts `npcworld serve` (a test may also call start_server)
+SERVER_FIXTURES = {"server", "launch"}  # each starts `npcworld serve` (a test may also call start_server)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -56,4 +56,5 @@ def npc_server(launch, tmp_path):
             write(folder / name, text)
         srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0", *args)
         return srv, folder
+
     return start

@@ -57,13 +57,24 @@ def imports(tree: ast.AST, module: str, is_package: bool) -> list[tuple[int, str
         elif isinstance(node, ast.ImportFrom):
             parts = package.split(".") if node.level else []
             mod = _join(*parts[: max(len(parts) - node.level + 1, 0)], node.module)
-            out.append((node.lineno, ast.unparse(node),
-                        [[mod] if a.name == "*" else [mod, _join(mod, a.name)] for a in node.names]))
-        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
-                and isinstance(node.args[0].value, str):
+            out.append(
+                (
+                    node.lineno,
+                    ast.unparse(node),
+                    [[mod] if a.name == "*" else [mod, _join(mod, a.name)] for a in node.names],
+                )
+            )
+        elif (
+            isinstance(node, ast.Call)
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             f = node.func
-            name = (f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else None,
-                    f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None)
+            name = (
+                f.value.id if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Name) else None,
+                f.attr if isinstance(f, ast.Attribute) else f.id if isinstance(f, ast.Name) else None,
+            )
             if name in DYNAMIC:
                 out.append((node.lineno, ast.unparse(node), [[node.args[0].value]]))
     return sorted(out)
@@ -85,9 +96,8 @@ def violations(path: Path, root: Path) -> list[str]:
         for may_be in names:
             ours = [m for m in may_be if m.split(".")[0] in PACKAGES]
             if ours and not any(_within(m, a) for m in ours for a in allowed):
-                named = ours[0] if "." in ours[0] else ours[-1]    # from server.config import x: server.config
-                found.append(f"{rel}:{line}: `{stmt}` imports {named}; "
-                             f"{package}/ may import only {', '.join(allowed)}")
+                named = ours[0] if "." in ours[0] else ours[-1]  # from server.config import x: server.config
+                found.append(f"{rel}:{line}: `{stmt}` imports {named}; {package}/ may import only {', '.join(allowed)}")
     return found
 
 
@@ -109,8 +119,10 @@ def test_tests_share_helpers_only_through_the_support_package():
                 last = [m.rpartition(".")[2] for m in may_be]
                 if any(n == "conftest" or n.startswith("test_") for n in last):
                     found.append(f"{rel}:{line}: `{stmt}`")
-    assert not found, "test modules importing from other test modules or conftest " \
-                      "(move what they share to tests/support/):\n" + "\n".join(found)
+    assert not found, (
+        "test modules importing from other test modules or conftest "
+        "(move what they share to tests/support/):\n" + "\n".join(found)
+    )
 
 
 def test_the_check_sees_every_kind_of_import(tmp_path):
@@ -118,11 +130,14 @@ def test_the_check_sees_every_kind_of_import(tmp_path):
     src = {
         "world/sim.py": "import numpy\nfrom . import intents\n\ndef late():\n    from server.config import Config\n",
         "world/__init__.py": "from .. import npc\n",
-        "npc/minds/cast.py": ("from typing import TYPE_CHECKING\nfrom ..files import schema\nfrom world import sim\n"
-                              "if TYPE_CHECKING:\n    import server.game\n"),
+        "npc/minds/cast.py": (
+            "from typing import TYPE_CHECKING\nfrom ..files import schema\nfrom world import sim\n"
+            "if TYPE_CHECKING:\n    import server.game\n"
+        ),
         "npc/hooks/load.py": "import importlib\nm = importlib.import_module('bots.bot')\nn = __import__('world')\n",
-        "bots/bot.py": ("import msgpack\nfrom world import protocol\nfrom world.protocol import LIMITS\n"
-                        "from . import stats\n"),
+        "bots/bot.py": (
+            "import msgpack\nfrom world import protocol\nfrom world.protocol import LIMITS\nfrom . import stats\n"
+        ),
         "bots/run.py": "from world import sim, protocol\nimport world.snapshot\nfrom server import metrics\n",
         "bots/report.py": "from charts import svg\n",
         "charts/svg.py": "from html import escape\nfrom bots import stats\n",
@@ -132,12 +147,12 @@ def test_the_check_sees_every_kind_of_import(tmp_path):
         (tmp_path / rel).write_text(text)
     found = {rel: [v.split(": ", 1)[0] for v in violations(tmp_path / rel, tmp_path)] for rel in src}
     assert found == {
-        "world/sim.py": ["world/sim.py:5"],                      # inside a function
-        "world/__init__.py": ["world/__init__.py:1"],            # relative, above the package
-        "npc/minds/cast.py": ["npc/minds/cast.py:5"],            # under TYPE_CHECKING
-        "npc/hooks/load.py": ["npc/hooks/load.py:2"],            # by name, at run time
+        "world/sim.py": ["world/sim.py:5"],  # inside a function
+        "world/__init__.py": ["world/__init__.py:1"],  # relative, above the package
+        "npc/minds/cast.py": ["npc/minds/cast.py:5"],  # under TYPE_CHECKING
+        "npc/hooks/load.py": ["npc/hooks/load.py:2"],  # by name, at run time
         "bots/bot.py": [],
-        "bots/run.py": ["bots/run.py:1", "bots/run.py:2", "bots/run.py:3"],   # world.sim, world.snapshot, server
+        "bots/run.py": ["bots/run.py:1", "bots/run.py:2", "bots/run.py:3"],  # world.sim, world.snapshot, server
         "bots/report.py": [],
-        "charts/svg.py": ["charts/svg.py:2"],                    # a leaf imports nothing of the project
+        "charts/svg.py": ["charts/svg.py:2"],  # a leaf imports nothing of the project
     }

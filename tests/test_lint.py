@@ -8,6 +8,11 @@ from support.paths import ROOT
 
 
 def test_ruff_finds_nothing():
-    out = subprocess.run([sys.executable, "-m", "ruff", "check", "--output-format", "concise", "."],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--output-format", "concise", "."],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr

@@ -17,6 +17,5 @@ COLD_S = 600
 @pytest.mark.timeout(COLD_S + 30)
 def test_mypy_finds_nothing():
     # no arguments: the files, the strict set and the flags all come from pyproject.toml
-    out = subprocess.run([sys.executable, "-m", "mypy"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=COLD_S)
+    out = subprocess.run([sys.executable, "-m", "mypy"], cwd=ROOT, capture_output=True, text=True, timeout=COLD_S)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -20,8 +20,8 @@ MINUTES_PER_DAY = 1440
 
 @dataclass(frozen=True, slots=True)
 class GameTime:
-    day: int        # whole game days since the world started, from 0
-    minute: float   # minutes since midnight, 0 <= minute < 1440
+    day: int  # whole game days since the world started, from 0
+    minute: float  # minutes since midnight, 0 <= minute < 1440
 
     @property
     def hour(self) -> int:
@@ -49,10 +49,10 @@ def game_hours(dt_s: float, day_length_s: float) -> float:
 def parse_clock(text: str) -> int:
     """Minutes since midnight of 'HH:MM' (00:00 .. 24:00); ValueError saying why not."""
     if not isinstance(text, str):
-        raise ValueError(f"a time must be a string \"HH:MM\", got {type(text).__name__}")
+        raise ValueError(f'a time must be a string "HH:MM", got {type(text).__name__}')
     parts = text.strip().split(":")
     if len(parts) != 2 or not all(p.isdigit() and len(p) == 2 for p in parts):
-        raise ValueError(f"{text!r} is not a time \"HH:MM\" (24-hour, two digits each)")
+        raise ValueError(f'{text!r} is not a time "HH:MM" (24-hour, two digits each)')
     h, m = int(parts[0]), int(parts[1])
     if m > 59 or h > 24 or (h == 24 and m != 0):
         raise ValueError(f"{text!r} is not a time of day (00:00 .. 24:00)")
@@ -100,8 +100,15 @@ class Clock:
     def _anchor(self, time_s: float) -> None:
         self.anchor_minute, self.anchor_s = self.minutes(time_s), time_s
 
-    def set(self, time_s: float, *, paused: bool | None = None, minute: float | None = None,
-            day: int | None = None, speed: float | None = None) -> None:
+    def set(
+        self,
+        time_s: float,
+        *,
+        paused: bool | None = None,
+        minute: float | None = None,
+        day: int | None = None,
+        speed: float | None = None,
+    ) -> None:
         """Change the clock at simulated second time_s; ValueError (nothing changed) when a value is out of range."""
         if minute is not None and not (math.isfinite(minute) and 0 <= minute < MINUTES_PER_DAY):
             raise ValueError(f"minute of day must be 0..{MINUTES_PER_DAY - 1}, got {minute}")
@@ -112,8 +119,9 @@ class Clock:
         self._anchor(time_s)
         if minute is not None or day is not None:
             old_day, old_minute = divmod(self.anchor_minute, MINUTES_PER_DAY)
-            self.anchor_minute = ((old_day if day is None else day) * MINUTES_PER_DAY
-                                  + (old_minute if minute is None else minute))
+            self.anchor_minute = (old_day if day is None else day) * MINUTES_PER_DAY + (
+                old_minute if minute is None else minute
+            )
         if speed is not None:
             self.speed = float(speed)
         if paused is not None:

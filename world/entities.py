@@ -26,7 +26,7 @@ from .protocol import encode_entity_record
 
 PLAYER = 0
 NPC = 1
-MAX_ID = 2**32 - 1   # ids travel as uint32
+MAX_ID = 2**32 - 1  # ids travel as uint32
 
 
 class EntityTable:
@@ -36,15 +36,15 @@ class EntityTable:
     id: npt.NDArray[np.int64]
     alive: npt.NDArray[np.bool_]
     kind: npt.NDArray[np.int8]
-    pos: npt.NDArray[np.float64]         # (capacity, 2) world units, centre of the circle
-    dir: npt.NDArray[np.float64]         # (capacity, 2) held direction, |dir| <= 1 (players)
-    prev_cell: npt.NDArray[np.int32]     # interest: cell at last build_views, -1 before
-    record: npt.NDArray[np.object_]      # bytes: msgpack [id, kind, name, color, talks], as sent in `enter`
+    pos: npt.NDArray[np.float64]  # (capacity, 2) world units, centre of the circle
+    dir: npt.NDArray[np.float64]  # (capacity, 2) held direction, |dir| <= 1 (players)
+    prev_cell: npt.NDArray[np.int32]  # interest: cell at last build_views, -1 before
+    record: npt.NDArray[np.object_]  # bytes: msgpack [id, kind, name, color, talks], as sent in `enter`
     # world/wander.py
     w_phase: npt.NDArray[np.int8]
     w_poi: npt.NDArray[np.int32]
     w_timer: npt.NDArray[np.float64]
-    w_target: npt.NDArray[np.float64]    # (capacity, 2)
+    w_target: npt.NDArray[np.float64]  # (capacity, 2)
     # world/intents.py
     i_action: npt.NDArray[np.int8]
     i_mode: npt.NDArray[np.int8]
@@ -55,8 +55,8 @@ class EntityTable:
     i_arrived: npt.NDArray[np.bool_]
     i_since: npt.NDArray[np.float64]
     i_arrived_at: npt.NDArray[np.float64]
-    activity: npt.NDArray[np.object_]    # str labels
-    speed: npt.NDArray[np.float64]       # world units/s; 0: the world's npc_speed (intents.add_columns)
+    activity: npt.NDArray[np.object_]  # str labels
+    speed: npt.NDArray[np.float64]  # world units/s; 0: the world's npc_speed (intents.add_columns)
     # world/needs.py: (capacity, width), width grows as stat names are added
     stats: npt.NDArray[np.float64]
     stat_rate: npt.NDArray[np.float64]
@@ -65,18 +65,18 @@ class EntityTable:
     def __init__(self, max_entities: int, initial_capacity: int = 256):
         self.max_entities = max_entities
         self.capacity = max(1, min(initial_capacity, max_entities))
-        self.n = 0                        # high-water mark of slots ever used
-        self.count = 0                    # live entities
+        self.n = 0  # high-water mark of slots ever used
+        self.count = 0  # live entities
         self.next_id = 1
         self.slot_of: dict[int, int] = {}  # entity id -> slot
-        self._free: list[int] = []         # heap of free slots below n
-        self._cols: dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]] = {}   # name -> (dtype, shape, fill)
+        self._free: list[int] = []  # heap of free slots below n
+        self._cols: dict[str, tuple[np.dtype[Any], tuple[int, ...], Any]] = {}  # name -> (dtype, shape, fill)
         self._active: npt.NDArray[np.intp] | None = None
         self.column("id", np.int64)
         self.column("alive", np.bool_)
         self.column("kind", np.int8)
-        self.column("pos", np.float64, 2)     # world units, centre of the circle
-        self.column("dir", np.float64, 2)     # held direction, |dir| <= 1 (players)
+        self.column("pos", np.float64, 2)  # world units, centre of the circle
+        self.column("dir", np.float64, 2)  # held direction, |dir| <= 1 (players)
         self.column("prev_cell", np.int32, fill=-1)  # interest: cell at last build_views
         # msgpack [id, kind, name, color, talks]: talks = an NPC that answers a player's `talk`.
         # A column (not a list) so that a view's enter records are one gather: records[slots].tolist()
@@ -169,7 +169,7 @@ def _declared_columns() -> dict[str, np.dtype[Any]]:
     out = {}
     for name, hint in typing.get_type_hints(EntityTable).items():
         if typing.get_origin(hint) is np.ndarray:
-            (scalar,) = typing.get_args(typing.get_args(hint)[1])   # ndarray[shape, dtype[scalar]]
+            (scalar,) = typing.get_args(typing.get_args(hint)[1])  # ndarray[shape, dtype[scalar]]
             out[name] = np.dtype(scalar)
     return out
 

@@ -41,21 +41,22 @@ from .navigation import Navigation
 ACTIONS = ("idle", "wander", "go_to", "follow", "approach", "flee", "work", "rest", "talk", "give_item", "patrol")
 ACTION_INDEX = {a: i for i, a in enumerate(ACTIONS)}
 STAY, WANDER, GOTO, FOLLOW, FLEE = range(5)
-DEFAULT_FOLLOW_DISTANCE = 48.0   # world units
-DEFAULT_FLEE_DISTANCE = 256.0    # world units
+DEFAULT_FOLLOW_DISTANCE = 48.0  # world units
+DEFAULT_FLEE_DISTANCE = 256.0  # world units
 
 
 @dataclass(frozen=True, slots=True)
 class Intent:
     """An NPC's current intent, as the world executes it."""
+
     action: str
     activity: str
-    place: str | None          # GOTO: the POI
-    target: int | None         # FOLLOW/FLEE: the entity id
-    distance: float | None     # FOLLOW: stop distance; FLEE: safe distance
-    arrived: bool              # at the place / within distance / safe; always True when STAY
-    since_s: float             # world seconds when it was set
-    arrived_s: float | None    # world seconds when `arrived` last became true
+    place: str | None  # GOTO: the POI
+    target: int | None  # FOLLOW/FLEE: the entity id
+    distance: float | None  # FOLLOW: stop distance; FLEE: safe distance
+    arrived: bool  # at the place / within distance / safe; always True when STAY
+    since_s: float  # world seconds when it was set
+    arrived_s: float | None  # world seconds when `arrived` last became true
 
 
 def add_columns(table: EntityTable) -> None:
@@ -69,7 +70,7 @@ def add_columns(table: EntityTable) -> None:
     table.column("i_since", np.float64, fill=0.0)
     table.column("i_arrived_at", np.float64, fill=-1.0)
     table.column("activity", object, fill="wander")
-    table.column("speed", np.float64, fill=0.0)     # world units/s when it walks; 0: the world's npc_speed
+    table.column("speed", np.float64, fill=0.0)  # world units/s when it walks; 0: the world's npc_speed
 
 
 def speeds(table: EntityTable, slots: np.ndarray, default: float) -> np.ndarray:
@@ -109,8 +110,8 @@ class Groups:
     """NPC slots by mode, recomputed only when an intent or the table changed."""
 
     def __init__(self) -> None:
-        self.npcs: np.ndarray | None = None   # the array they were computed from (compared by identity)
-        self.stale = True                     # set on every intent change
+        self.npcs: np.ndarray | None = None  # the array they were computed from (compared by identity)
+        self.stale = True  # set on every intent change
         self.by_mode: list[np.ndarray] = []
 
     def get(self, table: EntityTable, npcs: np.ndarray) -> list[np.ndarray]:
@@ -121,8 +122,17 @@ class Groups:
         return self.by_mode
 
 
-def steer(table: EntityTable, npcs: np.ndarray, groups: Groups, nav: Navigation, rng: np.random.Generator,
-          dt: float, speed: float, idle_s: tuple[float, float], now_s: float) -> tuple[np.ndarray, np.ndarray]:
+def steer(
+    table: EntityTable,
+    npcs: np.ndarray,
+    groups: Groups,
+    nav: Navigation,
+    rng: np.random.Generator,
+    dt: float,
+    speed: float,
+    idle_s: tuple[float, float],
+    now_s: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Velocities of the NPCs that move, by mode; returns (slots, velocities (M,2)).
     `speed`: world units/s of the NPCs whose `speed` column is 0 (the others walk at theirs).
 
@@ -158,8 +168,9 @@ def _mark(table: EntityTable, slots: np.ndarray, arrived: np.ndarray, now_s: flo
     table.i_arrived[slots] = arrived
 
 
-def _chase(table: EntityTable, slots: np.ndarray, dt: float, speed: wander.Speed, away: bool,
-           now_s: float) -> tuple[np.ndarray, np.ndarray]:
+def _chase(
+    table: EntityTable, slots: np.ndarray, dt: float, speed: wander.Speed, away: bool, now_s: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Velocities towards (or away from) each target; (velocities, target still there)."""
     tslot = table.i_tslot[slots]
     ok = table.alive[tslot] & (table.id[tslot] == table.i_tid[slots])
@@ -176,7 +187,7 @@ def _chase(table: EntityTable, slots: np.ndarray, dt: float, speed: wander.Speed
     want = table.i_dist[slots]
     unit = np.divide(diff, d[:, None], out=np.zeros_like(diff), where=d[:, None] > 0)
     if away:
-        unit[d == 0] = (1.0, 0.0)                  # on top of it: pick a way out
+        unit[d == 0] = (1.0, 0.0)  # on top of it: pick a way out
         arrived = d >= want
         vel = -unit * (speed if isinstance(speed, float) else speed[:, None])
     else:

@@ -61,13 +61,16 @@ class Grid:
         self.cells_x = math.ceil(world_w / cell_size)
         self.cells_y = math.ceil(world_h / cell_size)
         r = view_radius
-        self.near: list[tuple[int, ...]] = []       # cell -> cells it sees, ascending
+        self.near: list[tuple[int, ...]] = []  # cell -> cells it sees, ascending
         for cy in range(self.cells_y):
             for cx in range(self.cells_x):
-                self.near.append(tuple(
-                    y * self.cells_x + x
-                    for y in range(max(0, cy - r), min(self.cells_y, cy + r + 1))
-                    for x in range(max(0, cx - r), min(self.cells_x, cx + r + 1))))
+                self.near.append(
+                    tuple(
+                        y * self.cells_x + x
+                        for y in range(max(0, cy - r), min(self.cells_y, cy + r + 1))
+                        for x in range(max(0, cx - r), min(self.cells_x, cx + r + 1))
+                    )
+                )
         self.near_set: list[frozenset[int]] = [frozenset(n) for n in self.near]
         self.n_cells = self.cells_x * self.cells_y
         self.radius = r
@@ -80,8 +83,12 @@ class Grid:
         for cy in range(self.cells_y):
             for cx in range(self.cells_x):
                 lo, hi = max(0, cx - r), min(self.cells_x - 1, cx + r)
-                self.runs.append([(y * self.cells_x + lo, y * self.cells_x + hi)
-                                  for y in range(max(0, cy - r), min(self.cells_y, cy + r + 1))])
+                self.runs.append(
+                    [
+                        (y * self.cells_x + lo, y * self.cells_x + hi)
+                        for y in range(max(0, cy - r), min(self.cells_y, cy + r + 1))
+                    ]
+                )
 
     def cell_of(self, pos: np.ndarray) -> np.ndarray:
         """Cell index (M,) of each position (M,2) in world units."""
@@ -106,12 +113,12 @@ class Interest:
         # observers: parallel lists, swap-removed; index by eid in _index
         self._eids: list[int] = []
         self._slots: list[int] = []
-        self._prev: list[int] = []        # cell at the last build; -1 = new, full enter due
+        self._prev: list[int] = []  # cell at the last build; -1 = new, full enter due
         self._index: dict[int, int] = {}
-        self._gone: list[tuple[int, int]] = []   # (id, cell at last build) removed since
-        self._last: _Groups | None = None     # the groups of the last build
-        self._build = -1                      # builds so far, less one: the number of the last
-        self._last_q = np.zeros((0, 2), np.uint16)   # quantised positions at the last build, as _last's order
+        self._gone: list[tuple[int, int]] = []  # (id, cell at last build) removed since
+        self._last: _Groups | None = None  # the groups of the last build
+        self._build = -1  # builds so far, less one: the number of the last
+        self._last_q = np.zeros((0, 2), np.uint16)  # quantised positions at the last build, as _last's order
 
     # -- observers ----------------------------------------------------------
 
@@ -165,7 +172,7 @@ class Interest:
         now = _Groups(grid, table, slots, cells, prev_cells)
         ids_bin = now.ids.astype("<u4").tobytes()
         q = np.rint(table.pos[now.slots] * self.quant)
-        np.minimum(q, 0xFFFF, out=q)      # (np.clip costs twice these two)
+        np.minimum(q, 0xFFFF, out=q)  # (np.clip costs twice these two)
         np.maximum(q, 0, out=q)
         q = q.astype("<u2")
         pos_bin = q.tobytes()
@@ -173,15 +180,19 @@ class Interest:
         start = now.start
         for c in now.filled:
             s, e = start[c], start[c + 1]
-            blocks[c] = encode_cell_block(c, ids_bin[4 * s: 4 * e], pos_bin[4 * s: 4 * e])
+            blocks[c] = encode_cell_block(c, ids_bin[4 * s : 4 * e], pos_bin[4 * s : 4 * e])
 
         cell_of_slot = np.full(table.capacity, -1, dtype=np.int64)
         cell_of_slot[slots] = cells
         # cell -> its move block from the last build's (cells with entities then and now)
         last = self._last
-        move_of: dict[int, bytes] = {} if last is None else move_blocks(
-            table.id, cell_of_slot, last.slots, last.ids, last.start, self._last_q,
-            now.slots, start, now.ids, q)
+        move_of: dict[int, bytes] = (
+            {}
+            if last is None
+            else move_blocks(
+                table.id, cell_of_slot, last.slots, last.ids, last.start, self._last_q, now.slots, start, now.ids, q
+            )
+        )
         self._last_q = q
 
         # observers: who stayed in their cell (shared View) and who did not (own View), as arrays
@@ -191,15 +202,20 @@ class Interest:
         obs_cells: list[int] = obs_at.tolist()
         # enter records, enter ids, leave ids, chat records
         shared: dict[int, tuple[list[bytes], list[int], list[int], list[bytes]]] = {
-            c: ([], [], [], []) for c in np.unique(obs_at[stayed]).tolist()}
+            c: ([], [], [], []) for c in np.unique(obs_at[stayed]).tolist()
+        }
         own: list[int] = np.flatnonzero(~stayed).tolist()
 
         # 3. enter/leave of shared views from what crossed cells since the last build
         if shared:
             moved = np.flatnonzero(prev_cells != cells)
             records = table.record
-            for slot, eid, old, new in zip(slots[moved].tolist(), table.id[slots[moved]].tolist(),
-                                           prev_cells[moved].tolist(), cells[moved].tolist()):
+            for slot, eid, old, new in zip(
+                slots[moved].tolist(),
+                table.id[slots[moved]].tolist(),
+                prev_cells[moved].tolist(),
+                cells[moved].tolist(),
+            ):
                 was = near_set[old] if old >= 0 else _EMPTY
                 is_ = near_set[new]
                 for c in near[new]:
@@ -242,13 +258,16 @@ class Interest:
                             whole.append(blocks[x])
                         else:
                             moves.append(m)
-                b = moves_bytes[c, p] = (array_header(len(whole)) + b"".join(whole),
-                                         array_header(len(moves)) + b"".join(moves))
+                b = moves_bytes[c, p] = (
+                    array_header(len(whole)) + b"".join(whole),
+                    array_header(len(moves)) + b"".join(moves),
+                )
             return b
 
         first = self._last is None
-        views_by_cell = {c: View.make(cells_for(c), *parts, build, None if first else moves_for(c, c))
-                         for c, parts in shared.items()}
+        views_by_cell = {
+            c: View.make(cells_for(c), *parts, build, None if first else moves_for(c, c)) for c, parts in shared.items()
+        }
 
         # 4. observers that changed cell or are new: own View
         view_of_cell = np.empty(grid.n_cells, object)
@@ -264,12 +283,14 @@ class Interest:
             for i in own:
                 made.setdefault((-1 if first else prev[i], obs_cells[i]), []).append(i)
             pairs = list(made)
-            for (p, c), (enter, enter_ids, leave) in zip(pairs, _moved_views(
-                    grid, table, now, self._last, pairs, cell_of_slot)):
+            for (p, c), (enter, enter_ids, leave) in zip(
+                pairs, _moved_views(grid, table, now, self._last, pairs, cell_of_slot)
+            ):
                 heard = near_set[c]
                 lines = [rec for sc, rec in chat if sc in heard]
-                moved_view = View.make(cells_for(c), enter, enter_ids, leave, lines, build,
-                              None if p < 0 else moves_for(c, p))
+                moved_view = View.make(
+                    cells_for(c), enter, enter_ids, leave, lines, build, None if p < 0 else moves_for(c, p)
+                )
                 for i in made[p, c]:
                     per_observer[i] = moved_view
         # every observer has its View now: a shared one if it stayed in its cell, else its own
@@ -287,14 +308,20 @@ def _sees(grid: Grid, cells: np.ndarray, centre: np.ndarray) -> npt.NDArray[np.b
     """Whether each cell (-1: none) is seen from the cell `centre` (>= 0) of the same row: Chebyshev
     distance in cells, from the cells' coordinates by table (integer % and // cost 1 ms a tick here)."""
     cx, cy, r = grid.cx_of, grid.cy_of, grid.radius
-    seen: npt.NDArray[np.bool_] = ((np.abs(cx[cells + 1] - cx[centre + 1]) <= r)
-                                   & (np.abs(cy[cells + 1] - cy[centre + 1]) <= r))
+    seen: npt.NDArray[np.bool_] = (np.abs(cx[cells + 1] - cx[centre + 1]) <= r) & (
+        np.abs(cy[cells + 1] - cy[centre + 1]) <= r
+    )
     return seen
 
 
-def _moved_views(grid: Grid, table: EntityTable, now: _Groups, was: _Groups | None,
-                 pairs: list[tuple[int, int]], cell_of_slot: np.ndarray
-                 ) -> list[tuple[list[bytes], list[int], list[int]]]:
+def _moved_views(
+    grid: Grid,
+    table: EntityTable,
+    now: _Groups,
+    was: _Groups | None,
+    pairs: list[tuple[int, int]],
+    cell_of_slot: np.ndarray,
+) -> list[tuple[list[bytes], list[int], list[int]]]:
     """(enter records, enter ids, leave ids) for each move (p, c) of an observer from cell p at the
     last build (-1: none, a full enter) to cell c now, all moves in one vectorised pass:
       entered: in c's view set now, and not in p's view set at the last build (by its cell then);
@@ -355,8 +382,10 @@ def _moved_views(grid: Grid, table: EntityTable, now: _Groups, was: _Groups | No
         left = ~((table.id[slots_was] == ids_was) & _sees(grid, cell_of_slot[slots_was], c_of[owner]))
         leave = ids_was[left].tolist()
         l_cut = _cuts(owner[left], k)
-    return [(enter[e_cut[i]:e_cut[i + 1]], enter_ids[e_cut[i]:e_cut[i + 1]], leave[l_cut[i]:l_cut[i + 1]])
-            for i in range(k)]
+    return [
+        (enter[e_cut[i] : e_cut[i + 1]], enter_ids[e_cut[i] : e_cut[i + 1]], leave[l_cut[i] : l_cut[i + 1]])
+        for i in range(k)
+    ]
 
 
 def _ranges(src: np.ndarray, lo: list[int], hi: list[int], who: list[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -379,8 +408,7 @@ def _cuts(owner: np.ndarray, k: int) -> list[int]:
 class _Groups:
     """Live entities sorted by cell at one build; a view set is (2r+1) contiguous runs."""
 
-    def __init__(self, grid: Grid, table: EntityTable, slots: np.ndarray,
-                 cells: np.ndarray, prev_cells: np.ndarray):
+    def __init__(self, grid: Grid, table: EntityTable, slots: np.ndarray, cells: np.ndarray, prev_cells: np.ndarray):
         # by cell, then by id (a cell's entities travel in ascending id order: world/protocol.py).
         # Two stable sorts instead of np.lexsort (2.0 ms at 11,000 entities): by id, nearly sorted
         # already (ids grow with slots, but for reused slots), then by cell, as int16 where cells
@@ -392,12 +420,12 @@ class _Groups:
         self.grid = grid
         self.slots = slots[order]
         self.ids = ids[order]
-        self.prev = prev_cells[order]             # each one's cell at the build before
-        self.cells = cells[order]                 # each one's cell at this build (ascending)
+        self.prev = prev_cells[order]  # each one's cell at the build before
+        self.cells = cells[order]  # each one's cell at this build (ascending)
         # start[c] .. start[c + 1]: the entities in cell c
         per_cell = np.bincount(cells, minlength=grid.n_cells)
         start = np.zeros(grid.n_cells + 1, np.int64)
         np.cumsum(per_cell, out=start[1:])
         self.start_at = start
         self.start: list[int] = start.tolist()
-        self.filled: list[int] = np.flatnonzero(per_cell).tolist()    # the non-empty cells, ascending
+        self.filled: list[int] = np.flatnonzero(per_cell).tolist()  # the non-empty cells, ascending

@@ -34,18 +34,22 @@ class Walls:
         self.span = int((2 * self.radius) // ts) + 2
         self.pad = self.reach + self.span + int(math.ceil(self.radius / ts)) + 1
         grid = np.pad(tilemap.blocked, self.pad, constant_values=True)
-        self.by_row = np.ascontiguousarray(grid)       # [row, col]: for moves along y
-        self.by_col = np.ascontiguousarray(grid.T)     # [col, row]: for moves along x
+        self.by_row = np.ascontiguousarray(grid)  # [row, col]: for moves along y
+        self.by_col = np.ascontiguousarray(grid.T)  # [col, row]: for moves along x
         # open[row, col]: the 3 x 3 tiles around (row, col) are all free. A circle whose centre is in
         # such a tile and that moves at most half a tile along one axis cannot touch a blocked tile
         # (it reaches at most radius + half a tile < a tile beyond its centre's tile), so `_sweep`
         # moves it without looking at the walls: most entities, most of the time.
         self.open = np.zeros_like(grid)
-        if 2 * self.radius < ts:        # (radius + max_step < ts, which `reach` assumes)
+        if 2 * self.radius < ts:  # (radius + max_step < ts, which `reach` assumes)
             free = ~grid
             self.open[1:-1, 1:-1] = np.logical_and.reduce(
-                [free[1 + dr: free.shape[0] - 1 + dr, 1 + dc: free.shape[1] - 1 + dc]
-                 for dr in (-1, 0, 1) for dc in (-1, 0, 1)])
+                [
+                    free[1 + dr : free.shape[0] - 1 + dr, 1 + dc : free.shape[1] - 1 + dc]
+                    for dr in (-1, 0, 1)
+                    for dc in (-1, 0, 1)
+                ]
+            )
 
     def overlaps(self, x: float, y: float) -> bool:
         """Whether a circle at (x, y) overlaps a blocked tile (or the outside)."""
@@ -123,8 +127,8 @@ def _sweep(walls: Walls, pos: np.ndarray, d: np.ndarray, axis: int) -> None:
     dd = d[idx]
     s = np.sign(dd)
     na = a + dd
-    a0 = np.floor(a / ts).astype(np.intp)                  # tile of the centre before
-    lead = np.floor((na + s * r) / ts).astype(np.intp)     # tile of the leading edge after
+    a0 = np.floor(a / ts).astype(np.intp)  # tile of the centre before
+    lead = np.floor((na + s * r) / ts).astype(np.intp)  # tile of the leading edge after
     # Only a leading edge that enters another tile can meet a blocked one (the centre's tile is
     # free), and only outside the open (Walls.open); the others move by the motion itself, which
     # is exactly what the search below gives them (s * (s * na)). Most rows, most ticks.
@@ -139,13 +143,13 @@ def _sweep(walls: Walls, pos: np.ndarray, d: np.ndarray, axis: int) -> None:
         if not check.any():
             return
         idx, s, na, a0, lead = idx[check], s[check], na[check], a0[check], lead[check]
-    grid = walls.by_col if axis == 0 else walls.by_row   # grid[a_tile, b_tile]
+    grid = walls.by_col if axis == 0 else walls.by_row  # grid[a_tile, b_tile]
     b = pos[idx, 1 - axis]
-    ahead = np.abs(lead - a0)                              # tiles ahead to check
+    ahead = np.abs(lead - a0)  # tiles ahead to check
     b_lo = np.floor((b - r) / ts).astype(np.intp)
     b_hi = np.floor((b + r) / ts).astype(np.intp)
-    best = s * na                                          # want s*na <= bound
-    near_face = (s < 0) * ts                               # left/top tiles: their far side faces us
+    best = s * na  # want s*na <= bound
+    near_face = (s < 0) * ts  # left/top tiles: their far side faces us
     for k in range(1, walls.reach + 1):
         ai = a0 + (s * k).astype(np.intp)
         face = ai * ts + near_face

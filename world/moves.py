@@ -29,9 +29,18 @@ def _counts(mask: np.ndarray, start: np.ndarray) -> list[int]:
     return out
 
 
-def move_blocks(ids_of_slot: np.ndarray, cell_of_slot: np.ndarray,
-                last_slots: np.ndarray, last_ids: np.ndarray, last_start: list[int], last_q: np.ndarray,
-                slots: np.ndarray, start: list[int], ids: np.ndarray, q: np.ndarray) -> dict[int, bytes]:
+def move_blocks(
+    ids_of_slot: np.ndarray,
+    cell_of_slot: np.ndarray,
+    last_slots: np.ndarray,
+    last_ids: np.ndarray,
+    last_start: list[int],
+    last_q: np.ndarray,
+    slots: np.ndarray,
+    start: list[int],
+    ids: np.ndarray,
+    q: np.ndarray,
+) -> dict[int, bytes]:
     """cell -> its move block, for every cell with entities at the last build and now.
 
     ids_of_slot, cell_of_slot: (capacity,) each slot's entity id and cell now (-1: no entity);
@@ -49,7 +58,7 @@ def move_blocks(ids_of_slot: np.ndarray, cell_of_slot: np.ndarray,
     now_q = q_of_slot[last_slots].view(np.uint16).reshape(-1, 2)
     d = now_q.astype(np.int32) - last_q
     d[~kept] = 0
-    far = (np.abs(d) > MOVE_MAX).view(np.uint16).ravel() != 0      # kept (the others are 0) and too far
+    far = (np.abs(d) > MOVE_MAX).view(np.uint16).ravel() != 0  # kept (the others are 0) and too far
     d[far] = 0
     d8 = np.ascontiguousarray(d, dtype=np.int8)
     d_bin = d8.tobytes()
@@ -71,12 +80,13 @@ def move_blocks(ids_of_slot: np.ndarray, cell_of_slot: np.ndarray,
     both = (per_cell > 0) & (np.diff(at_now) > 0)
     for c in np.flatnonzero(both).tolist():
         a, b = last_start[c], last_start[c + 1]
-        moves = d_bin[2 * a: 2 * b] if moved_cs[c + 1] > moved_cs[c] else b""
-        fixes = fix_bin[6 * far_cs[c]: 6 * far_cs[c + 1]]
+        moves = d_bin[2 * a : 2 * b] if moved_cs[c + 1] > moved_cs[c] else b""
+        fixes = fix_bin[6 * far_cs[c] : 6 * far_cs[c + 1]]
         g0, g1, c0, c1 = gone_cs[c], gone_cs[c + 1], came_cs[c], came_cs[c + 1]
         if g1 > g0 or c1 > c0:
-            out[c] = encode_move_block(c, moves, fixes, gone_bin[2 * g0: 2 * g1],
-                                       came_ids[4 * c0: 4 * c1], came_q[4 * c0: 4 * c1])
+            out[c] = encode_move_block(
+                c, moves, fixes, gone_bin[2 * g0 : 2 * g1], came_ids[4 * c0 : 4 * c1], came_q[4 * c0 : 4 * c1]
+            )
         else:
             out[c] = encode_move_block(c, moves, fixes)
     return out

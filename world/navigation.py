@@ -34,7 +34,7 @@ _cache: weakref.WeakKeyDictionary[TileMap, dict[tuple[float, int], Navigation]] 
 class Navigation:
     def __init__(self, tilemap: TileMap, radius: float, spread: int):
         self.width, self.height = tilemap.width, tilemap.height
-        self._centres: np.ndarray | None = None    # (tiles, 2): see centre()
+        self._centres: np.ndarray | None = None  # (tiles, 2): see centre()
         self.tile = float(tilemap.tile_size)
         self.free = ~tilemap.blocked
         if not self.free.any():
@@ -47,8 +47,8 @@ class Navigation:
         named = dict(tilemap.pois)
         spawn_xy = named.pop(SPAWN_POI, None)
         if not named and spawn_xy is not None:
-            named[SPAWN_POI] = spawn_xy          # the only POI: walk to it anyway
-        self.names: list[str] = list(named)       # the POIs NPCs walk between
+            named[SPAWN_POI] = spawn_xy  # the only POI: walk to it anyway
+        self.names: list[str] = list(named)  # the POIs NPCs walk between
         tiles = [self._free_tile_near(x, y) for x, y in named.values()]
         self.poi_tile = np.asarray(tiles, dtype=np.int64)
         n_tiles = self.width * self.height
@@ -91,8 +91,9 @@ class Navigation:
         centres = self._centres
         if centres is None:
             t = np.arange(self.width * self.height)
-            centres = self._centres = np.stack(((t % self.width + 0.5) * self.tile,
-                                                (t // self.width + 0.5) * self.tile), axis=1)
+            centres = self._centres = np.stack(
+                ((t % self.width + 0.5) * self.tile, (t // self.width + 0.5) * self.tile), axis=1
+            )
         out: np.ndarray = centres[tiles]
         return out
 
@@ -140,10 +141,10 @@ class Navigation:
         nxt = idx.copy()
         # orthogonal first, so that ties go straight
         for dx, dy in ((1, 0), (-1, 0), (0, 1), (0, -1), (1, 1), (1, -1), (-1, 1), (-1, -1)):
-            nd = dp[1 + dy: 1 + dy + h, 1 + dx: 1 + dx + w]
+            nd = dp[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
             ok = nd < best
-            if dx and dy:   # a diagonal step must not cut a blocked corner
-                ok &= fp[1: 1 + h, 1 + dx: 1 + dx + w] & fp[1 + dy: 1 + dy + h, 1: 1 + w]
+            if dx and dy:  # a diagonal step must not cut a blocked corner
+                ok &= fp[1 : 1 + h, 1 + dx : 1 + dx + w] & fp[1 + dy : 1 + dy + h, 1 : 1 + w]
             best = np.where(ok, nd, best)
             nxt = np.where(ok, idx + dy * w + dx, nxt)
         return nxt.ravel().astype(np.int32)
@@ -152,10 +153,12 @@ class Navigation:
         """Reachable tiles within `spread` of goal with a clear straight walk from goal's tile."""
         w, h, ts = self.width, self.height, self.tile
         gc, gr = goal % w, goal // w
-        cand = [r * w + c
-                for r in range(max(0, gr - spread), min(h, gr + spread + 1))
-                for c in range(max(0, gc - spread), min(w, gc + spread + 1))
-                if dist[r * w + c] >= 0 and r * w + c != goal]
+        cand = [
+            r * w + c
+            for r in range(max(0, gr - spread), min(h, gr + spread + 1))
+            for c in range(max(0, gc - spread), min(w, gc + spread + 1))
+            if dist[r * w + c] >= 0 and r * w + c != goal
+        ]
         if not cand:
             return [goal]
         # The walk starts anywhere in goal's tile and ends anywhere near the
@@ -166,7 +169,7 @@ class Navigation:
         ends = self.centre(np.asarray(cand))
         n_samples = int(math.ceil(spread * ts * math.sqrt(2) / 4)) + 2
         t = np.linspace(0.0, 1.0, n_samples)
-        pts = start + (ends[:, None, :] - start) * t[None, :, None]      # (C, S, 2)
+        pts = start + (ends[:, None, :] - start) * t[None, :, None]  # (C, S, 2)
         clear = np.full(pts.shape[:2], True)
         reach = int(math.ceil(margin / ts))
         pad = reach + 1

@@ -22,10 +22,10 @@ import numpy.typing as npt
 
 @dataclass(frozen=True, slots=True)
 class Pairs:
-    query: np.ndarray      # (M,) int64 index of the query point
-    entity: np.ndarray     # (M,) int64 index into the entity arrays given
-    dist: np.ndarray       # (M,) float64 world units
-    start: np.ndarray      # (Q + 1,) int64 CSR offsets into the pairs, by query
+    query: np.ndarray  # (M,) int64 index of the query point
+    entity: np.ndarray  # (M,) int64 index into the entity arrays given
+    dist: np.ndarray  # (M,) float64 world units
+    start: np.ndarray  # (Q + 1,) int64 CSR offsets into the pairs, by query
 
     def __len__(self) -> int:
         return len(self.query)
@@ -48,10 +48,10 @@ class Index:
         self.x0, self.y0 = int(ex.min()), int(ey.min())
         self.width = int(ex.max()) - self.x0 + 1
         self.height = int(ey.max()) - self.y0 + 1
-        key = (ey - self.y0) * self.width + (ex - self.x0)          # (P,) cell of each entity
+        key = (ey - self.y0) * self.width + (ex - self.x0)  # (P,) cell of each entity
         self.order = np.argsort(key, kind="stable")
         counts = np.bincount(key, minlength=self.width * self.height)
-        self.first = np.concatenate([[0], np.cumsum(counts)])       # cell c: order[first[c]:first[c+1]]
+        self.first = np.concatenate([[0], np.cumsum(counts)])  # cell c: order[first[c]:first[c+1]]
         # the coordinates in cell order: a query reads each visited cell as one contiguous run
         self.sx = np.ascontiguousarray(entities[self.order, 0], np.float64)
         self.sy = np.ascontiguousarray(entities[self.order, 1], np.float64)
@@ -67,13 +67,13 @@ class Index:
         qx = np.floor(points[:, 0] / cell).astype(np.int64) - self.x0
         qy = np.floor(points[:, 1] / cell).astype(np.int64) - self.y0
         offs = np.arange(-k, k + 1)
-        cx = qx[:, None, None] + offs[None, None, :]              # (Q, 1, W)
-        cy = qy[:, None, None] + offs[None, :, None]              # (Q, H, 1)
+        cx = qx[:, None, None] + offs[None, None, :]  # (Q, 1, W)
+        cy = qy[:, None, None] + offs[None, :, None]  # (Q, H, 1)
         ok = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
-        cells = np.where(ok, cy * width + cx, 0).reshape(q, -1)   # (Q, C) cells visited
+        cells = np.where(ok, cy * width + cx, 0).reshape(q, -1)  # (Q, C) cells visited
         ok = ok.reshape(q, -1)
         lo = first[cells]
-        n = np.where(ok, first[cells + 1] - lo, 0)                # entities in each visited cell
+        n = np.where(ok, first[cells + 1] - lo, 0)  # entities in each visited cell
         total = int(n.sum())
         if total == 0:
             return empty(q)
@@ -81,7 +81,7 @@ class Index:
         qi = np.repeat(np.repeat(np.arange(q), cells.shape[1]), flat_n)
         base = np.repeat(lo.reshape(-1), flat_n)
         run_start = np.repeat(np.cumsum(flat_n) - flat_n, flat_n)
-        at = base + (np.arange(total) - run_start)                 # candidates, as positions in cell order
+        at = base + (np.arange(total) - run_start)  # candidates, as positions in cell order
         # squared distances to discard the corners of the visited square (~2/3 of the candidates at
         # radius ~ cell) before taking any root: 2.3x cheaper than hypot and three masks over them all
         dx = self.sx[at] - points[qi, 0]
@@ -98,7 +98,8 @@ class Index:
         return Pairs(qi.astype(np.int64), ej.astype(np.int64), d, start.astype(np.int64))
 
 
-def within(points: np.ndarray, radius: float | npt.NDArray[np.float64], entities: np.ndarray,
-           cell: float = 256.0) -> Pairs:
+def within(
+    points: np.ndarray, radius: float | npt.NDArray[np.float64], entities: np.ndarray, cell: float = 256.0
+) -> Pairs:
     """Pairs (i, j) with |points[i] - entities[j]| <= radius[i]; points (Q, 2), radius (Q,), entities (P, 2)."""
     return Index(entities, cell).within(points, radius)

@@ -14,7 +14,7 @@ import numpy as np
 
 from .entities import EntityTable
 
-LOW, HIGH = 0.0, 100.0   # every stat is clamped to this range
+LOW, HIGH = 0.0, 100.0  # every stat is clamped to this range
 
 
 class Stats:
@@ -29,7 +29,7 @@ class Stats:
         t = self.table
         old = [getattr(t, c, None) for c in ("stats", "stat_rate", "stat_has")]
         t.column("stats", np.float64, width)
-        t.column("stat_rate", np.float64, width)     # per game hour
+        t.column("stat_rate", np.float64, width)  # per game hour
         t.column("stat_has", np.bool_, width)
         for name, arr in zip(("stats", "stat_rate", "stat_has"), old):
             if arr is not None:

@@ -57,8 +57,17 @@ CLOSE_REPLACED = 4003
 CLOSE_FULL = 4004
 
 # -- error codes (docs/protocol.md, "error") --------------------------------------------------
-ERRORS = ("bad_frame", "unknown_type", "bad_field", "rate_limited", "bad_token", "not_expected",
-          "bad_target", "too_far", "busy")
+ERRORS = (
+    "bad_frame",
+    "unknown_type",
+    "bad_field",
+    "rate_limited",
+    "bad_token",
+    "not_expected",
+    "bad_target",
+    "too_far",
+    "busy",
+)
 
 
 class ProtocolError(Exception):
@@ -187,11 +196,18 @@ def _decode_talk(msg: dict[str, Any]) -> Talk:
     text = clean_text(_field(msg, "text", "str", "talk"))
     if not 1 <= len(text) <= MAX_TALK:
         raise ProtocolError(
-            "bad_field", f"talk: text must be 1..{MAX_TALK} characters after trimming, got {len(text)}", "text", "talk")
+            "bad_field", f"talk: text must be 1..{MAX_TALK} characters after trimming, got {len(text)}", "text", "talk"
+        )
     return Talk(npc, text)
 
 
-_DECODERS: dict[str, Any] = {"hello": _decode_hello, "input": _decode_input, "ping": _decode_ping, "chat": _decode_chat, "talk": _decode_talk}
+_DECODERS: dict[str, Any] = {
+    "hello": _decode_hello,
+    "input": _decode_input,
+    "ping": _decode_ping,
+    "chat": _decode_chat,
+    "talk": _decode_talk,
+}
 
 
 def decode(frame: bytes | str) -> Hello | Input | Ping | Chat | Talk:
@@ -244,6 +260,7 @@ def encode_chat_record(eid: int, name: str, text: str, tick: int) -> bytes:
 
 # -- update ---------------------------------------------------------------------------------
 
+
 def array_header(n: int) -> bytes:
     """msgpack array header for n elements."""
     if n < 16:
@@ -271,8 +288,9 @@ def encode_cell_block(cell: int, ids_le_u32: bytes, pos_le_u16: bytes) -> bytes:
     return _packb([cell, ids_le_u32, pos_le_u16])
 
 
-def encode_move_block(cell: int, d_i8: bytes, fix: bytes, gone: bytes | None = None,
-                      ids: bytes = b"", pos: bytes = b"") -> bytes:
+def encode_move_block(
+    cell: int, d_i8: bytes, fix: bytes, gone: bytes | None = None, ids: bytes = b"", pos: bytes = b""
+) -> bytes:
     """A move block: moves and fixes, and (when `gone` is given) who left and who came."""
     if gone is None:
         return _packb([cell, d_i8, fix])
@@ -281,13 +299,25 @@ def encode_move_block(cell: int, d_i8: bytes, fix: bytes, gone: bytes | None = N
 
 def view_body(cells: bytes, moves: bytes, enter: list[bytes], leave: list[int], chat: list[bytes]) -> bytes:
     """The pairs of an update after its ack: `cells` and `moves` are encoded msgpack arrays."""
-    return b"".join((K_CELLS, cells, K_MOVES, moves,
-                     K_ENTER, array_header(len(enter)), *enter,
-                     K_LEAVE, _packb(leave),
-                     K_CHAT, array_header(len(chat)), *chat))
+    return b"".join(
+        (
+            K_CELLS,
+            cells,
+            K_MOVES,
+            moves,
+            K_ENTER,
+            array_header(len(enter)),
+            *enter,
+            K_LEAVE,
+            _packb(leave),
+            K_CHAT,
+            array_header(len(chat)),
+            *chat,
+        )
+    )
 
 
-_tick_head: tuple[int | None, bytes] = (None, b"")   # the head up to "ack", for the last tick seen
+_tick_head: tuple[int | None, bytes] = (None, b"")  # the head up to "ack", for the last tick seen
 
 
 def update_head(tick: int, ack: int) -> bytes:
@@ -308,16 +338,16 @@ def read_int(b: bytes, i: int) -> tuple[int | None, int]:
     if c == 0xCD:
         return (b[i + 1] << 8) | b[i + 2], i + 3
     if c == 0xCE:
-        return int.from_bytes(b[i + 1:i + 5], "big"), i + 5
+        return int.from_bytes(b[i + 1 : i + 5], "big"), i + 5
     if c == 0xCC:
         return b[i + 1], i + 2
     if c >= 0xE0:
         return c - 0x100, i + 1
     if c == 0xCF:
-        return int.from_bytes(b[i + 1:i + 9], "big"), i + 9
+        return int.from_bytes(b[i + 1 : i + 9], "big"), i + 9
     if 0xD0 <= c <= 0xD3:
         size = 1 << (c - 0xD0)
-        return int.from_bytes(b[i + 1:i + 1 + size], "big", signed=True), i + 1 + size
+        return int.from_bytes(b[i + 1 : i + 1 + size], "big", signed=True), i + 1 + size
     return None, i
 
 
@@ -341,7 +371,7 @@ def read_update_head(b: bytes, start: int, end: int) -> tuple[int, int] | None:
     return tick, ack
 
 
-Cells = dict[int, tuple[np.ndarray, np.ndarray]]   # cell -> (ids (n,) uint32, positions (n, 2) uint16, quantised)
+Cells = dict[int, tuple[np.ndarray, np.ndarray]]  # cell -> (ids (n,) uint32, positions (n, 2) uint16, quantised)
 
 
 def apply_cells(held: Cells, cells: list[list[Any]], moves: list[list[Any]]) -> Cells:
@@ -360,7 +390,7 @@ def apply_cells(held: Cells, cells: list[list[Any]], moves: list[list[Any]]) -> 
             f = np.frombuffer(fix, MOVE_FIX)
             pos = pos.copy()
             pos[f["i"], 0], pos[f["i"], 1] = f["x"], f["y"]
-        if len(block) > 3:       # entities gone and come: drop, append, back into id order
+        if len(block) > 3:  # entities gone and come: drop, append, back into id order
             gone, new_ids, new_pos = block[3:6]
             keep = np.ones(len(ids), bool)
             keep[np.frombuffer(gone, "<u2")] = False

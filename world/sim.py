@@ -40,17 +40,18 @@ from .tilemap import TileMap
 
 __all__ = ["World", "WorldConfig", "PLAYER", "NPC", "ACTIONS", "Intent", "GameTime", "Line", "Columns"]
 
-MAX_LINES_KEPT = 1024   # lines said kept for take_lines(); older ones are dropped unread
+MAX_LINES_KEPT = 1024  # lines said kept for take_lines(); older ones are dropped unread
 
 
 class Line(NamedTuple):
     """A line said in the world, for NPCs to hear (take_lines). A NamedTuple: made for every line said
     (~300 a tick at 10,000 NPCs and 1,000 players), 0.9 us each against 3.4 us as a frozen dataclass."""
-    speaker: int        # entity id
-    kind: int           # PLAYER or NPC
+
+    speaker: int  # entity id
+    kind: int  # PLAYER or NPC
     name: str
     text: str
-    x: float            # where the speaker stood, world units
+    x: float  # where the speaker stood, world units
     y: float
     tick: int
 
@@ -59,31 +60,32 @@ class Line(NamedTuple):
 class Columns:
     """Many NPCs at once, as arrays (copies, row i = the i-th id asked for): what NPC minds read
     at each think, in one gather instead of one call per NPC. Units as in world/intents.py."""
-    pos: np.ndarray         # (n, 2) float64 world units
-    action: np.ndarray      # (n,) int8 index into ACTIONS
-    place: np.ndarray       # (n,) int32 index into `places` of a GOTO intent, -1 otherwise
-    target: np.ndarray      # (n,) int64 entity id of a FOLLOW/FLEE intent, -1 otherwise
-    arrived: np.ndarray     # (n,) bool
-    since: np.ndarray       # (n,) float64 world seconds when the intent was set
+
+    pos: np.ndarray  # (n, 2) float64 world units
+    action: np.ndarray  # (n,) int8 index into ACTIONS
+    place: np.ndarray  # (n,) int32 index into `places` of a GOTO intent, -1 otherwise
+    target: np.ndarray  # (n,) int64 entity id of a FOLLOW/FLEE intent, -1 otherwise
+    arrived: np.ndarray  # (n,) bool
+    since: np.ndarray  # (n,) float64 world seconds when the intent was set
     arrived_at: np.ndarray  # (n,) float64 world seconds when `arrived` last became true, nan: not arrived
-    activity: np.ndarray    # (n,) object: the activity label
-    stats: np.ndarray       # (n, k) float64 the stats asked for, nan where the entity has none
+    activity: np.ndarray  # (n,) object: the activity label
+    stats: np.ndarray  # (n, k) float64 the stats asked for, nan where the entity has none
 
 
 @dataclass(frozen=True)
 class WorldConfig:
-    cell_size: int = 256          # world units per interest cell
-    view_radius: int = 1          # cells seen around one's own (1 = 3 x 3 block)
-    quant: int = 16               # positions travel as round(coord * quant), uint16
-    player_speed: float = 160.0   # world units per second
-    npc_speed: float = 60.0       # world units per second
-    radius: float = 10.0          # collision radius of every entity, world units
-    seed: int = 0                 # seeds the world's only random generator
-    max_entities: int = 65536     # live entities at most; spawn raises ValueError beyond
-    idle_s: tuple[float, float] = (1.0, 4.0)   # NPC pause at a POI, seconds (min, max)
-    poi_spread: int = 3           # tiles: NPCs stop at spots up to this far from a POI
+    cell_size: int = 256  # world units per interest cell
+    view_radius: int = 1  # cells seen around one's own (1 = 3 x 3 block)
+    quant: int = 16  # positions travel as round(coord * quant), uint16
+    player_speed: float = 160.0  # world units per second
+    npc_speed: float = 60.0  # world units per second
+    radius: float = 10.0  # collision radius of every entity, world units
+    seed: int = 0  # seeds the world's only random generator
+    max_entities: int = 65536  # live entities at most; spawn raises ValueError beyond
+    idle_s: tuple[float, float] = (1.0, 4.0)  # NPC pause at a POI, seconds (min, max)
+    poi_spread: int = 3  # tiles: NPCs stop at spots up to this far from a POI
     day_length_s: float = 1440.0  # simulated seconds per game day (1440: a game minute per second)
-    start_minute: float = 480.0   # game time when the world starts: minutes since midnight of day 0
+    start_minute: float = 480.0  # game time when the world starts: minutes since midnight of day 0
 
 
 class World:
@@ -93,11 +95,14 @@ class World:
         if cfg.cell_size <= 0 or cfg.view_radius < 0 or cfg.quant <= 0:
             raise ValueError("cell_size and quant must be > 0 and view_radius >= 0")
         if max(w, h) * cfg.quant > 0xFFFF:
-            raise ValueError(f"world of {w}x{h} units with quant={cfg.quant} does not fit the "
-                             "wire's uint16 positions; lower quant")
+            raise ValueError(
+                f"world of {w}x{h} units with quant={cfg.quant} does not fit the wire's uint16 positions; lower quant"
+            )
         if not 0 < cfg.radius < tilemap.tile_size / 2:
-            raise ValueError(f"radius must be > 0 and less than half a tile ({tilemap.tile_size / 2} "
-                             f"world units) so that an entity fits a one-tile corridor, got {cfg.radius}")
+            raise ValueError(
+                f"radius must be > 0 and less than half a tile ({tilemap.tile_size / 2} "
+                f"world units) so that an entity fits a one-tile corridor, got {cfg.radius}"
+            )
         if cfg.max_entities < 1:
             raise ValueError(f"max_entities must be >= 1, got {cfg.max_entities}")
         if not (math.isfinite(cfg.day_length_s) and cfg.day_length_s > 0):
@@ -105,9 +110,9 @@ class World:
         self.map = tilemap
         self.config = cfg
         self.tick = 0
-        self.time_s = 0.0                   # simulated seconds: the sum of every step's dt
-        self.clock = Clock(cfg.day_length_s, cfg.start_minute)   # game time of time_s; admins pause/set/speed it
-        self.despawned = 0                  # despawns so far (readers notice that something left)
+        self.time_s = 0.0  # simulated seconds: the sum of every step's dt
+        self.clock = Clock(cfg.day_length_s, cfg.start_minute)  # game time of time_s; admins pause/set/speed it
+        self.despawned = 0  # despawns so far (readers notice that something left)
         self._rng = np.random.default_rng(cfg.seed)
         self._walls = Walls(tilemap, cfg.radius)
         self._nav = navigation_for(tilemap, cfg.radius, cfg.poi_spread)
@@ -122,12 +127,20 @@ class World:
         self._grid = Grid(w, h, cfg.cell_size, cfg.view_radius)
         self._interest = Interest(self._grid, cfg.quant)
         self._chat: list[tuple[int, int, str, str, int]] = []  # (id, slot, name, text, cell when said)
-        self._kinds_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None   # see _kinds
+        self._kinds_cache: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # see _kinds
 
     # -- entities -------------------------------------------------------------
 
-    def spawn(self, kind: int, name: str, color: str,
-              x: float | None = None, y: float | None = None, place: str | None = None, talks: bool = False) -> int:
+    def spawn(
+        self,
+        kind: int,
+        name: str,
+        color: str,
+        x: float | None = None,
+        y: float | None = None,
+        place: str | None = None,
+        talks: bool = False,
+    ) -> int:
         """Add an entity; return its id (>= 1, never reused in this World).
 
         Without x, y an NPC appears near `place` (a point of interest) or a
@@ -266,8 +279,17 @@ class World:
 
     # -- NPC intents (npc/ decides, the world executes every step) --------------
 
-    def set_intent(self, eid: int, action: str, *, place: str | None = None, target: int | None = None,
-                   distance: float | None = None, activity: str | None = None, say: str | None = None) -> None:
+    def set_intent(
+        self,
+        eid: int,
+        action: str,
+        *,
+        place: str | None = None,
+        target: int | None = None,
+        distance: float | None = None,
+        activity: str | None = None,
+        say: str | None = None,
+    ) -> None:
         """Give an NPC an intent (world/intents.py); ValueError when it does not fit.
 
         `place` is a POI name (required by go_to and patrol; work, rest and idle
@@ -294,8 +316,12 @@ class World:
             tslot, tid = t.slot_of[target], target
             if distance is None:
                 distance = intents.DEFAULT_FLEE_DISTANCE if mode == intents.FLEE else intents.DEFAULT_FOLLOW_DISTANCE
-        same = (int(t.i_mode[slot]) == mode and int(t.i_poi[slot]) == poi and int(t.i_tid[slot]) == tid
-                and (mode != intents.STAY or ACTIONS[t.i_action[slot]] == action))
+        same = (
+            int(t.i_mode[slot]) == mode
+            and int(t.i_poi[slot]) == poi
+            and int(t.i_tid[slot]) == tid
+            and (mode != intents.STAY or ACTIONS[t.i_action[slot]] == action)
+        )
         t.i_action[slot] = intents.ACTION_INDEX[action]
         t.activity[slot] = activity if activity else action
         t.i_dist[slot] = float(distance) if distance is not None else 0.0
@@ -307,15 +333,28 @@ class World:
             t.i_arrived_at[slot] = self.time_s if mode == intents.STAY else -1.0
             self._groups.stale = True
             if mode == intents.GOTO:
-                wander.set_leg(t, np.asarray([slot]), np.asarray([poi]), self._nav, self._rng,
-                               float(intents.speeds(t, np.asarray([slot]), self.config.npc_speed)[0]))
+                wander.set_leg(
+                    t,
+                    np.asarray([slot]),
+                    np.asarray([poi]),
+                    self._nav,
+                    self._rng,
+                    float(intents.speeds(t, np.asarray([slot]), self.config.npc_speed)[0]),
+                )
             elif mode == intents.WANDER:
                 wander.start(t, slot, int(t.w_poi[slot]), 0.0)
         if say:
             self.say(eid, say)
 
-    def set_intents(self, eids: np.ndarray, action: np.ndarray, place: np.ndarray, target: np.ndarray,
-                    distance: np.ndarray, activity: np.ndarray) -> np.ndarray:
+    def set_intents(
+        self,
+        eids: np.ndarray,
+        action: np.ndarray,
+        place: np.ndarray,
+        target: np.ndarray,
+        distance: np.ndarray,
+        activity: np.ndarray,
+    ) -> np.ndarray:
         """set_intent for many NPCs at once (no `say`): action (n,) index into ACTIONS, place (n,) index
         into `places` or -1, target (n,) entity id or -1, distance (n,) world units or nan (the default),
         activity (n,) object, None = the action's name. Returns ok (n,): False where the intent does not
@@ -343,15 +382,22 @@ class World:
         tid = np.where(chase, target[ok], 0)
         tsl = np.where(chase, tslot[ok], 0)
         dist = distance[ok].astype(np.float64)
-        dist = np.where(np.isnan(dist) & (mode == intents.FLEE), intents.DEFAULT_FLEE_DISTANCE,
-                        np.where(np.isnan(dist) & (mode == intents.FOLLOW), intents.DEFAULT_FOLLOW_DISTANCE, dist))
+        dist = np.where(
+            np.isnan(dist) & (mode == intents.FLEE),
+            intents.DEFAULT_FLEE_DISTANCE,
+            np.where(np.isnan(dist) & (mode == intents.FOLLOW), intents.DEFAULT_FOLLOW_DISTANCE, dist),
+        )
         act = action[ok]
-        same = ((t.i_mode[s] == mode) & (t.i_poi[s] == poi) & (t.i_tid[s] == tid)
-                & ((mode != intents.STAY) | (t.i_action[s] == act)))
+        same = (
+            (t.i_mode[s] == mode)
+            & (t.i_poi[s] == poi)
+            & (t.i_tid[s] == tid)
+            & ((mode != intents.STAY) | (t.i_action[s] == act))
+        )
         names = np.asarray(ACTIONS, dtype=object)[act]
         label = activity[ok]
         t.i_action[s] = act
-        t.activity[s] = np.where(label.astype(bool), label, names)   # None or "": the action's name, as set_intent
+        t.activity[s] = np.where(label.astype(bool), label, names)  # None or "": the action's name, as set_intent
         t.i_dist[s] = np.nan_to_num(dist, nan=0.0)
         new = ~same
         if new.any():
@@ -366,8 +412,14 @@ class World:
             g = m == intents.GOTO
             if g.any():
                 # the leg's time limit: from the slowest of them (a faster one only has slack to spare)
-                wander.set_leg(t, n[g], poi[new][g], self._nav, self._rng,
-                               float(intents.speeds(t, n[g], self.config.npc_speed).min()))
+                wander.set_leg(
+                    t,
+                    n[g],
+                    poi[new][g],
+                    self._nav,
+                    self._rng,
+                    float(intents.speeds(t, n[g], self.config.npc_speed).min()),
+                )
             w = m == intents.WANDER
             if w.any():
                 wander.start(t, n[w], t.w_poi[n[w]], 0.0)
@@ -381,12 +433,15 @@ class World:
         poi = int(t.i_poi[s])
         arrived_at = float(t.i_arrived_at[s])
         return Intent(
-            action=ACTIONS[t.i_action[s]], activity=t.activity[s],
+            action=ACTIONS[t.i_action[s]],
+            activity=t.activity[s],
             place=self._nav.names[poi] if mode == intents.GOTO and poi >= 0 else None,
             target=int(t.i_tid[s]) if mode in (intents.FOLLOW, intents.FLEE) else None,
             distance=float(t.i_dist[s]) if mode in (intents.FOLLOW, intents.FLEE) else None,
-            arrived=bool(t.i_arrived[s]), since_s=float(t.i_since[s]),
-            arrived_s=arrived_at if arrived_at >= 0 else None)
+            arrived=bool(t.i_arrived[s]),
+            since_s=float(t.i_since[s]),
+            arrived_s=arrived_at if arrived_at >= 0 else None,
+        )
 
     # -- stats and the game clock -------------------------------------------------
 
@@ -431,9 +486,11 @@ class World:
         Builds the new places' navigation here (a BFS per place): call navigation_for(tilemap, ...) in
         a thread first to have it cached."""
         old = list(self._nav.names)
-        if (tilemap.width, tilemap.height, tilemap.tile_size) != (self.map.width, self.map.height,
-                                                                  self.map.tile_size) \
-                or not np.array_equal(tilemap.blocked, self.map.blocked):
+        if (tilemap.width, tilemap.height, tilemap.tile_size) != (
+            self.map.width,
+            self.map.height,
+            self.map.tile_size,
+        ) or not np.array_equal(tilemap.blocked, self.map.blocked):
             raise ValueError("use_map takes the same map with places added; its tiles differ")
         nav = navigation_for(tilemap, self.config.radius, self.config.poi_spread)
         if list(nav.names[: len(old)]) != old:
@@ -441,7 +498,7 @@ class World:
         self.map, self._nav = tilemap, nav
         self._place_index = {name: i for i, name in enumerate(nav.names)}
         self._place_xy = np.asarray([tilemap.pois[n] for n in nav.names], dtype=np.float64).reshape(-1, 2)
-        return list(nav.names[len(old):])
+        return list(nav.names[len(old) :])
 
     @property
     def places(self) -> list[str]:
@@ -491,9 +548,17 @@ class World:
             col = self._stats.index.get(name)
             if col is not None:
                 vals[:, k] = np.where(t.stat_has[slots, col], t.stats[slots, col], np.nan)
-        return Columns(t.pos[slots].copy(), t.i_action[slots].copy(), np.where(goto, t.i_poi[slots], -1).astype(np.int32),
-                       np.where(chase, t.i_tid[slots], -1), t.i_arrived[slots].copy(), t.i_since[slots].copy(),
-                       np.where(at >= 0, at, np.nan), t.activity[slots], vals)
+        return Columns(
+            t.pos[slots].copy(),
+            t.i_action[slots].copy(),
+            np.where(goto, t.i_poi[slots], -1).astype(np.int32),
+            np.where(chase, t.i_tid[slots], -1),
+            t.i_arrived[slots].copy(),
+            t.i_since[slots].copy(),
+            np.where(at >= 0, at, np.nan),
+            t.activity[slots],
+            vals,
+        )
 
     def locate(self, eids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(alive (n,) bool, centres (n, 2), nan where gone) of entity ids that may be gone (or -1)."""
@@ -538,8 +603,9 @@ class World:
             cfg = self.config
             delta = np.zeros((t.capacity, 2))
             delta[players] = t.dir[players] * (cfg.player_speed * dt)
-            moving, vel = intents.steer(t, npcs, self._groups, self._nav, self._rng, dt, cfg.npc_speed,
-                                        cfg.idle_s, self.time_s + dt)
+            moving, vel = intents.steer(
+                t, npcs, self._groups, self._nav, self._rng, dt, cfg.npc_speed, cfg.idle_s, self.time_s + dt
+            )
             delta[moving] = vel * dt
             t.pos[slots] = move(self._walls, t.pos[slots], delta[slots])
             self._stats.step(npcs, self.clock.hours(dt))
@@ -570,7 +636,7 @@ class World:
         lines = []
         if self._chat:
             for eid, slot, name, text, cell in self._chat:
-                if t.slot_of.get(eid) == slot:       # still here: heard where it stands now
+                if t.slot_of.get(eid) == slot:  # still here: heard where it stands now
                     cell = self._grid.cell_at(*t.pos[slot].tolist())
                 lines.append((cell, encode_chat_record(eid, name, text, self.tick)))
             self._chat = []

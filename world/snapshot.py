@@ -28,22 +28,30 @@ NO_MOVES = array_header(0)
 class View:
     """One observer's update for one tick, less tick and ack. Treat as immutable:
     the same View object is handed to every observer of a cell."""
-    cells: bytes            # msgpack array of whole cell blocks, every visible non-empty cell
-    enter: list[bytes]      # msgpack entity records, in the order of enter_ids
+
+    cells: bytes  # msgpack array of whole cell blocks, every visible non-empty cell
+    enter: list[bytes]  # msgpack entity records, in the order of enter_ids
     enter_ids: list[int]
     leave: list[int]
-    chat: list[bytes]       # msgpack chat records
-    build: int = -1         # the build this View comes from (0, 1, ... in a World)
+    chat: list[bytes]  # msgpack chat records
+    build: int = -1  # the build this View comes from (0, 1, ... in a World)
     # the delta form, against build - 1: msgpack arrays `cells` (the cells whose entities are not
     # those of that build, whole) and `moves` (the others' move blocks); None: no delta form
     moves: tuple[bytes, bytes] | None = None
-    _keyframe: bytes | None = None      # the bodies, each built the first time it is asked for
+    _keyframe: bytes | None = None  # the bodies, each built the first time it is asked for
     _delta: bytes | None = None
 
     @classmethod
-    def make(cls, cells: bytes, enter: list[bytes], enter_ids: list[int],
-             leave: list[int], chat: list[bytes], build: int = -1,
-             moves: tuple[bytes, bytes] | None = None) -> View:
+    def make(
+        cls,
+        cells: bytes,
+        enter: list[bytes],
+        enter_ids: list[int],
+        leave: list[int],
+        chat: list[bytes],
+        build: int = -1,
+        moves: tuple[bytes, bytes] | None = None,
+    ) -> View:
         return cls(cells, enter, enter_ids, leave, chat, build, moves)
 
     @property

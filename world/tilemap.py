@@ -33,19 +33,19 @@ class MapError(Exception):
     """A map file that cannot be used; the message names the file and the problem."""
 
 
-Fail = Callable[[str], MapError]   # what is wrong -> the error naming the file
+Fail = Callable[[str], MapError]  # what is wrong -> the error naming the file
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: hash by identity (caches key on the map)
 class TileMap:
-    width: int                      # tiles
-    height: int                     # tiles
-    tile_size: int                  # world units per tile (square tiles)
-    blocked: np.ndarray             # bool[height, width]; True = impassable
-    pois: dict[str, tuple[float, float]]   # name -> (x, y) world units
-    raw: dict[str, Any]             # the parsed JSON, as loaded
+    width: int  # tiles
+    height: int  # tiles
+    tile_size: int  # world units per tile (square tiles)
+    blocked: np.ndarray  # bool[height, width]; True = impassable
+    pois: dict[str, tuple[float, float]]  # name -> (x, y) world units
+    raw: dict[str, Any]  # the parsed JSON, as loaded
     path: str
-    extra_places: tuple[str, ...] = ()   # the pois that came from the places file beside the map
+    extra_places: tuple[str, ...] = ()  # the pois that came from the places file beside the map
 
     @property
     def world_size(self) -> tuple[int, int]:
@@ -57,8 +57,8 @@ def floor_index(x: np.ndarray, size: float, n: int) -> np.ndarray:
     """`x // size` as int64, clamped to 0..n-1, for a whole-number `size` (a tile, a cell): the
     index of the tile or cell each coordinate is in. numpy's float floor_divide costs 4x as much
     (330 us against 80 us for 11,000 coordinates), and this is taken several times a tick."""
-    c = (x / size).astype(np.int64)     # truncates; x / size is off by at most one rounding,
-    c -= c * size > x                   # so this makes it floor (negative x included), exactly
+    c = (x / size).astype(np.int64)  # truncates; x / size is off by at most one rounding,
+    c -= c * size > x  # so this makes it floor (negative x included), exactly
     np.minimum(c, n - 1, out=c)
     np.maximum(c, 0, out=c)
     return c
@@ -80,7 +80,7 @@ def load_map(path: str | Path) -> TileMap:
 
 # -- places beside the map ------------------------------------------------------------------------------
 
-PLACES_SUFFIX = ".places.toml"      # default.tmj -> default.places.toml, in the same folder
+PLACES_SUFFIX = ".places.toml"  # default.tmj -> default.places.toml, in the same folder
 
 
 def places_path(map_path: str | Path) -> Path:
@@ -114,8 +114,10 @@ def read_places(path: str | Path, tm: TileMap) -> dict[str, tuple[float, float]]
         if name in tm.pois and name not in tm.extra_places:
             raise MapError(f"{where}: the map's poi layer already has a place of that name")
         if set(spec) - {"x", "y", "tile"}:
-            raise MapError(f"{where}: unknown field(s) {', '.join(sorted(set(spec) - {'x', 'y', 'tile'}))} "
-                           "(expected x and y, or tile)")
+            raise MapError(
+                f"{where}: unknown field(s) {', '.join(sorted(set(spec) - {'x', 'y', 'tile'}))} "
+                "(expected x and y, or tile)"
+            )
         tile = spec.get("tile")
         if tile is not None:
             if not (isinstance(tile, list) and len(tile) == 2 and all(isinstance(v, int) for v in tile)):
@@ -151,13 +153,21 @@ def add_places(tm: TileMap, extra: dict[str, tuple[float, float]]) -> TileMap:
     layers = raw.setdefault("layers", [])
     layer = next((lay for lay in layers if lay.get("type") == "objectgroup" and lay.get("name") == POI_LAYER), None)
     if layer is None:
-        layer = {"type": "objectgroup", "name": POI_LAYER, "objects": [], "visible": True, "opacity": 1, "x": 0,
-                 "y": 0}
+        layer = {"type": "objectgroup", "name": POI_LAYER, "objects": [], "visible": True, "opacity": 1, "x": 0, "y": 0}
         layers.append(layer)
     layer.setdefault("objects", []).extend(
-        {"name": n, "x": x, "y": y, "width": 0, "height": 0, "point": True} for n, (x, y) in extra.items())
-    return TileMap(width=tm.width, height=tm.height, tile_size=tm.tile_size, blocked=tm.blocked,
-                   pois={**tm.pois, **extra}, raw=raw, path=tm.path, extra_places=tm.extra_places + tuple(extra))
+        {"name": n, "x": x, "y": y, "width": 0, "height": 0, "point": True} for n, (x, y) in extra.items()
+    )
+    return TileMap(
+        width=tm.width,
+        height=tm.height,
+        tile_size=tm.tile_size,
+        blocked=tm.blocked,
+        pois={**tm.pois, **extra},
+        raw=raw,
+        path=tm.path,
+        extra_places=tm.extra_places + tuple(extra),
+    )
 
 
 def parse_map(raw: Any, path: str = "<map>") -> TileMap:
@@ -203,8 +213,7 @@ def parse_map(raw: Any, path: str = "<map>") -> TileMap:
     if n_tile_layers == 0:
         raise fail("no tile layer found (expected at least one layer with type 'tilelayer')")
     blocked.setflags(write=False)
-    return TileMap(width=width, height=height, tile_size=tw, blocked=blocked,
-                   pois=pois, raw=raw, path=path)
+    return TileMap(width=width, height=height, tile_size=tw, blocked=blocked, pois=pois, raw=raw, path=path)
 
 
 def _positive_int(obj: dict[str, Any], key: str, fail: Fail, where: str) -> int:
@@ -232,9 +241,11 @@ def _flatten_layers(layers: list[Any], fail: Fail) -> list[dict[str, Any]]:
 def _layer_gids(layer: dict[str, Any], width: int, height: int, fail: Fail) -> np.ndarray:
     name = layer.get("name", "unnamed")
     if layer.get("encoding", "csv") != "csv" or layer.get("compression"):
-        raise fail(f"tile layer {name!r} uses encoding={layer.get('encoding')!r} "
-                   f"compression={layer.get('compression')!r}; expected plain array data "
-                   "(in Tiled: Map > Map Properties > Tile Layer Format = CSV)")
+        raise fail(
+            f"tile layer {name!r} uses encoding={layer.get('encoding')!r} "
+            f"compression={layer.get('compression')!r}; expected plain array data "
+            "(in Tiled: Map > Map Properties > Tile Layer Format = CSV)"
+        )
     if "chunks" in layer:
         raise fail(f"tile layer {name!r} is chunked (infinite map); expected 'data'")
     data = layer.get("data")
@@ -263,8 +274,9 @@ def _blocked_gids(tilesets: Any, fail: Fail) -> np.ndarray:
         if not isinstance(ts, dict):
             raise fail(f"tileset #{i} is not an object")
         if "source" in ts:
-            raise fail(f"tileset #{i} is external ({ts['source']!r}); embed it in the map "
-                       "(in Tiled: Map > Embed Tilesets)")
+            raise fail(
+                f"tileset #{i} is external ({ts['source']!r}); embed it in the map (in Tiled: Map > Embed Tilesets)"
+            )
         first = ts.get("firstgid")
         if isinstance(first, bool) or not isinstance(first, int) or first < 1:
             raise fail(f"tileset #{i} field 'firstgid' must be an integer >= 1, got {first!r}")
@@ -274,15 +286,18 @@ def _blocked_gids(tilesets: Any, fail: Fail) -> np.ndarray:
             for prop in tile.get("properties", []) or []:
                 if isinstance(prop, dict) and prop.get("name") == "blocked":
                     if prop.get("type", "bool") != "bool" or not isinstance(prop.get("value"), bool):
-                        raise fail(f"tileset {ts.get('name', i)!r} tile {tile['id']}: property "
-                                   f"'blocked' must be a bool, got {prop.get('value')!r}")
+                        raise fail(
+                            f"tileset {ts.get('name', i)!r} tile {tile['id']}: property "
+                            f"'blocked' must be a bool, got {prop.get('value')!r}"
+                        )
                     if prop["value"]:
                         gids.append(first + tile["id"])
     return np.asarray(sorted(gids), dtype=np.int64)
 
 
-def _layer_pois(layer: dict[str, Any], world_w: int, world_h: int, seen: dict[str, tuple[float, float]],
-                fail: Fail) -> dict[str, tuple[float, float]]:
+def _layer_pois(
+    layer: dict[str, Any], world_w: int, world_h: int, seen: dict[str, tuple[float, float]], fail: Fail
+) -> dict[str, tuple[float, float]]:
     objects = layer.get("objects")
     if not isinstance(objects, list):
         raise fail(f"object layer {POI_LAYER!r} has no 'objects' array")

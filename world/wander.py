@@ -27,9 +27,9 @@ from .entities import EntityTable
 from .navigation import Navigation
 
 IDLE, TRAVEL, APPROACH = 0, 1, 2
-LEG_SLACK_S = 5.0   # seconds allowed on top of twice the walking time of a leg
+LEG_SLACK_S = 5.0  # seconds allowed on top of twice the walking time of a leg
 
-Speed = float | np.ndarray   # world units/s: one for all the slots given, or (M,) one per slot
+Speed = float | np.ndarray  # world units/s: one for all the slots given, or (M,) one per slot
 
 
 def _at(speed: Speed, idx: np.ndarray) -> Speed:
@@ -51,8 +51,15 @@ def start(table: EntityTable, slot: int, poi: int, pause_s: float) -> None:
     table.w_timer[slot] = pause_s
 
 
-def steer(table: EntityTable, slots: np.ndarray, nav: Navigation, rng: np.random.Generator,
-          dt: float, speed: Speed, idle_s: tuple[float, float]) -> np.ndarray:
+def steer(
+    table: EntityTable,
+    slots: np.ndarray,
+    nav: Navigation,
+    rng: np.random.Generator,
+    dt: float,
+    speed: Speed,
+    idle_s: tuple[float, float],
+) -> np.ndarray:
     """Advance the wander state of the NPCs in `slots`; return their velocities (M,2)."""
     m = len(slots)
     vel = np.zeros((m, 2))
@@ -98,8 +105,9 @@ def steer(table: EntityTable, slots: np.ndarray, nav: Navigation, rng: np.random
     return vel
 
 
-def set_leg(table: EntityTable, slots: np.ndarray, poi: np.ndarray, nav: Navigation,
-            rng: np.random.Generator, speed: Speed) -> None:
+def set_leg(
+    table: EntityTable, slots: np.ndarray, poi: np.ndarray, nav: Navigation, rng: np.random.Generator, speed: Speed
+) -> None:
     """Send the NPCs in `slots` to a random spot near each one's POI (go_to)."""
     if len(slots) == 0:
         return
@@ -111,8 +119,9 @@ def set_leg(table: EntityTable, slots: np.ndarray, poi: np.ndarray, nav: Navigat
     table.w_phase[slots] = TRAVEL
 
 
-def travel(table: EntityTable, slots: np.ndarray, nav: Navigation, rng: np.random.Generator,
-           dt: float, speed: Speed) -> tuple[np.ndarray, np.ndarray]:
+def travel(
+    table: EntityTable, slots: np.ndarray, nav: Navigation, rng: np.random.Generator, dt: float, speed: Speed
+) -> tuple[np.ndarray, np.ndarray]:
     """Walk the NPCs in `slots` to their w_poi/w_target and stay there (go_to).
 
     Returns (velocities (M,2), whether each is at its spot (M,)). An NPC at
@@ -136,9 +145,19 @@ def travel(table: EntityTable, slots: np.ndarray, nav: Navigation, rng: np.rando
     return vel, table.w_phase[slots] == IDLE
 
 
-def _legs(table: EntityTable, slots: np.ndarray, nav: Navigation, pos: np.ndarray, tile: np.ndarray,
-          phase: np.ndarray, poi: np.ndarray, timer: np.ndarray, vel: np.ndarray, speed: Speed,
-          dt: float) -> tuple[np.ndarray, np.ndarray]:
+def _legs(
+    table: EntityTable,
+    slots: np.ndarray,
+    nav: Navigation,
+    pos: np.ndarray,
+    tile: np.ndarray,
+    phase: np.ndarray,
+    poi: np.ndarray,
+    timer: np.ndarray,
+    vel: np.ndarray,
+    speed: Speed,
+    dt: float,
+) -> tuple[np.ndarray, np.ndarray]:
     """Advance TRAVEL/APPROACH legs in place (phase, vel); return (arrived, late) indices."""
     # Travellers that reached their POI's tile walk straight to the target.
     phase[(phase == TRAVEL) & (tile == nav.poi_tile[np.maximum(poi, 0)])] = APPROACH

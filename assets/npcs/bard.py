@@ -46,7 +46,7 @@ def on_decide(npc):
 def on_hear(npc, speaker, text):
     # A player's line said to her (npc.spoken_to: her answer replaces the dialogue model's) or near her.
     if speaker.kind != "player":
-        return                         # never answer other NPCs: two bards would sing forever
+        return  # never answer other NPCs: two bards would sing forever
     words = text.lower()
     if "song" in words or "sing" in words or "play" in words:
         song = npc.random.choice(SONGS)

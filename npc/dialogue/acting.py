@@ -39,13 +39,19 @@ def ask(pool, cast, world, m, c: Conversation, reply: str, calibrate: bool) -> C
     name = world.name_of(c.npc)
     msgs = prompts.choice_messages(name, m.defn.persona, c.player_name, c.line, reply)
     prior = prompts.choice_messages(name, m.defn.persona, c.player_name, "", "")
-    stream = pool.open_stream({"kind": "choose", "messages": msgs, "options": [o.label for o in opts],
-                               "prior": prior if calibrate else None})
+    stream = pool.open_stream(
+        {"kind": "choose", "messages": msgs, "options": [o.label for o in opts], "prior": prior if calibrate else None}
+    )
     return Choice(c.npc, c.player, stream, opts, c.cid, c.sink)
 
 
-def apply(choices: list[Choice], cast, world, observer: Callable[[str, dict], None] | None,
-          tell: Callable[[Choice, dict | None], None]) -> tuple[list[Choice], int]:
+def apply(
+    choices: list[Choice],
+    cast,
+    world,
+    observer: Callable[[str, dict], None] | None,
+    tell: Callable[[Choice, dict | None], None],
+) -> tuple[list[Choice], int]:
     """Apply the choices whose stream ended: (those still running, how many acted). `tell` hears,
     per ended choice, the action event (if any) and then None (the end of that talk's events)."""
     keep, acted = [], 0
@@ -64,12 +70,26 @@ def apply(choices: list[Choice], cast, world, observer: Callable[[str, dict], No
             continue  # a malformed answer is never applied
         chosen = pick(scores)
         if observer is not None:
-            observer("choice", {"cid": ch.cid, "npc": ch.npc, "options": [o.label for o in ch.options],
-                                "scores": scores, "chosen": chosen})
+            observer(
+                "choice",
+                {
+                    "cid": ch.cid,
+                    "npc": ch.npc,
+                    "options": [o.label for o in ch.options],
+                    "scores": scores,
+                    "chosen": chosen,
+                },
+            )
         decision = ch.options[chosen].decision
-        event: dict[str, Any] = {"event": "action", "by": "model", "chosen": ch.options[chosen].label,
-                                 "options": [o.label for o in ch.options], "scores": scores,
-                                 "action": decision.action if decision is not None else None, "applied": False}
+        event: dict[str, Any] = {
+            "event": "action",
+            "by": "model",
+            "chosen": ch.options[chosen].label,
+            "options": [o.label for o in ch.options],
+            "scores": scores,
+            "action": decision.action if decision is not None else None,
+            "applied": False,
+        }
         if decision is not None and ch.sink is not None and decision.target == ch.player:
             event["why"] = "a talk from the admin API has no character to follow or give to"
         elif decision is not None and (ch.sink is not None or world.alive(ch.player)):

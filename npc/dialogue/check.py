@@ -54,38 +54,211 @@ BREAK = re.compile(
     r"|\b(?:delete|download|upload|click|scroll|screen|keyboard|texting)\b"
     r"|\bi don'?t have (?:personal|feelings|emotions|a body|access)"
     r"|\bi (?:don'?t|do not) have (?:any )?(?:information|personality|data|knowledge)\b"
-    r"|\b(?:a|just a|only a) (?:program|tool|bot|machine)\b|\bonly code\b", re.IGNORECASE)
+    r"|\b(?:a|just a|only a) (?:program|tool|bot|machine)\b|\bonly code\b",
+    re.IGNORECASE,
+)
 
 # Phrases of the prompt's framing (prompt.py) that a reply has no reason to say.
-SCAFFOLD = re.compile(r"\bnow: |\bnear you: |what you remember|things you say|your neighbou?rs:|is talking to you|"
-                      r"answer as\b|short sentences|\bunder \d+ characters|\bon day \d+\b",
-                      re.IGNORECASE)
+SCAFFOLD = re.compile(
+    r"\bnow: |\bnear you: |what you remember|things you say|your neighbou?rs:|is talking to you|"
+    r"answer as\b|short sentences|\bunder \d+ characters|\bon day \d+\b",
+    re.IGNORECASE,
+)
 
 # Real-world names a small model reaches for; caught wherever they stand in a sentence.
 REAL_WORLD = {
-    "paris", "london", "rome", "berlin", "madrid", "tokyo", "china", "japan", "america", "usa", "europe", "asia",
-    "africa", "england", "france", "germany", "spain", "italy", "india", "russia", "canada", "mexico", "egypt",
-    "oz", "ashwood", "hogwarts", "narnia", "gotham", "york", "texas", "california", "earth", "mars", "jesus",
-    "christ", "christmas", "easter", "monday", "sunday", "shakespeare", "einstein", "sherlock", "harry",
+    "paris",
+    "london",
+    "rome",
+    "berlin",
+    "madrid",
+    "tokyo",
+    "china",
+    "japan",
+    "america",
+    "usa",
+    "europe",
+    "asia",
+    "africa",
+    "england",
+    "france",
+    "germany",
+    "spain",
+    "italy",
+    "india",
+    "russia",
+    "canada",
+    "mexico",
+    "egypt",
+    "oz",
+    "ashwood",
+    "hogwarts",
+    "narnia",
+    "gotham",
+    "york",
+    "texas",
+    "california",
+    "earth",
+    "mars",
+    "jesus",
+    "christ",
+    "christmas",
+    "easter",
+    "monday",
+    "sunday",
+    "shakespeare",
+    "einstein",
+    "sherlock",
+    "harry",
 }
 
 # Capitalised words that are not names (a sentence's first word is never checked unless in REAL_WORLD).
 ORDINARY = {
-    "i", "i'm", "i'll", "i've", "i'd", "sir", "madam", "ma'am", "miss", "mister", "lord", "lady", "friend", "oh", "ah",
-    "aye", "yes", "no", "well", "hey", "hello", "hi", "ha", "hah", "hmm", "gods", "god", "heavens", "o", "okay", "ok",
-    "traveller", "traveler", "stranger", "dear", "mate", "lad", "lass", "good", "thank", "thanks", "please", "mr",
-    "mrs", "ms", "sergeant", "smith", "bard", "guard", "merchant", "villager", "captain", "master", "mistress",
-    "blacksmith", "farmer", "miller", "baker", "innkeeper", "watch", "village", "tavern", "market", "forge",
+    "i",
+    "i'm",
+    "i'll",
+    "i've",
+    "i'd",
+    "sir",
+    "madam",
+    "ma'am",
+    "miss",
+    "mister",
+    "lord",
+    "lady",
+    "friend",
+    "oh",
+    "ah",
+    "aye",
+    "yes",
+    "no",
+    "well",
+    "hey",
+    "hello",
+    "hi",
+    "ha",
+    "hah",
+    "hmm",
+    "gods",
+    "god",
+    "heavens",
+    "o",
+    "okay",
+    "ok",
+    "traveller",
+    "traveler",
+    "stranger",
+    "dear",
+    "mate",
+    "lad",
+    "lass",
+    "good",
+    "thank",
+    "thanks",
+    "please",
+    "mr",
+    "mrs",
+    "ms",
+    "sergeant",
+    "smith",
+    "bard",
+    "guard",
+    "merchant",
+    "villager",
+    "captain",
+    "master",
+    "mistress",
+    "blacksmith",
+    "farmer",
+    "miller",
+    "baker",
+    "innkeeper",
+    "watch",
+    "village",
+    "tavern",
+    "market",
+    "forge",
 }
 
 # Words that open a sentence followed by a comma or "!" without being a name ("Well, ...").
 STARTERS = {
-    "well", "yes", "no", "oh", "ah", "aye", "hello", "hi", "hey", "sure", "okay", "ok", "indeed", "alas", "sadly",
-    "honestly", "actually", "now", "so", "listen", "look", "sorry", "welcome", "greetings", "good", "thanks",
-    "please", "ahoy", "why", "hmm", "ha", "right", "fine", "certainly", "aha", "first", "then", "still", "but", "and",
-    "however", "besides", "perhaps", "maybe", "truly", "really", "wow", "come", "here", "there", "of", "of course",
-    "morning", "evening", "afternoon", "goodbye", "farewell", "bye", "cheers", "hush", "careful", "quick", "nay",
-    "yeah", "yep", "nope", "excuse", "pardon", "wait", "stop", "see", "say", "tell", "heh", "hm", "bah", "pfft",
+    "well",
+    "yes",
+    "no",
+    "oh",
+    "ah",
+    "aye",
+    "hello",
+    "hi",
+    "hey",
+    "sure",
+    "okay",
+    "ok",
+    "indeed",
+    "alas",
+    "sadly",
+    "honestly",
+    "actually",
+    "now",
+    "so",
+    "listen",
+    "look",
+    "sorry",
+    "welcome",
+    "greetings",
+    "good",
+    "thanks",
+    "please",
+    "ahoy",
+    "why",
+    "hmm",
+    "ha",
+    "right",
+    "fine",
+    "certainly",
+    "aha",
+    "first",
+    "then",
+    "still",
+    "but",
+    "and",
+    "however",
+    "besides",
+    "perhaps",
+    "maybe",
+    "truly",
+    "really",
+    "wow",
+    "come",
+    "here",
+    "there",
+    "of",
+    "of course",
+    "morning",
+    "evening",
+    "afternoon",
+    "goodbye",
+    "farewell",
+    "bye",
+    "cheers",
+    "hush",
+    "careful",
+    "quick",
+    "nay",
+    "yeah",
+    "yep",
+    "nope",
+    "excuse",
+    "pardon",
+    "wait",
+    "stop",
+    "see",
+    "say",
+    "tell",
+    "heh",
+    "hm",
+    "bah",
+    "pfft",
 }
 WORDS = re.compile(r"[A-Za-z][A-Za-z']*")
 ORDER = re.compile(r"\b(?:say|repeat|tell|write|type|announce|shout|exactly|after me)\b", re.IGNORECASE)
@@ -126,7 +299,7 @@ def proper_words(*texts: str) -> set[str]:
 
 def grams(text: str, n: int) -> set[tuple[str, ...]]:
     w = [x.lower() for x in WORDS.findall(text)]
-    return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
+    return {tuple(w[i : i + n]) for i in range(len(w) - n + 1)}
 
 
 def problems(reply: str, world: World) -> list[Problem]:
@@ -136,9 +309,14 @@ def problems(reply: str, world: World) -> list[Problem]:
     invented = []
     for sentence in SENTENCE.findall(reply):
         words = WORDS.findall(sentence)
-        if (m := ADDRESS.match(sentence)) and (low := m.group(1).lower()) not in world.known \
-                and low not in STARTERS and low not in ORDINARY and low not in REAL_WORLD \
-                and not is_ordinary(low):
+        if (
+            (m := ADDRESS.match(sentence))
+            and (low := m.group(1).lower()) not in world.known
+            and low not in STARTERS
+            and low not in ORDINARY
+            and low not in REAL_WORLD
+            and not is_ordinary(low)
+        ):
             invented.append(m.group(1))  # a sentence's first word, when it is someone addressed
         elif words and (first := _first_name(sentence, words[0], world)):
             invented.append(first)  # or a name no one knows ("Kalvador is far")
@@ -147,9 +325,14 @@ def problems(reply: str, world: World) -> list[Problem]:
             low = low[:-2] if low.endswith("'s") else low
             if low in REAL_WORLD:
                 invented.append(w)
-            elif (i > 0 and w[0].isupper() and low not in world.known and low not in ORDINARY
-                  and not sentence.lstrip().startswith(('"', "'"))
-                  and not (low.endswith("s") and low[:-1] in world.known)):
+            elif (
+                i > 0
+                and w[0].isupper()
+                and low not in world.known
+                and low not in ORDINARY
+                and not sentence.lstrip().startswith(('"', "'"))
+                and not (low.endswith("s") and low[:-1] in world.known)
+            ):
                 invented.append(w)
     if invented:
         out.append(Problem("invented", ", ".join(dict.fromkeys(invented))))
@@ -175,8 +358,16 @@ def _first_name(sentence: str, w: str, world: World) -> str | None:
     not an ordinary or opening word (quoted sentences are the player's words: not checked)."""
     low = w.lower().strip("'")
     low = low[:-2] if low.endswith("'s") else low
-    if (not w[0].isupper() or len(low) < 3 or low in world.known or low in ORDINARY or low in STARTERS
-            or low in REAL_WORLD or is_ordinary(low) or sentence.lstrip().startswith(('"', "'"))):
+    if (
+        not w[0].isupper()
+        or len(low) < 3
+        or low in world.known
+        or low in ORDINARY
+        or low in STARTERS
+        or low in REAL_WORLD
+        or is_ordinary(low)
+        or sentence.lstrip().startswith(('"', "'"))
+    ):
         return None  # (REAL_WORLD names are caught with the other words)
     return w
 
@@ -207,8 +398,14 @@ def score(reply: str, found: list[Problem], world: World, voice_words: set[str],
 SCORERS = ("checker", "logprob")
 
 
-def best(candidates: list[str], world: World, voice_words: set[str], max_reply: int,
-         logprobs: list[float | None] | None = None, scorer: str = "checker") -> tuple[int | None, list]:
+def best(
+    candidates: list[str],
+    world: World,
+    voice_words: set[str],
+    max_reply: int,
+    logprobs: list[float | None] | None = None,
+    scorer: str = "checker",
+) -> tuple[int | None, list]:
     """(index of the best fit candidate or None, each candidate's problems). The scorer ranks the
     candidates that pass: "checker" by `score`, "logprob" by the model's mean log-prob per token
     (the runner's; a candidate without one ranks last)."""

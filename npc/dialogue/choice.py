@@ -45,13 +45,18 @@ def options(defn, player_id: int, player: str, places: list[str], following: boo
     allowed = defn.allowed
     out = [Option(NOTHING, None)]
     if "follow" in allowed:
-        out.append(Option(f"Follow {player}.", Decision("follow", target=player_id, activity="following",
-                                                         reason=f"asked by {player}")))
+        out.append(
+            Option(
+                f"Follow {player}.",
+                Decision("follow", target=player_id, activity="following", reason=f"asked by {player}"),
+            )
+        )
         if following:
             for base in ("idle", "wander"):
                 if base in allowed:
-                    out.append(Option(f"Stop following {player}.",
-                                      Decision(base, reason=f"stopped following {player}")))
+                    out.append(
+                        Option(f"Stop following {player}.", Decision(base, reason=f"stopped following {player}"))
+                    )
                     break
     if "go_to" in allowed:
         for place in places[:MAX_PLACES]:
@@ -63,9 +68,19 @@ def options(defn, player_id: int, player: str, places: list[str], following: boo
         prm = defn.params["give_item"]
         for item in prm["items"][:MAX_ITEMS]:
             line = prm["line"].replace("{player}", player).replace("{item}", item)
-            out.append(Option(f"Give {player} {article(item)} {item}.",
-                              Decision("give_item", target=player_id, activity="giving", say=line[:200],
-                                       reason=f"asked by {player}", item=item)))
+            out.append(
+                Option(
+                    f"Give {player} {article(item)} {item}.",
+                    Decision(
+                        "give_item",
+                        target=player_id,
+                        activity="giving",
+                        say=line[:200],
+                        reason=f"asked by {player}",
+                        item=item,
+                    ),
+                )
+            )
     return out
 
 

@@ -63,9 +63,9 @@ class TransformersEngine:
         mask = torch.zeros((len(joiners), C + S), dtype=torch.long)
         for i, (p, n, _) in enumerate(joiners):
             new = p[n:]
-            ids[i, S - len(new):] = torch.tensor(new)
-            mask[i, C - n:C] = 1
-            mask[i, C + S - len(new):] = 1
+            ids[i, S - len(new) :] = torch.tensor(new)
+            mask[i, C - n : C] = 1
+            mask[i, C + S - len(new) :] = 1
         pos_ids = ((mask.cumsum(-1) - 1).clamp(min=0))[:, C:]
         cache: Cache
         if C:
@@ -80,20 +80,31 @@ class TransformersEngine:
         else:
             cache = DynamicCache(config=self.config)
         mask = mask.to(self.device)
-        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask, position_ids=pos_ids.to(self.device),
-                            cache=cache, use_cache=True, logits_to_keep=1).logits[:, -1]
+        logits = self.model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask,
+            position_ids=pos_ids.to(self.device),
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[:, -1]
         real = mask.bool()
         held = [kvcache.held(layer) for layer in cache.layers]
         for i, (p, _, _) in enumerate(joiners):
-            store(p, [(k[i:i + 1, :, real[i]], v[i:i + 1, :, real[i]]) for k, v in held])
+            store(p, [(k[i : i + 1, :, real[i]], v[i : i + 1, :, real[i]]) for k, v in held])
         self._merge(cache, mask, mask.sum(-1))
         return logits
 
     def decode(self, tokens: torch.Tensor) -> torch.Tensor:
         B = self.running
         self.mask = torch.cat([self.mask, torch.ones((B, 1), dtype=torch.long, device=self.device)], dim=1)
-        logits = self.model(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=self.pos[:, None],
-                            cache=self.cache, use_cache=True).logits[:, -1]
+        logits = self.model(
+            input_ids=tokens[:, None],
+            attention_mask=self.mask,
+            position_ids=self.pos[:, None],
+            cache=self.cache,
+            use_cache=True,
+        ).logits[:, -1]
         self.pos = self.pos + 1
         return logits
 
@@ -130,15 +141,20 @@ class TransformersEngine:
         self.mask = mask[:, start:]
         self.pos = self.pos.index_select(0, idx)
 
-    def score(self, prompt: list[int], n: int, kv: Layers | None, opts: list[list[int]],
-              store: Store) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(
+        self, prompt: list[int], n: int, kv: Layers | None, opts: list[list[int]], store: Store
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The prompt computed once (from its cached prefix, if any); the options then
         run as one batch on top of copies of its cache."""
         cache = DynamicCache(ddp_cache_data=kv) if kv else DynamicCache(config=self.config)
         P = len(prompt)
-        head = self.model(input_ids=torch.tensor([prompt[n:]], device=self.device),
-                          position_ids=torch.arange(n, P, device=self.device)[None], cache=cache,
-                          use_cache=True, logits_to_keep=1).logits[0, -1]
+        head = self.model(
+            input_ids=torch.tensor([prompt[n:]], device=self.device),
+            position_ids=torch.arange(n, P, device=self.device)[None],
+            cache=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        ).logits[0, -1]
         held = [kvcache.held(layer) for layer in cache.layers]
         store(prompt, held)
         m, W = len(opts), max(len(o) for o in opts)
@@ -146,10 +162,14 @@ class TransformersEngine:
         mask = torch.zeros((m, P + W), dtype=torch.long)
         mask[:, :P] = 1
         for i, o in enumerate(opts):
-            ids[i, :len(o)] = torch.tensor(o)
-            mask[i, P:P + len(o)] = 1
+            ids[i, : len(o)] = torch.tensor(o)
+            mask[i, P : P + len(o)] = 1
         cache = DynamicCache(ddp_cache_data=[(k.expand(m, -1, -1, -1), v.expand(m, -1, -1, -1)) for k, v in held])
-        logits = self.model(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                            position_ids=torch.arange(P, P + W, device=self.device).expand(m, W),
-                            cache=cache, use_cache=True).logits
+        logits = self.model(
+            input_ids=ids.to(self.device),
+            attention_mask=mask.to(self.device),
+            position_ids=torch.arange(P, P + W, device=self.device).expand(m, W),
+            cache=cache,
+            use_cache=True,
+        ).logits
         return head, logits

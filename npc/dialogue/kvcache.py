@@ -55,8 +55,8 @@ class SlabLayer(DynamicLayer):
         at = 0
         for k, v in parts:
             b, L = k.shape[0], k.shape[2]
-            kbuf[at:at + b, :, n - L:n] = k
-            vbuf[at:at + b, :, n - L:n] = v
+            kbuf[at : at + b, :, n - L : n] = k
+            vbuf[at : at + b, :, n - L : n] = v
             at += b
         self.kbuf, self.vbuf = kbuf, vbuf
         self.used = n
@@ -67,12 +67,13 @@ class SlabLayer(DynamicLayer):
     def _views(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The used columns of the buffers, as `keys` and `values` (views), returned too."""
         assert self.kbuf is not None and self.vbuf is not None, "SlabLayer: no buffers before load"
-        keys, values = self.kbuf[:, :, :self.used], self.vbuf[:, :, :self.used]
+        keys, values = self.kbuf[:, :, : self.used], self.vbuf[:, :, : self.used]
         self.keys, self.values = keys, values
         return keys, values
 
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor,
-               *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.kbuf is None or self.vbuf is None:
             self.load(key_states, value_states)
             return self._views()
@@ -81,8 +82,8 @@ class SlabLayer(DynamicLayer):
             self.load(*self._views())  # full: copy once into buffers with new spare columns
         kbuf, vbuf = self.kbuf, self.vbuf
         assert kbuf is not None and vbuf is not None
-        kbuf[:, :, self.used:self.used + q] = key_states
-        vbuf[:, :, self.used:self.used + q] = value_states
+        kbuf[:, :, self.used : self.used + q] = key_states
+        vbuf[:, :, self.used : self.used + q] = value_states
         self.used += q
         return self._views()
 

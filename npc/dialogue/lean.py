@@ -143,14 +143,16 @@ class LeanLlama:
         self.layers = []
         for layer in hf.model.layers:
             a, m = layer.self_attn, layer.mlp
-            self.layers.append((
-                layer.input_layernorm.weight.detach(),
-                Dense(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach(), self.quant),
-                Dense(a.o_proj.weight.detach(), self.quant),
-                layer.post_attention_layernorm.weight.detach(),
-                Dense(torch.cat([m.gate_proj.weight, m.up_proj.weight]).detach(), self.quant),
-                Dense(m.down_proj.weight.detach(), self.quant),
-            ))
+            self.layers.append(
+                (
+                    layer.input_layernorm.weight.detach(),
+                    Dense(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach(), self.quant),
+                    Dense(a.o_proj.weight.detach(), self.quant),
+                    layer.post_attention_layernorm.weight.detach(),
+                    Dense(torch.cat([m.gate_proj.weight, m.up_proj.weight]).detach(), self.quant),
+                    Dense(m.down_proj.weight.detach(), self.quant),
+                )
+            )
         self.norm = hf.model.norm.weight.detach()
         self.head = Dense(hf.get_output_embeddings().weight.detach(), "int8" if self.quant == "int4" else self.quant)
 
@@ -169,8 +171,11 @@ class LeanLlama:
         self.row_ids = torch.arange(rows, device=self.device)[:, None]  # (rows, 1): index tables, made once
 
     def _slab(self, rows: int) -> torch.Tensor:
-        return torch.zeros((self.n_layers, 2, rows, self.kv_heads, self.columns + 1, self.head_dim),
-                           dtype=self.dtype, device=self.device)
+        return torch.zeros(
+            (self.n_layers, 2, rows, self.kv_heads, self.columns + 1, self.head_dim),
+            dtype=self.dtype,
+            device=self.device,
+        )
 
     @property
     def rows(self) -> int:
@@ -200,11 +205,13 @@ class LeanLlama:
 
     def prefix(self, row: int, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Row `row`'s first n columns as per-layer (keys, values) views, each (1, kv_heads, n, head_dim)."""
-        return [(self.kv[li, 0, row:row + 1, :, :n], self.kv[li, 1, row:row + 1, :, :n])
-                for li in range(self.n_layers)]
+        return [
+            (self.kv[li, 0, row : row + 1, :, :n], self.kv[li, 1, row : row + 1, :, :n]) for li in range(self.n_layers)
+        ]
 
-    def forward(self, ids: torch.Tensor, pos: torch.Tensor, col: torch.Tensor, first: int, width: int,
-                pick: torch.Tensor | None) -> torch.Tensor:
+    def forward(
+        self, ids: torch.Tensor, pos: torch.Tensor, col: torch.Tensor, first: int, width: int, pick: torch.Tensor | None
+    ) -> torch.Tensor:
         """Logits for T new tokens in each of the B rows first .. first+B-1.
 
         ids, pos, col: (B, T) long: the tokens, their positions (RoPE, mask), the
@@ -214,7 +221,7 @@ class LeanLlama:
         B, T = ids.shape
         H, KV, G, D = self.heads, self.kv_heads, self.group, self.head_dim
         half = D // 2
-        rows = self.row_ids[first:first + B]  # (B, 1)
+        rows = self.row_ids[first : first + B]  # (B, 1)
         x = F.embedding(ids, self.embed)  # (B, T, hidden)
         cos, sin = self.cos[pos][:, :, None], self.sin[pos][:, :, None]  # (B, T, 1, D/2)
         # Each query (head g of kv head k, token t) sees the columns up to its position: an
@@ -225,14 +232,14 @@ class LeanLlama:
         for li, (ln1, qkv_w, o_w, ln2, gu_w, down_w) in enumerate(self.layers):
             h = F.rms_norm(x, (self.hidden,), ln1, self.eps)
             qkv = qkv_w(h).view(B, T, H + 2 * KV, D)
-            qk, v = qkv[:, :, :H + KV], qkv[:, :, H + KV:]
+            qk, v = qkv[:, :, : H + KV], qkv[:, :, H + KV :]
             x1, x2 = qk[..., :half], qk[..., half:]
             qk = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)  # RoPE on q and k at once
             slab = self.kv[li]
             slab[0][rows, :, col] = qk[:, :, H:]  # (B, T, KV, D) into (row, kv head, column)
             slab[1][rows, :, col] = v
-            keys = slab[0, first:first + B, :, :width]  # (B, KV, width, D), a view
-            values = slab[1, first:first + B, :, :width]
+            keys = slab[0, first : first + B, :, :width]  # (B, KV, width, D), a view
+            values = slab[1, first : first + B, :, :width]
             q = qk[:, :, :H].reshape(B, T, KV, G, D).permute(0, 2, 3, 1, 4).reshape(B, KV, G * T, D)
             a = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scale)
             a = a.view(B, KV, G, T, D).permute(0, 3, 1, 2, 4).reshape(B, T, H * D)
@@ -268,7 +275,7 @@ class LeanEngine:
         width = max(self.lens, default=0)
         if self.model.grow(rows, self.running, width):
             pos = torch.zeros(self.model.rows, dtype=torch.long, device=self.device)
-            pos[:self.running] = self.pos[:self.running]
+            pos[: self.running] = self.pos[: self.running]
             self.pos = pos
             self.zeros = torch.zeros(self.model.rows, dtype=torch.long, device=self.device)
             self.graphs.clear()  # they hold the old slab
@@ -282,11 +289,12 @@ class LeanEngine:
         pos = torch.arange(T)[None].repeat(len(seqs), 1) + torch.tensor(starts)[:, None]
         col = pos.clone()
         for i, s in enumerate(seqs):
-            ids[i, :len(s)] = torch.tensor(s)
-            col[i, len(s):] = m.dump
+            ids[i, : len(s)] = torch.tensor(s)
+            col[i, len(s) :] = m.dump
         if int(pos.max()) > m.dump:
-            raise ValueError(f"lean decode path: a row of {int(pos.max())} tokens is past the slab's "
-                             f"{m.columns} columns")
+            raise ValueError(
+                f"lean decode path: a row of {int(pos.max())} tokens is past the slab's {m.columns} columns"
+            )
         pos = pos.clamp(max=m.dump)
         return ids.to(self.device), pos.to(self.device), col.to(self.device)
 
@@ -302,7 +310,7 @@ class LeanEngine:
         logits = self.model.forward(ids, pos, col, first, width, pick)
         for i, (p, _, _) in enumerate(joiners):
             store(p, self.model.prefix(first + i, len(p)))
-        self.pos[first:first + k] = torch.tensor([len(p) for p, _, _ in joiners], device=self.device)
+        self.pos[first : first + k] = torch.tensor([len(p) for p, _, _ in joiners], device=self.device)
         self.lens += [len(p) for p, _, _ in joiners]
         self.running += k
         return logits
@@ -351,12 +359,13 @@ class LeanEngine:
             if old != new:
                 self.model.move(old, new, self.lens[old])
         if keep:
-            self.pos[:len(keep)] = self.pos[torch.tensor(keep, device=self.device)]
+            self.pos[: len(keep)] = self.pos[torch.tensor(keep, device=self.device)]
         self.lens = [self.lens[i] for i in keep]
         self.running = len(keep)
 
-    def score(self, prompt: list[int], n: int, kv: Any, opts: list[list[int]],
-              store: Callable) -> tuple[torch.Tensor, torch.Tensor]:
+    def score(
+        self, prompt: list[int], n: int, kv: Any, opts: list[list[int]], store: Callable
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """The prompt into the first free row (from its cached prefix), copied into one
         row per option; the options then run as one batch."""
         first, m, P = self.running, len(opts), len(prompt)

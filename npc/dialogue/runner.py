@@ -109,11 +109,23 @@ class _Reply:
 
 
 class DialogueRunner(StreamRunner):
-    def __init__(self, model: str = "default", dtype: str = "auto", device: str = "cpu",
-                 max_prompt_tokens: int = 1024, max_new_tokens: int = 64, prefill_tokens: int = 512,
-                 prefix_cache_tokens: int = 8192, max_stall_s: float = 0.4,
-                 top_k: int = 40, repetition_penalty: float = 1.3, step_delay_s: float = 0.0, seed: int = 0,
-                 engine: str = "auto", quant: str = "auto"):
+    def __init__(
+        self,
+        model: str = "default",
+        dtype: str = "auto",
+        device: str = "cpu",
+        max_prompt_tokens: int = 1024,
+        max_new_tokens: int = 64,
+        prefill_tokens: int = 512,
+        prefix_cache_tokens: int = 8192,
+        max_stall_s: float = 0.4,
+        top_k: int = 40,
+        repetition_penalty: float = 1.3,
+        step_delay_s: float = 0.0,
+        seed: int = 0,
+        engine: str = "auto",
+        quant: str = "auto",
+    ):
         import torch
 
         from . import model as models
@@ -123,11 +135,14 @@ class DialogueRunner(StreamRunner):
         hf, self.tok = models.load(model, dtype, device, seed=seed)
         ctx = getattr(hf.config, "max_position_embeddings", 2048)
         if max_prompt_tokens + max_new_tokens > ctx:
-            raise ValueError(f"max_prompt_tokens {max_prompt_tokens} + max_new_tokens {max_new_tokens} "
-                             f"exceed the model's context of {ctx} tokens")
+            raise ValueError(
+                f"max_prompt_tokens {max_prompt_tokens} + max_new_tokens {max_new_tokens} "
+                f"exceed the model's context of {ctx} tokens"
+            )
         self.ctx = ctx
-        self.engine_name, self.engine = make_engine(engine, hf, max_prompt_tokens + max_new_tokens,
-                                                    self.tok.pad_token_id or 0, quant)
+        self.engine_name, self.engine = make_engine(
+            engine, hf, max_prompt_tokens + max_new_tokens, self.tok.pad_token_id or 0, quant
+        )
         self.max_prompt_tokens = max_prompt_tokens
         self.max_new_tokens = max_new_tokens
         self.prefill_tokens = prefill_tokens
@@ -141,8 +156,15 @@ class DialogueRunner(StreamRunner):
         # exempt, so the persona's own words stay likely.
         self.repetition_penalty = repetition_penalty
         self.step_delay_s = step_delay_s  # tests: an artificially slow worker
-        self.eos = {i for i in (self.tok.eos_token_id, self.tok.convert_tokens_to_ids("<|im_end|>"),
-                                self.tok.convert_tokens_to_ids("<|endoftext|>")) if isinstance(i, int) and i >= 0}
+        self.eos = {
+            i
+            for i in (
+                self.tok.eos_token_id,
+                self.tok.convert_tokens_to_ids("<|im_end|>"),
+                self.tok.convert_tokens_to_ids("<|endoftext|>"),
+            )
+            if isinstance(i, int) and i >= 0
+        }
         self.unk = self.tok.unk_token_id
         self.joining: list[_Reply] = []
         self.siblings: dict[int, list[_Reply]] = {}  # sid -> candidates waiting for the first one's prefill
@@ -175,10 +197,20 @@ class DialogueRunner(StreamRunner):
         max_new = max(1, min(int(payload.get("max_new_tokens", self.max_new_tokens)), self.max_new_tokens))
         of = max(1, min(int(payload.get("candidates", 1)), MAX_CANDIDATES))
         seed = int(payload.get("seed", sid))
-        rows = [_Reply(sid, prompt, max_new, int(payload.get("max_chars", 10_000)),
-                       float(payload.get("temperature", 0.7)),
-                       torch.Generator().manual_seed((seed + 7919 * n) & 0x7FFFFFFF), bool(payload.get("ignore_eos")),
-                       n=n, of=of) for n in range(of)]
+        rows = [
+            _Reply(
+                sid,
+                prompt,
+                max_new,
+                int(payload.get("max_chars", 10_000)),
+                float(payload.get("temperature", 0.7)),
+                torch.Generator().manual_seed((seed + 7919 * n) & 0x7FFFFFFF),
+                bool(payload.get("ignore_eos")),
+                n=n,
+                of=of,
+            )
+            for n in range(of)
+        ]
         self.joining.append(rows[0])
         if of > 1:
             self.siblings[sid], self.left[sid] = rows[1:], of
@@ -205,13 +237,18 @@ class DialogueRunner(StreamRunner):
                 if payload.get("prior"):
                     prior = self.choose(payload["prior"], payload["options"])["scores"]
                     scores = [a - b for a, b in zip(result["scores"], prior)]
-                    result = {"choice": max(range(len(scores)), key=lambda i: scores[i]), "scores": scores,
-                              "raw": result["scores"], "prior": prior}
+                    result = {
+                        "choice": max(range(len(scores)), key=lambda i: scores[i]),
+                        "scores": scores,
+                        "raw": result["scores"],
+                        "prior": prior,
+                    }
                 out.append((sid, result, True))
             # Joiners are prefilled first (time to first token), but the running replies
             # never wait more than max_stall_s for their next token.
-            if self.joining and (not self.rows or self.after_decode
-                                 or time.monotonic() - self.decoded_at < self.max_stall_s):
+            if self.joining and (
+                not self.rows or self.after_decode or time.monotonic() - self.decoded_at < self.max_stall_s
+            ):
                 self._prefill(out)
                 self.after_decode = False
             elif self.rows:
@@ -240,10 +277,10 @@ class DialogueRunner(StreamRunner):
             # Even alone, system + the newest line is too long: shorten the system text.
             over = len(ids) - limit
             sys_ids = tokens.text_ids(self.tok, messages[0]["content"])
-            messages[0]["content"] = self.tok.decode(sys_ids[:max(0, len(sys_ids) - over - 8)])
+            messages[0]["content"] = self.tok.decode(sys_ids[: max(0, len(sys_ids) - over - 8)])
             ids = self._ids(messages)
         if len(ids) > limit:
-            ids = ids[:limit // 2] + ids[-(limit - limit // 2):]  # last resort; keeps the generation prompt
+            ids = ids[: limit // 2] + ids[-(limit - limit // 2) :]  # last resort; keeps the generation prompt
         if len(messages) != n_in:
             log.warning("prompt over %d tokens: dropped its %d oldest turn(s)", limit, n_in - len(messages))
         return ids
@@ -321,11 +358,11 @@ class DialogueRunner(StreamRunner):
                 r.ids.append(t)
             text = self.tok.decode(r.ids, skip_special_tokens=True)
             if len(text) >= r.max_chars:
-                text, final = text[:r.max_chars], True
+                text, final = text[: r.max_chars], True
             final = final or len(r.ids) >= r.max_new or len(r.prompt) + len(r.ids) >= self.ctx - 1
             if not final and text.endswith("\ufffd"):
                 continue  # half a UTF-8 character: wait for the rest
-            delta = text[r.sent:]
+            delta = text[r.sent :]
             r.sent = len(text)
             if r.of > 1 and (delta or final):
                 last = final and self.left.get(r.sid, 1) <= 1 and r.sid not in self.siblings

@@ -76,14 +76,13 @@ from npc.minds.state import BY_HOOK
 from . import acting, check, lines, metrics
 from . import prompt as prompts
 from .conversation import Conversation, DialogueConfig, TalkRefused
-from .text import (clean_delta, clean_player, clean_reply, facts_from, in_own_terms, met_fact, unquoted,
-                   whole_sentences)
+from .text import clean_delta, clean_player, clean_reply, facts_from, in_own_terms, met_fact, unquoted, whole_sentences
 
 __all__ = ["Conversation", "Dialogue", "DialogueConfig", "TalkRefused", "start", "stop"]
 
 log = logging.getLogger("npcworld.dialogue")
 
-ANSWERS = ("talk", "give_item")     # on_hear actions that say a line: the hook answers instead of the model
+ANSWERS = ("talk", "give_item")  # on_hear actions that say a line: the hook answers instead of the model
 
 
 class Dialogue:
@@ -98,9 +97,16 @@ class Dialogue:
     connected(player_id) -> bool
     """
 
-    def __init__(self, cast, pool, memory, send: Callable[[int, dict], None],
-                 connected: Callable[[int], bool], cfg: DialogueConfig | None = None,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        cast,
+        pool,
+        memory,
+        send: Callable[[int, dict], None],
+        connected: Callable[[int], bool],
+        cfg: DialogueConfig | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.cast = cast
         self.world = cast.world
         self.pool = pool
@@ -120,9 +126,19 @@ class Dialogue:
         self._voice_words = lines.VoiceWords()  # the scorer's voice and lore words, per persona
         self.welcomed: dict[tuple[str, str], None] = {}  # (npc, player) named on their return; newest 4,096
         cast.model_replies = True  # players' lines to NPCs come here (talk), not to the built-in answer
-        self.counts = {"started": 0, "ok": 0, "fallback": 0, "cancelled": 0, "cut": 0, "hook": 0, "thinking": 0,
-                       "acted": 0,
-                       "replaced": 0, "trimmed": 0, "left": 0}
+        self.counts = {
+            "started": 0,
+            "ok": 0,
+            "fallback": 0,
+            "cancelled": 0,
+            "cut": 0,
+            "hook": 0,
+            "thinking": 0,
+            "acted": 0,
+            "replaced": 0,
+            "trimmed": 0,
+            "left": 0,
+        }
 
     # -- a player talks (from the tick, applying the gateway's command) ----------------
 
@@ -138,8 +154,10 @@ class Dialogue:
         if not w.alive(player):
             raise TalkRefused("bad_target", "talk: you have no character")
         if self._distance(player, npc) > m.defn.senses["hear"]:
-            raise TalkRefused("too_far", f"talk: {w.name_of(npc)} is too far away to hear you "
-                                         f"(within {m.defn.senses['hear']:g} world units)")
+            raise TalkRefused(
+                "too_far",
+                f"talk: {w.name_of(npc)} is too far away to hear you (within {m.defn.senses['hear']:g} world units)",
+            )
         if player in self.by_player:
             raise TalkRefused("busy", "talk: wait for the answer to your last line")
         tokens, at = self.buckets.get(player, (cfg.talk_burst, now))
@@ -176,23 +194,40 @@ class Dialogue:
     def _start(self, m, speaker: Seen, line: str, now: float, sink=None) -> Conversation:
         w, cfg, npc = self.world, self.cfg, m.eid
         virtual = sink is not None
-        player = speaker.id                     # virtual: -npc, the key of its by_player entry
+        player = speaker.id  # virtual: -npc, the key of its by_player entry
         hooked = self.cast.guards.get(m.defn.id) is not None and self.cast.guards[m.defn.id].has("on_hear")
-        hook = hearing.spoken(self.cast, m, speaker, line)   # on_hear first: answer, add to, or leave it
+        hook = hearing.spoken(self.cast, m, speaker, line)  # on_hear first: answer, add to, or leave it
         persona = m.defn.persona
         budget = getattr(persona, "first_token_ms", None)
-        c = Conversation(next(self._ids), npc, player, speaker.name, f"{m.defn.id}#{m.n}", speaker.name,
-                         line, now, cfg.first_token_s if budget is None else budget / 1000.0,
-                         self._audience(npc, None if virtual else player), started_s=w.time_s, sink=sink,
-                         virtual=virtual)
+        c = Conversation(
+            next(self._ids),
+            npc,
+            player,
+            speaker.name,
+            f"{m.defn.id}#{m.n}",
+            speaker.name,
+            line,
+            now,
+            cfg.first_token_s if budget is None else budget / 1000.0,
+            self._audience(npc, None if virtual else player),
+            started_s=w.time_s,
+            sink=sink,
+            virtual=virtual,
+        )
         self.active[c.cid] = c
         self.by_player[player] = c.cid
         self.counts["started"] += 1
         if sink is not None:
             sink({"event": "heard", "npc": npc, "name": w.name_of(npc), "from": speaker.name, "text": line})
-            sink({"event": "hook", "hook": "on_hear", "called": hooked,
-                  "result": ("none" if hook is None else "answered" if hook.action in ANSWERS else "action"),
-                  **({"intent": _intent(hook)} if hook is not None else {})})
+            sink(
+                {
+                    "event": "hook",
+                    "hook": "on_hear",
+                    "called": hooked,
+                    "result": ("none" if hook is None else "answered" if hook.action in ANSWERS else "action"),
+                    **({"intent": _intent(hook)} if hook is not None else {}),
+                }
+            )
         # Stand and face the player while answering (the NPC's own talk action), held there.
         self.cast.act(m, _decision("talk", None if virtual else player, f"talking with {c.player_name}"))
         self.cast.hold(npc, w.time_s + m.defn.params["talk"]["hold"])
@@ -213,11 +248,19 @@ class Dialogue:
         c.by = "hook"
         if hook.action == "give_item" and not c.virtual:
             self.cast.act(m, replace(hook, say=None, reason=f"on_hear: giving to {c.player_name}"), BY_HOOK)
-            self._tell(c, {"event": "action", "action": "give_item", "by": "hook", "applied": True,
-                           "item": hook.item})
+            self._tell(c, {"event": "action", "action": "give_item", "by": "hook", "applied": True, "item": hook.item})
         elif hook.action == "give_item":
-            self._tell(c, {"event": "action", "action": "give_item", "by": "hook", "applied": False,
-                           "item": hook.item, "why": "a talk from the admin API has no character to hold the item"})
+            self._tell(
+                c,
+                {
+                    "event": "action",
+                    "action": "give_item",
+                    "by": "hook",
+                    "applied": False,
+                    "item": hook.item,
+                    "why": "a talk from the admin API has no character to hold the item",
+                },
+            )
         else:
             m.reason = f"on_hear: answered {c.player_name}"
             self._set_by(m, BY_HOOK)
@@ -264,9 +307,15 @@ class Dialogue:
     def _advance(self, c: Conversation, now: float) -> None:
         w = self.world
         m = self.cast.minds.get(c.npc)
-        if (m is None or not w.alive(c.npc)) or not c.virtual and (
-                not w.alive(c.player) or not self.connected(c.player)
-                or self._distance(c.player, c.npc) > self.cfg.leave_distance):
+        if (
+            (m is None or not w.alive(c.npc))
+            or not c.virtual
+            and (
+                not w.alive(c.player)
+                or not self.connected(c.player)
+                or self._distance(c.player, c.npc) > self.cfg.leave_distance
+            )
+        ):
             if c.stream is not None:
                 c.stream.cancel()
             self._end(c, "cancelled", "")  # nothing unchecked is shown, so nothing was said
@@ -276,8 +325,9 @@ class Dialogue:
             if c.stream is not None:
                 c.stream.cancel()
             log.info("conversation %d: %s leaves (%s)", c.cid, w.name_of(c.npc), why)
-            self._end(c, "left", lines.fill(m.defn.persona.leave, c.player_name, w.name_of(c.npc),
-                                            m.defn.persona.max_reply))
+            self._end(
+                c, "left", lines.fill(m.defn.persona.leave, c.player_name, w.name_of(c.npc), m.defn.persona.max_reply)
+            )
             return
         if c.stream is None:
             if c.recall is not None and c.recall.done():
@@ -297,8 +347,11 @@ class Dialogue:
             if c.stream.end is not None:
                 self._say(c, m, "done" if c.stream.end == "ok" else "cut")
                 return
-            if (now - c.started > self.cfg.wait_timeout_s if c.first_at is None
-                    else now - c.first_at > self.cfg.reply_timeout_s):
+            if (
+                now - c.started > self.cfg.wait_timeout_s
+                if c.first_at is None
+                else now - c.first_at > self.cfg.reply_timeout_s
+            ):
                 c.stream.cancel()
                 self._say(c, m, "cut")
                 return
@@ -326,12 +379,21 @@ class Dialogue:
             self._fallback(c, (c.stream.error if c.stream is not None else None) or "the model said nothing")
             return
         c.final = cands
-        i, c.problems = check.best(cands, c.check, self._voice_words(m.defn), limit,
-                                   [c.logprobs.get(k) for k in range(len(cands))], self.cfg.scorer)
+        i, c.problems = check.best(
+            cands,
+            c.check,
+            self._voice_words(m.defn),
+            limit,
+            [c.logprobs.get(k) for k in range(len(cands))],
+            self.cfg.scorer,
+        )
         if i is None:
             self.counts["replaced"] += 1
-            log.info("conversation %d: every candidate failed the checker (%s); a voice line instead", c.cid,
-                     "; ".join(str(p) for ps in c.problems for p in ps if p.kind in check.HARD))
+            log.info(
+                "conversation %d: every candidate failed the checker (%s); a voice line instead",
+                c.cid,
+                "; ".join(str(p) for ps in c.problems for p in ps if p.kind in check.HARD),
+            )
             text = lines.voice_line(m, c.player_name, self.world.name_of(c.npc))
         else:
             c.chosen, text = i, cands[i]
@@ -362,7 +424,7 @@ class Dialogue:
         turns = list(recall.turns) if recall else []
         c.returning = bool(facts or turns)
         pair = (c.npc_key, c.player_key)
-        turns = turns[prompts.turn_window(turns, self.windows.pop(pair, None)):]
+        turns = turns[prompts.turn_window(turns, self.windows.pop(pair, None)) :]
         if turns:
             self.windows[pair] = turns[0]
             while len(self.windows) > 4096:
@@ -372,14 +434,35 @@ class Dialogue:
         msgs = prompts.messages(name, persona, scene, c.player_name, facts, turns, c.line, persona.max_reply, setting)
         c.check = check.World(
             known=check.known_words(name, c.player_name, *near, *setting.places, *self._names())
-            | check.proper_words(persona.who, *persona.knows, persona.style, *persona.lore, *persona.voice,
-                                 persona.greeting, *persona.fallback, c.line, *(t for _, t in turns)),
-            framing=prompts.moment_text(scene, c.player_name, facts) + " " + prompts.rules_text(
-                name, c.player_name, persona.max_reply),
-            line=c.line, player=c.player_name, returning=c.returning)
-        c.stream = self.pool.open_stream({"kind": "reply", "messages": msgs, "max_new_tokens": self.cfg.max_new_tokens,
-                                          "max_chars": persona.max_reply * 2, "candidates": self.cfg.candidates,
-                                          "temperature": self.cfg.temperature, "seed": c.cid})
+            | check.proper_words(
+                persona.who,
+                *persona.knows,
+                persona.style,
+                *persona.lore,
+                *persona.voice,
+                persona.greeting,
+                *persona.fallback,
+                c.line,
+                *(t for _, t in turns),
+            ),
+            framing=prompts.moment_text(scene, c.player_name, facts)
+            + " "
+            + prompts.rules_text(name, c.player_name, persona.max_reply),
+            line=c.line,
+            player=c.player_name,
+            returning=c.returning,
+        )
+        c.stream = self.pool.open_stream(
+            {
+                "kind": "reply",
+                "messages": msgs,
+                "max_new_tokens": self.cfg.max_new_tokens,
+                "max_chars": persona.max_reply * 2,
+                "candidates": self.cfg.candidates,
+                "temperature": self.cfg.temperature,
+                "seed": c.cid,
+            }
+        )
 
     def setting(self) -> prompts.Setting:
         """The world every prompt is anchored in: the map's places, the people of the NPC files."""
@@ -401,7 +484,7 @@ class Dialogue:
         """A model's reply ended well: remember it, and choose an action (unless on_hear chose one)."""
         self._remember(c, reply)
         if not self.cfg.act or self.pool is None or c.then is not None:
-            return      # _end told the listener (or took on_hear's action)
+            return  # _end told the listener (or took on_hear's action)
         ch = acting.ask(self.pool, self.cast, self.world, m, c, reply, self.cfg.calibrate)
         if ch is not None:
             self.choices.append(ch)
@@ -417,8 +500,13 @@ class Dialogue:
         for pid in c.audience:
             self.send(pid, msg)
         if c.sink is not None:
-            c.sink({"event": msg["t"], **{k: v for k, v in msg.items() if k != "t"},
-                    **({"by": _said_by(c)} if msg["t"] == "say_end" else {})})
+            c.sink(
+                {
+                    "event": msg["t"],
+                    **{k: v for k, v in msg.items() if k != "t"},
+                    **({"by": _said_by(c)} if msg["t"] == "say_end" else {}),
+                }
+            )
 
     def _open(self, c: Conversation, thinking: str | None) -> None:
         c.opened = True
@@ -426,8 +514,19 @@ class Dialogue:
             c.thinking = True
             self.counts["thinking"] += 1
             thinking = thinking.replace("{player}", c.player_name).replace("{name}", self.world.name_of(c.npc))
-        self.broadcast(c, {"t": "say_start", "id": c.cid, "npc": c.npc, "name": self.world.name_of(c.npc),
-                           "to": c.player, "to_name": c.player_name, "heard": c.line, "thinking": thinking})
+        self.broadcast(
+            c,
+            {
+                "t": "say_start",
+                "id": c.cid,
+                "npc": c.npc,
+                "name": self.world.name_of(c.npc),
+                "to": c.player,
+                "to_name": c.player_name,
+                "heard": c.line,
+                "thinking": thinking,
+            },
+        )
 
     def _fallback(self, c: Conversation, why: str) -> None:
         m = self.cast.minds.get(c.npc)
@@ -443,8 +542,11 @@ class Dialogue:
         self.broadcast(c, {"t": "say_end", "id": c.cid, "text": text, "reason": reason})
         # "cut": a reply stopped at reply_timeout_s (30 s after its first word) or by the model; "hook": on_hear
         # answered instead of the model
-        self.counts["hook" if c.by == "hook" else {"done": "ok", "fallback": "fallback", "left": "left",
-                                                    "cut": "cut"}.get(reason, "cancelled")] += 1
+        self.counts[
+            "hook"
+            if c.by == "hook"
+            else {"done": "ok", "fallback": "fallback", "left": "left", "cut": "cut"}.get(reason, "cancelled")
+        ] += 1
         self.active.pop(c.cid, None)
         if self.by_player.get(c.player) == c.cid:
             del self.by_player[c.player]
@@ -459,7 +561,7 @@ class Dialogue:
         if c.then is not None and m is not None and reason in ("done", "cut", "fallback"):
             self._then(c, m)
         elif c.by == "hook" or reason not in ("done",) or self.pool is None or not self.cfg.act:
-            self._tell(c, None)      # nothing follows the reply (a model's "done" goes on to its action step)
+            self._tell(c, None)  # nothing follows the reply (a model's "done" goes on to its action step)
 
     def _then(self, c: Conversation, m) -> None:
         """on_hear chose an action besides the reply: take it now, in place of the model's choice."""
@@ -468,8 +570,7 @@ class Dialogue:
         if c.virtual and d.target == c.player:
             event["why"] = "a talk from the admin API has no character to follow or give to"
         else:
-            event["applied"] = self.cast.act(m, replace(d, reason=f"on_hear: after answering {c.player_name}"),
-                                             BY_HOOK)
+            event["applied"] = self.cast.act(m, replace(d, reason=f"on_hear: after answering {c.player_name}"), BY_HOOK)
             self.cast.hold(c.npc, None)
         self._tell(c, event)
         self._tell(c, None)
@@ -509,30 +610,49 @@ def _said_by(c: Conversation) -> str:
 
 def _intent(d) -> dict:
     """A hook's decision as the admin's talk stream shows it."""
-    return {k: v for k, v in (("action", d.action), ("target", d.target), ("place", d.place), ("say", d.say),
-                              ("item", d.item), ("activity", d.activity)) if v is not None}
+    return {
+        k: v
+        for k, v in (
+            ("action", d.action),
+            ("target", d.target),
+            ("place", d.place),
+            ("say", d.say),
+            ("item", d.item),
+            ("activity", d.activity),
+        )
+        if v is not None
+    }
 
 
 class Settings(Protocol):
     """What `start` reads of its configuration (server/config.py DialogueSection, handed over whole).
     Units: ms, tokens."""
+
     enabled: bool
-    model: str          # "default" (SmolLM2-135M-Instruct GGUF), a .gguf file, a local HF dir, "tiny"
+    model: str  # "default" (SmolLM2-135M-Instruct GGUF), a .gguf file, a local HF dir, "tiny"
     dtype: str
-    device: str         # "auto", "cpu", "cuda:N"
-    memory_db: str      # "" = no memory
+    device: str  # "auto", "cpu", "cuda:N"
+    memory_db: str  # "" = no memory
     first_token_ms: float
     max_new_tokens: int
     conversations: int
-    threads: int        # 0 = every core
+    threads: int  # 0 = every core
     nice: int
     prefix_cache: int
     step_delay_ms: float
     engine: str
 
 
-def start(cast, send: Callable[[int, dict], None], connected: Callable[[int], bool], settings: Settings, *,
-          clock: Callable[[], float] = time.monotonic, workers: int = 1, remote=None) -> Dialogue:
+def start(
+    cast,
+    send: Callable[[int, dict], None],
+    connected: Callable[[int], bool],
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    workers: int = 1,
+    remote=None,
+) -> Dialogue:
     """The dialogue service of a server: its memory (opened now, created if new)
     and its pool (one worker, started now; it loads the model in the background,
     and conversations wait in the pool's queue until it is ready)."""
@@ -545,20 +665,32 @@ def start(cast, send: Callable[[int, dict], None], connected: Callable[[int], bo
     pool = None
     if o.enabled:
         devices = None if o.device == "auto" else [o.device]
-        pool = Pool(PoolConfig(
-            runner="npc.dialogue.runner:DialogueRunner",
-            runner_options={"model": o.model, "dtype": o.dtype, "max_new_tokens": o.max_new_tokens,
-                            "prefix_cache_tokens": o.prefix_cache, "step_delay_s": o.step_delay_ms / 1000.0,
-                            "engine": o.engine},
-            workers=workers, devices=devices, max_streams=min(o.conversations, 16),
-            remote=remote,  # remote dialogue workers through a broker (npc/inference/broker.py), or None
-            threads=o.threads or os.cpu_count() or 1,
-            nice=o.nice,  # below the tick's priority: the world never waits for the model
-            # A step is a prefill of up to 512 new prompt tokens at worst: seconds on a small busy CPU.
-            hang_timeout_s=60.0, heartbeat_s=0.5, start_timeout_s=300.0,
-        )).start()
-    cfg = DialogueConfig(first_token_s=o.first_token_ms / 1000.0, max_new_tokens=o.max_new_tokens,
-                         max_conversations=o.conversations)
+        pool = Pool(
+            PoolConfig(
+                runner="npc.dialogue.runner:DialogueRunner",
+                runner_options={
+                    "model": o.model,
+                    "dtype": o.dtype,
+                    "max_new_tokens": o.max_new_tokens,
+                    "prefix_cache_tokens": o.prefix_cache,
+                    "step_delay_s": o.step_delay_ms / 1000.0,
+                    "engine": o.engine,
+                },
+                workers=workers,
+                devices=devices,
+                max_streams=min(o.conversations, 16),
+                remote=remote,  # remote dialogue workers through a broker (npc/inference/broker.py), or None
+                threads=o.threads or os.cpu_count() or 1,
+                nice=o.nice,  # below the tick's priority: the world never waits for the model
+                # A step is a prefill of up to 512 new prompt tokens at worst: seconds on a small busy CPU.
+                hang_timeout_s=60.0,
+                heartbeat_s=0.5,
+                start_timeout_s=300.0,
+            )
+        ).start()
+    cfg = DialogueConfig(
+        first_token_s=o.first_token_ms / 1000.0, max_new_tokens=o.max_new_tokens, max_conversations=o.conversations
+    )
     return Dialogue(cast, pool, memory, send, connected, cfg, clock)
 
 

@@ -55,7 +55,7 @@ def whole_sentences(text: str, least: int = MIN_SENTENCE) -> str:
         return text
     end = None
     for m in SENTENCE_END.finditer(text):
-        word = text[:m.start()].rsplit(" ", 1)[-1].lower()
+        word = text[: m.start()].rsplit(" ", 1)[-1].lower()
         if not (m.group(0) == "." and word in ABBREVIATIONS):
             end = m.end()
     return text[:end] if end is not None and end >= least else text
@@ -69,8 +69,10 @@ def unquoted(text: str, name: str) -> str:
     the NPC's words alone ("Fresh apples!"). Only the NPC's own name is taken for a speaker."""
     m = SPEAKER.match(text)
     if m and m.group(0).split(":")[0].split(" says")[0].split(" said")[0].strip().lower() in (
-            name.lower(), *name.lower().split()):
-        text = text[m.end():]
+        name.lower(),
+        *name.lower().split(),
+    ):
+        text = text[m.end() :]
     text = text.strip()
     if len(text) > 1 and text[0] == '"' and text.count('"') == 2 and text.endswith('"'):
         text = text[1:-1].strip()  # the whole reply in quotes
@@ -83,15 +85,39 @@ def clean_player(text: str, max_chars: int) -> str:
     return clean_reply(text, max_chars)
 
 
-FIRST_PERSON = re.compile(r"\b(my name is|call me|i am|i'm|i live|i like|i love|i hate|i need|i want|i come from|"
-                          r"i have|i've got)\b([^.!?,;]{1,60}?)(?=\s+(?:and|but)\s+i\b|[.!?,;]|$)", re.IGNORECASE)
+FIRST_PERSON = re.compile(
+    r"\b(my name is|call me|i am|i'm|i live|i like|i love|i hate|i need|i want|i come from|"
+    r"i have|i've got)\b([^.!?,;]{1,60}?)(?=\s+(?:and|but)\s+i\b|[.!?,;]|$)",
+    re.IGNORECASE,
+)
 # The player's words turned to the NPC's: what the player says of themself, told by the NPC.
-OPENERS = {"call me": "asked me to call them", "i am": "told me they are", "i'm": "told me they are",
-           "i live": "told me they live", "i like": "told me they like", "i love": "told me they love",
-           "i hate": "told me they hate", "i need": "told me they need", "i want": "told me they want",
-           "i come from": "told me they come from", "i have": "told me they have", "i've got": "told me they have"}
-PRONOUNS = {"i": "they", "me": "them", "my": "their", "mine": "theirs", "myself": "themselves", "i'm": "they are",
-            "am": "are", "you": "me", "your": "my", "yours": "mine", "yourself": "myself"}
+OPENERS = {
+    "call me": "asked me to call them",
+    "i am": "told me they are",
+    "i'm": "told me they are",
+    "i live": "told me they live",
+    "i like": "told me they like",
+    "i love": "told me they love",
+    "i hate": "told me they hate",
+    "i need": "told me they need",
+    "i want": "told me they want",
+    "i come from": "told me they come from",
+    "i have": "told me they have",
+    "i've got": "told me they have",
+}
+PRONOUNS = {
+    "i": "they",
+    "me": "them",
+    "my": "their",
+    "mine": "theirs",
+    "myself": "themselves",
+    "i'm": "they are",
+    "am": "are",
+    "you": "me",
+    "your": "my",
+    "yours": "mine",
+    "yourself": "myself",
+}
 WORD = re.compile(r"[A-Za-z']+")
 
 
@@ -126,8 +152,8 @@ def in_own_terms(player: str, fact: str) -> str:
     "You met Ana on day 0.") as the NPC would say it; newer facts are unchanged."""
     said = f"{player} said: "
     if fact.startswith(said):
-        told = facts_from(player, fact[len(said):])
-        return told[0] if told else f"{player} told me: {fact[len(said):]}"
+        told = facts_from(player, fact[len(said) :])
+        return told[0] if told else f"{player} told me: {fact[len(said) :]}"
     if fact.startswith("You met "):
-        return "I met " + fact[len("You met "):]
+        return "I met " + fact[len("You met ") :]
     return fact

@@ -39,7 +39,7 @@ def chat_ids(tok: Any, messages: list[dict], generation: bool = True) -> list[in
     at = 0
     for hole in _HOLE.finditer(rendered):
         if hole.start() > at:
-            ids += tok(rendered[at:hole.start()], add_special_tokens=False)["input_ids"]
+            ids += tok(rendered[at : hole.start()], add_special_tokens=False)["input_ids"]
         ids += text_ids(tok, contents[int(hole.group(1))]) if contents[int(hole.group(1))] else []
         at = hole.end()
     if at < len(rendered):

@@ -29,7 +29,7 @@ def is_ordinary(word: str) -> bool:
     """`word` (any case) is an ordinary word, or one with a common ending."""
     low = word.lower().strip("'")
     words = ordinary()
-    return low in words or any(low.endswith(s) and low[:-len(s)] in words for s in SUFFIXES)
+    return low in words or any(low.endswith(s) and low[: -len(s)] in words for s in SUFFIXES)
 
 
 def write(path: Path = PATH) -> int:
@@ -40,8 +40,9 @@ def write(path: Path = PATH) -> int:
     gguf = Path(default_gguf())
     vocab = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name).get_vocab()
     words = sorted({t[1:] for t in vocab if t.startswith("Ġ") and re.fullmatch(r"[a-z]{3,14}", t[1:])})
-    path.write_text("# npc/dialogue/words.py: lowercase whole-word tokens of SmolLM2-135M-Instruct\n"
-                    + "\n".join(words) + "\n")
+    path.write_text(
+        "# npc/dialogue/words.py: lowercase whole-word tokens of SmolLM2-135M-Instruct\n" + "\n".join(words) + "\n"
+    )
     return len(words)
 
 

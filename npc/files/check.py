@@ -22,26 +22,48 @@ DEFAULT_MAP = ROOT / "assets" / "maps" / "default.tmj"
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("npc", help="NPC files: check, new, places, talk",
-                       description="Tools for NPC files (docs/designers.md).")
+    p = sub.add_parser(
+        "npc", help="NPC files: check, new, places, talk", description="Tools for NPC files (docs/designers.md)."
+    )
     npc_sub = p.add_subparsers(dest="npc_command", metavar="NPC_COMMAND")
-    c = npc_sub.add_parser("check", help="validate NPC files; print every error with file and line",
-                           description="Validate NPC files (*.toml) and their hooks modules. Prints every "
-                           "problem as file:line: message (expected ...). Exit status 1 on any problem.")
-    c.add_argument("paths", nargs="*", metavar="PATH",
-                   help=f"NPC files or folders of them (default: {DEFAULT_DIR.relative_to(ROOT)})")
-    c.add_argument("--map", default=str(DEFAULT_MAP), metavar="FILE",
-                   help="the map whose points of interest the files name (default: the default map)")
-    c.add_argument("--policy", action=argparse.BooleanOptionalAction, default=True,
-                   help="also check that the learned policy follows each valid file, as the server does when "
-                   "the file loads (default: on when the policy weights exist)")
-    n = npc_sub.add_parser("new", help="write a commented template NPC file that passes npc check",
-                           description="Write NAME's NPC file (a commented template) into the NPC folder.")
+    c = npc_sub.add_parser(
+        "check",
+        help="validate NPC files; print every error with file and line",
+        description="Validate NPC files (*.toml) and their hooks modules. Prints every "
+        "problem as file:line: message (expected ...). Exit status 1 on any problem.",
+    )
+    c.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help=f"NPC files or folders of them (default: {DEFAULT_DIR.relative_to(ROOT)})",
+    )
+    c.add_argument(
+        "--map",
+        default=str(DEFAULT_MAP),
+        metavar="FILE",
+        help="the map whose points of interest the files name (default: the default map)",
+    )
+    c.add_argument(
+        "--policy",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also check that the learned policy follows each valid file, as the server does when "
+        "the file loads (default: on when the policy weights exist)",
+    )
+    n = npc_sub.add_parser(
+        "new",
+        help="write a commented template NPC file that passes npc check",
+        description="Write NAME's NPC file (a commented template) into the NPC folder.",
+    )
     n.add_argument("name", metavar="NAME", help="the NPC's name, as players see it; the file is named after it")
     n.add_argument("--dir", default=str(DEFAULT_DIR), metavar="FOLDER", help="where (default: assets/npcs)")
     n.add_argument("--spawn", default="plaza", metavar="PLACE", help="where it appears (default: plaza)")
-    pl = npc_sub.add_parser("places", help="list the map's places (where NPCs can go)",
-                            description="List the places of a map: its Tiled poi layer and its .places.toml.")
+    pl = npc_sub.add_parser(
+        "places",
+        help="list the map's places (where NPCs can go)",
+        description="List the places of a map: its Tiled poi layer and its .places.toml.",
+    )
     pl.add_argument("--map", default=str(DEFAULT_MAP), metavar="FILE", help="the map (default: the default map)")
     p.npc_sub = npc_sub  # type: ignore[attr-defined]  # server/cli.py adds `talk` (an admin API client)
     return p
@@ -117,8 +139,11 @@ def _policy(results, tilemap, out) -> None:
     from npc.policy.weights import weights_input
 
     if not DEFAULT_WEIGHTS.is_file() or weights_input(str(DEFAULT_WEIGHTS)) != OBS_DIM:
-        print("policy: no weights for today's observation layout: the built-in behaviour decides every file "
-              "(npcworld train-policy)", file=out)
+        print(
+            "policy: no weights for today's observation layout: the built-in behaviour decides every file "
+            "(npcworld train-policy)",
+            file=out,
+        )
         return
     run = guard.local_runner()
     for r in results:

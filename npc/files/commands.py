@@ -15,7 +15,7 @@ from world.tilemap import MapError, load_map, places_path
 
 from npc.files.loader import map_places
 
-TEMPLATE = '''# {id}.toml: an NPC of npcworld. The reference of every field: docs/designers.md.
+TEMPLATE = """# {id}.toml: an NPC of npcworld. The reference of every field: docs/designers.md.
 # Check it with `npcworld npc check {id}.toml`; save it while the server runs and it is live.
 
 name = "{name}"            # what players see (1..24 characters)
@@ -48,7 +48,7 @@ allowed = ["idle", "wander", "talk"]           # everything it may ever do
 # from = "08:00"
 # to = "18:00"
 # do = "wander"
-'''
+"""
 ID_OK = re.compile(r"[^a-z0-9_-]+")
 
 
@@ -60,8 +60,9 @@ def file_id(name: str) -> str:
 def new(name: str, folder: Path, spawn: str, out=None) -> int:
     out = out or sys.stdout
     if not 1 <= len(name.strip()) <= 24 or '"' in name or "\\" in name:
-        print(f"npcworld npc new: a name is 1..24 characters without quotes or backslashes, got {name!r}",
-              file=sys.stderr)
+        print(
+            f"npcworld npc new: a name is 1..24 characters without quotes or backslashes, got {name!r}", file=sys.stderr
+        )
         return 2
     fid = file_id(name)
     path = folder / f"{fid}.toml"
@@ -86,8 +87,13 @@ def places(map_path: str, out=None) -> int:
     for name in spawn_points:
         x, y = tm.pois[name]
         note = "" if name in walk else "  (spawn only: NPCs can start here but not walk to it)"
-        print(f"{name:<16} x={x:7.1f} y={y:7.1f}  tile=[{int(x // tm.tile_size)}, {int(y // tm.tile_size)}]{note}",
-              file=out)
-    print(f"{len(spawn_points)} places in {map_path}" + (f" and {extra}" if extra.exists() else
-                                                          f" (add more in {extra.name} beside it)"), file=out)
+        print(
+            f"{name:<16} x={x:7.1f} y={y:7.1f}  tile=[{int(x // tm.tile_size)}, {int(y // tm.tile_size)}]{note}",
+            file=out,
+        )
+    print(
+        f"{len(spawn_points)} places in {map_path}"
+        + (f" and {extra}" if extra.exists() else f" (add more in {extra.name} beside it)"),
+        file=out,
+    )
     return 0

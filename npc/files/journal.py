@@ -22,29 +22,35 @@ from dataclasses import dataclass
 from typing import Callable
 
 MAX_ENTRIES = 1000
-MAX_PAGE = 500          # entries returned per request at most; `next` continues
+MAX_PAGE = 500  # entries returned per request at most; `next` continues
 KINDS = ("load", "reload", "error")
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
     seq: int
-    t: float            # Unix seconds
-    kind: str           # KINDS
+    t: float  # Unix seconds
+    kind: str  # KINDS
     file: str
     line: int | None
     message: str
 
     def as_dict(self) -> dict:
-        return {"seq": self.seq, "t": round(self.t, 3), "kind": self.kind, "file": self.file, "line": self.line,
-                "message": self.message}
+        return {
+            "seq": self.seq,
+            "t": round(self.t, 3),
+            "kind": self.kind,
+            "file": self.file,
+            "line": self.line,
+            "message": self.message,
+        }
 
 
 class Journal:
     def __init__(self, wall: Callable[[], float] = time.time, size: int = MAX_ENTRIES):
         self.wall = wall
         self.entries: deque[Entry] = deque(maxlen=size)
-        self.seq = 0          # the last seq given
+        self.seq = 0  # the last seq given
 
     def add(self, kind: str, file: str, line: int | None, message: str) -> Entry:
         if kind not in KINDS:

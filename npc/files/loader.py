@@ -18,7 +18,7 @@ from npc import hooks
 from npc.files.schema import Definition, Problem, validate
 from npc.files.tomlpos import line_of, locate
 
-MAX_FILE = 256 * 1024      # bytes; a bigger NPC file or hooks module is refused
+MAX_FILE = 256 * 1024  # bytes; a bigger NPC file or hooks module is refused
 _TOML_POS = re.compile(r"\(at line (\d+), column (\d+)\)")
 
 
@@ -27,7 +27,7 @@ class Loaded:
     file: str
     definition: Definition | None
     problems: list[Problem] = field(default_factory=list)
-    hooks_file: str | None = None        # the hooks module it names, even when broken
+    hooks_file: str | None = None  # the hooks module it names, even when broken
 
 
 def free_at(tilemap: TileMap):
@@ -41,6 +41,7 @@ def free_at(tilemap: TileMap):
         if tilemap.blocked[int(y // ts), int(x // ts)]:
             return "is on a blocked tile"
         return None
+
     return free
 
 
@@ -79,8 +80,18 @@ def load_file(path: str | Path, places: list[str], spawn_points: list[str] | Non
         msg = str(e)
         m = _TOML_POS.search(msg)
         line = int(m.group(1)) if m else (getattr(e, "lineno", None) or max(1, text.count("\n") + 1))
-        return Loaded(file, None, [Problem(file, line, f"not valid TOML: {_TOML_POS.sub('', msg).strip()}"
-                                           + (f" (column {m.group(2)})" if m else ""), "valid TOML")])
+        return Loaded(
+            file,
+            None,
+            [
+                Problem(
+                    file,
+                    line,
+                    f"not valid TOML: {_TOML_POS.sub('', msg).strip()}" + (f" (column {m.group(2)})" if m else ""),
+                    "valid TOML",
+                )
+            ],
+        )
     lines = locate(text)
     defn, problems = validate(data, lines, file, places, spawn_points, free=free)
     sources = [(file, mtime)]
@@ -92,8 +103,14 @@ def load_file(path: str | Path, places: list[str], spawn_points: list[str] | Non
         hooks_file = str(hp)
         src, hmtime, problem = _read(hp, f"hooks module {data['hooks']!r}")
         if problem:
-            problems.append(Problem(file, line_of(lines, ("hooks",)), problem.message,
-                                    f"a Python file {data['hooks']!r} beside {path.name}"))
+            problems.append(
+                Problem(
+                    file,
+                    line_of(lines, ("hooks",)),
+                    problem.message,
+                    f"a Python file {data['hooks']!r} beside {path.name}",
+                )
+            )
         else:
             assert src is not None  # read, since there is no problem
             code, names, hook_problems = hooks.check_source(hooks_file, src)
@@ -110,8 +127,7 @@ def npc_files(folder: str | Path) -> list[Path]:
     return sorted(p for p in Path(folder).glob("*.toml") if p.is_file())
 
 
-def load_files(paths: list[Path], places: list[str], spawn_points: list[str] | None = None,
-               free=None) -> list[Loaded]:
+def load_files(paths: list[Path], places: list[str], spawn_points: list[str] | None = None, free=None) -> list[Loaded]:
     """Several NPC files; an id used by an earlier file is a problem in the later one."""
     out = [load_file(p, places, spawn_points, free) for p in paths]
     owner: dict[str, str] = {}
@@ -128,8 +144,12 @@ def load_files(paths: list[Path], places: list[str], spawn_points: list[str] | N
 def duplicate(r: Loaded, first: str) -> Problem:
     text = Path(r.file).read_text(encoding="utf-8", errors="replace")
     assert r.definition is not None  # only a loaded file can repeat an id
-    return Problem(r.file, line_of(locate_safe(text), ("id",)),
-                   f"id {r.definition.id!r} is already used by {first}", "an id no other NPC file uses")
+    return Problem(
+        r.file,
+        line_of(locate_safe(text), ("id",)),
+        f"id {r.definition.id!r} is already used by {first}",
+        "an id no other NPC file uses",
+    )
 
 
 def locate_safe(text: str) -> dict:

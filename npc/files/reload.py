@@ -59,8 +59,8 @@ class Watcher:
         self.cast = cast
         self.interval_s = interval_s
         self.seen: dict[str, tuple[int, int]] = {}
-        self.pending: set[str] = set()   # changed at the last poll: taken if unchanged at this one
-        self.lock = asyncio.Lock()    # one reload at a time (the poller and POST /reload)
+        self.pending: set[str] = set()  # changed at the last poll: taken if unchanged at this one
+        self.lock = asyncio.Lock()  # one reload at a time (the poller and POST /reload)
         self.places_file = str(places_path(cast.world.map.path))
 
     def _scan(self) -> dict[str, tuple[int, int]]:
@@ -96,7 +96,7 @@ class Watcher:
             now = await asyncio.to_thread(self._scan)
             moving = {p for p in now.keys() | self.seen.keys() if now.get(p) != self.seen.get(p)}
             self.seen = now
-            changed = self.pending - moving          # changed before, settled since
+            changed = self.pending - moving  # changed before, settled since
             self.pending = (self.pending | moving) - changed
             if not changed:
                 return None
@@ -106,10 +106,14 @@ class Watcher:
                 changed |= set(waiting)
             tomls = {p for p in now if p.endswith(".toml") and p != self.places_file}
             # an NPC file is reloaded when it changed, or the hooks module it names did
-            todo = sorted(p for p in tomls if (p in changed or self.cast.hooks_of.get(p) in changed)
-                          and p not in self.pending)
-            removed = [p for p in changed if p.endswith(".toml") and p not in now
-                       and (p in self.cast.file_ids or p in self.cast.problems)]
+            todo = sorted(
+                p for p in tomls if (p in changed or self.cast.hooks_of.get(p) in changed) and p not in self.pending
+            )
+            removed = [
+                p
+                for p in changed
+                if p.endswith(".toml") and p not in now and (p in self.cast.file_ids or p in self.cast.problems)
+            ]
             return await self._load(todo, removed)
 
     async def _places(self) -> list[str]:
@@ -131,12 +135,12 @@ class Watcher:
         if tm is world.map:
             return []
         cfg = world.config
-        await asyncio.to_thread(navigation_for, tm, cfg.radius, cfg.poi_spread)   # the BFS, off the tick
+        await asyncio.to_thread(navigation_for, tm, cfg.radius, cfg.poi_spread)  # the BFS, off the tick
         added = world.use_map(tm)
         cast.places, cast.spawn_points = map_places(tm)
         log.info("%s: place(s) %s added", self.places_file, ", ".join(added))
         cast.journal.add("reload", self.places_file, None, f"place(s) {', '.join(added)} added")
-        return sorted(cast.problems)      # files that failed may have named one of them
+        return sorted(cast.problems)  # files that failed may have named one of them
 
     async def reload_all(self) -> dict:
         """Reload every NPC file now, changed or not (admin); re-enables disabled hooks."""
@@ -149,11 +153,16 @@ class Watcher:
 
     async def _load(self, files: list[str], removed: list[str]) -> dict:
         cast = self.cast
-        results = await asyncio.to_thread(load_files, [Path(f) for f in files], cast.places, cast.spawn_points,
-                                          cast.free)
+        results = await asyncio.to_thread(
+            load_files, [Path(f) for f in files], cast.places, cast.spawn_points, cast.free
+        )
         # load_files only sees this batch: an id taken by a file outside it is caught by Cast.apply
         summary = cast.apply(results, removed)
         if files or removed:
-            log.info("npc files reloaded: %d ok, %d with errors%s", len(summary["loaded"]), len(summary["failed"]),
-                     f", {len(removed)} removed" if removed else "")
+            log.info(
+                "npc files reloaded: %d ok, %d with errors%s",
+                len(summary["loaded"]),
+                len(summary["failed"]),
+                f", {len(removed)} removed" if removed else "",
+            )
         return {**summary, "removed": removed}

@@ -21,7 +21,7 @@ to tomllib on generated documents.
 
 from __future__ import annotations
 
-_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r"}   # and \" \\ as themselves
+_ESCAPES = {"b": "\b", "t": "\t", "n": "\n", "f": "\f", "r": "\r"}  # and \" \\ as themselves
 _BARE = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 
 
@@ -44,7 +44,7 @@ class _Scanner:
         self.i = 0
         self.line = 1
         self.out: dict[tuple, int] = {}
-        self.aot: dict[tuple, int] = {}      # resolved array-of-tables path -> entries so far
+        self.aot: dict[tuple, int] = {}  # resolved array-of-tables path -> entries so far
 
     # -- characters -----------------------------------------------------------
 
@@ -119,19 +119,19 @@ class _Scanner:
                 start = self.i
                 while self.peek() and self.peek() in _BARE:
                     self.advance()
-                names.append(self.s[start: self.i])
+                names.append(self.s[start : self.i])
             self.skip_ws(newlines=False)
             if self.peek() == ".":
                 self.advance()
                 continue
             if self.peek() == stop or not self.peek():
                 return names
-            self.advance()   # not valid TOML; tomllib would have refused it
+            self.advance()  # not valid TOML; tomllib would have refused it
 
     def key_value(self, prefix: tuple) -> None:
         line = self.line
         names = self.keys_until("=")
-        self.advance()   # '='
+        self.advance()  # '='
         path = prefix
         for name in names:
             path += (name,)
@@ -155,7 +155,7 @@ class _Scanner:
                 self.advance()
 
     def array(self, path: tuple) -> None:
-        self.advance()   # '['
+        self.advance()  # '['
         k = 0
         while True:
             self.skip_ws(newlines=True)
@@ -171,7 +171,7 @@ class _Scanner:
             k += 1
 
     def inline_table(self, path: tuple) -> None:
-        self.advance()   # '{'
+        self.advance()  # '{'
         while True:
             self.skip_ws(newlines=True)
             c = self.peek()
@@ -185,7 +185,7 @@ class _Scanner:
 
     def string(self) -> str:
         q = self.peek()
-        if self.peek(1) == q and self.peek(2) == q:     # multi-line
+        if self.peek(1) == q and self.peek(2) == q:  # multi-line
             self.advance(3)
             start = self.i
             while self.i < len(self.s):
@@ -210,9 +210,9 @@ class _Scanner:
                 break
             if q == '"' and c == "\\":
                 e = self.peek(1)
-                if e and e in "uU":    # \uXXXX, \UXXXXXXXX: the key is the character, as tomllib reads it
+                if e and e in "uU":  # \uXXXX, \UXXXXXXXX: the key is the character, as tomllib reads it
                     n = 4 if e == "u" else 8
-                    out.append(chr(int(self.s[self.i + 2: self.i + 2 + n], 16)))
+                    out.append(chr(int(self.s[self.i + 2 : self.i + 2 + n], 16)))
                     self.advance(2 + n)
                     continue
                 out.append(_ESCAPES.get(e, e))

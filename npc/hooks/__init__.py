@@ -1,8 +1,32 @@
 """Designer hooks: the API a hook sees (context.py) and the guard that runs hooks contained (guard.py)."""
 
 from .context import Context, Event
-from .guard import (CAP_FACTOR, HOOKS, MAX_OVERRUNS, OVERRUN_WINDOW, Guard, HookTimeout, NotAllowed, Report,
-                    check_source, hard_cap, install)
+from .guard import (
+    CAP_FACTOR,
+    HOOKS,
+    MAX_OVERRUNS,
+    OVERRUN_WINDOW,
+    Guard,
+    HookTimeout,
+    NotAllowed,
+    Report,
+    check_source,
+    hard_cap,
+    install,
+)
 
-__all__ = ["Context", "Event", "Guard", "Report", "HookTimeout", "NotAllowed", "check_source", "install", "hard_cap",
-           "CAP_FACTOR", "HOOKS", "MAX_OVERRUNS", "OVERRUN_WINDOW"]
+__all__ = [
+    "Context",
+    "Event",
+    "Guard",
+    "Report",
+    "HookTimeout",
+    "NotAllowed",
+    "check_source",
+    "install",
+    "hard_cap",
+    "CAP_FACTOR",
+    "HOOKS",
+    "MAX_OVERRUNS",
+    "OVERRUN_WINDOW",
+]

@@ -23,10 +23,11 @@ log = logging.getLogger("npcworld.npc")
 @dataclass(frozen=True, slots=True)
 class Event:
     """Something that happened to the NPC (on_event)."""
-    kind: str                  # "arrived", "noticed", "lost", "schedule", "need_low"
-    place: str | None = None   # arrived: where; schedule: the block's place
-    who: Seen | None = None    # noticed / lost: the player
-    need: str | None = None    # need_low: which need
+
+    kind: str  # "arrived", "noticed", "lost", "schedule", "need_low"
+    place: str | None = None  # arrived: where; schedule: the block's place
+    who: Seen | None = None  # noticed / lost: the player
+    need: str | None = None  # need_low: which need
     value: float | None = None  # need_low: its level
     activity: str | None = None  # schedule: the block's activity
 
@@ -34,15 +35,24 @@ class Event:
 class Context:
     """The `npc` argument of every hook. Read what it perceives; call one action method to decide."""
 
-    def __init__(self, defn: Definition, perception: Perception, stats: dict[str, float], memory: dict,
-                 rng: random.Random, number: int, places: list[str],
-                 builtin: Callable[[], Decision], others: Callable[[], tuple[Seen, ...]]):
+    def __init__(
+        self,
+        defn: Definition,
+        perception: Perception,
+        stats: dict[str, float],
+        memory: dict,
+        rng: random.Random,
+        number: int,
+        places: list[str],
+        builtin: Callable[[], Decision],
+        others: Callable[[], tuple[Seen, ...]],
+    ):
         self._defn = defn
         self._p = perception
         self._builtin = builtin
         self._others = others
         self._seen_others: tuple[Seen, ...] | None = None
-        self.intent: Decision | None = None    # what the hook asked for (the last call wins)
+        self.intent: Decision | None = None  # what the hook asked for (the last call wins)
         self.id: int = perception.id
         self.file_id: str = defn.id
         self.number: int = number
@@ -90,8 +100,9 @@ class Context:
 
     def _emit(self, action: str, **kw) -> None:
         if action not in self.allowed:
-            raise NotAllowed(f"action {action!r} is not allowed for {self.file_id} "
-                             f"(allowed: {', '.join(sorted(self.allowed))})")
+            raise NotAllowed(
+                f"action {action!r} is not allowed for {self.file_id} (allowed: {', '.join(sorted(self.allowed))})"
+            )
         place = kw.get("place")
         if place is not None and place not in self.places:
             raise ValueError(f"unknown place {place!r}; places are {', '.join(self.places)}")
@@ -129,21 +140,31 @@ class Context:
         self._emit("rest", place=at, activity=activity)
 
     def follow(self, who, distance: float | None = None) -> None:
-        self._emit("follow", target=self._target(who),
-                   distance=float(distance if distance is not None else self._defn.params["follow"]["distance"]))
+        self._emit(
+            "follow",
+            target=self._target(who),
+            distance=float(distance if distance is not None else self._defn.params["follow"]["distance"]),
+        )
 
     def approach(self, who, distance: float | None = None) -> None:
-        self._emit("approach", target=self._target(who),
-                   distance=float(distance if distance is not None else self._defn.params["approach"]["distance"]))
+        self._emit(
+            "approach",
+            target=self._target(who),
+            distance=float(distance if distance is not None else self._defn.params["approach"]["distance"]),
+        )
 
     def flee(self, who, distance: float | None = None) -> None:
-        self._emit("flee", target=self._target(who),
-                   distance=float(distance if distance is not None else self._defn.params["flee"]["safe"]))
+        self._emit(
+            "flee",
+            target=self._target(who),
+            distance=float(distance if distance is not None else self._defn.params["flee"]["safe"]),
+        )
 
     def talk(self, text: str, to=None) -> None:
         """Stop and say a line (to someone, or to whoever hears it)."""
-        self._emit("talk", target=self._target(to) if to is not None else None, say=self._line(text),
-                   activity="talking")
+        self._emit(
+            "talk", target=self._target(to) if to is not None else None, say=self._line(text), activity="talking"
+        )
 
     def give_item(self, to, item: str) -> None:
         """Give `item` (any text, up to 64 characters; it need not be in [actions.give_item] items) to `to`,

@@ -61,10 +61,10 @@ HOOKS: dict[str, tuple[str, ...]] = {
     "on_hear": ("npc", "speaker", "text"),
     "on_event": ("npc", "event"),
 }
-MAX_OVERRUNS = 3          # overruns among the last OVERRUN_WINDOW calls that disable a file's hooks
+MAX_OVERRUNS = 3  # overruns among the last OVERRUN_WINDOW calls that disable a file's hooks
 OVERRUN_WINDOW = 20
-CAP_FACTOR = 4            # the hard cap is this many budgets
-REPEAT_S = 0.01           # after the cap, HookTimeout is raised again this often until the hook returns
+CAP_FACTOR = 4  # the hard cap is this many budgets
+REPEAT_S = 0.01  # after the cap, HookTimeout is raised again this often until the hook returns
 
 
 class HookTimeout(BaseException):
@@ -93,8 +93,9 @@ def check_source(path: str, text: str) -> tuple[CodeType | None, frozenset[str],
         if node.name not in HOOKS:
             close = difflib.get_close_matches(node.name, list(HOOKS), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            problems.append(Problem(path, node.lineno, f"unknown hook {node.name!r}{hint}",
-                                    "one of " + ", ".join(HOOKS)))
+            problems.append(
+                Problem(path, node.lineno, f"unknown hook {node.name!r}{hint}", "one of " + ", ".join(HOOKS))
+            )
             continue
         if isinstance(node, ast.AsyncFunctionDef):
             problems.append(Problem(path, node.lineno, f"{node.name} is async", f"a plain def {node.name}(...)"))
@@ -104,8 +105,14 @@ def check_source(path: str, text: str) -> tuple[CodeType | None, frozenset[str],
         want = HOOKS[node.name]
         required = positional - len(a.defaults)
         if not (required <= len(want) <= positional or (a.vararg and required <= len(want))):
-            problems.append(Problem(path, node.lineno, f"{node.name} takes {positional} parameter(s)",
-                                    f"def {node.name}({', '.join(want)})"))
+            problems.append(
+                Problem(
+                    path,
+                    node.lineno,
+                    f"{node.name} takes {positional} parameter(s)",
+                    f"def {node.name}({', '.join(want)})",
+                )
+            )
             continue
         names.add(node.name)
     if not names and not problems:
@@ -131,13 +138,25 @@ def install(defn: Definition, cap_s: float) -> tuple[dict[str, Callable] | None,
         with hard_cap(cap_s):
             exec(defn.hooks_code, namespace)
     except HookTimeout:
-        return None, [Problem(path, 1, f"the module's top level ran longer than {cap_s * 1000:.0f} ms",
-                              "a module that only defines functions and constants")]
+        return None, [
+            Problem(
+                path,
+                1,
+                f"the module's top level ran longer than {cap_s * 1000:.0f} ms",
+                "a module that only defines functions and constants",
+            )
+        ]
     except KeyboardInterrupt:
         raise
     except BaseException as e:
-        return None, [Problem(path, _traceback_line(e, path), f"the module raised {type(e).__name__}: {e}",
-                              "a module that imports without errors")]
+        return None, [
+            Problem(
+                path,
+                _traceback_line(e, path),
+                f"the module raised {type(e).__name__}: {e}",
+                "a module that imports without errors",
+            )
+        ]
     fns = {name: namespace[name] for name in defn.hook_names if callable(namespace.get(name))}
     return fns, []
 
@@ -171,13 +190,13 @@ class hard_cap:
             self.armed = True
         return self
 
-    def __exit__(self, *exc: object) -> Literal[False]:   # an exception in the block goes on
+    def __exit__(self, *exc: object) -> Literal[False]:  # an exception in the block goes on
         if self.on:
-            self.armed = False      # first: a signal that lands from here on is ignored
+            self.armed = False  # first: a signal that lands from here on is ignored
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self.old_handler)
             delay, interval = self.old_timer
-            if delay > 0:           # someone else's timer (e.g. pytest-timeout): put it back
+            if delay > 0:  # someone else's timer (e.g. pytest-timeout): put it back
                 left = delay - (time.monotonic() - self.t0)
                 signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), interval)
         return False
@@ -189,15 +208,16 @@ class hard_cap:
 @dataclass
 class Report:
     """One thing that went wrong, for the log and the admin endpoint."""
-    kind: str            # "load", "hook_error", "hook_slow", "hook_disabled", "intent"
+
+    kind: str  # "load", "hook_error", "hook_slow", "hook_disabled", "intent"
     message: str
     file: str = ""
-    npc: str = ""        # the NPC file's id
+    npc: str = ""  # the NPC file's id
     entity: int | None = None
     hook: str = ""
     line: int | None = None
     traceback: str = ""
-    at_s: float = 0.0    # world seconds
+    at_s: float = 0.0  # world seconds
 
     def as_dict(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if v not in ("", None)}
@@ -206,8 +226,7 @@ class Report:
 class Guard:
     """Calls one NPC file's hooks: times them, contains errors, disables a file that keeps overrunning."""
 
-    def __init__(self, defn: Definition, fns: dict[str, Callable], budget_s: float,
-                 report: Callable[[Report], None]):
+    def __init__(self, defn: Definition, fns: dict[str, Callable], budget_s: float, report: Callable[[Report], None]):
         self.defn = defn
         self.fns = fns
         self.budget_s = budget_s
@@ -218,18 +237,24 @@ class Guard:
         self.overruns = 0
         self.total_s = 0.0
         self.max_s = 0.0
-        self.recent: deque[bool] = deque(maxlen=OVERRUN_WINDOW)   # overran, per call
-        self.disabled = ""          # why, when disabled
+        self.recent: deque[bool] = deque(maxlen=OVERRUN_WINDOW)  # overran, per call
+        self.disabled = ""  # why, when disabled
 
     def has(self, name: str) -> bool:
         return name in self.fns and not self.disabled
 
     def status(self) -> dict:
-        return {"state": "none" if not self.fns else ("disabled" if self.disabled else "ok"),
-                "hooks": sorted(self.fns), "calls": self.calls, "errors": self.errors, "overruns": self.overruns,
-                "mean_ms": round(self.total_s / self.calls * 1000, 3) if self.calls else 0.0,
-                "max_ms": round(self.max_s * 1000, 3), "budget_ms": round(self.budget_s * 1000, 3),
-                **({"disabled": self.disabled} if self.disabled else {})}
+        return {
+            "state": "none" if not self.fns else ("disabled" if self.disabled else "ok"),
+            "hooks": sorted(self.fns),
+            "calls": self.calls,
+            "errors": self.errors,
+            "overruns": self.overruns,
+            "mean_ms": round(self.total_s / self.calls * 1000, 3) if self.calls else 0.0,
+            "max_ms": round(self.max_s * 1000, 3),
+            "budget_ms": round(self.budget_s * 1000, 3),
+            **({"disabled": self.disabled} if self.disabled else {}),
+        }
 
     def call(self, name: str, ctx: "Context", *args) -> bool:
         """Run hook `name`; True when it returned normally (its intent, if any, may be used)."""
@@ -244,7 +269,7 @@ class Guard:
                 fn(ctx, *args)
         except KeyboardInterrupt:
             raise
-        except BaseException as e:   # a designer's bug (even sys.exit or a timeout): contained, reported
+        except BaseException as e:  # a designer's bug (even sys.exit or a timeout): contained, reported
             error = e
         elapsed = time.perf_counter() - t0
         self.calls += 1
@@ -255,23 +280,64 @@ class Guard:
         file = self.defn.hooks or self.defn.file
         if isinstance(error, HookTimeout):
             self.errors += 1
-            self.report(Report("hook_slow", f"{name} was stopped after {elapsed * 1000:.1f} ms "
-                               f"(hard cap {self.cap_s * 1000:.0f} ms)", file, self.defn.id, eid, name,
-                               _traceback_line(error, file), _format(error), now))
+            self.report(
+                Report(
+                    "hook_slow",
+                    f"{name} was stopped after {elapsed * 1000:.1f} ms (hard cap {self.cap_s * 1000:.0f} ms)",
+                    file,
+                    self.defn.id,
+                    eid,
+                    name,
+                    _traceback_line(error, file),
+                    _format(error),
+                    now,
+                )
+            )
         elif error is not None:
             self.errors += 1
-            self.report(Report("hook_error", f"{name} raised {type(error).__name__}: {error}", file, self.defn.id,
-                               eid, name, _traceback_line(error, file), _format(error), now))
+            self.report(
+                Report(
+                    "hook_error",
+                    f"{name} raised {type(error).__name__}: {error}",
+                    file,
+                    self.defn.id,
+                    eid,
+                    name,
+                    _traceback_line(error, file),
+                    _format(error),
+                    now,
+                )
+            )
         elif over:
-            self.report(Report("hook_slow", f"{name} took {elapsed * 1000:.1f} ms (budget "
-                               f"{self.budget_s * 1000:.1f} ms)", file, self.defn.id, eid, name, at_s=now))
+            self.report(
+                Report(
+                    "hook_slow",
+                    f"{name} took {elapsed * 1000:.1f} ms (budget {self.budget_s * 1000:.1f} ms)",
+                    file,
+                    self.defn.id,
+                    eid,
+                    name,
+                    at_s=now,
+                )
+            )
         if over:
             self.overruns += 1
             if sum(self.recent) >= MAX_OVERRUNS:
-                self.disabled = (f"{sum(self.recent)} overruns in the last {len(self.recent)} calls; "
-                                 "hooks off until the file changes")
-                self.report(Report("hook_disabled", f"hooks of {self.defn.id} disabled: {self.disabled}", file,
-                                   self.defn.id, eid, name, at_s=now))
+                self.disabled = (
+                    f"{sum(self.recent)} overruns in the last {len(self.recent)} calls; "
+                    "hooks off until the file changes"
+                )
+                self.report(
+                    Report(
+                        "hook_disabled",
+                        f"hooks of {self.defn.id} disabled: {self.disabled}",
+                        file,
+                        self.defn.id,
+                        eid,
+                        name,
+                        at_s=now,
+                    )
+                )
         return error is None
 
 

@@ -22,5 +22,18 @@ from .pool import Pool
 from .stats import PoolStats, WorkerInfo
 from .stream import Stream, StreamEnd
 
-__all__ = ["Pool", "PoolConfig", "InferenceFuture", "Outcome", "Inbox", "InferenceError", "RequestDropped",
-           "RequestFailed", "PoolStats", "WorkerInfo", "Stream", "StreamEnd", "RemoteConfig"]
+__all__ = [
+    "Pool",
+    "PoolConfig",
+    "InferenceFuture",
+    "Outcome",
+    "Inbox",
+    "InferenceError",
+    "RequestDropped",
+    "RequestFailed",
+    "PoolStats",
+    "WorkerInfo",
+    "Stream",
+    "StreamEnd",
+    "RemoteConfig",
+]

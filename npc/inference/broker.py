@@ -61,7 +61,7 @@ class BrokerAddress:
 
 
 def parse_broker(url: str, ca_file: str = "") -> BrokerAddress:
-    """"mqtt://[user[:password]@]host[:port]" (1883) or "mqtts://..." (TLS, 8883).
+    """ "mqtt://[user[:password]@]host[:port]" (1883) or "mqtts://..." (TLS, 8883).
     A password may come from the NPCWORLD_BROKER_PASSWORD environment variable instead."""
     parts = urlsplit(url if "://" in url else "mqtt://" + url)
     if parts.scheme not in ("mqtt", "mqtts"):
@@ -122,6 +122,7 @@ def new_client_id(kind: str) -> str:
 
 # -- the topic table ------------------------------------------------------------------
 
+
 def request_topic(prefix: str, kind: str) -> str:
     return f"{prefix}/req/{kind}"
 
@@ -149,15 +150,21 @@ def status_wildcard(prefix: str) -> str:
 def worker_of_status(prefix: str, topic: str) -> str | None:
     parts = topic.split("/")
     base = prefix.split("/")
-    if len(parts) == len(base) + 3 and parts[:len(base)] == base and parts[-1] == "status":
+    if len(parts) == len(base) + 3 and parts[: len(base)] == base and parts[-1] == "status":
         return parts[-2]
     return None
 
 
 # -- properties -------------------------------------------------------------------------
 
-def properties(packet: str, response_topic: str | None = None, correlation: bytes | None = None,
-               user: dict[str, Any] | None = None, expiry_s: float | None = None) -> Any:
+
+def properties(
+    packet: str,
+    response_topic: str | None = None,
+    correlation: bytes | None = None,
+    user: dict[str, Any] | None = None,
+    expiry_s: float | None = None,
+) -> Any:
     """paho Properties for a PUBLISH (packet="publish") or CONNECT."""
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
@@ -202,8 +209,10 @@ def number(user: dict[str, str], key: str, default: float | None = None) -> floa
 
 # -- the client -------------------------------------------------------------------------
 
-def client(address: BrokerAddress, identifier: str, keepalive_s: int, will: Any = None,
-           max_queued: int = 10_000) -> Any:
+
+def client(
+    address: BrokerAddress, identifier: str, keepalive_s: int, will: Any = None, max_queued: int = 10_000
+) -> Any:
     """An aiomqtt client for MQTT 5 (to use as `async with`). Incoming messages
     beyond `max_queued` are discarded by aiomqtt: a flooding peer costs memory
     up to that bound, never more."""
@@ -215,9 +224,18 @@ def client(address: BrokerAddress, identifier: str, keepalive_s: int, will: Any 
     connect = properties("connect")
     connect.MaximumPacketSize = MAX_MESSAGE_BYTES  # the broker drops anything larger addressed to us
     return aiomqtt.Client(
-        address.host, address.port, username=address.username, password=address.password,
-        identifier=identifier, protocol=aiomqtt.ProtocolVersion.V5, will=will, keepalive=keepalive_s,
-        clean_start=True, properties=connect, tls_context=tls_context, timeout=10,
+        address.host,
+        address.port,
+        username=address.username,
+        password=address.password,
+        identifier=identifier,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        will=will,
+        keepalive=keepalive_s,
+        clean_start=True,
+        properties=connect,
+        tls_context=tls_context,
+        timeout=10,
         max_queued_incoming_messages=max_queued,
         # Nagle's algorithm held small replies back ~40 ms (against the peer's delayed ACK):
         # bench/remote.py measured a 50 ms dialogue TTFT through the broker before this, 5 ms locally.

@@ -72,12 +72,22 @@ class PoolConfig:
             if not ok:
                 raise ValueError(f"inference pool: {name} = {getattr(self, name)!r}: expected {expected}")
 
-        need((isinstance(self.runner, str) and ":" in self.runner) or callable(self.runner), "runner", '"module:attr" or a callable')
-        need(self.workers is None or self.workers >= 1 or (self.workers == 0 and self.remote is not None),
-             "workers", ">= 1, None (auto), or 0 with remote workers")
-        need(self.devices is None or (len(self.devices) >= 1 and all(
-            d == "cpu" or d.startswith("cuda") or d == "mps" for d in self.devices)),
-            "devices", 'a non-empty list of "cpu", "cuda", "cuda:N" or "mps"')
+        need(
+            (isinstance(self.runner, str) and ":" in self.runner) or callable(self.runner),
+            "runner",
+            '"module:attr" or a callable',
+        )
+        need(
+            self.workers is None or self.workers >= 1 or (self.workers == 0 and self.remote is not None),
+            "workers",
+            ">= 1, None (auto), or 0 with remote workers",
+        )
+        need(
+            self.devices is None
+            or (len(self.devices) >= 1 and all(d == "cpu" or d.startswith("cuda") or d == "mps" for d in self.devices)),
+            "devices",
+            'a non-empty list of "cpu", "cuda", "cuda:N" or "mps"',
+        )
         need(self.threads is None or self.threads >= 1, "threads", ">= 1 or None (auto)")
         need(0 <= self.nice <= 19, "nice", "0..19")
         need(self.max_batch >= 1, "max_batch", ">= 1")

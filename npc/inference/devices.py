@@ -43,8 +43,7 @@ def torch_gpu_count() -> int:
     """GPUs torch can use, asked in a child process (0 if it fails)."""
     code = "import torch; print(torch.cuda.device_count() if torch.cuda.is_available() else 0)"
     try:
-        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                             timeout=PROBE_TIMEOUT_S)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=PROBE_TIMEOUT_S)
         return int(out.stdout.strip() or 0)
     except (OSError, ValueError, subprocess.SubprocessError):
         return 0

@@ -134,11 +134,13 @@ class Intake:
                 setattr(self, name, None)
 
 
-def encode_batch(batch: list[Pending], batch_id: int, now: float, finish, transit_s: float = 0.0
-                 ) -> tuple[bytes | None, list[Pending]]:
+def encode_batch(
+    batch: list[Pending], batch_id: int, now: float, finish, transit_s: float = 0.0
+) -> tuple[bytes | None, list[Pending]]:
     """The Batch message for these requests and the requests it holds: a
     payload that cannot travel fails alone (finish(fut, FAILED, ...)), the rest
     go. Budgets are each request's time left minus the expected transit."""
+
     def pack(ps: list[Pending]) -> bytes:
         budgets = [p.deadline - now - transit_s for p in ps]
         return m.encode(m.Batch(batch_id, budgets, wire.stack([p.item.request for p in ps])))
@@ -173,8 +175,9 @@ class Engine:
 
     # -- what executors call -------------------------------------------------------
 
-    def finish(self, fut: InferenceFuture, outcome: Outcome, now: float, value: Any = None,
-               error: str | None = None) -> None:
+    def finish(
+        self, fut: InferenceFuture, outcome: Outcome, now: float, value: Any = None, error: str | None = None
+    ) -> None:
         s = self.stats
         if outcome is Outcome.ON_TIME:
             s.on_time += 1
@@ -264,8 +267,12 @@ class Engine:
 
     def _next_wake(self, now: float, close_by: float | None) -> float:
         t = self._decide_at if self._decide_at is not None else now + IDLE_WAKE_S
-        for due in (self.scheduler.next_deadline(), self.admission.next_deadline(), close_by,
-                    *(ex.next_wake(now) for ex in self.executors)):
+        for due in (
+            self.scheduler.next_deadline(),
+            self.admission.next_deadline(),
+            close_by,
+            *(ex.next_wake(now) for ex in self.executors),
+        ):
             if due is not None:
                 t = min(t, due)
         return t
@@ -312,8 +319,9 @@ class Engine:
                 if decision.batch:
                     ex.send_batch(place, decision.batch, now)
                 elif decision.wake_at is not None:
-                    self._decide_at = (decision.wake_at if self._decide_at is None
-                                       else min(self._decide_at, decision.wake_at))
+                    self._decide_at = (
+                        decision.wake_at if self._decide_at is None else min(self._decide_at, decision.wake_at)
+                    )
 
     def _admit_streams(self, now: float) -> None:
         for stream in self.admission.expire(now):
@@ -379,8 +387,12 @@ def finish_batch(engine: "Engine", futures: list[InferenceFuture], done: m.Done,
     values = wire.unstack(done.values)
     if len(done.statuses) != len(futures) or len(values) != len(futures):
         for fut in futures:  # never silent, though only a bug (or a bad remote worker) could cause it
-            engine.finish(fut, Outcome.FAILED, now, error=f"worker answered {len(done.statuses)} statuses for a "
-                                                          f"batch of {len(futures)}")
+            engine.finish(
+                fut,
+                Outcome.FAILED,
+                now,
+                error=f"worker answered {len(done.statuses)} statuses for a batch of {len(futures)}",
+            )
         return
     for fut, status, value in zip(futures, done.statuses, values):
         if status == "ok":

@@ -62,8 +62,22 @@ class InferenceFuture:
     batch_size:         size of the batch it ran in (0 if never sent)
     """
 
-    __slots__ = ("request", "deadline", "submitted_at", "finished_at", "outcome", "value", "error",
-                 "worker", "batch_size", "_callbacks", "_event", "_inbox", "_pending", "_pool")
+    __slots__ = (
+        "request",
+        "deadline",
+        "submitted_at",
+        "finished_at",
+        "outcome",
+        "value",
+        "error",
+        "worker",
+        "batch_size",
+        "_callbacks",
+        "_event",
+        "_inbox",
+        "_pending",
+        "_pool",
+    )
 
     def __init__(self, request: Any, deadline: float, submitted_at: float, inbox: "Inbox | None" = None):
         self.request = request

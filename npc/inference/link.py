@@ -28,8 +28,16 @@ log = logging.getLogger("npcworld.inference.mqtt")
 
 
 class Link:
-    def __init__(self, address: b.BrokerAddress, client_id: str, subscriptions: list[tuple[str, int]],
-                 wake: Callable[[], None], what: str, keepalive_s: int = 5, reconnect_max_s: float = 2.0):
+    def __init__(
+        self,
+        address: b.BrokerAddress,
+        client_id: str,
+        subscriptions: list[tuple[str, int]],
+        wake: Callable[[], None],
+        what: str,
+        keepalive_s: int = 5,
+        reconnect_max_s: float = 2.0,
+    ):
         self.address = address
         self.client_id = client_id
         self.subscriptions = subscriptions  # (topic filter, QoS), subscribed at every connect
@@ -110,8 +118,9 @@ class Link:
                 if self._stopping:
                     return
                 delay = backoff.delay()
-                log.warning("%s: broker %s unreachable (%s); retrying in %.1f s", self.what, self.address.url,
-                            exc, delay)
+                log.warning(
+                    "%s: broker %s unreachable (%s); retrying in %.1f s", self.what, self.address.url, exc, delay
+                )
                 self._hand(("down", str(exc)))
                 self._kick.clear()
                 try:

@@ -117,14 +117,24 @@ class LocalExecutor:
         devices = plan_devices(self.count, cfg.devices)
         cpu_workers = sum(1 for d in devices if d == "cpu")
         self.workers = [
-            _Worker(i, d, cfg.cpu_threads(cpu_workers) if d == "cpu" else 1,
-                    BatchLatency(cfg.latency_prior_s, cfg.latency_alpha))
+            _Worker(
+                i,
+                d,
+                cfg.cpu_threads(cpu_workers) if d == "cpu" else 1,
+                BatchLatency(cfg.latency_prior_s, cfg.latency_alpha),
+            )
             for i, d in enumerate(devices)
         ]
-        self.spares = [
-            _Worker(w.index, w.device, w.threads, BatchLatency(cfg.latency_prior_s, cfg.latency_alpha), standby=True)
-            for w in self.workers
-        ] if cfg.standby else []
+        self.spares = (
+            [
+                _Worker(
+                    w.index, w.device, w.threads, BatchLatency(cfg.latency_prior_s, cfg.latency_alpha), standby=True
+                )
+                for w in self.workers
+            ]
+            if cfg.standby
+            else []
+        )
 
     # -- the seam ---------------------------------------------------------------------
 
@@ -158,8 +168,12 @@ class LocalExecutor:
             elif w.state in (WorkerState.IDLE, WorkerState.BUSY):
                 silent = now - w.last_seen
                 if silent > cfg.hang_timeout_s:
-                    self._kill(w, now, f"worker {w.index} (pid {w.pid}) stopped answering for {silent:.2f} s "
-                                       f"(hang_timeout_s = {cfg.hang_timeout_s:g})")
+                    self._kill(
+                        w,
+                        now,
+                        f"worker {w.index} (pid {w.pid}) stopped answering for {silent:.2f} s "
+                        f"(hang_timeout_s = {cfg.hang_timeout_s:g})",
+                    )
 
     def next_wake(self, now: float) -> float | None:
         cfg = self.config
@@ -237,8 +251,10 @@ class LocalExecutor:
         return ready, sum(len(w.inflight) for w in self.workers)
 
     def infos(self) -> list[WorkerInfo]:
-        return [WorkerInfo(w.index, w.device, w.state.value, w.pid, w.starts, w.batches, dict(w.latency.ewma),
-                           w.last_error) for w in self.workers]
+        return [
+            WorkerInfo(w.index, w.device, w.state.value, w.pid, w.starts, w.batches, dict(w.latency.ewma), w.last_error)
+            for w in self.workers
+        ]
 
     # -- writing ----------------------------------------------------------------------
 
@@ -321,12 +337,24 @@ class LocalExecutor:
             w.streaming = bool(info.get("streaming"))
             w.state = WorkerState.IDLE
             if w.standby:
-                log.info("inference worker %d's standby ready: pid %s on %s, nice %s", w.index, info.get("pid"),
-                         info.get("device"), info.get("nice"))
+                log.info(
+                    "inference worker %d's standby ready: pid %s on %s, nice %s",
+                    w.index,
+                    info.get("pid"),
+                    info.get("device"),
+                    info.get("nice"),
+                )
                 return
-            log.info("inference worker %d ready: pid %s on %s, runner %s, %s thread(s), nice %s, torch %s", w.index,
-                     info.get("pid"), info.get("device"), info.get("runner"), info.get("threads"), info.get("nice"),
-                     info.get("torch"))
+            log.info(
+                "inference worker %d ready: pid %s on %s, runner %s, %s thread(s), nice %s, torch %s",
+                w.index,
+                info.get("pid"),
+                info.get("device"),
+                info.get("runner"),
+                info.get("threads"),
+                info.get("nice"),
+                info.get("torch"),
+            )
             engine.notify()
         elif isinstance(msg, m.Fatal):
             w.fatal = w.last_error = msg.message
@@ -343,10 +371,10 @@ class LocalExecutor:
         # A standby loads at the lowest priority when it can be given the worker's back (_promote).
         nice = max(cfg.nice, cfg.standby_nice) if w.standby and _can_renice(self._worker_nice()) else cfg.nice
         proc = self.ctx.Process(
-            target=worker_module.main, name=f"npcworld-inference-{w.index}{'-standby' if w.standby else ''}",
+            target=worker_module.main,
+            name=f"npcworld-inference-{w.index}{'-standby' if w.standby else ''}",
             daemon=True,
-            args=(child_sock, cfg.runner, cfg.runner_options, w.device, w.threads, os.getpid(), cfg.heartbeat_s,
-                  nice),
+            args=(child_sock, cfg.runner, cfg.runner_options, w.device, w.threads, os.getpid(), cfg.heartbeat_s, nice),
         )
         try:
             proc.start()
@@ -430,15 +458,20 @@ class LocalExecutor:
         i = self.workers.index(lost)
         spare = self.spares[i]
         if spare.state is not WorkerState.IDLE or spare.pid is None:
-            return                      # none ready (starting, or lost too): the worker restarts as without one
+            return  # none ready (starting, or lost too): the worker restarts as without one
         nice = self._worker_nice()
         try:
             _renice(spare.pid, nice)
-        except OSError as exc:          # it serves at the standby's priority: say so once
+        except OSError as exc:  # it serves at the standby's priority: say so once
             if not self._renice_warned:
                 self._renice_warned = True
-                log.warning("inference worker %d's standby (pid %s) could not be given nice %d (%s); it serves "
-                            "at its own", i, spare.pid, nice, exc)
+                log.warning(
+                    "inference worker %d's standby (pid %s) could not be given nice %d (%s); it serves at its own",
+                    i,
+                    spare.pid,
+                    nice,
+                    exc,
+                )
         spare.standby, lost.standby = False, True
         spare.latency, spare.batches, spare.starts = lost.latency, lost.batches, lost.starts + 1
         spare.failures = lost.failures = 0
@@ -544,4 +577,4 @@ def _renice(pid: int, nice: int) -> None:
         try:
             os.setpriority(os.PRIO_PROCESS, tid, nice)
         except ProcessLookupError:
-            pass    # a thread that just ended
+            pass  # a thread that just ended

@@ -38,6 +38,7 @@ _OPT_NUM = (int, float, type(None))
 @dataclass(slots=True)
 class Batch:
     """Pool -> worker: requests to run as one batch (a batch runner)."""
+
     TAG: ClassVar[str] = "batch"
     TYPES: ClassVar[tuple] = ((int,), (list,), _ANY)
     batch_id: int
@@ -48,6 +49,7 @@ class Batch:
 @dataclass(slots=True)
 class Done:
     """Worker -> pool: a batch's answer, one status and value per request, in order."""
+
     TAG: ClassVar[str] = "done"
     TYPES: ClassVar[tuple] = ((int,), (list,), _ANY, _NUM)
     batch_id: int
@@ -59,6 +61,7 @@ class Done:
 @dataclass(slots=True)
 class Add:
     """Pool -> worker: a stream joins the streaming runner's running batch."""
+
     TAG: ClassVar[str] = "add"
     TYPES: ClassVar[tuple] = ((int,), _OPT_NUM, _ANY)
     sid: int
@@ -69,6 +72,7 @@ class Add:
 @dataclass(slots=True)
 class Cancel:
     """Pool -> worker: a stream leaves (its compute is freed before the next step)."""
+
     TAG: ClassVar[str] = "cancel"
     TYPES: ClassVar[tuple] = ((int,),)
     sid: int
@@ -80,6 +84,7 @@ class Pieces:
 
     seq counts a stream's pieces from 0; end is None (more follows), "ok" (the
     last piece), "dropped" (never started) or "error" (value: the message)."""
+
     TAG: ClassVar[str] = "pieces"
     TYPES: ClassVar[tuple] = ((list,), _NUM)
     pieces: list[list]
@@ -89,6 +94,7 @@ class Pieces:
 @dataclass(slots=True)
 class Ready:
     """Worker -> pool: the runner is loaded; info says what runs where."""
+
     TAG: ClassVar[str] = "ready"
     TYPES: ClassVar[tuple] = ((dict,),)
     info: dict  # pid, device, runner, threads, nice, torch, streaming
@@ -97,6 +103,7 @@ class Ready:
 @dataclass(slots=True)
 class Heartbeat:
     """Worker -> pool, while idle: still alive."""
+
     TAG: ClassVar[str] = "hb"
     TYPES: ClassVar[tuple] = ()
 
@@ -104,6 +111,7 @@ class Heartbeat:
 @dataclass(slots=True)
 class Fatal:
     """Worker -> pool: the worker could not start (the traceback), and exits."""
+
     TAG: ClassVar[str] = "fatal"
     TYPES: ClassVar[tuple] = ((str,),)
     message: str
@@ -112,6 +120,7 @@ class Fatal:
 @dataclass(slots=True)
 class Stop:
     """Pool -> worker: finish the batch in hand and exit."""
+
     TAG: ClassVar[str] = "stop"
     TYPES: ClassVar[tuple] = ()
 
@@ -120,6 +129,7 @@ class Stop:
 class Took:
     """Remote worker -> server: it has taken a request (a batch or a stream), so
     the server knows whose will message fails it."""
+
     TAG: ClassVar[str] = "took"
     TYPES: ClassVar[tuple] = ((str,),)
     worker: str
@@ -148,8 +158,9 @@ def from_list(raw: Any) -> Message:
         raise BadMessage(f"{cls.TAG}: {len(fields)} fields; expected {len(cls.TYPES)} ({', '.join(_FIELDS[cls.TAG])})")
     for name, value, types in zip(_FIELDS[cls.TAG], fields, cls.TYPES):
         if not isinstance(value, types) or (type(value) is bool and types is not _ANY and bool not in types):
-            raise BadMessage(f"{cls.TAG}.{name}: got {type(value).__name__}; "
-                             f"expected {' or '.join(t.__name__ for t in types)}")
+            raise BadMessage(
+                f"{cls.TAG}.{name}: got {type(value).__name__}; expected {' or '.join(t.__name__ for t in types)}"
+            )
     return cls(*fields)
 
 

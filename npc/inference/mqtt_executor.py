@@ -149,8 +149,15 @@ class MqttExecutor:
     def start(self, engine: Engine, now: float) -> None:
         self._engine = engine
         r = self.remote
-        self._link = Link(self.address, self.client_id, [(self.reply_topic, 0), (b.status_wildcard(r.prefix), 1)],
-                         engine.intake.wake, f"inference {self.kind}", r.keepalive_s, r.reconnect_max_s)
+        self._link = Link(
+            self.address,
+            self.client_id,
+            [(self.reply_topic, 0), (b.status_wildcard(r.prefix), 1)],
+            engine.intake.wake,
+            f"inference {self.kind}",
+            r.keepalive_s,
+            r.reconnect_max_s,
+        )
         self.link.start()
 
     def on_event(self, data: Any, mask: int, now: float) -> None:
@@ -204,8 +211,12 @@ class MqttExecutor:
             return
         if len(data) > b.MAX_MESSAGE_BYTES:
             for p in batch:
-                engine.finish(p.item, Outcome.FAILED, now, error=f"batch of {len(data)} bytes is over the "
-                                                                 f"{b.MAX_MESSAGE_BYTES}-byte message limit")
+                engine.finish(
+                    p.item,
+                    Outcome.FAILED,
+                    now,
+                    error=f"batch of {len(data)} bytes is over the {b.MAX_MESSAGE_BYTES}-byte message limit",
+                )
             return
         futures = []
         for p in batch:
@@ -218,9 +229,13 @@ class MqttExecutor:
         corr = b"b%d" % batch_id
         self.batches[corr] = _Batch(batch_id, futures, now, deadline + self.remote.reply_grace_s)
         engine.stats.count_batch(len(futures))
-        props = b.properties("publish", self.reply_topic, corr,
-                             {"budget-ms": f"{budget_ms:.3f}", "priority": self.remote.priority},
-                             expiry_s=max(0.0, deadline - now) + self.remote.reply_grace_s)
+        props = b.properties(
+            "publish",
+            self.reply_topic,
+            corr,
+            {"budget-ms": f"{budget_ms:.3f}", "priority": self.remote.priority},
+            expiry_s=max(0.0, deadline - now) + self.remote.reply_grace_s,
+        )
         self.link.publish(self.request_topic, data, props)
 
     def stream_rooms(self):
@@ -237,13 +252,18 @@ class MqttExecutor:
             return
         corr = b"s%d" % stream.sid
         stream.executor, stream.place = self, corr
-        wait = (stream.deadline - now if stream.deadline is not None else self.remote.silence_s)
+        wait = stream.deadline - now if stream.deadline is not None else self.remote.silence_s
         self.streams[corr] = _RemoteStream(stream, now, now + max(0.0, wait) + self.remote.reply_grace_s)
         user: dict[str, Any] = {"priority": self.remote.priority}
         if budget is not None:
             user["budget-ms"] = f"{budget * 1000.0:.3f}"
-        props = b.properties("publish", self.reply_topic, corr, user,
-                             expiry_s=None if stream.deadline is None else wait + self.remote.reply_grace_s)
+        props = b.properties(
+            "publish",
+            self.reply_topic,
+            corr,
+            user,
+            expiry_s=None if stream.deadline is None else wait + self.remote.reply_grace_s,
+        )
         self.link.publish(self.request_topic, data, props)
 
     def cancel_stream(self, stream: Stream) -> None:
@@ -269,9 +289,21 @@ class MqttExecutor:
         return ready, sum(len(x.futures) for x in self.batches.values()) + len(self.streams)
 
     def infos(self) -> list[WorkerInfo]:
-        return [WorkerInfo(i, w.device, "ready" if w.online and self.connected else "offline", w.pid, 1, w.batches,
-                           {}, w.last_error, name=w.name, executor="mqtt")
-                for i, w in enumerate(sorted(self.workers.values(), key=lambda w: w.name))]
+        return [
+            WorkerInfo(
+                i,
+                w.device,
+                "ready" if w.online and self.connected else "offline",
+                w.pid,
+                1,
+                w.batches,
+                {},
+                w.last_error,
+                name=w.name,
+                executor="mqtt",
+            )
+            for i, w in enumerate(sorted(self.workers.values(), key=lambda w: w.name))
+        ]
 
     # -- what arrives -----------------------------------------------------------------------
 
@@ -283,8 +315,12 @@ class MqttExecutor:
     def _on_up(self, now: float) -> None:
         self.connected = True
         self.connects += 1
-        log.info("inference %s: connected to the broker at %s (reply topic %s)", self.kind, self.address.url,
-                 self.reply_topic)
+        log.info(
+            "inference %s: connected to the broker at %s (reply topic %s)",
+            self.kind,
+            self.address.url,
+            self.reply_topic,
+        )
         self.engine.notify()
 
     def _on_down(self, reason: str, now: float) -> None:
@@ -326,8 +362,9 @@ class MqttExecutor:
             w = self.workers[name] = RemoteWorker(name)
         if status["state"] == "offline":
             if w.online:
-                log.warning("remote worker %s went offline%s", name,
-                            f" ({status['reason']})" if status.get("reason") else "")
+                log.warning(
+                    "remote worker %s went offline%s", name, f" ({status['reason']})" if status.get("reason") else ""
+                )
             w.online = False
             self._fail_worker(name, now, f"remote worker {name} went offline")
         else:
@@ -338,8 +375,13 @@ class MqttExecutor:
                 self._bad("status", f"{name}: kinds/capacity: {exc}")
                 return
             if not w.online and self.kind in kinds:
-                log.info("remote worker %s online: %s on %s, capacity %s", name, ", ".join(kinds),
-                         status.get("device"), capacity.get(self.kind))
+                log.info(
+                    "remote worker %s online: %s on %s, capacity %s",
+                    name,
+                    ", ".join(kinds),
+                    status.get("device"),
+                    capacity.get(self.kind),
+                )
             w.online = True
             w.kinds, w.capacity = kinds, capacity
             w.device = str(status.get("device", "?"))
@@ -368,8 +410,9 @@ class MqttExecutor:
             if isinstance(msg, m.Took) and corr[:1] == b"s" and corr[1:].isdigit() and b.valid_name(msg.worker):
                 # A stream cancelled before any worker had taken it: stop it there too, or it runs to its end.
                 props = b.properties("publish", self.reply_topic, corr)
-                self.link.publish(b.cancel_topic(self.remote.prefix, msg.worker), m.encode(m.Cancel(int(corr[1:]))),
-                              props)
+                self.link.publish(
+                    b.cancel_topic(self.remote.prefix, msg.worker), m.encode(m.Cancel(int(corr[1:]))), props
+                )
 
     def _worker(self, name: str) -> RemoteWorker:
         w = self.workers.get(name)
@@ -431,9 +474,11 @@ class MqttExecutor:
             if seq > stream.seq:
                 self.streams.pop(corr, None)
                 w.count("failed")
-                self.engine.end_stream(stream, StreamEnd.FAILED,
-                                       f"pieces lost between worker {w.name} and here (got {seq}, "
-                                       f"expected {stream.seq})")
+                self.engine.end_stream(
+                    stream,
+                    StreamEnd.FAILED,
+                    f"pieces lost between worker {w.name} and here (got {seq}, expected {stream.seq})",
+                )
                 return
             stream.seq += 1
             if feed_piece(self.engine, stream, value, end, now):
@@ -452,8 +497,11 @@ class MqttExecutor:
         for corr, rs in list(self.streams.items()):
             if now >= rs.expires_at:
                 del self.streams[corr]
-                why = (f"remote worker {rs.worker} sent nothing for {self.remote.silence_s:g} s" if rs.worker
-                       else "no remote worker took it in time")
+                why = (
+                    f"remote worker {rs.worker} sent nothing for {self.remote.silence_s:g} s"
+                    if rs.worker
+                    else "no remote worker took it in time"
+                )
                 self._fail_stream(rs, now, why)
 
     def _fail_batch(self, batch: _Batch, now: float, reason: str) -> None:
@@ -498,20 +546,28 @@ class MqttExecutor:
         kind = self.kind
         p = f"npcworld_remote_{kind}"
         ws = sorted(self.workers.values(), key=lambda w: w.name)
-        malformed = CounterMetricFamily(f"{p}_malformed_total", "Messages ignored as malformed, by topic.",
-                                        labels=["topic"])
+        malformed = CounterMetricFamily(
+            f"{p}_malformed_total", "Messages ignored as malformed, by topic.", labels=["topic"]
+        )
         for t, n in sorted(self.malformed.items()):
             malformed.add_metric([t], n)
-        up = GaugeMetricFamily(f"{p}_worker_up", "Remote workers present (retained status online, broker connected).",
-                               labels=["worker"])
-        requests = CounterMetricFamily(f"{p}_worker_requests_total", "Batches and streams each remote worker took.",
-                                       labels=["worker"])
-        outcomes = CounterMetricFamily(f"{p}_worker_outcomes_total", "Requests by remote worker and outcome.",
-                                       labels=["worker", "outcome"])
-        latency = SummaryMetricFamily(f"{p}_worker_latency_seconds",
-                                      "Round trips of batches answered by each remote worker.", labels=["worker"])
-        transit = GaugeMetricFamily(f"{p}_worker_transit_seconds",
-                                    "Measured transit (round trip minus time held) per worker.", labels=["worker"])
+        up = GaugeMetricFamily(
+            f"{p}_worker_up", "Remote workers present (retained status online, broker connected).", labels=["worker"]
+        )
+        requests = CounterMetricFamily(
+            f"{p}_worker_requests_total", "Batches and streams each remote worker took.", labels=["worker"]
+        )
+        outcomes = CounterMetricFamily(
+            f"{p}_worker_outcomes_total", "Requests by remote worker and outcome.", labels=["worker", "outcome"]
+        )
+        latency = SummaryMetricFamily(
+            f"{p}_worker_latency_seconds", "Round trips of batches answered by each remote worker.", labels=["worker"]
+        )
+        transit = GaugeMetricFamily(
+            f"{p}_worker_transit_seconds",
+            "Measured transit (round trip minus time held) per worker.",
+            labels=["worker"],
+        )
         for w in ws:
             up.add_metric([w.name], int(w.online and self.connected))
             requests.add_metric([w.name], w.requests)
@@ -521,13 +577,23 @@ class MqttExecutor:
             if w.transit_s is not None:
                 transit.add_metric([w.name], w.transit_s)
         return [
-            GaugeMetricFamily(f"{p}_broker_connected", f"Whether the {kind} pool is connected to its broker.",
-                              value=int(self.connected)),
-            CounterMetricFamily(f"{p}_broker_disconnects_total",
-                                "Connections to the broker lost (each reconnects with backoff).",
-                                value=self.disconnects),
+            GaugeMetricFamily(
+                f"{p}_broker_connected",
+                f"Whether the {kind} pool is connected to its broker.",
+                value=int(self.connected),
+            ),
+            CounterMetricFamily(
+                f"{p}_broker_disconnects_total",
+                "Connections to the broker lost (each reconnects with backoff).",
+                value=self.disconnects,
+            ),
             malformed,
-            CounterMetricFamily(f"{p}_late_replies_total", "Replies for requests already finished (ignored).",
-                                value=self.late_replies),
-            up, requests, outcomes, latency, transit,
+            CounterMetricFamily(
+                f"{p}_late_replies_total", "Replies for requests already finished (ignored).", value=self.late_replies
+            ),
+            up,
+            requests,
+            outcomes,
+            latency,
+            transit,
         ]

@@ -52,6 +52,7 @@ READY_TIMEOUT_S = 600.0  # model load and warm-up of every kind before going onl
 @dataclass
 class _Held:
     """A stream this worker runs for a server."""
+
     stream: Stream
     response: str
     corr: bytes
@@ -86,19 +87,29 @@ def _stream_capacity(cfg: PoolConfig) -> int:
 class MqttWorker:
     """The MQTT front of a set of local pools, one per kind it serves."""
 
-    def __init__(self, address: b.BrokerAddress, name: str, pools: dict[str, PoolConfig], device: str,
-                 prefix: str = "npcworld", capacity: dict[str, int] | None = None, keepalive_s: int = 5,
-                 models: dict[str, str] | None = None, status_every_s: float = STATUS_EVERY_S,
-                 reconnect_max_s: float = 2.0):
+    def __init__(
+        self,
+        address: b.BrokerAddress,
+        name: str,
+        pools: dict[str, PoolConfig],
+        device: str,
+        prefix: str = "npcworld",
+        capacity: dict[str, int] | None = None,
+        keepalive_s: int = 5,
+        models: dict[str, str] | None = None,
+        status_every_s: float = STATUS_EVERY_S,
+        reconnect_max_s: float = 2.0,
+    ):
         if not b.valid_name(name):
             raise b.BrokerError(f"worker name {name!r}: expected letters, digits, '-', '_', '.' (at most 64)")
         self.address, self.name, self.device, self.prefix = address, name, device, prefix
         self.configs = pools
         self.pools: dict[str, Pool] = {}
         self.streaming = {k: k == "dialogue" for k in pools}
-        self.capacity = {k: (capacity or {}).get(k) or (_stream_capacity(c) if self.streaming[k]
-                                                       else 2 * max(1, c.workers or 1))
-                         for k, c in pools.items()}
+        self.capacity = {
+            k: (capacity or {}).get(k) or (_stream_capacity(c) if self.streaming[k] else 2 * max(1, c.workers or 1))
+            for k, c in pools.items()
+        }
         self.models = models or {}
         self.keepalive_s = keepalive_s
         self.status_every_s = status_every_s
@@ -117,11 +128,19 @@ class MqttWorker:
 
     def status(self, state: str, reason: str = "") -> bytes:
         c = self.counters
-        body = {"name": self.name, "state": state, "device": self.device, "kinds": sorted(self.pools or self.configs),
-                "capacity": self.capacity if state == "online" else {k: 0 for k in self.capacity},
-                "models": self.models, "pid": os.getpid(), "host": socket.gethostname(),
-                "started": round(self.started, 3), "in_hand": dict(self.in_hand),
-                "counters": {k: v for k, v in vars(c).items()}}
+        body = {
+            "name": self.name,
+            "state": state,
+            "device": self.device,
+            "kinds": sorted(self.pools or self.configs),
+            "capacity": self.capacity if state == "online" else {k: 0 for k in self.capacity},
+            "models": self.models,
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": round(self.started, 3),
+            "in_hand": dict(self.in_hand),
+            "counters": {k: v for k, v in vars(c).items()},
+        }
         if reason:
             body["reason"] = reason
         return json.dumps(body, separators=(",", ":")).encode()
@@ -148,8 +167,12 @@ class MqttWorker:
         first = True
         while not stop.is_set():
             try:
-                async with b.client(self.address, f"worker-{self.name}", self.keepalive_s,
-                                    will=b.will(self.status_topic, self.status("offline", "connection lost"))) as c:
+                async with b.client(
+                    self.address,
+                    f"worker-{self.name}",
+                    self.keepalive_s,
+                    will=b.will(self.status_topic, self.status("offline", "connection lost")),
+                ) as c:
                     self.client = c
                     for topic, kind in self.request_topics.items():
                         await c.subscribe(b.shared_request_topic(self.prefix, kind), qos=0)
@@ -159,10 +182,19 @@ class MqttWorker:
                         self.counters.reconnects += 1
                     first = False
                     backoff.reset()
-                    log.info("worker %s online at %s: serving %s on %s (capacity %s)", self.name, self.address.url,
-                             ", ".join(self.pools), self.device, self.capacity)
-                    tasks = [asyncio.create_task(self._read(c)), asyncio.create_task(self._refresh(c)),
-                             asyncio.create_task(stop.wait())]
+                    log.info(
+                        "worker %s online at %s: serving %s on %s (capacity %s)",
+                        self.name,
+                        self.address.url,
+                        ", ".join(self.pools),
+                        self.device,
+                        self.capacity,
+                    )
+                    tasks = [
+                        asyncio.create_task(self._read(c)),
+                        asyncio.create_task(self._refresh(c)),
+                        asyncio.create_task(stop.wait()),
+                    ]
                     done, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                     for t in pending:
                         t.cancel()
@@ -176,8 +208,9 @@ class MqttWorker:
                 self.client = None
                 self._drop_held("lost the broker")
                 delay = backoff.delay()
-                log.warning("worker %s: broker %s unreachable (%s); retrying in %.1f s", self.name, self.address.url,
-                            exc, delay)
+                log.warning(
+                    "worker %s: broker %s unreachable (%s); retrying in %.1f s", self.name, self.address.url, exc, delay
+                )
                 try:
                     await asyncio.wait_for(stop.wait(), delay)
                 except asyncio.TimeoutError:
@@ -207,8 +240,9 @@ class MqttWorker:
     def _bad(self, why: str) -> None:
         self.counters.malformed += 1
         if self.counters.malformed <= 3 or self.counters.malformed % 1000 == 0:
-            log.warning("worker %s: ignored a malformed message (%d so far): %s", self.name, self.counters.malformed,
-                        why)
+            log.warning(
+                "worker %s: ignored a malformed message (%d so far): %s", self.name, self.counters.malformed, why
+            )
 
     def on_message(self, topic: str, payload: Any, msg: Any) -> None:
         received = time.monotonic()
@@ -275,8 +309,16 @@ class MqttWorker:
         except aiomqtt.MqttError:
             pass  # the connection dropped; the reconnect loop says so
 
-    def _take_batch(self, kind: str, req: m.Batch, response: str, corr: bytes, budget_s: float | None,
-                    priority: int, received: float) -> None:
+    def _take_batch(
+        self,
+        kind: str,
+        req: m.Batch,
+        response: str,
+        corr: bytes,
+        budget_s: float | None,
+        priority: int,
+        received: float,
+    ) -> None:
         payloads = wire.unstack(req.payloads)
         n = len(payloads)
         self.counters.requests += n
@@ -313,8 +355,7 @@ class MqttWorker:
         for fut in futures:
             fut.add_done_callback(one_done)
 
-    def _batch_done(self, kind: str, batch_id: int, futures: list, response: str, corr: bytes,
-                    received: float) -> None:
+    def _batch_done(self, kind: str, batch_id: int, futures: list, response: str, corr: bytes, received: float) -> None:
         self.in_hand[kind] -= 1
         statuses, values = [], []
         c = self.counters
@@ -334,8 +375,9 @@ class MqttWorker:
         packed = wire.stack(values) if all(s == "ok" for s in statuses) else values
         self._reply(response, corr, m.Done(batch_id, statuses, packed, 0.0), received)
 
-    def _take_stream(self, kind: str, req: m.Add, response: str, corr: bytes, budget_s: float | None,
-                     priority: int, received: float) -> None:
+    def _take_stream(
+        self, kind: str, req: m.Add, response: str, corr: bytes, budget_s: float | None, priority: int, received: float
+    ) -> None:
         self.counters.requests += 1
         budgets = [x for x in (req.budget, budget_s) if x is not None]
         deadline = received + min(budgets) if budgets else None

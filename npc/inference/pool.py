@@ -133,6 +133,7 @@ class Pool:
         def close_at_exit() -> None:
             if (p := ref()) is not None:
                 p.close()
+
         self._atexit = close_at_exit
         atexit.register(self._atexit)
         return self
@@ -170,8 +171,7 @@ class Pool:
 
     # -- the calling thread's side ----------------------------------------------------
 
-    def submit(self, request: Any, deadline: float, inbox: Inbox | None = None, priority: int = 0
-               ) -> InferenceFuture:
+    def submit(self, request: Any, deadline: float, inbox: Inbox | None = None, priority: int = 0) -> InferenceFuture:
         """Queue one request; returns its future at once.
 
         deadline: absolute `time.monotonic()` seconds. inbox: if given, the
@@ -180,14 +180,20 @@ class Pool:
         """
         return self.submit_many((request,), deadline, inbox, priority)[0]
 
-    def submit_many(self, requests: Iterable[Any], deadline: "float | Iterable[float]",
-                    inbox: Inbox | None = None, priority: int = 0) -> list[InferenceFuture]:
+    def submit_many(
+        self,
+        requests: Iterable[Any],
+        deadline: "float | Iterable[float]",
+        inbox: Inbox | None = None,
+        priority: int = 0,
+    ) -> list[InferenceFuture]:
         """Queue several requests under one lock and one wake-up (a tick's worth).
         `deadline` is one time for all, or one per request."""
         now = time.monotonic()
         requests = list(requests)
-        deadlines = ([float(d) for d in deadline] if isinstance(deadline, Iterable)
-                     else [float(deadline)] * len(requests))
+        deadlines = (
+            [float(d) for d in deadline] if isinstance(deadline, Iterable) else [float(deadline)] * len(requests)
+        )
         if len(deadlines) != len(requests):
             raise ValueError(f"{len(requests)} requests but {len(deadlines)} deadlines")
         futures = [InferenceFuture(request, dl, now, inbox) for request, dl in zip(requests, deadlines)]

@@ -82,7 +82,7 @@ def is_streaming(runner: Any) -> bool:
 
 
 def resolve(spec: "str | Callable") -> Callable:
-    """"package.module:attr.sub" -> the object it names."""
+    """ "package.module:attr.sub" -> the object it names."""
     if callable(spec):
         return spec
     module, sep, attr = spec.partition(":")
@@ -118,13 +118,17 @@ def load_runner(spec: "str | Callable", options: dict[str, Any], device: str) ->
     declared = protocol_of(obj)
     needs = PROTOCOLS.get(declared)
     if needs is None:
-        raise TypeError(f"runner spec {spec!r} made a {type(obj).__name__} declaring protocol = {declared!r}; "
-                        f"expected one of {', '.join(PROTOCOLS)}")
+        raise TypeError(
+            f"runner spec {spec!r} made a {type(obj).__name__} declaring protocol = {declared!r}; "
+            f"expected one of {', '.join(PROTOCOLS)}"
+        )
     missing = [n for n in needs if not callable(getattr(obj, n, None))]
     if missing:
-        raise TypeError(f"runner spec {spec!r} made a {type(obj).__name__}, a {declared} runner without "
-                        f"{', '.join(missing)}; expected a runner (BatchRunner: run(batch); StreamRunner: "
-                        "protocol = 'stream', add/step/cancel) or a torch.nn.Module")
+        raise TypeError(
+            f"runner spec {spec!r} made a {type(obj).__name__}, a {declared} runner without "
+            f"{', '.join(missing)}; expected a runner (BatchRunner: run(batch); StreamRunner: "
+            "protocol = 'stream', add/step/cancel) or a torch.nn.Module"
+        )
     return obj
 
 
@@ -155,9 +159,15 @@ class ModuleRunner:
 
     protocol: ClassVar[str] = "batch"  # a BatchRunner
 
-    def __init__(self, module: Any = None, device: str = "cpu", factory: str | None = None,
-                 factory_options: dict[str, Any] | None = None, dtype: str = "float32",
-                 warmup_shape: list[int] | None = None):
+    def __init__(
+        self,
+        module: Any = None,
+        device: str = "cpu",
+        factory: str | None = None,
+        factory_options: dict[str, Any] | None = None,
+        dtype: str = "float32",
+        warmup_shape: list[int] | None = None,
+    ):
         import torch
 
         if module is None:

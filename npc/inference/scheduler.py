@@ -100,8 +100,9 @@ class Scheduler:
     the pool drops them at once); a batch holds at most `max_batch`.
     """
 
-    def __init__(self, max_batch: int = 256, max_wait_s: float = 0.002, margin_s: float = 0.001,
-                 max_queue: int = 100_000):
+    def __init__(
+        self, max_batch: int = 256, max_wait_s: float = 0.002, margin_s: float = 0.001, max_queue: int = 100_000
+    ):
         if max_batch < 1:
             raise ValueError(f"max_batch = {max_batch!r}: expected >= 1")
         self.max_batch = max_batch
@@ -199,8 +200,7 @@ class Scheduler:
 
     def drain(self) -> list[Pending]:
         """Remove and return everything queued (the pool is closing)."""
-        out = [entry[2] for level in self._levels for entry in sorted(self._heaps[level])
-               if not entry[2].cancelled]
+        out = [entry[2] for level in self._levels for entry in sorted(self._heaps[level]) if not entry[2].cancelled]
         self._heaps.clear()
         self._levels = []
         self._live = 0

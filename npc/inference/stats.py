@@ -75,12 +75,16 @@ class PoolStats:
 
     def families(self, prefix: str = "npcworld_inference") -> list[Metric]:
         """The counters as Prometheus metric families, for the server's /metrics (read, not copied)."""
-        requests = CounterMetricFamily(f"{prefix}_requests_total", "Inference requests finished, by outcome.",
-                                       labels=["outcome"])
+        requests = CounterMetricFamily(
+            f"{prefix}_requests_total", "Inference requests finished, by outcome.", labels=["outcome"]
+        )
         for o in ("on_time", "late", "dropped", "failed"):
             requests.add_metric([o], getattr(self, o))
-        sizes = CounterMetricFamily(f"{prefix}_batches_by_size_total",
-                                    "Batches by size, in power-of-two buckets (label: upper bound).", labels=["size"])
+        sizes = CounterMetricFamily(
+            f"{prefix}_batches_by_size_total",
+            "Batches by size, in power-of-two buckets (label: upper bound).",
+            labels=["size"],
+        )
         for b, n in sorted(self.batch_sizes.items()):
             sizes.add_metric([str(b)], n)
         events = CounterMetricFamily(f"{prefix}_worker_events_total", "Worker lifecycle events.", labels=["event"])
@@ -91,11 +95,13 @@ class PoolStats:
             CounterMetricFamily(f"{prefix}_submitted_total", "Inference requests submitted.", value=self.submitted),
             CounterMetricFamily(f"{prefix}_batches_total", "Batches sent to workers.", value=self.batches),
             sizes,
-            CounterMetricFamily(f"{prefix}_compute_seconds_total", "Time spent in model runners.",
-                                value=self.compute_s),
+            CounterMetricFamily(
+                f"{prefix}_compute_seconds_total", "Time spent in model runners.", value=self.compute_s
+            ),
             events,
             GaugeMetricFamily(f"{prefix}_queued", "Requests waiting for a worker.", value=self.queued),
-            GaugeMetricFamily(f"{prefix}_in_flight", "Requests sent to workers and not answered.",
-                              value=self.in_flight),
+            GaugeMetricFamily(
+                f"{prefix}_in_flight", "Requests sent to workers and not answered.", value=self.in_flight
+            ),
             GaugeMetricFamily(f"{prefix}_workers_ready", "Workers started and answering.", value=self.workers_ready),
         ]

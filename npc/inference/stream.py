@@ -40,8 +40,24 @@ class Stream:
     pieces:             how many pieces arrived so far
     """
 
-    __slots__ = ("request", "deadline", "opened_at", "first_at", "end", "error", "pieces", "sid", "worker",
-                 "priority", "executor", "place", "seq", "listener", "_q", "_pool")
+    __slots__ = (
+        "request",
+        "deadline",
+        "opened_at",
+        "first_at",
+        "end",
+        "error",
+        "pieces",
+        "sid",
+        "worker",
+        "priority",
+        "executor",
+        "place",
+        "seq",
+        "listener",
+        "_q",
+        "_pool",
+    )
 
     def __init__(self, request: Any, deadline: float | None, sid: int, pool: Any = None):
         self.request = request

@@ -80,8 +80,10 @@ class ScriptedRunner:
                 os._exit(70)
             elif op == "raise":
                 raise RuntimeError("scripted failure")
-        return [{"call": self.calls, "pos": i, "size": len(batch), "pid": os.getpid(), "items": self.items,
-                 "payload": p} for i, p in enumerate(batch)]
+        return [
+            {"call": self.calls, "pos": i, "size": len(batch), "pid": os.getpid(), "items": self.items, "payload": p}
+            for i, p in enumerate(batch)
+        ]
 
 
 def tiny_mlp(in_dim: int = 16, hidden: int = 32, out_dim: int = 4, seed: int = 0, layers: int = 1):
@@ -122,8 +124,15 @@ class ScriptedStreamRunner(StreamRunner):
     sends them), the last one final; a request for one candidate gets say[0].
     """
 
-    def __init__(self, gate: Any = None, started: Any = None, op: str = "echo", n: int = 3, step_s: float = 0.0,
-                 say: list[str] | None = None):
+    def __init__(
+        self,
+        gate: Any = None,
+        started: Any = None,
+        op: str = "echo",
+        n: int = 3,
+        step_s: float = 0.0,
+        say: list[str] | None = None,
+    ):
         self.gate = gate
         self.started = started
         self.step_s = step_s  # a pause before each step: a slow model, so a stream lasts (remote-worker tests)
@@ -170,8 +179,19 @@ class ScriptedStreamRunner(StreamRunner):
                         out.append((sid, {"n": j, "text": self.say[j % len(self.say)], "end": True}, j == k - 1))
                     del self.running[sid]
                 continue
-            out.append((sid, {"text": f"{p.get('tag', sid)}:{st['i']}", "batch": batch, "step": self.steps,
-                              "joined": st["joined"], "cancelled": list(self.cancelled)}, final))
+            out.append(
+                (
+                    sid,
+                    {
+                        "text": f"{p.get('tag', sid)}:{st['i']}",
+                        "batch": batch,
+                        "step": self.steps,
+                        "joined": st["joined"],
+                        "cancelled": list(self.cancelled),
+                    },
+                    final,
+                )
+            )
             if final:
                 del self.running[sid]
         return out

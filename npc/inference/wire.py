@@ -56,7 +56,7 @@ _DTYPES: dict[bytes, np.dtype] = {}  # dtype strings seen so far (a handful)
 def _ext_hook(code: int, data: bytes) -> Any:
     if code == NDARRAY:
         n = data[0]
-        key = data[1:1 + n]
+        key = data[1 : 1 + n]
         dtype = _DTYPES.get(key)
         if dtype is None:
             dtype = _DTYPES[key] = np.dtype(key.decode())
@@ -98,5 +98,4 @@ def unpack(data: bytes) -> Any:
 
 def unpacker() -> msgpack.Unpacker:
     """A streaming decoder: `feed(bytes)`, then iterate for whole messages."""
-    return msgpack.Unpacker(ext_hook=_ext_hook, raw=False, strict_map_key=False,
-                            max_buffer_size=MAX_MESSAGE_BYTES)
+    return msgpack.Unpacker(ext_hook=_ext_hook, raw=False, strict_map_key=False, max_buffer_size=MAX_MESSAGE_BYTES)

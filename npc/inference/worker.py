@@ -47,8 +47,13 @@ def _die_with_parent(parent_pid: int) -> None:
 
             libc = ctypes.CDLL(None, use_errno=True)
             PR_SET_PDEATHSIG = 1
-            libc.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), ctypes.c_ulong(0), ctypes.c_ulong(0),
-                       ctypes.c_ulong(0))
+            libc.prctl(
+                PR_SET_PDEATHSIG,
+                ctypes.c_ulong(signal.SIGKILL),
+                ctypes.c_ulong(0),
+                ctypes.c_ulong(0),
+                ctypes.c_ulong(0),
+            )
         except (OSError, AttributeError):
             pass  # the EOF and parent-pid checks below still apply
     if os.getppid() != parent_pid:
@@ -66,16 +71,26 @@ def _check_device(device: str) -> None:
         import torch
 
         if not torch.cuda.is_available():
-            raise RuntimeError(f"device {device!r} requested, but torch {torch.__version__} sees no CUDA GPU "
-                               "(a CPU-only torch build, or no driver); configure devices=['cpu']")
+            raise RuntimeError(
+                f"device {device!r} requested, but torch {torch.__version__} sees no CUDA GPU "
+                "(a CPU-only torch build, or no driver); configure devices=['cpu']"
+            )
         index = torch.device(device).index or 0
         if index >= torch.cuda.device_count():
             raise RuntimeError(f"device {device!r} requested, but only {torch.cuda.device_count()} GPU(s) are visible")
         torch.cuda.set_device(index)
 
 
-def main(sock: socket.socket, spec: Any, options: dict, device: str, threads: int, parent_pid: int,
-         heartbeat_s: float, nice: int = 0) -> None:
+def main(
+    sock: socket.socket,
+    spec: Any,
+    options: dict,
+    device: str,
+    threads: int,
+    parent_pid: int,
+    heartbeat_s: float,
+    nice: int = 0,
+) -> None:
     """Entry point of a spawned worker."""
     _die_with_parent(parent_pid)
     if nice:
@@ -100,9 +115,15 @@ def main(sock: socket.socket, spec: Any, options: dict, device: str, threads: in
             pass
         sys.exit(3)
     torch = sys.modules.get("torch")
-    info = {"pid": os.getpid(), "device": device, "runner": spec if isinstance(spec, str) else repr(spec),
-            "threads": threads, "nice": os.nice(0), "torch": getattr(torch, "__version__", None),
-            "streaming": is_streaming(runner)}
+    info = {
+        "pid": os.getpid(),
+        "device": device,
+        "runner": spec if isinstance(spec, str) else repr(spec),
+        "threads": threads,
+        "nice": os.nice(0),
+        "torch": getattr(torch, "__version__", None),
+        "streaming": is_streaming(runner),
+    }
     sock.sendall(m.encode(m.Ready(info)))
     try:
         serve(sock, runner, heartbeat_s, parent_pid)
@@ -128,8 +149,13 @@ def _messages(sock: socket.socket, unpacker: Any) -> list[m.Message] | None:
     return out
 
 
-def serve(sock: socket.socket, runner: Runner, heartbeat_s: float, parent_pid: int | None = None,
-          clock: Callable[[], float] = time.monotonic) -> None:
+def serve(
+    sock: socket.socket,
+    runner: Runner,
+    heartbeat_s: float,
+    parent_pid: int | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
     """Answer batches until Stop, EOF, or the parent is gone. `sock` is blocking."""
     if is_streaming(runner):
         return serve_stream(sock, runner, heartbeat_s, parent_pid, clock)
@@ -154,22 +180,28 @@ def serve(sock: socket.socket, runner: Runner, heartbeat_s: float, parent_pid: i
                 return
 
 
-def run_batch(runner: Runner, batch_id: int, deadlines: list[float], payloads: Any,
-              clock: Callable[[], float] = time.monotonic) -> bytes:
+def run_batch(
+    runner: Runner, batch_id: int, deadlines: list[float], payloads: Any, clock: Callable[[], float] = time.monotonic
+) -> bytes:
     """One batch -> the encoded Done message. Expired requests never reach the runner.
     deadlines: on `clock`, one per request."""
     return m.encode(run_batch_message(runner, batch_id, deadlines, payloads, clock))
 
 
-def run_batch_message(runner: Runner, batch_id: int, deadlines: list[float], payloads: Any,
-                      clock: Callable[[], float] = time.monotonic) -> m.Done:
+def run_batch_message(
+    runner: Runner, batch_id: int, deadlines: list[float], payloads: Any, clock: Callable[[], float] = time.monotonic
+) -> m.Done:
     payloads = wire.unstack(payloads)
     now = clock()
     statuses = ["dropped"] * len(payloads)
     values: list[Any] = [None] * len(payloads)
     if len(deadlines) != len(payloads):
-        return m.Done(batch_id, ["error"] * len(payloads),
-                      [f"{len(deadlines)} budgets for {len(payloads)} requests"] * len(payloads), 0.0)
+        return m.Done(
+            batch_id,
+            ["error"] * len(payloads),
+            [f"{len(deadlines)} budgets for {len(payloads)} requests"] * len(payloads),
+            0.0,
+        )
     live = [i for i, deadline in enumerate(deadlines) if deadline > now]
     t0 = time.perf_counter()
     if live:
@@ -198,8 +230,13 @@ def run_batch_message(runner: Runner, batch_id: int, deadlines: list[float], pay
     return m.Done(batch_id, statuses, packed, compute_s)
 
 
-def serve_stream(sock: socket.socket, runner: Any, heartbeat_s: float, parent_pid: int | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+def serve_stream(
+    sock: socket.socket,
+    runner: Any,
+    heartbeat_s: float,
+    parent_pid: int | None = None,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
     """The step loop of a streaming runner, until Stop, EOF, or the parent is gone.
 
     Between two decode steps the worker takes every message waiting on its
@@ -283,8 +320,9 @@ def serve_stream(sock: socket.socket, runner: Any, heartbeat_s: float, parent_pi
             try:
                 data = m.encode(m.Pieces(pieces, time.perf_counter() - t0))
             except (TypeError, ValueError, OverflowError) as exc:
-                data = m.encode(m.Pieces([[p[0], p[1], f"runner output cannot be sent: {exc}", "error"]
-                                          for p in pieces], 0.0))
+                data = m.encode(
+                    m.Pieces([[p[0], p[1], f"runner output cannot be sent: {exc}", "error"] for p in pieces], 0.0)
+                )
                 for p in pieces:
                     live.discard(p[0])
                     seqs.pop(p[0], None)

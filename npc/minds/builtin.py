@@ -67,11 +67,40 @@ SAY_NONE, SAY_GREETING, SAY_GIFT = 0, 1, 2
 
 # Why a row decided what it did: one code per wording of the reason, REASONS[code] the text
 # ({who}: the target's name; {need}, {value}: the need tended; {label}: the schedule block's times).
-(WHY_FINISHING, WHY_NEED, WHY_SCHEDULE, WHY_FLEEING, WHY_TOO_CLOSE, WHY_FOLLOWING, WHY_SUSPICIOUS, WHY_NEAR,
- WHY_CAME_NEAR, WHY_GREETING, WHY_APPROACHING, WHY_CURIOUS, WHY_NOTHING, WHY_POLICY, WHY_HOOK) = range(15)
-REASONS = ("finishing", "{need} is {value:.0f}", "schedule {label}", "fleeing {who}", "{who} too close",
-           "following {who}", "{who} is suspicious", "{who} is near", "{who} came near", "greeting {who}",
-           "approaching {who}", "curious about {who}", "nothing better to do", "policy", "hook")
+(
+    WHY_FINISHING,
+    WHY_NEED,
+    WHY_SCHEDULE,
+    WHY_FLEEING,
+    WHY_TOO_CLOSE,
+    WHY_FOLLOWING,
+    WHY_SUSPICIOUS,
+    WHY_NEAR,
+    WHY_CAME_NEAR,
+    WHY_GREETING,
+    WHY_APPROACHING,
+    WHY_CURIOUS,
+    WHY_NOTHING,
+    WHY_POLICY,
+    WHY_HOOK,
+) = range(15)
+REASONS = (
+    "finishing",
+    "{need} is {value:.0f}",
+    "schedule {label}",
+    "fleeing {who}",
+    "{who} too close",
+    "following {who}",
+    "{who} is suspicious",
+    "{who} is near",
+    "{who} came near",
+    "greeting {who}",
+    "approaching {who}",
+    "curious about {who}",
+    "nothing better to do",
+    "policy",
+    "hook",
+)
 assert len(REASONS) == WHY_HOOK + 1
 
 _TALK, _GIVE, _FOLLOW, _APPROACH, _FLEE = (ACTION_INDEX[a] for a in ("talk", "give_item", "follow", "approach", "flee"))
@@ -81,6 +110,7 @@ _PLACE_ACTIONS = np.array([ACTION_INDEX[a] for a in PLACE_ACTIONS], np.int8)
 @dataclass(frozen=True)
 class Decision:
     """An intent to give the world (see world/intents.py), or `keep` the current one."""
+
     action: str
     place: str | None = None
     target: int | None = None
@@ -89,23 +119,24 @@ class Decision:
     say: str | None = None
     reason: str = ""
     keep: bool = False
-    item: str | None = None     # give_item: what the target receives (held by a player: Cast.gifts)
+    item: str | None = None  # give_item: what the target receives (held by a player: Cast.gifts)
 
 
 @dataclass(frozen=True, slots=True)
 class Verdict:
     """The built-in decision for every row of a Sight (n rows)."""
-    action: np.ndarray    # (n,) int8 index into world.intents.ACTIONS
-    target: np.ndarray    # (n,) int64 entity id, -1 none
-    place: np.ndarray     # (n,) int32 index into the world's places (as Sight.place / sched_place), -1 none
+
+    action: np.ndarray  # (n,) int8 index into world.intents.ACTIONS
+    target: np.ndarray  # (n,) int64 entity id, -1 none
+    place: np.ndarray  # (n,) int32 index into the world's places (as Sight.place / sched_place), -1 none
     distance: np.ndarray  # (n,) float64 world units, nan = none
     activity: np.ndarray  # (n,) object: str or None
-    say: np.ndarray       # (n,) int8 SAY_*: the line is filled when applied (it needs the player's name)
-    item: np.ndarray      # (n,) object: the item of a gift, else None
-    keep: np.ndarray      # (n,) bool: finishing a talk or gift: keep the current intent
-    why: np.ndarray       # (n,) int8 WHY_* code of the winning candidate (WHY_POLICY, WHY_HOOK: other deciders)
-    need: np.ndarray      # (n,) int16 index into defn.needs for WHY_NEED, -1
-    scores: np.ndarray    # (n, len(CANDIDATES)) float64, -inf where not a candidate
+    say: np.ndarray  # (n,) int8 SAY_*: the line is filled when applied (it needs the player's name)
+    item: np.ndarray  # (n,) object: the item of a gift, else None
+    keep: np.ndarray  # (n,) bool: finishing a talk or gift: keep the current intent
+    why: np.ndarray  # (n,) int8 WHY_* code of the winning candidate (WHY_POLICY, WHY_HOOK: other deciders)
+    need: np.ndarray  # (n,) int16 index into defn.needs for WHY_NEED, -1
+    scores: np.ndarray  # (n, len(CANDIDATES)) float64, -inf where not a candidate
 
     def __len__(self) -> int:
         return len(self.action)
@@ -122,24 +153,26 @@ def fill(text: str, limit: int, **values) -> str:
         out = text.format_map(_Blank(values))
     except (ValueError, IndexError, AttributeError, KeyError):
         out = text
-    return " ".join(out.split())[:limit]     # one line: no newlines or control characters
+    return " ".join(out.split())[:limit]  # one line: no newlines or control characters
 
 
 # -- deciding ---------------------------------------------------------------------------------
 
+
 @dataclass
 class _Option:
     """What one candidate column does in the rows where it exists; values are scalars or (n,) arrays."""
-    rows: np.ndarray                 # (n,) bool: a candidate in this row
+
+    rows: np.ndarray  # (n,) bool: a candidate in this row
     score: float | np.ndarray
     action: int | np.ndarray
     why: int | np.ndarray
     target: int | np.ndarray = -1
     place: int | np.ndarray = -1
     distance: float = float("nan")
-    activity: object = None          # str, None or (n,) object
+    activity: object = None  # str, None or (n,) object
     say: int = SAY_NONE
-    item: object = None              # str, None or (n,) object
+    item: object = None  # str, None or (n,) object
     need: int | np.ndarray = -1
 
 
@@ -189,8 +222,8 @@ def _need(sight: Sight, live: np.ndarray, places: Sequence[str]) -> _Option | No
             continue
         relief[k], at[k], activity[k] = ACTION_INDEX[need.relief], _place(places, need.at), need.activity or need.relief
         v = sight.stats[:, k]
-        s = d.weights["needs"] * need.weight * (1.0 + (1.0 - v / 100.0))   # the scalar's order of operations
-        better = live & sight.tending[:, k] & (s > best)                    # strict: an earlier need wins ties
+        s = d.weights["needs"] * need.weight * (1.0 + (1.0 - v / 100.0))  # the scalar's order of operations
+        better = live & sight.tending[:, k] & (s > best)  # strict: an earlier need wins ties
         best[better], k_best[better] = s[better], k
     rows = k_best >= 0
     if not rows.any():
@@ -202,8 +235,9 @@ def _schedule(sight: Sight, live: np.ndarray, places: Sequence[str]) -> _Option 
     b, d = sight.block, sight.defn
     if b is None or b.do not in d.allowed:
         return None
-    return _Option(live, d.weights["schedule"], ACTION_INDEX[b.do], WHY_SCHEDULE, place=sight.sched_place,
-                   activity=b.activity)
+    return _Option(
+        live, d.weights["schedule"], ACTION_INDEX[b.do], WHY_SCHEDULE, place=sight.sched_place, activity=b.activity
+    )
 
 
 def _suspicious(sight: Sight) -> np.ndarray:
@@ -221,9 +255,14 @@ def _flee(sight: Sight, live: np.ndarray, places: Sequence[str]) -> _Option | No
     if f["who"] != "players":
         ok &= _suspicious(sight)
     q = _first(sight, ok)
-    return _Option(going | (live & (q >= 0)), d.weights["flee"], _FLEE,
-                   np.where(going, WHY_FLEEING, WHY_TOO_CLOSE), target=np.where(going, sight.target, _ids(sight, q)),
-                   distance=f["safe"])
+    return _Option(
+        going | (live & (q >= 0)),
+        d.weights["flee"],
+        _FLEE,
+        np.where(going, WHY_FLEEING, WHY_TOO_CLOSE),
+        target=np.where(going, sight.target, _ids(sight, q)),
+        distance=f["safe"],
+    )
 
 
 def _follow(sight: Sight, live: np.ndarray, places: Sequence[str]) -> _Option | None:
@@ -234,10 +273,15 @@ def _follow(sight: Sight, live: np.ndarray, places: Sequence[str]) -> _Option | 
     watch = f["who"] == "suspicious"
     going = live & (sight.action == _FOLLOW) & sight.t_alive & (sight.t_dist <= f["give_up"])
     q = _first(sight, _suspicious(sight) if watch else np.ones(len(sight.p_id), bool))
-    return _Option(going | (live & (q >= 0)), d.weights["follow"], _FOLLOW,
-                   np.where(going, WHY_FOLLOWING, WHY_SUSPICIOUS if watch else WHY_NEAR),
-                   target=np.where(going, sight.target, _ids(sight, q)), distance=f["distance"],
-                   activity=np.where(going, sight.activity, "watching" if watch else "following"))
+    return _Option(
+        going | (live & (q >= 0)),
+        d.weights["follow"],
+        _FOLLOW,
+        np.where(going, WHY_FOLLOWING, WHY_SUSPICIOUS if watch else WHY_NEAR),
+        target=np.where(going, sight.target, _ids(sight, q)),
+        distance=f["distance"],
+        activity=np.where(going, sight.activity, "watching" if watch else "following"),
+    )
 
 
 def _give_item(sight: Sight, live: np.ndarray, places: Sequence[str]) -> _Option | None:
@@ -246,8 +290,16 @@ def _give_item(sight: Sight, live: np.ndarray, places: Sequence[str]) -> _Option
     if "give_item" not in d.allowed or not f["items"]:
         return None
     q = _first(sight, (sight.p_dist <= f["distance"]) & (sight.now_s - sight.p_given >= f["cooldown"]))
-    return _Option(live & (q >= 0), d.weights["give_item"], _GIVE, WHY_CAME_NEAR, target=_ids(sight, q),
-                   activity="giving", say=SAY_GIFT, item=_items(sight))
+    return _Option(
+        live & (q >= 0),
+        d.weights["give_item"],
+        _GIVE,
+        WHY_CAME_NEAR,
+        target=_ids(sight, q),
+        activity="giving",
+        say=SAY_GIFT,
+        item=_items(sight),
+    )
 
 
 def _talk(sight: Sight, live: np.ndarray, places: Sequence[str]) -> _Option | None:
@@ -256,8 +308,15 @@ def _talk(sight: Sight, live: np.ndarray, places: Sequence[str]) -> _Option | No
         return None
     f = d.params["talk"]
     q = _first(sight, (sight.p_dist <= f["distance"]) & (sight.now_s - sight.p_greeted >= f["cooldown"]))
-    return _Option(live & (q >= 0), d.weights["talk"], _TALK, WHY_GREETING, target=_ids(sight, q),
-                   activity="talking", say=SAY_GREETING)
+    return _Option(
+        live & (q >= 0),
+        d.weights["talk"],
+        _TALK,
+        WHY_GREETING,
+        target=_ids(sight, q),
+        activity="talking",
+        say=SAY_GREETING,
+    )
 
 
 def _approach(sight: Sight, live: np.ndarray, places: Sequence[str]) -> _Option | None:
@@ -267,21 +326,36 @@ def _approach(sight: Sight, live: np.ndarray, places: Sequence[str]) -> _Option 
     f = d.params["approach"]
     going = live & (sight.action == _APPROACH) & ~sight.arrived & sight.t_alive
     q = _first(sight, sight.now_s - sight.p_approached >= f["cooldown"])
-    return _Option(going | (live & (q >= 0)), d.weights["approach"], _APPROACH,
-                   np.where(going, WHY_APPROACHING, WHY_CURIOUS),
-                   target=np.where(going, sight.target, _ids(sight, q)), distance=f["distance"],
-                   activity=np.where(going, sight.activity, "curious"))
+    return _Option(
+        going | (live & (q >= 0)),
+        d.weights["approach"],
+        _APPROACH,
+        np.where(going, WHY_APPROACHING, WHY_CURIOUS),
+        target=np.where(going, sight.target, _ids(sight, q)),
+        distance=f["distance"],
+        activity=np.where(going, sight.activity, "curious"),
+    )
 
 
 def _baseline(action: str):
     def option(sight: Sight, live: np.ndarray, places: Sequence[str]) -> _Option | None:
         d = sight.defn
         return _Option(live, d.weights[action], ACTION_INDEX[action], WHY_NOTHING) if action in d.allowed else None
+
     return option
 
 
-_SCORED = {"need": _need, "schedule": _schedule, "flee": _flee, "follow": _follow, "give_item": _give_item,
-           "talk": _talk, "approach": _approach, "wander": _baseline("wander"), "idle": _baseline("idle")}
+_SCORED = {
+    "need": _need,
+    "schedule": _schedule,
+    "flee": _flee,
+    "follow": _follow,
+    "give_item": _give_item,
+    "talk": _talk,
+    "approach": _approach,
+    "wander": _baseline("wander"),
+    "idle": _baseline("idle"),
+}
 assert tuple(_SCORED) == CANDIDATES[1:]
 
 
@@ -317,14 +391,24 @@ def decide(sight: Sight, places: Sequence[str]) -> Verdict:
 
 def _blank(n: int, why) -> Verdict:
     """A verdict of n rows that does nothing yet: idle, no target, place, line; scores all -inf."""
-    return Verdict(np.full(n, ACTION_INDEX["idle"], np.int8), np.full(n, -1, np.int64), np.full(n, -1, np.int32),
-                   np.full(n, np.nan), np.full(n, None, object), np.zeros(n, np.int8), np.full(n, None, object),
-                   np.zeros(n, bool), np.broadcast_to(np.asarray(why, np.int8), (n,)).copy(),
-                   np.full(n, -1, np.int16), np.full((n, len(CANDIDATES)), -np.inf))
+    return Verdict(
+        np.full(n, ACTION_INDEX["idle"], np.int8),
+        np.full(n, -1, np.int64),
+        np.full(n, -1, np.int32),
+        np.full(n, np.nan),
+        np.full(n, None, object),
+        np.zeros(n, np.int8),
+        np.full(n, None, object),
+        np.zeros(n, bool),
+        np.broadcast_to(np.asarray(why, np.int8), (n,)).copy(),
+        np.full(n, -1, np.int16),
+        np.full((n, len(CANDIDATES)), -np.inf),
+    )
 
 
-def complete(sight: Sight, places: Sequence[str], action: np.ndarray, target: np.ndarray, place: np.ndarray,
-             why) -> Verdict:
+def complete(
+    sight: Sight, places: Sequence[str], action: np.ndarray, target: np.ndarray, place: np.ndarray, why
+) -> Verdict:
     """A verdict for decisions something else chose (action, target, place per row; `why` a WHY_* code or
     (n,) codes), with the details the built-in would give them: the activity, the line to say, the item,
     the distance. A place action at the schedule's place is the block's activity (when it is the block's
@@ -357,14 +441,16 @@ def complete(sight: Sight, places: Sequence[str], action: np.ndarray, target: np
         act[np.isin(action, _PLACE_ACTIONS) & (place >= 0) & (place == sight.sched_place)] = b.activity
     for need in reversed(d.needs):
         if need.relief:
-            act[(action == ACTION_INDEX[need.relief]) & (place == _place(places, need.at))] = \
+            act[(action == ACTION_INDEX[need.relief]) & (place == _place(places, need.at))] = (
                 need.activity or need.relief
+            )
     if b is not None:
         act[(action == ACTION_INDEX[b.do]) & (place == sight.sched_place)] = b.activity
     return v
 
 
 # -- one row, as text ----------------------------------------------------------------------------
+
 
 def reason(verdict: Verdict, i: int, sight: Sight, name_of: Callable[[int], str]) -> str:
     """Row i's reason, as the admin listing shows it ("energy is 20", "greeting Bob", ...)."""
@@ -384,10 +470,17 @@ def decision(verdict: Verdict, i: int, sight: Sight, places: Sequence[str], name
     """Row i as a `Decision` (place names from `places`, names from `name_of(entity id)`), its line filled."""
     t, p, dist = int(verdict.target[i]), int(verdict.place[i]), float(verdict.distance[i])
     line = say_line(verdict, i, sight, name_of)
-    return Decision(ACTIONS[int(verdict.action[i])], place=places[p] if p >= 0 else None,
-                    target=t if t >= 0 else None, distance=None if np.isnan(dist) else dist,
-                    activity=verdict.activity[i], say=line, reason=reason(verdict, i, sight, name_of),
-                    keep=bool(verdict.keep[i]), item=verdict.item[i] if int(verdict.say[i]) == SAY_GIFT else None)
+    return Decision(
+        ACTIONS[int(verdict.action[i])],
+        place=places[p] if p >= 0 else None,
+        target=t if t >= 0 else None,
+        distance=None if np.isnan(dist) else dist,
+        activity=verdict.activity[i],
+        say=line,
+        reason=reason(verdict, i, sight, name_of),
+        keep=bool(verdict.keep[i]),
+        item=verdict.item[i] if int(verdict.say[i]) == SAY_GIFT else None,
+    )
 
 
 def say_line(verdict: Verdict, i: int, sight: Sight, name_of: Callable[[int], str]) -> str | None:

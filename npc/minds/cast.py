@@ -51,29 +51,29 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("npcworld.npc")
 
-MAX_REPORTS = 200          # reports kept for GET /errors (the newest)
-MIND_REPORTS = 5           # reports kept per NPC for GET /npcs (of its file's running version only)
-MIND_LINES = 8             # lines said kept per NPC for GET /npcs/<id>
-LOG_EVERY = 100            # a repeated error is logged the first time, then once every this many
-PLAYER_CELL = 160.0        # world units: the players' grid cell, the default notice radius (a query visits 3x3
-                           # cells; 2.3x cheaper than 256-unit cells for 200 NPCs and 1,000 players)
-URGENT_PER_TICK = 64       # NPCs thinking out of turn (after a reload, a spawn) per tick at most; the rest wait
+MAX_REPORTS = 200  # reports kept for GET /errors (the newest)
+MIND_REPORTS = 5  # reports kept per NPC for GET /npcs (of its file's running version only)
+MIND_LINES = 8  # lines said kept per NPC for GET /npcs/<id>
+LOG_EVERY = 100  # a repeated error is logged the first time, then once every this many
+PLAYER_CELL = 160.0  # world units: the players' grid cell, the default notice radius (a query visits 3x3
+# cells; 2.3x cheaper than 256-unit cells for 200 NPCs and 1,000 players)
+URGENT_PER_TICK = 64  # NPCs thinking out of turn (after a reload, a spawn) per tick at most; the rest wait
 
 
 @dataclass
 class Mind:
     eid: int
     defn: Definition
-    n: int                                  # instance number (1..count; higher for admin spawns)
-    extra: bool = False                     # spawned by an admin, not by the file's count
-    memory: dict = field(default_factory=dict)   # the hooks' memory; survives reloads and respawns
+    n: int  # instance number (1..count; higher for admin spawns)
+    extra: bool = False  # spawned by an admin, not by the file's count
+    memory: dict = field(default_factory=dict)  # the hooks' memory; survives reloads and respawns
     state: State = field(default_factory=State)
     rng: random.Random = field(default_factory=random.Random)
     last_said: str | None = None
     last_said_s: float | None = None
-    reason: str = ""                        # a hook's or a conversation's last decision, in words
+    reason: str = ""  # a hook's or a conversation's last decision, in words
     reports: deque = field(default_factory=lambda: deque(maxlen=MIND_REPORTS))
-    lines: deque = field(default_factory=lambda: deque(maxlen=MIND_LINES))   # (world s, text), oldest first
+    lines: deque = field(default_factory=lambda: deque(maxlen=MIND_LINES))  # (world s, text), oldest first
 
     def said(self, text: str, at_s: float) -> None:
         """It said a line (a greeting, a reply, a hook's): its last line and its recent lines."""
@@ -82,8 +82,9 @@ class Mind:
 
 
 class Cast:
-    def __init__(self, world: World, npc_dir: str | None, *, tick_rate: int = 20, think_s: float = 0.5,
-                 budget_ms: float = 5.0):
+    def __init__(
+        self, world: World, npc_dir: str | None, *, tick_rate: int = 20, think_s: float = 0.5, budget_ms: float = 5.0
+    ):
         self.world = world
         self.dir = Path(npc_dir) if npc_dir else None
         self.places, self.spawn_points = map_places(world.map)
@@ -91,14 +92,14 @@ class Cast:
         self.think_every = max(1, round(think_s * tick_rate))
         self.budget_s = budget_ms / 1000.0
         self.defs: dict[str, Definition] = {}
-        self.owner: dict[str, str] = {}                 # definition id -> its file
-        self.file_ids: dict[str, str] = {}              # file -> id of its running definition
-        self.hooks_of: dict[str, str | None] = {}       # file -> the hooks module its last load named
-        self.problems: dict[str, list[Problem]] = {}    # file -> why its last load failed
+        self.owner: dict[str, str] = {}  # definition id -> its file
+        self.file_ids: dict[str, str] = {}  # file -> id of its running definition
+        self.hooks_of: dict[str, str | None] = {}  # file -> the hooks module its last load named
+        self.problems: dict[str, list[Problem]] = {}  # file -> why its last load failed
         self.guards: dict[str, Guard] = {}
         self.minds: dict[int, Mind] = {}
         self.reports: deque[Report] = deque(maxlen=MAX_REPORTS)
-        self.urgent: set[int] = set()                   # think at the next tick
+        self.urgent: set[int] = set()  # think at the next tick
         # NPCs whose policy answer missed, oldest first: the built-in decides them a slice a tick (think.py)
         self.fallback = np.zeros(0, np.int64)
         # NPC id -> world second until which a conversation holds it (npc/dialogue/service.py): it does
@@ -107,16 +108,16 @@ class Cast:
         # (NPC id, player id) -> (line, world s) of a talk just heard by on_hear (npc/minds/hearing.spoken):
         # the same line as chat is not heard by that NPC again
         self.spoken: dict[tuple[int, int], tuple[str, float]] = {}
-        self.rows = Rows()                              # the built-in state, one row per mind
-        self.ledger = Ledger(self.think_every)          # per (NPC, player) times
-        self.def_list: list[Definition | None] = []     # Rows.defi -> definition (None: removed)
+        self.rows = Rows()  # the built-in state, one row per mind
+        self.ledger = Ledger(self.think_every)  # per (NPC, player) times
+        self.def_list: list[Definition | None] = []  # Rows.defi -> definition (None: removed)
         self.def_index: dict[str, int] = {}
-        self._numbers: dict[str, int] = {}              # the next instance number of an admin spawn, per file
+        self._numbers: dict[str, int] = {}  # the next instance number of an admin spawn, per file
         self._despawned_seen = -1
-        self._gone: list[int] = []                      # entities to forget in the ledger
-        self._repeats: dict[tuple, int] = {}            # a report's signature (with its file's version) -> count
-        self.versions: dict[str, int] = {}              # definition id -> how many times it was installed
-        self.journal = Journal()                        # the reload log (GET /log)
+        self._gone: list[int] = []  # entities to forget in the ledger
+        self._repeats: dict[tuple, int] = {}  # a report's signature (with its file's version) -> count
+        self.versions: dict[str, int] = {}  # definition id -> how many times it was installed
+        self.journal = Journal()  # the reload log (GET /log)
         self._players_at = -1
         self._players: tuple = ()
         # An optional decider (npc/policy/protocol.py: the learned policy, or a recorder when training):
@@ -166,13 +167,25 @@ class Cast:
                 self.problems[r.file] = problems
                 kept = self.file_ids.get(r.file)
                 for p in problems:
-                    self.report(Report("load", p.message + f" (expected {p.expected})", p.file,
-                                       kept or "", line=p.line, at_s=self.world.time_s),
-                                text=str(p) + (f" - keeping the running version of {kept!r}" if kept else ""))
-                    self.journal.add("error", p.file, p.line, f"{p.message} (expected {p.expected})"
-                                     + (f"; the running version of {kept!r} goes on" if kept else "; not loaded"))
-                failed.append({"file": r.file, "problems": [p.as_dict() for p in problems],
-                               "kept": kept})
+                    self.report(
+                        Report(
+                            "load",
+                            p.message + f" (expected {p.expected})",
+                            p.file,
+                            kept or "",
+                            line=p.line,
+                            at_s=self.world.time_s,
+                        ),
+                        text=str(p) + (f" - keeping the running version of {kept!r}" if kept else ""),
+                    )
+                    self.journal.add(
+                        "error",
+                        p.file,
+                        p.line,
+                        f"{p.message} (expected {p.expected})"
+                        + (f"; the running version of {kept!r} goes on" if kept else "; not loaded"),
+                    )
+                failed.append({"file": r.file, "problems": [p.as_dict() for p in problems], "kept": kept})
                 continue
             self.problems.pop(r.file, None)
             assert defn is not None  # a file without a definition has problems
@@ -200,12 +213,15 @@ class Cast:
         self.owner[defn.id] = defn.file
         self.file_ids[defn.file] = defn.id
         self.guards[defn.id] = Guard(defn, fns or {}, self.budget_s, self.report)
-        self.versions[defn.id] = self.versions.get(defn.id, 0) + 1   # its reports' counts start again
+        self.versions[defn.id] = self.versions.get(defn.id, 0) + 1  # its reports' counts start again
         mine = [m for m in self.minds.values() if m.defn.id == defn.id]
         for m in mine:
-            m.reports.clear()       # reports of the version just replaced: fixed, or to be seen again
-            renamed = (m.defn.instance_name(m.n) != defn.instance_name(m.n) or m.defn.color != defn.color
-                       or ("talk" in m.defn.allowed) != ("talk" in defn.allowed))   # a new entity record
+            m.reports.clear()  # reports of the version just replaced: fixed, or to be seen again
+            renamed = (
+                m.defn.instance_name(m.n) != defn.instance_name(m.n)
+                or m.defn.color != defn.color
+                or ("talk" in m.defn.allowed) != ("talk" in defn.allowed)
+            )  # a new entity record
             m.defn = defn
             if renamed:
                 self._respawn(m)
@@ -223,12 +239,17 @@ class Cast:
                 self._spawn(defn, n)
         n = sum(1 for m in self.minds.values() if m.defn.id == defn.id)
         log.info("npc %s %s from %s (%d in the world)", defn.id, "reloaded" if old else "loaded", defn.file, n)
-        self.journal.add("reload" if old else "load", defn.file, None,
-                         f"{defn.id} {'reloaded' if old else 'loaded'} ({n} in the world"
-                         + (f"; hooks {', '.join(sorted(fns))}" if fns else "") + ")")
+        self.journal.add(
+            "reload" if old else "load",
+            defn.file,
+            None,
+            f"{defn.id} {'reloaded' if old else 'loaded'} ({n} in the world"
+            + (f"; hooks {', '.join(sorted(fns))}" if fns else "")
+            + ")",
+        )
         loaded = getattr(self.decider, "loaded", None)
         if loaded is not None:
-            loaded(defn)            # the policy's guard checks the file it would decide (off the tick)
+            loaded(defn)  # the policy's guard checks the file it would decide (off the tick)
 
     def _remove(self, def_id: str) -> None:
         for m in [m for m in self.minds.values() if m.defn.id == def_id]:
@@ -255,8 +276,15 @@ class Cast:
         self._numbers[def_id] = n + 1
         return self._spawn(defn, n, extra=True, place=place).eid
 
-    def _spawn(self, defn: Definition, n: int, extra: bool = False, place: str | None = None,
-               xy: tuple[float, float] | None = None, like: Mind | None = None) -> Mind:
+    def _spawn(
+        self,
+        defn: Definition,
+        n: int,
+        extra: bool = False,
+        place: str | None = None,
+        xy: tuple[float, float] | None = None,
+        like: Mind | None = None,
+    ) -> Mind:
         name = defn.instance_name(n)
         if xy is None and place is None and isinstance(defn.spawn, tuple):
             xy = defn.spawn
@@ -265,14 +293,15 @@ class Cast:
             eid = self.world.spawn(NPC, name, defn.color, *xy, talks=talks)
         else:
             # (a position in defn.spawn was taken as xy above, unless `place` was given)
-            eid = self.world.spawn(NPC, name, defn.color, talks=talks,
-                                   place=place or (defn.spawn if isinstance(defn.spawn, str) else None))
+            eid = self.world.spawn(
+                NPC, name, defn.color, talks=talks, place=place or (defn.spawn if isinstance(defn.spawn, str) else None)
+            )
         m = Mind(eid, defn, n, extra, rng=random.Random(eid))
         self.world.set_speed(eid, defn.speed)
         row = self.rows.add(eid, self.def_index[defn.id])
         if like is not None:
             m.memory, m.state, m.last_said, m.last_said_s = like.memory, like.state, like.last_said, like.last_said_s
-            m.lines = like.lines    # its reports are of the old id: not carried over
+            m.lines = like.lines  # its reports are of the old id: not carried over
             old = self.rows.row_of.get(like.eid)
             if old is not None:
                 for col in ("tending", "patrol", "gifts"):
@@ -336,10 +365,10 @@ class Cast:
         if not self.minds:
             return
         gone = []
-        if self.world.despawned != self._despawned_seen:   # something left the world: an NPC behind our back?
+        if self.world.despawned != self._despawned_seen:  # something left the world: an NPC behind our back?
             self._despawned_seen = self.world.despawned
             gone = [eid for eid in self.minds if not self.world.alive(eid)]
-        for eid in gone:                 # removed behind the cast's back: forget it
+        for eid in gone:  # removed behind the cast's back: forget it
             del self.minds[eid]
             self.rows.remove(eid)
             self.urgent.discard(eid)
@@ -347,7 +376,7 @@ class Cast:
         if lines:
             try:
                 hearing.hear(self, lines)
-            except Exception as e:       # a bug here must not stop the tick (or the world)
+            except Exception as e:  # a bug here must not stop the tick (or the world)
                 self.internal(e, None)
         try:
             self._forget_gone()
@@ -365,9 +394,17 @@ class Cast:
             self._gone = []
 
     def internal(self, e: Exception, m: Mind | None) -> None:
-        self.report(Report("internal", f"{type(e).__name__}: {e}", m.defn.file if m else "",
-                           m.defn.id if m else "", m.eid if m else None, traceback="".join(
-                               traceback.format_exception(type(e), e, e.__traceback__)), at_s=self.world.time_s))
+        self.report(
+            Report(
+                "internal",
+                f"{type(e).__name__}: {e}",
+                m.defn.file if m else "",
+                m.defn.id if m else "",
+                m.eid if m else None,
+                traceback="".join(traceback.format_exception(type(e), e, e.__traceback__)),
+                at_s=self.world.time_s,
+            )
+        )
 
     def players(self) -> tuple[np.ndarray, np.ndarray, nearby.Index]:
         """(ids, centres, grid index of the centres) of the players in the world, made once per tick."""
@@ -380,8 +417,16 @@ class Cast:
     def perceive(self, m: Mind) -> Perception:
         """What one NPC perceives now (for a hook or a conversation), without advancing its state."""
         row = self.rows.row_of[m.eid]
-        s = look(self.world, m.defn, np.asarray([m.eid], np.int64), np.asarray([row]), self.rows, self.ledger,
-                 self.players(), advance=False)
+        s = look(
+            self.world,
+            m.defn,
+            np.asarray([m.eid], np.int64),
+            np.asarray([row]),
+            self.rows,
+            self.ledger,
+            self.players(),
+            advance=False,
+        )
         return perception(s, 0, self.world)
 
     def gifts_given(self, eid: int) -> int:
@@ -394,22 +439,27 @@ class Cast:
         dist = np.hypot(pos[:, 0] - p.x, pos[:, 1] - p.y)
         near = np.flatnonzero((dist <= m.defn.senses["notice"]) & (ids != m.eid))
         near = near[np.argsort(dist[near], kind="stable")]
-        return tuple(Seen(int(ids[i]), self.world.name_of(int(ids[i])), "npc", float(dist[i]),
-                          float(pos[i, 0]), float(pos[i, 1])) for i in near.tolist())
+        return tuple(
+            Seen(
+                int(ids[i]), self.world.name_of(int(ids[i])), "npc", float(dist[i]), float(pos[i, 0]), float(pos[i, 1])
+            )
+            for i in near.tolist()
+        )
 
     def context(self, m: Mind, p: Perception, builtin=None) -> Context:
         """The `npc` a hook gets. builtin: () -> the built-in's Decision (computed on demand by default)."""
         if builtin is None:
+
             def builtin() -> Decision:
                 return think.builtin_one(self, m)
-        return Context(m.defn, p, dict(p.stats), m.memory, m.rng, m.n, self.places, builtin,
-                       lambda: self._others(m, p))
+
+        return Context(m.defn, p, dict(p.stats), m.memory, m.rng, m.n, self.places, builtin, lambda: self._others(m, p))
 
     def hold(self, eid: int, until_s: float | None) -> None:
         """Keep an NPC as it is (talking) until world second `until_s`; None: let it go now."""
         if until_s is None:
             if self.holding.pop(eid, None) is not None:
-                self.urgent.add(eid)      # back to its schedule at the next tick, not at its next turn
+                self.urgent.add(eid)  # back to its schedule at the next tick, not at its next turn
         else:
             self.holding[eid] = until_s
 
@@ -433,25 +483,36 @@ class Cast:
         if m is not None and m.defn.id == r.npc:
             m.reports.append(r)
         # Counted per version of the file: a new version's first error is logged with its traceback again.
-        sig = (r.kind, r.file, r.npc, self.versions.get(r.npc, 0), r.hook, r.line,
-               r.message if r.kind in ("load", "hook_disabled") else "")
+        sig = (
+            r.kind,
+            r.file,
+            r.npc,
+            self.versions.get(r.npc, 0),
+            r.hook,
+            r.line,
+            r.message if r.kind in ("load", "hook_disabled") else "",
+        )
         n = self._repeats[sig] = self._repeats.get(sig, 0) + 1
-        if len(self._repeats) > 10_000:     # bound: signatures of long-gone versions go first
+        if len(self._repeats) > 10_000:  # bound: signatures of long-gone versions go first
             for k in list(self._repeats)[:5_000]:
                 del self._repeats[k]
         if r.kind == "load" or r.kind == "hook_disabled":
             log.error("%s", text or r.message)
         elif n == 1 or n % LOG_EVERY == 0:
             who = f"npc {r.npc} ({r.entity})" if r.entity is not None else f"npc {r.npc}"
-            if n > 1:       # the traceback was logged with the first one of this version
+            if n > 1:  # the traceback was logged with the first one of this version
                 log.warning("%s: %s (x%d, same as before)", who, r.message, n)
             elif r.kind in ("hook_error", "internal"):
                 log.error("%s: %s\n%s", who, r.message, r.traceback.rstrip())
             else:
                 log.warning("%s: %s", who, r.message)
         if r.kind != "load" and n == 1 and r.kind != "internal":
-            self.journal.add("error", r.file, r.line, f"{r.npc}"
-                             + (f" ({r.entity})" if r.entity is not None else "") + f": {r.kind}: {r.message}")
+            self.journal.add(
+                "error",
+                r.file,
+                r.line,
+                f"{r.npc}" + (f" ({r.entity})" if r.entity is not None else "") + f": {r.kind}: {r.message}",
+            )
 
     def entry(self, m: Mind) -> dict:
         """One NPC as GET /npcs lists it (docs/designers.md describes every field)."""
@@ -460,9 +521,18 @@ class Cast:
         x, y = w.position(m.eid)
         names = {n.name for n in m.defn.needs}
         return {
-            "id": m.eid, "npc": m.defn.id, "name": w.name_of(m.eid), "file": m.defn.file, "number": m.n,
-            "extra": m.extra, "action": it.action, "activity": it.activity, "place": it.place,
-            "target": it.target, "arrived": it.arrived, **think.who_decided(self, m),
+            "id": m.eid,
+            "npc": m.defn.id,
+            "name": w.name_of(m.eid),
+            "file": m.defn.file,
+            "number": m.n,
+            "extra": m.extra,
+            "action": it.action,
+            "activity": it.activity,
+            "place": it.place,
+            "target": it.target,
+            "arrived": it.arrived,
+            **think.who_decided(self, m),
             "position": [round(x, 1), round(y, 1)],
             "at": w.place_near(x, y),
             "stats": {k: round(v, 2) for k, v in w.stats(m.eid).items() if k in names},
@@ -474,9 +544,15 @@ class Cast:
     def listing(self) -> dict:
         w = self.world
         gt = w.game_time
-        return {"tick": w.tick, "time": {"day": gt.day, "clock": gt.clock},
-                "npcs": [self.entry(m) for m in self.minds.values()], "wanderers": w.count(NPC) - len(self.minds)}
+        return {
+            "tick": w.tick,
+            "time": {"day": gt.day, "clock": gt.clock},
+            "npcs": [self.entry(m) for m in self.minds.values()],
+            "wanderers": w.count(NPC) - len(self.minds),
+        }
 
     def errors(self) -> dict:
-        return {"files": {f: [p.as_dict() for p in ps] for f, ps in self.problems.items()},
-                "recent": [r.as_dict() for r in self.reports]}
+        return {
+            "files": {f: [p.as_dict() for p in ps] for f, ps in self.problems.items()},
+            "recent": [r.as_dict() for r in self.reports],
+        }

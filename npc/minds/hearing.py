@@ -22,7 +22,7 @@ from npc.minds.builtin import Decision, reply_line
 from npc.minds.perception import Seen
 from npc.minds.state import BY_BUILTIN, BY_HOOK
 
-SPOKEN_S = 2.0      # world seconds: a player's chat line equal to its talk this recently is not heard again
+SPOKEN_S = 2.0  # world seconds: a player's chat line equal to its talk this recently is not heard again
 
 
 def _same(a: str, b: str) -> bool:
@@ -38,7 +38,7 @@ def spoken(cast, m, speaker: Seen, text: str) -> Decision | None:
     guard = cast.guards.get(m.defn.id)
     if guard is None or not guard.has("on_hear"):
         return None
-    if len(cast.spoken) > 4096:     # bound (players' talks are rate-limited; hear() drops old ones too)
+    if len(cast.spoken) > 4096:  # bound (players' talks are rate-limited; hear() drops old ones too)
         cast.spoken.clear()
     cast.spoken[(m.eid, speaker.id)] = (text, cast.world.time_s)
     ctx = cast.context(m, cast.perceive(m))
@@ -53,8 +53,10 @@ def hear(cast, lines) -> None:
     defs = cast.def_list
     # per file: hooked (on_hear) / may answer players with a fallback line
     hooked_f = np.asarray([d is not None and cast.guards[d.id].has("on_hear") for d in defs], bool)
-    reply_f = np.asarray([d is not None and "talk" in d.allowed and d.params["talk"]["reply"]
-                          and not cast.model_replies for d in defs], bool)
+    reply_f = np.asarray(
+        [d is not None and "talk" in d.allowed and d.params["talk"]["reply"] and not cast.model_replies for d in defs],
+        bool,
+    )
     live = rows.live()
     if not len(live) or not (hooked_f.any() or reply_f.any()):
         return
@@ -67,9 +69,8 @@ def hear(cast, lines) -> None:
     radius = np.asarray([d.senses["hear"] if d is not None else 0.0 for d in defs])[defi]
     hooked = hooked_f[defi]
     # players' lines reach every listener; NPCs' lines only those with on_hear (the built-in answers players)
-    seen: dict = {}          # a listener's perception, made once per tick however many lines it hears
-    for mine, who in ((lambda ln: ln.kind == PLAYER, np.ones(len(eids), bool)),
-                      (lambda ln: ln.kind != PLAYER, hooked)):
+    seen: dict = {}  # a listener's perception, made once per tick however many lines it hears
+    for mine, who in ((lambda ln: ln.kind == PLAYER, np.ones(len(eids), bool)), (lambda ln: ln.kind != PLAYER, hooked)):
         said = [ln for ln in lines if mine(ln)]
         if not said or not who.any():
             continue
@@ -77,7 +78,7 @@ def hear(cast, lines) -> None:
         where = np.asarray([(ln.x, ln.y) for ln in said], np.float64)
         # only this pass's listeners are located: NPCs' lines reach the few hooked ones, not every NPC
         _, pos = world.locate(eids[sel])
-        pairs = nearby.within(where, float(radius[sel].max()), pos)    # (line, listener), nearest first
+        pairs = nearby.within(where, float(radius[sel].max()), pos)  # (line, listener), nearest first
         for li, j, d in zip(pairs.query.tolist(), sel[pairs.entity].tolist(), pairs.dist.tolist()):
             line = said[li]
             if d > radius[j]:
@@ -109,9 +110,18 @@ def _heard(cast, m, line, dist: float, seen: dict) -> None:
             cast.act(m, ctx.intent, BY_HOOK)
             return
     talk = m.defn.params["talk"]
-    if (line.kind == PLAYER and "talk" in m.defn.allowed and talk["reply"] and not cast.model_replies
-            and dist <= talk["distance"] and world.alive(line.speaker)):
+    if (
+        line.kind == PLAYER
+        and "talk" in m.defn.allowed
+        and talk["reply"]
+        and not cast.model_replies
+        and dist <= talk["distance"]
+        and world.alive(line.speaker)
+    ):
         text = reply_line(m.defn, m.state, speaker, world.name_of(m.eid))
         m.state.replies += 1
-        cast.act(m, Decision("talk", target=line.speaker, say=text, activity="talking",
-                             reason=f"answering {line.name}"), BY_BUILTIN)
+        cast.act(
+            m,
+            Decision("talk", target=line.speaker, say=text, activity="talking", reason=f"answering {line.name}"),
+            BY_BUILTIN,
+        )

@@ -36,42 +36,44 @@ ACTION_PATROL = ACTION_INDEX["patrol"]
 @dataclass(frozen=True, slots=True)
 class Sight:
     defn: Definition
-    now_s: float                 # world seconds
-    minute: float                # game minutes since midnight, 0..1440
-    day: int                     # game day
-    block: Block | None          # the file's schedule block now (the same for every row)
+    now_s: float  # world seconds
+    minute: float  # game minutes since midnight, 0..1440
+    day: int  # game day
+    block: Block | None  # the file's schedule block now (the same for every row)
     # -- one row per due NPC (n) --
-    eid: np.ndarray              # (n,) int64 entity id
-    pos: np.ndarray              # (n, 2) float64
-    at: np.ndarray               # (n,) int32 the place it is at (within World.place_radius), -1
-    stats: np.ndarray            # (n, len(defn.needs)) float64 need levels 0..100, in the file's order
-    tending: np.ndarray          # (n, len(defn.needs)) bool: being tended now (below low, not yet back to full)
-    patrol: np.ndarray           # (n,) int32 the patrol stop now (index into block.route), after any advance
-    sched_place: np.ndarray      # (n,) int32 the schedule's place now: the patrol stop or the block's `at`, -1
-    gifts: np.ndarray            # (n,) int64 items given so far (which item is next)
+    eid: np.ndarray  # (n,) int64 entity id
+    pos: np.ndarray  # (n, 2) float64
+    at: np.ndarray  # (n,) int32 the place it is at (within World.place_radius), -1
+    stats: np.ndarray  # (n, len(defn.needs)) float64 need levels 0..100, in the file's order
+    tending: np.ndarray  # (n, len(defn.needs)) bool: being tended now (below low, not yet back to full)
+    patrol: np.ndarray  # (n,) int32 the patrol stop now (index into block.route), after any advance
+    sched_place: np.ndarray  # (n,) int32 the schedule's place now: the patrol stop or the block's `at`, -1
+    gifts: np.ndarray  # (n,) int64 items given so far (which item is next)
     # the current intent (World.columns)
-    action: np.ndarray           # (n,) int8 index into ACTIONS
-    place: np.ndarray            # (n,) int32 its place (GOTO), -1
-    target: np.ndarray           # (n,) int64 its entity (follow, approach, flee), -1
-    arrived: np.ndarray          # (n,) bool
-    since: np.ndarray            # (n,) float64 world s when it was set
-    arrived_at: np.ndarray       # (n,) float64 world s when it last arrived, nan
-    activity: np.ndarray         # (n,) object
+    action: np.ndarray  # (n,) int8 index into ACTIONS
+    place: np.ndarray  # (n,) int32 its place (GOTO), -1
+    target: np.ndarray  # (n,) int64 its entity (follow, approach, flee), -1
+    arrived: np.ndarray  # (n,) bool
+    since: np.ndarray  # (n,) float64 world s when it was set
+    arrived_at: np.ndarray  # (n,) float64 world s when it last arrived, nan
+    activity: np.ndarray  # (n,) object
     # the intent's target, when it is alive (at any distance)
-    t_alive: np.ndarray          # (n,) bool
-    t_dist: np.ndarray           # (n,) float64 distance to it, nan when not alive
-    t_near_s: np.ndarray         # (n,) float64 seconds it has been within notice (0 when not)
+    t_alive: np.ndarray  # (n,) bool
+    t_dist: np.ndarray  # (n,) float64 distance to it, nan when not alive
+    t_near_s: np.ndarray  # (n,) float64 seconds it has been within notice (0 when not)
     # players within `notice`, as pairs sorted by (row, distance): row i's are [start[i], start[i + 1])
-    start: np.ndarray            # (n + 1,) int64
-    p_row: np.ndarray            # (M,) int64
-    p_id: np.ndarray             # (M,) int64 entity id
-    p_dist: np.ndarray           # (M,) float64
-    p_pos: np.ndarray            # (M, 2) float64
-    p_near_s: np.ndarray         # (M,) float64 seconds within notice (suspicious after follow.linger)
-    p_greeted: np.ndarray        # (M,) float64 world s this NPC last greeted this player, -inf
-    p_given: np.ndarray          # (M,) float64 world s of its last gift to this player, -inf
-    p_approached: np.ndarray     # (M,) float64 world s it last approached this player, -inf
-    row: np.ndarray | None = None  # (n,) int64 each NPC's row in the state table (npc/minds/state.py), when built by look
+    start: np.ndarray  # (n + 1,) int64
+    p_row: np.ndarray  # (M,) int64
+    p_id: np.ndarray  # (M,) int64 entity id
+    p_dist: np.ndarray  # (M,) float64
+    p_pos: np.ndarray  # (M, 2) float64
+    p_near_s: np.ndarray  # (M,) float64 seconds within notice (suspicious after follow.linger)
+    p_greeted: np.ndarray  # (M,) float64 world s this NPC last greeted this player, -inf
+    p_given: np.ndarray  # (M,) float64 world s of its last gift to this player, -inf
+    p_approached: np.ndarray  # (M,) float64 world s it last approached this player, -inf
+    row: np.ndarray | None = (
+        None  # (n,) int64 each NPC's row in the state table (npc/minds/state.py), when built by look
+    )
 
     def __len__(self) -> int:
         return len(self.eid)
@@ -82,8 +84,9 @@ class Sight:
         return np.diff(self.start)
 
 
-def look(world, defn: Definition, eids: np.ndarray, rows: np.ndarray, table, ledger, players,
-         advance: bool = True) -> Sight:
+def look(
+    world, defn: Definition, eids: np.ndarray, rows: np.ndarray, table, ledger, players, advance: bool = True
+) -> Sight:
     """The Sight of these due NPCs of `defn` (their state rows in `table`, npc/minds/state.py), and
     the perceiving part of the built-in state advanced: noticed times, tending, patrol stop.
     `players`: (ids (P,), centres (P, 2), nearby.Index of the centres) of the players this tick. advance=False: only
@@ -91,8 +94,16 @@ def look(world, defn: Definition, eids: np.ndarray, rows: np.ndarray, table, led
     return look_many(world, [(defn, 0, len(eids))], eids, rows, table, ledger, players, advance)[0]
 
 
-def look_many(world, parts: Sequence[tuple[Definition, int, int]], eids: np.ndarray, rows: np.ndarray, table,
-              ledger, players, advance: bool = True) -> list[Sight]:
+def look_many(
+    world,
+    parts: Sequence[tuple[Definition, int, int]],
+    eids: np.ndarray,
+    rows: np.ndarray,
+    table,
+    ledger,
+    players,
+    advance: bool = True,
+) -> list[Sight]:
     """`look` for a whole tick's due NPCs at once: parts[k] = (defn, lo, hi) says that eids[lo:hi] (state
     rows rows[lo:hi]) run `defn`; the parts cover eids in order. The world's columns, the grid query for
     the players within each file's notice radius, the targets and the ledger's times are gathered once
@@ -103,7 +114,7 @@ def look_many(world, parts: Sequence[tuple[Definition, int, int]], eids: np.ndar
     eids = np.asarray(eids, np.int64)
     rows = np.asarray(rows, np.int64)
     n = len(eids)
-    names: dict[str, int] = {}                      # the parts' need names -> column of cols.stats
+    names: dict[str, int] = {}  # the parts' need names -> column of cols.stats
     for defn, _, _ in parts:
         for nd in defn.needs:
             names.setdefault(nd.name, len(names))
@@ -124,7 +135,7 @@ def look_many(world, parts: Sequence[tuple[Definition, int, int]], eids: np.ndar
     alive &= cols.target >= 0
     t_dist = np.where(alive, np.hypot(tpos[:, 0] - cols.pos[:, 0], tpos[:, 1] - cols.pos[:, 1]), np.nan)
     t_near = np.zeros(n)
-    if alive.any():      # the target's time within notice: from this look's pairs
+    if alive.any():  # the target's time within notice: from this look's pairs
         hit = np.flatnonzero(p_id == cols.target[pairs.query])
         t_near[pairs.query[hit]] = (now - since)[hit]
     at = world.places_at(cols.pos)
@@ -167,8 +178,12 @@ def look_many(world, parts: Sequence[tuple[Definition, int, int]], eids: np.ndar
             i = patrol % len(route)
             pause = defn.params["patrol"]["pause"]
             arrived_at = cols.arrived_at[lo:hi]
-            done = ((action == ACTION_PATROL) & (place == route[i]) & ~np.isnan(arrived_at)
-                    & (now - np.nan_to_num(arrived_at, nan=now) >= pause))
+            done = (
+                (action == ACTION_PATROL)
+                & (place == route[i])
+                & ~np.isnan(arrived_at)
+                & (now - np.nan_to_num(arrived_at, nan=now) >= pause)
+            )
             i = np.where(done, (i + 1) % len(route), i)
             patrol = i.astype(np.int32)
             if advance:
@@ -178,16 +193,43 @@ def look_many(world, parts: Sequence[tuple[Definition, int, int]], eids: np.ndar
             sched[:] = index_of[block.at]
 
         a, b = int(pairs.start[lo]), int(pairs.start[hi])
-        out.append(Sight(
-            defn=defn, now_s=now, minute=gt.minute, day=gt.day, block=block,
-            eid=eids[lo:hi], pos=cols.pos[lo:hi], at=at[lo:hi], stats=stats, tending=tending, patrol=patrol,
-            sched_place=sched, gifts=gifts[lo:hi],
-            action=action, place=place, target=cols.target[lo:hi], arrived=cols.arrived[lo:hi],
-            since=cols.since[lo:hi], arrived_at=cols.arrived_at[lo:hi], activity=cols.activity[lo:hi],
-            t_alive=alive[lo:hi], t_dist=t_dist[lo:hi], t_near_s=t_near[lo:hi],
-            start=pairs.start[lo:hi + 1] - a, p_row=pairs.query[a:b] - lo, p_id=p_id[a:b], p_dist=pairs.dist[a:b],
-            p_pos=p_pos[a:b], p_near_s=p_near_s[a:b], p_greeted=greeted[a:b], p_given=given[a:b],
-            p_approached=approached[a:b], row=r))
+        out.append(
+            Sight(
+                defn=defn,
+                now_s=now,
+                minute=gt.minute,
+                day=gt.day,
+                block=block,
+                eid=eids[lo:hi],
+                pos=cols.pos[lo:hi],
+                at=at[lo:hi],
+                stats=stats,
+                tending=tending,
+                patrol=patrol,
+                sched_place=sched,
+                gifts=gifts[lo:hi],
+                action=action,
+                place=place,
+                target=cols.target[lo:hi],
+                arrived=cols.arrived[lo:hi],
+                since=cols.since[lo:hi],
+                arrived_at=cols.arrived_at[lo:hi],
+                activity=cols.activity[lo:hi],
+                t_alive=alive[lo:hi],
+                t_dist=t_dist[lo:hi],
+                t_near_s=t_near[lo:hi],
+                start=pairs.start[lo : hi + 1] - a,
+                p_row=pairs.query[a:b] - lo,
+                p_id=p_id[a:b],
+                p_dist=pairs.dist[a:b],
+                p_pos=p_pos[a:b],
+                p_near_s=p_near_s[a:b],
+                p_greeted=greeted[a:b],
+                p_given=given[a:b],
+                p_approached=approached[a:b],
+                row=r,
+            )
+        )
     return out
 
 
@@ -198,18 +240,45 @@ def perception(s: Sight, i: int, world) -> Perception:
 
     places = world.places
     lo, hi = int(s.start[i]), int(s.start[i + 1])
-    seen = tuple(Seen(int(s.p_id[j]), world.name_of(int(s.p_id[j])), "player", float(s.p_dist[j]),
-                      float(s.p_pos[j, 0]), float(s.p_pos[j, 1]), float(s.p_near_s[j])) for j in range(lo, hi))
+    seen = tuple(
+        Seen(
+            int(s.p_id[j]),
+            world.name_of(int(s.p_id[j])),
+            "player",
+            float(s.p_dist[j]),
+            float(s.p_pos[j, 0]),
+            float(s.p_pos[j, 1]),
+            float(s.p_near_s[j]),
+        )
+        for j in range(lo, hi)
+    )
     eid = int(s.eid[i])
     x, y = float(s.pos[i, 0]), float(s.pos[i, 1])
     target = None
     if s.t_alive[i]:
         t = int(s.target[i])
         tx, ty = world.position(t)
-        target = Seen(t, world.name_of(t), "player" if world.kind_of(t) == PLAYER else "npc", float(s.t_dist[i]),
-                      tx, ty, float(s.t_near_s[i]))
+        target = Seen(
+            t,
+            world.name_of(t),
+            "player" if world.kind_of(t) == PLAYER else "npc",
+            float(s.t_dist[i]),
+            tx,
+            ty,
+            float(s.t_near_s[i]),
+        )
     at = int(s.at[i])
-    return Perception(eid, world.name_of(eid), s.now_s, GameTime(s.day, s.minute), x, y,
-                      places[at] if at >= 0 else None,
-                      {nd.name: float(s.stats[i, k]) for k, nd in enumerate(s.defn.needs)},
-                      world.intent(eid), s.block, seen, target)
+    return Perception(
+        eid,
+        world.name_of(eid),
+        s.now_s,
+        GameTime(s.day, s.minute),
+        x,
+        y,
+        places[at] if at >= 0 else None,
+        {nd.name: float(s.stats[i, k]) for k, nd in enumerate(s.defn.needs)},
+        world.intent(eid),
+        s.block,
+        seen,
+        target,
+    )

@@ -27,20 +27,23 @@ class Rows:
     def __init__(self, capacity: int = 256):
         self.row_of: dict[int, int] = {}
         self._free: list[int] = []
-        self.n = 0                                  # high-water mark of rows used
+        self.n = 0  # high-water mark of rows used
         self._alloc(capacity)
 
     def _alloc(self, cap: int) -> None:
-        old = {k: getattr(self, k) for k in ("eid", "defi", "tending", "patrol", "gifts", "by", "why", "need")
-               if hasattr(self, k)}
-        self.eid = np.zeros(cap, np.int64)          # 0: a free row
-        self.defi = np.full(cap, -1, np.int32)      # index into the cast's definitions list
-        self.tending = np.zeros(cap, np.uint64)     # bit k: need k of the file is being tended
-        self.patrol = np.zeros(cap, np.int32)       # the current stop of a patrol route
-        self.gifts = np.zeros(cap, np.int64)        # items given so far
-        self.by = np.zeros(cap, np.int8)            # BY_* of the last decision
-        self.why = np.zeros(cap, np.int8)           # the built-in's WHY_* code of it (builtin.Verdict.why)
-        self.need = np.full(cap, -1, np.int16)      # the need of a WHY_NEED decision
+        old = {
+            k: getattr(self, k)
+            for k in ("eid", "defi", "tending", "patrol", "gifts", "by", "why", "need")
+            if hasattr(self, k)
+        }
+        self.eid = np.zeros(cap, np.int64)  # 0: a free row
+        self.defi = np.full(cap, -1, np.int32)  # index into the cast's definitions list
+        self.tending = np.zeros(cap, np.uint64)  # bit k: need k of the file is being tended
+        self.patrol = np.zeros(cap, np.int32)  # the current stop of a patrol route
+        self.gifts = np.zeros(cap, np.int64)  # items given so far
+        self.by = np.zeros(cap, np.int8)  # BY_* of the last decision
+        self.why = np.zeros(cap, np.int8)  # the built-in's WHY_* code of it (builtin.Verdict.why)
+        self.need = np.full(cap, -1, np.int16)  # the need of a WHY_NEED decision
         for k, v in old.items():
             getattr(self, k)[: len(v)] = v
         self.capacity = cap
@@ -82,7 +85,7 @@ class PairTimes:
     def __init__(self):
         self.keys = np.zeros(0, np.int64)
         self.times = np.zeros(0, np.float64)
-        self._later: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []   # staged writes (`later`)
+        self._later: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # staged writes (`later`)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -99,14 +102,14 @@ class PairTimes:
         if not len(k):
             return
         t = np.broadcast_to(np.asarray(t, np.float64), k.shape)
-        k, last = np.unique(k[::-1], return_index=True)          # one value per key: the last given wins
+        k, last = np.unique(k[::-1], return_index=True)  # one value per key: the last given wins
         t = t[::-1][last]
         i = np.searchsorted(self.keys, k)
         hit = np.zeros(len(k), bool)
         inside = i < len(self.keys)
         hit[inside] = self.keys[i[inside]] == k[inside]
         self.times[i[hit]] = t[hit]
-        new = ~hit                                              # inserted in order: no re-sort (O(L) copy)
+        new = ~hit  # inserted in order: no re-sort (O(L) copy)
         if new.any():
             self.keys = np.insert(self.keys, i[new], k[new])
             self.times = np.insert(self.times, i[new], t[new])
@@ -127,7 +130,7 @@ class PairTimes:
         """Every entry of the NPCs `npcs` is replaced by the given pairs (a new 'within notice' set)."""
         if len(self.keys) and len(npcs):
             npcs = np.asarray(npcs, np.int64)
-            lo = np.searchsorted(self.keys, npcs << 32)        # an NPC's entries are one run of the keys
+            lo = np.searchsorted(self.keys, npcs << 32)  # an NPC's entries are one run of the keys
             hi = np.searchsorted(self.keys, (npcs + 1) << 32)
             counts = hi - lo
             total = int(counts.sum())
@@ -161,7 +164,7 @@ class Phased:
     def __init__(self, k: int):
         self.k = k
         self.parts = [PairTimes() for _ in range(k)]
-        self._later: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []   # staged writes (`later`)
+        self._later: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # staged writes (`later`)
 
     def __len__(self) -> int:
         return sum(len(p) for p in self.parts)
@@ -172,7 +175,7 @@ class Phased:
 
     def _split(self, npc: np.ndarray):
         phase = np.asarray(npc, np.int64) % self.k
-        if len(phase) and phase.min() == phase.max():      # a tick's due NPCs: mostly one phase (no sort)
+        if len(phase) and phase.min() == phase.max():  # a tick's due NPCs: mostly one phase (no sort)
             yield int(phase[0]), slice(None)
             return
         for ph in np.unique(phase).tolist():
@@ -224,14 +227,20 @@ class Ledger:
         self.greeted = Phased(phases)
         self.given = Phased(phases)
         self.approached = Phased(phases)
-        self._noticed_now: list[tuple[np.ndarray, ...]] = []     # this tick's new noticed sets, not yet written
+        self._noticed_now: list[tuple[np.ndarray, ...]] = []  # this tick's new noticed sets, not yet written
 
     def notice(self, npcs: np.ndarray, npc: np.ndarray, player: np.ndarray, since: np.ndarray) -> None:
         """The noticed sets of these NPCs, written at `commit` (the end of the think step): one rewrite of
         the phase's table per tick instead of one per NPC file. Reads in between see the old sets, which
         hold the same `since` for every pair still within notice (new pairs read as "now" either way)."""
-        self._noticed_now.append((np.asarray(npcs, np.int64), np.asarray(npc, np.int64),
-                                  np.asarray(player, np.int64), np.asarray(since, np.float64)))
+        self._noticed_now.append(
+            (
+                np.asarray(npcs, np.int64),
+                np.asarray(npc, np.int64),
+                np.asarray(player, np.int64),
+                np.asarray(since, np.float64),
+            )
+        )
 
     def commit(self) -> None:
         """Write what this think staged: the noticed sets, and the greeted / given / approached times."""

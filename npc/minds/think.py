@@ -42,7 +42,7 @@ from npc.minds.perception import Seen
 from npc.minds.sight import Sight, look, look_many, perception
 from npc.minds.state import BY_BUILTIN, BY_HOOK, BY_NAMES, BY_POLICY
 
-URGENT_PER_TICK = 64       # NPCs thinking out of turn (after a reload, a spawn) per tick at most; the rest wait
+URGENT_PER_TICK = 64  # NPCs thinking out of turn (after a reload, a spawn) per tick at most; the rest wait
 # NPCs whose policy answer missed (late, dropped, failed, skipped) are decided by the built-in in slices of
 # at most this share of a tick's regular thinks (at least FALLBACK_MIN), oldest first; the rest wait in
 # `cast.fallback` for a later tick, or for their own turn (then the built-in decides them too). A failed
@@ -57,6 +57,7 @@ TALK, GIVE, APPROACH = (ACTIONS.index(a) for a in ("talk", "give_item", "approac
 @dataclass
 class Answers:
     """What a decider has for the cast at the start of a tick."""
+
     replies: list[tuple[Sight, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
     # (the sight asked, action (n,) int8, target (n,) int64, place (n,) int32): decoded on-time answers
     missed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
@@ -69,9 +70,9 @@ def think(cast) -> None:
     if decider is not None:
         try:
             answers = decider.begin_tick(world.time_s)
-        except Exception as e:       # a decider bug costs its decisions, never the tick
+        except Exception as e:  # a decider bug costs its decisions, never the tick
             cast.internal(e, None)
-    held = cast.held()             # in a conversation: nothing re-thinks them (npc/dialogue/service.py)
+    held = cast.held()  # in a conversation: nothing re-thinks them (npc/dialogue/service.py)
     if answers is not None:
         if len(answers.missed):
             cast.fallback = np.concatenate([cast.fallback, np.asarray(answers.missed, np.int64)])
@@ -84,7 +85,7 @@ def think(cast) -> None:
                     apply_verdict(cast, s, v, BY_POLICY)
             except Exception as e:
                 cast.internal(e, None)
-        cast.ledger.commit()       # the answers' greetings written before anyone looks again
+        cast.ledger.commit()  # the answers' greetings written before anyone looks again
 
     live = rows.live()
     if not len(live):
@@ -118,16 +119,16 @@ def _fallback(cast, eids: np.ndarray, due: np.ndarray) -> np.ndarray:
     if not len(q):
         return forced
     _, first = np.unique(q, return_index=True)
-    q = q[np.sort(first)]                                   # each NPC once, at its oldest place in the queue
+    q = q[np.sort(first)]  # each NPC once, at its oldest place in the queue
     if not len(eids):
         cast.fallback = q[:0]
         return forced
     order = np.argsort(eids, kind="stable")
-    pos = order[np.searchsorted(eids[order], q).clip(0, len(eids) - 1)]    # each one's index in eids
+    pos = order[np.searchsorted(eids[order], q).clip(0, len(eids) - 1)]  # each one's index in eids
     live = eids[pos] == q
     q, pos = q[live], pos[live]
     now = due[pos]
-    forced[pos[now]] = True           # thinking at their turn anyway: the built-in decides them (no slice)
+    forced[pos[now]] = True  # thinking at their turn anyway: the built-in decides them (no slice)
     q, pos = q[~now], pos[~now]
     n = max(FALLBACK_MIN, int(FALLBACK_SHARE * int(due.sum())))
     forced[pos[:n]] = True
@@ -141,7 +142,7 @@ def _think_due(cast, eids: np.ndarray, rows: np.ndarray, forced: np.ndarray) -> 
     the decider's ask, or the built-in's verdict (and hooks) applied."""
     decider, table = cast.decider, cast.rows
     defi = table.defi[rows]
-    plan = []                                        # (defn, what, eids, rows): the parts, in order
+    plan = []  # (defn, what, eids, rows): the parts, in order
     order = np.argsort(defi, kind="stable")
     eids, rows, forced, defi = eids[order], rows[order], forced[order], defi[order]
     for group in np.split(np.arange(len(eids)), np.flatnonzero(np.diff(defi)) + 1):
@@ -167,8 +168,15 @@ def _think_due(cast, eids: np.ndarray, rows: np.ndarray, forced: np.ndarray) -> 
         return
     take_rows = np.concatenate([g for _, _, g in plan])
     bounds = np.cumsum([0] + [len(g) for _, _, g in plan])
-    sights = look_many(cast.world, [(d, int(bounds[k]), int(bounds[k + 1])) for k, (d, _, _) in enumerate(plan)],
-                       eids[take_rows], rows[take_rows], table, cast.ledger, cast.players())
+    sights = look_many(
+        cast.world,
+        [(d, int(bounds[k]), int(bounds[k + 1])) for k, (d, _, _) in enumerate(plan)],
+        eids[take_rows],
+        rows[take_rows],
+        table,
+        cast.ledger,
+        cast.players(),
+    )
     for (defn, what, _), sight in zip(plan, sights):
         try:
             if what == "ask":
@@ -240,6 +248,7 @@ def _events(m, p) -> list[Event]:
 
 # -- applying ---------------------------------------------------------------------------------------
 
+
 def apply_verdict(cast, sight: Sight, v, by: int) -> None:
     """Row i's decision reaches the world only where it differs from the NPC's current intent."""
     world, rows = cast.world, cast.rows
@@ -253,33 +262,39 @@ def apply_verdict(cast, sight: Sight, v, by: int) -> None:
     act_ = v.action[idx]
     activity = v.activity[idx]
     want = np.where(np.equal(activity, None), ACTION_NAMES[act_], activity)  # type: ignore[call-overload]  # stubs: no None operand
-    changed = ((act_ != cur.action) | (v.place[idx] != cur.place) | (v.target[idx] != cur.target)
-               | (want != cur.activity) | (v.say[idx] != builtin.SAY_NONE))
+    changed = (
+        (act_ != cur.action)
+        | (v.place[idx] != cur.place)
+        | (v.target[idx] != cur.target)
+        | (want != cur.activity)
+        | (v.say[idx] != builtin.SAY_NONE)
+    )
     r = sight.row[idx] if sight.row is not None else rows.rows(eids.tolist())
     rows.by[r] = by
     rows.why[r] = v.why[idx]
     rows.need[r] = v.need[idx]
-    approach = (act_ == APPROACH) & (v.target[idx] >= 0) & ~changed     # a continued approach: still counts
+    approach = (act_ == APPROACH) & (v.target[idx] >= 0) & ~changed  # a continued approach: still counts
     if approach.any():
         cast.ledger.approached.later(eids[approach], v.target[idx][approach], now)
     same = ~changed
     if same.any() and any(nd.during for nd in sight.defn.needs):
         _rates(world, sight.defn, eids[same], cur, same)
     done = _set(cast, sight, v, idx, changed, now)
-    if done.any() and sight.defn.needs:      # the new intents' need rates, all at once
+    if done.any() and sight.defn.needs:  # the new intents' need rates, all at once
         _rates(world, sight.defn, eids[done], world.columns(eids[done]), np.ones(int(done.sum()), bool))
-    if done.any():                     # who was greeted, given to, approached: one write per kind
+    if done.any():  # who was greeted, given to, approached: one write per kind
         led, tgt = cast.ledger, v.target[idx]
         for kind, code in ((led.greeted, TALK), (led.given, GIVE), (led.approached, APPROACH)):
             sel = done & (act_ == code) & (tgt >= 0)
             if sel.any():
-                kind.later(eids[sel], tgt[sel], now)          # written at the think's ledger.commit
+                kind.later(eids[sel], tgt[sel], now)  # written at the think's ledger.commit
         gave = done & (act_ == GIVE) & (tgt >= 0)
         if gave.any():
             np.add.at(rows.gifts, r[gave], 1)
             items = v.item[idx][gave]
-            cast.gifts.extend((e, t, i) for e, t, i in zip(eids[gave].tolist(), tgt[gave].tolist(), items.tolist())
-                              if i is not None)
+            cast.gifts.extend(
+                (e, t, i) for e, t, i in zip(eids[gave].tolist(), tgt[gave].tolist(), items.tolist()) if i is not None
+            )
 
 
 def _set(cast, sight: Sight, v, idx: np.ndarray, changed: np.ndarray, now: float) -> np.ndarray:
@@ -292,17 +307,33 @@ def _set(cast, sight: Sight, v, idx: np.ndarray, changed: np.ndarray, now: float
         return done
     allowed = np.asarray([a in defn.allowed for a in ACTIONS])
     i = idx[ch]
-    fits = allowed[v.action[i]]               # the last line of defence: the file's allowed list
+    fits = allowed[v.action[i]]  # the last line of defence: the file's allowed list
     for k in np.flatnonzero(~fits).tolist():
-        cast.report(Report("intent", f"{ACTIONS[int(v.action[i[k]])]!r} is not allowed; ignored", defn.file,
-                           defn.id, int(sight.eid[i[k]]), at_s=now))
+        cast.report(
+            Report(
+                "intent",
+                f"{ACTIONS[int(v.action[i[k]])]!r} is not allowed; ignored",
+                defn.file,
+                defn.id,
+                int(sight.eid[i[k]]),
+                at_s=now,
+            )
+        )
     ch, i = ch[fits], i[fits]
     ok = world.set_intents(sight.eid[i], v.action[i], v.place[i], v.target[i], v.distance[i], v.activity[i])
     for k in np.flatnonzero(~ok).tolist():
-        cast.report(Report("intent", f"{ACTIONS[int(v.action[i[k]])]} could not be done: no such place or live "
-                           "target", defn.file, defn.id, int(sight.eid[i[k]]), at_s=now))
+        cast.report(
+            Report(
+                "intent",
+                f"{ACTIONS[int(v.action[i[k]])]} could not be done: no such place or live target",
+                defn.file,
+                defn.id,
+                int(sight.eid[i[k]]),
+                at_s=now,
+            )
+        )
     done[ch[ok]] = True
-    talking = i[ok][v.say[i[ok]] != builtin.SAY_NONE]          # greetings and gifts: filled and said at once
+    talking = i[ok][v.say[i[ok]] != builtin.SAY_NONE]  # greetings and gifts: filled and said at once
     if len(talking):
         lines = builtin.say_lines(v, talking, sight, world.names_of)
         said = [k for k, line in enumerate(lines) if line]
@@ -321,7 +352,7 @@ def reason_now(cast, m) -> str:
     if row is None:
         return m.reason
     code = int(cast.rows.why[row])
-    if not 0 <= code < len(builtin.REASONS):     # -1: decided through act(), which kept its words
+    if not 0 <= code < len(builtin.REASONS):  # -1: decided through act(), which kept its words
         return m.reason
     text = builtin.REASONS[code]
     world, d = cast.world, m.defn
@@ -329,9 +360,12 @@ def reason_now(cast, m) -> str:
     it = world.intent(m.eid)
     who = world.name_of(it.target) if it.target is not None and world.alive(it.target) else "someone"
     block = d.block_at(world.game_time.minute)
-    return text.format(need=d.needs[need].name if 0 <= need < len(d.needs) else "a need",
-                       value=world.stats(m.eid).get(d.needs[need].name, 0.0) if 0 <= need < len(d.needs) else 0.0,
-                       label=block.label if block is not None else "", who=who)
+    return text.format(
+        need=d.needs[need].name if 0 <= need < len(d.needs) else "a need",
+        value=world.stats(m.eid).get(d.needs[need].name, 0.0) if 0 <= need < len(d.needs) else 0.0,
+        label=block.label if block is not None else "",
+        who=who,
+    )
 
 
 def _rates(world, defn, eids: np.ndarray, cur, rows: np.ndarray) -> None:
@@ -345,10 +379,12 @@ def _rates(world, defn, eids: np.ndarray, cur, rows: np.ndarray) -> None:
         code = cur.action[rows][d].astype(np.int64)
         activity = cur.activity[rows][d]
         pairs: dict[tuple, int] = {}
-        which = np.fromiter((pairs.setdefault((a, c), len(pairs)) for a, c in zip(activity.tolist(), code.tolist())),
-                            np.int64, len(d))
-        extra = np.asarray([[nd.during.get(a, nd.during.get(ACTION_NAMES[c], 0.0)) for nd in defn.needs]
-                            for a, c in pairs], np.float64).reshape(len(pairs), len(defn.needs))
+        which = np.fromiter(
+            (pairs.setdefault((a, c), len(pairs)) for a, c in zip(activity.tolist(), code.tolist())), np.int64, len(d)
+        )
+        extra = np.asarray(
+            [[nd.during.get(a, nd.during.get(ACTION_NAMES[c], 0.0)) for nd in defn.needs] for a, c in pairs], np.float64
+        ).reshape(len(pairs), len(defn.needs))
         rates[d] += extra[which]
     world.set_stat_rates_many(eids, tuple(nd.name for nd in defn.needs), rates)
 
@@ -361,15 +397,14 @@ def act(cast, m, d: Decision, by: int, why: int = -1, need: int = -1, record: bo
     world = cast.world
     now = world.time_s
     if d.action not in m.defn.allowed:
-        cast.report(Report("intent", f"{d.action!r} is not allowed; ignored", m.defn.file, m.defn.id, m.eid,
-                           at_s=now))
+        cast.report(Report("intent", f"{d.action!r} is not allowed; ignored", m.defn.file, m.defn.id, m.eid, at_s=now))
         return False
     try:
-        world.set_intent(m.eid, d.action, place=d.place, target=d.target, distance=d.distance,
-                         activity=d.activity, say=d.say)
+        world.set_intent(
+            m.eid, d.action, place=d.place, target=d.target, distance=d.distance, activity=d.activity, say=d.say
+        )
     except (ValueError, KeyError) as e:
-        cast.report(Report("intent", f"{d.action} could not be done: {e}", m.defn.file, m.defn.id, m.eid,
-                           at_s=now))
+        cast.report(Report("intent", f"{d.action} could not be done: {e}", m.defn.file, m.defn.id, m.eid, at_s=now))
         return False
     if d.say:
         m.said(d.say, now)
@@ -401,8 +436,16 @@ def _decision(cast, v, i: int, sight: Sight) -> Decision:
 def builtin_one(cast, m) -> Decision:
     """The built-in decision for one NPC now (a hook asking out of turn): its state is not advanced."""
     row = cast.rows.row_of[m.eid]
-    s = look(cast.world, m.defn, np.asarray([m.eid], np.int64), np.asarray([row]), cast.rows, cast.ledger,
-             cast.players(), advance=False)
+    s = look(
+        cast.world,
+        m.defn,
+        np.asarray([m.eid], np.int64),
+        np.asarray([row]),
+        cast.rows,
+        cast.ledger,
+        cast.players(),
+        advance=False,
+    )
     return _decision(cast, builtin.decide(s, cast.world.places), 0, s)
 
 
@@ -410,8 +453,11 @@ def who_decided(cast, m) -> dict:
     """For GET /npcs: who made the NPC's last decision, in words, and whether the policy may decide its file."""
     row = cast.rows.row_of.get(m.eid)
     by = BY_NAMES[int(cast.rows.by[row])] if row is not None else "none"
-    status = cast.decider.status(m.defn) if cast.decider is not None and hasattr(cast.decider, "status") else \
-        {"policy": False, "why": "no policy: the built-in behaviour decides (--decider builtin)"}
+    status = (
+        cast.decider.status(m.defn)
+        if cast.decider is not None and hasattr(cast.decider, "status")
+        else {"policy": False, "why": "no policy: the built-in behaviour decides (--decider builtin)"}
+    )
     guard = cast.guards.get(m.defn.id)
     if guard is not None and (guard.has("on_decide") or guard.has("on_event")):
         status = {"policy": False, "why": "the file has on_decide/on_event hooks: hooks and the built-in decide"}
@@ -420,6 +466,7 @@ def who_decided(cast, m) -> dict:
 
 
 # -- subsets of a sight -----------------------------------------------------------------------------
+
 
 def _still(cast, sight: Sight) -> np.ndarray:
     """Rows whose NPC is still there, running the same definition (array checks on the state table)."""

@@ -53,15 +53,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("npcworld.npc")
 
 OUTCOMES = ("on_time", "late", "dropped", "failed", "skipped")
-LATENCY_KEPT = 4096    # newest decision latencies kept (for benchmarks), seconds
+LATENCY_KEPT = 4096  # newest decision latencies kept (for benchmarks), seconds
 GUARD_TIMEOUT_S = 60.0  # a guard's pool requests wait this long (off the tick) before the file stays built-in
 
 
 class PolicyDecider:
     """The cast's decider (npc/policy/protocol.py) for the learned policy on a pool."""
 
-    def __init__(self, pool: Pool, world, budget_s: float, clock: Callable[[], float] = time.monotonic,
-                 max_pending: int = 8, guard: bool = True):
+    def __init__(
+        self,
+        pool: Pool,
+        world,
+        budget_s: float,
+        clock: Callable[[], float] = time.monotonic,
+        max_pending: int = 8,
+        guard: bool = True,
+    ):
         self.pool = pool
         self.world = world
         self.budget_s = budget_s
@@ -69,14 +76,14 @@ class PolicyDecider:
         self.max_pending = max_pending
         self.inbox = Inbox()
         self.asked: list[Sight] = []
-        self._skipped: list[np.ndarray] = []                # rows not sent (too many in flight): built-in next tick
-        self.pending: dict[int, tuple] = {}                 # id(future) -> (future, sights, rows, deadline)
-        self.decisions = {o: 0 for o in OUTCOMES}           # NPC decisions by outcome (rows per request)
-        self.rejected = 0                                   # answers that could not be applied (masks)
+        self._skipped: list[np.ndarray] = []  # rows not sent (too many in flight): built-in next tick
+        self.pending: dict[int, tuple] = {}  # id(future) -> (future, sights, rows, deadline)
+        self.decisions = {o: 0 for o in OUTCOMES}  # NPC decisions by outcome (rows per request)
+        self.rejected = 0  # answers that could not be applied (masks)
         self.latencies: collections.deque = collections.deque(maxlen=LATENCY_KEPT)
         self.batch_rows: collections.deque = collections.deque(maxlen=LATENCY_KEPT)
-        self.audit = False                                  # also compute the built-in on answers (bench only)
-        self.agree = [0, 0]                                 # audited rows: (same action, all)
+        self.audit = False  # also compute the built-in on answers (bench only)
+        self.agree = [0, 0]  # audited rows: (same action, all)
         # the guard: per definition id, (definition checked, Check or None while running)
         self.checks: dict[str, tuple[Definition, Check | None]] = {}
         self.guard = guard
@@ -90,7 +97,7 @@ class PolicyDecider:
         if getattr(defn, "decider", "auto") == "builtin" or not self.guard:
             return
         if {"on_decide", "on_event"} & set(getattr(defn, "hook_names", ())):
-            return      # never asked of the policy (its hooks decide): no rollout, whose hooks would log again
+            return  # never asked of the policy (its hooks decide): no rollout, whose hooks would log again
         with self._lock:
             self.checks[defn.id] = (defn, None)
         assert self._guards is not None  # made when guard is on (checked above)
@@ -101,10 +108,11 @@ class PolicyDecider:
 
         try:
             check = guard.agreement(defn, self.world.map, self._run_policy)
-        except Exception as e:          # the guard failing keeps the built-in: say why
+        except Exception as e:  # the guard failing keeps the built-in: say why
             log.exception("npc %s: the policy guard failed", defn.id)
-            check = guard.Check(defn.file, 0.0, 0.0, 0, False, f"the guard could not run ({e}): the built-in "
-                                "behaviour decides")
+            check = guard.Check(
+                defn.file, 0.0, 0.0, 0, False, f"the guard could not run ({e}): the built-in behaviour decides"
+            )
         with self._lock:
             if self.checks.get(defn.id, (None,))[0] is defn:
                 self.checks[defn.id] = (defn, check)
@@ -121,7 +129,7 @@ class PolicyDecider:
         if self._guards is None:
             return True
         try:
-            self._guards.submit(lambda: None).result(timeout)   # one guard thread: runs after the checks
+            self._guards.submit(lambda: None).result(timeout)  # one guard thread: runs after the checks
             return True
         except Exception:
             return False
@@ -145,16 +153,25 @@ class PolicyDecider:
             return {"policy": False, "why": 'the file says decider = "builtin"'}
         if not self.guard:
             if not self.serving():
-                return {"policy": False, "why": "no policy worker is ready (starting or restarting): the built-in "
-                        "behaviour decides meanwhile"}
+                return {
+                    "policy": False,
+                    "why": "no policy worker is ready (starting or restarting): the built-in "
+                    "behaviour decides meanwhile",
+                }
             return {"policy": True, "why": "the policy decides (no guard)"}
         hit = self.checks.get(defn.id)
         if hit is None or hit[0] is not defn or hit[1] is None:
-            return {"policy": False, "why": "checking the policy on this file; the built-in behaviour decides meanwhile"}
+            return {
+                "policy": False,
+                "why": "checking the policy on this file; the built-in behaviour decides meanwhile",
+            }
         c = hit[1]
         if c.ok and not self.serving():
-            return {"policy": False, "why": "no policy worker is ready (restarting): the built-in behaviour "
-                    "decides meanwhile", "agreement": round(float(c.agreement), 4)}
+            return {
+                "policy": False,
+                "why": "no policy worker is ready (restarting): the built-in behaviour decides meanwhile",
+                "agreement": round(float(c.agreement), 4),
+            }
         return {"policy": bool(c.ok), "why": c.reason, "agreement": round(float(c.agreement), 4)}
 
     # -- the cast's side ---------------------------------------------------------------------
@@ -166,7 +183,7 @@ class PolicyDecider:
         for fut in self.inbox.poll():
             entry = self.pending.pop(id(fut), None)
             if entry is None:
-                continue                 # already handed back as missed
+                continue  # already handed back as missed
             done.add(id(fut))
             _, sights, rows, _ = entry
             assert fut.outcome is not None  # it is done
@@ -187,7 +204,7 @@ class PolicyDecider:
                 missed.append(bad)
         now = self.clock()
         for key, (fut, sights, rows, deadline) in list(self.pending.items()):
-            if now > deadline:           # past its deadline and not back: the built-in decides now
+            if now > deadline:  # past its deadline and not back: the built-in decides now
                 del self.pending[key]
                 self.decisions["late"] += len(rows.eid)
                 missed.append(rows.eid)
@@ -202,7 +219,7 @@ class PolicyDecider:
         if action.shape != (len(rows.eid),) or target.shape != (len(rows.eid),):
             raise ValueError("answer of the wrong shape")
         d = observe.decode(rows.slots, action, target, rows.mask, rows.tmask, rows.finishing)
-        go = d.ok & ~rows.finishing          # finishing a talk or gift: nothing to apply
+        go = d.ok & ~rows.finishing  # finishing a talk or gift: nothing to apply
         self.rejected += int((~d.ok).sum())
         out, lo = [], 0
         for s in sights:
@@ -244,10 +261,11 @@ class PolicyDecider:
         try:
             rows = observe.rows(sights, tuple(w.map.world_size), w.place_positions(), w.of_kind(NPC)[1], w.places)
         except Exception:
-            self._skipped += [s.eid for s in sights]     # the built-in decides them at the next tick
+            self._skipped += [s.eid for s in sights]  # the built-in decides them at the next tick
             raise
-        fut = self.pool.submit({"obs": rows.obs, "mask": rows.mask, "tmask": rows.tmask},
-                               self.clock() + self.budget_s, inbox=self.inbox)
+        fut = self.pool.submit(
+            {"obs": rows.obs, "mask": rows.mask, "tmask": rows.tmask}, self.clock() + self.budget_s, inbox=self.inbox
+        )
         self.batch_rows.append(n)
         self.pending[id(fut)] = (fut, sights, rows, fut.deadline)
 
@@ -261,33 +279,59 @@ class PolicyDecider:
     def collect(self, prefix: str = "npcworld_npc") -> list[Metric]:
         """/metrics families (a prometheus-client collector): the decisions, the files' checks,
         and the pool's counters and its remote workers'."""
-        decisions = CounterMetricFamily(f"{prefix}_policy_decisions_total",
-                                        "NPC decisions asked of the policy, by outcome (on_time: applied; the others: "
-                                        "the built-in behaviour decided at the next tick).", labels=["outcome"])
+        decisions = CounterMetricFamily(
+            f"{prefix}_policy_decisions_total",
+            "NPC decisions asked of the policy, by outcome (on_time: applied; the others: "
+            "the built-in behaviour decided at the next tick).",
+            labels=["outcome"],
+        )
         for o, n in self.decisions.items():
             decisions.add_metric([o], n)
-        files = GaugeMetricFamily(f"{prefix}_policy_files", "NPC files the policy decides (1) or not (0), by file id.",
-                                  labels=["npc"])
+        files = GaugeMetricFamily(
+            f"{prefix}_policy_files", "NPC files the policy decides (1) or not (0), by file id.", labels=["npc"]
+        )
         with self._lock:  # (the guard thread writes checks)
             checks = sorted(self.checks.items())
         for k, (_, c) in checks:
             files.add_metric([k], int(bool(c is not None and c.ok)))
         running = sum(1 for _, (_, c) in checks if c is None)
-        return [decisions, files,
-                GaugeMetricFamily(f"{prefix}_policy_checks_running", "NPC files whose policy check is still running "
-                                  "(the built-in decides them meanwhile; a load test waits for 0).", value=running),
-                *self.pool.collect()]
+        return [
+            decisions,
+            files,
+            GaugeMetricFamily(
+                f"{prefix}_policy_checks_running",
+                "NPC files whose policy check is still running "
+                "(the built-in decides them meanwhile; a load test waits for 0).",
+                value=running,
+            ),
+            *self.pool.collect(),
+        ]
 
 
-def start_decider(world, *, weights: str | None, module: str = "npc.policy.model:build_policy",
-                  workers: int | None = None, devices: list[str] | None = None, budget_s: float = 0.05,
-                  guard: bool = True, standby: bool = True, **pool_options) -> PolicyDecider:
+def start_decider(
+    world,
+    *,
+    weights: str | None,
+    module: str = "npc.policy.model:build_policy",
+    workers: int | None = None,
+    devices: list[str] | None = None,
+    budget_s: float = 0.05,
+    guard: bool = True,
+    standby: bool = True,
+    **pool_options,
+) -> PolicyDecider:
     """A started pool running the policy (npc/policy/model.py:PolicyRunner), and its decider for `Cast.decider`.
     Returns at once: until a worker is ready the guard waits and the built-in behaviour decides.
     standby: each worker has a warm standby (PoolConfig.standby): a killed worker is replaced at once, and
     the replacement's torch import and model load happen later, at the lowest priority (the policy is
     small: one more process of ~250 MB on CPU)."""
-    cfg = PoolConfig(runner="npc.policy.model:PolicyRunner", runner_options={"module": module, "weights": weights or None},
-                     workers=workers, devices=devices, standby=standby, **pool_options)
+    cfg = PoolConfig(
+        runner="npc.policy.model:PolicyRunner",
+        runner_options={"module": module, "weights": weights or None},
+        workers=workers,
+        devices=devices,
+        standby=standby,
+        **pool_options,
+    )
     pool = Pool(cfg).start()
     return PolicyDecider(pool, world, budget_s, guard=guard)

@@ -26,23 +26,33 @@ import numpy as np
 
 from npc.files.schema import Definition
 
-THRESHOLD = 0.95        # action top-1 agreement a file needs for the policy to decide it
+THRESHOLD = 0.95  # action top-1 agreement a file needs for the policy to decide it
 RunPolicy = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
 @dataclass(frozen=True)
 class Check:
     file: str
-    agreement: float             # action top-1 agreement with the built-in, 0..1
-    action_and_target: float     # the same action and the same entity or place
-    decisions: int               # rows compared
-    ok: bool                     # agreement >= THRESHOLD: the policy may decide this file
-    reason: str                  # in words, for the log and GET /npcs
+    agreement: float  # action top-1 agreement with the built-in, 0..1
+    action_and_target: float  # the same action and the same entity or place
+    decisions: int  # rows compared
+    ok: bool  # agreement >= THRESHOLD: the policy may decide this file
+    reason: str  # in words, for the log and GET /npcs
 
 
-def agreement(defn: Definition, where, run_policy: RunPolicy, *, npcs: int = 8, players: int = 6,
-              seconds: float = 60.0, day_length: float = 60.0, tick_rate: int = 10, seed: int = 0,
-              threshold: float = THRESHOLD) -> Check:
+def agreement(
+    defn: Definition,
+    where,
+    run_policy: RunPolicy,
+    *,
+    npcs: int = 8,
+    players: int = 6,
+    seconds: float = 60.0,
+    day_length: float = 60.0,
+    tick_rate: int = 10,
+    seed: int = 0,
+    threshold: float = THRESHOLD,
+) -> Check:
     """Check the policy on one definition (module doc). `where`: the map (a TileMap or the path of
     one: a world with a `day_length` s game day is made), or a () -> World factory (its own day)."""
     from world.tilemap import TileMap, load_map
@@ -56,8 +66,14 @@ def agreement(defn: Definition, where, run_policy: RunPolicy, *, npcs: int = 8, 
     data = rollout([(defn, max(1, npcs))], world, setting)
     n = len(data["action"])
     if n == 0:
-        return Check(defn.file, 0.0, 0.0, 0, False, "no decisions to compare in the check's rollout: "
-                     "the built-in behaviour decides")
+        return Check(
+            defn.file,
+            0.0,
+            0.0,
+            0,
+            False,
+            "no decisions to compare in the check's rollout: the built-in behaviour decides",
+        )
     action, target = run_policy(data["obs"], data["mask"], data["tmask"])
     action = np.asarray(action, np.int64).reshape(-1)
     target = np.asarray(target, np.int64).reshape(-1)
@@ -65,9 +81,11 @@ def agreement(defn: Definition, where, run_policy: RunPolicy, *, npcs: int = 8, 
         raise ValueError(f"the policy answered {action.shape} actions and {target.shape} targets for {n} rows")
     s = score(data, np.arange(n), action, target)
     ok = s["action_top1"] >= threshold
-    reason = (f"the policy agrees with the built-in behaviour on {s['action_top1']:.1%} of {n} decisions "
-              f"({'at or above' if ok else 'below'} {threshold:.0%}): "
-              + ("the policy decides" if ok else "the built-in behaviour decides"))
+    reason = (
+        f"the policy agrees with the built-in behaviour on {s['action_top1']:.1%} of {n} decisions "
+        f"({'at or above' if ok else 'below'} {threshold:.0%}): "
+        + ("the policy decides" if ok else "the built-in behaviour decides")
+    )
     return Check(defn.file, s["action_top1"], s["action_and_target"], n, bool(ok), reason)
 
 
@@ -80,4 +98,5 @@ def local_runner(weights: str | Path | None = None, module: str = "npc.policy.mo
     def run(obs: np.ndarray, mask: np.ndarray, tmask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         out = runner.run([{"obs": obs, "mask": mask, "tmask": tmask}])[0]
         return np.asarray(out["action"]), np.asarray(out["target"])
+
     return run

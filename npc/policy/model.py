@@ -41,10 +41,10 @@ from npc.policy.observe import A, NEEDS, OBS_DIM, OFFSET, OWN_ROUTE, T, WEIGHT_N
 from npc.policy.weights import DEFAULT_WEIGHTS  # noqa: F401  (the shipped weights; re-exported)
 
 HIDDEN = 128
-ROUTES = ("need", "schedule", "own")   # the built-in's order of candidates: on a tie the earlier one wins
-SCALE = 20.0                           # the routes' initial scale (logits per weight unit); it learns ~200
-NO_ROUTE = -1e4                        # the logit of an action with no route now (finite: no NaN in training)
-_OWN = torch.tensor(OWN_ROUTE)                                                      # (A,) bool
+ROUTES = ("need", "schedule", "own")  # the built-in's order of candidates: on a tie the earlier one wins
+SCALE = 20.0  # the routes' initial scale (logits per weight unit); it learns ~200
+NO_ROUTE = -1e4  # the logit of an action with no route now (finite: no NaN in training)
+_OWN = torch.tensor(OWN_ROUTE)  # (A,) bool
 _SCHEDULE_WEIGHT = WEIGHT_NAMES.index("schedule")
 
 
@@ -54,47 +54,48 @@ def route_terms(obs):
     own: `candidate` of an action with a candidate of its own, at its `action_weight`;
     schedule: the block's `do` (`block`, `block_do`, allowed), at weights.schedule;
     need: the relief of the tended need that pulls hardest (the earlier one on a tie), at its pull."""
-    f = lambda name: obs[:, OFFSET[name]]                                           # noqa: E731
-    allowed = f("allowed") > 0.5                                                    # (B, A)
+    f = lambda name: obs[:, OFFSET[name]]  # noqa: E731
+    allowed = f("allowed") > 0.5  # (B, A)
     own_on = (f("candidate") > 0.5) & _OWN.to(obs.device)
     own = f("action_weight") * 2.0
     sched_on = (f("block") > 0.5) & (f("block_do") > 0.5) & allowed
-    sched = (f("weights")[:, _SCHEDULE_WEIGHT:_SCHEDULE_WEIGHT + 1] * 2.0).expand_as(own)
-    relief = f("need_relief").reshape(-1, NEEDS, A) > 0.5                           # (B, NEEDS, A)
-    tended = (f("need_tending") > 0.5) & (relief & allowed[:, None, :]).any(-1)    # (B, NEEDS)
+    sched = (f("weights")[:, _SCHEDULE_WEIGHT : _SCHEDULE_WEIGHT + 1] * 2.0).expand_as(own)
+    relief = f("need_relief").reshape(-1, NEEDS, A) > 0.5  # (B, NEEDS, A)
+    tended = (f("need_tending") > 0.5) & (relief & allowed[:, None, :]).any(-1)  # (B, NEEDS)
     pull = torch.where(tended, f("need_pull") * 4.0, torch.full_like(f("need_pull"), -1.0))
-    best, k = pull.max(-1)                                                          # the first maximum: earlier need
+    best, k = pull.max(-1)  # the first maximum: earlier need
     need_on = relief[torch.arange(len(obs), device=obs.device), k] & tended.any(-1, keepdim=True)
     need = best[:, None].clamp(min=0.0).expand_as(own)
     return torch.stack([need, sched, own], 1), torch.stack([need_on, sched_on, own_on], 1)
 
 
 class Policy(nn.Module):
-    def __init__(self, obs_dim: int = OBS_DIM, hidden: int = HIDDEN, n_actions: int = A, n_targets: int = T,
-                 routes: bool = True):
+    def __init__(
+        self, obs_dim: int = OBS_DIM, hidden: int = HIDDEN, n_actions: int = A, n_targets: int = T, routes: bool = True
+    ):
         super().__init__()
         self.body = nn.Sequential(nn.Linear(obs_dim, hidden), nn.GELU(), nn.Linear(hidden, hidden), nn.GELU())
         self.action = nn.Linear(hidden, n_actions)
-        self.target = nn.Linear(hidden + n_actions, n_targets)   # the target depends on the action chosen
-        self.routes = routes                                      # False: a plain MLP (weights of before the routes)
+        self.target = nn.Linear(hidden + n_actions, n_targets)  # the target depends on the action chosen
+        self.routes = routes  # False: a plain MLP (weights of before the routes)
         if routes:
             self.log_scale = nn.Parameter(torch.tensor(math.log(SCALE)))
             self.route_bias = nn.Parameter(torch.zeros(len(ROUTES), n_actions))
-            nn.init.zeros_(self.action.weight)                    # the MLP starts as no correction at all
+            nn.init.zeros_(self.action.weight)  # the MLP starts as no correction at all
             nn.init.zeros_(self.action.bias)
 
     def forward(self, obs, mask, tmask, action=None):
         """Logits (B, A), (B, T). `action` (B,) int64: the target head sees that action (teacher
         forcing, in training) instead of the one chosen here."""
-        h = self.body(obs)                                          # (B, H)
-        a = self.action(h)                                          # (B, A)
+        h = self.body(obs)  # (B, H)
+        a = self.action(h)  # (B, A)
         if self.routes:
-            terms, on = route_terms(obs)                            # (B, 3, A)
+            terms, on = route_terms(obs)  # (B, 3, A)
             u = torch.where(on, self.log_scale.exp() * terms + self.route_bias, torch.full_like(terms, NO_ROUTE))
-            a = a + u.max(1).values                                 # the best route of each action
-        a = a.masked_fill(~mask, float("-inf"))                     # disallowed: -inf
+            a = a + u.max(1).values  # the best route of each action
+        a = a.masked_fill(~mask, float("-inf"))  # disallowed: -inf
         chosen = a.argmax(-1) if action is None else action
-        t = self.target(torch.cat([h, nn.functional.one_hot(chosen, a.shape[-1]).to(h.dtype)], -1))   # (B, T)
+        t = self.target(torch.cat([h, nn.functional.one_hot(chosen, a.shape[-1]).to(h.dtype)], -1))  # (B, T)
         return a, t.masked_fill(~tmask, float("-inf"))
 
 
@@ -104,6 +105,7 @@ def build_policy(weights: str | None = None, device: str = "cpu", hidden: int = 
     if not weights:
         return Policy(hidden=hidden).to(device).eval()
     from safetensors.torch import load_file
+
     state = load_file(str(weights))
     model = Policy(hidden=int(state["body.0.weight"].shape[0]), routes="log_scale" in state)
     model.load_state_dict(state)
@@ -112,6 +114,7 @@ def build_policy(weights: str | None = None, device: str = "cpu", hidden: int = 
 
 def save(model: nn.Module, path: str | Path) -> None:
     from safetensors.torch import save_file
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(path))
 
@@ -123,8 +126,13 @@ class PolicyRunner:
     Answers {"action": (N,) int8, "target": (N,) int8}; -1 where the row
     allows no action at all (the NPC keeps its built-in decision)."""
 
-    def __init__(self, module: str = "npc.policy.model:build_policy", weights: str | None = None, device: str = "cpu",
-                 threads: int | None = None):
+    def __init__(
+        self,
+        module: str = "npc.policy.model:build_policy",
+        weights: str | None = None,
+        device: str = "cpu",
+        threads: int | None = None,
+    ):
         from npc.inference.runners import resolve
 
         if threads:
@@ -134,17 +142,18 @@ class PolicyRunner:
         self.model = factory(weights=weights, device=device).to(self.device).eval()
 
     def warmup(self) -> None:
-        self.run([{"obs": np.zeros((4, OBS_DIM), np.float32), "mask": np.ones((4, A), bool),
-                   "tmask": np.ones((4, T), bool)}])
+        self.run(
+            [{"obs": np.zeros((4, OBS_DIM), np.float32), "mask": np.ones((4, A), bool), "tmask": np.ones((4, T), bool)}]
+        )
 
     def run(self, batch: list[dict]) -> list[dict]:
         sizes = [len(p["obs"]) for p in batch]
-        obs = torch.from_numpy(np.concatenate([np.asarray(p["obs"], np.float32) for p in batch]))   # (B, D)
-        mask = torch.from_numpy(np.concatenate([np.asarray(p["mask"], bool) for p in batch]))       # (B, A)
-        tmask = torch.from_numpy(np.concatenate([np.asarray(p["tmask"], bool) for p in batch]))     # (B, T)
+        obs = torch.from_numpy(np.concatenate([np.asarray(p["obs"], np.float32) for p in batch]))  # (B, D)
+        mask = torch.from_numpy(np.concatenate([np.asarray(p["mask"], bool) for p in batch]))  # (B, A)
+        tmask = torch.from_numpy(np.concatenate([np.asarray(p["tmask"], bool) for p in batch]))  # (B, T)
         with torch.inference_mode():
             a, t = self.model(obs.to(self.device), mask.to(self.device), tmask.to(self.device))
-            a = a.float().masked_fill(~mask.to(a.device), float("-inf"))   # re-checked: whatever the module does
+            a = a.float().masked_fill(~mask.to(a.device), float("-inf"))  # re-checked: whatever the module does
             t = t.float().masked_fill(~tmask.to(t.device), float("-inf"))
         act = a.argmax(-1).cpu().numpy().astype(np.int8)
         tgt = t.argmax(-1).cpu().numpy().astype(np.int8)
@@ -152,6 +161,6 @@ class PolicyRunner:
         tgt[~tmask.any(-1).numpy()] = -1
         out, i = [], 0
         for n in sizes:
-            out.append({"action": act[i:i + n], "target": tgt[i:i + n]})
+            out.append({"action": act[i : i + n], "target": tgt[i : i + n]})
             i += n
         return out

@@ -78,32 +78,35 @@ from npc.files.schema import WEIGHTS, Definition
 from npc.minds.builtin import CANDIDATES, WHY_APPROACHING, WHY_FLEEING, WHY_FOLLOWING, WHY_NEED
 from npc.minds.sight import Sight
 
-A = len(ACTIONS)                   # actions in the shared vocabulary
+A = len(ACTIONS)  # actions in the shared vocabulary
 ACTION_INDEX = {a: i for i, a in enumerate(ACTIONS)}
-K = 3                              # nearest players seen
-NEEDS = 3                          # needs seen (the first ones of the file)
-T = 2 + K + 1 + NEEDS              # target slots
+K = 3  # nearest players seen
+NEEDS = 3  # needs seen (the first ones of the file)
+T = 2 + K + 1 + NEEDS  # target slots
 NONE, CURRENT, PLAYER0, SCHEDULE, NEED0 = 0, 1, 2, 2 + K, 3 + K
 WEIGHT_NAMES = tuple(WEIGHTS)
-CELL = 256.0                       # world units: the cell used to count nearby NPCs
-FAR = 1000.0                       # world units: distances to places are / FAR, clipped to 1
+CELL = 256.0  # world units: the cell used to count nearby NPCs
+FAR = 1000.0  # world units: distances to places are / FAR, clipped to 1
 
 # What each action's target is (npc/actions.py), and which slots can name it.
 TARGET_KIND = {a: VOCABULARY[a].target for a in ACTIONS}
 SLOT_KIND = np.asarray(["none", "entity"] + ["entity"] * K + ["place"] * (1 + NEEDS))
-ENTITY_SLOT = SLOT_KIND == "entity"                                            # (T,)
-PLACE_SLOT = SLOT_KIND == "place"                                              # (T,)
-KIND = np.asarray([TARGET_KIND[a] for a in ACTIONS])                           # (A,)
+ENTITY_SLOT = SLOT_KIND == "entity"  # (T,)
+PLACE_SLOT = SLOT_KIND == "place"  # (T,)
+KIND = np.asarray([TARGET_KIND[a] for a in ACTIONS])  # (A,)
 # The world refuses go_to / patrol without a place; work, rest and idle stay where they are.
-NEEDS_PLACE = np.asarray([mode_for(a, False) == GOTO for a in ACTIONS])        # (A,)
+NEEDS_PLACE = np.asarray([mode_for(a, False) == GOTO for a in ACTIONS])  # (A,)
 # May action a (row) take a target in slot t (column)? Entity actions an entity; place actions a
 # place, or none when the world allows it; idle and wander none, or a place (the built-in gives
 # them the schedule's or the need's `at`: idle walks there first, wander ignores it).
 # The actions with a candidate of their own in the built-in (its columns named after them: flee ..
 # idle); the others (go_to, work, rest, patrol) only come from the schedule or a need.
-OWN_ROUTE = np.asarray([a in CANDIDATES for a in ACTIONS])                     # (A,)
-FITS = np.where((KIND == "entity")[:, None], ENTITY_SLOT[None, :],
-                PLACE_SLOT[None, :] | ((SLOT_KIND == "none")[None, :] & ~NEEDS_PLACE[:, None]))   # (A, T)
+OWN_ROUTE = np.asarray([a in CANDIDATES for a in ACTIONS])  # (A,)
+FITS = np.where(
+    (KIND == "entity")[:, None],
+    ENTITY_SLOT[None, :],
+    PLACE_SLOT[None, :] | ((SLOT_KIND == "none")[None, :] & ~NEEDS_PLACE[:, None]),
+)  # (A, T)
 
 
 @dataclass(frozen=True)
@@ -118,8 +121,12 @@ class Field:
 DEFINITION_FIELDS = (
     Field("allowed", A, "the file allows the action"),
     Field("can", A, "the action is in the mask (allowed, and some route to it weighs > 0)"),
-    Field("action_weight", A, "per action, the weight of its own candidate (talk: weights.talk, ..., idle: "
-          "weights.idle; go_to, work, rest, patrol: 0, they come from the schedule or a need) / 2, clipped 0..4"),
+    Field(
+        "action_weight",
+        A,
+        "per action, the weight of its own candidate (talk: weights.talk, ..., idle: "
+        "weights.idle; go_to, work, rest, patrol: 0, they come from the schedule or a need) / 2, clipped 0..4",
+    ),
     Field("weights", len(WEIGHT_NAMES), "the file's [weights] / 2, clipped to 0..4, in schema.WEIGHTS order"),
     Field("need_on", NEEDS, "the need exists"),
     Field("need_relief", NEEDS * A, "one-hot of the need's relief action, per need"),
@@ -128,10 +135,18 @@ DEFINITION_FIELDS = (
     Field("need_low", NEEDS, "need.low / 100"),
     Field("need_full", NEEDS, "need.full / 100"),
     Field("senses", 2, "notice, hear / 512 world units"),
-    Field("distances", 7, "talk, give_item, flee distance, flee safe, follow distance, follow give_up, "
-          "approach distance, each / notice, clipped to 0..4"),
-    Field("times", 7, "talk, give_item, approach cooldown / 120 s (clip 0..4); talk, give_item duration / 6 s; "
-          "follow linger / 8 s; patrol pause / 8 s (clip 0..4)"),
+    Field(
+        "distances",
+        7,
+        "talk, give_item, flee distance, flee safe, follow distance, follow give_up, "
+        "approach distance, each / notice, clipped to 0..4",
+    ),
+    Field(
+        "times",
+        7,
+        "talk, give_item, approach cooldown / 120 s (clip 0..4); talk, give_item duration / 6 s; "
+        "follow linger / 8 s; patrol pause / 8 s (clip 0..4)",
+    ),
     Field("who", 3, "follow who = suspicious, flee who = suspicious, give_item has items"),
 )
 ROW_FIELDS = (
@@ -143,10 +158,18 @@ ROW_FIELDS = (
     Field("ongoing", 3, "an ongoing flee (not yet safe), follow (within give_up), approach (not yet there)"),
     Field("need_value", NEEDS, "the need's level / 100"),
     Field("need_tending", NEEDS, "being tended (fell below low, not yet back to full)"),
-    Field("candidate", A, "per action, it has a candidate now: a player who fits, an ongoing intent, the "
-          "schedule block's `do`, a tended need's relief, the baseline (allowed actions only)"),
-    Field("need_pull", NEEDS, "tended and has a relief: weights.needs x need.weight x (1 + urgency) / 4 "
-          "(urgency = 1 - level / 100), clipped to 0..4; else 0"),
+    Field(
+        "candidate",
+        A,
+        "per action, it has a candidate now: a player who fits, an ongoing intent, the "
+        "schedule block's `do`, a tended need's relief, the baseline (allowed actions only)",
+    ),
+    Field(
+        "need_pull",
+        NEEDS,
+        "tended and has a relief: weights.needs x need.weight x (1 + urgency) / 4 "
+        "(urgency = 1 - level / 100), clipped to 0..4; else 0",
+    ),
     Field("block", 1, "a schedule block covers the game time"),
     Field("block_do", A, "one-hot of the block's action (`do`)"),
     Field("sched_place", 3, "the schedule names a place now, the NPC is at it, distance to it / 1000"),
@@ -180,27 +203,42 @@ def _offsets(fields) -> dict[str, slice]:
     return out
 
 
-OFFSET = _offsets(LAYOUT)                               # field name -> its columns in obs
+OFFSET = _offsets(LAYOUT)  # field name -> its columns in obs
 DEFINITION_DIM = sum(f.width for f in DEFINITION_FIELDS)
 OBS_DIM = sum(f.width for f in LAYOUT)
 
 # Raw numbers of a definition that the row features need (not in the observation as such).
-RAW = ("notice", "talk_distance", "give_distance", "flee_distance", "give_up", "linger",
-       "talk_cooldown", "give_cooldown", "approach_cooldown", "talk_duration", "give_duration",
-       "follow_suspicious", "flee_suspicious", "has_items", "w_needs", "w_schedule")
+RAW = (
+    "notice",
+    "talk_distance",
+    "give_distance",
+    "flee_distance",
+    "give_up",
+    "linger",
+    "talk_cooldown",
+    "give_cooldown",
+    "approach_cooldown",
+    "talk_duration",
+    "give_duration",
+    "follow_suspicious",
+    "flee_suspicious",
+    "has_items",
+    "w_needs",
+    "w_schedule",
+)
 R = {name: i for i, name in enumerate(RAW)}
 
 
 @dataclass(frozen=True)
 class DefinitionFeatures:
-    vec: np.ndarray           # (DEFINITION_DIM,) float32: the definition fields, in layout order
-    own: np.ndarray           # (A,) float64 the weight of each action's own candidate (0: none, not allowed)
-    raw: np.ndarray           # (len(RAW),) float64
-    can: np.ndarray           # (A,) bool: the structural mask
-    allowed: np.ndarray       # (A,) bool
-    need_at: np.ndarray       # (NEEDS,) int64 place index of each need, -1
-    need_weight: np.ndarray   # (NEEDS,) float64 weights.needs x need.weight (0: no need)
-    relief: np.ndarray        # (NEEDS,) int64 the need's relief action (index into ACTIONS), -1
+    vec: np.ndarray  # (DEFINITION_DIM,) float32: the definition fields, in layout order
+    own: np.ndarray  # (A,) float64 the weight of each action's own candidate (0: none, not allowed)
+    raw: np.ndarray  # (len(RAW),) float64
+    can: np.ndarray  # (A,) bool: the structural mask
+    allowed: np.ndarray  # (A,) bool
+    need_at: np.ndarray  # (NEEDS,) int64 place index of each need, -1
+    need_weight: np.ndarray  # (NEEDS,) float64 weights.needs x need.weight (0: no need)
+    relief: np.ndarray  # (NEEDS,) int64 the need's relief action (index into ACTIONS), -1
 
 
 def _routes(d: Definition) -> np.ndarray:
@@ -247,38 +285,80 @@ def definition_features(d: Definition, places: Sequence[str]) -> DefinitionFeatu
             need_at[k] = index.get(n.at, -1)
     allowed = np.asarray([a in d.allowed for a in ACTIONS])
     can = structural_mask(d)
-    own = np.asarray([w.get(a, 0.0) for a in ACTIONS]) * allowed       # the weights named after actions
+    own = np.asarray([w.get(a, 0.0) for a in ACTIONS]) * allowed  # the weights named after actions
     if not prm["give_item"]["items"]:
         own[ACTION_INDEX["give_item"]] = 0.0
-    clip4 = lambda v: np.clip(np.asarray(v, np.float64), 0.0, 4.0)     # noqa: E731
+    clip4 = lambda v: np.clip(np.asarray(v, np.float64), 0.0, 4.0)  # noqa: E731
     f = {
-        "allowed": allowed, "can": can,
+        "allowed": allowed,
+        "can": can,
         "action_weight": clip4(own / 2.0),
         "weights": clip4([w[k] / 2.0 for k in WEIGHT_NAMES]),
-        "need_on": on, "need_relief": relief.reshape(-1), "need_has_place": need_at >= 0,
-        "need_weight": clip4(nw / 2.0), "need_low": low / 100.0, "need_full": full / 100.0,
+        "need_on": on,
+        "need_relief": relief.reshape(-1),
+        "need_has_place": need_at >= 0,
+        "need_weight": clip4(nw / 2.0),
+        "need_low": low / 100.0,
+        "need_full": full / 100.0,
         "senses": np.asarray([d.senses["notice"], d.senses["hear"]]) / 512.0,
-        "distances": clip4(np.asarray([prm["talk"]["distance"], prm["give_item"]["distance"],
-                                       prm["flee"]["distance"], prm["flee"]["safe"], prm["follow"]["distance"],
-                                       prm["follow"]["give_up"], prm["approach"]["distance"]]) / notice),
-        "times": np.concatenate([
-            clip4(np.asarray([prm["talk"]["cooldown"], prm["give_item"]["cooldown"],
-                              prm["approach"]["cooldown"]]) / 120.0),
-            np.asarray([prm["talk"]["duration"], prm["give_item"]["duration"]]) / 6.0,
-            clip4(np.asarray([prm["follow"]["linger"], prm["patrol"]["pause"]]) / 8.0)]),
-        "who": np.asarray([prm["follow"]["who"] == "suspicious", prm["flee"]["who"] == "suspicious",
-                           bool(prm["give_item"]["items"])]),
+        "distances": clip4(
+            np.asarray(
+                [
+                    prm["talk"]["distance"],
+                    prm["give_item"]["distance"],
+                    prm["flee"]["distance"],
+                    prm["flee"]["safe"],
+                    prm["follow"]["distance"],
+                    prm["follow"]["give_up"],
+                    prm["approach"]["distance"],
+                ]
+            )
+            / notice
+        ),
+        "times": np.concatenate(
+            [
+                clip4(
+                    np.asarray([prm["talk"]["cooldown"], prm["give_item"]["cooldown"], prm["approach"]["cooldown"]])
+                    / 120.0
+                ),
+                np.asarray([prm["talk"]["duration"], prm["give_item"]["duration"]]) / 6.0,
+                clip4(np.asarray([prm["follow"]["linger"], prm["patrol"]["pause"]]) / 8.0),
+            ]
+        ),
+        "who": np.asarray(
+            [prm["follow"]["who"] == "suspicious", prm["flee"]["who"] == "suspicious", bool(prm["give_item"]["items"])]
+        ),
     }
     vec = np.concatenate([_check(fl, np.asarray(f[fl.name], np.float64).reshape(-1)) for fl in DEFINITION_FIELDS])
     raw = np.zeros(len(RAW))
     raw[[R[k] for k in RAW]] = [
-        notice, prm["talk"]["distance"], prm["give_item"]["distance"], prm["flee"]["distance"],
-        prm["follow"]["give_up"], prm["follow"]["linger"], prm["talk"]["cooldown"], prm["give_item"]["cooldown"],
-        prm["approach"]["cooldown"], prm["talk"]["duration"], prm["give_item"]["duration"],
-        prm["follow"]["who"] == "suspicious", prm["flee"]["who"] == "suspicious", bool(prm["give_item"]["items"]),
-        w["needs"], w["schedule"]]
-    return DefinitionFeatures(vec.astype(np.float32), own, raw, can, allowed, need_at, nw,
-                              np.where(relief.any(axis=1), relief.argmax(axis=1), -1))
+        notice,
+        prm["talk"]["distance"],
+        prm["give_item"]["distance"],
+        prm["flee"]["distance"],
+        prm["follow"]["give_up"],
+        prm["follow"]["linger"],
+        prm["talk"]["cooldown"],
+        prm["give_item"]["cooldown"],
+        prm["approach"]["cooldown"],
+        prm["talk"]["duration"],
+        prm["give_item"]["duration"],
+        prm["follow"]["who"] == "suspicious",
+        prm["flee"]["who"] == "suspicious",
+        bool(prm["give_item"]["items"]),
+        w["needs"],
+        w["schedule"],
+    ]
+    return DefinitionFeatures(
+        vec.astype(np.float32),
+        own,
+        raw,
+        can,
+        allowed,
+        need_at,
+        nw,
+        np.where(relief.any(axis=1), relief.argmax(axis=1), -1),
+    )
 
 
 def _check(f: Field, v: np.ndarray) -> np.ndarray:
@@ -287,21 +367,28 @@ def _check(f: Field, v: np.ndarray) -> np.ndarray:
 
 
 class Rows(NamedTuple):
-    obs: np.ndarray           # (N, OBS_DIM) float32
-    mask: np.ndarray          # (N, A) bool
-    tmask: np.ndarray         # (N, T) bool
-    slots: np.ndarray         # (N, T) int64 entity id / place index / -1
-    eid: np.ndarray           # (N,) int64
-    current: np.ndarray       # (N,) int8 the current intent's action
-    finishing: np.ndarray     # (N,) bool finishing a talk or gift: the only answer is to keep it
+    obs: np.ndarray  # (N, OBS_DIM) float32
+    mask: np.ndarray  # (N, A) bool
+    tmask: np.ndarray  # (N, T) bool
+    slots: np.ndarray  # (N, T) int64 entity id / place index / -1
+    eid: np.ndarray  # (N,) int64
+    current: np.ndarray  # (N,) int8 the current intent's action
+    finishing: np.ndarray  # (N,) bool finishing a talk or gift: the only answer is to keep it
 
     def __len__(self) -> int:
         return len(self.eid)
 
 
 def empty_rows() -> Rows:
-    return Rows(np.zeros((0, OBS_DIM), np.float32), np.zeros((0, A), bool), np.zeros((0, T), bool),
-                np.zeros((0, T), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int8), np.zeros(0, bool))
+    return Rows(
+        np.zeros((0, OBS_DIM), np.float32),
+        np.zeros((0, A), bool),
+        np.zeros((0, T), bool),
+        np.zeros((0, T), np.int64),
+        np.zeros(0, np.int64),
+        np.zeros(0, np.int8),
+        np.zeros(0, bool),
+    )
 
 
 def _pad(x: np.ndarray, fill) -> np.ndarray:
@@ -313,8 +400,8 @@ def _pad(x: np.ndarray, fill) -> np.ndarray:
 
 
 _CACHE: dict[int, tuple[Definition, tuple, DefinitionFeatures]] = {}
-_CACHE_LOCK = threading.Lock()          # the guard builds rows in a thread while the tick does
-MAX_CACHED = 4096                       # definitions whose features are kept (oldest dropped first; ~2 kB each)
+_CACHE_LOCK = threading.Lock()  # the guard builds rows in a thread while the tick does
+MAX_CACHED = 4096  # definitions whose features are kept (oldest dropped first; ~2 kB each)
 
 
 def features(d: Definition, places: Sequence[str]) -> DefinitionFeatures:
@@ -332,8 +419,13 @@ def features(d: Definition, places: Sequence[str]) -> DefinitionFeatures:
     return f
 
 
-def rows(sights: Sequence[Sight], world_size: tuple[float, float], place_xy: np.ndarray,
-         npc_xy: np.ndarray | None, places: Sequence[str]) -> Rows:
+def rows(
+    sights: Sequence[Sight],
+    world_size: tuple[float, float],
+    place_xy: np.ndarray,
+    npc_xy: np.ndarray | None,
+    places: Sequence[str],
+) -> Rows:
     """The rows of every due NPC of the given Sights, in order (module doc).
 
     world_size: the map's (width, height) in world units; place_xy (P, 2): the centres of
@@ -352,25 +444,50 @@ def _gather(sights: Sequence[Sight], features) -> dict:
     """Concatenate the Sights' arrays into one set of N rows (one short loop over the Sights)."""
     feats = [features(s.defn) for s in sights]
     n = np.asarray([len(s) for s in sights])
-    rep = lambda vals, dtype=np.float64: np.repeat(np.asarray(vals, dtype), n, axis=0)   # noqa: E731
-    cat = lambda name: np.concatenate([getattr(s, name) for s in sights])               # noqa: E731
+    rep = lambda vals, dtype=np.float64: np.repeat(np.asarray(vals, dtype), n, axis=0)  # noqa: E731
+    cat = lambda name: np.concatenate([getattr(s, name) for s in sights])  # noqa: E731
     base = np.concatenate([[0], np.cumsum(n)[:-1]])
     pairs = np.concatenate([[0], np.cumsum([len(s.p_row) for s in sights])[:-1]])
     g = {
-        "vec": rep([f.vec for f in feats], np.float32), "raw": rep([f.raw for f in feats]),
-        "can": rep([f.can for f in feats], bool), "own": rep([f.own for f in feats]), "allowed": rep([f.allowed for f in feats], bool),
-        "need_at": rep([f.need_at for f in feats], np.int64), "need_w": rep([f.need_weight for f in feats]),
+        "vec": rep([f.vec for f in feats], np.float32),
+        "raw": rep([f.raw for f in feats]),
+        "can": rep([f.can for f in feats], bool),
+        "own": rep([f.own for f in feats]),
+        "allowed": rep([f.allowed for f in feats], bool),
+        "need_at": rep([f.need_at for f in feats], np.int64),
+        "need_w": rep([f.need_weight for f in feats]),
         "relief": rep([f.relief for f in feats], np.int64),
-        "now": rep([s.now_s for s in sights]), "minute": rep([s.minute for s in sights]),
+        "now": rep([s.now_s for s in sights]),
+        "minute": rep([s.minute for s in sights]),
         "block": rep([s.block is not None for s in sights], bool),
         "block_do": rep([ACTION_INDEX[s.block.do] if s.block is not None else -1 for s in sights], np.int64),
         "stats": np.concatenate([_pad(np.asarray(s.stats, np.float64).reshape(len(s), -1), np.nan) for s in sights]),
         "tending": np.concatenate([_pad(np.asarray(s.tending, bool).reshape(len(s), -1), False) for s in sights]),
         "p_row": np.concatenate([s.p_row + b for s, b in zip(sights, base)]).astype(np.int64),
-        "start": np.concatenate([s.start[:-1] + p for s, p in zip(sights, pairs)] + [[pairs[-1] + len(sights[-1].p_row)]]),
+        "start": np.concatenate(
+            [s.start[:-1] + p for s, p in zip(sights, pairs)] + [[pairs[-1] + len(sights[-1].p_row)]]
+        ),
     }
-    for name in ("eid", "pos", "at", "sched_place", "action", "place", "target", "arrived", "since",
-                 "t_alive", "t_dist", "p_id", "p_dist", "p_pos", "p_near_s", "p_greeted", "p_given", "p_approached"):
+    for name in (
+        "eid",
+        "pos",
+        "at",
+        "sched_place",
+        "action",
+        "place",
+        "target",
+        "arrived",
+        "since",
+        "t_alive",
+        "t_dist",
+        "p_id",
+        "p_dist",
+        "p_pos",
+        "p_near_s",
+        "p_greeted",
+        "p_given",
+        "p_approached",
+    ):
         g[name] = cat(name)
     g["pos"] = g["pos"].reshape(-1, 2)
     g["p_pos"] = g["p_pos"].reshape(-1, 2)
@@ -380,13 +497,13 @@ def _gather(sights: Sequence[Sight], features) -> dict:
 def _build(g: dict, place_xy: np.ndarray, world_size: tuple[float, float], npc_xy) -> Rows:
     """The rows of the gathered Sights: features (ROW_FIELDS) next to the definitions' own, masks, slots."""
     N = len(g["eid"])
-    col = lambda name: g["raw"][:, R[name]]                                     # noqa: E731  (N,)
-    clip = lambda v, lo=0.0, hi=1.0: np.clip(v, lo, hi)                         # noqa: E731
-    one_hot = lambda idx: np.eye(A + 1, A)[np.where(idx >= 0, idx, A)]         # noqa: E731  -1: all zeros
+    col = lambda name: g["raw"][:, R[name]]  # noqa: E731  (N,)
+    clip = lambda v, lo=0.0, hi=1.0: np.clip(v, lo, hi)  # noqa: E731
+    one_hot = lambda idx: np.eye(A + 1, A)[np.where(idx >= 0, idx, A)]  # noqa: E731  -1: all zeros
     cur, now, xy, notice = g["action"].astype(np.int64), g["now"], g["pos"], col("notice")
     it = _intent(g, col)
     f, player_slots = _players(g, col, it["t_alive"])
-    level = np.nan_to_num(g["stats"], nan=100.0)                                # (N, NEEDS) the first needs
+    level = np.nan_to_num(g["stats"], nan=100.0)  # (N, NEEDS) the first needs
     tending = g["tending"]
     pull = np.where(tending & (g["relief"] >= 0), g["need_w"] * (2.0 - level / 100.0), 0.0)
     cand = _candidates(g, col, f["any"], it["ongoing"], tending, pull)
@@ -397,38 +514,53 @@ def _build(g: dict, place_xy: np.ndarray, world_size: tuple[float, float], npc_x
         i = idx.reshape(N, -1)
         if not len(place_xy):
             return np.ones(idx.shape)
-        p = place_xy[np.clip(i, 0, len(place_xy) - 1)]                          # (N, k, 2)
+        p = place_xy[np.clip(i, 0, len(place_xy) - 1)]  # (N, k, 2)
         d = np.hypot(p[..., 0] - xy[:, None, 0], p[..., 1] - xy[:, None, 1])
         return np.where(i >= 0, clip(d / FAR), 1.0).reshape(idx.shape)
 
     angle = 2 * math.pi * g["minute"] / 1440.0
-    f.update({
-        "current": one_hot(cur), "arrived": g["arrived"][:, None], "since": clip((now - g["since"]) / 30.0)[:, None],
-        "finishing": it["finishing"][:, None],
-        "target": np.stack([it["t_alive"], clip(it["t_dist"] / notice, 0, 4), it["within_give_up"]], axis=1),
-        "ongoing": it["ongoing"],
-        "candidate": cand,
-        "need_value": level / 100.0, "need_tending": tending, "need_pull": clip(pull / 4.0, 0, 4),
-        "block": g["block"][:, None], "block_do": one_hot(g["block_do"]),
-        "sched_place": np.stack([sched >= 0, (sched >= 0) & (g["at"] == sched), far(sched)], axis=1),
-        "need_place": far(need_at),
-        "clock": np.stack([np.sin(angle), np.cos(angle)], axis=1),
-        "seen": clip(np.bincount(g["p_row"], minlength=N) / 5.0)[:, None],
-        "at_place": (g["at"] >= 0)[:, None],
-        "npcs_near": clip(_npcs_near(xy, npc_xy) / 10.0)[:, None],
-        "position": xy / np.asarray(world_size),
-    })
+    f.update(
+        {
+            "current": one_hot(cur),
+            "arrived": g["arrived"][:, None],
+            "since": clip((now - g["since"]) / 30.0)[:, None],
+            "finishing": it["finishing"][:, None],
+            "target": np.stack([it["t_alive"], clip(it["t_dist"] / notice, 0, 4), it["within_give_up"]], axis=1),
+            "ongoing": it["ongoing"],
+            "candidate": cand,
+            "need_value": level / 100.0,
+            "need_tending": tending,
+            "need_pull": clip(pull / 4.0, 0, 4),
+            "block": g["block"][:, None],
+            "block_do": one_hot(g["block_do"]),
+            "sched_place": np.stack([sched >= 0, (sched >= 0) & (g["at"] == sched), far(sched)], axis=1),
+            "need_place": far(need_at),
+            "clock": np.stack([np.sin(angle), np.cos(angle)], axis=1),
+            "seen": clip(np.bincount(g["p_row"], minlength=N) / 5.0)[:, None],
+            "at_place": (g["at"] >= 0)[:, None],
+            "npcs_near": clip(_npcs_near(xy, npc_xy) / 10.0)[:, None],
+            "position": xy / np.asarray(world_size),
+        }
+    )
     obs = np.empty((N, OBS_DIM), np.float32)
     obs[:, :DEFINITION_DIM] = g["vec"]
     for fl in ROW_FIELDS:
         obs[:, OFFSET[fl.name]] = _check(fl, np.asarray(f[fl.name], np.float64).reshape(N, -1))
 
-    slots = np.concatenate([np.full((N, 1), -1, np.int64), np.where(it["t_alive"], g["target"], -1)[:, None],
-                            player_slots, sched[:, None], need_at], axis=1)
+    slots = np.concatenate(
+        [
+            np.full((N, 1), -1, np.int64),
+            np.where(it["t_alive"], g["target"], -1)[:, None],
+            player_slots,
+            sched[:, None],
+            need_at,
+        ],
+        axis=1,
+    )
     tmask = slots >= 0
     tmask[:, NONE] = True
     mask = g["can"].copy()
-    keep = np.flatnonzero(it["finishing"])          # finishing a talk or gift: keeping it is the only answer
+    keep = np.flatnonzero(it["finishing"])  # finishing a talk or gift: keeping it is the only answer
     mask[keep] = False
     mask[keep, cur[keep]] = True
     tmask[keep] = False
@@ -439,18 +571,30 @@ def _build(g: dict, place_xy: np.ndarray, world_size: tuple[float, float], npc_x
 def _intent(g: dict, col) -> dict[str, np.ndarray]:
     """The current intent: finishing a talk or gift, its entity, and the ongoing flight, follow, approach."""
     cur, now = g["action"].astype(np.int64), g["now"]
-    is_cur = lambda a: cur == ACTION_INDEX[a]                                   # noqa: E731
+    is_cur = lambda a: cur == ACTION_INDEX[a]  # noqa: E731
     t_alive = g["t_alive"].astype(bool)
     t_dist = np.where(t_alive, np.nan_to_num(g["t_dist"], nan=0.0), 0.0)
     arrived = g["arrived"].astype(bool)
     duration = np.where(is_cur("talk"), col("talk_duration"), col("give_duration"))
-    finishing = ((is_cur("talk") | is_cur("give_item")) & g["allowed"][np.arange(len(cur)), cur]
-                 & (now - g["since"] < duration))
+    finishing = (
+        (is_cur("talk") | is_cur("give_item")) & g["allowed"][np.arange(len(cur)), cur] & (now - g["since"] < duration)
+    )
     within_give_up = t_alive & (t_dist <= col("give_up"))
-    ongoing = np.stack([is_cur("flee") & ~arrived & t_alive, is_cur("follow") & within_give_up,
-                        is_cur("approach") & ~arrived & t_alive], axis=1)
-    return {"t_alive": t_alive, "t_dist": t_dist, "finishing": finishing, "within_give_up": within_give_up,
-            "ongoing": ongoing}
+    ongoing = np.stack(
+        [
+            is_cur("flee") & ~arrived & t_alive,
+            is_cur("follow") & within_give_up,
+            is_cur("approach") & ~arrived & t_alive,
+        ],
+        axis=1,
+    )
+    return {
+        "t_alive": t_alive,
+        "t_dist": t_dist,
+        "finishing": finishing,
+        "within_give_up": within_give_up,
+        "ongoing": ongoing,
+    }
 
 
 def _players(g: dict, col, t_alive: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
@@ -461,13 +605,16 @@ def _players(g: dict, col, t_alive: np.ndarray) -> tuple[dict[str, np.ndarray], 
     notice = col("notice")
     rank = np.arange(len(pr)) - g["start"][pr]
     susp = g["p_near_s"] >= col("linger")[pr]
-    who = lambda flag: (col(flag)[pr] < 0.5) | susp                            # noqa: E731  players, or suspicious
+    who = lambda flag: (col(flag)[pr] < 0.5) | susp  # noqa: E731  players, or suspicious
     per = {
         "p_suspicious": susp,
         "p_flee": (pd <= col("flee_distance")[pr]) & who("flee_suspicious"),
         "p_follow": who("follow_suspicious"),
-        "p_give": ((pd <= col("give_distance")[pr]) & (now[pr] - g["p_given"] >= col("give_cooldown")[pr])
-                   & (col("has_items")[pr] > 0.5)),
+        "p_give": (
+            (pd <= col("give_distance")[pr])
+            & (now[pr] - g["p_given"] >= col("give_cooldown")[pr])
+            & (col("has_items")[pr] > 0.5)
+        ),
         "p_talk": (pd <= col("talk_distance")[pr]) & (now[pr] - g["p_greeted"] >= col("talk_cooldown")[pr]),
         "p_approach": now[pr] - g["p_approached"] >= col("approach_cooldown")[pr],
         "p_current": t_alive[pr] & (g["p_id"] == g["target"][pr]),
@@ -482,15 +629,21 @@ def _players(g: dict, col, t_alive: np.ndarray) -> tuple[dict[str, np.ndarray], 
         out = np.zeros((N, K), np.float64)
         out[pr[first], rank[first]] = v[first]
         f[name] = out
-    f["any"] = np.stack([np.bincount(pr, weights=per[k], minlength=N) > 0
-                         for k in ("p_flee", "p_follow", "p_give", "p_talk", "p_approach")], axis=1)
+    f["any"] = np.stack(
+        [
+            np.bincount(pr, weights=per[k], minlength=N) > 0
+            for k in ("p_flee", "p_follow", "p_give", "p_talk", "p_approach")
+        ],
+        axis=1,
+    )
     ids = np.full((N, K), -1, np.int64)
     ids[pr[first], rank[first]] = g["p_id"][first]
     return f, ids
 
 
-def _candidates(g: dict, col, any_: np.ndarray, ongoing: np.ndarray, tending: np.ndarray,
-                pull: np.ndarray) -> np.ndarray:
+def _candidates(
+    g: dict, col, any_: np.ndarray, ongoing: np.ndarray, tending: np.ndarray, pull: np.ndarray
+) -> np.ndarray:
     """(N, A) whether each action has a candidate now, as the built-in behaviour would offer it
     (npc/minds/builtin.py), without scoring any: the relief of the tended need that pulls hardest
     (the earlier need on a tie: the one the built-in would offer), the schedule block's `do`, a
@@ -500,7 +653,7 @@ def _candidates(g: dict, col, any_: np.ndarray, ongoing: np.ndarray, tending: np
     rows = np.arange(N)
     allowed = g["allowed"]
     cand = np.zeros((N, A), bool)
-    relief = g["relief"]                                                        # (N, NEEDS) action, -1
+    relief = g["relief"]  # (N, NEEDS) action, -1
     best, best_k = np.full(N, -np.inf), np.full(N, -1)
     for k in range(NEEDS):
         better = tending[:, k] & (relief[:, k] >= 0) & allowed[rows, relief[:, k]] & (pull[:, k] > best)
@@ -509,9 +662,15 @@ def _candidates(g: dict, col, any_: np.ndarray, ongoing: np.ndarray, tending: np
     cand[hit, relief[hit, best_k[hit]]] = True
     on = np.flatnonzero(g["block"])
     cand[on, g["block_do"][on]] = True
-    present = {"flee": any_[:, 0] | ongoing[:, 0], "follow": any_[:, 1] | ongoing[:, 1],
-               "give_item": any_[:, 2] & (col("has_items") > 0.5), "talk": any_[:, 3],
-               "approach": any_[:, 4] | ongoing[:, 2], "wander": np.ones(N, bool), "idle": np.ones(N, bool)}
+    present = {
+        "flee": any_[:, 0] | ongoing[:, 0],
+        "follow": any_[:, 1] | ongoing[:, 1],
+        "give_item": any_[:, 2] & (col("has_items") > 0.5),
+        "talk": any_[:, 3],
+        "approach": any_[:, 4] | ongoing[:, 2],
+        "wander": np.ones(N, bool),
+        "idle": np.ones(N, bool),
+    }
     for name, rows_with in present.items():
         cand[:, ACTION_INDEX[name]] |= rows_with
     return cand & allowed
@@ -529,7 +688,7 @@ def _npcs_near(xy: np.ndarray, every: np.ndarray | None) -> np.ndarray:
 
 # -- labels and answers ---------------------------------------------------------------------------
 
-ONGOING = (WHY_FLEEING, WHY_FOLLOWING, WHY_APPROACHING)    # verdicts that go on with the current target
+ONGOING = (WHY_FLEEING, WHY_FOLLOWING, WHY_APPROACHING)  # verdicts that go on with the current target
 
 
 def nearest_players(sight: Sight) -> np.ndarray:
@@ -558,12 +717,13 @@ def label(sight: Sight, verdict, slots: np.ndarray | None = None) -> tuple[np.nd
     if slots is None:
         ent = np.concatenate([np.where(sight.t_alive, sight.target, -1)[:, None], nearest_players(sight)], axis=1)
     else:
-        ent = slots[:, CURRENT:PLAYER0 + K]
-    hit = (ent == target[:, None]) & (target >= 0)[:, None]                     # (n, 1 + K)
+        ent = slots[:, CURRENT : PLAYER0 + K]
+    hit = (ent == target[:, None]) & (target >= 0)[:, None]  # (n, 1 + K)
     going = np.isin(np.asarray(verdict.why), ONGOING) & hit[:, 0]
     player = hit[:, 1:].any(axis=1)
-    e_slot = np.where(going, CURRENT, np.where(player, PLAYER0 + hit[:, 1:].argmax(axis=1),
-                                               np.where(hit[:, 0], CURRENT, NONE)))
+    e_slot = np.where(
+        going, CURRENT, np.where(player, PLAYER0 + hit[:, 1:].argmax(axis=1), np.where(hit[:, 0], CURRENT, NONE))
+    )
     need = np.asarray(verdict.need, np.int64)
     by_need = (np.asarray(verdict.why) == WHY_NEED) & (need >= 0) & (need < NEEDS)
     p_slot = np.where(by_need, NEED0 + need, np.where(place == sight.sched_place, SCHEDULE, NONE))
@@ -575,14 +735,20 @@ def label(sight: Sight, verdict, slots: np.ndarray | None = None) -> tuple[np.nd
 
 
 class Decoded(NamedTuple):
-    action: np.ndarray        # (N,) int8 index into ACTIONS, -1 where not ok
-    target: np.ndarray        # (N,) int64 entity id, -1
-    place: np.ndarray         # (N,) int32 place index into World.places, -1
-    ok: np.ndarray            # (N,) bool: a decision the NPC may take (else: the built-in decides)
+    action: np.ndarray  # (N,) int8 index into ACTIONS, -1 where not ok
+    target: np.ndarray  # (N,) int64 entity id, -1
+    place: np.ndarray  # (N,) int32 place index into World.places, -1
+    ok: np.ndarray  # (N,) bool: a decision the NPC may take (else: the built-in decides)
 
 
-def decode(slots: np.ndarray, action: np.ndarray, target: np.ndarray, mask: np.ndarray, tmask: np.ndarray,
-           finishing: np.ndarray | None = None) -> Decoded:
+def decode(
+    slots: np.ndarray,
+    action: np.ndarray,
+    target: np.ndarray,
+    mask: np.ndarray,
+    tmask: np.ndarray,
+    finishing: np.ndarray | None = None,
+) -> Decoded:
     """A policy's answer (action (N,), target slot (N,); any integers) as decisions, from the rows'
     slots (N, T), mask (N, A) and tmask (N, T).
 
@@ -606,5 +772,9 @@ def decode(slots: np.ndarray, action: np.ndarray, target: np.ndarray, mask: np.n
     value = slots[r, tc]
     ent = ok & ~keep & ENTITY_SLOT[tc]
     plc = ok & ~keep & PLACE_SLOT[tc]
-    return Decoded(np.where(ok, ac, -1).astype(np.int8), np.where(ent, value, -1).astype(np.int64),
-                   np.where(plc, value, -1).astype(np.int32), ok)
+    return Decoded(
+        np.where(ok, ac, -1).astype(np.int8),
+        np.where(ent, value, -1).astype(np.int64),
+        np.where(plc, value, -1).astype(np.int32),
+        ok,
+    )

@@ -28,10 +28,10 @@ from npc.minds.sight import NEVER, Sight
 NEED_NAMES = ("hunger", "energy", "social", "thirst", "faith")
 ACTIVITIES = ("forging", "selling", "sleeping", "eating", "praying", "reading", "chatting", "sweeping")
 ITEMS = ("apple", "bread", "coin", "map", "flower", "nail")
-P_ACTION = 0.5           # each action beyond the baseline is allowed with this probability
-P_ZERO_WEIGHT = 0.12     # a weight is 0 with this probability (the action can never win)
-P_DEFAULT = 0.25         # a weight, sense or parameter keeps the schema default with this probability
-NICE = (0.1, 0.2, 0.3, 0.5, 0.6, 0.8, 1.0, 1.2, 1.3, 1.5, 1.6, 2.0)   # weights designers write (ties happen)
+P_ACTION = 0.5  # each action beyond the baseline is allowed with this probability
+P_ZERO_WEIGHT = 0.12  # a weight is 0 with this probability (the action can never win)
+P_DEFAULT = 0.25  # a weight, sense or parameter keeps the schema default with this probability
+NICE = (0.1, 0.2, 0.3, 0.5, 0.6, 0.8, 1.0, 1.2, 1.3, 1.5, 1.6, 2.0)  # weights designers write (ties happen)
 
 
 def _hhmm(minute: int) -> str:
@@ -72,9 +72,14 @@ def random_file(rng: np.random.Generator, places: Sequence[str], index: int, cou
     base = [a for a in BASELINE if r.maybe(0.6)] or [r.pick(BASELINE)]
     allowed = sorted(set(allowed) | set(base), key=ACTIONS.index)
     doable = [a for a in PLACE_ACTIONS if a in allowed]
-    data: dict = {"id": f"random-{index}", "name": f"Random {index}" + (" {n}" if count > 1 else ""),
-                  "count": count, "spawn": r.pick(r.places), "persona": {"greeting": "Hello, {player}."},
-                  "actions": _actions(r, allowed)}
+    data: dict = {
+        "id": f"random-{index}",
+        "name": f"Random {index}" + (" {n}" if count > 1 else ""),
+        "count": count,
+        "spawn": r.pick(r.places),
+        "persona": {"greeting": "Hello, {player}."},
+        "actions": _actions(r, allowed),
+    }
     needs = _needs(r, doable)
     if needs:
         data["needs"] = needs
@@ -94,22 +99,30 @@ def _actions(r: _Draw, allowed: list[str]) -> dict:
     """[actions]: the allowed list, and random parameters for the allowed actions (some defaults)."""
     acts: dict = {"allowed": allowed}
     if "follow" in allowed:
-        acts["follow"] = {"who": r.pick(WHO), "distance": r.num(16, 96), "linger": r.num(0, 8),
-                          "give_up": r.num(160, 640)}
+        acts["follow"] = {
+            "who": r.pick(WHO),
+            "distance": r.num(16, 96),
+            "linger": r.num(0, 8),
+            "give_up": r.num(160, 640),
+        }
     if "flee" in allowed:
         d = r.num(32, 200)
         acts["flee"] = {"who": r.pick(WHO), "distance": d, "safe": round(d + r.num(32, 300), 1)}
     if "talk" in allowed:
         acts["talk"] = {"distance": r.num(24, 160), "cooldown": r.num(5, 240), "duration": r.num(0, 6)}
     if "give_item" in allowed:
-        acts["give_item"] = {"items": [r.pick(ITEMS) for _ in range(int(r.rng.integers(1, 4)))],
-                             "distance": r.num(24, 160), "cooldown": r.num(5, 240), "duration": r.num(0, 6)}
+        acts["give_item"] = {
+            "items": [r.pick(ITEMS) for _ in range(int(r.rng.integers(1, 4)))],
+            "distance": r.num(24, 160),
+            "cooldown": r.num(5, 240),
+            "duration": r.num(0, 6),
+        }
     if "approach" in allowed:
         acts["approach"] = {"distance": r.num(16, 96), "cooldown": r.num(5, 240)}
     if "patrol" in allowed:
         acts["patrol"] = {"pause": r.num(0, 8), "route": [r.pick(r.places) for _ in range(int(r.rng.integers(1, 4)))]}
     for a in list(acts):
-        if a != "allowed" and r.maybe(P_DEFAULT):      # the schema's defaults (what must be there stays)
+        if a != "allowed" and r.maybe(P_DEFAULT):  # the schema's defaults (what must be there stays)
             keep = {"items"} if a == "give_item" else {"route"} if a == "patrol" else set()
             acts[a] = {k: v for k, v in acts[a].items() if k in keep}
     return acts
@@ -120,8 +133,13 @@ def _needs(r: _Draw, doable: list[str]) -> dict:
     needs: dict = {}
     for name in r.rng.permutation(NEED_NAMES)[: int(r.rng.integers(0, 4))].tolist():
         low = r.num(0, 70, 0)
-        need: dict[str, Any] = {"start": r.num(0, 100, 0), "rate": r.num(-30, 5), "low": low,
-                "full": min(100.0, low + r.num(0, 60, 0)), "weight": r.weight(0.1)}
+        need: dict[str, Any] = {
+            "start": r.num(0, 100, 0),
+            "rate": r.num(-30, 5),
+            "low": low,
+            "full": min(100.0, low + r.num(0, 60, 0)),
+            "weight": r.weight(0.1),
+        }
         if doable and r.maybe(0.85):
             need["relief"] = r.pick(doable)
             at = r.place_for(need["relief"])
@@ -144,11 +162,11 @@ def _schedule(r: _Draw, doable: list[str]) -> list[dict]:
     cuts = np.sort(r.rng.choice(np.arange(0, 1440, 30), size=k + 1, replace=False)).tolist()
     spans = [(cuts[i], cuts[i + 1]) for i in range(k)]
     if r.maybe(0.5):
-        spans[-1] = (cuts[-1], cuts[0])            # wraps past midnight instead
+        spans[-1] = (cuts[-1], cuts[0])  # wraps past midnight instead
     blocks = []
     for start, end in spans:
         if len(spans) > 1 and r.maybe(0.15):
-            continue                               # a gap: no block then
+            continue  # a gap: no block then
         do = r.pick(doable)
         b = {"from": _hhmm(start), "to": _hhmm(end) if end else "24:00", "do": do}
         at = r.place_for(do)
@@ -170,8 +188,16 @@ def random_definition(rng: np.random.Generator, places: Sequence[str], index: in
     return defn
 
 
-def random_sight(rng: np.random.Generator, defn: Definition, n: int, places: Sequence[str], *,
-                 now_s: float | None = None, players: int = 8, first_eid: int = 1) -> Sight:
+def random_sight(
+    rng: np.random.Generator,
+    defn: Definition,
+    n: int,
+    places: Sequence[str],
+    *,
+    now_s: float | None = None,
+    players: int = 8,
+    first_eid: int = 1,
+) -> Sight:
     """n NPCs of `defn` at random spots with random intents, among `players` random players
     (ids 10_000..), as a Sight; the numbers are consistent (distances match positions,
     pairs sorted nearest first, within notice) but not the outcome of a simulation."""
@@ -184,12 +210,12 @@ def random_sight(rng: np.random.Generator, defn: Definition, n: int, places: Seq
     pid = np.arange(10_000, 10_000 + players, dtype=np.int64)
     ppos = rng.uniform(0, 600, (players, 2))
     notice = defn.senses["notice"]
-    dist = np.hypot(pos[:, None, 0] - ppos[None, :, 0], pos[:, None, 1] - ppos[None, :, 1])   # (n, P)
+    dist = np.hypot(pos[:, None, 0] - ppos[None, :, 0], pos[:, None, 1] - ppos[None, :, 1])  # (n, P)
     r, c = np.nonzero(dist <= notice)
     order = np.lexsort((dist[r, c], r))
     r, c = r[order], c[order]
     m = len(r)
-    times = lambda: np.where(rng.random(m) < 0.5, NEVER, now - rng.uniform(0, 300, m))   # noqa: E731
+    times = lambda: np.where(rng.random(m) < 0.5, NEVER, now - rng.uniform(0, 300, m))  # noqa: E731
     k = len(defn.needs)
     allowed = np.asarray([ACTIONS.index(a) for a in sorted(defn.allowed)])
     action = np.where(rng.random(n) < 0.9, rng.choice(allowed, n), rng.integers(0, len(ACTIONS), n)).astype(np.int8)
@@ -205,17 +231,42 @@ def random_sight(rng: np.random.Generator, defn: Definition, n: int, places: Seq
     tending = relief & ((stats < low) | (was & (stats < full)))
     route = block.route if block is not None else ()
     patrol = rng.integers(0, max(1, len(route)), n).astype(np.int32)
-    sched = (np.asarray([index[route[i]] for i in patrol.tolist()], np.int32) if block is not None and route
-             else np.full(n, index.get(block.at, -1) if block is not None and block.at else -1, np.int32))
+    sched = (
+        np.asarray([index[route[i]] for i in patrol.tolist()], np.int32)
+        if block is not None and route
+        else np.full(n, index.get(block.at, -1) if block is not None and block.at else -1, np.int32)
+    )
     return Sight(
-        defn=defn, now_s=now, minute=minute, day=0, block=block, eid=eid, pos=pos,
+        defn=defn,
+        now_s=now,
+        minute=minute,
+        day=0,
+        block=block,
+        eid=eid,
+        pos=pos,
         at=np.where(rng.random(n) < 0.4, rng.integers(0, max(1, len(places)), n), -1).astype(np.int32),
-        stats=stats, tending=tending, patrol=patrol, sched_place=sched,
-        gifts=rng.integers(0, 5, n).astype(np.int64), action=action,
+        stats=stats,
+        tending=tending,
+        patrol=patrol,
+        sched_place=sched,
+        gifts=rng.integers(0, 5, n).astype(np.int64),
+        action=action,
         place=np.where(rng.random(n) < 0.5, rng.integers(0, max(1, len(places)), n), -1).astype(np.int32),
-        target=target, arrived=rng.random(n) < 0.5, since=now - rng.uniform(0, 60, n),
-        arrived_at=np.full(n, np.nan), activity=np.asarray([ACTIONS[a] for a in action.tolist()], object),
-        t_alive=t_alive, t_dist=t_dist, t_near_s=np.where(t_alive, rng.uniform(0, 10, n), 0.0),
-        start=np.searchsorted(r, np.arange(n + 1)).astype(np.int64), p_row=r.astype(np.int64),
-        p_id=pid[c], p_dist=dist[r, c], p_pos=ppos[c], p_near_s=rng.uniform(0, 10, m),
-        p_greeted=times(), p_given=times(), p_approached=times())
+        target=target,
+        arrived=rng.random(n) < 0.5,
+        since=now - rng.uniform(0, 60, n),
+        arrived_at=np.full(n, np.nan),
+        activity=np.asarray([ACTIONS[a] for a in action.tolist()], object),
+        t_alive=t_alive,
+        t_dist=t_dist,
+        t_near_s=np.where(t_alive, rng.uniform(0, 10, n), 0.0),
+        start=np.searchsorted(r, np.arange(n + 1)).astype(np.int64),
+        p_row=r.astype(np.int64),
+        p_id=pid[c],
+        p_dist=dist[r, c],
+        p_pos=ppos[c],
+        p_near_s=rng.uniform(0, 10, m),
+        p_greeted=times(),
+        p_given=times(),
+        p_approached=times(),
+    )

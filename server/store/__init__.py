@@ -44,7 +44,7 @@ class Saved:
 
     def __init__(self, frame: Frame, keys: np.ndarray, written_at: float, map_id: str, extra: dict):
         self.frame, self.keys, self.written_at, self.map_id = frame, keys, written_at, map_id
-        self.extra = extra      # the Offer's extra arrays
+        self.extra = extra  # the Offer's extra arrays
 
 
 class Store:
@@ -70,10 +70,16 @@ class Store:
         conn = schema.connect(path)
         try:
             if token_expiry_s is not None:
-                gone = conn.execute("DELETE FROM accounts WHERE last_seen < ?", (time.time() - token_expiry_s,)).rowcount
+                gone = conn.execute(
+                    "DELETE FROM accounts WHERE last_seen < ?", (time.time() - token_expiry_s,)
+                ).rowcount
                 if gone:
-                    log.info("store %s: forgot %d players not seen for %.0f s (their tokens had expired)", path,
-                             gone, token_expiry_s)
+                    log.info(
+                        "store %s: forgot %d players not seen for %.0f s (their tokens had expired)",
+                        path,
+                        gone,
+                        token_expiry_s,
+                    )
             accounts = conn.execute(f"SELECT {', '.join(ACCOUNT_COLUMNS)} FROM accounts").fetchall()
             key = conn.execute("SELECT value FROM meta WHERE key = 'token_key'").fetchone()
             if key is None:
@@ -110,18 +116,25 @@ class Store:
         age = time.time() - w.last_written_at if w.last_written_at is not None else math.nan
         return [
             counter("npcworld_store_checkpoints_written_total", "World checkpoints written to the store.", w.written),
-            counter("npcworld_store_checkpoints_replaced_total",
-                    "Checkpoints replaced by a newer one before the writer got to them (it fell behind).", w.replaced),
+            counter(
+                "npcworld_store_checkpoints_replaced_total",
+                "Checkpoints replaced by a newer one before the writer got to them (it fell behind).",
+                w.replaced,
+            ),
             counter("npcworld_store_writes_failed_total", "Store transactions that failed (logged).", w.failed),
             counter("npcworld_store_account_rows_written_total", "Player account rows written.", w.accounts_written),
             gauge("npcworld_store_last_checkpoint_age_seconds", "Seconds since the last checkpoint written.", age),
-            gauge("npcworld_store_last_checkpoint_tick", "The tick of the last checkpoint written (-1: none).",
-                  w.last_tick),
+            gauge(
+                "npcworld_store_last_checkpoint_tick",
+                "The tick of the last checkpoint written (-1: none).",
+                w.last_tick,
+            ),
             gauge("npcworld_store_last_checkpoint_bytes", "Bytes of the last checkpoint's columns.", w.last_bytes),
             gauge("npcworld_store_bytes", "Size of the store on disk (file and write-ahead log).", self.size()),
             w.write_s.family("npcworld_store_write_seconds", "Wall time of one store transaction (writer thread)."),
-            w.copy_s.family("npcworld_store_checkpoint_copy_seconds",
-                            "Wall time of copying a checkpoint's columns inside the tick."),
+            w.copy_s.family(
+                "npcworld_store_checkpoint_copy_seconds", "Wall time of copying a checkpoint's columns inside the tick."
+            ),
         ]
 
 
@@ -133,6 +146,7 @@ def _load_checkpoint(conn: sqlite3.Connection, path: str) -> Saved | None:
     try:
         frame, keys, extra = frames.frame(head[:4], cols)
     except (ValueError, TypeError) as exc:
-        raise StoreError(f"store {path}: the last checkpoint is unreadable ({exc}); restore a backup or move the "
-                         "file away") from None
+        raise StoreError(
+            f"store {path}: the last checkpoint is unreadable ({exc}); restore a backup or move the file away"
+        ) from None
     return Saved(frame, keys, float(head[4]), head[5], extra)

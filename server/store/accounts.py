@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Callable
 
-MAX_ITEMS = 100        # items a player holds; the oldest is dropped for a new one beyond (a gift is never refused)
+MAX_ITEMS = 100  # items a player holds; the oldest is dropped for a new one beyond (a gift is never refused)
 COLUMNS = ("id", "name", "x", "y", "stats", "items", "token_gen", "first_seen", "last_seen")
 
 
@@ -32,14 +32,32 @@ class Account:
     token_gen: int = 0
 
     def row(self) -> tuple:
-        return (self.id, self.name, self.x, self.y, json.dumps(self.stats), json.dumps(self.items),
-                self.token_gen, self.first_seen, self.last_seen)
+        return (
+            self.id,
+            self.name,
+            self.x,
+            self.y,
+            json.dumps(self.stats),
+            json.dumps(self.items),
+            self.token_gen,
+            self.first_seen,
+            self.last_seen,
+        )
 
     @classmethod
     def from_row(cls, row) -> "Account":
         id_, name, x, y, stats, items, gen, first, last = row
-        return cls(int(id_), name, float(first), float(last), x, y, dict(json.loads(stats or "{}")),
-                   [str(i) for i in json.loads(items or "[]")][-MAX_ITEMS:], int(gen))
+        return cls(
+            int(id_),
+            name,
+            float(first),
+            float(last),
+            x,
+            y,
+            dict(json.loads(stats or "{}")),
+            [str(i) for i in json.loads(items or "[]")][-MAX_ITEMS:],
+            int(gen),
+        )
 
 
 class Accounts:

@@ -32,14 +32,21 @@ def _array(dtype: str, shape: str, data: bytes) -> np.ndarray:
     return np.frombuffer(data, dtype=np.dtype(dtype)).reshape(json.loads(shape)).copy()
 
 
-EXTRA = "extra."   # name prefix of columns that are not the world's (the NPC minds' state), any length
+EXTRA = "extra."  # name prefix of columns that are not the world's (the NPC minds' state), any length
 
 
 def rows(frame: Frame, keys: np.ndarray, extra: dict | None = None) -> list[tuple[str, str, str, bytes]]:
     """The column rows of a frame; keys (n,) object: each entity's stable key ("" for players);
     extra: more named arrays to keep with it (returned by `frame` as they were)."""
-    out = [_row("eid", frame.eid), _row("kind", frame.kind), _row("key", keys), _row("activity", frame.activity),
-           _row("stats", frame.stats), _row("stat_rate", frame.stat_rate), _row("stat_has", frame.stat_has)]
+    out = [
+        _row("eid", frame.eid),
+        _row("kind", frame.kind),
+        _row("key", keys),
+        _row("activity", frame.activity),
+        _row("stats", frame.stats),
+        _row("stat_rate", frame.stat_rate),
+        _row("stat_has", frame.stat_has),
+    ]
     out += [_row(c, frame.columns[c]) for c in COLUMNS]
     out += [_row(EXTRA + name, arr) for name, arr in (extra or {}).items()]
     return out
@@ -58,8 +65,17 @@ def frame(head: tuple, column_rows: list[tuple]) -> tuple[Frame, np.ndarray, dic
     wrong = [c for c in need if len(cols[c]) != n]
     if wrong:
         raise ValueError(f"checkpoint columns {', '.join(wrong)} do not have {n} rows")
-    f = Frame(tick=int(tick), time_s=float(time_s), rng=rng, eid=cols["eid"], kind=cols["kind"],
-              columns={c: cols[c] for c in COLUMNS}, activity=cols["activity"],
-              stat_names=tuple(json.loads(stat_names)), stats=cols["stats"], stat_rate=cols["stat_rate"],
-              stat_has=cols["stat_has"])
-    return f, cols["key"], {c[len(EXTRA):]: a for c, a in cols.items() if c.startswith(EXTRA)}
+    f = Frame(
+        tick=int(tick),
+        time_s=float(time_s),
+        rng=rng,
+        eid=cols["eid"],
+        kind=cols["kind"],
+        columns={c: cols[c] for c in COLUMNS},
+        activity=cols["activity"],
+        stat_names=tuple(json.loads(stat_names)),
+        stats=cols["stats"],
+        stat_rate=cols["stat_rate"],
+        stat_has=cols["stat_has"],
+    )
+    return f, cols["key"], {c[len(EXTRA) :]: a for c, a in cols.items() if c.startswith(EXTRA)}

@@ -24,14 +24,19 @@ from ..config import ServerConfig
 from . import schema
 from .schema import StoreError
 
-BACKUP_PAGES = 1024   # pages copied per step (4 MiB at the default page size)
+BACKUP_PAGES = 1024  # pages copied per step (4 MiB at the default page size)
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("store", help="the store: info, backup, players, forget",
-                       description="Look after the store (SQLite, var/world.sqlite by default): players' accounts "
-                       "and the last world checkpoint. Safe while the server runs.")
-    p.add_argument("--store", default=ServerConfig().store.path, metavar="FILE", help="the store file (default: %(default)s)")
+    p = sub.add_parser(
+        "store",
+        help="the store: info, backup, players, forget",
+        description="Look after the store (SQLite, var/world.sqlite by default): players' accounts "
+        "and the last world checkpoint. Safe while the server runs.",
+    )
+    p.add_argument(
+        "--store", default=ServerConfig().store.path, metavar="FILE", help="the store file (default: %(default)s)"
+    )
     s = p.add_subparsers(dest="store_command", metavar="STORE_COMMAND")
     i = s.add_parser("info", help="schema version, counts, last checkpoint")
     b = s.add_parser("backup", help="a consistent copy (SQLite online backup), safe while serving")
@@ -39,7 +44,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     pl = s.add_parser("players", help="list the players' accounts")
     f = s.add_parser("forget", help="delete a player's account")
     f.add_argument("player", metavar="PLAYER", help="account id, or a name only one account has")
-    for one in (i, b, pl, f):    # `npcworld store info --store FILE` works as well as `store --store FILE info`
+    for one in (i, b, pl, f):  # `npcworld store info --store FILE` works as well as `store --store FILE info`
         one.add_argument("--store", default=argparse.SUPPRESS, metavar="FILE", help="the store file")
     return p
 
@@ -85,8 +90,10 @@ def info(args) -> int:
         print("checkpoint none yet")
     else:
         tick, time_s, at, entities = head
-        print(f"checkpoint tick {tick} ({time_s:.1f} s of game), {entities} entities, written "
-              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))} ({_ago(at)})")
+        print(
+            f"checkpoint tick {tick} ({time_s:.1f} s of game), {entities} entities, written "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(at))} ({_ago(at)})"
+        )
     size = sum(p.stat().st_size for p in (Path(args.store), Path(args.store + "-wal")) if p.exists())
     print(f"size       {size / 1e6:.2f} MB (file and write-ahead log)")
     return 0
@@ -108,15 +115,21 @@ def backup(args) -> int:
 
 def players(args) -> int:
     conn = _open(args.store)
-    rows = conn.execute("SELECT id, name, x, y, items, first_seen, last_seen FROM accounts ORDER BY id").fetchall() \
-        if schema.version_of(conn) >= 2 else \
-        [(*r[:4], "[]", *r[4:]) for r in conn.execute(
-            "SELECT id, name, x, y, first_seen, last_seen FROM accounts ORDER BY id").fetchall()]
+    rows = (
+        conn.execute("SELECT id, name, x, y, items, first_seen, last_seen FROM accounts ORDER BY id").fetchall()
+        if schema.version_of(conn) >= 2
+        else [
+            (*r[:4], "[]", *r[4:])
+            for r in conn.execute("SELECT id, name, x, y, first_seen, last_seen FROM accounts ORDER BY id").fetchall()
+        ]
+    )
     print(f"{'id':>6}  {'name':<24} {'x':>8} {'y':>8}  {'items':>5}  {'first seen':<19}  last seen")
     for id_, name, x, y, items, first, last in rows:
-        where = (f"{x:8.1f} {y:8.1f}" if x is not None else f"{'-':>8} {'-':>8}")
-        print(f"{id_:>6}  {name[:24]:<24} {where}  {len(json.loads(items)):>5}  "
-              f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(first))}  {_ago(last)}")
+        where = f"{x:8.1f} {y:8.1f}" if x is not None else f"{'-':>8} {'-':>8}"
+        print(
+            f"{id_:>6}  {name[:24]:<24} {where}  {len(json.loads(items)):>5}  "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(first))}  {_ago(last)}"
+        )
     print(f"{len(rows)} players")
     return 0
 
@@ -131,8 +144,9 @@ def forget(args) -> int:
     if not rows:
         raise StoreError(f"no player {who!r} in {args.store} (npcworld store players lists them)")
     if len(rows) > 1:
-        raise StoreError(f"{len(rows)} players are called {who!r} (ids {', '.join(str(r[0]) for r in rows)}); "
-                         "name one by id")
+        raise StoreError(
+            f"{len(rows)} players are called {who!r} (ids {', '.join(str(r[0]) for r in rows)}); name one by id"
+        )
     conn.execute("DELETE FROM accounts WHERE id = ?", (rows[0][0],))
     print(f"forgot player {rows[0][0]} ({rows[0][1]})")
     return 0

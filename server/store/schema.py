@@ -37,7 +37,7 @@ ALTER TABLE accounts ADD COLUMN items TEXT NOT NULL DEFAULT '[]';
 """,
 }
 VERSION = max(MIGRATIONS)
-BUSY_MS = 2000   # how long a write waits for a lock another process holds before it fails (counted)
+BUSY_MS = 2000  # how long a write waits for a lock another process holds before it fails (counted)
 
 
 class StoreError(Exception):
@@ -54,20 +54,27 @@ def connect(path: str, *, readonly: bool = False) -> sqlite3.Connection:
         conn.execute(f"PRAGMA busy_timeout = {BUSY_MS}")
         ok = conn.execute("PRAGMA quick_check").fetchone()[0]
         if ok != "ok":
-            raise StoreError(f"store {path} is damaged ({ok}); restore a backup (npcworld store backup) "
-                             "or move the file away to start with an empty world")
+            raise StoreError(
+                f"store {path} is damaged ({ok}); restore a backup (npcworld store backup) "
+                "or move the file away to start with an empty world"
+            )
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > VERSION:
-            raise StoreError(f"store {path} has schema version {version}, newer than this npcworld's {VERSION}; "
-                             "run a newer npcworld, or restore a backup made by this one")
+            raise StoreError(
+                f"store {path} has schema version {version}, newer than this npcworld's {VERSION}; "
+                "run a newer npcworld, or restore a backup made by this one"
+            )
         if not readonly:
             conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")   # WAL + NORMAL: a killed process loses nothing committed
+            conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: a killed process loses nothing committed
             migrate(conn, version)
         return conn
     except sqlite3.Error as exc:
-        hint = ("is not an SQLite database or is damaged; restore a backup or move it away"
-                if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc) else str(exc))
+        hint = (
+            "is not an SQLite database or is damaged; restore a backup or move it away"
+            if isinstance(exc, sqlite3.DatabaseError) and "not a database" in str(exc)
+            else str(exc)
+        )
         raise StoreError(f"store {path}: {hint}") from None
 
 

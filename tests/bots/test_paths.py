@@ -10,11 +10,9 @@ from world.tilemap import load_map
 
 
 def test_paths_lead_round_walls_to_the_goal(tmp_path):
-    tilemap = load_map(write_ascii_map(tmp_path, ["##########",
-                                                  "#a...#...#",
-                                                  "#.##.#.#.#",
-                                                  "#..#...#b#",
-                                                  "##########"], "maze.tmj"))
+    tilemap = load_map(
+        write_ascii_map(tmp_path, ["##########", "#a...#...#", "#.##.#.#.#", "#..#...#b#", "##########"], "maze.tmj")
+    )
     paths = Paths(tilemap)
     (x, y), goal = tilemap.pois["a"], tilemap.pois["b"]
     for _ in range(400):  # 4 world units a step

@@ -25,8 +25,9 @@ MSGPACK_ESM = os.path.join(CLIENT_DIR, "node_modules", "@msgpack", "msgpack", "d
 
 pytestmark = [
     pytest.mark.skipif(not shutil.which("node"), reason="no node"),
-    pytest.mark.skipif(not os.path.isfile(MSGPACK_ESM),
-                       reason="client_demo/node_modules missing: run `npm install` in client_demo/"),
+    pytest.mark.skipif(
+        not os.path.isfile(MSGPACK_ESM), reason="client_demo/node_modules missing: run `npm install` in client_demo/"
+    ),
 ]
 
 # Reads length-prefixed update frames on stdin; prints, per update, the positions it holds (quantised).
@@ -60,7 +61,7 @@ def test_the_browser_client_holds_what_every_keyframe_says():
     frames, expected, sent, held, forms = [], [], None, {}, set()
     for step in range(100):
         if step == 50:
-            w.add_observer(me)      # re-added (as after a resume): a keyframe again
+            w.add_observer(me)  # re-added (as after a resume): a keyframe again
             sent = None
         for p in players:
             if rng.random() < 0.2:
@@ -76,14 +77,18 @@ def test_the_browser_client_holds_what_every_keyframe_says():
         forms |= {"regroup"} if any(len(b) > 3 for b in msg["moves"]) else set()
         held = apply_cells(held, msg["cells"], msg["moves"])
         key = apply_cells({}, msgpack.unpackb(encode_update(w.tick, -1, v))["cells"], [])
-        expected.append({str(i): [float(x), float(y)] for ids, pos in key.values()
-                         for i, (x, y) in zip(ids.tolist(), pos.tolist())})
+        expected.append(
+            {str(i): [float(x), float(y)] for ids, pos in key.values() for i, (x, y) in zip(ids.tolist(), pos.tolist())}
+        )
         frames.append(len(data).to_bytes(4, "little") + data)
     assert forms == {"whole", "moves", "fix", "regroup"}
-    script = SCRIPT % {"msgpack": json.dumps("file://" + os.path.abspath(MSGPACK_ESM)),
-                       "snapshot": json.dumps("file://" + os.path.abspath(os.path.join(CLIENT_DIR, "snapshot.js")))}
-    out = subprocess.run(["node", "--input-type=module", "-e", script], input=b"".join(frames),
-                         capture_output=True, timeout=60)
+    script = SCRIPT % {
+        "msgpack": json.dumps("file://" + os.path.abspath(MSGPACK_ESM)),
+        "snapshot": json.dumps("file://" + os.path.abspath(os.path.join(CLIENT_DIR, "snapshot.js"))),
+    }
+    out = subprocess.run(
+        ["node", "--input-type=module", "-e", script], input=b"".join(frames), capture_output=True, timeout=60
+    )
     assert out.returncode == 0, out.stderr.decode()
     got = json.loads(out.stdout)
     assert len(got) == len(expected)

@@ -30,8 +30,9 @@ def test_the_committed_sheet_is_what_the_script_draws(tmp_path):
     pixels = sprites.sheet()
     pixels[5][5] = (1, 2, 3, 255)
     out.write_bytes(sprites.png(pixels))
-    r = subprocess.run([sys.executable, str(SCRIPT), "--check", "--out", str(out)], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [sys.executable, str(SCRIPT), "--check", "--out", str(out)], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 1 and "differs" in r.stdout
 
 
@@ -67,7 +68,7 @@ def test_variants_facings_and_frames_differ():
         # right is left mirrored, and not left itself
         left, right = sprites.frame(v, "left", 1), sprites.frame(v, "right", 1)
         assert right.base == [row[::-1] for row in left.base] and right.base != left.base
-        for facing in sprites.FACINGS:      # a stride differs from standing, and the two strides from each other
+        for facing in sprites.FACINGS:  # a stride differs from standing, and the two strides from each other
             stand, a, b = (layers(v, facing, s) for s in (0, 1, 3))
             assert stand != a and stand != b and a != b, (v, facing)
 

@@ -18,15 +18,26 @@ from support.servers import start_server
 from world import protocol
 
 
-
 @pytest.fixture(scope="module")
 def wander_run(tmp_path_factory):
     """One wander run of 4 bots in 2 processes; what it printed, its report, the server's figures after it."""
     srv = start_server("--npcs", "20")
     try:
         out_dir = tmp_path_factory.mktemp("wander")
-        res = run_bots("--url", srv.ws_url, "--clients", "4", "--ramp", "1", "--duration", "4", "--procs", "2",
-                       "--report", str(out_dir))
+        res = run_bots(
+            "--url",
+            srv.ws_url,
+            "--clients",
+            "4",
+            "--ramp",
+            "1",
+            "--duration",
+            "4",
+            "--procs",
+            "2",
+            "--report",
+            str(out_dir),
+        )
         wait_for(lambda: metrics(srv)["npcworld_connections"] == 0, "the server to see every bot leave")
         yield res, json.loads((out_dir / "report.json").read_text()), out_dir, metrics(srv)
     finally:
@@ -91,8 +102,23 @@ async def test_the_html_report_renders_in_chromium(wander_run):
 
 def test_each_scenario_plays(launch, tmp_path):
     srv = launch("--npcs", "20")
-    runs = {name: start_bots("--url", srv.ws_url, "--clients", "3", "--ramp", "0.5", "--duration", "3.5",
-                             "--scenario", name, "--report", str(tmp_path / name)) for name in ("chatty", "idle")}
+    runs = {
+        name: start_bots(
+            "--url",
+            srv.ws_url,
+            "--clients",
+            "3",
+            "--ramp",
+            "0.5",
+            "--duration",
+            "3.5",
+            "--scenario",
+            name,
+            "--report",
+            str(tmp_path / name),
+        )
+        for name in ("chatty", "idle")
+    }
     reports = {}
     for name, proc in runs.items():
         out, err = proc.communicate(timeout=60)
@@ -114,8 +140,9 @@ def test_each_scenario_plays(launch, tmp_path):
 
 def test_a_server_that_goes_away_ends_the_run_with_a_clear_summary(launch, tmp_path):
     srv = launch("--npcs", "10")
-    bots = start_bots("--url", srv.ws_url, "--clients", "3", "--ramp", "0.3", "--duration", "120",
-                      "--report", str(tmp_path))
+    bots = start_bots(
+        "--url", srv.ws_url, "--clients", "3", "--ramp", "0.3", "--duration", "120", "--report", str(tmp_path)
+    )
     try:
         # Joined (a player each), and a few ticks later, so every welcome has gone out:
         # the bots are playing, not still connecting, when the server goes.
@@ -167,13 +194,14 @@ def test_bad_arguments_are_usage_errors_and_a_missing_server_is_clear(tmp_path):
 
 # -- the bot's own WebSocket client, against a reference server (the websockets library) --
 
+
 def _update(tick: int, ack: int, cells_bytes: int = 64, chat: list | None = None, enter: list | None = None) -> bytes:
     """An update laid out exactly as the server writes it (world/protocol.py)."""
     from world.protocol import encode_cell_block
     from world.snapshot import View, encode_update
+
     n = max(1, cells_bytes // 12)
-    cells = msgpack.packb([]) if not cells_bytes else (
-        b"\x91" + encode_cell_block(3, bytes(4 * n), bytes(4 * n)))
+    cells = msgpack.packb([]) if not cells_bytes else (b"\x91" + encode_cell_block(3, bytes(4 * n), bytes(4 * n)))
     recs = [msgpack.packb(r) for r in (enter or [])]
     view = View.make(cells, recs, [r[0] for r in (enter or [])], [], [msgpack.packb(c) for c in (chat or [])])
     return encode_update(tick, ack, view)
@@ -208,17 +236,20 @@ async def test_the_bot_speaks_rfc6455_frames_fragments_pings_and_close_codes():
         move = msgpack.unpackb(await ws.recv())
         seen["client"] = [ping, move]
         await ws.send(msgpack.packb({"t": "pong", "id": ping["id"], "tick": 1}))
-        await ws.send(_update(10, -1))                                          # 7-bit length
-        await ws.send(_update(11, move["seq"], cells_bytes=3000))               # 16-bit length
-        await ws.send(_update(12, move["seq"], cells_bytes=100_000))            # 64-bit length
+        await ws.send(_update(10, -1))  # 7-bit length
+        await ws.send(_update(11, move["seq"], cells_bytes=3000))  # 16-bit length
+        await ws.send(_update(12, move["seq"], cells_bytes=100_000))  # 64-bit length
         frag = _update(13, move["seq"], chat=[[7, "bot 0", "hi", 13]])
-        await ws.send([frag[:5], frag[5:30], frag[30:]])                        # fragmented, with a chat line
+        await ws.send([frag[:5], frag[5:30], frag[30:]])  # fragmented, with a chat line
         pong_waiter = await ws.ping(b"are you there")
-        await asyncio.wait_for(pong_waiter, 5)                                  # the bot answers pings
+        await asyncio.wait_for(pong_waiter, 5)  # the bot answers pings
         seen["pong"] = True
         # Not the server's usual layout (keys reordered): decoded in full instead.
-        await ws.send(msgpack.packb({"t": "update", "ack": move["seq"], "tick": 15, "cells": [], "enter": [],
-                                     "leave": [], "chat": []}))
+        await ws.send(
+            msgpack.packb(
+                {"t": "update", "ack": move["seq"], "tick": 15, "cells": [], "enter": [], "leave": [], "chat": []}
+            )
+        )
         await ws.send(msgpack.packb({"t": "error", "code": "rate_limited", "message": "slow down"}))
         await ws.close(4003, "replaced")
 
@@ -268,8 +299,10 @@ async def test_the_bot_reports_http_errors_and_refusals_as_failed_connects():
     bot = await _bot_against(full)
     assert bot.end == "failed: closed 4004 server full"
     key = b"dGhlIHNhbXBsZSBub25jZQ=="  # RFC 6455 1.3's example
-    good = (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
+    good = (
+        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+    )
     assert check_handshake(good, key) is None
     assert check_handshake(good.replace(b"s3pP", b"xxxx"), key) == "handshake failed: wrong Sec-WebSocket-Accept"
     assert "extension" in check_handshake(good + b"\r\nSec-WebSocket-Extensions: permessage-deflate", key)

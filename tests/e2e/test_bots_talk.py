@@ -10,8 +10,20 @@ from support.botshelp import clean, metrics, run_bots, wait_for
 
 def test_talk_bots_find_npcs_that_talk_and_the_report_has_their_replies(launch, tmp_path):
     srv = launch("--npcs", "10")  # 10 wanderers, which do not talk, beside the NPC files' cast
-    res = run_bots("--url", srv.ws_url, "--clients", "3", "--ramp", "0.5", "--duration", "8",
-                   "--scenario", "talk", "--report", str(tmp_path))
+    res = run_bots(
+        "--url",
+        srv.ws_url,
+        "--clients",
+        "3",
+        "--ramp",
+        "0.5",
+        "--duration",
+        "8",
+        "--scenario",
+        "talk",
+        "--report",
+        str(tmp_path),
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     clean(res.stdout, res.stderr)
     talk = json.loads((tmp_path / "report.json").read_text())["summary"]["talk"]
@@ -24,4 +36,4 @@ def test_talk_bots_find_npcs_that_talk_and_the_report_has_their_replies(launch, 
     assert "NPC fallback share" in res.stdout and "100.0 %" in res.stdout
     wait_for(lambda: metrics(srv)["npcworld_connections"] == 0, "the server to see every bot leave")
     m = metrics(srv)
-    assert m['npcworld_dialogue_total{event=fallback}'] >= talk["replies"]
+    assert m["npcworld_dialogue_total{event=fallback}"] >= talk["replies"]

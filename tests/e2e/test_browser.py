@@ -21,8 +21,10 @@ playwright_api = pytest.importorskip("playwright.async_api")
 
 pytestmark = [
     pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM}"),
-    pytest.mark.skipif(not os.path.isdir(os.path.join(CLIENT_DIR, "node_modules", "@msgpack", "msgpack")),
-                       reason="client_demo/node_modules missing: run `npm install` in client_demo/"),
+    pytest.mark.skipif(
+        not os.path.isdir(os.path.join(CLIENT_DIR, "node_modules", "@msgpack", "msgpack")),
+        reason="client_demo/node_modules missing: run `npm install` in client_demo/",
+    ),
 ]
 
 # Counts canvas pixels that are not the page background (#101418), on a grid.
@@ -64,14 +66,17 @@ async def test_browser_client_plays(server):
             await page.keyboard.press("Enter")
             await observer.wait(
                 lambda: any(c[0] == my_id and c[2] == "ddd hello from chromium" for c in observer.player.chat),
-                10, "the browser's chat line")
+                10,
+                "the browser's chat line",
+            )
             assert await observer.settled(my_id) == (x0, y0)
 
             # Hold the right arrow until the server has moved the player 1.5 tiles right.
             await page.keyboard.down("ArrowRight")
             try:
-                await observer.wait(lambda: (observer.position(my_id) or (x0, y0))[0] > x0 + 48, 10,
-                                    "the browser player to move right")
+                await observer.wait(
+                    lambda: (observer.position(my_id) or (x0, y0))[0] > x0 + 48, 10, "the browser player to move right"
+                )
             finally:
                 await page.keyboard.up("ArrowRight")
             x1, y1 = await observer.settled(my_id)
@@ -84,7 +89,9 @@ async def test_browser_client_plays(server):
                     const p = window.npcworld.myPos(), s = window.npcworld.serverPos();
                     return p && s && Math.abs(s.x - {x1}) < 1e-6 && Math.abs(s.y - {y1}) < 1e-6
                         && Math.abs(p.x - s.x) <= 1 / {quant} && Math.abs(p.y - s.y) <= 1 / {quant};
-                }}""", timeout=10_000)
+                }}""",
+                timeout=10_000,
+            )
         finally:
             await observer.close()
 
@@ -117,11 +124,25 @@ async def test_an_npc_reply_streams_into_the_log_and_a_bubble(launch, tmp_path):
     folder = tmp_path / "npcs"
     folder.mkdir()
     write(folder / "tam.toml", TAM)
-    srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0",
-                 "--dialogue-model", "tiny", "--dialogue-max-new-tokens", "24",
-                 # 20 ms per token: the reply spans many ticks, so it arrives in several say_delta pieces.
-                 "--dialogue-step-delay-ms", "20", "--dialogue-first-token-ms", "60000",
-                 "--memory-db", str(tmp_path / "memory.sqlite"))
+    srv = launch(
+        "--map",
+        str(small_map(tmp_path)),
+        "--npc-dir",
+        str(folder),
+        "--npcs",
+        "0",
+        "--dialogue-model",
+        "tiny",
+        "--dialogue-max-new-tokens",
+        "24",
+        # 20 ms per token: the reply spans many ticks, so it arrives in several say_delta pieces.
+        "--dialogue-step-delay-ms",
+        "20",
+        "--dialogue-first-token-ms",
+        "60000",
+        "--memory-db",
+        str(tmp_path / "memory.sqlite"),
+    )
     async with chromium_page(srv.http_url) as (page, page_errors):
         bystander = Observer(await Player.join(srv.ws_url, name="observer"))
         try:
@@ -142,8 +163,9 @@ async def test_an_npc_reply_streams_into_the_log_and_a_bubble(launch, tmp_path):
             assert start["npc"] == tam and start["to"] == await page.evaluate("window.npcworld.myId")
             assert end["id"] == start["id"] and end["reason"] == "done" and end["text"]
 
-            await page.wait_for_function("window.seen.length && window.seen[window.seen.length - 1].cls"
-                                         " === 'said done'", timeout=10_000)
+            await page.wait_for_function(
+                "window.seen.length && window.seen[window.seen.length - 1].cls === 'said done'", timeout=10_000
+            )
             seen = await page.evaluate("window.seen")
             streamed = [s["text"] for s in seen if s["cls"] == "streaming"]
             # Piece by piece: the log showed each say_delta as it came (the same pieces the bystander got),
@@ -164,11 +186,14 @@ async def test_the_monitor_page_plots_live_metrics(server):
         player = Observer(await Player.join(server.ws_url, name="watched"))
         try:
             # The page's figures follow the server: one connection appears, ticks run, bytes flow.
-            await page.wait_for_function("""() => {
+            await page.wait_for_function(
+                """() => {
                 const m = window.monitor.latest;
                 return m.connections === 1 && m.players === 1 && m.ticks > 0 && m.tick_mean > 0 && m.bytes_out > 0
                     && m.store_failed === 0;
-            }""", timeout=20_000)
+            }""",
+                timeout=20_000,
+            )
         finally:
             await player.close()
         await page.wait_for_function("window.monitor.latest.connections === 0", timeout=20_000)

@@ -63,8 +63,9 @@ async def test_the_inspector_lists_shows_follows_and_degrades(launch, tmp_path):
     folder.mkdir()
     write(folder / "tam.toml", TAM)
     write(folder / "ivo.toml", IVO)
-    srv = launch("--map", str(write_ascii_map(tmp_path, MAP, "m.tmj", {"s": "spawn"})), "--npc-dir", str(folder),
-                 "--npcs", "2")
+    srv = launch(
+        "--map", str(write_ascii_map(tmp_path, MAP, "m.tmj", {"s": "spawn"})), "--npc-dir", str(folder), "--npcs", "2"
+    )
     admin, token = admin_of(srv)
 
     # The page itself is public code with a strict policy; the data behind it is not.
@@ -88,8 +89,9 @@ async def test_the_inspector_lists_shows_follows_and_degrades(launch, tmp_path):
         # Picked from the list: its detail (the file it comes from).
         await page.click("#npc-list li:has-text('Old Tam')")
         assert await page.evaluate("window.inspector.selected") == ids["Old Tam"]
-        await page.wait_for_function("() => document.getElementById('detail').textContent.includes('tam.toml')",
-                                     timeout=10_000)
+        await page.wait_for_function(
+            "() => document.getElementById('detail').textContent.includes('tam.toml')", timeout=10_000
+        )
         assert await page.text_content("#detail-title") == f"Old Tam #{ids['Old Tam']}"
         await panel_agrees(page, admin, token, "detail", "GET", f"/npcs/{ids['Old Tam']}")
 
@@ -99,14 +101,16 @@ async def test_the_inspector_lists_shows_follows_and_degrades(launch, tmp_path):
         at = (await page.evaluate("window.inspector.screen()"))[str(ids["Ivo"])]
         await page.mouse.click(box["x"] + at["x"], box["y"] + at["y"] - 5)
         await page.wait_for_function(f"() => window.inspector.selected === {ids['Ivo']}", timeout=5_000)
-        await page.wait_for_function("() => document.getElementById('detail').textContent.includes('ivo.toml')",
-                                     timeout=10_000)
+        await page.wait_for_function(
+            "() => document.getElementById('detail').textContent.includes('ivo.toml')", timeout=10_000
+        )
 
         # Follow: Ivo at the centre of the map, ringed.
         await page.check("#follow")
         await page.wait_for_function(
             f"() => Math.abs(window.inspector.camera.x - {ivo_pos[0]}) < 1 && Math.abs(window.inspector.camera.y - {ivo_pos[1]}) < 1",
-            timeout=10_000)
+            timeout=10_000,
+        )
         img = await screenshot(page)
         cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
         assert count_near(img, (cx - 20, cy + 2, cx + 20, cy + 20), HIGHLIGHT, 30) >= 12, "no ring at the centre"
@@ -117,8 +121,9 @@ async def test_the_inspector_lists_shows_follows_and_degrades(launch, tmp_path):
         if await page.evaluate("window.inspector.panels.log") == "unavailable":
             assert "not on this server" in await page.text_content("#log-note")
         else:
-            await page.wait_for_function("() => document.getElementById('log').textContent.includes('ivo.toml')",
-                                         timeout=10_000)
+            await page.wait_for_function(
+                "() => document.getElementById('log').textContent.includes('ivo.toml')", timeout=10_000
+            )
         if await page.evaluate("window.inspector.panels.clock") == "unavailable":
             assert "not on this server" in await page.text_content("#clock-note")
             assert await page.locator("#clock-controls").is_hidden()
@@ -128,7 +133,9 @@ async def test_the_inspector_lists_shows_follows_and_degrades(launch, tmp_path):
         if await page.evaluate("window.inspector.panels.talk") == "unavailable":
             assert "not on this server" in await page.text_content("#talk-note")
         else:
-            await page.wait_for_function("() => document.getElementById('talk-out').childElementCount >= 2", timeout=30_000)
+            await page.wait_for_function(
+                "() => document.getElementById('talk-out').childElementCount >= 2", timeout=30_000
+            )
         assert page_errors == [] and await page.evaluate("window.inspector.errors") == 0
 
 
@@ -158,8 +165,9 @@ async def panel_agrees_monitor(page, admin: str, token: str) -> None:
         await page.wait_for_function("() => window.monitor.log.state === 'unavailable'", timeout=10_000)
         assert "not on this server" in await page.text_content("#log-note")
     else:
-        await page.wait_for_function("() => document.getElementById('log').textContent.includes('ivo.toml')",
-                                     timeout=10_000)
+        await page.wait_for_function(
+            "() => document.getElementById('log').textContent.includes('ivo.toml')", timeout=10_000
+        )
 
 
 IDA = """
@@ -217,9 +225,15 @@ async def test_the_inspector_shows_what_the_admin_api_says_of_a_real_npc(launch,
     write(folder / "ida.py", IDA_HOOKS)
     # two places: with 'spawn' alone, adding one changes the world's list of places (world/sim.py use_map
     # refuses that: a ValueError in the watcher, seen in this test)
-    rows = [*MAP[:5], "#" + "." * 7 + "w" + "." * 20 + "#", *MAP[6:]]    # the well: 3 tiles from the spawn
-    srv = launch("--map", str(write_ascii_map(tmp_path, rows, "m.tmj", {"s": "spawn", "w": "well"})),
-                 "--npc-dir", str(folder), "--npcs", "0")
+    rows = [*MAP[:5], "#" + "." * 7 + "w" + "." * 20 + "#", *MAP[6:]]  # the well: 3 tiles from the spawn
+    srv = launch(
+        "--map",
+        str(write_ascii_map(tmp_path, rows, "m.tmj", {"s": "spawn", "w": "well"})),
+        "--npc-dir",
+        str(folder),
+        "--npcs",
+        "0",
+    )
     printed = [line.split()[2] for line in srv.output if line.startswith("npcworld inspector ")]
     assert len(printed) == 1 and "/inspector#token=" in printed[0], srv.output
     url = printed[0]
@@ -227,7 +241,7 @@ async def test_the_inspector_shows_what_the_admin_api_says_of_a_real_npc(launch,
     ann = await Player.join(srv.ws_url, "Ann")
     reader = asyncio.create_task(keep_reading(ann))
     try:
-        for _ in range(100):    # bounded: 20 s
+        for _ in range(100):  # bounded: 20 s
             status, listing = await asyncio.to_thread(call, admin + "npcs", "GET", token)
             if listing["npcs"]:
                 break
@@ -242,8 +256,9 @@ async def test_the_inspector_shows_what_the_admin_api_says_of_a_real_npc(launch,
             await page.fill("#clock-time", "11:00")
             await page.click("#clock-set")
             status, clock = await asyncio.to_thread(call, admin + "clock", "GET", token)
-            await page.wait_for_function("() => document.getElementById('clock-state').textContent.includes('11:00')",
-                                         timeout=10_000)
+            await page.wait_for_function(
+                "() => document.getElementById('clock-state').textContent.includes('11:00')", timeout=10_000
+            )
             status, clock = await asyncio.to_thread(call, admin + "clock", "GET", token)
             assert clock["paused"] is True and clock["time"] == "11:00"
             for i, text in enumerate(("boom", "hello")):
@@ -253,14 +268,19 @@ async def test_the_inspector_shows_what_the_admin_api_says_of_a_real_npc(launch,
                 assert await page.evaluate("window.inspector.panels.talk") == "live"
             await page.wait_for_function(
                 "() => { const d = window.inspector.detail; return d && d.errors.length && d.nearest_player"
-                " && d.schedule.block && d.lines.some((l) => l.text === 'Hello, designer.'); }", timeout=30_000)
+                " && d.schedule.block && d.lines.some((l) => l.text === 'Hello, designer.'); }",
+                timeout=30_000,
+            )
             status, api = await asyncio.to_thread(call, admin + f"npcs/{ida}", "GET", token)
             assert status == 200 and api["errors"] and api["lines"] and api["nearest_player"]["name"] == "Ann"
             # a second sample of the paused need, so that its sparkline has a line
-            await page.wait_for_function("() => document.querySelector('[data-view=needs] svg.spark polyline')",
-                                         timeout=10_000)
-            view = {v: await page.text_content(f"#detail [data-view={v}]")
-                    for v in ("file", "decision", "needs", "schedule", "player", "lines", "errors", "hooks")}
+            await page.wait_for_function(
+                "() => document.querySelector('[data-view=needs] svg.spark polyline')", timeout=10_000
+            )
+            view = {
+                v: await page.text_content(f"#detail [data-view={v}]")
+                for v in ("file", "decision", "needs", "schedule", "player", "lines", "errors", "hooks")
+            }
             shown = await page.evaluate("window.inspector.detail")
 
             # file: path, id, version
@@ -305,9 +325,10 @@ async def test_the_inspector_shows_what_the_admin_api_says_of_a_real_npc(launch,
                 await page.wait_for_function("() => window.inspector.places.includes('pier')", timeout=60_000)
             except Exception:
                 log = (await asyncio.to_thread(call, admin + "log?after=0", "GET", token))[1]
-                raise AssertionError(f"no pier on the page's map; the server said {srv.output[-15:]}; the reload "
-                                     f"log: {log}; the page's places: {await page.evaluate('window.inspector.places')}"
-                                     ) from None
+                raise AssertionError(
+                    f"no pier on the page's map; the server said {srv.output[-15:]}; the reload "
+                    f"log: {log}; the page's places: {await page.evaluate('window.inspector.places')}"
+                ) from None
             assert await page.evaluate("window.inspector.mapLoads") == 2
             assert page_errors == [] and await page.evaluate("window.inspector.errors") == 0
     finally:

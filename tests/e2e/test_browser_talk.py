@@ -20,8 +20,10 @@ from support.wsclient import Player
 pytest.importorskip("playwright.async_api")
 pytestmark = [
     pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM}"),
-    pytest.mark.skipif(not os.path.isdir(os.path.join(CLIENT_DIR, "node_modules", "@msgpack", "msgpack")),
-                       reason="client_demo/node_modules missing: run `npm install` in client_demo/"),
+    pytest.mark.skipif(
+        not os.path.isdir(os.path.join(CLIENT_DIR, "node_modules", "@msgpack", "msgpack")),
+        reason="client_demo/node_modules missing: run `npm install` in client_demo/",
+    ),
 ]
 
 TAM = """
@@ -54,8 +56,18 @@ async def test_the_page_says_whom_a_line_goes_to_and_when_no_one_here_talks(laun
     folder.mkdir()
     write(folder / "tam.toml", TAM)
     write(folder / "hen.toml", HEN)
-    srv = launch("--map", str(small_map(tmp_path, MAP)), "--npc-dir", str(folder), "--npcs", "0",
-                 "--dialogue-model", "tiny", "--dialogue-max-new-tokens", "8")
+    srv = launch(
+        "--map",
+        str(small_map(tmp_path, MAP)),
+        "--npc-dir",
+        str(folder),
+        "--npcs",
+        "0",
+        "--dialogue-model",
+        "tiny",
+        "--dialogue-max-new-tokens",
+        "8",
+    )
     async with chromium_page(srv.http_url) as (page, page_errors):
         watcher = Observer(await Player.join(srv.ws_url, name="watcher"))
         try:
@@ -93,8 +105,12 @@ async def test_the_page_says_whom_a_line_goes_to_and_when_no_one_here_talks(laun
             hen = next(i for i, rec in watcher.player.known.items() if rec[2] == "Hen")
             hx, hy = await watcher.settled(hen)
             hx, hy = centre["x"] + (hx - mx), centre["y"] + (hy - my)
-            assert count_near(img, (hx - radius * 1.6, hy + radius * 0.2, hx + radius * 1.6, hy + radius * 1.6),
-                              HIGHLIGHT, 30) == 0, "the hen, who does not talk, is highlighted"
+            assert (
+                count_near(
+                    img, (hx - radius * 1.6, hy + radius * 0.2, hx + radius * 1.6, hy + radius * 1.6), HIGHLIGHT, 30
+                )
+                == 0
+            ), "the hen, who does not talk, is highlighted"
 
             await page.click("#chat-input")
             await page.keyboard.type("Hello Tam!")
@@ -104,8 +120,10 @@ async def test_the_page_says_whom_a_line_goes_to_and_when_no_one_here_talks(laun
             start = next(m for m in says if m["t"] == "say_start")
             assert start["npc"] == tam and start["name"] == "Old Tam" and start["to"] == me
             # The log shows the answer under Tam's name.
-            await page.wait_for_function("[...document.querySelectorAll('#chat-log .npc-say .who')]"
-                                         ".some(e => e.textContent === 'Old Tam')", timeout=10_000)
+            await page.wait_for_function(
+                "[...document.querySelectorAll('#chat-log .npc-say .who')].some(e => e.textContent === 'Old Tam')",
+                timeout=10_000,
+            )
             assert page_errors == []
         finally:
             await watcher.close()

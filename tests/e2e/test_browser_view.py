@@ -21,13 +21,20 @@ from support.wsclient import Player
 pytest.importorskip("playwright.async_api")
 pytestmark = [
     pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM}"),
-    pytest.mark.skipif(not os.path.isdir(os.path.join(CLIENT_DIR, "node_modules", "@msgpack", "msgpack")),
-                       reason="client_demo/node_modules missing: run `npm install` in client_demo/"),
+    pytest.mark.skipif(
+        not os.path.isdir(os.path.join(CLIENT_DIR, "node_modules", "@msgpack", "msgpack")),
+        reason="client_demo/node_modules missing: run `npm install` in client_demo/",
+    ),
 ]
 
 # 40 x 24 tiles of open floor: players appear at "s" (world (656, 400)).
-MAP = ["#" * 40] + ["#" + "." * 38 + "#"] * 11 + ["#" + "." * 19 + "s" + "." * 18 + "#"] \
-    + ["#" + "." * 38 + "#"] * 10 + ["#" * 40]
+MAP = (
+    ["#" * 40]
+    + ["#" + "." * 38 + "#"] * 11
+    + ["#" + "." * 19 + "s" + "." * 18 + "#"]
+    + ["#" + "." * 38 + "#"] * 10
+    + ["#" * 40]
+)
 LONG = "a line long enough to wrap over several lines of a speech bubble, said {} times by the player"
 WIDE = (1200, 300)
 NEXT_FRAMES = "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => requestAnimationFrame(r))))"  # px: a short view, so a bubble over the player's head would not fit above it
@@ -49,13 +56,15 @@ async def test_figures_minimap_and_a_bubble_inside_the_view(launch, tmp_path):
         radius = await page.evaluate("window.npcworld.welcome.radius")
         observer = Observer(await Player.join(srv.ws_url, name="observer"))
         try:
-            await observer.wait(lambda: observer.position(me) and observer.player.known.get(me), 10,
-                                "the browser player in view")
+            await observer.wait(
+                lambda: observer.position(me) and observer.player.known.get(me), 10, "the browser player in view"
+            )
             # The observer walks 5 tiles left of the browser's player, then stands.
             await observer.player.move(-1.0, 0.0)
             mx = (await observer.settled(me))[0]
-            await observer.wait(lambda: observer.position(observer.player.id)[0] < mx - 160, 20,
-                                "the observer to walk left")
+            await observer.wait(
+                lambda: observer.position(observer.player.id)[0] < mx - 160, 20, "the observer to walk left"
+            )
             await observer.player.move(0.0, 0.0)
             ox, oy = await observer.settled(observer.player.id)
             mx, my = await observer.settled(me)
@@ -64,7 +73,8 @@ async def test_figures_minimap_and_a_bubble_inside_the_view(launch, tmp_path):
             await page.wait_for_function(
                 f"""() => {{ const s = window.npcworld.screen()[{obs_id}], m = window.npcworld.screen()[{me}];
                     return s && m && Math.abs((s.x - m.x) - ({ox - mx})) < 0.5 && Math.abs((s.y - m.y) - ({oy - my})) < 0.5; }}""",
-                timeout=10_000)
+                timeout=10_000,
+            )
             screen = await page.evaluate("window.npcworld.screen()")
             img = await screenshot(page)
 
@@ -75,14 +85,18 @@ async def test_figures_minimap_and_a_bubble_inside_the_view(launch, tmp_path):
             # The observer's figure is where the server says: offset from yours by the server's difference.
             obs_colour = rgb(observer.player.known[obs_id][3])
             at = {"x": mine["x"] + (ox - mx), "y": mine["y"] + (oy - my)}
-            assert count_near(img, torso(at, radius), obs_colour) >= 15, "the observer's figure is not where the server says"
+            assert count_near(img, torso(at, radius), obs_colour) >= 15, (
+                "the observer's figure is not where the server says"
+            )
             # Its name shows only when hovered (it is more than 160 units away): white text under its feet.
             name_box = (at["x"] - 40, at["y"] + radius, at["x"] + 40, at["y"] + radius + 22)
             assert count_near(img, name_box, (255, 255, 255), 20) == 0, "a far player's name is shown"
             await page.mouse.move(at["x"], at["y"] - radius * 0.5)
             await page.wait_for_function(f"window.npcworld.hovered === {obs_id}", timeout=5_000)
             await page.evaluate(NEXT_FRAMES)  # the frame that drew the name (hovering is found in a frame)
-            assert count_near(await screenshot(page), name_box, (255, 255, 255), 20) >= 10, "the hovered name is not shown"
+            assert count_near(await screenshot(page), name_box, (255, 255, 255), 20) >= 10, (
+                "the hovered name is not shown"
+            )
             await page.mouse.move(5, WIDE[1] - 5)
 
             # The minimap: the map's picture in a corner, you as a white dot where the server says.
@@ -92,7 +106,7 @@ async def test_figures_minimap_and_a_bubble_inside_the_view(launch, tmp_path):
             scale = mm["w"] / world_w
             dot = (mm["x"] + mx * scale, mm["y"] + my * scale)
             assert count_near(img, (dot[0] - 3, dot[1] - 3, dot[0] + 4, dot[1] + 4), (255, 255, 255), 30) >= 4
-            inside = img[int(mm["y"]):int(mm["y"] + mm["h"]), int(mm["x"]):int(mm["x"] + mm["w"])]
+            inside = img[int(mm["y"]) : int(mm["y"] + mm["h"]), int(mm["x"]) : int(mm["x"] + mm["w"])]
             assert len({tuple(p) for p in inside.reshape(-1, 3)[::7].tolist()}) >= 3, "the minimap is blank"
 
             # Three long lines from a speaker at the middle of a 300 px high view: a bubble that would not fit
@@ -104,10 +118,13 @@ async def test_figures_minimap_and_a_bubble_inside_the_view(launch, tmp_path):
             await observer.wait(lambda: sum(c[0] == me for c in observer.player.chat) >= 3, 10, "the three lines")
             await page.wait_for_function(
                 f"window.npcworld.bubbles()[{me}]?.length === 3 && window.npcworld.bubbleBoxes().some(b => b.id === {me})",
-                timeout=10_000)
+                timeout=10_000,
+            )
             await page.evaluate(NEXT_FRAMES)  # bubbleBoxes() is the last frame's: one drawn with all three lines
             box = next(b for b in await page.evaluate("window.npcworld.bubbleBoxes()") if b["id"] == me)
-            assert box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["w"] <= WIDE[0] and box["y"] + box["h"] <= WIDE[1], box
+            assert (
+                box["x"] >= 0 and box["y"] >= 0 and box["x"] + box["w"] <= WIDE[0] and box["y"] + box["h"] <= WIDE[1]
+            ), box
             assert box["h"] > WIDE[1] / 2 - radius * 2.5, ("the bubble is small enough to fit above: no test", box)
             img = await screenshot(page)
             inner = (box["x"] + 3, box["y"] + 3, box["x"] + box["w"] - 3, box["y"] + box["h"] - 3)
@@ -117,25 +134,31 @@ async def test_figures_minimap_and_a_bubble_inside_the_view(launch, tmp_path):
             assert count_near(img, inner, (17, 17, 17), 60) > 20, "no text in the bubble"
             for panel in ("#panel", "#chat"):
                 r = await page.locator(panel).bounding_box()
-                assert (box["x"] >= r["x"] + r["width"] or box["x"] + box["w"] <= r["x"]
-                        or box["y"] >= r["y"] + r["height"] or box["y"] + box["h"] <= r["y"]), (panel, box, r)
+                assert (
+                    box["x"] >= r["x"] + r["width"]
+                    or box["x"] + box["w"] <= r["x"]
+                    or box["y"] >= r["y"] + r["height"]
+                    or box["y"] + box["h"] <= r["y"]
+                ), (panel, box, r)
             assert page_errors == []
         finally:
             await observer.close()
 
 
-HAIR = (96, 60, 34)     # a player's hair in the sprite sheet (scripts/make_sprites.py)
+HAIR = (96, 60, 34)  # a player's hair in the sprite sheet (scripts/make_sprites.py)
 SKIN = (240, 200, 160)
 
 
 def head_sides(img, at: dict, radius: float, colour) -> tuple[int, int]:
     """Pixels of `colour` in the left and right halves of a figure's head band (the sheet's rows 4..6:
     its hair behind the face, seen from the side), around where the page drew its entity."""
-    s = radius / 8   # world units (CSS px) per sheet pixel, as figures.js draws
+    s = radius / 8  # world units (CSS px) per sheet pixel, as figures.js draws
     feet = at["y"] + radius * 0.9
     y0, y1 = feet - (23 - 4) * s, feet - (23 - 7) * s
-    return (count_near(img, (at["x"] - 8 * s, y0, at["x"], y1), colour, 6),
-            count_near(img, (at["x"], y0, at["x"] + 8 * s, y1), colour, 6))
+    return (
+        count_near(img, (at["x"] - 8 * s, y0, at["x"], y1), colour, 6),
+        count_near(img, (at["x"], y0, at["x"] + 8 * s, y1), colour, 6),
+    )
 
 
 async def test_figures_come_from_the_sheet_face_their_way_and_walk(launch, tmp_path):
@@ -157,7 +180,7 @@ async def test_figures_come_from_the_sheet_face_their_way_and_walk(launch, tmp_p
             for dx, facing, hair_behind in ((-1.0, "left", 1), (1.0, "right", 0)):
                 await observer.player.move(dx, 0.0)
                 frames = set()
-                for _ in range(20):     # bounded: while it walks, the frames the page draws it with
+                for _ in range(20):  # bounded: while it walks, the frames the page draws it with
                     d = (await page.evaluate("window.npcworld.screen()")).get(str(obs))
                     if d and d["facing"] == facing:
                         frames.add(d["frame"])
@@ -169,15 +192,20 @@ async def test_figures_come_from_the_sheet_face_their_way_and_walk(launch, tmp_p
                 await page.wait_for_function(
                     f"""() => {{ const s = window.npcworld.screen()[{obs}], m = window.npcworld.screen()[{me}];
                         return s && m && s.frame === 0 && Math.abs((s.x - m.x) - ({ox - mx})) < 0.5
-                            && Math.abs((s.y - m.y) - ({oy - my})) < 0.5; }}""", timeout=10_000)
+                            && Math.abs((s.y - m.y) - ({oy - my})) < 0.5; }}""",
+                    timeout=10_000,
+                )
                 drawn = (await page.evaluate("window.npcworld.screen()"))[str(obs)]
                 assert drawn["variant"] == "player" and drawn["facing"] == facing and drawn["sprite"] is True
                 img = await screenshot(page)
                 colour = rgb(observer.player.known[obs][3])
                 assert count_near(img, torso(drawn, radius), colour) >= 15, "the figure is not where the server says"
                 hair, skin = head_sides(img, drawn, radius, HAIR), head_sides(img, drawn, radius, SKIN)
-                assert hair[hair_behind] > hair[1 - hair_behind] and skin[1 - hair_behind] > skin[hair_behind], \
-                    (facing, hair, skin)
+                assert hair[hair_behind] > hair[1 - hair_behind] and skin[1 - hair_behind] > skin[hair_behind], (
+                    facing,
+                    hair,
+                    skin,
+                )
                 seen[facing] = (hair, skin)
             assert page_errors == []
         finally:
@@ -249,7 +277,14 @@ async def test_bubble_layout_and_figure_motion(server):
     async with chromium_page(server.http_url) as (page, page_errors):
         assert await page.evaluate(LAYOUT_CASES) == []
         motion = await page.evaluate(MOTION)
-        assert motion["seen"] == [["down", False], ["left", True], ["down", True], ["down", True], ["down", False],
-                                  ["down", False], ["right", True]]
+        assert motion["seen"] == [
+            ["down", False],
+            ["left", True],
+            ["down", True],
+            ["down", True],
+            ["down", False],
+            ["down", False],
+            ["right", True],
+        ]
         assert motion["phaseMoved"]
         assert page_errors == []

@@ -16,6 +16,7 @@ from support.npchelp import small_map, write
 from support.decisionhelp import STAYS, WANDERS, decisions, metrics, until_metrics, walker, walker_at_b
 from support.wsclient import Player
 
+
 def workers_of(pid: int) -> list[int]:
     """The server's inference worker processes (spawned multiprocessing children)."""
     kids = []
@@ -30,8 +31,19 @@ def start(launch, tmp_path):
         folder = tmp_path / "npcs"
         folder.mkdir(exist_ok=True)
         write(folder / "walker.toml", npc)
-        return launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0",
-                      "--decider", "policy", "--no-policy-guard", *args)
+        return launch(
+            "--map",
+            str(small_map(tmp_path)),
+            "--npc-dir",
+            str(folder),
+            "--npcs",
+            "0",
+            "--decider",
+            "policy",
+            "--no-policy-guard",
+            *args,
+        )
+
     return _start
 
 
@@ -62,16 +74,24 @@ async def test_a_killed_worker_leaves_npcs_moving_and_the_server_ticking(start):
         # A request in flight to the dead worker fails, and while no worker is ready nothing is asked:
         # either way the built-in behaviour decides, at once.
         m = await until_metrics(
-            p, srv.http_url, lambda m: m['npcworld_inference_worker_events_total{event="deaths"}'] >= 1,
-            "the worker's death")
+            p,
+            srv.http_url,
+            lambda m: m['npcworld_inference_worker_events_total{event="deaths"}'] >= 1,
+            "the worker's death",
+        )
         eid = walker(p)
         first = p.positions.get(eid)
-        await p.until(lambda p, msg: p.positions.get(eid) not in (None, first), timeout=30,
-                      what="the walker to keep moving")
+        await p.until(
+            lambda p, msg: p.positions.get(eid) not in (None, first), timeout=30, what="the walker to keep moving"
+        )
         # A new worker starts and on-time decisions resume; the server ticked throughout.
         after = await until_metrics(
-            p, srv.http_url, lambda x: x["npcworld_inference_workers_ready"] == 1
-            and decisions(x, "on_time") > decisions(m, "on_time"), "a restarted worker", timeout=90)
+            p,
+            srv.http_url,
+            lambda x: x["npcworld_inference_workers_ready"] == 1 and decisions(x, "on_time") > decisions(m, "on_time"),
+            "a restarted worker",
+            timeout=90,
+        )
         assert after["npcworld_ticks_total"] > before["npcworld_ticks_total"]
         assert srv.proc.poll() is None
         assert not set(workers_of(srv.proc.pid)) & set(killed)
@@ -86,7 +106,11 @@ async def test_metrics_say_when_the_policy_has_checked_every_file(launch, tmp_pa
     write(folder / "walker.toml", WANDERS)
     srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0", "--decider", "policy")
     p = await Player.join(srv.ws_url, "watcher")
-    m = await until_metrics(p, srv.http_url, lambda m: m.get("npcworld_npc_policy_checks_running") == 0
-                            and 'npcworld_npc_policy_files{npc="walker"}' in m, "the guard to check walker.toml")
+    m = await until_metrics(
+        p,
+        srv.http_url,
+        lambda m: m.get("npcworld_npc_policy_checks_running") == 0 and 'npcworld_npc_policy_files{npc="walker"}' in m,
+        "the guard to check walker.toml",
+    )
     assert m["npcworld_inference_workers_ready"] >= 1
     await p.close()

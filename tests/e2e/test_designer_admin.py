@@ -85,11 +85,11 @@ async def test_a_player_speaking_to_an_npc_reaches_on_hear_once_and_the_hook_ans
     await p.send({"t": "talk", "npc": bram, "text": "some bread please"})
     end = await p.until(lambda p, m: m["t"] == "say_end", what="the reply")
     assert end["text"] == "Bread for you, Ann." and end["reason"] == "done"
-    for _ in range(10):                     # ticks pass: the chat line would have been heard by now
+    for _ in range(10):  # ticks pass: the chat line would have been heard by now
         await p.recv()
     status, body = await admin(url, f"/npcs/{bram}", token)
     assert status == 200, body
-    assert body["hook_memory"] == {"spoken": 1}, body["hook_memory"]   # heard once, as spoken to it
+    assert body["hook_memory"] == {"spoken": 1}, body["hook_memory"]  # heard once, as spoken to it
     assert body["decided_by"] == "hook" and "Bread for you, Ann." in [ln["text"] for ln in body["lines"]]
     # only one reply: no chat line of the baker's repeats it, and no second say_end came
     assert not [c for c in p.chat if c[0] == bram], p.chat
@@ -102,7 +102,7 @@ async def test_a_player_speaking_to_an_npc_reaches_on_hear_once_and_the_hook_ans
     assert end["reason"] == "fallback"
 
     # a hook that gives answers with the give line, and the player holds the item
-    while True:     # the talk rate: wait until a talk is accepted
+    while True:  # the talk rate: wait until a talk is accepted
         await p.send({"t": "talk", "npc": bram, "text": "an apple?"})
         msg = await p.until(lambda p, m: m["t"] in ("say_end", "error"), what="the gift or an error")
         if msg["t"] == "say_end":
@@ -116,8 +116,9 @@ async def test_a_player_speaking_to_an_npc_reaches_on_hear_once_and_the_hook_ans
 
 async def test_the_inspector_shows_why_an_npc_does_what_it_does(npc_server):
     srv, folder, url, token, p, bram = await baker(npc_server)
-    body = await wait_admin(p, url, token, f"/npcs/{bram}", lambda b: b["nearest_player"] is not None,
-                            what="the player noticed")
+    body = await wait_admin(
+        p, url, token, f"/npcs/{bram}", lambda b: b["nearest_player"] is not None, what="the player noticed"
+    )
     assert body["file"].endswith("baker.toml") and body["number"] == 1 and body["extra"] is False
     assert body["nearest_player"]["name"] == "Ann"
     assert body["hooks_file"].endswith("baker.py") and body["hooked"] == ["on_hear"]
@@ -128,7 +129,7 @@ async def test_the_inspector_shows_why_an_npc_does_what_it_does(npc_server):
     assert body["schedule"]["block"] is None and body["time"]["clock"] < "12:00"
     assert body["schedule"]["next"]["from"] == "12:00" and body["schedule"]["next"]["at"] == "b"
     assert (await admin(url, "/npcs/999999", token))[0] == 404
-    assert (await admin(url, f"/npcs/{p.id}", token))[0] == 404      # a player is not an NPC of a file
+    assert (await admin(url, f"/npcs/{p.id}", token))[0] == 404  # a player is not an NPC of a file
 
 
 async def test_the_clock_can_be_paused_set_and_sped_up_and_schedules_follow(npc_server):
@@ -143,12 +144,17 @@ async def test_the_clock_can_be_paused_set_and_sped_up_and_schedules_follow(npc_
     for _ in range(20):
         await p.recv()
     status, clock = await admin(url, "/clock", token)
-    assert clock["time"] == "12:00" and clock["minute_of_day"] == 720     # paused: time stands still...
+    assert clock["time"] == "12:00" and clock["minute_of_day"] == 720  # paused: time stands still...
     status, body = await admin(url, f"/npcs/{bram}", token)
-    assert body["needs"][0]["value"] == before                              # ...and so do needs
+    assert body["needs"][0]["value"] == before  # ...and so do needs
     # out of range: 400, nothing changed
-    for bad in ({"speed": 1000}, {"time": "25:00"}, {"paused": "yes"}, {"colour": 1},
-                {"time": "10:00", "minute_of_day": 3}):
+    for bad in (
+        {"speed": 1000},
+        {"time": "25:00"},
+        {"paused": "yes"},
+        {"colour": 1},
+        {"time": "10:00", "minute_of_day": 3},
+    ):
         status, err = await admin(url, "/clock", token, "POST", bad)
         assert status == 400, (bad, err)
     status, clock = await admin(url, "/clock", token, "POST", {"paused": False, "speed": 120, "day": 3})
@@ -171,7 +177,7 @@ async def test_talking_without_walking_streams_the_reply_hook_and_action(npc_ser
     hook = next(e for e in events if e["event"] == "hook")
     assert hook["result"] == "action" and hook["intent"]["action"] == "follow"
     said = next(e for e in events if e["event"] == "say_end")
-    assert said["by"] == "fallback"                 # no model on this server: its fallback line
+    assert said["by"] == "fallback"  # no model on this server: its fallback line
     action = next(e for e in events if e["event"] == "action")
     assert action["by"] == "hook" and action["applied"] is False and "no character" in action["why"]
 
@@ -211,14 +217,16 @@ async def test_a_repeating_hook_error_is_logged_once_per_version_and_fixed_error
     srv, folder = npc_server({"mover.toml": mover, "mover.py": RAISING.replace("{why}", "first")})
     url, token = admin_of(srv)
     p = await Player.join(srv.ws_url, "Ann")
-    body = await wait_admin(p, url, token, "/npcs", lambda b: b["npcs"] and b["npcs"][0]["hooks"]["errors"] >= 3,
-                            what="the hook raising")
+    body = await wait_admin(
+        p, url, token, "/npcs", lambda b: b["npcs"] and b["npcs"][0]["hooks"]["errors"] >= 3, what="the hook raising"
+    )
     eid = body["npcs"][0]["id"]
     assert body["npcs"][0]["errors"] and all("first" in r["message"] for r in body["npcs"][0]["errors"])
     write(folder / "mover.py", RAISING.replace("{why}", "second"))
-    body = await wait_admin(p, url, token, f"/npcs/{eid}", lambda b: b["version"] == 2 and b["errors"],
-                            what="the new version raising")
-    assert all("second" in r["message"] for r in body["errors"]), body["errors"]   # the fixed version's are gone
+    body = await wait_admin(
+        p, url, token, f"/npcs/{eid}", lambda b: b["version"] == 2 and b["errors"], what="the new version raising"
+    )
+    assert all("second" in r["message"] for r in body["errors"]), body["errors"]  # the fixed version's are gone
     tracebacks = [ln for ln in srv.output if ln.startswith("ValueError:")]
     assert tracebacks == ["ValueError: first", "ValueError: second"], tracebacks
     write(folder / "mover.py", "def on_decide(npc):\n    pass\n")
@@ -227,6 +235,7 @@ async def test_a_repeating_hook_error_is_logged_once_per_version_and_fixed_error
 
 
 # -- the command line (subprocesses, as a designer runs it) ---------------------------------------------
+
 
 def npcworld(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([*NPCWORLD, *args], cwd=ROOT, capture_output=True, text=True, input=stdin, timeout=180)
@@ -245,20 +254,26 @@ def test_npc_new_writes_a_template_that_passes_npc_check(tmp_path):
 
 def test_places_beside_the_map_are_listed_and_usable_by_npc_files(tmp_path):
     m = small_map(tmp_path)
-    write(tmp_path / "small.places.toml", """
+    write(
+        tmp_path / "small.places.toml",
+        """
         [pier]
         tile = [13, 2]
 
         [hut]
         x = 100
         y = 420
-    """)
+    """,
+    )
     r = npcworld("npc", "places", "--map", str(m))
     assert r.returncode == 0, r.stderr
     assert "pier" in r.stdout and "tile=[13, 2]" in r.stdout and "hut" in r.stdout and "small.places.toml" in r.stdout
-    npc = write(tmp_path / "fisher.toml", 'name = "Finn"\nspawn = "pier"\nspeed = 30\n'
-                '[actions]\nallowed = ["idle", "go_to"]\n[[schedule]]\nfrom = "00:00"\nto = "24:00"\n'
-                'do = "go_to"\nat = "hut"\n')
+    npc = write(
+        tmp_path / "fisher.toml",
+        'name = "Finn"\nspawn = "pier"\nspeed = 30\n'
+        '[actions]\nallowed = ["idle", "go_to"]\n[[schedule]]\nfrom = "00:00"\nto = "24:00"\n'
+        'do = "go_to"\nat = "hut"\n',
+    )
     assert npcworld("npc", "check", str(npc), "--map", str(m), "--no-policy").returncode == 0
     write(tmp_path / "small.places.toml", "[wall]\ntile = [0, 0]\n")
     r = npcworld("npc", "places", "--map", str(m))
@@ -267,8 +282,18 @@ def test_places_beside_the_map_are_listed_and_usable_by_npc_files(tmp_path):
 
 async def test_npc_talk_prints_the_hook_the_reply_and_the_action(npc_server):
     srv, folder, url, token, p, bram = await baker(npc_server)
-    r = await asyncio.to_thread(npcworld, "npc", "talk", "Bram", "--admin", url, f"--token={token}", "--name", "Dee",
-                                stdin="bread?\nfollow me\n")
+    r = await asyncio.to_thread(
+        npcworld,
+        "npc",
+        "talk",
+        "Bram",
+        "--admin",
+        url,
+        f"--token={token}",
+        "--name",
+        "Dee",
+        stdin="bread?\nfollow me\n",
+    )
     assert r.returncode == 0, r.stderr
     out = r.stdout
     assert "Dee -> Bram" in out and "[on_hear] answers" in out and "Bread for you, Dee." in out, out
@@ -292,8 +317,9 @@ async def test_an_npc_walks_at_its_files_speed(npc_server):
         [actions]
         allowed = ["idle", "go_to"]
     """
-    srv, folder = npc_server({"slow.toml": walker.format(name="Slow", speed=20),
-                              "fast.toml": walker.format(name="Fast", speed=120)})
+    srv, folder = npc_server(
+        {"slow.toml": walker.format(name="Slow", speed=20), "fast.toml": walker.format(name="Fast", speed=120)}
+    )
     url, token = admin_of(srv)
     p = await Player.join(srv.ws_url, "Ann")
     await wait_admin(p, url, token, "/npcs", lambda b: len(b["npcs"]) == 2, what="both walkers")
@@ -320,7 +346,7 @@ async def test_a_place_added_beside_the_map_is_picked_up_live(launch, tmp_path):
         [actions]
         allowed = ["idle", "go_to"]
     """
-    write(folder / "fisher.toml", fisher)            # names a place the map does not have yet
+    write(folder / "fisher.toml", fisher)  # names a place the map does not have yet
     srv = launch("--map", str(m), "--npc-dir", str(folder), "--npcs", "0")
     url, token = admin_of(srv)
     p = await Player.join(srv.ws_url, "Ann")
@@ -329,26 +355,37 @@ async def test_a_place_added_beside_the_map_is_picked_up_live(launch, tmp_path):
     write(tmp_path / "small.places.toml", "[pier]\ntile = [13, 2]\n")
     # the reload waits two polls for the file to settle, then builds the navigation off the tick and
     # loads the file again (its policy check included): seconds on a loaded 2-core machine
-    body = await wait_admin(p, url, token, "/npcs", lambda b: b["npcs"], timeout=60,
-                            what="Finn loaded once the pier exists")
+    body = await wait_admin(
+        p, url, token, "/npcs", lambda b: b["npcs"], timeout=60, what="Finn loaded once the pier exists"
+    )
     assert body["npcs"][0]["place"] == "pier"
     status, log = await admin(url, "/log", token)
-    assert any(e["kind"] == "reload" and "pier" in e["message"] and e["file"].endswith("small.places.toml")
-               for e in log["entries"]), log
+    assert any(
+        e["kind"] == "reload" and "pier" in e["message"] and e["file"].endswith("small.places.toml")
+        for e in log["entries"]
+    ), log
     await wait_admin(p, url, token, "/npcs", lambda b: b["npcs"][0]["at"] == "pier", what="Finn at the pier")
     # what browsers draw follows without a restart: /map.json on the game port and on the admin port
     assert (await served_places(srv.http_url))["pier"] == [13.5 * 32, 2.5 * 32]
     assert (await served_places(url))["pier"] == [13.5 * 32, 2.5 * 32]
-    write(tmp_path / "small.places.toml", "[pier]\ntile = [0, 0]\n")      # a blocked tile: reported, nothing changes
-    await wait_admin(p, url, token, "/log", lambda b: any(e["kind"] == "error" and "blocked" in e["message"]
-                                                           for e in b["entries"]), what="the bad place reported")
+    write(tmp_path / "small.places.toml", "[pier]\ntile = [0, 0]\n")  # a blocked tile: reported, nothing changes
+    await wait_admin(
+        p,
+        url,
+        token,
+        "/log",
+        lambda b: any(e["kind"] == "error" and "blocked" in e["message"] for e in b["entries"]),
+        what="the bad place reported",
+    )
 
 
 async def served_places(base: str) -> dict[str, list[float]]:
     """The places of the poi layer of the /map.json a server serves now: {name: [x, y]}."""
+
     def get() -> dict:
         with urllib.request.urlopen(base + "map.json", timeout=10) as resp:
             return json.loads(resp.read())
+
     raw = await asyncio.to_thread(get)
     layer = next((lay for lay in raw["layers"] if lay.get("type") == "objectgroup" and lay.get("name") == "poi"), {})
     return {o["name"]: [o["x"], o["y"]] for o in layer.get("objects", [])}

@@ -17,21 +17,36 @@ import pytest
 from support.npchelp import TAM, small_map, write
 from support.talkhelp import Client, check_stream, conversation, find_npc, walk_to
 
+
 @pytest.mark.asyncio
 async def test_a_player_talks_and_the_reply_streams_to_them_and_a_bystander(launch, tmp_path):
     folder = tmp_path / "npcs"
     folder.mkdir()
     write(folder / "tam.toml", TAM)
-    srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0",
-                 "--dialogue-model", "tiny", "--dialogue-max-new-tokens", "12", "--memory-db",
-                 str(tmp_path / "memory.sqlite"))
+    srv = launch(
+        "--map",
+        str(small_map(tmp_path)),
+        "--npc-dir",
+        str(folder),
+        "--npcs",
+        "0",
+        "--dialogue-model",
+        "tiny",
+        "--dialogue-max-new-tokens",
+        "12",
+        "--memory-db",
+        str(tmp_path / "memory.sqlite"),
+    )
     tam, ana, bo, end = await conversation(srv, "Hello! What do you sell?", timeout=60)
     text = check_stream(tam, ana, end)
     assert [m["t"] for m in bo.says][0] == "say_start" and bo.says[-1]["text"] == text
     # A clean stop writes what NPCs remember: Tam remembers what Ana said and what he answered.
     assert srv.stop(signal.SIGTERM) == 0
-    rows = sqlite3.connect(tmp_path / "memory.sqlite").execute(
-        "SELECT speaker, text FROM turns WHERE player = 'Ana' ORDER BY at").fetchall()
+    rows = (
+        sqlite3.connect(tmp_path / "memory.sqlite")
+        .execute("SELECT speaker, text FROM turns WHERE player = 'Ana' ORDER BY at")
+        .fetchall()
+    )
     assert ("player", "Hello! What do you sell?") in rows and any(who == "npc" for who, _ in rows), rows
 
 
@@ -57,9 +72,21 @@ async def test_the_default_model_answers_through_a_real_server(launch, tmp_path)
     folder = tmp_path / "npcs"
     folder.mkdir()
     write(folder / "tam.toml", TAM)
-    srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0",
-                 "--dialogue", "--dialogue-max-new-tokens", "16", "--dialogue-first-token-ms", "60000",
-                 "--memory-db", str(tmp_path / "memory.sqlite"))
+    srv = launch(
+        "--map",
+        str(small_map(tmp_path)),
+        "--npc-dir",
+        str(folder),
+        "--npcs",
+        "0",
+        "--dialogue",
+        "--dialogue-max-new-tokens",
+        "16",
+        "--dialogue-first-token-ms",
+        "60000",
+        "--memory-db",
+        str(tmp_path / "memory.sqlite"),
+    )
     tam, ana, bo, end = await conversation(srv, "Hello! What do you sell?", timeout=240)
     check_stream(tam, ana, end)
 
@@ -72,8 +99,18 @@ async def test_one_npc_answers_two_players_at_once_and_both_hear_both(launch, tm
     folder = tmp_path / "npcs"
     folder.mkdir()
     write(folder / "tam.toml", TAM)
-    srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0",
-                 "--dialogue-model", "tiny", "--dialogue-max-new-tokens", "12")
+    srv = launch(
+        "--map",
+        str(small_map(tmp_path)),
+        "--npc-dir",
+        str(folder),
+        "--npcs",
+        "0",
+        "--dialogue-model",
+        "tiny",
+        "--dialogue-max-new-tokens",
+        "12",
+    )
     ana = await Client.join(srv.ws_url, "Ana")
     bo = await Client.join(srv.ws_url, "Bo")
     try:
@@ -81,18 +118,22 @@ async def test_one_npc_answers_two_players_at_once_and_both_hear_both(launch, tm
         await walk_to(ana, tam)
         await find_npc(bo, "Old Tam")
         await walk_to(bo, tam)
-        await asyncio.gather(ana.send({"t": "talk", "npc": tam, "text": "Hello! What do you sell?"}),
-                             bo.send({"t": "talk", "npc": tam, "text": "Good day, Tam."}))
+        await asyncio.gather(
+            ana.send({"t": "talk", "npc": tam, "text": "Hello! What do you sell?"}),
+            bo.send({"t": "talk", "npc": tam, "text": "Good day, Tam."}),
+        )
 
         def both_ended(me, m):
             return sum(1 for s in me.says if s["t"] == "say_end") >= 2
 
-        await asyncio.gather(ana.until(both_ended, timeout=60, what="two say_end (Ana)"),
-                             bo.until(both_ended, timeout=60, what="two say_end (Bo)"))
+        await asyncio.gather(
+            ana.until(both_ended, timeout=60, what="two say_end (Ana)"),
+            bo.until(both_ended, timeout=60, what="two say_end (Bo)"),
+        )
         for p in (ana, bo):
             starts = {s["id"]: s for s in p.says if s["t"] == "say_start"}
             assert len(starts) == 2 and all(s["npc"] == tam for s in starts.values())
-            assert sorted(s["to"] for s in starts.values()) == sorted([ana.id, bo.id])   # its own, and the other's
+            assert sorted(s["to"] for s in starts.values()) == sorted([ana.id, bo.id])  # its own, and the other's
             streamed = 0
             for cid in starts:
                 deltas = [s["text"] for s in p.says if s["t"] == "say_delta" and s["id"] == cid]

@@ -30,15 +30,17 @@ async def test_inputs_as_a_predicting_client_sees_them(launch, tmp_path):
     srv = launch("--map", str(small_map(tmp_path)), "--npcs", "0", "--npc-dir", "")
     p = await Player.join(srv.ws_url, "ana")
     try:
-        step = p.welcome["speed"] / p.welcome["tick_rate"]               # world units a tick at full speed
-        tol = 1.0 / p.quant                                              # two positions, each within 1/(2 quant)
+        step = p.welcome["speed"] / p.welcome["tick_rate"]  # world units a tick at full speed
+        tol = 1.0 / p.quant  # two positions, each within 1/(2 quant)
         await p.until(lambda me, m: m["t"] == "update" and me.id in me.positions, what="my position")
         # Two inputs sent back to back land in one tick (retried in the rare case a tick falls between).
         for _ in range(5):
             x, y = await stand(p)
             first, last = next(p.seq), next(p.seq)
-            await asyncio.gather(p.ws.send(msgpack.packb({"t": "input", "seq": first, "dx": -1, "dy": 0})),
-                                 p.ws.send(msgpack.packb({"t": "input", "seq": last, "dx": 0, "dy": 1})))
+            await asyncio.gather(
+                p.ws.send(msgpack.packb({"t": "input", "seq": first, "dx": -1, "dy": 0})),
+                p.ws.send(msgpack.packb({"t": "input", "seq": last, "dx": 0, "dy": 1})),
+            )
             msg = await until_ack(p, first)
             if msg["ack"] == last:
                 break
@@ -49,7 +51,7 @@ async def test_inputs_as_a_predicting_client_sees_them(launch, tmp_path):
         # held: every tick since moved one more step with no input sent
         tick = msg["tick"]
         nxt = await p.until(lambda me, m: m["t"] == "update", what="the next update")
-        ticks = nxt["tick"] - tick                                       # 1 unless updates were coalesced
+        ticks = nxt["tick"] - tick  # 1 unless updates were coalesced
         assert ticks >= 1 and nxt["ack"] == last
         assert p.me() == pytest.approx((x, y + (1 + ticks) * step), abs=tol)
         # shorter than 1: slower, in proportion

@@ -62,7 +62,7 @@ async def test_edits_are_live_and_broken_edits_keep_the_old_version(npc_server):
     mover = find(p, "Mover")
     assert p.known[mover][1:4] == [1, "Mover", "#123456"]
     still = p.positions[mover]
-    for _ in range(20):                                  # allowed = ["idle"]: it stands still
+    for _ in range(20):  # allowed = ["idle"]: it stands still
         await p.recv()
         assert p.positions[mover] == still
 
@@ -70,15 +70,18 @@ async def test_edits_are_live_and_broken_edits_keep_the_old_version(npc_server):
     write(folder / "mover.toml", GOING.replace("{name}", "Mover"))
     edited_at = p.last_tick
     await p.until(lambda pl, m: near_b(pl.positions.get(mover)), timeout=30, what="the NPC walks to b")
-    assert p.last_tick - edited_at < 600                 # reload (<= 1 s) + a walk of about 8 s
+    assert p.last_tick - edited_at < 600  # reload (<= 1 s) + a walk of about 8 s
     status, body = await admin(url, "/npcs", token)
     [npc] = body["npcs"]
     assert (npc["id"], npc["action"], npc["place"]) == (mover, "go_to", "b")
 
     # A new name: clients see the old entity leave and a new one (same place) enter.
     write(folder / "mover.toml", GOING.replace("{name}", "Mover the Second"))
-    await p.until(lambda pl, m: find(pl, "Mover the Second") in pl.positions and mover not in pl.known,
-                  timeout=20, what="the renamed NPC")
+    await p.until(
+        lambda pl, m: find(pl, "Mover the Second") in pl.positions and mover not in pl.known,
+        timeout=20,
+        what="the renamed NPC",
+    )
     renamed = find(p, "Mover the Second")
     assert renamed != mover and near_b(p.positions[renamed])
 
@@ -98,7 +101,7 @@ async def test_edits_are_live_and_broken_edits_keep_the_old_version(npc_server):
     # Fixed again: the error clears.
     write(folder / "mover.toml", GOING.replace("{name}", "Mover the Second"))
     await wait_admin(p, url, token, "/errors", lambda b: not b["files"], what="the error cleared")
-    assert p.welcome["id"] in p.positions                # never disconnected
+    assert p.welcome["id"] in p.positions  # never disconnected
     await p.close()
 
 
@@ -150,7 +153,7 @@ async def test_raising_slow_and_runaway_hooks_are_contained(npc_server):
     errors = [r for r in body["recent"] if r["kind"] == "hook_error"]
     assert errors and errors[0]["entity"] == hooky and errors[0]["npc"] == "hooky" and errors[0]["line"] == 2
     assert "RuntimeError: a designer's bug" in errors[0]["traceback"]
-    assert any("RuntimeError" in line for line in srv.output)        # and in the log
+    assert any("RuntimeError" in line for line in srv.output)  # and in the log
 
     # A slow hook: each overrun reported; after 3 it is disabled until its file changes.
     write(folder / "hooky.py", SLOW)
@@ -160,8 +163,9 @@ async def test_raising_slow_and_runaway_hooks_are_contained(npc_server):
     # each overrun reported: "took N ms (budget 5.0 ms)", or, when a busy machine stretched the 12 ms sleep
     # past the 20 ms cap, "was stopped after N ms (hard cap 20 ms)": an overrun either way
     slow = [r for r in body["recent"] if r["kind"] == "hook_slow"]
-    assert len(slow) == 3 and all("budget 5.0 ms" in r["message"] or "hard cap 20 ms" in r["message"]
-                                  for r in slow), slow
+    assert len(slow) == 3 and all("budget 5.0 ms" in r["message"] or "hard cap 20 ms" in r["message"] for r in slow), (
+        slow
+    )
     stopped_before = sum(1 for r in slow if "was stopped after" in r["message"])
     assert any(r["kind"] == "hook_disabled" for r in body["recent"])
 
@@ -190,8 +194,13 @@ async def test_admin_endpoints_need_the_token(npc_server):
 
     # 401 without a token or with a wrong one, and nothing changes
     for bad in (None, "wrong", token + "x"):
-        for method, path, body in (("GET", "/npcs", None), ("GET", "/errors", None), ("POST", "/reload", None),
-                                   ("POST", "/npcs/spawn", {"npc": "mover"}), ("POST", f"/npcs/{mover}/despawn", None)):
+        for method, path, body in (
+            ("GET", "/npcs", None),
+            ("GET", "/errors", None),
+            ("POST", "/reload", None),
+            ("POST", "/npcs/spawn", {"npc": "mover"}),
+            ("POST", f"/npcs/{mover}/despawn", None),
+        ):
             status, reply = await admin(url, path, bad, method, body)
             assert status == 401, (bad, path, reply)
     status, body = await admin(url, "/npcs", token)
@@ -217,7 +226,7 @@ async def test_admin_endpoints_need_the_token(npc_server):
     assert (await admin(url, "/npcs/spawn", token, "POST", {"npc": "nobody"}))[0] == 404
     assert (await admin(url, "/npcs/spawn", token, "POST", {"npc": "mover", "at": "moon"}))[0] == 400
     assert (await admin(url, "/npcs/spawn", token, "POST", b"{not json"))[0] == 400
-    assert (await admin(url, f"/npcs/{p.id}/despawn", token, "POST"))[0] == 404   # a player is not an NPC
+    assert (await admin(url, f"/npcs/{p.id}/despawn", token, "POST"))[0] == 404  # a player is not an NPC
     assert (await admin(url, "/npcs", token, "POST"))[0] == 405
     assert (await admin(url, "/nope", token))[0] == 404
 

@@ -38,6 +38,7 @@ async def close_code(ws, timeout: float = 10) -> int:
 @pytest.fixture(scope="module")
 def crowded(request):
     from support.servers import start_server
+
     srv = start_server("--npcs", "300", "--grace", "2", "--npc-dir", "")  # only the 300 wanderers
     yield srv
     srv.stop()
@@ -86,7 +87,7 @@ async def test_deltas_decode_to_what_a_keyframe_client_sees(crowded):
         common = set(a[tick]) & set(b[tick])
         assert {e: a[tick][e] for e in common} == {e: b[tick][e] for e in common}, tick
         compared += len(common)
-    assert compared > 20 * 50       # the plaza's crowd, not just the two of them
+    assert compared > 20 * 50  # the plaza's crowd, not just the two of them
     assert old.keyframes == old.updates and new.keyframes < new.updates / 2
     await old.close()
     await new.close()
@@ -289,8 +290,10 @@ async def test_messages_before_the_welcome_are_bounded(crowded):
     """What comes between a hello and its welcome is kept for after the join, 32 messages at most
     (gateway.MAX_EARLY); the rest are dropped as excess messages, and the session goes on."""
     reader, writer = await asyncio.open_connection("127.0.0.1", crowded.port)
-    writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
     assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
 
     def frame(msg: dict) -> bytes:
@@ -298,8 +301,10 @@ async def test_messages_before_the_welcome_are_bounded(crowded):
         return bytes([0x82, 0x80 | len(data)]) + b"\0\0\0\0" + data  # masked with a zero key
 
     # one write: the hello and 40 pings reach the server together, before it has joined the player
-    writer.write(frame({"t": "hello", "v": VERSION, "name": "eager"})
-                 + b"".join(frame({"t": "ping", "id": i}) for i in range(1, 41)))
+    writer.write(
+        frame({"t": "hello", "v": VERSION, "name": "eager"})
+        + b"".join(frame({"t": "ping", "id": i}) for i in range(1, 41))
+    )
     pongs: list[int] = []
     kinds: list[str] = []
     while len(pongs) < 32 or pongs[-1] != 41:
@@ -328,8 +333,13 @@ async def test_handshake_rules(crowded):
     await ws.send(msgpack.packb({"t": "hello", "v": max(VERSIONS) + 1}))
     assert await close_code(ws) == 4001
     # the fatal hello faults (docs/protocol.md): a field of the wrong type or a missing v: an error, then 4000
-    for bad in ({"t": "hello"}, {"t": "hello", "v": "1"}, {"t": "hello", "v": 1, "name": 7},
-                {"t": "hello", "v": 1, "token": 12}, {"t": "hello", "v": 1, "token": "x" * 513}):
+    for bad in (
+        {"t": "hello"},
+        {"t": "hello", "v": "1"},
+        {"t": "hello", "v": 1, "name": 7},
+        {"t": "hello", "v": 1, "token": 12},
+        {"t": "hello", "v": 1, "token": "x" * 513},
+    ):
         ws = await websockets.connect(crowded.ws_url)
         await ws.send(msgpack.packb(bad))
         first = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 10))
@@ -342,7 +352,7 @@ async def test_handshake_rules(crowded):
 
 async def until_closed_4002(srv, n: int) -> None:
     for _ in range(600):  # at most 60 s
-        if (await metrics(srv)).get('npcworld_closes_total{code=4002}', 0) >= n:
+        if (await metrics(srv)).get("npcworld_closes_total{code=4002}", 0) >= n:
             return
         await asyncio.sleep(0.1)
     raise AssertionError("the stuck client was never closed")
@@ -367,15 +377,17 @@ async def test_a_client_that_stops_reading_small_updates_is_closed_4002_not_kept
     (default sizes) could absorb its updates for minutes: the server's pings go unanswered.
     Two clients: a WebSocket library's (it stops reading from its socket) and raw TCP (it never
     reads after the handshake, not even the pings)."""
-    before = (await metrics(server)).get('npcworld_closes_total{code=4002}', 0)
+    before = (await metrics(server)).get("npcworld_closes_total{code=4002}", 0)
     good = Gapless(await Player.join(server.ws_url, "good"))
     stuck = await websockets.connect(server.ws_url)
     await stuck.send(msgpack.packb({"t": "hello", "v": 1, "name": "stuck"}))
     assert msgpack.unpackb(await stuck.recv())["t"] == "welcome"
     stuck.transport.pause_reading()
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-    writer.write(b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                 b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
     assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
     hello = msgpack.packb({"t": "hello", "v": 1, "name": "raw"})
     writer.write(bytes([0x82, 0x80 | len(hello)]) + b"\0\0\0\0" + hello)  # masked with a zero key
@@ -406,7 +418,7 @@ async def test_http_endpoints(crowded):
     status, ctype, body = await asyncio.to_thread(http_get, crowded.http_url + "healthz")
     health = json.loads(body)
     assert health["status"] == "ok" and health["npcs"] == 300 and health["tick"] > 0
-    assert set(health) == {"status", "tick", "players", "npcs", "connections"}     # as docs/protocol.md says
+    assert set(health) == {"status", "tick", "players", "npcs", "connections"}  # as docs/protocol.md says
     status, ctype, body = await asyncio.to_thread(http_get, crowded.http_url + "map.json")
     served = json.loads(body)
     assert served["width"] * served["tilewidth"] == 2048
@@ -433,7 +445,7 @@ async def test_metrics_count_what_clients_did(launch):
     assert m["npcworld_messages_out_total"] >= 6
     assert m["npcworld_bytes_out_total"] > m["npcworld_bytes_in_total"] > 0
     assert m["npcworld_tick_duration_seconds_count"] > 0
-    assert m['npcworld_entities{kind=npc}'] == 10 and m['npcworld_entities{kind=player}'] == 1
+    assert m["npcworld_entities{kind=npc}"] == 10 and m["npcworld_entities{kind=player}"] == 1
     await p.close()
 
 

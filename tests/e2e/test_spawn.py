@@ -26,8 +26,7 @@ async def test_random_spawn_spreads_players_over_free_tiles(launch):
     sx, sy = tilemap.pois["spawn"]
     near_spawn = 4.5 * tilemap.tile_size * math.sqrt(2)  # the spawn spots lie within 3 tiles of it
 
-    spread = await positions_of_new_players(
-        launch("--spawn", "random", "--npcs", "0", "--npc-dir", "").ws_url, 8)
+    spread = await positions_of_new_players(launch("--spawn", "random", "--npcs", "0", "--npc-dir", "").ws_url, 8)
     for x, y in spread:  # every one on a free tile
         assert not tilemap.blocked[int(y // tilemap.tile_size), int(x // tilemap.tile_size)], (x, y)
     far = [(x, y) for x, y in spread if math.hypot(x - sx, y - sy) > near_spawn]

@@ -24,17 +24,31 @@ from support.wsclient import Player
 from support.paths import ROOT
 from support.servers import NPCWORLD
 
-NPC_SPEED = 60.0       # world units per second (WorldConfig.npc_speed)
+NPC_SPEED = 60.0  # world units per second (WorldConfig.npc_speed)
 TICK_RATE = 20
 SECRET = "test-secret"
+
 
 def world_args(tmp_path, *extra: str) -> tuple[str, ...]:
     folder = tmp_path / "npcs"
     folder.mkdir(exist_ok=True)
     write(folder / "gerda.toml", GERDA)
     m = write_ascii_map(tmp_path, ROWS, "small.tmj", {"s": "spawn"})
-    return ("--map", str(m), "--npc-dir", str(folder), "--npcs", "6", "--decider", "builtin", "--secret", SECRET,
-            "--store", str(tmp_path / "world.sqlite"), *extra)
+    return (
+        "--map",
+        str(m),
+        "--npc-dir",
+        str(folder),
+        "--npcs",
+        "6",
+        "--decider",
+        "builtin",
+        "--secret",
+        SECRET,
+        "--store",
+        str(tmp_path / "world.sqlite"),
+        *extra,
+    )
 
 
 async def npcs(srv) -> dict:
@@ -62,6 +76,7 @@ async def settle(p: Player) -> tuple[float, float]:
 def saved_checkpoint(path) -> tuple[int, dict[str, tuple[float, float]]]:
     """(tick, key -> position) of the store's last checkpoint, read from the file."""
     from server.store import _load_checkpoint
+
     conn = schema.connect(str(path), readonly=True)
     saved = _load_checkpoint(conn, str(path))
     conn.close()
@@ -70,7 +85,7 @@ def saved_checkpoint(path) -> tuple[int, dict[str, tuple[float, float]]]:
 
 
 def moved_at_most(a, b, ticks: int) -> bool:
-    return math.dist(a, b) <= NPC_SPEED * max(ticks, 0) / TICK_RATE + 0.2     # 0.1: /npcs rounds positions
+    return math.dist(a, b) <= NPC_SPEED * max(ticks, 0) / TICK_RATE + 0.2  # 0.1: /npcs rounds positions
 
 
 async def test_sigterm_then_restart_everyone_where_they_were_items_kept_tokens_rotated(launch, tmp_path):
@@ -88,22 +103,22 @@ async def test_sigterm_then_restart_everyone_where_they_were_items_kept_tokens_r
     srv = launch(*args)
     assert any(f"from the checkpoint of tick {tick}" in line for line in srv.output), srv.output
     body = await npcs(srv)
-    assert body["tick"] >= tick                       # the same tick and game time go on, not a fresh start
+    assert body["tick"] >= tick  # the same tick and game time go on, not a fresh start
     for row in body["npcs"]:
         key = f"{row['npc']}#{row['number']}"
         assert moved_at_most(row["position"], saved[key], body["tick"] - tick), (row, saved[key])
     q = await Player.join(srv.ws_url, token=p.welcome["token"])
     assert q.welcome["resumed"] is True and q.welcome["name"] == "ada" and not q.errors
-    assert q.items == items                           # held across the restart, in welcome
+    assert q.items == items  # held across the restart, in welcome
     await q.until(lambda me, m: me.id in me.positions, what="an update with ada")
-    assert q.me() == here                             # exactly where ada stood
+    assert q.me() == here  # exactly where ada stood
     # The used token stopped working when the resume replaced it; the new one works.
     used = await Player.join(srv.ws_url, token=p.welcome["token"])
     assert [e["code"] for e in used.errors] == ["bad_token"] and "already used" in used.errors[0]["message"]
     assert used.welcome["resumed"] is False
     account = int(q.welcome["token"].split(".")[0])
     gen = int(q.welcome["token"].split(".")[1])
-    expired = tokens.issue(SECRET.encode(), account, gen, int(time.time()) - 5)   # genuine, but out of date
+    expired = tokens.issue(SECRET.encode(), account, gen, int(time.time()) - 5)  # genuine, but out of date
     forged = tokens.issue(b"not the key", account, gen, int(time.time()) + 3600)
     for token, why in ((expired, "expired"), (forged, "not signed by this server"), ("1.2.3", "not a token")):
         r = await Player.join(srv.ws_url, token=token)
@@ -120,21 +135,29 @@ async def test_kill_9_loses_at_most_the_last_interval(launch, tmp_path):
     p = await Player.join(srv.ws_url, "bo")
     here = await settle(p)
     start = await metric(srv, "npcworld_store_checkpoints_written_total")
-    while await metric(srv, "npcworld_store_checkpoints_written_total") < start + 2:   # two checkpoints since
+    while await metric(srv, "npcworld_store_checkpoints_written_total") < start + 2:  # two checkpoints since
         for _ in range(5):
             await p.recv()
     before = await npcs(srv)
     committed = await metric(srv, "npcworld_store_last_checkpoint_tick")
     assert srv.stop(signal.SIGKILL) == -signal.SIGKILL
-    info = subprocess.run([*NPCWORLD, "store", "--store", str(tmp_path / "world.sqlite"), "info"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=60)
-    assert info.returncode == 0 and "checkpoint tick" in info.stdout, info.stderr   # readable after kill -9
+    info = subprocess.run(
+        [*NPCWORLD, "store", "--store", str(tmp_path / "world.sqlite"), "info"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert info.returncode == 0 and "checkpoint tick" in info.stdout, info.stderr  # readable after kill -9
 
     srv = launch(*args)
-    m = next(re.search(r"from the checkpoint of tick (\d+)", line) for line in srv.output
-             if "from the checkpoint of tick" in line)
+    m = next(
+        re.search(r"from the checkpoint of tick (\d+)", line)
+        for line in srv.output
+        if "from the checkpoint of tick" in line
+    )
     tick = int(m.group(1))
-    assert tick >= committed                          # nothing committed was lost
+    assert tick >= committed  # nothing committed was lost
     after = await npcs(srv)
     old = {(r["npc"], r["number"]): r for r in before["npcs"]}
     for row in after["npcs"]:
@@ -145,7 +168,7 @@ async def test_kill_9_loses_at_most_the_last_interval(launch, tmp_path):
     q = await Player.join(srv.ws_url, token=p.welcome["token"])
     assert q.welcome["resumed"] is True and q.welcome["name"] == "bo"
     await q.until(lambda me, m: me.id in me.positions, what="an update with bo")
-    assert q.me() == here                             # bo stood still since before the last checkpoints
+    assert q.me() == here  # bo stood still since before the last checkpoints
     await q.close()
 
 
@@ -153,12 +176,17 @@ def test_a_damaged_store_stops_the_start_with_a_clear_error(tmp_path):
     junk = tmp_path / "world.sqlite"
     junk.write_bytes(b"\x00garbage, not SQLite\xff" * 512)
     before = junk.read_bytes()
-    run = subprocess.run([*NPCWORLD, "serve", "--port", "0", "--no-dialogue", "--store", str(junk)], cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [*NPCWORLD, "serve", "--port", "0", "--no-dialogue", "--store", str(junk)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 1
     assert "not an SQLite database" in run.stderr and str(junk) in run.stderr
     assert "Traceback" not in run.stderr + run.stdout and "serving" not in run.stdout
-    assert junk.read_bytes() == before                # left as it was, for the operator to look at
+    assert junk.read_bytes() == before  # left as it was, for the operator to look at
 
 
 async def test_an_old_store_is_migrated_and_a_store_that_cannot_be_written_does_not_stop_the_game(launch, tmp_path):
@@ -168,12 +196,14 @@ async def test_an_old_store_is_migrated_and_a_store_that_cannot_be_written_does_
     schema.migrate(c, 0, upto=1)
     key = b"k" * 32
     c.execute("INSERT INTO meta (key, value) VALUES ('token_key', ?)", (key,))
-    c.execute("INSERT INTO accounts (id, name, x, y, first_seen, last_seen) VALUES (7, 'old ada', 300, 230, 1, ?)",
-              (time.time(),))
+    c.execute(
+        "INSERT INTO accounts (id, name, x, y, first_seen, last_seen) VALUES (7, 'old ada', 300, 230, 1, ?)",
+        (time.time(),),
+    )
     c.close()
     args = [a for a in world_args(tmp_path, "--checkpoint-s", "0.2")]
     i = args.index("--secret")
-    del args[i:i + 2]                                 # the key kept in the store signs tokens
+    del args[i : i + 2]  # the key kept in the store signs tokens
     srv = launch(*args)
     old = await Player.join(srv.ws_url, token=tokens.issue(key, 7, 0, int(time.time()) + 60))
     assert old.welcome["resumed"] is True and old.welcome["name"] == "old ada" and old.welcome["items"] == []
@@ -184,21 +214,31 @@ async def test_an_old_store_is_migrated_and_a_store_that_cannot_be_written_does_
     # Another process holds the store's write lock: every write fails (counted), the game goes on.
     while await metric(srv, "npcworld_store_checkpoints_written_total") < 1:
         await old.recv()
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
-        "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.read()"), str(path)],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+                "c.execute('BEGIN IMMEDIATE'); print('locked', flush=True); sys.stdin.read()"
+            ),
+            str(path),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         ticks = old.last_tick
         while await metric(srv, "npcworld_store_writes_failed_total") < 2:
             await old.recv()
-        assert old.last_tick > ticks                  # updates kept coming while the writes failed
-        newcomer = await Player.join(srv.ws_url, "newcomer")     # and players can still join
+        assert old.last_tick > ticks  # updates kept coming while the writes failed
+        newcomer = await Player.join(srv.ws_url, "newcomer")  # and players can still join
         await newcomer.recv()
         written = await metric(srv, "npcworld_store_checkpoints_written_total")
     finally:
-        holder.stdin.close()                          # the lock goes with the process
+        holder.stdin.close()  # the lock goes with the process
         holder.wait(10)
     while await metric(srv, "npcworld_store_checkpoints_written_total") <= written:
         await old.recv()
@@ -210,6 +250,7 @@ async def test_an_old_store_is_migrated_and_a_store_that_cannot_be_written_does_
 
 async def test_the_browser_shows_the_items_it_holds_and_keeps_them_on_a_reload(launch, tmp_path):
     import pytest
+
     test_browser = pytest.importorskip("test_browser")
     if not __import__("shutil").which(test_browser.CHROMIUM):
         pytest.skip(f"no Chromium at {test_browser.CHROMIUM}")
@@ -217,15 +258,17 @@ async def test_the_browser_shows_the_items_it_holds_and_keeps_them_on_a_reload(l
     async with test_browser.chromium_page(srv.http_url) as (page, page_errors):
         await test_browser.wait_connected(page)
         # Gerda notices the browser's player and gives it an item
-        await page.wait_for_function("/items: (apple|pear)/.test(document.getElementById('items').textContent)",
-                                     timeout=30_000)
+        await page.wait_for_function(
+            "/items: (apple|pear)/.test(document.getElementById('items').textContent)", timeout=30_000
+        )
         shown = await page.text_content("#items")
         me = await page.evaluate("window.npcworld.myId")
-        await page.reload()                               # the token in localStorage resumes the same player
+        await page.reload()  # the token in localStorage resumes the same player
         await test_browser.wait_connected(page)
-        await page.wait_for_function("window.npcworld.welcome && window.npcworld.welcome.resumed === true",
-                                     timeout=20_000)
-        assert await page.text_content("#items") == shown   # from welcome: held, not re-given
+        await page.wait_for_function(
+            "window.npcworld.welcome && window.npcworld.welcome.resumed === true", timeout=20_000
+        )
+        assert await page.text_content("#items") == shown  # from welcome: held, not re-given
         assert await page.evaluate("window.npcworld.welcome.name") and me
         assert page_errors == []
 
@@ -237,19 +280,21 @@ async def test_a_full_disk_mid_run_is_counted_and_the_game_goes_on(tmp_path):
 
     from support.servers import start_server
 
-    limit = 256 * 1024                                # bytes: a few dozen checkpoints of this small world
+    limit = 256 * 1024  # bytes: a few dozen checkpoints of this small world
 
     def small_disk():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    srv = start_server(*world_args(tmp_path, "--checkpoint-s", "0.05", "--memory-db", str(tmp_path / "mem.sqlite")),
-                       preexec_fn=small_disk)
+    srv = start_server(
+        *world_args(tmp_path, "--checkpoint-s", "0.05", "--memory-db", str(tmp_path / "mem.sqlite")),
+        preexec_fn=small_disk,
+    )
     try:
         p = await Player.join(srv.ws_url, "ada")
         while await metric(srv, "npcworld_store_writes_failed_total") < 3:
             await p.recv()
         ticks = p.last_tick
-        for _ in range(20):                           # a second more of updates: the game goes on
+        for _ in range(20):  # a second more of updates: the game goes on
             await p.recv()
         assert p.last_tick >= ticks + 20
         late = await Player.join(srv.ws_url, "late")  # joins still work (their rows wait for a write)
@@ -259,4 +304,4 @@ async def test_a_full_disk_mid_run_is_counted_and_the_game_goes_on(tmp_path):
         await late.close()
         await p.close()
     finally:
-        assert srv.stop(signal.SIGTERM) == 0          # a clean stop still, after giving up on the last write
+        assert srv.stop(signal.SIGTERM) == 0  # a clean stop still, after giving up on the last write

@@ -43,8 +43,10 @@ GERDA = """
     give_item = 0
 """
 
-pytestmark = pytest.mark.skipif(not DEFAULT_WEIGHTS.is_file() or weights_input(str(DEFAULT_WEIGHTS)) != OBS_DIM,
-                                reason="the shipped policy weights are for another observation layout")
+pytestmark = pytest.mark.skipif(
+    not DEFAULT_WEIGHTS.is_file() or weights_input(str(DEFAULT_WEIGHTS)) != OBS_DIM,
+    reason="the shipped policy weights are for another observation layout",
+)
 
 
 async def npcs(srv) -> dict:
@@ -58,8 +60,17 @@ async def test_an_unseen_file_is_decided_by_the_policy_as_it_says(launch, tmp_pa
     folder = tmp_path / "npcs"
     folder.mkdir()
     write(folder / "gerda.toml", GERDA)
-    srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0", "--decider", "policy",
-                 "--no-dialogue")
+    srv = launch(
+        "--map",
+        str(small_map(tmp_path)),
+        "--npc-dir",
+        str(folder),
+        "--npcs",
+        "0",
+        "--decider",
+        "policy",
+        "--no-dialogue",
+    )
     p = await Player.join(srv.ws_url, name="Ansel")
     try:
         # the guard first: the built-in decides until the policy is measured on this file
@@ -67,7 +78,7 @@ async def test_an_unseen_file_is_decided_by_the_policy_as_it_says(launch, tmp_pa
         end = loop.time() + 90
         while (row := await npcs(srv))["decider"]["why"].startswith("checking"):
             assert loop.time() < end, row
-            for _ in range(10):                        # between polls, read updates (no sleeping)
+            for _ in range(10):  # between polls, read updates (no sleeping)
                 await p.recv()
         assert row["decider"]["policy"] is True, row["decider"]
         await p.until(lambda me, m: any(r[2] == "Gerda" for r in me.known.values()), what="Gerda in view")
@@ -80,12 +91,14 @@ async def test_an_unseen_file_is_decided_by_the_policy_as_it_says(launch, tmp_pa
             d = math.hypot(gx - x, gy - y)
             await me.move((gx - x) / d if d > 30 else 0.0, (gy - y) / d if d > 30 else 0.0)
             return d <= 40
-        for _ in range(400):                           # walk up to her (20 s at most)
+
+        for _ in range(400):  # walk up to her (20 s at most)
             if await near(p, await p.recv()):
                 break
-        await p.until(lambda me, m: any("Good day to you, Ansel." in c[2] for c in me.chat), timeout=30,
-                      what="Gerda's greeting")
-        for _ in range(60):                            # 3 s more next to her: no gift
+        await p.until(
+            lambda me, m: any("Good day to you, Ansel." in c[2] for c in me.chat), timeout=30, what="Gerda's greeting"
+        )
+        for _ in range(60):  # 3 s more next to her: no gift
             await p.recv()
         assert not [c for c in p.chat if "apple" in c[2]], p.chat
         row = await npcs(srv)

@@ -28,8 +28,16 @@ def test_npcs_and_their_minds_resume_by_key(tmp_path):
     folder.mkdir()
     write(folder / "gerda.toml", GERDA)
     m = write_ascii_map(tmp_path, ROWS, "small.tmj", {"s": "spawn"})
-    cfg = flat(port=0, map=str(m), npc_dir=str(folder), npcs=3, decider="builtin", dialogue=False,
-                       memory_db="", store=str(tmp_path / "world.sqlite")).validate()
+    cfg = flat(
+        port=0,
+        map=str(m),
+        npc_dir=str(folder),
+        npcs=3,
+        decider="builtin",
+        dialogue=False,
+        memory_db="",
+        store=str(tmp_path / "world.sqlite"),
+    ).validate()
     a = room(cfg)
     for _ in range(30):
         a.tick()

@@ -21,42 +21,83 @@ def test_every_option_is_declared_once_with_help_and_a_flag():
     for name, opt in OPTIONS.items():
         assert opt.meta["help"], name
         assert hasattr(getattr(ServerConfig(), opt.section), opt.field)
-    assert set(parse_serve()) == set(OPTIONS)       # one flag per option, nothing else
+    assert set(parse_serve()) == set(OPTIONS)  # one flag per option, nothing else
     assert sum(len(cls.__dataclass_fields__) for cls, _ in SECTIONS.values()) == len(OPTIONS)
     # the flags the README, the docs and the tests use keep their names
-    for legacy in ("npcs", "npc_dir", "tick_rate", "decision_budget_ms", "dialogue", "memory_db", "store", "secret",
-                   "admin_port", "local_workers", "policy_guard", "dialogue_max_new_tokens"):
+    for legacy in (
+        "npcs",
+        "npc_dir",
+        "tick_rate",
+        "decision_budget_ms",
+        "dialogue",
+        "memory_db",
+        "store",
+        "secret",
+        "admin_port",
+        "local_workers",
+        "policy_guard",
+        "dialogue_max_new_tokens",
+    ):
         assert legacy in OPTIONS
 
 
 def test_flags_land_in_their_sections():
-    cfg = build(None, parse_serve("--npcs", "3", "--tick-rate", "10", "--no-dialogue", "--dialogue-max-new-tokens",
-                                  "9", "--store", "", "--admin-port", "0", "--decision-budget-ms", "20"))
-    assert (cfg.npcs.wanderers, cfg.world.tick_rate, cfg.dialogue.enabled, cfg.dialogue.max_new_tokens) == \
-        (3, 10, False, 9)
+    cfg = build(
+        None,
+        parse_serve(
+            "--npcs",
+            "3",
+            "--tick-rate",
+            "10",
+            "--no-dialogue",
+            "--dialogue-max-new-tokens",
+            "9",
+            "--store",
+            "",
+            "--admin-port",
+            "0",
+            "--decision-budget-ms",
+            "20",
+        ),
+    )
+    assert (cfg.npcs.wanderers, cfg.world.tick_rate, cfg.dialogue.enabled, cfg.dialogue.max_new_tokens) == (
+        3,
+        10,
+        False,
+        9,
+    )
     assert (cfg.store.path, cfg.admin.port, cfg.policy.budget_ms) == ("", 0, 20.0)
-    assert cfg.net == config.NetSection()           # untouched sections keep their defaults
+    assert cfg.net == config.NetSection()  # untouched sections keep their defaults
 
 
 def test_toml_tables_of_sections_and_the_flat_server_table(tmp_path):
     path = tmp_path / "server.toml"
-    path.write_text('[server]\nnpcs = 7\ntick-rate = 10\n\n[dialogue]\nmax-new-tokens = 32\nenabled = false\n\n'
-                    '[world]\ngrace = 2\n\n[store]\npath = ""\ncheckpoint_s = 1.5\n')
-    cfg = build(str(path), parse_serve("--tick-rate", "30"))   # a flag wins over the file
+    path.write_text(
+        "[server]\nnpcs = 7\ntick-rate = 10\n\n[dialogue]\nmax-new-tokens = 32\nenabled = false\n\n"
+        '[world]\ngrace = 2\n\n[store]\npath = ""\ncheckpoint_s = 1.5\n'
+    )
+    cfg = build(str(path), parse_serve("--tick-rate", "30"))  # a flag wins over the file
     assert (cfg.npcs.wanderers, cfg.world.tick_rate, cfg.world.grace) == (7, 30, 2.0)
-    assert (cfg.dialogue.max_new_tokens, cfg.dialogue.enabled, cfg.store.path, cfg.store.checkpoint_s) == \
-        (32, False, "", 1.5)
+    assert (cfg.dialogue.max_new_tokens, cfg.dialogue.enabled, cfg.store.path, cfg.store.checkpoint_s) == (
+        32,
+        False,
+        "",
+        1.5,
+    )
 
 
-@pytest.mark.parametrize("text, message", [
-    ("[dialogue]\ncolour = 1\n", "unknown option 'colour' in [dialogue]; expected one of enabled, model"),
-    ("[painting]\nx = 1\n", "unknown table [painting]"),
-    ("[world]\ntick_rate = 'fast'\n", "[world] tick_rate = 'fast': expected int"),
-    ("[world]\ntick_rate = 1000\n", "tick_rate ([world]) = 1000: expected 1..240 Hz"),
-    ("[npcs]\nwanderers = -1\n", "npcs ([npcs] wanderers) = -1: expected 0..100000"),
-    ("[net]\nlog_level = 'loud'\n", "log_level ([net]) = 'loud': expected one of debug, info, warning, error"),
-    ("[store]\npath = '.'\n", "store ([store] path) = '.': expected an SQLite file path (not a folder)"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("[dialogue]\ncolour = 1\n", "unknown option 'colour' in [dialogue]; expected one of enabled, model"),
+        ("[painting]\nx = 1\n", "unknown table [painting]"),
+        ("[world]\ntick_rate = 'fast'\n", "[world] tick_rate = 'fast': expected int"),
+        ("[world]\ntick_rate = 1000\n", "tick_rate ([world]) = 1000: expected 1..240 Hz"),
+        ("[npcs]\nwanderers = -1\n", "npcs ([npcs] wanderers) = -1: expected 0..100000"),
+        ("[net]\nlog_level = 'loud'\n", "log_level ([net]) = 'loud': expected one of debug, info, warning, error"),
+        ("[store]\npath = '.'\n", "store ([store] path) = '.': expected an SQLite file path (not a folder)"),
+    ],
+)
 def test_a_bad_file_says_what_and_where(tmp_path, text, message):
     path = tmp_path / "bad.toml"
     path.write_text(text)

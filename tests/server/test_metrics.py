@@ -11,8 +11,11 @@ from server.metrics import Metrics
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    return {(s.name, tuple(sorted(s.labels.items()))): s.value
-            for f in text_string_to_metric_families(text) for s in f.samples}
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+    }
 
 
 def test_counters_render_with_their_documented_names_and_read_back():
@@ -23,14 +26,14 @@ def test_counters_render_with_their_documented_names_and_read_back():
     m.players, m.npcs = 4, 9
     got = samples(m.render())
     assert got[("npcworld_ticks_total", ())] == 7
-    assert got[("npcworld_connections", ())] == 2           # the gauge beside the counter of the same stem
+    assert got[("npcworld_connections", ())] == 2  # the gauge beside the counter of the same stem
     assert got[("npcworld_connections_total", ())] == 3
     assert got[("npcworld_bytes_out_total", ())] == 1234
     assert got[("npcworld_errors_sent_total", (("code", "bad_field"),))] == 2
     assert got[("npcworld_closes_total", (("code", "4002"),))] == 1
     assert got[("npcworld_entities", (("kind", "npc"),))] == 9
     assert got[("npcworld_entities", (("kind", "player"),))] == 4
-    assert ("npcworld_ticks_created", ()) not in got        # no _created samples: counters start with the server
+    assert ("npcworld_ticks_created", ()) not in got  # no _created samples: counters start with the server
 
 
 def test_the_tick_histogram_is_cumulative_and_the_bots_read_its_buckets():

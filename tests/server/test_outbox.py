@@ -8,8 +8,13 @@ from world.snapshot import View
 
 
 def view(cells, enter=(), leave=(), chat=()):
-    return View.make(msgpack.packb(cells), [msgpack.packb([e, 1, f"n{e}", "#fff"]) for e in enter],
-                     list(enter), list(leave), [msgpack.packb(c) for c in chat])
+    return View.make(
+        msgpack.packb(cells),
+        [msgpack.packb([e, 1, f"n{e}", "#fff"]) for e in enter],
+        list(enter),
+        list(leave),
+        [msgpack.packb(c) for c in chat],
+    )
 
 
 async def test_a_newer_update_replaces_an_unsent_one_and_keeps_its_events():
@@ -63,7 +68,7 @@ async def test_deltas_go_out_only_against_the_update_sent_before():
     box = Outbox(Metrics())
     forms = []
     for tick, build, push_twice in ((1, 0, False), (2, 1, False), (4, 3, False), (6, 5, True), (7, 6, False)):
-        if push_twice:   # coalesced: build 4 is replaced by 5 before it is sent
+        if push_twice:  # coalesced: build 4 is replaced by 5 before it is sent
             box.push_update(tick - 1, 0, delta_view(build - 1, "b"))
         box.push_update(tick, 0, delta_view(build, "b"))
         update = msgpack.unpackb(box.take()[0])
@@ -71,7 +76,7 @@ async def test_deltas_go_out_only_against_the_update_sent_before():
     # the first: nothing sent before; 2 follows 1; 3 never came (a gap); 5 was merged with 4; 6 follows 5
     assert forms == ["whole", "moves", "whole", "whole", "moves"]
     v1 = Outbox(Metrics())
-    v1.deltas = False   # a version-1 session: keyframes only
+    v1.deltas = False  # a version-1 session: keyframes only
     for build in range(3):
         v1.push_update(build + 1, 0, delta_view(build, "b"))
         update = msgpack.unpackb(b"".join(v1.take_pieces()[0]))

@@ -15,13 +15,7 @@ from server.metrics import Metrics
 from world.protocol import Chat, Hello, Input, Talk
 from world.tilemap import load_map
 
-ROWS = ["############",
-        "#..........#",
-        "#..........#",
-        "#....s.....#",
-        "#..........#",
-        "#..........#",
-        "############"]
+ROWS = ["############", "#..........#", "#..........#", "#....s.....#", "#..........#", "#..........#", "############"]
 GRACE_S = 3.0
 
 
@@ -30,8 +24,18 @@ class Room:
 
     def __init__(self, tmp_path, npcs: int = 1):
         m = write_ascii_map(tmp_path, ROWS, "room.tmj", {"s": "spawn"})
-        cfg = flat(port=0, map=str(m), npc_dir="", npcs=npcs, decider="builtin", dialogue=False,
-                           memory_db="", store="", grace=GRACE_S, secret="room-test").validate()
+        cfg = flat(
+            port=0,
+            map=str(m),
+            npc_dir="",
+            npcs=npcs,
+            decider="builtin",
+            dialogue=False,
+            memory_db="",
+            store="",
+            grace=GRACE_S,
+            secret="room-test",
+        ).validate()
         self.now = 0.0
         self.out = Mailbox()
         self.game = build_room(cfg, load_map(cfg.world.map), Metrics(), self.out, store=None, clock=lambda: self.now)
@@ -69,7 +73,7 @@ def test_inputs_are_applied_at_the_tick_and_acknowledged_in_the_update(room):
     x0, y0 = room.game.world.position(ann.eid)
     room.game.command(ann.eid, Input(5, 1.0, 0.0))
     room.game.command(ann.eid, Input(3, -1.0, 0.0))  # older than 5: dropped
-    assert room.out.updates == {}                   # nothing moves between ticks
+    assert room.out.updates == {}  # nothing moves between ticks
     room.ticks(1)
     tick, ack, view = room.out.updates[ann.eid]
     assert (tick, ack) == (room.game.world.tick, 5) and view.body
@@ -83,7 +87,7 @@ def test_chat_reaches_the_update_of_who_can_see_it(room):
     bob = room.game.join(Hello(1, "bob", None))
     room.game.command(ann.eid, Chat("hello bob"))
     room.ticks(1)
-    chat = [msgpack.unpackb(c) for c in room.out.updates[bob.eid][2].chat]   # [from, name, text, tick]
+    chat = [msgpack.unpackb(c) for c in room.out.updates[bob.eid][2].chat]  # [from, name, text, tick]
     assert chat == [[ann.eid, "ann", "hello bob", room.game.world.tick]]
 
 
@@ -95,7 +99,7 @@ def test_a_resume_replaces_the_old_connection_and_a_used_token_is_refused(room):
     events = room.out.of(ann.eid)
     assert [type(e) for e in events] == [Welcome, Replaced, Welcome]
     assert events[2].resumed and events[2].token != first
-    stale = room.game.join(Hello(1, None, first))   # the first token was used by the resume
+    stale = room.game.join(Hello(1, None, first))  # the first token was used by the resume
     assert stale.eid != ann.eid
     assert [e.error.code for e in room.out.of(stale.eid) if type(e) is Refused] == ["bad_token"]
 
@@ -104,7 +108,7 @@ def test_a_character_stays_for_its_grace_period_then_leaves_the_world(room):
     ann = room.game.join(Hello(1, "ann", None))
     room.game.leave(ann.eid)
     room.out.updates.clear()
-    room.game.command(ann.eid, Input(1, 1.0, 0.0))   # after leaving: ignored
+    room.game.command(ann.eid, Input(1, 1.0, 0.0))  # after leaving: ignored
     room.ticks(20)
     assert ann.eid not in room.out.updates and room.game.world.alive(ann.eid) and room.game.connected() == 0
     back = room.game.join(Hello(1, None, ann.token))  # within the grace period: the same character

@@ -19,7 +19,6 @@ from world.tilemap import load_map
 from support.paths import ROOT
 
 
-
 def default_map():
     return load_map(ROOT / "assets" / "maps" / "default.tmj")
 
@@ -45,7 +44,7 @@ def offer(w: World, ids: list[int], account: int) -> Offer:
 
 
 def test_a_checkpoint_and_an_account_survive_closing_and_opening(tmp_path):
-    path = str(tmp_path / "var" / "world.sqlite")              # its folder is created
+    path = str(tmp_path / "var" / "world.sqlite")  # its folder is created
     store = Store.open(path)
     assert store.saved is None and len(store.token_key) == 32
     accounts = store.start()
@@ -58,7 +57,7 @@ def test_a_checkpoint_and_an_account_survive_closing_and_opening(tmp_path):
     assert store.writer.written == 1 and store.writer.failed == 0
 
     again = Store.open(path)
-    assert again.token_key == store.token_key                 # tokens outlive restarts
+    assert again.token_key == store.token_key  # tokens outlive restarts
     f = again.saved.frame
     assert f.tick == w.tick and f.time_s == w.time_s and len(f) == len(ids)
     row = f.row_of()[ids[0]]
@@ -66,7 +65,7 @@ def test_a_checkpoint_and_an_account_survive_closing_and_opening(tmp_path):
     assert f.stats[row, list(f.stat_names).index("energy")] == pytest.approx(w.stats(ids[0])["energy"])
     acc = again.start().get(ada.id)
     assert acc.name == "ada" and acc.items == ["apple"]
-    assert (acc.x, acc.y) == w.position(ids[-1])              # the player's position from the checkpoint
+    assert (acc.x, acc.y) == w.position(ids[-1])  # the player's position from the checkpoint
     again.close()
 
 
@@ -82,7 +81,7 @@ def test_a_newer_checkpoint_replaces_a_pending_one_and_a_failed_write_is_counted
     ada = accounts.create("ada", time.time())
     assert store.writer.wait(lambda w: w.failed >= 1, 10), "the locked write never failed"
     store.writer.offer(offer(w, ids, ada.id))
-    store.writer.offer(offer(w, ids, ada.id))                 # the writer is behind: this replaces the last
+    store.writer.offer(offer(w, ids, ada.id))  # the writer is behind: this replaces the last
     assert store.writer.failed >= 1 and store.writer.replaced >= 1
     other.execute("ROLLBACK")
     other.close()
@@ -90,7 +89,7 @@ def test_a_newer_checkpoint_replaces_a_pending_one_and_a_failed_write_is_counted
     assert store.writer.written >= 1
     store.close()
     reopened = Store.open(path)
-    assert reopened.start().get(ada.id).name == "ada"         # the account row was kept and written later
+    assert reopened.start().get(ada.id).name == "ada"  # the account row was kept and written later
     reopened.close()
 
 
@@ -113,12 +112,15 @@ def test_an_older_schema_is_migrated(tmp_path):
     path = tmp_path / "v1.sqlite"
     c = sqlite3.connect(path, isolation_level=None)
     schema.migrate(c, 0, upto=1)
-    c.execute("INSERT INTO accounts (id, name, x, y, first_seen, last_seen) VALUES (7, 'old ada', 100, 120, 1, ?)",
-              (time.time(),))
+    c.execute(
+        "INSERT INTO accounts (id, name, x, y, first_seen, last_seen) VALUES (7, 'old ada', 100, 120, 1, ?)",
+        (time.time(),),
+    )
     c.close()
-    c = sqlite3.connect(path, isolation_level=None)     # and one whose every token has long expired
-    c.execute("INSERT INTO accounts (id, name, first_seen, last_seen) VALUES (8, 'long gone', 1, ?)",
-              (time.time() - 3600,))
+    c = sqlite3.connect(path, isolation_level=None)  # and one whose every token has long expired
+    c.execute(
+        "INSERT INTO accounts (id, name, first_seen, last_seen) VALUES (8, 'long gone', 1, ?)", (time.time() - 3600,)
+    )
     c.close()
     store = Store.open(str(path), token_expiry_s=600)
     accounts = store.start()
@@ -130,8 +132,9 @@ def test_an_older_schema_is_migrated(tmp_path):
 
 
 def npcworld(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "server.cli", *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
 
 
 def test_store_commands_info_backup_players_forget(tmp_path):
@@ -142,7 +145,7 @@ def test_store_commands_info_backup_players_forget(tmp_path):
     accounts.create("bo", time.time())
     w, ids = small_world()
     store.writer.offer(offer(w, ids, 1))
-    wait_idle(store)                                            # the store stays open, as a server keeps it
+    wait_idle(store)  # the store stays open, as a server keeps it
     info = npcworld("store", "--store", path, "info")
     assert info.returncode == 0, info.stderr
     assert f"version {schema.VERSION}" in info.stdout and "players    2" in info.stdout
@@ -151,7 +154,7 @@ def test_store_commands_info_backup_players_forget(tmp_path):
     out = npcworld("store", "--store", path, "backup", str(backup))
     assert out.returncode == 0, out.stderr
     assert sqlite3.connect(backup).execute("SELECT name FROM accounts ORDER BY id").fetchall() == [("ada",), ("bo",)]
-    assert npcworld("store", "--store", path, "backup", str(backup)).returncode == 1     # never overwrites
+    assert npcworld("store", "--store", path, "backup", str(backup)).returncode == 1  # never overwrites
     listing = npcworld("store", "--store", path, "players")
     assert listing.returncode == 0 and "ada" in listing.stdout and "2 players" in listing.stdout
     assert npcworld("store", "--store", path, "forget", "bo").returncode == 0

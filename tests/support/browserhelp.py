@@ -43,10 +43,11 @@ def rgb(css: str) -> tuple[int, int, int]:
     return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
 
 
-def count_near(img: np.ndarray, box: tuple[float, float, float, float], colour: tuple[int, int, int],
-               tol: int = 24) -> int:
+def count_near(
+    img: np.ndarray, box: tuple[float, float, float, float], colour: tuple[int, int, int], tol: int = 24
+) -> int:
     """Pixels inside box (x0, y0, x1, y1, CSS px, clipped to the image) within tol of colour on every channel."""
     x0, y0, x1, y1 = (int(round(v)) for v in box)
     h, w = img.shape[:2]
-    patch = img[max(0, y0):min(h, y1), max(0, x0):min(w, x1)].astype(int)
+    patch = img[max(0, y0) : min(h, y1), max(0, x0) : min(w, x1)].astype(int)
     return int((np.abs(patch - np.array(colour)).max(axis=2) <= tol).sum())

@@ -10,8 +10,14 @@ import os
 from .wsclient import Player
 
 CHROMIUM = os.environ.get("NPCWORLD_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
 
 
 class Observer:
@@ -53,6 +59,7 @@ class Observer:
 
     async def settled(self, eid: int, timeout: float = 10) -> tuple[float, float]:
         """The entity's position once it is the same in two updates 5 ticks apart."""
+
         async def loop():
             while True:
                 before = self.position(eid)
@@ -60,6 +67,7 @@ class Observer:
                 await self._until(lambda: self.player.last_tick >= start + 5)
                 if before is not None and self.position(eid) == before:
                     return before
+
         return await asyncio.wait_for(loop(), timeout)
 
     async def close(self) -> None:

@@ -7,9 +7,13 @@ from npc.dialogue.runner import DialogueRunner
 
 
 def ask(line: str, n: int = 12, **kw) -> dict:
-    return {"kind": "reply", "messages": [{"role": "system", "content": "You are Tam."},
-                                          {"role": "user", "content": line}],
-            "max_new_tokens": n, "temperature": 0, **kw}
+    return {
+        "kind": "reply",
+        "messages": [{"role": "system", "content": "You are Tam."}, {"role": "user", "content": line}],
+        "max_new_tokens": n,
+        "temperature": 0,
+        **kw,
+    }
 
 
 def run_all(r: DialogueRunner, plan: dict[int, list[tuple[int, dict]]], cancel: dict[int, int] = {}) -> dict:

@@ -16,13 +16,22 @@ def write_ascii_map(folder: Path, rows: list[str], name: str, poi_names: dict[st
         for c, ch in enumerate(row):
             walls.append(2 if ch == "#" else 0)
             if ch.isalpha():
-                objects.append({"id": len(objects) + 1, "name": poi_names.get(ch, ch),
-                                "x": (c + 0.5) * 32, "y": (r + 0.5) * 32})
-    raw = {"orientation": "orthogonal", "width": w, "height": h, "tilewidth": 32, "tileheight": 32,
-           "layers": [{"type": "tilelayer", "name": "ground", "data": [1] * (w * h)},
-                      {"type": "tilelayer", "name": "walls", "data": walls},
-                      {"type": "objectgroup", "name": "poi", "objects": objects}],
-           "tilesets": [{"firstgid": 1, "tiles": []}]}
+                objects.append(
+                    {"id": len(objects) + 1, "name": poi_names.get(ch, ch), "x": (c + 0.5) * 32, "y": (r + 0.5) * 32}
+                )
+    raw = {
+        "orientation": "orthogonal",
+        "width": w,
+        "height": h,
+        "tilewidth": 32,
+        "tileheight": 32,
+        "layers": [
+            {"type": "tilelayer", "name": "ground", "data": [1] * (w * h)},
+            {"type": "tilelayer", "name": "walls", "data": walls},
+            {"type": "objectgroup", "name": "poi", "objects": objects},
+        ],
+        "tilesets": [{"firstgid": 1, "tiles": []}],
+    }
     path = Path(folder) / name
     path.write_text(json.dumps(raw))
     return path

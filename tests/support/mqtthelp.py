@@ -39,14 +39,19 @@ class Mosquitto:
         if users:  # only these users, by password (mosquitto_passwd writes the hashed file)
             passwd = folder / "passwd"
             for i, (user, password) in enumerate(users.items()):
-                subprocess.run(["mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(passwd), user, password],
-                               check=True, capture_output=True)
+                subprocess.run(
+                    ["mosquitto_passwd", *(["-c"] if i == 0 else []), "-b", str(passwd), user, password],
+                    check=True,
+                    capture_output=True,
+                )
             passwd.chmod(0o600)
             access = f"allow_anonymous false\npassword_file {passwd}\n"
         if os.getuid() == 0:
             access += "user root\n"  # else mosquitto drops to user "mosquitto", who cannot read the test's files
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\n{access}persistence false\nset_tcp_nodelay true\n"
-                             "log_dest stderr\nlog_type error\nlog_type warning\n")
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\n{access}persistence false\nset_tcp_nodelay true\n"
+            "log_dest stderr\nlog_type error\nlog_type warning\n"
+        )
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -54,8 +59,9 @@ class Mosquitto:
         return f"mqtt://127.0.0.1:{self.port}"
 
     def start(self) -> "Mosquitto":
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.conf)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         end = time.monotonic() + WAIT
         while time.monotonic() < end:  # until it accepts connections
             if self.proc.poll() is not None:
@@ -81,8 +87,14 @@ class Worker:
         cmd = [sys.executable, "-m", "server.cli", "worker", "--broker", broker, "--name", name, *args]
         self.name = name
         self.output: list[str] = []
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
+        self.proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})},
+        )
         self.ready = threading.Event()
         threading.Thread(target=self._pump, daemon=True).start()
 

@@ -36,7 +36,7 @@ SMALL = [
     "#..............#",
     "################",
 ]
-B = (12.5 * 32, 12.5 * 32)     # the 'b' POI of the small map, world units
+B = (12.5 * 32, 12.5 * 32)  # the 'b' POI of the small map, world units
 
 
 def near_b(pos) -> bool:
@@ -80,6 +80,7 @@ def call(url: str, method: str = "GET", token: str | None = None, body: dict | b
 
 def places_of(map_path: Path = DEFAULT_MAP):
     from npc.files.loader import map_places
+
     return map_places(load_map(map_path))
 
 

@@ -17,9 +17,9 @@ class Prefer(nn.Module):
         self.action, self.target = ACTION_INDEX[action], target
 
     def forward(self, obs, mask, tmask):
-        a = torch.zeros(mask.shape)                                  # (B, A)
+        a = torch.zeros(mask.shape)  # (B, A)
         a[:, self.action] = 1.0
-        t = torch.zeros(tmask.shape)                                 # (B, T)
+        t = torch.zeros(tmask.shape)  # (B, T)
         t[:, self.target] = 1.0
         return a.masked_fill(~mask, float("-inf")), t.masked_fill(~tmask, float("-inf"))
 
@@ -28,7 +28,7 @@ class IgnoresMasks(nn.Module):
     """A careless module: the same answer for every row, masks ignored (the runner must mask)."""
 
     def forward(self, obs, mask, tmask):
-        a = torch.arange(mask.shape[1], dtype=torch.float32).expand(mask.shape).clone()   # (B, A) last wins
+        a = torch.arange(mask.shape[1], dtype=torch.float32).expand(mask.shape).clone()  # (B, A) last wins
         t = torch.arange(tmask.shape[1], dtype=torch.float32).expand(tmask.shape).clone()
         return a, t
 

@@ -56,8 +56,15 @@ def start_server(*args: str, timeout: float = 60, preexec_fn=None) -> RunningSer
         # each server its own store: the default (var/world.sqlite) would carry one test's world into the next
         args = ("--store", str(Path(tempfile.mkdtemp(prefix="npcworld-store-")) / "world.sqlite"), *args)
     cmd = [*NPCWORLD, "serve", "--host", "127.0.0.1", "--port", "0", *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=preexec_fn)
+    proc = subprocess.Popen(
+        cmd,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        preexec_fn=preexec_fn,
+    )
     output: list[str] = []
     found = threading.Event()
     url: list[str] = []

@@ -35,8 +35,12 @@ def patrol_stop(p: Perception, s: State, d: Definition) -> int:
     if b is None or b.do != "patrol" or not b.route:
         return s.patrol_index
     i = s.patrol_index % len(b.route)
-    if (cur.action == "patrol" and cur.place == b.route[i] and cur.arrived_s is not None
-            and p.now_s - cur.arrived_s >= d.params["patrol"]["pause"]):
+    if (
+        cur.action == "patrol"
+        and cur.place == b.route[i]
+        and cur.arrived_s is not None
+        and p.now_s - cur.arrived_s >= d.params["patrol"]["pause"]
+    ):
         i = (i + 1) % len(b.route)
     return i
 
@@ -63,10 +67,14 @@ def build_sight(d: Definition, rows: list[tuple[Perception, State]], places: lis
     pairs = [(i, q, s) for i, (p, s) in enumerate(rows) for q in p.players]
     start = np.zeros(n + 1, np.int64)
     start[1:] = np.cumsum([len(p.players) for p, _ in rows])
-    f64 = lambda xs: np.asarray(xs, np.float64)                    # noqa: E731
+    f64 = lambda xs: np.asarray(xs, np.float64)  # noqa: E731
     targets = [p.target for p, _ in rows]
     return Sight(
-        defn=d, now_s=now_s, minute=minute, day=day, block=block,
+        defn=d,
+        now_s=now_s,
+        minute=minute,
+        day=day,
+        block=block,
         eid=np.asarray([p.id for p, _ in rows], np.int64),
         pos=f64([(p.x, p.y) for p, _ in rows]).reshape(n, 2),
         at=np.asarray([place_index(places, p.place) for p, _ in rows], np.int32),

@@ -13,8 +13,9 @@ Client = Player  # keeps say_* messages in .says
 
 
 async def find_npc(p: Client, name: str) -> int:
-    await p.until(lambda me, m: any(r[2] == name for r in me.known.values()) and me.id in me.positions,
-                  what=f"{name} in view")
+    await p.until(
+        lambda me, m: any(r[2] == name for r in me.known.values()) and me.id in me.positions, what=f"{name} in view"
+    )
     return next(eid for eid, r in p.known.items() if r[2] == name)
 
 
@@ -43,7 +44,8 @@ async def conversation(srv, line: str, timeout: float):
         # Both read all along (a client that stops reading is closed as too slow).
         end, _ = await asyncio.gather(
             ana.until(lambda me, m: m["t"] == "say_end", timeout=timeout, what="say_end"),
-            bo.until(lambda me, m: m["t"] == "say_end", timeout=timeout, what="say_end (bystander)"))
+            bo.until(lambda me, m: m["t"] == "say_end", timeout=timeout, what="say_end (bystander)"),
+        )
         return tam, ana, bo, end
     finally:
         await ana.close()

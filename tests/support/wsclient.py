@@ -34,8 +34,9 @@ class Player:
         self.seq = itertools.count(1)
 
     @classmethod
-    async def join(cls, url: str, name: str | None = None, token: str | None = None, version: int = VERSION,
-                   **kw) -> "Player":
+    async def join(
+        cls, url: str, name: str | None = None, token: str | None = None, version: int = VERSION, **kw
+    ) -> "Player":
         ws = await websockets.connect(url, max_size=None, **kw)
         hello = {"t": "hello", "v": version}
         if name:
@@ -73,7 +74,7 @@ class Player:
                 self.positions.pop(eid, None)
             for rec in msg["enter"]:
                 self.known[rec[0]] = rec
-            moves = msg.get("moves", [])   # a version-1 session has none
+            moves = msg.get("moves", [])  # a version-1 session has none
             self.keyframes += not moves
             self.cells = apply_cells(self.cells, msg["cells"], moves)
             self.positions = {}
@@ -97,11 +98,13 @@ class Player:
 
     async def until(self, predicate, timeout: float = 10, what: str = "condition") -> dict:
         """Read messages until predicate(self, msg) holds; fail after `timeout` seconds."""
+
         async def loop():
             while True:
                 msg = await self.recv(timeout)
                 if predicate(self, msg):
                     return msg
+
         try:
             return await asyncio.wait_for(loop(), timeout)
         except TimeoutError:

@@ -16,12 +16,12 @@ def test_within_is_brute_force(q, p, radius, cell, seed):
     got = nearby.within(points, radii, entities, cell)
     d = np.hypot(points[:, None, 0] - entities[None, :, 0], points[:, None, 1] - entities[None, :, 1])
     want = {(i, j) for i, j in zip(*np.nonzero(d <= radii[:, None]))}
-    near_edge = np.abs(d - radii[:, None]) < 1e-9          # a root's rounding may fall either side
+    near_edge = np.abs(d - radii[:, None]) < 1e-9  # a root's rounding may fall either side
     have = set(zip(got.query.tolist(), got.entity.tolist()))
     assert {x for x in have ^ want if not near_edge[x]} == set()
     assert np.allclose(got.dist, d[got.query, got.entity])
     assert np.all(np.diff(got.query) >= 0)
-    for i in range(q):                                     # CSR offsets, and nearest first within a query
+    for i in range(q):  # CSR offsets, and nearest first within a query
         lo, hi = got.start[i], got.start[i + 1]
         assert np.all(got.query[lo:hi] == i)
         assert np.all(np.diff(got.dist[lo:hi]) >= 0)

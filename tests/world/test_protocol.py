@@ -27,24 +27,27 @@ def test_decodes_every_client_message():
     assert protocol.decode(pk({"t": "chat", "text": "  hi\x00 there\n"})) == Chat("hi there")
 
 
-@pytest.mark.parametrize("frame, code, field", [
-    ("text frame", "bad_frame", None),
-    (b"\xc1\xc1\xc1", "bad_frame", None),
-    (pk([1, 2, 3]), "bad_frame", None),
-    (pk({"x": 1}), "bad_frame", None),
-    (pk({"t": "teleport"}), "unknown_type", None),
-    (pk({"t": "input", "seq": 1, "dx": "left", "dy": 0}), "bad_field", "dx"),
-    (pk({"t": "input", "seq": 1, "dx": 2.0, "dy": 0}), "bad_field", "dx"),
-    (pk({"t": "input", "seq": 1, "dx": float("nan"), "dy": 0}), "bad_field", "dx"),
-    (pk({"t": "input", "seq": True, "dx": 0, "dy": 0}), "bad_field", "seq"),
-    (pk({"t": "input", "seq": -1, "dx": 0, "dy": 0}), "bad_field", "seq"),
-    (pk({"t": "input", "dx": 0, "dy": 0}), "bad_field", "seq"),
-    (pk({"t": "chat", "text": "   "}), "bad_field", "text"),
-    (pk({"t": "chat", "text": "x" * 201}), "bad_field", "text"),
-    (pk({"t": "chat", "text": 5}), "bad_field", "text"),
-    (pk({"t": "hello", "v": "1"}), "bad_field", "v"),
-    (pk({"t": "ping"}), "bad_field", "id"),
-])
+@pytest.mark.parametrize(
+    "frame, code, field",
+    [
+        ("text frame", "bad_frame", None),
+        (b"\xc1\xc1\xc1", "bad_frame", None),
+        (pk([1, 2, 3]), "bad_frame", None),
+        (pk({"x": 1}), "bad_frame", None),
+        (pk({"t": "teleport"}), "unknown_type", None),
+        (pk({"t": "input", "seq": 1, "dx": "left", "dy": 0}), "bad_field", "dx"),
+        (pk({"t": "input", "seq": 1, "dx": 2.0, "dy": 0}), "bad_field", "dx"),
+        (pk({"t": "input", "seq": 1, "dx": float("nan"), "dy": 0}), "bad_field", "dx"),
+        (pk({"t": "input", "seq": True, "dx": 0, "dy": 0}), "bad_field", "seq"),
+        (pk({"t": "input", "seq": -1, "dx": 0, "dy": 0}), "bad_field", "seq"),
+        (pk({"t": "input", "dx": 0, "dy": 0}), "bad_field", "seq"),
+        (pk({"t": "chat", "text": "   "}), "bad_field", "text"),
+        (pk({"t": "chat", "text": "x" * 201}), "bad_field", "text"),
+        (pk({"t": "chat", "text": 5}), "bad_field", "text"),
+        (pk({"t": "hello", "v": "1"}), "bad_field", "v"),
+        (pk({"t": "ping"}), "bad_field", "id"),
+    ],
+)
 def test_bad_messages_get_their_code(frame, code, field):
     assert code_of(frame) == (code, field)
 
@@ -63,8 +66,8 @@ def test_tokens_verify_only_what_was_issued():
     tok = tokens.issue(secret, 42, 3, int(now) + 60)
     assert tokens.verify(secret, tok, now) == (tokens.Claim(42, 3, int(now) + 60), "")
     assert tokens.verify(b"other" * 8, tok, now) == (None, "forged")
-    assert tokens.verify(secret, "43" + tok[2:], now) == (None, "forged")      # another account
-    assert tokens.verify(secret, tok.replace(".3.", ".4.", 1), now) == (None, "forged")   # another generation
+    assert tokens.verify(secret, "43" + tok[2:], now) == (None, "forged")  # another account
+    assert tokens.verify(secret, tok.replace(".3.", ".4.", 1), now) == (None, "forged")  # another generation
     assert tokens.verify(secret, tok, now + 60) == (None, "expired")
     for junk in ("", "a.b.c", "1.2", "1.2.3", "1.2.3.4.5", "...", "1.2.3.\u00e9", "9" * 200):
         assert tokens.verify(secret, junk, now) == (None, "malformed"), junk
@@ -73,7 +76,12 @@ def test_tokens_verify_only_what_was_issued():
 def test_error_encoding_round_trips():
     err = ProtocolError("bad_field", "input: dx", "dx", "input")
     assert msgpack.unpackb(protocol.encode_error(err)) == {
-        "t": "error", "code": "bad_field", "message": "input: dx", "field": "dx", "ref": "input"}
+        "t": "error",
+        "code": "bad_field",
+        "message": "input: dx",
+        "field": "dx",
+        "ref": "input",
+    }
 
 
 @pytest.mark.parametrize("tick", [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**40])
@@ -114,4 +122,4 @@ def test_a_move_block_applies_moves_then_fixes_then_who_left_and_came():
     got_ids, got = protocol.apply_cells({9: (ids, before)}, [], [block])[9]
     assert got_ids.tolist() == [2, 5, 9, 13] and got.tolist() == [[50, 60], [327, 73], [700, 700], [400, 400]]
     assert protocol.apply_cells({9: (ids, before)}, [], [[9, b"", b""]])[9][1].tolist() == before.tolist()
-    assert protocol.apply_cells({9: (ids, before)}, [], []) == {}     # a cell in neither list is dropped
+    assert protocol.apply_cells({9: (ids, before)}, [], []) == {}  # a cell in neither list is dropped

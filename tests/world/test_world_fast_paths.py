@@ -25,11 +25,11 @@ from support.worldhelp import default_map
 
 MAP = default_map()
 TS = MAP.tile_size
-FREE = [((c + 0.5) * TS, (r + 0.5) * TS) for r in range(MAP.height) for c in range(MAP.width)
-        if not MAP.blocked[r, c]]
+FREE = [((c + 0.5) * TS, (r + 0.5) * TS) for r in range(MAP.height) for c in range(MAP.width) if not MAP.blocked[r, c]]
 
 
 # -- views -------------------------------------------------------------------------------------
+
 
 class Reference:
     """What each observer's View must hold, from positions alone (and the last build's)."""
@@ -39,7 +39,7 @@ class Reference:
         self.w, self.size, self.r, self.q = w, cfg.cell_size, cfg.view_radius, cfg.quant
         self.cx = -(-MAP.world_size[0] // self.size)
         self.cy = -(-MAP.world_size[1] // self.size)
-        self.last: dict[int, tuple[int, tuple[int, int]]] | None = None   # id -> (cell, q) at the last build
+        self.last: dict[int, tuple[int, tuple[int, int]]] | None = None  # id -> (cell, q) at the last build
 
     def now(self):
         t = self.w._table
@@ -54,8 +54,11 @@ class Reference:
     def near(self, c):
         """The cells c sees, ascending."""
         x0, y0 = c % self.cx, c // self.cx
-        return [y * self.cx + x for y in range(max(0, y0 - self.r), min(self.cy, y0 + self.r + 1))
-                for x in range(max(0, x0 - self.r), min(self.cx, x0 + self.r + 1))]
+        return [
+            y * self.cx + x
+            for y in range(max(0, y0 - self.r), min(self.cy, y0 + self.r + 1))
+            for x in range(max(0, x0 - self.r), min(self.cx, x0 + self.r + 1))
+        ]
 
     @staticmethod
     def in_cell(state, c):
@@ -67,8 +70,13 @@ class Reference:
         for x in self.near(c):
             es = self.in_cell(state, x)
             if es:
-                blocks.append([x, np.asarray([e for e, _ in es], "<u4").tobytes(),
-                               np.asarray([q for _, q in es], "<u2").tobytes()])
+                blocks.append(
+                    [
+                        x,
+                        np.asarray([e for e, _ in es], "<u4").tobytes(),
+                        np.asarray([q for _, q in es], "<u2").tobytes(),
+                    ]
+                )
         return blocks
 
     def moves(self, state, last, c, p):
@@ -80,8 +88,13 @@ class Reference:
                 continue
             was = self.in_cell(last, x)
             if x not in self.near(p) or not was:
-                whole.append([x, np.asarray([e for e, _ in es], "<u4").tobytes(),
-                              np.asarray([q for _, q in es], "<u2").tobytes()])
+                whole.append(
+                    [
+                        x,
+                        np.asarray([e for e, _ in es], "<u4").tobytes(),
+                        np.asarray([q for _, q in es], "<u2").tobytes(),
+                    ]
+                )
                 continue
             here = dict(es)
             d, fix, gone = [], [], []
@@ -96,11 +109,17 @@ class Reference:
                     gone.append(i)
                     d += [0, 0]
             came = [(e, q) for e, q in es if e not in dict(was)]
-            block = [x, np.asarray(d, np.int8).tobytes() if any(d) else b"",
-                     np.asarray(fix, MOVE_FIX).tobytes() if fix else b""]
+            block = [
+                x,
+                np.asarray(d, np.int8).tobytes() if any(d) else b"",
+                np.asarray(fix, MOVE_FIX).tobytes() if fix else b"",
+            ]
             if gone or came:
-                block += [np.asarray(gone, "<u2").tobytes(), np.asarray([e for e, _ in came], "<u4").tobytes(),
-                          np.asarray([q for _, q in came], "<u2").tobytes()]
+                block += [
+                    np.asarray(gone, "<u2").tobytes(),
+                    np.asarray([e for e, _ in came], "<u4").tobytes(),
+                    np.asarray([q for _, q in came], "<u2").tobytes(),
+                ]
             moves.append(block)
         return whole, moves
 
@@ -113,7 +132,7 @@ class Reference:
             p = prev_cell.get(o)
             # the view set, in view-set order (by cell, then id)
             seen_now = sorted((e for e in state if state[e][0] in self.near(c)), key=lambda e: (state[e][0], e))
-            if last is None or p is None:       # first build, or added since: a full enter, no deltas
+            if last is None or p is None:  # first build, or added since: a full enter, no deltas
                 assert v.moves is None
                 assert (v.enter_ids, v.leave) == (seen_now, [])
                 continue
@@ -122,9 +141,9 @@ class Reference:
             seen_was = sorted((e for e in last if last[e][0] in self.near(p)), key=lambda e: (last[e][0], e))
             enter = [e for e in seen_now if e not in set(seen_was)]
             leave = [e for e in seen_was if e not in set(seen_now)]
-            if c != p:      # its own View: in view-set order
+            if c != p:  # its own View: in view-set order
                 assert (v.enter_ids, v.leave) == (enter, leave)
-            else:           # the View of its cell, from what crossed cells: the same entities
+            else:  # the View of its cell, from what crossed cells: the same entities
                 assert (sorted(v.enter_ids), sorted(v.leave)) == (sorted(enter), sorted(leave))
             assert v.enter == [self.w._table.record[self.w._table.slot_of[e]] for e in v.enter_ids]
         self.last = state
@@ -140,9 +159,14 @@ op = st.one_of(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cell_size=st.sampled_from([128, 256, 512]), view_radius=st.integers(0, 2), seed=st.integers(0, 2**16),
-       ticks=st.lists(st.tuples(st.lists(op, max_size=6), st.sampled_from([0.05, 0.05, 0.5, 2.0])),
-                      min_size=2, max_size=8))
+@given(
+    cell_size=st.sampled_from([128, 256, 512]),
+    view_radius=st.integers(0, 2),
+    seed=st.integers(0, 2**16),
+    ticks=st.lists(
+        st.tuples(st.lists(op, max_size=6), st.sampled_from([0.05, 0.05, 0.5, 2.0])), min_size=2, max_size=8
+    ),
+)
 def test_views_match_a_reference_built_from_positions(cell_size, view_radius, seed, ticks):
     w = World(MAP, WorldConfig(cell_size=cell_size, view_radius=view_radius, seed=seed))
     rng = random.Random(seed)
@@ -171,9 +195,9 @@ def test_views_match_a_reference_built_from_positions(cell_size, view_radius, se
             elif o[0] == "dir":
                 w.set_direction(e, o[2], o[3])
             elif o[0] == "observe" and e in players:
-                w.add_observer(e)          # (re)added: its next View enters everything
+                w.add_observer(e)  # (re)added: its next View enters everything
                 prev[e] = None
-            elif o[0] == "teleport" and e in players:     # a jump: fixes, and cells far apart
+            elif o[0] == "teleport" and e in players:  # a jump: fixes, and cells far apart
                 w.despawn(e)
                 players.remove(e)
                 prev.pop(e, None)
@@ -189,6 +213,7 @@ def test_views_match_a_reference_built_from_positions(cell_size, view_radius, se
 
 
 # -- movement ----------------------------------------------------------------------------------
+
 
 def _reference_sweep(walls: Walls, pos: np.ndarray, d: np.ndarray, axis: int) -> None:
     """Movement's sweep, one circle at a time, every tile ahead searched (movement._sweep's docstring)."""
@@ -240,9 +265,15 @@ def test_move_matches_the_scalar_sweep_bit_for_bit(seed, reach):
 
 
 @settings(max_examples=200, deadline=None)
-@given(x=st.one_of(st.floats(-5000, 5000), st.integers(-20, 80).map(lambda k: k * 32.0),
-                   st.integers(-20, 80).map(lambda k: math.nextafter(k * 32.0, -math.inf))),
-       size=st.sampled_from([1, 7, 32, 100, 256, 512]), n=st.integers(1, 70))
+@given(
+    x=st.one_of(
+        st.floats(-5000, 5000),
+        st.integers(-20, 80).map(lambda k: k * 32.0),
+        st.integers(-20, 80).map(lambda k: math.nextafter(k * 32.0, -math.inf)),
+    ),
+    size=st.sampled_from([1, 7, 32, 100, 256, 512]),
+    n=st.integers(1, 70),
+)
 def test_floor_index_is_floor_division_clamped(x, size, n):
     got = floor_index(np.asarray([x]), size, n)
     assert got.tolist() == [min(max(int(x // size), 0), n - 1)]
@@ -250,13 +281,14 @@ def test_floor_index_is_floor_division_clamped(x, size, n):
 
 # -- per-file speeds ---------------------------------------------------------------------------
 
+
 def _open_row(walls: Walls, length: int) -> tuple[int, int]:
     """(row, col) of the first run of `length` tiles along a row that are all in the open."""
     p = walls.pad
     open_ = walls.open[p:-p, p:-p]
     for r in range(open_.shape[0]):
         for c in range(open_.shape[1] - length):
-            if open_[r, c:c + length].all():
+            if open_[r, c : c + length].all():
                 return r, c
     raise AssertionError("no open row on the default map")
 
@@ -280,5 +312,5 @@ def test_npcs_walk_at_their_own_speeds_in_one_pass():
         w.step(dt)
         fastest = np.maximum(fastest, np.hypot(*(w.positions(npcs + [chaser]) - before).T))
     own = np.asarray([speeds[i % len(speeds)] for i in range(len(npcs))] + [75.0]) * dt
-    assert (fastest <= own + 1e-9).all()            # nobody faster than its own speed
-    assert (fastest >= 0.99 * own).all()            # and every one walked at it, some tick
+    assert (fastest <= own + 1e-9).all()  # nobody faster than its own speed
+    assert (fastest >= 0.99 * own).all()  # and every one walked at it, some tick

@@ -21,8 +21,7 @@ from support.worldhelp import default_map
 MAP = default_map()
 TS = MAP.tile_size
 # free tile centres in the middle of the map, so that entities share cells
-FREE = [((c + 0.5) * TS, (r + 0.5) * TS)
-        for r in range(18, 46) for c in range(18, 46) if not MAP.blocked[r, c]]
+FREE = [((c + 0.5) * TS, (r + 0.5) * TS) for r in range(18, 46) for c in range(18, 46) if not MAP.blocked[r, c]]
 
 
 class Clients:
@@ -33,13 +32,13 @@ class Clients:
         self.rng = rng
         self.cfg = w.config
         self.cells_x = -(-MAP.world_size[0] // self.cfg.cell_size)
-        self.known: dict[int, set] = {}          # per-tick client
-        self.merged: dict[int, list] = {}        # [known, pending view, views in span]
-        self.said: list[tuple[int, str, tuple]] = []   # this tick: (speaker, text, position when said)
+        self.known: dict[int, set] = {}  # per-tick client
+        self.merged: dict[int, list] = {}  # [known, pending view, views in span]
+        self.said: list[tuple[int, str, tuple]] = []  # this tick: (speaker, text, position when said)
 
     def observe(self, e):
         self.w.add_observer(e)
-        self.known[e] = set()                     # a (re)connecting client knows nothing
+        self.known[e] = set()  # a (re)connecting client knows nothing
         self.merged[e] = [set(), None, []]
 
     def forget(self, e):
@@ -56,8 +55,10 @@ class Clients:
 
     def sees(self, obs_cell, cell):
         r = self.cfg.view_radius
-        return (abs(obs_cell % self.cells_x - cell % self.cells_x) <= r
-                and abs(obs_cell // self.cells_x - cell // self.cells_x) <= r)
+        return (
+            abs(obs_cell % self.cells_x - cell % self.cells_x) <= r
+            and abs(obs_cell // self.cells_x - cell // self.cells_x) <= r
+        )
 
     def check_tick(self):
         w = self.w
@@ -141,10 +142,15 @@ op = st.one_of(
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(cell_size=st.sampled_from([128, 256, 512]), view_radius=st.integers(0, 2),
-       n_start=st.integers(0, 25), seed=st.integers(0, 2**16),
-       ticks=st.lists(st.tuples(st.lists(op, max_size=8), st.sampled_from([0.0, 0.05, 0.5, 2.0])),
-                      min_size=1, max_size=10))
+@given(
+    cell_size=st.sampled_from([128, 256, 512]),
+    view_radius=st.integers(0, 2),
+    n_start=st.integers(0, 25),
+    seed=st.integers(0, 2**16),
+    ticks=st.lists(
+        st.tuples(st.lists(op, max_size=8), st.sampled_from([0.0, 0.05, 0.5, 2.0])), min_size=1, max_size=10
+    ),
+)
 def test_observers_know_exactly_what_they_see(cell_size, view_radius, n_start, seed, ticks):
     w = World(MAP, WorldConfig(cell_size=cell_size, view_radius=view_radius, seed=seed))
     rng = random.Random(seed)
@@ -205,7 +211,7 @@ def test_busy_world_shared_and_own_views():
                 w.set_direction(p, rng.uniform(-1, 1), rng.uniform(-1, 1))
         if t % 10 == 0:
             c.say(rng.choice(players), f"tick {t}")
-        if t == 75:   # a reconnect: re-added observers get everything again
+        if t == 75:  # a reconnect: re-added observers get everything again
             c.observe(players[0])
         w.step(0.05)
         views = c.check_tick()
@@ -222,13 +228,13 @@ def test_observer_api_and_config_errors():
         w.add_observer(999)
     with pytest.raises(KeyError):
         w.say(999, "hi")
-    w.remove_observer(a)                      # not an observer: no-op
+    w.remove_observer(a)  # not an observer: no-op
     w.add_observer(a)
     assert set(w.build_views()) == {a}
-    w.despawn(a)                              # a removed entity stops observing
+    w.despawn(a)  # a removed entity stops observing
     assert w.build_views() == {}
     with pytest.raises(ValueError, match="quant"):
-        World(MAP, WorldConfig(quant=64))     # 2048 * 64 does not fit uint16
+        World(MAP, WorldConfig(quant=64))  # 2048 * 64 does not fit uint16
     with pytest.raises(ValueError, match="radius"):
         World(MAP, WorldConfig(radius=16))
     with pytest.raises(ValueError):

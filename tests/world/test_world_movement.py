@@ -14,7 +14,7 @@ R = 10.0
 
 
 def open_world(tmp_path, **cfg):
-    rows = ["." * 8] * 8          # 256 x 256 units, no walls: only the edges stop you
+    rows = ["." * 8] * 8  # 256 x 256 units, no walls: only the edges stop you
     return World(grid_map(tmp_path, rows), WorldConfig(**cfg))
 
 
@@ -24,10 +24,10 @@ def test_player_moves_at_speed_and_direction_is_clamped(tmp_path):
     w.set_direction(e, 1, 0)
     w.step(0.05)
     assert w.position(e) == pytest.approx((108.0, 100.0))
-    w.set_direction(e, 3, 4)                    # longer than 1: scaled to (0.6, 0.8)
+    w.set_direction(e, 3, 4)  # longer than 1: scaled to (0.6, 0.8)
     w.step(0.05)
     assert w.position(e) == pytest.approx((108 + 4.8, 100 + 6.4))
-    w.set_direction(e, 0.3, 0)                  # shorter than 1: kept (walks slower)
+    w.set_direction(e, 0.3, 0)  # shorter than 1: kept (walks slower)
     w.step(0.1)
     assert w.position(e) == pytest.approx((112.8 + 4.8, 106.4))
     for bad in (math.nan, math.inf, -math.inf):
@@ -51,31 +51,24 @@ def test_edges_stop_the_circle(tmp_path):
 
 
 def test_wall_stops_and_player_slides_along_it(tmp_path):
-    rows = ["........",
-            "........",
-            "........",
-            "########",
-            "........"]
+    rows = ["........", "........", "........", "########", "........"]
     m = grid_map(tmp_path, rows)
     w = World(m, WorldConfig())
     e = w.spawn(PLAYER, "ada", "#fff", 40, 60)
-    w.set_direction(e, 1, 1)                    # down-right, into the wall row at y=96
+    w.set_direction(e, 1, 1)  # down-right, into the wall row at y=96
     xs = []
     for _ in range(30):
         w.step(0.05)
         xs.append(w.position(e)[0])
         assert clearance(m, [w.position(e)])[0] >= R - 1e-9
     x, y = w.position(e)
-    assert y == pytest.approx(96 - R)           # touching the wall
+    assert y == pytest.approx(96 - R)  # touching the wall
     step = 160 * 0.05 / math.sqrt(2)
-    assert xs[-1] - xs[-2] == pytest.approx(step)   # still sliding east at the x part of the speed
+    assert xs[-1] - xs[-2] == pytest.approx(step)  # still sliding east at the x part of the speed
 
 
 def test_circle_stops_at_a_corner_and_slides_round_it(tmp_path):
-    rows = ["......",
-            "......",
-            "..#...",
-            "......"]
+    rows = ["......", "......", "..#...", "......"]
     m = grid_map(tmp_path, rows)
     w = World(m, WorldConfig())
     # heading east at y=62, the circle catches the block's top-left corner (64, 64)
@@ -119,7 +112,7 @@ def test_many_players_never_overlap_walls_on_default_map():
 
 def run_script(seed):
     w = World(default_map(), WorldConfig(seed=seed))
-    rng = np.random.default_rng(99)                 # the inputs, same for both worlds
+    rng = np.random.default_rng(99)  # the inputs, same for both worlds
     ids = [w.spawn(NPC, f"n{i}", "#a0a0a0") for i in range(80)]
     players = [w.spawn(PLAYER, f"p{i}", "#fff") for i in range(10)]
     for p in players:
@@ -147,9 +140,7 @@ def test_same_seed_and_inputs_give_identical_worlds():
 
 
 def test_ids_are_never_reused_and_errors(tmp_path):
-    rows = ["....",
-            ".#..",
-            "...."]
+    rows = ["....", ".#..", "...."]
     w = World(grid_map(tmp_path, rows), WorldConfig(max_entities=3))
     a = w.spawn(PLAYER, "a", "#fff", 16, 16)
     b = w.spawn(NPC, "b", "#fff", 80, 16)
@@ -179,11 +170,9 @@ def test_ids_are_never_reused_and_errors(tmp_path):
 
 
 def test_spawn_next_to_a_wall_is_pushed_clear(tmp_path):
-    rows = ["....",
-            ".#..",
-            "...."]
+    rows = ["....", ".#..", "...."]
     m = grid_map(tmp_path, rows)
     w = World(m, WorldConfig())
-    e = w.spawn(PLAYER, "a", "#fff", 30, 40)    # free tile (0, 1), 2 units from the wall
+    e = w.spawn(PLAYER, "a", "#fff", 30, 40)  # free tile (0, 1), 2 units from the wall
     assert clearance(m, [w.position(e)])[0] >= R - 1e-9
     assert w.position(e)[1] == 40

@@ -15,8 +15,9 @@ def rec(eid):
 
 
 def view(enter=(), leave=(), chat=(), cells=b"\x90"):
-    return View.make(cells, [rec(e) for e in enter], list(enter), list(leave),
-                     [msgpack.packb([e, "x", t, 1]) for e, t in chat])
+    return View.make(
+        cells, [rec(e) for e in enter], list(enter), list(leave), [msgpack.packb([e, "x", t, 1]) for e, t in chat]
+    )
 
 
 def test_encode_update_decodes_to_the_documented_shape():
@@ -28,7 +29,7 @@ def test_encode_update_decodes_to_the_documented_shape():
     w.step(0.05)
     msg = msgpack.unpackb(encode_update(w.tick, 41, w.build_views()[p]))
     assert list(msg) == ["t", "tick", "ack", "cells", "moves", "enter", "leave", "chat"]
-    assert msg["moves"] == []     # a connection's first update is a keyframe
+    assert msg["moves"] == []  # a connection's first update is a keyframe
     assert msg["t"] == "update" and msg["tick"] == 1 and msg["ack"] == 41
     seen = {}
     for block in msg["cells"]:
@@ -44,8 +45,10 @@ def test_encode_update_decodes_to_the_documented_shape():
     assert seen[p][0] == int(y // 256) * 8 + int(x // 256)
     assert abs(seen[p][1][0] - x) <= 1 / 32 and abs(seen[p][1][1] - y) <= 1 / 32
     assert sorted(msg["enter"]) == sorted(w.entity_record(e) for e in (p, *npcs))
-    assert all(isinstance(r[0], int) and r[1] in (PLAYER, NPC) and isinstance(r[2], str)
-               and isinstance(r[3], str) for r in msg["enter"])
+    assert all(
+        isinstance(r[0], int) and r[1] in (PLAYER, NPC) and isinstance(r[2], str) and isinstance(r[3], str)
+        for r in msg["enter"]
+    )
     assert msg["leave"] == []
     assert msg["chat"] == [[p, "ada", "hello", 1]]
     # the next tick: nothing new
@@ -57,7 +60,12 @@ def test_encode_update_decodes_to_the_documented_shape():
 def test_view_body_is_the_five_pairs():
     v = view(enter=[3], leave=[4, 5], chat=[(3, "hi")])
     assert msgpack.unpackb(b"\x85" + v.body) == {
-        "cells": [], "moves": [], "enter": [[3, NPC, "n3", "#123456"]], "leave": [4, 5], "chat": [[3, "x", "hi", 1]]}
+        "cells": [],
+        "moves": [],
+        "enter": [[3, NPC, "n3", "#123456"]],
+        "leave": [4, 5],
+        "chat": [[3, "x", "hi", 1]],
+    }
 
 
 def test_large_counts_use_long_array_headers():
@@ -71,13 +79,13 @@ def test_merge_views_follows_the_coalescing_rules():
     newer = view(enter=[3, 5], leave=[2, 6], chat=[(5, "b")], cells=msgpack.packb([[7, b"", b""]]))
     before = (list(older.enter_ids), list(older.leave), older.body)
     m = merge_views(older, newer)
-    assert m.enter_ids == [1, 3, 5]          # 2 entered then left: only in leave
+    assert m.enter_ids == [1, 3, 5]  # 2 entered then left: only in leave
     assert m.enter == [rec(1), rec(3), rec(5)]
-    assert m.leave == [3, 4, 2, 6]           # 3 left then came back: leave, then enter again
+    assert m.leave == [3, 4, 2, 6]  # 3 left then came back: leave, then enter again
     assert m.cells == newer.cells
     assert [msgpack.unpackb(c)[2] for c in m.chat] == ["a", "b"]
     assert msgpack.unpackb(b"\x85" + m.body)["enter"] == [msgpack.unpackb(rec(e)) for e in (1, 3, 5)]
-    assert (older.enter_ids, older.leave, older.body) == before   # inputs untouched
+    assert (older.enter_ids, older.leave, older.body) == before  # inputs untouched
     # applying leave-then-enter of the merge == applying both in turn
     known = {3, 4, 6, 9}
     a = (known - set(older.leave)) | set(older.enter_ids)
@@ -110,7 +118,7 @@ def test_deltas_applied_in_turn_give_the_keyframe_of_every_tick():
     for step in range(120):
         if step == 30:
             w.add_observer(players[4])
-        if step % 20 == 10:       # NPCs leave the world and others come (their slots reused)
+        if step % 20 == 10:  # NPCs leave the world and others come (their slots reused)
             for e in npcs[:5]:
                 w.despawn(e)
             npcs = npcs[5:] + [w.spawn(NPC, "m", "#40d080", *w.position(players[0])) for _ in range(5)]
@@ -129,7 +137,7 @@ def test_deltas_applied_in_turn_give_the_keyframe_of_every_tick():
             held[p] = apply_cells(held.get(p, {}), msg["cells"], msg["moves"])
             _same(held[p], _key_cells(v))
             sent[p] = v.build
-    assert all(kinds.values()), kinds     # every form was exercised
+    assert all(kinds.values()), kinds  # every form was exercised
 
 
 def test_a_view_sent_after_a_gap_is_a_keyframe():
@@ -142,9 +150,9 @@ def test_a_view_sent_after_a_gap_is_a_keyframe():
         w.step(0.05)
         builds.append(w.build_views()[p])
     first, second, third = builds
-    assert second.body_after(first.build) != second.body    # deltas against the build sent
+    assert second.body_after(first.build) != second.body  # deltas against the build sent
     assert msgpack.unpackb(b"\x85" + second.body_after(first.build))["moves"]
-    assert third.body_after(first.build) == third.body      # second never sent: keyframe
-    assert first.body_after(None) == first.body             # nothing sent yet: keyframe
+    assert third.body_after(first.build) == third.body  # second never sent: keyframe
+    assert first.body_after(None) == first.body  # nothing sent yet: keyframe
     merged = merge_views(second, third)
-    assert merged.body_after(first.build) == merged.body    # a merge is never sent as deltas
+    assert merged.body_after(first.build) == merged.body  # a merge is never sent as deltas

@@ -7,11 +7,7 @@ from support.worldhelp import clearance, grid_map
 
 def test_random_open_points_are_free_reachable_and_seeded(tmp_path):
     # a walled-off pocket (right) that no player at 's' could walk out of
-    tilemap = grid_map(tmp_path, ["#########",
-                                  "#s.....##",
-                                  "#......#.",
-                                  "#......##",
-                                  "#########"])
+    tilemap = grid_map(tmp_path, ["#########", "#s.....##", "#......#.", "#......##", "#########"])
     points = [World(tilemap, WorldConfig(seed=7)).random_open_point() for _ in range(2)]
     assert points[0] == points[1]  # the same seed, the same place
     world = World(tilemap, WorldConfig(seed=3))

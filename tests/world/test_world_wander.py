@@ -15,11 +15,11 @@ def test_npcs_reach_pois_and_never_enter_walls():
     w = World(m, WorldConfig(seed=5))
     ids = [w.spawn(NPC, f"n{i}", "#888") for i in range(40)]
     pois = np.array([xy for name, xy in m.pois.items() if name != "spawn"])
-    near = (w.config.poi_spread + 1) * m.tile_size          # spots lie within this of a POI
+    near = (w.config.poi_spread + 1) * m.tile_size  # spots lie within this of a POI
     visits = {e: set() for e in ids}
     table = w._table
     dt = 0.05
-    for t in range(3000):                                    # 150 simulated seconds
+    for t in range(3000):  # 150 simulated seconds
         before = np.array([w.position(e) for e in ids])
         w.step(dt)
         pos = np.array([w.position(e) for e in ids])
@@ -33,18 +33,13 @@ def test_npcs_reach_pois_and_never_enter_walls():
                 if i_idle and row.min() <= near:
                     visits[e].add(int(row.argmin()))
     counts = [len(v) for v in visits.values()]
-    assert min(counts) >= 2, counts                          # every NPC arrived at 2+ POIs
-    assert len(set().union(*visits.values())) == len(pois)   # and every POI was visited
+    assert min(counts) >= 2, counts  # every NPC arrived at 2+ POIs
+    assert len(set().union(*visits.values())) == len(pois)  # and every POI was visited
 
 
 def test_npcs_find_their_way_round_walls(tmp_path):
     # a and b on either side of a wall with one gap at the far end
-    rows = ["###########",
-            "#....#....#",
-            "#.a..#..b.#",
-            "#....#....#",
-            "#.........#",
-            "###########"]
+    rows = ["###########", "#....#....#", "#.a..#..b.#", "#....#....#", "#.........#", "###########"]
     m = grid_map(tmp_path, rows)
     w = World(m, WorldConfig(seed=1, poi_spread=1, idle_s=(0.1, 0.2)))
     e = w.spawn(NPC, "n", "#888", *m.pois["a"])

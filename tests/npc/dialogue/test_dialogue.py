@@ -31,6 +31,7 @@ WAIT = 60.0
 
 # -- the runner: continuous batching ------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def runner():
     return DialogueRunner(model="tiny", max_new_tokens=24, max_prompt_tokens=400)
@@ -50,9 +51,14 @@ def test_joining_and_leaving_the_batch_does_not_change_a_reply(runner):
     alone_b = joined(run_all(runner, {0: [(2, ask("a much longer line than the other one, about apples", 6))]})[2])
     alone_c = joined(run_all(runner, {0: [(3, ask("hi", 20))]})[3])
     # b joins while a runs, leaves early; c joins later and outlives both.
-    out = run_all(runner, {0: [(1, ask("tell me about the village", 16))],
-                           3: [(2, ask("a much longer line than the other one, about apples", 6))],
-                           5: [(3, ask("hi", 20))]})
+    out = run_all(
+        runner,
+        {
+            0: [(1, ask("tell me about the village", 16))],
+            3: [(2, ask("a much longer line than the other one, about apples", 6))],
+            5: [(3, ask("hi", 20))],
+        },
+    )
     assert joined(out[1]) == alone_a and joined(out[2]) == alone_b and joined(out[3]) == alone_c
     assert out[2][0][2] >= 3 and out[3][0][2] >= 5
 
@@ -61,8 +67,10 @@ def test_a_cached_prefix_gives_the_same_reply(runner):
     from npc.dialogue.kvcache import PrefixCache
 
     long_sys = "You are Tam, the merchant of the market. You sell apples, maps and rope, and you know every rumour."
-    msg = lambda line: {**ask(line, 12), "messages": [{"role": "system", "content": long_sys},
-                                                      {"role": "user", "content": line}]}
+    msg = lambda line: {
+        **ask(line, 12),
+        "messages": [{"role": "system", "content": long_sys}, {"role": "user", "content": line}],
+    }
     keep = runner.prefixes
     try:
         runner.prefixes = PrefixCache(0)  # nothing stored: every prompt computed whole
@@ -84,7 +92,10 @@ def test_running_replies_keep_streaming_while_others_join(runner):
     keep = runner.prefill_tokens, runner.max_stall_s
     runner.prefill_tokens, runner.max_stall_s = 1, 0.0  # one joiner per prefill step; no stall allowed
     try:
-        plan = {0: [(1, ask("a long answer please", 20))], 2: [(10 + i, ask(f"joiner number {i}", 4)) for i in range(5)]}
+        plan = {
+            0: [(1, ask("a long answer please", 20))],
+            2: [(10 + i, ask(f"joiner number {i}", 4)) for i in range(5)],
+        }
         out = run_all(runner, plan)
         steps = [s for _, _, s in out[1]]
         assert all(b - a <= 2 for a, b in zip(steps, steps[1:]))  # a token at least every other step
@@ -116,8 +127,10 @@ def test_the_prompt_is_bounded_oldest_turns_first(runner, caplog):
     assert runner.trimmed_turns > before
     assert any("dropped its" in r.getMessage() for r in caplog.records)  # said, not silent
     # Even one enormous system message cannot overflow it.
-    assert len(runner.encode([{"role": "system", "content": "lore " * 5000}, {"role": "user", "content": "hi"}])) \
+    assert (
+        len(runner.encode([{"role": "system", "content": "lore " * 5000}, {"role": "user", "content": "hi"}]))
         <= runner.max_prompt_tokens
+    )
 
 
 # -- the constrained action step ------------------------------------------------------------
@@ -143,8 +156,10 @@ def make_cast(tmp_path, allowed_extra=("go_to", "give_item")):
     folder = tmp_path / "npcs"
     folder.mkdir(exist_ok=True)
     give = '[actions.give_item]\n    items = ["apple"]' if "give_item" in allowed_extra else ""
-    write(folder / "tam.toml", NPC_FILE.replace("{extra}", ", ".join(f'"{a}"' for a in allowed_extra))
-          .replace("{give}", give))
+    write(
+        folder / "tam.toml",
+        NPC_FILE.replace("{extra}", ", ".join(f'"{a}"' for a in allowed_extra)).replace("{give}", give),
+    )
     world = World(load_map(small_map(tmp_path)), WorldConfig(cell_size=256, view_radius=1))
     cast = Cast(world, str(folder))
     cast.load_all()
@@ -173,6 +188,7 @@ def test_a_disallowed_action_is_never_chosen(runner, tmp_path_factory, line, all
 
 # -- the service: budgets, fallback, cancellation ---------------------------------------------
 
+
 class Clock:
     def __init__(self):
         self.t = 1000.0
@@ -186,8 +202,15 @@ def service(tmp_path, pool, memory=None, act=False):
     sent: list[tuple[int, dict]] = []
     online = {player}
     clock = Clock()
-    d = Dialogue(cast, pool, memory, lambda pid, msg: sent.append((pid, msg)), lambda pid: pid in online,
-                 DialogueConfig(first_token_s=1.0, act=act), clock)
+    d = Dialogue(
+        cast,
+        pool,
+        memory,
+        lambda pid, msg: sent.append((pid, msg)),
+        lambda pid: pid in online,
+        DialogueConfig(first_token_s=1.0, act=act),
+        clock,
+    )
     return d, world, npc, player, sent, clock, online
 
 
@@ -196,8 +219,15 @@ def kinds(sent):
 
 
 def scripted_pool(**options):
-    pool = Pool(PoolConfig(runner="npc.inference.testing:ScriptedStreamRunner", runner_options=options, workers=1,
-                           devices=["cpu"], threads=1)).start()
+    pool = Pool(
+        PoolConfig(
+            runner="npc.inference.testing:ScriptedStreamRunner",
+            runner_options=options,
+            workers=1,
+            devices=["cpu"],
+            threads=1,
+        )
+    ).start()
     assert pool.wait_ready(WAIT)
     return pool
 
@@ -291,9 +321,15 @@ def test_talk_is_bounded(tmp_path):
 
 
 def test_a_real_reply_streams_and_is_remembered(tmp_path):
-    pool = Pool(PoolConfig(runner="npc.dialogue.runner:DialogueRunner",
-                           runner_options={"model": "tiny", "max_new_tokens": 8}, workers=1, devices=["cpu"],
-                           threads=1)).start()
+    pool = Pool(
+        PoolConfig(
+            runner="npc.dialogue.runner:DialogueRunner",
+            runner_options={"model": "tiny", "max_new_tokens": 8},
+            workers=1,
+            devices=["cpu"],
+            threads=1,
+        )
+    ).start()
     memory = Memory(tmp_path / "m.sqlite").start()
     try:
         assert pool.wait_ready(WAIT)
@@ -319,6 +355,7 @@ def test_a_real_reply_streams_and_is_remembered(tmp_path):
 
 
 # -- memory and text ----------------------------------------------------------------------------
+
 
 def test_memory_is_created_bounded_and_survives_a_restart(tmp_path):
     path = tmp_path / "deep" / "memory.sqlite"
@@ -349,8 +386,16 @@ def test_prompt_holds_persona_state_memory_and_is_bounded(tmp_path):
     world, cast, npc, player = make_cast(tmp_path)
     persona = cast.minds[npc].defn.persona
     scene = prompt.Scene(2, "14:05", "market", "selling", ["Bo"])
-    msgs = prompt.messages("Old Tam", persona, scene, "Ana", ["Ana said: I like apples"] * 50,
-                           [("player", "x" * 1000), ("npc", "y")] * 50, "Hello", 120)
+    msgs = prompt.messages(
+        "Old Tam",
+        persona,
+        scene,
+        "Ana",
+        ["Ana said: I like apples"] * 50,
+        [("player", "x" * 1000), ("npc", "y")] * 50,
+        "Hello",
+        120,
+    )
     system, moment = msgs[0]["content"], msgs[-2]["content"]
     assert "Old Tam" in system and "A merchant." in system and "Ana is talking to you" in system
     assert msgs[-2]["role"] == "system" and "afternoon" in moment and "14:05" not in moment and "market" in moment
@@ -372,11 +417,12 @@ def test_a_conversations_prompts_share_their_start():
     for k in range(12):
         start = prompt.turn_window(turns, anchor)
         window = turns[start:]
-        assert len(window) <= prompt.MAX_TURNS and window == turns[len(turns) - len(window):]
+        assert len(window) <= prompt.MAX_TURNS and window == turns[len(turns) - len(window) :]
         anchor = window[0] if window else None
         starts.append(start)
-        msgs = prompt.messages("Tam", persona, prompt.Scene(1, f"10:{k:02d}", "market", "selling"), "Ana", [],
-                               window, f"line {k}", 100)
+        msgs = prompt.messages(
+            "Tam", persona, prompt.Scene(1, f"10:{k:02d}", "market", "selling"), "Ana", [], window, f"line {k}", 100
+        )
         if before is not None and msgs[:-2] == before[:-2] + [before[-1], msgs[-3]]:
             shared += 1  # everything up to the previous moment is unchanged
         before = msgs

@@ -27,7 +27,7 @@ def greedy(hf, ids: list[int], n: int) -> list[int]:
     out = list(ids)
     for _ in range(n):
         out.append(int(reference(hf, out).argmax()))
-    return out[len(ids):]
+    return out[len(ids) :]
 
 
 def engine_greedy(e: lean.LeanEngine, prompts: list[list[int]], n: int, kv=None) -> tuple[torch.Tensor, list]:
@@ -122,10 +122,18 @@ def test_quant_names_are_checked():
 def run(r: DialogueRunner) -> dict:
     """Replies that join, leave early, share a prefix and ask for an action choice."""
     sys_line = "You are Tam, the merchant of the market. You sell apples, maps and rope."
-    msg = lambda line, n: {**ask(line, n), "messages": [{"role": "system", "content": sys_line},
-                                                        {"role": "user", "content": line}]}
-    out = run_all(r, {0: [(1, msg("tell me about the village", 14))], 2: [(2, msg("apples?", 5))],
-                      4: [(3, ask("hi", 16)), (4, msg("rope?", 9))]})
+    msg = lambda line, n: {
+        **ask(line, n),
+        "messages": [{"role": "system", "content": sys_line}, {"role": "user", "content": line}],
+    }
+    out = run_all(
+        r,
+        {
+            0: [(1, msg("tell me about the village", 14))],
+            2: [(2, msg("apples?", 5))],
+            4: [(3, ask("hi", 16)), (4, msg("rope?", 9))],
+        },
+    )
     texts = {sid: joined(p) for sid, p in out.items()}
     texts["choice"] = r.choose([{"role": "user", "content": "follow me"}], ["follow", "wait here", "go to market"])
     return texts
@@ -169,17 +177,29 @@ def test_the_engine_is_lean_for_llama_and_transformers_otherwise():
 def test_lean_matches_transformers_on_the_default_model():
     """SmolLM2-135M-Instruct, both in float32 so that the numbers can agree closely."""
     hf, tok = load("default", dtype="float32")
-    ids = tok.apply_chat_template([{"role": "system", "content": "You are Tam, a merchant."},
-                                   {"role": "user", "content": "Hello! What do you sell?"}],
-                                  add_generation_prompt=True, tokenize=True, return_dict=False)
+    ids = tok.apply_chat_template(
+        [
+            {"role": "system", "content": "You are Tam, a merchant."},
+            {"role": "user", "content": "Hello! What do you sell?"},
+        ],
+        add_generation_prompt=True,
+        tokenize=True,
+        return_dict=False,
+    )
     ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
     e = lean.LeanEngine(hf, columns=len(ids) + 16, pad_id=0, quant="none")
     first, out = engine_greedy(e, [ids], 4)
     with torch.inference_mode():
-        ref = hf.generate(torch.tensor([ids]), max_new_tokens=8, min_new_tokens=8, do_sample=False,
-                          output_logits=True, return_dict_in_generate=True)
+        ref = hf.generate(
+            torch.tensor([ids]),
+            max_new_tokens=8,
+            min_new_tokens=8,
+            do_sample=False,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
     torch.testing.assert_close(first[0], ref.logits[0][0].float(), rtol=1e-3, atol=2e-3)
-    want = ref.sequences[0, len(ids):].tolist()
+    want = ref.sequences[0, len(ids) :].tolist()
     assert out[0] == want[:4]
     # The default on CPU: bf16 with int4 layers (the GGUF's own Q4_1 grid) and an int8 head. The
     # documented tolerance: the same greedy tokens as transformers in float32 for 8 steps (measured

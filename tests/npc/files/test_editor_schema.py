@@ -17,9 +17,27 @@ from npc.files import editor_schema
 from support.paths import ROOT
 
 SHIPPED = ROOT / "docs" / "npc.schema.json"
-KNOWN = {"$schema", "$id", "title", "description", "type", "properties", "additionalProperties", "required",
-         "items", "enum", "minimum", "maximum", "pattern", "oneOf", "propertyNames", "minItems", "maxItems",
-         "uniqueItems", "default"}
+KNOWN = {
+    "$schema",
+    "$id",
+    "title",
+    "description",
+    "type",
+    "properties",
+    "additionalProperties",
+    "required",
+    "items",
+    "enum",
+    "minimum",
+    "maximum",
+    "pattern",
+    "oneOf",
+    "propertyNames",
+    "minItems",
+    "maxItems",
+    "uniqueItems",
+    "default",
+}
 TYPES = {"object": dict, "array": list, "string": str, "boolean": bool}
 
 
@@ -32,9 +50,14 @@ def problems(value, s: dict, where: str = "") -> list[str]:
         if sum(not problems(value, alt, where) for alt in s["oneOf"]) != 1:
             out.append(f"{where}: matches not exactly one of oneOf")
     t = s.get("type")
-    if t in TYPES and not isinstance(value, TYPES[t]) or t == "integer" and (
-            not isinstance(value, int) or isinstance(value, bool)) or t == "number" and (
-            not isinstance(value, (int, float)) or isinstance(value, bool)):
+    if (
+        t in TYPES
+        and not isinstance(value, TYPES[t])
+        or t == "integer"
+        and (not isinstance(value, int) or isinstance(value, bool))
+        or t == "number"
+        and (not isinstance(value, (int, float)) or isinstance(value, bool))
+    ):
         return out + [f"{where}: {value!r} is not of type {t}"]
     if "enum" in s and value not in s["enum"]:
         out.append(f"{where}: {value!r} not in {s['enum']}")
@@ -64,7 +87,8 @@ def problems(value, s: dict, where: str = "") -> list[str]:
 
 def test_the_shipped_schema_is_what_the_declarations_make():
     assert SHIPPED.read_text() == editor_schema.text(), (
-        "docs/npc.schema.json is out of date: .venv/bin/python -m npc.files.editor_schema > docs/npc.schema.json")
+        "docs/npc.schema.json is out of date: .venv/bin/python -m npc.files.editor_schema > docs/npc.schema.json"
+    )
 
 
 @pytest.mark.parametrize("path", sorted((ROOT / "assets" / "npcs").glob("*.toml")), ids=lambda p: p.name)
@@ -77,10 +101,12 @@ def test_the_schema_catches_what_an_editor_should_flag():
     s = json.loads(SHIPPED.read_text())
     good = {"name": "Bram", "speed": 80, "actions": {"allowed": ["idle", "talk"], "talk": {"distance": 60}}}
     assert problems(good, s) == []
-    for bad in ({**good, "colour": "#fff"},                                   # misspelt field
-                {**good, "speed": 1000},                                      # out of range
-                {**good, "count": "six"},                                     # wrong type
-                {**good, "actions": {"allowed": ["dance"]}},                  # not an action
-                {**good, "actions": {"allowed": ["idle"], "talk": {"distanse": 3}}},
-                {"actions": {"allowed": ["idle"]}}):                          # name is required
+    for bad in (
+        {**good, "colour": "#fff"},  # misspelt field
+        {**good, "speed": 1000},  # out of range
+        {**good, "count": "six"},  # wrong type
+        {**good, "actions": {"allowed": ["dance"]}},  # not an action
+        {**good, "actions": {"allowed": ["idle"], "talk": {"distanse": 3}}},
+        {"actions": {"allowed": ["idle"]}},
+    ):  # name is required
         assert problems(bad, s), bad

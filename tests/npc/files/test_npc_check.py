@@ -22,7 +22,9 @@ def test_the_example_npcs_pass():
 
 
 def test_every_problem_is_printed_with_file_and_line(tmp_path):
-    write(tmp_path / "smith.toml", """
+    write(
+        tmp_path / "smith.toml",
+        """
         name = "Smith"
         hooks = "smith.py"
 
@@ -34,21 +36,24 @@ def test_every_problem_is_printed_with_file_and_line(tmp_path):
 
         [actions]
         allowed = ["idle", "work", "juggle"]
-    """)
-    write(tmp_path / "smith.py", """
+    """,
+    )
+    write(
+        tmp_path / "smith.py",
+        """
         def on_decide(npc):
             npc.idle(
-    """)
+    """,
+    )
     write(tmp_path / "bad.toml", 'name = "Bad"\n[actions\n')
-    out = check(str(tmp_path), str(tmp_path / "smith.toml"))   # a file named twice is checked twice
+    out = check(str(tmp_path), str(tmp_path / "smith.toml"))  # a file named twice is checked twice
     assert out.returncode == 1, out.stdout + out.stderr
     lines = out.stdout.splitlines()
     problems = [LINE.match(line).groupdict() for line in lines[:-1]]
     got = {(p["file"].rsplit("/", 1)[-1], int(p["line"])) for p in problems}
     assert got == {("bad.toml", 2), ("smith.toml", 5), ("smith.toml", 8), ("smith.toml", 11), ("smith.py", 2)}
     assert any("unknown action 'juggle'" in p["message"] for p in problems)
-    assert any("unknown point of interest 'forgery'" in p["message"] and "forge" in p["expected"]
-               for p in problems)
+    assert any("unknown point of interest 'forgery'" in p["message"] and "forge" in p["expected"] for p in problems)
     assert re.match(r"\d+ problem\(s\) in 3 of \d+ file\(s\)", lines[-1])
 
 
@@ -59,7 +64,9 @@ def test_a_path_that_is_not_there():
 
 def test_check_says_who_will_decide_each_file(tmp_path):
     """The policy's guard runs as in the server: a plain file is measured, `decider = "builtin"` is not."""
-    write(tmp_path / "knitter.toml", """
+    write(
+        tmp_path / "knitter.toml",
+        """
         name = "Knitter"
         spawn = "plaza"
 
@@ -72,14 +79,18 @@ def test_check_says_who_will_decide_each_file(tmp_path):
 
         [actions]
         allowed = ["idle", "wander", "talk"]
-    """)
-    write(tmp_path / "stubborn.toml", """
+    """,
+    )
+    write(
+        tmp_path / "stubborn.toml",
+        """
         name = "Stubborn"
         decider = "builtin"
 
         [actions]
         allowed = ["idle", "wander"]
-    """)
+    """,
+    )
     out = check(str(tmp_path))
     assert out.returncode == 0, out.stdout + out.stderr
     lines = {ln.split(": ", 1)[0]: ln.split(": ", 1)[1] for ln in out.stdout.splitlines() if ".toml: " in ln}

@@ -126,7 +126,7 @@ def test_a_spawn_position(tmp_path):
     assert r.problems == [] and r.definition.spawn == (1040.0, 1100.5)
     p = only(load(tmp_path, edit('spawn = "forge"', "spawn = [5000, 10]")))
     assert p.line == 4 and "is outside the map" in p.message
-    p = only(load(tmp_path, edit('spawn = "forge"', "spawn = [1, 1]")))       # the map's border wall
+    p = only(load(tmp_path, edit('spawn = "forge"', "spawn = [1, 1]")))  # the map's border wall
     assert p.line == 4 and "is on a blocked tile" in p.message
     p = only(load(tmp_path, edit('spawn = "forge"', 'spawn = ["x", 1]')))
     assert p.line == 4 and "is not a position" in p.message
@@ -171,8 +171,10 @@ def test_hook_module_syntax_error(tmp_path):
 
 
 def test_hook_module_mistakes(tmp_path):
-    write(tmp_path / "smith.py", HOOKS.replace("def on_decide(npc)", "def on_decid(npc):")
-          .replace("def on_spawn(npc):", "def on_hear(npc):"))
+    write(
+        tmp_path / "smith.py",
+        HOOKS.replace("def on_decide(npc)", "def on_decid(npc):").replace("def on_spawn(npc):", "def on_hear(npc):"),
+    )
     r = load(tmp_path, 'hooks = "smith.py"\n' + GOOD.lstrip("\n"))
     got = sorted((p.line, p.message) for p in r.problems)
     assert got == [(1, "on_hear takes 1 parameter(s)"), (5, "unknown hook 'on_decid'; did you mean 'on_decide'?")]
@@ -188,14 +190,17 @@ def test_duplicate_ids(tmp_path):
     assert rb.problems[0].line == 1 and "already used by" in rb.problems[0].message
 
 
-@pytest.mark.parametrize("text, path, line", [
-    ('a = 1\n[t]\nb = 2\n', ("t", "b"), 3),
-    ('[[s]]\nx = 1\n[[s]]\nx = 2\n[s.sub]\ny = 3\n', ("s", 1, "sub", "y"), 6),
-    ('k = [\n  "a",\n  { b = """x\ny""" },\n  3,\n]\n', ("k", 2), 5),
-    ('k = [\n  "a",\n  { b = """x\ny""" },\n  3,\n]\n', ("k", 1, "b"), 3),
-    ('"quoted key" = 1\nd.e.f = 2\n', ("d", "e", "f"), 2),
-    ('[t]\n# comment [not a table]\ns = "# not a comment"\nz = 1\n', ("t", "z"), 4),
-])
+@pytest.mark.parametrize(
+    "text, path, line",
+    [
+        ("a = 1\n[t]\nb = 2\n", ("t", "b"), 3),
+        ("[[s]]\nx = 1\n[[s]]\nx = 2\n[s.sub]\ny = 3\n", ("s", 1, "sub", "y"), 6),
+        ('k = [\n  "a",\n  { b = """x\ny""" },\n  3,\n]\n', ("k", 2), 5),
+        ('k = [\n  "a",\n  { b = """x\ny""" },\n  3,\n]\n', ("k", 1, "b"), 3),
+        ('"quoted key" = 1\nd.e.f = 2\n', ("d", "e", "f"), 2),
+        ('[t]\n# comment [not a table]\ns = "# not a comment"\nz = 1\n', ("t", "z"), 4),
+    ],
+)
 def test_locate_finds_lines(text, path, line):
     tomllib.loads(text)
     assert line_of(locate(text), path) == line

@@ -35,9 +35,9 @@ class Doc:
         self.line = 1
         self.nl = draw(st.sampled_from(["\n", "\r\n"]))
         self.n = 0
-        self.expected: dict[tuple, tuple[int, str | None]] = {}   # path -> (line, the key as written)
+        self.expected: dict[tuple, tuple[int, str | None]] = {}  # path -> (line, the key as written)
 
-    def __repr__(self) -> str:                     # what a failing example shows
+    def __repr__(self) -> str:  # what a failing example shows
         return "Doc(" + repr("".join(self.text)) + ")"
 
     def put(self, s: str) -> None:
@@ -62,8 +62,11 @@ class Doc:
         name = f"k{self.n}"
         if self.draw(st.booleans()):
             name += self.draw(st.sampled_from(SPECIAL))
-        kinds = ["basic"] + (["bare"] if all(c.isascii() and (c.isalnum() or c in "_-") for c in name) else []) \
+        kinds = (
+            ["basic"]
+            + (["bare"] if all(c.isascii() and (c.isalnum() or c in "_-") for c in name) else [])
             + (["literal"] if "'" not in name else [])
+        )
         kind = self.draw(st.sampled_from(kinds))
         if kind == "bare":
             return name, name
@@ -130,7 +133,7 @@ class Doc:
         lines = [d(TEXT) for _ in range(d(st.integers(0, 3)))]
         if kind == "ml_basic":
             body = self.nl.join("".join(self.char(c) if c in '"\\' else c for c in t) for t in lines)
-            cont = "\\" + self.nl + "   " if d(st.booleans()) else ""   # a line-ending backslash
+            cont = "\\" + self.nl + "   " if d(st.booleans()) else ""  # a line-ending backslash
             return '"""' + body + cont + "x" + d(st.sampled_from(["", '"', '""'])) + '"""'
         body = self.nl.join(t.replace("'", "") for t in lines)
         return "'''" + body + d(st.sampled_from(["", "'", "''"])) + "'''"
@@ -144,7 +147,7 @@ class Doc:
             self.gap()
             self.expected[path + (i,)] = (self.line, None)
             self.value(path + (i,), depth + 1)
-        if count and self.draw(st.booleans()):     # a trailing comma (not in an empty array)
+        if count and self.draw(st.booleans()):  # a trailing comma (not in an empty array)
             self.gap()
             self.put(",")
         self.gap()
@@ -209,7 +212,7 @@ def documents(draw: Any) -> Doc:
             doc.array_of_tables((), [], depth=0)
         else:
             path, names = doc.table((), [])
-            if draw(st.booleans()):       # a sub-table of that table, by its full dotted name
+            if draw(st.booleans()):  # a sub-table of that table, by its full dotted name
                 doc.table(path, names)
     return doc
 
@@ -227,7 +230,7 @@ def leaves(value: Any, path: tuple = ()) -> list[tuple]:
 @given(documents())
 def test_every_leaf_tomllib_reads_has_the_line_of_its_key(doc):
     text = "".join(doc.text)
-    parsed = tomllib.loads(text)              # the generator writes TOML; this is its check
+    parsed = tomllib.loads(text)  # the generator writes TOML; this is its check
     lines = locate(text)
     rows = text.split("\n")
     for path in leaves(parsed):
@@ -237,7 +240,7 @@ def test_every_leaf_tomllib_reads_has_the_line_of_its_key(doc):
         assert lines[path] == line, f"{path}: line {lines[path]}, written on {line}:\n{text}"
         if written is not None:
             assert written in rows[line - 1], f"{path}: line {line} ({rows[line - 1]!r}) lacks {written}"
-    for path, (line, _) in doc.expected.items():   # tables and array-of-tables entries too
+    for path, (line, _) in doc.expected.items():  # tables and array-of-tables entries too
         assert lines.get(path) == line, f"{path}: line {lines.get(path)}, written on {line}:\n{text}"
 
 
@@ -247,7 +250,7 @@ def test_the_docstring_example_and_the_fallback_to_an_ancestor():
     assert lines[("server",)] == 1 and lines[("server", "port")] == 2
     assert lines[("schedule", 0)] == 3 and lines[("schedule", 0, "from")] == 4
     assert lines[("schedule", 0, "a", 1, "b")] == 5
-    assert line_of(lines, ("schedule", 0, "to")) == 3      # not written: its nearest ancestor's line
+    assert line_of(lines, ("schedule", 0, "to")) == 3  # not written: its nearest ancestor's line
     assert line_of(lines, ("nowhere",)) == 1
 
 
@@ -264,5 +267,5 @@ def test_every_leaf_of_a_shipped_npc_file_has_a_line_that_holds_its_key(path):
     lines, rows = locate(text), text.split("\n")
     for leaf in leaves(tomllib.loads(text)):
         assert leaf in lines, leaf
-        if isinstance(leaf[-1], str):                # (an array's element may sit on a later line)
+        if isinstance(leaf[-1], str):  # (an array's element may sit on a later line)
             assert leaf[-1] in rows[lines[leaf] - 1], (leaf, rows[lines[leaf] - 1])

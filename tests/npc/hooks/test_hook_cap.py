@@ -21,22 +21,22 @@ def test_a_cap_that_passes_while_it_is_set_up_leaves_nothing_behind(monkeypatch)
 
     def slow_setitimer(which, seconds, interval=0.0):
         old = setitimer(which, seconds, interval)
-        if seconds > 0 and not spun:                      # the cap passes before __enter__ returns
+        if seconds > 0 and not spun:  # the cap passes before __enter__ returns
             spun.append(seconds)
             end = time.perf_counter() + 3 * seconds
             while time.perf_counter() < end:
-                pass                                      # the signal is handled here, in __enter__
+                pass  # the signal is handled here, in __enter__
         return old
 
     monkeypatch.setattr(signal, "setitimer", slow_setitimer)
     with pytest.raises(HookTimeout):
         with hard_cap(0.005):
-            while True:                                   # a runaway hook: stopped by the repeat
+            while True:  # a runaway hook: stopped by the repeat
                 pass
     monkeypatch.undo()
     assert signal.getsignal(signal.SIGALRM) == before
     assert spun == [0.005]
-    end = time.perf_counter() + 0.1                       # nothing raises later, in unrelated code
+    end = time.perf_counter() + 0.1  # nothing raises later, in unrelated code
     while time.perf_counter() < end:
         pass
 

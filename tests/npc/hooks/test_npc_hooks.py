@@ -49,7 +49,9 @@ def reports(cast, kind):
 
 
 def test_hooks_decide_and_remember(tmp_path):
-    w, cast, e = setup(tmp_path, """
+    w, cast, e = setup(
+        tmp_path,
+        """
         def on_spawn(npc):
             npc.memory["thinks"] = 0
 
@@ -60,7 +62,8 @@ def test_hooks_decide_and_remember(tmp_path):
         def on_hear(npc, speaker, text):
             npc.memory["heard"] = (speaker.kind, speaker.name, text)
             npc.talk("I heard you, " + speaker.name, to=speaker)
-    """)
+    """,
+    )
     run(w, cast, 40)
     mind = cast.minds[e]
     assert mind.memory["thinks"] >= 4
@@ -75,27 +78,33 @@ def test_hooks_decide_and_remember(tmp_path):
 
 
 def test_a_raising_hook_falls_back_to_the_builtin_and_is_reported(tmp_path):
-    w, cast, e = setup(tmp_path, """
+    w, cast, e = setup(
+        tmp_path,
+        """
         def on_decide(npc):
             npc.memory["before"] = True
             return 1 / 0
-    """)
+    """,
+    )
     run(w, cast, 30)
     it = w.intent(e)
-    assert (it.action, it.place) == ("go_to", "b")      # the built-in: its schedule
+    assert (it.action, it.place) == ("go_to", "b")  # the built-in: its schedule
     [r, *_] = reports(cast, "hook_error")
     assert r.entity == e and r.npc == "hooky" and r.hook == "on_decide" and r.line == 3
     assert "ZeroDivisionError" in r.message and "ZeroDivisionError" in r.traceback
     assert r.file.endswith("hooky.py") and 'hooky.py", line 3' in r.traceback
     assert cast.listing()["npcs"][0]["errors"][0]["kind"] == "hook_error"
-    assert cast.guards["hooky"].status()["state"] == "ok"   # errors alone do not disable
+    assert cast.guards["hooky"].status()["state"] == "ok"  # errors alone do not disable
 
 
 def test_a_hook_cannot_do_what_its_file_does_not_allow(tmp_path):
-    w, cast, e = setup(tmp_path, """
+    w, cast, e = setup(
+        tmp_path,
+        """
         def on_decide(npc):
             npc.flee(npc.nearest_player or 1)
-    """)
+    """,
+    )
     run(w, cast, 15)
     assert w.intent(e).action == "go_to"
     [r, *_] = reports(cast, "hook_error")
@@ -103,14 +112,17 @@ def test_a_hook_cannot_do_what_its_file_does_not_allow(tmp_path):
 
 
 def test_a_slow_hook_is_reported_then_disabled(tmp_path):
-    w, cast, e = setup(tmp_path, """
+    w, cast, e = setup(
+        tmp_path,
+        """
         import time
 
         def on_decide(npc):
             time.sleep(0.008)       # over the 5 ms budget, under the 20 ms hard cap
             npc.idle()
-    """)
-    run(w, cast, 60)                # about 6 thinks
+    """,
+    )
+    run(w, cast, 60)  # about 6 thinks
     slow = reports(cast, "hook_slow")
     # an 8 ms sleep is over the budget; on a loaded machine it may also pass the hard cap (stopped): both overrun
     assert len(slow) == hooks.MAX_OVERRUNS
@@ -118,20 +130,23 @@ def test_a_slow_hook_is_reported_then_disabled(tmp_path):
     assert len(reports(cast, "hook_disabled")) == 1
     status = cast.guards["hooky"].status()
     assert status["state"] == "disabled" and status["calls"] == hooks.MAX_OVERRUNS
-    assert w.intent(e).action == "go_to"         # the built-in took over
+    assert w.intent(e).action == "go_to"  # the built-in took over
 
 
 def test_a_runaway_hook_is_stopped_by_the_hard_cap(tmp_path):
     old = signal.getitimer(signal.ITIMER_REAL)
-    w, cast, e = setup(tmp_path, """
+    w, cast, e = setup(
+        tmp_path,
+        """
         def on_decide(npc):
             while True:
                 try:
                     pass
                 except Exception:    # does not catch the timeout (a BaseException)
                     pass
-    """)
-    run(w, cast, 60)                 # each call is stopped after 20 ms; the tick goes on
+    """,
+    )
+    run(w, cast, 60)  # each call is stopped after 20 ms; the tick goes on
     stopped = reports(cast, "hook_slow")
     assert len(stopped) == hooks.MAX_OVERRUNS
     assert all("was stopped after" in r.message and r.line in (2, 3, 4, 5, 6) for r in stopped)
@@ -142,10 +157,13 @@ def test_a_runaway_hook_is_stopped_by_the_hard_cap(tmp_path):
 
 
 def test_a_reload_swaps_the_definition_and_keeps_memory(tmp_path):
-    w, cast, e = setup(tmp_path, """
+    w, cast, e = setup(
+        tmp_path,
+        """
         def on_decide(npc):
             npc.memory["n"] = npc.memory.get("n", 0) + 1
-    """)
+    """,
+    )
     folder = tmp_path / "npcs"
     run(w, cast, 20)
     n = cast.minds[e].memory["n"]
@@ -158,20 +176,23 @@ def test_a_reload_swaps_the_definition_and_keeps_memory(tmp_path):
     assert problem["line"] == 8 and "not valid TOML" in problem["message"]
 
     # a new name: respawned where it stood, with a new id and the same memory
-    write(folder / "hooky.toml", """
+    write(
+        folder / "hooky.toml",
+        """
         name = "Hooky II"
         hooks = "hooky.py"
 
         [actions]
         allowed = ["idle"]
-    """)
+    """,
+    )
     pos = w.position(e)
     cast.apply(load_files(npc_files(folder), cast.places, cast.spawn_points))
     [e2] = cast.minds
     assert e2 != e and not w.alive(e) and w.name_of(e2) == "Hooky II" and w.position(e2) == pos
     assert cast.minds[e2].memory["n"] >= n and cast.errors()["files"] == {}
     run(w, cast, 20)
-    assert w.intent(e2).action == "idle" and w.position(e2) == pos     # allowed = ["idle"]: it stands still
+    assert w.intent(e2).action == "idle" and w.position(e2) == pos  # allowed = ["idle"]: it stands still
 
     # a count: more of them; a deleted file: gone
     write(folder / "hooky.toml", NPC.replace('name = "Hooky"', 'name = "Hooky {n}"\ncount = 3'))

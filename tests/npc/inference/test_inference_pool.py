@@ -41,8 +41,9 @@ def gated():
     pools = []
 
     def make(**cfg) -> Pool:
-        config = PoolConfig(runner=SCRIPTED, runner_options={"gate": gate, "started": started}, workers=1,
-                            max_wait_s=0.0, **cfg)
+        config = PoolConfig(
+            runner=SCRIPTED, runner_options={"gate": gate, "started": started}, workers=1, max_wait_s=0.0, **cfg
+        )
         pool = Pool(config).start()
         pools.append(pool)
         assert pool.wait_ready(WAIT), pool.workers()
@@ -172,17 +173,17 @@ def test_a_warm_standby_takes_over_a_killed_worker_at_once(gated):
     assert spare_pid not in (None, old_pid)
     mine = os.getpriority(os.PRIO_PROCESS, 0)
     renice = _can_renice(mine)
-    if renice:         # it loads at the lowest priority, not the worker's
+    if renice:  # it loads at the lowest priority, not the worker's
         assert os.getpriority(os.PRIO_PROCESS, spare_pid) == min(19, mine + 19)
-    assert pool.submit({"n": "before"}, far()).result(WAIT)["pid"] == old_pid    # the standby is sent nothing
+    assert pool.submit({"n": "before"}, far()).result(WAIT)["pid"] == old_pid  # the standby is sent nothing
     running = block_worker(pool, gated)
     os.kill(old_pid, signal.SIGKILL)
     assert running.wait(WAIT) and running.outcome is Outcome.FAILED
     out = pool.submit({"n": "after"}, far()).result(WAIT)
-    assert out["pid"] == spare_pid and out["call"] == 1            # the standby's first batch
+    assert out["pid"] == spare_pid and out["call"] == 1  # the standby's first batch
     info = pool.workers()[0]
     assert info.pid == spare_pid and info.starts == 2 and info.batches == 2
-    if renice:         # every thread of it at the worker's priority now
+    if renice:  # every thread of it at the worker's priority now
         tids = [int(t) for t in os.listdir(f"/proc/{spare_pid}/task")]
         assert {os.getpriority(os.PRIO_PROCESS, t) for t in tids} == {mine}
     # a new standby in the lost worker's slot: a third process
@@ -234,8 +235,12 @@ def test_cpu_path_runs_a_torch_module_factory():
     torch = pytest.importorskip("torch")
     from npc.inference.testing import tiny_mlp
 
-    cfg = PoolConfig(runner="npc.inference.testing:tiny_mlp", runner_options={"in_dim": 16, "out_dim": 4, "seed": 3},
-                     devices=["cpu"], threads=1)
+    cfg = PoolConfig(
+        runner="npc.inference.testing:tiny_mlp",
+        runner_options={"in_dim": 16, "out_dim": 4, "seed": 3},
+        devices=["cpu"],
+        threads=1,
+    )
     x = np.random.default_rng(1).standard_normal((5, 16)).astype(np.float32)
     with Pool(cfg) as pool:
         futs = pool.submit_many(list(x), far())
@@ -278,8 +283,9 @@ sys.stdin.read()
 
 
 def start_child(runner: str, mode: str) -> tuple[subprocess.Popen, dict]:
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, runner, mode], cwd=ROOT, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CHILD, runner, mode], cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     line = proc.stdout.readline()
     assert line, f"child exited with {proc.wait(WAIT)}"
     return proc, json.loads(line)

@@ -20,8 +20,16 @@ WAIT = 30.0
 @pytest.fixture
 def pool():
     gate, started = Latch(), Latch()
-    p = Pool(PoolConfig(runner=RUNNER, runner_options={"gate": gate, "started": started}, workers=1,
-                        devices=["cpu"], threads=1, max_streams=4)).start()
+    p = Pool(
+        PoolConfig(
+            runner=RUNNER,
+            runner_options={"gate": gate, "started": started},
+            workers=1,
+            devices=["cpu"],
+            threads=1,
+            max_streams=4,
+        )
+    ).start()
     p.gate, p.started = gate, started
     assert p.wait_ready(WAIT), p.workers()
     yield p

@@ -22,8 +22,7 @@ def done(message: bytes) -> tuple[list[str], list]:
 
 def test_expired_requests_never_reach_the_runner():
     runner = ScriptedRunner()
-    statuses, values = done(run_batch(runner, 7, [9.0, 11.0, 10.0], [{"n": 1}, {"n": 2}, {"n": 3}],
-                                      clock=lambda: 10.0))
+    statuses, values = done(run_batch(runner, 7, [9.0, 11.0, 10.0], [{"n": 1}, {"n": 2}, {"n": 3}], clock=lambda: 10.0))
     assert statuses == ["dropped", "ok", "dropped"]  # deadline <= now is expired
     assert values[1]["payload"] == {"n": 2}
     assert runner.items == 1 and runner.calls == 1
@@ -55,8 +54,7 @@ def test_uniform_arrays_travel_stacked_and_arrive_as_rows():
     rows = [np.full(3, i, np.float32) for i in range(4)]
     packed = wire.stack(rows)
     assert isinstance(packed, np.ndarray) and packed.shape == (4, 3)
-    statuses, values = done(run_batch(EchoRunner(), 1, [9.0] * 4, wire.unpack(wire.pack(packed)),
-                                      clock=lambda: 0.0))
+    statuses, values = done(run_batch(EchoRunner(), 1, [9.0] * 4, wire.unpack(wire.pack(packed)), clock=lambda: 0.0))
     assert statuses == ["ok"] * 4
     for got, want in zip(values, rows):
         np.testing.assert_array_equal(got, want)
@@ -120,9 +118,14 @@ def test_a_batch_whose_budget_ran_out_on_the_way_is_dropped_without_compute():
 def test_typed_messages_round_trip_and_garbage_is_refused_with_a_reason():
     msg = m.Pieces([[3, 0, "hi", None]], 0.5)
     assert m.decode(m.encode(msg)) == msg
-    for raw, why in [(b"\xc1", "not a msgpack"), (wire.pack({"a": 1}), "first element"),
-                     (wire.pack(["nope"]), "unknown message tag"), (wire.pack(["cancel"]), "0 fields"),
-                     (wire.pack(["cancel", "x"]), "cancel.sid"), (wire.pack(["cancel", True]), "cancel.sid")]:
+    for raw, why in [
+        (b"\xc1", "not a msgpack"),
+        (wire.pack({"a": 1}), "first element"),
+        (wire.pack(["nope"]), "unknown message tag"),
+        (wire.pack(["cancel"]), "0 fields"),
+        (wire.pack(["cancel", "x"]), "cancel.sid"),
+        (wire.pack(["cancel", True]), "cancel.sid"),
+    ]:
         try:
             m.decode(raw)
         except m.BadMessage as exc:

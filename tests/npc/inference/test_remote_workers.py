@@ -56,6 +56,7 @@ async def raw_client(url: str, body):
 
 def worker_status(url: str, name: str, pred) -> dict:
     """The first status of worker `name` (retained, then refreshed every few seconds) for which pred holds."""
+
     async def status(c):
         await c.subscribe(status_topic("npcworld", name), qos=1)
         async for msg in c.messages:
@@ -104,8 +105,11 @@ def test_expired_requests_are_dropped_by_the_worker_without_compute(broker, work
             me = reply_topic("npcworld", "test-expired")
             await c.subscribe(me)
             req = m.encode(m.Batch(1, [0.0, 0.0], [{"n": 1}, {"n": 2}]))
-            await c.publish(request_topic("npcworld", "decision"), req,
-                            properties=properties("publish", me, b"x1", {"budget-ms": "0", "priority": "0"}))
+            await c.publish(
+                request_topic("npcworld", "decision"),
+                req,
+                properties=properties("publish", me, b"x1", {"budget-ms": "0", "priority": "0"}),
+            )
             async for msg in c.messages:
                 return m.decode(msg.payload), read_properties(msg)
 
@@ -164,8 +168,11 @@ def test_a_flood_beyond_capacity_is_answered_busy_without_compute(broker, worker
             me = reply_topic("npcworld", "flooder")
             await c.subscribe(me)
             for i in range(20):
-                await c.publish(request_topic("npcworld", "decision"), m.encode(m.Batch(i, [60.0], [{"n": i}])),
-                                properties=properties("publish", me, b"f%d" % i, {"budget-ms": "60000"}))
+                await c.publish(
+                    request_topic("npcworld", "decision"),
+                    m.encode(m.Batch(i, [60.0], [{"n": i}])),
+                    properties=properties("publish", me, b"f%d" % i, {"budget-ms": "60000"}),
+                )
             got = []
             async for msg in c.messages:
                 got.append(m.decode(msg.payload))
@@ -185,8 +192,14 @@ def test_a_flood_beyond_capacity_is_answered_busy_without_compute(broker, worker
 
 
 def test_local_workers_serve_while_no_remote_worker_has_room(broker, workers):
-    pool = Pool(PoolConfig(runner="npc.inference.testing:ScriptedRunner", workers=1, max_wait_s=0.0,
-                           remote=RemoteConfig(broker.url, "decision"))).start()
+    pool = Pool(
+        PoolConfig(
+            runner="npc.inference.testing:ScriptedRunner",
+            workers=1,
+            max_wait_s=0.0,
+            remote=RemoteConfig(broker.url, "decision"),
+        )
+    ).start()
     try:
         assert pool.wait_ready(WAIT, count=1)
         fut = run_one(pool, {"n": 1})
@@ -209,8 +222,12 @@ def test_broker_addresses_and_options_are_checked_with_a_reason(monkeypatch):
     assert (a.host, a.port, a.tls, a.username, a.password) == ("broker.lan", 8883, True, "npc", "s@cret")
     monkeypatch.setenv("NPCWORLD_BROKER_PASSWORD", "from-env")
     assert parse_broker("mqtt://npc@10.0.0.5:1884").password == "from-env" and "from-env" not in a.url
-    for bad, why in [("http://h:1", "expected mqtt://"), ("mqtt://h:99999", "port"), ("mqtt://:1883", "no host"),
-                     ("mqtt://h:1/x", "path")]:
+    for bad, why in [
+        ("http://h:1", "expected mqtt://"),
+        ("mqtt://h:99999", "port"),
+        ("mqtt://:1883", "no host"),
+        ("mqtt://h:1/x", "path"),
+    ]:
         with pytest.raises(BrokerError, match=why):
             parse_broker(bad)
     with pytest.raises(ConfigError, match="expected mqtt://"):
@@ -226,28 +243,41 @@ def test_a_worker_written_from_the_docs_alone_serves_a_pool(broker):
     import msgpack
 
     async def foreign_worker(c, served: list, stop: asyncio.Event):
-        status = {"name": "foreign", "state": "online", "device": "cpu", "kinds": ["decision"],
-                  "capacity": {"decision": 1}, "models": {}}
+        status = {
+            "name": "foreign",
+            "state": "online",
+            "device": "cpu",
+            "kinds": ["decision"],
+            "capacity": {"decision": 1},
+            "models": {},
+        }
         await c.subscribe("$share/npcworld-decision/npcworld/req/decision")
         await c.publish("npcworld/workers/foreign/status", json.dumps(status), qos=1, retain=True)
         async for msg in c.messages:
             got = time.monotonic()
-            response, corr, user = msg.properties.ResponseTopic, msg.properties.CorrelationData, \
-                dict(msg.properties.UserProperty)
+            response, corr, user = (
+                msg.properties.ResponseTopic,
+                msg.properties.CorrelationData,
+                dict(msg.properties.UserProperty),
+            )
             tag, batch_id, budgets, payloads = msgpack.unpackb(msg.payload)
             assert tag == "batch" and float(user["budget-ms"]) > 0 and 0 <= int(user["priority"]) <= 9
 
             async def reply(body):
                 held = f"{(time.monotonic() - got) * 1000:.3f}"
-                await c.publish(response, msgpack.packb(body), properties=properties(
-                    "publish", None, corr, {"worker": "foreign", "held-ms": held}))
+                await c.publish(
+                    response,
+                    msgpack.packb(body),
+                    properties=properties("publish", None, corr, {"worker": "foreign", "held-ms": held}),
+                )
 
             await reply(["took", "foreign"])
             await reply(["done", batch_id, ["ok"] * len(payloads), [p * 2 for p in payloads], 0.0])
             served.append(batch_id)
             if len(served) == 3:
-                await c.publish("npcworld/workers/foreign/status", json.dumps({**status, "state": "offline"}),
-                                qos=1, retain=True)
+                await c.publish(
+                    "npcworld/workers/foreign/status", json.dumps({**status, "state": "offline"}), qos=1, retain=True
+                )
                 stop.set()
                 return
 
@@ -273,8 +303,14 @@ def test_a_worker_written_from_the_docs_alone_serves_a_pool(broker):
 
 def test_a_broker_with_passwords_admits_servers_and_workers_that_have_one(tmp_path, monkeypatch):
     guarded = mqtthelp.Mosquitto(tmp_path, users={"npc": "s3cret"}).start()
-    w = mqtthelp.Worker(f"mqtt://npc@127.0.0.1:{guarded.port}", "wp", "--serve", "decision", *SCRIPTED,
-                        env={"NPCWORLD_BROKER_PASSWORD": "s3cret"})  # kept off the command line
+    w = mqtthelp.Worker(
+        f"mqtt://npc@127.0.0.1:{guarded.port}",
+        "wp",
+        "--serve",
+        "decision",
+        *SCRIPTED,
+        env={"NPCWORLD_BROKER_PASSWORD": "s3cret"},
+    )  # kept off the command line
     wrong = remote_pool(f"mqtt://npc:wrong@127.0.0.1:{guarded.port}")
     right = remote_pool(f"mqtt://npc:s3cret@127.0.0.1:{guarded.port}")
     try:
@@ -292,8 +328,15 @@ def test_a_broker_with_passwords_admits_servers_and_workers_that_have_one(tmp_pa
 
 
 def test_a_worker_killed_mid_stream_fails_its_streams_at_once(broker, workers):
-    w = workers("ws", "--serve", "dialogue", "--runner", "dialogue=npc.inference.testing:ScriptedStreamRunner",
-                "--runner-options", 'dialogue={"n": 100000, "step_s": 0.05}')
+    w = workers(
+        "ws",
+        "--serve",
+        "dialogue",
+        "--runner",
+        "dialogue=npc.inference.testing:ScriptedStreamRunner",
+        "--runner-options",
+        'dialogue={"n": 100000, "step_s": 0.05}',
+    )
     w.wait_ready()
     # A silence bound far beyond the test's: only the worker's will can end these streams in time.
     pool = remote_pool(broker.url, "dialogue", silence_s=3600.0)
@@ -317,8 +360,15 @@ def test_a_worker_killed_mid_stream_fails_its_streams_at_once(broker, workers):
 
 
 def test_a_cancelled_remote_stream_stops_on_the_worker(broker, workers):
-    w = workers("wc", "--serve", "dialogue", "--runner", "dialogue=npc.inference.testing:ScriptedStreamRunner",
-                "--runner-options", 'dialogue={"n": 100000, "step_s": 0.02}')
+    w = workers(
+        "wc",
+        "--serve",
+        "dialogue",
+        "--runner",
+        "dialogue=npc.inference.testing:ScriptedStreamRunner",
+        "--runner-options",
+        'dialogue={"n": 100000, "step_s": 0.02}',
+    )
     w.wait_ready()
     pool = remote_pool(broker.url, "dialogue")
     try:
@@ -345,8 +395,20 @@ def npc_server(launch, tmp_path, broker):
         folder = tmp_path / "npcs"
         folder.mkdir(exist_ok=True)
         write(folder / "walker.toml", npc)
-        return launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0",
-                      "--broker", broker.url, "--local-workers", "0", *args)
+        return launch(
+            "--map",
+            str(small_map(tmp_path)),
+            "--npc-dir",
+            str(folder),
+            "--npcs",
+            "0",
+            "--broker",
+            broker.url,
+            "--local-workers",
+            "0",
+            *args,
+        )
+
     return _start
 
 
@@ -369,8 +431,7 @@ async def test_decisions_from_a_remote_worker_move_an_npc_in_a_real_server(npc_s
         await p.close()
 
 
-async def test_the_broker_killed_and_restarted_the_server_ticks_on_and_remote_work_resumes(
-        npc_server, workers, broker):
+async def test_the_broker_killed_and_restarted_the_server_ticks_on_and_remote_work_resumes(npc_server, workers, broker):
     w = workers("policy-2", "--serve", "decision", "--policy-module", "tests.support.policy_modules:wander")
     srv = npc_server(WANDERS, "--decider", "policy", "--no-policy-guard")
     w.wait_ready()
@@ -379,19 +440,29 @@ async def test_the_broker_killed_and_restarted_the_server_ticks_on_and_remote_wo
         ok = lambda mm: remote_outcome(mm, "decision", "policy-2", "on_time")  # noqa: E731
         await until_metrics(p, srv.http_url, lambda mm: ok(mm) > 0, "remote on-time decisions", WAIT)
         broker.stop()
-        down = await until_metrics(p, srv.http_url,
-                                   lambda mm: mm["npcworld_remote_decision_broker_connected"] == 0,
-                                   "the server to see the broker gone", WAIT)
+        down = await until_metrics(
+            p,
+            srv.http_url,
+            lambda mm: mm["npcworld_remote_decision_broker_connected"] == 0,
+            "the server to see the broker gone",
+            WAIT,
+        )
         # The tick goes on without the broker: no worker is ready, so nothing is asked of the policy
         # (what was in flight failed at once) and the built-in behaviour decides: the walker moves.
         assert down["npcworld_inference_workers_ready"] == 0
         eid = walker(p)
         first = p.positions.get(eid)
-        await p.until(lambda p, msg: p.positions.get(eid) not in (None, first), timeout=WAIT,
-                      what="the walker to keep moving")
+        await p.until(
+            lambda p, msg: p.positions.get(eid) not in (None, first), timeout=WAIT, what="the walker to keep moving"
+        )
         broker.start()
-        back = await until_metrics(p, srv.http_url, lambda mm: mm["npcworld_remote_decision_broker_connected"] == 1
-                                   and ok(mm) > ok(down), "remote decisions to resume", WAIT)
+        back = await until_metrics(
+            p,
+            srv.http_url,
+            lambda mm: mm["npcworld_remote_decision_broker_connected"] == 1 and ok(mm) > ok(down),
+            "remote decisions to resume",
+            WAIT,
+        )
         assert back["npcworld_remote_decision_broker_disconnects_total"] >= 1
         assert srv.proc.poll() is None and w.proc.poll() is None
         assert any("unreachable" in line for line in srv.output), srv.output[-20:]
@@ -402,14 +473,39 @@ async def test_the_broker_killed_and_restarted_the_server_ticks_on_and_remote_wo
 @pytest.mark.timeout(240)
 async def test_a_dialogue_reply_streams_from_a_remote_worker_to_a_player(launch, tmp_path, broker, workers):
     # A slow model on purpose (a pause before each step), so the second reply is still streaming when its worker dies.
-    w = workers("talker", "--serve", "dialogue", "--dialogue-model", "tiny", "--dialogue-max-new-tokens", "12",
-                "--dialogue-step-delay-ms", "150")
+    w = workers(
+        "talker",
+        "--serve",
+        "dialogue",
+        "--dialogue-model",
+        "tiny",
+        "--dialogue-max-new-tokens",
+        "12",
+        "--dialogue-step-delay-ms",
+        "150",
+    )
     folder = tmp_path / "npcs"
     folder.mkdir()
     write(folder / "tam.toml", TAM)
-    srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0", "--dialogue",
-                 "--dialogue-model", "tiny", "--dialogue-max-new-tokens", "12", "--memory-db",
-                 str(tmp_path / "memory.sqlite"), "--broker", broker.url, "--local-workers", "0")
+    srv = launch(
+        "--map",
+        str(small_map(tmp_path)),
+        "--npc-dir",
+        str(folder),
+        "--npcs",
+        "0",
+        "--dialogue",
+        "--dialogue-model",
+        "tiny",
+        "--dialogue-max-new-tokens",
+        "12",
+        "--memory-db",
+        str(tmp_path / "memory.sqlite"),
+        "--broker",
+        broker.url,
+        "--local-workers",
+        "0",
+    )
     w.wait_ready(120)
     tam, ana, bo, end = await conversation(srv, "Hello! What do you sell?", timeout=120)
     text = check_stream(tam, ana, end)
@@ -430,8 +526,13 @@ async def test_a_dialogue_reply_streams_from_a_remote_worker_to_a_player(launch,
         w.kill()
         end = await cy.until(lambda me, msg: msg["t"] == "say_end", timeout=WAIT, what="say_end after the kill")
         assert end["reason"] in ("fallback", "cut"), end
-        mm = await until_metrics(cy, srv.http_url, lambda mm: mm['npcworld_remote_dialogue_worker_up{worker="talker"}']
-                                 == 0, "the worker's will", WAIT)
+        mm = await until_metrics(
+            cy,
+            srv.http_url,
+            lambda mm: mm['npcworld_remote_dialogue_worker_up{worker="talker"}'] == 0,
+            "the worker's will",
+            WAIT,
+        )
         assert remote_outcome(mm, "dialogue", "talker", "failed") >= 1 and srv.proc.poll() is None
     finally:
         await cy.close()

@@ -52,11 +52,11 @@ def dist(w, eid, place):
 
 def test_the_game_clock_follows_stepping(tmp_path):
     assert game_time(0, 1440, 480).clock == "08:00"
-    t = game_time(1440, 1440, 480)          # 24 real minutes = a game day at the default length
+    t = game_time(1440, 1440, 480)  # 24 real minutes = a game day at the default length
     assert (t.day, t.clock) == (1, "08:00")
     assert game_time(90, 1440, 23 * 60 + 59).day == 1
     w = World(load_map(small_map(tmp_path)), WorldConfig(day_length_s=240, start_minute=parse_clock("23:00")))
-    for _ in range(200):                    # 10 simulated seconds = one game hour with a 240 s day
+    for _ in range(200):  # 10 simulated seconds = one game hour with a 240 s day
         w.step(DT)
     assert (w.game_time.day, w.game_time.clock) == (1, "00:00")
 
@@ -94,22 +94,22 @@ SCHEDULE = """
 def test_the_schedule_sends_an_npc_to_work_then_to_rest(tmp_path):
     w, cast = town(tmp_path, {"smith.toml": SCHEDULE}, start="07:50")
     e = one(cast, "smith")
-    run(w, cast, 180)                               # 9 s: 07:59
+    run(w, cast, 180)  # 9 s: 07:59
     assert w.game_time.clock == "07:59"
     it = w.intent(e)
     assert (it.action, it.place, it.activity, it.arrived) == ("work", "a", "forging", True)
     assert dist(w, e, "a") < w.place_radius
     energy = w.stats(e)["energy"]
-    assert 40 < energy < 50                         # forging at the anvil: -1 per game minute
+    assert 40 < energy < 50  # forging at the anvil: -1 per game minute
 
     seen = run(w, cast, 600, 10, lambda: (w.game_time.minute, w.intent(e)))
     rest = [(minute, it) for minute, it in seen if it.action == "rest"]
-    assert rest and rest[0][0] >= 8 * 60            # not before 08:00
-    assert rest[0][0] < 8 * 60 + 1                  # and within a game minute of it (a re-think)
+    assert rest and rest[0][0] >= 8 * 60  # not before 08:00
+    assert rest[0][0] < 8 * 60 + 1  # and within a game minute of it (a re-think)
     it = w.intent(e)
     assert (it.action, it.place, it.activity, it.arrived) == ("rest", "b", "napping", True)
     assert dist(w, e, "b") < w.place_radius
-    assert w.stats(e)["energy"] > energy            # napping at b restores energy
+    assert w.stats(e)["energy"] > energy  # napping at b restores energy
     assert cast.listing()["npcs"][0]["activity"] == "napping"
 
 
@@ -185,21 +185,26 @@ GUARD = """
 
 
 def test_a_guard_follows_a_player_who_lingers_and_gives_up_far_away(tmp_path):
-    w, cast = town(tmp_path, {"guard.toml": GUARD.replace("{follow}", "1.2"),
-                              "lazy.toml": GUARD.replace("{follow}", "0.5").replace('"Guard"', '"Lazy"')})
+    w, cast = town(
+        tmp_path,
+        {
+            "guard.toml": GUARD.replace("{follow}", "1.2"),
+            "lazy.toml": GUARD.replace("{follow}", "0.5").replace('"Guard"', '"Lazy"'),
+        },
+    )
     guard, lazy = one(cast, "guard"), one(cast, "lazy")
     run(w, cast, 100)
     gx, gy = w.position(guard)
     p = w.spawn(PLAYER, "sneaky", "#fff", gx + 60, gy + 60)
-    run(w, cast, 20)                          # 1 s: not suspicious yet
+    run(w, cast, 20)  # 1 s: not suspicious yet
     assert w.intent(guard).action == "work"
-    run(w, cast, 40)                          # 3 s: lingered 2 s
+    run(w, cast, 40)  # 3 s: lingered 2 s
     it = w.intent(guard)
     assert (it.action, it.target) == ("follow", p)
-    assert w.intent(lazy).action == "work"    # its follow weight (0.5) is below its schedule's (1.0)
-    w.set_direction(p, 1.0, 1.0)              # the player runs off (160 units/s; NPCs walk at 60)
+    assert w.intent(lazy).action == "work"  # its follow weight (0.5) is below its schedule's (1.0)
+    w.set_direction(p, 1.0, 1.0)  # the player runs off (160 units/s; NPCs walk at 60)
     seen = run(w, cast, 200, 5, lambda: w.intent(guard).action)
-    assert seen.index("work") > seen.index("follow")   # followed, then gave up and went back to work
+    assert seen.index("work") > seen.index("follow")  # followed, then gave up and went back to work
 
 
 FLEE = """
@@ -262,16 +267,17 @@ def test_greeting_giving_and_answering(tmp_path):
     said = []
 
     def listen():
-        for line in w.take_lines():   # (the cast also takes lines; read them right after each step)
+        for line in w.take_lines():  # (the cast also takes lines; read them right after each step)
             if line.speaker == tam:
                 said.append(line.text)
+
     for _ in range(100):
         cast.tick()
         w.step(DT)
         listen()
     # giving (1.6) beats greeting (1.5); the greeting follows once the gift is done
     assert said[:2] == ["Take this apple, ada.", "Welcome, ada!"]
-    assert cast.gifts_given(tam) == 1        # what dialogue's choice of an action after a reply reads
+    assert cast.gifts_given(tam) == 1  # what dialogue's choice of an action after a reply reads
     assert w.intent(tam).action in ("idle", "talk")
     w.say(p, "how much for the pear?")
     for _ in range(5):

@@ -20,14 +20,14 @@ def village(players: int = 40) -> Cast:
     world = World(load_map(str(ROOT / "assets" / "maps" / "default.tmj")), WorldConfig(seed=3))
     cast = Cast(world, str(ROOT / "assets" / "npcs"), tick_rate=20)
     cast.load_all()
-    for def_id in sorted(cast.defs):          # a few more of each, spread over the places
+    for def_id in sorted(cast.defs):  # a few more of each, spread over the places
         for k in range(6):
             cast.spawn(def_id, place=list(cast.spawn_points)[k % len(cast.spawn_points)])
     rng = np.random.default_rng(0)
-    for k in range(players):                  # players near the NPCs, so that pairs exist
+    for k in range(players):  # players near the NPCs, so that pairs exist
         x, y = world.position(int(rng.choice(list(cast.minds))))
         world.spawn(PLAYER, f"p{k}", "#fff", x + rng.uniform(-60, 60), y + rng.uniform(-60, 60))
-    for _ in range(60):                       # intents, greetings, noticed times, needs: some history
+    for _ in range(60):  # intents, greetings, noticed times, needs: some history
         cast.tick()
         world.step(0.05)
     return cast
@@ -57,7 +57,7 @@ def test_one_look_for_all_files_sees_what_a_look_per_file_sees():
     assert len(parts) >= 5
     players = cast.players()
     many = look_many(cast.world, parts, eids, rows, cast.rows, cast.ledger, players, advance=False)
-    assert sum(len(s.p_id) for s in many) > 0          # players within notice: pairs to slice
+    assert sum(len(s.p_id) for s in many) > 0  # players within notice: pairs to slice
     for (defn, lo, hi), s in zip(parts, many):
         same(s, look(cast.world, defn, eids[lo:hi], rows[lo:hi], cast.rows, cast.ledger, players, advance=False))
 
@@ -74,4 +74,4 @@ def test_the_think_step_looks_once_a_tick(monkeypatch):
     for _ in range(20):
         cast.tick()
         cast.world.step(0.05)
-    assert len(calls) == 20 and max(calls) >= 5        # every file's due NPCs, in one look
+    assert len(calls) == 20 and max(calls) >= 5  # every file's due NPCs, in one look

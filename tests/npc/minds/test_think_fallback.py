@@ -81,7 +81,7 @@ def test_a_failed_request_falls_back_in_slices_over_the_next_ticks(tmp_path, dec
     cast = Cast(world, str(folder), tick_rate=20)
     cast.load_all()
     assert len(cast.minds) == 400
-    for _ in range(30):              # every NPC has thought (the spawn's urgent thinks are done)
+    for _ in range(30):  # every NPC has thought (the spawn's urgent thinks are done)
         cast.tick()
         world.step(0.05)
     decider = FailsOnce(world, at=world.tick)
@@ -94,8 +94,8 @@ def test_a_failed_request_falls_back_in_slices_over_the_next_ticks(tmp_path, dec
         world.step(0.05)
         per_tick.append(np.concatenate(decided[n:]) if len(decided) > n else np.zeros(0, np.int64))
     failed = decider.failed
-    regular = 400 // cast.think_every                     # 40 NPCs think at their turn each tick
-    assert per_tick[0].size == 0 and len(failed) == regular     # asked of the policy, not the built-in
+    regular = 400 // cast.think_every  # 40 NPCs think at their turn each tick
+    assert per_tick[0].size == 0 and len(failed) == regular  # asked of the policy, not the built-in
     slice_ = max(think.FALLBACK_MIN, int(think.FALLBACK_SHARE * regular))
     assert all(len(ids) <= regular + slice_ for ids in per_tick), [len(ids) for ids in per_tick]
     # each missed NPC decided once by the built-in, within the ticks the slices take (before its own turn)

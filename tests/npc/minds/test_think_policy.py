@@ -68,8 +68,7 @@ def town(tmp_path, module: str, extra: str = "", hooks: bool = False, guard: boo
     write(folder / "walker.toml", STAYS.format(extra=extra))
     world = World(load_map(small_map(tmp_path)), WorldConfig(seed=1))
     cast = Cast(world, str(folder), tick_rate=20)
-    decider = start_decider(world, weights=None, module=module, workers=1, devices=["cpu"], budget_s=0.05,
-                            guard=guard)
+    decider = start_decider(world, weights=None, module=module, workers=1, devices=["cpu"], budget_s=0.05, guard=guard)
     cast.decider = decider
     cast.load_all()
     assert decider.pool.wait_ready(120)
@@ -108,8 +107,8 @@ def test_an_answer_past_its_deadline_falls_back_to_the_built_in_at_the_next_tick
         run(world, cast, 60)
         missed = decider.decisions["late"] + decider.decisions["dropped"]
         assert missed > 0 and decider.decisions["on_time"] == 0
-        assert counted["builtin_rows"] >= missed       # each missed NPC decided by the built-in
-        assert world.intent(eid).action == "idle"      # what the built-in says, not the policy
+        assert counted["builtin_rows"] >= missed  # each missed NPC decided by the built-in
+        assert world.intent(eid).action == "idle"  # what the built-in says, not the policy
         row = cast.listing()["npcs"][0]
         assert (row["decided_by"], row["reason"]) == ("builtin", "nothing better to do"), row
         assert not [r for r in cast.reports if r.kind == "internal"]
@@ -123,7 +122,7 @@ def test_a_file_with_hooks_keeps_its_hooks(tmp_path, counted):
         [m] = cast.minds.values()
         run(world, cast, 30)
         assert m.memory["decided"] >= 2 and decider.decisions["on_time"] == 0
-        assert counted["perceptions"] >= 2              # built on demand, for the hooks
+        assert counted["perceptions"] >= 2  # built on demand, for the hooks
         assert "hooks" in cast.listing()["npcs"][0]["decider"]["why"]
     finally:
         decider.close()

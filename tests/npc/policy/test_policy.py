@@ -21,8 +21,22 @@ from world.tilemap import load_map
 from npc.files.schema import validate
 from npc.minds import builtin
 from npc.policy import observe
-from npc.policy.observe import (A, ACTION_INDEX, ACTIONS, FITS, KIND, LAYOUT, NONE, OBS_DIM, OFFSET, T, decode,
-                                label, rows, structural_mask)
+from npc.policy.observe import (
+    A,
+    ACTION_INDEX,
+    ACTIONS,
+    FITS,
+    KIND,
+    LAYOUT,
+    NONE,
+    OBS_DIM,
+    OFFSET,
+    T,
+    decode,
+    label,
+    rows,
+    structural_mask,
+)
 from npc.policy.model import DEFAULT_WEIGHTS, PolicyRunner
 from npc.policy.randomise import random_definition, random_sight
 from support.policy_modules import IgnoresMasks
@@ -41,6 +55,7 @@ def _rows(world, sights):
 
 
 # -- the runner ---------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def runners():
@@ -77,7 +92,7 @@ def test_the_policy_only_returns_allowed_actions_and_real_targets(runners, batch
                 if req["mask"][i].any():
                     assert 0 <= act[i] < A and req["mask"][i, act[i]], (runner, i, act[i], req["mask"][i])
                 else:
-                    assert act[i] == -1          # nothing allowed: the NPC keeps its built-in decision
+                    assert act[i] == -1  # nothing allowed: the NPC keeps its built-in decision
                 if req["tmask"][i].any():
                     assert 0 <= tgt[i] < T and req["tmask"][i, tgt[i]]
                 else:
@@ -101,12 +116,13 @@ def test_the_model_masks_its_own_output():
 
 # -- the layout ------------------------------------------------------------------------------------
 
+
 def test_the_observation_layout_is_one_table_and_rows_follow_it(world):
     names = [f.name for f in LAYOUT]
     assert len(names) == len(set(names))
     assert OBS_DIM == sum(f.width for f in LAYOUT)
     at = 0
-    for f in LAYOUT:                             # contiguous, in table order
+    for f in LAYOUT:  # contiguous, in table order
         assert OFFSET[f.name] == slice(at, at + f.width), f.name
         at += f.width
     rng = np.random.default_rng(1)
@@ -119,13 +135,13 @@ def test_the_observation_layout_is_one_table_and_rows_follow_it(world):
     assert r.tmask[:, NONE].all() and (r.slots[:, NONE] == -1).all()
     assert (r.tmask[:, 1:] == ((r.slots[:, 1:] >= 0) & ~r.finishing[:, None])).all()
     lo = 0
-    for s in sights:                             # the named fields hold what they say
+    for s in sights:  # the named fields hold what they say
         hi = lo + len(s)
         allowed = np.asarray([a in s.defn.allowed for a in ACTIONS])
         assert (r.obs[lo:hi, OFFSET["allowed"]] == allowed).all()
         assert (r.obs[lo:hi, OFFSET["current"]].argmax(axis=1) == s.action).all()
         assert (r.eid[lo:hi] == s.eid).all()
-        assert (r.slots[lo:hi, observe.PLAYER0:observe.SCHEDULE] == observe.nearest_players(s)).all()
+        assert (r.slots[lo:hi, observe.PLAYER0 : observe.SCHEDULE] == observe.nearest_players(s)).all()
         assert (r.slots[lo:hi, observe.SCHEDULE] == s.sched_place).all()
         live = ~r.finishing[lo:hi]
         assert (r.mask[lo:hi][live] == structural_mask(s.defn)).all()
@@ -152,16 +168,21 @@ def test_the_built_in_choice_is_always_a_candidate_of_the_observation(world):
 
 # -- the mask ---------------------------------------------------------------------------------------
 
+
 def _defn(world, **extra):
-    data = {"name": "x", "actions": {"allowed": ["idle", "wander", "talk", "go_to"]},
-            "schedule": [{"from": "00:00", "to": "12:00", "do": "go_to", "at": world.places[0]}], **extra}
+    data = {
+        "name": "x",
+        "actions": {"allowed": ["idle", "wander", "talk", "go_to"]},
+        "schedule": [{"from": "00:00", "to": "12:00", "do": "go_to", "at": world.places[0]}],
+        **extra,
+    }
     d, problems = validate(data, {}, "x.toml", world.places)
     assert not problems, problems
     return d
 
 
 def test_the_mask_is_structural(world):
-    mask = lambda d: {ACTIONS[i] for i in np.flatnonzero(structural_mask(d))}     # noqa: E731
+    mask = lambda d: {ACTIONS[i] for i in np.flatnonzero(structural_mask(d))}  # noqa: E731
     assert mask(_defn(world)) == {"idle", "wander", "talk", "go_to"}
     assert mask(_defn(world, weights={"talk": 0})) == {"idle", "wander", "go_to"}
     assert mask(_defn(world, weights={"schedule": 0, "wander": 0})) == {"idle", "talk"}
@@ -172,8 +193,13 @@ def test_the_mask_is_structural(world):
 def test_a_row_finishing_a_talk_may_only_keep_it(world):
     d = _defn(world)
     s = random_sight(np.random.default_rng(3), d, 8, world.places)
-    s = type(s)(**{**{f: getattr(s, f) for f in s.__dataclass_fields__},
-                   "action": np.full(8, ACTION_INDEX["talk"], np.int8), "since": np.full(8, s.now_s - 1.0)})
+    s = type(s)(
+        **{
+            **{f: getattr(s, f) for f in s.__dataclass_fields__},
+            "action": np.full(8, ACTION_INDEX["talk"], np.int8),
+            "since": np.full(8, s.now_s - 1.0),
+        }
+    )
     r = _rows(world, [s])
     assert r.finishing.all()
     assert (r.mask.sum(axis=1) == 1).all() and r.mask[:, ACTION_INDEX["talk"]].all()
@@ -184,6 +210,7 @@ def test_a_row_finishing_a_talk_may_only_keep_it(world):
 
 
 # -- decode ----------------------------------------------------------------------------------------
+
 
 def _check_decoded(r, action, target, out):
     for i in range(len(r)):
@@ -206,7 +233,7 @@ def test_decode_rechecks_the_masks_and_the_target_kinds(world):
     defs = [random_definition(rng, world.places, i) for i in range(30)]
     r = _rows(world, [random_sight(rng, d, 6, world.places) for d in defs])
     n = len(r)
-    for _ in range(20):                          # any answer, even out of range, decodes safely
+    for _ in range(20):  # any answer, even out of range, decodes safely
         action = rng.integers(-2, A + 2, n)
         target = rng.integers(-2, T + 2, n)
         _check_decoded(r, action, target, decode(r.slots, action, target, r.mask, r.tmask, r.finishing))
@@ -229,8 +256,10 @@ def test_no_logits_get_a_masked_action_through(world, seed, scale):
     torch.manual_seed(seed % 2**31)
     with torch.no_grad():
         a, t = Policy(hidden=16)(torch.from_numpy(r.obs) * scale, torch.from_numpy(r.mask), torch.from_numpy(r.tmask))
-    answers = [(a.argmax(-1).numpy(), t.argmax(-1).numpy()),
-               ((rng.normal(size=(len(r), A)) * scale).argmax(1), rng.integers(0, T, len(r)))]
+    answers = [
+        (a.argmax(-1).numpy(), t.argmax(-1).numpy()),
+        ((rng.normal(size=(len(r), A)) * scale).argmax(1), rng.integers(0, T, len(r))),
+    ]
     can = np.concatenate([np.repeat(structural_mask(d)[None], 4, 0) for d in defs])
     allowed = np.concatenate([np.repeat(np.asarray([x in d.allowed for x in ACTIONS])[None], 4, 0) for d in defs])
     for action, target in answers:
@@ -267,14 +296,14 @@ def test_the_routes_read_the_built_in_decision_from_the_observation(world):
         model.log_scale.fill_(math.log(1e4))
         for k, route in enumerate(ROUTES):
             for j, a in enumerate(ACTIONS):
-                name = a if route == "own" else route            # the built-in's column of this route
+                name = a if route == "own" else route  # the built-in's column of this route
                 column = CANDIDATES.index(name) if name in CANDIDATES else len(CANDIDATES)
-                model.route_bias[k, j] = -0.01 * column          # the earlier candidate wins a tie
+                model.route_bias[k, j] = -0.01 * column  # the earlier candidate wins a tie
         got, _ = model(*(torch.from_numpy(x) for x in (r.obs, r.mask, r.tmask)))
     got = got.argmax(-1).numpy()
     assert len(want) == 1800 and (~r.finishing).sum() > 1500
     assert (got == want).mean() >= 0.999, [(ACTIONS[w], ACTIONS[g]) for w, g in zip(want, got) if w != g][:10]
-    model.log_scale.data.fill_(math.log(1e-3))                 # no scale: the routes say nothing, it is a guess
+    model.log_scale.data.fill_(math.log(1e-3))  # no scale: the routes say nothing, it is a guess
     with torch.no_grad():
         blind = model(*(torch.from_numpy(x) for x in (r.obs, r.mask, r.tmask)))[0].argmax(-1).numpy()
     assert (blind == want).mean() < 0.9
@@ -288,7 +317,10 @@ def test_weights_of_the_plain_mlp_still_load(tmp_path):
 
     save(Policy(hidden=8, routes=False), tmp_path / "plain.safetensors")
     save(Policy(hidden=8), tmp_path / "routes.safetensors")
-    plain, routes = build_policy(str(tmp_path / "plain.safetensors")), build_policy(str(tmp_path / "routes.safetensors"))
+    plain, routes = (
+        build_policy(str(tmp_path / "plain.safetensors")),
+        build_policy(str(tmp_path / "routes.safetensors")),
+    )
     assert not plain.routes and routes.routes
     obs, mask = torch.zeros(3, OBS_DIM), torch.ones(3, A, dtype=torch.bool)
     for m in (plain, routes):
@@ -297,6 +329,7 @@ def test_weights_of_the_plain_mlp_still_load(tmp_path):
 
 
 # -- a real world -----------------------------------------------------------------------------------
+
 
 def test_rows_of_a_real_cast_and_the_built_in_stays_inside_the_mask(world):
     """The shipped files in a real world, the built-in deciding: every think's row is finite, its
@@ -311,15 +344,24 @@ def test_rows_of_a_real_cast_and_the_built_in_stays_inside_the_mask(world):
         w.spawn(PLAYER, f"p{k}", "#fff", place=w.places[k % len(w.places)])
     seen = []
 
-    class Note:                          # the built-in decides; we keep what every think saw
-        def begin_tick(self, now_s): return None
-        def follows(self, defn): return False
-        def ask(self, sight): raise AssertionError("follows() is False: nothing is asked")
-        def note(self, sight, verdict): seen.append((sight, verdict))
-        def end_tick(self): pass
+    class Note:  # the built-in decides; we keep what every think saw
+        def begin_tick(self, now_s):
+            return None
+
+        def follows(self, defn):
+            return False
+
+        def ask(self, sight):
+            raise AssertionError("follows() is False: nothing is asked")
+
+        def note(self, sight, verdict):
+            seen.append((sight, verdict))
+
+        def end_tick(self):
+            pass
 
     cast.decider = Note()
-    for _ in range(200):                 # every NPC thinks once in 10 ticks
+    for _ in range(200):  # every NPC thinks once in 10 ticks
         cast.tick()
         w.step(0.05)
     r = observe.rows([s for s, _ in seen], tuple(w.map.world_size), w.place_positions(), w.of_kind(1)[1], w.places)
@@ -332,12 +374,13 @@ def test_rows_of_a_real_cast_and_the_built_in_stays_inside_the_mask(world):
         allowed = np.asarray([a in s.defn.allowed for a in ACTIONS])
         assert not (r.mask[lo:hi] & ~allowed).any()
         a, t = label(s, v, r.slots[lo:hi])
-        assert r.mask[lo:hi][np.arange(len(s)), a].all()          # the built-in never chose outside the mask
+        assert r.mask[lo:hi][np.arange(len(s)), a].all()  # the built-in never chose outside the mask
         assert r.tmask[lo:hi][np.arange(len(s)), t].all()
         lo = hi
 
 
 # -- the decider key --------------------------------------------------------------------------------
+
 
 def test_the_decider_key_of_npc_files(world):
     base = {"name": "x", "actions": {"allowed": ["idle"]}}

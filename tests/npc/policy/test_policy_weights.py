@@ -18,7 +18,7 @@ def test_a_file_that_cannot_tell_says_none(tmp_path):
     flat = tmp_path / "flat.safetensors"
     save_file({FIRST_LAYER: np.zeros(8, np.float32)}, str(flat))
     huge = tmp_path / "huge.safetensors"
-    huge.write_bytes((2**62).to_bytes(8, "little") + b"{}")    # a header length no file has
+    huge.write_bytes((2**62).to_bytes(8, "little") + b"{}")  # a header length no file has
     text = tmp_path / "notes.safetensors"
     text.write_text("these are not weights\n")
     for p in (no_layer, flat, huge, text, tmp_path / "missing.safetensors", tmp_path):
