@@ -136,7 +136,13 @@ class Watcher:
             return []
         cfg = world.config
         await asyncio.to_thread(navigation_for, tm, cfg.radius, cfg.poi_spread)  # the BFS, off the tick
-        added = world.use_map(tm)
+        try:
+            added = world.use_map(tm)
+        except ValueError as e:  # e.g. a map whose only place was 'spawn': NPCs' places would shift
+            msg = f"{e}; the places stay as they were (restart the server with the places file to apply it)"
+            log.error("%s: %s", self.places_file, msg)
+            cast.journal.add("error", self.places_file, None, msg)
+            return []
         cast.places, cast.spawn_points = map_places(tm)
         log.info("%s: place(s) %s added", self.places_file, ", ".join(added))
         cast.journal.add("reload", self.places_file, None, f"place(s) {', '.join(added)} added")
