@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 
 from npc.minds import builtin, think
-from npc.minds.sight import look
 
 TOP = 3  # the built-in's best candidates shown
 MEMORY_KEYS = 20  # hook memory entries shown at most
@@ -29,17 +27,7 @@ def _score(v: float) -> float | str:
 
 def builtin_view(cast, m) -> dict:
     """What the built-in behaviour would do now, and its best-scored candidates (JSON-safe)."""
-    row = cast.rows.row_of[m.eid]
-    s = look(
-        cast.world,
-        m.defn,
-        np.asarray([m.eid], np.int64),
-        np.asarray([row]),
-        cast.rows,
-        cast.ledger,
-        cast.players(),
-        advance=False,
-    )
+    s = think.look_one(cast, m)
     v = builtin.decide(s, cast.world.places)
     scores = v.scores[0]
     ranked = sorted((i for i in range(len(builtin.CANDIDATES)) if scores[i] > -math.inf), key=lambda i: -scores[i])[

@@ -433,19 +433,23 @@ def _decision(cast, v, i: int, sight: Sight) -> Decision:
     return builtin.decision(v, i, sight, cast.world.places, cast.world.name_of)
 
 
-def builtin_one(cast, m) -> Decision:
-    """The built-in decision for one NPC now (a hook asking out of turn): its state is not advanced."""
-    row = cast.rows.row_of[m.eid]
-    s = look(
+def look_one(cast, m):
+    """One NPC's Sight now, out of turn (a hook asking, the inspector): its state is not advanced."""
+    return look(
         cast.world,
         m.defn,
         np.asarray([m.eid], np.int64),
-        np.asarray([row]),
+        np.asarray([cast.rows.row_of[m.eid]]),
         cast.rows,
         cast.ledger,
         cast.players(),
         advance=False,
     )
+
+
+def builtin_one(cast, m) -> Decision:
+    """The built-in decision for one NPC now (a hook asking out of turn): its state is not advanced."""
+    s = look_one(cast, m)
     return _decision(cast, builtin.decide(s, cast.world.places), 0, s)
 
 
