@@ -91,7 +91,7 @@ def serve(edge: str) -> None:
         else:
             from websockets.asyncio.server import serve as ws_serve
 
-            from server.gateway import PlayerSocket
+            from server.edge_websockets import WebsocketsSocket as PlayerSocket
 
             async def by_queue(ws) -> None:  # noqa: ANN001
                 async for frame in ws:
