@@ -57,7 +57,7 @@ from .outbox import Outbox
 
 log = logging.getLogger("npcworld.gateway")
 
-# Kernel send buffer per socket (Linux doubles it). With websockets' write_limit
+# Kernel send buffer per socket (Linux doubles it). With the edges' WRITE_LIMIT
 # (64 KiB) and one pending update, this bounds what a client that stops
 # reading can hold on the server to about 200 KiB, and lets the server notice
 # it (4002) within seconds instead of after megabytes.
@@ -68,7 +68,7 @@ SEND_BUFFER = 64 * 1024
 # themselves), so the age of the oldest unanswered ping is how long the client has read nothing.
 # The socket buffers cannot hide it: on loopback they absorbed 25 s of a normal client's updates
 # (about 160 KB), and the server saw nothing until websockets' 20 s keepalive closed with 1011.
-# This check replaces that keepalive (app.py: ping_interval=None): a dead peer is one that answers
+# This check replaces that keepalive (both edges: no keepalive of their own): a dead peer is one that answers
 # no ping. Cost: one ping frame (6 bytes) out and one pong in per connection every READ_CHECK_S,
 # sent from one sweep over all connections (Seats.read_check), not from a task per connection: a
 # task sleeping, pinging through websockets' ping() (an async send context) and waking on each pong
