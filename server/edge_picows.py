@@ -219,7 +219,14 @@ class PicowsSocket(WSListener):
             return
         self._closing = True
         ws.send_close(WSCloseCode(code), reason.encode()[:123])  # a control frame's payload: 125 bytes
-        self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, ws.disconnect)
+        self._drop_later()
+
+    def _drop_later(self) -> None:
+        """Drop the connection CLOSE_TIMEOUT_S from now unless it is gone by then, with whatever is still
+        buffered for it: a client that reads nothing (the 4002 case) would keep a graceful close, which
+        flushes first, waiting forever, and its handler with it."""
+        if self._close_timer is None and self.ws is not None:
+            self._close_timer = asyncio.get_running_loop().call_later(CLOSE_TIMEOUT_S, self.ws.disconnect, False)
 
     def _close_received(self, frame: WSFrame) -> None:
         """The client's close frame: answer it with its code (as websockets does), unless this side
@@ -237,7 +244,8 @@ class PicowsSocket(WSListener):
                 ws.send_close(WSCloseCode(code), frame.get_close_message() or b"")
             else:
                 ws.send_close()  # an empty close frame answered with an empty one
-        ws.disconnect()
+        ws.disconnect()  # graceful: what is buffered goes first (a client that closes reads, mostly)
+        self._drop_later()
 
 
 def response(page: Page) -> WSUpgradeResponse:

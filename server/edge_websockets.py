@@ -68,6 +68,18 @@ class WebsocketsSocket(ServerConnection):
         except ConnectionClosed:
             raise SocketClosed from None
 
+    async def close(self, code: int = 1000, reason: str = "") -> None:
+        """websockets' closing handshake, bounded: its close frame waits behind what is buffered, for
+        a drain that a client that reads nothing (the 4002 case) never allows, with no timeout; past
+        2 x CLOSE_TIMEOUT_S the connection is dropped, so its handler returns and its player leaves.
+        The server's shutdown (1001) closes each connection through here too."""
+        try:
+            async with asyncio.timeout(2 * CLOSE_TIMEOUT_S):
+                await super().close(code, reason)
+        except TimeoutError:
+            self.transport.abort()
+            await self.wait_closed()
+
     def hand_messages_to(self, on_message: Callable[[bytes | str], None]) -> None:
         """From now on every message goes to `on_message`; first those that came before."""
         early, self._early = self._early or [], None

@@ -228,6 +228,31 @@ async def test_a_send_waits_while_the_client_reads_nothing(edge):
         await ws.close()
 
 
+async def test_a_close_ends_even_when_the_client_reads_nothing(edge):
+    """A client that stopped reading (the 4002 case) cannot answer a close: after CLOSE_TIMEOUT_S the
+    connection is dropped anyway, with what was buffered for it, so its handler returns (and the room
+    lets its player go) instead of waiting for a flush that never comes."""
+    served = Served()
+    async with serving(edge, served) as listening:
+        reader, writer = await asyncio.open_connection("127.0.0.1", listening.port, limit=4096)
+        tcp = writer.get_extra_info("socket")
+        tcp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        writer.write(HANDSHAKE)
+        assert b" 101 " in await reader.readuntil(b"\r\n\r\n")
+        writer.transport.pause_reading()  # and never reads again
+        sock = await served.opened.get()
+        for _ in range(400):  # bounded: until the server holds more than it may send on
+            if sock.transport.get_write_buffer_size() > WRITE_LIMIT:
+                break
+            sock.send_nowait(b"u" * 1000)
+            await asyncio.sleep(0)
+        assert sock.transport.get_write_buffer_size() > WRITE_LIMIT
+        await asyncio.wait_for(sock.close(4002, "too slow: read nothing for 5 s"), 10)
+        assert not sock.is_open()
+        writer.close()
+    assert served.returned == 1
+
+
 async def test_http_pages_come_from_the_routes_on_the_same_port(edge):
     async with serving(edge, Served()) as listening:
         base = f"http://127.0.0.1:{listening.port}/"
