@@ -8,6 +8,9 @@ for each way of getting a WebSocket message from the socket to the gateway's dec
               message handed to a callback as it is parsed, no queue, no task switch
     picows    picows (Cython): WSListener.on_ws_frame, called from its C frame parser
               (skipped, with the reason, where picows cannot be imported)
+    picows-edge  the server's `--ws picows` edge: server/edge_picows.py's PicowsSocket (picows
+              plus what the edge checks per frame: reserved bits, fragments, UTF-8), serving
+              the port with the HTTP routes, each message handed to a callback
 
 Each server runs alone in its own process (uvloop), as `npcworld serve` would, and decodes
 every message with world.protocol.decode (what Connection.receive does first; the room's
@@ -19,7 +22,7 @@ then waits until the server has counted every message. The server's CPU (utime +
 work, so a machine busy with other work slows the run but barely moves it. The edges take
 turns, --rounds times; the table gives the median per edge and its ratio to `queue`.
 
-Usage: python bench/ws_edge.py [--clients 600] [--seconds 8] [--rounds 3] [--edges queue,callback,picows]
+Usage: python bench/ws_edge.py [--clients 600] [--seconds 8] [--rounds 3] [--edges queue,callback,picows,picows-edge]
 Prints a table and writes bench/results/ws_edge.json.
 """
 
@@ -47,7 +50,7 @@ from world import protocol  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "ws_edge.json"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-EDGES = ("queue", "callback", "picows")
+EDGES = ("queue", "callback", "picows", "picows-edge")
 SLOTS = 10  # the clients are spread over 10 slots of 10 ms: each sends its input in its own slot
 
 
@@ -88,10 +91,22 @@ def serve(edge: str) -> None:
                 lambda request: Listener(), "127.0.0.1", 0, max_frame_size=protocol.MAX_FRAME, backlog=2048
             )
             port = server.sockets[0].getsockname()[1]
+        elif edge == "picows-edge":
+            from server import edge_picows
+            from server.config import NetSection
+            from server.http import Routes
+
+            async def by_edge(sock: edge_picows.PicowsSocket) -> None:
+                sock.hand_messages_to(receive)
+                await sock.wait_closed()
+
+            routes = Routes(ROOT / "assets/maps/default.tmj", dict, dict, str)
+            listening = edge_picows.serve(by_edge, routes, NetSection(host="127.0.0.1", port=0))
+            port = (await listening.__aenter__()).port  # served until the process ends
         else:
             from websockets.asyncio.server import serve as ws_serve
 
-            from server.gateway import PlayerSocket
+            from server.edge_websockets import WebsocketsSocket as PlayerSocket
 
             async def by_queue(ws) -> None:  # noqa: ANN001
                 async for frame in ws:
@@ -241,7 +256,7 @@ def picows_missing() -> str | None:
 
 
 async def run(args) -> dict:
-    edges = [e for e in args.edges if e != "picows" or picows_missing() is None]
+    edges = [e for e in args.edges if not e.startswith("picows") or picows_missing() is None]
     turns: list[dict] = []
     for r in range(args.rounds):
         for edge in edges:
@@ -249,7 +264,7 @@ async def run(args) -> dict:
             t["round"] = r
             turns.append(t)
             print(
-                f"round {r + 1}/{args.rounds} {edge:8s} {t['us_per_message']} us/message "
+                f"round {r + 1}/{args.rounds} {edge:11s} {t['us_per_message']} us/message "
                 f"({t['received']}/{t['sent']} messages, {t['cpu_s']} s CPU over {t['wall_s']} s)",
                 flush=True,
             )
@@ -274,7 +289,7 @@ def main() -> int:
         return 0
     if any(e not in EDGES for e in args.edges):
         ap.error(f"--edges: expected some of {', '.join(EDGES)}")
-    missing = picows_missing() if "picows" in args.edges else None
+    missing = picows_missing() if any(e.startswith("picows") for e in args.edges) else None
     if missing:
         print(f"picows skipped: {missing}", file=sys.stderr)
     got = asyncio.run(run(args))
@@ -287,10 +302,10 @@ def main() -> int:
         f"\n{args.clients} clients, {args.seconds:g} s of wander-bot messages per turn, {args.rounds} rounds; "
         f"load {os.getloadavg()[0]:.1f}"
     )
-    print(f"{'edge':10s} {'CPU us/message (median)':>24s} {'vs queue':>9s}  turns")
+    print(f"{'edge':12s} {'CPU us/message (median)':>24s} {'vs queue':>9s}  turns")
     for e in got["edges"]:
         ratio = f"{med[e] / ref:.2f}x" if ref and med[e] else "-"
-        print(f"{e:10s} {med[e] if med[e] is not None else '-':>24} {ratio:>9s}  {per[e]}")
+        print(f"{e:12s} {med[e] if med[e] is not None else '-':>24} {ratio:>9s}  {per[e]}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(
         json.dumps(

@@ -12,15 +12,12 @@ import logging
 import secrets
 import signal
 import time
-from typing import Callable
-
-from websockets.asyncio.server import serve
+from typing import Any, Callable
 
 from npc.dialogue import service as dialogue
 from npc.files.reload import Watcher
 from npc.minds.cast import Cast
 from npc.policy.decider import start_decider
-from world import protocol
 from world.sim import NPC, World, WorldConfig
 from world.tilemap import TileMap, load_map
 
@@ -169,23 +166,13 @@ class GameServer:
         handler = functools.partial(
             gateway.handle, game=self.game, seats=self.seats, metrics=self.metrics, flusher=gateway.Flusher()
         )
-        async with serve(
-            handler,
-            self.cfg.net.host,
-            self.cfg.net.port,
-            process_request=routes,
-            create_connection=gateway.PlayerSocket,  # each message handed to the gateway as it is parsed
-            max_size=protocol.MAX_FRAME,  # larger frames: close 1009
-            # no max_queue: PlayerSocket hands each message over as it is parsed (none queue); the hello's
-            # followers wait in gateway.MAX_EARLY
-            write_limit=64 * 1024,  # bytes; above it a send waits, which is how a slow reader is seen
-            close_timeout=2,
-            ping_interval=None,  # no keepalive: the gateway's read check pings every 2 s (gateway.READ_CHECK_S)
-            server_header="npcworld",
-            backlog=2048,  # pending TCP connects; the default 100 overflowed when 400 bots joined within a second
-            compression="deflate" if self.cfg.net.compression else None,
-        ) as server:
-            self.port = server.sockets[0].getsockname()[1]
+        if self.cfg.net.ws == "picows":
+            from . import edge_picows as edge  # imported only when asked for: picows is a Cython extension
+        else:
+            from . import edge_websockets as edge  # type: ignore[no-redef]
+        serve: Any = edge.serve  # each edge serves the port: WebSockets at /ws, the routes' pages elsewhere
+        async with serve(handler, routes, self.cfg.net) as listening:
+            self.port = listening.port
             await self._start_admin()
             ticks = asyncio.create_task(
                 run_ticks(self.cfg.world.tick_rate, self.game.tick, self.metrics, self.stop_event)
@@ -196,8 +183,7 @@ class GameServer:
                 on_ready(self)
             await self.stop_event.wait()
             log.info("stopping: closing %d connections with 1001", self.metrics.connections)
-            server.close(close_connections=True)  # 1001 going away
-            await server.wait_closed()
+            await listening.close()  # 1001 going away, then every connection's handler has returned
             if self.admin is not None:
                 await self.admin.stop()
             await ticks

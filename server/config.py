@@ -40,6 +40,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 # plaza) or "random" (uniformly over the free tiles reachable from it, from the world's seed: a load
 # test whose players spread over the world like the Colyseus peer's, so interest management works).
 SPAWNS = ("spawn", "random")
+WS_EDGES = ("websockets", "picows")  # --ws: server/edge_websockets.py, server/edge_picows.py
 
 
 class ConfigError(Exception):
@@ -102,6 +103,13 @@ class NetSection:
         "write updates as WebSocket frames straight into the socket, one writev per "
         "connection and tick with the cell's shared bytes uncopied (off: websockets' send "
         "path per message)",
+    )
+    # The WebSocket library under the gateway (server/gateway.py PlayerSocket): both serve the same
+    # wire, HTTP routes and limits (docs/protocol.md); see README "Capacity" for what each costs.
+    ws: str = option(
+        "websockets",
+        "WebSocket library of the game port: websockets, or picows (Cython frame parser; no compression)",
+        choices=WS_EDGES,
     )
     log_level: str = option("info", "log level", choices=LOG_LEVELS)
 
@@ -380,6 +388,8 @@ class ServerConfig:
                 _fail(name, getattr(getattr(self, f.section), f.field), f.meta["expected"])
 
         w, n, p, d, s, k = self.world, self.npcs, self.policy, self.dialogue, self.store, self.workers
+        if self.net.compression and self.net.ws != "websockets":
+            _fail("compression", True, "--ws websockets (picows has no permessage-deflate)")
         need(Path(w.map).is_file(), "map")
         need(n.dir == "" or Path(n.dir).is_dir(), "npc_dir")
         if p.decider == "policy" and p.weights and not Path(p.weights).is_file():

@@ -13,6 +13,10 @@ tick (same loop iteration) the `Flusher` writes them straight into each
 socket's buffer while it is short, and hands a congested socket to the
 connection's writer task, which waits for it to drain (meanwhile newer
 updates coalesce). Limits and what happens at them are in docs/protocol.md.
+
+Everything here works on a `PlayerSocket`, the one seam to the WebSocket library: `--ws websockets`
+(server/edge_websockets.py, the default) and `--ws picows` (server/edge_picows.py) each implement it
+and serve the port (HTTP routes included); nothing above the socket is written twice.
 """
 
 from __future__ import annotations
@@ -22,12 +26,7 @@ import logging
 import math
 import socket
 import time
-from typing import Callable
-
-from websockets.asyncio.server import ServerConnection, broadcast
-from websockets.exceptions import ConnectionClosed
-from websockets.frames import CloseCode, Frame, Opcode
-from websockets.protocol import Event, State
+from typing import Any, Callable, Protocol
 
 from world import protocol
 from world.protocol import (
@@ -58,7 +57,7 @@ from .outbox import Outbox
 
 log = logging.getLogger("npcworld.gateway")
 
-# Kernel send buffer per socket (Linux doubles it). With websockets' write_limit
+# Kernel send buffer per socket (Linux doubles it). With the edges' WRITE_LIMIT
 # (64 KiB) and one pending update, this bounds what a client that stops
 # reading can hold on the server to about 200 KiB, and lets the server notice
 # it (4002) within seconds instead of after megabytes.
@@ -69,7 +68,7 @@ SEND_BUFFER = 64 * 1024
 # themselves), so the age of the oldest unanswered ping is how long the client has read nothing.
 # The socket buffers cannot hide it: on loopback they absorbed 25 s of a normal client's updates
 # (about 160 KB), and the server saw nothing until websockets' 20 s keepalive closed with 1011.
-# This check replaces that keepalive (app.py: ping_interval=None): a dead peer is one that answers
+# This check replaces that keepalive (both edges: no keepalive of their own): a dead peer is one that answers
 # no ping. Cost: one ping frame (6 bytes) out and one pong in per connection every READ_CHECK_S,
 # sent from one sweep over all connections (Seats.read_check), not from a task per connection: a
 # task sleeping, pinging through websockets' ping() (an async send context) and waking on each pong
@@ -78,75 +77,53 @@ READ_CHECK_S = 2.0
 SWEEP_S = 0.5  # how often the sweep runs: a ping goes out 2.0-2.5 s after the last was sent and answered
 # Updates are written directly (no task switch) while the socket's user-space
 # buffer holds less than this; above it the writer task takes over and waits.
-DIRECT_WRITE_LIMIT = 64 * 1024  # bytes, equal to websockets' write_limit in app.py
-
-
+DIRECT_WRITE_LIMIT = 64 * 1024  # bytes, equal to the edges' WRITE_LIMIT
+# Above this many bytes buffered in user space a send waits for the socket to drain (both edges):
+# how a slow reader is seen by `sending_since` (websockets' write_limit; picows: the transport's
+# high-water mark, pause_writing/resume_writing).
+WRITE_LIMIT = 64 * 1024
+CLOSE_TIMEOUT_S = 2.0  # how long a close waits for the client's close frame before dropping the TCP connection
 # Messages a client may send between its hello and its welcome (the room has not joined it yet):
 # kept, then received in order once it has; more are dropped and each counts as a strike (1008).
 MAX_EARLY = 32  # messages (websockets' max_queue was 32 frames before reading stopped)
 
 
-class PlayerSocket(ServerConnection):
-    """websockets' server connection handing each message to `on_message` as soon as it is parsed.
+class SocketClosed(Exception):
+    """A send on a socket that closed meanwhile (each edge raises it from `send_message`)."""
 
-    websockets queues a message for a reader task (`recv`, `async for`) and wakes it, once per
-    message: at 600 clients (6,600 inbound messages/s) that queue and the task switches were ~8%
-    of the server's py-spy samples, for messages that are decoded and handed to the room without
-    ever awaiting; bench/ws_edge.py: 0.91x the CPU per message (median of 8 rounds on a loaded
-    box, 0.58-1.17x; README "Capacity"). Fragments are joined here (websockets' protocol already
-    bounds a message at max_size: 1009); a text message is decoded from UTF-8 (invalid: 1007,
-    as websockets does). Frames before `on_message` is set, and control frames, take websockets'
-    own path. Messages that come before the handler asks for them (`hand_messages_to`) are kept
-    for it, MAX_EARLY at most (more: 1008)."""
 
-    on_message: Callable[[bytes | str], None] | None = None
-    _early: list[bytes | str] | None = None  # messages kept until on_message is set
-    _fragments: list[bytes] | None = None  # a fragmented message being received
-    _text = False  # ... and whether it is a text message
+class PlayerSocket(Protocol):
+    """One player's WebSocket, as the gateway uses it: what an edge implements (websockets'
+    `edge_websockets.WebsocketsSocket`, picows' `edge_picows.PicowsSocket`). Every message, from the
+    first, goes to the callback given to `hand_messages_to` as soon as it is parsed and joined (the
+    edge keeps up to MAX_EARLY that come before, more: 1008; joined fragments over MAX_FRAME: 1009;
+    invalid UTF-8 in a text message: 1007; a malformed frame: 1002)."""
 
-    def hand_messages_to(self, on_message: Callable[[bytes | str], None]) -> None:
-        """From now on every message goes to `on_message`; first those that came before."""
-        early, self._early = self._early or [], None
-        self.on_message = on_message
-        for data in early:
-            on_message(data)
+    @property
+    def transport(self) -> Any: ...  # the TCP transport: flush writes frames into it (writelines)
 
-    def _keep(self, data: bytes | str) -> None:
-        if self._early is None:
-            self._early = []
-        if len(self._early) < MAX_EARLY:
-            self._early.append(data)
-        else:
-            self.protocol.fail(CloseCode.POLICY_VIOLATION, "policy violation: too many messages before the hello")
-            self.send_data()
+    @property
+    def remote_address(self) -> Any: ...
 
-    def process_event(self, event: Event) -> None:
-        if self.request is None or not isinstance(event, Frame):
-            return super().process_event(event)  # the handshake
-        on_message = self.on_message or self._keep
-        op = event.opcode
-        if op is Opcode.BINARY or op is Opcode.TEXT:
-            if not event.fin:
-                self._fragments, self._text = [bytes(event.data)], op is Opcode.TEXT
-                return
-            data, text = bytes(event.data), op is Opcode.TEXT
-        elif op is Opcode.CONT:
-            if self._fragments is None:
-                return  # websockets' protocol refuses a continuation with no message before it (1002)
-            self._fragments.append(bytes(event.data))
-            if not event.fin:
-                return
-            data, text, self._fragments = b"".join(self._fragments), self._text, None
-        else:
-            return super().process_event(event)  # ping, pong (the read check), close
-        if text:
-            try:
-                on_message(data.decode())
-            except UnicodeDecodeError:
-                self.protocol.fail(CloseCode.INVALID_DATA, "invalid UTF-8 in a text message")
-                self.send_data()
-            return
-        on_message(data)
+    @property
+    def close_code(self) -> int | None: ...  # the code of the close frame received, once closed
+
+    @property
+    def direct_ok(self) -> bool: ...  # no extension was negotiated: frames may be written straight in
+
+    def is_open(self) -> bool: ...  # open for messages: no close frame sent or received
+
+    def hand_messages_to(self, on_message: Callable[[bytes | str], None]) -> None: ...
+
+    def send_ping(self, data: bytes) -> asyncio.Future[Any]: ...  # done when its pong comes (or on close)
+
+    def send_nowait(self, data: bytes) -> None: ...  # one binary message into the buffer, never waiting
+
+    async def send_message(self, data: bytes) -> None: ...  # one binary message; waits past WRITE_LIMIT
+
+    async def close(self, code: int, reason: str) -> None: ...  # the closing handshake, CLOSE_TIMEOUT_S at most
+
+    async def wait_closed(self) -> None: ...
 
 
 class Flusher:
@@ -252,7 +229,7 @@ async def read_checks(seats: Seats, stop: asyncio.Event, every_s: float = SWEEP_
 
 
 class Connection:
-    def __init__(self, ws: ServerConnection, game: Game, metrics: Metrics, flusher: Flusher, direct_writes: bool):
+    def __init__(self, ws: PlayerSocket, game: Game, metrics: Metrics, flusher: Flusher, direct_writes: bool):
         now = time.monotonic()
         self.ws = ws
         self.game = game
@@ -264,9 +241,7 @@ class Connection:
         self.last_rate_error = -math.inf
         self.sending_since: float | None = None  # set while a send waits for the socket to drain
         self.ping_since = now  # when the last read-check ping was sent (none yet: the first is due READ_CHECK_S on)
-        self.pong: asyncio.Future[float] | None = (
-            None  # the last ping's: done once its pong came (or the socket closed)
-        )
+        self.pong: asyncio.Future[Any] | None = None  # the last ping's: done once its pong came (or on close)
         self.pings = 0  # read-check pings sent; the next one's payload
         self.writer_busy = False  # the writer task holds messages taken from the outbox
         self.closing = False
@@ -274,7 +249,7 @@ class Connection:
         self.early: list[bytes | str] = []  # messages after the hello, before the room joined the player
         # Frames written by flush itself, not through websockets: only where no extension was
         # negotiated (permessage-deflate frames must go through websockets' compressor).
-        self.direct = direct_writes and not ws.protocol.extensions
+        self.direct = direct_writes and ws.direct_ok
 
     # -- called by the seats (never awaits) --------------------------------
 
@@ -289,22 +264,19 @@ class Connection:
     def ping_if_due(self, now: float) -> None:
         """Send the next read-check ping once the last was answered and READ_CHECK_S have passed since it went.
 
-        What websockets' `ping()` does, without its send context (which would wait for a full socket to
-        drain: a ping is queued behind whatever is buffered, which is the point) and so without a task:
-        the pong resolves the future websockets keeps in `pending_pings`; `stalled_for` looks at it."""
+        The edge's `send_ping` queues it behind whatever is buffered (which is the point: it never waits
+        for a full socket to drain) and without a task; its pong resolves the future it returns, which
+        `stalled_for` looks at."""
         if (self.pong is not None and not self.pong.done()) or now - self.ping_since < READ_CHECK_S:
             return
         ws = self.ws
-        if self.closing or ws.protocol.state is not State.OPEN:
+        if self.closing or not ws.is_open():
             return
         self.pings += 1
         data = self.pings.to_bytes(4, "big")  # 4 bytes, as protocol.md says; unique among this socket's pings
-        self.pong = ws.loop.create_future()
-        ws.pending_pings[data] = (self.pong, ws.loop.time())
         self.ping_since = now
         try:
-            ws.protocol.send_ping(data)
-            ws.send_data()
+            self.pong = ws.send_ping(data)
         except Exception:  # noqa: BLE001 - lost meanwhile (as a direct write): the reader side ends the session
             pass
 
@@ -327,7 +299,7 @@ class Connection:
             self.outbox.ready.set()
             return
         ws, metrics = self.ws, self.metrics
-        if ws.protocol.state is not State.OPEN:
+        if not ws.is_open():
             return  # closing: the reader side ends the session
         if self.direct:
             # One writev for everything queued: each message as a frame head (with the observer's
@@ -348,9 +320,9 @@ class Connection:
                     pass  # ignores it: the reader side ends the session; others go on
             return
         for data in self.outbox.take():
-            if ws.protocol.state is not State.OPEN:
+            if not ws.is_open():
                 return  # closing: the reader side ends the session
-            broadcast((ws,), data)  # a non-blocking write of one frame
+            ws.send_nowait(data)  # a non-blocking write of one frame
             metrics.bytes_out += len(data)
             metrics.messages_out += 1
 
@@ -362,12 +334,12 @@ class Connection:
                 self.writer_busy = True  # until everything taken is sent, in order
                 for data in self.outbox.take():
                     self.sending_since = time.monotonic()
-                    await ws.send(data)
+                    await ws.send_message(data)
                     self.sending_since = None
                     metrics.bytes_out += len(data)
                     metrics.messages_out += 1
                 self.writer_busy = False
-        except ConnectionClosed:
+        except SocketClosed:
             pass  # the reader side ends the session
 
     # -- receiving ----------------------------------------------------------
@@ -377,7 +349,7 @@ class Connection:
             self.close_soon(protocol.CLOSE_POLICY, "policy violation: too many bad or excess messages")
 
     def on_message(self, frame: bytes | str) -> None:
-        """Every message of the socket (PlayerSocket.on_message), from its first: the hello to `handle`,
+        """Every message of the socket (PlayerSocket.hand_messages_to), from its first: the hello to `handle`,
         what comes before the room joined the player kept (MAX_EARLY), then each to `receive`."""
         metrics = self.metrics
         metrics.messages_in += 1
@@ -424,17 +396,15 @@ class Connection:
             self.strike(now)
 
 
-async def _refuse(
-    ws: ServerConnection, metrics: Metrics, code: int, reason: str, err: ProtocolError | None = None
-) -> None:
+async def _refuse(ws: PlayerSocket, metrics: Metrics, code: int, reason: str, err: ProtocolError | None = None) -> None:
     metrics.closes[code] = metrics.closes.get(code, 0) + 1
     if err is not None:
-        await ws.send(protocol.encode_error(err))
+        await ws.send_message(protocol.encode_error(err))
     await ws.close(code, reason)
 
 
 async def handle(ws: PlayerSocket, game: Game, seats: Seats, metrics: Metrics, flusher: Flusher) -> None:
-    """Serve one player socket from hello to close (app.py serves with create_connection=PlayerSocket)."""
+    """Serve one player socket from hello to close (each edge runs it for each WebSocket it accepts)."""
     metrics.connections += 1
     metrics.connections_total += 1
     conn = Connection(ws, game, metrics, flusher, seats.direct_writes)
@@ -474,7 +444,7 @@ async def handle(ws: PlayerSocket, game: Game, seats: Seats, metrics: Metrics, f
         for frame in early:
             conn.receive(frame)
         await closed
-    except ConnectionClosed:
+    except SocketClosed:
         pass
     except Exception:  # never let one connection's bug reach others
         log.exception("connection handler failed")

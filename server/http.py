@@ -1,16 +1,15 @@
 """Plain HTTP on the game's port: the browser client, the map, /healthz,
-/metrics and /monitor (a page that plots /metrics live). Runs as websockets' `process_request` hook: returning None lets the
-WebSocket handshake go on (only for /ws)."""
+/metrics and /monitor (a page that plots /metrics live). `Routes.page(path)` answers a request's
+path with a `Page`, or None for /ws: the WebSocket handshake goes on. Each edge turns a Page into its
+library's response (websockets' `process_request` hook; picows' listener factory), on the same port."""
 
 from __future__ import annotations
 
 import json
 import mimetypes
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
-
-from websockets.datastructures import Headers
-from websockets.http11 import Request, Response
 
 from .config import CLIENT_DIR
 
@@ -19,19 +18,22 @@ VENDOR_DIR = CLIENT_DIR / "node_modules"
 MAX_STATIC = 8 * 1024 * 1024  # bytes; bigger files are not served
 
 
-def respond(status: int, body: bytes, content_type: str, reason: str = "") -> Response:
-    headers = Headers(
-        {
-            "Content-Type": content_type,
-            "Content-Length": str(len(body)),
-            "Cache-Control": "no-cache",
-            "X-Content-Type-Options": "nosniff",
-        }
-    )
-    return Response(status, reason or {200: "OK", 404: "Not Found", 403: "Forbidden"}.get(status, ""), headers, body)
+@dataclass(frozen=True)
+class Page:
+    """One HTTP response: its status, the headers but Content-Length (each edge adds it), the body."""
+
+    status: int
+    reason: str
+    headers: dict[str, str]
+    body: bytes
 
 
-def _static(root: Path, rel: str) -> Response:
+def respond(status: int, body: bytes, content_type: str, reason: str = "") -> Page:
+    headers = {"Content-Type": content_type, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
+    return Page(status, reason or {200: "OK", 404: "Not Found", 403: "Forbidden"}.get(status, ""), headers, body)
+
+
+def _static(root: Path, rel: str) -> Page:
     root = root.resolve()
     target = (root / rel.lstrip("/")).resolve()
     if target.is_dir():
@@ -83,8 +85,9 @@ class Routes:
             self._map = (raw, json.dumps(map_for_browsers(raw)).encode())
         return self._map[1]
 
-    def __call__(self, connection, request: Request) -> Response | None:
-        path = request.path.split("?", 1)[0]
+    def page(self, target: str) -> Page | None:
+        """The answer to a GET of `target` (a path, maybe with a query); None: /ws, the WebSocket."""
+        path = target.split("?", 1)[0]
         if path == WS_PATH:
             return None
         if path == "/healthz":

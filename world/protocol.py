@@ -33,7 +33,7 @@ VERSION = 2  # what this page and this server speak
 VERSIONS = (1, 2)  # accepted in hello; a version-1 session gets keyframes only (no `moves`)
 
 # -- limits on what a client sends (docs/protocol.md, "Limits") -------------------------------
-MAX_FRAME = 4096  # bytes; larger inbound frames are closed with 1009 by websockets
+MAX_FRAME = 4096  # bytes; larger inbound messages are closed with 1009 by the WebSocket edge (--ws, either library)
 MAX_CHAT = 200  # characters
 MAX_NAME = 24  # characters
 MAX_TALK = 200  # characters of a line said to an NPC

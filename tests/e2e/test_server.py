@@ -1,4 +1,8 @@
-"""A real server on a free loopback port, real WebSocket clients."""
+"""A real server on a free loopback port, real WebSocket clients.
+
+The tests of the wire's limits, closes and HTTP routes run against both WebSocket edges (`--ws`,
+server/edge_websockets.py and server/edge_picows.py): every test of the `crowded` and `server`
+servers, and those that ask for `edge`."""
 
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from server.config import WS_EDGES
 from world.protocol import VERSION, VERSIONS
+from support.servers import start_server
 from support.wsclient import Player
 
 
@@ -35,15 +41,32 @@ async def close_code(ws, timeout: float = 10) -> int:
         return exc.rcvd.code if exc.rcvd else 1006
 
 
-@pytest.fixture(scope="module")
-def crowded(request):
-    from support.servers import start_server
+@pytest.fixture(scope="module", params=WS_EDGES)
+def edge(request) -> str:
+    """The WebSocket library the server runs on (`--ws`)."""
+    return request.param
 
-    srv = start_server("--npcs", "300", "--grace", "2", "--npc-dir", "")  # only the 300 wanderers
+
+# The room's own rules (not the socket's) are tested on the default edge only.
+default_edge = pytest.mark.parametrize("edge", [WS_EDGES[0]], indirect=True)
+
+
+@pytest.fixture(scope="module")
+def crowded(edge):
+    srv = start_server("--npcs", "300", "--grace", "2", "--npc-dir", "", "--ws", edge)  # only the 300 wanderers
     yield srv
     srv.stop()
 
 
+@pytest.fixture(scope="module")
+def server(edge):
+    """conftest's `server`, on each edge."""
+    srv = start_server("--npcs", "30", "--grace", "5", "--ws", edge)
+    yield srv
+    srv.stop()
+
+
+@default_edge
 async def test_two_players_join_move_and_see_each_other_and_npcs(crowded):
     a = await Player.join(crowded.ws_url, "ada")
     b = await Player.join(crowded.ws_url, "bob")
@@ -63,6 +86,7 @@ async def test_two_players_join_move_and_see_each_other_and_npcs(crowded):
     await b.close()
 
 
+@default_edge
 async def test_deltas_decode_to_what_a_keyframe_client_sees(crowded):
     # A version-1 session gets every update whole; a version-2 one gets moves against the update
     # before. Both at the plaza, moving: at every tick both hold, what both see is in the same place.
@@ -93,6 +117,7 @@ async def test_deltas_decode_to_what_a_keyframe_client_sees(crowded):
     await new.close()
 
 
+@default_edge
 async def test_a_player_cannot_move_another(crowded):
     a = await Player.join(crowded.ws_url, "ada")
     b = await Player.join(crowded.ws_url, "bob")
@@ -137,6 +162,7 @@ async def test_chat_reaches_nearby_players_only(launch):
         await p.close()
 
 
+@default_edge
 async def test_reconnect_resumes_within_grace_and_not_after(crowded):
     a = await Player.join(crowded.ws_url, "ada")
     watcher = await Player.join(crowded.ws_url, "wat")
@@ -449,8 +475,8 @@ async def test_metrics_count_what_clients_did(launch):
     await p.close()
 
 
-async def test_sigterm_closes_clients_with_going_away(launch):
-    srv = launch("--npcs", "5")
+async def test_sigterm_closes_clients_with_going_away(launch, edge):
+    srv = launch("--npcs", "5", "--ws", edge)
     a = await Player.join(srv.ws_url, "ada")
     await a.recv()
     srv.proc.send_signal(signal.SIGTERM)

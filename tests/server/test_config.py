@@ -95,6 +95,11 @@ def test_toml_tables_of_sections_and_the_flat_server_table(tmp_path):
         ("[world]\ntick_rate = 1000\n", "tick_rate ([world]) = 1000: expected 1..240 Hz"),
         ("[npcs]\nwanderers = -1\n", "npcs ([npcs] wanderers) = -1: expected 0..100000"),
         ("[net]\nlog_level = 'loud'\n", "log_level ([net]) = 'loud': expected one of debug, info, warning, error"),
+        ("[net]\nws = 'tornado'\n", "ws ([net]) = 'tornado': expected one of websockets, picows"),
+        (
+            "[net]\nws = 'picows'\ncompression = true\n",
+            "compression ([net]) = True: expected --ws websockets (picows has no permessage-deflate)",
+        ),
         ("[store]\npath = '.'\n", "store ([store] path) = '.': expected an SQLite file path (not a folder)"),
     ],
 )
