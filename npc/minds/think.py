@@ -59,7 +59,8 @@ class Answers:
     """What a decider has for the cast at the start of a tick."""
 
     replies: list[tuple[Sight, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
-    # (the sight asked, action (n,) int8, target (n,) int64, place (n,) int32): decoded on-time answers
+    # (the sight asked, action (n,) int8, target (n,) int64, place (n,) int32): decoded on-time answers; a
+    # sight cut to the answers that apply may come without its pairs (take(pairs=False)): only applied
     missed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     # NPCs whose answer was late, dropped or failed: the built-in decides for them this tick
 
@@ -549,14 +550,16 @@ _PAIRS = ("p_row", "p_id", "p_dist", "p_pos", "p_near_s", "p_greeted", "p_given"
 _SCALARS = ("defn", "now_s", "minute", "day", "block")
 
 
-def take(s: Sight, keep: np.ndarray) -> Sight:
-    """The rows of a sight where keep (n,) is True, pairs re-indexed."""
+def take(s: Sight, keep: np.ndarray, pairs: bool = True) -> Sight:
+    """The rows of a sight where keep (n,) is True, pairs re-indexed. pairs=False: without its pairs (no
+    player within notice, for a sight only applied: builtin.complete and apply_verdicts read no pairs;
+    the pairs are most of a take's cost, ~10 per NPC)."""
     if keep.all():
         return s
     idx = np.flatnonzero(keep)
     new_row = np.full(len(s), -1, np.int64)
     new_row[idx] = np.arange(len(idx))
-    pk = keep[s.p_row] if len(s.p_row) else np.zeros(0, bool)
+    pk = keep[s.p_row] if len(s.p_row) and pairs else np.zeros(len(s.p_row), bool)
     kw = {f: getattr(s, f) for f in _SCALARS}
     for f in Sight.__dataclass_fields__:
         if f in kw or f == "start":
