@@ -317,7 +317,10 @@ def apply_verdicts(cast, parts: list, by: int) -> None:
         plans.append((changed, r) + _allowed(sight, v, idx, changed))
     # World.set_intents per part, in order: a call draws its go_to legs' random spots from the world's
     # generator and times them by its slowest NPC, so one call for all parts would change both
-    done_all, said_eids, said_lines, said_minds = [], [], [], []
+    done_all: list[np.ndarray] = []
+    said_eids: list[int] = []  # the lines every part says, in order, said at once below
+    said_lines: list[str] = []
+    said_minds: list[tuple] = []  # (mind, line)
     for (sight, v, idx, _, _), (changed, r, ch, i, refused) in zip(work, plans):
         ok = (
             world.set_intents(sight.eid[i], v.action[i], v.place[i], v.target[i], v.distance[i], v.activity[i])
