@@ -255,7 +255,7 @@ class World:
         if not len(texts):
             return
         t = self._table
-        slots = np.fromiter(map(t.slot_of.__getitem__, np.asarray(eids).tolist()), np.int64, len(texts))
+        slots = t.slots(eids)
         pos = t.pos[slots]
         cells = self._grid.cell_of(pos).tolist()
         kinds = t.kind[slots].tolist()
@@ -268,8 +268,8 @@ class World:
     def names_of(self, eids: np.ndarray) -> list[str | None]:
         """Names of many entities; None for an id that is gone (or -1)."""
         t = self._table
-        get = t.slot_of.get
-        return [t.name[s] if s is not None else None for s in map(get, np.asarray(eids).tolist())]
+        names = t.name
+        return [names[s] if s >= 0 else None for s in t.slots(eids, strict=False).tolist()]
 
     def take_lines(self) -> list[Line]:
         """The lines said since the last call (at most MAX_LINES_KEPT, the newest), oldest first."""
@@ -361,9 +361,8 @@ class World:
         fit (set_intent would raise: not an NPC, no place for go_to/patrol, no other live target);
         those rows are left as they were."""
         t = self._table
-        get = t.slot_of.get
         eids = np.asarray(eids, np.int64)
-        slots = np.fromiter((get(e, -1) for e in eids.tolist()), np.int64, len(eids))
+        slots = t.slots(eids, strict=False)
         action = np.asarray(action, np.int64)
         place = np.asarray(place, np.int64)
         target = np.asarray(target, np.int64)
@@ -373,7 +372,7 @@ class World:
         goto = mode == intents.GOTO
         ok &= ~goto | ((place >= 0) & (place < len(self._place_xy)))
         chase = (mode == intents.FOLLOW) | (mode == intents.FLEE)
-        tslot = np.fromiter((get(e, -1) for e in np.where(chase, target, -1).tolist()), np.int64, len(eids))
+        tslot = t.slots(np.where(chase, target, -1), strict=False)
         ok &= ~chase | ((tslot >= 0) & (target != eids))
         if not ok.any():
             return ok
@@ -456,7 +455,7 @@ class World:
     def set_stat_rates_many(self, eids: np.ndarray, names: tuple[str, ...], rates: np.ndarray) -> None:
         """set_stat_rates for many entities: rates (n, len(names)) per game hour."""
         t = self._table
-        slots = np.fromiter(map(t.slot_of.__getitem__, np.asarray(eids).tolist()), np.int64, len(eids))
+        slots = t.slots(eids)
         self._stats.set_rates_many(slots, names, rates)
 
     def stats(self, eid: int) -> dict[str, float]:
@@ -538,7 +537,7 @@ class World:
     def columns(self, eids: np.ndarray, stats: tuple[str, ...] = ()) -> Columns:
         """The intents, positions and named stats of many live NPCs at once (KeyError for an unknown id)."""
         t = self._table
-        slots = np.fromiter(map(t.slot_of.__getitem__, np.asarray(eids).tolist()), np.int64, len(eids))
+        slots = t.slots(eids)
         mode = t.i_mode[slots]
         goto = mode == intents.GOTO
         chase = (mode == intents.FOLLOW) | (mode == intents.FLEE)
@@ -563,8 +562,7 @@ class World:
     def locate(self, eids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(alive (n,) bool, centres (n, 2), nan where gone) of entity ids that may be gone (or -1)."""
         t = self._table
-        get = t.slot_of.get
-        slots = np.fromiter((get(e, -1) for e in np.asarray(eids).tolist()), np.int64, len(eids))
+        slots = t.slots(eids, strict=False)
         alive = slots >= 0
         pos = np.full((len(slots), 2), np.nan)
         pos[alive] = t.pos[slots[alive]]

@@ -93,8 +93,13 @@ def main(
 ) -> None:
     """Entry point of a spawned worker."""
     _die_with_parent(parent_pid)
-    if nice:
-        os.nice(nice)  # yield the CPU to the tick process (PoolConfig.nice)
+    if nice:  # yield the CPU to the tick process (PoolConfig.nice): the parent's nice + nice
+        try:
+            want = min(19, os.getpriority(os.PRIO_PROCESS, parent_pid) + nice)
+        except OSError:  # the parent is gone (_die_with_parent ends this process) or not readable
+            want = min(19, os.nice(0) + nice)
+        if os.nice(0) < want:  # the pool may have set it already, at spawn (local.py _spawn)
+            os.setpriority(os.PRIO_PROCESS, 0, want)
     # Ctrl+C reaches the whole process group; the pool, not each worker, decides what to do.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _limit_threads(threads)

@@ -27,6 +27,7 @@ import numpy as np
 from world.intents import ACTION_INDEX
 
 from npc.files.schema import Block, Definition
+from npc.minds import state
 from npc.minds.perception import Perception, Seen
 
 NEVER = float("-inf")
@@ -128,7 +129,10 @@ def look_many(
     pairs = index.within(cols.pos, radius)
     p_npc = eids[pairs.query]
     p_id = pids[pairs.entity]
-    since = ledger.noticed.get(p_npc, p_id, default=now)
+    # this look's pairs from the four tables, sorted once (npc/minds/state.read)
+    since, greeted, given, approached = state.read(
+        [ledger.noticed, ledger.greeted, ledger.given, ledger.approached], p_npc, p_id, [now, NEVER, NEVER, NEVER]
+    )
     if advance:
         ledger.notice(eids, p_npc, p_id, since)
     alive, tpos = world.locate(cols.target)
@@ -141,8 +145,6 @@ def look_many(
     at = world.places_at(cols.pos)
     p_pos = ppos[pairs.entity]
     p_near_s = now - since
-    greeted, given = ledger.greeted.get(p_npc, p_id), ledger.given.get(p_npc, p_id)
-    approached = ledger.approached.get(p_npc, p_id)
     gifts = table.gifts[rows]
     index_of = {name: i for i, name in enumerate(world.places)}
     out = []

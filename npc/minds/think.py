@@ -59,7 +59,8 @@ class Answers:
     """What a decider has for the cast at the start of a tick."""
 
     replies: list[tuple[Sight, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
-    # (the sight asked, action (n,) int8, target (n,) int64, place (n,) int32): decoded on-time answers
+    # (the sight asked, action (n,) int8, target (n,) int64, place (n,) int32): decoded on-time answers; a
+    # sight cut to the answers that apply may come without its pairs (take(pairs=False)): only applied
     missed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     # NPCs whose answer was late, dropped or failed: the built-in decides for them this tick
 
@@ -76,15 +77,20 @@ def think(cast) -> None:
     if answers is not None:
         if len(answers.missed):
             cast.fallback = np.concatenate([cast.fallback, np.asarray(answers.missed, np.int64)])
+        parts = []  # every file's answers, applied in one pass (apply_verdicts)
         for sight, action, target, place in answers.replies:
             try:
                 keep = _still(cast, sight) & ~np.isin(sight.eid, held)
                 if keep.any():
                     s = take(sight, keep)
                     v = builtin.complete(s, world.places, action[keep], target[keep], place[keep], builtin.WHY_POLICY)
-                    apply_verdict(cast, s, v, BY_POLICY)
+                    parts.append((s, v))
             except Exception as e:
                 cast.internal(e, None)
+        try:
+            apply_verdicts(cast, parts, BY_POLICY)
+        except Exception as e:  # a bug here costs this tick's policy decisions, never the tick
+            cast.internal(e, None)
         cast.ledger.commit()  # the answers' greetings written before anyone looks again
 
     live = rows.live()
@@ -177,6 +183,15 @@ def _think_due(cast, eids: np.ndarray, rows: np.ndarray, forced: np.ndarray) -> 
         cast.ledger,
         cast.players(),
     )
+    plain: list = []  # consecutive built-in files' verdicts, applied in one pass (before any hooks run)
+
+    def flush() -> None:
+        try:
+            apply_verdicts(cast, plain, BY_BUILTIN)
+        except Exception as e:
+            cast.internal(e, None)
+        plain.clear()
+
     for (defn, what, _), sight in zip(plan, sights):
         try:
             if what == "ask":
@@ -186,11 +201,13 @@ def _think_due(cast, eids: np.ndarray, rows: np.ndarray, forced: np.ndarray) -> 
             if decider is not None:
                 decider.note(sight, verdict)
             if what == "hooks":
+                flush()
                 _hooks(cast, sight, verdict)
             else:
-                apply_verdict(cast, sight, verdict, BY_BUILTIN)
+                plain.append((sight, verdict))
         except Exception as e:
             cast.internal(e, None)
+    flush()
 
 
 def _hooks(cast, sight: Sight, verdict) -> None:
@@ -251,39 +268,83 @@ def _events(m, p) -> list[Event]:
 
 def apply_verdict(cast, sight: Sight, v, by: int) -> None:
     """Row i's decision reaches the world only where it differs from the NPC's current intent."""
+    apply_verdicts(cast, [(sight, v)], by)
+
+
+def apply_verdicts(cast, parts: list, by: int) -> None:
+    """apply_verdict for the verdicts of several files at once, parts = [(sight, verdict), ...]: the
+    world is read (World.columns) and its lines said (World.say_many) once for all of them; a file's
+    own rules (allowed actions, need rates, lines) and its World.set_intents run per part, in order.
+    The outcome is what one apply_verdict per part in turn gives (intents, reports, lines and their
+    order, ledger writes): an NPC is in one part only, and no part reads what another writes."""
     world, rows = cast.world, cast.rows
-    live = ~v.keep
-    if not live.any():
-        return
-    idx = np.flatnonzero(live)
-    eids = sight.eid[idx]
     now = world.time_s
-    cur = world.columns(eids)
-    act_ = v.action[idx]
-    activity = v.activity[idx]
-    want = np.where(np.equal(activity, None), ACTION_NAMES[act_], activity)  # type: ignore[call-overload]  # stubs: no None operand
-    changed = (
-        (act_ != cur.action)
-        | (v.place[idx] != cur.place)
-        | (v.target[idx] != cur.target)
-        | (want != cur.activity)
-        | (v.say[idx] != builtin.SAY_NONE)
-    )
-    r = sight.row[idx] if sight.row is not None else rows.rows(eids.tolist())
-    rows.by[r] = by
-    rows.why[r] = v.why[idx]
-    rows.need[r] = v.need[idx]
-    approach = (act_ == APPROACH) & (v.target[idx] >= 0) & ~changed  # a continued approach: still counts
-    if approach.any():
-        cast.ledger.approached.later(eids[approach], v.target[idx][approach], now)
-    same = ~changed
-    if same.any() and any(nd.during for nd in sight.defn.needs):
-        _rates(world, sight.defn, eids[same], cur, same)
-    done = _set(cast, sight, v, idx, changed, now)
-    if done.any() and sight.defn.needs:  # the new intents' need rates, all at once
-        _rates(world, sight.defn, eids[done], world.columns(eids[done]), np.ones(int(done.sum()), bool))
-    if done.any():  # who was greeted, given to, approached: one write per kind
-        led, tgt = cast.ledger, v.target[idx]
+    work = []  # (sight, verdict, idx (rows applied), lo, hi (their range in the gathered arrays))
+    n = 0
+    for sight, v in parts:
+        idx = np.flatnonzero(~v.keep)
+        if len(idx):
+            work.append((sight, v, idx, n, n + len(idx)))
+            n += len(idx)
+    if not work:
+        return
+    all_eids = np.concatenate([sight.eid[idx] for sight, _, idx, _, _ in work])
+    cur_all = world.columns(all_eids)
+    plans = []  # per part: (changed, r, i (rows to set, after the allowed check), fits-reports)
+    for sight, v, idx, lo, hi in work:
+        eids = all_eids[lo:hi]
+        cur = _cols(cur_all, lo, hi)
+        act_ = v.action[idx]
+        activity = v.activity[idx]
+        want = np.where(np.equal(activity, None), ACTION_NAMES[act_], activity)  # type: ignore[call-overload]  # stubs: no None operand
+        changed = (
+            (act_ != cur.action)
+            | (v.place[idx] != cur.place)
+            | (v.target[idx] != cur.target)
+            | (want != cur.activity)
+            | (v.say[idx] != builtin.SAY_NONE)
+        )
+        r = sight.row[idx] if sight.row is not None else rows.rows(eids.tolist())
+        rows.by[r] = by
+        rows.why[r] = v.why[idx]
+        rows.need[r] = v.need[idx]
+        approach = (act_ == APPROACH) & (v.target[idx] >= 0) & ~changed  # a continued approach: still counts
+        if approach.any():
+            cast.ledger.approached.later(eids[approach], v.target[idx][approach], now)
+        same = ~changed
+        if same.any() and any(nd.during for nd in sight.defn.needs):
+            _rates(world, sight.defn, eids[same], cur, same)
+        plans.append((changed, r) + _allowed(sight, v, idx, changed))
+    # World.set_intents per part, in order: a call draws its go_to legs' random spots from the world's
+    # generator and times them by its slowest NPC, so one call for all parts would change both
+    done_all: list[np.ndarray] = []
+    said_eids: list[int] = []  # the lines every part says, in order, said at once below
+    said_lines: list[str] = []
+    said_minds: list[tuple] = []  # (mind, line)
+    for (sight, v, idx, _, _), (changed, r, ch, i, refused) in zip(work, plans):
+        ok = (
+            world.set_intents(sight.eid[i], v.action[i], v.place[i], v.target[i], v.distance[i], v.activity[i])
+            if len(i)
+            else np.zeros(0, bool)
+        )
+        done_all.append(_done(cast, sight, v, idx, ch, i, ok, refused, now, said_eids, said_lines, said_minds))
+    if said_lines:  # the lines of every part, in order, said at once
+        world.say_many(np.asarray(said_eids, np.int64), said_lines)
+        for m, line in said_minds:
+            m.said(line, now)
+    done_any = [k for k, d in enumerate(done_all) if d.any() and work[k][0].defn.needs]
+    if done_any:  # the new intents' need rates: one read of the world, then per file
+        sel = [all_eids[work[k][3] : work[k][4]][done_all[k]] for k in done_any]
+        cols = world.columns(np.concatenate(sel))
+        lo = 0
+        for k, e in zip(done_any, sel):
+            _rates(world, work[k][0].defn, e, _cols(cols, lo, lo + len(e)), np.ones(len(e), bool))
+            lo += len(e)
+    led = cast.ledger
+    for (sight, v, idx, lo, hi), (changed, r, *_), done in zip(work, plans, done_all):
+        if not done.any():
+            continue
+        eids, act_, tgt = all_eids[lo:hi], v.action[idx], v.target[idx]
         for kind, code in ((led.greeted, TALK), (led.given, GIVE), (led.approached, APPROACH)):
             sel = done & (act_ == code) & (tgt >= 0)
             if sel.any():
@@ -297,30 +358,35 @@ def apply_verdict(cast, sight: Sight, v, by: int) -> None:
             )
 
 
-def _set(cast, sight: Sight, v, idx: np.ndarray, changed: np.ndarray, now: float) -> np.ndarray:
-    """The changed rows' intents, in one World.set_intents; the lines they say, one by one.
-    Returns done (len(idx),): the rows whose intent the world took."""
-    world, defn = cast.world, sight.defn
-    done = np.zeros(len(idx), bool)
+def _cols(c, lo: int, hi: int):
+    """Rows lo:hi of a World.columns gather (views)."""
+    return type(c)(*(getattr(c, f)[lo:hi] for f in _COLUMN_FIELDS))
+
+
+_COLUMN_FIELDS = ("pos", "action", "place", "target", "arrived", "since", "arrived_at", "activity", "stats")
+
+
+def _allowed(sight: Sight, v, idx: np.ndarray, changed: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
+    """The changed rows the file allows: (ch: their positions in idx, i: their rows in the sight, the refused
+    rows' report arguments, reported when this part's turn comes)."""
+    defn = sight.defn
     ch = np.flatnonzero(changed)
     if not len(ch):
-        return done
+        return ch, ch, []
     allowed = np.asarray([a in defn.allowed for a in ACTIONS])
     i = idx[ch]
     fits = allowed[v.action[i]]  # the last line of defence: the file's allowed list
-    for k in np.flatnonzero(~fits).tolist():
-        cast.report(
-            Report(
-                "intent",
-                f"{ACTIONS[int(v.action[i[k]])]!r} is not allowed; ignored",
-                defn.file,
-                defn.id,
-                int(sight.eid[i[k]]),
-                at_s=now,
-            )
-        )
-    ch, i = ch[fits], i[fits]
-    ok = world.set_intents(sight.eid[i], v.action[i], v.place[i], v.target[i], v.distance[i], v.activity[i])
+    refused = [(int(v.action[i[k]]), int(sight.eid[i[k]])) for k in np.flatnonzero(~fits).tolist()]
+    return ch[fits], i[fits], refused
+
+
+def _done(cast, sight, v, idx, ch, i, ok, refused, now, said_eids, said_lines, said_minds) -> np.ndarray:
+    """After the world took (ok) or refused the part's intents: its reports, its lines (appended to the
+    said_* lists, said at once by the caller). Returns done (len(idx),): the rows whose intent the world took."""
+    defn = sight.defn
+    done = np.zeros(len(idx), bool)
+    for a, eid in refused:
+        cast.report(Report("intent", f"{ACTIONS[a]!r} is not allowed; ignored", defn.file, defn.id, eid, at_s=now))
     for k in np.flatnonzero(~ok).tolist():
         cast.report(
             Report(
@@ -335,13 +401,15 @@ def _set(cast, sight: Sight, v, idx: np.ndarray, changed: np.ndarray, now: float
     done[ch[ok]] = True
     talking = i[ok][v.say[i[ok]] != builtin.SAY_NONE]  # greetings and gifts: filled and said at once
     if len(talking):
-        lines = builtin.say_lines(v, talking, sight, world.names_of)
-        said = [k for k, line in enumerate(lines) if line]
-        world.say_many(sight.eid[talking[said]], [lines[k] for k in said])
-        for k in said:
-            m = cast.minds.get(int(sight.eid[talking[k]]))
-            if m is not None:
-                m.said(lines[k], now)
+        lines = builtin.say_lines(v, talking, sight, cast.world.names_of)
+        for k, line in enumerate(lines):
+            if line:
+                eid = int(sight.eid[talking[k]])
+                said_eids.append(eid)
+                said_lines.append(line)
+                m = cast.minds.get(eid)
+                if m is not None:
+                    said_minds.append((m, line))
     return done
 
 
@@ -485,14 +553,16 @@ _PAIRS = ("p_row", "p_id", "p_dist", "p_pos", "p_near_s", "p_greeted", "p_given"
 _SCALARS = ("defn", "now_s", "minute", "day", "block")
 
 
-def take(s: Sight, keep: np.ndarray) -> Sight:
-    """The rows of a sight where keep (n,) is True, pairs re-indexed."""
+def take(s: Sight, keep: np.ndarray, pairs: bool = True) -> Sight:
+    """The rows of a sight where keep (n,) is True, pairs re-indexed. pairs=False: without its pairs (no
+    player within notice, for a sight only applied: builtin.complete and apply_verdicts read no pairs;
+    the pairs are most of a take's cost, ~10 per NPC)."""
     if keep.all():
         return s
     idx = np.flatnonzero(keep)
     new_row = np.full(len(s), -1, np.int64)
     new_row[idx] = np.arange(len(idx))
-    pk = keep[s.p_row] if len(s.p_row) else np.zeros(0, bool)
+    pk = keep[s.p_row] if len(s.p_row) and pairs else np.zeros(len(s.p_row), bool)
     kw = {f: getattr(s, f) for f in _SCALARS}
     for f in Sight.__dataclass_fields__:
         if f in kw or f == "start":

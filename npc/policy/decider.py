@@ -226,7 +226,7 @@ class PolicyDecider:
             hi = lo + len(s)
             sel = go[lo:hi]
             if sel.any():
-                part = s if sel.all() else think.take(s, sel)
+                part = s if sel.all() else think.take(s, sel, pairs=self.audit)  # (the audit decides: pairs)
                 a = d.action[lo:hi][sel]
                 if self.audit:
                     self._audit(part, a)

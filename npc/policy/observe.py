@@ -624,11 +624,10 @@ def _players(g: dict, col, t_alive: np.ndarray) -> tuple[dict[str, np.ndarray], 
         "p_dy": np.clip((g["p_pos"][:, 1] - g["pos"][pr, 1]) / notice[pr], -1, 1),
     }
     first = rank < K
-    f: dict[str, np.ndarray] = {}
-    for name, v in per.items():
-        out = np.zeros((N, K), np.float64)
-        out[pr[first], rank[first]] = v[first]
-        f[name] = out
+    # every field's nearest K in one scatter (N, K, fields), not one per field
+    out = np.zeros((N, K, len(per)), np.float64)
+    out[pr[first], rank[first]] = np.stack([np.asarray(v, np.float64) for v in per.values()], axis=1)[first]
+    f: dict[str, np.ndarray] = {name: out[:, :, j] for j, name in enumerate(per)}
     f["any"] = np.stack(
         [
             np.bincount(pr, weights=per[k], minlength=N) > 0

@@ -17,5 +17,6 @@ chromium        real Chromium: a page at a URL (chromium_page), an Observer play
 mqtthelp        a real Mosquitto and real `npcworld worker` processes (and their fixtures)
 policy_modules  policy modules loaded by name ("tests.support.policy_modules:go_to_need")
 sighthelp       Sights built from States, for the vectorised built-in behaviour
+decision_trace  a seeded town decided by the shipped policy, one digest a tick (the same-decisions guard)
 reference_builtin  the scalar built-in behaviour, the reference the vectorised one is checked against
 """

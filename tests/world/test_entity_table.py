@@ -30,3 +30,22 @@ def test_a_column_must_be_declared_with_the_dtype_it_is_made_with():
         table.column("w_phase", np.float64)
     table.column("w_phase", np.int8, fill=2)
     assert table.w_phase.dtype == np.int8 and (table.w_phase == 2).all()
+
+
+def test_slots_of_many_ids_agree_with_the_dict_through_adds_removes_and_reuse():
+    rng = np.random.default_rng(3)
+    table = EntityTable(4096, initial_capacity=4)
+    live: list[int] = []
+    for _ in range(2000):  # grows both the columns and the id array past their first sizes
+        if live and rng.random() < 0.4:
+            table.remove(live.pop(int(rng.integers(len(live)))))
+        else:
+            live.append(table.add(NPC, "n", "#fff", 0.0, 0.0)[0])
+        probe = np.concatenate([rng.integers(-2, table.next_id + 3, 50), np.asarray(live[-5:], np.int64)])
+        want = [table.slot_of.get(int(e), -1) for e in probe]
+        assert table.slots(probe, strict=False).tolist() == want
+    assert table.slots(live).tolist() == [table.slot_of[e] for e in live]
+    gone = next(e for e in range(1, table.next_id) if e not in table.slot_of)
+    with pytest.raises(KeyError, match=f"no entity with id {gone}"):
+        table.slots([live[0], gone])
+    assert table.slots(np.zeros(0, np.int64)).tolist() == []

@@ -179,6 +179,11 @@ def test_a_warm_standby_takes_over_a_killed_worker_at_once(gated):
     running = block_worker(pool, gated)
     os.kill(old_pid, signal.SIGKILL)
     assert running.wait(WAIT) and running.outcome is Outcome.FAILED
+    # the next standby is at its low priority from the moment its process exists: a spawned child
+    # re-imports the parent's main module before worker.main runs, and that must not run at the tick's
+    assert pool.wait_for(lambda: ex.spares[0].pid not in (None, old_pid, spare_pid), WAIT), ex.spares
+    if renice:
+        assert os.getpriority(os.PRIO_PROCESS, ex.spares[0].pid) == min(19, mine + 19)
     out = pool.submit({"n": "after"}, far()).result(WAIT)
     assert out["pid"] == spare_pid and out["call"] == 1  # the standby's first batch
     info = pool.workers()[0]
