@@ -7,6 +7,8 @@ prefixes; the engine choice.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -173,9 +175,10 @@ def test_the_engine_is_lean_for_llama_and_transformers_otherwise():
     assert make_engine("auto", tiny()[0], 64, 0)[0] == "lean"
 
 
-@pytest.mark.timeout(600)  # loading the GGUF into float32 takes most of it; slow on a busy 2-core machine
-def test_lean_matches_transformers_on_the_default_model():
-    """SmolLM2-135M-Instruct, both in float32 so that the numbers can agree closely."""
+@pytest.fixture(scope="module")
+def default_model():
+    """SmolLM2-135M-Instruct in float32, a chat prompt, and transformers' own greedy reply to it
+    (generate: 8 tokens, with the first token's logits)."""
     hf, tok = load("default", dtype="float32")
     ids = tok.apply_chat_template(
         [
@@ -187,8 +190,6 @@ def test_lean_matches_transformers_on_the_default_model():
         return_dict=False,
     )
     ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
-    e = lean.LeanEngine(hf, columns=len(ids) + 16, pad_id=0, quant="none")
-    first, out = engine_greedy(e, [ids], 4)
     with torch.inference_mode():
         ref = hf.generate(
             torch.tensor([ids]),
@@ -198,13 +199,54 @@ def test_lean_matches_transformers_on_the_default_model():
             output_logits=True,
             return_dict_in_generate=True,
         )
-    torch.testing.assert_close(first[0], ref.logits[0][0].float(), rtol=1e-3, atol=2e-3)
-    want = ref.sequences[0, len(ids) :].tolist()
+    return hf, ids, ref.logits[0][0].float(), ref.sequences[0, len(ids) :].tolist()
+
+
+@pytest.fixture(scope="module")
+def default_bf16(default_model):
+    """The same model in bf16: what the lean path runs on CPU by default (int4 layers)."""
+    return copy.deepcopy(default_model[0]).to(torch.bfloat16)
+
+
+@pytest.mark.timeout(600)  # loading the GGUF into float32 takes most of it; slow on a busy 2-core machine
+def test_lean_matches_transformers_on_the_default_model(default_model, default_bf16):
+    """SmolLM2-135M-Instruct, both in float32 so that the numbers can agree closely."""
+    hf, ids, ref_first, want = default_model
+    e = lean.LeanEngine(hf, columns=len(ids) + 16, pad_id=0, quant="none")
+    first, out = engine_greedy(e, [ids], 4)
+    torch.testing.assert_close(first[0], ref_first, rtol=1e-3, atol=2e-3)
     assert out[0] == want[:4]
     # The default on CPU: bf16 with int4 layers (the GGUF's own Q4_1 grid) and an int8 head. The
     # documented tolerance: the same greedy tokens as transformers in float32 for 8 steps (measured
     # on this prompt: 14 of 16, as int8; bf16 without quantization: 16 of 16).
-    e = lean.LeanEngine(hf.to(torch.bfloat16), columns=len(ids) + 16, pad_id=0, quant="int4")
+    e = lean.LeanEngine(default_bf16, columns=len(ids) + 16, pad_id=0, quant="int4")
     assert e.model.quant == "int4"
     _, out = engine_greedy(e, [ids], 8)
     assert out[0] == want
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("quant", ["int4", "none"])
+def test_three_candidates_of_one_prompt_match_transformers_on_the_default_model(default_model, default_bf16, quant):
+    """What the runner does for a request of 3 candidates: the prompt is prefilled whole into row
+    0, the other two join from its stored prefix (only its last token computed), and the 3 rows
+    decode as one batch, rows of one length. Greedy, each row must give transformers' tokens (the
+    tolerance above: 8 steps). With int4 the 2-row sibling prefill and every decode step run the
+    quantized matmuls on more than one row (the case s12e's cuts broke: a non-contiguous input)."""
+    hf, ids, _, want = default_model
+    e = lean.LeanEngine(default_bf16, columns=len(ids) + 16, pad_id=0, quant=quant)
+    assert e.model.quant == quant
+    stored: dict = {}
+    keep = lambda p, layers: stored.setdefault(tuple(p), [(k.clone(), v.clone()) for k, v in layers])
+    n = len(ids) - 1  # the prefix cache always leaves the last token to compute
+    with torch.inference_mode():
+        row0 = e.prefill([(ids, 0, None)], keep)
+        prefix = [(k[:, :, :n], v[:, :, :n]) for k, v in stored[tuple(ids)]]
+        rows12 = e.prefill([(ids, n, prefix), (ids, n, prefix)], keep)
+        tokens = torch.cat([row0, rows12]).argmax(-1)
+        out = [[int(t)] for t in tokens]
+        for _ in range(len(want) - 1):
+            tokens = e.decode(tokens).argmax(-1)
+            for row, t in zip(out, tokens):
+                row.append(int(t))
+    assert out == [want] * 3
