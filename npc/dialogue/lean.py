@@ -103,7 +103,7 @@ class Dense:
         rows = x.numel() // x.shape[-1]
         if self.quant == "none" or rows > QUANT_ROWS:
             return F.linear(x, self.w)
-        x2 = x.reshape(rows, x.shape[-1])
+        x2 = x.reshape(rows, x.shape[-1]).contiguous()  # the int kernels take contiguous inputs only
         if self.quant == "int8":
             y = torch._weight_int8pack_mm(x2, self.q, self.scale)
         else:
@@ -156,26 +156,35 @@ class LeanLlama:
         self.norm = hf.model.norm.weight.detach()
         self.head = Dense(hf.get_output_embeddings().weight.detach(), "int8" if self.quant == "int4" else self.quant)
 
-        # RoPE tables from the model's own rotary embedding: (columns + 1, head_dim / 2), the
-        # halves of transformers' duplicated cos/sin (its rotate_half layout).
+        # RoPE tables from the model's own rotary embedding: (columns + 1, head_dim), in
+        # transformers' rotate_half layout: rope(x) = x * cos + rotate_half(x) * sin, where
+        # rotate_half(x) = (-x2, x1) = roll(x, D/2) * (-1 .. -1, 1 .. 1); the sign goes into `sin`,
+        # so that the step's RoPE is one roll and two in-place ops (it was seven kernels a layer).
         with torch.inference_mode():
             at = torch.arange(columns + 1, device=self.device)[None]
             cos, sin = hf.model.rotary_emb(emb[:1][None], at)
         half = self.head_dim // 2
-        self.cos = cos[0, :, :half].to(self.dtype).contiguous()
-        self.sin = sin[0, :, :half].to(self.dtype).contiguous()
+        self.cos = cos[0].to(self.dtype).contiguous()
+        self.sin = torch.cat([-sin[0, :, :half], sin[0, :, half:]], -1).to(self.dtype).contiguous()
         self.scale = getattr(hf.model.layers[0].self_attn, "scaling", 1.0 / math.sqrt(self.head_dim))
         self.col_ids = torch.arange(columns + 1, device=self.device)
         self.dump = columns  # the column padding writes to
         self.kv = self._slab(rows)
-        self.row_ids = torch.arange(rows, device=self.device)[:, None]  # (rows, 1): index tables, made once
 
     def _slab(self, rows: int) -> torch.Tensor:
-        return torch.zeros(
+        """A zeroed slab of `rows` rows, and its index tables (made once per slab): row_ids (rows, 1);
+        at (rows, 2 * kv_heads): where column 0 of (row, keys | values, kv head) is in a layer's
+        slab seen flat as (2 * rows * kv_heads * (columns + 1), head_dim), so that one
+        index_put_ a layer writes a step's keys and values (two were 5% of a decode step)."""
+        kv = torch.zeros(
             (self.n_layers, 2, rows, self.kv_heads, self.columns + 1, self.head_dim),
             dtype=self.dtype,
             device=self.device,
         )
+        self.row_ids = torch.arange(rows, device=self.device)[:, None]
+        at = torch.arange(2 * rows * self.kv_heads, device=self.device).view(2, rows, self.kv_heads)
+        self.at = (at * (self.columns + 1)).permute(1, 0, 2).reshape(rows, 2 * self.kv_heads).contiguous()
+        return kv
 
     @property
     def rows(self) -> int:
@@ -189,7 +198,6 @@ class LeanLlama:
         kv = self._slab(max(rows, 2 * self.rows))
         kv[:, :, :used, :, :width] = self.kv[:, :, :used, :, :width]
         self.kv = kv
-        self.row_ids = torch.arange(self.rows, device=self.device)[:, None]
         return True
 
     def move(self, src: int, dst: int, width: int) -> None:
@@ -210,45 +218,55 @@ class LeanLlama:
         ]
 
     def forward(
-        self, ids: torch.Tensor, pos: torch.Tensor, col: torch.Tensor, first: int, width: int, pick: torch.Tensor | None
+        self,
+        ids: torch.Tensor,
+        pos: torch.Tensor,
+        col: torch.Tensor,
+        first: int,
+        width: int,
+        pick: torch.Tensor | None,
+        full: bool = False,
     ) -> torch.Tensor:
         """Logits for T new tokens in each of the B rows first .. first+B-1.
 
         ids, pos, col: (B, T) long: the tokens, their positions (RoPE, mask), the
         slab columns their keys go to (pos, or the dump column for padding).
         width: columns attended, > every pos. pick: (B,) the token of each row
-        whose logits are wanted -> (B, vocab); None: every token's -> (B, T, vocab)."""
+        whose logits are wanted -> (B, vocab); None: every token's -> (B, T, vocab).
+        full: every token sees every column < width (a decode step of rows of one
+        length: no mask to build or apply)."""
         B, T = ids.shape
         H, KV, G, D = self.heads, self.kv_heads, self.group, self.head_dim
         half = D // 2
-        rows = self.row_ids[first : first + B]  # (B, 1)
         x = F.embedding(ids, self.embed)  # (B, T, hidden)
-        cos, sin = self.cos[pos][:, :, None], self.sin[pos][:, :, None]  # (B, T, 1, D/2)
-        # Each query (head g of kv head k, token t) sees the columns up to its position: an
-        # additive mask made once a step (a boolean one is converted in every layer's call).
-        seen = self.col_ids[:width] <= pos[:, :, None]  # (B, T, width)
-        mask = torch.zeros(seen.shape, dtype=self.dtype, device=ids.device).masked_fill_(~seen, -math.inf)
-        mask = mask[:, None, None].expand(B, 1, G, T, width).reshape(B, 1, G * T, width)
+        cos, sin = self.cos[pos][:, :, None], self.sin[pos][:, :, None]  # (B, T, 1, D)
+        at = self.at[first : first + B, None] + col[:, :, None]  # (B, T, 2 KV): flat slab rows, made once a step
+        mask = None
+        if not full:
+            # Each query (head g of kv head k, token t) sees the columns up to its position: an
+            # additive mask made once a step (a boolean one is converted in every layer's call).
+            seen = self.col_ids[:width] <= pos[:, :, None]  # (B, T, width)
+            mask = torch.zeros(seen.shape, dtype=self.dtype, device=ids.device).masked_fill_(~seen, -math.inf)
+            mask = mask[:, None, None].expand(B, 1, G, T, width).reshape(B, 1, G * T, width)
         for li, (ln1, qkv_w, o_w, ln2, gu_w, down_w) in enumerate(self.layers):
             h = F.rms_norm(x, (self.hidden,), ln1, self.eps)
             qkv = qkv_w(h).view(B, T, H + 2 * KV, D)
-            qk, v = qkv[:, :, : H + KV], qkv[:, :, H + KV :]
-            x1, x2 = qk[..., :half], qk[..., half:]
-            qk = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)  # RoPE on q and k at once
+            qk = qkv[:, :, : H + KV]
+            turned = qk.roll(half, -1)
+            qk.mul_(cos).addcmul_(turned, sin)  # RoPE on q and k at once, in place
             slab = self.kv[li]
-            slab[0][rows, :, col] = qk[:, :, H:]  # (B, T, KV, D) into (row, kv head, column)
-            slab[1][rows, :, col] = v
+            slab.view(-1, D).index_put_((at,), qkv[:, :, H:])  # keys and values (B, T, 2 KV, D), one write
             keys = slab[0, first : first + B, :, :width]  # (B, KV, width, D), a view
             values = slab[1, first : first + B, :, :width]
-            q = qk[:, :, :H].reshape(B, T, KV, G, D).permute(0, 2, 3, 1, 4).reshape(B, KV, G * T, D)
+            q = qkv[:, :, :H].reshape(B, T, KV, G, D).permute(0, 2, 3, 1, 4).reshape(B, KV, G * T, D)
             a = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scale)
             a = a.view(B, KV, G, T, D).permute(0, 3, 1, 2, 4).reshape(B, T, H * D)
             x = x + o_w(a)
             h = F.rms_norm(x, (self.hidden,), ln2, self.eps)
             gate, up = gu_w(h).chunk(2, -1)
-            x = x + down_w(F.silu(gate) * up)
+            x = x + down_w(F.silu(gate) * up)  # a new, contiguous tensor (gate is a view)
         if pick is not None:
-            x = x[self.row_ids[:B, 0], pick]  # (B, hidden)
+            x = x[:, 0] if T == 1 else x[self.row_ids[:B, 0], pick]  # (B, hidden)
         return self.head(F.rms_norm(x, (self.hidden,), self.norm, self.eps))
 
 
@@ -322,7 +340,10 @@ class LeanEngine:
             logits = self._replay(B, tokens)
         else:
             pos = self.pos[:B, None]
-            logits = self.model.forward(tokens[:, None], pos, pos, 0, max(self.lens) + 1, self.zeros[:B])
+            top = max(self.lens)
+            logits = self.model.forward(
+                tokens[:, None], pos, pos, 0, top + 1, self.zeros[:B], full=min(self.lens) == top
+            )
         self.pos[:B] += 1
         self.lens = [n + 1 for n in self.lens]
         return logits
