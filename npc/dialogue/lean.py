@@ -300,8 +300,16 @@ class LeanEngine:
 
     def _inputs(self, seqs: list[list[int]], starts: list[int]) -> tuple[torch.Tensor, ...]:
         """(ids, pos, col) for rows whose new tokens `seqs[i]` start at column starts[i],
-        right-padded: padding keeps its RoPE position in range and writes to the dump column."""
+        right-padded: padding keeps its RoPE position in range and writes to the dump column.
+
+        Only real tokens must fit: a row joining from a long cached prefix (n tokens, 1 new) beside
+        a fresh prompt (T new) is padded to n + T positions, which may pass the slab's columns
+        (s12f: 24 requests x 3 candidates of ~530-token prompts, "a row of 1079 tokens"); its
+        padding goes to the dump column at a clamped position, so it never needs the room."""
         m = self.model
+        end = max(start + len(s) for s, start in zip(seqs, starts))  # columns the real tokens reach
+        if end > m.columns:
+            raise ValueError(f"lean decode path: a row of {end} tokens is past the slab's {m.columns} columns")
         T = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), T), self.pad_id, dtype=torch.long)
         pos = torch.arange(T)[None].repeat(len(seqs), 1) + torch.tensor(starts)[:, None]
@@ -309,10 +317,6 @@ class LeanEngine:
         for i, s in enumerate(seqs):
             ids[i, : len(s)] = torch.tensor(s)
             col[i, len(s) :] = m.dump
-        if int(pos.max()) > m.dump:
-            raise ValueError(
-                f"lean decode path: a row of {int(pos.max())} tokens is past the slab's {m.columns} columns"
-            )
         pos = pos.clamp(max=m.dump)
         return ids.to(self.device), pos.to(self.device), col.to(self.device)
 

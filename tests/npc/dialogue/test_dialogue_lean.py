@@ -87,6 +87,63 @@ def test_lean_rows_leave_and_join_and_cached_prefixes_keep_the_numbers(tiny_llam
     torch.testing.assert_close(logits[1].float(), reference(tiny_llama, c2 + [int(last[1])]), rtol=1e-4, atol=1e-4)
 
 
+def test_a_row_joining_from_a_long_prefix_beside_a_fresh_prompt_fits_the_slab(tiny_llama):
+    """Only real tokens need columns: a row joining from a cached prefix (39 tokens cached, 1 new)
+    prefilled beside a fresh 40-token prompt is padded to positions 39 .. 78 of a 64-column
+    slab (s12f's "a row of 1079 tokens is past the slab's 1072 columns"); the numbers stay right.
+    A real row that does not fit is refused, with the sizes."""
+    e = lean.LeanEngine(tiny_llama, columns=64, pad_id=0, quant="none")
+    a, b = list(range(10, 50)), list(range(100, 140))
+    stored: dict = {}
+    keep = lambda p, layers: stored.setdefault(tuple(p), [(k.clone(), v.clone()) for k, v in layers])
+    with torch.inference_mode():
+        e.prefill([(a, 0, None)], keep)
+        prefix = [(k[:, :, :39], v[:, :, :39]) for k, v in stored[tuple(a)]]
+        logits = e.prefill([(a, 39, prefix), (b, 0, None)], keep)
+        for i, p in enumerate([a, b]):
+            torch.testing.assert_close(logits[i].float(), reference(tiny_llama, p), rtol=1e-4, atol=1e-4)
+        step = e.decode(torch.cat([logits.argmax(-1)[:1], logits.argmax(-1)]))
+        torch.testing.assert_close(step[2].float(), reference(tiny_llama, b + [int(logits[1].argmax())]))
+        e.keep([])
+        with pytest.raises(ValueError, match="a row of 65 tokens is past the slab's 64 columns"):
+            e.prefill([(list(range(65)), 0, None)], keep)
+
+
+def test_many_requests_of_three_candidates_with_long_prompts_all_end_as_on_transformers():
+    """s12f's load scaled down: requests of 3 candidates joining at once with prompts of most of
+    a row, so that the siblings (joining from a cached prefix) are prefilled beside the next fresh
+    prompts. It raised inside a step (every stream failed); now every reply ends, as on transformers."""
+    kw = dict(model="tiny", max_new_tokens=8, max_prompt_tokens=120, seed=7)
+    line = lambda sid: f"{sid} " + "tell me about the village, the market and the well; " * 2
+    plan = {0: [(sid, ask(line(sid), 8, candidates=3)) for sid in range(8)]}
+    leaned, plain = DialogueRunner(**kw), DialogueRunner(**kw, engine="transformers")
+    assert 100 < len(leaned.encode(plan[0][0][1]["messages"])) <= 120
+    a, b = run_all(leaned, plan), run_all(plain, plan)
+    assert sorted(a) == list(range(8)) and all(pieces[-1][1] for pieces in a.values())
+
+    def texts(out: dict) -> dict:  # (sid, candidate) -> its text (the order of pieces follows the clock)
+        said: dict = {}
+        for sid, pieces in out.items():
+            for p, _, _ in pieces:
+                said[sid, p["n"]] = said.get((sid, p["n"]), "") + p["text"]
+        return said
+
+    assert texts(a) == texts(b) and len(texts(a)) == 24
+    assert leaned.engine.running == 0
+
+
+def test_a_choose_that_cannot_fit_a_row_is_refused_alone():
+    """Its prompt and its longest option pass the row: refused when it is added (an error inside a
+    step would fail every stream); the reply beside it goes on."""
+    r = DialogueRunner(model="tiny", max_new_tokens=4, max_prompt_tokens=60, seed=7)
+    r.add(1, ask("hello", 4))
+    long = {"kind": "choose", "messages": ask("x" * 40)["messages"], "options": ["wait", "follow " * 3]}
+    with pytest.raises(ValueError, match="choose: a prompt of .* tokens and an option of 21 pass the 64 tokens"):
+        r.add(2, long)
+    out = run_all(r, {})
+    assert out[1][-1][1] and not r.choosing
+
+
 @pytest.mark.parametrize("quant", ["int8", "int4"])
 def test_quantized_weights_stay_close_to_the_bf16_logits(quant):
     hf = tiny(seed=3, layers=3, hidden=64)[0].to(torch.bfloat16)
