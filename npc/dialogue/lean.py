@@ -53,12 +53,15 @@ import torch.nn.functional as F
 # Measured (bench/dialogue.py --engines-only, 2 threads, one decode row, side by side in one run
 # on a busy machine): see QUANT_MEASURED. Prefill rows (many at once) stay bf16, faster there:
 # a 272-row prefill took 8.0 ms in int8 and 2.2 ms in bf16 for a 576 -> 3072 projection, so a
-# Dense keeps both and multiplies up to QUANT_ROWS rows quantized (decode of a few
+# Dense keeps both and multiplies up to QUANT_ROWS rows quantized (decode of up to 12
 # conversations), more in bf16 (prefill, bigger batches). "auto": int4 for bf16 models on CPU
 # (torch's int4/int8 kernels used here are CPU ones), none on CUDA.
 QUANTS = ("none", "int8", "int4")
 QUANTIZE = {"cpu": "int4", "cuda": "none"}
-QUANT_ROWS = 4
+# int4 up to 12 rows, measured at the default model's decode step (s13c, /tmp A/B in one process,
+# 1 thread, load 6-8, ms a step, QUANT_ROWS 4 (bf16 above 4 rows) vs int4): 6 rows 140 vs 108,
+# 8 rows 119 vs 85, 12 rows 171 vs 152; 16 rows 114 vs 123 and 24 rows 160 vs 189 (bf16 faster).
+QUANT_ROWS = 12
 GROUP = 32  # int4: inputs per scale and zero (Q4_1's block)
 
 
