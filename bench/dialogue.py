@@ -66,6 +66,10 @@ import sys
 import time
 from pathlib import Path
 
+# Before anything imports tqdm (transformers does): tqdm reads TQDM_* variables when it is
+# imported, so the GGUF conversion bar is silenced here, for this process and the pool workers.
+os.environ.setdefault("TQDM_DISABLE", "1")
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 

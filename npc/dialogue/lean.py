@@ -53,12 +53,15 @@ import torch.nn.functional as F
 # Measured (bench/dialogue.py --engines-only, 2 threads, one decode row, side by side in one run
 # on a busy machine): see QUANT_MEASURED. Prefill rows (many at once) stay bf16, faster there:
 # a 272-row prefill took 8.0 ms in int8 and 2.2 ms in bf16 for a 576 -> 3072 projection, so a
-# Dense keeps both and multiplies up to QUANT_ROWS rows quantized (decode of a few
+# Dense keeps both and multiplies up to QUANT_ROWS rows quantized (decode of up to 12
 # conversations), more in bf16 (prefill, bigger batches). "auto": int4 for bf16 models on CPU
 # (torch's int4/int8 kernels used here are CPU ones), none on CUDA.
 QUANTS = ("none", "int8", "int4")
 QUANTIZE = {"cpu": "int4", "cuda": "none"}
-QUANT_ROWS = 4
+# int4 up to 12 rows, measured at the default model's decode step (s13c, /tmp A/B in one process,
+# 1 thread, load 6-8, ms a step, QUANT_ROWS 4 (bf16 above 4 rows) vs int4): 6 rows 140 vs 108,
+# 8 rows 119 vs 85, 12 rows 171 vs 152; 16 rows 114 vs 123 and 24 rows 160 vs 189 (bf16 faster).
+QUANT_ROWS = 12
 GROUP = 32  # int4: inputs per scale and zero (Q4_1's block)
 
 
@@ -103,7 +106,7 @@ class Dense:
         rows = x.numel() // x.shape[-1]
         if self.quant == "none" or rows > QUANT_ROWS:
             return F.linear(x, self.w)
-        x2 = x.reshape(rows, x.shape[-1])
+        x2 = x.reshape(rows, x.shape[-1]).contiguous()  # the int kernels take contiguous inputs only
         if self.quant == "int8":
             y = torch._weight_int8pack_mm(x2, self.q, self.scale)
         else:
@@ -156,26 +159,35 @@ class LeanLlama:
         self.norm = hf.model.norm.weight.detach()
         self.head = Dense(hf.get_output_embeddings().weight.detach(), "int8" if self.quant == "int4" else self.quant)
 
-        # RoPE tables from the model's own rotary embedding: (columns + 1, head_dim / 2), the
-        # halves of transformers' duplicated cos/sin (its rotate_half layout).
+        # RoPE tables from the model's own rotary embedding: (columns + 1, head_dim), in
+        # transformers' rotate_half layout: rope(x) = x * cos + rotate_half(x) * sin, where
+        # rotate_half(x) = (-x2, x1) = roll(x, D/2) * (-1 .. -1, 1 .. 1); the sign goes into `sin`,
+        # so that the step's RoPE is one roll and two in-place ops (it was seven kernels a layer).
         with torch.inference_mode():
             at = torch.arange(columns + 1, device=self.device)[None]
             cos, sin = hf.model.rotary_emb(emb[:1][None], at)
         half = self.head_dim // 2
-        self.cos = cos[0, :, :half].to(self.dtype).contiguous()
-        self.sin = sin[0, :, :half].to(self.dtype).contiguous()
+        self.cos = cos[0].to(self.dtype).contiguous()
+        self.sin = torch.cat([-sin[0, :, :half], sin[0, :, half:]], -1).to(self.dtype).contiguous()
         self.scale = getattr(hf.model.layers[0].self_attn, "scaling", 1.0 / math.sqrt(self.head_dim))
         self.col_ids = torch.arange(columns + 1, device=self.device)
         self.dump = columns  # the column padding writes to
         self.kv = self._slab(rows)
-        self.row_ids = torch.arange(rows, device=self.device)[:, None]  # (rows, 1): index tables, made once
 
     def _slab(self, rows: int) -> torch.Tensor:
-        return torch.zeros(
+        """A zeroed slab of `rows` rows, and its index tables (made once per slab): row_ids (rows, 1);
+        at (rows, 2 * kv_heads): where column 0 of (row, keys | values, kv head) is in a layer's
+        slab seen flat as (2 * rows * kv_heads * (columns + 1), head_dim), so that one
+        index_put_ a layer writes a step's keys and values (two were 5% of a decode step)."""
+        kv = torch.zeros(
             (self.n_layers, 2, rows, self.kv_heads, self.columns + 1, self.head_dim),
             dtype=self.dtype,
             device=self.device,
         )
+        self.row_ids = torch.arange(rows, device=self.device)[:, None]
+        at = torch.arange(2 * rows * self.kv_heads, device=self.device).view(2, rows, self.kv_heads)
+        self.at = (at * (self.columns + 1)).permute(1, 0, 2).reshape(rows, 2 * self.kv_heads).contiguous()
+        return kv
 
     @property
     def rows(self) -> int:
@@ -189,7 +201,6 @@ class LeanLlama:
         kv = self._slab(max(rows, 2 * self.rows))
         kv[:, :, :used, :, :width] = self.kv[:, :, :used, :, :width]
         self.kv = kv
-        self.row_ids = torch.arange(self.rows, device=self.device)[:, None]
         return True
 
     def move(self, src: int, dst: int, width: int) -> None:
@@ -210,45 +221,55 @@ class LeanLlama:
         ]
 
     def forward(
-        self, ids: torch.Tensor, pos: torch.Tensor, col: torch.Tensor, first: int, width: int, pick: torch.Tensor | None
+        self,
+        ids: torch.Tensor,
+        pos: torch.Tensor,
+        col: torch.Tensor,
+        first: int,
+        width: int,
+        pick: torch.Tensor | None,
+        full: bool = False,
     ) -> torch.Tensor:
         """Logits for T new tokens in each of the B rows first .. first+B-1.
 
         ids, pos, col: (B, T) long: the tokens, their positions (RoPE, mask), the
         slab columns their keys go to (pos, or the dump column for padding).
         width: columns attended, > every pos. pick: (B,) the token of each row
-        whose logits are wanted -> (B, vocab); None: every token's -> (B, T, vocab)."""
+        whose logits are wanted -> (B, vocab); None: every token's -> (B, T, vocab).
+        full: every token sees every column < width (a decode step of rows of one
+        length: no mask to build or apply)."""
         B, T = ids.shape
         H, KV, G, D = self.heads, self.kv_heads, self.group, self.head_dim
         half = D // 2
-        rows = self.row_ids[first : first + B]  # (B, 1)
         x = F.embedding(ids, self.embed)  # (B, T, hidden)
-        cos, sin = self.cos[pos][:, :, None], self.sin[pos][:, :, None]  # (B, T, 1, D/2)
-        # Each query (head g of kv head k, token t) sees the columns up to its position: an
-        # additive mask made once a step (a boolean one is converted in every layer's call).
-        seen = self.col_ids[:width] <= pos[:, :, None]  # (B, T, width)
-        mask = torch.zeros(seen.shape, dtype=self.dtype, device=ids.device).masked_fill_(~seen, -math.inf)
-        mask = mask[:, None, None].expand(B, 1, G, T, width).reshape(B, 1, G * T, width)
+        cos, sin = self.cos[pos][:, :, None], self.sin[pos][:, :, None]  # (B, T, 1, D)
+        at = self.at[first : first + B, None] + col[:, :, None]  # (B, T, 2 KV): flat slab rows, made once a step
+        mask = None
+        if not full:
+            # Each query (head g of kv head k, token t) sees the columns up to its position: an
+            # additive mask made once a step (a boolean one is converted in every layer's call).
+            seen = self.col_ids[:width] <= pos[:, :, None]  # (B, T, width)
+            mask = torch.zeros(seen.shape, dtype=self.dtype, device=ids.device).masked_fill_(~seen, -math.inf)
+            mask = mask[:, None, None].expand(B, 1, G, T, width).reshape(B, 1, G * T, width)
         for li, (ln1, qkv_w, o_w, ln2, gu_w, down_w) in enumerate(self.layers):
             h = F.rms_norm(x, (self.hidden,), ln1, self.eps)
             qkv = qkv_w(h).view(B, T, H + 2 * KV, D)
-            qk, v = qkv[:, :, : H + KV], qkv[:, :, H + KV :]
-            x1, x2 = qk[..., :half], qk[..., half:]
-            qk = torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], -1)  # RoPE on q and k at once
+            qk = qkv[:, :, : H + KV]
+            turned = qk.roll(half, -1)
+            qk.mul_(cos).addcmul_(turned, sin)  # RoPE on q and k at once, in place
             slab = self.kv[li]
-            slab[0][rows, :, col] = qk[:, :, H:]  # (B, T, KV, D) into (row, kv head, column)
-            slab[1][rows, :, col] = v
+            slab.view(-1, D).index_put_((at,), qkv[:, :, H:])  # keys and values (B, T, 2 KV, D), one write
             keys = slab[0, first : first + B, :, :width]  # (B, KV, width, D), a view
             values = slab[1, first : first + B, :, :width]
-            q = qk[:, :, :H].reshape(B, T, KV, G, D).permute(0, 2, 3, 1, 4).reshape(B, KV, G * T, D)
+            q = qkv[:, :, :H].reshape(B, T, KV, G, D).permute(0, 2, 3, 1, 4).reshape(B, KV, G * T, D)
             a = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scale)
             a = a.view(B, KV, G, T, D).permute(0, 3, 1, 2, 4).reshape(B, T, H * D)
             x = x + o_w(a)
             h = F.rms_norm(x, (self.hidden,), ln2, self.eps)
             gate, up = gu_w(h).chunk(2, -1)
-            x = x + down_w(F.silu(gate) * up)
+            x = x + down_w(F.silu(gate) * up)  # a new, contiguous tensor (gate is a view)
         if pick is not None:
-            x = x[self.row_ids[:B, 0], pick]  # (B, hidden)
+            x = x[:, 0] if T == 1 else x[self.row_ids[:B, 0], pick]  # (B, hidden)
         return self.head(F.rms_norm(x, (self.hidden,), self.norm, self.eps))
 
 
@@ -282,8 +303,16 @@ class LeanEngine:
 
     def _inputs(self, seqs: list[list[int]], starts: list[int]) -> tuple[torch.Tensor, ...]:
         """(ids, pos, col) for rows whose new tokens `seqs[i]` start at column starts[i],
-        right-padded: padding keeps its RoPE position in range and writes to the dump column."""
+        right-padded: padding keeps its RoPE position in range and writes to the dump column.
+
+        Only real tokens must fit: a row joining from a long cached prefix (n tokens, 1 new) beside
+        a fresh prompt (T new) is padded to n + T positions, which may pass the slab's columns
+        (s12f: 24 requests x 3 candidates of ~530-token prompts, "a row of 1079 tokens"); its
+        padding goes to the dump column at a clamped position, so it never needs the room."""
         m = self.model
+        end = max(start + len(s) for s, start in zip(seqs, starts))  # columns the real tokens reach
+        if end > m.columns:
+            raise ValueError(f"lean decode path: a row of {end} tokens is past the slab's {m.columns} columns")
         T = max(len(s) for s in seqs)
         ids = torch.full((len(seqs), T), self.pad_id, dtype=torch.long)
         pos = torch.arange(T)[None].repeat(len(seqs), 1) + torch.tensor(starts)[:, None]
@@ -291,10 +320,6 @@ class LeanEngine:
         for i, s in enumerate(seqs):
             ids[i, : len(s)] = torch.tensor(s)
             col[i, len(s) :] = m.dump
-        if int(pos.max()) > m.dump:
-            raise ValueError(
-                f"lean decode path: a row of {int(pos.max())} tokens is past the slab's {m.columns} columns"
-            )
         pos = pos.clamp(max=m.dump)
         return ids.to(self.device), pos.to(self.device), col.to(self.device)
 
@@ -322,7 +347,10 @@ class LeanEngine:
             logits = self._replay(B, tokens)
         else:
             pos = self.pos[:B, None]
-            logits = self.model.forward(tokens[:, None], pos, pos, 0, max(self.lens) + 1, self.zeros[:B])
+            top = max(self.lens)
+            logits = self.model.forward(
+                tokens[:, None], pos, pos, 0, top + 1, self.zeros[:B], full=min(self.lens) == top
+            )
         self.pos[:B] += 1
         self.lens = [n + 1 for n in self.lens]
         return logits

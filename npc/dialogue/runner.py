@@ -15,7 +15,9 @@ Requests (payloads; msgpack types):
         -> one final piece {"choice": index, "scores": [mean log-prob per option]}; with
            "prior", the options are also scored after those messages (a content-free
            exchange) and "scores" are the differences: what this exchange adds to each
-           option over its own prior likelihood (contextual calibration)
+           option over its own prior likelihood (contextual calibration). A prompt and
+           option longer than a row (max_prompt_tokens + max_new_tokens) is refused at add,
+           with the sizes: a reply always fits (its prompt is trimmed to max_prompt_tokens).
 
 The running batch: the replies in decode, one row each, held by an engine
 (the tensors; the runner keeps the requests, the step policy and sampling):
@@ -140,9 +142,8 @@ class DialogueRunner(StreamRunner):
                 f"exceed the model's context of {ctx} tokens"
             )
         self.ctx = ctx
-        self.engine_name, self.engine = make_engine(
-            engine, hf, max_prompt_tokens + max_new_tokens, self.tok.pad_token_id or 0, quant
-        )
+        self.columns = max_prompt_tokens + max_new_tokens  # the longest row an engine holds, in tokens
+        self.engine_name, self.engine = make_engine(engine, hf, self.columns, self.tok.pad_token_id or 0, quant)
         self.max_prompt_tokens = max_prompt_tokens
         self.max_new_tokens = max_new_tokens
         self.prefill_tokens = prefill_tokens
@@ -169,7 +170,9 @@ class DialogueRunner(StreamRunner):
         self.joining: list[_Reply] = []
         self.siblings: dict[int, list[_Reply]] = {}  # sid -> candidates waiting for the first one's prefill
         self.left: dict[int, int] = {}  # sid -> candidates of a request not yet ended
-        self.choosing: list[tuple[int, dict]] = []
+        self.choosing: list[
+            tuple[int, list[int], list[int] | None, list[list[int]]]
+        ] = []  # sid, prompt, prior, options
         self.rows: list[_Reply] = []  # the running batch, in the engine's row order
         self.last: Any = None  # (B,) long: each row's newest token, not yet in the cache
         self.trimmed_turns = 0
@@ -188,7 +191,17 @@ class DialogueRunner(StreamRunner):
         if kind == "choose":
             if not payload.get("options"):
                 raise ValueError("choose: no options")
-            self.choosing.append((sid, payload))
+            # Encoded here, so that a request that cannot fit fails alone (an error in a step fails every stream).
+            opts = self._options(payload["options"])
+            prompt = self.encode(payload["messages"])
+            prior = self.encode(payload["prior"]) if payload.get("prior") else None
+            for p in (prompt, prior):
+                if p is not None and len(p) + max(map(len, opts)) > self.columns:
+                    raise ValueError(
+                        f"choose: a prompt of {len(p)} tokens and an option of {max(map(len, opts))} pass the "
+                        f"{self.columns} tokens a row holds (max_prompt_tokens + max_new_tokens)"
+                    )
+            self.choosing.append((sid, prompt, prior, opts))
             return
         if kind != "reply":
             raise ValueError(f"unknown request kind {kind!r}; expected 'reply' or 'choose'")
@@ -232,10 +245,10 @@ class DialogueRunner(StreamRunner):
         out: list[tuple[int, Any, bool]] = []
         with self.torch.inference_mode():
             while self.choosing:
-                sid, payload = self.choosing.pop(0)
-                result = self.choose(payload["messages"], payload["options"])
-                if payload.get("prior"):
-                    prior = self.choose(payload["prior"], payload["options"])["scores"]
+                sid, prompt, before, opts = self.choosing.pop(0)
+                result = self._choose(prompt, opts)
+                if before is not None:
+                    prior = self._choose(before, opts)["scores"]
                     scores = [a - b for a, b in zip(result["scores"], prior)]
                     result = {
                         "choice": max(range(len(scores)), key=lambda i: scores[i]),
@@ -397,9 +410,13 @@ class DialogueRunner(StreamRunner):
         Only the given options can be chosen: nothing is generated or parsed.
         The prompt is computed once (from its cached prefix, if any); the options
         then run as one batch on top of copies of its cache."""
+        return self._choose(self.encode(messages), self._options(options))
+
+    def _options(self, options: list[str]) -> list[list[int]]:
+        return [tokens.text_ids(self.tok, o) or [self.tok.eos_token_id] for o in options]
+
+    def _choose(self, prompt: list[int], opts: list[list[int]]) -> dict:
         torch = self.torch
-        prompt = self.encode(messages)
-        opts = [tokens.text_ids(self.tok, o) or [self.tok.eos_token_id] for o in options]
         n, kv = self.prefixes.lookup(prompt)
         self.prefixes.used(n)
         with torch.inference_mode():

@@ -7,6 +7,8 @@ prefixes; the engine choice.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 
@@ -85,6 +87,63 @@ def test_lean_rows_leave_and_join_and_cached_prefixes_keep_the_numbers(tiny_llam
     torch.testing.assert_close(logits[1].float(), reference(tiny_llama, c2 + [int(last[1])]), rtol=1e-4, atol=1e-4)
 
 
+def test_a_row_joining_from_a_long_prefix_beside_a_fresh_prompt_fits_the_slab(tiny_llama):
+    """Only real tokens need columns: a row joining from a cached prefix (39 tokens cached, 1 new)
+    prefilled beside a fresh 40-token prompt is padded to positions 39 .. 78 of a 64-column
+    slab (s12f's "a row of 1079 tokens is past the slab's 1072 columns"); the numbers stay right.
+    A real row that does not fit is refused, with the sizes."""
+    e = lean.LeanEngine(tiny_llama, columns=64, pad_id=0, quant="none")
+    a, b = list(range(10, 50)), list(range(100, 140))
+    stored: dict = {}
+    keep = lambda p, layers: stored.setdefault(tuple(p), [(k.clone(), v.clone()) for k, v in layers])
+    with torch.inference_mode():
+        e.prefill([(a, 0, None)], keep)
+        prefix = [(k[:, :, :39], v[:, :, :39]) for k, v in stored[tuple(a)]]
+        logits = e.prefill([(a, 39, prefix), (b, 0, None)], keep)
+        for i, p in enumerate([a, b]):
+            torch.testing.assert_close(logits[i].float(), reference(tiny_llama, p), rtol=1e-4, atol=1e-4)
+        step = e.decode(torch.cat([logits.argmax(-1)[:1], logits.argmax(-1)]))
+        torch.testing.assert_close(step[2].float(), reference(tiny_llama, b + [int(logits[1].argmax())]))
+        e.keep([])
+        with pytest.raises(ValueError, match="a row of 65 tokens is past the slab's 64 columns"):
+            e.prefill([(list(range(65)), 0, None)], keep)
+
+
+def test_many_requests_of_three_candidates_with_long_prompts_all_end_as_on_transformers():
+    """s12f's load scaled down: requests of 3 candidates joining at once with prompts of most of
+    a row, so that the siblings (joining from a cached prefix) are prefilled beside the next fresh
+    prompts. It raised inside a step (every stream failed); now every reply ends, as on transformers."""
+    kw = dict(model="tiny", max_new_tokens=8, max_prompt_tokens=120, seed=7)
+    line = lambda sid: f"{sid} " + "tell me about the village, the market and the well; " * 2
+    plan = {0: [(sid, ask(line(sid), 8, candidates=3)) for sid in range(8)]}
+    leaned, plain = DialogueRunner(**kw), DialogueRunner(**kw, engine="transformers")
+    assert 100 < len(leaned.encode(plan[0][0][1]["messages"])) <= 120
+    a, b = run_all(leaned, plan), run_all(plain, plan)
+    assert sorted(a) == list(range(8)) and all(pieces[-1][1] for pieces in a.values())
+
+    def texts(out: dict) -> dict:  # (sid, candidate) -> its text (the order of pieces follows the clock)
+        said: dict = {}
+        for sid, pieces in out.items():
+            for p, _, _ in pieces:
+                said[sid, p["n"]] = said.get((sid, p["n"]), "") + p["text"]
+        return said
+
+    assert texts(a) == texts(b) and len(texts(a)) == 24
+    assert leaned.engine.running == 0
+
+
+def test_a_choose_that_cannot_fit_a_row_is_refused_alone():
+    """Its prompt and its longest option pass the row: refused when it is added (an error inside a
+    step would fail every stream); the reply beside it goes on."""
+    r = DialogueRunner(model="tiny", max_new_tokens=4, max_prompt_tokens=60, seed=7)
+    r.add(1, ask("hello", 4))
+    long = {"kind": "choose", "messages": ask("x" * 40)["messages"], "options": ["wait", "follow " * 3]}
+    with pytest.raises(ValueError, match="choose: a prompt of .* tokens and an option of 21 pass the 64 tokens"):
+        r.add(2, long)
+    out = run_all(r, {})
+    assert out[1][-1][1] and not r.choosing
+
+
 @pytest.mark.parametrize("quant", ["int8", "int4"])
 def test_quantized_weights_stay_close_to_the_bf16_logits(quant):
     hf = tiny(seed=3, layers=3, hidden=64)[0].to(torch.bfloat16)
@@ -111,7 +170,8 @@ def test_int4_gives_back_weights_that_were_on_a_4_bit_grid():
     x = torch.randn(3, 256).to(torch.bfloat16)
     exact = x.float() @ w.float().T
     torch.testing.assert_close(dense(x).float(), exact, rtol=2e-2, atol=2e-2 * exact.abs().max().item())
-    assert dense(torch.randn(5, 256).to(torch.bfloat16)).shape == (5, 96)  # past QUANT_ROWS: the bf16 weight
+    rows = lean.QUANT_ROWS + 1  # past QUANT_ROWS: the bf16 weight
+    assert dense(torch.randn(rows, 256).to(torch.bfloat16)).shape == (rows, 96)
 
 
 def test_quant_names_are_checked():
@@ -173,9 +233,10 @@ def test_the_engine_is_lean_for_llama_and_transformers_otherwise():
     assert make_engine("auto", tiny()[0], 64, 0)[0] == "lean"
 
 
-@pytest.mark.timeout(600)  # loading the GGUF into float32 takes most of it; slow on a busy 2-core machine
-def test_lean_matches_transformers_on_the_default_model():
-    """SmolLM2-135M-Instruct, both in float32 so that the numbers can agree closely."""
+@pytest.fixture(scope="module")
+def default_model():
+    """SmolLM2-135M-Instruct in float32, a chat prompt, and transformers' own greedy reply to it
+    (generate: 8 tokens, with the first token's logits)."""
     hf, tok = load("default", dtype="float32")
     ids = tok.apply_chat_template(
         [
@@ -187,8 +248,6 @@ def test_lean_matches_transformers_on_the_default_model():
         return_dict=False,
     )
     ids = list(ids["input_ids"] if isinstance(ids, dict) else ids)
-    e = lean.LeanEngine(hf, columns=len(ids) + 16, pad_id=0, quant="none")
-    first, out = engine_greedy(e, [ids], 4)
     with torch.inference_mode():
         ref = hf.generate(
             torch.tensor([ids]),
@@ -198,13 +257,54 @@ def test_lean_matches_transformers_on_the_default_model():
             output_logits=True,
             return_dict_in_generate=True,
         )
-    torch.testing.assert_close(first[0], ref.logits[0][0].float(), rtol=1e-3, atol=2e-3)
-    want = ref.sequences[0, len(ids) :].tolist()
+    return hf, ids, ref.logits[0][0].float(), ref.sequences[0, len(ids) :].tolist()
+
+
+@pytest.fixture(scope="module")
+def default_bf16(default_model):
+    """The same model in bf16: what the lean path runs on CPU by default (int4 layers)."""
+    return copy.deepcopy(default_model[0]).to(torch.bfloat16)
+
+
+@pytest.mark.timeout(600)  # loading the GGUF into float32 takes most of it; slow on a busy 2-core machine
+def test_lean_matches_transformers_on_the_default_model(default_model, default_bf16):
+    """SmolLM2-135M-Instruct, both in float32 so that the numbers can agree closely."""
+    hf, ids, ref_first, want = default_model
+    e = lean.LeanEngine(hf, columns=len(ids) + 16, pad_id=0, quant="none")
+    first, out = engine_greedy(e, [ids], 4)
+    torch.testing.assert_close(first[0], ref_first, rtol=1e-3, atol=2e-3)
     assert out[0] == want[:4]
     # The default on CPU: bf16 with int4 layers (the GGUF's own Q4_1 grid) and an int8 head. The
     # documented tolerance: the same greedy tokens as transformers in float32 for 8 steps (measured
     # on this prompt: 14 of 16, as int8; bf16 without quantization: 16 of 16).
-    e = lean.LeanEngine(hf.to(torch.bfloat16), columns=len(ids) + 16, pad_id=0, quant="int4")
+    e = lean.LeanEngine(default_bf16, columns=len(ids) + 16, pad_id=0, quant="int4")
     assert e.model.quant == "int4"
     _, out = engine_greedy(e, [ids], 8)
     assert out[0] == want
+
+
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("quant", ["int4", "none"])
+def test_three_candidates_of_one_prompt_match_transformers_on_the_default_model(default_model, default_bf16, quant):
+    """What the runner does for a request of 3 candidates: the prompt is prefilled whole into row
+    0, the other two join from its stored prefix (only its last token computed), and the 3 rows
+    decode as one batch, rows of one length. Greedy, each row must give transformers' tokens (the
+    tolerance above: 8 steps). With int4 the 2-row sibling prefill and every decode step run the
+    quantized matmuls on more than one row (the case s12e's cuts broke: a non-contiguous input)."""
+    hf, ids, _, want = default_model
+    e = lean.LeanEngine(default_bf16, columns=len(ids) + 16, pad_id=0, quant=quant)
+    assert e.model.quant == quant
+    stored: dict = {}
+    keep = lambda p, layers: stored.setdefault(tuple(p), [(k.clone(), v.clone()) for k, v in layers])
+    n = len(ids) - 1  # the prefix cache always leaves the last token to compute
+    with torch.inference_mode():
+        row0 = e.prefill([(ids, 0, None)], keep)
+        prefix = [(k[:, :, :n], v[:, :, :n]) for k, v in stored[tuple(ids)]]
+        rows12 = e.prefill([(ids, n, prefix), (ids, n, prefix)], keep)
+        tokens = torch.cat([row0, rows12]).argmax(-1)
+        out = [[int(t)] for t in tokens]
+        for _ in range(len(want) - 1):
+            tokens = e.decode(tokens).argmax(-1)
+            for row, t in zip(out, tokens):
+                row.append(int(t))
+    assert out == [want] * 3
