@@ -40,7 +40,7 @@ LOG_LEVELS = ("debug", "info", "warning", "error")
 # plaza) or "random" (uniformly over the free tiles reachable from it, from the world's seed: a load
 # test whose players spread over the world like the Colyseus peer's, so interest management works).
 SPAWNS = ("spawn", "random")
-WS_EDGES = ("websockets", "picows")  # --ws: server/edge_websockets.py, server/edge_picows.py
+WS_EDGES = ("picows", "websockets")  # --ws, the default first: server/edge_picows.py, server/edge_websockets.py
 
 
 class ConfigError(Exception):
@@ -107,8 +107,8 @@ class NetSection:
     # The WebSocket library under the gateway (server/gateway.py PlayerSocket): both serve the same
     # wire, HTTP routes and limits (docs/protocol.md); see README "Capacity" for what each costs.
     ws: str = option(
-        "websockets",
-        "WebSocket library of the game port: websockets, or picows (Cython frame parser; no compression)",
+        "picows",
+        "WebSocket library of the game port: picows (Cython frame parser; no compression), or websockets",
         choices=WS_EDGES,
     )
     log_level: str = option("info", "log level", choices=LOG_LEVELS)

@@ -95,7 +95,7 @@ def test_toml_tables_of_sections_and_the_flat_server_table(tmp_path):
         ("[world]\ntick_rate = 1000\n", "tick_rate ([world]) = 1000: expected 1..240 Hz"),
         ("[npcs]\nwanderers = -1\n", "npcs ([npcs] wanderers) = -1: expected 0..100000"),
         ("[net]\nlog_level = 'loud'\n", "log_level ([net]) = 'loud': expected one of debug, info, warning, error"),
-        ("[net]\nws = 'tornado'\n", "ws ([net]) = 'tornado': expected one of websockets, picows"),
+        ("[net]\nws = 'tornado'\n", "ws ([net]) = 'tornado': expected one of picows, websockets"),
         (
             "[net]\nws = 'picows'\ncompression = true\n",
             "compression ([net]) = True: expected --ws websockets (picows has no permessage-deflate)",

@@ -17,7 +17,7 @@ async def test_direct_frames_and_compressed_ones_reach_their_clients(launch):
     permessage-deflate gets websockets' compressed ones; each sees the other move."""
     from support.wsclient import Player
 
-    srv = launch("--compression", "--npcs", "5", "--npc-dir", "")
+    srv = launch("--compression", "--ws", "websockets", "--npcs", "5", "--npc-dir", "")  # deflate: websockets only
     plain = await Player.join(srv.ws_url, "plain", compression=None)
     packed = await Player.join(srv.ws_url, "packed", compression="deflate")
     assert not plain.ws.protocol.extensions and packed.ws.protocol.extensions
