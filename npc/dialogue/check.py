@@ -18,7 +18,12 @@ Problems (`Problem.kind`):
               know to be ordinary; a sentence's first word when it is
               someone addressed ("Kalva, welcome"), a REAL_WORLD name, or
               no ordinary English word (words.py: "Kalvador is far", not
-              "Bread is cheap")
+              "Bread is cheap"). A name the player used (`World.heard`) is
+              not of this world either: the reply may say it back only as the
+              player wrote it and without claiming it exists, in a question
+              ("Python? What is that?"), after a denial ("I know no Python")
+              or as the player's own ("your friend Aldric"); "Here is a Python
+              function" and "Dunmore is a fine town" are invented
   echo        the prompt quoted: SCAFFOLD's phrases, or five words in a row of
               the prompt's own framing (the moment, the facts, the rules)
   parrot      the player's line said back: eight words in a row of it, or
@@ -35,7 +40,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .text import finished
 from .words import is_ordinary
@@ -284,6 +289,7 @@ class World:
     line: str  # the player's line, for `parrot`
     player: str
     returning: bool = False  # the NPC has met this player before: saying their name scores
+    heard: set[str] = field(default_factory=set)  # names the player used (heard_words), as written: not known
 
 
 def known_words(*names: str) -> set[str]:
@@ -295,6 +301,42 @@ def proper_words(*texts: str) -> set[str]:
     """The names these texts may give (what an NPC file writes of its world): their capitalised
     words, and their words of four letters or more (a reply may capitalise "Anvil"), lowercase."""
     return {w.lower().strip("'") for t in texts for w in WORDS.findall(t) if w[0].isupper() or len(w) >= 4}
+
+
+def heard_words(*lines: str) -> set[str]:
+    """The names a player's lines use, as written (case kept): capitalised words past the first of
+    their sentence ("a Python function", "Say ARRR"), and a first word that is no ordinary English
+    word ("Dunmore is my home"; not "Repeat after me"). They are not of this world: see `problems`."""
+    out = set()
+    for line in lines:
+        for sentence in SENTENCE.findall(line):
+            for i, found in enumerate(WORDS.finditer(sentence)):
+                w = found.group(0).strip("'")
+                w = w[:-2] if w.endswith("'s") else w
+                opens = i == 0 or sentence[: found.start()].rstrip().endswith(OPENERS)  # "Repeat after me: Say"
+                if w and w[0].isupper() and not (opens and (len(w) < 3 or _ordinary(w.lower()))):
+                    out.add(w)
+    return out
+
+
+# Before a heard name, a denial: the reply does not claim the name exists ("never heard of Oz").
+DENIAL = {"not", "no", "never", "nothing", "nor", "neither", "nobody", "nowhere", "cannot", "unknown"}
+
+
+def _said_back(w: str, i: int, words: list[str], sentence: str, world: World) -> bool:
+    """Is words[i] (w) a name the player used, said back without a claim that it exists: the
+    sentence asks about it, denies it before naming it, or gives it as the player's own ("your
+    friend Aldric", "you're from Dunmore")?"""
+    name = w.strip("'")
+    name = name[:-2] if name.endswith("'s") else name
+    if name not in world.heard:
+        return False
+    if sentence.rstrip().rstrip("\"')*").endswith("?"):
+        return True
+    before = [x.lower() for x in words[:i]]
+    if any(x in DENIAL or x.endswith("n't") for x in before):
+        return True
+    return "your" in before[-2:] or (before[-1:] == ["from"] and bool({"you", "you're"} & set(before[-3:-1])))
 
 
 def grams(text: str, n: int) -> set[tuple[str, ...]]:
@@ -315,12 +357,18 @@ def problems(reply: str, world: World) -> list[Problem]:
             and low not in STARTERS
             and low not in ORDINARY
             and low not in REAL_WORLD
-            and not is_ordinary(low)
+            and not _ordinary(low)
+            and not _said_back(m.group(1), 0, words, sentence, world)
         ):
             invented.append(m.group(1))  # a sentence's first word, when it is someone addressed
-        elif words and (first := _first_name(sentence, words[0], world)):
+        elif (
+            words
+            and (first := _first_name(sentence, words[0], world))
+            and not _said_back(first, 0, words, sentence, world)
+        ):
             invented.append(first)  # or a name no one knows ("Kalvador is far")
-        for i, w in enumerate(words):
+        for i, found in enumerate(WORDS.finditer(sentence)):
+            w = found.group(0)
             low = w.lower().strip("'")
             low = low[:-2] if low.endswith("'s") else low
             if low in REAL_WORLD:
@@ -332,6 +380,9 @@ def problems(reply: str, world: World) -> list[Problem]:
                 and low not in ORDINARY
                 and not sentence.lstrip().startswith(('"', "'"))
                 and not (low.endswith("s") and low[:-1] in world.known)
+                and not _said_back(w, i, words, sentence, world)
+                # a quoted sentence's or a list's first word ('He asks: "What do you mean?"') reads as one
+                and not (sentence[: found.start()].rstrip().endswith(OPENERS) and not _first_name("", w, world))
             ):
                 invented.append(w)
     if invented:
@@ -365,11 +416,22 @@ def _first_name(sentence: str, w: str, world: World) -> str | None:
         or low in ORDINARY
         or low in STARTERS
         or low in REAL_WORLD
-        or is_ordinary(low)
+        or _ordinary(low)
         or sentence.lstrip().startswith(('"', "'"))
     ):
         return None  # (REAL_WORLD names are caught with the other words)
     return w
+
+
+OPENERS = ('"', "“", "'", "(", ":")  # after these a capitalised word may open a quoted sentence or a list
+CONTRACTION = re.compile(r"([a-z]+)'(?:re|ll|ve|d|m|s|t)")
+PRONOUNS = {"we", "he", "she", "it", "i"}  # too short for words.txt (3+ letters)
+
+
+def _ordinary(low: str) -> bool:
+    """An ordinary word, or a contraction of one ("you're", "they've", "we'll")."""
+    m = CONTRACTION.fullmatch(low)
+    return is_ordinary(low) or bool(m and (m.group(1) in PRONOUNS or is_ordinary(m.group(1))))
 
 
 def fit(found: list[Problem]) -> bool:
