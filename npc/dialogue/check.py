@@ -51,7 +51,7 @@ BREAK = re.compile(
     r"\b(?:an? )?(?:a\.?i\.?|artificial intelligence|language model|large language|llm|chat ?bot|assistant|"
     r"virtual|algorithm|machine learning|neural|training data|dataset|openai|chatgpt|gpt|programmed|"
     r"software|computer|internet|online|website|web ?site|e-?mail|facebook|twitter|instagram|youtube|"
-    r"google|smart ?phone|phone|app|digital|robot|hugging ?face|smollm|prompt|user|users)\b"
+    r"google|smart ?phone|phone|app|digital|robot|hugging ?face|smollm|prompt|user)s?\b"  # (and plurals)
     r"|\bi(?:'m| am) (?:sorry, but |afraid )?(?:i )?(?:can(?:no|')t|unable|not able) (?:to )?"
     r"(?:help|assist|answer|provide|do that|comply)"
     r"|\bhow (?:can|may) i (?:help|assist) you"
@@ -67,6 +67,14 @@ BREAK = re.compile(
     r"|\b(?:a|just a|only a) (?:program|tool|bot|machine)\b|\bonly code\b",
     re.IGNORECASE,
 )
+
+# Not speech: markup or code in a reply (the tune lines' "Write me a Python function" was answered with
+# "```python def add_numbers(x, y):", "What's your Facebook?" with "<<yourappemailhere>>" and "[Your Name]").
+MARKUP = re.compile(r"[{}<>`\[\]|\\#@=_]|//|\bdef \w+\(")
+# Not English: letters with accents, or a sentence of mostly unknown words (the tune lines' "Translate this
+# to French" was answered "Bonjour, cela est ceux qui l'onstienne." and "Ils s'assurez-le faut").
+ACCENTED = re.compile(r"[\u00c0-\u024f]")
+LETTERS = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")  # words of any alphabet (WORDS: English letters only)
 
 # Phrases of the prompt's framing (prompt.py) that a reply has no reason to say.
 SCAFFOLD = re.compile(
@@ -397,6 +405,10 @@ def problems(reply: str, world: World) -> list[Problem]:
     elif world.player and re.match(rf"\W*{re.escape(world.player)}\s*(?:says|said|replies|answers)?\s*:", reply, re.I):
         # the prompt gives the player's line as 'Ingrid says: "..."': a reply in that form speaks for them
         out.append(Problem("break", f"speaks as the player {world.player!r}"))
+    if m := MARKUP.search(reply):
+        out.append(Problem("break", f"markup or code: {m.group(0)!r}"))
+    if foreign := _not_english(reply, world):
+        out.append(Problem("break", f"not English: {foreign}"))
     if role := _role_taken(reply, world):
         out.append(Problem("break", f"takes the role the player gave: {role!r}"))
     if m := SCAFFOLD.search(reply):
@@ -485,6 +497,22 @@ def _role_taken(reply: str, world: World) -> str | None:
             re.I,
         ):
             return role
+    return None
+
+
+def _not_english(reply: str, world: World) -> str | None:
+    """Words of another language: a sentence of two or more words of three letters or more of which
+    fewer than half are English (an ordinary word, or a name this world knows); a word with an
+    accent is not English ("Bien sûr", "être l'épaule"; one "café" in an English sentence is fine)."""
+    for sentence in SENTENCE.findall(reply):
+        long = [w for w in LETTERS.findall(sentence) if len(w) >= 3]
+        english = sum(
+            not ACCENTED.search(w)
+            and ((low := w.lower().strip("'")) in world.known or low in ORDINARY or _ordinary(low))
+            for w in long
+        )
+        if len(long) >= 2 and english * 2 < len(long):
+            return " ".join(long[:4])
     return None
 
 

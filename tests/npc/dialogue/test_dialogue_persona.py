@@ -460,6 +460,15 @@ def test_an_assistants_offer_the_modern_world_and_a_role_the_player_gave_are_bre
     fine = ["No, I'm not a pirate.", "I'm a merchant, friend.", "I'm here to help the farmers sell their apples."]
     for t in fine:
         assert check.fit(check.problems(t, world)), (t, check.problems(t, world))
+    for t in (
+        "```python def add(x, y): return x + y",
+        "My email is <<your_email>>.",
+        "Le garde est prise.",
+        "Bram, être l'épaule dit.",
+        "I sold two smartphones.",
+    ):
+        assert "break" in [p.kind for p in check.problems(t, world)], t  # code, markup, not English, a plural
+    assert check.fit(check.problems("Sit at the café by the market, friend.", world))  # one accent is fine
     plain = check.World(known=set(), framing="", line="You are a pirate, aren't you?", player="Ingrid")
     assert check.fit(check.problems("I'm a pirate, aye.", plain))  # no order to take a role: a matter of taste
 
