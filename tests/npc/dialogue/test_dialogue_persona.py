@@ -549,6 +549,24 @@ def test_facts_are_kept_in_the_npcs_words_and_recalled_after_a_restart(tmp_path)
 def test_no_action_for_small_talk_when_the_model_is_not_clearly_for_another(engine):
     assert choice.pick([-2.0, -1.9, -1.7]) == 0  # no option clearly better: no action
     assert choice.pick([-3.0, -1.0, -2.5]) == 1  # clearly for following
+    # A "Go to" option must be far clearer (after small talk naming a place it won too often): the
+    # shipped merchant's options, scored as after "Goodbye!" on the tune lines.
+    from support.paths import ROOT as root
+
+    from npc.files.loader import load_file
+
+    places = ["market", "tavern", "plaza"]
+    merchant = load_file(root / "assets" / "npcs" / "merchant.toml", places).definition
+    opts = choice.options(merchant, 7, "Ingrid", places, False)
+    go = [i for i, o in enumerate(opts) if o.label == "Go to the plaza."][0]
+    gift = [i for i, o in enumerate(opts) if o.label == "Give Ingrid an apple."][0]
+    scores = [-2.0] * len(opts)
+    scores[go] = -1.0
+    assert choice.pick(scores, [o.margin for o in opts]) == 0
+    scores[go] = -2.0 + choice.GO_MARGIN + 0.1
+    assert choice.pick(scores, [o.margin for o in opts]) == go
+    scores[go], scores[gift] = -2.0, -1.0  # a gift needs only MARGIN
+    assert choice.pick(scores, [o.margin for o in opts]) == gift
     r = DialogueRunner(model="tiny", max_new_tokens=4, engine=engine)
     # scores set: the output layer zeroed, every option is equally likely
     if engine == "transformers":
