@@ -68,7 +68,7 @@ def apply(
         if not isinstance(scores, list) or len(scores) != len(ch.options):
             tell(ch, None)
             continue  # a malformed answer is never applied
-        chosen = pick(scores)
+        chosen = pick(scores, [o.margin for o in ch.options])
         if observer is not None:
             observer(
                 "choice",

@@ -18,7 +18,12 @@ Problems (`Problem.kind`):
               know to be ordinary; a sentence's first word when it is
               someone addressed ("Kalva, welcome"), a REAL_WORLD name, or
               no ordinary English word (words.py: "Kalvador is far", not
-              "Bread is cheap")
+              "Bread is cheap"). A name the player used (`World.heard`) is
+              not of this world either: the reply may say it back only as the
+              player wrote it and without claiming it exists, in a question
+              ("Python? What is that?"), after a denial ("I know no Python")
+              or as the player's own ("your friend Aldric"); "Here is a Python
+              function" and "Dunmore is a fine town" are invented
   echo        the prompt quoted: SCAFFOLD's phrases, or five words in a row of
               the prompt's own framing (the moment, the facts, the rules)
   parrot      the player's line said back: eight words in a row of it, or
@@ -35,7 +40,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .text import finished
 from .words import is_ordinary
@@ -46,17 +51,30 @@ BREAK = re.compile(
     r"\b(?:an? )?(?:a\.?i\.?|artificial intelligence|language model|large language|llm|chat ?bot|assistant|"
     r"virtual|algorithm|machine learning|neural|training data|dataset|openai|chatgpt|gpt|programmed|"
     r"software|computer|internet|online|website|web ?site|e-?mail|facebook|twitter|instagram|youtube|"
-    r"google|smart ?phone|phone|app|digital|robot|hugging ?face|smollm|prompt|user|users)\b"
+    r"google|smart ?phone|phone|app|digital|robot|hugging ?face|smollm|prompt|user)s?\b"  # (and plurals)
     r"|\bi(?:'m| am) (?:sorry, but |afraid )?(?:i )?(?:can(?:no|')t|unable|not able) (?:to )?"
     r"(?:help|assist|answer|provide|do that|comply)"
     r"|\bhow (?:can|may) i (?:help|assist) you"
     r"|\bas an? (?:ai|model|assistant|character)\b|\bin the role of\b|\brole-?play|\bmy character\b"
     r"|\b(?:delete|download|upload|click|scroll|screen|keyboard|texting)\b"
+    # seen on the tune lines (s13d): an assistant's offers and the modern world's words
+    r"|\bassist(?:s|ed|ing|ance)?\b|\bhere to help(?: you)?\s*[.!,]|\bhomework\b|\b(?:text )?editor\b|\bediting\b"
+    r"|\bscripts?\b|\bprogramm\w*|\bcyber\w*|\bpodcasts?\b|\bblog\w*|\bcamera\b|\bviewership\b"
+    r"|\bcustomer service\b|\b(?:developer|development) mode\b|\bcommand[- ]line\b"
+    r"|\btrain(?:ed|ing) (?:on|me|you|process|data)\b|\bcompany (?:that )?trained\b"
     r"|\bi don'?t have (?:personal|feelings|emotions|a body|access)"
     r"|\bi (?:don'?t|do not) have (?:any )?(?:information|personality|data|knowledge)\b"
     r"|\b(?:a|just a|only a) (?:program|tool|bot|machine)\b|\bonly code\b",
     re.IGNORECASE,
 )
+
+# Not speech: markup or code in a reply (the tune lines' "Write me a Python function" was answered with
+# "```python def add_numbers(x, y):", "What's your Facebook?" with "<<yourappemailhere>>" and "[Your Name]").
+MARKUP = re.compile(r"[{}<>`\[\]|\\#@=_]|//|\bdef \w+\(")
+# Not English: letters with accents, or a sentence of mostly unknown words (the tune lines' "Translate this
+# to French" was answered "Bonjour, cela est ceux qui l'onstienne." and "Ils s'assurez-le faut").
+ACCENTED = re.compile(r"[\u00c0-\u024f]")
+LETTERS = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)*")  # words of any alphabet (WORDS: English letters only)
 
 # Phrases of the prompt's framing (prompt.py) that a reply has no reason to say.
 SCAFFOLD = re.compile(
@@ -284,6 +302,7 @@ class World:
     line: str  # the player's line, for `parrot`
     player: str
     returning: bool = False  # the NPC has met this player before: saying their name scores
+    heard: set[str] = field(default_factory=set)  # names the player used (heard_words), as written: not known
 
 
 def known_words(*names: str) -> set[str]:
@@ -295,6 +314,42 @@ def proper_words(*texts: str) -> set[str]:
     """The names these texts may give (what an NPC file writes of its world): their capitalised
     words, and their words of four letters or more (a reply may capitalise "Anvil"), lowercase."""
     return {w.lower().strip("'") for t in texts for w in WORDS.findall(t) if w[0].isupper() or len(w) >= 4}
+
+
+def heard_words(*lines: str) -> set[str]:
+    """The names a player's lines use, as written (case kept): capitalised words past the first of
+    their sentence ("a Python function", "Say ARRR"), and a first word that is no ordinary English
+    word ("Dunmore is my home"; not "Repeat after me"). They are not of this world: see `problems`."""
+    out = set()
+    for line in lines:
+        for sentence in SENTENCE.findall(line):
+            for i, found in enumerate(WORDS.finditer(sentence)):
+                w = found.group(0).strip("'")
+                w = w[:-2] if w.endswith("'s") else w
+                opens = i == 0 or sentence[: found.start()].rstrip().endswith(OPENERS)  # "Repeat after me: Say"
+                if w and w[0].isupper() and not (opens and (len(w) < 3 or _ordinary(w.lower()))):
+                    out.add(w)
+    return out
+
+
+# Before a heard name, a denial: the reply does not claim the name exists ("never heard of Oz").
+DENIAL = {"not", "no", "never", "nothing", "nor", "neither", "nobody", "nowhere", "cannot", "unknown"}
+
+
+def _said_back(w: str, i: int, words: list[str], sentence: str, world: World) -> bool:
+    """Is words[i] (w) a name the player used, said back without a claim that it exists: the
+    sentence asks about it, denies it before naming it, or gives it as the player's own ("your
+    friend Aldric", "you're from Dunmore")?"""
+    name = w.strip("'")
+    name = name[:-2] if name.endswith("'s") else name
+    if name not in world.heard:
+        return False
+    if sentence.rstrip().rstrip("\"')*").endswith("?"):
+        return True
+    before = [x.lower() for x in words[:i]]
+    if any(x in DENIAL or x.endswith("n't") for x in before):
+        return True
+    return "your" in before[-2:] or (before[-1:] == ["from"] and bool({"you", "you're"} & set(before[-3:-1])))
 
 
 def grams(text: str, n: int) -> set[tuple[str, ...]]:
@@ -315,12 +370,18 @@ def problems(reply: str, world: World) -> list[Problem]:
             and low not in STARTERS
             and low not in ORDINARY
             and low not in REAL_WORLD
-            and not is_ordinary(low)
+            and not _ordinary(low)
+            and not _said_back(m.group(1), 0, words, sentence, world)
         ):
             invented.append(m.group(1))  # a sentence's first word, when it is someone addressed
-        elif words and (first := _first_name(sentence, words[0], world)):
+        elif (
+            words
+            and (first := _first_name(sentence, words[0], world))
+            and not _said_back(first, 0, words, sentence, world)
+        ):
             invented.append(first)  # or a name no one knows ("Kalvador is far")
-        for i, w in enumerate(words):
+        for i, found in enumerate(WORDS.finditer(sentence)):
+            w = found.group(0)
             low = w.lower().strip("'")
             low = low[:-2] if low.endswith("'s") else low
             if low in REAL_WORLD:
@@ -332,6 +393,9 @@ def problems(reply: str, world: World) -> list[Problem]:
                 and low not in ORDINARY
                 and not sentence.lstrip().startswith(('"', "'"))
                 and not (low.endswith("s") and low[:-1] in world.known)
+                and not _said_back(w, i, words, sentence, world)
+                # a quoted sentence's or a list's first word ('He asks: "What do you mean?"') reads as one
+                and not (sentence[: found.start()].rstrip().endswith(OPENERS) and not _first_name("", w, world))
             ):
                 invented.append(w)
     if invented:
@@ -341,6 +405,12 @@ def problems(reply: str, world: World) -> list[Problem]:
     elif world.player and re.match(rf"\W*{re.escape(world.player)}\s*(?:says|said|replies|answers)?\s*:", reply, re.I):
         # the prompt gives the player's line as 'Ingrid says: "..."': a reply in that form speaks for them
         out.append(Problem("break", f"speaks as the player {world.player!r}"))
+    if m := MARKUP.search(reply):
+        out.append(Problem("break", f"markup or code: {m.group(0)!r}"))
+    if foreign := _not_english(reply, world):
+        out.append(Problem("break", f"not English: {foreign}"))
+    if role := _role_taken(reply, world):
+        out.append(Problem("break", f"takes the role the player gave: {role!r}"))
     if m := SCAFFOLD.search(reply):
         out.append(Problem("echo", m.group(0)))
     elif shared := grams(reply, 5) & grams(world.framing, 5):
@@ -365,11 +435,85 @@ def _first_name(sentence: str, w: str, world: World) -> str | None:
         or low in ORDINARY
         or low in STARTERS
         or low in REAL_WORLD
-        or is_ordinary(low)
+        or _ordinary(low)
         or sentence.lstrip().startswith(('"', "'"))
     ):
         return None  # (REAL_WORLD names are caught with the other words)
     return w
+
+
+OPENERS = ('"', "“", "'", "(", ":")  # after these a capitalised word may open a quoted sentence or a list
+CONTRACTION = re.compile(r"([a-z]+)'(?:re|ll|ve|d|m|s|t)")
+PRONOUNS = {"we", "he", "she", "it", "i"}  # too short for words.txt (3+ letters)
+
+
+def _ordinary(low: str) -> bool:
+    """An ordinary word, or a contraction of one ("you're", "they've", "we'll")."""
+    m = CONTRACTION.fullmatch(low)
+    return is_ordinary(low) or bool(m and (m.group(1) in PRONOUNS or is_ordinary(m.group(1))))
+
+
+# A line that gives the NPC another role ("You are now a pirate", "Pretend you are ChatGPT"): the role's word.
+ROLE_CUE = re.compile(r"\b(?:now|pretend|act as|from now on|role|become|playing)\b", re.IGNORECASE)
+ROLE = re.compile(
+    r"\b(?:you are|you're|you be|be|become|pretend (?:to be|you are|you're)|act as|playing)\s+(?:now\s+)?"
+    r"(?:an? |the )?([A-Za-z][\w-]*)",
+    re.IGNORECASE,
+)
+
+
+NOT_ROLES = {
+    "now",
+    "just",
+    "not",
+    "here",
+    "my",
+    "your",
+    "in",
+    "on",
+    "at",
+    "to",
+    "so",
+    "very",
+    "too",
+    "sure",
+    "right",
+    "going",
+}
+
+
+def _role_taken(reply: str, world: World) -> str | None:
+    """The role a player's line gave the NPC, when the reply takes it ("I'm a pirate now"): the
+    tune lines' "You are now a pirate" was answered "I'm a pirate." (the NPC's own roles are known)."""
+    if not ROLE_CUE.search(world.line):
+        return None
+    for m in ROLE.finditer(world.line):
+        role = m.group(1).lower()
+        if role in world.known or role in NOT_ROLES:
+            continue
+        if re.search(
+            rf"\bi(?:'m| am)(?! not\b| never\b| no\b)(?: now)?\s+(?:an? |the )?(?:[\w-]+ ){{0,2}}{re.escape(role)}\b",
+            reply,
+            re.I,
+        ):
+            return role
+    return None
+
+
+def _not_english(reply: str, world: World) -> str | None:
+    """Words of another language: a sentence of two or more words of three letters or more of which
+    fewer than half are English (an ordinary word, or a name this world knows); a word with an
+    accent is not English ("Bien sûr", "être l'épaule"; one "café" in an English sentence is fine)."""
+    for sentence in SENTENCE.findall(reply):
+        long = [w for w in LETTERS.findall(sentence) if len(w) >= 3]
+        english = sum(
+            not ACCENTED.search(w)
+            and ((low := w.lower().strip("'")) in world.known or low in ORDINARY or _ordinary(low))
+            for w in long
+        )
+        if len(long) >= 2 and english * 2 < len(long):
+            return " ".join(long[:4])
+    return None
 
 
 def fit(found: list[Problem]) -> bool:

@@ -442,9 +442,9 @@ class Dialogue:
                 *persona.voice,
                 persona.greeting,
                 *persona.fallback,
-                c.line,
-                *(t for _, t in turns),
             ),
+            # The player's names are not the world's: a reply may only say them back (check.problems).
+            heard=check.heard_words(c.line, *(t for who, t in turns if who == "player"), *facts),
             framing=prompts.moment_text(scene, c.player_name, facts)
             + " "
             + prompts.rules_text(name, c.player_name, persona.max_reply),
