@@ -47,7 +47,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -61,6 +60,7 @@ from collections import Counter
 from pathlib import Path
 
 import colyseus_peer  # bench/colyseus_peer.py (this script's folder is on sys.path)
+from machine import describe  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 NPCWORLD = [sys.executable, "-m", "server.cli"]
@@ -773,11 +773,7 @@ def main() -> int:
                 "npcs": args.npcs,
                 "tick_rate": 20,
                 "measure_s": args.measure,
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                },
+                "machine": describe(),
                 "criteria": {"updates_per_s_p5_min": MIN_UPDATES_P5, "rtt_p99_ms_max": MAX_RTT_P99_MS},
                 "largest_n_held": largest,
                 "saturated_at": saturated,

@@ -60,11 +60,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+from machine import describe  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -682,12 +682,7 @@ def main() -> int:
         engine_table(engine_rows, next((r["prompt_tokens"] for r in engine_rows if "prompt_tokens" in r), 0))
     if args.engines_only:
         out = {
-            "machine": {
-                "platform": platform.platform(),
-                "cores": os.cpu_count(),
-                "load_average_at_start": load,
-                "load_average_at_end": os.getloadavg(),
-            },
+            "machine": describe(load),
             "model": args.model,
             "dtype": args.dtype,
             "threads": args.threads,
@@ -778,12 +773,7 @@ def main() -> int:
         )
         ticks = tick_impact(args)
     out = {
-        "machine": {
-            "platform": platform.platform(),
-            "cores": os.cpu_count(),
-            "load_average_at_start": load,
-            "load_average_at_end": os.getloadavg(),
-        },
+        "machine": describe(load),
         "model": args.model,
         "dtype": args.dtype,
         "threads": args.threads,

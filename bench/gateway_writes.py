@@ -25,8 +25,6 @@ import argparse
 import asyncio
 import json
 import math
-import os
-import platform
 import socket
 import statistics
 import sys
@@ -38,6 +36,7 @@ import numpy as np
 import uvloop
 import websockets
 from websockets.asyncio.server import serve
+from machine import describe  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -163,11 +162,7 @@ def main() -> int:
     RESULTS.write_text(
         json.dumps(
             {
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                },
+                "machine": describe(),
                 "blocks": args.blocks,
                 "block_ticks": args.block,
                 "rows": rows,

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from machine import describe  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "gc_share.json"
@@ -223,11 +223,7 @@ def main() -> int:
                 "clients": args.clients,
                 "seconds": args.seconds,
                 "turns": turns,
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                },
+                "machine": describe(),
             },
             indent=1,
         )

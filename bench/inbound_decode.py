@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import msgpack
+from machine import describe  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -91,7 +91,7 @@ def main() -> None:
         )
         print(f"{clients:>8} {len(frames):>12} {one:>20.2f} {batch:>17.2f} {batch / one:>6.2f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"python": platform.python_version(), "rows": rows}, indent=2))
+    RESULTS.write_text(json.dumps({"machine": describe(), "rows": rows}, indent=2))
     print(f"\nwrote {RESULTS.relative_to(ROOT)}")
 
 

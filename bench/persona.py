@@ -38,12 +38,12 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from machine import describe  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -560,8 +560,7 @@ def main() -> int:
         "scorers": ranked,
         "planned": planned,
         "played": len(done),
-        "machine": platform.platform(),
-        "cpus": os.cpu_count(),
+        "machine": describe(),
         "threads": args.threads,
         "model": args.model,
         "candidates": args.candidates,

@@ -26,13 +26,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import signal
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -315,10 +315,7 @@ def main() -> None:
         json.dumps(
             {
                 "bench": "pool",
-                "python": platform.python_version(),
-                "machine": platform.machine(),
-                "cpus": os.cpu_count(),
-                "load_average": os.getloadavg(),
+                "machine": describe(),
                 "quick": quick,
                 "torch_in_bench_process": "torch" in sys.modules,
                 "transport": tr,

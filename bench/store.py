@@ -21,14 +21,13 @@ import argparse
 import dataclasses
 import json
 import math
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -172,8 +171,7 @@ def main() -> int:
         "restart_ms": restart_s * 1000,
         "fresh_start_ms": fresh_s * 1000,
         "restored_tick": restored_tick,
-        "machine": platform.platform(),
-        "cpus": os.cpu_count(),
+        "machine": describe(),
     }
     print(
         f"store bench: {args.npcs} NPCs, {args.players} players, checkpoint every {args.checkpoint_s} s, "

@@ -31,13 +31,13 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 # --tree PATH (internal, for --compare): import world/ from that checkout instead of this one
@@ -246,10 +246,7 @@ def main() -> None:
                 "map": args.map,
                 "tick_rate": TICK_RATE,
                 "speeds": args.speeds,
-                "python": platform.python_version(),
-                "machine": platform.machine(),
-                "cpus": os.cpu_count(),
-                "load_average": os.getloadavg(),
+                "machine": describe(),
                 "results": rows,
             },
             indent=2,

@@ -30,7 +30,6 @@ import asyncio
 import base64
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -38,6 +37,7 @@ import time
 from pathlib import Path
 
 import msgpack
+from machine import describe  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -302,12 +302,7 @@ def main() -> int:
                 "ratio_to_queue": {e: round(m / ref, 3) if ref and m else None for e, m in med.items()},
                 "picows_missing": missing,
                 "turns": got["turns"],
-                "load_at_end": os.getloadavg(),
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                },
+                "machine": describe(),
             },
             indent=1,
         )
