@@ -57,7 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from machine import describe  # bench/machine.py (this script's folder is on sys.path)
+from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -699,9 +699,7 @@ def main() -> None:
     result["machine"] = describe(load_at_start)  # other work on the machine skews every number
     result["targets"] = targets(result, args.observers)
     print_targets(result["targets"])
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print(f"\nwrote {args.out}")
+    save(args.out, result, indent=1)
 
 
 if __name__ == "__main__":

@@ -58,13 +58,12 @@ aggregate >= 4x the single-stream rate.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
 from pathlib import Path
-from machine import describe  # bench/machine.py (this script's folder is on sys.path)
+from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -689,9 +688,7 @@ def main() -> int:
             "tokens_per_reply": args.tokens,
             "engines": engine_rows,
         }
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2))
-        print(f"\nwrote {args.out}")
+        save(args.out, out, indent=2)
         return 0
     before = baseline(args, min(8, max(levels)), others=False)  # and again after the levels
     t0 = time.monotonic()
@@ -786,9 +783,7 @@ def main() -> int:
         "one_conversation": talks,
         "tick_impact": ticks,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
-    print(f"\nwrote {args.out}")
+    save(args.out, out, indent=2)
     return 0
 
 

@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from machine import describe  # bench/machine.py (this script's folder is on sys.path)
+from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -571,9 +571,7 @@ def main() -> int:
         "recall": recall_rows,
         "records": records,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2, default=str))
-    print(f"wrote {args.out}")
+    save(args.out, out, indent=2)
     return 0
 
 

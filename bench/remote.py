@@ -29,7 +29,6 @@ figures vary from run to run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import signal
@@ -40,7 +39,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from machine import describe  # bench/machine.py (this script's folder is on sys.path)
+from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -442,9 +441,7 @@ def main() -> int:
         broker.kill()
     result["machine"] = describe(load_at_start, device=args.device)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str))
-    print(f"\nwrote {out}")
+    save(out, result, indent=2)
     return 0
 
 
