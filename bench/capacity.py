@@ -47,7 +47,6 @@ import argparse
 import json
 import math
 import os
-import platform
 import re
 import shlex
 import shutil
@@ -61,6 +60,7 @@ from collections import Counter
 from pathlib import Path
 
 import colyseus_peer  # bench/colyseus_peer.py (this script's folder is on sys.path)
+from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 NPCWORLD = [sys.executable, "-m", "server.cli"]
@@ -764,52 +764,44 @@ def main() -> int:
                 print("  " + prof["error"])
             for name, pct in prof.get("self", [])[:12]:
                 print(f"  {pct:5.1f} %  {name}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "scenario": "S1" if args.spawn == "random" else "S1-crowded",
-                "spawn": args.spawn,
-                "npcs": args.npcs,
-                "tick_rate": 20,
-                "measure_s": args.measure,
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                },
-                "criteria": {"updates_per_s_p5_min": MIN_UPDATES_P5, "rtt_p99_ms_max": MAX_RTT_P99_MS},
-                "largest_n_held": largest,
-                "saturated_at": saturated,
-                "steps": rows,
-                "side_by_side": [
-                    {
-                        "n": a["n"],
-                        "npcworld": a,
-                        "colyseus": b,
-                        "ratios": {key: ratio(a.get(key), b.get(key)) for _, key, _, _ in COMPARED},
-                    }
-                    for a, b in pairs
-                ],
-                "baseline_args": args.baseline_args,
-                "baseline_src": str(args.baseline_src) if args.baseline_src else None,
-                "a_b": [
-                    {
-                        "n": a["n"],
-                        "npcworld": a,
-                        "baseline": b,
-                        "ratios": {key: ratio(a.get(key), b.get(key)) for _, key, _, _ in COMPARED},
-                    }
-                    for a, b in ab_pairs
-                ],
-                "measured_how": MEASURED_HOW if pairs else None,
-                "profile": profile,
-            },
-            indent=1,
-        )
-        + "\n"
+    save(
+        RESULTS,
+        {
+            "scenario": "S1" if args.spawn == "random" else "S1-crowded",
+            "spawn": args.spawn,
+            "npcs": args.npcs,
+            "tick_rate": 20,
+            "measure_s": args.measure,
+            "machine": describe(),
+            "criteria": {"updates_per_s_p5_min": MIN_UPDATES_P5, "rtt_p99_ms_max": MAX_RTT_P99_MS},
+            "largest_n_held": largest,
+            "saturated_at": saturated,
+            "steps": rows,
+            "side_by_side": [
+                {
+                    "n": a["n"],
+                    "npcworld": a,
+                    "colyseus": b,
+                    "ratios": {key: ratio(a.get(key), b.get(key)) for _, key, _, _ in COMPARED},
+                }
+                for a, b in pairs
+            ],
+            "baseline_args": args.baseline_args,
+            "baseline_src": str(args.baseline_src) if args.baseline_src else None,
+            "a_b": [
+                {
+                    "n": a["n"],
+                    "npcworld": a,
+                    "baseline": b,
+                    "ratios": {key: ratio(a.get(key), b.get(key)) for _, key, _, _ in COMPARED},
+                }
+                for a, b in ab_pairs
+            ],
+            "measured_how": MEASURED_HOW if pairs else None,
+            "profile": profile,
+        },
+        indent=1,
     )
-    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
     return 0
 
 

@@ -49,7 +49,6 @@ import importlib.util
 import json
 import math
 import os
-import platform
 import signal
 import struct
 import sys
@@ -58,6 +57,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -657,13 +657,8 @@ def main() -> None:
             "npc/policy/guard.py is missing: the guard can never pass a file, so the policy would decide "
             "nothing; run with --no-guard"
         )
+    load_at_start = os.getloadavg()
     result = {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-            "load_avg_at_start": os.getloadavg(),
-        },
         "args": {k: v for k, v in vars(args).items()},
         "tick_rate": TICK_RATE,
         "think_ms": THINK_S * 1000,
@@ -701,12 +696,10 @@ def main() -> None:
     if args.fault_seconds > 0:
         result["faults"] = faults(args)
         print_faults(result["faults"])
-    result["machine"]["load_avg_at_end"] = os.getloadavg()  # other work on the machine skews every number
+    result["machine"] = describe(load_at_start)  # other work on the machine skews every number
     result["targets"] = targets(result, args.observers)
     print_targets(result["targets"])
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print(f"\nwrote {args.out}")
+    save(args.out, result, indent=1)
 
 
 if __name__ == "__main__":

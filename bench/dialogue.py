@@ -58,13 +58,12 @@ aggregate >= 4x the single-stream rate.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
+from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 # Before anything imports tqdm (transformers does): tqdm reads TQDM_* variables when it is
 # imported, so the GGUF conversion bar is silenced here, for this process and the pool workers.
@@ -686,21 +685,14 @@ def main() -> int:
         engine_table(engine_rows, next((r["prompt_tokens"] for r in engine_rows if "prompt_tokens" in r), 0))
     if args.engines_only:
         out = {
-            "machine": {
-                "platform": platform.platform(),
-                "cores": os.cpu_count(),
-                "load_average_at_start": load,
-                "load_average_at_end": os.getloadavg(),
-            },
+            "machine": describe(load),
             "model": args.model,
             "dtype": args.dtype,
             "threads": args.threads,
             "tokens_per_reply": args.tokens,
             "engines": engine_rows,
         }
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=2))
-        print(f"\nwrote {args.out}")
+        save(args.out, out, indent=2)
         return 0
     before = baseline(args, min(8, max(levels)), others=False)  # and again after the levels
     t0 = time.monotonic()
@@ -782,12 +774,7 @@ def main() -> int:
         )
         ticks = tick_impact(args)
     out = {
-        "machine": {
-            "platform": platform.platform(),
-            "cores": os.cpu_count(),
-            "load_average_at_start": load,
-            "load_average_at_end": os.getloadavg(),
-        },
+        "machine": describe(load),
         "model": args.model,
         "dtype": args.dtype,
         "threads": args.threads,
@@ -800,9 +787,7 @@ def main() -> int:
         "one_conversation": talks,
         "tick_impact": ticks,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2))
-    print(f"\nwrote {args.out}")
+    save(args.out, out, indent=2)
     return 0
 
 

@@ -23,10 +23,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
-import os
-import platform
 import socket
 import statistics
 import sys
@@ -38,6 +35,7 @@ import numpy as np
 import uvloop
 import websockets
 from websockets.asyncio.server import serve
+from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -159,24 +157,16 @@ def main() -> int:
             "note: coalesced > 0: some clients fell behind (their socket full), so some flushes wrote nothing;"
             " those N measure less than a full tick's writes"
         )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                },
-                "blocks": args.blocks,
-                "block_ticks": args.block,
-                "rows": rows,
-            },
-            indent=1,
-        )
-        + "\n"
+    save(
+        RESULTS,
+        {
+            "machine": describe(),
+            "blocks": args.blocks,
+            "block_ticks": args.block,
+            "rows": rows,
+        },
+        indent=1,
     )
-    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
     return 0
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -26,6 +25,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "gc_share.json"
@@ -216,24 +216,16 @@ def main() -> int:
     print(f"\n{'variant':9s} {'GC % of server CPU':>19s} {'collections (gen 0/1/2)':>24s} {'longest ms':>11s}")
     for t in turns:
         print(f"{t['variant']:9s} {t['gc_share_pct']:>19} {str(t['collections']):>24s} {t['longest_ms']:>11}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "clients": args.clients,
-                "seconds": args.seconds,
-                "turns": turns,
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                },
-            },
-            indent=1,
-        )
-        + "\n"
+    save(
+        RESULTS,
+        {
+            "clients": args.clients,
+            "seconds": args.seconds,
+            "turns": turns,
+            "machine": describe(),
+        },
+        indent=1,
     )
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 
 

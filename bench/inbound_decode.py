@@ -18,14 +18,13 @@ Prints a table and writes bench/results/inbound_decode.json.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import statistics
 import sys
 import time
 from pathlib import Path
 
 import msgpack
+from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -90,9 +89,7 @@ def main() -> None:
             {"clients": clients, "frames_per_tick": len(frames), "one_us": one, "batch_us": batch, "ratio": batch / one}
         )
         print(f"{clients:>8} {len(frames):>12} {one:>20.2f} {batch:>17.2f} {batch / one:>6.2f}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps({"python": platform.python_version(), "rows": rows}, indent=2))
-    print(f"\nwrote {RESULTS.relative_to(ROOT)}")
+    save(RESULTS, {"machine": describe(), "rows": rows}, indent=2)
 
 
 if __name__ == "__main__":

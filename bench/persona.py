@@ -45,12 +45,12 @@ import argparse
 import itertools
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 from pathlib import Path
+from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -640,8 +640,7 @@ def main() -> int:
         "scorers": ranked,
         "planned": planned,
         "played": len(done),
-        "machine": platform.platform(),
-        "cpus": os.cpu_count(),
+        "machine": describe(),
         "threads": args.threads,
         "model": args.model,
         "candidates": args.candidates,
@@ -652,9 +651,7 @@ def main() -> int:
         "recall": recall_rows,
         "records": records,
     }
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=2, default=str))
-    print(f"wrote {args.out}")
+    save(args.out, out, indent=2)
     return 0
 
 

@@ -24,15 +24,14 @@ game server must not); only the workers do.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import signal
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -310,27 +309,20 @@ def main() -> None:
         print(f"   {r['runner']:>14}: {failed}worker ready again after {r['worker_ready_again_after_ms']:.0f} ms")
 
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "bench": "pool",
-                "python": platform.python_version(),
-                "machine": platform.machine(),
-                "cpus": os.cpu_count(),
-                "load_average": os.getloadavg(),
-                "quick": quick,
-                "torch_in_bench_process": "torch" in sys.modules,
-                "transport": tr,
-                "batching": bt,
-                "load": lr,
-                "recovery": rc,
-            },
-            indent=2,
-        )
-        + "\n"
+    save(
+        out,
+        {
+            "bench": "pool",
+            "machine": describe(),
+            "quick": quick,
+            "torch_in_bench_process": "torch" in sys.modules,
+            "transport": tr,
+            "batching": bt,
+            "load": lr,
+            "recovery": rc,
+        },
+        indent=2,
     )
-    print(f"\nwrote {out}")
 
 
 if __name__ == "__main__":

@@ -29,9 +29,7 @@ figures vary from run to run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -41,6 +39,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -355,10 +354,8 @@ def main() -> int:
     broker = Broker(tmp).start()
     procs: list[subprocess.Popen] = []
     pools: list[Pool] = []
-    result: dict = {
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "device": args.device},
-        "args": vars(args),
-    }
+    load_at_start = os.getloadavg()
+    result: dict = {"args": vars(args)}
     try:
         policy_opts = ["--policy-module", POLICY["module"], "--policy-weights", POLICY["weights"]]
         procs.append(start_worker(broker.url, "bench-a", "decision", args, *policy_opts))
@@ -442,10 +439,9 @@ def main() -> int:
         for proc in procs:
             stop(proc)
         broker.kill()
+    result["machine"] = describe(load_at_start, device=args.device)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2, default=str))
-    print(f"\nwrote {out}")
+    save(out, result, indent=2)
     return 0
 
 

@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
-import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -172,8 +170,7 @@ def main() -> int:
         "restart_ms": restart_s * 1000,
         "fresh_start_ms": fresh_s * 1000,
         "restored_tick": restored_tick,
-        "machine": platform.platform(),
-        "cpus": os.cpu_count(),
+        "machine": describe(),
     }
     print(
         f"store bench: {args.npcs} NPCs, {args.players} players, checkpoint every {args.checkpoint_s} s, "
@@ -203,9 +200,7 @@ def main() -> int:
         f"(tick {restored_tick}) vs a fresh room {fresh_s * 1000:.1f} ms; final write at stop {close_s * 1000:.1f} ms"
     )
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"wrote {out}")
+    save(out, result, indent=2)
     return 0
 
 

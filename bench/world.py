@@ -31,13 +31,13 @@ import argparse
 import json
 import math
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 # --tree PATH (internal, for --compare): import world/ from that checkout instead of this one
@@ -238,25 +238,18 @@ def main() -> None:
             f"ratio = this / other; load average at the end: {os.getloadavg()[0]:.1f}"
         )
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(
-        json.dumps(
-            {
-                "bench": "world",
-                "map": args.map,
-                "tick_rate": TICK_RATE,
-                "speeds": args.speeds,
-                "python": platform.python_version(),
-                "machine": platform.machine(),
-                "cpus": os.cpu_count(),
-                "load_average": os.getloadavg(),
-                "results": rows,
-            },
-            indent=2,
-        )
-        + "\n"
+    save(
+        out,
+        {
+            "bench": "world",
+            "map": args.map,
+            "tick_rate": TICK_RATE,
+            "speeds": args.speeds,
+            "machine": describe(),
+            "results": rows,
+        },
+        indent=2,
     )
-    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -31,9 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -41,6 +39,7 @@ import time
 from pathlib import Path
 
 import msgpack
+from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -306,29 +305,20 @@ def main() -> int:
     for e in got["edges"]:
         ratio = f"{med[e] / ref:.2f}x" if ref and med[e] else "-"
         print(f"{e:12s} {med[e] if med[e] is not None else '-':>24} {ratio:>9s}  {per[e]}")
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(
-        json.dumps(
-            {
-                "clients": args.clients,
-                "seconds": args.seconds,
-                "rounds": args.rounds,
-                "median_us_per_message": med,
-                "ratio_to_queue": {e: round(m / ref, 3) if ref and m else None for e, m in med.items()},
-                "picows_missing": missing,
-                "turns": got["turns"],
-                "load_at_end": os.getloadavg(),
-                "machine": {
-                    "cpus": os.cpu_count(),
-                    "platform": platform.platform(),
-                    "python": platform.python_version(),
-                },
-            },
-            indent=1,
-        )
-        + "\n"
+    save(
+        RESULTS,
+        {
+            "clients": args.clients,
+            "seconds": args.seconds,
+            "rounds": args.rounds,
+            "median_us_per_message": med,
+            "ratio_to_queue": {e: round(m / ref, 3) if ref and m else None for e, m in med.items()},
+            "picows_missing": missing,
+            "turns": got["turns"],
+            "machine": describe(),
+        },
+        indent=1,
     )
-    print(f"wrote {RESULTS.relative_to(ROOT)}")
     return 0
 
 

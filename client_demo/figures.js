@@ -13,7 +13,7 @@
 // sends positions only), so it works for interpolated others and for your
 // predicted self alike.
 
-// The sheet's layout: must match scripts/make_sprites.py (tests/test_sprites.py checks the sheet).
+// The sheet's layout: must match scripts/make_sprites.py (tests/client_demo/test_sprites.py checks the sheet).
 const FRAME_W = 16; // px
 const FRAME_H = 24; // px
 const FRAMES = 4; // 0 standing, 1 one leg forward, 2 passing, 3 the other leg forward

@@ -17,7 +17,7 @@ the three read apart at a glance whatever their colour. Right-facing frames are
 the left-facing ones mirrored. Every figure gets a 1-pixel dark outline.
 
 client_demo/figures.js reads the same layout (its FRAME_W, FRAME_H, FRAMES,
-VARIANTS, FACINGS must match). tests/test_sprites.py checks that the
+VARIANTS, FACINGS must match). tests/client_demo/test_sprites.py checks that the
 committed sheet is what this script draws.
 
 Usage: python scripts/make_sprites.py [--out client_demo/sprites.png] [--check]

@@ -4,7 +4,7 @@ A server's frames are never masked (RFC 6455 5.1), so a whole binary message
 in one frame is this head followed by the payload bytes, which can then be
 handed to the socket as separate pieces (writev) instead of being copied into
 one buffer. Byte for byte what `websockets` writes for `send(bytes)` with no
-extension (tests/test_frames.py checks it against websockets' own Frame).
+extension (tests/server/test_frames.py checks it against websockets' own Frame).
 """
 
 from __future__ import annotations

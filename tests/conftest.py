@@ -3,11 +3,12 @@ loopback port (support/servers.py), ended by its PID when the test is done."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from support.npchelp import small_map, write
+from support.npchelp import SMALL, small_map, write
 from support.servers import RunningServer, start_server
 
 E2E_DIR = Path(__file__).resolve().parent / "e2e"
@@ -31,11 +32,12 @@ def server():
 
 @pytest.fixture
 def launch():
-    """Start servers with custom options; all are stopped after the test."""
+    """Start servers with custom options; all are stopped after the test. `launch(*args, preexec_fn=f)`:
+    f runs in the server's process before it starts (resource limits)."""
     started: list[RunningServer] = []
 
-    def _launch(*args: str) -> RunningServer:
-        srv = start_server(*args)
+    def _launch(*args: str, preexec_fn: Callable[[], None] | None = None) -> RunningServer:
+        srv = start_server(*args, preexec_fn=preexec_fn)
         started.append(srv)
         return srv
 
@@ -46,15 +48,30 @@ def launch():
 
 @pytest.fixture
 def npc_server(launch, tmp_path):
-    """A server on the small map (support/npchelp.py) with no generic wanderers and the NPC files
-    given, in a folder of its own: `npc_server({"a.toml": text}, *more_args)` -> (server, folder)."""
-    folder = tmp_path / "npcs"
-    folder.mkdir()
+    """The e2e tests' one server setup: a server on a small map (support/npchelp.py) with the NPC files
+    given, in tmp_path/npcs, and no generic wanderers. `npc_server({"a.toml": text}, *more_args)` ->
+    (server, folder); more_args are `npcworld serve` options, after (so over) the fixture's own.
 
-    def start(files: dict[str, str], *args: str) -> tuple[RunningServer, Path]:
-        for name, text in files.items():
+    files=None: no NPC files (`--npc-dir ""`). rows: the map's ASCII rows ('s' the spawn, another letter a
+    place of that name, or of pois[letter]). wanderers: generic NPCs beside the files' cast. preexec_fn: as
+    launch's. Called again in a test it writes the files given over the folder's and starts another server
+    on the same map and folder: a restart (pass the same --store and --memory-db for the same state)."""
+    folder = tmp_path / "npcs"
+    folder.mkdir(exist_ok=True)
+
+    def start(
+        files: dict[str, str] | None,
+        *args: str,
+        rows: list[str] = SMALL,
+        pois: dict[str, str] | None = None,
+        wanderers: int = 0,
+        preexec_fn: Callable[[], None] | None = None,
+    ) -> tuple[RunningServer, Path]:
+        for name, text in (files or {}).items():
             write(folder / name, text)
-        srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0", *args)
+        npc_dir = "" if files is None else str(folder)
+        world = small_map(tmp_path, rows, pois=pois)
+        srv = launch("--map", str(world), "--npc-dir", npc_dir, "--npcs", str(wanderers), *args, preexec_fn=preexec_fn)
         return srv, folder
 
     return start

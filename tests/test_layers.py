@@ -31,7 +31,9 @@ MAY_IMPORT = {
     "bots": ("bots", "world.protocol", "world.tilemap", "charts"),
     "charts": ("charts",),
 }
-DYNAMIC = {("importlib", "import_module"), (None, "import_module"), (None, "__import__")}
+# calls that import the module named by their first argument (pytest.importorskip too: a test module
+# once imported another one that way, unseen)
+DYNAMIC = {("importlib", "import_module"), (None, "import_module"), (None, "__import__"), ("pytest", "importorskip")}
 
 
 def _within(module: str, prefix: str) -> bool:
@@ -109,16 +111,22 @@ def test_each_package_imports_only_the_layers_below_it():
     assert not found, "imports across the layers of DESIGN.md:\n" + "\n".join(found)
 
 
-def test_tests_share_helpers_only_through_the_support_package():
+def imports_of_test_modules(root: Path) -> list[str]:
+    """'file:line: `statement`' for each import, below root/tests, of a test module or of conftest."""
     found = []
-    for path in sorted((ROOT / "tests").rglob("*.py")):
-        rel = path.relative_to(ROOT)
+    for path in sorted((root / "tests").rglob("*.py")):
+        rel = path.relative_to(root)
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(rel))
         for line, stmt, names in imports(tree, ".".join(rel.with_suffix("").parts), False):
             for may_be in names:
                 last = [m.rpartition(".")[2] for m in may_be]
                 if any(n == "conftest" or n.startswith("test_") for n in last):
                     found.append(f"{rel}:{line}: `{stmt}`")
+    return found
+
+
+def test_tests_share_helpers_only_through_the_support_package():
+    found = imports_of_test_modules(ROOT)
     assert not found, (
         "test modules importing from other test modules or conftest "
         "(move what they share to tests/support/):\n" + "\n".join(found)
@@ -156,3 +164,17 @@ def test_the_check_sees_every_kind_of_import(tmp_path):
         "bots/report.py": [],
         "charts/svg.py": ["charts/svg.py:2"],  # a leaf imports nothing of the project
     }
+
+
+def test_the_tests_check_sees_a_test_module_imported_in_any_way(tmp_path):
+    (tmp_path / "tests" / "e2e").mkdir(parents=True)
+    (tmp_path / "tests" / "e2e" / "test_a.py").write_text(
+        "import pytest\nfrom support.npchelp import write\n\n"
+        "def test_x():\n    b = pytest.importorskip('test_browser')\n    from conftest import server\n"
+    )
+    (tmp_path / "tests" / "test_b.py").write_text("from e2e import test_a\nimport support.paths\n")
+    assert [f.split(": ", 1)[0] for f in imports_of_test_modules(tmp_path)] == [
+        "tests/e2e/test_a.py:5",
+        "tests/e2e/test_a.py:6",
+        "tests/test_b.py:1",
+    ]

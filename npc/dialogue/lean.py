@@ -5,7 +5,7 @@ Why: transformers' forward costs about 40 ms a token for SmolLM2-135M on
 this 2-core CPU, almost all of it per-operation overhead (hooks, cache
 objects, mask building, three projections where one would do), while the
 weights allow ~115 tokens/s in bf16 (issue 15). This file keeps only the
-arithmetic, with the same numbers as transformers (tests/test_dialogue_lean.py
+arithmetic, with the same numbers as transformers (tests/npc/dialogue/test_dialogue_lean.py
 compares logits and greedy tokens):
 
 - weights taken from the transformers model (so every format transformers

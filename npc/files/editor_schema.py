@@ -4,7 +4,7 @@ WEIGHTS, SENSES) and the action vocabulary (npc/actions.py).
 
     .venv/bin/python -m npc.files.editor_schema > docs/npc.schema.json
 
-tests/npc/test_editor_schema.py checks that the shipped file is what this makes, and that every
+tests/npc/files/test_editor_schema.py checks that the shipped file is what this makes, and that every
 shipped NPC file is valid under it. The schema is the editor's help (completion, hover, types,
 ranges); `npcworld npc check` stays the judge (places of the map, schedule overlaps, hooks).
 """

@@ -45,6 +45,7 @@ from npc.minds.builtin import Decision
 from npc.minds.perception import Perception, Seen, State
 from npc.minds.sight import look, perception
 from npc.minds.state import BY_DIALOGUE, Ledger, Rows
+from npc.minds.throttle import Throttle
 
 if TYPE_CHECKING:
     from npc.policy.protocol import Decider
@@ -116,6 +117,7 @@ class Cast:
         self._despawned_seen = -1
         self._gone: list[int] = []  # entities to forget in the ledger
         self._repeats: dict[tuple, int] = {}  # a report's signature (with its file's version) -> count
+        self.slow_log = Throttle()  # slow hooks' log lines: one per file and hook a minute
         self.versions: dict[str, int] = {}  # definition id -> how many times it was installed
         self.journal = Journal()  # the reload log (GET /log)
         self._players_at = -1
@@ -498,8 +500,14 @@ class Cast:
                 del self._repeats[k]
         if r.kind == "load" or r.kind == "hook_disabled":
             log.error("%s", text or r.message)
+        elif r.kind == "hook_slow":  # at most a line per file and hook a minute (npc/minds/throttle.py)
+            held = self.slow_log.admit((r.file, r.hook))
+            if held is not None:
+                name = Path(r.file).name
+                more = f" ({held} more slow {r.hook} calls of {name} not logged since the last)" if held else ""
+                log.warning("%s: %s%s", self._who(r), r.message, more)
         elif n == 1 or n % LOG_EVERY == 0:
-            who = f"npc {r.npc} ({r.entity})" if r.entity is not None else f"npc {r.npc}"
+            who = self._who(r)
             if n > 1:  # the traceback was logged with the first one of this version
                 log.warning("%s: %s (x%d, same as before)", who, r.message, n)
             elif r.kind in ("hook_error", "internal"):
@@ -513,6 +521,10 @@ class Cast:
                 r.line,
                 f"{r.npc}" + (f" ({r.entity})" if r.entity is not None else "") + f": {r.kind}: {r.message}",
             )
+
+    @staticmethod
+    def _who(r: Report) -> str:
+        return f"npc {r.npc} ({r.entity})" if r.entity is not None else f"npc {r.npc}"
 
     def entry(self, m: Mind) -> dict:
         """One NPC as GET /npcs lists it (docs/designers.md describes every field)."""

@@ -118,19 +118,11 @@ WATCH_NPC_LINE = """() => {
 }"""
 
 
-async def test_an_npc_reply_streams_into_the_log_and_a_bubble(launch, tmp_path):
-    from support.npchelp import TAM, small_map, write
+async def test_an_npc_reply_streams_into_the_log_and_a_bubble(npc_server, tmp_path):
+    from support.npchelp import TAM
 
-    folder = tmp_path / "npcs"
-    folder.mkdir()
-    write(folder / "tam.toml", TAM)
-    srv = launch(
-        "--map",
-        str(small_map(tmp_path)),
-        "--npc-dir",
-        str(folder),
-        "--npcs",
-        "0",
+    srv, _ = npc_server(
+        {"tam.toml": TAM},
         "--dialogue-model",
         "tiny",
         "--dialogue-max-new-tokens",

@@ -55,17 +55,10 @@ async def panel_agrees(page, admin: str, token: str, panel: str, method: str, pa
     await page.wait_for_function(f"() => window.inspector.panels[{panel!r}] === {want!r}", timeout=15_000)
 
 
-async def test_the_inspector_lists_shows_follows_and_degrades(launch, tmp_path):
-    from support.maphelp import write_ascii_map
-    from support.npchelp import admin_of, call, write
+async def test_the_inspector_lists_shows_follows_and_degrades(npc_server):
+    from support.npchelp import admin_of, call
 
-    folder = tmp_path / "npcs"
-    folder.mkdir()
-    write(folder / "tam.toml", TAM)
-    write(folder / "ivo.toml", IVO)
-    srv = launch(
-        "--map", str(write_ascii_map(tmp_path, MAP, "m.tmj", {"s": "spawn"})), "--npc-dir", str(folder), "--npcs", "2"
-    )
+    srv, _ = npc_server({"tam.toml": TAM, "ivo.toml": IVO}, rows=MAP, wanderers=2)
     admin, token = admin_of(srv)
 
     # The page itself is public code with a strict policy; the data behind it is not.
@@ -139,13 +132,10 @@ async def test_the_inspector_lists_shows_follows_and_degrades(launch, tmp_path):
         assert page_errors == [] and await page.evaluate("window.inspector.errors") == 0
 
 
-async def test_the_monitor_on_the_admin_port_shows_the_reload_log(launch, tmp_path):
-    from support.npchelp import admin_of, write
+async def test_the_monitor_on_the_admin_port_shows_the_reload_log(npc_server):
+    from support.npchelp import admin_of
 
-    folder = tmp_path / "npcs"
-    folder.mkdir()
-    write(folder / "ivo.toml", IVO)
-    srv = launch("--npc-dir", str(folder), "--npcs", "0")
+    srv, _ = npc_server({"ivo.toml": IVO}, rows=MAP)
     admin, token = admin_of(srv)
     async with chromium_page(admin + "monitor") as (page, page_errors):
         # metrics as on the game port; the log waits for the token
@@ -210,30 +200,18 @@ async def keep_reading(p) -> None:
         await p.recv(timeout=30)
 
 
-async def test_the_inspector_shows_what_the_admin_api_says_of_a_real_npc(launch, tmp_path):
+async def test_the_inspector_shows_what_the_admin_api_says_of_a_real_npc(npc_server, tmp_path):
     """The designer's views hold the values GET /npcs/<id> returns: file and version, who decided and the
     built-in's scores, needs and their trend, the schedule block now and next (after the page's own clock
     controls paused the clock and set it to 11:00), the nearest player, the lines and the hook error (made
     from the page's talk box) with its file:line. The page is opened at the URL the server prints."""
-    from support.maphelp import write_ascii_map
     from support.npchelp import call, write
     from support.wsclient import Player
 
-    folder = tmp_path / "npcs"
-    folder.mkdir()
-    write(folder / "ida.toml", IDA)
-    write(folder / "ida.py", IDA_HOOKS)
     # two places: with 'spawn' alone, adding one changes the world's list of places (world/sim.py use_map
     # refuses that: a ValueError in the watcher, seen in this test)
     rows = [*MAP[:5], "#" + "." * 7 + "w" + "." * 20 + "#", *MAP[6:]]  # the well: 3 tiles from the spawn
-    srv = launch(
-        "--map",
-        str(write_ascii_map(tmp_path, rows, "m.tmj", {"s": "spawn", "w": "well"})),
-        "--npc-dir",
-        str(folder),
-        "--npcs",
-        "0",
-    )
+    srv, _ = npc_server({"ida.toml": IDA, "ida.py": IDA_HOOKS}, rows=rows, pois={"w": "well"})
     printed = [line.split()[2] for line in srv.output if line.startswith("npcworld inspector ")]
     assert len(printed) == 1 and "/inspector#token=" in printed[0], srv.output
     url = printed[0]
@@ -320,7 +298,7 @@ async def test_the_inspector_shows_what_the_admin_api_says_of_a_real_npc(launch,
             assert "[on_hear] answers" in talked and "Hello, designer." in talked
             # a place added beside the map: the page's map gets it live, told by the reload log
             assert sorted(await page.evaluate("window.inspector.places")) == ["spawn", "well"]
-            write(tmp_path / "m.places.toml", "[pier]\ntile = [3, 3]\n")
+            write(tmp_path / "small.places.toml", "[pier]\ntile = [3, 3]\n")
             try:
                 await page.wait_for_function("() => window.inspector.places.includes('pier')", timeout=60_000)
             except Exception:

@@ -49,24 +49,9 @@ HEN = """
 """
 
 
-async def test_the_page_says_whom_a_line_goes_to_and_when_no_one_here_talks(launch, tmp_path):
-    from support.npchelp import small_map, write
-
-    folder = tmp_path / "npcs"
-    folder.mkdir()
-    write(folder / "tam.toml", TAM)
-    write(folder / "hen.toml", HEN)
-    srv = launch(
-        "--map",
-        str(small_map(tmp_path, MAP)),
-        "--npc-dir",
-        str(folder),
-        "--npcs",
-        "0",
-        "--dialogue-model",
-        "tiny",
-        "--dialogue-max-new-tokens",
-        "8",
+async def test_the_page_says_whom_a_line_goes_to_and_when_no_one_here_talks(npc_server):
+    srv, _ = npc_server(
+        {"tam.toml": TAM, "hen.toml": HEN}, "--dialogue-model", "tiny", "--dialogue-max-new-tokens", "8", rows=MAP
     )
     async with chromium_page(srv.http_url) as (page, page_errors):
         watcher = Observer(await Player.join(srv.ws_url, name="watcher"))

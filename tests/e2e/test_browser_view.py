@@ -46,10 +46,8 @@ def torso(screen: dict, radius: float) -> tuple[float, float, float, float]:
     return x - 4, y - radius * 0.75, x + 4, y - radius * 0.15
 
 
-async def test_figures_minimap_and_a_bubble_inside_the_view(launch, tmp_path):
-    from support.npchelp import small_map
-
-    srv = launch("--map", str(small_map(tmp_path, MAP)), "--npcs", "0", "--npc-dir", "")
+async def test_figures_minimap_and_a_bubble_inside_the_view(npc_server):
+    srv, _ = npc_server(None, rows=MAP)
     async with chromium_page(srv.http_url, viewport=WIDE) as (page, page_errors):
         await wait_connected(page)
         me = await page.evaluate("window.npcworld.myId")
@@ -161,13 +159,11 @@ def head_sides(img, at: dict, radius: float, colour) -> tuple[int, int]:
     )
 
 
-async def test_figures_come_from_the_sheet_face_their_way_and_walk(launch, tmp_path):
+async def test_figures_come_from_the_sheet_face_their_way_and_walk(npc_server):
     """A player walking left, then right, seen by the browser: the page draws it from the sprite sheet as a
     player where the server says, it steps through walking frames, and it faces its way: seen from the side
     its hair is behind its face (the right half of its head when it walks left, the left half when right)."""
-    from support.npchelp import small_map
-
-    srv = launch("--map", str(small_map(tmp_path, MAP)), "--npcs", "0", "--npc-dir", "")
+    srv, _ = npc_server(None, rows=MAP)
     async with chromium_page(srv.http_url, viewport=WIDE) as (page, page_errors):
         await wait_connected(page)
         me = await page.evaluate("window.npcworld.myId")

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from support.npchelp import small_map, write
 from support.decisionhelp import STAYS, WANDERS, decisions, metrics, until_metrics, walker, walker_at_b
 from support.wsclient import Player
 
@@ -26,25 +25,9 @@ def workers_of(pid: int) -> list[int]:
 
 
 @pytest.fixture
-def start(launch, tmp_path):
-    def _start(npc: str, *args: str):
-        folder = tmp_path / "npcs"
-        folder.mkdir(exist_ok=True)
-        write(folder / "walker.toml", npc)
-        return launch(
-            "--map",
-            str(small_map(tmp_path)),
-            "--npc-dir",
-            str(folder),
-            "--npcs",
-            "0",
-            "--decider",
-            "policy",
-            "--no-policy-guard",
-            *args,
-        )
-
-    return _start
+def start(npc_server):
+    """tests/conftest.py's npc_server with one walker file, decided by the policy (no guard)."""
+    return lambda npc, *args: npc_server({"walker.toml": npc}, "--decider", "policy", "--no-policy-guard", *args)[0]
 
 
 async def test_policy_decisions_from_the_pool_move_an_npc(start):
@@ -65,7 +48,7 @@ async def test_a_killed_worker_leaves_npcs_moving_and_the_server_ticking(start):
     try:
         await until_metrics(p, srv.http_url, lambda m: decisions(m, "on_time") > 0, "on-time decisions")
         # the decision worker and its warm standby (PoolConfig.standby, when it has been spawned yet): both
-        # killed, so that no worker is left (tests/test_inference_pool.py has the standby taking over)
+        # killed, so that no worker is left (tests/npc/inference/test_inference_pool.py has the standby taking over)
         killed = workers_of(srv.proc.pid)
         assert 1 <= len(killed) <= 2, killed
         before = await asyncio.to_thread(metrics, srv.http_url)
@@ -99,12 +82,9 @@ async def test_a_killed_worker_leaves_npcs_moving_and_the_server_ticking(start):
         await p.close()
 
 
-async def test_metrics_say_when_the_policy_has_checked_every_file(launch, tmp_path):
+async def test_metrics_say_when_the_policy_has_checked_every_file(npc_server):
     """npcworld_npc_policy_checks_running counts the files still being checked (a load test waits for 0)."""
-    folder = tmp_path / "npcs"
-    folder.mkdir()
-    write(folder / "walker.toml", WANDERS)
-    srv = launch("--map", str(small_map(tmp_path)), "--npc-dir", str(folder), "--npcs", "0", "--decider", "policy")
+    srv, _ = npc_server({"walker.toml": WANDERS}, "--decider", "policy")
     p = await Player.join(srv.ws_url, "watcher")
     m = await until_metrics(
         p,

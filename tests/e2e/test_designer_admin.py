@@ -331,10 +331,7 @@ async def test_an_npc_walks_at_its_files_speed(npc_server):
     assert moved["Fast"] > 2 * moved["Slow"] > 0, moved
 
 
-async def test_a_place_added_beside_the_map_is_picked_up_live(launch, tmp_path):
-    folder = tmp_path / "npcs"
-    folder.mkdir()
-    m = small_map(tmp_path)
+async def test_a_place_added_beside_the_map_is_picked_up_live(npc_server, tmp_path):
     fisher = """
         name = "Finn"
         spawn = "a"
@@ -346,8 +343,7 @@ async def test_a_place_added_beside_the_map_is_picked_up_live(launch, tmp_path):
         [actions]
         allowed = ["idle", "go_to"]
     """
-    write(folder / "fisher.toml", fisher)  # names a place the map does not have yet
-    srv = launch("--map", str(m), "--npc-dir", str(folder), "--npcs", "0")
+    srv, _ = npc_server({"fisher.toml": fisher})  # names a place the map does not have yet
     url, token = admin_of(srv)
     p = await Player.join(srv.ws_url, "Ann")
     await wait_admin(p, url, token, "/errors", lambda b: b["files"], what="the unknown place reported")

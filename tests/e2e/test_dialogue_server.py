@@ -14,22 +14,14 @@ import sqlite3
 
 import pytest
 
-from support.npchelp import TAM, small_map, write
+from support.npchelp import TAM
 from support.talkhelp import Client, check_stream, conversation, find_npc, walk_to
 
 
 @pytest.mark.asyncio
-async def test_a_player_talks_and_the_reply_streams_to_them_and_a_bystander(launch, tmp_path):
-    folder = tmp_path / "npcs"
-    folder.mkdir()
-    write(folder / "tam.toml", TAM)
-    srv = launch(
-        "--map",
-        str(small_map(tmp_path)),
-        "--npc-dir",
-        str(folder),
-        "--npcs",
-        "0",
+async def test_a_player_talks_and_the_reply_streams_to_them_and_a_bystander(npc_server, tmp_path):
+    srv, _ = npc_server(
+        {"tam.toml": TAM},
         "--dialogue-model",
         "tiny",
         "--dialogue-max-new-tokens",
@@ -51,8 +43,8 @@ async def test_a_player_talks_and_the_reply_streams_to_them_and_a_bystander(laun
 
 
 @pytest.mark.asyncio
-async def test_bad_talk_gets_an_error(launch, tmp_path):
-    srv = launch("--map", str(small_map(tmp_path)), "--npcs", "0", "--npc-dir", "")
+async def test_bad_talk_gets_an_error(npc_server):
+    srv, _ = npc_server(None)
     p = await Client.join(srv.ws_url, "Ana")
     try:
         await p.send({"t": "talk", "npc": 12345, "text": "hi"})
@@ -67,18 +59,10 @@ async def test_bad_talk_gets_an_error(launch, tmp_path):
 
 @pytest.mark.timeout(300)
 @pytest.mark.asyncio
-async def test_the_default_model_answers_through_a_real_server(launch, tmp_path):
+async def test_the_default_model_answers_through_a_real_server(npc_server, tmp_path):
     """The real SmolLM2-135M-Instruct, loaded from its GGUF file in a worker (the slow test: ~30 s of loading)."""
-    folder = tmp_path / "npcs"
-    folder.mkdir()
-    write(folder / "tam.toml", TAM)
-    srv = launch(
-        "--map",
-        str(small_map(tmp_path)),
-        "--npc-dir",
-        str(folder),
-        "--npcs",
-        "0",
+    srv, _ = npc_server(
+        {"tam.toml": TAM},
         "--dialogue",
         "--dialogue-max-new-tokens",
         "16",
@@ -92,20 +76,12 @@ async def test_the_default_model_answers_through_a_real_server(launch, tmp_path)
 
 
 @pytest.mark.asyncio
-async def test_one_npc_answers_two_players_at_once_and_both_hear_both(launch, tmp_path):
+async def test_one_npc_answers_two_players_at_once_and_both_hear_both(npc_server):
     """docs/protocol.md: each talk is its own conversation, whoever else talks to the NPC; every
     player near it receives every stream (keyed by id, `to` says whose); a say_end after a
     say_delta holds exactly what the delta held, and a conversation has at most one delta."""
-    folder = tmp_path / "npcs"
-    folder.mkdir()
-    write(folder / "tam.toml", TAM)
-    srv = launch(
-        "--map",
-        str(small_map(tmp_path)),
-        "--npc-dir",
-        str(folder),
-        "--npcs",
-        "0",
+    srv, _ = npc_server(
+        {"tam.toml": TAM},
         "--dialogue-model",
         "tiny",
         "--dialogue-max-new-tokens",

@@ -10,7 +10,6 @@ import asyncio
 import msgpack
 import pytest
 
-from support.npchelp import small_map
 from support.wsclient import Player
 
 
@@ -26,8 +25,8 @@ async def stand(p: Player) -> tuple[float, float]:
 
 
 @pytest.mark.asyncio
-async def test_inputs_as_a_predicting_client_sees_them(launch, tmp_path):
-    srv = launch("--map", str(small_map(tmp_path)), "--npcs", "0", "--npc-dir", "")
+async def test_inputs_as_a_predicting_client_sees_them(npc_server):
+    srv, _ = npc_server(None)
     p = await Player.join(srv.ws_url, "ana")
     try:
         step = p.welcome["speed"] / p.welcome["tick_rate"]  # world units a tick at full speed

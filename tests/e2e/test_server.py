@@ -457,6 +457,29 @@ async def test_http_endpoints(crowded):
         assert info.value.code in (403, 404)
 
 
+async def test_healthz_counts_characters_in_grace_as_players_not_connections(npc_server):
+    """docs/protocol.md (/healthz): `players` counts characters in the world, those waiting out their
+    grace too; `connections` the open WebSockets."""
+    srv, _ = npc_server(None, "--grace", "60")
+
+    async def health() -> dict:
+        return json.loads((await asyncio.to_thread(http_get, srv.http_url + "healthz"))[2])
+
+    ann, bo = await Player.join(srv.ws_url, "ann"), await Player.join(srv.ws_url, "bo")
+    for _ in range(100):  # bounded: 10 s
+        if (h := await health())["connections"] == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert h["players"] == 2 and h["connections"] == 2, h
+    await bo.close()  # bo's character stays for its grace period
+    for _ in range(100):
+        if (h := await health())["connections"] == 1:
+            break
+        await asyncio.sleep(0.1)
+    assert h["connections"] == 1 and h["players"] == 2 and h["npcs"] == 0, h
+    await ann.close()
+
+
 async def test_metrics_count_what_clients_did(launch):
     srv = launch("--npcs", "10", "--npc-dir", "")  # no NPC files: 10 NPCs exactly
     before = await metrics(srv)

@@ -7,16 +7,18 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 
-from support.npchelp import admin_of, call, write
+import pytest
+
+from support.npchelp import admin_of, call
 from support.storehelp import GERDA
 from support.storehelp import GERDA_ROWS as ROWS
-from support.maphelp import write_ascii_map
 from server import tokens
 from server.store import schema
 from support.wsclient import Player
@@ -29,26 +31,29 @@ TICK_RATE = 20
 SECRET = "test-secret"
 
 
-def world_args(tmp_path, *extra: str) -> tuple[str, ...]:
-    folder = tmp_path / "npcs"
-    folder.mkdir(exist_ok=True)
-    write(folder / "gerda.toml", GERDA)
-    m = write_ascii_map(tmp_path, ROWS, "small.tmj", {"s": "spawn"})
-    return (
-        "--map",
-        str(m),
-        "--npc-dir",
-        str(folder),
-        "--npcs",
-        "6",
-        "--decider",
-        "builtin",
-        "--secret",
-        SECRET,
-        "--store",
-        str(tmp_path / "world.sqlite"),
-        *extra,
-    )
+@pytest.fixture
+def gerda_server(npc_server, tmp_path):
+    """A server on Gerda's map with her file and 6 wanderers, the built-in deciding, on the test's own store
+    (tmp_path/world.sqlite): `gerda_server(*more_args)`; called again, it restarts on the same store.
+    secret=None: no --secret (the key kept in the store signs tokens)."""
+
+    def start(*extra: str, secret: str | None = SECRET, preexec_fn=None):
+        key = ("--secret", secret) if secret else ()
+        store = ("--store", str(tmp_path / "world.sqlite"))
+        srv, _ = npc_server(
+            {"gerda.toml": GERDA},
+            "--decider",
+            "builtin",
+            *key,
+            *store,
+            *extra,
+            rows=ROWS,
+            wanderers=6,
+            preexec_fn=preexec_fn,
+        )
+        return srv
+
+    return start
 
 
 async def npcs(srv) -> dict:
@@ -88,9 +93,8 @@ def moved_at_most(a, b, ticks: int) -> bool:
     return math.dist(a, b) <= NPC_SPEED * max(ticks, 0) / TICK_RATE + 0.2  # 0.1: /npcs rounds positions
 
 
-async def test_sigterm_then_restart_everyone_where_they_were_items_kept_tokens_rotated(launch, tmp_path):
-    args = world_args(tmp_path, "--checkpoint-s", "1")
-    srv = launch(*args)
+async def test_sigterm_then_restart_everyone_where_they_were_items_kept_tokens_rotated(gerda_server, tmp_path):
+    srv = gerda_server("--checkpoint-s", "1")
     p = await Player.join(srv.ws_url, "ada")
     await p.until(lambda me, m: me.items, timeout=30, what="a gift from Gerda")
     assert p.items[0] in ("apple", "pear")
@@ -100,7 +104,7 @@ async def test_sigterm_then_restart_everyone_where_they_were_items_kept_tokens_r
     tick, saved = saved_checkpoint(tmp_path / "world.sqlite")
     assert "gerda#1" in saved and "wanderer#6" in saved
 
-    srv = launch(*args)
+    srv = gerda_server("--checkpoint-s", "1")
     assert any(f"from the checkpoint of tick {tick}" in line for line in srv.output), srv.output
     body = await npcs(srv)
     assert body["tick"] >= tick  # the same tick and game time go on, not a fresh start
@@ -129,9 +133,8 @@ async def test_sigterm_then_restart_everyone_where_they_were_items_kept_tokens_r
     await used.close()
 
 
-async def test_kill_9_loses_at_most_the_last_interval(launch, tmp_path):
-    args = world_args(tmp_path, "--checkpoint-s", "0.5")
-    srv = launch(*args)
+async def test_kill_9_loses_at_most_the_last_interval(gerda_server, tmp_path):
+    srv = gerda_server("--checkpoint-s", "0.5")
     p = await Player.join(srv.ws_url, "bo")
     here = await settle(p)
     start = await metric(srv, "npcworld_store_checkpoints_written_total")
@@ -150,7 +153,7 @@ async def test_kill_9_loses_at_most_the_last_interval(launch, tmp_path):
     )
     assert info.returncode == 0 and "checkpoint tick" in info.stdout, info.stderr  # readable after kill -9
 
-    srv = launch(*args)
+    srv = gerda_server("--checkpoint-s", "0.5")
     m = next(
         re.search(r"from the checkpoint of tick (\d+)", line)
         for line in srv.output
@@ -189,7 +192,9 @@ def test_a_damaged_store_stops_the_start_with_a_clear_error(tmp_path):
     assert junk.read_bytes() == before  # left as it was, for the operator to look at
 
 
-async def test_an_old_store_is_migrated_and_a_store_that_cannot_be_written_does_not_stop_the_game(launch, tmp_path):
+async def test_an_old_store_is_migrated_and_a_store_that_cannot_be_written_does_not_stop_the_game(
+    gerda_server, tmp_path
+):
     # A store of schema version 1 (no items yet) with an account and its signing key.
     path = tmp_path / "world.sqlite"
     c = sqlite3.connect(path, isolation_level=None)
@@ -201,10 +206,7 @@ async def test_an_old_store_is_migrated_and_a_store_that_cannot_be_written_does_
         (time.time(),),
     )
     c.close()
-    args = [a for a in world_args(tmp_path, "--checkpoint-s", "0.2")]
-    i = args.index("--secret")
-    del args[i : i + 2]  # the key kept in the store signs tokens
-    srv = launch(*args)
+    srv = gerda_server("--checkpoint-s", "0.2", secret=None)  # the key kept in the store signs tokens
     old = await Player.join(srv.ws_url, token=tokens.issue(key, 7, 0, int(time.time()) + 60))
     assert old.welcome["resumed"] is True and old.welcome["name"] == "old ada" and old.welcome["items"] == []
     await old.until(lambda me, m: me.id in me.positions, what="an update with old ada")
@@ -248,15 +250,15 @@ async def test_an_old_store_is_migrated_and_a_store_that_cannot_be_written_does_
     await old.close()
 
 
-async def test_the_browser_shows_the_items_it_holds_and_keeps_them_on_a_reload(launch, tmp_path):
-    import pytest
+async def test_the_browser_shows_the_items_it_holds_and_keeps_them_on_a_reload(gerda_server):
+    pytest.importorskip("playwright.async_api")
+    from support.chromium import CHROMIUM, chromium_page, wait_connected
 
-    test_browser = pytest.importorskip("test_browser")
-    if not __import__("shutil").which(test_browser.CHROMIUM):
-        pytest.skip(f"no Chromium at {test_browser.CHROMIUM}")
-    srv = launch(*world_args(tmp_path))
-    async with test_browser.chromium_page(srv.http_url) as (page, page_errors):
-        await test_browser.wait_connected(page)
+    if not shutil.which(CHROMIUM):
+        pytest.skip(f"no Chromium at {CHROMIUM}")
+    srv = gerda_server()
+    async with chromium_page(srv.http_url) as (page, page_errors):
+        await wait_connected(page)
         # Gerda notices the browser's player and gives it an item
         await page.wait_for_function(
             "/items: (apple|pear)/.test(document.getElementById('items').textContent)", timeout=30_000
@@ -264,7 +266,7 @@ async def test_the_browser_shows_the_items_it_holds_and_keeps_them_on_a_reload(l
         shown = await page.text_content("#items")
         me = await page.evaluate("window.npcworld.myId")
         await page.reload()  # the token in localStorage resumes the same player
-        await test_browser.wait_connected(page)
+        await wait_connected(page)
         await page.wait_for_function(
             "window.npcworld.welcome && window.npcworld.welcome.resumed === true", timeout=20_000
         )
@@ -273,22 +275,17 @@ async def test_the_browser_shows_the_items_it_holds_and_keeps_them_on_a_reload(l
         assert page_errors == []
 
 
-async def test_a_full_disk_mid_run_is_counted_and_the_game_goes_on(tmp_path):
+async def test_a_full_disk_mid_run_is_counted_and_the_game_goes_on(gerda_server, tmp_path):
     """A real limit on the size of the files the server may write (RLIMIT_FSIZE, as a full disk: the
     write fails with EFBIG; Python ignores SIGXFSZ): once the store's log reaches it, writes fail."""
     import resource
-
-    from support.servers import start_server
 
     limit = 256 * 1024  # bytes: a few dozen checkpoints of this small world
 
     def small_disk():
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    srv = start_server(
-        *world_args(tmp_path, "--checkpoint-s", "0.05", "--memory-db", str(tmp_path / "mem.sqlite")),
-        preexec_fn=small_disk,
-    )
+    srv = gerda_server("--checkpoint-s", "0.05", "--memory-db", str(tmp_path / "mem.sqlite"), preexec_fn=small_disk)
     try:
         p = await Player.join(srv.ws_url, "ada")
         while await metric(srv, "npcworld_store_writes_failed_total") < 3:

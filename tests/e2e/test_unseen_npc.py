@@ -11,7 +11,7 @@ import math
 import pytest
 
 from npc.policy.model import DEFAULT_WEIGHTS
-from support.npchelp import admin_of, call, small_map, write
+from support.npchelp import admin_of, call
 from npc.policy.weights import weights_input
 from npc.policy.observe import OBS_DIM
 from support.wsclient import Player
@@ -56,21 +56,8 @@ async def npcs(srv) -> dict:
     return body["npcs"][0]
 
 
-async def test_an_unseen_file_is_decided_by_the_policy_as_it_says(launch, tmp_path):
-    folder = tmp_path / "npcs"
-    folder.mkdir()
-    write(folder / "gerda.toml", GERDA)
-    srv = launch(
-        "--map",
-        str(small_map(tmp_path)),
-        "--npc-dir",
-        str(folder),
-        "--npcs",
-        "0",
-        "--decider",
-        "policy",
-        "--no-dialogue",
-    )
+async def test_an_unseen_file_is_decided_by_the_policy_as_it_says(npc_server):
+    srv, _ = npc_server({"gerda.toml": GERDA}, "--decider", "policy", "--no-dialogue")
     p = await Player.join(srv.ws_url, name="Ansel")
     try:
         # the guard first: the built-in decides until the policy is measured on this file

@@ -68,6 +68,17 @@ def test_a_join_is_welcomed_last_after_its_hello_errors(room):
     assert got[2].name == f"guest {bad.account.id}" and room.game.connected() == 2
 
 
+def test_names_are_not_unique_and_a_missing_one_is_guest_n(room):
+    """docs/protocol.md (hello): two players may carry the same name, told apart by entity id; a
+    hello without a name gets `guest N`, N the account number, with no error."""
+    a, b = room.game.join(Hello(1, "ann", None)), room.game.join(Hello(1, "ann", None))
+    (wa,), (wb,) = room.out.of(a.eid), room.out.of(b.eid)
+    assert wa.name == wb.name == "ann" and wa.id != wb.id and a.account.id != b.account.id
+    anon = room.game.join(Hello(1, None, None))
+    (welcome,) = room.out.of(anon.eid)  # no error: only the welcome
+    assert type(welcome) is Welcome and welcome.name == f"guest {anon.account.id}"
+
+
 def test_inputs_are_applied_at_the_tick_and_acknowledged_in_the_update(room):
     ann = room.game.join(Hello(1, "ann", None))
     x0, y0 = room.game.world.position(ann.eid)

@@ -1,9 +1,60 @@
 """Driving a DialogueRunner step by step (tests/npc/dialogue/): requests that join and leave at
-given steps, and what each stream said."""
+given steps, and what each stream said; and the dialogue service's scene: one NPC file on the small
+map with a player beside it, a scripted pool, a clock the test moves."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from npc.dialogue.runner import DialogueRunner
+from npc.inference import Pool, PoolConfig
+from npc.minds.cast import Cast
+from world.sim import PLAYER, World, WorldConfig
+from world.tilemap import load_map
+
+from .npchelp import small_map, write
+
+WAIT = 60.0  # seconds: a pool's worker start or a scripted reply on a loaded machine, at the most
+
+
+class Clock:
+    """The dialogue service's clock, in seconds; a test moves it by setting `t`."""
+
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def scripted_pool(**options) -> Pool:
+    """A real pool of one CPU worker running ScriptedStreamRunner (npc/inference/testing.py) with these options."""
+    pool = Pool(
+        PoolConfig(
+            runner="npc.inference.testing:ScriptedStreamRunner",
+            runner_options=options,
+            workers=1,
+            devices=["cpu"],
+            threads=1,
+        )
+    ).start()
+    assert pool.wait_ready(WAIT)
+    return pool
+
+
+def cast_beside(tmp_path: Path, npc_file: str, player: str) -> tuple[World, Cast, int, int]:
+    """(world, cast, npc, player): the NPC file tam.toml loaded on the small map, and a player of that
+    name 20 world units to its right."""
+    folder = tmp_path / "npcs"
+    folder.mkdir(parents=True, exist_ok=True)
+    write(folder / "tam.toml", npc_file)
+    world = World(load_map(small_map(tmp_path)), WorldConfig(cell_size=256, view_radius=1))
+    cast = Cast(world, str(folder))
+    cast.load_all()
+    assert not cast.problems, cast.problems
+    npc = next(iter(cast.minds))
+    x, y = world.position(npc)
+    return world, cast, npc, world.spawn(PLAYER, player, "#ffffff", x + 20, y)
 
 
 def ask(line: str, n: int = 12, **kw) -> dict:

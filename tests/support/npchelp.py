@@ -45,9 +45,12 @@ def near_b(pos) -> bool:
     return pos is not None and math.hypot(pos[0] - B[0], pos[1] - B[1]) < 160
 
 
-def small_map(folder: Path, rows: list[str] = SMALL, name: str = "small.tmj") -> Path:
-    """A map from ASCII rows: '#' wall, '.' floor, a letter a POI ('s' is the 'spawn' POI)."""
-    return write_ascii_map(folder, rows, name, {"s": "spawn"})
+def small_map(
+    folder: Path, rows: list[str] = SMALL, name: str = "small.tmj", pois: dict[str, str] | None = None
+) -> Path:
+    """A map from ASCII rows: '#' wall, '.' floor, a letter a POI ('s' is the 'spawn' POI; another letter
+    a POI of that name, or of pois[letter])."""
+    return write_ascii_map(folder, rows, name, {"s": "spawn", **(pois or {})})
 
 
 def write(path: Path, text: str) -> Path:

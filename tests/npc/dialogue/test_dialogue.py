@@ -13,20 +13,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from npc.minds.cast import Cast
 from npc.dialogue import choice, prompt, text
 from npc.dialogue.runner import DialogueRunner
 from npc.dialogue.service import Dialogue, DialogueConfig, TalkRefused
 from npc.inference import Pool, PoolConfig, StreamEnd
 from npc.inference.testing import Latch
 from npc.memory import Memory
-from world.sim import PLAYER, World, WorldConfig
-from world.tilemap import load_map
 
-from support.dialoguehelp import ask, joined, run_all
-from support.npchelp import small_map, write
-
-WAIT = 60.0
+from support.dialoguehelp import WAIT, Clock, ask, cast_beside, joined, run_all, scripted_pool
 
 
 # -- the runner: continuous batching ------------------------------------------------------
@@ -153,21 +147,9 @@ NPC_FILE = """
 
 
 def make_cast(tmp_path, allowed_extra=("go_to", "give_item")):
-    folder = tmp_path / "npcs"
-    folder.mkdir(exist_ok=True)
     give = '[actions.give_item]\n    items = ["apple"]' if "give_item" in allowed_extra else ""
-    write(
-        folder / "tam.toml",
-        NPC_FILE.replace("{extra}", ", ".join(f'"{a}"' for a in allowed_extra)).replace("{give}", give),
-    )
-    world = World(load_map(small_map(tmp_path)), WorldConfig(cell_size=256, view_radius=1))
-    cast = Cast(world, str(folder))
-    cast.load_all()
-    assert not cast.problems, cast.problems
-    npc = next(iter(cast.minds))
-    x, y = world.position(npc)
-    player = world.spawn(PLAYER, "Ana", "#ffffff", x + 20, y)
-    return world, cast, npc, player
+    npc_file = NPC_FILE.replace("{extra}", ", ".join(f'"{a}"' for a in allowed_extra)).replace("{give}", give)
+    return cast_beside(tmp_path, npc_file, "Ana")
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -189,14 +171,6 @@ def test_a_disallowed_action_is_never_chosen(runner, tmp_path_factory, line, all
 # -- the service: budgets, fallback, cancellation ---------------------------------------------
 
 
-class Clock:
-    def __init__(self):
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-
 def service(tmp_path, pool, memory=None, act=False):
     world, cast, npc, player = make_cast(tmp_path)
     sent: list[tuple[int, dict]] = []
@@ -216,20 +190,6 @@ def service(tmp_path, pool, memory=None, act=False):
 
 def kinds(sent):
     return [m["t"] for _, m in sent]
-
-
-def scripted_pool(**options):
-    pool = Pool(
-        PoolConfig(
-            runner="npc.inference.testing:ScriptedStreamRunner",
-            runner_options=options,
-            workers=1,
-            devices=["cpu"],
-            threads=1,
-        )
-    ).start()
-    assert pool.wait_ready(WAIT)
-    return pool
 
 
 def test_thinking_line_when_the_first_token_is_late_then_the_reply(tmp_path):

@@ -77,6 +77,24 @@ def test_the_examples_are_valid():
     assert any(r.definition.count > 1 for r in results)
 
 
+def test_the_hearing_radius_the_docs_state_is_what_the_shipped_npcs_hear():
+    """README ("within its hearing radius: 6 tiles, 192 world units, for the shipped NPCs") and
+    docs/protocol.md ("hearing radius (192 world units unless its NPC file says otherwise)") against
+    the schema's default and every shipped NPC that talks (issue 13: the README once said 4 tiles)."""
+    import re
+
+    from npc.files.schema import SENSES
+
+    readme = re.search(r"hearing radius: (\d+) tiles, (\d+) world units", (ROOT / "README.md").read_text())
+    protocol = re.search(r"hearing radius \((\d+) world units", (ROOT / "docs" / "protocol.md").read_text())
+    assert readme and protocol
+    tiles, units = int(readme.group(1)), int(readme.group(2))
+    assert units == tiles * 32 == int(protocol.group(1)) == SENSES["hear"]
+    results = load_files(sorted((ROOT / "assets" / "npcs").glob("*.toml")), PLACES, SPAWNS)
+    talkers = [r.definition for r in results if "talk" in r.definition.allowed]
+    assert talkers and all(d.senses["hear"] == units for d in talkers)
+
+
 def test_missing_field(tmp_path):
     p = only(load(tmp_path, edit('name = "Brenna"\n', "")))
     assert (p.line, p.message) == (1, "missing field 'name'")

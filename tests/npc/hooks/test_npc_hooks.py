@@ -3,7 +3,9 @@
 import signal
 
 from npc import hooks
+from npc.minds import hearing
 from npc.minds.cast import Cast
+from npc.minds.perception import Seen
 from npc.files.loader import load_files, npc_files
 from support.npchelp import small_map, write
 from world.sim import PLAYER, World, WorldConfig
@@ -201,3 +203,41 @@ def test_a_reload_swaps_the_definition_and_keeps_memory(tmp_path):
     (folder / "hooky.toml").unlink()
     cast.apply([], removed=[str(folder / "hooky.toml")])
     assert cast.minds == {} and cast.defs == {}
+
+
+def test_a_hook_slow_now_and_then_is_logged_once_a_minute_and_reported_every_time(tmp_path, caplog):
+    """An on_hear slow on one call in ten (never the 3 in 20 that disable it), heard 1,000 times: every
+    overrun is a report (GET /errors), the log gets one line for the 100 (it had a line per 100 of them,
+    LOG_EVERY: hundreds in a long run), then a line a minute saying how many it held back."""
+    w, cast, e = setup(
+        tmp_path,
+        """
+        import time
+
+        def on_hear(npc, speaker, text):
+            npc.memory["heard"] = npc.memory.get("heard", 0) + 1
+            if npc.memory["heard"] % 10 == 0:
+                time.sleep(0.012)       # over the 5 ms budget (the hard cap, 20 ms, may stop it: an overrun too)
+    """,
+    )
+    clock = [1000.0]
+    cast.slow_log.clock = lambda: clock[0]
+    guard, mind = cast.guards["hooky"], cast.minds[e]
+    x, y = w.position(e)
+    ana = Seen(w.spawn(PLAYER, "Ana", "#ffffff", x + 20, y), "Ana", "player", 20.0, x + 20, y)
+    caplog.set_level("WARNING", logger="npcworld.npc")
+
+    def hear(n: int) -> None:
+        for i in range(n):
+            hearing.spoken(cast, mind, ana, f"hello {i}")  # as a talk reaches the NPC's on_hear
+
+    hear(1000)
+    assert guard.status()["calls"] == 1000 and guard.status()["state"] == "ok"  # never disabled
+    assert guard.status()["overruns"] >= 100  # each one reported (cast.reports keeps the newest 200)
+    lines = [r.getMessage() for r in caplog.records if "on_hear" in r.getMessage()]
+    assert len(lines) == 1 and "npc hooky" in lines[0] and "more slow" not in lines[0], lines
+    clock[0] += 61  # a minute on: the next overrun is logged, with the count held back
+    hear(10)
+    lines = [r.getMessage() for r in caplog.records if "on_hear" in r.getMessage()]
+    held = guard.status()["overruns"] - 2
+    assert len(lines) == 2 and f"({held} more slow on_hear calls of hooky.py not logged since the last)" in lines[1]

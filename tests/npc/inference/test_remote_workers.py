@@ -22,7 +22,7 @@ from support.mqtthelp import WAIT
 from npc.inference import Outcome, Pool, PoolConfig, StreamEnd
 from npc.inference import messages as m
 from npc.inference.broker import RemoteConfig, properties, read_properties, reply_topic, request_topic, status_topic
-from support.npchelp import TAM, small_map, write
+from support.npchelp import TAM
 from support.decisionhelp import STAYS, WANDERS, decisions, metrics, until_metrics, walker, walker_at_b
 from support.talkhelp import check_stream, conversation, find_npc, walk_to
 from support.wsclient import Player
@@ -390,35 +390,18 @@ def test_a_cancelled_remote_stream_stops_on_the_worker(broker, workers):
 
 
 @pytest.fixture
-def npc_server(launch, tmp_path, broker):
-    def _start(npc: str, *args: str):
-        folder = tmp_path / "npcs"
-        folder.mkdir(exist_ok=True)
-        write(folder / "walker.toml", npc)
-        return launch(
-            "--map",
-            str(small_map(tmp_path)),
-            "--npc-dir",
-            str(folder),
-            "--npcs",
-            "0",
-            "--broker",
-            broker.url,
-            "--local-workers",
-            "0",
-            *args,
-        )
-
-    return _start
+def remote_server(npc_server, broker):
+    """tests/conftest.py's npc_server with one walker file, whose workers are remote only (through the broker)."""
+    return lambda npc, *args: npc_server({"walker.toml": npc}, "--broker", broker.url, "--local-workers", "0", *args)[0]
 
 
 def remote_outcome(mm: dict, kind: str, worker: str, outcome: str) -> float:
     return mm.get(f'npcworld_remote_{kind}_worker_outcomes_total{{outcome="{outcome}",worker="{worker}"}}', 0.0)
 
 
-async def test_decisions_from_a_remote_worker_move_an_npc_in_a_real_server(npc_server, workers):
+async def test_decisions_from_a_remote_worker_move_an_npc_in_a_real_server(remote_server, workers):
     w = workers("policy-1", "--serve", "decision", "--policy-module", "tests.support.policy_modules:go_to_need")
-    srv = npc_server(STAYS, "--decider", "policy", "--no-policy-guard")
+    srv = remote_server(STAYS, "--decider", "policy", "--no-policy-guard")
     w.wait_ready()
     p = await Player.join(srv.ws_url, name="watcher")
     try:
@@ -431,9 +414,11 @@ async def test_decisions_from_a_remote_worker_move_an_npc_in_a_real_server(npc_s
         await p.close()
 
 
-async def test_the_broker_killed_and_restarted_the_server_ticks_on_and_remote_work_resumes(npc_server, workers, broker):
+async def test_the_broker_killed_and_restarted_the_server_ticks_on_and_remote_work_resumes(
+    remote_server, workers, broker
+):
     w = workers("policy-2", "--serve", "decision", "--policy-module", "tests.support.policy_modules:wander")
-    srv = npc_server(WANDERS, "--decider", "policy", "--no-policy-guard")
+    srv = remote_server(WANDERS, "--decider", "policy", "--no-policy-guard")
     w.wait_ready()
     p = await Player.join(srv.ws_url, name="watcher")
     try:
@@ -471,7 +456,7 @@ async def test_the_broker_killed_and_restarted_the_server_ticks_on_and_remote_wo
 
 
 @pytest.mark.timeout(240)
-async def test_a_dialogue_reply_streams_from_a_remote_worker_to_a_player(launch, tmp_path, broker, workers):
+async def test_a_dialogue_reply_streams_from_a_remote_worker_to_a_player(npc_server, tmp_path, broker, workers):
     # A slow model on purpose (a pause before each step), so the second reply is still streaming when its worker dies.
     w = workers(
         "talker",
@@ -484,16 +469,8 @@ async def test_a_dialogue_reply_streams_from_a_remote_worker_to_a_player(launch,
         "--dialogue-step-delay-ms",
         "150",
     )
-    folder = tmp_path / "npcs"
-    folder.mkdir()
-    write(folder / "tam.toml", TAM)
-    srv = launch(
-        "--map",
-        str(small_map(tmp_path)),
-        "--npc-dir",
-        str(folder),
-        "--npcs",
-        "0",
+    srv, _ = npc_server(
+        {"tam.toml": TAM},
         "--dialogue",
         "--dialogue-model",
         "tiny",

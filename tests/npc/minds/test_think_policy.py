@@ -11,28 +11,10 @@ import pytest
 from npc.minds import builtin, think
 from npc.minds.cast import Cast
 from npc.policy.decider import start_decider
+from support.decisionhelp import STAYS
 from support.npchelp import small_map, write
 from world.sim import World, WorldConfig
 from world.tilemap import load_map
-
-# The built-in keeps this NPC idle at 'a' (its need never falls low); the test policy
-# (tests.support.policy_modules:go_to_need) sends it to the need's place 'b'.
-STAYS = """
-    name = "Walker"
-    spawn = "a"
-    {extra}
-
-    [needs.thirst]
-    start = 100
-    rate = 0
-    low = 10
-    full = 90
-    relief = "go_to"
-    at = "b"
-
-    [actions]
-    allowed = ["idle", "go_to"]
-"""
 
 HOOKS = """
 def on_decide(npc):
@@ -65,7 +47,9 @@ def town(tmp_path, module: str, extra: str = "", hooks: bool = False, guard: boo
     if hooks:
         write(folder / "walker.py", HOOKS)
         extra += '\nhooks = "walker.py"'
-    write(folder / "walker.toml", STAYS.format(extra=extra))
+    # STAYS: the built-in keeps it idle at 'a' (its need never falls low); the test policy
+    # (tests.support.policy_modules:go_to_need) sends it to the need's place 'b'
+    write(folder / "walker.toml", STAYS.replace('    spawn = "a"\n', f'    spawn = "a"\n    {extra}\n', 1))
     world = World(load_map(small_map(tmp_path)), WorldConfig(seed=1))
     cast = Cast(world, str(folder), tick_rate=20)
     decider = start_decider(world, weights=None, module=module, workers=1, devices=["cpu"], budget_s=0.05, guard=guard)
