@@ -273,89 +273,203 @@ def apply_verdict(cast, sight: Sight, v, by: int) -> None:
 
 def apply_verdicts(cast, parts: list, by: int) -> None:
     """apply_verdict for the verdicts of several files at once, parts = [(sight, verdict), ...]: the
-    world is read (World.columns) and its lines said (World.say_many) once for all of them; a file's
-    own rules (allowed actions, need rates, lines) and its World.set_intents run per part, in order.
-    The outcome is what one apply_verdict per part in turn gives (intents, reports, lines and their
-    order, ledger writes): an NPC is in one part only, and no part reads what another writes."""
-    world, rows = cast.world, cast.rows
-    now = world.time_s
-    work = []  # (sight, verdict, idx (rows applied), lo, hi (their range in the gathered arrays))
-    n = 0
-    for sight, v in parts:
-        idx = np.flatnonzero(~v.keep)
-        if len(idx):
-            work.append((sight, v, idx, n, n + len(idx)))
-            n += len(idx)
-    if not work:
+    rows applied (not kept) of every part are concatenated once (`_Applied`), and read (World.columns),
+    compared, checked against their file's allowed actions, recorded (rows, ledger, gifts) and said
+    (World.say_many) as one set of arrays; only a file's own need rates and its lines' texts are made
+    per part. The outcome is what one apply_verdict per part in turn gives (intents, reports, lines and
+    their order, ledger writes): an NPC is in one part only, and no part reads what another writes."""
+    a = _Applied.of(parts, cast.rows)
+    if a is None:
         return
-    all_eids = np.concatenate([sight.eid[idx] for sight, _, idx, _, _ in work])
-    cur_all = world.columns(all_eids)
-    plans = []  # per part: (changed, r, i (rows to set, after the allowed check), fits-reports)
-    for sight, v, idx, lo, hi in work:
-        eids = all_eids[lo:hi]
-        cur = _cols(cur_all, lo, hi)
-        act_ = v.action[idx]
-        activity = v.activity[idx]
-        want = np.where(np.equal(activity, None), ACTION_NAMES[act_], activity)  # type: ignore[call-overload]  # stubs: no None operand
-        changed = (
-            (act_ != cur.action)
-            | (v.place[idx] != cur.place)
-            | (v.target[idx] != cur.target)
-            | (want != cur.activity)
-            | (v.say[idx] != builtin.SAY_NONE)
-        )
-        r = sight.row[idx] if sight.row is not None else rows.rows(eids.tolist())
-        rows.by[r] = by
-        rows.why[r] = v.why[idx]
-        rows.need[r] = v.need[idx]
-        approach = (act_ == APPROACH) & (v.target[idx] >= 0) & ~changed  # a continued approach: still counts
-        if approach.any():
-            cast.ledger.approached.later(eids[approach], v.target[idx][approach], now)
-        same = ~changed
-        if same.any() and any(nd.during for nd in sight.defn.needs):
-            _rates(world, sight.defn, eids[same], cur, same)
-        plans.append((changed, r) + _allowed(sight, v, idx, changed))
+    world, rows, led = cast.world, cast.rows, cast.ledger
+    now = world.time_s
+    cur = world.columns(a.eid)
+    want = np.where(np.equal(a.activity, None), ACTION_NAMES[a.action], a.activity)  # type: ignore[call-overload]  # stubs: no None operand
+    changed = (
+        (a.action != cur.action)
+        | (a.place != cur.place)
+        | (a.target != cur.target)
+        | (want != cur.activity)
+        | (a.say != builtin.SAY_NONE)
+    )
+    rows.by[a.row], rows.why[a.row], rows.need[a.row] = by, a.why, a.need
+    approach = (a.action == APPROACH) & (a.target >= 0) & ~changed  # a continued approach: still counts
+    if approach.any():
+        led.approached.later(a.eid[approach], a.target[approach], now)
+    same = ~changed
+    for k, (lo, hi) in enumerate(a.bounds):
+        defn = a.sights[k].defn
+        if same[lo:hi].any() and any(nd.during for nd in defn.needs):
+            _rates(world, defn, a.eid[lo:hi][same[lo:hi]], _cols(cur, lo, hi), same[lo:hi])
+    ch = np.flatnonzero(changed)
+    fits = a.allowed[a.part[ch], a.action[ch]]  # the last line of defence: each file's allowed list
+    go, refused = ch[fits], ch[~fits]
+    ok = np.zeros(len(go), bool)
     # World.set_intents per part, in order: a call draws its go_to legs' random spots from the world's
-    # generator and times them by its slowest NPC, so one call for all parts would change both
-    done_all: list[np.ndarray] = []
-    said_eids: list[int] = []  # the lines every part says, in order, said at once below
-    said_lines: list[str] = []
-    said_minds: list[tuple] = []  # (mind, line)
-    for (sight, v, idx, _, _), (changed, r, ch, i, refused) in zip(work, plans):
-        ok = (
-            world.set_intents(sight.eid[i], v.action[i], v.place[i], v.target[i], v.distance[i], v.activity[i])
-            if len(i)
-            else np.zeros(0, bool)
-        )
-        done_all.append(_done(cast, sight, v, idx, ch, i, ok, refused, now, said_eids, said_lines, said_minds))
-    if said_lines:  # the lines of every part, in order, said at once
-        world.say_many(np.asarray(said_eids, np.int64), said_lines)
-        for m, line in said_minds:
-            m.said(line, now)
-    done_any = [k for k, d in enumerate(done_all) if d.any() and work[k][0].defn.needs]
-    if done_any:  # the new intents' need rates: one read of the world, then per file
-        sel = [all_eids[work[k][3] : work[k][4]][done_all[k]] for k in done_any]
+    # generator, so one call for all parts would change the draws
+    cut = np.searchsorted(go, [lo for lo, _ in a.bounds] + [len(a)])
+    for k in range(len(a.bounds)):
+        g = go[cut[k] : cut[k + 1]]
+        if len(g):
+            ok[cut[k] : cut[k + 1]] = world.set_intents(
+                a.eid[g], a.action[g], a.place[g], a.target[g], a.distance[g], a.activity[g]
+            )
+    if len(refused) or not ok.all():
+        _report_refused(cast, a, refused, go[~ok], now)
+    done = np.zeros(len(a), bool)
+    done[go[ok]] = True
+    _say(cast, a, go[ok], now)
+    with_needs = [k for k, (lo, hi) in enumerate(a.bounds) if a.sights[k].defn.needs and done[lo:hi].any()]
+    if with_needs:  # the new intents' need rates: one read of the world, then per file
+        sel = [a.eid[lo:hi][done[lo:hi]] for lo, hi in (a.bounds[k] for k in with_needs)]
         cols = world.columns(np.concatenate(sel))
         lo = 0
-        for k, e in zip(done_any, sel):
-            _rates(world, work[k][0].defn, e, _cols(cols, lo, lo + len(e)), np.ones(len(e), bool))
+        for k, e in zip(with_needs, sel):
+            _rates(world, a.sights[k].defn, e, _cols(cols, lo, lo + len(e)), np.ones(len(e), bool))
             lo += len(e)
-    led = cast.ledger
-    for (sight, v, idx, lo, hi), (changed, r, *_), done in zip(work, plans, done_all):
-        if not done.any():
-            continue
-        eids, act_, tgt = all_eids[lo:hi], v.action[idx], v.target[idx]
-        for kind, code in ((led.greeted, TALK), (led.given, GIVE), (led.approached, APPROACH)):
-            sel = done & (act_ == code) & (tgt >= 0)
-            if sel.any():
-                kind.later(eids[sel], tgt[sel], now)  # written at the think's ledger.commit
-        gave = done & (act_ == GIVE) & (tgt >= 0)
-        if gave.any():
-            np.add.at(rows.gifts, r[gave], 1)
-            items = v.item[idx][gave]
-            cast.gifts.extend(
-                (e, t, i) for e, t, i in zip(eids[gave].tolist(), tgt[gave].tolist(), items.tolist()) if i is not None
+    has = done & (a.target >= 0)
+    for kind, code in ((led.greeted, TALK), (led.given, GIVE), (led.approached, APPROACH)):
+        sel = has & (a.action == code)
+        if sel.any():
+            kind.later(a.eid[sel], a.target[sel], now)  # written at the think's ledger.commit
+    gave = np.flatnonzero(has & (a.action == GIVE))
+    if len(gave):
+        np.add.at(rows.gifts, a.row[gave], 1)
+        cast.gifts.extend(
+            (e, t, i)
+            for e, t, i in zip(a.eid[gave].tolist(), a.target[gave].tolist(), a.item[gave].tolist())
+            if i is not None
+        )
+
+
+@dataclass
+class _Applied:
+    """The rows that apply_verdicts applies (not kept) of every part, concatenated in part order: part k's
+    are [bounds[k][0], bounds[k][1]), row idx[k] of its sight and verdict."""
+
+    sights: list
+    verdicts: list
+    idx: list  # per part: (m_k,) the rows of its sight applied
+    bounds: list  # per part: (lo, hi)
+    part: np.ndarray  # (n,) the part of each row
+    allowed: np.ndarray  # (parts, A) bool: each part's file allows the action
+    eid: np.ndarray
+    row: np.ndarray  # (n,) the state table's rows
+    action: np.ndarray
+    target: np.ndarray
+    place: np.ndarray
+    distance: np.ndarray
+    activity: np.ndarray
+    say: np.ndarray
+    item: np.ndarray
+    why: np.ndarray
+    need: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.eid)
+
+    @classmethod
+    def of(cls, parts: list, table) -> _Applied | None:
+        work = [(s, v, np.flatnonzero(~v.keep)) for s, v in parts]
+        work = [w for w in work if len(w[2])]
+        if not work:
+            return None
+        sizes = np.asarray([len(i) for _, _, i in work])
+        ends = np.cumsum(sizes)
+        cat = lambda f: np.concatenate([getattr(v, f)[i] for _, v, i in work])  # noqa: E731
+        return cls(
+            sights=[s for s, _, _ in work],
+            verdicts=[v for _, v, _ in work],
+            idx=[i for _, _, i in work],
+            bounds=list(zip((ends - sizes).tolist(), ends.tolist())),
+            part=np.repeat(np.arange(len(work)), sizes),
+            allowed=np.asarray([[x in s.defn.allowed for x in ACTIONS] for s, _, _ in work], bool),
+            eid=np.concatenate([s.eid[i] for s, _, i in work]),
+            row=np.concatenate(
+                [s.row[i] if s.row is not None else table.rows(s.eid[i].tolist()) for s, _, i in work]
+            ).astype(np.int64),
+            action=cat("action"),
+            target=cat("target"),
+            place=cat("place"),
+            distance=cat("distance"),
+            activity=cat("activity"),
+            say=cat("say"),
+            item=cat("item"),
+            why=cat("why"),
+            need=cat("need"),
+        )
+
+    def local(self, rows: np.ndarray) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """Sorted rows of the concatenation, split by part: [(part, the rows, their rows in its sight)]."""
+        cut = np.searchsorted(rows, [lo for lo, _ in self.bounds] + [len(self)])
+        out = []
+        for k, (lo, _) in enumerate(self.bounds):
+            r = rows[cut[k] : cut[k + 1]]
+            if len(r):
+                out.append((k, r, self.idx[k][r - lo]))
+        return out
+
+
+def _report_refused(cast, a: _Applied, refused: np.ndarray, failed: np.ndarray, now: float) -> None:
+    """The reports of the rows the file does not allow (refused) and of those the world refused
+    (failed), both sorted: per part in order, its refused ones first."""
+    bad = {k: r for k, r, _ in a.local(failed)}
+    for k, r, _ in a.local(refused):
+        defn = a.sights[k].defn
+        for x in r.tolist():
+            cast.report(
+                Report(
+                    "intent",
+                    f"{ACTIONS[int(a.action[x])]!r} is not allowed; ignored",
+                    defn.file,
+                    defn.id,
+                    int(a.eid[x]),
+                    at_s=now,
+                )
             )
+        if k in bad:
+            _report_failed(cast, a, k, bad.pop(k), now)
+    for k, r in bad.items():
+        _report_failed(cast, a, k, r, now)
+
+
+def _report_failed(cast, a: _Applied, k: int, rows: np.ndarray, now: float) -> None:
+    defn = a.sights[k].defn
+    for x in rows.tolist():
+        cast.report(
+            Report(
+                "intent",
+                f"{ACTIONS[int(a.action[x])]} could not be done: no such place or live target",
+                defn.file,
+                defn.id,
+                int(a.eid[x]),
+                at_s=now,
+            )
+        )
+
+
+def _say(cast, a: _Applied, done: np.ndarray, now: float) -> None:
+    """The lines (greetings, gifts) of the rows whose intent the world took (done, sorted): filled per
+    part (its file's words), said at once in order."""
+    talking = done[a.say[done] != builtin.SAY_NONE]
+    if not len(talking):
+        return
+    said_eids: list[int] = []
+    said_lines: list[str] = []
+    said_minds: list[tuple] = []  # (mind, line)
+    for k, r, i in a.local(talking):
+        lines = builtin.say_lines(a.verdicts[k], i, a.sights[k], cast.world.names_of)
+        for eid, line in zip(a.eid[r].tolist(), lines):
+            if line:
+                said_eids.append(eid)
+                said_lines.append(line)
+                m = cast.minds.get(eid)
+                if m is not None:
+                    said_minds.append((m, line))
+    if said_lines:
+        cast.world.say_many(np.asarray(said_eids, np.int64), said_lines)
+        for m, line in said_minds:
+            m.said(line, now)
 
 
 def _cols(c, lo: int, hi: int):
@@ -364,53 +478,6 @@ def _cols(c, lo: int, hi: int):
 
 
 _COLUMN_FIELDS = ("pos", "action", "place", "target", "arrived", "since", "arrived_at", "activity", "stats")
-
-
-def _allowed(sight: Sight, v, idx: np.ndarray, changed: np.ndarray) -> tuple[np.ndarray, np.ndarray, list]:
-    """The changed rows the file allows: (ch: their positions in idx, i: their rows in the sight, the refused
-    rows' report arguments, reported when this part's turn comes)."""
-    defn = sight.defn
-    ch = np.flatnonzero(changed)
-    if not len(ch):
-        return ch, ch, []
-    allowed = np.asarray([a in defn.allowed for a in ACTIONS])
-    i = idx[ch]
-    fits = allowed[v.action[i]]  # the last line of defence: the file's allowed list
-    refused = [(int(v.action[i[k]]), int(sight.eid[i[k]])) for k in np.flatnonzero(~fits).tolist()]
-    return ch[fits], i[fits], refused
-
-
-def _done(cast, sight, v, idx, ch, i, ok, refused, now, said_eids, said_lines, said_minds) -> np.ndarray:
-    """After the world took (ok) or refused the part's intents: its reports, its lines (appended to the
-    said_* lists, said at once by the caller). Returns done (len(idx),): the rows whose intent the world took."""
-    defn = sight.defn
-    done = np.zeros(len(idx), bool)
-    for a, eid in refused:
-        cast.report(Report("intent", f"{ACTIONS[a]!r} is not allowed; ignored", defn.file, defn.id, eid, at_s=now))
-    for k in np.flatnonzero(~ok).tolist():
-        cast.report(
-            Report(
-                "intent",
-                f"{ACTIONS[int(v.action[i[k]])]} could not be done: no such place or live target",
-                defn.file,
-                defn.id,
-                int(sight.eid[i[k]]),
-                at_s=now,
-            )
-        )
-    done[ch[ok]] = True
-    talking = i[ok][v.say[i[ok]] != builtin.SAY_NONE]  # greetings and gifts: filled and said at once
-    if len(talking):
-        lines = builtin.say_lines(v, talking, sight, cast.world.names_of)
-        for k, line in enumerate(lines):
-            if line:
-                eid = int(sight.eid[talking[k]])
-                said_eids.append(eid)
-                said_lines.append(line)
-                m = cast.minds.get(eid)
-                if m is not None:
-                    said_minds.append((m, line))
-    return done
 
 
 def reason_now(cast, m) -> str:
