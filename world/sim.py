@@ -410,14 +410,9 @@ class World:
             self._groups.stale = True
             g = m == intents.GOTO
             if g.any():
-                # the leg's time limit: from the slowest of them (a faster one only has slack to spare)
+                # each leg's time limit from its own NPC's speed (NPCs of several files at once)
                 wander.set_leg(
-                    t,
-                    n[g],
-                    poi[new][g],
-                    self._nav,
-                    self._rng,
-                    float(intents.speeds(t, n[g], self.config.npc_speed).min()),
+                    t, n[g], poi[new][g], self._nav, self._rng, intents.speed_of(t, n[g], self.config.npc_speed)
                 )
             w = m == intents.WANDER
             if w.any():

@@ -304,16 +304,9 @@ def apply_verdicts(cast, parts: list, by: int) -> None:
     ch = np.flatnonzero(changed)
     fits = a.allowed[a.part[ch], a.action[ch]]  # the last line of defence: each file's allowed list
     go, refused = ch[fits], ch[~fits]
-    ok = np.zeros(len(go), bool)
-    # World.set_intents per part, in order: a call draws its go_to legs' random spots from the world's
-    # generator, so one call for all parts would change the draws
-    cut = np.searchsorted(go, [lo for lo, _ in a.bounds] + [len(a)])
-    for k in range(len(a.bounds)):
-        g = go[cut[k] : cut[k + 1]]
-        if len(g):
-            ok[cut[k] : cut[k + 1]] = world.set_intents(
-                a.eid[g], a.action[g], a.place[g], a.target[g], a.distance[g], a.activity[g]
-            )
+    # one World.set_intents for every part: each go_to leg timed by its own NPC's speed, the legs' random
+    # spots drawn from the world's generator in row order (parts in order)
+    ok = world.set_intents(a.eid[go], a.action[go], a.place[go], a.target[go], a.distance[go], a.activity[go])
     if len(refused) or not ok.all():
         _report_refused(cast, a, refused, go[~ok], now)
     done = np.zeros(len(a), bool)

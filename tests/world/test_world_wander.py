@@ -62,3 +62,39 @@ def test_wander_without_pois_stands_still(tmp_path):
     for _ in range(50):
         w.step(0.05)
     assert w.position(e) == p
+
+
+def test_go_to_legs_set_together_are_timed_by_each_npcs_own_speed():
+    """One set_intents for NPCs of several files (speeds): each go_to leg's time limit is its own NPC's, as
+    if each had been set alone (a leg timed by a slower NPC's speed would give the fast one slack it never
+    needs, and a stuck fast NPC would wait that long before a new leg)."""
+    from world.intents import ACTION_INDEX
+
+    m = default_map()
+    w = World(m, WorldConfig(seed=5))
+    start = m.pois["spawn"]
+    slow, fast = (w.spawn(NPC, name, "#888", *start) for name in ("slow", "fast"))
+    w.set_speed(slow, 20.0)
+    w.set_speed(fast, 80.0)
+    place = next(i for i, name in enumerate(w.places) if name != "spawn")
+    eids = np.asarray([slow, fast], np.int64)
+    n = len(eids)
+    ok = w.set_intents(
+        eids,
+        np.full(n, ACTION_INDEX["go_to"]),
+        np.full(n, place),
+        np.full(n, -1),
+        np.full(n, np.nan),
+        np.full(n, None, object),
+    )
+    assert ok.all()
+    together = w._table.w_timer[w._table.slots(eids)].copy()
+    alone = []
+    for e in eids.tolist():
+        w2 = World(m, WorldConfig(seed=5))
+        e2 = w2.spawn(NPC, "x", "#888", *start)
+        w2.set_speed(e2, 20.0 if e == slow else 80.0)
+        w2.set_intent(e2, "go_to", place=w2.places[place])
+        alone.append(float(w2._table.w_timer[w2._table.slot_of[e2]]))
+    assert together[0] > together[1]  # the slow NPC has longer
+    np.testing.assert_allclose(together, alone)
