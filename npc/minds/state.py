@@ -104,6 +104,9 @@ class PairTimes:
         t = np.broadcast_to(np.asarray(t, np.float64), k.shape)
         k, last = np.unique(k[::-1], return_index=True)  # one value per key: the last given wins
         t = t[::-1][last]
+        if not len(self.keys):  # an empty table (a phase's noticed sets all replaced): the pairs are it
+            self.keys, self.times = k, t
+            return
         i = np.searchsorted(self.keys, k)
         hit = np.zeros(len(k), bool)
         inside = i < len(self.keys)
@@ -134,7 +137,9 @@ class PairTimes:
             hi = np.searchsorted(self.keys, (npcs + 1) << 32)
             counts = hi - lo
             total = int(counts.sum())
-            if total:
+            if total == len(self.keys):  # all of them (a phase's NPCs think in one tick): no copy of the rest
+                self.keys, self.times = self.keys[:0], self.times[:0]
+            elif total:
                 run = np.repeat(lo - (np.cumsum(counts) - counts), counts)
                 keep = np.ones(len(self.keys), bool)
                 keep[run + np.arange(total)] = False

@@ -25,3 +25,39 @@ def test_one_read_of_several_tables_equals_each_tables_get():
                 assert np.array_equal(g, t.get(n, p, d))
             assert (got[0] != 12.5).any() and (got[3] == -1.0).all()  # hits, and the empty table's default
     assert [len(x) for x in state.read(tables, np.zeros(0, np.int64), np.zeros(0, np.int64), [0.0] * 4)] == [0] * 4
+
+
+def test_pair_times_match_a_dict_through_sets_replacements_and_forgets():
+    """PairTimes against a plain dict (npc, player) -> time, through random writes: sets with repeated keys
+    (the last wins), replacements of some NPCs' sets and of every NPC's (the table emptied and refilled, as
+    a phase's noticed sets are at each think), writes into an empty table, and forgets."""
+    rng = np.random.default_rng(3)
+    table, model = state.PairTimes(), {}
+
+    def check():
+        assert list(table.keys) == sorted(table.keys.tolist())
+        got = {(int(k) >> 32, int(k) & 0xFFFFFFFF): float(t) for k, t in zip(table.keys, table.times)}
+        assert got == model
+
+    for step in range(200):
+        op = step % 4
+        npc, player = rng.integers(1, 40, 60), rng.integers(1, 30, 60)
+        t = rng.uniform(0, 100, 60)
+        if op == 0:
+            table.set(npc, player, t)
+            model.update(((int(a), int(b)), float(c)) for a, b, c in zip(npc, player, t))
+        elif op in (1, 2):
+            known = np.unique(table.keys >> 32)
+            npcs = known if op == 2 else np.unique(rng.choice(known, min(len(known), 5))) if len(known) else known
+            mine = np.isin(npc, npcs)  # the new sets name only the NPCs replaced
+            pairs = {(int(a), int(b)): float(c) for a, b, c in zip(npc[mine], player[mine], t[mine])}
+            table.replace_npcs(npcs, npc[mine], player[mine], t[mine])
+            model = {k: v for k, v in model.items() if k[0] not in set(npcs.tolist())}
+            model.update(pairs)
+            if op == 2:
+                assert len(table) == len(pairs)  # every NPC replaced: only the new pairs are left
+        else:
+            gone = rng.integers(1, 40, 3)
+            table.forget(gone)
+            model = {k: v for k, v in model.items() if k[0] not in gone and k[1] not in gone}
+        check()
