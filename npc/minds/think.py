@@ -80,7 +80,9 @@ def think(cast) -> None:
         parts = []  # every file's answers, applied in one pass (apply_verdicts)
         for sight, action, target, place in answers.replies:
             try:
-                keep = _still(cast, sight) & ~np.isin(sight.eid, held)
+                keep = _still(cast, sight)
+                if len(held):
+                    keep &= ~np.isin(sight.eid, held)
                 if keep.any():
                     s = take(sight, keep)
                     v = builtin.complete(s, world.places, action[keep], target[keep], place[keep], builtin.WHY_POLICY)
@@ -100,7 +102,9 @@ def think(cast) -> None:
     k, phase = cast.think_every, world.tick % cast.think_every
     urgent = np.asarray(sorted(cast.urgent)[:URGENT_PER_TICK], np.int64)
     cast.urgent.difference_update(urgent.tolist())
-    due = (eids % k == phase) | np.isin(eids, urgent)
+    due = eids % k == phase
+    if len(urgent):
+        due |= np.isin(eids, urgent)
     forced = _fallback(cast, eids, due)
     due |= forced
     if len(held):
