@@ -278,10 +278,11 @@ def apply_verdict(cast, sight: Sight, v, by: int) -> None:
 def apply_verdicts(cast, parts: list, by: int) -> None:
     """apply_verdict for the verdicts of several files at once, parts = [(sight, verdict), ...]: the
     rows applied (not kept) of every part are concatenated once (`_Applied`), and read (World.columns),
-    compared, checked against their file's allowed actions, recorded (rows, ledger, gifts) and said
-    (World.say_many) as one set of arrays; only a file's own need rates and its lines' texts are made
-    per part. The outcome is what one apply_verdict per part in turn gives (intents, reports, lines and
-    their order, ledger writes): an NPC is in one part only, and no part reads what another writes."""
+    compared, checked against their file's allowed actions, given to the world (one World.set_intents),
+    recorded (rows, ledger, gifts) and said (World.say_many) as one set of arrays; only a file's own need
+    rates and its lines' texts are made per part. The outcome is what one apply_verdict per part in turn
+    gives (intents, reports, lines and their order, ledger writes; an NPC is in one part only, and no part
+    reads what another writes), except the order in which the go_to legs draw their random spots."""
     a = _Applied.of(parts, cast.rows)
     if a is None:
         return
