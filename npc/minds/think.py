@@ -409,41 +409,21 @@ class _Applied:
 
 
 def _report_refused(cast, a: _Applied, refused: np.ndarray, failed: np.ndarray, now: float) -> None:
-    """The reports of the rows the file does not allow (refused) and of those the world refused
-    (failed), both sorted: per part in order, its refused ones first."""
-    bad = {k: r for k, r, _ in a.local(failed)}
-    for k, r, _ in a.local(refused):
+    """The reports of the rows the file does not allow (refused) and of those the world refused (failed),
+    both sorted: per part in order, its refused rows first (as one apply_verdict per part gives them)."""
+    why: dict[int, list] = {}
+    for rows, text in ((refused, "{!r} is not allowed; ignored"), (failed, _NOT_DONE)):
+        for k, r, _ in a.local(rows):
+            why.setdefault(k, []).append((r, text))
+    for k in sorted(why):
         defn = a.sights[k].defn
-        for x in r.tolist():
-            cast.report(
-                Report(
-                    "intent",
-                    f"{ACTIONS[int(a.action[x])]!r} is not allowed; ignored",
-                    defn.file,
-                    defn.id,
-                    int(a.eid[x]),
-                    at_s=now,
-                )
-            )
-        if k in bad:
-            _report_failed(cast, a, k, bad.pop(k), now)
-    for k, r in bad.items():
-        _report_failed(cast, a, k, r, now)
+        for r, text in why[k]:
+            for x in r.tolist():
+                action = ACTIONS[int(a.action[x])]
+                cast.report(Report("intent", text.format(action), defn.file, defn.id, int(a.eid[x]), at_s=now))
 
 
-def _report_failed(cast, a: _Applied, k: int, rows: np.ndarray, now: float) -> None:
-    defn = a.sights[k].defn
-    for x in rows.tolist():
-        cast.report(
-            Report(
-                "intent",
-                f"{ACTIONS[int(a.action[x])]} could not be done: no such place or live target",
-                defn.file,
-                defn.id,
-                int(a.eid[x]),
-                at_s=now,
-            )
-        )
+_NOT_DONE = "{} could not be done: no such place or live target"
 
 
 def _say(cast, a: _Applied, done: np.ndarray, now: float) -> None:

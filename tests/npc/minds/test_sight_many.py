@@ -75,3 +75,75 @@ def test_the_think_step_looks_once_a_tick(monkeypatch):
         cast.tick()
         cast.world.step(0.05)
     assert len(calls) == 20 and max(calls) >= 5  # every file's due NPCs, in one look
+
+
+def _decided(cast: Cast, bad: bool):
+    """Every file's NPCs looked at once and decided by the built-in (a fresh decision: none kept). bad:
+    in the first file a go_to without a place (the world refuses it), in the second an action the file
+    does not allow (the cast refuses it)."""
+    from npc.minds import builtin
+    from world.intents import ACTION_INDEX, ACTIONS
+
+    rows = cast.rows.live()
+    eids, defi = cast.rows.eid[rows], cast.rows.defi[rows]
+    order = np.argsort(defi, kind="stable")
+    eids, rows, defi = eids[order], rows[order], defi[order]
+    cuts = np.concatenate([[0], np.flatnonzero(np.diff(defi)) + 1, [len(defi)]])
+    parts = [(cast.def_list[int(defi[lo])], int(lo), int(hi)) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    sights = look_many(cast.world, parts, eids, rows, cast.rows, cast.ledger, cast.players(), advance=False)
+    out = []
+    for k, s in enumerate(sights):
+        v = builtin.decide(s, cast.world.places)
+        v.keep[:] = False
+        v.say[v.action == ACTION_INDEX["talk"]] = builtin.SAY_GREETING
+        if bad and k == 0:
+            v.action[0], v.place[0] = ACTION_INDEX["go_to"], -1
+        if bad and k == 1:
+            v.action[1] = next(i for i, a in enumerate(ACTIONS) if a not in s.defn.allowed)
+        out.append((s, v))
+    return out
+
+
+def _state(cast: Cast) -> tuple:
+    w, led = cast.world, cast.ledger
+    led.commit()
+    intents = [
+        (e, *((it := w.intent(e)).action, it.activity, it.place, it.target, it.distance)) for e in sorted(cast.minds)
+    ]
+    lines = [(ln.speaker, ln.text) for ln in w.take_lines()]
+    tables = [
+        (t.keys.tolist(), np.concatenate([p.times for p in t.parts]).tolist())
+        for t in (led.noticed, led.greeted, led.given, led.approached)
+    ]
+    r = cast.rows
+    return (
+        intents,
+        lines,
+        tables,
+        [(x.kind, x.message, x.npc, x.entity) for x in cast.reports if x.kind == "intent"],  # (not hook timings)
+        (r.by.tolist(), r.why.tolist(), r.need.tolist(), r.gifts.tolist()),
+        list(cast.gifts),
+        [(e, m.last_said) for e, m in sorted(cast.minds.items())],
+    )
+
+
+def test_applying_every_files_verdicts_at_once_is_applying_them_a_file_at_a_time():
+    """think.apply_verdicts over all files (one read, one set_intents, one say_many) leaves the world, the
+    ledger, the rows, the reports (in order: per file, the refused before the world's refusals) and the
+    lines as one think.apply_verdict per file in turn does."""
+    from npc.minds.state import BY_BUILTIN
+
+    together, apart = village(players=20), village(players=20)
+    assert _state(together) == _state(apart)  # the same town twice
+    parts = _decided(together, bad=True)
+    think.apply_verdicts(together, parts, BY_BUILTIN)
+    for s, v in _decided(apart, bad=True):
+        think.apply_verdict(apart, s, v, BY_BUILTIN)
+    a, b = _state(together), _state(apart)
+    assert [r[:2] for r in a[3][-2:]] == [
+        ("intent", "go_to could not be done: no such place or live target"),
+        ("intent", a[3][-1][1]),
+    ] and a[3][-1][1].endswith("is not allowed; ignored")
+    assert len(a[1]) > 0  # greetings said
+    for k, name in enumerate(("intents", "lines", "ledger", "reports", "rows", "gifts", "last lines")):
+        assert a[k] == b[k], name
