@@ -5,14 +5,14 @@ another NPC's), and those that may answer a player with a fallback line when no 
 hear the players' lines. A hook that decides wins; else the built-in answers a player within its talk
 distance with the file's next fallback line.
 
-One pass, in arrays: the lines become columns once; one grid query pairs all of them with the hooked
-listeners, one more the players' lines with the other listeners; the pairs out of the listener's own
+One pass, in arrays: the lines become columns once; one query pairs all of them with the hooked
+listeners, one more the players' lines with the other listeners (each query every pair's distance
+when there are few, a grid query when there are many: `ALL_PAIRS`); the pairs out of the listener's own
 radius, a listener's own line, and the built-in's pairs it would not answer (past its talk distance)
 are dropped as arrays. Python runs only for what is left: a hook call (its `npc` built then, and the
 perception only when the hook reads it: the bard's on_hear returns at once for another NPC's line) or
 a fallback line. Every call of a tick runs in one `hooks.capping()` block (one SIGALRM handler for all).
 Each listener hears the players' lines first, then the NPCs', each in the order they were said.
-Measured at 10,000 NPCs (the bard hearing ~56 greetings a tick): see `hear`.
 
 A line a player says *to* an NPC (a `talk`: npc/dialogue/service.py) reaches
 that NPC's on_hear through `spoken()` instead, once, with `npc.spoken_to`
@@ -63,8 +63,9 @@ def spoken(cast, m, speaker: Seen, text: str) -> Decision | None:
 
 def hear(cast, lines) -> None:
     """The lines said since the last tick, heard (the module's docstring). At 10,000 NPCs and 1,000
-    players (379 lines a tick, ~56 heard by the bard): 1.67 ms a tick as one loop per heard line with a
-    perception each tick and a signal handler each call, against NEW ms (bench in the commit)."""
+    players (379 lines a tick, ~56 heard by the bard), main's and this pass on alternate ticks of one
+    run (load 12): p50 2.66 ms a tick as one loop per heard line, with the bard's perception made each
+    tick (376 us) and a signal handler installed for each call, against 0.80 ms."""
     rows, world = cast.rows, cast.world
     defs = cast.def_list
     # per file: hooked (on_hear) / may answer players with a fallback line
