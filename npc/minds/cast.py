@@ -448,21 +448,15 @@ class Cast:
             for i in near.tolist()
         )
 
-    def context(self, m: Mind, p: Perception | Callable[[], Perception] | None = None, builtin=None) -> Context:
-        """The `npc` a hook gets. p: what it perceives, or () -> it, or None: `perceive(m)`; either of
-        the last two is made only when the hook first reads it. builtin: () -> the built-in's Decision
-        (computed on demand by default)."""
+    def context(self, m: Mind, p: Perception | Callable[[], Perception], builtin=None) -> Context:
+        """The `npc` a hook gets. p: what it perceives, or () -> it (called only if the hook reads what
+        it perceives). builtin: () -> the built-in's Decision (computed on demand by default)."""
         if builtin is None:
 
             def builtin() -> Decision:
                 return think.builtin_one(self, m)
 
-        if p is None:
-            perceive: Callable[[], Perception] = lambda: self.perceive(m)
-        elif isinstance(p, Perception):
-            perceive = lambda: p
-        else:
-            perceive = p
+        perceive: Callable[[], Perception] = (lambda: p) if isinstance(p, Perception) else p
         w = self.world
         return Context(
             m.defn,
