@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 import random
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Generic, TypeVar
 
 from world.clock import GameTime
 
-from npc.files.schema import MAX_LINE, Definition
+from npc.files.schema import MAX_LINE, Block, Definition
 from npc.hooks.guard import NotAllowed
 from npc.minds.builtin import Decision, fill
 from npc.minds.perception import Perception, Seen
@@ -32,49 +32,91 @@ class Event:
     activity: str | None = None  # schedule: the block's activity
 
 
+T = TypeVar("T")
+
+
+class _Perceived(Generic[T]):
+    """A field of what the NPC perceives: the perception is made when a hook first reads one (then each
+    is a plain attribute). A hook that reads none, like the bard's on_hear ignoring another NPC's line,
+    costs no perception: 376 us for one NPC among 10,000 NPCs and 1,000 players, against 9 us a call."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    def __get__(self, ctx: Context | None, owner: type | None = None) -> T:
+        if ctx is None:
+            return self  # type: ignore[return-value]  # the class's own attribute (help(), inspect)
+        ctx._perceived()
+        return ctx.__dict__[self.name]
+
+
 class Context:
     """The `npc` argument of every hook. Read what it perceives; call one action method to decide."""
+
+    time: _Perceived[GameTime] = _Perceived()
+    position: _Perceived[tuple[float, float]] = _Perceived()
+    place: _Perceived[str | None] = _Perceived()
+    stats: _Perceived[dict[str, float]] = _Perceived()  # a copy
+    players: _Perceived[tuple[Seen, ...]] = _Perceived()
+    action: _Perceived[str] = _Perceived()
+    activity: _Perceived[str] = _Perceived()
+    arrived: _Perceived[bool] = _Perceived()
+    block: _Perceived[Block | None] = _Perceived()
 
     def __init__(
         self,
         defn: Definition,
-        perception: Perception,
-        stats: dict[str, float],
+        eid: int,
+        name: str,
+        now_s: float,
+        perceive: Callable[[], Perception],
         memory: dict,
         rng: random.Random,
         number: int,
         places: list[str],
         builtin: Callable[[], Decision],
-        others: Callable[[], tuple[Seen, ...]],
+        others: Callable[[tuple[float, float]], tuple[Seen, ...]],
     ):
+        """perceive: () -> what it perceives now, called at most once (when a hook first reads it);
+        others: its position -> the other NPCs within its notice radius, nearest first."""
         self._defn = defn
-        self._p = perception
+        self._perceive: Callable[[], Perception] | None = perceive
         self._builtin = builtin
         self._others = others
         self._seen_others: tuple[Seen, ...] | None = None
         self.intent: Decision | None = None  # what the hook asked for (the last call wins)
-        self.id: int = perception.id
+        self.id: int = eid
         self.file_id: str = defn.id
         self.number: int = number
-        self.name: str = perception.name
-        self.now_s: float = perception.now_s
-        self.time: GameTime = perception.time
-        self.position: tuple[float, float] = (perception.x, perception.y)
-        self.place: str | None = perception.place
-        self.stats: dict[str, float] = stats
+        self.name: str = name
+        self.now_s: float = now_s
         self.memory: dict = memory
         self.random: random.Random = rng
         self.persona = defn.persona
         self.allowed: frozenset[str] = defn.allowed
         self.places: tuple[str, ...] = tuple(places)
-        self.players: tuple[Seen, ...] = perception.players
-        self.action: str = perception.intent.action
-        self.activity: str = perception.intent.activity
-        self.arrived: bool = perception.intent.arrived
-        self.block = perception.block
         # on_hear: True when the player spoke *to* this NPC (a talk: the hook may answer instead of the
         # dialogue model), False for a line it overheard (chat, or another NPC's line)
         self.spoken_to: bool = False
+
+    def _perceived(self) -> None:
+        """Set the perceived fields (once; a field a hook assigned first keeps its value)."""
+        if self._perceive is None:
+            return
+        p, self._perceive = self._perceive(), None
+        got = {
+            "time": p.time,
+            "position": (p.x, p.y),
+            "place": p.place,
+            "stats": dict(p.stats),
+            "players": p.players,
+            "action": p.intent.action,
+            "activity": p.intent.activity,
+            "arrived": p.intent.arrived,
+            "block": p.block,
+        }
+        for k, v in got.items():
+            self.__dict__.setdefault(k, v)
 
     # -- reading ----------------------------------------------------------------
 
@@ -86,7 +128,7 @@ class Context:
     def npcs(self) -> tuple[Seen, ...]:
         """Other NPCs within the notice radius, nearest first (computed on first use)."""
         if self._seen_others is None:
-            self._seen_others = self._others()
+            self._seen_others = self._others(self.position)
         return self._seen_others
 
     def suggestion(self) -> Decision:

@@ -31,7 +31,10 @@ Containment (`Guard`, one per NPC file):
   is only stopped when that call returns; a bare `except:` inside a loop can
   swallow the timeout; off the main thread there is no hard cap (timing,
   reports and disabling still work). Any earlier SIGALRM timer (such as
-  pytest-timeout's) is restored after each call.
+  pytest-timeout's) is restored after each call. Many calls in a row (a
+  tick's hearing: ~60 on_hear calls of one bard at 10,000 NPCs) share one
+  `capping()` block: the handler is installed once for the block and each
+  call only sets the timer (3.4 us a call instead of 12.6 us on this machine).
 """
 
 from __future__ import annotations
@@ -165,7 +168,8 @@ def install(defn: Definition, cap_s: float) -> tuple[dict[str, Callable] | None,
 
 
 class hard_cap:
-    """Raise HookTimeout in the block after `cap_s` seconds (main thread only; 0 = no cap)."""
+    """Raise HookTimeout in the block after `cap_s` seconds (main thread only; 0 = no cap).
+    Inside an open `capping()` block it only starts and stops the timer: the handler is the block's."""
 
     def __init__(self, cap_s: float):
         self.cap_s = cap_s
@@ -181,7 +185,11 @@ class hard_cap:
         self.on = self.cap_s > 0 and threading.current_thread() is threading.main_thread()
         if self.on:
             self.t0 = time.monotonic()
-            self.old_handler = signal.signal(signal.SIGALRM, self._fire)
+            self.block = _open
+            if self.block is not None:  # the block's handler calls ours (a cap inside a cap: the inner)
+                self.outer, self.block.cap = self.block.cap, self
+            else:
+                self.old_handler = signal.signal(signal.SIGALRM, self._fire)
             self.old_timer = signal.setitimer(signal.ITIMER_REAL, self.cap_s, REPEAT_S)
             # Armed last: a signal handled before this line (the process descheduled past the cap right
             # after setitimer, seen on 2 cores at load 14) is ignored, and the repeat fires in the block.
@@ -194,11 +202,61 @@ class hard_cap:
         if self.on:
             self.armed = False  # first: a signal that lands from here on is ignored
             signal.setitimer(signal.ITIMER_REAL, 0)
+            if self.block is not None:
+                self.block.cap = self.outer
+            else:
+                signal.signal(signal.SIGALRM, self.old_handler)
+            _restore_timer(self.old_timer, self.t0)
+        return False
+
+
+def _restore_timer(old: tuple[float, float], since: float) -> None:
+    """Put back someone else's SIGALRM timer (e.g. pytest-timeout's), less the time passed since `since`."""
+    delay, interval = old
+    if delay > 0:
+        left = delay - (time.monotonic() - since)
+        signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), interval)
+
+
+_open: capping | None = None  # the capping() block open on the main thread, if any
+
+
+class capping:
+    """Many capped calls in a row (a tick's hearing): one SIGALRM handler for the whole block.
+
+    signal.signal costs ~5 us here and a call needs two (install, restore): a hard_cap took 12.6 us
+    alone and 3.4 us in a block (timeit, this machine); each hard_cap in the block still gets its full `cap_s` from its
+    own start. Between calls the timer is stopped, and someone else's timer (pytest-timeout's) is
+    held back for the block and put back after it, as hard_cap does for one call. Not nested: an
+    inner block (or one off the main thread) does nothing.
+    """
+
+    def __init__(self) -> None:
+        self.cap: hard_cap | None = None  # the call running now
+
+    def _fire(self, signum, frame) -> None:
+        cap = self.cap
+        if cap is not None:
+            cap._fire(signum, frame)
+
+    def __enter__(self):
+        global _open
+        self.on = _open is None and threading.current_thread() is threading.main_thread()
+        if self.on:
+            self.t0 = time.monotonic()
+            self.old_handler = signal.signal(signal.SIGALRM, self._fire)
+            self.old_timer = signal.setitimer(signal.ITIMER_REAL, 0)
+            _open = self
+        return self
+
+    def __exit__(self, *exc: object) -> Literal[False]:
+        global _open
+        if self.on:
+            _open = None
+            self.cap = None
+            signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, self.old_handler)
-            delay, interval = self.old_timer
-            if delay > 0:  # someone else's timer (e.g. pytest-timeout): put it back
-                left = delay - (time.monotonic() - self.t0)
-                signal.setitimer(signal.ITIMER_REAL, max(left, 0.001), interval)
+            _restore_timer(self.old_timer, self.t0)
         return False
 
 

@@ -25,7 +25,7 @@ import logging
 import random
 import traceback
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -436,9 +436,9 @@ class Cast:
         game last took them, an attribute, which hid a method of that name: every call failed.)"""
         return int(self.rows.gifts[self.rows.row_of[eid]])
 
-    def _others(self, m: Mind, p: Perception) -> tuple[Seen, ...]:
+    def _others(self, m: Mind, xy: tuple[float, float]) -> tuple[Seen, ...]:
         ids, pos = self.world.of_kind(NPC)
-        dist = np.hypot(pos[:, 0] - p.x, pos[:, 1] - p.y)
+        dist = np.hypot(pos[:, 0] - xy[0], pos[:, 1] - xy[1])
         near = np.flatnonzero((dist <= m.defn.senses["notice"]) & (ids != m.eid))
         near = near[np.argsort(dist[near], kind="stable")]
         return tuple(
@@ -448,14 +448,29 @@ class Cast:
             for i in near.tolist()
         )
 
-    def context(self, m: Mind, p: Perception, builtin=None) -> Context:
-        """The `npc` a hook gets. builtin: () -> the built-in's Decision (computed on demand by default)."""
+    def context(self, m: Mind, p: Perception | Callable[[], Perception], builtin=None) -> Context:
+        """The `npc` a hook gets. p: what it perceives, or () -> it (called only if the hook reads what
+        it perceives). builtin: () -> the built-in's Decision (computed on demand by default)."""
         if builtin is None:
 
             def builtin() -> Decision:
                 return think.builtin_one(self, m)
 
-        return Context(m.defn, p, dict(p.stats), m.memory, m.rng, m.n, self.places, builtin, lambda: self._others(m, p))
+        perceive: Callable[[], Perception] = (lambda: p) if isinstance(p, Perception) else p
+        w = self.world
+        return Context(
+            m.defn,
+            m.eid,
+            w.name_of(m.eid),
+            w.time_s,
+            perceive,
+            m.memory,
+            m.rng,
+            m.n,
+            self.places,
+            builtin,
+            lambda xy: self._others(m, xy),
+        )
 
     def hold(self, eid: int, until_s: float | None) -> None:
         """Keep an NPC as it is (talking) until world second `until_s`; None: let it go now."""
