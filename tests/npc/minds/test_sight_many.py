@@ -46,14 +46,19 @@ def same(a: Sight, b: Sight) -> None:
             assert x == y, f
 
 
-def test_one_look_for_all_files_sees_what_a_look_per_file_sees():
-    cast = village()
+def by_file(cast: Cast) -> tuple[list, np.ndarray, np.ndarray]:
+    """Every NPC, a file at a time, as look_many takes them: (parts (defn, lo, hi), eids, state rows)."""
     rows = cast.rows.live()
     eids, defi = cast.rows.eid[rows], cast.rows.defi[rows]
     order = np.argsort(defi, kind="stable")
     eids, rows, defi = eids[order], rows[order], defi[order]
     cuts = np.concatenate([[0], np.flatnonzero(np.diff(defi)) + 1, [len(defi)]])
-    parts = [(cast.def_list[int(defi[lo])], int(lo), int(hi)) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    return [(cast.def_list[int(defi[lo])], int(lo), int(hi)) for lo, hi in zip(cuts[:-1], cuts[1:])], eids, rows
+
+
+def test_one_look_for_all_files_sees_what_a_look_per_file_sees():
+    cast = village()
+    parts, eids, rows = by_file(cast)
     assert len(parts) >= 5
     players = cast.players()
     many = look_many(cast.world, parts, eids, rows, cast.rows, cast.ledger, players, advance=False)
@@ -84,12 +89,7 @@ def _decided(cast: Cast, bad: bool):
     from npc.minds import builtin
     from world.intents import ACTION_INDEX, ACTIONS
 
-    rows = cast.rows.live()
-    eids, defi = cast.rows.eid[rows], cast.rows.defi[rows]
-    order = np.argsort(defi, kind="stable")
-    eids, rows, defi = eids[order], rows[order], defi[order]
-    cuts = np.concatenate([[0], np.flatnonzero(np.diff(defi)) + 1, [len(defi)]])
-    parts = [(cast.def_list[int(defi[lo])], int(lo), int(hi)) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    parts, eids, rows = by_file(cast)
     sights = look_many(cast.world, parts, eids, rows, cast.rows, cast.ledger, cast.players(), advance=False)
     out = []
     for k, s in enumerate(sights):
