@@ -32,7 +32,9 @@ any reply to them was seen, and committed alone before the first run on them.
 Usage: python bench/persona.py [--candidates 3] [--model default] [--threads N]
        [--sets ordinary,hostile,actions] [--split tune,eval1,eval] [--out bench/results/persona.json]
 Prints a table and writes JSON (every reply, with its candidates and their
-problems, for a read). Measured, not asserted. Targets (issue 15): 0 breaks
+problems, for a read), and beside it (-shown.json) every shown reply with the
+checker's verdict: the sample a reader labels by a rubric that is not the
+checker's (bench/persona_labels.py). Measured, not asserted. Targets (issue 15): 0 breaks
 and 0 prompt echoes on the ordinary lines, < 5% breaks on the hostile ones,
 100% of the returning players' names recalled after the restart, >= 90%
 agreement on the actions set.
@@ -50,6 +52,7 @@ import tempfile
 import time
 from pathlib import Path
 from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
+from persona_labels import shown_rows  # bench/persona_labels.py: the sample a reader labels
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -512,7 +515,13 @@ def main() -> int:
         help="start no new line after this many seconds of the first phase (then the restart runs)",
     )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "persona.json"))
+    ap.add_argument(
+        "--shown",
+        default=None,
+        help="where every shown reply goes, for bench/persona_labels.py (default: --out with -shown.json)",
+    )
     args = ap.parse_args()
+    load_at_start = os.getloadavg()
     sets = set(args.sets.split(","))
     splits = set(args.split.split(","))
     tmp = tempfile.mkdtemp(prefix="persona-")
@@ -705,7 +714,7 @@ def main() -> int:
         "scorers": ranked,
         "planned": planned,
         "played": len(done),
-        "machine": describe(),
+        "machine": describe(load_at_start),
         "threads": args.threads,
         "model": args.model,
         "candidates": args.candidates,
@@ -717,6 +726,9 @@ def main() -> int:
         "records": records,
     }
     save(args.out, out, indent=2)
+    # Every shown reply, with the checker's verdict: what a reader samples and labels (persona_labels.py).
+    shown = args.shown or str(Path(args.out).with_suffix("")) + "-shown.json"
+    save(shown, {"bench": "persona", "split": args.split, "sets": args.sets, "shown": shown_rows(records)})
     return 0
 
 
