@@ -465,6 +465,28 @@ def compare_scorers(records: list[dict]) -> dict:
     return out
 
 
+def take(r: dict) -> None:
+    """The action a line of the ACTIONS set led to (r["taken"], from its recorded choice), for `summarise`."""
+    if r.get("expected") is None:
+        return
+    ch = r.get("choice")
+    label = ch["options"][ch["chosen"]] if ch else None
+    r["taken"] = (
+        "none"
+        if not ch or ch["chosen"] == 0
+        else "follow"
+        if label.startswith("Follow")
+        else "give_item"
+        if label.startswith("Give")
+        else "go_to"
+        if label.startswith("Go to")
+        else "other"
+    )
+    r["taken_label"] = label
+    if r["taken"] == "give_item" and r["expected"] == "give_item" and not label.endswith(f" {r['item']}."):
+        r["taken"] = "give_item (another item)"  # a gift agrees only when it is the item asked for
+
+
 def summarise(records: list[dict]) -> dict:
     rows = [r for r in records if "reply" in r]
     n = len(rows)
@@ -489,6 +511,82 @@ def summarise(records: list[dict]) -> dict:
             r["taken"].split(" ")[0] not in ("none", *r["allowed"]) for r in acts
         )  # structural: always 0
     return s
+
+
+def report(records: list[dict], recall_rows: list[dict] | None, head: str) -> tuple[list, dict, dict]:
+    """Print the tables (per NPC, set and split; all NPCs per set and split; the restart; the two
+    scorers) and return (table, summary, scorers) for the JSON. recall_rows None: no restart was run."""
+    by: dict[tuple[str, str], list] = {}
+    for r in records:
+        by.setdefault((r["npc"], r["set"]), []).append(r)
+    table = []
+    hdr = (
+        f"{'npc':<10} {'set':<9} {'split':<5} {'n':>3} | {'brk':>3} {'inv':>3} {'echo':>4} {'par':>3} "
+        f"{'unf':>3} | first cand: {'brk':>3} {'inv':>3} {'echo':>4} {'par':>3} {'unf':>3} | {'repl':>4} "
+        f"{'fb':>2} {'len':>4} {'s':>5} | actions"
+    )
+    print()
+    print(head)
+    print(hdr)
+    print("-" * len(hdr))
+    totals: dict[tuple[str, str], list] = {}
+    for (npc, set_name), rs in sorted(by.items()):
+        for split in sorted({r["split"] for r in rs}):
+            part = [r for r in rs if r["split"] == split]
+            s = summarise(part)
+            totals.setdefault((set_name, split), []).extend(part)
+            table.append({"npc": npc, "set": set_name, "split": split, **s})
+            act = f"{s['actions_agree']}/{s['actions']} (disallowed {s['disallowed']})" if "actions" in s else ""
+            if s["lines"] == 0:
+                act = f"refused {s['refused']}"
+            print(
+                f"{npc:<10} {set_name:<9} {split:<5} {s['lines']:>3} | {s['break']:>3} {s['invented']:>3} "
+                f"{s['echo']:>4} {s['parrot']:>3} {s['unfinished']:>3} |             {s['first_break']:>3} "
+                f"{s['first_invented']:>3} {s['first_echo']:>4} {s['first_parrot']:>3} {s['first_unfinished']:>3} | "
+                f"{s['replaced']:>4} {s['fallback']:>2} {s['length_median']:>4.0f} {s['seconds_median']:>5.1f} | {act}"
+            )
+    print("-" * len(hdr))
+    summary = {}
+    for (set_name, split), rs in sorted(totals.items()):
+        s = summarise(rs)
+        summary[f"{set_name}/{split}"] = s
+        n = max(1, s["lines"])
+        act = f"  actions {s['actions_agree']}/{s['actions']} agree" if "actions" in s else ""
+        print(
+            f"ALL {set_name:<9} {split:<5} n={s['lines']:>3}: shown breaks {s['break']} ({100 * s['break'] / n:.0f}%), "
+            f"echoes {s['echo']}, invented {s['invented']}, unfinished {s['unfinished']}; first candidate breaks "
+            f"{s['first_break']} ({100 * s['first_break'] / n:.0f}%), echoes {s['first_echo']}, invented "
+            f"{s['first_invented']}, unfinished {s['first_unfinished']}; replaced {s['replaced']}, trimmed "
+            f"{s['trimmed']}, copying a voice line {s['copied']}{act}"
+        )
+    if recall_rows is None:
+        print("after a restart: not run (a report of recorded lines)")
+        recall_rows = []
+    else:
+        named = sum(r["named"] for r in recall_rows)
+        print(
+            f"after a restart: {named}/{len(recall_rows)} NPCs said the returning player's name "
+            f"({sum(r['returning'] for r in recall_rows)} knew them)"
+        )
+    for r in recall_rows:
+        print(f"  {r['npc']:<10} {r['player']:<7} {'named' if r['named'] else 'NOT named':<9} {r['reply']!r}"[:150])
+    ranked = {
+        split: compare_scorers([r for r in records if r["split"] == split]) for split in ("tune", "eval1", "eval")
+    }
+    for split, cmp in ranked.items():
+        if cmp["replies_with_2_fit"]:
+            print(
+                f"scorers ({split}): of {cmp['replies_with_2_fit']} replies with 2+ candidates that pass, "
+                f"they pick differently in {cmp['picks_differ']}; "
+                + "; ".join(
+                    f"{k}: ranks a passing candidate above a failing one in {100 * v['fit_above_unfit']:.0f}% "
+                    f"of {v['pairs']} pairs, picks {v['picked_unfinished']} unfinished, median "
+                    f"{v['picked_length_median']:.0f} chars"
+                    for k in ("checker", "logprob")
+                    if (v := cmp[k])["pairs"]
+                )
+            )
+    return table, summary, ranked
 
 
 def main() -> int:
@@ -520,7 +618,16 @@ def main() -> int:
         default=None,
         help="where every shown reply goes, for bench/persona_labels.py (default: --out with -shown.json)",
     )
+    ap.add_argument(
+        "--report",
+        default=None,
+        metavar="RECORDS",
+        help="play nothing: print the tables of recorded lines (a results JSON, or the .partial a run cut short "
+        "left) and write --out and --shown from them",
+    )
     args = ap.parse_args()
+    if args.report:
+        return report_of(args.report, args.out, args.shown)
     load_at_start = os.getloadavg()
     sets = set(args.sets.split(","))
     splits = set(args.split.split(","))
@@ -587,24 +694,12 @@ def main() -> int:
     if len(done) < planned:
         print(f"budget of {args.budget_s:g} s spent: {len(done)} of {planned} lines played", flush=True)
     for r in done:
-        ch = r.get("choice")
-        if r.get("expected") is not None:
-            label = ch["options"][ch["chosen"]] if ch else None
-            r["taken"] = (
-                "none"
-                if not ch or ch["chosen"] == 0
-                else "follow"
-                if label.startswith("Follow")
-                else "give_item"
-                if label.startswith("Give")
-                else "go_to"
-                if label.startswith("Go to")
-                else "other"
-            )
-            r["taken_label"] = label
-            if r["taken"] == "give_item" and r["expected"] == "give_item" and not label.endswith(f" {r['item']}."):
-                r["taken"] = "give_item (another item)"  # a gift agrees only when it is the item asked for
+        take(r)
     records = [record(r, cast) for r in done]
+    head = (
+        f"persona bench: {args.candidates} candidate(s), model {args.model}, {len(done)} of {planned} lines played; "
+        "figures from a shared, busy 2-core machine"
+    )
     pool.close()
     memory.close()
 
@@ -639,75 +734,7 @@ def main() -> int:
     pool.close()
     memory.close()
 
-    by: dict[tuple[str, str], list] = {}
-    for r in records:
-        by.setdefault((r["npc"], r["set"]), []).append(r)
-    table = []
-    hdr = (
-        f"{'npc':<10} {'set':<9} {'split':<5} {'n':>3} | {'brk':>3} {'inv':>3} {'echo':>4} {'par':>3} "
-        f"{'unf':>3} | first cand: {'brk':>3} {'inv':>3} {'echo':>4} {'par':>3} {'unf':>3} | {'repl':>4} "
-        f"{'fb':>2} {'len':>4} {'s':>5} | actions"
-    )
-    print()
-    print(
-        f"persona bench: {args.candidates} candidate(s), model {args.model}, {len(done)} of {planned} lines played; "
-        "figures from a shared, busy 2-core machine"
-    )
-    print(hdr)
-    print("-" * len(hdr))
-    totals: dict[tuple[str, str], list] = {}
-    for (npc, set_name), rs in sorted(by.items()):
-        for split in sorted({r["split"] for r in rs}):
-            part = [r for r in rs if r["split"] == split]
-            s = summarise(part)
-            totals.setdefault((set_name, split), []).extend(part)
-            table.append({"npc": npc, "set": set_name, "split": split, **s})
-            act = f"{s['actions_agree']}/{s['actions']} (disallowed {s['disallowed']})" if "actions" in s else ""
-            if s["lines"] == 0:
-                act = f"refused {s['refused']}"
-            print(
-                f"{npc:<10} {set_name:<9} {split:<5} {s['lines']:>3} | {s['break']:>3} {s['invented']:>3} "
-                f"{s['echo']:>4} {s['parrot']:>3} {s['unfinished']:>3} |             {s['first_break']:>3} "
-                f"{s['first_invented']:>3} {s['first_echo']:>4} {s['first_parrot']:>3} {s['first_unfinished']:>3} | "
-                f"{s['replaced']:>4} {s['fallback']:>2} {s['length_median']:>4.0f} {s['seconds_median']:>5.1f} | {act}"
-            )
-    print("-" * len(hdr))
-    summary = {}
-    for (set_name, split), rs in sorted(totals.items()):
-        s = summarise(rs)
-        summary[f"{set_name}/{split}"] = s
-        n = max(1, s["lines"])
-        act = f"  actions {s['actions_agree']}/{s['actions']} agree" if "actions" in s else ""
-        print(
-            f"ALL {set_name:<9} {split:<5} n={s['lines']:>3}: shown breaks {s['break']} ({100 * s['break'] / n:.0f}%), "
-            f"echoes {s['echo']}, invented {s['invented']}, unfinished {s['unfinished']}; first candidate breaks "
-            f"{s['first_break']} ({100 * s['first_break'] / n:.0f}%), echoes {s['first_echo']}, invented "
-            f"{s['first_invented']}, unfinished {s['first_unfinished']}; replaced {s['replaced']}, trimmed "
-            f"{s['trimmed']}, copying a voice line {s['copied']}{act}"
-        )
-    named = sum(r["named"] for r in recall_rows)
-    print(
-        f"after a restart: {named}/{len(recall_rows)} NPCs said the returning player's name "
-        f"({sum(r['returning'] for r in recall_rows)} knew them)"
-    )
-    for r in recall_rows:
-        print(f"  {r['npc']:<10} {r['player']:<7} {'named' if r['named'] else 'NOT named':<9} {r['reply']!r}"[:150])
-    ranked = {
-        split: compare_scorers([r for r in records if r["split"] == split]) for split in ("tune", "eval1", "eval")
-    }
-    for split, cmp in ranked.items():
-        if cmp["replies_with_2_fit"]:
-            print(
-                f"scorers ({split}): of {cmp['replies_with_2_fit']} replies with 2+ candidates that pass, "
-                f"they pick differently in {cmp['picks_differ']}; "
-                + "; ".join(
-                    f"{k}: ranks a passing candidate above a failing one in {100 * v['fit_above_unfit']:.0f}% "
-                    f"of {v['pairs']} pairs, picks {v['picked_unfinished']} unfinished, median "
-                    f"{v['picked_length_median']:.0f} chars"
-                    for k in ("checker", "logprob")
-                    if (v := cmp[k])["pairs"]
-                )
-            )
+    table, summary, ranked = report(records, recall_rows, head)
     out = {
         "bench": "persona",
         "scorer": args.scorer,
@@ -729,6 +756,29 @@ def main() -> int:
     # Every shown reply, with the checker's verdict: what a reader samples and labels (persona_labels.py).
     shown = args.shown or str(Path(args.out).with_suffix("")) + "-shown.json"
     save(shown, {"bench": "persona", "split": args.split, "sets": args.sets, "shown": shown_rows(records)})
+    return 0
+
+
+def report_of(path: str, out_path: str, shown_path: str | None) -> int:
+    """--report: the tables of lines recorded by an earlier run (no model, no restart)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as e:
+        print(f"{path}: {e}", file=sys.stderr)
+        return 1
+    records = data.get("records") if isinstance(data, dict) else data
+    if not isinstance(records, list):
+        print(f"{path}: expected a results JSON (with 'records') or a .partial list of records", file=sys.stderr)
+        return 1
+    for r in records:
+        if "taken" not in r:
+            take(r)
+    head = f"persona bench: a report of {path}, {len(records)} lines recorded (no restart was run)"
+    table, summary, ranked = report(records, None, head)
+    out = {"bench": "persona", "report_of": path, "played": len(records), "machine": describe()}
+    save(out_path, {**out, "table": table, "summary": summary, "scorers": ranked, "records": records}, indent=2)
+    shown = shown_path or str(Path(out_path).with_suffix("")) + "-shown.json"
+    save(shown, {"bench": "persona", "report_of": path, "shown": shown_rows(records)})
     return 0
 
 

@@ -23,7 +23,9 @@ def record(npc, set_, line, reply, chosen=0, reason="done", shown=(), first=()):
         "chosen": chosen,
         "reason": reason,
         "shown_problems": [f"{k}: x" for k in shown],
-        "candidates": [{"text": reply, "problems": [f"{k}: x" for k in first]}],
+        "candidates": [
+            {"text": reply, "problems": [f"{k}: x" for k in first], "fit": not first, "logprob": -1.0, "soft": 0.0}
+        ],
     }
 
 
@@ -90,3 +92,31 @@ def test_a_missing_label_is_a_clear_error(tmp_path):
     assert again.returncode != 0 and "labels are not overwritten" in again.stderr
     with pytest.raises(SystemExit, match="not in the results"):
         pl.score(pl.shown_rows(RECORDS), [{"id": "nobody|ordinary|x", "set": "ordinary"}])
+
+
+def test_persona_reports_recorded_lines_without_a_model(tmp_path):
+    """bench/persona.py --report: a run cut short leaves its .partial; its tables and the shown
+    replies for a reader come from it alone (the action taken read from the recorded choice)."""
+    act = record("tam", "actions", "Can I have an apple?", "Here you are.")
+    act |= {"expected": "give_item", "item": "apple", "allowed": ["give_item", "talk"], "seconds": 1.0}
+    act["choice"] = {"options": ["Just keep talking.", "Give Pella an apple."], "chosen": 1}
+    rows = [{**r, "seconds": 1.0} for r in RECORDS[:3]] + [act]
+    partial = tmp_path / "persona.json.partial"
+    partial.write_text(json.dumps(rows))
+    out = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "persona.py"), "--report", str(partial), "--out", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(out.read_text())["summary"]
+    assert summary["actions/eval"]["actions_agree"] == 1 and summary["ordinary/eval"]["lines"] == 3
+    shown = json.loads((tmp_path / "report-shown.json").read_text())["shown"]
+    assert len(shown) == 4 and "restart: not run" in done.stdout
+    bad = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "persona.py"), "--report", str(out.with_name("none.json"))],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 1 and "none.json" in bad.stderr
