@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -9,8 +10,11 @@ import sys
 import pytest
 from support.paths import ROOT
 
-sys.path.insert(0, str(ROOT / "bench"))
-import persona_labels as pl  # noqa: E402
+# Loaded from its file, not through sys.path: bench/ on sys.path would make bench/world.py the `world`
+# package for every pool worker spawned later in the same pytest process.
+_spec = importlib.util.spec_from_file_location("persona_labels", ROOT / "bench" / "persona_labels.py")
+pl = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(pl)
 
 
 def record(npc, set_, line, reply, chosen=0, reason="done", shown=(), first=()):
