@@ -10,8 +10,12 @@ Problems (`Problem.kind`):
   break       talk of being an AI, a model, an assistant, a program, a role,
               of the modern world (the internet, phones, Facebook), an
               assistant's refusal ("I'm sorry, but I can't"), the NPC
-              taking the player's name for its own ("I am Ingrid"), or
-              speaking as the player ('Ingrid: "..."', 'Ingrid said: ...')
+              taking the player's name for its own ("I am Ingrid"),
+              speaking as the player ('Ingrid: "..."', 'Ingrid said: ...'),
+              an assistant's framing ("Here is the response:", "any
+              questions or tasks"), a clock time or a modern year ("02:45",
+              "2017"), or claiming a trade not its own (the merchant's "I'm
+              the local blacksmith": TRADES)
   invented    a capitalised name that is not of this world: not a place of
               the map, not an NPC, not the player or someone near, not in the
               NPC file's persona (who, knows, lore, voice), not a word we
@@ -64,7 +68,13 @@ BREAK = re.compile(
     r"|\btrain(?:ed|ing) (?:on|me|you|process|data)\b|\bcompany (?:that )?trained\b"
     r"|\bi don'?t have (?:personal|feelings|emotions|a body|access)"
     r"|\bi (?:don'?t|do not) have (?:any )?(?:information|personality|data|knowledge)\b"
-    r"|\b(?:a|just a|only a) (?:program|tool|bot|machine)\b|\bonly code\b",
+    r"|\b(?:a|just a|only a) (?:program|tool|bot|machine)\b|\bonly code\b"
+    # seen on the tune lines (s14f): an assistant's framing and offers, and the modern clock and calendar
+    # ("Here's a possible way to rephrase that:", "happy to help with any questions or tasks", "I'll be back
+    # at 02:45", and s13d's "Ingrid told me today's date is 2017.")
+    r"|\bhere(?:'s| is) (?:the|a|my|your) (?:\w+ )?(?:response|answer|rephras\w*|version|summary)\b|\brephras\w*"
+    r"|\bqueries\b|\bany (?:questions|tasks|requests)\b|\bthe option to\b|\b(?:the|my) responses?\b"
+    r"|\b\d{1,2}:\d{2}\b|\b(?:1[5-9]|20)\d\d\b|\b(?:19|20|21)(?:th|st) century\b",
     re.IGNORECASE,
 )
 
@@ -301,8 +311,9 @@ class World:
     framing: str  # the prompt's own framing text (the moment, facts, rules), for `echo`
     line: str  # the player's line, for `parrot`
     player: str
-    returning: bool = False  # the NPC has met this player before: saying their name scores
     heard: set[str] = field(default_factory=set)  # names the player used (heard_words), as written: not known
+    own: set[str] = field(default_factory=set)  # lowercase words of the NPC's own name, `who` and file id (_trade)
+    said: list[str] = field(default_factory=list)  # the NPC's earlier replies in this conversation (score)
 
 
 def known_words(*names: str) -> set[str]:
@@ -411,6 +422,8 @@ def problems(reply: str, world: World) -> list[Problem]:
         out.append(Problem("break", f"not English: {foreign}"))
     if role := _role_taken(reply, world):
         out.append(Problem("break", f"takes the role the player gave: {role!r}"))
+    elif trade := _trade(reply, world):
+        out.append(Problem("break", f"claims a trade not its own: {trade!r}"))
     if m := SCAFFOLD.search(reply):
         out.append(Problem("echo", m.group(0)))
     elif shared := grams(reply, 5) & grams(world.framing, 5):
@@ -500,6 +513,38 @@ def _role_taken(reply: str, world: World) -> str | None:
     return None
 
 
+# Trades a reply may claim ("I'm the local blacksmith"), in groups of words for one trade: a claim
+# is a break when no word of its group is among the NPC's own words (World.own). The issue-15 read
+# had the merchant call himself "the local blacksmith"; the tune lines' guard said "I'm a knight".
+TRADES = (
+    {"smith", "blacksmith", "ironsmith"},
+    {"bard", "minstrel", "singer", "musician", "poet"},
+    {"guard", "guardsman", "sergeant", "watchman", "soldier"},
+    {"merchant", "trader", "shopkeeper", "peddler", "seller"},
+    {"king", "queen", "prince", "princess", "knight"},
+    {"wizard", "witch", "pirate", "dragon"},
+)
+TRADE_WORDS = {w for group in TRADES for w in group}
+CLAIM = re.compile(
+    r"\bi(?:'m| am)\s+(?:just |only |now |also )?(?:an? |the |your |this )"
+    r"((?:[\w-]+ )?[\w-]+)",  # the claim: an article, then one or two words ("the local blacksmith")
+    re.IGNORECASE,
+)
+
+
+def _trade(reply: str, world: World) -> str | None:
+    """A trade the reply claims for the NPC that is not its own ("I'm the local blacksmith" from the
+    merchant); nothing when the World does not say whose it is (`own` empty)."""
+    if not world.own:
+        return None
+    for m in CLAIM.finditer(reply):
+        for w in m.group(1).lower().split():
+            w = w[:-1] if w.endswith("s") and w[:-1] in TRADE_WORDS else w
+            if w in TRADE_WORDS and not any(w in g and g & world.own for g in TRADES):
+                return w
+    return None
+
+
 def _not_english(reply: str, world: World) -> str | None:
     """Words of another language: a sentence of two or more words of three letters or more of which
     fewer than half are English (an ordinary word, or a name this world knows); a word with an
@@ -524,7 +569,12 @@ def score(reply: str, found: list[Problem], world: World, voice_words: set[str],
     """Higher is better. Measured on bench/persona.py's tuning lines (see there): disqualified
     candidates sit far below; then an unfinished sentence (-2), a length away from a one-or-two
     sentence line (20..0.75 * max_reply characters), repeated words, and words shared with the
-    NPC's own voice and lore (+, at most 1.5) and, for a returning player, their name (+1.5)."""
+    NPC's own voice and lore (+, at most 1.5), and six words in a row of one of its earlier replies
+    in this conversation (-2: on the tune lines the merchant answered "Where can I get something to
+    eat?" with its reply to the pirate line). The player's name scores nothing (it scored +1.5 for a
+    player met before, which is every line after the first of a conversation): on 36 tune replies
+    with 2+ passing candidates, s14f's blind picks agreed with the ranking 20 times with it, 25
+    without (the first reply to a returning player is given their name by the service anyway)."""
     s = -10.0 * sum(p.kind in HARD for p in found) - 2.0 * any(p.kind == "unfinished" for p in found)
     n = len(reply)
     s -= max(0.0, 20 - n) / 10 + max(0.0, n - 0.75 * max_reply) / 40
@@ -534,8 +584,8 @@ def score(reply: str, found: list[Problem], world: World, voice_words: set[str],
         content = {w for w in words if len(w) > 3}
         if content:
             s += min(1.5, 3.0 * len(content & voice_words) / len(content))
-    if world.returning and world.player.lower() in reply.lower():
-        s += 1.5
+    if world.said and any(grams(reply, 6) & grams(t, 6) for t in world.said):
+        s -= 2.0
     return s
 
 

@@ -450,7 +450,8 @@ class Dialogue:
             + prompts.rules_text(name, c.player_name, persona.max_reply),
             line=c.line,
             player=c.player_name,
-            returning=c.returning,
+            own=check.known_words(name, persona.who, m.defn.id),  # its own trade (check._trade)
+            said=[t for who, t in turns if who == "npc"],
         )
         c.stream = self.pool.open_stream(
             {

@@ -442,6 +442,67 @@ def test_an_assistants_offer_the_modern_world_and_a_role_the_player_gave_are_bre
     assert check.fit(check.problems("I'm a pirate, aye.", plain))  # no order to take a role: a matter of taste
 
 
+def test_an_assistants_framing_the_modern_clock_and_another_npcs_trade_are_breaks():
+    """Seen on the tune lines (s14f) and passed before: an assistant framing its answer or offering
+    help with "questions or tasks", a clock time or a modern year, and an NPC claiming a trade that is
+    not its own (the merchant's "I'm the local blacksmith"); its own trade, a denial, another's trade
+    named as theirs, numbers and an ordinary "here is" stay fine."""
+    own = check.known_words("Old Tam", "A travelling merchant who settled at the market.", "merchant")
+    world = check.World(
+        known=check.known_words("Old Tam", "Ingrid", "Brenna the Smith", "market", "forge"),
+        framing="",
+        line="What do you do here?",
+        player="Ingrid",
+        own=own,
+    )
+    breaks = [
+        "Here's a possible way to rephrase that: a fine day.",
+        "Here is the response: I'm glad to see you.",
+        "I'll be happy to help with any questions or tasks that come your way.",
+        "I'm afraid I don't have the option to follow you.",
+        "I'll be back at 02:45 this morning!",
+        "Ingrid told me today's date is 2017.",
+        "I'm the local blacksmith.",
+        "I am an old blacksmith here.",
+        "I'm a knight of the market!",
+    ]
+    for t in breaks:
+        assert "break" in [p.kind for p in check.problems(t, world)], t
+    fine = [
+        "I'm a merchant, friend.",
+        "I'm a shopkeeper at the market.",
+        "I'm not a blacksmith, friend.",
+        "I'm off to see Brenna the Smith at the forge.",
+        "I'm sure the smiths are busy.",
+        "Here is an apple for you.",
+        "The mine closed 40 years ago.",
+    ]
+    for t in fine:
+        assert check.fit(check.problems(t, world)), (t, check.problems(t, world))
+    villager = check.World(
+        known=set(),
+        framing="",
+        line="hi",
+        player="Ingrid",
+        own=check.known_words("Villager 1", "An ordinary villager.", "villager"),
+    )
+    assert check.fit(check.problems("I'm a farmer, friend.", villager))
+    assert not check.fit(check.problems("I'm the village smith.", villager))
+    unknown = check.World(known=set(), framing="", line="hi", player="Ingrid")  # whose it is not said: no trade rule
+    assert check.fit(check.problems("I'm the local blacksmith.", unknown))
+
+
+def test_the_scorer_ranks_a_repeat_of_its_own_earlier_reply_lower():
+    """Seen on the tune lines (s14f): the merchant gave its reply to the pirate line again to "Where
+    can I get something to eat?". Six words in a row of an earlier reply of the conversation rank a
+    candidate below another that is otherwise as good."""
+    world = check.World(known=check.known_words("Old Tam", "Pella"), framing="", line="Food?", player="Pella")
+    cands = ["Sorry, a pirate's just another day on the beach, friend.", "The tavern has stew, friend."]
+    assert check.best(cands, world, set(), 200)[0] == 0  # a tie: the first
+    world.said = ["A pirate's just another day on the beach, friend."]
+    assert check.best(cands, world, set(), 200)[0] == 1
+
+
 def test_the_service_gives_the_checker_no_names_from_the_players_line(tmp_path):
     pool = scripted_pool(n=1, say=["Here is a Python function for you, friend.", "Python? Never heard of it, Ingrid."])
     try:
