@@ -527,48 +527,61 @@ def top_functions(collapsed: str, k: int = 15) -> dict:
 # The server's parts, for grouping its profile (what a gateway process could take off the tick's core,
 # and what it could not). Each rule: (part, a file path ending, the functions of it, or None: all).
 # A sample belongs to the part of its innermost frame that a rule names (so numpy under interest.py
-# is interest, msgpack under the outbox is the outbox), else to the edge's library, else the loop.
+# is interest, msgpack under the outbox is the outbox), else to the event loop: uvloop's run loop
+# and picows' frame parser are C, so their own time shows as asyncio's `Runner.run`.
 # world/protocol.py's encoders are named by no rule: they count for whoever calls them (a cell block
-# for interest, an update head for the outbox), its decoders are the edge's (inbound messages).
+# for interest, an update head for the outbox), its decoders are the edge's (inbound messages), and so
+# is the room's intake of them (Game.command: called per message by the gateway, not by the tick).
 OUTBOX_GATEWAY = ("flush", "write_forever", "update", "mark", "send_error", "push_update", "take_pieces")
-PART_RULES: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
+PART_RULES: tuple[tuple[str | None, str, tuple[str, ...] | None], ...] = (
     ("outbox+encoding", "server/gateway.py", OUTBOX_GATEWAY),
     ("edge", "server/gateway.py", None),  # inbound messages, limits, the read check, connections' tasks
     ("outbox+encoding", "server/outbox.py", None),
     ("outbox+encoding", "server/frames.py", None),
     ("outbox+encoding", "server/events.py", None),
     ("outbox+encoding", "world/snapshot.py", None),
-    ("edge", "world/protocol.py", ("decode", "read_int", "clean_text", "name_problem")),
+    ("edge", "world/protocol.py", ("decode", "read_int", "clean_text", "name_problem", "_field")),
+    ("edge", "world/protocol.py", tuple(f"_decode_{t}" for t in ("hello", "input", "ping", "chat", "talk"))),
+    (None, "world/protocol.py", None),  # its encoders: the caller's part
     ("edge", "server/limits.py", None),
+    ("outbox+encoding", "server/edge_picows.py", ("send_nowait", "send_message")),
+    ("outbox+encoding", "server/edge_websockets.py", ("send_nowait", "send_message")),
     ("edge", "server/edge_picows.py", None),
     ("edge", "server/edge_websockets.py", None),
     ("edge", "server/http.py", None),
+    ("edge", "server/game.py", ("command", "join", "leave", "connected")),
+    ("edge", "/picows/", None),
+    ("edge", "/websockets/", None),
     ("interest", "world/interest.py", None),
     ("interest", "world/moves.py", None),
-    ("tick", "server/game.py", None),  # commands, NPC minds, dialogue, the world's step
+    ("tick", "server/game.py", None),  # the tick: commands applied, NPC minds, dialogue, the world's step
     ("tick", "server/ticker.py", None),
     ("tick", "server/checkpoints.py", None),
     ("tick", "server/metrics.py", None),
-    ("tick", "world/", None),
-    ("tick", "npc/", None),
+    ("tick", "/world/", None),
+    ("tick", "/npc/", None),
+    ("event loop", "/asyncio/", None),
+    ("event loop", "/uvloop/", None),
 )
-PARTS = ("edge", "outbox+encoding", "interest", "tick", "event loop", "other")
-EDGE_LIBRARIES = ("/picows/", "/websockets/")
-LOOP_LIBRARIES = ("/asyncio/", "/uvloop/")
+PARTS = ("edge", "outbox+encoding", "interest", "tick", "event loop", "other threads", "other")
 
 
 def part_of(frames: list[tuple[str, str]]) -> str:
-    """Which of PARTS one sample (its frames, root first) counts for: see PART_RULES."""
+    """Which of PARTS one sample (its frames, root first) counts for: see PART_RULES. py-spy writes a
+    path from its package's folder (server/gateway.py, asyncio/runners.py) or in full. A thread other
+    than the loop's (the inference pool's engine, the store's writer) is "other threads": not the tick's core."""
+    if frames[0][0] == "Thread._bootstrap":
+        return "other threads"
     for name, where in reversed(frames):
-        short = name.rsplit(".", 1)[-1]  # a method, with or without its class
+        named = set(name.split("."))  # a method with its class, a generator with its function
+        where = "/" + where
         for part, path, names in PART_RULES:
-            if where.endswith(path) or (path.endswith("/") and f"/{path}" in where):
-                if names is None or short in names:
-                    return part
-    if any(lib in where for _, where in frames for lib in EDGE_LIBRARIES):
-        return "edge"
-    if any(lib in where for _, where in frames for lib in LOOP_LIBRARIES):
-        return "event loop"
+            if (where.endswith(path) if path.endswith(".py") else path in where) and (
+                names is None or not named.isdisjoint(names)
+            ):
+                if part is None:
+                    break  # a frame that counts for its caller
+                return part
     return "other"
 
 
