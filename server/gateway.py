@@ -234,7 +234,7 @@ class Connection:
         self.ws = ws
         self.game = game
         self.metrics = metrics
-        self.outbox = Outbox(metrics, on_update=lambda: flusher.mark(self))
+        self.outbox = Outbox(metrics, on_ready=lambda: flusher.mark(self))
         self.player: Player | None = None
         self.rate = TokenBucket(RATE_PER_S, RATE_BURST, now)
         self.strikes = TokenBucket(STRIKES_PER_S, STRIKES, now)
@@ -294,13 +294,15 @@ class Connection:
         self.outbox.push(protocol.encode_error(err))
 
     def flush(self) -> None:
-        """Write what is queued now if the socket keeps up; else wake the writer task."""
-        if self.writer_busy or self.closing or self.ws.transport.get_write_buffer_size() >= DIRECT_WRITE_LIMIT:
+        """Write what is queued now if the socket keeps up; else wake the writer task. A connection that
+        is closing still gets what was queued before its close frame goes (a rate_limited error before
+        its 1008: the close runs as a task, after this); once the frame is sent, nothing more."""
+        if self.writer_busy or self.ws.transport.get_write_buffer_size() >= DIRECT_WRITE_LIMIT:
             self.outbox.ready.set()
             return
         ws, metrics = self.ws, self.metrics
         if not ws.is_open():
-            return  # closing: the reader side ends the session
+            return  # closed: the reader side ends the session
         if self.direct:
             # One writev for everything queued: each message as a frame head (with the observer's
             # own update head) and the body its cell's observers share, never joined here.

@@ -20,12 +20,12 @@ def view(cells, enter=(), leave=(), chat=()):
 async def test_a_newer_update_replaces_an_unsent_one_and_keeps_its_events():
     metrics = Metrics()
     flushes = []
-    box = Outbox(metrics, on_update=lambda: flushes.append(1))
+    box = Outbox(metrics, on_ready=lambda: flushes.append(1))
     box.push(b"welcome")
     box.push_update(1, 5, view([["old"]], enter=[10, 11], chat=[[10, "n10", "hi", 1]]))
     box.push_update(2, 6, view([["new"]], enter=[12], leave=[11], chat=[[12, "n12", "yo", 2]]))
-    assert box.ready.is_set() and metrics.updates_coalesced == 1
-    assert flushes == [1]  # a flush is asked for once per pending update, not per merge
+    assert metrics.updates_coalesced == 1
+    assert flushes == [1]  # a flush is asked for once while anything is pending, not per message or merge
     sent = box.take()
     assert sent[0] == b"welcome" and len(sent) == 2
     update = msgpack.unpackb(sent[1])
@@ -34,6 +34,8 @@ async def test_a_newer_update_replaces_an_unsent_one_and_keeps_its_events():
     assert update["leave"] == [11]
     assert [line[2] for line in update["chat"]] == ["hi", "yo"]
     assert box.take() == [] and not box.ready.is_set()
+    box.push(b"pong")  # empty again: the next message asks for a flush again
+    assert flushes == [1, 1]
 
 
 async def test_control_messages_are_bounded():
