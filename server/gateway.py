@@ -49,7 +49,6 @@ from world.snapshot import View
 from . import events
 from .config import NetSection
 from .events import Refused, Replaced, Welcome
-from .frames import binary_frame_head
 from .game import Game, Player
 from .limits import TokenBucket
 from .metrics import Metrics
@@ -307,19 +306,16 @@ class Connection:
             # One writev for everything queued: each message as a frame head (with the observer's
             # own update head) and the body its cell's observers share, never joined here.
             # bench/gateway_writes.py: 0.83x the CPU of websockets' send path at 200 connections (README).
-            pieces: list[bytes] = []
-            for parts in self.outbox.take_pieces():
-                n = sum(map(len, parts))
-                pieces.append(binary_frame_head(n) + parts[0])
-                pieces.extend(parts[1:])
-                metrics.bytes_out += n
-                metrics.messages_out += 1
-            transport = ws.transport
-            if pieces and not transport.is_closing():
-                try:
-                    transport.writelines(pieces)
-                except (OSError, RuntimeError):  # lost meanwhile (uvloop: "handler is closed"), as broadcast
-                    pass  # ignores it: the reader side ends the session; others go on
+            frames, size, count = self.outbox.take_frames()
+            if frames:
+                metrics.bytes_out += size
+                metrics.messages_out += count
+                transport = ws.transport
+                if not transport.is_closing():
+                    try:
+                        transport.writelines(frames)
+                    except (OSError, RuntimeError):  # lost meanwhile (uvloop: "handler is closed"), as broadcast
+                        pass  # ignores it: the reader side ends the session; others go on
             return
         for data in self.outbox.take():
             if not ws.is_open():

@@ -29,6 +29,7 @@ from typing import Callable
 from world.protocol import update_head
 from world.snapshot import View, merge_views
 
+from .frames import binary_frame_head
 from .metrics import Metrics
 
 MAX_CONTROL = 256  # messages
@@ -75,23 +76,54 @@ class Outbox:
         View's body, which is shared by every observer of a cell and so is not copied here."""
         out: list[tuple[bytes, ...]] = [(data,) for data in self.control]
         self.control.clear()
-        if self.update is not None:
-            tick, ack, view = self.update
-            self.update = None
-            out.append((update_head(tick, ack), self._body(view)))
+        update = self._take_update()
+        if update is not None:
+            out.append(update)
         self.ready.clear()
         return out
+
+    def take_frames(self) -> tuple[list[bytes], int, int]:
+        """Everything queued as WebSocket frames for one writev (the gateway's direct writes): each
+        message's frame head (an update's with the observer's own update head on it), then the shared
+        View body uncopied; the payload bytes; the messages. The pieces of `take_pieces`, framed here
+        in one pass: that list of tuples, re-walked to frame it, was most of the flush's Python."""
+        frames: list[bytes] = []
+        size = 0
+        control = self.control
+        count = len(control)
+        if count:
+            for data in control:
+                frames.append(binary_frame_head(len(data)) + data)
+                size += len(data)
+            control.clear()
+        update = self._take_update()
+        if update is not None:
+            head, body = update
+            n = len(head) + len(body)
+            frames.append(binary_frame_head(n) + head)
+            frames.append(body)
+            size += n
+            count += 1
+        self.ready.clear()
+        return frames, size, count
 
     def take(self) -> list[bytes]:
         """Everything queued, in send order (control first, then the update)."""
         out = list(self.control)
         self.control.clear()
-        if self.update is not None:
-            tick, ack, view = self.update
-            self.update = None
-            out.append(update_head(tick, ack) + self._body(view))
+        update = self._take_update()
+        if update is not None:
+            out.append(update[0] + update[1])
         self.ready.clear()
         return out
+
+    def _take_update(self) -> tuple[bytes, bytes] | None:
+        """The pending update as (its head, the body this connection can apply), taken as sent; or None."""
+        if self.update is None:
+            return None
+        tick, ack, view = self.update
+        self.update = None
+        return update_head(tick, ack), self._body(view)
 
     def _body(self, view: View) -> bytes:
         """The view as this connection can apply it, deltas or keyframe; it is then taken as sent."""

@@ -59,6 +59,28 @@ async def test_pieces_are_the_same_messages_with_the_cells_body_shared_not_copie
     assert boxes[1].take_pieces() == [] and not boxes[1].ready.is_set()
 
 
+async def test_frames_are_the_messages_as_websocket_frames_with_the_cells_body_shared():
+    """take_frames (the gateway's direct writes): byte for byte the frames websockets writes for each
+    message of `take`, in order, the shared body as its own uncopied piece; then nothing is left."""
+    from websockets.frames import Frame, Opcode
+
+    shared = view([["cell", 1]], enter=[3])
+    boxes = [Outbox(Metrics()) for _ in range(2)]
+    for box in boxes:
+        box.push(b"pong")
+        box.push(b"x" * 300)  # a 16-bit length
+        box.push_update(7, 2, shared)
+    whole = boxes[0].take()
+    frames, size, count = boxes[1].take_frames()
+
+    def serialize(data: bytes) -> bytes:
+        return Frame(Opcode.BINARY, data).serialize(mask=False)  # a server's frame: unmasked
+
+    assert b"".join(frames) == b"".join(map(serialize, whole))
+    assert frames[-1] is shared.body and (size, count) == (sum(map(len, whole)), 3)
+    assert boxes[1].take_frames() == ([], 0, 0) and not boxes[1].ready.is_set()
+
+
 def delta_view(build, tag):
     """A view of `build` with both forms: whole cells [[tag]], and moves [[tag, b"d", b""]] against build - 1."""
     v = view([[tag]])
