@@ -296,21 +296,23 @@ class Connection:
         """Write what is queued now if the socket keeps up; else wake the writer task. A connection that
         is closing still gets what was queued before its close frame goes (a rate_limited error before
         its 1008: the close runs as a task, after this); once the frame is sent, nothing more."""
-        if self.writer_busy or self.ws.transport.get_write_buffer_size() >= DIRECT_WRITE_LIMIT:
+        ws = self.ws
+        transport = ws.transport
+        if self.writer_busy or transport.get_write_buffer_size() >= DIRECT_WRITE_LIMIT:
             self.outbox.ready.set()
             return
-        ws, metrics = self.ws, self.metrics
         if not ws.is_open():
             return  # closed: the reader side ends the session
+        metrics = self.metrics
         if self.direct:
             # One writev for everything queued: each message as a frame head (with the observer's
-            # own update head) and the body its cell's observers share, never joined here.
-            # bench/gateway_writes.py: 0.83x the CPU of websockets' send path at 200 connections (README).
+            # own update head) and the body its cell's observers share, never joined here. That
+            # writev, the kernel's send on loopback, is ~80% of the flush (bench/client_path.py's
+            # server under py-spy at 1,200 clients: 38% of all its samples); one per connection and tick.
             frames, size, count = self.outbox.take_frames()
             if frames:
                 metrics.bytes_out += size
                 metrics.messages_out += count
-                transport = ws.transport
                 if not transport.is_closing():
                     try:
                         transport.writelines(frames)
