@@ -79,6 +79,10 @@ async def test_frames_are_the_messages_as_websocket_frames_with_the_cells_body_s
     assert b"".join(frames) == b"".join(map(serialize, whole))
     assert frames[-1] is shared.body and (size, count) == (sum(map(len, whole)), 3)
     assert boxes[1].take_frames() == ([], 0, 0) and not boxes[1].ready.is_set()
+    for box in boxes:  # an update alone: every tick's case
+        box.push_update(8, 3, shared)
+    (alone,), (frames, size, count) = boxes[0].take(), boxes[1].take_frames()
+    assert b"".join(frames) == serialize(alone) and frames[-1] is shared.body and (size, count) == (len(alone), 1)
 
 
 def delta_view(build, tag):
