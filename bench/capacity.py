@@ -61,6 +61,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import colyseus_peer  # bench/colyseus_peer.py (this script's folder is on sys.path)
@@ -489,6 +490,14 @@ def finish_profilers(spies: list) -> dict:
     return result
 
 
+def stacks(collapsed: str) -> Iterator[tuple[list[tuple[str, str]], int]]:
+    """Each line of py-spy's raw output: (its frames as frames_of gives them, its samples)."""
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            yield frames_of(stack), int(count)
+
+
 def frames_of(stack: str) -> list[tuple[str, str]]:
     """A py-spy collapsed stack, root first, as (function, file path) pairs; process and thread lines dropped."""
     out = []
@@ -506,13 +515,9 @@ def top_functions(collapsed: str, k: int = 15) -> dict:
     own: Counter = Counter()
     total: Counter = Counter()
     samples = 0
-    for line in collapsed.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
+    for stack, n in stacks(collapsed):
         samples += n
-        frames = [f"{name} ({where.rsplit('/', 1)[-1]})" if where else name for name, where in frames_of(stack)]
+        frames = [f"{name} ({where.rsplit('/', 1)[-1]})" if where else name for name, where in stack]
         if frames:
             own[frames[-1]] += n
         for f in set(frames):
@@ -591,18 +596,14 @@ def parts(collapsed: str, k: int = 5) -> dict:
     count: Counter = Counter()
     top: dict[str, Counter] = {p: Counter() for p in PARTS}
     samples = 0
-    for line in collapsed.splitlines():
-        stack, _, n = line.rpartition(" ")
-        if not stack or not n.isdigit():
-            continue
-        frames = frames_of(stack)
+    for frames, n in stacks(collapsed):
         if not frames:
             continue
         part = part_of(frames)
-        count[part] += int(n)
+        count[part] += n
         name, where = frames[-1]
-        top[part][f"{name} ({where.rsplit('/', 1)[-1]})"] += int(n)
-        samples += int(n)
+        top[part][f"{name} ({where.rsplit('/', 1)[-1]})"] += n
+        samples += n
     if not samples:
         return {}
     return {

@@ -30,14 +30,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import os
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
-import msgpack
 from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -152,68 +150,47 @@ def serve(src: Path, clients: int, ticks: int, npcs: int) -> None:
 # -- the clients (this process) -----------------------------------------------------------------
 
 
-class Client(asyncio.Protocol):
-    """A raw WebSocket that answers every update (bots/bot.py's masked frames); reads frame heads only."""
+def client_class() -> type:
+    """bench/ws_edge.py's raw WebSocket client (its handshake; bots/bot.py's masked frames), answering
+    every update; it reads frame heads only. Made here, in this process: a server imports its own tree's
+    world/, and ws_edge imports this tree's."""
+    import ws_edge  # bench/ws_edge.py (this script's folder is on sys.path)
+    from world.protocol import read_update_head
 
-    def __init__(self, port: int, index: int) -> None:
-        from bots.bot import OP_BINARY, client_frame  # (imported here: a server imports its own tree's)
-        from world.protocol import read_update_head
+    class Client(ws_edge.Client):
+        def data_received(self, data: bytes) -> None:
+            buf = self.buf + data
+            if not self.open.done():
+                end = buf.find(b"\r\n\r\n")
+                if end < 0:
+                    self.buf = buf
+                    return
+                self.open.set_result(b" 101 " in buf.split(b"\r\n", 1)[0])
+                buf = buf[end + 4 :]
+            i = 0
+            while len(buf) - i >= 2:  # the server's frames: unmasked, one message each
+                n, at = buf[i + 1] & 0x7F, i + 2
+                if n == 126:
+                    n, at = int.from_bytes(buf[at : at + 2], "big"), at + 2
+                elif n == 127:
+                    n, at = int.from_bytes(buf[at : at + 8], "big"), at + 8
+                if len(buf) < at + n:
+                    break
+                head = read_update_head(buf, at, at + n)
+                if head is not None:
+                    self.update(head[0])
+                i = at + n
+            self.buf = buf[i:]
 
-        self.read_update_head = read_update_head
-        self.frame = lambda msg: client_frame(OP_BINARY, msgpack.packb(msg))
-        self.port, self.index = port, index
-        self.open = asyncio.get_running_loop().create_future()
-        self.buf = b""
-        self.seq = 0
-        self.transport: asyncio.Transport | None = None
+        def update(self, tick: int) -> None:
+            if (tick + self.index) % INPUT_EVERY == 0:
+                self.seq += 1
+                dx, dy = TURNS[(self.seq // 20 + self.index) % len(TURNS)]  # a new direction every 2 s
+                self.send({"t": "input", "seq": self.seq, "dx": dx, "dy": dy})
+            if (tick + self.index) % PING_EVERY == 0:
+                self.send({"t": "ping", "id": tick})
 
-    def connection_made(self, transport) -> None:  # noqa: ANN001
-        self.transport = transport
-        key = base64.b64encode(os.urandom(16))
-        transport.write(
-            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n" % (self.port, key)
-        )
-
-    def data_received(self, data: bytes) -> None:
-        buf = self.buf + data
-        if not self.open.done():
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                self.buf = buf
-                return
-            self.open.set_result(b" 101 " in buf.split(b"\r\n", 1)[0])
-            buf = buf[end + 4 :]
-        i = 0
-        while len(buf) - i >= 2:  # the server's frames: unmasked, one message each
-            n, at = buf[i + 1] & 0x7F, i + 2
-            if n == 126:
-                n, at = int.from_bytes(buf[at : at + 2], "big"), at + 2
-            elif n == 127:
-                n, at = int.from_bytes(buf[at : at + 8], "big"), at + 8
-            if len(buf) < at + n:
-                break
-            head = self.read_update_head(buf, at, at + n)
-            if head is not None:
-                self.update(head[0])
-            i = at + n
-        self.buf = buf[i:]
-
-    def update(self, tick: int) -> None:
-        if (tick + self.index) % INPUT_EVERY == 0:
-            self.seq += 1
-            dx, dy = TURNS[(self.seq // 20 + self.index) % len(TURNS)]  # a new direction every 2 s
-            self.send(self.frame({"t": "input", "seq": self.seq, "dx": dx, "dy": dy}))
-        if (tick + self.index) % PING_EVERY == 0:
-            self.send(self.frame({"t": "ping", "id": tick}))
-
-    def send(self, frame: bytes) -> None:
-        assert self.transport is not None
-        self.transport.write(frame)
-
-    def connection_lost(self, exc) -> None:  # noqa: ANN001
-        if not self.open.done():
-            self.open.set_result(False)
+    return Client
 
 
 async def one_turn(src: Path, clients: int, ticks: int, npcs: int) -> dict:
@@ -227,7 +204,8 @@ async def one_turn(src: Path, clients: int, ticks: int, npcs: int) -> dict:
         if not line.startswith("port "):
             raise RuntimeError(f"the server from {src} did not start: {line}{proc.stderr.read()[-2000:]}")
         port = int(line.split()[1])
-        conns: list[Client] = []
+        Client = client_class()
+        conns: list = []
         for i in range(0, clients, 50):  # 50 at a time: no handshake storm
             batch = [
                 loop.create_connection(lambda i=i + k: Client(port, i), "127.0.0.1", port)
@@ -238,7 +216,7 @@ async def one_turn(src: Path, clients: int, ticks: int, npcs: int) -> dict:
         if not all(opened):
             raise RuntimeError(f"{opened.count(False)} handshakes failed")
         for c in conns:
-            c.send(c.frame({"t": "hello", "v": protocol.VERSION, "name": f"c{c.index}"}))
+            c.send({"t": "hello", "v": protocol.VERSION, "name": f"c{c.index}"})
         line = await asyncio.wait_for(loop.run_in_executor(None, proc.stdout.readline), 600)
         if not line.startswith("result "):
             raise RuntimeError(f"the server from {src} gave no result: {line}{proc.stderr.read()[-2000:]}")
