@@ -8,9 +8,10 @@ here: a resumed character's old connection is closed (4003), a connection
 whose client read nothing for SLOW_CLIENT_S is closed (4002; `read_checks`
 sends the read-check pings and checks them, for every connection in one sweep
 every SWEEP_S). Sending never awaits in the
-tick: the tick queues each update in the connection's outbox; right after the
-tick (same loop iteration) the `Flusher` writes them straight into each
-socket's buffer while it is short, and hands a congested socket to the
+tick: the tick queues each update in the connection's outbox, the gateway its
+pongs and errors; right after the callback that queued them (same loop
+iteration) the `Flusher` writes all of a connection's in one writev straight
+into its socket's buffer while it is short, and hands a congested socket to the
 connection's writer task, which waits for it to drain (meanwhile newer
 updates coalesce). Limits and what happens at them are in docs/protocol.md.
 
