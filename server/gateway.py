@@ -127,11 +127,12 @@ class PlayerSocket(Protocol):
 
 
 class Flusher:
-    """Writes the updates a tick queued, right after the tick returns to the loop.
+    """Writes what was queued (a tick's updates, the pongs and errors of the frames just read), right
+    after the callback that queued it returns to the loop.
 
-    Scheduled with call_soon by the first update queued in a tick, so a tick's
-    duration measures the world, and the sends of all connections share one
-    loop callback instead of one task wake-up each.
+    Scheduled with call_soon by the first connection marked (its outbox was empty), so a tick's
+    duration measures the world, and the sends of all connections share one loop callback instead
+    of one task wake-up each.
     """
 
     def __init__(self) -> None:
