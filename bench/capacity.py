@@ -33,11 +33,15 @@ least 19 and the round-trip p99 is at most 100 ms. The doubling sweep (50,
 100, 200, ...) stops at the first step that does not hold (saturation);
 --clients 400,800,1200 runs exactly those N instead. With --profile, the
 saturating N is run once more with py-spy sampling the server and the
-busiest bot process, and their top functions are printed and saved.
+busiest bot process: their top functions, and the server's samples grouped by
+part (edge, outbox and encoding, interest, tick, event loop, other: PARTS),
+are printed and saved; --profile-dir keeps py-spy's raw stacks. --serve-args
+gives npcworld's server more `npcworld serve` flags (the profiled run too).
 
 Usage: python bench/capacity.py [--clients N,N,...] [--seconds 20] [--peer colyseus]
                                 [--spawn random|spawn] [--npcs 500] [--start 50] [--max 25600]
-                                [--procs P] [--profile] [--baseline-args FLAGS] [--baseline-src DIR]
+                                [--procs P] [--profile] [--profile-dir DIR] [--serve-args FLAGS]
+                                [--baseline-args FLAGS] [--baseline-src DIR]
 Prints a table and writes bench/results/capacity.json.
 """
 
@@ -57,6 +61,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 import colyseus_peer  # bench/colyseus_peer.py (this script's folder is on sys.path)
@@ -310,7 +315,8 @@ def step(
         sampler.start()
         spies = []
         if profile:
-            spies = start_profilers(srv.pid, bots.pid, ramp + 2.0, args.measure - 1.0, workdir)
+            outdir = args.profile_dir or workdir
+            spies = start_profilers(srv.pid, bots.pid, ramp + 2.0, args.measure - 1.0, outdir, f"-{label}-n{n}")
         out, err = bots.communicate(timeout=duration + 60)
         sampler.halt.set()
         sampler.join()
@@ -426,8 +432,9 @@ def _r(v, nd):
 # -- py-spy ------------------------------------------------------------------
 
 
-def start_profilers(server_pid: int, bots_pid: int, delay: float, seconds: float, workdir: Path) -> list:
-    """py-spy on the server and on the busiest bot worker, for `seconds` of the steady window."""
+def start_profilers(server_pid: int, bots_pid: int, delay: float, seconds: float, outdir: Path, tag: str = "") -> list:
+    """py-spy on the server and on the busiest bot worker, for `seconds` of the steady window; each one's
+    raw stacks go to outdir/pyspy-<label><tag>.txt (py-spy's raw format: collapsed stacks and counts)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         print("py-spy not found (pip install py-spy): no profile", file=sys.stderr)
@@ -436,10 +443,11 @@ def start_profilers(server_pid: int, bots_pid: int, delay: float, seconds: float
     workers = [p for p in descendants(bots_pid) if p != bots_pid]
     busiest = max(workers, key=lambda p: cpu_seconds(p) or 0.0, default=None)
     spies = []
+    outdir.mkdir(parents=True, exist_ok=True)
     for label, pid in (("server", server_pid), ("bots worker", busiest)):
         if pid is None:
             continue
-        out = workdir / f"pyspy-{label.replace(' ', '-')}.txt"
+        out = outdir / f"pyspy-{label.replace(' ', '-')}{tag}.txt"
         proc = subprocess.Popen(
             [
                 spy,
@@ -475,8 +483,30 @@ def finish_profilers(spies: list) -> dict:
         if not out.exists():
             result[label] = {"error": (err or "no output").strip()[-300:]}
             continue
-        result[label] = top_functions(out.read_text())
+        collapsed = out.read_text()
+        result[label] = {**top_functions(collapsed), "raw": str(out)}
+        if label == "server":
+            result[label]["parts"] = parts(collapsed)
     return result
+
+
+def stacks(collapsed: str) -> Iterator[tuple[list[tuple[str, str]], int]]:
+    """Each line of py-spy's raw output: (its frames as frames_of gives them, its samples)."""
+    for line in collapsed.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            yield frames_of(stack), int(count)
+
+
+def frames_of(stack: str) -> list[tuple[str, str]]:
+    """A py-spy collapsed stack, root first, as (function, file path) pairs; process and thread lines dropped."""
+    out = []
+    for f in stack.split(";"):
+        if f.startswith(("process ", "thread ")):
+            continue
+        name, _, where = f.partition(" (")
+        out.append((name, where.rsplit(":", 1)[0] if where else ""))
+    return out
 
 
 def top_functions(collapsed: str, k: int = 15) -> dict:
@@ -485,17 +515,9 @@ def top_functions(collapsed: str, k: int = 15) -> dict:
     own: Counter = Counter()
     total: Counter = Counter()
     samples = 0
-    for line in collapsed.splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        n = int(count)
+    for stack, n in stacks(collapsed):
         samples += n
-        frames = [
-            f.split(" (", 1)[0] + " (" + f.split(" (", 1)[1].split(":")[0].rsplit("/", 1)[-1] + ")" if " (" in f else f
-            for f in stack.split(";")
-        ]
-        frames = [f for f in frames if not f.startswith(("process ", "thread "))]
+        frames = [f"{name} ({where.rsplit('/', 1)[-1]})" if where else name for name, where in stack]
         if frames:
             own[frames[-1]] += n
         for f in set(frames):
@@ -505,6 +527,101 @@ def top_functions(collapsed: str, k: int = 15) -> dict:
         return [[f, round(100 * n / samples, 1)] for f, n in c.most_common(k)] if samples else []
 
     return {"samples": samples, "self": top(own), "total": top(total)}
+
+
+# The server's parts, for grouping its profile (what a gateway process could take off the tick's core,
+# and what it could not). Each rule: (part, a file path ending, the functions of it, or None: all).
+# A sample belongs to the part of its innermost frame that a rule names (so numpy under interest.py
+# is interest, msgpack under the outbox is the outbox), else to the event loop: uvloop's run loop
+# and picows' frame parser are C, so their own time shows as asyncio's `Runner.run`.
+# world/protocol.py's encoders are named by no rule: they count for whoever calls them (a cell block
+# for interest, an update head for the outbox), its decoders are the edge's (inbound messages), and so
+# is the room's intake of them (Game.command: called per message by the gateway, not by the tick).
+OUTBOX_GATEWAY = ("flush", "write_forever", "update", "mark", "send_error", "push_update", "take_pieces")
+PART_RULES: tuple[tuple[str | None, str, tuple[str, ...] | None], ...] = (
+    ("outbox+encoding", "server/gateway.py", OUTBOX_GATEWAY),
+    ("edge", "server/gateway.py", None),  # inbound messages, limits, the read check, connections' tasks
+    ("outbox+encoding", "server/outbox.py", None),
+    ("outbox+encoding", "server/frames.py", None),
+    ("outbox+encoding", "server/events.py", None),
+    ("outbox+encoding", "world/snapshot.py", None),
+    ("edge", "world/protocol.py", ("decode", "read_int", "clean_text", "name_problem", "_field")),
+    ("edge", "world/protocol.py", tuple(f"_decode_{t}" for t in ("hello", "input", "ping", "chat", "talk"))),
+    (None, "world/protocol.py", None),  # its encoders: the caller's part
+    ("edge", "server/limits.py", None),
+    ("outbox+encoding", "server/edge_picows.py", ("send_nowait", "send_message")),
+    ("outbox+encoding", "server/edge_websockets.py", ("send_nowait", "send_message")),
+    ("edge", "server/edge_picows.py", None),
+    ("edge", "server/edge_websockets.py", None),
+    ("edge", "server/http.py", None),
+    ("edge", "server/game.py", ("command", "join", "leave", "connected")),
+    ("edge", "/picows/", None),
+    ("edge", "/websockets/", None),
+    ("interest", "world/interest.py", None),
+    ("interest", "world/moves.py", None),
+    ("tick", "server/game.py", None),  # the tick: commands applied, NPC minds, dialogue, the world's step
+    ("tick", "server/ticker.py", None),
+    ("tick", "server/checkpoints.py", None),
+    ("tick", "server/metrics.py", None),
+    ("tick", "/world/", None),
+    ("tick", "/npc/", None),
+    ("event loop", "/asyncio/", None),
+    ("event loop", "/uvloop/", None),
+)
+PARTS = ("edge", "outbox+encoding", "interest", "tick", "event loop", "other threads", "other")
+
+
+def part_of(frames: list[tuple[str, str]]) -> str:
+    """Which of PARTS one sample (its frames, root first) counts for: see PART_RULES. py-spy writes a
+    path from its package's folder (server/gateway.py, asyncio/runners.py) or in full. A thread other
+    than the loop's (the inference pool's engine, the store's writer) is "other threads": not the tick's core."""
+    if frames[0][0] == "Thread._bootstrap":
+        return "other threads"
+    for name, where in reversed(frames):
+        named = set(name.split("."))  # a method with its class, a generator with its function
+        where = "/" + where
+        for part, path, names in PART_RULES:
+            if (where.endswith(path) if path.endswith(".py") else path in where) and (
+                names is None or not named.isdisjoint(names)
+            ):
+                if part is None:
+                    break  # a frame that counts for its caller
+                return part
+    return "other"
+
+
+def parts(collapsed: str, k: int = 5) -> dict:
+    """The server's samples grouped by part (PARTS): % of samples each, and each part's top functions
+    by own time (% of all samples)."""
+    count: Counter = Counter()
+    top: dict[str, Counter] = {p: Counter() for p in PARTS}
+    samples = 0
+    for frames, n in stacks(collapsed):
+        if not frames:
+            continue
+        part = part_of(frames)
+        count[part] += n
+        name, where = frames[-1]
+        top[part][f"{name} ({where.rsplit('/', 1)[-1]})"] += n
+        samples += n
+    if not samples:
+        return {}
+    return {
+        p: {
+            "pct": round(100 * count[p] / samples, 1),
+            "top": [[f, round(100 * c / samples, 1)] for f, c in top[p].most_common(k)],
+        }
+        for p in PARTS
+    }
+
+
+def parts_table(grouped: dict) -> str:
+    cells = [["part", "% of samples", "its top functions by own time (% of samples)"]]
+    for p in PARTS:
+        g = grouped.get(p)
+        if g:
+            cells.append([p, f"{g['pct']:.1f}", ", ".join(f"{f} {pct:.1f}" for f, pct in g["top"][:3])])
+    return render(cells)
 
 
 # -- the sweep -----------------------------------------------------------------
@@ -671,7 +788,28 @@ def main() -> int:
         help="bot processes, for both servers (default: one per 250 bots, at most one per core)",
     )
     ap.add_argument("--profile", action="store_true", help="re-run the saturating N (or the last) under py-spy")
+    ap.add_argument(
+        "--profile-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="with --profile: keep py-spy's raw stacks here (pyspy-server-npcworld-n<N>.txt and the bots "
+        "worker's; default: a temporary folder, deleted)",
+    )
+    ap.add_argument(
+        "--serve-args",
+        default="",
+        metavar="FLAGS",
+        help="extra `npcworld serve` flags for npcworld's server at every N, the profiled run included "
+        "(e.g. --serve-args=--ws=websockets); the baseline gets --baseline-args instead",
+    )
     args = ap.parse_args()
+    try:
+        serve_args = tuple(shlex.split(args.serve_args))
+    except ValueError as e:
+        ap.error(f"--serve-args: {e}")
+    if args.profile_dir is not None and not args.profile:
+        ap.error("--profile-dir: needs --profile")
     if args.measure < 2:
         ap.error("--seconds: expected at least 2 seconds of steady window")
     if args.npcs != 500 and args.peer:
@@ -695,7 +833,7 @@ def main() -> int:
         while (n <= args.max) if sweep else ns:
             if not sweep:
                 n = ns.pop(0)
-            row = step(n, args, workdir)
+            row = step(n, args, workdir, extra=serve_args)
             rows.append(row)
             print_step(row)
             if args.baseline_args or args.baseline_src:
@@ -724,7 +862,7 @@ def main() -> int:
         if args.profile:
             target = saturated or rows[-1]["n"]
             print(f"profiling N={target} with py-spy...", flush=True)
-            profile = step(target, args, workdir, profile=True).get("profile")
+            profile = step(target, args, workdir, profile=True, extra=serve_args).get("profile")
     ours = [r for r in rows if r["server"] == "npcworld"]  # (the baseline does not decide saturation)
     held = [r["n"] for r in ours if r["held"]]
     largest = max(held) if held else None
@@ -764,6 +902,11 @@ def main() -> int:
                 print("  " + prof["error"])
             for name, pct in prof.get("self", [])[:12]:
                 print(f"  {pct:5.1f} %  {name}")
+            if prof.get("parts"):
+                print(f"\n{label}'s samples by part (bench/capacity.py PART_RULES):")
+                print(parts_table(prof["parts"]))
+            if args.profile_dir is not None:
+                print(f"  raw stacks: {prof.get('raw')}")
     save(
         RESULTS,
         {
@@ -786,6 +929,7 @@ def main() -> int:
                 }
                 for a, b in pairs
             ],
+            "serve_args": args.serve_args,
             "baseline_args": args.baseline_args,
             "baseline_src": str(args.baseline_src) if args.baseline_src else None,
             "a_b": [

@@ -49,6 +49,15 @@ CLOSE_PROTOCOL = 1002  # RFC 6455: a malformed frame
 CLOSE_INVALID_DATA = 1007  # a text message that is not UTF-8
 CLOSE_NO_STATUS = 1005  # a close frame without a code (never sent: an empty close frame is echoed empty)
 CLOSE_ABNORMAL = 1006  # no close frame: the connection dropped
+# picows' message types, looked up once: an Enum member's lookup on its class (WSMsgType.BINARY) costs
+# about as much as the rest of a small frame's checks together (~0.75 us against 0.1 us for a global)
+BINARY, TEXT, CLOSE, CONTINUATION, PONG = (
+    WSMsgType.BINARY,
+    WSMsgType.TEXT,
+    WSMsgType.CLOSE,
+    WSMsgType.CONTINUATION,
+    WSMsgType.PONG,
+)
 
 
 class PicowsSocket(WSListener):
@@ -95,7 +104,7 @@ class PicowsSocket(WSListener):
 
     def send_nowait(self, data: bytes) -> None:
         assert self.ws is not None
-        self.ws.send(WSMsgType.BINARY, data)
+        self.ws.send(BINARY, data)
 
     async def send_message(self, data: bytes) -> None:
         """One binary message; then, as websockets' send, wait while the transport holds more than
@@ -150,24 +159,27 @@ class PicowsSocket(WSListener):
 
     def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
         op = frame.msg_type
-        if op is WSMsgType.CLOSE:
+        if op is BINARY and frame.fin and self._fragments is None and not self._closing:
+            if not (frame.rsv1 or frame.rsv2 or frame.rsv3):  # what a client sends: one whole binary message
+                return (self.on_message or self._keep)(frame.get_payload_as_bytes())
+        if op is CLOSE:
             return self._close_received(frame)
         if self._closing:
             return  # after a close frame: only the client's close frame matters
         if frame.rsv1 or frame.rsv2 or frame.rsv3:
             return self._start_close(CLOSE_PROTOCOL, "reserved bits set without an extension")
-        if op is WSMsgType.BINARY or op is WSMsgType.TEXT:
+        if op is BINARY or op is TEXT:
             if self._fragments is not None:
                 return self._start_close(CLOSE_PROTOCOL, "a new message before the last one's final fragment")
             if not frame.fin:
                 self._fragments, self._size, self._text = (
                     [frame.get_payload_as_bytes()],
                     frame.payload_size,
-                    (op is WSMsgType.TEXT),
+                    (op is TEXT),
                 )
                 return
-            data, text = frame.get_payload_as_bytes(), op is WSMsgType.TEXT
-        elif op is WSMsgType.CONTINUATION:
+            data, text = frame.get_payload_as_bytes(), op is TEXT
+        elif op is CONTINUATION:
             if self._fragments is None:
                 return self._start_close(CLOSE_PROTOCOL, "a continuation frame with no message before it")
             self._size += frame.payload_size
@@ -177,7 +189,7 @@ class PicowsSocket(WSListener):
             if not frame.fin:
                 return
             data, text, self._fragments = b"".join(self._fragments), self._text, None
-        elif op is WSMsgType.PONG:
+        elif op is PONG:
             return self._pong(frame.get_payload_as_bytes())
         else:
             return  # a ping: picows answers it (enable_auto_pong)

@@ -19,7 +19,7 @@ import colorsys
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable
 
 from npc.dialogue import service as dialogue
 from npc.minds.cast import Cast
@@ -70,11 +70,9 @@ class Player:
         return self.left_at is None
 
 
-class Command(NamedTuple):
-    """A validated message of a player, applied at the next tick in arrival order."""
-
-    player: int  # entity id
-    msg: Input | Chat | Talk
+# A validated message of a player (its entity id, the message), applied at the next tick in arrival
+# order. A plain tuple: a NamedTuple's constructor was 2.5% of the server's samples at 1,200 clients.
+Command = tuple[int, Input | Chat | Talk]
 
 
 class Game:
@@ -112,6 +110,7 @@ class Game:
         self.secret = secret  # HMAC key of the session tokens
         self.clock, self.wall = clock, wall
         self.players: dict[int, Player] = {}
+        self._online = 0  # players whose left_at is None (connected()); every change of left_at counts here
         self.by_account: dict[int, Player] = {}  # account id -> its player in the world
         self.commands: list[Command] = []  # since the last tick
         self.accounts: Accounts = store.start() if store is not None else Accounts()  # every player ever seen
@@ -145,7 +144,9 @@ class Game:
     # -- joining and leaving (called by the gateway between ticks) ----------
 
     def connected(self) -> int:
-        return sum(1 for p in self.players.values() if p.online)
+        """Players online now: counted as they come and go, since the gateway asks at every hello
+        (a sum over the players was O(N) a join, 2% of the server's samples while 2,400 joined)."""
+        return self._online
 
     def join(self, hello: Hello) -> Player:
         """Resume the character a valid token names, or spawn a new one. Emits, for the joining player,
@@ -199,6 +200,8 @@ class Game:
         if player is not None and self.world.alive(player.eid):
             if player.online:
                 self.out.event(player.eid, Replaced())
+            else:
+                self._online += 1
             player.left_at, player.last_seq, player.ack = None, -1, -1
             player.token = self._token(account)
             self.world.set_direction(player.eid, 0.0, 0.0)
@@ -232,6 +235,7 @@ class Game:
         account.last_seen = self.wall()
         player = Player(eid, account.name, self._token(account), account)
         self.players[eid] = player
+        self._online += 1
         self.by_account[account.id] = player
         self.world.add_observer(eid)
         self.accounts.changed(account)
@@ -255,6 +259,7 @@ class Game:
         if player is None or not player.online:
             return
         player.left_at = self.clock()
+        self._online -= 1
         self._left(player)
         if self.world.alive(player.eid):
             self.world.remove_observer(player.eid)
@@ -293,17 +298,18 @@ class Game:
             if msg.seq <= player.last_seq:
                 return
             player.last_seq = msg.seq
-        self.commands.append(Command(eid, msg))
+        self.commands.append((eid, msg))
 
     def tick(self) -> None:
         world = self.world
         commands, self.commands = self.commands, []
+        moves: dict[int, Input] = {}  # each player's last input of the tick: its direction from now on
         for eid, msg in commands:
             player = self.players.get(eid)
             if player is None or not world.alive(eid):
                 continue
             if type(msg) is Input:
-                world.set_direction(eid, msg.dx, msg.dy)
+                moves[eid] = msg
                 player.ack = msg.seq
             elif type(msg) is Talk:
                 try:
@@ -313,6 +319,9 @@ class Game:
                         self.out.event(eid, Refused(protocol.ProtocolError(e.code, e.message, ref="talk")))
             elif type(msg) is Chat:
                 world.say(eid, msg.text)
+        if moves:  # (a talk or a chat above depends on where a player stands, never on its direction)
+            inputs = moves.values()
+            world.set_directions(list(moves), [m.dx for m in inputs], [m.dy for m in inputs])
         self.cast.tick()  # NPCs hear and (those due) re-think; never blocks (hooks are time-capped)
         if self.cast.gifts:
             self._hand_gifts()

@@ -8,9 +8,10 @@ here: a resumed character's old connection is closed (4003), a connection
 whose client read nothing for SLOW_CLIENT_S is closed (4002; `read_checks`
 sends the read-check pings and checks them, for every connection in one sweep
 every SWEEP_S). Sending never awaits in the
-tick: the tick queues each update in the connection's outbox; right after the
-tick (same loop iteration) the `Flusher` writes them straight into each
-socket's buffer while it is short, and hands a congested socket to the
+tick: the tick queues each update in the connection's outbox, the gateway its
+pongs and errors; right after the callback that queued them (same loop
+iteration) the `Flusher` writes all of a connection's in one writev straight
+into its socket's buffer while it is short, and hands a congested socket to the
 connection's writer task, which waits for it to drain (meanwhile newer
 updates coalesce). Limits and what happens at them are in docs/protocol.md.
 
@@ -49,7 +50,6 @@ from world.snapshot import View
 from . import events
 from .config import NetSection
 from .events import Refused, Replaced, Welcome
-from .frames import binary_frame_head
 from .game import Game, Player
 from .limits import TokenBucket
 from .metrics import Metrics
@@ -127,11 +127,12 @@ class PlayerSocket(Protocol):
 
 
 class Flusher:
-    """Writes the updates a tick queued, right after the tick returns to the loop.
+    """Writes what was queued (a tick's updates, the pongs and errors of the frames just read), right
+    after the callback that queued it returns to the loop.
 
-    Scheduled with call_soon by the first update queued in a tick, so a tick's
-    duration measures the world, and the sends of all connections share one
-    loop callback instead of one task wake-up each.
+    Scheduled with call_soon by the first connection marked (its outbox was empty), so a tick's
+    duration measures the world, and the sends of all connections share one loop callback instead
+    of one task wake-up each.
     """
 
     def __init__(self) -> None:
@@ -234,7 +235,7 @@ class Connection:
         self.ws = ws
         self.game = game
         self.metrics = metrics
-        self.outbox = Outbox(metrics, on_update=lambda: flusher.mark(self))
+        self.outbox = Outbox(metrics, on_ready=lambda: flusher.mark(self))
         self.player: Player | None = None
         self.rate = TokenBucket(RATE_PER_S, RATE_BURST, now)
         self.strikes = TokenBucket(STRIKES_PER_S, STRIKES, now)
@@ -294,30 +295,31 @@ class Connection:
         self.outbox.push(protocol.encode_error(err))
 
     def flush(self) -> None:
-        """Write what is queued now if the socket keeps up; else wake the writer task."""
-        if self.writer_busy or self.closing or self.ws.transport.get_write_buffer_size() >= DIRECT_WRITE_LIMIT:
+        """Write what is queued now if the socket keeps up; else wake the writer task. A connection that
+        is closing still gets what was queued before its close frame goes (a rate_limited error before
+        its 1008: the close runs as a task, after this); once the frame is sent, nothing more."""
+        ws = self.ws
+        transport = ws.transport
+        if self.writer_busy or transport.get_write_buffer_size() >= DIRECT_WRITE_LIMIT:
             self.outbox.ready.set()
             return
-        ws, metrics = self.ws, self.metrics
         if not ws.is_open():
-            return  # closing: the reader side ends the session
+            return  # closed: the reader side ends the session
+        metrics = self.metrics
         if self.direct:
             # One writev for everything queued: each message as a frame head (with the observer's
-            # own update head) and the body its cell's observers share, never joined here.
-            # bench/gateway_writes.py: 0.83x the CPU of websockets' send path at 200 connections (README).
-            pieces: list[bytes] = []
-            for parts in self.outbox.take_pieces():
-                n = sum(map(len, parts))
-                pieces.append(binary_frame_head(n) + parts[0])
-                pieces.extend(parts[1:])
-                metrics.bytes_out += n
-                metrics.messages_out += 1
-            transport = ws.transport
-            if pieces and not transport.is_closing():
-                try:
-                    transport.writelines(pieces)
-                except (OSError, RuntimeError):  # lost meanwhile (uvloop: "handler is closed"), as broadcast
-                    pass  # ignores it: the reader side ends the session; others go on
+            # own update head) and the body its cell's observers share, never joined here. That
+            # writev, the kernel's send on loopback, is ~80% of the flush (bench/client_path.py's
+            # server under py-spy at 1,200 clients: 38% of all its samples); one per connection and tick.
+            frames, size, count = self.outbox.take_frames()
+            if frames:
+                metrics.bytes_out += size
+                metrics.messages_out += count
+                if not transport.is_closing():
+                    try:
+                        transport.writelines(frames)
+                    except (OSError, RuntimeError):  # lost meanwhile (uvloop: "handler is closed"), as broadcast
+                        pass  # ignores it: the reader side ends the session; others go on
             return
         for data in self.outbox.take():
             if not ws.is_open():

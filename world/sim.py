@@ -241,6 +241,19 @@ class World:
             dx, dy = dx / n, dy / n
         self._table.dir[slot] = (dx, dy)
 
+    def set_directions(self, eids: list[int], dx: list[float], dy: list[float]) -> None:
+        """set_direction for many live entities at once (each id at most once), as numpy: the tick
+        applies its players' inputs with it (one call per tick instead of ~1.5 us per input)."""
+        if not eids:
+            return
+        slots = self._table.slots(eids)
+        d = np.array((dx, dy), np.float64).T
+        d[~np.isfinite(d)] = 0.0
+        n = np.hypot(d[:, 0], d[:, 1])
+        long = n > 1.0
+        d[long] /= n[long, None]
+        self._table.dir[slots] = d
+
     def say(self, eid: int, text: str) -> None:
         """A chat line, heard in the next build_views by observers who see the speaker's cell."""
         slot = self._table.slot(eid)

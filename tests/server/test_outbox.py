@@ -20,12 +20,12 @@ def view(cells, enter=(), leave=(), chat=()):
 async def test_a_newer_update_replaces_an_unsent_one_and_keeps_its_events():
     metrics = Metrics()
     flushes = []
-    box = Outbox(metrics, on_update=lambda: flushes.append(1))
+    box = Outbox(metrics, on_ready=lambda: flushes.append(1))
     box.push(b"welcome")
     box.push_update(1, 5, view([["old"]], enter=[10, 11], chat=[[10, "n10", "hi", 1]]))
     box.push_update(2, 6, view([["new"]], enter=[12], leave=[11], chat=[[12, "n12", "yo", 2]]))
-    assert box.ready.is_set() and metrics.updates_coalesced == 1
-    assert flushes == [1]  # a flush is asked for once per pending update, not per merge
+    assert metrics.updates_coalesced == 1
+    assert flushes == [1]  # a flush is asked for once while anything is pending, not per message or merge
     sent = box.take()
     assert sent[0] == b"welcome" and len(sent) == 2
     update = msgpack.unpackb(sent[1])
@@ -34,6 +34,8 @@ async def test_a_newer_update_replaces_an_unsent_one_and_keeps_its_events():
     assert update["leave"] == [11]
     assert [line[2] for line in update["chat"]] == ["hi", "yo"]
     assert box.take() == [] and not box.ready.is_set()
+    box.push(b"pong")  # empty again: the next message asks for a flush again
+    assert flushes == [1, 1]
 
 
 async def test_control_messages_are_bounded():
@@ -55,6 +57,32 @@ async def test_pieces_are_the_same_messages_with_the_cells_body_shared_not_copie
     assert [b"".join(p) for p in pieces] == whole
     assert pieces[-1][1] is shared.body  # the very bytes every observer of the cell gets
     assert boxes[1].take_pieces() == [] and not boxes[1].ready.is_set()
+
+
+async def test_frames_are_the_messages_as_websocket_frames_with_the_cells_body_shared():
+    """take_frames (the gateway's direct writes): byte for byte the frames websockets writes for each
+    message of `take`, in order, the shared body as its own uncopied piece; then nothing is left."""
+    from websockets.frames import Frame, Opcode
+
+    shared = view([["cell", 1]], enter=[3])
+    boxes = [Outbox(Metrics()) for _ in range(2)]
+    for box in boxes:
+        box.push(b"pong")
+        box.push(b"x" * 300)  # a 16-bit length
+        box.push_update(7, 2, shared)
+    whole = boxes[0].take()
+    frames, size, count = boxes[1].take_frames()
+
+    def serialize(data: bytes) -> bytes:
+        return Frame(Opcode.BINARY, data).serialize(mask=False)  # a server's frame: unmasked
+
+    assert b"".join(frames) == b"".join(map(serialize, whole))
+    assert frames[-1] is shared.body and (size, count) == (sum(map(len, whole)), 3)
+    assert boxes[1].take_frames() == ([], 0, 0) and not boxes[1].ready.is_set()
+    for box in boxes:  # an update alone: every tick's case
+        box.push_update(8, 3, shared)
+    (alone,), (frames, size, count) = boxes[0].take(), boxes[1].take_frames()
+    assert b"".join(frames) == serialize(alone) and frames[-1] is shared.body and (size, count) == (len(alone), 1)
 
 
 def delta_view(build, tag):

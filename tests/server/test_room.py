@@ -93,6 +93,44 @@ def test_inputs_are_applied_at_the_tick_and_acknowledged_in_the_update(room):
     assert x1 > x0 and y1 == y0
 
 
+def test_the_inputs_of_one_tick_apply_per_player_the_last_one_with_its_ack(room):
+    """The tick applies each player's last input of the tick (one numpy write for all), as one after
+    the other would: the last direction held, the last seq acknowledged, others untouched."""
+    ann, bob, cat = (room.game.join(Hello(1, n, None)) for n in ("ann", "bob", "cat"))
+    at = {p.eid: room.game.world.position(p.eid) for p in (ann, bob, cat)}
+    room.game.command(ann.eid, Input(1, 1.0, 0.0))
+    room.game.command(bob.eid, Input(1, 0.0, 1.0))
+    room.game.command(ann.eid, Input(2, -1.0, 0.0))  # ann's last: west
+    room.game.command(bob.eid, Input(2, 0.0, -0.5))  # bob's last: north, at half speed
+    room.ticks(1)
+    assert [room.out.updates[p.eid][1] for p in (ann, bob, cat)] == [2, 2, -1]
+    room.ticks(4)
+    (ax, ay), (bx, by), (cx, cy) = (room.game.world.position(p.eid) for p in (ann, bob, cat))
+    assert ax < at[ann.eid][0] and ay == at[ann.eid][1]
+    assert by < at[bob.eid][1] and bx == at[bob.eid][0]
+    assert (cx, cy) == at[cat.eid]
+
+
+def test_connected_counts_joins_leaves_and_resumes(room):
+    def online() -> int:
+        return sum(1 for p in room.game.players.values() if p.online)
+
+    ann = room.game.join(Hello(1, "ann", None))
+    bob = room.game.join(Hello(1, "bob", None))
+    seen = [room.game.connected()]
+    room.game.join(Hello(1, None, ann.token))  # ann's new connection takes over: still two
+    seen.append(room.game.connected())
+    room.game.leave(bob.eid)
+    room.game.leave(bob.eid)  # twice: counted once
+    seen.append(room.game.connected())
+    room.game.join(Hello(1, None, bob.token))  # back within its grace period
+    seen.append(room.game.connected())
+    room.game.leave(ann.eid)
+    room.ticks(int((GRACE_S + 1.5) * room.game.rules.tick_rate))  # ann's grace ends: removed
+    seen.append(room.game.connected())
+    assert seen == [2, 2, 1, 2, 1] and room.game.connected() == online()
+
+
 def test_chat_reaches_the_update_of_who_can_see_it(room):
     ann = room.game.join(Hello(1, "ann", None))
     bob = room.game.join(Hello(1, "bob", None))

@@ -25,6 +25,10 @@ def test_decodes_every_client_message():
     assert protocol.decode(pk({"t": "input", "seq": 7, "dx": 1, "dy": -0.5})) == Input(7, 1.0, -0.5)
     assert protocol.decode(pk({"t": "ping", "id": 3})) == Ping(3)
     assert protocol.decode(pk({"t": "chat", "text": "  hi\x00 there\n"})) == Chat("hi there")
+    # the bounds themselves, as clients send them (floats): accepted
+    assert protocol.decode(pk({"t": "input", "seq": 2**32 - 1, "dx": -1.0, "dy": 1.0})) == Input(2**32 - 1, -1.0, 1.0)
+    assert protocol.decode(pk({"t": "input", "seq": 0, "dy": 0.25, "dx": -0.0, "x": 1})) == Input(0, -0.0, 0.25)
+    assert protocol.decode(pk({"t": "ping", "id": -(2**63)})) == Ping(-(2**63))
 
 
 @pytest.mark.parametrize(
@@ -46,6 +50,16 @@ def test_decodes_every_client_message():
         (pk({"t": "chat", "text": 5}), "bad_field", "text"),
         (pk({"t": "hello", "v": "1"}), "bad_field", "v"),
         (pk({"t": "ping"}), "bad_field", "id"),
+        # what clients send (an int seq, float dx and dy) takes one test; these fail it and get the checks
+        (pk({"t": "input", "seq": 1, "dx": 0.5, "dy": float("inf")}), "bad_field", "dy"),
+        (pk({"t": "input", "seq": 1, "dx": float("nan"), "dy": 0.5}), "bad_field", "dx"),
+        (pk({"t": "input", "seq": 1, "dx": -1.5, "dy": 0.5}), "bad_field", "dx"),
+        (pk({"t": "input", "seq": 2**32, "dx": 0.5, "dy": 0.5}), "bad_field", "seq"),
+        (pk({"t": "input", "seq": True, "dx": 0.5, "dy": 0.5}), "bad_field", "seq"),
+        (pk({"t": "input", "seq": 1, "dx": 0.5}), "bad_field", "dy"),
+        (pk({"t": "ping", "id": True}), "bad_field", "id"),
+        (pk({"t": "ping", "id": 2**63}), "bad_field", "id"),
+        (pk({"t": "ping", "id": 1.5}), "bad_field", "id"),
     ],
 )
 def test_bad_messages_get_their_code(frame, code, field):
