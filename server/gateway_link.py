@@ -1,5 +1,12 @@
-"""What the tick process sends a gateway process each tick (`--gateways N`, issue 14): the updates of
-the gateway's players, each distinct View once, as one msgpack message over their socketpair.
+"""The socketpair between the tick process and one gateway process (`--gateways N`, issue 14): its
+messages, framed, and the updates message, which carries each distinct View once.
+
+Every message is a head (payload length, u32 big-endian; kind, one byte) and a msgpack payload.
+Gateway -> tick: JOIN [conn, hello frame], COMMANDS [[conn, eid, code, fields...], ...],
+LEAVE [conn], STATS {counter: value}. Tick -> gateway: CONTROL [[what, conn, ...], ...] in order
+(SEND bytes, SEAT the player, CLOSE with a code), UPDATES (below), PAGES [health, metrics text,
+map or nil]. Joins, the seat of each player and 4003 are decided in the tick process
+(server/gateways.py); a gateway (server/gateway_proc.py) keeps every per-connection guarantee.
 
 A View is shared by every observer of a cell (world/interest.py), so a gateway whose players sit in
 the same cells gets that View's bytes once, not once per player: `pack_updates` keys the Views by
@@ -18,9 +25,74 @@ Measured against the in-process flush in bench/gateway_ipc.py (README "Capacity"
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import struct
+from typing import Any, Callable
+
 import msgpack
 
 from world.snapshot import View
+
+log = logging.getLogger("npcworld.gateways")
+
+HEAD = struct.Struct("!IB")  # payload length, kind
+MAX_MESSAGE = 256 * 1024 * 1024  # bytes; a longer head is a broken link (a tick at 2,400 players ships ~0.5 MB)
+JOIN, COMMANDS, LEAVE, STATS = b"j", b"c", b"l", b"s"  # gateway -> tick
+CONTROL, UPDATES, PAGES = b"o", b"u", b"h"  # tick -> gateway
+SEND, SEAT, CLOSE = 0, 1, 2  # a CONTROL item's first field
+INPUT, CHAT, TALK = 0, 1, 2  # a command's code
+
+
+class Link(asyncio.Protocol):
+    """One end of the socketpair on the event loop: `send` never waits (the transport buffers), and
+    each whole message goes to `on_message(kind, payload)`; `on_lost()` once the other end is gone."""
+
+    def __init__(self, on_message: Callable[[bytes, bytes], None], on_lost: Callable[[], None]) -> None:
+        self.on_message, self.on_lost = on_message, on_lost
+        self.transport: asyncio.Transport | None = None
+        self.pending = bytearray()
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+
+    def send(self, kind: bytes, payload: bytes) -> None:
+        t = self.transport
+        if t is not None and not t.is_closing():
+            t.writelines((HEAD.pack(len(payload), kind[0]), payload))
+
+    def data_received(self, data: bytes) -> None:
+        pending = self.pending
+        pending += data
+        start = 0
+        while len(pending) - start >= HEAD.size:
+            n, kind = HEAD.unpack_from(pending, start)
+            if n > MAX_MESSAGE:
+                log.error("gateway link: a message of %d bytes (at most %d): dropping the link", n, MAX_MESSAGE)
+                self.pending = bytearray()
+                if self.transport is not None:
+                    self.transport.close()
+                return
+            end = start + HEAD.size + n
+            if len(pending) < end:
+                break
+            payload = bytes(pending[start + HEAD.size : end])
+            start = end
+            try:
+                self.on_message(bytes((kind,)), payload)
+            except Exception:  # one bad message never ends the link or the process
+                log.exception("gateway link: message %r failed", bytes((kind,)))
+        del pending[:start]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        self.on_lost()
+
+
+async def open_link(sock: Any, on_message: Callable[[bytes, bytes], None], on_lost: Callable[[], None]) -> Link:
+    """A Link over a connected AF_UNIX stream socket (one end of a socketpair)."""
+    _, link = await asyncio.get_running_loop().connect_accepted_socket(lambda: Link(on_message, on_lost), sock)
+    return link
 
 
 def pack_updates(tick: int, batch: list[tuple[int, int, View]]) -> bytes:
