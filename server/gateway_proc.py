@@ -133,6 +133,9 @@ class Gateway:
                 conn = conns.get(cid)
                 if conn is not None:  # else gone meanwhile: its LEAVE is on its way
                     conn.outbox.push_update(tick, ack, view)
+            # written now, not at the end of the loop iteration: two ticks read at once (this process was
+            # late) are two updates, as in one process; only a congested socket coalesces them
+            self.flusher.flush()
         elif kind == CONTROL:
             for item in msgpack.unpackb(payload):
                 self.control(item)
