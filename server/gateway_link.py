@@ -2,7 +2,7 @@
 messages, framed, and the updates message, which carries each distinct View once.
 
 Every message is a head (payload length, u32 big-endian; kind, one byte) and a msgpack payload.
-Gateway -> tick: JOIN [conn, hello frame], COMMANDS [[conn, eid, code, fields...], ...],
+Gateway -> tick: JOIN [conn, hello frame], COMMANDS [[eid, code, fields...], ...],
 LEAVE [conn], STATS {counter: value}. Tick -> gateway: CONTROL [[what, conn, ...], ...] in order
 (SEND bytes, SEAT the player, CLOSE with a code), UPDATES (below), PAGES [health, metrics text,
 map or nil]. Joins, the seat of each player and 4003 are decided in the tick process

@@ -168,11 +168,12 @@ class Gateways:
         game = self.game
         assert game is not None
         if kind == COMMANDS:
-            seat_of = self.seat_of
+            of = self.of
             for c in msgpack.unpackb(payload):
-                eid = seat_of.get((g, c[0]))
-                if eid is None:
-                    continue  # its seat was taken meanwhile (4003) or it left
+                eid = c[0]
+                where = of.get(eid)
+                if where is None or where[0] != g:
+                    continue  # its seat was taken meanwhile (4003: by another gateway's connection) or it left
                 code = c[1]
                 msg: Input | Chat | Talk = (
                     Input(c[2], c[3], c[4]) if code == INPUT else Chat(c[2]) if code == CHAT else Talk(c[2], c[3])
@@ -254,6 +255,7 @@ class Gateways:
             if not self.net.direct_writes:
                 cmd.append("--no-direct-writes")
             self.procs.append(subprocess.Popen(cmd, cwd=ROOT, pass_fds=(theirs.fileno(), listen.fileno())))
+            log.info("gateway %d of %d: pid %d on port %d", g, n, self.procs[-1].pid, self.port)
             theirs.close()
             listen.close()
             self.links[g] = await open_link(
