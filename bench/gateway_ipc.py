@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import importlib.util
 import os
 import socket
@@ -48,6 +47,7 @@ from pathlib import Path
 import msgpack
 import numpy as np
 import uvloop
+import ws_edge  # bench/ws_edge.py: its raw WebSocket client
 from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -197,35 +197,20 @@ async def gateway(fd: int, expected: int) -> None:
 # -- the clients process (`--clients-child PORT:FIRST:COUNT:STEP ...`) ---------------------------------
 
 
-class Client(asyncio.Protocol):
-    """A WebSocket client that names its player in its first frame and then discards what it reads."""
-
-    def __init__(self, port: int, index: int) -> None:
-        self.port, self.index = port, index
-        self.open = asyncio.get_running_loop().create_future()
-        self.head = b""
-
-    def connection_made(self, transport) -> None:  # noqa: ANN001
-        self.transport = transport
-        key = base64.b64encode(os.urandom(16))
-        transport.write(
-            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-            b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: %s\r\n\r\n" % (self.port, key)
-        )
+class Client(ws_edge.Client):
+    """bench/ws_edge.py's raw client (the handshake), which names its player in its first frame and
+    then discards what it reads."""
 
     def data_received(self, data: bytes) -> None:
         if self.open.done():
             return  # updates: read and dropped
-        self.head += data
-        if b"\r\n\r\n" in self.head:
-            ok = b" 101 " in self.head.split(b"\r\n", 1)[0]
+        self.buf += data
+        if b"\r\n\r\n" in self.buf:
+            ok = b" 101 " in self.buf.split(b"\r\n", 1)[0]
             if ok:
+                assert self.transport is not None
                 self.transport.write(client_frame(OP_BINARY, self.index.to_bytes(4, "big")))
             self.open.set_result(ok)
-
-    def connection_lost(self, exc) -> None:  # noqa: ANN001
-        if not self.open.done():
-            self.open.set_result(False)
 
 
 async def clients(groups: list[str]) -> None:

@@ -423,6 +423,35 @@ async def _refuse(ws: PlayerSocket, metrics: Metrics, code: int, reason: str, er
     await ws.close(code, reason)
 
 
+def accept(
+    ws: PlayerSocket, room: Room, metrics: Metrics, flusher: Flusher, direct_writes: bool
+) -> tuple[Connection, asyncio.Future[Any]]:
+    """A new socket as a Connection: counted, its messages handed to it, its kernel send buffer set
+    (SEND_BUFFER); and the future of its close. How `handle` and a gateway process's start."""
+    metrics.connections += 1
+    metrics.connections_total += 1
+    conn = Connection(ws, room, metrics, flusher, direct_writes)
+    ws.hand_messages_to(conn.on_message)
+    closed = asyncio.ensure_future(ws.wait_closed())
+    sock = ws.transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+    return conn, closed
+
+
+async def play(conn: Connection, closed: asyncio.Future[Any]) -> None:
+    """A seated connection until it closes: its writer task, and the messages kept before its welcome
+    received first, in order (from now on each is received as it is parsed)."""
+    writer = asyncio.get_running_loop().create_task(conn.write_forever())
+    try:
+        early, conn.early = conn.early, []
+        for frame in early:
+            conn.receive(frame)
+        await closed
+    finally:
+        writer.cancel()
+
+
 async def read_hello(conn: "Connection", closed: asyncio.Future[Any]) -> Hello | None:
     """The connection's hello, checked (its version too), its session's form of updates set; None once
     the connection is refused for it (4000, 4001) or gone before it (also what a gateway process runs)."""
@@ -455,15 +484,7 @@ async def read_hello(conn: "Connection", closed: asyncio.Future[Any]) -> Hello |
 
 async def handle(ws: PlayerSocket, game: Game, seats: Seats, metrics: Metrics, flusher: Flusher) -> None:
     """Serve one player socket from hello to close (each edge runs it for each WebSocket it accepts)."""
-    metrics.connections += 1
-    metrics.connections_total += 1
-    conn = Connection(ws, game, metrics, flusher, seats.direct_writes)
-    writer: asyncio.Task | None = None
-    ws.hand_messages_to(conn.on_message)
-    closed = asyncio.ensure_future(ws.wait_closed())
-    sock = ws.transport.get_extra_info("socket")
-    if sock is not None:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+    conn, closed = accept(ws, game, metrics, flusher, seats.direct_writes)
     try:
         hello = await read_hello(conn, closed)
         if hello is None:
@@ -471,11 +492,7 @@ async def handle(ws: PlayerSocket, game: Game, seats: Seats, metrics: Metrics, f
         if game.connected() >= seats.max_players:
             return await _refuse(ws, metrics, protocol.CLOSE_FULL, "server full")
         conn.player = seats.join(conn, game, hello)
-        writer = asyncio.get_running_loop().create_task(conn.write_forever())
-        early, conn.early = conn.early, []  # from now on each message is received as it is parsed
-        for frame in early:
-            conn.receive(frame)
-        await closed
+        await play(conn, closed)
     except SocketClosed:
         pass
     except Exception:  # never let one connection's bug reach others
@@ -484,8 +501,6 @@ async def handle(ws: PlayerSocket, game: Game, seats: Seats, metrics: Metrics, f
         await ws.close(protocol.CLOSE_INTERNAL, "internal error")
     finally:
         closed.cancel()
-        if writer is not None:
-            writer.cancel()
         if conn.player is not None:
             seats.leave(conn, game)
             log.info("left %s (%d) code=%s", conn.player.name, conn.player.eid, ws.close_code)

@@ -22,6 +22,7 @@ import argparse
 import asyncio
 import json
 import logging
+import math
 import signal
 import socket
 import sys
@@ -36,7 +37,7 @@ from world.protocol import CLOSE_INTERNAL, Chat, Input, Talk
 
 from . import edge_picows, gateway
 from .config import NetSection
-from .gateway import SWEEP_S, Connection, Flusher, PlayerSocket, SocketClosed, read_hello
+from .gateway import SWEEP_S, Connection, Flusher, PlayerSocket, SocketClosed, accept, play, read_hello
 from .gateway_link import (
     CHAT,
     CLOSE,
@@ -58,6 +59,8 @@ from .http import Routes
 from .metrics import Metrics
 
 log = logging.getLogger("npcworld.gateway")
+
+STALE_S = 4 * SWEEP_S  # seconds without PAGES after which /healthz says "stale" (the room is stuck)
 
 # the counters a gateway reports (STATS) and the tick process's /metrics sums over its gateways
 COUNTERS = (
@@ -119,8 +122,15 @@ class Gateway:
         self.joins: dict[int, asyncio.Future[tuple[int, str] | None]] = {}  # None: seated; else (code, reason)
         self.next_id = 0
         self.pages: dict[str, Any] = {"health": {"status": "starting"}, "metrics": "", "map": {}}
+        self.pages_at = -math.inf  # when the last PAGES came
         self.stop = asyncio.Event()
         self.link: Any = None
+
+    def health(self) -> dict:
+        """/healthz as the tick process last sent it; "stale" once it has sent none for STALE_S."""
+        if time.monotonic() - self.pages_at > STALE_S:
+            return {**self.pages["health"], "status": "stale"}
+        return self.pages["health"]
 
     # -- from the tick process ------------------------------------------------
 
@@ -142,6 +152,7 @@ class Gateway:
         elif kind == PAGES:
             health, metrics_text, raw_map = msgpack.unpackb(payload)
             self.pages["health"], self.pages["metrics"] = health, metrics_text
+            self.pages_at = time.monotonic()
             if raw_map is not None:
                 self.pages["map"] = json.loads(raw_map)
         else:
@@ -205,18 +216,10 @@ class Gateway:
     async def handle(self, ws: PlayerSocket) -> None:
         """As gateway.handle, with the seat decided by the tick process."""
         metrics = self.metrics
-        metrics.connections += 1
-        metrics.connections_total += 1
         cid, self.next_id = self.next_id, self.next_id + 1
-        conn = Connection(ws, self.room, metrics, self.flusher, self.seats.direct_writes)
+        conn, closed = accept(ws, self.room, metrics, self.flusher, self.seats.direct_writes)
         self.conns[cid] = conn
-        writer: asyncio.Task | None = None
         asked = False  # its JOIN went to the tick process, which may have seated it since
-        ws.hand_messages_to(conn.on_message)
-        closed = asyncio.ensure_future(ws.wait_closed())
-        sock = ws.transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, gateway.SEND_BUFFER)
         try:
             hello = await read_hello(conn, closed)
             if hello is None or self.link is None:
@@ -232,11 +235,7 @@ class Gateway:
                 metrics.closes[refused[0]] = metrics.closes.get(refused[0], 0) + 1
                 await ws.close(*refused)
                 return
-            writer = asyncio.get_running_loop().create_task(conn.write_forever())
-            early, conn.early = conn.early, []
-            for frame in early:
-                conn.receive(frame)
-            await closed
+            await play(conn, closed)
         except SocketClosed:
             pass
         except Exception:  # never let one connection's bug reach others
@@ -245,8 +244,6 @@ class Gateway:
             await ws.close(CLOSE_INTERNAL, "internal error")
         finally:
             closed.cancel()
-            if writer is not None:
-                writer.cancel()
             self.joins.pop(cid, None)
             self.conns.pop(cid, None)
             self.unseat(conn)
@@ -258,7 +255,7 @@ class Gateway:
 async def serve(net: NetSection, link_sock: socket.socket, listen_sock: socket.socket, map_path: str) -> None:
     gw = Gateway(net)
     gw.link = gw.room.link = await open_link(link_sock, gw.on_message, gw.lost)
-    routes = Routes(map_path, lambda: gw.pages["map"], lambda: gw.pages["health"], lambda: gw.pages["metrics"])
+    routes = Routes(map_path, lambda: gw.pages["map"], gw.health, lambda: gw.pages["metrics"])
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, gw.stop.set)

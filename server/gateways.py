@@ -39,23 +39,7 @@ from .config import NetSection
 from .events import Refused, Replaced, Welcome
 from .game import Game
 from .gateway import SWEEP_S
-from .gateway_link import (
-    CHAT,
-    CLOSE,
-    COMMANDS,
-    CONTROL,
-    INPUT,
-    JOIN,
-    LEAVE,
-    PAGES,
-    SEAT,
-    SEND,
-    STATS,
-    UPDATES,
-    Link,
-    open_link,
-    pack_updates,
-)
+from . import gateway_link as wire
 from .gateway_proc import COUNTERS
 from .metrics import Metrics
 
@@ -66,8 +50,17 @@ STOP_S = 10.0  # how long a stop waits for a gateway to close its connections (1
 
 
 def listening_sockets(host: str, port: int, n: int) -> list[socket.socket]:
-    """n listening TCP sockets on one port (the first picks it when `port` is 0), SO_REUSEPORT."""
+    """n listening TCP sockets on one port, SO_REUSEPORT. The port is first bound alone (no
+    SO_REUSEPORT; `port` 0: any free one), so that a port in use, by another npcworld with gateways
+    too, is refused (OSError: address in use) instead of shared: any socket of this user with
+    SO_REUSEPORT could join the group, and would take its share of the connections."""
     family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(
+            socket.SOL_SOCKET, socket.SO_REUSEADDR, 1
+        )  # as asyncio's servers: a restart's TIME_WAIT is fine
+        probe.bind(addr)
+        addr = (addr[0], probe.getsockname()[1], *addr[2:])
     out: list[socket.socket] = []
     try:
         for _ in range(n):
@@ -77,7 +70,6 @@ def listening_sockets(host: str, port: int, n: int) -> list[socket.socket]:
             s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             s.bind(addr)
             s.listen(2048)
-            addr = (addr[0], s.getsockname()[1], *addr[2:])  # the others: the port the first got
     except OSError:
         for s in out:
             s.close()
@@ -96,7 +88,7 @@ class Gateways:
         self.of: dict[int, tuple[int, int]] = {}  # player id -> (gateway, connection id)
         self.seat_of: dict[tuple[int, int], int] = {}  # (gateway, connection id) -> player id
         self.joining: tuple[int, int] | None = None
-        self.links: list[Link | None] = []
+        self.links: list[wire.Link | None] = []
         self.procs: list[subprocess.Popen] = []
         self.control: list[list[list[Any]]] = []  # per gateway: CONTROL items since the last send
         self.batch: list[list[tuple[int, int, View]]] = []  # per gateway: this tick's updates
@@ -116,7 +108,7 @@ class Gateways:
                 del self.of[player]
                 self.seat_of.pop(where, None)
                 reason = "replaced: this character was resumed by a newer connection"
-                self._queue(where[0], [CLOSE, where[1], protocol.CLOSE_REPLACED, reason])
+                self._queue(where[0], [wire.CLOSE, where[1], protocol.CLOSE_REPLACED, reason])
             return
         if where is None:
             where = self.joining
@@ -129,9 +121,9 @@ class Gateways:
                     "%s %s (%d) on gateway %d", "resumed" if event.resumed else "joined", event.name, player, where[0]
                 )
         error = event.error.code if type(event) is Refused else None
-        self._queue(where[0], [SEND, where[1], events.encode(event), error])
+        self._queue(where[0], [wire.SEND, where[1], events.encode(event), error])
         if type(event) is Welcome:
-            self._queue(where[0], [SEAT, where[1], player, event.name])
+            self._queue(where[0], [wire.SEAT, where[1], player, event.name])
 
     def update(self, player: int, tick: int, ack: int, view: View) -> None:
         where = self.of.get(player)
@@ -158,16 +150,16 @@ class Gateways:
             if link is None:
                 continue
             if control:
-                link.send(CONTROL, msgpack.packb(control))
+                link.send(wire.CONTROL, msgpack.packb(control))
             if batch:
-                link.send(UPDATES, pack_updates(self.tick, batch))
+                link.send(wire.UPDATES, wire.pack_updates(self.tick, batch))
 
     # -- from the gateways --------------------------------------------------------
 
     def on_message(self, g: int, kind: bytes, payload: bytes) -> None:
         game = self.game
         assert game is not None
-        if kind == COMMANDS:
+        if kind == wire.COMMANDS:
             of = self.of
             for c in msgpack.unpackb(payload):
                 eid = c[0]
@@ -176,19 +168,23 @@ class Gateways:
                     continue  # its seat was taken meanwhile (4003: by another gateway's connection) or it left
                 code = c[1]
                 msg: Input | Chat | Talk = (
-                    Input(c[2], c[3], c[4]) if code == INPUT else Chat(c[2]) if code == CHAT else Talk(c[2], c[3])
+                    Input(c[2], c[3], c[4])
+                    if code == wire.INPUT
+                    else Chat(c[2])
+                    if code == wire.CHAT
+                    else Talk(c[2], c[3])
                 )
                 game.command(eid, msg)
-        elif kind == JOIN:
+        elif kind == wire.JOIN:
             cid, first = msgpack.unpackb(payload)
             self.join(g, cid, first)
-        elif kind == LEAVE:
+        elif kind == wire.LEAVE:
             (cid,) = msgpack.unpackb(payload)
             eid = self.seat_of.pop((g, cid), None)
             if eid is not None and self.of.get(eid) == (g, cid):
                 del self.of[eid]
                 game.leave(eid)
-        elif kind == STATS:
+        elif kind == wire.STATS:
             self.stats[g] = msgpack.unpackb(payload, strict_map_key=False)
             self.sum_stats()
         else:
@@ -201,7 +197,7 @@ class Gateways:
         hello = protocol.decode(first)  # checked by the gateway (gateway.read_hello)
         assert type(hello) is Hello
         if game.connected() >= self.net.max_players:
-            self._queue(g, [CLOSE, cid, protocol.CLOSE_FULL, "server full"])
+            self._queue(g, [wire.CLOSE, cid, protocol.CLOSE_FULL, "server full"])
             return
         self.joining = (g, cid)
         try:
@@ -258,7 +254,7 @@ class Gateways:
             log.info("gateway %d of %d: pid %d on port %d", g, n, self.procs[-1].pid, self.port)
             theirs.close()
             listen.close()
-            self.links[g] = await open_link(
+            self.links[g] = await wire.open_link(
                 mine,
                 self._on_message_of(g),
                 lambda g=g: self.lost(g),  # type: ignore[misc]
@@ -279,7 +275,7 @@ class Gateways:
             payload = msgpack.packb([health(), self.metrics.render(), new_map])
             for link in self.links:
                 if link is not None:
-                    link.send(PAGES, payload)
+                    link.send(wire.PAGES, payload)
             try:
                 await asyncio.wait_for(stop.wait(), every_s)
             except TimeoutError:

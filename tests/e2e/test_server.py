@@ -21,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from server.config import WS_EDGES
 from world.protocol import VERSION, VERSIONS
 from support.servers import start_server
-from support.wsclient import Player
+from support.wsclient import Player, close_code
 
 
 def http_get(url: str) -> tuple[int, str, bytes]:
@@ -31,15 +31,6 @@ def http_get(url: str) -> tuple[int, str, bytes]:
 
 async def metrics(srv) -> dict[str, float]:
     return await asyncio.to_thread(srv.metrics)
-
-
-async def close_code(ws, timeout: float = 10) -> int:
-    """Read until the connection closes; return the close code received."""
-    try:
-        while True:
-            await asyncio.wait_for(ws.recv(), timeout)
-    except ConnectionClosed as exc:
-        return exc.rcvd.code if exc.rcvd else 1006
 
 
 # each way of serving the port: its `npcworld serve` options
