@@ -278,12 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--link", type=int, required=True, help="fd of this end of the socketpair")
     ap.add_argument("--listen", type=int, required=True, help="fd of the listening socket (SO_REUSEPORT)")
     ap.add_argument("--map", required=True, help="the map file (its folder serves /map/ images)")
-    ap.add_argument("--max-players", type=int, default=NetSection.max_players)
     ap.add_argument("--no-direct-writes", action="store_true")
     ap.add_argument("--log-level", default="info")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    net = NetSection(max_players=args.max_players, direct_writes=not args.no_direct_writes)
+    net = NetSection(direct_writes=not args.no_direct_writes)  # the seats' limit (max_players) is the room's
     link_sock = socket.socket(fileno=args.link)
     listen_sock = socket.socket(fileno=args.listen)
     import uvloop
