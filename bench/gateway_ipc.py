@@ -25,6 +25,10 @@ Connection and flushes (`write`). Each figure is the CPU time of the thread doin
 median over the timed ticks. Before timing, one tick's batches are unpacked again here and every
 player's bodies (keyframe and delta) compared with the originals.
 
+What the server does (`npcworld serve --gateways N`: server/gateways.py, server/gateway_proc.py) is
+this with the socketpair on the event loop (a uvloop transport, never blocking) instead of a blocking
+sendall, and the room's own work per player (Gateways.update: a dict lookup and an append).
+
 Usage: python bench/gateway_ipc.py [--players 600 1200 2400] [--gateways 2] [--npcs 500]
                                    [--ticks 200] [--warmup 20] [--seed 0]
 Prints a table and writes bench/results/gateway_ipc.json.
