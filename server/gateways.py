@@ -50,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # dropped as a dead one: about 3 s of updates at 2,400 players (bench/gateway_ipc.py: ~0.85 MB a
 # tick to 2 gateways), so a gateway process's stall cannot grow this process's memory without end.
 LINK_BEHIND = 64 * 1024 * 1024
+START_S = 60.0  # how long a start waits for every gateway process to accept connections
 STOP_S = 10.0  # how long a stop waits for a gateway to close its connections (1001) and end
 
 
@@ -268,6 +269,18 @@ class Gateways:
                 self._on_message_of(g),
                 lambda g=g: self.lost(g),  # type: ignore[misc]
             )
+        # each gateway's first STATS comes once it accepts: only then is the port served (the start's
+        # "serving" line); a machine busy enough starts a Python process in seconds
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + START_S
+        while not all(self.stats) and loop.time() < deadline:
+            if any(link is None for link in self.links):
+                break  # one ended
+            await asyncio.sleep(0.05)
+        waiting = [g for g, (st, link) in enumerate(zip(self.stats, self.links)) if not st or link is None]
+        if waiting:
+            await self.close()
+            raise RuntimeError(f"gateway process(es) {waiting} did not start within {START_S:.0f} s (see their log)")
         return self.port
 
     def _on_message_of(self, g: int) -> Callable[[bytes, bytes], None]:

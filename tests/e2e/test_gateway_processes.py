@@ -88,7 +88,12 @@ async def test_a_killed_gateway_s_players_drop_and_the_room_and_the_other_gatewa
     tick = alive.last_tick
     await alive.until(lambda p, m: p.last_tick > tick + 20, what="20 more ticks on the other gateway")
     assert srv.proc.poll() is None
-    assert any("gateway 0 ended; its 1 players leave" in line for line in srv.output), srv.output[-30:]
+    for _ in range(50):  # bounded: 5 s for the line to be read from the server's output
+        if any("gateway 0 ended; its 1 players leave" in line for line in srv.output):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("no 'gateway 0 ended' line:\n" + "\n".join(srv.output[-40:]))
     # the dropped player resumes its character (the grace period) on the gateway left
     back = await Player.join(srv.ws_url, token=dead.welcome["token"])
     assert back.welcome["resumed"] and back.id == dead.id
