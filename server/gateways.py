@@ -294,10 +294,13 @@ class Gateways:
             raw = game.world.map.raw
             new_map = None if raw is self._sent_map else json.dumps(raw)
             self._sent_map = raw
-            payload = msgpack.packb([health(), self.metrics.render(), new_map])
-            for link in self.links:
-                if link is not None:
-                    link.send(wire.PAGES, payload)
+            try:
+                payload = msgpack.packb([health(), self.metrics.render(), new_map])
+                for link in self.links:
+                    if link is not None:
+                        link.send(wire.PAGES, payload)
+            except Exception:  # the next sweep tries again; the gateways' /healthz says "stale" meanwhile
+                log.exception("gateways: the pages could not be sent")
             try:
                 await asyncio.wait_for(stop.wait(), every_s)
             except TimeoutError:

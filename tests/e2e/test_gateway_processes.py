@@ -17,12 +17,12 @@ JOINED = re.compile(r"(?:joined|resumed) \S+ \((\d+)\) on gateway (\d+)")
 STARTED = re.compile(r"gateway (\d+) of \d+: pid (\d+)")
 
 
-async def gateway_of(srv, eid: int) -> int:
-    """The gateway holding this player's seat, as the tick process logged it."""
+async def gateway_of(srv, eid: int, resumed: bool = False) -> int:
+    """The gateway holding this player's seat, as the tick process logged it (`resumed`: its resume's)."""
     for _ in range(100):  # bounded: 5 s for the line to be read from the server's output
         for line in reversed(srv.output):
             m = JOINED.search(line)
-            if m and int(m.group(1)) == eid:
+            if m and int(m.group(1)) == eid and (not resumed or "resumed" in line):
                 return int(m.group(2))
         await asyncio.sleep(0.05)
     raise AssertionError(f"no 'on gateway' line for player {eid}:\n" + "\n".join(srv.output[-30:]))
@@ -67,8 +67,12 @@ async def test_players_on_two_gateways_see_and_hear_each_other_and_a_resume_repl
     c = await Player.join(srv.ws_url, token=a.welcome["token"])
     assert c.welcome["resumed"] and c.id == a.id
     assert await close_code(a.ws) == 4003
-    m = await asyncio.to_thread(srv.metrics)
-    assert m["npcworld_entities{kind=player}"] >= 2, m
+    for _ in range(50):  # bounded: the room sends the gateways its figures every 0.5 s (README)
+        m = await asyncio.to_thread(srv.metrics)
+        if m["npcworld_entities{kind=player}"] >= 2 and m["npcworld_connections"] >= 2:
+            break
+        await asyncio.sleep(0.1)
+    assert m["npcworld_entities{kind=player}"] >= 2 and m["npcworld_connections"] >= 2, m
     await b.close()
     await c.close()
 
@@ -97,7 +101,7 @@ async def test_a_killed_gateway_s_players_drop_and_the_room_and_the_other_gatewa
     # the dropped player resumes its character (the grace period) on the gateway left
     back = await Player.join(srv.ws_url, token=dead.welcome["token"])
     assert back.welcome["resumed"] and back.id == dead.id
-    assert await gateway_of(srv, back.id) == 1
+    assert await gateway_of(srv, back.id, resumed=True) == 1
     await back.until(lambda p, m: alive.id in p.known, what="the other player in view")
     for _ in range(40):  # bounded: the gateways report every 0.5 s
         h = await asyncio.to_thread(health, srv)
