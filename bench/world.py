@@ -35,6 +35,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
@@ -53,7 +54,11 @@ DT = 1.0 / TICK_RATE
 TURN_EVERY_S = 2.0
 
 
-def run(tilemap, n_npcs: int, n_obs: int, ticks: int, warmup: int, seed: int, speeds: int = 1) -> dict:
+def populated(tilemap, n_npcs: int, n_obs: int, seed: int, speeds: int = 1) -> tuple[World, list[int], Callable]:
+    """The bench's world: n_npcs NPCs (spawned near POIs), n_obs observers as players on random free
+    tiles, each walking a random direction. Returns the world, the players' ids and `walk()`, which
+    turns the players due to turn this tick (each about every TURN_EVERY_S; call it before each step).
+    bench/gateway_ipc.py builds its world here too."""
     w = World(tilemap, WorldConfig(seed=seed))
     rng = np.random.default_rng(seed + 1)
     free = np.argwhere(~tilemap.blocked)  # (row, col) of free tiles
@@ -76,15 +81,23 @@ def run(tilemap, n_npcs: int, n_obs: int, ticks: int, warmup: int, seed: int, sp
             a = rng.uniform(0, 2 * math.pi)
             w.set_direction(p, math.cos(a), math.sin(a))
 
+    def walk() -> None:
+        for i in np.flatnonzero(rng.random(n_obs) < DT / TURN_EVERY_S):
+            turn(players[i])
+
     for p in players:
         turn(p)
+    return w, players, walk
+
+
+def run(tilemap, n_npcs: int, n_obs: int, ticks: int, warmup: int, seed: int, speeds: int = 1) -> dict:
+    w, players, walk = populated(tilemap, n_npcs, n_obs, seed, speeds)
     step_ms, views_ms, enc_ms, sizes, shared = [], [], [], [], []
     cpu: list[tuple[float, float, float]] = []  # (step, views, encode) ms of this thread's CPU time
     clock = time.thread_time
     sent: dict[int, int] = {}
     for t in range(warmup + ticks):
-        for i in np.flatnonzero(rng.random(n_obs) < DT / TURN_EVERY_S):
-            turn(players[i])
+        walk()
         c0, t0 = clock(), time.perf_counter()
         w.step(DT)
         c1, t1 = clock(), time.perf_counter()

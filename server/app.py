@@ -26,6 +26,7 @@ from .admin import Admin
 from .config import ServerConfig, remote_workers, use_policy
 from .events import Outbound
 from .game import Game, colour_for
+from .gateways import Gateways
 from .http import Routes
 from .metrics import Metrics
 from .store import Store
@@ -130,7 +131,12 @@ class GameServer:
         self.tilemap = load_map(cfg.world.map)
         # the store before the game: one that cannot be opened stops the start before any worker or port exists
         store = Store.open(cfg.store.path, cfg.store.token_expiry_s) if cfg.store.path else None
-        self.seats = gateway.Seats(cfg.net)  # the room's outbox
+        # the room's outbox: the seats of this process's connections, or of the gateway processes'
+        self.seats: gateway.Seats | Gateways = (
+            Gateways(cfg.net, self.metrics, cfg.world.map, cfg.net.log_level)
+            if cfg.net.gateways > 1
+            else gateway.Seats(cfg.net)
+        )
         self.game = build_room(cfg, self.tilemap, self.metrics, self.seats, store=store)
         self.stop_event = asyncio.Event()
         self.port: int | None = None
@@ -163,22 +169,30 @@ class GameServer:
 
     async def run(self, on_ready=None) -> None:
         routes = Routes(self.cfg.world.map, lambda: self.game.world.map.raw, self.health, self.metrics.render)
-        handler = functools.partial(
-            gateway.handle, game=self.game, seats=self.seats, metrics=self.metrics, flusher=gateway.Flusher()
-        )
-        if self.cfg.net.ws == "picows":
-            from . import edge_picows as edge  # imported only when asked for: picows is a Cython extension
+        seats = self.seats
+        serve: Any
+        if isinstance(seats, Gateways):  # the port served by gateway processes; their read checks are theirs
+            serving = seats.serving(self.game, self.cfg.net)
+            sweep = seats.publish(self.health, self.stop_event)  # /healthz, /metrics, /map.json to them
         else:
-            from . import edge_websockets as edge  # type: ignore[no-redef]
-        serve: Any = edge.serve  # each edge serves the port: WebSockets at /ws, the routes' pages elsewhere
-        async with serve(handler, routes, self.cfg.net) as listening:
+            handler = functools.partial(
+                gateway.handle, game=self.game, seats=seats, metrics=self.metrics, flusher=gateway.Flusher()
+            )
+            if self.cfg.net.ws == "picows":
+                from . import edge_picows as edge  # imported only when asked for: picows is a Cython extension
+            else:
+                from . import edge_websockets as edge  # type: ignore[no-redef]
+            serve = edge.serve  # each edge serves the port: WebSockets at /ws, the routes' pages elsewhere
+            serving = serve(handler, routes, self.cfg.net)
+            sweep = gateway.read_checks(seats, self.stop_event)
+        async with serving as listening:
             self.port = listening.port
             await self._start_admin()
             ticks = asyncio.create_task(
                 run_ticks(self.cfg.world.tick_rate, self.game.tick, self.metrics, self.stop_event)
             )
             reloads = asyncio.create_task(self.watcher.run(self.stop_event))
-            slow = asyncio.create_task(gateway.read_checks(self.seats, self.stop_event))
+            slow = asyncio.create_task(sweep)
             if on_ready:
                 on_ready(self)
             await self.stop_event.wait()

@@ -111,6 +111,15 @@ class NetSection:
         "WebSocket library of the game port: picows (Cython frame parser; no compression), or websockets",
         choices=WS_EDGES,
     )
+    # Gateway processes (server/gateways.py): each serves its share of the port's sockets (SO_REUSEPORT)
+    # and the tick process ships each one the updates of its players, every distinct View once:
+    # bench/gateway_ipc.py measured 0.06-0.09x the tick process's CPU of flushing them itself.
+    gateways: int = option(
+        1,
+        "processes serving the game port's sockets, with the room in this one (1: all in this process)",
+        low=1,
+        high=64,
+    )
     log_level: str = option("info", "log level", choices=LOG_LEVELS)
 
 
@@ -390,6 +399,8 @@ class ServerConfig:
         w, n, p, d, s, k = self.world, self.npcs, self.policy, self.dialogue, self.store, self.workers
         if self.net.compression and self.net.ws != "websockets":
             _fail("compression", True, "--ws websockets (picows has no permessage-deflate)")
+        if self.net.gateways > 1 and self.net.ws != "picows":
+            _fail("gateways", self.net.gateways, "1 with --ws websockets (gateway processes serve picows)")
         need(Path(w.map).is_file(), "map")
         need(n.dir == "" or Path(n.dir).is_dir(), "npc_dir")
         if p.decider == "policy" and p.weights and not Path(p.weights).is_file():

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from http import HTTPStatus
@@ -303,8 +304,13 @@ class Listening:
 
 @asynccontextmanager
 async def serve(
-    handler: Callable[[PicowsSocket], Coroutine[Any, Any, None]], routes: Routes, net: NetSection
+    handler: Callable[[PicowsSocket], Coroutine[Any, Any, None]],
+    routes: Routes,
+    net: NetSection,
+    sock: socket.socket | None = None,
 ) -> AsyncIterator[Listening]:
+    """Serve the game port at net.host:net.port, or on `sock`, a listening socket made elsewhere (a
+    gateway process's, sharing the port: server/gateway_proc.py)."""
     listening = Listening(handler)
 
     def route(request: WSUpgradeRequest) -> PicowsSocket | WSUpgradeResponseWithListener:
@@ -313,10 +319,10 @@ async def serve(
             return PicowsSocket(listening)  # /ws: the upgrade goes on
         return WSUpgradeResponseWithListener(response(page), None)
 
+    where: dict[str, Any] = {"sock": sock} if sock is not None else {"host": net.host, "port": net.port}
     listening.server = await ws_create_server(
         route,
-        net.host,
-        net.port,
+        **where,
         max_frame_size=protocol.MAX_FRAME,  # larger frames: close 1009
         websocket_handshake_timeout=HELLO_TIMEOUT_S,  # as websockets' open_timeout (10 s)
         enable_auto_ping=False,  # no keepalive: the gateway's read check pings every 2 s (gateway.READ_CHECK_S)

@@ -229,14 +229,34 @@ async def read_checks(seats: Seats, stop: asyncio.Event, every_s: float = SWEEP_
             seats.read_check(time.monotonic())
 
 
+class Room(Protocol):
+    """What a Connection asks of the room: the tick (a pong carries it) and the player's commands.
+    `Game` is one; a gateway process's link to the tick process (server/gateway_proc.py) the other."""
+
+    @property
+    def world(self) -> Any: ...  # .tick: the last tick
+
+    def command(self, eid: int, msg: Input | Chat | Talk) -> None: ...
+
+
+class Seated(Protocol):
+    """The player a connection holds the seat of, as the connection uses it."""
+
+    @property
+    def eid(self) -> int: ...
+
+    @property
+    def name(self) -> str: ...
+
+
 class Connection:
-    def __init__(self, ws: PlayerSocket, game: Game, metrics: Metrics, flusher: Flusher, direct_writes: bool):
+    def __init__(self, ws: PlayerSocket, game: Room, metrics: Metrics, flusher: Flusher, direct_writes: bool):
         now = time.monotonic()
         self.ws = ws
         self.game = game
         self.metrics = metrics
         self.outbox = Outbox(metrics, on_ready=lambda: flusher.mark(self))
-        self.player: Player | None = None
+        self.player: Seated | None = None
         self.rate = TokenBucket(RATE_PER_S, RATE_BURST, now)
         self.strikes = TokenBucket(STRIKES_PER_S, STRIKES, now)
         self.last_rate_error = -math.inf
@@ -405,47 +425,76 @@ async def _refuse(ws: PlayerSocket, metrics: Metrics, code: int, reason: str, er
     await ws.close(code, reason)
 
 
-async def handle(ws: PlayerSocket, game: Game, seats: Seats, metrics: Metrics, flusher: Flusher) -> None:
-    """Serve one player socket from hello to close (each edge runs it for each WebSocket it accepts)."""
+def accept(
+    ws: PlayerSocket, room: Room, metrics: Metrics, flusher: Flusher, direct_writes: bool
+) -> tuple[Connection, asyncio.Future[Any]]:
+    """A new socket as a Connection: counted, its messages handed to it, its kernel send buffer set
+    (SEND_BUFFER); and the future of its close. How `handle` and a gateway process's start."""
     metrics.connections += 1
     metrics.connections_total += 1
-    conn = Connection(ws, game, metrics, flusher, seats.direct_writes)
-    writer: asyncio.Task | None = None
+    conn = Connection(ws, room, metrics, flusher, direct_writes)
     ws.hand_messages_to(conn.on_message)
     closed = asyncio.ensure_future(ws.wait_closed())
     sock = ws.transport.get_extra_info("socket")
     if sock is not None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)
+    return conn, closed
+
+
+async def play(conn: Connection, closed: asyncio.Future[Any]) -> None:
+    """A seated connection until it closes: its writer task, and the messages kept before its welcome
+    received first, in order (from now on each is received as it is parsed)."""
+    writer = asyncio.get_running_loop().create_task(conn.write_forever())
     try:
-        await asyncio.wait((conn.hello, closed), timeout=HELLO_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
-        if not conn.hello.done():
-            if closed.done():
-                return  # gone before its hello
-            return await _refuse(ws, metrics, protocol.CLOSE_BAD_HELLO, "no hello within 10 s")
-        first = conn.hello.result()
-        try:
-            hello = protocol.decode(first)
-        except ProtocolError as err:
-            return await _refuse(ws, metrics, protocol.CLOSE_BAD_HELLO, "first message must be a valid hello", err)
-        if type(hello) is not Hello:
-            return await _refuse(ws, metrics, protocol.CLOSE_BAD_HELLO, "first message must be hello")
-        if hello.version not in protocol.VERSIONS:
-            return await _refuse(
-                ws,
-                metrics,
-                protocol.CLOSE_VERSION,
-                f"unsupported protocol version {hello.version}; this server speaks "
-                + " and ".join(map(str, protocol.VERSIONS)),
-            )
-        conn.outbox.deltas = hello.version >= 2  # version 1: every update a keyframe
-        if game.connected() >= seats.max_players:
-            return await _refuse(ws, metrics, protocol.CLOSE_FULL, "server full")
-        conn.player = seats.join(conn, game, hello)
-        writer = asyncio.get_running_loop().create_task(conn.write_forever())
-        early, conn.early = conn.early, []  # from now on each message is received as it is parsed
+        early, conn.early = conn.early, []
         for frame in early:
             conn.receive(frame)
         await closed
+    finally:
+        writer.cancel()
+
+
+async def read_hello(conn: "Connection", closed: asyncio.Future[Any]) -> Hello | None:
+    """The connection's hello, checked (its version too), its session's form of updates set; None once
+    the connection is refused for it (4000, 4001) or gone before it (also what a gateway process runs)."""
+    ws, metrics = conn.ws, conn.metrics
+    await asyncio.wait((conn.hello, closed), timeout=HELLO_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+    if not conn.hello.done():
+        if not closed.done():  # else gone before its hello
+            await _refuse(ws, metrics, protocol.CLOSE_BAD_HELLO, "no hello within 10 s")
+        return None
+    try:
+        hello = protocol.decode(conn.hello.result())
+    except ProtocolError as err:
+        await _refuse(ws, metrics, protocol.CLOSE_BAD_HELLO, "first message must be a valid hello", err)
+        return None
+    if type(hello) is not Hello:
+        await _refuse(ws, metrics, protocol.CLOSE_BAD_HELLO, "first message must be hello")
+        return None
+    if hello.version not in protocol.VERSIONS:
+        await _refuse(
+            ws,
+            metrics,
+            protocol.CLOSE_VERSION,
+            f"unsupported protocol version {hello.version}; this server speaks "
+            + " and ".join(map(str, protocol.VERSIONS)),
+        )
+        return None
+    conn.outbox.deltas = hello.version >= 2  # version 1: every update a keyframe
+    return hello
+
+
+async def handle(ws: PlayerSocket, game: Game, seats: Seats, metrics: Metrics, flusher: Flusher) -> None:
+    """Serve one player socket from hello to close (each edge runs it for each WebSocket it accepts)."""
+    conn, closed = accept(ws, game, metrics, flusher, seats.direct_writes)
+    try:
+        hello = await read_hello(conn, closed)
+        if hello is None:
+            return
+        if game.connected() >= seats.max_players:
+            return await _refuse(ws, metrics, protocol.CLOSE_FULL, "server full")
+        conn.player = seats.join(conn, game, hello)
+        await play(conn, closed)
     except SocketClosed:
         pass
     except Exception:  # never let one connection's bug reach others
@@ -454,8 +503,6 @@ async def handle(ws: PlayerSocket, game: Game, seats: Seats, metrics: Metrics, f
         await ws.close(protocol.CLOSE_INTERNAL, "internal error")
     finally:
         closed.cancel()
-        if writer is not None:
-            writer.cancel()
         if conn.player is not None:
             seats.leave(conn, game)
             log.info("left %s (%d) code=%s", conn.player.name, conn.player.eid, ws.close_code)

@@ -1,7 +1,8 @@
 """A real server on a free loopback port, real WebSocket clients.
 
-The tests of the wire's limits, closes and HTTP routes run against both WebSocket edges (`--ws`,
-server/edge_websockets.py and server/edge_picows.py): every test of the `crowded` and `server`
+The tests of the wire's limits, closes and HTTP routes run against each way of serving the port:
+both WebSocket edges (`--ws`, server/edge_websockets.py and server/edge_picows.py) and picows in two
+gateway processes (`--gateways 2`, server/gateways.py): every test of the `crowded` and `server`
 servers, and those that ask for `edge`."""
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from websockets.exceptions import ConnectionClosed
 from server.config import WS_EDGES
 from world.protocol import VERSION, VERSIONS
 from support.servers import start_server
-from support.wsclient import Player
+from support.wsclient import Player, close_code
 
 
 def http_get(url: str) -> tuple[int, str, bytes]:
@@ -32,18 +33,13 @@ async def metrics(srv) -> dict[str, float]:
     return await asyncio.to_thread(srv.metrics)
 
 
-async def close_code(ws, timeout: float = 10) -> int:
-    """Read until the connection closes; return the close code received."""
-    try:
-        while True:
-            await asyncio.wait_for(ws.recv(), timeout)
-    except ConnectionClosed as exc:
-        return exc.rcvd.code if exc.rcvd else 1006
+# each way of serving the port: its `npcworld serve` options
+SERVING = {**{e: ("--ws", e) for e in WS_EDGES}, "gateways": ("--ws", "picows", "--gateways", "2")}
 
 
-@pytest.fixture(scope="module", params=WS_EDGES)
+@pytest.fixture(scope="module", params=list(SERVING))
 def edge(request) -> str:
-    """The WebSocket library the server runs on (`--ws`)."""
+    """How the server serves the port (SERVING): a WebSocket library (`--ws`), or gateway processes."""
     return request.param
 
 
@@ -53,7 +49,7 @@ default_edge = pytest.mark.parametrize("edge", [WS_EDGES[0]], indirect=True)
 
 @pytest.fixture(scope="module")
 def crowded(edge):
-    srv = start_server("--npcs", "300", "--grace", "2", "--npc-dir", "", "--ws", edge)  # only the 300 wanderers
+    srv = start_server("--npcs", "300", "--grace", "2", "--npc-dir", "", *SERVING[edge])  # only the 300 wanderers
     yield srv
     srv.stop()
 
@@ -61,7 +57,7 @@ def crowded(edge):
 @pytest.fixture(scope="module")
 def server(edge):
     """conftest's `server`, on each edge."""
-    srv = start_server("--npcs", "30", "--grace", "5", "--ws", edge)
+    srv = start_server("--npcs", "30", "--grace", "5", *SERVING[edge])
     yield srv
     srv.stop()
 
@@ -499,7 +495,7 @@ async def test_metrics_count_what_clients_did(launch):
 
 
 async def test_sigterm_closes_clients_with_going_away(launch, edge):
-    srv = launch("--npcs", "5", "--ws", edge)
+    srv = launch("--npcs", "5", *SERVING[edge])
     a = await Player.join(srv.ws_url, "ada")
     await a.recv()
     srv.proc.send_signal(signal.SIGTERM)

@@ -100,6 +100,11 @@ def test_toml_tables_of_sections_and_the_flat_server_table(tmp_path):
             "[net]\nws = 'picows'\ncompression = true\n",
             "compression ([net]) = True: expected --ws websockets (picows has no permessage-deflate)",
         ),
+        (
+            "[net]\nws = 'websockets'\ngateways = 2\n",
+            "gateways ([net]) = 2: expected 1 with --ws websockets (gateway processes serve picows)",
+        ),
+        ("[net]\ngateways = 0\n", "gateways ([net]) = 0: expected 1..64"),
         ("[store]\npath = '.'\n", "store ([store] path) = '.': expected an SQLite file path (not a folder)"),
     ],
 )

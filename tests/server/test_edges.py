@@ -17,12 +17,12 @@ from collections.abc import AsyncIterator
 import msgpack
 import pytest
 import websockets
-from websockets.exceptions import ConnectionClosed
 
 from server.config import WS_EDGES, NetSection
 from server.gateway import MAX_EARLY, SEND_BUFFER, WRITE_LIMIT, SocketClosed
 from server.http import Routes
 from support.paths import DEFAULT_MAP
+from support.wsclient import close_code
 from world.protocol import MAX_FRAME
 
 pytestmark = pytest.mark.parametrize("edge", WS_EDGES)
@@ -64,14 +64,6 @@ async def serving(edge: str, handler: Served) -> AsyncIterator:
     routes = Routes(DEFAULT_MAP, lambda: {"width": 1, "tilesets": []}, lambda: {"status": "ok"}, lambda: "up 1\n")
     async with mod.serve(handler, routes, NetSection(host="127.0.0.1", port=0)) as listening:
         yield listening
-
-
-async def close_code(ws, timeout: float = 10) -> int:
-    try:
-        while True:
-            await asyncio.wait_for(ws.recv(), timeout)
-    except ConnectionClosed as exc:
-        return exc.rcvd.code if exc.rcvd else 1006
 
 
 def masked(opcode: int, payload: bytes, fin: bool = True, rsv: int = 0) -> bytes:

@@ -7,6 +7,7 @@ import itertools
 
 import msgpack
 import websockets
+from websockets.exceptions import ConnectionClosed
 
 from world.protocol import VERSION, apply_cells
 
@@ -115,3 +116,12 @@ class Player:
 
     async def close(self) -> None:
         await self.ws.close()
+
+
+async def close_code(ws, timeout: float = 10) -> int:
+    """Read until the connection closes; return the close code received (1006: none, it dropped)."""
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), timeout)
+    except ConnectionClosed as exc:
+        return exc.rcvd.code if exc.rcvd else 1006

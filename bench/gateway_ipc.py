@@ -1,0 +1,433 @@
+"""What `--gateways N` would cost and save, per tick, side by side in one run (issue 14): the tick
+process's flush of every player's update into its own sockets (today's in-process path) against
+shipping each gateway process its players' updates (every distinct View once, plus a (slot, ack)
+record per player: server/gateway_link.py) over a socketpair, and the gateway's cost to turn that
+into the same per-connection writes.
+
+Processes, all real, on loopback:
+- this one, the tick process: a World as bench/world.py builds it (`populated`: --npcs NPCs, the
+  players on random free tiles, walking), serving N WebSocket connections on the picows edge
+  (server/edge_picows.py), each wrapped in the gateway's own `Connection` (server/gateway.py);
+- --gateways K gateway processes (this file, `--gateway-child`), each serving its share of the
+  players (player i: gateway i % K) on its own picows edge with the same `Connection`s, behind a
+  socketpair to this process (an AF_UNIX stream; 4 MiB buffers, so that a tick's message does not
+  wait on the reader);
+- one clients process (`--clients-child`): 2N raw WebSocket clients (a handshake, one frame naming
+  the player, then they read and discard), one per player on this process and one on its gateway.
+
+Every tick: the players walk, the world steps and builds every observer's View (not timed), then
+both paths run on that tick's Views, in alternating order: `in-process` pushes each player's update
+into its Connection's outbox and flushes them all (what Seats.update and the Flusher do after a
+tick); `ship` packs each gateway's batch and writes it to that gateway's socketpair. Each gateway,
+woken by its socketpair, reads the message, unpacks it (`read`), pushes each update into its
+Connection and flushes (`write`). Each figure is the CPU time of the thread doing it
+(time.thread_time: user + system, so the send syscalls count; waiting does not), per player-tick,
+median over the timed ticks. Before timing, one tick's batches are unpacked again here and every
+player's bodies (keyframe and delta) compared with the originals.
+
+What the server does (`npcworld serve --gateways N`: server/gateways.py, server/gateway_proc.py) is
+this with the socketpair on the event loop (a uvloop transport, never blocking) instead of a blocking
+sendall, and the room's own work per player (Gateways.update: a dict lookup and an append).
+
+Usage: python bench/gateway_ipc.py [--players 600 1200 2400] [--gateways 2] [--npcs 500]
+                                   [--ticks 200] [--warmup 20] [--seed 0]
+Prints a table and writes bench/results/gateway_ipc.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import msgpack
+import numpy as np
+import uvloop
+import ws_edge  # bench/ws_edge.py: its raw WebSocket client
+from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+# bench/world.py's world (`populated`), loaded under another name: `world` is the package
+_spec = importlib.util.spec_from_file_location("bench_world", ROOT / "bench" / "world.py")
+assert _spec is not None and _spec.loader is not None
+bench_world = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_world)
+DT, populated = bench_world.DT, bench_world.populated
+
+from bots.bot import OP_BINARY, client_frame  # noqa: E402
+from server import edge_picows  # noqa: E402
+from server.config import NetSection  # noqa: E402
+from server.gateway import SEND_BUFFER, Connection, Flusher  # noqa: E402
+from server.gateway_link import pack_updates, unpack_updates  # noqa: E402
+from server.http import Routes  # noqa: E402
+from server.metrics import Metrics  # noqa: E402
+from world.tilemap import load_map  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "gateway_ipc.json"
+MAP = ROOT / "assets" / "maps" / "default.tmj"
+LINK_BUFFER = 4 * 1024 * 1024  # bytes, each way of a socketpair (the kernel doubles it; wmem_max allowing)
+HEAD = struct.Struct("!IB")  # a link message: payload length, kind (b"u" updates, b"r" ready, b"e" end, b"c" cpu)
+READY_S = 180.0  # at most this long for every connection to open
+
+
+# -- the socketpair's messages -------------------------------------------------------------------
+
+
+def send_msg(sock: socket.socket, kind: bytes, payload: bytes = b"") -> None:
+    sock.sendall(HEAD.pack(len(payload), kind[0]))
+    sock.sendall(payload)
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = sock.recv_into(view[got:])
+        if not k:
+            raise EOFError("the other end of the socketpair closed")
+        got += k
+    return bytes(buf)
+
+
+def recv_msg(sock: socket.socket) -> tuple[bytes, bytes]:
+    n, kind = HEAD.unpack(recv_exact(sock, HEAD.size))
+    return bytes((kind,)), recv_exact(sock, n)
+
+
+# -- the edge's sockets, each a Connection (this process and every gateway) ------------------------
+
+
+async def served(expected: int, metrics: Metrics, flusher: Flusher, conns: dict[int, Connection]):
+    """A picows edge whose every socket becomes a Connection, filed in `conns` under the player index
+    its client's first frame names."""
+    loop = asyncio.get_running_loop()
+    ready = loop.create_future()
+
+    async def handler(sock: edge_picows.PicowsSocket) -> None:
+        transport_sock = sock.transport.get_extra_info("socket")
+        if transport_sock is not None:
+            transport_sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)  # as gateway.handle
+        conn = Connection(sock, None, metrics, flusher, True)  # type: ignore[arg-type]  # flush never reads the game
+
+        def first(frame: bytes | str) -> None:
+            if isinstance(frame, bytes) and len(frame) == 4 and conn.player is None:
+                conns[int.from_bytes(frame, "big")] = conn
+                if len(conns) == expected and not ready.done():
+                    ready.set_result(None)
+
+        sock.hand_messages_to(first)
+        await sock.wait_closed()
+
+    routes = Routes(MAP, dict, dict, str)
+    return edge_picows.serve(handler, routes, NetSection(host="127.0.0.1", port=0)), ready
+
+
+def flush_all(flusher: Flusher) -> None:
+    """The Flusher's work, now (its call_soon then finds nothing to do)."""
+    dirty, flusher.dirty = flusher.dirty, []
+    for conn in dirty:
+        conn.flush()
+
+
+# -- a gateway process (`--gateway-child FD EXPECTED`) ----------------------------------------------
+
+
+async def gateway(fd: int, expected: int) -> None:
+    link = socket.socket(fileno=fd)
+    link.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, LINK_BUFFER)
+    metrics, flusher, conns = Metrics(), Flusher(), {}
+    listening, ready = await served(expected, metrics, flusher, conns)
+    clock = time.thread_time
+    ticks: list[tuple[int, float, float, int]] = []  # (tick, read s, write s, bytes written)
+    done = asyncio.get_running_loop().create_future()
+
+    pending = bytearray()  # what the socketpair brought of the messages not yet handled
+    reading = [0.0]  # CPU seconds spent reading the message being received
+
+    def on_link() -> None:
+        """The socketpair is readable (uvloop made it non-blocking): take what is there, handle each
+        whole message. A message's read time counts every recv of its bytes."""
+        c0 = clock()
+        try:
+            chunk = link.recv(1 << 20)
+        except BlockingIOError:
+            return
+        if not chunk:
+            if not done.done():
+                done.set_result(None)  # the tick process is gone
+            return
+        pending.extend(chunk)
+        reading[0] += clock() - c0
+        while len(pending) >= HEAD.size:
+            n, kind = HEAD.unpack_from(pending)
+            if len(pending) < HEAD.size + n:
+                return
+            c1 = clock()
+            payload = bytes(pending[HEAD.size : HEAD.size + n])
+            del pending[: HEAD.size + n]
+            if kind == ord("u"):
+                tick, batch = unpack_updates(payload)
+                c2 = clock()
+                sent = metrics.bytes_out
+                for slot, ack, view in batch:
+                    conns[slot].outbox.push_update(tick, ack, view)
+                flush_all(flusher)
+                ticks.append((tick, reading[0] + c2 - c1, clock() - c2, metrics.bytes_out - sent))
+            elif kind == ord("e"):
+                asyncio.get_running_loop().remove_reader(fd)
+                link.setblocking(True)
+                send_msg(link, b"c", msgpack.packb({"ticks": ticks, "coalesced": metrics.updates_coalesced}))
+                done.set_result(None)
+                return
+            reading[0] = 0.0
+
+    async with listening as edge:
+        print(f"port {edge.port}", flush=True)
+        await asyncio.wait_for(ready, READY_S)
+        send_msg(link, b"r")
+        asyncio.get_running_loop().add_reader(fd, on_link)
+        await done
+
+
+# -- the clients process (`--clients-child PORT:FIRST:COUNT:STEP ...`) ---------------------------------
+
+
+class Client(ws_edge.Client):
+    """bench/ws_edge.py's raw client (the handshake), which names its player in its first frame and
+    then discards what it reads."""
+
+    def data_received(self, data: bytes) -> None:
+        if self.open.done():
+            return  # updates: read and dropped
+        self.buf += data
+        if b"\r\n\r\n" in self.buf:
+            ok = b" 101 " in self.buf.split(b"\r\n", 1)[0]
+            if ok:
+                assert self.transport is not None
+                self.transport.write(client_frame(OP_BINARY, self.index.to_bytes(4, "big")))
+            self.open.set_result(ok)
+
+
+async def clients(groups: list[str]) -> None:
+    loop = asyncio.get_running_loop()
+    wanted = []
+    for g in groups:
+        port, first, count, step = map(int, g.split(":"))
+        wanted += [(port, first + k * step) for k in range(count)]
+    opened = []
+    for i in range(0, len(wanted), 100):  # 100 at a time: no handshake storm
+        batch = [loop.create_connection(lambda p=p, j=j: Client(p, j), "127.0.0.1", p) for p, j in wanted[i : i + 100]]
+        for _, c in await asyncio.gather(*batch):
+            opened.append(await c.open)
+    print(f"open {sum(opened)} of {len(opened)}", flush=True)
+    await asyncio.Event().wait()  # until terminated
+
+
+# -- the tick process (this one) ------------------------------------------------------------------
+
+
+def _child(*args: str, pass_fds: tuple[int, ...] = ()) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, __file__, *args], stdout=subprocess.PIPE, text=True, cwd=ROOT, pass_fds=pass_fds
+    )
+
+
+async def _line(proc: subprocess.Popen, prefix: str) -> str:
+    line = await asyncio.get_running_loop().run_in_executor(None, proc.stdout.readline)  # type: ignore[union-attr]
+    if not line.startswith(prefix):
+        raise RuntimeError(f"a child process said {line!r}, not {prefix!r}...")
+    return line
+
+
+def check_round_trip(tick: int, batch: list) -> None:
+    """Every player's bodies as a gateway gets them equal the tick process's (keyframe and delta)."""
+    _, back = unpack_updates(pack_updates(tick, batch))
+    for (slot, ack, view), (slot2, ack2, view2) in zip(batch, back, strict=True):
+        assert (slot, ack) == (slot2, ack2)
+        for sent in (None, view.build - 1):
+            assert view.body_after(sent) == view2.body_after(sent), f"player {slot}: bodies differ"
+
+
+async def case(n: int, k: int, npcs: int, ticks: int, warmup: int, seed: int) -> dict:
+    world, players, walk = populated(load_map(MAP), npcs, n, seed)
+    rng = np.random.default_rng(seed + 2)
+    metrics, flusher, conns = Metrics(), Flusher(), {}
+    listening, ready = await served(n, metrics, flusher, conns)
+    members = [list(range(g, n, k)) for g in range(k)]  # player i: gateway i % k
+    links, gateways = [], []
+    for g in range(k):
+        a, b = socket.socketpair()
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, LINK_BUFFER)
+        gateways.append(_child("--gateway-child", str(b.fileno()), str(len(members[g])), pass_fds=(b.fileno(),)))
+        b.close()
+        links.append(a)
+    procs = list(gateways)
+    try:
+        async with listening as edge:
+            ports = [int((await _line(p, "port ")).split()[1]) for p in gateways]
+            groups = [f"{edge.port}:0:{n}:1"] + [f"{ports[g]}:{g}:{len(members[g])}:{k}" for g in range(k)]
+            procs.append(_child("--clients-child", *groups))
+            print(f"  {n} players: {(await _line(procs[-1], 'open ')).strip()}", flush=True)
+            await asyncio.wait_for(ready, READY_S)
+            for a in links:
+                assert recv_msg(a)[0] == b"r"
+            clock = time.thread_time
+            acks = np.zeros(n, np.int64)
+            rows: list[dict] = []
+            for t in range(warmup + ticks):
+                walk()
+                world.step(DT)
+                views = world.build_views()
+                tick = world.tick
+                acks += rng.random(n) < 0.5  # an input about every 100 ms per player, as bots send
+                ack = acks.tolist()
+                if t == warmup // 2:
+                    for m in members:
+                        check_round_trip(tick, [(i, ack[i], views[players[i]]) for i in m])
+                    continue  # its bodies are built now: not a tick to time
+                row: dict = {"tick": tick}
+                for path in ("in_process", "ship") if t % 2 == 0 else ("ship", "in_process"):
+                    c0 = clock()
+                    if path == "in_process":
+                        sent = metrics.bytes_out
+                        for i, eid in enumerate(players):
+                            conn = conns.get(i)
+                            if conn is not None:
+                                conn.outbox.push_update(tick, ack[i], views[eid])
+                        flush_all(flusher)
+                        row["in_process_s"] = clock() - c0
+                        row["written"] = metrics.bytes_out - sent
+                    else:
+                        shipped = 0
+                        for g, m in enumerate(members):
+                            data = pack_updates(tick, [(i, ack[i], views[players[i]]) for i in m])
+                            send_msg(links[g], b"u", data)
+                            shipped += len(data)
+                        row["ship_s"] = clock() - c0
+                        row["shipped"] = shipped
+                row["views"] = [len({id(views[players[i]]) for i in m}) for m in members]
+                if t >= warmup:
+                    rows.append(row)
+                await asyncio.sleep(DT)  # the clients and gateways read; the next tick
+            reports = []
+            for a in links:
+                send_msg(a, b"e")
+                kind, payload = recv_msg(a)
+                assert kind == b"c"
+                reports.append(msgpack.unpackb(payload))
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        for a in links:
+            a.close()
+    return summarise(n, k, rows, reports, metrics.updates_coalesced)
+
+
+def summarise(n: int, k: int, rows: list[dict], reports: list[dict], coalesced: int) -> dict:
+    by_tick = [{t: (r, w, b) for t, r, w, b in rep["ticks"]} for rep in reports]
+    timed = [r for r in rows if all(r["tick"] in g for g in by_tick)]  # ticks every gateway reported
+    per = 1e6 / n  # seconds per tick -> µs per player-tick
+
+    def med(values) -> float:
+        return round(statistics.median(values), 3)
+
+    inproc = [r["in_process_s"] * per for r in timed]
+    ship = [r["ship_s"] * per for r in timed]
+    read = [sum(g[r["tick"]][0] for g in by_tick) * per for r in timed]
+    write = [sum(g[r["tick"]][1] for g in by_tick) * per for r in timed]
+    gw = [a + b for a, b in zip(read, write)]
+    return {
+        "players": n,
+        "gateways": k,
+        "ticks": len(timed),
+        "in_process_us": med(inproc),
+        "ship_us": med(ship),
+        "gateway_read_us": med(read),
+        "gateway_write_us": med(write),
+        "gateway_us": med(gw),
+        "ship_over_in_process": round(med(ship) / med(inproc), 3),
+        "added_us": round(med([s + g - i for s, g, i in zip(ship, gw, inproc)]), 3),
+        "in_process_ms_per_tick": round(med(inproc) * n / 1000, 3),
+        "ship_ms_per_tick": round(med(ship) * n / 1000, 3),
+        "in_process_us_p90": round(float(np.percentile(inproc, 90)), 3),
+        "ship_us_p90": round(float(np.percentile(ship, 90)), 3),
+        "shipped_bytes_per_tick": round(statistics.mean(r["shipped"] for r in timed)),
+        "written_bytes_per_tick": round(statistics.mean(r["written"] for r in timed)),
+        "gateway_written_bytes_per_tick": round(statistics.mean(sum(g[r["tick"]][2] for g in by_tick) for r in timed)),
+        "distinct_views_per_gateway": round(statistics.mean(statistics.mean(r["views"]) for r in timed), 1),
+        "coalesced_in_process": coalesced,
+        "coalesced_gateways": sum(rep["coalesced"] for rep in reports),
+    }
+
+
+def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--gateway-child":
+        uvloop.run(gateway(int(sys.argv[2]), int(sys.argv[3])))
+        return 0
+    if len(sys.argv) > 1 and sys.argv[1] == "--clients-child":
+        uvloop.run(clients(sys.argv[2:]))
+        return 0
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--players", type=int, nargs="+", default=[600, 1200, 2400])
+    ap.add_argument("--gateways", type=int, default=2, help="gateway processes (player i on gateway i %% K)")
+    ap.add_argument("--npcs", type=int, default=500)
+    ap.add_argument("--ticks", type=int, default=200, help="timed ticks per case")
+    ap.add_argument("--warmup", type=int, default=20, help="untimed ticks first")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    if args.gateways < 1:
+        ap.error("--gateways must be at least 1")
+    load = os.getloadavg()
+    rows = [uvloop.run(case(n, args.gateways, args.npcs, args.ticks, args.warmup, args.seed)) for n in args.players]
+    head = (
+        f"{'players':>7}  {'in-process':>10}  {'ship':>6}  {'ship/in':>7}  {'gw read':>7}  {'gw write':>8}  "
+        f"{'added':>6}  {'tick ms saved':>13}  {'KB shipped':>10}  {'KB written':>10}  {'views/gw':>8}"
+    )
+    print(f"\nCPU µs per player-tick (medians over ticks), {args.gateways} gateways, {args.npcs} NPCs")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        print(
+            f"{r['players']:>7,}  {r['in_process_us']:>10.2f}  {r['ship_us']:>6.2f}  {r['ship_over_in_process']:>6.2f}x  "
+            f"{r['gateway_read_us']:>7.2f}  {r['gateway_write_us']:>8.2f}  {r['added_us']:>6.2f}  "
+            f"{r['in_process_ms_per_tick'] - r['ship_ms_per_tick']:>13.2f}  "
+            f"{r['shipped_bytes_per_tick'] / 1000:>10.1f}  {r['written_bytes_per_tick'] / 1000:>10.1f}  "
+            f"{r['distinct_views_per_gateway']:>8.1f}"
+        )
+    print(
+        "in-process: the tick process's push + flush into its own sockets; ship: its packing and socketpair"
+        " writes instead; gw read / write: the gateways' unpacking, and their push + flush (summed over"
+        " gateways); added: ship + gw read + gw write - in-process; KB = 1000 bytes per tick"
+    )
+    if any(r["coalesced_in_process"] or r["coalesced_gateways"] for r in rows):
+        print("note: coalesced > 0 in some row: some clients fell behind, so some flushes wrote less (see the JSON)")
+    save(
+        RESULTS,
+        {
+            "bench": "gateway_ipc",
+            "machine": describe(load),
+            "gateways": args.gateways,
+            "npcs": args.npcs,
+            "warmup": args.warmup,
+            "rows": rows,
+        },
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,125 @@
+"""`npcworld serve --gateways 2` (server/gateways.py, server/gateway_proc.py): a real server whose port
+two gateway processes serve, real WebSocket clients on both, and one gateway killed. (The limit,
+close, HTTP and 1001 tests of tests/e2e/test_server.py run on --gateways 2 too.)"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import urllib.request
+
+from support.wsclient import Player, close_code
+
+JOINED = re.compile(r"(?:joined|resumed) \S+ \((\d+)\) on gateway (\d+)")
+STARTED = re.compile(r"gateway (\d+) of \d+: pid (\d+)")
+
+
+async def gateway_of(srv, eid: int, resumed: bool = False) -> int:
+    """The gateway holding this player's seat, as the tick process logged it (`resumed`: its resume's)."""
+    for _ in range(100):  # bounded: 5 s for the line to be read from the server's output
+        for line in reversed(srv.output):
+            m = JOINED.search(line)
+            if m and int(m.group(1)) == eid and (not resumed or "resumed" in line):
+                return int(m.group(2))
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"no 'on gateway' line for player {eid}:\n" + "\n".join(srv.output[-30:]))
+
+
+async def one_on_each(srv) -> dict[int, Player]:
+    """Players joined until both gateways hold one (SO_REUSEPORT picks by the connection's ports);
+    the others leave at once."""
+    on: dict[int, Player] = {}
+    for i in range(60):  # bounded: two gateways, 60 tries
+        p = await Player.join(srv.ws_url, f"p{i}")
+        g = await gateway_of(srv, p.id)
+        if g in on:
+            await p.close()
+        else:
+            on[g] = p
+        if len(on) == 2:
+            return on
+    raise AssertionError(f"60 connections all landed on gateway(s) {sorted(on)}")
+
+
+def health(srv) -> dict:
+    with urllib.request.urlopen(srv.http_url + "healthz", timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+async def test_players_on_two_gateways_see_and_hear_each_other_and_a_resume_replaces_across_them(launch):
+    srv = launch("--npcs", "0", "--npc-dir", "", "--gateways", "2")  # everyone at the spawn point
+    on = await one_on_each(srv)
+    a, b = on[0], on[1]
+    await a.until(lambda p, m: b.id in p.known, what="the other gateway's player in view")
+    await b.until(lambda p, m: a.id in p.known, what="the other gateway's player in view")
+    start = b.positions.get(a.id) or (0.0, 0.0)
+    await a.move(1.0, 0.0)
+    await b.until(lambda p, m: p.positions.get(a.id, start)[0] > start[0] + 5, what="the other player walking")
+    await b.send({"t": "chat", "text": "hello from gateway 1"})
+    await a.until(lambda p, m: any("hello from gateway 1" in str(c) for c in p.chat), what="the chat line")
+    await b.send({"t": "ping", "id": 5})
+    pong = await b.until(lambda p, m: m["t"] == "pong", what="pong")
+    assert pong["tick"] > 0  # the gateway knows the tick
+    # a's token, from a new connection (on either gateway): the same character; a's connection 4003
+    c = await Player.join(srv.ws_url, token=a.welcome["token"])
+    assert c.welcome["resumed"] and c.id == a.id
+    assert await close_code(a.ws) == 4003
+    for _ in range(50):  # bounded: the room sends the gateways its figures every 0.5 s (README)
+        m = await asyncio.to_thread(srv.metrics)
+        if m["npcworld_entities{kind=player}"] >= 2 and m["npcworld_connections"] >= 2:
+            break
+        await asyncio.sleep(0.1)
+    assert m["npcworld_entities{kind=player}"] >= 2 and m["npcworld_connections"] >= 2, m
+    await b.close()
+    await c.close()
+
+
+async def test_a_killed_gateway_s_players_drop_and_the_room_and_the_other_gateway_go_on(launch):
+    srv = launch("--npcs", "5", "--npc-dir", "", "--gateways", "2", "--grace", "60")
+    pids = {}
+    for line in srv.output:
+        m = STARTED.search(line)
+        if m:
+            pids[int(m.group(1))] = int(m.group(2))
+    assert sorted(pids) == [0, 1], srv.output[-30:]
+    on = await one_on_each(srv)
+    dead, alive = on[0], on[1]
+    os.kill(pids[0], signal.SIGKILL)  # gateway 0, a child of the server this test started
+    assert await close_code(dead.ws) == 1006  # its connections drop
+    tick = alive.last_tick
+    await alive.until(lambda p, m: p.last_tick > tick + 20, what="20 more ticks on the other gateway")
+    assert srv.proc.poll() is None
+    for _ in range(50):  # bounded: 5 s for the line to be read from the server's output
+        if any("gateway 0 ended; its 1 players leave" in line for line in srv.output):
+            break
+        await asyncio.sleep(0.1)
+    else:
+        raise AssertionError("no 'gateway 0 ended' line:\n" + "\n".join(srv.output[-40:]))
+    # the dropped player resumes its character (the grace period) on the gateway left
+    back = await Player.join(srv.ws_url, token=dead.welcome["token"])
+    assert back.welcome["resumed"] and back.id == dead.id
+    assert await gateway_of(srv, back.id, resumed=True) == 1
+    await back.until(lambda p, m: alive.id in p.known, what="the other player in view")
+    for _ in range(40):  # bounded: the gateways report every 0.5 s
+        h = await asyncio.to_thread(health, srv)
+        if h["connections"] == 2:
+            break
+        await asyncio.sleep(0.1)
+    assert h["status"] == "ok" and h["connections"] == 2 and h["players"] >= 2, h  # and those in their grace
+    # a room that is stuck (its process stopped) is seen on /healthz, which the gateway answers
+    os.kill(srv.proc.pid, signal.SIGSTOP)
+    try:
+        for _ in range(60):  # bounded: 6 s; "stale" after 2 s without the room's figures
+            h = await asyncio.to_thread(health, srv)
+            if h["status"] == "stale":
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        os.kill(srv.proc.pid, signal.SIGCONT)
+    assert h["status"] == "stale", h
+    await back.close()
+    await alive.close()
+    assert srv.stop() == 0

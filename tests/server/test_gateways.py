@@ -1,0 +1,24 @@
+"""server/gateways.py's listening sockets: one port, SO_REUSEPORT, and a port in use refused."""
+
+from __future__ import annotations
+
+import errno
+import socket
+
+import pytest
+
+from server.gateways import listening_sockets
+
+
+def test_the_gateways_share_one_port_and_a_port_in_use_is_refused_not_shared():
+    group = listening_sockets("127.0.0.1", 0, 3)
+    try:
+        ports = {s.getsockname()[1] for s in group}
+        assert len(ports) == 1 and all(s.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT) for s in group)
+        # a second server with gateways on the same port: refused, though its sockets would have SO_REUSEPORT too
+        with pytest.raises(OSError) as err:
+            listening_sockets("127.0.0.1", ports.pop(), 2)
+        assert err.value.errno == errno.EADDRINUSE
+    finally:
+        for s in group:
+            s.close()
