@@ -4,7 +4,8 @@ serves many conversations on one model with continuous batching.
 Requests (payloads; msgpack types):
     {"kind": "reply", "messages": [{"role", "content"}, ...],
      "max_new_tokens": int, "max_chars": int, "temperature": float, "seed": int,
-     "ignore_eos": bool (benchmarks: exactly max_new_tokens), "candidates": int (1..MAX_CANDIDATES)}
+     "ignore_eos": bool (benchmarks: exactly max_new_tokens), "candidates": int (1..MAX_CANDIDATES),
+     "head": {"key", "messages", "chars"} (optional: the start every prompt of this NPC shares, head.py)}
         -> text deltas (str), the last one final; with candidates > 1, pieces
            {"n": candidate, "text": delta, "end": bool} (the last one final once
            every candidate has ended). Candidates are sampled with their own
@@ -45,6 +46,12 @@ stored prefix of its prompt, computing only the rest. Prompts of one NPC
 start with the same persona, and a conversation's next prompt with the last
 one, so this cuts the time to first token and the prefill work of a burst.
 
+Head cache (kvcache.HeadCache): a request may name its NPC's head (head.py:
+the start every prompt of that NPC shares, up to the first word about the
+player); its keys and values are kept per NPC (up to `head_cache` NPCs), apart
+from the prefix cache, so a new player's first line to an NPC prefills only
+the tail, however many other prompts passed through the prefix cache since.
+
 Why not transformers' own continuous batching (`generate_batch`)? On this
 CPU it was slower than a static batch (bench/dialogue.py, and the note in the
 issue); this loop batches decode steps the same way static batching does,
@@ -68,6 +75,7 @@ from typing import Any
 from npc.inference.runners import StreamRunner
 
 from . import kvcache, tokens
+from .head import head_messages
 
 log = logging.getLogger("npcworld.dialogue")
 
@@ -108,6 +116,7 @@ class _Reply:
     ids: list[int] = field(default_factory=list)  # generated so far
     sent: int = 0  # characters of the decoded text already sent
     logprob: float = 0.0  # candidates (of > 1): the model's log-prob (nats) of the tokens sampled so far
+    head: tuple[str, int] | None = None  # (NPC key, tokens of the prompt that are its head: HeadCache)
 
 
 class DialogueRunner(StreamRunner):
@@ -120,6 +129,7 @@ class DialogueRunner(StreamRunner):
         max_new_tokens: int = 64,
         prefill_tokens: int = 512,
         prefix_cache_tokens: int = 8192,
+        head_cache: int = 32,
         max_stall_s: float = 0.4,
         top_k: int = 40,
         repetition_penalty: float = 1.3,
@@ -148,6 +158,7 @@ class DialogueRunner(StreamRunner):
         self.max_new_tokens = max_new_tokens
         self.prefill_tokens = prefill_tokens
         self.prefixes = kvcache.PrefixCache(prefix_cache_tokens)
+        self.heads = kvcache.HeadCache(head_cache)
         self.max_stall_s = max_stall_s
         self.decoded_at = 0.0  # when the running batch last got a decode step
         self.after_decode = False  # the last step was a decode (so a waiting joiner goes next)
@@ -207,6 +218,7 @@ class DialogueRunner(StreamRunner):
             raise ValueError(f"unknown request kind {kind!r}; expected 'reply' or 'choose'")
         torch = self.torch
         prompt = self.encode(payload["messages"])
+        head = self._head(payload, prompt)
         max_new = max(1, min(int(payload.get("max_new_tokens", self.max_new_tokens)), self.max_new_tokens))
         of = max(1, min(int(payload.get("candidates", 1)), MAX_CANDIDATES))
         seed = int(payload.get("seed", sid))
@@ -221,6 +233,7 @@ class DialogueRunner(StreamRunner):
                 bool(payload.get("ignore_eos")),
                 n=n,
                 of=of,
+                head=head,
             )
             for n in range(of)
         ]
@@ -298,24 +311,42 @@ class DialogueRunner(StreamRunner):
             log.warning("prompt over %d tokens: dropped its %d oldest turn(s)", limit, n_in - len(messages))
         return ids
 
+    def _head(self, payload: dict, prompt: list[int]) -> tuple[str, int] | None:
+        """(NPC key, tokens of `prompt` that are its head) for a request naming one (head.py)."""
+        spec = payload.get("head")
+        if not spec or self.heads.heads <= 0:
+            return None
+        ids = self._ids(head_messages(payload["messages"], spec), generation=False)
+        n = min(kvcache.common(ids, prompt), len(prompt) - 1)  # the cut may end mid-token: the shared part
+        return (str(spec["key"]), n) if n >= self.heads.min_tokens else None
+
     # -- continuous batching ---------------------------------------------------------------
 
     def _prefill(self, out: list) -> None:
         """Prefill the next joiners (up to prefill_tokens new prompt tokens): each starts
         from the longest prefix the prefix cache holds, so only the rest is computed."""
         take: list[tuple[Any, int, Any]] = []  # (joiner, tokens of its prompt cached, the cached prefix)
+        heads: dict[tuple[int, ...], tuple[str, int]] = {}  # prompts whose NPC head is to be kept
         total = 0
         while self.joining:
             r = self.joining[0]
-            n, kv = self.prefixes.lookup(r.prompt)
+            n, kv = self._cached(r)
             if take and total + len(r.prompt) - n > self.prefill_tokens:
                 break
             self.joining.pop(0)
             self.prefixes.used(n)
             take.append((r, n, kv))
             total += len(r.prompt) - n
+            if r.head is not None and n < r.head[1]:
+                heads[tuple(r.prompt)] = r.head
+
+        def store(prompt: list[int], layers: kvcache.Layers) -> None:
+            self.prefixes.store(prompt, layers)
+            if (h := heads.get(tuple(prompt))) is not None:
+                self.heads.store(h[0], prompt[: h[1]], layers)
+
         rows = [r for r, _, _ in take]
-        logits = self.engine.prefill([(r.prompt, n, kv) for r, n, kv in take], self.prefixes.store)
+        logits = self.engine.prefill([(r.prompt, n, kv) for r, n, kv in take], store)
         first = self._sample(logits, rows)
         if not self.rows:
             self.decoded_at = time.monotonic()  # every running reply has just got a token
@@ -324,6 +355,16 @@ class DialogueRunner(StreamRunner):
         self._emit(rows, first.tolist(), out)
         for r in rows:  # its prompt is in the prefix cache now: the other candidates join from it
             self.joining[:0] = self.siblings.pop(r.sid, [])
+
+    def _cached(self, r: _Reply) -> tuple[int, kvcache.Layers | None]:
+        """The longest start of r's prompt whose keys and values are kept: from the prefix
+        cache (a prompt seen before) or its NPC's head (HeadCache)."""
+        n, kv = self.prefixes.lookup(r.prompt)
+        if r.head is not None and r.head[1] > n:
+            got = self.heads.lookup(r.head[0], r.prompt[: r.head[1]])
+            if got is not None:
+                return r.head[1], got
+        return n, kv
 
     def _decode(self, out: list) -> None:
         logits = self.engine.decode(self.last)
