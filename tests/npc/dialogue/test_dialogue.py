@@ -460,6 +460,35 @@ def test_an_npcs_head_is_kept_per_npc_gives_a_cold_prompts_tokens_and_a_changed_
         warm.add(20, {**ask_bo, "head": {"key": "tam", "messages": 99, "chars": 0}})
 
 
+def test_a_prefill_takes_joiners_of_like_sizes_in_order_within_its_budget():
+    from npc.dialogue.runner import prefill_take
+
+    assert prefill_take([], 512) == []
+    assert prefill_take([400, 1, 1, 380, 250], 2000) == [0, 3, 4]  # the 1-token rows wait for their own
+    assert prefill_take([1, 400, 1, 2], 2000) == [0, 2, 3]
+    assert prefill_take([300, 300, 300], 512) == [0]  # the budget
+    assert prefill_take([900], 512) == [0]  # the first always goes, whatever its size
+
+
+def test_candidates_joining_from_a_cached_prompt_are_not_padded_beside_a_fresh_one(runner):
+    calls: list[list[int]] = []
+    engine_prefill = runner.engine.prefill
+
+    def spy(joiners, store):  # the real engine; records each prefill's new tokens per row
+        calls.append([len(p) - n for p, n, _ in joiners])
+        return engine_prefill(joiners, store)
+
+    runner.engine.prefill = spy
+    try:
+        long = "You are Tam, the merchant of the market. You sell apples, maps and rope, and you know every rumour."
+        three = {**ask("apples?", 8, candidates=3), "messages": [{"role": "system", "content": long}]}
+        out = run_all(runner, {0: [(0, three)], 1: [(1, ask("a fresh prompt of its own", 8))]})
+    finally:
+        runner.engine.prefill = engine_prefill
+    assert all(out[sid][-1][1] for sid in (0, 1))
+    assert [1, 1] in calls and all(max(c) <= 2 * min(c) for c in calls), calls
+
+
 def test_the_head_ends_where_the_first_word_about_the_player_is():
     from npc.dialogue import head
     from npc.files.schema import Persona
