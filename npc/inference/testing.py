@@ -62,7 +62,7 @@ class ScriptedRunner:
 
     def __init__(self, gate: Any = None, started: Any = None, progress: int = 0):
         if progress:
-            from tqdm import tqdm
+            from tqdm import tqdm  # type: ignore[import-untyped]  # (no stubs in .venv)
 
             for _ in tqdm(range(progress), desc="scripted loading"):
                 pass
