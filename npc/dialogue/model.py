@@ -74,9 +74,9 @@ def load(model: str = "default", dtype: str = "auto", device: str = "cpu", seed:
     """(model in eval mode on `device`, tokenizer with a chat template)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault(
-        "TQDM_DISABLE", "1"
-    )  # the GGUF conversion bar; only if tqdm is not imported yet (it reads it then)
+    # The GGUF conversion bar; only if tqdm is not imported yet (it reads it then; torch imports
+    # it): a pool worker sets it before importing anything (npc/inference/worker.py).
+    os.environ.setdefault("TQDM_DISABLE", "1")
     if model == "tiny":
         net, tok = tiny(seed=seed)
         return net.to(device).eval(), tok

@@ -4,7 +4,8 @@ serves many conversations on one model with continuous batching.
 Requests (payloads; msgpack types):
     {"kind": "reply", "messages": [{"role", "content"}, ...],
      "max_new_tokens": int, "max_chars": int, "temperature": float, "seed": int,
-     "ignore_eos": bool (benchmarks: exactly max_new_tokens), "candidates": int (1..MAX_CANDIDATES)}
+     "ignore_eos": bool (benchmarks: exactly max_new_tokens), "candidates": int (1..MAX_CANDIDATES),
+     "head": {"key", "messages", "chars"} (optional: the start every prompt of this NPC shares, head.py)}
         -> text deltas (str), the last one final; with candidates > 1, pieces
            {"n": candidate, "text": delta, "end": bool} (the last one final once
            every candidate has ended). Candidates are sampled with their own
@@ -45,6 +46,12 @@ stored prefix of its prompt, computing only the rest. Prompts of one NPC
 start with the same persona, and a conversation's next prompt with the last
 one, so this cuts the time to first token and the prefill work of a burst.
 
+Head cache (kvcache.HeadCache): a request may name its NPC's head (head.py:
+the start every prompt of that NPC shares, up to the first word about the
+player); its keys and values are kept per NPC (up to `head_cache` NPCs), apart
+from the prefix cache, so a new player's first line to an NPC prefills only
+the tail, however many other prompts passed through the prefix cache since.
+
 Why not transformers' own continuous batching (`generate_batch`)? On this
 CPU it was slower than a static batch (bench/dialogue.py, and the note in the
 issue); this loop batches decode steps the same way static batching does,
@@ -68,6 +75,7 @@ from typing import Any
 from npc.inference.runners import StreamRunner
 
 from . import kvcache, tokens
+from .head import head_messages
 
 log = logging.getLogger("npcworld.dialogue")
 
@@ -75,6 +83,29 @@ MAX_CANDIDATES = 4  # replies decoded for one request (the service keeps the bes
 
 
 ENGINES = ("auto", "lean", "transformers")
+
+# A prefill pads every row to the longest one's new tokens: a candidate joining from its first's
+# cached prompt (1 new token) beside a fresh 400-token prompt cost 400 tokens of work. Rows whose
+# new tokens differ more than PREFILL_SPREAD times go in separate prefills (a step each).
+PREFILL_SPREAD = 2.0
+PREFILL_LOOK = 32  # joiners looked at for one prefill (each a prefix-cache lookup)
+
+
+def prefill_take(tails: list[int], budget: int, spread: float = PREFILL_SPREAD) -> list[int]:
+    """Which joiners the next prefill takes (indices into the queue, in order), from each one's new
+    tokens (`tails`): the first always; then each later one within `spread` times the first's new
+    tokens either way, while the batch's new tokens fit `budget`. The others keep their places."""
+    if not tails:
+        return []
+    first, out, total = tails[0], [0], tails[0]
+    for i, t in enumerate(tails[1:], 1):
+        if max(t, first) > spread * min(t, first):
+            continue
+        if total + t > budget:
+            break
+        out.append(i)
+        total += t
+    return out
 
 
 def make_engine(engine: str, hf: Any, columns: int, pad_id: int, quant: str = "auto") -> tuple[str, Any]:
@@ -108,6 +139,7 @@ class _Reply:
     ids: list[int] = field(default_factory=list)  # generated so far
     sent: int = 0  # characters of the decoded text already sent
     logprob: float = 0.0  # candidates (of > 1): the model's log-prob (nats) of the tokens sampled so far
+    head: tuple[str, int] | None = None  # (NPC key, tokens of the prompt that are its head: HeadCache)
 
 
 class DialogueRunner(StreamRunner):
@@ -120,6 +152,7 @@ class DialogueRunner(StreamRunner):
         max_new_tokens: int = 64,
         prefill_tokens: int = 512,
         prefix_cache_tokens: int = 8192,
+        head_cache: int = 32,
         max_stall_s: float = 0.4,
         top_k: int = 40,
         repetition_penalty: float = 1.3,
@@ -147,7 +180,9 @@ class DialogueRunner(StreamRunner):
         self.max_prompt_tokens = max_prompt_tokens
         self.max_new_tokens = max_new_tokens
         self.prefill_tokens = prefill_tokens
+        self.prefill_spread = PREFILL_SPREAD  # benchmarks compare against one batch for all (inf)
         self.prefixes = kvcache.PrefixCache(prefix_cache_tokens)
+        self.heads = kvcache.HeadCache(head_cache)
         self.max_stall_s = max_stall_s
         self.decoded_at = 0.0  # when the running batch last got a decode step
         self.after_decode = False  # the last step was a decode (so a waiting joiner goes next)
@@ -207,6 +242,7 @@ class DialogueRunner(StreamRunner):
             raise ValueError(f"unknown request kind {kind!r}; expected 'reply' or 'choose'")
         torch = self.torch
         prompt = self.encode(payload["messages"])
+        head = self._head(payload, prompt)
         max_new = max(1, min(int(payload.get("max_new_tokens", self.max_new_tokens)), self.max_new_tokens))
         of = max(1, min(int(payload.get("candidates", 1)), MAX_CANDIDATES))
         seed = int(payload.get("seed", sid))
@@ -221,6 +257,7 @@ class DialogueRunner(StreamRunner):
                 bool(payload.get("ignore_eos")),
                 n=n,
                 of=of,
+                head=head,
             )
             for n in range(of)
         ]
@@ -298,24 +335,40 @@ class DialogueRunner(StreamRunner):
             log.warning("prompt over %d tokens: dropped its %d oldest turn(s)", limit, n_in - len(messages))
         return ids
 
+    def _head(self, payload: dict, prompt: list[int]) -> tuple[str, int] | None:
+        """(NPC key, tokens of `prompt` that are its head) for a request naming one (head.py)."""
+        spec = payload.get("head")
+        if not spec or self.heads.heads <= 0:
+            return None
+        ids = self._ids(head_messages(payload["messages"], spec), generation=False)
+        n = min(kvcache.common(ids, prompt), len(prompt) - 1)  # the cut may end mid-token: the shared part
+        return (str(spec["key"]), n) if n >= self.heads.min_tokens else None
+
     # -- continuous batching ---------------------------------------------------------------
 
     def _prefill(self, out: list) -> None:
         """Prefill the next joiners (up to prefill_tokens new prompt tokens): each starts
         from the longest prefix the prefix cache holds, so only the rest is computed."""
-        take: list[tuple[Any, int, Any]] = []  # (joiner, tokens of its prompt cached, the cached prefix)
-        total = 0
-        while self.joining:
-            r = self.joining[0]
-            n, kv = self.prefixes.lookup(r.prompt)
-            if take and total + len(r.prompt) - n > self.prefill_tokens:
-                break
-            self.joining.pop(0)
+        cached = [self._cached(r) for r in self.joining[:PREFILL_LOOK]]
+        tails = [len(r.prompt) - n for r, (n, _) in zip(self.joining, cached)]
+        picked = prefill_take(tails, self.prefill_tokens, self.prefill_spread)
+        # (joiner, tokens of its prompt cached, the cached prefix)
+        take: list[tuple[Any, int, Any]] = [(self.joining[i], *cached[i]) for i in picked]
+        chosen = set(picked)
+        self.joining = [r for i, r in enumerate(self.joining) if i not in chosen]
+        heads: dict[tuple[int, ...], tuple[str, int]] = {}  # prompts whose NPC head is to be kept
+        for r, n, _ in take:
             self.prefixes.used(n)
-            take.append((r, n, kv))
-            total += len(r.prompt) - n
+            if r.head is not None and n < r.head[1]:
+                heads[tuple(r.prompt)] = r.head
+
+        def store(prompt: list[int], layers: kvcache.Layers) -> None:
+            self.prefixes.store(prompt, layers)
+            if (h := heads.get(tuple(prompt))) is not None:
+                self.heads.store(h[0], prompt[: h[1]], layers)
+
         rows = [r for r, _, _ in take]
-        logits = self.engine.prefill([(r.prompt, n, kv) for r, n, kv in take], self.prefixes.store)
+        logits = self.engine.prefill([(r.prompt, n, kv) for r, n, kv in take], store)
         first = self._sample(logits, rows)
         if not self.rows:
             self.decoded_at = time.monotonic()  # every running reply has just got a token
@@ -324,6 +377,16 @@ class DialogueRunner(StreamRunner):
         self._emit(rows, first.tolist(), out)
         for r in rows:  # its prompt is in the prefix cache now: the other candidates join from it
             self.joining[:0] = self.siblings.pop(r.sid, [])
+
+    def _cached(self, r: _Reply) -> tuple[int, kvcache.Layers | None]:
+        """The longest start of r's prompt whose keys and values are kept: from the prefix
+        cache (a prompt seen before) or its NPC's head (HeadCache)."""
+        n, kv = self.prefixes.lookup(r.prompt)
+        if r.head is not None and r.head[1] > n:
+            got = self.heads.lookup(r.head[0], r.prompt[: r.head[1]])
+            if got is not None:
+                return r.head[1], got
+        return n, kv
 
     def _decode(self, out: list) -> None:
         logits = self.engine.decode(self.last)

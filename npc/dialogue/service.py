@@ -75,6 +75,7 @@ from npc.minds.state import BY_HOOK
 
 from . import acting, check, lines, metrics
 from . import prompt as prompts
+from . import head as heads
 from .conversation import Conversation, DialogueConfig, TalkRefused
 from .text import clean_delta, clean_player, clean_reply, facts_from, in_own_terms, met_fact, unquoted, whole_sentences
 
@@ -462,6 +463,8 @@ class Dialogue:
                 "candidates": self.cfg.candidates,
                 "temperature": self.cfg.temperature,
                 "seed": c.cid,
+                # The start every prompt of this NPC shares: the worker keeps it per NPC (kvcache.HeadCache).
+                "head": heads.head(c.npc_key, name, persona, persona.max_reply, setting),
             }
         )
 

@@ -56,9 +56,16 @@ class ScriptedRunner:
     pid, "items": requests seen so far, "payload": the payload}: `call`
     counts runner.run invocations in this worker, so a test can prove a
     request was (or was not) computed, and in which batch and order.
+    `progress` > 0: loading shows a tqdm bar of that many steps, as transformers'
+    GGUF loader does (the worker silences such bars).
     """
 
-    def __init__(self, gate: Any = None, started: Any = None):
+    def __init__(self, gate: Any = None, started: Any = None, progress: int = 0):
+        if progress:
+            from tqdm import tqdm  # type: ignore[import-untyped]  # (no stubs in .venv)
+
+            for _ in tqdm(range(progress), desc="scripted loading"):
+                pass
         self.gate = gate
         self.started = started
         self.calls = 0

@@ -60,6 +60,15 @@ def _die_with_parent(parent_pid: int) -> None:
         os._exit(0)  # the parent died before the death signal was armed
 
 
+def _quiet_progress_bars() -> None:
+    # A worker has no terminal of its own: a library's progress bar (transformers' GGUF
+    # conversion, 272 redraws) lands in the server's log. tqdm reads TQDM_DISABLE once, when it
+    # is imported (torch imports it), so this runs before anything is loaded; a TQDM_DISABLE the
+    # operator set wins. (A parent whose main module imports torch at the top has imported tqdm
+    # in the spawned child already, before main: bench/dialogue.py sets it in the parent.)
+    os.environ.setdefault("TQDM_DISABLE", "1")
+
+
 def _limit_threads(threads: int) -> None:
     # Read by OpenMP/MKL when torch loads; torch.set_num_threads follows once it has.
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -92,6 +101,7 @@ def main(
     nice: int = 0,
 ) -> None:
     """Entry point of a spawned worker."""
+    _quiet_progress_bars()
     _die_with_parent(parent_pid)
     if nice:  # yield the CPU to the tick process (PoolConfig.nice): the parent's nice + nice
         try:

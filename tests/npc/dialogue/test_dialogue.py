@@ -413,6 +413,94 @@ def test_the_prefix_cache_finds_the_longest_shared_start_and_stays_in_budget():
     PrefixCache(budget=0).store(a, kv(30, 1.0))  # off: stores nothing
 
 
+def npc_prompt(persona, player: str, line: str, clock: str = "10:00") -> dict:
+    """A reply request as the service sends it: the game's prompt and its NPC's head (head.py)."""
+    from npc.dialogue import head
+
+    setting = prompt.Setting(["market", "tavern"], ["Old Tam", "Lyra"])
+    msgs = prompt.messages(
+        "Old Tam", persona, prompt.Scene(1, clock, "market", "selling", []), player, [], [], line, 200, setting
+    )
+    return {**ask(line, 12), "messages": msgs, "head": head.head("tam", "Old Tam", persona, 200, setting)}
+
+
+def test_an_npcs_head_is_kept_per_npc_gives_a_cold_prompts_tokens_and_a_changed_file_drops_it():
+    from npc.files.schema import Persona
+
+    tam = Persona(who="A merchant at the market. Sells apples and maps.", knows=("prices", "gossip"), style="chatty")
+    edited = Persona(who="A retired merchant who sits by the tavern.", knows=("prices", "gossip"), style="chatty")
+    cold = DialogueRunner(model="tiny", max_new_tokens=24, max_prompt_tokens=1500, prefix_cache_tokens=0, head_cache=0)
+    warm = DialogueRunner(model="tiny", max_new_tokens=24, max_prompt_tokens=1500, prefix_cache_tokens=0, head_cache=2)
+    ask_bo, ask_edited = npc_prompt(tam, "Bo", "Any news?", "15:30"), npc_prompt(edited, "Bo", "Any news?", "15:30")
+    want = {k: joined(run_all(cold, {0: [(k, p)]})[k]) for k, p in ((0, ask_bo), (1, ask_edited))}
+    assert cold.heads.hits == 0 and not cold.heads.entries  # off: nothing kept
+
+    run_all(warm, {0: [(1, npc_prompt(tam, "Ingrid", "What do you sell?"))]})  # another player: keeps the head
+    ((key, n),) = [(k, len(ids)) for k, (ids, _) in warm.heads.entries.items()]
+    prompt_bo = warm.encode(ask_bo["messages"])
+    assert key == "tam" and 16 <= n < len(prompt_bo) - 20  # the system text before the player's name
+    reused = warm.prefixes.reused
+    assert joined(run_all(warm, {0: [(2, ask_bo)]})[2]) == want[0]  # from the head: the cold reply
+    assert warm.heads.hits == 1 and warm.prefixes.reused - reused == n
+
+    # The NPC file changed: its new head does not match the kept one; the reply is the cold one and
+    # the new head replaces the old (the key keeps one head).
+    assert joined(run_all(warm, {0: [(3, ask_edited)]})[3]) == want[1]
+    assert warm.heads.hits == 1 and warm.heads.replaced == 1 and list(warm.heads.entries) == ["tam"]
+    assert warm.heads.entries["tam"][0] == tuple(
+        warm.encode(ask_edited["messages"])[: len(warm.heads.entries["tam"][0])]
+    )
+    # Bounded: a third NPC pushes the least recently used out.
+    for i, key in enumerate(("a", "b", "c")):
+        run_all(
+            warm, {0: [(10 + i, {**npc_prompt(tam, "Ingrid", "Hi"), "head": {"key": key, "messages": 0, "chars": 60}})]}
+        )
+    assert list(warm.heads.entries) == ["b", "c"]
+    with pytest.raises(ValueError, match="head"):
+        warm.add(20, {**ask_bo, "head": {"key": "tam", "messages": 99, "chars": 0}})
+
+
+def test_a_prefill_takes_joiners_of_like_sizes_in_order_within_its_budget():
+    from npc.dialogue.runner import prefill_take
+
+    assert prefill_take([], 512) == []
+    assert prefill_take([400, 1, 1, 380, 250], 2000) == [0, 3, 4]  # the 1-token rows wait for their own
+    assert prefill_take([1, 400, 1, 2], 2000) == [0, 2, 3]
+    assert prefill_take([300, 300, 300], 512) == [0]  # the budget
+    assert prefill_take([900], 512) == [0]  # the first always goes, whatever its size
+
+
+def test_candidates_joining_from_a_cached_prompt_are_not_padded_beside_a_fresh_one(runner):
+    calls: list[list[int]] = []
+    engine_prefill = runner.engine.prefill
+
+    def spy(joiners, store):  # the real engine; records each prefill's new tokens per row
+        calls.append([len(p) - n for p, n, _ in joiners])
+        return engine_prefill(joiners, store)
+
+    runner.engine.prefill = spy
+    try:
+        long = "You are Tam, the merchant of the market. You sell apples, maps and rope, and you know every rumour."
+        three = {**ask("apples?", 8, candidates=3), "messages": [{"role": "system", "content": long}]}
+        out = run_all(runner, {0: [(0, three)], 1: [(1, ask("a fresh prompt of its own", 8))]})
+    finally:
+        runner.engine.prefill = engine_prefill
+    assert all(out[sid][-1][1] for sid in (0, 1))
+    assert [1, 1] in calls and all(max(c) <= 2 * min(c) for c in calls), calls
+
+
+def test_the_head_ends_where_the_first_word_about_the_player_is():
+    from npc.dialogue import head
+    from npc.files.schema import Persona
+
+    tam = Persona(who="A merchant.", voice=("Fine apples!", "For you, {player}? A special price!"))
+    spec = head.head("tam", "Old Tam", tam, 200)
+    msgs = prompt.messages("Old Tam", tam, prompt.Scene(1, "10:00", "market", None, []), "Ingrid", [], [], "hi", 200)
+    (system,) = head.head_messages(msgs, spec)
+    assert spec["messages"] == 0 and system["content"].endswith('"Fine apples!" "For you, ')
+    assert msgs[0]["content"].startswith(system["content"])
+
+
 def test_a_local_model_folder_serves_replies(tmp_path):
     """--dialogue-model may name a local Hugging Face model folder (here: the tiny model saved to disk)."""
     from npc.dialogue import model as models

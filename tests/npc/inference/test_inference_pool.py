@@ -89,6 +89,17 @@ def test_workers_run_at_the_configured_nice_value():
         PoolConfig(nice=25).validate()
 
 
+def test_a_workers_library_progress_bar_stays_out_of_the_servers_log(capfd, monkeypatch):
+    # transformers' GGUF loader draws a tqdm bar (272 redraws) in every dialogue worker; the
+    # worker silences such bars before it imports anything (tqdm reads TQDM_DISABLE at import).
+    monkeypatch.delenv("TQDM_DISABLE", raising=False)
+    with Pool(PoolConfig(runner=SCRIPTED, runner_options={"progress": 37}, workers=1)) as pool:
+        assert pool.wait_ready(WAIT), pool.workers()
+        assert pool.submit({"op": "echo"}, far()).wait(WAIT)
+    err = capfd.readouterr().err
+    assert "scripted loading" not in err and "37/37" not in err, err[-500:]
+
+
 async def test_futures_are_awaitable():
     with Pool(PoolConfig(workers=1)) as pool:
         assert await pool.submit(41, far()) == 41
