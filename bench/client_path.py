@@ -36,7 +36,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
+from machine import describe, save, stop  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "client_path.json"
@@ -225,11 +225,7 @@ async def one_turn(src: Path, clients: int, ticks: int, npcs: int) -> dict:
             if c.transport is not None:
                 c.transport.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, wait=15)
     return {
         "src": str(src),
         "clients": clients,

@@ -52,7 +52,7 @@ import msgpack
 import numpy as np
 import uvloop
 import ws_edge  # bench/ws_edge.py: its raw WebSocket client
-from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
+from machine import describe, save, stop  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -325,13 +325,7 @@ async def case(n: int, k: int, npcs: int, ticks: int, warmup: int, seed: int) ->
                 assert kind == b"c"
                 reports.append(msgpack.unpackb(payload))
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(10)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop(*procs, wait=10)
         for a in links:
             a.close()
     return summarise(n, k, rows, reports, metrics.updates_coalesced)

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
+from machine import describe, save, stop  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results" / "gc_share.json"
@@ -165,11 +165,7 @@ def turn(variant: str, n: int, seconds: float, workdir: Path) -> dict:
         )
         r = json.loads((report / "report.json").read_text())
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, wait=15)
     w0, w1 = r["t0_unix"] + r["window"]["from"], r["t0_unix"] + r["window"]["to"]
     inside = [g for g in gcs if w0 <= g[0] <= w1]
     if len(inside) < 2:

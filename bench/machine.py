@@ -5,8 +5,8 @@ each script, with `cores` in some and `cpus` in others, the load in a few).
 
 The load averages are there because other work on a shared machine skews every figure: a ratio
 measured side by side in one run is what to compare, and the load says how busy the machine was.
-`save` writes a results file. Import them as `from machine import describe, save` (a bench script's
-own folder is on sys.path).
+`save` writes a results file; `stop` ends the servers a bench started. Import them as
+`from machine import describe, save` (a bench script's own folder is on sys.path).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 
@@ -39,3 +40,15 @@ def save(path: str | Path, result: dict, indent: int = 1) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result, indent=indent, default=str) + "\n")
     print(f"\nwrote {path}")
+
+
+def stop(*procs: subprocess.Popen, wait: float = 15.0) -> None:
+    """End processes this bench started: SIGTERM to each, then SIGKILL to any still running `wait`
+    seconds after."""
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        try:
+            p.wait(wait)
+        except subprocess.TimeoutExpired:
+            p.kill()

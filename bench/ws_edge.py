@@ -39,7 +39,7 @@ import time
 from pathlib import Path
 
 import msgpack
-from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
+from machine import describe, save, stop  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -229,11 +229,7 @@ async def one_turn(edge: str, clients: int, seconds: float) -> dict:
             if c.transport is not None:
                 c.transport.close()
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop(proc, wait=10)
         await reader
     return {
         "edge": edge,
