@@ -72,6 +72,10 @@ class Grid:
                     )
                 )
         self.near_set: list[frozenset[int]] = [frozenset(n) for n in self.near]
+        # the same as one array: near_pad[c, :len(near[c])] = near[c], then -1s
+        self.near_pad = np.full((len(self.near), (2 * r + 1) ** 2), -1, np.int64)
+        for c, cs in enumerate(self.near):
+            self.near_pad[c, : len(cs)] = cs
         self.n_cells = self.cells_x * self.cells_y
         self.radius = r
         # [cell + 1]: the cell's column and row; [0] stands for "no cell", seen from nowhere
@@ -158,8 +162,9 @@ class Interest:
 
     # -- the build ----------------------------------------------------------
 
-    def build(self, table: EntityTable, chat: list[tuple[int, bytes]]) -> dict[int, View]:
-        """Every observer's View; `chat` is (speaker's cell, chat record) for lines since the last build."""
+    def build(self, table: EntityTable, chat_cells: np.ndarray, chat: list[bytes]) -> dict[int, View]:
+        """Every observer's View; `chat` holds the chat records of the lines since the last build, in
+        the order said, and `chat_cells` (same length) the cell each is heard from (its speaker's)."""
         grid = self.grid
         near, near_set = grid.near, grid.near_set
         slots = table.active()
@@ -205,6 +210,7 @@ class Interest:
             c: ([], [], [], []) for c in np.unique(obs_at[stayed]).tolist()
         }
         own: list[int] = np.flatnonzero(~stayed).tolist()
+        heard = _heard(grid, chat_cells, chat, obs_at)
 
         # 3. enter/leave of shared views from what crossed cells since the last build
         if shared:
@@ -230,10 +236,8 @@ class Interest:
                 for c in near[old]:
                     if c in shared:
                         shared[c][2].append(eid)
-            for speaker_cell, rec in chat:
-                for c in near[speaker_cell]:
-                    if c in shared:
-                        shared[c][3].append(rec)
+            for c, v in shared.items():
+                v[3].extend(heard.get(c, ()))
 
         cells_bytes: dict[int, bytes] = {}
 
@@ -286,10 +290,8 @@ class Interest:
             for (p, c), (enter, enter_ids, leave) in zip(
                 pairs, _moved_views(grid, table, now, self._last, pairs, cell_of_slot)
             ):
-                heard = near_set[c]
-                lines = [rec for sc, rec in chat if sc in heard]
                 moved_view = View.make(
-                    cells_for(c), enter, enter_ids, leave, lines, build, None if p < 0 else moves_for(c, p)
+                    cells_for(c), enter, enter_ids, leave, heard.get(c, []), build, None if p < 0 else moves_for(c, p)
                 )
                 for i in made[p, c]:
                     per_observer[i] = moved_view
@@ -302,6 +304,31 @@ class Interest:
         self._gone = []
         self._last = now
         return views
+
+
+def _heard(grid: Grid, chat_cells: np.ndarray, chat: list[bytes], obs_at: np.ndarray) -> dict[int, list[bytes]]:
+    """cell -> the chat records heard in it (said in a cell it sees), in the order said, for the cells
+    in obs_at that hear any. One pass over (line, hearing cell) pairs in numpy, instead of a test per
+    line per View (~370 lines a tick and ~80 Views at 10,000 NPCs and 1,000 observers)."""
+    if not chat or not len(obs_at):
+        return {}
+    wanted = np.zeros(grid.n_cells + 1, bool)  # [-1]: the padding of near_pad, never wanted
+    wanted[obs_at] = True
+    hearers = grid.near_pad[chat_cells]  # (lines, cells seen from the speaker's = cells that see it)
+    line = np.broadcast_to(np.arange(len(chat))[:, None], hearers.shape)
+    keep = wanted[hearers]
+    hearers, line = hearers[keep], line[keep]
+    if not len(hearers):
+        return {}
+    order = np.argsort(hearers, kind="stable")  # by hearing cell, then in the order said
+    hearers, line = hearers[order], line[order]
+    records = np.empty(len(chat), object)
+    records[:] = chat
+    heard = records[line].tolist()
+    cuts = np.flatnonzero(np.diff(hearers)) + 1
+    starts = [0, *cuts.tolist()]
+    ends = [*cuts.tolist(), len(hearers)]
+    return {c: heard[a:b] for c, a, b in zip(hearers[starts].tolist(), starts, ends)}
 
 
 def _sees(grid: Grid, cells: np.ndarray, centre: np.ndarray) -> npt.NDArray[np.bool_]:

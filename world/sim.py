@@ -639,14 +639,17 @@ class World:
     def build_views(self) -> dict[int, View]:
         """One View per observer for the current tick; call once per tick, after step()."""
         t = self._table
-        lines = []
-        if self._chat:
-            for eid, slot, name, text, cell in self._chat:
-                if t.slot_of.get(eid) == slot:  # still here: heard where it stands now
-                    cell = self._grid.cell_at(*t.pos[slot].tolist())
-                lines.append((cell, encode_chat_record(eid, name, text, self.tick)))
-            self._chat = []
-        return self._interest.build(t, lines)
+        chat, self._chat = self._chat, []
+        cells = np.asarray([line[4] for line in chat], np.int64)
+        if chat:
+            # heard where the speaker stands now if it is still here, else where it stood (one gather:
+            # a cell per line was ~2 us each, ~370 lines a tick at 10,000 NPCs and 1,000 observers)
+            slots = t.slots([line[0] for line in chat], strict=False)
+            here = slots >= 0
+            cells[here] = self._grid.cell_of(t.pos[slots[here]])
+        tick = self.tick
+        records = [encode_chat_record(eid, name, text, tick) for eid, _, name, text, _ in chat]
+        return self._interest.build(t, cells, records)
 
     def entities_in_view(self, eid: int) -> set[int]:
         """Ids in the cells eid sees, from current positions (ground truth for tests)."""
