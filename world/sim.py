@@ -607,13 +607,18 @@ class World:
         slots, players, npcs = self._kinds()
         if dt > 0 and len(slots):
             cfg = self.config
-            delta = np.zeros((t.capacity, 2))
-            delta[players] = t.dir[players] * (cfg.player_speed * dt)
             moving, vel = intents.steer(
                 t, npcs, self._groups, self._nav, self._rng, dt, cfg.npc_speed, cfg.idle_s, self.time_s + dt
             )
-            delta[moving] = vel * dt
-            t.pos[slots] = move(self._walls, t.pos[slots], delta[slots])
+            # only the entities that move go through `move` (bit for bit what moving every one gives:
+            # a row's motion depends on its own delta and on the largest, which the others do not set)
+            rows = np.concatenate((players, moving))
+            delta = np.concatenate((t.dir[players] * (cfg.player_speed * dt), vel * dt))
+            go = (delta[:, 0] != 0) | (delta[:, 1] != 0)
+            if not go.all():
+                rows, delta = rows[go], delta[go]
+            if len(rows):
+                t.pos[rows] = move(self._walls, t.pos[rows], delta)
             self._stats.step(npcs, self.clock.hours(dt))
         self.time_s += dt
         self.tick += 1

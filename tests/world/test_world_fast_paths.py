@@ -16,6 +16,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from world import intents
 from world.movement import Walls, move
 from world.protocol import MOVE_FIX, MOVE_MAX
 from world.sim import NPC, PLAYER, World, WorldConfig
@@ -314,3 +315,52 @@ def test_npcs_walk_at_their_own_speeds_in_one_pass():
     own = np.asarray([speeds[i % len(speeds)] for i in range(len(npcs))] + [75.0]) * dt
     assert (fastest <= own + 1e-9).all()  # nobody faster than its own speed
     assert (fastest >= 0.99 * own).all()  # and every one walked at it, some tick
+
+
+# -- the step: only movers moved -----------------------------------------------------------------
+
+
+def _plain_step(w: World, dt: float) -> None:
+    """World.step as it was before only the movers went through `move`: every live entity moved."""
+    t = w._table
+    slots, players, npcs = w._kinds()
+    cfg = w.config
+    delta = np.zeros((t.capacity, 2))
+    delta[players] = t.dir[players] * (cfg.player_speed * dt)
+    moving, vel = intents.steer(t, npcs, w._groups, w._nav, w._rng, dt, cfg.npc_speed, cfg.idle_s, w.time_s + dt)
+    delta[moving] = vel * dt
+    t.pos[slots] = move(w._walls, t.pos[slots], delta[slots])
+    t.stats[npcs, : len(w._stats.names)] = np.clip(
+        t.stats[npcs, : len(w._stats.names)] + t.stat_rate[npcs, : len(w._stats.names)] * w.clock.hours(dt), 0, 100
+    )
+    w.time_s += dt
+    w.tick += 1
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.integers(0, 2**16), dts=st.lists(st.sampled_from([0.05, 0.05, 0.5, 3.0]), min_size=1, max_size=12))
+def test_step_matches_moving_every_entity(seed, dts):
+    worlds = [World(MAP, WorldConfig(seed=seed)) for _ in range(2)]
+    rng = random.Random(seed)
+    plan = [(rng.choice(FREE), rng.choice([(0.0, 0.0), (rng.uniform(-1, 1), rng.uniform(-1, 1))])) for _ in range(20)]
+    for w in worlds:
+        npcs = [w.spawn(NPC, f"n{i}", "#888") for i in range(40)]
+        for xy, d in plan:
+            w.set_direction(w.spawn(PLAYER, "p", "#fff", *xy), *d)
+        for i, e in enumerate(npcs):
+            w.set_stats(e, {"energy": 50.0 + i, "hunger": 99.0})
+            w.set_stat_rates(e, {"energy": -30.0 * (i % 3), "hunger": 40.0})
+            if i % 4 == 0:
+                w.set_intent(e, "idle")
+            elif i % 4 == 1:
+                w.set_intent(e, "follow", target=npcs[i - 1], distance=20.0)
+            elif i % 4 == 2:
+                w.set_intent(e, "go_to", place=w.places[i % len(w.places)])
+        if seed % 2:
+            w.despawn(npcs[5])  # a hole in the NPCs' slots: the stats' gather path (else one run, in place)
+    fast, plain = worlds
+    for dt in dts:
+        fast.step(dt)
+        _plain_step(plain, dt)
+        for col in ("pos", "stats", "w_timer", "w_phase", "i_arrived"):
+            assert np.array_equal(getattr(fast._table, col), getattr(plain._table, col)), col
