@@ -23,6 +23,7 @@ and serve the port (HTTP routes included); nothing above the socket is written t
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import socket
@@ -147,9 +148,39 @@ class Flusher:
         self.dirty.append(conn)
 
     def flush(self) -> None:
+        """Every marked connection's queue: the common case, direct writes into a socket that keeps up,
+        here in one loop (per connection only its frames and its writev); the rest through
+        `Connection.flush`.
+
+        One writev for everything queued: each message as a frame head (with the observer's own update
+        head) and the body its cell's observers share, never joined here, then the read-check ping if
+        one is due. That writev, the kernel's send on loopback, is ~80% of the flush (bench/client_path.py's
+        server under py-spy at 1,200 clients: 38% of all its samples); one per connection and tick."""
         dirty, self.dirty = self.dirty, []
         for conn in dirty:
-            conn.flush()
+            transport = conn.transport
+            if (
+                not conn.direct
+                or conn.writer_busy
+                or transport.get_write_buffer_size() >= DIRECT_WRITE_LIMIT
+                or not conn.ws.is_open()
+            ):
+                conn.flush()  # the writer task, a closed socket, or websockets' send path
+                continue
+            frames, size, count = conn.outbox.take_frames()
+            ping = conn.ping
+            if ping is not None:  # the read check's, behind everything queued (Connection.ping_if_due)
+                frames.append(ping)
+                conn.ping = None
+            if frames:
+                metrics = conn.metrics
+                metrics.bytes_out += size
+                metrics.messages_out += count
+                if not transport.is_closing():
+                    try:
+                        transport.writelines(frames)
+                    except (OSError, RuntimeError):  # lost meanwhile (uvloop: "handler is closed"), as
+                        pass  # broadcast ignores it: the reader side ends the session; others go on
 
 
 class Seats:
@@ -259,7 +290,8 @@ class Connection:
         self.game = game
         self.metrics = metrics
         self.flusher = flusher
-        self.outbox = Outbox(metrics, on_ready=lambda: flusher.mark(self))
+        self.transport = ws.transport  # the TCP transport: set before the edge hands a socket over
+        self.outbox = Outbox(metrics, on_ready=functools.partial(flusher.mark, self))  # no Python frame of its own
         self.player: Seated | None = None
         self.rate = TokenBucket(RATE_PER_S, RATE_BURST, now)
         self.strikes = TokenBucket(STRIKES_PER_S, STRIKES, now)
@@ -332,11 +364,13 @@ class Connection:
         self.outbox.push(protocol.encode_error(err))
 
     def flush(self) -> None:
-        """Write what is queued now if the socket keeps up; else wake the writer task. A connection that
+        """What `Flusher.flush` does not write itself (direct writes into a socket that keeps up): wake
+        the writer task for a congested socket; drop what is queued on a closed one; else (websockets'
+        send path, an extension negotiated) send each message as a frame of its own. A connection that
         is closing still gets what was queued before its close frame goes (a rate_limited error before
         its 1008: the close runs as a task, after this); once the frame is sent, nothing more."""
         ws = self.ws
-        transport = ws.transport
+        transport = self.transport
         if self.writer_busy or transport.get_write_buffer_size() >= DIRECT_WRITE_LIMIT:
             self.outbox.ready.set()
             if self.ping is not None:  # behind what is buffered, ahead of what the writer task sends next
@@ -346,25 +380,6 @@ class Connection:
             self.ping = None
             return  # closed: the reader side ends the session
         metrics = self.metrics
-        if self.direct:
-            # One writev for everything queued: each message as a frame head (with the observer's
-            # own update head) and the body its cell's observers share, never joined here, then the
-            # read-check ping if one is due. That writev, the kernel's send on loopback, is ~80% of the
-            # flush (bench/client_path.py's server under py-spy at 1,200 clients: 38% of all its
-            # samples); one per connection and tick.
-            frames, size, count = self.outbox.take_frames()
-            if self.ping is not None:
-                frames.append(self.ping)
-                self.ping = None
-            if frames:
-                metrics.bytes_out += size
-                metrics.messages_out += count
-                if not transport.is_closing():
-                    try:
-                        transport.writelines(frames)
-                    except (OSError, RuntimeError):  # lost meanwhile (uvloop: "handler is closed"), as broadcast
-                        pass  # ignores it: the reader side ends the session; others go on
-            return
         for data in self.outbox.take():
             if not ws.is_open():
                 return  # closing: the reader side ends the session
