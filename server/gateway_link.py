@@ -127,7 +127,7 @@ def _unpack(data: bytes, what: str) -> Any:
     try:
         return msgpack.unpackb(data, strict_map_key=False)
     except (ValueError, TypeError, msgpack.UnpackException) as err:
-        raise ValueError(f"not a {what} message: {err}") from err
+        raise ValueError(f"not a {what} message: {type(err).__name__} {err}") from err
 
 
 def unpack_commands(data: bytes) -> list[tuple[int, Input | Chat | Talk]]:

@@ -7,12 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import re
 import signal
 import urllib.request
 
+import msgpack
+import pytest
+
+from server import gateway_link as wire
+from server import gateways
+from server.app import build_room
+from server.config import flat
+from server.metrics import Metrics
+from server.ticker import run_ticks
+from support.maphelp import write_ascii_map
 from support.wsclient import Player, close_code
+from world.tilemap import load_map
 
 JOINED = re.compile(r"(?:joined|resumed) \S+ \((\d+)\) on gateway (\d+)")
 STARTED = re.compile(r"gateway (\d+) of \d+: pid (\d+)")
@@ -189,3 +201,110 @@ async def test_a_gateway_that_dies_at_once_over_and_over_is_restarted_with_a_gro
     p = await Player.join(srv.ws_url, "after")  # the port is served all along
     await p.close()
     assert srv.stop() == 0
+
+
+# -- a gateway that sends what is not a message of the link ----------------------------------------
+# The tick process's side in this test's process (the real room, server/gateways.py, two real gateway
+# processes, real players); the bad bytes go into the tick side's end of gateway 0's link as the
+# socket would give them (Link.data_received), since a real gateway sends only good ones.
+
+MAP_ROWS = ["##########", "#........#", "#...s....#", "#........#", "##########"]
+BAD = {
+    "commands that are not msgpack": (b"c", b"\xc1\xc1"),
+    "an input whose dx is text": (b"c", None),  # filled with a seated player's id below
+    "an input whose dx is NaN": (b"c", None),
+    "a chat whose text is a number": (b"c", None),
+    "a join without a hello": (b"j", msgpack.packb([7, b"\x93\x01\x02\x03"])),
+    "a leave of a list": (b"l", msgpack.packb([[1, 2]])),
+    "stats with a counter in text": (b"s", msgpack.packb({"connections": "many"})),
+    "an unknown kind": (b"z", b""),
+}
+
+
+def bad_commands(case: str, eid: int) -> bytes:
+    return msgpack.packb(
+        {
+            "an input whose dx is text": [[eid, 0, 99, "fast", 0.0]],
+            "an input whose dx is NaN": [[eid, 0, 99, math.nan, 0.0]],
+            "a chat whose text is a number": [[eid, 1, 12345]],
+        }[case]
+    )
+
+
+@pytest.fixture
+async def room_on_gateways(tmp_path, monkeypatch):
+    monkeypatch.setattr(gateways, "STABLE_S", 0.0)  # every death restarts after RESTART_FIRST_S: no backoff wait
+    cfg = flat(
+        port=0,
+        map=str(write_ascii_map(tmp_path, MAP_ROWS, "room.tmj", {"s": "spawn"})),
+        npc_dir="",
+        npcs=3,
+        decider="builtin",
+        dialogue=False,
+        memory_db="",
+        store="",
+        gateways=2,
+    ).validate()
+    metrics = Metrics()
+    gws = gateways.Gateways(cfg.net, metrics, cfg.world.map)
+    game = build_room(cfg, load_map(cfg.world.map), metrics, gws, store=None)
+    await gws.start(game, "127.0.0.1", 0, 2)
+    stop = asyncio.Event()
+    ticks = asyncio.create_task(run_ticks(cfg.world.tick_rate, game.tick, metrics, stop))
+    pages = asyncio.create_task(gws.publish(lambda: {"status": "ok"}, stop))
+    try:
+        yield game, gws, metrics
+    finally:
+        stop.set()
+        await ticks
+        await pages
+        await gws.close()
+        game.close()
+
+
+async def seated_on(gws, g: int) -> Player:
+    """A player whose seat is on gateway g (which is up, or coming back: 10 s)."""
+    for _ in range(100):  # bounded: 10 s for gateway g to be up
+        if gws.links[g] is not None and gws.stats[g]:
+            break
+        await asyncio.sleep(0.1)
+    for i in range(60):  # bounded: two gateways, 60 tries
+        p = await Player.join(f"ws://127.0.0.1:{gws.port}/ws", f"q{i}")
+        if gws.of.get(p.id, (None,))[0] == g:
+            return p
+        await p.close()
+    raise AssertionError(f"60 connections, none on gateway {g}")
+
+
+async def test_a_gateway_that_sends_a_bad_message_is_dropped_and_restarted_and_the_room_goes_on(
+    room_on_gateways, caplog
+):
+    game, gws, metrics = room_on_gateways
+    other = await seated_on(gws, 1)
+    for restarts, (case, (kind, payload)) in enumerate(BAD.items(), 1):  # bounded: 8 cases
+        p = await seated_on(gws, 0)
+        payload = payload if payload is not None else bad_commands(case, p.id)
+        link, proc = gws.links[0], gws.procs[0]
+        caplog.clear()
+        ticks = metrics.ticks
+        link.data_received(wire.HEAD.pack(len(payload), kind[0]) + payload)  # as the socket would give it
+        assert gws.links[0] is None, case  # dropped at once
+        assert any(r.levelname == "ERROR" and "gateway 0" in r.getMessage() for r in caplog.records), case
+        assert p.id not in gws.of  # its player left as on a disconnect
+        assert await close_code(p.ws) == 1006, case  # the process was killed
+        assert await asyncio.to_thread(proc.wait, 10) == -signal.SIGKILL
+        tick = game.world.tick
+        await other.until(lambda q, m: q.last_tick > tick + 5, what=f"5 more ticks after {case}")
+        assert metrics.ticks > ticks and gws.links[1] is not None, case
+        # nothing of the bad message reached the world: every position finite, no tick failed
+        assert all(math.isfinite(v) for xy in other.positions.values() for v in xy)
+        assert not any("tick failed" in r.getMessage() for r in caplog.records), case
+        for _ in range(100):  # bounded: 10 s for the replacement
+            if gws.restarts[0] == restarts and gws.links[0] is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert gws.restarts[0] == restarts, case
+    back = await seated_on(gws, 0)
+    await other.until(lambda q, m: back.id in q.known, what="a player of the restarted gateway in view")
+    await back.close()
+    await other.close()
