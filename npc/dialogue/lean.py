@@ -91,6 +91,10 @@ QUANTIZE = {"cpu": "int4", "cuda": "none"}
 # 8 rows 119 vs 85, 12 rows 171 vs 152; 16 rows 114 vs 123 and 24 rows 160 vs 189 (bf16 faster).
 QUANT_ROWS = 12
 GROUP = 32  # int4: inputs per scale and zero (Q4_1's block)
+# The slab's rows are bounded: a burst of joiners used to double it without end (session 14). At
+# MAX_ROWS the runner prefills no more joiners until rows leave (they wait in its queue); a row is
+# columns x 23 KB for the default model (1,088 columns: 25 MB a row, 32 rows 800 MB).
+MAX_ROWS = 32
 
 
 def unsupported(config: Any) -> str | None:
@@ -230,13 +234,15 @@ class LeanLlama:
     def rows(self) -> int:
         return self.kv.shape[2]
 
-    def grow(self, rows: int, used: int, width: int) -> bool:
-        """Room for at least `rows` rows (at most `cap`: see LeanEngine), keeping the first `used`
-        rows' first `width` columns (a new slab: True, and views of the old one are stale)."""
+    def grow(self, rows: int, used: int, width: int, cap: int = MAX_ROWS) -> bool:
+        """Room for at least `rows` rows (doubling, up to `cap`), keeping the first `used` rows'
+        first `width` columns (a new slab: True, and views of the old one are stale)."""
         if rows <= self.rows:
             return False
+        if rows > cap:
+            raise ValueError(f"lean decode path: {rows} rows asked for, the slab holds at most {cap}")
         old_keys, old_values = self.keys, self.values
-        self.kv = self._slab(rows)
+        self.kv = self._slab(min(max(rows, 2 * self.rows), cap))
         self.keys[:, :used, :, :, :width] = old_keys[:, :used, :, :, :width]
         self.values[:, :used, :, :width] = old_values[:, :used, :, :width]
         return True
@@ -324,6 +330,7 @@ class LeanEngine:
 
     def __init__(self, hf: Any, columns: int, pad_id: int, quant: str = "auto", cuda_graphs: bool = True):
         self.model = LeanLlama(hf, columns, quant=quant)
+        self.max_rows = MAX_ROWS  # the runner prefills only while running rows stay under it
         self.config = self.model.config
         self.pad_id = pad_id
         self.device = self.model.device
@@ -334,9 +341,9 @@ class LeanEngine:
         self.graphs: dict[int, tuple] = {}  # CUDA: batch size -> (graph, tokens in, positions in, logits out)
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
 
-    def _room(self, rows: int) -> None:
+    def _room(self, rows: int, cap: int | None = None) -> None:
         width = max(self.lens, default=0)
-        if self.model.grow(rows, self.running, width):
+        if self.model.grow(rows, self.running, width, cap or self.max_rows):
             pos = torch.zeros(self.model.rows, dtype=torch.long, device=self.device)
             pos[: self.running] = self.pos[: self.running]
             self.pos = pos
@@ -439,7 +446,7 @@ class LeanEngine:
         """The prompt into the first free row (from its cached prefix), copied into one
         row per option; the options then run as one batch."""
         first, m, P = self.running, len(opts), len(prompt)
-        self._room(first + m)
+        self._room(first + m, max(self.max_rows, first + m))  # options are scored at once: past the bound if need be
         if kv:
             self.model.load_prefix(first, kv)
         ids, pos, col = self._inputs([prompt[n:]], [n])
