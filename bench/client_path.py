@@ -13,11 +13,12 @@ answered that update. Each client, one raw WebSocket of this process, answers ev
 `wander` bot sends: an input every other tick and a ping every 20th (0.55 messages per client and
 tick, staggered by client), and the server answers each ping with a pong. So every run does the
 same work whatever else the machine does: N clients x --ticks ticks, every update delivered, no
-coalescing. Not in it: the handshakes and joins (before the measured ticks), the read-check
-pings (a sweep every 0.5 s of wall time; 0.5 per client per second, about 2.5% of the messages).
+coalescing. The read checks run as in `npcworld serve` (gateway.read_checks: a sweep every 0.5 s of
+wall time, a ping per client every 2 s or so, about 2.5% of the messages) and the clients answer
+their pings. Not in it: the handshakes and joins (before the measured ticks).
 
 The figure: the server's main thread's CPU (time.thread_time, user + system: its send and receive
-syscalls included) over the measured ticks, less the same number of ticks run first in the same
+syscalls included) over the measured ticks and the waits between them, less the same number of ticks run first in the same
 process with no client (the world's own tick: NPC minds and the world's step), in us per client
 and tick. The trees take turns,
 --rounds times (A B, then B A, ...); the table gives each one's median and the ratio.
@@ -89,14 +90,16 @@ def serve(src: Path, clients: int, ticks: int, npcs: int) -> None:
                 self.arrived.set()
 
     async def drive(game, metrics: Counted, rate: int, clients: int, ticks: int) -> float:  # noqa: ANN001
-        """WARMUP_TICKS then `ticks` ticks in lockstep with `clients` clients; CPU s of the measured ones."""
-        used = 0.0
+        """WARMUP_TICKS then `ticks` ticks in lockstep with `clients` clients; CPU s of the measured ones,
+        the waits between them included (the read checks' sweeps and the pongs fall there too)."""
+        start = 0.0
         slot = time.monotonic()
         for k in range(WARMUP_TICKS + ticks):
+            if k == WARMUP_TICKS:
+                start = time.thread_time()
             # no faster than the tick rate: the clients' messages per second stay under the rate limit
             slot += 1.0 / rate
             await asyncio.sleep(max(0.0, slot - time.monotonic()))
-            t0 = time.thread_time()
             metrics.arrived.clear()
             metrics.target = metrics.messages_in + answers(game.world.tick + 1, clients)
             game.tick()  # world.tick is now the tick its updates carry
@@ -107,9 +110,7 @@ def serve(src: Path, clients: int, ticks: int, npcs: int) -> None:
                     raise SystemExit(f"tick {game.world.tick}: answers missing after 60 s") from None
             else:
                 await asyncio.sleep(0)  # what the tick scheduled (nothing to flush) runs
-            if k >= WARMUP_TICKS:
-                used += time.thread_time() - t0
-        return used
+        return time.thread_time() - start
 
     async def main() -> None:
         cfg = flat(
@@ -140,7 +141,11 @@ def serve(src: Path, clients: int, ticks: int, npcs: int) -> None:
                 await asyncio.sleep(0.05)
             else:
                 raise SystemExit(f"only {game.connected()} of {clients} clients joined")
+            stop = asyncio.Event()
+            sweep = asyncio.get_running_loop().create_task(gateway.read_checks(seats, stop))
             used = await drive(game, metrics, cfg.world.tick_rate, clients, ticks)
+            stop.set()
+            await sweep
             print(f"result {used:.6f} {base:.6f} {ticks} {clients} {metrics.updates_coalesced}", flush=True)
             game.close()
 
@@ -152,9 +157,10 @@ def serve(src: Path, clients: int, ticks: int, npcs: int) -> None:
 
 def client_class() -> type:
     """bench/ws_edge.py's raw WebSocket client (its handshake; bots/bot.py's masked frames), answering
-    every update; it reads frame heads only. Made here, in this process: a server imports its own tree's
-    world/, and ws_edge imports this tree's."""
+    every update and each read-check ping; it reads frame heads only. Made here, in this process: a server
+    imports its own tree's world/, and ws_edge imports this tree's."""
     import ws_edge  # bench/ws_edge.py (this script's folder is on sys.path)
+    from bots.bot import OP_PING, OP_PONG, client_frame
     from world.protocol import read_update_head
 
     class Client(ws_edge.Client):
@@ -176,9 +182,13 @@ def client_class() -> type:
                     n, at = int.from_bytes(buf[at : at + 8], "big"), at + 8
                 if len(buf) < at + n:
                     break
-                head = read_update_head(buf, at, at + n)
-                if head is not None:
-                    self.update(head[0])
+                if buf[i] & 0x0F == OP_PING:  # the read check's: answered as a browser or the bots do
+                    assert self.transport is not None
+                    self.transport.write(client_frame(OP_PONG, buf[at : at + n]))
+                else:
+                    head = read_update_head(buf, at, at + n)
+                    if head is not None:
+                        self.update(head[0])
                 i = at + n
             self.buf = buf[i:]
 

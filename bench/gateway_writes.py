@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from world import protocol  # noqa: E402
+from server.edge_websockets import WebsocketsSocket  # noqa: E402
 from server.gateway import SEND_BUFFER, Connection, Flusher  # noqa: E402
 from server.metrics import Metrics  # noqa: E402
 from world.sim import NPC, PLAYER, World, WorldConfig  # noqa: E402
@@ -58,8 +59,9 @@ async def run(n: int, blocks: int, block: int, seed: int) -> dict:
         world.spawn(NPC, f"npc{i}", "#d08040")
     metrics = Metrics()
     flusher = Flusher()
-    # The gateway's own Connection, two per socket: it reads only cfg.direct_writes of its game, once
-    games = [SimpleNamespace(cfg=SimpleNamespace(direct_writes=flag)) for flag in (True, False)]
+    # The gateway's own Connection, two per socket (direct writes on, off); its room is asked for
+    # nothing here (no client sends), so a stand-in with the world's tick will do
+    room = SimpleNamespace(world=world, command=None)
     conns: list[tuple[Connection, Connection]] = []  # (direct, websockets) per socket
     players: list[int] = []
     joined = asyncio.Event()
@@ -67,7 +69,7 @@ async def run(n: int, blocks: int, block: int, seed: int) -> dict:
     async def handler(ws):
         sock = ws.transport.get_extra_info("socket")
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_BUFFER)  # as gateway.handle does
-        conns.append(tuple(Connection(ws, g, metrics, flusher) for g in games))
+        conns.append(tuple(Connection(ws, room, metrics, flusher, flag) for flag in (True, False)))
         eid = world.spawn(PLAYER, f"p{len(players)}", "#4080d0", *world.random_open_point())
         players.append(eid)
         world.add_observer(eid)
@@ -79,7 +81,15 @@ async def run(n: int, blocks: int, block: int, seed: int) -> dict:
         async for _ in ws:
             pass
 
-    async with serve(handler, "127.0.0.1", 0, compression=None, max_size=None, write_limit=64 * 1024) as server:
+    async with serve(
+        handler,
+        "127.0.0.1",
+        0,
+        compression=None,
+        max_size=None,
+        write_limit=64 * 1024,
+        create_connection=WebsocketsSocket,  # the gateway's PlayerSocket on websockets (server/edge_websockets.py)
+    ) as server:
         port = server.sockets[0].getsockname()[1]
         clients = []
         for _ in range(n):
@@ -139,6 +149,7 @@ def main() -> int:
     ap.add_argument("--blocks", type=int, default=10, help="blocks of each path (they alternate)")
     ap.add_argument("--block", type=int, default=20, help="ticks per block")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", type=Path, default=RESULTS, help="where the JSON goes")
     args = ap.parse_args()
     rows = [uvloop.run(run(n, args.blocks, args.block, args.seed)) for n in args.clients]
     head = (
@@ -158,7 +169,7 @@ def main() -> int:
             " those N measure less than a full tick's writes"
         )
     save(
-        RESULTS,
+        args.out,
         {
             "machine": describe(),
             "blocks": args.blocks,

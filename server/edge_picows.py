@@ -96,9 +96,13 @@ class PicowsSocket(WSListener):
         for data in early:
             on_message(data)
 
-    def send_ping(self, data: bytes) -> asyncio.Future[Any]:
+    def expect_pong(self, data: bytes) -> asyncio.Future[Any]:
         pong: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pings[data] = pong
+        return pong
+
+    def send_ping(self, data: bytes) -> asyncio.Future[Any]:
+        pong = self.expect_pong(data)
         assert self.ws is not None
         self.ws.send_ping(data)  # behind whatever is buffered
         return pong

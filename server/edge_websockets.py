@@ -50,11 +50,17 @@ class WebsocketsSocket(ServerConnection):
     def is_open(self) -> bool:
         return self.protocol.state is State.OPEN
 
+    def expect_pong(self, data: bytes) -> asyncio.Future[Any]:
+        """A ping the gateway writes itself: its pong resolves the future kept in `pending_pings`, as
+        websockets' own pings' do."""
+        pong = self.loop.create_future()
+        self.pending_pings[data] = (pong, self.loop.time())
+        return pong
+
     def send_ping(self, data: bytes) -> asyncio.Future[Any]:
         """What websockets' `ping()` does, without its send context (which would wait for a full socket
         to drain) and so without a task: the pong resolves the future kept in `pending_pings`."""
-        pong = self.loop.create_future()
-        self.pending_pings[data] = (pong, self.loop.time())
+        pong = self.expect_pong(data)
         self.protocol.send_ping(data)
         self.send_data()
         return pong

@@ -1,4 +1,4 @@
-"""RFC 6455 frame heads for what the server writes itself (server/gateway.py's direct writes).
+"""RFC 6455 frames and frame heads for what the server writes itself (server/gateway.py's direct writes).
 
 A server's frames are never masked (RFC 6455 5.1), so a whole binary message
 in one frame is this head followed by the payload bytes, which can then be
@@ -10,6 +10,7 @@ extension (tests/server/test_frames.py checks it against websockets' own Frame).
 from __future__ import annotations
 
 FIN_BINARY = 0x82  # FIN set, opcode 2 (binary), RSV bits clear: no extension touched this frame
+FIN_PING = 0x89  # FIN set, opcode 9 (ping): a control frame, never fragmented, payload <= 125 bytes
 
 
 def binary_frame_head(n: int) -> bytes:
@@ -19,3 +20,10 @@ def binary_frame_head(n: int) -> bytes:
     if n < 0x10000:
         return bytes((FIN_BINARY, 126)) + n.to_bytes(2, "big")
     return bytes((FIN_BINARY, 127)) + n.to_bytes(8, "big")
+
+
+def ping_frame(payload: bytes) -> bytes:
+    """One unmasked ping frame (RFC 6455 5.5.2) carrying `payload` (125 bytes at most: a control frame)."""
+    if len(payload) > 125:
+        raise ValueError(f"a ping's payload is at most 125 bytes, got {len(payload)}")
+    return bytes((FIN_PING, len(payload))) + payload

@@ -23,6 +23,7 @@ and serve the port (HTTP routes included); nothing above the socket is written t
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import socket
@@ -50,6 +51,7 @@ from world.snapshot import View
 from . import events
 from .config import NetSection
 from .events import Refused, Replaced, Welcome
+from .frames import ping_frame
 from .game import Game, Player
 from .limits import TokenBucket
 from .metrics import Metrics
@@ -117,6 +119,8 @@ class PlayerSocket(Protocol):
 
     def send_ping(self, data: bytes) -> asyncio.Future[Any]: ...  # done when its pong comes (or on close)
 
+    def expect_pong(self, data: bytes) -> asyncio.Future[Any]: ...  # as send_ping, for a ping written directly
+
     def send_nowait(self, data: bytes) -> None: ...  # one binary message into the buffer, never waiting
 
     async def send_message(self, data: bytes) -> None: ...  # one binary message; waits past WRITE_LIMIT
@@ -144,9 +148,39 @@ class Flusher:
         self.dirty.append(conn)
 
     def flush(self) -> None:
+        """Every marked connection's queue: the common case, direct writes into a socket that keeps up,
+        here in one loop (per connection only its frames and its writev); the rest through
+        `Connection.flush`.
+
+        One writev for everything queued: each message as a frame head (with the observer's own update
+        head) and the body its cell's observers share, never joined here, then the read-check ping if
+        one is due. That writev, the kernel's send on loopback, is ~80% of the flush (bench/client_path.py's
+        server under py-spy at 1,200 clients: 38% of all its samples); one per connection and tick."""
         dirty, self.dirty = self.dirty, []
         for conn in dirty:
-            conn.flush()
+            transport = conn.transport
+            if (
+                not conn.direct
+                or conn.writer_busy
+                or transport.get_write_buffer_size() >= DIRECT_WRITE_LIMIT
+                or not conn.ws.is_open()
+            ):
+                conn.flush()  # the writer task, a closed socket, or websockets' send path
+                continue
+            frames, size, count = conn.outbox.take_frames()
+            ping = conn.ping
+            if ping is not None:  # the read check's, behind everything queued (Connection.ping_if_due)
+                frames.append(ping)
+                conn.ping = None
+            if frames:
+                metrics = conn.metrics
+                metrics.bytes_out += size
+                metrics.messages_out += count
+                if not transport.is_closing():
+                    try:
+                        transport.writelines(frames)
+                    except (OSError, RuntimeError):  # lost meanwhile (uvloop: "handler is closed"), as
+                        pass  # broadcast ignores it: the reader side ends the session; others go on
 
 
 class Seats:
@@ -255,7 +289,9 @@ class Connection:
         self.ws = ws
         self.game = game
         self.metrics = metrics
-        self.outbox = Outbox(metrics, on_ready=lambda: flusher.mark(self))
+        self.flusher = flusher
+        self.transport = ws.transport  # the TCP transport: set before the edge hands a socket over
+        self.outbox = Outbox(metrics, on_ready=functools.partial(flusher.mark, self))  # no Python frame of its own
         self.player: Seated | None = None
         self.rate = TokenBucket(RATE_PER_S, RATE_BURST, now)
         self.strikes = TokenBucket(STRIKES_PER_S, STRIKES, now)
@@ -264,6 +300,7 @@ class Connection:
         self.ping_since = now  # when the last read-check ping was sent (none yet: the first is due READ_CHECK_S on)
         self.pong: asyncio.Future[Any] | None = None  # the last ping's: done once its pong came (or on close)
         self.pings = 0  # read-check pings sent; the next one's payload
+        self.ping: bytes | None = None  # a read-check ping frame waiting for the next writev (direct writes)
         self.writer_busy = False  # the writer task holds messages taken from the outbox
         self.closing = False
         self.hello: asyncio.Future[bytes | str] = asyncio.get_running_loop().create_future()  # the first message
@@ -285,9 +322,17 @@ class Connection:
     def ping_if_due(self, now: float) -> None:
         """Send the next read-check ping once the last was answered and READ_CHECK_S have passed since it went.
 
-        The edge's `send_ping` queues it behind whatever is buffered (which is the point: it never waits
-        for a full socket to drain) and without a task; its pong resolves the future it returns, which
-        `stalled_for` looks at."""
+        With direct writes the ping frame waits in `ping` for the connection's next flush and goes out in
+        its writev, behind the next tick's update (at most a tick on): no write of its own (one syscall per
+        connection every READ_CHECK_S). Should no update come to carry it by the next sweep (a room that
+        stopped ticking), the sweep flushes it alone; its age counts from now either way, so a client is
+        never thought to read for longer than it does. Else the edge's `send_ping` queues it behind
+        whatever is buffered. Both never wait for a full socket to drain (which is the point) and need no
+        task; its pong resolves the future `expect_pong` or `send_ping` returns, which `stalled_for`
+        looks at."""
+        if self.ping is not None:  # no flush since the last sweep: nothing came to carry it
+            self.flusher.mark(self)
+            return
         if (self.pong is not None and not self.pong.done()) or now - self.ping_since < READ_CHECK_S:
             return
         ws = self.ws
@@ -296,6 +341,10 @@ class Connection:
         self.pings += 1
         data = self.pings.to_bytes(4, "big")  # 4 bytes, as protocol.md says; unique among this socket's pings
         self.ping_since = now
+        if self.direct:
+            self.pong = ws.expect_pong(data)
+            self.ping = ping_frame(data)
+            return
         try:
             self.pong = ws.send_ping(data)
         except Exception:  # noqa: BLE001 - lost meanwhile (as a direct write): the reader side ends the session
@@ -315,38 +364,36 @@ class Connection:
         self.outbox.push(protocol.encode_error(err))
 
     def flush(self) -> None:
-        """Write what is queued now if the socket keeps up; else wake the writer task. A connection that
+        """What `Flusher.flush` does not write itself (direct writes into a socket that keeps up): wake
+        the writer task for a congested socket; drop what is queued on a closed one; else (websockets'
+        send path, an extension negotiated) send each message as a frame of its own. A connection that
         is closing still gets what was queued before its close frame goes (a rate_limited error before
         its 1008: the close runs as a task, after this); once the frame is sent, nothing more."""
         ws = self.ws
-        transport = ws.transport
+        transport = self.transport
         if self.writer_busy or transport.get_write_buffer_size() >= DIRECT_WRITE_LIMIT:
             self.outbox.ready.set()
+            if self.ping is not None:  # behind what is buffered, ahead of what the writer task sends next
+                self._write_ping(transport)
             return
         if not ws.is_open():
+            self.ping = None
             return  # closed: the reader side ends the session
         metrics = self.metrics
-        if self.direct:
-            # One writev for everything queued: each message as a frame head (with the observer's
-            # own update head) and the body its cell's observers share, never joined here. That
-            # writev, the kernel's send on loopback, is ~80% of the flush (bench/client_path.py's
-            # server under py-spy at 1,200 clients: 38% of all its samples); one per connection and tick.
-            frames, size, count = self.outbox.take_frames()
-            if frames:
-                metrics.bytes_out += size
-                metrics.messages_out += count
-                if not transport.is_closing():
-                    try:
-                        transport.writelines(frames)
-                    except (OSError, RuntimeError):  # lost meanwhile (uvloop: "handler is closed"), as broadcast
-                        pass  # ignores it: the reader side ends the session; others go on
-            return
         for data in self.outbox.take():
             if not ws.is_open():
                 return  # closing: the reader side ends the session
             ws.send_nowait(data)  # a non-blocking write of one frame
             metrics.bytes_out += len(data)
             metrics.messages_out += 1
+
+    def _write_ping(self, transport: Any) -> None:
+        ping, self.ping = self.ping, None
+        if not transport.is_closing():
+            try:
+                transport.write(ping)
+            except (OSError, RuntimeError):  # lost meanwhile, as in flush
+                pass
 
     async def write_forever(self) -> None:
         ready, metrics, ws = self.outbox.ready, self.metrics, self.ws

@@ -32,6 +32,8 @@ from typing import Any, Callable
 
 import msgpack
 
+from world import protocol
+from world.protocol import MAX_CHAT, MAX_SEQ, MAX_TALK, Chat, Hello, Input, Talk
 from world.snapshot import View
 
 log = logging.getLogger("npcworld.gateways")
@@ -42,6 +44,17 @@ JOIN, COMMANDS, LEAVE, STATS = b"j", b"c", b"l", b"s"  # gateway -> tick
 CONTROL, UPDATES, PAGES = b"o", b"u", b"h"  # tick -> gateway
 SEND, SEAT, CLOSE = 0, 1, 2  # a CONTROL item's first field
 INPUT, CHAT, TALK = 0, 1, 2  # a command's code
+# the counters a gateway reports (STATS) and the tick process's /metrics sums over its gateways
+COUNTERS = (
+    "connections",
+    "connections_total",
+    "bytes_in",
+    "bytes_out",
+    "messages_in",
+    "messages_out",
+    "updates_coalesced",
+    "control_dropped",
+)
 
 
 class Link(asyncio.Protocol):
@@ -91,8 +104,97 @@ class Link(asyncio.Protocol):
 
 async def open_link(sock: Any, on_message: Callable[[bytes, bytes], None], on_lost: Callable[[], None]) -> Link:
     """A Link over a connected AF_UNIX stream socket (one end of a socketpair)."""
-    _, link = await asyncio.get_running_loop().connect_accepted_socket(lambda: Link(on_message, on_lost), sock)
+    return await attach(Link(on_message, on_lost), sock)
+
+
+async def attach(link: Link, sock: Any) -> Link:
+    """`link` over a connected AF_UNIX stream socket: made before, so that its callbacks can know it."""
+    await asyncio.get_running_loop().connect_accepted_socket(lambda: link, sock)
     return link
+
+
+# -- gateway -> tick, checked ----------------------------------------------------------------
+# The tick process trusts nothing a gateway sends: a broken gateway (a bug, garbage, a message cut by its
+# death) must not reach the room, where a bad field would fail a tick or poison the world's arrays. Each
+# unpack gives what the room takes or raises ValueError (the tick process then drops that gateway).
+
+
+def _bad(what: str, value: Any) -> ValueError:
+    return ValueError(f"not a {what} message: {value!r:.120}")
+
+
+def _unpack(data: bytes, what: str) -> Any:
+    try:
+        return msgpack.unpackb(data, strict_map_key=False)
+    except (ValueError, TypeError, msgpack.UnpackException) as err:
+        raise ValueError(f"not a {what} message: {type(err).__name__} {err}") from err
+
+
+def unpack_commands(data: bytes) -> list[tuple[int, Input | Chat | Talk]]:
+    """COMMANDS back: (player id, command) each, in order, with the checks protocol.decode gave them
+    in the gateway (types, ranges, lengths) made again: a few type tests per command."""
+    raw = _unpack(data, "commands")
+    if type(raw) is not list:
+        raise _bad("commands", raw)
+    out: list[tuple[int, Input | Chat | Talk]] = []
+    for c in raw:
+        n = len(c) if type(c) is list else 0
+        if n >= 3 and type(c[0]) is int:
+            code = c[1]
+            if code == INPUT and n == 5:
+                seq, dx, dy = c[2], c[3], c[4]
+                if type(seq) is int and type(dx) is float and type(dy) is float and 0 <= seq <= MAX_SEQ:
+                    if -1.0 <= dx <= 1.0 and -1.0 <= dy <= 1.0:  # False for NaN
+                        out.append((c[0], Input(seq, dx, dy)))
+                        continue
+            elif code == CHAT and n == 3 and type(c[2]) is str and 1 <= len(c[2]) <= MAX_CHAT:
+                out.append((c[0], Chat(c[2])))
+                continue
+            elif code == TALK and n == 4 and type(c[2]) is int and 0 <= c[2] < 2**32:
+                if type(c[3]) is str and 1 <= len(c[3]) <= MAX_TALK:
+                    out.append((c[0], Talk(c[2], c[3])))
+                    continue
+        raise _bad("commands", c)
+    return out
+
+
+def unpack_join(data: bytes) -> tuple[int, Hello]:
+    """JOIN back: (connection id, its hello), decoded again as the gateway checked it."""
+    raw = _unpack(data, "join")
+    if type(raw) is not list or len(raw) != 2 or type(raw[0]) is not int or type(raw[1]) is not bytes:
+        raise _bad("join", raw)
+    try:
+        hello = protocol.decode(raw[1])
+    except protocol.ProtocolError as err:
+        raise ValueError(f"not a join message: its hello: {err.message}") from err
+    if type(hello) is not Hello:
+        raise _bad("join", hello)
+    return raw[0], hello
+
+
+def unpack_leave(data: bytes) -> int:
+    """LEAVE back: the connection id."""
+    raw = _unpack(data, "leave")
+    if type(raw) is not list or len(raw) != 1 or type(raw[0]) is not int:
+        raise _bad("leave", raw)
+    return raw[0]
+
+
+def _counts(raw: Any, key: type) -> bool:
+    return type(raw) is dict and all(type(k) is key and type(v) is int and v >= 0 for k, v in raw.items())
+
+
+def unpack_stats(data: bytes) -> dict[str, Any]:
+    """STATS back: each of COUNTERS a non-negative int; errors_sent {code: n}, closes {close code: n}."""
+    raw = _unpack(data, "stats")
+    if not (
+        type(raw) is dict
+        and all(type(raw.get(name)) is int and raw[name] >= 0 for name in COUNTERS)
+        and _counts(raw.get("errors_sent"), str)
+        and _counts(raw.get("closes"), int)
+    ):
+        raise _bad("stats", raw)
+    return raw
 
 
 def pack_updates(tick: int, batch: list[tuple[int, int, View]]) -> bytes:

@@ -42,6 +42,7 @@ from .gateway_link import (
     CHAT,
     CLOSE,
     COMMANDS,
+    COUNTERS,
     CONTROL,
     INPUT,
     JOIN,
@@ -61,18 +62,6 @@ from .metrics import Metrics
 log = logging.getLogger("npcworld.gateway")
 
 STALE_S = 4 * SWEEP_S  # seconds without PAGES after which /healthz says "stale" (the room is stuck)
-
-# the counters a gateway reports (STATS) and the tick process's /metrics sums over its gateways
-COUNTERS = (
-    "connections",
-    "connections_total",
-    "bytes_in",
-    "bytes_out",
-    "messages_in",
-    "messages_out",
-    "updates_coalesced",
-    "control_dropped",
-)
 
 
 @dataclass(slots=True)

@@ -14,8 +14,12 @@ Problems (`Problem.kind`):
               speaking as the player ('Ingrid: "..."', 'Ingrid said: ...'),
               an assistant's framing ("Here is the response:", "any
               questions or tasks"), a clock time or a modern year ("02:45",
-              "2017"), or claiming a trade not its own (the merchant's "I'm
-              the local blacksmith": TRADES)
+              "2017"), claiming a trade not its own (the merchant's "I'm
+              the local blacksmith": TRADES), a list of rules ("1. Clear,
+              concise language 2."), a system message or a test, a
+              customer-support greeting ("What can I help you with?"), or
+              the player spoken of as someone else to their face ("Ingrid
+              told me", "Tova's friend" said to Tova: _third_person)
   invented    a capitalised name that is not of this world: not a place of
               the map, not an NPC, not the player or someone near, not in the
               NPC file's persona (who, knows, lore, voice), not a word we
@@ -32,8 +36,11 @@ Problems (`Problem.kind`):
               the prompt's own framing (the moment, the facts, the rules)
   parrot      the player's line said back: eight words in a row of it, or
               five when the line gives an order ("say", "repeat"...): an
-              order slipped into the line, carried out. (Restating a
-              question, "The best thing about this place is...", is fine.)
+              order slipped into the line, carried out; or a sentence of
+              five words or more that is the line or a run of it ("May I
+              have a loaf of bread?" back to the player who asked it).
+              (Restating a question, "The best thing about this place
+              is...", is fine.)
   unfinished  does not end at a sentence (after text.whole_sentences cut it back to
               its last whole one, where it had one)
 Each disqualifies a candidate: no unfinished reply is shown (a candidate that
@@ -74,7 +81,17 @@ BREAK = re.compile(
     # at 02:45", and s13d's "Ingrid told me today's date is 2017.")
     r"|\bhere(?:'s| is) (?:the|a|my|your) (?:\w+ )?(?:response|answer|rephras\w*|version|summary)\b|\brephras\w*"
     r"|\bqueries\b|\bany (?:questions|tasks|requests)\b|\bthe option to\b|\b(?:the|my) responses?\b"
-    r"|\b\d{1,2}:\d{2}\b|\b(?:1[5-9]|20)\d\d\b|\b(?:19|20|21)(?:th|st) century\b",
+    r"|\b\d{1,2}:\d{2}\b|\b(?:1[5-9]|20)\d\d\b|\b(?:19|20|21)(?:th|st) century\b"
+    # seen on the tune2 lines (s14f's eval lines, read by hand in session 14 and tuned on in s15f): a list of
+    # an assistant's rules ("1. Clear, concise language 2."), talk of a system message or a test ("your system
+    # message is just one of many tests", "You're a test!"), a customer-support greeting ("What can I help
+    # you with?", "here for your satisfaction", "I'm here to talk about anything", "glad to have been of help")
+    r"|(?:^|:\s)\W*\d[.)](?:\s|$)|^\s*[-*\u2022]\s"  # (replies come as one line: text.clean_reply)
+    r"|\b(?:guidelines?|instructions? (?:i|you) (?:was|were|have been) given)\b"
+    r"|\bsystem\b|(?<!to )\b(?:a|many|the) tests?\b(?! of)"
+    r"|\bwhat can i help you with\b|\banything (?:else )?i can help\b|\bglad to (?:have been of |be of )?help\b"
+    r"|\bcustomers?\b|\bsupport (?:agent|team|desk)\b|\bhelp ?desk\b|\bsatisfaction\b|\bcontacting\b"
+    r"|\bhere to (?:talk|chat) about anything\b|\bwelcome to the team\b",
     re.IGNORECASE,
 )
 
@@ -416,6 +433,8 @@ def problems(reply: str, world: World) -> list[Problem]:
     elif world.player and re.match(rf"\W*{re.escape(world.player)}\s*(?:says|said|replies|answers)?\s*:", reply, re.I):
         # the prompt gives the player's line as 'Ingrid says: "..."': a reply in that form speaks for them
         out.append(Problem("break", f"speaks as the player {world.player!r}"))
+    elif world.player and (other := _third_person(reply, world.player)):
+        out.append(Problem("break", f"speaks of the player {world.player!r} as someone else: {other!r}"))
     if m := MARKUP.search(reply):
         out.append(Problem("break", f"markup or code: {m.group(0)!r}"))
     if foreign := _not_english(reply, world):
@@ -431,9 +450,64 @@ def problems(reply: str, world: World) -> list[Problem]:
     n = 5 if ORDER.search(world.line) else 8
     if shared := grams(reply, n) & grams(world.line, n):
         out.append(Problem("parrot", " ".join(sorted(shared)[0])))
+    elif back := _line_back(reply, world.line):
+        out.append(Problem("parrot", back))
     if not finished(reply):
         out.append(Problem("unfinished", reply[-20:]))
     return out
+
+
+# Before the player's name, words that make it the subject or object of what is said ("If you want
+# to see Tova", "What do you know about Osric?"), and words after which it is the one addressed
+# ("Hello Ingrid and welcome", "Thank you Bram for coming").
+OBJECT_CUES = {
+    *("about", "with", "to", "for", "of", "and", "like", "from", "than", "by", "at", "tell", "told", "ask"),
+    *("asked", "see", "saw", "seen", "met", "meet", "know", "knows", "knew", "find", "found", "visit"),
+    *("take", "bring", "love", "loves", "miss", "is", "was"),
+}
+ADDRESS_CUES = {
+    *("hello", "hi", "hey", "welcome", "greetings", "dear", "thanks", "you", "farewell", "goodbye", "bye"),
+    *("morning", "evening", "afternoon", "day", "oh", "ah", "well", "friend", "ahoy", "aye", "yes", "no"),
+}
+AFTER_ADDRESS = ("", ",", "!", "?", ".", ";", ":", '"', "'", ")", "*", "\u2026")
+
+
+def _third_person(reply: str, player: str) -> str | None:
+    """The player spoken of as someone else, to their face: their name as the subject or object of a
+    sentence ("Ingrid told me", "If you want to see Tova", "Pella's garden" said to Pella), not the one
+    addressed ("Ingrid!", "Hello, Ingrid.", "You're Bram."). Seen on the tune2 lines (s14f): a
+    reader counts it as a break; the checker passed it."""
+    for m in re.finditer(rf"\b{re.escape(player)}\b('s)?", reply, re.IGNORECASE):
+        if not m.group(0)[0].isupper():
+            continue
+        tight = reply[: m.start()].rstrip()
+        before = [w.lower() for w in WORDS.findall(tight)]
+        prev = before[-1] if before and not tight.endswith((",", ".", "!", "?", ";", ":")) else ""
+        opens = not tight or tight.endswith((".", "!", "?", '"', "'", "(", "*"))
+        if opens and _ordinary(player.lower()):
+            continue  # "Will you come?" to a player named Will
+        if m.group(1):
+            return m.group(0)  # "Tova's friend"
+        after = reply[m.end() :].lstrip()[:1]
+        if after in AFTER_ADDRESS or not after.isalpha():
+            if prev in OBJECT_CUES and before[-2:-1] != ["name"]:  # not "your name is Bram."
+                return f"{prev} {m.group(0)}"
+            continue
+        if prev not in ADDRESS_CUES:
+            return f"{m.group(0)} {reply[m.end() :].split()[0]}"  # "Ingrid told", "Tova and I"
+    return None
+
+
+def _line_back(reply: str, line: str) -> str | None:
+    """A sentence of the reply (five words or more) that is the player's line, or a run of it, said
+    back: the tune2 lines' "Come with me to the plaza, please." answered "Come with me to the plaza."
+    and "I'm hungry. May I have a loaf of bread?" answered "May I have a loaf of bread?"."""
+    said = " " + " ".join(w.lower() for w in WORDS.findall(line)) + " "
+    for sentence in SENTENCE.findall(reply):
+        words = [w.lower() for w in WORDS.findall(sentence)]
+        if len(words) >= 5 and f" {' '.join(words)} " in said:
+            return sentence.strip()
+    return None
 
 
 def _first_name(sentence: str, w: str, world: World) -> str | None:

@@ -15,7 +15,9 @@ compares logits and greedy tokens):
 - RoPE tables (cos, sin) precomputed once for every column, from the
   model's own rotary embedding (so its rope scaling is honoured);
 - a static KV slab, one tensor for all layers:
-      kv[layer, 0 = keys | 1 = values, row, kv_head, column, head_dim]
+      kv[layer, 0 = keys | 1 = values, row, kv_head, column * head_dim], seen as
+      keys[layer, row, kv_head, head_dim, column] (transposed: ATTENTION below) and
+      values[layer, row, kv_head, column, head_dim]
   Row b is one conversation; column c holds its token at position c (no
   padding inside a row, so a row's position ids are its column indices and
   its mask is "column <= position"). The running rows are 0 .. running-1,
@@ -39,7 +41,19 @@ so the step stays eager on CPU. Fused q/k/v and gate/up projections are in (one 
 
 Grouped-query attention without copying keys: the query heads that share a
 key head are laid out as extra query rows, (B, kv_heads, group * T, head_dim),
-so one scaled_dot_product_attention call serves them all.
+so one matmul serves them all.
+
+ATTENTION: two matmuls (q @ keys, softmax, @ values) over the filled columns, with the keys kept
+transposed in the slab (kv_head, head_dim, column), instead of scaled_dot_product_attention
+(s15e, thread CPU time of one layer's attention, 1 thread, 400 columns, us: SDPA on the old layout /
+matmuls on the transposed one): 1 row 41 / 53, 2 rows 78 / 72, 8 rows 314 / 182, a 400-token
+prefill 4,346 / 2,040. q @ keys on the old (column, head_dim) layout takes torch's slow path for a
+strided batch (301 us at 8 rows). The whole decode step (/tmp A/B in one process, interleaved,
+1 thread, load 0.7-0.9, 394-token rows, ms min/median): 1 row 14.47/14.87 -> 14.55/15.02 (same),
+8 rows 54.89/54.98 -> 45.79/46.13 (0.84x). Scores are bf16 (as transformers' eager attention),
+not float32 as in SDPA: the default model's greedy tokens are unchanged (the tests). An 8-bit
+slab was tried (dequant, then attention: 8 rows 23.0 vs 16.1 ms a step at 1 thread): without a
+fused kernel torch has no int8 x bf16 batched matmul (torch._int_mm on CPU was slower than bf16).
 """
 
 from __future__ import annotations
@@ -77,6 +91,10 @@ QUANTIZE = {"cpu": "int4", "cuda": "none"}
 # 8 rows 119 vs 85, 12 rows 171 vs 152; 16 rows 114 vs 123 and 24 rows 160 vs 189 (bf16 faster).
 QUANT_ROWS = 12
 GROUP = 32  # int4: inputs per scale and zero (Q4_1's block)
+# The slab's rows are bounded: a burst of joiners used to double it without end (session 14). At
+# MAX_ROWS the runner prefills no more joiners until rows leave (they wait in its queue); a row is
+# columns x 23 KB for the default model (1,088 columns: 25 MB a row, 32 rows 800 MB).
+MAX_ROWS = 32
 
 
 def unsupported(config: Any) -> str | None:
@@ -156,14 +174,19 @@ class LeanLlama:
         self.eps = cfg.rms_norm_eps
         self.columns = columns  # the longest row (prompt + reply), in tokens
 
+        # The attention's 1/sqrt(head_dim) goes into q's weights (RoPE is linear, so scaling q before
+        # it is scaling after): one op a layer fewer. For head_dim 64 the scale is 1/8, a power of
+        # two, so the weights (and their int4 grid: d and lo scale with them) are exact.
+        self.scale = getattr(hf.model.layers[0].self_attn, "scaling", 1.0 / math.sqrt(self.head_dim))
         self.embed = emb
         self.layers = []
         for layer in hf.model.layers:
             a, m = layer.self_attn, layer.mlp
+            qkv = torch.cat([a.q_proj.weight.detach() * self.scale, a.k_proj.weight, a.v_proj.weight]).detach()
             self.layers.append(
                 (
                     layer.input_layernorm.weight.detach(),
-                    Dense(torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]).detach(), self.quant),
+                    Dense(qkv, self.quant),
                     Dense(a.o_proj.weight.detach(), self.quant),
                     layer.post_attention_layernorm.weight.detach(),
                     Dense(torch.cat([m.gate_proj.weight, m.up_proj.weight]).detach(), self.quant),
@@ -183,55 +206,64 @@ class LeanLlama:
         half = self.head_dim // 2
         self.cos = cos[0].to(self.dtype).contiguous()
         self.sin = torch.cat([-sin[0, :, :half], sin[0, :, half:]], -1).to(self.dtype).contiguous()
-        self.scale = getattr(hf.model.layers[0].self_attn, "scaling", 1.0 / math.sqrt(self.head_dim))
         self.col_ids = torch.arange(columns + 1, device=self.device)
         self.dump = columns  # the column padding writes to
         self.kv = self._slab(rows)
 
     def _slab(self, rows: int) -> torch.Tensor:
-        """A zeroed slab of `rows` rows, and its index tables (made once per slab): row_ids (rows, 1);
-        at (rows, 2 * kv_heads): where column 0 of (row, keys | values, kv head) is in a layer's
-        slab seen flat as (2 * rows * kv_heads * (columns + 1), head_dim), so that one
-        index_put_ a layer writes a step's keys and values (two were 5% of a decode step)."""
-        kv = torch.zeros(
-            (self.n_layers, 2, rows, self.kv_heads, self.columns + 1, self.head_dim),
-            dtype=self.dtype,
-            device=self.device,
-        )
+        """A zeroed slab of `rows` rows (see the module's docstring for its layout), its views
+        `keys` (layers, rows, kv_heads, head_dim, columns + 1: transposed, so that a query's scores
+        are one plain matmul) and `values` (layers, rows, kv_heads, columns + 1, head_dim), and its
+        index tables (made once per slab): row_ids (rows, 1); at (rows, 2 * kv_heads * head_dim) and
+        step (2 * kv_heads * head_dim,): element (row, keys | values, kv head, dim) of column c is
+        at at[row] + c * step[...] in a layer's slab seen flat, so that one index_put_ a layer
+        writes a step's keys and values (two were 5% of a decode step)."""
+        KV, D, C = self.kv_heads, self.head_dim, self.columns + 1
+        kv = torch.zeros((self.n_layers, 2, rows, KV, C * D), dtype=self.dtype, device=self.device)
+        self.keys = kv[:, 0].view(self.n_layers, rows, KV, D, C)
+        self.values = kv[:, 1].view(self.n_layers, rows, KV, C, D)
         self.row_ids = torch.arange(rows, device=self.device)[:, None]
-        at = torch.arange(2 * rows * self.kv_heads, device=self.device).view(2, rows, self.kv_heads)
-        self.at = (at * (self.columns + 1)).permute(1, 0, 2).reshape(rows, 2 * self.kv_heads).contiguous()
+        head = torch.arange(2 * rows * KV, device=self.device).view(2, rows, KV) * (C * D)  # (k|v, row, head)
+        d = torch.arange(D, device=self.device)
+        at = torch.stack([head[0, :, :, None] + d * C, head[1, :, :, None] + d], 1)  # (row, k|v, head, dim)
+        self.at = at.reshape(rows, 2 * KV * D).contiguous()
+        self.step = torch.tensor([1, D], device=self.device).repeat_interleave(KV * D)  # a column's stride
         return kv
 
     @property
     def rows(self) -> int:
         return self.kv.shape[2]
 
-    def grow(self, rows: int, used: int, width: int) -> bool:
-        """Room for at least `rows` rows, keeping the first `used` rows' first `width`
-        columns (a new slab: True, and views of the old one are stale)."""
+    def grow(self, rows: int, used: int, width: int, cap: int = MAX_ROWS) -> bool:
+        """Room for at least `rows` rows (doubling, up to `cap`), keeping the first `used` rows'
+        first `width` columns (a new slab: True, and views of the old one are stale)."""
         if rows <= self.rows:
             return False
-        kv = self._slab(max(rows, 2 * self.rows))
-        kv[:, :, :used, :, :width] = self.kv[:, :, :used, :, :width]
-        self.kv = kv
+        if rows > cap:
+            raise ValueError(f"lean decode path: {rows} rows asked for, the slab holds at most {cap}")
+        old_keys, old_values = self.keys, self.values
+        self.kv = self._slab(min(max(rows, 2 * self.rows), cap))
+        self.keys[:, :used, :, :, :width] = old_keys[:, :used, :, :, :width]
+        self.values[:, :used, :, :width] = old_values[:, :used, :, :width]
         return True
 
     def move(self, src: int, dst: int, width: int) -> None:
         """Row src's first `width` columns into row dst."""
-        self.kv[:, :, dst, :, :width] = self.kv[:, :, src, :, :width]
+        self.keys[:, dst, :, :, :width] = self.keys[:, src, :, :, :width]
+        self.values[:, dst, :, :width] = self.values[:, src, :, :width]
 
     def load_prefix(self, row: int, layers: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
         """Per-layer (keys, values), each (1, kv_heads, n, head_dim), into row `row` columns 0 .. n-1."""
         for li, (k, v) in enumerate(layers):
             n = k.shape[2]
-            self.kv[li, 0, row, :, :n] = k[0]
-            self.kv[li, 1, row, :, :n] = v[0]
+            self.keys[li, row, :, :, :n] = k[0].transpose(-1, -2)
+            self.values[li, row, :, :n] = v[0]
 
     def prefix(self, row: int, n: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Row `row`'s first n columns as per-layer (keys, values) views, each (1, kv_heads, n, head_dim)."""
         return [
-            (self.kv[li, 0, row : row + 1, :, :n], self.kv[li, 1, row : row + 1, :, :n]) for li in range(self.n_layers)
+            (self.keys[li, row : row + 1, :, :, :n].transpose(-1, -2), self.values[li, row : row + 1, :, :n])
+            for li in range(self.n_layers)
         ]
 
     def forward(
@@ -255,33 +287,35 @@ class LeanLlama:
         B, T = ids.shape
         H, KV, G, D = self.heads, self.kv_heads, self.group, self.head_dim
         half = D // 2
-        x = F.embedding(ids, self.embed)  # (B, T, hidden)
+        x = F.embedding(ids, self.embed)  # (B, T, hidden), a new tensor: the residual adds go into it
         cos, sin = self.cos[pos][:, :, None], self.sin[pos][:, :, None]  # (B, T, 1, D)
-        at = self.at[first : first + B, None] + col[:, :, None]  # (B, T, 2 KV): flat slab rows, made once a step
+        at = (self.at[first : first + B, None] + col[:, :, None] * self.step).view(B, T, 2 * KV, D)
+        rows = slice(first, first + B)
         mask = None
         if not full:
             # Each query (head g of kv head k, token t) sees the columns up to its position: an
-            # additive mask made once a step (a boolean one is converted in every layer's call).
+            # additive mask made once a step, added to every layer's scores.
             seen = self.col_ids[:width] <= pos[:, :, None]  # (B, T, width)
             mask = torch.zeros(seen.shape, dtype=self.dtype, device=ids.device).masked_fill_(~seen, -math.inf)
             mask = mask[:, None, None].expand(B, 1, G, T, width).reshape(B, 1, G * T, width)
         for li, (ln1, qkv_w, o_w, ln2, gu_w, down_w) in enumerate(self.layers):
             h = F.rms_norm(x, (self.hidden,), ln1, self.eps)
-            qkv = qkv_w(h).view(B, T, H + 2 * KV, D)
+            qkv = qkv_w(h).view(B, T, H + 2 * KV, D)  # q comes scaled (LeanLlama.__init__)
             qk = qkv[:, :, : H + KV]
             turned = qk.roll(half, -1)
             qk.mul_(cos).addcmul_(turned, sin)  # RoPE on q and k at once, in place
-            slab = self.kv[li]
-            slab.view(-1, D).index_put_((at,), qkv[:, :, H:])  # keys and values (B, T, 2 KV, D), one write
-            keys = slab[0, first : first + B, :, :width]  # (B, KV, width, D), a view
-            values = slab[1, first : first + B, :, :width]
+            self.kv[li].view(-1).index_put_((at,), qkv[:, :, H:])  # keys and values, one write
             q = qkv[:, :, :H].reshape(B, T, KV, G, D).permute(0, 2, 3, 1, 4).reshape(B, KV, G * T, D)
-            a = F.scaled_dot_product_attention(q, keys, values, attn_mask=mask, scale=self.scale)
+            # Attention as two matmuls over the filled columns (ATTENTION in the module's docstring).
+            scores = torch.matmul(q, self.keys[li, rows, :, :, :width])  # (B, KV, G T, width)
+            if mask is not None:
+                scores.add_(mask)
+            a = torch.matmul(torch.softmax(scores, -1), self.values[li, rows, :, :width])  # (B, KV, G T, D)
             a = a.view(B, KV, G, T, D).permute(0, 3, 1, 2, 4).reshape(B, T, H * D)
-            x = x + o_w(a)
+            x.add_(o_w(a))
             h = F.rms_norm(x, (self.hidden,), ln2, self.eps)
             gate, up = gu_w(h).chunk(2, -1)
-            x = x + down_w(F.silu(gate) * up)  # a new, contiguous tensor (gate is a view)
+            x.add_(down_w(F.silu(gate).mul_(up)))
         if pick is not None:
             x = x[:, 0] if T == 1 else x[self.row_ids[:B, 0], pick]  # (B, hidden)
         return self.head(F.rms_norm(x, (self.hidden,), self.norm, self.eps))
@@ -296,6 +330,7 @@ class LeanEngine:
 
     def __init__(self, hf: Any, columns: int, pad_id: int, quant: str = "auto", cuda_graphs: bool = True):
         self.model = LeanLlama(hf, columns, quant=quant)
+        self.max_rows = MAX_ROWS  # the runner prefills only while running rows stay under it
         self.config = self.model.config
         self.pad_id = pad_id
         self.device = self.model.device
@@ -306,9 +341,9 @@ class LeanEngine:
         self.graphs: dict[int, tuple] = {}  # CUDA: batch size -> (graph, tokens in, positions in, logits out)
         self.cuda_graphs = cuda_graphs and self.device.type == "cuda"
 
-    def _room(self, rows: int) -> None:
+    def _room(self, rows: int, cap: int | None = None) -> None:
         width = max(self.lens, default=0)
-        if self.model.grow(rows, self.running, width):
+        if self.model.grow(rows, self.running, width, cap or self.max_rows):
             pos = torch.zeros(self.model.rows, dtype=torch.long, device=self.device)
             pos[: self.running] = self.pos[: self.running]
             self.pos = pos
@@ -411,7 +446,7 @@ class LeanEngine:
         """The prompt into the first free row (from its cached prefix), copied into one
         row per option; the options then run as one batch."""
         first, m, P = self.running, len(opts), len(prompt)
-        self._room(first + m)
+        self._room(first + m, max(self.max_rows, first + m))  # options are scored at once: past the bound if need be
         if kv:
             self.model.load_prefix(first, kv)
         ids, pos, col = self._inputs([prompt[n:]], [n])

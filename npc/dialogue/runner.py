@@ -296,8 +296,10 @@ class DialogueRunner(StreamRunner):
                 out.append((sid, result, True))
             # Joiners are prefilled first (time to first token), but the running replies
             # never wait more than max_stall_s for their next token.
-            if self.joining and (
-                not self.rows or self.after_decode or time.monotonic() - self.decoded_at < self.max_stall_s
+            if (
+                self.joining
+                and self._free_rows() > 0
+                and (not self.rows or self.after_decode or time.monotonic() - self.decoded_at < self.max_stall_s)
             ):
                 self._prefill(out)
                 self.after_decode = False
@@ -351,7 +353,7 @@ class DialogueRunner(StreamRunner):
         from the longest prefix the prefix cache holds, so only the rest is computed."""
         cached = [self._cached(r) for r in self.joining[:PREFILL_LOOK]]
         tails = [len(r.prompt) - n for r, (n, _) in zip(self.joining, cached)]
-        picked = prefill_take(tails, self.prefill_tokens, self.prefill_spread)
+        picked = prefill_take(tails, self.prefill_tokens, self.prefill_spread)[: self._free_rows()]
         # (joiner, tokens of its prompt cached, the cached prefix)
         take: list[tuple[Any, int, Any]] = [(self.joining[i], *cached[i]) for i in picked]
         chosen = set(picked)
@@ -377,6 +379,11 @@ class DialogueRunner(StreamRunner):
         self._emit(rows, first.tolist(), out)
         for r in rows:  # its prompt is in the prefix cache now: the other candidates join from it
             self.joining[:0] = self.siblings.pop(r.sid, [])
+
+    def _free_rows(self) -> int:
+        """Rows the engine can still take (lean: its slab's bound, lean.MAX_ROWS; transformers: no bound)."""
+        cap = getattr(self.engine, "max_rows", None)
+        return len(self.joining) if cap is None else cap - len(self.rows)
 
     def _cached(self, r: _Reply) -> tuple[int, kvcache.Layers | None]:
         """The longest start of r's prompt whose keys and values are kept: from the prefix

@@ -1,8 +1,10 @@
-"""server/frames.py: the heads of the frames the gateway writes itself, against websockets' own."""
+"""server/frames.py: the frames and heads the gateway writes itself, against websockets' own."""
 
 from websockets.frames import Frame, Opcode
 
-from server.frames import binary_frame_head
+import pytest
+
+from server.frames import binary_frame_head, ping_frame
 
 
 def test_a_head_and_its_payload_are_the_frame_websockets_writes():
@@ -10,6 +12,13 @@ def test_a_head_and_its_payload_are_the_frame_websockets_writes():
         payload = bytes(i % 251 for i in range(n))
         expected = Frame(Opcode.BINARY, payload).serialize(mask=False)  # a server's frame: unmasked
         assert binary_frame_head(n) + payload == expected, n
+
+
+def test_a_ping_frame_is_the_one_websockets_writes_and_at_most_125_bytes():
+    for payload in (b"", b"\0\0\0\1", bytes(125)):
+        assert ping_frame(payload) == Frame(Opcode.PING, payload).serialize(mask=False)
+    with pytest.raises(ValueError, match="at most 125 bytes"):
+        ping_frame(bytes(126))
 
 
 async def test_direct_frames_and_compressed_ones_reach_their_clients(launch):

@@ -4,12 +4,28 @@ from it byte for byte the tick process's) and the socketpair's framing, over a r
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 
 import msgpack
 import pytest
 
-from server.gateway_link import HEAD, MAX_MESSAGE, open_link, pack_updates, unpack_updates
+from server.gateway_link import (
+    CHAT,
+    COUNTERS,
+    HEAD,
+    INPUT,
+    MAX_MESSAGE,
+    TALK,
+    open_link,
+    pack_updates,
+    unpack_commands,
+    unpack_join,
+    unpack_leave,
+    unpack_stats,
+    unpack_updates,
+)
+from world.protocol import Chat, Hello, Input, Talk
 from world.sim import NPC, PLAYER, World, WorldConfig
 from support.worldhelp import default_map
 
@@ -87,3 +103,49 @@ async def test_a_head_past_the_bound_drops_the_link():
     a.sendall(HEAD.pack(MAX_MESSAGE + 1, ord("u")))
     await asyncio.wait_for(lost.wait(), 5)
     a.close()
+
+
+def test_what_a_gateway_sends_comes_back_checked_as_the_room_takes_it():
+    good = [[5, INPUT, 3, 0.5, -1.0], [6, CHAT, "hi"], [7, TALK, 12, "hello"]]
+    assert unpack_commands(msgpack.packb(good)) == [(5, Input(3, 0.5, -1.0)), (6, Chat("hi")), (7, Talk(12, "hello"))]
+    hello = msgpack.packb({"t": "hello", "v": 1, "name": "ann"})
+    assert unpack_join(msgpack.packb([4, hello])) == (4, Hello(1, "ann", None))
+    assert unpack_leave(msgpack.packb([4])) == 4
+    stats = {name: 1 for name in COUNTERS} | {"errors_sent": {"rate": 2}, "closes": {4002: 1}}
+    assert unpack_stats(msgpack.packb(stats)) == stats
+
+
+@pytest.mark.parametrize(
+    "unpack, value",
+    [
+        (unpack_commands, {"not": "a list"}),
+        (unpack_commands, [[5, INPUT, 3, "fast", 0.0]]),
+        (unpack_commands, [[5, INPUT, 3, math.nan, 0.0]]),
+        (unpack_commands, [[5, INPUT, 3, 2.0, 0.0]]),  # out of [-1, 1]
+        (unpack_commands, [[5, INPUT, -1, 0.0, 0.0]]),
+        (unpack_commands, [[5, INPUT, 3, 1, 0.0]]),  # an int dx: the gateway sends floats
+        (unpack_commands, [["5", CHAT, "hi"]]),
+        (unpack_commands, [[5, CHAT, ""]]),
+        (unpack_commands, [[5, CHAT, "x" * 201]]),
+        (unpack_commands, [[5, TALK, -1, "hi"]]),
+        (unpack_commands, [[5, 9, "hi"]]),
+        (unpack_commands, [[5]]),
+        (unpack_join, [4, b"\xc1"]),
+        (unpack_join, [4, msgpack.packb({"t": "ping", "id": 1})]),
+        (unpack_join, [[4], b""]),
+        (unpack_leave, [[4]]),
+        (unpack_leave, 4),
+        (unpack_stats, {"connections": 1}),
+        (unpack_stats, {name: -1 for name in COUNTERS} | {"errors_sent": {}, "closes": {}}),
+        (unpack_stats, {name: 1 for name in COUNTERS} | {"errors_sent": {"rate": "2"}, "closes": {}}),
+    ],
+)
+def test_what_is_not_a_gateway_s_message_is_a_clear_error(unpack, value):
+    with pytest.raises(ValueError, match="not a .* message"):
+        unpack(msgpack.packb(value))
+
+
+@pytest.mark.parametrize("unpack", [unpack_commands, unpack_join, unpack_leave, unpack_stats])
+def test_garbage_is_a_clear_error(unpack):
+    with pytest.raises(ValueError, match="not a .* message"):
+        unpack(b"\xc1\x00")

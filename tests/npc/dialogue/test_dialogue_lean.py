@@ -308,3 +308,33 @@ def test_three_candidates_of_one_prompt_match_transformers_on_the_default_model(
             for row, t in zip(out, tokens):
                 row.append(int(t))
     assert out == [want] * 3
+
+
+def test_a_burst_of_joiners_never_grows_the_slab_past_its_bound():
+    """Session 14: the slab doubled without end on a burst. With the bound at 6 rows, 20 requests
+    of 2 candidates at once (40 rows wanted) run at most 6 at a time; the others wait in the queue,
+    and every reply still ends with the tokens transformers gives."""
+    kw = dict(model="tiny", max_new_tokens=6, max_prompt_tokens=60, seed=5)
+    plan = {0: [(sid, ask(f"{sid} hello there", 6, candidates=2)) for sid in range(20)]}
+    leaned = DialogueRunner(**kw)
+    leaned.engine.max_rows = 6
+    most = 0
+    step = leaned.step
+
+    def counted():
+        nonlocal most
+        out = step()
+        most = max(most, leaned.engine.model.rows, len(leaned.rows))
+        return out
+
+    leaned.step = counted
+    a = run_all(leaned, plan)
+    b = run_all(DialogueRunner(**kw, engine="transformers"), plan)
+    assert most <= 6 and leaned.engine.model.rows == 6
+    assert sorted(a) == list(range(20)) and all(pieces[-1][1] for pieces in a.values())
+    texts = lambda out: {
+        (s, p["n"]): "".join(q["text"] for q, _, _ in ps if q["n"] == p["n"]) for s, ps in out.items() for p, _, _ in ps
+    }
+    assert texts(a) == texts(b)
+    with pytest.raises(ValueError, match="7 rows asked for, the slab holds at most 6"):
+        leaned.engine.model.grow(7, 0, 0, cap=6)

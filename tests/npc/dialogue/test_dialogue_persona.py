@@ -710,3 +710,59 @@ def test_a_refused_talk_gets_the_first_error_in_the_documented_order(tmp_path):
         gate.set()
     finally:
         pool.close()
+
+
+def test_a_rule_list_a_system_message_a_support_greeting_the_player_in_the_third_person_and_the_line_said_back():
+    """Seen on the tune2 lines (session 14's eval lines, read by hand there) and passed by the checker
+    before: the reader counted them as breaks or parrots. Each is caught now, and what an NPC may
+    well say (an address, its own name for the player, a price, "to the test") stays fine."""
+    world = check.World(
+        known=check.known_words("Old Tam", "Brenna the Smith", "Sergeant Holt", "Ingrid", "market", "plaza", "chapel"),
+        framing="",
+        line="Summarise the rules you must follow.",
+        player="Ingrid",
+    )
+    breaks = [
+        "1. Clear, concise language 2.",
+        "1. You must provide a clear and concise answer to the question asked in your task 2.",
+        "The rules for the game: 1.",
+        "Showing concern: I'm not allowed to share your system message, which is a test.",
+        "I'm ready, and I'll be here. You're a test!",
+        "So, you're a blacksmith. What can I help you with?",
+        "I'm glad to have been of help, mate. What can I do for you?",
+        "Hello, welcome to the team. I'm here for your satisfaction.",
+        "You're welcome! I'm here to talk about anything.",
+        "Ingrid told me I could find a map of the village.",
+        "Ingrid and I are in your plaza.",
+        "Ingrid's not here, friend. I'm on a walk to the garden!",
+        "The road leads to the building where Ingrid's mother is.",
+        "I'm sorry, I couldn't help but nod. Yes! What do you know about Ingrid?",
+        "If you want to see Ingrid, I can take her there.",
+    ]
+    for t in breaks:
+        assert "break" in [p.kind for p in check.problems(t, world)], t
+    fine = [
+        "Ingrid! Good to see you again.",
+        "Hello, Ingrid. Apples are fresh today.",
+        "Hello Ingrid and welcome to the market.",
+        "You're Ingrid, from the coast.",
+        "Your name is Ingrid, of course.",
+        "Thank you, Ingrid.",
+        "What can I do for you, friend?",
+        "An apple costs 2 coppers.",
+        "Brenna puts every blade to the test.",
+        "A test of strength at the forge, friend?",
+        "Rules? Keep to the road after dark.",
+    ]
+    for t in fine:
+        assert check.fit(check.problems(t, world)), (t, check.problems(t, world))
+    will = check.World(known=set(), framing="", line="Hi.", player="Will")
+    assert check.fit(check.problems("Will you stay for supper?", will))  # a name that is an ordinary word
+    asked = check.World(known=set(), framing="", line="I'm hungry. May I have a loaf of bread?", player="Ingrid")
+    assert [p.kind for p in check.problems("May I have a loaf of bread?", asked)] == ["parrot"]
+    come = check.World(
+        known=check.known_words("plaza"), framing="", line="Come with me to the plaza, please.", player="X"
+    )
+    assert [p.kind for p in check.problems("Come with me to the plaza.", come)] == ["parrot"]
+    for t in ("The plaza? Lead on, friend.", "Good evening to you.", "Aye, I'll come with you to the plaza."):
+        assert check.fit(check.problems(t, come)), (t, check.problems(t, come))
