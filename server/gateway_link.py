@@ -33,13 +33,12 @@ from typing import Any, Callable
 import msgpack
 
 from world import protocol
-from world.protocol import MAX_CHAT, MAX_SEQ, MAX_TALK, Chat, Hello, Input, Talk
+from world.protocol import MAX_CHAT, MAX_FRAME, MAX_SEQ, MAX_TALK, Chat, Hello, Input, Talk
 from world.snapshot import View
 
 log = logging.getLogger("npcworld.gateways")
 
 HEAD = struct.Struct("!IB")  # payload length, kind
-MAX_MESSAGE = 256 * 1024 * 1024  # bytes; a longer head is a broken link (a tick at 2,400 players ships ~0.5 MB)
 JOIN, COMMANDS, LEAVE, STATS = b"j", b"c", b"l", b"s"  # gateway -> tick
 CONTROL, UPDATES, PAGES = b"o", b"u", b"h"  # tick -> gateway
 SEND, SEAT, CLOSE = 0, 1, 2  # a CONTROL item's first field
@@ -56,35 +55,91 @@ COUNTERS = (
     "control_dropped",
 )
 
+# -- how long a message may be, by kind: a head past its kind's bound (or of a kind that direction does
+# not carry) breaks the link before a byte of its payload is held.
+# Tick -> gateway: the tick process is trusted; the bound only catches a broken head (a tick at 2,400
+# players ships ~0.5 MB of updates).
+MAX_MESSAGE = 256 * 1024 * 1024  # bytes
+TO_GATEWAY = {kind[0]: MAX_MESSAGE for kind in (CONTROL, UPDATES, PAGES)}
+# Gateway -> tick: derived from the protocol's limits, so that a gateway cannot make the tick process
+# hold more than ~1 MiB for it. The largest command is a talk whose text is MAX_TALK characters of 4
+# UTF-8 bytes each (819 bytes packed, with a 64-bit player id and a 32-bit NPC id); a gateway packs
+# at most COMMANDS_PER_MESSAGE commands in one message (a loop iteration that read more, at most
+# RATE_BURST per connection, sends several), so COMMANDS is at most ~0.8 MiB. A join is a hello
+# frame (MAX_FRAME) and a connection id; a leave a connection id; stats the COUNTERS and one entry
+# per error and close code this server sends (~0.5 KB; 64 KiB leaves room for new ones).
+COMMANDS_PER_MESSAGE = 1024
+U64 = 2**64 - 1
+MAX_COMMAND = max(
+    len(msgpack.packb(c))
+    for c in ([U64, TALK, 2**32 - 1, "\U0010ffff" * MAX_TALK], [U64, CHAT, "\U0010ffff" * MAX_CHAT])
+)
+FROM_GATEWAY = {
+    COMMANDS[0]: len(msgpack.packb([0] * COMMANDS_PER_MESSAGE)) + COMMANDS_PER_MESSAGE * (MAX_COMMAND - 1),
+    JOIN[0]: len(msgpack.packb([U64, bytes(MAX_FRAME)])),
+    LEAVE[0]: len(msgpack.packb([U64])),
+    STATS[0]: 64 * 1024,
+}
+
 
 class Link(asyncio.Protocol):
     """One end of the socketpair on the event loop: `send` never waits (the transport buffers), and
-    each whole message goes to `on_message(kind, payload)`; `on_lost()` once the other end is gone."""
+    each whole message goes to `on_message(kind, payload)`; `on_lost()` once the other end is gone.
 
-    def __init__(self, on_message: Callable[[bytes, bytes], None], on_lost: Callable[[], None]) -> None:
+    `bounds` (kind -> most payload bytes) is what this end takes; `behind` the most bytes its transport
+    may hold unsent (None: no bound). Past either, `on_broken(why)` is called once and the link takes
+    and sends nothing more (by default it closes itself; the tick process drops the gateway instead)."""
+
+    def __init__(
+        self,
+        on_message: Callable[[bytes, bytes], None],
+        on_lost: Callable[[], None],
+        bounds: dict[int, int] = TO_GATEWAY,
+        behind: int | None = None,
+        on_broken: Callable[[str], None] | None = None,
+    ) -> None:
         self.on_message, self.on_lost = on_message, on_lost
+        self.bounds, self.behind, self.on_broken = bounds, behind, on_broken
         self.transport: asyncio.Transport | None = None
         self.pending = bytearray()
+        self.broken = False
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
 
     def send(self, kind: bytes, payload: bytes) -> None:
         t = self.transport
-        if t is not None and not t.is_closing():
+        if t is not None and not t.is_closing() and not self.broken:
+            if self.behind is not None and t.get_write_buffer_size() > self.behind:
+                self.break_off(f"read nothing of its last {t.get_write_buffer_size()} bytes (at most {self.behind})")
+                return
             t.writelines((HEAD.pack(len(payload), kind[0]), payload))
 
+    def break_off(self, why: str) -> None:
+        """The other end broke the link's rules (`why`): nothing more is taken or sent."""
+        if self.broken:
+            return
+        self.broken = True
+        self.pending = bytearray()
+        if self.on_broken is not None:
+            self.on_broken(why)
+        else:
+            log.error("gateway link: %s: closing it", why)
+        if self.transport is not None:
+            self.transport.close()
+
     def data_received(self, data: bytes) -> None:
+        if self.broken:
+            return
         pending = self.pending
         pending += data
         start = 0
         while len(pending) - start >= HEAD.size:
             n, kind = HEAD.unpack_from(pending, start)
-            if n > MAX_MESSAGE:
-                log.error("gateway link: a message of %d bytes (at most %d): dropping the link", n, MAX_MESSAGE)
-                self.pending = bytearray()
-                if self.transport is not None:
-                    self.transport.close()
+            bound = self.bounds.get(kind)
+            if bound is None or n > bound:
+                what = "of an unknown kind" if bound is None else f"of {n} bytes (at most {bound})"
+                self.break_off(f"sent a message {what}, kind {bytes((kind,))!r}")
                 return
             end = start + HEAD.size + n
             if len(pending) < end:
@@ -95,6 +150,8 @@ class Link(asyncio.Protocol):
                 self.on_message(bytes((kind,)), payload)
             except Exception:  # one bad message never ends the link or the process
                 log.exception("gateway link: message %r failed", bytes((kind,)))
+            if self.broken:  # on_message dropped it
+                return
         del pending[:start]
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -102,9 +159,14 @@ class Link(asyncio.Protocol):
         self.on_lost()
 
 
-async def open_link(sock: Any, on_message: Callable[[bytes, bytes], None], on_lost: Callable[[], None]) -> Link:
-    """A Link over a connected AF_UNIX stream socket (one end of a socketpair)."""
-    return await attach(Link(on_message, on_lost), sock)
+async def open_link(
+    sock: Any,
+    on_message: Callable[[bytes, bytes], None],
+    on_lost: Callable[[], None],
+    bounds: dict[int, int] = TO_GATEWAY,
+) -> Link:
+    """A Link over a connected AF_UNIX stream socket (one end of a socketpair), taking `bounds`."""
+    return await attach(Link(on_message, on_lost, bounds), sock)
 
 
 async def attach(link: Link, sock: Any) -> Link:

@@ -42,6 +42,7 @@ from .gateway_link import (
     CHAT,
     CLOSE,
     COMMANDS,
+    COMMANDS_PER_MESSAGE,
     COUNTERS,
     CONTROL,
     INPUT,
@@ -93,9 +94,11 @@ class RoomLink:
             self.batch.append([eid, TALK, msg.npc, msg.text])
 
     def send(self) -> None:
+        """This loop iteration's commands, COMMANDS_PER_MESSAGE a message (the tick process's bound)."""
         batch, self.batch = self.batch, []
         if batch and self.link is not None:
-            self.link.send(COMMANDS, msgpack.packb(batch))
+            for i in range(0, len(batch), COMMANDS_PER_MESSAGE):
+                self.link.send(COMMANDS, msgpack.packb(batch[i : i + COMMANDS_PER_MESSAGE]))
 
 
 class Gateway:

@@ -191,11 +191,7 @@ class Gateways:
             control, batch = self.control[g], self.batch[g]
             self.control[g], self.batch[g] = [], []
             if link is None:
-                continue
-            t = link.transport
-            if t is not None and t.get_write_buffer_size() > LINK_BEHIND:
-                self.drop(g, link, f"read nothing of its last {t.get_write_buffer_size()} bytes")
-                continue
+                continue  # (a link past LINK_BEHIND drops its gateway in its send)
             if control:
                 link.send(wire.CONTROL, msgpack.packb(control))
             if batch:
@@ -215,7 +211,7 @@ class Gateways:
                 log.error("gateway %d sent a bad %r message (%s)", g, kind, err)
             else:
                 log.exception("gateway %d: its %r message failed", g, kind)
-            self.drop(g, link, "bad message")
+            link.break_off(f"sent a bad {kind!r} message")
 
     def _handle(self, g: int, kind: bytes, payload: bytes) -> None:
         game = self.game
@@ -255,7 +251,10 @@ class Gateways:
             self.joining = None
 
     def drop(self, g: int, link: wire.Link, why: str) -> None:
-        """Gateway g, alive but broken (`why`): its link closed, its process killed, then as a death."""
+        """Gateway g, alive but broken (`why`, from its link's break_off): its link closed, its process
+        killed, then as a death."""
+        if self.links[g] is not link:
+            return  # a predecessor's link
         log.error("gateway %d %s: dropped", g, why)
         if link.transport is not None:
             link.transport.close()
@@ -400,7 +399,13 @@ class Gateways:
             theirs.close()
             listen.close()
         self.started_at[g] = asyncio.get_running_loop().time()
-        link = wire.Link(lambda kind, payload: self.on_message(g, link, kind, payload), lambda: self.lost(g, link))
+        link = wire.Link(
+            lambda kind, payload: self.on_message(g, link, kind, payload),
+            lambda: self.lost(g, link),
+            bounds=wire.FROM_GATEWAY,
+            behind=LINK_BEHIND,
+            on_broken=lambda why: self.drop(g, link, why),
+        )
         self.links[g] = link  # before it is attached: an end that comes at once is this link's
         await wire.attach(link, mine)
 

@@ -218,6 +218,8 @@ BAD = {
     "a leave of a list": (b"l", msgpack.packb([[1, 2]])),
     "stats with a counter in text": (b"s", msgpack.packb({"connections": "many"})),
     "an unknown kind": (b"z", b""),
+    "commands past their bound": (b"c", bytes(wire.FROM_GATEWAY[wire.COMMANDS[0]] + 1)),
+    "a join past its bound": (b"j", bytes(wire.FROM_GATEWAY[wire.JOIN[0]] + 1)),
 }
 
 
@@ -281,7 +283,7 @@ async def test_a_gateway_that_sends_a_bad_message_is_dropped_and_restarted_and_t
 ):
     game, gws, metrics = room_on_gateways
     other = await seated_on(gws, 1)
-    for restarts, (case, (kind, payload)) in enumerate(BAD.items(), 1):  # bounded: 8 cases
+    for restarts, (case, (kind, payload)) in enumerate(BAD.items(), 1):  # bounded: 10 cases
         p = await seated_on(gws, 0)
         payload = payload if payload is not None else bad_commands(case, p.id)
         link, proc = gws.links[0], gws.procs[0]
@@ -290,6 +292,10 @@ async def test_a_gateway_that_sends_a_bad_message_is_dropped_and_restarted_and_t
         link.data_received(wire.HEAD.pack(len(payload), kind[0]) + payload)  # as the socket would give it
         assert gws.links[0] is None, case  # dropped at once
         assert any(r.levelname == "ERROR" and "gateway 0" in r.getMessage() for r in caplog.records), case
+        if "bound" in case:  # the log says how long it was and what the bound is
+            assert any(
+                f"of {len(payload)} bytes (at most {len(payload) - 1})" in r.getMessage() for r in caplog.records
+            )
         assert p.id not in gws.of  # its player left as on a disconnect
         assert await close_code(p.ws) == 1006, case  # the process was killed
         assert await asyncio.to_thread(proc.wait, 10) == -signal.SIGKILL
@@ -304,6 +310,54 @@ async def test_a_gateway_that_sends_a_bad_message_is_dropped_and_restarted_and_t
                 break
             await asyncio.sleep(0.1)
         assert gws.restarts[0] == restarts, case
+    back = await seated_on(gws, 0)
+    await other.until(lambda q, m: back.id in q.known, what="a player of the restarted gateway in view")
+    await back.close()
+    await other.close()
+
+
+async def test_a_stopped_gateway_is_dropped_past_its_bound_without_blocking_the_tick_and_restarted(
+    room_on_gateways, caplog
+):
+    """Gateway 0's process stopped (SIGSTOP: it reads nothing) while the tick side sends it a 1 MiB page a
+    loop turn: dropped once LINK_BEHIND (64 MiB) is held for it, killed and restarted; the room ticks on
+    meanwhile and the player on gateway 1 keeps getting its updates."""
+    game, gws, metrics = room_on_gateways
+    other = await seated_on(gws, 1)
+    stopped = await seated_on(gws, 0)
+    link, proc = gws.links[0], gws.procs[0]
+    page = msgpack.packb([{"status": "ok", "pad": bytes(2**20)}, "", None])  # a PAGES message of 1 MiB
+    os.kill(proc.pid, signal.SIGSTOP)  # a child of this test's process
+    try:
+        caplog.clear()
+        updates, ticks, at = other.updates, metrics.ticks, []
+        for _ in range(100):  # bounded: 100 MiB; one page per loop turn, the ticks and the players' reads between
+            if gws.links[0] is not link:
+                break
+            link.send(wire.PAGES, page)
+            at.append(game.world.tick)
+            await asyncio.sleep(0.005)
+        assert gws.links[0] is None, "never dropped"
+        sent = len(at) - 1  # the last send found the bound passed: it dropped the gateway instead
+        assert gateways.LINK_BEHIND // len(page) - 2 <= sent <= gateways.LINK_BEHIND // len(page) + 2, sent
+        dropped = [r.getMessage() for r in caplog.records if "gateway 0 read nothing" in r.getMessage()]
+        assert dropped and f"(at most {gateways.LINK_BEHIND})" in dropped[0], dropped
+        # the tick went on while the pages piled up, and so did the other gateway's player's updates
+        assert at[-1] > at[0] and metrics.ticks > ticks
+        await other.until(lambda q, m: q.updates > updates + 10, what="10 more updates on gateway 1")
+        assert await asyncio.to_thread(proc.wait, 10) == -signal.SIGKILL  # killed, stopped as it was
+        assert await close_code(stopped.ws) == 1006
+        assert stopped.id not in gws.of
+    finally:
+        if proc.poll() is None:  # not dropped: this test ends the process it stopped
+            os.kill(proc.pid, signal.SIGCONT)
+            proc.kill()
+            proc.wait(10)
+    for _ in range(100):  # bounded: 10 s for the replacement
+        if gws.restarts[0] == 1 and gws.links[0] is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert gws.restarts[0] == 1 and gws.procs[0] is not proc
     back = await seated_on(gws, 0)
     await other.until(lambda q, m: back.id in q.known, what="a player of the restarted gateway in view")
     await back.close()

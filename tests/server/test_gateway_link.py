@@ -12,11 +12,16 @@ import pytest
 
 from server.gateway_link import (
     CHAT,
+    COMMANDS,
+    COMMANDS_PER_MESSAGE,
     COUNTERS,
+    FROM_GATEWAY,
     HEAD,
     INPUT,
+    JOIN,
     MAX_MESSAGE,
     TALK,
+    Link,
     open_link,
     pack_updates,
     unpack_commands,
@@ -25,7 +30,8 @@ from server.gateway_link import (
     unpack_stats,
     unpack_updates,
 )
-from world.protocol import Chat, Hello, Input, Talk
+from server.gateway_proc import RoomLink
+from world.protocol import MAX_FRAME, MAX_TALK, Chat, Hello, Input, Talk
 from world.sim import NPC, PLAYER, World, WorldConfig
 from support.worldhelp import default_map
 
@@ -103,6 +109,72 @@ async def test_a_head_past_the_bound_drops_the_link():
     a.sendall(HEAD.pack(MAX_MESSAGE + 1, ord("u")))
     await asyncio.wait_for(lost.wait(), 5)
     a.close()
+
+
+async def until(ok, what: str) -> None:
+    for _ in range(500):  # bounded: 5 s
+        if ok():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"never: {what}")
+
+
+@pytest.mark.parametrize(
+    "kind, n, why",
+    [
+        (COMMANDS, FROM_GATEWAY[COMMANDS[0]] + 1, "at most"),
+        (JOIN, MAX_FRAME + 64, "at most"),
+        (b"u", 10, "unknown kind"),  # updates go the other way
+    ],
+)
+async def test_a_gateway_s_message_past_its_kind_s_bound_breaks_the_link_before_its_payload_is_held(kind, n, why):
+    a, b = socket.socketpair()
+    broken: list[str] = []
+    got: list[bytes] = []
+    link = Link(lambda k, p: got.append(k), lambda: None, bounds=FROM_GATEWAY, on_broken=broken.append)
+    await asyncio.get_running_loop().connect_accepted_socket(lambda: link, b)
+    a.sendall(HEAD.pack(2, ord("l")) + b"\x91\x05" + HEAD.pack(n, kind[0]))  # a leave, then the head alone
+    await until(lambda: broken, "the link broken")
+    assert got == [b"l"] and len(broken) == 1 and why in broken[0], broken
+    assert link.broken and not link.pending
+    a.close()
+
+
+async def test_a_gateway_s_largest_commands_fit_its_bound_and_more_are_split_into_several_messages():
+    a, b = socket.socketpair()
+    got: list[bytes] = []
+    broken: list[str] = []
+    tick_side = Link(lambda k, p: got.append(p), lambda: None, bounds=FROM_GATEWAY, on_broken=broken.append)
+    await asyncio.get_running_loop().connect_accepted_socket(lambda: tick_side, b)
+    room = RoomLink()
+    room.link = await open_link(a, lambda k, p: None, lambda: None)
+    n = 2 * COMMANDS_PER_MESSAGE + 5
+    for i in range(n):  # one loop iteration's commands, each the largest a connection can send
+        room.command(2**64 - 1 - i, Talk(2**32 - 1, "\U0010ffff" * MAX_TALK))
+    await until(lambda: len(got) == 3 or broken, "three commands messages")
+    assert not broken
+    assert max(len(p) for p in got) <= FROM_GATEWAY[COMMANDS[0]]
+    assert max(len(p) for p in got) > 0.99 * FROM_GATEWAY[COMMANDS[0]]  # the bound is the largest, not slack
+    back = [c for p in got for c in unpack_commands(p)]
+    assert len(back) == n and back[0] == (2**64 - 1, Talk(2**32 - 1, "\U0010ffff" * MAX_TALK))
+
+
+async def test_a_link_whose_other_end_reads_nothing_breaks_once_past_its_bound_and_sends_no_more():
+    a, b = socket.socketpair()  # b is never read
+    broken: list[str] = []
+    link = Link(lambda k, p: None, lambda: None, behind=1_000_000, on_broken=broken.append)
+    await asyncio.get_running_loop().connect_accepted_socket(lambda: link, a)
+    assert link.transport is not None
+    page = bytes(100_000)
+    sent = 0
+    while not broken and sent < 100:  # bounded: 10 MB
+        link.send(b"h", page)
+        sent += 1
+    assert len(broken) == 1 and "at most 1000000" in broken[0], broken
+    assert 10 <= sent <= 100 and link.transport.is_closing()
+    link.send(b"h", page)  # nothing more
+    assert len(broken) == 1
+    b.close()
 
 
 def test_what_a_gateway_sends_comes_back_checked_as_the_room_takes_it():
