@@ -38,11 +38,22 @@ part (edge, outbox and encoding, interest, tick, event loop, other: PARTS),
 are printed and saved; --profile-dir keeps py-spy's raw stacks. --serve-args
 gives npcworld's server more `npcworld serve` flags (the profiled run too).
 
+--gateways 1,2 runs npcworld once per value at every N, taking turns, and prints
+the later ones side by side with the first; "srv CPU%" is then every process of
+the server (the tick process, its gateway processes, its workers) and "main
+CPU%" the tick process alone. --server-cpus and --bots-cpus pin the servers
+(both, the peer's too) and the bots to CPU sets (taskset -c), so that 1 and 2
+gateways get the same cores and the bots never take theirs: on a 2-core
+machine `--server-cpus 0 --bots-cpus 1` gives 2 gateways no spare core (a
+measure of what the link costs), on a bigger one `--server-cpus 0-3
+--bots-cpus 4-15` gives them three.
+
 Usage: python bench/capacity.py [--clients N,N,...] [--seconds 20] [--peer colyseus]
                                 [--spawn random|spawn] [--npcs 500] [--start 50] [--max 25600]
                                 [--procs P] [--profile] [--profile-dir DIR] [--serve-args FLAGS]
-                                [--baseline-args FLAGS] [--baseline-src DIR]
-Prints a table and writes bench/results/capacity.json.
+                                [--baseline-args FLAGS] [--baseline-src DIR] [--gateways G,G,...]
+                                [--server-cpus CPUS] [--bots-cpus CPUS] [--out FILE]
+Prints a table and writes bench/results/capacity.json (--out: elsewhere).
 """
 
 from __future__ import annotations
@@ -128,6 +139,52 @@ def bytes_read(pid: int) -> int:
     return 0
 
 
+def parse_cpus(text: str) -> set[int]:
+    """A CPU list as taskset -c takes it ("0", "0-3,8"), checked against this machine's CPUs."""
+    cpus: set[int] = set()
+    try:
+        for part in text.split(","):
+            lo, _, hi = part.strip().partition("-")
+            cpus.update(range(int(lo), int(hi or lo) + 1))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a CPU list such as 0 or 0-3,8")
+    allowed = os.sched_getaffinity(0)
+    if not cpus or not cpus <= allowed:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected CPUs among {sorted(allowed)}")
+    return cpus
+
+
+def cpu_list(cpus: set[int] | None) -> str:
+    return "-" if cpus is None else ",".join(map(str, sorted(cpus)))
+
+
+def pinned(cmd: list[str], cpus: set[int] | None) -> list[str]:
+    """`cmd` on `cpus` only, with every process and thread it starts (taskset -c); None: as it is."""
+    return cmd if cpus is None else ["taskset", "-c", cpu_list(cpus), *cmd]
+
+
+def affinity_of(pid: int) -> set[int]:
+    """The CPUs a process may run on (empty once it is gone)."""
+    try:
+        return os.sched_getaffinity(pid)
+    except OSError:
+        return set()
+
+
+def pin_tree(pid: int, cpus: set[int] | None) -> None:
+    """A process already running (the peer's, which this script starts through colyseus_peer), with
+    its threads and every process under it, onto `cpus` (as `taskset -a -p`); what it starts later
+    inherits them."""
+    if cpus is None:
+        return
+    for p in descendants(pid):
+        try:
+            for tid in os.listdir(f"/proc/{p}/task"):
+                os.sched_setaffinity(int(tid), cpus)
+        except OSError:  # gone meanwhile
+            continue
+
+
 class CpuSampler(threading.Thread):
     """Every 0.25 s: (unix time, server CPU s, bots CPU s summed over the bots' process trees,
     the whole machine's busy CPU s, bytes the bots' processes have read). The machine's share that is
@@ -137,27 +194,40 @@ class CpuSampler(threading.Thread):
     def __init__(self, server_pid: int, bots_pids: list[int]):
         super().__init__(daemon=True)
         self.server_pid, self.bots_pids = server_pid, bots_pids
-        self.samples: list[tuple[float, float, float, float, int]] = []
+        self.samples: list[tuple[float, float, float, float, int, float]] = []
+        self.pids_seen: set[int] = set()  # every process of the server's tree seen while sampling
         self.halt = threading.Event()
 
     def run(self) -> None:
         while not self.halt.wait(0.25):
-            # the server with its inference workers (a decision-policy worker by default)
-            srv = sum(c for p in descendants(self.server_pid) if (c := cpu_seconds(p)) is not None) or None
+            # the server with every process under it: its gateway processes (--gateways N) and its
+            # inference workers (a decision-policy worker by default); `main` is its own process alone
+            # (the tick, and with one gateway the sockets too)
+            main = cpu_seconds(self.server_pid)
+            tree = descendants(self.server_pid)
+            self.pids_seen.update(tree)
+            srv = sum(c for p in tree if (c := cpu_seconds(p)) is not None) or None
             bot_pids = [p for root in self.bots_pids for p in descendants(root)]
             bots = sum(c for p in bot_pids if (c := cpu_seconds(p)) is not None)
             read = sum(bytes_read(p) for p in bot_pids)
-            if srv is not None:
-                self.samples.append((time.time(), srv, bots, machine_busy_seconds(), read))
+            if srv is not None and main is not None:
+                self.samples.append((time.time(), srv, bots, machine_busy_seconds(), read, main))
 
     def percent(self, t_from: float, t_to: float) -> tuple[float | None, float | None, float | None]:
         """(server, bots, everything else on the machine) CPU % between two times (100 % = a core)."""
         inside = [s for s in self.samples if t_from <= s[0] <= t_to]
         if len(inside) < 2:
             return None, None, None
-        (ta, sa, ba, ma, _), (tb, sb, bb, mb, _) = inside[0], inside[-1]
+        (ta, sa, ba, ma, _, _), (tb, sb, bb, mb, _, _) = inside[0], inside[-1]
         srv, bots, busy = (100 * (b - a) / (tb - ta) for a, b in ((sa, sb), (ba, bb), (ma, mb)))
         return srv, bots, max(0.0, busy - srv - bots)
+
+    def main_percent(self, t_from: float, t_to: float) -> float | None:
+        """The server's own process's CPU % between two times (the tick process, with --gateways N)."""
+        inside = [s for s in self.samples if t_from <= s[0] <= t_to]
+        if len(inside) < 2:
+            return None
+        return 100 * (inside[-1][5] - inside[0][5]) / (inside[-1][0] - inside[0][0])
 
     def read_per_s(self, t_from: float, t_to: float) -> float | None:
         """Bytes/s the bots' processes read between two times: wire bytes (frames, headers and all)."""
@@ -201,32 +271,36 @@ def started_up(port: int, most_s: float) -> float:
 
 
 def start_server(
-    npcs: int, spawn: str = "random", extra: tuple[str, ...] = (), src: Path = ROOT
+    npcs: int, spawn: str = "random", extra: tuple[str, ...] = (), src: Path = ROOT, cpus: set[int] | None = None
 ) -> tuple[subprocess.Popen, int, list[str]]:
-    """`npcworld serve` from the source tree `src` (another one: an A/B against an older commit)."""
+    """`npcworld serve` from the source tree `src` (another one: an A/B against an older commit), on
+    `cpus` (None: any) with every process it starts (gateways, workers)."""
     proc = subprocess.Popen(
-        [
-            *NPCWORLD,
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--npcs",
-            str(npcs),
-            "--spawn",
-            spawn,
-            *extra,
-            "--grace",
-            "0",
-            "--max-players",
-            "100000",
-            "--log-level",
-            "warning",
-            # S1 measures the world stream: wander bots never talk, and loading the
-            # dialogue model would eat the first step's CPU
-            "--no-dialogue",
-        ],
+        pinned(
+            [
+                *NPCWORLD,
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                "0",
+                "--npcs",
+                str(npcs),
+                "--spawn",
+                spawn,
+                *extra,
+                "--grace",
+                "0",
+                "--max-players",
+                "100000",
+                "--log-level",
+                "warning",
+                # S1 measures the world stream: wander bots never talk, and loading the
+                # dialogue model would eat the first step's CPU
+                "--no-dialogue",
+            ],
+            cpus,
+        ),
         cwd=src,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -283,13 +357,18 @@ def step(
     label: str = "npcworld",
     extra: tuple[str, ...] = (),
     src: Path = ROOT,
+    gateways: int | None = None,
 ) -> dict:
     """npcworld at N; `extra`: more `npcworld serve` flags, `src`: the server's source tree (the
-    baseline of an A/B run; the bots always come from this tree)."""
+    baseline of an A/B run; the bots always come from this tree); `gateways`: its --gateways (None:
+    what `extra` says, else the default, 1)."""
     ramp = ramp_for(n)
     duration = ramp + 1.0 + args.measure  # ramp, settle, measure (see bots.plan.Plan.window)
-    srv, port, srv_lines = start_server(args.npcs, args.spawn, extra, src)
-    report_dir = workdir / f"{label}-n{n}{'-profile' if profile else ''}"
+    if gateways is not None:
+        extra = (*extra, "--gateways", str(gateways))
+    srv, port, srv_lines = start_server(args.npcs, args.spawn, extra, src, args.server_cpus)
+    tag = "" if gateways is None else f"-g{gateways}"
+    report_dir = workdir / f"{label}{tag}-n{n}{'-profile' if profile else ''}"
     cmd = [
         *NPCWORLD,
         "bots",
@@ -310,7 +389,9 @@ def step(
     ]
     try:
         waited = started_up(port, args.warmup)  # start-up over before the bots come (see --warmup)
-        bots = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        bots = subprocess.Popen(
+            pinned(cmd, args.bots_cpus), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         sampler = CpuSampler(srv.pid, [bots.pid])
         sampler.start()
         spies = []
@@ -320,6 +401,7 @@ def step(
         out, err = bots.communicate(timeout=duration + 60)
         sampler.halt.set()
         sampler.join()
+        affinity = sorted({c for p in descendants(srv.pid) for c in affinity_of(p)})  # the pinning, as it is
         idle = idle_cpu(srv.pid)
     finally:
         stop(srv)
@@ -351,6 +433,9 @@ def step(
         },
     )
     row.update(
+        gateways=gateways if gateways is not None else gateways_in(extra),
+        server_processes=len(sampler.pids_seen),
+        server_affinity=affinity,
         bots_exit=bots.returncode,
         ramp_s=ramp,
         duration_s=duration,
@@ -366,14 +451,29 @@ def step(
     return row
 
 
+def gateways_in(flags: tuple[str, ...]) -> int:
+    """The --gateways that `npcworld serve` flags ask for (the last one wins, as argparse's), else 1."""
+    g = 1
+    for i, flag in enumerate(flags):
+        if flag == "--gateways" and i + 1 < len(flags):
+            g = int(flags[i + 1])
+        elif flag.startswith("--gateways="):
+            g = int(flag.partition("=")[2])
+    return g
+
+
 def peer_step(n: int, args, workdir: Path, peer_work: Path, wait_s: float) -> dict:
-    """The Colyseus peer at the same N, ramp and measured time (see bench/colyseus_peer.py)."""
+    """The Colyseus peer at the same N, ramp and measured time (see bench/colyseus_peer.py), on the
+    same CPUs as npcworld's server and bots (--server-cpus, --bots-cpus)."""
     ramp = ramp_for(n)
     procs = procs_for(n, args)
     srv = colyseus_peer.PeerServer(peer_work)
     try:
+        pin_tree(srv.pid, args.server_cpus)
         time.sleep(wait_s)  # as long as npcworld's start-up took, though Node starts in well under a second
         bots = colyseus_peer.start_bots(peer_work, srv.port, n, procs, ramp, args.measure, workdir / f"peer-n{n}")
+        for p, _ in bots:
+            pin_tree(p.pid, args.bots_cpus)
         sampler = CpuSampler(srv.pid, [p.pid for p, _ in bots])
         sampler.start()
         # bots.mjs measures from the end of its ramp to `measure` s later, its ramp starting once Node
@@ -398,6 +498,7 @@ def measured_row(
     """One step's figures: what the bots saw (`seen`), and what /proc says over the window [w0, w1]
     (unix times), measured the same way for either server."""
     server_cpu, bots_cpu, other_cpu = sampler.percent(w0, w1)
+    main_cpu = sampler.main_percent(w0, w1)
     read = sampler.read_per_s(w0, w1)
     conn = seen["connected"]
     held = (
@@ -414,6 +515,7 @@ def measured_row(
         "n": n,
         **{k: v for k, v in seen.items() if k != "problems"},
         "server_cpu_pct": _r(server_cpu, 1),
+        "server_main_cpu_pct": _r(main_cpu, 1),
         "server_idle_cpu_pct": _r(idle, 1),
         "cpu_ms_per_client_s": _r(marginal, 3),
         "bots_cpu_pct": _r(bots_cpu, 0),
@@ -629,7 +731,9 @@ def parts_table(grouped: dict) -> str:
 COLUMNS = [
     ("N", "n", "{}"),
     ("conn", "connected", "{}"),
+    ("gw", "gateways", "{}"),
     ("srv CPU%", "server_cpu_pct", "{:.0f}"),
+    ("main CPU%", "server_main_cpu_pct", "{:.0f}"),
     ("idle CPU%", "server_idle_cpu_pct", "{:.0f}"),
     ("CPU ms/client/s", "cpu_ms_per_client_s", "{:.3f}"),
     ("bots CPU%", "bots_cpu_pct", "{:.0f}"),
@@ -648,7 +752,8 @@ COLUMNS = [
 # The side-by-side comparison: (label, key, format, better) where better says which way wins.
 COMPARED = [
     ("clients connected", "connected", "{:,}", "more"),
-    ("server CPU %", "server_cpu_pct", "{:.1f}", "less"),
+    ("server CPU % (every process)", "server_cpu_pct", "{:.1f}", "less"),
+    ("its main process's CPU % (the tick)", "server_main_cpu_pct", "{:.1f}", "less"),
     ("CPU ms per client-second", "cpu_ms_per_client_s", "{:.3f}", "less"),
     ("bytes/s per client", "bytes_per_s_per_client", "{:,.0f}", "less"),
     ("updates/s p5", "updates_per_s_p5", "{:.1f}", "more"),
@@ -803,6 +908,34 @@ def main() -> int:
         help="extra `npcworld serve` flags for npcworld's server at every N, the profiled run included "
         "(e.g. --serve-args=--ws=websockets); the baseline gets --baseline-args instead",
     )
+    ap.add_argument(
+        "--gateways",
+        type=parse_clients,
+        default=None,
+        metavar="G,G,...",
+        help="npcworld's `serve --gateways` (e.g. 1,2): at each N one run of each, taking turns on the same "
+        "CPUs, with their side by side (the later ones against the first); the server's CPU counts every "
+        "process of it (the tick's and the gateways'), the main one apart (default: once, as --serve-args says)",
+    )
+    ap.add_argument(
+        "--server-cpus",
+        type=parse_cpus,
+        default=None,
+        metavar="CPUS",
+        help="run every server (npcworld's, with its gateways and workers; the peer's) on these CPUs only, "
+        "as `taskset -c CPUS` (e.g. 0-3): 1 vs 2 gateways then compete for the same cores (default: any)",
+    )
+    ap.add_argument(
+        "--bots-cpus",
+        type=parse_cpus,
+        default=None,
+        metavar="CPUS",
+        help="run every bot process (both servers') on these CPUs only (e.g. 4-15), so the bots never take "
+        "the server's cores (default: any)",
+    )
+    ap.add_argument(
+        "--out", type=Path, default=RESULTS, metavar="FILE", help=f"where the results go (default: {RESULTS})"
+    )
     args = ap.parse_args()
     try:
         serve_args = tuple(shlex.split(args.serve_args))
@@ -822,8 +955,10 @@ def main() -> int:
         peer_work = colyseus_peer.prepare(source, args.peer_work)
 
     rows: list[dict] = []
-    pairs: list[tuple[dict, dict]] = []
+    pairs: list[tuple[dict, dict]] = []  # (npcworld, colyseus), for each --gateways at each N
     ab_pairs: list[tuple[dict, dict]] = []  # (npcworld, baseline) with --baseline-args
+    gw_pairs: list[tuple[dict, dict]] = []  # (npcworld --gateways G, npcworld --gateways <the first>)
+    configs: list[int | None] = args.gateways or [None]
     saturated = None
     sweep = args.clients is None
     with tempfile.TemporaryDirectory(prefix="npcworld-capacity-") as tmp:
@@ -833,9 +968,13 @@ def main() -> int:
         while (n <= args.max) if sweep else ns:
             if not sweep:
                 n = ns.pop(0)
-            row = step(n, args, workdir, extra=serve_args)
-            rows.append(row)
-            print_step(row)
+            ours_n = []
+            for g in configs:  # taking turns at this N, on the same CPUs
+                ours_n.append(step(n, args, workdir, extra=serve_args, gateways=g))
+                rows.append(ours_n[-1])
+                print_step(ours_n[-1])
+            gw_pairs += [(r, ours_n[0]) for r in ours_n[1:]]
+            row = ours_n[0]
             if args.baseline_args or args.baseline_src:
                 base = step(
                     n,
@@ -851,9 +990,9 @@ def main() -> int:
             if peer_work is not None:
                 theirs = peer_step(n, args, workdir, peer_work, row["started_up_s"])
                 rows.append(theirs)
-                pairs.append((row, theirs))
+                pairs += [(r, theirs) for r in ours_n]
                 print_step(theirs)
-            if not row["held"] and saturated is None:
+            if not any(r["held"] for r in ours_n) and saturated is None:
                 saturated = n
                 if sweep:
                     break
@@ -862,17 +1001,26 @@ def main() -> int:
         if args.profile:
             target = saturated or rows[-1]["n"]
             print(f"profiling N={target} with py-spy...", flush=True)
-            profile = step(target, args, workdir, profile=True, extra=serve_args).get("profile")
+            profile = step(target, args, workdir, profile=True, extra=serve_args, gateways=configs[-1]).get("profile")
     ours = [r for r in rows if r["server"] == "npcworld"]  # (the baseline does not decide saturation)
     held = [r["n"] for r in ours if r["held"]]
     largest = max(held) if held else None
     print()
     print(table(rows))
+    if args.server_cpus is not None or args.bots_cpus is not None:
+        print(f"\npinned: servers on CPUs {cpu_list(args.server_cpus)}, bots on CPUs {cpu_list(args.bots_cpus)}")
     print(
         f"\nnpcworld (--spawn {args.spawn}): largest N that held: {largest if largest is not None else 'none'}"
         + (f"; saturated at N={saturated}" if saturated else f"; not saturated up to N={ours[-1]['n']}")
         + f"  (held = all connected, updates/s p5 >= {MIN_UPDATES_P5:g}, round trip p99 <= {MAX_RTT_P99_MS:g} ms)"
     )
+    if len(configs) > 1:
+        for g in configs:
+            mine = [r["n"] for r in ours if r["gateways"] == g and r["held"]]
+            print(f"  --gateways {g}: largest N that held: {max(mine) if mine else 'none'}")
+        for g in configs[1:]:
+            print(f"\n--gateways {g} vs --gateways {configs[0]} (taking turns in this run):")
+            print(side_by_side([p for p in gw_pairs if p[0]["gateways"] == g], f"gw {g}", f"gw {configs[0]}"))
     if pairs:
         peer_held = [t["n"] for _, t in pairs if t["held"]]
         theirs = max(peer_held) if peer_held else None
@@ -880,8 +1028,12 @@ def main() -> int:
             f"colyseus: largest N that held: {theirs if theirs is not None else 'none'}"
             + (f"; npcworld / colyseus = {largest / theirs:.2f}x" if largest and theirs else "")
         )
-        print("\nside by side (the same N, ramp and measured seconds, taking turns in this run):")
-        print(side_by_side(pairs))
+        for g in configs:
+            with_g = "" if g is None else f" --gateways {g}"
+            print(
+                f"\nside by side, npcworld{with_g} (the same N, ramp and measured seconds, taking turns in this run):"
+            )
+            print(side_by_side([p for p in pairs if p[0]["gateways"] == (g or p[0]["gateways"])]))
         print(MEASURED_HOW)
     if ab_pairs:
         base = " ".join(
@@ -908,7 +1060,7 @@ def main() -> int:
             if args.profile_dir is not None:
                 print(f"  raw stacks: {prof.get('raw')}")
     save(
-        RESULTS,
+        args.out,
         {
             "scenario": "S1" if args.spawn == "random" else "S1-crowded",
             "spawn": args.spawn,
@@ -923,11 +1075,24 @@ def main() -> int:
             "side_by_side": [
                 {
                     "n": a["n"],
+                    "gateways": a["gateways"],
                     "npcworld": a,
                     "colyseus": b,
                     "ratios": {key: ratio(a.get(key), b.get(key)) for _, key, _, _ in COMPARED},
                 }
                 for a, b in pairs
+            ],
+            "gateways": args.gateways,
+            "server_cpus": None if args.server_cpus is None else sorted(args.server_cpus),
+            "bots_cpus": None if args.bots_cpus is None else sorted(args.bots_cpus),
+            "gateways_side_by_side": [
+                {
+                    "n": a["n"],
+                    "gateways": [a["gateways"], b["gateways"]],
+                    "rows": [a, b],
+                    "ratios": {key: ratio(a.get(key), b.get(key)) for _, key, _, _ in COMPARED},
+                }
+                for a, b in gw_pairs
             ],
             "serve_args": args.serve_args,
             "baseline_args": args.baseline_args,
