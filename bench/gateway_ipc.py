@@ -67,7 +67,8 @@ from bots.bot import OP_BINARY, client_frame  # noqa: E402
 from server import edge_picows  # noqa: E402
 from server.config import NetSection  # noqa: E402
 from server.gateway import SEND_BUFFER, Connection, Flusher  # noqa: E402
-from server.gateway_link import pack_updates, unpack_updates  # noqa: E402
+from server.gateway_link import Updates, pack_updates, unpack_updates  # noqa: E402
+from server.gateways import Gateways  # noqa: E402
 from server.http import Routes  # noqa: E402
 from server.metrics import Metrics  # noqa: E402
 from world.tilemap import load_map  # noqa: E402
@@ -147,7 +148,7 @@ async def gateway(fd: int, expected: int) -> None:
     metrics, flusher, conns = Metrics(), Flusher(), {}
     listening, ready = await served(expected, metrics, flusher, conns)
     clock = time.thread_time
-    ticks: list[tuple[int, float, float, int]] = []  # (tick, read s, write s, bytes written)
+    ticks: list[tuple[int, float, float, float, int]] = []  # (tick, read s, push s, flush s, bytes written)
     done = asyncio.get_running_loop().create_future()
 
     pending = bytearray()  # what the socketpair brought of the messages not yet handled
@@ -178,10 +179,13 @@ async def gateway(fd: int, expected: int) -> None:
                 tick, batch = unpack_updates(payload)
                 c2 = clock()
                 sent = metrics.bytes_out
-                for slot, ack, view in batch:
-                    conns[slot].outbox.push_update(tick, ack, view)
+                for slot, ack, view in batch:  # as gateway_proc.Gateway.on_message
+                    conn = conns.get(slot)
+                    if conn is not None:
+                        conn.outbox.push_update(tick, ack, view)
+                c3 = clock()
                 flush_all(flusher)
-                ticks.append((tick, reading[0] + c2 - c1, clock() - c2, metrics.bytes_out - sent))
+                ticks.append((tick, reading[0] + c2 - c1, c3 - c2, clock() - c3, metrics.bytes_out - sent))
             elif kind == ord("e"):
                 asyncio.get_running_loop().remove_reader(fd)
                 link.setblocking(True)
@@ -248,6 +252,16 @@ async def _line(proc: subprocess.Popen, prefix: str) -> str:
     return line
 
 
+def outbound(players: list[int], k: int) -> Gateways:
+    """The tick process's Outbound of `npcworld serve --gateways k` (server/gateways.py) with player i
+    seated on gateway i % k as connection i; its sends are this bench's (`scheduled` stays set)."""
+    room = Gateways(NetSection(gateways=k), Metrics(), str(MAP))
+    room.of = {eid: (i % k, i) for i, eid in enumerate(players)}
+    room.batch, room.control, room.links = [Updates() for _ in range(k)], [[] for _ in range(k)], [None] * k
+    room.scheduled = True
+    return room
+
+
 def check_round_trip(tick: int, batch: list) -> None:
     """Every player's bodies as a gateway gets them equal the tick process's (keyframe and delta)."""
     _, back = unpack_updates(pack_updates(tick, batch))
@@ -263,6 +277,7 @@ async def case(n: int, k: int, npcs: int, ticks: int, warmup: int, seed: int) ->
     metrics, flusher, conns = Metrics(), Flusher(), {}
     listening, ready = await served(n, metrics, flusher, conns)
     members = [list(range(g, n, k)) for g in range(k)]  # player i: gateway i % k
+    room = outbound(players, k)
     links, gateways = [], []
     for g in range(k):
         a, b = socket.socketpair()
@@ -307,12 +322,20 @@ async def case(n: int, k: int, npcs: int, ticks: int, warmup: int, seed: int) ->
                         row["in_process_s"] = clock() - c0
                         row["written"] = metrics.bytes_out - sent
                     else:
-                        shipped = 0
-                        for g, m in enumerate(members):
-                            data = pack_updates(tick, [(i, ack[i], views[players[i]]) for i in m])
-                            send_msg(links[g], b"u", data)
-                            shipped += len(data)
-                        row["ship_s"] = clock() - c0
+                        for i, eid in enumerate(players):  # the room hands each player's update over
+                            room.update(eid, tick, ack[i], views[eid])
+                        c1 = clock()
+                        shipped, data = 0, []
+                        for g in range(k):  # as Gateways.send
+                            batch, room.batch[g] = room.batch[g], Updates()
+                            data.append(batch.pack(tick))
+                        c2 = clock()
+                        for g in range(k):
+                            send_msg(links[g], b"u", data[g])
+                            shipped += len(data[g])
+                        c3 = clock()
+                        row["ship_s"] = c3 - c0
+                        row["ship_parts_s"] = (c1 - c0, c2 - c1, c3 - c2)
                         row["shipped"] = shipped
                 row["views"] = [len({id(views[players[i]]) for i in m}) for m in members]
                 if t >= warmup:
@@ -332,7 +355,7 @@ async def case(n: int, k: int, npcs: int, ticks: int, warmup: int, seed: int) ->
 
 
 def summarise(n: int, k: int, rows: list[dict], reports: list[dict], coalesced: int) -> dict:
-    by_tick = [{t: (r, w, b) for t, r, w, b in rep["ticks"]} for rep in reports]
+    by_tick = [{t: (r, p + f, b, p, f) for t, r, p, f, b in rep["ticks"]} for rep in reports]
     timed = [r for r in rows if all(r["tick"] in g for g in by_tick)]  # ticks every gateway reported
     per = 1e6 / n  # seconds per tick -> µs per player-tick
 
@@ -343,7 +366,10 @@ def summarise(n: int, k: int, rows: list[dict], reports: list[dict], coalesced: 
     ship = [r["ship_s"] * per for r in timed]
     read = [sum(g[r["tick"]][0] for g in by_tick) * per for r in timed]
     write = [sum(g[r["tick"]][1] for g in by_tick) * per for r in timed]
+    push = [sum(g[r["tick"]][3] for g in by_tick) * per for r in timed]
+    flush = [sum(g[r["tick"]][4] for g in by_tick) * per for r in timed]
     gw = [a + b for a, b in zip(read, write)]
+    parts = [[r["ship_parts_s"][j] * per for r in timed] for j in range(3)]
     return {
         "players": n,
         "gateways": k,
@@ -352,6 +378,16 @@ def summarise(n: int, k: int, rows: list[dict], reports: list[dict], coalesced: 
         "ship_us": med(ship),
         "gateway_read_us": med(read),
         "gateway_write_us": med(write),
+        # the per-player profile of the path, µs per player-tick: the tick process's side, then the gateways'
+        "profile_us": {
+            "tick: Gateways.update (the room's Outbound)": med(parts[0]),
+            "tick: pack_updates": med(parts[1]),
+            "tick: socketpair send": med(parts[2]),
+            "gateway: recv + unpack_updates": med(read),
+            "gateway: push_update per player": med(push),
+            "gateway: flush (frames, writev)": med(flush),
+            "in-process for comparison: push + flush": med(inproc),
+        },
         "gateway_us": med(gw),
         "ship_over_in_process": round(med(ship) / med(inproc), 3),
         "added_us": round(med([s + g - i for s, g, i in zip(ship, gw, inproc)]), 3),
@@ -407,6 +443,10 @@ def main() -> int:
         " writes instead; gw read / write: the gateways' unpacking, and their push + flush (summed over"
         " gateways); added: ship + gw read + gw write - in-process; KB = 1000 bytes per tick"
     )
+    for r in rows:
+        print(f"\nper-player profile of the path at {r['players']:,} players (µs per player-tick, medians):")
+        for part, us in r["profile_us"].items():
+            print(f"  {us:7.3f}  {part}")
     if any(r["coalesced_in_process"] or r["coalesced_gateways"] for r in rows):
         print("note: coalesced > 0 in some row: some clients fell behind, so some flushes wrote less (see the JSON)")
     save(

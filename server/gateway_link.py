@@ -15,9 +15,10 @@ named it shares (the gateway's outboxes then build each body once, as in one pro
 travel (the keyframe's cells and the delta's cells and moves): which one a connection gets is the
 gateway's choice, made by its Outbox from what that connection last sent (server/outbox.py).
 
-Message: [tick, views, records]
-    views    [[build, cells, moves_cells, moves, enter, enter_ids, leave, chat], ...]
-             (moves_cells and moves nil where the View has no delta form)
+Message: the length of its head (u32 big-endian), the head [tick, views, records] (msgpack), then each
+View's cells and moves bytes, raw, in the order of views
+    views    [[build, len(cells), moves_cells, len(moves), enter, enter_ids, leave, chat], ...]
+             (moves_cells and len(moves) nil where the View has no delta form: no moves bytes follow)
     records  [slot, view index, ack, slot, view index, ack, ...]: one triple per player
 
 Measured against the in-process flush in bench/gateway_ipc.py (README "Capacity").
@@ -39,6 +40,7 @@ from world.snapshot import View
 log = logging.getLogger("npcworld.gateways")
 
 HEAD = struct.Struct("!IB")  # payload length, kind
+UPDATES_HEAD = struct.Struct("!I")  # an UPDATES payload's first bytes: the length of its msgpack head
 JOIN, COMMANDS, LEAVE, STATS = b"j", b"c", b"l", b"s"  # gateway -> tick
 CONTROL, UPDATES, PAGES = b"o", b"u", b"h"  # tick -> gateway
 SEND, SEAT, CLOSE = 0, 1, 2  # a CONTROL item's first field
@@ -259,32 +261,89 @@ def unpack_stats(data: bytes) -> dict[str, Any]:
     return raw
 
 
-def pack_updates(tick: int, batch: list[tuple[int, int, View]]) -> bytes:
-    """One tick's updates for one gateway: (slot, ack, View) per player, each distinct View once."""
-    index: dict[int, int] = {}  # id(View) -> its place in `views`; the Views are alive for the call
-    views: list[tuple] = []
-    records: list[int] = []
-    for slot, ack, view in batch:
-        i = index.get(id(view))
+class Updates:
+    """One tick's updates for one gateway, gathered as the room hands them over (Gateways.update): each
+    distinct View once (keyed by object: the Views are alive until `pack`), and a (slot, view index,
+    ack) record per player, so that packing walks the distinct Views only, not the players again."""
+
+    __slots__ = ("index", "views", "records")
+
+    def __init__(self) -> None:
+        self.index: dict[int, int] = {}  # id(View) -> its place in `views`
+        self.views: list[View] = []
+        self.records: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self.records) // 3
+
+    def add(self, slot: int, ack: int, view: View) -> None:
+        i = self.index.get(id(view))
         if i is None:
-            i = index[id(view)] = len(views)
-            m = view.moves
-            cells, moves = (None, None) if m is None else m
-            views.append((view.build, view.cells, cells, moves, view.enter, view.enter_ids, view.leave, view.chat))
-        records += (slot, i, ack)
-    return msgpack.packb((tick, views, records))
+            i = self.index[id(view)] = len(self.views)
+            self.views.append(view)
+        self.records += (slot, i, ack)
+
+    def pack(self, tick: int) -> bytes:
+        """The UPDATES message: the msgpack head (its length first), then each View's cells and moves
+        bytes joined raw. Packed into the msgpack buffer instead, those few-KB blobs were copied as
+        msgpack grows its buffer (bench/gateway_ipc.py, README "Gateway processes")."""
+        rows: list[tuple] = []
+        blobs: list[bytes] = [b""]
+        for v in self.views:
+            m = v.moves
+            blobs.append(v.cells)
+            if m is None:
+                rows.append((v.build, len(v.cells), None, None, v.enter, v.enter_ids, v.leave, v.chat))
+            else:
+                blobs.append(m[1])
+                rows.append((v.build, len(v.cells), m[0], len(m[1]), v.enter, v.enter_ids, v.leave, v.chat))
+        head = msgpack.packb((tick, rows, self.records))
+        blobs[0] = UPDATES_HEAD.pack(len(head)) + head
+        return b"".join(blobs)
+
+
+def pack_updates(tick: int, batch: list[tuple[int, int, View]]) -> bytes:
+    """One tick's updates for one gateway from (slot, ack, View) per player: Updates' message."""
+    out = Updates()
+    for slot, ack, view in batch:
+        out.add(slot, ack, view)
+    return out.pack(tick)
+
+
+def unpack_views(data: bytes) -> tuple[int, list[View], list[int]]:
+    """`pack_updates`' message back as it travels: (tick, its distinct Views, the flat records
+    [slot, view index, ack, ...]), every view index checked. The gateway walks the records straight
+    into its outboxes (gateway_proc.Gateway.on_message), with no (slot, ack, View) tuple per player.
+    A message that is not one raises ValueError."""
+    try:
+        (n,) = UPDATES_HEAD.unpack_from(data)
+        at = UPDATES_HEAD.size + n
+        if at > len(data):
+            raise ValueError(f"a head of {n} bytes in {len(data)}")
+        # unpackb reads the head in place (an Unpacker's feed copies the whole message first: 0.5 us
+        # per player of the gateway's at 2,400 players)
+        tick, raw, records = msgpack.unpackb(memoryview(data)[UPDATES_HEAD.size : at])
+        views = []
+        for build, n_cells, mc, n_moves, enter, enter_ids, leave, chat in raw:
+            cells, at = data[at : at + n_cells], at + n_cells
+            moves = None
+            if n_moves is not None:
+                moves, at = (mc, data[at : at + n_moves]), at + n_moves
+            views.append(View(cells, enter, enter_ids, leave, chat, build, moves))
+        if at != len(data):
+            raise ValueError(f"{len(data) - at} bytes left over of {len(data)}")
+        if type(tick) is not int or type(records) is not list or len(records) % 3:
+            raise ValueError("not (tick, views, records in threes)")
+        if records and not 0 <= min(records[1::3]) <= max(records[1::3]) < len(views):
+            raise ValueError(f"a view index out of 0..{len(views) - 1}")
+        return tick, views, records
+    except (ValueError, TypeError, struct.error, msgpack.UnpackException) as err:
+        raise ValueError(f"not an updates message: {err}") from err
 
 
 def unpack_updates(data: bytes) -> tuple[int, list[tuple[int, int, View]]]:
     """`pack_updates`' message back: (tick, [(slot, ack, View), ...]), records naming one View
     sharing one View object. A message that is not one raises ValueError."""
-    try:
-        tick, raw, records = msgpack.unpackb(data)
-        views = [
-            View(cells, enter, enter_ids, leave, chat, build, None if mc is None else (mc, mv))
-            for build, cells, mc, mv, enter, enter_ids, leave, chat in raw
-        ]
-        it = iter(records)
-        return tick, [(slot, ack, views[i]) for slot, i, ack in zip(it, it, it)]
-    except (ValueError, TypeError, IndexError, msgpack.UnpackException) as err:
-        raise ValueError(f"not an updates message: {err}") from err
+    tick, views, records = unpack_views(data)
+    it = iter(records)
+    return tick, [(slot, ack, views[i]) for slot, i, ack in zip(it, it, it)]

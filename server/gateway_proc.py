@@ -55,7 +55,7 @@ from .gateway_link import (
     TALK,
     UPDATES,
     open_link,
-    unpack_updates,
+    unpack_views,
 )
 from .http import Routes
 from .metrics import Metrics
@@ -128,13 +128,14 @@ class Gateway:
 
     def on_message(self, kind: bytes, payload: bytes) -> None:
         if kind == UPDATES:
-            tick, batch = unpack_updates(payload)
+            tick, views, records = unpack_views(payload)
             self.room.world.tick = tick
             conns = self.conns
-            for cid, ack, view in batch:
+            it = iter(records)
+            for cid, i, ack in zip(it, it, it):  # (connection, view index, ack) per player
                 conn = conns.get(cid)
                 if conn is not None:  # else gone meanwhile: its LEAVE is on its way
-                    conn.outbox.push_update(tick, ack, view)
+                    conn.outbox.push_update(tick, ack, views[i])
             # written now, not at the end of the loop iteration: two ticks read at once (this process was
             # late) are two updates, as in one process; only a congested socket coalesces them
             self.flusher.flush()

@@ -125,7 +125,7 @@ class Gateways:
         self.links: list[wire.Link | None] = []
         self.procs: list[subprocess.Popen | None] = []
         self.control: list[list[list[Any]]] = []  # per gateway: CONTROL items since the last send
-        self.batch: list[list[tuple[int, int, View]]] = []  # per gateway: this tick's updates
+        self.batch: list[wire.Updates] = []  # per gateway: this tick's updates
         self.tick = 0
         self.scheduled = False
         self.stats: list[dict[str, Any]] = []  # per gateway: its last STATS
@@ -172,8 +172,9 @@ class Gateways:
         where = self.of.get(player)
         if where is not None:
             self.tick = tick
-            self.batch[where[0]].append((where[1], ack, view))
-            self._schedule()
+            self.batch[where[0]].add(where[1], ack, view)
+            if not self.scheduled:  # (_schedule, inline: this runs once per player and tick)
+                self._schedule()
 
     def _queue(self, g: int, item: list[Any]) -> None:
         self.control[g].append(item)
@@ -189,13 +190,13 @@ class Gateways:
         self.scheduled = False
         for g, link in enumerate(self.links):
             control, batch = self.control[g], self.batch[g]
-            self.control[g], self.batch[g] = [], []
+            self.control[g], self.batch[g] = [], wire.Updates()
             if link is None:
                 continue  # (a link past LINK_BEHIND drops its gateway in its send)
             if control:
                 link.send(wire.CONTROL, msgpack.packb(control))
             if batch:
-                link.send(wire.UPDATES, wire.pack_updates(self.tick, batch))
+                link.send(wire.UPDATES, batch.pack(self.tick))
 
     # -- from the gateways --------------------------------------------------------
 
@@ -266,7 +267,7 @@ class Gateways:
         if self.links[g] is not link:
             return  # already handled (dropped, then its link's end), or a predecessor's
         self.links[g] = None
-        self.control[g], self.batch[g] = [], []  # they name its connections, which are gone
+        self.control[g], self.batch[g] = [], wire.Updates()  # they name its connections, which are gone
         gone = [(eid, where) for eid, where in self.of.items() if where[0] == g]
         for eid, where in gone:
             del self.of[eid]
@@ -365,7 +366,7 @@ class Gateways:
         self.addr = (socks[0].family, socks[0].getsockname())
         self.links, self.procs = [None] * n, [None] * n
         self.control = [[] for _ in range(n)]
-        self.batch = [[] for _ in range(n)]
+        self.batch = [wire.Updates() for _ in range(n)]
         self.stats = [{} for _ in range(n)]
         self.started_at, self.delay, self.restarts = [0.0] * n, [0.0] * n, [0] * n
         for g, listen in enumerate(socks):

@@ -60,7 +60,10 @@ def test_a_gateway_builds_the_same_bodies_from_each_distinct_view_sent_once():
     views = w.build_views()
     batch = [(slot, 100 + slot, views[e]) for slot, e in enumerate(eids)]
     data = pack_updates(w.tick, batch)
-    tick, views_sent, _ = msgpack.unpackb(data)
+    n = int.from_bytes(data[:4], "big")
+    tick, views_sent, _ = msgpack.unpackb(data[4 : 4 + n])
+    raw = sum(n_cells + (n_moves or 0) for _, n_cells, _, n_moves, *_ in views_sent)
+    assert 4 + n + raw == len(data)  # the head's length, the head, then each View's cells and moves bytes raw
     assert tick == w.tick
     distinct = {id(v) for _, _, v in batch}
     assert len(views_sent) == len(distinct) < len(batch)  # pairs share their View: sent once
@@ -75,11 +78,29 @@ def test_a_gateway_builds_the_same_bodies_from_each_distinct_view_sent_once():
 
 
 @pytest.mark.parametrize(
-    "data", [b"", b"\xc1", msgpack.packb([1, [[1, 2]], [0, 0, 0]]), msgpack.packb([1, [], [0, 5, 0]])]
+    "data",
+    [
+        b"",
+        b"\xc1",
+        b"\x00\x00\x00\x09\x01",  # a head longer than the message
+        *(
+            len(m).to_bytes(4, "big") + m
+            for m in (msgpack.packb([1, [[1, 2]], [0, 0, 0]]), msgpack.packb([1, [], [0, 5, 0]]))
+        ),
+    ],
 )
 def test_what_is_not_an_updates_message_is_a_clear_error(data):
     with pytest.raises(ValueError, match="not an updates message"):
         unpack_updates(data)
+
+
+def test_an_updates_message_whose_raw_bytes_are_short_or_over_is_a_clear_error():
+    w, eids = walked_world(4)
+    views = w.build_views()
+    data = pack_updates(w.tick, [(slot, 1, views[e]) for slot, e in enumerate(eids)])
+    for bad in (data[:-1], data + b"\x00"):
+        with pytest.raises(ValueError, match="not an updates message: -?1 bytes left over"):
+            unpack_updates(bad)
 
 
 async def test_messages_arrive_whole_and_in_order_over_a_real_socketpair():
