@@ -29,16 +29,24 @@ What the server does (`npcworld serve --gateways N`: server/gateways.py, server/
 this with the socketpair on the event loop (a uvloop transport, never blocking) instead of a blocking
 sendall, and the room's own work per player (Gateways.update: a dict lookup and an append).
 
+With --path SRC [SRC...]: the path alone as the server's code runs it, no sockets, each tree's code
+in a process of its own, taking turns (an A/B against an older commit): per tick the room's update
+per player into Gateways, Gateways.send's packing, each gateway's Gateway.on_message (unpacking and
+pushes into real Outboxes; the flush a no-op): CPU µs per player-tick of each part.
+
 Usage: python bench/gateway_ipc.py [--players 600 1200 2400] [--gateways 2] [--npcs 500]
-                                   [--ticks 200] [--warmup 20] [--seed 0]
-Prints a table and writes bench/results/gateway_ipc.json.
+                                   [--ticks 200] [--warmup 20] [--seed 0] [--out FILE]
+                                   [--path SRC [SRC ...] [--rounds 3]]
+Prints a table and writes bench/results/gateway_ipc.json (--out: elsewhere).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib.util
+import json
 import os
 import socket
 import statistics
@@ -55,19 +63,24 @@ import ws_edge  # bench/ws_edge.py: its raw WebSocket client
 from machine import describe, save, stop  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# `--path-child SRC ...`: the server's code (server/) from the source tree SRC (an A/B of an older
+# commit's path); everything else (world/ too, which bench/world.py imports first), this one's
+SRC = Path(sys.argv[2]).resolve() if len(sys.argv) > 2 and sys.argv[1] == "--path-child" else ROOT
+sys.path.insert(0, str(SRC))
 # bench/world.py's world (`populated`), loaded under another name: `world` is the package
 _spec = importlib.util.spec_from_file_location("bench_world", ROOT / "bench" / "world.py")
 assert _spec is not None and _spec.loader is not None
 bench_world = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_world)
 DT, populated = bench_world.DT, bench_world.populated
+sys.path.insert(0, str(SRC))  # (bench/world.py put this tree first again)
 
 from bots.bot import OP_BINARY, client_frame  # noqa: E402
 from server import edge_picows  # noqa: E402
 from server.config import NetSection  # noqa: E402
 from server.gateway import SEND_BUFFER, Connection, Flusher  # noqa: E402
-from server.gateway_link import Updates, pack_updates, unpack_updates  # noqa: E402
+from server import gateway_link  # noqa: E402
+from server.gateway_link import pack_updates, unpack_updates  # noqa: E402
 from server.gateways import Gateways  # noqa: E402
 from server.http import Routes  # noqa: E402
 from server.metrics import Metrics  # noqa: E402
@@ -257,7 +270,11 @@ def outbound(players: list[int], k: int) -> Gateways:
     seated on gateway i % k as connection i; its sends are this bench's (`scheduled` stays set)."""
     room = Gateways(NetSection(gateways=k), Metrics(), str(MAP))
     room.of = {eid: (i % k, i) for i, eid in enumerate(players)}
-    room.batch, room.control, room.links = [Updates() for _ in range(k)], [[] for _ in range(k)], [None] * k
+    room.batch, room.control, room.links = (
+        [gateway_link.Updates() for _ in range(k)],
+        [[] for _ in range(k)],
+        [None] * k,
+    )
     room.scheduled = True
     return room
 
@@ -327,7 +344,7 @@ async def case(n: int, k: int, npcs: int, ticks: int, warmup: int, seed: int) ->
                         c1 = clock()
                         shipped, data = 0, []
                         for g in range(k):  # as Gateways.send
-                            batch, room.batch[g] = room.batch[g], Updates()
+                            batch, room.batch[g] = room.batch[g], gateway_link.Updates()
                             data.append(batch.pack(tick))
                         c2 = clock()
                         for g in range(k):
@@ -404,7 +421,105 @@ def summarise(n: int, k: int, rows: list[dict], reports: list[dict], coalesced: 
     }
 
 
+# -- the path alone, as the server's code runs it (`--path SRC SRC ...`) ---------------------------
+
+
+class RecordingLink:
+    """A gateway link that keeps what the tick side sends (Gateways.send), for the gateway side."""
+
+    transport = None
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[bytes, bytes]] = []
+
+    def send(self, kind: bytes, payload: bytes) -> None:
+        self.sent.append((kind, payload))
+
+
+class Outboxed:
+    __slots__ = ("outbox",)
+
+
+async def path_case(n: int, k: int, npcs: int, ticks: int, warmup: int, seed: int) -> dict:
+    """The tick<->gateway path of SRC's code, no sockets: per tick the room's update per player into
+    Gateways (server/gateways.py), Gateways.send (the packing; its links record), then each gateway's
+    gateway_proc.Gateway.on_message of that message (the unpacking, the pushes into real Outboxes;
+    its flush, the writes, a no-op here: the same code in any tree, timed in the full bench). CPU µs
+    per player-tick of each part (thread time, medians)."""
+    from server import gateway_link as wire
+    from server.gateway_proc import Gateway
+    from server.outbox import Outbox
+
+    assert Path(wire.__file__).resolve().is_relative_to(SRC), f"{wire.__file__} is not of {SRC}"
+
+    world, players, walk = populated(load_map(MAP), npcs, n, seed)
+    room = Gateways(NetSection(gateways=k), Metrics(), str(MAP))
+    room.of = {eid: (i % k, i) for i, eid in enumerate(players)}
+    links = [RecordingLink() for _ in range(k)]
+    room.links, room.control = links, [[] for _ in range(k)]  # type: ignore[assignment]
+    # each gateway's batch as this tree's Gateways.start makes it
+    room.batch = [wire.Updates() if hasattr(wire, "Updates") else [] for _ in range(k)]  # type: ignore[misc]
+    gws = []
+    for g in range(k):
+        gw = Gateway(NetSection())
+        gw.flusher.flush = gw.flusher.dirty.clear  # type: ignore[method-assign]
+        for i in range(g, n, k):
+            c = Outboxed()
+            c.outbox = Outbox(gw.metrics, on_ready=functools.partial(gw.flusher.mark, c))  # type: ignore[arg-type]
+            gw.conns[i] = c  # type: ignore[assignment]
+        gws.append(gw)
+    clock = time.thread_time
+    parts: dict[str, list[float]] = {"tick: Gateways.update": [], "tick: Gateways.send (pack)": []}
+    parts["gateway: Gateway.on_message (unpack, push)"] = []
+    for t in range(warmup + ticks):
+        walk()
+        world.step(DT)
+        views = world.build_views()
+        tick = world.tick
+        await asyncio.sleep(0.005)  # as between two ticks: other work runs (caches go cold)
+        room.scheduled = True  # no call_soon: the send is called here
+        c0 = clock()
+        for i, eid in enumerate(players):
+            room.update(eid, tick, 100 + i, views[eid])
+        c1 = clock()
+        room.send()
+        c2 = clock()
+        for g in range(k):
+            for kind, payload in links[g].sent:
+                gws[g].on_message(kind, payload)
+            links[g].sent.clear()
+        c3 = clock()
+        for gw in gws:
+            for c in gw.conns.values():
+                c.outbox.update = None  # as written
+        if t >= warmup:
+            for key, d in zip(parts, (c1 - c0, c2 - c1, c3 - c2)):
+                parts[key].append(d * 1e6 / n)
+    return {key: round(statistics.median(v), 3) for key, v in parts.items()}
+
+
+def path_ab(srcs: list[Path], args) -> list[dict]:
+    """Each tree's path (`--path-child`), taking turns, --rounds times: one process per run."""
+    runs = []
+    for r in range(args.rounds):
+        for src in srcs:
+            for n in args.players:
+                cmd = [sys.executable, __file__, "--path-child", str(src), str(n), str(args.gateways)]
+                cmd += [str(args.npcs), str(args.ticks), str(args.warmup), str(args.seed)]
+                done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, timeout=600)
+                if done.returncode != 0:
+                    raise RuntimeError(f"{src}: {done.stderr[-2000:]}")
+                row = {"src": str(src), "players": n, "round": r, "load": os.getloadavg()[0]}
+                runs.append(row | {"us": json.loads(done.stdout.strip().splitlines()[-1])})
+                print(f"  round {r + 1}, {src}, {n} players: {runs[-1]['us']}", flush=True)
+    return runs
+
+
 def main() -> int:
+    if len(sys.argv) > 1 and sys.argv[1] == "--path-child":
+        n, k, npcs, ticks, warmup, seed = map(int, sys.argv[3:9])
+        print(json.dumps(uvloop.run(path_case(n, k, npcs, ticks, warmup, seed))))
+        return 0
     if len(sys.argv) > 1 and sys.argv[1] == "--gateway-child":
         uvloop.run(gateway(int(sys.argv[2]), int(sys.argv[3])))
         return 0
@@ -418,10 +533,36 @@ def main() -> int:
     ap.add_argument("--ticks", type=int, default=200, help="timed ticks per case")
     ap.add_argument("--warmup", type=int, default=20, help="untimed ticks first")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--path",
+        type=Path,
+        nargs="+",
+        default=None,
+        metavar="SRC",
+        help="instead: the tick<->gateway path alone, as the server's code runs it (no sockets), of each "
+        "source tree SRC (e.g. . and an older commit's `git archive` copy), taking turns --rounds times",
+    )
+    ap.add_argument("--rounds", type=int, default=3, help="with --path: runs of each tree, taking turns")
+    ap.add_argument("--out", type=Path, default=RESULTS, metavar="FILE", help=f"results (default: {RESULTS})")
     args = ap.parse_args()
     if args.gateways < 1:
         ap.error("--gateways must be at least 1")
     load = os.getloadavg()
+    if args.path:
+        runs = path_ab(args.path, args)
+        print(
+            f"\nthe path's CPU µs per player-tick, medians over {args.rounds} rounds (load {load[0]:.1f} at the start):"
+        )
+        summary = []
+        for n in args.players:
+            for src in args.path:
+                mine = [r["us"] for r in runs if r["src"] == str(src) and r["players"] == n]
+                med = {key: round(statistics.median(u[key] for u in mine), 3) for key in mine[0]}
+                med["tick side"] = round(sum(v for key, v in med.items() if key.startswith("tick")), 3)
+                summary.append({"src": str(src), "players": n, "us": med})
+                print(f"  {n:>6,}  {src}: " + "  ".join(f"{key} {v:.3f}" for key, v in med.items()))
+        save(args.out, {"bench": "gateway_ipc --path", "machine": describe(load), "runs": runs, "summary": summary})
+        return 0
     rows = [uvloop.run(case(n, args.gateways, args.npcs, args.ticks, args.warmup, args.seed)) for n in args.players]
     head = (
         f"{'players':>7}  {'in-process':>10}  {'ship':>6}  {'ship/in':>7}  {'gw read':>7}  {'gw write':>8}  "
@@ -450,7 +591,7 @@ def main() -> int:
     if any(r["coalesced_in_process"] or r["coalesced_gateways"] for r in rows):
         print("note: coalesced > 0 in some row: some clients fell behind, so some flushes wrote less (see the JSON)")
     save(
-        RESULTS,
+        args.out,
         {
             "bench": "gateway_ipc",
             "machine": describe(load),
