@@ -457,8 +457,17 @@ async def path_case(n: int, k: int, npcs: int, ticks: int, warmup: int, seed: in
     room.of = {eid: (i % k, i) for i, eid in enumerate(players)}
     links = [RecordingLink() for _ in range(k)]
     room.links, room.control = links, [[] for _ in range(k)]  # type: ignore[assignment]
-    # each gateway's batch as this tree's Gateways.start makes it
-    room.batch = [wire.Updates() if hasattr(wire, "Updates") else [] for _ in range(k)]  # type: ignore[misc]
+    # each gateway's batch as this tree's Gateways.update takes it: an Updates, or (older trees) a list
+    probe = world.build_views()
+    for make in [m for m in (getattr(wire, "Updates", None), list) if m is not None]:
+        room.batch = [make() for _ in range(k)]  # type: ignore[misc]
+        try:
+            room.scheduled = True
+            room.update(players[0], 0, 0, probe[players[0]])
+        except AttributeError:
+            continue
+        room.batch = [make() for _ in range(k)]  # type: ignore[misc]
+        break
     gws = []
     for g in range(k):
         gw = Gateway(NetSection())
