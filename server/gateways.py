@@ -172,8 +172,10 @@ class Gateways:
         where = self.of.get(player)
         if where is not None:
             self.tick = tick
-            # out.add(where[1], ack, view), inline: this runs once per player and tick, and the call was
-            # most of the difference (bench/gateway_ipc.py --path)
+            # out.add(where[1], ack, view), inline (once per player and tick): each View indexed as the
+            # room hands it over, so that the send walks the distinct Views only. With a list of (slot,
+            # ack, View) walked again at the send, the tick's side cost 1.44-1.71 us per player, 1.23-1.28
+            # this way (bench/gateway_ipc.py --path, 1,200 and 2,400 players, README "Gateway processes")
             out = self.batch[where[0]]
             i = out.index.get(id(view))
             if i is None:
