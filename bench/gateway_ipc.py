@@ -80,7 +80,7 @@ from server import edge_picows  # noqa: E402
 from server.config import NetSection  # noqa: E402
 from server.gateway import SEND_BUFFER, Connection, Flusher  # noqa: E402
 from server import gateway_link  # noqa: E402
-from server.gateway_link import pack_updates, unpack_updates  # noqa: E402
+from server.gateway_link import pack_updates, unpack_updates, unpack_views  # noqa: E402
 from server.gateways import Gateways  # noqa: E402
 from server.http import Routes  # noqa: E402
 from server.metrics import Metrics  # noqa: E402
@@ -189,13 +189,14 @@ async def gateway(fd: int, expected: int) -> None:
             payload = bytes(pending[HEAD.size : HEAD.size + n])
             del pending[: HEAD.size + n]
             if kind == ord("u"):
-                tick, batch = unpack_updates(payload)
+                tick, views, records = unpack_views(payload)
                 c2 = clock()
                 sent = metrics.bytes_out
-                for slot, ack, view in batch:  # as gateway_proc.Gateway.on_message
+                it = iter(records)
+                for slot, i, ack in zip(it, it, it):  # as gateway_proc.Gateway.on_message
                     conn = conns.get(slot)
                     if conn is not None:
-                        conn.outbox.push_update(tick, ack, view)
+                        conn.outbox.push_update(tick, ack, views[i])
                 c3 = clock()
                 flush_all(flusher)
                 ticks.append((tick, reading[0] + c2 - c1, c3 - c2, clock() - c3, metrics.bytes_out - sent))
@@ -398,9 +399,9 @@ def summarise(n: int, k: int, rows: list[dict], reports: list[dict], coalesced: 
         # the per-player profile of the path, µs per player-tick: the tick process's side, then the gateways'
         "profile_us": {
             "tick: Gateways.update (the room's Outbound)": med(parts[0]),
-            "tick: pack_updates": med(parts[1]),
+            "tick: packing (Updates.pack, as Gateways.send)": med(parts[1]),
             "tick: socketpair send": med(parts[2]),
-            "gateway: recv + unpack_updates": med(read),
+            "gateway: recv + unpack_views": med(read),
             "gateway: push_update per player": med(push),
             "gateway: flush (frames, writev)": med(flush),
             "in-process for comparison: push + flush": med(inproc),
