@@ -1,7 +1,9 @@
 """The socketpair between the tick process and one gateway process (`--gateways N`, issue 14): its
 messages, framed, and the updates message, which carries each distinct View once.
 
-Every message is a head (payload length, u32 big-endian; kind, one byte) and a msgpack payload.
+Every message is a head (payload length, u32 big-endian; kind, one byte) and a msgpack payload (UPDATES:
+a msgpack head and raw bytes). Each kind has a bound on its length, checked from the head before its
+payload is held (TO_GATEWAY, FROM_GATEWAY below).
 Gateway -> tick: JOIN [conn, hello frame], COMMANDS [[eid, code, fields...], ...],
 LEAVE [conn], STATS {counter: value}. Tick -> gateway: CONTROL [[what, conn, ...], ...] in order
 (SEND bytes, SEAT the player, CLOSE with a code), UPDATES (below), PAGES [health, metrics text,
@@ -9,9 +11,9 @@ map or nil]. Joins, the seat of each player and 4003 are decided in the tick pro
 (server/gateways.py); a gateway (server/gateway_proc.py) keeps every per-connection guarantee.
 
 A View is shared by every observer of a cell (world/interest.py), so a gateway whose players sit in
-the same cells gets that View's bytes once, not once per player: `pack_updates` keys the Views by
-object, and `unpack_updates` gives back one View object per distinct View, which every record that
-named it shares (the gateway's outboxes then build each body once, as in one process). Both forms
+the same cells gets that View's bytes once, not once per player: `Updates` (which Gateways.update
+fills as the room hands the updates over) keys the Views by object, and `unpack_views` gives back one
+View object per distinct View, which every record that names it shares (the gateway's outboxes then build each body once, as in one process). Both forms
 travel (the keyframe's cells and the delta's cells and moves): which one a connection gets is the
 gateway's choice, made by its Outbox from what that connection last sent (server/outbox.py).
 
