@@ -2,12 +2,13 @@
 
 `Rows`: one row per NPC of a file (rows are reused after a despawn): which
 file it runs, the needs it is tending, its patrol stop, the items it gave,
-and who last decided for it and why. `Ledger`: times per (NPC, player)
+who last decided for it and why, and a ring of the last LINES lines it said
+(written for all of a tick's speakers at once: `say`). `Ledger`: times per (NPC, player)
 pair: since when the player has been within notice, and when the NPC last
 greeted, gave to or approached them. Both are read and written for many NPCs
 at once (a think reads a whole file's due NPCs in one gather).
 
-Bounds: Rows grows by doubling (~40 bytes a row). The ledger holds one
+Bounds: Rows grows by doubling (~40 bytes a row, plus LINES x 16 for the ring and its lines' strings). The ledger holds one
 entry per pair that ever happened; `forget` drops an entity's pairs when it
 leaves the world, so it is bounded by (NPCs x players met while both live).
 """
@@ -21,6 +22,7 @@ NEVER = float("-inf")
 # Who made an NPC's last decision (Rows.by)
 BY_NONE, BY_BUILTIN, BY_POLICY, BY_HOOK, BY_DIALOGUE = range(5)
 BY_NAMES = ("none", "builtin", "policy", "hook", "dialogue")
+LINES = 8  # lines said kept per NPC (GET /npcs/<id>), the newest
 
 
 class Rows:
@@ -33,7 +35,7 @@ class Rows:
     def _alloc(self, cap: int) -> None:
         old = {
             k: getattr(self, k)
-            for k in ("eid", "defi", "tending", "patrol", "gifts", "by", "why", "need")
+            for k in ("eid", "defi", "tending", "patrol", "gifts", "by", "why", "need", "said_text", "said_s", "said_n")
             if hasattr(self, k)
         }
         self.eid = np.zeros(cap, np.int64)  # 0: a free row
@@ -44,6 +46,10 @@ class Rows:
         self.by = np.zeros(cap, np.int8)  # BY_* of the last decision
         self.why = np.zeros(cap, np.int8)  # the built-in's WHY_* code of it (builtin.Verdict.why)
         self.need = np.full(cap, -1, np.int16)  # the need of a WHY_NEED decision
+        # the ring of lines said: line j of a row is at column j % LINES; said_n = lines said so far
+        self.said_text = np.full((cap, LINES), None, object)
+        self.said_s = np.zeros((cap, LINES), np.float64)  # world s
+        self.said_n = np.zeros(cap, np.int64)
         for k, v in old.items():
             getattr(self, k)[: len(v)] = v
         self.capacity = cap
@@ -59,6 +65,8 @@ class Rows:
         self.row_of[eid] = r
         self.eid[r], self.defi[r], self.tending[r], self.patrol[r], self.gifts[r] = eid, defi, 0, 0, 0
         self.by[r], self.why[r], self.need[r] = BY_NONE, 0, -1
+        self.said_n[r] = 0
+        self.said_text[r] = None
         return r
 
     def remove(self, eid: int) -> None:
@@ -66,6 +74,40 @@ class Rows:
         if r is not None:
             self.eid[r], self.defi[r] = 0, -1
             self._free.append(r)
+
+    def say(self, rows: np.ndarray, texts: list[str], at_s: float) -> None:
+        """Lines said at world second at_s by the NPCs of these rows, in order (a row may repeat)."""
+        rows = np.asarray(rows, np.int64)
+        if not len(rows):
+            return
+        order = np.argsort(rows, kind="stable")
+        r = rows[order]
+        head = np.ones(len(r), bool)
+        head[1:] = r[1:] != r[:-1]
+        first = np.flatnonzero(head)
+        counts = np.diff(np.append(first, len(r)))  # lines per row
+        nth = np.arange(len(r)) - np.repeat(first, counts)  # each line's place among its row's, in order
+        col = (self.said_n[r] + nth) % LINES
+        keep = nth >= np.repeat(counts, counts) - LINES  # a row's last LINES lines (distinct columns)
+        text = np.empty(len(rows), object)
+        text[:] = texts
+        self.said_text[r[keep], col[keep]] = text[order][keep]
+        self.said_s[r[keep], col[keep]] = at_s
+        np.add.at(self.said_n, r, 1)
+
+    def lines_of(self, row: int) -> list[tuple[float, str]]:
+        """(world s, text) of the row's last LINES lines, oldest first."""
+        n = int(self.said_n[row])
+        cols = [j % LINES for j in range(max(0, n - LINES), n)]
+        return [(float(self.said_s[row, c]), self.said_text[row, c]) for c in cols]
+
+    def put_lines(self, row: int, lines: list[tuple[float, str]]) -> None:
+        """The row's ring holds these lines ((world s, text), oldest first) and no others (a respawn)."""
+        lines = lines[-LINES:]
+        self.said_text[row] = None
+        for j, (at_s, text) in enumerate(lines):
+            self.said_text[row, j], self.said_s[row, j] = text, at_s
+        self.said_n[row] = len(lines)
 
     def rows(self, eids) -> np.ndarray:
         return np.fromiter(map(self.row_of.__getitem__, eids), np.int64, len(eids))
