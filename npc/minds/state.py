@@ -140,12 +140,19 @@ class PairTimes:
         return np.where(self.keys[i] == k, self.times[i], default)
 
     def set(self, npc: np.ndarray, player: np.ndarray, t) -> None:
-        k = _keys(npc, player)
+        self.set_keys(_keys(npc, player), t)
+
+    def set_keys(self, k: np.ndarray, t, unique_sorted: bool = False) -> None:
+        """set() by pair keys; unique_sorted: k is sorted with no key twice (a look's, sorted once by
+        its read: no second sort)."""
         if not len(k):
             return
         t = np.broadcast_to(np.asarray(t, np.float64), k.shape)
-        k, last = np.unique(k[::-1], return_index=True)  # one value per key: the last given wins
-        t = t[::-1][last]
+        if not unique_sorted:
+            k, last = np.unique(k[::-1], return_index=True)  # one value per key: the last given wins
+            t = t[::-1][last]
+        elif not len(self.keys):
+            k, t = k.copy(), t.copy()  # kept as the table: its own writable arrays
         if not len(self.keys):  # an empty table (a phase's noticed sets all replaced): the pairs are it
             self.keys, self.times = k, t
             return
@@ -173,6 +180,10 @@ class PairTimes:
 
     def replace_npcs(self, npcs: np.ndarray, npc: np.ndarray, player: np.ndarray, t: np.ndarray) -> None:
         """Every entry of the NPCs `npcs` is replaced by the given pairs (a new 'within notice' set)."""
+        self.replace_keys(npcs, _keys(npc, player), t)
+
+    def replace_keys(self, npcs: np.ndarray, k: np.ndarray, t: np.ndarray, unique_sorted: bool = False) -> None:
+        """replace_npcs() by pair keys (unique_sorted: as set_keys)."""
         if len(self.keys) and len(npcs):
             npcs = np.asarray(npcs, np.int64)
             lo = np.searchsorted(self.keys, npcs << 32)  # an NPC's entries are one run of the keys
@@ -186,7 +197,7 @@ class PairTimes:
                 keep = np.ones(len(self.keys), bool)
                 keep[run + np.arange(total)] = False
                 self.keys, self.times = self.keys[keep], self.times[keep]
-        self.set(npc, player, t)
+        self.set_keys(k, t, unique_sorted)
 
     def forget(self, eids) -> None:
         """Drop every pair of these entities (NPC or player side): they left the world."""
@@ -252,10 +263,15 @@ class Phased:
             self.set(*(np.concatenate(c) for c in zip(*staged)))
 
     def replace_npcs(self, npcs: np.ndarray, npc: np.ndarray, player: np.ndarray, t: np.ndarray) -> None:
-        npcs, npc = np.asarray(npcs, np.int64), np.asarray(npc, np.int64)
+        self.replace_keys(npcs, _keys(npc, player), t)
+
+    def replace_keys(self, npcs: np.ndarray, k: np.ndarray, t: np.ndarray, unique_sorted: bool = False) -> None:
+        """replace_npcs() by pair keys (unique_sorted: as PairTimes.set_keys; a phase's keys stay so)."""
+        npcs, k, t = np.asarray(npcs, np.int64), np.asarray(k, np.int64), np.asarray(t, np.float64)
+        phase = (k >> 32) % self.k
         for ph, sel in self._split(npcs):
-            mine = npc % self.k == ph
-            self.parts[ph].replace_npcs(npcs[sel], npc[mine], np.asarray(player)[mine], np.asarray(t)[mine])
+            mine = phase == ph
+            self.parts[ph].replace_keys(npcs[sel], k[mine], t[mine], unique_sorted)
 
     def forget(self, eids) -> None:
         self.flush()
@@ -266,30 +282,56 @@ class Phased:
         return self.parts[eid % self.k].of_npc(eid)
 
 
-def read(tables: list[Phased], npc: np.ndarray, player: np.ndarray, defaults: list[float]) -> list[np.ndarray]:
+class PairKeys:
+    """The keys of a look's (NPC, player) pairs, sorted once and split by think phase, for every read
+    of the ledger's tables (`read`) and for writing the noticed sets back (`Ledger.notice`)."""
+
+    def __init__(self, npc: np.ndarray, player: np.ndarray, phases: int):
+        self.k = _keys(npc, player)
+        self.order = np.argsort(self.k, kind="stable")
+        self.sorted = self.k[self.order]
+        phase = (self.sorted >> 32) % phases  # ids are >= 0: the NPC's think phase, as Phased._split
+        if not len(phase):
+            self.groups: list[tuple[int, np.ndarray]] = []
+        elif phase.min() == phase.max():  # a tick's due NPCs: mostly one phase
+            self.groups = [(int(phase[0]), np.arange(len(phase)))]
+        else:
+            self.groups = [(ph, np.flatnonzero(phase == ph)) for ph in np.unique(phase).tolist()]
+
+    def __len__(self) -> int:
+        return len(self.k)
+
+
+def read(
+    tables: list[Phased],
+    npc: np.ndarray | PairKeys,
+    player: np.ndarray | None,
+    defaults: list[float],
+    where: list[np.ndarray | None] | None = None,
+) -> list[np.ndarray]:
     """[table.get(npc, player, default) for each table], the same pairs read from tables of the same
-    phases: the keys are made, sorted and split by phase once. Sorted keys make each binary search
-    cheap (numpy's searchsorted starts from the previous key's place): four tables of 10,000 pairs,
-    15,000 keys, 1.6 ms sorted (the sort included) against 7.2 ms unsorted, measured under load."""
-    k = _keys(npc, player)
-    outs = [np.full(len(k), d, np.float64) for d in defaults]
-    if not len(k) or not tables:
+    phases: the keys are made, sorted and split by phase once (or given made: npc a PairKeys, player
+    None). where[j] (M,) bool: table j is read only for those pairs (the others get its default).
+    Sorted keys make each binary search cheap (numpy's searchsorted starts from the previous key's
+    place): four tables of 10,000 pairs, 15,000 keys, 1.6 ms sorted (the sort included) against 7.2 ms
+    unsorted, measured under load."""
+    keys = npc if isinstance(npc, PairKeys) else PairKeys(npc, player, tables[0].k if tables else 1)  # type: ignore[arg-type]
+    outs = [np.full(len(keys), d, np.float64) for d in defaults]
+    if not len(keys) or not tables:
         return outs
-    order = np.argsort(k, kind="stable")
-    ks = k[order]
-    phases = tables[0].k
-    phase = (ks >> 32) % phases  # ids are >= 0: the NPC's think phase, as Phased._split
-    if phase.min() == phase.max():  # a tick's due NPCs: mostly one phase
-        groups = [(int(phase[0]), order, ks)]
-    else:
-        groups = [(ph, order[m], ks[m]) for ph in np.unique(phase).tolist() for m in [phase == ph]]
-    for ph, sel, kk in groups:
-        for out, t, d in zip(outs, tables, defaults):
+    masks = [None if w is None else np.asarray(w, bool)[keys.order] for w in (where or [None] * len(tables))]
+    for ph, at in keys.groups:
+        kk, sel = keys.sorted[at], keys.order[at]
+        for j, (out, t, d) in enumerate(zip(outs, tables, defaults)):
             part = t.parts[ph]
             if not len(part.keys):
                 continue
-            i = np.clip(np.searchsorted(part.keys, kk), 0, len(part.keys) - 1)
-            out[sel] = np.where(part.keys[i] == kk, part.times[i], d)
+            m = masks[j]
+            kj, sj = (kk, sel) if m is None else (kk[m[at]], sel[m[at]])
+            if not len(kj):
+                continue
+            i = np.clip(np.searchsorted(part.keys, kj), 0, len(part.keys) - 1)
+            out[sj] = np.where(part.keys[i] == kj, part.times[i], d)
     return outs
 
 
@@ -303,26 +345,30 @@ class Ledger:
         self.approached = Phased(phases)
         self._noticed_now: list[tuple[np.ndarray, ...]] = []  # this tick's new noticed sets, not yet written
 
-    def notice(self, npcs: np.ndarray, npc: np.ndarray, player: np.ndarray, since: np.ndarray) -> None:
-        """The noticed sets of these NPCs, written at `commit` (the end of the think step): one rewrite of
-        the phase's table per tick instead of one per NPC file. Reads in between see the old sets, which
-        hold the same `since` for every pair still within notice (new pairs read as "now" either way)."""
-        self._noticed_now.append(
-            (
-                np.asarray(npcs, np.int64),
-                np.asarray(npc, np.int64),
-                np.asarray(player, np.int64),
-                np.asarray(since, np.float64),
-            )
-        )
+    def notice(
+        self, npcs: np.ndarray, npc: np.ndarray | PairKeys, player: np.ndarray | None, since: np.ndarray
+    ) -> None:
+        """The noticed sets of these NPCs (their pairs npc, player, or made: npc a PairKeys of distinct
+        pairs, player None), written at `commit` (the end of the think step): one rewrite of the phase's
+        table per tick instead of one per NPC file. Reads in between see the old sets, which hold the same
+        `since` for every pair still within notice (new pairs read as "now" either way)."""
+        since = np.asarray(since, np.float64)
+        if isinstance(npc, PairKeys):  # the keys the look's read sorted: the write needs no sort of its own
+            entry = (np.asarray(npcs, np.int64), npc.sorted, since[npc.order], True)
+        else:
+            entry = (np.asarray(npcs, np.int64), _keys(npc, np.asarray(player)), since, False)
+        self._noticed_now.append(entry)
 
     def commit(self) -> None:
         """Write what this think staged: the noticed sets, and the greeted / given / approached times."""
         for p in (self.greeted, self.given, self.approached):
             p.flush()
         staged, self._noticed_now = self._noticed_now, []
-        if staged:
-            self.noticed.replace_npcs(*(np.concatenate(c) for c in zip(*staged)))
+        if len(staged) == 1:  # a tick's one look: its keys as sorted by its read
+            self.noticed.replace_keys(*staged[0])
+        elif staged:
+            npcs, k, t, _ = zip(*staged)
+            self.noticed.replace_keys(np.concatenate(npcs), np.concatenate(k), np.concatenate(t))
 
     def forget(self, eids) -> None:
         for p in (self.noticed, self.greeted, self.given, self.approached):
