@@ -450,6 +450,10 @@ def _blank(n: int, why, scores: np.ndarray | None = None) -> Verdict:
     )
 
 
+# complete()'s scores: a read-only view of -inf, not an (n, 10) array made and filled per call
+_NO_SCORES = np.broadcast_to(np.float64(-np.inf), (1 << 16, len(CANDIDATES)))
+
+
 def complete(
     sight: Sight, places: Sequence[str], action: np.ndarray, target: np.ndarray, place: np.ndarray, why
 ) -> Verdict:
@@ -461,7 +465,7 @@ def complete(
     d, n = sight.defn, len(sight)
     action, target = np.asarray(action, np.int8), np.asarray(target, np.int64)
     place = np.asarray(place, np.int32)
-    v = _blank(n, why)
+    v = _blank(n, why, _NO_SCORES[:n] if n <= len(_NO_SCORES) else None)  # (no scores: never written)
     v.action[:], v.target[:], v.place[:] = action, target, place
     act, dist = v.activity, v.distance
     rows = action == _TALK

@@ -35,7 +35,7 @@ import numpy as np
 
 from world.intents import ACTIONS
 
-from npc.hooks import Event, Report
+from npc.hooks import Event, Report, capping
 from npc.minds import builtin
 from npc.minds.builtin import Decision
 from npc.minds.perception import Seen
@@ -219,9 +219,17 @@ def _think_due(cast, eids: np.ndarray, rows: np.ndarray, forced: np.ndarray) -> 
 
 def _hooks(cast, sight: Sight, verdict) -> None:
     """Per NPC of a file with on_decide / on_event: its events and hooks; else the built-in verdict."""
-    world = cast.world
     guard = cast.guards[sight.defn.id]
     plain = np.ones(len(sight), bool)
+    with capping():  # one SIGALRM handler for every hook call of the file's NPCs (npc/hooks/guard.py)
+        _hooks_each(cast, sight, verdict, guard, plain)
+    if plain.any():
+        apply_verdict(cast, take(sight, plain), _take_verdict(verdict, plain), BY_BUILTIN)
+
+
+def _hooks_each(cast, sight: Sight, verdict, guard, plain: np.ndarray) -> None:
+    """_hooks' loop over the NPCs: plain[i] = False where a hook decided for row i."""
+    world = cast.world
     for i, eid in enumerate(sight.eid.tolist()):
         m = cast.minds.get(eid)
         if m is None:
@@ -244,8 +252,6 @@ def _hooks(cast, sight: Sight, verdict) -> None:
                 act(cast, m, decision, BY_HOOK)
         except Exception as e:
             cast.internal(e, m)
-    if plain.any():
-        apply_verdict(cast, take(sight, plain), _take_verdict(verdict, plain), BY_BUILTIN)
 
 
 def _events(m, p) -> list[Event]:
