@@ -394,3 +394,54 @@ def test_the_decider_key_of_npc_files(world):
     assert '"auto" or "builtin"' in p.expected
     d, problems = validate({**base, "decider": 1}, {("decider",): 2}, "x.toml", world.places)
     assert d is None and problems[0].line == 2 and "decider" in str(problems[0])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 2**31), st.integers(0, 12))
+def test_the_player_fields_are_those_of_each_rows_nearest_k_pairs(world, seed, players):
+    """The p_* fields and "any", one pair at a time from the layout's words (the rows build them for
+    the nearest K pairs only, and "any" over all of a row's pairs)."""
+    rng = np.random.default_rng(seed)
+    defs = [random_definition(rng, world.places, i) for i in range(3)]
+    sights = [random_sight(rng, d, int(rng.integers(1, 6)), world.places, players=players) for d in defs]
+    r = _rows(world, sights)
+    lo = 0
+    for s in sights:
+        d, f = s.defn, s.defn.params
+        notice = max(1.0, d.senses["notice"])
+        for i in range(len(s)):
+            got = lambda name: r.obs[lo + i, OFFSET[name]]  # noqa: E731
+            fits = np.zeros(5, bool)
+            for k, j in enumerate(range(s.start[i], s.start[i + 1])):
+                susp = s.p_near_s[j] >= f["follow"]["linger"]
+                flee = s.p_dist[j] <= f["flee"]["distance"] and (f["flee"]["who"] != "suspicious" or susp)
+                follow = f["follow"]["who"] != "suspicious" or susp
+                give = (
+                    s.p_dist[j] <= f["give_item"]["distance"]
+                    and s.now_s - s.p_given[j] >= f["give_item"]["cooldown"]
+                    and bool(f["give_item"]["items"])
+                )
+                talk = s.p_dist[j] <= f["talk"]["distance"] and s.now_s - s.p_greeted[j] >= f["talk"]["cooldown"]
+                approach = s.now_s - s.p_approached[j] >= f["approach"]["cooldown"]
+                fits |= [flee, follow, give, talk, approach]
+                if k >= observe.K:
+                    continue
+                want = {
+                    "p_present": 1.0,
+                    "p_distance": s.p_dist[j] / notice,
+                    "p_dx": np.clip((s.p_pos[j, 0] - s.pos[i, 0]) / notice, -1, 1),
+                    "p_dy": np.clip((s.p_pos[j, 1] - s.pos[i, 1]) / notice, -1, 1),
+                    "p_suspicious": susp,
+                    "p_flee": flee,
+                    "p_follow": follow,
+                    "p_give": give,
+                    "p_talk": talk,
+                    "p_approach": approach,
+                    "p_current": bool(s.t_alive[i]) and s.p_id[j] == s.target[i],
+                }
+                for name, v in want.items():
+                    assert got(name)[k] == np.float32(v), (name, i, k)
+            for name in ("p_present", "p_distance", "p_suspicious", "p_talk"):  # no pair: zeros
+                assert (got(name)[s.start[i + 1] - s.start[i] :] == 0).all()
+            assert (got("any") == fits).all(), i
+        lo += len(s)
