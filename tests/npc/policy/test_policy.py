@@ -445,3 +445,23 @@ def test_the_player_fields_are_those_of_each_rows_nearest_k_pairs(world, seed, p
                 assert (got(name)[s.start[i + 1] - s.start[i] :] == 0).all()
             assert (got("any") == fits).all(), i
         lo += len(s)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31), st.integers(0, 60), st.integers(1, 30))
+def test_npcs_near_counts_each_square_as_a_plain_count_does(seed, every_n, rows_n):
+    """observe._npcs_near (a bincount over the squares, or np.unique past DENSE_SQUARES) against a count of
+    the NPCs in each row's CELL square; 1 for a row whose square holds none of them."""
+    rng = np.random.default_rng(seed)
+    every = rng.uniform(-600, 3000, (every_n, 2))
+    xy = np.concatenate([every[: rows_n // 2], rng.uniform(-600, 3000, (rows_n - min(rows_n // 2, every_n), 2))])
+    sq = lambda p: np.floor(p / observe.CELL)  # noqa: E731
+    want = np.asarray([max(1, int((sq(every) == sq(p)).all(axis=1).sum())) for p in xy], np.float64)
+    want_self = np.asarray([max(1, int((sq(xy) == sq(p)).all(axis=1).sum())) for p in xy], np.float64)
+    assert np.array_equal(observe._npcs_near(xy, every if every_n else None), want if every_n else want_self)
+    dense = observe.DENSE_SQUARES
+    try:
+        observe.DENSE_SQUARES = 0  # the sorting way
+        assert np.array_equal(observe._npcs_near(xy, every if every_n else None), want if every_n else want_self)
+    finally:
+        observe.DENSE_SQUARES = dense
