@@ -166,7 +166,7 @@ class Words:
 
     MAX_WORDS = 50_000
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._made: dict[tuple, str] = {}
 
     def __len__(self) -> int:

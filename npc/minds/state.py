@@ -343,7 +343,8 @@ class Ledger:
         self.greeted = Phased(phases)
         self.given = Phased(phases)
         self.approached = Phased(phases)
-        self._noticed_now: list[tuple[np.ndarray, ...]] = []  # this tick's new noticed sets, not yet written
+        # this tick's new noticed sets, not yet written: (npcs, pair keys, since, keys sorted and distinct)
+        self._noticed_now: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = []
 
     def notice(
         self, npcs: np.ndarray, npc: np.ndarray | PairKeys, player: np.ndarray | None, since: np.ndarray
