@@ -90,17 +90,15 @@ class Index:
         if total == 0:
             return empty(q)
         flat_n = n.reshape(-1)
-        qi = np.repeat(np.repeat(np.arange(q), cells.shape[1]), flat_n)
-        base = np.repeat(lo.reshape(-1), flat_n)
-        run_start = np.repeat(np.cumsum(flat_n) - flat_n, flat_n)
-        at = base + (np.arange(total) - run_start)  # candidates, as positions in cell order
+        qi = np.repeat(np.arange(q), n.sum(axis=1))
+        # candidates, as positions in cell order: each visited cell's run, laid out one after another
+        at = np.repeat(lo.reshape(-1) - (np.cumsum(flat_n) - flat_n), flat_n) + np.arange(total)
         # squared distances to discard the corners of the visited square (~2/3 of the candidates at
         # radius ~ cell) before taking any root: 2.3x cheaper than hypot and three masks over them all
         dx = self.sx[at] - points[qi, 0]
         dy = self.sy[at] - points[qi, 1]
         d2 = dx * dx + dy * dy
-        r = radius[qi]
-        hit = np.flatnonzero(d2 <= r * r)
+        hit = np.flatnonzero(d2 <= (radius * radius)[qi])
         qi, d = qi[hit], np.sqrt(d2[hit])
         ej = self.order[at[hit]]
         # one stable float sort by (query, distance): ~3x cheaper than lexsort on three keys
