@@ -24,7 +24,12 @@ per file), which hands each file its `Sight` (slices), and for each file:
 
 Applying (`apply_verdict`) only touches the world for the NPCs whose
 decision differs from what they are doing (a think mostly confirms it), so
-the tick's NPC cost follows the changes, not the NPC count.
+the tick's NPC cost follows the changes, not the NPC count. The lines the
+verdicts say (greetings, gifts' words; made through the cast's `Words`
+memo) are staged and said at once (`say_pending`: one World.say_many, one
+write of the speakers' rings of lines in the state table), at the end of
+the think and before any hook speaks, so the world hears them in the order
+they were decided.
 """
 
 from __future__ import annotations
