@@ -45,9 +45,11 @@ class Index:
             return
         ex = np.floor(entities[:, 0] / cell).astype(np.int64)
         ey = np.floor(entities[:, 1] / cell).astype(np.int64)
-        self.x0, self.y0 = int(ex.min()), int(ey.min())
-        self.width = int(ex.max()) - self.x0 + 1
-        self.height = int(ey.max()) - self.y0 + 1
+        # a border of one empty cell all round: a query with radius <= cell visits its 3x3 cells
+        # without bounds checks (`within`, radius <= cell)
+        self.x0, self.y0 = int(ex.min()) - 1, int(ey.min()) - 1
+        self.width = int(ex.max()) - self.x0 + 2
+        self.height = int(ey.max()) - self.y0 + 2
         key = (ey - self.y0) * self.width + (ex - self.x0)  # (P,) cell of each entity
         self.order = np.argsort(key, kind="stable")
         counts = np.bincount(key, minlength=self.width * self.height)
@@ -66,29 +68,37 @@ class Index:
         k = int(np.ceil(radius.max() / cell))
         qx = np.floor(points[:, 0] / cell).astype(np.int64) - self.x0
         qy = np.floor(points[:, 1] / cell).astype(np.int64) - self.y0
-        offs = np.arange(-k, k + 1)
-        cx = qx[:, None, None] + offs[None, None, :]  # (Q, 1, W)
-        cy = qy[:, None, None] + offs[None, :, None]  # (Q, H, 1)
-        ok = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
-        cells = np.where(ok, cy * width + cx, 0).reshape(q, -1)  # (Q, C) cells visited
-        ok = ok.reshape(q, -1)
-        lo = first[cells]
-        n = np.where(ok, first[cells + 1] - lo, 0)  # entities in each visited cell
+        if k <= 1:
+            # The 3x3 cells around each query, row by row (the order below gives equal distances), its
+            # centre moved inside the border: a query outside it reaches no entity beyond the cells it
+            # still visits (and gains only entities farther than a cell, which the distance test drops).
+            # No bounds masks: 0.31 -> ~0.1 ms for 1,000 queries.
+            centre = np.clip(qy, 1, height - 2) * width + np.clip(qx, 1, width - 2)
+            cells = centre[:, None] + (np.arange(-1, 2)[:, None] * width + np.arange(-1, 2)[None, :]).reshape(1, 9)
+            lo = first[cells]
+            n = first[cells + 1] - lo
+        else:
+            offs = np.arange(-k, k + 1)
+            cx = qx[:, None, None] + offs[None, None, :]  # (Q, 1, W)
+            cy = qy[:, None, None] + offs[None, :, None]  # (Q, H, 1)
+            ok = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
+            cells = np.where(ok, cy * width + cx, 0).reshape(q, -1)  # (Q, C) cells visited
+            ok = ok.reshape(q, -1)
+            lo = first[cells]
+            n = np.where(ok, first[cells + 1] - lo, 0)  # entities in each visited cell
         total = int(n.sum())
         if total == 0:
             return empty(q)
         flat_n = n.reshape(-1)
-        qi = np.repeat(np.repeat(np.arange(q), cells.shape[1]), flat_n)
-        base = np.repeat(lo.reshape(-1), flat_n)
-        run_start = np.repeat(np.cumsum(flat_n) - flat_n, flat_n)
-        at = base + (np.arange(total) - run_start)  # candidates, as positions in cell order
+        qi = np.repeat(np.arange(q), n.sum(axis=1))
+        # candidates, as positions in cell order: each visited cell's run, laid out one after another
+        at = np.repeat(lo.reshape(-1) - (np.cumsum(flat_n) - flat_n), flat_n) + np.arange(total)
         # squared distances to discard the corners of the visited square (~2/3 of the candidates at
         # radius ~ cell) before taking any root: 2.3x cheaper than hypot and three masks over them all
         dx = self.sx[at] - points[qi, 0]
         dy = self.sy[at] - points[qi, 1]
         d2 = dx * dx + dy * dy
-        r = radius[qi]
-        hit = np.flatnonzero(d2 <= r * r)
+        hit = np.flatnonzero(d2 <= (radius * radius)[qi])
         qi, d = qi[hit], np.sqrt(d2[hit])
         ej = self.order[at[hit]]
         # one stable float sort by (query, distance): ~3x cheaper than lexsort on three keys

@@ -41,10 +41,10 @@ from npc.files.loader import Loaded, duplicate, free_at, load_files, map_places,
 from npc.files.schema import Definition, Problem
 from npc.hooks import Context, Guard, Report
 from npc.minds import hearing, think
-from npc.minds.builtin import Decision
+from npc.minds.builtin import Decision, Words
 from npc.minds.perception import Perception, Seen, State
 from npc.minds.sight import look, perception
-from npc.minds.state import BY_DIALOGUE, Ledger, Rows
+from npc.minds.state import BY_DIALOGUE, LINES, Ledger, Rows
 from npc.minds.throttle import Throttle
 
 if TYPE_CHECKING:
@@ -54,7 +54,7 @@ log = logging.getLogger("npcworld.npc")
 
 MAX_REPORTS = 200  # reports kept for GET /errors (the newest)
 MIND_REPORTS = 5  # reports kept per NPC for GET /npcs (of its file's running version only)
-MIND_LINES = 8  # lines said kept per NPC for GET /npcs/<id>
+MIND_LINES = LINES  # lines said kept per NPC for GET /npcs/<id> (npc/minds/state.py)
 LOG_EVERY = 100  # a repeated error is logged the first time, then once every this many
 PLAYER_CELL = 160.0  # world units: the players' grid cell, the default notice radius (a query visits 3x3
 # cells; 2.3x cheaper than 256-unit cells for 200 NPCs and 1,000 players)
@@ -70,16 +70,46 @@ class Mind:
     memory: dict = field(default_factory=dict)  # the hooks' memory; survives reloads and respawns
     state: State = field(default_factory=State)
     rng: random.Random = field(default_factory=random.Random)
-    last_said: str | None = None
-    last_said_s: float | None = None
     reason: str = ""  # a hook's or a conversation's last decision, in words
     reports: deque = field(default_factory=lambda: deque(maxlen=MIND_REPORTS))
-    lines: deque = field(default_factory=lambda: deque(maxlen=MIND_LINES))  # (world s, text), oldest first
+    # Its lines live in the state table's ring (Rows.said_*, written for a tick's speakers at once);
+    # `kept` holds them once it left the table (a despawn: a respawn carries them over).
+    table: Rows | None = None
+    kept: list = field(default_factory=list)
+
+    def _row(self) -> int | None:
+        t = self.table
+        r = t.row_of.get(self.eid) if t is not None else None
+        return r if r is not None and t is not None and t.eid[r] == self.eid else None
+
+    @property
+    def lines(self) -> list[tuple[float, str]]:
+        """(world s, text) of its last MIND_LINES lines, oldest first."""
+        r = self._row()
+        return self.kept if r is None or self.table is None else self.table.lines_of(r)
+
+    @property
+    def last_said(self) -> str | None:
+        lines = self.lines
+        return lines[-1][1] if lines else None
+
+    @property
+    def last_said_s(self) -> float | None:
+        lines = self.lines
+        return lines[-1][0] if lines else None
 
     def said(self, text: str, at_s: float) -> None:
-        """It said a line (a greeting, a reply, a hook's): its last line and its recent lines."""
-        self.last_said, self.last_said_s = text, at_s
-        self.lines.append((at_s, text))
+        """It said a line (a reply, a hook's): its last line and its recent lines. (A tick's greetings
+        and gifts' words are written for all speakers at once: think.say_pending.)"""
+        r = self._row()
+        if r is not None and self.table is not None:
+            self.table.say(np.asarray([r]), [text], at_s)
+        else:
+            self.kept = (self.kept + [(at_s, text)])[-MIND_LINES:]
+
+    def leave(self) -> None:
+        """It leaves the state table (despawned): its lines are kept here."""
+        self.kept, self.table = self.lines, None
 
 
 class Cast:
@@ -131,6 +161,8 @@ class Cast:
         # Items given since the game last took them: (NPC id, receiver id, item). The game hands them
         # to the players' accounts after each tick (server/game.py); whoever else receives one drops it.
         self.gifts: list[tuple[int, int, str]] = []
+        self.words = Words()  # the greetings' and gifts' lines, made once (npc/minds/builtin.py)
+        self.saying: list[tuple] = []  # this tick's lines, said at once at the end of the think (think.say_pending)
 
     # -- loading -------------------------------------------------------------------
 
@@ -298,12 +330,12 @@ class Cast:
             eid = self.world.spawn(
                 NPC, name, defn.color, talks=talks, place=place or (defn.spawn if isinstance(defn.spawn, str) else None)
             )
-        m = Mind(eid, defn, n, extra, rng=random.Random(eid))
+        m = Mind(eid, defn, n, extra, rng=random.Random(eid), table=self.rows)
         self.world.set_speed(eid, defn.speed)
         row = self.rows.add(eid, self.def_index[defn.id])
         if like is not None:
-            m.memory, m.state, m.last_said, m.last_said_s = like.memory, like.state, like.last_said, like.last_said_s
-            m.lines = like.lines  # its reports are of the old id: not carried over
+            m.memory, m.state = like.memory, like.state
+            self.rows.put_lines(row, like.lines)  # its reports are of the old id: not carried over
             old = self.rows.row_of.get(like.eid)
             if old is not None:
                 for col in ("tending", "patrol", "gifts"):
@@ -331,7 +363,9 @@ class Cast:
         """Remove an NPC (of a file, or a generic wanderer); KeyError if there is none with that id."""
         if eid not in self.minds and (not self.world.alive(eid) or self.world.kind_of(eid) != NPC):
             raise KeyError(f"no NPC with id {eid}")
-        self.minds.pop(eid, None)
+        m = self.minds.pop(eid, None)
+        if m is not None:
+            m.leave()
         self.rows.remove(eid)
         self._gone.append(eid)
         self.urgent.discard(eid)
@@ -371,7 +405,7 @@ class Cast:
             self._despawned_seen = self.world.despawned
             gone = [eid for eid in self.minds if not self.world.alive(eid)]
         for eid in gone:  # removed behind the cast's back: forget it
-            del self.minds[eid]
+            self.minds.pop(eid).leave()
             self.rows.remove(eid)
             self.urgent.discard(eid)
         self._gone += gone
@@ -385,6 +419,11 @@ class Cast:
             think.think(self)
         except Exception as e:
             self.internal(e, None)
+        if self.saying:  # a think cut short by a bug: what it decided is still said
+            try:
+                think.say_pending(self)
+            except Exception as e:
+                self.internal(e, None)
 
     def _forget_gone(self) -> None:
         ids = self.players()[0]

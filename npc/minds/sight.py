@@ -69,6 +69,7 @@ class Sight:
     p_dist: np.ndarray  # (M,) float64
     p_pos: np.ndarray  # (M, 2) float64
     p_near_s: np.ndarray  # (M,) float64 seconds within notice (suspicious after follow.linger)
+    # (look reads these two only within the file's talk / give_item distance, where they count: -inf beyond)
     p_greeted: np.ndarray  # (M,) float64 world s this NPC last greeted this player, -inf
     p_given: np.ndarray  # (M,) float64 world s of its last gift to this player, -inf
     p_approached: np.ndarray  # (M,) float64 world s it last approached this player, -inf
@@ -120,21 +121,30 @@ def look_many(
         for nd in defn.needs:
             names.setdefault(nd.name, len(names))
     cols = world.columns(eids, stats=tuple(names))
-    radius = np.zeros(n)
+    radius, talk, give = np.zeros(n), np.zeros(n), np.zeros(n)
     for defn, lo, hi in parts:
         radius[lo:hi] = defn.senses["notice"]
+        talk[lo:hi] = defn.params["talk"]["distance"]
+        give[lo:hi] = defn.params["give_item"]["distance"]
 
     # Players within notice: how long each has been (noticed), and this NPC's history with them.
     pids, ppos, index = players
     pairs = index.within(cols.pos, radius)
     p_npc = eids[pairs.query]
     p_id = pids[pairs.entity]
-    # this look's pairs from the four tables, sorted once (npc/minds/state.read)
+    # this look's pairs from the four tables, sorted once (npc/minds/state.read); greeted and given only
+    # within the talk and give distances, where they are read (Sight.p_greeted); the noticed sets are
+    # written back in the same sorted order (Ledger.notice)
+    keys = state.PairKeys(p_npc, p_id, ledger.noticed.k)
     since, greeted, given, approached = state.read(
-        [ledger.noticed, ledger.greeted, ledger.given, ledger.approached], p_npc, p_id, [now, NEVER, NEVER, NEVER]
+        [ledger.noticed, ledger.greeted, ledger.given, ledger.approached],
+        keys,
+        None,
+        [now, NEVER, NEVER, NEVER],
+        where=[None, pairs.dist <= talk[pairs.query], pairs.dist <= give[pairs.query], None],
     )
     if advance:
-        ledger.notice(eids, p_npc, p_id, since)
+        ledger.notice(eids, keys, None, since)
     alive, tpos = world.locate(cols.target)
     alive &= cols.target >= 0
     t_dist = np.where(alive, np.hypot(tpos[:, 0] - cols.pos[:, 0], tpos[:, 1] - cols.pos[:, 1]), np.nan)

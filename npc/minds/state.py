@@ -2,12 +2,13 @@
 
 `Rows`: one row per NPC of a file (rows are reused after a despawn): which
 file it runs, the needs it is tending, its patrol stop, the items it gave,
-and who last decided for it and why. `Ledger`: times per (NPC, player)
+who last decided for it and why, and a ring of the last LINES lines it said
+(written for all of a tick's speakers at once: `say`). `Ledger`: times per (NPC, player)
 pair: since when the player has been within notice, and when the NPC last
 greeted, gave to or approached them. Both are read and written for many NPCs
 at once (a think reads a whole file's due NPCs in one gather).
 
-Bounds: Rows grows by doubling (~40 bytes a row). The ledger holds one
+Bounds: Rows grows by doubling (~40 bytes a row, plus LINES x 16 for the ring and its lines' strings). The ledger holds one
 entry per pair that ever happened; `forget` drops an entity's pairs when it
 leaves the world, so it is bounded by (NPCs x players met while both live).
 """
@@ -21,6 +22,7 @@ NEVER = float("-inf")
 # Who made an NPC's last decision (Rows.by)
 BY_NONE, BY_BUILTIN, BY_POLICY, BY_HOOK, BY_DIALOGUE = range(5)
 BY_NAMES = ("none", "builtin", "policy", "hook", "dialogue")
+LINES = 8  # lines said kept per NPC (GET /npcs/<id>), the newest
 
 
 class Rows:
@@ -33,7 +35,7 @@ class Rows:
     def _alloc(self, cap: int) -> None:
         old = {
             k: getattr(self, k)
-            for k in ("eid", "defi", "tending", "patrol", "gifts", "by", "why", "need")
+            for k in ("eid", "defi", "tending", "patrol", "gifts", "by", "why", "need", "said_text", "said_s", "said_n")
             if hasattr(self, k)
         }
         self.eid = np.zeros(cap, np.int64)  # 0: a free row
@@ -44,6 +46,10 @@ class Rows:
         self.by = np.zeros(cap, np.int8)  # BY_* of the last decision
         self.why = np.zeros(cap, np.int8)  # the built-in's WHY_* code of it (builtin.Verdict.why)
         self.need = np.full(cap, -1, np.int16)  # the need of a WHY_NEED decision
+        # the ring of lines said: line j of a row is at column j % LINES; said_n = lines said so far
+        self.said_text = np.full((cap, LINES), None, object)
+        self.said_s = np.zeros((cap, LINES), np.float64)  # world s
+        self.said_n = np.zeros(cap, np.int64)
         for k, v in old.items():
             getattr(self, k)[: len(v)] = v
         self.capacity = cap
@@ -59,6 +65,8 @@ class Rows:
         self.row_of[eid] = r
         self.eid[r], self.defi[r], self.tending[r], self.patrol[r], self.gifts[r] = eid, defi, 0, 0, 0
         self.by[r], self.why[r], self.need[r] = BY_NONE, 0, -1
+        self.said_n[r] = 0
+        self.said_text[r] = None
         return r
 
     def remove(self, eid: int) -> None:
@@ -66,6 +74,40 @@ class Rows:
         if r is not None:
             self.eid[r], self.defi[r] = 0, -1
             self._free.append(r)
+
+    def say(self, rows: np.ndarray, texts: list[str], at_s: float) -> None:
+        """Lines said at world second at_s by the NPCs of these rows, in order (a row may repeat)."""
+        rows = np.asarray(rows, np.int64)
+        if not len(rows):
+            return
+        order = np.argsort(rows, kind="stable")
+        r = rows[order]
+        head = np.ones(len(r), bool)
+        head[1:] = r[1:] != r[:-1]
+        first = np.flatnonzero(head)
+        counts = np.diff(np.append(first, len(r)))  # lines per row
+        nth = np.arange(len(r)) - np.repeat(first, counts)  # each line's place among its row's, in order
+        col = (self.said_n[r] + nth) % LINES
+        keep = nth >= np.repeat(counts, counts) - LINES  # a row's last LINES lines (distinct columns)
+        text = np.empty(len(rows), object)
+        text[:] = texts
+        self.said_text[r[keep], col[keep]] = text[order][keep]
+        self.said_s[r[keep], col[keep]] = at_s
+        np.add.at(self.said_n, r, 1)
+
+    def lines_of(self, row: int) -> list[tuple[float, str]]:
+        """(world s, text) of the row's last LINES lines, oldest first."""
+        n = int(self.said_n[row])
+        cols = [j % LINES for j in range(max(0, n - LINES), n)]
+        return [(float(self.said_s[row, c]), self.said_text[row, c]) for c in cols]
+
+    def put_lines(self, row: int, lines: list[tuple[float, str]]) -> None:
+        """The row's ring holds these lines ((world s, text), oldest first) and no others (a respawn)."""
+        lines = lines[-LINES:]
+        self.said_text[row] = None
+        for j, (at_s, text) in enumerate(lines):
+            self.said_text[row, j], self.said_s[row, j] = text, at_s
+        self.said_n[row] = len(lines)
 
     def rows(self, eids) -> np.ndarray:
         return np.fromiter(map(self.row_of.__getitem__, eids), np.int64, len(eids))
@@ -98,12 +140,19 @@ class PairTimes:
         return np.where(self.keys[i] == k, self.times[i], default)
 
     def set(self, npc: np.ndarray, player: np.ndarray, t) -> None:
-        k = _keys(npc, player)
+        self.set_keys(_keys(npc, player), t)
+
+    def set_keys(self, k: np.ndarray, t, unique_sorted: bool = False) -> None:
+        """set() by pair keys; unique_sorted: k is sorted with no key twice (a look's, sorted once by
+        its read: no second sort)."""
         if not len(k):
             return
         t = np.broadcast_to(np.asarray(t, np.float64), k.shape)
-        k, last = np.unique(k[::-1], return_index=True)  # one value per key: the last given wins
-        t = t[::-1][last]
+        if not unique_sorted:
+            k, last = np.unique(k[::-1], return_index=True)  # one value per key: the last given wins
+            t = t[::-1][last]
+        elif not len(self.keys):
+            k, t = k.copy(), t.copy()  # kept as the table: its own writable arrays
         if not len(self.keys):  # an empty table (a phase's noticed sets all replaced): the pairs are it
             self.keys, self.times = k, t
             return
@@ -131,6 +180,10 @@ class PairTimes:
 
     def replace_npcs(self, npcs: np.ndarray, npc: np.ndarray, player: np.ndarray, t: np.ndarray) -> None:
         """Every entry of the NPCs `npcs` is replaced by the given pairs (a new 'within notice' set)."""
+        self.replace_keys(npcs, _keys(npc, player), t)
+
+    def replace_keys(self, npcs: np.ndarray, k: np.ndarray, t: np.ndarray, unique_sorted: bool = False) -> None:
+        """replace_npcs() by pair keys (unique_sorted: as set_keys)."""
         if len(self.keys) and len(npcs):
             npcs = np.asarray(npcs, np.int64)
             lo = np.searchsorted(self.keys, npcs << 32)  # an NPC's entries are one run of the keys
@@ -144,7 +197,7 @@ class PairTimes:
                 keep = np.ones(len(self.keys), bool)
                 keep[run + np.arange(total)] = False
                 self.keys, self.times = self.keys[keep], self.times[keep]
-        self.set(npc, player, t)
+        self.set_keys(k, t, unique_sorted)
 
     def forget(self, eids) -> None:
         """Drop every pair of these entities (NPC or player side): they left the world."""
@@ -210,10 +263,15 @@ class Phased:
             self.set(*(np.concatenate(c) for c in zip(*staged)))
 
     def replace_npcs(self, npcs: np.ndarray, npc: np.ndarray, player: np.ndarray, t: np.ndarray) -> None:
-        npcs, npc = np.asarray(npcs, np.int64), np.asarray(npc, np.int64)
+        self.replace_keys(npcs, _keys(npc, player), t)
+
+    def replace_keys(self, npcs: np.ndarray, k: np.ndarray, t: np.ndarray, unique_sorted: bool = False) -> None:
+        """replace_npcs() by pair keys (unique_sorted: as PairTimes.set_keys; a phase's keys stay so)."""
+        npcs, k, t = np.asarray(npcs, np.int64), np.asarray(k, np.int64), np.asarray(t, np.float64)
+        phase = (k >> 32) % self.k
         for ph, sel in self._split(npcs):
-            mine = npc % self.k == ph
-            self.parts[ph].replace_npcs(npcs[sel], npc[mine], np.asarray(player)[mine], np.asarray(t)[mine])
+            mine = phase == ph
+            self.parts[ph].replace_keys(npcs[sel], k[mine], t[mine], unique_sorted)
 
     def forget(self, eids) -> None:
         self.flush()
@@ -224,30 +282,56 @@ class Phased:
         return self.parts[eid % self.k].of_npc(eid)
 
 
-def read(tables: list[Phased], npc: np.ndarray, player: np.ndarray, defaults: list[float]) -> list[np.ndarray]:
+class PairKeys:
+    """The keys of a look's (NPC, player) pairs, sorted once and split by think phase, for every read
+    of the ledger's tables (`read`) and for writing the noticed sets back (`Ledger.notice`)."""
+
+    def __init__(self, npc: np.ndarray, player: np.ndarray, phases: int):
+        self.k = _keys(npc, player)
+        self.order = np.argsort(self.k, kind="stable")
+        self.sorted = self.k[self.order]
+        phase = (self.sorted >> 32) % phases  # ids are >= 0: the NPC's think phase, as Phased._split
+        if not len(phase):
+            self.groups: list[tuple[int, np.ndarray]] = []
+        elif phase.min() == phase.max():  # a tick's due NPCs: mostly one phase
+            self.groups = [(int(phase[0]), np.arange(len(phase)))]
+        else:
+            self.groups = [(ph, np.flatnonzero(phase == ph)) for ph in np.unique(phase).tolist()]
+
+    def __len__(self) -> int:
+        return len(self.k)
+
+
+def read(
+    tables: list[Phased],
+    npc: np.ndarray | PairKeys,
+    player: np.ndarray | None,
+    defaults: list[float],
+    where: list[np.ndarray | None] | None = None,
+) -> list[np.ndarray]:
     """[table.get(npc, player, default) for each table], the same pairs read from tables of the same
-    phases: the keys are made, sorted and split by phase once. Sorted keys make each binary search
-    cheap (numpy's searchsorted starts from the previous key's place): four tables of 10,000 pairs,
-    15,000 keys, 1.6 ms sorted (the sort included) against 7.2 ms unsorted, measured under load."""
-    k = _keys(npc, player)
-    outs = [np.full(len(k), d, np.float64) for d in defaults]
-    if not len(k) or not tables:
+    phases: the keys are made, sorted and split by phase once (or given made: npc a PairKeys, player
+    None). where[j] (M,) bool: table j is read only for those pairs (the others get its default).
+    Sorted keys make each binary search cheap (numpy's searchsorted starts from the previous key's
+    place): four tables of 10,000 pairs, 15,000 keys, 1.6 ms sorted (the sort included) against 7.2 ms
+    unsorted, measured under load."""
+    keys = npc if isinstance(npc, PairKeys) else PairKeys(npc, player, tables[0].k if tables else 1)  # type: ignore[arg-type]
+    outs = [np.full(len(keys), d, np.float64) for d in defaults]
+    if not len(keys) or not tables:
         return outs
-    order = np.argsort(k, kind="stable")
-    ks = k[order]
-    phases = tables[0].k
-    phase = (ks >> 32) % phases  # ids are >= 0: the NPC's think phase, as Phased._split
-    if phase.min() == phase.max():  # a tick's due NPCs: mostly one phase
-        groups = [(int(phase[0]), order, ks)]
-    else:
-        groups = [(ph, order[m], ks[m]) for ph in np.unique(phase).tolist() for m in [phase == ph]]
-    for ph, sel, kk in groups:
-        for out, t, d in zip(outs, tables, defaults):
+    masks = [None if w is None else np.asarray(w, bool)[keys.order] for w in (where or [None] * len(tables))]
+    for ph, at in keys.groups:
+        kk, sel = keys.sorted[at], keys.order[at]
+        for j, (out, t, d) in enumerate(zip(outs, tables, defaults)):
             part = t.parts[ph]
             if not len(part.keys):
                 continue
-            i = np.clip(np.searchsorted(part.keys, kk), 0, len(part.keys) - 1)
-            out[sel] = np.where(part.keys[i] == kk, part.times[i], d)
+            m = masks[j]
+            kj, sj = (kk, sel) if m is None else (kk[m[at]], sel[m[at]])
+            if not len(kj):
+                continue
+            i = np.clip(np.searchsorted(part.keys, kj), 0, len(part.keys) - 1)
+            out[sj] = np.where(part.keys[i] == kj, part.times[i], d)
     return outs
 
 
@@ -259,28 +343,33 @@ class Ledger:
         self.greeted = Phased(phases)
         self.given = Phased(phases)
         self.approached = Phased(phases)
-        self._noticed_now: list[tuple[np.ndarray, ...]] = []  # this tick's new noticed sets, not yet written
+        # this tick's new noticed sets, not yet written: (npcs, pair keys, since, keys sorted and distinct)
+        self._noticed_now: list[tuple[np.ndarray, np.ndarray, np.ndarray, bool]] = []
 
-    def notice(self, npcs: np.ndarray, npc: np.ndarray, player: np.ndarray, since: np.ndarray) -> None:
-        """The noticed sets of these NPCs, written at `commit` (the end of the think step): one rewrite of
-        the phase's table per tick instead of one per NPC file. Reads in between see the old sets, which
-        hold the same `since` for every pair still within notice (new pairs read as "now" either way)."""
-        self._noticed_now.append(
-            (
-                np.asarray(npcs, np.int64),
-                np.asarray(npc, np.int64),
-                np.asarray(player, np.int64),
-                np.asarray(since, np.float64),
-            )
-        )
+    def notice(
+        self, npcs: np.ndarray, npc: np.ndarray | PairKeys, player: np.ndarray | None, since: np.ndarray
+    ) -> None:
+        """The noticed sets of these NPCs (their pairs npc, player, or made: npc a PairKeys of distinct
+        pairs, player None), written at `commit` (the end of the think step): one rewrite of the phase's
+        table per tick instead of one per NPC file. Reads in between see the old sets, which hold the same
+        `since` for every pair still within notice (new pairs read as "now" either way)."""
+        since = np.asarray(since, np.float64)
+        if isinstance(npc, PairKeys):  # the keys the look's read sorted: the write needs no sort of its own
+            entry = (np.asarray(npcs, np.int64), npc.sorted, since[npc.order], True)
+        else:
+            entry = (np.asarray(npcs, np.int64), _keys(npc, np.asarray(player)), since, False)
+        self._noticed_now.append(entry)
 
     def commit(self) -> None:
         """Write what this think staged: the noticed sets, and the greeted / given / approached times."""
         for p in (self.greeted, self.given, self.approached):
             p.flush()
         staged, self._noticed_now = self._noticed_now, []
-        if staged:
-            self.noticed.replace_npcs(*(np.concatenate(c) for c in zip(*staged)))
+        if len(staged) == 1:  # a tick's one look: its keys as sorted by its read
+            self.noticed.replace_keys(*staged[0])
+        elif staged:
+            npcs, k, t, _ = zip(*staged)
+            self.noticed.replace_keys(np.concatenate(npcs), np.concatenate(k), np.concatenate(t))
 
     def forget(self, eids) -> None:
         for p in (self.noticed, self.greeted, self.given, self.approached):

@@ -24,7 +24,12 @@ per file), which hands each file its `Sight` (slices), and for each file:
 
 Applying (`apply_verdict`) only touches the world for the NPCs whose
 decision differs from what they are doing (a think mostly confirms it), so
-the tick's NPC cost follows the changes, not the NPC count.
+the tick's NPC cost follows the changes, not the NPC count. The lines the
+verdicts say (greetings, gifts' words; made through the cast's `Words`
+memo) are staged and said at once (`say_pending`: one World.say_many, one
+write of the speakers' rings of lines in the state table), at the end of
+the think and before any hook speaks, so the world hears them in the order
+they were decided.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ import numpy as np
 
 from world.intents import ACTIONS
 
-from npc.hooks import Event, Report
+from npc.hooks import Event, Report, capping
 from npc.minds import builtin
 from npc.minds.builtin import Decision
 from npc.minds.perception import Seen
@@ -97,6 +102,7 @@ def think(cast) -> None:
 
     live = rows.live()
     if not len(live):
+        say_pending(cast)
         return
     eids = rows.eid[live]
     k, phase = cast.think_every, world.tick % cast.think_every
@@ -112,6 +118,7 @@ def think(cast) -> None:
     idx = np.flatnonzero(due)
     if len(idx):
         _think_due(cast, eids[idx], live[idx], forced[idx])
+    say_pending(cast)
     cast.ledger.commit()
     if decider is not None:
         try:
@@ -206,6 +213,7 @@ def _think_due(cast, eids: np.ndarray, rows: np.ndarray, forced: np.ndarray) -> 
                 decider.note(sight, verdict)
             if what == "hooks":
                 flush()
+                say_pending(cast)  # the lines decided so far are said before a hook's
                 _hooks(cast, sight, verdict)
             else:
                 plain.append((sight, verdict))
@@ -216,9 +224,17 @@ def _think_due(cast, eids: np.ndarray, rows: np.ndarray, forced: np.ndarray) -> 
 
 def _hooks(cast, sight: Sight, verdict) -> None:
     """Per NPC of a file with on_decide / on_event: its events and hooks; else the built-in verdict."""
-    world = cast.world
     guard = cast.guards[sight.defn.id]
     plain = np.ones(len(sight), bool)
+    with capping():  # one SIGALRM handler for every hook call of the file's NPCs (npc/hooks/guard.py)
+        _hooks_each(cast, sight, verdict, guard, plain)
+    if plain.any():
+        apply_verdict(cast, take(sight, plain), _take_verdict(verdict, plain), BY_BUILTIN)
+
+
+def _hooks_each(cast, sight: Sight, verdict, guard, plain: np.ndarray) -> None:
+    """_hooks' loop over the NPCs: plain[i] = False where a hook decided for row i."""
+    world = cast.world
     for i, eid in enumerate(sight.eid.tolist()):
         m = cast.minds.get(eid)
         if m is None:
@@ -241,8 +257,6 @@ def _hooks(cast, sight: Sight, verdict) -> None:
                 act(cast, m, decision, BY_HOOK)
         except Exception as e:
             cast.internal(e, m)
-    if plain.any():
-        apply_verdict(cast, take(sight, plain), _take_verdict(verdict, plain), BY_BUILTIN)
 
 
 def _events(m, p) -> list[Event]:
@@ -428,26 +442,31 @@ _NOT_DONE = "{} could not be done: no such place or live target"
 
 def _say(cast, a: _Applied, done: np.ndarray, now: float) -> None:
     """The lines (greetings, gifts) of the rows whose intent the world took (done, sorted): filled per
-    part (its file's words), said at once in order."""
+    part (its file's words, through the cast's memo), staged in order for `say_pending`."""
     talking = done[a.say[done] != builtin.SAY_NONE]
     if not len(talking):
         return
-    said_eids: list[int] = []
-    said_lines: list[str] = []
-    said_minds: list[tuple] = []  # (mind, line)
     for k, r, i in a.local(talking):
-        lines = builtin.say_lines(a.verdicts[k], i, a.sights[k], cast.world.names_of)
-        for eid, line in zip(a.eid[r].tolist(), lines):
-            if line:
-                said_eids.append(eid)
-                said_lines.append(line)
-                m = cast.minds.get(eid)
-                if m is not None:
-                    said_minds.append((m, line))
-    if said_lines:
-        cast.world.say_many(np.asarray(said_eids, np.int64), said_lines)
-        for m, line in said_minds:
-            m.said(line, now)
+        lines = builtin.say_lines(a.verdicts[k], i, a.sights[k], cast.world.names_of, cast.words)
+        cast.saying.append((a.eid[r], a.row[r], lines))
+
+
+def say_pending(cast) -> None:
+    """The lines staged by this tick's verdicts said in one World.say_many, and written to the speakers'
+    rings in one Rows.say, in the order they were staged. Called at the end of the think step, and before
+    anything else speaks in it (a hook's intent): the world hears the lines in the order they were decided."""
+    staged, cast.saying = cast.saying, []
+    if not staged:
+        return
+    texts = [t for _, _, lines in staged for t in lines]
+    eids = np.concatenate([e for e, _, _ in staged])
+    rows = np.concatenate([r for _, r, _ in staged])
+    said = np.fromiter((bool(t) for t in texts), bool, len(texts))  # an empty line says nothing
+    if not said.all():
+        eids, rows, texts = eids[said], rows[said], [t for t in texts if t]
+    if texts:
+        cast.world.say_many(eids, texts)
+        cast.rows.say(rows, texts, cast.world.time_s)
 
 
 def _cols(c, lo: int, hi: int):

@@ -599,15 +599,15 @@ def _intent(g: dict, col) -> dict[str, np.ndarray]:
 
 def _players(g: dict, col, t_alive: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The p_* fields (N, K) of the nearest K players, "any" (N, 5) over all of them, and the player
-    slots' ids (N, K). The Sight's pairs are one per (row, player within notice), nearest first."""
+    slots' ids (N, K). The Sight's pairs are one per (row, player within notice), nearest first: the
+    five facts "any" reads are made for every pair, the rest for the nearest K only (~a third of the
+    pairs at 10,000 NPCs and 1,000 players: 1.62 -> 1.33 ms a tick)."""
     N = len(g["eid"])
     pr, pd, now = g["p_row"], g["p_dist"], g["now"]
-    notice = col("notice")
     rank = np.arange(len(pr)) - g["start"][pr]
     susp = g["p_near_s"] >= col("linger")[pr]
     who = lambda flag: (col(flag)[pr] < 0.5) | susp  # noqa: E731  players, or suspicious
-    per = {
-        "p_suspicious": susp,
+    fits = {
         "p_flee": (pd <= col("flee_distance")[pr]) & who("flee_suspicious"),
         "p_follow": who("follow_suspicious"),
         "p_give": (
@@ -617,26 +617,39 @@ def _players(g: dict, col, t_alive: np.ndarray) -> tuple[dict[str, np.ndarray], 
         ),
         "p_talk": (pd <= col("talk_distance")[pr]) & (now[pr] - g["p_greeted"] >= col("talk_cooldown")[pr]),
         "p_approach": now[pr] - g["p_approached"] >= col("approach_cooldown")[pr],
-        "p_current": t_alive[pr] & (g["p_id"] == g["target"][pr]),
-        "p_present": np.ones(len(pr), bool),
-        "p_distance": pd / notice[pr],
-        "p_dx": np.clip((g["p_pos"][:, 0] - g["pos"][pr, 0]) / notice[pr], -1, 1),
-        "p_dy": np.clip((g["p_pos"][:, 1] - g["pos"][pr, 1]) / notice[pr], -1, 1),
     }
-    first = rank < K
+    first = np.flatnonzero(rank < K)
+    r1, k1 = pr[first], rank[first]
+    notice = col("notice")[r1]
+    pos = g["pos"][r1]
+    per = {
+        "p_suspicious": susp[first],
+        "p_flee": fits["p_flee"][first],
+        "p_follow": fits["p_follow"][first],
+        "p_give": fits["p_give"][first],
+        "p_talk": fits["p_talk"][first],
+        "p_approach": fits["p_approach"][first],
+        "p_current": t_alive[r1] & (g["p_id"][first] == g["target"][r1]),
+        "p_present": np.ones(len(first), bool),
+        "p_distance": pd[first] / notice,
+        "p_dx": np.clip((g["p_pos"][first, 0] - pos[:, 0]) / notice, -1, 1),
+        "p_dy": np.clip((g["p_pos"][first, 1] - pos[:, 1]) / notice, -1, 1),
+    }
     # every field's nearest K in one scatter (N, K, fields), not one per field
     out = np.zeros((N, K, len(per)), np.float64)
-    out[pr[first], rank[first]] = np.stack([np.asarray(v, np.float64) for v in per.values()], axis=1)[first]
+    out[r1, k1] = np.stack([np.asarray(v, np.float64) for v in per.values()], axis=1)
     f: dict[str, np.ndarray] = {name: out[:, :, j] for j, name in enumerate(per)}
-    f["any"] = np.stack(
-        [
-            np.bincount(pr, weights=per[k], minlength=N) > 0
-            for k in ("p_flee", "p_follow", "p_give", "p_talk", "p_approach")
-        ],
-        axis=1,
-    )
+    # "any": the five facts as bits per pair, OR-ed over each row's run of pairs (one pass, not five)
+    bits = np.zeros(len(pr), np.uint8)
+    for b, v in enumerate(fits.values()):
+        bits |= np.asarray(v, np.uint8) << np.uint8(b)
+    has = np.zeros(N, np.uint8)
+    runs = np.flatnonzero(g["start"][1:] > g["start"][:-1])  # rows with pairs
+    if len(runs):
+        has[runs] = np.bitwise_or.reduceat(bits, g["start"][runs])
+    f["any"] = (has[:, None] >> np.arange(5, dtype=np.uint8)[None, :]) & 1 > 0
     ids = np.full((N, K), -1, np.int64)
-    ids[pr[first], rank[first]] = g["p_id"][first]
+    ids[r1, k1] = g["p_id"][first]
     return f, ids
 
 
@@ -676,13 +689,28 @@ def _candidates(
 
 
 def _npcs_near(xy: np.ndarray, every: np.ndarray | None) -> np.ndarray:
-    """(N,) NPCs in the same CELL-sized square as each row's NPC (itself included)."""
+    """(N,) NPCs in the same CELL-sized square as each row's NPC (itself included; 1 where none is counted).
+    Counted by one bincount over the squares the NPCs span (a map's: ~200); np.unique of every NPC's
+    square (a sort of 10,000 keys a tick) only when they span more than DENSE_SQUARES."""
     every = xy if every is None or not len(every) else np.asarray(every, np.float64).reshape(-1, 2)
-    key = lambda p: (np.floor(p[:, 0] / CELL) * 100_003 + np.floor(p[:, 1] / CELL)).astype(np.int64)  # noqa: E731
-    ids, counts = np.unique(key(every), return_counts=True)
-    mine = key(xy)
+    ex, ey = np.floor(every[:, 0] / CELL), np.floor(every[:, 1] / CELL)
+    mx, my = np.floor(xy[:, 0] / CELL), np.floor(xy[:, 1] / CELL)
+    if len(ex) and len(mx):
+        x0, y0 = min(ex.min(), mx.min()), min(ey.min(), my.min())
+        w = int(max(ex.max(), mx.max()) - x0) + 1
+        h = int(max(ey.max(), my.max()) - y0) + 1
+        if w * h <= DENSE_SQUARES:
+            counts = np.bincount(((ex - x0) * h + (ey - y0)).astype(np.int64), minlength=w * h)
+            mine = counts[((mx - x0) * h + (my - y0)).astype(np.int64)]
+            return np.where(mine > 0, mine, 1).astype(np.float64)
+    key = lambda x, y: (x * 100_003 + y).astype(np.int64)  # noqa: E731
+    ids, counts = np.unique(key(ex, ey), return_counts=True)
+    mine = key(mx, my)
     i = np.clip(np.searchsorted(ids, mine), 0, max(0, len(ids) - 1))
     return np.where((len(ids) > 0) & (ids[i] == mine), counts[i], 1).astype(np.float64)
+
+
+DENSE_SQUARES = 1 << 16  # squares _npcs_near counts densely at most (a 512 KB count array)
 
 
 # -- labels and answers ---------------------------------------------------------------------------

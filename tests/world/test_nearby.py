@@ -31,3 +31,23 @@ def test_empty_inputs():
     assert len(nearby.within(np.zeros((0, 2)), 10.0, np.ones((3, 2)))) == 0
     got = nearby.within(np.ones((2, 2)), 10.0, np.zeros((0, 2)))
     assert len(got) == 0 and list(got.start) == [0, 0, 0]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(1, 30), st.integers(1, 80), st.sampled_from([16.0, 32.0, 48.0]), st.integers(0, 2**31))
+def test_equal_distances_come_in_cell_order_then_entity_order(q, p, cell, seed):
+    """On a lattice (exact ties): pairs sorted by (query, distance, the entity's cell row by row, its
+    index), with a radius up to the cell (3x3 cells, the fast path) and beyond it; queries outside the
+    entities' cells too."""
+    rng = np.random.default_rng(seed)
+    entities = rng.integers(0, 8, (p, 2)).astype(np.float64) * 8.0
+    points = rng.integers(-4, 12, (q, 2)).astype(np.float64) * 8.0
+    for radius in (cell, cell * 0.75, cell * 2.5):
+        got = nearby.within(points, np.full(q, radius), entities, cell)
+        d = np.hypot(points[:, None, 0] - entities[None, :, 0], points[:, None, 1] - entities[None, :, 1])
+        qi, ej = np.nonzero(d <= radius)
+        cy, cx = np.floor(entities[ej, 1] / cell), np.floor(entities[ej, 0] / cell)
+        order = np.lexsort((ej, cx, cy, d[qi, ej], qi))
+        assert got.query.tolist() == qi[order].tolist()
+        assert got.entity.tolist() == ej[order].tolist()
+        assert got.start.tolist() == np.searchsorted(qi[order], np.arange(q + 1)).tolist()

@@ -107,6 +107,7 @@ def _decided(cast: Cast, bad: bool):
 def _state(cast: Cast) -> tuple:
     w, led = cast.world, cast.ledger
     led.commit()
+    think.say_pending(cast)  # the lines the verdicts staged
     intents = [
         (e, *((it := w.intent(e)).action, it.activity, it.place, it.target, it.distance)) for e in sorted(cast.minds)
     ]

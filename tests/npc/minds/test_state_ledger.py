@@ -4,6 +4,8 @@ look does, gives what each table's own get gives."""
 from __future__ import annotations
 
 import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from npc.minds import state
 from npc.minds.state import NEVER, Phased
@@ -61,3 +63,62 @@ def test_pair_times_match_a_dict_through_sets_replacements_and_forgets():
             table.forget(gone)
             model = {k: v for k, v in model.items() if k[0] not in gone and k[1] not in gone}
         check()
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.integers(1, 10), st.integers(0, 400), st.integers(0, 2**31))
+def test_a_read_by_sorted_keys_with_masks_and_its_sorted_write_back_are_the_plain_ones(phases, m, seed):
+    """state.read from a look's PairKeys, a table read only where its mask is True (the others its default),
+    equals each table's get; the noticed sets written back from those keys (no second sort) leave the same
+    table as the same sets written from the pairs."""
+    rng = np.random.default_rng(seed)
+    tables = [Phased(phases) for _ in range(3)]
+    for t in tables[:2]:
+        t.set(rng.integers(1, 60, 500), rng.integers(1, 40, 500), rng.uniform(0, 100, 500))
+    pairs = np.unique(np.stack([rng.integers(1, 60, m), rng.integers(1, 40, m)], axis=1), axis=0)
+    pairs = pairs[rng.permutation(len(pairs))]  # a look's pairs: distinct, in no key order
+    npc, player = pairs[:, 0].astype(np.int64), pairs[:, 1].astype(np.int64)
+    where = [None, rng.random(len(npc)) < 0.3, rng.random(len(npc)) < 0.5]
+    keys = state.PairKeys(npc, player, phases)
+    got = state.read(tables, keys, None, [5.0, NEVER, -1.0], where=where)
+    for g, t, d, w in zip(got, tables, [5.0, NEVER, -1.0], where):
+        want = t.get(npc, player, d)
+        if w is not None:
+            want = np.where(w, want, d)
+        assert np.array_equal(g, want)
+    assert np.array_equal(state.read(tables, npc, player, [5.0, NEVER, -1.0])[0], got[0])
+    since = rng.uniform(0, 100, len(npc))
+    npcs = np.unique(npc)
+    a, b = state.Ledger(phases), state.Ledger(phases)
+    before = rng.integers(1, 60, 300), rng.integers(1, 40, 300)
+    for led in (a, b):
+        led.noticed.set(*before, 7.0)
+    a.notice(npcs, keys, None, since)
+    b.notice(npcs, npc, player, since)
+    a.commit()
+    b.commit()
+    for pa, pb in zip(a.noticed.parts, b.noticed.parts):
+        assert pa.keys.tolist() == pb.keys.tolist() and pa.times.tolist() == pb.times.tolist()
+        pa.set(np.asarray([1]), np.asarray([1]), 1.0)  # the table's arrays are its own (writable)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 5), max_size=30), max_size=12))
+def test_the_ring_of_lines_keeps_each_npcs_last_eight_in_order(batches):
+    """Rows.say over batches of lines (a row may speak several times in one batch) keeps, per row, what a
+    deque of the last LINES (world s, text) does."""
+    from collections import deque
+
+    rows = state.Rows(capacity=8)
+    for e in range(6):
+        rows.add(100 + e, 0)
+    model = {r: deque(maxlen=state.LINES) for r in range(6)}
+    for b, batch in enumerate(batches):
+        texts = [f"line {b}.{k}" for k in range(len(batch))]
+        rows.say(np.asarray(batch, np.int64), texts, float(b))
+        for r, t in zip(batch, texts):
+            model[r].append((float(b), t))
+        for r in range(6):
+            assert rows.lines_of(r) == list(model[r])
+    rows.put_lines(2, [(1.0, "a"), (2.0, "b")])
+    assert rows.lines_of(2) == [(1.0, "a"), (2.0, "b")]

@@ -394,3 +394,74 @@ def test_the_decider_key_of_npc_files(world):
     assert '"auto" or "builtin"' in p.expected
     d, problems = validate({**base, "decider": 1}, {("decider",): 2}, "x.toml", world.places)
     assert d is None and problems[0].line == 2 and "decider" in str(problems[0])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 2**31), st.integers(0, 12))
+def test_the_player_fields_are_those_of_each_rows_nearest_k_pairs(world, seed, players):
+    """The p_* fields and "any", one pair at a time from the layout's words (the rows build them for
+    the nearest K pairs only, and "any" over all of a row's pairs)."""
+    rng = np.random.default_rng(seed)
+    defs = [random_definition(rng, world.places, i) for i in range(3)]
+    sights = [random_sight(rng, d, int(rng.integers(1, 6)), world.places, players=players) for d in defs]
+    r = _rows(world, sights)
+    lo = 0
+    for s in sights:
+        d, f = s.defn, s.defn.params
+        notice = max(1.0, d.senses["notice"])
+        for i in range(len(s)):
+            got = lambda name: r.obs[lo + i, OFFSET[name]]  # noqa: E731
+            fits = np.zeros(5, bool)
+            for k, j in enumerate(range(s.start[i], s.start[i + 1])):
+                susp = s.p_near_s[j] >= f["follow"]["linger"]
+                flee = s.p_dist[j] <= f["flee"]["distance"] and (f["flee"]["who"] != "suspicious" or susp)
+                follow = f["follow"]["who"] != "suspicious" or susp
+                give = (
+                    s.p_dist[j] <= f["give_item"]["distance"]
+                    and s.now_s - s.p_given[j] >= f["give_item"]["cooldown"]
+                    and bool(f["give_item"]["items"])
+                )
+                talk = s.p_dist[j] <= f["talk"]["distance"] and s.now_s - s.p_greeted[j] >= f["talk"]["cooldown"]
+                approach = s.now_s - s.p_approached[j] >= f["approach"]["cooldown"]
+                fits |= [flee, follow, give, talk, approach]
+                if k >= observe.K:
+                    continue
+                want = {
+                    "p_present": 1.0,
+                    "p_distance": s.p_dist[j] / notice,
+                    "p_dx": np.clip((s.p_pos[j, 0] - s.pos[i, 0]) / notice, -1, 1),
+                    "p_dy": np.clip((s.p_pos[j, 1] - s.pos[i, 1]) / notice, -1, 1),
+                    "p_suspicious": susp,
+                    "p_flee": flee,
+                    "p_follow": follow,
+                    "p_give": give,
+                    "p_talk": talk,
+                    "p_approach": approach,
+                    "p_current": bool(s.t_alive[i]) and s.p_id[j] == s.target[i],
+                }
+                for name, v in want.items():
+                    assert got(name)[k] == np.float32(v), (name, i, k)
+            for name in ("p_present", "p_distance", "p_suspicious", "p_talk"):  # no pair: zeros
+                assert (got(name)[s.start[i + 1] - s.start[i] :] == 0).all()
+            assert (got("any") == fits).all(), i
+        lo += len(s)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 2**31), st.integers(0, 60), st.integers(1, 30))
+def test_npcs_near_counts_each_square_as_a_plain_count_does(seed, every_n, rows_n):
+    """observe._npcs_near (a bincount over the squares, or np.unique past DENSE_SQUARES) against a count of
+    the NPCs in each row's CELL square; 1 for a row whose square holds none of them."""
+    rng = np.random.default_rng(seed)
+    every = rng.uniform(-600, 3000, (every_n, 2))
+    xy = np.concatenate([every[: rows_n // 2], rng.uniform(-600, 3000, (rows_n - min(rows_n // 2, every_n), 2))])
+    sq = lambda p: np.floor(p / observe.CELL)  # noqa: E731
+    want = np.asarray([max(1, int((sq(every) == sq(p)).all(axis=1).sum())) for p in xy], np.float64)
+    want_self = np.asarray([max(1, int((sq(xy) == sq(p)).all(axis=1).sum())) for p in xy], np.float64)
+    assert np.array_equal(observe._npcs_near(xy, every if every_n else None), want if every_n else want_self)
+    dense = observe.DENSE_SQUARES
+    try:
+        observe.DENSE_SQUARES = 0  # the sorting way
+        assert np.array_equal(observe._npcs_near(xy, every if every_n else None), want if every_n else want_self)
+    finally:
+        observe.DENSE_SQUARES = dense
