@@ -58,6 +58,7 @@ MIND_LINES = LINES  # lines said kept per NPC for GET /npcs/<id> (npc/minds/stat
 LOG_EVERY = 100  # a repeated error is logged the first time, then once every this many
 PLAYER_CELL = 160.0  # world units: the players' grid cell, the default notice radius (a query visits 3x3
 # cells; 2.3x cheaper than 256-unit cells for 200 NPCs and 1,000 players)
+CARRIED = ("tending", "patrol", "gifts")  # state-table columns a respawn (a new name or colour) keeps
 URGENT_PER_TICK = 64  # NPCs thinking out of turn (after a reload, a spawn) per tick at most; the rest wait
 
 
@@ -318,6 +319,7 @@ class Cast:
         place: str | None = None,
         xy: tuple[float, float] | None = None,
         like: Mind | None = None,
+        carried: dict[str, int] | None = None,
     ) -> Mind:
         name = defn.instance_name(n)
         if xy is None and place is None and isinstance(defn.spawn, tuple):
@@ -336,10 +338,8 @@ class Cast:
         if like is not None:
             m.memory, m.state = like.memory, like.state
             self.rows.put_lines(row, like.lines)  # its reports are of the old id: not carried over
-            old = self.rows.row_of.get(like.eid)
-            if old is not None:
-                for col in ("tending", "patrol", "gifts"):
-                    getattr(self.rows, col)[row] = getattr(self.rows, col)[old]
+        for col, value in (carried or {}).items():
+            getattr(self.rows, col)[row] = value
         self.minds[eid] = m
         self._needs(m, fresh=like is None)
         self.urgent.add(eid)
@@ -354,8 +354,10 @@ class Cast:
         """Despawn and spawn again where it stood (a new id): clients learn a new name or colour."""
         xy = self.world.position(m.eid)
         stats = self.world.stats(m.eid)
+        old = self.rows.row_of.get(m.eid)  # read before the despawn drops its row
+        carried = {} if old is None else {col: int(getattr(self.rows, col)[old]) for col in CARRIED}
         self.despawn(m.eid)
-        new = self._spawn(m.defn, m.n, m.extra, xy=xy, like=m)
+        new = self._spawn(m.defn, m.n, m.extra, xy=xy, like=m, carried=carried)
         self.world.set_stats(new.eid, stats)
         log.info("npc %s: name or colour changed; entity %d is now %d", m.defn.id, m.eid, new.eid)
 

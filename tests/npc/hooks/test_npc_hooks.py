@@ -189,8 +189,12 @@ def test_a_reload_swaps_the_definition_and_keeps_memory(tmp_path):
     """,
     )
     pos = w.position(e)
+    row = cast.rows.row_of[e]
+    cast.rows.tending[row], cast.rows.patrol[row], cast.rows.gifts[row] = 1, 2, 3
     cast.apply(load_files(npc_files(folder), cast.places, cast.spawn_points))
     [e2] = cast.minds
+    row2 = cast.rows.row_of[e2]  # its state-table row is carried over, not started afresh
+    assert (cast.rows.tending[row2], cast.rows.patrol[row2], cast.rows.gifts[row2]) == (1, 2, 3)
     assert e2 != e and not w.alive(e) and w.name_of(e2) == "Hooky II" and w.position(e2) == pos
     assert cast.minds[e2].memory["n"] >= n and cast.errors()["files"] == {}
     run(w, cast, 20)
