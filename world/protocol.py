@@ -307,8 +307,36 @@ def encode_move_block(
     return _packb([cell, d_i8, fix, gone, ids, pos])
 
 
-def view_body(cells: bytes, moves: bytes, enter: list[bytes], leave: list[int], chat: list[bytes]) -> bytes:
-    """The pairs of an update after its ack: `cells` and `moves` are encoded msgpack arrays."""
+# msgpack's unsigned ints, by size class: positive fixint (< 128, the byte itself), uint8, 16, 32, 64
+_UINT_TAG = np.array([0, 0xCC, 0xCD, 0xCE, 0xCF], np.uint8)
+_UINT_SIZE = np.array([1, 2, 3, 5, 9], np.int64)
+_UINT_KEEP = np.zeros((5, 9), bool)  # [class]: which bytes of (tag, 8 bytes big-endian) are written
+for _k, _n in enumerate(_UINT_SIZE.tolist()):
+    _UINT_KEEP[_k, 0] = True
+    _UINT_KEEP[_k, 9 - (_n - 1) :] = _n > 1
+
+
+def pack_uints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Each value (unsigned, < 2**64) as msgpack packs an int, back to back (no array header), in one
+    numpy pass, and each one's end offset in those bytes: values[i] is packed[ends[i - 1]:ends[i]]. Byte
+    for byte `b"".join(msgpack.packb(v) for v in values)`; a build's leave ids for all its Views at
+    once, then sliced per View, instead of a list and one msgpack call per View (~5,000 ids a tick
+    at 10,000 NPCs and 1,000 observers)."""
+    v = np.asarray(values).astype(np.uint64)
+    n = len(v)
+    k = (v >= 128).astype(np.intp)
+    k += v >= 256
+    k += v >= 0x10000
+    k += v >= 0x100000000
+    rows = np.empty((n, 9), np.uint8)
+    rows[:, 1:] = v.astype(">u8").view(np.uint8).reshape(n, 8)
+    rows[:, 0] = np.where(k == 0, rows[:, 8], _UINT_TAG[k])
+    ends = np.cumsum(_UINT_SIZE[k])
+    return rows[_UINT_KEEP[k]].tobytes(), ends
+
+
+def view_body(cells: bytes, moves: bytes, enter: list[bytes], leave: bytes, chat: list[bytes]) -> bytes:
+    """The pairs of an update after its ack: `cells`, `moves` and `leave` are encoded msgpack arrays."""
     return b"".join(
         (
             K_CELLS,
@@ -319,7 +347,7 @@ def view_body(cells: bytes, moves: bytes, enter: list[bytes], leave: list[int], 
             array_header(len(enter)),
             *enter,
             K_LEAVE,
-            _packb(leave),
+            leave,
             K_CHAT,
             array_header(len(chat)),
             *chat,
