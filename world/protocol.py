@@ -260,6 +260,11 @@ def encode(msg: dict[str, Any]) -> bytes:
     return _packb(msg)
 
 
+def encode_ids(ids: list[int]) -> bytes:
+    """A msgpack array of ints (entity ids: an update's `leave`)."""
+    return _packb(ids)
+
+
 def encode_entity_record(eid: int, kind: int, name: str, color: str, talks: bool) -> bytes:
     return _packb([eid, kind, name, color, talks])
 

@@ -21,7 +21,7 @@ from typing import cast
 
 import numpy as np
 
-from .protocol import array_header, encode, update_head, view_body
+from .protocol import array_header, encode_ids, update_head, view_body
 
 NO_MOVES = array_header(0)
 
@@ -105,7 +105,7 @@ class View:
         """`leave` as an encoded msgpack array."""
         b = self._leave_bin
         if b is None:
-            b = self._leave_bin = encode(self.leave)
+            b = self._leave_bin = encode_ids(self.leave)
         return b
 
     @property
