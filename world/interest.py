@@ -39,6 +39,7 @@ carries both forms; the connection picks (world/snapshot.py).
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import cast
 
 import numpy as np
@@ -242,6 +243,7 @@ class Interest:
         cells_bytes: dict[int, bytes] = {}
 
         def cells_for(c: int) -> bytes:
+            """The keyframe form of cell c's view: asked by a View only when a connection needs it."""
             b = cells_bytes.get(c)
             if b is None:
                 parts = [blocks[x] for x in near[c] if x in blocks]
@@ -270,7 +272,8 @@ class Interest:
 
         first = self._last is None
         views_by_cell = {
-            c: View.make(cells_for(c), *parts, build, None if first else moves_for(c, c)) for c, parts in shared.items()
+            c: View.make(partial(cells_for, c), *parts, build, None if first else moves_for(c, c))
+            for c, parts in shared.items()
         }
 
         # 4. observers that changed cell or are new: own View
@@ -291,7 +294,7 @@ class Interest:
                 pairs, _moved_views(grid, table, now, self._last, pairs, cell_of_slot)
             ):
                 moved_view = View.make(
-                    cells_for(c),
+                    partial(cells_for, c),
                     enter,
                     enter_ids,
                     leave,

@@ -313,12 +313,13 @@ def encode_move_block(
 
 
 # msgpack's unsigned ints, by size class: positive fixint (< 128, the byte itself), uint8, 16, 32, 64
+_UINT_FROM = np.array([128, 0x100, 0x10000, 0x100000000], np.uint64)  # the smallest value of classes 1..4
 _UINT_TAG = np.array([0, 0xCC, 0xCD, 0xCE, 0xCF], np.uint8)
 _UINT_SIZE = np.array([1, 2, 3, 5, 9], np.int64)
-_UINT_KEEP = np.zeros((5, 9), bool)  # [class]: which bytes of (tag, 8 bytes big-endian) are written
-for _k, _n in enumerate(_UINT_SIZE.tolist()):
-    _UINT_KEEP[_k, 0] = True
-    _UINT_KEEP[_k, 9 - (_n - 1) :] = _n > 1
+_UINT_BE = (None, ">u1", ">u2", None, ">u4", None, None, None, ">u8")  # [size - 1]: the class's payload
+# [w]: in a row of w bytes (tag, payload big-endian, right-aligned), byte j is written for a value of
+# `size` bytes when size > _UINT_AFTER[w][j]: the tag always, the payload's last size - 1 bytes
+_UINT_AFTER = {w: np.array([0, *range(w - 1, 0, -1)], np.int64) for w in _UINT_SIZE.tolist()}
 
 
 def pack_uints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
@@ -326,18 +327,24 @@ def pack_uints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
     numpy pass, and each one's end offset in those bytes: values[i] is packed[ends[i - 1]:ends[i]]. Byte
     for byte `b"".join(msgpack.packb(v) for v in values)`; a build's leave ids for all its Views at
     once, then sliced per View, instead of a list and one msgpack call per View (~5,000 ids a tick
-    at 10,000 NPCs and 1,000 observers)."""
-    v = np.asarray(values).astype(np.uint64)
+    at 10,000 NPCs and 1,000 observers). Rows are as wide as the widest class present (3 bytes for
+    ids under 65,536), and when every value is of one class they are the bytes as they stand."""
+    v = np.asarray(values)
     n = len(v)
-    k = (v >= 128).astype(np.intp)
-    k += v >= 256
-    k += v >= 0x10000
-    k += v >= 0x100000000
-    rows = np.empty((n, 9), np.uint8)
-    rows[:, 1:] = v.astype(">u8").view(np.uint8).reshape(n, 8)
-    rows[:, 0] = np.where(k == 0, rows[:, 8], _UINT_TAG[k])
-    ends = np.cumsum(_UINT_SIZE[k])
-    return rows[_UINT_KEEP[k]].tobytes(), ends
+    k = np.searchsorted(_UINT_FROM, v.astype(np.uint64), side="right")  # each value's class
+    size = _UINT_SIZE[k]
+    ends = np.cumsum(size)
+    if not n:
+        return b"", ends
+    top = int(k.max())
+    w = int(_UINT_SIZE[top])
+    rows = np.empty((n, w), np.uint8)
+    if w > 1:
+        rows[:, 1:] = v.astype(_UINT_BE[w - 1]).view(np.uint8).reshape(n, w - 1)
+    rows[:, 0] = np.where(k == 0, v.astype(np.uint8), _UINT_TAG[k])
+    if int(k.min()) == top:
+        return rows.tobytes(), ends
+    return rows[size[:, None] > _UINT_AFTER[w]].tobytes(), ends
 
 
 def view_body(cells: bytes, moves: bytes, enter: list[bytes], leave: bytes, chat: list[bytes]) -> bytes:
