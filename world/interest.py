@@ -190,13 +190,16 @@ class Interest:
 
         cell_of_slot = np.full(table.capacity, -1, dtype=np.int64)
         cell_of_slot[slots] = cells
-        # cell -> its move block from the last build's (cells with entities then and now)
+        # cell -> its move block from the last build's (cells with entities then and now). An entity of
+        # the last build is kept when the same one (slot and id) is in the same cell now; one of now has
+        # come when it is not a kept one: it was elsewhere at the last build (prev_cell), or is new (-1)
         last = self._last
+        kept = None if last is None else (table.id[last.slots] == last.ids) & (cell_of_slot[last.slots] == last.cells)
         move_of: dict[int, bytes] = (
             {}
-            if last is None
+            if last is None or kept is None
             else move_blocks(
-                table.id, cell_of_slot, last.slots, last.ids, last.start, self._last_q, now.slots, start, now.ids, q
+                last.cells, last.start, last.start_at, self._last_q, kept, now.cells, start, now.ids, q, now.came
             )
         )
         self._last_q = q
@@ -291,7 +294,7 @@ class Interest:
                 made.setdefault((-1 if first else prev[i], obs_cells[i]), []).append(i)
             pairs = list(made)
             for (p, c), (enter, enter_ids, leave, leave_bin) in zip(
-                pairs, _moved_views(grid, table, now, self._last, pairs, cell_of_slot)
+                pairs, _moved_views(grid, table, now, self._last, kept, pairs, cell_of_slot)
             ):
                 moved_view = View.make(
                     partial(cells_for, c),
@@ -356,11 +359,13 @@ def _moved_views(
     table: EntityTable,
     now: _Groups,
     was: _Groups | None,
+    kept: np.ndarray | None,
     pairs: list[tuple[int, int]],
     cell_of_slot: np.ndarray,
 ) -> list[tuple[list[bytes], np.ndarray, np.ndarray, bytes]]:
     """(enter records, enter ids, leave ids, leave ids as a msgpack array) for each move (p, c) of an observer from cell p at the
-    last build (-1: none, a full enter) to cell c now, all moves in one vectorised pass:
+    last build (-1: none, a full enter) to cell c now, all moves in one vectorised pass (`kept`: each
+    entity of the last build is the same one in the same cell now; None when there was no last build):
       entered: in c's view set now, and not in p's view set at the last build (by its cell then);
       left: in p's view set at the last build, and not (the same entity) in c's view set now.
     Each in view-set order (by cell, then id). The ids stay arrays (a View makes lists of them only when
@@ -370,7 +375,7 @@ def _moved_views(
     k = len(pairs)
     near, near_set = grid.near, grid.near_set
     # entered: candidates, as ranges over `src` (positions now, then positions of those that came)
-    came = np.flatnonzero(now.prev != now.cells)
+    came = np.flatnonzero(now.came)
     came_start = np.searchsorted(came, now.start_at).tolist()
     src = np.concatenate((np.arange(len(now.ids)), came))
     st, n_now = now.start, len(now.ids)
@@ -395,8 +400,7 @@ def _moved_views(
     # left: candidates over the last build's positions, then those not kept in their cell
     leave = now.ids[:0]
     l_cut = [0] * (k + 1)
-    if was is not None and (p_of >= 0).any():
-        kept = (table.id[was.slots] == was.ids) & (cell_of_slot[was.slots] == was.cells)
+    if was is not None and kept is not None and (p_of >= 0).any():
         gone = np.flatnonzero(~kept)
         gone_start = np.searchsorted(gone, was.start_at).tolist()
         src = np.concatenate((np.arange(len(was.ids)), gone))
@@ -464,6 +468,7 @@ class _Groups:
         self.ids = ids[order]
         self.prev = prev_cells[order]  # each one's cell at the build before
         self.cells = cells[order]  # each one's cell at this build (ascending)
+        self.came = self.prev != self.cells  # elsewhere at the build before, or new since (prev -1)
         # start[c] .. start[c + 1]: the entities in cell c
         per_cell = np.bincount(cells, minlength=grid.n_cells)
         start = np.zeros(grid.n_cells + 1, np.int64)
