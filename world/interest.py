@@ -425,11 +425,11 @@ def _moved_views(
         leave = ids_was[left]
         l_cut = _cuts(owner[left], k)
     packed, ends = pack_uints(leave)
-    at_byte = [0, *ends.tolist()]  # leave[i]'s bytes: packed[at_byte[i]:at_byte[i + 1]]
+    b_cut = np.concatenate(([0], ends))[l_cut].tolist()  # move i's leave is packed[b_cut[i]:b_cut[i + 1]]
     out = []
     for i in range(k):
         e0, e1, l0, l1 = e_cut[i], e_cut[i + 1], l_cut[i], l_cut[i + 1]
-        leave_bin = array_header(l1 - l0) + packed[at_byte[l0] : at_byte[l1]]
+        leave_bin = array_header(l1 - l0) + packed[b_cut[i] : b_cut[i + 1]]
         out.append((enter[e0:e1], enter_ids[e0:e1], leave[l0:l1], leave_bin))
     return out
 

@@ -319,7 +319,7 @@ _UINT_SIZE = np.array([1, 2, 3, 5, 9], np.int64)
 _UINT_BE = (None, ">u1", ">u2", None, ">u4", None, None, None, ">u8")  # [size - 1]: the class's payload
 # [w]: in a row of w bytes (tag, payload big-endian, right-aligned), byte j is written for a value of
 # `size` bytes when size > _UINT_AFTER[w][j]: the tag always, the payload's last size - 1 bytes
-_UINT_AFTER = {w: np.array([0, *range(w - 1, 0, -1)], np.int64) for w in _UINT_SIZE.tolist()}
+_UINT_AFTER = {w: np.array([0, *range(w - 1, 0, -1)], np.int8) for w in _UINT_SIZE.tolist()}
 
 
 def pack_uints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
@@ -331,11 +331,16 @@ def pack_uints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
     ids under 65,536), and when every value is of one class they are the bytes as they stand."""
     v = np.asarray(values)
     n = len(v)
-    k = np.searchsorted(_UINT_FROM, v.astype(np.uint64), side="right")  # each value's class
-    size = _UINT_SIZE[k]
-    ends = np.cumsum(size)
     if not n:
-        return b"", ends
+        return b"", np.zeros(0, np.int64)
+    k: np.ndarray  # each value's class
+    if int(v.max()) < 0x10000:  # entity ids as they are: fixint, uint8 or uint16, by two tests, in int8
+        k = (v >= 128).view(np.int8) + (v >= 256).view(np.int8)
+        size = k + np.int8(1)  # (classes 0, 1, 2 are 1, 2, 3 bytes)
+    else:
+        k = np.searchsorted(_UINT_FROM, v.astype(np.uint64), side="right")
+        size = _UINT_SIZE[k].astype(np.int8)
+    ends = np.cumsum(size, dtype=np.int64)
     top = int(k.max())
     w = int(_UINT_SIZE[top])
     rows = np.empty((n, w), np.uint8)
