@@ -3,7 +3,8 @@
 For each (NPCs, observers) pair: a World on the default map, NPCs spawned
 near POIs, observers spawned as players on random free tiles across the map,
 each holding a random direction that changes every ~2 s (sometimes stopping).
-After a warm-up, times --ticks ticks at 20 Hz and reports the tick's median
+The collector is tuned as the server tunes it after its start-up (server/app.py
+`tune_gc`). After a warm-up, times --ticks ticks at 20 Hz and reports the tick's median
 and p99 (ms) in wall time and in CPU time (this thread's: on a loaded machine
 the wall time includes waits for a core), its parts in CPU time (medians),
 and the bytes each observer receives per
@@ -45,6 +46,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TREE = Path(sys.argv[sys.argv.index("--tree") + 1]).resolve() if "--tree" in sys.argv[:-1] else ROOT
 sys.path.insert(0, str(TREE))
 
+from server.app import tune_gc  # noqa: E402
 from world.sim import NPC, PLAYER, World, WorldConfig  # noqa: E402
 from world.snapshot import encode_update  # noqa: E402
 from world.tilemap import load_map  # noqa: E402
@@ -92,6 +94,7 @@ def populated(tilemap, n_npcs: int, n_obs: int, seed: int, speeds: int = 1) -> t
 
 def run(tilemap, n_npcs: int, n_obs: int, ticks: int, warmup: int, seed: int, speeds: int = 1) -> dict:
     w, players, walk = populated(tilemap, n_npcs, n_obs, seed, speeds)
+    tune_gc()  # the collector as the server has it once started (server/app.py)
     step_ms, views_ms, enc_ms, sizes, shared = [], [], [], [], []
     cpu: list[tuple[float, float, float]] = []  # (step, views, encode) ms of this thread's CPU time
     clock = time.thread_time
