@@ -169,7 +169,10 @@ class Interest:
         grid = self.grid
         near, near_set = grid.near, grid.near_set
         slots = table.active()
-        cells = grid.cell_of(table.pos[slots])
+        # (x, y) rows gathered as one 16-byte word each: numpy's gather of (n, 2) rows costs ~3x as much
+        # (340 against 120 us at 11,000 entities), and it was done twice (cells, then positions by cell)
+        pos = table.pos.view(np.complex128)[:, 0][slots].view(np.float64).reshape(-1, 2)
+        cells = grid.cell_of(pos)
         prev_cells = table.prev_cell[slots]
 
         # 1-2. group by cell; encode each non-empty cell's block once
@@ -177,10 +180,10 @@ class Interest:
         build = self._build
         now = _Groups(grid, table, slots, cells, prev_cells)
         ids_bin = now.ids.astype("<u4").tobytes()
-        q = np.rint(table.pos[now.slots] * self.quant)
+        q = np.rint(pos * self.quant)
         np.minimum(q, 0xFFFF, out=q)  # (np.clip costs twice these two)
         np.maximum(q, 0, out=q)
-        q = q.astype("<u2")
+        q = q.astype("<u2").view(np.uint32).ravel()[now.order].view("<u2").reshape(-1, 2)  # by cell, as words
         pos_bin = q.tobytes()
         blocks: dict[int, bytes] = {}
         start = now.start
@@ -464,6 +467,7 @@ class _Groups:
         key = cells[by_id]
         order = by_id[np.argsort(key.astype(np.int16) if grid.n_cells <= 0x7FFF else key, kind="stable")]
         self.grid = grid
+        self.order = order  # slots[order] are the slots by cell, then id
         self.slots = slots[order]
         self.ids = ids[order]
         self.prev = prev_cells[order]  # each one's cell at the build before
