@@ -6,9 +6,13 @@ against the learned policy on the inference pool, in one run.
    and spread over the map's places; the hooked bard stays one NPC), with
    `--observers` players (default 1,000) on random free tiles, wandering, each
    an observer as bench/world.py builds them. A real-time 20 Hz loop runs the
-   whole tick: cast.tick(), world.step, build_views, encode_update for every
-   observer (no sockets; an overrun starts the next tick at once, no catch-up
-   burst). Each NPC re-thinks every 500 ms. After `--settle-ticks` untimed
+   whole tick as the server runs it: cast.tick(), world.step, build_views, each
+   observer's view pushed to its connection's outbox (server/outbox.py, as the
+   room does), then the flush's framing of each outbox (`take_frames`: deltas
+   against the update sent before, as a connection gets them; the writev is
+   left out: no sockets). An overrun starts the next tick at once, no catch-up
+   burst. After the scene is built, the collector is tuned as the server tunes
+   it after its start-up (server/app.py `tune_gc`). Each NPC re-thinks every 500 ms. After `--settle-ticks` untimed
    ticks (the transient after spawning), the two modes alternate in one
    run (`--blocks` blocks of `--seconds`/`--blocks` each: builtin, policy,
    builtin, policy), switching `cast.decider` between None and the decider,
@@ -45,6 +49,7 @@ pool's workers do. Timings are of this machine; compare only within a run.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib.util
 import json
 import math
@@ -66,8 +71,10 @@ from npc.inference import Inbox, Pool, PoolConfig  # noqa: E402
 from npc.minds.cast import Cast  # noqa: E402
 from npc.policy.decider import OUTCOMES, start_decider  # noqa: E402
 from npc.policy.observe import OBS_DIM, A, T  # noqa: E402
+from server.app import tune_gc  # noqa: E402
+from server.metrics import Metrics  # noqa: E402
+from server.outbox import Outbox  # noqa: E402
 from world.sim import PLAYER, World, WorldConfig  # noqa: E402
-from world.snapshot import encode_update  # noqa: E402
 from world.tilemap import load_map  # noqa: E402
 
 TICK_RATE = 20
@@ -114,6 +121,7 @@ class Scene:
     cast: Cast
     players: list[int]
     rng: np.random.Generator
+    outboxes: dict[int, Outbox]  # each player's connection's, as the room pushes to them
 
 
 def build(npcs: int, observers: int, decider_of=None, seed: int = 0) -> tuple[Scene, object]:
@@ -145,9 +153,14 @@ def build(npcs: int, observers: int, decider_of=None, seed: int = 0) -> tuple[Sc
         e = world.spawn(PLAYER, f"bot{k}", "#4080d0", (c + 0.5) * ts, (r + 0.5) * ts)
         world.add_observer(e)
         players.append(e)
-    scene = Scene(world, cast, players, rng)
+    metrics = Metrics()
+    scene = Scene(world, cast, players, rng, {p: Outbox(metrics) for p in players})
     for p in players:
         turn(scene, p)
+    # as the server after its start-up: what is alive now (the map, the minds, the files) is frozen and
+    # the young generation enlarged; a scene of an earlier size is unfrozen first so it can be freed
+    gc.unfreeze()
+    tune_gc()
     return scene, decider
 
 
@@ -180,7 +193,9 @@ def internal_reports(cast: Cast) -> int:
 def run_block(scene: Scene, seconds: float, on_tick=None) -> dict:
     """A real-time 20 Hz loop of whole ticks for `seconds`; raw per-tick times (s)."""
     world, cast, players = scene.world, scene.cast, scene.players
+    outboxes = [scene.outboxes[p] for p in players]
     total, npc, late, errors = [], [], [], []
+    parts: list[tuple[float, float, float]] = []  # (step, build + push, flush) s: the world's side of the tick
     internal0 = internal_reports(cast)
     end = time.perf_counter() + seconds
     next_at = time.perf_counter()
@@ -192,32 +207,44 @@ def run_block(scene: Scene, seconds: float, on_tick=None) -> dict:
             turn(scene, players[i])  # input, not part of the tick's time (as bench/world.py)
         t0 = time.perf_counter()
         late.append(max(0.0, t0 - next_at))  # how late the tick started (the CPU was busy elsewhere)
-        tc = t0
+        tc = ts = tv = t0
         try:
             cast.tick()
             tc = time.perf_counter()
             world.step(DT)
-            views = world.build_views()
+            ts = time.perf_counter()
             tick = world.tick
-            for p in players:
-                encode_update(tick, tick, views[p])
+            for p, view in world.build_views().items():  # the room's tick (server/game.py)
+                scene.outboxes[p].push_update(tick, tick, view)
+            tv = time.perf_counter()
+            for box in outboxes:  # the flush's framing (server/gateway.py `Flusher.flush`), less the writev
+                box.take_frames()
         except Exception as e:  # counted, never expected
             errors.append(f"{type(e).__name__}: {e}")
         t1 = time.perf_counter()
         total.append(t1 - t0)
         npc.append(tc - t0)
+        parts.append((max(0.0, ts - tc), max(0.0, tv - ts), max(0.0, t1 - tv)))
         if on_tick:
             on_tick(t1)
         next_at += DT
         if time.perf_counter() > next_at:  # overran: the next tick starts now (no catch-up burst)
             next_at = time.perf_counter()
-    return {"total": total, "npc": npc, "late": late, "errors": errors, "internal": internal_reports(cast) - internal0}
+    return {
+        "total": total,
+        "npc": npc,
+        "parts": parts,
+        "late": late,
+        "errors": errors,
+        "internal": internal_reports(cast) - internal0,
+    }
 
 
 def summarise(blocks: list[dict]) -> dict:
     """Tick statistics over the blocks of one mode."""
     total = np.concatenate([b["total"] for b in blocks])
     npc = np.concatenate([b["npc"] for b in blocks])
+    parts = np.concatenate([np.reshape(b["parts"], (-1, 3)) for b in blocks])
     late = np.concatenate([b["late"] for b in blocks])
     errors = [e for b in blocks for e in b["errors"]]
     internal = sum(b["internal"] for b in blocks)
@@ -228,6 +255,10 @@ def summarise(blocks: list[dict]) -> dict:
         "tick_max_ms": ms(float(total.max())) if len(total) else None,
         "npc_p50_ms": ms(pct(npc, 50)),
         "npc_share": round(float(npc.sum() / max(1e-12, total.sum())), 4),
+        # the world's side, medians: world.step; build_views and the pushes to the outboxes; the framing
+        "step_p50_ms": ms(pct(parts[:, 0], 50)),
+        "views_p50_ms": ms(pct(parts[:, 1], 50)),
+        "flush_p50_ms": ms(pct(parts[:, 2], 50)),
         "start_late_p99_ms": ms(pct(late, 99)),
         "overruns": int((total > DT).sum()),
         "exceptions_raised": len(errors),
@@ -552,7 +583,7 @@ def targets(result: dict, observers: int) -> list[dict]:
 HEAD = (
     f"{'NPCs':>6} | {'builtin p50/p99':>15} | {'policy p50/p99':>15} | {'NPC share B/P':>13} | "
     f"{'overruns B/P':>12} | {'on time':>8} | {'late':>6} | {'dropped':>7} | {'failed':>6} | "
-    f"{'skipped':>7} | {'agree':>6} | {'lat p50/p99':>11}"
+    f"{'skipped':>7} | {'agree':>6} | {'lat p50/p99':>11} | {'P step/views/flush':>18}"
 )
 
 
@@ -569,7 +600,8 @@ def row(r: dict) -> str:
         f"{b['overruns']:>5} / {p['overruns']:>4} | {share('on_time'):>8} | {share('late'):>6} | "
         f"{share('dropped'):>7} | {share('failed'):>6} | {share('skipped'):>7} | "
         f"{f'{agree:.1%}' if agree is not None else '-':>6} | "
-        f"{r['latency_p50_ms']:>4.1f} / {r['latency_p99_ms']:>4.1f}"
+        f"{r['latency_p50_ms']:>4.1f} / {r['latency_p99_ms']:>4.1f} | "
+        f"{p['step_p50_ms']:>4.2f} / {p['views_p50_ms']:>4.2f} / {p['flush_p50_ms']:>4.2f}"
     )
 
 
@@ -672,7 +704,9 @@ def main() -> None:
         print(row(r), flush=True)
     print(
         "ticks in ms; NPC share: time in cast.tick() / the whole tick; shares of the policy's NPC decisions; "
-        "agree: same action as the built-in (audit block); lat: decision latency, ms"
+        "agree: same action as the built-in (audit block); lat: decision latency, ms; P step/views/flush: the"
+        " world's side of the policy's tick, medians in ms (world.step; build_views and the pushes to the"
+        " outboxes; the framing of every outbox, as the gateway's flush without the writev)"
     )
     if args.weights is None:
         print("  random policy weights (--weights none): timings only; agreement and rejected answers mean nothing")

@@ -9,17 +9,27 @@ extension (tests/server/test_frames.py checks it against websockets' own Frame).
 
 from __future__ import annotations
 
+import struct
+
 FIN_BINARY = 0x82  # FIN set, opcode 2 (binary), RSV bits clear: no extension touched this frame
 FIN_PING = 0x89  # FIN set, opcode 9 (ping): a control frame, never fragmented, payload <= 125 bytes
+
+
+# One head per size class: a table for the 7-bit lengths, one struct for each longer one. Asked once
+# per message written (an update per observer per tick): ~50 ns (table) or ~125 ns (struct) a head,
+# where building it from bytes((...)) + n.to_bytes(...) cost ~500 ns.
+_HEAD7 = tuple(bytes((FIN_BINARY, n)) for n in range(126))
+_HEAD16 = struct.Struct(">BBH").pack
+_HEAD64 = struct.Struct(">BBQ").pack
 
 
 def binary_frame_head(n: int) -> bytes:
     """The head of one final, unmasked binary frame carrying `n` payload bytes (7, 16 or 64-bit length)."""
     if n < 126:
-        return bytes((FIN_BINARY, n))
+        return _HEAD7[n]
     if n < 0x10000:
-        return bytes((FIN_BINARY, 126)) + n.to_bytes(2, "big")
-    return bytes((FIN_BINARY, 127)) + n.to_bytes(8, "big")
+        return _HEAD16(FIN_BINARY, 126, n)
+    return _HEAD64(FIN_BINARY, 127, n)
 
 
 def ping_frame(payload: bytes) -> bytes:

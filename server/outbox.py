@@ -86,7 +86,9 @@ class Outbox:
         """Everything queued as WebSocket frames for one writev (the gateway's direct writes): each
         message's frame head (an update's with the observer's own update head on it), then the shared
         View body uncopied; the payload bytes; the messages. The pieces of `take_pieces`, framed here
-        in one pass: that list of tuples, re-walked to frame it, was most of the flush's Python."""
+        in one pass: that list of tuples, re-walked to frame it, was most of the flush's Python.
+        Once per connection and tick: the update is taken inline (not through `_take_update`), and
+        its frame head and update head are one bytes object."""
         frames: list[bytes] = []
         size = 0
         control = self.control
@@ -96,9 +98,16 @@ class Outbox:
                 frames.append(binary_frame_head(len(data)) + data)
                 size += len(data)
             control.clear()
-        update = self._take_update()
+        update = self.update
         if update is not None:
-            head, body = update
+            tick, ack, view = update
+            self.update = None
+            if self.deltas:
+                body = view.body_after(self.sent)
+                self.sent = view.build
+            else:
+                body = view.body
+            head = update_head(tick, ack)
             n = len(head) + len(body)
             frames.append(binary_frame_head(n) + head)
             frames.append(body)

@@ -123,7 +123,10 @@ def _sweep(walls: Walls, pos: np.ndarray, d: np.ndarray, axis: int) -> None:
     if idx.size == 0:
         return
     ts, r, p = walls.tile, walls.radius, walls.pad
-    a = pos[idx, axis]
+    # columns as 1-D views, then gathered/scattered: pos[:, k][idx] is pos[idx, k] at ~0.8x (read) and
+    # ~0.5x (write) of its cost (numpy takes the latter as a 2-D fancy index)
+    along, across = pos[:, axis], pos[:, 1 - axis]
+    a = along[idx]
     dd = d[idx]
     s = np.sign(dd)
     na = a + dd
@@ -135,16 +138,16 @@ def _sweep(walls: Walls, pos: np.ndarray, d: np.ndarray, axis: int) -> None:
     check = lead != a0
     if check.any():
         rest = idx[check]
-        col = np.floor(pos[rest, 0] / ts).astype(np.intp)
-        row = np.floor(pos[rest, 1] / ts).astype(np.intp)
+        col = np.floor(pos[:, 0][rest] / ts).astype(np.intp)
+        row = np.floor(pos[:, 1][rest] / ts).astype(np.intp)
         check[check] = ~walls.open[row + p, col + p]
     if not check.all():
-        pos[idx[~check], axis] = na[~check]
+        along[idx[~check]] = na[~check]
         if not check.any():
             return
         idx, s, na, a0, lead = idx[check], s[check], na[check], a0[check], lead[check]
     grid = walls.by_col if axis == 0 else walls.by_row  # grid[a_tile, b_tile]
-    b = pos[idx, 1 - axis]
+    b = across[idx]
     ahead = np.abs(lead - a0)  # tiles ahead to check
     b_lo = np.floor((b - r) / ts).astype(np.intp)
     b_hi = np.floor((b + r) / ts).astype(np.intp)
@@ -162,4 +165,4 @@ def _sweep(walls: Walls, pos: np.ndarray, d: np.ndarray, axis: int) -> None:
             if hit.any():
                 bound = s * face - np.sqrt(np.maximum(r * r - db * db, 0.0))
                 best = np.where(hit, np.minimum(best, bound), best)
-    pos[idx, axis] = s * best
+    along[idx] = s * best

@@ -260,6 +260,11 @@ def encode(msg: dict[str, Any]) -> bytes:
     return _packb(msg)
 
 
+def encode_ids(ids: list[int]) -> bytes:
+    """A msgpack array of ints (entity ids: an update's `leave`)."""
+    return _packb(ids)
+
+
 def encode_entity_record(eid: int, kind: int, name: str, color: str, talks: bool) -> bytes:
     return _packb([eid, kind, name, color, talks])
 
@@ -307,8 +312,48 @@ def encode_move_block(
     return _packb([cell, d_i8, fix, gone, ids, pos])
 
 
-def view_body(cells: bytes, moves: bytes, enter: list[bytes], leave: list[int], chat: list[bytes]) -> bytes:
-    """The pairs of an update after its ack: `cells` and `moves` are encoded msgpack arrays."""
+# msgpack's unsigned ints, by size class: positive fixint (< 128, the byte itself), uint8, 16, 32, 64
+_UINT_FROM = np.array([128, 0x100, 0x10000, 0x100000000], np.uint64)  # the smallest value of classes 1..4
+_UINT_TAG = np.array([0, 0xCC, 0xCD, 0xCE, 0xCF], np.uint8)
+_UINT_SIZE = np.array([1, 2, 3, 5, 9], np.int64)
+_UINT_BE = (None, ">u1", ">u2", None, ">u4", None, None, None, ">u8")  # [size - 1]: the class's payload
+# [w]: in a row of w bytes (tag, payload big-endian, right-aligned), byte j is written for a value of
+# `size` bytes when size > _UINT_AFTER[w][j]: the tag always, the payload's last size - 1 bytes
+_UINT_AFTER = {w: np.array([0, *range(w - 1, 0, -1)], np.int8) for w in _UINT_SIZE.tolist()}
+
+
+def pack_uints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Each value (unsigned, < 2**64) as msgpack packs an int, back to back (no array header), in one
+    numpy pass, and each one's end offset in those bytes: values[i] is packed[ends[i - 1]:ends[i]]. Byte
+    for byte `b"".join(msgpack.packb(v) for v in values)`; a build's leave ids for all its Views at
+    once, then sliced per View, instead of a list and one msgpack call per View (~5,000 ids a tick
+    at 10,000 NPCs and 1,000 observers). Rows are as wide as the widest class present (3 bytes for
+    ids under 65,536), and when every value is of one class they are the bytes as they stand."""
+    v = np.asarray(values)
+    n = len(v)
+    if not n:
+        return b"", np.zeros(0, np.int64)
+    k: np.ndarray  # each value's class
+    if int(v.max()) < 0x10000:  # entity ids as they are: fixint, uint8 or uint16, by two tests, in int8
+        k = (v >= 128).view(np.int8) + (v >= 256).view(np.int8)
+        size = k + np.int8(1)  # (classes 0, 1, 2 are 1, 2, 3 bytes)
+    else:
+        k = np.searchsorted(_UINT_FROM, v.astype(np.uint64), side="right")
+        size = _UINT_SIZE[k].astype(np.int8)
+    ends = np.cumsum(size, dtype=np.int64)
+    top = int(k.max())
+    w = int(_UINT_SIZE[top])
+    rows = np.empty((n, w), np.uint8)
+    if w > 1:
+        rows[:, 1:] = v.astype(_UINT_BE[w - 1]).view(np.uint8).reshape(n, w - 1)
+    rows[:, 0] = np.where(k == 0, v.astype(np.uint8), _UINT_TAG[k])
+    if int(k.min()) == top:
+        return rows.tobytes(), ends
+    return rows[size[:, None] > _UINT_AFTER[w]].tobytes(), ends
+
+
+def view_body(cells: bytes, moves: bytes, enter: list[bytes], leave: bytes, chat: list[bytes]) -> bytes:
+    """The pairs of an update after its ack: `cells`, `moves` and `leave` are encoded msgpack arrays."""
     return b"".join(
         (
             K_CELLS,
@@ -319,7 +364,7 @@ def view_body(cells: bytes, moves: bytes, enter: list[bytes], leave: list[int], 
             array_header(len(enter)),
             *enter,
             K_LEAVE,
-            _packb(leave),
+            leave,
             K_CHAT,
             array_header(len(chat)),
             *chat,

@@ -613,12 +613,16 @@ class World:
             # only the entities that move go through `move` (bit for bit what moving every one gives:
             # a row's motion depends on its own delta and on the largest, which the others do not set)
             rows = np.concatenate((players, moving))
-            delta = np.concatenate((t.dir[players] * (cfg.player_speed * dt), vel * dt))
+            delta = np.concatenate((np.take(t.dir, players, axis=0) * (cfg.player_speed * dt), vel * dt))
             go = (delta[:, 0] != 0) | (delta[:, 1] != 0)
             if not go.all():
                 rows, delta = rows[go], delta[go]
             if len(rows):
-                t.pos[rows] = move(self._walls, t.pos[rows], delta)
+                # positions gathered and written back as one 16-byte word per row: numpy's gather and
+                # scatter of (n, 2) rows cost ~2.5x and ~9x as much (340 and 160 us at 10,500 rows)
+                words = t.pos.view(np.complex128)[:, 0]  # a view (never a copy): written through
+                moved = move(self._walls, words[rows].view(np.float64).reshape(-1, 2), delta)
+                words[rows] = np.ascontiguousarray(moved, np.float64).view(np.complex128).ravel()
             self._stats.step(npcs, self.clock.hours(dt))
         self.time_s += dt
         self.tick += 1

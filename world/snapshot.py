@@ -17,49 +17,113 @@ concatenate bytes; they never re-encode; and a writer that can send pieces (writ
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import Callable, cast
 
-from .protocol import array_header, update_head, view_body
+import numpy as np
+
+from .protocol import array_header, encode_ids, update_head, view_body
 
 NO_MOVES = array_header(0)
 
 
-@dataclass(slots=True)
 class View:
     """One observer's update for one tick, less tick and ack. Treat as immutable:
-    the same View object is handed to every observer of a cell."""
+    the same View object is handed to every observer of a cell.
 
-    cells: bytes  # msgpack array of whole cell blocks, every visible non-empty cell
-    enter: list[bytes]  # msgpack entity records, in the order of enter_ids
-    enter_ids: list[int]
-    leave: list[int]
-    chat: list[bytes]  # msgpack chat records
-    build: int = -1  # the build this View comes from (0, 1, ... in a World)
-    # the delta form, against build - 1: msgpack arrays `cells` (the cells whose entities are not
-    # those of that build, whole) and `moves` (the others' move blocks); None: no delta form
-    moves: tuple[bytes, bytes] | None = None
-    _keyframe: bytes | None = None  # the bodies, each built the first time it is asked for
-    _delta: bytes | None = None
+    `cells` may be given as a function that makes them: the keyframe's cells (every visible cell
+    whole, ~12 KB a View at 10,000 NPCs) are then joined only when a connection needs a keyframe (a
+    new one, after a gap or a merge, a version-1 session), not for every View of every build.
+    `enter_ids` and `leave` may be given as numpy arrays (the build's vectorised pass makes them so):
+    each becomes a list only when it is asked for (coalescing, the gateway link), and the encoded
+    `leave` can come with them (`leave_bin`, packed for all of a build's Views at once), so the body
+    of a View nobody merges never touches a Python list of ids."""
+
+    __slots__ = (
+        "_cells",
+        "enter",
+        "_enter_ids",
+        "_leave",
+        "chat",
+        "build",
+        "moves",
+        "_leave_bin",
+        "_keyframe",
+        "_delta",
+    )
+
+    def __init__(
+        self,
+        cells: bytes | Callable[[], bytes],  # msgpack array of whole cell blocks, every visible non-empty cell
+        enter: list[bytes],  # msgpack entity records, in the order of enter_ids
+        enter_ids: list[int] | np.ndarray,
+        leave: list[int] | np.ndarray,
+        chat: list[bytes],  # msgpack chat records
+        build: int = -1,  # the build this View comes from (0, 1, ... in a World)
+        # the delta form, against build - 1: msgpack arrays `cells` (the cells whose entities are not
+        # those of that build, whole) and `moves` (the others' move blocks); None: no delta form
+        moves: tuple[bytes, bytes] | None = None,
+        leave_bin: bytes | None = None,  # `leave` as a msgpack array, when the builder packed it
+    ) -> None:
+        self._cells = cells
+        self.enter = enter
+        self._enter_ids = enter_ids
+        self._leave = leave
+        self.chat = chat
+        self.build = build
+        self.moves = moves
+        self._leave_bin = leave_bin
+        self._keyframe: bytes | None = None  # the bodies, each built the first time it is asked for
+        self._delta: bytes | None = None
 
     @classmethod
     def make(
         cls,
-        cells: bytes,
+        cells: bytes | Callable[[], bytes],
         enter: list[bytes],
-        enter_ids: list[int],
-        leave: list[int],
+        enter_ids: list[int] | np.ndarray,
+        leave: list[int] | np.ndarray,
         chat: list[bytes],
         build: int = -1,
         moves: tuple[bytes, bytes] | None = None,
+        leave_bin: bytes | None = None,
     ) -> View:
-        return cls(cells, enter, enter_ids, leave, chat, build, moves)
+        return cls(cells, enter, enter_ids, leave, chat, build, moves, leave_bin)
+
+    @property
+    def cells(self) -> bytes:
+        c = self._cells
+        if type(c) is not bytes:
+            c = self._cells = cast("Callable[[], bytes]", c)()
+        return c
+
+    @property
+    def enter_ids(self) -> list[int]:
+        ids = self._enter_ids
+        if type(ids) is not list:
+            ids = self._enter_ids = cast("np.ndarray", ids).tolist()
+        return cast("list[int]", ids)
+
+    @property
+    def leave(self) -> list[int]:
+        ids = self._leave
+        if type(ids) is not list:
+            ids = self._leave = cast("np.ndarray", ids).tolist()
+        return cast("list[int]", ids)
+
+    @property
+    def leave_bin(self) -> bytes:
+        """`leave` as an encoded msgpack array."""
+        b = self._leave_bin
+        if b is None:
+            b = self._leave_bin = encode_ids(self.leave)
+        return b
 
     @property
     def body(self) -> bytes:
         """The keyframe body (stands alone): pairs cells, moves (empty), enter, leave, chat."""
         b = self._keyframe
         if b is None:
-            b = self._keyframe = view_body(self.cells, NO_MOVES, self.enter, self.leave, self.chat)
+            b = self._keyframe = view_body(self.cells, NO_MOVES, self.enter, self.leave_bin, self.chat)
         return b
 
     def body_after(self, sent: int | None) -> bytes:
@@ -69,7 +133,7 @@ class View:
             return self.body
         b = self._delta
         if b is None:
-            b = self._delta = view_body(*self.moves, self.enter, self.leave, self.chat)
+            b = self._delta = view_body(*self.moves, self.enter, self.leave_bin, self.chat)
         return b
 
 

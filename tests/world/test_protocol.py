@@ -137,3 +137,20 @@ def test_a_move_block_applies_moves_then_fixes_then_who_left_and_came():
     assert got_ids.tolist() == [2, 5, 9, 13] and got.tolist() == [[50, 60], [327, 73], [700, 700], [400, 400]]
     assert protocol.apply_cells({9: (ids, before)}, [], [[9, b"", b""]])[9][1].tolist() == before.tolist()
     assert protocol.apply_cells({9: (ids, before)}, [], []) == {}  # a cell in neither list is dropped
+
+
+def test_pack_uints_is_msgpack_s_packing_of_each_int_back_to_back():
+    from world.protocol import pack_uints
+
+    bounds = [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32 - 1, 2**32, 2**64 - 1]  # each size class's
+    rng = np.random.default_rng(3)
+    values = bounds + [int(v) >> int(s) for v, s in zip(rng.integers(0, 2**63, 500), rng.integers(0, 63, 500))]
+    packed, ends = pack_uints(np.asarray(values, np.uint64))
+    each = [msgpack.packb(v) for v in values]
+    assert packed == b"".join(each)
+    assert ends.tolist() == np.cumsum([len(b) for b in each]).tolist()
+    assert {len(b) for b in each} == {1, 2, 3, 5, 9}
+    ids = np.asarray([5, 300, 70_000], np.int64)  # entity ids, as the table holds them
+    assert pack_uints(ids)[0] == b"".join(msgpack.packb(v) for v in ids.tolist())
+    empty, no_ends = pack_uints(np.zeros(0, np.int64))
+    assert empty == b"" and len(no_ends) == 0

@@ -1,7 +1,8 @@
 """The vectorised paths of the tick against simple references written here, one entity at a time:
 
 - every View's bytes (whole cells, move blocks) and, for observers that changed cell, its enter
-  and leave in order, rebuilt from scratch from positions and the previous build's positions;
+  and leave in order, rebuilt from scratch from positions and the previous build's positions; its
+  bodies' bytes against those of the same View made of lists (ids packed by msgpack);
 - `move` (walls, sliding) against a scalar sweep that searches every tile ahead of every circle
   (no shortcut for circles in the open or whose leading edge stays in its tile), bit for bit;
 - `floor_index` against Python's floor division;
@@ -20,6 +21,7 @@ from world import intents
 from world.movement import Walls, move
 from world.protocol import MOVE_FIX, MOVE_MAX
 from world.sim import NPC, PLAYER, World, WorldConfig
+from world.snapshot import View
 from world.tilemap import floor_index
 
 from support.worldhelp import default_map
@@ -147,6 +149,11 @@ class Reference:
             else:  # the View of its cell, from what crossed cells: the same entities
                 assert (sorted(v.enter_ids), sorted(v.leave)) == (sorted(enter), sorted(leave))
             assert v.enter == [self.w._table.record[self.w._table.slot_of[e]] for e in v.enter_ids]
+        for v in views.values():
+            # the bodies' bytes: the builder packs every move's leave in one numpy pass; msgpack packs the list
+            lists = View.make(v.cells, v.enter, list(v.enter_ids), list(v.leave), v.chat, v.build, v.moves)
+            assert v.body == lists.body
+            assert v.moves is None or v.body_after(v.build - 1) == lists.body_after(v.build - 1)
         self.last = state
 
 
