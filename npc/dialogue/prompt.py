@@ -69,11 +69,27 @@ def part_of_day(clock: str) -> str:
     )
 
 
-def system_text(name: str, persona, player: str, max_reply: int, setting: Setting | None = None) -> str:
-    """Who the NPC is, the world it lives in, how it sounds, and how to answer: the same
-    for every prompt of one NPC and player, so the worker computes it once (its prefix
-    cache). Written as the NPC's own notes ("You are..."), without rules that name what
-    must not be said: naming "an AI" in the prompt makes a small model say it."""
+def voice_text(name: str, persona) -> str:
+    """The prompt's first message: the NPC's name and how it sounds (its style and voice lines, with
+    "friend" for the player, as in the example exchanges that follow). The same for every prompt of
+    one NPC, whoever the player: with the examples and the start of `world_text`, the NPC's head
+    (head.py) that the worker keeps once per NPC."""
+    parts = [f"You are {name}."]
+    if persona.style:
+        parts.append(f"You speak in a {persona.style} way.")
+    if persona.voice:
+        parts.append(
+            "Things you say: "
+            + " ".join('"' + v.replace("{player}", "friend").replace("{name}", name) + '"' for v in persona.voice)
+        )
+    return " ".join(parts)
+
+
+def world_text(name: str, persona, player: str, max_reply: int, setting: Setting | None = None) -> str:
+    """Who the NPC is, the world it lives in and what it knows, then how to answer: the message
+    after the example exchanges, nearer the conversation than the voice lines, so that the facts are
+    not drowned by the examples' voice. Written as the NPC's own notes ("You are..."), without rules
+    that name what must not be said: naming "an AI" in the prompt makes a small model say it."""
     setting = setting or Setting()
     parts = [f"You are {name}."]
     if persona.who:
@@ -88,13 +104,6 @@ def system_text(name: str, persona, player: str, max_reply: int, setting: Settin
         parts.append("You know about " + "; ".join(persona.knows) + ".")
     if persona.lore:
         parts.append(" ".join(_sentence(f.replace("{name}", name)) for f in persona.lore))
-    if persona.style:
-        parts.append(f"You speak in a {persona.style} way.")
-    if persona.voice:
-        parts.append(
-            "Things you say: "
-            + " ".join('"' + v.replace("{player}", player).replace("{name}", name) + '"' for v in persona.voice)
-        )
     parts.append(rules_text(name, player, max_reply))
     return " ".join(parts)
 
@@ -171,8 +180,9 @@ def messages(
     max_reply: int,
     setting: Setting | None = None,
 ) -> list[dict]:
-    """Chat messages: who the NPC is (system), the example exchanges, the earlier
-    turns, the moment (system), then the player's line, as speech (`said`).
+    """Chat messages: the NPC's name and voice (system), the example exchanges in that voice,
+    who it is, its world and what it knows (system, `world_text`), the earlier turns, the
+    moment (system), then the player's line, as speech (`said`).
     `turns` are (speaker, text) with speaker "player" or "npc", oldest first;
     pass them through `turn_window` so that consecutive prompts of a
     conversation share their start.
@@ -180,8 +190,9 @@ def messages(
     The order puts what stays the same first: a conversation's next prompt
     starts with the whole of this one up to the moment, so the worker's prefix
     cache computes only the last exchange, the moment and the new line."""
-    out = [{"role": "system", "content": system_text(name, persona, player, max_reply, setting)}]
+    out = [{"role": "system", "content": voice_text(name, persona)}]
     out += example_turns(name, persona)
+    out.append({"role": "system", "content": world_text(name, persona, player, max_reply, setting)})
     for speaker, text in turns[-MAX_TURNS:]:
         out.append(
             {"role": "user", "content": said(player, text)}
