@@ -369,7 +369,26 @@ def test_prompt_holds_persona_state_memory_and_is_bounded(tmp_path):
     assert "Bo" in moment and "I like apples" in moment
     assert len(msgs) == 4 + 2 * len(prompt.EXAMPLES) + prompt.MAX_TURNS
     assert msgs[-1] == {"role": "user", "content": "Hello"}
-    assert sum(len(m["content"]) for m in msgs) < 4500
+    assert sum(len(m["content"]) for m in msgs) <= prompt.MAX_CHARS
+    # A long persona and long turns: the oldest turns are left out past MAX_CHARS; the world message
+    # after the examples and the newest turns stay.
+    from dataclasses import replace
+
+    lore = tuple(f"Fact {i}: an apple costs one copper coin, a pear two, a plum three. " * 2 for i in range(16))
+    long = prompt.messages(
+        "Old Tam",
+        replace(persona, lore=lore),
+        scene,
+        "Ana",
+        [],
+        [("player", "x" * 300), ("npc", "y" * 300)] * 9,
+        "Hi",
+        120,
+    )
+    k = 1 + 2 * len(prompt.EXAMPLES)
+    assert long[k]["content"].startswith("You are Old Tam.") and "Fact 15" in long[k]["content"]
+    assert 0 < len(long) - k - 3 < prompt.MAX_TURNS and long[-3] == {"role": "assistant", "content": "y" * 200}
+    assert sum(len(m["content"]) for m in long) <= prompt.MAX_CHARS
 
 
 def test_a_conversations_prompts_share_their_start():
