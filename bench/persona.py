@@ -32,7 +32,9 @@ lines nobody tuned on; the table reports them separately. Each round of issue
 decision has looked at them: the eval lines here (36 ordinary, 36 hostile, 30
 actions, the same for every NPC) were written for the fifth round (s15f)
 before any reply to them was seen, and committed alone before the first run
-on them.
+on them. Session 16 (s16d) ran them twice (before and after its prompt change:
+bench/labels/persona-s16d-run*) and read the replies, so the next round moves
+them into a tune split and writes fresh eval lines.
 
 Usage: python bench/persona.py [--candidates 3] [--model default] [--threads N]
        [--sets ordinary,hostile,actions] [--split tune,eval1,tune2,eval] [--out bench/results/persona.json]
