@@ -4,8 +4,10 @@ Plays a fixed set of player lines (ORDINARY, HOSTILE, and the labelled ACTIONS
 set) to every shipped NPC that talks, through the real dialogue service: the
 NPC files of assets/npcs on the default map, the inference pool with the
 dialogue runner and the real default model (SmolLM2-135M-Instruct), memory in
-a fresh SQLite file. Each NPC has its own player, and the NPCs are talked to
-at the same time (one line each in flight, as five players would); the world
+a fresh SQLite file. Each NPC has its own players, one per set (each set is a
+conversation of its own: a hostile exchange never enters the prompt of an
+ordinary line; SET_PLAYERS), and the NPCs are talked to at the same time (one
+line each in flight, as five players would); the world
 is frozen at 10:00 on day 0 (not stepped), so nobody walks off between lines.
 
 Reported per NPC and per set, for the line shown and, side by side from the
@@ -30,7 +32,9 @@ lines nobody tuned on; the table reports them separately. Each round of issue
 decision has looked at them: the eval lines here (36 ordinary, 36 hostile, 30
 actions, the same for every NPC) were written for the fifth round (s15f)
 before any reply to them was seen, and committed alone before the first run
-on them.
+on them. Session 16 (s16d) ran them twice (before and after its prompt change:
+bench/labels/persona-s16d-run*) and read the replies, so the next round moves
+them into a tune split and writes fresh eval lines.
 
 Usage: python bench/persona.py [--candidates 3] [--model default] [--threads N]
        [--sets ordinary,hostile,actions] [--split tune,eval1,tune2,eval] [--out bench/results/persona.json]
@@ -400,6 +404,14 @@ def expected(m, asked: str, item: str | None) -> str:
 
 RECALL = "Hello again! Do you remember me? What's my name?"
 PLAYERS = ["Ingrid", "Bram", "Wen", "Osric", "Pella", "Tova", "Jory", "Maren"]
+# Each set is played by a player of its own (per NPC), so each set is a conversation of its own: the
+# turns and facts of a hostile exchange never reach the prompt of an ordinary line or an action line
+# (with one player for all sets, interleaved, the last 4 exchanges of every prompt mixed the sets).
+# PLAYERS play the ordinary lines (and the intro and the restart's recall).
+SET_PLAYERS = {
+    "hostile": ["Garrick", "Sela", "Hobb", "Ysolde", "Dunstan", "Mirabel", "Corwin", "Ebba"],
+    "actions": ["Fenna", "Aldous", "Rosalind", "Tobiah", "Wynne", "Gideon", "Isolde", "Perrin"],
+}
 KINDS = ("break", "invented", "echo", "parrot", "unfinished")
 VOICE = VoiceWords()
 
@@ -478,7 +490,7 @@ def run_lines(
                 continue
             job = queues[npc].pop(0)
             try:
-                c = d.talk(players[npc], npc, job["line"])
+                c = d.talk(job.get("pid", players[npc]), npc, job["line"])
             except Exception as e:  # TalkRefused: recorded, not fatal
                 done.append({**job, "refused": str(e)})
                 continue
@@ -755,12 +767,24 @@ def main() -> int:
         x, y = world.position(npc)
         names[npc] = PLAYERS[k % len(PLAYERS)]
         players[npc] = world.spawn(PLAYER, names[npc], "#ffffff", x + 24, y)
+        who = {"ordinary": (names[npc], players[npc])}
+        for set_name, pool_names in SET_PLAYERS.items():
+            name = pool_names[k % len(pool_names)]
+            who[set_name] = (name, world.spawn(PLAYER, name, "#ffffff", x + 24, y))
         lines = []
         talks = "talk" in m.defn.allowed
         for set_name, table in (("ordinary", ORDINARY), ("hostile", HOSTILE)):
             if set_name in sets:
+                name, pid = who[set_name]
                 lines += [
-                    {"npc": m.defn.id, "set": set_name, "split": sp, "line": ln.replace("{player}", names[npc])}
+                    {
+                        "npc": m.defn.id,
+                        "set": set_name,
+                        "split": sp,
+                        "line": ln.replace("{player}", name),
+                        "pid": pid,
+                        "player": name,
+                    }
                     for ln, sp in table
                     if sp in splits
                 ]
@@ -775,6 +799,8 @@ def main() -> int:
                     "allowed": allowed,
                     "expected": expected(m, asked, item),
                     "item": item,
+                    "pid": who["actions"][1],
+                    "player": who["actions"][0],
                 }
                 for ln, asked, item, sp in ACTIONS
                 if sp in splits

@@ -14,6 +14,9 @@ second judge. Three steps:
 
 Usage:
   python bench/persona_labels.py sample RESULTS.json --per 5 --seed 15 --out LABELS.json
+  python bench/persona_labels.py sample RESULTS.json --like EARLIER-LABELS.json --out LABELS.json
+  (--like: a paired sample, the replies of this run to the lines an earlier labels file holds,
+  those this run played, so that two runs are compared on the same lines)
   python bench/persona_labels.py score RESULTS.json LABELS.json [--out SCORE.json]
 RESULTS.json is what bench/persona.py wrote (`--out`; its `shown` list, or its records for a
 file written before persona.py kept that list). Labels are kept in bench/labels/.
@@ -96,6 +99,13 @@ def sample(rows: list[dict], per: int, seed: int) -> list[dict]:
         picked += rng.sample(g, min(per, len(g)))
     rng.shuffle(picked)
     return picked
+
+
+def like(rows: list[dict], earlier: list[dict]) -> list[dict]:
+    """The rows of `rows` with the ids of an earlier labels file (same NPC, set and line), in its
+    order: a paired sample. Ids this run did not play are left out."""
+    by_id = {r["id"]: r for r in rows}
+    return [by_id[lab["id"]] for lab in earlier if lab["id"] in by_id]
 
 
 def template(picked: list[dict], source: str, seed: int, per: int) -> dict:
@@ -192,6 +202,7 @@ def main() -> int:
     sp.add_argument("results")
     sp.add_argument("--per", type=int, default=5, help="replies per NPC and set")
     sp.add_argument("--seed", type=int, default=15)
+    sp.add_argument("--like", default=None, help="an earlier labels file: the same lines, where this run played them")
     sp.add_argument("--out", required=True)
     sc = sub.add_parser("score", help="the labelled figures next to the checker's")
     sc.add_argument("results")
@@ -202,8 +213,16 @@ def main() -> int:
     if args.cmd == "sample":
         if Path(args.out).exists():
             raise SystemExit(f"{args.out} exists: labels are not overwritten (choose another --out)")
-        picked = sample(rows, args.per, args.seed)
-        Path(args.out).write_text(json.dumps(template(picked, args.results, args.seed, args.per), indent=1) + "\n")
+        if args.like:
+            earlier = json.loads(Path(args.like).read_text())["labels"]
+            picked = like(rows, earlier)
+            print(f"{len(picked)} of the {len(earlier)} lines of {args.like} were played in {args.results}")
+        else:
+            picked = sample(rows, args.per, args.seed)
+        data = template(picked, args.results, args.seed, args.per)
+        if args.like:
+            data["like"] = args.like
+        Path(args.out).write_text(json.dumps(data, indent=1) + "\n")
         print(f"wrote {len(picked)} replies to label to {args.out}")
         return 0
     data = json.loads(Path(args.labels).read_text())

@@ -1,15 +1,16 @@
 """The prompt of one reply: who the NPC is, what it sees, what it remembers of
 this player, and the conversation so far.
 
-Bounds (characters here; the runner bounds tokens, dropping the oldest turns
-first): persona fields as the NPC file allows (voice and lore
-bounded by the schema: MAX_VOICE, MAX_LORE), at most MAX_FACTS facts of
-MAX_FACT characters, the newest MAX_TURNS turns of MAX_TURN characters each,
-and the EXAMPLES exchanges (a few hundred characters).
-So a prompt stays under about 4,500 characters (~1,100 tokens) whatever the
-memory holds, and a long conversation drops its oldest turns instead of
-overflowing the model's context (the runner drops the examples first, then the
-oldest turns).
+Bounds (characters here; the runner bounds tokens): persona fields as the NPC
+file allows (voice and lore bounded by the schema: MAX_VOICE, MAX_LORE), at most
+MAX_FACTS facts of MAX_FACT characters, the newest MAX_TURNS turns of MAX_TURN
+characters each, and the EXAMPLES exchanges (a few hundred characters); past
+MAX_CHARS in all (about 900 tokens), `messages` leaves out the oldest turns. So a
+long conversation drops its oldest turns instead of overflowing the model's
+context; the runner's own bound (it drops the messages after the first, oldest
+first: the examples, then the NPC's world message) is left for text of many
+tokens per character (measured, the shipped NPCs with every field at its bound
+and turns of one-letter words: 1,085 tokens, 931 without the examples).
 
 What the player says reaches the model as typed, after a few example exchanges in the NPC's
 voice: an ordinary one, and two where a traveller says strange things (asks
@@ -27,6 +28,9 @@ MAX_TURN = 200  # characters per turn
 MAX_FACTS = 6
 MAX_FACT = 100
 MAX_NEAR = 5  # names of others nearby
+# Characters of a whole prompt (the oldest turns are left out past it): about 900 tokens of English for
+# SmolLM2's tokenizer, under the runner's max_prompt_tokens (1024) with room for the chat template.
+MAX_CHARS = 3600
 
 
 @dataclass
@@ -69,11 +73,27 @@ def part_of_day(clock: str) -> str:
     )
 
 
-def system_text(name: str, persona, player: str, max_reply: int, setting: Setting | None = None) -> str:
-    """Who the NPC is, the world it lives in, how it sounds, and how to answer: the same
-    for every prompt of one NPC and player, so the worker computes it once (its prefix
-    cache). Written as the NPC's own notes ("You are..."), without rules that name what
-    must not be said: naming "an AI" in the prompt makes a small model say it."""
+def voice_text(name: str, persona) -> str:
+    """The prompt's first message: the NPC's name and how it sounds (its style and voice lines, with
+    "friend" for the player, as in the example exchanges that follow). The same for every prompt of
+    one NPC, whoever the player: with the examples and the start of `world_text`, the NPC's head
+    (head.py) that the worker keeps once per NPC."""
+    parts = [f"You are {name}."]
+    if persona.style:
+        parts.append(f"You speak in a {persona.style} way.")
+    if persona.voice:
+        parts.append(
+            "Things you say: "
+            + " ".join('"' + v.replace("{player}", "friend").replace("{name}", name) + '"' for v in persona.voice)
+        )
+    return " ".join(parts)
+
+
+def world_text(name: str, persona, player: str, max_reply: int, setting: Setting | None = None) -> str:
+    """Who the NPC is, the world it lives in and what it knows, then how to answer: the message
+    after the example exchanges, nearer the conversation than the voice lines, so that the facts are
+    not drowned by the examples' voice. Written as the NPC's own notes ("You are..."), without rules
+    that name what must not be said: naming "an AI" in the prompt makes a small model say it."""
     setting = setting or Setting()
     parts = [f"You are {name}."]
     if persona.who:
@@ -88,13 +108,6 @@ def system_text(name: str, persona, player: str, max_reply: int, setting: Settin
         parts.append("You know about " + "; ".join(persona.knows) + ".")
     if persona.lore:
         parts.append(" ".join(_sentence(f.replace("{name}", name)) for f in persona.lore))
-    if persona.style:
-        parts.append(f"You speak in a {persona.style} way.")
-    if persona.voice:
-        parts.append(
-            "Things you say: "
-            + " ".join('"' + v.replace("{player}", player).replace("{name}", name) + '"' for v in persona.voice)
-        )
     parts.append(rules_text(name, player, max_reply))
     return " ".join(parts)
 
@@ -171,26 +184,37 @@ def messages(
     max_reply: int,
     setting: Setting | None = None,
 ) -> list[dict]:
-    """Chat messages: who the NPC is (system), the example exchanges, the earlier
-    turns, the moment (system), then the player's line, as speech (`said`).
+    """Chat messages: the NPC's name and voice (system), the example exchanges in that voice,
+    who it is, its world and what it knows (system, `world_text`), the earlier turns, the
+    moment (system), then the player's line, as speech (`said`).
     `turns` are (speaker, text) with speaker "player" or "npc", oldest first;
     pass them through `turn_window` so that consecutive prompts of a
     conversation share their start.
 
     The order puts what stays the same first: a conversation's next prompt
     starts with the whole of this one up to the moment, so the worker's prefix
-    cache computes only the last exchange, the moment and the new line."""
-    out = [{"role": "system", "content": system_text(name, persona, player, max_reply, setting)}]
+    cache computes only the last exchange, the moment and the new line.
+
+    At most MAX_CHARS characters in all: past them the oldest turns are left out here, so that
+    the runner's token bound (which drops the messages after the first, oldest first) never
+    reaches the NPC's world message after the examples."""
+    out = [{"role": "system", "content": voice_text(name, persona)}]
     out += example_turns(name, persona)
-    for speaker, text in turns[-MAX_TURNS:]:
-        out.append(
-            {"role": "user", "content": said(player, text)}
-            if speaker == "player"
-            else {"role": "assistant", "content": text[:MAX_TURN]}
-        )
-    out.append({"role": "system", "content": moment_text(scene, player, facts)})
-    out.append({"role": "user", "content": said(player, line)})
-    return out
+    out.append({"role": "system", "content": world_text(name, persona, player, max_reply, setting)})
+    earlier = [
+        {"role": "user", "content": said(player, text)}
+        if speaker == "player"
+        else {"role": "assistant", "content": text[:MAX_TURN]}
+        for speaker, text in turns[-MAX_TURNS:]
+    ]
+    end = [
+        {"role": "system", "content": moment_text(scene, player, facts)},
+        {"role": "user", "content": said(player, line)},
+    ]
+    size = sum(len(m["content"]) for m in out + earlier + end)
+    while earlier and size > MAX_CHARS:
+        size -= len(earlier.pop(0)["content"])
+    return out + earlier + end
 
 
 def turn_window(turns: list[tuple[str, str]], anchor: tuple[str, str] | None) -> int:

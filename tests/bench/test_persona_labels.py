@@ -124,3 +124,29 @@ def test_persona_reports_recorded_lines_without_a_model(tmp_path):
         text=True,
     )
     assert bad.returncode == 1 and "none.json" in bad.stderr
+
+
+def test_a_paired_sample_takes_an_earlier_labels_files_lines_that_this_run_played(tmp_path):
+    """sample --like: run 2's replies to the lines run 1's labels hold (where run 2 played them), in
+    that order, so that two runs are labelled on the same lines."""
+    first = tmp_path / "r1.json"
+    first.write_text(json.dumps({"records": RECORDS}))
+    labels1 = tmp_path / "labels1.json"
+    run = [sys.executable, str(ROOT / "bench" / "persona_labels.py")]
+    subprocess.run([*run, "sample", str(first), "--per", "2", "--seed", "3", "--out", str(labels1)], check=True)
+    earlier = json.loads(labels1.read_text())["labels"]
+    # Run 2 played the lines 0..3 of every NPC and set (not 4 and 5), with other replies.
+    second = [{**r, "reply": "again: " + r["reply"]} for r in RECORDS if int(r["line"].split()[1]) < 4]
+    (tmp_path / "r2.json").write_text(json.dumps({"records": second}))
+    labels2 = tmp_path / "labels2.json"
+    done = subprocess.run(
+        [*run, "sample", str(tmp_path / "r2.json"), "--like", str(labels1), "--out", str(labels2)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    paired = json.loads(labels2.read_text())
+    played = [lab["id"] for lab in earlier if int(lab["line"].split()[1]) < 4]
+    assert 0 < len(played) < len(earlier) and f"{len(played)} of the {len(earlier)} lines" in done.stdout
+    assert [lab["id"] for lab in paired["labels"]] == played and paired["like"] == str(labels1)
+    assert all(lab["reply"].startswith("again: ") and lab["in_character"] is None for lab in paired["labels"])

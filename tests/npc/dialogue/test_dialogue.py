@@ -356,13 +356,39 @@ def test_prompt_holds_persona_state_memory_and_is_bounded(tmp_path):
         "Hello",
         120,
     )
-    system, moment = msgs[0]["content"], msgs[-2]["content"]
-    assert "Old Tam" in system and "A merchant." in system and "Ana is talking to you" in system
+    # The name and voice first, then the example exchanges, then who the NPC is and how to answer
+    # (nearer the conversation than the examples), the turns, the moment and the line.
+    voice, world_msg, moment = msgs[0]["content"], msgs[1 + 2 * len(prompt.EXAMPLES)], msgs[-2]["content"]
+    assert voice.startswith("You are Old Tam.") and "A merchant." not in voice and "Ana" not in voice
+    assert [m["role"] for m in msgs[1 : 1 + 2 * len(prompt.EXAMPLES)]] == ["user", "assistant"] * len(prompt.EXAMPLES)
+    assert world_msg["role"] == "system" and "Old Tam" in world_msg["content"]
+    assert "A merchant." in world_msg["content"] and world_msg["content"].endswith(
+        prompt.rules_text("Old Tam", "Ana", 120)
+    )
     assert msgs[-2]["role"] == "system" and "afternoon" in moment and "14:05" not in moment and "market" in moment
     assert "Bo" in moment and "I like apples" in moment
-    assert len(msgs) == 3 + 2 * len(prompt.EXAMPLES) + prompt.MAX_TURNS
+    assert len(msgs) == 4 + 2 * len(prompt.EXAMPLES) + prompt.MAX_TURNS
     assert msgs[-1] == {"role": "user", "content": "Hello"}
-    assert sum(len(m["content"]) for m in msgs) < 4500
+    assert sum(len(m["content"]) for m in msgs) <= prompt.MAX_CHARS
+    # A long persona and long turns: the oldest turns are left out past MAX_CHARS; the world message
+    # after the examples and the newest turns stay.
+    from dataclasses import replace
+
+    lore = tuple(f"Fact {i}: an apple costs one copper coin, a pear two, a plum three. " * 2 for i in range(16))
+    long = prompt.messages(
+        "Old Tam",
+        replace(persona, lore=lore),
+        scene,
+        "Ana",
+        [],
+        [("player", "x" * 300), ("npc", "y" * 300)] * 9,
+        "Hi",
+        120,
+    )
+    k = 1 + 2 * len(prompt.EXAMPLES)
+    assert long[k]["content"].startswith("You are Old Tam.") and "Fact 15" in long[k]["content"]
+    assert 0 < len(long) - k - 3 < prompt.MAX_TURNS and long[-3] == {"role": "assistant", "content": "y" * 200}
+    assert sum(len(m["content"]) for m in long) <= prompt.MAX_CHARS
 
 
 def test_a_conversations_prompts_share_their_start():
@@ -496,9 +522,12 @@ def test_the_head_ends_where_the_first_word_about_the_player_is():
     tam = Persona(who="A merchant.", voice=("Fine apples!", "For you, {player}? A special price!"))
     spec = head.head("tam", "Old Tam", tam, 200)
     msgs = prompt.messages("Old Tam", tam, prompt.Scene(1, "10:00", "market", None, []), "Ingrid", [], [], "hi", 200)
-    (system,) = head.head_messages(msgs, spec)
-    assert spec["messages"] == 0 and system["content"].endswith('"Fine apples!" "For you, ')
-    assert msgs[0]["content"].startswith(system["content"])
+    *whole, part = head.head_messages(msgs, spec)
+    # The voice lines say "friend" for the player, so the head holds the voice, the example exchanges
+    # and the NPC's world, up to the rules' first word about the player.
+    k = 1 + 2 * len(prompt.EXAMPLES)
+    assert spec["messages"] == k and whole == msgs[:k] and '"For you, friend? A special price!"' in whole[0]["content"]
+    assert part["content"].endswith("A merchant. ") and msgs[k]["content"].startswith(part["content"] + "Ingrid")
 
 
 def test_a_local_model_folder_serves_replies(tmp_path):
