@@ -11,7 +11,9 @@ compares logits and greedy tokens):
 - weights taken from the transformers model (so every format transformers
   loads, GGUF included, works here), fused: one matmul for q, k and v, one
   for gate and up; int4 (layers) and int8 (head) weight-only matmuls for
-  decode where they measure faster (`quant`, see QUANTIZE);
+  decode where they measure faster (`quant`, see QUANTIZE); under int4, a decode
+  row's logits are an int4 pass whose TOP likeliest tokens are computed again in
+  bf16 (Head: what the sampler reads is exact);
 - RoPE tables (cos, sin) precomputed once for every column, from the
   model's own rotary embedding (so its rope scaling is honoured);
 - a static KV slab, one tensor for all layers:
@@ -72,8 +74,8 @@ import torch.nn.functional as F
 #   quantizing the weights transformers dequantized gives back the file's own numbers (up to
 #   bf16 rounding of d and m): int4 loses nothing the file had. 67 MB a token.
 # - int8 (torch._weight_int8pack_mm, one scale per output channel): the output head (tied to the
-#   embedding, Q8_0 in the file) stays int8 under "int4", as a 4-bit head would lose precision
-#   the file had.
+#   embedding, Q8_0 in the file) stays int8 under "int4" for every-token logits (scoring), as a 4-bit
+#   head loses precision the file had; a decode row's logits use Head instead (int4, then TOP in bf16).
 # Measured (bench/dialogue.py --engines-only, 2 threads, one decode row, side by side in one run
 # on a busy machine): see QUANT_MEASURED. Prefill rows (many at once) stay bf16, faster there:
 # a 272-row prefill took 8.0 ms in int8 and 2.2 ms in bf16 for a 576 -> 3072 projection, so a
