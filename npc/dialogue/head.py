@@ -115,7 +115,8 @@ class Warmer:
     versions, its places, its NPCs) and opens at most one stream; the heads are built only after a
     change, and only then.
 
-    Bounds: `limit` NPCs (WARM_HEADS); one stream open at a time; `sent` holds one request per NPC key.
+    Bounds: `limit` NPCs (WARM_HEADS); one stream open at a time, none opened while a conversation runs;
+    `sent` holds one request per NPC key.
     A stream that fails or is dropped is not retried until the next change."""
 
     PRIORITY = -1  # below conversations (0): a waiting player's reply is dispatched first
@@ -128,7 +129,9 @@ class Warmer:
         self.stream: Any = None  # the request in flight
         self.warmed = self.failed = 0
 
-    def tick(self) -> None:
+    def tick(self, talking: bool = False) -> None:
+        """talking: a conversation is running; no new request then (a head request the worker takes
+        just before a reply's would delay that reply by one head's prefill)."""
         cast = self.cast
         seen = (cast.places, len(cast.minds), *cast.versions.values())  # == on a short list
         if seen != self.seen:
@@ -145,7 +148,7 @@ class Warmer:
             else:
                 self.failed += 1
             self.stream = None
-        while self.todo:
+        while self.todo and not talking:
             m = cast.minds.get(self.todo.pop(0))
             if m is None:
                 continue

@@ -54,8 +54,9 @@ here waits for the model, the memory or a socket.
 
 Warm heads (head.Warmer): when NPC files load, at start and on every hot
 reload, each talking NPC's head (the start all its prompts share) is sent to
-the worker as a prefill-only request, one at a time and at low priority, so
-the first player to talk to it waits only for the tail of the prompt.
+the worker as a prefill-only request, one at a time, at low priority and
+only while no conversation runs, so the first player to talk to it waits
+only for the tail of the prompt.
 
 Beside it: conversation.py (the state of one, the configuration), acting.py
 (the action step), lines.py (the file's own lines), metrics.py (/metrics).
@@ -302,7 +303,7 @@ class Dialogue:
                 if not c.ended:
                     self._fallback(c, "internal error")
         if self.warmer is not None:
-            self.warmer.tick()  # at most one head request open; a few comparisons a tick
+            self.warmer.tick(bool(self.active))  # one head request open at most, none while anyone talks
         if self.choices:
             self.choices, acted = acting.apply(self.choices, self.cast, self.world, self.observer, self._tell)
             self.counts["acted"] += acted

@@ -195,6 +195,8 @@ def test_after_a_file_loads_or_reloads_the_first_reply_prefills_only_its_tail(tm
         # A hot reload changes the file: the new head is warmed, and the next player's first reply uses it.
         write(Path(cast.dir) / "tam.toml", NPC.replace("{who}", "A retired merchant who sits by the tavern."))
         asyncio.run(Watcher(cast).reload_all())
+        d.warmer.tick(talking=True)  # while someone talks, no head request is sent
+        assert d.warmer.stream is None and d.warmer.todo
         assert pool.wait_for(lambda: d.tick() or d.warmer.warmed == 2, WAIT)
         new = stats(pool)["heads"][key]
         assert new != held  # another file, another head
