@@ -115,7 +115,8 @@ class Warmer:
     versions, its places, its NPCs) and opens at most one stream; the heads are built only after a
     change, and only then.
 
-    Bounds: `limit` NPCs (WARM_HEADS); one stream open at a time, none opened while a conversation runs;
+    Bounds: `limit` NPCs (WARM_HEADS); one stream open at a time, none opened while a conversation runs
+    or before a worker is ready;
     `sent` holds one request per NPC key.
     A stream that fails or is dropped is not retried until the next change."""
 
@@ -148,7 +149,9 @@ class Warmer:
             else:
                 self.failed += 1
             self.stream = None
-        while self.todo and not talking:
+        if talking or not self.pool.stats.workers_ready:
+            return  # a player who talks while the model loads goes first: the head would queue before them
+        while self.todo:
             m = cast.minds.get(self.todo.pop(0))
             if m is None:
                 continue

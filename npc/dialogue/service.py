@@ -55,7 +55,7 @@ here waits for the model, the memory or a socket.
 Warm heads (head.Warmer): when NPC files load, at start and on every hot
 reload, each talking NPC's head (the start all its prompts share) is sent to
 the worker as a prefill-only request, one at a time, at low priority and
-only while no conversation runs, so the first player to talk to it waits
+only while a worker is ready and no conversation runs, so the first player to talk to it waits
 only for the tail of the prompt.
 
 Beside it: conversation.py (the state of one, the configuration), acting.py
