@@ -137,8 +137,8 @@ class Warmer:
         seen = (cast.places, len(cast.minds), *cast.versions.values())  # == on a short list
         if seen != self.seen:
             self.seen = seen
-            talking = [eid for eid, m in cast.minds.items() if "talk" in m.defn.allowed]
-            self.todo = talking[: self.limit]
+            talkers = [eid for eid, m in cast.minds.items() if "talk" in m.defn.allowed]
+            self.todo = talkers[: self.limit]
             keys = {npc_key(cast.minds[eid]) for eid in self.todo}
             self.sent = {k: v for k, v in self.sent.items() if k in keys}
         if self.stream is not None:
