@@ -11,7 +11,9 @@ compares logits and greedy tokens):
 - weights taken from the transformers model (so every format transformers
   loads, GGUF included, works here), fused: one matmul for q, k and v, one
   for gate and up; int4 (layers) and int8 (head) weight-only matmuls for
-  decode where they measure faster (`quant`, see QUANTIZE);
+  decode where they measure faster (`quant`, see QUANTIZE); under int4, a decode
+  row's logits are an int4 pass whose TOP likeliest tokens are computed again in
+  bf16 (Head: what the sampler reads is exact);
 - RoPE tables (cos, sin) precomputed once for every column, from the
   model's own rotary embedding (so its rope scaling is honoured);
 - a static KV slab, one tensor for all layers:
@@ -72,8 +74,8 @@ import torch.nn.functional as F
 #   quantizing the weights transformers dequantized gives back the file's own numbers (up to
 #   bf16 rounding of d and m): int4 loses nothing the file had. 67 MB a token.
 # - int8 (torch._weight_int8pack_mm, one scale per output channel): the output head (tied to the
-#   embedding, Q8_0 in the file) stays int8 under "int4", as a 4-bit head would lose precision
-#   the file had.
+#   embedding, Q8_0 in the file) stays int8 under "int4" for every-token logits (scoring), as a 4-bit
+#   head loses precision the file had; a decode row's logits use Head instead (int4, then TOP in bf16).
 # Measured (bench/dialogue.py --engines-only, 2 threads, one decode row, side by side in one run
 # on a busy machine): see QUANT_MEASURED. Prefill rows (many at once) stay bf16, faster there:
 # a 272-row prefill took 8.0 ms in int8 and 2.2 ms in bf16 for a 576 -> 3072 projection, so a
@@ -91,6 +93,15 @@ QUANTIZE = {"cpu": "int4", "cuda": "none"}
 # 8 rows 119 vs 85, 12 rows 171 vs 152; 16 rows 114 vs 123 and 24 rows 160 vs 189 (bf16 faster).
 QUANT_ROWS = 12
 GROUP = 32  # int4: inputs per scale and zero (Q4_1's block)
+# The head under "int4" (Head): an int4 pass, then the TOP likeliest tokens again in bf16. TOP is well
+# above the runner's top_k (40), so every token it may sample has its exact logit: the int4 pass of the
+# tied embedding (Q8_0 in the file) is off by up to 4 in a logit, and on the default model (124 decode
+# steps of 4 chat prompts) the true 40th token ranked at most 129th in it (median 55): 256 leaves room.
+# HEAD_MEASURED (s16e, the head alone, 49152 x 576, thread CPU time, 1 thread, load 7-12, us a call):
+# 1 row: int8 5,527 / int4 1,919 / int4 + 256 again 2,421 / bf16 10,598; 8 rows: 15,246 / 6,499 /
+# 10,143 / 11,049. The whole decode step (s16e, interleaved in one process, 286-token rows, 2 threads,
+# load 1.3-1.5, wall ms median): 1 row 19.8 -> 16.8 (50.6 -> 59.6 tok/s), 8 rows 44.7 -> 37.8 (179 -> 212).
+TOP = 256
 # The slab's rows are bounded: a burst of joiners used to double it without end (session 14). At
 # MAX_ROWS the runner prefills no more joiners until rows leave (they wait in its queue); a row is
 # columns x 23 KB for the default model (1,088 columns: 25 MB a row, 32 rows 800 MB).
@@ -118,8 +129,8 @@ class Dense:
         self.w = w.contiguous()
         self.quant = quant
         N, K = w.shape
-        if quant == "int4" and K % GROUP:
-            self.quant = "int8"  # int4 needs whole groups
+        if quant == "int4" and (K % GROUP or N % 16):
+            self.quant = "int8"  # int4 needs whole groups, and outputs in 16s (torch's packing)
         if self.quant == "int8":
             w32 = w.float()
             scale = w32.abs().amax(dim=1).clamp(min=1e-8) / 127.0
@@ -144,6 +155,26 @@ class Dense:
         else:
             y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.q, GROUP, self.scale)
         return y.view(*x.shape[:-1], y.shape[-1])
+
+
+class Head:
+    """The output head of decode and prefill rows (one token's logits a row): an int4 pass over the
+    whole vocabulary finds each row's TOP likeliest tokens, whose logits are then computed again from
+    the bf16 weights (the model's own numbers): what the runner's sampler reads (its top_k, 40, and
+    greedy's argmax) is exact, the rest is the int4 pass's approximation. HEAD_MEASURED."""
+
+    def __init__(self, w: torch.Tensor, exact: Dense):
+        self.w, self.exact = w, exact  # bf16 (vocab, hidden); the int8 head (rows it does not take)
+        self.q = Dense(w, "int4")
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, hidden) -> (B, vocab)."""
+        if x.shape[0] > QUANT_ROWS or self.q.quant != "int4":
+            return self.exact(x)
+        logits = self.q(x)
+        top = logits.topk(min(TOP, logits.shape[-1]), -1).indices  # (B, TOP)
+        again = torch.bmm(F.embedding(top, self.w), x[:, :, None])[..., 0]  # (B, TOP)
+        return logits.scatter_(1, top, again)
 
 
 class LeanLlama:
@@ -194,7 +225,9 @@ class LeanLlama:
                 )
             )
         self.norm = hf.model.norm.weight.detach()
-        self.head = Dense(hf.get_output_embeddings().weight.detach(), "int8" if self.quant == "int4" else self.quant)
+        out_w = hf.get_output_embeddings().weight.detach()
+        self.head = Dense(out_w, "int8" if self.quant == "int4" else self.quant)  # every token's logits (scoring)
+        self.top = Head(out_w, self.head) if self.quant == "int4" else self.head  # one token a row (decode)
 
         # RoPE tables from the model's own rotary embedding: (columns + 1, head_dim), in
         # transformers' rotate_half layout: rope(x) = x * cos + rotate_half(x) * sin, where
@@ -318,6 +351,7 @@ class LeanLlama:
             x.add_(down_w(F.silu(gate).mul_(up)))
         if pick is not None:
             x = x[:, 0] if T == 1 else x[self.row_ids[:B, 0], pick]  # (B, hidden)
+            return self.top(F.rms_norm(x, (self.hidden,), self.norm, self.eps))
         return self.head(F.rms_norm(x, (self.hidden,), self.norm, self.eps))
 
 

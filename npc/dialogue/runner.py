@@ -12,6 +12,12 @@ Requests (payloads; msgpack types):
            seeds and decoded in the running batch as rows of their own: the
            first is prefilled, the others then start from its prompt's cache
            (the prefix cache), so n candidates cost one prefill and n rows.
+    {"kind": "head", "messages": [...], "head": {"key", "messages", "chars"}}
+        -> one final piece {"head": tokens held, "prefilled": tokens computed}: a prefill-only
+           request (head.Warmer): the head of these messages goes into the head cache, so the
+           NPC's first reply prefills only its tail. Low priority: it runs only in a step with
+           nothing else to do (no reply joining or decoding), one a step; held already: nothing.
+    {"kind": "stats"} -> one final piece: the runner's counters (tests, benchmarks; `stats`).
     {"kind": "choose", "messages": [...], "options": [str, ...], "prior": [...] (optional messages)}
         -> one final piece {"choice": index, "scores": [mean log-prob per option]}; with
            "prior", the options are also scored after those messages (a content-free
@@ -75,7 +81,7 @@ from typing import Any
 from npc.inference.runners import StreamRunner
 
 from . import kvcache, tokens
-from .head import head_messages
+from .head import held
 
 log = logging.getLogger("npcworld.dialogue")
 
@@ -210,8 +216,12 @@ class DialogueRunner(StreamRunner):
         ] = []  # sid, prompt, prior, options
         self.rows: list[_Reply] = []  # the running batch, in the engine's row order
         self.last: Any = None  # (B,) long: each row's newest token, not yet in the cache
+        self.warming: list[tuple[int, list[int], str | None]] = []  # "head" requests: sid, head ids, NPC key
+        self.asked: list[int] = []  # "stats" requests
         self.trimmed_turns = 0
         self.steps = 0
+        self.prefilled = 0  # prompt tokens computed by prefills of replies (not from a cache)
+        self.warmed = 0  # head tokens computed by "head" requests
 
     # -- the streaming-runner protocol --------------------------------------------------
 
@@ -238,8 +248,16 @@ class DialogueRunner(StreamRunner):
                     )
             self.choosing.append((sid, prompt, prior, opts))
             return
+        if kind == "head":
+            prompt = self.encode(payload["messages"])
+            head = self._head(payload, prompt) if payload.get("head") else None
+            self.warming.append((sid, prompt[: head[1]] if head else [], head[0] if head else None))
+            return
+        if kind == "stats":
+            self.asked.append(sid)
+            return
         if kind != "reply":
-            raise ValueError(f"unknown request kind {kind!r}; expected 'reply' or 'choose'")
+            raise ValueError(f"unknown request kind {kind!r}; expected 'reply', 'choose', 'head' or 'stats'")
         torch = self.torch
         prompt = self.encode(payload["messages"])
         head = self._head(payload, prompt)
@@ -270,6 +288,7 @@ class DialogueRunner(StreamRunner):
         self.siblings.pop(sid, None)
         self.left.pop(sid, None)
         self.choosing = [c for c in self.choosing if c[0] != sid]
+        self.warming = [w for w in self.warming if w[0] != sid]
         keep = [i for i, r in enumerate(self.rows) if r.sid != sid]
         if len(keep) != len(self.rows):
             with self.torch.inference_mode():  # the engine's tensors may be inference tensors (a grown slab)
@@ -280,6 +299,8 @@ class DialogueRunner(StreamRunner):
             time.sleep(self.step_delay_s)
         self.steps += 1
         out: list[tuple[int, Any, bool]] = []
+        while self.asked:
+            out.append((self.asked.pop(0), self.stats(), True))
         with self.torch.inference_mode():
             while self.choosing:
                 sid, prompt, before, opts = self.choosing.pop(0)
@@ -306,7 +327,22 @@ class DialogueRunner(StreamRunner):
             elif self.rows:
                 self._decode(out)
                 self.decoded_at, self.after_decode = time.monotonic(), True
+            elif self.warming:
+                self._warm(out)
         return out
+
+    def stats(self) -> dict:
+        """Counters: tokens prefilled and reused, the caches' hits, the heads held (per NPC key: tokens)."""
+        return {
+            "steps": self.steps,
+            "prefilled": self.prefilled,
+            "reused": self.prefixes.reused,
+            "warmed": self.warmed,
+            "prefix_hits": self.prefixes.hits,
+            "head_hits": self.heads.hits,
+            "head_misses": self.heads.misses,
+            "heads": {k: len(ids) for k, (ids, _) in self.heads.entries.items()},
+        }
 
     # -- prompts ------------------------------------------------------------------------
 
@@ -342,8 +378,8 @@ class DialogueRunner(StreamRunner):
         spec = payload.get("head")
         if not spec or self.heads.heads <= 0:
             return None
-        ids = self._ids(head_messages(payload["messages"], spec), generation=False)
-        n = min(kvcache.common(ids, prompt), len(prompt) - 1)  # the cut may end mid-token: the shared part
+        # Cut back to a word: the same tokens for every prompt of the NPC (head.at_word), a "head" request's too.
+        n = min(held(lambda m: self._ids(m, generation=False), payload["messages"], spec, prompt), len(prompt) - 1)
         return (str(spec["key"]), n) if n >= self.heads.min_tokens else None
 
     # -- continuous batching ---------------------------------------------------------------
@@ -361,6 +397,7 @@ class DialogueRunner(StreamRunner):
         heads: dict[tuple[int, ...], tuple[str, int]] = {}  # prompts whose NPC head is to be kept
         for r, n, _ in take:
             self.prefixes.used(n)
+            self.prefilled += len(r.prompt) - n
             if r.head is not None and n < r.head[1]:
                 heads[tuple(r.prompt)] = r.head
 
@@ -379,6 +416,24 @@ class DialogueRunner(StreamRunner):
         self._emit(rows, first.tolist(), out)
         for r in rows:  # its prompt is in the prefix cache now: the other candidates join from it
             self.joining[:0] = self.siblings.pop(r.sid, [])
+
+    def _warm(self, out: list) -> None:
+        """One "head" request: its head prefilled in a row of its own (from the prefix cache where it
+        can), kept in the head cache, the row freed. Only when no reply joins or runs (step)."""
+        sid, ids, key = self.warming.pop(0)
+        held = self.heads.entries.get(key) if key is not None else None
+        if key is None or (held is not None and held[0] == tuple(ids)):
+            out.append((sid, {"head": len(ids) if key is not None else 0, "prefilled": 0}, True))
+            return
+        n, kv = self.prefixes.lookup(ids)
+
+        def store(prompt: list[int], layers: kvcache.Layers) -> None:
+            self.heads.store(key, prompt, layers)
+
+        self.engine.prefill([(ids, n, kv)], store)
+        self.engine.keep(list(range(len(self.rows))))  # its row leaves at once (rows is empty here)
+        self.warmed += len(ids) - n
+        out.append((sid, {"head": len(ids), "prefilled": len(ids) - n}, True))
 
     def _free_rows(self) -> int:
         """Rows the engine can still take (lean: its slab's bound, lean.MAX_ROWS; transformers: no bound)."""

@@ -52,6 +52,12 @@ Budgets and what happens at them:
 Every step is a few dictionary operations per conversation per tick: nothing
 here waits for the model, the memory or a socket.
 
+Warm heads (head.Warmer): when NPC files load, at start and on every hot
+reload, each talking NPC's head (the start all its prompts share) is sent to
+the worker as a prefill-only request, one at a time, at low priority and
+only while a worker is ready and no conversation runs, so the first player to talk to it waits
+only for the tail of the prompt.
+
 Beside it: conversation.py (the state of one, the configuration), acting.py
 (the action step), lines.py (the file's own lines), metrics.py (/metrics).
 """
@@ -107,7 +113,10 @@ class Dialogue:
         connected: Callable[[int], bool],
         cfg: DialogueConfig | None = None,
         clock: Callable[[], float] = time.monotonic,
+        warm_heads: int = 0,
     ):
+        """warm_heads: how many talking NPCs' heads to prefill at the worker before anyone talks
+        (head.Warmer; `start` asks for head.WARM_HEADS; 0: none, a head is kept at its first talk)."""
         self.cast = cast
         self.world = cast.world
         self.pool = pool
@@ -126,6 +135,7 @@ class Dialogue:
         self.observer: Callable[[str, dict], None] | None = None  # benches: observer("choice", {...})
         self._voice_words = lines.VoiceWords()  # the scorer's voice and lore words, per persona
         self.welcomed: dict[tuple[str, str], None] = {}  # (npc, player) named on their return; newest 4,096
+        self.warmer = heads.Warmer(cast, pool, self.setting, warm_heads) if pool is not None and warm_heads else None
         cast.model_replies = True  # players' lines to NPCs come here (talk), not to the built-in answer
         self.counts = {
             "started": 0,
@@ -205,7 +215,7 @@ class Dialogue:
             npc,
             player,
             speaker.name,
-            f"{m.defn.id}#{m.n}",
+            heads.npc_key(m),
             speaker.name,
             line,
             now,
@@ -292,6 +302,8 @@ class Dialogue:
                 log.exception("conversation %d failed", c.cid)
                 if not c.ended:
                     self._fallback(c, "internal error")
+        if self.warmer is not None:
+            self.warmer.tick(bool(self.active))  # one head request open at most, none while anyone talks
         if self.choices:
             self.choices, acted = acting.apply(self.choices, self.cast, self.world, self.observer, self._tell)
             self.counts["acted"] += acted
@@ -695,7 +707,7 @@ def start(
     cfg = DialogueConfig(
         first_token_s=o.first_token_ms / 1000.0, max_new_tokens=o.max_new_tokens, max_conversations=o.conversations
     )
-    return Dialogue(cast, pool, memory, send, connected, cfg, clock)
+    return Dialogue(cast, pool, memory, send, connected, cfg, clock, warm_heads=heads.WARM_HEADS)
 
 
 def stop(d: Dialogue) -> None:
