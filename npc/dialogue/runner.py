@@ -169,8 +169,11 @@ class DialogueRunner(StreamRunner):
     ):
         import torch
 
+        from . import lean
         from . import model as models
 
+        if not 1 <= top_k <= lean.TOP:  # the int4 head computes only its TOP likeliest logits exactly
+            raise ValueError(f"top_k must be 1..{lean.TOP}, got {top_k}")
         self.torch = torch
         self.device = torch.device(device)
         hf, self.tok = models.load(model, dtype, device, seed=seed)

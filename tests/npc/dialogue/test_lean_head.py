@@ -73,3 +73,11 @@ def test_on_the_default_model_every_token_a_sampler_may_draw_has_its_exact_logit
             torch.testing.assert_close(got.gather(1, top), exact.gather(1, top), rtol=1e-2, atol=1e-2)
             assert torch.equal(got.argmax(-1), exact.argmax(-1))
     assert len(seen) == 13
+
+
+@pytest.mark.parametrize("top_k", [0, lean.TOP + 1])
+def test_a_top_k_the_int4_head_does_not_compute_exactly_is_refused(top_k):
+    from npc.dialogue.runner import DialogueRunner
+
+    with pytest.raises(ValueError, match=f"top_k must be 1..{lean.TOP}"):
+        DialogueRunner(model="tiny", top_k=top_k)
