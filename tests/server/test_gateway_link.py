@@ -112,10 +112,7 @@ async def test_messages_arrive_whole_and_in_order_over_a_real_socketpair():
     sizes = [0, 1, 5, 70_000, 3_000_000, 17]  # one larger than the socket's buffers: it arrives in pieces
     for i, n in enumerate(sizes):
         sender.send(b"u", bytes([i]) * n)
-    for _ in range(500):  # bounded: 5 s
-        if len(got) == len(sizes):
-            break
-        await asyncio.sleep(0.01)
+    await until(lambda: len(got) == len(sizes), "every message")
     assert [(k, len(p)) for k, p in got] == [(b"u", n) for n in sizes]
     assert all(p == bytes([i]) * len(p) for i, (_, p) in enumerate(got))
     assert sender.transport is not None
