@@ -21,11 +21,13 @@ and prints both, with the ratio of this tree's medians to PATH's. The bench
 code is this file for both; only world/ differs. With `--interleave` both
 worlds (same seed) live in this one process instead, PATH's world/ imported
 from a copy, and are ticked alternately, tick by tick: on a loaded machine
-separate processes drift 5-25% apart with the same code; this stays within ~1%.
+separate processes drift 5-25% apart with the same code; this stays within ~1%. With `--same`
+as well, every observer's update must be the same bytes under both trees at every tick (for a
+change meant to leave the world's arithmetic and the frames as they were).
 
 Usage: python bench/world.py [--npcs 500 2000 10000] [--observers 100 1000]
                              [--ticks 400] [--warmup 40] [--seed 0] [--speeds 1]
-                             [--compare PATH [--rounds 3 | --interleave]]
+                             [--compare PATH [--rounds 3 | --interleave [--same]]]
 Prints a table and writes bench/results/world.json.
 """
 
@@ -117,6 +119,7 @@ class _Side:
         self.cpu: list[tuple[float, float, float]] = []  # the same in this thread's CPU time
         self.sizes: list[float] = []
         self.shared: list[float] = []
+        self.out: list[bytes] = []  # the last tick's updates, in the order of `players`
 
     def tick(self) -> None:
         w, players, clock = self.w, self.players, time.thread_time
@@ -130,6 +133,7 @@ class _Side:
         # as each connection sends it: moves against the build it sent before (the first a keyframe)
         out = [self.encode(tick, tick, views[p], self.sent.get(p)) for p in players]
         self.sent = {p: views[p].build for p in players}
+        self.out = out
         c3, t3 = clock(), time.perf_counter()
         if self.t >= self.warmup:
             self.cpu.append(((c1 - c0) * 1e3, (c2 - c1) * 1e3, (c3 - c2) * 1e3))
@@ -174,13 +178,24 @@ def run(tilemap, n_npcs: int, n_obs: int, ticks: int, warmup: int, seed: int, sp
 
 
 def run_interleaved(
-    other: Path, map_path: str, n_npcs: int, n_obs: int, ticks: int, warmup: int, seed: int, speeds: int = 1
+    other: Path,
+    map_path: str,
+    n_npcs: int,
+    n_obs: int,
+    ticks: int,
+    warmup: int,
+    seed: int,
+    speeds: int = 1,
+    same: bool = False,
 ) -> tuple[dict, dict]:
     """The same world (same seed) under this tree's world/ and under `other`'s, in this process, ticked
     alternately tick by tick (which goes first alternates too): both see the same load at the same
     moments, which separate processes on a loaded machine do not (their medians drifted 5-25% apart
     with the same code). `other`'s world/ is imported from a copy as the package `world_other` (its
-    modules import each other relatively). Returns (this tree's result, other's)."""
+    modules import each other relatively). `same`: every tick, every observer's update must be the same
+    bytes under both trees (SystemExit naming the first tick and observer that differ): a change meant
+    to be bit for bit (the world's arithmetic and the frames) is checked on the bench's whole world.
+    Returns (this tree's result, other's)."""
     dest = Path(tempfile.mkdtemp(prefix="bench-world-"))
     shutil.copytree(other / "world", dest / "world_other")
     sys.path.insert(0, str(dest))
@@ -195,6 +210,9 @@ def run_interleaved(
     for t in range(warmup + ticks):
         for side in (mine, theirs) if t % 2 else (theirs, mine):
             side.tick()
+        if same and mine.out != theirs.out:
+            i = next(i for i, (a, b) in enumerate(zip(mine.out, theirs.out)) if a != b)
+            raise SystemExit(f"tick {t}: observer {i}'s update differs between the trees")
     return mine.result(n_npcs, n_obs, speeds), theirs.result(n_npcs, n_obs, speeds)
 
 
@@ -261,6 +279,11 @@ def main() -> None:
         action="store_true",
         help="with --compare: both trees' worlds in this process, ticked alternately (one round)",
     )
+    ap.add_argument(
+        "--same",
+        action="store_true",
+        help="with --interleave: fail unless every update is the same bytes under both trees, every tick",
+    )
     ap.add_argument("--tree", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # print one case as JSON
     ap.add_argument("--map", default=str(ROOT / "assets" / "maps" / "default.tmj"))
@@ -288,7 +311,9 @@ def main() -> None:
                 print(_row("", r), flush=True)
                 continue
             if args.interleave:
-                a, b = run_interleaved(other, args.map, n, o, args.ticks, args.warmup, args.seed, args.speeds)
+                a, b = run_interleaved(
+                    other, args.map, n, o, args.ticks, args.warmup, args.seed, args.speeds, args.same
+                )
             else:
                 mine: list[dict] = []
                 theirs: list[dict] = []
