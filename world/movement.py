@@ -104,14 +104,20 @@ def move(walls: Walls, pos: np.ndarray, delta: np.ndarray) -> np.ndarray:
         return pos
     steps = max(1, int(math.ceil(longest / walls.max_step)))
     d = delta / steps
+    # each axis as its own contiguous column: the sweeps' gathers and scatters of a strided column
+    # of (M, 2) rows cost ~1.5-2x those of a contiguous one
+    x, y = np.ascontiguousarray(pos[:, 0]), np.ascontiguousarray(pos[:, 1])
+    dx, dy = np.ascontiguousarray(d[:, 0]), np.ascontiguousarray(d[:, 1])
     for _ in range(steps):
-        _sweep(walls, pos, d[:, 0], axis=0)
-        _sweep(walls, pos, d[:, 1], axis=1)
+        _sweep(walls, x, y, dx, axis=0)
+        _sweep(walls, y, x, dy, axis=1)
+    pos[:, 0], pos[:, 1] = x, y
     return pos
 
 
-def _sweep(walls: Walls, pos: np.ndarray, d: np.ndarray, axis: int) -> None:
-    """Move pos[:, axis] by d (|d| <= half a tile) in place, stopping at blocked tiles.
+def _sweep(walls: Walls, along: np.ndarray, across: np.ndarray, d: np.ndarray, axis: int) -> None:
+    """Move `along` (the circles' coordinates on `axis`, 0: x) by d (|d| <= half a tile) in place,
+    stopping at blocked tiles; `across` is the other coordinate (not changed).
 
     For a circle moving along `a` with its other coordinate `b` fixed, only
     tiles in the columns ahead of its centre can come closer. A blocked tile at
@@ -123,9 +129,6 @@ def _sweep(walls: Walls, pos: np.ndarray, d: np.ndarray, axis: int) -> None:
     if idx.size == 0:
         return
     ts, r, p = walls.tile, walls.radius, walls.pad
-    # columns as 1-D views, then gathered/scattered: pos[:, k][idx] is pos[idx, k] at ~0.8x (read) and
-    # ~0.5x (write) of its cost (numpy takes the latter as a 2-D fancy index)
-    along, across = pos[:, axis], pos[:, 1 - axis]
     a = along[idx]
     dd = d[idx]
     s = np.sign(dd)
@@ -138,14 +141,21 @@ def _sweep(walls: Walls, pos: np.ndarray, d: np.ndarray, axis: int) -> None:
     check = lead != a0
     if check.any():
         rest = idx[check]
-        col = np.floor(pos[:, 0][rest] / ts).astype(np.intp)
-        row = np.floor(pos[:, 1][rest] / ts).astype(np.intp)
-        check[check] = ~walls.open[row + p, col + p]
+        b_tile = np.floor(across[rest] / ts).astype(np.intp)
+        col, row = (a0[check], b_tile) if axis == 0 else (b_tile, a0[check])
+        # one flat gather (a 2-D index by two arrays costs ~3x as much)
+        row += p
+        row *= walls.open.shape[1]
+        row += col
+        row += p
+        check[check] = ~np.take(walls.open.ravel(), row)
     if not check.all():
-        along[idx[~check]] = na[~check]
         if not check.any():
+            along[idx] = na
             return
-        idx, s, na, a0, lead = idx[check], s[check], na[check], a0[check], lead[check]
+        along[idx[~check]] = na[~check]
+        keep = np.flatnonzero(check)
+        idx, s, na, a0, lead = idx[keep], s[keep], na[keep], a0[keep], lead[keep]
     grid = walls.by_col if axis == 0 else walls.by_row  # grid[a_tile, b_tile]
     b = across[idx]
     ahead = np.abs(lead - a0)  # tiles ahead to check

@@ -37,6 +37,18 @@ def _at(speed: Speed, idx: np.ndarray) -> Speed:
     return speed if isinstance(speed, float) else speed[idx]
 
 
+def rows(a: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """a[idx] for an (n, 2) float64 array: np.take along axis 0 costs ~0.1x of numpy's fancy index
+    of (n, 2) rows (18 against 213 us at 10,000 rows), the same values."""
+    return np.take(a, idx, axis=0)
+
+
+def put_rows(a: np.ndarray, idx: np.ndarray, v: np.ndarray) -> None:
+    """a[idx] = v for an (n, 2) C-contiguous float64 `a`, each row written as one 16-byte word:
+    numpy's scatter of (n, 2) rows costs ~6x as much (260 against ~40 us at 10,000 rows)."""
+    a.view(np.complex128)[:, 0][idx] = np.ascontiguousarray(v, np.float64).view(np.complex128)[:, 0]
+
+
 def add_columns(table: EntityTable) -> None:
     table.column("w_phase", np.int8, fill=IDLE)
     table.column("w_poi", np.int32, fill=-1)
@@ -66,7 +78,7 @@ def steer(
     n_poi = len(nav.names)
     if m == 0 or dt <= 0 or n_poi == 0:
         return vel
-    pos = table.pos[slots]
+    pos = rows(table.pos, slots)
     phase = table.w_phase[slots]
     poi = table.w_poi[slots]
     timer = table.w_timer[slots] - dt
@@ -132,7 +144,7 @@ def travel(
     vel = np.zeros((m, 2))
     if m == 0 or dt <= 0 or len(nav.names) == 0:
         return vel, table.w_phase[slots] == IDLE
-    pos = table.pos[slots]
+    pos = rows(table.pos, slots)
     phase = table.w_phase[slots]
     poi = table.w_poi[slots]
     timer = table.w_timer[slots] - dt
@@ -162,19 +174,22 @@ def _legs(
     # Travellers that reached their POI's tile walk straight to the target.
     phase[(phase == TRAVEL) & (tile == nav.poi_tile[np.maximum(poi, 0)])] = APPROACH
 
-    # TRAVEL: head for the centre of the next tile on the flow field, not past it.
+    # TRAVEL: head for the centre of the next tile on the flow field, not past it. Usually every
+    # one of them travels (10,000 wanderers: all but a few): then no gather and no scatter at all.
     tr = np.flatnonzero(phase == TRAVEL)
-    if tr.size:
-        aim = nav.centre(nav.next_tile[poi[tr], tile[tr]].astype(np.int64))
-        vel[tr] = _towards(aim - pos[tr], _at(speed, tr), dt)
+    if tr.size == len(phase):
+        vel[:] = _towards(nav.centre(nav.next_tiles(poi, tile)) - pos, speed, dt)
+    elif tr.size:
+        aim = nav.centre(nav.next_tiles(poi[tr], tile[tr]))
+        put_rows(vel, tr, _towards(aim - rows(pos, tr), _at(speed, tr), dt))
 
     # APPROACH: straight to the target; arriving this tick ends the leg.
     arrived = np.zeros(0, dtype=np.int64)
     ap = np.flatnonzero(phase == APPROACH)
     if ap.size:
-        diff = table.w_target[slots[ap]] - pos[ap]
+        diff = rows(table.w_target, slots[ap]) - rows(pos, ap)
         spd = _at(speed, ap)
-        vel[ap] = _towards(diff, spd, dt)
+        put_rows(vel, ap, _towards(diff, spd, dt))
         arrived = ap[np.hypot(diff[:, 0], diff[:, 1]) <= spd * dt]
         phase[arrived] = IDLE
     late = np.flatnonzero((phase != IDLE) & (timer <= 0))
