@@ -239,3 +239,40 @@ def test_observer_api_and_config_errors():
         World(MAP, WorldConfig(radius=16))
     with pytest.raises(ValueError):
         w.spawn(7, "x", "#fff")
+
+
+def test_observers_that_stay_are_told_who_crossed_and_who_left():
+    """Observers standing still (one shared View per cell) are told, at the tick it happens, of an
+    entity that walks into or out of view, of one that appears, and of one that is despawned, each
+    encoded as msgpack encodes it; and of nothing else."""
+    w = World(MAP, WorldConfig(cell_size=256, view_radius=1, seed=3))
+    rng = random.Random(3)
+    c = Clients(w, rng)
+    free = [xy for xy in FREE if 768 <= xy[0] < 1024 and 768 <= xy[1] < 1024]  # tiles of one cell
+    watchers = [w.spawn(PLAYER, f"w{i}", "#fff", *free[i]) for i in range(3)]
+    for e in watchers:
+        c.observe(e)
+    here = [w.spawn(NPC, f"n{i}", "#888", *free[10 + i]) for i in range(6)]
+    for e in here:
+        w.set_intent(e, "idle")
+    walker = w.spawn(PLAYER, "walker", "#0f0", *free[20])
+    w.set_direction(walker, 0.0, -1.0)  # north, out of the watchers' view in a few seconds
+    c.check_tick()
+    seen_leave, gone = set(), None
+    for t in range(120):
+        if t == 10:
+            w.despawn(here[0])
+            gone = here[0]
+        if t == 20:
+            w.spawn(NPC, "late", "#888", *free[30])
+        w.step(0.05)
+        views = c.check_tick()
+        v = views[watchers[0]]
+        assert views[watchers[1]] is v  # one shared View for the cell
+        assert v.leave_bin == msgpack.packb(v.leave)
+        assert v.enter == [msgpack.packb(w.entity_record(e)) for e in v.enter_ids]
+        if t == 10:
+            assert v.leave == [gone]
+        seen_leave |= set(v.leave)
+    assert w.position(walker)[1] < 512, w.position(walker)  # out of view: north of the cells they see
+    assert seen_leave == {gone, walker}
