@@ -260,19 +260,19 @@ class Interest:
             ):
                 into, out_of = crossing(old, new)
                 for c in into:
-                    v = shared.get(c)
-                    if v is not None:
-                        v[0].append(records[slot])
-                        v[1].append(eid)
+                    sv = shared.get(c)
+                    if sv is not None:
+                        sv[0].append(records[slot])
+                        sv[1].append(eid)
                 for c in out_of:
-                    v = shared.get(c)
-                    if v is not None:
-                        v[2].append(eid)
+                    sv = shared.get(c)
+                    if sv is not None:
+                        sv[2].append(eid)
             for eid, old in self._gone:
                 for c in near[old]:
-                    v = shared.get(c)
-                    if v is not None:
-                        v[2].append(eid)
+                    sv = shared.get(c)
+                    if sv is not None:
+                        sv[2].append(eid)
 
         cells_bytes: dict[int, bytes] = {}
 
