@@ -335,7 +335,10 @@ def pack_uints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
         return b"", np.zeros(0, np.int64)
     k: np.ndarray  # each value's class
     if int(v.max()) < 0x10000:  # entity ids as they are: fixint, uint8 or uint16, by two tests, in int8
-        k = (v >= 128).view(np.int8) + (v >= 256).view(np.int8)
+        mid, big = v >= 128, v >= 256
+        if not big.all() and mid.any():
+            return _pack_small(v, mid, big)
+        k = mid.view(np.int8) + big.view(np.int8)
         size = k + np.int8(1)  # (classes 0, 1, 2 are 1, 2, 3 bytes)
     else:
         k = np.searchsorted(_UINT_FROM, v.astype(np.uint64), side="right")
@@ -350,6 +353,24 @@ def pack_uints(values: np.ndarray) -> tuple[bytes, np.ndarray]:
     if int(k.min()) == top:
         return rows.tobytes(), ends
     return rows[size[:, None] > _UINT_AFTER[w]].tobytes(), ends
+
+
+def _pack_small(v: np.ndarray, mid: np.ndarray, big: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """pack_uints of values under 65,536 of more than one size class (`mid`: >= 128, `big`: >= 256):
+    each value's bytes written where they go (its tag or fixint at its start, its low byte last, a
+    uint16's high byte before it), instead of (n, 3) rows and a mask of the bytes to keep: ~0.5x
+    of that (7,300 ids a tick, the leave of 19 moves at 10,000 NPCs and 1,000 observers)."""
+    size = mid.view(np.int8) + big.view(np.int8)
+    size += 1
+    ends = np.cumsum(size, dtype=np.int64)
+    out = np.empty(int(ends[-1]), np.uint8)
+    low = v.astype(np.uint8)
+    out[ends - size] = np.where(big, np.uint8(0xCD), np.where(mid, np.uint8(0xCC), low))
+    m = np.flatnonzero(mid)
+    out[ends[m] - 1] = low[m]
+    b = np.flatnonzero(big)
+    out[ends[b] - 2] = (v[b] >> 8).astype(np.uint8)
+    return out.tobytes(), ends
 
 
 def view_body(cells: bytes, moves: bytes, enter: list[bytes], leave: bytes, chat: list[bytes]) -> bytes:

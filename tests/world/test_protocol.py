@@ -154,3 +154,10 @@ def test_pack_uints_is_msgpack_s_packing_of_each_int_back_to_back():
     assert pack_uints(ids)[0] == b"".join(msgpack.packb(v) for v in ids.tolist())
     empty, no_ends = pack_uints(np.zeros(0, np.int64))
     assert empty == b"" and len(no_ends) == 0
+    # ids under 65,536 (every world's, mostly): one class, two or three of fixint, uint8 and uint16
+    for lo, hi in ((0, 128), (128, 256), (256, 65536), (0, 256), (100, 300), (0, 65536), (200, 65536)):
+        ids = rng.integers(lo, hi, 300)
+        each = [msgpack.packb(v) for v in ids.tolist()]
+        packed, ends = pack_uints(ids)
+        assert packed == b"".join(each), (lo, hi)
+        assert ends.tolist() == np.cumsum([len(b) for b in each]).tolist()
