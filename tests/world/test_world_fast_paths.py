@@ -272,6 +272,29 @@ def test_move_matches_the_scalar_sweep_bit_for_bit(seed, reach):
     assert np.array_equal(move(walls, start, delta), _reference_move(walls, start, delta))
 
 
+def test_move_beside_walls_two_tiles_away_matches_the_scalar_sweep():
+    """Circles at the corners of free tiles one or two tiles from a wall, moving half a tile along
+    both axes (a substep's most): after the x sweep a circle can be in a tile whose neighbours are
+    not free, though its own tile's were (move's shortcut for circles in the clear must not take it)."""
+    walls = Walls(MAP, 10.0)
+    near_wall = [
+        (r, c)
+        for r in range(2, MAP.height - 2)
+        for c in range(2, MAP.width - 2)
+        if not MAP.blocked[r, c] and MAP.blocked[r - 2 : r + 3, c - 2 : c + 3].any()
+    ]
+    off = TS / 2 - 10.0 - 0.5  # the circle inside its tile, next to a corner
+    start, delta = [], []
+    for r, c in near_wall[::3]:
+        for sx in (-1, 1):
+            for sy in (-1, 1):
+                start.append(((c + 0.5) * TS + sx * off, (r + 0.5) * TS + sy * off))
+                delta.append((sx * TS / 2, sy * TS / 2))
+    start = np.asarray([walls.push_clear(x, y) for x, y in start])
+    delta = np.asarray(delta)
+    assert np.array_equal(move(walls, start, delta), _reference_move(walls, start, delta))
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     x=st.one_of(
