@@ -78,10 +78,14 @@ def steer(
     n_poi = len(nav.names)
     if m == 0 or dt <= 0 or n_poi == 0:
         return vel
-    pos = rows(table.pos, slots)
-    phase = table.w_phase[slots]
-    poi = table.w_poi[slots]
-    timer = table.w_timer[slots] - dt
+    # NPCs spawned together hold one run of slots (the usual case): their columns are then sliced
+    # and written back whole, not gathered and scattered through the slots (the same values)
+    run = _run(slots)
+    at = slots if run is None else run
+    pos = rows(table.pos, slots) if run is None else table.pos[run].copy()
+    phase = table.w_phase[at].copy()
+    poi = table.w_poi[at].copy()
+    timer = table.w_timer[at] - dt
     tile = nav.tile_of(pos)
 
     # Pause over: pick another POI and a spot near it.
@@ -111,10 +115,16 @@ def steer(
         vel[late] = 0.0
         timer[late] = rng.uniform(idle_s[0], idle_s[1], late.size)
 
-    table.w_phase[slots] = phase
-    table.w_poi[slots] = poi
-    table.w_timer[slots] = timer
+    table.w_phase[at] = phase
+    table.w_poi[at] = poi
+    table.w_timer[at] = timer
     return vel
+
+
+def _run(slots: np.ndarray) -> slice | None:
+    """slots (ascending) as a slice when they are one run of consecutive slots, else None."""
+    lo, hi = int(slots[0]), int(slots[-1]) + 1
+    return slice(lo, hi) if hi - lo == len(slots) else None
 
 
 def set_leg(
