@@ -7,6 +7,11 @@ before a move does not overlap one after it (touching is allowed). The map's
 outside counts as blocked, so circles also stay inside the map. Moves are
 axis-separated (x, then y), so a circle pushed into a wall keeps the part of
 its motion along the wall and slides.
+
+Cost: `move` of the 11,000 entities of bench/world.py (10,000 NPCs, 1,000 players) is mostly each
+sweep's passes over all rows; most rows take the shortcut of circles whose leading edge stays in
+its tile or that are in the open (`Walls.open`). The sweeps work on contiguous x and y columns,
+and a sweep in which every circle moves uses them as they stand (no gather, no scatter back).
 """
 
 from __future__ import annotations
