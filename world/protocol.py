@@ -359,7 +359,8 @@ def _pack_small(v: np.ndarray, mid: np.ndarray, big: np.ndarray) -> tuple[bytes,
     """pack_uints of values under 65,536 of more than one size class (`mid`: >= 128, `big`: >= 256):
     each value's bytes written where they go (its tag or fixint at its start, its low byte last, a
     uint16's high byte before it), instead of (n, 3) rows and a mask of the bytes to keep: ~0.5x
-    of that (7,300 ids a tick, the leave of 19 moves at 10,000 NPCs and 1,000 observers)."""
+    of that (7,300 ids a tick, the leave of 19 moves at 10,000 NPCs and 1,000 observers). Tried, not
+    kept: a table of every id's bytes, right-aligned in 3, gathered and masked (no faster)."""
     size = mid.view(np.int8) + big.view(np.int8)
     size += 1
     ends = np.cumsum(size, dtype=np.int64)
