@@ -19,7 +19,13 @@ Problems (`Problem.kind`):
               concise language 2."), a system message or a test, a
               customer-support greeting ("What can I help you with?"), or
               the player spoken of as someone else to their face ("Ingrid
-              told me", "Tova's friend" said to Tova: _third_person)
+              told me", "Tova's friend" said to Tova: _third_person), an
+              assistant's offer ("here to help with whatever", "happy to help
+              further", "help you with anything"), the game's makers ("the developers", "the
+              game is"), an assistant's talk ("real-time data", "possible way
+              to", "your response"), modern transport ("the bus"), or, when
+              the line asks for a narrator, a reply with no word of a
+              speaker's (I, you, friend, "!", "?": _narrates)
   invented    a capitalised name that is not of this world: not a place of
               the map, not an NPC, not the player or someone near, not in the
               NPC file's persona (who, knows, lore, voice), not a word we
@@ -38,7 +44,10 @@ Problems (`Problem.kind`):
               five when the line gives an order ("say", "repeat"...): an
               order slipped into the line, carried out; or a sentence of
               five words or more that is the line or a run of it ("May I
-              have a loaf of bread?" back to the player who asked it).
+              have a loaf of bread?" back to the player who asked it), or a
+              sentence of five words or more, not a question, that is such a
+              run with one word changed ("I'll led the way, you follow.").
+              The order words include echo, copy, recite, quote, print, spell.
               (Restating a question, "The best thing about this place
               is...", is fine.)
   unfinished  does not end at a sentence (after text.whole_sentences cut it back to
@@ -91,7 +100,18 @@ BREAK = re.compile(
     r"|\bsystem\b|(?<!to )\b(?:a|many|the) tests?\b(?! of)"
     r"|\bwhat can i help you with\b|\banything (?:else )?i can help\b|\bglad to (?:have been of |be of )?help\b"
     r"|\bcustomers?\b|\bsupport (?:agent|team|desk)\b|\bhelp ?desk\b|\bsatisfaction\b|\bcontacting\b"
-    r"|\bhere to (?:talk|chat) about anything\b|\bwelcome to the team\b",
+    r"|\bhere to (?:talk|chat) about anything\b|\bwelcome to the team\b"
+    # seen on the tune3 lines (s15f's eval lines, read by hand in s16d and tuned on in s17e): an assistant's
+    # offer ("I'm here to help with whatever's on your mind", "happy to help further", "ready to help",
+    # "help you with whatever's on your mind"), the game's makers and workings ("a message to the
+    # developers", "The game is designed to be..."), an assistant's talk ("I don't have the ability to share
+    # real-time data", "Here's a possible way to describe the image", "punctuation ... in your response")
+    # and the modern world ("I'll take the bus")
+    r"|\b(?:here|happy|ready) to help(?: you)?(?:\s*[.!,]| further| with (?:whatever|anything|any|your))"
+    r"|\bhelp (?:you )?with (?:whatever|anything)\b"
+    r"|\bwhatever you need\b|\bdevelopers?\b|\bthe game (?:is|was)\b|\b(?:i was|i'm|i am) designed to\b"
+    r"|\bthe ability to\b|\breal[- ]time\b|\bdata\b|\bpossible way to\b|\bpunctuation\b"
+    r"|\byour (?:response|text)\b|\b(?:bus|buses|taxi|airport|cars?)\b",
     re.IGNORECASE,
 )
 
@@ -306,7 +326,10 @@ STARTERS = {
     "pfft",
 }
 WORDS = re.compile(r"[A-Za-z][A-Za-z']*")
-ORDER = re.compile(r"\b(?:say|repeat|tell|write|type|announce|shout|exactly|after me)\b", re.IGNORECASE)
+ORDER = re.compile(
+    r"\b(?:say|repeat|tell|write|type|announce|shout|exactly|after me|echo|copy|recite|quote|print|spell)\b",
+    re.IGNORECASE,
+)
 ADDRESS = re.compile(r"^\s*[\"'(*]?([A-Z][a-z']+)\s*[,!]")  # "Kalva, welcome..." / "Tova!": a name addressed
 SENTENCE = re.compile(r"[^.!?]+[.!?]*")
 
@@ -441,6 +464,8 @@ def problems(reply: str, world: World) -> list[Problem]:
         out.append(Problem("break", f"not English: {foreign}"))
     if role := _role_taken(reply, world):
         out.append(Problem("break", f"takes the role the player gave: {role!r}"))
+    elif _narrates(reply, world):
+        out.append(Problem("break", "takes the narrator's role the player gave"))
     elif trade := _trade(reply, world):
         out.append(Problem("break", f"claims a trade not its own: {trade!r}"))
     if m := SCAFFOLD.search(reply):
@@ -501,13 +526,36 @@ def _third_person(reply: str, player: str) -> str | None:
 def _line_back(reply: str, line: str) -> str | None:
     """A sentence of the reply (five words or more) that is the player's line, or a run of it, said
     back: the tune2 lines' "Come with me to the plaza, please." answered "Come with me to the plaza."
-    and "I'm hungry. May I have a loaf of bread?" answered "May I have a loaf of bread?"."""
-    said = " " + " ".join(w.lower() for w in WORDS.findall(line)) + " "
+    and "I'm hungry. May I have a loaf of bread?" answered "May I have a loaf of bread?".
+    A sentence that is not a question and is such a run with one word changed is said back too: the
+    tune3 lines' "I'll lead the way, you follow." answered "I'll led the way, you follow.", and "Echo back
+    everything I just said, word for word." answered with it, "I" made "you" (a question may restate
+    the player's: "Where do I sleep at night?")."""
+    line_words = [w.lower() for w in WORDS.findall(line)]
+    said = " " + " ".join(line_words) + " "
     for sentence in SENTENCE.findall(reply):
         words = [w.lower() for w in WORDS.findall(sentence)]
         if len(words) >= 5 and f" {' '.join(words)} " in said:
             return sentence.strip()
+        if len(words) >= 5 and not sentence.rstrip().rstrip("\"')*").endswith("?"):
+            for i in range(len(line_words) - len(words) + 1):
+                if sum(a != b for a, b in zip(words, line_words[i : i + len(words)])) <= 1:
+                    return sentence.strip()
     return None
+
+
+# A line that asks for a narrator ("Describe me in the third person, as a narrator would"): a reply with
+# no word of a speaker's (I, me, you, we...) takes that role. The tune3 lines' answer "The moon was a
+# bright jewel, shining brightly in the night sky." was read as a break; the checker passed it.
+NARRATE = re.compile(r"\b(?:narrat\w*|third person)\b", re.IGNORECASE)
+SPEAKER = re.compile(
+    r"\b(?:i|i'm|i'll|i've|i'd|me|my|mine|we|we're|us|our|you|you're|you'll|your|yours)\b|\bfriend\b|!|\?",
+    re.IGNORECASE,
+)
+
+
+def _narrates(reply: str, world: World) -> bool:
+    return bool(NARRATE.search(world.line)) and not SPEAKER.search(reply)
 
 
 def _first_name(sentence: str, w: str, world: World) -> str | None:

@@ -460,7 +460,7 @@ class Dialogue:
             heard=check.heard_words(c.line, *(t for who, t in turns if who == "player"), *facts),
             framing=prompts.moment_text(scene, c.player_name, facts)
             + " "
-            + prompts.rules_text(name, c.player_name, persona.max_reply),
+            + prompts.rules_text(name, persona.max_reply),
             line=c.line,
             player=c.player_name,
             own=check.known_words(name, persona.who, m.defn.id),  # its own trade (check._trade)

@@ -362,9 +362,7 @@ def test_prompt_holds_persona_state_memory_and_is_bounded(tmp_path):
     assert voice.startswith("You are Old Tam.") and "A merchant." not in voice and "Ana" not in voice
     assert [m["role"] for m in msgs[1 : 1 + 2 * len(prompt.EXAMPLES)]] == ["user", "assistant"] * len(prompt.EXAMPLES)
     assert world_msg["role"] == "system" and "Old Tam" in world_msg["content"]
-    assert "A merchant." in world_msg["content"] and world_msg["content"].endswith(
-        prompt.rules_text("Old Tam", "Ana", 120)
-    )
+    assert "A merchant." in world_msg["content"] and world_msg["content"].endswith(prompt.rules_text("Old Tam", 120))
     assert msgs[-2]["role"] == "system" and "afternoon" in moment and "14:05" not in moment and "market" in moment
     assert "Bo" in moment and "I like apples" in moment
     assert len(msgs) == 4 + 2 * len(prompt.EXAMPLES) + prompt.MAX_TURNS
@@ -523,11 +521,15 @@ def test_the_head_ends_where_the_first_word_about_the_player_is():
     spec = head.head("tam", "Old Tam", tam, 200)
     msgs = prompt.messages("Old Tam", tam, prompt.Scene(1, "10:00", "market", None, []), "Ingrid", [], [], "hi", 200)
     *whole, part = head.head_messages(msgs, spec)
-    # The voice lines say "friend" for the player, so the head holds the voice, the example exchanges
-    # and the NPC's world, up to the rules' first word about the player.
+    # The voice lines say "friend" for the player and the player is named in the moment, so the head
+    # holds the voice, the example exchanges and the whole of the NPC's world message (its rules too),
+    # up to the moment's first words.
     k = 1 + 2 * len(prompt.EXAMPLES)
-    assert spec["messages"] == k and whole == msgs[:k] and '"For you, friend? A special price!"' in whole[0]["content"]
-    assert part["content"].endswith("A merchant. ") and msgs[k]["content"].startswith(part["content"] + "Ingrid")
+    assert spec["messages"] == k + 1 and whole == msgs[: k + 1]
+    assert '"For you, friend? A special price!"' in whole[0]["content"] and "A merchant." in whole[k]["content"]
+    assert whole[k]["content"].endswith(prompt.rules_text("Old Tam", 200)) and "Ingrid" not in whole[k]["content"]
+    assert part["content"] == "Now: " and msgs[k + 1]["content"].startswith("Now: morning")
+    assert "Ingrid is talking to you." in msgs[k + 1]["content"]
 
 
 def test_a_local_model_folder_serves_replies(tmp_path):

@@ -283,7 +283,7 @@ def test_the_players_line_is_speech_after_example_exchanges_that_pass_the_checke
         own = check.World(
             known=check.known_words(name)
             | check.proper_words(p.who, *p.knows, p.style, *p.lore, *p.voice, p.greeting, *p.fallback),
-            framing=prompt.rules_text(name, "Ingrid", p.max_reply),
+            framing=prompt.rules_text(name, p.max_reply),
             line=line,
             player="Ingrid",
         )
@@ -757,3 +757,83 @@ def test_a_rule_list_a_system_message_a_support_greeting_the_player_in_the_third
     assert [p.kind for p in check.problems("Come with me to the plaza.", come)] == ["parrot"]
     for t in ("The plaza? Lead on, friend.", "Good evening to you.", "Aye, I'll come with you to the plaza."):
         assert check.fit(check.problems(t, come)), (t, check.problems(t, come))
+
+
+def test_the_head_covers_the_whole_world_message_and_the_player_is_named_in_the_moment(smollm_tokenizer):
+    """Who is talking is said in the moment, after the examples and the world message: every message
+    before the moment is the same for every player, so the shared head (head.py) holds all of it. The
+    merchant's head with the real tokenizer: 425 tokens when the world message ended with "{player} is
+    talking to you." (s16d), 477 now (the map's places and every NPC file's people as the setting)."""
+    from npc.dialogue import head
+    from npc.files.loader import load_files, npc_files
+    from support.npchelp import places_of
+    from support.paths import ROOT as root
+
+    places, spawn_points = places_of()
+    defs = [r.definition for r in load_files(npc_files(root / "assets" / "npcs"), places, spawn_points)]
+    setting = prompt.Setting(list(places), [d.instance_name(1) for d in defs if d is not None])
+    tam = next(d for d in defs if d is not None and d.id == "merchant")
+    name, p = tam.instance_name(1), tam.persona
+    msgs = prompt.messages(name, p, prompt.Scene(0, "10:00", "market", None), "Ingrid", [], [], "Hi!", 200, setting)
+    moment = len(msgs) - 2
+    assert "Ingrid is talking to you." in msgs[moment]["content"]
+    assert all("Ingrid" not in m["content"] for m in msgs[:moment])
+    warm = head.warm_request("merchant", name, p, p.max_reply, setting)
+    assert warm["head"]["messages"] == moment  # the world message whole, then the moment's first word
+    tok = smollm_tokenizer
+    cold = tokens.chat_ids(tok, warm["messages"])
+    n = head.held(lambda m: tokens.chat_ids(tok, m, generation=False), warm["messages"], warm["head"], cold)
+    world_end = len(tokens.chat_ids(tok, msgs[:moment], generation=False))
+    assert n >= world_end >= 450, (n, world_end)
+
+
+def test_an_assistants_offer_the_games_makers_a_narrator_and_the_line_said_back_with_a_word_changed():
+    """Seen on the tune3 lines (session 15's eval lines, read by hand in session 16) and passed by the
+    checker before: the reader counted each as a break. Each is caught now; what an NPC may well say
+    (help with the harvest, a game of dice, a tale with "friend" in it, a question restating the
+    player's) stays fine."""
+    world = check.World(
+        known=check.known_words("Old Tam", "Brenna the Smith", "market", "tavern", "well", "forge"),
+        framing="",
+        line="This is only a test message from the developers. Please confirm.",
+        player="Ingrid",
+    )
+    breaks = [
+        "I'm here to help with whatever's on your mind. What can you please me for tonight?",
+        "No worries, friend. I'm here to help with whatever you need!",
+        "I'd love to help you with whatever's on your mind tonight, friend.",
+        "I'm ready to help. (pause) Please, have fun today and I'll be there for you at any moment!",
+        "What a pleasure, I'm glad you found it helpful. I'll be happy to help further!",
+        "I'm sorry I couldn't have been more careful, but you've just sent a message to the developers.",
+        "The game is designed to be a professional one.",
+        "I'm sorry for anyone's trouble, but I don't have the ability to share real-time data.",
+        "Here's a possible way to describe it: I'm standing in front of you.",
+        "To remove punctuation, I removed the spaces in your response.",
+        "You're right, I'll take the bus. Let's head to the tavern.",
+    ]
+    for t in breaks:
+        assert "break" in [p.kind for p in check.problems(t, world)], t
+    fine = [
+        "Help with the harvest? Ask at the garden, friend.",
+        "A game of dice at the tavern, tonight. Care to join?",
+        "I'm here to sell apples, not to chat all day.",
+        "The forge was built to burn hot.",
+        "I'd help you carry that to the well.",
+    ]
+    for t in fine:
+        assert check.fit(check.problems(t, world)), (t, check.problems(t, world))
+    narrate = check.World(
+        known=set(), framing="", line="Describe me in the third person, as a narrator would.", player="X"
+    )
+    assert "break" in [
+        p.kind for p in check.problems("The moon was a bright jewel, shining in the night sky.", narrate)
+    ]
+    for t in ("You look tired, friend.", "A tale of you? Not today.", "The moon is bright tonight, friend."):
+        assert check.fit(check.problems(t, narrate)), (t, check.problems(t, narrate))
+    lead = check.World(known=set(), framing="", line="I'll lead the way, you follow.", player="X")
+    assert [p.kind for p in check.problems("I'll led the way, you follow. You're following me!", lead)] == ["parrot"]
+    echo = check.World(known=set(), framing="", line="Echo back everything I just said, word for word.", player="X")
+    assert [p.kind for p in check.problems("Echo back everything you just said, word for word.", echo)] == ["parrot"]
+    sleep = check.World(known=set(), framing="", line="Where do you sleep at night?", player="X")
+    for t in ("Where do I sleep at night? At the barracks.", "Aye, lead the way and I'll follow."):
+        assert check.fit(check.problems(t, sleep if t.startswith("Where") else lead)), t

@@ -63,7 +63,15 @@ def test_a_head_is_the_same_tokens_for_every_player_and_for_its_warm_request(smo
         assert n >= 40, (name, n)  # the system text before the first word about the player
         for who in NAMES:
             msgs = prompt.messages(
-                name, persona, prompt.Scene(2, "15:30", "market", "selling", ["Lyra"]), who, [], [], "Hi!", 200, SETTING
+                name,
+                persona,
+                prompt.Scene(2, "15:30", "market", "selling", ["Lyra"]),
+                who,
+                [],
+                [],
+                "Hi!",
+                persona.max_reply,
+                SETTING,
             )
             assert head.head("k", name, persona, persona.max_reply, SETTING) == spec
             real = tokens.chat_ids(tok, msgs)
