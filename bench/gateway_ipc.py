@@ -146,10 +146,11 @@ async def served(expected: int, metrics: Metrics, flusher: Flusher, conns: dict[
 
 
 def flush_all(flusher: Flusher) -> None:
-    """The Flusher's work, now (its call_soon then finds nothing to do)."""
-    dirty, flusher.dirty = flusher.dirty, []
-    for conn in dirty:
-        conn.flush()
+    """The Flusher's work, now (its call_soon then finds nothing to do): Flusher.flush itself, the
+    direct writes (one writev per connection) as the server runs them. Before session 17 this called
+    each Connection.flush, which is the send path of a connection without direct writes (a picows
+    send per message), not the server's."""
+    flusher.flush()
 
 
 # -- a gateway process (`--gateway-child FD EXPECTED`) ----------------------------------------------
