@@ -74,6 +74,9 @@ bench_world = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_world)
 DT, populated = bench_world.DT, bench_world.populated
 sys.path.insert(0, str(SRC))  # (bench/world.py put this tree first again)
+# bench/world.py imports server.app (its tune_gc) from this tree: dropped, so that `server` below is SRC's
+for _name in [m for m in sys.modules if m == "server" or m.startswith("server.")]:
+    del sys.modules[_name]
 
 from bots.bot import OP_BINARY, client_frame  # noqa: E402
 from server import edge_picows  # noqa: E402
