@@ -15,6 +15,10 @@ into its socket's buffer while it is short, and hands a congested socket to the
 connection's writer task, which waits for it to drain (meanwhile newer
 updates coalesce). Limits and what happens at them are in docs/protocol.md.
 
+Per connection and tick, the send is mostly the kernel's (Flusher.flush's docstring has the figures),
+and a player's ~10 inputs a second are read without msgpack where they have the common form
+(`input_frame`); bench/gateway_flush.py measures both paths of two trees in one process.
+
 Everything here works on a `PlayerSocket`, the one seam to the WebSocket library: `--ws websockets`
 (server/edge_websockets.py, the default) and `--ws picows` (server/edge_picows.py) each implement it
 and serve the port (HTTP routes included); nothing above the socket is written twice.
