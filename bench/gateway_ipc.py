@@ -74,6 +74,9 @@ bench_world = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_world)
 DT, populated = bench_world.DT, bench_world.populated
 sys.path.insert(0, str(SRC))  # (bench/world.py put this tree first again)
+# bench/world.py imports server.app (its tune_gc) from this tree: dropped, so that `server` below is SRC's
+for _name in [m for m in sys.modules if m == "server" or m.startswith("server.")]:
+    del sys.modules[_name]
 
 from bots.bot import OP_BINARY, client_frame  # noqa: E402
 from server import edge_picows  # noqa: E402
@@ -146,10 +149,11 @@ async def served(expected: int, metrics: Metrics, flusher: Flusher, conns: dict[
 
 
 def flush_all(flusher: Flusher) -> None:
-    """The Flusher's work, now (its call_soon then finds nothing to do)."""
-    dirty, flusher.dirty = flusher.dirty, []
-    for conn in dirty:
-        conn.flush()
+    """The Flusher's work, now (its call_soon then finds nothing to do): Flusher.flush itself, the
+    direct writes (one writev per connection) as the server runs them. Before session 17 this called
+    each Connection.flush, which is the send path of a connection without direct writes (a picows
+    send per message), not the server's."""
+    flusher.flush()
 
 
 # -- a gateway process (`--gateway-child FD EXPECTED`) ----------------------------------------------

@@ -87,7 +87,9 @@ class PicowsSocket(WSListener):
     direct_ok = True  # no extension is ever negotiated: frames may be written straight into the transport
 
     def is_open(self) -> bool:
-        return not self._closing and self.ws is not None and not self.ws.is_disconnected
+        # (no look at ws.is_disconnected: picows sets it only in connection_lost, which calls
+        # on_ws_disconnected at once, and that sets _closing; asked once per connection and flush)
+        return not self._closing and self.ws is not None
 
     def hand_messages_to(self, on_message: Callable[[bytes | str], None]) -> None:
         """From now on every message goes to `on_message`; first those that came before."""

@@ -15,6 +15,10 @@ into its socket's buffer while it is short, and hands a congested socket to the
 connection's writer task, which waits for it to drain (meanwhile newer
 updates coalesce). Limits and what happens at them are in docs/protocol.md.
 
+Per connection and tick, the send is mostly the kernel's (Flusher.flush's docstring has the figures),
+and a player's ~10 inputs a second are read without msgpack where they have the common form
+(`input_frame`); bench/gateway_flush.py measures both paths of two trees in one process.
+
 Everything here works on a `PlayerSocket`, the one seam to the WebSocket library: `--ws websockets`
 (server/edge_websockets.py, the default) and `--ws picows` (server/edge_picows.py) each implement it
 and serve the port (HTTP routes included); nothing above the socket is written twice.
@@ -27,6 +31,7 @@ import functools
 import logging
 import math
 import socket
+import struct
 import time
 from typing import Any, Callable, Protocol
 
@@ -45,13 +50,14 @@ from world.protocol import (
     Ping,
     ProtocolError,
     Talk,
+    update_head,
 )
 from world.snapshot import View
 
 from . import events
 from .config import NetSection
 from .events import Refused, Replaced, Welcome
-from .frames import ping_frame
+from .frames import binary_frame_head, ping_frame
 from .game import Game, Player
 from .limits import TokenBucket
 from .metrics import Metrics
@@ -88,6 +94,43 @@ CLOSE_TIMEOUT_S = 2.0  # how long a close waits for the client's close frame bef
 # Messages a client may send between its hello and its welcome (the room has not joined it yet):
 # kept, then received in order once it has; more are dropped and each counts as a strike (1008).
 MAX_EARLY = 32  # messages (websockets' max_queue was 32 frames before reading stopped)
+
+
+# An input as a client's msgpack library writes it most often ({"t", "seq", "dx", "dy"} in that order,
+# seq an unsigned int of 1 to 5 bytes, dx and dy float64: bots/bot.py, Python's msgpack), read by
+# one struct per seq width, told apart by the frame's length (37, 38, 39, 41 bytes). Any other form
+# (another key order, ints or float32 for dx and dy, a bad value) goes to protocol.decode, which
+# gives the same Input for it or says what is wrong. `input_frame` vs protocol.decode on a 40-byte
+# input: 0.80 vs 1.75 us (timeit, load ~3.4); a player sends ~10 a second. A wander bot's messages
+# through Connection.on_message (inputs and pings, bench/gateway_flush.py, 1,200 connections a tree,
+# the trees taking turns tick by tick, load 3-5): 7.32 -> 5.45 us per message, per-tick ratio 0.77.
+_INPUT_HEAD = b"\x84\xa1t\xa5input\xa3seq"
+_INPUT_DX, _INPUT_DY = b"\xa2dx\xcb", b"\xa2dy\xcb"
+_INPUT_FORMS: dict[int, tuple[Callable[[bytes], tuple[Any, ...]], bytes]] = {}
+for _tag, _code in ((b"", "B"), (b"\xcc", "B"), (b"\xcd", "H"), (b"\xce", "I")):
+    _form = struct.Struct(f">{len(_INPUT_HEAD)}s{len(_tag)}s{_code}4sd4sd")
+    _INPUT_FORMS[_form.size] = (_form.unpack, _tag)
+del _tag, _code, _form
+
+
+def input_frame(frame: bytes) -> Input | None:
+    """The Input `frame` is when it has the common form above and valid fields (protocol.decode would
+    give the same); else None (then protocol.decode reads it, and refuses it if it is bad)."""
+    form = _INPUT_FORMS.get(len(frame))
+    if form is None:
+        return None
+    head, tag, seq, kx, dx, ky, dy = form[0](frame)
+    if (
+        head == _INPUT_HEAD
+        and tag == form[1]
+        and kx == _INPUT_DX
+        and ky == _INPUT_DY
+        and (tag or seq < 0x80)  # a bare byte is a positive fixint only below 0x80
+        and -1.0 <= dx <= 1.0  # False for NaN
+        and -1.0 <= dy <= 1.0
+    ):
+        return Input(seq, dx, dy)
+    return None
 
 
 class SocketClosed(Exception):
@@ -155,7 +198,15 @@ class Flusher:
         One writev for everything queued: each message as a frame head (with the observer's own update
         head) and the body its cell's observers share, never joined here, then the read-check ping if
         one is due. That writev, the kernel's send on loopback, is ~80% of the flush (bench/client_path.py's
-        server under py-spy at 1,200 clients: 38% of all its samples); one per connection and tick."""
+        server under py-spy at 1,200 clients: 38% of all its samples); one per connection and tick.
+        Session 17, py-spy --native on bench/gateway_flush.py (1,200 connections a tree): 85% of the
+        flush's samples are in the sendmsg call itself (picows' aiofastnet transport), ~20 us of the
+        ~24 us per connection-tick at load 3-5; a bare os.write of 600 bytes to a loopback TCP socket
+        whose reader keeps up is 9-15 us here (/tmp script, 1,200 and 2,400 sockets). The update-alone
+        case framed inline (below): push + flush 24.90 -> 23.98 and 25.90 -> 25.05 us per
+        connection-tick, per-tick ratio medians 0.960 and 0.964 (bench/gateway_flush.py --clients 1200
+        --ticks 150, two runs, load 3-5); joining the frame into one write instead of the writev
+        measured 0.993 (kept as a writev)."""
         dirty, self.dirty = self.dirty, []
         for conn in dirty:
             transport = conn.transport
@@ -167,20 +218,39 @@ class Flusher:
             ):
                 conn.flush()  # the writer task, a closed socket, or websockets' send path
                 continue
-            frames, size, count = conn.outbox.take_frames()
-            ping = conn.ping
-            if ping is not None:  # the read check's, behind everything queued (Connection.ping_if_due)
-                frames.append(ping)
-                conn.ping = None
-            if frames:
-                metrics = conn.metrics
-                metrics.bytes_out += size
-                metrics.messages_out += count
-                if not transport.is_closing():
-                    try:
-                        transport.writelines(frames)
-                    except (OSError, RuntimeError):  # lost meanwhile (uvloop: "handler is closed"), as
-                        pass  # broadcast ignores it: the reader side ends the session; others go on
+            outbox = conn.outbox
+            update = outbox.update
+            if update is not None and conn.ping is None and not outbox.control:
+                # The common case, once per connection and tick: the update alone, framed as
+                # Outbox.take_frames frames it, here without its call, its lists and `ready.clear()`
+                # (an event a congested flush set before only wakes the writer task to find nothing).
+                tick, ack, view = update
+                outbox.update = None
+                if outbox.deltas:
+                    body = view.body_after(outbox.sent)
+                    outbox.sent = view.build
+                else:
+                    body = view.body
+                head = update_head(tick, ack)
+                size = len(head) + len(body)
+                frames: Any = (binary_frame_head(size) + head, body)
+                count = 1
+            else:
+                frames, size, count = outbox.take_frames()
+                ping = conn.ping
+                if ping is not None:  # the read check's, behind everything queued (Connection.ping_if_due)
+                    frames.append(ping)
+                    conn.ping = None
+                if not frames:
+                    continue
+            metrics = conn.metrics
+            metrics.bytes_out += size
+            metrics.messages_out += count
+            if not transport.is_closing():
+                try:
+                    transport.writelines(frames)
+                except (OSError, RuntimeError):  # lost meanwhile (uvloop: "handler is closed"), as
+                    pass  # broadcast ignores it: the reader side ends the session; others go on
 
 
 class Seats:
@@ -448,6 +518,11 @@ class Connection:
                 self.send_error(
                     ProtocolError("rate_limited", f"more than {RATE_PER_S:.0f} messages/s; messages were dropped")
                 )
+            return
+        msg: Any = input_frame(frame) if type(frame) is bytes else None
+        if msg is not None:  # the common message, ~10 a second per player
+            assert self.player is not None  # frames are received only after the hello joined a player
+            self.game.command(self.player.eid, msg)
             return
         try:
             msg = protocol.decode(frame)

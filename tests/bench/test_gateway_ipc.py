@@ -44,3 +44,17 @@ def test_path_runs_the_server_s_own_code_of_each_tree_taking_turns(tmp_path):
         "tick side",
     }
     assert all(v > 0 for v in parts.values()), parts
+
+
+def test_path_runs_another_tree_s_server_not_this_one_s(tmp_path):
+    """The other tree's run imports its own server/ (bench/world.py imports this tree's server.app
+    first; the child drops it): a copy of server/ elsewhere runs as that tree."""
+    import shutil
+
+    other = tmp_path / "tree"
+    shutil.copytree(ROOT / "server", other / "server", ignore=shutil.ignore_patterns("__pycache__"))
+    out = tmp_path / "path.json"
+    cmd = [*BENCH, "--path", str(ROOT), str(other), "--players", "10", "--ticks", "2", "--warmup", "1", "--rounds", "1"]
+    done = subprocess.run([*cmd, "--out", str(out)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert {r["src"] for r in json.loads(out.read_text())["runs"]} == {str(ROOT), str(other.resolve())}

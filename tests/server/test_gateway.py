@@ -105,3 +105,43 @@ async def test_a_ping_that_nothing_carries_goes_out_alone_at_the_next_sweep(edge
         conn.ping_if_due(now + gateway.SWEEP_S)  # the next sweep: no flush came (a room not ticking)
         assert await client.frame() == (OP_PING, (1).to_bytes(4, "big"))
         assert conn.stalled_for(now + gateway.SWEEP_S) == pytest.approx(gateway.SWEEP_S)
+
+
+async def test_each_tick_the_flush_writes_what_websockets_would_in_order_keyframe_then_deltas(edge):
+    """The Flusher's writes on a real edge, as the client reads them: an update alone (every tick's case,
+    framed in the flush itself), then a pong queued with an update, then a version-1 session's: byte
+    for byte a twin Outbox's messages (Outbox.take, what websockets' send path writes), deltas after
+    the first update, each message its own frame, in order."""
+    import msgpack
+    from server.outbox import Outbox
+
+    def view(build: int, tag: str):
+        v = gateway.View.make(msgpack.packb([[tag]]), [], [], [], [])
+        v.build, v.moves = build, (msgpack.packb([]), msgpack.packb([[tag, b"d", b""]]))
+        return v
+
+    async with connected(edge) as (conn, client):
+        twin, sent, size = Outbox(Metrics()), [], 0
+        for tick, build, control in (
+            (1, 0, None),
+            (2, 1, None),
+            (3, 2, gateway.protocol.encode_pong(9, 3)),
+            (4, 3, None),
+        ):
+            v = view(build, f"t{tick}")
+            for box in (conn.outbox, twin):
+                if control is not None:
+                    box.push(control)
+                box.push_update(tick, tick % 3, v)
+            for data in twin.take():
+                assert await client.frame() == (OP_BINARY, data)
+                sent.append(msgpack.unpackb(data))
+                size += len(data)
+        assert [u.get("moves") != [] for u in sent if u["t"] == "update"] == [False, True, True, True]
+        conn.outbox.deltas = twin.deltas = False  # a version-1 session: keyframes only
+        v = view(4, "v1")
+        for box in (conn.outbox, twin):
+            box.push_update(5, 0, v)
+        (data,) = twin.take()
+        assert msgpack.unpackb(data)["moves"] == [] and await client.frame() == (OP_BINARY, data)
+        assert (conn.metrics.messages_out, conn.metrics.bytes_out) == (len(sent) + 1, size + len(data))
