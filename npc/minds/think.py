@@ -183,6 +183,10 @@ def _think_due(cast, eids: np.ndarray, rows: np.ndarray, forced: np.ndarray) -> 
             plan.append((defn, "hooks" if hooked else "builtin", rest))
     if not plan:
         return
+    # the policy's files first: their rows are then one run of the look's gathers, which the observation
+    # rows read as views (npc/policy/observe._gather), not copies; the order of the parts that apply
+    # (built-in, hooks) among themselves is kept (a part's look does not depend on the others)
+    plan = [p for p in plan if p[1] == "ask"] + [p for p in plan if p[1] != "ask"]
     take_rows = np.concatenate([g for _, _, g in plan])
     bounds = np.cumsum([0] + [len(g) for _, _, g in plan])
     sights = look_many(
@@ -632,7 +636,12 @@ def take(s: Sight, keep: np.ndarray, pairs: bool = True) -> Sight:
         if f in kw or f == "start":
             continue
         a = getattr(s, f)
-        kw[f] = a if a is None else a[pk] if f in _PAIRS else a[idx]
+        if a is None:
+            kw[f] = a
+        elif a.ndim > 1:  # np.compress / np.take: 2-D fancy indexing costs several times more
+            kw[f] = np.compress(pk, a, axis=0) if f in _PAIRS else np.take(a, idx, axis=0)
+        else:
+            kw[f] = a[pk] if f in _PAIRS else a[idx]
     kw["p_row"] = new_row[s.p_row[pk]]
     kw["start"] = np.searchsorted(kw["p_row"], np.arange(len(idx) + 1)).astype(np.int64)
     return Sight(**kw)

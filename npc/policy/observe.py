@@ -440,14 +440,41 @@ def rows(
     return _build(g, place_xy, size, npc_xy)
 
 
+def _joined(arrays: list[np.ndarray]) -> np.ndarray:
+    """The arrays end to end, read-only: a view when they are consecutive slices of one array (the Sights
+    of one look: npc/minds/sight.look_many hands each file a slice of its gathers, and the think asks
+    the policy's files first, npc/minds/think._think_due), else a copy."""
+    first = arrays[0]
+    base = first.base
+    if isinstance(base, np.ndarray) and base.ndim == first.ndim and base.strides == first.strides:
+        step = base.strides[0] if base.ndim else 0
+        at = first.__array_interface__["data"][0] - base.__array_interface__["data"][0]
+        total = sum(len(a) for a in arrays)
+        ok = step > 0 and at % step == 0 and base.shape[1:] == first.shape[1:] and at // step + total <= len(base)
+        end = first.__array_interface__["data"][0] + len(first) * step
+        for a in arrays[1:] if ok else ():
+            if a.base is not base or a.strides != first.strides or a.__array_interface__["data"][0] != end:
+                ok = False
+                break
+            end += len(a) * step
+        if ok:
+            out = base[at // step : at // step + total]
+            out.flags.writeable = False
+            return out
+    out = np.concatenate(arrays) if len(arrays) > 1 else first[:]
+    out.flags.writeable = False
+    return out
+
+
 def _gather(sights: Sequence[Sight], features) -> dict:
     """Concatenate the Sights' arrays into one set of N rows (one short loop over the Sights)."""
     feats = [features(s.defn) for s in sights]
     n = np.asarray([len(s) for s in sights])
     rep = lambda vals, dtype=np.float64: np.repeat(np.asarray(vals, dtype), n, axis=0)  # noqa: E731
-    cat = lambda name: np.concatenate([getattr(s, name) for s in sights])  # noqa: E731
+    cat = lambda name: _joined([getattr(s, name) for s in sights])  # noqa: E731
     base = np.concatenate([[0], np.cumsum(n)[:-1]])
-    pairs = np.concatenate([[0], np.cumsum([len(s.p_row) for s in sights])[:-1]])
+    m = np.asarray([len(s.p_row) for s in sights])  # pairs per Sight
+    pairs = np.concatenate([[0], np.cumsum(m)[:-1]])
     g = {
         "vec": rep([f.vec for f in feats], np.float32),
         "raw": rep([f.raw for f in feats]),
@@ -458,6 +485,9 @@ def _gather(sights: Sequence[Sight], features) -> dict:
         "need_w": rep([f.need_weight for f in feats]),
         "relief": rep([f.relief for f in feats], np.int64),
         "now": rep([s.now_s for s in sights]),
+        # per pair, its file's numbers and the time (the pairs are in Sight order): repeats, not gathers
+        "p_raw": np.repeat(np.asarray([f.raw for f in feats], np.float64).T, m, axis=1),  # (len(RAW), M)
+        "p_now": np.repeat(np.asarray([s.now_s for s in sights], np.float64), m),
         "minute": rep([s.minute for s in sights]),
         "block": rep([s.block is not None for s in sights], bool),
         "block_do": rep([ACTION_INDEX[s.block.do] if s.block is not None else -1 for s in sights], np.int64),
@@ -494,12 +524,17 @@ def _gather(sights: Sequence[Sight], features) -> dict:
     return g
 
 
+# Rows are gathered with np.take(x, idx, axis=0), not x[idx]: for a 2-D x numpy 2.4's fancy indexing
+# costs 4-15x more (15,000 rows of 2: 390 -> 17-27 us, thread CPU, load ~4)
+_EYE = np.eye(A + 1, A)  # one_hot's table: row A is all zeros (-1: none)
+
+
 def _build(g: dict, place_xy: np.ndarray, world_size: tuple[float, float], npc_xy) -> Rows:
     """The rows of the gathered Sights: features (ROW_FIELDS) next to the definitions' own, masks, slots."""
     N = len(g["eid"])
     col = lambda name: g["raw"][:, R[name]]  # noqa: E731  (N,)
     clip = lambda v, lo=0.0, hi=1.0: np.clip(v, lo, hi)  # noqa: E731
-    one_hot = lambda idx: np.eye(A + 1, A)[np.where(idx >= 0, idx, A)]  # noqa: E731  -1: all zeros
+    one_hot = lambda idx: np.take(_EYE, np.where(idx >= 0, idx, A), axis=0)  # noqa: E731  -1: all zeros
     cur, now, xy, notice = g["action"].astype(np.int64), g["now"], g["pos"], col("notice")
     it = _intent(g, col)
     f, player_slots = _players(g, col, it["t_alive"])
@@ -514,7 +549,7 @@ def _build(g: dict, place_xy: np.ndarray, world_size: tuple[float, float], npc_x
         i = idx.reshape(N, -1)
         if not len(place_xy):
             return np.ones(idx.shape)
-        p = place_xy[np.clip(i, 0, len(place_xy) - 1)]  # (N, k, 2)
+        p = np.take(place_xy, np.clip(i, 0, len(place_xy) - 1), axis=0)  # (N, k, 2)
         d = np.hypot(p[..., 0] - xy[:, None, 0], p[..., 1] - xy[:, None, 1])
         return np.where(i >= 0, clip(d / FAR), 1.0).reshape(idx.shape)
 
@@ -544,8 +579,9 @@ def _build(g: dict, place_xy: np.ndarray, world_size: tuple[float, float], npc_x
     )
     obs = np.empty((N, OBS_DIM), np.float32)
     obs[:, :DEFINITION_DIM] = g["vec"]
-    for fl in ROW_FIELDS:
-        obs[:, OFFSET[fl.name]] = _check(fl, np.asarray(f[fl.name], np.float64).reshape(N, -1))
+    for fl in ROW_FIELDS:  # each field cast to float32 as it is written (no float64 copy of it first)
+        v = f[fl.name]
+        obs[:, OFFSET[fl.name]] = _check(fl, v.reshape(N, -1) if isinstance(v, np.ndarray) else np.reshape(v, (N, -1)))
 
     slots = np.concatenate(
         [
@@ -603,25 +639,24 @@ def _players(g: dict, col, t_alive: np.ndarray) -> tuple[dict[str, np.ndarray], 
     five facts "any" reads are made for every pair, the rest for the nearest K only (~a third of the
     pairs at 10,000 NPCs and 1,000 players: 1.62 -> 1.33 ms a tick)."""
     N = len(g["eid"])
-    pr, pd, now = g["p_row"], g["p_dist"], g["now"]
+    pr, pd = g["p_row"], g["p_dist"]
     rank = np.arange(len(pr)) - g["start"][pr]
-    susp = g["p_near_s"] >= col("linger")[pr]
-    who = lambda flag: (col(flag)[pr] < 0.5) | susp  # noqa: E731  players, or suspicious
+    raw = g["p_raw"]  # (len(RAW), M) each pair's file's numbers (repeated per file, not gathered per pair)
+    pc = lambda name: raw[R[name]]  # noqa: E731  (M,) contiguous
+    now = g["p_now"]
+    susp = g["p_near_s"] >= pc("linger")
+    who = lambda flag: (pc(flag) < 0.5) | susp  # noqa: E731  players, or suspicious
     fits = {
-        "p_flee": (pd <= col("flee_distance")[pr]) & who("flee_suspicious"),
+        "p_flee": (pd <= pc("flee_distance")) & who("flee_suspicious"),
         "p_follow": who("follow_suspicious"),
-        "p_give": (
-            (pd <= col("give_distance")[pr])
-            & (now[pr] - g["p_given"] >= col("give_cooldown")[pr])
-            & (col("has_items")[pr] > 0.5)
-        ),
-        "p_talk": (pd <= col("talk_distance")[pr]) & (now[pr] - g["p_greeted"] >= col("talk_cooldown")[pr]),
-        "p_approach": now[pr] - g["p_approached"] >= col("approach_cooldown")[pr],
+        "p_give": ((pd <= pc("give_distance")) & (now - g["p_given"] >= pc("give_cooldown")) & (pc("has_items") > 0.5)),
+        "p_talk": (pd <= pc("talk_distance")) & (now - g["p_greeted"] >= pc("talk_cooldown")),
+        "p_approach": now - g["p_approached"] >= pc("approach_cooldown"),
     }
     first = np.flatnonzero(rank < K)
     r1, k1 = pr[first], rank[first]
     notice = col("notice")[r1]
-    pos = g["pos"][r1]
+    pos = np.take(g["pos"], r1, axis=0)
     per = {
         "p_suspicious": susp[first],
         "p_flee": fits["p_flee"][first],
@@ -632,8 +667,8 @@ def _players(g: dict, col, t_alive: np.ndarray) -> tuple[dict[str, np.ndarray], 
         "p_current": t_alive[r1] & (g["p_id"][first] == g["target"][r1]),
         "p_present": np.ones(len(first), bool),
         "p_distance": pd[first] / notice,
-        "p_dx": np.clip((g["p_pos"][first, 0] - pos[:, 0]) / notice, -1, 1),
-        "p_dy": np.clip((g["p_pos"][first, 1] - pos[:, 1]) / notice, -1, 1),
+        "p_dx": np.clip((g["p_pos"][:, 0][first] - pos[:, 0]) / notice, -1, 1),
+        "p_dy": np.clip((g["p_pos"][:, 1][first] - pos[:, 1]) / notice, -1, 1),
     }
     # every field's nearest K in one scatter (N, K, fields), not one per field
     out = np.zeros((N, K, len(per)), np.float64)
