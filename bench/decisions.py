@@ -33,6 +33,18 @@ against the learned policy on the inference pool, in one run.
    exceptions in the tick (the cast's "internal" reports and anything
    raised), decisions by outcome, worker deaths and restarts.
 
+4. side by side (`--compare PATH`, nothing else runs): this tree's cast.tick()
+   against another checkout's (e.g. `git archive main | tar -x -C /tmp/base`),
+   each in its own long-lived process (`--serve`, this file importing npc/,
+   world/, server/ from `--tree`) with the same scene (same seed), the policy
+   on one CPU worker with a deadline no tick misses (answers waited for
+   between ticks, untimed) and hooks with a large budget (a hook stopped by
+   the load in one tree only would make the two differ). They take turns,
+   `--compare-ticks` ticks each (who goes first alternates), `--compare-rounds`
+   rounds cycling through `--compare-modes`; per mode: cast.tick() thread CPU
+   p50/p99 per tree and their ratio, and whether every round's fingerprint
+   (every position, every NPC's intent and who decided it) is the same in both.
+
 The targets of the issue (10,000 NPCs, 1,000 observers: policy tick p50 <=
 10 ms, p99 <= 25 ms, >= 99.9% of decisions on time; built-in only p50 <= 25
 ms; faults: p99 within 1.2x of no faults, no exception) are marked met / not
@@ -42,6 +54,8 @@ Usage: python bench/decisions.py [--sizes 1000,2000,5000,10000,20000] [--observe
        [--seconds 20] [--blocks 4] [--settle-ticks 300] [--audit-seconds 3]
        [--fault-npcs 10000] [--fault-seconds 60] [--gpu | --devices cuda:0,cuda:1]
        [--no-guard] [--weights PATH|none] [--out bench/results/decisions.json]
+       python bench/decisions.py --compare PATH [--compare-npcs 10000] [--observers 1000]
+       [--compare-rounds 20] [--compare-ticks 40] [--compare-modes policy,builtin]
 Prints a table and writes JSON. This process never imports torch; only the
 pool's workers do. Timings are of this machine; compare only within a run.
 """
@@ -126,13 +140,18 @@ class Scene:
     outboxes: dict[int, Outbox]  # each player's connection's, as the room pushes to them
 
 
-def build(npcs: int, observers: int, decider_of=None, seed: int = 0) -> tuple[Scene, object]:
+def build(
+    npcs: int, observers: int, decider_of=None, seed: int = 0, hook_budget_ms: float | None = None
+) -> tuple[Scene, object]:
     """The world with `npcs` file NPCs and `observers` wandering players; decider_of(world) -> the decider
-    (set on the cast while the files load, as the server does, so that its guard checks each one)."""
+    (set on the cast while the files load, as the server does, so that its guard checks each one).
+    hook_budget_ms: the hooks' budget (None: the cast's default); --compare gives a large one, so that no
+    hook is stopped or disabled by the machine's load in one tree only (the two would then differ)."""
     tilemap = load_map(str(MAP))
     world = World(tilemap, WorldConfig(seed=seed, max_entities=max(65536, 2 * (npcs + observers))))
     decider = decider_of(world) if decider_of else None
-    cast = Cast(world, str(ROOT / "assets" / "npcs"), tick_rate=TICK_RATE, think_s=THINK_S)
+    budget = {} if hook_budget_ms is None else {"budget_ms": hook_budget_ms}
+    cast = Cast(world, str(ROOT / "assets" / "npcs"), tick_rate=TICK_RATE, think_s=THINK_S, **budget)
     cast.decider = decider
     cast.load_all()
     cast.decider = None
@@ -587,7 +606,7 @@ def serve(args) -> None:
             world, weights=args.weights, budget_s=60.0, guard=False, standby=False, workers=1, devices=["cpu"]
         )
 
-    scene, decider = build(args.compare_npcs, args.observers, start)
+    scene, decider = build(args.compare_npcs, args.observers, start, hook_budget_ms=2000.0)
     if not decider.pool.wait_ready(300):
         raise RuntimeError(f"policy worker not ready: {decider.pool.workers()}")
     settle(scene, args.settle_ticks)
