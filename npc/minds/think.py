@@ -32,10 +32,14 @@ the think and before any hook speaks, so the world hears them in the order
 they were decided.
 
 Measured (s17a, load 7-11 on the 2-core machine, 10,000 NPCs, 1,000 observers,
-`bench/decisions.py --compare` against main: two processes taking turns, 12
-rounds of 40 ticks, every round's positions and intents the same): cast.tick()
-thread CPU p50 with the policy 29.7 -> 27.7 ms (0.93x), built-in 20.4 -> 19.1 ms
-(0.94x); rounds scatter by 5-8% at that load. The policy's tick costs more than
+`bench/decisions.py --compare` against main: two processes taking turns, rounds
+of 40 ticks, every round's positions and intents the same): s17a's cuts (np.take
+for 2-D gathers, no np.isin in builtin.complete, the rows reading the look's
+gathers as views) gave cast.tick() thread CPU p50 with the policy 0.93x and
+1.06x of main in two runs of 12 and 16 rounds, built-in 0.94x and 1.03x: no
+change beyond the noise at that load (rounds scatter by 5-8%), though
+`complete` fell from 5.7% to 3.2% of the policy tick's py-spy samples and the
+rows alone to 0.95x (interleaved, 10 captured ticks). The policy's tick costs more than
 the built-in's (~28 against ~19 ms): the observation rows (~20% of it) and the
 answers' completion and apply at the next tick (~25%) are more work than
 builtin.decide. py-spy of the policy tick (main, 800 ticks): the look 30% (the
