@@ -33,6 +33,18 @@ against the learned policy on the inference pool, in one run.
    exceptions in the tick (the cast's "internal" reports and anything
    raised), decisions by outcome, worker deaths and restarts.
 
+4. side by side (`--compare PATH`, nothing else runs): this tree's cast.tick()
+   against another checkout's (e.g. `git archive main | tar -x -C /tmp/base`),
+   each in its own long-lived process (`--serve`, this file importing npc/,
+   world/, server/ from `--tree`) with the same scene (same seed), the policy
+   on one CPU worker with a deadline no tick misses (answers waited for
+   between ticks, untimed) and hooks with a large budget (a hook stopped by
+   the load in one tree only would make the two differ). They take turns,
+   `--compare-ticks` ticks each (who goes first alternates), `--compare-rounds`
+   rounds cycling through `--compare-modes`; per mode: cast.tick() thread CPU
+   p50/p99 per tree and their ratio, and whether every round's fingerprint
+   (every position, every NPC's intent and who decided it) is the same in both.
+
 The targets of the issue (10,000 NPCs, 1,000 observers: policy tick p50 <=
 10 ms, p99 <= 25 ms, >= 99.9% of decisions on time; built-in only p50 <= 25
 ms; faults: p99 within 1.2x of no faults, no exception) are marked met / not
@@ -42,6 +54,8 @@ Usage: python bench/decisions.py [--sizes 1000,2000,5000,10000,20000] [--observe
        [--seconds 20] [--blocks 4] [--settle-ticks 300] [--audit-seconds 3]
        [--fault-npcs 10000] [--fault-seconds 60] [--gpu | --devices cuda:0,cuda:1]
        [--no-guard] [--weights PATH|none] [--out bench/results/decisions.json]
+       python bench/decisions.py --compare PATH [--compare-npcs 10000] [--observers 1000]
+       [--compare-rounds 20] [--compare-ticks 40] [--compare-modes policy,builtin]
 Prints a table and writes JSON. This process never imports torch; only the
 pool's workers do. Timings are of this machine; compare only within a run.
 """
@@ -65,7 +79,9 @@ import numpy as np
 from machine import describe, save  # bench/machine.py (this script's folder is on sys.path)
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+# --tree PATH (internal, for --compare): import npc/, world/, server/ from that checkout instead of this one
+TREE = Path(sys.argv[sys.argv.index("--tree") + 1]).resolve() if "--tree" in sys.argv[:-1] else ROOT
+sys.path.insert(0, str(TREE))
 
 from npc.inference import Inbox, Pool, PoolConfig  # noqa: E402
 from npc.minds.cast import Cast  # noqa: E402
@@ -124,13 +140,18 @@ class Scene:
     outboxes: dict[int, Outbox]  # each player's connection's, as the room pushes to them
 
 
-def build(npcs: int, observers: int, decider_of=None, seed: int = 0) -> tuple[Scene, object]:
+def build(
+    npcs: int, observers: int, decider_of=None, seed: int = 0, hook_budget_ms: float | None = None
+) -> tuple[Scene, object]:
     """The world with `npcs` file NPCs and `observers` wandering players; decider_of(world) -> the decider
-    (set on the cast while the files load, as the server does, so that its guard checks each one)."""
+    (set on the cast while the files load, as the server does, so that its guard checks each one).
+    hook_budget_ms: the hooks' budget (None: the cast's default); --compare gives a large one, so that no
+    hook is stopped or disabled by the machine's load in one tree only (the two would then differ)."""
     tilemap = load_map(str(MAP))
     world = World(tilemap, WorldConfig(seed=seed, max_entities=max(65536, 2 * (npcs + observers))))
     decider = decider_of(world) if decider_of else None
-    cast = Cast(world, str(ROOT / "assets" / "npcs"), tick_rate=TICK_RATE, think_s=THINK_S)
+    budget = {} if hook_budget_ms is None else {"budget_ms": hook_budget_ms}
+    cast = Cast(world, str(ROOT / "assets" / "npcs"), tick_rate=TICK_RATE, think_s=THINK_S, **budget)
     cast.decider = decider
     cast.load_all()
     cast.decider = None
@@ -556,6 +577,132 @@ def faults(args) -> dict:
     }
 
 
+# -- 4. side by side: the think's CPU under two trees --------------------------------------------------
+
+
+def fingerprint(scene: Scene) -> str:
+    """A hash of every entity's position and every NPC's intent and who decided it: equal in two trees
+    that decide alike."""
+    import hashlib
+
+    w, cast = scene.world, scene.cast
+    eids = np.asarray(sorted(cast.minds), np.int64)
+    c = w.columns(eids)
+    h = hashlib.sha1()
+    for a in (w.of_kind(PLAYER)[1], c.pos, c.action, c.place, c.target, c.arrived):
+        h.update(np.ascontiguousarray(a).tobytes())
+    h.update(cast.rows.by[cast.rows.rows(eids.tolist())].tobytes())
+    return h.hexdigest()[:16]
+
+
+def serve(args) -> None:
+    """--serve (a child of --compare): one scene under --tree's code, the policy on one local CPU worker with
+    a deadline no tick misses (the answers are waited for between ticks, untimed: every tick applies the
+    last tick's answers, as on a quiet machine), then ticks on command from stdin, one JSON line back per
+    command: each tick's cast.tick() thread CPU (s) and the fingerprint after the last tick."""
+
+    def start(world):
+        return start_decider(
+            world, weights=args.weights, budget_s=60.0, guard=False, standby=False, workers=1, devices=["cpu"]
+        )
+
+    scene, decider = build(args.compare_npcs, args.observers, start, hook_budget_ms=2000.0)
+    if not decider.pool.wait_ready(300):
+        raise RuntimeError(f"policy worker not ready: {decider.pool.workers()}")
+    settle(scene, args.settle_ticks)
+    world, cast = scene.world, scene.cast
+    print(json.dumps({"ready": True, "fp": fingerprint(scene)}), flush=True)
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd or cmd[0] == "quit":
+            break
+        ticks, mode = int(cmd[1]), cmd[2]
+        cast.decider = decider if mode == "policy" else None
+        cpu = []
+        for _ in range(ticks):
+            for i in np.flatnonzero(scene.rng.random(len(scene.players)) < DT / TURN_EVERY_S):
+                turn(scene, scene.players[i])
+            if cast.decider is not None:
+                end = time.monotonic() + 30
+                while len(decider.inbox) < len(decider.pending) and time.monotonic() < end:
+                    time.sleep(0.0005)
+            t0 = time.thread_time()
+            cast.tick()
+            cpu.append(time.thread_time() - t0)
+            world.step(DT)
+        if mode == "policy":  # the last answers applied before the fingerprint (one more tick, untimed)
+            drain(decider)
+        print(json.dumps({"cpu": cpu, "fp": fingerprint(scene), "internal": internal_reports(cast)}), flush=True)
+    decider.close()
+
+
+def compare(args) -> dict:
+    """Two long-lived processes, this tree's and --compare's, each with the same scene (same seed), take
+    turns running --compare-ticks ticks (which goes first alternates): both see the same load at about the
+    same moments. Per mode: cast.tick() thread CPU medians and p99 per tree, and whether every block's
+    fingerprint (positions, intents) is the same in both."""
+    import subprocess
+
+    trees = {"this": ROOT, "base": Path(args.compare).resolve()}
+    passed = [a for a in sys.argv[1:] if a not in ("--compare", args.compare)]
+    procs = {
+        k: subprocess.Popen(
+            [sys.executable, __file__, "--serve", "--tree", str(t), *passed],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for k, t in trees.items()
+    }
+
+    def reply(k):
+        line = procs[k].stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {k} tree's bench process ended")
+        return json.loads(line)
+
+    ready = {k: reply(k) for k in procs}
+    same = [ready["this"]["fp"] == ready["base"]["fp"]]
+    cpu: dict = {m: {k: [] for k in procs} for m in ("policy", "builtin")}
+    modes = [m for m in args.compare_modes.split(",") if m]
+    try:
+        for r in range(args.compare_rounds):
+            mode = modes[r % len(modes)]
+            out = {}
+            for k in ("this", "base") if r % 2 else ("base", "this"):
+                procs[k].stdin.write(f"run {args.compare_ticks} {mode}\n")
+                procs[k].stdin.flush()
+                out[k] = reply(k)
+                cpu[mode][k] += out[k]["cpu"][2:]  # the first ticks after a switch apply the other mode's
+            same.append(out["this"]["fp"] == out["base"]["fp"])
+            print(
+                f"round {r} {mode:>7}: this {ms(np.median(out['this']['cpu'])):.2f} ms, base "
+                f"{ms(np.median(out['base']['cpu'])):.2f} ms, same: {same[-1]}",
+                flush=True,
+            )
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.stdin.write("quit\n")
+                p.stdin.flush()
+        for p in procs.values():
+            p.wait(60)
+    result: dict = {"npcs": args.compare_npcs, "observers": args.observers, "base": str(trees["base"])}
+    for mode, by in cpu.items():
+        if by["this"]:
+            t, b = np.asarray(by["this"]), np.asarray(by["base"])
+            result[mode] = {
+                "this_p50_ms": ms(pct(t, 50)),
+                "base_p50_ms": ms(pct(b, 50)),
+                "this_p99_ms": ms(pct(t, 99)),
+                "base_p99_ms": ms(pct(b, 99)),
+                "ratio_p50": round(pct(t, 50) / pct(b, 50), 3),
+                "ticks": len(t),
+            }
+    result["same_every_block"] = all(same)
+    return result
+
+
 # -- targets, printing ---------------------------------------------------------------------------------
 
 
@@ -672,6 +819,17 @@ def parse(argv=None):
         help="policy weights (safetensors); none: random weights (timing only, agreement meaningless)",
     )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "decisions.json"))
+    ap.add_argument(
+        "--compare",
+        default=None,
+        help="another checkout: only the side-by-side run of cast.tick() thread CPU, this tree against it",
+    )
+    ap.add_argument("--compare-npcs", type=int, default=10000)
+    ap.add_argument("--compare-rounds", type=int, default=20, help="blocks per tree (modes alternate)")
+    ap.add_argument("--compare-ticks", type=int, default=40, help="ticks per block")
+    ap.add_argument("--compare-modes", default="policy,builtin", help="modes the rounds cycle through")
+    ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--tree", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.weights = None if args.weights.lower() in ("", "none") else args.weights
     args.devices = [d.strip() for d in args.devices.split(",") if d.strip()] or (["cuda:0"] if args.gpu else None)
@@ -682,6 +840,14 @@ def parse(argv=None):
 
 def main() -> None:
     args = parse()
+    if args.serve:
+        return serve(args)
+    if args.compare:
+        r = compare(args)
+        print(json.dumps(r, indent=1))
+        r["machine"] = describe(os.getloadavg())
+        save(args.out.replace(".json", "-compare.json"), r, indent=1)
+        return
     if args.weights is not None and (problem := weights_problem(args.weights)):
         sys.exit(problem)
     if args.guard and importlib.util.find_spec("npc.policy.guard") is None:

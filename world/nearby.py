@@ -8,6 +8,13 @@ radius reaches, and the candidate pairs are laid out with repeat/cumsum
 looked at); a query whose radius is larger than `cell` visits more cells
 ((2k + 1)^2 for k = ceil(radius / cell)).
 
+Tried and dropped (s17a): bands of cell / 2, each sorted by x, a query reading per band only the run
+within its x range (a binary search): ~60% of the candidates hits against ~35%, and 3.24 -> 2.95 ms
+for the look's 1,000 queries on their own (real NPC positions, random players, radius = cell = 160);
+but in the tick, interleaved against this grid (bench/decisions.py --compare, built-in, 10,000 NPCs,
+1,000 observers, load 7-9) the think's CPU was 1.076x (the Index's build, 0.15 -> 0.27 ms, and the
+tie-break by cell order that the bands no longer give for free).
+
 Result: pairs sorted by (query, distance), nearest first (equal distances in
 the order the cells were visited); as CSR offsets too (`start[q]:start[q + 1]` are query q's pairs).
 """

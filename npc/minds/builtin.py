@@ -105,6 +105,10 @@ assert len(REASONS) == WHY_HOOK + 1
 
 _TALK, _GIVE, _FOLLOW, _APPROACH, _FLEE = (ACTION_INDEX[a] for a in ("talk", "give_item", "follow", "approach", "flee"))
 _PLACE_ACTIONS = np.array([ACTION_INDEX[a] for a in PLACE_ACTIONS], np.int8)
+# action code -> is a place action, one slot more (False) for -1: a table lookup, not np.isin (which sorts:
+# ~half of `complete`'s time, measured with py-spy at 10,000 NPCs)
+_IS_PLACE_ACTION = np.zeros(len(ACTION_INDEX) + 1, bool)
+_IS_PLACE_ACTION[_PLACE_ACTIONS] = True
 
 
 @dataclass(frozen=True)
@@ -486,7 +490,7 @@ def complete(
     # place, then a need's relief at its place (the earlier need last, so it wins), then the block itself.
     b = sight.block
     if b is not None:
-        act[np.isin(action, _PLACE_ACTIONS) & (place >= 0) & (place == sight.sched_place)] = b.activity
+        act[_IS_PLACE_ACTION[action] & (place >= 0) & (place == sight.sched_place)] = b.activity
     for need in reversed(d.needs):
         if need.relief:
             act[(action == ACTION_INDEX[need.relief]) & (place == _place(places, need.at))] = (

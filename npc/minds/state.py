@@ -213,6 +213,12 @@ class PairTimes:
         return {int(k & 0xFFFFFFFF): float(t) for k, t in zip(self.keys[lo:hi], self.times[lo:hi])}
 
 
+def _present(phase: np.ndarray, phases: int) -> list[int]:
+    """The distinct phases (0..phases-1) in `phase`, ascending: np.unique's, by one count instead of a sort
+    (15,000 pairs of several phases: a tick with fallbacks)."""
+    return np.flatnonzero(np.bincount(phase, minlength=phases)).tolist()
+
+
 class Phased:
     """PairTimes split by the NPC's think phase (id % k): a tick replaces the noticed sets of one
     phase's NPCs, and writes the greetings, gifts and approaches of one phase's NPCs, so it rewrites
@@ -236,7 +242,7 @@ class Phased:
         if len(phase) and phase.min() == phase.max():  # a tick's due NPCs: mostly one phase (no sort)
             yield int(phase[0]), slice(None)
             return
-        for ph in np.unique(phase).tolist():
+        for ph in _present(phase, self.k):
             yield ph, phase == ph
 
     def get(self, npc: np.ndarray, player: np.ndarray, default: float = NEVER) -> np.ndarray:
@@ -296,7 +302,7 @@ class PairKeys:
         elif phase.min() == phase.max():  # a tick's due NPCs: mostly one phase
             self.groups = [(int(phase[0]), np.arange(len(phase)))]
         else:
-            self.groups = [(ph, np.flatnonzero(phase == ph)) for ph in np.unique(phase).tolist()]
+            self.groups = [(ph, np.flatnonzero(phase == ph)) for ph in _present(phase, phases)]
 
     def __len__(self) -> int:
         return len(self.k)

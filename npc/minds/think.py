@@ -30,6 +30,22 @@ memo) are staged and said at once (`say_pending`: one World.say_many, one
 write of the speakers' rings of lines in the state table), at the end of
 the think and before any hook speaks, so the world hears them in the order
 they were decided.
+
+Measured (s17a, load 7-11 on the 2-core machine, 10,000 NPCs, 1,000 observers,
+`bench/decisions.py --compare` against main: two processes taking turns, rounds
+of 40 ticks, every round's positions and intents the same): s17a's cuts (np.take
+for 2-D gathers, no np.isin in builtin.complete, the rows reading the look's
+gathers as views) gave cast.tick() thread CPU p50 with the policy 0.93x and
+1.06x of main in two runs of 12 and 16 rounds, built-in 0.94x and 1.03x: no
+change beyond the noise at that load (rounds scatter by 5-8%), though
+`complete` fell from 5.7% to 3.2% of the policy tick's py-spy samples and the
+rows alone to 0.95x (interleaved, 10 captured ticks). The policy's tick costs more than
+the built-in's (~28 against ~19 ms): the observation rows (~20% of it) and the
+answers' completion and apply at the next tick (~25%) are more work than
+builtin.decide. py-spy of the policy tick (main, 800 ticks): the look 30% (the
+grid query 10%, the ledger's four reads 7%, their keys' sort 4%), the rows 15-20%
+(the player fields 5%), the answers applied 18% (their lines 5%, need rates 4%),
+the ledger's commit 6%.
 """
 
 from __future__ import annotations
@@ -183,6 +199,10 @@ def _think_due(cast, eids: np.ndarray, rows: np.ndarray, forced: np.ndarray) -> 
             plan.append((defn, "hooks" if hooked else "builtin", rest))
     if not plan:
         return
+    # the policy's files first: their rows are then one run of the look's gathers, which the observation
+    # rows read as views (npc/policy/observe._gather), not copies; the order of the parts that apply
+    # (built-in, hooks) among themselves is kept (a part's look does not depend on the others)
+    plan = [p for p in plan if p[1] == "ask"] + [p for p in plan if p[1] != "ask"]
     take_rows = np.concatenate([g for _, _, g in plan])
     bounds = np.cumsum([0] + [len(g) for _, _, g in plan])
     sights = look_many(
@@ -632,7 +652,12 @@ def take(s: Sight, keep: np.ndarray, pairs: bool = True) -> Sight:
         if f in kw or f == "start":
             continue
         a = getattr(s, f)
-        kw[f] = a if a is None else a[pk] if f in _PAIRS else a[idx]
+        if a is None:
+            kw[f] = a
+        elif a.ndim > 1:  # np.compress / np.take: 2-D fancy indexing costs several times more
+            kw[f] = np.compress(pk, a, axis=0) if f in _PAIRS else np.take(a, idx, axis=0)
+        else:
+            kw[f] = a[pk] if f in _PAIRS else a[idx]
     kw["p_row"] = new_row[s.p_row[pk]]
     kw["start"] = np.searchsorted(kw["p_row"], np.arange(len(idx) + 1)).astype(np.int64)
     return Sight(**kw)

@@ -122,3 +122,10 @@ def test_the_ring_of_lines_keeps_each_npcs_last_eight_in_order(batches):
             assert rows.lines_of(r) == list(model[r])
     rows.put_lines(2, [(1.0, "a"), (2.0, "b")])
     assert rows.lines_of(2) == [(1.0, "a"), (2.0, "b")]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, 2**40), max_size=200), st.integers(1, 12))
+def test_present_phases_are_unique(ids, phases):
+    phase = np.asarray(ids, np.int64) % phases
+    assert state._present(phase, phases) == np.unique(phase).tolist()
