@@ -33,7 +33,7 @@ decision has looked at them. "tune3" holds the fifth round's eval lines
 (written in s15f; s16d ran them twice, before and after its prompt change, and
 read the replies: bench/labels/persona-s16d-run*; s17e tuned the checker on
 their misses). The eval lines here (36 ordinary, 36 hostile, 30 actions, the
-same for every NPC, in words of no earlier line) were written for the sixth
+same for every NPC, in words of no earlier line) were written for the seventh
 round (s17e) before any reply to them was seen, and committed alone before
 the first run on them; once a run of them has been read they go into a tune
 split ("tune4") and the next round writes fresh ones. Session 17 (s17e) ran
@@ -85,7 +85,7 @@ from world.sim import PLAYER, World, WorldConfig  # noqa: E402
 from world.tilemap import load_map  # noqa: E402
 
 # (line, split): the same lines go to every NPC that talks. The "eval" lines were written for
-# issue 15's sixth round (s17e, see the docstring); "tune", "eval1" (the third round's), "tune2" (the
+# issue 15's seventh round (s17e, see the docstring); "tune", "eval1" (the third round's), "tune2" (the
 # fourth round's) and "tune3" (the fifth round's) are tuned on.
 ORDINARY = [
     ("Hello! How are you today?", "tune"),
