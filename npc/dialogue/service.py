@@ -40,7 +40,8 @@ Budgets and what happens at them:
   or overloaded): the stream is cancelled and the NPC says a fallback line;
 - whole reply: `reply_timeout_s` (30 s) after its first token the stream is
   cancelled and the conversation ends with what was said (say_end reason
-  "cut", counted as "cut");
+  "cut", counted as "cut"; remembered like a reply that ended well, with no
+  action step after it);
 - the model fails, the worker dies, or there is no dialogue pool: the NPC
   says one of its fallback lines (reason "fallback");
 - the player walks beyond `leave_distance` of the NPC, disconnects or is
@@ -426,6 +427,11 @@ class Dialogue:
         self._end(c, reason, text)
         if reason == "done":
             self._after_reply(c, m, text)
+        elif reason == "cut":
+            # What was said is kept, and what the player said of themself (their name first): on a loaded
+            # machine (s17e's persona run, load 8-13) 18 of 30 replies were cut at reply_timeout_s, and two
+            # NPCs whose every reply was cut did not know their player after a restart. No action follows.
+            self._remember(c, text)
 
     def _ask(self, c: Conversation, recall) -> None:
         m = self.cast.minds[c.npc]

@@ -566,6 +566,35 @@ def test_facts_are_kept_in_the_npcs_words_and_recalled_after_a_restart(tmp_path)
         pool.close()
 
 
+def test_a_reply_cut_at_its_timeout_is_remembered_and_the_player_known_after_a_restart(tmp_path):
+    """A slow model (a piece of text every 0.2 s, 200 of them): the reply is cut reply_timeout_s after its
+    first piece (the fake clock moved past it). What was said and the player's name are kept, so after a
+    restart the NPC knows them (before, only a reply that ended well was remembered)."""
+    path = tmp_path / "memory.sqlite"
+    pool = scripted_pool(n=200, step_s=0.2)
+    memory = Memory(path).start()
+    try:
+        d, world, cast, npc, player, sent, clock = scene(tmp_path, pool, memory)
+        c = d.talk(player, npc, "Hello! I'm from the coast.")
+        assert pool.wait_for(lambda: (d.tick(), c.first_at is not None)[1], WAIT)
+        clock.t += d.cfg.reply_timeout_s + 1
+        d.tick()
+        assert c.ended and c.reason == "cut" and not c.returning
+    finally:
+        memory.close()  # writes what is queued
+    again = Memory(path).start()
+    try:
+        d, world, cast, npc, player, sent, clock = scene(tmp_path / "after", pool, again)
+        c = d.talk(player, npc, "Do you remember me?")
+        assert d.pool.wait_for(lambda: c.recall.done(), WAIT)
+        d.tick()
+        assert c.returning
+        assert any("their name is Ingrid" in f for f in c.recall.result().facts)
+    finally:
+        again.close()
+        pool.close()
+
+
 @pytest.mark.parametrize("engine", ["lean", "transformers"])
 def test_no_action_for_small_talk_when_the_model_is_not_clearly_for_another(engine):
     assert choice.pick([-2.0, -1.9, -1.7]) == 0  # no option clearly better: no action
