@@ -58,6 +58,12 @@ int4: 24 for 7 of 8 and 11 (1 row or 8 rows alike); float32 q8dyn: 7 14 8 24 5 2
 time, 17 5 8 9 5 5 2 24 as one batch of 8. So q8dyn is not the default for the layers (it is
 `quant="q8dyn"`, bench/dialogue.py lean-q8dyn): its 7-bit inputs lose what the file had.
 
+bench/dialogue.py --engines lean --engines-only --engine-repeat 2 --tokens 32 --threads 2 (s17d, one
+round each, main then this, load 5.7-9.3 then 4.2-6.9; 404-token prompts), main -> this: first
+token cold 55,068 -> 7,373 ms, warm 16,784 -> 5,130 ms, single stream 0.7 -> 1.7 tok/s, 8
+conversations 5.5 -> 25.1 tok/s decoding (1.8 -> 10.8 over the wall). Far below the step's own
+figures: 2 threads on 2 busy cores (docs/workers.md, --dialogue-threads).
+
 Q8DYN: fbgemm's int8 weight (a scale per output channel) x input quantized per call (one scale for
 the whole input, 7 bits: reduce_range) GEMM, quantized::linear_dynamic. The 30 layers' matmuls, 1
 thread, thread ms: 1 row int4 (bf16) 25.4, q8dyn 20.4, fbgemm fp16 weights 29.0, float32 51.8,
