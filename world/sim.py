@@ -271,7 +271,7 @@ class World:
             return
         t = self._table
         slots = t.slots(eids)
-        pos = t.pos[slots]
+        pos = np.take(t.pos, slots, axis=0)
         cells = self._grid.cell_of(pos).tolist()
         kinds = t.kind[slots].tolist()
         xs, ys = pos[:, 0].tolist(), pos[:, 1].tolist()
@@ -543,7 +543,7 @@ class World:
         """(ids (M,), centres (M,2)) of every live entity of a kind."""
         slots, players, npcs = self._kinds()
         s = players if kind == PLAYER else npcs
-        return self._table.id[s].copy(), self._table.pos[s].copy()
+        return self._table.id[s].copy(), np.take(self._table.pos, s, axis=0)
 
     def columns(self, eids: np.ndarray, stats: tuple[str, ...] = ()) -> Columns:
         """The intents, positions and named stats of many live NPCs at once (KeyError for an unknown id)."""
@@ -659,7 +659,7 @@ class World:
             # a cell per line was ~2 us each, ~370 lines a tick at 10,000 NPCs and 1,000 observers)
             slots = t.slots([line[0] for line in chat], strict=False)
             here = slots >= 0
-            cells[here] = self._grid.cell_of(t.pos[slots[here]])
+            cells[here] = self._grid.cell_of(np.take(t.pos, slots[here], axis=0))
         tick = self.tick
         records = [encode_chat_record(eid, name, text, tick) for eid, _, name, text, _ in chat]
         return self._interest.build(t, cells, records)
