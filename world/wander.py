@@ -87,7 +87,7 @@ def steer(
         return vel
     # NPCs spawned together hold one run of slots (the usual case): their columns are then sliced
     # and written back whole, not gathered and scattered through the slots (the same values)
-    run = _run(slots)
+    run = run_of(slots)
     at = slots if run is None else run
     pos = rows(table.pos, slots) if run is None else table.pos[run].copy()
     phase = table.w_phase[at].copy()
@@ -128,7 +128,7 @@ def steer(
     return vel
 
 
-def _run(slots: np.ndarray) -> slice | None:
+def run_of(slots: np.ndarray) -> slice | None:
     """slots (ascending) as a slice when they are one run of consecutive slots, else None."""
     lo, hi = int(slots[0]), int(slots[-1]) + 1
     return slice(lo, hi) if hi - lo == len(slots) else None
