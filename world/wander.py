@@ -193,10 +193,16 @@ def _legs(
 
     # TRAVEL: head for the centre of the next tile on the flow field, not past it. Usually every
     # one of them travels (10,000 wanderers: all but a few): then no gather and no scatter at all.
-    tr = np.flatnonzero(phase == TRAVEL)
-    if tr.size == len(phase):
+    # When most travel, every row is steered so (each row's arithmetic is its own) and the others'
+    # velocities are set after: cheaper than gathering the travellers and scattering theirs back.
+    travel = phase == TRAVEL
+    n_tr = int(np.count_nonzero(travel))
+    if 2 * n_tr >= len(phase):
         vel[:] = _towards(nav.centre(nav.next_tiles(poi, tile)) - pos, speed, dt)
-    elif tr.size:
+        if n_tr < len(phase):
+            put_rows(vel, np.flatnonzero(~travel), np.zeros((len(phase) - n_tr, 2)))
+    elif n_tr:
+        tr = np.flatnonzero(travel)
         aim = nav.centre(nav.next_tiles(poi[tr], tile[tr]))
         put_rows(vel, tr, _towards(aim - rows(pos, tr), _at(speed, tr), dt))
 
