@@ -26,9 +26,11 @@ build went from 3.9 to 2.3 ms (at 300 observers 2.5 to 1.5 ms). Later, the same 
 main's world/ and this one alternately in one process, tick by tick (CPU time, load 5-6): 5.35 ->
 4.25 ms (0.79x), from numpy ids kept lazy and every leave packed at once, keyframe cells joined
 only when asked, move blocks from 32/16-bit words, and (x, y) rows gathered as 16-byte words.
-Session 17 (the same way, load 8-10): build 6.65 -> 6.32 ms (0.95x) at 1,000 observers, from
-the shared Views' enter/leave by each crossing's cached entered/left cells (`Grid.crossing`) and
-mixed-size leave ids packed in place (protocol.pack_uints). What is left, at 1,000 observers:
+Session 17 (the same way, --same, load 10-11): build 6.75 -> 6.17 ms (0.91x) at 1,000 observers
+(4.90 -> 4.71 at 300), from the shared Views' enter/leave by each crossing's cached entered/left
+cells (`Grid.crossing`), mixed-size leave ids packed in place (protocol.pack_uints), and in
+_moved_views only the candidates that came (or were not kept) tested against the other cell's
+view. What is left, at 1,000 observers:
 _moved_views ~2 ms (19 moves a tick enter ~7,500 records and leave ~7,300 ids: the record gather
 alone is ~0.5 ms, memory-bound on scattered bytes objects), move blocks ~0.8, the cell order
 ~0.45, the shared Views' delta bodies ~0.55. Tried, not kept: the shared Views' enter/leave as one

@@ -10,11 +10,13 @@ one vectorised pass for every speed, not one per speed).
 `travel` walks NPCs to one chosen POI and keeps them there (the go_to intent,
 world/intents.py) with the same legs, without picking the next POI.
 
-Cost (10,000 wanderers, bench/world.py --compare main --interleave --same, CPU time, load 8-10):
-World.step 5.73 -> 3.38 ms (0.59x), bit for bit, from (n, 2) rows gathered with np.take and
-scattered as 16-byte words (`rows`, `put_rows`), the flow field read by one flat gather, no
-gather or scatter at all when every wanderer travels (the usual case), wanderers that hold one run
-of slots read and written as slices, and movement's sweep on contiguous columns (world/movement.py).
+Cost (10,000 wanderers, bench/world.py --compare main --interleave --same, CPU time, load 10-11):
+World.step 5.84 -> 3.48 ms (0.60x), bit for bit, from (n, 2) rows gathered with np.take and
+scattered as 16-byte words (`rows`, `put_rows`), the flow field read by one flat gather, every
+row steered as a traveller when most travel (no gather of the travellers, no scatter back),
+wanderers that hold one run of slots read and written as slices (`run_of`), and movement's sweep
+on contiguous columns (world/movement.py). Left: `move` ~1.3 ms, the travellers' arithmetic and
+tile_of (~0.25 ms) ~0.8 ms.
 np.hypot in `_towards` (~0.2 ms here) is kept: sqrt(x*x + y*y) is not always the same float.
 
 Per NPC (columns of the entity table):
