@@ -62,7 +62,9 @@ bench/dialogue.py --engines lean --engines-only --engine-repeat 2 --tokens 32 --
 round each, main then this, load 5.7-9.3 then 4.2-6.9; 404-token prompts), main -> this: first
 token cold 55,068 -> 7,373 ms, warm 16,784 -> 5,130 ms, single stream 0.7 -> 1.7 tok/s, 8
 conversations 5.5 -> 25.1 tok/s decoding (1.8 -> 10.8 over the wall). Far below the step's own
-figures: 2 threads on 2 busy cores (docs/workers.md, --dialogue-threads).
+figures: 2 threads on 2 busy cores (docs/workers.md, --dialogue-threads). Again on a quiet spell
+(load 0.8-1.5, main then this): first token cold 11,995 -> 1,490 ms, warm 5,459 -> 764 ms, single
+stream 18.7 -> 24.4 tok/s, 8 conversations 35.3 -> 73.9 tok/s decoding (5.1 -> 30.0 over the wall).
 
 Q8DYN: fbgemm's int8 weight (a scale per output channel) x input quantized per call (one scale for
 the whole input, 7 bits: reduce_range) GEMM, quantized::linear_dynamic. The 30 layers' matmuls, 1
