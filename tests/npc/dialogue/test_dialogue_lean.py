@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from npc.dialogue import lean
-from npc.dialogue.model import load, tiny
+from npc.dialogue.model import tiny
 from npc.dialogue.runner import DialogueRunner, make_engine
 
 from support.dialoguehelp import ask, joined, run_all
@@ -273,10 +273,10 @@ def test_the_engine_is_lean_for_llama_and_transformers_otherwise():
 
 
 @pytest.fixture(scope="module")
-def default_model():
-    """SmolLM2-135M-Instruct in float32, a chat prompt, and transformers' own greedy reply to it
-    (generate: 8 tokens, with the first token's logits)."""
-    hf, tok = load("default", dtype="float32")
+def default_reference(default_model):
+    """SmolLM2-135M-Instruct in float32 (conftest's `default_model`: loaded once per session), a chat
+    prompt, and transformers' own greedy reply to it (generate: 8 tokens, with the first token's logits)."""
+    hf, tok = default_model
     ids = tok.apply_chat_template(
         [
             {"role": "system", "content": "You are Tam, a merchant."},
@@ -299,16 +299,10 @@ def default_model():
     return hf, ids, ref.logits[0][0].float(), ref.sequences[0, len(ids) :].tolist()
 
 
-@pytest.fixture(scope="module")
-def default_bf16(default_model):
-    """The same model in bf16: what the lean path runs on CPU by default (int4 layers)."""
-    return copy.deepcopy(default_model[0]).to(torch.bfloat16)
-
-
 @pytest.mark.timeout(600)  # loading the GGUF into float32 takes most of it; slow on a busy 2-core machine
-def test_lean_matches_transformers_on_the_default_model(default_model, default_bf16):
+def test_lean_matches_transformers_on_the_default_model(default_reference, default_bf16):
     """SmolLM2-135M-Instruct, both in float32 so that the numbers can agree closely."""
-    hf, ids, ref_first, want = default_model
+    hf, ids, ref_first, want = default_reference
     e = lean.LeanEngine(hf, columns=len(ids) + 16, pad_id=0, quant="none")
     first, out = engine_greedy(e, [ids], 4)
     torch.testing.assert_close(first[0], ref_first, rtol=1e-3, atol=2e-3)
@@ -324,13 +318,13 @@ def test_lean_matches_transformers_on_the_default_model(default_model, default_b
 
 @pytest.mark.timeout(600)
 @pytest.mark.parametrize("quant", ["int4", "none"])
-def test_three_candidates_of_one_prompt_match_transformers_on_the_default_model(default_model, default_bf16, quant):
+def test_three_candidates_of_one_prompt_match_transformers_on_the_default_model(default_reference, default_bf16, quant):
     """What the runner does for a request of 3 candidates: the prompt is prefilled whole into row
     0, the other two join from its stored prefix (only its last token computed), and the 3 rows
     decode as one batch, rows of one length. Greedy, each row must give transformers' tokens (the
     tolerance above: 8 steps). With int4 the 2-row sibling prefill and every decode step run the
     quantized matmuls on more than one row (the case s12e's cuts broke: a non-contiguous input)."""
-    hf, ids, _, want = default_model
+    hf, ids, _, want = default_reference
     e = lean.LeanEngine(default_bf16, columns=len(ids) + 16, pad_id=0, quant=quant)
     assert e.model.quant == quant
     stored: dict = {}

