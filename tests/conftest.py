@@ -1,10 +1,12 @@
 """Fixtures that start real servers: `npcworld serve` as a subprocess on a free
 loopback port (support/servers.py), ended by its PID when the test is done; and the default
-dialogue model, loaded once for the whole session (`default_model`, `default_bf16`)."""
+dialogue model, loaded once for the whole session (`default_model`, `default_bf16`); mypy, started
+at collection for tests/test_types.py (`mypy_run`, support/typecheck.py)."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import pytest
 
 from support.npchelp import SMALL, small_map, write
 from support.servers import RunningServer, start_server
+from support.typecheck import NODE, MypyRun
 
 E2E_DIR = Path(__file__).resolve().parent / "e2e"
 SERVER_FIXTURES = {"server", "launch"}  # each starts `npcworld serve` (a test may also call start_server)
@@ -23,6 +26,33 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if E2E_DIR in item.path.parents or SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.e2e)
+
+
+_early: list[MypyRun] = []  # the mypy run started at collection, if any
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start mypy now when the run holds tests/test_types.py's test, so that it runs beside the
+    other tests (support/typecheck.py says why); not in an xdist worker (each would start one)."""
+    if "PYTEST_XDIST_WORKER" not in os.environ and any(item.nodeid == NODE for item in session.items):
+        _early.append(MypyRun())
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for run in _early:
+        run.stop()
+
+
+@pytest.fixture
+def mypy_run():
+    """The mypy run started at collection, or one started now (a worker, or a test run by another
+    node id)."""
+    if _early:
+        yield _early[0]
+    else:
+        run = MypyRun()
+        yield run
+        run.stop()
 
 
 @pytest.fixture(scope="module")
