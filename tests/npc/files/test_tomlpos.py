@@ -226,7 +226,9 @@ def leaves(value: Any, path: tuple = ()) -> list[tuple]:
     return [path] if path else []
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+# 100 examples (300 until s18a: 20.2 -> 10.1 s of CPU; 300 ran 134 s at load 9, past the 120 s timeout).
+# With the escaped-key bug it found put back (08bc750's fix reverted) it fails at 100 and at 50, 5 seeds of 5.
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(documents())
 def test_every_leaf_tomllib_reads_has_the_line_of_its_key(doc):
     text = "".join(doc.text)
