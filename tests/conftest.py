@@ -33,8 +33,11 @@ _early: list[MypyRun] = []  # the mypy run started at collection, if any
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start mypy now when the run holds tests/test_types.py's test, so that it runs beside the
-    other tests (support/typecheck.py says why); not in an xdist worker (each would start one)."""
-    if "PYTEST_XDIST_WORKER" not in os.environ and any(item.nodeid == NODE for item in session.items):
+    other tests (support/typecheck.py says why); not for --collect-only, nor in an xdist worker (each
+    would start one)."""
+    if session.config.option.collectonly or "PYTEST_XDIST_WORKER" in os.environ:
+        return
+    if any(item.nodeid == NODE for item in session.items):
         _early.append(MypyRun())
 
 
