@@ -96,11 +96,16 @@ fused kernel torch has no int8 x bf16 batched matmul (torch._int_mm on CPU was s
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+
+from . import kernels
+
+log = logging.getLogger("npcworld.dialogue")
 
 # Weight-only quantized matmuls for the decode step, where they measure faster. The decode step
 # is bound by reading the weights (134 MB a token in int8, 270 MB in bf16): 1 row at a time
@@ -122,7 +127,11 @@ import torch.nn.functional as F
 # interleaved in one process, 1 thread, load 5-7); 39% of a bf16 prefill is attention (SDPA).
 # "auto": int4 for bf16 models on CPU
 # (torch's int4/int8 kernels used here are CPU ones), none on CUDA.
-QUANTS = ("none", "int8", "int4", "q8dyn")
+QUANTS = ("none", "int8", "int4", "q8dyn", "q4_1", "q8_0")
+# llama.cpp's block formats through the C++ kernels (kernels/: an input row quantized per block of 32,
+# float32 in and out): "q4_1" layers (the default model's GGUF grid) and a q8_0 head, or "q8_0" throughout.
+# Without the kernels (not built, no AVX2, CUDA) they are today's torch kernels (BLOCKS_FALLBACK).
+BLOCKS = ("q4_1", "q8_0")
 QUANTIZE = {"cpu": "int4", "cuda": "none"}
 # int4 up to 12 rows, measured at the default model's decode step (s13c, /tmp A/B in one process,
 # 1 thread, load 6-8, ms a step, QUANT_ROWS 4 (bf16 above 4 rows) vs int4): 6 rows 140 vs 108,
@@ -130,7 +139,25 @@ QUANTIZE = {"cpu": "int4", "cuda": "none"}
 QUANT_ROWS = 12
 # The head's quick pass (Head) where the model computes in float32 (COMPUTE) and fbgemm is there: Q8DYN.
 HEAD_F32 = "q8dyn"
+# What "q4_1" / "q8_0" become without the kernels: the path the kernels replaced (COMPUTE).
+BLOCKS_FALLBACK = "int4"
+_said: set[str] = set()
+
+
+def blocks_or_fallback(quant: str) -> str:
+    """quant, or BLOCKS_FALLBACK where it names the kernels' formats and they are not there (said once)."""
+    if quant not in BLOCKS or kernels.available():
+        return quant
+    why = kernels.why_not() or "unavailable"
+    if why not in _said:
+        _said.add(why)
+        log.warning("lean decode path: quant %s needs the C++ kernels, %s: using %s", quant, why, BLOCKS_FALLBACK)
+    return BLOCKS_FALLBACK
+
+
 GROUP = 32  # int4: inputs per scale and zero (Q4_1's block)
+# q4_1 / q8_0: inputs of up to BLOCK_ROWS rows through the kernels, more (prefill) through float32.
+BLOCK_ROWS = 16
 # The head under "int4" (Head): an int4 pass, then the TOP likeliest tokens again in bf16. TOP is well
 # above the runner's top_k (40), so every token it may sample has its exact logit: the int4 pass of the
 # tied embedding (Q8_0 in the file) is off by up to 4 in a logit, and on the default model (124 decode
@@ -189,8 +216,16 @@ class Dense:
             self.quant = "int8"  # int4 needs whole groups, and outputs in 16s (torch's packing)
         if self.quant == "q8dyn" and not fbgemm():
             self.quant = "int4" if K % GROUP == 0 and N % 16 == 0 else "int8"
+        if self.quant in BLOCKS and K % GROUP:
+            self.quant = "int8"  # whole blocks of 32 inputs only
+        self.quant = blocks_or_fallback(self.quant)
         kdt = torch.bfloat16 if w.dtype == torch.float32 else w.dtype  # the int kernels' scales
-        if self.quant == "q8dyn":
+        self.q: Any
+        if self.quant == "q4_1":
+            self.q = kernels.pack_q4_1(w)  # (qs, d, m)
+        elif self.quant == "q8_0":
+            self.q = kernels.pack_q8_0(w)  # (qs, d)
+        elif self.quant == "q8dyn":
             # fbgemm: int8 weights, a scale per output channel; the input quantized to 8 bits per call
             # (one scale for the whole input: a row's numbers depend a little on the rows beside it).
             w32 = w.float()
@@ -220,7 +255,10 @@ class Dense:
         if self.quant == "none" or rows > self.rows or (self.quant == "q8dyn" and not step):
             return F.linear(x, self.w)
         x2 = x.reshape(rows, x.shape[-1]).contiguous()  # the int kernels take contiguous inputs only
-        if self.quant == "q8dyn":
+        if self.quant in BLOCKS:
+            op = torch.ops.npc_quant.q4_1_mm if self.quant == "q4_1" else torch.ops.npc_quant.q8_0_mm
+            y = op(x2.float(), *self.q).to(x2.dtype)
+        elif self.quant == "q8dyn":
             y = torch.ops.quantized.linear_dynamic(x2, self.q, True)
         else:
             xk = x2.to(self.scale.dtype)
@@ -244,7 +282,7 @@ class Head:
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, hidden) -> (B, vocab)."""
-        if x.shape[0] > self.q.rows or self.q.quant not in ("int4", "q8dyn"):
+        if x.shape[0] > self.q.rows or self.q.quant not in ("int4", "q8dyn", *BLOCKS):
             return self.exact(x)
         logits = self.q(x)
         top = logits.topk(min(TOP, logits.shape[-1]), -1).indices  # (B, TOP)
@@ -270,7 +308,7 @@ class LeanLlama:
             quant = QUANTIZE.get(self.device.type, "none") if emb.dtype == torch.bfloat16 else "none"
         if quant not in QUANTS:
             raise ValueError(f"lean decode path: quant {quant!r}: expected auto, {', '.join(QUANTS)}")
-        self.quant = quant if self.device.type == "cpu" else "none"  # the kernels used here are CPU ones
+        self.quant = blocks_or_fallback(quant) if self.device.type == "cpu" else "none"  # CPU kernels only
         self.config = cfg
         self.n_layers = cfg.num_hidden_layers
         self.hidden = cfg.hidden_size
@@ -288,7 +326,7 @@ class LeanLlama:
         dt = lambda t: t.detach().to(self.dtype)  # noqa: E731 (a copy only where COMPUTE says float32)
         self.embed = dt(emb)
         self.layers = []
-        qrows = MAX_ROWS if self.quant == "q8dyn" else QUANT_ROWS  # Q8DYN: faster than float32 up to MAX_ROWS
+        qrows = {"q8dyn": MAX_ROWS, "q4_1": BLOCK_ROWS, "q8_0": BLOCK_ROWS}.get(self.quant, QUANT_ROWS)  # Q8DYN
         for layer in hf.model.layers:
             a, m = layer.self_attn, layer.mlp
             qkv = dt(torch.cat([a.q_proj.weight.detach() * self.scale, a.k_proj.weight, a.v_proj.weight]))
@@ -305,9 +343,10 @@ class LeanLlama:
         self.norm = dt(hf.model.norm.weight)
         out_w = hf.get_output_embeddings().weight
         out_w = self.embed if out_w.data_ptr() == emb.data_ptr() else dt(out_w)  # tied: one copy
-        self.head = Dense(out_w, "int8" if self.quant != "none" else "none")  # every token's logits (scoring)
+        scoring = "q8_0" if self.quant in BLOCKS else "int8" if self.quant != "none" else "none"
+        self.head = Dense(out_w, scoring)  # every token's logits (scoring)
         # One token a row (decode): a quick pass, then the likeliest tokens again (Head).
-        first = {"int4": "int4", "q8dyn": "q8dyn"}.get(self.quant)
+        first = {"int4": "int4", "q8dyn": "q8dyn", "q4_1": "q8_0", "q8_0": "q8_0"}.get(self.quant)
         if first == "int4" and self.dtype == torch.float32 and fbgemm():
             first = HEAD_F32
         self.top = Head(out_w, self.head, first) if first else self.head

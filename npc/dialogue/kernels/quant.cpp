@@ -1,0 +1,207 @@
+// Weight-only quantized matmuls for the lean decode path (npc/dialogue/kernels/__init__.py says why
+// and how it is built): y = x @ w.T with w in llama.cpp's block formats, x float32 quantized on the
+// fly to int8 per block of 32 (llama.cpp's q8_0 / q8_1), integer dot products with AVX2's
+// maddubs / madd, float32 out. Rows of y (output channels) are split over torch's intra-op threads.
+//
+// Formats, for w (N, K), K a multiple of 32, block b of row n holding w[n, 32 b .. 32 b + 31]:
+//   q4_1: qs (N, K / 2) uint8, byte j of a block = q[j] | q[j + 16] << 4 (q in 0..15);
+//         d, m (N, K / 32) float16: w = d * q + m (the default model's layers: its GGUF file's own)
+//   q8_0: qs (N, K) int8; d (N, K / 32) float16: w = d * q (its embedding / head)
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <immintrin.h>
+#include <torch/library.h>
+
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+namespace {
+
+constexpr int64_t QK = 32;  // inputs per block
+constexpr int64_t TILE = 4;  // input rows that share one load (and unpacking) of a weight block
+
+inline float hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float h16(uint16_t h) { return _cvtsh_ss(h); }
+
+// x (M, K) -> qx (M, K) int8, dx (M, K / 32): x ~= dx * qx (round to nearest, |qx| <= 127),
+// sx (M, K / 32) = dx * sum(qx) of the block (q4_1's m term needs it): llama.cpp's quantize_row_q8_1.
+void quantize_rows(const float* x, int64_t blocks, int8_t* qx, float* dx, float* sx) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+  for (int64_t i = 0; i < blocks; ++i) {
+    const float* p = x + i * QK;
+    __m256 v0 = _mm256_loadu_ps(p), v1 = _mm256_loadu_ps(p + 8);
+    __m256 v2 = _mm256_loadu_ps(p + 16), v3 = _mm256_loadu_ps(p + 24);
+    __m256 a = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v0), _mm256_andnot_ps(sign, v1)),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v2), _mm256_andnot_ps(sign, v3)));
+    __m128 m4 = _mm_max_ps(_mm256_extractf128_ps(a, 1), _mm256_castps256_ps128(a));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_movehdup_ps(m4));
+    const float amax = _mm_cvtss_f32(m4);
+    const float d = amax / 127.0f;
+    const __m256 mul = _mm256_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+    const int r = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+    __m256i i0 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v0, mul), r));
+    __m256i i1 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v1, mul), r));
+    __m256i i2 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v2, mul), r));
+    __m256i i3 = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v3, mul), r));
+    __m256i s = _mm256_add_epi32(_mm256_add_epi32(i0, i1), _mm256_add_epi32(i2, i3));
+    __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+    s4 = _mm_hadd_epi32(s4, s4);
+    s4 = _mm_hadd_epi32(s4, s4);
+    __m256i q = _mm256_packs_epi16(_mm256_packs_epi32(i0, i1), _mm256_packs_epi32(i2, i3));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(qx + i * QK), _mm256_permutevar8x32_epi32(q, order));
+    dx[i] = d;
+    sx[i] = d * static_cast<float>(_mm_cvtsi128_si32(s4));
+  }
+}
+
+// The 32 weights of a q4_1 block as bytes 0..15, in order.
+inline __m256i nibbles(const uint8_t* p) {
+  const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+  const __m256i b = _mm256_set_m128i(_mm_srli_epi16(t, 4), t);
+  return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+}
+
+// Integer dot of 32 unsigned (w, 0..15 or |w|) by 32 signed bytes, as 8 float partial sums.
+inline __m256 dot_u8(__m256i u, __m256i s) {
+  const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1));
+  return _mm256_cvtepi32_ps(p);
+}
+
+struct Input {  // x quantized: qx (M, K), dx and sx (M, K / 32)
+  std::vector<int8_t> qx;
+  std::vector<float> dx, sx;
+  int64_t M, K, nb;
+};
+
+Input quantize(const at::Tensor& x) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous() && x.device().is_cpu(),
+              "npc_quant: x must be a contiguous (rows, K) float32 CPU tensor, got ", x.sizes(), " ",
+              x.scalar_type());
+  Input in{{}, {}, {}, x.size(0), x.size(1), x.size(1) / QK};
+  TORCH_CHECK(in.K % QK == 0, "npc_quant: K = ", in.K, " is not a multiple of 32");
+  in.qx.resize(in.M * in.K);
+  in.dx.resize(in.M * in.nb);
+  in.sx.resize(in.M * in.nb);
+  quantize_rows(x.data_ptr<float>(), in.M * in.nb, in.qx.data(), in.dx.data(), in.sx.data());
+  return in;
+}
+
+void check_weights(const at::Tensor& qs, const at::Tensor& d, int64_t K, int64_t per_row, at::ScalarType t) {
+  TORCH_CHECK(qs.dim() == 2 && qs.size(1) == per_row && qs.scalar_type() == t && qs.is_contiguous(),
+              "npc_quant: weights ", qs.sizes(), " ", qs.scalar_type(), " do not fit inputs of K = ", K);
+  TORCH_CHECK(d.dim() == 2 && d.size(0) == qs.size(0) && d.size(1) == K / QK && d.scalar_type() == at::kHalf &&
+                  d.is_contiguous(),
+              "npc_quant: scales ", d.sizes(), " ", d.scalar_type(), " do not fit weights ", qs.sizes());
+}
+
+// sum over blocks of a[b] * b[b], a float16 (a q4_1 row's mins), b float32 (an input row's sx).
+inline float dot_h(const uint16_t* a, const float* b, int64_t n) {
+  __m256 acc = _mm256_setzero_ps();
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    acc = _mm256_fmadd_ps(_mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i))),
+                          _mm256_loadu_ps(b + i), acc);
+  float s = hsum(acc);
+  for (; i < n; ++i) s += h16(a[i]) * b[i];
+  return s;
+}
+
+// y[m, n] for the R input rows m0 .. m0 + R - 1 and the output channels n0 .. n1 - 1. R is a
+// template argument so that the accumulators stay in registers; two a row (even and odd blocks)
+// so that one row's chain of FMAs does not wait on their latency.
+template <bool Q4, int R>
+void rows(const Input& in, int64_t m0, const uint8_t* qs, const uint16_t* d, const uint16_t* mn, int64_t n0,
+          int64_t n1, float* y, int64_t N) {
+  const int64_t nb = in.nb, row_bytes = Q4 ? in.K / 2 : in.K;
+  const int8_t* qx = in.qx.data() + m0 * in.K;
+  const float* dx = in.dx.data() + m0 * nb;
+  for (int64_t n = n0; n < n1; ++n) {
+    __m256 acc[R][2];
+    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    const uint8_t* w = qs + n * row_bytes;
+    const uint16_t* dn = d + n * nb;
+    for (int64_t b = 0; b < nb; ++b) {
+      const float dw = h16(dn[b]);
+      __m256i u, wb = _mm256_setzero_si256();
+      if constexpr (Q4) {
+        u = nibbles(w + b * (QK / 2));
+      } else {
+        wb = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(w + b * QK));
+        u = _mm256_sign_epi8(wb, wb);  // |w|; x takes w's sign instead
+      }
+      for (int r = 0; r < R; ++r) {
+        __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qx + r * in.K + b * QK));
+        if constexpr (!Q4) s = _mm256_sign_epi8(s, wb);
+        acc[r][b & 1] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx[r * nb + b]), dot_u8(u, s), acc[r][b & 1]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      float v = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
+      if constexpr (Q4) v += dot_h(mn + n * nb, in.sx.data() + (m0 + r) * nb, nb);
+      y[(m0 + r) * N + n] = v;
+    }
+  }
+}
+
+template <bool Q4>
+void tile(const Input& in, int64_t m0, const uint8_t* qs, const uint16_t* d, const uint16_t* mn, int64_t n0,
+          int64_t n1, float* y, int64_t N) {
+  switch (std::min<int64_t>(TILE, in.M - m0)) {
+    case 1: return rows<Q4, 1>(in, m0, qs, d, mn, n0, n1, y, N);
+    case 2: return rows<Q4, 2>(in, m0, qs, d, mn, n0, n1, y, N);
+    case 3: return rows<Q4, 3>(in, m0, qs, d, mn, n0, n1, y, N);
+    default: return rows<Q4, 4>(in, m0, qs, d, mn, n0, n1, y, N);
+  }
+}
+
+template <bool Q4>
+at::Tensor mm(const at::Tensor& x, const at::Tensor& qs, const at::Tensor& d, const at::Tensor* mn) {
+  const Input in = quantize(x);
+  check_weights(qs, d, in.K, Q4 ? in.K / 2 : in.K, Q4 ? at::kByte : at::kChar);
+  if (mn) TORCH_CHECK(mn->sizes() == d.sizes() && mn->scalar_type() == at::kHalf && mn->is_contiguous(),
+                      "npc_quant: q4_1 mins ", mn->sizes(), " do not fit scales ", d.sizes());
+  const int64_t N = qs.size(0);
+  at::Tensor y = at::empty({in.M, N}, x.options());
+  const auto* w = reinterpret_cast<const uint8_t*>(qs.data_ptr());
+  const auto* dp = reinterpret_cast<const uint16_t*>(d.data_ptr());
+  const auto* mp = mn ? reinterpret_cast<const uint16_t*>(mn->data_ptr()) : nullptr;
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, N, 16, [&](int64_t n0, int64_t n1) {
+    for (int64_t m0 = 0; m0 < in.M; m0 += TILE) tile<Q4>(in, m0, w, dp, mp, n0, n1, yp, N);
+  });
+  return y;
+}
+
+at::Tensor q4_1_mm(const at::Tensor& x, const at::Tensor& qs, const at::Tensor& d, const at::Tensor& m) {
+  return mm<true>(x, qs, d, &m);
+}
+
+at::Tensor q8_0_mm(const at::Tensor& x, const at::Tensor& qs, const at::Tensor& d) {
+  return mm<false>(x, qs, d, nullptr);
+}
+
+// x as the kernels see it (dequantized from its int8 blocks): what a test compares against.
+at::Tensor q8_input(const at::Tensor& x) {
+  const Input in = quantize(x);
+  at::Tensor out = at::empty({in.M, in.K}, x.options());
+  float* o = out.data_ptr<float>();
+  for (int64_t i = 0; i < in.M * in.K; ++i) o[i] = in.dx[i / QK] * static_cast<float>(in.qx[i]);
+  return out;
+}
+
+}  // namespace
+
+TORCH_LIBRARY(npc_quant, lib) {
+  lib.def("q4_1_mm", &q4_1_mm);
+  lib.def("q8_0_mm", &q8_0_mm);
+  lib.def("q8_input", &q8_input);
+}
