@@ -167,6 +167,9 @@ BLOCK_ROWS = 16
 # 10,143 / 11,049. The whole decode step (s16e, interleaved in one process, 286-token rows, 2 threads,
 # load 1.3-1.5, wall ms median): 1 row 19.8 -> 16.8 (50.6 -> 59.6 tok/s), 8 rows 44.7 -> 37.8 (179 -> 212).
 TOP = 256
+# The quick pass through the q4_1 kernel up to HEAD_ROWS rows, fbgemm's q8dyn above (s18b, the head alone,
+# thread CPU us, 1 thread, load 5: 1 row q4_1 2,732 vs q8dyn 4,286; 8 rows 10,965 vs 5,018).
+HEAD_ROWS = 2
 # The slab's rows are bounded: a burst of joiners used to double it without end (session 14). At
 # MAX_ROWS the runner prefills no more joiners until rows leave (they wait in its queue); a row is
 # columns x 23 KB for the default model (1,088 columns: 25 MB a row, 32 rows 800 MB).
@@ -279,12 +282,14 @@ class Head:
     def __init__(self, w: torch.Tensor, exact: Dense, quant: str = "int4"):
         self.w, self.exact = w, exact  # (vocab, hidden), the model's numbers; the int8 head (rows it does not take)
         self.q = Dense(w, quant)
+        # HEAD_ROWS: past them a kernels' quick pass is fbgemm's (q8dyn), which reuses its weights across rows.
+        self.many = Dense(w, "q8dyn") if self.q.quant in BLOCKS and fbgemm() else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, hidden) -> (B, vocab)."""
         if x.shape[0] > self.q.rows or self.q.quant not in ("int4", "q8dyn", *BLOCKS):
             return self.exact(x)
-        logits = self.q(x)
+        logits = (self.many if self.many is not None and x.shape[0] > HEAD_ROWS else self.q)(x)
         top = logits.topk(min(TOP, logits.shape[-1]), -1).indices  # (B, TOP)
         again = torch.bmm(F.embedding(top, self.w), x[:, :, None])[..., 0]  # (B, TOP)
         return logits.scatter_(1, top, again)
@@ -346,7 +351,7 @@ class LeanLlama:
         scoring = "q8_0" if self.quant in BLOCKS else "int8" if self.quant != "none" else "none"
         self.head = Dense(out_w, scoring)  # every token's logits (scoring)
         # One token a row (decode): a quick pass, then the likeliest tokens again (Head).
-        first = {"int4": "int4", "q8dyn": "q8dyn", "q4_1": "q8_0", "q8_0": "q8_0"}.get(self.quant)
+        first = {"int4": "int4", "q8dyn": "q8dyn", "q4_1": "q4_1", "q8_0": "q4_1"}.get(self.quant)
         if first == "int4" and self.dtype == torch.float32 and fbgemm():
             first = HEAD_F32
         self.top = Head(out_w, self.head, first) if first else self.head
@@ -362,6 +367,9 @@ class LeanLlama:
         self.cos = cos[0].to(self.dtype).contiguous()
         self.sin = torch.cat([-sin[0, :, :half], sin[0, :, half:]], -1).to(self.dtype).contiguous()
         self.col_ids = torch.arange(columns + 1, device=self.device)
+        # FUSED: a decode step's layers through the C++ kernels (RMSNorm, RoPE + slab write + attention,
+        # silu * up): where they are built, on CPU, in float32.
+        self.fused = self.device.type == "cpu" and self.dtype == torch.float32 and kernels.available()
         self.dump = columns  # the column padding writes to
         self.kv = self._slab(rows)
 
@@ -441,6 +449,9 @@ class LeanLlama:
         length: no mask to build or apply)."""
         B, T = ids.shape
         step = T == 1
+        if step and col is pos and self.fused:  # a decode step (col is pos: its keys go to their positions)
+            x = self._fused_step(F.embedding(ids[:, 0], self.embed), pos.view(B), first)
+            return self.top(torch.ops.npc_quant.rms_norm(x, self.norm, self.eps))
         H, KV, G, D = self.heads, self.kv_heads, self.group, self.head_dim
         half = D // 2
         x = F.embedding(ids, self.embed)  # (B, T, hidden), a new tensor: the residual adds go into it
@@ -476,6 +487,18 @@ class LeanLlama:
             x = x[:, 0] if T == 1 else x[self.row_ids[:B, 0], pick]  # (B, hidden)
             return self.top(F.rms_norm(x, (self.hidden,), self.norm, self.eps))
         return self.head(F.rms_norm(x, (self.hidden,), self.norm, self.eps))
+
+    def _fused_step(self, x: torch.Tensor, pos: torch.Tensor, first: int) -> torch.Tensor:
+        """The layers for one token a row (x (B, hidden), float32, its own tensor) at positions pos (B,), rows
+        first .. first+B-1, through the C++ kernels: per layer 2 RMSNorms, the 4 matmuls, one call for RoPE,
+        the slab write and attention, one for silu * up (FUSED)."""
+        ops = torch.ops.npc_quant
+        for li, (ln1, qkv_w, o_w, ln2, gu_w, down_w) in enumerate(self.layers):
+            qkv = qkv_w(ops.rms_norm(x, ln1, self.eps))
+            a = ops.attend(qkv, self.kv[li], first, pos, self.cos, self.sin, self.heads, self.kv_heads)
+            x.add_(o_w(a))
+            x.add_(down_w(ops.silu_mul(gu_w(ops.rms_norm(x, ln2, self.eps)))))
+        return x
 
 
 class LeanEngine:

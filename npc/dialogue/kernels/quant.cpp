@@ -116,8 +116,8 @@ inline float dot_h(const uint16_t* a, const float* b, int64_t n) {
 }
 
 // y[m, n] for the R input rows m0 .. m0 + R - 1 and the output channels n0 .. n1 - 1. R is a
-// template argument so that the accumulators stay in registers; two a row (even and odd blocks)
-// so that one row's chain of FMAs does not wait on their latency.
+// template argument and the blocks go two at a time (even and odd accumulators, so that one row's
+// chain of FMAs does not wait on their latency) so that the accumulators stay in registers.
 template <bool Q4, int R>
 void rows(const Input& in, int64_t m0, const uint8_t* qs, const uint16_t* d, const uint16_t* mn, int64_t n0,
           int64_t n1, float* y, int64_t N) {
@@ -125,11 +125,11 @@ void rows(const Input& in, int64_t m0, const uint8_t* qs, const uint16_t* d, con
   const int8_t* qx = in.qx.data() + m0 * in.K;
   const float* dx = in.dx.data() + m0 * nb;
   for (int64_t n = n0; n < n1; ++n) {
-    __m256 acc[R][2];
-    for (int r = 0; r < R; ++r) acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    __m256 even[R], odd[R];
+    for (int r = 0; r < R; ++r) even[r] = odd[r] = _mm256_setzero_ps();
     const uint8_t* w = qs + n * row_bytes;
     const uint16_t* dn = d + n * nb;
-    for (int64_t b = 0; b < nb; ++b) {
+    auto block = [&](int64_t b, __m256* acc) {
       const float dw = h16(dn[b]);
       __m256i u, wb = _mm256_setzero_si256();
       if constexpr (Q4) {
@@ -141,11 +141,14 @@ void rows(const Input& in, int64_t m0, const uint8_t* qs, const uint16_t* d, con
       for (int r = 0; r < R; ++r) {
         __m256i s = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qx + r * in.K + b * QK));
         if constexpr (!Q4) s = _mm256_sign_epi8(s, wb);
-        acc[r][b & 1] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx[r * nb + b]), dot_u8(u, s), acc[r][b & 1]);
+        acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx[r * nb + b]), dot_u8(u, s), acc[r]);
       }
-    }
+    };
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) block(b, even), block(b + 1, odd);
+    if (b < nb) block(b, even);
     for (int r = 0; r < R; ++r) {
-      float v = hsum(_mm256_add_ps(acc[r][0], acc[r][1]));
+      float v = hsum(_mm256_add_ps(even[r], odd[r]));
       if constexpr (Q4) v += dot_h(mn + n * nb, in.sx.data() + (m0 + r) * nb, nb);
       y[(m0 + r) * N + n] = v;
     }
@@ -198,10 +201,114 @@ at::Tensor q8_input(const at::Tensor& x) {
   return out;
 }
 
+// RMSNorm of each row of x (M, H): x / sqrt(mean(x^2) + eps) * w, float32.
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous() && w.is_contiguous() &&
+                  w.scalar_type() == at::kFloat && w.numel() == x.size(1),
+              "npc_quant.rms_norm: x (rows, H) and w (H,) contiguous float32, got ", x.sizes(), " ", w.sizes());
+  const int64_t M = x.size(0), H = x.size(1);
+  at::Tensor y = at::empty_like(x);
+  const float *xp = x.data_ptr<float>(), *wp = w.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  for (int64_t m = 0; m < M; ++m) {
+    const float* r = xp + m * H;
+    float ss = 0.0f;
+    for (int64_t i = 0; i < H; ++i) ss += r[i] * r[i];
+    const float inv = 1.0f / std::sqrt(ss / static_cast<float>(H) + static_cast<float>(eps));
+    for (int64_t i = 0; i < H; ++i) yp[m * H + i] = r[i] * inv * wp[i];
+  }
+  return y;
+}
+
+// A decode step's attention for one layer, rows of one token each (lean.py's slab layout):
+//   qkv (B, (H + 2 KV) D): q (scaled already), k, v of each row's new token; RoPE applied here to q
+//   and k (x * cos + roll(x, D / 2) * sin, sin signed as lean.py makes it), k and v written to the
+//   slab at column pos[b]; then each query head attends columns 0 .. pos[b] of its kv head.
+//   kv (2, rows, KV, C D): one layer's slab, keys seen (D, C) a head, values (C, D); rows first ..
+//   first + B - 1. cos, sin (C, D). Out: (B, H D), float32.
+at::Tensor attend(const at::Tensor& qkv, const at::Tensor& kv, int64_t first, const at::Tensor& pos,
+                  const at::Tensor& cos, const at::Tensor& sin, int64_t H, int64_t KV) {
+  const int64_t B = qkv.size(0), C = cos.size(0), D = cos.size(1), G = H / KV, half = D / 2;
+  TORCH_CHECK(qkv.dim() == 2 && qkv.size(1) == (H + 2 * KV) * D && qkv.scalar_type() == at::kFloat &&
+                  qkv.is_contiguous() && kv.dim() == 4 && kv.size(0) == 2 && kv.size(2) == KV &&
+                  kv.size(3) == C * D && kv.is_contiguous() && kv.scalar_type() == at::kFloat &&
+                  first + B <= kv.size(1) && pos.numel() == B && pos.scalar_type() == at::kLong &&
+                  cos.is_contiguous() && sin.is_contiguous() && H % KV == 0,
+              "npc_quant.attend: shapes do not fit: qkv ", qkv.sizes(), " kv ", kv.sizes(), " cos ", cos.sizes());
+  at::Tensor out = at::empty({B, H * D}, qkv.options());
+  at::Tensor p = pos.contiguous();
+  const int64_t* pp = p.data_ptr<int64_t>();
+  float *q = qkv.data_ptr<float>(), *slab = kv.data_ptr<float>(), *o = out.data_ptr<float>();
+  const float *cp = cos.data_ptr<float>(), *sp = sin.data_ptr<float>();
+  const int64_t rows = kv.size(1), head = C * D;
+  at::parallel_for(0, B * KV, 1, [&](int64_t i0, int64_t i1) {
+    std::vector<float> s(G * C), t(D);
+    for (int64_t i = i0; i < i1; ++i) {
+      const int64_t b = i / KV, k = i % KV, at = pp[b];
+      TORCH_CHECK(0 <= at && at < C, "npc_quant.attend: position ", at, " past the slab's columns");
+      float* row = q + b * (H + 2 * KV) * D;
+      const float *c = cp + at * D, *sn = sp + at * D;
+      auto rope = [&](float* x) {
+        for (int64_t d = 0; d < D; ++d) t[d] = x[d] * c[d] + x[(d + half) % D] * sn[d];
+        for (int64_t d = 0; d < D; ++d) x[d] = t[d];
+      };
+      for (int64_t g = 0; g < G; ++g) rope(row + (k * G + g) * D);
+      float* kk = row + (H + k) * D;
+      rope(kk);
+      const float* vv = row + (H + KV + k) * D;
+      float* keys = slab + ((first + b) * KV + k) * head;  // (D, C)
+      float* values = slab + ((rows + first + b) * KV + k) * head;  // (C, D)
+      for (int64_t d = 0; d < D; ++d) keys[d * C + at] = kk[d], values[at * D + d] = vv[d];
+      const int64_t n = at + 1;  // columns attended
+      for (int64_t g = 0; g < G; ++g) {
+        const float* qg = row + (k * G + g) * D;
+        float* sg = s.data() + g * C;
+        for (int64_t j = 0; j < n; ++j) sg[j] = 0.0f;
+        for (int64_t d = 0; d < D; ++d) {
+          const float qd = qg[d];
+          const float* kd = keys + d * C;
+          for (int64_t j = 0; j < n; ++j) sg[j] += qd * kd[j];
+        }
+        float mx = sg[0];
+        for (int64_t j = 1; j < n; ++j) mx = std::max(mx, sg[j]);
+        float sum = 0.0f;
+        for (int64_t j = 0; j < n; ++j) sg[j] = std::exp(sg[j] - mx), sum += sg[j];
+        float* og = o + b * H * D + (k * G + g) * D;
+        for (int64_t d = 0; d < D; ++d) og[d] = 0.0f;
+        for (int64_t j = 0; j < n; ++j) {
+          const float w = sg[j] / sum;
+          const float* vj = values + j * D;
+          for (int64_t d = 0; d < D; ++d) og[d] += w * vj[d];
+        }
+      }
+    }
+  });
+  return out;
+}
+
+// silu(gate) * up of gu (M, 2 I) = [gate | up] -> (M, I).
+at::Tensor silu_mul(const at::Tensor& gu) {
+  TORCH_CHECK(gu.dim() == 2 && gu.size(1) % 2 == 0 && gu.scalar_type() == at::kFloat && gu.is_contiguous(),
+              "npc_quant.silu_mul: gu (rows, 2 I) contiguous float32, got ", gu.sizes());
+  const int64_t M = gu.size(0), I = gu.size(1) / 2;
+  at::Tensor y = at::empty({M, I}, gu.options());
+  const float* g = gu.data_ptr<float>();
+  float* yp = y.data_ptr<float>();
+  for (int64_t m = 0; m < M; ++m)
+    for (int64_t i = 0; i < I; ++i) {
+      const float a = g[m * 2 * I + i];
+      yp[m * I + i] = a / (1.0f + std::exp(-a)) * g[m * 2 * I + I + i];
+    }
+  return y;
+}
+
 }  // namespace
 
 TORCH_LIBRARY(npc_quant, lib) {
   lib.def("q4_1_mm", &q4_1_mm);
   lib.def("q8_0_mm", &q8_0_mm);
   lib.def("q8_input", &q8_input);
+  lib.def("rms_norm", &rms_norm);
+  lib.def("attend", &attend);
+  lib.def("silu_mul", &silu_mul);
 }

@@ -115,3 +115,33 @@ def test_without_the_built_kernels_the_lean_path_keeps_torch_kernels_and_says_so
     assert f"quant {lean.BLOCKS_FALLBACK} {lean.BLOCKS_FALLBACK}" in out.stdout
     said = [line for line in out.stderr.splitlines() if "needs the C++ kernels" in line]
     assert len(said) == 1 and "is not built" in said[0] and "python -m npc.dialogue.kernels" in said[0]
+
+
+def test_a_fused_decode_step_gives_the_torch_steps_numbers(ops):
+    """FUSED (RMSNorm, RoPE + slab write + attention, silu * up in C++) against the same engine's torch
+    ops, float32, no quantization: rows of different lengths (each attends its own columns), 6 steps,
+    the same logits and the same slab."""
+    hf = tiny(seed=4, layers=3, hidden=64)[0]
+    prompts = [list(range(30, 70)), [7, 8, 9], list(range(100, 117))]
+    engines = [lean.LeanEngine(hf, columns=80, pad_id=0, quant="none") for _ in range(2)]
+    assert engines[0].model.fused
+    engines[1].model.fused = False
+    calls = 0
+    fused_step = engines[0].model._fused_step
+
+    def counted(*a):
+        nonlocal calls
+        calls += 1
+        return fused_step(*a)
+
+    engines[0].model._fused_step = counted  # type: ignore[method-assign]
+    out = []
+    with torch.inference_mode():
+        for e in engines:
+            logits = [e.prefill([(p, 0, None) for p in prompts], lambda p, layers: None).float()]
+            for _ in range(6):
+                logits.append(e.decode(logits[-1].argmax(-1)).float())
+            out.append((torch.stack(logits), e.model.kv.clone()))
+    assert calls == 6
+    torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(out[0][1], out[1][1], rtol=1e-5, atol=1e-5)
