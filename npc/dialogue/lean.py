@@ -66,6 +66,27 @@ figures: 2 threads on 2 busy cores (docs/workers.md, --dialogue-threads). Again 
 (load 0.8-1.5, main then this): first token cold 11,995 -> 1,490 ms, warm 5,459 -> 764 ms, single
 stream 18.7 -> 24.4 tok/s, 8 conversations 35.3 -> 73.9 tok/s decoding (5.1 -> 30.0 over the wall).
 
+KERNELS (s18b): C++ kernels (kernels/, built by scripts/setup) where a bf16 model computes in float32
+on CPU: the layers' matmuls in llama.cpp's Q4_1 format (the GGUF's own grid: 4-bit q, float16 d and
+m per block of 32; quant "q4_1" multiplies float32 inputs, "q4_1q8" quantizes them to int8 per block
+first, as llama.cpp's q4_1 x q8_1; "q8_0" int8 weights), the head's quick pass q4_1q8 (then TOP
+exact), and a decode step's layers FUSED: RMSNorm, RoPE + the slab write + attention, silu * up, one
+C++ call each (the step was ~600 torch ops; 1 row, thread CPU, under torch.profiler: q4_1q8 matmuls
+13.6 ms, attention's bmm 4.5, RMSNorm 4.0, the rest of ~34 ms per-op costs). Per projection (1 thread,
+thread CPU us median, load 5, one projection repeated), float32 / int4 / q8dyn / q4_1q8 / q8_0 / q4_1:
+1 row qkv 81 / 143 / 110 / 50 / 44 / 90, gate+up 260 / 390 / 207 / 140 / 118 / 271, down 120 / 205 /
+124 / 63 / 58 / 111, head 15,903 / 5,624 / 4,286 / 2,732 / 3,828; 8 rows qkv 245 / 270 / 109 / 182 /
+171 / 275, gate+up 1,834 / 1,363 / 370 / 621 / 535 / 760, down 371 / 408 / 134 / 242 / 250 / 317, head
+38,841 / 14,764 / 5,018 / 10,965 / 10,174 (fbgemm reuses its weights across rows far better: HEAD_ROWS).
+Whole decode step (interleaved in one process, 1 thread, 300-column rows, thread CPU ms median, load
+5-6): 1 row int4 unfused 58.7, q4_1q8 unfused 49.4, q4_1q8 fused 26.5, int4 fused 41.9, q8_0 fused
+33.9; 8 rows 116.3 / 119.0 / 101.7 / 128.1 / 97.3. Greedy tokens against transformers in float32 (the
+chat prompt's 16; the 8 bench prompts' 24 steps, one at a time and as a batch of 8 alike): q4_1q8 16,
+24 24 24 24 1 17 2 19; q8_0 16, 3 24 24 9 1 17 24 19; int4 fused 14, 3 24 24 13 24 24 24 24 (unfused,
+s17d: 16, 24 for 7 of 8 and 11): near-ties flip with any rounding. q4_1: EXACT_Q4_1.
+Tried: one accumulator a row indexed by block parity (kept in memory by the compiler): 1 row gate+up
+202 vs 140 us with two named ones.
+
 Q8DYN: fbgemm's int8 weight (a scale per output channel) x input quantized per call (one scale for
 the whole input, 7 bits: reduce_range) GEMM, quantized::linear_dynamic. The 30 layers' matmuls, 1
 thread, thread ms: 1 row int4 (bf16) 25.4, q8dyn 20.4, fbgemm fp16 weights 29.0, float32 51.8,
@@ -127,12 +148,15 @@ log = logging.getLogger("npcworld.dialogue")
 # interleaved in one process, 1 thread, load 5-7); 39% of a bf16 prefill is attention (SDPA).
 # "auto": int4 for bf16 models on CPU
 # (torch's int4/int8 kernels used here are CPU ones), none on CUDA.
-QUANTS = ("none", "int8", "int4", "q8dyn", "q4_1", "q8_0")
+QUANTS = ("none", "int8", "int4", "q8dyn", "q4_1", "q4_1q8", "q8_0")
 # llama.cpp's block formats through the C++ kernels (kernels/: an input row quantized per block of 32,
 # float32 in and out): "q4_1" layers (the default model's GGUF grid) and a q8_0 head, or "q8_0" throughout.
 # Without the kernels (not built, no AVX2, CUDA) they are today's torch kernels (BLOCKS_FALLBACK).
-BLOCKS = ("q4_1", "q8_0")
+# "q4_1" multiplies float32 inputs (exact: KERNELS), "q4_1q8" quantizes them to int8 per block first
+# (llama.cpp's q4_1 x q8_1: faster, less exact).
+BLOCKS = ("q4_1", "q4_1q8", "q8_0")
 QUANTIZE = {"cpu": "int4", "cuda": "none"}
+QUANTIZE_F32 = "q4_1"  # "auto" on a CPU without bf16 arithmetic (COMPUTE) with the kernels built (KERNELS)
 # int4 up to 12 rows, measured at the default model's decode step (s13c, /tmp A/B in one process,
 # 1 thread, load 6-8, ms a step, QUANT_ROWS 4 (bf16 above 4 rows) vs int4): 6 rows 140 vs 108,
 # 8 rows 119 vs 85, 12 rows 171 vs 152; 16 rows 114 vs 123 and 24 rows 160 vs 189 (bf16 faster).
@@ -224,7 +248,7 @@ class Dense:
         self.quant = blocks_or_fallback(self.quant)
         kdt = torch.bfloat16 if w.dtype == torch.float32 else w.dtype  # the int kernels' scales
         self.q: Any
-        if self.quant == "q4_1":
+        if self.quant in ("q4_1", "q4_1q8"):
             self.q = kernels.pack_q4_1(w)  # (qs, d, m)
         elif self.quant == "q8_0":
             self.q = kernels.pack_q8_0(w)  # (qs, d)
@@ -259,7 +283,8 @@ class Dense:
             return F.linear(x, self.w)
         x2 = x.reshape(rows, x.shape[-1]).contiguous()  # the int kernels take contiguous inputs only
         if self.quant in BLOCKS:
-            op = torch.ops.npc_quant.q4_1_mm if self.quant == "q4_1" else torch.ops.npc_quant.q8_0_mm
+            ops = torch.ops.npc_quant
+            op = {"q4_1": ops.q4_1_f32, "q4_1q8": ops.q4_1_mm, "q8_0": ops.q8_0_mm}[self.quant]
             y = op(x2.float(), *self.q).to(x2.dtype)
         elif self.quant == "q8dyn":
             y = torch.ops.quantized.linear_dynamic(x2, self.q, True)
@@ -311,6 +336,8 @@ class LeanLlama:
         self.dtype = compute_dtype(emb.dtype, self.device)  # activations, the slab, the weights prefill reads
         if quant == "auto":
             quant = QUANTIZE.get(self.device.type, "none") if emb.dtype == torch.bfloat16 else "none"
+            if quant == "int4" and self.dtype == torch.float32 and self.device.type == "cpu":
+                quant = blocks_or_fallback(QUANTIZE_F32)  # KERNELS (int4 without them, logged)
         if quant not in QUANTS:
             raise ValueError(f"lean decode path: quant {quant!r}: expected auto, {', '.join(QUANTS)}")
         self.quant = blocks_or_fallback(quant) if self.device.type == "cpu" else "none"  # CPU kernels only
@@ -331,7 +358,7 @@ class LeanLlama:
         dt = lambda t: t.detach().to(self.dtype)  # noqa: E731 (a copy only where COMPUTE says float32)
         self.embed = dt(emb)
         self.layers = []
-        qrows = {"q8dyn": MAX_ROWS, "q4_1": BLOCK_ROWS, "q8_0": BLOCK_ROWS}.get(self.quant, QUANT_ROWS)  # Q8DYN
+        qrows = BLOCK_ROWS if self.quant in BLOCKS else MAX_ROWS if self.quant == "q8dyn" else QUANT_ROWS  # Q8DYN
         for layer in hf.model.layers:
             a, m = layer.self_attn, layer.mlp
             qkv = dt(torch.cat([a.q_proj.weight.detach() * self.scale, a.k_proj.weight, a.v_proj.weight]))
@@ -351,7 +378,7 @@ class LeanLlama:
         scoring = "q8_0" if self.quant in BLOCKS else "int8" if self.quant != "none" else "none"
         self.head = Dense(out_w, scoring)  # every token's logits (scoring)
         # One token a row (decode): a quick pass, then the likeliest tokens again (Head).
-        first = {"int4": "int4", "q8dyn": "q8dyn", "q4_1": "q4_1", "q8_0": "q4_1"}.get(self.quant)
+        first = {"int4": "int4", "q8dyn": "q8dyn", **dict.fromkeys(BLOCKS, "q4_1q8")}.get(self.quant)
         if first == "int4" and self.dtype == torch.float32 and fbgemm():
             first = HEAD_F32
         self.top = Head(out_w, self.head, first) if first else self.head

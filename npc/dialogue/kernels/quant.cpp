@@ -201,6 +201,69 @@ at::Tensor q8_input(const at::Tensor& x) {
   return out;
 }
 
+// q4_1 weights by float32 inputs, no input quantization: each block dequantized to float32 once
+// (d * q + m, shared by the R rows) and multiplied by x with FMAs, so y is x @ w.T for the weights the
+// pack holds, up to float32 summation order (as transformers' float32 forward on the GGUF's weights).
+// A = 4 accumulators a row for one row (the FMA chains' latency), 2 for more (registers).
+template <int R>
+void rows_f32(const float* x, int64_t K, int64_t m0, const uint8_t* qs, const uint16_t* d, const uint16_t* mn,
+              int64_t n0, int64_t n1, float* y, int64_t N) {
+  constexpr int A = R == 1 ? 4 : 2;
+  const int64_t nb = K / QK;
+  const __m128i low = _mm_set1_epi8(0x0F);
+  for (int64_t n = n0; n < n1; ++n) {
+    __m256 acc[R][A];
+    for (int r = 0; r < R; ++r)
+      for (int a = 0; a < A; ++a) acc[r][a] = _mm256_setzero_ps();
+    const uint8_t* w = qs + n * (K / 2);
+    for (int64_t b = 0; b < nb; ++b) {
+      const __m256 dv = _mm256_set1_ps(h16(d[n * nb + b])), mv = _mm256_set1_ps(h16(mn[n * nb + b]));
+      const __m128i t = _mm_loadu_si128(reinterpret_cast<const __m128i*>(w + b * (QK / 2)));
+      const __m128i lo = _mm_and_si128(t, low), hi = _mm_and_si128(_mm_srli_epi16(t, 4), low);
+      __m256 wf[4];
+      wf[0] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo)), dv, mv);
+      wf[1] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(lo, 8))), dv, mv);
+      wf[2] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi)), dv, mv);
+      wf[3] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_srli_si128(hi, 8))), dv, mv);
+      for (int r = 0; r < R; ++r) {
+        const float* xb = x + (m0 + r) * K + b * QK;
+        for (int k = 0; k < 4; ++k) acc[r][k % A] = _mm256_fmadd_ps(wf[k], _mm256_loadu_ps(xb + 8 * k), acc[r][k % A]);
+      }
+    }
+    for (int r = 0; r < R; ++r) {
+      __m256 s = acc[r][0];
+      for (int a = 1; a < A; ++a) s = _mm256_add_ps(s, acc[r][a]);
+      y[(m0 + r) * N + n] = hsum(s);
+    }
+  }
+}
+
+at::Tensor q4_1_f32(const at::Tensor& x, const at::Tensor& qs, const at::Tensor& d, const at::Tensor& m) {
+  TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous() && x.size(1) % QK == 0,
+              "npc_quant: x must be a contiguous (rows, K) float32 tensor, K a multiple of 32, got ", x.sizes());
+  const int64_t M = x.size(0), K = x.size(1), N = qs.size(0);
+  check_weights(qs, d, K, K / 2, at::kByte);
+  TORCH_CHECK(m.sizes() == d.sizes() && m.scalar_type() == at::kHalf && m.is_contiguous(),
+              "npc_quant: q4_1 mins ", m.sizes(), " do not fit scales ", d.sizes());
+  at::Tensor y = at::empty({M, N}, x.options());
+  const float* xp = x.data_ptr<float>();
+  const auto* w = reinterpret_cast<const uint8_t*>(qs.data_ptr());
+  const auto* dp = reinterpret_cast<const uint16_t*>(d.data_ptr());
+  const auto* mp = reinterpret_cast<const uint16_t*>(m.data_ptr());
+  float* yp = y.data_ptr<float>();
+  at::parallel_for(0, N, 16, [&](int64_t n0, int64_t n1) {
+    for (int64_t m0 = 0; m0 < M; m0 += TILE) {
+      switch (std::min<int64_t>(TILE, M - m0)) {
+        case 1: rows_f32<1>(xp, K, m0, w, dp, mp, n0, n1, yp, N); break;
+        case 2: rows_f32<2>(xp, K, m0, w, dp, mp, n0, n1, yp, N); break;
+        case 3: rows_f32<3>(xp, K, m0, w, dp, mp, n0, n1, yp, N); break;
+        default: rows_f32<4>(xp, K, m0, w, dp, mp, n0, n1, yp, N);
+      }
+    }
+  });
+  return y;
+}
+
 // RMSNorm of each row of x (M, H): x / sqrt(mean(x^2) + eps) * w, float32.
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& w, double eps) {
   TORCH_CHECK(x.dim() == 2 && x.scalar_type() == at::kFloat && x.is_contiguous() && w.is_contiguous() &&
@@ -308,6 +371,7 @@ TORCH_LIBRARY(npc_quant, lib) {
   lib.def("q4_1_mm", &q4_1_mm);
   lib.def("q8_0_mm", &q8_0_mm);
   lib.def("q8_input", &q8_input);
+  lib.def("q4_1_f32", &q4_1_f32);
   lib.def("rms_norm", &rms_norm);
   lib.def("attend", &attend);
   lib.def("silu_mul", &silu_mul);
