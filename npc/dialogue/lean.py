@@ -11,7 +11,9 @@ compares logits and greedy tokens):
 - weights taken from the transformers model (so every format transformers
   loads, GGUF included, works here), fused: one matmul for q, k and v, one
   for gate and up; int4 (layers) and int8 (head) weight-only matmuls for
-  decode where they measure faster (`quant`, see QUANTIZE); under int4, a decode
+  decode where they measure faster (`quant`, see QUANTIZE; on a CPU without bf16
+  arithmetic, C++ kernels in llama.cpp's Q4_1 format and a fused decode step:
+  KERNELS); under int4, a decode
   row's logits are an int4 pass whose TOP likeliest tokens are computed again in
   bf16 (Head: what the sampler reads is exact);
 - RoPE tables (cos, sin) precomputed once for every column, from the
@@ -83,7 +85,9 @@ Whole decode step (interleaved in one process, 1 thread, 300-column rows, thread
 33.9; 8 rows 116.3 / 119.0 / 101.7 / 128.1 / 97.3. Greedy tokens against transformers in float32 (the
 chat prompt's 16; the 8 bench prompts' 24 steps, one at a time and as a batch of 8 alike): q4_1q8 16,
 24 24 24 24 1 17 2 19; q8_0 16, 3 24 24 9 1 17 24 19; int4 fused 14, 3 24 24 13 24 24 24 24 (unfused,
-s17d: 16, 24 for 7 of 8 and 11): near-ties flip with any rounding. q4_1: EXACT_Q4_1.
+s17d: 16, 24 for 7 of 8 and 11): near-ties flip with any rounding; q4_1 (float32 inputs, the default)
+16, 3 24 24 24 24 24 24 19. So the default is q4_1: 4-bit weights, float32 arithmetic, as close to
+transformers as int4 was, and q4_1q8 (llama.cpp's arithmetic) is an option.
 Tried: one accumulator a row indexed by block parity (kept in memory by the compiler): 1 row gate+up
 202 vs 140 us with two named ones.
 
@@ -230,9 +234,9 @@ def fbgemm() -> bool:
 
 
 class Dense:
-    """y = x @ w.T; with `quant` "int8"/"int4"/"q8dyn", inputs of up to `rows` rows (QUANT_ROWS by
-    default) use a quantized copy of w (w stays, for prefill). The int8/int4 kernels run in bf16:
-    a float32 input goes through them in bf16 (COMPUTE)."""
+    """y = x @ w.T; with `quant` "int8"/"int4"/"q8dyn" or one of BLOCKS, inputs of up to `rows` rows
+    (QUANT_ROWS by default) use a quantized copy of w (w stays, for prefill). The int8/int4 kernels
+    run in bf16: a float32 input goes through them in bf16 (COMPUTE); BLOCKS' in float32 (KERNELS)."""
 
     def __init__(self, w: torch.Tensor, quant: str, rows: int | None = None):
         self.w = w.contiguous()
