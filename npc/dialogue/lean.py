@@ -88,6 +88,13 @@ chat prompt's 16; the 8 bench prompts' 24 steps, one at a time and as a batch of
 s17d: 16, 24 for 7 of 8 and 11): near-ties flip with any rounding; q4_1 (float32 inputs, the default)
 16, 3 24 24 24 24 24 24 19. So the default is q4_1: 4-bit weights, float32 arithmetic, as close to
 transformers as int4 was, and q4_1q8 (llama.cpp's arithmetic) is an option.
+The default against main's path (int4 layers in bf16, q8dyn head, torch ops: int4 unfused here),
+whole decode step as above, load 8-11: 1 row 62.7 -> 37.8 ms (q4_1; q4_1q8 31.2), 8 rows 169.5 ->
+123.4 (q4_1q8 111.0). bench/dialogue.py --engines lean --engines-only --engine-repeat 2 --tokens 32
+--threads 2, main then this (one round each, load 8-14, the pytest of another helper and one of this
+branch's beside): first token cold 23,476 -> 13,663 ms, warm 18,403 -> 10,012, single stream 0.4 ->
+1.4 tok/s, 8 conversations 2.4 -> 1.9 decoding: 2 threads on 2 busy cores (docs/workers.md), no
+figure for the targets; re-measure on a quiet machine.
 Tried: one accumulator a row indexed by block parity (kept in memory by the compiler): 1 row gate+up
 202 vs 140 us with two named ones.
 
