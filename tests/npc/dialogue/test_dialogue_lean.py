@@ -12,7 +12,7 @@ import copy
 import pytest
 import torch
 
-from npc.dialogue import lean
+from npc.dialogue import kernels, lean
 from npc.dialogue.model import tiny
 from npc.dialogue.runner import DialogueRunner, make_engine
 
@@ -317,14 +317,17 @@ def test_lean_matches_transformers_on_the_default_model(default_reference, defau
 
 
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("quant", ["int4", "none"])
+@pytest.mark.parametrize("quant", ["int4", "none", "q4_1"])
 def test_three_candidates_of_one_prompt_match_transformers_on_the_default_model(default_reference, default_bf16, quant):
     """What the runner does for a request of 3 candidates: the prompt is prefilled whole into row
     0, the other two join from its stored prefix (only its last token computed), and the 3 rows
     decode as one batch, rows of one length. Greedy, each row must give transformers' tokens (the
     tolerance above: 8 steps). With int4 the 2-row sibling prefill and every decode step run the
-    quantized matmuls on more than one row (the case s12e's cuts broke: a non-contiguous input)."""
+    quantized matmuls on more than one row (the case s12e's cuts broke: a non-contiguous input). q4_1:
+    the C++ kernels (lean.KERNELS), the default where a bf16 model computes in float32."""
     hf, ids, _, want = default_reference
+    if quant in lean.BLOCKS and not kernels.available():
+        pytest.skip(f"the C++ kernels: {kernels.why_not()}")
     e = lean.LeanEngine(default_bf16, columns=len(ids) + 16, pad_id=0, quant=quant)
     assert e.model.quant == quant
     stored: dict = {}

@@ -1,0 +1,5 @@
+"""python -m npc.dialogue.kernels: build the kernels (scripts/setup)."""
+
+from . import main
+
+main()
