@@ -32,7 +32,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -68,16 +68,20 @@ class PolicyDecider:
         clock: Callable[[], float] = time.monotonic,
         max_pending: int = 8,
         guard: bool = True,
+        rows_in_worker: bool = True,
     ):
         self.pool = pool
         self.world = world
         self.budget_s = budget_s
         self.clock = clock
         self.max_pending = max_pending
+        # True: the tick sends observe.request(...) and the worker builds the rows and decodes its answer
+        # (npc/policy/model.py `decoded`); False: the tick builds the rows and decodes (as before s18c)
+        self.rows_in_worker = rows_in_worker
         self.inbox = Inbox()
         self.asked: list[Sight] = []
         self._skipped: list[np.ndarray] = []  # rows not sent (too many in flight): built-in next tick
-        self.pending: dict[int, tuple] = {}  # id(future) -> (future, sights, rows, deadline)
+        self.pending: dict[int, tuple] = {}  # id(future) -> (future, sights, rows or _Sent, deadline)
         self.decisions = {o: 0 for o in OUTCOMES}  # NPC decisions by outcome (rows per request)
         self.rejected = 0  # answers that could not be applied (masks)
         self.latencies: collections.deque = collections.deque(maxlen=LATENCY_KEPT)
@@ -214,12 +218,16 @@ class PolicyDecider:
 
     def _decode(self, sights: list[Sight], rows, value) -> tuple[list, np.ndarray]:
         """(replies per sight, NPCs whose answer can't be applied: the built-in decides them)."""
-        action = np.asarray(value["action"], np.int64)
-        target = np.asarray(value["target"], np.int64)
-        if action.shape != (len(rows.eid),) or target.shape != (len(rows.eid),):
-            raise ValueError("answer of the wrong shape")
-        d = observe.decode(rows.slots, action, target, rows.mask, rows.tmask, rows.finishing)
-        go = d.ok & ~rows.finishing  # finishing a talk or gift: nothing to apply
+        if isinstance(rows, _Sent):
+            d, finishing = self._decoded(len(rows.eid), value)
+        else:
+            action = np.asarray(value["action"], np.int64)
+            target = np.asarray(value["target"], np.int64)
+            if action.shape != (len(rows.eid),) or target.shape != (len(rows.eid),):
+                raise ValueError("answer of the wrong shape")
+            d = observe.decode(rows.slots, action, target, rows.mask, rows.tmask, rows.finishing)
+            finishing = rows.finishing
+        go = d.ok & ~finishing  # finishing a talk or gift: nothing to apply
         self.rejected += int((~d.ok).sum())
         out, lo = [], 0
         for s in sights:
@@ -233,6 +241,27 @@ class PolicyDecider:
                 out.append((part, a, d.target[lo:hi][sel], d.place[lo:hi][sel].astype(np.int32)))
             lo = hi
         return out, rows.eid[~d.ok]
+
+    def _decoded(self, n: int, value) -> tuple[observe.Decoded, np.ndarray]:
+        """A worker's decoded answer (npc/policy/model.py `decoded`), checked for shape and range: an
+        action of the vocabulary where ok, a place of the map or -1 (the world refuses a target that is
+        not alive, the apply an action the file does not allow)."""
+        d = observe.Decoded(
+            np.asarray(value["action"]),
+            np.asarray(value["target"]),
+            np.asarray(value["place"]),
+            np.asarray(value["ok"]),
+        )
+        finishing = np.asarray(value["finishing"])
+        want = ((d.action, np.int8), (d.target, np.int64), (d.place, np.int32), (d.ok, bool), (finishing, bool))
+        if any(a.shape != (n,) or a.dtype != t for a, t in want):
+            raise ValueError("answer of the wrong shape")
+        ok = d.ok
+        if ((d.action[ok] < 0) | (d.action[ok] >= observe.A)).any() or (
+            (d.place < -1) | (d.place >= len(self.world.places))
+        ).any():
+            raise ValueError("answer out of range")
+        return d, finishing
 
     def _audit(self, s: Sight, action: np.ndarray) -> None:
         from npc.minds import builtin
@@ -259,13 +288,18 @@ class PolicyDecider:
             return
         w = self.world
         try:
-            rows = observe.rows(sights, tuple(w.map.world_size), w.place_positions(), w.of_kind(NPC)[1], w.places)
+            args = (sights, tuple(w.map.world_size), w.place_positions(), w.of_kind(NPC)[1], w.places)
+            if self.rows_in_worker:  # the worker builds the rows (npc/policy/model.py)
+                req = observe.request(*args)
+                rows: observe.Rows | _Sent = _Sent(np.asarray(req.get("eid", np.zeros(0)), np.int64))
+                payload: dict[str, Any] = {"rows": req}
+            else:
+                rows = observe.rows(*args)
+                payload = {"obs": rows.obs, "mask": rows.mask, "tmask": rows.tmask}
         except Exception:
             self._skipped += [s.eid for s in sights]  # the built-in decides them at the next tick
             raise
-        fut = self.pool.submit(
-            {"obs": rows.obs, "mask": rows.mask, "tmask": rows.tmask}, self.clock() + self.budget_s, inbox=self.inbox
-        )
+        fut = self.pool.submit(payload, self.clock() + self.budget_s, inbox=self.inbox)
         self.batch_rows.append(n)
         self.pending[id(fut)] = (fut, sights, rows, fut.deadline)
 
@@ -308,6 +342,12 @@ class PolicyDecider:
         ]
 
 
+class _Sent(NamedTuple):
+    """A request sent as {"rows": observe.request(...)}: its rows' NPCs (the worker has the rest)."""
+
+    eid: np.ndarray
+
+
 def start_decider(
     world,
     *,
@@ -318,6 +358,7 @@ def start_decider(
     budget_s: float = 0.05,
     guard: bool = True,
     standby: bool = True,
+    rows_in_worker: bool = True,
     **pool_options,
 ) -> PolicyDecider:
     """A started pool running the policy (npc/policy/model.py:PolicyRunner), and its decider for `Cast.decider`.
@@ -334,4 +375,4 @@ def start_decider(
         **pool_options,
     )
     pool = Pool(cfg).start()
-    return PolicyDecider(pool, world, budget_s, guard=guard)
+    return PolicyDecider(pool, world, budget_s, guard=guard, rows_in_worker=rows_in_worker)

@@ -438,14 +438,44 @@ def rows(
 
     world_size: the map's (width, height) in world units; place_xy (P, 2): the centres of
     `places` (World.places, World.place_positions()); npc_xy (M, 2): every NPC in the world, for
-    "NPCs nearby" (None: only the rows' own NPCs count)."""
+    "NPCs nearby" (None: only the rows' own NPCs count). The same as build(request(...)): the
+    tick may send the request to a policy worker, which builds the rows there (npc/policy/model.py)."""
+    return build(request(sights, world_size, place_xy, npc_xy, places))
+
+
+def request(
+    sights: Sequence[Sight],
+    world_size: tuple[float, float],
+    place_xy: np.ndarray,
+    npc_xy: np.ndarray | None,
+    places: Sequence[str],
+) -> dict:
+    """What `build` needs to make the rows of these Sights (arguments as `rows`), compact and msgpack-able
+    (npc/inference/wire.py): the definitions' features once per Sight (repeated over its rows by `build`),
+    the Sights' columns end to end (views where they lie in one look's gathers), the map's places, every
+    NPC's position. The tick's only share of the rows when a worker builds them."""
     sights = [s for s in sights if len(s)]
     if not sights:
+        return {"n": np.zeros(0, np.int64)}
+    return {
+        **_gather(sights, lambda d: features(d, places)),
+        "place_xy": np.asarray(place_xy, np.float64).reshape(-1, 2),
+        "size": [max(1.0, float(world_size[0])), max(1.0, float(world_size[1]))],
+        "npc_xy": None if npc_xy is None else np.asarray(npc_xy, np.float64).reshape(-1, 2),
+    }
+
+
+def build(req: dict) -> Rows:
+    """The rows of a `request` (in the tick, or in a policy worker: the same values bit for bit)."""
+    n = np.asarray(req["n"], np.int64)
+    if not n.sum():
         return empty_rows()
-    place_xy = np.asarray(place_xy, np.float64).reshape(-1, 2)
-    size = (max(1.0, float(world_size[0])), max(1.0, float(world_size[1])))
-    g = _gather(sights, lambda d: features(d, places))
-    return _build(g, place_xy, size, npc_xy)
+    g = dict(req)
+    for name in PER_SIGHT:  # each Sight's values over its rows
+        g[name] = np.repeat(np.asarray(req[name]), n, axis=0)
+    g["pos"] = np.asarray(g["pos"]).reshape(-1, 2)
+    g["p_pos"] = np.asarray(g["p_pos"]).reshape(-1, 2)
+    return _build(g, np.asarray(req["place_xy"], np.float64).reshape(-1, 2), tuple(req["size"]), req["npc_xy"])
 
 
 def _joined(arrays: list[np.ndarray]) -> np.ndarray:
@@ -474,27 +504,33 @@ def _joined(arrays: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+# request()'s values of one per Sight (build repeats them over the Sight's rows)
+PER_SIGHT = ("vec", "raw", "can", "own", "allowed", "need_at", "need_w", "relief", "now", "minute", "block", "block_do")
+
+
 def _gather(sights: Sequence[Sight], features) -> dict:
-    """Concatenate the Sights' arrays into one set of N rows (one short loop over the Sights)."""
+    """The Sights' arrays end to end (N rows; one short loop over the Sights), and their definitions'
+    features and scalars once per Sight (PER_SIGHT: `build` repeats them over the rows)."""
     feats = [features(s.defn) for s in sights]
-    n = np.asarray([len(s) for s in sights])
-    rep = lambda vals, dtype=np.float64: np.repeat(np.asarray(vals, dtype), n, axis=0)  # noqa: E731
+    n = np.asarray([len(s) for s in sights], np.int64)
+    one = lambda vals, dtype=np.float64: np.asarray(vals, dtype)  # noqa: E731  (S, ...)
     cat = lambda name: _joined([getattr(s, name) for s in sights])  # noqa: E731
     base = np.concatenate([[0], np.cumsum(n)[:-1]])
     pairs = np.concatenate([[0], np.cumsum([len(s.p_row) for s in sights])[:-1]])
     g = {
-        "vec": rep([f.vec for f in feats], np.float32),
-        "raw": rep([f.raw for f in feats]),
-        "can": rep([f.can for f in feats], bool),
-        "own": rep([f.own for f in feats]),
-        "allowed": rep([f.allowed for f in feats], bool),
-        "need_at": rep([f.need_at for f in feats], np.int64),
-        "need_w": rep([f.need_weight for f in feats]),
-        "relief": rep([f.relief for f in feats], np.int64),
-        "now": rep([s.now_s for s in sights]),
-        "minute": rep([s.minute for s in sights]),
-        "block": rep([s.block is not None for s in sights], bool),
-        "block_do": rep([ACTION_INDEX[s.block.do] if s.block is not None else -1 for s in sights], np.int64),
+        "n": n,
+        "vec": one([f.vec for f in feats], np.float32),
+        "raw": one([f.raw for f in feats]),
+        "can": one([f.can for f in feats], bool),
+        "own": one([f.own for f in feats]),
+        "allowed": one([f.allowed for f in feats], bool),
+        "need_at": one([f.need_at for f in feats], np.int64),
+        "need_w": one([f.need_weight for f in feats]),
+        "relief": one([f.relief for f in feats], np.int64),
+        "now": one([s.now_s for s in sights]),
+        "minute": one([s.minute for s in sights]),
+        "block": one([s.block is not None for s in sights], bool),
+        "block_do": one([ACTION_INDEX[s.block.do] if s.block is not None else -1 for s in sights], np.int64),
         "stats": np.concatenate([_pad(np.asarray(s.stats, np.float64).reshape(len(s), -1), np.nan) for s in sights]),
         "tending": np.concatenate([_pad(np.asarray(s.tending, bool).reshape(len(s), -1), False) for s in sights]),
         "p_row": np.concatenate([s.p_row + b for s, b in zip(sights, base)]).astype(np.int64),
@@ -523,8 +559,6 @@ def _gather(sights: Sequence[Sight], features) -> dict:
         "p_approached",
     ):
         g[name] = cat(name)
-    g["pos"] = g["pos"].reshape(-1, 2)
-    g["p_pos"] = g["p_pos"].reshape(-1, 2)
     return g
 
 
