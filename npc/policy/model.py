@@ -122,10 +122,12 @@ def save(model: nn.Module, path: str | Path) -> None:
 
 class PolicyRunner:
     """Runs the policy for the pool: each request is one tick's matrix
-    {"obs": (N, OBS_DIM), "mask": (N, A), "tmask": (N, T)}; the worker may
+    {"obs": (N, OBS_DIM), "mask": (N, A), "tmask": (N, T)} (the guard, training), or
+    {"rows": observe.request(...)} (the tick: the rows are built here, observe.build); the worker may
     batch several requests, which become one forward pass.
     Answers {"action": (N,) int8, "target": (N,) int8}; -1 where the row
-    allows no action at all (the NPC keeps its built-in decision)."""
+    allows no action at all (the NPC keeps its built-in decision); to a "rows" request the
+    answer decoded against its rows (`decoded`)."""
 
     def __init__(
         self,

@@ -3,6 +3,7 @@ array operations only (no loop over NPCs; one short loop over the Sights,
 one per NPC file that is due).
 
     r = rows(sights, world_size, place_xy, npc_xy, places)
+    r = build(request(sights, world_size, place_xy, npc_xy, places))   (the same)
 
     r.obs       (N, OBS_DIM)  float32  what the policy sees (LAYOUT below)
     r.mask      (N, A)        bool     the actions the policy may choose (structural, below)
@@ -16,6 +17,10 @@ one per NPC file that is due).
 a policy's answer back into (action, entity, place, ok), re-checking both
 masks. No torch here: this runs in the server's tick.
 
+The tick sends `request(...)` to a policy worker, which calls `build` (npc/policy/model.py):
+the request holds the Sights' columns end to end and each file's features once (PER_SIGHT,
+repeated over its rows by `build`), so the tick's share of the rows is the gather alone (s18c:
+the build was ~11.5% of the policy tick's py-spy samples; npc/policy/decider.py has the figures).
 The rows read the tick's Sights where they lie: the think asks the policy's
 files first, so their Sights are consecutive slices of one look's gathers
 and `_joined` takes them as views (a copy only when they are not). Rows are
