@@ -29,9 +29,18 @@ and the request's gather stays (~4%); `bench/decisions.py --compare` against
 main, 8 rounds of 40 ticks: cast.tick() thread CPU p50 with the policy 24.7
 against 30.8 ms (0.80x), p99 35.1 against 42.0, built-in 0.98x, every
 round's fingerprint the same; in one process taking turns (rows in the tick
-/ in the worker, 12 rounds of 40 ticks): 29.0 -> 23.2 ms p50 (0.80x). The
-worker's share per request: the build (~5 ms a tick at 1,000 rows) beside
-the forward pass, on the other core. Bounds: at most `max_pending` requests (ticks) in flight; past
+/ in the worker, 12 rounds of 40 ticks): 29.0 -> 23.2 ms p50 (0.80x). What
+it costs elsewhere (captured requests of that scene, 1,000 rows a tick,
+load ~13): the worker builds the rows in 4.8-6.1 ms thread CPU p50 beside
+its forward pass, so the answer comes later: round trip p50 49.8 -> 69.6
+ms, p90 69.0 -> 85.6 (in-process turns, load ~12; on a quiet machine the
+old round trip was 12.8 ms p50, README); the request packs to 1,203 KB
+against 868 KB of rows (the Sight's ~11 pairs per NPC, 900 KB, and every
+NPC's position, 160 KB), which a broker worker receives. Not yet done: send
+p_row as the runs it is (start), p_id / p_pos of the nearest K pairs only
+(all _players reads), the NPCs' squares as integers: ~830 KB, exact.
+A real-time run (`--sizes 10000 --seconds 20 --blocks 4`) at load 10-12 was
+not comparable (built-in 144 ms p50: the machine, not the tick). Bounds: at most `max_pending` requests (ticks) in flight; past
 that a tick's rows go straight to the built-in (counted as "skipped").
 
 Which files it follows (`follows`): not a file that says `decider =

@@ -166,13 +166,15 @@ def test_rows_built_in_the_worker_decide_as_rows_built_in_the_tick():
         budget_s=60.0,
         guard=False,
         standby=False,
+        hang_timeout_s=120.0,  # a worker slow under the machine's load is not killed (one world would then
+        # decide a tick by the built-in while the other had its answers)
     )
     second = PolicyDecider(first.pool, scenes[1][0], 60.0, guard=False, rows_in_worker=False)
     try:
         assert first.rows_in_worker and first.pool.wait_ready(120)
         for (w, c), d in zip(scenes, (first, second)):
             c.decider = d
-        for _ in range(120):
+        for t in range(120):
             for w, c in scenes:
                 c.tick()
                 w.step(0.05)
@@ -182,8 +184,9 @@ def test_rows_built_in_the_worker_decide_as_rows_built_in_the_tick():
             assert sorted(c1.minds) == sorted(c2.minds)
             eids = np.asarray(sorted(c1.minds), np.int64)
             a, b = w1.columns(eids), w2.columns(eids)
+            why = (t, first.decisions, second.decisions, first.pool.stats)
             for f in ("pos", "action", "place", "target", "arrived"):
-                assert np.array_equal(getattr(a, f), getattr(b, f)), f
+                assert np.array_equal(getattr(a, f), getattr(b, f)), (f, *why)
             assert np.array_equal(c1.rows.by[c1.rows.rows(eids.tolist())], c2.rows.by[c2.rows.rows(eids.tolist())])
         assert first.decisions["on_time"] > 100 and first.decisions["on_time"] == second.decisions["on_time"]
         assert first.rejected == second.rejected
