@@ -50,7 +50,8 @@ the ledger's commit 6%.
 s18c: the observation rows are built in the policy worker (npc/policy/decider.py, observe.request
 and observe.build): the tick sends the Sights' columns and gets back the decoded answers.
 --compare against main at 10,000 NPCs, load ~6.5: policy cast.tick() thread CPU p50 24.7 against
-30.8 ms (0.80x), built-in 0.98x, fingerprints the same. What is left of the policy tick (py-spy,
+30.8 ms (0.80x), built-in 0.98x, fingerprints the same; with the request cut to what the rows read,
+at load ~13: 26.0 against 33.2 ms (0.78x), built-in 0.97x, fingerprints the same. What is left of the policy tick (py-spy,
 s18c before the change): the look 29% (grid query 10%, the ledger's read 7%), the answers' apply
 18%, the ledger's commit 8.5%, hearing 7.5%, the lines said 5.6%. The rest of the issue's plan (the
 look itself off the tick: a per-tick snapshot of the players' positions and the ledger's entries

@@ -29,16 +29,19 @@ and the request's gather stays (~4%); `bench/decisions.py --compare` against
 main, 8 rounds of 40 ticks: cast.tick() thread CPU p50 with the policy 24.7
 against 30.8 ms (0.80x), p99 35.1 against 42.0, built-in 0.98x, every
 round's fingerprint the same; in one process taking turns (rows in the tick
-/ in the worker, 12 rounds of 40 ticks): 29.0 -> 23.2 ms p50 (0.80x). What
+/ in the worker, 12 rounds of 40 ticks): 29.0 -> 23.2 ms p50 (0.80x).
+With the smaller request (below), --compare again at load ~13: 26.0 against
+33.2 ms p50 (0.78x), built-in 0.97x, fingerprints the same. What
 it costs elsewhere (captured requests of that scene, 1,000 rows a tick,
 load ~13): the worker builds the rows in 4.8-6.1 ms thread CPU p50 beside
 its forward pass, so the answer comes later: round trip p50 49.8 -> 69.6
 ms, p90 69.0 -> 85.6 (in-process turns, load ~12; on a quiet machine the
-old round trip was 12.8 ms p50, README); the request packs to 1,203 KB
-against 868 KB of rows (the Sight's ~11 pairs per NPC, 900 KB, and every
-NPC's position, 160 KB), which a broker worker receives. Not yet done: send
-p_row as the runs it is (start), p_id / p_pos of the nearest K pairs only
-(all _players reads), the NPCs' squares as integers: ~830 KB, exact.
+old round trip was 12.8 ms p50, README). The request packs to 777 KB
+against the rows' 868 KB (what a broker worker receives): as first sent,
+with the Sight's ~11 pairs per NPC whole and every NPC's position, it was
+1,203 KB; observe.request now leaves out p_row (the runs `start` says),
+sends p_id / p_pos of each row's nearest K pairs only (all that _players
+reads) and the NPCs' CELL squares as int32, the same rows bit for bit.
 A real-time run (`--sizes 10000 --seconds 20 --blocks 4`) at load 10-12 was
 not comparable (built-in 144 ms p50: the machine, not the tick). Bounds: at most `max_pending` requests (ticks) in flight; past
 that a tick's rows go straight to the built-in (counted as "skipped").

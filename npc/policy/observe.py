@@ -19,7 +19,8 @@ masks. No torch here: this runs in the server's tick.
 
 The tick sends `request(...)` to a policy worker, which calls `build` (npc/policy/model.py):
 the request holds the Sights' columns end to end and each file's features once (PER_SIGHT,
-repeated over its rows by `build`), so the tick's share of the rows is the gather alone (s18c:
+repeated over its rows by `build`), of the pairs only what the rows read, every NPC as its
+CELL square (777 KB at 1,000 rows against 868 KB of rows), so the tick's share of the rows is the gather alone (s18c:
 the build was ~11.5% of the policy tick's py-spy samples; npc/policy/decider.py has the figures).
 The rows read the tick's Sights where they lie: the think asks the policy's
 files first, so their Sights are consecutive slices of one look's gathers
@@ -462,11 +463,19 @@ def request(
     sights = [s for s in sights if len(s)]
     if not sights:
         return {"n": np.zeros(0, np.int64)}
+    g = _gather(sights, lambda d: features(d, places))
+    # what the rows read of the pairs and NPCs, no more (the same values; 1,203 -> ~830 KB at 1,000 rows):
+    # p_row is the runs `start` says; p_id and p_pos are read for each row's nearest K pairs only; every
+    # NPC's position only as its CELL square (integers)
+    pr = g.pop("p_row")
+    near = np.flatnonzero(np.arange(len(pr)) - g["start"][pr] < K)
+    g["p_id"], g["p_pos"] = g["p_id"][near], np.take(g["p_pos"], near, axis=0)
+    every = None if npc_xy is None else np.asarray(npc_xy, np.float64).reshape(-1, 2)
     return {
-        **_gather(sights, lambda d: features(d, places)),
+        **g,
         "place_xy": np.asarray(place_xy, np.float64).reshape(-1, 2),
         "size": [max(1.0, float(world_size[0])), max(1.0, float(world_size[1]))],
-        "npc_xy": None if npc_xy is None else np.asarray(npc_xy, np.float64).reshape(-1, 2),
+        "npc_squares": None if every is None else np.floor(every / CELL).astype(np.int32),
     }
 
 
@@ -479,8 +488,16 @@ def build(req: dict) -> Rows:
     for name in PER_SIGHT:  # each Sight's values over its rows
         g[name] = np.repeat(np.asarray(req[name]), n, axis=0)
     g["pos"] = np.asarray(g["pos"]).reshape(-1, 2)
-    g["p_pos"] = np.asarray(g["p_pos"]).reshape(-1, 2)
-    return _build(g, np.asarray(req["place_xy"], np.float64).reshape(-1, 2), tuple(req["size"]), req["npc_xy"])
+    start = np.asarray(req["start"], np.int64)
+    g["p_row"] = pr = np.repeat(np.arange(len(start) - 1, dtype=np.int64), np.diff(start))
+    near = np.flatnonzero(np.arange(len(pr)) - start[pr] < K)  # the pairs request() sent p_id, p_pos of
+    g["p_id"] = np.full(len(pr), -1, np.int64)
+    g["p_id"][near] = req["p_id"]
+    g["p_pos"] = np.zeros((len(pr), 2), np.float64)
+    g["p_pos"][near] = np.asarray(req["p_pos"], np.float64).reshape(-1, 2)
+    squares = req["npc_squares"]
+    place_xy = np.asarray(req["place_xy"], np.float64).reshape(-1, 2)
+    return _build(g, place_xy, tuple(req["size"]), None, None if squares is None else np.asarray(squares))
 
 
 def _joined(arrays: list[np.ndarray]) -> np.ndarray:
@@ -572,8 +589,9 @@ def _gather(sights: Sequence[Sight], features) -> dict:
 _EYE = np.eye(A + 1, A)  # one_hot's table: row A is all zeros (-1: none)
 
 
-def _build(g: dict, place_xy: np.ndarray, world_size: tuple[float, float], npc_xy) -> Rows:
-    """The rows of the gathered Sights: features (ROW_FIELDS) next to the definitions' own, masks, slots."""
+def _build(g: dict, place_xy: np.ndarray, world_size: tuple[float, float], npc_xy, squares=None) -> Rows:
+    """The rows of the gathered Sights: features (ROW_FIELDS) next to the definitions' own, masks, slots.
+    squares (M, 2) int: every NPC's CELL square, instead of npc_xy (its positions)."""
     N = len(g["eid"])
     col = lambda name: g["raw"][:, R[name]]  # noqa: E731  (N,)
     clip = lambda v, lo=0.0, hi=1.0: np.clip(v, lo, hi)  # noqa: E731
@@ -616,7 +634,7 @@ def _build(g: dict, place_xy: np.ndarray, world_size: tuple[float, float], npc_x
             "clock": np.stack([np.sin(angle), np.cos(angle)], axis=1),
             "seen": clip(np.bincount(g["p_row"], minlength=N) / 5.0)[:, None],
             "at_place": (g["at"] >= 0)[:, None],
-            "npcs_near": clip(_npcs_near(xy, npc_xy) / 10.0)[:, None],
+            "npcs_near": clip(_npcs_near(xy, npc_xy, squares) / 10.0)[:, None],
             "position": xy / np.asarray(world_size),
         }
     )
@@ -766,12 +784,16 @@ def _candidates(
     return cand & allowed
 
 
-def _npcs_near(xy: np.ndarray, every: np.ndarray | None) -> np.ndarray:
+def _npcs_near(xy: np.ndarray, every: np.ndarray | None, squares: np.ndarray | None = None) -> np.ndarray:
     """(N,) NPCs in the same CELL-sized square as each row's NPC (itself included; 1 where none is counted).
     Counted by one bincount over the squares the NPCs span (a map's: ~200); np.unique of every NPC's
     square (a sort of 10,000 keys a tick) only when they span more than DENSE_SQUARES."""
-    every = xy if every is None or not len(every) else np.asarray(every, np.float64).reshape(-1, 2)
-    ex, ey = np.floor(every[:, 0] / CELL), np.floor(every[:, 1] / CELL)
+    if squares is not None and len(squares):  # (M, 2) every NPC's square, as np.floor(every / CELL) made it
+        sq = np.asarray(squares).reshape(-1, 2).astype(np.float64)
+        ex, ey = sq[:, 0], sq[:, 1]
+    else:
+        every = xy if every is None or not len(every) else np.asarray(every, np.float64).reshape(-1, 2)
+        ex, ey = np.floor(every[:, 0] / CELL), np.floor(every[:, 1] / CELL)
     mx, my = np.floor(xy[:, 0] / CELL), np.floor(xy[:, 1] / CELL)
     if len(ex) and len(mx):
         x0, y0 = min(ex.min(), mx.min()), min(ey.min(), my.min())

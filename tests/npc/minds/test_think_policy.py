@@ -75,7 +75,7 @@ def test_an_on_time_answer_is_applied_without_the_built_in_or_a_perception(tmp_p
         [eid] = cast.minds
         run(world, cast, 60)
         assert decider.decisions["on_time"] > 0
-        assert counted == {"builtin_rows": 0, "perceptions": 0}
+        assert counted == {"builtin_rows": 0, "perceptions": 0}, (decider.decisions, list(decider.latencies)[:6])
         it = world.intent(eid)
         assert (it.action, it.place) == ("go_to", "b")
         row = cast.listing()["npcs"][0]
