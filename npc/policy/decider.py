@@ -36,7 +36,12 @@ it costs elsewhere (captured requests of that scene, 1,000 rows a tick,
 load ~13): the worker builds the rows in 4.8-6.1 ms thread CPU p50 beside
 its forward pass, so the answer comes later: round trip p50 49.8 -> 69.6
 ms, p90 69.0 -> 85.6 (in-process turns, load ~12; on a quiet machine the
-old round trip was 12.8 ms p50, README). The request packs to 777 KB
+old round trip was 12.8 ms p50, README); with the smaller request, in-process
+turns at load ~7: tick 21.0 -> 17.5 ms p50 (0.83x), round trip p50 23.4 ->
+30.2 ms, p90 33.3 -> 43.9. That is the cost to weigh against the one-tick
+deadline: under load more answers may come late (then the built-in decides
+them; tests/npc/minds' one-NPC on-time test, budget 50 ms, failed 2 of 13
+runs at load 8-14 with this, 0 of 5 on main). The request packs to 777 KB
 against the rows' 868 KB (what a broker worker receives): as first sent,
 with the Sight's ~11 pairs per NPC whole and every NPC's position, it was
 1,203 KB; observe.request now leaves out p_row (the runs `start` says),
