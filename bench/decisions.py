@@ -17,7 +17,8 @@ against the learned policy on the inference pool, in one run.
    run (`--blocks` blocks of `--seconds`/`--blocks` each: builtin, policy,
    builtin, policy), switching `cast.decider` between None and the decider,
    whose pool is started once per size and kept warm; timing starts once the
-   guard has checked every file. Per mode: tick p50/p99 (ms), the NPCs' share
+   guard has checked every file. The policy's observation rows are built in its
+   worker (npc/policy/decider.py); `--rows-in-tick`: in the tick, as before s18c. Per mode: tick p50/p99 (ms), the NPCs' share
    of the tick (time in cast.tick() / the whole tick), overruns (ticks over
    50 ms), and for the policy the NPC decisions by outcome (on time / late /
    dropped / failed / skipped), their latency, the on-time answers the masks
@@ -53,7 +54,7 @@ met in the printout and the JSON: measured, never asserted.
 Usage: python bench/decisions.py [--sizes 1000,2000,5000,10000,20000] [--observers 1000]
        [--seconds 20] [--blocks 4] [--settle-ticks 300] [--audit-seconds 3]
        [--fault-npcs 10000] [--fault-seconds 60] [--gpu | --devices cuda:0,cuda:1]
-       [--no-guard] [--weights PATH|none] [--out bench/results/decisions.json]
+       [--no-guard] [--rows-in-tick] [--weights PATH|none] [--out bench/results/decisions.json]
        python bench/decisions.py --compare PATH [--compare-npcs 10000] [--observers 1000]
        [--compare-rounds 20] [--compare-ticks 40] [--compare-modes policy,builtin]
 Prints a table and writes JSON. This process never imports torch; only the
@@ -309,9 +310,17 @@ def weights_problem(path: str) -> str | None:
     return None
 
 
+def rows_option(args) -> dict:
+    """start_decider's rows_in_worker=False under --rows-in-tick (this tree's code only: an older tree has no
+    such option and always builds the rows in the tick)."""
+    return {"rows_in_worker": False} if args.rows_in_tick and TREE == ROOT else {}
+
+
 def policy_starter(args):
     def start(world):
-        return start_decider(world, weights=args.weights, budget_s=DT, guard=args.guard, devices=args.devices)
+        return start_decider(
+            world, weights=args.weights, budget_s=DT, guard=args.guard, devices=args.devices, **rows_option(args)
+        )
 
     return start
 
@@ -603,7 +612,14 @@ def serve(args) -> None:
 
     def start(world):
         return start_decider(
-            world, weights=args.weights, budget_s=60.0, guard=False, standby=False, workers=1, devices=["cpu"]
+            world,
+            weights=args.weights,
+            budget_s=60.0,
+            guard=False,
+            standby=False,
+            workers=1,
+            devices=["cpu"],
+            **rows_option(args),
         )
 
     scene, decider = build(args.compare_npcs, args.observers, start, hook_budget_ms=2000.0)
@@ -811,6 +827,12 @@ def parse(argv=None):
         dest="guard",
         action="store_false",
         help="no guard: the policy decides every file without hooks at once",
+    )
+    ap.add_argument(
+        "--rows-in-tick",
+        action="store_true",
+        help="the policy's observation rows built in the tick (the path before s18c), not in the worker; "
+        "with --compare, this tree's process only",
     )
     ap.add_argument("--guard-timeout", type=float, default=300.0, help="s to wait for the workers and the guard")
     ap.add_argument(

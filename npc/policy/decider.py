@@ -4,9 +4,13 @@ one-tick budget. No torch here: the pool's workers run npc/policy/model.py.
 The cast asks the policy for the due NPCs of the files it follows; the
 built-in behaviour is not computed for them:
 
-    tick t      ask(sight) per file; end_tick() builds all rows in one go
-                (npc/policy/observe.py, array work) and submits ONE request,
-                deadline = now + one tick
+    tick t      ask(sight) per file; end_tick() submits ONE request,
+                deadline = now + one tick: observe.request (the Sights' columns
+                end to end, each file's features once), and the worker builds
+                the rows (observe.build), runs the model and decodes its answer
+                against them (npc/policy/model.py `decoded`); with
+                rows_in_worker=False the tick builds the rows (observe.rows)
+                and decodes, as before s18c
     tick t+1    begin_tick() polls the inbox (never waits): an ON_TIME answer
                 is decoded and handed to the cast, which applies what changed;
                 a LATE, DROPPED or FAILED one, or one still missing once its
@@ -16,7 +20,35 @@ built-in behaviour is not computed for them:
                 answer that still arrives is ignored
 
 So a dead or slow worker costs the NPCs one tick of delay, never the tick
-its budget. Bounds: at most `max_pending` requests (ticks) in flight; past
+its budget. A worker's decoded answer is checked for shape, dtype and range
+(`_decoded`: an action of the vocabulary, a place of the map); the apply
+still refuses an action the file does not allow, the world a dead target.
+Measured (s18c, 10,000 NPCs, 1,000 observers, load ~6.5 on the 2-core
+machine): the rows were ~11.5% of the policy tick's py-spy samples (_build)
+and the request's gather stays (~4%); `bench/decisions.py --compare` against
+main, 8 rounds of 40 ticks: cast.tick() thread CPU p50 with the policy 24.7
+against 30.8 ms (0.80x), p99 35.1 against 42.0, built-in 0.98x, every
+round's fingerprint the same; in one process taking turns (rows in the tick
+/ in the worker, 12 rounds of 40 ticks): 29.0 -> 23.2 ms p50 (0.80x).
+With the smaller request (below), --compare again at load ~13: 26.0 against
+33.2 ms p50 (0.78x), built-in 0.97x, fingerprints the same. What
+it costs elsewhere (captured requests of that scene, 1,000 rows a tick,
+load ~13): the worker builds the rows in 4.8-6.1 ms thread CPU p50 beside
+its forward pass, so the answer comes later: round trip p50 49.8 -> 69.6
+ms, p90 69.0 -> 85.6 (in-process turns, load ~12; on a quiet machine the
+old round trip was 12.8 ms p50, README); with the smaller request, in-process
+turns at load ~7: tick 21.0 -> 17.5 ms p50 (0.83x), round trip p50 23.4 ->
+30.2 ms, p90 33.3 -> 43.9. That is the cost to weigh against the one-tick
+deadline: under load more answers may come late (then the built-in decides
+them; tests/npc/minds' one-NPC on-time test, budget 50 ms, failed 2 of 13
+runs at load 8-14 with this, 0 of 5 on main). The request packs to 777 KB
+against the rows' 868 KB (what a broker worker receives): as first sent,
+with the Sight's ~11 pairs per NPC whole and every NPC's position, it was
+1,203 KB; observe.request now leaves out p_row (the runs `start` says),
+sends p_id / p_pos of each row's nearest K pairs only (all that _players
+reads) and the NPCs' CELL squares as int32, the same rows bit for bit.
+A real-time run (`--sizes 10000 --seconds 20 --blocks 4`) at load 10-12 was
+not comparable (built-in 144 ms p50: the machine, not the tick). Bounds: at most `max_pending` requests (ticks) in flight; past
 that a tick's rows go straight to the built-in (counted as "skipped").
 
 Which files it follows (`follows`): not a file that says `decider =
@@ -32,7 +64,7 @@ import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
@@ -68,16 +100,20 @@ class PolicyDecider:
         clock: Callable[[], float] = time.monotonic,
         max_pending: int = 8,
         guard: bool = True,
+        rows_in_worker: bool = True,
     ):
         self.pool = pool
         self.world = world
         self.budget_s = budget_s
         self.clock = clock
         self.max_pending = max_pending
+        # True: the tick sends observe.request(...) and the worker builds the rows and decodes its answer
+        # (npc/policy/model.py `decoded`); False: the tick builds the rows and decodes (as before s18c)
+        self.rows_in_worker = rows_in_worker
         self.inbox = Inbox()
         self.asked: list[Sight] = []
         self._skipped: list[np.ndarray] = []  # rows not sent (too many in flight): built-in next tick
-        self.pending: dict[int, tuple] = {}  # id(future) -> (future, sights, rows, deadline)
+        self.pending: dict[int, tuple] = {}  # id(future) -> (future, sights, rows or _Sent, deadline)
         self.decisions = {o: 0 for o in OUTCOMES}  # NPC decisions by outcome (rows per request)
         self.rejected = 0  # answers that could not be applied (masks)
         self.latencies: collections.deque = collections.deque(maxlen=LATENCY_KEPT)
@@ -214,12 +250,16 @@ class PolicyDecider:
 
     def _decode(self, sights: list[Sight], rows, value) -> tuple[list, np.ndarray]:
         """(replies per sight, NPCs whose answer can't be applied: the built-in decides them)."""
-        action = np.asarray(value["action"], np.int64)
-        target = np.asarray(value["target"], np.int64)
-        if action.shape != (len(rows.eid),) or target.shape != (len(rows.eid),):
-            raise ValueError("answer of the wrong shape")
-        d = observe.decode(rows.slots, action, target, rows.mask, rows.tmask, rows.finishing)
-        go = d.ok & ~rows.finishing  # finishing a talk or gift: nothing to apply
+        if isinstance(rows, _Sent):
+            d, finishing = self._decoded(len(rows.eid), value)
+        else:
+            action = np.asarray(value["action"], np.int64)
+            target = np.asarray(value["target"], np.int64)
+            if action.shape != (len(rows.eid),) or target.shape != (len(rows.eid),):
+                raise ValueError("answer of the wrong shape")
+            d = observe.decode(rows.slots, action, target, rows.mask, rows.tmask, rows.finishing)
+            finishing = rows.finishing
+        go = d.ok & ~finishing  # finishing a talk or gift: nothing to apply
         self.rejected += int((~d.ok).sum())
         out, lo = [], 0
         for s in sights:
@@ -233,6 +273,27 @@ class PolicyDecider:
                 out.append((part, a, d.target[lo:hi][sel], d.place[lo:hi][sel].astype(np.int32)))
             lo = hi
         return out, rows.eid[~d.ok]
+
+    def _decoded(self, n: int, value) -> tuple[observe.Decoded, np.ndarray]:
+        """A worker's decoded answer (npc/policy/model.py `decoded`), checked for shape and range: an
+        action of the vocabulary where ok, a place of the map or -1 (the world refuses a target that is
+        not alive, the apply an action the file does not allow)."""
+        d = observe.Decoded(
+            np.asarray(value["action"]),
+            np.asarray(value["target"]),
+            np.asarray(value["place"]),
+            np.asarray(value["ok"]),
+        )
+        finishing = np.asarray(value["finishing"])
+        want = ((d.action, np.int8), (d.target, np.int64), (d.place, np.int32), (d.ok, bool), (finishing, bool))
+        if any(a.shape != (n,) or a.dtype != t for a, t in want):
+            raise ValueError("answer of the wrong shape")
+        ok = d.ok
+        if ((d.action[ok] < 0) | (d.action[ok] >= observe.A)).any() or (
+            (d.place < -1) | (d.place >= len(self.world.places))
+        ).any():
+            raise ValueError("answer out of range")
+        return d, finishing
 
     def _audit(self, s: Sight, action: np.ndarray) -> None:
         from npc.minds import builtin
@@ -259,13 +320,18 @@ class PolicyDecider:
             return
         w = self.world
         try:
-            rows = observe.rows(sights, tuple(w.map.world_size), w.place_positions(), w.of_kind(NPC)[1], w.places)
+            args = (sights, tuple(w.map.world_size), w.place_positions(), w.of_kind(NPC)[1], w.places)
+            if self.rows_in_worker:  # the worker builds the rows (npc/policy/model.py)
+                req = observe.request(*args)
+                rows: observe.Rows | _Sent = _Sent(np.asarray(req.get("eid", np.zeros(0)), np.int64))
+                payload: dict[str, Any] = {"rows": req}
+            else:
+                rows = observe.rows(*args)
+                payload = {"obs": rows.obs, "mask": rows.mask, "tmask": rows.tmask}
         except Exception:
             self._skipped += [s.eid for s in sights]  # the built-in decides them at the next tick
             raise
-        fut = self.pool.submit(
-            {"obs": rows.obs, "mask": rows.mask, "tmask": rows.tmask}, self.clock() + self.budget_s, inbox=self.inbox
-        )
+        fut = self.pool.submit(payload, self.clock() + self.budget_s, inbox=self.inbox)
         self.batch_rows.append(n)
         self.pending[id(fut)] = (fut, sights, rows, fut.deadline)
 
@@ -308,6 +374,12 @@ class PolicyDecider:
         ]
 
 
+class _Sent(NamedTuple):
+    """A request sent as {"rows": observe.request(...)}: its rows' NPCs (the worker has the rest)."""
+
+    eid: np.ndarray
+
+
 def start_decider(
     world,
     *,
@@ -318,6 +390,7 @@ def start_decider(
     budget_s: float = 0.05,
     guard: bool = True,
     standby: bool = True,
+    rows_in_worker: bool = True,
     **pool_options,
 ) -> PolicyDecider:
     """A started pool running the policy (npc/policy/model.py:PolicyRunner), and its decider for `Cast.decider`.
@@ -334,4 +407,4 @@ def start_decider(
         **pool_options,
     )
     pool = Pool(cfg).start()
-    return PolicyDecider(pool, world, budget_s, guard=guard)
+    return PolicyDecider(pool, world, budget_s, guard=guard, rows_in_worker=rows_in_worker)

@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from npc.policy import observe
 from npc.policy.observe import A, NEEDS, OBS_DIM, OFFSET, OWN_ROUTE, T, WEIGHT_NAMES
 from npc.policy.weights import DEFAULT_WEIGHTS  # noqa: F401  (the shipped weights; re-exported)
 
@@ -121,10 +122,12 @@ def save(model: nn.Module, path: str | Path) -> None:
 
 class PolicyRunner:
     """Runs the policy for the pool: each request is one tick's matrix
-    {"obs": (N, OBS_DIM), "mask": (N, A), "tmask": (N, T)}; the worker may
+    {"obs": (N, OBS_DIM), "mask": (N, A), "tmask": (N, T)} (the guard, training), or
+    {"rows": observe.request(...)} (the tick: the rows are built here, observe.build); the worker may
     batch several requests, which become one forward pass.
     Answers {"action": (N,) int8, "target": (N,) int8}; -1 where the row
-    allows no action at all (the NPC keeps its built-in decision)."""
+    allows no action at all (the NPC keeps its built-in decision); to a "rows" request the
+    answer decoded against its rows (`decoded`)."""
 
     def __init__(
         self,
@@ -147,10 +150,16 @@ class PolicyRunner:
         )
 
     def run(self, batch: list[dict]) -> list[dict]:
-        sizes = [len(p["obs"]) for p in batch]
-        obs = torch.from_numpy(np.concatenate([np.asarray(p["obs"], np.float32) for p in batch]))  # (B, D)
-        mask = torch.from_numpy(np.concatenate([np.asarray(p["mask"], bool) for p in batch]))  # (B, A)
-        tmask = torch.from_numpy(np.concatenate([np.asarray(p["tmask"], bool) for p in batch]))  # (B, T)
+        # a request {"rows": observe.request(...)} is built into rows here, and answered decoded (below)
+        built = [observe.build(p["rows"]) if "rows" in p else None for p in batch]
+        parts = [
+            (b.obs, b.mask, b.tmask) if b is not None else (p["obs"], p["mask"], p["tmask"])
+            for p, b in zip(batch, built)
+        ]
+        sizes = [len(o) for o, _, _ in parts]
+        obs = torch.from_numpy(np.concatenate([np.asarray(o, np.float32) for o, _, _ in parts]))  # (B, D)
+        mask = torch.from_numpy(np.concatenate([np.asarray(m, bool) for _, m, _ in parts]))  # (B, A)
+        tmask = torch.from_numpy(np.concatenate([np.asarray(t, bool) for _, _, t in parts]))  # (B, T)
         with torch.inference_mode():
             a, t = self.model(obs.to(self.device), mask.to(self.device), tmask.to(self.device))
             a = a.float().masked_fill(~mask.to(a.device), float("-inf"))  # re-checked: whatever the module does
@@ -160,7 +169,18 @@ class PolicyRunner:
         act[~mask.any(-1).numpy()] = -1
         tgt[~tmask.any(-1).numpy()] = -1
         out, i = [], 0
-        for n in sizes:
-            out.append({"action": act[i : i + n], "target": tgt[i : i + n]})
+        for n, b in zip(sizes, built):
+            a_, t_ = act[i : i + n], tgt[i : i + n]
+            out.append({"action": a_, "target": t_} if b is None else decoded(b, a_, t_))
             i += n
         return out
+
+
+def decoded(r: observe.Rows, action: np.ndarray, target: np.ndarray) -> dict:
+    """The answer to a {"rows": ...} request: the policy's (action, slot) per row decoded against the rows
+    built in the worker (observe.decode: both masks checked again, the slot's entity id or place index),
+    and which rows finish a talk or gift (nothing to apply). The tick then needs no rows of its own."""
+    d = observe.decode(
+        r.slots, np.asarray(action, np.int64), np.asarray(target, np.int64), r.mask, r.tmask, r.finishing
+    )
+    return {"action": d.action, "target": d.target, "place": d.place, "ok": d.ok, "finishing": r.finishing}

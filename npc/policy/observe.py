@@ -3,6 +3,7 @@ array operations only (no loop over NPCs; one short loop over the Sights,
 one per NPC file that is due).
 
     r = rows(sights, world_size, place_xy, npc_xy, places)
+    r = build(request(sights, world_size, place_xy, npc_xy, places))   (the same)
 
     r.obs       (N, OBS_DIM)  float32  what the policy sees (LAYOUT below)
     r.mask      (N, A)        bool     the actions the policy may choose (structural, below)
@@ -16,6 +17,11 @@ one per NPC file that is due).
 a policy's answer back into (action, entity, place, ok), re-checking both
 masks. No torch here: this runs in the server's tick.
 
+The tick sends `request(...)` to a policy worker, which calls `build` (npc/policy/model.py):
+the request holds the Sights' columns end to end and each file's features once (PER_SIGHT,
+repeated over its rows by `build`), of the pairs only what the rows read, every NPC as its
+CELL square (777 KB at 1,000 rows against 868 KB of rows), so the tick's share of the rows is the gather alone (s18c:
+the build was ~11.5% of the policy tick's py-spy samples; npc/policy/decider.py has the figures).
 The rows read the tick's Sights where they lie: the think asks the policy's
 files first, so their Sights are consecutive slices of one look's gathers
 and `_joined` takes them as views (a copy only when they are not). Rows are
@@ -438,14 +444,60 @@ def rows(
 
     world_size: the map's (width, height) in world units; place_xy (P, 2): the centres of
     `places` (World.places, World.place_positions()); npc_xy (M, 2): every NPC in the world, for
-    "NPCs nearby" (None: only the rows' own NPCs count)."""
+    "NPCs nearby" (None: only the rows' own NPCs count). The same as build(request(...)): the
+    tick may send the request to a policy worker, which builds the rows there (npc/policy/model.py)."""
+    return build(request(sights, world_size, place_xy, npc_xy, places))
+
+
+def request(
+    sights: Sequence[Sight],
+    world_size: tuple[float, float],
+    place_xy: np.ndarray,
+    npc_xy: np.ndarray | None,
+    places: Sequence[str],
+) -> dict:
+    """What `build` needs to make the rows of these Sights (arguments as `rows`), compact and msgpack-able
+    (npc/inference/wire.py): the definitions' features once per Sight (repeated over its rows by `build`),
+    the Sights' columns end to end (views where they lie in one look's gathers), the map's places, every
+    NPC's position. The tick's only share of the rows when a worker builds them."""
     sights = [s for s in sights if len(s)]
     if not sights:
-        return empty_rows()
-    place_xy = np.asarray(place_xy, np.float64).reshape(-1, 2)
-    size = (max(1.0, float(world_size[0])), max(1.0, float(world_size[1])))
+        return {"n": np.zeros(0, np.int64)}
     g = _gather(sights, lambda d: features(d, places))
-    return _build(g, place_xy, size, npc_xy)
+    # what the rows read of the pairs and NPCs, no more (the same values; 1,203 -> ~830 KB at 1,000 rows):
+    # p_row is the runs `start` says; p_id and p_pos are read for each row's nearest K pairs only; every
+    # NPC's position only as its CELL square (integers)
+    pr = g.pop("p_row")
+    near = np.flatnonzero(np.arange(len(pr)) - g["start"][pr] < K)
+    g["p_id"], g["p_pos"] = g["p_id"][near], np.take(g["p_pos"], near, axis=0)
+    every = None if npc_xy is None else np.asarray(npc_xy, np.float64).reshape(-1, 2)
+    return {
+        **g,
+        "place_xy": np.asarray(place_xy, np.float64).reshape(-1, 2),
+        "size": [max(1.0, float(world_size[0])), max(1.0, float(world_size[1]))],
+        "npc_squares": None if every is None else np.floor(every / CELL).astype(np.int32),
+    }
+
+
+def build(req: dict) -> Rows:
+    """The rows of a `request` (in the tick, or in a policy worker: the same values bit for bit)."""
+    n = np.asarray(req["n"], np.int64)
+    if not n.sum():
+        return empty_rows()
+    g = dict(req)
+    for name in PER_SIGHT:  # each Sight's values over its rows
+        g[name] = np.repeat(np.asarray(req[name]), n, axis=0)
+    g["pos"] = np.asarray(g["pos"]).reshape(-1, 2)
+    start = np.asarray(req["start"], np.int64)
+    g["p_row"] = pr = np.repeat(np.arange(len(start) - 1, dtype=np.int64), np.diff(start))
+    near = np.flatnonzero(np.arange(len(pr)) - start[pr] < K)  # the pairs request() sent p_id, p_pos of
+    g["p_id"] = np.full(len(pr), -1, np.int64)
+    g["p_id"][near] = req["p_id"]
+    g["p_pos"] = np.zeros((len(pr), 2), np.float64)
+    g["p_pos"][near] = np.asarray(req["p_pos"], np.float64).reshape(-1, 2)
+    squares = req["npc_squares"]
+    place_xy = np.asarray(req["place_xy"], np.float64).reshape(-1, 2)
+    return _build(g, place_xy, tuple(req["size"]), None, None if squares is None else np.asarray(squares))
 
 
 def _joined(arrays: list[np.ndarray]) -> np.ndarray:
@@ -474,27 +526,33 @@ def _joined(arrays: list[np.ndarray]) -> np.ndarray:
     return out
 
 
+# request()'s values of one per Sight (build repeats them over the Sight's rows)
+PER_SIGHT = ("vec", "raw", "can", "own", "allowed", "need_at", "need_w", "relief", "now", "minute", "block", "block_do")
+
+
 def _gather(sights: Sequence[Sight], features) -> dict:
-    """Concatenate the Sights' arrays into one set of N rows (one short loop over the Sights)."""
+    """The Sights' arrays end to end (N rows; one short loop over the Sights), and their definitions'
+    features and scalars once per Sight (PER_SIGHT: `build` repeats them over the rows)."""
     feats = [features(s.defn) for s in sights]
-    n = np.asarray([len(s) for s in sights])
-    rep = lambda vals, dtype=np.float64: np.repeat(np.asarray(vals, dtype), n, axis=0)  # noqa: E731
+    n = np.asarray([len(s) for s in sights], np.int64)
+    one = lambda vals, dtype=np.float64: np.asarray(vals, dtype)  # noqa: E731  (S, ...)
     cat = lambda name: _joined([getattr(s, name) for s in sights])  # noqa: E731
     base = np.concatenate([[0], np.cumsum(n)[:-1]])
     pairs = np.concatenate([[0], np.cumsum([len(s.p_row) for s in sights])[:-1]])
     g = {
-        "vec": rep([f.vec for f in feats], np.float32),
-        "raw": rep([f.raw for f in feats]),
-        "can": rep([f.can for f in feats], bool),
-        "own": rep([f.own for f in feats]),
-        "allowed": rep([f.allowed for f in feats], bool),
-        "need_at": rep([f.need_at for f in feats], np.int64),
-        "need_w": rep([f.need_weight for f in feats]),
-        "relief": rep([f.relief for f in feats], np.int64),
-        "now": rep([s.now_s for s in sights]),
-        "minute": rep([s.minute for s in sights]),
-        "block": rep([s.block is not None for s in sights], bool),
-        "block_do": rep([ACTION_INDEX[s.block.do] if s.block is not None else -1 for s in sights], np.int64),
+        "n": n,
+        "vec": one([f.vec for f in feats], np.float32),
+        "raw": one([f.raw for f in feats]),
+        "can": one([f.can for f in feats], bool),
+        "own": one([f.own for f in feats]),
+        "allowed": one([f.allowed for f in feats], bool),
+        "need_at": one([f.need_at for f in feats], np.int64),
+        "need_w": one([f.need_weight for f in feats]),
+        "relief": one([f.relief for f in feats], np.int64),
+        "now": one([s.now_s for s in sights]),
+        "minute": one([s.minute for s in sights]),
+        "block": one([s.block is not None for s in sights], bool),
+        "block_do": one([ACTION_INDEX[s.block.do] if s.block is not None else -1 for s in sights], np.int64),
         "stats": np.concatenate([_pad(np.asarray(s.stats, np.float64).reshape(len(s), -1), np.nan) for s in sights]),
         "tending": np.concatenate([_pad(np.asarray(s.tending, bool).reshape(len(s), -1), False) for s in sights]),
         "p_row": np.concatenate([s.p_row + b for s, b in zip(sights, base)]).astype(np.int64),
@@ -523,8 +581,6 @@ def _gather(sights: Sequence[Sight], features) -> dict:
         "p_approached",
     ):
         g[name] = cat(name)
-    g["pos"] = g["pos"].reshape(-1, 2)
-    g["p_pos"] = g["p_pos"].reshape(-1, 2)
     return g
 
 
@@ -533,8 +589,9 @@ def _gather(sights: Sequence[Sight], features) -> dict:
 _EYE = np.eye(A + 1, A)  # one_hot's table: row A is all zeros (-1: none)
 
 
-def _build(g: dict, place_xy: np.ndarray, world_size: tuple[float, float], npc_xy) -> Rows:
-    """The rows of the gathered Sights: features (ROW_FIELDS) next to the definitions' own, masks, slots."""
+def _build(g: dict, place_xy: np.ndarray, world_size: tuple[float, float], npc_xy, squares=None) -> Rows:
+    """The rows of the gathered Sights: features (ROW_FIELDS) next to the definitions' own, masks, slots.
+    squares (M, 2) int: every NPC's CELL square, instead of npc_xy (its positions)."""
     N = len(g["eid"])
     col = lambda name: g["raw"][:, R[name]]  # noqa: E731  (N,)
     clip = lambda v, lo=0.0, hi=1.0: np.clip(v, lo, hi)  # noqa: E731
@@ -577,7 +634,7 @@ def _build(g: dict, place_xy: np.ndarray, world_size: tuple[float, float], npc_x
             "clock": np.stack([np.sin(angle), np.cos(angle)], axis=1),
             "seen": clip(np.bincount(g["p_row"], minlength=N) / 5.0)[:, None],
             "at_place": (g["at"] >= 0)[:, None],
-            "npcs_near": clip(_npcs_near(xy, npc_xy) / 10.0)[:, None],
+            "npcs_near": clip(_npcs_near(xy, npc_xy, squares) / 10.0)[:, None],
             "position": xy / np.asarray(world_size),
         }
     )
@@ -727,12 +784,16 @@ def _candidates(
     return cand & allowed
 
 
-def _npcs_near(xy: np.ndarray, every: np.ndarray | None) -> np.ndarray:
+def _npcs_near(xy: np.ndarray, every: np.ndarray | None, squares: np.ndarray | None = None) -> np.ndarray:
     """(N,) NPCs in the same CELL-sized square as each row's NPC (itself included; 1 where none is counted).
     Counted by one bincount over the squares the NPCs span (a map's: ~200); np.unique of every NPC's
     square (a sort of 10,000 keys a tick) only when they span more than DENSE_SQUARES."""
-    every = xy if every is None or not len(every) else np.asarray(every, np.float64).reshape(-1, 2)
-    ex, ey = np.floor(every[:, 0] / CELL), np.floor(every[:, 1] / CELL)
+    if squares is not None and len(squares):  # (M, 2) every NPC's square, as np.floor(every / CELL) made it
+        sq = np.asarray(squares).reshape(-1, 2).astype(np.float64)
+        ex, ey = sq[:, 0], sq[:, 1]
+    else:
+        every = xy if every is None or not len(every) else np.asarray(every, np.float64).reshape(-1, 2)
+        ex, ey = np.floor(every[:, 0] / CELL), np.floor(every[:, 1] / CELL)
     mx, my = np.floor(xy[:, 0] / CELL), np.floor(xy[:, 1] / CELL)
     if len(ex) and len(mx):
         x0, y0 = min(ex.min(), mx.min()), min(ey.min(), my.min())

@@ -75,7 +75,7 @@ def test_an_on_time_answer_is_applied_without_the_built_in_or_a_perception(tmp_p
         [eid] = cast.minds
         run(world, cast, 60)
         assert decider.decisions["on_time"] > 0
-        assert counted == {"builtin_rows": 0, "perceptions": 0}
+        assert counted == {"builtin_rows": 0, "perceptions": 0}, (decider.decisions, list(decider.latencies)[:6])
         it = world.intent(eid)
         assert (it.action, it.place) == ("go_to", "b")
         row = cast.listing()["npcs"][0]
@@ -136,3 +136,61 @@ def test_the_guard_keeps_the_built_in_for_a_file_the_policy_does_not_follow(tmp_
         assert world.intent(eid).action == "idle"
     finally:
         decider.close()
+
+
+def test_rows_built_in_the_worker_decide_as_rows_built_in_the_tick():
+    """Two worlds of the same seed, the shipped files and six players, one pool (the shipped weights):
+    one decider sends each tick's observe.request and the worker builds the rows and decodes its answer,
+    the other builds the rows in the tick as before. Every tick, both worlds' positions, intents and who
+    decided are the same, and the policy decided some of them."""
+    import numpy as np
+
+    from npc.policy.decider import PolicyDecider
+    from npc.policy.model import DEFAULT_WEIGHTS
+    from world.sim import PLAYER
+
+    root = DEFAULT_WEIGHTS.parent.parent.parent
+    scenes = []
+    for _ in range(2):
+        w = World(load_map(str(root / "assets" / "maps" / "default.tmj")), WorldConfig(seed=5, day_length_s=60.0))
+        c = Cast(w, str(root / "assets" / "npcs"), tick_rate=20, budget_ms=2000.0)
+        c.load_all()
+        for k in range(6):
+            w.spawn(PLAYER, f"p{k}", "#fff", place=w.places[k % len(w.places)])
+        scenes.append((w, c))
+    first = start_decider(
+        scenes[0][0],
+        weights=str(DEFAULT_WEIGHTS),
+        workers=1,
+        devices=["cpu"],
+        budget_s=60.0,
+        guard=False,
+        standby=False,
+        hang_timeout_s=120.0,  # a worker slow under the machine's load is not killed (one world would then
+        # decide a tick by the built-in while the other had its answers)
+    )
+    second = PolicyDecider(first.pool, scenes[1][0], 60.0, guard=False, rows_in_worker=False)
+    try:
+        assert first.rows_in_worker and first.pool.wait_ready(120)
+        for (w, c), d in zip(scenes, (first, second)):
+            c.decider = d
+        for t in range(120):
+            for w, c in scenes:
+                c.tick()
+                w.step(0.05)
+                for fut, *_ in list(c.decider.pending.values()):
+                    fut.wait(30.0)
+            (w1, c1), (w2, c2) = scenes
+            assert sorted(c1.minds) == sorted(c2.minds)
+            eids = np.asarray(sorted(c1.minds), np.int64)
+            a, b = w1.columns(eids), w2.columns(eids)
+            why = (t, first.decisions, second.decisions, first.pool.stats)
+            for f in ("pos", "action", "place", "target", "arrived"):
+                assert np.array_equal(getattr(a, f), getattr(b, f)), (f, *why)
+            assert np.array_equal(c1.rows.by[c1.rows.rows(eids.tolist())], c2.rows.by[c2.rows.rows(eids.tolist())])
+        assert first.decisions["on_time"] > 100 and first.decisions["on_time"] == second.decisions["on_time"]
+        assert first.rejected == second.rejected
+        assert any(e["decided_by"] == "policy" for e in scenes[0][1].listing()["npcs"])
+        assert not [r for _, c in scenes for r in c.reports if r.kind == "internal"]
+    finally:
+        first.close()  # (the pool is the first's; the second has nothing else to close)

@@ -9,6 +9,8 @@ key of NPC files. (Training and the guard: tests/npc/policy/test_policy_train.py
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -465,3 +467,77 @@ def test_npcs_near_counts_each_square_as_a_plain_count_does(seed, every_n, rows_
         assert np.array_equal(observe._npcs_near(xy, every if every_n else None), want if every_n else want_self)
     finally:
         observe.DENSE_SQUARES = dense
+
+
+# -- rows built in the worker -------------------------------------------------------------------------
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.integers(0, 2**31), st.integers(1, 6))
+def test_a_request_sent_to_a_worker_builds_the_ticks_rows_and_its_decoded_answer(world, runners, seed, files):
+    """observe.request through the pool's wire (msgpack, arrays arriving read-only) and observe.build make
+    the rows the tick makes (observe.rows) bit for bit, and each runner's answer to {"rows": request} is
+    observe.decode of its answer to those rows' {"obs", "mask", "tmask"}."""
+    from npc.inference import wire
+
+    rng = np.random.default_rng(seed)
+    defs = [random_definition(rng, world.places, i) for i in range(files)]
+    sights = [random_sight(rng, d, int(rng.integers(0, 6)), world.places) for d in defs]
+    # half the rows' intents set just now: those talking or giving are finishing it (only keeping it is ok)
+    sights = [dataclasses.replace(s, since=np.where(rng.random(len(s)) < 0.5, s.now_s, s.since)) for s in sights]
+    npc_xy = rng.uniform(0, 2000, (int(rng.integers(0, 40)), 2))
+    args = (sights, tuple(world.map.world_size), world.place_positions(), npc_xy, world.places)
+    want = rows(*args)
+    req = wire.unpack(wire.pack({"rows": observe.request(*args)}))
+    got = observe.build(req["rows"])
+    # and against the rows of the Sights' own values row by row (each file's features and scalars stacked
+    # per NPC, not repeated by build), as rows() made them before the request existed
+    live = [s for s in sights if len(s)]
+    if live:
+        g = observe._gather(live, lambda d: observe.features(d, world.places))
+        for name in observe.PER_SIGHT:
+            g[name] = np.concatenate([np.stack([np.asarray(v)] * len(s)) for v, s in zip(g[name], live)])
+        g["pos"], g["p_pos"] = g["pos"].reshape(-1, 2), g["p_pos"].reshape(-1, 2)
+        size = tuple(max(1.0, float(x)) for x in world.map.world_size)
+        plain = observe._build(g, np.asarray(world.place_positions(), np.float64).reshape(-1, 2), size, npc_xy)
+    else:
+        plain = observe.empty_rows()
+    for f in observe.Rows._fields:
+        for ref in (want, plain):
+            assert np.array_equal(getattr(got, f), getattr(ref, f)), f
+            assert getattr(got, f).dtype == getattr(ref, f).dtype, f
+    for runner in runners:
+        [plain] = runner.run([{"obs": want.obs, "mask": want.mask, "tmask": want.tmask}])
+        [ans] = wire.unpack(wire.pack(runner.run([req])))
+        d = decode(want.slots, plain["action"], plain["target"], want.mask, want.tmask, want.finishing)
+        for f in ("action", "target", "place", "ok"):
+            assert np.array_equal(ans[f], getattr(d, f)) and ans[f].dtype == getattr(d, f).dtype, (runner, f)
+        assert np.array_equal(ans["finishing"], want.finishing)
+
+
+def test_the_decider_refuses_a_decoded_answer_of_the_wrong_shape_or_range(world):
+    """A worker's decoded answer is checked before the tick applies it: a wrong shape or dtype, an action
+    outside the vocabulary, a place outside the map is an error (the rows go to the built-in)."""
+    from npc.policy.decider import PolicyDecider
+
+    d = PolicyDecider(None, world, 0.05, guard=False)  # (no pool: only the answer's check is used)
+    n = 3
+    good = {
+        "action": np.asarray([0, 2, -1], np.int8),
+        "target": np.asarray([-1, 7, -1], np.int64),
+        "place": np.asarray([1, -1, -1], np.int32),
+        "ok": np.asarray([True, True, False]),
+        "finishing": np.zeros(n, bool),
+    }
+    dec, fin = d._decoded(n, good)
+    assert np.array_equal(dec.action, good["action"]) and np.array_equal(dec.ok, good["ok"]) and not fin.any()
+    bad = [
+        {**good, "action": good["action"].astype(np.int64)},
+        {**good, "ok": good["ok"][:2]},
+        {**good, "action": np.asarray([A, 2, -1], np.int8)},
+        {**good, "action": np.asarray([-1, 2, -1], np.int8)},
+        {**good, "place": np.asarray([len(world.places), -1, -1], np.int32)},
+    ]
+    for value in bad:
+        with pytest.raises(ValueError):
+            d._decoded(n, value)
