@@ -35,7 +35,8 @@ least 19 and the round-trip p99 is at most 100 ms. The doubling sweep (50,
 saturating N is run once more with py-spy sampling the server and the
 busiest bot process: their top functions, and the server's samples grouped by
 part (edge, outbox and encoding, interest, tick, event loop, other: PARTS),
-are printed and saved; --profile-dir keeps py-spy's raw stacks. --serve-args
+are printed and saved (--native: the server's C frames too, uvloop, picows and the syscalls);
+--profile-dir keeps py-spy's raw stacks. --serve-args
 gives npcworld's server more `npcworld serve` flags (the profiled run too).
 
 --gateways 1,2 runs npcworld once per value at every N, taking turns, and prints
@@ -50,7 +51,7 @@ measure of what the link costs), on a bigger one `--server-cpus 0-3
 
 Usage: python bench/capacity.py [--clients N,N,...] [--seconds 20] [--peer colyseus]
                                 [--spawn random|spawn] [--npcs 500] [--start 50] [--max 25600]
-                                [--procs P] [--profile] [--profile-dir DIR] [--serve-args FLAGS]
+                                [--procs P] [--profile] [--native] [--profile-dir DIR] [--serve-args FLAGS]
                                 [--baseline-args FLAGS] [--baseline-src DIR] [--gateways G,G,...]
                                 [--server-cpus CPUS] [--bots-cpus CPUS] [--out FILE]
 Prints a table and writes bench/results/capacity.json (--out: elsewhere).
