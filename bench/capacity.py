@@ -35,7 +35,8 @@ least 19 and the round-trip p99 is at most 100 ms. The doubling sweep (50,
 saturating N is run once more with py-spy sampling the server and the
 busiest bot process: their top functions, and the server's samples grouped by
 part (edge, outbox and encoding, interest, tick, event loop, other: PARTS),
-are printed and saved; --profile-dir keeps py-spy's raw stacks. --serve-args
+are printed and saved (--native: the server's C frames too, uvloop, picows and the syscalls);
+--profile-dir keeps py-spy's raw stacks. --serve-args
 gives npcworld's server more `npcworld serve` flags (the profiled run too).
 
 --gateways 1,2 runs npcworld once per value at every N, taking turns, and prints
@@ -50,7 +51,7 @@ measure of what the link costs), on a bigger one `--server-cpus 0-3
 
 Usage: python bench/capacity.py [--clients N,N,...] [--seconds 20] [--peer colyseus]
                                 [--spawn random|spawn] [--npcs 500] [--start 50] [--max 25600]
-                                [--procs P] [--profile] [--profile-dir DIR] [--serve-args FLAGS]
+                                [--procs P] [--profile] [--native] [--profile-dir DIR] [--serve-args FLAGS]
                                 [--baseline-args FLAGS] [--baseline-src DIR] [--gateways G,G,...]
                                 [--server-cpus CPUS] [--bots-cpus CPUS] [--out FILE]
 Prints a table and writes bench/results/capacity.json (--out: elsewhere).
@@ -397,7 +398,9 @@ def step(
         spies = []
         if profile:
             outdir = args.profile_dir or workdir
-            spies = start_profilers(srv.pid, bots.pid, ramp + 2.0, args.measure - 1.0, outdir, f"-{label}-n{n}")
+            spies = start_profilers(
+                srv.pid, bots.pid, ramp + 2.0, args.measure - 1.0, outdir, f"-{label}-n{n}", args.native
+            )
         out, err = bots.communicate(timeout=duration + 60)
         sampler.halt.set()
         sampler.join()
@@ -534,9 +537,12 @@ def _r(v, nd):
 # -- py-spy ------------------------------------------------------------------
 
 
-def start_profilers(server_pid: int, bots_pid: int, delay: float, seconds: float, outdir: Path, tag: str = "") -> list:
+def start_profilers(
+    server_pid: int, bots_pid: int, delay: float, seconds: float, outdir: Path, tag: str = "", native: bool = False
+) -> list:
     """py-spy on the server and on the busiest bot worker, for `seconds` of the steady window; each one's
-    raw stacks go to outdir/pyspy-<label><tag>.txt (py-spy's raw format: collapsed stacks and counts)."""
+    raw stacks go to outdir/pyspy-<label><tag>.txt (py-spy's raw format: collapsed stacks and counts).
+    `native`: the server's C frames too (py-spy --native: uvloop, picows, the sends' syscalls)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not Path(spy).exists():
         print("py-spy not found (pip install py-spy): no profile", file=sys.stderr)
@@ -562,7 +568,8 @@ def start_profilers(server_pid: int, bots_pid: int, delay: float, seconds: float
                 "100",
                 "--format",
                 "raw",
-                "--nonblocking",
+                # --native cannot be --nonblocking: py-spy then pauses the server for each sample
+                *(["--native"] if native and label == "server" else ["--nonblocking"]),
                 "--output",
                 str(out),
             ],
@@ -893,6 +900,11 @@ def main() -> int:
         help="bot processes, for both servers (default: one per 250 bots, at most one per core)",
     )
     ap.add_argument("--profile", action="store_true", help="re-run the saturating N (or the last) under py-spy")
+    ap.add_argument(
+        "--native",
+        action="store_true",
+        help="with --profile: py-spy --native on the server (its C frames: uvloop, picows, the syscalls)",
+    )
     ap.add_argument(
         "--profile-dir",
         type=Path,

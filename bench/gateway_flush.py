@@ -142,33 +142,8 @@ def messages(tick: int, n: int, seqs: list[int]) -> list[tuple[int, bytes]]:
     return out
 
 
-class Client(ws_edge.Client):
-    """Names its player in its first frame, then reads and discards."""
-
-    def data_received(self, data: bytes) -> None:
-        if self.open.done():
-            return
-        self.buf += data
-        if b"\r\n\r\n" in self.buf:
-            ok = b" 101 " in self.buf.split(b"\r\n", 1)[0]
-            if ok:
-                from bots.bot import OP_BINARY, client_frame
-
-                assert self.transport is not None
-                self.transport.write(client_frame(OP_BINARY, self.index.to_bytes(4, "big")))
-            self.open.set_result(ok)
-
-
 async def clients(ports: list[int], n: int) -> None:
-    loop = asyncio.get_running_loop()
-    wanted = [(p, i) for p in ports for i in range(n)]
-    opened = []
-    for k in range(0, len(wanted), 100):  # 100 at a time: no handshake storm
-        batch = [loop.create_connection(lambda p=p, i=i: Client(p, i), "127.0.0.1", p) for p, i in wanted[k : k + 100]]
-        for _, c in await asyncio.gather(*batch):
-            opened.append(await c.open)
-    print(f"open {sum(opened)} of {len(opened)}", flush=True)
-    await asyncio.Event().wait()  # until terminated
+    await ws_edge.hold_clients([(p, i) for p in ports for i in range(n)])
 
 
 async def run(args: argparse.Namespace) -> dict:

@@ -78,7 +78,6 @@ sys.path.insert(0, str(SRC))  # (bench/world.py put this tree first again)
 for _name in [m for m in sys.modules if m == "server" or m.startswith("server.")]:
     del sys.modules[_name]
 
-from bots.bot import OP_BINARY, client_frame  # noqa: E402
 from server import edge_picows  # noqa: E402
 from server.config import NetSection  # noqa: E402
 from server.gateway import SEND_BUFFER, Connection, Flusher  # noqa: E402
@@ -223,35 +222,13 @@ async def gateway(fd: int, expected: int) -> None:
 # -- the clients process (`--clients-child PORT:FIRST:COUNT:STEP ...`) ---------------------------------
 
 
-class Client(ws_edge.Client):
-    """bench/ws_edge.py's raw client (the handshake), which names its player in its first frame and
-    then discards what it reads."""
-
-    def data_received(self, data: bytes) -> None:
-        if self.open.done():
-            return  # updates: read and dropped
-        self.buf += data
-        if b"\r\n\r\n" in self.buf:
-            ok = b" 101 " in self.buf.split(b"\r\n", 1)[0]
-            if ok:
-                assert self.transport is not None
-                self.transport.write(client_frame(OP_BINARY, self.index.to_bytes(4, "big")))
-            self.open.set_result(ok)
-
-
 async def clients(groups: list[str]) -> None:
-    loop = asyncio.get_running_loop()
+    """The raw clients of `groups` ("port:first:count:step" each), held until terminated."""
     wanted = []
     for g in groups:
         port, first, count, step = map(int, g.split(":"))
         wanted += [(port, first + k * step) for k in range(count)]
-    opened = []
-    for i in range(0, len(wanted), 100):  # 100 at a time: no handshake storm
-        batch = [loop.create_connection(lambda p=p, j=j: Client(p, j), "127.0.0.1", p) for p, j in wanted[i : i + 100]]
-        for _, c in await asyncio.gather(*batch):
-            opened.append(await c.open)
-    print(f"open {sum(opened)} of {len(opened)}", flush=True)
-    await asyncio.Event().wait()  # until terminated
+    await ws_edge.hold_clients(wanted)
 
 
 # -- the tick process (this one) ------------------------------------------------------------------

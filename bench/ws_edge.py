@@ -164,6 +164,37 @@ class Client(asyncio.Protocol):
         self.transport.write(client_frame(OP_BINARY, msgpack.packb(msg)))
 
 
+class NamingClient(Client):
+    """A raw client that names its player in its first frame (its index, 4 bytes big-endian), then reads
+    and discards: what bench/gateway_flush.py's and bench/gateway_ipc.py's servers expect."""
+
+    def data_received(self, data: bytes) -> None:
+        if self.open.done():
+            return  # updates: read and dropped
+        self.buf += data
+        if b"\r\n\r\n" in self.buf:
+            ok = b" 101 " in self.buf.split(b"\r\n", 1)[0]
+            if ok:
+                assert self.transport is not None
+                self.transport.write(client_frame(OP_BINARY, self.index.to_bytes(4, "big")))
+            self.open.set_result(ok)
+
+
+async def hold_clients(wanted: list[tuple[int, int]]) -> None:
+    """A NamingClient for each (port, index) of `wanted`, opened 100 at a time (no handshake storm); prints
+    "open K of N" once all are done, then holds them until this process is terminated."""
+    loop = asyncio.get_running_loop()
+    opened = []
+    for k in range(0, len(wanted), 100):
+        batch = [
+            loop.create_connection(lambda p=p, i=i: NamingClient(p, i), "127.0.0.1", p) for p, i in wanted[k : k + 100]
+        ]
+        for _, c in await asyncio.gather(*batch):
+            opened.append(await c.open)
+    print(f"open {sum(opened)} of {len(opened)}", flush=True)
+    await asyncio.Event().wait()  # until terminated
+
+
 def server_cpu(pid: int) -> float:
     with open(f"/proc/{pid}/stat", "rb") as f:
         fields = f.read().rsplit(b")", 1)[1].split()

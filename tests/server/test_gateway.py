@@ -145,3 +145,35 @@ async def test_each_tick_the_flush_writes_what_websockets_would_in_order_keyfram
         (data,) = twin.take()
         assert msgpack.unpackb(data)["moves"] == [] and await client.frame() == (OP_BINARY, data)
         assert (conn.metrics.messages_out, conn.metrics.bytes_out) == (len(sent) + 1, size + len(data))
+
+
+async def test_seats_update_writes_what_a_twin_outboxs_push_update_would(edge):
+    """Seats.update queues a player's update as Outbox.push_update does (its common case inline): alone,
+    behind a pong queued first, and two ticks before one flush coalesced into one (merged, a keyframe):
+    the client reads, byte for byte, the messages a twin Outbox gives, in order; every message counted."""
+    import msgpack
+    from server.outbox import Outbox
+
+    def view(build: int, tag: str):
+        v = gateway.View.make(msgpack.packb([[tag]]), [], [tag], [], [])
+        v.build, v.moves = build, (msgpack.packb([]), msgpack.packb([[tag, b"d", b""]]))
+        return v
+
+    async with connected(edge) as (conn, client):
+        seats = gateway.Seats(NetSection())
+        seats.of[7] = conn
+        twin, count = Outbox(Metrics()), 0
+        for ticks, control in (((1,), None), ((2,), gateway.protocol.encode_pong(9, 2)), ((3, 4), None)):
+            if control is not None:
+                conn.outbox.push(control)
+                twin.push(control)
+            for tick in ticks:  # in one callback: one flush after it
+                v = view(tick - 1, f"t{tick}")
+                seats.update(7, tick, tick % 3, v)
+                twin.push_update(tick, tick % 3, v)
+            for data in twin.take():
+                assert await client.frame() == (OP_BINARY, data)
+                count += 1
+        assert conn.metrics.messages_out == count == 4 and conn.metrics.updates_coalesced == 1
+        seats.update(8, 5, 0, view(4, "t5"))  # nobody holds that seat: nothing queued
+        assert conn.outbox.update is None
