@@ -53,7 +53,7 @@ round's lines (34 ordinary, 34 hostile, 28 actions) stay "eval": no reply to
 them has been seen (tests/bench/test_persona_splits.py holds both to the files).
 
 Usage: python bench/persona.py [--candidates 3] [--model default] [--threads N]
-       [--sets ordinary,hostile,actions] [--split tune,eval1,tune2,tune3,tune4,eval] [--out bench/results/persona.json]
+       [--npcs bard,guard] [--no-restart] [--sets ordinary,hostile,actions] [--split tune,eval1,tune2,tune3,tune4,eval] [--out bench/results/persona.json]
 Prints a table and writes JSON (every reply, with its candidates and their
 problems, for a read), and beside it (-shown.json) every shown reply with the
 checker's verdict: the sample a reader labels by a rubric that is not the
@@ -850,6 +850,16 @@ def main() -> int:
         default=float("inf"),
         help="start no new line after this many seconds of the first phase (then the restart runs)",
     )
+    ap.add_argument(
+        "--npcs",
+        default=None,
+        help="only these NPC files (ids, comma-separated: a short tune run); default every shipped NPC",
+    )
+    ap.add_argument(
+        "--no-restart",
+        action="store_true",
+        help="no intro line and no restart (a tune run of some sets: the recall is not measured)",
+    )
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "persona.json"))
     ap.add_argument(
         "--shown",
@@ -881,6 +891,7 @@ def main() -> int:
         print("the dialogue worker did not start", file=sys.stderr)
         return 1
     npcs = talkers(world, cast)
+    only = set(args.npcs.split(",")) if args.npcs else None
     players, names, jobs = {}, {}, {}
     for k, (npc, m) in enumerate(npcs):
         x, y = world.position(npc)
@@ -928,8 +939,10 @@ def main() -> int:
         by_set = [[x for x in lines if x["set"] == k] for k in ("ordinary", "hostile", "actions")]
         lines = [x for group in itertools.zip_longest(*by_set) for x in group if x is not None]
         jobs[npc] = lines if talks else lines[:2]  # an NPC that does not talk: refused, twice is enough to show it
+        if only is not None and m.defn.id not in only:
+            del jobs[npc]
     # The player introduces themself first, so the restart has a name to recall.
-    for npc in jobs:
+    for npc in jobs if not args.no_restart else ():
         jobs[npc].insert(
             0,
             {
@@ -955,37 +968,11 @@ def main() -> int:
     pool.close()
     memory.close()
 
-    # The restart: a new service (new worker, new memory thread) on the same file.
-    world, cast, pool, memory, d = build(mem, args.model, args.threads, args.candidates, args.scorer)
-    if not pool.wait_ready(600):
-        return 1
-    npcs2 = talkers(world, cast)
-    players2, jobs2 = {}, {}
-    for k, (npc, m) in enumerate(npcs2):
-        if "talk" not in m.defn.allowed:
-            continue
-        x, y = world.position(npc)
-        players2[npc] = world.spawn(PLAYER, PLAYERS[k % len(PLAYERS)], "#ffffff", x + 24, y)
-        jobs2[npc] = [
-            {"npc": m.defn.id, "set": "recall", "split": "eval", "line": RECALL, "player": PLAYERS[k % len(PLAYERS)]}
-        ]
-    recalled = run_lines(world, cast, d, jobs2, players2, {})
-    recall_rows = []
-    for r in recalled:
-        c = r.get("conversation")
-        said = c.reply if c else ""
-        recall_rows.append(
-            {
-                "npc": r["npc"],
-                "player": r["player"],
-                "reply": said,
-                "returning": bool(c and c.returning),
-                "named": r["player"].lower() in said.lower(),
-            }
-        )
-    pool.close()
-    memory.close()
-
+    recall_rows = None
+    if not args.no_restart:
+        recall_rows = restart(mem, args, only)
+        if recall_rows is None:
+            return 1
     table, summary, ranked = report(records, recall_rows, head)
     out = {
         "bench": "persona",
@@ -1009,6 +996,41 @@ def main() -> int:
     shown = args.shown or str(Path(args.out).with_suffix("")) + "-shown.json"
     save(shown, {"bench": "persona", "split": args.split, "sets": args.sets, "shown": shown_rows(records)})
     return 0
+
+
+def restart(mem: str, args, only: set[str] | None) -> list[dict] | None:
+    """The restart: a new service (new worker, new memory thread) on the same memory file; each
+    player of the first phase asks whether the NPC remembers them. None: the worker did not start."""
+    world, cast, pool, memory, d = build(mem, args.model, args.threads, args.candidates, args.scorer)
+    if not pool.wait_ready(600):
+        return None
+    npcs2 = talkers(world, cast)
+    players2, jobs2 = {}, {}
+    for k, (npc, m) in enumerate(npcs2):
+        if "talk" not in m.defn.allowed or (only is not None and m.defn.id not in only):
+            continue
+        x, y = world.position(npc)
+        players2[npc] = world.spawn(PLAYER, PLAYERS[k % len(PLAYERS)], "#ffffff", x + 24, y)
+        jobs2[npc] = [
+            {"npc": m.defn.id, "set": "recall", "split": "eval", "line": RECALL, "player": PLAYERS[k % len(PLAYERS)]}
+        ]
+    recalled = run_lines(world, cast, d, jobs2, players2, {})
+    recall_rows = []
+    for r in recalled:
+        c = r.get("conversation")
+        said = c.reply if c else ""
+        recall_rows.append(
+            {
+                "npc": r["npc"],
+                "player": r["player"],
+                "reply": said,
+                "returning": bool(c and c.returning),
+                "named": r["player"].lower() in said.lower(),
+            }
+        )
+    pool.close()
+    memory.close()
+    return recall_rows
 
 
 def report_of(path: str, out_path: str, shown_path: str | None) -> int:
