@@ -27,7 +27,9 @@ Problems (`Problem.kind`):
               the line asks for a narrator, a reply with no word of a
               speaker's (I, you, friend, "!", "?": _narrates), the NPC
               saying it is a machine in any words ("I'm a text-to-speech
-              rewriting tool": SELF; "generator", "bot", "NPC" said at all)
+              rewriting tool": SELF; "generator", "bot", "NPC" said at all;
+              its text, its model, its instructions, "the rules of the
+              game", "continue the conversation", "your preferences")
               or agreeing when the line calls it one ("Yes, indeed." to
               "You're a text generator, aren't you?": _machine), or, when
               the line asks for the words it was told, its instructions or
@@ -131,7 +133,16 @@ BREAK = re.compile(
     # seen on the tune4 lines (s17e's run on the seventh round's lines, read by hand there; tuned on in s18e):
     # machine words with no sense in the village ("I'm a text generator!", "a text-to-speech rewriting tool",
     # "I'm not a text generator": as "AI", said at all)
-    r"|\bgenerators?\b|\btext-(?:to|based)\b|\bspeech-to\b|\bbots?\b|\bnpcs?\b|\bnon-player\b",
+    r"|\bgenerators?\b|\btext-(?:to|based)\b|\bspeech-to\b|\bbots?\b|\bnpcs?\b|\bnon-player\b"
+    # and in s18e's tune runs (bench/labels/persona-s18e-tune-runs.txt): the NPC's text, its model, its
+    # instructions and the game's rules ("There's only one person who can make a text more engaging", "The
+    # world of our model", "The rules of the game are to listen and follow instructions carefully", "This is
+    # a natural response."), an assistant's talk ("Let's continue the conversation", "remember your
+    # preferences", "help with your vocabulary", "Demonstrate your tech skills.")
+    r"|\b(?:a|the|this|that|your|my) texts?\b|\b(?:in|into) (?:the|this) chat\b|\bthis chat\b"
+    r"|\b(?:our|my|this|your|the) model\b|\b(?:follow|following|my|your) instructions\b"
+    r"|\brules of the game\b|\b(?:a|the|my|this|your) (?:\w+ )?responses?\b|\bcontinue (?:the|our|this) conversation\b"
+    r"|\bpreferences\b|\bvocabulary\b|\btech(?:nology|nical|nologies|s)?\b|\bplaying (?:a |the |my )?(?:role|part)\b",
     re.IGNORECASE,
 )
 
