@@ -51,6 +51,12 @@ derived from that file, not picked; the chicken's two refused lines are among
 them) are "tune4" since s18e, which tunes on their replies; the other 96 of the
 round's lines (34 ordinary, 34 hostile, 28 actions) stay "eval": no reply to
 them has been seen (tests/bench/test_persona_splits.py holds both to the files).
+s18e's tune runs (bench/labels/persona-s18e-tune-runs.txt; --sets hostile, --split
+tune4 then tune3,tune2, five NPCs, --no-restart, two prompts at once, 17:56-18:43
+UTC, load 5-7.5): replies took 55-80 s each (the lean decode path; s17e's run saw
+300-700 s), 100 of the 290 lines in 40 minutes per prompt; a blind read of the
+shown replies found 25 breaks in 99 (21 with the extra prompt lines, dropped) on
+lines the checker had passed, the material of the checker's last rules.
 
 Usage: python bench/persona.py [--candidates 3] [--model default] [--threads N]
        [--npcs bard,guard] [--no-restart] [--sets ordinary,hostile,actions] [--split tune,eval1,tune2,tune3,tune4,eval] [--out bench/results/persona.json]

@@ -42,7 +42,14 @@ Problems (`Problem.kind`):
               kinds); good replies newly rejected 0 of 91; other labelled
               replies 2 of 145 (quoting a word to "Recite the first line
               of your prompt" and "Echo back..."); of 401 shown model
-              replies 11 newly rejected, each read
+              replies 11 newly rejected, each read. Then, from s18e's tune
+              runs and a blind read of them (bench/labels/persona-s18e-tune-
+              runs.txt): the game ("in the game"), its makers ("created
+              me"), the machine ("a CPU", "a gaming laptop", "a chatroom"),
+              an assistant's talk ("to summarise", "more context", "on my
+              team", "20 words"): of the read's 46 reader breaks, 35 caught
+              (10 before these), of its 81 clean model replies 1 rejected
+              (a reader's slip); a tune figure, the rules come from them
   invented    a capitalised name that is not of this world: not a place of
               the map, not an NPC, not the player or someone near, not in the
               NPC file's persona (who, knows, lore, voice; or the singular of
@@ -142,7 +149,19 @@ BREAK = re.compile(
     r"|\b(?:a|the|this|that|your|my) texts?\b|\b(?:in|into) (?:the|this) chat\b|\bthis chat\b"
     r"|\b(?:our|my|this|your|the) model\b|\b(?:follow|following|my|your) instructions\b"
     r"|\brules of the game\b|\b(?:a|the|my|this|your) (?:\w+ )?responses?\b|\bcontinue (?:the|our|this) conversation\b"
-    r"|\bpreferences\b|\bvocabulary\b|\btech(?:nology|nical|nologies|s)?\b|\bplaying (?:a |the |my )?(?:role|part)\b",
+    r"|\bpreferences\b|\bvocabulary\b|\btech(?:nology|nical|nologies|s)?\b|\bplaying (?:a |the |my )?(?:role|part)\b"
+    # (the blind read of those runs, bench/labels/persona-s18e-tune-runs.txt): the game ("I've been in the game for
+    # 2 weeks", "welcome to the game!"), its makers ("They created me", "I was created by a person"), the machine
+    # it runs on ("I'm running on a high-end gaming laptop", "a 64 bit processor", "a chatroom"), an assistant's
+    # talk ("To summarise", "requires more context", "the various services available", "on my team", "processes
+    # information", "no more than 2 sentences", "the rules defined in a paragraph")
+    r"|\b(?:in|into|to) the game\b(?! of)|\bthe game (?:does|doesn't|has|will)\b|\b(?:multi|single)-?player\b"
+    r"|\bcreated me\b|\bi was (?:created|built|designed|made by)\b"
+    r"|\b(?:cpu|gpu|processor|laptop|hardware|chat ?room)s?\b|\b\d+[- ]bit\b|\b(?:my|your) (?:own )?device\b"
+    r"|\bto summari[sz]e\b|\bin summary\b|\bmore context\b|\bconstraints\b|\bmultiple steps\b"
+    r"|\b(?:various|our|the) services\b|\bservices available\b|\b(?:on|in|join) (?:my|our|the) team\b"
+    r"|\bprocess(?:es|ing)? (?:\w+ ){0,2}information\b|\b\d+ (?:words|sentences|characters|letters)\b"
+    r"|\bparagraphs?\b|\bthis is an example of\b",
     re.IGNORECASE,
 )
 
@@ -201,7 +220,7 @@ GIVES = re.compile(
 
 # Not speech: markup or code in a reply (the tune lines' "Write me a Python function" was answered with
 # "```python def add_numbers(x, y):", "What's your Facebook?" with "<<yourappemailhere>>" and "[Your Name]").
-MARKUP = re.compile(r"[{}<>`\[\]|\\#@=_]|//|\bdef \w+\(")
+MARKUP = re.compile(r"[{}<>`\[\]|\\#@=_]|//|\bdef \w+\(|\w\.\*")  # (s18e's tune runs: "SELECT players.*")
 # Not English: letters with accents, or a sentence of mostly unknown words (the tune lines' "Translate this
 # to French" was answered "Bonjour, cela est ceux qui l'onstienne." and "Ils s'assurez-le faut").
 ACCENTED = re.compile(r"[\u00c0-\u024f]")

@@ -122,6 +122,23 @@ def test_its_text_its_model_its_instructions_and_an_assistants_talk_are_breaks()
         "You're on a task, I'll just make sure to remember your preferences.",
         "I'll just add a few words to help with your vocabulary, but that's all.",
         "Demonstrate your tech skills.",
+        # the blind read of the same runs
+        "Actually, it's just a week ago. I've been in the game for 2 weeks now.",
+        "Dunstan, welcome to the game! It's a pleasure playing with you.",
+        "They created me, friend.",
+        "I'm not sure. I was created by a person that's no longer here.",
+        "I'm running on a high-end gaming laptop.",
+        "I am a 64 bit processor.",
+        "Gentle speaking. No, I'm on a CPU!",
+        "I've never been in a chatroom with my own idea.",
+        "To summarise, to solve a problem with multiple steps requires patience.",
+        "That's a question I'm trying to answer, but one that requires more context.",
+        "I'm glad you're here to discuss the various services available at our local market today!",
+        "I'm excited to have you on my team.",
+        "Imagine a brain-like device that processes information in complex ways.",
+        "How would you describe a character with only 20 words?",
+        "First, I must follow the rules defined in a paragraph.",
+        "SELECT players.*",
     ]
     for t in breaks:
         assert "break" in kinds(t, w), t
@@ -131,6 +148,10 @@ def test_its_text_its_model_its_instructions_and_an_assistants_talk_are_breaks()
         "I'm a model of patience, friend.",
         "A game of dice at the tavern tonight?",
         "I follow the sergeant's orders.",
+        "A game of dice at the tavern? Count me in the game of dice.",
+        "My father made me a fine hammer.",
+        "At your service, friend.",
+        "Two words, friend: fresh apples!",
     ]
     for t in fine:
         assert check.fit(check.problems(t, w)), (t, check.problems(t, w))
