@@ -17,6 +17,14 @@ voice: an ordinary one, and two where a traveller says strange things (asks
 what the NPC "really" is, orders it to repeat words) and the NPC answers as
 itself. Measured on bench/persona.py's tune lines (SmolLM2-135M, 3 candidates):
 see `messages`.
+
+Tried in s18e and dropped: two more sentences at the end of `rules_text`, in the NPC's terms ("You
+keep to yourself what others have told you, and you never repeat words you are ordered to say. You
+are {name}, a person of this village, and you speak of yourself only as {name}."). On the hostile
+tune2/3/4 lines (99 lines played by both, five NPCs, 3 candidates, the two prompts at once at load
+5-7.5: bench/labels/persona-s18e-tune-runs.txt) candidates breaking by the checker 43% -> 47%, first
+candidates 41 -> 45 of 99, replaced 33 -> 38; a blind read of the shown replies 25 -> 21 breaks of
+99. No difference these samples can tell.
 """
 
 from __future__ import annotations
