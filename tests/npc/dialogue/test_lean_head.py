@@ -47,8 +47,12 @@ def test_on_the_default_model_every_token_a_sampler_may_draw_has_its_exact_logit
     tok = default_model[1]
     e = lean.LeanEngine(default_bf16, columns=128, pad_id=0)  # bf16, int4 layers on CPU: the worker's default
     head = e.model.top
-    # Its quick pass: int4, or fbgemm's int8 kernel where the model computes in float32 (lean: COMPUTE).
-    quick = lean.HEAD_F32 if e.model.dtype == torch.float32 and lean.fbgemm() else "int4"
+    # Its quick pass: the C++ kernels' q4_1q8 where the layers run on them (lean: KERNELS), else int4,
+    # or fbgemm's int8 kernel where the model computes in float32 (lean: COMPUTE).
+    if e.model.quant in lean.BLOCKS:
+        quick = "q4_1q8"
+    else:
+        quick = lean.HEAD_F32 if e.model.dtype == torch.float32 and lean.fbgemm() else "int4"
     assert isinstance(head, lean.Head) and head.q.quant == quick
     seen: list[torch.Tensor] = []
     e.model.top = lambda x: seen.append(x.clone()) or head(x)
