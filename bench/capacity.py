@@ -52,7 +52,8 @@ measure of what the link costs), on a bigger one `--server-cpus 0-3
 Usage: python bench/capacity.py [--clients N,N,...] [--seconds 20] [--peer colyseus]
                                 [--spawn random|spawn] [--npcs 500] [--start 50] [--max 25600]
                                 [--procs P] [--profile] [--native] [--profile-dir DIR] [--serve-args FLAGS]
-                                [--baseline-args FLAGS] [--baseline-src DIR] [--gateways G,G,...]
+                                [--baseline-args FLAGS] [--baseline-src DIR] [--baseline-protocol V]
+                                [--gateways G,G,...]
                                 [--server-cpus CPUS] [--bots-cpus CPUS] [--out FILE]
 Prints a table and writes bench/results/capacity.json (--out: elsewhere).
 """
@@ -359,10 +360,11 @@ def step(
     extra: tuple[str, ...] = (),
     src: Path = ROOT,
     gateways: int | None = None,
+    protocol: int | None = None,
 ) -> dict:
     """npcworld at N; `extra`: more `npcworld serve` flags, `src`: the server's source tree (the
     baseline of an A/B run; the bots always come from this tree); `gateways`: its --gateways (None:
-    what `extra` says, else the default, 1)."""
+    what `extra` says, else the default, 1); `protocol`: the bots' --protocol (None: their default)."""
     ramp = ramp_for(n)
     duration = ramp + 1.0 + args.measure  # ramp, settle, measure (see bots.plan.Plan.window)
     if gateways is not None:
@@ -387,6 +389,7 @@ def step(
         str(report_dir),
         "--procs",
         str(procs_for(n, args)),
+        *(() if protocol is None else ("--protocol", str(protocol))),
     ]
     try:
         waited = started_up(port, args.warmup)  # start-up over before the bots come (see --warmup)
@@ -894,6 +897,14 @@ def main() -> int:
         "turns, side by side; the bots are this tree's",
     )
     ap.add_argument(
+        "--baseline-protocol",
+        type=int,
+        default=None,
+        metavar="V",
+        help="the protocol version the bots speak to the baseline (default: theirs, 3; 2 for a baseline "
+        "tree older than version 3, which refuses 3 with 4001)",
+    )
+    ap.add_argument(
         "--procs",
         type=int,
         default=None,
@@ -995,6 +1006,7 @@ def main() -> int:
                     label="baseline",
                     extra=tuple(shlex.split(args.baseline_args or "")),
                     src=(args.baseline_src or ROOT).resolve(),
+                    protocol=args.baseline_protocol,
                 )
                 rows.append(base)
                 ab_pairs.append((row, base))

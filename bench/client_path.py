@@ -155,13 +155,16 @@ def serve(src: Path, clients: int, ticks: int, npcs: int) -> None:
 # -- the clients (this process) -----------------------------------------------------------------
 
 
+PROTOCOL = [2]  # the clients' hello version (--protocol)
+
+
 def client_class() -> type:
     """bench/ws_edge.py's raw WebSocket client (its handshake; bots/bot.py's masked frames), answering
     every update and each read-check ping; it reads frame heads only. Made here, in this process: a server
     imports its own tree's world/, and ws_edge imports this tree's."""
     import ws_edge  # bench/ws_edge.py (this script's folder is on sys.path)
     from bots.bot import OP_PING, OP_PONG, client_frame
-    from world.protocol import read_update_head
+    from world.protocol import read_update3_head, read_update_head
 
     class Client(ws_edge.Client):
         def data_received(self, data: bytes) -> None:
@@ -186,7 +189,7 @@ def client_class() -> type:
                     assert self.transport is not None
                     self.transport.write(client_frame(OP_PONG, buf[at : at + n]))
                 else:
-                    head = read_update_head(buf, at, at + n)
+                    head = read_update3_head(buf, at, at + n) or read_update_head(buf, at, at + n)
                     if head is not None:
                         self.update(head[0])
                 i = at + n
@@ -204,8 +207,6 @@ def client_class() -> type:
 
 
 async def one_turn(src: Path, clients: int, ticks: int, npcs: int) -> dict:
-    from world import protocol
-
     cmd = [sys.executable, __file__, "--serve", str(src), "--clients", str(clients), "--ticks", str(ticks)]
     proc = subprocess.Popen([*cmd, "--npcs", str(npcs)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     loop = asyncio.get_running_loop()
@@ -226,7 +227,7 @@ async def one_turn(src: Path, clients: int, ticks: int, npcs: int) -> dict:
         if not all(opened):
             raise RuntimeError(f"{opened.count(False)} handshakes failed")
         for c in conns:
-            c.send({"t": "hello", "v": protocol.VERSION, "name": f"c{c.index}"})
+            c.send({"t": "hello", "v": PROTOCOL[0], "name": f"c{c.index}"})
         line = await asyncio.wait_for(loop.run_in_executor(None, proc.stdout.readline), 600)
         if not line.startswith("result "):
             raise RuntimeError(f"the server from {src} gave no result: {line}{proc.stderr.read()[-2000:]}")
@@ -276,7 +277,14 @@ def main() -> int:
     ap.add_argument("--ticks", type=int, default=200, help="measured ticks per turn (after 20 of warm-up)")
     ap.add_argument("--rounds", type=int, default=3, help="turns of each tree per N (they alternate)")
     ap.add_argument("--npcs", type=int, default=500)
+    ap.add_argument(
+        "--protocol",
+        type=int,
+        default=2,
+        help="the clients' protocol version (default 2: every tree before 3 speaks it)",
+    )
     args = ap.parse_args()
+    PROTOCOL[0] = args.protocol
     if args.serve is not None:
         serve(args.serve, args.clients[0], args.ticks, args.npcs)
         return 0

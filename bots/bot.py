@@ -17,12 +17,14 @@ RFC 6455 client with no task, queue or generator per message.
   frame is echoed and its code and reason recorded.
 - Frames to the server are masked with a fresh random key each; what the
   scenario queued in one tick goes out in one write.
-- An update is read only as far as the bot needs: `tick` and `ack` from the
-  fixed prefix the server writes (world/protocol.py's `read_update_head`: a
-  fixmap of 8 starting "t", "update", "tick", <int>, "ack", <int>, "cells"), and the number of chat
-  lines (none when it ends in `"chat": []`). Anything else - a prefix that
-  differs, chat lines, a scenario with `full_updates` - is decoded with
-  `msgpack.unpackb`, as are welcome, pong and error messages.
+- An update is read only as far as the bot needs: `tick`, `ack` and the number of chat lines. In
+  version 3 (the default) they are its first items (world/protocol.py's `read_update3_head`: a
+  fixarray of 7, two ints, the chat array's head); in version 2 (`--protocol 2`) `tick` and `ack`
+  come from the fixed prefix the server writes (`read_update_head`: a fixmap of 8 starting "t",
+  "update", "tick", <int>, "ack", <int>, "cells"), and there are no chat lines when it ends in
+  `"chat": []`. Anything else - a prefix that differs, version-2 chat lines, a scenario with
+  `full_updates` - is decoded with `msgpack.unpackb` (a version-3 update then as
+  `update3_as_map` names its items), as are welcome, pong and error messages.
 
 Outgoing messages are queued by the scenario's hooks and written by `flush`,
 which the worker calls right after `on_tick`.
@@ -46,7 +48,7 @@ from urllib.parse import urlsplit
 import msgpack
 from websockets.frames import apply_mask  # websockets' C speedup where built (else its Python one)
 
-from world.protocol import EMPTY_CHAT_TAIL, VERSION, read_update_head
+from world.protocol import EMPTY_CHAT_TAIL, VERSION, read_update3_head, read_update_head, update3_as_map
 
 from .plan import CLOSE_TIMEOUT_S, OPEN_TIMEOUT_S
 from .scenarios import Scenario
@@ -228,8 +230,18 @@ def close_payload(code: int, reason: str = "") -> bytes:
 
 
 class Bot(asyncio.Protocol):
-    def __init__(self, index: int, url: str, scenario: Scenario, tally: Tally, window_at: float, seed: int = 0):
+    def __init__(
+        self,
+        index: int,
+        url: str,
+        scenario: Scenario,
+        tally: Tally,
+        window_at: float,
+        seed: int = 0,
+        version: int = VERSION,
+    ):
         self.index = index
+        self.version = version  # the protocol version of its hello
         self.window_at = window_at  # monotonic time the steady window starts
         self.name = f"bot {index}"
         self.url = url
@@ -382,9 +394,9 @@ class Bot(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         if self.fast and not self._buf:
             # The common case in one step: this read is exactly one final binary
-            # frame holding an update in the server's layout, without chat.
+            # frame holding an update in the server's layout (in version 2: without chat).
             n = len(data)
-            if n > 40 and data[0] == 0x82:
+            if n > 7 and data[0] == 0x82:
                 b1 = data[1]
                 if b1 == 126:
                     hl = 4
@@ -392,8 +404,13 @@ class Bot(asyncio.Protocol):
                 else:
                     hl = 2
                     end = 2 + b1
-                if end == n and b1 != 127 and data.endswith(EMPTY_CHAT_TAIL):
-                    head = read_update_head(data, hl, n)
+                head: tuple[int, ...] | None = None
+                if end == n and b1 != 127:
+                    if self.version >= 3:  # (tick, ack, chat lines), chat or not
+                        head = read_update3_head(data, hl, n)
+                    elif n > 40 and data.endswith(EMPTY_CHAT_TAIL):
+                        two = read_update_head(data, hl, n)
+                        head = None if two is None else (two[0], two[1], 0)
                     if head is not None:
                         n -= hl
                         self.msgs_in += 1
@@ -401,7 +418,7 @@ class Bot(asyncio.Protocol):
                         tally = self.tally
                         tally.msgs_in += 1
                         tally.bytes += n
-                        self._update(head[0], head[1], 0, _now())
+                        self._update(head[0], head[1], head[2], _now())
                         return
         try:
             if self.state != PLAYING:
@@ -439,7 +456,7 @@ class Bot(asyncio.Protocol):
             return b""
         self.state = PLAYING
         assert self.transport is not None  # bytes came in through it
-        self.transport.write(client_frame(OP_BINARY, _packb({"t": "hello", "v": VERSION, "name": self.name})))
+        self.transport.write(client_frame(OP_BINARY, _packb({"t": "hello", "v": self.version, "name": self.name})))
         self.msgs_out += 1
         self.sent["hello"] += 1
         self.tally.msgs_out += 1
@@ -544,6 +561,8 @@ class Bot(asyncio.Protocol):
         tally.bytes += n
         if not self.open:
             msg = _unpackb(data[start:end])
+            if type(msg) is not dict:
+                return  # (an update before the welcome: none is sent)
             kind = msg.get("t")
             if kind == "welcome":
                 self._welcome(msg, now)
@@ -551,14 +570,22 @@ class Bot(asyncio.Protocol):
                 self._error(msg)
             return
         if not self.full:
-            head = read_update_head(data, start, end)
-            if head is not None:
-                if data.endswith(EMPTY_CHAT_TAIL, start, end):
-                    self._update(head[0], head[1], 0, now)
-                else:
-                    self._update(head[0], head[1], len(_unpackb(data[start:end])["chat"]), now)
-                return
+            if self.version >= 3:
+                head3 = read_update3_head(data, start, end)
+                if head3 is not None:
+                    self._update(head3[0], head3[1], head3[2], now)
+                    return
+            else:
+                head = read_update_head(data, start, end)
+                if head is not None:
+                    if data.endswith(EMPTY_CHAT_TAIL, start, end):
+                        self._update(head[0], head[1], 0, now)
+                    else:
+                        self._update(head[0], head[1], len(_unpackb(data[start:end])["chat"]), now)
+                    return
         msg = _unpackb(data[start:end])
+        if type(msg) is list:
+            msg = update3_as_map(msg)
         kind = msg.get("t")
         if kind == "update":
             if self.full:

@@ -9,6 +9,8 @@ import os
 import sys
 from pathlib import Path
 
+from world.protocol import VERSION
+
 from .plan import PlanError, make_plan
 from .scenarios import SCENARIOS
 
@@ -65,6 +67,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
         help=f"directory for report.json and report.html (default: {DEFAULT_REPORT_DIR})",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed of the bots' choices (default: 0)")
+    p.add_argument(
+        "--protocol",
+        type=int,
+        default=VERSION,
+        metavar="V",
+        help=f"the protocol version the bots speak (default: {VERSION}; 2 for a server that speaks no {VERSION})",
+    )
     return p
 
 
@@ -80,6 +89,7 @@ def main(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             tuple(SCENARIOS),
             os.cpu_count() or 1,
             args.seed,
+            args.protocol,
         )
     except PlanError as exc:
         parser.error(str(exc))  # usage and the message on stderr, exit status 2

@@ -7,6 +7,8 @@ import math
 from dataclasses import asdict, dataclass
 from urllib.parse import urlsplit, urlunsplit
 
+from world.protocol import VERSION, VERSIONS
+
 OPEN_TIMEOUT_S = 10.0  # TCP + WebSocket handshake + welcome, per bot
 CLOSE_TIMEOUT_S = 2.0  # closing handshake per bot at the end; then the socket is dropped
 SETTLE_S = 1.0  # after the ramp, before the steady window starts
@@ -25,6 +27,7 @@ class Plan:
     scenario: str
     procs: int
     seed: int = 0
+    protocol: int = VERSION  # the bots' hello version: 3 (the default) or 2 (a server that speaks no 3)
 
     def start_offset(self, k: int) -> float:
         """Seconds after the start at which bot k connects."""
@@ -76,6 +79,7 @@ def make_plan(
     scenarios: tuple[str, ...],
     cpus: int,
     seed: int = 0,
+    protocol: int = VERSION,
 ) -> Plan:
     url = normalize_url(url)
     if clients < 1:
@@ -97,4 +101,6 @@ def make_plan(
         procs = max(1, min(cpus, math.ceil(clients / 250)))
     if procs < 1:
         raise PlanError(f"--procs {procs}: expected at least 1")
-    return Plan(url, clients, float(ramp), float(duration), scenario, min(procs, clients), seed)
+    if protocol not in VERSIONS or protocol < 2:
+        raise PlanError(f"--protocol {protocol}: expected one of {', '.join(str(v) for v in VERSIONS if v >= 2)}")
+    return Plan(url, clients, float(ramp), float(duration), scenario, min(procs, clients), seed, protocol)

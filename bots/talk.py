@@ -32,7 +32,7 @@ import urllib.request
 from time import monotonic as _now
 from urllib.parse import urlsplit, urlunsplit
 
-from world.protocol import Cells, apply_cells
+from world.protocol import apply_update
 
 from .paths import Paths
 from .scenarios import Scenario
@@ -82,7 +82,7 @@ class Talk(Scenario):
         super().__init__()
         self.state = "seek"
         self.pos: dict[int, tuple[float, float]] = {}  # entity id -> (x, y) in view, at the last look
-        self.cells: Cells = {}  # what the updates so far left: cell -> (ids, quantised positions)
+        self.cells: dict = {}  # what the updates so far left: cell -> (ids, quantised positions[, steps])
         self.seen = 0
         self.goal: tuple[float, float] | None = None  # a point of interest, while seeking
         self.npc: int | None = None  # the NPC asked, approached or listened to
@@ -189,7 +189,7 @@ class Talk(Scenario):
         if kind == "update":
             self.seen += 1
             # every update moves the cells held (deltas need the previous update's); looking is rarer
-            self.cells = apply_cells(self.cells, msg["cells"], msg["moves"])
+            self.cells = apply_update(self.cells, msg)
             if self.seen % LOOK_EVERY == 1:
                 self.look()
         elif kind == "error" and msg.get("ref") == "talk" and self.asked_at is not None and self.npc is not None:
@@ -225,7 +225,7 @@ class Talk(Scenario):
         """Every entity in view and where it is, from the cells held (ids uint32, positions uint16 x quant)."""
         pos: dict[int, tuple[float, float]] = {}
         q = self.quant
-        for ids, xy in self.cells.values():
+        for ids, xy, *_ in self.cells.values():
             pos.update(zip(ids.tolist(), map(tuple, (xy / q).tolist())))
         self.pos = pos
 

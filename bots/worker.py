@@ -73,7 +73,10 @@ async def _run(wid: int, plan: Plan, queue, stop, t0: float) -> None:
         await asyncio.to_thread(prepare, plan)
     window_at = t0 + plan.window[0]
     end_at = t0 + plan.duration
-    bots = [Bot(k, plan.url, scenario(), tally, window_at, plan.seed) for k in range(wid, plan.clients, plan.procs)]
+    bots = [
+        Bot(k, plan.url, scenario(), tally, window_at, plan.seed, plan.protocol)
+        for k in range(wid, plan.clients, plan.procs)
+    ]
     tasks: dict[int, asyncio.Task] = {}
 
     async def start_all() -> None:

@@ -4,7 +4,7 @@
 
 import { Session } from "./net.js";
 import { loadMap } from "./map.js";
-import { applyCells, positionsOf, SnapshotBuffer, TickClock } from "./snapshot.js";
+import { applyCells, applyCells3, positionsOf, SnapshotBuffer, TickClock } from "./snapshot.js";
 import { Predictor, normalise } from "./predict.js";
 import { drawFrame, entityAt, resizeCanvas } from "./render.js";
 import { Motion } from "./figures.js";
@@ -138,7 +138,7 @@ function onUpdate(msg) {
   // talks: an NPC that answers a line said to it (a 5th field; absent from older servers: false)
   for (const [id, kind, name, color, talks] of msg.enter) game.records.set(id, { id, kind, name, color, talks: !!talks });
   // every update is applied to the cells the last one left (a keyframe replaces them all)
-  game.cells = applyCells(game.cells, msg.cells, msg.moves ?? []);
+  game.cells = msg.v === 3 ? applyCells3(game.cells, msg.cells, msg.moves) : applyCells(game.cells, msg.cells, msg.moves ?? []);
   const positions = positionsOf(game.cells, game.welcome.quant);
   game.positions = positions;
   game.snapshots.push(msg.tick, positions);

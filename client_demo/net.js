@@ -13,7 +13,7 @@ const plain = new Encoder();
 // 1.0, as the protocol types it), and BigInt values travel as ints (seq).
 const floaty = new Encoder({ forceIntegerToFloat: true, useBigInt64: true });
 
-const PROTOCOL_VERSION = 2; // docs/protocol.md: updates carry whole cells and moves (deltas)
+const PROTOCOL_VERSION = 3; // docs/protocol.md: updates are arrays; moves carry each step's change
 const BACKOFF_FIRST_MS = 500; // first reconnect delay
 const BACKOFF_MAX_MS = 10_000; // delays double up to this
 const PING_EVERY_MS = 1000;
@@ -90,6 +90,11 @@ export class Session {
     } catch (err) {
       console.warn("npcworld: undecodable frame", err);
       return;
+    }
+    // a version-3 update is the one message that is an array: name its items as version 2 does
+    if (Array.isArray(msg)) {
+      const [tick, ack, chat, enter, leave, cells, moves] = msg;
+      msg = { t: "update", v: 3, tick, ack, chat, enter, leave, cells, moves };
     }
     if (msg.t === "welcome") this.welcomed();
     else if (msg.t === "pong") this.ponged(msg.id);

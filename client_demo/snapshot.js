@@ -74,6 +74,108 @@ function regroup(ids, pos, gone, newIds, newPos) {
   return block;
 }
 
+const STEP_MAX = 32767; // a step beyond this on either coordinate (a jump over half the map) counts as (0, 0)
+
+/** Entity i's change of step from a version-3 `changes` bin: [dx, dy], each -2..1. */
+function changeOf(changes, i) {
+  if (changes.byteLength === 0) return [0, 0];
+  const nib = (changes[i >> 1] >> ((i & 1) * 4)) & 15;
+  return [((nib & 3) ^ 2) - 2, (((nib >> 2) & 3) ^ 2) - 2];
+}
+
+/**
+ * applyCells for a version-3 update (docs/protocol.md, "update, version 3"). A cell block is
+ * [cell, ids, pos, steps]: steps = 2n int16 LE, each entity's last step (quantised units a tick). A move
+ * block is [cell, changes], [cell, changes, fix] or [cell, changes, fix, gone, ids, pos, steps]:
+ * entity i's step changes by the 2-bit pair in nibble i of `changes` (none: all 0), then moves by
+ * its step; a fix sets a position outright; every entity's step is then where it is less where it
+ * was ((0, 0) beyond +-32767). Then gone / ids / pos / steps as in applyCells, back in id order.
+ * @returns {Map<number, {ids: Uint32Array, pos: Uint16Array, steps: Int16Array}>}
+ */
+export function applyCells3(held, cells, moves) {
+  const out = new Map();
+  for (const [cell, ids, pos, steps] of cells) {
+    const idView = view(ids);
+    const posView = view(pos);
+    const n = Math.min(ids.byteLength >> 2, pos.byteLength >> 2, steps.byteLength >> 2);
+    const block = { ids: new Uint32Array(n), pos: new Uint16Array(2 * n), steps: new Int16Array(2 * n) };
+    const stepView = view(steps);
+    for (let i = 0; i < n; i++) {
+      block.ids[i] = idView.getUint32(i * 4, true);
+      block.pos[2 * i] = posView.getUint16(i * 4, true);
+      block.pos[2 * i + 1] = posView.getUint16(i * 4 + 2, true);
+      block.steps[2 * i] = stepView.getInt16(i * 4, true);
+      block.steps[2 * i + 1] = stepView.getInt16(i * 4 + 2, true);
+    }
+    out.set(cell, block);
+  }
+  for (const [cell, changes, fix, gone, newIds, newPos, newSteps] of moves) {
+    const before = held.get(cell);
+    if (!before) throw new Error(`a move for cell ${cell}, which the previous update did not have`);
+    const n = before.ids.length;
+    const now = new Int32Array(2 * n);
+    for (let i = 0; i < n; i++) {
+      const [cx, cy] = changeOf(changes, i);
+      now[2 * i] = before.pos[2 * i] + before.steps[2 * i] + cx;
+      now[2 * i + 1] = before.pos[2 * i + 1] + before.steps[2 * i + 1] + cy;
+    }
+    if (fix) {
+      const fixView = view(fix);
+      for (let k = 0; k + 6 <= fix.byteLength; k += 6) {
+        const i = fixView.getUint16(k, true);
+        now[2 * i] = fixView.getUint16(k + 2, true);
+        now[2 * i + 1] = fixView.getUint16(k + 4, true);
+      }
+    }
+    const pos = new Uint16Array(2 * n);
+    const steps = new Int16Array(2 * n);
+    for (let i = 0; i < n; i++) {
+      const sx = now[2 * i] - before.pos[2 * i];
+      const sy = now[2 * i + 1] - before.pos[2 * i + 1];
+      const far = Math.abs(sx) > STEP_MAX || Math.abs(sy) > STEP_MAX;
+      pos[2 * i] = now[2 * i];
+      pos[2 * i + 1] = now[2 * i + 1];
+      steps[2 * i] = far ? 0 : sx;
+      steps[2 * i + 1] = far ? 0 : sy;
+    }
+    out.set(cell, gone === undefined ? { ids: before.ids, pos, steps } : regroup3(before.ids, pos, steps, gone, newIds, newPos, newSteps));
+  }
+  return out;
+}
+
+/** regroup with each entity's step. */
+function regroup3(ids, pos, steps, gone, newIds, newPos, newSteps) {
+  const goneView = view(gone);
+  const left = new Set();
+  for (let k = 0; k + 2 <= gone.byteLength; k += 2) left.add(goneView.getUint16(k, true));
+  const all = [];
+  for (let i = 0; i < ids.length; i++) {
+    if (!left.has(i)) all.push([ids[i], pos[2 * i], pos[2 * i + 1], steps[2 * i], steps[2 * i + 1]]);
+  }
+  const idView = view(newIds);
+  const posView = view(newPos);
+  const stepView = view(newSteps);
+  for (let i = 0; i < newIds.byteLength >> 2; i++) {
+    all.push([
+      idView.getUint32(i * 4, true),
+      posView.getUint16(i * 4, true),
+      posView.getUint16(i * 4 + 2, true),
+      stepView.getInt16(i * 4, true),
+      stepView.getInt16(i * 4 + 2, true),
+    ]);
+  }
+  all.sort((a, b) => a[0] - b[0]);
+  const block = { ids: new Uint32Array(all.length), pos: new Uint16Array(2 * all.length), steps: new Int16Array(2 * all.length) };
+  all.forEach(([id, x, y, sx, sy], i) => {
+    block.ids[i] = id;
+    block.pos[2 * i] = x;
+    block.pos[2 * i + 1] = y;
+    block.steps[2 * i] = sx;
+    block.steps[2 * i + 1] = sy;
+  });
+  return block;
+}
+
 /**
  * Positions of every entity in the cells held (applyCells), in world units.
  * @returns {Map<number, {x: number, y: number}>} id -> world units

@@ -50,9 +50,8 @@ from world.protocol import (
     Ping,
     ProtocolError,
     Talk,
-    update_head,
 )
-from world.snapshot import View
+from world.snapshot import View, head_for
 
 from . import events
 from .config import NetSection
@@ -241,12 +240,10 @@ class Flusher:
                 # (an event a congested flush set before only wakes the writer task to find nothing).
                 tick, ack, view = update
                 outbox.update = None
-                if outbox.deltas:
-                    body = view.body_after(outbox.sent)
-                    outbox.sent = view.build
-                else:
-                    body = view.body
-                head = update_head(tick, ack)
+                version = outbox.version
+                body = view.body_for(version, outbox.sent)
+                outbox.sent = view.build
+                head = head_for(version, tick, ack)
                 size = len(head) + len(body)
                 frames: Any = (binary_frame_head(size) + head, body)
                 count = 1
@@ -630,7 +627,7 @@ async def read_hello(conn: "Connection", closed: asyncio.Future[Any]) -> Hello |
             + " and ".join(map(str, protocol.VERSIONS)),
         )
         return None
-    conn.outbox.deltas = hello.version >= 2  # version 1: every update a keyframe
+    conn.outbox.version = hello.version  # version 1: every update a keyframe; 3: the array form
     return hello
 
 

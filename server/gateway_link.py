@@ -19,8 +19,10 @@ gateway's choice, made by its Outbox from what that connection last sent (server
 
 Message: the length of its head (u32 big-endian), the head [tick, views, records] (msgpack), then each
 View's cells and moves bytes, raw, in the order of views
-    views    [[build, len(cells), moves_cells, len(moves), enter, enter_ids, leave, chat], ...]
-             (moves_cells and len(moves) nil where the View has no delta form: no moves bytes follow)
+    views    [[build, len(cells), moves_cells, len(moves), enter, enter_ids, leave, chat,
+              len(cells3), moves_cells3, len(moves3)], ...]
+             (moves_cells and len(moves) nil where the View has no delta form: no moves bytes follow;
+             the last three nil where it has no version-3 form; the blobs: cells, cells3, moves, moves3)
     records  [slot, view index, ack, slot, view index, ack, ...]: one triple per player
 
 Measured against the in-process flush in bench/gateway_ipc.py (README "Capacity").
@@ -289,16 +291,24 @@ class Updates:
         """The UPDATES message: the msgpack head (its length first), then each View's cells and moves
         bytes joined raw (msgpack copying those few-KB blobs into the buffer it grows took 2-3x a join
         on its own; in the tick's whole path it is a few %: bench/gateway_ipc.py --path)."""
-        rows: list[tuple] = []
+        rows: list[list[Any]] = []
         blobs: list[bytes] = [b""]
         for v in self.views:
             m = v.moves
-            blobs.append(v.cells)
-            if m is None:
-                rows.append((v.build, len(v.cells), None, None, v.enter, v.enter_ids, v.leave, v.chat))
-            else:
+            cells = v.cells
+            blobs.append(cells)
+            row: list[Any] = [v.build, len(cells), None, None, v.enter, v.enter_ids, v.leave, v.chat, None, None, None]
+            cells3 = v.cells3 if v.has_v3 else None
+            if cells3 is not None:
+                blobs.append(cells3)
+                row[8] = len(cells3)
+            if m is not None:
                 blobs.append(m[1])
-                rows.append((v.build, len(v.cells), m[0], len(m[1]), v.enter, v.enter_ids, v.leave, v.chat))
+                row[2], row[3] = m[0], len(m[1])
+                if cells3 is not None and len(m) >= 4:
+                    blobs.append(m[3])
+                    row[9], row[10] = m[2], len(m[3])
+            rows.append(row)
         head = msgpack.packb((tick, rows, self.records))
         blobs[0] = UPDATES_HEAD.pack(len(head)) + head
         return b"".join(blobs)
@@ -326,12 +336,17 @@ def unpack_views(data: bytes) -> tuple[int, list[View], list[int]]:
         # per player of the gateway's at 2,400 players)
         tick, raw, records = msgpack.unpackb(memoryview(data)[UPDATES_HEAD.size : at])
         views = []
-        for build, n_cells, mc, n_moves, enter, enter_ids, leave, chat in raw:
+        for build, n_cells, mc, n_moves, enter, enter_ids, leave, chat, n_cells3, mc3, n_moves3 in raw:
             cells, at = data[at : at + n_cells], at + n_cells
-            moves = None
+            cells3 = None
+            if n_cells3 is not None:
+                cells3, at = data[at : at + n_cells3], at + n_cells3
+            moves: tuple[bytes, ...] | None = None
             if n_moves is not None:
                 moves, at = (mc, data[at : at + n_moves]), at + n_moves
-            views.append(View(cells, enter, enter_ids, leave, chat, build, moves))
+                if n_moves3 is not None:
+                    moves, at = (*moves, mc3, data[at : at + n_moves3]), at + n_moves3
+            views.append(View(cells, enter, enter_ids, leave, chat, build, moves, None, cells3))
         if at != len(data):
             raise ValueError(f"{len(data) - at} bytes left over of {len(data)}")
         if type(tick) is not int or type(records) is not list or len(records) % 3:

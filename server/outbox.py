@@ -17,7 +17,8 @@ Deltas: `sent` is the build of the last update handed to the socket (TCP then
 delivers it, in order, before anything written later). An update goes out as
 deltas against that build when it has them, else as a keyframe: the first one,
 one merged from two (its deltas are against an update never sent), one after
-a gap. A version-1 session (`deltas` False) gets keyframes only.
+a gap. A version-1 session gets keyframes only; `version` picks the form (2: the map, 3: the
+array with steps and their changes: world/snapshot.py `View.body_for`).
 """
 
 from __future__ import annotations
@@ -26,8 +27,7 @@ import asyncio
 from collections import deque
 from typing import Callable
 
-from world.protocol import update_head
-from world.snapshot import View, merge_views
+from world.snapshot import View, head_for, merge_views
 
 from .frames import binary_frame_head
 from .metrics import Metrics
@@ -36,7 +36,7 @@ MAX_CONTROL = 256  # messages
 
 
 class Outbox:
-    __slots__ = ("control", "update", "ready", "metrics", "on_ready", "deltas", "sent")
+    __slots__ = ("control", "update", "ready", "metrics", "on_ready", "version", "sent")
 
     def __init__(self, metrics: Metrics, on_ready: Callable[[], None] = lambda: None) -> None:
         self.control: deque[bytes] = deque()
@@ -47,7 +47,7 @@ class Outbox:
         # (a pong through the writer task instead was a task wake-up and a frame copy each, 6% of the
         # server's samples at 1,200 clients: bench/capacity.py --profile, README "Capacity")
         self.on_ready = on_ready
-        self.deltas = True  # send deltas where they apply (False: a version-1 session, keyframes only)
+        self.version = 2  # the session's protocol version: its form of updates (1: keyframes only)
         self.sent: int | None = None  # the build of the last update taken for sending; None: none yet
 
     def push(self, data: bytes) -> bool:
@@ -102,12 +102,10 @@ class Outbox:
         if update is not None:
             tick, ack, view = update
             self.update = None
-            if self.deltas:
-                body = view.body_after(self.sent)
-                self.sent = view.build
-            else:
-                body = view.body
-            head = update_head(tick, ack)
+            version = self.version
+            body = view.body_for(version, self.sent)
+            self.sent = view.build
+            head = head_for(version, tick, ack)
             n = len(head) + len(body)
             frames.append(binary_frame_head(n) + head)
             frames.append(body)
@@ -132,12 +130,10 @@ class Outbox:
             return None
         tick, ack, view = self.update
         self.update = None
-        return update_head(tick, ack), self._body(view)
+        return head_for(self.version, tick, ack), self._body(view)
 
     def _body(self, view: View) -> bytes:
         """The view as this connection can apply it, deltas or keyframe; it is then taken as sent."""
-        if not self.deltas:
-            return view.body
-        body = view.body_after(self.sent)
+        body = view.body_for(self.version, self.sent)
         self.sent = view.build
         return body

@@ -47,6 +47,10 @@ build's View holds for each cell it saw. A cell non-empty then and now gets a
 move block (world/moves.py; encoded once, shared like the blocks); a cell the
 observer did not see then, or that was empty, travels whole. Each View
 carries both forms; the connection picks (world/snapshot.py).
+
+Version 3: every cell's block is encoded a second time with its entities' steps (`blocks3`), and
+every move block too (world/moves.py); a View carries the version-3 keyframe cells (lazy, as the
+version-2 ones) and both delta forms, so that one build serves sessions of every version.
 """
 
 from __future__ import annotations
@@ -59,8 +63,8 @@ import numpy as np
 import numpy.typing as npt
 
 from .entities import EntityTable
-from .moves import move_blocks
-from .protocol import array_header, encode_cell_block, pack_uints
+from .moves import came_step, move_blocks
+from .protocol import array_header, encode_cell_block, encode_cell_block3, pack_uints
 from .snapshot import View
 from .tilemap import floor_index
 
@@ -159,6 +163,7 @@ class Interest:
         self._last: _Groups | None = None  # the groups of the last build
         self._build = -1  # builds so far, less one: the number of the last
         self._last_q = np.zeros((0, 2), np.uint16)  # quantised positions at the last build, as _last's order
+        self._last_steps = np.zeros((0, 2), "<i2")  # each one's step then (version 3), the same order
 
     # -- observers ----------------------------------------------------------
 
@@ -233,14 +238,34 @@ class Interest:
         # come when it is not a kept one: it was elsewhere at the last build (prev_cell), or is new (-1)
         last = self._last
         kept = None if last is None else (table.id[last.slots] == last.ids) & (cell_of_slot[last.slots] == last.cells)
-        move_of: dict[int, bytes] = (
-            {}
-            if last is None or kept is None
-            else move_blocks(
-                last.cells, last.start, last.start_at, self._last_q, kept, now.cells, start, now.ids, q, now.came
+        move_of: dict[int, bytes] = {}
+        move3_of: dict[int, bytes] = {}
+        if last is None or kept is None:
+            steps = np.zeros((len(now.ids), 2), "<i2")
+        else:
+            came_at = np.flatnonzero(now.came)
+            came_steps = came_step(last.slots, last.ids, self._last_q, now.slots[came_at], now.ids[came_at], q[came_at])
+            move_of, move3_of, steps = move_blocks(
+                last.cells,
+                last.start,
+                last.start_at,
+                self._last_q,
+                kept,
+                now.cells,
+                start,
+                now.ids,
+                q,
+                now.came,
+                self._last_steps,
+                came_steps,
             )
-        )
         self._last_q = q
+        self._last_steps = steps
+        steps_bin = steps.tobytes()
+        blocks3: dict[int, bytes] = {}
+        for c in now.filled:
+            s, e = start[c], start[c + 1]
+            blocks3[c] = encode_cell_block3(c, ids_bin[4 * s : 4 * e], pos_bin[4 * s : 4 * e], steps_bin[4 * s : 4 * e])
 
         # observers: who stayed in their cell (shared View) and who did not (own View), as arrays
         obs_at = cell_of_slot[np.asarray(self._slots, np.intp)]
@@ -294,29 +319,47 @@ class Interest:
                 b = cells_bytes[c] = array_header(len(parts)) + b"".join(parts)
             return b
 
-        moves_bytes: dict[tuple[int, int], tuple[bytes, bytes]] = {}
+        cells3_bytes: dict[int, bytes] = {}
 
-        def moves_for(c: int, p: int) -> tuple[bytes, bytes]:
-            """The delta form of cell c's view for an observer that was in cell p at the last build."""
+        def cells3_for(c: int) -> bytes:
+            """cells_for in version 3 (cell blocks with their steps)."""
+            b = cells3_bytes.get(c)
+            if b is None:
+                parts = [blocks3[x] for x in near[c] if x in blocks3]
+                b = cells3_bytes[c] = array_header(len(parts)) + b"".join(parts)
+            return b
+
+        moves_bytes: dict[tuple[int, int], tuple[bytes, bytes, bytes, bytes]] = {}
+
+        def moves_for(c: int, p: int) -> tuple[bytes, bytes, bytes, bytes]:
+            """The delta form of cell c's view for an observer that was in cell p at the last build: the
+            whole cells and the move blocks, in version 2, then in version 3."""
             b = moves_bytes.get((c, p))
             if b is None:
-                whole, moves, had = [], [], near_set[p]
+                whole, moves, whole3, moves3, had = [], [], [], [], near_set[p]
                 for x in near[c]:
                     if x in blocks:
                         m = move_of.get(x) if x in had else None
                         if m is None:
                             whole.append(blocks[x])
+                            whole3.append(blocks3[x])
                         else:
                             moves.append(m)
+                            moves3.append(move3_of[x])
+                head, mhead = array_header(len(whole)), array_header(len(moves))
                 b = moves_bytes[c, p] = (
-                    array_header(len(whole)) + b"".join(whole),
-                    array_header(len(moves)) + b"".join(moves),
+                    head + b"".join(whole),
+                    mhead + b"".join(moves),
+                    head + b"".join(whole3),
+                    mhead + b"".join(moves3),
                 )
             return b
 
         first = self._last is None
         views_by_cell = {
-            c: View.make(partial(cells_for, c), *parts, build, None if first else moves_for(c, c))
+            c: View.make(
+                partial(cells_for, c), *parts, build, None if first else moves_for(c, c), cells3=partial(cells3_for, c)
+            )
             for c, parts in shared.items()
         }
 
@@ -346,6 +389,7 @@ class Interest:
                     build,
                     None if p < 0 else moves_for(c, p),
                     leave_bin,
+                    partial(cells3_for, c),
                 )
                 for i in made[p, c]:
                     per_observer[i] = moved_view

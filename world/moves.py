@@ -9,15 +9,22 @@ An entity now that is not a kept one has *come* (moved in, or new). Per cell, a 
 then is slices of the arrays built once here: moves, fixes and gone in the last build's
 order, come in the order of now (ascending id, as the client sorts after appending).
 
-Cost: O(entities) numpy for the whole world, plus O(cells) Python slices and one
-msgpack pack per cell that is non-empty at both builds.
+Version 3 (docs/protocol.md, "update, version 3") from the same pass: each entity's *step* (its
+move, or 0 beyond STEP_MAX) is kept from build to build (Interest._last_steps), and a kept entity's
+block carries the change of its step in a nibble (2 bits a coordinate), or a fix where it does not
+fit; a cell's nibbles are bytes of one array, padded to whole bytes per cell, so a block is again a
+slice. An entity that came carries its step (came_step: its move since the last build, wherever it
+was), as whole cell blocks do (world/interest.py).
+
+Cost: O(entities) numpy for the whole world, plus O(cells) Python slices and two
+msgpack packs (versions 2 and 3) per cell that is non-empty at both builds.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .protocol import MOVE_FIX, MOVE_MAX, encode_move_block
+from .protocol import CHANGE_MAX, CHANGE_MIN, MOVE_FIX, MOVE_MAX, STEP_MAX, encode_move_block, encode_move_block3
 
 
 def _counts(cells: np.ndarray, n_cells: int) -> list[int]:
@@ -41,14 +48,22 @@ def move_blocks(
     ids: np.ndarray,
     q: np.ndarray,
     came: np.ndarray,
-) -> dict[int, bytes]:
-    """cell -> its move block, for every cell with entities at the last build and now.
+    last_steps: np.ndarray,
+    came_steps: np.ndarray,
+) -> tuple[dict[int, bytes], dict[int, bytes], np.ndarray]:
+    """cell -> its move block, for every cell with entities at the last build and now, in version 2
+    and in version 3; and every entity's step now (n, 2) int16, by (cell, id).
 
     last_*: the last build's entities' cells (ascending), cell starts (as a list and as an array) and
     quantised positions (m, 2), by (cell, id); kept (m,): each of them is the same entity in the same
     cell now; cells, start, ids, q: the same for now (n entities); came (n,): each is not a kept one.
     The kept ones are in the same order in both builds (same cells, same ids), so their positions now
-    are q[~came] as they stand: no gather through slots."""
+    are q[~came] as they stand: no gather through slots. last_steps (m, 2): the last build's steps, in
+    its order; came_steps (k, 2): the steps of those that came (came_step), in the order of now.
+
+    Version 3: a kept entity's step is its move (0 where that is beyond STEP_MAX: a jump); its block
+    carries the change of that step from its step at the last build, 2 bits a coordinate, or a fix
+    where the change does not fit (or the step is beyond)."""
     n_cells = len(start) - 1
     m = len(last_cells)
     # an entity's (x, y) is handled as one 32-bit word (positions) or 16-bit word (deltas): a gather
@@ -59,7 +74,9 @@ def move_blocks(
     d = now_kept.view(np.uint16).reshape(-1, 2).astype(np.int32)
     d -= was_kept.view(np.uint16).reshape(-1, 2)
     far = (np.abs(d) > MOVE_MAX).view(np.uint16).ravel() != 0  # kept, and too far for int8
+    step = d  # version 3's step of each kept one: its move, uncut
     if far.any():  # (rare: a jump, or a player at full speed on both axes; the mask costs ~50 us)
+        step = d.copy()
         d[far] = 0
     d16 = np.zeros(m, np.int16)  # every last entity's (dx, dy) as int8, int8: 0 for the others
     d16[kept] = d.astype(np.int8).view(np.int16).ravel()
@@ -78,18 +95,74 @@ def move_blocks(
     moved_cs = _counts(last_cells[d16 != 0], n_cells)
     far_cs, gone_cs = _counts(last_cells[far_at], n_cells), _counts(last_cells[gone_at], n_cells)
     came_cs = _counts(cells[came], n_cells)
+    # version 3: each kept entity's change of step, a nibble in its cell's bytes (two entities a byte)
+    ch = step - last_steps[kept]
+    fix3 = ((ch < CHANGE_MIN) | (ch > CHANGE_MAX)).any(axis=1)
+    big = (np.abs(step) > STEP_MAX).any(axis=1)  # a jump over half the map: step 0, by a fix
+    if big.any():
+        fix3 |= big
+        step = np.where(big[:, None], 0, step)
+    ch[fix3] = 0
+    nib = np.zeros(m, np.uint8)
+    nib[kept] = ((ch[:, 0] & 3) | ((ch[:, 1] & 3) << 2)).astype(np.uint8)
+    at = np.arange(m) - last_start_at[last_cells]  # each one's index in its cell
+    cb = np.zeros(n_cells + 1, np.int64)  # cell c's bytes are ch_bin[cb[c]:cb[c + 1]]
+    np.cumsum((np.diff(last_start_at) + 1) // 2, out=cb[1:])
+    where = cb[last_cells] + (at >> 1)
+    packed = np.zeros(int(cb[-1]), np.uint8)
+    odd = (at & 1).astype(bool)
+    packed[where[~odd]] = nib[~odd]
+    packed[where[odd]] |= nib[odd] << 4
+    ch_bin = packed.tobytes()
+    cb_list: list[int] = cb.tolist()
+    changed_cs = _counts(last_cells[nib != 0], n_cells)
+    fix3_at = kept_at[fix3]
+    f3 = np.empty(len(fix3_at), MOVE_FIX)
+    f3["i"] = fix3_at - last_start_at[last_cells[fix3_at]]
+    f3_xy = now_kept[fix3].view(np.uint16).reshape(-1, 2)
+    f3["x"], f3["y"] = f3_xy[:, 0], f3_xy[:, 1]
+    fix3_bin = f3.tobytes()
+    fix3_cs = _counts(last_cells[fix3_at], n_cells)
+    steps = np.zeros((len(ids), 2), "<i2")
+    steps[~came] = step
+    steps[came] = came_steps
+    came_steps_bin = np.ascontiguousarray(came_steps, "<i2").tobytes()
 
     out: dict[int, bytes] = {}
+    out3: dict[int, bytes] = {}
     both = (np.diff(last_start_at) > 0) & (np.diff(np.asarray(start)) > 0)
     for c in np.flatnonzero(both).tolist():
         a, b = last_start[c], last_start[c + 1]
         moves = d_bin[2 * a : 2 * b] if moved_cs[c + 1] > moved_cs[c] else b""
         fixes = fix_bin[6 * far_cs[c] : 6 * far_cs[c + 1]]
         g0, g1, c0, c1 = gone_cs[c], gone_cs[c + 1], came_cs[c], came_cs[c + 1]
+        changes = ch_bin[cb_list[c] : cb_list[c + 1]] if changed_cs[c + 1] > changed_cs[c] else b""
+        fixes3 = fix3_bin[6 * fix3_cs[c] : 6 * fix3_cs[c + 1]]
         if g1 > g0 or c1 > c0:
-            out[c] = encode_move_block(
-                c, moves, fixes, gone_bin[2 * g0 : 2 * g1], came_ids[4 * c0 : 4 * c1], came_q[4 * c0 : 4 * c1]
-            )
+            gone, came_i, came_p = gone_bin[2 * g0 : 2 * g1], came_ids[4 * c0 : 4 * c1], came_q[4 * c0 : 4 * c1]
+            out[c] = encode_move_block(c, moves, fixes, gone, came_i, came_p)
+            out3[c] = encode_move_block3(c, changes, fixes3, gone, came_i, came_p, came_steps_bin[4 * c0 : 4 * c1])
         else:
             out[c] = encode_move_block(c, moves, fixes)
+            out3[c] = encode_move_block3(c, changes, fixes3)
+    return out, out3, steps
+
+
+def came_step(
+    last_slots: np.ndarray, last_ids: np.ndarray, last_q: np.ndarray, slots: np.ndarray, ids: np.ndarray, q: np.ndarray
+) -> np.ndarray:
+    """The steps (k, 2) int16 of entities that came into their cell (slots, ids, quantised positions q
+    now): their move since the last build (last_*: its entities, any order), (0, 0) for one that was
+    not in the world then or whose move is beyond STEP_MAX on either coordinate."""
+    out = np.zeros((len(slots), 2), "<i2")
+    if not len(slots) or not len(last_slots):
+        return out
+    at = np.full(int(max(last_slots.max(), slots.max())) + 1, -1, np.int64)
+    at[last_slots] = np.arange(len(last_slots))
+    j = at[slots]
+    there = j >= 0
+    there[there] = last_ids[j[there]] == ids[there]
+    s = q[there].astype(np.int32) - last_q[j[there]]
+    s[(np.abs(s) > STEP_MAX).any(axis=1)] = 0
+    out[there] = s
     return out

@@ -17,6 +17,12 @@ gateway answers it and the tick never sees bad data. Pure functions; no sockets,
   A cell's entities are in ascending id order, in whole blocks and after every move block.
   entity record [id, kind, name, color, talks]
   chat record   [from, name, text, tick]
+
+Version 3 (the default; docs/protocol.md, "update, version 3"):
+  fixarray of 7: [tick, ack, chat [...], enter [...], leave [...], cells [...], moves [...]]
+  cell block    [cell, ids, pos, steps: bin of int16 LE sx0,sy0,... (each one's move over the last tick)]
+  move block    [cell, changes: bin, a nibble an entity (low half first; bits 0-1 x, 2-3 y, 2-bit two's
+                 complement), empty: no change] [+ fix] [+ gone, ids, pos, steps]
 """
 
 from __future__ import annotations
@@ -29,8 +35,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
-VERSION = 2  # what this page and this server speak
-VERSIONS = (1, 2)  # accepted in hello; a version-1 session gets keyframes only (no `moves`)
+VERSION = 3  # what this page and this server speak
+VERSIONS = (1, 2, 3)  # accepted in hello; version 1 gets keyframes only (no `moves`), 2 the map form of update
 
 # -- limits on what a client sends (docs/protocol.md, "Limits") -------------------------------
 MAX_FRAME = 4096  # bytes; larger inbound messages are closed with 1009 by the WebSocket edge (--ws, either library)
@@ -477,3 +483,154 @@ def apply_cells(held: Cells, cells: list[list[Any]], moves: list[list[Any]]) -> 
             ids, pos = ids[order], pos[order]
         out[cell] = (ids, pos)
     return out
+
+
+# -- update, version 3 ------------------------------------------------------------------------
+# An array, not a map: [tick, ack, chat, enter, leave, cells, moves] (docs/protocol.md, "update,
+# version 3"). Cell blocks carry each entity's step (its last move, quantised units a tick, int16
+# pairs), and move blocks the change of each step in 2 bits a coordinate instead of the step: an
+# entity that keeps its step (walks straight) costs half a byte a tick instead of two. Steps are 16-bit
+# because a player at full speed along an axis moves 128 units a tick, one more than int8 holds: in
+# version 2 such a move is a 6-byte fix every tick, for 1 player in 6 (cos of its heading > 0.992).
+UPDATE3_ITEMS = 7  # tick, ack, chat, enter, leave, cells, moves
+UPDATE3_PREFIX = bytes((0x90 | UPDATE3_ITEMS,))
+STEP_MAX = 0x7FFF  # a step beyond this on either coordinate (a jump over half the map) is (0, 0), after a fix
+CHANGE_MIN, CHANGE_MAX = -2, 1  # a step's change held in 2 bits (two's complement); beyond: a fix
+
+
+def encode_cell_block3(cell: int, ids_le_u32: bytes, pos_le_u16: bytes, steps_le_i16: bytes) -> bytes:
+    return _packb([cell, ids_le_u32, pos_le_u16, steps_le_i16])
+
+
+def encode_move_block3(
+    cell: int,
+    changes: bytes,
+    fix: bytes,
+    gone: bytes | None = None,
+    ids: bytes = b"",
+    pos: bytes = b"",
+    steps: bytes = b"",
+) -> bytes:
+    """A version-3 move block: [cell, changes] (nobody fixed), [cell, changes, fix], or with who left
+    and who came [cell, changes, fix, gone, ids, pos, steps]."""
+    if gone is None:
+        return _packb([cell, changes, fix] if fix else [cell, changes])
+    return _packb([cell, changes, fix, gone, ids, pos, steps])
+
+
+def update_head3(tick: int, ack: int) -> bytes:
+    """The observer's own start of a version-3 update (the array's head, tick, ack); a view body follows."""
+    return UPDATE3_PREFIX + _packb(tick) + _packb(ack)
+
+
+def view_body3(chat: list[bytes], enter: list[bytes], leave: bytes, cells: bytes, moves: bytes) -> bytes:
+    """A version-3 update after its ack: `leave`, `cells` and `moves` are encoded msgpack arrays."""
+    return b"".join((array_header(len(chat)), *chat, array_header(len(enter)), *enter, leave, cells, moves))
+
+
+def read_update3_head(b: bytes, start: int, end: int) -> tuple[int, int, int] | None:
+    """(tick, ack, chat lines) of a version-3 update b[start:end], read from its first bytes without
+    decoding the rest (a bot needs no more), or None when b[start:end] is not one."""
+    if end - start < 5 or b[start] != UPDATE3_PREFIX[0]:
+        return None
+    try:
+        tick, i = read_int(b, start + 1)
+        if tick is None:
+            return None
+        ack, i = read_int(b, i)
+        if ack is None or i >= end:
+            return None
+        c = b[i]
+        if 0x90 <= c <= 0x9F:
+            return tick, ack, c - 0x90
+        if c == 0xDC:
+            return tick, ack, (b[i + 1] << 8) | b[i + 2]
+        if c == 0xDD:
+            return tick, ack, int.from_bytes(b[i + 1 : i + 5], "big")
+    except IndexError:
+        pass
+    return None
+
+
+def update3_as_map(msg: list[Any]) -> dict[str, Any]:
+    """A decoded version-3 update as the keys of version 2 name its parts ("t" "update" included),
+    for a reader that handles every message by its `t`."""
+    tick, ack, chat, enter, leave, cells, moves = msg
+    return {
+        "t": "update",
+        "v": 3,
+        "tick": tick,
+        "ack": ack,
+        "cells": cells,
+        "moves": moves,
+        "enter": enter,
+        "leave": leave,
+        "chat": chat,
+    }
+
+
+def changes_of(changes: bytes, n: int) -> np.ndarray:
+    """A move block's `changes` as (n, 2) int32: entity i's in the low (even i) or high (odd i) half of
+    byte i // 2, x in its low 2 bits, y in the next 2, each two's complement (-2..1); empty: none."""
+    out = np.zeros((n, 2), np.int32)
+    if changes:
+        b = np.frombuffer(changes, np.uint8).astype(np.int32)
+        nib = np.stack((b & 15, b >> 4), axis=1).ravel()[:n]
+        out[: len(nib), 0] = ((nib & 3) ^ 2) - 2
+        out[: len(nib), 1] = (((nib >> 2) & 3) ^ 2) - 2
+    return out
+
+
+Cells3 = dict[
+    int, tuple[np.ndarray, np.ndarray, np.ndarray]
+]  # cell -> (ids, positions (n, 2) uint16, steps (n, 2) int16)
+
+
+def _stepped(new: np.ndarray, old: np.ndarray) -> np.ndarray:
+    """Each entity's step from `old` to `new` positions (n, 2), (0, 0) where either coordinate is beyond STEP_MAX."""
+    s = new.astype(np.int32) - old
+    s[(np.abs(s) > STEP_MAX).any(axis=1)] = 0
+    out: np.ndarray = s.astype("<i2")
+    return out
+
+
+def apply_cells3(held: Cells3, cells: list[list[Any]], moves: list[list[Any]]) -> Cells3:
+    """apply_cells for a version-3 update: every visible non-empty cell with its entities' positions
+    and steps, from its `cells` (whole) and `moves` (applied to the same cell in `held`)."""
+    out: Cells3 = {}
+    for cell, ids, pos, steps in cells:
+        out[cell] = (
+            np.frombuffer(ids, "<u4"),
+            np.frombuffer(pos, "<u2").reshape(-1, 2),
+            np.frombuffer(steps, "<i2").reshape(-1, 2),
+        )
+    for block in moves:
+        cell, changes = block[:2]
+        fix = block[2] if len(block) > 2 else b""
+        ids, pos, steps = held[cell]
+        step = steps.astype(np.int32) + changes_of(changes, len(ids))
+        now = pos.astype(np.int32) + step
+        if fix:
+            f = np.frombuffer(fix, MOVE_FIX)
+            now[f["i"], 0], now[f["i"], 1] = f["x"], f["y"]
+        new_pos = now.astype(np.uint16)
+        new_steps = _stepped(now, pos)
+        if len(block) > 3:  # entities gone and come: drop, append, back into id order
+            gone, new_ids, came_pos, came_steps = block[3:7]
+            keep = np.ones(len(ids), bool)
+            keep[np.frombuffer(gone, "<u2")] = False
+            ids = np.concatenate((ids[keep], np.frombuffer(new_ids, "<u4")))
+            new_pos = np.concatenate((new_pos[keep], np.frombuffer(came_pos, "<u2").reshape(-1, 2)))
+            new_steps = np.concatenate((new_steps[keep], np.frombuffer(came_steps, "<i2").reshape(-1, 2)))
+            order = np.argsort(ids, kind="stable")
+            ids, new_pos, new_steps = ids[order], new_pos[order], new_steps[order]
+        out[cell] = (ids, new_pos, new_steps)
+    return out
+
+
+def apply_update(held: dict[int, Any], msg: dict[str, Any]) -> dict[int, Any]:
+    """The cells held after a decoded update of either form: apply_cells3 for a version-3 one (as
+    update3_as_map gives it, `v` 3), else apply_cells (a version-1 one has no `moves`)."""
+    if msg.get("v") == 3:
+        return apply_cells3(held, msg["cells"], msg["moves"])
+    return apply_cells(held, msg["cells"], msg.get("moves", []))

@@ -13,6 +13,10 @@ Every piece is encoded once and shared: a cell block by every observer cell that
 View by every observer in the same cell, a record by every view it enters. The bodies only
 concatenate bytes; they never re-encode; and a writer that can send pieces (writev) sends
 `update_head` and the shared body without even that copy.
+
+Three versions of the protocol, one View: `body_for(version, sent)` gives a version-1 session the
+keyframe, a version-2 one the map form (`body`, `body_after`), a version-3 one the array form
+(`body3`, `body3_after`: docs/protocol.md, "update, version 3"); `head_for` the matching head.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from typing import Callable, cast
 
 import numpy as np
 
-from .protocol import array_header, encode_ids, update_head, view_body
+from .protocol import array_header, encode_ids, update_head, update_head3, view_body, view_body3
 
 NO_MOVES = array_header(0)
 
@@ -49,6 +53,9 @@ class View:
         "_leave_bin",
         "_keyframe",
         "_delta",
+        "_cells3",
+        "_keyframe3",
+        "_delta3",
     )
 
     def __init__(
@@ -60,9 +67,11 @@ class View:
         chat: list[bytes],  # msgpack chat records
         build: int = -1,  # the build this View comes from (0, 1, ... in a World)
         # the delta form, against build - 1: msgpack arrays `cells` (the cells whose entities are not
-        # those of that build, whole) and `moves` (the others' move blocks); None: no delta form
-        moves: tuple[bytes, bytes] | None = None,
+        # those of that build, whole) and `moves` (the others' move blocks), in version 2, then the same
+        # two in version 3 (or only the first two: a View that has no version-3 form); None: no delta form
+        moves: tuple[bytes, ...] | None = None,
         leave_bin: bytes | None = None,  # `leave` as a msgpack array, when the builder packed it
+        cells3: bytes | Callable[[], bytes] | None = None,  # `cells` in version 3 (None: no version-3 form)
     ) -> None:
         self._cells = cells
         self.enter = enter
@@ -74,6 +83,9 @@ class View:
         self._leave_bin = leave_bin
         self._keyframe: bytes | None = None  # the bodies, each built the first time it is asked for
         self._delta: bytes | None = None
+        self._cells3 = cells3
+        self._keyframe3: bytes | None = None
+        self._delta3: bytes | None = None
 
     @classmethod
     def make(
@@ -84,10 +96,11 @@ class View:
         leave: list[int] | np.ndarray,
         chat: list[bytes],
         build: int = -1,
-        moves: tuple[bytes, bytes] | None = None,
+        moves: tuple[bytes, ...] | None = None,
         leave_bin: bytes | None = None,
+        cells3: bytes | Callable[[], bytes] | None = None,
     ) -> View:
-        return cls(cells, enter, enter_ids, leave, chat, build, moves, leave_bin)
+        return cls(cells, enter, enter_ids, leave, chat, build, moves, leave_bin, cells3)
 
     @property
     def cells(self) -> bytes:
@@ -95,6 +108,20 @@ class View:
         if type(c) is not bytes:
             c = self._cells = cast("Callable[[], bytes]", c)()
         return c
+
+    @property
+    def cells3(self) -> bytes:
+        """`cells` in version 3 (each block with its entities' steps)."""
+        c = self._cells3
+        if c is None:
+            raise ValueError("this View has no version-3 form")
+        if type(c) is not bytes:
+            c = self._cells3 = cast("Callable[[], bytes]", c)()
+        return c
+
+    @property
+    def has_v3(self) -> bool:
+        return self._cells3 is not None
 
     @property
     def enter_ids(self) -> list[int]:
@@ -133,14 +160,47 @@ class View:
             return self.body
         b = self._delta
         if b is None:
-            b = self._delta = view_body(*self.moves, self.enter, self.leave_bin, self.chat)
+            m = self.moves
+            b = self._delta = view_body(m[0], m[1], self.enter, self.leave_bin, self.chat)
         return b
 
+    @property
+    def body3(self) -> bytes:
+        """The version-3 keyframe body: items chat, enter, leave, cells (whole), moves (empty)."""
+        b = self._keyframe3
+        if b is None:
+            b = self._keyframe3 = view_body3(self.chat, self.enter, self.leave_bin, self.cells3, NO_MOVES)
+        return b
 
-def encode_update(tick: int, ack: int, view: View, sent: int | None = None) -> bytes:
-    """The complete 'update' message {t, tick, ack, cells, moves, enter, leave, chat}, for a
-    connection whose last update sent was of build `sent` (None: a keyframe)."""
-    return update_head(tick, ack) + view.body_after(sent)
+    def body3_after(self, sent: int | None) -> bytes:
+        """body_after in version 3."""
+        m = self.moves
+        if sent is None or sent != self.build - 1 or m is None or len(m) < 4:
+            return self.body3
+        b = self._delta3
+        if b is None:
+            b = self._delta3 = view_body3(self.chat, self.enter, self.leave_bin, m[2], m[3])
+        return b
+
+    def body_for(self, version: int, sent: int | None) -> bytes:
+        """The body a connection of protocol `version` gets after build `sent` (version 1: keyframes)."""
+        if version >= 3:
+            return self.body3_after(sent)
+        if version == 2:
+            return self.body_after(sent)
+        return self.body
+
+
+def head_for(version: int, tick: int, ack: int) -> bytes:
+    """The observer's own start of an update in protocol `version`."""
+    return update_head3(tick, ack) if version >= 3 else update_head(tick, ack)
+
+
+def encode_update(tick: int, ack: int, view: View, sent: int | None = None, version: int = 2) -> bytes:
+    """The complete 'update' message, for a connection of protocol `version` whose last update sent
+    was of build `sent` (None: a keyframe): in version 2 {t, tick, ack, cells, moves, enter, leave,
+    chat}, in version 3 [tick, ack, chat, enter, leave, cells, moves]."""
+    return head_for(version, tick, ack) + view.body_for(version, sent)
 
 
 def merge_views(older: View, newer: View) -> View:
@@ -170,4 +230,6 @@ def merge_views(older: View, newer: View) -> View:
             enter_ids.append(eid)
             enter.append(rec)
     leave = list(dict.fromkeys(older.leave + newer.leave))
-    return View.make(newer.cells, enter, enter_ids, leave, older.chat + newer.chat, newer.build, newer.moves)
+    return View.make(
+        newer._cells, enter, enter_ids, leave, older.chat + newer.chat, newer.build, newer.moves, None, newer._cells3
+    )

@@ -119,6 +119,21 @@ def test_each_scenario_plays(launch, tmp_path):
         )
         for name in ("chatty", "idle")
     }
+    # version 2 (a server older than version 3): the bots read the map form's head
+    runs["v2"] = start_bots(
+        "--url",
+        srv.ws_url,
+        "--clients",
+        "3",
+        "--ramp",
+        "0.5",
+        "--duration",
+        "3.5",
+        "--protocol",
+        "2",
+        "--report",
+        str(tmp_path / "v2"),
+    )
     reports = {}
     for name, proc in runs.items():
         out, err = proc.communicate(timeout=60)
@@ -132,10 +147,11 @@ def test_each_scenario_plays(launch, tmp_path):
     # idle never moves or speaks, but pings
     assert idle["sent_by_kind"]["input"] == idle["sent_by_kind"]["chat"] == 0
     assert idle["sent_by_kind"]["ping"] > 0 and idle["ack_p50"] is None and idle["rtt_p50"] > 0
-    for s in (chatty, idle):
+    for s in (chatty, idle, reports["v2"]):
         assert s["connected"] == s["finished"] == 3 and s["updates_per_s_median"] > 0
     wait_for(lambda: metrics(srv)["npcworld_connections"] == 0, "the server to see every bot leave")
-    assert chatty["messages_sent"] + idle["messages_sent"] == metrics(srv)["npcworld_messages_in_total"]
+    sent = sum(r["messages_sent"] for r in reports.values())
+    assert sent == metrics(srv)["npcworld_messages_in_total"]
 
 
 def test_a_server_that_goes_away_ends_the_run_with_a_clear_summary(launch, tmp_path):
@@ -181,6 +197,7 @@ def test_bad_arguments_are_usage_errors_and_a_missing_server_is_clear(tmp_path):
         (["--url", url, "--duration", "-1"], "--duration"),
         (["--url", url, "--scenario", "dance"], "--scenario"),
         (["--url", url, "--procs", "0"], "--procs 0"),
+        (["--url", url, "--protocol", "4"], "--protocol 4"),
     ]
     for args, expected in cases:
         res = run_bots(*args, "--report", str(tmp_path))
@@ -196,15 +213,22 @@ def test_bad_arguments_are_usage_errors_and_a_missing_server_is_clear(tmp_path):
 
 
 def _update(tick: int, ack: int, cells_bytes: int = 64, chat: list | None = None, enter: list | None = None) -> bytes:
-    """An update laid out exactly as the server writes it (world/protocol.py)."""
-    from world.protocol import encode_cell_block
+    """An update laid out exactly as the server writes it (world/protocol.py), in the version the bots
+    speak (3: an array)."""
+    from world.protocol import encode_cell_block, encode_cell_block3
     from world.snapshot import View, encode_update
 
     n = max(1, cells_bytes // 12)
     cells = msgpack.packb([]) if not cells_bytes else (b"\x91" + encode_cell_block(3, bytes(4 * n), bytes(4 * n)))
+    cells3 = (
+        msgpack.packb([])
+        if not cells_bytes
+        else (b"\x91" + encode_cell_block3(3, bytes(4 * n), bytes(4 * n), bytes(4 * n)))
+    )
     recs = [msgpack.packb(r) for r in (enter or [])]
-    view = View.make(cells, recs, [r[0] for r in (enter or [])], [], [msgpack.packb(c) for c in (chat or [])])
-    return encode_update(tick, ack, view)
+    chat_recs = [msgpack.packb(c) for c in (chat or [])]
+    view = View.make(cells, recs, [r[0] for r in (enter or [])], [], chat_recs, cells3=cells3)
+    return encode_update(tick, ack, view, version=protocol.VERSION)
 
 
 async def _bot_against(handler, scenario=None, process_request=None):

@@ -19,6 +19,7 @@ import websockets
 from websockets.exceptions import ConnectionClosed
 
 from server.config import WS_EDGES
+from world import protocol
 from world.protocol import VERSION, VERSIONS
 from support.servers import start_server
 from support.wsclient import Player, close_code
@@ -289,7 +290,7 @@ async def test_fragments_and_messages_before_the_welcome_are_received_in_order(c
     seen: list = []
     while len(seen) < 8:
         msg = msgpack.unpackb(await asyncio.wait_for(ws.recv(), 10))
-        if msg["t"] != "update":
+        if type(msg) is dict and msg["t"] != "update":  # (a version-3 update is an array)
             seen.append(msg["id"] if msg["t"] == "pong" else msg.get("code", msg["t"]))
     assert seen == ["welcome", 1, 2, 3, 4, 5, 6, "bad_frame"]
     ws.protocol.send_text(b"\xff\xfe")  # not UTF-8 (websockets' own send would encode a str)
@@ -334,6 +335,8 @@ async def test_messages_before_the_welcome_are_bounded(crowded):
         if op != 2:
             continue  # the read check's pings (not answered here: this test lasts well under 5 s)
         msg = msgpack.unpackb(payload)
+        if type(msg) is list:  # a version-3 update
+            msg = {"t": "update"}
         kinds.append(msg["t"])
         if msg["t"] == "pong":
             pongs.append(msg["id"])
@@ -358,6 +361,8 @@ async def test_handshake_rules(crowded):
     for bad in (
         {"t": "hello"},
         {"t": "hello", "v": "1"},
+        {"t": "hello", "v": 3.0},  # version 3's hello as any other: an integer v
+        {"t": "hello", "v": 3, "name": ["ada"]},
         {"t": "hello", "v": 1, "name": 7},
         {"t": "hello", "v": 1, "token": 12},
         {"t": "hello", "v": 1, "token": "x" * 513},
@@ -370,6 +375,44 @@ async def test_handshake_rules(crowded):
     p = await Player.join(crowded.ws_url, name="\x00\x01")
     assert [e["code"] for e in p.errors] == ["bad_field"] and p.welcome["name"].startswith("guest")
     await p.close()
+
+
+async def test_v3_and_v2_sessions_see_the_same_positions_tick_by_tick(crowded):
+    """Two players side by side, one on each version: over many ticks, whatever both see at a tick is
+    at the same place for both (the v3 one walking across cells meanwhile: whole cells, moves, fixes
+    and regroups all happen), and the v3 one's updates are arrays, the v2 one's maps."""
+    p2 = await Player.join(crowded.ws_url, "two", version=2)
+    p3 = await Player.join(crowded.ws_url, "three", version=3)
+    assert (p2.welcome["v"], p3.welcome["v"]) == (2, 3)
+    seen: dict[int, dict[int, dict]] = {2: {}, 3: {}}
+
+    async def watch(p: Player, version: int, walk: bool) -> None:
+        turns = [(1.0, 0.0), (0.0, 1.0), (-0.6, -0.8), (0.0, 0.0)]
+        while len(seen[version]) < 80:
+            raw = await asyncio.wait_for(p.ws.recv(), 10)
+            msg = msgpack.unpackb(raw)
+            assert (type(msg) is list) == (version == 3 and raw[0] == 0x97), msg
+            if type(msg) is list:
+                msg = protocol.update3_as_map(msg)
+            p.apply(msg)
+            if msg["t"] == "update":
+                seen[version][msg["tick"]] = dict(p.positions)
+                if walk and len(seen[version]) % 20 == 1:
+                    await p.move(*turns[len(seen[version]) // 20])
+
+    await asyncio.gather(watch(p2, 2, False), watch(p3, 3, True))
+    common = sorted(set(seen[2]) & set(seen[3]))
+    assert len(common) >= 60
+    compared = 0
+    for tick in common:
+        a, b = seen[2][tick], seen[3][tick]
+        both = set(a) & set(b)
+        assert {i: a[i] for i in both} == {i: b[i] for i in both}, tick
+        compared += len(both)
+    assert compared > 60 * 20  # (300 wanderers, many of them near the spawn both started at)
+    assert p3.keyframes < 10  # the first update, and any after a merge (coalescing): the others came as moves
+    await p2.close()
+    await p3.close()
 
 
 async def until_closed_4002(srv, n: int) -> None:

@@ -138,7 +138,7 @@ async def test_each_tick_the_flush_writes_what_websockets_would_in_order_keyfram
                 sent.append(msgpack.unpackb(data))
                 size += len(data)
         assert [u.get("moves") != [] for u in sent if u["t"] == "update"] == [False, True, True, True]
-        conn.outbox.deltas = twin.deltas = False  # a version-1 session: keyframes only
+        conn.outbox.version = twin.version = 1  # a version-1 session: keyframes only
         v = view(4, "v1")
         for box in (conn.outbox, twin):
             box.push_update(5, 0, v)

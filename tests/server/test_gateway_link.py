@@ -62,7 +62,10 @@ def test_a_gateway_builds_the_same_bodies_from_each_distinct_view_sent_once():
     data = pack_updates(w.tick, batch)
     n = int.from_bytes(data[:4], "big")
     tick, views_sent, _ = msgpack.unpackb(data[4 : 4 + n])
-    raw = sum(n_cells + (n_moves or 0) for _, n_cells, _, n_moves, *_ in views_sent)
+    raw = sum(
+        n_cells + (n_moves or 0) + (n_cells3 or 0) + (n_moves3 or 0)
+        for _, n_cells, _, n_moves, _, _, _, _, n_cells3, _, n_moves3 in views_sent
+    )
     assert 4 + n + raw == len(data)  # the head's length, the head, then each View's cells and moves bytes raw
     assert tick == w.tick
     distinct = {id(v) for _, _, v in batch}
@@ -75,6 +78,7 @@ def test_a_gateway_builds_the_same_bodies_from_each_distinct_view_sent_once():
         assert got.build == sent.build
         for last in (None, sent.build - 1, sent.build - 2):  # keyframe, deltas, keyframe again
             assert got.body_after(last) == sent.body_after(last)
+            assert got.body3_after(last) == sent.body3_after(last)  # and in version 3
 
 
 @pytest.mark.parametrize(

@@ -104,8 +104,47 @@ async def test_deltas_go_out_only_against_the_update_sent_before():
     # the first: nothing sent before; 2 follows 1; 3 never came (a gap); 5 was merged with 4; 6 follows 5
     assert forms == ["whole", "moves", "whole", "whole", "moves"]
     v1 = Outbox(Metrics())
-    v1.deltas = False  # a version-1 session: keyframes only
+    v1.version = 1  # a version-1 session: keyframes only
     for build in range(3):
         v1.push_update(build + 1, 0, delta_view(build, "b"))
         update = msgpack.unpackb(b"".join(v1.take_pieces()[0]))
         assert update["moves"] == [] and update["cells"] == [["b"]]
+
+
+async def test_a_v3_session_after_a_slow_read_gets_a_merged_keyframe_then_moves_again():
+    """Version 3 with a real world: two updates merged while the client did not read go out as one
+    keyframe (its cells whole, with steps; no moves); the next goes out as moves against it; a client
+    applying what it got holds what each keyframe says."""
+    from world.protocol import apply_cells3, update3_as_map
+    from world.sim import NPC, PLAYER, World, WorldConfig
+    from world.snapshot import encode_update
+
+    from support.worldhelp import default_map
+
+    w = World(default_map(), WorldConfig(seed=5))
+    me = w.spawn(PLAYER, "me", "#fff")
+    for _ in range(40):
+        w.spawn(NPC, "n", "#0f0", *w.position(me))
+    w.set_direction(me, 0.6, 0.8)
+    w.add_observer(me)
+    box = Outbox(Metrics())
+    box.version = 3
+    held: dict = {}
+    forms = []
+    for tick in range(1, 13):
+        w.step(0.05)
+        v = w.build_views()[me]
+        box.push_update(tick, tick, v)
+        if tick in (4, 8):  # the client is slow: the next update is merged into this one
+            continue
+        (data,) = box.take()
+        msg = update3_as_map(msgpack.unpackb(data))
+        assert msg["tick"] == tick
+        forms.append("moves" if msg["moves"] else "whole")
+        held = apply_cells3(held, msg["cells"], msg["moves"])
+        key = apply_cells3({}, update3_as_map(msgpack.unpackb(encode_update(tick, tick, v, None, 3)))["cells"], [])
+        assert {c: [a.tolist() for a in x] for c, x in held.items()} == {
+            c: [a.tolist() for a in x] for c, x in key.items()
+        }, tick
+    assert box.metrics.updates_coalesced == 2
+    assert forms == ["whole", "moves", "moves", "whole", "moves", "moves", "whole", "moves", "moves", "moves"]

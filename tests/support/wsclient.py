@@ -9,7 +9,7 @@ import msgpack
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from world.protocol import VERSION, apply_cells
+from world.protocol import VERSION, apply_update, update3_as_map
 
 
 class Player:
@@ -75,11 +75,10 @@ class Player:
                 self.positions.pop(eid, None)
             for rec in msg["enter"]:
                 self.known[rec[0]] = rec
-            moves = msg.get("moves", [])  # a version-1 session has none
-            self.keyframes += not moves
-            self.cells = apply_cells(self.cells, msg["cells"], moves)
+            self.keyframes += not msg.get("moves")  # a version-1 session has none
+            self.cells = apply_update(self.cells, msg)
             self.positions = {}
-            for ids, pos in self.cells.values():
+            for ids, pos, *_ in self.cells.values():
                 for eid, (x, y) in zip(ids.tolist(), (pos / self.quant).tolist()):
                     self.positions[eid] = (x, y)
             self.chat.extend(msg["chat"])
@@ -94,6 +93,8 @@ class Player:
 
     async def recv(self, timeout: float = 10) -> dict:
         msg = msgpack.unpackb(await asyncio.wait_for(self.ws.recv(), timeout))
+        if type(msg) is list:  # a version-3 update
+            msg = update3_as_map(msg)
         self.apply(msg)
         return msg
 
