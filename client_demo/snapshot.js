@@ -76,20 +76,33 @@ function regroup(ids, pos, gone, newIds, newPos) {
 
 const STEP_MAX = 32767; // a step beyond this on either coordinate (a jump over half the map) counts as (0, 0)
 
-/** Entity i's change of step from a version-3 `changes` bin: [dx, dy], each -2..1. */
-function changeOf(changes, i) {
-  if (changes.byteLength === 0) return [0, 0];
-  const nib = (changes[i >> 1] >> ((i & 1) * 4)) & 15;
-  return [((nib & 3) ^ 2) - 2, (((nib >> 2) & 3) ^ 2) - 2];
+/**
+ * A version-3 `changes` bin as each entity's change of step: Int32Array(2n), x then y. Entity i's
+ * nibble is the low (even i) or high (odd i) half of byte i >> 1 of the first ceil(n / 2) bytes; its
+ * bits 0-1 code x, 2-3 y: 0 no change, 1 +1, 3 -1, 2 wide (the next int8 after the nibbles, in order).
+ */
+function changesOf(changes, n) {
+  const out = new Int32Array(2 * n);
+  if (changes.byteLength === 0) return out;
+  let wide = (n + 1) >> 1;
+  for (let i = 0; i < n; i++) {
+    const nib = (changes[i >> 1] >> ((i & 1) * 4)) & 15;
+    for (let j = 0; j < 2; j++) {
+      const code = (nib >> (2 * j)) & 3;
+      out[2 * i + j] = code === 3 ? -1 : code === 2 ? (changes[wide++] << 24) >> 24 : code;
+    }
+  }
+  return out;
 }
 
 /**
  * applyCells for a version-3 update (docs/protocol.md, "update, version 3"). A cell block is
  * [cell, ids, pos, steps]: steps = 2n int16 LE, each entity's last step (quantised units a tick). A move
- * block is [cell, changes], [cell, changes, fix] or [cell, changes, fix, gone, ids, pos, steps]:
- * entity i's step changes by the 2-bit pair in nibble i of `changes` (none: all 0), then moves by
- * its step; a fix sets a position outright; every entity's step is then where it is less where it
- * was ((0, 0) beyond +-32767). Then gone / ids / pos / steps as in applyCells, back in id order.
+ * block is [cell, changes], [cell, changes, fix] or [cell, changes, fix, gone, came]: entity i's step
+ * changes by what `changes` says (changesOf; empty: nothing), then it moves by its step; a fix sets
+ * a position outright; every entity's step is then where it is less where it was ((0, 0) beyond
+ * +-32767). Then those at `gone` leave, those of `came` (records of id u32, x u16, y u16, sx i16,
+ * sy i16, LE) join, and the cell is back in id order.
  * @returns {Map<number, {ids: Uint32Array, pos: Uint16Array, steps: Int16Array}>}
  */
 export function applyCells3(held, cells, moves) {
@@ -109,16 +122,12 @@ export function applyCells3(held, cells, moves) {
     }
     out.set(cell, block);
   }
-  for (const [cell, changes, fix, gone, newIds, newPos, newSteps] of moves) {
+  for (const [cell, changes, fix, gone, came] of moves) {
     const before = held.get(cell);
     if (!before) throw new Error(`a move for cell ${cell}, which the previous update did not have`);
     const n = before.ids.length;
-    const now = new Int32Array(2 * n);
-    for (let i = 0; i < n; i++) {
-      const [cx, cy] = changeOf(changes, i);
-      now[2 * i] = before.pos[2 * i] + before.steps[2 * i] + cx;
-      now[2 * i + 1] = before.pos[2 * i + 1] + before.steps[2 * i + 1] + cy;
-    }
+    const now = changesOf(changes, n);
+    for (let k = 0; k < 2 * n; k++) now[k] += before.pos[k] + before.steps[k];
     if (fix) {
       const fixView = view(fix);
       for (let k = 0; k + 6 <= fix.byteLength; k += 6) {
@@ -138,13 +147,13 @@ export function applyCells3(held, cells, moves) {
       steps[2 * i] = far ? 0 : sx;
       steps[2 * i + 1] = far ? 0 : sy;
     }
-    out.set(cell, gone === undefined ? { ids: before.ids, pos, steps } : regroup3(before.ids, pos, steps, gone, newIds, newPos, newSteps));
+    out.set(cell, gone === undefined ? { ids: before.ids, pos, steps } : regroup3(before.ids, pos, steps, gone, came));
   }
   return out;
 }
 
 /** regroup with each entity's step. */
-function regroup3(ids, pos, steps, gone, newIds, newPos, newSteps) {
+function regroup3(ids, pos, steps, gone, came) {
   const goneView = view(gone);
   const left = new Set();
   for (let k = 0; k + 2 <= gone.byteLength; k += 2) left.add(goneView.getUint16(k, true));
@@ -152,16 +161,14 @@ function regroup3(ids, pos, steps, gone, newIds, newPos, newSteps) {
   for (let i = 0; i < ids.length; i++) {
     if (!left.has(i)) all.push([ids[i], pos[2 * i], pos[2 * i + 1], steps[2 * i], steps[2 * i + 1]]);
   }
-  const idView = view(newIds);
-  const posView = view(newPos);
-  const stepView = view(newSteps);
-  for (let i = 0; i < newIds.byteLength >> 2; i++) {
+  const cameView = view(came);
+  for (let k = 0; k + 12 <= came.byteLength; k += 12) {
     all.push([
-      idView.getUint32(i * 4, true),
-      posView.getUint16(i * 4, true),
-      posView.getUint16(i * 4 + 2, true),
-      stepView.getInt16(i * 4, true),
-      stepView.getInt16(i * 4 + 2, true),
+      cameView.getUint32(k, true),
+      cameView.getUint16(k + 4, true),
+      cameView.getUint16(k + 6, true),
+      cameView.getInt16(k + 8, true),
+      cameView.getInt16(k + 10, true),
     ]);
   }
   all.sort((a, b) => a[0] - b[0]);

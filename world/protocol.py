@@ -21,8 +21,9 @@ gateway answers it and the tick never sees bad data. Pure functions; no sockets,
 Version 3 (the default; docs/protocol.md, "update, version 3"):
   fixarray of 7: [tick, ack, chat [...], enter [...], leave [...], cells [...], moves [...]]
   cell block    [cell, ids, pos, steps: bin of int16 LE sx0,sy0,... (each one's move over the last tick)]
-  move block    [cell, changes: bin, a nibble an entity (low half first; bits 0-1 x, 2-3 y, 2-bit two's
-                 complement), empty: no change] [+ fix] [+ gone, ids, pos, steps]
+  move block    [cell, changes: bin, a nibble an entity (low half first; bits 0-1 x, 2-3 y: 0, +1, -1,
+                 or 2: wide, an int8 after the nibbles), empty: no change] [+ fix] [+ gone, came:
+                 bin of CAME3 records (id u32, x u16, y u16, sx i16, sy i16) LE]
 """
 
 from __future__ import annotations
@@ -495,27 +496,21 @@ def apply_cells(held: Cells, cells: list[list[Any]], moves: list[list[Any]]) -> 
 UPDATE3_ITEMS = 7  # tick, ack, chat, enter, leave, cells, moves
 UPDATE3_PREFIX = bytes((0x90 | UPDATE3_ITEMS,))
 STEP_MAX = 0x7FFF  # a step beyond this on either coordinate (a jump over half the map) is (0, 0), after a fix
-CHANGE_MIN, CHANGE_MAX = -2, 1  # a step's change held in 2 bits (two's complement); beyond: a fix
+WIDE_MAX = 127  # a step's change beyond this on a coordinate (a turn about) travels as a fix
+# who came into a cell in a version-3 move block: one record each
+CAME3 = np.dtype([("id", "<u4"), ("x", "<u2"), ("y", "<u2"), ("sx", "<i2"), ("sy", "<i2")])
 
 
 def encode_cell_block3(cell: int, ids_le_u32: bytes, pos_le_u16: bytes, steps_le_i16: bytes) -> bytes:
     return _packb([cell, ids_le_u32, pos_le_u16, steps_le_i16])
 
 
-def encode_move_block3(
-    cell: int,
-    changes: bytes,
-    fix: bytes,
-    gone: bytes | None = None,
-    ids: bytes = b"",
-    pos: bytes = b"",
-    steps: bytes = b"",
-) -> bytes:
+def encode_move_block3(cell: int, changes: bytes, fix: bytes, gone: bytes | None = None, came: bytes = b"") -> bytes:
     """A version-3 move block: [cell, changes] (nobody fixed), [cell, changes, fix], or with who left
-    and who came [cell, changes, fix, gone, ids, pos, steps]."""
+    and who came (CAME3 records) [cell, changes, fix, gone, came]."""
     if gone is None:
         return _packb([cell, changes, fix] if fix else [cell, changes])
-    return _packb([cell, changes, fix, gone, ids, pos, steps])
+    return _packb([cell, changes, fix, gone, came])
 
 
 def update_head3(tick: int, ack: int) -> bytes:
@@ -570,14 +565,18 @@ def update3_as_map(msg: list[Any]) -> dict[str, Any]:
 
 
 def changes_of(changes: bytes, n: int) -> np.ndarray:
-    """A move block's `changes` as (n, 2) int32: entity i's in the low (even i) or high (odd i) half of
-    byte i // 2, x in its low 2 bits, y in the next 2, each two's complement (-2..1); empty: none."""
+    """A move block's `changes` as (n, 2) int32 (empty: all 0). Entity i's nibble is the low (even i) or
+    high (odd i) half of byte i // 2 of the first ceil(n / 2) bytes: x in its bits 0-1, y in 2-3, each 0
+    (no change), 1 (+1), 3 (-1) or 2 (wide: the change is the next int8 after the nibbles, taken in
+    order of entity, x before y)."""
     out = np.zeros((n, 2), np.int32)
     if changes:
-        b = np.frombuffer(changes, np.uint8).astype(np.int32)
+        nb = (n + 1) // 2
+        b = np.frombuffer(changes[:nb], np.uint8).astype(np.int32)
         nib = np.stack((b & 15, b >> 4), axis=1).ravel()[:n]
-        out[: len(nib), 0] = ((nib & 3) ^ 2) - 2
-        out[: len(nib), 1] = (((nib >> 2) & 3) ^ 2) - 2
+        code = np.stack((nib & 3, nib >> 2), axis=1)
+        out[:] = np.where(code == 3, -1, code)
+        out[code == 2] = np.frombuffer(changes[nb:], np.int8)
     return out
 
 
@@ -616,12 +615,13 @@ def apply_cells3(held: Cells3, cells: list[list[Any]], moves: list[list[Any]]) -
         new_pos = now.astype(np.uint16)
         new_steps = _stepped(now, pos)
         if len(block) > 3:  # entities gone and come: drop, append, back into id order
-            gone, new_ids, came_pos, came_steps = block[3:7]
+            gone, came = block[3:5]
+            c = np.frombuffer(came, CAME3)
             keep = np.ones(len(ids), bool)
             keep[np.frombuffer(gone, "<u2")] = False
-            ids = np.concatenate((ids[keep], np.frombuffer(new_ids, "<u4")))
-            new_pos = np.concatenate((new_pos[keep], np.frombuffer(came_pos, "<u2").reshape(-1, 2)))
-            new_steps = np.concatenate((new_steps[keep], np.frombuffer(came_steps, "<i2").reshape(-1, 2)))
+            ids = np.concatenate((ids[keep], c["id"]))
+            new_pos = np.concatenate((new_pos[keep], np.stack((c["x"], c["y"]), axis=1)))
+            new_steps = np.concatenate((new_steps[keep], np.stack((c["sx"], c["sy"]), axis=1)))
             order = np.argsort(ids, kind="stable")
             ids, new_pos, new_steps = ids[order], new_pos[order], new_steps[order]
         out[cell] = (ids, new_pos, new_steps)

@@ -122,9 +122,11 @@ def test_a_v3_update_is_smaller_where_entities_walk_straight():
     assert v3 < v2 - 40, sizes
 
 
-def test_changes_pack_two_entities_a_byte_low_half_first():
-    packed = bytes([0b1101_0001, 0b0000_1110])  # entity 0: (1, 0); 1: (1, -1); 2: (-2, -1); 3: (0, 0)
-    assert protocol.changes_of(packed, 4).tolist() == [[1, 0], [1, -1], [-2, -1], [0, 0]]
+def test_changes_pack_two_entities_a_byte_low_half_first_then_the_wide_ones():
+    # entity 0: (+1, 0); 1: (+1, -1); 2: (5, -1), its x wide; 3: (0, -9), its y wide
+    packed = bytes([0b1101_0001, 0b1000_1110, 5, 256 - 9])
+    assert protocol.changes_of(packed, 4).tolist() == [[1, 0], [1, -1], [5, -1], [0, -9]]
+    assert protocol.changes_of(bytes([0b0000_0111]), 1).tolist() == [[-1, 1]]  # an odd n: the high half 0
     assert protocol.changes_of(b"", 3).tolist() == [[0, 0]] * 3
 
 
