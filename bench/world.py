@@ -34,6 +34,7 @@ Prints a table and writes bench/results/world.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import math
@@ -187,6 +188,7 @@ def run_interleaved(
     seed: int,
     speeds: int = 1,
     same: bool = False,
+    protocol: int = 2,
 ) -> tuple[dict, dict]:
     """The same world (same seed) under this tree's world/ and under `other`'s, in this process, ticked
     alternately tick by tick (which goes first alternates too): both see the same load at the same
@@ -195,14 +197,16 @@ def run_interleaved(
     modules import each other relatively). `same`: every tick, every observer's update must be the same
     bytes under both trees (SystemExit naming the first tick and observer that differ): a change meant
     to be bit for bit (the world's arithmetic and the frames) is checked on the bench's whole world.
-    Returns (this tree's result, other's)."""
+    `protocol`: the version this tree's updates are encoded in (the other tree's: version 2, which
+    every tree speaks). Returns (this tree's result, other's)."""
     dest = Path(tempfile.mkdtemp(prefix="bench-world-"))
     shutil.copytree(other / "world", dest / "world_other")
     sys.path.insert(0, str(dest))
     sim = importlib.import_module("world_other.sim")
     snapshot = importlib.import_module("world_other.snapshot")
     tilemap = importlib.import_module("world_other.tilemap")
-    mine = _Side(*populated(load_map(map_path), n_npcs, n_obs, seed, speeds), encode_update, warmup)
+    encode = encode_update if protocol == 2 else functools.partial(encode_update, version=protocol)
+    mine = _Side(*populated(load_map(map_path), n_npcs, n_obs, seed, speeds), encode, warmup)
     theirs = _Side(
         *populated(tilemap.load_map(map_path), n_npcs, n_obs, seed, speeds, sim=sim), snapshot.encode_update, warmup
     )
@@ -284,6 +288,13 @@ def main() -> None:
         action="store_true",
         help="with --interleave: fail unless every update is the same bytes under both trees, every tick",
     )
+    ap.add_argument(
+        "--protocol",
+        type=int,
+        default=2,
+        help="with --interleave: the protocol version of this tree's updates (the other's: 2); 3 measures version 3 "
+        "against an older tree's version 2",
+    )
     ap.add_argument("--tree", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # print one case as JSON
     ap.add_argument("--map", default=str(ROOT / "assets" / "maps" / "default.tmj"))
@@ -312,7 +323,7 @@ def main() -> None:
                 continue
             if args.interleave:
                 a, b = run_interleaved(
-                    other, args.map, n, o, args.ticks, args.warmup, args.seed, args.speeds, args.same
+                    other, args.map, n, o, args.ticks, args.warmup, args.seed, args.speeds, args.same, args.protocol
                 )
             else:
                 mine: list[dict] = []

@@ -50,6 +50,7 @@ from world.protocol import (
     Ping,
     ProtocolError,
     Talk,
+    update_head3,
 )
 from world.snapshot import View, head_for
 
@@ -240,10 +241,13 @@ class Flusher:
                 # (an event a congested flush set before only wakes the writer task to find nothing).
                 tick, ack, view = update
                 outbox.update = None
-                version = outbox.version
-                body = view.body_for(version, outbox.sent)
+                if outbox.version >= 3:
+                    body = view.body3_after(outbox.sent)
+                    head = update_head3(tick, ack)
+                else:
+                    body = view.body_for(outbox.version, outbox.sent)
+                    head = head_for(outbox.version, tick, ack)
                 outbox.sent = view.build
-                head = head_for(version, tick, ack)
                 size = len(head) + len(body)
                 frames: Any = (binary_frame_head(size) + head, body)
                 count = 1

@@ -305,9 +305,10 @@ class Updates:
             if m is not None:
                 blobs.append(m[1])
                 row[2], row[3] = m[0], len(m[1])
-                if cells3 is not None and len(m) >= 4:
-                    blobs.append(m[3])
-                    row[9], row[10] = m[2], len(m[3])
+            m3 = v.moves3
+            if m3 is not None:
+                blobs.append(m3[1])
+                row[9], row[10] = m3[0], len(m3[1])
             rows.append(row)
         head = msgpack.packb((tick, rows, self.records))
         blobs[0] = UPDATES_HEAD.pack(len(head)) + head
@@ -341,12 +342,12 @@ def unpack_views(data: bytes) -> tuple[int, list[View], list[int]]:
             cells3 = None
             if n_cells3 is not None:
                 cells3, at = data[at : at + n_cells3], at + n_cells3
-            moves: tuple[bytes, ...] | None = None
+            moves = moves3 = None
             if n_moves is not None:
                 moves, at = (mc, data[at : at + n_moves]), at + n_moves
-                if n_moves3 is not None:
-                    moves, at = (*moves, mc3, data[at : at + n_moves3]), at + n_moves3
-            views.append(View(cells, enter, enter_ids, leave, chat, build, moves, None, cells3))
+            if n_moves3 is not None:
+                moves3, at = (mc3, data[at : at + n_moves3]), at + n_moves3
+            views.append(View(cells, enter, enter_ids, leave, chat, build, moves, None, cells3, moves3))
         if at != len(data):
             raise ValueError(f"{len(data) - at} bytes left over of {len(data)}")
         if type(tick) is not int or type(records) is not list or len(records) % 3:

@@ -63,7 +63,7 @@ import numpy as np
 import numpy.typing as npt
 
 from .entities import EntityTable
-from .moves import came_step, move_blocks
+from .moves import PerVersion, came_step, move_blocks
 from .protocol import array_header, encode_cell_block, encode_cell_block3, pack_uints
 from .snapshot import View
 from .tilemap import floor_index
@@ -225,11 +225,7 @@ class Interest:
         np.maximum(q, 0, out=q)
         q = q.astype("<u2").view(np.uint32).ravel()[now.order].view("<u2").reshape(-1, 2)  # by cell, as words
         pos_bin = q.tobytes()
-        blocks: dict[int, bytes] = {}
         start = now.start
-        for c in now.filled:
-            s, e = start[c], start[c + 1]
-            blocks[c] = encode_cell_block(c, ids_bin[4 * s : 4 * e], pos_bin[4 * s : 4 * e])
 
         cell_of_slot = np.full(table.capacity, -1, dtype=np.int64)
         cell_of_slot[slots] = cells
@@ -238,14 +234,13 @@ class Interest:
         # come when it is not a kept one: it was elsewhere at the last build (prev_cell), or is new (-1)
         last = self._last
         kept = None if last is None else (table.id[last.slots] == last.ids) & (cell_of_slot[last.slots] == last.cells)
-        move_of: dict[int, bytes] = {}
-        move3_of: dict[int, bytes] = {}
+        move_of = PerVersion({2: dict, 3: dict})  # cell -> its move block, in each version (none: a first build)
         if last is None or kept is None:
             steps = np.zeros((len(now.ids), 2), "<i2")
         else:
             came_at = np.flatnonzero(now.came)
             came_steps = came_step(last.slots, last.ids, self._last_q, now.slots[came_at], now.ids[came_at], q[came_at])
-            move_of, move3_of, steps = move_blocks(
+            move_of, steps = move_blocks(
                 last.cells,
                 last.start,
                 last.start_at,
@@ -262,10 +257,26 @@ class Interest:
         self._last_q = q
         self._last_steps = steps
         steps_bin = steps.tobytes()
-        blocks3: dict[int, bytes] = {}
-        for c in now.filled:
-            s, e = start[c], start[c + 1]
-            blocks3[c] = encode_cell_block3(c, ids_bin[4 * s : 4 * e], pos_bin[4 * s : 4 * e], steps_bin[4 * s : 4 * e])
+        filled = now.filled
+
+        def cell_blocks2() -> dict[int, bytes]:
+            return {
+                c: encode_cell_block(
+                    c, ids_bin[4 * start[c] : 4 * start[c + 1]], pos_bin[4 * start[c] : 4 * start[c + 1]]
+                )
+                for c in filled
+            }
+
+        def cell_blocks3() -> dict[int, bytes]:
+            out = {}
+            for c in filled:
+                s, e = 4 * start[c], 4 * start[c + 1]
+                out[c] = encode_cell_block3(c, ids_bin[s:e], pos_bin[s:e], steps_bin[s:e])
+            return out
+
+        # each non-empty cell's whole block, in each version, encoded when first asked (a keyframe, a cell
+        # that came into view, a View for the gateway link): once per build and version, shared
+        blocks_of = PerVersion({2: cell_blocks2, 3: cell_blocks3})
 
         # observers: who stayed in their cell (shared View) and who did not (own View), as arrays
         obs_at = cell_of_slot[np.asarray(self._slots, np.intp)]
@@ -315,6 +326,7 @@ class Interest:
             """The keyframe form of cell c's view: asked by a View only when a connection needs it."""
             b = cells_bytes.get(c)
             if b is None:
+                blocks = blocks_of.of(2)
                 parts = [blocks[x] for x in near[c] if x in blocks]
                 b = cells_bytes[c] = array_header(len(parts)) + b"".join(parts)
             return b
@@ -325,40 +337,43 @@ class Interest:
             """cells_for in version 3 (cell blocks with their steps)."""
             b = cells3_bytes.get(c)
             if b is None:
+                blocks3 = blocks_of.of(3)
                 parts = [blocks3[x] for x in near[c] if x in blocks3]
                 b = cells3_bytes[c] = array_header(len(parts)) + b"".join(parts)
             return b
 
-        moves_bytes: dict[tuple[int, int], tuple[bytes, bytes, bytes, bytes]] = {}
+        moves_bytes: dict[tuple[int, int, int], tuple[bytes, bytes]] = {}
 
-        def moves_for(c: int, p: int) -> tuple[bytes, bytes, bytes, bytes]:
-            """The delta form of cell c's view for an observer that was in cell p at the last build: the
-            whole cells and the move blocks, in version 2, then in version 3."""
-            b = moves_bytes.get((c, p))
+        def moves_for(version: int, c: int, p: int) -> tuple[bytes, bytes]:
+            """The delta form of cell c's view for an observer that was in cell p at the last build, in
+            protocol `version` (2 or 3): the whole cells and the move blocks. Asked by a View only when
+            a connection of that version needs it (one build serves every version)."""
+            b = moves_bytes.get((version, c, p))
             if b is None:
-                whole, moves, whole3, moves3, had = [], [], [], [], near_set[p]
+                whole_of, move_of_ = blocks_of.of(version), move_of.of(version)
+                whole, moves, had = [], [], near_set[p]
                 for x in near[c]:
-                    if x in blocks:
-                        m = move_of.get(x) if x in had else None
+                    if x in whole_of:
+                        m = move_of_.get(x) if x in had else None
                         if m is None:
-                            whole.append(blocks[x])
-                            whole3.append(blocks3[x])
+                            whole.append(whole_of[x])
                         else:
                             moves.append(m)
-                            moves3.append(move3_of[x])
-                head, mhead = array_header(len(whole)), array_header(len(moves))
-                b = moves_bytes[c, p] = (
-                    head + b"".join(whole),
-                    mhead + b"".join(moves),
-                    head + b"".join(whole3),
-                    mhead + b"".join(moves3),
+                b = moves_bytes[version, c, p] = (
+                    array_header(len(whole)) + b"".join(whole),
+                    array_header(len(moves)) + b"".join(moves),
                 )
             return b
 
         first = self._last is None
         views_by_cell = {
             c: View.make(
-                partial(cells_for, c), *parts, build, None if first else moves_for(c, c), cells3=partial(cells3_for, c)
+                partial(cells_for, c),
+                *parts,
+                build,
+                None if first else partial(moves_for, 2, c, c),
+                cells3=partial(cells3_for, c),
+                moves3=None if first else partial(moves_for, 3, c, c),
             )
             for c, parts in shared.items()
         }
@@ -387,9 +402,10 @@ class Interest:
                     leave,
                     heard.get(c, []),
                     build,
-                    None if p < 0 else moves_for(c, p),
+                    None if p < 0 else partial(moves_for, 2, c, p),
                     leave_bin,
                     partial(cells3_for, c),
+                    None if p < 0 else partial(moves_for, 3, c, p),
                 )
                 for i in made[p, c]:
                     per_observer[i] = moved_view

@@ -30,6 +30,8 @@ msgpack packs (versions 2 and 3) per cell that is non-empty at both builds.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from .protocol import CAME3, MOVE_FIX, MOVE_MAX, STEP_MAX, WIDE_MAX, encode_move_block, encode_move_block3
@@ -58,7 +60,7 @@ def move_blocks(
     came: np.ndarray,
     last_steps: np.ndarray,
     came_steps: np.ndarray,
-) -> tuple[dict[int, bytes], dict[int, bytes], np.ndarray]:
+) -> tuple[PerVersion, np.ndarray]:
     """cell -> its move block, for every cell with entities at the last build and now, in version 2
     and in version 3; and every entity's step now (n, 2) int16, by (cell, id).
 
@@ -82,90 +84,120 @@ def move_blocks(
     d = now_kept.view(np.uint16).reshape(-1, 2).astype(np.int32)
     d -= was_kept.view(np.uint16).reshape(-1, 2)
     far = (np.abs(d) > MOVE_MAX).view(np.uint16).ravel() != 0  # kept, and too far for int8
-    step = d  # version 3's step of each kept one: its move, uncut
-    if far.any():  # (rare: a jump, or a player at full speed on both axes; the mask costs ~50 us)
-        step = d.copy()
-        d[far] = 0
-    d16 = np.zeros(m, np.int16)  # every last entity's (dx, dy) as int8, int8: 0 for the others
-    d16[kept] = d.astype(np.int8).view(np.int16).ravel()
-    d_bin = d16.tobytes()
     kept_at = np.flatnonzero(kept)
     gone_at = np.flatnonzero(~kept)
-    far_at = kept_at[far]
-    fix = np.empty(len(far_at), MOVE_FIX)  # index in its cell, position now
-    fix["i"] = far_at - last_start_at[last_cells[far_at]]
-    fix_xy = now_kept[far].view(np.uint16).reshape(-1, 2)
-    fix["x"], fix["y"] = fix_xy[:, 0], fix_xy[:, 1]
-    fix_bin = fix.tobytes()
     gone_bin = (gone_at - last_start_at[last_cells[gone_at]]).astype("<u2").tobytes()
-    came_ids = ids[came].astype("<u4").tobytes()
-    came_q = q32[came].tobytes()
-    came3 = np.empty(len(came_steps), CAME3)  # version 3: who came, one record each
-    came3["id"] = ids[came]
-    came_xy = q[came]
-    came3["x"], came3["y"] = came_xy[:, 0], came_xy[:, 1]
-    came3["sx"], came3["sy"] = came_steps[:, 0], came_steps[:, 1]
-    came3_bin = came3.tobytes()
-    moved_cs = _counts(last_cells[d16 != 0], n_cells)
-    far_cs, gone_cs = _counts(last_cells[far_at], n_cells), _counts(last_cells[gone_at], n_cells)
+    gone_cs = _counts(last_cells[gone_at], n_cells)
     came_cs = _counts(cells[came], n_cells)
-    # version 3: each kept entity's change of step, a nibble in its cell's bytes (two entities a byte):
-    # 2 bits a coordinate, 0, +1, -1 or "wide" (the change in an int8 after the cell's nibbles)
-    ch = step - last_steps[kept]
-    fix3 = (np.abs(ch) > WIDE_MAX).any(axis=1)
-    big = (np.abs(step) > STEP_MAX).any(axis=1)  # a jump over half the map: step 0, by a fix
-    if big.any():
-        fix3 |= big
-        step = np.where(big[:, None], 0, step)
-    ch[fix3] = 0
-    wide = np.abs(ch) > 1
-    code = np.where(wide, 2, ch & 3)
-    nib = np.zeros(m, np.uint8)
-    nib[kept] = (code[:, 0] | (code[:, 1] << 2)).astype(np.uint8)
-    wide_bin = ch[wide].astype(np.int8).tobytes()  # by entity, x before y: the last build's order
-    wide_cs = _counts(last_cells[kept_at[np.nonzero(wide)[0]]], n_cells)
-    at = np.arange(m) - last_start_at[last_cells]  # each one's index in its cell
-    cb = np.zeros(n_cells + 1, np.int64)  # cell c's bytes are ch_bin[cb[c]:cb[c + 1]]
-    np.cumsum((np.diff(last_start_at) + 1) // 2, out=cb[1:])
-    where = cb[last_cells] + (at >> 1)
-    packed = np.zeros(int(cb[-1]), np.uint8)
-    odd = (at & 1).astype(bool)
-    packed[where[~odd]] = nib[~odd]
-    packed[where[odd]] |= nib[odd] << 4
-    ch_bin = packed.tobytes()
-    cb_list: list[int] = cb.tolist()
-    changed_cs = _counts(last_cells[nib != 0], n_cells)
-    fix3_at = kept_at[fix3]
-    f3 = np.empty(len(fix3_at), MOVE_FIX)
-    f3["i"] = fix3_at - last_start_at[last_cells[fix3_at]]
-    f3_xy = now_kept[fix3].view(np.uint16).reshape(-1, 2)
-    f3["x"], f3["y"] = f3_xy[:, 0], f3_xy[:, 1]
-    fix3_bin = f3.tobytes()
-    fix3_cs = _counts(last_cells[fix3_at], n_cells)
+    cells_both: list[int] = np.flatnonzero((np.diff(last_start_at) > 0) & (np.diff(np.asarray(start)) > 0)).tolist()
+    # version 3's step of each kept one: its move (0 for a jump over half the map, which is a fix)
+    big = (np.abs(d) > STEP_MAX).any(axis=1) if far.any() else far
+    step = np.where(big[:, None], 0, d) if big.any() else d
     steps = np.zeros((len(ids), 2), "<i2")
     steps[~came] = step
     steps[came] = came_steps
 
-    out: dict[int, bytes] = {}
-    out3: dict[int, bytes] = {}
-    both = (np.diff(last_start_at) > 0) & (np.diff(np.asarray(start)) > 0)
-    for c in np.flatnonzero(both).tolist():
-        a, b = last_start[c], last_start[c + 1]
-        moves = d_bin[2 * a : 2 * b] if moved_cs[c + 1] > moved_cs[c] else b""
-        fixes = fix_bin[6 * far_cs[c] : 6 * far_cs[c + 1]]
-        g0, g1, c0, c1 = gone_cs[c], gone_cs[c + 1], came_cs[c], came_cs[c + 1]
-        changes = b""
-        if changed_cs[c + 1] > changed_cs[c]:
-            changes = ch_bin[cb_list[c] : cb_list[c + 1]] + wide_bin[wide_cs[c] : wide_cs[c + 1]]
-        fixes3 = fix3_bin[6 * fix3_cs[c] : 6 * fix3_cs[c + 1]]
-        if g1 > g0 or c1 > c0:
-            gone, came_i, came_p = gone_bin[2 * g0 : 2 * g1], came_ids[4 * c0 : 4 * c1], came_q[4 * c0 : 4 * c1]
-            out[c] = encode_move_block(c, moves, fixes, gone, came_i, came_p)
-            out3[c] = encode_move_block3(c, changes, fixes3, gone, came3_bin[12 * c0 : 12 * c1])
-        else:
-            out[c] = encode_move_block(c, moves, fixes)
-            out3[c] = encode_move_block3(c, changes, fixes3)
-    return out, out3, steps
+    def blocks2() -> dict[int, bytes]:
+        d2 = d
+        if far.any():  # (rare: a jump, or a player at full speed on both axes; the mask costs ~50 us)
+            d2 = d.copy()
+            d2[far] = 0
+        d16 = np.zeros(m, np.int16)  # every last entity's (dx, dy) as int8, int8: 0 for the others
+        d16[kept] = d2.astype(np.int8).view(np.int16).ravel()
+        d_bin = d16.tobytes()
+        far_at = kept_at[far]
+        fix = np.empty(len(far_at), MOVE_FIX)  # index in its cell, position now
+        fix["i"] = far_at - last_start_at[last_cells[far_at]]
+        fix_xy = now_kept[far].view(np.uint16).reshape(-1, 2)
+        fix["x"], fix["y"] = fix_xy[:, 0], fix_xy[:, 1]
+        fix_bin = fix.tobytes()
+        came_ids = ids[came].astype("<u4").tobytes()
+        came_q = q32[came].tobytes()
+        moved_cs = _counts(last_cells[d16 != 0], n_cells)
+        far_cs = _counts(last_cells[far_at], n_cells)
+        out: dict[int, bytes] = {}
+        for c in cells_both:
+            a, b = last_start[c], last_start[c + 1]
+            moves = d_bin[2 * a : 2 * b] if moved_cs[c + 1] > moved_cs[c] else b""
+            fixes = fix_bin[6 * far_cs[c] : 6 * far_cs[c + 1]]
+            g0, g1, c0, c1 = gone_cs[c], gone_cs[c + 1], came_cs[c], came_cs[c + 1]
+            if g1 > g0 or c1 > c0:
+                gone, came_i, came_p = gone_bin[2 * g0 : 2 * g1], came_ids[4 * c0 : 4 * c1], came_q[4 * c0 : 4 * c1]
+                out[c] = encode_move_block(c, moves, fixes, gone, came_i, came_p)
+            else:
+                out[c] = encode_move_block(c, moves, fixes)
+        return out
+
+    def blocks3() -> dict[int, bytes]:
+        came3 = np.empty(len(came_steps), CAME3)  # who came, one record each
+        came3["id"] = ids[came]
+        came_xy = q[came]
+        came3["x"], came3["y"] = came_xy[:, 0], came_xy[:, 1]
+        came3["sx"], came3["sy"] = came_steps[:, 0], came_steps[:, 1]
+        came3_bin = came3.tobytes()
+        # each kept entity's change of step, a nibble in its cell's bytes (two entities a byte): 2 bits
+        # a coordinate, 0, +1, -1 or "wide" (the change in an int8 after the cell's nibbles)
+        ch = step - last_steps[kept]
+        fix3 = (np.abs(ch) > WIDE_MAX).any(axis=1)
+        if big.any():
+            fix3 |= big
+        ch[fix3] = 0
+        wide = np.abs(ch) > 1
+        code = np.where(wide, 2, ch & 3)
+        nib = np.zeros(m, np.uint8)
+        nib[kept] = (code[:, 0] | (code[:, 1] << 2)).astype(np.uint8)
+        wide_bin = ch[wide].astype(np.int8).tobytes()  # by entity, x before y: the last build's order
+        wide_cs = _counts(last_cells[kept_at[np.nonzero(wide)[0]]], n_cells)
+        at = np.arange(m) - last_start_at[last_cells]  # each one's index in its cell
+        cb = np.zeros(n_cells + 1, np.int64)  # cell c's bytes are ch_bin[cb[c]:cb[c + 1]]
+        np.cumsum((np.diff(last_start_at) + 1) // 2, out=cb[1:])
+        where = cb[last_cells] + (at >> 1)
+        packed = np.zeros(int(cb[-1]), np.uint8)
+        odd = (at & 1).astype(bool)
+        packed[where[~odd]] = nib[~odd]
+        packed[where[odd]] |= nib[odd] << 4
+        ch_bin = packed.tobytes()
+        cb_list: list[int] = cb.tolist()
+        changed_cs = _counts(last_cells[nib != 0], n_cells)
+        fix3_at = kept_at[fix3]
+        f3 = np.empty(len(fix3_at), MOVE_FIX)
+        f3["i"] = fix3_at - last_start_at[last_cells[fix3_at]]
+        f3_xy = now_kept[fix3].view(np.uint16).reshape(-1, 2)
+        f3["x"], f3["y"] = f3_xy[:, 0], f3_xy[:, 1]
+        fix3_bin = f3.tobytes()
+        fix3_cs = _counts(last_cells[fix3_at], n_cells)
+        out: dict[int, bytes] = {}
+        for c in cells_both:
+            changes = b""
+            if changed_cs[c + 1] > changed_cs[c]:
+                changes = ch_bin[cb_list[c] : cb_list[c + 1]] + wide_bin[wide_cs[c] : wide_cs[c + 1]]
+            fixes = fix3_bin[6 * fix3_cs[c] : 6 * fix3_cs[c + 1]]
+            g0, g1, c0, c1 = gone_cs[c], gone_cs[c + 1], came_cs[c], came_cs[c + 1]
+            if g1 > g0 or c1 > c0:
+                out[c] = encode_move_block3(c, changes, fixes, gone_bin[2 * g0 : 2 * g1], came3_bin[12 * c0 : 12 * c1])
+            else:
+                out[c] = encode_move_block3(c, changes, fixes)
+        return out
+
+    return PerVersion({2: blocks2, 3: blocks3}), steps
+
+
+class PerVersion:
+    """cell -> its encoded block, in each protocol version, each version's made when first asked: a
+    build encodes only the versions its connections read (the others' arrays cost a few numpy calls;
+    their per-cell packing, a loop over the cells, is what is saved)."""
+
+    __slots__ = ("makers", "made")
+
+    def __init__(self, makers: dict[int, Callable[[], dict[int, bytes]]]) -> None:
+        self.makers = makers
+        self.made: dict[int, dict[int, bytes]] = {}
+
+    def of(self, version: int) -> dict[int, bytes]:
+        d = self.made.get(version)
+        if d is None:
+            d = self.made[version] = self.makers[version]()
+        return d
 
 
 def came_step(

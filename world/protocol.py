@@ -513,9 +513,17 @@ def encode_move_block3(cell: int, changes: bytes, fix: bytes, gone: bytes | None
     return _packb([cell, changes, fix, gone, came])
 
 
+_tick_head3: tuple[int | None, bytes] = (None, b"")  # the head up to the tick, for the last tick seen
+
+
 def update_head3(tick: int, ack: int) -> bytes:
     """The observer's own start of a version-3 update (the array's head, tick, ack); a view body follows."""
-    return UPDATE3_PREFIX + _packb(tick) + _packb(ack)
+    global _tick_head3
+    last, head = _tick_head3
+    if last != tick or type(tick) is not int:
+        head = UPDATE3_PREFIX + _packb(tick)
+        _tick_head3 = (tick, head)
+    return head + _packb(ack)
 
 
 def view_body3(chat: list[bytes], enter: list[bytes], leave: bytes, cells: bytes, moves: bytes) -> bytes:

@@ -28,6 +28,7 @@ import numpy as np
 from .protocol import array_header, encode_ids, update_head, update_head3, view_body, view_body3
 
 NO_MOVES = array_header(0)
+Moves = tuple[bytes, bytes]  # a delta form: (whole cells, move blocks), each an encoded msgpack array
 
 
 class View:
@@ -49,11 +50,12 @@ class View:
         "_leave",
         "chat",
         "build",
-        "moves",
+        "_moves",
         "_leave_bin",
         "_keyframe",
         "_delta",
         "_cells3",
+        "_moves3",
         "_keyframe3",
         "_delta3",
     )
@@ -67,11 +69,12 @@ class View:
         chat: list[bytes],  # msgpack chat records
         build: int = -1,  # the build this View comes from (0, 1, ... in a World)
         # the delta form, against build - 1: msgpack arrays `cells` (the cells whose entities are not
-        # those of that build, whole) and `moves` (the others' move blocks), in version 2, then the same
-        # two in version 3 (or only the first two: a View that has no version-3 form); None: no delta form
-        moves: tuple[bytes, ...] | None = None,
+        # those of that build, whole) and `moves` (the others' move blocks), or a function that makes
+        # them (asked only when a connection needs them); None: no delta form
+        moves: Moves | Callable[[], Moves] | None = None,
         leave_bin: bytes | None = None,  # `leave` as a msgpack array, when the builder packed it
         cells3: bytes | Callable[[], bytes] | None = None,  # `cells` in version 3 (None: no version-3 form)
+        moves3: Moves | Callable[[], Moves] | None = None,  # `moves` in version 3
     ) -> None:
         self._cells = cells
         self.enter = enter
@@ -79,11 +82,12 @@ class View:
         self._leave = leave
         self.chat = chat
         self.build = build
-        self.moves = moves
+        self._moves = moves
         self._leave_bin = leave_bin
         self._keyframe: bytes | None = None  # the bodies, each built the first time it is asked for
         self._delta: bytes | None = None
         self._cells3 = cells3
+        self._moves3 = moves3
         self._keyframe3: bytes | None = None
         self._delta3: bytes | None = None
 
@@ -96,11 +100,32 @@ class View:
         leave: list[int] | np.ndarray,
         chat: list[bytes],
         build: int = -1,
-        moves: tuple[bytes, ...] | None = None,
+        moves: Moves | Callable[[], Moves] | None = None,
         leave_bin: bytes | None = None,
         cells3: bytes | Callable[[], bytes] | None = None,
+        moves3: Moves | Callable[[], Moves] | None = None,
     ) -> View:
-        return cls(cells, enter, enter_ids, leave, chat, build, moves, leave_bin, cells3)
+        return cls(cells, enter, enter_ids, leave, chat, build, moves, leave_bin, cells3, moves3)
+
+    @property
+    def moves(self) -> Moves | None:
+        """The delta form (version 2): (whole cells, move blocks), or None."""
+        m = self._moves
+        if m is not None and type(m) is not tuple:
+            m = self._moves = cast("Callable[[], Moves]", m)()
+        return m
+
+    @moves.setter
+    def moves(self, value: Moves | None) -> None:
+        self._moves = value
+
+    @property
+    def moves3(self) -> Moves | None:
+        """The delta form in version 3, or None."""
+        m = self._moves3
+        if m is not None and type(m) is not tuple:
+            m = self._moves3 = cast("Callable[[], Moves]", m)()
+        return m
 
     @property
     def cells(self) -> bytes:
@@ -156,11 +181,11 @@ class View:
     def body_after(self, sent: int | None) -> bytes:
         """The body for a connection whose last update sent was of build `sent` (None: none yet).
         Asked once per observer per tick: the common case (deltas, built already) is two tests."""
-        if sent is None or sent != self.build - 1 or self.moves is None:
+        if sent is None or sent != self.build - 1 or self._moves is None:
             return self.body
         b = self._delta
         if b is None:
-            m = self.moves
+            m = cast("Moves", self.moves)
             b = self._delta = view_body(m[0], m[1], self.enter, self.leave_bin, self.chat)
         return b
 
@@ -174,12 +199,12 @@ class View:
 
     def body3_after(self, sent: int | None) -> bytes:
         """body_after in version 3."""
-        m = self.moves
-        if sent is None or sent != self.build - 1 or m is None or len(m) < 4:
+        if sent is None or sent != self.build - 1 or self._moves3 is None:
             return self.body3
         b = self._delta3
         if b is None:
-            b = self._delta3 = view_body3(self.chat, self.enter, self.leave_bin, m[2], m[3])
+            m = cast("Moves", self.moves3)
+            b = self._delta3 = view_body3(self.chat, self.enter, self.leave_bin, m[0], m[1])
         return b
 
     def body_for(self, version: int, sent: int | None) -> bytes:
@@ -193,14 +218,18 @@ class View:
 
 def head_for(version: int, tick: int, ack: int) -> bytes:
     """The observer's own start of an update in protocol `version`."""
-    return update_head3(tick, ack) if version >= 3 else update_head(tick, ack)
+    if version >= 3:
+        return update_head3(tick, ack)
+    return update_head(tick, ack)
 
 
 def encode_update(tick: int, ack: int, view: View, sent: int | None = None, version: int = 2) -> bytes:
     """The complete 'update' message, for a connection of protocol `version` whose last update sent
     was of build `sent` (None: a keyframe): in version 2 {t, tick, ack, cells, moves, enter, leave,
     chat}, in version 3 [tick, ack, chat, enter, leave, cells, moves]."""
-    return head_for(version, tick, ack) + view.body_for(version, sent)
+    if version >= 3:
+        return update_head3(tick, ack) + view.body3_after(sent)
+    return update_head(tick, ack) + (view.body_after(sent) if version == 2 else view.body)
 
 
 def merge_views(older: View, newer: View) -> View:
@@ -231,5 +260,14 @@ def merge_views(older: View, newer: View) -> View:
             enter.append(rec)
     leave = list(dict.fromkeys(older.leave + newer.leave))
     return View.make(
-        newer._cells, enter, enter_ids, leave, older.chat + newer.chat, newer.build, newer.moves, None, newer._cells3
+        newer._cells,
+        enter,
+        enter_ids,
+        leave,
+        older.chat + newer.chat,
+        newer.build,
+        newer._moves,
+        None,
+        newer._cells3,
+        newer._moves3,
     )
