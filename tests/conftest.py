@@ -7,51 +7,91 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from support.npchelp import SMALL, small_map, write
+from support import costs
 from support.servers import RunningServer, start_server
-from support.typecheck import NODE, MypyRun
+from support.typecheck import MypyReport, MypyRun, holds_node
 
 E2E_DIR = Path(__file__).resolve().parent / "e2e"
 SERVER_FIXTURES = {"server", "launch"}  # each starts `npcworld serve` (a test may also call start_server)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    costs.register(config)  # NPCWORLD_TEST_COSTS=file: each test's wall and CPU (support/costs.py)
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the xdist_group marks (--dist loadgroup)
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Mark `e2e` every test of tests/e2e/ and every other test that starts a real server through
-    a fixture, so that `pytest -m "not e2e"` runs the fast tests alone (tests/README.md)."""
+    a fixture, so that `pytest -m "not e2e"` runs the fast tests alone (tests/README.md).
+
+    Under pytest-xdist's `--dist loadgroup` (scripts/test) a module's tests run in one worker, in their
+    order (its module-scoped servers start once), and so do all the tests of the default model (it is
+    loaded once a worker: SHARED_GROUPS)."""
     for item in items:
-        if E2E_DIR in item.path.parents or SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if E2E_DIR in item.path.parents or SERVER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.e2e)
+        group = next((g for f, g in SHARED_GROUPS.items() if f in fixtures), item.nodeid.split("::")[0])
+        item.add_marker(pytest.mark.xdist_group(group))
 
 
-_early: list[MypyRun] = []  # the mypy run started at collection, if any
+# session-scoped fixtures that cost a worker enough to keep their tests in one worker: fixture -> group
+SHARED_GROUPS = {"default_model": "default_model"}  # default_bf16 uses default_model
+
+_early: list[MypyRun] = []  # the mypy run started at collection (or by the xdist controller), if any
+_report: list[Path] = []  # the xdist controller's folder for its mypy run's report
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Start mypy now when the run holds tests/test_types.py's test, so that it runs beside the
-    other tests (support/typecheck.py says why); not for --collect-only, nor in an xdist worker (each
-    would start one)."""
+    other tests (support/typecheck.py says why); not for --collect-only, nor in an xdist worker (the
+    controller starts it: pytest_xdist_node_collection_finished)."""
     if session.config.option.collectonly or "PYTEST_XDIST_WORKER" in os.environ:
         return
-    if any(item.nodeid == NODE for item in session.items):
+    if holds_node(item.nodeid for item in session.items):
         _early.append(MypyRun())
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_configure_node(node) -> None:
+    """xdist controller: tell each worker the folder where the mypy run's report will be."""
+    if not _report:
+        _report.append(Path(tempfile.mkdtemp(prefix="npcworld-mypy-")))
+    node.workerinput["npcworld_mypy_report"] = str(_report[0])
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node, ids) -> None:
+    """xdist controller: start mypy once, when a worker's collection holds test_types' test (every
+    worker collects the same tests; none runs one before all have reported)."""
+    if _report and not _early and not node.config.option.collectonly and holds_node(ids):
+        _early.append(MypyRun(report=_report[0]))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     for run in _early:
         run.stop()
+    for folder in _report:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture
-def mypy_run():
-    """The mypy run started at collection, or one started now (a worker, or a test run by another
-    node id)."""
+def mypy_run(request):
+    """The mypy run started at collection (or by the xdist controller), or one started now (the test
+    run by another node id)."""
+    folder = getattr(request.config, "workerinput", {}).get("npcworld_mypy_report")
     if _early:
         yield _early[0]
+    elif folder and MypyReport.started(Path(folder)):
+        yield MypyReport(Path(folder))
     else:
         run = MypyRun()
         yield run
