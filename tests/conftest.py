@@ -1,7 +1,9 @@
 """Fixtures that start real servers: `npcworld serve` as a subprocess on a free
 loopback port (support/servers.py), ended by its PID when the test is done; and the default
 dialogue model, loaded once for the whole session (`default_model`, `default_bf16`); mypy, started
-at collection for tests/test_types.py (`mypy_run`, support/typecheck.py)."""
+at collection for tests/test_types.py (`mypy_run`, support/typecheck.py), by the controller under
+pytest-xdist; under xdist, a module whole in one worker (support/workers.py); each test's costs when
+NPCWORLD_TEST_COSTS names a file (support/costs.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from support.npchelp import SMALL, small_map, write
-from support import costs
+from support import costs, workers
 from support.servers import RunningServer, start_server
 from support.typecheck import MypyReport, MypyRun, holds_node
 
@@ -27,27 +29,29 @@ def pytest_configure(config: pytest.Config) -> None:
     costs.register(config)  # NPCWORLD_TEST_COSTS=file: each test's wall and CPU (support/costs.py)
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own, which reads the xdist_group marks (--dist loadgroup)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark `e2e` every test of tests/e2e/ and every other test that starts a real server through
-    a fixture, so that `pytest -m "not e2e"` runs the fast tests alone (tests/README.md).
-
-    Under pytest-xdist's `--dist loadgroup` (scripts/test) a module's tests run in one worker, in their
-    order (its module-scoped servers start once), and so do all the tests of the default model (it is
-    loaded once a worker: SHARED_GROUPS)."""
+    a fixture, so that `pytest -m "not e2e"` runs the fast tests alone (tests/README.md). In an xdist
+    worker, also say which modules share a worker (SHARED, support/workers.py)."""
+    groups: dict[str, str] = {}
     for item in items:
         fixtures = set(getattr(item, "fixturenames", ()))
         if E2E_DIR in item.path.parents or SERVER_FIXTURES & fixtures:
             item.add_marker(pytest.mark.e2e)
-        group = next((g for f, g in SHARED_GROUPS.items() if f in fixtures), item.nodeid.split("::")[0])
-        item.add_marker(pytest.mark.xdist_group(group))
+        for fixture, group in SHARED.items():
+            if fixture in fixtures:
+                groups[item.nodeid.split("::")[0]] = group
+    folder = getattr(config, "workerinput", {}).get(RUN_FOLDER)
+    if folder:
+        workers.write_groups(Path(folder), groups)
 
 
-# session-scoped fixtures that cost a worker enough to keep their tests in one worker: fixture -> group
-SHARED_GROUPS = {"default_model": "default_model"}  # default_bf16 uses default_model
+# session-scoped fixtures that cost a worker enough to keep the modules that use them in one worker
+SHARED = {"default_model": "default_model"}  # fixture -> group (default_bf16 uses default_model)
+RUN_FOLDER = "npcworld_run_folder"  # xdist: the controller's folder for the mypy report and the groups
 
 _early: list[MypyRun] = []  # the mypy run started at collection (or by the xdist controller), if any
-_report: list[Path] = []  # the xdist controller's folder for its mypy run's report
+_run_folder: list[Path] = []  # the xdist controller's RUN_FOLDER
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
@@ -60,26 +64,38 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         _early.append(MypyRun())
 
 
+def run_folder() -> Path:
+    if not _run_folder:
+        _run_folder.append(Path(tempfile.mkdtemp(prefix="npcworld-run-")))
+    return _run_folder[0]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """xdist controller, `--dist loadscope`: a module's scope, or its group's (support/workers.py)."""
+    if config.getvalue("dist") == "loadscope":
+        return workers.scheduler(config, log, run_folder())
+    return None
+
+
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node) -> None:
-    """xdist controller: tell each worker the folder where the mypy run's report will be."""
-    if not _report:
-        _report.append(Path(tempfile.mkdtemp(prefix="npcworld-mypy-")))
-    node.workerinput["npcworld_mypy_report"] = str(_report[0])
+    """xdist controller: tell each worker the run's folder (the mypy report, the groups)."""
+    node.workerinput[RUN_FOLDER] = str(run_folder())
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_xdist_node_collection_finished(node, ids) -> None:
     """xdist controller: start mypy once, when a worker's collection holds test_types' test (every
     worker collects the same tests; none runs one before all have reported)."""
-    if _report and not _early and not node.config.option.collectonly and holds_node(ids):
-        _early.append(MypyRun(report=_report[0]))
+    if _run_folder and not _early and not node.config.option.collectonly and holds_node(ids):
+        _early.append(MypyRun(report=_run_folder[0]))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     for run in _early:
         run.stop()
-    for folder in _report:
+    for folder in _run_folder:
         shutil.rmtree(folder, ignore_errors=True)
 
 
@@ -87,7 +103,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def mypy_run(request):
     """The mypy run started at collection (or by the xdist controller), or one started now (the test
     run by another node id)."""
-    folder = getattr(request.config, "workerinput", {}).get("npcworld_mypy_report")
+    folder = getattr(request.config, "workerinput", {}).get(RUN_FOLDER)
     if _early:
         yield _early[0]
     elif folder and MypyReport.started(Path(folder)):

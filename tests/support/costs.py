@@ -48,7 +48,7 @@ class Costs:
         yield
         self.rows.append(
             (
-                item.nodeid.split("@")[0],  # less the xdist group (--dist loadgroup)
+                item.nodeid,
                 time.monotonic() - wall,
                 _cpu(resource.RUSAGE_SELF) - own,
                 _cpu(resource.RUSAGE_CHILDREN) - kids,
