@@ -120,6 +120,16 @@ class NetSection:
         low=1,
         high=64,
     )
+    # The read check (server/gateway.py READ_CHECK_S): a ping every 0.4 of this, a client that answers
+    # none for this long is closed. docs/protocol.md's figure is the default; the tests of the close and
+    # of an idle reader that stays set 1 s, to show the same in a fifth of the time.
+    slow_client_s: float = option(
+        5.0,
+        "a client that reads nothing for this long is closed with 4002 (docs/protocol.md, Limits)",
+        unit="seconds",
+        low=0.5,
+        high=600.0,
+    )
     log_level: str = option("info", "log level", choices=LOG_LEVELS)
 
 

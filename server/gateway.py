@@ -81,6 +81,8 @@ SEND_BUFFER = 64 * 1024
 # sent from one sweep over all connections (Seats.read_check), not from a task per connection: a
 # task sleeping, pinging through websockets' ping() (an async send context) and waking on each pong
 # was 3.4% of the server's CPU at 600 clients (py-spy, bench/capacity.py; README "Capacity").
+# Both scale with the option `slow_client_s` (SLOW_CLIENT_S, 5 s, by default; Seats): the figures here
+# are the default's.
 READ_CHECK_S = 2.0
 SWEEP_S = 0.5  # how often the sweep runs: a ping goes out 2.0-2.5 s after the last was sent and answered
 # Updates are written directly (no task switch) while the socket's user-space
@@ -286,6 +288,10 @@ class Seats:
     def __init__(self, net: NetSection) -> None:
         self.direct_writes = net.direct_writes  # see Connection.direct
         self.max_players = net.max_players  # further hellos are closed with 4004
+        # the read check (READ_CHECK_S): a client that read nothing for slow_client_s is closed (4002)
+        self.slow_client_s = net.slow_client_s
+        self.read_check_s = READ_CHECK_S * net.slow_client_s / SLOW_CLIENT_S  # a ping every 2 s at 5 s
+        self.sweep_s = min(SWEEP_S, SWEEP_S * net.slow_client_s / SLOW_CLIENT_S)  # read_checks' period
         self.of: dict[int, Connection] = {}  # player id -> the connection holding its seat
         self.joining: Connection | None = None
 
@@ -342,19 +348,20 @@ class Seats:
 
     def read_check(self, now: float) -> None:
         """The read check of every seated connection (see READ_CHECK_S): send the pings that are due,
-        and close with 4002 the connections whose client read nothing for SLOW_CLIENT_S."""
+        and close with 4002 the connections whose client read nothing for slow_client_s."""
         for eid, conn in list(self.of.items()):
-            conn.ping_if_due(now)
+            conn.ping_if_due(now, self.read_check_s)
             stalled = conn.stalled_for(now)
-            if stalled > SLOW_CLIENT_S:
+            if stalled > self.slow_client_s:
                 log.info(
                     "closing %s (%d): read nothing for %.1f s", conn.player.name if conn.player else "?", eid, stalled
                 )
-                conn.close_soon(protocol.CLOSE_TOO_SLOW, "too slow: read nothing for 5 s")
+                conn.close_soon(protocol.CLOSE_TOO_SLOW, f"too slow: read nothing for {self.slow_client_s:g} s")
 
 
-async def read_checks(seats: Seats, stop: asyncio.Event, every_s: float = SWEEP_S) -> None:
-    """Every `every_s` until `stop`: `seats.read_check`."""
+async def read_checks(seats: Seats, stop: asyncio.Event, every_s: float | None = None) -> None:
+    """Every `every_s` (default: the seats' sweep_s) until `stop`: `seats.read_check`."""
+    every_s = seats.sweep_s if every_s is None else every_s
     while not stop.is_set():
         try:
             await asyncio.wait_for(stop.wait(), every_s)
@@ -418,8 +425,9 @@ class Connection:
             now - self.ping_since if unanswered else 0.0,
         )
 
-    def ping_if_due(self, now: float) -> None:
-        """Send the next read-check ping once the last was answered and READ_CHECK_S have passed since it went.
+    def ping_if_due(self, now: float, every_s: float = READ_CHECK_S) -> None:
+        """Send the next read-check ping once the last was answered and `every_s` (READ_CHECK_S at the
+        default slow_client_s: Seats.read_check_s) have passed since it went.
 
         With direct writes the ping frame waits in `ping` for the connection's next flush and goes out in
         its writev, behind the next tick's update (at most a tick on): no write of its own (one syscall per
@@ -432,7 +440,7 @@ class Connection:
         if self.ping is not None:  # no flush since the last sweep: nothing came to carry it
             self.flusher.mark(self)
             return
-        if (self.pong is not None and not self.pong.done()) or now - self.ping_since < READ_CHECK_S:
+        if (self.pong is not None and not self.pong.done()) or now - self.ping_since < every_s:
             return
         ws = self.ws
         if self.closing or not ws.is_open():

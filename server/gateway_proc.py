@@ -273,9 +273,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--map", required=True, help="the map file (its folder serves /map/ images)")
     ap.add_argument("--no-direct-writes", action="store_true")
     ap.add_argument("--log-level", default="info")
+    ap.add_argument("--slow-client-s", type=float, default=NetSection.slow_client_s, help="the read check's bound")
     args = ap.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    net = NetSection(direct_writes=not args.no_direct_writes)  # the seats' limit (max_players) is the room's
+    # the seats' limit (max_players) is the room's
+    net = NetSection(direct_writes=not args.no_direct_writes, slow_client_s=args.slow_client_s)
     link_sock = socket.socket(fileno=args.link)
     listen_sock = socket.socket(fileno=args.listen)
     import uvloop

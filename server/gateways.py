@@ -401,6 +401,7 @@ class Gateways:
         mine, theirs = socket.socketpair()
         cmd = [sys.executable, "-m", "server.gateway_proc", "--link", str(theirs.fileno())]
         cmd += ["--listen", str(listen.fileno()), "--map", self.map_path, "--log-level", self.log_level]
+        cmd += ["--slow-client-s", repr(self.net.slow_client_s)]
         if not self.net.direct_writes:
             cmd.append("--no-direct-writes")
         try:

@@ -20,4 +20,5 @@ sighthelp       Sights built from States, for the vectorised built-in behaviour
 decision_trace  a seeded town decided by the shipped policy, one digest a tick (the same-decisions guard)
 reference_builtin  the scalar built-in behaviour, the reference the vectorised one is checked against
 typecheck       mypy as a subprocess started early (at collection) and read by tests/test_types.py
+costs           each test's wall and CPU time, written as a table (NPCWORLD_TEST_COSTS=file)
 """

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from .paths import ROOT
 
 NPCWORLD = [sys.executable, "-m", "server.cli"]
 READY = re.compile(r"serving (http://[\d.]+:(\d+)/)")
+STARTS: list[float] = []  # each start_server's seconds from the command to its URL line (support/costs.py)
 
 
 @dataclass
@@ -52,10 +54,14 @@ def start_server(*args: str, timeout: float = 60, preexec_fn=None) -> RunningSer
     if not any(a.startswith(("--dialogue", "--no-dialogue")) for a in args):
         # The dialogue model's worker costs seconds of CPU to start: only tests that talk ask for it.
         args = ("--no-dialogue", *args)
-    if not any(a == "--store" or a.startswith("--store=") for a in args):
-        # each server its own store: the default (var/world.sqlite) would carry one test's world into the next
-        args = ("--store", str(Path(tempfile.mkdtemp(prefix="npcworld-store-")) / "world.sqlite"), *args)
+    own = Path(tempfile.mkdtemp(prefix="npcworld-store-"))
+    for flag, name in (("--store", "world.sqlite"), ("--memory-db", "memory.sqlite")):
+        if not any(a == flag or a.startswith(flag + "=") for a in args):
+            # each server its own store and NPC memory: the defaults (var/world.sqlite, var/memory.sqlite)
+            # would carry one test's world into the next, and be written by two servers at once under xdist
+            args = (flag, str(own / name), *args)
     cmd = [*NPCWORLD, "serve", "--host", "127.0.0.1", "--port", "0", *args]
+    started = time.monotonic()
     proc = subprocess.Popen(
         cmd,
         cwd=ROOT,
@@ -82,6 +88,7 @@ def start_server(*args: str, timeout: float = 60, preexec_fn=None) -> RunningSer
     if not found.wait(timeout) or not url:
         proc.kill()
         raise RuntimeError("server did not start:\n" + "\n".join(output))
+    STARTS.append(time.monotonic() - started)
     return RunningServer(proc, url[0], int(url[1]), output)
 
 
