@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from itertools import repeat
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -275,10 +276,12 @@ class World:
         cells = self._grid.cell_of(pos).tolist()
         kinds = t.kind[slots].tolist()
         xs, ys = pos[:, 0].tolist(), pos[:, 1].tolist()
-        for k, (eid, slot) in enumerate(zip(np.asarray(eids).tolist(), slots.tolist())):
-            name = t.name[slot]
-            self._chat.append((eid, slot, name, texts[k], cells[k]))
-            self._said.append(Line(eid, kinds[k], name, texts[k], xs[k], ys[k], self.tick))
+        ids, at = np.asarray(eids).tolist(), slots.tolist()
+        names = list(map(t.name.__getitem__, at))
+        # zip / map, not a loop body per line: ~350 lines a tick at 10,000 NPCs and 1,000 players
+        # (the loop was 5% of the policy tick's py-spy samples)
+        self._chat.extend(zip(ids, at, names, texts, cells))
+        self._said.extend(map(Line, ids, kinds, names, texts, xs, ys, repeat(self.tick, len(ids))))
 
     def names_of(self, eids: np.ndarray) -> list[str | None]:
         """Names of many entities; None for an id that is gone (or -1)."""

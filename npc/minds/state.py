@@ -136,7 +136,8 @@ class PairTimes:
         k = _keys(npc, player)
         if not len(self.keys) or not len(k):
             return np.full(len(k), default)
-        i = np.clip(np.searchsorted(self.keys, k), 0, len(self.keys) - 1)
+        i = np.searchsorted(self.keys, k)
+        np.minimum(i, len(self.keys) - 1, out=i)
         return np.where(self.keys[i] == k, self.times[i], default)
 
     def set(self, npc: np.ndarray, player: np.ndarray, t) -> None:
@@ -272,10 +273,17 @@ class Phased:
         self.replace_keys(npcs, _keys(npc, player), t)
 
     def replace_keys(self, npcs: np.ndarray, k: np.ndarray, t: np.ndarray, unique_sorted: bool = False) -> None:
-        """replace_npcs() by pair keys (unique_sorted: as PairTimes.set_keys; a phase's keys stay so)."""
+        """replace_npcs() by pair keys (unique_sorted: as PairTimes.set_keys; a phase's keys stay so). The
+        pairs are of the NPCs `npcs`: when those are all of one phase (a tick's look), so are the pairs,
+        which go to that phase's table as given (no phase of every key, no split)."""
         npcs, k, t = np.asarray(npcs, np.int64), np.asarray(k, np.int64), np.asarray(t, np.float64)
-        phase = (k >> 32) % self.k
+        phase = None
         for ph, sel in self._split(npcs):
+            if isinstance(sel, slice):
+                self.parts[ph].replace_keys(npcs, k, t, unique_sorted)
+                continue
+            if phase is None:
+                phase = (k >> 32) % self.k
             mine = phase == ph
             self.parts[ph].replace_keys(npcs[sel], k[mine], t[mine], unique_sorted)
 
@@ -297,10 +305,11 @@ class PairKeys:
         self.order = np.argsort(self.k, kind="stable")
         self.sorted = self.k[self.order]
         phase = (self.sorted >> 32) % phases  # ids are >= 0: the NPC's think phase, as Phased._split
+        # (phase, its pairs' places in `sorted`): a slice for one phase (views below, not gathers)
         if not len(phase):
-            self.groups: list[tuple[int, np.ndarray]] = []
+            self.groups: list[tuple[int, np.ndarray | slice]] = []
         elif phase.min() == phase.max():  # a tick's due NPCs: mostly one phase
-            self.groups = [(int(phase[0]), np.arange(len(phase)))]
+            self.groups = [(int(phase[0]), slice(None))]
         else:
             self.groups = [(ph, np.flatnonzero(phase == ph)) for ph in _present(phase, phases)]
 
@@ -333,10 +342,15 @@ def read(
             if not len(part.keys):
                 continue
             m = masks[j]
-            kj, sj = (kk, sel) if m is None else (kk[m[at]], sel[m[at]])
+            if m is None:
+                kj, sj = kk, sel
+            else:
+                mj = m[at]
+                kj, sj = kk[mj], sel[mj]
             if not len(kj):
                 continue
-            i = np.clip(np.searchsorted(part.keys, kj), 0, len(part.keys) - 1)
+            i = np.searchsorted(part.keys, kj)  # >= 0: only the end needs bounding (np.clip costs ~2x)
+            np.minimum(i, len(part.keys) - 1, out=i)
             out[sj] = np.where(part.keys[i] == kj, part.times[i], d)
     return outs
 

@@ -58,6 +58,21 @@ look itself off the tick: a per-tick snapshot of the players' positions and the 
 for the worker) was not started: the look also advances the built-in state (how long each player
 was within notice), so the tick would still query the grid for the due NPCs.
 
+s19b: py-spy of the policy tick (main 24ee87f, 400 ticks at 10,000 NPCs / 1,000 observers, the policy on
+one CPU worker answering between ticks, load ~13; cast.tick() thread CPU p50 17.8 ms against world.step 2.7,
+build_views + pushes 6.2, framing 2.5: the NPCs ~61% of the tick): the look 30.6% (grid query 10.5%, the
+ledger's read 7.2%, its keys' sort 2.3%, places_at 1.4%, World.columns 1.4%), the answers' apply 18.1%
+(every apply_verdicts 22.3%: need rates 5.8%, the lines 5.4%, set_intents 3.1%, the columns 2.6%),
+hearing 8.1% (the bard's on_hear), the request's gather 7.6%, the lines said 7.5% (World.say_many 5.0%),
+the ledger's commit 7.4% (the noticed sets 4.6%), begin_tick 4.0%, complete 3.2%, the built-in for
+missed/refused answers 4.2%. Cut: the grid query (three runs a query, world/nearby.py: 0.79-0.84x of
+it), say_many by zip/map (0.83x of it), the ledger's one-phase read and replace through slices, the
+patrol pause without nan_to_num, the base need rates filled. bench/decisions.py --compare against main
+(10,000 NPCs, rounds of 40 ticks, fingerprints the same in every round): 8 rounds at load 12-15, policy
+p50 18.7 vs 21.0 ms (0.89x), built-in 16.1 vs 18.0 (0.895x); 16 rounds at load 11-12, policy 22.7 vs
+22.8 (0.996x), built-in 18.9 vs 20.5 (0.92x): the built-in's gain holds, the policy's is within its
+rounds' spread (0.86x-1.07x a round) at that load.
+
 Not done (s17f, issue 10): answers that confirm the NPC's intent skipping builtin.complete and the
 apply. Bit for bit they still write `rows.by/why/need`, the continued approach's ledger entry and,
 for files with `during` needs, the need rates from the world's current columns (`arrived` may have
@@ -544,7 +559,8 @@ def _rates(world, defn, eids: np.ndarray, cur, rows: np.ndarray) -> None:
     """Each need's rate for NPCs going on with what they do: the base rate, plus its `during` rate for
     the activity (or action) once doing it: arrived, or anywhere for an intent without a place."""
     doing = (cur.arrived | (cur.place < 0))[rows]
-    rates = np.broadcast_to(np.asarray([nd.rate for nd in defn.needs], np.float64), (len(eids), len(defn.needs))).copy()
+    rates = np.empty((len(eids), len(defn.needs)))
+    rates[:] = [nd.rate for nd in defn.needs]  # (not np.broadcast_to(...).copy(): 1% of the policy tick)
     if doing.any() and any(nd.during for nd in defn.needs):
         # the `during` rates per distinct (activity, action) pair of the rows doing something: a handful
         d = np.flatnonzero(doing)

@@ -394,3 +394,23 @@ def test_step_matches_moving_every_entity(seed, dts):
         _plain_step(plain, dt)
         for col in ("pos", "stats", "w_timer", "w_phase", "i_arrived"):
             assert np.array_equal(getattr(fast._table, col), getattr(plain._table, col)), col
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 2**31), st.integers(1, 40))
+def test_say_many_is_say_line_by_line(seed, n):
+    """World.say_many (NPCs' greetings, one call a tick) gives the lines and chat records that one say()
+    per line gives, in order; a speaker may say several lines."""
+    worlds = [World(MAP, WorldConfig(seed=1)) for _ in range(2)]
+    for w in worlds:
+        for k in range(8):
+            w.spawn(NPC if k % 2 else PLAYER, f"e{k}", "#fff", *FREE[(seed + 97 * k) % len(FREE)])
+    rng = np.random.default_rng(seed)
+    eids = rng.integers(1, 9, n)
+    texts = [f"line {k} of {int(e)}" for k, e in enumerate(eids)]
+    one, many = worlds
+    for e, text in zip(eids.tolist(), texts):
+        one.say(e, text)
+    many.say_many(eids, texts)
+    assert many.take_lines() == one.take_lines()
+    assert many._chat == one._chat

@@ -65,6 +65,33 @@ def test_pair_times_match_a_dict_through_sets_replacements_and_forgets():
         check()
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 10), st.integers(0, 2**31))
+def test_phased_replacements_of_one_phase_or_many_match_a_dict(phases, seed):
+    """Phased.replace_npcs against a plain dict: the NPCs replaced all of one phase (a tick's look: their
+    pairs go to that phase's table whole) or of several (split by phase), with sets in between."""
+    rng = np.random.default_rng(seed)
+    table, model = Phased(phases), {}
+    for step in range(60):
+        npc, player, t = rng.integers(1, 50, 80), rng.integers(1, 30, 80), rng.uniform(0, 100, 80)
+        if step % 3 == 0:
+            table.set(npc, player, t)
+            model.update(((int(a), int(b)), float(c)) for a, b, c in zip(npc, player, t))
+        else:
+            ids = np.unique(npc)
+            npcs = ids[ids % phases == ids[0] % phases] if step % 3 == 1 else ids[: max(1, len(ids) // 2)]
+            mine = np.isin(npc, npcs)
+            pairs = {(int(a), int(b)): float(c) for a, b, c in zip(npc[mine], player[mine], t[mine])}
+            table.replace_npcs(npcs, npc[mine], player[mine], t[mine])
+            model = {k: v for k, v in model.items() if k[0] not in set(npcs.tolist())}
+            model.update(pairs)
+        for ph, part in enumerate(table.parts):
+            assert part.keys.tolist() == sorted(part.keys.tolist())
+            assert all((int(k) >> 32) % phases == ph for k in part.keys)
+        got = {(int(k) >> 32, int(k) & 0xFFFFFFFF): float(v) for p in table.parts for k, v in zip(p.keys, p.times)}
+        assert got == model
+
+
 @settings(max_examples=80, deadline=None)
 @given(st.integers(1, 10), st.integers(0, 400), st.integers(0, 2**31))
 def test_a_read_by_sorted_keys_with_masks_and_its_sorted_write_back_are_the_plain_ones(phases, m, seed):
