@@ -205,6 +205,8 @@ TOP = 256
 # The quick pass through the q4_1 kernel up to HEAD_ROWS rows, fbgemm's q8dyn above (s18b, the head alone,
 # thread CPU us, 1 thread, load 5: 1 row q4_1 2,732 vs q8dyn 4,286; 8 rows 10,965 vs 5,018).
 HEAD_ROWS = 2
+# STEP on its own threads (kernels' TEAM) rather than torch's OpenMP regions (at::parallel_for).
+TEAM = True
 # The slab's rows are bounded: a burst of joiners used to double it without end (session 14). At
 # MAX_ROWS the runner prefills no more joiners until rows leave (they wait in its queue); a row is
 # columns x 23 KB for the default model (1,088 columns: 25 MB a row, 32 rows 800 MB).
@@ -320,12 +322,18 @@ class Head:
         self.q = Dense(w, quant)
         # HEAD_ROWS: past them a kernels' quick pass is fbgemm's (q8dyn), which reuses its weights across rows.
         self.many = Dense(w, "q8dyn") if self.q.quant in BLOCKS and fbgemm() else None
+        self.quick: Callable | None = None  # TEAM: the whole step's q4_1_mm (the same numbers, on its threads)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """x (B, hidden) -> (B, vocab)."""
         if x.shape[0] > self.q.rows or self.q.quant not in ("int4", "q8dyn", *BLOCKS):
             return self.exact(x)
-        logits = (self.many if self.many is not None and x.shape[0] > HEAD_ROWS else self.q)(x)
+        if self.many is not None and x.shape[0] > HEAD_ROWS:
+            logits = self.many(x)
+        elif self.quick is not None:
+            logits = self.quick(x.float().contiguous(), *self.q.q).to(x.dtype)
+        else:
+            logits = self.q(x)
         top = logits.topk(min(TOP, logits.shape[-1]), -1).indices  # (B, TOP)
         again = torch.bmm(F.embedding(top, self.w), x[:, :, None])[..., 0]  # (B, TOP)
         return logits.scatter_(1, top, again)
@@ -408,8 +416,25 @@ class LeanLlama:
         # FUSED: a decode step's layers through the C++ kernels (RMSNorm, RoPE + slab write + attention,
         # silu * up): where they are built, on CPU, in float32.
         self.fused = self.device.type == "cpu" and self.dtype == torch.float32 and kernels.available()
+        self.whole: Any = self._whole_step() if self.fused else None  # STEP
+        if self.whole is not None and TEAM:
+            self.whole.set_team(True)
+            if isinstance(self.top, Head) and self.top.q.quant == "q4_1q8":
+                self.top.quick = self.whole.quick
         self.dump = columns  # the column padding writes to
         self.kv = self._slab(rows)
+
+    def _whole_step(self) -> Any:
+        """STEP: the kernels' Step holding every layer's packed weights (the same tensors as the Denses), or
+        None where the layers are not all in one of BLOCKS (e.g. quant "none": the per-layer FUSED path)."""
+        denses = [layer[i] for layer in self.layers for i in (1, 2, 4, 5)]
+        quant = denses[0].quant
+        if quant not in BLOCKS or any(d.quant != quant for d in denses):
+            return None
+        weights = [t for ln1, qkv, o, ln2, gu, down in self.layers for t in (ln1, *qkv.q, *o.q, ln2, *gu.q, *down.q)]
+        return torch.classes.npc_quant.Step(
+            quant, [*weights, self.norm], self.heads, self.kv_heads, self.head_dim, self.eps
+        )
 
     def _slab(self, rows: int) -> torch.Tensor:
         """A zeroed slab of `rows` rows (see the module's docstring for its layout), its views
@@ -488,7 +513,10 @@ class LeanLlama:
         B, T = ids.shape
         step = T == 1
         if step and col is pos and self.fused:  # a decode step (col is pos: its keys go to their positions)
-            x = self._fused_step(F.embedding(ids[:, 0], self.embed), pos.view(B), first)
+            x = F.embedding(ids[:, 0], self.embed)
+            if self.whole is not None and B <= self.layers[0][1].rows:  # STEP: the Denses' rows, through the kernels
+                return self.top(self.whole.forward(x, self.kv, first, pos.view(B), self.cos, self.sin))
+            x = self._fused_step(x, pos.view(B), first)
             return self.top(torch.ops.npc_quant.rms_norm(x, self.norm, self.eps))
         H, KV, G, D = self.heads, self.kv_heads, self.group, self.head_dim
         half = D // 2

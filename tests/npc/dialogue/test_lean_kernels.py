@@ -5,6 +5,7 @@ on them against transformers (tiny model), and the fallback when the kernels are
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -153,3 +154,118 @@ def test_a_fused_decode_step_gives_the_torch_steps_numbers(ops):
     assert calls == 6
     torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(out[0][1], out[1][1], rtol=1e-5, atol=1e-5)
+
+
+class Counted:
+    """A Step whose calls are counted (a ScriptObject's methods cannot be patched)."""
+
+    def __init__(self, step):
+        self.step, self.calls = step, 0
+
+    def forward(self, *args):
+        self.calls += 1
+        return self.step.forward(*args)
+
+
+def steps(hf, quant: str, path: str, prompts: list[list[int]], n: int, columns: int) -> tuple[torch.Tensor, ...]:
+    """Prefill `prompts`, then n greedy decode steps on `path`: "step" (STEP: one call a step), "layers"
+    (FUSED: per-layer ops) or "torch" (torch's ops around the kernels' matmuls): (logits, slab, Step calls)."""
+    e = lean.LeanEngine(hf, columns=columns, pad_id=0, quant=quant)
+    assert e.model.whole is not None and e.model.quant == quant
+    counted = Counted(e.model.whole)
+    e.model.whole = counted if path == "step" else None
+    e.model.fused = path != "torch"
+    with torch.inference_mode():
+        logits = [e.prefill([(p, 0, None) for p in prompts], lambda p, layers: None).float()]
+        tokens = logits[-1].argmax(-1)
+        for _ in range(n):
+            logits.append(e.decode(tokens).float())
+            tokens = logits[-1].argmax(-1)
+    m = e.model  # the slab without its dump column (padding writes there, several rows at once: in any order)
+    slab = torch.cat([m.keys[..., : m.dump].flatten(), m.values[:, :, :, : m.dump].flatten()])
+    return torch.stack(logits), slab, torch.tensor(counted.calls)
+
+
+@pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
+def threads(request):
+    before = torch.get_num_threads()
+    torch.set_num_threads(request.param)
+    yield request.param
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("quant", ["q4_1", "q4_1q8", "q8_0"])
+def test_the_whole_step_gives_the_per_layer_numbers_and_the_torch_paths(ops, threads, quant):
+    """STEP (every layer in one C++ call) against FUSED (the same kernels, one op at a time: the same
+    numbers, bit for bit) and the torch path (torch's RMSNorm, RoPE, attention and silu around the same
+    matmuls: close), tiny model, rows of different lengths, 6 steps: logits and slab."""
+    hf = tiny(seed=4, layers=3, hidden=64)[0]
+    prompts = [list(range(30, 70)), [7, 8, 9], list(range(100, 117))]
+    step, slab, calls = steps(hf, quant, "step", prompts, 6, 80)
+    assert calls == 6
+    layers, layers_slab, _ = steps(hf, quant, "layers", prompts, 6, 80)
+    assert torch.equal(step, layers) and torch.equal(slab, layers_slab)
+    plain, plain_slab, _ = steps(hf, quant, "torch", prompts, 6, 80)
+    assert not torch.equal(step, plain)  # other ops: the test can tell the paths apart
+    # Int8 inputs (q4_1q8, q8_0): an input a rounding apart in torch's RMSNorm may land in the next int8 step.
+    tol = 1e-4 if quant == "q4_1" else 5e-3
+    torch.testing.assert_close(step, plain, rtol=tol, atol=tol)
+    torch.testing.assert_close(slab, plain_slab, rtol=tol, atol=tol)
+
+
+def first_layers(hf, n: int):
+    """A view of a transformers Llama with only its first n layers (what LeanLlama reads), sharing its weights."""
+    from types import SimpleNamespace
+
+    config = copy.copy(hf.config)
+    config.num_hidden_layers = n
+    model = SimpleNamespace(layers=hf.model.layers[:n], norm=hf.model.norm, rotary_emb=hf.model.rotary_emb)
+    return SimpleNamespace(
+        config=config,
+        model=model,
+        get_input_embeddings=hf.get_input_embeddings,
+        get_output_embeddings=hf.get_output_embeddings,
+    )
+
+
+@pytest.mark.timeout(600)  # the default model's load, when no test before has loaded it
+def test_the_whole_step_on_the_default_models_first_layers(ops, threads, default_bf16):
+    """STEP on SmolLM2-135M's first 4 layers (its real shapes: 9 heads on 3 kv heads, 576 -> 1536) and the
+    head: bit for bit the per-layer path, close to the torch path, at 1 row and at 3 rows."""
+    if lean.compute_dtype(torch.bfloat16, torch.device("cpu")) != torch.float32:
+        pytest.skip("this CPU computes a bf16 model in bf16: no FUSED path (lean.COMPUTE)")
+    hf = first_layers(default_bf16, 4)
+    for prompts in ([list(range(1000, 1090))], [list(range(1000, 1090)), [1, 2, 3, 4], list(range(500, 540))]):
+        step, slab, calls = steps(hf, "q4_1", "step", prompts, 3, 100)
+        layers, layers_slab, _ = steps(hf, "q4_1", "layers", prompts, 3, 100)
+        plain, plain_slab, _ = steps(hf, "q4_1", "torch", prompts, 3, 100)
+        assert calls == 3 and torch.equal(step, layers) and torch.equal(slab, layers_slab)
+        torch.testing.assert_close(step, plain, rtol=1e-3, atol=1e-3)
+        torch.testing.assert_close(slab, plain_slab, rtol=1e-4, atol=1e-4)
+
+
+def test_the_whole_step_refuses_what_does_not_fit(ops):
+    hf = tiny(seed=4, layers=2, hidden=64)[0]
+    m = lean.LeanEngine(hf, columns=32, pad_id=0, quant="q4_1").model
+    Step = torch.classes.npc_quant.Step
+    weights = [t for ln1, qkv, o, ln2, gu, down in m.layers for t in (ln1, *qkv.q, *o.q, ln2, *gu.q, *down.q)]
+    with pytest.raises(RuntimeError, match="quant must be q4_1, q4_1q8 or q8_0, got int4"):
+        Step("int4", [*weights, m.norm], 4, 2, 16, 1e-5)
+    with pytest.raises(RuntimeError, match="27 weights: expected 14 a layer"):
+        Step("q4_1", weights[:-2] + [m.norm], 4, 2, 16, 1e-5)
+    with pytest.raises(RuntimeError, match="qkv weights .* do not fit"):
+        Step("q4_1", [*weights, m.norm], 4, 1, 16, 1e-5)  # 1 kv head: qkv would be 96 rows, not 128
+    with pytest.raises(RuntimeError, match="final norm .* expected \\(64,\\) float32"):
+        Step("q4_1", [*weights, m.norm.double()], 4, 2, 16, 1e-5)
+    step = Step("q4_1", [*weights, m.norm], 4, 2, 16, 1e-5)
+    pos = torch.tensor([3])
+    with pytest.raises(RuntimeError, match="x \\[1, 32\\] Float: expected \\(rows, 64\\)"):
+        step.forward(torch.zeros(1, 32), m.kv, 0, pos, m.cos, m.sin)
+    with pytest.raises(RuntimeError, match="does not fit 2 layers"):
+        step.forward(torch.zeros(1, 64), m.kv[:1], 0, pos, m.cos, m.sin)
+    with pytest.raises(RuntimeError, match="rows 4 .. 4"):
+        step.forward(torch.zeros(1, 64), m.kv, m.rows, pos, m.cos, m.sin)
+    with pytest.raises(RuntimeError, match="position 40 past the slab's columns"):
+        step.forward(torch.zeros(1, 64), m.kv, 0, torch.tensor([40]), m.cos, m.sin)
+    with pytest.raises(RuntimeError, match="pos \\[2\\] Long: expected \\(1,\\) int64"):
+        step.forward(torch.zeros(1, 64), m.kv, 0, torch.tensor([1, 2]), m.cos, m.sin)
