@@ -54,7 +54,8 @@ met in the printout and the JSON: measured, never asserted.
 Measured (s19b, 10,000 NPCs, 1,000 observers, 2-core machine at load 10-16): `--compare` against main,
 rounds of 40 ticks, fingerprints the same in every round: 8 rounds (load 12-15) policy cast.tick()
 p50 18.7 vs 21.0 ms (0.89x), built-in 16.1 vs 18.0 (0.895x); 16 rounds (load 11-12) policy 22.7 vs
-22.8 (0.996x), built-in 18.9 vs 20.5 (0.92x). The real-time run (`--sizes 10000 --no-batching
+22.8 (0.996x), built-in 18.9 vs 20.5 (0.92x); 16 rounds (load 12-18) policy 20.5 vs 21.4 (0.959x),
+built-in 16.2 vs 16.8 (0.962x). The real-time run (`--sizes 10000 --no-batching
 --seconds 20 --blocks 4 --fault-seconds 0`), two pairs one after the other (this, base; base, this):
 built-in p50 93.4 / 67.8 ms here against 67.1 / 106.6 on main, policy 123.6 / 92.6 against 92.3 /
 120.8, 14-45% of the policy's answers on time: whichever ran second was faster; at that load the

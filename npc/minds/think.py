@@ -70,8 +70,11 @@ it), say_many by zip/map (0.83x of it), the ledger's one-phase read and replace 
 patrol pause without nan_to_num, the base need rates filled. bench/decisions.py --compare against main
 (10,000 NPCs, rounds of 40 ticks, fingerprints the same in every round): 8 rounds at load 12-15, policy
 p50 18.7 vs 21.0 ms (0.89x), built-in 16.1 vs 18.0 (0.895x); 16 rounds at load 11-12, policy 22.7 vs
-22.8 (0.996x), built-in 18.9 vs 20.5 (0.92x): the built-in's gain holds, the policy's is within its
-rounds' spread (0.86x-1.07x a round) at that load.
+22.8 (0.996x), built-in 18.9 vs 20.5 (0.92x); 16 rounds at load 12-18, policy 20.5 vs 21.4 (0.959x),
+built-in 16.2 vs 16.8 (0.962x): ~4-10% less, the policy's rounds scattering 0.71x-1.11x at that load.
+py-spy after (same scene, load ~19): the grid query 9.1%, the lines said 4.5%, the ledger's commit 6.7%;
+what is left on top: the request's gather 8.7% (its _joined pointer checks 3.9%: __array_interface__ is
+~8 us a call, S + 2 calls a field), the lines 6.2%, the need rates 4.5%.
 
 Not done (s17f, issue 10): answers that confirm the NPC's intent skipping builtin.complete and the
 apply. Bit for bit they still write `rows.by/why/need`, the continued approach's ledger entry and,
