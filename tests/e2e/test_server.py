@@ -94,7 +94,7 @@ async def test_deltas_decode_to_what_a_keyframe_client_sees(crowded):
     # A version-1 session gets every update whole; a version-2 one gets moves against the update
     # before. Both at the plaza, moving: at every tick both hold, what both see is in the same place.
     old = await Player.join(crowded.ws_url, "old", version=1)
-    new = await Player.join(crowded.ws_url, "new")
+    new = await Player.join(crowded.ws_url, "new", version=2)  # (version 3 against 2: the test below)
     assert (old.welcome["v"], new.welcome["v"]) == (1, 2)
     await old.move(0.7, 0.3)
     await new.move(-0.6, 0.4)
