@@ -174,12 +174,14 @@ class Counted:
 
 
 def steps(hf, quant: str, path: str, prompts: list[list[int]], n: int, columns: int) -> tuple[torch.Tensor, ...]:
-    """Prefill `prompts`, then n greedy decode steps on `path`: "step" (STEP: one call a step), "layers"
+    """Prefill `prompts`, then n greedy decode steps on `path`: "step" (STEP: one call a step, on TEAM; "omp":
+    on OpenMP), "layers"
     (FUSED: per-layer ops) or "torch" (torch's ops around the kernels' matmuls): (logits, slab, Step calls)."""
     e = lean.LeanEngine(hf, columns=columns, pad_id=0, quant=quant)
     assert e.model.whole is not None and e.model.quant == quant
     counted = Counted(e.model.whole)
-    e.model.whole = counted if path == "step" else None
+    e.model.whole = counted if path in ("step", "omp") else None
+    counted.step.set_team(path != "omp")  # TEAM's threads, or torch's OpenMP (at::parallel_for)
     e.model.fused = path != "torch"
     with torch.inference_mode():
         logits = [e.prefill([(p, 0, None) for p in prompts], lambda p, layers: None).float()]
@@ -200,8 +202,8 @@ def threads(request):
 
 @pytest.mark.parametrize("quant", ["q4_1", "q4_1q8", "q8_0"])
 def test_the_whole_step_gives_the_per_layer_numbers_and_the_torch_paths(ops, threads, quant):
-    """STEP (every layer in one C++ call) against FUSED (the same kernels, one op at a time: the same
-    numbers, bit for bit) and the torch path (torch's RMSNorm, RoPE, attention and silu around the same
+    """STEP (every layer in one C++ call, on TEAM's threads or OpenMP's) against FUSED (the same kernels, one
+    op at a time: the same numbers, bit for bit) and the torch path (torch's RMSNorm, RoPE, attention and silu around the same
     matmuls: close), tiny model, rows of different lengths, 6 steps: logits and slab."""
     hf = tiny(seed=4, layers=3, hidden=64)[0]
     prompts = [list(range(30, 70)), [7, 8, 9], list(range(100, 117))]
@@ -209,6 +211,8 @@ def test_the_whole_step_gives_the_per_layer_numbers_and_the_torch_paths(ops, thr
     assert calls == 6
     layers, layers_slab, _ = steps(hf, quant, "layers", prompts, 6, 80)
     assert torch.equal(step, layers) and torch.equal(slab, layers_slab)
+    omp, omp_slab, _ = steps(hf, quant, "omp", prompts, 6, 80)
+    assert torch.equal(step, omp) and torch.equal(slab, omp_slab)
     plain, plain_slab, _ = steps(hf, quant, "torch", prompts, 6, 80)
     assert not torch.equal(step, plain)  # other ops: the test can tell the paths apart
     # Int8 inputs (q4_1q8, q8_0): an input a rounding apart in torch's RMSNorm may land in the next int8 step.
