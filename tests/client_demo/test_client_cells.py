@@ -52,14 +52,33 @@ console.log(JSON.stringify(out));
 """
 
 
-def test_the_browser_client_holds_what_every_keyframe_says():
+def scene(seed: int):
+    """A world of 3 fast players and 30 NPCs, the first player observing: (world, rng, players, me)."""
     w = World(load_map(ROOT / "assets" / "maps" / "default.tmj"), WorldConfig(seed=8, player_speed=400.0))
-    rng = np.random.default_rng(8)
+    rng = np.random.default_rng(seed)
     players = [w.spawn(PLAYER, f"p{i}", "#d08040") for i in range(3)]
     for _ in range(30):
         w.spawn(NPC, "n", "#40d080")
     me = players[0]
     w.add_observer(me)
+    return w, rng, players, me
+
+
+def in_node(template: str, frames: list[bytes]):
+    """What `template`'s script (the decoder under test) printed for the length-prefixed frames."""
+    script = template % {
+        "msgpack": json.dumps("file://" + os.path.abspath(MSGPACK_ESM)),
+        "snapshot": json.dumps("file://" + os.path.abspath(os.path.join(CLIENT_DIR, "snapshot.js"))),
+    }
+    out = subprocess.run(
+        ["node", "--input-type=module", "-e", script], input=b"".join(frames), capture_output=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr.decode()
+    return json.loads(out.stdout)
+
+
+def test_the_browser_client_holds_what_every_keyframe_says():
+    w, rng, players, me = scene(8)
     frames, expected, sent, held, forms = [], [], None, {}, set()
     for step in range(100):
         if step == 50:
@@ -84,15 +103,7 @@ def test_the_browser_client_holds_what_every_keyframe_says():
         )
         frames.append(len(data).to_bytes(4, "little") + data)
     assert forms == {"whole", "moves", "fix", "regroup"}
-    script = SCRIPT % {
-        "msgpack": json.dumps("file://" + os.path.abspath(MSGPACK_ESM)),
-        "snapshot": json.dumps("file://" + os.path.abspath(os.path.join(CLIENT_DIR, "snapshot.js"))),
-    }
-    out = subprocess.run(
-        ["node", "--input-type=module", "-e", script], input=b"".join(frames), capture_output=True, timeout=60
-    )
-    assert out.returncode == 0, out.stderr.decode()
-    got = json.loads(out.stdout)
+    got = in_node(SCRIPT, frames)
     assert len(got) == len(expected)
     for i, (g, e) in enumerate(zip(got, expected)):
         assert g == e, f"update {i}"
@@ -119,17 +130,22 @@ console.log(JSON.stringify(out));
 """
 
 
-def test_the_browser_client_holds_what_every_v3_keyframe_says():
-    """The same in version 3 (applyCells3): positions and steps, through every form of move block."""
+def keyframe3(tick: int, view) -> list:
+    """What the v3 keyframe of `view` says, as the Node script prints it: [positions, steps] by id."""
     from world.protocol import apply_cells3, update3_as_map
 
-    w = World(load_map(ROOT / "assets" / "maps" / "default.tmj"), WorldConfig(seed=8, player_speed=400.0))
-    rng = np.random.default_rng(9)
-    players = [w.spawn(PLAYER, f"p{i}", "#d08040") for i in range(3)]
-    for _ in range(30):
-        w.spawn(NPC, "n", "#40d080")
-    me = players[0]
-    w.add_observer(me)
+    key = apply_cells3({}, update3_as_map(msgpack.unpackb(encode_update(tick, -1, view, None, version=3)))["cells"], [])
+    return [
+        {str(i): [float(x), float(y)] for ids, pos, _ in key.values() for i, (x, y) in zip(ids.tolist(), pos.tolist())},
+        {str(i): s for ids, _, steps in key.values() for i, s in zip(ids.tolist(), steps.tolist())},
+    ]
+
+
+def test_the_browser_client_holds_what_every_v3_keyframe_says():
+    """The same in version 3 (applyCells3): positions and steps, through every form of move block."""
+    from world.protocol import update3_as_map
+
+    w, rng, players, me = scene(9)
     frames, expected, sent, forms = [], [], None, set()
     for step in range(120):
         if step == 60:
@@ -149,45 +165,13 @@ def test_the_browser_client_holds_what_every_v3_keyframe_says():
         forms |= {"changes"} if any(b[1] for b in msg["moves"]) else set()
         forms |= {"fix"} if any(len(b) > 2 and b[2] for b in msg["moves"]) else set()
         forms |= {"regroup"} if any(len(b) > 3 for b in msg["moves"]) else set()
-        key = apply_cells3(
-            {}, update3_as_map(msgpack.unpackb(encode_update(w.tick, -1, v, None, version=3)))["cells"], []
-        )
-        expected.append(
-            [
-                {
-                    str(i): [float(x), float(y)]
-                    for ids, pos, _ in key.values()
-                    for i, (x, y) in zip(ids.tolist(), pos.tolist())
-                },
-                {str(i): s for ids, _, steps in key.values() for i, s in zip(ids.tolist(), steps.tolist())},
-            ]
-        )
+        expected.append(keyframe3(w.tick, v))
         frames.append(len(data).to_bytes(4, "little") + data)
     assert forms == {"whole", "changes", "fix", "regroup"}
-    script = SCRIPT3 % {
-        "msgpack": json.dumps("file://" + os.path.abspath(MSGPACK_ESM)),
-        "snapshot": json.dumps("file://" + os.path.abspath(os.path.join(CLIENT_DIR, "snapshot.js"))),
-    }
-    out = subprocess.run(
-        ["node", "--input-type=module", "-e", script], input=b"".join(frames), capture_output=True, timeout=60
-    )
-    assert out.returncode == 0, out.stderr.decode()
-    got = json.loads(out.stdout)
+    got = in_node(SCRIPT3, frames)
     assert len(got) == len(expected)
     for i, (g, e) in enumerate(zip(got, expected)):
         assert g == e, f"update {i}"
-
-
-def _node3(frames: list[bytes]) -> list:
-    script = SCRIPT3 % {
-        "msgpack": json.dumps("file://" + os.path.abspath(MSGPACK_ESM)),
-        "snapshot": json.dumps("file://" + os.path.abspath(os.path.join(CLIENT_DIR, "snapshot.js"))),
-    }
-    out = subprocess.run(
-        ["node", "--input-type=module", "-e", script], input=b"".join(frames), capture_output=True, timeout=60
-    )
-    assert out.returncode == 0, out.stderr.decode()
-    return json.loads(out.stdout)
 
 
 @settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -200,7 +184,6 @@ def _node3(frames: list[bytes]) -> list:
 def test_the_browser_client_v3_decoder_agrees_with_the_servers_keyframes_whatever_the_world(seed, speed, turn, skips):
     """Hypothesis: any seed, speed and rate of turning, updates skipped (a keyframe after each):
     applyCells3 (Node) holds each keyframe's positions and steps."""
-    from world.protocol import apply_cells3, update3_as_map
 
     w = World(load_map(ROOT / "assets" / "maps" / "default.tmj"), WorldConfig(seed=seed % 100, player_speed=speed))
     rng = np.random.default_rng(seed)
@@ -219,18 +202,6 @@ def test_the_browser_client_v3_decoder_agrees_with_the_servers_keyframes_whateve
             continue  # not sent: the next one is a keyframe
         data = encode_update(w.tick, -1, v, sent, version=3)
         sent = v.build
-        key = apply_cells3(
-            {}, update3_as_map(msgpack.unpackb(encode_update(w.tick, -1, v, None, version=3)))["cells"], []
-        )
-        expected.append(
-            [
-                {
-                    str(i): [float(x), float(y)]
-                    for ids, pos, _ in key.values()
-                    for i, (x, y) in zip(ids.tolist(), pos.tolist())
-                },
-                {str(i): s for ids, _, steps in key.values() for i, s in zip(ids.tolist(), steps.tolist())},
-            ]
-        )
+        expected.append(keyframe3(w.tick, v))
         frames.append(len(data).to_bytes(4, "little") + data)
-    assert _node3(frames) == expected
+    assert in_node(SCRIPT3, frames) == expected

@@ -102,38 +102,14 @@ async def test_the_html_report_renders_in_chromium(wander_run):
 
 def test_each_scenario_plays(launch, tmp_path):
     srv = launch("--npcs", "20")
-    runs = {
-        name: start_bots(
-            "--url",
-            srv.ws_url,
-            "--clients",
-            "3",
-            "--ramp",
-            "0.5",
-            "--duration",
-            "3.5",
-            "--scenario",
-            name,
-            "--report",
-            str(tmp_path / name),
-        )
-        for name in ("chatty", "idle")
-    }
+
+    def short_run(name: str, *extra: str):
+        args = ("--url", srv.ws_url, "--clients", "3", "--ramp", "0.5", "--duration", "3.5", *extra)
+        return start_bots(*args, "--report", str(tmp_path / name))
+
+    runs = {name: short_run(name, "--scenario", name) for name in ("chatty", "idle")}
     # version 2 (a server older than version 3): the bots read the map form's head
-    runs["v2"] = start_bots(
-        "--url",
-        srv.ws_url,
-        "--clients",
-        "3",
-        "--ramp",
-        "0.5",
-        "--duration",
-        "3.5",
-        "--protocol",
-        "2",
-        "--report",
-        str(tmp_path / "v2"),
-    )
+    runs["v2"] = short_run("v2", "--protocol", "2")
     reports = {}
     for name, proc in runs.items():
         out, err = proc.communicate(timeout=60)
